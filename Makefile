@@ -1,0 +1,45 @@
+# Two commands matter: `make run` and `make test`. Both set everything up first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+GEN_STAMP := services/common/_generated/.stamp
+PROTOS := $(shell find proto -name '*.proto')
+
+.PHONY: install protos run test test-fast lint bench clean
+
+install: $(STAMP) $(GEN_STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(GEN_STAMP): $(STAMP) $(PROTOS) scripts/gen_protos.py
+	$(PY) scripts/gen_protos.py
+	touch $(GEN_STAMP)
+
+protos: $(STAMP)
+	$(PY) scripts/gen_protos.py
+	touch $(GEN_STAMP)
+
+run: install
+	$(PY) -m services.rules demo
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check services tests bench scripts
+	$(VENV)/bin/ruff format --check services tests bench scripts
+	$(VENV)/bin/mypy services
+
+bench: install
+	$(PY) -m bench.run --write docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) services/common/_generated var .pytest_cache .mypy_cache .ruff_cache

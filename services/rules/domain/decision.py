@@ -1,0 +1,271 @@
+"""Decisions (policy.md sections 1–4): findings, risk colour, status, white-list blockers, caps.
+
+Everything here is a pure function of the profile, the clauses that matched, the
+policy and the `as_of` date, so a decision can be reproduced and unit-tested without
+the engine, a database or a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+from .dates import add_days, add_months, within_months
+from .policy import Policy
+from .profile import EnterpriseProfile, FactValue, Hazard, Severity
+from .standards import Catalogue, Clause
+
+
+class RiskLevel(StrEnum):
+    BLUE = "blue"
+    YELLOW = "yellow"
+    ORANGE = "orange"
+    RED = "red"
+
+
+class Status(StrEnum):
+    WHITELIST = "whitelist"
+    ROUTINE = "routine"
+    PRIORITY = "priority"
+
+
+RISK_TEXT = {RiskLevel.BLUE: "蓝色（低风险）", RiskLevel.YELLOW: "黄色（一般风险）",
+             RiskLevel.ORANGE: "橙色（较大风险）", RiskLevel.RED: "红色（重大风险）"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One breached clause, or one open hazard found on site (then `hazard_id` is set)."""
+
+    standard_id: str
+    clause: str
+    severity: Severity
+    text: str
+    guidance: str
+    fact_keys: tuple[str, ...] = ()
+    matched_facts: Mapping[str, FactValue] = field(default_factory=dict)
+    services: tuple[str, ...] = ()
+    verified: bool = True
+    hazard_id: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.standard_id}:{self.clause}"
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A white-list criterion the firm fails: a stable code and what to fix, in Chinese."""
+
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    enterprise_id: str
+    status: Status
+    risk_level: RiskLevel
+    findings: tuple[Finding, ...]
+    whitelist_blockers: tuple[Blocker, ...]
+    inspection_cap_per_year: int
+    recommended_services: tuple[str, ...]
+    ruleset_version: str
+    as_of: date
+    valid_until: date
+    risk_reasons: tuple[str, ...] = ()
+    inspection_due_on: date | None = None
+
+
+def applicable_clauses(catalogue: Catalogue, profile: EnterpriseProfile) -> list[Clause]:
+    """The clauses whose industry / domain / size scope covers this firm, in catalogue order."""
+    return [c for s in catalogue.standards for c in s.clauses if c.applies_to(profile)]
+
+
+def decide(
+    profile: EnterpriseProfile,
+    matched: Iterable[Clause],
+    catalogue: Catalogue,
+    policy: Policy,
+    as_of: date,
+) -> Decision:
+    """The whole decision for one firm, given the clauses its facts breach."""
+    findings = build_findings(profile, matched, catalogue)
+    level, reasons = risk_level(profile, findings, policy, as_of)
+    blockers = whitelist_blockers(profile, level, policy, as_of)
+    if not blockers:
+        status = Status.WHITELIST
+    elif level is RiskLevel.RED:
+        status = Status.PRIORITY
+    else:
+        status = Status.ROUTINE
+    if status is Status.WHITELIST:
+        cap = policy.caps.whitelist
+        valid_until = add_months(as_of, policy.whitelist.valid_months)
+    else:
+        cap = policy.caps.yearly_cap(profile.standardization_grade, profile.high_risk_domains)
+        valid_until = add_months(as_of, policy.decision_valid_months)
+    due = add_days(as_of, policy.priority_inspection_due_days) if status is Status.PRIORITY else None
+    return Decision(
+        enterprise_id=profile.enterprise_id,
+        status=status,
+        risk_level=level,
+        findings=findings,
+        whitelist_blockers=blockers,
+        inspection_cap_per_year=cap,
+        recommended_services=recommended_services(profile, findings, policy),
+        ruleset_version=catalogue.version,
+        as_of=as_of,
+        valid_until=valid_until,
+        risk_reasons=reasons,
+        inspection_due_on=due,
+    )
+
+
+def build_findings(
+    profile: EnterpriseProfile, matched: Iterable[Clause], catalogue: Catalogue
+) -> tuple[Finding, ...]:
+    """Fact findings in catalogue order, then one per open hazard (policy.md section 1).
+
+    A fact finding for a clause that an open hazard already cites is the same observed
+    condition: it is folded into the hazard's finding rather than counted twice.
+    """
+    by_ref = {c.ref: _clause_finding(c, profile.facts) for c in matched}
+    hazard_findings = []
+    for hazard in profile.hazards:
+        if hazard.is_open:
+            hazard_findings.append(_hazard_finding(hazard, catalogue, by_ref.pop(hazard.clause_ref,
+                                                                                None)))
+    return (*by_ref.values(), *hazard_findings)
+
+
+def _clause_finding(clause: Clause, facts: Mapping[str, FactValue]) -> Finding:
+    keys = tuple(k for k in clause.condition.fact_keys() if k in facts)
+    return Finding(
+        standard_id=clause.standard_id,
+        clause=clause.clause,
+        severity=clause.severity,
+        text=clause.text,
+        guidance=clause.guidance,
+        fact_keys=keys,
+        matched_facts={k: facts[k] for k in keys},
+        services=clause.services,
+        verified=clause.verified,
+    )
+
+
+def _hazard_finding(hazard: Hazard, catalogue: Catalogue, same: Finding | None) -> Finding:
+    clause = catalogue.clause(hazard.clause_ref)
+    standard_id, _, clause_id = hazard.clause_ref.partition(":")
+    severity = hazard.severity
+    if same is not None and same.severity is Severity.MAJOR:
+        severity = Severity.MAJOR
+    return Finding(
+        standard_id=standard_id,
+        clause=clause_id,
+        severity=severity,
+        text=clause.text if clause else f"现场检查发现的隐患（{hazard.clause_ref}）",
+        guidance=(clause.guidance if clause else "按整改通知书要求限期整改，整改后申请复查。")
+        + f"（整改期限 {hazard.due_on.isoformat()}）",
+        fact_keys=same.fact_keys if same else (),
+        matched_facts=same.matched_facts if same else {},
+        services=clause.services if clause else (),
+        verified=clause.verified if clause else True,
+        hazard_id=hazard.hazard_id,
+    )
+
+
+def risk_level(
+    profile: EnterpriseProfile, findings: tuple[Finding, ...], policy: Policy, as_of: date
+) -> tuple[RiskLevel, tuple[str, ...]]:
+    """The first colour of policy.md section 2 that holds, with every reason that made it."""
+    cp = policy.colour
+    majors = [f.ref for f in findings if f.severity is Severity.MAJOR]
+    generals = sum(1 for f in findings if f.severity is Severity.GENERAL)
+    red = []
+    if majors:
+        red.append(f"存在重大事故隐患：{'、'.join(majors)}")
+    if cp.red_if_blacklisted and profile.blacklisted:
+        red.append("列入安全生产严重失信主体名单")
+    if any(a.deaths >= cp.fatal_accident_min_deaths
+           and within_months(a.occurred_on, as_of, cp.fatal_accident_window_months)
+           for a in profile.accidents):
+        red.append(f"{cp.fatal_accident_window_months}个月内发生造成人员死亡的生产安全事故")
+    if red:
+        return RiskLevel.RED, tuple(red)
+    orange = []
+    if generals >= cp.orange_min_general_findings:
+        orange.append(f"一般隐患{generals}项（≥{cp.orange_min_general_findings}项）")
+    if any(within_months(a.occurred_on, as_of, cp.orange_accident_window_months)
+           for a in profile.accidents):
+        orange.append(f"{cp.orange_accident_window_months}个月内发生生产安全事故")
+    if profile.credit_rating in cp.orange_credit_ratings:
+        orange.append(f"信用等级为{profile.credit_rating}")
+    if cp.orange_high_risk_grade_zero and profile.high_risk_domains \
+            and profile.standardization_grade == 0:
+        orange.append("属高危领域但未取得安全生产标准化等级")
+    if orange:
+        return RiskLevel.ORANGE, tuple(orange)
+    yellow = []
+    if generals >= cp.yellow_min_general_findings:
+        yellow.append(f"一般隐患{generals}项")
+    if any(within_months(p.decided_on, as_of, cp.yellow_penalty_window_months)
+           for p in profile.penalties):
+        yellow.append(f"{cp.yellow_penalty_window_months}个月内受到行政处罚")
+    if profile.credit_rating in cp.yellow_credit_ratings:
+        yellow.append(f"信用等级为{profile.credit_rating}")
+    if profile.merchant_score < cp.yellow_merchant_score_below:
+        yellow.append(f"十二分制得分{profile.merchant_score}分（低于{cp.yellow_merchant_score_below}分）")
+    if yellow:
+        return RiskLevel.YELLOW, tuple(yellow)
+    return RiskLevel.BLUE, ()
+
+
+def whitelist_blockers(
+    profile: EnterpriseProfile, level: RiskLevel, policy: Policy, as_of: date
+) -> tuple[Blocker, ...]:
+    """Every white-list criterion of policy.md section 3 the firm fails, by name."""
+    wp = policy.whitelist
+    out = []
+    if level is not RiskLevel.BLUE:
+        out.append(Blocker("risk_not_blue", f"风险等级为{RISK_TEXT[level]}，须为蓝色"))
+    if wp.specialized_sme_only and not profile.specialized_sme:
+        out.append(Blocker("not_specialized_sme", "白名单仅面向专精特新企业"))
+    if any(within_months(a.occurred_on, as_of, wp.accident_free_months) for a in profile.accidents):
+        out.append(Blocker("recent_accident", f"{wp.accident_free_months}个月内发生过生产安全事故"))
+    if any(within_months(p.decided_on, as_of, wp.penalty_free_months) for p in profile.penalties):
+        out.append(Blocker("recent_penalty", f"{wp.penalty_free_months}个月内受到过行政处罚"))
+    open_count = sum(1 for h in profile.hazards if h.is_open)
+    if open_count:
+        out.append(Blocker("open_hazard", f"尚有{open_count}项隐患未经复查验收"))
+    if any(h.closed_late and h.closed_on is not None
+           and within_months(h.closed_on, as_of, wp.late_closure_block_months)
+           for h in profile.hazards):
+        out.append(Blocker("late_rectification",
+                           f"{wp.late_closure_block_months}个月内有隐患逾期才整改完毕"))
+    if profile.credit_rating not in wp.credit_ratings:
+        rating = profile.credit_rating or "未评定"
+        out.append(Blocker("credit_rating", f"信用等级为{rating}，须为A或B"))
+    if profile.blacklisted:
+        out.append(Blocker("blacklisted", "列入安全生产严重失信主体名单"))
+    small_and_safe = (profile.employees < wp.small_firm_employees_below
+                      and not profile.high_risk_domains)
+    if profile.standardization_grade not in wp.standardization_grades and not small_and_safe:
+        out.append(Blocker("standardization",
+                           f"未取得安全生产标准化等级（员工{wp.small_firm_employees_below}人以下且不涉高危领域的除外）"))
+    if profile.merchant_score < wp.min_merchant_score:
+        out.append(Blocker("merchant_score",
+                           f"十二分制得分{profile.merchant_score}分，须不低于{wp.min_merchant_score}分"))
+    return tuple(out)
+
+
+def recommended_services(
+    profile: EnterpriseProfile, findings: tuple[Finding, ...], policy: Policy
+) -> tuple[str, ...]:
+    """Booking items that help: the union over findings, plus coaching for grade-0 high-risk firms."""
+    services = {s for f in findings for s in f.services}
+    if profile.high_risk_domains and profile.standardization_grade == 0:
+        services.add(policy.grade_zero_service)
+    return tuple(sorted(services))

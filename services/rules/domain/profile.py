@@ -1,0 +1,452 @@
+"""The enterprise profile (facts.md) and its validation.
+
+`parse_profile` takes the JSON-shaped dict that both the CLI's files and the gRPC
+entrypoint produce, checks every field, and returns a frozen `EnterpriseProfile` or
+raises `ValidationError` naming every bad field, so one path validates all input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from .dates import parse_iso_date
+from .errors import FieldViolation, ValidationError
+
+
+class Industry(StrEnum):
+    METALLURGY = "metallurgy"
+    NONFERROUS = "nonferrous"
+    BUILDING_MATERIALS = "building_materials"
+    MACHINERY = "machinery"
+    LIGHT_INDUSTRY = "light_industry"
+    TEXTILE = "textile"
+    TOBACCO = "tobacco"
+    COMMERCE_TRADE = "commerce_trade"
+    CHEMICALS = "chemicals"
+    FIREWORKS = "fireworks"
+    SMALL_VENUE = "small_venue"
+    OTHER = "other"
+
+
+class Domain(StrEnum):
+    """The nine high-risk domains (九大高危领域)."""
+
+    HAZARDOUS_CHEMICALS = "hazardous_chemicals"
+    DUST_EXPLOSION = "dust_explosion"
+    AMMONIA_REFRIGERATION = "ammonia_refrigeration"
+    CONFINED_SPACE = "confined_space"
+    METAL_SMELTING = "metal_smelting"
+    GAS = "gas"
+    FIRE_CROWDED = "fire_crowded"
+    SPECIAL_EQUIPMENT = "special_equipment"
+    WAREHOUSING_LOGISTICS = "warehousing_logistics"
+
+
+class CreditRating(StrEnum):
+    A = "A"
+    B = "B"
+    C = "C"
+    D = "D"
+
+
+class AccidentLevel(StrEnum):
+    GENERAL = "general"
+    LARGER = "larger"
+    MAJOR = "major"
+    ESPECIALLY_MAJOR = "especially_major"
+
+
+class Severity(StrEnum):
+    GENERAL = "general"
+    MAJOR = "major"
+
+
+class HazardStatus(StrEnum):
+    OPEN = "open"
+    RECTIFIED = "rectified"
+    VERIFIED = "verified"
+
+
+FactValue = bool | int | float | str
+E = TypeVar("E", bound=StrEnum)
+
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+CLAUSE_REF = re.compile(r"^[A-Z][A-Z0-9]{1,15}:[^\s:]{1,32}$")
+MAX_NAME = 200
+MAX_REGION = 100
+MAX_TEXT = 2000
+MAX_LIST = 500
+MAX_EMPLOYEES = 10_000_000
+
+
+@dataclass(frozen=True)
+class Accident:
+    occurred_on: date
+    level: AccidentLevel
+    deaths: int
+
+
+@dataclass(frozen=True)
+class Penalty:
+    decided_on: date
+    amount_yuan: float
+    basis: str
+
+
+@dataclass(frozen=True)
+class Hazard:
+    hazard_id: str
+    clause_ref: str
+    severity: Severity
+    found_on: date
+    due_on: date
+    status: HazardStatus
+    closed_on: date | None = None
+    closed_late: bool = False
+
+    @property
+    def is_open(self) -> bool:
+        """Found on site and not yet verified fixed (a firm's own 'rectified' is not proof)."""
+        return self.status is not HazardStatus.VERIFIED
+
+
+@dataclass(frozen=True)
+class EnterpriseProfile:
+    enterprise_id: str
+    name: str
+    industry: Industry
+    region: str
+    employees: int = 0
+    specialized_sme: bool = False
+    standardization_grade: int = 0
+    credit_rating: CreditRating | None = None
+    blacklisted: bool = False
+    merchant_score: int = 12
+    high_risk_domains: frozenset[Domain] = frozenset()
+    accidents: tuple[Accident, ...] = ()
+    penalties: tuple[Penalty, ...] = ()
+    hazards: tuple[Hazard, ...] = ()
+    facts: Mapping[str, FactValue] = field(default_factory=dict)
+
+
+def uscc_check_char(first17: str) -> str:
+    """The GB 32100-2015 check character for the first 17 characters of a code."""
+    total = sum(USCC_ALPHABET.index(ch) * w for ch, w in zip(first17, USCC_WEIGHTS, strict=True))
+    return USCC_ALPHABET[(31 - total % 31) % 31]
+
+
+def uscc_problem(code: str) -> str | None:
+    """Why `code` is not a valid unified social credit code, or None when it is."""
+    if len(code) != 18:
+        return "must be 18 characters (统一社会信用代码)"
+    bad = sorted({ch for ch in code if ch not in USCC_ALPHABET})
+    if bad:
+        return f"contains characters outside the GB 32100 alphabet: {''.join(bad)!r}"
+    if uscc_check_char(code[:17]) != code[17]:
+        return "check character does not verify (GB 32100-2015)"
+    return None
+
+
+PROFILE_FIELDS = frozenset(
+    {
+        "enterprise_id",
+        "name",
+        "industry",
+        "region",
+        "employees",
+        "specialized_sme",
+        "standardization_grade",
+        "credit_rating",
+        "blacklisted",
+        "merchant_score",
+        "high_risk_domains",
+        "accidents",
+        "penalties",
+        "hazards",
+        "facts",
+    }
+)
+
+
+class _Checker:
+    """Collects violations while reading fields, so one pass reports every bad field."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.violations: list[FieldViolation] = []
+
+    def bad(self, path: str, description: str) -> None:
+        self.violations.append(FieldViolation(self.prefix + path, description))
+
+    def string(self, data: Mapping[str, Any], key: str, path: str, *, max_len: int,
+               required: bool) -> str:
+        value = data.get(key)
+        if value is None or value == "":
+            if required:
+                self.bad(path, "is required")
+            return ""
+        if not isinstance(value, str):
+            self.bad(path, "must be a string")
+            return ""
+        if len(value) > max_len:
+            self.bad(path, f"must be at most {max_len} characters")
+        elif value != value.strip():
+            self.bad(path, "must not start or end with spaces")
+        return value
+
+    def integer(self, data: Mapping[str, Any], key: str, path: str, *, default: int,
+                low: int, high: int) -> int:
+        value = data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.bad(path, "must be an integer")
+            return default
+        if not low <= value <= high:
+            self.bad(path, f"must be between {low} and {high}")
+            return default
+        return value
+
+    def boolean(self, data: Mapping[str, Any], key: str, path: str) -> bool:
+        value = data.get(key, False)
+        if not isinstance(value, bool):
+            self.bad(path, "must be true or false")
+            return False
+        return value
+
+    def enum(self, enum: type[E], value: Any, path: str, *,
+                         required: bool) -> E | None:
+        if value is None or value == "":
+            if required:
+                self.bad(path, f"is required; one of {', '.join(e.value for e in enum)}")
+            return None
+        try:
+            return enum(value)
+        except ValueError:
+            self.bad(path, f"unknown value {value!r}; one of {', '.join(e.value for e in enum)}")
+            return None
+
+    def day(self, value: Any, path: str, *, required: bool = True) -> date | None:
+        if value is None or value == "":
+            if required:
+                self.bad(path, "is required (YYYY-MM-DD)")
+            return None
+        if not isinstance(value, str):
+            self.bad(path, "must be a date string YYYY-MM-DD")
+            return None
+        try:
+            return parse_iso_date(value)
+        except ValueError:
+            self.bad(path, f"{value!r} is not a calendar date YYYY-MM-DD")
+            return None
+
+    def items(self, data: Mapping[str, Any], key: str) -> list[Any]:
+        value = data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list | tuple):
+            self.bad(key, "must be a list")
+            return []
+        if len(value) > MAX_LIST:
+            self.bad(key, f"at most {MAX_LIST} entries")
+            return []
+        return list(value)
+
+
+def parse_profile(
+    data: Mapping[str, Any], fact_types: Mapping[str, str], *, prefix: str = ""
+) -> EnterpriseProfile:
+    """Validate a JSON-shaped profile against facts.md; raise ValidationError naming each field.
+
+    `fact_types` is the fact-key registry (key → bool|int|number|string); `prefix` is the
+    path of the profile in the request (e.g. "profile.") so violations name request fields.
+    """
+    check = _Checker(prefix)
+    if not isinstance(data, Mapping):
+        check.bad("", "must be an object")
+        raise ValidationError(check.violations)
+    for unknown in sorted(set(data) - PROFILE_FIELDS):
+        check.bad(str(unknown), "unknown field")
+    enterprise_id = check.string(data, "enterprise_id", "enterprise_id", max_len=18,
+                                 required=True)
+    if enterprise_id and (problem := uscc_problem(enterprise_id)):
+        check.bad("enterprise_id", problem)
+    name = check.string(data, "name", "name", max_len=MAX_NAME, required=True)
+    industry = check.enum(Industry, data.get("industry"), "industry", required=True)
+    region = check.string(data, "region", "region", max_len=MAX_REGION, required=True)
+    employees = check.integer(data, "employees", "employees", default=0, low=0,
+                              high=MAX_EMPLOYEES)
+    grade = check.integer(data, "standardization_grade", "standardization_grade", default=0,
+                          low=0, high=3)
+    merchant_score = check.integer(data, "merchant_score", "merchant_score", default=12,
+                                   low=0, high=100)
+    credit = check.enum(CreditRating, data.get("credit_rating"), "credit_rating",
+                        required=False)
+    profile = EnterpriseProfile(
+        enterprise_id=enterprise_id,
+        name=name,
+        industry=industry or Industry.OTHER,
+        region=region,
+        employees=employees,
+        specialized_sme=check.boolean(data, "specialized_sme", "specialized_sme"),
+        standardization_grade=grade,
+        credit_rating=credit,
+        blacklisted=check.boolean(data, "blacklisted", "blacklisted"),
+        merchant_score=merchant_score,
+        high_risk_domains=_domains(check, data),
+        accidents=tuple(_accidents(check, data)),
+        penalties=tuple(_penalties(check, data)),
+        hazards=tuple(_hazards(check, data)),
+        facts=_facts(check, data, fact_types),
+    )
+    if check.violations:
+        raise ValidationError(check.violations)
+    return profile
+
+
+def _domains(check: _Checker, data: Mapping[str, Any]) -> frozenset[Domain]:
+    found: set[Domain] = set()
+    for i, raw in enumerate(check.items(data, "high_risk_domains")):
+        value = check.enum(Domain, raw, f"high_risk_domains[{i}]", required=True)
+        if value is not None:
+            found.add(value)
+    return frozenset(found)
+
+
+def _entry(check: _Checker, raw: Any, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        check.bad(path, "must be an object")
+        return {}
+    for unknown in sorted(set(raw) - allowed):
+        check.bad(f"{path}.{unknown}", "unknown field")
+    return raw
+
+
+def _accidents(check: _Checker, data: Mapping[str, Any]) -> list[Accident]:
+    out = []
+    for i, raw in enumerate(check.items(data, "accidents")):
+        path = f"accidents[{i}]"
+        entry = _entry(check, raw, path, frozenset({"occurred_on", "level", "deaths"}))
+        occurred = check.day(entry.get("occurred_on"), f"{path}.occurred_on")
+        level = check.enum(AccidentLevel, entry.get("level"), f"{path}.level", required=True)
+        deaths = check.integer(entry, "deaths", f"{path}.deaths", default=0, low=0, high=100_000)
+        if occurred and level:
+            out.append(Accident(occurred, level, deaths))
+    return out
+
+
+def _penalties(check: _Checker, data: Mapping[str, Any]) -> list[Penalty]:
+    out = []
+    for i, raw in enumerate(check.items(data, "penalties")):
+        path = f"penalties[{i}]"
+        entry = _entry(check, raw, path, frozenset({"decided_on", "amount_yuan", "basis"}))
+        decided = check.day(entry.get("decided_on"), f"{path}.decided_on")
+        amount = entry.get("amount_yuan", 0)
+        if (isinstance(amount, bool) or not isinstance(amount, int | float)
+                or not math.isfinite(amount) or amount < 0):
+            check.bad(f"{path}.amount_yuan", "must be a finite number >= 0")
+            amount = 0
+        basis = check.string(entry, "basis", f"{path}.basis", max_len=MAX_TEXT, required=False)
+        if decided:
+            out.append(Penalty(decided, float(amount), basis))
+    return out
+
+
+HAZARD_FIELDS = frozenset(
+    {"hazard_id", "clause_ref", "severity", "found_on", "due_on", "status", "closed_on",
+     "closed_late"}
+)
+
+
+def _hazards(check: _Checker, data: Mapping[str, Any]) -> list[Hazard]:
+    out: list[Hazard] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(check.items(data, "hazards")):
+        path = f"hazards[{i}]"
+        entry = _entry(check, raw, path, HAZARD_FIELDS)
+        hazard_id = check.string(entry, "hazard_id", f"{path}.hazard_id", max_len=64,
+                                 required=True)
+        if hazard_id in seen:
+            check.bad(f"{path}.hazard_id", f"duplicate hazard_id {hazard_id!r}")
+        seen.add(hazard_id)
+        ref = check.string(entry, "clause_ref", f"{path}.clause_ref", max_len=48, required=True)
+        if ref and not CLAUSE_REF.match(ref):
+            check.bad(f"{path}.clause_ref", "must be <standard_id>:<clause>, e.g. GM2023:11(1)")
+        severity = check.enum(Severity, entry.get("severity"), f"{path}.severity", required=True)
+        status = check.enum(HazardStatus, entry.get("status"), f"{path}.status", required=True)
+        found = check.day(entry.get("found_on"), f"{path}.found_on")
+        due = check.day(entry.get("due_on"), f"{path}.due_on")
+        closed = check.day(entry.get("closed_on"), f"{path}.closed_on", required=False)
+        late = check.boolean(entry, "closed_late", f"{path}.closed_late")
+        if found and due and due < found:
+            check.bad(f"{path}.due_on", "must not be before found_on")
+        if closed and found and closed < found:
+            check.bad(f"{path}.closed_on", "must not be before found_on")
+        if closed and status is not HazardStatus.VERIFIED:
+            check.bad(f"{path}.closed_on", "only a verified hazard has a closed_on date")
+        if late and not closed:
+            check.bad(f"{path}.closed_late", "a late closure needs its closed_on date")
+        if severity and status and found and due:
+            out.append(Hazard(hazard_id, ref, severity, found, due, status, closed, late))
+    return out
+
+
+def _facts(check: _Checker, data: Mapping[str, Any],
+           fact_types: Mapping[str, str]) -> dict[str, FactValue]:
+    raw = data.get("facts")
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        check.bad("facts", "must be a map of fact key to value")
+        return {}
+    out: dict[str, FactValue] = {}
+    for key, value in raw.items():
+        path = f'facts["{key}"]'
+        kind = fact_types.get(key) if isinstance(key, str) else None
+        if kind is None:
+            check.bad(path, "unknown fact key (see the fact-key registry, facts.md)")
+            continue
+        parsed = _fact_value(kind, value)
+        if parsed is None:
+            check.bad(path, f"must be {_KIND_TEXT[kind]}")
+            continue
+        out[key] = parsed
+    return out
+
+
+_KIND_TEXT = {
+    "bool": "true or false",
+    "int": "a whole number >= 0",
+    "number": "a finite number",
+    "string": "a string of at most 200 characters",
+}
+
+
+def _fact_value(kind: str, value: Any) -> FactValue | None:
+    """Coerce a fact value to its registered type; None when it does not fit.
+
+    JSON and google.protobuf.Value carry every number as a float, so 3.0 is accepted
+    for an int fact; True is never accepted as a number.
+    """
+    if kind == "bool":
+        return value if isinstance(value, bool) else None
+    if isinstance(value, bool):
+        return None
+    if kind == "int":
+        if isinstance(value, int | float) and math.isfinite(value) and value == int(value):
+            return int(value) if value >= 0 else None
+        return None
+    if kind == "number":
+        if isinstance(value, int | float) and math.isfinite(value):
+            return float(value)
+        return None
+    if kind == "string" and isinstance(value, str) and len(value) <= 200:
+        return value
+    return None
