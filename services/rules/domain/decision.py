@@ -138,7 +138,9 @@ def build_findings(
         if hazard.is_open:
             hazard_findings.append(_hazard_finding(hazard, catalogue, by_ref.pop(hazard.clause_ref,
                                                                                 None)))
-    return (*by_ref.values(), *hazard_findings)
+    ordered = [*by_ref.values(), *hazard_findings]
+    ordered.sort(key=lambda f: f.severity is not Severity.MAJOR)  # stable: majors first
+    return tuple(ordered)
 
 
 def _clause_finding(clause: Clause, facts: Mapping[str, FactValue]) -> Finding:

@@ -1,0 +1,99 @@
+"""Domain errors → gRPC status codes with google.rpc details, in one place for both services.
+
+Domain errors carry a `code` name ("invalid_argument", "not_found", …) and, for
+validation, `violations` with `field`/`description`; nothing here imports a domain.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+CODES: dict[str, grpc.StatusCode] = {
+    "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
+    "already_exists": grpc.StatusCode.ALREADY_EXISTS,
+    "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
+    "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
+    "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "aborted": grpc.StatusCode.ABORTED,
+}
+_log = structlog.get_logger("grpc")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def is_domain_error(exc: BaseException) -> bool:
+    return isinstance(getattr(exc, "code", None), str) and exc.code in CODES  # type: ignore[attr-defined]
+
+
+def status_proto(exc: BaseException) -> status_pb2.Status:
+    """The google.rpc.Status for a domain error, with a BadRequest for validation errors."""
+    code = CODES[exc.code]  # type: ignore[attr-defined]
+    message = getattr(exc, "message", str(exc))
+    status = status_pb2.Status(code=code.value[0], message=message)
+    violations = getattr(exc, "violations", None)
+    if violations:
+        bad = error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in violations
+        ])
+        detail = any_pb2.Any()
+        detail.Pack(bad)
+        status.details.append(detail)
+    return status
+
+
+def internal_status() -> status_pb2.Status:
+    return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; it has been logged")
+
+
+def map_errors(method: F) -> F:
+    """Wrap a unary servicer method: domain errors become their status, anything else INTERNAL."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:
+            abort_for(exc, context)
+            raise  # unreachable: abort raises
+
+    return wrapper  # type: ignore[return-value]
+
+
+def map_stream_errors(method: F) -> F:
+    """The same for server-streaming methods (generators)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            yield from method(self, request, context)
+        except Exception as exc:
+            abort_for(exc, context)
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
+    """Abort the call with the status that `exc` maps to (never returns)."""
+    if _is_abort(exc):
+        raise exc
+    if is_domain_error(exc):
+        context.abort_with_status(rpc_status.to_status(status_proto(exc)))
+    _log.exception("unhandled error in RPC handler")
+    context.abort_with_status(rpc_status.to_status(internal_status()))
+
+
+def _is_abort(exc: Exception) -> bool:
+    """grpc's context.abort raises a bare Exception; let it through untouched."""
+    return type(exc) is Exception and not exc.args

@@ -1,0 +1,150 @@
+"""The durable_rules adapter: the ONLY module that imports durable_rules.
+
+durable_rules 2.0.28 is unmaintained and keeps process-global C state, so this module
+contains everything we know about it (../shared/spec/durable_rules-notes.md):
+
+* one ruleset per standard (a fact matching 65+ conditions fails with error 303);
+* each profile is asserted as a *fact*, so every matching clause fires (`post` fires
+  one), then always retracted, so nothing is left between evaluations;
+* "nothing matched" raises MessageNotHandledException: an ordinary empty result;
+* the Host's two 0.2 s timer threads are switched off (they gave wrong results);
+* the C core never releases the GIL and is not thread-safe: one process-wide lock
+  around assert/collect/retract (more throughput = more processes, not threads);
+* rulesets cannot be replaced under one name and leak when versioned, so compiled
+  engines are cached per catalogue version for the life of the process; reloading
+  rules means starting a new process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from durable import engine as _dr
+
+from services.rules.domain.profile import FactValue
+from services.rules.domain.standards import AllOf, AnyOf, Catalogue, Comparison, Condition
+
+_LOCK = threading.Lock()  # guards the C core: every call into durable_rules holds it
+_ENGINES: dict[str, DurableRulesEngine] = {}
+_NAMES = itertools.count(1)
+_OPS = {"eq": None, "ne": "$neq", "gt": "$gt", "ge": "$gte", "lt": "$lt", "le": "$lte"}
+_SID = "0"
+
+
+class EngineError(RuntimeError):
+    """durable_rules misbehaved (an observed duplicate fact, a failed action)."""
+
+
+class _QuietHost(_dr.Host):  # type: ignore[misc]
+    """A Host without the background timer threads, resolving actions by name."""
+
+    def __init__(self, actions: Mapping[str, Callable[[Any], None]]) -> None:
+        self._actions = dict(actions)
+        super().__init__()
+
+    def _run(self) -> None:
+        """Do not start the dispatch/timer threads: actions run inside assert_fact."""
+
+    def get_action(self, action_name: str) -> Callable[[Any], None]:
+        return self._actions[action_name]
+
+
+def engine_for(catalogue: Catalogue) -> DurableRulesEngine:
+    """The compiled engine for this catalogue version, compiled once per process."""
+    with _LOCK:
+        found = _ENGINES.get(catalogue.version)
+        if found is None:
+            found = DurableRulesEngine(catalogue)
+            _ENGINES[catalogue.version] = found
+        return found
+
+
+class DurableRulesEngine:
+    """Matches fact maps against the catalogue's clauses, compiled into durable_rules."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self._sink: list[str] = []
+        self._ids = itertools.count()
+        keys = sorted({k for s in catalogue.standards for c in s.clauses
+                       for k in c.condition.fact_keys()})
+        self._slots = {key: f"f{i}" for i, key in enumerate(keys)}  # dots mean nesting there
+        self._rulesets: dict[str, str] = {}
+        self._keys: dict[str, frozenset[str]] = {}
+        definitions: dict[str, Any] = {}
+        actions: dict[str, Callable[[Any], None]] = {}
+        for standard in catalogue.standards:
+            name = f"{standard.id.lower()}_{next(_NAMES)}"
+            rules = {}
+            for i, clause in enumerate(standard.clauses):
+                action = f"{name}_r{i}"
+                actions[action] = self._collector(clause.ref)
+                rules[f"r{i}"] = {"all": [{"m": self._compile(clause.condition)}], "run": action}
+            definitions[name] = rules
+            self._rulesets[standard.id] = name
+            self._keys[standard.id] = frozenset(k for c in standard.clauses
+                                                for k in c.condition.fact_keys())
+        self._host = _QuietHost(actions)
+        self._host.set_rulesets(definitions)
+
+    def _collector(self, ref: str) -> Callable[[Any], None]:
+        """An action with exactly one parameter: two would make durable_rules run it async."""
+        sink = self._sink
+
+        def collect(_closure: Any) -> None:
+            sink.append(ref)
+
+        return collect
+
+    def _compile(self, condition: Condition) -> dict[str, Any]:
+        if isinstance(condition, AllOf):
+            return {"$and": [self._compile(p) for p in condition.parts]}
+        if isinstance(condition, AnyOf):
+            return {"$or": [self._compile(p) for p in condition.parts]}
+        assert isinstance(condition, Comparison)
+        slot, op = self._slots[condition.fact], _OPS[condition.op]
+        return {slot: condition.value} if op is None else {op: {slot: condition.value}}
+
+    def match(self, facts: Mapping[str, FactValue], standard_ids: Iterable[str]) -> frozenset[str]:
+        """Every clause ref whose condition the facts satisfy, over the given standards.
+
+        A standard none of whose fact keys is present is skipped: an absent fact never
+        matches, so asking the engine could only return nothing.
+        """
+        hits: set[str] = set()
+        present = frozenset(facts)
+        with _LOCK:
+            for standard_id in standard_ids:
+                name = self._rulesets[standard_id]
+                wanted = self._keys[standard_id] & present
+                if not wanted:
+                    continue
+                fact: dict[str, Any] = {self._slots[k]: facts[k] for k in wanted}
+                fact["sid"], fact["id"] = _SID, f"p{next(self._ids)}"
+                hits.update(self._run(name, fact))
+        return frozenset(hits)
+
+    def _run(self, ruleset: str, fact: dict[str, Any]) -> list[str]:
+        self._sink.clear()
+        try:
+            self._host.assert_fact(ruleset, fact)
+        except _dr.MessageNotHandledException:
+            return []  # nothing matched: an ordinary result
+        except _dr.MessageObservedException as exc:
+            raise EngineError(f"durable_rules saw a duplicate fact in {ruleset}") from exc
+        finally:
+            self._retract(ruleset, fact)
+        return list(self._sink)
+
+    def _retract(self, ruleset: str, fact: dict[str, Any]) -> None:
+        try:
+            self._host.retract_fact(ruleset, fact)
+        except _dr.MessageNotHandledException:
+            pass  # it was never stored
+
+    def stored_facts(self) -> int:
+        """How many facts the engine holds now (always 0 between evaluations)."""
+        with _LOCK:
+            return sum(len(self._host.get_facts(name, _SID)) for name in self._rulesets.values())

@@ -1,0 +1,230 @@
+"""`python -m services.rules …`: serve, evaluate a file of profiles, or run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+import structlog
+from tqdm import tqdm
+
+from services.common import logging as common_logging
+from services.common import server as common_server
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.config import env_flag
+from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
+from services.rules.domain.errors import ValidationError
+from services.rules.entrypoints import convert, grpc_server, render
+from services.rules.service_layer import handlers
+
+DEFAULT_GRPC = "127.0.0.1:50051"
+PROGRESS_THRESHOLD = 200
+_log = structlog.get_logger("rules")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    common_logging.configure(args.log_level, json=args.log_json)
+    try:
+        return int(args.run(args))
+    except RulesetError as exc:
+        print(f"ruleset error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.rules",
+                                     description="Work-safety rules service")
+    env_flag(parser, "--log-level", "RULES_LOG_LEVEL", "info", "log level")
+    parser.add_argument("--log-json", action="store_true", default=None,
+                        help="JSON log lines even on a terminal")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="start the gRPC server")
+    env_flag(serve, "--grpc", "RULES_GRPC", DEFAULT_GRPC, "HOST:PORT to listen on")
+    env_flag(serve, "--rulesets", "RULES_RULESETS", "rulesets", "rulesets directory")
+    env_flag(serve, "--workers", "RULES_WORKERS", 8, "gRPC worker threads", type=int)
+    serve.set_defaults(run=cmd_serve)
+
+    demo = sub.add_parser("demo", help="what `make run` starts: the server plus how to call it")
+    env_flag(demo, "--grpc", "RULES_GRPC", DEFAULT_GRPC, "HOST:PORT to listen on")
+    env_flag(demo, "--rulesets", "RULES_RULESETS", "rulesets", "rulesets directory")
+    demo.set_defaults(run=cmd_demo, workers=8)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a JSON or JSONL file of profiles")
+    evaluate.add_argument("file", type=Path, help="a .json (object or list) or .jsonl file")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON decision per line")
+    evaluate.add_argument("--as-of", default="", help="evaluation date YYYY-MM-DD (default today)")
+    evaluate.add_argument("--server", default="",
+                          help="evaluate through a running server at HOST:PORT, not in-process")
+    env_flag(evaluate, "--rulesets", "RULES_RULESETS", "rulesets", "rulesets directory")
+    evaluate.set_defaults(run=cmd_evaluate)
+    return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    rulebook = load_rulebook(args.rulesets)
+    running = grpc_server.build(rulebook, address=args.grpc, max_workers=int(args.workers))
+    running.server.start()
+    _log.info("rules service listening", address=args.grpc, port=running.port,
+              ruleset_version=rulebook.catalogue.version,
+              standards=[s.id for s in rulebook.catalogue.standards])
+    common_server.serve_until_signalled(running.server, running.health)  # type: ignore[arg-type]
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    host, _, port = args.grpc.rpartition(":")
+    print(
+        "\nRules service starting on " + args.grpc + "\n"
+        "Try, in another terminal:\n"
+        "  .venv/bin/python -m services.rules evaluate examples/profiles.jsonl\n"
+        f"  .venv/bin/python -m services.rules evaluate --server {host}:{port} "
+        "examples/profiles.jsonl --json\n"
+        "Stop with Ctrl-C.\n",
+        file=sys.stderr,
+    )
+    return cmd_serve(args)
+
+
+def read_profiles(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield (line or index, profile dict) from a .jsonl or .json file, lazily for JSONL."""
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        yield number, _Unreadable(str(exc))
+        return
+    data = json.loads(path.read_text(encoding="utf-8"))
+    items = data if isinstance(data, list) else [data]
+    yield from enumerate(items, 1)
+
+
+class _Unreadable:
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _count(path: Path) -> int | None:
+    if path.suffix != ".jsonl":
+        return None
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        print(f"no such file: {args.file}", file=sys.stderr)
+        return 2
+    total = _count(args.file)
+    bar = tqdm(total=total, unit="firm", file=sys.stderr,
+               disable=None if (total or 0) >= PROGRESS_THRESHOLD else True)
+    evaluator = _remote(args.server) if args.server else _local(args.rulesets)
+    failures = 0
+    try:
+        for where, data in read_profiles(args.file):
+            failures += not _one(evaluator, where, data, args, sys.stdout)
+            bar.update(1)
+    finally:
+        bar.close()
+    if failures:
+        print(f"{failures} profile(s) rejected", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _one(evaluator: Any, where: int, data: Any, args: argparse.Namespace, out: TextIO) -> bool:
+    """Evaluate and print one profile; return False when it was rejected."""
+    if isinstance(data, _Unreadable):
+        print(f"#{where}: not valid JSON: {data.why}", file=out)
+        return False
+    decision = evaluator(data, args.as_of)
+    if decision.HasField("error"):
+        if args.json:
+            out.write(json.dumps({"item": where, **convert.message_to_dict(decision)},
+                                 ensure_ascii=False) + "\n")
+        else:
+            out.write(render.rejection(where, decision.error))
+        return False
+    if args.json:
+        out.write(json.dumps(convert.message_to_dict(decision), ensure_ascii=False) + "\n")
+    else:
+        out.write(render.decision_text(decision, str(_get(data, "name"))))
+    return True
+
+
+def _local(rulesets: str) -> Any:
+    ctx = grpc_server.context_from(load_rulebook(rulesets))
+
+    def evaluate(data: Any, as_of: str) -> pb.Decision:
+        try:
+            decision = handlers.evaluate_data(ctx, data, as_of, prefix="")
+        except ValidationError as exc:
+            from services.common.grpc_errors import status_proto
+            return pb.Decision(enterprise_id=str(_get(data, "enterprise_id")),
+                               error=status_proto(exc))
+        return convert.decision_to_proto(decision)
+
+    return evaluate
+
+
+def _remote(address: str) -> Any:
+    channel = grpc.insecure_channel(address)
+    stub = rules_pb2_grpc.RulesServiceStub(channel)
+
+    def evaluate(data: Any, as_of: str) -> pb.Decision:
+        request = pb.EvaluateRequest(as_of=as_of)
+        try:
+            json_format_parse(data, request.profile)
+        except Exception as exc:  # noqa: BLE001 - any malformed JSON shape is reported per item
+            return pb.Decision(enterprise_id=str(_get(data, "enterprise_id")),
+                               error=_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
+        try:
+            return stub.Evaluate(request, timeout=30)
+        except grpc.RpcError as exc:
+            return pb.Decision(enterprise_id=request.profile.enterprise_id,
+                               error=_status(exc.code(), exc.details() or ""))
+
+    return evaluate
+
+
+def json_format_parse(data: Any, target: pb.EnterpriseProfile) -> None:
+    """The file's JSON shape (lower-case enum values) → the proto's enum names."""
+    from google.protobuf import json_format
+
+    shaped = dict(data)
+    shaped["industry"] = _enum("INDUSTRY_", shaped.get("industry"))
+    shaped["credit_rating"] = _enum("CREDIT_RATING_", shaped.get("credit_rating"))
+    shaped["high_risk_domains"] = [_enum("HIGH_RISK_DOMAIN_", d)
+                                   for d in shaped.get("high_risk_domains") or []]
+    shaped["accidents"] = [{**a, "level": _enum("ACCIDENT_LEVEL_", a.get("level"))}
+                           for a in shaped.get("accidents") or []]
+    shaped["hazards"] = [{**h, "severity": _enum("SEVERITY_", h.get("severity")),
+                          "status": _enum("HAZARD_STATUS_", h.get("status"))}
+                         for h in shaped.get("hazards") or []]
+    json_format.ParseDict({k: v for k, v in shaped.items() if v is not None}, target)
+
+
+def _enum(prefix: str, value: Any) -> Any:
+    return f"{prefix}{value.upper()}" if isinstance(value, str) and value else None
+
+
+def _get(data: Any, key: str) -> Any:
+    return data.get(key, "") if isinstance(data, dict) else ""
+
+
+def _status(code: grpc.StatusCode, message: str) -> Any:
+    from google.rpc import status_pb2
+
+    return status_pb2.Status(code=code.value[0], message=message)

@@ -1,0 +1,181 @@
+"""Protocol buffers ↔ the JSON-shaped dicts and domain objects. Translation only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.rules.domain.decision import Decision, Finding
+from services.rules.domain.profile import EnterpriseProfile, FactValue
+from services.rules.domain.standards import Clause, Standard
+
+
+def enum_value(enum: Any, number: int, prefix: str, *, lower: bool = True) -> str | None:
+    """INDUSTRY_MACHINERY → "machinery"; UNSPECIFIED → None; an unknown number stays visible."""
+    if number == 0:
+        return None
+    try:
+        name = enum.Name(number)
+    except ValueError:
+        return f"<unknown enum value {number}>"
+    value = name.removeprefix(prefix)
+    return value.lower() if lower else value
+
+
+def enum_number(enum: Any, value: str, prefix: str) -> int:
+    return int(enum.Value(prefix + value.upper()))
+
+
+def _fact(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "number_value":
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "null_value" or kind is None:
+        return None
+    return json_format.MessageToDict(value)  # a list or struct: the domain rejects it
+
+
+def _day(text: str) -> str | None:
+    return text or None
+
+
+def profile_to_dict(p: pb.EnterpriseProfile) -> dict[str, Any]:
+    """The JSON shape that domain.profile.parse_profile validates."""
+    return {
+        "enterprise_id": p.enterprise_id,
+        "name": p.name,
+        "industry": enum_value(pb.Industry, p.industry, "INDUSTRY_"),
+        "region": p.region,
+        "employees": p.employees,
+        "specialized_sme": p.specialized_sme,
+        "standardization_grade": p.standardization_grade,
+        "credit_rating": enum_value(pb.CreditRating, p.credit_rating, "CREDIT_RATING_",
+                                    lower=False),
+        "blacklisted": p.blacklisted,
+        "merchant_score": p.merchant_score if p.HasField("merchant_score") else None,
+        "high_risk_domains": [enum_value(pb.HighRiskDomain, d, "HIGH_RISK_DOMAIN_")
+                              for d in p.high_risk_domains],
+        "accidents": [{"occurred_on": _day(a.occurred_on),
+                       "level": enum_value(pb.AccidentLevel, a.level, "ACCIDENT_LEVEL_"),
+                       "deaths": a.deaths} for a in p.accidents],
+        "penalties": [{"decided_on": _day(x.decided_on), "amount_yuan": x.amount_yuan,
+                       "basis": x.basis} for x in p.penalties],
+        "hazards": [{"hazard_id": h.hazard_id, "clause_ref": h.clause_ref,
+                     "severity": enum_value(pb.Severity, h.severity, "SEVERITY_"),
+                     "found_on": _day(h.found_on), "due_on": _day(h.due_on),
+                     "status": enum_value(pb.HazardStatus, h.status, "HAZARD_STATUS_"),
+                     "closed_on": _day(h.closed_on), "closed_late": h.closed_late}
+                    for h in p.hazards],
+        "facts": {k: _fact(v) for k, v in p.facts.items()},
+    }
+
+
+def _value(v: FactValue) -> struct_pb2.Value:
+    out = struct_pb2.Value()
+    if isinstance(v, bool):
+        out.bool_value = v
+    elif isinstance(v, int | float):
+        out.number_value = float(v)
+    else:
+        out.string_value = str(v)
+    return out
+
+
+def _iso(d: date | None) -> str:
+    return d.isoformat() if d else ""
+
+
+def profile_to_proto(p: EnterpriseProfile) -> pb.EnterpriseProfile:
+    out = pb.EnterpriseProfile(
+        enterprise_id=p.enterprise_id, name=p.name,
+        industry=enum_number(pb.Industry, p.industry, "INDUSTRY_"), region=p.region,
+        employees=p.employees, specialized_sme=p.specialized_sme,
+        standardization_grade=p.standardization_grade,
+        credit_rating=enum_number(pb.CreditRating, p.credit_rating, "CREDIT_RATING_")
+        if p.credit_rating else 0,
+        blacklisted=p.blacklisted, merchant_score=p.merchant_score,
+        high_risk_domains=sorted(enum_number(pb.HighRiskDomain, d, "HIGH_RISK_DOMAIN_")
+                                 for d in p.high_risk_domains),
+        accidents=[pb.Accident(occurred_on=_iso(a.occurred_on), deaths=a.deaths,
+                               level=enum_number(pb.AccidentLevel, a.level, "ACCIDENT_LEVEL_"))
+                   for a in p.accidents],
+        penalties=[pb.Penalty(decided_on=_iso(x.decided_on), amount_yuan=x.amount_yuan,
+                              basis=x.basis) for x in p.penalties],
+        hazards=[pb.Hazard(hazard_id=h.hazard_id, clause_ref=h.clause_ref,
+                           severity=enum_number(pb.Severity, h.severity, "SEVERITY_"),
+                           found_on=_iso(h.found_on), due_on=_iso(h.due_on),
+                           status=enum_number(pb.HazardStatus, h.status, "HAZARD_STATUS_"),
+                           closed_on=_iso(h.closed_on), closed_late=h.closed_late)
+                 for h in p.hazards],
+    )
+    for key, value in p.facts.items():
+        out.facts[key].CopyFrom(_value(value))
+    return out
+
+
+def finding_to_proto(f: Finding) -> pb.Finding:
+    out = pb.Finding(
+        standard_id=f.standard_id, clause=f.clause, clause_ref=f.ref,
+        severity=enum_number(pb.Severity, f.severity, "SEVERITY_"), text=f.text,
+        guidance=f.guidance, fact_keys=list(f.fact_keys), hazard_id=f.hazard_id,
+        services=list(f.services), verified=f.verified,
+    )
+    for key, value in f.matched_facts.items():
+        out.matched_facts[key].CopyFrom(_value(value))
+    return out
+
+
+def decision_to_proto(d: Decision, *, request_id: str = "", decision_id: str = "") -> pb.Decision:
+    return pb.Decision(
+        enterprise_id=d.enterprise_id,
+        status=enum_number(pb.Status, d.status, "STATUS_"),
+        risk_level=enum_number(pb.RiskLevel, d.risk_level, "RISK_LEVEL_"),
+        findings=[finding_to_proto(f) for f in d.findings],
+        whitelist_blockers=[pb.WhitelistBlocker(code=b.code, reason=b.reason)
+                            for b in d.whitelist_blockers],
+        inspection_cap_per_year=d.inspection_cap_per_year,
+        recommended_services=list(d.recommended_services),
+        ruleset_version=d.ruleset_version,
+        as_of=_iso(d.as_of),
+        valid_until=_iso(d.valid_until),
+        risk_reasons=list(d.risk_reasons),
+        inspection_due_on=_iso(d.inspection_due_on),
+        request_id=request_id,
+        decision_id=decision_id,
+    )
+
+
+def clause_to_proto(c: Clause) -> pb.Clause:
+    return pb.Clause(
+        clause=c.clause, clause_ref=c.ref,
+        severity=enum_number(pb.Severity, c.severity, "SEVERITY_"), text=c.text,
+        guidance=c.guidance, fact_keys=list(c.condition.fact_keys()), services=list(c.services),
+        verified=c.verified, note=c.note, applies_to=c.describe_scope(),
+        condition=c.condition.describe(),
+    )
+
+
+def standard_to_proto(s: Standard, *, with_clauses: bool) -> pb.Standard:
+    return pb.Standard(
+        id=s.id, title=s.title, version=s.version, clause_count=len(s.clauses),
+        verified=s.verified, issuer=s.issuer, source=s.source, in_force_on=s.in_force_on,
+        clauses=[clause_to_proto(c) for c in s.clauses] if with_clauses else [],
+    )
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """Proto → JSON-ready dict with the proto's own field names (for --json output)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def facts_to_dict(facts: Mapping[str, struct_pb2.Value]) -> dict[str, Any]:
+    return {k: _fact(v) for k, v in facts.items()}
