@@ -17,7 +17,13 @@ from typing import Any
 import jsonschema
 import yaml
 
-from services.rules.domain.policy import CapPolicy, ColourPolicy, GatePolicy, Policy, WhitelistPolicy
+from services.rules.domain.policy import (
+    CapPolicy,
+    ColourPolicy,
+    GatePolicy,
+    Policy,
+    WhitelistPolicy,
+)
 from services.rules.domain.profile import CreditRating, Domain, Industry, Severity
 from services.rules.domain.standards import (
     OPERATORS,

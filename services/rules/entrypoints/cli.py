@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import grpc
 import structlog
+from google.rpc import status_pb2
 from tqdm import tqdm
 
 from services.common import logging as common_logging
@@ -18,6 +19,7 @@ from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.config import env_flag
+from services.common.grpc_errors import status_proto
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from services.rules.domain.errors import ValidationError
 from services.rules.entrypoints import convert, grpc_server, render
@@ -171,7 +173,6 @@ def _local(rulesets: str) -> Any:
         try:
             decision = handlers.evaluate_data(ctx, data, as_of, prefix="")
         except ValidationError as exc:
-            from services.common.grpc_errors import status_proto
             return pb.Decision(enterprise_id=str(_get(data, "enterprise_id")),
                                error=status_proto(exc))
         return convert.decision_to_proto(decision)
@@ -186,8 +187,8 @@ def _remote(address: str) -> Any:
     def evaluate(data: Any, as_of: str) -> pb.Decision:
         request = pb.EvaluateRequest(as_of=as_of)
         try:
-            json_format_parse(data, request.profile)
-        except Exception as exc:  # noqa: BLE001 - any malformed JSON shape is reported per item
+            request.profile.CopyFrom(convert.profile_from_json(data))
+        except Exception as exc:
             return pb.Decision(enterprise_id=str(_get(data, "enterprise_id")),
                                error=_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
         try:
@@ -199,32 +200,9 @@ def _remote(address: str) -> Any:
     return evaluate
 
 
-def json_format_parse(data: Any, target: pb.EnterpriseProfile) -> None:
-    """The file's JSON shape (lower-case enum values) → the proto's enum names."""
-    from google.protobuf import json_format
-
-    shaped = dict(data)
-    shaped["industry"] = _enum("INDUSTRY_", shaped.get("industry"))
-    shaped["credit_rating"] = _enum("CREDIT_RATING_", shaped.get("credit_rating"))
-    shaped["high_risk_domains"] = [_enum("HIGH_RISK_DOMAIN_", d)
-                                   for d in shaped.get("high_risk_domains") or []]
-    shaped["accidents"] = [{**a, "level": _enum("ACCIDENT_LEVEL_", a.get("level"))}
-                           for a in shaped.get("accidents") or []]
-    shaped["hazards"] = [{**h, "severity": _enum("SEVERITY_", h.get("severity")),
-                          "status": _enum("HAZARD_STATUS_", h.get("status"))}
-                         for h in shaped.get("hazards") or []]
-    json_format.ParseDict({k: v for k, v in shaped.items() if v is not None}, target)
-
-
-def _enum(prefix: str, value: Any) -> Any:
-    return f"{prefix}{value.upper()}" if isinstance(value, str) and value else None
-
-
 def _get(data: Any, key: str) -> Any:
     return data.get(key, "") if isinstance(data, dict) else ""
 
 
 def _status(code: grpc.StatusCode, message: str) -> Any:
-    from google.rpc import status_pb2
-
     return status_pb2.Status(code=code.value[0], message=message)

@@ -172,6 +172,30 @@ def standard_to_proto(s: Standard, *, with_clauses: bool) -> pb.Standard:
     )
 
 
+def profile_from_json(data: Mapping[str, Any]) -> pb.EnterpriseProfile:
+    """A JSON-shaped profile (lower-case enum values, as in the CLI's files) → proto.
+
+    Raises json_format.ParseError or ValueError on a shape the proto cannot hold.
+    """
+    shaped = dict(data)
+    shaped["industry"] = _enum_name("INDUSTRY_", shaped.get("industry"))
+    shaped["credit_rating"] = _enum_name("CREDIT_RATING_", shaped.get("credit_rating"))
+    shaped["high_risk_domains"] = [_enum_name("HIGH_RISK_DOMAIN_", d)
+                                   for d in shaped.get("high_risk_domains") or []]
+    shaped["accidents"] = [{**a, "level": _enum_name("ACCIDENT_LEVEL_", a.get("level"))}
+                           for a in shaped.get("accidents") or []]
+    shaped["hazards"] = [{**h, "severity": _enum_name("SEVERITY_", h.get("severity")),
+                          "status": _enum_name("HAZARD_STATUS_", h.get("status"))}
+                         for h in shaped.get("hazards") or []]
+    out = pb.EnterpriseProfile()
+    json_format.ParseDict({k: v for k, v in shaped.items() if v is not None}, out)
+    return out
+
+
+def _enum_name(prefix: str, value: Any) -> Any:
+    return f"{prefix}{value.upper()}" if isinstance(value, str) and value else None
+
+
 def message_to_dict(message: Message) -> dict[str, Any]:
     """Proto → JSON-ready dict with the proto's own field names (for --json output)."""
     return json_format.MessageToDict(message, preserving_proto_field_name=True)

@@ -1,0 +1,106 @@
+"""A bad ruleset is a load error naming file, clause and field; the real ones load."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
+from tests.support import RULESETS
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "rulesets"
+    shutil.copytree(RULESETS, target)
+    return target
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path.name}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def load_error(directory: Path) -> str:
+    with pytest.raises(RulesetError) as info:
+        load_rulebook(directory)
+    return str(info.value)
+
+
+def test_real_rulesets_load_with_every_standard(rulebook) -> None:  # type: ignore[no-untyped-def]
+    ids = {s.id for s in rulebook.catalogue.standards}
+    assert ids == {"GM2023", "CHEM2017", "FIRE35181", "SMALL", "GEN"}
+    gm = rulebook.catalogue.standard("GM2023")
+    assert {c.clause for c in gm.clauses} >= {"3(1)", "3(2)", "3(3)", "4(1)", "11(1)", "11(8)",
+                                              "12", "13", "14"}
+    assert {c.clause for c in gm.clauses if not c.verified} == {"12", "13"}
+
+
+def test_unknown_fact_key(rules_dir: Path) -> None:
+    edit(rules_dir / "gm2023.yaml", "fact: dust.dry_collector_unprotected", "fact: dust.foo")
+    message = load_error(rules_dir)
+    assert message.startswith("gm2023.yaml: clause 11(3): field when.fact")
+    assert "dust.foo" in message
+
+
+def test_duplicate_clause_id(rules_dir: Path) -> None:
+    edit(rules_dir / "gen.yaml", 'id: "training"', 'id: "ledger"')
+    assert load_error(rules_dir) == "gen.yaml: clause ledger: field id: duplicate clause id"
+
+
+def test_bad_operator(rules_dir: Path) -> None:
+    edit(rules_dir / "fire35181.yaml", "op: lt, value: 0.75", "op: less, value: 0.75")
+    message = load_error(rules_dir)
+    assert message.startswith("fire35181.yaml: clause 6.2: field when")
+
+
+def test_ordering_operator_on_a_bool_fact(rules_dir: Path) -> None:
+    edit(rules_dir / "small.yaml", "fire.ebike_indoor_charging, op: eq, value: true",
+         "fire.ebike_indoor_charging, op: gt, value: true")
+    assert "small.yaml: clause ebike: field when.op" in load_error(rules_dir)
+
+
+def test_missing_severity(rules_dir: Path) -> None:
+    edit(rules_dir / "chem2017.yaml", '  - id: "3"\n    severity: MAJOR\n', '  - id: "3"\n')
+    message = load_error(rules_dir)
+    assert message.startswith("chem2017.yaml: clause 3: field")
+    assert "severity" in message
+
+
+def test_bad_severity_value(rules_dir: Path) -> None:
+    edit(rules_dir / "chem2017.yaml", '  - id: "3"\n    severity: MAJOR\n',
+         '  - id: "3"\n    severity: HUGE\n')
+    assert load_error(rules_dir).startswith("chem2017.yaml: clause 3: field severity")
+
+
+def test_unknown_service_item(rules_dir: Path) -> None:
+    edit(rules_dir / "gen.yaml", "services: [standardization_coaching]", "services: [massage]")
+    assert "gen.yaml: clause ledger: field services" in load_error(rules_dir)
+
+
+def test_unknown_domain_in_scope(rules_dir: Path) -> None:
+    edit(rules_dir / "gm2023.yaml", "domains: [metal_smelting]", "domains: [mining]")
+    assert load_error(rules_dir).startswith("gm2023.yaml: clause 3(3): field applies_to")
+
+
+def test_policy_threshold_must_be_a_number(rules_dir: Path) -> None:
+    edit(rules_dir / "policy.yaml", "min_merchant_score: 10", "min_merchant_score: ten")
+    assert load_error(rules_dir).startswith("policy.yaml:")
+
+
+def test_policy_missing_field(rules_dir: Path) -> None:
+    edit(rules_dir / "policy.yaml", "    joint_window_days: 14\n", "")
+    assert load_error(rules_dir) == "policy.yaml: field joint_window_days: required"
+
+
+def test_version_is_a_content_hash(rules_dir: Path) -> None:
+    before = load_rulebook(rules_dir)
+    assert before.catalogue.version == load_rulebook(rules_dir).catalogue.version
+    edit(rules_dir / "gen.yaml", "灭火器缺失或超过检验期限", "灭火器缺失或过期")
+    after = load_rulebook(rules_dir)
+    assert after.catalogue.version != before.catalogue.version
+    assert after.catalogue.standard("GEN").version != before.catalogue.standard("GEN").version
+    assert after.catalogue.standard("GM2023").version == before.catalogue.standard("GM2023").version
