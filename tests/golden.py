@@ -8,10 +8,17 @@ from services.common._generated.rules.v1 import rules_pb2 as pb
 from tests.support import case_files, load_yaml
 
 DECISION_CASES = case_files("decisions")
-RISK = {pb.RISK_LEVEL_BLUE: "blue", pb.RISK_LEVEL_YELLOW: "yellow",
-        pb.RISK_LEVEL_ORANGE: "orange", pb.RISK_LEVEL_RED: "red"}
-STATUS = {pb.STATUS_WHITELIST: "whitelist", pb.STATUS_ROUTINE: "routine",
-          pb.STATUS_PRIORITY: "priority"}
+RISK = {
+    pb.RISK_LEVEL_BLUE: "blue",
+    pb.RISK_LEVEL_YELLOW: "yellow",
+    pb.RISK_LEVEL_ORANGE: "orange",
+    pb.RISK_LEVEL_RED: "red",
+}
+STATUS = {
+    pb.STATUS_WHITELIST: "whitelist",
+    pb.STATUS_ROUTINE: "routine",
+    pb.STATUS_PRIORITY: "priority",
+}
 
 
 def expected(case: dict[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,16 @@ import os
 from typing import Any
 
 
-def env_flag(parser: argparse.ArgumentParser, flag: str, env: str, default: Any = None,
-             help_text: str = "", **kwargs: Any) -> None:
+def env_flag(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    env: str,
+    default: Any = None,
+    help_text: str = "",
+    **kwargs: Any,
+) -> None:
     """Add `--flag`, defaulting to $ENV, then `default`; the help names the variable."""
     value = os.environ.get(env, default)
-    parser.add_argument(flag, default=value, help=f"{help_text} [env {env}, default {default}]",
-                        **kwargs)
+    parser.add_argument(
+        flag, default=value, help=f"{help_text} [env {env}, default {default}]", **kwargs
+    )

@@ -42,10 +42,14 @@ def status_proto(exc: BaseException) -> status_pb2.Status:
     status = status_pb2.Status(code=code.value[0], message=message)
     violations = getattr(exc, "violations", None)
     if violations:
-        bad = error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in violations
-        ])
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in violations
+            ]
+        )
         detail = any_pb2.Any()
         detail.Pack(bad)
         status.details.append(detail)

@@ -32,8 +32,11 @@ def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     """Configure structlog and stdlib logging once; JSON unless stderr is a terminal."""
     as_json = (not sys.stderr.isatty()) if json is None else json
-    renderer: Any = (structlog.processors.JSONRenderer(ensure_ascii=False) if as_json
-                     else structlog.dev.ConsoleRenderer(colors=False))
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

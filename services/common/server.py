@@ -36,14 +36,18 @@ def new_server(
     )
 
 
-def add_health_and_reflection(server: grpc.Server, service_names: Iterable[str]) -> health.HealthServicer:
+def add_health_and_reflection(
+    server: grpc.Server, service_names: Iterable[str]
+) -> health.HealthServicer:
     """Serve grpc.health.v1 (per service, SERVING) and server reflection."""
     names = list(service_names)
     checker = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     for name in ["", *names]:
         checker.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
     return checker
 
 
@@ -55,9 +59,12 @@ def bind(server: grpc.Server, address: str) -> int:
     return port
 
 
-def serve_until_signalled(server: grpc.Server, checker: health.HealthServicer,
-                          grace_seconds: float = 15.0,
-                          on_stop: Callable[[], None] | None = None) -> None:
+def serve_until_signalled(
+    server: grpc.Server,
+    checker: health.HealthServicer,
+    grace_seconds: float = 15.0,
+    on_stop: Callable[[], None] | None = None,
+) -> None:
     """Block until SIGTERM/SIGINT, then refuse new calls and let in-flight calls finish."""
     stop = threading.Event()
 

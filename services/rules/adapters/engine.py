@@ -17,6 +17,7 @@ contains everything we know about it (../shared/spec/durable_rules-notes.md):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -38,7 +39,7 @@ class EngineError(RuntimeError):
     """durable_rules misbehaved (an observed duplicate fact, a failed action)."""
 
 
-class _QuietHost(_dr.Host):  # type: ignore[misc]
+class _QuietHost(_dr.Host):
     """A Host without the background timer threads, resolving actions by name."""
 
     def __init__(self, actions: Mapping[str, Callable[[Any], None]]) -> None:
@@ -68,10 +69,12 @@ class DurableRulesEngine:
     def __init__(self, catalogue: Catalogue) -> None:
         self._sink: list[str] = []
         self._ids = itertools.count()
-        keys = sorted({k for s in catalogue.standards for c in s.clauses
-                       for k in c.condition.fact_keys()})
+        keys = sorted(
+            {k for s in catalogue.standards for c in s.clauses for k in c.condition.fact_keys()}
+        )
         self._slots = {key: f"f{i}" for i, key in enumerate(keys)}  # dots mean nesting there
         self._rulesets: dict[str, str] = {}
+        self._used: set[str] = set()  # rulesets with a state (get_facts fails with 309 before)
         self._keys: dict[str, frozenset[str]] = {}
         definitions: dict[str, Any] = {}
         actions: dict[str, Callable[[Any], None]] = {}
@@ -84,8 +87,9 @@ class DurableRulesEngine:
                 rules[f"r{i}"] = {"all": [{"m": self._compile(clause.condition)}], "run": action}
             definitions[name] = rules
             self._rulesets[standard.id] = name
-            self._keys[standard.id] = frozenset(k for c in standard.clauses
-                                                for k in c.condition.fact_keys())
+            self._keys[standard.id] = frozenset(
+                k for c in standard.clauses for k in c.condition.fact_keys()
+            )
         self._host = _QuietHost(actions)
         self._host.set_rulesets(definitions)
 
@@ -128,23 +132,22 @@ class DurableRulesEngine:
 
     def _run(self, ruleset: str, fact: dict[str, Any]) -> list[str]:
         self._sink.clear()
+        self._used.add(ruleset)
         try:
             self._host.assert_fact(ruleset, fact)
+            return list(self._sink)
         except _dr.MessageNotHandledException:
             return []  # nothing matched: an ordinary result
         except _dr.MessageObservedException as exc:
             raise EngineError(f"durable_rules saw a duplicate fact in {ruleset}") from exc
         finally:
             self._retract(ruleset, fact)
-        return list(self._sink)
 
     def _retract(self, ruleset: str, fact: dict[str, Any]) -> None:
-        try:
+        with contextlib.suppress(_dr.MessageNotHandledException):  # it was never stored
             self._host.retract_fact(ruleset, fact)
-        except _dr.MessageNotHandledException:
-            pass  # it was never stored
 
     def stored_facts(self) -> int:
         """How many facts the engine holds now (always 0 between evaluations)."""
         with _LOCK:
-            return sum(len(self._host.get_facts(name, _SID)) for name in self._rulesets.values())
+            return sum(len(self._host.get_facts(name, _SID)) for name in sorted(self._used))

@@ -45,8 +45,11 @@ _SCOPE = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "industries": {"type": "array", "items": {"enum": [i.value for i in Industry]},
-                       "minItems": 1},
+        "industries": {
+            "type": "array",
+            "items": {"enum": [i.value for i in Industry]},
+            "minItems": 1,
+        },
         "domains": {"type": "array", "items": {"enum": [d.value for d in Domain]}, "minItems": 1},
         "max_employees": {"type": "integer", "minimum": 0},
     },
@@ -67,15 +70,17 @@ _CONDITION: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "required": ["all"],
-            "properties": {"all": {"type": "array", "minItems": 1,
-                                   "items": {"$ref": "#/$defs/condition"}}},
+            "properties": {
+                "all": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}}
+            },
         },
         {
             "type": "object",
             "additionalProperties": False,
             "required": ["any"],
-            "properties": {"any": {"type": "array", "minItems": 1,
-                                   "items": {"$ref": "#/$defs/condition"}}},
+            "properties": {
+                "any": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}}
+            },
         },
     ]
 }
@@ -141,7 +146,7 @@ class Rulebook:
 
 
 def load_rulebook(directory: Path | str) -> Rulebook:
-    """Load and check every file of a rulesets directory; raise RulesetError on the first problem."""
+    """Load and check every file of a rulesets directory; RulesetError on the first problem."""
     root = Path(directory)
     if not root.is_dir():
         raise RulesetError(f"{root}: rulesets directory not found")
@@ -198,15 +203,18 @@ def _load_menu(path: Path, hashes: dict[str, str]) -> frozenset[str]:
             raise RulesetError(f"{path.name}: item {i}: field code: required")
         domain = item.get("domain")
         if domain is not None and domain not in {d.value for d in Domain}:
-            raise RulesetError(f"{path.name}: item {item['code']}: field domain: unknown {domain!r}")
+            raise RulesetError(
+                f"{path.name}: item {item['code']}: field domain: unknown {domain!r}"
+            )
         codes.append(item["code"])
     if len(set(codes)) != len(codes):
         raise RulesetError(f"{path.name}: field items: duplicate item code")
     return frozenset(codes)
 
 
-def _load_standard(path: Path, fact_types: Mapping[str, str], menu: frozenset[str],
-                   hashes: dict[str, str]) -> Standard:
+def _load_standard(
+    path: Path, fact_types: Mapping[str, str], menu: frozenset[str], hashes: dict[str, str]
+) -> Standard:
     data = _read(path, hashes)
     _schema_check(path.name, data)
     head = data["standard"]
@@ -221,25 +229,32 @@ def _load_standard(path: Path, fact_types: Mapping[str, str], menu: frozenset[st
         for service in raw["services"]:
             if service not in menu:
                 raise RulesetError(f"{where}: field services: {service!r} is not in menu.yaml")
-        scopes = tuple(_scope(s) for s in raw["applies_to"]) if "applies_to" in raw \
-            else default_scopes
-        clauses.append(Clause(
-            standard_id=head["id"],
-            clause=raw["id"],
-            severity=Severity(raw["severity"].lower()),
-            text=raw["text"].strip(),
-            guidance=raw["guidance"].strip(),
-            condition=_condition(raw["when"], fact_types, where, "when"),
-            scopes=scopes,
-            services=tuple(raw["services"]),
-            verified=raw["verified"],
-            note=raw.get("note", ""),
-        ))
+        scopes = (
+            tuple(_scope(s) for s in raw["applies_to"]) if "applies_to" in raw else default_scopes
+        )
+        clauses.append(
+            Clause(
+                standard_id=head["id"],
+                clause=raw["id"],
+                severity=Severity(raw["severity"].lower()),
+                text=raw["text"].strip(),
+                guidance=raw["guidance"].strip(),
+                condition=_condition(raw["when"], fact_types, where, "when"),
+                scopes=scopes,
+                services=tuple(raw["services"]),
+                verified=raw["verified"],
+                note=raw.get("note", ""),
+            )
+        )
     return Standard(
-        id=head["id"], title=head["title"], issuer=head["issuer"], source=head["source"],
+        id=head["id"],
+        title=head["title"],
+        issuer=head["issuer"],
+        source=head["source"],
         in_force_on=str(head.get("in_force_on", "")),
         version=f"{head['id']}-{hashes[path.name][:12]}",
-        clauses=tuple(clauses), scopes=default_scopes,
+        clauses=tuple(clauses),
+        scopes=default_scopes,
     )
 
 
@@ -268,22 +283,32 @@ def _scope(raw: Mapping[str, Any]) -> Scope:
     )
 
 
-def _condition(raw: Mapping[str, Any], fact_types: Mapping[str, str], where: str,
-               field: str) -> Condition:
+def _condition(
+    raw: Mapping[str, Any], fact_types: Mapping[str, str], where: str, field: str
+) -> Condition:
     if "all" in raw:
-        return AllOf(tuple(_condition(p, fact_types, where, f"{field}.all[{i}]")
-                           for i, p in enumerate(raw["all"])))
+        return AllOf(
+            tuple(
+                _condition(p, fact_types, where, f"{field}.all[{i}]")
+                for i, p in enumerate(raw["all"])
+            )
+        )
     if "any" in raw:
-        return AnyOf(tuple(_condition(p, fact_types, where, f"{field}.any[{i}]")
-                           for i, p in enumerate(raw["any"])))
+        return AnyOf(
+            tuple(
+                _condition(p, fact_types, where, f"{field}.any[{i}]")
+                for i, p in enumerate(raw["any"])
+            )
+        )
     key, op, value = raw["fact"], raw["op"], raw["value"]
     kind = fact_types.get(key)
     if kind is None:
         raise RulesetError(f"{where}: field {field}.fact: unknown fact key {key!r}")
     if kind == "bool" and (op not in ("eq", "ne") or not isinstance(value, bool)):
         raise RulesetError(f"{where}: field {field}.op: bool fact {key!r} takes eq/ne true/false")
-    if kind in ("int", "number") and (isinstance(value, bool)
-                                      or not isinstance(value, int | float)):
+    if kind in ("int", "number") and (
+        isinstance(value, bool) or not isinstance(value, int | float)
+    ):
         raise RulesetError(f"{where}: field {field}.value: {kind} fact {key!r} needs a number")
     if kind == "string" and (op in ORDERING_OPERATORS or not isinstance(value, str)):
         raise RulesetError(f"{where}: field {field}.op: string fact {key!r} takes eq/ne a string")
@@ -306,11 +331,15 @@ def _load_policy(path: Path, hashes: dict[str, str], menu: frozenset[str]) -> Po
                 red_if_blacklisted=bool(c["red"]["blacklisted"]),
                 orange_min_general_findings=_int(c["orange"]["min_general_findings"]),
                 orange_accident_window_months=_int(c["orange"]["accident_window_months"]),
-                orange_credit_ratings=frozenset(CreditRating(r) for r in c["orange"]["credit_ratings"]),
+                orange_credit_ratings=frozenset(
+                    CreditRating(r) for r in c["orange"]["credit_ratings"]
+                ),
                 orange_high_risk_grade_zero=bool(c["orange"]["high_risk_grade_zero"]),
                 yellow_min_general_findings=_int(c["yellow"]["min_general_findings"]),
                 yellow_penalty_window_months=_int(c["yellow"]["penalty_window_months"]),
-                yellow_credit_ratings=frozenset(CreditRating(r) for r in c["yellow"]["credit_ratings"]),
+                yellow_credit_ratings=frozenset(
+                    CreditRating(r) for r in c["yellow"]["credit_ratings"]
+                ),
                 yellow_merchant_score_below=_int(c["yellow"]["merchant_score_below"]),
             ),
             whitelist=WhitelistPolicy(

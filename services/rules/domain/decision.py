@@ -13,7 +13,7 @@ from datetime import date
 from enum import StrEnum
 
 from .dates import add_days, add_months, within_months
-from .policy import Policy
+from .policy import ColourPolicy, Policy
 from .profile import EnterpriseProfile, FactValue, Hazard, Severity
 from .standards import Catalogue, Clause
 
@@ -31,8 +31,12 @@ class Status(StrEnum):
     PRIORITY = "priority"
 
 
-RISK_TEXT = {RiskLevel.BLUE: "蓝色（低风险）", RiskLevel.YELLOW: "黄色（一般风险）",
-             RiskLevel.ORANGE: "橙色（较大风险）", RiskLevel.RED: "红色（重大风险）"}
+RISK_TEXT = {
+    RiskLevel.BLUE: "蓝色（低风险）",
+    RiskLevel.YELLOW: "黄色（一般风险）",
+    RiskLevel.ORANGE: "橙色（较大风险）",
+    RiskLevel.RED: "红色（重大风险）",
+}
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,9 @@ def decide(
     else:
         cap = policy.caps.yearly_cap(profile.standardization_grade, profile.high_risk_domains)
         valid_until = add_months(as_of, policy.decision_valid_months)
-    due = add_days(as_of, policy.priority_inspection_due_days) if status is Status.PRIORITY else None
+    due = (
+        add_days(as_of, policy.priority_inspection_due_days) if status is Status.PRIORITY else None
+    )
     return Decision(
         enterprise_id=profile.enterprise_id,
         status=status,
@@ -136,8 +142,9 @@ def build_findings(
     hazard_findings = []
     for hazard in profile.hazards:
         if hazard.is_open:
-            hazard_findings.append(_hazard_finding(hazard, catalogue, by_ref.pop(hazard.clause_ref,
-                                                                                None)))
+            hazard_findings.append(
+                _hazard_finding(hazard, catalogue, by_ref.pop(hazard.clause_ref, None))
+            )
     ordered = [*by_ref.values(), *hazard_findings]
     ordered.sort(key=lambda f: f.severity is not Severity.MAJOR)  # stable: majors first
     return tuple(ordered)
@@ -183,46 +190,74 @@ def risk_level(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], policy: Policy, as_of: date
 ) -> tuple[RiskLevel, tuple[str, ...]]:
     """The first colour of policy.md section 2 that holds, with every reason that made it."""
-    cp = policy.colour
-    majors = [f.ref for f in findings if f.severity is Severity.MAJOR]
-    generals = sum(1 for f in findings if f.severity is Severity.GENERAL)
-    red = []
-    if majors:
-        red.append(f"存在重大事故隐患：{'、'.join(majors)}")
-    if cp.red_if_blacklisted and profile.blacklisted:
-        red.append("列入安全生产严重失信主体名单")
-    if any(a.deaths >= cp.fatal_accident_min_deaths
-           and within_months(a.occurred_on, as_of, cp.fatal_accident_window_months)
-           for a in profile.accidents):
-        red.append(f"{cp.fatal_accident_window_months}个月内发生造成人员死亡的生产安全事故")
-    if red:
-        return RiskLevel.RED, tuple(red)
-    orange = []
-    if generals >= cp.orange_min_general_findings:
-        orange.append(f"一般隐患{generals}项（≥{cp.orange_min_general_findings}项）")
-    if any(within_months(a.occurred_on, as_of, cp.orange_accident_window_months)
-           for a in profile.accidents):
-        orange.append(f"{cp.orange_accident_window_months}个月内发生生产安全事故")
-    if profile.credit_rating in cp.orange_credit_ratings:
-        orange.append(f"信用等级为{profile.credit_rating}")
-    if cp.orange_high_risk_grade_zero and profile.high_risk_domains \
-            and profile.standardization_grade == 0:
-        orange.append("属高危领域但未取得安全生产标准化等级")
-    if orange:
-        return RiskLevel.ORANGE, tuple(orange)
-    yellow = []
-    if generals >= cp.yellow_min_general_findings:
-        yellow.append(f"一般隐患{generals}项")
-    if any(within_months(p.decided_on, as_of, cp.yellow_penalty_window_months)
-           for p in profile.penalties):
-        yellow.append(f"{cp.yellow_penalty_window_months}个月内受到行政处罚")
-    if profile.credit_rating in cp.yellow_credit_ratings:
-        yellow.append(f"信用等级为{profile.credit_rating}")
-    if profile.merchant_score < cp.yellow_merchant_score_below:
-        yellow.append(f"十二分制得分{profile.merchant_score}分（低于{cp.yellow_merchant_score_below}分）")
-    if yellow:
-        return RiskLevel.YELLOW, tuple(yellow)
+    for level, reasons_for in (
+        (RiskLevel.RED, _red_reasons),
+        (RiskLevel.ORANGE, _orange_reasons),
+        (RiskLevel.YELLOW, _yellow_reasons),
+    ):
+        reasons = reasons_for(profile, findings, policy.colour, as_of)
+        if reasons:
+            return level, tuple(reasons)
     return RiskLevel.BLUE, ()
+
+
+def _generals(findings: tuple[Finding, ...]) -> int:
+    return sum(1 for f in findings if f.severity is Severity.GENERAL)
+
+
+def _red_reasons(
+    profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
+) -> list[str]:
+    out = []
+    majors = [f.ref for f in findings if f.severity is Severity.MAJOR]
+    if majors:
+        out.append(f"存在重大事故隐患：{'、'.join(majors)}")
+    if cp.red_if_blacklisted and profile.blacklisted:
+        out.append("列入安全生产严重失信主体名单")
+    window = cp.fatal_accident_window_months
+    if any(
+        a.deaths >= cp.fatal_accident_min_deaths and within_months(a.occurred_on, as_of, window)
+        for a in profile.accidents
+    ):
+        out.append(f"{window}个月内发生造成人员死亡的生产安全事故")
+    return out
+
+
+def _orange_reasons(
+    profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
+) -> list[str]:
+    out = []
+    generals = _generals(findings)
+    if generals >= cp.orange_min_general_findings:
+        out.append(f"一般隐患{generals}项（≥{cp.orange_min_general_findings}项）")
+    window = cp.orange_accident_window_months
+    if any(within_months(a.occurred_on, as_of, window) for a in profile.accidents):
+        out.append(f"{window}个月内发生生产安全事故")
+    if profile.credit_rating in cp.orange_credit_ratings:
+        out.append(f"信用等级为{profile.credit_rating}")
+    grade_zero = profile.high_risk_domains and profile.standardization_grade == 0
+    if cp.orange_high_risk_grade_zero and grade_zero:
+        out.append("属高危领域但未取得安全生产标准化等级")
+    return out
+
+
+def _yellow_reasons(
+    profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
+) -> list[str]:
+    out = []
+    generals = _generals(findings)
+    if generals >= cp.yellow_min_general_findings:
+        out.append(f"一般隐患{generals}项")
+    window = cp.yellow_penalty_window_months
+    if any(within_months(p.decided_on, as_of, window) for p in profile.penalties):
+        out.append(f"{window}个月内受到行政处罚")
+    if profile.credit_rating in cp.yellow_credit_ratings:
+        out.append(f"信用等级为{profile.credit_rating}")
+    if profile.merchant_score < cp.yellow_merchant_score_below:
+        out.append(
+            f"十二分制得分{profile.merchant_score}分（低于{cp.yellow_merchant_score_below}分）"
+        )
+    return out
 
 
 def whitelist_blockers(
@@ -242,31 +277,46 @@ def whitelist_blockers(
     open_count = sum(1 for h in profile.hazards if h.is_open)
     if open_count:
         out.append(Blocker("open_hazard", f"尚有{open_count}项隐患未经复查验收"))
-    if any(h.closed_late and h.closed_on is not None
-           and within_months(h.closed_on, as_of, wp.late_closure_block_months)
-           for h in profile.hazards):
-        out.append(Blocker("late_rectification",
-                           f"{wp.late_closure_block_months}个月内有隐患逾期才整改完毕"))
+    if any(
+        h.closed_late
+        and h.closed_on is not None
+        and within_months(h.closed_on, as_of, wp.late_closure_block_months)
+        for h in profile.hazards
+    ):
+        out.append(
+            Blocker(
+                "late_rectification", f"{wp.late_closure_block_months}个月内有隐患逾期才整改完毕"
+            )
+        )
     if profile.credit_rating not in wp.credit_ratings:
         rating = profile.credit_rating or "未评定"
         out.append(Blocker("credit_rating", f"信用等级为{rating}，须为A或B"))
     if profile.blacklisted:
         out.append(Blocker("blacklisted", "列入安全生产严重失信主体名单"))
-    small_and_safe = (profile.employees < wp.small_firm_employees_below
-                      and not profile.high_risk_domains)
+    small_and_safe = (
+        profile.employees < wp.small_firm_employees_below and not profile.high_risk_domains
+    )
     if profile.standardization_grade not in wp.standardization_grades and not small_and_safe:
-        out.append(Blocker("standardization",
-                           f"未取得安全生产标准化等级（员工{wp.small_firm_employees_below}人以下且不涉高危领域的除外）"))
+        out.append(
+            Blocker(
+                "standardization",
+                f"未取得安全生产标准化等级（员工{wp.small_firm_employees_below}人以下且不涉高危领域的除外）",
+            )
+        )
     if profile.merchant_score < wp.min_merchant_score:
-        out.append(Blocker("merchant_score",
-                           f"十二分制得分{profile.merchant_score}分，须不低于{wp.min_merchant_score}分"))
+        out.append(
+            Blocker(
+                "merchant_score",
+                f"十二分制得分{profile.merchant_score}分，须不低于{wp.min_merchant_score}分",
+            )
+        )
     return tuple(out)
 
 
 def recommended_services(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], policy: Policy
 ) -> tuple[str, ...]:
-    """Booking items that help: the union over findings, plus coaching for grade-0 high-risk firms."""
+    """Booking items that help: the findings' items, plus coaching for grade-0 high-risk firms."""
     services = {s for f in findings for s in f.services}
     if profile.high_risk_domains and profile.standardization_grade == 0:
         services.add(policy.grade_zero_service)

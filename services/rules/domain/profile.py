@@ -185,8 +185,9 @@ class _Checker:
     def bad(self, path: str, description: str) -> None:
         self.violations.append(FieldViolation(self.prefix + path, description))
 
-    def string(self, data: Mapping[str, Any], key: str, path: str, *, max_len: int,
-               required: bool) -> str:
+    def string(
+        self, data: Mapping[str, Any], key: str, path: str, *, max_len: int, required: bool
+    ) -> str:
         value = data.get(key)
         if value is None or value == "":
             if required:
@@ -201,8 +202,9 @@ class _Checker:
             self.bad(path, "must not start or end with spaces")
         return value
 
-    def integer(self, data: Mapping[str, Any], key: str, path: str, *, default: int,
-                low: int, high: int) -> int:
+    def integer(
+        self, data: Mapping[str, Any], key: str, path: str, *, default: int, low: int, high: int
+    ) -> int:
         value = data.get(key)
         if value is None:
             return default
@@ -221,8 +223,7 @@ class _Checker:
             return False
         return value
 
-    def enum(self, enum: type[E], value: Any, path: str, *,
-                         required: bool) -> E | None:
+    def enum(self, enum: type[E], value: Any, path: str, *, required: bool) -> E | None:
         if value is None or value == "":
             if required:
                 self.bad(path, f"is required; one of {', '.join(e.value for e in enum)}")
@@ -274,21 +275,20 @@ def parse_profile(
         raise ValidationError(check.violations)
     for unknown in sorted(set(data) - PROFILE_FIELDS):
         check.bad(str(unknown), "unknown field")
-    enterprise_id = check.string(data, "enterprise_id", "enterprise_id", max_len=18,
-                                 required=True)
+    enterprise_id = check.string(data, "enterprise_id", "enterprise_id", max_len=18, required=True)
     if enterprise_id and (problem := uscc_problem(enterprise_id)):
         check.bad("enterprise_id", problem)
     name = check.string(data, "name", "name", max_len=MAX_NAME, required=True)
     industry = check.enum(Industry, data.get("industry"), "industry", required=True)
     region = check.string(data, "region", "region", max_len=MAX_REGION, required=True)
-    employees = check.integer(data, "employees", "employees", default=0, low=0,
-                              high=MAX_EMPLOYEES)
-    grade = check.integer(data, "standardization_grade", "standardization_grade", default=0,
-                          low=0, high=3)
-    merchant_score = check.integer(data, "merchant_score", "merchant_score", default=12,
-                                   low=0, high=100)
-    credit = check.enum(CreditRating, data.get("credit_rating"), "credit_rating",
-                        required=False)
+    employees = check.integer(data, "employees", "employees", default=0, low=0, high=MAX_EMPLOYEES)
+    grade = check.integer(
+        data, "standardization_grade", "standardization_grade", default=0, low=0, high=3
+    )
+    merchant_score = check.integer(
+        data, "merchant_score", "merchant_score", default=12, low=0, high=100
+    )
+    credit = check.enum(CreditRating, data.get("credit_rating"), "credit_rating", required=False)
     profile = EnterpriseProfile(
         enterprise_id=enterprise_id,
         name=name,
@@ -349,8 +349,12 @@ def _penalties(check: _Checker, data: Mapping[str, Any]) -> list[Penalty]:
         entry = _entry(check, raw, path, frozenset({"decided_on", "amount_yuan", "basis"}))
         decided = check.day(entry.get("decided_on"), f"{path}.decided_on")
         amount = entry.get("amount_yuan", 0)
-        if (isinstance(amount, bool) or not isinstance(amount, int | float)
-                or not math.isfinite(amount) or amount < 0):
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, int | float)
+            or not math.isfinite(amount)
+            or amount < 0
+        ):
             check.bad(f"{path}.amount_yuan", "must be a finite number >= 0")
             amount = 0
         basis = check.string(entry, "basis", f"{path}.basis", max_len=MAX_TEXT, required=False)
@@ -360,8 +364,16 @@ def _penalties(check: _Checker, data: Mapping[str, Any]) -> list[Penalty]:
 
 
 HAZARD_FIELDS = frozenset(
-    {"hazard_id", "clause_ref", "severity", "found_on", "due_on", "status", "closed_on",
-     "closed_late"}
+    {
+        "hazard_id",
+        "clause_ref",
+        "severity",
+        "found_on",
+        "due_on",
+        "status",
+        "closed_on",
+        "closed_late",
+    }
 )
 
 
@@ -371,8 +383,7 @@ def _hazards(check: _Checker, data: Mapping[str, Any]) -> list[Hazard]:
     for i, raw in enumerate(check.items(data, "hazards")):
         path = f"hazards[{i}]"
         entry = _entry(check, raw, path, HAZARD_FIELDS)
-        hazard_id = check.string(entry, "hazard_id", f"{path}.hazard_id", max_len=64,
-                                 required=True)
+        hazard_id = check.string(entry, "hazard_id", f"{path}.hazard_id", max_len=64, required=True)
         if hazard_id in seen:
             check.bad(f"{path}.hazard_id", f"duplicate hazard_id {hazard_id!r}")
         seen.add(hazard_id)
@@ -398,8 +409,9 @@ def _hazards(check: _Checker, data: Mapping[str, Any]) -> list[Hazard]:
     return out
 
 
-def _facts(check: _Checker, data: Mapping[str, Any],
-           fact_types: Mapping[str, str]) -> dict[str, FactValue]:
+def _facts(
+    check: _Checker, data: Mapping[str, Any], fact_types: Mapping[str, str]
+) -> dict[str, FactValue]:
     raw = data.get("facts")
     if raw is None:
         return {}

@@ -44,11 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.rules",
-                                     description="Work-safety rules service")
+    parser = argparse.ArgumentParser(
+        prog="python -m services.rules", description="Work-safety rules service"
+    )
     env_flag(parser, "--log-level", "RULES_LOG_LEVEL", "info", "log level")
-    parser.add_argument("--log-json", action="store_true", default=None,
-                        help="JSON log lines even on a terminal")
+    parser.add_argument(
+        "--log-json", action="store_true", default=None, help="JSON log lines even on a terminal"
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="start the gRPC server")
@@ -66,8 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("file", type=Path, help="a .json (object or list) or .jsonl file")
     evaluate.add_argument("--json", action="store_true", help="print one JSON decision per line")
     evaluate.add_argument("--as-of", default="", help="evaluation date YYYY-MM-DD (default today)")
-    evaluate.add_argument("--server", default="",
-                          help="evaluate through a running server at HOST:PORT, not in-process")
+    evaluate.add_argument(
+        "--server",
+        default="",
+        help="evaluate through a running server at HOST:PORT, not in-process",
+    )
     env_flag(evaluate, "--rulesets", "RULES_RULESETS", "rulesets", "rulesets directory")
     evaluate.set_defaults(run=cmd_evaluate)
     return parser
@@ -77,10 +82,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     rulebook = load_rulebook(args.rulesets)
     running = grpc_server.build(rulebook, address=args.grpc, max_workers=int(args.workers))
     running.server.start()
-    _log.info("rules service listening", address=args.grpc, port=running.port,
-              ruleset_version=rulebook.catalogue.version,
-              standards=[s.id for s in rulebook.catalogue.standards])
-    common_server.serve_until_signalled(running.server, running.health)  # type: ignore[arg-type]
+    _log.info(
+        "rules service listening",
+        address=args.grpc,
+        port=running.port,
+        ruleset_version=rulebook.catalogue.version,
+        standards=[s.id for s in rulebook.catalogue.standards],
+    )
+    common_server.serve_until_signalled(running.server, running.health)
     return 0
 
 
@@ -131,8 +140,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"no such file: {args.file}", file=sys.stderr)
         return 2
     total = _count(args.file)
-    bar = tqdm(total=total, unit="firm", file=sys.stderr,
-               disable=None if (total or 0) >= PROGRESS_THRESHOLD else True)
+    bar = tqdm(
+        total=total,
+        unit="firm",
+        file=sys.stderr,
+        disable=None if (total or 0) >= PROGRESS_THRESHOLD else True,
+    )
     evaluator = _remote(args.server) if args.server else _local(args.rulesets)
     failures = 0
     try:
@@ -154,8 +167,10 @@ def _one(evaluator: Any, where: int, data: Any, args: argparse.Namespace, out: T
     decision = evaluator(data, args.as_of)
     if decision.HasField("error"):
         if args.json:
-            out.write(json.dumps({"item": where, **convert.message_to_dict(decision)},
-                                 ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps({"item": where, **convert.message_to_dict(decision)}, ensure_ascii=False)
+                + "\n"
+            )
         else:
             out.write(render.rejection(where, decision.error))
         return False
@@ -173,8 +188,9 @@ def _local(rulesets: str) -> Any:
         try:
             decision = handlers.evaluate_data(ctx, data, as_of, prefix="")
         except ValidationError as exc:
-            return pb.Decision(enterprise_id=str(_get(data, "enterprise_id")),
-                               error=status_proto(exc))
+            return pb.Decision(
+                enterprise_id=str(_get(data, "enterprise_id")), error=status_proto(exc)
+            )
         return convert.decision_to_proto(decision)
 
     return evaluate
@@ -189,13 +205,17 @@ def _remote(address: str) -> Any:
         try:
             request.profile.CopyFrom(convert.profile_from_json(data))
         except Exception as exc:
-            return pb.Decision(enterprise_id=str(_get(data, "enterprise_id")),
-                               error=_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
+            return pb.Decision(
+                enterprise_id=str(_get(data, "enterprise_id")),
+                error=_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc)),
+            )
         try:
             return stub.Evaluate(request, timeout=30)
         except grpc.RpcError as exc:
-            return pb.Decision(enterprise_id=request.profile.enterprise_id,
-                               error=_status(exc.code(), exc.details() or ""))
+            return pb.Decision(
+                enterprise_id=request.profile.enterprise_id,
+                error=_status(exc.code(), exc.details() or ""),
+            )
 
     return evaluate
 

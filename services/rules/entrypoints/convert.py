@@ -23,11 +23,12 @@ def enum_value(enum: Any, number: int, prefix: str, *, lower: bool = True) -> st
         name = enum.Name(number)
     except ValueError:
         return f"<unknown enum value {number}>"
-    value = name.removeprefix(prefix)
+    value = str(name).removeprefix(prefix)
     return value.lower() if lower else value
 
 
-def enum_number(enum: Any, value: str, prefix: str) -> int:
+def enum_number(enum: Any, value: str, prefix: str) -> Any:
+    """ "machinery" → INDUSTRY_MACHINERY's number (typed Any: the stubs want the enum type)."""
     return int(enum.Value(prefix + value.upper()))
 
 
@@ -58,23 +59,39 @@ def profile_to_dict(p: pb.EnterpriseProfile) -> dict[str, Any]:
         "employees": p.employees,
         "specialized_sme": p.specialized_sme,
         "standardization_grade": p.standardization_grade,
-        "credit_rating": enum_value(pb.CreditRating, p.credit_rating, "CREDIT_RATING_",
-                                    lower=False),
+        "credit_rating": enum_value(
+            pb.CreditRating, p.credit_rating, "CREDIT_RATING_", lower=False
+        ),
         "blacklisted": p.blacklisted,
         "merchant_score": p.merchant_score if p.HasField("merchant_score") else None,
-        "high_risk_domains": [enum_value(pb.HighRiskDomain, d, "HIGH_RISK_DOMAIN_")
-                              for d in p.high_risk_domains],
-        "accidents": [{"occurred_on": _day(a.occurred_on),
-                       "level": enum_value(pb.AccidentLevel, a.level, "ACCIDENT_LEVEL_"),
-                       "deaths": a.deaths} for a in p.accidents],
-        "penalties": [{"decided_on": _day(x.decided_on), "amount_yuan": x.amount_yuan,
-                       "basis": x.basis} for x in p.penalties],
-        "hazards": [{"hazard_id": h.hazard_id, "clause_ref": h.clause_ref,
-                     "severity": enum_value(pb.Severity, h.severity, "SEVERITY_"),
-                     "found_on": _day(h.found_on), "due_on": _day(h.due_on),
-                     "status": enum_value(pb.HazardStatus, h.status, "HAZARD_STATUS_"),
-                     "closed_on": _day(h.closed_on), "closed_late": h.closed_late}
-                    for h in p.hazards],
+        "high_risk_domains": [
+            enum_value(pb.HighRiskDomain, d, "HIGH_RISK_DOMAIN_") for d in p.high_risk_domains
+        ],
+        "accidents": [
+            {
+                "occurred_on": _day(a.occurred_on),
+                "level": enum_value(pb.AccidentLevel, a.level, "ACCIDENT_LEVEL_"),
+                "deaths": a.deaths,
+            }
+            for a in p.accidents
+        ],
+        "penalties": [
+            {"decided_on": _day(x.decided_on), "amount_yuan": x.amount_yuan, "basis": x.basis}
+            for x in p.penalties
+        ],
+        "hazards": [
+            {
+                "hazard_id": h.hazard_id,
+                "clause_ref": h.clause_ref,
+                "severity": enum_value(pb.Severity, h.severity, "SEVERITY_"),
+                "found_on": _day(h.found_on),
+                "due_on": _day(h.due_on),
+                "status": enum_value(pb.HazardStatus, h.status, "HAZARD_STATUS_"),
+                "closed_on": _day(h.closed_on),
+                "closed_late": h.closed_late,
+            }
+            for h in p.hazards
+        ],
         "facts": {k: _fact(v) for k, v in p.facts.items()},
     }
 
@@ -96,38 +113,68 @@ def _iso(d: date | None) -> str:
 
 def profile_to_proto(p: EnterpriseProfile) -> pb.EnterpriseProfile:
     out = pb.EnterpriseProfile(
-        enterprise_id=p.enterprise_id, name=p.name,
-        industry=enum_number(pb.Industry, p.industry, "INDUSTRY_"), region=p.region,
-        employees=p.employees, specialized_sme=p.specialized_sme,
+        enterprise_id=p.enterprise_id,
+        name=p.name,
+        industry=enum_number(pb.Industry, p.industry, "INDUSTRY_"),
+        region=p.region,
+        employees=p.employees,
+        specialized_sme=p.specialized_sme,
         standardization_grade=p.standardization_grade,
-        credit_rating=enum_number(pb.CreditRating, p.credit_rating, "CREDIT_RATING_")
-        if p.credit_rating else 0,
-        blacklisted=p.blacklisted, merchant_score=p.merchant_score,
-        high_risk_domains=sorted(enum_number(pb.HighRiskDomain, d, "HIGH_RISK_DOMAIN_")
-                                 for d in p.high_risk_domains),
-        accidents=[pb.Accident(occurred_on=_iso(a.occurred_on), deaths=a.deaths,
-                               level=enum_number(pb.AccidentLevel, a.level, "ACCIDENT_LEVEL_"))
-                   for a in p.accidents],
-        penalties=[pb.Penalty(decided_on=_iso(x.decided_on), amount_yuan=x.amount_yuan,
-                              basis=x.basis) for x in p.penalties],
-        hazards=[pb.Hazard(hazard_id=h.hazard_id, clause_ref=h.clause_ref,
-                           severity=enum_number(pb.Severity, h.severity, "SEVERITY_"),
-                           found_on=_iso(h.found_on), due_on=_iso(h.due_on),
-                           status=enum_number(pb.HazardStatus, h.status, "HAZARD_STATUS_"),
-                           closed_on=_iso(h.closed_on), closed_late=h.closed_late)
-                 for h in p.hazards],
+        credit_rating=_credit_number(p),
+        blacklisted=p.blacklisted,
+        merchant_score=p.merchant_score,
+        high_risk_domains=sorted(
+            enum_number(pb.HighRiskDomain, d, "HIGH_RISK_DOMAIN_") for d in p.high_risk_domains
+        ),
+        accidents=[
+            pb.Accident(
+                occurred_on=_iso(a.occurred_on),
+                deaths=a.deaths,
+                level=enum_number(pb.AccidentLevel, a.level, "ACCIDENT_LEVEL_"),
+            )
+            for a in p.accidents
+        ],
+        penalties=[
+            pb.Penalty(decided_on=_iso(x.decided_on), amount_yuan=x.amount_yuan, basis=x.basis)
+            for x in p.penalties
+        ],
+        hazards=[
+            pb.Hazard(
+                hazard_id=h.hazard_id,
+                clause_ref=h.clause_ref,
+                severity=enum_number(pb.Severity, h.severity, "SEVERITY_"),
+                found_on=_iso(h.found_on),
+                due_on=_iso(h.due_on),
+                status=enum_number(pb.HazardStatus, h.status, "HAZARD_STATUS_"),
+                closed_on=_iso(h.closed_on),
+                closed_late=h.closed_late,
+            )
+            for h in p.hazards
+        ],
     )
     for key, value in p.facts.items():
         out.facts[key].CopyFrom(_value(value))
     return out
 
 
+def _credit_number(p: EnterpriseProfile) -> Any:
+    if p.credit_rating is None:
+        return pb.CREDIT_RATING_UNSPECIFIED
+    return enum_number(pb.CreditRating, p.credit_rating, "CREDIT_RATING_")
+
+
 def finding_to_proto(f: Finding) -> pb.Finding:
     out = pb.Finding(
-        standard_id=f.standard_id, clause=f.clause, clause_ref=f.ref,
-        severity=enum_number(pb.Severity, f.severity, "SEVERITY_"), text=f.text,
-        guidance=f.guidance, fact_keys=list(f.fact_keys), hazard_id=f.hazard_id,
-        services=list(f.services), verified=f.verified,
+        standard_id=f.standard_id,
+        clause=f.clause,
+        clause_ref=f.ref,
+        severity=enum_number(pb.Severity, f.severity, "SEVERITY_"),
+        text=f.text,
+        guidance=f.guidance,
+        fact_keys=list(f.fact_keys),
+        hazard_id=f.hazard_id,
+        services=list(f.services),
+        verified=f.verified,
     )
     for key, value in f.matched_facts.items():
         out.matched_facts[key].CopyFrom(_value(value))
@@ -140,8 +187,9 @@ def decision_to_proto(d: Decision, *, request_id: str = "", decision_id: str = "
         status=enum_number(pb.Status, d.status, "STATUS_"),
         risk_level=enum_number(pb.RiskLevel, d.risk_level, "RISK_LEVEL_"),
         findings=[finding_to_proto(f) for f in d.findings],
-        whitelist_blockers=[pb.WhitelistBlocker(code=b.code, reason=b.reason)
-                            for b in d.whitelist_blockers],
+        whitelist_blockers=[
+            pb.WhitelistBlocker(code=b.code, reason=b.reason) for b in d.whitelist_blockers
+        ],
         inspection_cap_per_year=d.inspection_cap_per_year,
         recommended_services=list(d.recommended_services),
         ruleset_version=d.ruleset_version,
@@ -156,18 +204,30 @@ def decision_to_proto(d: Decision, *, request_id: str = "", decision_id: str = "
 
 def clause_to_proto(c: Clause) -> pb.Clause:
     return pb.Clause(
-        clause=c.clause, clause_ref=c.ref,
-        severity=enum_number(pb.Severity, c.severity, "SEVERITY_"), text=c.text,
-        guidance=c.guidance, fact_keys=list(c.condition.fact_keys()), services=list(c.services),
-        verified=c.verified, note=c.note, applies_to=c.describe_scope(),
+        clause=c.clause,
+        clause_ref=c.ref,
+        severity=enum_number(pb.Severity, c.severity, "SEVERITY_"),
+        text=c.text,
+        guidance=c.guidance,
+        fact_keys=list(c.condition.fact_keys()),
+        services=list(c.services),
+        verified=c.verified,
+        note=c.note,
+        applies_to=c.describe_scope(),
         condition=c.condition.describe(),
     )
 
 
 def standard_to_proto(s: Standard, *, with_clauses: bool) -> pb.Standard:
     return pb.Standard(
-        id=s.id, title=s.title, version=s.version, clause_count=len(s.clauses),
-        verified=s.verified, issuer=s.issuer, source=s.source, in_force_on=s.in_force_on,
+        id=s.id,
+        title=s.title,
+        version=s.version,
+        clause_count=len(s.clauses),
+        verified=s.verified,
+        issuer=s.issuer,
+        source=s.source,
+        in_force_on=s.in_force_on,
         clauses=[clause_to_proto(c) for c in s.clauses] if with_clauses else [],
     )
 
@@ -180,13 +240,21 @@ def profile_from_json(data: Mapping[str, Any]) -> pb.EnterpriseProfile:
     shaped = dict(data)
     shaped["industry"] = _enum_name("INDUSTRY_", shaped.get("industry"))
     shaped["credit_rating"] = _enum_name("CREDIT_RATING_", shaped.get("credit_rating"))
-    shaped["high_risk_domains"] = [_enum_name("HIGH_RISK_DOMAIN_", d)
-                                   for d in shaped.get("high_risk_domains") or []]
-    shaped["accidents"] = [{**a, "level": _enum_name("ACCIDENT_LEVEL_", a.get("level"))}
-                           for a in shaped.get("accidents") or []]
-    shaped["hazards"] = [{**h, "severity": _enum_name("SEVERITY_", h.get("severity")),
-                          "status": _enum_name("HAZARD_STATUS_", h.get("status"))}
-                         for h in shaped.get("hazards") or []]
+    shaped["high_risk_domains"] = [
+        _enum_name("HIGH_RISK_DOMAIN_", d) for d in shaped.get("high_risk_domains") or []
+    ]
+    shaped["accidents"] = [
+        {**a, "level": _enum_name("ACCIDENT_LEVEL_", a.get("level"))}
+        for a in shaped.get("accidents") or []
+    ]
+    shaped["hazards"] = [
+        {
+            **h,
+            "severity": _enum_name("SEVERITY_", h.get("severity")),
+            "status": _enum_name("HAZARD_STATUS_", h.get("status")),
+        }
+        for h in shaped.get("hazards") or []
+    ]
     out = pb.EnterpriseProfile()
     json_format.ParseDict({k: v for k, v in shaped.items() if v is not None}, out)
     return out

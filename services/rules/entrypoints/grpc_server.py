@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
+from grpc_health.v1.health import HealthServicer
 
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -26,37 +27,47 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
     @map_errors
     def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.Decision:
-        decision = handlers.evaluate_data(self._ctx, convert.profile_to_dict(request.profile),
-                                          request.as_of)
+        decision = handlers.evaluate_data(
+            self._ctx, convert.profile_to_dict(request.profile), request.as_of
+        )
         return convert.decision_to_proto(decision, request_id=request.request_id)
 
-    def EvaluateStream(self, requests: Iterator[pb.EvaluateRequest],
-                       context: grpc.ServicerContext) -> Iterator[pb.Decision]:
-        """One Decision per request, in order; a bad item carries its error and the stream goes on."""
+    def EvaluateStream(
+        self, requests: Iterator[pb.EvaluateRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.Decision]:
+        """One Decision per request, in order; a bad item carries its error, the stream goes on."""
         for request in requests:
             if not context.is_active():
                 return  # cancelled or past the caller's deadline
             try:
                 decision = handlers.evaluate_data(
-                    self._ctx, convert.profile_to_dict(request.profile), request.as_of)
+                    self._ctx, convert.profile_to_dict(request.profile), request.as_of
+                )
                 yield convert.decision_to_proto(decision, request_id=request.request_id)
             except Exception as exc:
                 status = status_proto(exc) if is_domain_error(exc) else internal_status()
-                yield pb.Decision(request_id=request.request_id,
-                                  enterprise_id=request.profile.enterprise_id, error=status)
+                yield pb.Decision(
+                    request_id=request.request_id,
+                    enterprise_id=request.profile.enterprise_id,
+                    error=status,
+                )
 
     @map_errors
-    def ListStandards(self, request: pb.ListStandardsRequest,
-                      context: grpc.ServicerContext) -> pb.ListStandardsResponse:
+    def ListStandards(
+        self, request: pb.ListStandardsRequest, context: grpc.ServicerContext
+    ) -> pb.ListStandardsResponse:
         return pb.ListStandardsResponse(
-            standards=[convert.standard_to_proto(s, with_clauses=False)
-                       for s in self._ctx.catalogue.standards],
+            standards=[
+                convert.standard_to_proto(s, with_clauses=False)
+                for s in self._ctx.catalogue.standards
+            ],
             ruleset_version=self._ctx.catalogue.version,
         )
 
     @map_errors
-    def GetStandard(self, request: pb.GetStandardRequest,
-                    context: grpc.ServicerContext) -> pb.Standard:
+    def GetStandard(
+        self, request: pb.GetStandardRequest, context: grpc.ServicerContext
+    ) -> pb.Standard:
         standard = self._ctx.catalogue.standard(request.standard_id)
         if standard is None:
             known = ", ".join(s.id for s in self._ctx.catalogue.standards)
@@ -66,8 +77,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
 def context_from(rulebook: Rulebook) -> handlers.RulesContext:
     return handlers.RulesContext(
-        catalogue=rulebook.catalogue, policy=rulebook.policy,
-        fact_types=rulebook.fact_types, engine=engine_for(rulebook.catalogue),
+        catalogue=rulebook.catalogue,
+        policy=rulebook.policy,
+        fact_types=rulebook.fact_types,
+        engine=engine_for(rulebook.catalogue),
     )
 
 
@@ -75,11 +88,12 @@ def context_from(rulebook: Rulebook) -> handlers.RulesContext:
 class RunningServer:
     server: grpc.Server
     port: int
-    health: object
+    health: HealthServicer
 
 
-def create_server(rulebook: Rulebook, *, address: str = "127.0.0.1:0",
-                  max_workers: int = 8) -> tuple[grpc.Server, int]:
+def create_server(
+    rulebook: Rulebook, *, address: str = "127.0.0.1:0", max_workers: int = 8
+) -> tuple[grpc.Server, int]:
     """Build (not start) the rules server bound to `address`; port 0 picks a free port."""
     running = build(rulebook, address=address, max_workers=max_workers)
     return running.server, running.port

@@ -6,11 +6,17 @@ from google.rpc import error_details_pb2, status_pb2
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 
-RISK = {pb.RISK_LEVEL_RED: "红色 RED（重大风险）", pb.RISK_LEVEL_ORANGE: "橙色 ORANGE（较大风险）",
-        pb.RISK_LEVEL_YELLOW: "黄色 YELLOW（一般风险）", pb.RISK_LEVEL_BLUE: "蓝色 BLUE（低风险）"}
-STATUS = {pb.STATUS_WHITELIST: "白名单 WHITELIST（无事不扰）",
-          pb.STATUS_ROUTINE: "常规 ROUTINE（双随机抽查）",
-          pb.STATUS_PRIORITY: "重点监管 PRIORITY"}
+RISK = {
+    pb.RISK_LEVEL_RED: "红色 RED（重大风险）",
+    pb.RISK_LEVEL_ORANGE: "橙色 ORANGE（较大风险）",
+    pb.RISK_LEVEL_YELLOW: "黄色 YELLOW（一般风险）",
+    pb.RISK_LEVEL_BLUE: "蓝色 BLUE（低风险）",
+}
+STATUS = {
+    pb.STATUS_WHITELIST: "白名单 WHITELIST（无事不扰）",
+    pb.STATUS_ROUTINE: "常规 ROUTINE（双随机抽查）",
+    pb.STATUS_PRIORITY: "重点监管 PRIORITY",
+}
 SEVERITY = {pb.SEVERITY_MAJOR: "重大", pb.SEVERITY_GENERAL: "一般"}
 
 

@@ -19,8 +19,9 @@ from services.rules.domain.standards import Catalogue
 class Matcher(Protocol):
     """What evaluation needs of a rule engine: the clause refs a fact map satisfies."""
 
-    def match(self, facts: Mapping[str, FactValue],
-              standard_ids: Iterable[str]) -> frozenset[str]: ...
+    def match(
+        self, facts: Mapping[str, FactValue], standard_ids: Iterable[str]
+    ) -> frozenset[str]: ...
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ def evaluate(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> Deci
     return decide(profile, matched, ctx.catalogue, ctx.policy, as_of)
 
 
-def evaluate_data(ctx: RulesContext, data: Mapping[str, Any], as_of: str | None, *,
-                  prefix: str = "profile.") -> Decision:
+def evaluate_data(
+    ctx: RulesContext, data: Mapping[str, Any], as_of: str | None, *, prefix: str = "profile."
+) -> Decision:
     """Validate a JSON-shaped profile and the as_of date together, then evaluate."""
     violations: list[FieldViolation] = []
     when: date | None = None

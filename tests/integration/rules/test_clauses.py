@@ -16,17 +16,24 @@ CASES = [(path.stem, i, case) for path in FILES for i, case in enumerate(load_ya
 
 
 def _firm(case: dict[str, Any], n: int) -> dict[str, Any]:
-    firm = {"industry": "machinery", "high_risk_domains": [], "employees": 100,
-            **case.get("firm", {})}
+    firm = {
+        "industry": "machinery",
+        "high_risk_domains": [],
+        "employees": 100,
+        **case.get("firm", {}),
+    }
     return profile(n, facts=case.get("facts") or {}, **firm)
 
 
-@pytest.mark.parametrize(("stem", "index", "case"), CASES,
-                         ids=[f"{s}-{i}-{c['clause']}-{'breach' if c['breach'] else 'clean'}"
-                              for s, i, c in CASES])
+@pytest.mark.parametrize(
+    ("stem", "index", "case"),
+    CASES,
+    ids=[f"{s}-{i}-{c['clause']}-{'breach' if c['breach'] else 'clean'}" for s, i, c in CASES],
+)
 def test_clause_case(stem: str, index: int, case: dict[str, Any], rules_stub) -> None:  # type: ignore[no-untyped-def]
-    request = pb.EvaluateRequest(profile=profile_from_json(_firm(case, index + 1)),
-                                 as_of="2026-06-30")
+    request = pb.EvaluateRequest(
+        profile=profile_from_json(_firm(case, index + 1)), as_of="2026-06-30"
+    )
     decision = rules_stub.Evaluate(request, timeout=10)
     refs = {f.clause_ref for f in decision.findings}
     assert (case["clause"] in refs) is case["breach"], case["name"]

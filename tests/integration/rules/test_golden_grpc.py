@@ -14,8 +14,9 @@ from tests import golden
 @pytest.mark.parametrize("path", golden.DECISION_CASES, ids=lambda p: p.stem)
 def test_golden_decision_over_grpc(path: Path, rules_stub, rulebook) -> None:  # type: ignore[no-untyped-def]
     case = golden.load(path)
-    request = pb.EvaluateRequest(profile=profile_from_json(case["profile"]), as_of=case["as_of"],
-                                 request_id=path.stem)
+    request = pb.EvaluateRequest(
+        profile=profile_from_json(case["profile"]), as_of=case["as_of"], request_id=path.stem
+    )
     decision = rules_stub.Evaluate(request, timeout=10)
     assert golden.actual(decision) == golden.expected(case)
     assert decision.request_id == path.stem

@@ -19,8 +19,9 @@ from tests.support import profile, uscc
 
 
 def evaluate(stub: Any, data: dict[str, Any], as_of: str = "2026-06-30") -> pb.Decision:
-    return stub.Evaluate(pb.EvaluateRequest(profile=profile_from_json(data), as_of=as_of),
-                         timeout=10)
+    return stub.Evaluate(
+        pb.EvaluateRequest(profile=profile_from_json(data), as_of=as_of), timeout=10
+    )
 
 
 def violations(error: grpc.RpcError) -> dict[str, str]:
@@ -35,9 +36,16 @@ def violations(error: grpc.RpcError) -> dict[str, str]:
 
 
 def test_evaluate_reports_every_matching_clause_with_its_facts(rules_stub) -> None:  # type: ignore[no-untyped-def]
-    data = profile(industry="light_industry", high_risk_domains=["dust_explosion"],
-                   facts={"dust.dry_collector_unprotected": True, "dust.no_airlock_discharge": True,
-                          "dust.zone20_non_ex_electrics": False, "gen.training_missing": True})
+    data = profile(
+        industry="light_industry",
+        high_risk_domains=["dust_explosion"],
+        facts={
+            "dust.dry_collector_unprotected": True,
+            "dust.no_airlock_discharge": True,
+            "dust.zone20_non_ex_electrics": False,
+            "gen.training_missing": True,
+        },
+    )
     decision = evaluate(rules_stub, data)
     refs = [f.clause_ref for f in decision.findings]
     assert sorted(refs) == ["GEN:training", "GM2023:11(3)", "GM2023:11(6)"]
@@ -47,7 +55,10 @@ def test_evaluate_reports_every_matching_clause_with_its_facts(rules_stub) -> No
     assert major.standard_id == "GM2023"
     assert "干式除尘" in major.text or "锁气卸灰" in major.text
     assert major.guidance
-    assert list(major.fact_keys) in (["dust.dry_collector_unprotected"], ["dust.no_airlock_discharge"])
+    assert list(major.fact_keys) in (
+        ["dust.dry_collector_unprotected"],
+        ["dust.no_airlock_discharge"],
+    )
     assert major.matched_facts[major.fact_keys[0]].bool_value is True
     assert decision.risk_level == pb.RISK_LEVEL_RED
     assert decision.status == pb.STATUS_PRIORITY
@@ -65,21 +76,29 @@ def test_as_of_defaults_to_today_in_shanghai(rules_stub) -> None:  # type: ignor
     from services.rules.domain.dates import today_shanghai
 
     before = today_shanghai().isoformat()
-    decision = rules_stub.Evaluate(pb.EvaluateRequest(profile=profile_from_json(profile())),
-                                   timeout=10)
+    decision = rules_stub.Evaluate(
+        pb.EvaluateRequest(profile=profile_from_json(profile())), timeout=10
+    )
     assert decision.as_of in {before, today_shanghai().isoformat()}
 
 
 def test_invalid_profile_names_each_field(rules_stub) -> None:  # type: ignore[no-untyped-def]
-    bad = profile(enterprise_id=uscc(7)[:17] + "0" if uscc(7)[17] != "0" else uscc(7)[:17] + "1",
-                  employees=-4, facts={"gm.contractor_unmanged": True})
+    bad = profile(
+        enterprise_id=uscc(7)[:17] + "0" if uscc(7)[17] != "0" else uscc(7)[:17] + "1",
+        employees=-4,
+        facts={"gm.contractor_unmanged": True},
+    )
     request = pb.EvaluateRequest(profile=profile_from_json(bad), as_of="2026-13-01")
     with pytest.raises(grpc.RpcError) as info:
         rules_stub.Evaluate(request, timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     fields = violations(info.value)
-    assert set(fields) == {"profile.enterprise_id", "profile.employees",
-                           'profile.facts["gm.contractor_unmanged"]', "as_of"}
+    assert set(fields) == {
+        "profile.enterprise_id",
+        "profile.employees",
+        'profile.facts["gm.contractor_unmanged"]',
+        "as_of",
+    }
     assert "check character" in fields["profile.enterprise_id"]
 
 
@@ -92,9 +111,13 @@ def test_unknown_enum_number_and_wrong_fact_value_type(rules_stub) -> None:  # t
     with pytest.raises(grpc.RpcError) as info:
         rules_stub.Evaluate(pb.EvaluateRequest(profile=message), timeout=10)
     assert set(violations(info.value)) == {
-        "profile.industry", "profile.high_risk_domains[1]" if len(message.high_risk_domains) > 1
-        else "profile.high_risk_domains[0]", 'profile.facts["gen.no_hazard_ledger"]',
-        'profile.facts["gm.special_ops_uncertified"]'}
+        "profile.industry",
+        "profile.high_risk_domains[1]"
+        if len(message.high_risk_domains) > 1
+        else "profile.high_risk_domains[0]",
+        'profile.facts["gen.no_hazard_ledger"]',
+        'profile.facts["gm.special_ops_uncertified"]',
+    }
 
 
 def test_empty_request_is_invalid_not_internal(rules_stub) -> None:  # type: ignore[no-untyped-def]
@@ -102,7 +125,8 @@ def test_empty_request_is_invalid_not_internal(rules_stub) -> None:  # type: ign
         rules_stub.Evaluate(pb.EvaluateRequest(), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {"profile.enterprise_id", "profile.name", "profile.industry", "profile.region"} <= set(
-        violations(info.value))
+        violations(info.value)
+    )
 
 
 def _stream(n: int, bad_every: int) -> Iterator[pb.EvaluateRequest]:
@@ -149,8 +173,10 @@ def test_list_and_get_standards(rules_stub, rulebook) -> None:  # type: ignore[n
     assert gm.clause_count == len(gm.clauses) == by_id["GM2023"].clause_count
     clause = next(c for c in gm.clauses if c.clause == "11(1)")
     assert clause.clause_ref == "GM2023:11(1)"
-    assert set(clause.fact_keys) == {"dust.zone_in_non_frame_multistorey",
-                                     "dust.crowd_room_in_dust_building"}
+    assert set(clause.fact_keys) == {
+        "dust.zone_in_non_frame_multistorey",
+        "dust.crowd_room_in_dust_building",
+    }
     assert "dust_explosion" in clause.applies_to
     assert gm.version.startswith("GM2023-")
 
@@ -169,7 +195,8 @@ def test_health_and_reflection_are_served(rules_channel) -> None:  # type: ignor
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     reflection = reflection_pb2_grpc.ServerReflectionStub(rules_channel)
     answers = reflection.ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+    )
     names = {s.name for a in answers for s in a.list_services_response.service}
     assert "rules.v1.RulesService" in names
 
@@ -183,8 +210,9 @@ def test_concurrent_evaluations_each_get_their_own_answer(rules_stub) -> None:  
             n = offset * 100 + i
             facts = {"gen.training_missing": n % 2 == 0, "gen.no_hazard_ledger": n % 3 == 0}
             decision = evaluate(rules_stub, profile(n + 1, facts=facts))
-            want = sorted(r for r, on in (("GEN:ledger", n % 3 == 0),
-                                          ("GEN:training", n % 2 == 0)) if on)
+            want = sorted(
+                r for r, on in (("GEN:ledger", n % 3 == 0), ("GEN:training", n % 2 == 0)) if on
+            )
             got = sorted(f.clause_ref for f in decision.findings)
             if got != want or decision.enterprise_id != uscc(n + 1):
                 errors.append(f"{n}: {got} != {want}")

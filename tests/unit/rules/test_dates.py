@@ -7,14 +7,17 @@ import pytest
 from services.rules.domain.dates import add_months, parse_iso_date, within_months
 
 
-@pytest.mark.parametrize(("day", "months", "expected"), [
-    (date(2026, 1, 31), 1, date(2026, 2, 28)),
-    (date(2024, 1, 31), 1, date(2024, 2, 29)),
-    (date(2026, 6, 30), -24, date(2024, 6, 30)),
-    (date(2026, 3, 31), -1, date(2026, 2, 28)),
-    (date(2026, 12, 15), 1, date(2027, 1, 15)),
-    (date(2026, 1, 15), -13, date(2024, 12, 15)),
-])
+@pytest.mark.parametrize(
+    ("day", "months", "expected"),
+    [
+        (date(2026, 1, 31), 1, date(2026, 2, 28)),
+        (date(2024, 1, 31), 1, date(2024, 2, 29)),
+        (date(2026, 6, 30), -24, date(2024, 6, 30)),
+        (date(2026, 3, 31), -1, date(2026, 2, 28)),
+        (date(2026, 12, 15), 1, date(2027, 1, 15)),
+        (date(2026, 1, 15), -13, date(2024, 12, 15)),
+    ],
+)
 def test_add_months_clamps_to_month_end(day: date, months: int, expected: date) -> None:
     assert add_months(day, months) == expected
 

@@ -23,8 +23,9 @@ class ReferenceMatcher:
 
     def match(self, facts: Mapping[str, FactValue], standard_ids: Iterable[str]) -> frozenset[str]:
         wanted = set(standard_ids)
-        return frozenset(c.ref for c in self._clauses
-                         if c.standard_id in wanted and c.condition.holds(facts))
+        return frozenset(
+            c.ref for c in self._clauses if c.standard_id in wanted and c.condition.holds(facts)
+        )
 
 
 def test_there_are_golden_cases() -> None:
@@ -34,8 +35,9 @@ def test_there_are_golden_cases() -> None:
 @pytest.mark.parametrize("path", golden.DECISION_CASES, ids=lambda p: p.stem)
 def test_golden_decision_in_domain(path: Path, rulebook: Rulebook) -> None:
     case = golden.load(path)
-    ctx = handlers.RulesContext(rulebook.catalogue, rulebook.policy, rulebook.fact_types,
-                                ReferenceMatcher(rulebook))
+    ctx = handlers.RulesContext(
+        rulebook.catalogue, rulebook.policy, rulebook.fact_types, ReferenceMatcher(rulebook)
+    )
     profile = parse_profile(case["profile"], rulebook.fact_types)
     decision = handlers.evaluate(ctx, profile, handlers.parse_as_of(case["as_of"]))
     assert golden.actual(convert.decision_to_proto(decision)) == golden.expected(case)

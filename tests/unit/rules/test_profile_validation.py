@@ -16,8 +16,12 @@ from services.rules.domain.profile import (
 )
 from tests.support import profile
 
-FACT_TYPES = {"gm.special_ops_uncertified": "int", "gen.no_hazard_ledger": "bool",
-              "fire.exit_width_ratio": "number", "x.label": "string"}
+FACT_TYPES = {
+    "gm.special_ops_uncertified": "int",
+    "gen.no_hazard_ledger": "bool",
+    "fire.exit_width_ratio": "number",
+    "x.label": "string",
+}
 
 
 def parse(data: dict[str, Any]) -> EnterpriseProfile:
@@ -36,12 +40,15 @@ def test_known_real_world_code_shape_verifies() -> None:
     assert uscc_problem("91350100M000100Y43") is None
 
 
-@pytest.mark.parametrize(("code", "why"), [
-    ("91350100M000100Y4", "18 characters"),
-    ("91350100M000100Y44", "check character"),
-    ("91350100M000100Y4I", "alphabet"),       # I is not in the alphabet
-    ("91350100m000100y43", "alphabet"),       # lower case is not accepted
-])
+@pytest.mark.parametrize(
+    ("code", "why"),
+    [
+        ("91350100M000100Y4", "18 characters"),
+        ("91350100M000100Y44", "check character"),
+        ("91350100M000100Y4I", "alphabet"),  # I is not in the alphabet
+        ("91350100m000100y43", "alphabet"),  # lower case is not accepted
+    ],
+)
 def test_bad_credit_codes_are_named(code: str, why: str) -> None:
     assert why in (uscc_problem(code) or "")
 
@@ -54,75 +61,154 @@ def test_clean_profile_parses_with_defaults() -> None:
     assert parsed.credit_rating is None
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"enterprise_id": ""}, "profile.enterprise_id"),
-    ({"enterprise_id": "91350100M000100Y44"}, "profile.enterprise_id"),
-    ({"name": ""}, "profile.name"),
-    ({"name": "x" * 201}, "profile.name"),
-    ({"name": 5}, "profile.name"),
-    ({"industry": "banking"}, "profile.industry"),
-    ({"industry": None}, "profile.industry"),
-    ({"region": ""}, "profile.region"),
-    ({"employees": -1}, "profile.employees"),
-    ({"employees": "30"}, "profile.employees"),
-    ({"employees": True}, "profile.employees"),
-    ({"specialized_sme": "yes"}, "profile.specialized_sme"),
-    ({"standardization_grade": 4}, "profile.standardization_grade"),
-    ({"credit_rating": "AA"}, "profile.credit_rating"),
-    ({"blacklisted": 1}, "profile.blacklisted"),
-    ({"merchant_score": -1}, "profile.merchant_score"),
-    ({"high_risk_domains": ["mining"]}, "profile.high_risk_domains[0]"),
-    ({"high_risk_domains": "gas"}, "profile.high_risk_domains"),
-    ({"accidents": [{"occurred_on": "2026-02-30", "level": "general", "deaths": 0}]},
-     "profile.accidents[0].occurred_on"),
-    ({"accidents": [{"occurred_on": "2026-01-01", "level": "small", "deaths": 0}]},
-     "profile.accidents[0].level"),
-    ({"accidents": [{"occurred_on": "2026-01-01", "level": "general", "deaths": -2}]},
-     "profile.accidents[0].deaths"),
-    ({"penalties": [{"decided_on": "20260101", "amount_yuan": 1}]},
-     "profile.penalties[0].decided_on"),
-    ({"penalties": [{"decided_on": "2026-01-01", "amount_yuan": -1}]},
-     "profile.penalties[0].amount_yuan"),
-    ({"penalties": [{"decided_on": "2026-01-01", "amount_yuan": float("nan")}]},
-     "profile.penalties[0].amount_yuan"),
-    ({"hazards": [{"hazard_id": "H1", "clause_ref": "GM2023 11(1)", "severity": "major",
-                   "found_on": "2026-01-01", "due_on": "2026-02-01", "status": "open"}]},
-     "profile.hazards[0].clause_ref"),
-    ({"hazards": [{"hazard_id": "H1", "clause_ref": "GM2023:11(1)", "severity": "major",
-                   "found_on": "2026-03-01", "due_on": "2026-02-01", "status": "open"}]},
-     "profile.hazards[0].due_on"),
-    ({"hazards": [{"hazard_id": "H1", "clause_ref": "GM2023:11(1)", "severity": "grave",
-                   "found_on": "2026-01-01", "due_on": "2026-02-01", "status": "open"}]},
-     "profile.hazards[0].severity"),
-    ({"hazards": [{"hazard_id": "H1", "clause_ref": "GEN:ledger", "severity": "general",
-                   "found_on": "2026-01-01", "due_on": "2026-02-01", "status": "open",
-                   "closed_late": True}]},
-     "profile.hazards[0].closed_late"),
-    ({"facts": {"gm.typo": True}}, 'profile.facts["gm.typo"]'),
-    ({"facts": {"gen.no_hazard_ledger": 1}}, 'profile.facts["gen.no_hazard_ledger"]'),
-    ({"facts": {"gm.special_ops_uncertified": 1.5}},
-     'profile.facts["gm.special_ops_uncertified"]'),
-    ({"facts": {"gm.special_ops_uncertified": -1}},
-     'profile.facts["gm.special_ops_uncertified"]'),
-    ({"facts": {"fire.exit_width_ratio": "0.7"}}, 'profile.facts["fire.exit_width_ratio"]'),
-    ({"facts": {"fire.exit_width_ratio": float("inf")}},
-     'profile.facts["fire.exit_width_ratio"]'),
-    ({"facts": {"gen.no_hazard_ledger": None}}, 'profile.facts["gen.no_hazard_ledger"]'),
-    ({"nickname": "x"}, "profile.nickname"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"enterprise_id": ""}, "profile.enterprise_id"),
+        ({"enterprise_id": "91350100M000100Y44"}, "profile.enterprise_id"),
+        ({"name": ""}, "profile.name"),
+        ({"name": "x" * 201}, "profile.name"),
+        ({"name": 5}, "profile.name"),
+        ({"industry": "banking"}, "profile.industry"),
+        ({"industry": None}, "profile.industry"),
+        ({"region": ""}, "profile.region"),
+        ({"employees": -1}, "profile.employees"),
+        ({"employees": "30"}, "profile.employees"),
+        ({"employees": True}, "profile.employees"),
+        ({"specialized_sme": "yes"}, "profile.specialized_sme"),
+        ({"standardization_grade": 4}, "profile.standardization_grade"),
+        ({"credit_rating": "AA"}, "profile.credit_rating"),
+        ({"blacklisted": 1}, "profile.blacklisted"),
+        ({"merchant_score": -1}, "profile.merchant_score"),
+        ({"high_risk_domains": ["mining"]}, "profile.high_risk_domains[0]"),
+        ({"high_risk_domains": "gas"}, "profile.high_risk_domains"),
+        (
+            {"accidents": [{"occurred_on": "2026-02-30", "level": "general", "deaths": 0}]},
+            "profile.accidents[0].occurred_on",
+        ),
+        (
+            {"accidents": [{"occurred_on": "2026-01-01", "level": "small", "deaths": 0}]},
+            "profile.accidents[0].level",
+        ),
+        (
+            {"accidents": [{"occurred_on": "2026-01-01", "level": "general", "deaths": -2}]},
+            "profile.accidents[0].deaths",
+        ),
+        (
+            {"penalties": [{"decided_on": "20260101", "amount_yuan": 1}]},
+            "profile.penalties[0].decided_on",
+        ),
+        (
+            {"penalties": [{"decided_on": "2026-01-01", "amount_yuan": -1}]},
+            "profile.penalties[0].amount_yuan",
+        ),
+        (
+            {"penalties": [{"decided_on": "2026-01-01", "amount_yuan": float("nan")}]},
+            "profile.penalties[0].amount_yuan",
+        ),
+        (
+            {
+                "hazards": [
+                    {
+                        "hazard_id": "H1",
+                        "clause_ref": "GM2023 11(1)",
+                        "severity": "major",
+                        "found_on": "2026-01-01",
+                        "due_on": "2026-02-01",
+                        "status": "open",
+                    }
+                ]
+            },
+            "profile.hazards[0].clause_ref",
+        ),
+        (
+            {
+                "hazards": [
+                    {
+                        "hazard_id": "H1",
+                        "clause_ref": "GM2023:11(1)",
+                        "severity": "major",
+                        "found_on": "2026-03-01",
+                        "due_on": "2026-02-01",
+                        "status": "open",
+                    }
+                ]
+            },
+            "profile.hazards[0].due_on",
+        ),
+        (
+            {
+                "hazards": [
+                    {
+                        "hazard_id": "H1",
+                        "clause_ref": "GM2023:11(1)",
+                        "severity": "grave",
+                        "found_on": "2026-01-01",
+                        "due_on": "2026-02-01",
+                        "status": "open",
+                    }
+                ]
+            },
+            "profile.hazards[0].severity",
+        ),
+        (
+            {
+                "hazards": [
+                    {
+                        "hazard_id": "H1",
+                        "clause_ref": "GEN:ledger",
+                        "severity": "general",
+                        "found_on": "2026-01-01",
+                        "due_on": "2026-02-01",
+                        "status": "open",
+                        "closed_late": True,
+                    }
+                ]
+            },
+            "profile.hazards[0].closed_late",
+        ),
+        ({"facts": {"gm.typo": True}}, 'profile.facts["gm.typo"]'),
+        ({"facts": {"gen.no_hazard_ledger": 1}}, 'profile.facts["gen.no_hazard_ledger"]'),
+        (
+            {"facts": {"gm.special_ops_uncertified": 1.5}},
+            'profile.facts["gm.special_ops_uncertified"]',
+        ),
+        (
+            {"facts": {"gm.special_ops_uncertified": -1}},
+            'profile.facts["gm.special_ops_uncertified"]',
+        ),
+        ({"facts": {"fire.exit_width_ratio": "0.7"}}, 'profile.facts["fire.exit_width_ratio"]'),
+        (
+            {"facts": {"fire.exit_width_ratio": float("inf")}},
+            'profile.facts["fire.exit_width_ratio"]',
+        ),
+        ({"facts": {"gen.no_hazard_ledger": None}}, 'profile.facts["gen.no_hazard_ledger"]'),
+        ({"nickname": "x"}, "profile.nickname"),
+    ],
+)
 def test_each_bad_field_is_named(change: dict[str, Any], field: str) -> None:
     assert field in fields_of(profile(**change))
 
 
 def test_every_bad_field_is_reported_at_once() -> None:
     bad = profile(enterprise_id="X", employees=-5, industry="?", facts={"nope": True})
-    assert fields_of(bad) == {"profile.enterprise_id", "profile.employees", "profile.industry",
-                              'profile.facts["nope"]'}
+    assert fields_of(bad) == {
+        "profile.enterprise_id",
+        "profile.employees",
+        "profile.industry",
+        'profile.facts["nope"]',
+    }
 
 
 def test_duplicate_hazard_ids_are_rejected() -> None:
-    hazard = {"hazard_id": "H1", "clause_ref": "GEN:ledger", "severity": "general",
-              "found_on": "2026-01-01", "due_on": "2026-02-01", "status": "open"}
+    hazard = {
+        "hazard_id": "H1",
+        "clause_ref": "GEN:ledger",
+        "severity": "general",
+        "found_on": "2026-01-01",
+        "due_on": "2026-02-01",
+        "status": "open",
+    }
     assert "profile.hazards[1].hazard_id" in fields_of(profile(hazards=[hazard, hazard]))
 
 
@@ -133,8 +219,14 @@ def test_int_fact_accepts_whole_floats_from_protobuf_values() -> None:
 
 
 def test_rectified_is_still_open_until_verified() -> None:
-    hazard = {"hazard_id": "H1", "clause_ref": "GEN:ledger", "severity": "general",
-              "found_on": "2026-01-01", "due_on": "2026-02-01", "status": "rectified"}
+    hazard = {
+        "hazard_id": "H1",
+        "clause_ref": "GEN:ledger",
+        "severity": "general",
+        "found_on": "2026-01-01",
+        "due_on": "2026-02-01",
+        "status": "rectified",
+    }
     parsed = parse(profile(hazards=[hazard]))
     assert parsed.hazards[0].status is HazardStatus.RECTIFIED
     assert parsed.hazards[0].is_open

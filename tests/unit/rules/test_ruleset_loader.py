@@ -34,8 +34,17 @@ def test_real_rulesets_load_with_every_standard(rulebook) -> None:  # type: igno
     ids = {s.id for s in rulebook.catalogue.standards}
     assert ids == {"GM2023", "CHEM2017", "FIRE35181", "SMALL", "GEN"}
     gm = rulebook.catalogue.standard("GM2023")
-    assert {c.clause for c in gm.clauses} >= {"3(1)", "3(2)", "3(3)", "4(1)", "11(1)", "11(8)",
-                                              "12", "13", "14"}
+    assert {c.clause for c in gm.clauses} >= {
+        "3(1)",
+        "3(2)",
+        "3(3)",
+        "4(1)",
+        "11(1)",
+        "11(8)",
+        "12",
+        "13",
+        "14",
+    }
     assert {c.clause for c in gm.clauses if not c.verified} == {"12", "13"}
 
 
@@ -58,8 +67,11 @@ def test_bad_operator(rules_dir: Path) -> None:
 
 
 def test_ordering_operator_on_a_bool_fact(rules_dir: Path) -> None:
-    edit(rules_dir / "small.yaml", "fire.ebike_indoor_charging, op: eq, value: true",
-         "fire.ebike_indoor_charging, op: gt, value: true")
+    edit(
+        rules_dir / "small.yaml",
+        "fire.ebike_indoor_charging, op: eq, value: true",
+        "fire.ebike_indoor_charging, op: gt, value: true",
+    )
     assert "small.yaml: clause ebike: field when.op" in load_error(rules_dir)
 
 
@@ -71,8 +83,11 @@ def test_missing_severity(rules_dir: Path) -> None:
 
 
 def test_bad_severity_value(rules_dir: Path) -> None:
-    edit(rules_dir / "chem2017.yaml", '  - id: "3"\n    severity: MAJOR\n',
-         '  - id: "3"\n    severity: HUGE\n')
+    edit(
+        rules_dir / "chem2017.yaml",
+        '  - id: "3"\n    severity: MAJOR\n',
+        '  - id: "3"\n    severity: HUGE\n',
+    )
     assert load_error(rules_dir).startswith("chem2017.yaml: clause 3: field severity")
 
 

@@ -1,0 +1,182 @@
+"""`python -m services.rules …` as a user runs it: real processes, real ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.rules.entrypoints.convert import profile_from_json
+from tests.support import ROOT, profile, uscc
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.rules", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    return path
+
+
+def test_evaluate_prints_a_readable_decision_per_firm(tmp_path: Path) -> None:
+    clean = profile(1, name="稠城精工")
+    dusty = profile(
+        2,
+        industry="light_industry",
+        high_risk_domains=["dust_explosion"],
+        facts={"dust.dry_collector_unprotected": True},
+    )
+    result = run_cli(
+        "evaluate", str(write_jsonl(tmp_path / "p.jsonl", [clean, dusty])), "--as-of", "2026-06-30"
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.split("\n\n")[:2]
+    assert uscc(1) in first and "稠城精工" in first and "WHITELIST" in first
+    assert "RED" in second and "GM2023:11(3)" in second
+    assert "dust.dry_collector_unprotected=true" in second
+
+
+def test_evaluate_json_lines_and_a_bad_item_does_not_stop_the_file(tmp_path: Path) -> None:
+    rows: list[object] = [profile(1), profile(2, employees=-1), profile(3)]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("{not json\n")
+    result = run_cli("evaluate", str(path), "--json", "--as-of", "2026-06-30")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4
+    decisions = [json.loads(line) for line in lines[:3]]
+    assert decisions[0]["status"] == "STATUS_WHITELIST"
+    assert decisions[1]["error"]["message"].startswith("invalid request: employees")
+    assert decisions[2]["enterprise_id"] == uscc(3)
+    assert "#4: not valid JSON" in lines[3]
+    assert "2 profile(s) rejected" in result.stderr
+
+
+def test_evaluate_json_file_with_a_list(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([profile(1), profile(2)]), encoding="utf-8")
+    result = run_cli("evaluate", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(x)["enterprise_id"] for x in result.stdout.splitlines()] == [
+        uscc(1),
+        uscc(2),
+    ]
+
+
+def test_evaluate_missing_file() -> None:
+    result = run_cli("evaluate", "/nonexistent/x.jsonl")
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
+
+
+def test_bad_rulesets_directory_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_cli(
+        "evaluate", str(write_jsonl(tmp_path / "p.jsonl", [profile()])), "--rulesets", str(tmp_path)
+    )
+    assert result.returncode == 2
+    assert "ruleset error: facts.yaml: missing" in result.stderr
+
+
+class Server:
+    """`serve` in a subprocess on port 0; the port is read from its JSON log line."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.rules",
+                "--log-json",
+                "serve",
+                "--grpc",
+                "127.0.0.1:0",
+            ],
+            cwd=ROOT,
+            env=ENV,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.port = self._wait_for_port()
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.lines.get(timeout=60)
+            if '"rules service listening"' in line:
+                return int(json.loads(line)["port"])
+        raise AssertionError("server did not start")
+
+    def log(self) -> list[dict[str, object]]:
+        out = []
+        while not self.lines.empty():
+            line = self.lines.get()
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+
+def test_serve_logs_each_rpc_and_shuts_down_gracefully_on_sigterm() -> None:
+    server = Server()
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        stub = rules_pb2_grpc.RulesServiceStub(channel)
+        outbox: queue.Queue[pb.EvaluateRequest | None] = queue.Queue()
+
+        def requests() -> Iterator[pb.EvaluateRequest]:
+            while (item := outbox.get()) is not None:
+                yield item
+
+        responses = stub.EvaluateStream(requests(), timeout=60)
+        outbox.put(pb.EvaluateRequest(profile=profile_from_json(profile(1)), request_id="0"))
+        first = next(responses)
+        server.proc.send_signal(signal.SIGTERM)  # the stream is in flight
+        time.sleep(0.5)
+        for i in range(1, 4):
+            outbox.put(
+                pb.EvaluateRequest(profile=profile_from_json(profile(i + 1)), request_id=str(i))
+            )
+        outbox.put(None)
+        rest = list(responses)
+        assert [r.request_id for r in [first, *rest]] == ["0", "1", "2", "3"]
+        assert server.proc.wait(timeout=30) == 0
+        log = server.log()
+        rpc = [e for e in log if e.get("event") == "rpc"]
+        assert rpc and rpc[-1]["method"] == "/rules.v1.RulesService/EvaluateStream"
+        assert rpc[-1]["status"] == "OK" and rpc[-1]["messages_sent"] == 4
+        assert {"caller", "duration_ms"} <= set(rpc[-1])
+        assert any(e.get("event") == "shutting down" for e in log)
+        channel.close()
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()

@@ -1,0 +1,76 @@
+"""Thresholds live in rulesets/: editing one changes the decision with no code edited."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.rules.adapters.ruleset_loader import load_rulebook
+from services.rules.entrypoints import grpc_server
+from services.rules.entrypoints.convert import profile_from_json
+from tests.support import RULESETS, profile
+
+
+def _decide(rules_dir: Path, data: dict) -> pb.Decision:  # type: ignore[type-arg]
+    import grpc
+
+    from services.common._generated.rules.v1 import rules_pb2_grpc
+
+    server, port = grpc_server.create_server(load_rulebook(rules_dir))
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = rules_pb2_grpc.RulesServiceStub(channel)
+            return stub.Evaluate(
+                pb.EvaluateRequest(profile=profile_from_json(data), as_of="2026-06-30"), timeout=10
+            )
+    finally:
+        server.stop(None)
+
+
+def test_editing_policy_file_changes_the_decision(tmp_path: Path) -> None:
+    rules_dir = tmp_path / "rulesets"
+    shutil.copytree(RULESETS, rules_dir)
+    firm = profile(merchant_score=10)
+    assert _decide(rules_dir, firm).status == pb.STATUS_WHITELIST
+    policy = rules_dir / "policy.yaml"
+    policy.write_text(
+        policy.read_text(encoding="utf-8").replace(
+            "min_merchant_score: 10", "min_merchant_score: 11"
+        ),
+        encoding="utf-8",
+    )
+    decision = _decide(rules_dir, firm)
+    assert decision.status == pb.STATUS_ROUTINE
+    assert [b.code for b in decision.whitelist_blockers] == ["merchant_score"]
+
+
+def test_policy_switch_opens_the_white_list_to_all_firms(tmp_path: Path) -> None:
+    rules_dir = tmp_path / "rulesets"
+    shutil.copytree(RULESETS, rules_dir)
+    firm = profile(specialized_sme=False)
+    assert _decide(rules_dir, firm).status == pb.STATUS_ROUTINE
+    policy = rules_dir / "policy.yaml"
+    policy.write_text(
+        policy.read_text(encoding="utf-8").replace(
+            "specialized_sme_only: true", "specialized_sme_only: false"
+        ),
+        encoding="utf-8",
+    )
+    assert _decide(rules_dir, firm).status == pb.STATUS_WHITELIST
+
+
+def test_editing_a_cap_table_changes_the_cap(tmp_path: Path) -> None:
+    rules_dir = tmp_path / "rulesets"
+    shutil.copytree(RULESETS, rules_dir)
+    firm = profile(specialized_sme=False, standardization_grade=3)
+    assert _decide(rules_dir, firm).inspection_cap_per_year == 4
+    policy = rules_dir / "policy.yaml"
+    policy.write_text(
+        policy.read_text(encoding="utf-8").replace(
+            "ordinary: {1: 1, 2: 2, 3: 4, 0: 6}", "ordinary: {1: 1, 2: 2, 3: 3, 0: 6}"
+        ),
+        encoding="utf-8",
+    )
+    assert _decide(rules_dir, firm).inspection_cap_per_year == 3
