@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,9 +14,17 @@ _log = structlog.get_logger("rpc")
 QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
+CURRENT_CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="anonymous")
+
+
+def current_caller() -> str:
+    """The verified caller of the RPC being served ("anonymous" until auth binds a name)."""
+    return CURRENT_CALLER.get()
+
+
 def caller_of(context: grpc.ServicerContext) -> str:
-    """Who called: the peer address until an auth interceptor supplies a verified name."""
-    return f"anonymous@{context.peer()}"
+    """Who called, for the log line: the bound caller name and the peer address."""
+    return f"{current_caller()}@{context.peer()}"
 
 
 class LoggingInterceptor(grpc.ServerInterceptor):

@@ -11,6 +11,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy import Engine
 
 from services.common.interceptors import LoggingInterceptor
 
@@ -80,3 +81,34 @@ def serve_until_signalled(
     if on_stop:
         on_stop()
     _log.info("stopped")
+
+
+def watch_database(
+    engine: Engine,
+    checker: health.HealthServicer,
+    service_names: Iterable[str],
+    interval: float = 5.0,
+) -> threading.Event:
+    """Report NOT_SERVING while the database is unreachable; returns an Event that stops it."""
+    names = ["", *service_names]
+    stop = threading.Event()
+
+    def loop() -> None:
+        last = None
+        while not stop.is_set():
+            try:
+                with engine.connect() as connection:
+                    connection.exec_driver_sql("SELECT 1")
+                status = health_pb2.HealthCheckResponse.SERVING
+            except Exception as exc:  # any failure to reach the database
+                status = health_pb2.HealthCheckResponse.NOT_SERVING
+                if last != status:
+                    _log.warning("database unreachable", error=str(exc).splitlines()[0])
+            if status != last:
+                for name in names:
+                    checker.set(name, status)
+                last = status
+            stop.wait(interval)
+
+    threading.Thread(target=loop, name="db-health", daemon=True).start()
+    return stop

@@ -8,7 +8,7 @@ the engine, a database or a clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
 
@@ -321,3 +321,23 @@ def recommended_services(
     if profile.high_risk_domains and profile.standardization_grade == 0:
         services.add(policy.grade_zero_service)
     return tuple(sorted(services))
+
+
+def without_whitelist(
+    decision: Decision, blocker: Blocker, profile: EnterpriseProfile, policy: Policy
+) -> Decision:
+    """The same decision with the white list withdrawn (a revoking event, policy.md §5).
+
+    Restoration happens only through a later decision that passes every criterion.
+    """
+    if decision.status is not Status.WHITELIST:
+        return replace(decision, whitelist_blockers=(*decision.whitelist_blockers, blocker))
+    return replace(
+        decision,
+        status=Status.ROUTINE,
+        whitelist_blockers=(blocker,),
+        inspection_cap_per_year=policy.caps.yearly_cap(
+            profile.standardization_grade, profile.high_risk_domains
+        ),
+        valid_until=add_months(decision.as_of, policy.decision_valid_months),
+    )

@@ -175,7 +175,7 @@ PROFILE_FIELDS = frozenset(
 )
 
 
-class _Checker:
+class FieldChecker:
     """Collects violations while reading fields, so one pass reports every bad field."""
 
     def __init__(self, prefix: str) -> None:
@@ -269,7 +269,7 @@ def parse_profile(
     `fact_types` is the fact-key registry (key → bool|int|number|string); `prefix` is the
     path of the profile in the request (e.g. "profile.") so violations name request fields.
     """
-    check = _Checker(prefix)
+    check = FieldChecker(prefix)
     if not isinstance(data, Mapping):
         check.bad("", "must be an object")
         raise ValidationError(check.violations)
@@ -311,7 +311,7 @@ def parse_profile(
     return profile
 
 
-def _domains(check: _Checker, data: Mapping[str, Any]) -> frozenset[Domain]:
+def _domains(check: FieldChecker, data: Mapping[str, Any]) -> frozenset[Domain]:
     found: set[Domain] = set()
     for i, raw in enumerate(check.items(data, "high_risk_domains")):
         value = check.enum(Domain, raw, f"high_risk_domains[{i}]", required=True)
@@ -320,7 +320,7 @@ def _domains(check: _Checker, data: Mapping[str, Any]) -> frozenset[Domain]:
     return frozenset(found)
 
 
-def _entry(check: _Checker, raw: Any, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+def _entry(check: FieldChecker, raw: Any, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         check.bad(path, "must be an object")
         return {}
@@ -329,7 +329,7 @@ def _entry(check: _Checker, raw: Any, path: str, allowed: frozenset[str]) -> Map
     return raw
 
 
-def _accidents(check: _Checker, data: Mapping[str, Any]) -> list[Accident]:
+def _accidents(check: FieldChecker, data: Mapping[str, Any]) -> list[Accident]:
     out = []
     for i, raw in enumerate(check.items(data, "accidents")):
         path = f"accidents[{i}]"
@@ -342,7 +342,7 @@ def _accidents(check: _Checker, data: Mapping[str, Any]) -> list[Accident]:
     return out
 
 
-def _penalties(check: _Checker, data: Mapping[str, Any]) -> list[Penalty]:
+def _penalties(check: FieldChecker, data: Mapping[str, Any]) -> list[Penalty]:
     out = []
     for i, raw in enumerate(check.items(data, "penalties")):
         path = f"penalties[{i}]"
@@ -377,7 +377,7 @@ HAZARD_FIELDS = frozenset(
 )
 
 
-def _hazards(check: _Checker, data: Mapping[str, Any]) -> list[Hazard]:
+def _hazards(check: FieldChecker, data: Mapping[str, Any]) -> list[Hazard]:
     out: list[Hazard] = []
     seen: set[str] = set()
     for i, raw in enumerate(check.items(data, "hazards")):
@@ -410,7 +410,7 @@ def _hazards(check: _Checker, data: Mapping[str, Any]) -> list[Hazard]:
 
 
 def _facts(
-    check: _Checker, data: Mapping[str, Any], fact_types: Mapping[str, str]
+    check: FieldChecker, data: Mapping[str, Any], fact_types: Mapping[str, str]
 ) -> dict[str, FactValue]:
     raw = data.get("facts")
     if raw is None:
@@ -462,3 +462,46 @@ def _fact_value(kind: str, value: Any) -> FactValue | None:
     if kind == "string" and isinstance(value, str) and len(value) <= 200:
         return value
     return None
+
+
+def profile_to_data(p: EnterpriseProfile) -> dict[str, Any]:
+    """The JSON shape `parse_profile` reads: how the register stores a profile."""
+    return {
+        "enterprise_id": p.enterprise_id,
+        "name": p.name,
+        "industry": p.industry.value,
+        "region": p.region,
+        "employees": p.employees,
+        "specialized_sme": p.specialized_sme,
+        "standardization_grade": p.standardization_grade,
+        "credit_rating": p.credit_rating.value if p.credit_rating else None,
+        "blacklisted": p.blacklisted,
+        "merchant_score": p.merchant_score,
+        "high_risk_domains": sorted(d.value for d in p.high_risk_domains),
+        "accidents": [
+            {"occurred_on": a.occurred_on.isoformat(), "level": a.level.value, "deaths": a.deaths}
+            for a in p.accidents
+        ],
+        "penalties": [
+            {"decided_on": x.decided_on.isoformat(), "amount_yuan": x.amount_yuan, "basis": x.basis}
+            for x in p.penalties
+        ],
+        "hazards": [_hazard_data(h) for h in p.hazards],
+        "facts": dict(p.facts),
+    }
+
+
+def _hazard_data(h: Hazard) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "hazard_id": h.hazard_id,
+        "clause_ref": h.clause_ref,
+        "severity": h.severity.value,
+        "found_on": h.found_on.isoformat(),
+        "due_on": h.due_on.isoformat(),
+        "status": h.status.value,
+    }
+    if h.closed_on:
+        out["closed_on"] = h.closed_on.isoformat()
+    if h.closed_late:
+        out["closed_late"] = True
+    return out

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import grpc
 import structlog
 from google.rpc import status_pb2
+from sqlalchemy import Engine
 from tqdm import tqdm
 
 from services.common import logging as common_logging
@@ -19,11 +20,14 @@ from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.config import env_flag
+from services.common.db import default_sqlite_url, make_engine
 from services.common.grpc_errors import status_proto
+from services.rules.adapters import migrate
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from services.rules.domain.errors import ValidationError
 from services.rules.entrypoints import convert, grpc_server, render
-from services.rules.service_layer import handlers
+from services.rules.service_layer import handlers, reevaluation
+from services.rules.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_GRPC = "127.0.0.1:50051"
 PROGRESS_THRESHOLD = 200
@@ -53,16 +57,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="start the gRPC server")
+    serve = sub.add_parser("serve", help="migrate the database, then start the gRPC server")
     env_flag(serve, "--grpc", "RULES_GRPC", DEFAULT_GRPC, "HOST:PORT to listen on")
-    env_flag(serve, "--rulesets", "RULES_RULESETS", "rulesets", "rulesets directory")
+    _common_flags(serve)
     env_flag(serve, "--workers", "RULES_WORKERS", 8, "gRPC worker threads", type=int)
     serve.set_defaults(run=cmd_serve)
 
     demo = sub.add_parser("demo", help="what `make run` starts: the server plus how to call it")
     env_flag(demo, "--grpc", "RULES_GRPC", DEFAULT_GRPC, "HOST:PORT to listen on")
-    env_flag(demo, "--rulesets", "RULES_RULESETS", "rulesets", "rulesets directory")
+    _common_flags(demo)
     demo.set_defaults(run=cmd_demo, workers=8)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the register's schema")
+    env_flag(migrate, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
+    migrate.set_defaults(run=cmd_migrate)
+
+    again = sub.add_parser("reevaluate", help="re-evaluate stored firms (resumable)")
+    again.add_argument("--all", action="store_true", required=True, help="every stored firm")
+    again.add_argument("--as-of", default="", help="evaluation date (default today)")
+    again.add_argument("--batch-size", type=int, default=200, help="firms per transaction")
+    _common_flags(again)
+    again.set_defaults(run=cmd_reevaluate)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a JSON or JSONL file of profiles")
     evaluate.add_argument("file", type=Path, help="a .json (object or list) or .jsonl file")
@@ -78,18 +93,64 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _common_flags(parser: argparse.ArgumentParser) -> None:
+    env_flag(parser, "--rulesets", "RULES_RULESETS", "rulesets", "rulesets directory")
+    env_flag(
+        parser,
+        "--db",
+        "RULES_DB",
+        default_sqlite_url("rules"),
+        "database URL (sqlite:///… or postgresql+psycopg://…)",
+    )
+
+
+def _database(url: str) -> Engine:
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    return engine
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     rulebook = load_rulebook(args.rulesets)
-    running = grpc_server.build(rulebook, address=args.grpc, max_workers=int(args.workers))
+    engine = _database(args.db)
+    running = grpc_server.build(
+        rulebook, engine=engine, address=args.grpc, max_workers=int(args.workers)
+    )
     running.server.start()
+    watcher = common_server.watch_database(engine, running.health, [grpc_server.SERVICE_NAME])
     _log.info(
         "rules service listening",
         address=args.grpc,
         port=running.port,
+        database=engine.url.render_as_string(hide_password=True),
         ruleset_version=rulebook.catalogue.version,
         standards=[s.id for s in rulebook.catalogue.standards],
     )
-    common_server.serve_until_signalled(running.server, running.health)
+    common_server.serve_until_signalled(running.server, running.health, on_stop=watcher.set)
+    engine.dispose()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    engine = _database(args.db)
+    print(f"database at revision {migrate.current_revision(engine)}")
+    return 0
+
+
+def cmd_reevaluate(args: argparse.Namespace) -> int:
+    rulebook = load_rulebook(args.rulesets)
+    engine = _database(args.db)
+    ctx = grpc_server.context_from(rulebook)
+    as_of = handlers.parse_as_of(args.as_of) if args.as_of else ctx.today()
+    with tqdm(unit="firm", file=sys.stderr, disable=None) as bar:
+        summary = reevaluation.reevaluate_all(
+            UnitOfWork(engine), ctx, as_of, batch_size=args.batch_size, on_batch=bar.update
+        )
+    word = "resumed" if summary.resumed else "started"
+    print(
+        f"re-evaluation {summary.run_id[:8]} ({word}) as of {as_of}: "
+        f"{summary.processed} of {summary.total} firm(s) done"
+    )
     return 0
 
 

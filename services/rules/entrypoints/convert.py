@@ -271,3 +271,119 @@ def message_to_dict(message: Message) -> dict[str, Any]:
 
 def facts_to_dict(facts: Mapping[str, struct_pb2.Value]) -> dict[str, Any]:
     return {k: _fact(v) for k, v in facts.items()}
+
+
+# ---------------------------------------------------------------- the register
+
+EVENT_DETAILS = ("accident", "complaint", "hazard", "verification", "overdue", "penalty", "profile")
+
+
+def event_to_dict(e: pb.EnterpriseEvent) -> dict[str, Any]:
+    """The JSON shape domain.events.parse_event validates."""
+    out: dict[str, Any] = {
+        "event_id": e.event_id,
+        "enterprise_id": e.enterprise_id,
+        "kind": enum_value(pb.EventKind, e.kind, "EVENT_KIND_"),
+        "occurred_on": e.occurred_on or None,
+    }
+    which = e.WhichOneof("detail")
+    if which == "accident":
+        out["accident"] = {
+            "level": enum_value(pb.AccidentLevel, e.accident.level, "ACCIDENT_LEVEL_"),
+            "deaths": e.accident.deaths,
+        }
+    elif which == "complaint":
+        out["complaint"] = {"text": e.complaint.text}
+    elif which == "hazard":
+        out["hazard"] = {
+            "hazard_id": e.hazard.hazard_id,
+            "clause_ref": e.hazard.clause_ref,
+            "severity": enum_value(pb.Severity, e.hazard.severity, "SEVERITY_"),
+            "due_on": e.hazard.due_on or None,
+        }
+    elif which == "verification":
+        out["verification"] = {"hazard_id": e.verification.hazard_id, "late": e.verification.late}
+    elif which == "overdue":
+        out["overdue"] = {"hazard_id": e.overdue.hazard_id}
+    elif which == "penalty":
+        out["penalty"] = {"amount_yuan": e.penalty.amount_yuan, "basis": e.penalty.basis}
+    elif which == "profile":
+        out["profile"] = profile_to_dict(e.profile)
+    return out
+
+
+def check_request_to_dict(r: pb.CheckInspectionRequest) -> dict[str, Any]:
+    return {
+        "enterprise_id": r.enterprise_id,
+        "authority": r.authority,
+        "kind": enum_value(pb.InspectionKind, r.kind, "INSPECTION_KIND_"),
+        "planned_on": r.planned_on or None,
+        "grounds": r.grounds,
+    }
+
+
+def entry_to_proto(e: Any) -> pb.WhitelistEntry:
+    return pb.WhitelistEntry(
+        enterprise_id=e.enterprise_id,
+        name=e.name,
+        region=e.region,
+        granted_on=_iso(e.granted_on),
+        valid_until=_iso(e.valid_until),
+        revoked_on=_iso(e.revoked_on),
+        revoked_reason=e.revoked_reason,
+        decision_id=e.decision_id,
+    )
+
+
+def history_to_proto(r: Any) -> pb.HistoryItem:
+    reason = r.cause + (f"（白名单 {r.whitelist_change}）" if r.whitelist_change else "")
+    return pb.HistoryItem(
+        recorded_at=r.decided_at.isoformat(),
+        kind="decision",
+        status=enum_number(pb.Status, r.status, "STATUS_"),
+        risk_level=enum_number(pb.RiskLevel, r.risk_level, "RISK_LEVEL_"),
+        reason=reason,
+        ruleset_version=r.ruleset_version,
+        as_of=_iso(r.as_of),
+    )
+
+
+def status_to_proto(view: Any) -> pb.EnterpriseStatus:
+    out = pb.EnterpriseStatus(
+        profile=profile_to_proto(view.profile),
+        decision=decision_to_proto(view.decision, decision_id=view.decision_id),
+        history=[history_to_proto(r) for r in view.history],
+        duplicate=view.duplicate,
+    )
+    if view.entry is not None:
+        out.whitelist_entry.CopyFrom(entry_to_proto(view.entry))
+    return out
+
+
+def verdict_to_proto(result: Any) -> pb.InspectionVerdict:
+    v, record = result.verdict, result.record
+    return pb.InspectionVerdict(
+        allowed=v.allowed,
+        joint=v.joint,
+        joint_id=v.joint_id,
+        inspection_code=record.inspection_code or "",
+        reason=v.reason,
+        reason_code=v.reason_code,
+        yearly_count=v.yearly_count,
+        yearly_cap=v.yearly_cap,
+    )
+
+
+def inspection_to_proto(view: Any) -> pb.Inspection:
+    r = view.record
+    return pb.Inspection(
+        inspection_code=r.inspection_code or "",
+        enterprise_id=r.enterprise_id,
+        enterprise_name=view.enterprise_name,
+        authority=r.authority,
+        kind=enum_number(pb.InspectionKind, r.kind, "INSPECTION_KIND_"),
+        planned_on=_iso(r.planned_on),
+        joint_id=r.joint_id,
+        grounds=r.grounds,
+        joint_authorities=view.joint_authorities,
+    )

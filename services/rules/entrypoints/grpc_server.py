@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 
 import grpc
 from grpc_health.v1.health import HealthServicer
+from sqlalchemy import Engine
 
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.grpc_errors import internal_status, is_domain_error, map_errors, status_proto
+from services.common.interceptors import current_caller
 from services.rules.adapters.engine import engine_for
 from services.rules.adapters.ruleset_loader import Rulebook
-from services.rules.domain.errors import NotFound
+from services.rules.domain.dates import today_shanghai
+from services.rules.domain.errors import NotFound, PreconditionFailed
 from services.rules.entrypoints import convert
-from services.rules.service_layer import handlers
+from services.rules.service_layer import handlers, inspection_handlers, register_handlers
+from services.rules.service_layer.unit_of_work import UnitOfWork
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RulesService"].full_name
 
 
 class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
-    def __init__(self, ctx: handlers.RulesContext) -> None:
+    def __init__(self, ctx: handlers.RulesContext, engine: Engine | None = None) -> None:
         self._ctx = ctx
+        self._engine = engine
+
+    def _uow(self) -> UnitOfWork:
+        if self._engine is None:
+            raise PreconditionFailed("this server runs without a register database (--db)")
+        return UnitOfWork(self._engine)
 
     @map_errors
     def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.Decision:
@@ -74,13 +85,71 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             raise NotFound(f"no standard {request.standard_id!r}; known: {known}")
         return convert.standard_to_proto(standard, with_clauses=True)
 
+    @map_errors
+    def UpsertEnterprise(
+        self, request: pb.UpsertEnterpriseRequest, context: grpc.ServicerContext
+    ) -> pb.EnterpriseStatus:
+        view = register_handlers.upsert_enterprise(
+            self._uow(), self._ctx, convert.profile_to_dict(request.profile), request.as_of
+        )
+        return convert.status_to_proto(view)
 
-def context_from(rulebook: Rulebook) -> handlers.RulesContext:
+    @map_errors
+    def GetEnterpriseStatus(
+        self, request: pb.GetEnterpriseStatusRequest, context: grpc.ServicerContext
+    ) -> pb.EnterpriseStatus:
+        view = register_handlers.get_status(
+            self._uow(), self._ctx, request.enterprise_id, request.history_limit
+        )
+        return convert.status_to_proto(view)
+
+    @map_errors
+    def ListWhitelist(
+        self, request: pb.ListWhitelistRequest, context: grpc.ServicerContext
+    ) -> pb.ListWhitelistResponse:
+        entries, token = register_handlers.list_whitelist(
+            self._uow(), self._ctx, request.region, request.page_size, request.page_token
+        )
+        return pb.ListWhitelistResponse(
+            entries=[convert.entry_to_proto(e) for e in entries], next_page_token=token
+        )
+
+    @map_errors
+    def ReportEvent(
+        self, request: pb.ReportEventRequest, context: grpc.ServicerContext
+    ) -> pb.EnterpriseStatus:
+        view = register_handlers.report_event(
+            self._uow(), self._ctx, convert.event_to_dict(request.event), current_caller()
+        )
+        return convert.status_to_proto(view)
+
+    @map_errors
+    def CheckInspection(
+        self, request: pb.CheckInspectionRequest, context: grpc.ServicerContext
+    ) -> pb.InspectionVerdict:
+        result = inspection_handlers.check_inspection(
+            self._uow(), self._ctx, convert.check_request_to_dict(request), current_caller()
+        )
+        return convert.verdict_to_proto(result)
+
+    @map_errors
+    def VerifyInspectionCode(
+        self, request: pb.VerifyInspectionCodeRequest, context: grpc.ServicerContext
+    ) -> pb.Inspection:
+        return convert.inspection_to_proto(
+            inspection_handlers.verify_code(self._uow(), request.code)
+        )
+
+
+def context_from(
+    rulebook: Rulebook, today: Callable[[], date] = today_shanghai
+) -> handlers.RulesContext:
     return handlers.RulesContext(
         catalogue=rulebook.catalogue,
         policy=rulebook.policy,
         fact_types=rulebook.fact_types,
         engine=engine_for(rulebook.catalogue),
+        today=today,
     )
 
 
@@ -92,16 +161,33 @@ class RunningServer:
 
 
 def create_server(
-    rulebook: Rulebook, *, address: str = "127.0.0.1:0", max_workers: int = 8
+    rulebook: Rulebook,
+    *,
+    engine: Engine | None = None,
+    address: str = "127.0.0.1:0",
+    max_workers: int = 8,
+    today: Callable[[], date] = today_shanghai,
 ) -> tuple[grpc.Server, int]:
-    """Build (not start) the rules server bound to `address`; port 0 picks a free port."""
-    running = build(rulebook, address=address, max_workers=max_workers)
+    """Build (not start) the rules server bound to `address`; port 0 picks a free port.
+
+    `engine` is the register's database, already migrated; without it the register RPCs
+    answer FAILED_PRECONDITION. `today` is the clock (tests pin it).
+    """
+    running = build(rulebook, engine=engine, address=address, max_workers=max_workers, today=today)
     return running.server, running.port
 
 
-def build(rulebook: Rulebook, *, address: str, max_workers: int) -> RunningServer:
+def build(
+    rulebook: Rulebook,
+    *,
+    engine: Engine | None,
+    address: str,
+    max_workers: int,
+    today: Callable[[], date] = today_shanghai,
+) -> RunningServer:
     server = common_server.new_server(max_workers=max_workers)
-    rules_pb2_grpc.add_RulesServiceServicer_to_server(RulesServicer(context_from(rulebook)), server)
+    servicer = RulesServicer(context_from(rulebook, today), engine)
+    rules_pb2_grpc.add_RulesServiceServicer_to_server(servicer, server)
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
     port = common_server.bind(server, address)
     return RunningServer(server, port, checker)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
@@ -26,12 +26,13 @@ class Matcher(Protocol):
 
 @dataclass(frozen=True)
 class RulesContext:
-    """The loaded rulesets and the compiled engine, shared by every request."""
+    """The loaded rulesets, the compiled engine and the clock, shared by every request."""
 
     catalogue: Catalogue
     policy: Policy
     fact_types: Mapping[str, str]
     engine: Matcher
+    today: Callable[[], date] = today_shanghai
 
 
 def parse_as_of(text: str | None, field: str = "as_of") -> date:

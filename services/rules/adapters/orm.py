@@ -1,0 +1,163 @@
+"""SQLAlchemy 2.x tables and the imperative mapping of the register's dataclasses.
+
+The schema is created and upgraded only by Alembic (services/rules/migrations); a
+test checks that these tables and the migrated database agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import registry
+
+from services.rules.domain.register import (
+    DecisionRecord,
+    EventRecord,
+    Firm,
+    InspectionRecord,
+    ReevaluationRun,
+    WhitelistEntry,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+mapper_registry = registry(metadata=metadata)
+
+firms = Table(
+    "firms",
+    metadata,
+    Column("enterprise_id", String(18), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("region", String(100), nullable=False, index=True),
+    Column("profile", JSON, nullable=False),
+    Column("status", String(16), nullable=False, server_default=""),
+    Column("risk_level", String(16), nullable=False, server_default=""),
+    Column("decision_id", String(32), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("enterprise_id", String(18), ForeignKey("firms.enterprise_id"), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("risk_level", String(16), nullable=False),
+    Column("ruleset_version", String(40), nullable=False),
+    Column("cause", Text, nullable=False),
+    Column("whitelist_change", String(16), nullable=False, server_default=""),
+    Column("payload", JSON, nullable=False),
+    Index("ix_decisions_firm_time", "enterprise_id", "decided_at"),
+)
+
+whitelist_entries = Table(
+    "whitelist_entries",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("enterprise_id", String(18), ForeignKey("firms.enterprise_id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("granted_on", Date, nullable=False),
+    Column("valid_until", Date, nullable=False),
+    Column("decision_id", String(32), nullable=False),
+    Column("revoked_on", Date, nullable=True),
+    Column("revoked_reason", Text, nullable=False, server_default=""),
+    # at most one open entry per firm, enforced by the database
+    Index(
+        "uq_whitelist_open_entry",
+        "enterprise_id",
+        unique=True,
+        sqlite_where=text("revoked_on IS NULL"),
+        postgresql_where=text("revoked_on IS NULL"),
+    ),
+    Index("ix_whitelist_region_firm", "region", "enterprise_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("enterprise_id", String(18), ForeignKey("firms.enterprise_id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("occurred_on", Date, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("summary", Text, nullable=False, server_default=""),
+    Column("decision_id", String(32), nullable=True),
+    UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
+    Index("ix_events_firm", "enterprise_id", "received_at"),
+)
+
+inspections = Table(
+    "inspections",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("enterprise_id", String(18), ForeignKey("firms.enterprise_id"), nullable=False),
+    Column("authority", String(100), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("planned_on", Date, nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("counted", Boolean, nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Column("joint", Boolean, nullable=False),
+    Column("joint_id", String(32), nullable=False, server_default=""),
+    Column("reason_code", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("grounds", Text, nullable=False, server_default=""),
+    Column("requested_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("inspection_code", String(64), nullable=True, unique=True),
+    Index("ix_inspections_firm_year", "enterprise_id", "year", "allowed", "counted"),
+)
+
+reevaluation_runs = Table(
+    "reevaluation_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("as_of", Date, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("processed", Integer, nullable=False),
+    Column("last_enterprise_id", String(18), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+_mapped = False
+
+
+def start_mappers() -> None:
+    """Map the domain dataclasses onto the tables, once per process."""
+    global _mapped
+    if _mapped:
+        return
+    mapper_registry.map_imperatively(Firm, firms)
+    mapper_registry.map_imperatively(DecisionRecord, decisions)
+    mapper_registry.map_imperatively(WhitelistEntry, whitelist_entries)
+    mapper_registry.map_imperatively(EventRecord, events)
+    mapper_registry.map_imperatively(InspectionRecord, inspections)
+    mapper_registry.map_imperatively(ReevaluationRun, reevaluation_runs)
+    _mapped = True

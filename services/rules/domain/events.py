@@ -1,0 +1,285 @@
+"""Events of policy.md section 5 and what each does to a firm's profile.
+
+`apply` is pure: it takes the stored profile and an event and returns the new profile
+and whether the event revokes the white list. The service layer persists the result
+and re-evaluates in the same transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from .errors import FieldViolation, NotFound, PreconditionFailed, ValidationError
+from .profile import (
+    CLAUSE_REF,
+    MAX_TEXT,
+    Accident,
+    AccidentLevel,
+    EnterpriseProfile,
+    FieldChecker,
+    Hazard,
+    HazardStatus,
+    Penalty,
+    Severity,
+    parse_profile,
+    uscc_problem,
+)
+
+T = TypeVar("T")
+
+
+class EventKind(StrEnum):
+    ACCIDENT = "accident"
+    COMPLAINT = "complaint"
+    MAJOR_HAZARD_FOUND = "major_hazard_found"
+    GENERAL_HAZARD_FOUND = "general_hazard_found"
+    HAZARD_VERIFIED = "hazard_verified"
+    RECTIFICATION_OVERDUE = "rectification_overdue"
+    PENALTY = "penalty"
+    PROFILE_UPDATED = "profile_updated"
+
+
+REVOKING = frozenset(
+    {
+        EventKind.ACCIDENT,
+        EventKind.MAJOR_HAZARD_FOUND,
+        EventKind.RECTIFICATION_OVERDUE,
+        EventKind.PENALTY,
+    }
+)
+# A complaint is recorded (and grounds a triggered inspection) but changes no profile.
+REEVALUATING = frozenset(EventKind) - {EventKind.COMPLAINT}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A validated event; `detail` holds the kind's own fields (already type-checked)."""
+
+    event_id: str
+    enterprise_id: str
+    kind: EventKind
+    occurred_on: date
+    accident: Accident | None = None
+    complaint_text: str = ""
+    hazard: Hazard | None = None
+    hazard_id: str = ""  # HAZARD_VERIFIED / RECTIFICATION_OVERDUE
+    late: bool = False  # HAZARD_VERIFIED
+    penalty: Penalty | None = None
+    profile: EnterpriseProfile | None = None
+    detail: dict[str, Any] = field(default_factory=dict)  # as received, for the record
+
+
+@dataclass(frozen=True)
+class Outcome:
+    profile: EnterpriseProfile
+    revokes: bool
+    reevaluate: bool
+    summary: str
+
+
+def apply(profile: EnterpriseProfile, event: Event) -> Outcome:
+    """The new profile after `event`, and whether it revokes the white-list entry."""
+    kind = event.kind
+    if kind is EventKind.ACCIDENT:
+        assert event.accident is not None
+        new = replace(profile, accidents=(*profile.accidents, event.accident))
+        summary = f"事故（{event.accident.level.value}，死亡{event.accident.deaths}人）"
+    elif kind is EventKind.COMPLAINT:
+        new, summary = profile, f"投诉举报：{event.complaint_text[:60]}"
+    elif kind in (EventKind.MAJOR_HAZARD_FOUND, EventKind.GENERAL_HAZARD_FOUND):
+        new, summary = _hazard_found(profile, event)
+    elif kind is EventKind.HAZARD_VERIFIED:
+        new, summary = _hazard_verified(profile, event)
+    elif kind is EventKind.RECTIFICATION_OVERDUE:
+        _open_hazard(profile, event.hazard_id)
+        new, summary = profile, f"隐患{event.hazard_id}逾期未整改"
+    elif kind is EventKind.PENALTY:
+        assert event.penalty is not None
+        new = replace(profile, penalties=(*profile.penalties, event.penalty))
+        summary = f"行政处罚{event.penalty.amount_yuan:g}元"
+    else:
+        assert event.profile is not None
+        new, summary = merge_profile(profile, event.profile), "企业信息更新"
+    return Outcome(new, kind in REVOKING, kind in REEVALUATING, summary)
+
+
+def _hazard_found(profile: EnterpriseProfile, event: Event) -> tuple[EnterpriseProfile, str]:
+    assert event.hazard is not None
+    if any(h.hazard_id == event.hazard.hazard_id for h in profile.hazards):
+        raise ValidationError(
+            [
+                FieldViolation(
+                    "event.hazard.hazard_id",
+                    f"hazard {event.hazard.hazard_id!r} is already on record",
+                )
+            ]
+        )
+    word = "重大" if event.hazard.severity is Severity.MAJOR else "一般"
+    new = replace(profile, hazards=(*profile.hazards, event.hazard))
+    return new, f"发现{word}隐患 {event.hazard.clause_ref}"
+
+
+def _open_hazard(profile: EnterpriseProfile, hazard_id: str) -> Hazard:
+    hazard = next((h for h in profile.hazards if h.hazard_id == hazard_id), None)
+    if hazard is None:
+        raise NotFound(f"firm {profile.enterprise_id} has no hazard {hazard_id!r}")
+    if hazard.status is HazardStatus.VERIFIED:
+        raise PreconditionFailed(f"hazard {hazard_id!r} was already verified fixed")
+    return hazard
+
+
+def _hazard_verified(profile: EnterpriseProfile, event: Event) -> tuple[EnterpriseProfile, str]:
+    hazard = _open_hazard(profile, event.hazard_id)
+    if event.occurred_on < hazard.found_on:
+        raise ValidationError(
+            [FieldViolation("event.occurred_on", "a hazard cannot be verified before it was found")]
+        )
+    closed = replace(
+        hazard, status=HazardStatus.VERIFIED, closed_on=event.occurred_on, closed_late=event.late
+    )
+    hazards = tuple(closed if h.hazard_id == hazard.hazard_id else h for h in profile.hazards)
+    return replace(profile, hazards=hazards), (
+        f"隐患{hazard.hazard_id}复查通过" + ("（逾期整改）" if event.late else "")
+    )
+
+
+def merge_profile(stored: EnterpriseProfile, incoming: EnterpriseProfile) -> EnterpriseProfile:
+    """A new profile from a caller replaces the typed fields and facts; the history lists
+    (accidents, penalties, hazards) are merged so that events reported by other systems
+    (e.g. hazards from the booking service) are not lost. A hazard sent again with the
+    same hazard_id takes the incoming version."""
+    incoming_ids = {h.hazard_id for h in incoming.hazards}
+    hazards = (*[h for h in stored.hazards if h.hazard_id not in incoming_ids], *incoming.hazards)
+    return replace(
+        incoming,
+        accidents=_union(stored.accidents, incoming.accidents),
+        penalties=_union(stored.penalties, incoming.penalties),
+        hazards=hazards,
+    )
+
+
+def _union(first: tuple[T, ...], second: tuple[T, ...]) -> tuple[T, ...]:
+    return tuple(dict.fromkeys((*first, *second)))
+
+
+EVENT_FIELDS = frozenset(
+    {
+        "event_id",
+        "enterprise_id",
+        "kind",
+        "occurred_on",
+        "accident",
+        "complaint",
+        "hazard",
+        "verification",
+        "overdue",
+        "penalty",
+        "profile",
+    }
+)
+DETAIL_OF = {
+    EventKind.ACCIDENT: "accident",
+    EventKind.COMPLAINT: "complaint",
+    EventKind.MAJOR_HAZARD_FOUND: "hazard",
+    EventKind.GENERAL_HAZARD_FOUND: "hazard",
+    EventKind.HAZARD_VERIFIED: "verification",
+    EventKind.RECTIFICATION_OVERDUE: "overdue",
+    EventKind.PENALTY: "penalty",
+    EventKind.PROFILE_UPDATED: "profile",
+}
+
+
+def parse_event(data: Mapping[str, Any], fact_types: Mapping[str, str]) -> Event:
+    """Validate a JSON-shaped event (fields under `event.`); ValidationError names each field."""
+    check = FieldChecker("event.")
+    for unknown in sorted(set(data) - EVENT_FIELDS):
+        check.bad(str(unknown), "unknown field")
+    event_id = check.string(data, "event_id", "event_id", max_len=128, required=True)
+    enterprise_id = check.string(data, "enterprise_id", "enterprise_id", max_len=18, required=True)
+    if enterprise_id and (problem := uscc_problem(enterprise_id)):
+        check.bad("enterprise_id", problem)
+    kind = check.enum(EventKind, data.get("kind"), "kind", required=True)
+    occurred = check.day(data.get("occurred_on"), "occurred_on")
+    given = [k for k in set(DETAIL_OF.values()) if data.get(k) is not None]
+    wanted = DETAIL_OF.get(kind) if kind else None
+    for extra in sorted(set(given) - {wanted}):
+        check.bad(extra, f"does not belong to an event of kind {kind}")
+    detail = data.get(wanted) if wanted else None
+    if wanted and not isinstance(detail, Mapping):
+        check.bad(wanted, f"is required for an event of kind {kind}")
+        detail = None
+    fields: dict[str, Any] = {}
+    if kind and occurred and detail is not None:
+        fields = _detail(check, kind, occurred, detail, enterprise_id, fact_types)
+    if check.violations or kind is None or occurred is None:
+        raise ValidationError(check.violations)
+    return Event(event_id, enterprise_id, kind, occurred, detail=dict(detail or {}), **fields)
+
+
+def _detail(
+    check: FieldChecker,
+    kind: EventKind,
+    occurred: date,
+    detail: Mapping[str, Any],
+    enterprise_id: str,
+    fact_types: Mapping[str, str],
+) -> dict[str, Any]:
+    if kind is EventKind.ACCIDENT:
+        level = check.enum(AccidentLevel, detail.get("level"), "accident.level", required=True)
+        deaths = check.integer(detail, "deaths", "accident.deaths", default=0, low=0, high=100_000)
+        return {"accident": Accident(occurred, level, deaths)} if level else {}
+    if kind is EventKind.COMPLAINT:
+        text = check.string(detail, "text", "complaint.text", max_len=MAX_TEXT, required=True)
+        return {"complaint_text": text}
+    if kind in (EventKind.MAJOR_HAZARD_FOUND, EventKind.GENERAL_HAZARD_FOUND):
+        return _hazard_detail(check, kind, occurred, detail)
+    if kind in (EventKind.HAZARD_VERIFIED, EventKind.RECTIFICATION_OVERDUE):
+        name = "verification" if kind is EventKind.HAZARD_VERIFIED else "overdue"
+        hazard_id = check.string(
+            detail, "hazard_id", f"{name}.hazard_id", max_len=64, required=True
+        )
+        late = check.boolean(detail, "late", f"{name}.late") if name == "verification" else False
+        return {"hazard_id": hazard_id, "late": late}
+    if kind is EventKind.PENALTY:
+        amount = detail.get("amount_yuan", 0)
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, int | float)
+            or not (math.isfinite(amount) and amount >= 0)
+        ):
+            check.bad("penalty.amount_yuan", "must be a finite number >= 0")
+            amount = 0
+        basis = check.string(detail, "basis", "penalty.basis", max_len=MAX_TEXT, required=False)
+        return {"penalty": Penalty(occurred, float(amount), basis)}
+    try:
+        profile = parse_profile(detail, fact_types, prefix="event.profile.")
+    except ValidationError as exc:
+        check.violations.extend(exc.violations)
+        return {}
+    if profile.enterprise_id != enterprise_id:
+        check.bad("profile.enterprise_id", "must be the event's enterprise_id")
+    return {"profile": profile}
+
+
+def _hazard_detail(
+    check: FieldChecker, kind: EventKind, occurred: date, detail: Mapping[str, Any]
+) -> dict[str, Any]:
+    expected = Severity.MAJOR if kind is EventKind.MAJOR_HAZARD_FOUND else Severity.GENERAL
+    hazard_id = check.string(detail, "hazard_id", "hazard.hazard_id", max_len=64, required=True)
+    ref = check.string(detail, "clause_ref", "hazard.clause_ref", max_len=48, required=True)
+    if ref and not CLAUSE_REF.match(ref):
+        check.bad("hazard.clause_ref", "must be <standard_id>:<clause>, e.g. GM2023:11(1)")
+    severity = check.enum(Severity, detail.get("severity"), "hazard.severity", required=False)
+    if severity is not None and severity is not expected:
+        check.bad("hazard.severity", f"an event of kind {kind} carries a {expected} hazard")
+    due = check.day(detail.get("due_on"), "hazard.due_on")
+    if due and due < occurred:
+        check.bad("hazard.due_on", "must not be before occurred_on")
+    if not (hazard_id and ref and due):
+        return {}
+    return {"hazard": Hazard(hazard_id, ref, expected, occurred, due, HazardStatus.OPEN)}

@@ -1,0 +1,152 @@
+"""The inspection gate (policy.md section 6) as a pure function of what is already booked.
+
+The caller (service layer) holds a lock on the firm while it reads the firm's allowed
+inspections, calls `check`, and records the verdict, so two racing requests see each
+other's result: the counting is serialised by the database, the rules live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+
+class InspectionKind(StrEnum):
+    ROUTINE = "routine"
+    CAMPAIGN = "campaign"
+    COMPLAINT = "complaint"
+    REFERRAL = "referral"
+    DATA_MONITORING = "data_monitoring"
+    ACCIDENT = "accident"
+    RECHECK = "recheck"
+    ENTERPRISE_REQUEST = "enterprise_request"
+    LICENSING = "licensing"
+
+
+@dataclass(frozen=True)
+class PastInspection:
+    """An allowed, counted inspection of this firm already on record."""
+
+    authority: str
+    planned_on: date
+    joint_id: str
+
+
+@dataclass(frozen=True)
+class GateRules:
+    counted_kinds: frozenset[str]  # upper-case kind names, from policy.yaml
+    per_authority_per_year: int
+    joint_window_days: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    joint: bool
+    joint_id: str
+    counted: bool
+    reason_code: str
+    reason: str
+    yearly_count: int  # the firm's counted visits in the planned year, after this verdict
+    yearly_cap: int
+
+
+def is_counted(kind: InspectionKind, rules: GateRules) -> bool:
+    return kind.name in rules.counted_kinds
+
+
+def check(
+    *,
+    authority: str,
+    kind: InspectionKind,
+    planned_on: date,
+    whitelisted: bool,
+    yearly_cap: int,
+    past: Sequence[PastInspection],
+    rules: GateRules,
+    new_joint_id: Callable[[], str],
+) -> Verdict:
+    """The first verdict of policy.md section 6 that applies.
+
+    `past` may hold any of the firm's allowed counted inspections; only those in the
+    planned date's calendar year count. A joint visit is formed only within that year,
+    so a visit is always counted in the year it happens.
+    """
+    year = [p for p in past if p.planned_on.year == planned_on.year]
+    visits = len({p.joint_id for p in year})
+    if not is_counted(kind, rules):
+        return Verdict(
+            True,
+            False,
+            new_joint_id(),
+            False,
+            "triggered",
+            "触发式检查（投诉举报、转办、监测预警、事故、复查、企业申请、许可），不计入年度频次",
+            visits,
+            yearly_cap,
+        )
+    if whitelisted:
+        return Verdict(
+            False,
+            False,
+            "",
+            True,
+            "whitelist",
+            "无事不扰：该企业在白名单内，不安排常规或专项现场检查",
+            visits,
+            yearly_cap,
+        )
+    own = sum(1 for p in year if p.authority == authority)
+    if own >= rules.per_authority_per_year:
+        return Verdict(
+            False,
+            False,
+            "",
+            True,
+            "authority_cap",
+            f"同一执法主体每年对同一企业现场检查不超过{rules.per_authority_per_year}次，"
+            f"{authority}今年已检查{own}次",
+            visits,
+            yearly_cap,
+        )
+    partner = _nearest_other(year, authority, planned_on, rules.joint_window_days)
+    if partner is not None:
+        return Verdict(
+            True,
+            True,
+            partner.joint_id,
+            True,
+            "joint",
+            f"综合查一次：与{partner.authority} {partner.planned_on.isoformat()} "
+            "的检查合并为一次联合检查",
+            visits,
+            yearly_cap,
+        )
+    if visits >= yearly_cap:
+        return Verdict(
+            False,
+            False,
+            "",
+            True,
+            "yearly_cap",
+            f"该企业本年度现场检查已达上限{yearly_cap}次",
+            visits,
+            yearly_cap,
+        )
+    return Verdict(True, False, new_joint_id(), True, "allowed", "准予检查", visits + 1, yearly_cap)
+
+
+def _nearest_other(
+    year: Sequence[PastInspection], authority: str, planned_on: date, window: int
+) -> PastInspection | None:
+    """Another authority's inspection within ±window days, the closest first."""
+    near = [
+        p
+        for p in year
+        if p.authority != authority and abs((p.planned_on - planned_on).days) <= window
+    ]
+    return min(
+        near, key=lambda p: (abs((p.planned_on - planned_on).days), p.planned_on), default=None
+    )

@@ -1,0 +1,98 @@
+"""The register's records: firms, decisions, white-list entries, events, inspections.
+
+Plain mutable dataclasses; the ORM maps them imperatively (adapters/orm.py), so this
+module knows nothing of SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+
+@dataclass
+class Firm:
+    enterprise_id: str
+    name: str
+    region: str
+    profile: dict[str, Any]  # the JSON shape of domain.profile (profile_to_data)
+    status: str = ""
+    risk_level: str = ""
+    decision_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
+class DecisionRecord:
+    id: str
+    enterprise_id: str
+    decided_at: datetime
+    as_of: date
+    status: str
+    risk_level: str
+    ruleset_version: str
+    cause: str
+    whitelist_change: str  # granted | extended | revoked | expired | ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WhitelistEntry:
+    id: str
+    enterprise_id: str
+    name: str
+    region: str
+    granted_on: date
+    valid_until: date
+    decision_id: str
+    revoked_on: date | None = None
+    revoked_reason: str = ""
+
+    def active_on(self, day: date) -> bool:
+        return self.revoked_on is None and self.granted_on <= day <= self.valid_until
+
+
+@dataclass
+class EventRecord:
+    source: str
+    event_id: str
+    enterprise_id: str
+    kind: str
+    occurred_on: date
+    detail: dict[str, Any]
+    received_at: datetime
+    summary: str = ""
+    decision_id: str | None = None
+    id: int | None = None
+
+
+@dataclass
+class InspectionRecord:
+    id: str
+    enterprise_id: str
+    authority: str
+    kind: str
+    planned_on: date
+    year: int
+    counted: bool
+    allowed: bool
+    joint: bool
+    joint_id: str
+    reason_code: str
+    reason: str
+    grounds: str
+    requested_by: str
+    created_at: datetime
+    inspection_code: str | None = None
+
+
+@dataclass
+class ReevaluationRun:
+    id: str
+    as_of: date
+    started_at: datetime
+    processed: int = 0
+    last_enterprise_id: str = ""
+    finished_at: datetime | None = None

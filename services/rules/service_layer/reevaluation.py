@@ -1,0 +1,95 @@
+"""Periodic re-evaluation of every stored firm: batched, resumable, never one giant transaction.
+
+A run is keyed by its as_of date. Each batch of firms is re-evaluated and the run's
+cursor advanced in the same transaction, so an interrupted run resumes after the last
+committed batch and no firm is evaluated twice for the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select
+
+from services.rules.domain.register import Firm, ReevaluationRun
+from services.rules.service_layer.handlers import RulesContext
+from services.rules.service_layer.register_handlers import (
+    decide_and_store,
+    load_firm,
+    new_id,
+    now,
+    stored_profile,
+)
+from services.rules.service_layer.unit_of_work import UnitOfWork
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    as_of: date
+    processed: int
+    resumed: bool
+    total: int
+
+
+def reevaluate_all(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    as_of: date,
+    *,
+    batch_size: int = 200,
+    on_batch: Callable[[int], None] | None = None,
+    stop_after_batches: int | None = None,
+) -> RunSummary:
+    """Re-evaluate every firm as of `as_of`, resuming an unfinished run for that date."""
+    with uow:
+        run = uow.register.unfinished_run(as_of)
+        resumed = run is not None
+        if run is None:
+            run = ReevaluationRun(
+                id=new_id(), as_of=as_of, started_at=now(), processed=0, last_enterprise_id=""
+            )
+            uow.register.add(run)
+        total = uow.session.scalar(select(func.count()).select_from(Firm)) or 0
+        run_id = run.id
+        uow.commit()
+    batches = 0
+    while stop_after_batches is None or batches < stop_after_batches:
+        done = _batch(uow, ctx, run_id, batch_size)
+        if done < 0:
+            break
+        batches += 1
+        if on_batch:
+            on_batch(done)
+    with uow:
+        run = uow.register.run(run_id)
+        assert run is not None
+        return RunSummary(run_id, as_of, run.processed, resumed, total)
+
+
+def _batch(uow: UnitOfWork, ctx: RulesContext, run_id: str, size: int) -> int:
+    """Re-evaluate the next batch; return how many, or -1 when the run is finished."""
+    with uow:
+        run = uow.register.run(run_id)
+        assert run is not None
+        ids = uow.register.firm_ids_after(run.last_enterprise_id, size)
+        if not ids:
+            run.finished_at = now()
+            uow.commit()
+            return -1
+        for enterprise_id in ids:
+            firm = load_firm(uow, enterprise_id, for_update=True)
+            decide_and_store(
+                uow,
+                ctx,
+                firm,
+                stored_profile(ctx, firm),
+                run.as_of,
+                f"定期重新评估 periodic re-evaluation (run {run_id[:8]})",
+            )
+        run.processed += len(ids)
+        run.last_enterprise_id = ids[-1]
+        uow.commit()
+        return len(ids)
