@@ -34,7 +34,8 @@ class UnitOfWork:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.session.rollback()
+        self.session.expunge_all()  # results stay readable after the session ends
+        self.session.rollback()  # anything not committed is discarded
         self.session.close()
 
     def commit(self) -> None:
