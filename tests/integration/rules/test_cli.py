@@ -146,8 +146,8 @@ class Server:
         return out
 
 
-def test_serve_logs_each_rpc_and_shuts_down_gracefully_on_sigterm() -> None:
-    server = Server()
+def test_serve_logs_each_rpc_and_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
+    server = Server(tmp_path / "rules.db")
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         stub = rules_pb2_grpc.RulesServiceStub(channel)

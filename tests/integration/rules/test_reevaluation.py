@@ -1,0 +1,74 @@
+"""Periodic re-evaluation: every firm, in batches, resumable; white-list entries expire."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, func, select
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.rules.adapters.orm import metadata
+from services.rules.adapters.ruleset_loader import Rulebook
+from services.rules.domain.register import DecisionRecord
+from services.rules.entrypoints.grpc_server import context_from
+from services.rules.service_layer.reevaluation import reevaluate_all
+from services.rules.service_layer.unit_of_work import UnitOfWork
+from tests.integration.rules.conftest import upsert
+from tests.support import ROOT, profile, uscc
+
+
+def _decisions(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(DecisionRecord)).scalar_one())  # type: ignore[arg-type]
+
+
+def test_interrupted_run_resumes_and_evaluates_each_firm_once(register_stub, db_engine,
+                                                               rulebook: Rulebook) -> None:  # type: ignore[no-untyped-def]
+    for n in range(1, 12):
+        upsert(register_stub, profile(n))
+    ctx = context_from(rulebook)
+    as_of = date(2026, 7, 1)
+    first = reevaluate_all(UnitOfWork(db_engine), ctx, as_of, batch_size=4, stop_after_batches=2)
+    assert (first.processed, first.resumed, first.total) == (8, False, 11)
+    second = reevaluate_all(UnitOfWork(db_engine), ctx, as_of, batch_size=4)
+    assert (second.run_id, second.processed, second.resumed) == (first.run_id, 11, True)
+    assert _decisions(db_engine) == 11 + 11  # one upsert decision + one re-evaluation each
+    third = reevaluate_all(UnitOfWork(db_engine), ctx, as_of, batch_size=4)
+    assert third.run_id != first.run_id  # a finished run is not resumed: a new run starts
+
+
+def test_white_list_entry_expires_at_valid_until(register_stub, db_engine, rulebook) -> None:  # type: ignore[no-untyped-def]
+    status = upsert(register_stub, profile(1), as_of="2025-06-30")
+    assert status.whitelist_entry.valid_until == "2026-06-30"
+    ctx = context_from(rulebook)
+    reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 6, 30))  # last valid day: extended
+    entry = register_stub.GetEnterpriseStatus(
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10).whitelist_entry
+    assert (entry.granted_on, entry.valid_until) == ("2025-06-30", "2027-06-30")
+    upsert(register_stub, profile(2), as_of="2025-06-30")
+    reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 7, 1))  # a day late: expired, regranted
+    after = register_stub.GetEnterpriseStatus(
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(2)), timeout=10)
+    assert (after.whitelist_entry.granted_on, after.whitelist_entry.valid_until) == (
+        "2026-07-01", "2027-07-01")
+    assert after.history[0].reason.endswith("（白名单 granted）")  # the old one expired first
+
+
+def test_cli_reevaluate_all(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    command = [sys.executable, "-m", "services.rules", "reevaluate", "--all", "--db", db,
+               "--as-of", "2026-07-01"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "0 of 0 firm(s) done" in result.stdout
+
+
+def test_migrations_match_the_mapped_tables(db_engine) -> None:  # type: ignore[no-untyped-def]
+    with db_engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
