@@ -104,7 +104,7 @@ def test_bad_rulesets_directory_is_a_clear_error(tmp_path: Path) -> None:
 class Server:
     """`serve` in a subprocess on port 0; the port is read from its JSON log line."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: Path) -> None:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -112,6 +112,8 @@ class Server:
                 "services.rules",
                 "--log-json",
                 "serve",
+                "--db",
+                f"sqlite:///{db}",
                 "--grpc",
                 "127.0.0.1:0",
             ],
