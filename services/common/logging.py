@@ -51,3 +51,4 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -1,13 +1,24 @@
-"""Queries over the register; the unit of work owns the session and the transaction."""
+"""Queries over the register; the unit of work owns the session and the transaction.
+
+Conditions use the Table columns (typed), and results are the mapped domain records.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from services.rules.adapters.orm import (
+    decisions,
+    events,
+    firms,
+    inspections,
+    reevaluation_runs,
+    whitelist_entries,
+)
 from services.rules.domain.register import (
     DecisionRecord,
     EventRecord,
@@ -16,6 +27,8 @@ from services.rules.domain.register import (
     ReevaluationRun,
     WhitelistEntry,
 )
+
+CURSOR_SEPARATOR = "\x1f"
 
 
 class Register:
@@ -29,7 +42,7 @@ class Register:
         self.session.add(record)
 
     def firm(self, enterprise_id: str, *, for_update: bool = False) -> Firm | None:
-        query = select(Firm).where(Firm.enterprise_id == enterprise_id)  # type: ignore[arg-type]
+        query = select(Firm).where(firms.c.enterprise_id == enterprise_id)
         if for_update and self._lock_rows:
             query = query.with_for_update()
         return self.session.scalars(query).first()
@@ -40,97 +53,86 @@ class Register:
     def history(self, enterprise_id: str, limit: int) -> Sequence[DecisionRecord]:
         query = (
             select(DecisionRecord)
-            .where(DecisionRecord.enterprise_id == enterprise_id)  # type: ignore[arg-type]
-            .order_by(DecisionRecord.decided_at.desc())  # type: ignore[attr-defined]
+            .where(decisions.c.enterprise_id == enterprise_id)
+            .order_by(decisions.c.decided_at.desc())
             .limit(limit)
         )
         return self.session.scalars(query).all()
 
     def open_entry(self, enterprise_id: str) -> WhitelistEntry | None:
         query = select(WhitelistEntry).where(
-            WhitelistEntry.enterprise_id == enterprise_id,  # type: ignore[arg-type]
-            WhitelistEntry.revoked_on.is_(None),
-        )  # type: ignore[union-attr]
+            whitelist_entries.c.enterprise_id == enterprise_id,
+            whitelist_entries.c.revoked_on.is_(None),
+        )
         return self.session.scalars(query).first()
 
     def whitelist_page(
         self, region: str, today: date, after: str, limit: int
     ) -> Sequence[WhitelistEntry]:
         """Active entries ordered by (region, enterprise_id), strictly after the cursor."""
-        conditions = [
-            WhitelistEntry.revoked_on.is_(None),  # type: ignore[union-attr]
-            WhitelistEntry.valid_until >= today,  # type: ignore[operator]
-            WhitelistEntry.granted_on <= today,
-        ]  # type: ignore[operator]
+        w = whitelist_entries.c
+        conditions = [w.revoked_on.is_(None), w.valid_until >= today, w.granted_on <= today]
         if region:
-            conditions.append(WhitelistEntry.region == region)  # type: ignore[arg-type]
+            conditions.append(w.region == region)
         if after:
-            last_region, _, last_id = after.partition("\x1f")
+            last_region, _, last_id = after.partition(CURSOR_SEPARATOR)
             conditions.append(
                 or_(
-                    WhitelistEntry.region > last_region,  # type: ignore[operator]
-                    and_(
-                        WhitelistEntry.region == last_region,  # type: ignore[arg-type]
-                        WhitelistEntry.enterprise_id > last_id,
-                    ),
+                    w.region > last_region, and_(w.region == last_region, w.enterprise_id > last_id)
                 )
-            )  # type: ignore[operator]
+            )
         query = (
             select(WhitelistEntry)
             .where(*conditions)
-            .order_by(WhitelistEntry.region, WhitelistEntry.enterprise_id)  # type: ignore[arg-type]
+            .order_by(w.region, w.enterprise_id)
             .limit(limit)
         )
         return self.session.scalars(query).all()
 
     def event(self, source: str, event_id: str) -> EventRecord | None:
-        query = select(EventRecord).where(
-            EventRecord.source == source,  # type: ignore[arg-type]
-            EventRecord.event_id == event_id,
-        )  # type: ignore[arg-type]
+        query = select(EventRecord).where(events.c.source == source, events.c.event_id == event_id)
         return self.session.scalars(query).first()
 
     def counted_inspections(
         self, enterprise_id: str, years: Sequence[int]
     ) -> Sequence[InspectionRecord]:
+        i = inspections.c
         query = select(InspectionRecord).where(
-            InspectionRecord.enterprise_id == enterprise_id,  # type: ignore[arg-type]
-            InspectionRecord.year.in_(list(years)),  # type: ignore[attr-defined]
-            InspectionRecord.allowed.is_(True),  # type: ignore[attr-defined]
-            InspectionRecord.counted.is_(True),
-        )  # type: ignore[attr-defined]
+            i.enterprise_id == enterprise_id,
+            i.year.in_(list(years)),
+            i.allowed.is_(True),
+            i.counted.is_(True),
+        )
         return self.session.scalars(query).all()
 
     def inspection_by_code(self, code: str) -> InspectionRecord | None:
-        query = select(InspectionRecord).where(InspectionRecord.inspection_code == code)  # type: ignore[arg-type]
+        query = select(InspectionRecord).where(inspections.c.inspection_code == code)
         return self.session.scalars(query).first()
 
     def joint_authorities(self, enterprise_id: str, joint_id: str) -> list[str]:
+        i = inspections.c
         query = (
-            select(InspectionRecord.authority)
-            .where(
-                InspectionRecord.enterprise_id == enterprise_id,  # type: ignore[arg-type]
-                InspectionRecord.joint_id == joint_id,  # type: ignore[arg-type]
-                InspectionRecord.allowed.is_(True),
-            )  # type: ignore[attr-defined]
-            .order_by(InspectionRecord.created_at)
-        )  # type: ignore[arg-type]
+            select(i.authority)
+            .where(i.enterprise_id == enterprise_id, i.joint_id == joint_id, i.allowed.is_(True))
+            .order_by(i.created_at)
+        )
         return list(dict.fromkeys(self.session.scalars(query).all()))
 
     def firm_ids_after(self, after: str, limit: int) -> list[str]:
         query = (
-            select(Firm.enterprise_id)
-            .where(Firm.enterprise_id > after)  # type: ignore[operator]
-            .order_by(Firm.enterprise_id)
+            select(firms.c.enterprise_id)
+            .where(firms.c.enterprise_id > after)
+            .order_by(firms.c.enterprise_id)
             .limit(limit)
-        )  # type: ignore[arg-type]
+        )
         return list(self.session.scalars(query).all())
 
+    def firm_count(self) -> int:
+        return int(self.session.scalar(select(func.count()).select_from(firms)) or 0)
+
     def unfinished_run(self, as_of: date) -> ReevaluationRun | None:
-        query = select(ReevaluationRun).where(
-            ReevaluationRun.as_of == as_of,  # type: ignore[arg-type]
-            ReevaluationRun.finished_at.is_(None),
-        )  # type: ignore[union-attr]
+        r = reevaluation_runs.c
+        query = select(ReevaluationRun).where(r.as_of == as_of, r.finished_at.is_(None))
         return self.session.scalars(query).first()
 
     def run(self, run_id: str) -> ReevaluationRun | None:

@@ -26,7 +26,7 @@ from services.rules.adapters import migrate
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from services.rules.domain.errors import ValidationError
 from services.rules.entrypoints import convert, grpc_server, render
-from services.rules.service_layer import handlers, reevaluation
+from services.rules.service_layer import handlers, reevaluation, register_handlers
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_GRPC = "127.0.0.1:50051"
@@ -131,6 +131,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def seed_demo(args: argparse.Namespace, path: Path = Path("examples/profiles.jsonl")) -> int:
+    """Register the valid example firms (make run), so the register RPCs have data."""
+    rulebook = load_rulebook(args.rulesets)
+    engine = _database(args.db)
+    ctx = grpc_server.context_from(rulebook)
+    seeded = 0
+    for _, data in read_profiles(path):
+        try:
+            register_handlers.upsert_enterprise(UnitOfWork(engine), ctx, data, "")
+            seeded += 1
+        except ValidationError:
+            continue  # the examples include a deliberately invalid profile
+    engine.dispose()
+    return seeded
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     engine = _database(args.db)
     print(f"database at revision {migrate.current_revision(engine)}")
@@ -155,13 +171,17 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    seeded = seed_demo(args)
     host, _, port = args.grpc.rpartition(":")
     print(
-        "\nRules service starting on " + args.grpc + "\n"
+        f"\nRules service starting on {args.grpc}; register {args.db}\n"
+        f"{seeded} demo firm(s) from examples/profiles.jsonl are in the register.\n"
         "Try, in another terminal:\n"
         "  .venv/bin/python -m services.rules evaluate examples/profiles.jsonl\n"
         f"  .venv/bin/python -m services.rules evaluate --server {host}:{port} "
         "examples/profiles.jsonl --json\n"
+        f'  grpcurl -plaintext -d \'{{"enterprise_id": "91330782MA2000001K"}}\' '
+        f"{host}:{port} rules.v1.RulesService/GetEnterpriseStatus   (reflection is on)\n"
         "Stop with Ctrl-C.\n",
         file=sys.stderr,
     )

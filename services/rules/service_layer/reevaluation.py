@@ -11,9 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select
-
-from services.rules.domain.register import Firm, ReevaluationRun
+from services.rules.domain.register import ReevaluationRun
 from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.register_handlers import (
     decide_and_store,
@@ -40,7 +38,7 @@ def reevaluate_all(
     as_of: date,
     *,
     batch_size: int = 200,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
 ) -> RunSummary:
     """Re-evaluate every firm as of `as_of`, resuming an unfinished run for that date."""
@@ -52,7 +50,7 @@ def reevaluate_all(
                 id=new_id(), as_of=as_of, started_at=now(), processed=0, last_enterprise_id=""
             )
             uow.register.add(run)
-        total = uow.session.scalar(select(func.count()).select_from(Firm)) or 0
+        total = uow.register.firm_count()
         run_id = run.id
         uow.commit()
     batches = 0

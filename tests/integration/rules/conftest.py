@@ -72,10 +72,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def register_stub(db_engine: Engine, rulebook: Rulebook,
-                  clock: Clock) -> Iterator[rules_pb2_grpc.RulesServiceStub]:
-    server, port = grpc_server.create_server(rulebook, engine=db_engine, today=clock,
-                                             max_workers=16)
+def register_stub(
+    db_engine: Engine, rulebook: Rulebook, clock: Clock
+) -> Iterator[rules_pb2_grpc.RulesServiceStub]:
+    server, port = grpc_server.create_server(
+        rulebook, engine=db_engine, today=clock, max_workers=16
+    )
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield rules_pb2_grpc.RulesServiceStub(channel)
@@ -83,6 +85,9 @@ def register_stub(db_engine: Engine, rulebook: Rulebook,
     server.stop(None)
 
 
-def upsert(stub: rules_pb2_grpc.RulesServiceStub, data: dict, as_of: str = "") -> pb.EnterpriseStatus:  # type: ignore[type-arg]
-    return stub.UpsertEnterprise(pb.UpsertEnterpriseRequest(profile=profile_from_json(data),
-                                                            as_of=as_of), timeout=30)
+def upsert(
+    stub: rules_pb2_grpc.RulesServiceStub, data: dict, as_of: str = ""
+) -> pb.EnterpriseStatus:  # type: ignore[type-arg]
+    return stub.UpsertEnterprise(
+        pb.UpsertEnterpriseRequest(profile=profile_from_json(data), as_of=as_of), timeout=30
+    )

@@ -27,8 +27,9 @@ def _decisions(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(DecisionRecord)).scalar_one())  # type: ignore[arg-type]
 
 
-def test_interrupted_run_resumes_and_evaluates_each_firm_once(register_stub, db_engine,
-                                                               rulebook: Rulebook) -> None:  # type: ignore[no-untyped-def]
+def test_interrupted_run_resumes_and_evaluates_each_firm_once(
+    register_stub, db_engine, rulebook: Rulebook
+) -> None:  # type: ignore[no-untyped-def]
     for n in range(1, 12):
         upsert(register_stub, profile(n))
     ctx = context_from(rulebook)
@@ -48,21 +49,34 @@ def test_white_list_entry_expires_at_valid_until(register_stub, db_engine, ruleb
     ctx = context_from(rulebook)
     reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 6, 30))  # last valid day: extended
     entry = register_stub.GetEnterpriseStatus(
-        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10).whitelist_entry
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10
+    ).whitelist_entry
     assert (entry.granted_on, entry.valid_until) == ("2025-06-30", "2027-06-30")
     upsert(register_stub, profile(2), as_of="2025-06-30")
     reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 7, 1))  # a day late: expired, regranted
     after = register_stub.GetEnterpriseStatus(
-        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(2)), timeout=10)
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(2)), timeout=10
+    )
     assert (after.whitelist_entry.granted_on, after.whitelist_entry.valid_until) == (
-        "2026-07-01", "2027-07-01")
+        "2026-07-01",
+        "2027-07-01",
+    )
     assert after.history[0].reason.endswith("（白名单 granted）")  # the old one expired first
 
 
 def test_cli_reevaluate_all(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'r.db'}"
-    command = [sys.executable, "-m", "services.rules", "reevaluate", "--all", "--db", db,
-               "--as-of", "2026-07-01"]
+    command = [
+        sys.executable,
+        "-m",
+        "services.rules",
+        "reevaluate",
+        "--all",
+        "--db",
+        db,
+        "--as-of",
+        "2026-07-01",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "0 of 0 firm(s) done" in result.stdout

@@ -17,15 +17,22 @@ def test_upsert_stores_evaluates_and_grants_the_white_list(register_stub) -> Non
     assert status.whitelist_entry.granted_on == "2026-06-30"
     assert status.whitelist_entry.valid_until == "2027-06-30"
     again = register_stub.GetEnterpriseStatus(
-        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10)
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10
+    )
     assert again.decision.decision_id == status.decision.decision_id
     assert again.profile.name == "测试企业1"
     assert [h.kind for h in again.history] == ["decision"]
 
 
 def test_upsert_again_records_history_and_merges_hazards(register_stub) -> None:  # type: ignore[no-untyped-def]
-    hazard = {"hazard_id": "H1", "clause_ref": "GEN:ledger", "severity": "general",
-              "found_on": "2026-06-01", "due_on": "2026-07-01", "status": "open"}
+    hazard = {
+        "hazard_id": "H1",
+        "clause_ref": "GEN:ledger",
+        "severity": "general",
+        "found_on": "2026-06-01",
+        "due_on": "2026-07-01",
+        "status": "open",
+    }
     upsert(register_stub, profile(1, hazards=[hazard]))
     status = upsert(register_stub, profile(1, name="新名称", facts={"gen.training_missing": True}))
     assert status.profile.name == "新名称"
@@ -40,8 +47,9 @@ def test_upsert_invalid_profile_writes_nothing(register_stub) -> None:  # type: 
         upsert(register_stub, profile(1, employees=-1))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as info:
-        register_stub.GetEnterpriseStatus(pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)),
-                                          timeout=10)
+        register_stub.GetEnterpriseStatus(
+            pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10
+        )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -52,7 +60,8 @@ def test_list_whitelist_by_region_with_opaque_page_tokens(register_stub) -> None
     seen, token = [], ""
     while True:
         page = register_stub.ListWhitelist(
-            pb.ListWhitelistRequest(region="稠城街道", page_size=2, page_token=token), timeout=10)
+            pb.ListWhitelistRequest(region="稠城街道", page_size=2, page_token=token), timeout=10
+        )
         assert len(page.entries) <= 2
         seen += [e.enterprise_id for e in page.entries]
         token = page.next_page_token
@@ -66,11 +75,14 @@ def test_list_whitelist_by_region_with_opaque_page_tokens(register_stub) -> None
 def test_bad_page_tokens_are_invalid_argument(register_stub) -> None:  # type: ignore[no-untyped-def]
     for n in range(1, 4):
         upsert(register_stub, profile(n))
-    page = register_stub.ListWhitelist(pb.ListWhitelistRequest(region="稠城街道", page_size=1),
-                                       timeout=10)
-    for request in (pb.ListWhitelistRequest(region="北苑街道", page_token=page.next_page_token),
-                    pb.ListWhitelistRequest(page_token="not-a-token!"),
-                    pb.ListWhitelistRequest(page_size=100_000)):
+    page = register_stub.ListWhitelist(
+        pb.ListWhitelistRequest(region="稠城街道", page_size=1), timeout=10
+    )
+    for request in (
+        pb.ListWhitelistRequest(region="北苑街道", page_token=page.next_page_token),
+        pb.ListWhitelistRequest(page_token="not-a-token!"),
+        pb.ListWhitelistRequest(page_size=100_000),
+    ):
         with pytest.raises(grpc.RpcError) as info:
             register_stub.ListWhitelist(request, timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -78,6 +90,7 @@ def test_bad_page_tokens_are_invalid_argument(register_stub) -> None:  # type: i
 
 def test_register_rpcs_without_a_database_fail_cleanly(rules_stub) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as info:
-        rules_stub.GetEnterpriseStatus(pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)),
-                                       timeout=10)
+        rules_stub.GetEnterpriseStatus(
+            pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10
+        )
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -17,17 +17,21 @@ RACERS = 12
 
 
 def _check(stub, n: int, authority: str, day: date, kind: int = pb.INSPECTION_KIND_ROUTINE):  # type: ignore[no-untyped-def]
-    return stub.CheckInspection(pb.CheckInspectionRequest(
-        enterprise_id=uscc(n), authority=authority, kind=kind, planned_on=day.isoformat()),
-        timeout=60)
+    return stub.CheckInspection(
+        pb.CheckInspectionRequest(
+            enterprise_id=uscc(n), authority=authority, kind=kind, planned_on=day.isoformat()
+        ),
+        timeout=60,
+    )
 
 
 def test_racing_for_the_last_slot_allows_exactly_one(register_stub) -> None:  # type: ignore[no-untyped-def]
     upsert(register_stub, profile(1, specialized_sme=False, standardization_grade=1))  # cap 1
     days = [date(2026, 1, 5) + timedelta(days=20 * i) for i in range(RACERS)]  # never joint
     with ThreadPoolExecutor(RACERS) as pool:
-        verdicts = list(pool.map(lambda i: _check(register_stub, 1, f"执法主体{i}", days[i]),
-                                 range(RACERS)))
+        verdicts = list(
+            pool.map(lambda i: _check(register_stub, 1, f"执法主体{i}", days[i]), range(RACERS))
+        )
     allowed = [v for v in verdicts if v.allowed]
     assert len(allowed) == 1
     assert {v.reason_code for v in verdicts if not v.allowed} == {"yearly_cap"}
@@ -37,9 +41,12 @@ def test_racing_authorities_in_one_fortnight_end_in_one_joint_visit(register_stu
     upsert(register_stub, profile(2, specialized_sme=False, standardization_grade=3))  # cap 4
     day = date(2026, 3, 10)
     with ThreadPoolExecutor(RACERS) as pool:
-        verdicts = list(pool.map(
-            lambda i: _check(register_stub, 2, f"执法主体{i}", day + timedelta(days=i % 5)),
-            range(RACERS)))
+        verdicts = list(
+            pool.map(
+                lambda i: _check(register_stub, 2, f"执法主体{i}", day + timedelta(days=i % 5)),
+                range(RACERS),
+            )
+        )
     assert all(v.allowed for v in verdicts)
     assert len({v.joint_id for v in verdicts}) == 1
     assert sum(not v.joint for v in verdicts) == 1  # one visit opened it, the rest joined
@@ -51,7 +58,8 @@ def test_one_authority_racing_itself_stops_at_two(register_stub) -> None:  # typ
     upsert(register_stub, profile(3, specialized_sme=False, standardization_grade=0))  # cap 6
     days = [date(2026, 1, 5) + timedelta(days=20 * i) for i in range(RACERS)]
     with ThreadPoolExecutor(RACERS) as pool:
-        verdicts = list(pool.map(lambda i: _check(register_stub, 3, "义乌市应急管理局", days[i]),
-                                 range(RACERS)))
+        verdicts = list(
+            pool.map(lambda i: _check(register_stub, 3, "义乌市应急管理局", days[i]), range(RACERS))
+        )
     assert sum(v.allowed for v in verdicts) == 2
     assert {v.reason_code for v in verdicts if not v.allowed} == {"authority_cap"}
