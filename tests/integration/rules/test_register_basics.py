@@ -94,3 +94,38 @@ def test_register_rpcs_without_a_database_fail_cleanly(rules_stub) -> None:  # t
             pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10
         )
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_health_is_not_serving_while_the_database_is_unreachable(rulebook, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from services.common import server as common_server
+    from services.common.db import make_engine
+    from services.rules.entrypoints import grpc_server
+
+    def status_of(engine) -> int:  # type: ignore[no-untyped-def]
+        running = grpc_server.build(rulebook, engine=engine, address="127.0.0.1:0", max_workers=2)
+        running.server.start()
+        stop = common_server.watch_database(engine, running.health,
+                                            [grpc_server.SERVICE_NAME], interval=0.1)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                request = health_pb2.HealthCheckRequest(service="rules.v1.RulesService")
+                deadline = time.monotonic() + 20
+                status = health.Check(request, timeout=5).status
+                while status == health_pb2.HealthCheckResponse.SERVING and \
+                        time.monotonic() < deadline and engine.url.port == 1:
+                    time.sleep(0.1)
+                    status = health.Check(request, timeout=5).status
+                return int(status)
+        finally:
+            stop.set()
+            running.server.stop(None)
+
+    down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=1")
+    assert status_of(down) == health_pb2.HealthCheckResponse.NOT_SERVING
+    up = make_engine(f"sqlite:///{tmp_path / 'ok.db'}")
+    assert status_of(up) == health_pb2.HealthCheckResponse.SERVING
