@@ -109,6 +109,7 @@ events = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("summary", Text, nullable=False, server_default=""),
     Column("decision_id", String(32), nullable=True),
+    Column("result", JSON, nullable=True),
     UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
     Index("ix_events_firm", "enterprise_id", "received_at"),
 )

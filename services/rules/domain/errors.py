@@ -1,49 +1,21 @@
-"""Errors the rules domain raises; entrypoints map them to status codes in one place.
+"""The rules domain's errors are the shared kernel's (services/common/errors.py)."""
 
-Each error names its kind in `code` so the mapping needs no import of this module.
-"""
+from services.common.errors import (
+    AlreadyExists,
+    DomainError,
+    FieldViolation,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    ValidationError,
+)
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    """One bad field: its path in the request (e.g. `profile.hazards[0].due_on`) and why."""
-
-    field: str
-    description: str
-
-
-class DomainError(Exception):
-    """Base of every error a caller can cause; `code` selects the status code."""
-
-    code = "failed_precondition"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class ValidationError(DomainError):
-    """The input is malformed; carries one violation per bad field."""
-
-    code = "invalid_argument"
-
-    def __init__(self, violations: list[FieldViolation]) -> None:
-        summary = "; ".join(f"{v.field}: {v.description}" for v in violations[:5])
-        super().__init__(f"invalid request: {summary}")
-        self.violations = violations
-
-
-class NotFound(DomainError):
-    code = "not_found"
-
-
-class PreconditionFailed(DomainError):
-    code = "failed_precondition"
-
-
-class AlreadyExists(DomainError):
-    code = "already_exists"
+__all__ = [
+    "AlreadyExists",
+    "DomainError",
+    "FieldViolation",
+    "NotFound",
+    "PermissionDenied",
+    "PreconditionFailed",
+    "ValidationError",
+]

@@ -65,6 +65,7 @@ class EventRecord:
     received_at: datetime
     summary: str = ""
     decision_id: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)  # the first answer, for replays
     id: int | None = None
 
 

@@ -71,7 +71,9 @@ def check_inspection(
             kind=kind,
             planned_on=planned_on,
             whitelisted=whitelisted,
-            yearly_cap=caps.yearly_cap(profile.standardization_grade, profile.high_risk_domains),
+            yearly_cap=caps.whitelist
+            if whitelisted
+            else caps.yearly_cap(profile.standardization_grade, profile.high_risk_domains),
             past=past,
             rules=gate.GateRules(
                 ctx.policy.gate.counted_kinds,

@@ -93,10 +93,10 @@ def decide_and_store(
         whitelist_change="",
         payload=decision_to_json(decision),
     )
+    firm.profile = profile_to_data(profile)
+    firm.name, firm.region = profile.name, profile.region  # before the entry copies them
     record.whitelist_change = _move_entry(uow, firm, decision, record.id, revoke)
     uow.register.add(record)
-    firm.profile = profile_to_data(profile)
-    firm.name, firm.region = profile.name, profile.region
     firm.status, firm.risk_level = record.status, record.risk_level
     firm.decision_id, firm.updated_at = record.id, record.decided_at
     return record
@@ -258,10 +258,12 @@ def report_event(
                 return _replay(uow, ctx, first)
             firm = load_firm(uow, event.enterprise_id, for_update=True)
             record = _apply(uow, ctx, firm, event, source)
-            uow.commit()
-            decision = uow.register.decision(record.decision_id or firm.decision_id)
+            decision = uow.register.decision(record.decision_id)
             assert decision is not None
-            return _view(uow, ctx, firm, decision)
+            view = _view(uow, ctx, firm, decision)
+            record.result = _snapshot(view)
+            uow.commit()
+            return view
     except IntegrityError:  # the same event id raced in on another connection
         with uow:
             first = uow.register.event(source, event.event_id)
@@ -295,11 +297,61 @@ def _apply(
         )
         decision = decide_and_store(uow, ctx, firm, outcome.profile, ctx.today(), cause, revoke)
         record.decision_id = decision.id
+    else:
+        record.decision_id = firm.decision_id  # a complaint leaves the decision standing
     return record
 
 
+def _snapshot(view: StatusView) -> dict[str, Any]:
+    """What a replay of this event must answer: the state right after the first time."""
+    entry = view.entry
+    return {
+        "profile": profile_to_data(view.profile),
+        "history": [r.id for r in view.history],
+        "entry": None
+        if entry is None
+        else {
+            "id": entry.id,
+            "enterprise_id": entry.enterprise_id,
+            "name": entry.name,
+            "region": entry.region,
+            "granted_on": entry.granted_on.isoformat(),
+            "valid_until": entry.valid_until.isoformat(),
+            "decision_id": entry.decision_id,
+            "revoked_on": entry.revoked_on.isoformat() if entry.revoked_on else None,
+            "revoked_reason": entry.revoked_reason,
+        },
+    }
+
+
 def _replay(uow: UnitOfWork, ctx: RulesContext, first: EventRecord) -> StatusView:
-    firm = load_firm(uow, first.enterprise_id)
-    decision = uow.register.decision(first.decision_id or firm.decision_id)
-    assert decision is not None
-    return _view(uow, ctx, firm, decision, duplicate=True)
+    """The first result again, from the snapshot taken when the event was applied."""
+    decision = uow.register.decision(first.decision_id)
+    snap = first.result or {}
+    if decision is None or not snap:
+        raise PreconditionFailed(f"event {first.event_id!r} was recorded without its result")
+    raw = snap.get("entry")
+    entry = (
+        None
+        if raw is None
+        else WhitelistEntry(
+            id=raw["id"],
+            enterprise_id=raw["enterprise_id"],
+            name=raw["name"],
+            region=raw["region"],
+            granted_on=date.fromisoformat(raw["granted_on"]),
+            valid_until=date.fromisoformat(raw["valid_until"]),
+            decision_id=raw["decision_id"],
+            revoked_on=date.fromisoformat(raw["revoked_on"]) if raw["revoked_on"] else None,
+            revoked_reason=raw["revoked_reason"],
+        )
+    )
+    history = [r for i in snap.get("history", []) if (r := uow.register.decision(i)) is not None]
+    return StatusView(
+        profile=parse_profile(snap["profile"], ctx.fact_types, prefix="stored."),
+        decision=decision_from_json(decision.payload),
+        decision_id=decision.id,
+        entry=entry,
+        history=history,
+        duplicate=True,
+    )

@@ -108,16 +108,20 @@ def test_health_is_not_serving_while_the_database_is_unreachable(rulebook, tmp_p
     def status_of(engine) -> int:  # type: ignore[no-untyped-def]
         running = grpc_server.build(rulebook, engine=engine, address="127.0.0.1:0", max_workers=2)
         running.server.start()
-        stop = common_server.watch_database(engine, running.health,
-                                            [grpc_server.SERVICE_NAME], interval=0.1)
+        stop = common_server.watch_database(
+            engine, running.health, [grpc_server.SERVICE_NAME], interval=0.1
+        )
         try:
             with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
                 health = health_pb2_grpc.HealthStub(channel)
                 request = health_pb2.HealthCheckRequest(service="rules.v1.RulesService")
                 deadline = time.monotonic() + 20
                 status = health.Check(request, timeout=5).status
-                while status == health_pb2.HealthCheckResponse.SERVING and \
-                        time.monotonic() < deadline and engine.url.port == 1:
+                while (
+                    status == health_pb2.HealthCheckResponse.SERVING
+                    and time.monotonic() < deadline
+                    and engine.url.port == 1
+                ):
                     time.sleep(0.1)
                     status = health.Check(request, timeout=5).status
                 return int(status)

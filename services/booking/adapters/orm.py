@@ -1,0 +1,236 @@
+"""SQLAlchemy tables of the booking register and the imperative mapping of the domain.
+
+Invariants live in the schema: an expert's half-day is booked at most once
+(uq_assignments_expert_slot); a firm's idempotency key makes at most one order.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import registry, relationship
+
+from services.booking.domain.orders import Order, OrderTransition
+from services.booking.domain.records import (
+    Assignment,
+    Expert,
+    FirmCard,
+    OutboxMessage,
+    Photo,
+    Visit,
+)
+from services.booking.domain.tickets import Ticket, TicketTransition
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+mapper_registry = registry(metadata=metadata)
+
+firm_cards = Table(
+    "firm_cards",
+    metadata,
+    Column("enterprise_id", String(18), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("qr_key_id", String(16), nullable=False, server_default=""),
+    Column("qr_serial", String(32), nullable=False, server_default=""),
+    Column("qr_issued_at", DateTime(timezone=True), nullable=True),
+)
+
+experts = Table(
+    "experts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(50), nullable=False),
+    Column("phone", String(20), nullable=False),
+    Column("domains", JSON, nullable=False),
+    Column("regions", JSON, nullable=False),
+    Column("slots", JSON, nullable=False),
+    Column("max_visits_per_day", Integer, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("conflicts", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("enterprise_id", String(18), ForeignKey("firm_cards.enterprise_id"), nullable=False),
+    Column("enterprise_name", String(200), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("item_codes", JSON, nullable=False),
+    Column("preferred_slots", JSON, nullable=False),
+    Column("contact_name", String(50), nullable=False),
+    Column("contact_phone", String(20), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expert_id", String(64), ForeignKey("experts.id"), nullable=True),
+    Column("slot", String(16), nullable=True),
+    Column("dispatch_note", Text, nullable=False, server_default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("enterprise_id", "idempotency_key", name="uq_orders_idempotency"),
+    Index("ix_orders_status", "status", "created_at"),
+)
+
+order_transitions = Table(
+    "order_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(32), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("from_status", String(16), nullable=False),
+    Column("to_status", String(16), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("expert_id", String(64), ForeignKey("experts.id"), nullable=False),
+    Column("slot", String(16), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("order_id", String(32), ForeignKey("orders.id"), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("expert_id", "slot", name="uq_assignments_expert_slot"),
+)
+
+visits = Table(
+    "visits",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("order_id", String(32), ForeignKey("orders.id"), nullable=False, unique=True),
+    Column("expert_id", String(64), nullable=False),
+    Column("visited_on", Date, nullable=False),
+    Column("minutes_on_site", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("order_id", String(32), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("visit_id", String(32), ForeignKey("visits.id"), nullable=False),
+    Column("enterprise_id", String(18), nullable=False, index=True),
+    Column("clause_ref", String(48), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("found_on", Date, nullable=False),
+    Column("due_on", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expert_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("proof_note", Text, nullable=False, server_default=""),
+    Column("proof_photo_id", String(32), nullable=True),
+    Column("verified_on", Date, nullable=True),
+    Column("closed_late", Boolean, nullable=False, server_default="0"),
+    Column("overdue_reported_for", Date, nullable=True),
+)
+
+ticket_transitions = Table(
+    "ticket_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_id", String(32), ForeignKey("tickets.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("from_status", String(16), nullable=False),
+    Column("to_status", String(16), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+)
+
+photos = Table(
+    "photos",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("ticket_id", String(32), ForeignKey("tickets.id"), nullable=False, index=True),
+    Column("content_type", String(16), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("purpose", String(16), nullable=False, server_default="proof"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("enterprise_id", String(18), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("failed_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Index("ix_outbox_pending", "delivered_at", "failed_at", "id"),
+)
+
+_mapped = False
+
+
+def start_mappers() -> None:
+    """Map the domain dataclasses onto the tables, once per process."""
+    global _mapped
+    if _mapped:
+        return
+    mapper_registry.map_imperatively(FirmCard, firm_cards)
+    mapper_registry.map_imperatively(Expert, experts)
+    mapper_registry.map_imperatively(OrderTransition, order_transitions)
+    mapper_registry.map_imperatively(
+        Order,
+        orders,
+        properties={
+            "history": relationship(
+                OrderTransition,
+                order_by=order_transitions.c.id,
+                cascade="all, delete-orphan",
+                lazy="selectin",
+            )
+        },
+    )
+    mapper_registry.map_imperatively(Assignment, assignments)
+    mapper_registry.map_imperatively(Visit, visits)
+    mapper_registry.map_imperatively(TicketTransition, ticket_transitions)
+    mapper_registry.map_imperatively(
+        Ticket,
+        tickets,
+        properties={
+            "history": relationship(
+                TicketTransition,
+                order_by=ticket_transitions.c.id,
+                cascade="all, delete-orphan",
+                lazy="selectin",
+            )
+        },
+    )
+    mapper_registry.map_imperatively(Photo, photos)
+    mapper_registry.map_imperatively(OutboxMessage, outbox)
+    _mapped = True

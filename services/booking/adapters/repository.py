@@ -1,0 +1,195 @@
+"""Queries over the booking register (conditions on Table columns, results as records)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from services.booking.adapters.orm import (
+    assignments,
+    experts,
+    firm_cards,
+    orders,
+    outbox,
+    photos,
+    tickets,
+    visits,
+)
+from services.booking.domain.orders import Order
+from services.booking.domain.records import (
+    Assignment,
+    Expert,
+    FirmCard,
+    OutboxMessage,
+    Photo,
+    Visit,
+)
+from services.booking.domain.tickets import Ticket
+
+
+class BookingRegister:
+    def __init__(self, session: Session, *, lock_rows: bool) -> None:
+        self.session = session
+        self._lock_rows = lock_rows
+
+    def add(self, record: object) -> None:
+        self.session.add(record)
+
+    def _one(self, query, for_update: bool = False):  # type: ignore[no-untyped-def]
+        if for_update and self._lock_rows:
+            query = query.with_for_update()
+        return self.session.scalars(query).first()
+
+    # firms
+    def firm(self, enterprise_id: str, *, for_update: bool = False) -> FirmCard | None:
+        return self._one(
+            select(FirmCard).where(firm_cards.c.enterprise_id == enterprise_id), for_update
+        )
+
+    # experts
+    def expert(self, expert_id: str, *, for_update: bool = False) -> Expert | None:
+        return self._one(select(Expert).where(experts.c.id == expert_id), for_update)
+
+    def experts(self) -> Sequence[Expert]:
+        return self.session.scalars(select(Expert).order_by(experts.c.id)).all()
+
+    def booked(self) -> dict[str, list[Assignment]]:
+        """Every assignment from today on, by expert."""
+        rows = self.session.scalars(select(Assignment)).all()
+        out: dict[str, list[Assignment]] = {}
+        for row in rows:
+            out.setdefault(row.expert_id, []).append(row)
+        return out
+
+    def recent_visits(self, since: date, until: date) -> dict[str, int]:
+        query = (
+            select(assignments.c.expert_id, func.count())
+            .where(assignments.c.day >= since, assignments.c.day <= until)
+            .group_by(assignments.c.expert_id)
+        )
+        return {row[0]: int(row[1]) for row in self.session.execute(query)}
+
+    def last_assigned(self) -> dict[str, datetime]:
+        query = select(assignments.c.expert_id, func.max(assignments.c.created_at)).group_by(
+            assignments.c.expert_id
+        )
+        return {row[0]: row[1] for row in self.session.execute(query)}
+
+    def assignment_for(self, order_id: str) -> Assignment | None:
+        return self._one(select(Assignment).where(assignments.c.order_id == order_id))
+
+    # orders
+    def order(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        return self._one(select(Order).where(orders.c.id == order_id), for_update)
+
+    def order_by_key(self, enterprise_id: str, key: str) -> Order | None:
+        return self._one(
+            select(Order).where(
+                orders.c.enterprise_id == enterprise_id, orders.c.idempotency_key == key
+            )
+        )
+
+    def orders(
+        self, *, enterprise_id: str = "", status: str = "", after: str = "", limit: int = 50
+    ) -> Sequence[Order]:
+        query = select(Order)
+        if enterprise_id:
+            query = query.where(orders.c.enterprise_id == enterprise_id)
+        if status:
+            query = query.where(orders.c.status == status)
+        if after:
+            query = query.where(orders.c.id < after)
+        return self.session.scalars(query.order_by(orders.c.id.desc()).limit(limit)).all()
+
+    def submitted_order_ids(self) -> list[str]:
+        query = select(orders.c.id).where(orders.c.status == "submitted").order_by(orders.c.id)
+        return list(self.session.scalars(query).all())
+
+    # visits and tickets
+    def visit_for(self, order_id: str) -> Visit | None:
+        return self._one(select(Visit).where(visits.c.order_id == order_id))
+
+    def ticket(self, ticket_id: str, *, for_update: bool = False) -> Ticket | None:
+        return self._one(select(Ticket).where(tickets.c.id == ticket_id), for_update)
+
+    def tickets(
+        self,
+        *,
+        enterprise_id: str = "",
+        status: str = "",
+        order_id: str = "",
+        overdue_on: date | None = None,
+        after: str = "",
+        limit: int = 200,
+    ) -> Sequence[Ticket]:
+        query = select(Ticket)
+        if enterprise_id:
+            query = query.where(tickets.c.enterprise_id == enterprise_id)
+        if order_id:
+            query = query.where(tickets.c.order_id == order_id)
+        if status:
+            query = query.where(tickets.c.status == status)
+        if overdue_on is not None:
+            query = query.where(tickets.c.status != "verified", tickets.c.due_on < overdue_on)
+        if after:
+            query = query.where(tickets.c.id > after)
+        return self.session.scalars(query.order_by(tickets.c.id).limit(limit)).all()
+
+    def photo(self, photo_id: str) -> Photo | None:
+        return self.session.get(Photo, photo_id)
+
+    # outbox
+    def pending_messages(self, now: datetime, limit: int) -> Sequence[OutboxMessage]:
+        query = (
+            select(OutboxMessage)
+            .where(
+                outbox.c.delivered_at.is_(None),
+                outbox.c.failed_at.is_(None),
+                or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        return self.session.scalars(query).all()
+
+    def undelivered_count(self) -> int:
+        query = (
+            select(func.count())
+            .select_from(outbox)
+            .where(outbox.c.delivered_at.is_(None), outbox.c.failed_at.is_(None))
+        )
+        return int(self.session.scalar(query) or 0)
+
+    # statistics
+    def orders_between(self, start: date, end: date, region: str) -> Sequence[Order]:
+        query = select(Order).where(
+            orders.c.created_at >= _start_of(start),
+            orders.c.created_at < _start_of(end + timedelta(days=1)),
+        )
+        if region:
+            query = query.where(orders.c.region == region)
+        return self.session.scalars(query).all()
+
+    def tickets_of_orders(self, order_ids: Sequence[str]) -> Sequence[Ticket]:
+        if not order_ids:
+            return []
+        return self.session.scalars(
+            select(Ticket).where(tickets.c.order_id.in_(list(order_ids)))
+        ).all()
+
+    def photo_count(self, ticket_id: str) -> int:
+        return int(
+            self.session.scalar(
+                select(func.count()).select_from(photos).where(photos.c.ticket_id == ticket_id)
+            )
+            or 0
+        )
+
+
+def _start_of(day: date) -> datetime:
+    from datetime import UTC
+
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=8)  # Shanghai

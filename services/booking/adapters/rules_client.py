@@ -1,0 +1,135 @@
+"""The booking service's client of the rules service (gRPC): firms, clauses, events, codes."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common._generated.rules.v1 import rules_pb2_grpc
+
+TRANSIENT = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.CANCELLED,
+}
+
+
+class RulesUnavailable(Exception):
+    """The rules service did not answer (down, overloaded, timed out): try again later."""
+
+
+class RulesRejected(Exception):
+    """The rules service answered with a permanent error (bad event, unknown firm)."""
+
+
+@dataclass(frozen=True)
+class FirmInfo:
+    enterprise_id: str
+    name: str
+    region: str
+
+
+@dataclass(frozen=True)
+class InspectionInfo:
+    code: str
+    enterprise_name: str
+    authority: str
+    kind: str
+    planned_on: str
+    grounds: str
+    joint_authorities: tuple[str, ...]
+
+
+class RulesClient:
+    """Thin, thread-safe wrapper; caches standards' clause lists (they change by restart only)."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str = "",
+        timeout: float = 5.0,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.address = address
+        self._channel = channel or grpc.insecure_channel(address)
+        self._stub = rules_pb2_grpc.RulesServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+        self._clauses: dict[str, frozenset[str]] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            code = exc.code()  # type: ignore[attr-defined]
+            if code in TRANSIENT:
+                raise RulesUnavailable(f"{code.name}: {exc.details()}") from exc  # type: ignore[attr-defined]
+            raise RulesRejected(f"{code.name}: {exc.details()}") from exc  # type: ignore[attr-defined]
+
+    def firm(self, enterprise_id: str) -> FirmInfo | None:
+        """The firm as the rules register has it, or None when it is not registered."""
+        try:
+            status = self._call(
+                self._stub.GetEnterpriseStatus,
+                pb.GetEnterpriseStatusRequest(enterprise_id=enterprise_id, history_limit=1),
+            )
+        except RulesRejected as exc:
+            if str(exc).startswith("NOT_FOUND"):
+                return None
+            raise
+        return FirmInfo(enterprise_id, status.profile.name, status.profile.region)
+
+    def clause_exists(self, clause_ref: str) -> bool:
+        standard_id, _, clause = clause_ref.partition(":")
+        with self._lock:
+            known = self._clauses.get(standard_id)
+        if known is None:
+            try:
+                standard = self._call(
+                    self._stub.GetStandard, pb.GetStandardRequest(standard_id=standard_id)
+                )
+                known = frozenset(c.clause for c in standard.clauses)
+            except RulesRejected:
+                known = frozenset()
+            with self._lock:
+                self._clauses[standard_id] = known
+        return clause in known
+
+    def report(self, event: dict[str, Any]) -> None:
+        """Deliver one event (the outbox's JSON); idempotent at the rules side by event_id."""
+        from google.protobuf import json_format
+
+        message = json_format.ParseDict(event, pb.EnterpriseEvent())
+        self._call(self._stub.ReportEvent, pb.ReportEventRequest(event=message))
+
+    def verify_code(self, code: str) -> InspectionInfo | None:
+        try:
+            found = self._call(
+                self._stub.VerifyInspectionCode, pb.VerifyInspectionCodeRequest(code=code)
+            )
+        except RulesRejected as exc:
+            if str(exc).startswith(("NOT_FOUND", "INVALID_ARGUMENT")):
+                return None
+            raise
+        return InspectionInfo(
+            found.inspection_code,
+            found.enterprise_name,
+            found.authority,
+            pb.InspectionKind.Name(found.kind).removeprefix("INSPECTION_KIND_"),
+            found.planned_on,
+            found.grounds,
+            tuple(found.joint_authorities),
+        )

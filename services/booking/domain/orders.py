@@ -1,0 +1,168 @@
+"""Orders (点单) and their state machine: one transition table, nothing else moves them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
+
+from .slots import Slot, parse_slot
+
+PHONE = re.compile(r"1[3-9][0-9]{9}")  # ASCII digits only; used with fullmatch
+BOOKING_WINDOW_DAYS = 14
+MIN_SLOTS = 2
+MAX_SLOTS = 28
+MAX_ITEMS = 10
+MAX_NOTE = 500
+MAX_NAME = 50
+
+
+class OrderStatus(StrEnum):
+    SUBMITTED = "submitted"
+    DISPATCHED = "dispatched"
+    VISITED = "visited"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class OrderAction(StrEnum):
+    DISPATCH = "dispatch"
+    RECORD_VISIT = "record_visit"
+    CLOSE = "close"
+    CANCEL = "cancel"
+
+
+# The whole state machine: (from, action) → to. Anything else is FAILED_PRECONDITION.
+ORDER_TRANSITIONS: dict[tuple[OrderStatus, OrderAction], OrderStatus] = {
+    (OrderStatus.SUBMITTED, OrderAction.DISPATCH): OrderStatus.DISPATCHED,
+    (OrderStatus.SUBMITTED, OrderAction.CANCEL): OrderStatus.CANCELLED,
+    (OrderStatus.DISPATCHED, OrderAction.CANCEL): OrderStatus.CANCELLED,
+    (OrderStatus.DISPATCHED, OrderAction.RECORD_VISIT): OrderStatus.VISITED,
+    (OrderStatus.VISITED, OrderAction.CLOSE): OrderStatus.CLOSED,
+}
+
+
+def next_order_status(current: OrderStatus, action: OrderAction) -> OrderStatus:
+    try:
+        return ORDER_TRANSITIONS[(current, action)]
+    except KeyError:
+        raise PreconditionFailed(
+            f"action {action.value} is not allowed for an order that is {current.value}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """A validated order form."""
+
+    item_codes: tuple[str, ...]
+    preferred_slots: tuple[Slot, ...]
+    contact_name: str
+    contact_phone: str
+    note: str
+
+
+@dataclass
+class OrderTransition:
+    order_id: str
+    at: datetime
+    actor: str
+    from_status: str
+    to_status: str
+    reason: str = ""
+    id: int | None = None
+
+
+@dataclass
+class Order:
+    id: str
+    enterprise_id: str
+    enterprise_name: str
+    region: str
+    item_codes: list[str]
+    preferred_slots: list[str]
+    contact_name: str
+    contact_phone: str
+    note: str
+    idempotency_key: str
+    status: str
+    created_at: datetime
+    expert_id: str | None = None
+    slot: str | None = None
+    dispatch_note: str = ""
+    updated_at: datetime | None = None
+    history: list[OrderTransition] = field(default_factory=list)
+
+    def move(self, action: OrderAction, *, actor: str, at: datetime, reason: str = "") -> None:
+        """Apply one row of the transition table and record who, when, from, to, why."""
+        before = OrderStatus(self.status)
+        after = next_order_status(before, action)
+        self.status = after.value
+        self.updated_at = at
+        self.history.append(OrderTransition(self.id, at, actor, before.value, after.value, reason))
+
+
+def validate_order(
+    items: list[str],
+    slots: list[str],
+    name: str,
+    phone: str,
+    note: str,
+    menu: frozenset[str],
+    today: date,
+) -> OrderRequest:
+    """Check the order form; every problem names its field (the page shows it beside it)."""
+    bad: list[FieldViolation] = []
+    clean_items = list(dict.fromkeys(i.strip() for i in items if i.strip()))
+    if not clean_items:
+        bad.append(FieldViolation("item_codes", "请至少选择一项服务"))
+    elif len(clean_items) > MAX_ITEMS:
+        bad.append(FieldViolation("item_codes", f"最多选择{MAX_ITEMS}项服务"))
+    elif unknown := [i for i in clean_items if i not in menu]:
+        bad.append(FieldViolation("item_codes", f"未知的服务项目：{', '.join(unknown)}"))
+    parsed = _slots(slots, today, bad)
+    name = name.strip()
+    if not name:
+        bad.append(FieldViolation("contact_name", "请填写联系人姓名"))
+    elif len(name) > MAX_NAME:
+        bad.append(FieldViolation("contact_name", f"姓名最多{MAX_NAME}个字"))
+    phone = phone.strip().replace(" ", "").replace("-", "")
+    if not PHONE.fullmatch(phone):
+        bad.append(FieldViolation("contact_phone", "请填写11位手机号码（以1开头）"))
+    note = note.strip()
+    if len(note) > MAX_NOTE:
+        bad.append(FieldViolation("note", f"备注最多{MAX_NOTE}个字"))
+    if bad:
+        raise ValidationError(bad)
+    return OrderRequest(tuple(clean_items), tuple(parsed), name, phone, note.strip())
+
+
+def _slots(slots: list[str], today: date, bad: list[FieldViolation]) -> list[Slot]:
+    parsed: list[Slot] = []
+    last = today + timedelta(days=BOOKING_WINDOW_DAYS)
+    for text in dict.fromkeys(s.strip() for s in slots if s.strip()):
+        try:
+            slot = parse_slot(text)
+        except ValueError:
+            bad.append(FieldViolation("preferred_slots", f"时段格式不正确：{text}"))
+            return []
+        if not today < slot.day <= last:
+            bad.append(
+                FieldViolation(
+                    "preferred_slots", f"请选择今后{BOOKING_WINDOW_DAYS}天内的时段：{text}"
+                )
+            )
+            return []
+        parsed.append(slot)
+    if len(parsed) < MIN_SLOTS:
+        bad.append(FieldViolation("preferred_slots", f"请至少选择{MIN_SLOTS}个半天时段"))
+    elif len(parsed) > MAX_SLOTS:
+        bad.append(FieldViolation("preferred_slots", f"最多选择{MAX_SLOTS}个时段"))
+    return sorted(parsed)
+
+
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "****" + phone[-4:] if len(phone) == 11 else "***"

@@ -1,0 +1,94 @@
+"""Records the booking register keeps besides orders and tickets (mapped by adapters/orm.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+
+@dataclass
+class FirmCard:
+    """A firm as booking knows it: copied from the rules register when its code is issued."""
+
+    enterprise_id: str
+    name: str
+    region: str
+    qr_key_id: str = ""
+    qr_serial: str = ""  # the current code; any other serial is revoked
+    qr_issued_at: datetime | None = None
+
+
+@dataclass
+class Expert:
+    id: str
+    name: str
+    phone: str
+    domains: list[str]
+    regions: list[str]
+    slots: list[str]
+    max_visits_per_day: int
+    active: bool
+    conflicts: list[str]
+    updated_at: datetime | None = None
+
+
+@dataclass
+class Assignment:
+    """One booked half-day of one expert; (expert_id, slot) is unique in the database."""
+
+    expert_id: str
+    slot: str
+    day: date
+    order_id: str
+    created_at: datetime
+    id: int | None = None
+
+
+@dataclass
+class Visit:
+    id: str
+    order_id: str
+    expert_id: str
+    visited_on: date
+    minutes_on_site: int
+    created_at: datetime
+
+
+@dataclass
+class Photo:
+    id: str
+    ticket_id: str
+    content_type: str
+    size: int
+    sha256: str
+    content: bytes
+    created_at: datetime
+    purpose: str = "proof"  # proof | finding
+
+
+@dataclass
+class OutboxMessage:
+    """An event for the rules service, written in the same transaction as the change."""
+
+    event_id: str
+    kind: str
+    enterprise_id: str
+    payload: dict[str, Any]
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    failed_at: datetime | None = None
+    last_error: str = ""
+    id: int | None = None
+
+
+@dataclass
+class IdempotentOrder:
+    """(enterprise_id, idempotency_key) → the order it created."""
+
+    enterprise_id: str
+    idempotency_key: str
+    order_id: str
+    extra: dict[str, Any] = field(default_factory=dict)

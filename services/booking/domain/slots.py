@@ -1,0 +1,30 @@
+"""Half-day slots, written "YYYY-MM-DD AM" or "YYYY-MM-DD PM"."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+_SLOT = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}) (AM|PM)")
+
+
+@dataclass(frozen=True, order=True)
+class Slot:
+    day: date
+    half: str  # "AM" or "PM"
+
+    def __str__(self) -> str:
+        return f"{self.day.isoformat()} {self.half}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.day.month}月{self.day.day}日{'上午' if self.half == 'AM' else '下午'}"
+
+
+def parse_slot(text: str) -> Slot:
+    """Parse "YYYY-MM-DD AM|PM"; ValueError on anything else."""
+    match = _SLOT.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError("must be a half-day written YYYY-MM-DD AM or YYYY-MM-DD PM")
+    return Slot(date.fromisoformat(match.group(1)), match.group(2))

@@ -1,0 +1,101 @@
+"""Rectification tickets (整改单), 发现→整改→复查, as one transition table.
+
+Overdue is not a state: a ticket past its deadline and not VERIFIED is overdue whatever
+its state; the sweep reports it once per deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from services.common.errors import PreconditionFailed
+
+DEFAULT_DAYS = {"major": 15, "general": 30}
+REMINDER_DAYS = 3
+
+
+class TicketStatus(StrEnum):
+    OPEN = "open"
+    SUBMITTED = "submitted"
+    VERIFIED = "verified"
+
+
+class TicketAction(StrEnum):
+    SUBMIT_PROOF = "submit_proof"
+    RECHECK_PASS = "recheck_pass"
+    RECHECK_FAIL = "recheck_fail"
+
+
+TICKET_TRANSITIONS: dict[tuple[TicketStatus, TicketAction], TicketStatus] = {
+    (TicketStatus.OPEN, TicketAction.SUBMIT_PROOF): TicketStatus.SUBMITTED,
+    (TicketStatus.SUBMITTED, TicketAction.SUBMIT_PROOF): TicketStatus.SUBMITTED,  # a better photo
+    (TicketStatus.SUBMITTED, TicketAction.RECHECK_PASS): TicketStatus.VERIFIED,
+    (TicketStatus.SUBMITTED, TicketAction.RECHECK_FAIL): TicketStatus.OPEN,
+    (TicketStatus.OPEN, TicketAction.RECHECK_PASS): TicketStatus.VERIFIED,  # fixed on the spot
+}
+
+
+def next_ticket_status(current: TicketStatus, action: TicketAction) -> TicketStatus:
+    try:
+        return TICKET_TRANSITIONS[(current, action)]
+    except KeyError:
+        raise PreconditionFailed(
+            f"a ticket that is {current.value} cannot take {action.value}"
+        ) from None
+
+
+def default_due(severity: str, found_on: date) -> date:
+    """15 days for a MAJOR finding, 30 for a GENERAL one (booking.md)."""
+    return found_on + timedelta(days=DEFAULT_DAYS[severity])
+
+
+@dataclass
+class TicketTransition:
+    ticket_id: str
+    at: datetime
+    actor: str
+    from_status: str
+    to_status: str
+    reason: str = ""
+    id: int | None = None
+
+
+@dataclass
+class Ticket:
+    id: str
+    order_id: str
+    visit_id: str
+    enterprise_id: str
+    clause_ref: str
+    severity: str
+    description: str
+    found_on: date
+    due_on: date
+    status: str
+    expert_id: str
+    created_at: datetime
+    proof_note: str = ""
+    proof_photo_id: str | None = None
+    verified_on: date | None = None
+    closed_late: bool = False
+    overdue_reported_for: date | None = None
+    history: list[TicketTransition] = field(default_factory=list)
+
+    def move(self, action: TicketAction, *, actor: str, at: datetime, reason: str = "") -> None:
+        before = TicketStatus(self.status)
+        after = next_ticket_status(before, action)
+        self.status = after.value
+        self.history.append(TicketTransition(self.id, at, actor, before.value, after.value, reason))
+
+    def is_overdue(self, today: date) -> bool:
+        return self.status != TicketStatus.VERIFIED and today > self.due_on
+
+    def needs_reminder(self, today: date) -> bool:
+        return self.status != TicketStatus.VERIFIED and today <= self.due_on <= today + timedelta(
+            days=REMINDER_DAYS
+        )
+
+    def needs_overdue_report(self, today: date) -> bool:
+        return self.is_overdue(today) and self.overdue_reported_for != self.due_on

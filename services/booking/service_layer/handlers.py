@@ -1,0 +1,454 @@
+"""Booking use cases: QR codes, experts, orders and dispatch (点单 → 派单).
+
+Handlers take a unit of work and commit once; the outbox message for the rules service
+is written in the same transaction as the change it reports.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.exc import IntegrityError
+
+from services.booking.adapters.menu import MenuItem
+from services.booking.adapters.poster import render_poster
+from services.booking.domain import dispatch, qr
+from services.booking.domain.orders import (
+    Order,
+    OrderAction,
+    OrderStatus,
+    OrderTransition,
+    validate_order,
+)
+from services.booking.domain.records import Assignment, Expert, FirmCard
+from services.booking.domain.slots import parse_slot
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.errors import (
+    DomainError,
+    FieldViolation,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    ValidationError,
+)
+
+USCC_LENGTH = 18
+EXPERT_ID_MAX = 64
+
+
+class RulesPort(Protocol):
+    """What booking needs of the rules service (adapters/rules_client.py)."""
+
+    def firm(self, enterprise_id: str) -> Any: ...
+    def clause_exists(self, clause_ref: str) -> bool: ...
+    def report(self, event: dict[str, Any]) -> None: ...
+    def verify_code(self, code: str) -> Any: ...
+
+
+class Unavailable(DomainError):
+    code = "unavailable"
+
+
+@dataclass(frozen=True)
+class BookingContext:
+    keyring: qr.Keyring
+    menu: Mapping[str, MenuItem]
+    rules: RulesPort
+    public_url: str
+    hotline: str = "12345"
+    today: Callable[[], date] = lambda: datetime.now(UTC).astimezone().date()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str = "") -> str:
+    return prefix + uuid.uuid4().hex[: 24 - len(prefix)]
+
+
+def new_order_id(today: date) -> str:
+    """A booking number a person can read out: B + date + 6 random base-32 characters."""
+    alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+    return f"B{today:%y%m%d}" + "".join(secrets.choice(alphabet) for _ in range(6))
+
+
+# ---------------------------------------------------------------- QR codes
+
+
+@dataclass
+class IssuedCode:
+    url: str
+    token: str
+    poster_svg: str
+    key_id: str
+    issued_at: datetime
+
+
+def issue_qr_code(uow: UnitOfWork, ctx: BookingContext, enterprise_id: str) -> IssuedCode:
+    """Sign a new code for a registered firm; the previous code stops working."""
+    if len(enterprise_id) != USCC_LENGTH:
+        raise ValidationError([FieldViolation("enterprise_id", "must be an 18-character code")])
+    info = _rules_call(lambda: ctx.rules.firm(enterprise_id))
+    if info is None:
+        raise NotFound(f"firm {enterprise_id} is not in the rules register")
+    token, text = qr.issue(ctx.keyring, enterprise_id)
+    with uow:
+        card = uow.register.firm(enterprise_id, for_update=True)
+        if card is None:
+            card = FirmCard(enterprise_id, info.name, info.region)
+            uow.register.add(card)
+        card.name, card.region = info.name, info.region
+        card.qr_key_id, card.qr_serial, card.qr_issued_at = token.key_id, token.serial, now()
+        issued_at = card.qr_issued_at
+        uow.commit()
+    url = f"{ctx.public_url.rstrip('/')}/q/{text}"
+    poster = render_poster(info.name, url, ctx.menu.values(), ctx.hotline)
+    return IssuedCode(url, text, poster, token.key_id, issued_at)
+
+
+def _rules_call(call: Callable[[], Any]) -> Any:
+    from services.booking.adapters.rules_client import RulesUnavailable
+
+    try:
+        return call()
+    except RulesUnavailable as exc:
+        raise Unavailable(f"the rules service is unavailable, try again: {exc}") from exc
+
+
+def firm_for_token(uow: UnitOfWork, ctx: BookingContext, text: str) -> FirmCard:
+    """The firm a QR token stands for; PermissionDenied for a forged, edited or revoked one."""
+    try:
+        token = qr.verify(ctx.keyring, text)
+    except qr.TokenRejected as exc:
+        raise PermissionDenied(f"二维码无效（{exc.reason}）") from exc
+    card = uow.register.firm(token.enterprise_id)
+    if card is None or card.qr_serial != token.serial or card.qr_key_id != token.key_id:
+        raise PermissionDenied("二维码已失效，请使用最新张贴的二维码")
+    return card
+
+
+# ---------------------------------------------------------------- experts
+
+
+def upsert_expert(uow: UnitOfWork, ctx: BookingContext, data: Mapping[str, Any]) -> Expert:
+    """Create or replace an expert; submitted orders are then re-dispatched."""
+    expert = _expert_from(data)
+    with uow:
+        stored = uow.register.expert(expert.id, for_update=True)
+        if stored is None:
+            uow.register.add(expert)
+            stored = expert
+        else:
+            for name in (
+                "name",
+                "phone",
+                "domains",
+                "regions",
+                "slots",
+                "max_visits_per_day",
+                "active",
+                "conflicts",
+            ):
+                setattr(stored, name, getattr(expert, name))
+        stored.updated_at = now()
+        uow.commit()
+    redispatch_waiting(uow, ctx)
+    return stored
+
+
+DOMAINS = frozenset(
+    {
+        "hazardous_chemicals",
+        "dust_explosion",
+        "ammonia_refrigeration",
+        "confined_space",
+        "metal_smelting",
+        "gas",
+        "fire_crowded",
+        "special_equipment",
+        "warehousing_logistics",
+    }
+)
+
+
+def _expert_from(data: Mapping[str, Any]) -> Expert:
+    bad: list[FieldViolation] = []
+    expert_id = str(data.get("expert_id", "")).strip()
+    if not expert_id or len(expert_id) > EXPERT_ID_MAX:
+        bad.append(
+            FieldViolation("expert.expert_id", f"required, at most {EXPERT_ID_MAX} characters")
+        )
+    name = str(data.get("name", "")).strip()
+    if not name or len(name) > 50:
+        bad.append(FieldViolation("expert.name", "required, at most 50 characters"))
+    domains = list(dict.fromkeys(data.get("domains", [])))
+    if not domains or not set(domains) <= DOMAINS:
+        bad.append(FieldViolation("expert.domains", "one or more of the nine high-risk domains"))
+    slots = list(dict.fromkeys(data.get("slots", [])))
+    for s in slots:
+        try:
+            parse_slot(s)
+        except ValueError:
+            bad.append(FieldViolation("expert.slots", f"{s!r}: YYYY-MM-DD AM|PM"))
+            break
+    if len(slots) > 400:
+        bad.append(FieldViolation("expert.slots", "at most 400 half-days"))
+    per_day = data.get("max_visits_per_day", 2)
+    if per_day not in (1, 2):
+        bad.append(FieldViolation("expert.max_visits_per_day", "1 or 2"))
+    regions = [str(r)[:100] for r in dict.fromkeys(data.get("regions", []))]
+    conflicts = [str(c)[:18] for c in dict.fromkeys(data.get("conflicts", []))]
+    if len(regions) > 50 or len(conflicts) > 500:
+        bad.append(FieldViolation("expert.regions", "at most 50 regions and 500 conflicts"))
+    if bad:
+        raise ValidationError(bad)
+    return Expert(
+        expert_id,
+        name,
+        str(data.get("phone", ""))[:20],
+        domains,
+        regions,
+        slots,
+        int(per_day),
+        bool(data.get("active", True)),
+        conflicts,
+    )
+
+
+# ---------------------------------------------------------------- orders
+
+
+def create_order(
+    uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], idempotency_key: str
+) -> Order:
+    """Take an order from the firm's QR token; the same key again returns the same order."""
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > 64:
+        raise ValidationError(
+            [FieldViolation("idempotency_key", "required, at most 64 characters")]
+        )
+    order_id = ""
+    for attempt in range(2):
+        try:
+            order_id = _create(uow, ctx, token, form, key)
+            break
+        except IntegrityError:  # the same key raced in on another connection
+            if attempt:
+                raise
+    return dispatch_order(uow, ctx, order_id, actor="dispatcher", quiet=True)
+
+
+def _create(
+    uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], key: str
+) -> str:
+    with uow:
+        card = firm_for_token(uow, ctx, token)
+        existing = uow.register.order_by_key(card.enterprise_id, key)
+        if existing is not None:
+            return existing.id
+        request = validate_order(
+            list(form.get("item_codes", [])),
+            list(form.get("preferred_slots", [])),
+            str(form.get("contact_name", "")),
+            str(form.get("contact_phone", "")),
+            str(form.get("note", "")),
+            frozenset(ctx.menu),
+            ctx.today(),
+        )
+        at = now()
+        order = Order(
+            id=new_order_id(ctx.today()),
+            enterprise_id=card.enterprise_id,
+            enterprise_name=card.name,
+            region=card.region,
+            item_codes=list(request.item_codes),
+            preferred_slots=[str(s) for s in request.preferred_slots],
+            contact_name=request.contact_name,
+            contact_phone=request.contact_phone,
+            note=request.note,
+            idempotency_key=key,
+            status=OrderStatus.SUBMITTED.value,
+            created_at=at,
+            updated_at=at,
+        )
+        order.history.append(OrderTransition(order.id, at, "firm", "", "submitted", "扫码点单"))
+        uow.register.add(order)
+        uow.commit()
+        return order.id
+
+
+def get_order(uow: UnitOfWork, ctx: BookingContext, order_id: str, token: str = "") -> Order:
+    with uow:
+        order = uow.register.order(order_id)
+        if order is None:
+            raise NotFound(f"no order {order_id!r}")
+        if token and firm_for_token(uow, ctx, token).enterprise_id != order.enterprise_id:
+            raise PermissionDenied("this order belongs to another firm")
+        return order
+
+
+def list_orders(
+    uow: UnitOfWork, enterprise_id: str, status: str, page_size: int, page_token: str
+) -> tuple[Sequence[Order], str]:
+    size = _page_size(page_size)
+    with uow:
+        rows = list(
+            uow.register.orders(
+                enterprise_id=enterprise_id, status=status, after=page_token, limit=size + 1
+            )
+        )
+    more = len(rows) > size
+    return rows[:size], (rows[size - 1].id if more else "")
+
+
+def _page_size(size: int) -> int:
+    if size < 0 or size > 500:
+        raise ValidationError([FieldViolation("page_size", "must be 0..500")])
+    return size or 50
+
+
+def cancel_order(
+    uow: UnitOfWork, ctx: BookingContext, order_id: str, *, token: str = "", actor: str, reason: str
+) -> Order:
+    """The firm cancels its own order; the authority must give a reason. Frees the slot."""
+    if not token and not reason.strip():
+        raise ValidationError([FieldViolation("reason", "the authority must say why it cancels")])
+    if len(reason) > 500:
+        raise ValidationError([FieldViolation("reason", "at most 500 characters")])
+    with uow:
+        order = uow.register.order(order_id, for_update=True)
+        if order is None:
+            raise NotFound(f"no order {order_id!r}")
+        if token and firm_for_token(uow, ctx, token).enterprise_id != order.enterprise_id:
+            raise PermissionDenied("this order belongs to another firm")
+        order.move(
+            OrderAction.CANCEL,
+            actor="firm" if token else actor,
+            at=now(),
+            reason=reason.strip() or "企业取消",
+        )
+        assignment = uow.register.assignment_for(order.id)
+        if assignment is not None:
+            uow.session.delete(assignment)
+        uow.commit()
+    redispatch_waiting(uow, ctx)
+    return get_order(uow, ctx, order_id)
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def dispatch_order(
+    uow: UnitOfWork, ctx: BookingContext, order_id: str, *, actor: str, quiet: bool = False
+) -> Order:
+    """Assign the best free expert and slot, or leave the order SUBMITTED with the reason.
+
+    `quiet`: an order that is no longer SUBMITTED is returned as it is (automatic runs).
+    """
+    with uow:
+        order = uow.register.order(order_id, for_update=True)
+        if order is None:
+            raise NotFound(f"no order {order_id!r}")
+        if order.status != OrderStatus.SUBMITTED and quiet:
+            return order
+        if order.status != OrderStatus.SUBMITTED:
+            order.move(OrderAction.DISPATCH, actor=actor, at=now())  # raises the precondition
+        chosen = _assign(uow, ctx, order)
+        if chosen is None:
+            order.dispatch_note = "暂无可派专家（所选时段内没有空闲的对口专家），有空闲时将自动派单"
+        else:
+            order.expert_id, order.slot, order.dispatch_note = (
+                chosen.expert_id,
+                str(chosen.slot),
+                "",
+            )
+            order.move(
+                OrderAction.DISPATCH,
+                actor=actor,
+                at=now(),
+                reason=f"派单给专家 {chosen.expert_id}，{chosen.slot.label}",
+            )
+        uow.commit()
+        return order
+
+
+def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Candidate | None:
+    """Try candidates best first; the unique (expert, slot) index settles any race."""
+    today = ctx.today()
+    for candidate in _candidates(uow, ctx, order, today):
+        expert = uow.register.expert(candidate.expert_id, for_update=True)  # per-day count
+        if expert is None:
+            continue
+        booked = uow.register.booked().get(expert.id, [])
+        if sum(1 for a in booked if a.day == candidate.slot.day) >= expert.max_visits_per_day:
+            continue
+        savepoint = uow.session.begin_nested()
+        try:
+            uow.register.add(
+                Assignment(expert.id, str(candidate.slot), candidate.slot.day, order.id, now())
+            )
+            uow.session.flush()
+            savepoint.commit()
+            return candidate
+        except IntegrityError:
+            savepoint.rollback()
+    return None
+
+
+def _candidates(
+    uow: UnitOfWork, ctx: BookingContext, order: Order, today: date
+) -> list[dispatch.Candidate]:
+    booked = uow.register.booked()
+    recent = uow.register.recent_visits(
+        today - timedelta(days=dispatch.FAIRNESS_WINDOW_DAYS), today
+    )
+    last = uow.register.last_assigned()
+    views = []
+    for e in uow.register.experts():
+        mine = booked.get(e.id, [])
+        per_day: dict[date, int] = {}
+        for a in mine:
+            per_day[a.day] = per_day.get(a.day, 0) + 1
+        views.append(
+            dispatch.ExpertView(
+                expert_id=e.id,
+                domains=frozenset(e.domains),
+                regions=frozenset(e.regions),
+                slots=frozenset(parse_slot(s) for s in e.slots),
+                max_visits_per_day=e.max_visits_per_day,
+                active=e.active,
+                conflicts=frozenset(e.conflicts),
+                booked=frozenset(parse_slot(a.slot) for a in mine),
+                visits_per_day=per_day,
+                recent_visits=recent.get(e.id, 0),
+                last_assigned_at=last.get(e.id),
+            )
+        )
+    needed = dispatch.needed_domains(order.item_codes, {c: i.domain for c, i in ctx.menu.items()})
+    return dispatch.candidates(
+        enterprise_id=order.enterprise_id,
+        region=order.region,
+        needed=needed,
+        preferred=[parse_slot(s) for s in order.preferred_slots],
+        experts=views,
+    )
+
+
+def redispatch_waiting(uow: UnitOfWork, ctx: BookingContext) -> int:
+    """Retry every order still waiting for an expert (availability changed)."""
+    with uow:
+        waiting = uow.register.submitted_order_ids()
+    done = 0
+    for order_id in waiting:
+        try:
+            order = dispatch_order(uow, ctx, order_id, actor="dispatcher", quiet=True)
+        except PreconditionFailed:
+            continue
+        done += order.status == OrderStatus.DISPATCHED
+    return done

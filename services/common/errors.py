@@ -1,0 +1,66 @@
+"""The shared kernel of both domains: the errors a caller can cause.
+
+Pure Python, no I/O. Each error names its kind in `code`; services/common/grpc_errors.py
+and the HTTP routes map those names to status codes in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field: its path in the request (e.g. `profile.hazards[0].due_on`) and why."""
+
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every error a caller can cause; `code` selects the status code."""
+
+    code = "failed_precondition"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationError(DomainError):
+    """The input is malformed; carries one violation per bad field."""
+
+    code = "invalid_argument"
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        summary = "; ".join(f"{v.field}: {v.description}" for v in violations[:5])
+        super().__init__(f"invalid request: {summary}")
+        self.violations = violations
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class PreconditionFailed(DomainError):
+    code = "failed_precondition"
+
+
+class AlreadyExists(DomainError):
+    code = "already_exists"
+
+
+class PermissionDenied(DomainError):
+    code = "permission_denied"
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+
+
+class RateLimited(DomainError):
+    code = "resource_exhausted"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
