@@ -1,0 +1,109 @@
+"""Deliver the outbox to the rules service: in order, retried with backoff, never lost.
+
+A message is marked delivered only after the rules service acknowledged it; the rules
+service applies each event id once, so a crash between the two only causes a harmless
+redelivery. While the rules service is unreachable, delivery stops at the first
+undelivered message (later events about the same hazard must not overtake it) and is
+retried with exponential backoff. A message the rules service rejects for good
+(INVALID_ARGUMENT, NOT_FOUND …) is parked as failed, logged, and skipped.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import Engine
+
+from services.booking.adapters.rules_client import RulesRejected, RulesUnavailable
+from services.booking.domain.records import OutboxMessage
+from services.booking.service_layer.handlers import RulesPort, now
+from services.booking.service_layer.unit_of_work import UnitOfWork
+
+MAX_BACKOFF_SECONDS = 60.0
+_log = structlog.get_logger("outbox")
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    failed: int = 0
+    waiting: bool = False  # stopped because the rules service is unavailable
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try: 0.5, 1, 2, 4 … capped at 60, with ±20 % jitter."""
+    base = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** max(0, attempts - 1))
+    return base * random.uniform(0.8, 1.2)
+
+
+def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 100) -> DeliveryReport:
+    """Deliver due messages in id order, one transaction per message."""
+    report = DeliveryReport()
+    with uow:
+        ids = [m.id for m in uow.register.pending_messages(now(), limit)]
+    for message_id in ids:
+        with uow:
+            message = uow.session.get(OutboxMessage, message_id)
+            if message is None or message.delivered_at is not None or message.failed_at:
+                continue
+            try:
+                rules.report(message.payload)
+            except RulesUnavailable as exc:
+                message.attempts += 1
+                message.next_attempt_at = now() + timedelta(seconds=backoff(message.attempts))
+                message.last_error = str(exc)[:500]
+                uow.commit()
+                report.waiting = True
+                return report  # keep the order: nothing overtakes an undelivered event
+            except RulesRejected as exc:
+                message.attempts += 1
+                message.failed_at, message.last_error = now(), str(exc)[:500]
+                _log.error("event rejected by the rules service", event_id=message.event_id,
+                           error=message.last_error)
+                uow.commit()
+                report.failed += 1
+                continue
+            message.attempts += 1
+            message.delivered_at, message.last_error = now(), ""
+            uow.commit()
+            report.delivered += 1
+    return report
+
+
+class OutboxWorker:
+    """A background thread that delivers the outbox; `wake()` after writing a message."""
+
+    def __init__(self, engine: Engine, rules: RulesPort, *, idle_seconds: float = 1.0) -> None:
+        self._engine = engine
+        self._rules = rules
+        self._idle = idle_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                report = deliver_pending(UnitOfWork(self._engine), self._rules)
+            except Exception:
+                _log.exception("outbox delivery failed")
+                report = DeliveryReport(waiting=True)
+            if report.delivered and not report.waiting:
+                continue  # there may be more
+            self._wake.wait(self._idle)
+            self._wake.clear()

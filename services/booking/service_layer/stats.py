@@ -1,0 +1,70 @@
+"""督单 statistics: the figures the city reports quote, by region, domain and month."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, timedelta
+
+from services.booking.domain.orders import Order, OrderStatus
+from services.booking.domain.tickets import Ticket, TicketStatus
+from services.booking.service_layer.handlers import BookingContext
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.errors import FieldViolation, ValidationError
+
+ANSWERED = {OrderStatus.DISPATCHED, OrderStatus.VISITED, OrderStatus.CLOSED}
+VISITED = {OrderStatus.VISITED, OrderStatus.CLOSED}
+SHANGHAI_OFFSET = timedelta(hours=8)
+
+
+def figures(orders: Sequence[Order], tickets: Sequence[Ticket], today: date) -> dict[str, float]:
+    verified = [t for t in tickets if t.status == TicketStatus.VERIFIED and t.verified_on]
+    days = [(t.verified_on - t.found_on).days for t in verified if t.verified_on]
+    return {
+        "bookings_received": len(orders),
+        "bookings_answered": sum(1 for o in orders if o.status in ANSWERED),
+        "firms_served": len({o.enterprise_id for o in orders if o.status in VISITED}),
+        "hazards_found": len(tickets),
+        "hazards_eliminated": len(verified),
+        "on_time_rate": round(sum(1 for t in verified if not t.closed_late) / len(verified), 4)
+        if verified else 0.0,
+        "median_days_to_fix": float(statistics.median(days)) if days else 0.0,
+        "overdue_open": sum(1 for t in tickets if t.is_overdue(today)),
+    }
+
+
+def _bucket(orders: Sequence[Order], tickets: Sequence[Ticket], today: date,
+            key_of: Callable[[Order], Iterable[str]]) -> list[tuple[str, dict[str, float]]]:
+    keys: dict[str, list[Order]] = {}
+    for order in orders:
+        for key in key_of(order):
+            keys.setdefault(key, []).append(order)
+    out = []
+    for key in sorted(keys):
+        ids = {o.id for o in keys[key]}
+        out.append((key, figures(keys[key], [t for t in tickets if t.order_id in ids], today)))
+    return out
+
+
+def get_stats(uow: UnitOfWork, ctx: BookingContext, region: str, start: str,
+              end: str) -> dict[str, object]:
+    today = ctx.today()
+    try:
+        last = date.fromisoformat(end) if end else today
+        first = date.fromisoformat(start) if start else last - timedelta(days=365)
+    except ValueError as exc:
+        raise ValidationError([FieldViolation("from" if start else "to", "YYYY-MM-DD")]) from exc
+    if first > last:
+        raise ValidationError([FieldViolation("from", "must not be after `to`")])
+    with uow:
+        orders = list(uow.register.orders_between(first, last, region))
+        tickets = list(uow.register.tickets_of_orders([o.id for o in orders]))
+    domains = {c: (i.domain or "any") for c, i in ctx.menu.items()}
+    return {
+        "total": figures(orders, tickets, today),
+        "by_region": _bucket(orders, tickets, today, lambda o: [o.region]),
+        "by_domain": _bucket(orders, tickets, today,
+                             lambda o: sorted({domains.get(c, "any") for c in o.item_codes})),
+        "by_month": _bucket(orders, tickets, today,
+                            lambda o: [(o.created_at + SHANGHAI_OFFSET).strftime("%Y-%m")]),
+    }

@@ -1,0 +1,76 @@
+"""The closed loop over gRPC: QR → order → dispatch → visit → proof → recheck, and the
+firm's status in the rules service follows every step (through the outbox)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from services.booking.service_layer.outbox import deliver_pending
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common._generated.booking.v1 import booking_pb2 as bpb
+from services.common._generated.rules.v1 import rules_pb2 as rpb
+from tests.booking_env import Pair
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def deliver(pair: Pair) -> int:
+    return deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules).delivered
+
+
+def order(pair: Pair, token: str, key: str = "k1", items=("dust_explosion",)):  # type: ignore[no-untyped-def]
+    return pair.booking.CreateOrder(bpb.CreateOrderRequest(
+        qr_token=token, item_codes=list(items), preferred_slots=[pair.slot(2), pair.slot(3)],
+        contact_name="王经理", contact_phone="13812345678", idempotency_key=key), timeout=10)
+
+
+def test_the_whole_loop_changes_the_firm_status_and_back(pair: Pair) -> None:
+    firm = pair.register_firm(1, industry="light_industry", high_risk_domains=["dust_explosion"],
+                              standardization_grade=2)
+    assert pair.rules_status(firm).decision.status == rpb.STATUS_WHITELIST
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    qr = pair.issue(firm)
+    assert qr.url.startswith("http://phone.test/q/") and "<svg" in qr.poster_svg
+    placed = order(pair, qr.token)
+    assert placed.status == bpb.ORDER_STATUS_DISPATCHED
+    assert (placed.expert_id, placed.slot) == ("E1", pair.slot(2))
+    assert placed.contact_phone == "138****5678"
+    visit = pair.booking.RecordVisit(bpb.RecordVisitRequest(order_id=placed.order_id, findings=[
+        bpb.FindingInput(clause_ref="GM2023:11(3)", severity=bpb.SEVERITY_MAJOR,
+                         description="干式除尘器无泄爆装置")]), timeout=10)
+    ticket = visit.tickets[0]
+    assert ticket.due_on == (pair.clock.today.replace(day=16)).isoformat()  # +15 days
+    assert deliver(pair) == 1
+    status = pair.rules_status(firm)
+    assert status.decision.status == rpb.STATUS_PRIORITY
+    assert ticket.ticket_id in [h.hazard_id for h in status.profile.hazards]
+    pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
+        ticket_id=ticket.ticket_id, qr_token=qr.token, note="已加装泄爆片",
+        photo=bpb.Photo(content=PNG)), timeout=10)
+    done = pair.booking.RecheckTicket(bpb.RecheckTicketRequest(ticket_id=ticket.ticket_id,
+                                                               passed=True), timeout=10)
+    assert done.status == bpb.TICKET_STATUS_VERIFIED and not done.closed_late
+    assert deliver(pair) == 1
+    assert pair.rules_status(firm).decision.status == rpb.STATUS_WHITELIST
+    closed = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=placed.order_id), timeout=10)
+    assert closed.status == bpb.ORDER_STATUS_CLOSED
+    assert [h.to_status for h in closed.history] == ["submitted", "dispatched", "visited", "closed"]
+
+
+def test_double_submission_makes_one_order(pair: Pair) -> None:
+    firm = pair.register_firm(2)
+    token = pair.issue(firm).token
+    first, second = order(pair, token, "same"), order(pair, token, "same")
+    assert first.order_id == second.order_id
+    listed = pair.booking.ListOrders(bpb.ListOrdersRequest(enterprise_id=firm), timeout=10)
+    assert len(listed.orders) == 1
+
+
+def test_a_reissued_code_revokes_the_old_one(pair: Pair) -> None:
+    firm = pair.register_firm(3)
+    old = pair.issue(firm).token
+    pair.issue(firm)
+    with pytest.raises(grpc.RpcError) as info:
+        order(pair, old)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
