@@ -24,8 +24,11 @@ protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
 	touch $(GEN_STAMP)
 
-run: install
-	$(PY) -m services.rules demo
+run: install  ## both services on SQLite with demo data; Ctrl-C stops both
+	@mkdir -p var
+	@$(PY) -m services.rules demo & RULES_PID=$$!; \
+	trap 'kill $$RULES_PID 2>/dev/null; wait $$RULES_PID 2>/dev/null' EXIT INT TERM; \
+	$(PY) -m services.booking demo
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -119,6 +119,7 @@ def running_pair(tmp: Path, kind: str = "sqlite", *, pg_admin_url: str = "",
                                                   address=f"127.0.0.1:{rules_port}", today=clock)
     rules_server.start()
     client = RulesClient(f"127.0.0.1:{port}", timeout=5)
+    client.warm_clauses()
     ctx = BookingContext(keyring=TEST_KEYS, menu=load_menu(RULESETS / "menu.yaml"), rules=client,
                          public_url="http://phone.test", hotline="0579-12345", today=clock)
     server, bport = booking_grpc.create_server(ctx, booking_engine, max_workers=16)

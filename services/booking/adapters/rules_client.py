@@ -60,7 +60,10 @@ class RulesClient:
         channel: grpc.Channel | None = None,
     ) -> None:
         self.address = address
-        self._channel = channel or grpc.insecure_channel(address)
+        self._channel = channel or grpc.insecure_channel(address, options=[
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 10_000),
+        ])
         self._stub = rules_pb2_grpc.RulesServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
@@ -92,21 +95,35 @@ class RulesClient:
             raise
         return FirmInfo(enterprise_id, status.profile.name, status.profile.region)
 
+    def warm_clauses(self) -> int:
+        """Fetch every standard's clause list, so findings validate while rules is down."""
+        listed = self._call(self._stub.ListStandards, pb.ListStandardsRequest())
+        catalogue = {}
+        for standard in listed.standards:
+            full = self._call(self._stub.GetStandard,
+                              pb.GetStandardRequest(standard_id=standard.id))
+            catalogue[standard.id] = frozenset(c.clause for c in full.clauses)
+        with self._lock:
+            self._clauses = catalogue
+        return sum(len(v) for v in catalogue.values())
+
     def clause_exists(self, clause_ref: str) -> bool:
+        """Whether the rules service knows the clause: from the cached catalogue, refreshed
+        on a miss (a new standard) when the rules service is reachable."""
         standard_id, _, clause = clause_ref.partition(":")
         with self._lock:
             known = self._clauses.get(standard_id)
-        if known is None:
-            try:
-                standard = self._call(
-                    self._stub.GetStandard, pb.GetStandardRequest(standard_id=standard_id)
-                )
-                known = frozenset(c.clause for c in standard.clauses)
-            except RulesRejected:
-                known = frozenset()
-            with self._lock:
-                self._clauses[standard_id] = known
-        return clause in known
+            warm = bool(self._clauses)
+        if known is not None and clause in known:
+            return True
+        try:
+            self.warm_clauses()
+        except RulesUnavailable:
+            if not warm:
+                raise  # never fetched: cannot tell
+            return False
+        with self._lock:
+            return clause in self._clauses.get(standard_id, frozenset())
 
     def report(self, event: dict[str, Any]) -> None:
         """Deliver one event (the outbox's JSON); idempotent at the rules side by event_id."""

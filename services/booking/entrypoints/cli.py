@@ -1,0 +1,237 @@
+"""`python -m services.booking …`: serve (gRPC + phone page), migrate, sweep, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import grpc
+import structlog
+
+from services.booking.adapters import migrate
+from services.booking.adapters.menu import load_menu
+from services.booking.adapters.rules_client import RulesClient
+from services.booking.domain.qr import Keyring
+from services.booking.entrypoints import grpc_server
+from services.booking.service_layer import handlers, tickets
+from services.booking.service_layer.handlers import BookingContext
+from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common import logging as common_logging
+from services.common import server as common_server
+from services.common.config import env_flag
+from services.common.db import default_sqlite_url, make_engine
+from services.common.http_server import start_http
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+_log = structlog.get_logger("booking")
+
+
+def today_shanghai() -> date:
+    return datetime.now(SHANGHAI).date()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    common_logging.configure(args.log_level, json=args.log_json)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.booking",
+                                     description="Expert booking service (扫码点单)")
+    env_flag(parser, "--log-level", "BOOKING_LOG_LEVEL", "info", "log level")
+    parser.add_argument("--log-json", action="store_true", default=None)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    for name, run, help_text in (("serve", cmd_serve, "migrate, then serve gRPC and HTTP"),
+                                 ("demo", cmd_demo, "what `make run` starts (seeds demo data)")):
+        command = sub.add_parser(name, help=help_text)
+        _common(command)
+        env_flag(command, "--grpc", "BOOKING_GRPC", "127.0.0.1:50052", "gRPC HOST:PORT")
+        env_flag(command, "--http", "BOOKING_HTTP", "127.0.0.1:8080", "phone page HOST:PORT")
+        env_flag(command, "--public-url", "BOOKING_PUBLIC_URL", "http://127.0.0.1:8080",
+                 "base URL the QR codes point to")
+        env_flag(command, "--hotline", "BOOKING_HOTLINE", "12345", "hotline on the posters")
+        env_flag(command, "--sweep-interval", "BOOKING_SWEEP_INTERVAL", 3600.0,
+                 "seconds between overdue sweeps", type=float)
+        env_flag(command, "--workers", "BOOKING_WORKERS", 8, "gRPC worker threads", type=int)
+        command.set_defaults(run=run)
+    migrate_cmd = sub.add_parser("migrate", help="create or upgrade the booking schema")
+    env_flag(migrate_cmd, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
+    migrate_cmd.set_defaults(run=cmd_migrate)
+    sweep_cmd = sub.add_parser("sweep", help="mark overdue tickets, report them, deliver")
+    _common(sweep_cmd)
+    sweep_cmd.set_defaults(run=cmd_sweep)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    env_flag(parser, "--db", "BOOKING_DB", default_sqlite_url("booking"),
+             "database URL (sqlite:///… or postgresql+psycopg://…)")
+    env_flag(parser, "--rules", "BOOKING_RULES", "127.0.0.1:50051", "rules service HOST:PORT")
+    env_flag(parser, "--menu", "BOOKING_MENU", "rulesets/menu.yaml", "service menu file")
+    env_flag(parser, "--qr-keys", "BOOKING_QR_KEYS", "var/qr-keys.json",
+             "QR signing keys: {\"active\": id, \"keys\": {id: hex secret}}; created if missing")
+
+
+def load_keyring(path: Path) -> Keyring:
+    """The QR signing keys; a missing file gets a fresh random key (kept for restarts)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key_id = "k" + datetime.now(SHANGHAI).strftime("%y%m")
+        data = {"active": key_id, "keys": {key_id: secrets.token_hex(32)}}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        _log.warning("created a new QR signing key file", path=str(path))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return Keyring({k: bytes.fromhex(v) for k, v in data["keys"].items()}, data["active"])
+
+
+def _context(args: argparse.Namespace) -> BookingContext:
+    return BookingContext(keyring=load_keyring(Path(args.qr_keys)), menu=load_menu(args.menu),
+                          rules=RulesClient(args.rules), public_url=args.public_url,
+                          hotline=getattr(args, "hotline", "12345"), today=today_shanghai)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    engine = make_engine(args.db)
+    migrate.upgrade(engine)
+    print(f"database at revision {migrate.current_revision(engine)}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    engine = make_engine(args.db)
+    migrate.upgrade(engine)
+    ctx = _context(args)
+    marked = tickets.sweep(UnitOfWork(engine), ctx)
+    report = deliver_pending(UnitOfWork(engine), ctx.rules)
+    print(f"{marked} overdue ticket(s) reported; {report.delivered} event(s) delivered"
+          + ("; the rules service is unavailable, the rest will be retried" if report.waiting
+             else ""))
+    return 0
+
+
+def _warm(ctx: BookingContext) -> None:
+    """Fetch the clause catalogue from the rules service, retrying until it answers."""
+    delay = 1.0
+    while True:
+        try:
+            count = ctx.rules.warm_clauses()  # type: ignore[attr-defined]
+            _log.info("clause catalogue loaded from the rules service", clauses=count)
+            return
+        except Exception as exc:
+            _log.warning("rules service not reachable yet", error=str(exc)[:200])
+            time.sleep(delay)
+            delay = min(delay * 2, 60)
+
+
+def _periodic(ctx: BookingContext, engine: object, worker: OutboxWorker, interval: float,
+              stop: threading.Event) -> None:
+    """Sweep overdue tickets and retry waiting orders every `interval` seconds."""
+    while not stop.wait(interval):
+        try:
+            tickets.sweep(UnitOfWork(engine), ctx)  # type: ignore[arg-type]
+            handlers.redispatch_waiting(UnitOfWork(engine), ctx)  # type: ignore[arg-type]
+            worker.wake()
+        except Exception:
+            _log.exception("periodic sweep failed")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from services.booking.entrypoints.web import create_web_app
+
+    engine = make_engine(args.db)
+    migrate.upgrade(engine)
+    ctx = _context(args)
+    worker = OutboxWorker(engine, ctx.rules)
+    server, port, checker = grpc_server.build(ctx, engine, address=args.grpc,
+                                              max_workers=int(args.workers),
+                                              on_outbox=worker.wake)
+    host, _, http_port = args.http.rpartition(":")
+    http = start_http(create_web_app(ctx, engine, on_outbox=worker.wake), host, int(http_port))
+    server.start()
+    worker.start()
+    threading.Thread(target=_warm, args=(ctx,), name="warm-clauses", daemon=True).start()
+    stop = threading.Event()
+    threading.Thread(target=_periodic, args=(ctx, engine, worker, args.sweep_interval, stop),
+                     name="sweep", daemon=True).start()
+    watcher = common_server.watch_database(engine, checker, [grpc_server.SERVICE_NAME])  # type: ignore[arg-type]
+    _log.info("booking service listening", grpc=args.grpc, grpc_port=port, http_port=http.port,
+              public_url=args.public_url, rules=args.rules,
+              database=engine.url.render_as_string(hide_password=True))
+
+    def on_stop() -> None:
+        stop.set()
+        watcher.set()
+        http.stop()
+        worker.stop()
+
+    common_server.serve_until_signalled(server, checker, on_stop=on_stop)  # type: ignore[arg-type]
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Wait for the rules service, seed experts, issue codes for the demo firms, serve."""
+    ctx = _context(args)
+    engine = make_engine(args.db)
+    migrate.upgrade(engine)
+    _wait_for_rules(args.rules)
+    today = today_shanghai()
+    slots = [f"{today + timedelta(days=d)} {h}" for d in range(1, 15) for h in ("AM", "PM")]
+    for expert_id, name, domains, regions in DEMO_EXPERTS:
+        handlers.upsert_expert(UnitOfWork(engine), ctx, {
+            "expert_id": expert_id, "name": name, "phone": "13900000000", "domains": domains,
+            "regions": regions, "slots": slots, "max_visits_per_day": 2, "active": True})
+    public = replace(ctx, public_url=args.public_url)
+    lines = []
+    for enterprise_id in DEMO_FIRMS:
+        try:
+            issued = handlers.issue_qr_code(UnitOfWork(engine), public, enterprise_id)
+        except Exception as exc:  # a demo firm missing from the rules register
+            lines.append(f"  {enterprise_id}: {exc}")
+            continue
+        poster = Path("var") / f"poster-{enterprise_id}.svg"
+        poster.write_text(issued.poster_svg, encoding="utf-8")
+        lines.append(f"  {enterprise_id}  {issued.url}\n      poster: {poster}")
+    print("\nBooking service: phone page on " + args.public_url + ", gRPC on " + args.grpc +
+          "\nDemo QR codes (open a URL on a phone or in a browser):\n" + "\n".join(lines) +
+          f"\nSupervisors' dashboard: {args.public_url}/dashboard\n", file=sys.stderr)
+    return cmd_serve(args)
+
+
+def _wait_for_rules(address: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    with grpc.insecure_channel(address) as channel:
+        while True:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=2)
+                return
+            except grpc.FutureTimeoutError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the rules service at {address} did not come up") from None
+
+
+DEMO_FIRMS = ("91330782MA2000001K", "91330782MA2000002N", "91330782MA2000003R",
+              "91330782MA2000004W")
+DEMO_EXPERTS = (
+    ("E-FIRE-01", "陈工（消防）", ["fire_crowded"], ["稠城街道", "江东街道"]),
+    ("E-DUST-01", "李工（粉尘防爆）", ["dust_explosion"], ["北苑街道"]),
+    ("E-CHEM-01", "张工（危化品）", ["hazardous_chemicals"], ["临江街道"]),
+    ("E-GEN-01", "王工（综合）", ["fire_crowded", "confined_space", "warehousing_logistics",
+                               "gas"], ["稠城街道", "佛堂镇"]),
+)

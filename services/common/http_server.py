@@ -1,0 +1,39 @@
+"""Run an ASGI app with uvicorn in a background thread (booking's phone page shares the
+process with its gRPC server); port 0 picks a free port."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+
+@dataclass
+class HttpServer:
+    server: uvicorn.Server
+    thread: threading.Thread
+    port: int
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def start_http(app: Any, host: str = "127.0.0.1", port: int = 0, *,
+               log_level: str = "warning") -> HttpServer:
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                            lifespan="off", server_header=False, proxy_headers=False)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, name="http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise OSError(f"could not start HTTP on {host}:{port}")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return HttpServer(server, thread, int(bound))

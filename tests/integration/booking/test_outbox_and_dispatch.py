@@ -1,0 +1,137 @@
+"""Nothing acknowledged is lost, nothing is applied twice; no slot is ever double-booked."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from services.booking.adapters.orm import assignments, outbox
+from services.booking.domain.records import Expert
+from services.booking.service_layer.outbox import DeliveryReport, deliver_pending
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common._generated.booking.v1 import booking_pb2 as bpb
+from services.common._generated.rules.v1 import rules_pb2 as rpb
+from services.rules.adapters.ruleset_loader import load_rulebook
+from services.rules.entrypoints import grpc_server as rules_grpc
+from tests.booking_env import Pair
+from tests.support import RULESETS
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def _visit(pair: Pair, firm: str, token: str, findings: list[tuple[str, int]]) -> list[str]:
+    placed = pair.booking.CreateOrder(bpb.CreateOrderRequest(
+        qr_token=token, item_codes=["fire_safety"], preferred_slots=[pair.slot(1), pair.slot(2)],
+        contact_name="李", contact_phone="13912345678", idempotency_key=firm), timeout=10)
+    assert placed.status == bpb.ORDER_STATUS_DISPATCHED
+    visit = pair.booking.RecordVisit(bpb.RecordVisitRequest(order_id=placed.order_id, findings=[
+        bpb.FindingInput(clause_ref=ref, severity=sev, description="现场发现")
+        for ref, sev in findings]), timeout=10)
+    return [t.ticket_id for t in visit.tickets]
+
+
+def _deliver_when_back(pair: Pair, seconds: float = 30) -> DeliveryReport:
+    """What the outbox worker does: retry until the rules service answers (bounded)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with pair.booking_engine.begin() as conn:  # skip the backoff wait in a test
+            conn.execute(update(outbox).values(next_attempt_at=None))
+        report = deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules)
+        if not report.waiting or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)
+
+
+def test_rules_down_then_up_every_event_applied_exactly_once(pair: Pair) -> None:
+    firm = pair.register_firm(1)
+    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
+    token = pair.issue(firm).token
+    pair.rules_server.stop(None)  # the rules service goes down
+    ids = _visit(pair, firm, token, [("GEN:ledger", bpb.SEVERITY_GENERAL),
+                                     ("FIRE35181:6.5", bpb.SEVERITY_MAJOR)])
+    for ticket_id in ids:
+        pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
+            ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)), timeout=10)
+    pair.booking.RecheckTicket(bpb.RecheckTicketRequest(ticket_id=ids[0], passed=True), timeout=10)
+    down = deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules)
+    assert (down.delivered, down.waiting) == (0, True)
+    with pair.booking_engine.connect() as conn:
+        attempts = conn.execute(
+            select(outbox.c.attempts, outbox.c.next_attempt_at).order_by(outbox.c.id)).all()
+    assert attempts[0][0] == 1 and attempts[0][1] is not None  # backoff scheduled
+    # the rules service comes back on the same port
+    server, _ = rules_grpc.create_server(load_rulebook(RULESETS), engine=pair.rules_engine,
+                                         address=f"127.0.0.1:{pair.rules_port}", today=pair.clock)
+    server.start()
+    pair.rules_server = server
+    up = _deliver_when_back(pair)
+    assert (up.delivered, up.waiting, up.failed) == (3, False, 0)
+    status = pair.rules_status(firm)
+    hazards = {h.hazard_id: h.status for h in status.profile.hazards}
+    assert hazards == {ids[0]: rpb.HAZARD_STATUS_VERIFIED, ids[1]: rpb.HAZARD_STATUS_OPEN}
+    decisions_before = len(status.history)
+    # a lost acknowledgement: everything is delivered again, and nothing changes
+    with pair.booking_engine.begin() as conn:
+        conn.execute(update(outbox).values(delivered_at=None, next_attempt_at=None))
+    again = deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules)
+    assert again.delivered == 3
+    after = pair.rules_status(firm)
+    assert len(after.history) == decisions_before
+    assert len(after.profile.hazards) == 2
+
+
+def test_concurrent_dispatches_never_double_book_a_slot(pair: Pair) -> None:
+    firms = [pair.register_firm(n) for n in range(10, 22)]
+    orders = []
+    for firm in firms:  # no expert yet: every order waits
+        token = pair.issue(firm).token
+        orders.append(pair.booking.CreateOrder(bpb.CreateOrderRequest(
+            qr_token=token, item_codes=["fire_safety"],
+            preferred_slots=[pair.slot(3), pair.slot(3, "PM")], contact_name="赵",
+            contact_phone="13712345678", idempotency_key="k"), timeout=10).order_id)
+    with UnitOfWork(pair.booking_engine) as uow:  # an expert appears, not through the handler
+        uow.register.add(Expert("E9", "专家", "", ["fire_crowded"], ["稠城街道"],
+                                [pair.slot(3), pair.slot(3, "PM")], 2, True, []))
+        uow.commit()
+    with ThreadPoolExecutor(len(orders)) as pool:
+        results = list(pool.map(lambda o: pair.booking.DispatchOrder(
+            bpb.DispatchOrderRequest(order_id=o), timeout=60), orders))
+    dispatched = [r for r in results if r.status == bpb.ORDER_STATUS_DISPATCHED]
+    assert sorted(r.slot for r in dispatched) == [pair.slot(3), pair.slot(3, "PM")]
+    assert all(r.dispatch_note for r in results if r.status == bpb.ORDER_STATUS_SUBMITTED)
+    with pair.booking_engine.connect() as conn:
+        rows = conn.execute(select(assignments.c.expert_id, assignments.c.slot)).all()
+    assert len(rows) == len(set(rows)) == 2
+
+
+def test_waiting_orders_are_dispatched_when_an_expert_becomes_free(pair: Pair) -> None:
+    firm = pair.register_firm(30)
+    token = pair.issue(firm).token
+    placed = pair.booking.CreateOrder(bpb.CreateOrderRequest(
+        qr_token=token, item_codes=["confined_space"], preferred_slots=[pair.slot(4), pair.slot(5)],
+        contact_name="钱", contact_phone="13612345678", idempotency_key="k"), timeout=10)
+    assert placed.status == bpb.ORDER_STATUS_SUBMITTED and "暂无可派专家" in placed.dispatch_note
+    pair.expert("E2", ["confined_space"], ["佛堂镇"], days=range(5, 6))  # other region: fine
+    got = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=placed.order_id), timeout=10)
+    assert (got.status, got.expert_id, got.slot) == (bpb.ORDER_STATUS_DISPATCHED, "E2", pair.slot(5))
+
+
+def test_sweep_reports_an_overdue_ticket_once(pair: Pair) -> None:
+    from services.booking.service_layer.tickets import sweep
+
+    firm = pair.register_firm(40)
+    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
+    (ticket_id,) = _visit(pair, firm, pair.issue(firm).token, [("GEN:ledger", bpb.SEVERITY_GENERAL)])
+    pair.clock.today += timedelta(days=30)  # the deadline day: not overdue yet
+    assert sweep(UnitOfWork(pair.booking_engine), pair.ctx) == 0
+    pair.clock.today += timedelta(days=1)
+    assert sweep(UnitOfWork(pair.booking_engine), pair.ctx) == 1
+    assert sweep(UnitOfWork(pair.booking_engine), pair.ctx) == 0  # once
+    overdue = pair.booking.ListTickets(bpb.ListTicketsRequest(overdue_only=True), timeout=10)
+    assert [t.ticket_id for t in overdue.tickets] == [ticket_id] and overdue.tickets[0].overdue
+    assert deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules).delivered == 2
+    status = pair.rules_status(firm)
+    assert "RECTIFICATION_OVERDUE" in status.history[0].reason
