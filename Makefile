@@ -26,9 +26,9 @@ protos: $(STAMP)
 
 run: install  ## both services on SQLite with demo data; Ctrl-C stops both
 	@mkdir -p var
-	@$(PY) -m services.rules demo & RULES_PID=$$!; \
+	@$(PY) -m services.rules demo --dev & RULES_PID=$$!; \
 	trap 'kill $$RULES_PID 2>/dev/null; wait $$RULES_PID 2>/dev/null' EXIT INT TERM; \
-	$(PY) -m services.booking demo
+	$(PY) -m services.booking demo --dev
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -62,28 +62,52 @@ class Pair:
 
     def register_firm(self, n: int, **fields: Any) -> str:
         data = profile(n, **fields)
-        self.rules.UpsertEnterprise(rpb.UpsertEnterpriseRequest(
-            profile=profile_from_json(data), as_of=self.clock.today.isoformat()), timeout=10)
+        self.rules.UpsertEnterprise(
+            rpb.UpsertEnterpriseRequest(
+                profile=profile_from_json(data), as_of=self.clock.today.isoformat()
+            ),
+            timeout=10,
+        )
         return str(data["enterprise_id"])
 
     def issue(self, enterprise_id: str) -> bpb.IssueQrCodeResponse:
-        return self.booking.IssueQrCode(bpb.IssueQrCodeRequest(enterprise_id=enterprise_id),
-                                        timeout=10)
+        return self.booking.IssueQrCode(
+            bpb.IssueQrCodeRequest(enterprise_id=enterprise_id), timeout=10
+        )
 
     def slot(self, days: int, half: str = "AM") -> str:
         return f"{(self.clock.today + timedelta(days=days)).isoformat()} {half}"
 
-    def expert(self, expert_id: str, domains: list[str], regions: list[str],
-               days: range = range(1, 15), **extra: Any) -> bpb.Expert:
+    def expert(
+        self,
+        expert_id: str,
+        domains: list[str],
+        regions: list[str],
+        days: range = range(1, 15),
+        **extra: Any,
+    ) -> bpb.Expert:
         slots = [self.slot(d, h) for d in days for h in ("AM", "PM")]
-        return self.booking.UpsertExpert(bpb.UpsertExpertRequest(expert=bpb.Expert(
-            expert_id=expert_id, name=f"专家{expert_id}", phone="13800000000", domains=domains,
-            regions=regions, slots=slots, max_visits_per_day=extra.get("max_visits_per_day", 2),
-            active=extra.get("active", True), conflicts=extra.get("conflicts", []))), timeout=10)
+        return self.booking.UpsertExpert(
+            bpb.UpsertExpertRequest(
+                expert=bpb.Expert(
+                    expert_id=expert_id,
+                    name=f"专家{expert_id}",
+                    phone="13800000000",
+                    domains=domains,
+                    regions=regions,
+                    slots=slots,
+                    max_visits_per_day=extra.get("max_visits_per_day", 2),
+                    active=extra.get("active", True),
+                    conflicts=extra.get("conflicts", []),
+                )
+            ),
+            timeout=10,
+        )
 
     def rules_status(self, enterprise_id: str) -> rpb.EnterpriseStatus:
         return self.rules.GetEnterpriseStatus(
-            rpb.GetEnterpriseStatusRequest(enterprise_id=enterprise_id), timeout=10)
+            rpb.GetEnterpriseStatusRequest(enterprise_id=enterprise_id), timeout=10
+        )
 
 
 def fresh_engine(kind: str, tmp: Path, name: str, pg_admin_url: str) -> Engine:
@@ -107,28 +131,44 @@ def drop_pg(engine: Engine, pg_admin_url: str) -> None:
 
 
 @contextmanager
-def running_pair(tmp: Path, kind: str = "sqlite", *, pg_admin_url: str = "",
-                 rules_port: int = 0) -> Iterator[Pair]:
+def running_pair(
+    tmp: Path, kind: str = "sqlite", *, pg_admin_url: str = "", rules_port: int = 0
+) -> Iterator[Pair]:
     """Start rules (always SQLite: it is not under test here) and booking (`kind`)."""
     clock = Clock()
     rules_engine = make_engine(f"sqlite:///{tmp / 'rules.db'}")
     rules_migrate.upgrade(rules_engine)
     booking_engine = fresh_engine(kind, tmp, "booking", pg_admin_url)
     booking_migrate.upgrade(booking_engine)
-    rules_server, port = rules_grpc.create_server(load_rulebook(RULESETS), engine=rules_engine,
-                                                  address=f"127.0.0.1:{rules_port}", today=clock)
+    rules_server, port = rules_grpc.create_server(
+        load_rulebook(RULESETS), engine=rules_engine, address=f"127.0.0.1:{rules_port}", today=clock
+    )
     rules_server.start()
     client = RulesClient(f"127.0.0.1:{port}", timeout=5)
     client.warm_clauses()
-    ctx = BookingContext(keyring=TEST_KEYS, menu=load_menu(RULESETS / "menu.yaml"), rules=client,
-                         public_url="http://phone.test", hotline="0579-12345", today=clock)
+    ctx = BookingContext(
+        keyring=TEST_KEYS,
+        menu=load_menu(RULESETS / "menu.yaml"),
+        rules=client,
+        public_url="http://phone.test",
+        hotline="0579-12345",
+        today=clock,
+    )
     server, bport = booking_grpc.create_server(ctx, booking_engine, max_workers=16)
     server.start()
     rchan = grpc.insecure_channel(f"127.0.0.1:{port}")
     bchan = grpc.insecure_channel(f"127.0.0.1:{bport}")
-    pair = Pair(clock, port, bport, rules_engine, booking_engine, ctx,
-                rules_pb2_grpc.RulesServiceStub(rchan), booking_pb2_grpc.BookingServiceStub(bchan),
-                rules_server)
+    pair = Pair(
+        clock,
+        port,
+        bport,
+        rules_engine,
+        booking_engine,
+        ctx,
+        rules_pb2_grpc.RulesServiceStub(rchan),
+        booking_pb2_grpc.BookingServiceStub(bchan),
+        rules_server,
+    )
     try:
         yield pair
     finally:

@@ -22,10 +22,19 @@ class HttpServer:
         self.thread.join(timeout)
 
 
-def start_http(app: Any, host: str = "127.0.0.1", port: int = 0, *,
-               log_level: str = "warning") -> HttpServer:
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                            lifespan="off", server_header=False, proxy_headers=False)
+def start_http(
+    app: Any, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning"
+) -> HttpServer:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        proxy_headers=False,
+    )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.run, name="http", daemon=True)

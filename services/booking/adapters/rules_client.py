@@ -60,10 +60,13 @@ class RulesClient:
         channel: grpc.Channel | None = None,
     ) -> None:
         self.address = address
-        self._channel = channel or grpc.insecure_channel(address, options=[
-            ("grpc.initial_reconnect_backoff_ms", 500),
-            ("grpc.max_reconnect_backoff_ms", 10_000),
-        ])
+        self._channel = channel or grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", 500),
+                ("grpc.max_reconnect_backoff_ms", 10_000),
+            ],
+        )
         self._stub = rules_pb2_grpc.RulesServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
@@ -100,8 +103,9 @@ class RulesClient:
         listed = self._call(self._stub.ListStandards, pb.ListStandardsRequest())
         catalogue = {}
         for standard in listed.standards:
-            full = self._call(self._stub.GetStandard,
-                              pb.GetStandardRequest(standard_id=standard.id))
+            full = self._call(
+                self._stub.GetStandard, pb.GetStandardRequest(standard_id=standard.id)
+            )
             catalogue[standard.id] = frozenset(c.clause for c in full.clauses)
         with self._lock:
             self._clauses = catalogue

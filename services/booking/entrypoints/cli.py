@@ -28,6 +28,7 @@ from services.booking.service_layer.handlers import BookingContext
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common import logging as common_logging
+from services.common import security
 from services.common import server as common_server
 from services.common.config import env_flag
 from services.common.db import default_sqlite_url, make_engine
@@ -51,23 +52,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.booking",
-                                     description="Expert booking service (扫码点单)")
+    parser = argparse.ArgumentParser(
+        prog="python -m services.booking", description="Expert booking service (扫码点单)"
+    )
     env_flag(parser, "--log-level", "BOOKING_LOG_LEVEL", "info", "log level")
     parser.add_argument("--log-json", action="store_true", default=None)
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    for name, run, help_text in (("serve", cmd_serve, "migrate, then serve gRPC and HTTP"),
-                                 ("demo", cmd_demo, "what `make run` starts (seeds demo data)")):
+    for name, run, help_text in (
+        ("serve", cmd_serve, "migrate, then serve gRPC and HTTP"),
+        ("demo", cmd_demo, "what `make run` starts (seeds demo data)"),
+    ):
         command = sub.add_parser(name, help=help_text)
         _common(command)
         env_flag(command, "--grpc", "BOOKING_GRPC", "127.0.0.1:50052", "gRPC HOST:PORT")
         env_flag(command, "--http", "BOOKING_HTTP", "127.0.0.1:8080", "phone page HOST:PORT")
-        env_flag(command, "--public-url", "BOOKING_PUBLIC_URL", "http://127.0.0.1:8080",
-                 "base URL the QR codes point to")
+        env_flag(
+            command,
+            "--public-url",
+            "BOOKING_PUBLIC_URL",
+            "http://127.0.0.1:8080",
+            "base URL the QR codes point to",
+        )
         env_flag(command, "--hotline", "BOOKING_HOTLINE", "12345", "hotline on the posters")
-        env_flag(command, "--sweep-interval", "BOOKING_SWEEP_INTERVAL", 3600.0,
-                 "seconds between overdue sweeps", type=float)
+        env_flag(
+            command,
+            "--sweep-interval",
+            "BOOKING_SWEEP_INTERVAL",
+            3600.0,
+            "seconds between overdue sweeps",
+            type=float,
+        )
         env_flag(command, "--workers", "BOOKING_WORKERS", 8, "gRPC worker threads", type=int)
+        security.add_flags(command, "BOOKING")
         command.set_defaults(run=run)
     migrate_cmd = sub.add_parser("migrate", help="create or upgrade the booking schema")
     env_flag(migrate_cmd, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
@@ -79,12 +95,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    env_flag(parser, "--db", "BOOKING_DB", default_sqlite_url("booking"),
-             "database URL (sqlite:///… or postgresql+psycopg://…)")
+    env_flag(
+        parser,
+        "--db",
+        "BOOKING_DB",
+        default_sqlite_url("booking"),
+        "database URL (sqlite:///… or postgresql+psycopg://…)",
+    )
     env_flag(parser, "--rules", "BOOKING_RULES", "127.0.0.1:50051", "rules service HOST:PORT")
     env_flag(parser, "--menu", "BOOKING_MENU", "rulesets/menu.yaml", "service menu file")
-    env_flag(parser, "--qr-keys", "BOOKING_QR_KEYS", "var/qr-keys.json",
-             "QR signing keys: {\"active\": id, \"keys\": {id: hex secret}}; created if missing")
+    env_flag(
+        parser,
+        "--rules-token",
+        "BOOKING_RULES_TOKEN",
+        "",
+        "bearer token for calling the rules service (scopes rules.read, rules.write)",
+    )
+    env_flag(
+        parser,
+        "--qr-keys",
+        "BOOKING_QR_KEYS",
+        "var/qr-keys.json",
+        'QR signing keys: {"active": id, "keys": {id: hex secret}}; created if missing',
+    )
 
 
 def load_keyring(path: Path) -> Keyring:
@@ -101,10 +134,22 @@ def load_keyring(path: Path) -> Keyring:
     return Keyring({k: bytes.fromhex(v) for k, v in data["keys"].items()}, data["active"])
 
 
+def _rules_token(args: argparse.Namespace) -> str:
+    """--rules-token, or under --dev the booking-service token of the dev tokens file."""
+    if args.rules_token or not getattr(args, "dev", False):
+        return str(args.rules_token)
+    return security.write_dev_tokens(security.DEV_TOKENS).get("booking-service", "")
+
+
 def _context(args: argparse.Namespace) -> BookingContext:
-    return BookingContext(keyring=load_keyring(Path(args.qr_keys)), menu=load_menu(args.menu),
-                          rules=RulesClient(args.rules), public_url=args.public_url,
-                          hotline=getattr(args, "hotline", "12345"), today=today_shanghai)
+    return BookingContext(
+        keyring=load_keyring(Path(args.qr_keys)),
+        menu=load_menu(args.menu),
+        rules=RulesClient(args.rules, token=_rules_token(args)),
+        public_url=args.public_url,
+        hotline=getattr(args, "hotline", "12345"),
+        today=today_shanghai,
+    )
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -120,9 +165,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     ctx = _context(args)
     marked = tickets.sweep(UnitOfWork(engine), ctx)
     report = deliver_pending(UnitOfWork(engine), ctx.rules)
-    print(f"{marked} overdue ticket(s) reported; {report.delivered} event(s) delivered"
-          + ("; the rules service is unavailable, the rest will be retried" if report.waiting
-             else ""))
+    print(
+        f"{marked} overdue ticket(s) reported; {report.delivered} event(s) delivered"
+        + ("; the rules service is unavailable, the rest will be retried" if report.waiting else "")
+    )
     return 0
 
 
@@ -140,8 +186,13 @@ def _warm(ctx: BookingContext) -> None:
             delay = min(delay * 2, 60)
 
 
-def _periodic(ctx: BookingContext, engine: object, worker: OutboxWorker, interval: float,
-              stop: threading.Event) -> None:
+def _periodic(
+    ctx: BookingContext,
+    engine: object,
+    worker: OutboxWorker,
+    interval: float,
+    stop: threading.Event,
+) -> None:
     """Sweep overdue tickets and retry waiting orders every `interval` seconds."""
     while not stop.wait(interval):
         try:
@@ -155,25 +206,41 @@ def _periodic(ctx: BookingContext, engine: object, worker: OutboxWorker, interva
 def cmd_serve(args: argparse.Namespace) -> int:
     from services.booking.entrypoints.web import create_web_app
 
+    guard = security.from_args(args)  # before anything else: refuse to run open
     engine = make_engine(args.db)
     migrate.upgrade(engine)
     ctx = _context(args)
     worker = OutboxWorker(engine, ctx.rules)
-    server, port, checker = grpc_server.build(ctx, engine, address=args.grpc,
-                                              max_workers=int(args.workers),
-                                              on_outbox=worker.wake)
+    server, port, checker = grpc_server.build(
+        ctx,
+        engine,
+        address=args.grpc,
+        max_workers=int(args.workers),
+        on_outbox=worker.wake,
+        security=guard,
+    )
     host, _, http_port = args.http.rpartition(":")
     http = start_http(create_web_app(ctx, engine, on_outbox=worker.wake), host, int(http_port))
     server.start()
     worker.start()
     threading.Thread(target=_warm, args=(ctx,), name="warm-clauses", daemon=True).start()
     stop = threading.Event()
-    threading.Thread(target=_periodic, args=(ctx, engine, worker, args.sweep_interval, stop),
-                     name="sweep", daemon=True).start()
+    threading.Thread(
+        target=_periodic,
+        args=(ctx, engine, worker, args.sweep_interval, stop),
+        name="sweep",
+        daemon=True,
+    ).start()
     watcher = common_server.watch_database(engine, checker, [grpc_server.SERVICE_NAME])  # type: ignore[arg-type]
-    _log.info("booking service listening", grpc=args.grpc, grpc_port=port, http_port=http.port,
-              public_url=args.public_url, rules=args.rules,
-              database=engine.url.render_as_string(hide_password=True))
+    _log.info(
+        "booking service listening",
+        grpc=args.grpc,
+        grpc_port=port,
+        http_port=http.port,
+        public_url=args.public_url,
+        rules=args.rules,
+        database=engine.url.render_as_string(hide_password=True),
+    )
 
     def on_stop() -> None:
         stop.set()
@@ -194,9 +261,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     today = today_shanghai()
     slots = [f"{today + timedelta(days=d)} {h}" for d in range(1, 15) for h in ("AM", "PM")]
     for expert_id, name, domains, regions in DEMO_EXPERTS:
-        handlers.upsert_expert(UnitOfWork(engine), ctx, {
-            "expert_id": expert_id, "name": name, "phone": "13900000000", "domains": domains,
-            "regions": regions, "slots": slots, "max_visits_per_day": 2, "active": True})
+        handlers.upsert_expert(
+            UnitOfWork(engine),
+            ctx,
+            {
+                "expert_id": expert_id,
+                "name": name,
+                "phone": "13900000000",
+                "domains": domains,
+                "regions": regions,
+                "slots": slots,
+                "max_visits_per_day": 2,
+                "active": True,
+            },
+        )
     public = replace(ctx, public_url=args.public_url)
     lines = []
     for enterprise_id in DEMO_FIRMS:
@@ -208,9 +286,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         poster = Path("var") / f"poster-{enterprise_id}.svg"
         poster.write_text(issued.poster_svg, encoding="utf-8")
         lines.append(f"  {enterprise_id}  {issued.url}\n      poster: {poster}")
-    print("\nBooking service: phone page on " + args.public_url + ", gRPC on " + args.grpc +
-          "\nDemo QR codes (open a URL on a phone or in a browser):\n" + "\n".join(lines) +
-          f"\nSupervisors' dashboard: {args.public_url}/dashboard\n", file=sys.stderr)
+    print(
+        "\nBooking service: phone page on "
+        + args.public_url
+        + ", gRPC on "
+        + args.grpc
+        + "\nDemo QR codes (open a URL on a phone or in a browser):\n"
+        + "\n".join(lines)
+        + f"\nSupervisors' dashboard: {args.public_url}/dashboard\n",
+        file=sys.stderr,
+    )
     return cmd_serve(args)
 
 
@@ -226,12 +311,20 @@ def _wait_for_rules(address: str, seconds: float = 60) -> None:
                     raise SystemExit(f"the rules service at {address} did not come up") from None
 
 
-DEMO_FIRMS = ("91330782MA2000001K", "91330782MA2000002N", "91330782MA2000003R",
-              "91330782MA2000004W")
+DEMO_FIRMS = (
+    "91330782MA2000001K",
+    "91330782MA2000002N",
+    "91330782MA2000003R",
+    "91330782MA2000004W",
+)
 DEMO_EXPERTS = (
     ("E-FIRE-01", "陈工（消防）", ["fire_crowded"], ["稠城街道", "江东街道"]),
     ("E-DUST-01", "李工（粉尘防爆）", ["dust_explosion"], ["北苑街道"]),
     ("E-CHEM-01", "张工（危化品）", ["hazardous_chemicals"], ["临江街道"]),
-    ("E-GEN-01", "王工（综合）", ["fire_crowded", "confined_space", "warehousing_logistics",
-                               "gas"], ["稠城街道", "佛堂镇"]),
+    (
+        "E-GEN-01",
+        "王工（综合）",
+        ["fire_crowded", "confined_space", "warehousing_logistics", "gas"],
+        ["稠城街道", "佛堂镇"],
+    ),
 )

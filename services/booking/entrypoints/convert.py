@@ -11,11 +11,18 @@ from services.booking.domain.records import Expert
 from services.booking.domain.tickets import Ticket
 from services.common._generated.booking.v1 import booking_pb2 as pb
 
-ORDER_STATUS = {"submitted": pb.ORDER_STATUS_SUBMITTED, "dispatched": pb.ORDER_STATUS_DISPATCHED,
-                "visited": pb.ORDER_STATUS_VISITED, "closed": pb.ORDER_STATUS_CLOSED,
-                "cancelled": pb.ORDER_STATUS_CANCELLED}
-TICKET_STATUS = {"open": pb.TICKET_STATUS_OPEN, "submitted": pb.TICKET_STATUS_SUBMITTED,
-                 "verified": pb.TICKET_STATUS_VERIFIED}
+ORDER_STATUS = {
+    "submitted": pb.ORDER_STATUS_SUBMITTED,
+    "dispatched": pb.ORDER_STATUS_DISPATCHED,
+    "visited": pb.ORDER_STATUS_VISITED,
+    "closed": pb.ORDER_STATUS_CLOSED,
+    "cancelled": pb.ORDER_STATUS_CANCELLED,
+}
+TICKET_STATUS = {
+    "open": pb.TICKET_STATUS_OPEN,
+    "submitted": pb.TICKET_STATUS_SUBMITTED,
+    "verified": pb.TICKET_STATUS_VERIFIED,
+}
 SEVERITY = {"general": pb.SEVERITY_GENERAL, "major": pb.SEVERITY_MAJOR}
 
 
@@ -24,42 +31,86 @@ def _iso(value: date | datetime | None) -> str:
 
 
 def _history(rows: Iterable[Any]) -> list[pb.Transition]:
-    return [pb.Transition(at=_iso(r.at), actor=r.actor, from_status=r.from_status,
-                          to_status=r.to_status, reason=r.reason) for r in rows]
+    return [
+        pb.Transition(
+            at=_iso(r.at),
+            actor=r.actor,
+            from_status=r.from_status,
+            to_status=r.to_status,
+            reason=r.reason,
+        )
+        for r in rows
+    ]
 
 
 def order_to_proto(o: Order, *, expert_name: str = "", show_phone: bool = False) -> pb.Order:
     return pb.Order(
-        order_id=o.id, enterprise_id=o.enterprise_id, enterprise_name=o.enterprise_name,
-        region=o.region, item_codes=o.item_codes, preferred_slots=o.preferred_slots,
+        order_id=o.id,
+        enterprise_id=o.enterprise_id,
+        enterprise_name=o.enterprise_name,
+        region=o.region,
+        item_codes=o.item_codes,
+        preferred_slots=o.preferred_slots,
         contact_name=o.contact_name,
         contact_phone=o.contact_phone if show_phone else mask_phone(o.contact_phone),
-        note=o.note, status=ORDER_STATUS[o.status], expert_id=o.expert_id or "",
-        expert_name=expert_name, slot=o.slot or "", dispatch_note=o.dispatch_note,
-        created_at=_iso(o.created_at), history=_history(o.history))
+        note=o.note,
+        status=ORDER_STATUS[o.status],
+        expert_id=o.expert_id or "",
+        expert_name=expert_name,
+        slot=o.slot or "",
+        dispatch_note=o.dispatch_note,
+        created_at=_iso(o.created_at),
+        history=_history(o.history),
+    )
 
 
 def ticket_to_proto(t: Ticket, today: date, guidance: str = "") -> pb.Ticket:
     return pb.Ticket(
-        ticket_id=t.id, order_id=t.order_id, enterprise_id=t.enterprise_id,
-        clause_ref=t.clause_ref, severity=SEVERITY[t.severity], description=t.description,
-        due_on=_iso(t.due_on), status=TICKET_STATUS[t.status], overdue=t.is_overdue(today),
-        proof_note=t.proof_note, has_proof_photo=bool(t.proof_photo_id), expert_id=t.expert_id,
-        verified_on=_iso(t.verified_on), closed_late=t.closed_late, history=_history(t.history),
-        guidance=guidance)
+        ticket_id=t.id,
+        order_id=t.order_id,
+        enterprise_id=t.enterprise_id,
+        clause_ref=t.clause_ref,
+        severity=SEVERITY[t.severity],
+        description=t.description,
+        due_on=_iso(t.due_on),
+        status=TICKET_STATUS[t.status],
+        overdue=t.is_overdue(today),
+        proof_note=t.proof_note,
+        has_proof_photo=bool(t.proof_photo_id),
+        expert_id=t.expert_id,
+        verified_on=_iso(t.verified_on),
+        closed_late=t.closed_late,
+        history=_history(t.history),
+        guidance=guidance,
+    )
 
 
 def expert_to_proto(e: Expert) -> pb.Expert:
-    return pb.Expert(expert_id=e.id, name=e.name, phone=e.phone, domains=e.domains,
-                     regions=e.regions, slots=e.slots, max_visits_per_day=e.max_visits_per_day,
-                     active=e.active, conflicts=e.conflicts)
+    return pb.Expert(
+        expert_id=e.id,
+        name=e.name,
+        phone=e.phone,
+        domains=e.domains,
+        regions=e.regions,
+        slots=e.slots,
+        max_visits_per_day=e.max_visits_per_day,
+        active=e.active,
+        conflicts=e.conflicts,
+    )
 
 
 def expert_to_dict(e: pb.Expert) -> dict[str, Any]:
-    return {"expert_id": e.expert_id, "name": e.name, "phone": e.phone,
-            "domains": list(e.domains), "regions": list(e.regions), "slots": list(e.slots),
-            "max_visits_per_day": e.max_visits_per_day, "active": e.active,
-            "conflicts": list(e.conflicts)}
+    return {
+        "expert_id": e.expert_id,
+        "name": e.name,
+        "phone": e.phone,
+        "domains": list(e.domains),
+        "regions": list(e.regions),
+        "slots": list(e.slots),
+        "max_visits_per_day": e.max_visits_per_day,
+        "active": e.active,
+        "conflicts": list(e.conflicts),
+    }
 
 
 def severity_name(value: int) -> str:
@@ -68,11 +119,19 @@ def severity_name(value: int) -> str:
 
 def stats_to_proto(stats: dict[str, Any]) -> pb.Stats:
     def figures(f: dict[str, float]) -> pb.StatsFigures:
-        return pb.StatsFigures(**{k: (int(v) if k not in ("on_time_rate", "median_days_to_fix")
-                                      else float(v)) for k, v in f.items()})
+        return pb.StatsFigures(
+            **{
+                k: (int(v) if k not in ("on_time_rate", "median_days_to_fix") else float(v))
+                for k, v in f.items()
+            }
+        )
 
     def buckets(rows: list[tuple[str, dict[str, float]]]) -> list[pb.StatsBucket]:
         return [pb.StatsBucket(key=k, figures=figures(f)) for k, f in rows]
 
-    return pb.Stats(total=figures(stats["total"]), by_region=buckets(stats["by_region"]),
-                    by_domain=buckets(stats["by_domain"]), by_month=buckets(stats["by_month"]))
+    return pb.Stats(
+        total=figures(stats["total"]),
+        by_region=buckets(stats["by_region"]),
+        by_domain=buckets(stats["by_domain"]),
+        by_month=buckets(stats["by_month"]),
+    )

@@ -5,24 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
+from grpc_health.v1.health import HealthServicer
 from sqlalchemy import Engine
 
 from services.booking.entrypoints import convert
-from services.booking.service_layer import handlers, stats, tickets
+from services.booking.entrypoints.access import BOOKING_METHODS
+from services.booking.service_layer import authz, handlers, stats, tickets
 from services.booking.service_layer.handlers import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common import server as common_server
 from services.common._generated.booking.v1 import booking_pb2 as pb
 from services.common._generated.booking.v1 import booking_pb2_grpc
+from services.common.context import current_caller, current_principal
 from services.common.grpc_errors import map_errors
-from services.common.interceptors import current_caller
+from services.common.security import Security
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BookingService"].full_name
 
 
 class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
-    def __init__(self, ctx: BookingContext, engine: Engine,
-                 on_outbox: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, ctx: BookingContext, engine: Engine, on_outbox: Callable[[], None] = lambda: None
+    ) -> None:
         self._ctx = ctx
         self._engine = engine
         self._wake = on_outbox  # new outbox messages: deliver now
@@ -34,35 +38,52 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return ""
 
     @map_errors
-    def IssueQrCode(self, request: pb.IssueQrCodeRequest,
-                    context: grpc.ServicerContext) -> pb.IssueQrCodeResponse:
+    def IssueQrCode(
+        self, request: pb.IssueQrCodeRequest, context: grpc.ServicerContext
+    ) -> pb.IssueQrCodeResponse:
         issued = handlers.issue_qr_code(self._uow(), self._ctx, request.enterprise_id)
-        return pb.IssueQrCodeResponse(url=issued.url, token=issued.token,
-                                      poster_svg=issued.poster_svg, key_id=issued.key_id,
-                                      issued_at=issued.issued_at.isoformat())
+        return pb.IssueQrCodeResponse(
+            url=issued.url,
+            token=issued.token,
+            poster_svg=issued.poster_svg,
+            key_id=issued.key_id,
+            issued_at=issued.issued_at.isoformat(),
+        )
 
     @map_errors
-    def ListServiceItems(self, request: pb.ListServiceItemsRequest,
-                         context: grpc.ServicerContext) -> pb.ListServiceItemsResponse:
-        return pb.ListServiceItemsResponse(items=[
-            pb.ServiceItem(code=i.code, name=i.name, domain=i.domain or "",
-                           description=i.description) for i in self._ctx.menu.values()])
+    def ListServiceItems(
+        self, request: pb.ListServiceItemsRequest, context: grpc.ServicerContext
+    ) -> pb.ListServiceItemsResponse:
+        return pb.ListServiceItemsResponse(
+            items=[
+                pb.ServiceItem(
+                    code=i.code, name=i.name, domain=i.domain or "", description=i.description
+                )
+                for i in self._ctx.menu.values()
+            ]
+        )
 
     @map_errors
-    def UpsertExpert(self, request: pb.UpsertExpertRequest,
-                     context: grpc.ServicerContext) -> pb.Expert:
-        expert = handlers.upsert_expert(self._uow(), self._ctx,
-                                        convert.expert_to_dict(request.expert))
+    def UpsertExpert(
+        self, request: pb.UpsertExpertRequest, context: grpc.ServicerContext
+    ) -> pb.Expert:
+        expert = handlers.upsert_expert(
+            self._uow(), self._ctx, convert.expert_to_dict(request.expert)
+        )
         return convert.expert_to_proto(expert)
 
     @map_errors
-    def ListExperts(self, request: pb.ListExpertsRequest,
-                    context: grpc.ServicerContext) -> pb.ListExpertsResponse:
+    def ListExperts(
+        self, request: pb.ListExpertsRequest, context: grpc.ServicerContext
+    ) -> pb.ListExpertsResponse:
         with self._uow() as uow:
-            rows = [e for e in uow.register.experts()
-                    if (not request.domain or request.domain in e.domains)
-                    and (not request.region or request.region in e.regions)
-                    and (e.active or not request.active_only)]
+            rows = [
+                e
+                for e in uow.register.experts()
+                if (not request.domain or request.domain in e.domains)
+                and (not request.region or request.region in e.regions)
+                and (e.active or not request.active_only)
+            ]
         return pb.ListExpertsResponse(experts=[convert.expert_to_proto(e) for e in rows])
 
     def _order(self, order: object, show_phone: bool = False) -> pb.Order:
@@ -72,113 +93,204 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             with self._uow() as uow:
                 expert = uow.register.expert(expert_id)
                 expert_name = expert.name if expert else ""
-        return convert.order_to_proto(order, expert_name=expert_name,  # type: ignore[arg-type]
-                                      show_phone=show_phone)
+        return convert.order_to_proto(
+            order,
+            expert_name=expert_name,  # type: ignore[arg-type]
+            show_phone=show_phone,
+        )
 
     @map_errors
-    def CreateOrder(self, request: pb.CreateOrderRequest,
-                    context: grpc.ServicerContext) -> pb.Order:
-        form = {"item_codes": list(request.item_codes),
-                "preferred_slots": list(request.preferred_slots),
-                "contact_name": request.contact_name, "contact_phone": request.contact_phone,
-                "note": request.note}
-        order = handlers.create_order(self._uow(), self._ctx, request.qr_token, form,
-                                      request.idempotency_key)
+    def CreateOrder(
+        self, request: pb.CreateOrderRequest, context: grpc.ServicerContext
+    ) -> pb.Order:
+        form = {
+            "item_codes": list(request.item_codes),
+            "preferred_slots": list(request.preferred_slots),
+            "contact_name": request.contact_name,
+            "contact_phone": request.contact_phone,
+            "note": request.note,
+        }
+        order = handlers.create_order(
+            self._uow(), self._ctx, request.qr_token, form, request.idempotency_key
+        )
         return self._order(order)
 
     @map_errors
     def GetOrder(self, request: pb.GetOrderRequest, context: grpc.ServicerContext) -> pb.Order:
-        return self._order(handlers.get_order(self._uow(), self._ctx, request.order_id,
-                                              request.qr_token))
+        principal = current_principal()
+        authz.require_qr_token(principal, request.qr_token)
+        order = handlers.get_order(self._uow(), self._ctx, request.order_id, request.qr_token)
+        return self._order(order, show_phone=authz.sees_phone(principal, order))
 
     @map_errors
-    def ListOrders(self, request: pb.ListOrdersRequest,
-                   context: grpc.ServicerContext) -> pb.ListOrdersResponse:
+    def ListOrders(
+        self, request: pb.ListOrdersRequest, context: grpc.ServicerContext
+    ) -> pb.ListOrdersResponse:
         status = {v: k for k, v in convert.ORDER_STATUS.items()}.get(request.status, "")
-        rows, token = handlers.list_orders(self._uow(), request.enterprise_id, status,
-                                           request.page_size, request.page_token)
+        rows, token = handlers.list_orders(
+            self._uow(), request.enterprise_id, status, request.page_size, request.page_token
+        )
         return pb.ListOrdersResponse(orders=[self._order(o) for o in rows], next_page_token=token)
 
     @map_errors
-    def CancelOrder(self, request: pb.CancelOrderRequest,
-                    context: grpc.ServicerContext) -> pb.Order:
-        order = handlers.cancel_order(self._uow(), self._ctx, request.order_id,
-                                      token=request.qr_token, actor=current_caller(),
-                                      reason=request.reason)
+    def CancelOrder(
+        self, request: pb.CancelOrderRequest, context: grpc.ServicerContext
+    ) -> pb.Order:
+        if not request.qr_token:
+            authz.may_cancel_for_authority(current_principal())
+        order = handlers.cancel_order(
+            self._uow(),
+            self._ctx,
+            request.order_id,
+            token=request.qr_token,
+            actor=current_caller(),
+            reason=request.reason,
+        )
         return self._order(order)
 
     @map_errors
-    def DispatchOrder(self, request: pb.DispatchOrderRequest,
-                      context: grpc.ServicerContext) -> pb.Order:
-        return self._order(handlers.dispatch_order(self._uow(), self._ctx, request.order_id,
-                                                   actor=current_caller()))
+    def DispatchOrder(
+        self, request: pb.DispatchOrderRequest, context: grpc.ServicerContext
+    ) -> pb.Order:
+        return self._order(
+            handlers.dispatch_order(
+                self._uow(), self._ctx, request.order_id, actor=current_caller()
+            )
+        )
 
     @map_errors
-    def RecordVisit(self, request: pb.RecordVisitRequest,
-                    context: grpc.ServicerContext) -> pb.Visit:
-        findings = [tickets.FindingInput(
-            f.clause_ref, convert.severity_name(f.severity), f.description, f.due_on,
-            tuple((p.content, p.content_type) for p in f.photos)) for f in request.findings]
-        result = tickets.record_visit(self._uow(), self._ctx, request.order_id, findings,
-                                      visited_on=request.visited_on,
-                                      minutes=request.minutes_on_site, actor=current_caller())
+    def RecordVisit(
+        self, request: pb.RecordVisitRequest, context: grpc.ServicerContext
+    ) -> pb.Visit:
+        findings = [
+            tickets.FindingInput(
+                f.clause_ref,
+                convert.severity_name(f.severity),
+                f.description,
+                f.due_on,
+                tuple((p.content, p.content_type) for p in f.photos),
+            )
+            for f in request.findings
+        ]
+        result = tickets.record_visit(
+            self._uow(),
+            self._ctx,
+            request.order_id,
+            findings,
+            visited_on=request.visited_on,
+            minutes=request.minutes_on_site,
+            actor=current_caller(),
+            expert_id=authz.expert_filter(current_principal()),
+        )
         self._wake()
         today = self._ctx.today()
-        return pb.Visit(visit_id=result.visit.id, order_id=result.visit.order_id,
-                        visited_on=result.visit.visited_on.isoformat(),
-                        minutes_on_site=result.visit.minutes_on_site,
-                        tickets=[convert.ticket_to_proto(t, today) for t in result.tickets])
+        return pb.Visit(
+            visit_id=result.visit.id,
+            order_id=result.visit.order_id,
+            visited_on=result.visit.visited_on.isoformat(),
+            minutes_on_site=result.visit.minutes_on_site,
+            tickets=[convert.ticket_to_proto(t, today) for t in result.tickets],
+        )
 
     @map_errors
-    def SubmitRectification(self, request: pb.SubmitRectificationRequest,
-                            context: grpc.ServicerContext) -> pb.Ticket:
+    def SubmitRectification(
+        self, request: pb.SubmitRectificationRequest, context: grpc.ServicerContext
+    ) -> pb.Ticket:
+        authz.require_qr_token(current_principal(), request.qr_token)
         ticket = tickets.submit_rectification(
-            self._uow(), self._ctx, request.ticket_id, token=request.qr_token,
-            note=request.note, photo=request.photo.content,
-            actor="firm" if request.qr_token else current_caller())
+            self._uow(),
+            self._ctx,
+            request.ticket_id,
+            token=request.qr_token,
+            note=request.note,
+            photo=request.photo.content,
+            actor="firm" if request.qr_token else current_caller(),
+        )
         return convert.ticket_to_proto(ticket, self._ctx.today())
 
     @map_errors
-    def RecheckTicket(self, request: pb.RecheckTicketRequest,
-                      context: grpc.ServicerContext) -> pb.Ticket:
-        ticket = tickets.recheck_ticket(self._uow(), self._ctx, request.ticket_id,
-                                        passed=request.passed, note=request.note,
-                                        new_due_on=request.new_due_on, actor=current_caller())
+    def RecheckTicket(
+        self, request: pb.RecheckTicketRequest, context: grpc.ServicerContext
+    ) -> pb.Ticket:
+        principal = current_principal()
+        ticket = tickets.recheck_ticket(
+            self._uow(),
+            self._ctx,
+            request.ticket_id,
+            passed=request.passed,
+            note=request.note,
+            new_due_on=request.new_due_on,
+            actor=current_caller(),
+            allowed=lambda t: authz.may_recheck(principal, t),
+        )
         self._wake()
         return convert.ticket_to_proto(ticket, self._ctx.today())
 
     @map_errors
-    def ListTickets(self, request: pb.ListTicketsRequest,
-                    context: grpc.ServicerContext) -> pb.ListTicketsResponse:
+    def ListTickets(
+        self, request: pb.ListTicketsRequest, context: grpc.ServicerContext
+    ) -> pb.ListTicketsResponse:
         status = {v: k for k, v in convert.TICKET_STATUS.items()}.get(request.status, "")
         rows, token = tickets.list_tickets(
-            self._uow(), self._ctx, enterprise_id=request.enterprise_id, status=status,
-            overdue_only=request.overdue_only, page_size=request.page_size,
-            page_token=request.page_token)
+            self._uow(),
+            self._ctx,
+            enterprise_id=request.enterprise_id,
+            status=status,
+            overdue_only=request.overdue_only,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
         today = self._ctx.today()
-        return pb.ListTicketsResponse(tickets=[convert.ticket_to_proto(t, today) for t in rows],
-                                      next_page_token=token)
+        return pb.ListTicketsResponse(
+            tickets=[convert.ticket_to_proto(t, today) for t in rows], next_page_token=token
+        )
 
     @map_errors
     def GetStats(self, request: pb.GetStatsRequest, context: grpc.ServicerContext) -> pb.Stats:
-        return convert.stats_to_proto(stats.get_stats(
-            self._uow(), self._ctx, request.region, getattr(request, "from"), request.to))
+        return convert.stats_to_proto(
+            stats.get_stats(
+                self._uow(), self._ctx, request.region, getattr(request, "from"), request.to
+            )
+        )
 
 
-def create_server(ctx: BookingContext, engine: Engine, *, address: str = "127.0.0.1:0",
-                  max_workers: int = 8,
-                  on_outbox: Callable[[], None] = lambda: None) -> tuple[grpc.Server, int]:
+def create_server(
+    ctx: BookingContext,
+    engine: Engine,
+    *,
+    address: str = "127.0.0.1:0",
+    max_workers: int = 8,
+    on_outbox: Callable[[], None] = lambda: None,
+    security: Security | None = None,
+) -> tuple[grpc.Server, int]:
     """Build (not start) the booking gRPC server; port 0 picks a free port."""
-    server, port, _ = build(ctx, engine, address=address, max_workers=max_workers,
-                            on_outbox=on_outbox)
+    server, port, _ = build(
+        ctx,
+        engine,
+        address=address,
+        max_workers=max_workers,
+        on_outbox=on_outbox,
+        security=security,
+    )
     return server, port
 
 
-def build(ctx: BookingContext, engine: Engine, *, address: str, max_workers: int,
-          on_outbox: Callable[[], None] = lambda: None) -> tuple[grpc.Server, int, object]:
-    server = common_server.new_server(max_workers=max_workers)
+def build(
+    ctx: BookingContext,
+    engine: Engine,
+    *,
+    address: str,
+    max_workers: int,
+    on_outbox: Callable[[], None] = lambda: None,
+    security: Security | None = None,
+) -> tuple[grpc.Server, int, HealthServicer]:
+    security = security or Security()
+    server = common_server.new_server(
+        max_workers=max_workers, interceptors=security.interceptors(BOOKING_METHODS)
+    )
     booking_pb2_grpc.add_BookingServiceServicer_to_server(
-        BookingServicer(ctx, engine, on_outbox), server)
+        BookingServicer(ctx, engine, on_outbox), server
+    )
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
-    port = common_server.bind(server, address)
+    port = common_server.bind_port(server, address, security.tls)
     return server, port, checker

@@ -62,8 +62,11 @@ def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 100) -> D
             except RulesRejected as exc:
                 message.attempts += 1
                 message.failed_at, message.last_error = now(), str(exc)[:500]
-                _log.error("event rejected by the rules service", event_id=message.event_id,
-                           error=message.last_error)
+                _log.error(
+                    "event rejected by the rules service",
+                    event_id=message.event_id,
+                    error=message.last_error,
+                )
                 uow.commit()
                 report.failed += 1
                 continue

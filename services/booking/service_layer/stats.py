@@ -27,14 +27,19 @@ def figures(orders: Sequence[Order], tickets: Sequence[Ticket], today: date) -> 
         "hazards_found": len(tickets),
         "hazards_eliminated": len(verified),
         "on_time_rate": round(sum(1 for t in verified if not t.closed_late) / len(verified), 4)
-        if verified else 0.0,
+        if verified
+        else 0.0,
         "median_days_to_fix": float(statistics.median(days)) if days else 0.0,
         "overdue_open": sum(1 for t in tickets if t.is_overdue(today)),
     }
 
 
-def _bucket(orders: Sequence[Order], tickets: Sequence[Ticket], today: date,
-            key_of: Callable[[Order], Iterable[str]]) -> list[tuple[str, dict[str, float]]]:
+def _bucket(
+    orders: Sequence[Order],
+    tickets: Sequence[Ticket],
+    today: date,
+    key_of: Callable[[Order], Iterable[str]],
+) -> list[tuple[str, dict[str, float]]]:
     keys: dict[str, list[Order]] = {}
     for order in orders:
         for key in key_of(order):
@@ -46,8 +51,9 @@ def _bucket(orders: Sequence[Order], tickets: Sequence[Ticket], today: date,
     return out
 
 
-def get_stats(uow: UnitOfWork, ctx: BookingContext, region: str, start: str,
-              end: str) -> dict[str, object]:
+def get_stats(
+    uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end: str
+) -> dict[str, object]:
     today = ctx.today()
     try:
         last = date.fromisoformat(end) if end else today
@@ -63,8 +69,10 @@ def get_stats(uow: UnitOfWork, ctx: BookingContext, region: str, start: str,
     return {
         "total": figures(orders, tickets, today),
         "by_region": _bucket(orders, tickets, today, lambda o: [o.region]),
-        "by_domain": _bucket(orders, tickets, today,
-                             lambda o: sorted({domains.get(c, "any") for c in o.item_codes})),
-        "by_month": _bucket(orders, tickets, today,
-                            lambda o: [(o.created_at + SHANGHAI_OFFSET).strftime("%Y-%m")]),
+        "by_domain": _bucket(
+            orders, tickets, today, lambda o: sorted({domains.get(c, "any") for c in o.item_codes})
+        ),
+        "by_month": _bucket(
+            orders, tickets, today, lambda o: [(o.created_at + SHANGHAI_OFFSET).strftime("%Y-%m")]
+        ),
     }

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from tqdm import tqdm
 
 from services.common import logging as common_logging
+from services.common import security
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
@@ -60,12 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="migrate the database, then start the gRPC server")
     env_flag(serve, "--grpc", "RULES_GRPC", DEFAULT_GRPC, "HOST:PORT to listen on")
     _common_flags(serve)
+    security.add_flags(serve, "RULES")
     env_flag(serve, "--workers", "RULES_WORKERS", 8, "gRPC worker threads", type=int)
     serve.set_defaults(run=cmd_serve)
 
     demo = sub.add_parser("demo", help="what `make run` starts: the server plus how to call it")
     env_flag(demo, "--grpc", "RULES_GRPC", DEFAULT_GRPC, "HOST:PORT to listen on")
     _common_flags(demo)
+    security.add_flags(demo, "RULES")
     demo.set_defaults(run=cmd_demo, workers=8)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the register's schema")
@@ -111,10 +114,11 @@ def _database(url: str) -> Engine:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    guard = security.from_args(args)  # before anything else: refuse to run open
     rulebook = load_rulebook(args.rulesets)
     engine = _database(args.db)
     running = grpc_server.build(
-        rulebook, engine=engine, address=args.grpc, max_workers=int(args.workers)
+        rulebook, engine=engine, address=args.grpc, max_workers=int(args.workers), security=guard
     )
     running.server.start()
     watcher = common_server.watch_database(engine, running.health, [grpc_server.SERVICE_NAME])

@@ -13,13 +13,15 @@ from sqlalchemy import Engine
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.context import current_caller
 from services.common.grpc_errors import internal_status, is_domain_error, map_errors, status_proto
-from services.common.interceptors import current_caller
+from services.common.security import Security
 from services.rules.adapters.engine import engine_for
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.dates import today_shanghai
 from services.rules.domain.errors import NotFound, PreconditionFailed
 from services.rules.entrypoints import convert
+from services.rules.entrypoints.access import RULES_METHODS
 from services.rules.service_layer import handlers, inspection_handlers, register_handlers
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
@@ -167,13 +169,22 @@ def create_server(
     address: str = "127.0.0.1:0",
     max_workers: int = 8,
     today: Callable[[], date] = today_shanghai,
+    security: Security | None = None,
 ) -> tuple[grpc.Server, int]:
     """Build (not start) the rules server bound to `address`; port 0 picks a free port.
 
     `engine` is the register's database, already migrated; without it the register RPCs
-    answer FAILED_PRECONDITION. `today` is the clock (tests pin it).
+    answer FAILED_PRECONDITION. `today` is the clock (tests pin it). `security` adds
+    authentication, rate limits and TLS.
     """
-    running = build(rulebook, engine=engine, address=address, max_workers=max_workers, today=today)
+    running = build(
+        rulebook,
+        engine=engine,
+        address=address,
+        max_workers=max_workers,
+        today=today,
+        security=security,
+    )
     return running.server, running.port
 
 
@@ -184,10 +195,14 @@ def build(
     address: str,
     max_workers: int,
     today: Callable[[], date] = today_shanghai,
+    security: Security | None = None,
 ) -> RunningServer:
-    server = common_server.new_server(max_workers=max_workers)
+    security = security or Security()
+    server = common_server.new_server(
+        max_workers=max_workers, interceptors=security.interceptors(RULES_METHODS)
+    )
     servicer = RulesServicer(context_from(rulebook, today), engine)
     rules_pb2_grpc.add_RulesServiceServicer_to_server(servicer, server)
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
-    port = common_server.bind(server, address)
+    port = common_server.bind_port(server, address, security.tls)
     return RunningServer(server, port, checker)

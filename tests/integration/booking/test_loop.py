@@ -20,14 +20,23 @@ def deliver(pair: Pair) -> int:
 
 
 def order(pair: Pair, token: str, key: str = "k1", items=("dust_explosion",)):  # type: ignore[no-untyped-def]
-    return pair.booking.CreateOrder(bpb.CreateOrderRequest(
-        qr_token=token, item_codes=list(items), preferred_slots=[pair.slot(2), pair.slot(3)],
-        contact_name="王经理", contact_phone="13812345678", idempotency_key=key), timeout=10)
+    return pair.booking.CreateOrder(
+        bpb.CreateOrderRequest(
+            qr_token=token,
+            item_codes=list(items),
+            preferred_slots=[pair.slot(2), pair.slot(3)],
+            contact_name="王经理",
+            contact_phone="13812345678",
+            idempotency_key=key,
+        ),
+        timeout=10,
+    )
 
 
 def test_the_whole_loop_changes_the_firm_status_and_back(pair: Pair) -> None:
-    firm = pair.register_firm(1, industry="light_industry", high_risk_domains=["dust_explosion"],
-                              standardization_grade=2)
+    firm = pair.register_firm(
+        1, industry="light_industry", high_risk_domains=["dust_explosion"], standardization_grade=2
+    )
     assert pair.rules_status(firm).decision.status == rpb.STATUS_WHITELIST
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])
     qr = pair.issue(firm)
@@ -36,20 +45,37 @@ def test_the_whole_loop_changes_the_firm_status_and_back(pair: Pair) -> None:
     assert placed.status == bpb.ORDER_STATUS_DISPATCHED
     assert (placed.expert_id, placed.slot) == ("E1", pair.slot(2))
     assert placed.contact_phone == "138****5678"
-    visit = pair.booking.RecordVisit(bpb.RecordVisitRequest(order_id=placed.order_id, findings=[
-        bpb.FindingInput(clause_ref="GM2023:11(3)", severity=bpb.SEVERITY_MAJOR,
-                         description="干式除尘器无泄爆装置")]), timeout=10)
+    visit = pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(
+            order_id=placed.order_id,
+            findings=[
+                bpb.FindingInput(
+                    clause_ref="GM2023:11(3)",
+                    severity=bpb.SEVERITY_MAJOR,
+                    description="干式除尘器无泄爆装置",
+                )
+            ],
+        ),
+        timeout=10,
+    )
     ticket = visit.tickets[0]
     assert ticket.due_on == (pair.clock.today.replace(day=16)).isoformat()  # +15 days
     assert deliver(pair) == 1
     status = pair.rules_status(firm)
     assert status.decision.status == rpb.STATUS_PRIORITY
     assert ticket.ticket_id in [h.hazard_id for h in status.profile.hazards]
-    pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
-        ticket_id=ticket.ticket_id, qr_token=qr.token, note="已加装泄爆片",
-        photo=bpb.Photo(content=PNG)), timeout=10)
-    done = pair.booking.RecheckTicket(bpb.RecheckTicketRequest(ticket_id=ticket.ticket_id,
-                                                               passed=True), timeout=10)
+    pair.booking.SubmitRectification(
+        bpb.SubmitRectificationRequest(
+            ticket_id=ticket.ticket_id,
+            qr_token=qr.token,
+            note="已加装泄爆片",
+            photo=bpb.Photo(content=PNG),
+        ),
+        timeout=10,
+    )
+    done = pair.booking.RecheckTicket(
+        bpb.RecheckTicketRequest(ticket_id=ticket.ticket_id, passed=True), timeout=10
+    )
     assert done.status == bpb.TICKET_STATUS_VERIFIED and not done.closed_late
     assert deliver(pair) == 1
     assert pair.rules_status(firm).decision.status == rpb.STATUS_WHITELIST

@@ -23,13 +23,28 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 def _visit(pair: Pair, firm: str, token: str, findings: list[tuple[str, int]]) -> list[str]:
-    placed = pair.booking.CreateOrder(bpb.CreateOrderRequest(
-        qr_token=token, item_codes=["fire_safety"], preferred_slots=[pair.slot(1), pair.slot(2)],
-        contact_name="李", contact_phone="13912345678", idempotency_key=firm), timeout=10)
+    placed = pair.booking.CreateOrder(
+        bpb.CreateOrderRequest(
+            qr_token=token,
+            item_codes=["fire_safety"],
+            preferred_slots=[pair.slot(1), pair.slot(2)],
+            contact_name="李",
+            contact_phone="13912345678",
+            idempotency_key=firm,
+        ),
+        timeout=10,
+    )
     assert placed.status == bpb.ORDER_STATUS_DISPATCHED
-    visit = pair.booking.RecordVisit(bpb.RecordVisitRequest(order_id=placed.order_id, findings=[
-        bpb.FindingInput(clause_ref=ref, severity=sev, description="现场发现")
-        for ref, sev in findings]), timeout=10)
+    visit = pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(
+            order_id=placed.order_id,
+            findings=[
+                bpb.FindingInput(clause_ref=ref, severity=sev, description="现场发现")
+                for ref, sev in findings
+            ],
+        ),
+        timeout=10,
+    )
     return [t.ticket_id for t in visit.tickets]
 
 
@@ -50,21 +65,34 @@ def test_rules_down_then_up_every_event_applied_exactly_once(pair: Pair) -> None
     pair.expert("E1", ["fire_crowded"], ["稠城街道"])
     token = pair.issue(firm).token
     pair.rules_server.stop(None)  # the rules service goes down
-    ids = _visit(pair, firm, token, [("GEN:ledger", bpb.SEVERITY_GENERAL),
-                                     ("FIRE35181:6.5", bpb.SEVERITY_MAJOR)])
+    ids = _visit(
+        pair,
+        firm,
+        token,
+        [("GEN:ledger", bpb.SEVERITY_GENERAL), ("FIRE35181:6.5", bpb.SEVERITY_MAJOR)],
+    )
     for ticket_id in ids:
-        pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
-            ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)), timeout=10)
+        pair.booking.SubmitRectification(
+            bpb.SubmitRectificationRequest(
+                ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)
+            ),
+            timeout=10,
+        )
     pair.booking.RecheckTicket(bpb.RecheckTicketRequest(ticket_id=ids[0], passed=True), timeout=10)
     down = deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules)
     assert (down.delivered, down.waiting) == (0, True)
     with pair.booking_engine.connect() as conn:
         attempts = conn.execute(
-            select(outbox.c.attempts, outbox.c.next_attempt_at).order_by(outbox.c.id)).all()
+            select(outbox.c.attempts, outbox.c.next_attempt_at).order_by(outbox.c.id)
+        ).all()
     assert attempts[0][0] == 1 and attempts[0][1] is not None  # backoff scheduled
     # the rules service comes back on the same port
-    server, _ = rules_grpc.create_server(load_rulebook(RULESETS), engine=pair.rules_engine,
-                                         address=f"127.0.0.1:{pair.rules_port}", today=pair.clock)
+    server, _ = rules_grpc.create_server(
+        load_rulebook(RULESETS),
+        engine=pair.rules_engine,
+        address=f"127.0.0.1:{pair.rules_port}",
+        today=pair.clock,
+    )
     server.start()
     pair.rules_server = server
     up = _deliver_when_back(pair)
@@ -88,17 +116,43 @@ def test_concurrent_dispatches_never_double_book_a_slot(pair: Pair) -> None:
     orders = []
     for firm in firms:  # no expert yet: every order waits
         token = pair.issue(firm).token
-        orders.append(pair.booking.CreateOrder(bpb.CreateOrderRequest(
-            qr_token=token, item_codes=["fire_safety"],
-            preferred_slots=[pair.slot(3), pair.slot(3, "PM")], contact_name="赵",
-            contact_phone="13712345678", idempotency_key="k"), timeout=10).order_id)
+        orders.append(
+            pair.booking.CreateOrder(
+                bpb.CreateOrderRequest(
+                    qr_token=token,
+                    item_codes=["fire_safety"],
+                    preferred_slots=[pair.slot(3), pair.slot(3, "PM")],
+                    contact_name="赵",
+                    contact_phone="13712345678",
+                    idempotency_key="k",
+                ),
+                timeout=10,
+            ).order_id
+        )
     with UnitOfWork(pair.booking_engine) as uow:  # an expert appears, not through the handler
-        uow.register.add(Expert("E9", "专家", "", ["fire_crowded"], ["稠城街道"],
-                                [pair.slot(3), pair.slot(3, "PM")], 2, True, []))
+        uow.register.add(
+            Expert(
+                "E9",
+                "专家",
+                "",
+                ["fire_crowded"],
+                ["稠城街道"],
+                [pair.slot(3), pair.slot(3, "PM")],
+                2,
+                True,
+                [],
+            )
+        )
         uow.commit()
     with ThreadPoolExecutor(len(orders)) as pool:
-        results = list(pool.map(lambda o: pair.booking.DispatchOrder(
-            bpb.DispatchOrderRequest(order_id=o), timeout=60), orders))
+        results = list(
+            pool.map(
+                lambda o: pair.booking.DispatchOrder(
+                    bpb.DispatchOrderRequest(order_id=o), timeout=60
+                ),
+                orders,
+            )
+        )
     dispatched = [r for r in results if r.status == bpb.ORDER_STATUS_DISPATCHED]
     assert sorted(r.slot for r in dispatched) == [pair.slot(3), pair.slot(3, "PM")]
     assert all(r.dispatch_note for r in results if r.status == bpb.ORDER_STATUS_SUBMITTED)
@@ -110,13 +164,25 @@ def test_concurrent_dispatches_never_double_book_a_slot(pair: Pair) -> None:
 def test_waiting_orders_are_dispatched_when_an_expert_becomes_free(pair: Pair) -> None:
     firm = pair.register_firm(30)
     token = pair.issue(firm).token
-    placed = pair.booking.CreateOrder(bpb.CreateOrderRequest(
-        qr_token=token, item_codes=["confined_space"], preferred_slots=[pair.slot(4), pair.slot(5)],
-        contact_name="钱", contact_phone="13612345678", idempotency_key="k"), timeout=10)
+    placed = pair.booking.CreateOrder(
+        bpb.CreateOrderRequest(
+            qr_token=token,
+            item_codes=["confined_space"],
+            preferred_slots=[pair.slot(4), pair.slot(5)],
+            contact_name="钱",
+            contact_phone="13612345678",
+            idempotency_key="k",
+        ),
+        timeout=10,
+    )
     assert placed.status == bpb.ORDER_STATUS_SUBMITTED and "暂无可派专家" in placed.dispatch_note
     pair.expert("E2", ["confined_space"], ["佛堂镇"], days=range(5, 6))  # other region: fine
     got = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=placed.order_id), timeout=10)
-    assert (got.status, got.expert_id, got.slot) == (bpb.ORDER_STATUS_DISPATCHED, "E2", pair.slot(5))
+    assert (got.status, got.expert_id, got.slot) == (
+        bpb.ORDER_STATUS_DISPATCHED,
+        "E2",
+        pair.slot(5),
+    )
 
 
 def test_sweep_reports_an_overdue_ticket_once(pair: Pair) -> None:
@@ -124,7 +190,9 @@ def test_sweep_reports_an_overdue_ticket_once(pair: Pair) -> None:
 
     firm = pair.register_firm(40)
     pair.expert("E1", ["fire_crowded"], ["稠城街道"])
-    (ticket_id,) = _visit(pair, firm, pair.issue(firm).token, [("GEN:ledger", bpb.SEVERITY_GENERAL)])
+    (ticket_id,) = _visit(
+        pair, firm, pair.issue(firm).token, [("GEN:ledger", bpb.SEVERITY_GENERAL)]
+    )
     pair.clock.today += timedelta(days=30)  # the deadline day: not overdue yet
     assert sweep(UnitOfWork(pair.booking_engine), pair.ctx) == 0
     pair.clock.today += timedelta(days=1)

@@ -101,6 +101,32 @@ def test_bad_rulesets_directory_is_a_clear_error(tmp_path: Path) -> None:
     assert "ruleset error: facts.yaml: missing" in result.stderr
 
 
+TOKEN = "cli-test-token-0123456789abcdef"
+AUTH = (("authorization", f"Bearer {TOKEN}"),)
+
+
+def write_tokens(folder: Path) -> Path:
+    path = folder / "tokens.json"
+    path.write_text(
+        json.dumps(
+            {
+                "tokens": [
+                    {"token": TOKEN, "caller": "cli-test-evaluator", "scopes": ["rules.evaluate"]}
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_serve_refuses_to_start_without_tokens(tmp_path: Path) -> None:
+    result = run_cli("serve", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--grpc", "127.0.0.1:0")
+    assert result.returncode != 0
+    assert "refusing to start without a tokens file" in result.stderr
+    assert not (tmp_path / "r.db").exists()  # refused before touching the database
+
+
 class Server:
     """`serve` in a subprocess on port 0; the port is read from its JSON log line."""
 
@@ -114,6 +140,8 @@ class Server:
                 "serve",
                 "--db",
                 f"sqlite:///{db}",
+                "--tokens",
+                str(write_tokens(db.parent)),
                 "--grpc",
                 "127.0.0.1:0",
             ],
@@ -159,7 +187,7 @@ def test_serve_logs_each_rpc_and_shuts_down_gracefully_on_sigterm(tmp_path: Path
             while (item := outbox.get()) is not None:
                 yield item
 
-        responses = stub.EvaluateStream(requests(), timeout=60)
+        responses = stub.EvaluateStream(requests(), timeout=60, metadata=AUTH)
         outbox.put(pb.EvaluateRequest(profile=profile_from_json(profile(1)), request_id="0"))
         first = next(responses)
         server.proc.send_signal(signal.SIGTERM)  # the stream is in flight
@@ -176,7 +204,8 @@ def test_serve_logs_each_rpc_and_shuts_down_gracefully_on_sigterm(tmp_path: Path
         rpc = [e for e in log if e.get("event") == "rpc"]
         assert rpc and rpc[-1]["method"] == "/rules.v1.RulesService/EvaluateStream"
         assert rpc[-1]["status"] == "OK" and rpc[-1]["messages_sent"] == 4
-        assert {"caller", "duration_ms"} <= set(rpc[-1])
+        assert rpc[-1]["caller"] == "cli-test-evaluator" and "duration_ms" in rpc[-1]
+        assert TOKEN not in json.dumps(log)  # the bearer token is never logged
         assert any(e.get("event") == "shutting down" for e in log)
         channel.close()
     finally:

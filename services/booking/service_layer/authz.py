@@ -1,0 +1,51 @@
+"""Who may do what beyond scopes (api.md, Auth; issue: roles).
+
+`ANONYMOUS` is the principal when a server runs without authentication (in-process
+tests only: the CLI refuses to start without a tokens file unless --dev); it is trusted.
+"""
+
+from __future__ import annotations
+
+from services.booking.domain.orders import Order
+from services.booking.domain.tickets import Ticket
+from services.common.context import ANONYMOUS, Principal
+from services.common.errors import PermissionDenied
+
+FIRM = "firm"  # a call admitted on its QR token alone
+
+
+def is_trusted(p: Principal) -> bool:
+    return p is ANONYMOUS or p.has("booking.admin")
+
+
+def require_qr_token(p: Principal, token: str) -> None:
+    """A caller admitted without a bearer token must present the firm's QR token."""
+    if p.caller == FIRM and not token:
+        raise PermissionDenied("this call needs the firm's QR token or a bearer token")
+
+
+def expert_filter(p: Principal) -> str:
+    """The expert id a visit must belong to ('' = any): experts record only their own."""
+    if is_trusted(p):
+        return ""
+    if p.has("booking.expert") and p.expert_id:
+        return p.expert_id
+    raise PermissionDenied("only the dispatched expert or booking.admin records a visit")
+
+
+def may_recheck(p: Principal, ticket: Ticket) -> bool:
+    """An inspector, or the expert who found it (booking.md)."""
+    return (
+        p is ANONYMOUS
+        or p.has("booking.inspector")
+        or (p.has("booking.expert") and bool(p.expert_id) and p.expert_id == ticket.expert_id)
+    )
+
+
+def may_cancel_for_authority(p: Principal) -> None:
+    if not is_trusted(p):
+        raise PermissionDenied("only booking.admin cancels for the authority")
+
+
+def sees_phone(p: Principal, order: Order) -> bool:
+    return is_trusted(p)

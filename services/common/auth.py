@@ -1,0 +1,217 @@
+"""Bearer-token authentication and scope checks for both gRPC servers, in one place.
+
+The tokens file (api.md): {"tokens": [{"token": "…", "caller": "yiwu-enforcement",
+"scopes": ["rules.evaluate"], "expert_id": "E1"?}]}; an entry may give "token_sha256"
+(hex) instead of the token itself. Tokens are kept only as SHA-256 digests and compared
+in constant time. Health checks and reflection need no token. A method whose rule says
+`qr_ok` may be called without a bearer token: its handler then requires the firm's QR
+token (the firm's credential for its own orders and tickets, nothing else).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from services.common.context import Principal, bind
+from services.common.ratelimit import RateLimiter
+
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+SCOPES = frozenset(
+    {
+        "rules.read",
+        "rules.evaluate",
+        "rules.write",
+        "inspection.check",
+        "booking.admin",
+        "booking.expert",
+        "booking.inspector",
+        "booking.read",
+    }
+)
+
+
+class TokenFileError(ValueError):
+    """The tokens file is missing, unreadable or malformed (the message says where)."""
+
+
+@dataclass(frozen=True)
+class MethodRule:
+    """Any one of `scopes` admits the caller; `qr_ok`: a QR token alone may call it."""
+
+    scopes: frozenset[str]
+    qr_ok: bool = False
+
+
+def rule(*scopes: str, qr_ok: bool = False) -> MethodRule:
+    unknown = set(scopes) - SCOPES
+    if unknown:
+        raise ValueError(f"unknown scopes {sorted(unknown)}")
+    return MethodRule(frozenset(scopes), qr_ok)
+
+
+class TokenStore:
+    """SHA-256 digests of the bearer tokens → principals."""
+
+    def __init__(self, entries: Mapping[bytes, Principal]) -> None:
+        self._entries = dict(entries)
+
+    @classmethod
+    def load(cls, path: Path | str) -> TokenStore:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            raw = data["tokens"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TokenFileError(f"{path}: {exc}") from exc
+        entries: dict[bytes, Principal] = {}
+        for i, item in enumerate(raw):
+            where = f"{path}: tokens[{i}]"
+            if not isinstance(item, dict) or not isinstance(item.get("caller"), str):
+                raise TokenFileError(f"{where}: needs a caller name")
+            scopes = frozenset(item.get("scopes", []))
+            if scopes - SCOPES:
+                raise TokenFileError(f"{where}: unknown scopes {sorted(scopes - SCOPES)}")
+            if "token_sha256" in item:
+                digest = bytes.fromhex(item["token_sha256"])
+            elif isinstance(item.get("token"), str) and len(item["token"]) >= 16:
+                digest = hashlib.sha256(item["token"].encode()).digest()
+            else:
+                raise TokenFileError(f"{where}: needs a token of 16+ characters or token_sha256")
+            entries[digest] = Principal(item["caller"], scopes, str(item.get("expert_id", "")))
+        return cls(entries)
+
+    def lookup(self, token: str) -> Principal | None:
+        """The principal for a bearer token; every stored digest is compared (constant time)."""
+        digest = hashlib.sha256(token.encode()).digest()
+        found = None
+        for stored, principal in self._entries.items():
+            if hmac.compare_digest(stored, digest):
+                found = principal
+        return found
+
+
+def write_dev_tokens(path: Path) -> dict[str, str]:
+    """Create a tokens file with one token per role (for `--dev`); returns caller → token."""
+    roles = {
+        "dev-admin": sorted(SCOPES),
+        "booking-service": ["rules.read", "rules.write"],
+        "dev-enforcement": ["rules.read", "rules.evaluate", "rules.write", "inspection.check"],
+        "dev-inspector": ["booking.inspector", "booking.read"],
+        "dev-expert-E-FIRE-01": ["booking.expert", "booking.read"],
+    }
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {t["caller"]: t["token"] for t in data["tokens"]}
+    tokens = []
+    for caller, scopes in roles.items():
+        entry: dict[str, Any] = {
+            "token": secrets.token_urlsafe(24),
+            "caller": caller,
+            "scopes": scopes,
+        }
+        if caller.startswith("dev-expert-"):
+            entry["expert_id"] = caller.removeprefix("dev-expert-")
+        tokens.append(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"tokens": tokens}, indent=2), encoding="utf-8")
+    path.chmod(0o600)
+    return {t["caller"]: t["token"] for t in tokens}
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """UNAUTHENTICATED without a known token, PERMISSION_DENIED without a needed scope,
+    RESOURCE_EXHAUSTED past the caller's rate; binds the caller for logs and handlers."""
+
+    def __init__(
+        self, store: TokenStore, rules: Mapping[str, MethodRule], limiter: RateLimiter | None = None
+    ) -> None:
+        self._store = store
+        self._rules = dict(rules)
+        self._limiter = limiter
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(details)
+        method = details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        verdict = self._admit(method, dict(details.invocation_metadata or ()))
+        if isinstance(verdict, Principal):
+            return _bound(handler, verdict)
+        return _refusal(handler, *verdict)
+
+    def _admit(
+        self, method: str, metadata: Mapping[str, Any]
+    ) -> Principal | tuple[grpc.StatusCode, str, float]:
+        method_rule = self._rules.get(method)
+        if method_rule is None:
+            return grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to callers", 0.0
+        header = str(metadata.get("authorization", ""))
+        if not header:
+            if method_rule.qr_ok:
+                return Principal("firm")
+            return grpc.StatusCode.UNAUTHENTICATED, "missing bearer token", 0.0
+        scheme, _, token = header.partition(" ")
+        principal = self._store.lookup(token.strip()) if scheme.lower() == "bearer" else None
+        if principal is None:
+            return grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token", 0.0
+        if not principal.scopes & method_rule.scopes:
+            need = " or ".join(sorted(method_rule.scopes))
+            return grpc.StatusCode.PERMISSION_DENIED, f"{principal.caller} lacks scope {need}", 0.0
+        if self._limiter is not None:
+            allowed, wait = self._limiter.check(principal.caller)
+            if not allowed:
+                return grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded", wait
+        return principal
+
+
+def _bound(handler: Any, principal: Principal) -> Any:
+    """The same handler, with the principal bound while it runs."""
+
+    def unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            bind(principal)
+            return behaviour(request, context)
+
+        return run
+
+    def stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            bind(principal)
+            yield from behaviour(request, context)
+
+        return run
+
+    return _replace(handler, unary, stream)
+
+
+def _refusal(handler: Any, code: grpc.StatusCode, message: str, retry_after: float) -> Any:
+    def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+        if retry_after:
+            context.set_trailing_metadata((("retry-after", str(max(1, round(retry_after)))),))
+        context.abort(code, message)
+
+    def refuse_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        refuse(request, context)
+        yield  # pragma: no cover - abort raises
+
+    return _replace(handler, lambda _b: refuse, lambda _b: refuse_stream)
+
+
+def _replace(handler: Any, unary: Callable[[Any], Any], stream: Callable[[Any], Any]) -> Any:
+    if handler.unary_unary:
+        return handler._replace(unary_unary=unary(handler.unary_unary))
+    if handler.stream_unary:
+        return handler._replace(stream_unary=unary(handler.stream_unary))
+    if handler.unary_stream:
+        return handler._replace(unary_stream=stream(handler.unary_stream))
+    return handler._replace(stream_stream=stream(handler.stream_stream))

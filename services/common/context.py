@@ -1,0 +1,54 @@
+"""Who is calling, for the duration of one call: set by the auth interceptor, read by the
+log line, the audit trail and the role checks. Per call, never leaking between calls."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: its name, scopes, and (for experts) which expert it is."""
+
+    caller: str
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    expert_id: str = ""
+
+    def has(self, *scopes: str) -> bool:
+        return bool(self.scopes & set(scopes))
+
+
+ANONYMOUS = Principal("anonymous")
+_CALL: contextvars.ContextVar[dict[str, Principal]] = contextvars.ContextVar("call")
+
+
+@contextmanager
+def call_scope() -> Iterator[dict[str, Principal]]:
+    """A fresh holder for one call (the logging interceptor opens it)."""
+    holder: dict[str, Principal] = {"principal": ANONYMOUS}
+    token = _CALL.set(holder)
+    try:
+        yield holder
+    finally:
+        _CALL.reset(token)
+
+
+def bind(principal: Principal) -> None:
+    """Record the verified caller of the current call."""
+    holder = _CALL.get(None)
+    if holder is None:
+        holder = {}
+        _CALL.set(holder)
+    holder["principal"] = principal
+
+
+def current_principal() -> Principal:
+    holder = _CALL.get(None)
+    return holder.get("principal", ANONYMOUS) if holder else ANONYMOUS
+
+
+def current_caller() -> str:
+    return current_principal().caller

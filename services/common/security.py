@@ -1,0 +1,89 @@
+"""What a server needs to be safe to expose: tokens, a per-caller rate, TLS."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from services.common.auth import AuthInterceptor, MethodRule, TokenStore, write_dev_tokens
+
+__all__ = ["DEV_TOKENS", "Security", "add_flags", "from_args", "write_dev_tokens"]
+from services.common.config import env_flag
+from services.common.ratelimit import Rate, RateLimiter
+from services.common.server import TlsFiles
+
+
+@dataclass(frozen=True)
+class Security:
+    """Bearer tokens (None: no authentication, for in-process tests), a per-caller rate,
+    and optional TLS."""
+
+    tokens: TokenStore | None = None
+    rate: Rate | None = None
+    tls: TlsFiles | None = None
+
+    def interceptors(self, methods: dict[str, MethodRule]) -> list[grpc.ServerInterceptor]:
+        if self.tokens is None:
+            return []
+        limiter = RateLimiter(self.rate) if self.rate else None
+        return [AuthInterceptor(self.tokens, methods, limiter)]
+
+
+DEV_TOKENS = Path("var/dev-tokens.json")
+
+
+def add_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None:
+    """--tokens, --dev, --rate and the TLS flags, each with an environment fallback."""
+    env_flag(parser, "--tokens", f"{env_prefix}_TOKENS", None, "bearer tokens file (JSON)")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help=f"development: create/use {DEV_TOKENS} instead of --tokens",
+    )
+    env_flag(
+        parser,
+        "--rate",
+        f"{env_prefix}_RATE",
+        100.0,
+        "requests per second per caller (burst: twice that)",
+        type=float,
+    )
+    env_flag(parser, "--tls-cert", f"{env_prefix}_TLS_CERT", None, "server certificate (PEM)")
+    env_flag(parser, "--tls-key", f"{env_prefix}_TLS_KEY", None, "server private key (PEM)")
+    env_flag(
+        parser,
+        "--tls-client-ca",
+        f"{env_prefix}_TLS_CLIENT_CA",
+        None,
+        "CA of client certificates: clients must present one (mTLS)",
+    )
+
+
+def from_args(args: argparse.Namespace) -> Security:
+    """The server's Security from its flags; refuses to run open without --dev."""
+    if args.tokens:
+        path = Path(args.tokens)
+    elif args.dev:
+        write_dev_tokens(DEV_TOKENS)
+        print(f"--dev: bearer tokens for every role are in {DEV_TOKENS.resolve()}", file=sys.stderr)
+        path = DEV_TOKENS
+    else:
+        raise SystemExit(
+            "refusing to start without a tokens file: pass --tokens FILE "
+            "(or --dev on a development machine)"
+        )
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise SystemExit("--tls-cert and --tls-key go together")
+        tls = TlsFiles(
+            Path(args.tls_cert),
+            Path(args.tls_key),
+            Path(args.tls_client_ca) if args.tls_client_ca else None,
+        )
+    rate = float(args.rate)
+    return Security(TokenStore.load(path), Rate(rate, 2 * rate) if rate > 0 else None, tls)

@@ -1,0 +1,20 @@
+"""Which scopes may call which RulesService method (api.md, Auth)."""
+
+from services.common.auth import MethodRule, rule
+
+PREFIX = "/rules.v1.RulesService/"
+RULES_METHODS: dict[str, MethodRule] = {
+    PREFIX + name: r
+    for name, r in {
+        "Evaluate": rule("rules.evaluate"),
+        "EvaluateStream": rule("rules.evaluate"),
+        "ListStandards": rule("rules.read", "rules.evaluate"),
+        "GetStandard": rule("rules.read", "rules.evaluate"),
+        "UpsertEnterprise": rule("rules.write"),
+        "GetEnterpriseStatus": rule("rules.read"),
+        "ListWhitelist": rule("rules.read"),
+        "ReportEvent": rule("rules.write"),
+        "CheckInspection": rule("inspection.check"),
+        "VerifyInspectionCode": rule("rules.read", "inspection.check"),
+    }.items()
+}
