@@ -8,6 +8,7 @@ from typing import Generic, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.common.audit import AuditTrail
 from services.common.db import is_sqlite, session_factory
 
 R = TypeVar("R")
@@ -19,9 +20,11 @@ class BaseUnitOfWork(Generic[R]):
     Subclasses say which repository to build (`make_register`) and map their tables.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit: AuditTrail | None = None) -> None:
         self.engine = engine
         self._factory: sessionmaker[Session] = session_factory(engine)
+        if audit is not None:
+            audit.install(self._factory)  # every committed change leaves a chained entry
         self.lock_rows = not is_sqlite(engine)  # SQLite's BEGIN IMMEDIATE locks the file
         self.session: Session
         self.register: R

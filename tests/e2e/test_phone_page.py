@@ -23,19 +23,27 @@ PX_PER_MM = 96 / 25.4
 
 
 def fits_phone(page: Any) -> bool:
-    width = page.evaluate("Math.max(document.body.scrollWidth, document.documentElement.scrollWidth)")
+    width = page.evaluate(
+        "Math.max(document.body.scrollWidth, document.documentElement.scrollWidth)"
+    )
     return int(width) <= 360
 
 
 def decode_poster(desk: Any, svg: str, shot: Path) -> str:
     """Render the A4 poster SVG, screenshot the QR code's area, decode it with zxing-cpp."""
-    desk.set_content(f'<!doctype html><html><body style="margin:0;background:#fff">{svg}</body></html>')
+    desk.set_content(
+        f'<!doctype html><html><body style="margin:0;background:#fff">{svg}</body></html>'
+    )
     desk.screenshot(path=str(shot.with_name("poster.png")), full_page=True)
     box = desk.locator("svg > g").first.bounding_box()
     assert box is not None
     pad = 24
-    clip = {"x": max(box["x"] - pad, 0), "y": max(box["y"] - pad, 0),
-            "width": box["width"] + 2 * pad, "height": box["height"] + 2 * pad}
+    clip = {
+        "x": max(box["x"] - pad, 0),
+        "y": max(box["y"] - pad, 0),
+        "width": box["width"] + 2 * pad,
+        "height": box["height"] + 2 * pad,
+    }
     png = desk.screenshot(clip=clip)
     shot.write_bytes(png)
     gray, width, height = png_to_gray(png)
@@ -45,11 +53,11 @@ def decode_poster(desk: Any, svg: str, shot: Path) -> str:
     return str(found[0].text)
 
 
-def test_poster_to_order_to_proof_of_fix(live: Live, phone: Any, desk: Any,
-                                         tmp_path: Path) -> None:
+def test_poster_to_order_to_proof_of_fix(live: Live, phone: Any, desk: Any, tmp_path: Path) -> None:
     pair = live.pair
-    firm = pair.register_firm(21, name="义乌市恒达五金制品有限公司",
-                              high_risk_domains=["dust_explosion"])
+    firm = pair.register_firm(
+        21, name="义乌市恒达五金制品有限公司", high_risk_domains=["dust_explosion"]
+    )
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])
     # Issue the code with the live server as the public base URL, so the QR opens it.
     here = replace(pair.ctx, public_url=live.base)
@@ -109,9 +117,19 @@ def test_poster_to_order_to_proof_of_fix(live: Live, phone: Any, desk: Any,
     phone.screenshot(path=str(tmp_path / "confirmation.png"), full_page=True)
 
     # The expert records the visit: one general finding.
-    pair.booking.RecordVisit(bpb.RecordVisitRequest(order_id=order_id, findings=[
-        bpb.FindingInput(clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL,
-                         description="未建立隐患排查治理台账")]), timeout=10)
+    pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(
+            order_id=order_id,
+            findings=[
+                bpb.FindingInput(
+                    clause_ref="GEN:ledger",
+                    severity=bpb.SEVERITY_GENERAL,
+                    description="未建立隐患排查治理台账",
+                )
+            ],
+        ),
+        timeout=10,
+    )
 
     # Back on the landing page the ticket is listed; open it and upload the proof.
     phone.get_by_role("link", name="返回企业主页").click()
@@ -128,7 +146,8 @@ def test_poster_to_order_to_proof_of_fix(live: Live, phone: Any, desk: Any,
     assert phone.locator("#photo").get_attribute("accept") == "image/jpeg,image/png"
     assert fits_phone(phone)
     phone.locator("#photo").set_input_files(
-        files=[{"name": "ledger.png", "mimeType": "image/png", "buffer": make_png(64, 48)}])
+        files=[{"name": "ledger.png", "mimeType": "image/png", "buffer": make_png(64, 48)}]
+    )
     phone.get_by_label("整改说明").fill("已建立台账")
     phone.get_by_role("button", name="提交整改").click()
     assert "/tickets/" in phone.url

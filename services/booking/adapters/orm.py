@@ -6,6 +6,8 @@ Invariants live in the schema: an expert's half-day is booked at most once
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -24,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import registry, relationship
 
-from services.booking.domain.orders import Order, OrderTransition
+from services.booking.domain.orders import Order, OrderTransition, mask_phone
 from services.booking.domain.records import (
     Assignment,
     Expert,
@@ -34,6 +36,7 @@ from services.booking.domain.records import (
     Visit,
 )
 from services.booking.domain.tickets import Ticket, TicketTransition
+from services.common.audit import Audited, AuditTrail, audit_tables
 
 metadata = MetaData(
     naming_convention={
@@ -192,6 +195,72 @@ outbox = Table(
     Column("last_error", Text, nullable=False, server_default=""),
     Index("ix_outbox_pending", "delivered_at", "failed_at", "id"),
 )
+
+audit_log, audit_head = audit_tables(metadata)
+
+
+def _serial_digest(value: str) -> str:
+    """QR serials are half of a credential: the trail keeps a digest, never the serial."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16] if value else ""
+
+
+AUDITED = {
+    FirmCard: Audited(
+        "firm",
+        "enterprise_id",
+        ("name", "region", "qr_key_id", "qr_serial"),
+        {"qr_serial": _serial_digest},
+    ),
+    Expert: Audited(
+        "expert",
+        "id",
+        (
+            "name",
+            "phone",
+            "domains",
+            "regions",
+            "slots",
+            "max_visits_per_day",
+            "active",
+            "conflicts",
+        ),
+        {"phone": mask_phone, "slots": len},
+    ),
+    Order: Audited(
+        "order",
+        "id",
+        (
+            "enterprise_id",
+            "status",
+            "item_codes",
+            "expert_id",
+            "slot",
+            "contact_phone",
+            "dispatch_note",
+        ),
+        {"contact_phone": mask_phone},
+    ),
+    Assignment: Audited("assignment", "order_id", ("expert_id", "slot")),
+    Visit: Audited("visit", "id", ("order_id", "expert_id", "visited_on", "minutes_on_site")),
+    Ticket: Audited(
+        "ticket",
+        "id",
+        (
+            "order_id",
+            "enterprise_id",
+            "clause_ref",
+            "severity",
+            "status",
+            "due_on",
+            "verified_on",
+            "closed_late",
+            "proof_photo_id",
+            "overdue_reported_for",
+        ),
+    ),
+    Photo: Audited("photo", "id", ("ticket_id", "content_type", "size", "sha256", "purpose")),
+}
+AUDIT = AuditTrail(audit_log, audit_head, AUDITED)
 
 _mapped = False
 

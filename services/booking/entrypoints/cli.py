@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         env_flag(command, "--workers", "BOOKING_WORKERS", 8, "gRPC worker threads", type=int)
         security.add_flags(command, "BOOKING")
         command.set_defaults(run=run)
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    verify = audit.add_parser("verify", help="recompute the hash chain; name the first break")
+    env_flag(verify, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
+    verify.set_defaults(run=cmd_audit_verify)
     migrate_cmd = sub.add_parser("migrate", help="create or upgrade the booking schema")
     env_flag(migrate_cmd, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
     migrate_cmd.set_defaults(run=cmd_migrate)
@@ -150,6 +156,15 @@ def _context(args: argparse.Namespace) -> BookingContext:
         hotline=getattr(args, "hotline", "12345"),
         today=today_shanghai,
     )
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from services.booking.adapters.orm import audit_head, audit_log
+    from services.common.audit import verify_command
+
+    engine = make_engine(args.db)
+    migrate.upgrade(engine)
+    return verify_command(engine, audit_log, audit_head)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import registry
 
+from services.common.audit import Audited, AuditTrail, audit_tables
 from services.rules.domain.register import (
     DecisionRecord,
     EventRecord,
@@ -146,6 +147,60 @@ reevaluation_runs = Table(
     Column("last_enterprise_id", String(18), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
 )
+
+audit_log, audit_head = audit_tables(metadata)
+
+AUDITED = {
+    Firm: Audited(
+        "firm", "enterprise_id", ("name", "region", "status", "risk_level", "decision_id")
+    ),
+    DecisionRecord: Audited(
+        "decision",
+        "id",
+        (
+            "enterprise_id",
+            "status",
+            "risk_level",
+            "ruleset_version",
+            "as_of",
+            "cause",
+            "whitelist_change",
+        ),
+    ),
+    WhitelistEntry: Audited(
+        "whitelist_entry",
+        "id",
+        (
+            "enterprise_id",
+            "granted_on",
+            "valid_until",
+            "revoked_on",
+            "revoked_reason",
+            "decision_id",
+        ),
+    ),
+    EventRecord: Audited(
+        "event",
+        "event_id",
+        ("source", "enterprise_id", "kind", "occurred_on", "summary", "decision_id"),
+    ),
+    InspectionRecord: Audited(
+        "inspection",
+        "id",
+        (
+            "enterprise_id",
+            "authority",
+            "kind",
+            "planned_on",
+            "allowed",
+            "joint",
+            "joint_id",
+            "reason_code",
+            "requested_by",
+        ),
+    ),
+}
+AUDIT = AuditTrail(audit_log, audit_head, AUDITED)
 
 _mapped = False
 

@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     security.add_flags(demo, "RULES")
     demo.set_defaults(run=cmd_demo, workers=8)
 
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    verify = audit.add_parser("verify", help="recompute the hash chain; name the first break")
+    env_flag(verify, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
+    verify.set_defaults(run=cmd_audit_verify)
+
     migrate = sub.add_parser("migrate", help="create or upgrade the register's schema")
     env_flag(migrate, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
     migrate.set_defaults(run=cmd_migrate)
@@ -149,6 +156,13 @@ def seed_demo(args: argparse.Namespace, path: Path = Path("examples/profiles.jso
             continue  # the examples include a deliberately invalid profile
     engine.dispose()
     return seeded
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from services.common.audit import verify_command
+    from services.rules.adapters.orm import audit_head, audit_log
+
+    return verify_command(_database(args.db), audit_log, audit_head)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -6,14 +6,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from services.common.unit_of_work import BaseUnitOfWork
-from services.rules.adapters.orm import start_mappers
+from services.rules.adapters.orm import AUDIT, start_mappers
 from services.rules.adapters.repository import Register
 
 
 class UnitOfWork(BaseUnitOfWork[Register]):
     def __init__(self, engine: Engine) -> None:
         start_mappers()
-        super().__init__(engine)
+        super().__init__(engine, AUDIT)
 
     def make_register(self, session: Session) -> Register:
         return Register(session, lock_rows=self.lock_rows)

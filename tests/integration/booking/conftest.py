@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.booking_env import Pair, running_pair
-from tests.integration.rules.conftest import PG_ADMIN_URL
+from tests.integration.conftest import PG_ADMIN_URL
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

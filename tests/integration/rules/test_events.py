@@ -19,7 +19,7 @@ from grpc_status import rpc_status
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.rules.entrypoints.convert import profile_from_json
-from tests.integration.rules.conftest import Clock, upsert
+from tests.integration.conftest import Clock, upsert
 from tests.support import profile, uscc
 
 TODAY = "2026-06-30"  # the conftest clock's default

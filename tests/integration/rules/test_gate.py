@@ -16,7 +16,7 @@ from grpc_status import rpc_status
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
-from tests.integration.rules.conftest import upsert
+from tests.integration.conftest import upsert
 from tests.support import profile, uscc
 
 ROUTINE = pb.INSPECTION_KIND_ROUTINE

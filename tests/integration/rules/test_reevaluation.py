@@ -18,7 +18,7 @@ from services.rules.domain.register import DecisionRecord
 from services.rules.entrypoints.grpc_server import context_from
 from services.rules.service_layer.reevaluation import reevaluate_all
 from services.rules.service_layer.unit_of_work import UnitOfWork
-from tests.integration.rules.conftest import upsert
+from tests.integration.conftest import upsert
 from tests.support import ROOT, profile, uscc
 
 

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
-from tests.integration.rules.conftest import upsert
+from tests.integration.conftest import upsert
 from tests.support import profile, uscc
 
 

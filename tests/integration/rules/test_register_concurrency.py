@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
-from tests.integration.rules.conftest import upsert
+from tests.integration.conftest import upsert
 from tests.support import profile, uscc
 
 RACERS = 12

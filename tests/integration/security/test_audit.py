@@ -1,0 +1,196 @@
+"""The audit trail: every state change recorded with caller, before and after, chained by
+hashes; editing, deleting or cutting rows in the database is caught by `audit verify`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, delete, select, update
+
+from services.booking.adapters.orm import audit_head as b_head
+from services.booking.adapters.orm import audit_log as b_log
+from services.common._generated.booking.v1 import booking_pb2 as bpb
+from services.common._generated.rules.v1 import rules_pb2 as rpb
+from services.common.audit import verify
+from services.rules.adapters.orm import audit_head, audit_log
+from tests.booking_env import Pair, running_pair
+from tests.integration.conftest import upsert
+from tests.support import ROOT, profile, uscc
+
+
+def _report(engine: Engine, log=audit_log, head=audit_head):  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return verify(conn, log, head)
+
+
+def _entries(engine: Engine, log=audit_log) -> list:  # type: ignore[no-untyped-def,type-arg]
+    with engine.connect() as conn:
+        return list(conn.execute(select(log).order_by(log.c.id)))
+
+
+def _some_history(stub) -> None:  # type: ignore[no-untyped-def]
+    upsert(stub, profile(1))
+    stub.ReportEvent(
+        rpb.ReportEventRequest(
+            event=rpb.EnterpriseEvent(
+                event_id="acc-1",
+                enterprise_id=uscc(1),
+                kind=rpb.EVENT_KIND_ACCIDENT,
+                occurred_on="2026-06-01",
+                accident=rpb.AccidentDetail(level=rpb.ACCIDENT_LEVEL_GENERAL),
+            )
+        ),
+        timeout=10,
+    )
+    stub.CheckInspection(
+        rpb.CheckInspectionRequest(
+            enterprise_id=uscc(1),
+            authority="义乌市应急管理局",
+            kind=rpb.INSPECTION_KIND_ROUTINE,
+            planned_on="2026-07-01",
+        ),
+        timeout=10,
+    )
+
+
+def test_every_change_is_recorded_with_before_and_after(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    _some_history(register_stub)
+    rows = _entries(db_engine)
+    kinds = {(r.entity, r.action) for r in rows}
+    assert {
+        ("firm", "create"),
+        ("decision", "create"),
+        ("whitelist_entry", "create"),
+        ("whitelist_entry", "update"),
+        ("event", "create"),
+        ("inspection", "create"),
+        ("firm", "update"),
+    } <= kinds
+    revoked = next(r for r in rows if r.entity == "whitelist_entry" and r.action == "update")
+    assert revoked.before["revoked_on"] is None and revoked.after["revoked_on"] is not None
+    assert all(r.caller for r in rows)
+    assert _report(db_engine).ok
+
+
+def test_an_edited_row_breaks_the_chain_there(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    _some_history(register_stub)
+    rows = _entries(db_engine)
+    target = next(r for r in rows if r.entity == "whitelist_entry" and r.action == "update")
+    with db_engine.begin() as conn:  # someone quietly "un-revokes" the white list
+        conn.execute(
+            update(audit_log)
+            .where(audit_log.c.id == target.id)
+            .values(after={**target.after, "revoked_on": None})
+        )
+    report = _report(db_engine)
+    assert (report.ok, report.broken_at) == (False, target.id)
+    assert "edited" in report.reason
+
+
+def test_a_deleted_row_and_a_cut_tail_are_caught(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    _some_history(register_stub)
+    rows = _entries(db_engine)
+    with db_engine.begin() as conn:
+        conn.execute(delete(audit_log).where(audit_log.c.id == rows[-1].id))
+    cut = _report(db_engine)
+    assert not cut.ok and "end" in cut.reason
+    with db_engine.begin() as conn:
+        conn.execute(delete(audit_log).where(audit_log.c.id == rows[2].id))
+    gap = _report(db_engine)
+    assert (gap.ok, gap.broken_at) == (False, rows[3].id)
+
+
+def test_the_chain_stays_linear_under_concurrent_writers(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    upsert(register_stub, profile(2, specialized_sme=False, standardization_grade=0))
+    start = date(2026, 1, 5)
+    with ThreadPoolExecutor(10) as pool:
+        list(
+            pool.map(
+                lambda i: register_stub.CheckInspection(
+                    rpb.CheckInspectionRequest(
+                        enterprise_id=uscc(2),
+                        authority=f"主体{i}",
+                        kind=rpb.INSPECTION_KIND_ROUTINE,
+                        planned_on=(start + timedelta(days=20 * i)).isoformat(),
+                    ),
+                    timeout=60,
+                ),
+                range(10),
+            )
+        )
+    report = _report(db_engine)
+    assert report.ok and report.entries >= 12
+
+
+def test_cli_audit_verify_reports_the_first_broken_entry(tmp_path: Path) -> None:
+    with running_pair(tmp_path) as pair:
+        _booking_history(pair)
+        rows = _entries(pair.booking_engine, b_log)
+        assert {r.entity for r in rows} >= {
+            "firm",
+            "expert",
+            "order",
+            "assignment",
+            "visit",
+            "ticket",
+            "photo",
+        }
+        phones = [r for r in rows if r.entity == "order" and r.after and "contact_phone" in r.after]
+        assert phones and all("****" in r.after["contact_phone"] for r in phones)
+        serials = [r.after["qr_serial"] for r in rows if r.entity == "firm" and r.after]
+        assert serials and all(s.startswith("sha256:") for s in serials)
+        db = pair.booking_engine.url.render_as_string(hide_password=False)
+        command = [sys.executable, "-m", "services.booking", "audit", "verify", "--db", db]
+        ok = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert ok.returncode == 0 and "intact" in ok.stdout, ok.stderr
+        ticket = next(r for r in rows if r.entity == "ticket" and r.action == "update")
+        with pair.booking_engine.begin() as conn:
+            conn.execute(update(b_log).where(b_log.c.id == ticket.id).values(caller="someone-else"))
+        broken = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert broken.returncode == 1
+        assert f"BROKEN at entry {ticket.id}" in broken.stdout
+        with pair.booking_engine.connect() as conn:
+            assert not verify(conn, b_log, b_head).ok
+
+
+def _booking_history(pair: Pair) -> None:
+    firm = pair.register_firm(1)
+    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
+    token = pair.issue(firm).token
+    placed = pair.booking.CreateOrder(
+        bpb.CreateOrderRequest(
+            qr_token=token,
+            item_codes=["fire_safety"],
+            preferred_slots=[pair.slot(1), pair.slot(2)],
+            contact_name="孙",
+            contact_phone="13412345678",
+            idempotency_key="k",
+        ),
+        timeout=10,
+    )
+    ticket = pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(
+            order_id=placed.order_id,
+            findings=[
+                bpb.FindingInput(
+                    clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL, description="无台账"
+                )
+            ],
+        ),
+        timeout=10,
+    ).tickets[0]
+    pair.booking.SubmitRectification(
+        bpb.SubmitRectificationRequest(
+            ticket_id=ticket.ticket_id,
+            qr_token=token,
+            photo=bpb.Photo(content=b"\x89PNG\r\n\x1a\n" + b"\x00" * 32),
+        ),
+        timeout=10,
+    )
+    pair.booking.RecheckTicket(
+        bpb.RecheckTicketRequest(ticket_id=ticket.ticket_id, passed=True), timeout=10
+    )
