@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import structlog
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -34,6 +36,7 @@ def call_scope() -> Iterator[dict[str, Principal]]:
         yield holder
     finally:
         _CALL.reset(token)
+        structlog.contextvars.unbind_contextvars("caller")
 
 
 def bind(principal: Principal) -> None:
@@ -43,6 +46,7 @@ def bind(principal: Principal) -> None:
         holder = {}
         _CALL.set(holder)
     holder["principal"] = principal
+    structlog.contextvars.bind_contextvars(caller=principal.caller)  # on every log line
 
 
 def current_principal() -> Principal:

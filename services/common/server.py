@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
 from services.common.interceptors import LoggingInterceptor
+from services.common.malformed import MalformedRequestInterceptor
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 5 MB photo plus its envelope
 _log = structlog.get_logger("server")
@@ -33,7 +34,8 @@ def new_server(
     ]
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[LoggingInterceptor(), *interceptors],  # logging outermost: sees refusals
+        # logging outermost (it sees refusals); bad bytes are refused before anything else
+        interceptors=[LoggingInterceptor(), MalformedRequestInterceptor(), *interceptors],
         options=options,
         maximum_concurrent_rpcs=max_workers * 16,
     )

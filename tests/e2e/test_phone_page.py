@@ -134,6 +134,7 @@ def test_poster_to_order_to_proof_of_fix(live: Live, phone: Any, desk: Any, tmp_
     # Back on the landing page the ticket is listed; open it and upload the proof.
     phone.get_by_role("link", name="返回企业主页").click()
     assert phone.url == decoded
+    phone.screenshot(path=str(tmp_path / "landing-with-ticket.png"), full_page=True)
     ticket_link = phone.locator("#tickets a.ticket")
     assert ticket_link.count() == 1
     assert "未建立隐患排查治理台账" in ticket_link.inner_text()

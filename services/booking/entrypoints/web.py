@@ -102,6 +102,7 @@ TICKET_STATUS_LABELS = {
     TicketStatus.VERIFIED.value: "复查通过",
 }
 SEVERITY_LABELS = {"major": "重大隐患", "general": "一般隐患"}
+# Other actors are service callers (experts, inspectors): their ids stay off the page.
 ACTOR_LABELS = {"firm": "企业", "dispatcher": "系统派单", "": "系统"}
 DOMAIN_LABELS = {
     "hazardous_chemicals": "危险化学品",
@@ -182,7 +183,7 @@ def _environment() -> jinja2.Environment:
         order_status=lambda s: ORDER_STATUS_LABELS.get(s, s),
         ticket_status=lambda s: TICKET_STATUS_LABELS.get(s, s),
         severity=lambda s: SEVERITY_LABELS.get(s, s),
-        actor=lambda a: ACTOR_LABELS.get(a, a),
+        actor=lambda a: ACTOR_LABELS.get(a, "专家/工作人员"),
         domain=lambda d: DOMAIN_LABELS.get(d, d),
         day=_day,
         time=_time,
@@ -199,8 +200,11 @@ def _environment() -> jinja2.Environment:
 class _Guard:
     """Security headers on every response, no-store on dynamic pages, bounded bodies."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, on_crash: Callable[[Request, Exception], Any] | None = None
+    ) -> None:
         self.app = app
+        self.on_crash = on_crash
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -223,13 +227,24 @@ class _Guard:
             return message
 
         no_store = not path.startswith("/static/")
+        started = False
 
         async def with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 _secure(MutableHeaders(scope=message), no_store)
             await send(message)
 
-        await self.app(scope, bounded, with_headers)
+        try:
+            await self.app(scope, bounded, with_headers)
+        except Exception as exc:
+            # Unexpected: answer with the 500 page here rather than in Starlette's outer
+            # ServerErrorMiddleware, which re-raises and makes uvicorn drop the connection.
+            if started or self.on_crash is None:
+                raise
+            response = await self.on_crash(Request(scope), exc)
+            await response(scope, receive, with_headers)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -485,6 +500,7 @@ class _Site:
             "ticket": ticket,
             "today": today,
             "days_left": (ticket.due_on - today).days,
+            "expert_name": self.expert_names([ticket.expert_id]).get(ticket.expert_id, ""),
             "clause_text": text,
             "guidance": guidance,
             "max_mb": MAX_PHOTO_BYTES // (1024 * 1024),
@@ -670,17 +686,6 @@ class _Site:
                 return self._error_page(405, "不支持的操作", "请返回上一页重试。")
             return self._error_page(code, "请求有误", "请返回上一页重试。")
 
-        async def crashed(request: Request, exc: Exception) -> Response:
-            _log.error(
-                "unexpected error",
-                path=_log_path(request.url.path),
-                method=request.method,
-                error_type=type(exc).__name__,
-            )
-            response = self._error_page(500, "系统出错了", "很抱歉，请稍后再试；问题已记录。")
-            _secure(response.headers)  # this one is sent outside _Guard
-            return response
-
         return {
             PermissionDenied: denied,
             NotFound: page(404, "没有找到", "没有找到该记录，请返回企业主页查看。"),
@@ -692,8 +697,21 @@ class _Site:
             PoolTimeout: unavailable,
             BodyTooLarge: page(413, "提交的内容太大", "照片不能超过5MB，请压缩后重新上传。"),
             HTTPException: http_error,
-            Exception: crashed,
+            Exception: self.crashed,  # fallback: _Guard normally answers these itself
         }
+
+    async def crashed(self, request: Request, exc: Exception) -> Response:
+        """Anything unexpected: log it (without the QR token), show no traceback."""
+        _log.error(
+            "unexpected error",
+            path=_log_path(request.url.path),
+            method=request.method,
+            error_type=type(exc).__name__,
+            exc_info=exc,
+        )
+        response = self._error_page(500, "系统出错了", "很抱歉，请稍后再试；问题已记录。")
+        _secure(response.headers)  # when sent from Starlette's outer middleware
+        return response
 
 
 def create_web_app(
@@ -717,6 +735,6 @@ def create_web_app(
     return Starlette(
         debug=False,
         routes=routes,
-        middleware=[Middleware(_Guard)],
+        middleware=[Middleware(_Guard, on_crash=site.crashed)],
         exception_handlers=site.error_handlers(),
     )
