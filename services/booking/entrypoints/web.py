@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -75,6 +76,7 @@ FORM_BODY_LIMIT = 64 * 1024  # the order form is a few hundred bytes
 UPLOAD_BODY_LIMIT = 6 * 1024 * 1024 + 64 * 1024  # one ≤ 5 MB photo, a note, multipart framing
 UPLOAD_PART_LIMIT = 6 * 1024 * 1024
 HEALTH_TIMEOUT_S = 5.0
+GUIDANCE_RETRY_S = 60.0
 ORDER_FIELDS = ("item_codes", "preferred_slots", "contact_name", "contact_phone", "note")
 TICKET_FIELDS = ("note", "photo")
 _UPLOAD_PATH = re.compile(r"^/q/[^/]+/tickets/[^/]+/?$")
@@ -142,6 +144,14 @@ def _day(value: date | None) -> str:
     return f"{value.year}年{value.month}月{value.day}日" if value else ""
 
 
+def _iso_day(text: str) -> str:
+    """A `YYYY-MM-DD` string as 2026年6月7日; anything else as it is."""
+    try:
+        return _day(date.fromisoformat(text))
+    except (TypeError, ValueError):
+        return text
+
+
 def _time(value: datetime | None) -> str:
     """A stored instant in Beijing time (SQLite hands back naive UTC)."""
     if value is None:
@@ -186,6 +196,7 @@ def _environment() -> jinja2.Environment:
         actor=lambda a: ACTOR_LABELS.get(a, "专家/工作人员"),
         domain=lambda d: DOMAIN_LABELS.get(d, d),
         day=_day,
+        iso_day=_iso_day,
         time=_time,
         slot_label=_slot_label,
         month=_month,
@@ -279,6 +290,7 @@ class _Site:
         self.on_outbox = on_outbox
         self.env = _environment()
         self._clauses: dict[str, dict[str, tuple[str, str]]] = {}
+        self._retry_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     # -- plumbing
@@ -324,11 +336,14 @@ class _Site:
         standard_id, _, clause = clause_ref.partition(":")
         with self._lock:
             known = self._clauses.get(standard_id)
+            if known is None and time.monotonic() < self._retry_at.get(standard_id, 0.0):
+                return "", ""  # failed a moment ago: do not make every page wait again
         if known is None:
             fetched = self._fetch_standard(standard_id)
-            if fetched is None:
-                return "", ""
             with self._lock:
+                if fetched is None:
+                    self._retry_at[standard_id] = time.monotonic() + GUIDANCE_RETRY_S
+                    return "", ""
                 self._clauses[standard_id] = known = fetched
         return known.get(clause, ("", ""))
 

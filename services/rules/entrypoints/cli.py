@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="evaluate through a running server at HOST:PORT, not in-process",
     )
+    env_flag(
+        evaluate,
+        "--token",
+        "RULES_TOKEN",
+        "",
+        "bearer token for --server (scope rules.evaluate); under make run see var/dev-tokens.json",
+    )
     env_flag(evaluate, "--rulesets", "RULES_RULESETS", "rulesets", "rulesets directory")
     evaluate.set_defaults(run=cmd_evaluate)
     return parser
@@ -196,9 +203,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{seeded} demo firm(s) from examples/profiles.jsonl are in the register.\n"
         "Try, in another terminal:\n"
         "  .venv/bin/python -m services.rules evaluate examples/profiles.jsonl\n"
-        f"  .venv/bin/python -m services.rules evaluate --server {host}:{port} "
+        f"  RULES_TOKEN=<dev-enforcement token from var/dev-tokens.json> "
+        f".venv/bin/python -m services.rules evaluate --server {host}:{port} "
         "examples/profiles.jsonl --json\n"
-        f'  grpcurl -plaintext -d \'{{"enterprise_id": "91330782MA2000001K"}}\' '
+        f'  grpcurl -plaintext -H "authorization: Bearer <token>" '
+        f'-d \'{{"enterprise_id": "91330782MA2000001K"}}\' '
         f"{host}:{port} rules.v1.RulesService/GetEnterpriseStatus   (reflection is on)\n"
         "Stop with Ctrl-C.\n",
         file=sys.stderr,
@@ -245,7 +254,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         file=sys.stderr,
         disable=None if (total or 0) >= PROGRESS_THRESHOLD else True,
     )
-    evaluator = _remote(args.server) if args.server else _local(args.rulesets)
+    evaluator = _remote(args.server, args.token) if args.server else _local(args.rulesets)
     failures = 0
     try:
         for where, data in read_profiles(args.file):
@@ -295,9 +304,10 @@ def _local(rulesets: str) -> Any:
     return evaluate
 
 
-def _remote(address: str) -> Any:
+def _remote(address: str, token: str) -> Any:
     channel = grpc.insecure_channel(address)
     stub = rules_pb2_grpc.RulesServiceStub(channel)
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
     def evaluate(data: Any, as_of: str) -> pb.Decision:
         request = pb.EvaluateRequest(as_of=as_of)
@@ -309,7 +319,7 @@ def _remote(address: str) -> Any:
                 error=_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc)),
             )
         try:
-            return stub.Evaluate(request, timeout=30)
+            return stub.Evaluate(request, timeout=30, metadata=metadata)
         except grpc.RpcError as exc:
             return pb.Decision(
                 enterprise_id=request.profile.enterprise_id,
