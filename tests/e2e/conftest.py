@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from services.booking.entrypoints.web import create_web_app
 from services.common.http_server import HttpServer, start_http
@@ -32,8 +33,6 @@ CHROMIUM_ARGS = [
 ]
 PHONE = {"width": 360, "height": 740}
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
 
 @dataclass
 class Live:
@@ -46,10 +45,10 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
         pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium)")
-    with sync_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield launched
@@ -68,10 +67,13 @@ def live(tmp_path: Path) -> Iterator[Live]:
 
 
 @pytest.fixture
-def phone(browser: object) -> Iterator[object]:
+def phone(browser: Browser) -> Iterator[Page]:
     """A phone-sized page, JavaScript off."""
-    context = browser.new_context(  # type: ignore[attr-defined]
-        viewport=PHONE, java_script_enabled=False, locale="zh-CN", device_scale_factor=1
+    context = browser.new_context(
+        viewport={"width": PHONE["width"], "height": PHONE["height"]},
+        java_script_enabled=False,
+        locale="zh-CN",
+        device_scale_factor=1,
     )
     try:
         yield context.new_page()
@@ -80,7 +82,7 @@ def phone(browser: object) -> Iterator[object]:
 
 
 @pytest.fixture
-def desk(browser: object) -> Iterator[object]:
+def desk(browser: Browser) -> Iterator[Page]:
     """A page big enough for an A4 poster at 96 dpi."""
     context = browser.new_context(
         viewport={"width": 800, "height": 1130}, java_script_enabled=False, device_scale_factor=1
@@ -135,9 +137,9 @@ def png_to_gray(png: bytes) -> tuple[bytearray, int, int]:
     gray = bytearray(width * height)
     offset = 0
     for y in range(height):
-        kind, line = raw[offset], bytearray(raw[offset + 1 : offset + 1 + stride])
+        method, line = raw[offset], bytearray(raw[offset + 1 : offset + 1 + stride])
         offset += 1 + stride
-        _unfilter(kind, line, previous, channels)
+        _unfilter(method, line, previous, channels)
         for x in range(width):
             p = x * channels
             gray[y * width + x] = (

@@ -48,7 +48,7 @@ def decode_poster(desk: Any, svg: str, shot: Path) -> str:
     shot.write_bytes(png)
     gray, width, height = png_to_gray(png)
     image = memoryview(gray).cast("B", shape=(height, width))
-    found = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)
+    found = [b for b in zxingcpp.read_barcodes(image) if b.format == zxingcpp.BarcodeFormat.QRCode]
     assert len(found) == 1, f"expected one QR code in {shot}, found {len(found)}"
     return str(found[0].text)
 

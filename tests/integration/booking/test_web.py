@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -479,11 +480,12 @@ def test_healthz_is_ok_and_503_when_the_database_is_unreachable(site: Site, tmp_
 
 def test_unexpected_errors_give_a_500_page_without_a_traceback(site: Site) -> None:
     class Broken:
-        def __getattr__(self, name: str) -> object:
-            def fail(*args: object) -> object:
-                raise RuntimeError("secret internals /etc/passwd")
+        """A rules client that fails in an unexpected way."""
 
-            return fail
+        def fail(self, *args: object) -> Any:
+            raise RuntimeError("secret internals /etc/passwd")
+
+        firm = clause_exists = report = verify_code = fail
 
     app = create_web_app(replace(site.pair.ctx, rules=Broken()), site.pair.booking_engine)
     server = start_http(app)
