@@ -70,7 +70,7 @@ class RulesClient:
         self._stub = rules_pb2_grpc.RulesServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
-        self._clauses: dict[str, frozenset[str]] = {}
+        self._clauses: dict[str, dict[str, tuple[str, str]]] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -99,35 +99,39 @@ class RulesClient:
         return FirmInfo(enterprise_id, status.profile.name, status.profile.region)
 
     def warm_clauses(self) -> int:
-        """Fetch every standard's clause list, so findings validate while rules is down."""
+        """Fetch every standard's clauses (text and guidance), so findings validate and
+        tickets show guidance while the rules service is down."""
         listed = self._call(self._stub.ListStandards, pb.ListStandardsRequest())
-        catalogue = {}
+        catalogue: dict[str, dict[str, tuple[str, str]]] = {}
         for standard in listed.standards:
             full = self._call(
                 self._stub.GetStandard, pb.GetStandardRequest(standard_id=standard.id)
             )
-            catalogue[standard.id] = frozenset(c.clause for c in full.clauses)
+            catalogue[standard.id] = {c.clause: (c.text, c.guidance) for c in full.clauses}
         with self._lock:
             self._clauses = catalogue
         return sum(len(v) for v in catalogue.values())
 
-    def clause_exists(self, clause_ref: str) -> bool:
-        """Whether the rules service knows the clause: from the cached catalogue, refreshed
-        on a miss (a new standard) when the rules service is reachable."""
+    def clause(self, clause_ref: str) -> tuple[str, str] | None:
+        """(text, guidance) of a clause the rules service knows, or None. Served from the
+        cached catalogue, refreshed on a miss (a new standard) when rules is reachable."""
         standard_id, _, clause = clause_ref.partition(":")
         with self._lock:
-            known = self._clauses.get(standard_id)
+            found = self._clauses.get(standard_id, {}).get(clause)
             warm = bool(self._clauses)
-        if known is not None and clause in known:
-            return True
+        if found is not None:
+            return found
         try:
             self.warm_clauses()
         except RulesUnavailable:
             if not warm:
                 raise  # never fetched: cannot tell
-            return False
+            return None
         with self._lock:
-            return clause in self._clauses.get(standard_id, frozenset())
+            return self._clauses.get(standard_id, {}).get(clause)
+
+    def clause_exists(self, clause_ref: str) -> bool:
+        return self.clause(clause_ref) is not None
 
     def report(self, event: dict[str, Any]) -> None:
         """Deliver one event (the outbox's JSON); idempotent at the rules side by event_id."""

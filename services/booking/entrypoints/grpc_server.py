@@ -35,7 +35,11 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return UnitOfWork(self._engine)
 
     def _guidance(self, clause_ref: str) -> str:
-        return ""
+        try:
+            found = self._ctx.rules.clause(clause_ref)
+        except Exception:  # the rules service is unreachable and nothing is cached
+            return ""
+        return found[1] if found else ""
 
     @map_errors
     def IssueQrCode(
@@ -189,7 +193,10 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             order_id=result.visit.order_id,
             visited_on=result.visit.visited_on.isoformat(),
             minutes_on_site=result.visit.minutes_on_site,
-            tickets=[convert.ticket_to_proto(t, today) for t in result.tickets],
+            tickets=[
+                convert.ticket_to_proto(t, today, self._guidance(t.clause_ref))
+                for t in result.tickets
+            ],
         )
 
     @map_errors
@@ -206,7 +213,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             photo=request.photo.content,
             actor="firm" if request.qr_token else current_caller(),
         )
-        return convert.ticket_to_proto(ticket, self._ctx.today())
+        return convert.ticket_to_proto(ticket, self._ctx.today(), self._guidance(ticket.clause_ref))
 
     @map_errors
     def RecheckTicket(
@@ -224,7 +231,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             allowed=lambda t: authz.may_recheck(principal, t),
         )
         self._wake()
-        return convert.ticket_to_proto(ticket, self._ctx.today())
+        return convert.ticket_to_proto(ticket, self._ctx.today(), self._guidance(ticket.clause_ref))
 
     @map_errors
     def ListTickets(
@@ -242,7 +249,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
         today = self._ctx.today()
         return pb.ListTicketsResponse(
-            tickets=[convert.ticket_to_proto(t, today) for t in rows], next_page_token=token
+            tickets=[convert.ticket_to_proto(t, today, self._guidance(t.clause_ref)) for t in rows],
+            next_page_token=token,
         )
 
     @map_errors

@@ -57,7 +57,6 @@ from services.booking.domain.tickets import Ticket, TicketStatus
 from services.booking.service_layer import handlers, stats, tickets
 from services.booking.service_layer.handlers import BookingContext, Unavailable
 from services.booking.service_layer.unit_of_work import UnitOfWork
-from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common.errors import (
     NotFound,
     PermissionDenied,
@@ -131,6 +130,24 @@ INSPECTION_KIND_LABELS = {
 }
 WEEKDAYS = "一二三四五六日"
 SHANGHAI = timedelta(hours=8)
+
+
+# Chinese fallbacks for the few service-layer messages that are still English
+# (e.g. submit_rectification's "note: at most 1000 characters").
+FALLBACK_MESSAGES = {
+    "note": "备注内容过长，请精简后再提交",
+    "photo": "照片有误，请重新选择一张JPEG或PNG照片",
+    "item_codes": "请检查所选的服务项目",
+    "preferred_slots": "请检查所选的时段",
+    "contact_name": "请检查联系人姓名",
+    "contact_phone": "请填写11位手机号码（以1开头）",
+}
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _chinese(field: str, description: str) -> str:
+    """The violation's message if it is Chinese, else a Chinese one for its field."""
+    return description if _CJK.search(description) else FALLBACK_MESSAGES.get(field, "输入有误")
 
 
 class BodyTooLarge(Exception):
@@ -289,8 +306,7 @@ class _Site:
         self.engine = engine
         self.on_outbox = on_outbox
         self.env = _environment()
-        self._clauses: dict[str, dict[str, tuple[str, str]]] = {}
-        self._retry_at: dict[str, float] = {}
+        self._retry_at = 0.0
         self._lock = threading.Lock()
 
     # -- plumbing
@@ -328,38 +344,19 @@ class _Site:
             return names
 
     def clause(self, clause_ref: str) -> tuple[str, str]:
-        """(clause text, guidance) from the rules service, best effort: ("", "") if unknown.
-
-        RulesPort has no call for a clause's guidance, so this uses the gRPC client's
-        GetStandard through its private helpers when they exist (see the report).
-        """
-        standard_id, _, clause = clause_ref.partition(":")
+        """(clause text, guidance) from the rules service's catalogue (cached by the client);
+        ("", "") when unknown or while the rules service cannot be reached."""
         with self._lock:
-            known = self._clauses.get(standard_id)
-            if known is None and time.monotonic() < self._retry_at.get(standard_id, 0.0):
+            if time.monotonic() < self._retry_at:
                 return "", ""  # failed a moment ago: do not make every page wait again
-        if known is None:
-            fetched = self._fetch_standard(standard_id)
-            with self._lock:
-                if fetched is None:
-                    self._retry_at[standard_id] = time.monotonic() + GUIDANCE_RETRY_S
-                    return "", ""
-                self._clauses[standard_id] = known = fetched
-        return known.get(clause, ("", ""))
-
-    def _fetch_standard(self, standard_id: str) -> dict[str, tuple[str, str]] | None:
-        rules = self.ctx.rules
-        call, stub = getattr(rules, "_call", None), getattr(rules, "_stub", None)
-        if not standard_id or call is None or stub is None:
-            return None
         try:
-            standard = call(stub.GetStandard, rpb.GetStandardRequest(standard_id=standard_id))
-        except RulesRejected:
-            return {}
+            found = self.ctx.rules.clause(clause_ref)
         except Exception:
-            _log.warning("clause guidance unavailable", standard_id=standard_id)
-            return None
-        return {c.clause: (c.text, c.guidance) for c in standard.clauses}
+            _log.warning("clause guidance unavailable", clause_ref=clause_ref)
+            with self._lock:
+                self._retry_at = time.monotonic() + GUIDANCE_RETRY_S
+            return "", ""
+        return found or ("", "")
 
     # -- landing
 
@@ -464,7 +461,7 @@ class _Site:
         except ValidationError as exc:
             errors: dict[str, list[str]] = {}
             for v in exc.violations:
-                text = v.description
+                text = _chinese(v.field, v.description)
                 if v.field == "idempotency_key":
                     key, text = "", "页面已过期，请核对后重新提交"
                 errors.setdefault(v.field, []).append(text)
@@ -551,7 +548,7 @@ class _Site:
                 )
             except ValidationError as exc:
                 for v in exc.violations:
-                    errors.setdefault(v.field, []).append(v.description)
+                    errors.setdefault(v.field, []).append(_chinese(v.field, v.description))
             except PreconditionFailed:
                 errors, status = {"_form": ["该整改单已复查通过，无需再提交"]}, 409
         if errors:

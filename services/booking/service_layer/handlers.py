@@ -46,6 +46,7 @@ class RulesPort(Protocol):
 
     def firm(self, enterprise_id: str) -> Any: ...
     def clause_exists(self, clause_ref: str) -> bool: ...
+    def clause(self, clause_ref: str) -> tuple[str, str] | None: ...
     def report(self, event: dict[str, Any]) -> None: ...
     def verify_code(self, code: str) -> Any: ...
 
@@ -131,6 +132,17 @@ def firm_for_token(uow: UnitOfWork, ctx: BookingContext, text: str) -> FirmCard:
     if card is None or card.qr_serial != token.serial or card.qr_key_id != token.key_id:
         raise PermissionDenied("二维码已失效，请使用最新张贴的二维码")
     return card
+
+
+def owner_of(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard | None:
+    """The firm a QR token stands for, checked before any record is looked up; None when
+    the call carries no QR token (an authenticated staff caller, checked by scopes)."""
+    return firm_for_token(uow, ctx, token) if token else None
+
+
+def check_owner(owner: FirmCard | None, enterprise_id: str, what: str) -> None:
+    if owner is not None and owner.enterprise_id != enterprise_id:
+        raise PermissionDenied(f"this {what} belongs to another firm")
 
 
 # ---------------------------------------------------------------- experts
@@ -231,7 +243,7 @@ def create_order(
     key = (idempotency_key or "").strip()
     if not key or len(key) > 64:
         raise ValidationError(
-            [FieldViolation("idempotency_key", "required, at most 64 characters")]
+            [FieldViolation("idempotency_key", "缺少或过长的防重复提交编号（最多64个字符）")]
         )
     order_id = ""
     for attempt in range(2):
@@ -285,11 +297,11 @@ def _create(
 
 def get_order(uow: UnitOfWork, ctx: BookingContext, order_id: str, token: str = "") -> Order:
     with uow:
+        owner = owner_of(uow, ctx, token)  # the token first: a bad one learns nothing
         order = uow.register.order(order_id)
         if order is None:
             raise NotFound(f"no order {order_id!r}")
-        if token and firm_for_token(uow, ctx, token).enterprise_id != order.enterprise_id:
-            raise PermissionDenied("this order belongs to another firm")
+        check_owner(owner, order.enterprise_id, "order")
         return order
 
 
@@ -322,11 +334,11 @@ def cancel_order(
     if len(reason) > 500:
         raise ValidationError([FieldViolation("reason", "at most 500 characters")])
     with uow:
+        owner = owner_of(uow, ctx, token)
         order = uow.register.order(order_id, for_update=True)
         if order is None:
             raise NotFound(f"no order {order_id!r}")
-        if token and firm_for_token(uow, ctx, token).enterprise_id != order.enterprise_id:
-            raise PermissionDenied("this order belongs to another firm")
+        check_owner(owner, order.enterprise_id, "order")
         order.move(
             OrderAction.CANCEL,
             actor="firm" if token else actor,
@@ -379,23 +391,37 @@ def dispatch_order(
 
 
 def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Candidate | None:
-    """Try candidates best first; the unique (expert, slot) index settles any race."""
-    today = ctx.today()
-    for candidate in _candidates(uow, ctx, order, today):
-        expert = uow.register.expert(candidate.expert_id, for_update=True)  # per-day count
+    """Try experts best first. Each expert's row is locked and its free slot recomputed from
+    fresh assignments, so a dispatch that lost a race takes the expert's next free slot;
+    the unique (expert, slot) index is the last word on any race left."""
+    preferred = [parse_slot(s) for s in order.preferred_slots]
+    for candidate in _candidates(uow, ctx, order, ctx.today()):
+        expert = uow.register.expert(candidate.expert_id, for_update=True)
         if expert is None:
             continue
-        booked = uow.register.booked().get(expert.id, [])
-        if sum(1 for a in booked if a.day == candidate.slot.day) >= expert.max_visits_per_day:
+        mine = uow.register.booked().get(expert.id, [])
+        per_day: dict[date, int] = {}
+        for a in mine:
+            per_day[a.day] = per_day.get(a.day, 0) + 1
+        view = dispatch.ExpertView(
+            expert_id=expert.id,
+            domains=frozenset(expert.domains),
+            regions=frozenset(expert.regions),
+            slots=frozenset(parse_slot(s) for s in expert.slots),
+            max_visits_per_day=expert.max_visits_per_day,
+            active=expert.active,
+            booked=frozenset(parse_slot(a.slot) for a in mine),
+            visits_per_day=per_day,
+        )
+        slot = dispatch.first_free_slot(view, preferred)
+        if slot is None:
             continue
         savepoint = uow.session.begin_nested()
         try:
-            uow.register.add(
-                Assignment(expert.id, str(candidate.slot), candidate.slot.day, order.id, now())
-            )
+            uow.register.add(Assignment(expert.id, str(slot), slot.day, order.id, now()))
             uow.session.flush()
             savepoint.commit()
-            return candidate
+            return dispatch.Candidate(expert.id, slot)
         except IntegrityError:
             savepoint.rollback()
     return None

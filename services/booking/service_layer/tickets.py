@@ -20,9 +20,11 @@ from services.booking.service_layer.handlers import (
     BookingContext,
     _page_size,
     _rules_call,
+    check_owner,
     firm_for_token,
     new_id,
     now,
+    owner_of,
 )
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
@@ -229,14 +231,14 @@ def submit_rectification(
 ) -> Ticket:
     """The firm's proof of fix: a JPEG/PNG photo (≤ 5 MB) and a note."""
     if len(note) > MAX_TEXT:
-        raise ValidationError([FieldViolation("note", f"at most {MAX_TEXT} characters")])
+        raise ValidationError([FieldViolation("note", f"说明最多{MAX_TEXT}个字")])
     check_photo(photo, "photo")
     with uow:
+        owner = owner_of(uow, ctx, token)
         ticket = uow.register.ticket(ticket_id, for_update=True)
         if ticket is None:
             raise NotFound(f"no ticket {ticket_id!r}")
-        if token and firm_for_token(uow, ctx, token).enterprise_id != ticket.enterprise_id:
-            raise PermissionDenied("this ticket belongs to another firm")
+        check_owner(owner, ticket.enterprise_id, "ticket")
         ticket.move(TicketAction.SUBMIT_PROOF, actor=actor, at=now(), reason=note.strip()[:200])
         ticket.proof_note = note.strip()
         ticket.proof_photo_id = _store_photo(uow, ticket.id, photo, "proof")
@@ -310,11 +312,11 @@ def _verified(uow: UnitOfWork, ticket: Ticket, today: date, actor: str, note: st
 
 def get_ticket(uow: UnitOfWork, ctx: BookingContext, ticket_id: str, token: str = "") -> Ticket:
     with uow:
+        owner = owner_of(uow, ctx, token)
         ticket = uow.register.ticket(ticket_id)
         if ticket is None:
             raise NotFound(f"no ticket {ticket_id!r}")
-        if token and firm_for_token(uow, ctx, token).enterprise_id != ticket.enterprise_id:
-            raise PermissionDenied("this ticket belongs to another firm")
+        check_owner(owner, ticket.enterprise_id, "ticket")
         return ticket
 
 
@@ -375,12 +377,12 @@ def firm_tickets(uow: UnitOfWork, enterprise_id: str) -> list[Ticket]:
 
 def photo_of(uow: UnitOfWork, ctx: BookingContext, photo_id: str, token: str) -> Photo:
     with uow:
+        owner = firm_for_token(uow, ctx, token)  # required here, and checked first
         photo = uow.register.photo(photo_id)
         ticket = uow.register.ticket(photo.ticket_id) if photo else None
         if photo is None or ticket is None:
             raise NotFound("no such photo")
-        if firm_for_token(uow, ctx, token).enterprise_id != ticket.enterprise_id:
-            raise PermissionDenied("this photo belongs to another firm")
+        check_owner(owner, ticket.enterprise_id, "photo")
         return photo
 
 

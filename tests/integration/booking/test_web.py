@@ -369,6 +369,12 @@ def test_proof_of_fix_upload_rejects_bad_files_and_accepts_a_png(site: Site) -> 
     assert huge.status_code == 413
     assert "照片不能超过5MB" in huge.text
 
+    long_note = site.client.post(
+        url, data={"note": "长" * 1001}, files={"photo": ("fix.png", make_png(), "image/png")}
+    )
+    assert long_note.status_code == 400
+    assert "备注内容过长" in block(long_note.text, "note")
+
     missing = site.client.post(url, data={"note": "忘了照片"})
     assert missing.status_code == 400
     assert "请上传整改后的照片" in block(missing.text, "photo")
