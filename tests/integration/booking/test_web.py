@@ -373,7 +373,7 @@ def test_proof_of_fix_upload_rejects_bad_files_and_accepts_a_png(site: Site) -> 
         url, data={"note": "长" * 1001}, files={"photo": ("fix.png", make_png(), "image/png")}
     )
     assert long_note.status_code == 400
-    assert "备注内容过长" in block(long_note.text, "note")
+    assert "说明最多1000个字" in block(long_note.text, "note")
 
     missing = site.client.post(url, data={"note": "忘了照片"})
     assert missing.status_code == 400
