@@ -54,6 +54,11 @@ from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.domain.slots import Slot, parse_slot
 from services.booking.domain.tickets import Ticket, TicketStatus
+from services.booking.entrypoints.web_limits import (
+    DEFAULT_WEB_LIMITS,
+    RateLimitMiddleware,
+    WebLimits,
+)
 from services.booking.service_layer import handlers, stats, tickets
 from services.booking.service_layer.handlers import BookingContext, Unavailable
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -727,7 +732,11 @@ class _Site:
 
 
 def create_web_app(
-    ctx: BookingContext, engine: Engine, *, on_outbox: Callable[[], None] = lambda: None
+    ctx: BookingContext,
+    engine: Engine,
+    *,
+    on_outbox: Callable[[], None] = lambda: None,
+    limits: WebLimits | None = DEFAULT_WEB_LIMITS,
 ) -> Starlette:
     """The booking service's HTTP app: the phone page, /verify, /dashboard, /healthz."""
     site = _Site(ctx, engine, on_outbox)
@@ -747,6 +756,9 @@ def create_web_app(
     return Starlette(
         debug=False,
         routes=routes,
-        middleware=[Middleware(_Guard, on_crash=site.crashed)],
+        middleware=[
+            Middleware(_Guard, on_crash=site.crashed),
+            *([Middleware(RateLimitMiddleware, limits=limits)] if limits else []),
+        ],
         exception_handlers=site.error_handlers(),
     )

@@ -17,24 +17,46 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 def _order(pair: Pair, n: int, region: str, item: str) -> tuple[str, str]:
     firm = pair.register_firm(n, region=region)
     token = pair.issue(firm).token
-    placed = pair.booking.CreateOrder(bpb.CreateOrderRequest(
-        qr_token=token, item_codes=[item], preferred_slots=[pair.slot(1), pair.slot(2)],
-        contact_name="郑", contact_phone="13312345678", idempotency_key="k"), timeout=10)
+    placed = pair.booking.CreateOrder(
+        bpb.CreateOrderRequest(
+            qr_token=token,
+            item_codes=[item],
+            preferred_slots=[pair.slot(1), pair.slot(2)],
+            contact_name="郑",
+            contact_phone="13312345678",
+            idempotency_key="k",
+        ),
+        timeout=10,
+    )
     return token, placed.order_id
 
 
 def _visit(pair: Pair, order_id: str, count: int) -> list[str]:
-    visit = pair.booking.RecordVisit(bpb.RecordVisitRequest(order_id=order_id, findings=[
-        bpb.FindingInput(clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL,
-                         description=f"问题{i}") for i in range(count)]), timeout=10)
+    visit = pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(
+            order_id=order_id,
+            findings=[
+                bpb.FindingInput(
+                    clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL, description=f"问题{i}"
+                )
+                for i in range(count)
+            ],
+        ),
+        timeout=10,
+    )
     return [t.ticket_id for t in visit.tickets]
 
 
 def _fix(pair: Pair, token: str, ticket_id: str) -> None:
-    pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
-        ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)), timeout=10)
-    pair.booking.RecheckTicket(bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True),
-                               timeout=10)
+    pair.booking.SubmitRectification(
+        bpb.SubmitRectificationRequest(
+            ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)
+        ),
+        timeout=10,
+    )
+    pair.booking.RecheckTicket(
+        bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True), timeout=10
+    )
 
 
 def test_figures_by_region_domain_and_month(sqlite_pair: Pair) -> None:
@@ -46,9 +68,9 @@ def test_figures_by_region_domain_and_month(sqlite_pair: Pair) -> None:
     a1, a2 = _visit(pair, order_a, 2)
     (b1,) = _visit(pair, order_b, 1)
     pair.clock.today += timedelta(days=10)
-    _fix(pair, token_a, a1)                        # 10 days, on time
+    _fix(pair, token_a, a1)  # 10 days, on time
     pair.clock.today += timedelta(days=25)
-    _fix(pair, token_b, b1)                        # 35 days, late (deadline +30)
+    _fix(pair, token_b, b1)  # 35 days, late (deadline +30)
     # orders carry their real creation time; the clock above only moves deadlines
     period = {"from": "2026-01-01", "to": "2030-12-31"}
     stats = pair.booking.GetStats(bpb.GetStatsRequest(**period), timeout=10)
@@ -57,7 +79,7 @@ def test_figures_by_region_domain_and_month(sqlite_pair: Pair) -> None:
     assert (t.hazards_found, t.hazards_eliminated) == (3, 2)
     assert t.on_time_rate == pytest.approx(0.5)
     assert t.median_days_to_fix == pytest.approx(22.5)
-    assert t.overdue_open == 1                     # a2: 35 days on, never fixed
+    assert t.overdue_open == 1  # a2: 35 days on, never fixed
     regions = {b.key: b.figures for b in stats.by_region}
     assert regions["江东街道"].bookings_received == 2 and regions["江东街道"].bookings_answered == 1
     assert regions["稠城街道"].hazards_found == 2
@@ -65,8 +87,7 @@ def test_figures_by_region_domain_and_month(sqlite_pair: Pair) -> None:
     assert domains == {"fire_crowded": 2, "confined_space": 1}
     this_month = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
     assert [(b.key, b.figures.bookings_received) for b in stats.by_month] == [(this_month, 3)]
-    only = pair.booking.GetStats(bpb.GetStatsRequest(region="稠城街道", **period),
-                                 timeout=10).total
+    only = pair.booking.GetStats(bpb.GetStatsRequest(region="稠城街道", **period), timeout=10).total
     assert (only.bookings_received, only.hazards_found) == (1, 2)
 
 

@@ -27,9 +27,17 @@ PHONE = "13987654321"
 
 
 def test_redact_masks_tokens_and_phones() -> None:
-    event = common_logging.redact(None, "info", {
-        "event": f"calling with Bearer {BEARER} for {PHONE}",
-        "token": "abc", "contact_phone": PHONE, "qr_token": "k1.x.y.z", "n": 5})
+    event = common_logging.redact(
+        None,
+        "info",
+        {
+            "event": f"calling with Bearer {BEARER} for {PHONE}",
+            "token": "abc",
+            "contact_phone": PHONE,
+            "qr_token": "k1.x.y.z",
+            "n": 5,
+        },
+    )
     assert BEARER not in json.dumps(event) and PHONE not in json.dumps(event)
     assert event["contact_phone"] == "***" and event["n"] == 5
     assert "139****4321" in event["event"]
@@ -41,19 +49,30 @@ def test_no_token_or_phone_in_the_logs_of_real_calls(tmp_path: Path, rulebook) -
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sink))
     try:
         tokens = tmp_path / "tokens.json"
-        tokens.write_text(json.dumps({"tokens": [{"token": BEARER, "caller": "auditor",
-                                                  "scopes": ["rules.evaluate"]}]}))
-        server, port = rules_grpc.create_server(rulebook,
-                                                security=Security(TokenStore.load(tokens)))
+        tokens.write_text(
+            json.dumps(
+                {"tokens": [{"token": BEARER, "caller": "auditor", "scopes": ["rules.evaluate"]}]}
+            )
+        )
+        server, port = rules_grpc.create_server(
+            rulebook, security=Security(TokenStore.load(tokens))
+        )
         server.start()
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = rules_pb2_grpc.RulesServiceStub(channel)
-            stub.Evaluate(rpb.EvaluateRequest(profile=profile_from_json(profile(1))),
-                          metadata=(("authorization", f"Bearer {BEARER}"),), timeout=10)
+            stub.Evaluate(
+                rpb.EvaluateRequest(profile=profile_from_json(profile(1))),
+                metadata=(("authorization", f"Bearer {BEARER}"),),
+                timeout=10,
+            )
             try:  # a phone number where a name should be, and a bad token
-                stub.Evaluate(rpb.EvaluateRequest(profile=profile_from_json(
-                    profile(2, name=PHONE, employees=-1))),
-                    metadata=(("authorization", f"Bearer {BEARER}x"),), timeout=10)
+                stub.Evaluate(
+                    rpb.EvaluateRequest(
+                        profile=profile_from_json(profile(2, name=PHONE, employees=-1))
+                    ),
+                    metadata=(("authorization", f"Bearer {BEARER}x"),),
+                    timeout=10,
+                )
             except grpc.RpcError:
                 pass
         server.stop(None)
@@ -63,15 +82,29 @@ def test_no_token_or_phone_in_the_logs_of_real_calls(tmp_path: Path, rulebook) -
             qr = pair.issue(firm).token
             with grpc.insecure_channel(f"127.0.0.1:{pair.booking_port}") as channel:
                 booking = booking_pb2_grpc.BookingServiceStub(channel)
-                booking.CreateOrder(bpb.CreateOrderRequest(
-                    qr_token=qr, item_codes=["fire_safety"],
-                    preferred_slots=[pair.slot(1), pair.slot(2)], contact_name="吴",
-                    contact_phone=PHONE, idempotency_key="k"), timeout=10)
+                booking.CreateOrder(
+                    bpb.CreateOrderRequest(
+                        qr_token=qr,
+                        item_codes=["fire_safety"],
+                        preferred_slots=[pair.slot(1), pair.slot(2)],
+                        contact_name="吴",
+                        contact_phone=PHONE,
+                        idempotency_key="k",
+                    ),
+                    timeout=10,
+                )
                 try:  # an invalid order: the error message must not echo the phone
-                    booking.CreateOrder(bpb.CreateOrderRequest(
-                        qr_token=qr, item_codes=["nope"], preferred_slots=[],
-                        contact_name=PHONE, contact_phone=PHONE + "0",
-                        idempotency_key="k2"), timeout=10)
+                    booking.CreateOrder(
+                        bpb.CreateOrderRequest(
+                            qr_token=qr,
+                            item_codes=["nope"],
+                            preferred_slots=[],
+                            contact_name=PHONE,
+                            contact_phone=PHONE + "0",
+                            idempotency_key="k2",
+                        ),
+                        timeout=10,
+                    )
                 except grpc.RpcError:
                     pass
     finally:
