@@ -235,7 +235,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         security=guard,
     )
     host, _, http_port = args.http.rpartition(":")
-    http = start_http(create_web_app(ctx, engine, on_outbox=worker.wake), host, int(http_port))
+    http = start_http(
+        create_web_app(ctx, engine, on_outbox=worker.wake, staff=guard.tokens), host, int(http_port)
+    )
     server.start()
     worker.start()
     threading.Thread(target=_warm, args=(ctx,), name="warm-clauses", daemon=True).start()

@@ -22,6 +22,8 @@ Errors are mapped to pages in one place (`_error_handlers`); security headers ar
 
 from __future__ import annotations
 
+import base64
+
 import asyncio
 import re
 import threading
@@ -42,6 +44,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+
+from services.common.auth import TokenStore
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -312,6 +316,7 @@ class _Site:
         self.on_outbox = on_outbox
         self.env = _environment()
         self._retry_at = 0.0
+        self.staff: TokenStore | None = None
         self._lock = threading.Lock()
 
     # -- plumbing
@@ -605,8 +610,16 @@ class _Site:
     # -- supervision
 
     async def dashboard(self, request: Request) -> Response:
-        # TODO(auth): the supervisors' page is open for now; a later issue puts it behind
-        # the authority's login (scope booking.read). Do not expose it publicly until then.
+        """The supervisors' page: a staff token (booking.read/inspector/admin) is required
+        when the app has a token store, as HTTP Basic (any user, the token as password —
+        browsers prompt for it) or as a Bearer header."""
+        if self.staff is not None and not _staff(self.staff, request):
+            return Response(
+                "需要监管人员凭证",
+                status_code=401,
+                media_type="text/plain",
+                headers={"WWW-Authenticate": 'Basic realm="dashboard", charset="UTF-8"'},
+            )
         q = request.query_params
         region, start, end = (q.get(k, "")[:100] for k in ("region", "from", "to"))
         data = await run_in_threadpool(self._dashboard, region, start, end)
@@ -731,15 +744,35 @@ class _Site:
         return response
 
 
+STAFF_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
+
+
+def _staff(store: TokenStore, request: Request) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    token = value.strip()
+    if scheme.lower() == "basic":
+        try:
+            token = base64.b64decode(token).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    principal = store.lookup(token) if token else None
+    return principal is not None and principal.has(*STAFF_SCOPES)
+
+
 def create_web_app(
     ctx: BookingContext,
     engine: Engine,
     *,
     on_outbox: Callable[[], None] = lambda: None,
     limits: WebLimits | None = DEFAULT_WEB_LIMITS,
+    staff: TokenStore | None = None,
 ) -> Starlette:
     """The booking service's HTTP app: the phone page, /verify, /dashboard, /healthz."""
     site = _Site(ctx, engine, on_outbox)
+    site.staff = staff
     routes = [
         Route("/q/{token}", site.landing, methods=["GET"]),
         Route("/q/{token}/order", site.order_form, methods=["GET"]),

@@ -221,3 +221,51 @@ def test_still_healthy_after_the_fuzzing(fuzz_site) -> None:  # type: ignore[no-
     _, client, token, _ = fuzz_site
     assert client.get("/healthz").status_code == 200
     assert client.get(f"/q/{token}").status_code == 200
+
+
+def test_the_dashboard_needs_a_staff_token(tmp_path: Path) -> None:
+    import json
+
+    from services.common.auth import TokenStore
+
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(
+        json.dumps(
+            {
+                "tokens": [
+                    {
+                        "token": "staff-token-0123456789",
+                        "caller": "supervisor",
+                        "scopes": ["booking.read"],
+                    },
+                    {
+                        "token": "expert-token-012345678",
+                        "caller": "E1",
+                        "scopes": ["booking.expert"],
+                    },
+                ]
+            }
+        )
+    )
+    with running_pair(tmp_path) as pair:
+        http = start_http(
+            create_web_app(pair.ctx, pair.booking_engine, staff=TokenStore.load(tokens))
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{http.port}", timeout=20) as client:
+                anonymous = client.get("/dashboard")
+                assert anonymous.status_code == 401
+                assert anonymous.headers["WWW-Authenticate"].startswith("Basic")
+                assert (
+                    client.get("/dashboard", auth=("x", "expert-token-012345678")).status_code
+                    == 401
+                )  # an expert is not a supervisor
+                assert client.get("/dashboard", auth=("x", "wrong")).status_code == 401
+                basic = client.get("/dashboard", auth=("王科长", "staff-token-0123456789"))
+                assert basic.status_code == 200 and "服务企业" in basic.text
+                bearer = client.get(
+                    "/dashboard", headers={"authorization": "Bearer staff-token-0123456789"}
+                )
+                assert bearer.status_code == 200
+        finally:
+            http.stop()
