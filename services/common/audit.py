@@ -184,7 +184,9 @@ def append(
         sealed = {**entry, "at": datetime.now(UTC).isoformat(timespec="microseconds")}
         digest = entry_hash(prev, sealed)
         result = connection.execute(insert(log).values(**sealed, prev_hash=prev, hash=digest))
-        last_id, prev = int(result.inserted_primary_key[0]), digest
+        key = result.inserted_primary_key
+        assert key is not None
+        last_id, prev = int(key[0]), digest
     connection.execute(update(head).where(head.c.id == 1).values(last_id=last_id, last_hash=prev))
 
 

@@ -35,8 +35,7 @@ def start_http(
         server_header=False,
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = uvicorn.Server(config)  # off the main thread it installs no signal handlers
     thread = threading.Thread(target=server.run, name="http", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

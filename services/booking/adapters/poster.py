@@ -24,7 +24,7 @@ def qr_svg_path(url: str) -> tuple[str, int]:
     text = out.getvalue().decode()
     start = text.index("<path")
     end = text.index("/>", start) + 2
-    width = code.symbol_size(border=0)[0]
+    width = int(code.symbol_size(border=0)[0])
     return text[start:end], width
 
 
@@ -51,6 +51,7 @@ def render_poster(name: str, url: str, items: Iterable[MenuItem], hotline: str) 
         f"手机扫码，免费预约安全专家上门指导（容错式指导，不处罚）</text>"
         f'<text x="105" y="194" font-size="6" text-anchor="middle" font-weight="bold">'
         f"服务菜单</text>{''.join(lines)}"
-        f'<text x="105" y="287" font-size="5" text-anchor="middle">服务热线 {escape(hotline)}</text>'
+        f'<text x="105" y="287" font-size="5" text-anchor="middle">'
+        f"服务热线 {escape(hotline)}</text>"
         f"</svg>"
     )

@@ -80,10 +80,10 @@ class RulesClient:
         try:
             return method(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
+            code = exc.code()
             if code in TRANSIENT:
-                raise RulesUnavailable(f"{code.name}: {exc.details()}") from exc  # type: ignore[attr-defined]
-            raise RulesRejected(f"{code.name}: {exc.details()}") from exc  # type: ignore[attr-defined]
+                raise RulesUnavailable(f"{code.name}: {exc.details()}") from exc
+            raise RulesRejected(f"{code.name}: {exc.details()}") from exc
 
     def firm(self, enterprise_id: str) -> FirmInfo | None:
         """The firm as the rules register has it, or None when it is not registered."""

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import structlog
+from sqlalchemy import Engine
 
 from services.booking.adapters import migrate
 from services.booking.adapters.menu import load_menu
@@ -203,7 +204,7 @@ def _warm(ctx: BookingContext) -> None:
 
 def _periodic(
     ctx: BookingContext,
-    engine: object,
+    engine: Engine,
     worker: OutboxWorker,
     interval: float,
     stop: threading.Event,
@@ -211,8 +212,8 @@ def _periodic(
     """Sweep overdue tickets and retry waiting orders every `interval` seconds."""
     while not stop.wait(interval):
         try:
-            tickets.sweep(UnitOfWork(engine), ctx)  # type: ignore[arg-type]
-            handlers.redispatch_waiting(UnitOfWork(engine), ctx)  # type: ignore[arg-type]
+            tickets.sweep(UnitOfWork(engine), ctx)
+            handlers.redispatch_waiting(UnitOfWork(engine), ctx)
             worker.wake()
         except Exception:
             _log.exception("periodic sweep failed")
@@ -248,7 +249,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         name="sweep",
         daemon=True,
     ).start()
-    watcher = common_server.watch_database(engine, checker, [grpc_server.SERVICE_NAME])  # type: ignore[arg-type]
+    watcher = common_server.watch_database(engine, checker, [grpc_server.SERVICE_NAME])
     _log.info(
         "booking service listening",
         grpc=args.grpc,
@@ -265,7 +266,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http.stop()
         worker.stop()
 
-    common_server.serve_until_signalled(server, checker, on_stop=on_stop)  # type: ignore[arg-type]
+    common_server.serve_until_signalled(server, checker, on_stop=on_stop)
     return 0
 
 

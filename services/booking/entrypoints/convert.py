@@ -113,18 +113,23 @@ def expert_to_dict(e: pb.Expert) -> dict[str, Any]:
     }
 
 
+SEVERITY_NAME: dict[int, str] = {pb.SEVERITY_GENERAL: "general", pb.SEVERITY_MAJOR: "major"}
+
+
 def severity_name(value: int) -> str:
-    return {pb.SEVERITY_GENERAL: "general", pb.SEVERITY_MAJOR: "major"}.get(value, "")
+    return SEVERITY_NAME.get(int(value), "")
 
 
 def stats_to_proto(stats: dict[str, Any]) -> pb.Stats:
     def figures(f: dict[str, float]) -> pb.StatsFigures:
-        return pb.StatsFigures(
-            **{
-                k: (int(v) if k not in ("on_time_rate", "median_days_to_fix") else float(v))
-                for k, v in f.items()
-            }
-        )
+        out = pb.StatsFigures()
+        for key, value in f.items():
+            setattr(
+                out,
+                key,
+                float(value) if key in ("on_time_rate", "median_days_to_fix") else int(value),
+            )
+        return out
 
     def buckets(rows: list[tuple[str, dict[str, float]]]) -> list[pb.StatsBucket]:
         return [pb.StatsBucket(key=k, figures=figures(f)) for k, f in rows]

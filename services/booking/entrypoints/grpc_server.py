@@ -8,6 +8,7 @@ import grpc
 from grpc_health.v1.health import HealthServicer
 from sqlalchemy import Engine
 
+from services.booking.domain.orders import Order
 from services.booking.entrypoints import convert
 from services.booking.entrypoints.access import BOOKING_METHODS
 from services.booking.service_layer import authz, handlers, stats, tickets
@@ -90,7 +91,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             ]
         return pb.ListExpertsResponse(experts=[convert.expert_to_proto(e) for e in rows])
 
-    def _order(self, order: object, show_phone: bool = False) -> pb.Order:
+    def _order(self, order: Order, show_phone: bool = False) -> pb.Order:
         expert_name = ""
         expert_id = getattr(order, "expert_id", None)
         if expert_id:
@@ -99,7 +100,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                 expert_name = expert.name if expert else ""
         return convert.order_to_proto(
             order,
-            expert_name=expert_name,  # type: ignore[arg-type]
+            expert_name=expert_name,
             show_phone=show_phone,
         )
 

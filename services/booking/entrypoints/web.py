@@ -22,9 +22,8 @@ Errors are mapped to pages in one place (`_error_handlers`); security headers ar
 
 from __future__ import annotations
 
-import base64
-
 import asyncio
+import base64
 import re
 import threading
 import time
@@ -44,8 +43,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-
-from services.common.auth import TokenStore
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -66,6 +63,7 @@ from services.booking.entrypoints.web_limits import (
 from services.booking.service_layer import handlers, stats, tickets
 from services.booking.service_layer.handlers import BookingContext, Unavailable
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.auth import TokenStore
 from services.common.errors import (
     NotFound,
     PermissionDenied,

@@ -37,7 +37,7 @@ class DeliveryReport:
 def backoff(attempts: int) -> float:
     """Seconds before the next try: 0.5, 1, 2, 4 … capped at 60, with ±20 % jitter."""
     base = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** max(0, attempts - 1))
-    return base * random.uniform(0.8, 1.2)
+    return float(base * random.uniform(0.8, 1.2))
 
 
 def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 100) -> DeliveryReport:

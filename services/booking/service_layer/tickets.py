@@ -60,52 +60,61 @@ def _findings(
     ctx: BookingContext, findings: Sequence[FindingInput], visited_on: date
 ) -> list[tuple[FindingInput, date]]:
     """Validate findings; clause refs must be clauses the rules service knows."""
-    bad: list[FieldViolation] = []
     if len(findings) > MAX_FINDINGS:
         raise ValidationError([FieldViolation("findings", f"at most {MAX_FINDINGS} per visit")])
+    bad: list[FieldViolation] = []
     out = []
     for i, f in enumerate(findings):
-        path = f"findings[{i}]"
-        if f.severity not in ("major", "general"):
-            bad.append(FieldViolation(f"{path}.severity", "MAJOR or GENERAL"))
-        if not f.description.strip() or len(f.description) > MAX_TEXT:
-            bad.append(
-                FieldViolation(f"{path}.description", f"required, at most {MAX_TEXT} characters")
-            )
-        if (
-            len(f.clause_ref) > CLAUSE_REF_MAX
-            or ":" not in f.clause_ref
-            or not _rules_call(lambda ref=f.clause_ref: ctx.rules.clause_exists(ref))
-        ):
-            bad.append(
-                FieldViolation(
-                    f"{path}.clause_ref",
-                    f"{f.clause_ref!r} is not a clause the rules service knows",
-                )
-            )
-        if len(f.photos) > MAX_PHOTOS:
-            bad.append(FieldViolation(f"{path}.photos", f"at most {MAX_PHOTOS}"))
-        for j, (content, _) in enumerate(f.photos):
-            try:
-                check_photo(content, f"{path}.photos[{j}]")
-            except ValidationError as exc:
-                bad.extend(exc.violations)
-        due = (
-            default_due(f.severity, visited_on)
-            if f.severity in ("major", "general")
-            else visited_on
-        )
-        if f.due_on:
-            try:
-                due = date.fromisoformat(f.due_on)
-                if due <= visited_on:
-                    bad.append(FieldViolation(f"{path}.due_on", "must be after the visit"))
-            except ValueError:
-                bad.append(FieldViolation(f"{path}.due_on", "YYYY-MM-DD"))
+        due, problems = _finding(ctx, f, visited_on, f"findings[{i}]")
+        bad.extend(problems)
         out.append((f, due))
     if bad:
         raise ValidationError(bad)
     return out
+
+
+def _finding(
+    ctx: BookingContext, f: FindingInput, visited_on: date, path: str
+) -> tuple[date, list[FieldViolation]]:
+    """One finding's deadline and everything wrong with it."""
+    bad: list[FieldViolation] = []
+    if f.severity not in ("major", "general"):
+        bad.append(FieldViolation(f"{path}.severity", "MAJOR or GENERAL"))
+    if not f.description.strip() or len(f.description) > MAX_TEXT:
+        bad.append(
+            FieldViolation(f"{path}.description", f"required, at most {MAX_TEXT} characters")
+        )
+    if (
+        len(f.clause_ref) > CLAUSE_REF_MAX
+        or ":" not in f.clause_ref
+        or not _known_clause(ctx, f.clause_ref)
+    ):
+        bad.append(
+            FieldViolation(
+                f"{path}.clause_ref", f"{f.clause_ref!r} is not a clause the rules service knows"
+            )
+        )
+    if len(f.photos) > MAX_PHOTOS:
+        bad.append(FieldViolation(f"{path}.photos", f"at most {MAX_PHOTOS}"))
+    for j, (content, _) in enumerate(f.photos):
+        try:
+            check_photo(content, f"{path}.photos[{j}]")
+        except ValidationError as exc:
+            bad.extend(exc.violations)
+    due = default_due(f.severity, visited_on) if f.severity in ("major", "general") else visited_on
+    if f.due_on:
+        try:
+            due = date.fromisoformat(f.due_on)
+        except ValueError:
+            bad.append(FieldViolation(f"{path}.due_on", "YYYY-MM-DD"))
+        else:
+            if due <= visited_on:
+                bad.append(FieldViolation(f"{path}.due_on", "must be after the visit"))
+    return due, bad
+
+
+def _known_clause(ctx: BookingContext, clause_ref: str) -> bool:
+    return bool(_rules_call(lambda: ctx.rules.clause_exists(clause_ref)))
 
 
 @dataclass

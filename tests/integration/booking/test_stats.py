@@ -65,7 +65,7 @@ def test_figures_by_region_domain_and_month(sqlite_pair: Pair) -> None:
     token_a, order_a = _order(pair, 1, "稠城街道", "fire_safety")  # visited, 2 hazards
     token_b, order_b = _order(pair, 2, "江东街道", "fire_safety")  # visited, 1 hazard
     _order(pair, 3, "江东街道", "confined_space")  # nobody to send: not answered
-    a1, a2 = _visit(pair, order_a, 2)
+    a1, _never_fixed = _visit(pair, order_a, 2)
     (b1,) = _visit(pair, order_b, 1)
     pair.clock.today += timedelta(days=10)
     _fix(pair, token_a, a1)  # 10 days, on time

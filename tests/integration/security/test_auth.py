@@ -269,7 +269,7 @@ def test_booking_roles(secured) -> None:  # type: ignore[no-untyped-def]
 
 def test_inspector_rechecks_and_only_admin_cancels_for_the_authority(secured) -> None:  # type: ignore[no-untyped-def]
     pair, stub = secured
-    token, order_id = _dispatched(pair, stub, 3)
+    _, order_id = _dispatched(pair, stub, 3)
     cancel = bpb.CancelOrderRequest(order_id=order_id, reason="企业停业")
     assert (
         _code(lambda: stub.CancelOrder(cancel, metadata=auth("inspector"), timeout=10))

@@ -83,56 +83,50 @@ def _value() -> st.SearchStrategy[struct_pb2.Value]:
 
 def message(descriptor: Any, depth: int = 0) -> st.SearchStrategy[Any]:
     """A random message of `descriptor`: every field optional, nested up to depth 2."""
-    cls = GetMessageClass(descriptor)
     if descriptor.full_name == "google.protobuf.Value":
         return _value()
-    fields: dict[str, st.SearchStrategy[Any]] = {}
-    for f in descriptor.fields:
-        if f.message_type is not None and f.message_type.GetOptions().map_entry:
-            fields[f.name] = st.dictionaries(
-                st.one_of(
-                    _text,
-                    st.sampled_from(
-                        [
-                            "gm.special_ops_uncertified",
-                            "gen.no_hazard_ledger",
-                            "fire.exit_width_ratio",
-                        ]
-                    ),
-                ),
-                _value(),
-                max_size=4,
-            )
-        elif f.message_type is not None:
-            if depth >= 2:
-                continue
-            inner = message(f.message_type, depth + 1)
-            fields[f.name] = st.lists(inner, max_size=3) if _repeated(f) else inner
+    fields = {
+        f.name: strategy for f in descriptor.fields if (strategy := _field(f, depth)) is not None
+    }
+    return st.fixed_dictionaries({}, optional=fields).map(lambda values: _build(descriptor, values))
+
+
+def _field(f: Any, depth: int) -> st.SearchStrategy[Any] | None:
+    if f.message_type is not None and f.message_type.GetOptions().map_entry:
+        keys = st.one_of(
+            _text,
+            st.sampled_from(
+                ["gm.special_ops_uncertified", "gen.no_hazard_ledger", "fire.exit_width_ratio"]
+            ),
+        )
+        return st.dictionaries(keys, _value(), max_size=4)
+    if f.message_type is not None:
+        if depth >= 2:
+            return None
+        inner = message(f.message_type, depth + 1)
+        return st.lists(inner, max_size=3) if _repeated(f) else inner
+    scalar = _SCALARS.get(f.type, st.none())
+    return st.lists(scalar, max_size=4) if _repeated(f) else scalar
+
+
+def _build(descriptor: Any, values: dict[str, Any]) -> Any:
+    out = GetMessageClass(descriptor)()
+    for name, value in values.items():
+        field = descriptor.fields_by_name[name]
+        target = getattr(out, name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                target[key].CopyFrom(item)
+        elif _repeated(field) and field.message_type is not None:
+            for item in value:
+                target.add().CopyFrom(item)
+        elif _repeated(field):
+            target.extend(value)
+        elif field.message_type is not None:
+            target.CopyFrom(value)
         else:
-            scalar = _SCALARS.get(f.type, st.none())
-            fields[f.name] = st.lists(scalar, max_size=4) if _repeated(f) else scalar
-
-    def build(values: dict[str, Any]) -> Any:
-        out = cls()
-        for name, value in values.items():
-            field = descriptor.fields_by_name[name]
-            target = getattr(out, name)
-            if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                for key, item in value.items():
-                    target[key].CopyFrom(item)
-            elif _repeated(field):
-                if field.message_type is not None:
-                    for item in value:
-                        target.add().CopyFrom(item)
-                else:
-                    target.extend(value)
-            elif field.message_type is not None:
-                target.CopyFrom(value)
-            else:
-                setattr(out, name, value)
-        return out
-
-    return st.fixed_dictionaries({}, optional=fields).map(build)
+            setattr(out, name, value)
+    return out
 
 
 def _repeated(field: Any) -> bool:
