@@ -104,6 +104,24 @@ class Pair:
             timeout=10,
         )
 
+    def order_request(
+        self,
+        token: str,
+        item: str = "fire_safety",
+        days: tuple[int, int] = (1, 2),
+        key: str = "k",
+        phone: str = "13812345678",
+    ) -> bpb.CreateOrderRequest:
+        """A valid order form: one item, two half-days `days` ahead (AM)."""
+        return bpb.CreateOrderRequest(
+            qr_token=token,
+            item_codes=[item],
+            preferred_slots=[self.slot(d) for d in days],
+            contact_name="联系人",
+            contact_phone=phone,
+            idempotency_key=key,
+        )
+
     def rules_status(self, enterprise_id: str) -> rpb.EnterpriseStatus:
         return self.rules.GetEnterpriseStatus(
             rpb.GetEnterpriseStatusRequest(enterprise_id=enterprise_id), timeout=10

@@ -18,7 +18,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
@@ -28,6 +27,7 @@ from sqlalchemy.orm import registry, relationship
 
 from services.booking.domain.orders import Order, OrderTransition, mask_phone
 from services.booking.domain.records import (
+    EXPERT_FIELDS,
     Assignment,
     Expert,
     FirmCard,
@@ -37,15 +37,9 @@ from services.booking.domain.records import (
 )
 from services.booking.domain.tickets import Ticket, TicketTransition
 from services.common.audit import Audited, AuditTrail, audit_tables
+from services.common.db import new_metadata
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = new_metadata()
 mapper_registry = registry(metadata=metadata)
 
 firm_cards = Table(
@@ -214,16 +208,7 @@ AUDITED = {
     Expert: Audited(
         "expert",
         "id",
-        (
-            "name",
-            "phone",
-            "domains",
-            "regions",
-            "slots",
-            "max_visits_per_day",
-            "active",
-            "conflicts",
-        ),
+        EXPERT_FIELDS,
         {"phone": mask_phone, "slots": len},
     ),
     Order: Audited(

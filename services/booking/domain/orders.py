@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
+from services.common.errors import FieldViolation, ValidationError
 
 from .slots import Slot, parse_slot
+from .state_machine import next_state
 
 PHONE = re.compile(r"1[3-9][0-9]{9}")  # ASCII digits only; used with fullmatch
 BOOKING_WINDOW_DAYS = 14
@@ -46,12 +47,7 @@ ORDER_TRANSITIONS: dict[tuple[OrderStatus, OrderAction], OrderStatus] = {
 
 
 def next_order_status(current: OrderStatus, action: OrderAction) -> OrderStatus:
-    try:
-        return ORDER_TRANSITIONS[(current, action)]
-    except KeyError:
-        raise PreconditionFailed(
-            f"action {action.value} is not allowed for an order that is {current.value}"
-        ) from None
+    return next_state(ORDER_TRANSITIONS, current, action, "an order")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,18 @@ class FirmCard:
     qr_issued_at: datetime | None = None
 
 
+EXPERT_FIELDS = (
+    "name",
+    "phone",
+    "domains",
+    "regions",
+    "slots",
+    "max_visits_per_day",
+    "active",
+    "conflicts",
+)  # what an upsert replaces, and what the trail records
+
+
 @dataclass
 class Expert:
     id: str

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from services.common.errors import PreconditionFailed
+from .state_machine import next_state
 
 DEFAULT_DAYS = {"major": 15, "general": 30}
 REMINDER_DAYS = 3
@@ -38,12 +38,7 @@ TICKET_TRANSITIONS: dict[tuple[TicketStatus, TicketAction], TicketStatus] = {
 
 
 def next_ticket_status(current: TicketStatus, action: TicketAction) -> TicketStatus:
-    try:
-        return TICKET_TRANSITIONS[(current, action)]
-    except KeyError:
-        raise PreconditionFailed(
-            f"a ticket that is {current.value} cannot take {action.value}"
-        ) from None
+    return next_state(TICKET_TRANSITIONS, current, action, "a ticket")
 
 
 def default_due(severity: str, found_on: date) -> date:

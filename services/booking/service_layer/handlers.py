@@ -25,7 +25,7 @@ from services.booking.domain.orders import (
     OrderTransition,
     validate_order,
 )
-from services.booking.domain.records import Assignment, Expert, FirmCard
+from services.booking.domain.records import EXPERT_FIELDS, Assignment, Expert, FirmCard
 from services.booking.domain.slots import parse_slot
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.errors import (
@@ -157,16 +157,7 @@ def upsert_expert(uow: UnitOfWork, ctx: BookingContext, data: Mapping[str, Any])
             uow.register.add(expert)
             stored = expert
         else:
-            for name in (
-                "name",
-                "phone",
-                "domains",
-                "regions",
-                "slots",
-                "max_visits_per_day",
-                "active",
-                "conflicts",
-            ):
+            for name in EXPERT_FIELDS:
                 setattr(stored, name, getattr(expert, name))
         stored.updated_at = now()
         uow.commit()

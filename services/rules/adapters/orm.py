@@ -15,7 +15,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -25,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import registry
 
 from services.common.audit import Audited, AuditTrail, audit_tables
+from services.common.db import new_metadata
 from services.rules.domain.register import (
     DecisionRecord,
     EventRecord,
@@ -34,14 +34,7 @@ from services.rules.domain.register import (
     WhitelistEntry,
 )
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = new_metadata()
 mapper_registry = registry(metadata=metadata)
 
 firms = Table(

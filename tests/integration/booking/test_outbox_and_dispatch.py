@@ -24,15 +24,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 def _visit(pair: Pair, firm: str, token: str, findings: list[tuple[str, int]]) -> list[str]:
     placed = pair.booking.CreateOrder(
-        bpb.CreateOrderRequest(
-            qr_token=token,
-            item_codes=["fire_safety"],
-            preferred_slots=[pair.slot(1), pair.slot(2)],
-            contact_name="李",
-            contact_phone="13912345678",
-            idempotency_key=firm,
-        ),
-        timeout=10,
+        pair.order_request(token, key=firm, phone="13912345678"), timeout=10
     )
     assert placed.status == bpb.ORDER_STATUS_DISPATCHED
     visit = pair.booking.RecordVisit(
@@ -165,14 +157,7 @@ def test_waiting_orders_are_dispatched_when_an_expert_becomes_free(pair: Pair) -
     firm = pair.register_firm(30)
     token = pair.issue(firm).token
     placed = pair.booking.CreateOrder(
-        bpb.CreateOrderRequest(
-            qr_token=token,
-            item_codes=["confined_space"],
-            preferred_slots=[pair.slot(4), pair.slot(5)],
-            contact_name="钱",
-            contact_phone="13612345678",
-            idempotency_key="k",
-        ),
+        pair.order_request(token, item="confined_space", days=(4, 5), phone="13612345678"),
         timeout=10,
     )
     assert placed.status == bpb.ORDER_STATUS_SUBMITTED and "暂无可派专家" in placed.dispatch_note

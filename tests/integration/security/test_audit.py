@@ -161,17 +161,7 @@ def _booking_history(pair: Pair) -> None:
     firm = pair.register_firm(1)
     pair.expert("E1", ["fire_crowded"], ["稠城街道"])
     token = pair.issue(firm).token
-    placed = pair.booking.CreateOrder(
-        bpb.CreateOrderRequest(
-            qr_token=token,
-            item_codes=["fire_safety"],
-            preferred_slots=[pair.slot(1), pair.slot(2)],
-            contact_name="孙",
-            contact_phone="13412345678",
-            idempotency_key="k",
-        ),
-        timeout=10,
-    )
+    placed = pair.booking.CreateOrder(pair.order_request(token, phone="13412345678"), timeout=10)
     ticket = pair.booking.RecordVisit(
         bpb.RecordVisitRequest(
             order_id=placed.order_id,

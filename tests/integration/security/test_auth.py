@@ -200,17 +200,7 @@ def _dispatched(pair: Pair, stub: booking_pb2_grpc.BookingServiceStub, n: int) -
     token = stub.IssueQrCode(
         bpb.IssueQrCodeRequest(enterprise_id=firm), metadata=auth("admin"), timeout=10
     ).token
-    placed = stub.CreateOrder(
-        bpb.CreateOrderRequest(  # the firm: QR token, no bearer token
-            qr_token=token,
-            item_codes=["fire_safety"],
-            preferred_slots=[pair.slot(1), pair.slot(2)],
-            contact_name="周",
-            contact_phone="13512345678",
-            idempotency_key="k",
-        ),
-        timeout=10,
-    )
+    placed = stub.CreateOrder(pair.order_request(token, phone="13512345678"), timeout=10)
     assert placed.expert_id == "E1"
     return token, placed.order_id
 
