@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.booking.adapters.orm import (
@@ -142,14 +142,12 @@ class BookingRegister:
         return self.session.get(Photo, photo_id)
 
     # outbox
-    def pending_messages(self, now: datetime, limit: int) -> Sequence[OutboxMessage]:
+    def pending_messages(self, limit: int) -> Sequence[OutboxMessage]:
+        """Undelivered, unparked messages in the order they were written (due or not:
+        the caller keeps each firm's order, so a waiting message holds back later ones)."""
         query = (
             select(OutboxMessage)
-            .where(
-                outbox.c.delivered_at.is_(None),
-                outbox.c.failed_at.is_(None),
-                or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
-            )
+            .where(outbox.c.delivered_at.is_(None), outbox.c.failed_at.is_(None))
             .order_by(outbox.c.id)
             .limit(limit)
         )

@@ -11,7 +11,9 @@ import grpc
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 
-TRANSIENT = {
+TRANSIENT = {  # retried with backoff; an auth problem is a configuration to fix, not a loss
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import Engine
@@ -40,41 +40,67 @@ def backoff(attempts: int) -> float:
     return float(base * random.uniform(0.8, 1.2))
 
 
-def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 100) -> DeliveryReport:
-    """Deliver due messages in id order, one transaction per message."""
+def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 200) -> DeliveryReport:
+    """Deliver due messages, each firm's strictly in the order written, one transaction
+    each. A firm whose earliest message waits out a backoff (or was just refused for
+    now) sends nothing after it; when the rules service is unreachable, all stop."""
     report = DeliveryReport()
     with uow:
-        ids = [m.id for m in uow.register.pending_messages(now(), limit)]
-    for message_id in ids:
-        with uow:
-            message = uow.session.get(OutboxMessage, message_id)
-            if message is None or message.delivered_at is not None or message.failed_at:
-                continue
-            try:
-                rules.report(message.payload)
-            except RulesUnavailable as exc:
-                message.attempts += 1
-                message.next_attempt_at = now() + timedelta(seconds=backoff(message.attempts))
-                message.last_error = str(exc)[:500]
-                uow.commit()
-                report.waiting = True
-                return report  # keep the order: nothing overtakes an undelivered event
-            except RulesRejected as exc:
-                message.attempts += 1
-                message.failed_at, message.last_error = now(), str(exc)[:500]
-                _log.error(
-                    "event rejected by the rules service",
-                    event_id=message.event_id,
-                    error=message.last_error,
-                )
-                uow.commit()
-                report.failed += 1
-                continue
-            message.attempts += 1
-            message.delivered_at, message.last_error = now(), ""
-            uow.commit()
+        pending = [(int(m.id or 0), m.enterprise_id, m.next_attempt_at)
+                   for m in uow.register.pending_messages(limit)]
+    held: set[str] = set()
+    for message_id, firm, due in pending:
+        if firm in held:
+            continue
+        if due is not None and _aware(due) > now():
+            held.add(firm)  # its earliest message is waiting: keep the firm's order
+            report.waiting = True
+            continue
+        outcome = _deliver_one(uow, rules, message_id)
+        if outcome == "delivered":
             report.delivered += 1
+        elif outcome == "failed":
+            report.failed += 1
+        elif outcome == "unavailable":
+            report.waiting = True
+            return report  # the rules service is down: nothing more now
+        else:
+            held.add(firm)
+            report.waiting = True
     return report
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _deliver_one(uow: UnitOfWork, rules: RulesPort, message_id: int) -> str:
+    with uow:
+        message = uow.session.get(OutboxMessage, message_id)
+        if message is None or message.delivered_at is not None or message.failed_at:
+            return "skipped"
+        message.attempts += 1
+        try:
+            rules.report(message.payload)
+        except RulesUnavailable as exc:
+            message.next_attempt_at = now() + timedelta(seconds=backoff(message.attempts))
+            message.last_error = str(exc)[:500]
+            uow.commit()
+            down = str(exc).startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"))
+            if not down:
+                _log.warning("event not accepted yet, will retry", event_id=message.event_id,
+                             error=message.last_error)
+            return "unavailable" if down else "held"
+        except RulesRejected as exc:
+            message.failed_at, message.last_error = now(), str(exc)[:500]
+            _log.error("event rejected by the rules service; parked", event_id=message.event_id,
+                       error=message.last_error)
+            uow.commit()
+            return "failed"
+        message.delivered_at, message.last_error = now(), ""
+        uow.commit()
+        return "delivered"
 
 
 class OutboxWorker:

@@ -188,3 +188,45 @@ def test_sweep_reports_an_overdue_ticket_once(pair: Pair) -> None:
     assert deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules).delivered == 2
     status = pair.rules_status(firm)
     assert "RECTIFICATION_OVERDUE" in status.history[0].reason
+
+
+def test_a_backed_off_event_is_never_overtaken_by_a_later_one_of_the_same_firm(
+    pair: Pair,
+) -> None:
+    """FOUND waits out a backoff; VERIFIED of the same hazard, written later, must wait too
+    (sent first, the rules service would refuse it and the hazard would stay open)."""
+    from services.booking.service_layer.handlers import now
+
+    firm = pair.register_firm(50)
+    other = pair.register_firm(51)
+    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
+    token, token2 = pair.issue(firm).token, pair.issue(other).token
+    pair.rules_server.stop(None)
+    (ticket_id,) = _visit(pair, firm, token, [("GEN:ledger", bpb.SEVERITY_GENERAL)])
+    assert deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules).waiting
+    with pair.booking_engine.begin() as conn:  # as after a few failures: a long backoff
+        conn.execute(update(outbox).values(next_attempt_at=now() + timedelta(minutes=5)))
+    pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
+        ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)), timeout=10)
+    pair.booking.RecheckTicket(bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True),
+                               timeout=10)
+    (other_ticket,) = _visit(pair, other, token2, [("GEN:ledger", bpb.SEVERITY_GENERAL)])
+    server, _ = rules_grpc.create_server(load_rulebook(RULESETS), engine=pair.rules_engine,
+                                         address=f"127.0.0.1:{pair.rules_port}", today=pair.clock)
+    server.start()
+    pair.rules_server = server
+    deadline = time.monotonic() + 30
+    while True:  # the rules service is back; the first firm's events still wait their turn
+        report = deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules)
+        if report.delivered or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert (report.delivered, report.failed) == (1, 0)  # only the other firm's event
+    assert other_ticket in [h.hazard_id for h in pair.rules_status(other).profile.hazards]
+    assert pair.rules_status(firm).profile.hazards == []
+    with pair.booking_engine.begin() as conn:  # the backoff is over
+        conn.execute(update(outbox).values(next_attempt_at=None))
+    done = deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules)
+    assert (done.delivered, done.failed) == (2, 0)
+    hazards = {h.hazard_id: h.status for h in pair.rules_status(firm).profile.hazards}
+    assert hazards == {ticket_id: rpb.HAZARD_STATUS_VERIFIED}
