@@ -40,7 +40,8 @@ class BookingRegister:
 
     def _one(self, query, for_update: bool = False):  # type: ignore[no-untyped-def]
         if for_update and self._lock_rows:
-            query = query.with_for_update()
+            # once locked, read the row as it is now, not as this session saw it earlier
+            query = query.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(query).first()
 
     # firms
@@ -136,7 +137,8 @@ class BookingRegister:
             query = query.where(tickets.c.status != "verified", tickets.c.due_on < overdue_on)
         if after:
             query = query.where(tickets.c.id > after)
-        return self.session.scalars(query.order_by(tickets.c.id).limit(limit)).all()
+        query = query.order_by(tickets.c.id).limit(limit)
+        return self.session.scalars(query.execution_options(populate_existing=True)).all()
 
     def photo(self, photo_id: str) -> Photo | None:
         return self.session.get(Photo, photo_id)

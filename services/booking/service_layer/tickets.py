@@ -273,7 +273,7 @@ def recheck_ticket(
     who found it).
     """
     if len(note) > MAX_TEXT:
-        raise ValidationError([FieldViolation("note", f"at most {MAX_TEXT} characters")])
+        raise ValidationError([FieldViolation("note", f"说明最多{MAX_TEXT}个字")])
     today = ctx.today()
     new_due = _day(new_due_on, "new_due_on") if new_due_on else None
     if not passed and (new_due is None or new_due <= today):
@@ -281,9 +281,14 @@ def recheck_ticket(
             [FieldViolation("new_due_on", "a failed recheck needs a new deadline after today")]
         )
     with uow:
-        ticket = uow.register.ticket(ticket_id, for_update=True)
-        if ticket is None:
+        found = uow.register.ticket(ticket_id)
+        if found is None:
             raise NotFound(f"no ticket {ticket_id!r}")
+        # the order first (as RecordVisit does): rechecks of one order's tickets take turns,
+        # so the last one sees every sibling VERIFIED and closes the order
+        uow.register.order(found.order_id, for_update=True)
+        ticket = uow.register.ticket(ticket_id, for_update=True)
+        assert ticket is not None
         if allowed is not None and not allowed(ticket):
             raise PermissionDenied("only an inspector or the expert who found it may recheck")
         if passed:

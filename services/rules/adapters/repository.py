@@ -44,7 +44,7 @@ class Register:
     def firm(self, enterprise_id: str, *, for_update: bool = False) -> Firm | None:
         query = select(Firm).where(firms.c.enterprise_id == enterprise_id)
         if for_update and self._lock_rows:
-            query = query.with_for_update()
+            query = query.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(query).first()
 
     def decision(self, decision_id: str | None) -> DecisionRecord | None:

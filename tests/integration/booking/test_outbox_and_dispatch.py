@@ -230,3 +230,50 @@ def test_a_backed_off_event_is_never_overtaken_by_a_later_one_of_the_same_firm(
     assert (done.delivered, done.failed) == (2, 0)
     hazards = {h.hazard_id: h.status for h in pair.rules_status(firm).profile.hazards}
     assert hazards == {ticket_id: rpb.HAZARD_STATUS_VERIFIED}
+
+
+def test_rechecks_racing_on_one_order_close_it(pair: Pair) -> None:
+    """Six tickets of one order verified at once: the last recheck must see the others and
+    close the order (on PostgreSQL each runs under READ COMMITTED)."""
+    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
+    for n in range(60, 62):  # the helper books days 1 and 2: two orders fit
+        firm = pair.register_firm(n)
+        token = pair.issue(firm).token
+        ids = _visit(pair, firm, token, [("GEN:ledger", bpb.SEVERITY_GENERAL)] * 6)
+        for ticket_id in ids:
+            pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
+                ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)), timeout=10)
+        with ThreadPoolExecutor(len(ids)) as pool:
+            done = list(pool.map(lambda t: pair.booking.RecheckTicket(
+                bpb.RecheckTicketRequest(ticket_id=t, passed=True), timeout=60), ids))
+        assert all(t.status == bpb.TICKET_STATUS_VERIFIED for t in done)
+        order_id = done[0].order_id
+        got = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10)
+        assert got.status == bpb.ORDER_STATUS_CLOSED
+
+
+def test_the_same_ticket_rechecked_twice_at_once_is_verified_once(pair: Pair) -> None:
+    import grpc
+
+    firm = pair.register_firm(70)
+    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
+    token = pair.issue(firm).token
+    (ticket_id,) = _visit(pair, firm, token, [("GEN:ledger", bpb.SEVERITY_GENERAL)])
+    pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
+        ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)), timeout=10)
+
+    def recheck(_: int) -> str:
+        try:
+            pair.booking.RecheckTicket(bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True),
+                                       timeout=60)
+            return "OK"
+        except grpc.RpcError as exc:
+            return exc.code().name
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = sorted(pool.map(recheck, range(6)))
+    assert outcomes == ["FAILED_PRECONDITION"] * 5 + ["OK"]
+    with pair.booking_engine.connect() as conn:
+        events = conn.execute(select(outbox.c.event_id).where(
+            outbox.c.event_id == f"booking-{ticket_id}-verified")).all()
+    assert len(events) == 1
