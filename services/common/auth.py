@@ -25,6 +25,7 @@ from services.common.context import Principal, bind
 from services.common.ratelimit import RateLimiter
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+FIRM = "firm"  # the caller of a call admitted on the firm's QR token alone
 SCOPES = frozenset(
     {
         "rules.read",
@@ -146,19 +147,17 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return handler
         verdict = self._admit(method, dict(details.invocation_metadata or ()))
         if isinstance(verdict, Principal):
-            return _bound(handler, verdict)
+            return _bound(handler, verdict, self._limiter if verdict.caller == FIRM else None)
         return _refusal(handler, *verdict)
 
-    def _admit(
-        self, method: str, metadata: Mapping[str, Any]
-    ) -> Principal | tuple[grpc.StatusCode, str, float]:
+    def _admit(self, method: str, metadata: Mapping[str, Any]) -> Principal | Refusal:
         method_rule = self._rules.get(method)
         if method_rule is None:
             return grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to callers", 0.0
         header = str(metadata.get("authorization", ""))
         if not header:
             if method_rule.qr_ok:
-                return Principal("firm")
+                return Principal(FIRM)  # limited per remote host when the call runs
             return grpc.StatusCode.UNAUTHENTICATED, "missing bearer token", 0.0
         scheme, _, token = header.partition(" ")
         principal = self._store.lookup(token.strip()) if scheme.lower() == "bearer" else None
@@ -166,27 +165,44 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token", 0.0
         if not principal.scopes & method_rule.scopes:
             need = " or ".join(sorted(method_rule.scopes))
-            return grpc.StatusCode.PERMISSION_DENIED, f"{principal.caller} lacks scope {need}", 0.0
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{principal.caller} lacks scope {need}",
+                0.0,
+                principal,
+            )
         if self._limiter is not None:
             allowed, wait = self._limiter.check(principal.caller)
             if not allowed:
-                return grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded", wait
+                return grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded", wait, principal
         return principal
 
 
-def _bound(handler: Any, principal: Principal) -> Any:
-    """The same handler, with the principal bound while it runs."""
+Refusal = tuple[grpc.StatusCode, str, float] | tuple[grpc.StatusCode, str, float, Principal]
+
+
+def _bound(handler: Any, principal: Principal, limiter: RateLimiter | None = None) -> Any:
+    """The same handler, with the principal bound while it runs; a call admitted on a QR
+    token alone is rate-limited per remote host (it has no caller name)."""
+
+    def admit(context: grpc.ServicerContext) -> None:
+        bind(principal)
+        if limiter is not None:
+            allowed, wait = limiter.check("qr@" + _host(context.peer()))
+            if not allowed:
+                context.set_trailing_metadata((("retry-after", str(max(1, round(wait)))),))
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded")
 
     def unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
-            bind(principal)
+            admit(context)
             return behaviour(request, context)
 
         return run
 
     def stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            bind(principal)
+            admit(context)
             yield from behaviour(request, context)
 
         return run
@@ -194,8 +210,21 @@ def _bound(handler: Any, principal: Principal) -> Any:
     return _replace(handler, unary, stream)
 
 
-def _refusal(handler: Any, code: grpc.StatusCode, message: str, retry_after: float) -> Any:
+def _host(peer: str) -> str:
+    """ipv4:1.2.3.4:5678 → ipv4:1.2.3.4 (the port changes with every connection)."""
+    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+
+
+def _refusal(
+    handler: Any,
+    code: grpc.StatusCode,
+    message: str,
+    retry_after: float,
+    principal: Principal | None = None,
+) -> Any:
     def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+        if principal is not None:
+            bind(principal)  # the log line names who was refused
         if retry_after:
             context.set_trailing_metadata((("retry-after", str(max(1, round(retry_after)))),))
         context.abort(code, message)

@@ -34,8 +34,10 @@ from services.common import server as common_server
 from services.common.config import env_flag
 from services.common.db import default_sqlite_url, make_engine
 from services.common.http_server import start_http
+from services.common.ratelimit import Rate, RateLimiter
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+ORDERS_PER_QR_TOKEN = Rate(per_second=20 / 3600, burst=10)  # 10 at once, then 20 an hour
 _log = structlog.get_logger("booking")
 
 
@@ -155,6 +157,7 @@ def _context(args: argparse.Namespace) -> BookingContext:
         rules=RulesClient(args.rules, token=_rules_token(args)),
         public_url=args.public_url,
         hotline=getattr(args, "hotline", "12345"),
+        order_limiter=RateLimiter(ORDERS_PER_QR_TOKEN),
         today=today_shanghai,
     )
 

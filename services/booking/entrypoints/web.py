@@ -68,6 +68,7 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    RateLimited,
     ValidationError,
 )
 
@@ -706,6 +707,11 @@ class _Site:
             response.headers["Retry-After"] = "30"
             return response
 
+        async def too_many(request: Request, exc: Exception) -> Response:
+            response = self._error_page(429, "操作太频繁", "请稍等片刻再试。")
+            response.headers["Retry-After"] = str(max(1, round(getattr(exc, "retry_after", 60))))
+            return response
+
         async def http_error(request: Request, exc: Exception) -> Response:
             code = getattr(exc, "status_code", 500)
             if code == 404:
@@ -720,6 +726,7 @@ class _Site:
             ValidationError: invalid,
             PreconditionFailed: page(409, "当前状态下不能进行该操作", "请返回上一页刷新后查看。"),
             Unavailable: unavailable,
+            RateLimited: too_many,
             RulesUnavailable: unavailable,
             OperationalError: unavailable,
             PoolTimeout: unavailable,

@@ -6,6 +6,7 @@ is written in the same transaction as the change it reports.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -34,8 +35,10 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    RateLimited,
     ValidationError,
 )
+from services.common.ratelimit import RateLimiter
 
 USCC_LENGTH = 18
 EXPERT_ID_MAX = 64
@@ -63,6 +66,8 @@ class BookingContext:
     public_url: str
     hotline: str = "12345"
     today: Callable[[], date] = lambda: datetime.now(UTC).astimezone().date()
+    # orders per QR token (one phone cannot book a thousand visits); None: unlimited
+    order_limiter: RateLimiter | None = None
 
 
 def now() -> datetime:
@@ -231,6 +236,10 @@ def create_order(
     uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], idempotency_key: str
 ) -> Order:
     """Take an order from the firm's QR token; the same key again returns the same order."""
+    if ctx.order_limiter is not None and token:
+        allowed, wait = ctx.order_limiter.check(hashlib.sha256(token.encode()).hexdigest()[:24])
+        if not allowed:
+            raise RateLimited("too many orders from this QR code; try again later", wait)
     key = (idempotency_key or "").strip()
     if not key or len(key) > 64:
         raise ValidationError(

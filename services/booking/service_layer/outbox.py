@@ -46,8 +46,10 @@ def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 200) -> D
     now) sends nothing after it; when the rules service is unreachable, all stop."""
     report = DeliveryReport()
     with uow:
-        pending = [(int(m.id or 0), m.enterprise_id, m.next_attempt_at)
-                   for m in uow.register.pending_messages(limit)]
+        pending = [
+            (int(m.id or 0), m.enterprise_id, m.next_attempt_at)
+            for m in uow.register.pending_messages(limit)
+        ]
     held: set[str] = set()
     for message_id, firm, due in pending:
         if firm in held:
@@ -89,13 +91,19 @@ def _deliver_one(uow: UnitOfWork, rules: RulesPort, message_id: int) -> str:
             uow.commit()
             down = str(exc).startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"))
             if not down:
-                _log.warning("event not accepted yet, will retry", event_id=message.event_id,
-                             error=message.last_error)
+                _log.warning(
+                    "event not accepted yet, will retry",
+                    event_id=message.event_id,
+                    error=message.last_error,
+                )
             return "unavailable" if down else "held"
         except RulesRejected as exc:
             message.failed_at, message.last_error = now(), str(exc)[:500]
-            _log.error("event rejected by the rules service; parked", event_id=message.event_id,
-                       error=message.last_error)
+            _log.error(
+                "event rejected by the rules service; parked",
+                event_id=message.event_id,
+                error=message.last_error,
+            )
             uow.commit()
             return "failed"
         message.delivered_at, message.last_error = now(), ""

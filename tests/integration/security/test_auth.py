@@ -339,3 +339,37 @@ def test_a_qr_token_reaches_only_its_own_firm(secured) -> None:  # type: ignore[
             )
     finally:
         server.stop(None)
+
+
+def test_qr_only_calls_are_rate_limited_per_host_and_orders_per_token(tmp_path, store) -> None:  # type: ignore[no-untyped-def]
+    from services.common.ratelimit import RateLimiter
+
+    with running_pair(tmp_path) as pair:
+        pair.expert("E1", ["fire_crowded"], ["稠城街道"], days=range(1, 15))
+        ctx = replace(pair.ctx, order_limiter=RateLimiter(Rate(per_second=1 / 3600, burst=2)))
+        server, port = booking_grpc.create_server(ctx, pair.booking_engine,
+                                                  security=Security(store, Rate(0.01, 6)))
+        server.start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = booking_pb2_grpc.BookingServiceStub(channel)
+                token = pair.issue(pair.register_firm(1)).token
+                first = stub.CreateOrder(pair.order_request(token, key="a"), timeout=10)
+                stub.CreateOrder(pair.order_request(token, key="b", days=(3, 4)), timeout=10)
+                with pytest.raises(grpc.RpcError) as info:  # a third order from one QR code
+                    stub.CreateOrder(pair.order_request(token, key="c", days=(5, 6)), timeout=10)
+                assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert int(dict(info.value.trailing_metadata())["retry-after"]) >= 1
+                assert first.order_id
+                codes = []
+                for _ in range(6):  # QR-only calls from one host share one bucket
+                    try:
+                        stub.ListServiceItems(bpb.ListServiceItemsRequest(), timeout=10)
+                        codes.append("OK")
+                    except grpc.RpcError as exc:
+                        codes.append(exc.code().name)
+                assert codes[-1] == "RESOURCE_EXHAUSTED" and "OK" not in codes[3:]
+                # staff with a token have their own bucket
+                stub.ListExperts(bpb.ListExpertsRequest(), metadata=auth("admin"), timeout=10)
+        finally:
+            server.stop(None)
