@@ -150,11 +150,11 @@ def _hazard_verified(profile: EnterpriseProfile, event: Event) -> tuple[Enterpri
 
 def merge_profile(stored: EnterpriseProfile, incoming: EnterpriseProfile) -> EnterpriseProfile:
     """A new profile from a caller replaces the typed fields and facts; the history lists
-    (accidents, penalties, hazards) are merged so that events reported by other systems
-    (e.g. hazards from the booking service) are not lost. A hazard sent again with the
-    same hazard_id takes the incoming version."""
-    incoming_ids = {h.hazard_id for h in incoming.hazards}
-    hazards = (*[h for h in stored.hazards if h.hazard_id not in incoming_ids], *incoming.hazards)
+    (accidents, penalties, hazards) only grow, so what other systems reported is not lost.
+    A hazard already on record keeps its recorded state: it changes only through events
+    (HAZARD_VERIFIED, …), so a resent profile cannot close a hazard or erase a late closure."""
+    known = {h.hazard_id for h in stored.hazards}
+    hazards = (*stored.hazards, *[h for h in incoming.hazards if h.hazard_id not in known])
     return replace(
         incoming,
         accidents=_union(stored.accidents, incoming.accidents),
