@@ -96,8 +96,12 @@ def abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
         status = rpc_status.to_status(status_proto(exc))
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:  # abort_with_status sends the status's own trailers: add it there
-            status = status._replace(trailing_metadata=(
-                *status.trailing_metadata, ("retry-after", str(max(1, round(retry_after))))))
+            status = status._replace(
+                trailing_metadata=(
+                    *status.trailing_metadata,
+                    ("retry-after", str(max(1, round(retry_after)))),
+                )
+            )
         context.abort_with_status(status)
     _log.exception("unhandled error in RPC handler")
     context.abort_with_status(rpc_status.to_status(internal_status()))

@@ -32,6 +32,35 @@ class PastInspection:
     authority: str
     planned_on: date
     joint_id: str
+    joined: bool = False  # True: it joined another's visit; False: it opened the visit
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One on-site visit: its date (the opening inspection's) and who takes part."""
+
+    joint_id: str
+    day: date
+    authorities: frozenset[str]
+    opened_by: str
+
+
+def visits_of(past: Sequence[PastInspection]) -> list[Visit]:
+    groups: dict[str, list[PastInspection]] = {}
+    for p in past:
+        groups.setdefault(p.joint_id, []).append(p)
+    out = []
+    for joint_id, members in groups.items():
+        opener = min(members, key=lambda p: (p.joined, p.planned_on))
+        out.append(
+            Visit(
+                joint_id,
+                opener.planned_on,
+                frozenset(m.authority for m in members),
+                opener.authority,
+            )
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -111,7 +140,7 @@ def check(
             visits,
             yearly_cap,
         )
-    partner = _nearest_other(year, authority, planned_on, rules.joint_window_days)
+    partner = _nearest_visit(year, authority, planned_on, rules.joint_window_days)
     if partner is not None:
         return Verdict(
             True,
@@ -119,8 +148,7 @@ def check(
             partner.joint_id,
             True,
             "joint",
-            f"综合查一次：与{partner.authority} {partner.planned_on.isoformat()} "
-            "的检查合并为一次联合检查",
+            f"综合查一次：与{partner.opened_by} {partner.day.isoformat()} 的检查合并为一次联合检查",
             visits,
             yearly_cap,
         )
@@ -138,15 +166,15 @@ def check(
     return Verdict(True, False, new_joint_id(), True, "allowed", "准予检查", visits + 1, yearly_cap)
 
 
-def _nearest_other(
+def _nearest_visit(
     year: Sequence[PastInspection], authority: str, planned_on: date, window: int
-) -> PastInspection | None:
-    """Another authority's inspection within ±window days, the closest first."""
+) -> Visit | None:
+    """The visit, opened on a day within ±window of `planned_on` and without this
+    authority yet, that is closest. The window is anchored on the visit's own day, so
+    joins cannot chain a visit along the calendar past the yearly cap."""
     near = [
-        p
-        for p in year
-        if p.authority != authority and abs((p.planned_on - planned_on).days) <= window
+        v
+        for v in visits_of(year)
+        if authority not in v.authorities and abs((v.day - planned_on).days) <= window
     ]
-    return min(
-        near, key=lambda p: (abs((p.planned_on - planned_on).days), p.planned_on), default=None
-    )
+    return min(near, key=lambda v: (abs((v.day - planned_on).days), v.day), default=None)

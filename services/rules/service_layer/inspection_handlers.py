@@ -62,7 +62,7 @@ def check_inspection(
         entry = uow.register.open_entry(enterprise_id)
         whitelisted = entry is not None and entry.active_on(planned_on)
         past = [
-            gate.PastInspection(r.authority, r.planned_on, r.joint_id)
+            gate.PastInspection(r.authority, r.planned_on, r.joint_id, r.joint)
             for r in uow.register.counted_inspections(enterprise_id, [planned_on.year])
         ]
         caps = ctx.policy.caps
