@@ -104,9 +104,9 @@ def _finding(
     due = default_due(f.severity, visited_on) if f.severity in ("major", "general") else visited_on
     if f.due_on:
         try:
-            due = date.fromisoformat(f.due_on)
-        except ValueError:
-            bad.append(FieldViolation(f"{path}.due_on", "YYYY-MM-DD"))
+            due = _day(f.due_on, f"{path}.due_on")
+        except ValidationError as exc:
+            bad.extend(exc.violations)
         else:
             if due <= visited_on:
                 bad.append(FieldViolation(f"{path}.due_on", "must be after the visit"))
@@ -222,10 +222,14 @@ def _store_photo(uow: UnitOfWork, ticket_id: str, content: bytes, purpose: str) 
 
 
 def _day(text: str, field: str) -> date:
+    """A YYYY-MM-DD date in a plausible range (2000–2199), else INVALID_ARGUMENT."""
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError as exc:
         raise ValidationError([FieldViolation(field, "YYYY-MM-DD")]) from exc
+    if not 2000 <= day.year <= 2199:
+        raise ValidationError([FieldViolation(field, "must be between 2000 and 2199")])
+    return day
 
 
 def submit_rectification(

@@ -16,11 +16,17 @@ def today_shanghai() -> date:
     return datetime.now(SHANGHAI).date()
 
 
+FIRST_YEAR, LAST_YEAR = 1949, 2199  # any real record; leaves room for +36 months arithmetic
+
+
 def parse_iso_date(text: str) -> date:
-    """Parse a strict YYYY-MM-DD calendar date; raise ValueError on anything else."""
-    if not _ISO_DATE.match(text):
+    """Parse a strict YYYY-MM-DD calendar date between 1949 and 2199; ValueError otherwise."""
+    if not _ISO_DATE.fullmatch(text):
         raise ValueError("must be a date written YYYY-MM-DD")
-    return date.fromisoformat(text)
+    day = date.fromisoformat(text)
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise ValueError(f"must be between {FIRST_YEAR} and {LAST_YEAR}")
+    return day
 
 
 def add_months(day: date, months: int) -> date:

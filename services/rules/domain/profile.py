@@ -176,10 +176,14 @@ PROFILE_FIELDS = frozenset(
 
 
 class FieldChecker:
-    """Collects violations while reading fields, so one pass reports every bad field."""
+    """Collects violations while reading fields, so one pass reports every bad field.
 
-    def __init__(self, prefix: str) -> None:
+    `max_list` bounds lists in requests; a stored profile's history may grow past it.
+    """
+
+    def __init__(self, prefix: str, max_list: int | None = MAX_LIST) -> None:
         self.prefix = prefix
+        self.max_list = max_list
         self.violations: list[FieldViolation] = []
 
     def bad(self, path: str, description: str) -> None:
@@ -255,21 +259,25 @@ class FieldChecker:
         if not isinstance(value, list | tuple):
             self.bad(key, "must be a list")
             return []
-        if len(value) > MAX_LIST:
-            self.bad(key, f"at most {MAX_LIST} entries")
+        if self.max_list is not None and len(value) > self.max_list:
+            self.bad(key, f"at most {self.max_list} entries")
             return []
         return list(value)
 
 
 def parse_profile(
-    data: Mapping[str, Any], fact_types: Mapping[str, str], *, prefix: str = ""
+    data: Mapping[str, Any],
+    fact_types: Mapping[str, str],
+    *,
+    prefix: str = "",
+    max_list: int | None = MAX_LIST,
 ) -> EnterpriseProfile:
     """Validate a JSON-shaped profile against facts.md; raise ValidationError naming each field.
 
     `fact_types` is the fact-key registry (key → bool|int|number|string); `prefix` is the
     path of the profile in the request (e.g. "profile.") so violations name request fields.
     """
-    check = FieldChecker(prefix)
+    check = FieldChecker(prefix, max_list)
     if not isinstance(data, Mapping):
         check.bad("", "must be an object")
         raise ValidationError(check.violations)

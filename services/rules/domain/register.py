@@ -97,3 +97,4 @@ class ReevaluationRun:
     processed: int = 0
     last_enterprise_id: str = ""
     finished_at: datetime | None = None
+    skipped: list[str] = field(default_factory=list)  # firms whose stored profile is invalid

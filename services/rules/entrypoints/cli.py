@@ -192,6 +192,12 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
         f"re-evaluation {summary.run_id[:8]} ({word}) as of {as_of}: "
         f"{summary.processed} of {summary.total} firm(s) done"
     )
+    if summary.skipped:
+        print(
+            f"{len(summary.skipped)} firm(s) skipped, their stored profile no longer "
+            f"validates (send UpsertEnterprise to correct): {', '.join(summary.skipped)}"
+        )
+        return 1
     return 0
 
 

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+import structlog
+
+from services.rules.domain.errors import PreconditionFailed
 from services.rules.domain.register import ReevaluationRun
 from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.register_handlers import (
@@ -22,6 +25,8 @@ from services.rules.service_layer.register_handlers import (
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
+_log = structlog.get_logger("reevaluate")
+
 
 @dataclass
 class RunSummary:
@@ -30,6 +35,7 @@ class RunSummary:
     processed: int
     resumed: bool
     total: int
+    skipped: list[str]
 
 
 def reevaluate_all(
@@ -64,7 +70,7 @@ def reevaluate_all(
     with uow:
         run = uow.register.run(run_id)
         assert run is not None
-        return RunSummary(run_id, as_of, run.processed, resumed, total)
+        return RunSummary(run_id, as_of, run.processed, resumed, total, list(run.skipped))
 
 
 def _batch(uow: UnitOfWork, ctx: RulesContext, run_id: str, size: int) -> int:
@@ -79,11 +85,19 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, run_id: str, size: int) -> int:
             return -1
         for enterprise_id in ids:
             firm = load_firm(uow, enterprise_id, for_update=True)
+            try:
+                profile = stored_profile(ctx, firm)
+            except PreconditionFailed as exc:  # one bad record must not stall every firm
+                _log.error(
+                    "firm skipped by re-evaluation", enterprise_id=enterprise_id, error=exc.message
+                )
+                run.skipped = [*run.skipped, enterprise_id]
+                continue
             decide_and_store(
                 uow,
                 ctx,
                 firm,
-                stored_profile(ctx, firm),
+                profile,
                 run.as_of,
                 f"定期重新评估 periodic re-evaluation (run {run_id[:8]})",
             )

@@ -60,7 +60,7 @@ def now() -> datetime:
 def stored_profile(ctx: RulesContext, firm: Firm) -> EnterpriseProfile:
     """The firm's stored profile, re-validated against today's fact registry."""
     try:
-        return parse_profile(firm.profile, ctx.fact_types)
+        return parse_profile(firm.profile, ctx.fact_types, max_list=None)
     except ValidationError as exc:
         raise PreconditionFailed(
             f"the stored profile of {firm.enterprise_id} no longer validates "
@@ -203,7 +203,7 @@ def _view(
 ) -> StatusView:
     entry = uow.register.open_entry(firm.enterprise_id)
     return StatusView(
-        profile=parse_profile(firm.profile, ctx.fact_types),
+        profile=parse_profile(firm.profile, ctx.fact_types, max_list=None),
         decision=decision_from_json(record.payload),
         decision_id=record.id,
         entry=entry,
@@ -348,7 +348,7 @@ def _replay(uow: UnitOfWork, ctx: RulesContext, first: EventRecord) -> StatusVie
     )
     history = [r for i in snap.get("history", []) if (r := uow.register.decision(i)) is not None]
     return StatusView(
-        profile=parse_profile(snap["profile"], ctx.fact_types, prefix="stored."),
+        profile=parse_profile(snap["profile"], ctx.fact_types, prefix="stored.", max_list=None),
         decision=decision_from_json(decision.payload),
         decision_id=decision.id,
         entry=entry,

@@ -100,3 +100,16 @@ def test_a_reissued_code_revokes_the_old_one(pair: Pair) -> None:
     with pytest.raises(grpc.RpcError) as info:
         order(pair, old)
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("visited_on", ["9999-12-25", "1999-12-31"])
+def test_visit_dates_out_of_range_are_invalid_not_internal(pair: Pair, visited_on: str) -> None:
+    firm = pair.register_firm(9, industry="light_industry", high_risk_domains=["dust_explosion"])
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    placed = order(pair, pair.issue(firm).token)
+    request = bpb.RecordVisitRequest(order_id=placed.order_id, visited_on=visited_on, findings=[
+        bpb.FindingInput(clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL,
+                         description="无台账", due_on="9999-12-31")])
+    with pytest.raises(grpc.RpcError) as info:
+        pair.booking.RecordVisit(request, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
