@@ -11,7 +11,14 @@ import grpc
 
 from services.common.auth import AuthInterceptor, MethodRule, TokenStore, write_dev_tokens
 
-__all__ = ["DEV_TOKENS", "Security", "add_flags", "from_args", "write_dev_tokens"]
+__all__ = [
+    "DEV_TOKENS",
+    "Security",
+    "add_flags",
+    "client_credentials",
+    "from_args",
+    "write_dev_tokens",
+]
 from services.common.config import env_flag
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.server import TlsFiles
@@ -87,3 +94,20 @@ def from_args(args: argparse.Namespace) -> Security:
         )
     rate = float(args.rate)
     return Security(TokenStore.load(path), Rate(rate, 2 * rate) if rate > 0 else None, tls)
+
+
+def client_credentials(
+    ca: str | None, cert: str | None = None, key: str | None = None
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials for a client (None: plain text); cert and key for mutual TLS."""
+    if not ca:
+        if cert or key:
+            raise SystemExit("a client certificate needs the server's CA as well")
+        return None
+    if bool(cert) != bool(key):
+        raise SystemExit("the client certificate and key go together")
+    return grpc.ssl_channel_credentials(
+        Path(ca).read_bytes(),
+        Path(key).read_bytes() if key else None,
+        Path(cert).read_bytes() if cert else None,
+    )

@@ -60,15 +60,22 @@ class RulesClient:
         token: str = "",
         timeout: float = 5.0,
         channel: grpc.Channel | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        """`credentials`: TLS to the rules service (grpc.ssl_channel_credentials, with a
+        client certificate for mutual TLS); without them the channel is plain text."""
         self.address = address
-        self._channel = channel or grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.initial_reconnect_backoff_ms", 500),
-                ("grpc.max_reconnect_backoff_ms", 10_000),
-            ],
-        )
+        options = [
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 10_000),
+        ]
+        if channel is None:
+            channel = (
+                grpc.secure_channel(address, credentials, options=options)
+                if credentials
+                else grpc.insecure_channel(address, options=options)
+            )
+        self._channel = channel
         self._stub = rules_pb2_grpc.RulesServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout

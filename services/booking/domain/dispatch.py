@@ -62,13 +62,15 @@ def candidates(
     needed: frozenset[str],
     preferred: Sequence[Slot],
     experts: Sequence[ExpertView],
+    any_region: bool = False,
 ) -> list[Candidate]:
     """Every eligible (expert, slot), best first.
 
     Eligible: active, covers every needed domain, no conflict of interest with the firm,
     free in one of the preferred slots. Order: experts serving the firm's region first (if
-    any is free, only those), then fewest visits in the last 30 days, then least recently
-    assigned (never assigned first), then id.
+    any is free, only those, unless `any_region`: the fallback when every local one was
+    lost to a concurrent dispatch), then fewest visits in the last 30 days, then least
+    recently assigned (never assigned first), then id.
     """
     eligible = []
     for e in experts:
@@ -78,7 +80,7 @@ def candidates(
         if slot is not None:
             eligible.append((e, slot))
     local = [(e, s) for e, s in eligible if region in e.regions]
-    pool = local or eligible
+    pool = eligible if any_region else (local or eligible)
     pool.sort(
         key=lambda pair: (
             pair[0].recent_visits,

@@ -33,7 +33,6 @@ TICKET_TRANSITIONS: dict[tuple[TicketStatus, TicketAction], TicketStatus] = {
     (TicketStatus.SUBMITTED, TicketAction.SUBMIT_PROOF): TicketStatus.SUBMITTED,  # a better photo
     (TicketStatus.SUBMITTED, TicketAction.RECHECK_PASS): TicketStatus.VERIFIED,
     (TicketStatus.SUBMITTED, TicketAction.RECHECK_FAIL): TicketStatus.OPEN,
-    (TicketStatus.OPEN, TicketAction.RECHECK_PASS): TicketStatus.VERIFIED,  # fixed on the spot
 }
 
 

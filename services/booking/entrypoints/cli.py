@@ -35,6 +35,7 @@ from services.common.config import env_flag
 from services.common.db import default_sqlite_url, make_engine
 from services.common.http_server import start_http
 from services.common.ratelimit import Rate, RateLimiter
+from services.common.security import client_credentials
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ORDERS_PER_QR_TOKEN = Rate(per_second=20 / 3600, burst=10)  # 10 at once, then 20 an hour
@@ -115,6 +116,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
     env_flag(parser, "--menu", "BOOKING_MENU", "rulesets/menu.yaml", "service menu file")
     env_flag(
         parser,
+        "--rules-tls-ca",
+        "BOOKING_RULES_TLS_CA",
+        None,
+        "CA that signed the rules service's certificate: talk to it over TLS",
+    )
+    env_flag(
+        parser,
+        "--rules-tls-cert",
+        "BOOKING_RULES_TLS_CERT",
+        None,
+        "client certificate for mutual TLS with the rules service (PEM)",
+    )
+    env_flag(
+        parser,
+        "--rules-tls-key",
+        "BOOKING_RULES_TLS_KEY",
+        None,
+        "client key for mutual TLS with the rules service (PEM)",
+    )
+    env_flag(
+        parser,
         "--rules-token",
         "BOOKING_RULES_TOKEN",
         "",
@@ -154,7 +176,13 @@ def _context(args: argparse.Namespace) -> BookingContext:
     return BookingContext(
         keyring=load_keyring(Path(args.qr_keys)),
         menu=load_menu(args.menu),
-        rules=RulesClient(args.rules, token=_rules_token(args)),
+        rules=RulesClient(
+            args.rules,
+            token=_rules_token(args),
+            credentials=client_credentials(
+                args.rules_tls_ca, args.rules_tls_cert, args.rules_tls_key
+            ),
+        ),
         public_url=args.public_url,
         hotline=getattr(args, "hotline", "12345"),
         order_limiter=RateLimiter(ORDERS_PER_QR_TOKEN),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ from services.booking.adapters.menu import MenuItem
 from services.booking.adapters.poster import render_poster
 from services.booking.domain import dispatch, qr
 from services.booking.domain.orders import (
+    PHONE,
     Order,
     OrderAction,
     OrderStatus,
@@ -210,16 +211,25 @@ def _expert_from(data: Mapping[str, Any]) -> Expert:
     per_day = data.get("max_visits_per_day", 2)
     if per_day not in (1, 2):
         bad.append(FieldViolation("expert.max_visits_per_day", "1 or 2"))
-    regions = [str(r)[:100] for r in dict.fromkeys(data.get("regions", []))]
-    conflicts = [str(c)[:18] for c in dict.fromkeys(data.get("conflicts", []))]
-    if len(regions) > 50 or len(conflicts) > 500:
-        bad.append(FieldViolation("expert.regions", "at most 50 regions and 500 conflicts"))
+    regions = [str(r) for r in dict.fromkeys(data.get("regions", []))]
+    if len(regions) > 50 or any(not r.strip() or len(r) > 100 for r in regions):
+        bad.append(FieldViolation("expert.regions", "at most 50 regions of 1-100 characters"))
+    conflicts = [str(c) for c in dict.fromkeys(data.get("conflicts", []))]
+    if len(conflicts) > 500 or any(len(c) != USCC_LENGTH for c in conflicts):
+        bad.append(
+            FieldViolation(
+                "expert.conflicts", "at most 500 unified social credit codes (18 characters)"
+            )
+        )
+    phone = str(data.get("phone", "")).strip()
+    if phone and not PHONE.fullmatch(phone.replace("-", "").replace(" ", "")):
+        bad.append(FieldViolation("expert.phone", "a mainland mobile number (11 digits)"))
     if bad:
         raise ValidationError(bad)
     return Expert(
         expert_id,
         name,
-        str(data.get("phone", ""))[:20],
+        phone,
         domains,
         regions,
         slots,
@@ -395,7 +405,11 @@ def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Cand
     fresh assignments, so a dispatch that lost a race takes the expert's next free slot;
     the unique (expert, slot) index is the last word on any race left."""
     preferred = [parse_slot(s) for s in order.preferred_slots]
-    for candidate in _candidates(uow, ctx, order, ctx.today()):
+    tried: set[str] = set()
+    for candidate in _ranked(uow, ctx, order):
+        if candidate.expert_id in tried:
+            continue
+        tried.add(candidate.expert_id)
         expert = uow.register.expert(candidate.expert_id, for_update=True)
         if expert is None:
             continue
@@ -427,8 +441,15 @@ def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Cand
     return None
 
 
+def _ranked(uow: UnitOfWork, ctx: BookingContext, order: Order) -> Iterator[dispatch.Candidate]:
+    """The best candidates, then (if all of those were lost to racing dispatches) every
+    eligible expert whatever their region."""
+    yield from _candidates(uow, ctx, order, ctx.today())
+    yield from _candidates(uow, ctx, order, ctx.today(), any_region=True)
+
+
 def _candidates(
-    uow: UnitOfWork, ctx: BookingContext, order: Order, today: date
+    uow: UnitOfWork, ctx: BookingContext, order: Order, today: date, any_region: bool = False
 ) -> list[dispatch.Candidate]:
     booked = uow.register.booked()
     recent = uow.register.recent_visits(
@@ -463,6 +484,7 @@ def _candidates(
         needed=needed,
         preferred=[parse_slot(s) for s in order.preferred_slots],
         experts=views,
+        any_region=any_region,
     )
 
 

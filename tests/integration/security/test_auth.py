@@ -373,3 +373,25 @@ def test_qr_only_calls_are_rate_limited_per_host_and_orders_per_token(tmp_path, 
                 stub.ListExperts(bpb.ListExpertsRequest(), metadata=auth("admin"), timeout=10)
         finally:
             server.stop(None)
+
+
+def test_booking_talks_to_rules_over_mutual_tls(rulebook, store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from services.booking.adapters.rules_client import RulesClient, RulesUnavailable
+    from services.common.security import client_credentials
+
+    pki = make_pki(tmp_path)
+    tls = TlsFiles(pki["server"], pki["server_key"], client_ca=pki["ca"])
+    server, port = rules_grpc.create_server(rulebook, security=Security(store, tls=tls))
+    server.start()
+    try:
+        good = RulesClient(f"127.0.0.1:{port}", token=TOKENS["reader"][0],
+                           credentials=client_credentials(str(pki["ca"]), str(pki["client"]),
+                                                          str(pki["client_key"])))
+        assert good.clause("GM2023:11(1)") is not None  # ListStandards/GetStandard over mTLS
+        plain = RulesClient(f"127.0.0.1:{port}", token=TOKENS["reader"][0], timeout=2)
+        with pytest.raises(RulesUnavailable):
+            plain.warm_clauses()
+        good.close()
+        plain.close()
+    finally:
+        server.stop(None)

@@ -40,7 +40,6 @@ EXPECTED_TICKET_TABLE = {
     (TicketStatus.SUBMITTED, TicketAction.SUBMIT_PROOF): TicketStatus.SUBMITTED,
     (TicketStatus.SUBMITTED, TicketAction.RECHECK_PASS): TicketStatus.VERIFIED,
     (TicketStatus.SUBMITTED, TicketAction.RECHECK_FAIL): TicketStatus.OPEN,
-    (TicketStatus.OPEN, TicketAction.RECHECK_PASS): TicketStatus.VERIFIED,
 }
 
 ORDER_ILLEGAL = [
