@@ -107,9 +107,18 @@ def test_visit_dates_out_of_range_are_invalid_not_internal(pair: Pair, visited_o
     firm = pair.register_firm(9, industry="light_industry", high_risk_domains=["dust_explosion"])
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])
     placed = order(pair, pair.issue(firm).token)
-    request = bpb.RecordVisitRequest(order_id=placed.order_id, visited_on=visited_on, findings=[
-        bpb.FindingInput(clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL,
-                         description="无台账", due_on="9999-12-31")])
+    request = bpb.RecordVisitRequest(
+        order_id=placed.order_id,
+        visited_on=visited_on,
+        findings=[
+            bpb.FindingInput(
+                clause_ref="GEN:ledger",
+                severity=bpb.SEVERITY_GENERAL,
+                description="无台账",
+                due_on="9999-12-31",
+            )
+        ],
+    )
     with pytest.raises(grpc.RpcError) as info:
         pair.booking.RecordVisit(request, timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -119,15 +128,26 @@ def test_upsert_expert_names_each_bad_field_and_truncates_nothing(pair: Pair) ->
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
-    bad = bpb.Expert(expert_id="E-BAD", name="专家", phone="12345", domains=["gas"],
-                     regions=["x" * 101], slots=[pair.slot(1)], max_visits_per_day=2,
-                     active=True, conflicts=["NOT-A-CODE"])
+    bad = bpb.Expert(
+        expert_id="E-BAD",
+        name="专家",
+        phone="12345",
+        domains=["gas"],
+        regions=["x" * 101],
+        slots=[pair.slot(1)],
+        max_visits_per_day=2,
+        active=True,
+        conflicts=["NOT-A-CODE"],
+    )
     with pytest.raises(grpc.RpcError) as info:
         pair.booking.UpsertExpert(bpb.UpsertExpertRequest(expert=bad), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     details = error_details_pb2.BadRequest()
     rpc_status.from_call(info.value).details[0].Unpack(details)  # type: ignore[union-attr]
     assert {v.field for v in details.field_violations} == {
-        "expert.phone", "expert.regions", "expert.conflicts"}
+        "expert.phone",
+        "expert.regions",
+        "expert.conflicts",
+    }
     listed = pair.booking.ListExperts(bpb.ListExpertsRequest(), timeout=10)
     assert "E-BAD" not in [e.expert_id for e in listed.experts]

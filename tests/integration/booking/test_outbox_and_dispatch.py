@@ -206,13 +206,22 @@ def test_a_backed_off_event_is_never_overtaken_by_a_later_one_of_the_same_firm(
     assert deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules).waiting
     with pair.booking_engine.begin() as conn:  # as after a few failures: a long backoff
         conn.execute(update(outbox).values(next_attempt_at=now() + timedelta(minutes=5)))
-    pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
-        ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)), timeout=10)
-    pair.booking.RecheckTicket(bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True),
-                               timeout=10)
+    pair.booking.SubmitRectification(
+        bpb.SubmitRectificationRequest(
+            ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)
+        ),
+        timeout=10,
+    )
+    pair.booking.RecheckTicket(
+        bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True), timeout=10
+    )
     (other_ticket,) = _visit(pair, other, token2, [("GEN:ledger", bpb.SEVERITY_GENERAL)])
-    server, _ = rules_grpc.create_server(load_rulebook(RULESETS), engine=pair.rules_engine,
-                                         address=f"127.0.0.1:{pair.rules_port}", today=pair.clock)
+    server, _ = rules_grpc.create_server(
+        load_rulebook(RULESETS),
+        engine=pair.rules_engine,
+        address=f"127.0.0.1:{pair.rules_port}",
+        today=pair.clock,
+    )
     server.start()
     pair.rules_server = server
     deadline = time.monotonic() + 30
@@ -241,11 +250,21 @@ def test_rechecks_racing_on_one_order_close_it(pair: Pair) -> None:
         token = pair.issue(firm).token
         ids = _visit(pair, firm, token, [("GEN:ledger", bpb.SEVERITY_GENERAL)] * 6)
         for ticket_id in ids:
-            pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
-                ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)), timeout=10)
+            pair.booking.SubmitRectification(
+                bpb.SubmitRectificationRequest(
+                    ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)
+                ),
+                timeout=10,
+            )
         with ThreadPoolExecutor(len(ids)) as pool:
-            done = list(pool.map(lambda t: pair.booking.RecheckTicket(
-                bpb.RecheckTicketRequest(ticket_id=t, passed=True), timeout=60), ids))
+            done = list(
+                pool.map(
+                    lambda t: pair.booking.RecheckTicket(
+                        bpb.RecheckTicketRequest(ticket_id=t, passed=True), timeout=60
+                    ),
+                    ids,
+                )
+            )
         assert all(t.status == bpb.TICKET_STATUS_VERIFIED for t in done)
         order_id = done[0].order_id
         got = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10)
@@ -259,13 +278,18 @@ def test_the_same_ticket_rechecked_twice_at_once_is_verified_once(pair: Pair) ->
     pair.expert("E1", ["fire_crowded"], ["稠城街道"])
     token = pair.issue(firm).token
     (ticket_id,) = _visit(pair, firm, token, [("GEN:ledger", bpb.SEVERITY_GENERAL)])
-    pair.booking.SubmitRectification(bpb.SubmitRectificationRequest(
-        ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)), timeout=10)
+    pair.booking.SubmitRectification(
+        bpb.SubmitRectificationRequest(
+            ticket_id=ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)
+        ),
+        timeout=10,
+    )
 
     def recheck(_: int) -> str:
         try:
-            pair.booking.RecheckTicket(bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True),
-                                       timeout=60)
+            pair.booking.RecheckTicket(
+                bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True), timeout=60
+            )
             return "OK"
         except grpc.RpcError as exc:
             return exc.code().name
@@ -274,6 +298,7 @@ def test_the_same_ticket_rechecked_twice_at_once_is_verified_once(pair: Pair) ->
         outcomes = sorted(pool.map(recheck, range(6)))
     assert outcomes == ["FAILED_PRECONDITION"] * 5 + ["OK"]
     with pair.booking_engine.connect() as conn:
-        events = conn.execute(select(outbox.c.event_id).where(
-            outbox.c.event_id == f"booking-{ticket_id}-verified")).all()
+        events = conn.execute(
+            select(outbox.c.event_id).where(outbox.c.event_id == f"booking-{ticket_id}-verified")
+        ).all()
     assert len(events) == 1

@@ -911,32 +911,60 @@ def test_event_for_an_unknown_firm_is_not_found(register_stub: RulesServiceStub,
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_a_resent_profile_cannot_close_a_hazard_or_erase_a_late_closure(register_stub, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_resent_profile_cannot_close_a_hazard_or_erase_a_late_closure(
+    register_stub, clock
+) -> None:  # type: ignore[no-untyped-def]
     """Hazards on record change only through events (review finding)."""
     upsert(register_stub, profile(901))
     found = pb.EnterpriseEvent(
-        event_id="h-901", enterprise_id=uscc(901), kind=pb.EVENT_KIND_MAJOR_HAZARD_FOUND,
-        occurred_on="2026-06-01", hazard=pb.HazardDetail(hazard_id="H901",
-                                                          clause_ref="GM2023:14",
-                                                          due_on="2026-06-10"))
+        event_id="h-901",
+        enterprise_id=uscc(901),
+        kind=pb.EVENT_KIND_MAJOR_HAZARD_FOUND,
+        occurred_on="2026-06-01",
+        hazard=pb.HazardDetail(hazard_id="H901", clause_ref="GM2023:14", due_on="2026-06-10"),
+    )
     register_stub.ReportEvent(pb.ReportEventRequest(event=found), timeout=10)
-    forged = profile(901, hazards=[{"hazard_id": "H901", "clause_ref": "GM2023:14",
-                                    "severity": "major", "found_on": "2026-06-01",
-                                    "due_on": "2026-06-10", "status": "verified",
-                                    "closed_on": "2026-06-05"}])
+    forged = profile(
+        901,
+        hazards=[
+            {
+                "hazard_id": "H901",
+                "clause_ref": "GM2023:14",
+                "severity": "major",
+                "found_on": "2026-06-01",
+                "due_on": "2026-06-10",
+                "status": "verified",
+                "closed_on": "2026-06-05",
+            }
+        ],
+    )
     status = upsert(register_stub, forged)
     assert [(h.hazard_id, h.status) for h in status.profile.hazards] == [
-        ("H901", pb.HAZARD_STATUS_OPEN)]
+        ("H901", pb.HAZARD_STATUS_OPEN)
+    ]
     assert status.decision.status == pb.STATUS_PRIORITY
     late = pb.EnterpriseEvent(
-        event_id="v-901", enterprise_id=uscc(901), kind=pb.EVENT_KIND_HAZARD_VERIFIED,
-        occurred_on="2026-06-20", verification=pb.VerificationDetail(hazard_id="H901",
-                                                                      late=True))
+        event_id="v-901",
+        enterprise_id=uscc(901),
+        kind=pb.EVENT_KIND_HAZARD_VERIFIED,
+        occurred_on="2026-06-20",
+        verification=pb.VerificationDetail(hazard_id="H901", late=True),
+    )
     register_stub.ReportEvent(pb.ReportEventRequest(event=late), timeout=10)
-    clean = profile(901, hazards=[{"hazard_id": "H901", "clause_ref": "GM2023:14",
-                                   "severity": "major", "found_on": "2026-06-01",
-                                   "due_on": "2026-06-10", "status": "verified",
-                                   "closed_on": "2026-06-05"}])
+    clean = profile(
+        901,
+        hazards=[
+            {
+                "hazard_id": "H901",
+                "clause_ref": "GM2023:14",
+                "severity": "major",
+                "found_on": "2026-06-01",
+                "due_on": "2026-06-10",
+                "status": "verified",
+                "closed_on": "2026-06-05",
+            }
+        ],
+    )
     after = upsert(register_stub, clean)
     assert "late_rectification" in [b.code for b in after.decision.whitelist_blockers]
     assert after.decision.status != pb.STATUS_WHITELIST

@@ -228,7 +228,8 @@ def test_concurrent_evaluations_each_get_their_own_answer(rules_stub) -> None:  
 @pytest.mark.parametrize("as_of", ["9999-06-01", "9999-12-31", "0001-01-01", "1900-01-01"])
 def test_dates_out_of_range_are_invalid_not_internal(rules_stub, as_of: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as info:
-        rules_stub.Evaluate(pb.EvaluateRequest(profile=profile_from_json(profile()), as_of=as_of),
-                            timeout=10)
+        rules_stub.Evaluate(
+            pb.EvaluateRequest(profile=profile_from_json(profile()), as_of=as_of), timeout=10
+        )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "as_of" in violations(info.value)

@@ -99,8 +99,9 @@ def test_a_firm_whose_stored_profile_no_longer_validates_is_skipped_not_fatal(
         upsert(register_stub, profile(n))
     broken = profile(2, facts={"a.key.removed.from.facts.yaml": True})
     with db_engine.begin() as conn:  # as if a fact key were dropped from the registry
-        conn.execute(sql_update(firms).where(firms.c.enterprise_id == uscc(2))
-                     .values(profile=broken))
+        conn.execute(
+            sql_update(firms).where(firms.c.enterprise_id == uscc(2)).values(profile=broken)
+        )
     summary = reevaluate_all(UnitOfWork(db_engine), context_from(rulebook), date(2026, 7, 1))
     assert summary.skipped == [uscc(2)]
     assert summary.processed == 3
@@ -110,14 +111,32 @@ def test_a_firm_whose_stored_profile_no_longer_validates_is_skipped_not_fatal(
 
 
 def test_history_may_grow_past_the_request_limit(register_stub) -> None:  # type: ignore[no-untyped-def]
-    hazards = [{"hazard_id": f"H{i}", "clause_ref": "GEN:ledger", "severity": "general",
-                "found_on": "2026-01-01", "due_on": "2026-02-01", "status": "verified",
-                "closed_on": "2026-01-20"} for i in range(500)]
+    hazards = [
+        {
+            "hazard_id": f"H{i}",
+            "clause_ref": "GEN:ledger",
+            "severity": "general",
+            "found_on": "2026-01-01",
+            "due_on": "2026-02-01",
+            "status": "verified",
+            "closed_on": "2026-01-20",
+        }
+        for i in range(500)
+    ]
     upsert(register_stub, profile(7, hazards=hazards))
-    status = register_stub.ReportEvent(pb.ReportEventRequest(event=pb.EnterpriseEvent(
-        event_id="h-501", enterprise_id=uscc(7), kind=pb.EVENT_KIND_MAJOR_HAZARD_FOUND,
-        occurred_on="2026-06-01", hazard=pb.HazardDetail(hazard_id="H500",
-                                                         clause_ref="GM2023:14",
-                                                         due_on="2026-06-20"))), timeout=30)
+    status = register_stub.ReportEvent(
+        pb.ReportEventRequest(
+            event=pb.EnterpriseEvent(
+                event_id="h-501",
+                enterprise_id=uscc(7),
+                kind=pb.EVENT_KIND_MAJOR_HAZARD_FOUND,
+                occurred_on="2026-06-01",
+                hazard=pb.HazardDetail(
+                    hazard_id="H500", clause_ref="GM2023:14", due_on="2026-06-20"
+                ),
+            )
+        ),
+        timeout=30,
+    )
     assert len(status.profile.hazards) == 501
     assert status.decision.status == pb.STATUS_PRIORITY

@@ -347,8 +347,9 @@ def test_qr_only_calls_are_rate_limited_per_host_and_orders_per_token(tmp_path, 
     with running_pair(tmp_path) as pair:
         pair.expert("E1", ["fire_crowded"], ["稠城街道"], days=range(1, 15))
         ctx = replace(pair.ctx, order_limiter=RateLimiter(Rate(per_second=1 / 3600, burst=2)))
-        server, port = booking_grpc.create_server(ctx, pair.booking_engine,
-                                                  security=Security(store, Rate(0.01, 6)))
+        server, port = booking_grpc.create_server(
+            ctx, pair.booking_engine, security=Security(store, Rate(0.01, 6))
+        )
         server.start()
         try:
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -384,9 +385,13 @@ def test_booking_talks_to_rules_over_mutual_tls(rulebook, store, tmp_path: Path)
     server, port = rules_grpc.create_server(rulebook, security=Security(store, tls=tls))
     server.start()
     try:
-        good = RulesClient(f"127.0.0.1:{port}", token=TOKENS["reader"][0],
-                           credentials=client_credentials(str(pki["ca"]), str(pki["client"]),
-                                                          str(pki["client_key"])))
+        good = RulesClient(
+            f"127.0.0.1:{port}",
+            token=TOKENS["reader"][0],
+            credentials=client_credentials(
+                str(pki["ca"]), str(pki["client"]), str(pki["client_key"])
+            ),
+        )
         assert good.clause("GM2023:11(1)") is not None  # ListStandards/GetStandard over mTLS
         plain = RulesClient(f"127.0.0.1:{port}", token=TOKENS["reader"][0], timeout=2)
         with pytest.raises(RulesUnavailable):

@@ -285,7 +285,12 @@ def test_any_region_is_the_fallback_after_every_local_expert_was_lost() -> None:
     local = expert("L1", recent_visits=5)
     remote = expert("R1", regions=frozenset({"佛堂镇"}))
     assert [c.expert_id for c in run([remote, local])] == ["L1"]
-    fallback = candidates(enterprise_id=FIRM, region=REGION,
-                          needed=frozenset({"fire_crowded"}), preferred=(AM2, PM2),
-                          experts=[remote, local], any_region=True)
+    fallback = candidates(
+        enterprise_id=FIRM,
+        region=REGION,
+        needed=frozenset({"fire_crowded"}),
+        preferred=(AM2, PM2),
+        experts=[remote, local],
+        any_region=True,
+    )
     assert [c.expert_id for c in fallback] == ["R1", "L1"]  # by fairness, region ignored

@@ -7,8 +7,9 @@ from datetime import date, timedelta
 
 from services.rules.domain import gate
 
-RULES = gate.GateRules(frozenset({"ROUTINE", "CAMPAIGN"}), per_authority_per_year=2,
-                       joint_window_days=14)
+RULES = gate.GateRules(
+    frozenset({"ROUTINE", "CAMPAIGN"}), per_authority_per_year=2, joint_window_days=14
+)
 
 
 def _run(requests: list[tuple[str, date]], cap: int) -> list[gate.Verdict]:
@@ -16,9 +17,16 @@ def _run(requests: list[tuple[str, date]], cap: int) -> list[gate.Verdict]:
     past: list[gate.PastInspection] = []
     out = []
     for authority, day in requests:
-        verdict = gate.check(authority=authority, kind=gate.InspectionKind.ROUTINE,
-                             planned_on=day, whitelisted=False, yearly_cap=cap, past=past,
-                             rules=RULES, new_joint_id=lambda: next(ids))
+        verdict = gate.check(
+            authority=authority,
+            kind=gate.InspectionKind.ROUTINE,
+            planned_on=day,
+            whitelisted=False,
+            yearly_cap=cap,
+            past=past,
+            rules=RULES,
+            new_joint_id=lambda: next(ids),
+        )
         if verdict.allowed:
             past.append(gate.PastInspection(authority, day, verdict.joint_id, verdict.joint))
         out.append(verdict)
@@ -33,14 +41,19 @@ def test_joins_do_not_chain_past_the_window_of_the_opening_visit() -> None:
 
 
 def test_an_authority_already_in_a_visit_does_not_join_it_again() -> None:
-    verdicts = _run([("A", date(2026, 3, 1)), ("B", date(2026, 3, 10)),
-                     ("B", date(2026, 3, 12))], cap=2)
+    verdicts = _run(
+        [("A", date(2026, 3, 1)), ("B", date(2026, 3, 10)), ("B", date(2026, 3, 12))], cap=2
+    )
     assert [(v.reason_code, v.joint_id) for v in verdicts] == [
-        ("allowed", "J1"), ("joint", "J1"), ("allowed", "J2")]
+        ("allowed", "J1"),
+        ("joint", "J1"),
+        ("allowed", "J2"),
+    ]
     assert verdicts[-1].yearly_count == 2
 
 
 def test_the_window_edge_is_measured_from_the_opening_day() -> None:
-    verdicts = _run([("A", date(2026, 3, 1)), ("B", date(2026, 3, 15)),
-                     ("C", date(2026, 3, 16))], cap=4)
+    verdicts = _run(
+        [("A", date(2026, 3, 1)), ("B", date(2026, 3, 15)), ("C", date(2026, 3, 16))], cap=4
+    )
     assert [v.reason_code for v in verdicts] == ["allowed", "joint", "allowed"]
