@@ -183,7 +183,7 @@ def _context(args: argparse.Namespace) -> BookingContext:
                 args.rules_tls_ca, args.rules_tls_cert, args.rules_tls_key
             ),
         ),
-        public_url=args.public_url,
+        public_url=getattr(args, "public_url", ""),  # sweep serves no pages
         hotline=getattr(args, "hotline", "12345"),
         order_limiter=RateLimiter(ORDERS_PER_QR_TOKEN),
         today=today_shanghai,

@@ -302,3 +302,41 @@ def test_the_same_ticket_rechecked_twice_at_once_is_verified_once(pair: Pair) ->
             select(outbox.c.event_id).where(outbox.c.event_id == f"booking-{ticket_id}-verified")
         ).all()
     assert len(events) == 1
+
+
+def test_the_sweep_command_reports_overdue_and_delivers(sqlite_pair: Pair, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    pair = sqlite_pair
+    firm = pair.register_firm(80)
+    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
+    (ticket_id,) = _visit(
+        pair, firm, pair.issue(firm).token, [("GEN:ledger", bpb.SEVERITY_GENERAL)]
+    )
+    with pair.booking_engine.begin() as conn:  # the deadline passed long ago
+        from services.booking.adapters.orm import tickets
+
+        conn.execute(update(tickets).values(due_on=pair.clock.today - timedelta(days=400)))
+    db = pair.booking_engine.url.render_as_string(hide_password=False)
+    command = [
+        sys.executable,
+        "-m",
+        "services.booking",
+        "sweep",
+        "--db",
+        db,
+        "--rules",
+        f"127.0.0.1:{pair.rules_port}",
+        "--qr-keys",
+        str(tmp_path / "keys.json"),
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "1 overdue ticket(s) reported; 2 event(s) delivered" in result.stdout
+    assert pair.rules_status(firm).history[0].reason.startswith("事件 RECTIFICATION_OVERDUE")
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "0 overdue ticket(s) reported; 0 event(s) delivered" in again.stdout
+    assert ticket_id
