@@ -155,6 +155,10 @@ class BookingRegister:
         )
         return self.session.scalars(query).all()
 
+    def failed_messages(self) -> Sequence[OutboxMessage]:
+        query = select(OutboxMessage).where(outbox.c.failed_at.is_not(None)).order_by(outbox.c.id)
+        return self.session.scalars(query).all()
+
     def undelivered_count(self) -> int:
         query = (
             select(func.count())

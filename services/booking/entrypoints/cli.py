@@ -98,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     migrate_cmd = sub.add_parser("migrate", help="create or upgrade the booking schema")
     env_flag(migrate_cmd, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
     migrate_cmd.set_defaults(run=cmd_migrate)
+    box = sub.add_parser("outbox", help="events waiting for the rules service")
+    env_flag(box, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
+    box.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="requeue the events the rules service refused (after fixing why)",
+    )
+    box.set_defaults(run=cmd_outbox)
     sweep_cmd = sub.add_parser("sweep", help="mark overdue tickets, report them, deliver")
     _common(sweep_cmd)
     sweep_cmd.set_defaults(run=cmd_sweep)
@@ -197,6 +205,23 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     engine = make_engine(args.db)
     migrate.upgrade(engine)
     return verify_command(engine, audit_log, audit_head)
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """How many events wait, which were refused and why; optionally requeue the refused."""
+    from services.booking.service_layer.outbox import requeue_failed
+
+    engine = make_engine(args.db)
+    migrate.upgrade(engine)
+    with UnitOfWork(engine) as uow:
+        waiting = uow.register.undelivered_count()
+        parked = [(m.event_id, m.last_error) for m in uow.register.failed_messages()]
+    print(f"{waiting} event(s) waiting for delivery; {len(parked)} refused by the rules service")
+    for event_id, error in parked:
+        print(f"  {event_id}: {error}")
+    if args.retry_failed and parked:
+        print(f"requeued {len(requeue_failed(UnitOfWork(engine)))} event(s)")
+    return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -111,6 +111,16 @@ def _deliver_one(uow: UnitOfWork, rules: RulesPort, message_id: int) -> str:
         return "delivered"
 
 
+def requeue_failed(uow: UnitOfWork) -> list[str]:
+    """Give parked messages another go (after the cause was fixed); returns their event ids."""
+    with uow:
+        parked = uow.register.failed_messages()
+        for message in parked:
+            message.failed_at, message.next_attempt_at = None, None
+        uow.commit()
+        return [m.event_id for m in parked]
+
+
 class OutboxWorker:
     """A background thread that delivers the outbox; `wake()` after writing a message."""
 

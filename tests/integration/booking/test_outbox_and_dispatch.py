@@ -337,3 +337,57 @@ def test_the_sweep_command_reports_overdue_and_delivers(sqlite_pair: Pair, tmp_p
     assert pair.rules_status(firm).history[0].reason.startswith("事件 RECTIFICATION_OVERDUE")
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "0 overdue ticket(s) reported; 0 event(s) delivered" in again.stdout
+
+
+def test_a_refused_event_is_kept_and_can_be_requeued(sqlite_pair: Pair, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Rules refuses an event for good (here: a firm it does not know yet); it is parked,
+    listed by `outbox`, and delivered after `outbox --retry-failed` once the cause is fixed."""
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from services.booking.domain.records import OutboxMessage
+    from services.common._generated.rules.v1 import rules_pb2 as rules_pb
+    from services.rules.entrypoints.convert import profile_from_json
+    from tests.support import ROOT, profile, uscc
+
+    pair = sqlite_pair
+    event = {
+        "event_id": "manual-1",
+        "enterprise_id": uscc(90),
+        "kind": "EVENT_KIND_PENALTY",
+        "occurred_on": "2026-05-01",
+        "penalty": {"amount_yuan": 1000, "basis": "x"},
+    }
+    with UnitOfWork(pair.booking_engine) as uow:
+        uow.register.add(
+            OutboxMessage(
+                "manual-1", "EVENT_KIND_PENALTY", uscc(90), event, created_at=datetime.now(UTC)
+            )
+        )
+        uow.commit()
+    report = deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules)
+    assert report.failed == 1
+    db = pair.booking_engine.url.render_as_string(hide_password=False)
+    listing = subprocess.run(
+        [sys.executable, "-m", "services.booking", "outbox", "--db", db],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "1 refused by the rules service" in listing.stdout
+    assert "manual-1: NOT_FOUND" in listing.stdout
+    pair.rules.UpsertEnterprise(
+        rules_pb.UpsertEnterpriseRequest(profile=profile_from_json(profile(90))), timeout=10
+    )  # the cause is fixed
+    retry = subprocess.run(
+        [sys.executable, "-m", "services.booking", "outbox", "--db", db, "--retry-failed"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "requeued 1 event(s)" in retry.stdout
+    assert deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules).delivered == 1
+    assert len(pair.rules_status(uscc(90)).profile.penalties) == 1
