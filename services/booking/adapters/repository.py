@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -58,12 +58,29 @@ class BookingRegister:
         return self.session.scalars(select(Expert).order_by(experts.c.id)).all()
 
     def booked(self) -> dict[str, list[Assignment]]:
-        """Every assignment from today on, by expert."""
+        """Every assignment, by expert."""
         rows = self.session.scalars(select(Assignment)).all()
         out: dict[str, list[Assignment]] = {}
         for row in rows:
             out.setdefault(row.expert_id, []).append(row)
         return out
+
+    def assignments_of(self, expert_id: str) -> Sequence[Assignment]:
+        return self.session.scalars(
+            select(Assignment).where(assignments.c.expert_id == expert_id)
+        ).all()
+
+    def expert_names(self, ids: Iterable[str]) -> dict[str, str]:
+        """id → name for the experts that exist, in one query."""
+        query = select(experts.c.id, experts.c.name).where(experts.c.id.in_(list(ids)))
+        return {row.id: row.name for row in self.session.execute(query)}
+
+    def firm_names(self, ids: Iterable[str]) -> dict[str, str]:
+        """enterprise id → name for the firms that exist, in one query."""
+        query = select(firm_cards.c.enterprise_id, firm_cards.c.name).where(
+            firm_cards.c.enterprise_id.in_(list(ids))
+        )
+        return {row.enterprise_id: row.name for row in self.session.execute(query)}
 
     def recent_visits(self, since: date, until: date) -> dict[str, int]:
         query = (

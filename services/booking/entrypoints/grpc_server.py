@@ -91,17 +91,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             ]
         return pb.ListExpertsResponse(experts=[convert.expert_to_proto(e) for e in rows])
 
-    def _order(self, order: Order, show_phone: bool = False) -> pb.Order:
-        expert_name = ""
-        expert_id = getattr(order, "expert_id", None)
-        if expert_id:
-            with self._uow() as uow:
-                expert = uow.register.expert(expert_id)
-                expert_name = expert.name if expert else ""
+    def _order(
+        self, order: Order, show_phone: bool = False, names: dict[str, str] | None = None
+    ) -> pb.Order:
+        if names is None:
+            names = handlers.expert_names(self._uow(), [order.expert_id])
         return convert.order_to_proto(
-            order,
-            expert_name=expert_name,
-            show_phone=show_phone,
+            order, expert_name=names.get(order.expert_id or "", ""), show_phone=show_phone
         )
 
     @map_errors
@@ -135,7 +131,10 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         rows, token = handlers.list_orders(
             self._uow(), request.enterprise_id, status, request.page_size, request.page_token
         )
-        return pb.ListOrdersResponse(orders=[self._order(o) for o in rows], next_page_token=token)
+        names = handlers.expert_names(self._uow(), [o.expert_id for o in rows])  # one query
+        return pb.ListOrdersResponse(
+            orders=[self._order(o, names=names) for o in rows], next_page_token=token
+        )
 
     @map_errors
     def CancelOrder(

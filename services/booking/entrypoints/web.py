@@ -341,16 +341,10 @@ class _Site:
             return handlers.firm_for_token(uow, self.ctx, token)
 
     def expert_names(self, ids: Iterable[str | None]) -> dict[str, str]:
-        wanted = {i for i in ids if i}
-        if not wanted:
-            return {}
-        uow = self.uow()
-        with uow:
-            names = {}
-            for expert_id in wanted:
-                expert = uow.register.expert(expert_id)
-                names[expert_id] = expert.name if expert else expert_id
-            return names
+        """Expert names for display; an expert that no longer exists shows its id."""
+        wanted = [i for i in ids if i]
+        found = handlers.expert_names(self.uow(), wanted)
+        return {i: found.get(i, i) for i in wanted}
 
     def clause(self, clause_ref: str) -> tuple[str, str]:
         """(clause text, guidance) from the rules service's catalogue (cached by the client);
@@ -637,11 +631,8 @@ class _Site:
         )
         uow = self.uow()
         with uow:
-            names = {}
-            for t in overdue:
-                if t.enterprise_id not in names:
-                    card = uow.register.firm(t.enterprise_id)
-                    names[t.enterprise_id] = card.name if card else t.enterprise_id
+            found = uow.register.firm_names({t.enterprise_id for t in overdue})
+        names = {t.enterprise_id: found.get(t.enterprise_id, t.enterprise_id) for t in overdue}
         today = self.ctx.today()
         return {
             "stats": figures,

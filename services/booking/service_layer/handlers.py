@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -413,20 +413,7 @@ def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Cand
         expert = uow.register.expert(candidate.expert_id, for_update=True)
         if expert is None:
             continue
-        mine = uow.register.booked().get(expert.id, [])
-        per_day: dict[date, int] = {}
-        for a in mine:
-            per_day[a.day] = per_day.get(a.day, 0) + 1
-        view = dispatch.ExpertView(
-            expert_id=expert.id,
-            domains=frozenset(expert.domains),
-            regions=frozenset(expert.regions),
-            slots=frozenset(parse_slot(s) for s in expert.slots),
-            max_visits_per_day=expert.max_visits_per_day,
-            active=expert.active,
-            booked=frozenset(parse_slot(a.slot) for a in mine),
-            visits_per_day=per_day,
-        )
+        view = _view(expert, uow.register.assignments_of(expert.id))  # fresh, under the lock
         slot = dispatch.first_free_slot(view, preferred)
         if slot is None:
             continue
@@ -456,27 +443,10 @@ def _candidates(
         today - timedelta(days=dispatch.FAIRNESS_WINDOW_DAYS), today
     )
     last = uow.register.last_assigned()
-    views = []
-    for e in uow.register.experts():
-        mine = booked.get(e.id, [])
-        per_day: dict[date, int] = {}
-        for a in mine:
-            per_day[a.day] = per_day.get(a.day, 0) + 1
-        views.append(
-            dispatch.ExpertView(
-                expert_id=e.id,
-                domains=frozenset(e.domains),
-                regions=frozenset(e.regions),
-                slots=frozenset(parse_slot(s) for s in e.slots),
-                max_visits_per_day=e.max_visits_per_day,
-                active=e.active,
-                conflicts=frozenset(e.conflicts),
-                booked=frozenset(parse_slot(a.slot) for a in mine),
-                visits_per_day=per_day,
-                recent_visits=recent.get(e.id, 0),
-                last_assigned_at=last.get(e.id),
-            )
-        )
+    views = [
+        _view(e, booked.get(e.id, []), recent.get(e.id, 0), last.get(e.id))
+        for e in uow.register.experts()
+    ]
     needed = dispatch.needed_domains(order.item_codes, {c: i.domain for c, i in ctx.menu.items()})
     return dispatch.candidates(
         enterprise_id=order.enterprise_id,
@@ -486,6 +456,37 @@ def _candidates(
         experts=views,
         any_region=any_region,
     )
+
+
+def _view(
+    expert: Expert, mine: Sequence[Assignment], recent: int = 0, last: datetime | None = None
+) -> dispatch.ExpertView:
+    """What dispatch needs to know of an expert: offer, bookings, fairness counters."""
+    per_day: dict[date, int] = {}
+    for a in mine:
+        per_day[a.day] = per_day.get(a.day, 0) + 1
+    return dispatch.ExpertView(
+        expert_id=expert.id,
+        domains=frozenset(expert.domains),
+        regions=frozenset(expert.regions),
+        slots=frozenset(parse_slot(s) for s in expert.slots),
+        max_visits_per_day=expert.max_visits_per_day,
+        active=expert.active,
+        conflicts=frozenset(expert.conflicts),
+        booked=frozenset(parse_slot(a.slot) for a in mine),
+        visits_per_day=per_day,
+        recent_visits=recent,
+        last_assigned_at=last,
+    )
+
+
+def expert_names(uow: UnitOfWork, ids: Iterable[str | None]) -> dict[str, str]:
+    """Names of the given experts (those that exist), in one query."""
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    with uow:
+        return uow.register.expert_names(wanted)
 
 
 def redispatch_waiting(uow: UnitOfWork, ctx: BookingContext) -> int:
