@@ -22,9 +22,9 @@ from typing import Any
 import grpc
 
 from services.common.context import Principal, bind
+from services.common.interceptors import INFRASTRUCTURE_PREFIXES
 from services.common.ratelimit import RateLimiter
 
-OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 FIRM = "firm"  # the caller of a call admitted on the firm's QR token alone
 SCOPES = frozenset(
     {
@@ -143,7 +143,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
     ) -> Any:
         handler = continuation(details)
         method = details.method
-        if handler is None or method.startswith(OPEN_PREFIXES):
+        if handler is None or method.startswith(INFRASTRUCTURE_PREFIXES):
             return handler
         verdict = self._admit(method, dict(details.invocation_metadata or ()))
         if isinstance(verdict, Principal):

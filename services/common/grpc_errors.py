@@ -74,20 +74,6 @@ def map_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def map_stream_errors(method: F) -> F:
-    """The same for server-streaming methods (generators)."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            yield from method(self, request, context)
-        except Exception as exc:
-            abort_for(exc, context)
-            raise
-
-    return wrapper  # type: ignore[return-value]
-
-
 def abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
     """Abort the call with the status that `exc` maps to (never returns)."""
     if _is_abort(exc):

@@ -16,7 +16,8 @@ import structlog
 from services.common.context import call_scope, current_caller
 
 _log = structlog.get_logger("rpc")
-QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# health checks and reflection: open to all (auth.py) and logged at debug level here
+INFRASTRUCTURE_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 class LoggingInterceptor(grpc.ServerInterceptor):
@@ -27,7 +28,7 @@ class LoggingInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = details.method
-        level = "debug" if method.startswith(QUIET_PREFIXES) else "info"
+        level = "debug" if method.startswith(INFRASTRUCTURE_PREFIXES) else "info"
         if handler.unary_unary:
             return handler._replace(unary_unary=self._unary(handler.unary_unary, method, level))
         if handler.stream_unary:
