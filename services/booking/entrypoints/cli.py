@@ -11,9 +11,8 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import grpc
 import structlog
@@ -25,7 +24,7 @@ from services.booking.adapters.rules_client import RulesClient
 from services.booking.domain.qr import Keyring
 from services.booking.entrypoints import grpc_server
 from services.booking.service_layer import handlers, tickets
-from services.booking.service_layer.handlers import BookingContext
+from services.booking.service_layer.handlers import SHANGHAI, BookingContext, today_shanghai
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common import logging as common_logging
@@ -37,13 +36,8 @@ from services.common.http_server import start_http
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.security import client_credentials
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 ORDERS_PER_QR_TOKEN = Rate(per_second=20 / 3600, burst=10)  # 10 at once, then 20 an hour
 _log = structlog.get_logger("booking")
-
-
-def today_shanghai() -> date:
-    return datetime.now(SHANGHAI).date()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 
@@ -59,6 +60,14 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def today_shanghai() -> date:
+    """Today where the authority and the firms are, whatever the server's zone."""
+    return datetime.now(SHANGHAI).date()
+
+
 @dataclass(frozen=True)
 class BookingContext:
     keyring: qr.Keyring
@@ -66,7 +75,7 @@ class BookingContext:
     rules: RulesPort
     public_url: str
     hotline: str = "12345"
-    today: Callable[[], date] = lambda: datetime.now(UTC).astimezone().date()
+    today: Callable[[], date] = today_shanghai
     # orders per QR token (one phone cannot book a thousand visits); None: unlimited
     order_limiter: RateLimiter | None = None
 
