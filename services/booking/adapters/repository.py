@@ -14,9 +14,7 @@ from services.booking.adapters.orm import (
     firm_cards,
     orders,
     outbox,
-    photos,
     tickets,
-    visits,
 )
 from services.booking.domain.orders import Order
 from services.booking.domain.records import (
@@ -25,7 +23,6 @@ from services.booking.domain.records import (
     FirmCard,
     OutboxMessage,
     Photo,
-    Visit,
 )
 from services.booking.domain.tickets import Ticket
 
@@ -127,9 +124,6 @@ class BookingRegister:
         return list(self.session.scalars(query).all())
 
     # visits and tickets
-    def visit_for(self, order_id: str) -> Visit | None:
-        return self._one(select(Visit).where(visits.c.order_id == order_id))
-
     def ticket(self, ticket_id: str, *, for_update: bool = False) -> Ticket | None:
         return self._one(select(Ticket).where(tickets.c.id == ticket_id), for_update)
 
@@ -200,14 +194,6 @@ class BookingRegister:
         return self.session.scalars(
             select(Ticket).where(tickets.c.order_id.in_(list(order_ids)))
         ).all()
-
-    def photo_count(self, ticket_id: str) -> int:
-        return int(
-            self.session.scalar(
-                select(func.count()).select_from(photos).where(photos.c.ticket_id == ticket_id)
-            )
-            or 0
-        )
 
 
 def _start_of(day: date) -> datetime:

@@ -7,7 +7,7 @@ for delivery to the rules service (service_layer/outbox.py).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -402,16 +402,3 @@ def photo_of(uow: UnitOfWork, ctx: BookingContext, photo_id: str, token: str) ->
             raise NotFound("no such photo")
         check_owner(owner, ticket.enterprise_id, "photo")
         return photo
-
-
-def form_findings(raw: Sequence[Mapping[str, Any]]) -> list[FindingInput]:
-    return [
-        FindingInput(
-            str(f.get("clause_ref", "")),
-            str(f.get("severity", "")),
-            str(f.get("description", "")),
-            str(f.get("due_on", "")),
-            tuple(f.get("photos", ())),
-        )
-        for f in raw
-    ]
