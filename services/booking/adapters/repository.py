@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -179,11 +179,9 @@ class BookingRegister:
         return int(self.session.scalar(query) or 0)
 
     # statistics
-    def orders_between(self, start: date, end: date, region: str) -> Sequence[Order]:
-        query = select(Order).where(
-            orders.c.created_at >= _start_of(start),
-            orders.c.created_at < _start_of(end + timedelta(days=1)),
-        )
+    def orders_between(self, start: datetime, end: datetime, region: str) -> Sequence[Order]:
+        """Orders created in [start, end)."""
+        query = select(Order).where(orders.c.created_at >= start, orders.c.created_at < end)
         if region:
             query = query.where(orders.c.region == region)
         return self.session.scalars(query).all()
@@ -194,9 +192,3 @@ class BookingRegister:
         return self.session.scalars(
             select(Ticket).where(tickets.c.order_id.in_(list(order_ids)))
         ).all()
-
-
-def _start_of(day: date) -> datetime:
-    from datetime import UTC
-
-    return datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=8)  # Shanghai

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,25 +137,6 @@ INSPECTION_KIND_LABELS = {
     "LICENSING": "行政许可核查",
 }
 WEEKDAYS = "一二三四五六日"
-SHANGHAI = timedelta(hours=8)
-
-
-# Chinese fallbacks for the few service-layer messages that are still English
-# (e.g. submit_rectification's "note: at most 1000 characters").
-FALLBACK_MESSAGES = {
-    "note": "备注内容过长，请精简后再提交",
-    "photo": "照片有误，请重新选择一张JPEG或PNG照片",
-    "item_codes": "请检查所选的服务项目",
-    "preferred_slots": "请检查所选的时段",
-    "contact_name": "请检查联系人姓名",
-    "contact_phone": "请填写11位手机号码（以1开头）",
-}
-_CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
-def _chinese(field: str, description: str) -> str:
-    """The violation's message if it is Chinese, else a Chinese one for its field."""
-    return description if _CJK.search(description) else FALLBACK_MESSAGES.get(field, "输入有误")
 
 
 class BodyTooLarge(Exception):
@@ -181,9 +162,7 @@ def _time(value: datetime | None) -> str:
     """A stored instant in Beijing time (SQLite hands back naive UTC)."""
     if value is None:
         return ""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    local = value + SHANGHAI
+    local = handlers.in_shanghai(value)
     return f"{local.year}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
 
 
@@ -464,7 +443,7 @@ class _Site:
         except ValidationError as exc:
             errors: dict[str, list[str]] = {}
             for v in exc.violations:
-                text = _chinese(v.field, v.description)
+                text = v.description
                 if v.field == "idempotency_key":
                     key, text = "", "页面已过期，请核对后重新提交"
                 errors.setdefault(v.field, []).append(text)
@@ -551,7 +530,7 @@ class _Site:
                 )
             except ValidationError as exc:
                 for v in exc.violations:
-                    errors.setdefault(v.field, []).append(_chinese(v.field, v.description))
+                    errors.setdefault(v.field, []).append(v.description)
             except PreconditionFailed:
                 errors, status = {"_form": ["该整改单已复查通过，无需再提交"]}, 409
         if errors:

@@ -11,7 +11,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -66,6 +66,21 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 def today_shanghai() -> date:
     """Today where the authority and the firms are, whatever the server's zone."""
     return datetime.now(SHANGHAI).date()
+
+
+def as_utc(instant: datetime) -> datetime:
+    """A stored instant made aware: SQLite hands back naive datetimes, written in UTC."""
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def in_shanghai(instant: datetime) -> datetime:
+    """A stored instant on the Asia/Shanghai clock, whatever zone the database returned."""
+    return as_utc(instant).astimezone(SHANGHAI)
+
+
+def start_of_day(day: date) -> datetime:
+    """Midnight of `day` in Asia/Shanghai, as an instant."""
+    return datetime.combine(day, time.min, SHANGHAI)
 
 
 @dataclass(frozen=True)

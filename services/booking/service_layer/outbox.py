@@ -13,14 +13,14 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import structlog
 from sqlalchemy import Engine
 
 from services.booking.adapters.rules_client import RulesRejected, RulesUnavailable
 from services.booking.domain.records import OutboxMessage
-from services.booking.service_layer.handlers import RulesPort, now
+from services.booking.service_layer.handlers import RulesPort, as_utc, now
 from services.booking.service_layer.unit_of_work import UnitOfWork
 
 MAX_BACKOFF_SECONDS = 60.0
@@ -54,7 +54,7 @@ def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 200) -> D
     for message_id, firm, due in pending:
         if firm in held:
             continue
-        if due is not None and _aware(due) > now():
+        if due is not None and as_utc(due) > now():
             held.add(firm)  # its earliest message is waiting: keep the firm's order
             report.waiting = True
             continue
@@ -70,11 +70,6 @@ def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 200) -> D
             held.add(firm)
             report.waiting = True
     return report
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were written in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _deliver_one(uow: UnitOfWork, rules: RulesPort, message_id: int) -> str:

@@ -8,13 +8,12 @@ from datetime import date, timedelta
 
 from services.booking.domain.orders import Order, OrderStatus
 from services.booking.domain.tickets import Ticket, TicketStatus
-from services.booking.service_layer.handlers import BookingContext
+from services.booking.service_layer.handlers import BookingContext, in_shanghai, start_of_day
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.errors import FieldViolation, ValidationError
 
 ANSWERED = {OrderStatus.DISPATCHED, OrderStatus.VISITED, OrderStatus.CLOSED}
 VISITED = {OrderStatus.VISITED, OrderStatus.CLOSED}
-SHANGHAI_OFFSET = timedelta(hours=8)
 
 
 def figures(orders: Sequence[Order], tickets: Sequence[Ticket], today: date) -> dict[str, float]:
@@ -63,7 +62,11 @@ def get_stats(
     if first > last:
         raise ValidationError([FieldViolation("from", "must not be after `to`")])
     with uow:
-        orders = list(uow.register.orders_between(first, last, region))
+        orders = list(
+            uow.register.orders_between(
+                start_of_day(first), start_of_day(last + timedelta(days=1)), region
+            )
+        )
         tickets = list(uow.register.tickets_of_orders([o.id for o in orders]))
     domains = {c: (i.domain or "any") for c, i in ctx.menu.items()}
     return {
@@ -73,6 +76,6 @@ def get_stats(
             orders, tickets, today, lambda o: sorted({domains.get(c, "any") for c in o.item_codes})
         ),
         "by_month": _bucket(
-            orders, tickets, today, lambda o: [(o.created_at + SHANGHAI_OFFSET).strftime("%Y-%m")]
+            orders, tickets, today, lambda o: [in_shanghai(o.created_at).strftime("%Y-%m")]
         ),
     }
