@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from services.common.context import Principal, bind
-from services.common.interceptors import INFRASTRUCTURE_PREFIXES
+from services.common.interceptors import INFRASTRUCTURE_PREFIXES, wrap_handler
 from services.common.ratelimit import RateLimiter
 
 FIRM = "firm"  # the caller of a call admitted on the firm's QR token alone
@@ -207,7 +207,7 @@ def _bound(handler: Any, principal: Principal, limiter: RateLimiter | None = Non
 
         return run
 
-    return _replace(handler, unary, stream)
+    return wrap_handler(handler, unary, stream)
 
 
 def _host(peer: str) -> str:
@@ -233,14 +233,4 @@ def _refusal(
         refuse(request, context)
         yield  # pragma: no cover - abort raises
 
-    return _replace(handler, lambda _b: refuse, lambda _b: refuse_stream)
-
-
-def _replace(handler: Any, unary: Callable[[Any], Any], stream: Callable[[Any], Any]) -> Any:
-    if handler.unary_unary:
-        return handler._replace(unary_unary=unary(handler.unary_unary))
-    if handler.stream_unary:
-        return handler._replace(stream_unary=unary(handler.stream_unary))
-    if handler.unary_stream:
-        return handler._replace(unary_stream=stream(handler.unary_stream))
-    return handler._replace(stream_stream=stream(handler.stream_stream))
+    return wrap_handler(handler, lambda _b: refuse, lambda _b: refuse_stream)

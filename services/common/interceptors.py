@@ -20,6 +20,18 @@ _log = structlog.get_logger("rpc")
 INFRASTRUCTURE_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
+def wrap_handler(handler: Any, unary: Callable[[Any], Any], stream: Callable[[Any], Any]) -> Any:
+    """The handler with its behaviour wrapped: `unary` wraps a method that returns one
+    response, `stream` one that yields responses (a generator)."""
+    if handler.unary_unary:
+        return handler._replace(unary_unary=unary(handler.unary_unary))
+    if handler.stream_unary:
+        return handler._replace(stream_unary=unary(handler.stream_unary))
+    if handler.unary_stream:
+        return handler._replace(unary_stream=stream(handler.unary_stream))
+    return handler._replace(stream_stream=stream(handler.stream_stream))
+
+
 class LoggingInterceptor(grpc.ServerInterceptor):
     def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
@@ -29,13 +41,11 @@ class LoggingInterceptor(grpc.ServerInterceptor):
             return None
         method = details.method
         level = "debug" if method.startswith(INFRASTRUCTURE_PREFIXES) else "info"
-        if handler.unary_unary:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary, method, level))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=self._unary(handler.stream_unary, method, level))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream, method, level))
-        return handler._replace(stream_stream=self._stream(handler.stream_stream, method, level))
+        return wrap_handler(
+            handler,
+            lambda b: self._unary(b, method, level),
+            lambda b: self._stream(b, method, level),
+        )
 
     @staticmethod
     def _done(
