@@ -46,7 +46,7 @@ def sample_profiles(n: int) -> list[dict[str, object]]:
             }
         if i % 10 == 0:
             extra = {"industry": "chemicals", "high_risk_domains": ["hazardous_chemicals"]}
-            facts = {"chem.storage_mixed_or_excess": True, "fire.exit_width_ratio": 0.7}
+            facts = {"chem.incompatibles_mixed": True, "fire.flammables_distance_ratio": 0.7}
         out.append(profile(i + 1, facts=facts, **extra))
     return out
 

@@ -22,8 +22,10 @@ STATUS = {
 
 
 def expected(case: dict[str, Any]) -> dict[str, Any]:
+    """The compared fields; `editions` (ref → {edition, superseded, successor}) only when
+    the case names them."""
     e = case["expect"]
-    return {
+    out = {
         "risk_level": e["risk_level"],
         "status": e["status"],
         "findings": sorted(e["findings"]),
@@ -33,10 +35,13 @@ def expected(case: dict[str, Any]) -> dict[str, Any]:
         "valid_until": e["valid_until"],
         "inspection_due_on": e.get("inspection_due_on") or "",
     }
+    if "editions" in e:
+        out["editions"] = e["editions"]
+    return out
 
 
-def actual(decision: pb.Decision) -> dict[str, Any]:
-    return {
+def actual(decision: pb.Decision, case: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = {
         "risk_level": RISK[decision.risk_level],
         "status": STATUS[decision.status],
         "findings": sorted(f.clause_ref for f in decision.findings),
@@ -46,6 +51,17 @@ def actual(decision: pb.Decision) -> dict[str, Any]:
         "valid_until": decision.valid_until,
         "inspection_due_on": decision.inspection_due_on,
     }
+    if case is not None and "editions" in case["expect"]:
+        out["editions"] = {
+            f.clause_ref: {
+                "edition": f.edition,
+                "superseded": f.superseded,
+                "successor": f.successor,
+            }
+            for f in decision.findings
+            if f.clause_ref in case["expect"]["editions"]
+        }
+    return out
 
 
 def load(path: Any) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 durable_rules 2.0.28 is unmaintained and keeps process-global C state, so this module
 contains everything we know about it (../shared/spec/durable_rules-notes.md):
 
-* one ruleset per standard (a fact matching 65+ conditions fails with error 303);
+* one ruleset group per standard edition, each ruleset of at most `MAX_COMPARISONS`
+  comparisons (a fact matching 65+ conditions fails with error 303, so a profile that
+  breaches every clause of a large standard must meet several small rulesets);
 * each profile is asserted as a *fact*, so every matching clause fires (`post` fires
   one), then always retracted, so nothing is left between evaluations;
 * "nothing matched" raises MessageNotHandledException: an ordinary empty result;
@@ -26,13 +28,21 @@ from typing import Any
 from durable import engine as _dr
 
 from services.rules.domain.profile import FactValue
-from services.rules.domain.standards import AllOf, AnyOf, Catalogue, Comparison, Condition
+from services.rules.domain.standards import (
+    AllOf,
+    AnyOf,
+    Catalogue,
+    Clause,
+    Comparison,
+    Condition,
+)
 
 _LOCK = threading.Lock()  # guards the C core: every call into durable_rules holds it
 _ENGINES: dict[str, DurableRulesEngine] = {}
 _NAMES = itertools.count(1)
 _OPS = {"eq": None, "ne": "$neq", "gt": "$gt", "ge": "$gte", "lt": "$lt", "le": "$lte"}
 _SID = "0"
+MAX_COMPARISONS = 40  # per compiled ruleset; durable_rules fails at 65 conditions matched
 
 
 class EngineError(RuntimeError):
@@ -73,23 +83,27 @@ class DurableRulesEngine:
             {k for s in catalogue.standards for c in s.clauses for k in c.condition.fact_keys()}
         )
         self._slots = {key: f"f{i}" for i, key in enumerate(keys)}  # dots mean nesting there
-        self._rulesets: dict[str, str] = {}
+        self._rulesets: dict[str, tuple[str, ...]] = {}  # edition key → ruleset names
         self._used: set[str] = set()  # rulesets with a state (get_facts fails with 309 before)
-        self._keys: dict[str, frozenset[str]] = {}
+        self._keys: dict[str, frozenset[str]] = {}  # ruleset name → the fact keys it reads
         definitions: dict[str, Any] = {}
         actions: dict[str, Callable[[Any], None]] = {}
         for standard in catalogue.standards:
-            name = f"{standard.id.lower()}_{next(_NAMES)}"
-            rules = {}
-            for i, clause in enumerate(standard.clauses):
-                action = f"{name}_r{i}"
-                actions[action] = self._collector(clause.ref)
-                rules[f"r{i}"] = {"all": [{"m": self._compile(clause.condition)}], "run": action}
-            definitions[name] = rules
-            self._rulesets[standard.id] = name
-            self._keys[standard.id] = frozenset(
-                k for c in standard.clauses for k in c.condition.fact_keys()
-            )
+            names = []
+            for shard in _shards(standard.clauses):
+                name = f"{standard.id.lower()}_{next(_NAMES)}"
+                rules = {}
+                for i, clause in enumerate(shard):
+                    action = f"{name}_r{i}"
+                    actions[action] = self._collector(clause.ref)
+                    rules[f"r{i}"] = {
+                        "all": [{"m": self._compile(clause.condition)}],
+                        "run": action,
+                    }
+                definitions[name] = rules
+                self._keys[name] = frozenset(k for c in shard for k in c.condition.fact_keys())
+                names.append(name)
+            self._rulesets[standard.key] = tuple(names)
         self._host = _QuietHost(actions)
         self._host.set_rulesets(definitions)
 
@@ -111,23 +125,24 @@ class DurableRulesEngine:
         slot, op = self._slots[condition.fact], _OPS[condition.op]
         return {slot: condition.value} if op is None else {op: {slot: condition.value}}
 
-    def match(self, facts: Mapping[str, FactValue], standard_ids: Iterable[str]) -> frozenset[str]:
-        """Every clause ref whose condition the facts satisfy, over the given standards.
+    def match(self, facts: Mapping[str, FactValue], editions: Iterable[str]) -> frozenset[str]:
+        """Every clause ref whose condition the facts satisfy, over the given editions
+        (`Standard.key`).
 
-        A standard none of whose fact keys is present is skipped: an absent fact never
+        A ruleset none of whose fact keys is present is skipped: an absent fact never
         matches, so asking the engine could only return nothing.
         """
         hits: set[str] = set()
         present = frozenset(facts)
         with _LOCK:
-            for standard_id in standard_ids:
-                name = self._rulesets[standard_id]
-                wanted = self._keys[standard_id] & present
-                if not wanted:
-                    continue
-                fact: dict[str, Any] = {self._slots[k]: facts[k] for k in wanted}
-                fact["sid"], fact["id"] = _SID, f"p{next(self._ids)}"
-                hits.update(self._run(name, fact))
+            for edition in editions:
+                for name in self._rulesets[edition]:
+                    wanted = self._keys[name] & present
+                    if not wanted:
+                        continue
+                    fact: dict[str, Any] = {self._slots[k]: facts[k] for k in wanted}
+                    fact["sid"], fact["id"] = _SID, f"p{next(self._ids)}"
+                    hits.update(self._run(name, fact))
         return frozenset(hits)
 
     def _run(self, ruleset: str, fact: dict[str, Any]) -> list[str]:
@@ -151,3 +166,23 @@ class DurableRulesEngine:
         """How many facts the engine holds now (always 0 between evaluations)."""
         with _LOCK:
             return sum(len(self._host.get_facts(name, _SID)) for name in sorted(self._used))
+
+
+def _comparisons(condition: Condition) -> int:
+    if isinstance(condition, AllOf | AnyOf):
+        return sum(_comparisons(p) for p in condition.parts)
+    return 1
+
+
+def _shards(clauses: Iterable[Clause]) -> list[list[Clause]]:
+    """Consecutive groups of clauses with at most MAX_COMPARISONS comparisons each."""
+    shards: list[list[Clause]] = [[]]
+    size = 0
+    for clause in clauses:
+        cost = _comparisons(clause.condition)
+        if shards[-1] and size + cost > MAX_COMPARISONS:
+            shards.append([])
+            size = 0
+        shards[-1].append(clause)
+        size += cost
+    return [s for s in shards if s]

@@ -140,6 +140,7 @@ reevaluation_runs = Table(
     Column("last_enterprise_id", String(18), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("skipped", JSON, nullable=False, server_default="[]"),
+    Column("attention", JSON, nullable=False, server_default="[]"),
 )
 
 audit_log, audit_head = audit_tables(metadata)

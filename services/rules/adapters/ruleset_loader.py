@@ -9,14 +9,16 @@ a silent miss at evaluation time.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from services.rules.domain.facts import FactDefinition, FactRegistry, RetiredFact
 from services.rules.domain.policy import (
     CapPolicy,
     ColourPolicy,
@@ -24,7 +26,14 @@ from services.rules.domain.policy import (
     Policy,
     WhitelistPolicy,
 )
-from services.rules.domain.profile import CreditRating, Domain, Industry, Severity
+from services.rules.domain.profile import (
+    CreditRating,
+    Domain,
+    HazchemRole,
+    Industry,
+    Severity,
+    Venue,
+)
 from services.rules.domain.standards import (
     OPERATORS,
     ORDERING_OPERATORS,
@@ -34,6 +43,7 @@ from services.rules.domain.standards import (
     Clause,
     Comparison,
     Condition,
+    Edition,
     Scope,
     Standard,
 )
@@ -51,6 +61,12 @@ _SCOPE = {
             "minItems": 1,
         },
         "domains": {"type": "array", "items": {"enum": [d.value for d in Domain]}, "minItems": 1},
+        "venues": {"type": "array", "items": {"enum": [v.value for v in Venue]}, "minItems": 1},
+        "hazchem_roles": {
+            "type": "array",
+            "items": {"enum": [r.value for r in HazchemRole]},
+            "minItems": 1,
+        },
         "max_employees": {"type": "integer", "minimum": 0},
     },
 }
@@ -98,9 +114,13 @@ RULESET_SCHEMA: dict[str, Any] = {
                 "id": {"type": "string", "pattern": "^[A-Z][A-Z0-9]{1,15}$"},
                 "title": {"type": "string", "minLength": 1},
                 "issuer": {"type": "string", "minLength": 1},
-                "published_on": {},  # YAML reads an unquoted date as a date
-                "in_force_on": {},
+                "edition": {"type": "string", "minLength": 1},
+                "published_on": {},  # YAML reads an unquoted date as a date (checked below)
+                "effective_from": {},
+                "superseded_on": {},
+                "successor": {"type": "string", "minLength": 1},
                 "source": {"type": "string", "minLength": 1},
+                "reference": {"type": "string", "minLength": 1},
                 "note": {"type": "string"},
                 "applies_to": {"$ref": "#/$defs/scopes"},
             },
@@ -108,13 +128,23 @@ RULESET_SCHEMA: dict[str, Any] = {
         "clauses": {
             "type": "array",
             "minItems": 1,
-            "maxItems": 60,  # durable_rules fails past 64 conditions matched by one fact
+            "maxItems": 300,  # the engine shards a standard into small rulesets
             "items": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["id", "severity", "text", "when", "guidance", "services", "verified"],
+                "required": [
+                    "id",
+                    "title",
+                    "severity",
+                    "text",
+                    "when",
+                    "guidance",
+                    "services",
+                    "verified",
+                ],
                 "properties": {
                     "id": {"type": "string", "pattern": r"^[^\s:]{1,32}$"},
+                    "title": {"type": "string", "minLength": 1, "maxLength": 16},
                     "severity": {"enum": ["MAJOR", "GENERAL"]},
                     "text": {"type": "string", "minLength": 1},
                     "guidance": {"type": "string", "minLength": 1},
@@ -140,7 +170,7 @@ class Rulebook:
 
     catalogue: Catalogue
     policy: Policy
-    fact_types: Mapping[str, str]
+    fact_types: FactRegistry  # a Mapping of active key → type, with questions and retired keys
     menu_codes: frozenset[str]
     directory: Path
 
@@ -161,9 +191,8 @@ def load_rulebook(directory: Path | str) -> Rulebook:
     if not files:
         raise RulesetError(f"{root}: no standard files")
     standards = [_load_standard(p, fact_types, menu_codes, hashes) for p in files]
-    ids = [s.id for s in standards]
-    if len(set(ids)) != len(ids):
-        raise RulesetError(f"{root}: a standard id appears in two files: {ids}")
+    _check_editions(root, standards)
+    standards.sort(key=lambda s: (s.id, s.edition.effective_from or date.min))
     combined = hashlib.sha256("".join(f"{k}={v};" for k, v in sorted(hashes.items())).encode())
     catalogue = Catalogue(standards=tuple(standards), version="rs-" + combined.hexdigest()[:16])
     return Rulebook(catalogue, policy, fact_types, menu_codes, root)
@@ -178,18 +207,75 @@ def _read(path: Path, hashes: dict[str, str]) -> Any:
         raise RulesetError(f"{path.name}: not valid YAML: {exc}") from exc
 
 
-def _load_facts(path: Path, hashes: dict[str, str]) -> dict[str, str]:
+_FACT_FIELDS = frozenset({"type", "standard", "label", "question", "unit"})
+_RETIRED_FIELDS = frozenset(
+    {"retired", "replaced_by", "reason", "when_true", "when_false", "when_value"}
+)
+
+
+def _load_facts(path: Path, hashes: dict[str, str]) -> FactRegistry:
+    """Active keys need a type, a label and a question; retired ones name replacements."""
     data = _read(path, hashes)
     facts = data.get("facts") if isinstance(data, dict) else None
     if not isinstance(facts, dict) or not facts:
         raise RulesetError(f"{path.name}: field facts: must be a map of fact key to definition")
-    out = {}
+    active: dict[str, FactDefinition] = {}
+    retired_raw: dict[str, dict[str, Any]] = {}
     for key, spec in facts.items():
-        kind = spec.get("type") if isinstance(spec, dict) else None
+        where = f"{path.name}: fact {key}"
+        if not isinstance(spec, dict):
+            raise RulesetError(f"{where}: must be a map of fields")
+        if spec.get("retired") is True:
+            _unknown_fields(where, spec, _RETIRED_FIELDS)
+            retired_raw[str(key)] = spec
+            continue
+        _unknown_fields(where, spec, _FACT_FIELDS)
+        kind = spec.get("type")
         if kind not in FACT_TYPES:
-            raise RulesetError(f"{path.name}: fact {key}: field type: must be one of {FACT_TYPES}")
-        out[str(key)] = str(kind)
-    return out
+            raise RulesetError(f"{where}: field type: must be one of {FACT_TYPES}")
+        for name in ("standard", "label", "question"):
+            if not isinstance(spec.get(name), str) or not spec[name].strip():
+                raise RulesetError(f"{where}: field {name}: required text")
+        unit = spec.get("unit", "")
+        if kind in ("int", "number") and not unit:
+            raise RulesetError(f"{where}: field unit: a {kind} fact needs its unit")
+        active[str(key)] = FactDefinition(
+            str(key), kind, spec["standard"], spec["label"].strip(), spec["question"].strip(), unit
+        )
+    retired = {k: _retired(path.name, k, v, active) for k, v in retired_raw.items()}
+    return FactRegistry(active, retired)
+
+
+def _unknown_fields(where: str, spec: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    for name in sorted(set(spec) - allowed):
+        raise RulesetError(f"{where}: field {name}: unknown field")
+
+
+def _retired(
+    name: str, key: str, spec: Mapping[str, Any], active: Mapping[str, FactDefinition]
+) -> RetiredFact:
+    where = f"{name}: fact {key}"
+    if key in active:
+        raise RulesetError(f"{where}: retired and active at once")
+    replaced = spec.get("replaced_by") or []
+    if not isinstance(replaced, list) or any(r not in active for r in replaced):
+        raise RulesetError(f"{where}: field replaced_by: must list active fact keys")
+    if not isinstance(spec.get("reason"), str) or not spec["reason"].strip():
+        raise RulesetError(f"{where}: field reason: required text")
+    if spec.get("when_value") is not None:
+        raise RulesetError(f"{where}: field when_value: only null (ambiguous) is supported")
+    maps: dict[str, dict[str, Any] | None] = {}
+    for field in ("when_true", "when_false"):
+        raw = spec.get(field)
+        if raw is None:
+            maps[field] = None
+            continue
+        if not isinstance(raw, dict) or any(k not in active for k in raw):
+            raise RulesetError(f"{where}: field {field}: must map active fact keys to values")
+        maps[field] = dict(raw)
+    return RetiredFact(
+        key, tuple(replaced), spec["reason"].strip(), maps["when_true"], maps["when_false"]
+    )
 
 
 def _load_menu(path: Path, hashes: dict[str, str]) -> frozenset[str]:
@@ -213,11 +299,12 @@ def _load_menu(path: Path, hashes: dict[str, str]) -> frozenset[str]:
 
 
 def _load_standard(
-    path: Path, fact_types: Mapping[str, str], menu: frozenset[str], hashes: dict[str, str]
+    path: Path, fact_types: FactRegistry, menu: frozenset[str], hashes: dict[str, str]
 ) -> Standard:
     data = _read(path, hashes)
     _schema_check(path.name, data)
     head = data["standard"]
+    edition = _edition(path.name, head)
     default_scopes = tuple(_scope(s) for s in head["applies_to"])
     clauses = []
     seen: set[str] = set()
@@ -229,6 +316,8 @@ def _load_standard(
         for service in raw["services"]:
             if service not in menu:
                 raise RulesetError(f"{where}: field services: {service!r} is not in menu.yaml")
+        if not raw["verified"] and not raw.get("note", "").strip():
+            raise RulesetError(f"{where}: field note: an unverified clause says why")
         scopes = (
             tuple(_scope(s) for s in raw["applies_to"]) if "applies_to" in raw else default_scopes
         )
@@ -243,7 +332,9 @@ def _load_standard(
                 scopes=scopes,
                 services=tuple(raw["services"]),
                 verified=raw["verified"],
-                note=raw.get("note", ""),
+                note=raw.get("note", "").strip(),
+                title=raw["title"].strip(),
+                edition=edition,
             )
         )
     return Standard(
@@ -251,11 +342,55 @@ def _load_standard(
         title=head["title"],
         issuer=head["issuer"],
         source=head["source"],
-        in_force_on=str(head.get("in_force_on", "")),
+        in_force_on=edition.effective_from.isoformat() if edition.effective_from else "",
         version=f"{head['id']}-{hashes[path.name][:12]}",
         clauses=tuple(clauses),
         scopes=default_scopes,
+        edition=edition,
     )
+
+
+def _edition(name: str, head: Mapping[str, Any]) -> Edition:
+    """The edition fields of a standard's head; dates checked, successor with its date."""
+    days: dict[str, date | None] = {}
+    for field in ("published_on", "effective_from", "superseded_on"):
+        value = head.get(field)
+        if value is not None and not isinstance(value, date):
+            raise RulesetError(f"{name}: field standard.{field}: must be a date YYYY-MM-DD")
+        days[field] = value
+    if (head.get("successor") is None) != (days["superseded_on"] is None):
+        raise RulesetError(
+            f"{name}: field standard.successor: superseded_on and successor go together"
+        )
+    start, end = days["effective_from"], days["superseded_on"]
+    if start and end and end <= start:
+        raise RulesetError(f"{name}: field standard.superseded_on: must be after effective_from")
+    return Edition(
+        name=head.get("edition", ""),
+        effective_from=start,
+        superseded_on=end,
+        successor=head.get("successor", ""),
+    )
+
+
+def _check_editions(root: Path, standards: Sequence[Standard]) -> None:
+    """Several files may hold editions of one standard id, each with its own start date."""
+    seen: dict[tuple[str, date | None], Standard] = {}
+    for standard in standards:
+        slot = (standard.id, standard.edition.effective_from)
+        if slot in seen:
+            raise RulesetError(
+                f"{root}: standard {standard.id} has two editions in force from the same day "
+                f"({seen[slot].edition.name or '-'} and {standard.edition.name or '-'})"
+            )
+        seen[slot] = standard
+        if standard.edition.effective_from is None and any(
+            s.id == standard.id and s is not standard for s in standards
+        ):
+            raise RulesetError(
+                f"{root}: standard {standard.id}: every edition of a standard loaded "
+                "from several files needs effective_from"
+            )
 
 
 def _schema_check(name: str, data: Any) -> None:
@@ -279,12 +414,14 @@ def _scope(raw: Mapping[str, Any]) -> Scope:
     return Scope(
         industries=frozenset(Industry(i) for i in raw.get("industries", ())),
         domains=frozenset(Domain(d) for d in raw.get("domains", ())),
+        venues=frozenset(Venue(v) for v in raw.get("venues", ())),
+        hazchem_roles=frozenset(HazchemRole(r) for r in raw.get("hazchem_roles", ())),
         max_employees=raw.get("max_employees"),
     )
 
 
 def _condition(
-    raw: Mapping[str, Any], fact_types: Mapping[str, str], where: str, field: str
+    raw: Mapping[str, Any], fact_types: FactRegistry, where: str, field: str
 ) -> Condition:
     if "all" in raw:
         return AllOf(
@@ -303,7 +440,9 @@ def _condition(
     key, op, value = raw["fact"], raw["op"], raw["value"]
     kind = fact_types.get(key)
     if kind is None:
-        raise RulesetError(f"{where}: field {field}.fact: unknown fact key {key!r}")
+        raise RulesetError(
+            f"{where}: field {field}.fact: {key!r}: {fact_types.unknown_key_problem(key)}"
+        )
     if kind == "bool" and (op not in ("eq", "ne") or not isinstance(value, bool)):
         raise RulesetError(f"{where}: field {field}.op: bool fact {key!r} takes eq/ne true/false")
     if kind in ("int", "number") and (

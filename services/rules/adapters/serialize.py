@@ -26,6 +26,9 @@ def decision_to_json(d: Decision) -> dict[str, Any]:
                 "services": list(f.services),
                 "verified": f.verified,
                 "hazard_id": f.hazard_id,
+                "edition": f.edition,
+                "superseded": f.superseded,
+                "successor": f.successor,
             }
             for f in d.findings
         ],
@@ -58,6 +61,9 @@ def decision_from_json(data: dict[str, Any]) -> Decision:
                 services=tuple(f["services"]),
                 verified=f["verified"],
                 hazard_id=f["hazard_id"],
+                edition=f.get("edition", ""),  # decisions stored before editions: none
+                superseded=f.get("superseded", False),
+                successor=f.get("successor", ""),
             )
             for f in data["findings"]
         ),

@@ -53,6 +53,9 @@ class Finding:
     services: tuple[str, ...] = ()
     verified: bool = True
     hazard_id: str = ""
+    edition: str = ""  # the edition of the standard the clause was judged by
+    superseded: bool = False  # that edition was replaced by as_of; its successor is not loaded
+    successor: str = ""
 
     @property
     def ref(self) -> str:
@@ -83,9 +86,13 @@ class Decision:
     inspection_due_on: date | None = None
 
 
-def applicable_clauses(catalogue: Catalogue, profile: EnterpriseProfile) -> list[Clause]:
-    """The clauses whose industry / domain / size scope covers this firm, in catalogue order."""
-    return [c for s in catalogue.standards for c in s.clauses if c.applies_to(profile)]
+def applicable_clauses(
+    catalogue: Catalogue, profile: EnterpriseProfile, as_of: date
+) -> list[Clause]:
+    """The clauses that cover this firm on `as_of`: of each standard the edition in force
+    that day, and of that edition the clauses whose industry / domain / venue / size
+    scope matches, in catalogue order."""
+    return [c for s in catalogue.in_force(as_of) for c in s.clauses if c.applies_to(profile)]
 
 
 def decide(
@@ -96,7 +103,7 @@ def decide(
     as_of: date,
 ) -> Decision:
     """The whole decision for one firm, given the clauses its facts breach."""
-    findings = build_findings(profile, matched, catalogue)
+    findings = build_findings(profile, matched, catalogue, as_of)
     level, reasons = risk_level(profile, findings, policy, as_of)
     blockers = whitelist_blockers(profile, level, policy, as_of)
     if not blockers:
@@ -131,28 +138,41 @@ def decide(
 
 
 def build_findings(
-    profile: EnterpriseProfile, matched: Iterable[Clause], catalogue: Catalogue
+    profile: EnterpriseProfile, matched: Iterable[Clause], catalogue: Catalogue, as_of: date
 ) -> tuple[Finding, ...]:
     """Fact findings in catalogue order, then one per open hazard (policy.md section 1).
 
     A fact finding for a clause that an open hazard already cites is the same observed
     condition: it is folded into the hazard's finding rather than counted twice.
     """
-    by_ref = {c.ref: _clause_finding(c, profile.facts) for c in matched}
+    by_ref = {c.ref: _clause_finding(c, profile.facts, as_of) for c in matched}
     hazard_findings = []
     for hazard in profile.hazards:
         if hazard.is_open:
             hazard_findings.append(
-                _hazard_finding(hazard, catalogue, by_ref.pop(hazard.clause_ref, None))
+                _hazard_finding(hazard, catalogue, as_of, by_ref.pop(hazard.clause_ref, None))
             )
     ordered = [*by_ref.values(), *hazard_findings]
     ordered.sort(key=lambda f: f.severity is not Severity.MAJOR)  # stable: majors first
     return tuple(ordered)
 
 
-def _clause_finding(clause: Clause, facts: Mapping[str, FactValue]) -> Finding:
+def _with_edition(finding: Finding, clause: Clause | None, as_of: date) -> Finding:
+    """The finding citing its clause's edition, and whether a successor replaced it."""
+    if clause is None:
+        return finding
+    superseded = clause.edition.superseded_by(as_of)
+    return replace(
+        finding,
+        edition=clause.edition.name,
+        superseded=superseded,
+        successor=clause.edition.successor if superseded else "",
+    )
+
+
+def _clause_finding(clause: Clause, facts: Mapping[str, FactValue], as_of: date) -> Finding:
     keys = tuple(k for k in clause.condition.fact_keys() if k in facts)
-    return Finding(
+    finding = Finding(
         standard_id=clause.standard_id,
         clause=clause.clause,
         severity=clause.severity,
@@ -163,15 +183,18 @@ def _clause_finding(clause: Clause, facts: Mapping[str, FactValue]) -> Finding:
         services=clause.services,
         verified=clause.verified,
     )
+    return _with_edition(finding, clause, as_of)
 
 
-def _hazard_finding(hazard: Hazard, catalogue: Catalogue, same: Finding | None) -> Finding:
-    clause = catalogue.clause(hazard.clause_ref)
+def _hazard_finding(
+    hazard: Hazard, catalogue: Catalogue, as_of: date, same: Finding | None
+) -> Finding:
+    clause = catalogue.clause(hazard.clause_ref, as_of)
     standard_id, _, clause_id = hazard.clause_ref.partition(":")
     severity = hazard.severity
     if same is not None and same.severity is Severity.MAJOR:
         severity = Severity.MAJOR
-    return Finding(
+    finding = Finding(
         standard_id=standard_id,
         clause=clause_id,
         severity=severity,
@@ -184,6 +207,7 @@ def _hazard_finding(hazard: Hazard, catalogue: Catalogue, same: Finding | None) 
         verified=clause.verified if clause else True,
         hazard_id=hazard.hazard_id,
     )
+    return _with_edition(finding, clause, as_of)
 
 
 def risk_level(

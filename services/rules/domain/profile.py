@@ -48,6 +48,36 @@ class Domain(StrEnum):
     WAREHOUSING_LOGISTICS = "warehousing_logistics"
 
 
+class Venue(StrEnum):
+    """The kinds of venue GB 35181 judges item by item (a firm lists the ones it runs).
+
+    The 2017 edition's venue types, plus the two terms GB 35181-2025 adds, so a 2025
+    ruleset can scope by them without a code change.
+    """
+
+    PUBLIC_ENTERTAINMENT = "public_entertainment"  # 公共娱乐场所
+    SHOP = "shop"  # 商店
+    HOTEL = "hotel"  # 旅馆
+    UNDERGROUND_CROWDED = "underground_crowded"  # 地下人员密集场所
+    CROWDED_PLACE = "crowded_place"  # 其他人员密集场所
+    KINDERGARTEN = "kindergarten"  # 托儿所、幼儿园
+    ELDERLY_ACTIVITY = "elderly_activity"  # 老年人活动场所（老年人照料设施）
+    CROWDED_RESIDENCE = "crowded_residence"  # 人员密集场所内的居住场所
+    FLAMMABLES_PLANT = "flammables_plant"  # 易燃易爆危险品工厂、仓库、专用车站、码头、储罐区
+    FUEL_STATION = "fuel_station"  # 加油站、加气站、加油加气合建站
+    TANK_AREA = "tank_area"  # 易燃可燃液体、可燃气体储罐（区）
+    LABOUR_INTENSIVE = "labour_intensive"  # 劳动密集型企业 (GB 35181-2025)
+    MIXED_USE = "mixed_use"  # 多业态混合生产经营场所 (GB 35181-2025)
+
+
+class HazchemRole(StrEnum):
+    """What a firm does with hazardous chemicals: CHEM2017 covers producers and dealers."""
+
+    PRODUCER = "producer"  # 生产
+    DEALER = "dealer"  # 经营（含带储存经营）
+    USER = "user"  # 仅使用
+
+
 class CreditRating(StrEnum):
     A = "A"
     B = "B"
@@ -130,6 +160,8 @@ class EnterpriseProfile:
     blacklisted: bool = False
     merchant_score: int = 12
     high_risk_domains: frozenset[Domain] = frozenset()
+    venues: frozenset[Venue] = frozenset()
+    hazchem_roles: frozenset[HazchemRole] = frozenset()
     accidents: tuple[Accident, ...] = ()
     penalties: tuple[Penalty, ...] = ()
     hazards: tuple[Hazard, ...] = ()
@@ -167,6 +199,8 @@ PROFILE_FIELDS = frozenset(
         "blacklisted",
         "merchant_score",
         "high_risk_domains",
+        "venues",
+        "hazchem_roles",
         "accidents",
         "penalties",
         "hazards",
@@ -271,11 +305,15 @@ def parse_profile(
     *,
     prefix: str = "",
     max_list: int | None = MAX_LIST,
+    stored: bool = False,
 ) -> EnterpriseProfile:
     """Validate a JSON-shaped profile against facts.md; raise ValidationError naming each field.
 
     `fact_types` is the fact-key registry (key → bool|int|number|string); `prefix` is the
     path of the profile in the request (e.g. "profile.") so violations name request fields.
+    `stored` reads a profile the register kept: a retired fact key the data migration
+    could not map is kept as it is (no clause reads it) instead of refusing the firm, so
+    events still apply and `reevaluate` can name the firm for a person to re-enter.
     """
     check = FieldChecker(prefix, max_list)
     if not isinstance(data, Mapping):
@@ -308,21 +346,25 @@ def parse_profile(
         credit_rating=credit,
         blacklisted=check.boolean(data, "blacklisted", "blacklisted"),
         merchant_score=merchant_score,
-        high_risk_domains=_domains(check, data),
+        high_risk_domains=_enum_set(check, data, "high_risk_domains", Domain),
+        venues=_enum_set(check, data, "venues", Venue),
+        hazchem_roles=_enum_set(check, data, "hazchem_roles", HazchemRole),
         accidents=tuple(_accidents(check, data)),
         penalties=tuple(_penalties(check, data)),
         hazards=tuple(_hazards(check, data)),
-        facts=_facts(check, data, fact_types),
+        facts=_facts(check, data, fact_types, stored),
     )
     if check.violations:
         raise ValidationError(check.violations)
     return profile
 
 
-def _domains(check: FieldChecker, data: Mapping[str, Any]) -> frozenset[Domain]:
-    found: set[Domain] = set()
-    for i, raw in enumerate(check.items(data, "high_risk_domains")):
-        value = check.enum(Domain, raw, f"high_risk_domains[{i}]", required=True)
+def _enum_set(
+    check: FieldChecker, data: Mapping[str, Any], key: str, enum: type[E]
+) -> frozenset[E]:
+    found: set[E] = set()
+    for i, raw in enumerate(check.items(data, key)):
+        value = check.enum(enum, raw, f"{key}[{i}]", required=True)
         if value is not None:
             found.add(value)
     return frozenset(found)
@@ -418,7 +460,7 @@ def _hazards(check: FieldChecker, data: Mapping[str, Any]) -> list[Hazard]:
 
 
 def _facts(
-    check: FieldChecker, data: Mapping[str, Any], fact_types: Mapping[str, str]
+    check: FieldChecker, data: Mapping[str, Any], fact_types: Mapping[str, str], stored: bool
 ) -> dict[str, FactValue]:
     raw = data.get("facts")
     if raw is None:
@@ -431,7 +473,17 @@ def _facts(
         path = f'facts["{key}"]'
         kind = fact_types.get(key) if isinstance(key, str) else None
         if kind is None:
-            check.bad(path, "unknown fact key (see the fact-key registry, facts.md)")
+            retired = getattr(fact_types, "retired", {})
+            if stored and key in retired and isinstance(value, bool | int | float):
+                out[key] = value
+                continue
+            problem = getattr(fact_types, "unknown_key_problem", None)
+            check.bad(
+                path,
+                problem(key)
+                if problem and isinstance(key, str)
+                else "unknown fact key (see the fact-key registry, rulesets/facts.yaml)",
+            )
             continue
         parsed = _fact_value(kind, value)
         if parsed is None:
@@ -486,6 +538,8 @@ def profile_to_data(p: EnterpriseProfile) -> dict[str, Any]:
         "blacklisted": p.blacklisted,
         "merchant_score": p.merchant_score,
         "high_risk_domains": sorted(d.value for d in p.high_risk_domains),
+        "venues": sorted(v.value for v in p.venues),
+        "hazchem_roles": sorted(r.value for r in p.hazchem_roles),
         "accidents": [
             {"occurred_on": a.occurred_on.isoformat(), "level": a.level.value, "deaths": a.deaths}
             for a in p.accidents

@@ -98,3 +98,6 @@ class ReevaluationRun:
     last_enterprise_id: str = ""
     finished_at: datetime | None = None
     skipped: list[str] = field(default_factory=list)  # firms whose stored profile is invalid
+    # firms re-evaluated whose stored profile a person must settle: a retired fact key the
+    # data migration could not map, or a hazard citing a clause no loaded edition has
+    attention: list[str] = field(default_factory=list)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Union
 
-from .profile import Domain, EnterpriseProfile, FactValue, Industry, Severity
+from .profile import Domain, EnterpriseProfile, FactValue, HazchemRole, Industry, Severity, Venue
 
 OPERATORS: Mapping[str, Callable[[FactValue, FactValue], bool]] = {
     "eq": operator.eq,
@@ -94,12 +95,18 @@ class Scope:
 
     industries: frozenset[Industry] = frozenset()
     domains: frozenset[Domain] = frozenset()
+    venues: frozenset[Venue] = frozenset()
+    hazchem_roles: frozenset[HazchemRole] = frozenset()
     max_employees: int | None = None
 
     def matches(self, profile: EnterpriseProfile) -> bool:
         if self.industries and profile.industry not in self.industries:
             return False
         if self.domains and not (self.domains & profile.high_risk_domains):
+            return False
+        if self.venues and not (self.venues & profile.venues):
+            return False
+        if self.hazchem_roles and not (self.hazchem_roles & profile.hazchem_roles):
             return False
         return self.max_employees is None or profile.employees <= self.max_employees
 
@@ -109,9 +116,34 @@ class Scope:
             parts.append("industry in " + ", ".join(sorted(self.industries)))
         if self.domains:
             parts.append("domain in " + ", ".join(sorted(self.domains)))
+        if self.venues:
+            parts.append("venue in " + ", ".join(sorted(self.venues)))
+        if self.hazchem_roles:
+            parts.append("hazardous chemicals " + "/".join(sorted(self.hazchem_roles)))
         if self.max_employees is not None:
             parts.append(f"employees ≤ {self.max_employees}")
         return " and ".join(parts) or "every firm"
+
+
+@dataclass(frozen=True)
+class Edition:
+    """Which text of a standard this is and when it was law.
+
+    `effective_from` None means always (rules that are not dated national standards).
+    `superseded_on`/`successor` say a newer text replaced it; when that text is not loaded
+    this edition keeps applying and every finding says it is superseded.
+    """
+
+    name: str = ""
+    effective_from: date | None = None
+    superseded_on: date | None = None
+    successor: str = ""
+
+    def in_force_on(self, day: date) -> bool:
+        return self.effective_from is None or self.effective_from <= day
+
+    def superseded_by(self, day: date) -> bool:
+        return self.superseded_on is not None and self.superseded_on <= day
 
 
 @dataclass(frozen=True)
@@ -126,10 +158,17 @@ class Clause:
     services: tuple[str, ...]
     verified: bool
     note: str = ""
+    title: str = ""  # at most 16 characters, for the poster checklist
+    edition: Edition = Edition()  # the edition of the standard this clause belongs to
 
     @property
     def ref(self) -> str:
         return f"{self.standard_id}:{self.clause}"
+
+    @property
+    def edition_key(self) -> str:
+        """The key of the edition this clause belongs to (`Standard.key`)."""
+        return edition_key(self.standard_id, self.edition)
 
     def applies_to(self, profile: EnterpriseProfile) -> bool:
         return not self.scopes or any(s.matches(profile) for s in self.scopes)
@@ -148,6 +187,12 @@ class Standard:
     version: str  # content hash of the ruleset file
     clauses: tuple[Clause, ...]
     scopes: tuple[Scope, ...] = ()
+    edition: Edition = Edition()
+
+    @property
+    def key(self) -> str:
+        """The id of this edition: one compiled ruleset group per key."""
+        return edition_key(self.id, self.edition)
 
     @property
     def verified(self) -> bool:
@@ -160,17 +205,65 @@ class Standard:
 
 @dataclass(frozen=True)
 class Catalogue:
-    """Every loaded standard, the policy, the menu codes, and the combined version."""
+    """Every loaded edition of every standard, and the combined version.
+
+    `standards` holds every edition (oldest first within one id); `in_force(day)` picks,
+    per standard id, the edition that was law on that day: the latest one whose
+    `effective_from` is on or before it. A standard none of whose loaded editions had
+    started yet is not applied (its predecessor text is not loaded). The last edition
+    keeps applying past its `superseded_on` while no successor is loaded.
+    """
 
     standards: tuple[Standard, ...]
     version: str
 
-    def standard(self, standard_id: str) -> Standard | None:
-        return next((s for s in self.standards if s.id == standard_id), None)
+    def in_force(self, day: date) -> tuple[Standard, ...]:
+        chosen: dict[str, Standard] = {}
+        for standard in self.standards:
+            if standard.edition.in_force_on(day):
+                current = chosen.get(standard.id)
+                if current is None or _starts(standard) >= _starts(current):
+                    chosen[standard.id] = standard
+        return tuple(chosen.values())
 
-    def clause(self, ref: str) -> Clause | None:
+    def current(self) -> tuple[Standard, ...]:
+        """The latest edition of each standard id (what ListStandards shows first)."""
+        latest: dict[str, Standard] = {}
+        for standard in self.standards:
+            if standard.id not in latest or _starts(standard) >= _starts(latest[standard.id]):
+                latest[standard.id] = standard
+        return tuple(latest.values())
+
+    def standard(self, standard_id: str, day: date | None = None) -> Standard | None:
+        """The edition in force on `day` (default: the latest loaded edition)."""
+        pool = self.in_force(day) if day is not None else self.current()
+        return next((s for s in pool if s.id == standard_id), None)
+
+    def clause(self, ref: str, day: date | None = None) -> Clause | None:
+        """The clause a ref names, in the edition in force on `day` (default: latest),
+        falling back to any loaded edition that has it (an old finding's clause)."""
         standard_id, _, clause_id = ref.partition(":")
-        standard = self.standard(standard_id)
-        if standard is None:
-            return None
-        return next((c for c in standard.clauses if c.clause == clause_id), None)
+        standard = self.standard(standard_id, day)
+        found = (
+            next((c for c in standard.clauses if c.clause == clause_id), None) if standard else None
+        )
+        if found is not None:
+            return found
+        return next(
+            (
+                c
+                for s in reversed(self.standards)
+                if s.id == standard_id
+                for c in s.clauses
+                if c.clause == clause_id
+            ),
+            None,
+        )
+
+
+def edition_key(standard_id: str, edition: Edition) -> str:
+    return f"{standard_id}@{edition.name}" if edition.name else standard_id
+
+
+def _starts(standard: Standard) -> date:
+    return standard.edition.effective_from or date.min

@@ -10,6 +10,8 @@ RULES_METHODS: dict[str, MethodRule] = {
         "EvaluateStream": rule("rules.evaluate"),
         "ListStandards": rule("rules.read", "rules.evaluate"),
         "GetStandard": rule("rules.read", "rules.evaluate"),
+        "ListApplicableClauses": rule("rules.read", "rules.evaluate"),
+        "ListFacts": rule("rules.read", "rules.evaluate"),
         "UpsertEnterprise": rule("rules.write"),
         "GetEnterpriseStatus": rule("rules.read"),
         "ListWhitelist": rule("rules.read"),

@@ -192,6 +192,13 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
         f"re-evaluation {summary.run_id[:8]} ({word}) as of {as_of}: "
         f"{summary.processed} of {summary.total} firm(s) done"
     )
+    if summary.attention:
+        print(
+            f"{len(summary.attention)} firm(s) re-evaluated whose stored profile keeps a "
+            "retired fact key or cites a clause no loaded edition has (renamed in this "
+            "release; see CHANGELOG.md): re-enter them with UpsertEnterprise: "
+            f"{', '.join(summary.attention)}"
+        )
     if summary.skipped:
         print(
             f"{len(summary.skipped)} firm(s) skipped, their stored profile no longer "

@@ -11,7 +11,8 @@ from google.protobuf.message import Message
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.rules.domain.decision import Decision, Finding
-from services.rules.domain.profile import EnterpriseProfile, FactValue
+from services.rules.domain.facts import FactDefinition, FactRegistry
+from services.rules.domain.profile import EnterpriseProfile, FactValue, Severity
 from services.rules.domain.standards import Clause, Standard
 
 
@@ -67,6 +68,8 @@ def profile_to_dict(p: pb.EnterpriseProfile) -> dict[str, Any]:
         "high_risk_domains": [
             enum_value(pb.HighRiskDomain, d, "HIGH_RISK_DOMAIN_") for d in p.high_risk_domains
         ],
+        "venues": [enum_value(pb.Venue, v, "VENUE_") for v in p.venues],
+        "hazchem_roles": [enum_value(pb.HazchemRole, r, "HAZCHEM_ROLE_") for r in p.hazchem_roles],
         "accidents": [
             {
                 "occurred_on": _day(a.occurred_on),
@@ -126,6 +129,10 @@ def profile_to_proto(p: EnterpriseProfile) -> pb.EnterpriseProfile:
         high_risk_domains=sorted(
             enum_number(pb.HighRiskDomain, d, "HIGH_RISK_DOMAIN_") for d in p.high_risk_domains
         ),
+        venues=sorted(enum_number(pb.Venue, v, "VENUE_") for v in p.venues),
+        hazchem_roles=sorted(
+            enum_number(pb.HazchemRole, r, "HAZCHEM_ROLE_") for r in p.hazchem_roles
+        ),
         accidents=[
             pb.Accident(
                 occurred_on=_iso(a.occurred_on),
@@ -175,6 +182,9 @@ def finding_to_proto(f: Finding) -> pb.Finding:
         hazard_id=f.hazard_id,
         services=list(f.services),
         verified=f.verified,
+        edition=f.edition,
+        superseded=f.superseded,
+        successor=f.successor,
     )
     for key, value in f.matched_facts.items():
         out.matched_facts[key].CopyFrom(_value(value))
@@ -202,23 +212,52 @@ def decision_to_proto(d: Decision, *, request_id: str = "", decision_id: str = "
     )
 
 
-def clause_to_proto(c: Clause) -> pb.Clause:
+SEVERITIES = {pb.SEVERITY_GENERAL: Severity.GENERAL, pb.SEVERITY_MAJOR: Severity.MAJOR}
+_ANSWER_TYPES = {
+    "yes_no": pb.ANSWER_TYPE_YES_NO,
+    "count": pb.ANSWER_TYPE_COUNT,
+    "number": pb.ANSWER_TYPE_NUMBER,
+    "text": pb.ANSWER_TYPE_TEXT,
+}
+
+
+def question_to_proto(d: FactDefinition) -> pb.FactQuestion:
+    return pb.FactQuestion(
+        key=d.key,
+        question=d.question,
+        label=d.label,
+        answer_type=_ANSWER_TYPES[d.answer_type],
+        unit=d.unit,
+        type=d.type,
+    )
+
+
+def clause_to_proto(c: Clause, facts: FactRegistry | None = None) -> pb.Clause:
+    keys = c.condition.fact_keys()
+    definitions = [d for k in keys if facts and (d := facts.definition(k))]
     return pb.Clause(
         clause=c.clause,
         clause_ref=c.ref,
         severity=enum_number(pb.Severity, c.severity, "SEVERITY_"),
         text=c.text,
         guidance=c.guidance,
-        fact_keys=list(c.condition.fact_keys()),
+        fact_keys=list(keys),
         services=list(c.services),
         verified=c.verified,
         note=c.note,
         applies_to=c.describe_scope(),
         condition=c.condition.describe(),
+        title=c.title,
+        questions=[question_to_proto(d) for d in definitions],
+        standard_id=c.standard_id,
+        edition=c.edition.name,
     )
 
 
-def standard_to_proto(s: Standard, *, with_clauses: bool) -> pb.Standard:
+def standard_to_proto(
+    s: Standard, *, today: date, facts: FactRegistry | None = None, with_clauses: bool
+) -> pb.Standard:
+    e = s.edition
     return pb.Standard(
         id=s.id,
         title=s.title,
@@ -228,8 +267,29 @@ def standard_to_proto(s: Standard, *, with_clauses: bool) -> pb.Standard:
         issuer=s.issuer,
         source=s.source,
         in_force_on=s.in_force_on,
-        clauses=[clause_to_proto(c) for c in s.clauses] if with_clauses else [],
+        clauses=[clause_to_proto(c, facts) for c in s.clauses] if with_clauses else [],
+        edition=e.name,
+        effective_from=_iso(e.effective_from),
+        superseded_on=_iso(e.superseded_on),
+        successor=e.successor,
+        superseded=e.superseded_by(today),
     )
+
+
+def facts_to_proto(registry: FactRegistry, readers: Mapping[str, list[str]]) -> list[pb.FactInfo]:
+    return [
+        pb.FactInfo(
+            fact=question_to_proto(d), standard_id=d.standard, clause_refs=readers.get(key, [])
+        )
+        for key, d in registry.definitions.items()
+    ]
+
+
+def retired_to_proto(registry: FactRegistry) -> list[pb.RetiredFactInfo]:
+    return [
+        pb.RetiredFactInfo(key=r.key, replaced_by=list(r.replaced_by), reason=r.reason)
+        for r in registry.retired.values()
+    ]
 
 
 def profile_from_json(data: Mapping[str, Any]) -> pb.EnterpriseProfile:
@@ -242,6 +302,10 @@ def profile_from_json(data: Mapping[str, Any]) -> pb.EnterpriseProfile:
     shaped["credit_rating"] = _enum_name("CREDIT_RATING_", shaped.get("credit_rating"))
     shaped["high_risk_domains"] = [
         _enum_name("HIGH_RISK_DOMAIN_", d) for d in shaped.get("high_risk_domains") or []
+    ]
+    shaped["venues"] = [_enum_name("VENUE_", v) for v in shaped.get("venues") or []]
+    shaped["hazchem_roles"] = [
+        _enum_name("HAZCHEM_ROLE_", r) for r in shaped.get("hazchem_roles") or []
     ]
     shaped["accidents"] = [
         {**a, "level": _enum_name("ACCIDENT_LEVEL_", a.get("level"))}

@@ -69,9 +69,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
     def ListStandards(
         self, request: pb.ListStandardsRequest, context: grpc.ServicerContext
     ) -> pb.ListStandardsResponse:
+        today = self._ctx.today()
         return pb.ListStandardsResponse(
             standards=[
-                convert.standard_to_proto(s, with_clauses=False)
+                convert.standard_to_proto(s, today=today, with_clauses=False)
                 for s in self._ctx.catalogue.standards
             ],
             ruleset_version=self._ctx.catalogue.version,
@@ -81,11 +82,49 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
     def GetStandard(
         self, request: pb.GetStandardRequest, context: grpc.ServicerContext
     ) -> pb.Standard:
-        standard = self._ctx.catalogue.standard(request.standard_id)
+        day = handlers.parse_as_of(request.as_of) if request.as_of else None
+        standard = self._ctx.catalogue.standard(request.standard_id, day)
         if standard is None:
-            known = ", ".join(s.id for s in self._ctx.catalogue.standards)
-            raise NotFound(f"no standard {request.standard_id!r}; known: {known}")
-        return convert.standard_to_proto(standard, with_clauses=True)
+            known = ", ".join(dict.fromkeys(s.id for s in self._ctx.catalogue.standards))
+            raise NotFound(f"no standard {request.standard_id[:32]!r} in force; known: {known}")
+        return convert.standard_to_proto(
+            standard, today=self._ctx.today(), facts=self._ctx.fact_types, with_clauses=True
+        )
+
+    @map_errors
+    def ListApplicableClauses(
+        self, request: pb.ListApplicableClausesRequest, context: grpc.ServicerContext
+    ) -> pb.ListApplicableClausesResponse:
+        severity = convert.SEVERITIES.get(request.severity)
+        if request.WhichOneof("firm") == "enterprise_id":
+            found = register_handlers.clauses_for_firm(
+                self._uow(), self._ctx, request.enterprise_id, request.as_of, severity
+            )
+        else:
+            found = handlers.clauses_for_data(
+                self._ctx, convert.profile_to_dict(request.profile), request.as_of, severity
+            )
+        today = self._ctx.today()
+        return pb.ListApplicableClausesResponse(
+            clauses=[convert.clause_to_proto(c, self._ctx.fact_types) for c in found.clauses],
+            standards=[
+                convert.standard_to_proto(s, today=today, with_clauses=False)
+                for s in found.standards
+            ],
+            as_of=found.as_of.isoformat(),
+            ruleset_version=self._ctx.catalogue.version,
+        )
+
+    @map_errors
+    def ListFacts(
+        self, request: pb.ListFactsRequest, context: grpc.ServicerContext
+    ) -> pb.ListFactsResponse:
+        registry = self._ctx.fact_types
+        return pb.ListFactsResponse(
+            facts=convert.facts_to_proto(registry, handlers.fact_readers(self._ctx.catalogue)),
+            retired=convert.retired_to_proto(registry),
+            ruleset_version=self._ctx.catalogue.version,
+        )
 
     @map_errors
     def UpsertEnterprise(

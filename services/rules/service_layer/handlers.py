@@ -11,17 +11,16 @@ from typing import Any, Protocol
 from services.rules.domain.dates import parse_iso_date, today_shanghai
 from services.rules.domain.decision import Decision, applicable_clauses, decide
 from services.rules.domain.errors import FieldViolation, ValidationError
+from services.rules.domain.facts import FactRegistry
 from services.rules.domain.policy import Policy
-from services.rules.domain.profile import EnterpriseProfile, FactValue, parse_profile
-from services.rules.domain.standards import Catalogue
+from services.rules.domain.profile import EnterpriseProfile, FactValue, Severity, parse_profile
+from services.rules.domain.standards import Catalogue, Clause, Standard
 
 
 class Matcher(Protocol):
     """What evaluation needs of a rule engine: the clause refs a fact map satisfies."""
 
-    def match(
-        self, facts: Mapping[str, FactValue], standard_ids: Iterable[str]
-    ) -> frozenset[str]: ...
+    def match(self, facts: Mapping[str, FactValue], editions: Iterable[str]) -> frozenset[str]: ...
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class RulesContext:
 
     catalogue: Catalogue
     policy: Policy
-    fact_types: Mapping[str, str]
+    fact_types: FactRegistry
     engine: Matcher
     today: Callable[[], date] = today_shanghai
 
@@ -47,9 +46,9 @@ def parse_as_of(text: str | None, field: str = "as_of") -> date:
 
 def evaluate(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> Decision:
     """Match the firm's facts against the clauses that apply to it, then decide."""
-    applicable = applicable_clauses(ctx.catalogue, profile)
-    standard_ids = dict.fromkeys(c.standard_id for c in applicable)
-    refs = ctx.engine.match(profile.facts, standard_ids) if profile.facts else frozenset()
+    applicable = applicable_clauses(ctx.catalogue, profile, as_of)
+    editions = dict.fromkeys(c.edition_key for c in applicable)
+    refs = ctx.engine.match(profile.facts, editions) if profile.facts else frozenset()
     matched = [c for c in applicable if c.ref in refs]
     return decide(profile, matched, ctx.catalogue, ctx.policy, as_of)
 
@@ -71,3 +70,49 @@ def evaluate_data(
     if violations or when is None:
         raise ValidationError(violations)
     return evaluate(ctx, profile, when)
+
+
+@dataclass(frozen=True)
+class ApplicableClauses:
+    """The clauses that cover a firm on a date, and the editions they come from."""
+
+    clauses: list[Clause]
+    standards: list[Standard]
+    as_of: date
+
+
+def clauses_for(
+    ctx: RulesContext, profile: EnterpriseProfile, as_of: date, severity: Severity | None = None
+) -> ApplicableClauses:
+    """What applies to this firm on `as_of` (the same filter `evaluate` uses)."""
+    clauses = [
+        c
+        for c in applicable_clauses(ctx.catalogue, profile, as_of)
+        if severity is None or c.severity is severity
+    ]
+    keys = dict.fromkeys(c.edition_key for c in clauses)
+    standards = [s for s in ctx.catalogue.in_force(as_of) if s.key in keys]
+    return ApplicableClauses(clauses, standards, as_of)
+
+
+def clauses_for_data(
+    ctx: RulesContext,
+    data: Mapping[str, Any],
+    as_of: str | None,
+    severity: Severity | None = None,
+) -> ApplicableClauses:
+    """Validate a JSON-shaped profile and the date, then list what applies to it."""
+    when = parse_as_of(as_of)
+    return clauses_for(ctx, parse_profile(data, ctx.fact_types, prefix="profile."), when, severity)
+
+
+def fact_readers(catalogue: Catalogue) -> dict[str, list[str]]:
+    """Fact key → the refs of every loaded clause whose condition reads it."""
+    readers: dict[str, list[str]] = {}
+    for standard in catalogue.standards:
+        for clause in standard.clauses:
+            for key in clause.condition.fact_keys():
+                refs = readers.setdefault(key, [])
+                if clause.ref not in refs:
+                    refs.append(clause.ref)
+    return readers

@@ -8,12 +8,13 @@ committed batch and no firm is evaluated twice for the same run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import structlog
 
 from services.rules.domain.errors import PreconditionFailed
+from services.rules.domain.profile import EnterpriseProfile
 from services.rules.domain.register import ReevaluationRun
 from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.register_handlers import (
@@ -28,6 +29,18 @@ from services.rules.service_layer.unit_of_work import UnitOfWork
 _log = structlog.get_logger("reevaluate")
 
 
+def stale_parts(ctx: RulesContext, profile: EnterpriseProfile) -> list[str]:
+    """What of a stored profile no longer means anything to the loaded rulesets: retired
+    fact keys the data migration left (ambiguous) and hazards citing unknown clauses."""
+    parts = [f"fact {k}" for k in profile.facts if k in ctx.fact_types.retired]
+    parts += [
+        f"hazard {h.hazard_id} cites {h.clause_ref}"
+        for h in profile.hazards
+        if ctx.catalogue.clause(h.clause_ref) is None
+    ]
+    return parts
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -36,6 +49,7 @@ class RunSummary:
     resumed: bool
     total: int
     skipped: list[str]
+    attention: list[str] = field(default_factory=list)
 
 
 def reevaluate_all(
@@ -70,7 +84,9 @@ def reevaluate_all(
     with uow:
         run = uow.register.run(run_id)
         assert run is not None
-        return RunSummary(run_id, as_of, run.processed, resumed, total, list(run.skipped))
+        return RunSummary(
+            run_id, as_of, run.processed, resumed, total, list(run.skipped), list(run.attention)
+        )
 
 
 def _batch(uow: UnitOfWork, ctx: RulesContext, run_id: str, size: int) -> int:
@@ -93,6 +109,11 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, run_id: str, size: int) -> int:
                 )
                 run.skipped = [*run.skipped, enterprise_id]
                 continue
+            if problems := stale_parts(ctx, profile):
+                _log.warning(
+                    "stored profile needs a person", enterprise_id=enterprise_id, parts=problems
+                )
+                run.attention = [*run.attention, enterprise_id]
             decide_and_store(
                 uow,
                 ctx,

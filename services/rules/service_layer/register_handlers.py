@@ -26,9 +26,20 @@ from services.rules.domain.errors import (
     PreconditionFailed,
     ValidationError,
 )
-from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
+from services.rules.domain.profile import (
+    EnterpriseProfile,
+    Severity,
+    parse_profile,
+    profile_to_data,
+)
 from services.rules.domain.register import DecisionRecord, EventRecord, Firm, WhitelistEntry
-from services.rules.service_layer.handlers import RulesContext, evaluate, parse_as_of
+from services.rules.service_layer.handlers import (
+    ApplicableClauses,
+    RulesContext,
+    clauses_for,
+    evaluate,
+    parse_as_of,
+)
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_HISTORY = 20
@@ -60,7 +71,7 @@ def now() -> datetime:
 def stored_profile(ctx: RulesContext, firm: Firm) -> EnterpriseProfile:
     """The firm's stored profile, re-validated against today's fact registry."""
     try:
-        return parse_profile(firm.profile, ctx.fact_types, max_list=None)
+        return parse_profile(firm.profile, ctx.fact_types, max_list=None, stored=True)
     except ValidationError as exc:
         raise PreconditionFailed(
             f"the stored profile of {firm.enterprise_id} no longer validates "
@@ -186,6 +197,21 @@ def get_status(
         return _view(uow, ctx, firm, record, history_limit or DEFAULT_HISTORY)
 
 
+def clauses_for_firm(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    enterprise_id: str,
+    as_of: str | None,
+    severity: Severity | None = None,
+) -> ApplicableClauses:
+    """What applies to a firm of the register, judged on its stored profile."""
+    when = parse_as_of(as_of)
+    with uow:
+        firm = load_firm(uow, enterprise_id)
+        profile = stored_profile(ctx, firm)
+    return clauses_for(ctx, profile, when, severity)
+
+
 def load_firm(uow: UnitOfWork, enterprise_id: str, *, for_update: bool = False) -> Firm:
     firm = uow.register.firm(enterprise_id, for_update=for_update) if enterprise_id else None
     if firm is None:
@@ -203,7 +229,7 @@ def _view(
 ) -> StatusView:
     entry = uow.register.open_entry(firm.enterprise_id)
     return StatusView(
-        profile=parse_profile(firm.profile, ctx.fact_types, max_list=None),
+        profile=parse_profile(firm.profile, ctx.fact_types, max_list=None, stored=True),
         decision=decision_from_json(record.payload),
         decision_id=record.id,
         entry=entry,
@@ -348,7 +374,9 @@ def _replay(uow: UnitOfWork, ctx: RulesContext, first: EventRecord) -> StatusVie
     )
     history = [r for i in snap.get("history", []) if (r := uow.register.decision(i)) is not None]
     return StatusView(
-        profile=parse_profile(snap["profile"], ctx.fact_types, prefix="stored.", max_list=None),
+        profile=parse_profile(
+            snap["profile"], ctx.fact_types, prefix="stored.", max_list=None, stored=True
+        ),
         decision=decision_from_json(decision.payload),
         decision_id=decision.id,
         entry=entry,

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from services.rules.adapters.engine import engine_for
 from services.rules.adapters.ruleset_loader import Rulebook, load_rulebook
+from services.rules.domain.standards import AllOf, AnyOf, Condition
 from tests.support import RULESETS
 
 _BOOK = load_rulebook(RULESETS)
@@ -36,11 +37,41 @@ facts_strategy = st.dictionaries(st.sampled_from(_KEYS), st.nothing(), max_size=
 def test_engine_agrees_with_reference_conditions(facts: dict[str, object]) -> None:
     """Every clause the C engine fires is one whose condition holds, and none is missed."""
     engine = engine_for(_BOOK.catalogue)
-    ids = [s.id for s in _BOOK.catalogue.standards]
+    ids = [s.key for s in _BOOK.catalogue.standards]
     expected = {
         c.ref for s in _BOOK.catalogue.standards for c in s.clauses if c.condition.holds(facts)
     }  # type: ignore[arg-type]
     assert engine.match(facts, ids) == expected  # type: ignore[arg-type]
+    assert engine.stored_facts() == 0
+
+
+def _breaching(condition: Condition, into: dict[str, object]) -> None:
+    """Fact values that satisfy a condition (the first alternative of an `any`)."""
+    if isinstance(condition, AllOf):
+        for part in condition.parts:
+            _breaching(part, into)
+    elif isinstance(condition, AnyOf):
+        _breaching(condition.parts[0], into)
+    else:
+        value = condition.value
+        nudge = {"gt": 1, "ge": 0, "lt": -0.01, "le": 0, "eq": 0}
+        into[condition.fact] = (
+            value if isinstance(value, bool) else value + nudge[condition.op]  # type: ignore[operator]
+        )
+
+
+def test_a_profile_breaching_every_clause_at_once_gets_every_finding() -> None:
+    """~100 clauses and their fact keys in one profile: the engine's per-ruleset limit
+    (65 matched conditions) must not drop a single finding."""
+    engine = engine_for(_BOOK.catalogue)
+    facts: dict[str, object] = {}
+    clauses = [c for s in _BOOK.catalogue.standards for c in s.clauses]
+    for clause in clauses:
+        _breaching(clause.condition, facts)
+    assert all(c.condition.holds(facts) for c in clauses)  # type: ignore[arg-type]
+    found = engine.match(facts, [s.key for s in _BOOK.catalogue.standards])  # type: ignore[arg-type]
+    assert found == {c.ref for c in clauses}
+    assert len(found) >= 100
     assert engine.stored_facts() == 0
 
 
@@ -52,7 +83,7 @@ def test_same_catalogue_version_shares_one_compiled_engine(rulebook: Rulebook) -
 def test_memory_stays_flat_over_repeated_evaluation(rulebook: Rulebook) -> None:
     """200,000 assert/retract cycles must not grow the process (a leak shows in MBs)."""
     engine = engine_for(rulebook.catalogue)
-    ids = [s.id for s in rulebook.catalogue.standards]
+    ids = [s.key for s in rulebook.catalogue.standards]
     samples = [
         {
             "gm.special_ops_uncertified": i % 4,

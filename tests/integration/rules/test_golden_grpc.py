@@ -18,7 +18,7 @@ def test_golden_decision_over_grpc(path: Path, rules_stub, rulebook) -> None:  #
         profile=profile_from_json(case["profile"]), as_of=case["as_of"], request_id=path.stem
     )
     decision = rules_stub.Evaluate(request, timeout=10)
-    assert golden.actual(decision) == golden.expected(case)
+    assert golden.actual(decision, case) == golden.expected(case)
     assert decision.request_id == path.stem
     assert decision.ruleset_version == rulebook.catalogue.version
     assert decision.as_of == case["as_of"]

@@ -21,10 +21,10 @@ class ReferenceMatcher:
     def __init__(self, rulebook: Rulebook) -> None:
         self._clauses = [c for s in rulebook.catalogue.standards for c in s.clauses]
 
-    def match(self, facts: Mapping[str, FactValue], standard_ids: Iterable[str]) -> frozenset[str]:
-        wanted = set(standard_ids)
+    def match(self, facts: Mapping[str, FactValue], editions: Iterable[str]) -> frozenset[str]:
+        wanted = set(editions)
         return frozenset(
-            c.ref for c in self._clauses if c.standard_id in wanted and c.condition.holds(facts)
+            c.ref for c in self._clauses if c.edition_key in wanted and c.condition.holds(facts)
         )
 
 
@@ -40,4 +40,4 @@ def test_golden_decision_in_domain(path: Path, rulebook: Rulebook) -> None:
     )
     profile = parse_profile(case["profile"], rulebook.fact_types)
     decision = handlers.evaluate(ctx, profile, handlers.parse_as_of(case["as_of"]))
-    assert golden.actual(convert.decision_to_proto(decision)) == golden.expected(case)
+    assert golden.actual(convert.decision_to_proto(decision), case) == golden.expected(case)

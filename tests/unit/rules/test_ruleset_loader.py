@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from tests.support import RULESETS
@@ -41,11 +44,15 @@ def test_real_rulesets_load_with_every_standard(rulebook) -> None:  # type: igno
         "4(1)",
         "11(1)",
         "11(8)",
-        "12",
-        "13",
+        "12(1)",
+        "12(2)",
+        "13(1)",
+        "13(2)",
         "14",
     }
-    assert {c.clause for c in gm.clauses if not c.verified} == {"12", "13"}
+    unverified = {c.clause for c in gm.clauses if not c.verified}
+    assert {"13(2)", "8(7)", "11(10)"} <= unverified  # one source (standards-text)
+    assert not {"11(4)", "12(1)", "12(2)", "13(1)"} & unverified
 
 
 def test_unknown_fact_key(rules_dir: Path) -> None:
@@ -76,7 +83,11 @@ def test_ordering_operator_on_a_bool_fact(rules_dir: Path) -> None:
 
 
 def test_missing_severity(rules_dir: Path) -> None:
-    edit(rules_dir / "chem2017.yaml", '  - id: "3"\n    severity: MAJOR\n', '  - id: "3"\n')
+    edit(
+        rules_dir / "chem2017.yaml",
+        "    title: 外部安全防护距离不符合\n    severity: MAJOR\n",
+        "    title: 外部安全防护距离不符合\n",
+    )
     message = load_error(rules_dir)
     assert message.startswith("chem2017.yaml: clause 3: field")
     assert "severity" in message
@@ -85,8 +96,8 @@ def test_missing_severity(rules_dir: Path) -> None:
 def test_bad_severity_value(rules_dir: Path) -> None:
     edit(
         rules_dir / "chem2017.yaml",
-        '  - id: "3"\n    severity: MAJOR\n',
-        '  - id: "3"\n    severity: HUGE\n',
+        "    title: 外部安全防护距离不符合\n    severity: MAJOR\n",
+        "    title: 外部安全防护距离不符合\n    severity: HUGE\n",
     )
     assert load_error(rules_dir).startswith("chem2017.yaml: clause 3: field severity")
 
@@ -119,3 +130,63 @@ def test_version_is_a_content_hash(rules_dir: Path) -> None:
     assert after.catalogue.version != before.catalogue.version
     assert after.catalogue.standard("GEN").version != before.catalogue.standard("GEN").version
     assert after.catalogue.standard("GM2023").version == before.catalogue.standard("GM2023").version
+
+
+def test_a_title_longer_than_16_characters(rules_dir: Path) -> None:
+    edit(
+        rules_dir / "chem2017.yaml",
+        "title: 外部安全防护距离不符合",
+        "title: 外部安全防护距离不符合国家标准要求的情形",
+    )
+    message = load_error(rules_dir)
+    assert message.startswith("chem2017.yaml: clause 3: field title")
+
+
+def _rewrite(path: Path, change: Callable[[Any], None]) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def test_an_unverified_clause_says_why(rules_dir: Path) -> None:
+    def drop_note(data: Any) -> None:
+        clause = next(c for c in data["clauses"] if c["id"] == "13(2)")
+        assert clause["verified"] is False
+        del clause["note"]
+
+    _rewrite(rules_dir / "gm2023.yaml", drop_note)
+    assert load_error(rules_dir) == (
+        "gm2023.yaml: clause 13(2): field note: an unverified clause says why"
+    )
+
+
+def test_a_condition_on_a_retired_key_names_its_replacements(rules_dir: Path) -> None:
+    edit(
+        rules_dir / "gm2023.yaml",
+        "fact: dust.dry_collector_unprotected",
+        "fact: dust.shared_collection_system",
+    )
+    message = load_error(rules_dir)
+    assert message.startswith("gm2023.yaml: clause 11(3): field when.fact")
+    assert "retired" in message and "dust.mixed_media_shared_collector" in message
+
+
+def test_a_fact_without_its_question(rules_dir: Path) -> None:
+    _rewrite(
+        rules_dir / "facts.yaml",
+        lambda data: data["facts"]["dust.dry_collector_unprotected"].pop("question"),
+    )
+    assert load_error(rules_dir) == (
+        "facts.yaml: fact dust.dry_collector_unprotected: field question: required text"
+    )
+
+
+def test_a_retired_key_must_name_active_replacements(rules_dir: Path) -> None:
+    edit(
+        rules_dir / "facts.yaml",
+        "replaced_by: [chem.no_dual_power_supply,",
+        "replaced_by: [chem.nope,",
+    )
+    assert load_error(rules_dir) == (
+        "facts.yaml: fact chem.single_power_supply: field replaced_by: must list active fact keys"
+    )
