@@ -80,7 +80,7 @@ def main() -> int:
                 lambda: sum(
                     1
                     for p in parsed
-                    if ctx.engine.match(p.facts, [s.id for s in book.catalogue.standards])
+                    if ctx.engine.match(p.facts, [s.key for s in book.catalogue.standards])
                     is not None
                 )
             ),

@@ -56,3 +56,13 @@ def current_principal() -> Principal:
 
 def current_caller() -> str:
     return current_principal().caller
+
+
+def require_scope(scope: str, what: str) -> None:
+    """Inside a call the method's rule admitted: refuse a part of it that needs `scope`.
+    A server running without tokens (tests, --dev off) has no principal to check."""
+    from services.common.errors import PermissionDenied
+
+    principal = current_principal()
+    if principal is not ANONYMOUS and not principal.has(scope):
+        raise PermissionDenied(f"{what} needs the {scope} scope")

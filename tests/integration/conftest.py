@@ -60,9 +60,11 @@ def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine
         engine = make_engine(request.getfixturevalue("pg_url"))
         migrate.upgrade(engine)
         with engine.begin() as conn:
-            names = ", ".join(t.name for t in metadata.sorted_tables if t.name != "audit_head")
+            heads = ("audit_head", "feed_head")
+            names = ", ".join(t.name for t in metadata.sorted_tables if t.name not in heads)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             conn.execute(text("UPDATE audit_head SET last_id = 0, last_hash = :g"), {"g": "0" * 64})
+            conn.execute(text("UPDATE feed_head SET last_position = 0, pruned_through = 0"))
     yield engine
     engine.dispose()
 

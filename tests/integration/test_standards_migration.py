@@ -30,7 +30,9 @@ OLD_FACTS = {
 
 
 def _old_profile(n: int, **fields: object) -> dict[str, object]:
-    return profile(n, industry="machinery", high_risk_domains=["dust_explosion"], **fields)
+    data = profile(n, industry="machinery", high_risk_domains=["dust_explosion"])
+    data.update(fields)
+    return data
 
 
 def _insert_firm(engine: Engine, data: dict[str, object]) -> None:
@@ -72,8 +74,10 @@ def test_rules_register_of_the_previous_release_is_migrated(
     }
     clean = _old_profile(1, facts={"chem.single_power_supply": False})
     stale = _old_profile(2, facts=OLD_FACTS, hazards=[hazard])
-    _insert_firm(engine, clean)
-    _insert_firm(engine, stale)
+    # RED under 6.5 before venues existed; now 6.5 needs a venue the old profile cannot name
+    shop = _old_profile(3, industry="commerce_trade", facts={"fire.exit_width_ratio": 0.5})
+    for firm in (clean, stale, shop):
+        _insert_firm(engine, firm)
 
     rules_migrate.upgrade(engine)
 
@@ -93,8 +97,8 @@ def test_rules_register_of_the_previous_release_is_migrated(
 
     ctx = grpc_server.context_from(rulebook)
     summary = reevaluation.reevaluate_all(UnitOfWork(engine), ctx, date(2026, 11, 27))
-    assert summary.processed == 2 and summary.skipped == []
-    assert summary.attention == [stale["enterprise_id"]]
+    assert summary.processed == 3 and summary.skipped == []
+    assert summary.attention == [stale["enterprise_id"], shop["enterprise_id"]]
 
 
 def test_a_renumbered_clause_with_one_successor_is_rewritten(
@@ -109,7 +113,7 @@ def test_a_renumbered_clause_with_one_successor_is_rewritten(
         "due_on": "2026-06-01",
         "status": "open",
     }
-    firm = _old_profile(3, hazards=[hazard])
+    firm = _old_profile(4, hazards=[hazard])
     _insert_firm(db_engine_at_previous_release, firm)
     rules_migrate.upgrade(db_engine_at_previous_release)
     stored = _stored(db_engine_at_previous_release, str(firm["enterprise_id"]))

@@ -166,6 +166,16 @@ class BookingRegister:
         )
         return self.session.scalars(query).all()
 
+    def claim_message(self, message_id: int) -> OutboxMessage | None:
+        """The message, locked for this delivery; None when another replica holds it
+        (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's BEGIN IMMEDIATE lets one writer in)."""
+        query = select(OutboxMessage).where(outbox.c.id == message_id)
+        if self._lock_rows:
+            query = query.with_for_update(skip_locked=True).execution_options(
+                populate_existing=True
+            )
+        return self.session.scalars(query).first()
+
     def failed_messages(self) -> Sequence[OutboxMessage]:
         query = select(OutboxMessage).where(outbox.c.failed_at.is_not(None)).order_by(outbox.c.id)
         return self.session.scalars(query).all()

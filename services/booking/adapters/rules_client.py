@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +52,13 @@ class InspectionInfo:
 
 
 class RulesClient:
-    """Thin, thread-safe wrapper; caches standards' clause lists (they change by restart only)."""
+    """Thin, thread-safe wrapper; caches standards' clause lists (they change by restart only).
+
+    `address` may name several rules replicas (`host:p1,host:p2`): calls go round-robin,
+    and a call a replica answers UNAVAILABLE (down, draining) moves on to the next one.
+    Every call booking makes is safe to repeat (reads, and ReportEvent, which rules
+    applies once per event id), so a killed replica costs no call a user made.
+    """
 
     def __init__(
         self,
@@ -69,36 +76,49 @@ class RulesClient:
             ("grpc.initial_reconnect_backoff_ms", 500),
             ("grpc.max_reconnect_backoff_ms", 10_000),
         ]
-        if channel is None:
-            channel = (
-                grpc.secure_channel(address, credentials, options=options)
-                if credentials
-                else grpc.insecure_channel(address, options=options)
-            )
-        self._channel = channel
-        self._stub = rules_pb2_grpc.RulesServiceStub(self._channel)
+        targets = [a.strip() for a in address.split(",") if a.strip()]
+        if channel is not None:
+            channels = [channel]
+        elif credentials:
+            channels = [grpc.secure_channel(t, credentials, options=options) for t in targets]
+        else:
+            channels = [grpc.insecure_channel(t, options=options) for t in targets]
+        self._channels = channels
+        self._stubs = [rules_pb2_grpc.RulesServiceStub(c) for c in channels]
+        self._turn = itertools.count()
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
         self._clauses: dict[str, dict[str, tuple[str, str]]] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._channels:
+            channel.close()
 
-    def _call(self, method: Any, request: Any) -> Any:
-        try:
-            return method(request, timeout=self._timeout, metadata=self._metadata)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code in TRANSIENT:
-                raise RulesUnavailable(f"{code.name}: {exc.details()}") from exc
-            raise RulesRejected(f"{code.name}: {exc.details()}") from exc
+    def _call(self, method: str, request: Any) -> Any:
+        """Call `method` on the next replica; on UNAVAILABLE try the others in turn."""
+        first = next(self._turn)
+        count = len(self._stubs)
+        for attempt in range(count):
+            stub = self._stubs[(first + attempt) % count]
+            try:
+                return getattr(stub, method)(
+                    request, timeout=self._timeout, metadata=self._metadata
+                )
+            except grpc.RpcError as exc:
+                code = exc.code()
+                if code is grpc.StatusCode.UNAVAILABLE and attempt + 1 < count:
+                    continue  # that replica is down or draining: the next one
+                if code in TRANSIENT:
+                    raise RulesUnavailable(f"{code.name}: {exc.details()}") from exc
+                raise RulesRejected(f"{code.name}: {exc.details()}") from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def firm(self, enterprise_id: str) -> FirmInfo | None:
         """The firm as the rules register has it, or None when it is not registered."""
         try:
             status = self._call(
-                self._stub.GetEnterpriseStatus,
+                "GetEnterpriseStatus",
                 pb.GetEnterpriseStatusRequest(enterprise_id=enterprise_id, history_limit=1),
             )
         except RulesRejected as exc:
@@ -110,12 +130,10 @@ class RulesClient:
     def warm_clauses(self) -> int:
         """Fetch every standard's clauses (text and guidance), so findings validate and
         tickets show guidance while the rules service is down."""
-        listed = self._call(self._stub.ListStandards, pb.ListStandardsRequest())
+        listed = self._call("ListStandards", pb.ListStandardsRequest())
         catalogue: dict[str, dict[str, tuple[str, str]]] = {}
         for standard in listed.standards:
-            full = self._call(
-                self._stub.GetStandard, pb.GetStandardRequest(standard_id=standard.id)
-            )
+            full = self._call("GetStandard", pb.GetStandardRequest(standard_id=standard.id))
             catalogue[standard.id] = {c.clause: (c.text, c.guidance) for c in full.clauses}
         with self._lock:
             self._clauses = catalogue
@@ -147,13 +165,11 @@ class RulesClient:
         from google.protobuf import json_format
 
         message = json_format.ParseDict(event, pb.EnterpriseEvent())
-        self._call(self._stub.ReportEvent, pb.ReportEventRequest(event=message))
+        self._call("ReportEvent", pb.ReportEventRequest(event=message))
 
     def verify_code(self, code: str) -> InspectionInfo | None:
         try:
-            found = self._call(
-                self._stub.VerifyInspectionCode, pb.VerifyInspectionCodeRequest(code=code)
-            )
+            found = self._call("VerifyInspectionCode", pb.VerifyInspectionCodeRequest(code=code))
         except RulesRejected as exc:
             if str(exc).startswith(("NOT_FOUND", "INVALID_ARGUMENT")):
                 return None

@@ -114,7 +114,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default_sqlite_url("booking"),
         "database URL (sqlite:///… or postgresql+psycopg://…)",
     )
-    env_flag(parser, "--rules", "BOOKING_RULES", "127.0.0.1:50051", "rules service HOST:PORT")
+    env_flag(
+        parser,
+        "--rules",
+        "BOOKING_RULES",
+        "127.0.0.1:50051",
+        "rules service HOST:PORT, or several replicas HOST:P1,HOST:P2 (round-robin, failover)",
+    )
     env_flag(parser, "--menu", "BOOKING_MENU", "rulesets/menu.yaml", "service menu file")
     env_flag(
         parser,

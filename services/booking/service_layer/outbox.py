@@ -2,7 +2,10 @@
 
 A message is marked delivered only after the rules service acknowledged it; the rules
 service applies each event id once, so a crash between the two only causes a harmless
-redelivery. While the rules service is unreachable, delivery stops at the first
+redelivery. Several replicas may run the worker: a delivery claims its message row
+(`FOR UPDATE SKIP LOCKED`), and a firm whose message another replica holds sends
+nothing after it in this pass, so each firm's events still reach rules in the order
+written. While the rules service is unreachable, delivery stops at the first
 undelivered message (later events about the same hazard must not overtake it) and is
 retried with exponential backoff. A message the rules service rejects for good
 (INVALID_ARGUMENT, NOT_FOUND …) is parked as failed, logged, and skipped.
@@ -19,7 +22,6 @@ import structlog
 from sqlalchemy import Engine
 
 from services.booking.adapters.rules_client import RulesRejected, RulesUnavailable
-from services.booking.domain.records import OutboxMessage
 from services.booking.service_layer.handlers import RulesPort, as_utc, now
 from services.booking.service_layer.unit_of_work import UnitOfWork
 
@@ -74,8 +76,10 @@ def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 200) -> D
 
 def _deliver_one(uow: UnitOfWork, rules: RulesPort, message_id: int) -> str:
     with uow:
-        message = uow.session.get(OutboxMessage, message_id)
-        if message is None or message.delivered_at is not None or message.failed_at:
+        message = uow.register.claim_message(message_id)
+        if message is None:
+            return "busy"  # another replica is delivering it: hold the firm's later ones
+        if message.delivered_at is not None or message.failed_at:
             return "skipped"
         message.attempts += 1
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -141,6 +142,44 @@ reevaluation_runs = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("skipped", JSON, nullable=False, server_default="[]"),
     Column("attention", JSON, nullable=False, server_default="[]"),
+)
+
+# The change feed (adapters/feed.py): rows written in the writer's transaction; `position`
+# (the cursor) is given once a committed row is picked up, under feed_head's lock.
+changes = Table(
+    "changes",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("change_id", String(32), nullable=False, unique=True),
+    Column("position", BigInteger, nullable=True, unique=True),
+    Column("enterprise_id", String(18), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Index("ix_changes_region_position", "region", "position"),
+    Index(
+        "ix_changes_unpositioned",
+        "id",
+        postgresql_where=text("position IS NULL"),
+        sqlite_where=text("position IS NULL"),
+    ),
+    Index(
+        "ix_changes_unpublished",
+        "position",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
+)
+feed_head = Table(
+    "feed_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_position", BigInteger, nullable=False),
+    Column("pruned_through", BigInteger, nullable=False),
 )
 
 audit_log, audit_head = audit_tables(metadata)

@@ -95,6 +95,26 @@ def applicable_clauses(
     return [c for s in catalogue.in_force(as_of) for c in s.clauses if c.applies_to(profile)]
 
 
+def answered_out_of_scope(
+    catalogue: Catalogue, profile: EnterpriseProfile, as_of: date
+) -> list[str]:
+    """Clauses the profile's facts breach but which do not apply only because the profile
+    does not list the venue type or hazardous-chemicals role they name: usually a profile
+    written before those fields existed, whose breach would otherwise pass unnoticed."""
+    found = []
+    for standard in catalogue.in_force(as_of):
+        for clause in standard.clauses:
+            answered = [k for k in clause.condition.fact_keys() if k in profile.facts]
+            if (
+                answered
+                and clause.condition.holds(profile.facts)
+                and not clause.applies_to(profile)
+                and any(s.matches_but_for_kind(profile) for s in clause.scopes)
+            ):
+                found.append(f"{clause.ref} needs venues/hazchem_roles ({', '.join(answered)})")
+    return found
+
+
 def decide(
     profile: EnterpriseProfile,
     matched: Iterable[Clause],

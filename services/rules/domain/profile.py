@@ -114,6 +114,8 @@ MAX_REGION = 100
 MAX_TEXT = 2000
 MAX_LIST = 500
 MAX_EMPLOYEES = 10_000_000
+MAX_FACTS = 500  # entries in a profile's facts map; the registry has fewer keys
+MAX_HINTS = 5  # unknown keys answered with their nearest known keys
 
 
 @dataclass(frozen=True)
@@ -468,7 +470,11 @@ def _facts(
     if not isinstance(raw, Mapping):
         check.bad("facts", "must be a map of fact key to value")
         return {}
+    if len(raw) > MAX_FACTS:
+        check.bad("facts", f"at most {MAX_FACTS} entries (the registry has fewer keys)")
+        return {}
     out: dict[str, FactValue] = {}
+    hints = MAX_HINTS  # the nearest-key hint costs a string comparison with every key
     for key, value in raw.items():
         path = f'facts["{key}"]'
         kind = fact_types.get(key) if isinstance(key, str) else None
@@ -478,12 +484,12 @@ def _facts(
                 out[key] = value
                 continue
             problem = getattr(fact_types, "unknown_key_problem", None)
-            check.bad(
-                path,
-                problem(key)
-                if problem and isinstance(key, str)
-                else "unknown fact key (see the fact-key registry, rulesets/facts.yaml)",
-            )
+            known = isinstance(key, str) and key in retired
+            if problem and isinstance(key, str) and (known or hints > 0):
+                hints -= 0 if known else 1
+                check.bad(path, problem(key))
+            else:
+                check.bad(path, "unknown fact key (see the fact-key registry, ListFacts)")
             continue
         parsed = _fact_value(kind, value)
         if parsed is None:

@@ -110,6 +110,13 @@ class Scope:
             return False
         return self.max_employees is None or profile.employees <= self.max_employees
 
+    def matches_but_for_kind(self, profile: EnterpriseProfile) -> bool:
+        """Whether it would match if the firm listed the venues / hazchem roles it names."""
+        if not (self.venues or self.hazchem_roles) or self.matches(profile):
+            return False
+        wider = Scope(self.industries, self.domains, max_employees=self.max_employees)
+        return wider.matches(profile)
+
     def describe(self) -> str:
         parts = []
         if self.industries:

@@ -18,5 +18,6 @@ RULES_METHODS: dict[str, MethodRule] = {
         "ReportEvent": rule("rules.write"),
         "CheckInspection": rule("inspection.check"),
         "VerifyInspectionCode": rule("rules.read", "inspection.check"),
+        "WatchChanges": rule("rules.read"),
     }.items()
 }

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,6 +25,13 @@ from services.common.config import env_flag
 from services.common.db import default_sqlite_url, make_engine
 from services.common.grpc_errors import status_proto
 from services.rules.adapters import migrate
+from services.rules.adapters.feed import FeedStore
+from services.rules.adapters.feed_worker import (
+    FEED_HEALTH_NAME,
+    FeedWorker,
+    JetStreamPublisher,
+    NatsSettings,
+)
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from services.rules.domain.errors import ValidationError
 from services.rules.entrypoints import convert, grpc_server, render
@@ -63,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     _common_flags(serve)
     security.add_flags(serve, "RULES")
     env_flag(serve, "--workers", "RULES_WORKERS", 8, "gRPC worker threads", type=int)
+    _feed_flags(serve)
     serve.set_defaults(run=cmd_serve)
 
     demo = sub.add_parser("demo", help="what `make run` starts: the server plus how to call it")
@@ -77,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit.add_parser("verify", help="recompute the hash chain; name the first break")
     env_flag(verify, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
     verify.set_defaults(run=cmd_audit_verify)
+
+    prune = sub.add_parser(
+        "prune-changes", help="delete delivered change-feed entries older than N days"
+    )
+    prune.add_argument("--older-than-days", type=int, required=True, help="retention in days")
+    env_flag(prune, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
+    prune.set_defaults(run=cmd_prune_changes)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the register's schema")
     env_flag(migrate, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
@@ -110,6 +126,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _feed_flags(parser: argparse.ArgumentParser) -> None:
+    env_flag(
+        parser,
+        "--nats",
+        "RULES_NATS",
+        "",
+        "NATS URL (nats://host:4222) to publish the change feed to JetStream; empty: gRPC only",
+    )
+    env_flag(parser, "--nats-stream", "RULES_NATS_STREAM", "RULES_CHANGES", "JetStream stream")
+    env_flag(
+        parser,
+        "--nats-subject-prefix",
+        "RULES_NATS_SUBJECT_PREFIX",
+        "rules.changes",
+        "subjects are <prefix>.<region token>.<enterprise_id>",
+    )
+
+
 def _common_flags(parser: argparse.ArgumentParser) -> None:
     env_flag(parser, "--rulesets", "RULES_RULESETS", "rulesets", "rulesets directory")
     env_flag(
@@ -136,6 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     running.server.start()
     watcher = common_server.watch_database(engine, running.health, [grpc_server.SERVICE_NAME])
+    feed = start_feed(args, engine, running.health)
     _log.info(
         "rules service listening",
         address=args.grpc,
@@ -144,8 +179,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ruleset_version=rulebook.catalogue.version,
         standards=[s.id for s in rulebook.catalogue.standards],
     )
-    common_server.serve_until_signalled(running.server, running.health, on_stop=watcher.set)
+
+    def stop_workers() -> None:
+        watcher.set()
+        feed.stop()
+
+    common_server.serve_until_signalled(running.server, running.health, on_stop=stop_workers)
     engine.dispose()
+    return 0
+
+
+def start_feed(args: argparse.Namespace, engine: Engine, health: Any) -> FeedWorker:
+    """The change feed's worker: positions committed changes and, with --nats, publishes
+    them; the feed's own health entry turns NOT_SERVING while NATS is unreachable."""
+    from grpc_health.v1 import health_pb2
+
+    publisher = None
+    if args.nats:
+        settings = NatsSettings(args.nats, args.nats_stream, args.nats_subject_prefix)
+        publisher = JetStreamPublisher(settings, convert.change_json)
+        health.set(FEED_HEALTH_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def report(ok: bool) -> None:
+        state = health_pb2.HealthCheckResponse
+        health.set(FEED_HEALTH_NAME, state.SERVING if ok else state.NOT_SERVING)
+        _log.info("change feed publisher", nats=args.nats, connected=ok)
+
+    worker = FeedWorker(FeedStore(engine, deliver_on_sequence=publisher is None), publisher, report)
+    worker.start()
+    return worker
+
+
+def cmd_prune_changes(args: argparse.Namespace) -> int:
+    cutoff = datetime.now(UTC) - timedelta(days=args.older_than_days)
+    removed = FeedStore(_database(args.db)).prune(cutoff)
+    print(f"pruned {removed} change(s) delivered and recorded before {cutoff.isoformat()}")
     return 0
 
 
@@ -194,10 +262,11 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     )
     if summary.attention:
         print(
-            f"{len(summary.attention)} firm(s) re-evaluated whose stored profile keeps a "
-            "retired fact key or cites a clause no loaded edition has (renamed in this "
-            "release; see CHANGELOG.md): re-enter them with UpsertEnterprise: "
-            f"{', '.join(summary.attention)}"
+            f"{len(summary.attention)} firm(s) re-evaluated whose stored profile a person "
+            "should settle (see the log line of each): a retired fact key to re-enter with "
+            "UpsertEnterprise, venues or hazchem_roles to add, or an open hazard citing a "
+            "renumbered clause (close it with HAZARD_VERIFIED and report it again under the "
+            f"new number; CHANGELOG.md): {', '.join(summary.attention)}"
         )
     if summary.skipped:
         print(

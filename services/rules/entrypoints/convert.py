@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.rules.domain.changes import Change, ChangeKind
 from services.rules.domain.decision import Decision, Finding
 from services.rules.domain.facts import FactDefinition, FactRegistry
 from services.rules.domain.profile import EnterpriseProfile, FactValue, Severity
@@ -451,3 +453,86 @@ def inspection_to_proto(view: Any) -> pb.Inspection:
         grounds=r.grounds,
         joint_authorities=view.joint_authorities,
     )
+
+
+# ---------------------------------------------------------------- change feed
+
+_SHANGHAI = ZoneInfo("Asia/Shanghai")
+_WHITELIST_KINDS = {
+    ChangeKind.WHITELIST_GRANTED,
+    ChangeKind.WHITELIST_EXTENDED,
+    ChangeKind.WHITELIST_EXPIRED,
+    ChangeKind.WHITELIST_REVOKED,
+}
+
+
+def _number(enum: Any, value: str, prefix: str) -> Any:
+    """A stored lower-case value → its enum number; an unknown one is UNSPECIFIED."""
+    try:
+        return enum_number(enum, value, prefix) if value else 0
+    except ValueError:
+        return 0
+
+
+def change_to_proto(c: Change) -> pb.Change:
+    d = c.detail
+    out = pb.Change(
+        cursor=str(c.position or ""),
+        change_id=c.change_id,
+        kind=enum_number(pb.ChangeKind, c.kind, "CHANGE_KIND_"),
+        enterprise_id=c.enterprise_id,
+        region=c.region,
+        recorded_at=c.recorded_at.astimezone(_SHANGHAI).isoformat(timespec="microseconds"),
+    )
+    if c.kind is ChangeKind.DECISION_CHANGED:
+        out.decision.CopyFrom(
+            pb.DecisionChange(
+                decision_id=d.get("decision_id", ""),
+                status=_number(pb.Status, d.get("status", ""), "STATUS_"),
+                risk_level=_number(pb.RiskLevel, d.get("risk_level", ""), "RISK_LEVEL_"),
+                blocker_codes=d.get("blocker_codes", []),
+                previous_status=_number(pb.Status, d.get("previous_status", ""), "STATUS_"),
+                previous_risk_level=_number(
+                    pb.RiskLevel, d.get("previous_risk_level", ""), "RISK_LEVEL_"
+                ),
+                as_of=d.get("as_of", ""),
+                cause=d.get("cause", ""),
+            )
+        )
+    elif c.kind in _WHITELIST_KINDS:
+        out.whitelist.CopyFrom(
+            pb.WhitelistChange(
+                granted_on=d.get("granted_on", ""),
+                valid_until=d.get("valid_until", ""),
+                revoked_on=d.get("revoked_on", ""),
+                reason=d.get("reason", ""),
+                decision_id=d.get("decision_id", ""),
+            )
+        )
+    elif c.kind is ChangeKind.EVENT_APPLIED:
+        out.event.CopyFrom(
+            pb.EventChange(
+                event_id=d.get("event_id", ""),
+                kind=_number(pb.EventKind, d.get("kind", ""), "EVENT_KIND_"),
+                occurred_on=d.get("occurred_on", ""),
+                source=d.get("source", ""),
+                summary=d.get("summary", ""),
+            )
+        )
+    else:
+        out.inspection.CopyFrom(
+            pb.InspectionChange(
+                authority=d.get("authority", ""),
+                kind=_number(pb.InspectionKind, d.get("kind", ""), "INSPECTION_KIND_"),
+                planned_on=d.get("planned_on", ""),
+                joint=bool(d.get("joint", False)),
+                joint_id=d.get("joint_id", ""),
+                reason_code=d.get("reason_code", ""),
+            )
+        )
+    return out
+
+
+def change_json(c: Change) -> bytes:
+    """The NATS message body: the Change in the proto3 JSON mapping."""
+    return json_format.MessageToJson(change_to_proto(c), indent=None).encode("utf-8")

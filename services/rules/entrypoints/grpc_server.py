@@ -13,25 +13,45 @@ from sqlalchemy import Engine
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
-from services.common.context import current_caller
-from services.common.grpc_errors import internal_status, is_domain_error, map_errors, status_proto
+from services.common.context import current_caller, require_scope
+from services.common.grpc_errors import (
+    abort_for,
+    internal_status,
+    is_domain_error,
+    map_errors,
+    status_proto,
+)
 from services.common.security import Security
 from services.rules.adapters.engine import engine_for
+from services.rules.adapters.feed import FeedStore
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.dates import today_shanghai
-from services.rules.domain.errors import NotFound, PreconditionFailed
+from services.rules.domain.errors import (
+    FieldViolation,
+    NotFound,
+    PreconditionFailed,
+    ValidationError,
+)
 from services.rules.entrypoints import convert
 from services.rules.entrypoints.access import RULES_METHODS
-from services.rules.service_layer import handlers, inspection_handlers, register_handlers
+from services.rules.service_layer import feed, handlers, inspection_handlers, register_handlers
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RulesService"].full_name
+MAX_FOLLOWERS = 4  # WatchChanges streams per process; each holds a server thread
 
 
 class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
-    def __init__(self, ctx: handlers.RulesContext, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        ctx: handlers.RulesContext,
+        engine: Engine | None = None,
+        followers: feed.Followers | None = None,
+    ) -> None:
         self._ctx = ctx
         self._engine = engine
+        self._feed = FeedStore(engine) if engine is not None else None
+        self._followers = followers or feed.Followers(MAX_FOLLOWERS)
 
     def _uow(self) -> UnitOfWork:
         if self._engine is None:
@@ -86,9 +106,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         standard = self._ctx.catalogue.standard(request.standard_id, day)
         if standard is None:
             known = ", ".join(dict.fromkeys(s.id for s in self._ctx.catalogue.standards))
-            raise NotFound(f"no standard {request.standard_id[:32]!r} in force; known: {known}")
+            when = f" in force on {day.isoformat()}" if day else ""
+            raise NotFound(f"no standard {request.standard_id[:32]!r}{when}; known: {known}")
         return convert.standard_to_proto(
-            standard, today=self._ctx.today(), facts=self._ctx.fact_types, with_clauses=True
+            standard, today=day or self._ctx.today(), facts=self._ctx.fact_types, with_clauses=True
         )
 
     @map_errors
@@ -96,7 +117,13 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         self, request: pb.ListApplicableClausesRequest, context: grpc.ServicerContext
     ) -> pb.ListApplicableClausesResponse:
         severity = convert.SEVERITIES.get(request.severity)
-        if request.WhichOneof("firm") == "enterprise_id":
+        which = request.WhichOneof("firm")
+        if which is None:
+            raise ValidationError([FieldViolation("firm", "set enterprise_id or profile")])
+        if request.severity and severity is None:
+            raise ValidationError([FieldViolation("severity", "unknown severity")])
+        if which == "enterprise_id":
+            require_scope("rules.read", "a firm of the register (enterprise_id)")
             found = register_handlers.clauses_for_firm(
                 self._uow(), self._ctx, request.enterprise_id, request.as_of, severity
             )
@@ -104,11 +131,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             found = handlers.clauses_for_data(
                 self._ctx, convert.profile_to_dict(request.profile), request.as_of, severity
             )
-        today = self._ctx.today()
         return pb.ListApplicableClausesResponse(
             clauses=[convert.clause_to_proto(c, self._ctx.fact_types) for c in found.clauses],
             standards=[
-                convert.standard_to_proto(s, today=today, with_clauses=False)
+                convert.standard_to_proto(s, today=found.as_of, with_clauses=False)
                 for s in found.standards
             ],
             as_of=found.as_of.isoformat(),
@@ -172,6 +198,31 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             self._uow(), self._ctx, convert.check_request_to_dict(request), current_caller()
         )
         return convert.verdict_to_proto(result)
+
+    def WatchChanges(
+        self, request: pb.WatchChangesRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Change]:
+        """Replay, then follow; errors before the first change end the call with their code."""
+        if self._feed is None:
+            abort_for(
+                PreconditionFailed("this server runs without a register database (--db)"), context
+            )
+            return
+        try:
+            self._followers.enter()
+        except Exception as exc:
+            abort_for(exc, context)
+            return
+        try:
+            changes = feed.follow(
+                self._feed, request.after_cursor, request.region, context.is_active
+            )
+            for change in changes:
+                yield convert.change_to_proto(change)
+        except Exception as exc:
+            abort_for(exc, context)
+        finally:
+            self._followers.leave()
 
     @map_errors
     def VerifyInspectionCode(

@@ -13,6 +13,7 @@ from datetime import date
 
 import structlog
 
+from services.rules.domain.decision import answered_out_of_scope
 from services.rules.domain.errors import PreconditionFailed
 from services.rules.domain.profile import EnterpriseProfile
 from services.rules.domain.register import ReevaluationRun
@@ -29,16 +30,18 @@ from services.rules.service_layer.unit_of_work import UnitOfWork
 _log = structlog.get_logger("reevaluate")
 
 
-def stale_parts(ctx: RulesContext, profile: EnterpriseProfile) -> list[str]:
-    """What of a stored profile no longer means anything to the loaded rulesets: retired
-    fact keys the data migration left (ambiguous) and hazards citing unknown clauses."""
+def stale_parts(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> list[str]:
+    """What of a stored profile a person should settle: retired fact keys the data
+    migration left (ambiguous), open hazards citing clauses no loaded edition has, and
+    answered facts of clauses that need a venue type or chemicals role the profile does
+    not list (a profile from before those fields existed)."""
     parts = [f"fact {k}" for k in profile.facts if k in ctx.fact_types.retired]
     parts += [
         f"hazard {h.hazard_id} cites {h.clause_ref}"
         for h in profile.hazards
-        if ctx.catalogue.clause(h.clause_ref) is None
+        if h.is_open and ctx.catalogue.clause(h.clause_ref) is None
     ]
-    return parts
+    return parts + answered_out_of_scope(ctx.catalogue, profile, as_of)
 
 
 @dataclass
@@ -109,7 +112,7 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, run_id: str, size: int) -> int:
                 )
                 run.skipped = [*run.skipped, enterprise_id]
                 continue
-            if problems := stale_parts(ctx, profile):
+            if problems := stale_parts(ctx, profile, run.as_of):
                 _log.warning(
                     "stored profile needs a person", enterprise_id=enterprise_id, parts=problems
                 )

@@ -6,6 +6,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from services.common.unit_of_work import BaseUnitOfWork
+from services.rules.adapters.feed import RECORDER
 from services.rules.adapters.orm import AUDIT, start_mappers
 from services.rules.adapters.repository import Register
 
@@ -14,6 +15,7 @@ class UnitOfWork(BaseUnitOfWork[Register]):
     def __init__(self, engine: Engine) -> None:
         start_mappers()
         super().__init__(engine, AUDIT)
+        RECORDER.install(self._factory)  # every committed change also enters the feed
 
     def make_register(self, session: Session) -> Register:
         return Register(session, lock_rows=self.lock_rows)

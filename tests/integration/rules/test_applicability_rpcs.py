@@ -87,3 +87,72 @@ def test_list_facts_names_types_questions_readers_and_retired_keys(rules_stub) -
     assert list(ratio.clause_refs) == ["FIRE35181:6.5"]
     retired = {r.key: r for r in listed.retired}
     assert "chem.no_dual_power_supply" in retired["chem.single_power_supply"].replaced_by
+
+
+def test_no_firm_and_an_unknown_severity_are_invalid_argument(rules_stub) -> None:  # type: ignore[no-untyped-def]
+    for request, field in (
+        (pb.ListApplicableClausesRequest(as_of="2026-06-30"), "firm"),
+        (
+            pb.ListApplicableClausesRequest(
+                profile=profile_from_json(profile()),
+                severity=99,  # type: ignore[arg-type]
+            ),
+            "severity",
+        ),
+    ):
+        with pytest.raises(grpc.RpcError) as raised:
+            rules_stub.ListApplicableClauses(request, timeout=10)
+        assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert field in (raised.value.details() or "")
+
+
+def test_a_firm_of_the_register_is_judged_on_its_stored_profile(register_stub) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.conftest import upsert
+    from tests.support import uscc
+
+    upsert(register_stub, profile(61, industry="textile", hazchem_roles=["dealer"]))
+    found = register_stub.ListApplicableClauses(
+        pb.ListApplicableClausesRequest(enterprise_id=uscc(61), as_of="2026-06-30"), timeout=10
+    )
+    refs = {c.clause_ref for c in found.clauses}
+    assert {"GM2023:9(1)", "CHEM2017:20"} <= refs and "GM2023:10(1)" not in refs
+    with pytest.raises(grpc.RpcError) as missing:
+        register_stub.ListApplicableClauses(
+            pb.ListApplicableClausesRequest(enterprise_id=uscc(62)), timeout=10
+        )
+    assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_get_standard_by_date_and_its_superseded_flag(rules_stub) -> None:  # type: ignore[no-untyped-def]
+    before = rules_stub.GetStandard(
+        pb.GetStandardRequest(standard_id="FIRE35181", as_of="2025-06-30"), timeout=10
+    )
+    after = rules_stub.GetStandard(
+        pb.GetStandardRequest(standard_id="FIRE35181", as_of="2026-06-30"), timeout=10
+    )
+    assert before.edition == after.edition == "GB 35181-2017"
+    assert (before.superseded, after.superseded) == (False, True)
+    with pytest.raises(grpc.RpcError) as early:
+        rules_stub.GetStandard(
+            pb.GetStandardRequest(standard_id="GM2023", as_of="2023-05-14"), timeout=10
+        )
+    assert early.value.code() is grpc.StatusCode.NOT_FOUND
+    assert "2023-05-14" in (early.value.details() or "")
+
+
+def test_a_retired_key_in_an_event_profile_names_its_replacements(register_stub) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.conftest import upsert
+    from tests.support import uscc
+
+    upsert(register_stub, profile(63))
+    event = pb.EnterpriseEvent(
+        event_id="pu-1",
+        enterprise_id=uscc(63),
+        kind=pb.EVENT_KIND_PROFILE_UPDATED,
+        occurred_on="2026-06-30",
+        profile=profile_from_json(profile(63, facts={"chem.single_power_supply": True})),
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        register_stub.ReportEvent(pb.ReportEventRequest(event=event), timeout=10)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "chem.no_dual_power_supply" in (raised.value.details() or "")

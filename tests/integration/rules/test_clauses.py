@@ -30,7 +30,7 @@ def _firm(case: dict[str, Any], n: int) -> dict[str, Any]:
     CASES,
     ids=[f"{s}-{i}-{c['clause']}-{'breach' if c['breach'] else 'clean'}" for s, i, c in CASES],
 )
-def test_clause_case(stem: str, index: int, case: dict[str, Any], rules_stub) -> None:  # type: ignore[no-untyped-def]
+def test_clause_case(stem: str, index: int, case: dict[str, Any], rules_stub, rulebook) -> None:  # type: ignore[no-untyped-def]
     request = pb.EvaluateRequest(
         profile=profile_from_json(_firm(case, index + 1)), as_of="2026-06-30"
     )
@@ -39,8 +39,17 @@ def test_clause_case(stem: str, index: int, case: dict[str, Any], rules_stub) ->
     assert (case["clause"] in refs) is case["breach"], case["name"]
     if case["breach"]:
         finding = next(f for f in decision.findings if f.clause_ref == case["clause"])
-        assert set(finding.fact_keys) <= set(case["facts"])
-        assert finding.text and finding.guidance
+        clause = rulebook.catalogue.clause(case["clause"])
+        assert clause is not None
+        read = set(clause.condition.fact_keys())
+        assert set(finding.fact_keys) == read & set(case["facts"])  # every answered key it reads
+        for key in finding.fact_keys:
+            value = finding.matched_facts[key]
+            sent = case["facts"][key]
+            got = value.bool_value if isinstance(sent, bool) else value.number_value
+            assert got == sent, key
+        assert finding.text == clause.text and finding.guidance == clause.guidance
+        assert finding.edition == clause.edition.name
 
 
 def test_every_clause_has_a_breaching_and_a_clean_case(rulebook) -> None:  # type: ignore[no-untyped-def]

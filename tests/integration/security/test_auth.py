@@ -104,6 +104,22 @@ def test_scopes_decide_per_method(rules) -> None:  # type: ignore[no-untyped-def
     )
 
 
+def test_a_registered_firm_s_clauses_need_the_read_scope(rules) -> None:  # type: ignore[no-untyped-def]
+    """An evaluate-only caller may ask what applies to a profile it sends, but not to a
+    firm of the register (that would reveal the firm's kind and whether it is listed)."""
+    by_profile = rpb.ListApplicableClausesRequest(profile=profile_from_json(profile(3)))
+    assert rules.ListApplicableClauses(by_profile, metadata=auth("evaluator"), timeout=10).clauses
+    by_id = rpb.ListApplicableClausesRequest(enterprise_id=profile(3)["enterprise_id"])
+    assert (
+        _code(lambda: rules.ListApplicableClauses(by_id, metadata=auth("evaluator"), timeout=10))
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert (  # the reader passes the scope check and reaches the (absent) register
+        _code(lambda: rules.ListApplicableClauses(by_id, metadata=auth("reader"), timeout=10))
+        == grpc.StatusCode.FAILED_PRECONDITION
+    )
+
+
 def test_health_and_reflection_need_no_token(rulebook, store) -> None:  # type: ignore[no-untyped-def]
     for channel in _rules_server(rulebook, Security(store)):
         reply = health_pb2_grpc.HealthStub(channel).Check(

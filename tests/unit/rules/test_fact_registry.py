@@ -127,3 +127,15 @@ def test_every_retired_key_names_loaded_replacements(rulebook: Rulebook) -> None
     } <= set(registry.retired)
     for old in registry.retired.values():
         assert old.replaced_by and all(k in registry for k in old.replaced_by), old.key
+
+
+def test_only_the_first_unknown_keys_get_a_hint_and_the_map_is_bounded(rulebook: Rulebook) -> None:
+    """The nearest-key hint compares with every key: a flood of bad keys must stay cheap."""
+    facts = {f"dust.metal_positive_presure{i}": True for i in range(40)}
+    found = _violations(facts, rulebook.fact_types)
+    hinted = [d for d in found.values() if "did you mean" in d]
+    assert len(found) == 40 and 0 < len(hinted) <= 5
+    many = {f"x{i}": True for i in range(501)}
+    assert _violations(many, rulebook.fact_types) == {
+        "facts": "at most 500 entries (the registry has fewer keys)"
+    }

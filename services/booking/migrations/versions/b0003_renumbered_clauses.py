@@ -8,8 +8,9 @@ The rules service renumbered some clauses when it encoded the standards in full
 (CHANGELOG.md). A ticket's clause ref, and the hazard ref inside an outbox event not yet
 delivered to rules, becomes its one successor (`services.common.standards_renames`,
 frozen for this release). A ref with several successors (GM2023:12 → 12(1) or 12(2))
-cannot be chosen for a record: it is left as it is and logged, so a person re-cites the
-ticket; delivered events are history and stay as they were sent.
+cannot be chosen for a record: it is left as it is and logged (the ticket runs its course
+under the old ref; rules no longer serves that clause's text, so the page shows the
+ref); delivered events are history and stay as they were sent.
 """
 
 from __future__ import annotations

@@ -1,0 +1,389 @@
+"""The change feed's storage: record in the writer's transaction, sequence, read, prune.
+
+* `ChangeRecorder` (installed on the unit of work's sessions, like the audit trail)
+  turns what a transaction wrote — an event record, an inspection verdict, a decision
+  whose status, colour or blockers differ from the firm's last one, a white-list entry
+  granted, extended, expired or revoked — into rows of `changes`, written in the same
+  transaction: nothing committed is missing from the feed, nothing rolled back is in it.
+* `sequence` gives committed rows their feed positions, under the `feed_head` row lock
+  (one sequencer at a time across every replica). A transaction still open when the
+  sequencer runs is invisible to it and gets a later position once it commits, so a
+  follower reading `position > cursor` never skips it. Writers never touch `feed_head`,
+  so the register's writers are not serialised by the feed.
+* `read` serves WatchChanges and the publisher; `prune` deletes old delivered rows and
+  raises `pruned_through`, below which a cursor is too old.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, delete, event, func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.util import identity_key
+
+from services.rules.adapters.orm import changes, feed_head
+from services.rules.domain.changes import KIND_ORDER, Change, ChangeKind
+from services.rules.domain.register import (
+    DecisionRecord,
+    EventRecord,
+    Firm,
+    InspectionRecord,
+    WhitelistEntry,
+)
+
+_PENDING = "feed_pending"
+EXPIRED_MARK = "expired"  # register_handlers writes "有效期届满 expired" when an entry lapses
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Candidate:
+    """A decision seen at flush: a change only if it differs from the previous one."""
+
+    change: Change
+    previous_id: str | None
+    same_status_and_colour: bool
+
+
+class ChangeRecorder:
+    """Collects changes at every flush of a session and writes them before its commit."""
+
+    def install(self, factory: sessionmaker[Session]) -> None:
+        event.listen(factory, "after_flush", self._collect)
+        event.listen(factory, "before_commit", self._write)
+        event.listen(factory, "after_rollback", lambda s: s.info.pop(_PENDING, None))
+
+    def _collect(self, session: Session, _context: Any) -> None:
+        pending: list[Change | _Candidate] = session.info.setdefault(_PENDING, [])
+        for obj in session.new:
+            if isinstance(obj, EventRecord):
+                pending.append(_event(obj))
+            elif isinstance(obj, InspectionRecord):
+                pending.append(_inspection(obj))
+            elif isinstance(obj, WhitelistEntry):
+                pending.append(_entry(obj, ChangeKind.WHITELIST_GRANTED))
+            elif isinstance(obj, DecisionRecord):
+                pending.append(_decision(session, obj))
+        for obj in session.dirty:
+            if isinstance(obj, WhitelistEntry) and (kind := _entry_move(obj)) is not None:
+                pending.append(_entry(obj, kind))
+
+    def _write(self, session: Session) -> None:
+        session.flush()  # commit's own flush comes after before_commit: collect it first
+        pending = session.info.pop(_PENDING, [])
+        if not pending:
+            return
+        connection = session.connection()
+        found = _decided(connection, pending)
+        if not found:
+            return
+        regions = _regions(session, connection, {c.enterprise_id for c in found})
+        found.sort(key=lambda c: KIND_ORDER[c.kind])
+        connection.execute(
+            insert(changes),
+            [
+                {
+                    "change_id": c.change_id,
+                    "enterprise_id": c.enterprise_id,
+                    "region": c.region or regions.get(c.enterprise_id, ""),
+                    "kind": c.kind.value,
+                    "detail": c.detail,
+                    "recorded_at": c.recorded_at,
+                }
+                for c in found
+            ],
+        )
+
+
+def _change(
+    kind: ChangeKind, enterprise_id: str, detail: dict[str, Any], region: str = ""
+) -> Change:
+    return Change(uuid.uuid4().hex, kind, enterprise_id, region, _now(), detail)
+
+
+def _event(record: EventRecord) -> Change:
+    return _change(
+        ChangeKind.EVENT_APPLIED,
+        record.enterprise_id,
+        {
+            "event_id": record.event_id,
+            "kind": record.kind,
+            "occurred_on": record.occurred_on.isoformat(),
+            "source": record.source,
+            "summary": record.summary,
+        },
+    )
+
+
+def _inspection(record: InspectionRecord) -> Change:
+    kind = ChangeKind.INSPECTION_ALLOWED if record.allowed else ChangeKind.INSPECTION_DENIED
+    return _change(
+        kind,
+        record.enterprise_id,
+        {
+            "authority": record.authority,
+            "kind": record.kind,
+            "planned_on": record.planned_on.isoformat(),
+            "joint": record.joint,
+            "joint_id": record.joint_id,
+            "reason_code": record.reason_code,
+        },
+    )
+
+
+def _entry(entry: WhitelistEntry, kind: ChangeKind) -> Change:
+    return _change(
+        kind,
+        entry.enterprise_id,
+        {
+            "granted_on": entry.granted_on.isoformat(),
+            "valid_until": entry.valid_until.isoformat(),
+            "revoked_on": entry.revoked_on.isoformat() if entry.revoked_on else "",
+            "reason": entry.revoked_reason,
+            "decision_id": entry.decision_id,
+        },
+        entry.region,
+    )
+
+
+def _entry_move(entry: WhitelistEntry) -> ChangeKind | None:
+    from sqlalchemy import inspect
+
+    state = inspect(entry)
+    if state.attrs.revoked_on.history.has_changes() and entry.revoked_on is not None:
+        if EXPIRED_MARK in entry.revoked_reason:
+            return ChangeKind.WHITELIST_EXPIRED
+        return ChangeKind.WHITELIST_REVOKED
+    if state.attrs.valid_until.history.has_changes() and entry.revoked_on is None:
+        return ChangeKind.WHITELIST_EXTENDED
+    return None
+
+
+def _decision(session: Session, record: DecisionRecord) -> _Candidate:
+    from sqlalchemy import inspect
+
+    firm = session.identity_map.get(identity_key(Firm, record.enterprise_id))
+    previous_id, before = None, ("", "")
+    if isinstance(firm, Firm):
+        state = inspect(firm)
+        deleted = state.attrs.decision_id.history.deleted
+        previous_id = deleted[0] if deleted else None
+        old_status = state.attrs.status.history.deleted
+        old_colour = state.attrs.risk_level.history.deleted
+        before = (
+            old_status[0] if old_status else firm.status,
+            old_colour[0] if old_colour else firm.risk_level,
+        )
+    blockers = [b["code"] for b in record.payload.get("whitelist_blockers", [])]
+    change = _change(
+        ChangeKind.DECISION_CHANGED,
+        record.enterprise_id,
+        {
+            "decision_id": record.id,
+            "status": record.status,
+            "risk_level": record.risk_level,
+            "blocker_codes": blockers,
+            "previous_status": before[0] if previous_id else "",
+            "previous_risk_level": before[1] if previous_id else "",
+            "as_of": record.as_of.isoformat(),
+            "cause": record.cause,
+        },
+        firm.region if isinstance(firm, Firm) else "",
+    )
+    same = previous_id is not None and before == (record.status, record.risk_level)
+    return _Candidate(change, previous_id, same)
+
+
+def _decided(connection: Connection, pending: list[Change | _Candidate]) -> list[Change]:
+    """The changes, keeping a decision only when status, colour or blockers moved."""
+    out = [p for p in pending if isinstance(p, Change)]
+    candidates = [p for p in pending if isinstance(p, _Candidate)]
+    ids = [c.previous_id for c in candidates if c.same_status_and_colour and c.previous_id]
+    old: dict[str, list[str]] = {}
+    if ids:
+        from services.rules.adapters.orm import decisions
+
+        for row in connection.execute(
+            select(decisions.c.id, decisions.c.payload).where(decisions.c.id.in_(ids))
+        ):
+            payload = row.payload if isinstance(row.payload, dict) else {}
+            old[row.id] = [b["code"] for b in payload.get("whitelist_blockers", [])]
+    for c in candidates:
+        if (
+            c.same_status_and_colour
+            and old.get(c.previous_id or "") == c.change.detail["blocker_codes"]
+        ):
+            continue
+        out.append(c.change)
+    return out
+
+
+def _regions(session: Session, connection: Connection, ids: set[str]) -> dict[str, str]:
+    regions = {}
+    for enterprise_id in ids:
+        firm = session.identity_map.get(identity_key(Firm, enterprise_id))
+        if isinstance(firm, Firm):
+            regions[enterprise_id] = firm.region
+    missing = ids - set(regions)
+    if missing:
+        from services.rules.adapters.orm import firms
+
+        query = select(firms.c.enterprise_id, firms.c.region).where(
+            firms.c.enterprise_id.in_(missing)
+        )
+        regions.update({row.enterprise_id: row.region for row in connection.execute(query)})
+    return regions
+
+
+RECORDER = ChangeRecorder()
+
+
+# ---------------------------------------------------------------- sequencing and reading
+
+
+class FeedStore:
+    """Positions, reads and prunes the feed; wakes in-process followers on new positions."""
+
+    def __init__(self, engine: Engine, *, deliver_on_sequence: bool = True) -> None:
+        """`deliver_on_sequence`: no publisher is configured, so a positioned change is
+        delivered (to WatchChanges, which reads positions) as soon as it has a position."""
+        self.engine = engine
+        self.deliver_on_sequence = deliver_on_sequence
+        self._lock_rows = engine.dialect.name != "sqlite"
+        self._news = threading.Condition()
+        self._generation = 0
+
+    def lock_head(self, connection: Connection) -> Any:
+        """Read (and, on PostgreSQL, lock) the feed head: one sequencer/publisher at a time."""
+        query = select(feed_head.c.last_position, feed_head.c.pruned_through).where(
+            feed_head.c.id == 1
+        )
+        row = connection.execute(query.with_for_update() if self._lock_rows else query).first()
+        if row is None:
+            raise RuntimeError("feed_head row missing: run the migrations")
+        return row
+
+    def has_unpositioned(self) -> bool:
+        """A cheap read (a partial index) before taking the head lock to sequence."""
+        with self.engine.connect() as connection:
+            query = select(changes.c.id).where(changes.c.position.is_(None)).limit(1)
+            return connection.execute(query).first() is not None
+
+    def sequence(self, limit: int = 1000) -> int:
+        """Give the committed changes without a position the next positions, in id order."""
+        if not self.has_unpositioned():
+            return 0
+        with self.engine.begin() as connection:
+            head = self.lock_head(connection)
+            ids = list(
+                connection.execute(
+                    select(changes.c.id)
+                    .where(changes.c.position.is_(None))
+                    .order_by(changes.c.id)
+                    .limit(limit)
+                ).scalars()
+            )
+            if not ids:
+                return 0
+            start = head.last_position
+            values: dict[str, Any] = {"position": bindparam("_position")}
+            if self.deliver_on_sequence:
+                values["published_at"] = _now()
+            connection.execute(
+                update(changes).where(changes.c.id == bindparam("_id")).values(**values),
+                [{"_id": i, "_position": start + n + 1} for n, i in enumerate(ids)],
+            )
+            connection.execute(
+                update(feed_head).where(feed_head.c.id == 1).values(last_position=start + len(ids))
+            )
+        self.notify()
+        return len(ids)
+
+    def notify(self) -> None:
+        with self._news:
+            self._generation += 1
+            self._news.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until the next sequencing in this process, or `timeout` (other replicas)."""
+        with self._news:
+            seen = self._generation
+            self._news.wait_for(lambda: self._generation != seen, timeout=timeout)
+
+    def pruned_through(self) -> int:
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(feed_head.c.pruned_through).where(feed_head.c.id == 1)
+            ).scalar()
+        return int(value or 0)
+
+    def read(self, after: int, region: str = "", limit: int = 200) -> list[Change]:
+        query = select(changes).where(changes.c.position > after)
+        if region:
+            query = query.where(changes.c.region == region)
+        query = query.order_by(changes.c.position).limit(limit)
+        with self.engine.connect() as connection:
+            return [_from_row(row) for row in connection.execute(query)]
+
+    def prune(self, before: datetime) -> int:
+        """Delete positioned, delivered changes recorded before `before`; return how many."""
+        with self.engine.begin() as connection:
+            head = self.lock_head(connection)
+            doomed = (
+                (changes.c.position.is_not(None))
+                & (changes.c.published_at.is_not(None))
+                & (changes.c.recorded_at < before)
+            )
+            top = connection.execute(select(func.max(changes.c.position)).where(doomed)).scalar()
+            if top is None:
+                return 0
+            result = connection.execute(delete(changes).where(doomed & (changes.c.position <= top)))
+            connection.execute(
+                update(feed_head)
+                .where(feed_head.c.id == 1)
+                .values(pruned_through=max(int(top), int(head.pruned_through)))
+            )
+            return int(result.rowcount or 0)
+
+
+def _from_row(row: Any) -> Change:
+    recorded = row.recorded_at
+    if recorded.tzinfo is None:  # SQLite keeps no offset: it was stored in UTC
+        recorded = recorded.replace(tzinfo=UTC)
+    return Change(
+        change_id=row.change_id,
+        kind=ChangeKind(row.kind),
+        enterprise_id=row.enterprise_id,
+        region=row.region,
+        recorded_at=recorded,
+        detail=dict(row.detail or {}),
+        position=row.position,
+    )
+
+
+def unpublished(connection: Connection, limit: int) -> list[Change]:
+    """Positioned changes not yet published, in position order (the publisher's queue)."""
+    query = (
+        select(changes)
+        .where(changes.c.position.is_not(None) & changes.c.published_at.is_(None))
+        .order_by(changes.c.position)
+        .limit(limit)
+    )
+    return [_from_row(row) for row in connection.execute(query)]
+
+
+def mark_published(connection: Connection, positions: Iterable[int]) -> None:
+    wanted = list(positions)
+    if wanted:
+        connection.execute(
+            update(changes).where(changes.c.position.in_(wanted)).values(published_at=_now())
+        )

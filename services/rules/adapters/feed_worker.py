@@ -1,0 +1,198 @@
+"""The feed's background worker: sequence committed changes, publish them to JetStream.
+
+One `FeedWorker` thread runs in every rules process that has a register. Each pass
+positions what has committed (`FeedStore.sequence`) and, when NATS is configured,
+publishes the positioned changes not yet published, in position order, while holding
+the feed head's row lock, so two replicas never publish at once and per-firm order
+holds on the bus too. Each message carries the change id as `Nats-Msg-Id`: a process
+killed between publishing and marking re-publishes on restart and JetStream drops the
+duplicate (within the stream's duplicate window; subscribers de-duplicate by id beyond
+it). A NATS outage only delays publishing (retried with backoff) and turns the feed's
+health service NOT_SERVING; evaluation and the register keep serving.
+
+nats-py is asyncio: the publisher owns one event loop on its own thread, and the worker
+calls into it with `run_coroutine_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from services.rules.adapters.feed import FeedStore, mark_published, unpublished
+from services.rules.domain.changes import Change, subject_token
+
+_log = structlog.get_logger("feed")
+FEED_HEALTH_NAME = "rules.v1.ChangeFeed"
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    url: str
+    stream: str = "RULES_CHANGES"
+    subject_prefix: str = "rules.changes"
+    duplicate_window_seconds: int = 3600
+    max_age_days: int = 30  # JetStream's own retention; the register's is `prune-changes`
+
+    def subject(self, change: Change) -> str:
+        return (
+            f"{self.subject_prefix}.{subject_token(change.region or 'none')}.{change.enterprise_id}"
+        )
+
+
+class NatsUnavailable(RuntimeError):
+    """NATS cannot be reached (or refused the stream): publishing waits and retries."""
+
+
+class JetStreamPublisher:
+    """A NATS connection on its own event-loop thread; the stream is created idempotently."""
+
+    def __init__(self, settings: NatsSettings, encode: Callable[[Change], bytes]) -> None:
+        self.settings = settings
+        self._encode = encode
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="nats", daemon=True)
+        self._thread.start()
+        self._nc: Any = None
+        self._js: Any = None
+
+    def _run(self, coroutine: Any, timeout: float) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._nc is not None and self._nc.is_connected)
+
+    def connect(self) -> None:
+        """Connect (if not connected) and create or update the stream."""
+        if not self.connected:
+            try:
+                self._run(self._connect(), timeout=10)
+            except Exception as exc:
+                raise NatsUnavailable(f"NATS at {self.settings.url}: {str(exc)[:120]}") from exc
+
+    async def _connect(self) -> None:
+        import nats
+        from nats.js.api import StreamConfig
+
+        if self._nc is not None:
+            await self._nc.close()
+        s = self.settings
+        self._nc = await nats.connect(  # the worker reconnects on its next pass
+            s.url, connect_timeout=2, allow_reconnect=False
+        )
+        self._js = self._nc.jetstream()
+        config = StreamConfig(
+            name=s.stream,
+            subjects=[f"{s.subject_prefix}.>"],
+            duplicate_window=float(s.duplicate_window_seconds),
+            max_age=float(s.max_age_days * 86400),
+        )
+        try:
+            await self._js.add_stream(config)
+        except Exception:  # exists with another config: bring it to ours
+            await self._js.update_stream(config)
+
+    def publish(self, batch: list[Change]) -> list[int]:
+        """Publish in order; return the positions JetStream acknowledged (a prefix)."""
+        return list(self._run(self._publish(batch), timeout=30))
+
+    async def _publish(self, batch: list[Change]) -> list[int]:
+        done: list[int] = []
+        for change in batch:
+            try:
+                await self._js.publish(
+                    self.settings.subject(change),
+                    self._encode(change),
+                    headers={"Nats-Msg-Id": change.change_id},
+                    timeout=5,
+                )
+            except Exception as exc:
+                _log.warning("publish failed", change_id=change.change_id, error=str(exc)[:120])
+                break
+            assert change.position is not None
+            done.append(change.position)
+        return done
+
+    def close(self) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection: nothing to keep
+                self._run(self._nc.close(), timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+class FeedWorker(threading.Thread):
+    """Sequences (and publishes) every `interval` seconds until `stop()`."""
+
+    def __init__(
+        self,
+        store: FeedStore,
+        publisher: JetStreamPublisher | None = None,
+        on_health: Callable[[bool], None] | None = None,
+        interval: float = 0.2,
+        batch: int = 500,
+    ) -> None:
+        super().__init__(name="feed", daemon=True)
+        self.store, self.publisher = store, publisher
+        self._on_health = on_health
+        self._interval, self._batch = interval, batch
+        self._halt = threading.Event()
+        self._healthy: bool | None = None
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=10)
+        if self.publisher is not None:
+            self.publisher.close()
+
+    def run(self) -> None:
+        backoff = self._interval
+        while not self._halt.is_set():
+            try:
+                self.run_once()
+                backoff = self._interval
+            except Exception as exc:  # a database or NATS outage: retry with backoff
+                _log.warning("feed pass failed", error=str(exc)[:200])
+                backoff = min(backoff * 2, 10.0)
+            self._halt.wait(backoff)
+
+    def run_once(self) -> int:
+        """One pass: position what committed, publish what is positioned. Returns published."""
+        while self.store.sequence(self._batch) == self._batch:
+            pass
+        if self.publisher is None:
+            return 0
+        try:
+            self.publisher.connect()
+            self._health(True)
+        except Exception:
+            self._health(False)
+            raise
+        published = 0
+        while True:
+            with self.store.engine.begin() as connection:
+                self.store.lock_head(connection)
+                batch = unpublished(connection, self._batch)
+                if not batch:
+                    return published
+                done = self.publisher.publish(batch)
+                mark_published(connection, done)
+            published += len(done)
+            if len(done) < len(batch):
+                self._health(self.publisher.connected)
+                raise RuntimeError(f"published {len(done)} of {len(batch)}; retrying")
+
+    def _health(self, ok: bool) -> None:
+        if ok != self._healthy and self._on_health is not None:
+            self._on_health(ok)
+        self._healthy = ok

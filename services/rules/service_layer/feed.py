@@ -1,0 +1,61 @@
+"""WatchChanges as a use case: replay from a cursor, then follow live changes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+from services.common.errors import RateLimited
+from services.rules.adapters.feed import FeedStore
+from services.rules.domain.changes import Change, parse_cursor
+from services.rules.domain.errors import PreconditionFailed
+
+POLL_SECONDS = 0.5  # a replica sees another replica's commits within this
+
+
+class Followers:
+    """Bounds how many followers hold a server thread each (a stream is a thread)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def enter(self) -> None:
+        if not self._slots.acquire(blocking=False):
+            raise RateLimited(
+                f"at most {self.limit} WatchChanges streams per process; retry later or "
+                "subscribe on NATS JetStream",
+                retry_after=5,
+            )
+
+    def leave(self) -> None:
+        self._slots.release()
+
+
+def follow(
+    store: FeedStore,
+    after_cursor: str,
+    region: str,
+    active: Callable[[], bool],
+    *,
+    batch: int = 200,
+) -> Iterator[Change]:
+    """Every change after the cursor in feed order, then new ones as they commit, until
+    `active()` turns false. A cursor below the pruned position is FAILED_PRECONDITION."""
+    after = parse_cursor(after_cursor)
+    pruned = store.pruned_through()
+    if after_cursor and after < pruned:
+        raise PreconditionFailed(
+            f"cursor {after} is older than the feed's retention (changes up to {pruned} were "
+            "pruned); start again from an empty cursor and reconcile with GetEnterpriseStatus"
+        )
+    after = max(after, pruned)
+    while active():
+        store.sequence()  # any follower may position what has committed
+        found = store.read(after, region, batch)
+        for change in found:
+            yield change
+            assert change.position is not None
+            after = change.position
+        if len(found) < batch:
+            store.wait(POLL_SECONDS)

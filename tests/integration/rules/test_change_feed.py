@@ -1,0 +1,218 @@
+"""The change feed over gRPC (WatchChanges) on SQLite and PostgreSQL: every change of
+every firm, per firm in order, once per cursor, resumable; a late commit is never
+skipped; an old cursor is FAILED_PRECONDITION."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from sqlalchemy import Engine, insert, text
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
+from services.rules.adapters.feed import FeedStore
+from services.rules.adapters.orm import changes
+from tests.integration.conftest import upsert
+from tests.integration.rules.test_events import accident, report
+from tests.support import profile, uscc
+
+KINDS = pb.ChangeKind
+
+
+def take(stub: RulesServiceStub, count: int, after: str = "", region: str = "") -> list[pb.Change]:
+    """The first `count` changes after the cursor (the stream follows live, so we cut it)."""
+    stream = stub.WatchChanges(
+        pb.WatchChangesRequest(after_cursor=after, region=region), timeout=30
+    )
+    out = []
+    for change in stream:
+        out.append(change)
+        if len(out) == count:
+            stream.cancel()
+            break
+    return out
+
+
+def kinds(found: list[pb.Change]) -> list[str]:
+    return [KINDS.Name(c.kind).removeprefix("CHANGE_KIND_") for c in found]
+
+
+def test_a_firm_s_story_arrives_in_order(register_stub: RulesServiceStub) -> None:
+    upsert(register_stub, profile(1))  # clean: decided, then white-listed
+    report(register_stub, accident(1, "acc-1"))  # the event, its decision, the revocation
+    found = take(register_stub, 5)
+    assert kinds(found) == [
+        "DECISION_CHANGED",
+        "WHITELIST_GRANTED",
+        "EVENT_APPLIED",
+        "DECISION_CHANGED",
+        "WHITELIST_REVOKED",
+    ]
+    assert [int(c.cursor) for c in found] == sorted(int(c.cursor) for c in found)
+    assert len({c.change_id for c in found}) == 5
+    first, _, applied, second, revoked = found
+    assert first.decision.status == pb.STATUS_WHITELIST
+    assert first.decision.previous_status == pb.STATUS_UNSPECIFIED
+    assert second.decision.previous_status == pb.STATUS_WHITELIST
+    assert second.decision.risk_level == pb.RISK_LEVEL_ORANGE
+    assert applied.event.event_id == "acc-1" and applied.event.kind == pb.EVENT_KIND_ACCIDENT
+    assert revoked.whitelist.revoked_on == "2026-06-30" and revoked.whitelist.reason
+    assert all(c.enterprise_id == uscc(1) and c.region == "稠城街道" for c in found)
+    assert found[0].recorded_at.endswith("+08:00")
+
+
+def test_an_unchanged_decision_is_no_change(register_stub: RulesServiceStub) -> None:
+    upsert(register_stub, profile(2))
+    upsert(register_stub, profile(2))  # same status, colour and blockers; same valid_until
+    upsert(register_stub, profile(2, specialized_sme=False))  # off the white list
+    # the same status (routine) and colour (blue), one blocker more: still a change
+    upsert(register_stub, profile(2, specialized_sme=False, credit_rating=None))
+    found = take(register_stub, 5)
+    assert kinds(found) == [
+        "DECISION_CHANGED",
+        "WHITELIST_GRANTED",
+        "DECISION_CHANGED",
+        "WHITELIST_REVOKED",
+        "DECISION_CHANGED",
+    ]
+    assert list(found[2].decision.blocker_codes) == ["not_specialized_sme"]
+    assert sorted(found[4].decision.blocker_codes) == ["credit_rating", "not_specialized_sme"]
+    assert found[4].decision.previous_status == found[4].decision.status == pb.STATUS_ROUTINE
+
+
+def test_inspection_verdicts_and_region_filter(register_stub: RulesServiceStub) -> None:
+    upsert(register_stub, profile(3, region="北苑街道", specialized_sme=False))
+    upsert(register_stub, profile(4))
+    verdict = register_stub.CheckInspection(
+        pb.CheckInspectionRequest(
+            enterprise_id=uscc(3),
+            authority="义乌市应急管理局",
+            kind=pb.INSPECTION_KIND_ROUTINE,
+            planned_on="2026-07-10",
+        ),
+        timeout=10,
+    )
+    found = take(register_stub, 2, region="北苑街道")
+    assert kinds(found) == [
+        "DECISION_CHANGED",
+        "INSPECTION_ALLOWED" if verdict.allowed else "INSPECTION_DENIED",
+    ]
+    assert {c.enterprise_id for c in found} == {uscc(3)}
+    assert found[1].inspection.authority == "义乌市应急管理局"
+
+
+def test_a_cursor_resumes_exactly_after_itself(register_stub: RulesServiceStub) -> None:
+    for n in (5, 6, 7):
+        upsert(register_stub, profile(n))
+    everything = take(register_stub, 6)
+    rest = take(register_stub, 3, after=everything[2].cursor)
+    assert [c.change_id for c in rest] == [c.change_id for c in everything[3:]]
+
+
+def test_live_changes_reach_a_follower_that_is_waiting(register_stub: RulesServiceStub) -> None:
+    got: list[pb.Change] = []
+    follower = threading.Thread(target=lambda: got.extend(take(register_stub, 2)))
+    follower.start()
+    upsert(register_stub, profile(8))
+    follower.join(timeout=30)
+    assert kinds(got) == ["DECISION_CHANGED", "WHITELIST_GRANTED"]
+
+
+def test_bad_and_pruned_cursors(register_stub: RulesServiceStub, db_engine: Engine) -> None:
+    with pytest.raises(grpc.RpcError) as bad:
+        take(register_stub, 1, after="12abc")
+    assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "after_cursor" in (bad.value.details() or "")
+    for n in (9, 10):
+        upsert(register_stub, profile(n))
+    store = FeedStore(db_engine)
+    store.sequence()
+    assert store.prune(datetime.now(UTC) + timedelta(seconds=1)) == 4
+    with pytest.raises(grpc.RpcError) as old:
+        take(register_stub, 1, after="1")
+    assert old.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    upsert(register_stub, profile(11, specialized_sme=False))
+    fresh = take(register_stub, 1)  # an empty cursor starts after the pruned ones
+    assert fresh[0].enterprise_id == uscc(11) and int(fresh[0].cursor) == 5
+
+
+def _raw_change(connection: object, enterprise_id: str) -> None:
+    connection.execute(  # type: ignore[attr-defined]
+        insert(changes).values(
+            change_id=uuid.uuid4().hex,
+            enterprise_id=enterprise_id,
+            region="稠城街道",
+            kind="event_applied",
+            detail={},
+            recorded_at=datetime.now(UTC),
+        )
+    )
+
+
+def test_a_change_that_commits_late_is_not_skipped(db_engine: Engine) -> None:
+    """One transaction stays open while a later one commits and is positioned; the
+    follower that already read past the later one still gets the late one."""
+    if db_engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer at a time: no transaction can commit late")
+    store = FeedStore(db_engine)
+    late = db_engine.connect()
+    transaction = late.begin()
+    _raw_change(late, uscc(20))  # id 1, not committed
+    with db_engine.begin() as connection:
+        _raw_change(connection, uscc(21))  # id 2, committed
+    assert store.sequence() == 1
+    seen = store.read(0)
+    assert [c.enterprise_id for c in seen] == [uscc(21)]
+    transaction.commit()
+    late.close()
+    assert store.sequence() == 1
+    after = store.read(seen[-1].position or 0)
+    assert [c.enterprise_id for c in after] == [uscc(20)]
+
+
+def test_concurrent_writers_every_change_once_per_firm_in_order(
+    register_stub: RulesServiceStub,
+) -> None:
+    firms = range(30, 40)
+    for n in firms:
+        upsert(register_stub, profile(n))
+
+    def writer(n: int) -> None:
+        for i in range(8):
+            report(register_stub, accident(n, f"acc-{n}-{i}", occurred_on="2026-06-29"))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in firms]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    applied = {f"acc-{n}-{i}" for n in firms for i in range(8)}
+    found: list[pb.Change] = []
+    stream: Iterator[pb.Change] = register_stub.WatchChanges(pb.WatchChangesRequest(), timeout=60)
+    for change in stream:
+        found.append(change)
+        events = [c.event.event_id for c in found if c.kind == pb.CHANGE_KIND_EVENT_APPLIED]
+        if set(events) == applied:
+            stream.cancel()  # type: ignore[attr-defined]
+            break
+    events = [c.event.event_id for c in found if c.kind == pb.CHANGE_KIND_EVENT_APPLIED]
+    assert len(events) == len(applied)  # none doubled
+    assert len({c.change_id for c in found}) == len(found)
+    for n in firms:
+        mine = [int(e.rsplit("-", 1)[1]) for e in events if e.startswith(f"acc-{n}-")]
+        assert mine == sorted(mine), f"firm {n} out of order: {mine}"
+
+
+def test_the_feed_shares_the_writer_s_fate(
+    register_stub: RulesServiceStub, db_engine: Engine
+) -> None:
+    """A rejected request leaves no change behind."""
+    with pytest.raises(grpc.RpcError):
+        upsert(register_stub, profile(50, employees=-1))
+    with db_engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM changes")).scalar() == 0

@@ -1,0 +1,271 @@
+"""The change feed on the real NATS JetStream at 127.0.0.1:4222 (started before the
+session on every development and CI machine): every change once, per firm in order,
+also when the publisher dies between publishing and marking."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
+from services.rules.adapters import feed as feed_module
+from services.rules.adapters.feed import FeedStore
+from services.rules.adapters.feed_worker import (
+    FeedWorker,
+    JetStreamPublisher,
+    NatsSettings,
+    NatsUnavailable,
+)
+from services.rules.adapters.ruleset_loader import Rulebook
+from services.rules.entrypoints import grpc_server
+from services.rules.entrypoints.convert import change_json
+from tests.integration.conftest import upsert
+from tests.integration.rules.test_change_feed import take
+from tests.integration.rules.test_events import accident, report
+from tests.support import ROOT, profile
+
+NATS_URL = "nats://127.0.0.1:4222"
+
+
+def _nats_up() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 4222), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _nats_up(), reason="NATS is not running at 127.0.0.1:4222")
+
+
+@pytest.fixture
+def settings() -> Iterator[NatsSettings]:
+    """A stream and subjects of this test's own (streams may not share subjects)."""
+    tag = uuid.uuid4().hex[:10]
+    yield NatsSettings(NATS_URL, stream=f"TEST_{tag}", subject_prefix=f"t{tag}.changes")
+    asyncio.run(_delete(f"TEST_{tag}"))
+
+
+async def _delete(stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    with contextlib.suppress(Exception):
+        await nc.jetstream().delete_stream(stream)
+    await nc.close()
+
+
+def consume(settings: NatsSettings, expected: int) -> list[dict[str, Any]]:
+    """Read the stream from the start with an ephemeral pull consumer."""
+
+    async def run() -> list[dict[str, Any]]:
+        import nats
+
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(
+            f"{settings.subject_prefix}.>", durable=None, stream=settings.stream
+        )
+        out: list[dict[str, Any]] = []
+        while len(out) < expected:
+            try:
+                batch = await sub.fetch(200, timeout=3)
+            except Exception:
+                break  # nothing more within the timeout
+            for message in batch:
+                out.append({"subject": message.subject, **json.loads(message.data)})
+                await message.ack()
+        await nc.close()
+        return out
+
+    return asyncio.run(run())
+
+
+def _writers(stub: RulesServiceStub, firms: range, events: int) -> None:
+    for n in firms:
+        upsert(stub, profile(n))
+
+    def writer(n: int) -> None:
+        for i in range(events):
+            report(stub, accident(n, f"acc-{n}-{i}", occurred_on="2026-06-29"))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in firms]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+
+
+def _check(received: list[dict[str, Any]], store: FeedStore) -> None:
+    everything = store.read(0, limit=100_000)
+    assert [m["changeId"] for m in received] == [c.change_id for c in everything]  # once, in order
+    for message in received[:3]:
+        assert message["subject"].endswith("." + message["enterpriseId"])
+        assert ".x" in message["subject"]  # 稠城街道, hex-encoded into one token
+
+
+def test_a_thousand_changes_reach_jetstream_and_watchchanges_once_in_order(
+    register_stub: RulesServiceStub, db_engine: Engine, settings: NatsSettings
+) -> None:
+    """20 firms written concurrently: per firm 2 changes from the upsert, then 46 events
+    (the first also changes the decision and revokes the entry): 20 x 50 = 1,000."""
+    _writers(register_stub, range(1, 21), 46)
+    store = FeedStore(db_engine, deliver_on_sequence=False)
+    worker = FeedWorker(store, JetStreamPublisher(settings, change_json))
+    worker.start()  # as `serve` runs it: in the background, while followers read
+    try:
+        while store.sequence():  # racing the worker is fine: one sequencer at a time
+            pass
+        total = len(store.read(0, limit=100_000))
+        assert total == 1000
+        followed = take(register_stub, 1000)
+        received = consume(settings, total)
+    finally:
+        worker.stop()
+    _check(received, store)
+    assert [c.change_id for c in followed] == [m["changeId"] for m in received]
+    for n in range(1, 21):
+        mine = [
+            int(c.event.event_id.rsplit("-", 1)[1])
+            for c in followed
+            if c.event.event_id.startswith(f"acc-{n}-")
+        ]
+        assert mine == list(range(46)), f"firm {n}: {mine[:10]}"
+
+
+def test_a_publisher_that_dies_before_marking_publishes_again_without_doubles(
+    register_stub: RulesServiceStub,
+    db_engine: Engine,
+    settings: NatsSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _writers(register_stub, range(20, 23), 3)
+    store = FeedStore(db_engine, deliver_on_sequence=False)
+
+    def die(*_args: object) -> None:
+        raise SystemExit("killed between publish and commit")
+
+    monkeypatch.setattr("services.rules.adapters.feed_worker.mark_published", die)
+    first = FeedWorker(store, JetStreamPublisher(settings, change_json))
+    with pytest.raises(SystemExit):
+        first.run_once()  # every change was published; none was marked
+    first.stop()
+    monkeypatch.setattr(
+        "services.rules.adapters.feed_worker.mark_published", feed_module.mark_published
+    )
+    again = FeedWorker(store, JetStreamPublisher(settings, change_json))
+    try:
+        assert again.run_once() == len(store.read(0, limit=100_000))  # all of them again
+    finally:
+        again.stop()
+    total = len(store.read(0, limit=100_000))
+    _check(consume(settings, total + 5), store)  # asks for more than exist: none doubled
+
+
+def test_nats_down_turns_the_feed_unhealthy_not_the_service(
+    register_stub: RulesServiceStub, db_engine: Engine
+) -> None:
+    upsert(register_stub, profile(30))
+    seen: list[bool] = []
+    dead = NatsSettings("nats://127.0.0.1:1", stream="NOPE", subject_prefix="nope.changes")
+    worker = FeedWorker(
+        FeedStore(db_engine, deliver_on_sequence=False),
+        JetStreamPublisher(dead, change_json),
+        on_health=seen.append,
+    )
+    try:
+        with pytest.raises(NatsUnavailable):
+            worker.run_once()
+    finally:
+        worker.stop()
+    assert seen == [False]
+    assert upsert(register_stub, profile(31)).decision.enterprise_id  # the register serves
+
+
+def test_the_readme_s_two_subscriber_examples_run(
+    register_stub: RulesServiceStub,
+    db_engine: Engine,
+    settings: NatsSettings,
+    tmp_path: Path,
+    rulebook: Rulebook,
+) -> None:
+    """examples/watch_changes.py and examples/nats_subscriber.py, run as a user would."""
+    upsert(register_stub, profile(40))
+    store = FeedStore(db_engine, deliver_on_sequence=False)
+    worker = FeedWorker(store, JetStreamPublisher(settings, change_json))
+    try:
+        worker.run_once()
+    finally:
+        worker.stop()
+    ids = [c.change_id for c in store.read(0)]
+    server, port = grpc_server.create_server(rulebook, engine=db_engine)  # its own address
+    server.start()
+    try:
+        cursor = tmp_path / "feed.cursor"
+        watched = _run_example(
+            ["examples/watch_changes.py", f"127.0.0.1:{port}", "no-token-here"],
+            tmp_path,
+            len(ids),
+            settled=lambda: cursor.exists() and cursor.read_text() == str(len(ids)),
+        )
+    finally:
+        server.stop(None)
+    assert [line["changeId"] for line in watched] == ids
+    assert (tmp_path / "feed.cursor").read_text() == watched[-1]["cursor"]
+    subscribed = _run_example(
+        [
+            "examples/nats_subscriber.py",
+            NATS_URL,
+            f"{settings.subject_prefix}.>",
+            f"durable{uuid.uuid4().hex[:6]}",
+            settings.stream,
+        ],
+        tmp_path,
+        len(ids),
+    )
+    assert [line["changeId"] for line in subscribed] == ids
+
+
+def _run_example(
+    args: list[str], cwd: Path, lines: int, settled: Callable[[], bool] = lambda: True
+) -> list[dict[str, Any]]:
+    """Start an example, read `lines` JSON lines from it, let it settle, then stop it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / args[0]), *args[1:]],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out: list[dict[str, Any]] = []
+    try:
+        assert proc.stdout is not None
+        while len(out) < lines:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out.append(json.loads(line))
+        deadline = time.monotonic() + 10
+        while not settled() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    return out
