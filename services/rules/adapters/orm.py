@@ -104,6 +104,7 @@ events = Table(
     Column("summary", Text, nullable=False, server_default=""),
     Column("decision_id", String(32), nullable=True),
     Column("result", JSON, nullable=True),
+    Column("fingerprint", String(64), nullable=True),
     UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
     Index("ix_events_firm", "enterprise_id", "received_at"),
 )

@@ -67,6 +67,9 @@ class EventRecord:
     decision_id: str | None = None
     result: dict[str, Any] = field(default_factory=dict)  # the first answer, for replays
     id: int | None = None
+    # SHA-256 of the event's canonical form (domain.events.fingerprint): a repeated
+    # event_id is a replay only with the same content. None: recorded before 0006.
+    fingerprint: str | None = None
 
 
 @dataclass

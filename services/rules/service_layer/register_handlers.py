@@ -21,6 +21,7 @@ from services.rules.adapters.serialize import decision_from_json, decision_to_js
 from services.rules.domain import events
 from services.rules.domain.decision import Blocker, Decision, Status, without_whitelist
 from services.rules.domain.errors import (
+    AlreadyExists,
     FieldViolation,
     NotFound,
     PreconditionFailed,
@@ -275,15 +276,17 @@ def _decode_token(token: str, region: str) -> str:
 def report_event(
     uow: UnitOfWork, ctx: RulesContext, data: Mapping[str, Any], source: str
 ) -> StatusView:
-    """Apply an event once: the same (caller, event_id) again returns the first result."""
+    """Apply an event once: the same (caller, event_id) with the same content again
+    returns the first result; with other content it is ALREADY_EXISTS."""
     event = events.parse_event(data, ctx.fact_types)
+    fingerprint = events.fingerprint(event)
     try:
         with uow:
             first = uow.register.event(source, event.event_id)
             if first is not None:
-                return _replay(uow, ctx, first)
+                return _replay(uow, ctx, first, event, fingerprint)
             firm = load_firm(uow, event.enterprise_id, for_update=True)
-            record = _apply(uow, ctx, firm, event, source)
+            record = _apply(uow, ctx, firm, event, source, fingerprint)
             decision = uow.register.decision(record.decision_id)
             assert decision is not None
             view = _view(uow, ctx, firm, decision)
@@ -295,11 +298,16 @@ def report_event(
             first = uow.register.event(source, event.event_id)
             if first is None:
                 raise
-            return _replay(uow, ctx, first)
+            return _replay(uow, ctx, first, event, fingerprint)
 
 
 def _apply(
-    uow: UnitOfWork, ctx: RulesContext, firm: Firm, event: events.Event, source: str
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    firm: Firm,
+    event: events.Event,
+    source: str,
+    fingerprint: str,
 ) -> EventRecord:
     outcome = events.apply(stored_profile(ctx, firm), event)
     record = EventRecord(
@@ -311,6 +319,7 @@ def _apply(
         detail=event.detail,
         received_at=now(),
         summary=outcome.summary,
+        fingerprint=fingerprint,
     )
     uow.register.add(record)
     uow.session.flush()  # the unique (source, event_id) is checked here, before any decision
@@ -350,8 +359,29 @@ def _snapshot(view: StatusView) -> dict[str, Any]:
     }
 
 
-def _replay(uow: UnitOfWork, ctx: RulesContext, first: EventRecord) -> StatusView:
-    """The first result again, from the snapshot taken when the event was applied."""
+def _same_event(first: EventRecord, event: events.Event, fingerprint: str) -> bool:
+    if first.fingerprint is not None:
+        return first.fingerprint == fingerprint
+    # recorded before events kept a fingerprint: compare what is certain
+    return (first.enterprise_id, first.kind, first.occurred_on) == (
+        event.enterprise_id,
+        event.kind.value,
+        event.occurred_on,
+    )
+
+
+def _replay(
+    uow: UnitOfWork, ctx: RulesContext, first: EventRecord, event: events.Event, fingerprint: str
+) -> StatusView:
+    """The first result again, from the snapshot taken when the event was applied; an
+    event_id reused for another event is refused, so that event is not silently lost."""
+    if not _same_event(first, event, fingerprint):
+        raise AlreadyExists(
+            f"event_id {first.event_id[:64]!r} was already used by this caller for an event "
+            f"with different content ({first.kind} of {first.enterprise_id} on "
+            f"{first.occurred_on.isoformat()}, received {first.received_at.isoformat()}); "
+            "a new event needs a new event_id, a retry must resend the same content"
+        )
     decision = uow.register.decision(first.decision_id)
     snap = first.result or {}
     if decision is None or not snap:

@@ -717,16 +717,60 @@ def test_same_event_id_twice_has_effect_once(register_stub: RulesServiceStub, ma
     assert stored.profile == first.profile
 
 
-def test_same_event_id_with_other_content_returns_the_first_result(
+def _already_exists(stub: RulesServiceStub, ev: pb.EnterpriseEvent) -> str:
+    with pytest.raises(grpc.RpcError) as caught:
+        report(stub, ev)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS, caught.value.details()
+    return caught.value.details() or ""
+
+
+def test_same_event_id_with_another_kind_is_already_exists_and_changes_nothing(
     register_stub: RulesServiceStub,
 ) -> None:
     whitelisted_firm(register_stub)
     first = report(register_stub, accident(1, "e-1"))
-    again = report(register_stub, penalty(1, "e-1"))
-    assert again.duplicate
-    assert again.decision == first.decision
-    assert list(again.profile.penalties) == []
-    assert len(status_of(register_stub, 1).history) == 2
+    message = _already_exists(register_stub, penalty(1, "e-1"))
+    assert "'e-1'" in message and "different content" in message
+    stored = status_of(register_stub, 1)
+    assert list(stored.profile.penalties) == []
+    assert stored.decision == first.decision
+    assert len(stored.history) == 2
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(lambda: penalty(1, "e-1", amount=6000.0), id="payload"),
+        pytest.param(lambda: penalty(1, "e-1", occurred_on="2026-06-29"), id="occurred_on"),
+        pytest.param(lambda: penalty(2, "e-1"), id="another-firm"),
+    ],
+)
+def test_same_event_id_with_another_payload_is_already_exists(
+    register_stub: RulesServiceStub, other: Any
+) -> None:
+    whitelisted_firm(register_stub)
+    upsert(register_stub, profile(2))
+    report(register_stub, penalty(1, "e-1"))
+    _already_exists(register_stub, other())
+    assert len(status_of(register_stub, 1).profile.penalties) == 1
+    assert len(status_of(register_stub, 2).profile.penalties) == 0
+
+
+def test_same_event_id_with_the_same_content_in_another_form_is_a_replay(
+    register_stub: RulesServiceStub,
+) -> None:
+    """The comparison is on the event's canonical form: an omitted severity the kind
+    implies, or domains in another order, are the same event."""
+    whitelisted_firm(register_stub)
+    first = report(register_stub, hazard_found(1, "h-1", "H1", major=True))
+    again = report(
+        register_stub, hazard_found(1, "h-1", "H1", major=True, severity=pb.SEVERITY_MAJOR)
+    )
+    assert again.duplicate and again.decision == first.decision
+    data = profile(1, high_risk_domains=["gas", "confined_space"])
+    report(register_stub, profile_updated(1, "p-1", data))
+    data["high_risk_domains"] = ["confined_space", "gas"]
+    assert report(register_stub, profile_updated(1, "p-1", data)).duplicate
 
 
 def test_replay_after_later_changes_returns_the_first_result(
