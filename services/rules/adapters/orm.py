@@ -128,7 +128,13 @@ inspections = Table(
     Column("requested_by", String(100), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("inspection_code", String(64), nullable=True, unique=True),
+    Column("idempotency_key", String(128), nullable=True),
+    Column("yearly_count", Integer, nullable=True),
+    Column("yearly_cap", Integer, nullable=True),
     Index("ix_inspections_firm_year", "enterprise_id", "year", "allowed", "counted"),
+    UniqueConstraint(
+        "requested_by", "idempotency_key", name="uq_inspections_requested_by_idempotency_key"
+    ),
 )
 
 reevaluation_runs = Table(

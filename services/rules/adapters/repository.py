@@ -105,6 +105,13 @@ class Register:
         )
         return self.session.scalars(query).all()
 
+    def inspection_by_key(self, requested_by: str, key: str) -> InspectionRecord | None:
+        i = inspections.c
+        query = select(InspectionRecord).where(
+            i.requested_by == requested_by, i.idempotency_key == key
+        )
+        return self.session.scalars(query).first()
+
     def inspection_by_code(self, code: str) -> InspectionRecord | None:
         query = select(InspectionRecord).where(inspections.c.inspection_code == code)
         return self.session.scalars(query).first()

@@ -90,6 +90,9 @@ class InspectionRecord:
     requested_by: str
     created_at: datetime
     inspection_code: str | None = None
+    idempotency_key: str | None = None  # unique per requested_by: a retry's first verdict
+    yearly_count: int | None = None  # the verdict's counts (None: recorded before 0007)
+    yearly_cap: int | None = None
 
 
 @dataclass

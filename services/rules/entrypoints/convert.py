@@ -383,6 +383,7 @@ def check_request_to_dict(r: pb.CheckInspectionRequest) -> dict[str, Any]:
         "kind": enum_value(pb.InspectionKind, r.kind, "INSPECTION_KIND_"),
         "planned_on": r.planned_on or None,
         "grounds": r.grounds,
+        "idempotency_key": r.idempotency_key,
     }
 
 
@@ -435,6 +436,7 @@ def verdict_to_proto(result: Any) -> pb.InspectionVerdict:
         reason_code=v.reason_code,
         yearly_count=v.yearly_count,
         yearly_cap=v.yearly_cap,
+        duplicate=result.duplicate,
     )
 
 
