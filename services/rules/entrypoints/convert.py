@@ -10,6 +10,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common.instants import rfc3339
 from services.rules.domain.decision import Decision, Finding
 from services.rules.domain.facts import FactDefinition, FactRegistry
 from services.rules.domain.profile import EnterpriseProfile, FactValue, Severity
@@ -403,7 +404,7 @@ def entry_to_proto(e: Any) -> pb.WhitelistEntry:
 def history_to_proto(r: Any) -> pb.HistoryItem:
     reason = r.cause + (f"（白名单 {r.whitelist_change}）" if r.whitelist_change else "")
     return pb.HistoryItem(
-        recorded_at=r.decided_at.isoformat(),
+        recorded_at=rfc3339(r.decided_at),
         kind="decision",
         status=enum_number(pb.Status, r.status, "STATUS_"),
         risk_level=enum_number(pb.RiskLevel, r.risk_level, "RISK_LEVEL_"),

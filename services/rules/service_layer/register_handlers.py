@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from services.common.instants import rfc3339
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events
 from services.rules.domain.decision import Blocker, Decision, Status, without_whitelist
@@ -379,7 +380,7 @@ def _replay(
         raise AlreadyExists(
             f"event_id {first.event_id[:64]!r} was already used by this caller for an event "
             f"with different content ({first.kind} of {first.enterprise_id} on "
-            f"{first.occurred_on.isoformat()}, received {first.received_at.isoformat()}); "
+            f"{first.occurred_on.isoformat()}, received {rfc3339(first.received_at)}); "
             "a new event needs a new event_id, a retry must resend the same content"
         )
     decision = uow.register.decision(first.decision_id)
