@@ -79,6 +79,8 @@ whitelist_entries = Table(
     Column("decision_id", String(32), nullable=False),
     Column("revoked_on", Date, nullable=True),
     Column("revoked_reason", Text, nullable=False, server_default=""),
+    Column("granted_decision_id", String(32), nullable=True),
+    Column("closed_decision_id", String(32), nullable=True),
     # at most one open entry per firm, enforced by the database
     Index(
         "uq_whitelist_open_entry",

@@ -49,9 +49,34 @@ class WhitelistEntry:
     decision_id: str
     revoked_on: date | None = None
     revoked_reason: str = ""
+    # the decisions that granted and that closed (revoked or expired) it, for the history;
+    # None for entries from before migration 0008 that it could not match
+    granted_decision_id: str | None = None
+    closed_decision_id: str | None = None
 
     def active_on(self, day: date) -> bool:
         return self.revoked_on is None and self.granted_on <= day <= self.valid_until
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One item of a firm's history (rules.v1.HistoryItem), newest first.
+
+    kind: decision | event | whitelist_granted | whitelist_revoked. An `event` item is an
+    event that caused no decision (a complaint): no decision fields.
+    """
+
+    recorded_at: datetime
+    kind: str
+    decision_id: str = ""
+    status: str = ""
+    risk_level: str = ""
+    as_of: date | None = None
+    ruleset_version: str = ""
+    reason: str = ""
+    event_id: str = ""
+    event_kind: str = ""
+    entry: WhitelistEntry | None = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from services.common.instants import rfc3339
 from services.rules.domain.decision import Decision, Finding
 from services.rules.domain.facts import FactDefinition, FactRegistry
 from services.rules.domain.profile import EnterpriseProfile, FactValue, Severity
+from services.rules.domain.register import HistoryEntry
 from services.rules.domain.standards import Clause, Standard
 
 
@@ -401,17 +402,27 @@ def entry_to_proto(e: Any) -> pb.WhitelistEntry:
     )
 
 
-def history_to_proto(r: Any) -> pb.HistoryItem:
-    reason = r.cause + (f"（白名单 {r.whitelist_change}）" if r.whitelist_change else "")
-    return pb.HistoryItem(
-        recorded_at=rfc3339(r.decided_at),
-        kind="decision",
-        status=enum_number(pb.Status, r.status, "STATUS_"),
-        risk_level=enum_number(pb.RiskLevel, r.risk_level, "RISK_LEVEL_"),
-        reason=reason,
-        ruleset_version=r.ruleset_version,
-        as_of=_iso(r.as_of),
+def _number(enum: Any, value: str, prefix: str) -> Any:
+    """Like enum_number, with "" → the UNSPECIFIED 0."""
+    return enum_number(enum, value, prefix) if value else 0
+
+
+def history_to_proto(h: HistoryEntry) -> pb.HistoryItem:
+    out = pb.HistoryItem(
+        recorded_at=rfc3339(h.recorded_at),
+        kind=h.kind,
+        status=_number(pb.Status, h.status, "STATUS_"),
+        risk_level=_number(pb.RiskLevel, h.risk_level, "RISK_LEVEL_"),
+        event_id=h.event_id,
+        event_kind=_number(pb.EventKind, h.event_kind, "EVENT_KIND_"),
+        reason=h.reason,
+        ruleset_version=h.ruleset_version,
+        as_of=_iso(h.as_of),
+        decision_id=h.decision_id,
     )
+    if h.entry is not None:
+        out.whitelist_entry.CopyFrom(entry_to_proto(h.entry))
+    return out
 
 
 def status_to_proto(view: Any) -> pb.EnterpriseStatus:

@@ -11,13 +11,13 @@ import base64
 import binascii
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from services.common.instants import rfc3339
+from services.common.instants import as_utc, rfc3339
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events
 from services.rules.domain.decision import Blocker, Decision, Status, without_whitelist
@@ -34,7 +34,13 @@ from services.rules.domain.profile import (
     parse_profile,
     profile_to_data,
 )
-from services.rules.domain.register import DecisionRecord, EventRecord, Firm, WhitelistEntry
+from services.rules.domain.register import (
+    DecisionRecord,
+    EventRecord,
+    Firm,
+    HistoryEntry,
+    WhitelistEntry,
+)
 from services.rules.service_layer.handlers import (
     ApplicableClauses,
     RulesContext,
@@ -58,7 +64,7 @@ class StatusView:
     decision: Decision
     decision_id: str
     entry: WhitelistEntry | None
-    history: list[DecisionRecord] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
     duplicate: bool = False
 
 
@@ -124,6 +130,7 @@ def _move_entry(
     change = ""
     if entry is not None and entry.valid_until < day:
         entry.revoked_on, entry.revoked_reason = entry.valid_until, "有效期届满 expired"
+        entry.closed_decision_id = decision_id
         uow.session.flush()  # the partial unique index allows one open entry at a time
         entry, change = None, "expired"
     if entry is not None and decision.status is not Status.WHITELIST:
@@ -133,6 +140,7 @@ def _move_entry(
             else "重新评估未通过：" + "；".join(b.reason for b in decision.whitelist_blockers)
         )
         entry.revoked_on, entry.revoked_reason = day, reason
+        entry.closed_decision_id = decision_id
         return "revoked"
     if decision.status is not Status.WHITELIST:
         return change
@@ -149,6 +157,7 @@ def _move_entry(
             granted_on=day,
             valid_until=decision.valid_until,
             decision_id=decision_id,
+            granted_decision_id=decision_id,
         )
     )
     return "granted"
@@ -235,9 +244,74 @@ def _view(
         decision=decision_from_json(record.payload),
         decision_id=record.id,
         entry=entry,
-        history=list(uow.register.history(firm.enterprise_id, history_limit)),
+        history=history_of(uow, firm.enterprise_id, history_limit),
         duplicate=duplicate,
     )
+
+
+# events that never cause a decision: history items of their own
+QUIET_EVENTS = tuple(k.value for k in events.EventKind if k not in events.REEVALUATING)
+CAUSING_EVENTS = tuple(k.value for k in events.REEVALUATING)
+
+
+def history_of(uow: UnitOfWork, enterprise_id: str, limit: int) -> list[HistoryEntry]:
+    """The newest `limit` items: decisions (naming the event that caused one), the events
+    that caused none, and the white-list grants and closures each decision made."""
+    decisions = list(uow.register.history(enterprise_id, limit))
+    quiet = list(uow.register.recent_events(enterprise_id, QUIET_EVENTS, limit))
+    return _items(uow, enterprise_id, decisions, quiet)[:limit]
+
+
+def _items(
+    uow: UnitOfWork,
+    enterprise_id: str,
+    decisions: list[DecisionRecord],
+    quiet: list[EventRecord],
+) -> list[HistoryEntry]:
+    ids = [d.id for d in decisions]
+    causes = {
+        e.decision_id: e
+        for e in uow.register.events_of_decisions(enterprise_id, ids, CAUSING_EVENTS)
+    }
+    entries = list(uow.register.entries_of_decisions(enterprise_id, ids))
+    ranked: list[tuple[datetime, int, HistoryEntry]] = []
+    for d in decisions:
+        cause = causes.get(d.id)
+        reason = d.cause + (f"（白名单 {d.whitelist_change}）" if d.whitelist_change else "")
+        item = HistoryEntry(
+            recorded_at=d.decided_at,
+            kind="decision",
+            decision_id=d.id,
+            status=d.status,
+            risk_level=d.risk_level,
+            as_of=d.as_of,
+            ruleset_version=d.ruleset_version,
+            reason=reason,
+            event_id=cause.event_id if cause else "",
+            event_kind=cause.kind if cause else "",
+        )
+        ranked.append((d.decided_at, 0, item))
+        for entry in entries:
+            if entry.closed_decision_id == d.id:
+                revoked = replace(
+                    item, kind="whitelist_revoked", reason=entry.revoked_reason, entry=entry
+                )
+                ranked.append((d.decided_at, 1, revoked))
+            if entry.granted_decision_id == d.id:
+                why = f"列入白名单（无事不扰），有效期至{entry.valid_until.isoformat()}"
+                granted = replace(item, kind="whitelist_granted", reason=why, entry=entry)
+                ranked.append((d.decided_at, 2, granted))
+    for e in quiet:
+        item = HistoryEntry(
+            recorded_at=e.received_at,
+            kind="event",
+            reason=e.summary,
+            event_id=e.event_id,
+            event_kind=e.kind,
+        )
+        ranked.append((e.received_at, 0, item))
+    ranked.sort(key=lambda r: (as_utc(r[0]), r[1]), reverse=True)
+    return [item for _, _, item in ranked]
 
 
 def list_whitelist(
@@ -340,24 +414,76 @@ def _apply(
 
 def _snapshot(view: StatusView) -> dict[str, Any]:
     """What a replay of this event must answer: the state right after the first time."""
-    entry = view.entry
     return {
         "profile": profile_to_data(view.profile),
-        "history": [r.id for r in view.history],
-        "entry": None
-        if entry is None
-        else {
-            "id": entry.id,
-            "enterprise_id": entry.enterprise_id,
-            "name": entry.name,
-            "region": entry.region,
-            "granted_on": entry.granted_on.isoformat(),
-            "valid_until": entry.valid_until.isoformat(),
-            "decision_id": entry.decision_id,
-            "revoked_on": entry.revoked_on.isoformat() if entry.revoked_on else None,
-            "revoked_reason": entry.revoked_reason,
-        },
+        "history": [i.decision_id for i in view.history if i.kind == "decision"],
+        "history_items": [_item_json(i) for i in view.history],
+        "entry": _entry_json(view.entry),
     }
+
+
+def _entry_json(entry: WhitelistEntry | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {
+        "id": entry.id,
+        "enterprise_id": entry.enterprise_id,
+        "name": entry.name,
+        "region": entry.region,
+        "granted_on": entry.granted_on.isoformat(),
+        "valid_until": entry.valid_until.isoformat(),
+        "decision_id": entry.decision_id,
+        "revoked_on": entry.revoked_on.isoformat() if entry.revoked_on else None,
+        "revoked_reason": entry.revoked_reason,
+    }
+
+
+def _entry_from_json(raw: dict[str, Any] | None) -> WhitelistEntry | None:
+    if raw is None:
+        return None
+    return WhitelistEntry(
+        id=raw["id"],
+        enterprise_id=raw["enterprise_id"],
+        name=raw["name"],
+        region=raw["region"],
+        granted_on=date.fromisoformat(raw["granted_on"]),
+        valid_until=date.fromisoformat(raw["valid_until"]),
+        decision_id=raw["decision_id"],
+        revoked_on=date.fromisoformat(raw["revoked_on"]) if raw["revoked_on"] else None,
+        revoked_reason=raw["revoked_reason"],
+    )
+
+
+def _item_json(item: HistoryEntry) -> dict[str, Any]:
+    return {
+        "recorded_at": as_utc(item.recorded_at).isoformat(),
+        "kind": item.kind,
+        "decision_id": item.decision_id,
+        "status": item.status,
+        "risk_level": item.risk_level,
+        "as_of": item.as_of.isoformat() if item.as_of else None,
+        "ruleset_version": item.ruleset_version,
+        "reason": item.reason,
+        "event_id": item.event_id,
+        "event_kind": item.event_kind,
+        "entry": _entry_json(item.entry),
+    }
+
+
+def _item_from_json(raw: dict[str, Any]) -> HistoryEntry:
+    return HistoryEntry(
+        recorded_at=datetime.fromisoformat(raw["recorded_at"]),
+        kind=raw["kind"],
+        decision_id=raw["decision_id"],
+        status=raw["status"],
+        risk_level=raw["risk_level"],
+        as_of=date.fromisoformat(raw["as_of"]) if raw["as_of"] else None,
+        ruleset_version=raw["ruleset_version"],
+        reason=raw["reason"],
+        event_id=raw["event_id"],
+        event_kind=raw["event_kind"],
+        entry=_entry_from_json(raw["entry"]),
+    )
 
 
 def _same_event(first: EventRecord, event: events.Event, fingerprint: str) -> bool:
@@ -387,30 +513,18 @@ def _replay(
     snap = first.result or {}
     if decision is None or not snap:
         raise PreconditionFailed(f"event {first.event_id!r} was recorded without its result")
-    raw = snap.get("entry")
-    entry = (
-        None
-        if raw is None
-        else WhitelistEntry(
-            id=raw["id"],
-            enterprise_id=raw["enterprise_id"],
-            name=raw["name"],
-            region=raw["region"],
-            granted_on=date.fromisoformat(raw["granted_on"]),
-            valid_until=date.fromisoformat(raw["valid_until"]),
-            decision_id=raw["decision_id"],
-            revoked_on=date.fromisoformat(raw["revoked_on"]) if raw["revoked_on"] else None,
-            revoked_reason=raw["revoked_reason"],
-        )
-    )
-    history = [r for i in snap.get("history", []) if (r := uow.register.decision(i)) is not None]
+    if "history_items" in snap:
+        history = [_item_from_json(i) for i in snap["history_items"]]
+    else:  # a snapshot from before history items: its decisions, as recorded now
+        decisions = [r for i in snap.get("history", []) if (r := uow.register.decision(i))]
+        history = _items(uow, first.enterprise_id, decisions, [])
     return StatusView(
         profile=parse_profile(
             snap["profile"], ctx.fact_types, prefix="stored.", max_list=None, stored=True
         ),
         decision=decision_from_json(decision.payload),
         decision_id=decision.id,
-        entry=entry,
+        entry=_entry_from_json(snap.get("entry")),
         history=history,
         duplicate=True,
     )
