@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.instants import as_utc, rfc3339
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
-from services.rules.domain import events
+from services.rules.domain import events, masks
 from services.rules.domain.decision import Blocker, Decision, Status, without_whitelist
 from services.rules.domain.errors import (
     AlreadyExists,
@@ -33,6 +33,7 @@ from services.rules.domain.profile import (
     Severity,
     parse_profile,
     profile_to_data,
+    uscc_problem,
 )
 from services.rules.domain.register import (
     DecisionRecord,
@@ -164,9 +165,19 @@ def _move_entry(
 
 
 def upsert_enterprise(
-    uow: UnitOfWork, ctx: RulesContext, data: Mapping[str, Any], as_of_text: str
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    data: Mapping[str, Any],
+    as_of_text: str,
+    update_mask: Sequence[str] = (),
 ) -> StatusView:
-    """Store (or merge into) the firm's profile, evaluate it, record the decision."""
+    """Store (or merge into) the firm's profile, evaluate it, record the decision.
+
+    Without a mask the sent profile replaces the stored one (the records only grow);
+    with one, only the named fields change (domain/masks.py)."""
+    paths = masks.check_paths(update_mask)
+    if paths is not None:
+        return _update_masked(uow, ctx, data, as_of_text, paths)
     profile = parse_profile(data, ctx.fact_types, prefix="profile.")
     as_of = parse_as_of(as_of_text) if as_of_text else ctx.today()
     for attempt in range(2):  # a racing first insert of the same firm retries once
@@ -193,6 +204,34 @@ def upsert_enterprise(
             if attempt:
                 raise
     raise AssertionError("unreachable")
+
+
+def _update_masked(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    data: Mapping[str, Any],
+    as_of_text: str,
+    paths: list[str],
+) -> StatusView:
+    enterprise_id = data.get("enterprise_id")
+    if not isinstance(enterprise_id, str) or (problem := uscc_problem(enterprise_id)):
+        why = "is required" if not enterprise_id else problem
+        raise ValidationError([FieldViolation("profile.enterprise_id", str(why))])
+    as_of = parse_as_of(as_of_text) if as_of_text else ctx.today()
+    with uow:
+        firm = uow.register.firm(enterprise_id, for_update=True)
+        if firm is None:
+            raise NotFound(
+                f"firm {enterprise_id} is not in the register: register it with the full "
+                "profile (UpsertEnterprise without update_mask) first"
+            )
+        sent = masks.apply_mask(firm.profile, data, paths)
+        profile = parse_profile(sent, ctx.fact_types, prefix="profile.")
+        merged = events.merge_profile(stored_profile(ctx, firm), profile)
+        cause = f"企业信息部分更新 update ({', '.join(p[:48] for p in paths[:10])})"
+        record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
+        uow.commit()
+        return _view(uow, ctx, firm, record)
 
 
 def get_status(
