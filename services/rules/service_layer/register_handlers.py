@@ -45,8 +45,10 @@ from services.rules.domain.register import (
 from services.rules.service_layer.handlers import (
     ApplicableClauses,
     RulesContext,
+    clause_problem,
     clauses_for,
     evaluate,
+    hazard_violations,
     parse_as_of,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
@@ -194,9 +196,12 @@ def upsert_enterprise(
                         updated_at=now(),
                     )
                     uow.register.add(firm)
+                    _known_clauses(ctx, profile, "profile.", firm=None)
                     merged = profile
                 else:
-                    merged = events.merge_profile(stored_profile(ctx, firm), profile)
+                    stored = stored_profile(ctx, firm)
+                    _known_clauses(ctx, profile, "profile.", stored)
+                    merged = events.merge_profile(stored, profile)
                 record = decide_and_store(uow, ctx, firm, merged, as_of, "企业信息登记/更新 upsert")
                 uow.commit()
                 return _view(uow, ctx, firm, record)
@@ -227,11 +232,27 @@ def _update_masked(
             )
         sent = masks.apply_mask(firm.profile, data, paths)
         profile = parse_profile(sent, ctx.fact_types, prefix="profile.")
-        merged = events.merge_profile(stored_profile(ctx, firm), profile)
+        stored = stored_profile(ctx, firm)
+        _known_clauses(ctx, profile, "profile.", stored)
+        merged = events.merge_profile(stored, profile)
         cause = f"企业信息部分更新 update ({', '.join(p[:48] for p in paths[:10])})"
         record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
         uow.commit()
         return _view(uow, ctx, firm, record)
+
+
+def _known_clauses(
+    ctx: RulesContext,
+    sent: EnterpriseProfile,
+    prefix: str,
+    firm: EnterpriseProfile | None,
+) -> None:
+    """Every hazard sent must cite a loaded clause, except one already on record (its
+    stored state wins, so a resent copy is not judged again)."""
+    on_record = {h.hazard_id for h in firm.hazards} if firm is not None else set()
+    violations = hazard_violations(ctx, sent.hazards, prefix, on_record)
+    if violations:
+        raise ValidationError(violations)
 
 
 def get_status(
@@ -423,7 +444,14 @@ def _apply(
     source: str,
     fingerprint: str,
 ) -> EventRecord:
-    outcome = events.apply(stored_profile(ctx, firm), event)
+    stored = stored_profile(ctx, firm)
+    if event.hazard is not None and (
+        problem := clause_problem(ctx.catalogue, event.hazard.clause_ref)
+    ):
+        raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
+    if event.profile is not None:
+        _known_clauses(ctx, event.profile, "event.profile.", stored)
+    outcome = events.apply(stored, event)
     record = EventRecord(
         source=source,
         event_id=event.event_id,
