@@ -211,3 +211,36 @@ def test_serve_logs_each_rpc_and_shuts_down_gracefully_on_sigterm(tmp_path: Path
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
+
+
+def test_evaluate_via_server_waits_out_the_rate_limit(tmp_path: Path) -> None:
+    """`evaluate FILE --server` honours retry-after: a file larger than the caller's burst
+    is evaluated whole, not refused item by item (issue 14.7)."""
+    from services.common.auth import TokenStore
+    from services.common.ratelimit import Rate
+    from services.common.security import Security
+    from services.rules.adapters.ruleset_loader import load_rulebook
+    from services.rules.entrypoints import grpc_server
+    from tests.support import RULESETS
+
+    token = "tok-batch-evaluator-0123456789"
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(
+        json.dumps({"tokens": [{"token": token, "caller": "batch", "scopes": ["rules.evaluate"]}]}),
+        encoding="utf-8",
+    )
+    security = Security(TokenStore.load(tokens), Rate(per_second=10, burst=3))
+    server, port = grpc_server.create_server(load_rulebook(RULESETS), security=security)
+    server.start()
+    try:
+        path = write_jsonl(tmp_path / "p.jsonl", [profile(n) for n in range(1, 9)])
+        result = run_cli(
+            "evaluate", str(path), "--json", "--as-of", "2026-06-30",
+            "--server", f"127.0.0.1:{port}", "--token", token,
+        )  # fmt: skip
+    finally:
+        server.stop(None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    decisions = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["enterprise_id"] for d in decisions] == [uscc(n) for n in range(1, 9)]
+    assert not [d for d in decisions if "error" in d]
