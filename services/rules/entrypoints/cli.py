@@ -311,7 +311,9 @@ def _local(rulesets: str) -> Any:
 
     def evaluate(data: Any, as_of: str) -> pb.Decision:
         try:
-            decision = handlers.evaluate_data(ctx, data, as_of, prefix="")
+            decision = handlers.evaluate_data(
+                ctx, convert.short_profile_json(data), as_of, prefix=""
+            )
         except ValidationError as exc:
             return pb.Decision(
                 enterprise_id=str(_get(data, "enterprise_id")), error=status_proto(exc)

@@ -294,12 +294,90 @@ def retired_to_proto(registry: FactRegistry) -> list[pb.RetiredFactInfo]:
     ]
 
 
+# enum fields of a profile in JSON: field → (enum, prefix, lower-case short name)
+_PROFILE_ENUMS: dict[str, tuple[Any, str, bool]] = {
+    "industry": (pb.Industry, "INDUSTRY_", True),
+    "credit_rating": (pb.CreditRating, "CREDIT_RATING_", False),
+    "high_risk_domains": (pb.HighRiskDomain, "HIGH_RISK_DOMAIN_", True),
+    "venues": (pb.Venue, "VENUE_", True),
+    "hazchem_roles": (pb.HazchemRole, "HAZCHEM_ROLE_", True),
+}
+_RECORD_ENUMS: dict[str, tuple[Any, dict[str, tuple[Any, str, bool]]]] = {
+    "accidents": (pb.Accident, {"level": (pb.AccidentLevel, "ACCIDENT_LEVEL_", True)}),
+    "penalties": (pb.Penalty, {}),
+    "hazards": (
+        pb.Hazard,
+        {
+            "severity": (pb.Severity, "SEVERITY_", True),
+            "status": (pb.HazardStatus, "HAZARD_STATUS_", True),
+        },
+    ),
+}
+
+
+def short_profile_json(data: Any) -> Any:
+    """A profile in JSON, in the short form `parse_profile` reads (the CLI's files).
+
+    Accepts the proto3 JSON mapping as any proto3 library prints it (lowerCamelCase field
+    names, enum value names like INDUSTRY_COMMERCE_TRADE, or enum numbers) as well as the
+    short form (snake_case names, `commerce_trade`); anything else is left for validation
+    to name. A value that is not an object is returned unchanged."""
+    if not isinstance(data, Mapping):
+        return data
+    out = _snake_keys(data, pb.EnterpriseProfile.DESCRIPTOR)
+    _short_enums(out, _PROFILE_ENUMS)
+    for key, (message, enums) in _RECORD_ENUMS.items():
+        items = out.get(key)
+        if isinstance(items, list):
+            out[key] = [
+                _short_enums(_snake_keys(i, message.DESCRIPTOR), enums)
+                if isinstance(i, Mapping)
+                else i
+                for i in items
+            ]
+    return out
+
+
+def _snake_keys(data: Mapping[str, Any], descriptor: Any) -> dict[str, Any]:
+    """lowerCamelCase JSON names → proto field names (facts' keys are data, not names)."""
+    by_json = descriptor.fields_by_camelcase_name
+    return {(by_json[k].name if k in by_json else k): v for k, v in data.items()}
+
+
+def _short_enums(
+    data: dict[str, Any], enums: Mapping[str, tuple[Any, str, bool]]
+) -> dict[str, Any]:
+    for key, (enum, prefix, lower) in enums.items():
+        if isinstance(data.get(key), list):
+            data[key] = [_short_enum(enum, prefix, lower, v) for v in data[key]]
+        elif key in data:
+            data[key] = _short_enum(enum, prefix, lower, data[key])
+    return data
+
+
+def _short_enum(enum: Any, prefix: str, lower: bool, value: Any) -> Any:
+    """INDUSTRY_COMMERCE_TRADE or 8 → "commerce_trade"; UNSPECIFIED or 0 → None; a short
+    name, or anything unknown, stays as it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            value = enum.Name(value)
+        except ValueError:
+            return value
+    if isinstance(value, str) and value.upper().startswith(prefix):
+        short = value[len(prefix) :]
+        if short.upper() == "UNSPECIFIED":
+            return None
+        return short.lower() if lower else short.upper()
+    return value
+
+
 def profile_from_json(data: Mapping[str, Any]) -> pb.EnterpriseProfile:
-    """A JSON-shaped profile (lower-case enum values, as in the CLI's files) → proto.
+    """A profile in JSON (the short form of the CLI's files, or the proto3 JSON mapping:
+    see `short_profile_json`) → proto.
 
     Raises json_format.ParseError or ValueError on a shape the proto cannot hold.
     """
-    shaped = dict(data)
+    shaped = dict(short_profile_json(data))
     shaped["industry"] = _enum_name("INDUSTRY_", shaped.get("industry"))
     shaped["credit_rating"] = _enum_name("CREDIT_RATING_", shaped.get("credit_rating"))
     shaped["high_risk_domains"] = [
