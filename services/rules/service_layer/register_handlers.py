@@ -230,8 +230,18 @@ def _update_masked(
                 f"firm {enterprise_id} is not in the register: register it with the full "
                 "profile (UpsertEnterprise without update_mask) first"
             )
+        # what the request sets is validated as input (a retired fact key it sends is
+        # refused); what it leaves is the stored profile, read as stored (a retired key
+        # the data migration kept stays, for a person to settle)
+        retired = ctx.fact_types.retired
+        current = {k: v for k, v in (firm.profile.get("facts") or {}).items() if k not in retired}
+        parse_profile(
+            masks.apply_mask({**firm.profile, "facts": current}, data, paths),
+            ctx.fact_types,
+            prefix="profile.",
+        )
         sent = masks.apply_mask(firm.profile, data, paths)
-        profile = parse_profile(sent, ctx.fact_types, prefix="profile.")
+        profile = parse_profile(sent, ctx.fact_types, prefix="profile.", stored=True)
         stored = stored_profile(ctx, firm)
         _known_clauses(ctx, profile, "profile.", stored)
         merged = events.merge_profile(stored, profile)

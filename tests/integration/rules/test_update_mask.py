@@ -146,3 +146,28 @@ def test_a_mask_for_a_firm_not_in_the_register_is_not_found(
     error = refused(register_stub, {"enterprise_id": uscc(7), "employees": 5}, "employees")
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert "without update_mask" in (error.details() or "")
+
+
+def test_a_retired_fact_kept_on_record_does_not_refuse_a_masked_update(
+    register_stub: RulesServiceStub, db_engine: Any
+) -> None:
+    """A stored profile may keep a retired fact key the data migration could not map
+    (CHANGELOG, issue 9); a masked update that does not send it goes through and keeps it,
+    one that sends it is refused naming the replacements."""
+    from sqlalchemy import update
+
+    from services.rules.adapters.orm import firms
+
+    upsert(register_stub, profile(1))
+    kept = profile(1, facts={"gm.contractor_unmanaged": True})
+    with db_engine.begin() as conn:
+        conn.execute(update(firms).values(profile=kept))
+    status = masked(register_stub, {"enterprise_id": uscc(1), "employees": 80}, "employees")
+    assert status.profile.employees == 80
+    assert facts_to_dict(status.profile.facts) == {"gm.contractor_unmanaged": True}
+    error = refused(
+        register_stub,
+        {"enterprise_id": uscc(1), "facts": {"gm.contractor_unmanaged": True}},
+        "facts.gm.contractor_unmanaged",
+    )
+    assert "retired" in violations(error)['profile.facts["gm.contractor_unmanaged"]']
