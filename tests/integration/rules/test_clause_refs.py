@@ -1,7 +1,7 @@
 """A hazard's clause_ref must name a clause the loaded rulesets know (issue 14.1), in every
-path that accepts one: Evaluate and EvaluateStream, UpsertEnterprise (with or without
-update_mask), and ReportEvent (a found hazard, a PROFILE_UPDATED profile). SQLite and
-PostgreSQL; refs like GM2023:99 and NOPE:1 are unknown, GM2023:11(1) is known."""
+path that accepts one: Evaluate and EvaluateStream, ListApplicableClauses, UpsertEnterprise
+(with or without update_mask), and ReportEvent (a found hazard, a PROFILE_UPDATED
+profile). SQLite and PostgreSQL; GM2023:99 and NOPE:1 are unknown, GM2023:11(1) is known."""
 
 from __future__ import annotations
 
@@ -82,6 +82,8 @@ def test_a_profile_hazard_citing_an_unknown_clause_is_refused_everywhere(
     assert "event." + field in refused(report, register_stub, profile_updated(1, "p-1", bad))
     evaluate = pb.EvaluateRequest(profile=profile_from_json(bad), as_of="2026-06-30")
     assert field in refused(register_stub.Evaluate, evaluate)
+    listing = pb.ListApplicableClausesRequest(profile=profile_from_json(bad), as_of="2026-06-30")
+    assert field in refused(register_stub.ListApplicableClauses, listing)
     [item] = register_stub.EvaluateStream(iter([evaluate]), timeout=10)
     assert item.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert ref in item.error.message
