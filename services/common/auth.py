@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from services.common.context import Principal, bind
+from services.common.grpc_errors import retry_later
 from services.common.interceptors import INFRASTRUCTURE_PREFIXES, wrap_handler
 from services.common.ratelimit import RateLimiter
 
@@ -159,8 +160,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
             if method_rule.qr_ok:
                 return Principal(FIRM)  # limited per remote host when the call runs
             return grpc.StatusCode.UNAUTHENTICATED, "missing bearer token", 0.0
-        scheme, _, token = header.partition(" ")
-        principal = self._store.lookup(token.strip()) if scheme.lower() == "bearer" else None
+        problem = scheme_problem(header)
+        if problem:
+            return grpc.StatusCode.UNAUTHENTICATED, problem, 0.0
+        principal = self._store.lookup(header.strip().partition(" ")[2].strip())
         if principal is None:
             return grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token", 0.0
         if not principal.scopes & method_rule.scopes:
@@ -178,6 +181,21 @@ class AuthInterceptor(grpc.ServerInterceptor):
         return principal
 
 
+def scheme_problem(header: str) -> str | None:
+    """Why an authorization header is not `Bearer <token>`, never quoting the token."""
+    scheme, sep, token = header.strip().partition(" ")
+    if sep and token.strip():
+        if scheme.lower() == "bearer":
+            return None
+        return (
+            f"authorization scheme {scheme[:16]!r} is not supported: "
+            "send 'authorization: Bearer <token>'"
+        )
+    if scheme.lower() == "bearer":
+        return "authorization is 'Bearer' without a token: send 'authorization: Bearer <token>'"
+    return "authorization is missing the 'Bearer ' scheme: send 'authorization: Bearer <token>'"
+
+
 Refusal = tuple[grpc.StatusCode, str, float] | tuple[grpc.StatusCode, str, float, Principal]
 
 
@@ -190,8 +208,9 @@ def _bound(handler: Any, principal: Principal, limiter: RateLimiter | None = Non
         if limiter is not None:
             allowed, wait = limiter.check("qr@" + _host(context.peer()))
             if not allowed:
-                context.set_trailing_metadata((("retry-after", str(max(1, round(wait)))),))
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded")
+                context.abort_with_status(
+                    retry_later(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded", wait)
+                )
 
     def unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
@@ -226,7 +245,7 @@ def _refusal(
         if principal is not None:
             bind(principal)  # the log line names who was refused
         if retry_after:
-            context.set_trailing_metadata((("retry-after", str(max(1, round(retry_after)))),))
+            context.abort_with_status(retry_later(code, message, retry_after))
         context.abort(code, message)
 
     def refuse_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:

@@ -7,6 +7,7 @@ validation, `violations` with `field`/`description`; nothing here imports a doma
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -56,6 +57,30 @@ def status_proto(exc: BaseException) -> status_pb2.Status:
     return status
 
 
+def retry_seconds(seconds: float) -> int:
+    """A wait as the whole seconds a client is told (at least 1, never early)."""
+    return max(1, math.ceil(seconds))
+
+
+def with_retry_info(status: status_pb2.Status, seconds: float) -> grpc.Status:
+    """`status` as a call's final status telling the client when to try again, in the two
+    forms clients read: a google.rpc.RetryInfo detail and a `retry-after` trailer, both
+    in whole seconds."""
+    wait = retry_seconds(seconds)
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromSeconds(wait)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status.details.append(detail)
+    out = rpc_status.to_status(status)
+    # abort_with_status sends the status's own trailers: the hint goes there
+    return out._replace(trailing_metadata=(*out.trailing_metadata, ("retry-after", str(wait))))
+
+
+def retry_later(code: grpc.StatusCode, message: str, seconds: float) -> grpc.Status:
+    return with_retry_info(status_pb2.Status(code=code.value[0], message=message), seconds)
+
+
 def internal_status() -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; it has been logged")
 
@@ -79,16 +104,12 @@ def abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
     if _is_abort(exc):
         raise exc
     if is_domain_error(exc):
-        status = rpc_status.to_status(status_proto(exc))
         retry_after = getattr(exc, "retry_after", None)
-        if retry_after:  # abort_with_status sends the status's own trailers: add it there
-            status = status._replace(
-                trailing_metadata=(
-                    *status.trailing_metadata,
-                    ("retry-after", str(max(1, round(retry_after)))),
-                )
-            )
-        context.abort_with_status(status)
+        context.abort_with_status(
+            with_retry_info(status_proto(exc), retry_after)
+            if retry_after
+            else rpc_status.to_status(status_proto(exc))
+        )
     _log.exception("unhandled error in RPC handler")
     context.abort_with_status(rpc_status.to_status(internal_status()))
 

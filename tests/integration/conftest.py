@@ -94,3 +94,9 @@ def upsert(
     return stub.UpsertEnterprise(
         pb.UpsertEnterpriseRequest(profile=profile_from_json(data), as_of=as_of), timeout=30
     )
+
+
+def decisions(status: pb.EnterpriseStatus) -> list[pb.HistoryItem]:
+    """The history's decision items (it also lists white-list grants, revocations and
+    events that caused no decision), newest first."""
+    return [h for h in status.history if h.kind == "decision"]

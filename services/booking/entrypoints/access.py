@@ -1,7 +1,9 @@
 """Which scopes may call which BookingService method (api.md, Auth).
 
-`qr_ok`: the firm may call it with its QR token alone (no bearer token); the handler
-then admits only that firm's own order or ticket.
+`qr_ok`: callable without a bearer token (rate-limited per remote host). The handler of
+an order or ticket method then admits only the QR token's own firm; ListServiceItems is
+the public menu (printed on every poster) and needs no token at all. README "Security"
+names each of these; tests/unit/test_contract_docs.py keeps the two in step.
 """
 
 from services.common.auth import MethodRule, rule

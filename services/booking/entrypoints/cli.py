@@ -24,7 +24,7 @@ from services.booking.adapters.rules_client import RulesClient
 from services.booking.domain.qr import Keyring
 from services.booking.entrypoints import grpc_server
 from services.booking.service_layer import handlers, tickets
-from services.booking.service_layer.handlers import SHANGHAI, BookingContext, today_shanghai
+from services.booking.service_layer.handlers import BookingContext, today_shanghai
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common import logging as common_logging
@@ -33,6 +33,7 @@ from services.common import server as common_server
 from services.common.config import env_flag
 from services.common.db import default_sqlite_url, make_engine
 from services.common.http_server import start_http
+from services.common.instants import SHANGHAI
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.security import client_credentials
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from services.booking.domain.orders import Order, mask_phone
 from services.booking.domain.records import Expert
 from services.booking.domain.tickets import Ticket
 from services.common._generated.booking.v1 import booking_pb2 as pb
+from services.common.instants import rfc3339
 
 ORDER_STATUS = {
     "submitted": pb.ORDER_STATUS_SUBMITTED,
@@ -26,14 +27,14 @@ TICKET_STATUS = {
 SEVERITY = {"general": pb.SEVERITY_GENERAL, "major": pb.SEVERITY_MAJOR}
 
 
-def _iso(value: date | datetime | None) -> str:
+def _iso(value: date | None) -> str:
     return value.isoformat() if value else ""
 
 
 def _history(rows: Iterable[Any]) -> list[pb.Transition]:
     return [
         pb.Transition(
-            at=_iso(r.at),
+            at=rfc3339(r.at),
             actor=r.actor,
             from_status=r.from_status,
             to_status=r.to_status,
@@ -59,7 +60,7 @@ def order_to_proto(o: Order, *, expert_name: str = "", show_phone: bool = False)
         expert_name=expert_name,
         slot=o.slot or "",
         dispatch_note=o.dispatch_note,
-        created_at=_iso(o.created_at),
+        created_at=rfc3339(o.created_at),
         history=_history(o.history),
     )
 

@@ -19,6 +19,7 @@ from services.common._generated.booking.v1 import booking_pb2 as pb
 from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common.context import current_caller, current_principal
 from services.common.grpc_errors import map_errors
+from services.common.instants import rfc3339
 from services.common.security import Security
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BookingService"].full_name
@@ -52,7 +53,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             token=issued.token,
             poster_svg=issued.poster_svg,
             key_id=issued.key_id,
-            issued_at=issued.issued_at.isoformat(),
+            issued_at=rfc3339(issued.issued_at),
         )
 
     @map_errors

@@ -71,6 +71,7 @@ from services.common.errors import (
     RateLimited,
     ValidationError,
 )
+from services.common.instants import in_shanghai
 
 _log = structlog.get_logger("web")
 
@@ -162,7 +163,7 @@ def _time(value: datetime | None) -> str:
     """A stored instant in Beijing time (SQLite hands back naive UTC)."""
     if value is None:
         return ""
-    local = handlers.in_shanghai(value)
+    local = in_shanghai(value)
     return f"{local.year}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 
@@ -40,6 +39,7 @@ from services.common.errors import (
     RateLimited,
     ValidationError,
 )
+from services.common.instants import SHANGHAI
 from services.common.ratelimit import RateLimiter
 
 USCC_LENGTH = 18
@@ -60,22 +60,9 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
 def today_shanghai() -> date:
     """Today where the authority and the firms are, whatever the server's zone."""
     return datetime.now(SHANGHAI).date()
-
-
-def as_utc(instant: datetime) -> datetime:
-    """A stored instant made aware: SQLite hands back naive datetimes, written in UTC."""
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
-
-
-def in_shanghai(instant: datetime) -> datetime:
-    """A stored instant on the Asia/Shanghai clock, whatever zone the database returned."""
-    return as_utc(instant).astimezone(SHANGHAI)
 
 
 def start_of_day(day: date) -> datetime:

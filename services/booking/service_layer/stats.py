@@ -8,9 +8,10 @@ from datetime import date, timedelta
 
 from services.booking.domain.orders import Order, OrderStatus
 from services.booking.domain.tickets import Ticket, TicketStatus
-from services.booking.service_layer.handlers import BookingContext, in_shanghai, start_of_day
+from services.booking.service_layer.handlers import BookingContext, start_of_day
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.errors import FieldViolation, ValidationError
+from services.common.instants import in_shanghai
 
 ANSWERED = {OrderStatus.DISPATCHED, OrderStatus.VISITED, OrderStatus.CLOSED}
 VISITED = {OrderStatus.VISITED, OrderStatus.CLOSED}

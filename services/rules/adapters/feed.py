@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, event, func, inser
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
 
+from services.common.instants import as_utc
 from services.rules.adapters.orm import changes, feed_head
 from services.rules.domain.changes import KIND_ORDER, Change, ChangeKind
 from services.rules.domain.register import (
@@ -356,15 +357,12 @@ class FeedStore:
 
 
 def _from_row(row: Any) -> Change:
-    recorded = row.recorded_at
-    if recorded.tzinfo is None:  # SQLite keeps no offset: it was stored in UTC
-        recorded = recorded.replace(tzinfo=UTC)
     return Change(
         change_id=row.change_id,
         kind=ChangeKind(row.kind),
         enterprise_id=row.enterprise_id,
         region=row.region,
-        recorded_at=recorded,
+        recorded_at=as_utc(row.recorded_at),  # SQLite keeps no offset: it was stored in UTC
         detail=dict(row.detail or {}),
         position=row.position,
     )

@@ -80,6 +80,8 @@ whitelist_entries = Table(
     Column("decision_id", String(32), nullable=False),
     Column("revoked_on", Date, nullable=True),
     Column("revoked_reason", Text, nullable=False, server_default=""),
+    Column("granted_decision_id", String(32), nullable=True),
+    Column("closed_decision_id", String(32), nullable=True),
     # at most one open entry per firm, enforced by the database
     Index(
         "uq_whitelist_open_entry",
@@ -105,6 +107,7 @@ events = Table(
     Column("summary", Text, nullable=False, server_default=""),
     Column("decision_id", String(32), nullable=True),
     Column("result", JSON, nullable=True),
+    Column("fingerprint", String(64), nullable=True),
     UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
     Index("ix_events_firm", "enterprise_id", "received_at"),
 )
@@ -128,7 +131,13 @@ inspections = Table(
     Column("requested_by", String(100), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("inspection_code", String(64), nullable=True, unique=True),
+    Column("idempotency_key", String(128), nullable=True),
+    Column("yearly_count", Integer, nullable=True),
+    Column("yearly_cap", Integer, nullable=True),
     Index("ix_inspections_firm_year", "enterprise_id", "year", "allowed", "counted"),
+    UniqueConstraint(
+        "requested_by", "idempotency_key", name="uq_inspections_requested_by_idempotency_key"
+    ),
 )
 
 reevaluation_runs = Table(

@@ -89,6 +89,42 @@ class Register:
         )
         return self.session.scalars(query).all()
 
+    def events_of_decisions(
+        self, enterprise_id: str, decision_ids: Sequence[str], kinds: Sequence[str]
+    ) -> Sequence[EventRecord]:
+        """The events of `kinds` that caused these decisions."""
+        e = events.c
+        query = select(EventRecord).where(
+            e.enterprise_id == enterprise_id,
+            e.decision_id.in_(list(decision_ids)),
+            e.kind.in_(list(kinds)),
+        )
+        return self.session.scalars(query).all() if decision_ids else []
+
+    def recent_events(
+        self, enterprise_id: str, kinds: Sequence[str], limit: int
+    ) -> Sequence[EventRecord]:
+        e = events.c
+        query = (
+            select(EventRecord)
+            .where(e.enterprise_id == enterprise_id, e.kind.in_(list(kinds)))
+            .order_by(e.received_at.desc(), e.id.desc())
+            .limit(limit)
+        )
+        return self.session.scalars(query).all()
+
+    def entries_of_decisions(
+        self, enterprise_id: str, decision_ids: Sequence[str]
+    ) -> Sequence[WhitelistEntry]:
+        """The white-list entries these decisions granted or closed."""
+        w = whitelist_entries.c
+        ids = list(decision_ids)
+        query = select(WhitelistEntry).where(
+            w.enterprise_id == enterprise_id,
+            or_(w.granted_decision_id.in_(ids), w.closed_decision_id.in_(ids)),
+        )
+        return self.session.scalars(query).all() if ids else []
+
     def event(self, source: str, event_id: str) -> EventRecord | None:
         query = select(EventRecord).where(events.c.source == source, events.c.event_id == event_id)
         return self.session.scalars(query).first()
@@ -104,6 +140,13 @@ class Register:
             i.counted.is_(True),
         )
         return self.session.scalars(query).all()
+
+    def inspection_by_key(self, requested_by: str, key: str) -> InspectionRecord | None:
+        i = inspections.c
+        query = select(InspectionRecord).where(
+            i.requested_by == requested_by, i.idempotency_key == key
+        )
+        return self.session.scalars(query).first()
 
     def inspection_by_code(self, code: str) -> InspectionRecord | None:
         query = select(InspectionRecord).where(inspections.c.inspection_code == code)

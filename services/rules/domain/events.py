@@ -7,6 +7,8 @@ and re-evaluates in the same transaction.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -27,6 +29,7 @@ from .profile import (
     Penalty,
     Severity,
     parse_profile,
+    profile_to_data,
     uscc_problem,
 )
 
@@ -146,6 +149,59 @@ def _hazard_verified(profile: EnterpriseProfile, event: Event) -> tuple[Enterpri
     return replace(profile, hazards=hazards), (
         f"隐患{hazard.hazard_id}复查通过" + ("（逾期整改）" if event.late else "")
     )
+
+
+def canonical(event: Event) -> dict[str, Any]:
+    """What the event says, in one form: the validated values (not the bytes received),
+    lists that are sets sorted, and every empty or default value left out (proto3 cannot
+    tell them from absent, and a release that adds a field must not change old events).
+    Two events with the same canonical form are the same event."""
+    detail: dict[str, Any] = {}
+    if event.accident is not None:
+        detail = {"level": event.accident.level.value, "deaths": event.accident.deaths}
+    elif event.kind is EventKind.COMPLAINT:
+        detail = {"text": event.complaint_text}
+    elif event.hazard is not None:
+        h = event.hazard
+        detail = {"hazard_id": h.hazard_id, "clause_ref": h.clause_ref, "due_on": h.due_on}
+    elif event.kind in (EventKind.HAZARD_VERIFIED, EventKind.RECTIFICATION_OVERDUE):
+        detail = {"hazard_id": event.hazard_id, "late": event.late}
+    elif event.penalty is not None:
+        detail = {"amount_yuan": event.penalty.amount_yuan, "basis": event.penalty.basis}
+    elif event.profile is not None:
+        detail = profile_to_data(event.profile)
+    out: dict[str, Any] = _without_defaults(
+        {
+            "enterprise_id": event.enterprise_id,
+            "kind": event.kind.value,
+            "occurred_on": event.occurred_on,
+            "detail": detail,
+        }
+    )
+    return out
+
+
+def _without_defaults(value: Any, *, keep: bool = False) -> Any:
+    """Drop None, "", 0, False, [] and {} from mappings (not from `facts`, where a false
+    or zero observation differs from none); dates become ISO strings."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_without_defaults(v) for v in value]
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            clean = _without_defaults(item, keep=key == "facts")
+            if keep or clean not in (None, "", 0, False, [], {}):
+                out[str(key)] = clean
+        return out
+    return value
+
+
+def fingerprint(event: Event) -> str:
+    """SHA-256 of the canonical form: what a repeated event_id is compared by."""
+    text = json.dumps(canonical(event), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def merge_profile(stored: EnterpriseProfile, incoming: EnterpriseProfile) -> EnterpriseProfile:

@@ -49,9 +49,34 @@ class WhitelistEntry:
     decision_id: str
     revoked_on: date | None = None
     revoked_reason: str = ""
+    # the decisions that granted and that closed (revoked or expired) it, for the history;
+    # None for entries from before migration 0008 that it could not match
+    granted_decision_id: str | None = None
+    closed_decision_id: str | None = None
 
     def active_on(self, day: date) -> bool:
         return self.revoked_on is None and self.granted_on <= day <= self.valid_until
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One item of a firm's history (rules.v1.HistoryItem), newest first.
+
+    kind: decision | event | whitelist_granted | whitelist_revoked. An `event` item is an
+    event that caused no decision (a complaint): no decision fields.
+    """
+
+    recorded_at: datetime
+    kind: str
+    decision_id: str = ""
+    status: str = ""
+    risk_level: str = ""
+    as_of: date | None = None
+    ruleset_version: str = ""
+    reason: str = ""
+    event_id: str = ""
+    event_kind: str = ""
+    entry: WhitelistEntry | None = None
 
 
 @dataclass
@@ -67,6 +92,9 @@ class EventRecord:
     decision_id: str | None = None
     result: dict[str, Any] = field(default_factory=dict)  # the first answer, for replays
     id: int | None = None
+    # SHA-256 of the event's canonical form (domain.events.fingerprint): a repeated
+    # event_id is a replay only with the same content. None: recorded before 0006.
+    fingerprint: str | None = None
 
 
 @dataclass
@@ -87,6 +115,9 @@ class InspectionRecord:
     requested_by: str
     created_at: datetime
     inspection_code: str | None = None
+    idempotency_key: str | None = None  # unique per requested_by: a retry's first verdict
+    yearly_count: int | None = None  # the verdict's counts (None: recorded before 0007)
+    yearly_cap: int | None = None
 
 
 @dataclass

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from time import sleep
 from typing import Any, TextIO
 
 import grpc
 import structlog
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 from sqlalchemy import Engine
 from tqdm import tqdm
 
@@ -112,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--server",
         default="",
-        help="evaluate through a running server at HOST:PORT, not in-process",
+        help="evaluate through a running server at HOST:PORT, not in-process; a call the "
+        "server's rate limit refuses is retried after its retry-after (up to 8 tries)",
     )
     env_flag(
         evaluate,
@@ -376,7 +380,9 @@ def _local(rulesets: str) -> Any:
 
     def evaluate(data: Any, as_of: str) -> pb.Decision:
         try:
-            decision = handlers.evaluate_data(ctx, data, as_of, prefix="")
+            decision = handlers.evaluate_data(
+                ctx, convert.short_profile_json(data), as_of, prefix=""
+            )
         except ValidationError as exc:
             return pb.Decision(
                 enterprise_id=str(_get(data, "enterprise_id")), error=status_proto(exc)
@@ -400,15 +406,56 @@ def _remote(address: str, token: str) -> Any:
                 enterprise_id=str(_get(data, "enterprise_id")),
                 error=_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc)),
             )
-        try:
-            return stub.Evaluate(request, timeout=30, metadata=metadata)
-        except grpc.RpcError as exc:
-            return pb.Decision(
-                enterprise_id=request.profile.enterprise_id,
-                error=_status(exc.code(), exc.details() or ""),
-            )
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                return stub.Evaluate(request, timeout=30, metadata=metadata)
+            except grpc.RpcError as exc:
+                wait = retry_delay(exc, attempt)
+                if wait is None:
+                    return pb.Decision(
+                        enterprise_id=request.profile.enterprise_id,
+                        error=_status(exc.code(), exc.details() or ""),
+                    )
+                sleep(wait)
+        raise AssertionError("unreachable")
 
     return evaluate
+
+
+RETRY_ATTEMPTS = 8
+MAX_RETRY_WAIT = 60.0
+
+
+def retry_delay(error: grpc.RpcError, attempt: int) -> float | None:
+    """Seconds to wait before retrying a refused call, or None when it is an answer.
+
+    RESOURCE_EXHAUSTED from the server's rate limit carries when to come back: a
+    google.rpc.RetryInfo detail, or the `retry-after` trailer (seconds). Without that
+    hint (a message too large, say) retrying cannot help. `attempt` counts from 1."""
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or attempt >= RETRY_ATTEMPTS:
+        return None
+    hint = _retry_info(error)
+    if hint is None:
+        trailers = dict(error.trailing_metadata() or ())
+        try:
+            hint = float(trailers.get("retry-after", ""))
+        except ValueError:
+            hint = None
+    if hint is not None and not math.isfinite(hint):
+        hint = None
+    return min(MAX_RETRY_WAIT, max(0.0, hint)) if hint is not None else None
+
+
+def _retry_info(error: grpc.RpcError) -> float | None:
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:
+        return None
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return info.retry_delay.ToTimedelta().total_seconds()
+    return None
 
 
 def _get(data: Any, key: str) -> Any:

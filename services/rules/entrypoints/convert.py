@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common.instants import rfc3339
 from services.rules.domain.changes import Change, ChangeKind
 from services.rules.domain.decision import Decision, Finding
 from services.rules.domain.facts import FactDefinition, FactRegistry
 from services.rules.domain.profile import EnterpriseProfile, FactValue, Severity
+from services.rules.domain.register import HistoryEntry
 from services.rules.domain.standards import Clause, Standard
 
 
@@ -294,12 +295,90 @@ def retired_to_proto(registry: FactRegistry) -> list[pb.RetiredFactInfo]:
     ]
 
 
+# enum fields of a profile in JSON: field → (enum, prefix, lower-case short name)
+_PROFILE_ENUMS: dict[str, tuple[Any, str, bool]] = {
+    "industry": (pb.Industry, "INDUSTRY_", True),
+    "credit_rating": (pb.CreditRating, "CREDIT_RATING_", False),
+    "high_risk_domains": (pb.HighRiskDomain, "HIGH_RISK_DOMAIN_", True),
+    "venues": (pb.Venue, "VENUE_", True),
+    "hazchem_roles": (pb.HazchemRole, "HAZCHEM_ROLE_", True),
+}
+_RECORD_ENUMS: dict[str, tuple[Any, dict[str, tuple[Any, str, bool]]]] = {
+    "accidents": (pb.Accident, {"level": (pb.AccidentLevel, "ACCIDENT_LEVEL_", True)}),
+    "penalties": (pb.Penalty, {}),
+    "hazards": (
+        pb.Hazard,
+        {
+            "severity": (pb.Severity, "SEVERITY_", True),
+            "status": (pb.HazardStatus, "HAZARD_STATUS_", True),
+        },
+    ),
+}
+
+
+def short_profile_json(data: Any) -> Any:
+    """A profile in JSON, in the short form `parse_profile` reads (the CLI's files).
+
+    Accepts the proto3 JSON mapping as any proto3 library prints it (lowerCamelCase field
+    names, enum value names like INDUSTRY_COMMERCE_TRADE, or enum numbers) as well as the
+    short form (snake_case names, `commerce_trade`); anything else is left for validation
+    to name. A value that is not an object is returned unchanged."""
+    if not isinstance(data, Mapping):
+        return data
+    out = _snake_keys(data, pb.EnterpriseProfile.DESCRIPTOR)
+    _short_enums(out, _PROFILE_ENUMS)
+    for key, (message, enums) in _RECORD_ENUMS.items():
+        items = out.get(key)
+        if isinstance(items, list):
+            out[key] = [
+                _short_enums(_snake_keys(i, message.DESCRIPTOR), enums)
+                if isinstance(i, Mapping)
+                else i
+                for i in items
+            ]
+    return out
+
+
+def _snake_keys(data: Mapping[str, Any], descriptor: Any) -> dict[str, Any]:
+    """lowerCamelCase JSON names → proto field names (facts' keys are data, not names)."""
+    by_json = descriptor.fields_by_camelcase_name
+    return {(by_json[k].name if k in by_json else k): v for k, v in data.items()}
+
+
+def _short_enums(
+    data: dict[str, Any], enums: Mapping[str, tuple[Any, str, bool]]
+) -> dict[str, Any]:
+    for key, (enum, prefix, lower) in enums.items():
+        if isinstance(data.get(key), list):
+            data[key] = [_short_enum(enum, prefix, lower, v) for v in data[key]]
+        elif key in data:
+            data[key] = _short_enum(enum, prefix, lower, data[key])
+    return data
+
+
+def _short_enum(enum: Any, prefix: str, lower: bool, value: Any) -> Any:
+    """INDUSTRY_COMMERCE_TRADE or 8 → "commerce_trade"; UNSPECIFIED or 0 → None; a short
+    name, or anything unknown, stays as it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            value = enum.Name(value)
+        except ValueError:
+            return value
+    if isinstance(value, str) and value.upper().startswith(prefix):
+        short = value[len(prefix) :]
+        if short.upper() == "UNSPECIFIED":
+            return None
+        return short.lower() if lower else short.upper()
+    return value
+
+
 def profile_from_json(data: Mapping[str, Any]) -> pb.EnterpriseProfile:
-    """A JSON-shaped profile (lower-case enum values, as in the CLI's files) → proto.
+    """A profile in JSON (the short form of the CLI's files, or the proto3 JSON mapping:
+    see `short_profile_json`) → proto.
 
     Raises json_format.ParseError or ValueError on a shape the proto cannot hold.
     """
-    shaped = dict(data)
+    shaped = dict(short_profile_json(data))
     shaped["industry"] = _enum_name("INDUSTRY_", shaped.get("industry"))
     shaped["credit_rating"] = _enum_name("CREDIT_RATING_", shaped.get("credit_rating"))
     shaped["high_risk_domains"] = [
@@ -385,6 +464,7 @@ def check_request_to_dict(r: pb.CheckInspectionRequest) -> dict[str, Any]:
         "kind": enum_value(pb.InspectionKind, r.kind, "INSPECTION_KIND_"),
         "planned_on": r.planned_on or None,
         "grounds": r.grounds,
+        "idempotency_key": r.idempotency_key,
     }
 
 
@@ -401,17 +481,30 @@ def entry_to_proto(e: Any) -> pb.WhitelistEntry:
     )
 
 
-def history_to_proto(r: Any) -> pb.HistoryItem:
-    reason = r.cause + (f"（白名单 {r.whitelist_change}）" if r.whitelist_change else "")
-    return pb.HistoryItem(
-        recorded_at=r.decided_at.isoformat(),
-        kind="decision",
-        status=enum_number(pb.Status, r.status, "STATUS_"),
-        risk_level=enum_number(pb.RiskLevel, r.risk_level, "RISK_LEVEL_"),
-        reason=reason,
-        ruleset_version=r.ruleset_version,
-        as_of=_iso(r.as_of),
+def _number(enum: Any, value: str, prefix: str) -> Any:
+    """Like enum_number, with "" (and a value this build does not know) → UNSPECIFIED 0."""
+    try:
+        return enum_number(enum, value, prefix) if value else 0
+    except ValueError:
+        return 0
+
+
+def history_to_proto(h: HistoryEntry) -> pb.HistoryItem:
+    out = pb.HistoryItem(
+        recorded_at=rfc3339(h.recorded_at),
+        kind=h.kind,
+        status=_number(pb.Status, h.status, "STATUS_"),
+        risk_level=_number(pb.RiskLevel, h.risk_level, "RISK_LEVEL_"),
+        event_id=h.event_id,
+        event_kind=_number(pb.EventKind, h.event_kind, "EVENT_KIND_"),
+        reason=h.reason,
+        ruleset_version=h.ruleset_version,
+        as_of=_iso(h.as_of),
+        decision_id=h.decision_id,
     )
+    if h.entry is not None:
+        out.whitelist_entry.CopyFrom(entry_to_proto(h.entry))
+    return out
 
 
 def status_to_proto(view: Any) -> pb.EnterpriseStatus:
@@ -437,6 +530,7 @@ def verdict_to_proto(result: Any) -> pb.InspectionVerdict:
         reason_code=v.reason_code,
         yearly_count=v.yearly_count,
         yearly_cap=v.yearly_cap,
+        duplicate=result.duplicate,
     )
 
 
@@ -457,21 +551,12 @@ def inspection_to_proto(view: Any) -> pb.Inspection:
 
 # ---------------------------------------------------------------- change feed
 
-_SHANGHAI = ZoneInfo("Asia/Shanghai")
 _WHITELIST_KINDS = {
     ChangeKind.WHITELIST_GRANTED,
     ChangeKind.WHITELIST_EXTENDED,
     ChangeKind.WHITELIST_EXPIRED,
     ChangeKind.WHITELIST_REVOKED,
 }
-
-
-def _number(enum: Any, value: str, prefix: str) -> Any:
-    """A stored lower-case value → its enum number; an unknown one is UNSPECIFIED."""
-    try:
-        return enum_number(enum, value, prefix) if value else 0
-    except ValueError:
-        return 0
 
 
 def change_to_proto(c: Change) -> pb.Change:
@@ -482,7 +567,7 @@ def change_to_proto(c: Change) -> pb.Change:
         kind=enum_number(pb.ChangeKind, c.kind, "CHANGE_KIND_"),
         enterprise_id=c.enterprise_id,
         region=c.region,
-        recorded_at=c.recorded_at.astimezone(_SHANGHAI).isoformat(timespec="microseconds"),
+        recorded_at=rfc3339(c.recorded_at),
     )
     if c.kind is ChangeKind.DECISION_CHANGED:
         out.decision.CopyFrom(

@@ -157,7 +157,11 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         self, request: pb.UpsertEnterpriseRequest, context: grpc.ServicerContext
     ) -> pb.EnterpriseStatus:
         view = register_handlers.upsert_enterprise(
-            self._uow(), self._ctx, convert.profile_to_dict(request.profile), request.as_of
+            self._uow(),
+            self._ctx,
+            convert.profile_to_dict(request.profile),
+            request.as_of,
+            list(request.update_mask.paths),
         )
         return convert.status_to_proto(view)
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
@@ -13,7 +13,13 @@ from services.rules.domain.decision import Decision, applicable_clauses, decide
 from services.rules.domain.errors import FieldViolation, ValidationError
 from services.rules.domain.facts import FactRegistry
 from services.rules.domain.policy import Policy
-from services.rules.domain.profile import EnterpriseProfile, FactValue, Severity, parse_profile
+from services.rules.domain.profile import (
+    EnterpriseProfile,
+    FactValue,
+    Hazard,
+    Severity,
+    parse_profile,
+)
 from services.rules.domain.standards import Catalogue, Clause, Standard
 
 
@@ -67,6 +73,8 @@ def evaluate_data(
         profile = parse_profile(data, ctx.fact_types, prefix=prefix)
     except ValidationError as exc:
         violations = exc.violations + violations
+    else:
+        violations.extend(hazard_violations(ctx, profile.hazards, prefix))
     if violations or when is None:
         raise ValidationError(violations)
     return evaluate(ctx, profile, when)
@@ -103,7 +111,10 @@ def clauses_for_data(
 ) -> ApplicableClauses:
     """Validate a JSON-shaped profile and the date, then list what applies to it."""
     when = parse_as_of(as_of)
-    return clauses_for(ctx, parse_profile(data, ctx.fact_types, prefix="profile."), when, severity)
+    profile = parse_profile(data, ctx.fact_types, prefix="profile.")
+    if violations := hazard_violations(ctx, profile.hazards, "profile."):
+        raise ValidationError(violations)
+    return clauses_for(ctx, profile, when, severity)
 
 
 def fact_readers(catalogue: Catalogue) -> dict[str, list[str]]:
@@ -116,3 +127,32 @@ def fact_readers(catalogue: Catalogue) -> dict[str, list[str]]:
                 if clause.ref not in refs:
                     refs.append(clause.ref)
     return readers
+
+
+def clause_problem(catalogue: Catalogue, ref: str) -> str | None:
+    """Why `ref` names no clause of the loaded rulesets, or None when it does."""
+    if catalogue.clause(ref) is not None:
+        return None
+    standard_id, _, clause = ref.partition(":")
+    if catalogue.standard(standard_id) is None:
+        known = ", ".join(dict.fromkeys(s.id for s in catalogue.standards))
+        return f"unknown clause {ref[:48]!r}: no standard {standard_id[:16]!r} is loaded ({known})"
+    return (
+        f"unknown clause {ref[:48]!r}: {standard_id} has no clause {clause[:32]!r} "
+        "(GetStandard lists its clauses)"
+    )
+
+
+def hazard_violations(
+    ctx: RulesContext,
+    hazards: Iterable[Hazard],
+    prefix: str,
+    on_record: Collection[str] = (),
+) -> list[FieldViolation]:
+    """One violation per hazard whose clause_ref names no loaded clause. Hazards already
+    on record (by hazard_id) are not judged again: the stored one wins over a resent copy."""
+    return [
+        FieldViolation(f"{prefix}hazards[{i}].clause_ref", problem)
+        for i, h in enumerate(hazards)
+        if h.hazard_id not in on_record and (problem := clause_problem(ctx.catalogue, h.clause_ref))
+    ]

@@ -10,17 +10,19 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from services.common.instants import as_utc, rfc3339
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
-from services.rules.domain import events
+from services.rules.domain import events, masks
 from services.rules.domain.decision import Blocker, Decision, Status, without_whitelist
 from services.rules.domain.errors import (
+    AlreadyExists,
     FieldViolation,
     NotFound,
     PreconditionFailed,
@@ -31,13 +33,22 @@ from services.rules.domain.profile import (
     Severity,
     parse_profile,
     profile_to_data,
+    uscc_problem,
 )
-from services.rules.domain.register import DecisionRecord, EventRecord, Firm, WhitelistEntry
+from services.rules.domain.register import (
+    DecisionRecord,
+    EventRecord,
+    Firm,
+    HistoryEntry,
+    WhitelistEntry,
+)
 from services.rules.service_layer.handlers import (
     ApplicableClauses,
     RulesContext,
+    clause_problem,
     clauses_for,
     evaluate,
+    hazard_violations,
     parse_as_of,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
@@ -56,7 +67,7 @@ class StatusView:
     decision: Decision
     decision_id: str
     entry: WhitelistEntry | None
-    history: list[DecisionRecord] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
     duplicate: bool = False
 
 
@@ -122,6 +133,7 @@ def _move_entry(
     change = ""
     if entry is not None and entry.valid_until < day:
         entry.revoked_on, entry.revoked_reason = entry.valid_until, "有效期届满 expired"
+        entry.closed_decision_id = decision_id
         uow.session.flush()  # the partial unique index allows one open entry at a time
         entry, change = None, "expired"
     if entry is not None and decision.status is not Status.WHITELIST:
@@ -131,6 +143,7 @@ def _move_entry(
             else "重新评估未通过：" + "；".join(b.reason for b in decision.whitelist_blockers)
         )
         entry.revoked_on, entry.revoked_reason = day, reason
+        entry.closed_decision_id = decision_id
         return "revoked"
     if decision.status is not Status.WHITELIST:
         return change
@@ -147,15 +160,26 @@ def _move_entry(
             granted_on=day,
             valid_until=decision.valid_until,
             decision_id=decision_id,
+            granted_decision_id=decision_id,
         )
     )
     return "granted"
 
 
 def upsert_enterprise(
-    uow: UnitOfWork, ctx: RulesContext, data: Mapping[str, Any], as_of_text: str
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    data: Mapping[str, Any],
+    as_of_text: str,
+    update_mask: Sequence[str] = (),
 ) -> StatusView:
-    """Store (or merge into) the firm's profile, evaluate it, record the decision."""
+    """Store (or merge into) the firm's profile, evaluate it, record the decision.
+
+    Without a mask the sent profile replaces the stored one (the records only grow);
+    with one, only the named fields change (domain/masks.py)."""
+    paths = masks.check_paths(update_mask)
+    if paths is not None:
+        return _update_masked(uow, ctx, data, as_of_text, paths)
     profile = parse_profile(data, ctx.fact_types, prefix="profile.")
     as_of = parse_as_of(as_of_text) if as_of_text else ctx.today()
     for attempt in range(2):  # a racing first insert of the same firm retries once
@@ -172,9 +196,12 @@ def upsert_enterprise(
                         updated_at=now(),
                     )
                     uow.register.add(firm)
+                    _known_clauses(ctx, profile, "profile.", firm=None)
                     merged = profile
                 else:
-                    merged = events.merge_profile(stored_profile(ctx, firm), profile)
+                    stored = stored_profile(ctx, firm)
+                    _known_clauses(ctx, profile, "profile.", stored)
+                    merged = events.merge_profile(stored, profile)
                 record = decide_and_store(uow, ctx, firm, merged, as_of, "企业信息登记/更新 upsert")
                 uow.commit()
                 return _view(uow, ctx, firm, record)
@@ -182,6 +209,60 @@ def upsert_enterprise(
             if attempt:
                 raise
     raise AssertionError("unreachable")
+
+
+def _update_masked(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    data: Mapping[str, Any],
+    as_of_text: str,
+    paths: list[str],
+) -> StatusView:
+    enterprise_id = data.get("enterprise_id")
+    if not isinstance(enterprise_id, str) or (problem := uscc_problem(enterprise_id)):
+        why = "is required" if not enterprise_id else problem
+        raise ValidationError([FieldViolation("profile.enterprise_id", str(why))])
+    as_of = parse_as_of(as_of_text) if as_of_text else ctx.today()
+    with uow:
+        firm = uow.register.firm(enterprise_id, for_update=True)
+        if firm is None:
+            raise NotFound(
+                f"firm {enterprise_id} is not in the register: register it with the full "
+                "profile (UpsertEnterprise without update_mask) first"
+            )
+        # what the request sets is validated as input (a retired fact key it sends is
+        # refused); what it leaves is the stored profile, read as stored (a retired key
+        # the data migration kept stays, for a person to settle)
+        retired = ctx.fact_types.retired
+        current = {k: v for k, v in (firm.profile.get("facts") or {}).items() if k not in retired}
+        parse_profile(
+            masks.apply_mask({**firm.profile, "facts": current}, data, paths),
+            ctx.fact_types,
+            prefix="profile.",
+        )
+        sent = masks.apply_mask(firm.profile, data, paths)
+        profile = parse_profile(sent, ctx.fact_types, prefix="profile.", stored=True)
+        stored = stored_profile(ctx, firm)
+        _known_clauses(ctx, profile, "profile.", stored)
+        merged = events.merge_profile(stored, profile)
+        cause = f"企业信息部分更新 update ({', '.join(p[:48] for p in paths[:10])})"
+        record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
+        uow.commit()
+        return _view(uow, ctx, firm, record)
+
+
+def _known_clauses(
+    ctx: RulesContext,
+    sent: EnterpriseProfile,
+    prefix: str,
+    firm: EnterpriseProfile | None,
+) -> None:
+    """Every hazard sent must cite a loaded clause, except one already on record (its
+    stored state wins, so a resent copy is not judged again)."""
+    on_record = {h.hazard_id for h in firm.hazards} if firm is not None else set()
+    violations = hazard_violations(ctx, sent.hazards, prefix, on_record)
+    if violations:
+        raise ValidationError(violations)
 
 
 def get_status(
@@ -233,9 +314,74 @@ def _view(
         decision=decision_from_json(record.payload),
         decision_id=record.id,
         entry=entry,
-        history=list(uow.register.history(firm.enterprise_id, history_limit)),
+        history=history_of(uow, firm.enterprise_id, history_limit),
         duplicate=duplicate,
     )
+
+
+# events that never cause a decision: history items of their own
+QUIET_EVENTS = tuple(k.value for k in events.EventKind if k not in events.REEVALUATING)
+CAUSING_EVENTS = tuple(k.value for k in events.REEVALUATING)
+
+
+def history_of(uow: UnitOfWork, enterprise_id: str, limit: int) -> list[HistoryEntry]:
+    """The newest `limit` items: decisions (naming the event that caused one), the events
+    that caused none, and the white-list grants and closures each decision made."""
+    decisions = list(uow.register.history(enterprise_id, limit))
+    quiet = list(uow.register.recent_events(enterprise_id, QUIET_EVENTS, limit))
+    return _items(uow, enterprise_id, decisions, quiet)[:limit]
+
+
+def _items(
+    uow: UnitOfWork,
+    enterprise_id: str,
+    decisions: list[DecisionRecord],
+    quiet: list[EventRecord],
+) -> list[HistoryEntry]:
+    ids = [d.id for d in decisions]
+    causes = {
+        e.decision_id: e
+        for e in uow.register.events_of_decisions(enterprise_id, ids, CAUSING_EVENTS)
+    }
+    entries = list(uow.register.entries_of_decisions(enterprise_id, ids))
+    ranked: list[tuple[datetime, int, HistoryEntry]] = []
+    for d in decisions:
+        cause = causes.get(d.id)
+        reason = d.cause + (f"（白名单 {d.whitelist_change}）" if d.whitelist_change else "")
+        item = HistoryEntry(
+            recorded_at=d.decided_at,
+            kind="decision",
+            decision_id=d.id,
+            status=d.status,
+            risk_level=d.risk_level,
+            as_of=d.as_of,
+            ruleset_version=d.ruleset_version,
+            reason=reason,
+            event_id=cause.event_id if cause else "",
+            event_kind=cause.kind if cause else "",
+        )
+        ranked.append((d.decided_at, 0, item))
+        for entry in entries:
+            if entry.closed_decision_id == d.id:
+                revoked = replace(
+                    item, kind="whitelist_revoked", reason=entry.revoked_reason, entry=entry
+                )
+                ranked.append((d.decided_at, 1, revoked))
+            if entry.granted_decision_id == d.id:
+                why = f"列入白名单（无事不扰），有效期至{entry.valid_until.isoformat()}"
+                granted = replace(item, kind="whitelist_granted", reason=why, entry=entry)
+                ranked.append((d.decided_at, 2, granted))
+    for e in quiet:
+        item = HistoryEntry(
+            recorded_at=e.received_at,
+            kind="event",
+            reason=e.summary,
+            event_id=e.event_id,
+            event_kind=e.kind,
+        )
+        ranked.append((e.received_at, 0, item))
+    ranked.sort(key=lambda r: (as_utc(r[0]), r[1]), reverse=True)
+    return [item for _, _, item in ranked]
 
 
 def list_whitelist(
@@ -275,15 +421,17 @@ def _decode_token(token: str, region: str) -> str:
 def report_event(
     uow: UnitOfWork, ctx: RulesContext, data: Mapping[str, Any], source: str
 ) -> StatusView:
-    """Apply an event once: the same (caller, event_id) again returns the first result."""
+    """Apply an event once: the same (caller, event_id) with the same content again
+    returns the first result; with other content it is ALREADY_EXISTS."""
     event = events.parse_event(data, ctx.fact_types)
+    fingerprint = events.fingerprint(event)
     try:
         with uow:
             first = uow.register.event(source, event.event_id)
             if first is not None:
-                return _replay(uow, ctx, first)
+                return _replay(uow, ctx, first, event, fingerprint)
             firm = load_firm(uow, event.enterprise_id, for_update=True)
-            record = _apply(uow, ctx, firm, event, source)
+            record = _apply(uow, ctx, firm, event, source, fingerprint)
             decision = uow.register.decision(record.decision_id)
             assert decision is not None
             view = _view(uow, ctx, firm, decision)
@@ -295,13 +443,25 @@ def report_event(
             first = uow.register.event(source, event.event_id)
             if first is None:
                 raise
-            return _replay(uow, ctx, first)
+            return _replay(uow, ctx, first, event, fingerprint)
 
 
 def _apply(
-    uow: UnitOfWork, ctx: RulesContext, firm: Firm, event: events.Event, source: str
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    firm: Firm,
+    event: events.Event,
+    source: str,
+    fingerprint: str,
 ) -> EventRecord:
-    outcome = events.apply(stored_profile(ctx, firm), event)
+    stored = stored_profile(ctx, firm)
+    if event.hazard is not None and (
+        problem := clause_problem(ctx.catalogue, event.hazard.clause_ref)
+    ):
+        raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
+    if event.profile is not None:
+        _known_clauses(ctx, event.profile, "event.profile.", stored)
+    outcome = events.apply(stored, event)
     record = EventRecord(
         source=source,
         event_id=event.event_id,
@@ -311,6 +471,7 @@ def _apply(
         detail=event.detail,
         received_at=now(),
         summary=outcome.summary,
+        fingerprint=fingerprint,
     )
     uow.register.add(record)
     uow.session.flush()  # the unique (source, event_id) is checked here, before any decision
@@ -330,56 +491,117 @@ def _apply(
 
 def _snapshot(view: StatusView) -> dict[str, Any]:
     """What a replay of this event must answer: the state right after the first time."""
-    entry = view.entry
     return {
         "profile": profile_to_data(view.profile),
-        "history": [r.id for r in view.history],
-        "entry": None
-        if entry is None
-        else {
-            "id": entry.id,
-            "enterprise_id": entry.enterprise_id,
-            "name": entry.name,
-            "region": entry.region,
-            "granted_on": entry.granted_on.isoformat(),
-            "valid_until": entry.valid_until.isoformat(),
-            "decision_id": entry.decision_id,
-            "revoked_on": entry.revoked_on.isoformat() if entry.revoked_on else None,
-            "revoked_reason": entry.revoked_reason,
-        },
+        "history": [i.decision_id for i in view.history if i.kind == "decision"],
+        "history_items": [_item_json(i) for i in view.history],
+        "entry": _entry_json(view.entry),
     }
 
 
-def _replay(uow: UnitOfWork, ctx: RulesContext, first: EventRecord) -> StatusView:
-    """The first result again, from the snapshot taken when the event was applied."""
+def _entry_json(entry: WhitelistEntry | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {
+        "id": entry.id,
+        "enterprise_id": entry.enterprise_id,
+        "name": entry.name,
+        "region": entry.region,
+        "granted_on": entry.granted_on.isoformat(),
+        "valid_until": entry.valid_until.isoformat(),
+        "decision_id": entry.decision_id,
+        "revoked_on": entry.revoked_on.isoformat() if entry.revoked_on else None,
+        "revoked_reason": entry.revoked_reason,
+    }
+
+
+def _entry_from_json(raw: dict[str, Any] | None) -> WhitelistEntry | None:
+    if raw is None:
+        return None
+    return WhitelistEntry(
+        id=raw["id"],
+        enterprise_id=raw["enterprise_id"],
+        name=raw["name"],
+        region=raw["region"],
+        granted_on=date.fromisoformat(raw["granted_on"]),
+        valid_until=date.fromisoformat(raw["valid_until"]),
+        decision_id=raw["decision_id"],
+        revoked_on=date.fromisoformat(raw["revoked_on"]) if raw["revoked_on"] else None,
+        revoked_reason=raw["revoked_reason"],
+    )
+
+
+def _item_json(item: HistoryEntry) -> dict[str, Any]:
+    return {
+        "recorded_at": as_utc(item.recorded_at).isoformat(),
+        "kind": item.kind,
+        "decision_id": item.decision_id,
+        "status": item.status,
+        "risk_level": item.risk_level,
+        "as_of": item.as_of.isoformat() if item.as_of else None,
+        "ruleset_version": item.ruleset_version,
+        "reason": item.reason,
+        "event_id": item.event_id,
+        "event_kind": item.event_kind,
+        "entry": _entry_json(item.entry),
+    }
+
+
+def _item_from_json(raw: dict[str, Any]) -> HistoryEntry:
+    return HistoryEntry(
+        recorded_at=datetime.fromisoformat(raw["recorded_at"]),
+        kind=raw["kind"],
+        decision_id=raw["decision_id"],
+        status=raw["status"],
+        risk_level=raw["risk_level"],
+        as_of=date.fromisoformat(raw["as_of"]) if raw["as_of"] else None,
+        ruleset_version=raw["ruleset_version"],
+        reason=raw["reason"],
+        event_id=raw["event_id"],
+        event_kind=raw["event_kind"],
+        entry=_entry_from_json(raw["entry"]),
+    )
+
+
+def _same_event(first: EventRecord, event: events.Event, fingerprint: str) -> bool:
+    if first.fingerprint is not None:
+        return first.fingerprint == fingerprint
+    # recorded before events kept a fingerprint: compare what is certain
+    return (first.enterprise_id, first.kind, first.occurred_on) == (
+        event.enterprise_id,
+        event.kind.value,
+        event.occurred_on,
+    )
+
+
+def _replay(
+    uow: UnitOfWork, ctx: RulesContext, first: EventRecord, event: events.Event, fingerprint: str
+) -> StatusView:
+    """The first result again, from the snapshot taken when the event was applied; an
+    event_id reused for another event is refused, so that event is not silently lost."""
+    if not _same_event(first, event, fingerprint):
+        raise AlreadyExists(
+            f"event_id {first.event_id[:64]!r} was already used by this caller for an event "
+            f"with different content ({first.kind} of {first.enterprise_id} on "
+            f"{first.occurred_on.isoformat()}, received {rfc3339(first.received_at)}); "
+            "a new event needs a new event_id, a retry must resend the same content"
+        )
     decision = uow.register.decision(first.decision_id)
     snap = first.result or {}
     if decision is None or not snap:
         raise PreconditionFailed(f"event {first.event_id!r} was recorded without its result")
-    raw = snap.get("entry")
-    entry = (
-        None
-        if raw is None
-        else WhitelistEntry(
-            id=raw["id"],
-            enterprise_id=raw["enterprise_id"],
-            name=raw["name"],
-            region=raw["region"],
-            granted_on=date.fromisoformat(raw["granted_on"]),
-            valid_until=date.fromisoformat(raw["valid_until"]),
-            decision_id=raw["decision_id"],
-            revoked_on=date.fromisoformat(raw["revoked_on"]) if raw["revoked_on"] else None,
-            revoked_reason=raw["revoked_reason"],
-        )
-    )
-    history = [r for i in snap.get("history", []) if (r := uow.register.decision(i)) is not None]
+    if "history_items" in snap:
+        history = [_item_from_json(i) for i in snap["history_items"]]
+    else:  # a snapshot from before history items: its decisions, as recorded now
+        decisions = [r for i in snap.get("history", []) if (r := uow.register.decision(i))]
+        history = _items(uow, first.enterprise_id, decisions, [])
     return StatusView(
         profile=parse_profile(
             snap["profile"], ctx.fact_types, prefix="stored.", max_list=None, stored=True
         ),
         decision=decision_from_json(decision.payload),
         decision_id=decision.id,
-        entry=entry,
+        entry=_entry_from_json(snap.get("entry")),
         history=history,
         duplicate=True,
     )

@@ -211,3 +211,83 @@ def test_serve_logs_each_rpc_and_shuts_down_gracefully_on_sigterm(tmp_path: Path
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
+
+
+def test_evaluate_via_server_waits_out_the_rate_limit(tmp_path: Path) -> None:
+    """`evaluate FILE --server` honours retry-after: a file larger than the caller's burst
+    is evaluated whole, not refused item by item (issue 14.7)."""
+    from services.common.auth import TokenStore
+    from services.common.ratelimit import Rate
+    from services.common.security import Security
+    from services.rules.adapters.ruleset_loader import load_rulebook
+    from services.rules.entrypoints import grpc_server
+    from tests.support import RULESETS
+
+    token = "tok-batch-evaluator-0123456789"
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(
+        json.dumps({"tokens": [{"token": token, "caller": "batch", "scopes": ["rules.evaluate"]}]}),
+        encoding="utf-8",
+    )
+    security = Security(TokenStore.load(tokens), Rate(per_second=10, burst=3))
+    server, port = grpc_server.create_server(load_rulebook(RULESETS), security=security)
+    server.start()
+    try:
+        path = write_jsonl(tmp_path / "p.jsonl", [profile(n) for n in range(1, 9)])
+        result = run_cli(
+            "evaluate", str(path), "--json", "--as-of", "2026-06-30",
+            "--server", f"127.0.0.1:{port}", "--token", token,
+        )  # fmt: skip
+    finally:
+        server.stop(None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    decisions = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["enterprise_id"] for d in decisions] == [uscc(n) for n in range(1, 9)]
+    assert not [d for d in decisions if "error" in d]
+
+
+def test_evaluate_reads_the_canonical_proto3_json_mapping_too(tmp_path: Path) -> None:
+    """A profile as any proto3 library prints it (lowerCamelCase names, enum value names
+    like INDUSTRY_COMMERCE_TRADE) is read like the short form, in-process and via a server."""
+    from google.protobuf import json_format
+
+    from services.rules.adapters.ruleset_loader import load_rulebook
+    from services.rules.entrypoints import grpc_server
+    from tests.support import RULESETS
+
+    short = profile(
+        1,
+        industry="commerce_trade",
+        credit_rating="B",
+        high_risk_domains=["dust_explosion"],
+        accidents=[{"occurred_on": "2024-01-05", "level": "general", "deaths": 0}],
+        hazards=[
+            {
+                "hazard_id": "H1",
+                "clause_ref": "GEN:ledger",
+                "severity": "general",
+                "found_on": "2026-06-01",
+                "due_on": "2026-07-01",
+                "status": "open",
+            }
+        ],
+    )
+    canonical = json_format.MessageToDict(profile_from_json(short))
+    assert canonical["industry"] == "INDUSTRY_COMMERCE_TRADE" and "enterpriseId" in canonical
+    mixed = {**short, "industry": "INDUSTRY_COMMERCE_TRADE", "credit_rating": "CREDIT_RATING_B"}
+    path = write_jsonl(tmp_path / "p.jsonl", [short, canonical, mixed])
+    server, port = grpc_server.create_server(load_rulebook(RULESETS))
+    server.start()
+    try:
+        local = run_cli("evaluate", str(path), "--json", "--as-of", "2026-06-30")
+        remote = run_cli(
+            "evaluate", str(path), "--json", "--as-of", "2026-06-30",
+            "--server", f"127.0.0.1:{port}",
+        )  # fmt: skip
+    finally:
+        server.stop(None)
+    for result in (local, remote):
+        assert result.returncode == 0, result.stdout + result.stderr
+        first, *others = [json.loads(line) for line in result.stdout.splitlines()]
+        assert first["risk_level"] == "RISK_LEVEL_ORANGE"  # the accident within 36 months
+        assert others == [first, first]

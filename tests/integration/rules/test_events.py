@@ -19,7 +19,7 @@ from grpc_status import rpc_status
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.rules.entrypoints.convert import profile_from_json
-from tests.integration.conftest import Clock, upsert
+from tests.integration.conftest import Clock, decisions, upsert
 from tests.support import profile, uscc
 
 TODAY = "2026-06-30"  # the conftest clock's default
@@ -165,7 +165,7 @@ def whitelisted_firm(stub: RulesServiceStub, n: int = 1, **fields: Any) -> pb.En
     assert status.decision.status == pb.STATUS_WHITELIST
     assert status.whitelist_entry.granted_on == TODAY
     assert status.whitelist_entry.valid_until == "2027-06-30"
-    assert len(status.history) == 1
+    assert len(decisions(status)) == 1
     return status
 
 
@@ -194,8 +194,8 @@ def test_accident_is_appended_turns_orange_and_revokes_the_white_list(
     assert blockers(status) == {"risk_not_blue", "recent_accident", "revoked_by_event"}
     assert status.decision.inspection_cap_per_year == 2  # ordinary grade 2
     assert_revoked(register_stub, 1, status)
-    assert len(status.history) == 2
-    newest = status.history[0]
+    assert len(decisions(status)) == 2
+    newest = decisions(status)[0]
     assert (newest.status, newest.risk_level, newest.as_of) == (
         pb.STATUS_ROUTINE,
         pb.RISK_LEVEL_ORANGE,
@@ -224,8 +224,8 @@ def test_fatal_accident_turns_red_and_priority(
     assert status.decision.inspection_due_on == "2026-09-14"  # 30 days
     assert blockers(status) == {"risk_not_blue", "recent_accident", "revoked_by_event"}
     assert_revoked(register_stub, 1, status)
-    assert len(status.history) == 2
-    assert status.history[0].as_of == "2026-08-15"
+    assert len(decisions(status)) == 2
+    assert decisions(status)[0].as_of == "2026-08-15"
 
 
 @pytest.mark.parametrize(
@@ -252,7 +252,7 @@ def test_accident_windows_at_their_edges_and_revocation_regardless(
         pb.STATUS_PRIORITY if colour == pb.RISK_LEVEL_RED else pb.STATUS_ROUTINE
     )
     assert_revoked(register_stub, 1, status)
-    assert len(status.history) == 2
+    assert len(decisions(status)) == 2
 
 
 def test_revoked_entry_is_restored_only_by_a_later_decision_that_passes(
@@ -267,7 +267,7 @@ def test_revoked_entry_is_restored_only_by_a_later_decision_that_passes(
     after_complaint = report(register_stub, complaint(1, "c-1"))
     assert after_complaint.decision.decision_id == old.decision.decision_id
     assert not after_complaint.HasField("whitelist_entry")
-    assert len(after_complaint.history) == 2
+    assert len(decisions(after_complaint)) == 2
     # the next decision passes every criterion: a new entry, the accident kept
     again = upsert(register_stub, profile(1))
     assert again.decision.status == pb.STATUS_WHITELIST
@@ -275,7 +275,7 @@ def test_revoked_entry_is_restored_only_by_a_later_decision_that_passes(
     assert again.whitelist_entry.granted_on == TODAY
     assert again.whitelist_entry.valid_until == "2027-06-30"
     assert [a.occurred_on for a in again.profile.accidents] == ["2023-06-29"]
-    assert len(again.history) == 3
+    assert len(decisions(again)) == 3
     assert uscc(1) in listed(register_stub)
 
 
@@ -290,10 +290,10 @@ def test_complaint_is_recorded_but_changes_nothing(register_stub: RulesServiceSt
     assert status.decision.status == pb.STATUS_WHITELIST
     assert status.profile == first.profile
     assert status.whitelist_entry == first.whitelist_entry
-    assert len(status.history) == 1
+    assert len(decisions(status)) == 1
     second = report(register_stub, complaint(1, "c-2", text="夜间噪声扰民"))
     assert not second.duplicate
-    assert len(second.history) == 1
+    assert len(decisions(second)) == 1
     assert status_of(register_stub, 1).decision.decision_id == first.decision.decision_id
     assert uscc(1) in listed(register_stub)
 
@@ -304,7 +304,7 @@ def test_complaint_on_a_routine_firm_changes_nothing(register_stub: RulesService
     status = report(register_stub, complaint(1, "c-1"))
     assert status.decision == first.decision
     assert status.profile == first.profile
-    assert len(status.history) == 1
+    assert len(decisions(status)) == 1
 
 
 # ---------------------------------------------------------------- hazards found
@@ -350,9 +350,9 @@ def test_major_hazard_found_is_appended_open_turns_red_and_revokes(
     assert cited[0].clause_ref == "GM2023:11(3)"
     assert cited[0].severity == pb.SEVERITY_MAJOR
     assert_revoked(register_stub, 1, status)
-    assert len(status.history) == 2
-    assert status.history[0].status == pb.STATUS_PRIORITY
-    assert status.history[0].risk_level == pb.RISK_LEVEL_RED
+    assert len(decisions(status)) == 2
+    assert decisions(status)[0].status == pb.STATUS_PRIORITY
+    assert decisions(status)[0].risk_level == pb.RISK_LEVEL_RED
 
 
 def test_general_hazard_found_is_appended_open_and_re_evaluated(
@@ -377,7 +377,7 @@ def test_general_hazard_found_is_appended_open_and_re_evaluated(
     assert [f.hazard_id for f in status.decision.findings] == ["H1"]
     assert status.decision.findings[0].severity == pb.SEVERITY_GENERAL
     assert_revoked(register_stub, 1, status)
-    assert len(status.history) == 2
+    assert len(decisions(status)) == 2
 
 
 def test_three_general_hazards_turn_orange(register_stub: RulesServiceStub) -> None:
@@ -386,7 +386,7 @@ def test_three_general_hazards_turn_orange(register_stub: RulesServiceStub) -> N
         status = report(register_stub, hazard_found(1, f"gh-{i}", f"H{i}", clause_ref=ref))
     assert status.decision.risk_level == pb.RISK_LEVEL_ORANGE
     assert [h.hazard_id for h in status.profile.hazards] == ["H1", "H2", "H3"]
-    assert len(status.history) == 4
+    assert len(decisions(status)) == 4
 
 
 def test_hazard_found_with_an_id_already_on_record_is_invalid(
@@ -398,7 +398,7 @@ def test_hazard_found_with_an_id_already_on_record_is_invalid(
         report(register_stub, hazard_found(1, "gh-2", "H1", clause_ref="GEN:training"))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "event.hazard.hazard_id" in violations(info.value)
-    assert len(status_of(register_stub, 1).history) == 2
+    assert len(decisions(status_of(register_stub, 1))) == 2
 
 
 # ---------------------------------------------------------------- HAZARD_VERIFIED
@@ -431,8 +431,8 @@ def test_on_time_verification_closes_the_hazard_and_restores_the_white_list(
     assert status.whitelist_entry.granted_on == "2026-07-10"
     assert status.whitelist_entry.valid_until == "2027-07-10"
     assert not status.whitelist_entry.revoked_on
-    assert len(status.history) == 3
-    assert status.history[0].status == pb.STATUS_WHITELIST
+    assert len(decisions(status)) == 3
+    assert decisions(status)[0].status == pb.STATUS_WHITELIST
     assert uscc(1) in listed(register_stub)
 
 
@@ -466,7 +466,7 @@ def test_late_verification_blocks_the_white_list(
     assert status.decision.status == pb.STATUS_ROUTINE
     assert [b.code for b in status.decision.whitelist_blockers] == ["late_rectification"]
     assert_revoked(register_stub, 1, status)
-    assert len(status.history) == 3
+    assert len(decisions(status)) == 3
 
 
 @pytest.mark.parametrize("via", ["upsert", "profile_updated"])
@@ -499,7 +499,7 @@ def test_late_closure_blocks_for_exactly_12_months(
     assert restored.whitelist_entry.granted_on == "2027-07-21"
     assert restored.whitelist_entry.valid_until == "2028-07-21"
     assert restored.profile.hazards[0].closed_late  # the record is kept
-    assert len(restored.history) == 5
+    assert len(decisions(restored)) == 5
 
 
 def test_verifying_an_already_verified_hazard_is_a_failed_precondition(
@@ -513,7 +513,7 @@ def test_verifying_an_already_verified_hazard_is_a_failed_precondition(
             report(register_stub, ev)
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     after = status_of(register_stub, 1)
-    assert len(after.history) == 3
+    assert len(decisions(after)) == 3
     assert not after.profile.hazards[0].closed_late
     assert after.decision.status == pb.STATUS_WHITELIST
 
@@ -546,12 +546,12 @@ def test_rectification_overdue_revokes_and_keeps_the_hazard_open(
     assert status.decision.as_of == "2026-07-16"
     assert blockers(status) == {"risk_not_blue", "open_hazard", "revoked_by_event"}
     assert_revoked(register_stub, 1, status)
-    assert len(status.history) == 3
+    assert len(decisions(status)) == 3
     # the revocation marks only the event's own decision; a late closure follows
     clock.today = date(2026, 7, 25)
     closed = report(register_stub, verified(1, "v-1", "H1", "2026-07-25", late=True))
     assert [b.code for b in closed.decision.whitelist_blockers] == ["late_rectification"]
-    assert len(closed.history) == 4
+    assert len(decisions(closed)) == 4
 
 
 @pytest.mark.parametrize("kind", ["verified", "overdue"])
@@ -569,11 +569,11 @@ def test_overdue_or_verified_for_an_unknown_hazard_is_not_found_and_writes_nothi
     with pytest.raises(grpc.RpcError) as info:
         report(register_stub, make("NO-SUCH-HAZARD"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    assert len(status_of(register_stub, 1).history) == 2
+    assert len(decisions(status_of(register_stub, 1))) == 2
     # nothing was recorded under the event id: it can still be used
     status = report(register_stub, make("H1"))
     assert not status.duplicate
-    assert len(status.history) == 3
+    assert len(decisions(status)) == 3
     assert status.profile.enterprise_id == first.profile.enterprise_id
 
 
@@ -590,7 +590,7 @@ def test_penalty_is_appended_turns_yellow_and_revokes(register_stub: RulesServic
     assert status.decision.status == pb.STATUS_ROUTINE
     assert blockers(status) == {"risk_not_blue", "recent_penalty", "revoked_by_event"}
     assert_revoked(register_stub, 1, status)
-    assert len(status.history) == 2
+    assert len(decisions(status)) == 2
 
 
 @pytest.mark.parametrize(
@@ -636,7 +636,7 @@ def test_profile_updated_replaces_fields_merges_lists_and_re_evaluates(
     assert status.decision.status == pb.STATUS_ROUTINE
     assert blockers(status) == {"risk_not_blue", "credit_rating"}  # not a revoking event
     assert_revoked(register_stub, 1, status)
-    assert len(status.history) == 2
+    assert len(decisions(status)) == 2
 
 
 def test_profile_updated_that_still_passes_extends_the_entry(
@@ -652,7 +652,7 @@ def test_profile_updated_that_still_passes_extends_the_entry(
     assert status.decision.as_of == "2026-09-01"
     assert status.whitelist_entry.granted_on == TODAY
     assert status.whitelist_entry.valid_until == "2027-09-01"  # 12 months from the decision
-    assert len(status.history) == 2
+    assert len(decisions(status)) == 2
 
 
 def test_profile_updated_renaming_and_moving_a_firm_updates_its_entry(
@@ -717,16 +717,60 @@ def test_same_event_id_twice_has_effect_once(register_stub: RulesServiceStub, ma
     assert stored.profile == first.profile
 
 
-def test_same_event_id_with_other_content_returns_the_first_result(
+def _already_exists(stub: RulesServiceStub, ev: pb.EnterpriseEvent) -> str:
+    with pytest.raises(grpc.RpcError) as caught:
+        report(stub, ev)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS, caught.value.details()
+    return caught.value.details() or ""
+
+
+def test_same_event_id_with_another_kind_is_already_exists_and_changes_nothing(
     register_stub: RulesServiceStub,
 ) -> None:
     whitelisted_firm(register_stub)
     first = report(register_stub, accident(1, "e-1"))
-    again = report(register_stub, penalty(1, "e-1"))
-    assert again.duplicate
-    assert again.decision == first.decision
-    assert list(again.profile.penalties) == []
-    assert len(status_of(register_stub, 1).history) == 2
+    message = _already_exists(register_stub, penalty(1, "e-1"))
+    assert "'e-1'" in message and "different content" in message
+    stored = status_of(register_stub, 1)
+    assert list(stored.profile.penalties) == []
+    assert stored.decision == first.decision
+    assert len(decisions(stored)) == 2
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(lambda: penalty(1, "e-1", amount=6000.0), id="payload"),
+        pytest.param(lambda: penalty(1, "e-1", occurred_on="2026-06-29"), id="occurred_on"),
+        pytest.param(lambda: penalty(2, "e-1"), id="another-firm"),
+    ],
+)
+def test_same_event_id_with_another_payload_is_already_exists(
+    register_stub: RulesServiceStub, other: Any
+) -> None:
+    whitelisted_firm(register_stub)
+    upsert(register_stub, profile(2))
+    report(register_stub, penalty(1, "e-1"))
+    _already_exists(register_stub, other())
+    assert len(status_of(register_stub, 1).profile.penalties) == 1
+    assert len(status_of(register_stub, 2).profile.penalties) == 0
+
+
+def test_same_event_id_with_the_same_content_in_another_form_is_a_replay(
+    register_stub: RulesServiceStub,
+) -> None:
+    """The comparison is on the event's canonical form: an omitted severity the kind
+    implies, or domains in another order, are the same event."""
+    whitelisted_firm(register_stub)
+    first = report(register_stub, hazard_found(1, "h-1", "H1", major=True))
+    again = report(
+        register_stub, hazard_found(1, "h-1", "H1", major=True, severity=pb.SEVERITY_MAJOR)
+    )
+    assert again.duplicate and again.decision == first.decision
+    data = profile(1, high_risk_domains=["gas", "confined_space"])
+    report(register_stub, profile_updated(1, "p-1", data))
+    data["high_risk_domains"] = ["confined_space", "gas"]
+    assert report(register_stub, profile_updated(1, "p-1", data)).duplicate
 
 
 def test_replay_after_later_changes_returns_the_first_result(
@@ -773,7 +817,7 @@ def test_concurrent_same_event_has_effect_once(register_stub: RulesServiceStub) 
     assert sorted(r.duplicate for r in results) == [False] + [True] * 7
     assert len({r.decision.decision_id for r in results}) == 1
     stored = status_of(register_stub, 1)
-    assert len(stored.history) == 2  # exactly one new history item
+    assert len(decisions(stored)) == 2  # exactly one new history item
     assert len(stored.profile.accidents) == 1
     assert not stored.HasField("whitelist_entry")
 
@@ -786,7 +830,7 @@ def test_concurrent_distinct_events_are_all_applied(register_stub: RulesServiceS
     assert not any(r.duplicate for r in results)
     stored = status_of(register_stub, 1)
     assert sorted(p.amount_yuan for p in stored.profile.penalties) == [100.0 + i for i in range(8)]
-    assert len(stored.history) == 9
+    assert len(decisions(stored)) == 9
 
 
 # ---------------------------------------------------------------- errors
@@ -886,7 +930,7 @@ def test_invalid_events_name_the_field_and_write_nothing(
     after = status_of(register_stub, 1)
     assert after.decision == first.decision
     assert after.profile == first.profile
-    assert len(after.history) == 1
+    assert len(decisions(after)) == 1
     assert after.whitelist_entry == first.whitelist_entry
 
 

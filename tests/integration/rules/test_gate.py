@@ -206,8 +206,10 @@ def test_planned_after_valid_until_is_not_treated_as_white_listed(
 def test_planned_before_the_entry_was_granted_is_not_treated_as_white_listed(
     register_stub: RulesServiceStub,
 ) -> None:
-    whitelisted_firm(register_stub)
-    assert_allowed(check(register_stub, 1, "A", ROUTINE, "2026-06-29"), "allowed", 1, 2)
+    granted = upsert(register_stub, profile(1), as_of="2026-07-10")  # decided ahead
+    assert granted.whitelist_entry.granted_on == "2026-07-10"
+    assert_allowed(check(register_stub, 1, "A", ROUTINE, "2026-07-09"), "allowed", 1, 2)
+    assert_denied(check(register_stub, 1, "B", ROUTINE, "2026-07-10"), "whitelist")
 
 
 def test_a_revoked_entry_no_longer_shields_the_firm(register_stub: RulesServiceStub) -> None:
@@ -230,11 +232,13 @@ def test_a_revoked_entry_no_longer_shields_the_firm(register_stub: RulesServiceS
 
 
 def test_white_list_comes_before_the_authority_and_yearly_caps(
-    register_stub: RulesServiceStub,
+    register_stub: RulesServiceStub, clock: Any
 ) -> None:
     ordinary_firm(register_stub)  # cap 2, not yet white-listed
+    clock.today = date(2026, 1, 2)  # the two visits were asked for early in the year
     assert_allowed(check(register_stub, 1, "A", ROUTINE, "2026-02-01"), "allowed", 1, 2)
     assert_allowed(check(register_stub, 1, "A", ROUTINE, "2026-04-01"), "allowed", 2, 2)
+    clock.today = date(2026, 6, 30)
     whitelisted_firm(register_stub)  # now 专精特新: white-listed from 2026-06-30
     assert_denied(check(register_stub, 1, "A", ROUTINE, "2026-08-01"), "whitelist")
     assert_denied(check(register_stub, 1, "B", ROUTINE, "2026-08-01"), "whitelist")
@@ -386,8 +390,11 @@ def test_caps_reset_with_the_calendar_year(register_stub: RulesServiceStub) -> N
     assert_denied(check(register_stub, 1, "A", ROUTINE, "2027-02-15"), "yearly_cap")
 
 
-def test_authority_cap_resets_with_the_calendar_year(register_stub: RulesServiceStub) -> None:
+def test_authority_cap_resets_with_the_calendar_year(
+    register_stub: RulesServiceStub, clock: Any
+) -> None:
     ordinary_firm(register_stub, standardization_grade=3)
+    clock.today = date(2026, 1, 2)
     check(register_stub, 1, "A", ROUTINE, "2026-01-15")
     check(register_stub, 1, "A", ROUTINE, "2026-12-31")
     assert_denied(check(register_stub, 1, "A", ROUTINE, "2026-12-30"), "authority_cap")
@@ -589,3 +596,118 @@ def test_unknown_firm_is_not_found(register_stub: RulesServiceStub) -> None:
         with pytest.raises(grpc.RpcError) as info:
             check(register_stub, 2, "A", kind, "2027-03-01")
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# ---------------------------------------------------------------- past dates, safe retries
+
+
+def _request(n: int = 1, planned_on: str = "2027-03-01", **fields: Any) -> Any:
+    return pb.CheckInspectionRequest(
+        enterprise_id=uscc(n), authority="A", kind=ROUTINE, planned_on=planned_on, **fields
+    )
+
+
+@pytest.mark.parametrize("kind", [ROUTINE, pb.INSPECTION_KIND_ACCIDENT])
+def test_a_planned_on_in_the_past_is_invalid_and_records_nothing(
+    register_stub: RulesServiceStub, kind: Any
+) -> None:
+    """CheckInspection gates visits still to come: a past date (the server's today is
+    2026-06-30 in Asia/Shanghai) is refused, not counted against the cap."""
+    ordinary_firm(register_stub, standardization_grade=1)  # cap 1
+    for day in ("2020-01-05", "2026-06-29"):
+        with pytest.raises(grpc.RpcError) as info:
+            check(register_stub, 1, "A", kind, day)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "in the past" in violations(info.value)["planned_on"]
+    assert_allowed(check(register_stub, 1, "A", ROUTINE, "2026-06-30"), "allowed", 1, 1)  # today
+
+
+def test_the_same_idempotency_key_again_returns_the_first_verdict(
+    register_stub: RulesServiceStub,
+) -> None:
+    ordinary_firm(register_stub, standardization_grade=1)  # cap 1
+    first = register_stub.CheckInspection(_request(idempotency_key="k-1"), timeout=10)
+    assert_allowed(first, "allowed", 1, 1)
+    assert not first.duplicate
+    again = register_stub.CheckInspection(_request(idempotency_key="k-1"), timeout=10)
+    assert again.duplicate
+    again.duplicate = False
+    assert again == first  # the same code, the same joint id, the same counts
+    # the retry took no second slot: another authority's visit a month later is the cap
+    assert_denied(check(register_stub, 1, "B", ROUTINE, "2027-05-01"), "yearly_cap")
+    assert verify(register_stub, first.inspection_code).authority == "A"
+
+
+def test_a_retry_after_the_planned_day_passed_still_returns_the_first_verdict(
+    register_stub: RulesServiceStub, clock: Any
+) -> None:
+    ordinary_firm(register_stub)
+    first = register_stub.CheckInspection(
+        _request(planned_on="2026-07-01", idempotency_key="k-1"), timeout=10
+    )
+    clock.today = date(2026, 7, 2)
+    again = register_stub.CheckInspection(
+        _request(planned_on="2026-07-01", idempotency_key="k-1"), timeout=10
+    )
+    assert again.duplicate and again.inspection_code == first.inspection_code
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"planned_on": "2027-03-02"},
+        {"authority": "B"},
+        {"kind": CAMPAIGN},
+        {"grounds": "另一个理由"},
+        {"enterprise_id": uscc(2)},
+    ],
+    ids=["planned_on", "authority", "kind", "grounds", "firm"],
+)
+def test_the_same_idempotency_key_with_another_request_is_already_exists(
+    register_stub: RulesServiceStub, changes: dict[str, Any]
+) -> None:
+    ordinary_firm(register_stub, 1, standardization_grade=1)
+    ordinary_firm(register_stub, 2, standardization_grade=1)
+    first = register_stub.CheckInspection(_request(idempotency_key="k-1"), timeout=10)
+    other = _request(idempotency_key="k-1")
+    for key, value in changes.items():
+        setattr(other, key, value)
+    with pytest.raises(grpc.RpcError) as info:
+        register_stub.CheckInspection(other, timeout=10)
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "'k-1'" in (info.value.details() or "")
+    assert first.allowed
+    assert_allowed(check(register_stub, 2, "A", ROUTINE, "2027-03-01"), "allowed", 1, 1)
+
+
+def test_concurrent_retries_with_one_key_record_one_inspection(
+    register_stub: RulesServiceStub,
+) -> None:
+    ordinary_firm(register_stub)  # cap 2
+    barrier = threading.Barrier(6)
+    results: list[Any] = [None] * 6
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = register_stub.CheckInspection(_request(idempotency_key="k-1"), timeout=30)
+        except Exception as exc:  # reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert len({r.inspection_code for r in results}) == 1
+    assert sorted(r.duplicate for r in results) == [False] + [True] * 5
+    assert_allowed(check(register_stub, 1, "B", ROUTINE, "2027-09-01"), "allowed", 2, 2)
+
+
+def test_an_idempotency_key_is_at_most_128_characters(register_stub: RulesServiceStub) -> None:
+    ordinary_firm(register_stub)
+    with pytest.raises(grpc.RpcError) as info:
+        register_stub.CheckInspection(_request(idempotency_key="k" * 129), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "idempotency_key" in violations(info.value)

@@ -9,16 +9,18 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common.db import make_engine
+from services.rules.adapters import migrate
 from services.rules.adapters.orm import metadata
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.register import DecisionRecord
 from services.rules.entrypoints.grpc_server import context_from
 from services.rules.service_layer.reevaluation import reevaluate_all
 from services.rules.service_layer.unit_of_work import UnitOfWork
-from tests.integration.conftest import upsert
+from tests.integration.conftest import decisions, upsert
 from tests.support import ROOT, profile, uscc
 
 
@@ -61,7 +63,7 @@ def test_white_list_entry_expires_at_valid_until(register_stub, db_engine, ruleb
         "2026-07-01",
         "2027-07-01",
     )
-    assert after.history[0].reason.endswith("（白名单 granted）")  # the old one expired first
+    assert decisions(after)[0].reason.endswith("（白名单 granted）")  # the old one expired first
 
 
 def test_cli_reevaluate_all(tmp_path: Path) -> None:
@@ -140,3 +142,51 @@ def test_history_may_grow_past_the_request_limit(register_stub) -> None:  # type
     )
     assert len(status.profile.hazards) == 501
     assert status.decision.status == pb.STATUS_PRIORITY
+
+
+def test_migration_0008_links_old_entries_to_the_decisions_that_granted_and_revoked_them(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(engine, "0007")
+    firm = uscc(1)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO firms (enterprise_id, name, region, profile, created_at, updated_at) "
+                "VALUES (:f, 'x', 'r', '{}', '2026-01-01', '2026-01-01')"
+            ),
+            {"f": firm},
+        )
+        for i, (as_of, change) in enumerate(
+            [("2026-01-05", "granted"), ("2026-03-01", "extended"), ("2026-04-01", "revoked")]
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO decisions (id, enterprise_id, decided_at, as_of, status, "
+                    "risk_level, ruleset_version, cause, whitelist_change, payload) VALUES "
+                    "(:id, :f, :at, :as_of, 'routine', 'blue', 'v', 'c', :change, '{}')"
+                ),
+                {
+                    "id": f"d{i}",
+                    "f": firm,
+                    "at": f"{as_of} 08:00:00",
+                    "as_of": as_of,
+                    "change": change,
+                },
+            )
+        conn.execute(
+            text(
+                "INSERT INTO whitelist_entries (id, enterprise_id, name, region, granted_on, "
+                "valid_until, decision_id, revoked_on, revoked_reason) VALUES "
+                "('w1', :f, 'x', 'r', '2026-01-05', '2027-03-01', 'd1', '2026-04-01', 'why')"
+            ),
+            {"f": firm},
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT granted_decision_id, closed_decision_id FROM whitelist_entries")
+        ).one()
+    assert tuple(row) == ("d0", "d2")
+    engine.dispose()

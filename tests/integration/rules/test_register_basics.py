@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
-from tests.integration.conftest import upsert
+from tests.integration.conftest import decisions, upsert
 from tests.support import profile, uscc
 
 
@@ -21,7 +21,7 @@ def test_upsert_stores_evaluates_and_grants_the_white_list(register_stub) -> Non
     )
     assert again.decision.decision_id == status.decision.decision_id
     assert again.profile.name == "测试企业1"
-    assert [h.kind for h in again.history] == ["decision"]
+    assert [h.kind for h in again.history] == ["whitelist_granted", "decision"]
 
 
 def test_upsert_again_records_history_and_merges_hazards(register_stub) -> None:  # type: ignore[no-untyped-def]
@@ -38,7 +38,7 @@ def test_upsert_again_records_history_and_merges_hazards(register_stub) -> None:
     assert status.profile.name == "新名称"
     assert [h.hazard_id for h in status.profile.hazards] == ["H1"]  # kept, not wiped
     assert {f.clause_ref for f in status.decision.findings} == {"GEN:ledger", "GEN:training"}
-    assert len(status.history) == 2
+    assert len(decisions(status)) == 2
     assert not status.HasField("whitelist_entry")
 
 

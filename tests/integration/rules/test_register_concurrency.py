@@ -2,6 +2,7 @@
 
 The gate's counting is serialised by the database (SQLite's BEGIN IMMEDIATE, PostgreSQL's
 SELECT … FOR UPDATE on the firm), so no interleaving can over-allow or split a joint visit.
+The clock stands at 2026-01-02, so every planned day of the year is still to come.
 """
 
 from __future__ import annotations
@@ -9,11 +10,18 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
+import pytest
+
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from tests.integration.conftest import upsert
 from tests.support import profile, uscc
 
 RACERS = 12
+
+
+@pytest.fixture(autouse=True)
+def _early_in_the_year(clock) -> None:  # type: ignore[no-untyped-def]
+    clock.today = date(2026, 1, 2)
 
 
 def _check(stub, n: int, authority: str, day: date, kind: int = pb.INSPECTION_KIND_ROUTINE):  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, delete, select, update
@@ -104,9 +104,9 @@ def test_a_deleted_row_and_a_cut_tail_are_caught(register_stub, db_engine) -> No
     assert (gap.ok, gap.broken_at) == (False, rows[3].id)
 
 
-def test_the_chain_stays_linear_under_concurrent_writers(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+def test_the_chain_stays_linear_under_concurrent_writers(register_stub, db_engine, clock) -> None:  # type: ignore[no-untyped-def]
     upsert(register_stub, profile(2, specialized_sme=False, standardization_grade=0))
-    start = date(2026, 1, 5)
+    start = clock.today
     with ThreadPoolExecutor(10) as pool:
         list(
             pool.map(

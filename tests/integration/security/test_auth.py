@@ -9,7 +9,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from services.booking.entrypoints import grpc_server as booking_grpc
 from services.common._generated.booking.v1 import booking_pb2 as bpb
@@ -92,6 +94,42 @@ def test_missing_and_unknown_tokens_are_unauthenticated(rules) -> None:  # type:
     assert _code(lambda: _evaluate(rules, wrong_scheme)) == grpc.StatusCode.UNAUTHENTICATED
 
 
+def _refusal(stub, header: str) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as info:
+        _evaluate(stub, (("authorization", header),))
+    return info.value.code(), info.value.details() or ""
+
+
+def test_a_token_without_the_bearer_scheme_says_the_scheme_is_missing(rules) -> None:  # type: ignore[no-untyped-def]
+    token = TOKENS["evaluator"][0]
+    code, message = _refusal(rules, token)  # the token alone
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert "missing the 'Bearer ' scheme" in message and token not in message
+    code, message = _refusal(rules, f"Basic {token}")
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert "'Basic'" in message and "Bearer" in message and token not in message
+    assert _refusal(rules, "Bearer not-a-real-token-at-all") == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "unknown bearer token",
+    )
+    assert _evaluate(rules, (("authorization", f"bearer {token}"),)).enterprise_id  # any case
+
+
+def retry_info_seconds(error: grpc.RpcError) -> float:
+    """The google.rpc.RetryInfo detail of a refusal, which must agree with retry-after."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "no google.rpc.Status with details"
+    infos = []
+    for detail in status.details:
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            infos.append(info.retry_delay.ToTimedelta().total_seconds())
+    assert len(infos) == 1, status
+    trailers = dict(error.trailing_metadata() or ())
+    assert float(trailers["retry-after"]) == infos[0]
+    return infos[0]
+
+
 def test_scopes_decide_per_method(rules) -> None:  # type: ignore[no-untyped-def]
     assert _evaluate(rules, auth("evaluator")).enterprise_id
     assert _code(lambda: _evaluate(rules, auth("reader"))) == grpc.StatusCode.PERMISSION_DENIED
@@ -138,6 +176,7 @@ def test_rate_limit_per_caller_with_retry_after(rulebook, store) -> None:  # typ
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         trailers = dict(info.value.trailing_metadata() or ())
         assert int(trailers["retry-after"]) >= 1
+        assert retry_info_seconds(info.value) >= 1  # seconds, also as google.rpc.RetryInfo
         # another caller has its own bucket
         stub.ListStandards(rpb.ListStandardsRequest(), metadata=auth("reader"), timeout=5)
 
@@ -377,6 +416,7 @@ def test_qr_only_calls_are_rate_limited_per_host_and_orders_per_token(tmp_path, 
                     stub.CreateOrder(pair.order_request(token, key="c", days=(5, 6)), timeout=10)
                 assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                 assert int(dict(info.value.trailing_metadata())["retry-after"]) >= 1
+                assert retry_info_seconds(info.value) >= 1
                 assert first.order_id
                 codes = []
                 for _ in range(6):  # QR-only calls from one host share one bucket
@@ -385,6 +425,7 @@ def test_qr_only_calls_are_rate_limited_per_host_and_orders_per_token(tmp_path, 
                         codes.append("OK")
                     except grpc.RpcError as exc:
                         codes.append(exc.code().name)
+                        assert retry_info_seconds(exc) >= 1
                 assert codes[-1] == "RESOURCE_EXHAUSTED" and "OK" not in codes[3:]
                 # staff with a token have their own bucket
                 stub.ListExperts(bpb.ListExpertsRequest(), metadata=auth("admin"), timeout=10)

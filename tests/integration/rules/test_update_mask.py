@@ -1,0 +1,173 @@
+"""UpsertEnterprise's update_mask (issue 14.6) on SQLite and PostgreSQL: with a mask only
+the named profile fields change; without one the profile is replaced (the history lists
+accidents, penalties and hazards still only grow)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
+from services.rules.entrypoints.convert import facts_to_dict, profile_from_json
+from tests.integration.conftest import upsert
+from tests.support import profile, uscc
+
+FULL = {
+    "high_risk_domains": ["dust_explosion", "confined_space"],
+    "employees": 30,
+    "facts": {"gen.training_missing": True, "gen.no_hazard_ledger": False},
+}
+HAZARD = {
+    "hazard_id": "H1",
+    "clause_ref": "GEN:ledger",
+    "severity": "general",
+    "found_on": "2026-06-01",
+    "due_on": "2026-07-01",
+    "status": "open",
+}
+
+
+def masked(stub: RulesServiceStub, data: dict[str, Any], *paths: str) -> pb.EnterpriseStatus:
+    return stub.UpsertEnterprise(
+        pb.UpsertEnterpriseRequest(
+            profile=profile_from_json(data),
+            update_mask=field_mask_pb2.FieldMask(paths=list(paths)),
+        ),
+        timeout=30,
+    )
+
+
+def refused(stub: RulesServiceStub, data: dict[str, Any], *paths: str) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        masked(stub, data, *paths)
+    return info.value
+
+
+def violations(error: grpc.RpcError) -> dict[str, str]:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    out = {}
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad)
+        out.update({v.field: v.description for v in bad.field_violations})
+    return out
+
+
+def test_without_a_mask_the_profile_is_replaced(register_stub: RulesServiceStub) -> None:
+    upsert(register_stub, profile(1, **FULL))
+    status = upsert(register_stub, profile(1, employees=80))
+    assert status.profile.employees == 80
+    assert list(status.profile.high_risk_domains) == []
+    assert facts_to_dict(status.profile.facts) == {}
+
+
+def test_with_a_mask_only_the_named_fields_change(register_stub: RulesServiceStub) -> None:
+    before = upsert(register_stub, profile(1, hazards=[HAZARD], **FULL))
+    status = masked(register_stub, {"enterprise_id": uscc(1), "employees": 80}, "employees")
+    assert status.profile.employees == 80
+    expected = pb.EnterpriseProfile()
+    expected.CopyFrom(before.profile)
+    expected.employees = 80
+    assert status.profile == expected  # domains, facts, name, hazards: as they were
+    assert status.decision.decision_id != before.decision.decision_id  # re-evaluated
+
+
+def test_a_mask_may_name_one_fact_and_clears_one_not_sent(register_stub: RulesServiceStub) -> None:
+    upsert(register_stub, profile(1, **FULL))
+    status = masked(
+        register_stub,
+        {"enterprise_id": uscc(1), "facts": {"gen.training_missing": False}},
+        "facts.gen.training_missing",
+        "facts.gen.no_hazard_ledger",  # in the mask, not in the request: cleared
+    )
+    assert facts_to_dict(status.profile.facts) == {"gen.training_missing": False}
+    assert list(status.profile.high_risk_domains) == [
+        pb.HIGH_RISK_DOMAIN_DUST_EXPLOSION,
+        pb.HIGH_RISK_DOMAIN_CONFINED_SPACE,
+    ]
+
+
+def test_masked_lists_of_record_still_only_grow(register_stub: RulesServiceStub) -> None:
+    upsert(register_stub, profile(1, hazards=[HAZARD]))
+    second = {**HAZARD, "hazard_id": "H2"}
+    status = masked(register_stub, {"enterprise_id": uscc(1), "hazards": [second]}, "hazards")
+    assert [h.hazard_id for h in status.profile.hazards] == ["H1", "H2"]
+
+
+def test_star_replaces_the_whole_profile(register_stub: RulesServiceStub) -> None:
+    upsert(register_stub, profile(1, **FULL))
+    status = masked(register_stub, profile(1, employees=80), "*")
+    assert (status.profile.employees, facts_to_dict(status.profile.facts)) == (80, {})
+
+
+@pytest.mark.parametrize(
+    ("paths", "field"),
+    [
+        (["employee_count"], "update_mask.paths[0]"),
+        (["employees", "profile.name"], "update_mask.paths[1]"),
+        (["facts."], "update_mask.paths[0]"),
+        (["*", "name"], "update_mask.paths"),
+        (["name"] * 201, "update_mask.paths"),
+    ],
+    ids=["unknown", "prefixed", "empty-fact-key", "star-and-more", "too-many"],
+)
+def test_a_bad_path_is_invalid_argument_naming_it(
+    register_stub: RulesServiceStub, paths: list[str], field: str
+) -> None:
+    upsert(register_stub, profile(1))
+    error = refused(register_stub, {"enterprise_id": uscc(1), "employees": 5}, *paths)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in violations(error), violations(error)
+
+
+def test_a_masked_field_is_validated_and_nothing_is_written(
+    register_stub: RulesServiceStub,
+) -> None:
+    before = upsert(register_stub, profile(1))
+    error = refused(register_stub, {"enterprise_id": uscc(1), "employees": -1}, "employees")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "profile.employees" in violations(error)
+    after = register_stub.GetEnterpriseStatus(
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10
+    )
+    assert after.decision.decision_id == before.decision.decision_id
+
+
+def test_a_mask_for_a_firm_not_in_the_register_is_not_found(
+    register_stub: RulesServiceStub,
+) -> None:
+    error = refused(register_stub, {"enterprise_id": uscc(7), "employees": 5}, "employees")
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert "without update_mask" in (error.details() or "")
+
+
+def test_a_retired_fact_kept_on_record_does_not_refuse_a_masked_update(
+    register_stub: RulesServiceStub, db_engine: Any
+) -> None:
+    """A stored profile may keep a retired fact key the data migration could not map
+    (CHANGELOG, issue 9); a masked update that does not send it goes through and keeps it,
+    one that sends it is refused naming the replacements."""
+    from sqlalchemy import update
+
+    from services.rules.adapters.orm import firms
+
+    upsert(register_stub, profile(1))
+    kept = profile(1, facts={"gm.contractor_unmanaged": True})
+    with db_engine.begin() as conn:
+        conn.execute(update(firms).values(profile=kept))
+    status = masked(register_stub, {"enterprise_id": uscc(1), "employees": 80}, "employees")
+    assert status.profile.employees == 80
+    assert facts_to_dict(status.profile.facts) == {"gm.contractor_unmanaged": True}
+    error = refused(
+        register_stub,
+        {"enterprise_id": uscc(1), "facts": {"gm.contractor_unmanaged": True}},
+        "facts.gm.contractor_unmanaged",
+    )
+    assert "retired" in violations(error)['profile.facts["gm.contractor_unmanaged"]']
