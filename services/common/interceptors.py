@@ -57,6 +57,8 @@ class LoggingInterceptor(grpc.ServerInterceptor):
         **extra: Any,
     ) -> None:
         code = context.code()
+        if code is None and isinstance(error, GeneratorExit):
+            code = grpc.StatusCode.CANCELLED  # the caller stopped reading a stream
         if code is None:
             code = grpc.StatusCode.UNKNOWN if error is not None else grpc.StatusCode.OK
         getattr(_log, level)(

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.skipif(not _nats_up(), reason="NATS is not running at 1
 TOKEN = "feed-writer-0123456789abc"
 
 
-def _serve(tmp_path: Path, tag: str) -> Proc:
+def _serve(tmp_path: Path, *nats: str) -> Proc:
+    """`serve` on the test's SQLite file and tokens, with the given --nats… flags."""
     return Proc(
         [
             "services.rules",
@@ -39,15 +40,21 @@ def _serve(tmp_path: Path, tag: str) -> Proc:
             f"sqlite:///{tmp_path / 'rules.db'}",
             "--tokens",
             str(tmp_path / "tokens.json"),
-            "--nats",
-            NATS_URL,
-            "--nats-stream",
-            f"TEST_{tag}",
-            "--nats-subject-prefix",
-            f"t{tag}.changes",
+            *nats,
         ],
         "rules service listening",
     )
+
+
+def _on_stream(tag: str) -> list[str]:
+    return [
+        "--nats",
+        NATS_URL,
+        "--nats-stream",
+        f"TEST_{tag}",
+        "--nats-subject-prefix",
+        f"t{tag}.changes",
+    ]
 
 
 def test_kill_9_mid_stream_then_restart_each_change_once(tmp_path: Path) -> None:
@@ -65,7 +72,7 @@ def test_kill_9_mid_stream_then_restart_each_change_once(tmp_path: Path) -> None
     )
     auth = (("authorization", f"Bearer {TOKEN}"),)
     acknowledged: list[str] = []
-    server = _serve(tmp_path, tag)
+    server = _serve(tmp_path, *_on_stream(tag))
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.ready['port']}") as channel:
             stub = rules_pb2_grpc.RulesServiceStub(channel)
@@ -94,7 +101,7 @@ def test_kill_9_mid_stream_then_restart_each_change_once(tmp_path: Path) -> None
             server.proc.wait(timeout=30)
             thread.join(timeout=60)
         assert acknowledged, "no event was acknowledged before the kill"
-        server = _serve(tmp_path, tag)  # the same database and stream
+        server = _serve(tmp_path, *_on_stream(tag))  # the same database and stream
         engine = create_engine(f"sqlite:///{tmp_path / 'rules.db'}")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -139,22 +146,7 @@ def test_nats_unreachable_turns_only_the_feed_not_serving(tmp_path: Path) -> Non
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     (tmp_path / "tokens.json").write_text(json.dumps({"tokens": []}))
-    server = Proc(
-        [
-            "services.rules",
-            "--log-json",
-            "serve",
-            "--grpc",
-            "127.0.0.1:0",
-            "--db",
-            f"sqlite:///{tmp_path / 'rules.db'}",
-            "--tokens",
-            str(tmp_path / "tokens.json"),
-            "--nats",
-            "nats://127.0.0.1:1",
-        ],
-        "rules service listening",
-    )
+    server = _serve(tmp_path, "--nats", "nats://127.0.0.1:1")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.ready['port']}") as channel:
             health = health_pb2_grpc.HealthStub(channel)

@@ -175,22 +175,27 @@ def test_a_change_that_commits_late_is_not_skipped(db_engine: Engine) -> None:
     assert [c.enterprise_id for c in after] == [uscc(20)]
 
 
-def test_concurrent_writers_every_change_once_per_firm_in_order(
-    register_stub: RulesServiceStub,
-) -> None:
-    firms = range(30, 40)
+def concurrent_writers(stub: RulesServiceStub, firms: range, events: int) -> None:
+    """Register the firms, then report `events` accidents for each, one thread a firm."""
     for n in firms:
-        upsert(register_stub, profile(n))
+        upsert(stub, profile(n))
 
     def writer(n: int) -> None:
-        for i in range(8):
-            report(register_stub, accident(n, f"acc-{n}-{i}", occurred_on="2026-06-29"))
+        for i in range(events):
+            report(stub, accident(n, f"acc-{n}-{i}", occurred_on="2026-06-29"))
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in firms]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=180)
+
+
+def test_concurrent_writers_every_change_once_per_firm_in_order(
+    register_stub: RulesServiceStub,
+) -> None:
+    firms = range(30, 40)
+    concurrent_writers(register_stub, firms, 8)
     applied = {f"acc-{n}-{i}" for n in firms for i in range(8)}
     found: list[pb.Change] = []
     stream: Iterator[pb.Change] = register_stub.WatchChanges(pb.WatchChangesRequest(), timeout=60)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,8 +28,7 @@ from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import change_json
 from tests.integration.conftest import upsert
-from tests.integration.rules.test_change_feed import take
-from tests.integration.rules.test_events import accident, report
+from tests.integration.rules.test_change_feed import concurrent_writers, take
 from tests.support import ROOT, profile
 
 NATS_URL = "nats://127.0.0.1:4222"
@@ -92,21 +90,6 @@ def consume(settings: NatsSettings, expected: int) -> list[dict[str, Any]]:
     return asyncio.run(run())
 
 
-def _writers(stub: RulesServiceStub, firms: range, events: int) -> None:
-    for n in firms:
-        upsert(stub, profile(n))
-
-    def writer(n: int) -> None:
-        for i in range(events):
-            report(stub, accident(n, f"acc-{n}-{i}", occurred_on="2026-06-29"))
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in firms]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
-
-
 def _check(received: list[dict[str, Any]], store: FeedStore) -> None:
     everything = store.read(0, limit=100_000)
     assert [m["changeId"] for m in received] == [c.change_id for c in everything]  # once, in order
@@ -120,7 +103,7 @@ def test_a_thousand_changes_reach_jetstream_and_watchchanges_once_in_order(
 ) -> None:
     """20 firms written concurrently: per firm 2 changes from the upsert, then 46 events
     (the first also changes the decision and revokes the entry): 20 x 50 = 1,000."""
-    _writers(register_stub, range(1, 21), 46)
+    concurrent_writers(register_stub, range(1, 21), 46)
     store = FeedStore(db_engine, deliver_on_sequence=False)
     worker = FeedWorker(store, JetStreamPublisher(settings, change_json))
     worker.start()  # as `serve` runs it: in the background, while followers read
@@ -150,7 +133,7 @@ def test_a_publisher_that_dies_before_marking_publishes_again_without_doubles(
     settings: NatsSettings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _writers(register_stub, range(20, 23), 3)
+    concurrent_writers(register_stub, range(20, 23), 3)
     store = FeedStore(db_engine, deliver_on_sequence=False)
 
     def die(*_args: object) -> None:
