@@ -221,3 +221,18 @@ def test_the_feed_shares_the_writer_s_fate(
         upsert(register_stub, profile(50, employees=-1))
     with db_engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM changes")).scalar() == 0
+
+
+def test_prune_changes_command(register_stub: RulesServiceStub, db_engine: Engine) -> None:
+    """`prune-changes --older-than-days 0` removes every delivered change; the cursor
+    below it is then too old."""
+    from services.rules.entrypoints.cli import main
+
+    upsert(register_stub, profile(70))
+    FeedStore(db_engine).sequence()
+    url = db_engine.url.render_as_string(hide_password=False)
+    assert main(["prune-changes", "--older-than-days", "0", "--db", url]) == 0
+    assert FeedStore(db_engine).pruned_through() == 2
+    with pytest.raises(grpc.RpcError) as old:
+        take(register_stub, 1, after="1")
+    assert old.value.code() is grpc.StatusCode.FAILED_PRECONDITION
