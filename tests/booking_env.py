@@ -28,6 +28,7 @@ from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.db import make_engine
+from services.common.regions import load_regions
 from services.rules.adapters import migrate as rules_migrate
 from services.rules.adapters.ruleset_loader import load_rulebook
 from services.rules.entrypoints import grpc_server as rules_grpc
@@ -171,6 +172,7 @@ def running_pair(
         public_url="http://phone.test",
         hotline="0579-12345",
         today=clock,
+        regions=load_regions(RULESETS / "regions.yaml"),
     )
     server, bport = booking_grpc.create_server(ctx, booking_engine, max_workers=16)
     server.start()

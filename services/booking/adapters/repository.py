@@ -189,11 +189,13 @@ class BookingRegister:
         return int(self.session.scalar(query) or 0)
 
     # statistics
-    def orders_between(self, start: datetime, end: datetime, region: str) -> Sequence[Order]:
-        """Orders created in [start, end)."""
+    def orders_between(
+        self, start: datetime, end: datetime, regions: Sequence[str] = ()
+    ) -> Sequence[Order]:
+        """Orders created in [start, end) of firms in `regions` (empty: every region)."""
         query = select(Order).where(orders.c.created_at >= start, orders.c.created_at < end)
-        if region:
-            query = query.where(orders.c.region == region)
+        if regions:
+            query = query.where(orders.c.region.in_(list(regions)))
         return self.session.scalars(query).all()
 
     def tickets_of_orders(self, order_ids: Sequence[str]) -> Sequence[Ticket]:

@@ -35,6 +35,7 @@ from services.common.db import default_sqlite_url, make_engine
 from services.common.http_server import start_http
 from services.common.instants import SHANGHAI
 from services.common.ratelimit import Rate, RateLimiter
+from services.common.regions import load_regions
 from services.common.security import client_credentials
 
 ORDERS_PER_QR_TOKEN = Rate(per_second=20 / 3600, burst=10)  # 10 at once, then 20 an hour
@@ -125,6 +126,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     env_flag(parser, "--menu", "BOOKING_MENU", "rulesets/menu.yaml", "service menu file")
     env_flag(
         parser,
+        "--regions",
+        "BOOKING_REGIONS",
+        "rulesets/regions.yaml",
+        "the 镇街 experts may serve and filters may name (the rules service's file)",
+    )
+    env_flag(
+        parser,
         "--rules-tls-ca",
         "BOOKING_RULES_TLS_CA",
         None,
@@ -196,6 +204,7 @@ def _context(args: argparse.Namespace) -> BookingContext:
         hotline=getattr(args, "hotline", "12345"),
         order_limiter=RateLimiter(ORDERS_PER_QR_TOKEN),
         today=today_shanghai,
+        regions=load_regions(args.regions),
     )
 
 

@@ -82,12 +82,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def ListExperts(
         self, request: pb.ListExpertsRequest, context: grpc.ServicerContext
     ) -> pb.ListExpertsResponse:
+        regions = set(handlers.region_filter(self._ctx, request.region))
         with self._uow() as uow:
             rows = [
                 e
                 for e in uow.register.experts()
                 if (not request.domain or request.domain in e.domains)
-                and (not request.region or request.region in e.regions)
+                and (not regions or regions & set(e.regions))
                 and (e.active or not request.active_only)
             ]
         return pb.ListExpertsResponse(experts=[convert.expert_to_proto(e) for e in rows])

@@ -595,6 +595,15 @@ class _Site:
             )
         q = request.query_params
         region, start, end = (q.get(k, "")[:100] for k in ("region", "from", "to"))
+        if region and self.ctx.regions is not None and self.ctx.regions.area(region) is None:
+            near = self.ctx.regions.nearest(region, counties=True)
+            hint = f"；是否要找：{'、'.join(near)}" if near else ""
+            return self._error_page(
+                400,
+                "没有这个地区",
+                f"“{region[:24]}”不是本地的镇街或县（市、区）。请填写名称（如稠城街道、义乌市）"
+                f"或行政区划代码（如330782001、330782）{hint}",
+            )
         data = await run_in_threadpool(self._dashboard, region, start, end)
         return self.page("dashboard.html", region=region, start=start, end=end, **data)
 

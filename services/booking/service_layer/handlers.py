@@ -41,6 +41,7 @@ from services.common.errors import (
 )
 from services.common.instants import SHANGHAI
 from services.common.ratelimit import RateLimiter
+from services.common.regions import RegionRegistry
 
 USCC_LENGTH = 18
 EXPERT_ID_MAX = 64
@@ -80,6 +81,21 @@ class BookingContext:
     today: Callable[[], date] = today_shanghai
     # orders per QR token (one phone cannot book a thousand visits); None: unlimited
     order_limiter: RateLimiter | None = None
+    # rulesets/regions.yaml: the 镇街 an expert may serve and a filter may name; None: any
+    regions: RegionRegistry | None = None
+
+
+def region_filter(ctx: BookingContext, value: str, field: str = "region") -> tuple[str, ...]:
+    """A region filter as the stored names it matches: empty (every region), a township,
+    or a county (all its townships), each by name or code; INVALID_ARGUMENT otherwise."""
+    if not value:
+        return ()
+    if ctx.regions is None:
+        return (value,)
+    names = ctx.regions.area(value)
+    if names is None:
+        raise ValidationError([FieldViolation(field, ctx.regions.problem(value, counties=True))])
+    return names
 
 
 def now() -> datetime:
@@ -167,7 +183,7 @@ def check_owner(owner: FirmCard | None, enterprise_id: str, what: str) -> None:
 
 def upsert_expert(uow: UnitOfWork, ctx: BookingContext, data: Mapping[str, Any]) -> Expert:
     """Create or replace an expert; submitted orders are then re-dispatched."""
-    expert = _expert_from(data)
+    expert = _expert_from(data, ctx.regions)
     with uow:
         stored = uow.register.expert(expert.id, for_update=True)
         if stored is None:
@@ -197,7 +213,26 @@ DOMAINS = frozenset(
 )
 
 
-def _expert_from(data: Mapping[str, Any]) -> Expert:
+def _expert_regions(
+    data: Mapping[str, Any], known: RegionRegistry | None, bad: list[FieldViolation]
+) -> list[str]:
+    """The 镇街 an expert serves, each a listed one, stored as its Chinese name."""
+    regions = [str(r) for r in dict.fromkeys(data.get("regions", []))]
+    if len(regions) > 50 or any(not r.strip() or len(r) > 100 for r in regions):
+        bad.append(FieldViolation("expert.regions", "at most 50 regions of 1-100 characters"))
+        return regions
+    if known is None:
+        return regions
+    canonical: list[str] = []
+    for i, r in enumerate(regions):
+        name = known.canonical(r)
+        if name is None:
+            bad.append(FieldViolation(f"expert.regions[{i}]", known.problem(r)))
+        canonical.append(name or r)
+    return list(dict.fromkeys(canonical))
+
+
+def _expert_from(data: Mapping[str, Any], known: RegionRegistry | None) -> Expert:
     bad: list[FieldViolation] = []
     expert_id = str(data.get("expert_id", "")).strip()
     if not expert_id or len(expert_id) > EXPERT_ID_MAX:
@@ -222,9 +257,7 @@ def _expert_from(data: Mapping[str, Any]) -> Expert:
     per_day = data.get("max_visits_per_day", 2)
     if per_day not in (1, 2):
         bad.append(FieldViolation("expert.max_visits_per_day", "1 or 2"))
-    regions = [str(r) for r in dict.fromkeys(data.get("regions", []))]
-    if len(regions) > 50 or any(not r.strip() or len(r) > 100 for r in regions):
-        bad.append(FieldViolation("expert.regions", "at most 50 regions of 1-100 characters"))
+    regions = _expert_regions(data, known, bad)
     conflicts = [str(c) for c in dict.fromkeys(data.get("conflicts", []))]
     if len(conflicts) > 500 or any(len(c) != USCC_LENGTH for c in conflicts):
         bad.append(

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 from services.booking.domain.orders import Order, OrderStatus
 from services.booking.domain.tickets import Ticket, TicketStatus
-from services.booking.service_layer.handlers import BookingContext, start_of_day
+from services.booking.service_layer.handlers import BookingContext, region_filter, start_of_day
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.errors import FieldViolation, ValidationError
 from services.common.instants import in_shanghai
@@ -62,10 +62,11 @@ def get_stats(
         raise ValidationError([FieldViolation("from" if start else "to", "YYYY-MM-DD")]) from exc
     if first > last:
         raise ValidationError([FieldViolation("from", "must not be after `to`")])
+    regions = region_filter(ctx, region)
     with uow:
         orders = list(
             uow.register.orders_between(
-                start_of_day(first), start_of_day(last + timedelta(days=1)), region
+                start_of_day(first), start_of_day(last + timedelta(days=1)), regions
             )
         )
         tickets = list(uow.register.tickets_of_orders([o.id for o in orders]))

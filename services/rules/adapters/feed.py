@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -327,10 +327,11 @@ class FeedStore:
             ).scalar()
         return int(value or 0)
 
-    def read(self, after: int, region: str = "", limit: int = 200) -> list[Change]:
+    def read(self, after: int, regions: Sequence[str] = (), limit: int = 200) -> list[Change]:
+        """Positioned changes after `after`, of firms in `regions` (empty: every region)."""
         query = select(changes).where(changes.c.position > after)
-        if region:
-            query = query.where(changes.c.region == region)
+        if regions:
+            query = query.where(changes.c.region.in_(list(regions)))
         query = query.order_by(changes.c.position).limit(limit)
         with self.engine.connect() as connection:
             return [_from_row(row) for row in connection.execute(query)]

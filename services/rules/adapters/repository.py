@@ -67,13 +67,14 @@ class Register:
         return self.session.scalars(query).first()
 
     def whitelist_page(
-        self, region: str, today: date, after: str, limit: int
+        self, regions: Sequence[str], today: date, after: str, limit: int
     ) -> Sequence[WhitelistEntry]:
-        """Active entries ordered by (region, enterprise_id), strictly after the cursor."""
+        """Active entries of `regions` (empty: all) ordered by (region, enterprise_id),
+        strictly after the cursor."""
         w = whitelist_entries.c
         conditions = [w.revoked_on.is_(None), w.valid_until >= today, w.granted_on <= today]
-        if region:
-            conditions.append(w.region == region)
+        if regions:
+            conditions.append(w.region.in_(list(regions)))
         if after:
             last_region, _, last_id = after.partition(CURSOR_SEPARATOR)
             conditions.append(

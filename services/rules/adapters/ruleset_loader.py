@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from services.common.regions import RegionRegistry, RegionsError, registry_from_data
 from services.rules.domain.facts import FactDefinition, FactRegistry, RetiredFact
 from services.rules.domain.policy import (
     CapPolicy,
@@ -48,7 +49,7 @@ from services.rules.domain.standards import (
     Standard,
 )
 
-SPECIAL_FILES = ("facts.yaml", "policy.yaml", "menu.yaml")
+SPECIAL_FILES = ("facts.yaml", "policy.yaml", "menu.yaml", "regions.yaml")
 FACT_TYPES = ("bool", "int", "number", "string")
 
 _SCOPE = {
@@ -173,6 +174,7 @@ class Rulebook:
     fact_types: FactRegistry  # a Mapping of active key → type, with questions and retired keys
     menu_codes: frozenset[str]
     directory: Path
+    regions: RegionRegistry  # rulesets/regions.yaml: the 镇街 a firm's region may name
 
 
 def load_rulebook(directory: Path | str) -> Rulebook:
@@ -195,7 +197,16 @@ def load_rulebook(directory: Path | str) -> Rulebook:
     standards.sort(key=lambda s: (s.id, s.edition.effective_from or date.min))
     combined = hashlib.sha256("".join(f"{k}={v};" for k, v in sorted(hashes.items())).encode())
     catalogue = Catalogue(standards=tuple(standards), version="rs-" + combined.hexdigest()[:16])
-    return Rulebook(catalogue, policy, fact_types, menu_codes, root)
+    # regions.yaml changes no decision, so it is not part of ruleset_version
+    regions = _load_regions(root / "regions.yaml")
+    return Rulebook(catalogue, policy, fact_types, menu_codes, root, regions)
+
+
+def _load_regions(path: Path) -> RegionRegistry:
+    try:
+        return registry_from_data(_read(path, {}), path.name)
+    except RegionsError as exc:
+        raise RulesetError(str(exc)) from exc
 
 
 def _read(path: Path, hashes: dict[str, str]) -> Any:

@@ -12,6 +12,7 @@ RULES_METHODS: dict[str, MethodRule] = {
         "GetStandard": rule("rules.read", "rules.evaluate"),
         "ListApplicableClauses": rule("rules.read", "rules.evaluate"),
         "ListFacts": rule("rules.read", "rules.evaluate"),
+        "ListRegions": rule("rules.read", "rules.evaluate"),
         "UpsertEnterprise": rule("rules.write"),
         "GetEnterpriseStatus": rule("rules.read"),
         "ListWhitelist": rule("rules.read"),

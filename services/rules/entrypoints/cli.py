@@ -268,7 +268,8 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
         print(
             f"{len(summary.attention)} firm(s) re-evaluated whose stored profile a person "
             "should settle (see the log line of each): a retired fact key to re-enter with "
-            "UpsertEnterprise, venues or hazchem_roles to add, or an open hazard citing a "
+            "UpsertEnterprise, venues or hazchem_roles to add, a region that "
+            "rulesets/regions.yaml does not list, or an open hazard citing a "
             "renumbered clause (close it with HAZARD_VERIFIED and report it again under the "
             f"new number; CHANGELOG.md): {', '.join(summary.attention)}"
         )

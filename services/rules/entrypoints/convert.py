@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common.instants import rfc3339
+from services.common.regions import RegionRegistry
 from services.rules.domain.changes import Change, ChangeKind
 from services.rules.domain.decision import Decision, Finding
 from services.rules.domain.facts import FactDefinition, FactRegistry
@@ -621,3 +622,21 @@ def change_to_proto(c: Change) -> pb.Change:
 def change_json(c: Change) -> bytes:
     """The NATS message body: the Change in the proto3 JSON mapping."""
     return json_format.MessageToJson(change_to_proto(c), indent=None).encode("utf-8")
+
+
+def regions_to_proto(regions: RegionRegistry) -> pb.ListRegionsResponse:
+    return pb.ListRegionsResponse(
+        regions=[
+            pb.Region(
+                code=t.code,
+                name=t.name,
+                kind=t.kind,
+                county_code=t.county_code,
+                county_name=t.county_name,
+            )
+            for t in regions.townships
+        ],
+        counties=[
+            pb.RegionCounty(code=c.code, name=c.name, parent=c.parent) for c in regions.counties
+        ],
+    )

@@ -153,6 +153,15 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         )
 
     @map_errors
+    def ListRegions(
+        self, request: pb.ListRegionsRequest, context: grpc.ServicerContext
+    ) -> pb.ListRegionsResponse:
+        regions = self._ctx.regions
+        if regions is None:
+            return pb.ListRegionsResponse()
+        return convert.regions_to_proto(regions)
+
+    @map_errors
     def UpsertEnterprise(
         self, request: pb.UpsertEnterpriseRequest, context: grpc.ServicerContext
     ) -> pb.EnterpriseStatus:
@@ -218,9 +227,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             abort_for(exc, context)
             return
         try:
-            changes = feed.follow(
-                self._feed, request.after_cursor, request.region, context.is_active
-            )
+            regions = handlers.region_filter(self._ctx, request.region)
+            changes = feed.follow(self._feed, request.after_cursor, regions, context.is_active)
             for change in changes:
                 yield convert.change_to_proto(change)
         except Exception as exc:
@@ -246,6 +254,7 @@ def context_from(
         fact_types=rulebook.fact_types,
         engine=engine_for(rulebook.catalogue),
         today=today,
+        regions=rulebook.regions,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from services.common.errors import RateLimited
 from services.rules.adapters.feed import FeedStore
@@ -35,13 +35,14 @@ class Followers:
 def follow(
     store: FeedStore,
     after_cursor: str,
-    region: str,
+    regions: Sequence[str],
     active: Callable[[], bool],
     *,
     batch: int = 200,
 ) -> Iterator[Change]:
     """Every change after the cursor in feed order, then new ones as they commit, until
-    `active()` turns false. A cursor below the pruned position is FAILED_PRECONDITION."""
+    `active()` turns false; `regions` (empty: all) are the stored names to follow (see
+    handlers.region_filter). A cursor below the pruned position is FAILED_PRECONDITION."""
     after = parse_cursor(after_cursor)
     pruned = store.pruned_through()
     if after_cursor and after < pruned:
@@ -52,7 +53,7 @@ def follow(
     after = max(after, pruned)
     while active():
         store.sequence()  # any follower may position what has committed
-        found = store.read(after, region, batch)
+        found = store.read(after, regions, batch)
         for change in found:
             yield change
             assert change.position is not None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
+from services.common.regions import RegionRegistry
 from services.rules.domain.dates import parse_iso_date, today_shanghai
 from services.rules.domain.decision import Decision, applicable_clauses, decide
 from services.rules.domain.errors import FieldViolation, ValidationError
@@ -38,6 +39,7 @@ class RulesContext:
     fact_types: FactRegistry
     engine: Matcher
     today: Callable[[], date] = today_shanghai
+    regions: RegionRegistry | None = None  # None: any region (unit tests of the domain)
 
 
 def parse_as_of(text: str | None, field: str = "as_of") -> date:
@@ -70,7 +72,7 @@ def evaluate_data(
     except ValidationError as exc:
         violations.extend(exc.violations)
     try:
-        profile = parse_profile(data, ctx.fact_types, prefix=prefix)
+        profile = parse_input_profile(ctx, data, prefix)
     except ValidationError as exc:
         violations = exc.violations + violations
     else:
@@ -78,6 +80,49 @@ def evaluate_data(
     if violations or when is None:
         raise ValidationError(violations)
     return evaluate(ctx, profile, when)
+
+
+def canonical_region(
+    ctx: RulesContext, data: Mapping[str, Any], prefix: str
+) -> tuple[Mapping[str, Any], list[FieldViolation]]:
+    """The profile with its region in the stored form (a code becomes the Chinese name),
+    or a violation naming `{prefix}region` when the region is not in regions.yaml. A
+    missing or non-text region is left to parse_profile to report."""
+    raw = data.get("region") if isinstance(data, Mapping) else None
+    if ctx.regions is None or not isinstance(raw, str) or not raw.strip():
+        return data, []
+    name = ctx.regions.canonical(raw)
+    if name is None:
+        return data, [FieldViolation(f"{prefix}region", ctx.regions.problem(raw))]
+    return ({**data, "region": name} if name != raw else data), []
+
+
+def parse_input_profile(
+    ctx: RulesContext, data: Mapping[str, Any], prefix: str
+) -> EnterpriseProfile:
+    """A profile a caller sent: validated, its region checked against regions.yaml and
+    stored in canonical form; every bad field named at once."""
+    data, violations = canonical_region(ctx, data, prefix)
+    try:
+        profile = parse_profile(data, ctx.fact_types, prefix=prefix)
+    except ValidationError as exc:
+        raise ValidationError(exc.violations + violations) from None
+    if violations:
+        raise ValidationError(violations)
+    return profile
+
+
+def region_filter(ctx: RulesContext, value: str, field: str = "region") -> tuple[str, ...]:
+    """A region filter: empty (every region), a township, or a county (all its
+    townships), as the stored names to match; INVALID_ARGUMENT naming `field` otherwise."""
+    if not value:
+        return ()
+    if ctx.regions is None:
+        return (value,)
+    names = ctx.regions.area(value)
+    if names is None:
+        raise ValidationError([FieldViolation(field, ctx.regions.problem(value, counties=True))])
+    return names
 
 
 @dataclass(frozen=True)
@@ -111,7 +156,7 @@ def clauses_for_data(
 ) -> ApplicableClauses:
     """Validate a JSON-shaped profile and the date, then list what applies to it."""
     when = parse_as_of(as_of)
-    profile = parse_profile(data, ctx.fact_types, prefix="profile.")
+    profile = parse_input_profile(ctx, data, "profile.")
     if violations := hazard_violations(ctx, profile.hazards, "profile."):
         raise ValidationError(violations)
     return clauses_for(ctx, profile, when, severity)

@@ -34,8 +34,13 @@ def stale_parts(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> l
     """What of a stored profile a person should settle: retired fact keys the data
     migration left (ambiguous), open hazards citing clauses no loaded edition has, and
     answered facts of clauses that need a venue type or chemicals role the profile does
-    not list (a profile from before those fields existed)."""
+    not list (a profile from before those fields existed), and a region that
+    rulesets/regions.yaml does not list (stored before regions were checked, or since
+    removed from the file: the firm is still evaluated, a region changes no decision, but
+    it is missing from every region filter until UpsertEnterprise sends a listed one)."""
     parts = [f"fact {k}" for k in profile.facts if k in ctx.fact_types.retired]
+    if ctx.regions is not None and ctx.regions.township(profile.region) is None:
+        parts.append(f"region {profile.region[:24]!r} is not in regions.yaml")
     parts += [
         f"hazard {h.hazard_id} cites {h.clause_ref}"
         for h in profile.hazards

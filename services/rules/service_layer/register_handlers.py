@@ -45,11 +45,14 @@ from services.rules.domain.register import (
 from services.rules.service_layer.handlers import (
     ApplicableClauses,
     RulesContext,
+    canonical_region,
     clause_problem,
     clauses_for,
     evaluate,
     hazard_violations,
     parse_as_of,
+    parse_input_profile,
+    region_filter,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
@@ -180,7 +183,7 @@ def upsert_enterprise(
     paths = masks.check_paths(update_mask)
     if paths is not None:
         return _update_masked(uow, ctx, data, as_of_text, paths)
-    profile = parse_profile(data, ctx.fact_types, prefix="profile.")
+    profile = parse_input_profile(ctx, data, "profile.")
     as_of = parse_as_of(as_of_text) if as_of_text else ctx.today()
     for attempt in range(2):  # a racing first insert of the same firm retries once
         try:
@@ -222,6 +225,10 @@ def _update_masked(
     if not isinstance(enterprise_id, str) or (problem := uscc_problem(enterprise_id)):
         why = "is required" if not enterprise_id else problem
         raise ValidationError([FieldViolation("profile.enterprise_id", str(why))])
+    if "region" in paths:  # a region the request sets is input; one it leaves is as stored
+        data, violations = canonical_region(ctx, data, "profile.")
+        if violations:
+            raise ValidationError(violations)
     as_of = parse_as_of(as_of_text) if as_of_text else ctx.today()
     with uow:
         firm = uow.register.firm(enterprise_id, for_update=True)
@@ -387,13 +394,16 @@ def _items(
 def list_whitelist(
     uow: UnitOfWork, ctx: RulesContext, region: str, page_size: int, page_token: str
 ) -> tuple[list[WhitelistEntry], str]:
-    """One page of active white-list entries; the token is opaque and bound to the region."""
+    """One page of active white-list entries; the token is opaque and bound to the region
+    filter (a township, or a county meaning all its townships; either form of either)."""
     if page_size < 0 or page_size > MAX_PAGE:
         raise ValidationError([FieldViolation("page_size", f"must be 0..{MAX_PAGE}")])
+    names = region_filter(ctx, region)
+    region = ",".join(names)  # the filter in canonical form binds the token
     size = page_size or DEFAULT_PAGE
     after = _decode_token(page_token, region) if page_token else ""
     with uow:
-        rows = list(uow.register.whitelist_page(region, ctx.today(), after, size + 1))
+        rows = list(uow.register.whitelist_page(names, ctx.today(), after, size + 1))
     more = len(rows) > size
     rows = rows[:size]
     token = _encode_token(region, rows[-1]) if more and rows else ""
@@ -423,7 +433,16 @@ def report_event(
 ) -> StatusView:
     """Apply an event once: the same (caller, event_id) with the same content again
     returns the first result; with other content it is ALREADY_EXISTS."""
-    event = events.parse_event(data, ctx.fact_types)
+    violations: list[FieldViolation] = []
+    if isinstance(data.get("profile"), Mapping):  # PROFILE_UPDATED: its region is input
+        profile, violations = canonical_region(ctx, data["profile"], "event.profile.")
+        data = {**data, "profile": profile}
+    try:
+        event = events.parse_event(data, ctx.fact_types)
+    except ValidationError as exc:
+        raise ValidationError(exc.violations + violations) from None
+    if violations:
+        raise ValidationError(violations)
     fingerprint = events.fingerprint(event)
     try:
         with uow:

@@ -95,3 +95,36 @@ def test_bad_period_is_invalid_argument(sqlite_pair: Pair) -> None:
     with pytest.raises(grpc.RpcError) as info:
         sqlite_pair.booking.GetStats(bpb.GetStatsRequest(**{"from": "2026-13-01"}), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_stats_filter_on_a_listed_township_or_county_only(sqlite_pair: Pair) -> None:
+    pair = sqlite_pair
+    _order(pair, 1, "稠城街道", "fire_safety")
+    _order(pair, 2, "城厢街道", "fire_safety")
+    period = {"from": "2026-01-01", "to": "2030-12-31"}
+
+    def received(region: str) -> int:
+        stats = pair.booking.GetStats(bpb.GetStatsRequest(region=region, **period), timeout=10)
+        return stats.total.bookings_received
+
+    assert received("330782001") == received("稠城街道") == received("义乌市") == 1
+    assert received("330109") == 1 and received("") == 2
+    with pytest.raises(grpc.RpcError) as info:
+        received("Chouchheng street!!")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ListRegions" in (info.value.details() or "")
+
+
+def test_expert_regions_are_listed_townships_stored_by_name(sqlite_pair: Pair) -> None:
+    pair = sqlite_pair
+    expert = pair.expert("E1", ["fire_crowded"], ["330782001", "佛堂镇", "稠城街道"])
+    assert list(expert.regions) == ["稠城街道", "佛堂镇"]
+    with pytest.raises(grpc.RpcError) as info:
+        pair.expert("E2", ["fire_crowded"], ["稠城街道", "Chouchheng street!!"])
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "expert.regions[1]" in (info.value.details() or "")
+    listed = pair.booking.ListExperts(bpb.ListExpertsRequest(region="330782"), timeout=10)
+    assert [e.expert_id for e in listed.experts] == ["E1"]
+    with pytest.raises(grpc.RpcError) as info:
+        pair.booking.ListExperts(bpb.ListExpertsRequest(region="nowhere"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -466,6 +466,11 @@ def test_dashboard_renders_the_figures_and_the_overdue_list(site: Site) -> None:
     assert plain.status_code == 200 and "逾期未整改清单" in plain.text
     bad = site.client.get("/dashboard", params={"from": "yesterday"})
     assert bad.status_code == 400
+    county = site.client.get("/dashboard", params={"region": "义乌市"})
+    assert county.status_code == 200
+    nowhere = site.client.get("/dashboard", params={"region": "稠城"})
+    assert nowhere.status_code == 400
+    assert "没有这个地区" in nowhere.text and "稠城街道" in nowhere.text
 
 
 def test_healthz_is_ok_and_503_when_the_database_is_unreachable(site: Site, tmp_path: Path) -> None:
