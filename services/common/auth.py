@@ -146,12 +146,24 @@ class AuthInterceptor(grpc.ServerInterceptor):
         method = details.method
         if handler is None or method.startswith(INFRASTRUCTURE_PREFIXES):
             return handler
-        verdict = self._admit(method, dict(details.invocation_metadata or ()))
+        verdict = self.admit(method, dict(details.invocation_metadata or ()))
         if isinstance(verdict, Principal):
             return _bound(handler, verdict, self._limiter if verdict.caller == FIRM else None)
         return _refusal(handler, *verdict)
 
-    def _admit(self, method: str, metadata: Mapping[str, Any]) -> Principal | Refusal:
+    def admit_host(self, principal: Principal, host: str) -> float:
+        """A call admitted on a QR token alone is limited per remote host: 0 to go on,
+        else the seconds to wait (RESOURCE_EXHAUSTED)."""
+        if principal.caller != FIRM or self._limiter is None:
+            return 0.0
+        allowed, wait = self._limiter.check("qr@" + host)
+        return 0.0 if allowed else max(wait, 1e-9)
+
+    def admit(self, method: str, metadata: Mapping[str, Any]) -> Principal | Refusal:
+        """The caller of `method` (a full gRPC path) given its metadata (`authorization`),
+        or why not: (code, message, seconds to wait, principal?). The gRPC interceptor
+        and the HTTP/JSON gateway both ask here, so both admit alike and share one rate
+        limit per caller."""
         method_rule = self._rules.get(method)
         if method_rule is None:
             return grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to callers", 0.0

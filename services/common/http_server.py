@@ -6,9 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from ssl import CERT_REQUIRED
 from typing import Any
 
 import uvicorn
+
+from services.common.server import TlsFiles
 
 
 @dataclass
@@ -23,8 +26,20 @@ class HttpServer:
 
 
 def start_http(
-    app: Any, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning"
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    log_level: str = "warning",
+    tls: TlsFiles | None = None,
 ) -> HttpServer:
+    """Serve `app` on a thread; with `tls`, HTTPS (and with its client_ca, clients must
+    present a certificate signed by it: mutual TLS, as on the gRPC port)."""
+    ssl: dict[str, Any] = {}
+    if tls is not None:
+        ssl = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
+        if tls.client_ca is not None:
+            ssl |= {"ssl_ca_certs": str(tls.client_ca), "ssl_cert_reqs": CERT_REQUIRED}
     config = uvicorn.Config(
         app,
         host=host,
@@ -34,6 +49,7 @@ def start_http(
         lifespan="off",
         server_header=False,
         proxy_headers=False,
+        **ssl,
     )
     server = uvicorn.Server(config)  # off the main thread it installs no signal handlers
     thread = threading.Thread(target=server.run, name="http", daemon=True)

@@ -34,10 +34,16 @@ class Security:
     tls: TlsFiles | None = None
 
     def interceptors(self, methods: dict[str, MethodRule]) -> list[grpc.ServerInterceptor]:
+        auth = self.auth(methods)
+        return [auth] if auth is not None else []
+
+    def auth(self, methods: dict[str, MethodRule]) -> AuthInterceptor | None:
+        """One authenticator (with its rate limiter) for a server; None without tokens.
+        A server's gRPC port and its HTTP/JSON gateway share it."""
         if self.tokens is None:
-            return []
+            return None
         limiter = RateLimiter(self.rate) if self.rate else None
-        return [AuthInterceptor(self.tokens, methods, limiter)]
+        return AuthInterceptor(self.tokens, methods, limiter)
 
 
 DEV_TOKENS = Path("var/dev-tokens.json")

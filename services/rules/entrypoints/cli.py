@@ -27,6 +27,7 @@ from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.config import env_flag
 from services.common.db import default_sqlite_url, make_engine
 from services.common.grpc_errors import status_proto
+from services.common.http_server import HttpServer, start_http
 from services.rules.adapters import migrate
 from services.rules.adapters.feed import FeedStore
 from services.rules.adapters.feed_worker import (
@@ -37,11 +38,12 @@ from services.rules.adapters.feed_worker import (
 )
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from services.rules.domain.errors import ValidationError
-from services.rules.entrypoints import convert, grpc_server, render
+from services.rules.entrypoints import convert, grpc_server, http_api, render
 from services.rules.service_layer import handlers, reevaluation, register_handlers
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_GRPC = "127.0.0.1:50051"
+DEFAULT_HTTP = "127.0.0.1:8081"  # make run's HTTP/JSON gateway
 PROGRESS_THRESHOLD = 200
 _log = structlog.get_logger("rules")
 
@@ -71,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="migrate the database, then start the gRPC server")
     env_flag(serve, "--grpc", "RULES_GRPC", DEFAULT_GRPC, "HOST:PORT to listen on")
+    env_flag(
+        serve,
+        "--http",
+        "RULES_HTTP",
+        "",
+        "HOST:PORT for HTTP/JSON (POST /v1/rules/<Method>, same tokens, TLS and limits); "
+        "empty: gRPC only",
+    )
     _common_flags(serve)
     security.add_flags(serve, "RULES")
     env_flag(serve, "--workers", "RULES_WORKERS", 8, "gRPC worker threads", type=int)
@@ -79,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="what `make run` starts: the server plus how to call it")
     env_flag(demo, "--grpc", "RULES_GRPC", DEFAULT_GRPC, "HOST:PORT to listen on")
+    env_flag(demo, "--http", "RULES_HTTP", DEFAULT_HTTP, "HOST:PORT for HTTP/JSON; empty: none")
     _common_flags(demo)
     security.add_flags(demo, "RULES")
     demo.set_defaults(run=cmd_demo, workers=8)
@@ -173,6 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rulebook, engine=engine, address=args.grpc, max_workers=int(args.workers), security=guard
     )
     running.server.start()
+    http = start_gateway(args, running, guard)
     watcher = common_server.watch_database(engine, running.health, [grpc_server.SERVICE_NAME])
     feed = start_feed(args, engine, running.health)
     _log.info(
@@ -187,10 +199,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def stop_workers() -> None:
         watcher.set()
         feed.stop()
+        if http is not None:
+            http.stop()
 
     common_server.serve_until_signalled(running.server, running.health, on_stop=stop_workers)
     engine.dispose()
     return 0
+
+
+def start_gateway(
+    args: argparse.Namespace, running: grpc_server.RunningServer, guard: security.Security
+) -> HttpServer | None:
+    """--http: the HTTP/JSON gateway on its own port, same servicer, tokens, TLS, limits."""
+    address = getattr(args, "http", "")
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    server = start_http(
+        http_api.create_http_app(running), host or "127.0.0.1", int(port), tls=guard.tls
+    )
+    _log.info("rules HTTP/JSON listening", address=address, port=server.port, tls=bool(guard.tls))
+    return server
 
 
 def start_feed(args: argparse.Namespace, engine: Engine, health: Any) -> FeedWorker:
@@ -296,7 +325,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f'  grpcurl -plaintext -H "authorization: Bearer <token>" '
         f'-d \'{{"enterprise_id": "91330782MA2000001K"}}\' '
         f"{host}:{port} rules.v1.RulesService/GetEnterpriseStatus   (reflection is on)\n"
-        "Stop with Ctrl-C.\n",
+        + (
+            f'  curl -H "authorization: Bearer <token>" -H "content-type: application/json" '
+            f'-d \'{{"enterpriseId": "91330782MA2000001K"}}\' '
+            f"http://{args.http}/v1/rules/GetEnterpriseStatus   (HTTP/JSON)\n"
+            if args.http
+            else ""
+        )
+        + "Stop with Ctrl-C.\n",
         file=sys.stderr,
     )
     return cmd_serve(args)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.auth import AuthInterceptor
 from services.common.context import current_caller, require_scope
 from services.common.grpc_errors import (
     abort_for,
@@ -263,6 +264,8 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: HealthServicer
+    servicer: RulesServicer
+    auth: AuthInterceptor | None  # shared with the HTTP/JSON gateway (one rate limit)
 
 
 def create_server(
@@ -301,11 +304,12 @@ def build(
     security: Security | None = None,
 ) -> RunningServer:
     security = security or Security()
+    auth = security.auth(RULES_METHODS)
     server = common_server.new_server(
-        max_workers=max_workers, interceptors=security.interceptors(RULES_METHODS)
+        max_workers=max_workers, interceptors=[auth] if auth is not None else []
     )
     servicer = RulesServicer(context_from(rulebook, today), engine)
     rules_pb2_grpc.add_RulesServiceServicer_to_server(servicer, server)
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
     port = common_server.bind_port(server, address, security.tls)
-    return RunningServer(server, port, checker)
+    return RunningServer(server, port, checker, servicer, auth)

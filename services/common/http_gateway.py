@@ -1,0 +1,309 @@
+"""HTTP/JSON for the unary RPCs of a gRPC service, in the same process: one scheme,
+
+    POST /v1/<prefix>/<Method>   body: the request message in the proto3 JSON mapping
+    200                          body: the response message in the proto3 JSON mapping
+    4xx/5xx                      body: a google.rpc.Status in the proto3 JSON mapping
+
+calling the same servicer methods as the gRPC port, admitted by the same authenticator
+(`authorization: Bearer <token>`, the same scopes and the same per-caller rate limit),
+with gRPC status codes mapped to HTTP status here, in one place (HTTP_STATUS).
+Streaming RPCs are not served: they need gRPC.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # noqa: F401  (Any types for details)
+from grpc_status import rpc_status
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.common.auth import AuthInterceptor
+from services.common.context import Principal, bind, call_scope, current_caller
+from services.common.grpc_errors import retry_later
+
+MAX_BODY_BYTES = 8 * 1024 * 1024  # as the gRPC port's message limit
+_log = structlog.get_logger("http")
+
+# gRPC status code → HTTP status, as Google's APIs map them (google.rpc.Code).
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def route_prefix(service: ServiceDescriptor) -> str:
+    """rules.v1.RulesService → /v1/rules/ (the package's version, then its name)."""
+    name, version = service.file.package.split(".")
+    return f"/{version}/{name}/"
+
+
+def unary_methods(service: ServiceDescriptor) -> list[MethodDescriptor]:
+    """The methods served over HTTP/JSON: every one that streams neither way."""
+    return [m for m in service.methods if not (m.client_streaming or m.server_streaming)]
+
+
+class Aborted(Exception):
+    """What `context.abort*` raises here: the call's final status."""
+
+    def __init__(self, status: status_pb2.Status, trailers: Sequence[tuple[str, Any]] = ()):
+        super().__init__(status.message)
+        self.status = status
+        self.trailers = list(trailers)
+
+
+class GatewayContext:
+    """The part of grpc.ServicerContext the servicers and grpc_errors use."""
+
+    def __init__(self, peer: str, metadata: Mapping[str, str]) -> None:
+        self._peer = peer
+        self._metadata = tuple(metadata.items())
+        self._code: grpc.StatusCode | None = None
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self._code = code
+        raise Aborted(status_pb2.Status(code=code.value[0], message=details))
+
+    def abort_with_status(self, status: grpc.Status) -> None:
+        self._code = status.code
+        trailers = list(status.trailing_metadata or ())
+        found = status_pb2.Status(code=status.code.value[0], message=status.details or "")
+        for key, value in trailers:
+            if key == rpc_status.GRPC_DETAILS_METADATA_KEY:
+                found = status_pb2.Status.FromString(value)
+        raise Aborted(found, [(k, v) for k, v in trailers if not k.endswith("-bin")])
+
+    def is_active(self) -> bool:
+        return True
+
+    def peer(self) -> str:
+        return self._peer
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def set_details(self, details: str) -> None:
+        pass
+
+    def set_trailing_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
+        pass
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The routes of one service: the servicer, its descriptor and the authenticator."""
+
+    servicer: Any
+    service: ServiceDescriptor
+    auth: AuthInterceptor | None
+
+    def routes(self) -> list[Route]:
+        prefix = route_prefix(self.service)
+        return [
+            Route(prefix + m.name, self._endpoint(m), methods=["POST"], name=m.name)
+            for m in unary_methods(self.service)
+        ]
+
+    def _endpoint(self, method: MethodDescriptor) -> Callable[[Request], Any]:
+        path = f"/{self.service.full_name}/{method.name}"
+        request_class = message_factory.GetMessageClass(method.input_type)
+        behaviour = getattr(self.servicer, method.name)
+
+        async def endpoint(request: Request) -> Response:
+            start = time.perf_counter()
+            body = await _body(request)
+            peer = _peer(request)
+            headers = {"authorization": request.headers.get("authorization", "")}
+            if not headers["authorization"]:
+                headers = {}
+            response = await run_in_threadpool(
+                self._call, path, method, request_class, behaviour, body, peer, headers, start
+            )
+            return response
+
+        return endpoint
+
+    def _call(
+        self,
+        path: str,
+        method: MethodDescriptor,
+        request_class: type[Message],
+        behaviour: Callable[[Message, GatewayContext], Message],
+        body: bytes | None,
+        peer: str,
+        headers: Mapping[str, str],
+        start: float,
+    ) -> Response:
+        context = GatewayContext(peer, headers)
+        with call_scope():
+            try:
+                self._admit(path, headers, peer)
+                message = _parse(body, request_class)
+                answer = behaviour(message, context)
+                response: Response = JSONResponse(_to_json(answer))
+                code = grpc.StatusCode.OK
+            except Aborted as exc:
+                response, code = _error(exc.status, exc.trailers)
+            except Exception:  # the servicer's own mapping missed it: never a traceback
+                _log.exception("unhandled error in HTTP gateway", method=path)
+                status = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+                response, code = _error(status, [])
+            _log.info(
+                "rpc",
+                transport="http",
+                method=path,
+                caller=current_caller(),
+                peer=peer,
+                status=code.name,
+                http_status=response.status_code,
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+            )
+            return response
+
+    def _admit(self, path: str, headers: Mapping[str, str], peer: str) -> None:
+        if self.auth is None:
+            return
+        verdict = self.auth.admit(path, headers)
+        if isinstance(verdict, Principal):
+            bind(verdict)
+            wait = self.auth.admit_host(verdict, peer)
+            if wait:
+                _raise(retry_later(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded", wait))
+            return
+        code, message, retry_after, *who = verdict
+        if who:
+            bind(who[0])  # the log line names who was refused
+        if retry_after:
+            _raise(retry_later(code, message, retry_after))
+        raise Aborted(status_pb2.Status(code=code.value[0], message=message))
+
+
+def _raise(status: grpc.Status) -> None:
+    GatewayContext("", {}).abort_with_status(status)
+
+
+async def _body(request: Request) -> bytes | None:
+    """The request body, or None when it is larger than MAX_BODY_BYTES."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _peer(request: Request) -> str:
+    host = request.client.host if request.client else "unknown"
+    return f"ipv6:[{host}]" if ":" in host else f"ipv4:{host}"
+
+
+def _parse(body: bytes | None, request_class: type[Message]) -> Message:
+    """The request message from its proto3 JSON mapping (an empty body: all defaults)."""
+    name = request_class.DESCRIPTOR.full_name
+    if body is None:
+        _invalid(f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
+    message = request_class()
+    if not body or not body.strip():
+        return message
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        _invalid(f"the body is not JSON: send a {name} in the proto3 JSON mapping")
+    if not isinstance(data, dict):
+        _invalid(f"the body must be a JSON object: a {name} in the proto3 JSON mapping")
+    try:
+        json_format.ParseDict(data, message)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        _invalid(f"the body is not a {name} in the proto3 JSON mapping: {str(exc)[:160]}")
+    return message
+
+
+def _invalid(message: str) -> None:
+    raise Aborted(status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message))
+
+
+def _to_json(message: Message) -> dict[str, Any]:
+    """The proto3 JSON mapping, with every field present (false, 0 and "" included), so a
+    client never has to know proto3's defaults."""
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+def _error(
+    status: status_pb2.Status, trailers: Sequence[tuple[str, Any]]
+) -> tuple[Response, grpc.StatusCode]:
+    code = _BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN)
+    response = JSONResponse(json_format.MessageToDict(status), status_code=HTTP_STATUS[code])
+    for key, value in trailers:
+        if key == "retry-after":
+            response.headers["Retry-After"] = str(value)
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="rules"'
+    return response, code
+
+
+def not_found_status(path: str) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        status_pb2.Status(
+            code=code_pb2.NOT_FOUND,
+            message=f"no route {path[:64]!r}: POST /v1/<service>/<Method>, see /v1/openapi.json",
+        )
+    )
+
+
+def create_app(gateways: Sequence[Gateway], extra: Sequence[Route] = ()) -> Starlette:
+    """A Starlette app serving every gateway's routes plus `extra` (health, the OpenAPI
+    document); unknown paths and methods answer a google.rpc.Status too."""
+    routes = [r for g in gateways for r in g.routes()] + list(extra)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse(not_found_status(request.url.path), status_code=404)
+
+    async def wrong_method(request: Request, exc: Exception) -> Response:
+        body = json_format.MessageToDict(
+            status_pb2.Status(
+                code=code_pb2.UNIMPLEMENTED,
+                message=f"{request.method[:8]} is not served here: every RPC is POST",
+            )
+        )
+        return JSONResponse(body, status_code=405, headers={"Allow": "POST"})
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: wrong_method})

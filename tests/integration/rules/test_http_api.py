@@ -1,0 +1,301 @@
+"""The rules RPCs over HTTP/JSON (issue 14.12): a real rules server with its real HTTP
+gateway on port 0, called with httpx. The same handlers (answers equal the gRPC ones), the
+same tokens, scopes and per-caller rate limit (shared with the gRPC port), errors as a
+google.rpc.Status body with the mapped HTTP status, TLS and mutual TLS as on gRPC; and
+every served route is in docs/openapi.json and every path there is served."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from google.protobuf import json_format
+from sqlalchemy import Engine
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.auth import TokenStore
+from services.common.http_server import start_http
+from services.common.ratelimit import Rate
+from services.common.security import Security
+from services.common.server import TlsFiles
+from services.rules.adapters.ruleset_loader import Rulebook
+from services.rules.entrypoints import grpc_server, http_api
+from services.rules.entrypoints.convert import profile_from_json
+from tests.integration.conftest import Clock
+from tests.integration.security.certs import make_pki
+from tests.support import ROOT, profile, uscc
+
+TOKENS = {
+    "evaluator": ("tok-http-evaluator-0123", ["rules.evaluate"]),
+    "writer": ("tok-http-writer-01234567", ["rules.read", "rules.write", "inspection.check"]),
+}
+
+
+@dataclass
+class Running:
+    http: str  # base URL
+    grpc: rules_pb2_grpc.RulesServiceStub
+
+
+def bearer(name: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {TOKENS[name][0]}"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> TokenStore:
+    path = tmp_path_factory.mktemp("tokens") / "tokens.json"
+    entries = [{"token": t, "caller": n, "scopes": s} for n, (t, s) in TOKENS.items()]
+    path.write_text(json.dumps({"tokens": entries}), encoding="utf-8")
+    return TokenStore.load(path)
+
+
+def _serve(
+    rulebook: Rulebook, security: Security, engine: Engine | None = None, clock: Clock | None = None
+) -> Iterator[Running]:
+    running = grpc_server.build(
+        rulebook,
+        engine=engine,
+        address="127.0.0.1:0",
+        max_workers=8,
+        security=security,
+        **({"today": clock} if clock else {}),
+    )
+    running.server.start()
+    http = start_http(http_api.create_http_app(running), tls=security.tls)
+    scheme = "https" if security.tls else "http"
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            yield Running(
+                f"{scheme}://127.0.0.1:{http.port}", rules_pb2_grpc.RulesServiceStub(channel)
+            )
+    finally:
+        http.stop()
+        running.server.stop(None)
+
+
+@pytest.fixture
+def served(
+    rulebook: Rulebook, store: TokenStore, db_engine: Engine, clock: Clock
+) -> Iterator[Running]:
+    yield from _serve(rulebook, Security(store, Rate(1000, 1000)), db_engine, clock)
+
+
+def _json(message: object) -> dict[str, object]:
+    return json_format.MessageToDict(message)  # type: ignore[arg-type]
+
+
+def post(base: str, method: str, body: object = None, **kwargs: object) -> httpx.Response:
+    return httpx.post(f"{base}/v1/rules/{method}", json=body, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def test_evaluate_over_http_answers_what_grpc_answers(served: Running) -> None:
+    request = pb.EvaluateRequest(
+        profile=profile_from_json(profile(1, facts={"gen.training_missing": True})),
+        as_of="2026-06-30",
+        request_id="r-1",
+    )
+    over_grpc = served.grpc.Evaluate(
+        request, metadata=tuple(bearer("evaluator").items()), timeout=30
+    )
+    answer = post(served.http, "Evaluate", _json(request), headers=bearer("evaluator"))
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert body["status"] == "STATUS_ROUTINE" and body["requestId"] == "r-1"
+    assert body["inspectionCapPerYear"] == over_grpc.inspection_cap_per_year
+    parsed = json_format.ParseDict(body, pb.Decision())
+    assert parsed == over_grpc
+    # every field is present, so a client never needs to know proto3's defaults
+    assert body["whitelistBlockers"] and "decisionId" in body and body["decisionId"] == ""
+
+
+def test_the_register_over_http_with_the_proto3_json_mapping(served: Running) -> None:
+    data = _json(profile_from_json(profile(1, region="330782004")))
+    status = post(served.http, "UpsertEnterprise", {"profile": data}, headers=bearer("writer"))
+    assert status.status_code == 200, status.text
+    assert status.json()["profile"]["region"] == "北苑街道"
+    read = post(
+        served.http, "GetEnterpriseStatus", {"enterpriseId": uscc(1)}, headers=bearer("writer")
+    )
+    assert read.json()["decision"]["status"] == "STATUS_WHITELIST"
+    listed = post(served.http, "ListWhitelist", {"region": "义乌市"}, headers=bearer("writer"))
+    assert [e["enterpriseId"] for e in listed.json()["entries"]] == [uscc(1)]
+    regions = post(served.http, "ListRegions", headers=bearer("writer")).json()  # empty body
+    assert {
+        "code": "330782001",
+        "name": "稠城街道",
+        "kind": "街道",
+        "countyCode": "330782",
+        "countyName": "义乌市",
+    } in regions["regions"]
+
+
+def _status(answer: httpx.Response) -> dict[str, object]:
+    body = answer.json()
+    assert set(body) <= {"code", "message", "details"}, body
+    return body
+
+
+def test_errors_map_to_http_status_with_a_google_rpc_status_body(served: Running) -> None:
+    bad = _json(profile_from_json(profile(1, region="Chouchheng street!!", employees=-1)))
+    answer = post(served.http, "Evaluate", {"profile": bad}, headers=bearer("evaluator"))
+    assert answer.status_code == 400
+    status = _status(answer)
+    assert status["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    [detail] = status["details"]  # type: ignore[misc]
+    assert detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    fields = {v["field"] for v in detail["fieldViolations"]}
+    assert fields == {"profile.region", "profile.employees"}
+
+    missing = post(
+        served.http, "GetEnterpriseStatus", {"enterpriseId": uscc(9)}, headers=bearer("writer")
+    )
+    assert (missing.status_code, _status(missing)["code"]) == (
+        404,
+        grpc.StatusCode.NOT_FOUND.value[0],
+    )
+
+    post(
+        served.http,
+        "UpsertEnterprise",
+        {"profile": _json(profile_from_json(profile(1)))},
+        headers=bearer("writer"),
+    )
+    event = {
+        "eventId": "e-1",
+        "enterpriseId": uscc(1),
+        "kind": "EVENT_KIND_COMPLAINT",
+        "occurredOn": "2026-06-01",
+        "complaint": {"text": "噪音"},
+    }
+    assert (
+        post(served.http, "ReportEvent", {"event": event}, headers=bearer("writer")).status_code
+        == 200
+    )
+    event["complaint"] = {"text": "另一件事"}
+    again = post(served.http, "ReportEvent", {"event": event}, headers=bearer("writer"))
+    assert (again.status_code, _status(again)["code"]) == (
+        409,
+        grpc.StatusCode.ALREADY_EXISTS.value[0],
+    )
+
+    unknown_field = post(served.http, "Evaluate", {"profil": {}}, headers=bearer("evaluator"))
+    assert unknown_field.status_code == 400
+    not_json = httpx.post(
+        f"{served.http}/v1/rules/Evaluate",
+        content=b"{nope" + b"x" * 5000,
+        headers=bearer("evaluator"),
+        timeout=30,
+    )
+    assert not_json.status_code == 400 and "x" * 50 not in not_json.text
+    assert httpx.post(f"{served.http}/v1/rules/Nope", timeout=30).status_code == 404
+    wrong_verb = httpx.get(f"{served.http}/v1/rules/Evaluate", timeout=30)
+    assert wrong_verb.status_code == 405 and _status(wrong_verb)["code"] == 12
+    for streaming in ("EvaluateStream", "WatchChanges"):  # gRPC only
+        assert post(served.http, streaming, {}, headers=bearer("writer")).status_code == 404
+
+
+def test_the_same_tokens_and_scopes_as_grpc(served: Running) -> None:
+    nobody = post(served.http, "Evaluate", {})
+    assert nobody.status_code == 401 and nobody.headers["www-authenticate"].startswith("Bearer")
+    assert "missing bearer token" in _status(nobody)["message"]  # type: ignore[operator]
+    no_scheme = post(served.http, "Evaluate", {}, headers={"authorization": TOKENS["evaluator"][0]})
+    assert no_scheme.status_code == 401 and "Bearer" in _status(no_scheme)["message"]  # type: ignore[operator]
+    unknown = post(
+        served.http, "Evaluate", {}, headers={"authorization": "Bearer not-a-token-at-all"}
+    )
+    assert unknown.status_code == 401
+    wrong_scope = post(served.http, "UpsertEnterprise", {}, headers=bearer("evaluator"))
+    assert wrong_scope.status_code == 403
+    assert _status(wrong_scope)["code"] == grpc.StatusCode.PERMISSION_DENIED.value[0]
+
+
+def test_no_register_database_is_failed_precondition_as_400(
+    rulebook: Rulebook, store: TokenStore
+) -> None:
+    for running in _serve(rulebook, Security(store)):
+        answer = post(
+            running.http, "GetEnterpriseStatus", {"enterpriseId": uscc(1)}, headers=bearer("writer")
+        )
+        assert answer.status_code == 400
+        assert _status(answer)["code"] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+        assert httpx.get(f"{running.http}/healthz", timeout=30).text == "ok"
+
+
+def test_one_rate_limit_per_caller_across_grpc_and_http(
+    rulebook: Rulebook, store: TokenStore
+) -> None:
+    for running in _serve(rulebook, Security(store, Rate(0.01, 2))):
+        request = pb.EvaluateRequest(profile=profile_from_json(profile(1)))
+        for _ in range(2):  # the burst, spent on the gRPC port
+            running.grpc.Evaluate(request, metadata=tuple(bearer("evaluator").items()), timeout=30)
+        answer = post(running.http, "Evaluate", _json(request), headers=bearer("evaluator"))
+        assert answer.status_code == 429
+        assert int(answer.headers["retry-after"]) >= 1
+        status = _status(answer)
+        assert status["code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        [info] = status["details"]  # type: ignore[misc]
+        assert info["@type"] == "type.googleapis.com/google.rpc.RetryInfo"
+        assert info["retryDelay"].endswith("s")
+        # another caller is not limited by the first one's calls
+        other = post(running.http, "ListFacts", {}, headers=bearer("writer"))
+        assert other.status_code == 200
+
+
+def test_https_and_mutual_tls_with_the_grpc_flags(
+    rulebook: Rulebook, store: TokenStore, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path)
+    tls = TlsFiles(pki["server"], pki["server_key"], client_ca=pki["ca"])
+    for running in _serve(rulebook, Security(store, tls=tls)):
+        trusted = ssl.create_default_context(cafile=str(pki["ca"]))
+        trusted.load_cert_chain(str(pki["client"]), str(pki["client_key"]))
+        answer = httpx.post(
+            f"{running.http}/v1/rules/ListFacts",
+            json={},
+            headers=bearer("evaluator"),
+            verify=trusted,
+            timeout=30,
+        )
+        assert answer.status_code == 200
+        no_client_cert = ssl.create_default_context(cafile=str(pki["ca"]))
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(
+                f"{running.http}/v1/rules/ListFacts",
+                json={},
+                headers=bearer("evaluator"),
+                verify=no_client_cert,
+                timeout=30,
+            )
+
+
+def test_every_served_route_is_in_the_openapi_document_and_vice_versa(
+    rulebook: Rulebook, store: TokenStore
+) -> None:
+    document = json.loads((ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))
+    documented = {(path, verb) for path, ops in document["paths"].items() for verb in ops}
+    for running in _serve(rulebook, Security(store)):
+        app = http_api.create_http_app(
+            grpc_server.build(rulebook, engine=None, address="127.0.0.1:0", max_workers=1)
+        )
+        served = {
+            (route.path, verb.lower())
+            for route in app.routes
+            for verb in (route.methods or ()) - {"HEAD"}  # type: ignore[attr-defined]
+        }
+        assert served == documented
+        unary = {
+            m.name
+            for m in http_api.SERVICE.methods
+            if not m.server_streaming and not m.client_streaming
+        }
+        assert {p.rsplit("/", 1)[1] for p, _ in documented if p.startswith("/v1/rules/")} == unary
+        served_doc = httpx.get(f"{running.http}/v1/openapi.json", timeout=30)
+        assert served_doc.status_code == 200 and served_doc.json() == document
