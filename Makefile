@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 GEN_STAMP := services/common/_generated/.stamp
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: install protos run test test-fast lint bench clean
+.PHONY: install protos docs run test test-fast lint bench clean
 
 install: $(STAMP) $(GEN_STAMP)
 
@@ -23,6 +23,9 @@ $(GEN_STAMP): $(STAMP) $(PROTOS) scripts/gen_protos.py
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
 	touch $(GEN_STAMP)
+
+docs: install  ## docs/api.md and docs/openapi.json from the protos (a test checks them)
+	$(PY) scripts/gen_docs.py
 
 run: install  ## both services on SQLite with demo data; Ctrl-C stops both
 	@mkdir -p var

@@ -1,6 +1,6 @@
 """Bearer-token authentication and scope checks for both gRPC servers, in one place.
 
-The tokens file (api.md): {"tokens": [{"token": "…", "caller": "yiwu-enforcement",
+The tokens file (README "Security"): {"tokens": [{"token": "…", "caller": "yiwu-enforcement",
 "scopes": ["rules.evaluate"], "expert_id": "E1"?}]}; an entry may give "token_sha256"
 (hex) instead of the token itself. Tokens are kept only as SHA-256 digests and compared
 in constant time. Health checks and reflection need no token. A method whose rule says

@@ -1,4 +1,4 @@
-"""派单: choose the expert and slot for an order (booking.md, Cal.com round-robin fairness).
+"""派单: choose the expert and slot for an order (docs/booking.md, Cal.com round-robin fairness).
 
 Pure: the caller supplies the experts, who is booked when, and recent visit counts;
 the database's unique (expert, slot) constraint is what finally prevents a double booking

@@ -1,4 +1,4 @@
-"""Which scopes may call which BookingService method (api.md, Auth).
+"""Which scopes may call which BookingService method (README "Security", docs/api.md).
 
 `qr_ok`: callable without a bearer token (rate-limited per remote host). The handler of
 an order or ticket method then admits only the QR token's own firm; ListServiceItems is

@@ -6,7 +6,7 @@ credential, and only for its own page, orders, tickets and photos; every /q/ rou
 it first, before it looks anything up, so a bad token learns nothing (not even whether an
 order id exists).
 
-Routes (api.md "HTTP"):
+Routes (README "The two services", docs/booking.md):
     GET  /q/{token}                         landing: firm, open tickets, orders, the menu
     GET  /q/{token}/order, POST             the order form (点单)
     GET  /q/{token}/orders/{order_id}       confirmation

@@ -1,4 +1,4 @@
-"""Who may do what beyond scopes (api.md, Auth; issue: roles).
+"""Who may do what beyond scopes (README "Security", Roles).
 
 `ANONYMOUS` is the principal when a server runs without authentication (in-process
 tests only: the CLI refuses to start without a tokens file unless --dev); it is trusted.
@@ -34,7 +34,7 @@ def expert_filter(p: Principal) -> str:
 
 
 def may_recheck(p: Principal, ticket: Ticket) -> bool:
-    """An inspector, or the expert who found it (booking.md)."""
+    """An inspector, or the expert who found it (docs/booking.md)."""
     return (
         p is ANONYMOUS
         or p.has("booking.inspector")

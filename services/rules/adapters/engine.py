@@ -1,7 +1,7 @@
 """The durable_rules adapter: the ONLY module that imports durable_rules.
 
 durable_rules 2.0.28 is unmaintained and keeps process-global C state, so this module
-contains everything we know about it (../shared/spec/durable_rules-notes.md):
+contains everything we know about it (docs/engine.md):
 
 * one ruleset group per standard edition, each ruleset of at most `MAX_COMPARISONS`
   comparisons (a fact matching 65+ conditions fails with error 303, so a profile that

@@ -1,4 +1,4 @@
-"""Decisions (policy.md sections 1–4): findings, risk colour, status, white-list blockers, caps.
+"""Decisions (docs/policy.md §1–4): findings, risk colour, status, white-list blockers, caps.
 
 Everything here is a pure function of the profile, the clauses that matched, the
 policy and the `as_of` date, so a decision can be reproduced and unit-tested without
@@ -160,7 +160,7 @@ def decide(
 def build_findings(
     profile: EnterpriseProfile, matched: Iterable[Clause], catalogue: Catalogue, as_of: date
 ) -> tuple[Finding, ...]:
-    """Fact findings in catalogue order, then one per open hazard (policy.md section 1).
+    """Fact findings in catalogue order, then one per open hazard (docs/policy.md §1).
 
     A fact finding for a clause that an open hazard already cites is the same observed
     condition: it is folded into the hazard's finding rather than counted twice.
@@ -233,7 +233,7 @@ def _hazard_finding(
 def risk_level(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], policy: Policy, as_of: date
 ) -> tuple[RiskLevel, tuple[str, ...]]:
-    """The first colour of policy.md section 2 that holds, with every reason that made it."""
+    """The first colour of docs/policy.md §2 that holds, with every reason that made it."""
     for level, reasons_for in (
         (RiskLevel.RED, _red_reasons),
         (RiskLevel.ORANGE, _orange_reasons),
@@ -307,7 +307,7 @@ def _yellow_reasons(
 def whitelist_blockers(
     profile: EnterpriseProfile, level: RiskLevel, policy: Policy, as_of: date
 ) -> tuple[Blocker, ...]:
-    """Every white-list criterion of policy.md section 3 the firm fails, by name."""
+    """Every white-list criterion of docs/policy.md §3 the firm fails, by name."""
     wp = policy.whitelist
     out = []
     if level is not RiskLevel.BLUE:
@@ -370,7 +370,7 @@ def recommended_services(
 def without_whitelist(
     decision: Decision, blocker: Blocker, profile: EnterpriseProfile, policy: Policy
 ) -> Decision:
-    """The same decision with the white list withdrawn (a revoking event, policy.md §5).
+    """The same decision with the white list withdrawn (a revoking event, docs/policy.md §5).
 
     Restoration happens only through a later decision that passes every criterion.
     """

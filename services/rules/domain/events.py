@@ -1,4 +1,4 @@
-"""Events of policy.md section 5 and what each does to a firm's profile.
+"""Events of docs/policy.md §5 and what each does to a firm's profile.
 
 `apply` is pure: it takes the stored profile and an event and returns the new profile
 and whether the event revokes the white list. The service layer persists the result

@@ -1,4 +1,4 @@
-"""The inspection gate (policy.md section 6) as a pure function of what is already booked.
+"""The inspection gate (docs/policy.md §6) as a pure function of what is already booked.
 
 The caller (service layer) holds a lock on the firm while it reads the firm's allowed
 inspections, calls `check`, and records the verdict, so two racing requests see each
@@ -97,7 +97,7 @@ def check(
     rules: GateRules,
     new_joint_id: Callable[[], str],
 ) -> Verdict:
-    """The first verdict of policy.md section 6 that applies.
+    """The first verdict of docs/policy.md §6 that applies.
 
     `past` may hold any of the firm's allowed counted inspections; only those in the
     planned date's calendar year count. A joint visit is formed only within that year,

@@ -1,4 +1,4 @@
-"""The decision policy's thresholds (policy.md), loaded from rulesets/policy.yaml."""
+"""The decision policy's thresholds (docs/policy.md), loaded from rulesets/policy.yaml."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The enterprise profile (facts.md) and its validation.
+"""The enterprise profile (docs/api.md, EnterpriseProfile; rulesets/facts.yaml) and its
+validation.
 
 `parse_profile` takes the JSON-shaped dict that both the CLI's files and the gRPC
 entrypoint produce, checks every field, and returns a frozen `EnterpriseProfile` or
@@ -309,7 +310,8 @@ def parse_profile(
     max_list: int | None = MAX_LIST,
     stored: bool = False,
 ) -> EnterpriseProfile:
-    """Validate a JSON-shaped profile against facts.md; raise ValidationError naming each field.
+    """Validate a JSON-shaped profile against docs/api.md and the fact registry; raise
+    ValidationError naming each field.
 
     `fact_types` is the fact-key registry (key → bool|int|number|string); `prefix` is the
     path of the profile in the request (e.g. "profile.") so violations name request fields.

@@ -1,4 +1,4 @@
-"""Which scopes may call which RulesService method (api.md, Auth)."""
+"""Which scopes may call which RulesService method (README "Security", docs/api.md)."""
 
 from services.common.auth import MethodRule, rule
 

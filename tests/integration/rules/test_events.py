@@ -1,7 +1,7 @@
-"""ReportEvent (policy.md section 5) on SQLite and PostgreSQL: what each event does to the
+"""ReportEvent (docs/policy.md §5) on SQLite and PostgreSQL: what each event does to the
 stored profile, the decision, the white-list entry and the history; idempotency; errors.
 
-Expected values come from policy.md: "within N months" counts back from the decision's
+Expected values come from docs/policy.md: "within N months" counts back from the decision's
 as_of (the server's today for events), both ends inclusive.
 """
 

@@ -1,4 +1,4 @@
-"""CheckInspection and VerifyInspectionCode (policy.md sections 4 and 6) on SQLite and
+"""CheckInspection and VerifyInspectionCode (docs/policy.md §4 and §6) on SQLite and
 PostgreSQL: every step of the verdict order, with the dates at their edges."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""RulesService over a real gRPC server on port 0: the contract of api.md."""
+"""RulesService over a real gRPC server on port 0: the contract of docs/api.md."""
 
 from __future__ import annotations
 

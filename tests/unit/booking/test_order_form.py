@@ -1,4 +1,4 @@
-"""The order form (点单): every rule of booking.md, each violation named by its form field."""
+"""The order form (点单): every rule of docs/booking.md, each violation named by its form field."""
 
 from __future__ import annotations
 

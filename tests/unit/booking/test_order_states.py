@@ -26,7 +26,7 @@ from services.common.errors import PreconditionFailed
 AT = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
 LATER = datetime(2026, 6, 2, 14, 0, tzinfo=UTC)
 
-# The spec's tables (booking.md "Order states" and "Visit, findings and tickets"), written
+# The spec's tables (docs/booking.md "Order states" and "Visit, findings and tickets"), written
 # out independently of the code so that an edit to the code's table is noticed.
 EXPECTED_ORDER_TABLE = {
     (OrderStatus.SUBMITTED, OrderAction.DISPATCH): OrderStatus.DISPATCHED,

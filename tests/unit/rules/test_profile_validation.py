@@ -1,4 +1,5 @@
-"""Every profile field of facts.md is checked, and each violation names its field."""
+"""Every profile field (docs/api.md, EnterpriseProfile) is checked, and each violation
+names its field."""
 
 from __future__ import annotations
 

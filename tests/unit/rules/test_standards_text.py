@@ -1,7 +1,7 @@
 """Every clause in the official words: the rulesets against the verbatim reference texts.
 
 `rulesets/sources/` holds byte-identical copies of the team's reference texts
-(../shared/spec/standards-text/), pinned by `SHA256SUMS`; each ruleset whose head names
+(the reference texts the team collected), pinned by `SHA256SUMS`; each ruleset whose head names
 a `reference` must encode every item of it, with the same text character for character
 (the closing 的；/。 aside), and keep `verified: false` where the reference says the text
 rests on one source, on sources that disagree, or on inference.
