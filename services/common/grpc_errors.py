@@ -16,6 +16,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.common.values import clip
+
 CODES: dict[str, grpc.StatusCode] = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
     "not_found": grpc.StatusCode.NOT_FOUND,
@@ -27,6 +29,9 @@ CODES: dict[str, grpc.StatusCode] = {
     "unavailable": grpc.StatusCode.UNAVAILABLE,
     "aborted": grpc.StatusCode.ABORTED,
 }
+# Every value quoted in an error goes through values.preview; these caps are the last line
+# of defence, so a status always fits the 8 KB metadata a client accepts by default.
+MAX_MESSAGE, MAX_FIELD, MAX_DESCRIPTION, MAX_VIOLATIONS = 1000, 120, 240, 20
 _log = structlog.get_logger("grpc")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,16 +43,16 @@ def is_domain_error(exc: BaseException) -> bool:
 def status_proto(exc: BaseException) -> status_pb2.Status:
     """The google.rpc.Status for a domain error, with a BadRequest for validation errors."""
     code = CODES[exc.code]  # type: ignore[attr-defined]
-    message = getattr(exc, "message", str(exc))
+    message = clip(getattr(exc, "message", str(exc)), MAX_MESSAGE)
     status = status_pb2.Status(code=code.value[0], message=message)
     violations = getattr(exc, "violations", None)
     if violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=clip(v.field, MAX_FIELD), description=clip(v.description, MAX_DESCRIPTION)
                 )
-                for v in violations
+                for v in violations[:MAX_VIOLATIONS]
             ]
         )
         detail = any_pb2.Any()

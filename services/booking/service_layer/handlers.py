@@ -41,6 +41,7 @@ from services.common.errors import (
     ValidationError,
 )
 from services.common.ratelimit import RateLimiter
+from services.common.values import preview
 
 USCC_LENGTH = 18
 EXPERT_ID_MAX = 64
@@ -227,8 +228,8 @@ def _expert_from(data: Mapping[str, Any]) -> Expert:
     for s in slots:
         try:
             parse_slot(s)
-        except ValueError:
-            bad.append(FieldViolation("expert.slots", f"{s!r}: YYYY-MM-DD AM|PM"))
+        except ValueError as exc:
+            bad.append(FieldViolation("expert.slots", f"{preview(s)}: {exc}"))
             break
     if len(slots) > 400:
         bad.append(FieldViolation("expert.slots", "at most 400 half-days"))
@@ -334,7 +335,7 @@ def get_order(uow: UnitOfWork, ctx: BookingContext, order_id: str, token: str = 
         owner = owner_of(uow, ctx, token)  # the token first: a bad one learns nothing
         order = uow.register.order(order_id)
         if order is None:
-            raise NotFound(f"no order {order_id!r}")
+            raise NotFound(f"no order {preview(order_id)}")
         check_owner(owner, order.enterprise_id, "order")
         return order
 
@@ -371,7 +372,7 @@ def cancel_order(
         owner = owner_of(uow, ctx, token)
         order = uow.register.order(order_id, for_update=True)
         if order is None:
-            raise NotFound(f"no order {order_id!r}")
+            raise NotFound(f"no order {preview(order_id)}")
         check_owner(owner, order.enterprise_id, "order")
         order.move(
             OrderAction.CANCEL,
@@ -400,7 +401,7 @@ def dispatch_order(
     with uow:
         order = uow.register.order(order_id, for_update=True)
         if order is None:
-            raise NotFound(f"no order {order_id!r}")
+            raise NotFound(f"no order {preview(order_id)}")
         if order.status != OrderStatus.SUBMITTED and quiet:
             return order
         if order.status != OrderStatus.SUBMITTED:

@@ -15,11 +15,13 @@ from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.context import current_caller
 from services.common.grpc_errors import internal_status, is_domain_error, map_errors, status_proto
+from services.common.malformed import text_violations
 from services.common.security import Security
+from services.common.values import preview
 from services.rules.adapters.engine import engine_for
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.dates import today_shanghai
-from services.rules.domain.errors import NotFound, PreconditionFailed
+from services.rules.domain.errors import NotFound, PreconditionFailed, ValidationError
 from services.rules.entrypoints import convert
 from services.rules.entrypoints.access import RULES_METHODS
 from services.rules.service_layer import handlers, inspection_handlers, register_handlers
@@ -53,6 +55,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             if not context.is_active():
                 return  # cancelled or past the caller's deadline
             try:
+                if bad := text_violations(request):
+                    raise ValidationError(bad)  # as the interceptor does for unary calls
                 decision = handlers.evaluate_data(
                     self._ctx, convert.profile_to_dict(request.profile), request.as_of
                 )
@@ -84,7 +88,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         standard = self._ctx.catalogue.standard(request.standard_id)
         if standard is None:
             known = ", ".join(s.id for s in self._ctx.catalogue.standards)
-            raise NotFound(f"no standard {request.standard_id!r}; known: {known}")
+            raise NotFound(f"no standard {preview(request.standard_id)}; known: {known}")
         return convert.standard_to_proto(standard, with_clauses=True)
 
     @map_errors

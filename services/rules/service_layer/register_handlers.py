@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from services.common.values import preview
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events
 from services.rules.domain.decision import Blocker, Decision, Status, without_whitelist
@@ -189,7 +190,7 @@ def get_status(
 def load_firm(uow: UnitOfWork, enterprise_id: str, *, for_update: bool = False) -> Firm:
     firm = uow.register.firm(enterprise_id, for_update=for_update) if enterprise_id else None
     if firm is None:
-        raise NotFound(f"firm {enterprise_id!r} is not in the register")
+        raise NotFound(f"firm {preview(enterprise_id)} is not in the register")
     return firm
 
 
@@ -329,7 +330,7 @@ def _replay(uow: UnitOfWork, ctx: RulesContext, first: EventRecord) -> StatusVie
     decision = uow.register.decision(first.decision_id)
     snap = first.result or {}
     if decision is None or not snap:
-        raise PreconditionFailed(f"event {first.event_id!r} was recorded without its result")
+        raise PreconditionFailed(f"event {preview(first.event_id)} was recorded without its result")
     raw = snap.get("entry")
     entry = (
         None
