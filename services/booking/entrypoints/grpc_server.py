@@ -8,6 +8,7 @@ import grpc
 from grpc_health.v1.health import HealthServicer
 from sqlalchemy import Engine
 
+from services.booking.adapters.orm import start_mappers
 from services.booking.domain.orders import Order
 from services.booking.entrypoints import convert
 from services.booking.entrypoints.access import BOOKING_METHODS
@@ -293,6 +294,7 @@ def build(
     security: Security | None = None,
 ) -> tuple[grpc.Server, int, HealthServicer]:
     security = security or Security()
+    start_mappers()  # once, before serving: concurrent first calls must not map it again
     server = common_server.new_server(
         max_workers=max_workers, interceptors=security.interceptors(BOOKING_METHODS)
     )

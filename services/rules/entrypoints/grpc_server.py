@@ -19,6 +19,7 @@ from services.common.malformed import text_violations
 from services.common.security import Security
 from services.common.values import preview
 from services.rules.adapters.engine import engine_for
+from services.rules.adapters.orm import start_mappers
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.dates import today_shanghai
 from services.rules.domain.errors import NotFound, PreconditionFailed, ValidationError
@@ -202,6 +203,7 @@ def build(
     security: Security | None = None,
 ) -> RunningServer:
     security = security or Security()
+    start_mappers()  # once, before serving: concurrent first calls must not map it again
     server = common_server.new_server(
         max_workers=max_workers, interceptors=security.interceptors(RULES_METHODS)
     )
