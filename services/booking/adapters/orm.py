@@ -7,7 +7,6 @@ Invariants live in the schema: an expert's half-day is booked at most once
 from __future__ import annotations
 
 import hashlib
-
 import threading
 
 from sqlalchemy import (
