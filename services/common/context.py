@@ -36,7 +36,7 @@ def call_scope() -> Iterator[dict[str, Principal]]:
         yield holder
     finally:
         _CALL.reset(token)
-        structlog.contextvars.unbind_contextvars("caller")
+        structlog.contextvars.unbind_contextvars("caller", "error")
 
 
 def bind(principal: Principal) -> None:

@@ -8,10 +8,13 @@ uses a checked pool; handlers lock the rows they count with SELECT … FOR UPDAT
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,3 +75,29 @@ def new_metadata() -> MetaData:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+# SQLite result codes that say "not now" rather than "this is a bug": busy or locked past
+# the busy timeout, out of memory, interrupted (a deadline), I/O error, disk full, cannot
+# open the file, lock protocol.
+_SQLITE_TRANSIENT = frozenset({5, 6, 7, 9, 10, 13, 14, 15})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot take the call now (down, restarting,
+    unreachable, stalled past a timeout, locked past the busy timeout, disk full), so the
+    caller may retry; the transaction it was in is rolled back. One place for both
+    services: the gRPC error mapping and the phone page ask it."""
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection within pool_timeout
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _SQLITE_TRANSIENT
+    # psycopg: connection failures, server shutdown, query cancelled by statement_timeout,
+    # disk full and other insufficient resources are OperationalError; a closed
+    # connection is InterfaceError. Constraint and syntax errors are neither.
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)

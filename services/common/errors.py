@@ -58,6 +58,13 @@ class Unauthenticated(DomainError):
     code = "unauthenticated"
 
 
+class Unavailable(DomainError):
+    """Something the call needs (the database, the rules service) cannot answer now; the
+    caller may retry (UNAVAILABLE)."""
+
+    code = "unavailable"
+
+
 class RateLimited(DomainError):
     code = "resource_exhausted"
 

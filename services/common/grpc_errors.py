@@ -16,6 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.common.db import database_unavailable
 from services.common.values import clip
 
 CODES: dict[str, grpc.StatusCode] = {
@@ -94,8 +95,20 @@ def abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
                 )
             )
         context.abort_with_status(status)
+    if database_unavailable(exc):
+        # the per-RPC log line says UNAVAILABLE and why; nothing else is logged per call
+        structlog.contextvars.bind_contextvars(error=clip(str(exc).splitlines()[0], 200))
+        context.abort_with_status(unavailable_status("the database is unavailable; try again"))
     _log.exception("unhandled error in RPC handler")
     context.abort_with_status(rpc_status.to_status(internal_status()))
+
+
+def unavailable_status(message: str, retry_after: int = 1) -> grpc.Status:
+    """UNAVAILABLE (the code clients retry) with the rate limiter's retry-after trailer."""
+    status = rpc_status.to_status(status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message))
+    return status._replace(
+        trailing_metadata=(*status.trailing_metadata, ("retry-after", str(retry_after)))
+    )
 
 
 def _is_abort(exc: Exception) -> bool:

@@ -32,12 +32,12 @@ from services.booking.domain.records import EXPERT_FIELDS, Assignment, Expert, F
 from services.booking.domain.slots import parse_slot
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.errors import (
-    DomainError,
     FieldViolation,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
     RateLimited,
+    Unavailable,
     ValidationError,
 )
 from services.common.ratelimit import RateLimiter
@@ -55,10 +55,6 @@ class RulesPort(Protocol):
     def clause(self, clause_ref: str) -> tuple[str, str] | None: ...
     def report(self, event: dict[str, Any]) -> None: ...
     def verify_code(self, code: str) -> Any: ...
-
-
-class Unavailable(DomainError):
-    code = "unavailable"
 
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
