@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
             "seconds between overdue sweeps",
             type=float,
         )
-        env_flag(command, "--workers", "BOOKING_WORKERS", 8, "gRPC worker threads", type=int)
+        common_server.add_flags(command, "BOOKING")
         security.add_flags(command, "BOOKING")
         command.set_defaults(run=run)
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
@@ -277,11 +277,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     migrate.upgrade(engine)
     ctx = _context(args)
     worker = OutboxWorker(engine, ctx.rules)
-    server, port, checker = grpc_server.build(
+    running = grpc_server.build(
         ctx,
         engine,
         address=args.grpc,
-        max_workers=int(args.workers),
+        limits=common_server.limits_from(args),
         on_outbox=worker.wake,
         security=guard,
     )
@@ -289,7 +289,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     http = start_http(
         create_web_app(ctx, engine, on_outbox=worker.wake, staff=guard.tokens), host, int(http_port)
     )
-    server.start()
+    running.server.start()
     worker.start()
     threading.Thread(target=_warm, args=(ctx,), name="warm-clauses", daemon=True).start()
     stop = threading.Event()
@@ -299,11 +299,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         name="sweep",
         daemon=True,
     ).start()
-    watcher = common_server.watch_database(engine, checker, [grpc_server.SERVICE_NAME])
+    watcher = common_server.watch_database(engine, running.health, [grpc_server.SERVICE_NAME])
     _log.info(
         "booking service listening",
         grpc=args.grpc,
-        grpc_port=port,
+        grpc_port=running.port,
         http_port=http.port,
         public_url=args.public_url,
         rules=args.rules,
@@ -316,7 +316,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http.stop()
         worker.stop()
 
-    common_server.serve_until_signalled(server, checker, on_stop=on_stop)
+    common_server.serve_until_signalled(running, on_stop=on_stop)
     return 0
 
 

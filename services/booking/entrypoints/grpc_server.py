@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-from grpc_health.v1.health import HealthServicer
 from sqlalchemy import Engine
 
 from services.booking.adapters.orm import start_mappers
@@ -263,6 +262,10 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
 
 
+# the one method that never touches the database: served even while it hangs
+DB_FREE = frozenset({f"/{SERVICE_NAME}/ListServiceItems"})
+
+
 def create_server(
     ctx: BookingContext,
     engine: Engine,
@@ -271,17 +274,19 @@ def create_server(
     max_workers: int = 8,
     on_outbox: Callable[[], None] = lambda: None,
     security: Security | None = None,
+    limits: common_server.Limits | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Build (not start) the booking gRPC server; port 0 picks a free port."""
-    server, port, _ = build(
+    """Build (not start) the booking gRPC server; port 0 picks a free port. `max_workers`
+    sizes both thread pools unless `limits` says otherwise."""
+    running = build(
         ctx,
         engine,
         address=address,
-        max_workers=max_workers,
+        limits=limits or common_server.Limits(max_workers, max_workers),
         on_outbox=on_outbox,
         security=security,
     )
-    return server, port
+    return running.server, running.port
 
 
 def build(
@@ -289,18 +294,18 @@ def build(
     engine: Engine,
     *,
     address: str,
-    max_workers: int,
+    limits: common_server.Limits,
     on_outbox: Callable[[], None] = lambda: None,
     security: Security | None = None,
-) -> tuple[grpc.Server, int, HealthServicer]:
+) -> common_server.RunningServer:
     security = security or Security()
     start_mappers()  # once, before serving: concurrent first calls must not map it again
-    server = common_server.new_server(
-        max_workers=max_workers, interceptors=security.interceptors(BOOKING_METHODS)
+    server, pools = common_server.new_server(
+        limits=limits, db_free=DB_FREE, interceptors=security.interceptors(BOOKING_METHODS)
     )
     booking_pb2_grpc.add_BookingServiceServicer_to_server(
         BookingServicer(ctx, engine, on_outbox), server
     )
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
     port = common_server.bind_port(server, address, security.tls)
-    return server, port, checker
+    return common_server.RunningServer(server, port, checker, pools)

@@ -62,14 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     env_flag(serve, "--grpc", "RULES_GRPC", DEFAULT_GRPC, "HOST:PORT to listen on")
     _common_flags(serve)
     security.add_flags(serve, "RULES")
-    env_flag(serve, "--workers", "RULES_WORKERS", 8, "gRPC worker threads", type=int)
+    common_server.add_flags(serve, "RULES")
     serve.set_defaults(run=cmd_serve)
 
     demo = sub.add_parser("demo", help="what `make run` starts: the server plus how to call it")
     env_flag(demo, "--grpc", "RULES_GRPC", DEFAULT_GRPC, "HOST:PORT to listen on")
     _common_flags(demo)
     security.add_flags(demo, "RULES")
-    demo.set_defaults(run=cmd_demo, workers=8)
+    common_server.add_flags(demo, "RULES")
+    demo.set_defaults(run=cmd_demo)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
         required=True, metavar="ACTION"
@@ -132,7 +133,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     rulebook = load_rulebook(args.rulesets)
     engine = _database(args.db)
     running = grpc_server.build(
-        rulebook, engine=engine, address=args.grpc, max_workers=int(args.workers), security=guard
+        rulebook,
+        engine=engine,
+        address=args.grpc,
+        limits=common_server.limits_from(args),
+        security=guard,
     )
     running.server.start()
     watcher = common_server.watch_database(engine, running.health, [grpc_server.SERVICE_NAME])
@@ -144,7 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ruleset_version=rulebook.catalogue.version,
         standards=[s.id for s in rulebook.catalogue.standards],
     )
-    common_server.serve_until_signalled(running.server, running.health, on_stop=watcher.set)
+    common_server.serve_until_signalled(running, on_stop=watcher.set)
     engine.dispose()
     return 0
 

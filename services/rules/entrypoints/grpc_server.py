@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date
 
 import grpc
-from grpc_health.v1.health import HealthServicer
 from sqlalchemy import Engine
 
 from services.common import server as common_server
@@ -160,11 +158,11 @@ def context_from(
     )
 
 
-@dataclass
-class RunningServer:
-    server: grpc.Server
-    port: int
-    health: HealthServicer
+RunningServer = common_server.RunningServer
+# the methods that never touch the register: served even while the database hangs
+DB_FREE = frozenset(
+    f"/{SERVICE_NAME}/{m}" for m in ("Evaluate", "EvaluateStream", "ListStandards", "GetStandard")
+)
 
 
 def create_server(
@@ -175,18 +173,20 @@ def create_server(
     max_workers: int = 8,
     today: Callable[[], date] = today_shanghai,
     security: Security | None = None,
+    limits: common_server.Limits | None = None,
 ) -> tuple[grpc.Server, int]:
     """Build (not start) the rules server bound to `address`; port 0 picks a free port.
 
     `engine` is the register's database, already migrated; without it the register RPCs
     answer FAILED_PRECONDITION. `today` is the clock (tests pin it). `security` adds
-    authentication, rate limits and TLS.
+    authentication, rate limits and TLS. `max_workers` sizes both thread pools unless
+    `limits` says otherwise.
     """
     running = build(
         rulebook,
         engine=engine,
         address=address,
-        max_workers=max_workers,
+        limits=limits or common_server.Limits(max_workers, max_workers),
         today=today,
         security=security,
     )
@@ -198,17 +198,20 @@ def build(
     *,
     engine: Engine | None,
     address: str,
-    max_workers: int,
+    limits: common_server.Limits | None = None,
+    max_workers: int = 8,
     today: Callable[[], date] = today_shanghai,
     security: Security | None = None,
 ) -> RunningServer:
     security = security or Security()
     start_mappers()  # once, before serving: concurrent first calls must not map it again
-    server = common_server.new_server(
-        max_workers=max_workers, interceptors=security.interceptors(RULES_METHODS)
+    server, pools = common_server.new_server(
+        limits=limits or common_server.Limits(max_workers, max_workers),
+        db_free=DB_FREE,
+        interceptors=security.interceptors(RULES_METHODS),
     )
     servicer = RulesServicer(context_from(rulebook, today), engine)
     rules_pb2_grpc.add_RulesServiceServicer_to_server(servicer, server)
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
     port = common_server.bind_port(server, address, security.tls)
-    return RunningServer(server, port, checker)
+    return RunningServer(server, port, checker, pools)
