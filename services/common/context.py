@@ -4,6 +4,7 @@ log line, the audit trail and the role checks. Per call, never leaking between c
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,3 +57,24 @@ def current_principal() -> Principal:
 
 def current_caller() -> str:
     return current_principal().caller
+
+
+# The caller's deadline (time.monotonic()), for the database path: set per call by the
+# server (from the gRPC deadline) and by the health probe (its own); None: no deadline.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+
+
+@contextmanager
+def deadline_in(seconds: float | None) -> Iterator[None]:
+    """Within this block the current call must be done in `seconds` (None: no deadline)."""
+    token = _DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds until the current call's deadline (may be <= 0), or None without one."""
+    deadline = _DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()

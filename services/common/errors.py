@@ -65,6 +65,12 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
+class DeadlineExceeded(DomainError):
+    """The caller's deadline passed before the work could be done (nothing committed)."""
+
+    code = "deadline_exceeded"
+
+
 class RateLimited(DomainError):
     code = "resource_exhausted"
 

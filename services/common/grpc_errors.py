@@ -16,6 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.common.context import time_left
 from services.common.db import database_unavailable
 from services.common.values import clip
 
@@ -29,6 +30,7 @@ CODES: dict[str, grpc.StatusCode] = {
     "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
     "aborted": grpc.StatusCode.ABORTED,
+    "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 # Every value quoted in an error goes through values.preview; these caps are the last line
 # of defence, so a status always fits the 8 KB metadata a client accepts by default.
@@ -98,6 +100,9 @@ def abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
     if database_unavailable(exc):
         # the per-RPC log line says UNAVAILABLE and why; nothing else is logged per call
         structlog.contextvars.bind_contextvars(error=clip(str(exc).splitlines()[0], 200))
+        left = time_left()
+        if left is not None and left <= 0:  # the watchdog cut it at the caller's deadline
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
         context.abort_with_status(unavailable_status("the database is unavailable; try again"))
     _log.exception("unhandled error in RPC handler")
     context.abort_with_status(rpc_status.to_status(internal_status()))

@@ -28,12 +28,15 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
 from services.common.config import env_flag
+from services.common.context import deadline_in
+from services.common.db import DbTimeouts
 from services.common.interceptors import INFRASTRUCTURE_PREFIXES, LoggingInterceptor, wrap_handler
 from services.common.malformed import MalformedRequestInterceptor
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 5 MB photo plus its envelope
 DEFAULT_MAX_CONCURRENT = 128
 RETRY_AFTER_BUSY = 1  # seconds, in the retry-after trailer of a refusal for load
+NO_DEADLINE = 10**6  # grpc reports "no deadline" as a very long time remaining
 _log = structlog.get_logger("server")
 
 
@@ -144,16 +147,26 @@ def _refuse_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]
 
 
 def _on(handler: Any, pool: CallPool) -> Any:
-    """The handler, run on `pool` (grpc's per-behaviour thread pool)."""
+    """The handler, run on `pool` (grpc's per-behaviour thread pool); a unary call's
+    database work is bounded by the caller's deadline (context.deadline_in)."""
 
-    def placed(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    def unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            left = context.time_remaining()
+            with deadline_in(left if left is not None and left < NO_DEADLINE else None):
+                return behaviour(request, context)
+
+        run.experimental_thread_pool = pool  # type: ignore[attr-defined]
+        return run
+
+    def stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
             return behaviour(request, context)
 
         run.experimental_thread_pool = pool  # type: ignore[attr-defined]
         return run
 
-    return wrap_handler(handler, placed, placed)
+    return wrap_handler(handler, unary, stream)
 
 
 @dataclass(frozen=True)
@@ -192,6 +205,35 @@ def add_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None:
         "calls in progress (running or queued) before RESOURCE_EXHAUSTED with retry-after; "
         "0: no limit",
         type=int,
+    )
+    add_database_flags(parser, env_prefix)
+
+
+def add_database_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None:
+    """--db-timeout, --db-connect-timeout, --db-pool-timeout (seconds)."""
+    defaults = DbTimeouts()
+    for flag, name, default, text in (
+        (
+            "--db-timeout",
+            "DB_TIMEOUT",
+            defaults.statement,
+            "seconds a statement may run (PostgreSQL statement_timeout, SQLite busy "
+            "timeout); a connection held longer is cut",
+        ),
+        ("--db-connect-timeout", "DB_CONNECT_TIMEOUT", defaults.connect, "seconds to connect"),
+        (
+            "--db-pool-timeout",
+            "DB_POOL_TIMEOUT",
+            defaults.pool,
+            "seconds to wait for a pooled connection",
+        ),
+    ):
+        env_flag(parser, flag, f"{env_prefix}_{name}", default, text, type=float)
+
+
+def timeouts_from(args: argparse.Namespace) -> DbTimeouts:
+    return DbTimeouts(
+        float(args.db_timeout), float(args.db_connect_timeout), float(args.db_pool_timeout)
     )
 
 
@@ -303,22 +345,30 @@ def watch_database(
     checker: health.HealthServicer,
     service_names: Iterable[str],
     interval: float = 5.0,
+    probe_timeout: float = 3.0,
 ) -> threading.Event:
-    """Report NOT_SERVING while the database is unreachable; returns an Event that stops it."""
+    """Report NOT_SERVING while the database is unreachable or does not answer a probe
+    within `probe_timeout`; returns an Event that stops it. The probe runs on a thread of
+    its own under its own deadline (the watchdog cuts a stalled connection), so neither
+    this loop nor the health servicer ever waits on the database, and a probe still stuck
+    is not joined by another."""
     names = ["", *service_names]
     stop = threading.Event()
 
     def loop() -> None:
         last = None
+        probe: _Probe | None = None
         while not stop.is_set():
-            try:
-                with engine.connect() as connection:
-                    connection.exec_driver_sql("SELECT 1")
+            if probe is None or probe.finished.is_set():
+                probe = _Probe(engine, probe_timeout)
+            answered = probe.finished.wait(probe_timeout) and probe.error is None
+            if answered:
                 status = health_pb2.HealthCheckResponse.SERVING
-            except Exception as exc:  # any failure to reach the database
+            else:
                 status = health_pb2.HealthCheckResponse.NOT_SERVING
                 if last != status:
-                    _log.warning("database unreachable", error=str(exc).splitlines()[0])
+                    why = probe.error or f"no answer within {probe_timeout} s"
+                    _log.warning("database unreachable", error=why)
             if status != last:
                 for name in names:
                     checker.set(name, status)
@@ -327,6 +377,26 @@ def watch_database(
 
     threading.Thread(target=loop, name="db-health", daemon=True).start()
     return stop
+
+
+class _Probe:
+    """SELECT 1 on a thread of its own, bounded by `timeout`."""
+
+    def __init__(self, engine: Engine, timeout: float) -> None:
+        self.finished = threading.Event()
+        self.error: str | None = None
+        self._engine = engine
+        self._timeout = timeout
+        threading.Thread(target=self._run, name="db-probe", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            with deadline_in(self._timeout), self._engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except Exception as exc:  # any failure to reach the database
+            self.error = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        finally:
+            self.finished.set()
 
 
 @dataclass(frozen=True)

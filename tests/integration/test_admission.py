@@ -104,3 +104,27 @@ def test_past_the_concurrency_limit_calls_are_refused_with_retry_after(
         outcomes = [_outcome(call) for call in calls]
     assert outcomes.count("OK") >= 3 and "RESOURCE_EXHAUSTED" in outcomes
     assert set(outcomes) == {"OK", "RESOURCE_EXHAUSTED"}
+
+
+def test_a_call_waiting_for_the_sqlite_lock_gives_up_at_its_deadline(
+    rulebook: Rulebook, tmp_path: Path
+) -> None:
+    path = tmp_path / "rules.db"
+    engine = make_engine(f"sqlite:///{path}")  # no timeouts: SQLite would wait 30 s
+    migrate.upgrade(engine)
+    running = grpc_server.build(rulebook, engine=engine, address="127.0.0.1:0", limits=Limits())
+    running.server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = rules_pb2_grpc.RulesServiceStub(channel)
+            with write_lock(path):
+                late = stub.UpsertEnterprise.future(
+                    pb.UpsertEnterpriseRequest(profile=profile_from_json(profile(2))), timeout=1
+                )
+                assert _outcome(late) == "DEADLINE_EXCEEDED"
+                # the server stopped waiting for the lock at the deadline, not 30 s later
+                wait_until(lambda: running.pools.db.held == 0, timeout=20)
+            assert _outcome(_upsert(stub, 3)) == "OK"
+    finally:
+        running.server.stop(None)
+        engine.dispose()

@@ -273,7 +273,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from services.booking.entrypoints.web import create_web_app
 
     guard = security.from_args(args)  # before anything else: refuse to run open
-    engine = make_engine(args.db)
+    limits = common_server.limits_from(args)
+    engine = make_engine(
+        args.db, pool_size=limits.db_workers, timeouts=common_server.timeouts_from(args)
+    )
     migrate.upgrade(engine)
     ctx = _context(args)
     worker = OutboxWorker(engine, ctx.rules)
@@ -281,7 +284,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ctx,
         engine,
         address=args.grpc,
-        limits=common_server.limits_from(args),
+        limits=limits,
         on_outbox=worker.wake,
         security=guard,
     )

@@ -122,8 +122,15 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _database(url: str) -> Engine:
-    engine = make_engine(url)
+def _database(url: str, args: argparse.Namespace | None = None) -> Engine:
+    """The migrated register; a server's (`args`) has its timeouts and pool size."""
+    if args is None:
+        engine = make_engine(url)
+    else:
+        limits = common_server.limits_from(args)
+        engine = make_engine(
+            url, pool_size=limits.db_workers, timeouts=common_server.timeouts_from(args)
+        )
     migrate.upgrade(engine)
     return engine
 
@@ -131,7 +138,7 @@ def _database(url: str) -> Engine:
 def cmd_serve(args: argparse.Namespace) -> int:
     guard = security.from_args(args)  # before anything else: refuse to run open
     rulebook = load_rulebook(args.rulesets)
-    engine = _database(args.db)
+    engine = _database(args.db, args)
     running = grpc_server.build(
         rulebook,
         engine=engine,
