@@ -186,6 +186,10 @@ def _ticket(
 
     ticket.history.append(TicketTransition(ticket.id, now(), actor, "", "open", "现场发现"))
     uow.register.add(ticket)
+    if f.photos:
+        # photos reference the ticket, and no relationship tells the unit of work so
+        # (it would load the blobs): insert the ticket first
+        uow.session.flush()
     for content, _ in f.photos:
         _store_photo(uow, ticket.id, content, "finding")
     kind = "MAJOR_HAZARD_FOUND" if f.severity == "major" else "GENERAL_HAZARD_FOUND"
