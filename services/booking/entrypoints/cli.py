@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -27,8 +27,8 @@ from services.booking.service_layer import handlers, tickets
 from services.booking.service_layer.handlers import SHANGHAI, BookingContext, today_shanghai
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common import backup, security
 from services.common import logging as common_logging
-from services.common import security
 from services.common import server as common_server
 from services.common.config import env_flag
 from services.common.db import default_sqlite_url, make_engine
@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit.add_parser("verify", help="recompute the hash chain; name the first break")
     env_flag(verify, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
     verify.set_defaults(run=cmd_audit_verify)
+    backup.add_commands(
+        sub, "BOOKING", "booking", lambda url: cmd_audit_verify(argparse.Namespace(db=url))
+    )
     migrate_cmd = sub.add_parser("migrate", help="create or upgrade the booking schema")
     env_flag(migrate_cmd, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
     migrate_cmd.set_defaults(run=cmd_migrate)
@@ -98,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         "--retry-failed",
         action="store_true",
         help="requeue the events the rules service refused (after fixing why)",
+    )
+    box.add_argument(
+        "--resend-since",
+        default="",
+        metavar="YYYY-MM-DD",
+        help="send again every event delivered since this day (after restoring rules)",
     )
     box.set_defaults(run=cmd_outbox)
     sweep_cmd = sub.add_parser("sweep", help="mark overdue tickets, report them, deliver")
@@ -203,7 +212,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     """How many events wait, which were refused and why; optionally requeue the refused."""
-    from services.booking.service_layer.outbox import requeue_failed
+    from services.booking.service_layer.outbox import requeue_failed, resend_since
 
     engine = make_engine(args.db)
     migrate.upgrade(engine)
@@ -215,6 +224,17 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         print(f"  {event_id}: {error}")
     if args.retry_failed and parked:
         print(f"requeued {len(requeue_failed(UnitOfWork(engine)))} event(s)")
+    if args.resend_since:
+        try:
+            since = date.fromisoformat(args.resend_since)
+        except ValueError:
+            print("--resend-since takes a date YYYY-MM-DD", file=sys.stderr)
+            return 2
+        again = resend_since(UnitOfWork(engine), since)
+        print(
+            f"{len(again)} event(s) delivered since {since} queued again; the running "
+            "service's worker sends them (the rules service ignores those it still has)"
+        )
     return 0
 
 

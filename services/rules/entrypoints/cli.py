@@ -15,8 +15,8 @@ from google.rpc import status_pb2
 from sqlalchemy import Engine
 from tqdm import tqdm
 
+from services.common import backup, security
 from services.common import logging as common_logging
-from services.common import security
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit.add_parser("verify", help="recompute the hash chain; name the first break")
     env_flag(verify, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
     verify.set_defaults(run=cmd_audit_verify)
+
+    backup.add_commands(
+        sub, "RULES", "rules", lambda url: cmd_audit_verify(argparse.Namespace(db=url))
+    )
 
     migrate = sub.add_parser("migrate", help="create or upgrade the register's schema")
     env_flag(migrate, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
