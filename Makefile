@@ -9,7 +9,7 @@ PIP_TOOLS := pip-tools==7.6.2
 GEN_STAMP := services/common/_generated/.stamp
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: install lock protos run test test-fast lint bench clean
+.PHONY: install lock protos run test test-fast lint bench soak clean
 
 install: $(STAMP) $(GEN_STAMP)
 
@@ -55,6 +55,10 @@ lint: install
 
 bench: install
 	$(PY) -m bench.run --write docs/benchmarks.md
+
+DURATION ?= 10m
+soak: install  ## both services on SQLite, then PostgreSQL, under load (not part of make test)
+	$(PY) -m bench.soak --duration $(DURATION) --write docs/reliability.md
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) services/common/_generated var .pytest_cache .mypy_cache .ruff_cache
