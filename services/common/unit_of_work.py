@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -13,6 +14,28 @@ from services.common.db import is_sqlite, session_factory
 
 R = TypeVar("R")
 
+# One session factory per engine and audit trail, its listeners installed once, kept on
+# the engine (it lives as long as the engine does). A factory per unit of work left three
+# listeners a call in SQLAlchemy's global event registry: the soak saw RSS grow by about
+# 1 MB per thousand calls.
+_FACTORIES = "_unit_of_work_factories"
+_FACTORIES_LOCK = threading.Lock()
+
+
+def _factory_for(engine: Engine, audit: AuditTrail | None) -> sessionmaker[Session]:
+    with _FACTORIES_LOCK:
+        per_audit: dict[int, sessionmaker[Session]] | None = getattr(engine, _FACTORIES, None)
+        if per_audit is None:
+            per_audit = {}
+            setattr(engine, _FACTORIES, per_audit)
+        factory = per_audit.get(id(audit))
+        if factory is None:
+            factory = session_factory(engine)
+            if audit is not None:
+                audit.install(factory)  # every committed change leaves a chained entry
+            per_audit[id(audit)] = factory
+        return factory
+
 
 class BaseUnitOfWork(Generic[R]):
     """`with uow:` opens a transaction; leaving without commit() rolls it back.
@@ -22,9 +45,7 @@ class BaseUnitOfWork(Generic[R]):
 
     def __init__(self, engine: Engine, audit: AuditTrail | None = None) -> None:
         self.engine = engine
-        self._factory: sessionmaker[Session] = session_factory(engine)
-        if audit is not None:
-            audit.install(self._factory)  # every committed change leaves a chained entry
+        self._factory = _factory_for(engine, audit)
         self.lock_rows = not is_sqlite(engine)  # SQLite's BEGIN IMMEDIATE locks the file
         self.session: Session
         self.register: R
