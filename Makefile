@@ -3,18 +3,30 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+LOCK_VENV := .venv-lock
+PIP_TOOLS := pip-tools==7.6.2
 GEN_STAMP := services/common/_generated/.stamp
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: install protos docs run test test-fast lint bench clean
+.PHONY: install lock protos docs run test test-fast lint bench soak clean
 
 install: $(STAMP) $(GEN_STAMP)
 
-$(STAMP): pyproject.toml
+# Exactly what requirements.lock says (versions and hashes), then the project itself.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
+
+lock:  ## refresh requirements.lock from pyproject.toml's ranges (newest allowed versions)
+	test -x $(LOCK_VENV)/bin/pip-compile || \
+	  ($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet '$(PIP_TOOLS)')
+	$(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --extra dev \
+	  --all-build-deps --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+	  --output-file $(LOCK) pyproject.toml
 
 $(GEN_STAMP): $(STAMP) $(PROTOS) scripts/gen_protos.py
 	$(PY) scripts/gen_protos.py
@@ -47,5 +59,9 @@ lint: install
 bench: install
 	$(PY) -m bench.run --write docs/benchmarks.md
 
+DURATION ?= 10m
+soak: install  ## both services on SQLite, then PostgreSQL, under load (not part of make test)
+	$(PY) -m bench.soak --duration $(DURATION) --write docs/reliability.md
+
 clean:
-	rm -rf $(VENV) services/common/_generated var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) services/common/_generated var .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,7 @@ log line, the audit trail and the role checks. Per call, never leaking between c
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ def call_scope() -> Iterator[dict[str, Principal]]:
         yield holder
     finally:
         _CALL.reset(token)
-        structlog.contextvars.unbind_contextvars("caller")
+        structlog.contextvars.unbind_contextvars("caller", "error")
 
 
 def bind(principal: Principal) -> None:
@@ -66,3 +67,24 @@ def require_scope(scope: str, what: str) -> None:
     principal = current_principal()
     if principal is not ANONYMOUS and not principal.has(scope):
         raise PermissionDenied(f"{what} needs the {scope} scope")
+
+
+# The caller's deadline (time.monotonic()), for the database path: set per call by the
+# server (from the gRPC deadline) and by the health probe (its own); None: no deadline.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+
+
+@contextmanager
+def deadline_in(seconds: float | None) -> Iterator[None]:
+    """Within this block the current call must be done in `seconds` (None: no deadline)."""
+    token = _DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds until the current call's deadline (may be <= 0), or None without one."""
+    deadline = _DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()

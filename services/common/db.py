@@ -8,14 +8,51 @@ uses a checked pool; handlers lock the rows they count with SELECT … FOR UPDAT
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
+import os
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import structlog
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-SQLITE_BUSY_MS = 30_000
+from services.common.context import time_left
+from services.common.errors import DeadlineExceeded
+
+_log = structlog.get_logger("db")
+
+SQLITE_BUSY_MS = 30_000  # without DbTimeouts (commands run by hand)
+
+
+@dataclass(frozen=True)
+class DbTimeouts:
+    """How long the database may take, so that a stalled one gives UNAVAILABLE instead of
+    a hang (flags --db-timeout, --db-connect-timeout, --db-pool-timeout):
+
+    - `statement`: PostgreSQL's statement_timeout, SQLite's busy timeout, and the longest
+      one call may hold a connection (plus `MARGIN`) before the watchdog cuts it;
+    - `connect`: PostgreSQL's connect_timeout;
+    - `pool`: waiting for a pooled connection.
+    A call's own gRPC deadline, when sooner, bounds all of them (the watchdog cuts the
+    connection then, and SQLite's busy timeout is set per transaction).
+    """
+
+    statement: float = 10.0
+    connect: float = 5.0
+    pool: float = 5.0
+
+    MARGIN = 2.0  # past statement_timeout, PostgreSQL itself should have answered
 
 
 def default_sqlite_url(name: str) -> str:
@@ -23,34 +60,177 @@ def default_sqlite_url(name: str) -> str:
     return f"sqlite:///{Path('var').resolve() / (name + '.db')}"
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An Engine for `url`; creates the SQLite file's folder. Nothing connects until used."""
+def make_engine(url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = None) -> Engine:
+    """An Engine for `url`; creates the SQLite file's folder. Nothing connects until used.
+
+    With `timeouts` (the servers) every statement, connection and pool checkout is bounded;
+    without (commands run by hand) SQLite waits 30 s for its lock and PostgreSQL statements
+    are unbounded. Either way a call's deadline (context.deadline_in) is honoured.
+    """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
+    sqlite = parsed.get_backend_name() == "sqlite"
+    hold = timeouts.statement + DbTimeouts.MARGIN if timeouts else None
+    if sqlite:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        busy_ms = int(timeouts.statement * 1000) if timeouts else SQLITE_BUSY_MS
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}
+            url,
+            connect_args={"check_same_thread": False, "timeout": busy_ms / 1000},
+            pool_timeout=timeouts.pool if timeouts else 30,
         )
-        _sqlite_pragmas(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+        _sqlite_pragmas(engine, busy_ms)
+    else:
+        connect_args: dict[str, Any] = {
+            "connect_timeout": max(2, round(timeouts.connect if timeouts else 10))
+        }
+        if timeouts:
+            connect_args["options"] = f"-c statement_timeout={int(timeouts.statement * 1000)}"
+        engine = create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=timeouts.pool if timeouts else 30,
+            connect_args=connect_args,
+        )
+    _guard_connections(engine, hold, ping=not sqlite)
+    return engine
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, busy_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
+        left = time_left()  # wait for the write lock no longer than the caller waits
+        wait = busy_ms if left is None else max(0, min(busy_ms, int(left * 1000)))
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# ---------------------------------------------------------------- deadlines
+
+
+class Watchdog:
+    """Cuts database connections held past their deadline, from one thread for all: a
+    PostgreSQL socket is shut down (the blocked read fails at once, whatever the network
+    does), a SQLite statement is interrupted. The connection is then invalidated by the
+    pool and the call answers UNAVAILABLE, or DEADLINE_EXCEEDED past its own deadline."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Guard]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, dbapi_connection: Any, seconds: float) -> _Guard:
+        guard = _Guard(dbapi_connection)
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._seq), guard))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="db-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return guard
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, _, guard = self._heap[0]
+                wait = when - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            guard.fire()
+
+
+class _Guard:
+    def __init__(self, dbapi_connection: Any) -> None:
+        self._connection: Any = dbapi_connection
+        self._lock = threading.Lock()
+        self.fired = False
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._connection = None
+
+    def fire(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+            if connection is None:
+                return
+            self.fired = True
+            _log.warning("database connection held past its deadline: cut")
+            with contextlib.suppress(Exception):
+                _interrupt(connection)
+
+
+def _interrupt(connection: Any) -> None:
+    if isinstance(connection, sqlite3.Connection):
+        connection.interrupt()
+        return
+    fd = connection.fileno()  # psycopg: shut the socket down under libpq's feet
+    cut = socket.socket(fileno=os.dup(fd))
+    try:
+        cut.shutdown(socket.SHUT_RDWR)
+    finally:
+        cut.close()
+
+
+WATCHDOG = Watchdog()
+
+
+def _guard_connections(engine: Engine, hold: float | None, *, ping: bool) -> None:
+    """Every checkout is watched until checkin, for the sooner of `hold` and the caller's
+    deadline; PostgreSQL connections are pinged under that watch (SQLAlchemy's own
+    pre-ping would run before it, unbounded)."""
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        left = time_left()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded("the caller's deadline passed before the database was reached")
+        limits = [x for x in (hold, left) if x is not None]
+        if not limits:
+            return
+        guard = WATCHDOG.watch(dbapi_connection, min(limits))
+        record.info["guard"] = guard
+        if not ping:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+        except Exception as exc:
+            guard.cancel()
+            record.info.pop("guard", None)
+            if guard.fired and left is not None:
+                raise DeadlineExceeded("the database did not answer before the deadline") from exc
+            raise sa_exc.DisconnectionError(str(exc)) from exc  # the pool reconnects once
+
+    def release(record: Any) -> None:
+        guard = record.info.pop("guard", None) if record is not None else None
+        if guard is not None:
+            guard.cancel()
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        release(record)
+
+    @event.listens_for(engine, "invalidate")
+    def on_invalidate(_dbapi_connection: Any, record: Any, _exc: Any) -> None:
+        release(record)
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -72,3 +252,29 @@ def new_metadata() -> MetaData:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+# SQLite result codes that say "not now" rather than "this is a bug": busy or locked past
+# the busy timeout, out of memory, interrupted (a deadline), I/O error, disk full, cannot
+# open the file, lock protocol.
+_SQLITE_TRANSIENT = frozenset({5, 6, 7, 9, 10, 13, 14, 15})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot take the call now (down, restarting,
+    unreachable, stalled past a timeout, locked past the busy timeout, disk full), so the
+    caller may retry; the transaction it was in is rolled back. One place for both
+    services: the gRPC error mapping and the phone page ask it."""
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection within pool_timeout
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _SQLITE_TRANSIENT
+    # psycopg: connection failures, server shutdown, query cancelled by statement_timeout,
+    # disk full and other insufficient resources are OperationalError; a closed
+    # connection is InterfaceError. Constraint and syntax errors are neither.
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)

@@ -58,6 +58,19 @@ class Unauthenticated(DomainError):
     code = "unauthenticated"
 
 
+class Unavailable(DomainError):
+    """Something the call needs (the database, the rules service) cannot answer now; the
+    caller may retry (UNAVAILABLE)."""
+
+    code = "unavailable"
+
+
+class DeadlineExceeded(DomainError):
+    """The caller's deadline passed before the work could be done (nothing committed)."""
+
+    code = "deadline_exceeded"
+
+
 class RateLimited(DomainError):
     code = "resource_exhausted"
 

@@ -17,6 +17,10 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.common.context import time_left
+from services.common.db import database_unavailable
+from services.common.values import clip
+
 CODES: dict[str, grpc.StatusCode] = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
     "not_found": grpc.StatusCode.NOT_FOUND,
@@ -27,7 +31,11 @@ CODES: dict[str, grpc.StatusCode] = {
     "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
     "aborted": grpc.StatusCode.ABORTED,
+    "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+# Every value quoted in an error goes through values.preview; these caps are the last line
+# of defence, so a status always fits the 8 KB metadata a client accepts by default.
+MAX_MESSAGE, MAX_FIELD, MAX_DESCRIPTION, MAX_VIOLATIONS = 1000, 120, 240, 20
 _log = structlog.get_logger("grpc")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,16 +47,16 @@ def is_domain_error(exc: BaseException) -> bool:
 def status_proto(exc: BaseException) -> status_pb2.Status:
     """The google.rpc.Status for a domain error, with a BadRequest for validation errors."""
     code = CODES[exc.code]  # type: ignore[attr-defined]
-    message = getattr(exc, "message", str(exc))
+    message = clip(getattr(exc, "message", str(exc)), MAX_MESSAGE)
     status = status_pb2.Status(code=code.value[0], message=message)
     violations = getattr(exc, "violations", None)
     if violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=clip(v.field, MAX_FIELD), description=clip(v.description, MAX_DESCRIPTION)
                 )
-                for v in violations
+                for v in violations[:MAX_VIOLATIONS]
             ]
         )
         detail = any_pb2.Any()
@@ -110,8 +118,20 @@ def abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
             if retry_after
             else rpc_status.to_status(status_proto(exc))
         )
+    if database_unavailable(exc):
+        # the per-RPC log line says UNAVAILABLE and why; nothing else is logged per call
+        structlog.contextvars.bind_contextvars(error=clip(str(exc).splitlines()[0], 200))
+        left = time_left()
+        if left is not None and left <= 0:  # the watchdog cut it at the caller's deadline
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
+        context.abort_with_status(unavailable_status("the database is unavailable; try again"))
     _log.exception("unhandled error in RPC handler")
     context.abort_with_status(rpc_status.to_status(internal_status()))
+
+
+def unavailable_status(message: str, retry_after: int = 1) -> grpc.Status:
+    """UNAVAILABLE (the code clients retry) with the rate limiter's retry hints."""
+    return retry_later(grpc.StatusCode.UNAVAILABLE, message, retry_after)
 
 
 def _is_abort(exc: Exception) -> bool:

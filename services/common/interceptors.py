@@ -37,9 +37,11 @@ class LoggingInterceptor(grpc.ServerInterceptor):
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
     ) -> Any:
         handler = continuation(details)
-        if handler is None:
-            return None
-        method = details.method
+        return None if handler is None else self.wrap(handler, details.method)
+
+    def wrap(self, handler: Any, method: str) -> Any:
+        """`handler` with its one log line (the admission interceptor logs its refusals
+        through this too)."""
         level = "debug" if method.startswith(INFRASTRUCTURE_PREFIXES) else "info"
         return wrap_handler(
             handler,

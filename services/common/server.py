@@ -1,13 +1,25 @@
-"""What both gRPC servers share: options, interceptors, health, reflection, shutdown."""
+"""What both gRPC servers share: options, interceptors, thread pools, admission, health,
+reflection, shutdown.
+
+Calls run on two thread pools, so a database that hangs cannot starve the calls that need
+none: `db` for methods that touch the database, `calls` for the rest (evaluations, the
+standards, health, reflection). Each pool counts the calls it holds (queued or running):
+past `max_concurrent` of them a call is refused at once with RESOURCE_EXHAUSTED and the
+rate limiter's `retry-after` trailer, from a pool of its own. SIGTERM drains: health
+NOT_SERVING, the calls already sent finish, then the server stops.
+"""
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import structlog
@@ -15,30 +27,256 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
-from services.common.interceptors import LoggingInterceptor
+from services.common.config import env_flag
+from services.common.context import deadline_in
+from services.common.db import DbTimeouts
+from services.common.interceptors import INFRASTRUCTURE_PREFIXES, LoggingInterceptor, wrap_handler
 from services.common.malformed import MalformedRequestInterceptor
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 5 MB photo plus its envelope
+DEFAULT_MAX_CONCURRENT = 128
+RETRY_AFTER_BUSY = 1  # seconds, in the retry-after trailer of a refusal for load
+NO_DEADLINE = 10**6  # grpc reports "no deadline" as a very long time remaining
 _log = structlog.get_logger("server")
 
 
+class CallPool(futures.ThreadPoolExecutor):
+    """A thread pool that knows how many calls it holds (queued or running)."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        super().__init__(max_workers=workers, thread_name_prefix=name)
+        self._count_lock = threading.Lock()
+        self._held = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
+        with self._count_lock:
+            self._held += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._release(None)
+            raise
+        future.add_done_callback(self._release)
+        return future
+
+    def _release(self, _future: object) -> None:
+        with self._count_lock:
+            self._held -= 1
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+
+@dataclass(frozen=True)
+class CallPools:
+    calls: CallPool  # no database: evaluations, standards, health, reflection
+    db: CallPool  # everything that touches the database
+    refusals: CallPool  # answers "too busy" without waiting behind busy workers
+
+    @classmethod
+    def create(cls, workers: int, db_workers: int) -> CallPools:
+        return cls(CallPool(workers, "rpc"), CallPool(db_workers, "rpc-db"), CallPool(2, "busy"))
+
+    def held(self) -> int:
+        """Calls accepted and not finished (refusals not counted)."""
+        return self.calls.held + self.db.held
+
+    def wait_quiet(self, settle: float, timeout: float) -> bool:
+        """Wait until no call has been held for `settle` seconds (True) or `timeout`
+        passes (False)."""
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while True:
+            now = time.monotonic()
+            if self.held():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= settle:
+                return True
+            if now >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def shutdown(self) -> None:
+        for pool in (self.calls, self.db, self.refusals):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+class AdmissionInterceptor(grpc.ServerInterceptor):
+    """Outermost: picks each call's thread pool, and refuses a call at once when
+    `max_concurrent` calls are already held (RESOURCE_EXHAUSTED + retry-after). It runs
+    when the server accepts a call, before the call is queued."""
+
+    def __init__(
+        self,
+        pools: CallPools,
+        db_free: frozenset[str],
+        max_concurrent: int,
+        logging: LoggingInterceptor,
+    ) -> None:
+        self._pools = pools
+        self._db_free = db_free
+        self._max = max_concurrent
+        self._logging = logging
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        infrastructure = method.startswith(INFRASTRUCTURE_PREFIXES)
+        if self._max and not infrastructure and self._pools.held() >= self._max:
+            refused = wrap_handler(handler, lambda _b: _refuse, lambda _b: _refuse_stream)
+            return _on(self._logging.wrap(refused, method), self._pools.refusals)
+        needs_db = not infrastructure and method not in self._db_free
+        return _on(handler, self._pools.db if needs_db else self._pools.calls)
+
+
+def _refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+    context.set_trailing_metadata((("retry-after", str(RETRY_AFTER_BUSY)),))
+    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many calls in progress; retry later")
+
+
+def _refuse_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    _refuse(request, context)
+    yield  # pragma: no cover - abort raises
+
+
+def _on(handler: Any, pool: CallPool) -> Any:
+    """The handler, run on `pool` (grpc's per-behaviour thread pool); a unary call's
+    database work is bounded by the caller's deadline (context.deadline_in)."""
+
+    def unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            left = context.time_remaining()
+            with deadline_in(left if left is not None and left < NO_DEADLINE else None):
+                return behaviour(request, context)
+
+        run.experimental_thread_pool = pool  # type: ignore[attr-defined]
+        return run
+
+    def stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            return behaviour(request, context)
+
+        run.experimental_thread_pool = pool  # type: ignore[attr-defined]
+        return run
+
+    return wrap_handler(handler, unary, stream)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Threads and the concurrency limit of a server (flags --workers, --db-workers,
+    --max-concurrent)."""
+
+    workers: int = 8
+    db_workers: int = 8
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+
+
+def add_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None:
+    """--workers, --db-workers and --max-concurrent, each with an environment fallback."""
+    env_flag(
+        parser,
+        "--workers",
+        f"{env_prefix}_WORKERS",
+        8,
+        "threads for calls that need no database (evaluations, health)",
+        type=int,
+    )
+    env_flag(
+        parser,
+        "--db-workers",
+        f"{env_prefix}_DB_WORKERS",
+        8,
+        "threads for calls that use the database (the connection pool is sized to match)",
+        type=int,
+    )
+    env_flag(
+        parser,
+        "--max-concurrent",
+        f"{env_prefix}_MAX_CONCURRENT",
+        DEFAULT_MAX_CONCURRENT,
+        "calls in progress (running or queued) before RESOURCE_EXHAUSTED with retry-after; "
+        "0: no limit",
+        type=int,
+    )
+    add_database_flags(parser, env_prefix)
+
+
+def add_database_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None:
+    """--db-timeout, --db-connect-timeout, --db-pool-timeout (seconds)."""
+    defaults = DbTimeouts()
+    for flag, name, default, text in (
+        (
+            "--db-timeout",
+            "DB_TIMEOUT",
+            defaults.statement,
+            "seconds a statement may run (PostgreSQL statement_timeout, SQLite busy "
+            "timeout); a connection held longer is cut",
+        ),
+        ("--db-connect-timeout", "DB_CONNECT_TIMEOUT", defaults.connect, "seconds to connect"),
+        (
+            "--db-pool-timeout",
+            "DB_POOL_TIMEOUT",
+            defaults.pool,
+            "seconds to wait for a pooled connection",
+        ),
+    ):
+        env_flag(parser, flag, f"{env_prefix}_{name}", default, text, type=float)
+
+
+def timeouts_from(args: argparse.Namespace) -> DbTimeouts:
+    return DbTimeouts(
+        float(args.db_timeout), float(args.db_connect_timeout), float(args.db_pool_timeout)
+    )
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    return Limits(int(args.workers), int(args.db_workers), int(args.max_concurrent))
+
+
 def new_server(
-    *, max_workers: int, interceptors: Sequence[grpc.ServerInterceptor] = ()
-) -> grpc.Server:
-    """A grpc.Server with message limits, keepalive and the per-RPC logging interceptor."""
+    *,
+    limits: Limits,
+    db_free: Iterable[str] = (),
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> tuple[grpc.Server, CallPools]:
+    """A grpc.Server with message limits, keepalive, the admission and per-RPC logging
+    interceptors, and its thread pools; `db_free` names the methods that need no
+    database (full paths, /pkg.Service/Method)."""
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", 60_000),
     ]
-    return grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        # logging outermost (it sees refusals); bad bytes are refused before anything else
-        interceptors=[LoggingInterceptor(), MalformedRequestInterceptor(), *interceptors],
+    pools = CallPools.create(limits.workers, limits.db_workers)
+    logging = LoggingInterceptor()
+    admission = AdmissionInterceptor(pools, frozenset(db_free), limits.max_concurrent, logging)
+    server = grpc.server(
+        pools.calls,
+        # admission outermost (it picks the pool); logging next (it sees every refusal);
+        # bad bytes and control characters are refused before anything else
+        interceptors=[admission, logging, MalformedRequestInterceptor(), *interceptors],
         options=options,
-        maximum_concurrent_rpcs=max_workers * 16,
+        # a last resort only, should refusals themselves pile up (it sends no retry-after)
+        maximum_concurrent_rpcs=4 * limits.max_concurrent if limits.max_concurrent else None,
     )
+    return server, pools
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    pools: CallPools
 
 
 def add_health_and_reflection(
@@ -65,12 +303,15 @@ def bind(server: grpc.Server, address: str) -> int:
 
 
 def serve_until_signalled(
-    server: grpc.Server,
-    checker: health.HealthServicer,
+    running: RunningServer,
     grace_seconds: float = 15.0,
     on_stop: Callable[[], None] | None = None,
+    settle_seconds: float = 0.5,
 ) -> None:
-    """Block until SIGTERM/SIGINT, then refuse new calls and let in-flight calls finish."""
+    """Block until SIGTERM/SIGINT, then drain: health NOT_SERVING (balancers stop sending),
+    every call already sent is still taken and finished, and once no call has been in
+    progress for `settle_seconds` the server stops; calls still running then get what is
+    left of `grace_seconds` before they are cancelled."""
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:
@@ -80,11 +321,23 @@ def serve_until_signalled(
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     stop.wait()
-    checker.enter_graceful_shutdown()
-    server.stop(grace_seconds).wait()
+    drain(running, grace_seconds, settle_seconds)
     if on_stop:
         on_stop()
     _log.info("stopped")
+
+
+def drain(running: RunningServer, grace_seconds: float = 15.0, settle: float = 0.5) -> None:
+    """Health NOT_SERVING, wait for quiet (at most `grace_seconds`), then stop."""
+    deadline = time.monotonic() + grace_seconds
+    running.health.enter_graceful_shutdown()
+    quiet = running.pools.wait_quiet(settle, grace_seconds)
+    if not quiet:
+        _log.warning(
+            "calls still in progress at the end of the grace period", calls=running.pools.held()
+        )
+    running.server.stop(max(0.0, deadline - time.monotonic())).wait()
+    running.pools.shutdown()
 
 
 def watch_database(
@@ -92,22 +345,30 @@ def watch_database(
     checker: health.HealthServicer,
     service_names: Iterable[str],
     interval: float = 5.0,
+    probe_timeout: float = 3.0,
 ) -> threading.Event:
-    """Report NOT_SERVING while the database is unreachable; returns an Event that stops it."""
+    """Report NOT_SERVING while the database is unreachable or does not answer a probe
+    within `probe_timeout`; returns an Event that stops it. The probe runs on a thread of
+    its own under its own deadline (the watchdog cuts a stalled connection), so neither
+    this loop nor the health servicer ever waits on the database, and a probe still stuck
+    is not joined by another."""
     names = ["", *service_names]
     stop = threading.Event()
 
     def loop() -> None:
         last = None
+        probe: _Probe | None = None
         while not stop.is_set():
-            try:
-                with engine.connect() as connection:
-                    connection.exec_driver_sql("SELECT 1")
+            if probe is None or probe.finished.is_set():
+                probe = _Probe(engine, probe_timeout)
+            answered = probe.finished.wait(probe_timeout) and probe.error is None
+            if answered:
                 status = health_pb2.HealthCheckResponse.SERVING
-            except Exception as exc:  # any failure to reach the database
+            else:
                 status = health_pb2.HealthCheckResponse.NOT_SERVING
                 if last != status:
-                    _log.warning("database unreachable", error=str(exc).splitlines()[0])
+                    why = probe.error or f"no answer within {probe_timeout} s"
+                    _log.warning("database unreachable", error=why)
             if status != last:
                 for name in names:
                     checker.set(name, status)
@@ -116,6 +377,26 @@ def watch_database(
 
     threading.Thread(target=loop, name="db-health", daemon=True).start()
     return stop
+
+
+class _Probe:
+    """SELECT 1 on a thread of its own, bounded by `timeout`."""
+
+    def __init__(self, engine: Engine, timeout: float) -> None:
+        self.finished = threading.Event()
+        self.error: str | None = None
+        self._engine = engine
+        self._timeout = timeout
+        threading.Thread(target=self._run, name="db-probe", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            with deadline_in(self._timeout), self._engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except Exception as exc:  # any failure to reach the database
+            self.error = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        finally:
+            self.finished.set()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Invariants live in the schema: an expert's half-day is booked at most once
 from __future__ import annotations
 
 import hashlib
+import threading
 
 from sqlalchemy import (
     JSON,
@@ -248,13 +249,22 @@ AUDITED = {
 AUDIT = AuditTrail(audit_log, audit_head, AUDITED)
 
 _mapped = False
+_mapping = threading.Lock()
 
 
 def start_mappers() -> None:
-    """Map the domain dataclasses onto the tables, once per process."""
+    """Map the domain dataclasses onto the tables, once per process. The servers call it
+    before they serve; the lock keeps any other first callers from mapping twice."""
     global _mapped
     if _mapped:
         return
+    with _mapping:
+        if not _mapped:
+            _map()
+            _mapped = True
+
+
+def _map() -> None:
     mapper_registry.map_imperatively(FirmCard, firm_cards)
     mapper_registry.map_imperatively(Expert, experts)
     mapper_registry.map_imperatively(OrderTransition, order_transitions)
@@ -287,4 +297,3 @@ def start_mappers() -> None:
     )
     mapper_registry.map_imperatively(Photo, photos)
     mapper_registry.map_imperatively(OutboxMessage, outbox)
-    _mapped = True

@@ -180,6 +180,10 @@ class BookingRegister:
         query = select(OutboxMessage).where(outbox.c.failed_at.is_not(None)).order_by(outbox.c.id)
         return self.session.scalars(query).all()
 
+    def delivered_since(self, instant: datetime) -> Sequence[OutboxMessage]:
+        query = select(OutboxMessage).where(outbox.c.delivered_at >= instant).order_by(outbox.c.id)
+        return self.session.scalars(query).all()
+
     def undelivered_count(self) -> int:
         query = (
             select(func.count())

@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from services.common.errors import FieldViolation, ValidationError
+from services.common.values import control_problem, preview
 
 from .slots import Slot, parse_slot
 from .state_machine import next_state
@@ -19,6 +20,7 @@ MAX_SLOTS = 28
 MAX_ITEMS = 10
 MAX_NOTE = 500
 MAX_NAME = 50
+CONTROL_CHARACTERS = "不能包含不可见的控制字符"
 
 
 class OrderStatus(StrEnum):
@@ -118,19 +120,24 @@ def validate_order(
     elif len(clean_items) > MAX_ITEMS:
         bad.append(FieldViolation("item_codes", f"最多选择{MAX_ITEMS}项服务"))
     elif unknown := [i for i in clean_items if i not in menu]:
-        bad.append(FieldViolation("item_codes", f"未知的服务项目：{', '.join(unknown)}"))
+        shown = "、".join(preview(i) for i in unknown[:3]) + ("等" if len(unknown) > 3 else "")
+        bad.append(FieldViolation("item_codes", f"未知的服务项目：{shown}"))
     parsed = _slots(slots, today, bad)
     name = name.strip()
     if not name:
         bad.append(FieldViolation("contact_name", "请填写联系人姓名"))
     elif len(name) > MAX_NAME:
         bad.append(FieldViolation("contact_name", f"姓名最多{MAX_NAME}个字"))
+    elif control_problem(name):
+        bad.append(FieldViolation("contact_name", CONTROL_CHARACTERS))
     phone = phone.strip().replace(" ", "").replace("-", "")
     if not PHONE.fullmatch(phone):
         bad.append(FieldViolation("contact_phone", "请填写11位手机号码（以1开头）"))
     note = note.strip()
     if len(note) > MAX_NOTE:
         bad.append(FieldViolation("note", f"备注最多{MAX_NOTE}个字"))
+    elif control_problem(note, multiline=True):
+        bad.append(FieldViolation("note", CONTROL_CHARACTERS))
     if bad:
         raise ValidationError(bad)
     return OrderRequest(tuple(clean_items), tuple(parsed), name, phone, note.strip())
@@ -143,12 +150,13 @@ def _slots(slots: list[str], today: date, bad: list[FieldViolation]) -> list[Slo
         try:
             slot = parse_slot(text)
         except ValueError:
-            bad.append(FieldViolation("preferred_slots", f"时段格式不正确：{text}"))
+            bad.append(FieldViolation("preferred_slots", f"时段格式不正确：{preview(text)}"))
             return []
         if not today < slot.day <= last:
             bad.append(
                 FieldViolation(
-                    "preferred_slots", f"请选择今后{BOOKING_WINDOW_DAYS}天内的时段：{text}"
+                    "preferred_slots",
+                    f"请选择今后{BOOKING_WINDOW_DAYS}天内的时段：{preview(text)}",
                 )
             )
             return []

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from services.common.values import date_problem
+
 _SLOT = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}) (AM|PM)")
 
 
@@ -23,8 +25,11 @@ class Slot:
 
 
 def parse_slot(text: str) -> Slot:
-    """Parse "YYYY-MM-DD AM|PM"; ValueError on anything else."""
+    """Parse "YYYY-MM-DD AM|PM" on a day between 1949 and 2199; ValueError on anything else."""
     match = _SLOT.fullmatch(text) if isinstance(text, str) else None
     if not match:
         raise ValueError("must be a half-day written YYYY-MM-DD AM or YYYY-MM-DD PM")
-    return Slot(date.fromisoformat(match.group(1)), match.group(2))
+    day = date.fromisoformat(match.group(1))
+    if problem := date_problem(day):
+        raise ValueError(problem)
+    return Slot(day, match.group(2))

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -27,8 +27,8 @@ from services.booking.service_layer import handlers, tickets
 from services.booking.service_layer.handlers import BookingContext, today_shanghai
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common import backup, security
 from services.common import logging as common_logging
-from services.common import security
 from services.common import server as common_server
 from services.common.config import env_flag
 from services.common.db import default_sqlite_url, make_engine
@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
             "seconds between overdue sweeps",
             type=float,
         )
-        env_flag(command, "--workers", "BOOKING_WORKERS", 8, "gRPC worker threads", type=int)
+        common_server.add_flags(command, "BOOKING")
         security.add_flags(command, "BOOKING")
         command.set_defaults(run=run)
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit.add_parser("verify", help="recompute the hash chain; name the first break")
     env_flag(verify, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
     verify.set_defaults(run=cmd_audit_verify)
+    backup.add_commands(
+        sub, "BOOKING", "booking", lambda url: cmd_audit_verify(argparse.Namespace(db=url))
+    )
     migrate_cmd = sub.add_parser("migrate", help="create or upgrade the booking schema")
     env_flag(migrate_cmd, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
     migrate_cmd.set_defaults(run=cmd_migrate)
@@ -100,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         "--retry-failed",
         action="store_true",
         help="requeue the events the rules service refused (after fixing why)",
+    )
+    box.add_argument(
+        "--resend-since",
+        default="",
+        metavar="YYYY-MM-DD",
+        help="send again every event delivered since this day (after restoring rules)",
     )
     box.set_defaults(run=cmd_outbox)
     sweep_cmd = sub.add_parser("sweep", help="mark overdue tickets, report them, deliver")
@@ -219,7 +228,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     """How many events wait, which were refused and why; optionally requeue the refused."""
-    from services.booking.service_layer.outbox import requeue_failed
+    from services.booking.service_layer.outbox import requeue_failed, resend_since
 
     engine = make_engine(args.db)
     migrate.upgrade(engine)
@@ -231,6 +240,17 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         print(f"  {event_id}: {error}")
     if args.retry_failed and parked:
         print(f"requeued {len(requeue_failed(UnitOfWork(engine)))} event(s)")
+    if args.resend_since:
+        try:
+            since = date.fromisoformat(args.resend_since)
+        except ValueError:
+            print("--resend-since takes a date YYYY-MM-DD", file=sys.stderr)
+            return 2
+        again = resend_since(UnitOfWork(engine), since)
+        print(
+            f"{len(again)} event(s) delivered since {since} queued again; the running "
+            "service's worker sends them (the rules service ignores those it still has)"
+        )
     return 0
 
 
@@ -289,15 +309,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from services.booking.entrypoints.web import create_web_app
 
     guard = security.from_args(args)  # before anything else: refuse to run open
-    engine = make_engine(args.db)
+    limits = common_server.limits_from(args)
+    engine = make_engine(
+        args.db, pool_size=limits.db_workers, timeouts=common_server.timeouts_from(args)
+    )
     migrate.upgrade(engine)
     ctx = _context(args)
     worker = OutboxWorker(engine, ctx.rules)
-    server, port, checker = grpc_server.build(
+    running = grpc_server.build(
         ctx,
         engine,
         address=args.grpc,
-        max_workers=int(args.workers),
+        limits=limits,
         on_outbox=worker.wake,
         security=guard,
     )
@@ -305,7 +328,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     http = start_http(
         create_web_app(ctx, engine, on_outbox=worker.wake, staff=guard.tokens), host, int(http_port)
     )
-    server.start()
+    running.server.start()
     worker.start()
     threading.Thread(target=_warm, args=(ctx,), name="warm-clauses", daemon=True).start()
     stop = threading.Event()
@@ -315,11 +338,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         name="sweep",
         daemon=True,
     ).start()
-    watcher = common_server.watch_database(engine, checker, [grpc_server.SERVICE_NAME])
+    watcher = common_server.watch_database(engine, running.health, [grpc_server.SERVICE_NAME])
     _log.info(
         "booking service listening",
         grpc=args.grpc,
-        grpc_port=port,
+        grpc_port=running.port,
         http_port=http.port,
         public_url=args.public_url,
         rules=args.rules,
@@ -332,7 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http.stop()
         worker.stop()
 
-    common_server.serve_until_signalled(server, checker, on_stop=on_stop)
+    common_server.serve_until_signalled(running, on_stop=on_stop)
     return 0
 
 

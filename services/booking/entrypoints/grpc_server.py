@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-from grpc_health.v1.health import HealthServicer
 from sqlalchemy import Engine
 
+from services.booking.adapters.orm import start_mappers
 from services.booking.domain.orders import Order
 from services.booking.entrypoints import convert
 from services.booking.entrypoints.access import BOOKING_METHODS
@@ -264,6 +264,10 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
 
 
+# the one method that never touches the database: served even while it hangs
+DB_FREE = frozenset({f"/{SERVICE_NAME}/ListServiceItems"})
+
+
 def create_server(
     ctx: BookingContext,
     engine: Engine,
@@ -272,17 +276,19 @@ def create_server(
     max_workers: int = 8,
     on_outbox: Callable[[], None] = lambda: None,
     security: Security | None = None,
+    limits: common_server.Limits | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Build (not start) the booking gRPC server; port 0 picks a free port."""
-    server, port, _ = build(
+    """Build (not start) the booking gRPC server; port 0 picks a free port. `max_workers`
+    sizes both thread pools unless `limits` says otherwise."""
+    running = build(
         ctx,
         engine,
         address=address,
-        max_workers=max_workers,
+        limits=limits or common_server.Limits(max_workers, max_workers),
         on_outbox=on_outbox,
         security=security,
     )
-    return server, port
+    return running.server, running.port
 
 
 def build(
@@ -290,17 +296,18 @@ def build(
     engine: Engine,
     *,
     address: str,
-    max_workers: int,
+    limits: common_server.Limits,
     on_outbox: Callable[[], None] = lambda: None,
     security: Security | None = None,
-) -> tuple[grpc.Server, int, HealthServicer]:
+) -> common_server.RunningServer:
     security = security or Security()
-    server = common_server.new_server(
-        max_workers=max_workers, interceptors=security.interceptors(BOOKING_METHODS)
+    start_mappers()  # once, before serving: concurrent first calls must not map it again
+    server, pools = common_server.new_server(
+        limits=limits, db_free=DB_FREE, interceptors=security.interceptors(BOOKING_METHODS)
     )
     booking_pb2_grpc.add_BookingServiceServicer_to_server(
         BookingServicer(ctx, engine, on_outbox), server
     )
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
     port = common_server.bind_port(server, address, security.tls)
-    return server, port, checker
+    return common_server.RunningServer(server, port, checker, pools)

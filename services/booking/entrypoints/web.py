@@ -61,7 +61,7 @@ from services.booking.entrypoints.web_limits import (
     WebLimits,
 )
 from services.booking.service_layer import handlers, stats, tickets
-from services.booking.service_layer.handlers import BookingContext, Unavailable
+from services.booking.service_layer.handlers import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.auth import TokenStore
 from services.common.errors import (
@@ -69,6 +69,7 @@ from services.common.errors import (
     PermissionDenied,
     PreconditionFailed,
     RateLimited,
+    Unavailable,
     ValidationError,
 )
 from services.common.instants import in_shanghai

@@ -31,17 +31,18 @@ from services.booking.domain.records import EXPERT_FIELDS, Assignment, Expert, F
 from services.booking.domain.slots import parse_slot
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.errors import (
-    DomainError,
     FieldViolation,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
     RateLimited,
+    Unavailable,
     ValidationError,
 )
 from services.common.instants import SHANGHAI
 from services.common.ratelimit import RateLimiter
 from services.common.regions import RegionRegistry
+from services.common.values import preview
 
 USCC_LENGTH = 18
 EXPERT_ID_MAX = 64
@@ -55,10 +56,6 @@ class RulesPort(Protocol):
     def clause(self, clause_ref: str) -> tuple[str, str] | None: ...
     def report(self, event: dict[str, Any]) -> None: ...
     def verify_code(self, code: str) -> Any: ...
-
-
-class Unavailable(DomainError):
-    code = "unavailable"
 
 
 def today_shanghai() -> date:
@@ -249,8 +246,8 @@ def _expert_from(data: Mapping[str, Any], known: RegionRegistry | None) -> Exper
     for s in slots:
         try:
             parse_slot(s)
-        except ValueError:
-            bad.append(FieldViolation("expert.slots", f"{s!r}: YYYY-MM-DD AM|PM"))
+        except ValueError as exc:
+            bad.append(FieldViolation("expert.slots", f"{preview(s)}: {exc}"))
             break
     if len(slots) > 400:
         bad.append(FieldViolation("expert.slots", "at most 400 half-days"))
@@ -354,7 +351,7 @@ def get_order(uow: UnitOfWork, ctx: BookingContext, order_id: str, token: str = 
         owner = owner_of(uow, ctx, token)  # the token first: a bad one learns nothing
         order = uow.register.order(order_id)
         if order is None:
-            raise NotFound(f"no order {order_id!r}")
+            raise NotFound(f"no order {preview(order_id)}")
         check_owner(owner, order.enterprise_id, "order")
         return order
 
@@ -391,7 +388,7 @@ def cancel_order(
         owner = owner_of(uow, ctx, token)
         order = uow.register.order(order_id, for_update=True)
         if order is None:
-            raise NotFound(f"no order {order_id!r}")
+            raise NotFound(f"no order {preview(order_id)}")
         check_owner(owner, order.enterprise_id, "order")
         order.move(
             OrderAction.CANCEL,
@@ -420,7 +417,7 @@ def dispatch_order(
     with uow:
         order = uow.register.order(order_id, for_update=True)
         if order is None:
-            raise NotFound(f"no order {order_id!r}")
+            raise NotFound(f"no order {preview(order_id)}")
         if order.status != OrderStatus.SUBMITTED and quiet:
             return order
         if order.status != OrderStatus.SUBMITTED:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, timedelta
 
 import structlog
 from sqlalchemy import Engine
 
 from services.booking.adapters.rules_client import RulesRejected, RulesUnavailable
-from services.booking.service_layer.handlers import RulesPort, now
+from services.booking.service_layer.handlers import RulesPort, now, start_of_day
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.instants import as_utc
 
@@ -119,6 +119,19 @@ def requeue_failed(uow: UnitOfWork) -> list[str]:
             message.failed_at, message.next_attempt_at = None, None
         uow.commit()
         return [m.event_id for m in parked]
+
+
+def resend_since(uow: UnitOfWork, day: date) -> list[str]:
+    """Queue again every message delivered since `day` (Asia/Shanghai): after the rules
+    service was restored from a backup it may have lost them. Its event ids make a
+    message it still has a harmless duplicate. Returns their event ids, in order."""
+    with uow:
+        # in UTC: SQLite compares the stored UTC wall time with the parameter's wall time
+        again = uow.register.delivered_since(start_of_day(day).astimezone(UTC))
+        for message in again:
+            message.delivered_at, message.next_attempt_at, message.attempts = None, None, 0
+        uow.commit()
+        return [m.event_id for m in again]
 
 
 class OutboxWorker:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from services.booking.domain.orders import OrderAction, OrderStatus
+from services.booking.domain.orders import CONTROL_CHARACTERS, OrderAction, OrderStatus
 from services.booking.domain.photos import check_photo
 from services.booking.domain.records import OutboxMessage, Photo, Visit
 from services.booking.domain.tickets import Ticket, TicketAction, TicketStatus, default_due
@@ -28,6 +28,7 @@ from services.booking.service_layer.handlers import (
 )
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
+from services.common.values import control_problem, preview
 
 MAX_FINDINGS = 50
 MAX_PHOTOS = 5
@@ -91,7 +92,8 @@ def _finding(
     ):
         bad.append(
             FieldViolation(
-                f"{path}.clause_ref", f"{f.clause_ref!r} is not a clause the rules service knows"
+                f"{path}.clause_ref",
+                f"{preview(f.clause_ref)} is not a clause the rules service knows",
             )
         )
     if len(f.photos) > MAX_PHOTOS:
@@ -142,7 +144,7 @@ def record_visit(
     with uow:
         order = uow.register.order(order_id, for_update=True)
         if order is None:
-            raise NotFound(f"no order {order_id!r}")
+            raise NotFound(f"no order {preview(order_id)}")
         if expert_id and order.expert_id != expert_id:
             raise PermissionDenied("only the dispatched expert records this visit")
         order.move(OrderAction.RECORD_VISIT, actor=actor, at=now(), reason=f"{len(checked)}项隐患")
@@ -184,6 +186,10 @@ def _ticket(
 
     ticket.history.append(TicketTransition(ticket.id, now(), actor, "", "open", "现场发现"))
     uow.register.add(ticket)
+    if f.photos:
+        # photos reference the ticket, and no relationship tells the unit of work so
+        # (it would load the blobs): insert the ticket first
+        uow.session.flush()
     for content, _ in f.photos:
         _store_photo(uow, ticket.id, content, "finding")
     kind = "MAJOR_HAZARD_FOUND" if f.severity == "major" else "GENERAL_HAZARD_FOUND"
@@ -245,12 +251,14 @@ def submit_rectification(
     """The firm's proof of fix: a JPEG/PNG photo (≤ 5 MB) and a note."""
     if len(note) > MAX_TEXT:
         raise ValidationError([FieldViolation("note", f"说明最多{MAX_TEXT}个字")])
+    if control_problem(note, multiline=True):
+        raise ValidationError([FieldViolation("note", CONTROL_CHARACTERS)])
     check_photo(photo, "photo")
     with uow:
         owner = owner_of(uow, ctx, token)
         ticket = uow.register.ticket(ticket_id, for_update=True)
         if ticket is None:
-            raise NotFound(f"no ticket {ticket_id!r}")
+            raise NotFound(f"no ticket {preview(ticket_id)}")
         check_owner(owner, ticket.enterprise_id, "ticket")
         ticket.move(TicketAction.SUBMIT_PROOF, actor=actor, at=now(), reason=note.strip()[:200])
         ticket.proof_note = note.strip()
@@ -287,7 +295,7 @@ def recheck_ticket(
     with uow:
         found = uow.register.ticket(ticket_id)
         if found is None:
-            raise NotFound(f"no ticket {ticket_id!r}")
+            raise NotFound(f"no ticket {preview(ticket_id)}")
         # the order first (as RecordVisit does): rechecks of one order's tickets take turns,
         # so the last one sees every sibling VERIFIED and closes the order
         uow.register.order(found.order_id, for_update=True)
@@ -333,7 +341,7 @@ def get_ticket(uow: UnitOfWork, ctx: BookingContext, ticket_id: str, token: str 
         owner = owner_of(uow, ctx, token)
         ticket = uow.register.ticket(ticket_id)
         if ticket is None:
-            raise NotFound(f"no ticket {ticket_id!r}")
+            raise NotFound(f"no ticket {preview(ticket_id)}")
         check_owner(owner, ticket.enterprise_id, "ticket")
         return ticket
 

@@ -6,6 +6,8 @@ test checks that these tables and the migrated database agree.
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -246,17 +248,25 @@ AUDITED = {
 AUDIT = AuditTrail(audit_log, audit_head, AUDITED)
 
 _mapped = False
+_mapping = threading.Lock()
 
 
 def start_mappers() -> None:
-    """Map the domain dataclasses onto the tables, once per process."""
+    """Map the domain dataclasses onto the tables, once per process. The servers call it
+    before they serve; the lock keeps any other first callers from mapping twice."""
     global _mapped
     if _mapped:
         return
+    with _mapping:
+        if not _mapped:
+            _map()
+            _mapped = True
+
+
+def _map() -> None:
     mapper_registry.map_imperatively(Firm, firms)
     mapper_registry.map_imperatively(DecisionRecord, decisions)
     mapper_registry.map_imperatively(WhitelistEntry, whitelist_entries)
     mapper_registry.map_imperatively(EventRecord, events)
     mapper_registry.map_imperatively(InspectionRecord, inspections)
     mapper_registry.map_imperatively(ReevaluationRun, reevaluation_runs)
-    _mapped = True

@@ -16,6 +16,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from services.common.values import preview
+
 from .errors import FieldViolation, NotFound, PreconditionFailed, ValidationError
 from .profile import (
     CLAUSE_REF,
@@ -118,7 +120,7 @@ def _hazard_found(profile: EnterpriseProfile, event: Event) -> tuple[EnterpriseP
             [
                 FieldViolation(
                     "event.hazard.hazard_id",
-                    f"hazard {event.hazard.hazard_id!r} is already on record",
+                    f"hazard {preview(event.hazard.hazard_id)} is already on record",
                 )
             ]
         )
@@ -130,9 +132,9 @@ def _hazard_found(profile: EnterpriseProfile, event: Event) -> tuple[EnterpriseP
 def _open_hazard(profile: EnterpriseProfile, hazard_id: str) -> Hazard:
     hazard = next((h for h in profile.hazards if h.hazard_id == hazard_id), None)
     if hazard is None:
-        raise NotFound(f"firm {profile.enterprise_id} has no hazard {hazard_id!r}")
+        raise NotFound(f"firm {profile.enterprise_id} has no hazard {preview(hazard_id)}")
     if hazard.status is HazardStatus.VERIFIED:
-        raise PreconditionFailed(f"hazard {hazard_id!r} was already verified fixed")
+        raise PreconditionFailed(f"hazard {preview(hazard_id)} was already verified fixed")
     return hazard
 
 

@@ -16,6 +16,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from services.common.values import PREVIEW_CHARS, preview
+
 from .dates import parse_iso_date
 from .errors import FieldViolation, ValidationError
 
@@ -272,7 +274,9 @@ class FieldChecker:
         try:
             return enum(value)
         except ValueError:
-            self.bad(path, f"unknown value {value!r}; one of {', '.join(e.value for e in enum)}")
+            self.bad(
+                path, f"unknown value {preview(value)}; one of {', '.join(e.value for e in enum)}"
+            )
             return None
 
     def day(self, value: Any, path: str, *, required: bool = True) -> date | None:
@@ -286,7 +290,7 @@ class FieldChecker:
         try:
             return parse_iso_date(value)
         except ValueError:
-            self.bad(path, f"{value!r} is not a calendar date YYYY-MM-DD")
+            self.bad(path, f"{preview(value)} is not a calendar date YYYY-MM-DD")
             return None
 
     def items(self, data: Mapping[str, Any], key: str) -> list[Any]:
@@ -439,7 +443,7 @@ def _hazards(check: FieldChecker, data: Mapping[str, Any]) -> list[Hazard]:
         entry = _entry(check, raw, path, HAZARD_FIELDS)
         hazard_id = check.string(entry, "hazard_id", f"{path}.hazard_id", max_len=64, required=True)
         if hazard_id in seen:
-            check.bad(f"{path}.hazard_id", f"duplicate hazard_id {hazard_id!r}")
+            check.bad(f"{path}.hazard_id", f"duplicate hazard_id {preview(hazard_id)}")
         seen.add(hazard_id)
         ref = check.string(entry, "clause_ref", f"{path}.clause_ref", max_len=48, required=True)
         if ref and not CLAUSE_REF.match(ref):
@@ -478,7 +482,8 @@ def _facts(
     out: dict[str, FactValue] = {}
     hints = MAX_HINTS  # the nearest-key hint costs a string comparison with every key
     for key, value in raw.items():
-        path = f'facts["{key}"]'
+        short = isinstance(key, str) and len(key) <= PREVIEW_CHARS
+        path = f'facts["{key}"]' if short else f"facts[{preview(key)}]"
         kind = fact_types.get(key) if isinstance(key, str) else None
         if kind is None:
             retired = getattr(fact_types, "retired", {})

@@ -19,8 +19,8 @@ from grpc_status import rpc_status
 from sqlalchemy import Engine
 from tqdm import tqdm
 
+from services.common import backup, security
 from services.common import logging as common_logging
-from services.common import security
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common_flags(serve)
     security.add_flags(serve, "RULES")
-    env_flag(serve, "--workers", "RULES_WORKERS", 8, "gRPC worker threads", type=int)
+    common_server.add_flags(serve, "RULES")
     _feed_flags(serve)
     serve.set_defaults(run=cmd_serve)
 
@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     env_flag(demo, "--http", "RULES_HTTP", DEFAULT_HTTP, "HOST:PORT for HTTP/JSON; empty: none")
     _common_flags(demo)
     security.add_flags(demo, "RULES")
-    demo.set_defaults(run=cmd_demo, workers=8)
+    common_server.add_flags(demo, "RULES")
+    demo.set_defaults(run=cmd_demo)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
         required=True, metavar="ACTION"
@@ -107,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than-days", type=int, required=True, help="retention in days")
     env_flag(prune, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
     prune.set_defaults(run=cmd_prune_changes)
+    backup.add_commands(
+        sub, "RULES", "rules", lambda url: cmd_audit_verify(argparse.Namespace(db=url))
+    )
 
     migrate = sub.add_parser("migrate", help="create or upgrade the register's schema")
     env_flag(migrate, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
@@ -170,8 +174,15 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _database(url: str) -> Engine:
-    engine = make_engine(url)
+def _database(url: str, args: argparse.Namespace | None = None) -> Engine:
+    """The migrated register; a server's (`args`) has its timeouts and pool size."""
+    if args is None:
+        engine = make_engine(url)
+    else:
+        limits = common_server.limits_from(args)
+        engine = make_engine(
+            url, pool_size=limits.db_workers, timeouts=common_server.timeouts_from(args)
+        )
     migrate.upgrade(engine)
     return engine
 
@@ -179,9 +190,13 @@ def _database(url: str) -> Engine:
 def cmd_serve(args: argparse.Namespace) -> int:
     guard = security.from_args(args)  # before anything else: refuse to run open
     rulebook = load_rulebook(args.rulesets)
-    engine = _database(args.db)
+    engine = _database(args.db, args)
     running = grpc_server.build(
-        rulebook, engine=engine, address=args.grpc, max_workers=int(args.workers), security=guard
+        rulebook,
+        engine=engine,
+        address=args.grpc,
+        limits=common_server.limits_from(args),
+        security=guard,
     )
     running.server.start()
     http = start_gateway(args, running, guard)
@@ -202,7 +217,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if http is not None:
             http.stop()
 
-    common_server.serve_until_signalled(running.server, running.health, on_stop=stop_workers)
+    common_server.serve_until_signalled(running, on_stop=stop_workers)
     engine.dispose()
     return 0
 

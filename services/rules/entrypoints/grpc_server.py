@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import date
 
 import grpc
-from grpc_health.v1.health import HealthServicer
 from sqlalchemy import Engine
 
 from services.common import server as common_server
@@ -22,9 +21,12 @@ from services.common.grpc_errors import (
     map_errors,
     status_proto,
 )
+from services.common.malformed import text_violations
 from services.common.security import Security
+from services.common.values import preview
 from services.rules.adapters.engine import engine_for
 from services.rules.adapters.feed import FeedStore
+from services.rules.adapters.orm import start_mappers
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.dates import today_shanghai
 from services.rules.domain.errors import (
@@ -74,6 +76,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             if not context.is_active():
                 return  # cancelled or past the caller's deadline
             try:
+                if bad := text_violations(request):
+                    raise ValidationError(bad)  # as the interceptor does for unary calls
                 decision = handlers.evaluate_data(
                     self._ctx, convert.profile_to_dict(request.profile), request.as_of
                 )
@@ -108,7 +112,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         if standard is None:
             known = ", ".join(dict.fromkeys(s.id for s in self._ctx.catalogue.standards))
             when = f" in force on {day.isoformat()}" if day else ""
-            raise NotFound(f"no standard {request.standard_id[:32]!r}{when}; known: {known}")
+            raise NotFound(f"no standard {preview(request.standard_id)}{when}; known: {known}")
         return convert.standard_to_proto(
             standard, today=day or self._ctx.today(), facts=self._ctx.fact_types, with_clauses=True
         )
@@ -260,12 +264,26 @@ def context_from(
 
 
 @dataclass
-class RunningServer:
-    server: grpc.Server
-    port: int
-    health: HealthServicer
-    servicer: RulesServicer
-    auth: AuthInterceptor | None  # shared with the HTTP/JSON gateway (one rate limit)
+class RunningServer(common_server.RunningServer):
+    servicer: RulesServicer | None = None
+    auth: AuthInterceptor | None = None  # shared with the HTTP/JSON gateway (one rate limit)
+
+
+# the methods that never touch the register: served even while the database hangs.
+# WatchChanges reads the register briefly between waits; it runs here so that a follower
+# (at most MAX_FOLLOWERS per process) never holds a database worker for its lifetime.
+DB_FREE = frozenset(
+    f"/{SERVICE_NAME}/{m}"
+    for m in (
+        "Evaluate",
+        "EvaluateStream",
+        "ListStandards",
+        "GetStandard",
+        "ListFacts",
+        "ListRegions",
+        "WatchChanges",
+    )
+)
 
 
 def create_server(
@@ -276,18 +294,20 @@ def create_server(
     max_workers: int = 8,
     today: Callable[[], date] = today_shanghai,
     security: Security | None = None,
+    limits: common_server.Limits | None = None,
 ) -> tuple[grpc.Server, int]:
     """Build (not start) the rules server bound to `address`; port 0 picks a free port.
 
     `engine` is the register's database, already migrated; without it the register RPCs
     answer FAILED_PRECONDITION. `today` is the clock (tests pin it). `security` adds
-    authentication, rate limits and TLS.
+    authentication, rate limits and TLS. `max_workers` sizes both thread pools unless
+    `limits` says otherwise.
     """
     running = build(
         rulebook,
         engine=engine,
         address=address,
-        max_workers=max_workers,
+        limits=limits or common_server.Limits(max_workers, max_workers),
         today=today,
         security=security,
     )
@@ -299,17 +319,21 @@ def build(
     *,
     engine: Engine | None,
     address: str,
-    max_workers: int,
+    limits: common_server.Limits | None = None,
+    max_workers: int = 8,
     today: Callable[[], date] = today_shanghai,
     security: Security | None = None,
 ) -> RunningServer:
     security = security or Security()
     auth = security.auth(RULES_METHODS)
-    server = common_server.new_server(
-        max_workers=max_workers, interceptors=[auth] if auth is not None else []
+    start_mappers()  # once, before serving: concurrent first calls must not map it again
+    server, pools = common_server.new_server(
+        limits=limits or common_server.Limits(max_workers, max_workers),
+        db_free=DB_FREE,
+        interceptors=[auth] if auth is not None else [],
     )
     servicer = RulesServicer(context_from(rulebook, today), engine)
     rules_pb2_grpc.add_RulesServiceServicer_to_server(servicer, server)
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
     port = common_server.bind_port(server, address, security.tls)
-    return RunningServer(server, port, checker, servicer, auth)
+    return RunningServer(server, port, checker, pools, servicer, auth)

@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from services.common.regions import RegionRegistry
+from services.common.values import preview
 from services.rules.domain.dates import parse_iso_date, today_shanghai
 from services.rules.domain.decision import Decision, applicable_clauses, decide
 from services.rules.domain.errors import FieldViolation, ValidationError
@@ -49,7 +50,7 @@ def parse_as_of(text: str | None, field: str = "as_of") -> date:
     try:
         return parse_iso_date(text)
     except ValueError as exc:
-        raise ValidationError([FieldViolation(field, f"{text!r}: {exc}")]) from exc
+        raise ValidationError([FieldViolation(field, f"{preview(text)}: {exc}")]) from exc
 
 
 def evaluate(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> Decision:

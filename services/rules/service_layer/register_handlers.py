@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from services.common.instants import as_utc, rfc3339
+from services.common.values import preview
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events, masks
 from services.rules.domain.decision import Blocker, Decision, Status, without_whitelist
@@ -303,7 +304,7 @@ def clauses_for_firm(
 def load_firm(uow: UnitOfWork, enterprise_id: str, *, for_update: bool = False) -> Firm:
     firm = uow.register.firm(enterprise_id, for_update=for_update) if enterprise_id else None
     if firm is None:
-        raise NotFound(f"firm {enterprise_id!r} is not in the register")
+        raise NotFound(f"firm {preview(enterprise_id)} is not in the register")
     return firm
 
 
@@ -608,7 +609,7 @@ def _replay(
     decision = uow.register.decision(first.decision_id)
     snap = first.result or {}
     if decision is None or not snap:
-        raise PreconditionFailed(f"event {first.event_id!r} was recorded without its result")
+        raise PreconditionFailed(f"event {preview(first.event_id)} was recorded without its result")
     if "history_items" in snap:
         history = [_item_from_json(i) for i in snap["history_items"]]
     else:  # a snapshot from before history items: its decisions, as recorded now

@@ -14,8 +14,7 @@ from services.rules.adapters.repository import Register
 class UnitOfWork(BaseUnitOfWork[Register]):
     def __init__(self, engine: Engine) -> None:
         start_mappers()
-        super().__init__(engine, AUDIT)
-        RECORDER.install(self._factory)  # every committed change also enters the feed
+        super().__init__(engine, AUDIT, RECORDER)  # the audit trail and the change feed
 
     def make_register(self, session: Session) -> Register:
         return Register(session, lock_rows=self.lock_rows)

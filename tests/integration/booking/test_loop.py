@@ -3,6 +3,8 @@ firm's status in the rules service follows every step (through the outbox)."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import grpc
 import pytest
 
@@ -151,3 +153,67 @@ def test_upsert_expert_names_each_bad_field_and_truncates_nothing(pair: Pair) ->
     }
     listed = pair.booking.ListExperts(bpb.ListExpertsRequest(), timeout=10)
     assert "E-BAD" not in [e.expert_id for e in listed.experts]
+
+
+def test_a_visit_with_photos_keeps_them_with_their_ticket(pair: Pair) -> None:
+    firm = pair.register_firm(11, industry="light_industry", high_risk_domains=["dust_explosion"])
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    placed = order(pair, pair.issue(firm).token)
+    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    visit = pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(
+            order_id=placed.order_id,
+            findings=[
+                bpb.FindingInput(
+                    clause_ref="GEN:ledger",
+                    severity=bpb.SEVERITY_GENERAL,
+                    description=f"无台账{i}",
+                    photos=[bpb.Photo(content=png, content_type="image/png")] * 2,
+                )
+                for i in range(3)
+            ],
+        ),
+        timeout=10,
+    )
+    assert len(visit.tickets) == 3
+    from sqlalchemy import func, select
+
+    from services.booking.adapters.orm import photos
+
+    with pair.booking_engine.connect() as connection:
+        for ticket in visit.tickets:
+            query = select(func.count()).where(photos.c.ticket_id == ticket.ticket_id)
+            assert connection.execute(query).scalar_one() == 2
+
+
+def test_resend_since_queues_delivered_events_again_and_rules_ignores_duplicates(
+    pair: Pair,
+) -> None:
+    from services.booking.service_layer.handlers import today_shanghai
+    from services.booking.service_layer.outbox import resend_since
+
+    firm = pair.register_firm(12, industry="light_industry", high_risk_domains=["dust_explosion"])
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    placed = order(pair, pair.issue(firm).token)
+    pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(
+            order_id=placed.order_id,
+            findings=[
+                bpb.FindingInput(
+                    clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL, description="无台账"
+                )
+            ],
+        ),
+        timeout=10,
+    )
+    assert deliver(pair) == 1
+    before = pair.rules_status(firm)
+    again = resend_since(UnitOfWork(pair.booking_engine), today_shanghai())
+    assert len(again) == 1 and again[0].endswith("-found")
+    assert deliver(pair) == 1
+    after = pair.rules_status(firm)
+    assert len(after.history) == len(before.history)  # a duplicate changes nothing
+    assert [h.hazard_id for h in after.profile.hazards] == [
+        h.hazard_id for h in before.profile.hazards
+    ]
+    assert resend_since(UnitOfWork(pair.booking_engine), date(2199, 12, 31)) == []

@@ -215,6 +215,21 @@ def test_form_errors_are_shown_next_to_their_fields_and_input_is_kept(site: Site
     assert orders == []
 
 
+def test_control_characters_in_the_form_are_shown_as_errors_and_nothing_is_stored(
+    site: Site,
+) -> None:
+    firm, token = site.firm(13)
+    _, key = site.form(token)
+    response = site.order(token, key, contact_name="王\x00经理", note="二车间\x1b")
+    assert response.status_code == 400
+    assert "控制字符" in block(response.text, "contact_name")
+    assert "控制字符" in block(response.text, "note")
+    lines = site.order(token, key, note="二车间\r\n三车间")  # a text area breaks lines
+    assert lines.status_code == 303, lines.text
+    orders, _ = handlers.list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "")
+    assert [o.note for o in orders] == ["二车间\r\n三车间"]
+
+
 def test_a_missing_idempotency_key_asks_to_resubmit_with_a_fresh_one(site: Site) -> None:
     _, token = site.firm(4)
     response = site.order(token, "")

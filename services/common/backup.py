@@ -1,0 +1,119 @@
+"""Backup and restore of the embedded default (SQLite), for both services' CLIs.
+
+`backup` takes a consistent copy of a live database with SQLite's online backup API, in
+one step: it reads one snapshot (WAL: writers go on meanwhile), so the copy holds every
+transaction committed before it started and none half. It goes to a temporary file next
+to FILE, is checked (integrity_check), and only then renamed to FILE.
+
+`restore` copies a backup back the same way, into a database no server is using, and
+checks it. PostgreSQL is backed up with pg_dump (see the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from services.common.config import env_flag
+from services.common.db import default_sqlite_url
+
+
+class BackupError(Exception):
+    """Why a backup or restore could not be made (the message says what to do)."""
+
+
+def sqlite_path(url: str) -> Path:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        raise BackupError(
+            "backup/restore are for the SQLite default; back PostgreSQL up with pg_dump "
+            "(README: Backup and restore)"
+        )
+    return Path(parsed.database)
+
+
+def _copy(source: Path, target: Path) -> int:
+    """Copy `source` into `target` in one backup step; returns the page count."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+    try:
+        dst = sqlite3.connect(target, timeout=30)
+        try:
+            src.backup(dst)  # pages=-1: one snapshot, never restarted by writers
+            check = dst.execute("PRAGMA integrity_check").fetchone()
+            if not check or check[0] != "ok":
+                raise BackupError(f"the copy does not pass integrity_check: {check}")
+            return int(dst.execute("PRAGMA page_count").fetchone()[0])
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def backup(url: str, out: Path) -> int:
+    """A consistent copy of the live database at `url` in `out`; returns its pages."""
+    source = sqlite_path(url)
+    if not source.exists():
+        raise BackupError(f"no database at {source}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        pages = _copy(source, partial)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return pages
+
+
+def restore(backup_file: Path, url: str) -> int:
+    """Replace the database at `url` (no server may be using it) by `backup_file`."""
+    target = sqlite_path(url)
+    if not backup_file.exists():
+        raise BackupError(f"no backup at {backup_file}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return _copy(backup_file, target)
+
+
+def add_commands(
+    sub: Any, env_prefix: str, service: str, verify_audit: Callable[[str], int]
+) -> None:
+    """`backup --out FILE` and `restore --from FILE` on a CLI's subcommands."""
+    take = sub.add_parser(
+        "backup", help="a consistent copy of the live SQLite database (while it serves)"
+    )
+    env_flag(take, "--db", f"{env_prefix}_DB", default_sqlite_url(service), "database URL")
+    take.add_argument("--out", type=Path, required=True, help="the backup file to write")
+    take.set_defaults(run=_cmd_backup)
+    back = sub.add_parser(
+        "restore", help="replace the SQLite database by a backup (stop the server first)"
+    )
+    env_flag(back, "--db", f"{env_prefix}_DB", default_sqlite_url(service), "database URL")
+    back.add_argument("--from", dest="source", type=Path, required=True, help="a backup file")
+    back.set_defaults(run=lambda args: _cmd_restore(args, verify_audit))
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    try:
+        pages = backup(args.db, args.out)
+    except BackupError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup written to {args.out} ({pages} pages, integrity ok)")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace, verify_audit: Callable[[str], int]) -> int:
+    try:
+        pages = restore(args.source, args.db)
+    except BackupError as exc:
+        print(f"restore failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {args.source} into {sqlite_path(args.db)} ({pages} pages, integrity ok)")
+    return verify_audit(args.db)

@@ -1,0 +1,54 @@
+"""What every value a caller sends must satisfy, for both services (shared kernel, pure).
+
+- `preview`: how an error quotes a bad value: at most a short prefix, never the whole of
+  it (a 1 MiB value must not come back as a 1 MiB grpc-message).
+- `control_problem`: text fields refuse control characters (U+0000–U+001F, U+007F);
+  free-text fields (notes, descriptions, reasons) may break lines.
+- `FIRST_YEAR`, `LAST_YEAR`: every date a caller sends lies between 1949 and 2199.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+PREVIEW_CHARS = 32
+FIRST_YEAR, LAST_YEAR = 1949, 2199  # any real record; leaves room for +36 months arithmetic
+FIRST_DAY, LAST_DAY = date(FIRST_YEAR, 1, 1), date(LAST_YEAR, 12, 31)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
+    """`value` quoted for an error message: repr() of at most `limit` characters, with the
+    full length when it was cut (control characters come out escaped)."""
+    if isinstance(value, bytes):
+        shown = repr(value[:limit])
+        size = len(value)
+    else:
+        text = value if isinstance(value, str) else str(value)
+        shown = repr(text[:limit])
+        size = len(text)
+    return shown if size <= limit else f"{shown}…({size} characters)"
+
+
+def clip(text: str, limit: int) -> str:
+    """A message or field path cut to `limit` characters (the last line of defence)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def control_problem(text: str, *, multiline: bool = False) -> str | None:
+    """Why `text` is refused for holding a control character, or None when it is clean.
+    `multiline`: a free-text field, where line feed and carriage return are allowed."""
+    found = (_CONTROL_BUT_LINE_BREAKS if multiline else _CONTROL).search(text)
+    if found is None:
+        return None
+    return f"must not contain control characters (U+{ord(found.group()):04X} at {found.start()})"
+
+
+def date_problem(day: date) -> str | None:
+    """Why `day` is outside the dates any record may carry, or None."""
+    if FIRST_DAY <= day <= LAST_DAY:
+        return None
+    return f"must be between {FIRST_YEAR} and {LAST_YEAR}"
