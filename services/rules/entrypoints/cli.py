@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 from sqlalchemy import Engine
 from tqdm import tqdm
 
-from services.common import backup, security
+from services.common import backup, processes, security
 from services.common import logging as common_logging
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -86,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     _common_flags(serve)
     security.add_flags(serve, "RULES")
     common_server.add_flags(serve, "RULES")
+    env_flag(
+        serve,
+        "--processes",
+        "RULES_PROCESSES",
+        1,
+        "server processes sharing the port (SO_REUSEPORT); 0: one per core",
+        type=int,
+    )
+    serve.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
     _feed_flags(serve)
     serve.set_defaults(run=cmd_serve)
 
@@ -192,6 +201,9 @@ def _database(url: str, args: argparse.Namespace | None = None) -> Engine:
 def cmd_serve(args: argparse.Namespace) -> int:
     guard = security.from_args(args)  # before anything else: refuse to run open
     rulebook = load_rulebook(args.rulesets)
+    count = args.processes or processes.cpu_count()
+    if count > 1 and not args.shared_port:
+        return serve_processes(args, count)
     engine = _database(args.db, args)
     running = grpc_server.build(
         rulebook,
@@ -204,14 +216,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     http = start_gateway(args, running, guard)
     watcher = common_server.watch_database(engine, running.health, [grpc_server.SERVICE_NAME])
     feed = start_feed(args, engine, running.health)
-    _log.info(
-        "rules service listening",
+    _log.info(  # a child of `--processes N` says so; its parent says `listening` once
+        "rules service process listening" if args.shared_port else "rules service listening",
         address=args.grpc,
         port=running.port,
         database=engine.url.render_as_string(hide_password=True),
         ruleset_version=rulebook.catalogue.version,
         standards=[s.id for s in rulebook.catalogue.standards],
     )
+    if args.shared_port:
+        processes.mark_ready()
 
     def stop_workers() -> None:
         watcher.set()
@@ -222,6 +236,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     common_server.serve_until_signalled(running, on_stop=stop_workers)
     engine.dispose()
     return 0
+
+
+def serve_processes(args: argparse.Namespace, count: int) -> int:
+    """The parent of `serve --processes N`: migrate once, hold the port, supervise."""
+    if getattr(args, "http", ""):
+        print("--http serves from one process: run it with --processes 1", file=sys.stderr)
+        return 2
+    _database(args.db).dispose()  # once, before the children start
+    held, address = processes.reserve_port(args.grpc)
+    try:
+        argv = _without(sys.argv[1:], "--processes", "--grpc")
+        return processes.run_children(
+            "services.rules",
+            [*argv, "--grpc", address, "--processes", "1", "--shared-port"],
+            count,
+            address,
+        )
+    finally:
+        held.close()
+
+
+def _without(argv: Sequence[str], *flags: str) -> list[str]:
+    """argv without the given flags and their values (`--flag v` or `--flag=v`)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in flags:
+            skip = True
+        elif not arg.startswith(tuple(f + "=" for f in flags)):
+            out.append(arg)
+    return out
 
 
 def start_gateway(
