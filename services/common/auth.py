@@ -24,7 +24,7 @@ import grpc
 from services.common.context import Principal, bind
 from services.common.grpc_errors import retry_later
 from services.common.interceptors import INFRASTRUCTURE_PREFIXES, wrap_handler
-from services.common.ratelimit import RateLimiter
+from services.common.ratelimit import Rate, RateLimiter
 
 FIRM = "firm"  # the caller of a call admitted on the firm's QR token alone
 SCOPES = frozenset(
@@ -87,7 +87,9 @@ class TokenStore:
                 digest = hashlib.sha256(item["token"].encode()).digest()
             else:
                 raise TokenFileError(f"{where}: needs a token of 16+ characters or token_sha256")
-            entries[digest] = Principal(item["caller"], scopes, str(item.get("expert_id", "")))
+            entries[digest] = Principal(
+                item["caller"], scopes, str(item.get("expert_id", "")), _own_rate(item, where)
+            )
         return cls(entries)
 
     def lookup(self, token: str) -> Principal | None:
@@ -98,6 +100,20 @@ class TokenStore:
             if hmac.compare_digest(stored, digest):
                 found = principal
         return found
+
+
+def _own_rate(item: Mapping[str, Any], where: str) -> tuple[float, float] | None:
+    """A token's own limit, `rate_per_second` (and `burst`, default twice the rate), for
+    a batch system the default per-caller rate would turn into RESOURCE_EXHAUSTED."""
+    if "rate_per_second" not in item:
+        if "burst" in item:
+            raise TokenFileError(f"{where}: burst needs rate_per_second")
+        return None
+    rate, burst = item["rate_per_second"], item.get("burst", 2 * item["rate_per_second"])
+    for name, value in (("rate_per_second", rate), ("burst", burst)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise TokenFileError(f"{where}: {name} must be a number > 0")
+    return float(rate), float(burst)
 
 
 def write_dev_tokens(path: Path) -> dict[str, str]:
@@ -187,7 +203,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 principal,
             )
         if self._limiter is not None:
-            allowed, wait = self._limiter.check(principal.caller)
+            own = Rate(*principal.rate) if principal.rate else None
+            allowed, wait = self._limiter.check(principal.caller, rate=own)
             if not allowed:
                 return grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded", wait, principal
         return principal

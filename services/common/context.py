@@ -19,6 +19,7 @@ class Principal:
     caller: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     expert_id: str = ""
+    rate: tuple[float, float] | None = None  # its own (per second, burst), from the tokens file
 
     def has(self, *scopes: str) -> bool:
         return bool(self.scopes & set(scopes))

@@ -34,17 +34,19 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._max_keys = max_keys
 
-    def check(self, key: str, cost: float = 1.0) -> tuple[bool, float]:
+    def check(self, key: str, cost: float = 1.0, rate: Rate | None = None) -> tuple[bool, float]:
+        """`rate`: this key's own rate (a batch caller's, from the tokens file)."""
+        rate = rate or self.rate
         now = self._clock()
         with self._lock:
-            tokens, last = self._buckets.get(key, (self.rate.burst, now))
-            tokens = min(self.rate.burst, tokens + (now - last) * self.rate.per_second)
+            tokens, last = self._buckets.get(key, (rate.burst, now))
+            tokens = min(rate.burst, tokens + (now - last) * rate.per_second)
             if tokens >= cost:
                 self._buckets[key] = (tokens - cost, now)
                 allowed, wait = True, 0.0
             else:
                 self._buckets[key] = (tokens, now)
-                allowed, wait = False, (cost - tokens) / self.rate.per_second
+                allowed, wait = False, (cost - tokens) / rate.per_second
             if len(self._buckets) > self._max_keys:
                 self._forget_full(now)
         return allowed, wait

@@ -177,6 +177,7 @@ class Limits:
     workers: int = 8
     db_workers: int = 8
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    shared_port: bool = False  # one of `serve --processes N` children: SO_REUSEPORT
 
 
 def add_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None:
@@ -238,7 +239,12 @@ def timeouts_from(args: argparse.Namespace) -> DbTimeouts:
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
-    return Limits(int(args.workers), int(args.db_workers), int(args.max_concurrent))
+    return Limits(
+        int(args.workers),
+        int(args.db_workers),
+        int(args.max_concurrent),
+        bool(getattr(args, "shared_port", False)),
+    )
 
 
 def new_server(
@@ -253,7 +259,7 @@ def new_server(
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if limits.shared_port else 0),
         ("grpc.keepalive_time_ms", 60_000),
     ]
     pools = CallPools.create(limits.workers, limits.db_workers)

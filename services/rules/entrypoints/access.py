@@ -8,6 +8,7 @@ RULES_METHODS: dict[str, MethodRule] = {
     for name, r in {
         "Evaluate": rule("rules.evaluate"),
         "EvaluateStream": rule("rules.evaluate"),
+        "EvaluateBatch": rule("rules.evaluate"),
         "ListStandards": rule("rules.read", "rules.evaluate"),
         "GetStandard": rule("rules.read", "rules.evaluate"),
         "ListApplicableClauses": rule("rules.read", "rules.evaluate"),

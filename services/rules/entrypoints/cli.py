@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from time import sleep
@@ -19,7 +21,7 @@ from grpc_status import rpc_status
 from sqlalchemy import Engine
 from tqdm import tqdm
 
-from services.common import backup, security
+from services.common import backup, processes, security
 from services.common import logging as common_logging
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -84,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     _common_flags(serve)
     security.add_flags(serve, "RULES")
     common_server.add_flags(serve, "RULES")
+    env_flag(
+        serve,
+        "--processes",
+        "RULES_PROCESSES",
+        1,
+        "server processes sharing the port (SO_REUSEPORT); 0: one per core",
+        type=int,
+    )
+    serve.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
     _feed_flags(serve)
     serve.set_defaults(run=cmd_serve)
 
@@ -190,6 +201,9 @@ def _database(url: str, args: argparse.Namespace | None = None) -> Engine:
 def cmd_serve(args: argparse.Namespace) -> int:
     guard = security.from_args(args)  # before anything else: refuse to run open
     rulebook = load_rulebook(args.rulesets)
+    count = args.processes or processes.cpu_count()
+    if count > 1 and not args.shared_port:
+        return serve_processes(args, count)
     engine = _database(args.db, args)
     running = grpc_server.build(
         rulebook,
@@ -202,14 +216,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     http = start_gateway(args, running, guard)
     watcher = common_server.watch_database(engine, running.health, [grpc_server.SERVICE_NAME])
     feed = start_feed(args, engine, running.health)
-    _log.info(
-        "rules service listening",
+    _log.info(  # a child of `--processes N` says so; its parent says `listening` once
+        "rules service process listening" if args.shared_port else "rules service listening",
         address=args.grpc,
         port=running.port,
         database=engine.url.render_as_string(hide_password=True),
         ruleset_version=rulebook.catalogue.version,
         standards=[s.id for s in rulebook.catalogue.standards],
     )
+    if args.shared_port:
+        processes.mark_ready()
 
     def stop_workers() -> None:
         watcher.set()
@@ -220,6 +236,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     common_server.serve_until_signalled(running, on_stop=stop_workers)
     engine.dispose()
     return 0
+
+
+def serve_processes(args: argparse.Namespace, count: int) -> int:
+    """The parent of `serve --processes N`: migrate once, hold the port, supervise."""
+    if getattr(args, "http", ""):
+        print("--http serves from one process: run it with --processes 1", file=sys.stderr)
+        return 2
+    _database(args.db).dispose()  # once, before the children start
+    held, address = processes.reserve_port(args.grpc)
+    try:
+        argv = _without(sys.argv[1:], "--processes", "--grpc")
+        return processes.run_children(
+            "services.rules",
+            [*argv, "--grpc", address, "--processes", "1", "--shared-port"],
+            count,
+            address,
+        )
+    finally:
+        held.close()
+
+
+def _without(argv: Sequence[str], *flags: str) -> list[str]:
+    """argv without the given flags and their values (`--flag v` or `--flag=v`)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in flags:
+            skip = True
+        elif not arg.startswith(tuple(f + "=" for f in flags)):
+            out.append(arg)
+    return out
 
 
 def start_gateway(
@@ -392,11 +440,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         file=sys.stderr,
         disable=None if (total or 0) >= PROGRESS_THRESHOLD else True,
     )
-    evaluator = _remote(args.server, args.token) if args.server else _local(args.rulesets)
     failures = 0
     try:
-        for where, data in read_profiles(args.file):
-            failures += not _one(evaluator, where, data, args, sys.stdout)
+        if args.server:
+            results = _remote_batches(read_profiles(args.file), args)
+        else:
+            evaluate = _local(args.rulesets)
+            results = (
+                (w, d, _decided(evaluate, d, args.as_of)) for w, d in read_profiles(args.file)
+            )
+        for where, data, decision in results:
+            failures += not _print(where, data, decision, args, sys.stdout)
             bar.update(1)
     finally:
         bar.close()
@@ -405,12 +459,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _one(evaluator: Any, where: int, data: Any, args: argparse.Namespace, out: TextIO) -> bool:
-    """Evaluate and print one profile; return False when it was rejected."""
-    if isinstance(data, _Unreadable):
-        print(f"#{where}: not valid JSON: {data.why}", file=out)
+def _decided(evaluate: Any, data: Any, as_of: str) -> pb.Decision | None:
+    return None if isinstance(data, _Unreadable) else evaluate(data, as_of)
+
+
+def _print(
+    where: int, data: Any, decision: pb.Decision | None, args: argparse.Namespace, out: TextIO
+) -> bool:
+    """Print one profile's decision; return False when it was rejected."""
+    if isinstance(data, _Unreadable) or decision is None:
+        print(f"#{where}: not valid JSON: {getattr(data, 'why', '')}", file=out)
         return False
-    decision = evaluator(data, args.as_of)
     if decision.HasField("error"):
         if args.json:
             out.write(
@@ -427,6 +486,98 @@ def _one(evaluator: Any, where: int, data: Any, args: argparse.Namespace, out: T
     return True
 
 
+BATCH = 500  # profiles per EvaluateBatch message
+IN_FLIGHT = 2  # batches sent ahead of the one being printed: memory stays constant
+
+
+@dataclass
+class _Item:
+    """One line of the file on its way through EvaluateBatch."""
+
+    where: int
+    data: Any
+    request: pb.EvaluateRequest | None = None  # None: answered here, never sent
+    answer: pb.Decision | None = None  # the decision, or why the line is not a profile
+
+
+def _remote_batches(
+    profiles: Iterator[tuple[int, Any]], args: argparse.Namespace
+) -> Iterator[tuple[int, Any, pb.Decision | None]]:
+    """Stream a file of any size through EvaluateBatch: BATCH profiles a message, IN_FLIGHT
+    messages ahead, results in file order, retried as the server says when refused."""
+    channel = grpc.insecure_channel(args.server)
+    stub = rules_pb2_grpc.RulesServiceStub(channel)
+    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
+    pending: collections.deque[tuple[list[_Item], Any]] = collections.deque()
+    try:
+        for chunk in _chunks(profiles, args.as_of):
+            pending.append((chunk, _send(stub, chunk, metadata)))
+            if len(pending) > IN_FLIGHT:
+                yield from _receive(stub, *pending.popleft(), metadata)
+        while pending:
+            yield from _receive(stub, *pending.popleft(), metadata)
+    finally:
+        channel.close()
+
+
+def _chunks(profiles: Iterator[tuple[int, Any]], as_of: str) -> Iterator[list[_Item]]:
+    chunk: list[_Item] = []
+    for where, data in profiles:
+        chunk.append(_item(where, data, as_of))
+        if len(chunk) == BATCH:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _item(where: int, data: Any, as_of: str) -> _Item:
+    if isinstance(data, _Unreadable):
+        return _Item(where, data)  # printed as not valid JSON
+    request = pb.EvaluateRequest(as_of=as_of)
+    try:
+        request.profile.CopyFrom(convert.profile_from_json(data))
+    except Exception as exc:
+        refused = pb.Decision(
+            enterprise_id=str(_get(data, "enterprise_id")),
+            error=_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc)[:200]),
+        )
+        return _Item(where, data, answer=refused)
+    return _Item(where, data, request)
+
+
+def _send(stub: Any, chunk: list[_Item], metadata: Any) -> Any:
+    items = [i.request for i in chunk if i.request is not None]
+    if not items:
+        return None
+    return stub.EvaluateBatch.future(
+        pb.EvaluateBatchRequest(items=items), timeout=120, metadata=metadata
+    )
+
+
+def _receive(
+    stub: Any, chunk: list[_Item], future: Any, metadata: Any
+) -> Iterator[tuple[int, Any, pb.Decision | None]]:
+    """The chunk's decisions in order, waiting out RESOURCE_EXHAUSTED as the server says."""
+    decisions: list[pb.Decision] = []
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            decisions = list(future.result().decisions) if future is not None else []
+            break
+        except grpc.RpcError as exc:
+            wait = retry_delay(exc, attempt)
+            if wait is None:
+                failed = pb.Decision(error=_status(exc.code(), exc.details() or ""))
+                decisions = [failed] * len(chunk)
+                break
+            sleep(wait)
+            future = _send(stub, chunk, metadata)
+    answers = iter(decisions)
+    for item in chunk:
+        answer = next(answers) if item.request is not None else item.answer
+        yield item.where, item.data, answer
+
+
 def _local(rulesets: str) -> Any:
     ctx = grpc_server.context_from(load_rulebook(rulesets))
 
@@ -440,36 +591,6 @@ def _local(rulesets: str) -> Any:
                 enterprise_id=str(_get(data, "enterprise_id")), error=status_proto(exc)
             )
         return convert.decision_to_proto(decision)
-
-    return evaluate
-
-
-def _remote(address: str, token: str) -> Any:
-    channel = grpc.insecure_channel(address)
-    stub = rules_pb2_grpc.RulesServiceStub(channel)
-    metadata = (("authorization", f"Bearer {token}"),) if token else ()
-
-    def evaluate(data: Any, as_of: str) -> pb.Decision:
-        request = pb.EvaluateRequest(as_of=as_of)
-        try:
-            request.profile.CopyFrom(convert.profile_from_json(data))
-        except Exception as exc:
-            return pb.Decision(
-                enterprise_id=str(_get(data, "enterprise_id")),
-                error=_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc)),
-            )
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            try:
-                return stub.Evaluate(request, timeout=30, metadata=metadata)
-            except grpc.RpcError as exc:
-                wait = retry_delay(exc, attempt)
-                if wait is None:
-                    return pb.Decision(
-                        enterprise_id=request.profile.enterprise_id,
-                        error=_status(exc.code(), exc.details() or ""),
-                    )
-                sleep(wait)
-        raise AssertionError("unreachable")
 
     return evaluate
 

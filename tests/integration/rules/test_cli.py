@@ -214,8 +214,9 @@ def test_serve_logs_each_rpc_and_shuts_down_gracefully_on_sigterm(tmp_path: Path
 
 
 def test_evaluate_via_server_waits_out_the_rate_limit(tmp_path: Path) -> None:
-    """`evaluate FILE --server` honours retry-after: a file larger than the caller's burst
-    is evaluated whole, not refused item by item (issue 14.7)."""
+    """`evaluate FILE --server` sends EvaluateBatch messages (500 profiles each) and honours
+    retry-after: a file needing more calls than the caller's burst is evaluated whole, in
+    order, not refused (issues 14.7, 15.3)."""
     from services.common.auth import TokenStore
     from services.common.ratelimit import Rate
     from services.common.security import Security
@@ -229,11 +230,12 @@ def test_evaluate_via_server_waits_out_the_rate_limit(tmp_path: Path) -> None:
         json.dumps({"tokens": [{"token": token, "caller": "batch", "scopes": ["rules.evaluate"]}]}),
         encoding="utf-8",
     )
-    security = Security(TokenStore.load(tokens), Rate(per_second=10, burst=3))
+    security = Security(TokenStore.load(tokens), Rate(per_second=4, burst=1))
     server, port = grpc_server.create_server(load_rulebook(RULESETS), security=security)
     server.start()
+    count = 1_100  # three batches, the second and third refused at first
     try:
-        path = write_jsonl(tmp_path / "p.jsonl", [profile(n) for n in range(1, 9)])
+        path = write_jsonl(tmp_path / "p.jsonl", [profile(n) for n in range(1, count + 1)])
         result = run_cli(
             "evaluate", str(path), "--json", "--as-of", "2026-06-30",
             "--server", f"127.0.0.1:{port}", "--token", token,
@@ -242,7 +244,7 @@ def test_evaluate_via_server_waits_out_the_rate_limit(tmp_path: Path) -> None:
         server.stop(None)
     assert result.returncode == 0, result.stdout + result.stderr
     decisions = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [d["enterprise_id"] for d in decisions] == [uscc(n) for n in range(1, 9)]
+    assert [d["enterprise_id"] for d in decisions] == [uscc(n) for n in range(1, count + 1)]
     assert not [d for d in decisions if "error" in d]
 
 

@@ -1,0 +1,52 @@
+"""`serve --processes 2`: two server processes on one port (SO_REUSEPORT), each a whole
+server; calls are answered, and SIGTERM to the parent drains and stops them all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import psutil
+
+from services.common._generated.rules.v1 import rules_pb2 as rpb
+from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.rules.entrypoints.convert import profile_from_json
+from tests.e2e.test_processes import Proc
+from tests.support import profile
+
+TOKEN = "procs-evaluator-0123456789"
+
+
+def test_two_processes_share_the_port_and_stop_together(tmp_path: Path) -> None:
+    (tmp_path / "tokens.json").write_text(
+        json.dumps({"tokens": [{"token": TOKEN, "caller": "e", "scopes": ["rules.evaluate"]}]})
+    )
+    parent = Proc(
+        [
+            "services.rules",
+            "--log-json",
+            "serve",
+            "--grpc",
+            "127.0.0.1:0",
+            "--db",
+            f"sqlite:///{tmp_path / 'rules.db'}",
+            "--tokens",
+            str(tmp_path / "tokens.json"),
+            "--processes",
+            "2",
+        ],
+        "rules service listening",
+    )
+    children = psutil.Process(parent.proc.pid).children()
+    assert len(children) == 2 and parent.ready["processes"] == [c.pid for c in children]
+    request = rpb.EvaluateRequest(profile=profile_from_json(profile(1)), as_of="2026-06-30")
+    for _ in range(12):  # a new connection each time: the kernel spreads them
+        with grpc.insecure_channel(f"127.0.0.1:{parent.ready['port']}") as channel:
+            stub = rules_pb2_grpc.RulesServiceStub(channel)
+            decision = stub.Evaluate(
+                request, metadata=[("authorization", f"Bearer {TOKEN}")], timeout=30
+            )
+            assert decision.enterprise_id == request.profile.enterprise_id
+    assert parent.stop() == 0
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
