@@ -24,7 +24,9 @@ def test_every_generated_firm_is_valid_and_the_mix_is_a_county_s(rulebook: Ruleb
     assert all(uscc_problem(f["enterprise_id"]) is None for f in firms)
     levels = Counter()
     for firm in firms:
-        decision = handlers.evaluate(ctx, parse_profile(firm, rulebook.fact_types), date(2026, 6, 30))
+        decision = handlers.evaluate(
+            ctx, parse_profile(firm, rulebook.fact_types), date(2026, 6, 30)
+        )
         levels[any(f.hazard_id == "" for f in decision.findings)] += 1
         levels["major"] += any(f.severity.value == "major" for f in decision.findings)
     with_finding = levels[True] / len(firms)
