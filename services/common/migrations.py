@@ -21,10 +21,15 @@ def alembic_config(script_location: Path, url: str = "") -> Config:
     return config
 
 
+MIGRATION_LOCK = 7_331_006  # a PostgreSQL advisory lock key, held for an upgrade's transaction
+
+
 def upgrade(engine: Engine, script_location: Path, revision: str = "head") -> None:
     """Bring the database to `revision` (default: the newest); never hand-written DDL."""
     config = alembic_config(script_location)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # replicas starting at once: one migrates
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -25,6 +25,11 @@ TRANSIENT = {  # retried with backoff; an auth problem is a configuration to fix
 }
 
 
+# A replica that refuses (down, draining) or does not answer in time (hung, partitioned):
+# the call moves to the next replica. Safe: every call booking makes may be repeated.
+FAILOVER = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
 class RulesUnavailable(Exception):
     """The rules service did not answer (down, overloaded, timed out): try again later."""
 
@@ -55,7 +60,8 @@ class RulesClient:
     """Thin, thread-safe wrapper; caches standards' clause lists (they change by restart only).
 
     `address` may name several rules replicas (`host:p1,host:p2`): calls go round-robin,
-    and a call a replica answers UNAVAILABLE (down, draining) moves on to the next one.
+    and a call a replica answers UNAVAILABLE (down, draining) or lets run past its deadline
+    (hung, partitioned) moves on to the next one.
     Every call booking makes is safe to repeat (reads, and ReportEvent, which rules
     applies once per event id), so a killed replica costs no call a user made.
     """
@@ -107,8 +113,8 @@ class RulesClient:
                 )
             except grpc.RpcError as exc:
                 code = exc.code()
-                if code is grpc.StatusCode.UNAVAILABLE and attempt + 1 < count:
-                    continue  # that replica is down or draining: the next one
+                if code in FAILOVER and attempt + 1 < count:
+                    continue  # that replica is down, draining or hung: the next one
                 if code in TRANSIENT:
                     raise RulesUnavailable(f"{code.name}: {exc.details()}") from exc
                 raise RulesRejected(f"{code.name}: {exc.details()}") from exc

@@ -64,19 +64,25 @@ class ChangeRecorder:
         event.listen(factory, "after_rollback", lambda s: s.info.pop(_PENDING, None))
 
     def _collect(self, session: Session, _context: Any) -> None:
+        """This flush's changes, the event first and then what it caused (KIND_ORDER);
+        flushes stay in their order (an entry expired in one flush, granted anew in the
+        next, is EXPIRED then GRANTED)."""
         pending: list[Change | _Candidate] = session.info.setdefault(_PENDING, [])
+        found: list[Change | _Candidate] = []
         for obj in session.new:
             if isinstance(obj, EventRecord):
-                pending.append(_event(obj))
+                found.append(_event(obj))
             elif isinstance(obj, InspectionRecord):
-                pending.append(_inspection(obj))
+                found.append(_inspection(obj))
             elif isinstance(obj, WhitelistEntry):
-                pending.append(_entry(obj, ChangeKind.WHITELIST_GRANTED))
+                found.append(_entry(obj, ChangeKind.WHITELIST_GRANTED))
             elif isinstance(obj, DecisionRecord):
-                pending.append(_decision(session, obj))
+                found.append(_decision(session, obj))
         for obj in session.dirty:
             if isinstance(obj, WhitelistEntry) and (kind := _entry_move(obj)) is not None:
-                pending.append(_entry(obj, kind))
+                found.append(_entry(obj, kind))
+        found.sort(key=lambda c: KIND_ORDER[c.kind if isinstance(c, Change) else c.change.kind])
+        pending.extend(found)
 
     def _write(self, session: Session) -> None:
         session.flush()  # commit's own flush comes after before_commit: collect it first
@@ -88,7 +94,6 @@ class ChangeRecorder:
         if not found:
             return
         regions = _regions(session, connection, {c.enterprise_id for c in found})
-        found.sort(key=lambda c: KIND_ORDER[c.kind])
         connection.execute(
             insert(changes),
             [
@@ -205,8 +210,8 @@ def _decision(session: Session, record: DecisionRecord) -> _Candidate:
 
 
 def _decided(connection: Connection, pending: list[Change | _Candidate]) -> list[Change]:
-    """The changes, keeping a decision only when status, colour or blockers moved."""
-    out = [p for p in pending if isinstance(p, Change)]
+    """The changes in their order, keeping a decision only when status, colour or
+    blockers moved."""
     candidates = [p for p in pending if isinstance(p, _Candidate)]
     ids = [c.previous_id for c in candidates if c.same_status_and_colour and c.previous_id]
     old: dict[str, list[str]] = {}
@@ -218,13 +223,15 @@ def _decided(connection: Connection, pending: list[Change | _Candidate]) -> list
         ):
             payload = row.payload if isinstance(row.payload, dict) else {}
             old[row.id] = [b["code"] for b in payload.get("whitelist_blockers", [])]
-    for c in candidates:
-        if (
-            c.same_status_and_colour
-            and old.get(c.previous_id or "") == c.change.detail["blocker_codes"]
+    out = []
+    for p in pending:
+        if isinstance(p, Change):
+            out.append(p)
+        elif not (
+            p.same_status_and_colour
+            and old.get(p.previous_id or "") == p.change.detail["blocker_codes"]
         ):
-            continue
-        out.append(c.change)
+            out.append(p.change)
     return out
 
 
@@ -254,22 +261,25 @@ RECORDER = ChangeRecorder()
 class FeedStore:
     """Positions, reads and prunes the feed; wakes in-process followers on new positions."""
 
-    def __init__(self, engine: Engine, *, deliver_on_sequence: bool = True) -> None:
-        """`deliver_on_sequence`: no publisher is configured, so a positioned change is
-        delivered (to WatchChanges, which reads positions) as soon as it has a position."""
+    def __init__(self, engine: Engine) -> None:
+        """Sequencing only positions changes; marking them delivered is the feed worker's
+        (after publishing them, or at once when no publisher is configured), so a follower
+        that sequences never takes a change away from the bus."""
         self.engine = engine
-        self.deliver_on_sequence = deliver_on_sequence
         self._lock_rows = engine.dialect.name != "sqlite"
         self._news = threading.Condition()
         self._generation = 0
 
-    def lock_head(self, connection: Connection) -> Any:
-        """Read (and, on PostgreSQL, lock) the feed head: one sequencer/publisher at a time."""
+    def lock_head(self, connection: Connection, *, wait: bool = True) -> Any:
+        """Read (and, on PostgreSQL, lock) the feed head: one sequencer/publisher/pruner at
+        a time. `wait=False`: None at once when another holds it (it is doing the work)."""
         query = select(feed_head.c.last_position, feed_head.c.pruned_through).where(
             feed_head.c.id == 1
         )
-        row = connection.execute(query.with_for_update() if self._lock_rows else query).first()
-        if row is None:
+        if self._lock_rows:
+            query = query.with_for_update(skip_locked=not wait)
+        row = connection.execute(query).first()
+        if row is None and wait:
             raise RuntimeError("feed_head row missing: run the migrations")
         return row
 
@@ -284,7 +294,9 @@ class FeedStore:
         if not self.has_unpositioned():
             return 0
         with self.engine.begin() as connection:
-            head = self.lock_head(connection)
+            head = self.lock_head(connection, wait=False)
+            if head is None:
+                return 0  # another process is sequencing, publishing or pruning
             ids = list(
                 connection.execute(
                     select(changes.c.id)
@@ -296,11 +308,10 @@ class FeedStore:
             if not ids:
                 return 0
             start = head.last_position
-            values: dict[str, Any] = {"position": bindparam("_position")}
-            if self.deliver_on_sequence:
-                values["published_at"] = _now()
             connection.execute(
-                update(changes).where(changes.c.id == bindparam("_id")).values(**values),
+                update(changes)
+                .where(changes.c.id == bindparam("_id"))
+                .values(position=bindparam("_position")),
                 [{"_id": i, "_position": start + n + 1} for n, i in enumerate(ids)],
             )
             connection.execute(
@@ -378,6 +389,16 @@ def unpublished(connection: Connection, limit: int) -> list[Change]:
         .limit(limit)
     )
     return [_from_row(row) for row in connection.execute(query)]
+
+
+def mark_all_delivered(connection: Connection) -> int:
+    """No publisher configured: every positioned change counts as delivered."""
+    result = connection.execute(
+        update(changes)
+        .where(changes.c.position.is_not(None) & changes.c.published_at.is_(None))
+        .values(published_at=_now())
+    )
+    return int(result.rowcount or 0)
 
 
 def mark_published(connection: Connection, positions: Iterable[int]) -> None:

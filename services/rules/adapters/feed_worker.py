@@ -26,7 +26,12 @@ from typing import Any
 
 import structlog
 
-from services.rules.adapters.feed import FeedStore, mark_published, unpublished
+from services.rules.adapters.feed import (
+    FeedStore,
+    mark_all_delivered,
+    mark_published,
+    unpublished,
+)
 from services.rules.domain.changes import Change, subject_token
 
 _log = structlog.get_logger("feed")
@@ -62,6 +67,7 @@ class JetStreamPublisher:
         self._thread.start()
         self._nc: Any = None
         self._js: Any = None
+        self._ready = False
 
     def _run(self, coroutine: Any, timeout: float) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -69,7 +75,8 @@ class JetStreamPublisher:
 
     @property
     def connected(self) -> bool:
-        return bool(self._nc is not None and self._nc.is_connected)
+        """Connected, and the stream known to be there (a failed publish forgets that)."""
+        return bool(self._nc is not None and self._nc.is_connected and self._ready)
 
     def connect(self) -> None:
         """Connect (if not connected) and create or update the stream."""
@@ -83,8 +90,10 @@ class JetStreamPublisher:
         import nats
         from nats.js.api import StreamConfig
 
+        self._ready = False
         if self._nc is not None:
-            await self._nc.close()
+            with contextlib.suppress(Exception):
+                await self._nc.close()
         s = self.settings
         self._nc = await nats.connect(  # the worker reconnects on its next pass
             s.url, connect_timeout=2, allow_reconnect=False
@@ -98,8 +107,12 @@ class JetStreamPublisher:
         )
         try:
             await self._js.add_stream(config)
-        except Exception:  # exists with another config: bring it to ours
-            await self._js.update_stream(config)
+        except Exception as added:  # it exists with another config: bring it to ours
+            try:
+                await self._js.update_stream(config)
+            except Exception:
+                raise added from None  # the first error says what is wrong (e.g. overlap)
+        self._ready = True
 
     def publish(self, batch: list[Change]) -> list[int]:
         """Publish in order; return the positions JetStream acknowledged (a prefix)."""
@@ -114,9 +127,11 @@ class JetStreamPublisher:
                     self._encode(change),
                     headers={"Nats-Msg-Id": change.change_id},
                     timeout=5,
+                    stream=self.settings.stream,  # never into another stream's subjects
                 )
             except Exception as exc:
                 _log.warning("publish failed", change_id=change.change_id, error=str(exc)[:120])
+                self._ready = False  # reconnect and make sure of the stream next pass
                 break
             assert change.position is not None
             done.append(change.position)
@@ -139,7 +154,7 @@ class FeedWorker(threading.Thread):
         publisher: JetStreamPublisher | None = None,
         on_health: Callable[[bool], None] | None = None,
         interval: float = 0.2,
-        batch: int = 500,
+        batch: int = 50,  # publishes per hold of the feed head: short holds, even on a far bus
     ) -> None:
         super().__init__(name="feed", daemon=True)
         self.store, self.publisher = store, publisher
@@ -168,10 +183,11 @@ class FeedWorker(threading.Thread):
 
     def run_once(self) -> int:
         """One pass: position what committed, publish what is positioned. Returns published."""
-        while self.store.sequence(self._batch) == self._batch:
+        while self.store.sequence(500) == 500:
             pass
-        if self.publisher is None:
-            return 0
+        if self.publisher is None:  # nothing to publish to: positioned means delivered
+            with self.store.engine.begin() as connection:
+                return mark_all_delivered(connection)
         try:
             self.publisher.connect()
             self._health(True)
@@ -181,7 +197,8 @@ class FeedWorker(threading.Thread):
         published = 0
         while True:
             with self.store.engine.begin() as connection:
-                self.store.lock_head(connection)
+                if self.store.lock_head(connection, wait=False) is None:
+                    return published  # another replica is publishing
                 batch = unpublished(connection, self._batch)
                 if not batch:
                     return published
@@ -189,7 +206,7 @@ class FeedWorker(threading.Thread):
                 mark_published(connection, done)
             published += len(done)
             if len(done) < len(batch):
-                self._health(self.publisher.connected)
+                self._health(False)  # connected or not, the stream does not take them
                 raise RuntimeError(f"published {len(done)} of {len(batch)}; retrying")
 
     def _health(self, ok: bool) -> None:

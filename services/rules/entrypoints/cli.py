@@ -301,7 +301,7 @@ def start_feed(args: argparse.Namespace, engine: Engine, health: Any) -> FeedWor
         health.set(FEED_HEALTH_NAME, state.SERVING if ok else state.NOT_SERVING)
         _log.info("change feed publisher", nats=args.nats, connected=ok)
 
-    worker = FeedWorker(FeedStore(engine, deliver_on_sequence=publisher is None), publisher, report)
+    worker = FeedWorker(FeedStore(engine), publisher, report)
     worker.start()
     return worker
 

@@ -32,6 +32,13 @@ class Followers:
         self._slots.release()
 
 
+def _too_old(after: int, pruned: int) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"cursor {after} is older than the feed's retention (changes up to {pruned} were "
+        "pruned); start again from an empty cursor and reconcile with GetEnterpriseStatus"
+    )
+
+
 def follow(
     store: FeedStore,
     after_cursor: str,
@@ -46,14 +53,13 @@ def follow(
     after = parse_cursor(after_cursor)
     pruned = store.pruned_through()
     if after_cursor and after < pruned:
-        raise PreconditionFailed(
-            f"cursor {after} is older than the feed's retention (changes up to {pruned} were "
-            "pruned); start again from an empty cursor and reconcile with GetEnterpriseStatus"
-        )
+        raise _too_old(after, pruned)
     after = max(after, pruned)
     while active():
         store.sequence()  # any follower may position what has committed
         found = store.read(after, regions, batch)
+        if (pruned := store.pruned_through()) > after:  # pruned while we were reading
+            raise _too_old(after, pruned)
         for change in found:
             yield change
             assert change.position is not None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import grpc
 import pytest
@@ -16,8 +16,9 @@ from sqlalchemy import Engine, insert, text
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.rules.adapters.feed import FeedStore
+from services.rules.adapters.feed_worker import FeedWorker
 from services.rules.adapters.orm import changes
-from tests.integration.conftest import upsert
+from tests.integration.conftest import Clock, upsert
 from tests.integration.rules.test_events import accident, report
 from tests.support import profile, uscc
 
@@ -131,7 +132,7 @@ def test_bad_and_pruned_cursors(register_stub: RulesServiceStub, db_engine: Engi
     for n in (9, 10):
         upsert(register_stub, profile(n))
     store = FeedStore(db_engine)
-    store.sequence()
+    FeedWorker(store).run_once()  # no publisher: positioned and delivered
     assert store.prune(datetime.now(UTC) + timedelta(seconds=1)) == 4
     with pytest.raises(grpc.RpcError) as old:
         take(register_stub, 1, after="1")
@@ -229,10 +230,47 @@ def test_prune_changes_command(register_stub: RulesServiceStub, db_engine: Engin
     from services.rules.entrypoints.cli import main
 
     upsert(register_stub, profile(70))
-    FeedStore(db_engine).sequence()
+    FeedWorker(FeedStore(db_engine)).run_once()
     url = db_engine.url.render_as_string(hide_password=False)
     assert main(["prune-changes", "--older-than-days", "0", "--db", url]) == 0
     assert FeedStore(db_engine).pruned_through() == 2
     with pytest.raises(grpc.RpcError) as old:
         take(register_stub, 1, after="1")
     assert old.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_an_entry_that_lapsed_and_is_granted_again_is_expired_then_granted(
+    register_stub: RulesServiceStub, clock: Clock
+) -> None:
+    """Within one transaction, changes keep the order they happened in."""
+    upsert(register_stub, profile(71))
+    clock.today = date(2027, 8, 1)  # past the entry's valid_until (2027-06-30)
+    upsert(register_stub, profile(71))
+    found = take(register_stub, 4)
+    assert kinds(found) == [
+        "DECISION_CHANGED",
+        "WHITELIST_GRANTED",
+        "WHITELIST_EXPIRED",
+        "WHITELIST_GRANTED",
+    ]
+    assert found[2].whitelist.valid_until == "2027-06-30"
+    assert found[3].whitelist.granted_on == "2027-08-01"
+
+
+def test_pruning_while_a_follower_reads_ends_it_with_failed_precondition(
+    register_stub: RulesServiceStub, db_engine: Engine
+) -> None:
+    """A follower reading in batches of 2 while everything is pruned under its feet: the
+    next batch would start past a gap, so it ends with FAILED_PRECONDITION instead."""
+    from services.common.errors import PreconditionFailed
+    from services.rules.service_layer.feed import follow
+
+    for n in range(72, 77):
+        upsert(register_stub, profile(n))
+    store = FeedStore(db_engine)
+    FeedWorker(store).run_once()
+    changes = follow(store, "", (), lambda: True, batch=2)
+    assert [next(changes).position, next(changes).position] == [1, 2]
+    store.prune(datetime.now(UTC) + timedelta(seconds=1))  # 3…10 go before they are read
+    with pytest.raises(PreconditionFailed, match="older than the feed's retention"):
+        next(changes)

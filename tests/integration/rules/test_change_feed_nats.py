@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.rules.adapters import feed as feed_module
@@ -90,6 +92,18 @@ def consume(settings: NatsSettings, expected: int) -> list[dict[str, Any]]:
     return asyncio.run(run())
 
 
+def positioned(store: FeedStore, expected: int) -> int:
+    """How many changes have positions, once `expected` have (or 60 s passed): the worker
+    may hold the feed head while it publishes, and a sequencer then skips its turn."""
+    deadline = time.monotonic() + 60
+    while True:
+        store.sequence()
+        count = len(store.read(0, limit=100_000))
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.1)
+
+
 def _check(received: list[dict[str, Any]], store: FeedStore) -> None:
     everything = store.read(0, limit=100_000)
     assert [m["changeId"] for m in received] == [c.change_id for c in everything]  # once, in order
@@ -104,13 +118,11 @@ def test_a_thousand_changes_reach_jetstream_and_watchchanges_once_in_order(
     """20 firms written concurrently: per firm 2 changes from the upsert, then 46 events
     (the first also changes the decision and revokes the entry): 20 x 50 = 1,000."""
     concurrent_writers(register_stub, range(1, 21), 46)
-    store = FeedStore(db_engine, deliver_on_sequence=False)
+    store = FeedStore(db_engine)
     worker = FeedWorker(store, JetStreamPublisher(settings, change_json))
     worker.start()  # as `serve` runs it: in the background, while followers read
     try:
-        while store.sequence():  # racing the worker is fine: one sequencer at a time
-            pass
-        total = len(store.read(0, limit=100_000))
+        total = positioned(store, 1000)
         assert total == 1000
         followed = take(register_stub, 1000)
         received = consume(settings, total)
@@ -134,7 +146,7 @@ def test_a_publisher_that_dies_before_marking_publishes_again_without_doubles(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     concurrent_writers(register_stub, range(20, 23), 3)
-    store = FeedStore(db_engine, deliver_on_sequence=False)
+    store = FeedStore(db_engine)
 
     def die(*_args: object) -> None:
         raise SystemExit("killed between publish and commit")
@@ -163,7 +175,7 @@ def test_nats_down_turns_the_feed_unhealthy_not_the_service(
     seen: list[bool] = []
     dead = NatsSettings("nats://127.0.0.1:1", stream="NOPE", subject_prefix="nope.changes")
     worker = FeedWorker(
-        FeedStore(db_engine, deliver_on_sequence=False),
+        FeedStore(db_engine),
         JetStreamPublisher(dead, change_json),
         on_health=seen.append,
     )
@@ -185,7 +197,7 @@ def test_the_readme_s_two_subscriber_examples_run(
 ) -> None:
     """examples/watch_changes.py and examples/nats_subscriber.py, run as a user would."""
     upsert(register_stub, profile(40))
-    store = FeedStore(db_engine, deliver_on_sequence=False)
+    store = FeedStore(db_engine)
     worker = FeedWorker(store, JetStreamPublisher(settings, change_json))
     try:
         worker.run_once()
@@ -252,3 +264,35 @@ def _run_example(
         proc.kill()
         proc.wait(timeout=10)
     return out
+
+
+def test_a_follower_positioning_changes_takes_none_away_from_the_bus(
+    register_stub: RulesServiceStub, db_engine: Engine, settings: NatsSettings
+) -> None:
+    """Followers position changes too; the bus still gets every one of them (the
+    sequencer never marks delivery, only the publisher does)."""
+    worker = FeedWorker(FeedStore(db_engine), JetStreamPublisher(settings, change_json))
+    worker.start()
+    try:
+        got: list[object] = []
+        follower = threading.Thread(target=lambda: got.extend(take(register_stub, 40)))
+        follower.start()
+        for n in range(50, 70):
+            upsert(register_stub, profile(n))
+        follower.join(timeout=60)
+        store = FeedStore(db_engine)
+        positioned(store, 40)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with db_engine.connect() as connection:
+                waiting = connection.execute(
+                    text("SELECT count(*) FROM changes WHERE published_at IS NULL")
+                ).scalar()
+            if not waiting:
+                break
+            time.sleep(0.2)
+        received = consume(settings, 45)
+    finally:
+        worker.stop()
+    assert len(got) == 40
+    _check(received, store)
