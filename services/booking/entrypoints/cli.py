@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import grpc
@@ -24,16 +24,16 @@ from services.booking.adapters.rules_client import RulesClient
 from services.booking.domain.qr import Keyring
 from services.booking.entrypoints import grpc_server
 from services.booking.service_layer import handlers, tickets
-from services.booking.service_layer.handlers import BookingContext, today_shanghai
+from services.booking.service_layer.handlers import BookingContext
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common import backup, security
 from services.common import logging as common_logging
 from services.common import server as common_server
+from services.common.clock import today_shanghai
 from services.common.config import env_flag
 from services.common.db import default_sqlite_url, make_engine
 from services.common.http_server import start_http
-from services.common.instants import SHANGHAI
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.regions import load_regions
 from services.common.security import client_credentials
@@ -181,7 +181,7 @@ def load_keyring(path: Path) -> Keyring:
     """The QR signing keys; a missing file gets a fresh random key (kept for restarts)."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        key_id = "k" + datetime.now(SHANGHAI).strftime("%y%m")
+        key_id = "k" + today_shanghai().strftime("%y%m")
         data = {"active": key_id, "keys": {key_id: secrets.token_hex(32)}}
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:

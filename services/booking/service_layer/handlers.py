@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +29,7 @@ from services.booking.domain.orders import (
 from services.booking.domain.records import EXPERT_FIELDS, Assignment, Expert, FirmCard
 from services.booking.domain.slots import parse_slot
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import now, today_shanghai
 from services.common.errors import (
     FieldViolation,
     NotFound,
@@ -39,7 +39,6 @@ from services.common.errors import (
     Unavailable,
     ValidationError,
 )
-from services.common.instants import SHANGHAI
 from services.common.ratelimit import RateLimiter
 from services.common.regions import RegionRegistry
 from services.common.values import preview
@@ -56,16 +55,6 @@ class RulesPort(Protocol):
     def clause(self, clause_ref: str) -> tuple[str, str] | None: ...
     def report(self, event: dict[str, Any]) -> None: ...
     def verify_code(self, code: str) -> Any: ...
-
-
-def today_shanghai() -> date:
-    """Today where the authority and the firms are, whatever the server's zone."""
-    return datetime.now(SHANGHAI).date()
-
-
-def start_of_day(day: date) -> datetime:
-    """Midnight of `day` in Asia/Shanghai, as an instant."""
-    return datetime.combine(day, time.min, SHANGHAI)
 
 
 @dataclass(frozen=True)
@@ -93,14 +82,6 @@ def region_filter(ctx: BookingContext, value: str, field: str = "region") -> tup
     if names is None:
         raise ValidationError([FieldViolation(field, ctx.regions.problem(value, counties=True))])
     return names
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_id(prefix: str = "") -> str:
-    return prefix + uuid.uuid4().hex[: 24 - len(prefix)]
 
 
 def new_order_id(today: date) -> str:

@@ -22,8 +22,9 @@ import structlog
 from sqlalchemy import Engine
 
 from services.booking.adapters.rules_client import RulesRejected, RulesUnavailable
-from services.booking.service_layer.handlers import RulesPort, now, start_of_day
+from services.booking.service_layer.handlers import RulesPort
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import now, start_of_day
 from services.common.instants import as_utc
 
 MAX_BACKOFF_SECONDS = 60.0

@@ -8,8 +8,9 @@ from datetime import date, timedelta
 
 from services.booking.domain.orders import Order, OrderStatus
 from services.booking.domain.tickets import Ticket, TicketStatus
-from services.booking.service_layer.handlers import BookingContext, region_filter, start_of_day
+from services.booking.service_layer.handlers import BookingContext, region_filter
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import start_of_day
 from services.common.errors import FieldViolation, ValidationError
 from services.common.instants import in_shanghai
 from services.common.values import FIRST_DAY, date_problem

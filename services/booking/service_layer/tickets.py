@@ -22,11 +22,10 @@ from services.booking.service_layer.handlers import (
     _rules_call,
     check_owner,
     firm_for_token,
-    new_id,
-    now,
     owner_of,
 )
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
 from services.common.values import control_problem, preview
 

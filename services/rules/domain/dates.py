@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
 from services.common.values import FIRST_YEAR, LAST_YEAR  # 1949, 2199: every date a caller sends
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def today_shanghai() -> date:
-    """Today's date where the authority sits, whatever the server's zone."""
-    return datetime.now(SHANGHAI).date()
 
 
 def parse_iso_date(text: str) -> date:

@@ -13,6 +13,7 @@ from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.auth import AuthInterceptor
+from services.common.clock import today_shanghai
 from services.common.context import current_caller, require_scope
 from services.common.grpc_errors import (
     abort_for,
@@ -28,7 +29,6 @@ from services.rules.adapters.engine import engine_for
 from services.rules.adapters.feed import FeedStore
 from services.rules.adapters.orm import start_mappers
 from services.rules.adapters.ruleset_loader import Rulebook
-from services.rules.domain.dates import today_shanghai
 from services.rules.domain.errors import (
     FieldViolation,
     NotFound,

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
+from services.common.clock import today_shanghai
 from services.common.regions import RegionRegistry
 from services.common.values import preview
-from services.rules.domain.dates import parse_iso_date, today_shanghai
+from services.rules.domain.dates import parse_iso_date
 from services.rules.domain.decision import Decision, applicable_clauses, decide
 from services.rules.domain.errors import FieldViolation, ValidationError
 from services.rules.domain.facts import FactRegistry

@@ -11,12 +11,13 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from services.common.clock import new_id, now
 from services.rules.domain import gate
 from services.rules.domain.errors import AlreadyExists, FieldViolation, NotFound, ValidationError
 from services.rules.domain.profile import FieldChecker, uscc_problem
 from services.rules.domain.register import InspectionRecord
 from services.rules.service_layer.handlers import RulesContext
-from services.rules.service_layer.register_handlers import load_firm, new_id, now, stored_profile
+from services.rules.service_layer.register_handlers import load_firm, stored_profile
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 CODE_SHAPE = re.compile(r"^JC-[A-Za-z0-9_-]{32}$")

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from services.common.clock import new_id, now
 from services.common.instants import as_utc, rfc3339
 from services.common.values import preview
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
@@ -73,14 +73,6 @@ class StatusView:
     entry: WhitelistEntry | None
     history: list[HistoryEntry] = field(default_factory=list)
     duplicate: bool = False
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def stored_profile(ctx: RulesContext, firm: Firm) -> EnterpriseProfile:

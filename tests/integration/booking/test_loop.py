@@ -189,8 +189,8 @@ def test_a_visit_with_photos_keeps_them_with_their_ticket(pair: Pair) -> None:
 def test_resend_since_queues_delivered_events_again_and_rules_ignores_duplicates(
     pair: Pair,
 ) -> None:
-    from services.booking.service_layer.handlers import today_shanghai
     from services.booking.service_layer.outbox import resend_since
+    from services.common.clock import today_shanghai
 
     firm = pair.register_firm(12, industry="light_industry", high_risk_domains=["dust_explosion"])
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])

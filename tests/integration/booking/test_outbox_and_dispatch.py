@@ -195,7 +195,7 @@ def test_a_backed_off_event_is_never_overtaken_by_a_later_one_of_the_same_firm(
 ) -> None:
     """FOUND waits out a backoff; VERIFIED of the same hazard, written later, must wait too
     (sent first, the rules service would refuse it and the hazard would stay open)."""
-    from services.booking.service_layer.handlers import now
+    from services.common.clock import now
 
     firm = pair.register_firm(50)
     other = pair.register_firm(51)
