@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
+from services.common.vocabulary import Severity
+
 from .state_machine import next_state
 
-DEFAULT_DAYS = {"major": 15, "general": 30}
+DEFAULT_DAYS = {Severity.MAJOR: 15, Severity.GENERAL: 30}
 REMINDER_DAYS = 3
 
 

@@ -73,6 +73,7 @@ from services.common.errors import (
     ValidationError,
 )
 from services.common.instants import in_shanghai
+from services.common.vocabulary import Domain, Severity
 
 _log = structlog.get_logger("web")
 
@@ -112,21 +113,10 @@ TICKET_STATUS_LABELS = {
     TicketStatus.SUBMITTED.value: "已提交",
     TicketStatus.VERIFIED.value: "复查通过",
 }
-SEVERITY_LABELS = {"major": "重大隐患", "general": "一般隐患"}
+SEVERITY_LABELS = {s.value: s.label for s in Severity}
 # Other actors are service callers (experts, inspectors): their ids stay off the page.
 ACTOR_LABELS = {"firm": "企业", "dispatcher": "系统派单", "": "系统"}
-DOMAIN_LABELS = {
-    "hazardous_chemicals": "危险化学品",
-    "dust_explosion": "粉尘涉爆",
-    "ammonia_refrigeration": "涉氨制冷",
-    "confined_space": "有限空间",
-    "metal_smelting": "金属冶炼",
-    "gas": "燃气",
-    "fire_crowded": "消防（人员密集场所）",
-    "special_equipment": "特种设备",
-    "warehousing_logistics": "仓储物流",
-    "any": "通用服务",
-}
+DOMAIN_LABELS = {**{d.value: d.label for d in Domain}, "any": "通用服务"}
 INSPECTION_KIND_LABELS = {
     "ROUTINE": "日常检查（双随机）",
     "CAMPAIGN": "专项检查",

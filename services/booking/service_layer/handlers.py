@@ -42,8 +42,8 @@ from services.common.errors import (
 from services.common.ratelimit import RateLimiter
 from services.common.regions import RegionRegistry
 from services.common.values import preview
+from services.common.vocabulary import DOMAINS, uscc_problem
 
-USCC_LENGTH = 18
 EXPERT_ID_MAX = 64
 
 
@@ -104,8 +104,8 @@ class IssuedCode:
 
 def issue_qr_code(uow: UnitOfWork, ctx: BookingContext, enterprise_id: str) -> IssuedCode:
     """Sign a new code for a registered firm; the previous code stops working."""
-    if len(enterprise_id) != USCC_LENGTH:
-        raise ValidationError([FieldViolation("enterprise_id", "must be an 18-character code")])
+    if problem := uscc_problem(enterprise_id):
+        raise ValidationError([FieldViolation("enterprise_id", problem)])
     info = _rules_call(lambda: ctx.rules.firm(enterprise_id))
     if info is None:
         raise NotFound(f"firm {enterprise_id} is not in the rules register")
@@ -176,21 +176,6 @@ def upsert_expert(uow: UnitOfWork, ctx: BookingContext, data: Mapping[str, Any])
     return stored
 
 
-DOMAINS = frozenset(
-    {
-        "hazardous_chemicals",
-        "dust_explosion",
-        "ammonia_refrigeration",
-        "confined_space",
-        "metal_smelting",
-        "gas",
-        "fire_crowded",
-        "special_equipment",
-        "warehousing_logistics",
-    }
-)
-
-
 def _expert_regions(
     data: Mapping[str, Any], known: RegionRegistry | None, bad: list[FieldViolation]
 ) -> list[str]:
@@ -237,10 +222,11 @@ def _expert_from(data: Mapping[str, Any], known: RegionRegistry | None) -> Exper
         bad.append(FieldViolation("expert.max_visits_per_day", "1 or 2"))
     regions = _expert_regions(data, known, bad)
     conflicts = [str(c) for c in dict.fromkeys(data.get("conflicts", []))]
-    if len(conflicts) > 500 or any(len(c) != USCC_LENGTH for c in conflicts):
+    if len(conflicts) > 500 or any(uscc_problem(c) for c in conflicts):
         bad.append(
             FieldViolation(
-                "expert.conflicts", "at most 500 unified social credit codes (18 characters)"
+                "expert.conflicts",
+                "at most 500 unified social credit codes, each with its check character",
             )
         )
     phone = str(data.get("phone", "")).strip()

@@ -28,6 +28,7 @@ from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
 from services.common.values import control_problem, preview
+from services.common.vocabulary import Severity
 
 MAX_FINDINGS = 50
 MAX_PHOTOS = 5
@@ -78,7 +79,7 @@ def _finding(
 ) -> tuple[date, list[FieldViolation]]:
     """One finding's deadline and everything wrong with it."""
     bad: list[FieldViolation] = []
-    if f.severity not in ("major", "general"):
+    if f.severity not in set(Severity):
         bad.append(FieldViolation(f"{path}.severity", "MAJOR or GENERAL"))
     if not f.description.strip() or len(f.description) > MAX_TEXT:
         bad.append(
@@ -102,7 +103,7 @@ def _finding(
             check_photo(content, f"{path}.photos[{j}]")
         except ValidationError as exc:
             bad.extend(exc.violations)
-    due = default_due(f.severity, visited_on) if f.severity in ("major", "general") else visited_on
+    due = default_due(f.severity, visited_on) if f.severity in set(Severity) else visited_on
     if f.due_on:
         try:
             due = _day(f.due_on, f"{path}.due_on")

@@ -11,18 +11,13 @@ from typing import Any, Protocol
 from services.common.clock import today_shanghai
 from services.common.regions import RegionRegistry
 from services.common.values import preview
+from services.common.vocabulary import Severity
 from services.rules.domain.dates import parse_iso_date
 from services.rules.domain.decision import Decision, applicable_clauses, decide
 from services.rules.domain.errors import FieldViolation, ValidationError
 from services.rules.domain.facts import FactRegistry
 from services.rules.domain.policy import Policy
-from services.rules.domain.profile import (
-    EnterpriseProfile,
-    FactValue,
-    Hazard,
-    Severity,
-    parse_profile,
-)
+from services.rules.domain.profile import EnterpriseProfile, FactValue, Hazard, parse_profile
 from services.rules.domain.standards import Catalogue, Clause, Standard
 
 

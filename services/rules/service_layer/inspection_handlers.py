@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import new_id, now
+from services.common.vocabulary import uscc_problem
 from services.rules.domain import gate
 from services.rules.domain.errors import AlreadyExists, FieldViolation, NotFound, ValidationError
-from services.rules.domain.profile import FieldChecker, uscc_problem
+from services.rules.domain.profile import FieldChecker
 from services.rules.domain.register import InspectionRecord
 from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.register_handlers import load_firm, stored_profile

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from services.common.clock import new_id, now
 from services.common.instants import as_utc, rfc3339
 from services.common.values import preview
+from services.common.vocabulary import Severity, uscc_problem
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events, masks
 from services.rules.domain.decision import Blocker, Decision, Status, without_whitelist
@@ -29,13 +30,7 @@ from services.rules.domain.errors import (
     PreconditionFailed,
     ValidationError,
 )
-from services.rules.domain.profile import (
-    EnterpriseProfile,
-    Severity,
-    parse_profile,
-    profile_to_data,
-    uscc_problem,
-)
+from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
 from services.rules.domain.register import (
     DecisionRecord,
     EventRecord,
