@@ -44,7 +44,7 @@ def next_ticket_status(current: TicketStatus, action: TicketAction) -> TicketSta
 
 def default_due(severity: str, found_on: date) -> date:
     """15 days for a MAJOR finding, 30 for a GENERAL one (docs/booking.md)."""
-    return found_on + timedelta(days=DEFAULT_DAYS[severity])
+    return found_on + timedelta(days=DEFAULT_DAYS[Severity(severity)])
 
 
 @dataclass

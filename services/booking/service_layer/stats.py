@@ -13,7 +13,7 @@ from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import start_of_day
 from services.common.errors import FieldViolation, ValidationError
 from services.common.instants import in_shanghai
-from services.common.values import FIRST_DAY, date_problem
+from services.common.values import FIRST_DAY, parse_day
 
 ANSWERED = {OrderStatus.DISPATCHED, OrderStatus.VISITED, OrderStatus.CLOSED}
 VISITED = {OrderStatus.VISITED, OrderStatus.CLOSED}
@@ -53,23 +53,12 @@ def _bucket(
     return out
 
 
-def _day(text: str, field: str) -> date:
-    """A YYYY-MM-DD date between 1949 and 2199, else INVALID_ARGUMENT naming `field`."""
-    try:
-        day = date.fromisoformat(text)
-    except ValueError as exc:
-        raise ValidationError([FieldViolation(field, "YYYY-MM-DD")]) from exc
-    if problem := date_problem(day):
-        raise ValidationError([FieldViolation(field, problem)])
-    return day
-
-
 def get_stats(
     uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end: str
 ) -> dict[str, object]:
     today = ctx.today()
-    last = _day(end, "to") if end else today
-    first = _day(start, "from") if start else max(FIRST_DAY, last - timedelta(days=365))
+    last = parse_day(end, "to") if end else today
+    first = parse_day(start, "from") if start else max(FIRST_DAY, last - timedelta(days=365))
     if first > last:
         raise ValidationError([FieldViolation("from", "must not be after `to`")])
     regions = region_filter(ctx, region)

@@ -27,7 +27,7 @@ from services.booking.service_layer.handlers import (
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
-from services.common.values import control_problem, preview
+from services.common.values import control_problem, parse_day, preview
 from services.common.vocabulary import Severity
 
 MAX_FINDINGS = 50
@@ -106,7 +106,7 @@ def _finding(
     due = default_due(f.severity, visited_on) if f.severity in set(Severity) else visited_on
     if f.due_on:
         try:
-            due = _day(f.due_on, f"{path}.due_on")
+            due = parse_day(f.due_on, f"{path}.due_on")
         except ValidationError as exc:
             bad.extend(exc.violations)
         else:
@@ -137,7 +137,7 @@ def record_visit(
     expert_id: str = "",
 ) -> VisitResult:
     """The expert's visit: each finding becomes a ticket and a HAZARD_FOUND event."""
-    day = _day(visited_on, "visited_on") if visited_on else ctx.today()
+    day = parse_day(visited_on, "visited_on") if visited_on else ctx.today()
     if not 0 <= minutes <= 24 * 60:
         raise ValidationError([FieldViolation("minutes_on_site", "0..1440")])
     checked = _findings(ctx, findings, day)
@@ -227,17 +227,6 @@ def _store_photo(uow: UnitOfWork, ticket_id: str, content: bytes, purpose: str) 
     return photo.id
 
 
-def _day(text: str, field: str) -> date:
-    """A YYYY-MM-DD date in a plausible range (2000–2199), else INVALID_ARGUMENT."""
-    try:
-        day = date.fromisoformat(text)
-    except ValueError as exc:
-        raise ValidationError([FieldViolation(field, "YYYY-MM-DD")]) from exc
-    if not 2000 <= day.year <= 2199:
-        raise ValidationError([FieldViolation(field, "must be between 2000 and 2199")])
-    return day
-
-
 def submit_rectification(
     uow: UnitOfWork,
     ctx: BookingContext,
@@ -287,7 +276,7 @@ def recheck_ticket(
     if len(note) > MAX_TEXT:
         raise ValidationError([FieldViolation("note", f"说明最多{MAX_TEXT}个字")])
     today = ctx.today()
-    new_due = _day(new_due_on, "new_due_on") if new_due_on else None
+    new_due = parse_day(new_due_on, "new_due_on") if new_due_on else None
     if not passed and (new_due is None or new_due <= today):
         raise ValidationError(
             [FieldViolation("new_due_on", "a failed recheck needs a new deadline after today")]

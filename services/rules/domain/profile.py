@@ -16,10 +16,9 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from services.common.values import PREVIEW_CHARS, preview
+from services.common.values import PREVIEW_CHARS, parse_iso_date, preview
 from services.common.vocabulary import Domain, Severity, uscc_problem
 
-from .dates import parse_iso_date
 from .errors import FieldViolation, ValidationError
 
 

@@ -10,9 +10,8 @@ from typing import Any, Protocol
 
 from services.common.clock import today_shanghai
 from services.common.regions import RegionRegistry
-from services.common.values import preview
+from services.common.values import parse_day
 from services.common.vocabulary import Severity
-from services.rules.domain.dates import parse_iso_date
 from services.rules.domain.decision import Decision, applicable_clauses, decide
 from services.rules.domain.errors import FieldViolation, ValidationError
 from services.rules.domain.facts import FactRegistry
@@ -41,12 +40,7 @@ class RulesContext:
 
 def parse_as_of(text: str | None, field: str = "as_of") -> date:
     """The evaluation date: given, or today in Asia/Shanghai."""
-    if not text:
-        return today_shanghai()
-    try:
-        return parse_iso_date(text)
-    except ValueError as exc:
-        raise ValidationError([FieldViolation(field, f"{preview(text)}: {exc}")]) from exc
+    return parse_day(text, field) if text else today_shanghai()
 
 
 def evaluate(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> Decision:
