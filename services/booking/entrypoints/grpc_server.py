@@ -246,8 +246,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             enterprise_id=request.enterprise_id,
             status=status,
             overdue_only=request.overdue_only,
-            page_size=request.page_size,
-            page_token=request.page_token,
+            size=request.page_size,
+            token=request.page_token,
         )
         today = self._ctx.today()
         return pb.ListTicketsResponse(

@@ -606,8 +606,8 @@ class _Site:
             enterprise_id="",
             status="",
             overdue_only=True,
-            page_size=500,
-            page_token="",
+            size=500,
+            token="",
         )
         uow = self.uow()
         with uow:

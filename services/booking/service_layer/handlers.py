@@ -39,6 +39,7 @@ from services.common.errors import (
     Unavailable,
     ValidationError,
 )
+from services.common.paging import decode_token, one_page, page_size, query_key
 from services.common.ratelimit import RateLimiter
 from services.common.regions import RegionRegistry
 from services.common.values import preview
@@ -324,23 +325,19 @@ def get_order(uow: UnitOfWork, ctx: BookingContext, order_id: str, token: str = 
 
 
 def list_orders(
-    uow: UnitOfWork, enterprise_id: str, status: str, page_size: int, page_token: str
+    uow: UnitOfWork, enterprise_id: str, status: str, size: int, token: str
 ) -> tuple[Sequence[Order], str]:
-    size = _page_size(page_size)
+    """One page of orders, newest first (services/common/paging.py)."""
+    size = page_size(size)
+    query = query_key(enterprise_id, status)
+    after = decode_token(token, query)
     with uow:
         rows = list(
             uow.register.orders(
-                enterprise_id=enterprise_id, status=status, after=page_token, limit=size + 1
+                enterprise_id=enterprise_id, status=status, after=after, limit=size + 1
             )
         )
-    more = len(rows) > size
-    return rows[:size], (rows[size - 1].id if more else "")
-
-
-def _page_size(size: int) -> int:
-    if size < 0 or size > 500:
-        raise ValidationError([FieldViolation("page_size", "must be 0..500")])
-    return size or 50
+    return one_page(rows, size, query, lambda o: o.id)
 
 
 def cancel_order(

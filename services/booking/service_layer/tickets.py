@@ -18,7 +18,6 @@ from services.booking.domain.records import OutboxMessage, Photo, Visit
 from services.booking.domain.tickets import Ticket, TicketAction, TicketStatus, default_due
 from services.booking.service_layer.handlers import (
     BookingContext,
-    _page_size,
     _rules_call,
     check_owner,
     firm_for_token,
@@ -27,6 +26,7 @@ from services.booking.service_layer.handlers import (
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
+from services.common.paging import decode_token, one_page, page_size, query_key
 from services.common.values import control_problem, parse_day, preview
 from services.common.vocabulary import Severity
 
@@ -342,22 +342,24 @@ def list_tickets(
     enterprise_id: str,
     status: str,
     overdue_only: bool,
-    page_size: int,
-    page_token: str,
+    size: int,
+    token: str,
 ) -> tuple[list[Ticket], str]:
-    size = _page_size(page_size)
+    """One page of tickets, oldest first (services/common/paging.py)."""
+    size = page_size(size)
+    query = query_key(enterprise_id, status, overdue_only)
+    after = decode_token(token, query)
     with uow:
         rows = list(
             uow.register.tickets(
                 enterprise_id=enterprise_id,
                 status=status,
-                after=page_token,
+                after=after,
                 overdue_on=ctx.today() if overdue_only else None,
                 limit=size + 1,
             )
         )
-    more = len(rows) > size
-    return rows[:size], (rows[size - 1].id if more else "")
+    return one_page(rows, size, query, lambda t: t.id)
 
 
 def sweep(uow: UnitOfWork, ctx: BookingContext) -> int:

@@ -7,8 +7,6 @@ or not at all.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -18,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import new_id, now
 from services.common.instants import as_utc, rfc3339
+from services.common.paging import decode_token, one_page, page_size
 from services.common.values import preview
 from services.common.vocabulary import Severity, uscc_problem
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
@@ -54,8 +53,6 @@ from services.rules.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 200
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
 
 
 @dataclass
@@ -380,40 +377,18 @@ def _items(
 
 
 def list_whitelist(
-    uow: UnitOfWork, ctx: RulesContext, region: str, page_size: int, page_token: str
+    uow: UnitOfWork, ctx: RulesContext, region: str, size: int, token: str
 ) -> tuple[list[WhitelistEntry], str]:
-    """One page of active white-list entries; the token is opaque and bound to the region
-    filter (a township, or a county meaning all its townships; either form of either)."""
-    if page_size < 0 or page_size > MAX_PAGE:
-        raise ValidationError([FieldViolation("page_size", f"must be 0..{MAX_PAGE}")])
+    """One page of active white-list entries (services/common/paging.py); the token is
+    bound to the region filter (a township, or a county meaning all its townships; either
+    form of either)."""
+    size = page_size(size)
     names = region_filter(ctx, region)
-    region = ",".join(names)  # the filter in canonical form binds the token
-    size = page_size or DEFAULT_PAGE
-    after = _decode_token(page_token, region) if page_token else ""
+    query = ",".join(names)  # the filter in canonical form binds the token
+    after = decode_token(token, query)
     with uow:
         rows = list(uow.register.whitelist_page(names, ctx.today(), after, size + 1))
-    more = len(rows) > size
-    rows = rows[:size]
-    token = _encode_token(region, rows[-1]) if more and rows else ""
-    return rows, token
-
-
-def _encode_token(region: str, last: WhitelistEntry) -> str:
-    raw = "\x1e".join([region, f"{last.region}\x1f{last.enterprise_id}"])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_token(token: str, region: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(token.encode()).decode()
-        token_region, cursor = raw.split("\x1e", 1)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise ValidationError(
-            [FieldViolation("page_token", "not a token this server issued")]
-        ) from exc
-    if token_region != region:
-        raise ValidationError([FieldViolation("page_token", "was issued for another region")])
-    return cursor
+    return one_page(rows, size, query, lambda e: f"{e.region}\x1f{e.enterprise_id}")
 
 
 def report_event(
