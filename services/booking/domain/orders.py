@@ -8,10 +8,10 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from services.common.errors import FieldViolation, ValidationError
+from services.common.state_machine import StateMachine, Tracked, Transition
 from services.common.values import control_problem, preview
 
 from .slots import Slot, parse_slot
-from .state_machine import next_state
 
 PHONE = re.compile(r"1[3-9][0-9]{9}")  # ASCII digits only; used with fullmatch
 BOOKING_WINDOW_DAYS = 14
@@ -48,8 +48,11 @@ ORDER_TRANSITIONS: dict[tuple[OrderStatus, OrderAction], OrderStatus] = {
 }
 
 
+ORDER_MACHINE = StateMachine("an order", OrderStatus, ORDER_TRANSITIONS)
+
+
 def next_order_status(current: OrderStatus, action: OrderAction) -> OrderStatus:
-    return next_state(ORDER_TRANSITIONS, current, action, "an order")
+    return ORDER_MACHINE.next(current, action)
 
 
 @dataclass(frozen=True)
@@ -63,19 +66,13 @@ class OrderRequest:
     note: str
 
 
-@dataclass
-class OrderTransition:
+@dataclass(kw_only=True)
+class OrderTransition(Transition):
     order_id: str
-    at: datetime
-    actor: str
-    from_status: str
-    to_status: str
-    reason: str = ""
-    id: int | None = None
 
 
 @dataclass
-class Order:
+class Order(Tracked[OrderAction, OrderTransition]):
     id: str
     enterprise_id: str
     enterprise_name: str
@@ -94,13 +91,17 @@ class Order:
     updated_at: datetime | None = None
     history: list[OrderTransition] = field(default_factory=list)
 
-    def move(self, action: OrderAction, *, actor: str, at: datetime, reason: str = "") -> None:
-        """Apply one row of the transition table and record who, when, from, to, why."""
-        before = OrderStatus(self.status)
-        after = next_order_status(before, action)
-        self.status = after.value
+    def machine(self) -> StateMachine[OrderStatus, OrderAction]:
+        return ORDER_MACHINE
+
+    def transition(
+        self, at: datetime, actor: str, before: str, after: str, reason: str
+    ) -> OrderTransition:
+        return OrderTransition(at, actor, before, after, reason, order_id=self.id)
+
+    def enter(self, status: str, *, actor: str, at: datetime, reason: str = "") -> None:
+        super().enter(status, actor=actor, at=at, reason=reason)
         self.updated_at = at
-        self.history.append(OrderTransition(self.id, at, actor, before.value, after.value, reason))
 
 
 def validate_order(

@@ -23,7 +23,6 @@ from services.booking.domain.orders import (
     Order,
     OrderAction,
     OrderStatus,
-    OrderTransition,
     validate_order,
 )
 from services.booking.domain.records import EXPERT_FIELDS, Assignment, Expert, FirmCard
@@ -304,11 +303,11 @@ def _create(
             contact_phone=request.contact_phone,
             note=request.note,
             idempotency_key=key,
-            status=OrderStatus.SUBMITTED.value,
+            status="",
             created_at=at,
             updated_at=at,
         )
-        order.history.append(OrderTransition(order.id, at, "firm", "", "submitted", "扫码点单"))
+        order.enter(OrderStatus.SUBMITTED.value, actor="firm", at=at, reason="扫码点单")
         uow.register.add(order)
         uow.commit()
         return order.id

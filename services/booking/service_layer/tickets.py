@@ -178,13 +178,11 @@ def _ticket(
         description=f.description.strip(),
         found_on=visit.visited_on,
         due_on=due,
-        status=TicketStatus.OPEN.value,
+        status="",
         expert_id=visit.expert_id,
         created_at=now(),
     )
-    from services.booking.domain.tickets import TicketTransition
-
-    ticket.history.append(TicketTransition(ticket.id, now(), actor, "", "open", "现场发现"))
+    ticket.enter(TicketStatus.OPEN.value, actor=actor, at=now(), reason="现场发现")
     uow.register.add(ticket)
     if f.photos:
         # photos reference the ticket, and no relationship tells the unit of work so
