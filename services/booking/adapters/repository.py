@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.booking.adapters.orm import (
@@ -93,8 +94,25 @@ class BookingRegister:
         )
         return {row[0]: row[1] for row in self.session.execute(query)}
 
-    def assignment_for(self, order_id: str) -> Assignment | None:
-        return self._one(select(Assignment).where(assignments.c.order_id == order_id))
+    def claim_slot(self, assignment: Assignment) -> bool:
+        """Book the expert's half-day for the order, unless a concurrent dispatch booked
+        it first (the unique (expert, slot) index): then False, and the rest of this
+        transaction stands (a savepoint)."""
+        savepoint = self.session.begin_nested()
+        try:
+            self.session.add(assignment)
+            self.session.flush()
+        except IntegrityError:
+            savepoint.rollback()
+            return False
+        savepoint.commit()
+        return True
+
+    def release_slot(self, order_id: str) -> None:
+        """Free the half-day booked for the order, if any."""
+        found = self._one(select(Assignment).where(assignments.c.order_id == order_id))
+        if found is not None:
+            self.session.delete(found)
 
     # orders
     def order(self, order_id: str, *, for_update: bool = False) -> Order | None:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy.exc import IntegrityError
-
 from services.booking.adapters.menu import MenuItem
 from services.booking.adapters.poster import render_poster
 from services.booking.domain import dispatch, qr
@@ -37,6 +35,7 @@ from services.common.errors import (
     RateLimited,
     Unavailable,
     ValidationError,
+    retry_on_conflict,
 )
 from services.common.paging import decode_token, one_page, page_size, query_key
 from services.common.ratelimit import RateLimiter
@@ -263,14 +262,8 @@ def create_order(
         raise ValidationError(
             [FieldViolation("idempotency_key", "缺少或过长的防重复提交编号（最多64个字符）")]
         )
-    order_id = ""
-    for attempt in range(2):
-        try:
-            order_id = _create(uow, ctx, token, form, key)
-            break
-        except IntegrityError:  # the same key raced in on another connection
-            if attempt:
-                raise
+    # the same key may race in on another connection: the retry then finds its order
+    order_id = retry_on_conflict(lambda: _create(uow, ctx, token, form, key))
     return dispatch_order(uow, ctx, order_id, actor="dispatcher", quiet=True)
 
 
@@ -359,9 +352,7 @@ def cancel_order(
             at=now(),
             reason=reason.strip() or "企业取消",
         )
-        assignment = uow.register.assignment_for(order.id)
-        if assignment is not None:
-            uow.session.delete(assignment)
+        uow.register.release_slot(order.id)
         uow.commit()
     redispatch_waiting(uow, ctx)
     return get_order(uow, ctx, order_id)
@@ -421,14 +412,8 @@ def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Cand
         slot = dispatch.first_free_slot(view, preferred)
         if slot is None:
             continue
-        savepoint = uow.session.begin_nested()
-        try:
-            uow.register.add(Assignment(expert.id, str(slot), slot.day, order.id, now()))
-            uow.session.flush()
-            savepoint.commit()
+        if uow.register.claim_slot(Assignment(expert.id, str(slot), slot.day, order.id, now())):
             return dispatch.Candidate(expert.id, slot)
-        except IntegrityError:
-            savepoint.rollback()
     return None
 
 

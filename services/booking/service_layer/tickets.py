@@ -187,7 +187,7 @@ def _ticket(
     if f.photos:
         # photos reference the ticket, and no relationship tells the unit of work so
         # (it would load the blobs): insert the ticket first
-        uow.session.flush()
+        uow.flush()
     for content, _ in f.photos:
         _store_photo(uow, ticket.id, content, "finding")
     kind = "MAJOR_HAZARD_FOUND" if f.severity == "major" else "GENERAL_HAZARD_FOUND"
@@ -315,7 +315,7 @@ def _verified(uow: UnitOfWork, ticket: Ticket, today: date, actor: str, note: st
             "verification": {"hazard_id": ticket.id, "late": ticket.closed_late},
         },
     )
-    uow.session.flush()
+    uow.flush()
     siblings = uow.register.tickets(order_id=ticket.order_id)
     if all(t.status == TicketStatus.VERIFIED for t in siblings):
         order = uow.register.order(ticket.order_id, for_update=True)

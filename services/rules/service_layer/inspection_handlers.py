@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from services.common.clock import new_id, now
+from services.common.errors import Conflict
 from services.common.vocabulary import uscc_problem
 from services.rules.domain import gate
 from services.rules.domain.errors import AlreadyExists, FieldViolation, NotFound, ValidationError
@@ -101,7 +100,7 @@ def check_inspection(
     request = _request(data)
     try:
         return _check(uow, ctx, request, caller)
-    except IntegrityError:  # the same key raced in on another connection (another firm)
+    except Conflict:  # the same key raced in on another connection (another firm)
         if not request.idempotency_key:
             raise
         with uow:

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from services.common.clock import new_id, now
+from services.common.errors import Conflict, retry_on_conflict
 from services.common.instants import as_utc, rfc3339
 from services.common.paging import decode_token, one_page, page_size
 from services.common.values import preview
@@ -170,33 +169,34 @@ def upsert_enterprise(
         return _update_masked(uow, ctx, data, as_of_text, paths)
     profile = parse_input_profile(ctx, data, "profile.")
     as_of = parse_as_of(as_of_text) if as_of_text else ctx.today()
-    for attempt in range(2):  # a racing first insert of the same firm retries once
-        try:
-            with uow:
-                firm = uow.register.firm(profile.enterprise_id, for_update=True)
-                if firm is None:
-                    firm = Firm(
-                        profile.enterprise_id,
-                        profile.name,
-                        profile.region,
-                        profile_to_data(profile),
-                        created_at=now(),
-                        updated_at=now(),
-                    )
-                    uow.register.add(firm)
-                    _known_clauses(ctx, profile, "profile.", firm=None)
-                    merged = profile
-                else:
-                    stored = stored_profile(ctx, firm)
-                    _known_clauses(ctx, profile, "profile.", stored)
-                    merged = events.merge_profile(stored, profile)
-                record = decide_and_store(uow, ctx, firm, merged, as_of, "企业信息登记/更新 upsert")
-                uow.commit()
-                return _view(uow, ctx, firm, record)
-        except IntegrityError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    # a racing first insert of the same firm retries once (and then finds the firm)
+    return retry_on_conflict(lambda: _upsert(uow, ctx, profile, as_of))
+
+
+def _upsert(
+    uow: UnitOfWork, ctx: RulesContext, profile: EnterpriseProfile, as_of: date
+) -> StatusView:
+    with uow:
+        firm = uow.register.firm(profile.enterprise_id, for_update=True)
+        if firm is None:
+            firm = Firm(
+                profile.enterprise_id,
+                profile.name,
+                profile.region,
+                profile_to_data(profile),
+                created_at=now(),
+                updated_at=now(),
+            )
+            uow.register.add(firm)
+            _known_clauses(ctx, profile, "profile.", firm=None)
+            merged = profile
+        else:
+            stored = stored_profile(ctx, firm)
+            _known_clauses(ctx, profile, "profile.", stored)
+            merged = events.merge_profile(stored, profile)
+        record = decide_and_store(uow, ctx, firm, merged, as_of, "企业信息登记/更新 upsert")
+        uow.commit()
+        return _view(uow, ctx, firm, record)
 
 
 def _update_masked(
@@ -420,7 +420,7 @@ def report_event(
             record.result = _snapshot(view)
             uow.commit()
             return view
-    except IntegrityError:  # the same event id raced in on another connection
+    except Conflict:  # the same event id raced in on another connection
         with uow:
             first = uow.register.event(source, event.event_id)
             if first is None:
