@@ -20,6 +20,7 @@ from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common.context import current_caller, current_principal
 from services.common.grpc_errors import map_errors
 from services.common.instants import rfc3339
+from services.common.regions import region_filter
 from services.common.security import Security
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BookingService"].full_name
@@ -82,7 +83,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def ListExperts(
         self, request: pb.ListExpertsRequest, context: grpc.ServicerContext
     ) -> pb.ListExpertsResponse:
-        regions = set(handlers.region_filter(self._ctx, request.region))
+        regions = set(region_filter(self._ctx.regions, request.region))
         with self._uow() as uow:
             rows = [
                 e

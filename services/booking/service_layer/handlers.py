@@ -70,19 +70,6 @@ class BookingContext:
     regions: RegionRegistry | None = None
 
 
-def region_filter(ctx: BookingContext, value: str, field: str = "region") -> tuple[str, ...]:
-    """A region filter as the stored names it matches: empty (every region), a township,
-    or a county (all its townships), each by name or code; INVALID_ARGUMENT otherwise."""
-    if not value:
-        return ()
-    if ctx.regions is None:
-        return (value,)
-    names = ctx.regions.area(value)
-    if names is None:
-        raise ValidationError([FieldViolation(field, ctx.regions.problem(value, counties=True))])
-    return names
-
-
 def new_order_id(today: date) -> str:
     """A booking number a person can read out: B + date + 6 random base-32 characters."""
     alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"

@@ -8,11 +8,12 @@ from datetime import date, timedelta
 
 from services.booking.domain.orders import Order, OrderStatus
 from services.booking.domain.tickets import Ticket, TicketStatus
-from services.booking.service_layer.handlers import BookingContext, region_filter
+from services.booking.service_layer.handlers import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import start_of_day
 from services.common.errors import FieldViolation, ValidationError
 from services.common.instants import in_shanghai
+from services.common.regions import region_filter
 from services.common.values import FIRST_DAY, parse_day
 
 ANSWERED = {OrderStatus.DISPATCHED, OrderStatus.VISITED, OrderStatus.CLOSED}
@@ -61,7 +62,7 @@ def get_stats(
     first = parse_day(start, "from") if start else max(FIRST_DAY, last - timedelta(days=365))
     if first > last:
         raise ValidationError([FieldViolation("from", "must not be after `to`")])
-    regions = region_filter(ctx, region)
+    regions = region_filter(ctx.regions, region)
     with uow:
         orders = list(
             uow.register.orders_between(

@@ -23,6 +23,7 @@ from services.common.grpc_errors import (
     status_proto,
 )
 from services.common.malformed import text_violations
+from services.common.regions import region_filter
 from services.common.security import Security
 from services.common.values import preview
 from services.rules.adapters.engine import engine_for
@@ -249,7 +250,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             abort_for(exc, context)
             return
         try:
-            regions = handlers.region_filter(self._ctx, request.region)
+            regions = region_filter(self._ctx.regions, request.region)
             changes = feed.follow(self._feed, request.after_cursor, regions, context.is_active)
             for change in changes:
                 yield convert.change_to_proto(change)

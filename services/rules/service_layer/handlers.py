@@ -103,19 +103,6 @@ def parse_input_profile(
     return profile
 
 
-def region_filter(ctx: RulesContext, value: str, field: str = "region") -> tuple[str, ...]:
-    """A region filter: empty (every region), a township, or a county (all its
-    townships), as the stored names to match; INVALID_ARGUMENT naming `field` otherwise."""
-    if not value:
-        return ()
-    if ctx.regions is None:
-        return (value,)
-    names = ctx.regions.area(value)
-    if names is None:
-        raise ValidationError([FieldViolation(field, ctx.regions.problem(value, counties=True))])
-    return names
-
-
 @dataclass(frozen=True)
 class ApplicableClauses:
     """The clauses that cover a firm on a date, and the editions they come from."""

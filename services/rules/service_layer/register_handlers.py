@@ -16,6 +16,7 @@ from services.common.clock import new_id, now
 from services.common.errors import Conflict, retry_on_conflict
 from services.common.instants import as_utc, rfc3339
 from services.common.paging import decode_token, one_page, page_size
+from services.common.regions import region_filter
 from services.common.values import preview
 from services.common.vocabulary import Severity, uscc_problem
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
@@ -46,7 +47,6 @@ from services.rules.service_layer.handlers import (
     hazard_violations,
     parse_as_of,
     parse_input_profile,
-    region_filter,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
@@ -383,7 +383,7 @@ def list_whitelist(
     bound to the region filter (a township, or a county meaning all its townships; either
     form of either)."""
     size = page_size(size)
-    names = region_filter(ctx, region)
+    names = region_filter(ctx.regions, region)
     query = ",".join(names)  # the filter in canonical form binds the token
     after = decode_token(token, query)
     with uow:
