@@ -1,4 +1,8 @@
-"""Queries over the booking register (conditions on Table columns, results as records)."""
+"""The booking register's repository: queries over its tables (conditions on Table
+columns, results as domain records), and every write that needs SQLAlchemy to say how
+(claiming and releasing a slot under the unique (expert, slot) index, locking the rows a
+use case changes, claiming an outbox message, writing an event in the rules service's
+form)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from services.booking.adapters.orm import (
     outbox,
     tickets,
 )
+from services.booking.adapters.rules_client import event_json
+from services.booking.domain.events import BookingEvent
 from services.booking.domain.orders import Order
 from services.booking.domain.records import (
     Assignment,
@@ -26,6 +32,7 @@ from services.booking.domain.records import (
     Photo,
 )
 from services.booking.domain.tickets import Ticket
+from services.common.clock import now
 
 
 class BookingRegister:
@@ -113,6 +120,21 @@ class BookingRegister:
         found = self._one(select(Assignment).where(assignments.c.order_id == order_id))
         if found is not None:
             self.session.delete(found)
+
+    # the outbox
+    def add_event(self, event: BookingEvent) -> None:
+        """Queue an event for the rules service, in this transaction (the rules client's
+        form: the worker delivers it as stored)."""
+        payload = event_json(event)
+        self.session.add(
+            OutboxMessage(
+                event_id=event.event_id,
+                kind=str(payload["kind"]),
+                enterprise_id=event.enterprise_id,
+                payload=payload,
+                created_at=now(),
+            )
+        )
 
     # orders
     def order(self, order_id: str, *, for_update: bool = False) -> Order | None:

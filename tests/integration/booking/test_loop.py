@@ -8,8 +8,8 @@ from datetime import date
 import grpc
 import pytest
 
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.service_layer.outbox import deliver_pending
-from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from tests.booking_env import Pair

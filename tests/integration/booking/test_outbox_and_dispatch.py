@@ -9,9 +9,9 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from services.booking.adapters.orm import assignments, outbox
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.domain.records import Expert
 from services.booking.service_layer.outbox import DeliveryReport, deliver_pending
-from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.rules.adapters.ruleset_loader import load_rulebook
