@@ -22,7 +22,7 @@ from services.booking.adapters.menu import load_menu
 from services.booking.adapters.rules_client import RulesClient
 from services.booking.domain.qr import Keyring
 from services.booking.entrypoints import grpc_server as booking_grpc
-from services.booking.service_layer.handlers import BookingContext
+from services.booking.service_layer.ports import BookingContext
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common._generated.rules.v1 import rules_pb2 as rpb

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from services.rules.domain.profile import uscc_check_char
+from services.common.vocabulary import uscc_check_char
 
 ROOT = Path(__file__).resolve().parent.parent
 RULESETS = ROOT / "rulesets"

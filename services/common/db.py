@@ -237,6 +237,20 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def ping(engine: Engine) -> None:
+    """SELECT 1 on a raw DBAPI connection (a health check): no SQLAlchemy "begin", which
+    on SQLite is BEGIN IMMEDIATE and would queue behind writers. Raises when the
+    database does not answer."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+        cursor.close()
+    finally:
+        connection.close()
+
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

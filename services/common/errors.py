@@ -6,7 +6,11 @@ and the HTTP routes map those names to status codes in one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,3 +81,23 @@ class RateLimited(DomainError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Conflict(DomainError):
+    """A concurrent write got there first (a unique key another connection committed a
+    moment before); the unit of work raises it for the database's integrity error. Retry
+    the work: it will see the other write (ABORTED if it escapes)."""
+
+    code = "aborted"
+
+
+def retry_on_conflict(work: Callable[[], T], attempts: int = 2) -> T:
+    """`work()`, run again (in a fresh transaction) when it lost a race to a concurrent
+    write; the last attempt's Conflict propagates."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except Conflict:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")

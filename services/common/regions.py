@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from services.common.errors import FieldViolation, ValidationError
+
 COUNTY_CODE = re.compile(r"^\d{6}$")
 TOWNSHIP_CODE = re.compile(r"^\d{9}$")
 QUOTE = 24  # characters of a bad value quoted back
@@ -110,6 +112,22 @@ class RegionRegistry:
         if counties:
             names += [c.name for c in self.counties]
         return difflib.get_close_matches(text, names, n=limit, cutoff=0.3)
+
+
+def region_filter(
+    regions: RegionRegistry | None, value: str, field: str = "region"
+) -> tuple[str, ...]:
+    """A region filter as the stored names it matches: empty (every region), a township,
+    or a county (all its townships), each by name or code; INVALID_ARGUMENT naming `field`
+    otherwise. Without a registry (unit tests of a domain) any value is taken as it is."""
+    if not value:
+        return ()
+    if regions is None:
+        return (value,)
+    names = regions.area(value)
+    if names is None:
+        raise ValidationError([FieldViolation(field, regions.problem(value, counties=True))])
+    return names
 
 
 def registry_from_data(data: Any, where: str = "regions.yaml") -> RegionRegistry:

@@ -7,9 +7,11 @@ from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.db import is_sqlite, session_factory
+from services.common.errors import Conflict
 
 R = TypeVar("R")
 
@@ -49,7 +51,11 @@ def _factory_for(engine: Engine, recorders: tuple[SessionRecorder, ...]) -> sess
 class BaseUnitOfWork(Generic[R]):
     """`with uow:` opens a transaction; leaving without commit() rolls it back.
 
-    Subclasses say which repository to build (`make_register`) and map their tables.
+    The unit of work owns the session: the service layer sees `register` (the
+    repository), `commit`, `rollback` and `flush`, never SQLAlchemy. A unique key that a
+    concurrent transaction committed first leaves the block as `Conflict` (a domain
+    error; `retry_on_conflict` runs the work again). Subclasses say which repository to
+    build (`make_register`) and map their tables.
     """
 
     def __init__(self, engine: Engine, *recorders: SessionRecorder) -> None:
@@ -76,9 +82,16 @@ class BaseUnitOfWork(Generic[R]):
         self.session.expunge_all()  # results stay readable after the session ends
         self.session.rollback()  # anything not committed is discarded
         self.session.close()
+        if isinstance(error, IntegrityError):
+            raise Conflict("a concurrent change got there first; try again") from error
 
     def commit(self) -> None:
         self.session.commit()
+
+    def flush(self) -> None:
+        """Write what was added so far (inside the transaction): rows that later reads or
+        inserts of this unit of work depend on."""
+        self.session.flush()
 
     def rollback(self) -> None:
         self.session.rollback()

@@ -4,7 +4,11 @@
   it (a 1 MiB value must not come back as a 1 MiB grpc-message).
 - `control_problem`: text fields refuse control characters (U+0000–U+001F, U+007F);
   free-text fields (notes, descriptions, reasons) may break lines.
-- `FIRST_YEAR`, `LAST_YEAR`: every date a caller sends lies between 1949 and 2199.
+- `FIRST_YEAR`, `LAST_YEAR`: every date of record a caller sends (history, deadlines,
+  visits, statistics periods, expert slots) lies between 1949 and 2199, on both services;
+  `parse_iso_date` reads one, `parse_day` reads one into a named field. Narrower rules
+  sit on top where the domain has them (booking's bookable slots: tomorrow to 14 days
+  ahead; rules' inspection gate: a visit still to come).
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from services.common.errors import FieldViolation, ValidationError
+
 PREVIEW_CHARS = 32
 FIRST_YEAR, LAST_YEAR = 1949, 2199  # any real record; leaves room for +36 months arithmetic
 FIRST_DAY, LAST_DAY = date(FIRST_YEAR, 1, 1), date(LAST_YEAR, 12, 31)
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -52,3 +59,21 @@ def date_problem(day: date) -> str | None:
     if FIRST_DAY <= day <= LAST_DAY:
         return None
     return f"must be between {FIRST_YEAR} and {LAST_YEAR}"
+
+
+def parse_iso_date(text: str) -> date:
+    """A strict YYYY-MM-DD calendar date between 1949 and 2199; ValueError otherwise."""
+    if not isinstance(text, str) or not _ISO_DATE.fullmatch(text):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    day = date.fromisoformat(text)
+    if problem := date_problem(day):
+        raise ValueError(problem)
+    return day
+
+
+def parse_day(text: str, field: str) -> date:
+    """`text` as a date of record (parse_iso_date), else INVALID_ARGUMENT naming `field`."""
+    try:
+        return parse_iso_date(text)
+    except ValueError as exc:
+        raise ValidationError([FieldViolation(field, f"{preview(text)}: {exc}")]) from exc

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+from services.common.vocabulary import uscc_check_char
 
 # (industry, share of a county register): small manufacturing and trade dominate Yiwu.
 INDUSTRIES = (
@@ -71,8 +70,7 @@ CLEAN_FACTS = (
 def uscc(serial: int, head: str = "91330782MA") -> str:
     """A unified social credit code with a correct check character (GB 32100-2015)."""
     body = head + f"{serial:0{17 - len(head)}d}"
-    total = sum(USCC_ALPHABET.index(ch) * w for ch, w in zip(body, USCC_WEIGHTS, strict=True))
-    return body + USCC_ALPHABET[(31 - total % 31) % 31]
+    return body + uscc_check_char(body)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any
 
 import zxingcpp
 
-from services.booking.service_layer import handlers
-from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
+from services.booking.service_layer.qr_codes import issue_qr_code
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from tests.e2e.conftest import Live, make_png, png_to_gray
 
@@ -61,7 +61,7 @@ def test_poster_to_order_to_proof_of_fix(live: Live, phone: Any, desk: Any, tmp_
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])
     # Issue the code with the live server as the public base URL, so the QR opens it.
     here = replace(pair.ctx, public_url=live.base)
-    issued = handlers.issue_qr_code(UnitOfWork(pair.booking_engine), here, firm)
+    issued = issue_qr_code(UnitOfWork(pair.booking_engine), here, firm)
     assert issued.url == f"{live.base}/q/{issued.token}"
 
     # 一图一码: the printed poster's QR code is the firm's URL.

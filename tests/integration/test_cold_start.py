@@ -37,7 +37,7 @@ BOOKING = """
     from services.booking.adapters.rules_client import RulesClient
     from services.booking.domain.qr import Keyring
     from services.booking.entrypoints import grpc_server
-    from services.booking.service_layer.handlers import BookingContext
+    from services.booking.service_layer.ports import BookingContext
     from services.common.db import make_engine
     from services.common._generated.booking.v1 import booking_pb2 as pb
     from services.common._generated.booking.v1 import booking_pb2_grpc as stubs

@@ -12,6 +12,7 @@ from xml.sax.saxutils import escape
 import segno
 
 from services.booking.adapters.menu import MenuItem
+from services.booking.domain import messages
 
 A4_W, A4_H = 210, 297  # millimetres
 
@@ -44,14 +45,14 @@ def render_poster(name: str, url: str, items: Iterable[MenuItem], hotline: str) 
         f'viewBox="0 0 {A4_W} {A4_H}" font-family="Noto Sans CJK SC, sans-serif">'
         f'<rect width="{A4_W}" height="{A4_H}" fill="#fff"/>'
         f'<text x="105" y="28" font-size="11" text-anchor="middle" font-weight="bold">'
-        f"安全生产 扫码点单</text>"
+        f"{messages.POSTER_TITLE}</text>"
         f'<text x="105" y="42" font-size="7" text-anchor="middle">{escape(name)}</text>'
         f'<g transform="translate({(A4_W - qr_mm) / 2},52) scale({scale:.4f})">{path}</g>'
         f'<text x="105" y="176" font-size="5" text-anchor="middle">'
-        f"手机扫码，免费预约安全专家上门指导（容错式指导，不处罚）</text>"
+        f"{messages.POSTER_INVITATION}</text>"
         f'<text x="105" y="194" font-size="6" text-anchor="middle" font-weight="bold">'
-        f"服务菜单</text>{''.join(lines)}"
+        f"{messages.POSTER_MENU}</text>{''.join(lines)}"
         f'<text x="105" y="287" font-size="5" text-anchor="middle">'
-        f"服务热线 {escape(hotline)}</text>"
+        f"{escape(messages.POSTER_HOTLINE.format(hotline=hotline))}</text>"
         f"</svg>"
     )

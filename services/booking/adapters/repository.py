@@ -1,4 +1,8 @@
-"""Queries over the booking register (conditions on Table columns, results as records)."""
+"""The booking register's repository: queries over its tables (conditions on Table
+columns, results as domain records), and every write that needs SQLAlchemy to say how
+(claiming and releasing a slot under the unique (expert, slot) index, locking the rows a
+use case changes, claiming an outbox message, writing an event in the rules service's
+form)."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.booking.adapters.orm import (
@@ -16,6 +21,8 @@ from services.booking.adapters.orm import (
     outbox,
     tickets,
 )
+from services.booking.adapters.rules_client import event_json
+from services.booking.domain.events import BookingEvent
 from services.booking.domain.orders import Order
 from services.booking.domain.records import (
     Assignment,
@@ -25,6 +32,7 @@ from services.booking.domain.records import (
     Photo,
 )
 from services.booking.domain.tickets import Ticket
+from services.common.clock import now
 
 
 class BookingRegister:
@@ -93,8 +101,40 @@ class BookingRegister:
         )
         return {row[0]: row[1] for row in self.session.execute(query)}
 
-    def assignment_for(self, order_id: str) -> Assignment | None:
-        return self._one(select(Assignment).where(assignments.c.order_id == order_id))
+    def claim_slot(self, assignment: Assignment) -> bool:
+        """Book the expert's half-day for the order, unless a concurrent dispatch booked
+        it first (the unique (expert, slot) index): then False, and the rest of this
+        transaction stands (a savepoint)."""
+        savepoint = self.session.begin_nested()
+        try:
+            self.session.add(assignment)
+            self.session.flush()
+        except IntegrityError:
+            savepoint.rollback()
+            return False
+        savepoint.commit()
+        return True
+
+    def release_slot(self, order_id: str) -> None:
+        """Free the half-day booked for the order, if any."""
+        found = self._one(select(Assignment).where(assignments.c.order_id == order_id))
+        if found is not None:
+            self.session.delete(found)
+
+    # the outbox
+    def add_event(self, event: BookingEvent) -> None:
+        """Queue an event for the rules service, in this transaction (the rules client's
+        form: the worker delivers it as stored)."""
+        payload = event_json(event)
+        self.session.add(
+            OutboxMessage(
+                event_id=event.event_id,
+                kind=str(payload["kind"]),
+                enterprise_id=event.enterprise_id,
+                payload=payload,
+                created_at=now(),
+            )
+        )
 
     # orders
     def order(self, order_id: str, *, for_update: bool = False) -> Order | None:

@@ -1,28 +1,42 @@
-"""The booking service's client of the rules service (gRPC): firms, clauses, events, codes."""
+"""The booking service's client of the rules service (gRPC): firms, clauses, events, codes.
+
+The only module of booking that knows how rules.v1 spells things: booking's events
+(domain/events.py) become EnterpriseEvents here, and a failed call becomes a RulesError
+carrying its gRPC status code (domain/rules_service.py), which callers decide by.
+"""
 
 from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
+from services.booking.domain.events import (
+    BookingEvent,
+    HazardFound,
+    HazardVerified,
+)
+from services.booking.domain.rules_service import (
+    FirmInfo,
+    InspectionInfo,
+    RulesRejected,
+    RulesUnavailable,
+    rules_error,
+)
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.vocabulary import Severity
 
-TRANSIENT = {  # retried with backoff; an auth problem is a configuration to fix, not a loss
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.CANCELLED,
+# How the rules service spells a finding's kind (rules.v1 EventKind) and severity.
+_FOUND = {
+    Severity.MAJOR: pb.EVENT_KIND_MAJOR_HAZARD_FOUND,
+    Severity.GENERAL: pb.EVENT_KIND_GENERAL_HAZARD_FOUND,
 }
+_SEVERITIES = {Severity.MAJOR: pb.SEVERITY_MAJOR, Severity.GENERAL: pb.SEVERITY_GENERAL}
 
 
 # A replica that refuses (down, draining) or does not answer in time (hung, partitioned):
@@ -30,30 +44,42 @@ TRANSIENT = {  # retried with backoff; an auth problem is a configuration to fix
 FAILOVER = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
-class RulesUnavailable(Exception):
-    """The rules service did not answer (down, overloaded, timed out): try again later."""
+def event_message(event: BookingEvent) -> pb.EnterpriseEvent:
+    """A booking event as the rules service's EnterpriseEvent."""
+    message = pb.EnterpriseEvent(
+        event_id=event.event_id,
+        enterprise_id=event.enterprise_id,
+        occurred_on=event.occurred_on.isoformat(),
+    )
+    if isinstance(event, HazardFound):
+        message.kind = _FOUND[event.severity]
+        message.hazard.CopyFrom(
+            pb.HazardDetail(
+                hazard_id=event.hazard_id,
+                clause_ref=event.clause_ref,
+                severity=_SEVERITIES[event.severity],
+                due_on=event.due_on.isoformat(),
+            )
+        )
+    elif isinstance(event, HazardVerified):
+        message.kind = pb.EVENT_KIND_HAZARD_VERIFIED
+        message.verification.CopyFrom(
+            pb.VerificationDetail(hazard_id=event.hazard_id, late=event.late)
+        )
+    else:
+        message.kind = pb.EVENT_KIND_RECTIFICATION_OVERDUE
+        message.overdue.CopyFrom(pb.OverdueDetail(hazard_id=event.hazard_id))
+    return message
 
 
-class RulesRejected(Exception):
-    """The rules service answered with a permanent error (bad event, unknown firm)."""
-
-
-@dataclass(frozen=True)
-class FirmInfo:
-    enterprise_id: str
-    name: str
-    region: str
-
-
-@dataclass(frozen=True)
-class InspectionInfo:
-    code: str
-    enterprise_name: str
-    authority: str
-    kind: str
-    planned_on: str
-    grounds: str
-    joint_authorities: tuple[str, ...]
+def event_json(event: BookingEvent) -> dict[str, Any]:
+    """The event as the outbox stores it: the proto3 JSON mapping of its EnterpriseEvent
+    (field names as in the proto), which `RulesClient.report` sends as it is."""
+    return json_format.MessageToDict(
+        event_message(event),
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
 
 
 class RulesClient:
@@ -115,9 +141,7 @@ class RulesClient:
                 code = exc.code()
                 if code in FAILOVER and attempt + 1 < count:
                     continue  # that replica is down, draining or hung: the next one
-                if code in TRANSIENT:
-                    raise RulesUnavailable(f"{code.name}: {exc.details()}") from exc
-                raise RulesRejected(f"{code.name}: {exc.details()}") from exc
+                raise rules_error(code.name, exc.details() or "") from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def firm(self, enterprise_id: str) -> FirmInfo | None:
@@ -128,7 +152,7 @@ class RulesClient:
                 pb.GetEnterpriseStatusRequest(enterprise_id=enterprise_id, history_limit=1),
             )
         except RulesRejected as exc:
-            if str(exc).startswith("NOT_FOUND"):
+            if exc.status == "NOT_FOUND":
                 return None
             raise
         return FirmInfo(enterprise_id, status.profile.name, status.profile.region)
@@ -166,18 +190,17 @@ class RulesClient:
     def clause_exists(self, clause_ref: str) -> bool:
         return self.clause(clause_ref) is not None
 
-    def report(self, event: dict[str, Any]) -> None:
-        """Deliver one event (the outbox's JSON); idempotent at the rules side by event_id."""
-        from google.protobuf import json_format
-
-        message = json_format.ParseDict(event, pb.EnterpriseEvent())
+    def report(self, payload: Mapping[str, Any]) -> None:
+        """Deliver one event as the outbox stored it (`event_json`, or an event written in
+        the same proto3 JSON form by hand); idempotent at the rules side by event_id."""
+        message = json_format.ParseDict(dict(payload), pb.EnterpriseEvent())
         self._call("ReportEvent", pb.ReportEventRequest(event=message))
 
     def verify_code(self, code: str) -> InspectionInfo | None:
         try:
             found = self._call("VerifyInspectionCode", pb.VerifyInspectionCodeRequest(code=code))
         except RulesRejected as exc:
-            if str(exc).startswith(("NOT_FOUND", "INVALID_ARGUMENT")):
+            if exc.status in ("NOT_FOUND", "INVALID_ARGUMENT"):  # no such code
                 return None
             raise
         return InspectionInfo(

@@ -8,10 +8,11 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from services.common.errors import FieldViolation, ValidationError
+from services.common.state_machine import StateMachine, Tracked, Transition
 from services.common.values import control_problem, preview
 
+from . import messages
 from .slots import Slot, parse_slot
-from .state_machine import next_state
 
 PHONE = re.compile(r"1[3-9][0-9]{9}")  # ASCII digits only; used with fullmatch
 BOOKING_WINDOW_DAYS = 14
@@ -20,7 +21,6 @@ MAX_SLOTS = 28
 MAX_ITEMS = 10
 MAX_NOTE = 500
 MAX_NAME = 50
-CONTROL_CHARACTERS = "不能包含不可见的控制字符"
 
 
 class OrderStatus(StrEnum):
@@ -48,8 +48,11 @@ ORDER_TRANSITIONS: dict[tuple[OrderStatus, OrderAction], OrderStatus] = {
 }
 
 
+ORDER_MACHINE = StateMachine("an order", OrderStatus, ORDER_TRANSITIONS)
+
+
 def next_order_status(current: OrderStatus, action: OrderAction) -> OrderStatus:
-    return next_state(ORDER_TRANSITIONS, current, action, "an order")
+    return ORDER_MACHINE.next(current, action)
 
 
 @dataclass(frozen=True)
@@ -63,19 +66,13 @@ class OrderRequest:
     note: str
 
 
-@dataclass
-class OrderTransition:
+@dataclass(kw_only=True)
+class OrderTransition(Transition):
     order_id: str
-    at: datetime
-    actor: str
-    from_status: str
-    to_status: str
-    reason: str = ""
-    id: int | None = None
 
 
 @dataclass
-class Order:
+class Order(Tracked[OrderAction, OrderTransition]):
     id: str
     enterprise_id: str
     enterprise_name: str
@@ -94,13 +91,17 @@ class Order:
     updated_at: datetime | None = None
     history: list[OrderTransition] = field(default_factory=list)
 
-    def move(self, action: OrderAction, *, actor: str, at: datetime, reason: str = "") -> None:
-        """Apply one row of the transition table and record who, when, from, to, why."""
-        before = OrderStatus(self.status)
-        after = next_order_status(before, action)
-        self.status = after.value
+    def machine(self) -> StateMachine[OrderStatus, OrderAction]:
+        return ORDER_MACHINE
+
+    def transition(
+        self, at: datetime, actor: str, before: str, after: str, reason: str
+    ) -> OrderTransition:
+        return OrderTransition(at, actor, before, after, reason, order_id=self.id)
+
+    def enter(self, status: str, *, actor: str, at: datetime, reason: str = "") -> None:
+        super().enter(status, actor=actor, at=at, reason=reason)
         self.updated_at = at
-        self.history.append(OrderTransition(self.id, at, actor, before.value, after.value, reason))
 
 
 def validate_order(
@@ -116,28 +117,28 @@ def validate_order(
     bad: list[FieldViolation] = []
     clean_items = list(dict.fromkeys(i.strip() for i in items if i.strip()))
     if not clean_items:
-        bad.append(FieldViolation("item_codes", "请至少选择一项服务"))
+        bad.append(FieldViolation("item_codes", messages.NO_ITEM))
     elif len(clean_items) > MAX_ITEMS:
-        bad.append(FieldViolation("item_codes", f"最多选择{MAX_ITEMS}项服务"))
+        bad.append(FieldViolation("item_codes", messages.TOO_MANY_ITEMS.format(n=MAX_ITEMS)))
     elif unknown := [i for i in clean_items if i not in menu]:
         shown = "、".join(preview(i) for i in unknown[:3]) + ("等" if len(unknown) > 3 else "")
-        bad.append(FieldViolation("item_codes", f"未知的服务项目：{shown}"))
+        bad.append(FieldViolation("item_codes", messages.UNKNOWN_ITEMS.format(items=shown)))
     parsed = _slots(slots, today, bad)
     name = name.strip()
     if not name:
-        bad.append(FieldViolation("contact_name", "请填写联系人姓名"))
+        bad.append(FieldViolation("contact_name", messages.NO_NAME))
     elif len(name) > MAX_NAME:
-        bad.append(FieldViolation("contact_name", f"姓名最多{MAX_NAME}个字"))
+        bad.append(FieldViolation("contact_name", messages.NAME_TOO_LONG.format(n=MAX_NAME)))
     elif control_problem(name):
-        bad.append(FieldViolation("contact_name", CONTROL_CHARACTERS))
+        bad.append(FieldViolation("contact_name", messages.CONTROL_CHARACTERS))
     phone = phone.strip().replace(" ", "").replace("-", "")
     if not PHONE.fullmatch(phone):
-        bad.append(FieldViolation("contact_phone", "请填写11位手机号码（以1开头）"))
+        bad.append(FieldViolation("contact_phone", messages.BAD_PHONE))
     note = note.strip()
     if len(note) > MAX_NOTE:
-        bad.append(FieldViolation("note", f"备注最多{MAX_NOTE}个字"))
+        bad.append(FieldViolation("note", messages.NOTE_TOO_LONG.format(n=MAX_NOTE)))
     elif control_problem(note, multiline=True):
-        bad.append(FieldViolation("note", CONTROL_CHARACTERS))
+        bad.append(FieldViolation("note", messages.CONTROL_CHARACTERS))
     if bad:
         raise ValidationError(bad)
     return OrderRequest(tuple(clean_items), tuple(parsed), name, phone, note.strip())
@@ -150,22 +151,35 @@ def _slots(slots: list[str], today: date, bad: list[FieldViolation]) -> list[Slo
         try:
             slot = parse_slot(text)
         except ValueError:
-            bad.append(FieldViolation("preferred_slots", f"时段格式不正确：{preview(text)}"))
+            bad.append(
+                FieldViolation("preferred_slots", messages.BAD_SLOT.format(slot=preview(text)))
+            )
             return []
         if not today < slot.day <= last:
             bad.append(
                 FieldViolation(
                     "preferred_slots",
-                    f"请选择今后{BOOKING_WINDOW_DAYS}天内的时段：{preview(text)}",
+                    messages.SLOT_OUTSIDE_WINDOW.format(
+                        days=BOOKING_WINDOW_DAYS, slot=preview(text)
+                    ),
                 )
             )
             return []
         parsed.append(slot)
     if len(parsed) < MIN_SLOTS:
-        bad.append(FieldViolation("preferred_slots", f"请至少选择{MIN_SLOTS}个半天时段"))
+        bad.append(FieldViolation("preferred_slots", messages.TOO_FEW_SLOTS.format(n=MIN_SLOTS)))
     elif len(parsed) > MAX_SLOTS:
-        bad.append(FieldViolation("preferred_slots", f"最多选择{MAX_SLOTS}个时段"))
+        bad.append(FieldViolation("preferred_slots", messages.TOO_MANY_SLOTS.format(n=MAX_SLOTS)))
     return sorted(parsed)
+
+
+def bookable_slots(today: date) -> list[Slot]:
+    """The half-days a firm may ask for: tomorrow to BOOKING_WINDOW_DAYS ahead."""
+    return [
+        Slot(today + timedelta(days=offset), half)
+        for offset in range(1, BOOKING_WINDOW_DAYS + 1)
+        for half in ("AM", "PM")
+    ]
 
 
 def mask_phone(phone: str) -> str:

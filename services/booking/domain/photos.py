@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
+
 from services.common.errors import FieldViolation, ValidationError
+
+from . import messages
+from .records import Photo
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 _MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
@@ -20,11 +26,20 @@ def check_photo(content: bytes, field: str, *, required: bool = True) -> str | N
     """Validate an upload; return its content type, None when absent and optional."""
     if not content:
         if required:
-            raise ValidationError([FieldViolation(field, "请上传整改后的照片（JPEG或PNG）")])
+            raise ValidationError([FieldViolation(field, messages.NO_PHOTO)])
         return None
     if len(content) > MAX_PHOTO_BYTES:
-        raise ValidationError([FieldViolation(field, "照片不能超过5MB")])
+        raise ValidationError([FieldViolation(field, messages.PHOTO_TOO_LARGE)])
     kind = sniff(content)
     if kind is None:
-        raise ValidationError([FieldViolation(field, "只接受JPEG或PNG格式的照片")])
+        raise ValidationError([FieldViolation(field, messages.PHOTO_NOT_IMAGE)])
     return kind
+
+
+def photo_record(
+    photo_id: str, ticket_id: str, content: bytes, purpose: str, at: datetime
+) -> Photo:
+    """A checked upload as the record kept with its ticket (`purpose`: proof | finding)."""
+    kind = check_photo(content, "photo") or ""
+    digest = hashlib.sha256(content).hexdigest()
+    return Photo(photo_id, ticket_id, kind, len(content), digest, content, at, purpose)

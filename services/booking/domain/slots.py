@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from services.common.values import date_problem
+from services.common.values import parse_iso_date
 
 _SLOT = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}) (AM|PM)")
 
@@ -29,7 +29,4 @@ def parse_slot(text: str) -> Slot:
     match = _SLOT.fullmatch(text) if isinstance(text, str) else None
     if not match:
         raise ValueError("must be a half-day written YYYY-MM-DD AM or YYYY-MM-DD PM")
-    day = date.fromisoformat(match.group(1))
-    if problem := date_problem(day):
-        raise ValueError(problem)
-    return Slot(day, match.group(2))
+    return Slot(parse_iso_date(match.group(1)), match.group(2))

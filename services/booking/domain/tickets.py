@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from .state_machine import next_state
+from services.common.state_machine import StateMachine, Tracked, Transition
+from services.common.vocabulary import Severity
 
-DEFAULT_DAYS = {"major": 15, "general": 30}
+DEFAULT_DAYS = {Severity.MAJOR: 15, Severity.GENERAL: 30}
 REMINDER_DAYS = 3
 
 
@@ -36,28 +37,25 @@ TICKET_TRANSITIONS: dict[tuple[TicketStatus, TicketAction], TicketStatus] = {
 }
 
 
+TICKET_MACHINE = StateMachine("a ticket", TicketStatus, TICKET_TRANSITIONS)
+
+
 def next_ticket_status(current: TicketStatus, action: TicketAction) -> TicketStatus:
-    return next_state(TICKET_TRANSITIONS, current, action, "a ticket")
+    return TICKET_MACHINE.next(current, action)
 
 
 def default_due(severity: str, found_on: date) -> date:
     """15 days for a MAJOR finding, 30 for a GENERAL one (docs/booking.md)."""
-    return found_on + timedelta(days=DEFAULT_DAYS[severity])
+    return found_on + timedelta(days=DEFAULT_DAYS[Severity(severity)])
 
 
-@dataclass
-class TicketTransition:
+@dataclass(kw_only=True)
+class TicketTransition(Transition):
     ticket_id: str
-    at: datetime
-    actor: str
-    from_status: str
-    to_status: str
-    reason: str = ""
-    id: int | None = None
 
 
 @dataclass
-class Ticket:
+class Ticket(Tracked[TicketAction, TicketTransition]):
     id: str
     order_id: str
     visit_id: str
@@ -77,11 +75,13 @@ class Ticket:
     overdue_reported_for: date | None = None
     history: list[TicketTransition] = field(default_factory=list)
 
-    def move(self, action: TicketAction, *, actor: str, at: datetime, reason: str = "") -> None:
-        before = TicketStatus(self.status)
-        after = next_ticket_status(before, action)
-        self.status = after.value
-        self.history.append(TicketTransition(self.id, at, actor, before.value, after.value, reason))
+    def machine(self) -> StateMachine[TicketStatus, TicketAction]:
+        return TICKET_MACHINE
+
+    def transition(
+        self, at: datetime, actor: str, before: str, after: str, reason: str
+    ) -> TicketTransition:
+        return TicketTransition(at, actor, before, after, reason, ticket_id=self.id)
 
     def is_overdue(self, today: date) -> bool:
         return self.status != TicketStatus.VERIFIED and today > self.due_on

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import grpc
@@ -21,19 +21,19 @@ from sqlalchemy import Engine
 from services.booking.adapters import migrate
 from services.booking.adapters.menu import load_menu
 from services.booking.adapters.rules_client import RulesClient
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.qr import Keyring
 from services.booking.entrypoints import grpc_server
-from services.booking.service_layer import handlers, tickets
-from services.booking.service_layer.handlers import BookingContext, today_shanghai
+from services.booking.service_layer import dispatch, experts, qr_codes, tickets
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
-from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.booking.service_layer.ports import BookingContext
 from services.common import backup, security
 from services.common import logging as common_logging
 from services.common import server as common_server
+from services.common.clock import today_shanghai
 from services.common.config import env_flag
 from services.common.db import default_sqlite_url, make_engine
 from services.common.http_server import start_http
-from services.common.instants import SHANGHAI
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.regions import load_regions
 from services.common.security import client_credentials
@@ -181,7 +181,7 @@ def load_keyring(path: Path) -> Keyring:
     """The QR signing keys; a missing file gets a fresh random key (kept for restarts)."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        key_id = "k" + datetime.now(SHANGHAI).strftime("%y%m")
+        key_id = "k" + today_shanghai().strftime("%y%m")
         data = {"active": key_id, "keys": {key_id: secrets.token_hex(32)}}
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -232,21 +232,21 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
     engine = make_engine(args.db)
     migrate.upgrade(engine)
-    with UnitOfWork(engine) as uow:
+    with SqlUnitOfWork(engine) as uow:
         waiting = uow.register.undelivered_count()
         parked = [(m.event_id, m.last_error) for m in uow.register.failed_messages()]
     print(f"{waiting} event(s) waiting for delivery; {len(parked)} refused by the rules service")
     for event_id, error in parked:
         print(f"  {event_id}: {error}")
     if args.retry_failed and parked:
-        print(f"requeued {len(requeue_failed(UnitOfWork(engine)))} event(s)")
+        print(f"requeued {len(requeue_failed(SqlUnitOfWork(engine)))} event(s)")
     if args.resend_since:
         try:
             since = date.fromisoformat(args.resend_since)
         except ValueError:
             print("--resend-since takes a date YYYY-MM-DD", file=sys.stderr)
             return 2
-        again = resend_since(UnitOfWork(engine), since)
+        again = resend_since(SqlUnitOfWork(engine), since)
         print(
             f"{len(again)} event(s) delivered since {since} queued again; the running "
             "service's worker sends them (the rules service ignores those it still has)"
@@ -265,8 +265,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     engine = make_engine(args.db)
     migrate.upgrade(engine)
     ctx = _context(args)
-    marked = tickets.sweep(UnitOfWork(engine), ctx)
-    report = deliver_pending(UnitOfWork(engine), ctx.rules)
+    marked = tickets.sweep(SqlUnitOfWork(engine), ctx)
+    report = deliver_pending(SqlUnitOfWork(engine), ctx.rules)
     print(
         f"{marked} overdue ticket(s) reported; {report.delivered} event(s) delivered"
         + ("; the rules service is unavailable, the rest will be retried" if report.waiting else "")
@@ -298,8 +298,8 @@ def _periodic(
     """Sweep overdue tickets and retry waiting orders every `interval` seconds."""
     while not stop.wait(interval):
         try:
-            tickets.sweep(UnitOfWork(engine), ctx)
-            handlers.redispatch_waiting(UnitOfWork(engine), ctx)
+            tickets.sweep(SqlUnitOfWork(engine), ctx)
+            dispatch.redispatch_waiting(SqlUnitOfWork(engine), ctx)
             worker.wake()
         except Exception:
             _log.exception("periodic sweep failed")
@@ -315,7 +315,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     migrate.upgrade(engine)
     ctx = _context(args)
-    worker = OutboxWorker(engine, ctx.rules)
+    worker = OutboxWorker(lambda: SqlUnitOfWork(engine), ctx.rules)
     running = grpc_server.build(
         ctx,
         engine,
@@ -368,8 +368,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     today = today_shanghai()
     slots = [f"{today + timedelta(days=d)} {h}" for d in range(1, 15) for h in ("AM", "PM")]
     for expert_id, name, domains, regions in DEMO_EXPERTS:
-        handlers.upsert_expert(
-            UnitOfWork(engine),
+        experts.upsert_expert(
+            SqlUnitOfWork(engine),
             ctx,
             {
                 "expert_id": expert_id,
@@ -386,7 +386,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     lines = []
     for enterprise_id in DEMO_FIRMS:
         try:
-            issued = handlers.issue_qr_code(UnitOfWork(engine), public, enterprise_id)
+            issued = qr_codes.issue_qr_code(SqlUnitOfWork(engine), public, enterprise_id)
         except Exception as exc:  # a demo firm missing from the rules register
             lines.append(f"  {enterprise_id}: {exc}")
             continue

@@ -1,4 +1,10 @@
-"""The BookingService servicer: proto ↔ handlers, nothing more."""
+"""The BookingService servicer: proto → use case → proto, nothing more.
+
+Each method translates the request (entrypoints/convert.py), checks the caller's role
+where the scopes alone do not decide (service_layer/authz.py), calls one use case of the
+service layer with a fresh unit of work, and translates the answer; errors become status
+codes in services/common/grpc_errors.py.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,23 @@ import grpc
 from sqlalchemy import Engine
 
 from services.booking.adapters.orm import start_mappers
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain.findings import FindingInput
 from services.booking.domain.orders import Order
 from services.booking.entrypoints import convert
 from services.booking.entrypoints.access import BOOKING_METHODS
-from services.booking.service_layer import authz, handlers, stats, tickets
-from services.booking.service_layer.handlers import BookingContext
-from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.booking.service_layer import (
+    authz,
+    dispatch,
+    experts,
+    orders,
+    qr_codes,
+    stats,
+    tickets,
+    views,
+    visits,
+)
+from services.booking.service_layer.ports import BookingContext
 from services.common import server as common_server
 from services.common._generated.booking.v1 import booking_pb2 as pb
 from services.common._generated.booking.v1 import booking_pb2_grpc
@@ -32,22 +49,19 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         self._ctx = ctx
         self._engine = engine
         self._wake = on_outbox  # new outbox messages: deliver now
+        self._clauses = views.Guidance(ctx.rules, retry_after=0)  # ask every time
 
-    def _uow(self) -> UnitOfWork:
-        return UnitOfWork(self._engine)
+    def _uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._engine)
 
     def _guidance(self, clause_ref: str) -> str:
-        try:
-            found = self._ctx.rules.clause(clause_ref)
-        except Exception:  # the rules service is unreachable and nothing is cached
-            return ""
-        return found[1] if found else ""
+        return self._clauses(clause_ref)[1]
 
     @map_errors
     def IssueQrCode(
         self, request: pb.IssueQrCodeRequest, context: grpc.ServicerContext
     ) -> pb.IssueQrCodeResponse:
-        issued = handlers.issue_qr_code(self._uow(), self._ctx, request.enterprise_id)
+        issued = qr_codes.issue_qr_code(self._uow(), self._ctx, request.enterprise_id)
         return pb.IssueQrCodeResponse(
             url=issued.url,
             token=issued.token,
@@ -73,7 +87,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def UpsertExpert(
         self, request: pb.UpsertExpertRequest, context: grpc.ServicerContext
     ) -> pb.Expert:
-        expert = handlers.upsert_expert(
+        expert = experts.upsert_expert(
             self._uow(), self._ctx, convert.expert_to_dict(request.expert)
         )
         return convert.expert_to_proto(expert)
@@ -82,22 +96,20 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def ListExperts(
         self, request: pb.ListExpertsRequest, context: grpc.ServicerContext
     ) -> pb.ListExpertsResponse:
-        regions = set(handlers.region_filter(self._ctx, request.region))
-        with self._uow() as uow:
-            rows = [
-                e
-                for e in uow.register.experts()
-                if (not request.domain or request.domain in e.domains)
-                and (not regions or regions & set(e.regions))
-                and (e.active or not request.active_only)
-            ]
+        rows = experts.list_experts(
+            self._uow(),
+            self._ctx,
+            domain=request.domain,
+            region=request.region,
+            active_only=request.active_only,
+        )
         return pb.ListExpertsResponse(experts=[convert.expert_to_proto(e) for e in rows])
 
     def _order(
         self, order: Order, show_phone: bool = False, names: dict[str, str] | None = None
     ) -> pb.Order:
         if names is None:
-            names = handlers.expert_names(self._uow(), [order.expert_id])
+            names = experts.expert_names(self._uow(), [order.expert_id])
         return convert.order_to_proto(
             order, expert_name=names.get(order.expert_id or "", ""), show_phone=show_phone
         )
@@ -113,7 +125,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             "contact_phone": request.contact_phone,
             "note": request.note,
         }
-        order = handlers.create_order(
+        order = orders.create_order(
             self._uow(), self._ctx, request.qr_token, form, request.idempotency_key
         )
         return self._order(order)
@@ -122,7 +134,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def GetOrder(self, request: pb.GetOrderRequest, context: grpc.ServicerContext) -> pb.Order:
         principal = current_principal()
         authz.require_qr_token(principal, request.qr_token)
-        order = handlers.get_order(self._uow(), self._ctx, request.order_id, request.qr_token)
+        order = orders.get_order(self._uow(), self._ctx, request.order_id, request.qr_token)
         return self._order(order, show_phone=authz.sees_phone(principal, order))
 
     @map_errors
@@ -130,10 +142,10 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         self, request: pb.ListOrdersRequest, context: grpc.ServicerContext
     ) -> pb.ListOrdersResponse:
         status = {v: k for k, v in convert.ORDER_STATUS.items()}.get(request.status, "")
-        rows, token = handlers.list_orders(
+        rows, token = orders.list_orders(
             self._uow(), request.enterprise_id, status, request.page_size, request.page_token
         )
-        names = handlers.expert_names(self._uow(), [o.expert_id for o in rows])  # one query
+        names = experts.expert_names(self._uow(), [o.expert_id for o in rows])  # one query
         return pb.ListOrdersResponse(
             orders=[self._order(o, names=names) for o in rows], next_page_token=token
         )
@@ -144,7 +156,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     ) -> pb.Order:
         if not request.qr_token:
             authz.may_cancel_for_authority(current_principal())
-        order = handlers.cancel_order(
+        order = orders.cancel_order(
             self._uow(),
             self._ctx,
             request.order_id,
@@ -159,7 +171,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         self, request: pb.DispatchOrderRequest, context: grpc.ServicerContext
     ) -> pb.Order:
         return self._order(
-            handlers.dispatch_order(
+            dispatch.dispatch_order(
                 self._uow(), self._ctx, request.order_id, actor=current_caller()
             )
         )
@@ -169,7 +181,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         self, request: pb.RecordVisitRequest, context: grpc.ServicerContext
     ) -> pb.Visit:
         findings = [
-            tickets.FindingInput(
+            FindingInput(
                 f.clause_ref,
                 convert.severity_name(f.severity),
                 f.description,
@@ -178,7 +190,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             )
             for f in request.findings
         ]
-        result = tickets.record_visit(
+        result = visits.record_visit(
             self._uow(),
             self._ctx,
             request.order_id,
@@ -246,8 +258,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             enterprise_id=request.enterprise_id,
             status=status,
             overdue_only=request.overdue_only,
-            page_size=request.page_size,
-            page_token=request.page_token,
+            size=request.page_size,
+            token=request.page_token,
         )
         today = self._ctx.today()
         return pb.ListTicketsResponse(

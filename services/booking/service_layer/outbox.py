@@ -8,22 +8,24 @@ nothing after it in this pass, so each firm's events still reach rules in the or
 written. While the rules service is unreachable, delivery stops at the first
 undelivered message (later events about the same hazard must not overtake it) and is
 retried with exponential backoff. A message the rules service rejects for good
-(INVALID_ARGUMENT, NOT_FOUND …) is parked as failed, logged, and skipped.
+(INVALID_ARGUMENT, NOT_FOUND …) is parked as failed, logged, and skipped. Which is which
+is decided by the failure's gRPC status code (domain/rules_service.py), never its text.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 
 import structlog
-from sqlalchemy import Engine
 
-from services.booking.adapters.rules_client import RulesRejected, RulesUnavailable
-from services.booking.service_layer.handlers import RulesPort, now, start_of_day
+from services.booking.domain.rules_service import RulesRejected, RulesUnavailable
+from services.booking.service_layer.ports import RulesPort
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import now, start_of_day
 from services.common.instants import as_utc
 
 MAX_BACKOFF_SECONDS = 60.0
@@ -89,7 +91,7 @@ def _deliver_one(uow: UnitOfWork, rules: RulesPort, message_id: int) -> str:
             message.next_attempt_at = now() + timedelta(seconds=backoff(message.attempts))
             message.last_error = str(exc)[:500]
             uow.commit()
-            down = str(exc).startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"))
+            down = exc.unreachable
             if not down:
                 _log.warning(
                     "event not accepted yet, will retry",
@@ -137,8 +139,10 @@ def resend_since(uow: UnitOfWork, day: date) -> list[str]:
 class OutboxWorker:
     """A background thread that delivers the outbox; `wake()` after writing a message."""
 
-    def __init__(self, engine: Engine, rules: RulesPort, *, idle_seconds: float = 1.0) -> None:
-        self._engine = engine
+    def __init__(
+        self, new_uow: Callable[[], UnitOfWork], rules: RulesPort, *, idle_seconds: float = 1.0
+    ) -> None:
+        self._new_uow = new_uow
         self._rules = rules
         self._idle = idle_seconds
         self._wake = threading.Event()
@@ -159,7 +163,7 @@ class OutboxWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                report = deliver_pending(UnitOfWork(self._engine), self._rules)
+                report = deliver_pending(self._new_uow(), self._rules)
             except Exception:
                 _log.exception("outbox delivery failed")
                 report = DeliveryReport(waiting=True)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from services.booking.domain.orders import Order, OrderStatus
 from services.booking.domain.tickets import Ticket, TicketStatus
-from services.booking.service_layer.handlers import BookingContext, region_filter, start_of_day
+from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import start_of_day
 from services.common.errors import FieldViolation, ValidationError
 from services.common.instants import in_shanghai
-from services.common.values import FIRST_DAY, date_problem
+from services.common.regions import region_filter
+from services.common.values import FIRST_DAY, parse_day
 
 ANSWERED = {OrderStatus.DISPATCHED, OrderStatus.VISITED, OrderStatus.CLOSED}
 VISITED = {OrderStatus.VISITED, OrderStatus.CLOSED}
@@ -52,33 +55,44 @@ def _bucket(
     return out
 
 
-def _day(text: str, field: str) -> date:
-    """A YYYY-MM-DD date between 1949 and 2199, else INVALID_ARGUMENT naming `field`."""
-    try:
-        day = date.fromisoformat(text)
-    except ValueError as exc:
-        raise ValidationError([FieldViolation(field, "YYYY-MM-DD")]) from exc
-    if problem := date_problem(day):
-        raise ValidationError([FieldViolation(field, problem)])
-    return day
+@dataclass(frozen=True)
+class Period:
+    """What a statistics request covers: days `first`..`last` (Asia/Shanghai), orders of
+    firms in `regions` (empty: every region)."""
+
+    first: date
+    last: date
+    regions: tuple[str, ...]
+
+
+def period(ctx: BookingContext, region: str, start: str, end: str) -> Period:
+    """The period asked for: `to` defaults to today, `from` to a year before it; both are
+    dates of record; a region filter names a township or a county."""
+    last = parse_day(end, "to") if end else ctx.today()
+    first = parse_day(start, "from") if start else max(FIRST_DAY, last - timedelta(days=365))
+    if first > last:
+        raise ValidationError([FieldViolation("from", "must not be after `to`")])
+    return Period(first, last, region_filter(ctx.regions, region))
 
 
 def get_stats(
     uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end: str
 ) -> dict[str, object]:
-    today = ctx.today()
-    last = _day(end, "to") if end else today
-    first = _day(start, "from") if start else max(FIRST_DAY, last - timedelta(days=365))
-    if first > last:
-        raise ValidationError([FieldViolation("from", "must not be after `to`")])
-    regions = region_filter(ctx, region)
+    """The figures of the period asked for, in total and by region, domain and month."""
+    asked = period(ctx, region, start, end)
     with uow:
-        orders = list(
-            uow.register.orders_between(
-                start_of_day(first), start_of_day(last + timedelta(days=1)), regions
-            )
+        return read_stats(uow, ctx, asked)
+
+
+def read_stats(uow: UnitOfWork, ctx: BookingContext, asked: Period) -> dict[str, object]:
+    """In an open unit of work: the figures of `asked`."""
+    today = ctx.today()
+    orders = list(
+        uow.register.orders_between(
+            start_of_day(asked.first), start_of_day(asked.last + timedelta(days=1)), asked.regions
         )
-        tickets = list(uow.register.tickets_of_orders([o.id for o in orders]))
+    )
+    tickets = list(uow.register.tickets_of_orders([o.id for o in orders]))
     domains = {c: (i.domain or "any") for c, i in ctx.menu.items()}
     return {
         "total": figures(orders, tickets, today),

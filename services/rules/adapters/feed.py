@@ -17,16 +17,16 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
 
+from services.common.clock import new_id, now
 from services.common.instants import as_utc
 from services.rules.adapters.orm import changes, feed_head
 from services.rules.domain.changes import KIND_ORDER, Change, ChangeKind
@@ -40,10 +40,6 @@ from services.rules.domain.register import (
 
 _PENDING = "feed_pending"
 EXPIRED_MARK = "expired"  # register_handlers writes "有效期届满 expired" when an entry lapses
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -113,7 +109,7 @@ class ChangeRecorder:
 def _change(
     kind: ChangeKind, enterprise_id: str, detail: dict[str, Any], region: str = ""
 ) -> Change:
-    return Change(uuid.uuid4().hex, kind, enterprise_id, region, _now(), detail)
+    return Change(new_id(), kind, enterprise_id, region, now(), detail)
 
 
 def _event(record: EventRecord) -> Change:
@@ -396,7 +392,7 @@ def mark_all_delivered(connection: Connection) -> int:
     result = connection.execute(
         update(changes)
         .where(changes.c.position.is_not(None) & changes.c.published_at.is_(None))
-        .values(published_at=_now())
+        .values(published_at=now())
     )
     return int(result.rowcount or 0)
 
@@ -405,5 +401,5 @@ def mark_published(connection: Connection, positions: Iterable[int]) -> None:
     wanted = list(positions)
     if wanted:
         connection.execute(
-            update(changes).where(changes.c.position.in_(wanted)).values(published_at=_now())
+            update(changes).where(changes.c.position.in_(wanted)).values(published_at=now())
         )

@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 
 from services.common.regions import RegionRegistry, RegionsError, registry_from_data
+from services.common.vocabulary import Domain, Severity
 from services.rules.domain.facts import FactDefinition, FactRegistry, RetiredFact
 from services.rules.domain.policy import (
     CapPolicy,
@@ -27,14 +28,7 @@ from services.rules.domain.policy import (
     Policy,
     WhitelistPolicy,
 )
-from services.rules.domain.profile import (
-    CreditRating,
-    Domain,
-    HazchemRole,
-    Industry,
-    Severity,
-    Venue,
-)
+from services.rules.domain.profile import CreditRating, HazchemRole, Industry, Venue
 from services.rules.domain.standards import (
     OPERATORS,
     ORDERING_OPERATORS,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from services.common.vocabulary import Severity
 from services.rules.domain.decision import Blocker, Decision, Finding, RiskLevel, Status
-from services.rules.domain.profile import Severity
 
 
 def decision_to_json(d: Decision) -> dict[str, Any]:

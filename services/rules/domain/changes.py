@@ -49,8 +49,8 @@ _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def subject_token(region: str) -> str:
     """A NATS subject token for a region: itself when it is plain ASCII letters, digits,
-    `_` or `-` (an administrative division code is), otherwise `x` + the hex of its
-    UTF-8 bytes (稠城街道 → xe7a8a0e59f8ee8a197e98193), reversible and free of `.`, `*`, `>` and spaces."""
+    `_` or `-`, otherwise `x` + the hex of its UTF-8 bytes (稠城街道 →
+    xe7a8a0e59f8ee8a197e98193): reversible and free of `.`, `*`, `>` and spaces."""
     if _SAFE_TOKEN.match(region):
         return region
     return "x" + region.encode("utf-8").hex()

@@ -3,29 +3,7 @@
 from __future__ import annotations
 
 import calendar
-import re
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
-
-from services.common.values import FIRST_YEAR, LAST_YEAR  # 1949, 2199: every date a caller sends
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def today_shanghai() -> date:
-    """Today's date where the authority sits, whatever the server's zone."""
-    return datetime.now(SHANGHAI).date()
-
-
-def parse_iso_date(text: str) -> date:
-    """Parse a strict YYYY-MM-DD calendar date between 1949 and 2199; ValueError otherwise."""
-    if not _ISO_DATE.fullmatch(text):
-        raise ValueError("must be a date written YYYY-MM-DD")
-    day = date.fromisoformat(text)
-    if not FIRST_YEAR <= day.year <= LAST_YEAR:
-        raise ValueError(f"must be between {FIRST_YEAR} and {LAST_YEAR}")
-    return day
+from datetime import date, timedelta
 
 
 def add_months(day: date, months: int) -> date:

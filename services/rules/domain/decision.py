@@ -12,9 +12,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
 
+from services.common.vocabulary import Severity
+
 from .dates import add_days, add_months, within_months
 from .policy import ColourPolicy, Policy
-from .profile import EnterpriseProfile, FactValue, Hazard, Severity
+from .profile import EnterpriseProfile, FactValue, Hazard
 from .standards import Catalogue, Clause
 
 

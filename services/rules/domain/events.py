@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from services.common.values import preview
+from services.common.vocabulary import Severity, uscc_problem
 
 from .errors import FieldViolation, NotFound, PreconditionFailed, ValidationError
 from .profile import (
@@ -29,10 +30,8 @@ from .profile import (
     Hazard,
     HazardStatus,
     Penalty,
-    Severity,
     parse_profile,
     profile_to_data,
-    uscc_problem,
 )
 
 T = TypeVar("T")
@@ -124,9 +123,8 @@ def _hazard_found(profile: EnterpriseProfile, event: Event) -> tuple[EnterpriseP
                 )
             ]
         )
-    word = "重大" if event.hazard.severity is Severity.MAJOR else "一般"
     new = replace(profile, hazards=(*profile.hazards, event.hazard))
-    return new, f"发现{word}隐患 {event.hazard.clause_ref}"
+    return new, f"发现{event.hazard.severity.label} {event.hazard.clause_ref}"
 
 
 def _open_hazard(profile: EnterpriseProfile, hazard_id: str) -> Hazard:

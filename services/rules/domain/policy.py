@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .profile import CreditRating, Domain
+from services.common.vocabulary import Domain
+
+from .profile import CreditRating
 
 
 @dataclass(frozen=True)

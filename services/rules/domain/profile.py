@@ -16,9 +16,9 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from services.common.values import PREVIEW_CHARS, preview
+from services.common.values import PREVIEW_CHARS, parse_iso_date, preview
+from services.common.vocabulary import Domain, Severity, uscc_problem
 
-from .dates import parse_iso_date
 from .errors import FieldViolation, ValidationError
 
 
@@ -35,20 +35,6 @@ class Industry(StrEnum):
     FIREWORKS = "fireworks"
     SMALL_VENUE = "small_venue"
     OTHER = "other"
-
-
-class Domain(StrEnum):
-    """The nine high-risk domains (九大高危领域)."""
-
-    HAZARDOUS_CHEMICALS = "hazardous_chemicals"
-    DUST_EXPLOSION = "dust_explosion"
-    AMMONIA_REFRIGERATION = "ammonia_refrigeration"
-    CONFINED_SPACE = "confined_space"
-    METAL_SMELTING = "metal_smelting"
-    GAS = "gas"
-    FIRE_CROWDED = "fire_crowded"
-    SPECIAL_EQUIPMENT = "special_equipment"
-    WAREHOUSING_LOGISTICS = "warehousing_logistics"
 
 
 class Venue(StrEnum):
@@ -95,11 +81,6 @@ class AccidentLevel(StrEnum):
     ESPECIALLY_MAJOR = "especially_major"
 
 
-class Severity(StrEnum):
-    GENERAL = "general"
-    MAJOR = "major"
-
-
 class HazardStatus(StrEnum):
     OPEN = "open"
     RECTIFIED = "rectified"
@@ -109,8 +90,6 @@ class HazardStatus(StrEnum):
 FactValue = bool | int | float | str
 E = TypeVar("E", bound=StrEnum)
 
-USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 CLAUSE_REF = re.compile(r"^[A-Z][A-Z0-9]{1,15}:[^\s:]{1,32}$")
 MAX_NAME = 200
 MAX_REGION = 100
@@ -171,24 +150,6 @@ class EnterpriseProfile:
     penalties: tuple[Penalty, ...] = ()
     hazards: tuple[Hazard, ...] = ()
     facts: Mapping[str, FactValue] = field(default_factory=dict)
-
-
-def uscc_check_char(first17: str) -> str:
-    """The GB 32100-2015 check character for the first 17 characters of a code."""
-    total = sum(USCC_ALPHABET.index(ch) * w for ch, w in zip(first17, USCC_WEIGHTS, strict=True))
-    return USCC_ALPHABET[(31 - total % 31) % 31]
-
-
-def uscc_problem(code: str) -> str | None:
-    """Why `code` is not a valid unified social credit code, or None when it is."""
-    if len(code) != 18:
-        return "must be 18 characters (统一社会信用代码)"
-    bad = sorted({ch for ch in code if ch not in USCC_ALPHABET})
-    if bad:
-        return f"contains characters outside the GB 32100 alphabet: {''.join(bad)!r}"
-    if uscc_check_char(code[:17]) != code[17]:
-        return "check character does not verify (GB 32100-2015)"
-    return None
 
 
 PROFILE_FIELDS = frozenset(

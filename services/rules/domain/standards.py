@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Union
 
-from .profile import Domain, EnterpriseProfile, FactValue, HazchemRole, Industry, Severity, Venue
+from services.common.vocabulary import Domain, Severity
+
+from .profile import EnterpriseProfile, FactValue, HazchemRole, Industry, Venue
 
 OPERATORS: Mapping[str, Callable[[FactValue, FactValue], bool]] = {
     "eq": operator.eq,

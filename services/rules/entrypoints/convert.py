@@ -12,10 +12,11 @@ from google.protobuf.message import Message
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common.instants import rfc3339
 from services.common.regions import RegionRegistry
+from services.common.vocabulary import Severity
 from services.rules.domain.changes import Change, ChangeKind
 from services.rules.domain.decision import Decision, Finding
 from services.rules.domain.facts import FactDefinition, FactRegistry
-from services.rules.domain.profile import EnterpriseProfile, FactValue, Severity
+from services.rules.domain.profile import EnterpriseProfile, FactValue
 from services.rules.domain.register import HistoryEntry
 from services.rules.domain.standards import Clause, Standard
 

@@ -13,6 +13,7 @@ from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.auth import AuthInterceptor
+from services.common.clock import today_shanghai
 from services.common.context import current_caller, require_scope
 from services.common.grpc_errors import (
     abort_for,
@@ -22,13 +23,13 @@ from services.common.grpc_errors import (
     status_proto,
 )
 from services.common.malformed import text_violations
+from services.common.regions import region_filter
 from services.common.security import Security
 from services.common.values import preview
 from services.rules.adapters.engine import engine_for
 from services.rules.adapters.feed import FeedStore
 from services.rules.adapters.orm import start_mappers
 from services.rules.adapters.ruleset_loader import Rulebook
-from services.rules.domain.dates import today_shanghai
 from services.rules.domain.errors import (
     FieldViolation,
     NotFound,
@@ -249,7 +250,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             abort_for(exc, context)
             return
         try:
-            regions = handlers.region_filter(self._ctx, request.region)
+            regions = region_filter(self._ctx.regions, request.region)
             changes = feed.follow(self._feed, request.after_cursor, regions, context.is_active)
             for change in changes:
                 yield convert.change_to_proto(change)

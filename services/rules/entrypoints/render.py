@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.rpc import error_details_pb2, status_pb2
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common.vocabulary import Severity
 
 RISK = {
     pb.RISK_LEVEL_RED: "红色 RED（重大风险）",
@@ -17,7 +18,7 @@ STATUS = {
     pb.STATUS_ROUTINE: "常规 ROUTINE（双随机抽查）",
     pb.STATUS_PRIORITY: "重点监管 PRIORITY",
 }
-SEVERITY = {pb.SEVERITY_MAJOR: "重大", pb.SEVERITY_GENERAL: "一般"}
+SEVERITY = {pb.SEVERITY_MAJOR: Severity.MAJOR.word, pb.SEVERITY_GENERAL: Severity.GENERAL.word}
 
 
 def decision_text(d: pb.Decision, name: str = "") -> str:

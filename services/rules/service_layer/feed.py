@@ -49,7 +49,8 @@ def follow(
 ) -> Iterator[Change]:
     """Every change after the cursor in feed order, then new ones as they commit, until
     `active()` turns false; `regions` (empty: all) are the stored names to follow (see
-    handlers.region_filter). A cursor below the pruned position is FAILED_PRECONDITION."""
+    services/common/regions.py region_filter). A cursor below the pruned position is
+    FAILED_PRECONDITION."""
     after = parse_cursor(after_cursor)
     pruned = store.pruned_through()
     if after_cursor and after < pruned:

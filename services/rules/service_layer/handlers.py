@@ -8,20 +8,15 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
+from services.common.clock import today_shanghai
 from services.common.regions import RegionRegistry
-from services.common.values import preview
-from services.rules.domain.dates import parse_iso_date, today_shanghai
+from services.common.values import parse_day
+from services.common.vocabulary import Severity
 from services.rules.domain.decision import Decision, applicable_clauses, decide
 from services.rules.domain.errors import FieldViolation, ValidationError
 from services.rules.domain.facts import FactRegistry
 from services.rules.domain.policy import Policy
-from services.rules.domain.profile import (
-    EnterpriseProfile,
-    FactValue,
-    Hazard,
-    Severity,
-    parse_profile,
-)
+from services.rules.domain.profile import EnterpriseProfile, FactValue, Hazard, parse_profile
 from services.rules.domain.standards import Catalogue, Clause, Standard
 
 
@@ -45,12 +40,7 @@ class RulesContext:
 
 def parse_as_of(text: str | None, field: str = "as_of") -> date:
     """The evaluation date: given, or today in Asia/Shanghai."""
-    if not text:
-        return today_shanghai()
-    try:
-        return parse_iso_date(text)
-    except ValueError as exc:
-        raise ValidationError([FieldViolation(field, f"{preview(text)}: {exc}")]) from exc
+    return parse_day(text, field) if text else today_shanghai()
 
 
 def evaluate(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> Decision:
@@ -111,19 +101,6 @@ def parse_input_profile(
     if violations:
         raise ValidationError(violations)
     return profile
-
-
-def region_filter(ctx: RulesContext, value: str, field: str = "region") -> tuple[str, ...]:
-    """A region filter: empty (every region), a township, or a county (all its
-    townships), as the stored names to match; INVALID_ARGUMENT naming `field` otherwise."""
-    if not value:
-        return ()
-    if ctx.regions is None:
-        return (value,)
-    names = ctx.regions.area(value)
-    if names is None:
-        raise ValidationError([FieldViolation(field, ctx.regions.problem(value, counties=True))])
-    return names
 
 
 @dataclass(frozen=True)

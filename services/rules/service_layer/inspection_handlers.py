@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
+from services.common.clock import new_id, now
+from services.common.errors import Conflict
+from services.common.vocabulary import uscc_problem
 from services.rules.domain import gate
 from services.rules.domain.errors import AlreadyExists, FieldViolation, NotFound, ValidationError
-from services.rules.domain.profile import FieldChecker, uscc_problem
+from services.rules.domain.profile import FieldChecker
 from services.rules.domain.register import InspectionRecord
 from services.rules.service_layer.handlers import RulesContext
-from services.rules.service_layer.register_handlers import load_firm, new_id, now, stored_profile
+from services.rules.service_layer.register_handlers import load_firm, stored_profile
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 CODE_SHAPE = re.compile(r"^JC-[A-Za-z0-9_-]{32}$")
@@ -99,7 +100,7 @@ def check_inspection(
     request = _request(data)
     try:
         return _check(uow, ctx, request, caller)
-    except IntegrityError:  # the same key raced in on another connection (another firm)
+    except Conflict:  # the same key raced in on another connection (another firm)
         if not request.idempotency_key:
             raise
         with uow:

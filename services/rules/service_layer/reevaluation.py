@@ -13,6 +13,7 @@ from datetime import date
 
 import structlog
 
+from services.common.clock import new_id, now
 from services.rules.domain.decision import answered_out_of_scope
 from services.rules.domain.errors import PreconditionFailed
 from services.rules.domain.profile import EnterpriseProfile
@@ -21,8 +22,6 @@ from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.register_handlers import (
     decide_and_store,
     load_firm,
-    new_id,
-    now,
     stored_profile,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork

@@ -7,18 +7,18 @@ or not at all.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
+from services.common.clock import new_id, now
+from services.common.errors import Conflict, retry_on_conflict
 from services.common.instants import as_utc, rfc3339
+from services.common.paging import decode_token, one_page, page_size
+from services.common.regions import region_filter
 from services.common.values import preview
+from services.common.vocabulary import Severity, uscc_problem
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events, masks
 from services.rules.domain.decision import Blocker, Decision, Status, without_whitelist
@@ -29,13 +29,7 @@ from services.rules.domain.errors import (
     PreconditionFailed,
     ValidationError,
 )
-from services.rules.domain.profile import (
-    EnterpriseProfile,
-    Severity,
-    parse_profile,
-    profile_to_data,
-    uscc_problem,
-)
+from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
 from services.rules.domain.register import (
     DecisionRecord,
     EventRecord,
@@ -53,14 +47,11 @@ from services.rules.service_layer.handlers import (
     hazard_violations,
     parse_as_of,
     parse_input_profile,
-    region_filter,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 200
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
 
 
 @dataclass
@@ -73,14 +64,6 @@ class StatusView:
     entry: WhitelistEntry | None
     history: list[HistoryEntry] = field(default_factory=list)
     duplicate: bool = False
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def stored_profile(ctx: RulesContext, firm: Firm) -> EnterpriseProfile:
@@ -186,33 +169,34 @@ def upsert_enterprise(
         return _update_masked(uow, ctx, data, as_of_text, paths)
     profile = parse_input_profile(ctx, data, "profile.")
     as_of = parse_as_of(as_of_text) if as_of_text else ctx.today()
-    for attempt in range(2):  # a racing first insert of the same firm retries once
-        try:
-            with uow:
-                firm = uow.register.firm(profile.enterprise_id, for_update=True)
-                if firm is None:
-                    firm = Firm(
-                        profile.enterprise_id,
-                        profile.name,
-                        profile.region,
-                        profile_to_data(profile),
-                        created_at=now(),
-                        updated_at=now(),
-                    )
-                    uow.register.add(firm)
-                    _known_clauses(ctx, profile, "profile.", firm=None)
-                    merged = profile
-                else:
-                    stored = stored_profile(ctx, firm)
-                    _known_clauses(ctx, profile, "profile.", stored)
-                    merged = events.merge_profile(stored, profile)
-                record = decide_and_store(uow, ctx, firm, merged, as_of, "企业信息登记/更新 upsert")
-                uow.commit()
-                return _view(uow, ctx, firm, record)
-        except IntegrityError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    # a racing first insert of the same firm retries once (and then finds the firm)
+    return retry_on_conflict(lambda: _upsert(uow, ctx, profile, as_of))
+
+
+def _upsert(
+    uow: UnitOfWork, ctx: RulesContext, profile: EnterpriseProfile, as_of: date
+) -> StatusView:
+    with uow:
+        firm = uow.register.firm(profile.enterprise_id, for_update=True)
+        if firm is None:
+            firm = Firm(
+                profile.enterprise_id,
+                profile.name,
+                profile.region,
+                profile_to_data(profile),
+                created_at=now(),
+                updated_at=now(),
+            )
+            uow.register.add(firm)
+            _known_clauses(ctx, profile, "profile.", firm=None)
+            merged = profile
+        else:
+            stored = stored_profile(ctx, firm)
+            _known_clauses(ctx, profile, "profile.", stored)
+            merged = events.merge_profile(stored, profile)
+        record = decide_and_store(uow, ctx, firm, merged, as_of, "企业信息登记/更新 upsert")
+        uow.commit()
+        return _view(uow, ctx, firm, record)
 
 
 def _update_masked(
@@ -393,40 +377,18 @@ def _items(
 
 
 def list_whitelist(
-    uow: UnitOfWork, ctx: RulesContext, region: str, page_size: int, page_token: str
+    uow: UnitOfWork, ctx: RulesContext, region: str, size: int, token: str
 ) -> tuple[list[WhitelistEntry], str]:
-    """One page of active white-list entries; the token is opaque and bound to the region
-    filter (a township, or a county meaning all its townships; either form of either)."""
-    if page_size < 0 or page_size > MAX_PAGE:
-        raise ValidationError([FieldViolation("page_size", f"must be 0..{MAX_PAGE}")])
-    names = region_filter(ctx, region)
-    region = ",".join(names)  # the filter in canonical form binds the token
-    size = page_size or DEFAULT_PAGE
-    after = _decode_token(page_token, region) if page_token else ""
+    """One page of active white-list entries (services/common/paging.py); the token is
+    bound to the region filter (a township, or a county meaning all its townships; either
+    form of either)."""
+    size = page_size(size)
+    names = region_filter(ctx.regions, region)
+    query = ",".join(names)  # the filter in canonical form binds the token
+    after = decode_token(token, query)
     with uow:
         rows = list(uow.register.whitelist_page(names, ctx.today(), after, size + 1))
-    more = len(rows) > size
-    rows = rows[:size]
-    token = _encode_token(region, rows[-1]) if more and rows else ""
-    return rows, token
-
-
-def _encode_token(region: str, last: WhitelistEntry) -> str:
-    raw = "\x1e".join([region, f"{last.region}\x1f{last.enterprise_id}"])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_token(token: str, region: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(token.encode()).decode()
-        token_region, cursor = raw.split("\x1e", 1)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise ValidationError(
-            [FieldViolation("page_token", "not a token this server issued")]
-        ) from exc
-    if token_region != region:
-        raise ValidationError([FieldViolation("page_token", "was issued for another region")])
-    return cursor
+    return one_page(rows, size, query, lambda e: f"{e.region}\x1f{e.enterprise_id}")
 
 
 def report_event(
@@ -458,7 +420,7 @@ def report_event(
             record.result = _snapshot(view)
             uow.commit()
             return view
-    except IntegrityError:  # the same event id raced in on another connection
+    except Conflict:  # the same event id raced in on another connection
         with uow:
             first = uow.register.event(source, event.event_id)
             if first is None:

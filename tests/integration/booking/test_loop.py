@@ -8,8 +8,8 @@ from datetime import date
 import grpc
 import pytest
 
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.service_layer.outbox import deliver_pending
-from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from tests.booking_env import Pair
@@ -189,8 +189,8 @@ def test_a_visit_with_photos_keeps_them_with_their_ticket(pair: Pair) -> None:
 def test_resend_since_queues_delivered_events_again_and_rules_ignores_duplicates(
     pair: Pair,
 ) -> None:
-    from services.booking.service_layer.handlers import today_shanghai
     from services.booking.service_layer.outbox import resend_since
+    from services.common.clock import today_shanghai
 
     firm = pair.register_firm(12, industry="light_industry", high_risk_domains=["dust_explosion"])
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])

@@ -9,9 +9,9 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from services.booking.adapters.orm import assignments, outbox
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.domain.records import Expert
 from services.booking.service_layer.outbox import DeliveryReport, deliver_pending
-from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.rules.adapters.ruleset_loader import load_rulebook
@@ -195,7 +195,7 @@ def test_a_backed_off_event_is_never_overtaken_by_a_later_one_of_the_same_firm(
 ) -> None:
     """FOUND waits out a backoff; VERIFIED of the same hazard, written later, must wait too
     (sent first, the rules service would refuse it and the hazard would stay open)."""
-    from services.booking.service_layer.handlers import now
+    from services.common.clock import now
 
     firm = pair.register_firm(50)
     other = pair.register_firm(51)

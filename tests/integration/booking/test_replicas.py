@@ -21,9 +21,9 @@ from sqlalchemy import select
 
 from services.booking.adapters.orm import outbox
 from services.booking.adapters.rules_client import RulesClient
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.entrypoints import grpc_server as booking_grpc
 from services.booking.service_layer.outbox import deliver_pending
-from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common._generated.rules.v1 import rules_pb2 as rpb

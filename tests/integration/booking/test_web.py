@@ -21,9 +21,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine
 
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.entrypoints.web import create_web_app
-from services.booking.service_layer import handlers
-from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.booking.service_layer.orders import list_orders
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common.http_server import HttpServer, start_http
@@ -211,7 +211,7 @@ def test_form_errors_are_shown_next_to_their_fields_and_input_is_kept(site: Site
     assert 'class="error"' not in block(again.text, "item_codes")
     assert "请至少选择2个半天时段" in block(again.text, "preferred_slots")
     assert site.calls == []
-    orders, _ = handlers.list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "")
+    orders, _ = list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "")
     assert orders == []
 
 
@@ -226,7 +226,7 @@ def test_control_characters_in_the_form_are_shown_as_errors_and_nothing_is_store
     assert "控制字符" in block(response.text, "note")
     lines = site.order(token, key, note="二车间\r\n三车间")  # a text area breaks lines
     assert lines.status_code == 303, lines.text
-    orders, _ = handlers.list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "")
+    orders, _ = list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "")
     assert [o.note for o in orders] == ["二车间\r\n三车间"]
 
 
@@ -249,7 +249,7 @@ def test_the_same_form_posted_twice_makes_one_order(site: Site) -> None:
     assert re.fullmatch(
         rf"/q/{re.escape(token)}/orders/B\d{{6}}[0-9A-Z]{{6}}", first.headers["location"]
     )
-    orders, _ = handlers.list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "")
+    orders, _ = list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "")
     assert len(orders) == 1
     assert "wake" in site.calls
 

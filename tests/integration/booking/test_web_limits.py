@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.booking.entrypoints.web import create_web_app
-from services.booking.entrypoints.web_limits import WebLimits
+from services.booking.entrypoints.web.limits import WebLimits
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common.http_server import start_http
 from services.common.ratelimit import Rate

@@ -73,7 +73,7 @@ def test_nothing_matched_is_an_ordinary_clean_decision(rules_stub) -> None:  # t
 
 
 def test_as_of_defaults_to_today_in_shanghai(rules_stub) -> None:  # type: ignore[no-untyped-def]
-    from services.rules.domain.dates import today_shanghai
+    from services.common.clock import today_shanghai
 
     before = today_shanghai().isoformat()
     decision = rules_stub.Evaluate(

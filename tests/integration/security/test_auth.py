@@ -434,7 +434,8 @@ def test_qr_only_calls_are_rate_limited_per_host_and_orders_per_token(tmp_path, 
 
 
 def test_booking_talks_to_rules_over_mutual_tls(rulebook, store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from services.booking.adapters.rules_client import RulesClient, RulesUnavailable
+    from services.booking.adapters.rules_client import RulesClient
+    from services.booking.domain.rules_service import RulesUnavailable
     from services.common.security import client_credentials
 
     pki = make_pki(tmp_path)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.booking.domain.tickets import REMINDER_DAYS, Ticket, TicketStatus, default_due
-from services.rules.domain.profile import Severity
+from services.common.vocabulary import Severity
 
 TODAY = date(2026, 6, 1)
 DUE = date(2026, 6, 10)

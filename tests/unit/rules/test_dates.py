@@ -4,7 +4,8 @@ from datetime import date
 
 import pytest
 
-from services.rules.domain.dates import add_months, parse_iso_date, within_months
+from services.common.values import parse_iso_date
+from services.rules.domain.dates import add_months, within_months
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,9 @@ from typing import Any
 
 import pytest
 
+from services.common.vocabulary import uscc_check_char, uscc_problem
 from services.rules.domain.errors import ValidationError
-from services.rules.domain.profile import (
-    EnterpriseProfile,
-    HazardStatus,
-    parse_profile,
-    uscc_check_char,
-    uscc_problem,
-)
+from services.rules.domain.profile import EnterpriseProfile, HazardStatus, parse_profile
 from tests.support import profile
 
 FACT_TYPES = {

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.booking.domain import messages
 from services.common.ratelimit import Rate, RateLimiter
 
 PAGE = (
     '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
     '<meta name="viewport" content="width=device-width,initial-scale=1">'
-    "<title>操作太频繁</title></head><body><h1>操作太频繁</h1>"
-    "<p>请稍等片刻再试。</p></body></html>"
-)
+    "<title>{0}</title></head><body><h1>{0}</h1>"
+    "<p>{1}</p></body></html>"
+).format(*messages.PAGE_TOO_MANY)
 
 
 @dataclass(frozen=True)

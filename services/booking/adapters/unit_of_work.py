@@ -1,0 +1,27 @@
+"""The booking register's unit of work on SQLAlchemy (the service layer's UnitOfWork).
+
+It owns the session and the transaction; the service layer sees the repository
+(`register`), `commit`, `rollback` and `flush`, and Conflict for a lost race.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from services.booking.adapters.orm import AUDIT, start_mappers
+from services.booking.adapters.repository import BookingRegister
+from services.common.unit_of_work import BaseUnitOfWork
+
+
+class SqlUnitOfWork(BaseUnitOfWork[BookingRegister]):
+    def __init__(self, engine: Engine) -> None:
+        start_mappers()
+        super().__init__(engine, AUDIT)  # every committed change leaves a chained entry
+
+    def make_register(self, session: Session) -> BookingRegister:
+        return BookingRegister(session, lock_rows=self.lock_rows)
+
+    def __enter__(self) -> SqlUnitOfWork:
+        super().__enter__()
+        return self

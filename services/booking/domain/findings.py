@@ -1,0 +1,94 @@
+"""What an expert records on a visit: findings, each becoming a rectification ticket (pure).
+
+`check_findings` validates every finding of a visit at once and names each bad field; the
+clause a finding cites must be one the rules service knows, which the caller answers
+(`known_clause`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from services.common.errors import FieldViolation, ValidationError
+from services.common.values import parse_day, preview
+from services.common.vocabulary import Severity
+
+from .photos import check_photo
+from .tickets import default_due
+
+MAX_FINDINGS = 50
+MAX_PHOTOS = 5
+MAX_TEXT = 1000
+CLAUSE_REF_MAX = 48
+SEVERITIES = frozenset(s.value for s in Severity)
+
+
+@dataclass(frozen=True)
+class FindingInput:
+    clause_ref: str
+    severity: str  # "major" | "general"
+    description: str
+    due_on: str = ""
+    photos: tuple[tuple[bytes, str], ...] = ()
+
+
+def check_findings(
+    findings: Sequence[FindingInput], visited_on: date, known_clause: Callable[[str], bool]
+) -> list[tuple[FindingInput, date]]:
+    """Each finding with its deadline, or ValidationError naming every bad field."""
+    if len(findings) > MAX_FINDINGS:
+        raise ValidationError([FieldViolation("findings", f"at most {MAX_FINDINGS} per visit")])
+    bad: list[FieldViolation] = []
+    out = []
+    for i, f in enumerate(findings):
+        due, problems = _finding(f, visited_on, f"findings[{i}]", known_clause)
+        bad.extend(problems)
+        out.append((f, due))
+    if bad:
+        raise ValidationError(bad)
+    return out
+
+
+def _finding(
+    f: FindingInput, visited_on: date, path: str, known_clause: Callable[[str], bool]
+) -> tuple[date, list[FieldViolation]]:
+    """One finding's deadline and everything wrong with it."""
+    bad: list[FieldViolation] = []
+    if f.severity not in SEVERITIES:
+        bad.append(FieldViolation(f"{path}.severity", "MAJOR or GENERAL"))
+    if not f.description.strip() or len(f.description) > MAX_TEXT:
+        bad.append(
+            FieldViolation(f"{path}.description", f"required, at most {MAX_TEXT} characters")
+        )
+    ref = f.clause_ref
+    if len(ref) > CLAUSE_REF_MAX or ":" not in ref or not known_clause(ref):
+        bad.append(
+            FieldViolation(
+                f"{path}.clause_ref", f"{preview(ref)} is not a clause the rules service knows"
+            )
+        )
+    bad.extend(_photo_problems(f, path))
+    due = default_due(f.severity, visited_on) if f.severity in SEVERITIES else visited_on
+    if f.due_on:
+        try:
+            due = parse_day(f.due_on, f"{path}.due_on")
+        except ValidationError as exc:
+            bad.extend(exc.violations)
+        else:
+            if due <= visited_on:
+                bad.append(FieldViolation(f"{path}.due_on", "must be after the visit"))
+    return due, bad
+
+
+def _photo_problems(f: FindingInput, path: str) -> list[FieldViolation]:
+    bad: list[FieldViolation] = []
+    if len(f.photos) > MAX_PHOTOS:
+        bad.append(FieldViolation(f"{path}.photos", f"at most {MAX_PHOTOS}"))
+    for j, (content, _) in enumerate(f.photos):
+        try:
+            check_photo(content, f"{path}.photos[{j}]")
+        except ValidationError as exc:
+            bad.extend(exc.violations)
+    return bad

@@ -1,0 +1,81 @@
+"""What booking learns from the rules service, and how asking it can fail (pure).
+
+The rules client (adapters/rules_client.py) answers with these records and raises these
+errors; the service layer's port (service_layer/ports.py) names the calls. A failure
+carries the gRPC status code's name (`status`, e.g. "NOT_FOUND"): callers decide by it,
+never by a message's text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Codes the rules service answers when it cannot help now: retried with backoff. An
+# authentication problem is a configuration to fix, not a lost event: retried too.
+TRANSIENT = frozenset(
+    {
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "RESOURCE_EXHAUSTED",
+        "ABORTED",
+        "INTERNAL",
+        "UNKNOWN",
+        "CANCELLED",
+    }
+)
+# Of those, the codes that mean the service is not there at all (down, unreachable, gone
+# past the deadline): the outbox stops sending anything until it answers again.
+UNREACHABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"})
+
+
+class RulesError(Exception):
+    """A call to the rules service failed with the gRPC status `status` ("NOT_FOUND" …)."""
+
+    def __init__(self, status: str, detail: str = "") -> None:
+        super().__init__(f"{status}: {detail}" if detail else status)
+        self.status = status
+        self.detail = detail
+
+    @property
+    def unreachable(self) -> bool:
+        """The service did not answer at all (rather than refusing this one request)."""
+        return self.status in UNREACHABLE
+
+
+class RulesUnavailable(RulesError):
+    """The rules service did not do it now (down, overloaded, timed out): try again later."""
+
+
+class RulesRejected(RulesError):
+    """The rules service answered with a permanent error (a bad event, an unknown firm)."""
+
+
+def rules_error(status: str, detail: str = "") -> RulesError:
+    """The error for a failed call: transient codes are RulesUnavailable, the rest
+    RulesRejected."""
+    kind = RulesUnavailable if status in TRANSIENT else RulesRejected
+    return kind(status, detail)
+
+
+@dataclass(frozen=True)
+class FirmInfo:
+    """A firm as the rules register has it."""
+
+    enterprise_id: str
+    name: str
+    region: str
+
+
+@dataclass(frozen=True)
+class InspectionInfo:
+    """What an inspection code (行政检查码) stands for."""
+
+    code: str
+    enterprise_name: str
+    authority: str
+    kind: str  # ROUTINE, COMPLAINT …: the rules service's inspection kinds
+    planned_on: str
+    grounds: str
+    joint_authorities: tuple[str, ...]

@@ -1,0 +1,59 @@
+"""The booking service's HTTP app: its routes, middleware and error pages together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from services.booking.entrypoints.web import errors
+from services.booking.entrypoints.web.limits import (
+    DEFAULT_WEB_LIMITS,
+    RateLimitMiddleware,
+    WebLimits,
+)
+from services.booking.entrypoints.web.middleware import Guard
+from services.booking.entrypoints.web.pages import Pages
+from services.booking.service_layer.ports import BookingContext
+from services.common.auth import TokenStore
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def create_web_app(
+    ctx: BookingContext,
+    engine: Engine,
+    *,
+    on_outbox: Callable[[], None] = lambda: None,
+    limits: WebLimits | None = DEFAULT_WEB_LIMITS,
+    staff: TokenStore | None = None,
+) -> Starlette:
+    """The phone page, /verify, /dashboard, /healthz (routes: entrypoints/web/__init__.py)."""
+    pages = Pages(ctx, engine, on_outbox, staff)
+    routes = [
+        Route("/q/{token}", pages.landing, methods=["GET"]),
+        Route("/q/{token}/order", pages.order_form, methods=["GET"]),
+        Route("/q/{token}/order", pages.order_submit, methods=["POST"]),
+        Route("/q/{token}/orders/{order_id}", pages.order_page, methods=["GET"]),
+        Route("/q/{token}/tickets/{ticket_id}", pages.ticket_page, methods=["GET"]),
+        Route("/q/{token}/tickets/{ticket_id}", pages.ticket_submit, methods=["POST"]),
+        Route("/q/{token}/photos/{photo_id}", pages.photo, methods=["GET"]),
+        Route("/verify/{code}", pages.verify, methods=["GET"]),
+        Route("/dashboard", pages.dashboard, methods=["GET"]),
+        Route("/healthz", pages.healthz, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
+    ]
+    return Starlette(
+        debug=False,
+        routes=routes,
+        middleware=[
+            Middleware(Guard, on_crash=errors.crash_handler(pages.render)),
+            *([Middleware(RateLimitMiddleware, limits=limits)] if limits else []),
+        ],
+        exception_handlers=errors.handlers(pages.render),
+    )

@@ -1,0 +1,117 @@
+"""How values look on the pages: the Chinese names of statuses, severities, domains,
+actors and inspection kinds, and of dates, times, slots and months (the templates'
+helpers). Sentences are in domain/messages.py.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import jinja2
+
+from services.booking.domain.orders import OrderStatus
+from services.booking.domain.slots import parse_slot
+from services.booking.domain.tickets import TicketStatus
+from services.common.instants import in_shanghai
+from services.common.vocabulary import Domain, Severity
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+ORDER_STATUS_LABELS = {
+    OrderStatus.SUBMITTED.value: "已提交，待派单",
+    OrderStatus.DISPATCHED.value: "已派单",
+    OrderStatus.VISITED.value: "专家已上门",
+    OrderStatus.CLOSED.value: "已办结",
+    OrderStatus.CANCELLED.value: "已取消",
+}
+TICKET_STATUS_LABELS = {
+    TicketStatus.OPEN.value: "待整改",
+    TicketStatus.SUBMITTED.value: "已提交",
+    TicketStatus.VERIFIED.value: "复查通过",
+}
+SEVERITY_LABELS = {s.value: s.label for s in Severity}
+# Other actors are service callers (experts, inspectors): their ids stay off the page.
+ACTOR_LABELS = {"firm": "企业", "dispatcher": "系统派单", "": "系统"}
+OTHER_ACTOR = "专家/工作人员"
+DOMAIN_LABELS = {**{d.value: d.label for d in Domain}, "any": "通用服务"}
+INSPECTION_KIND_LABELS = {
+    "ROUTINE": "日常检查（双随机）",
+    "CAMPAIGN": "专项检查",
+    "COMPLAINT": "投诉举报核查",
+    "REFERRAL": "转办交办",
+    "DATA_MONITORING": "数据监测预警核查",
+    "ACCIDENT": "事故调查",
+    "RECHECK": "复查",
+    "ENTERPRISE_REQUEST": "企业申请",
+    "LICENSING": "行政许可核查",
+}
+WEEKDAYS = "一二三四五六日"
+
+
+def day(value: date | None) -> str:
+    return f"{value.year}年{value.month}月{value.day}日" if value else ""
+
+
+def iso_day(text: str) -> str:
+    """A `YYYY-MM-DD` string as 2026年6月7日; anything else as it is."""
+    try:
+        return day(date.fromisoformat(text))
+    except (TypeError, ValueError):
+        return text
+
+
+def time(value: datetime | None) -> str:
+    """A stored instant in Beijing time (SQLite hands back naive UTC)."""
+    if value is None:
+        return ""
+    local = in_shanghai(value)
+    return f"{local.year}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
+
+
+def weekday(value: date) -> str:
+    return f"周{WEEKDAYS[value.weekday()]}"
+
+
+def slot_label(text: str | None) -> str:
+    if not text:
+        return ""
+    try:
+        slot = parse_slot(text)
+    except ValueError:
+        return text
+    return f"{slot.label}（{weekday(slot.day)}）"
+
+
+def month(key: str) -> str:
+    year, _, number = key.partition("-")
+    return f"{year}年{int(number)}月" if number.isdigit() else key
+
+
+def percent(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def environment() -> jinja2.Environment:
+    """The templates (autoescaped HTML) with the labels as globals."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,  # every template is HTML: escape everything
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(
+        order_status=lambda s: ORDER_STATUS_LABELS.get(s, s),
+        ticket_status=lambda s: TICKET_STATUS_LABELS.get(s, s),
+        severity=lambda s: SEVERITY_LABELS.get(s, s),
+        actor=lambda a: ACTOR_LABELS.get(a, OTHER_ACTOR),
+        domain=lambda d: DOMAIN_LABELS.get(d, d),
+        day=day,
+        iso_day=iso_day,
+        time=time,
+        slot_label=slot_label,
+        month=month,
+        percent=percent,
+    )
+    return env

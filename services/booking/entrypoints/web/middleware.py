@@ -1,0 +1,127 @@
+"""What wraps every request of the phone page: security headers, no-store on dynamic
+pages, bounded request bodies (uploaded files are otherwise unbounded), the 500 page for
+anything unexpected, and the supervisors' credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Awaitable, Callable
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common.auth import TokenStore
+
+FORM_BODY_LIMIT = 64 * 1024  # the order form is a few hundred bytes
+UPLOAD_BODY_LIMIT = 6 * 1024 * 1024 + 64 * 1024  # one ≤ 5 MB photo, a note, multipart framing
+STAFF_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
+_UPLOAD_PATH = re.compile(r"^/q/[^/]+/tickets/[^/]+/?$")
+_TOKEN_PATH = re.compile(r"^/q/[^/]+")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the token is in the URL: never send it elsewhere
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+}
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the route allows."""
+
+
+class Guard:
+    """Security headers on every response, no-store on dynamic pages, bounded bodies."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        on_crash: Callable[[Request, Exception], Awaitable[Response]] | None = None,
+    ) -> None:
+        self.app = app
+        self.on_crash = on_crash
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        limit = UPLOAD_BODY_LIMIT if _UPLOAD_PATH.match(path) else FORM_BODY_LIMIT
+        declared = _content_length(scope)
+        received = 0
+
+        async def bounded() -> Message:
+            nonlocal received
+            if declared is not None and declared > limit:
+                raise BodyTooLarge(f"{declared} bytes declared, {limit} allowed")
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(f"more than {limit} bytes")
+            return message
+
+        no_store = not path.startswith("/static/")
+        started = False
+
+        async def with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                secure(MutableHeaders(scope=message), no_store)
+            await send(message)
+
+        try:
+            await self.app(scope, bounded, with_headers)
+        except Exception as exc:
+            # Unexpected: answer with the 500 page here rather than in Starlette's outer
+            # ServerErrorMiddleware, which re-raises and makes uvicorn drop the connection.
+            if started or self.on_crash is None:
+                raise
+            response = await self.on_crash(Request(scope), exc)
+            await response(scope, receive, with_headers)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def secure(headers: MutableHeaders, no_store: bool = True) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        headers[name] = value
+    if no_store:
+        headers["Cache-Control"] = "no-store"
+
+
+def log_path(path: str) -> str:
+    """The request path without the QR token (it is the firm's credential)."""
+    return _TOKEN_PATH.sub("/q/***", path)
+
+
+def is_staff(store: TokenStore, request: Request) -> bool:
+    """A staff token (booking.read/inspector/admin) as HTTP Basic password (any user;
+    browsers prompt for it) or as a Bearer header."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    token = value.strip()
+    if scheme.lower() == "basic":
+        try:
+            token = base64.b64decode(token).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    principal = store.lookup(token) if token else None
+    return principal is not None and principal.has(*STAFF_SCOPES)

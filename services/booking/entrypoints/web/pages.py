@@ -1,0 +1,281 @@
+"""The routes of the phone page, /verify and /dashboard: each reads the request, asks one
+use case or view of the service layer (with a fresh unit of work), and renders a
+template; nothing here decides anything (like the gRPC servicer).
+
+The signed QR token in the path is the firm's only credential, and only for its own
+page, orders, tickets and photos; every /q/ route resolves it first, before it looks
+anything up, so a bad token learns nothing (not even whether an order id exists).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain import messages
+from services.booking.domain.orders import bookable_slots
+from services.booking.domain.photos import MAX_PHOTO_BYTES
+from services.booking.domain.records import FirmCard
+from services.booking.entrypoints.web import labels
+from services.booking.entrypoints.web.errors import error_page
+from services.booking.entrypoints.web.middleware import BodyTooLarge, is_staff
+from services.booking.service_layer import orders, tickets, views
+from services.booking.service_layer.ports import BookingContext
+from services.common.auth import TokenStore
+from services.common.db import ping
+from services.common.errors import NotFound, PreconditionFailed, ValidationError
+
+_log = structlog.get_logger("web")
+
+UPLOAD_PART_LIMIT = 6 * 1024 * 1024
+HEALTH_TIMEOUT_S = 5.0
+ORDER_FIELDS = ("item_codes", "preferred_slots", "contact_name", "contact_phone", "note")
+TICKET_FIELDS = ("note", "photo")
+MAX_CODE = 100
+MAX_QUERY = 100
+
+
+class Pages:
+    def __init__(
+        self,
+        ctx: BookingContext,
+        engine: Engine,
+        on_outbox: Callable[[], None],
+        staff: TokenStore | None,
+    ) -> None:
+        self.ctx = ctx
+        self.engine = engine
+        self.on_outbox = on_outbox
+        self.staff = staff
+        self.env = labels.environment()
+        self.guidance = views.Guidance(ctx.rules)
+
+    # -- plumbing
+
+    def uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine)
+
+    def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("hotline", self.ctx.hotline)
+        html = self.env.get_template(name).render(**context)
+        return HTMLResponse(html, status_code=status)
+
+    def _wake(self) -> None:
+        try:
+            self.on_outbox()
+        except Exception:  # harmless: the outbox worker also polls
+            _log.exception("on_outbox failed")
+
+    def _firm(self, token: str) -> FirmCard:
+        return views.firm(self.uow(), self.ctx, token)
+
+    # -- landing, the order form, the confirmation
+
+    async def landing(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        data = await run_in_threadpool(views.landing, self.uow(), self.ctx, token)
+        return self.render("landing.html", token=token, **data)
+
+    def _order_form(
+        self,
+        token: str,
+        card: FirmCard,
+        values: Mapping[str, Any],
+        key: str,
+        errors: Mapping[str, list[str]],
+        status: int,
+    ) -> HTMLResponse:
+        general = [m for f, ms in errors.items() if f not in ORDER_FIELDS for m in ms]
+        slots = [
+            {
+                "value": str(slot),
+                "label": slot.label,
+                "weekday": labels.weekday(slot.day),
+                "weekend": "weekend" if slot.day.weekday() >= 5 else "",
+            }
+            for slot in bookable_slots(self.ctx.today())
+        ]
+        return self.render(
+            "order_form.html",
+            status,
+            token=token,
+            firm=card,
+            menu=list(self.ctx.menu.values()),
+            slots=slots,
+            values=values,
+            key=key,
+            errors=errors,
+            general_errors=general,
+        )
+
+    async def order_form(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        card = await run_in_threadpool(self._firm, token)
+        chosen = [c for c in request.query_params.getlist("item") if c in self.ctx.menu]
+        values = {
+            "item_codes": chosen,
+            "preferred_slots": [],
+            "contact_name": "",
+            "contact_phone": "",
+            "note": "",
+        }
+        return self._order_form(token, card, values, str(uuid.uuid4()), {}, 200)
+
+    async def order_submit(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        card = await run_in_threadpool(self._firm, token)  # the token first, then the form
+        async with request.form(max_files=0, max_fields=100, max_part_size=16 * 1024) as form:
+            values: dict[str, Any] = {
+                "item_codes": [str(v) for v in form.getlist("item_codes")],
+                "preferred_slots": [str(v) for v in form.getlist("preferred_slots")],
+                "contact_name": str(form.get("contact_name") or ""),
+                "contact_phone": str(form.get("contact_phone") or ""),
+                "note": str(form.get("note") or ""),
+            }
+            key = str(form.get("idempotency_key") or "")
+        try:
+            order = await run_in_threadpool(
+                orders.create_order, self.uow(), self.ctx, token, values, key
+            )
+        except ValidationError as exc:
+            errors: dict[str, list[str]] = {}
+            for v in exc.violations:
+                text = v.description
+                if v.field == "idempotency_key":
+                    key, text = "", messages.FORM_EXPIRED
+                errors.setdefault(v.field, []).append(text)
+            key = key if 0 < len(key) <= orders.KEY_MAX else str(uuid.uuid4())
+            return self._order_form(token, card, values, key, errors, 400)
+        self._wake()
+        return RedirectResponse(f"/q/{token}/orders/{order.id}", status_code=303)
+
+    async def order_page(self, request: Request) -> Response:
+        token, order_id = request.path_params["token"], request.path_params["order_id"]
+        data = await run_in_threadpool(views.order_page, self.uow(), self.ctx, token, order_id)
+        return self.render("order.html", token=token, **data)
+
+    # -- tickets and photos
+
+    def _ticket(self, token: str, ticket_id: str) -> dict[str, Any]:
+        data = views.ticket_page(self.uow(), self.ctx, token, ticket_id, self.guidance)
+        return {**data, "max_mb": MAX_PHOTO_BYTES // (1024 * 1024)}
+
+    async def ticket_page(self, request: Request) -> Response:
+        token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
+        data = await run_in_threadpool(self._ticket, token, ticket_id)
+        return self.render(
+            "ticket.html", token=token, note="", errors={}, general_errors=[], **data
+        )
+
+    async def ticket_submit(self, request: Request) -> Response:
+        token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
+        await run_in_threadpool(self._firm, token)
+        note, photo, errors, status = "", b"", {}, 400
+        try:
+            async with request.form(
+                max_files=1, max_fields=10, max_part_size=UPLOAD_PART_LIMIT
+            ) as form:
+                raw_note = form.get("note")
+                note = raw_note if isinstance(raw_note, str) else ""
+                upload = form.get("photo")
+                if isinstance(upload, UploadFile):
+                    photo = await upload.read(MAX_PHOTO_BYTES + 1)  # enough to say "too big"
+        except BodyTooLarge:
+            errors, status = {"photo": [messages.PHOTO_TOO_LARGE]}, 413
+        except HTTPException:  # malformed multipart, too many parts
+            errors = {"photo": [messages.UPLOAD_FAILED]}
+        if not errors:
+            try:
+                await run_in_threadpool(
+                    tickets.submit_rectification,
+                    self.uow(),
+                    self.ctx,
+                    ticket_id,
+                    token=token,
+                    note=note,
+                    photo=photo,
+                )
+            except ValidationError as exc:
+                for v in exc.violations:
+                    errors.setdefault(v.field, []).append(v.description)
+            except PreconditionFailed:
+                errors, status = {"_form": [messages.ALREADY_VERIFIED]}, 409
+        if errors:
+            data = await run_in_threadpool(self._ticket, token, ticket_id)
+            general = [m for f, ms in errors.items() if f not in TICKET_FIELDS for m in ms]
+            return self.render(
+                "ticket.html",
+                status,
+                token=token,
+                note=note,
+                errors=errors,
+                general_errors=general,
+                **data,
+            )
+        self._wake()
+        return RedirectResponse(f"/q/{token}/tickets/{ticket_id}", status_code=303)
+
+    async def photo(self, request: Request) -> Response:
+        token, photo_id = request.path_params["token"], request.path_params["photo_id"]
+        found = await run_in_threadpool(tickets.photo_of, self.uow(), self.ctx, photo_id, token)
+        if found.content_type not in ("image/jpeg", "image/png"):  # sniffed on upload; be sure
+            raise NotFound("no such photo")
+        return Response(
+            found.content, media_type=found.content_type, headers={"Content-Disposition": "inline"}
+        )
+
+    # -- inspection codes
+
+    async def verify(self, request: Request) -> Response:
+        code = request.path_params["code"]
+        found = None
+        if 0 < len(code) <= MAX_CODE:
+            found = await run_in_threadpool(views.inspection, self.ctx, code)
+        if found is None:
+            return self.render("verify_invalid.html", 404)
+        kind = labels.INSPECTION_KIND_LABELS.get(found.kind, found.kind)
+        return self.render("verify.html", info=found, kind=kind)
+
+    # -- supervision
+
+    async def dashboard(self, request: Request) -> Response:
+        """The supervisors' page: a staff token is required when the app has a token
+        store (middleware.is_staff)."""
+        if self.staff is not None and not is_staff(self.staff, request):
+            return Response(
+                messages.STAFF_ONLY,
+                status_code=401,
+                media_type="text/plain",
+                headers={"WWW-Authenticate": 'Basic realm="dashboard", charset="UTF-8"'},
+            )
+        q = request.query_params
+        region, start, end = (q.get(k, "")[:MAX_QUERY] for k in ("region", "from", "to"))
+        regions = self.ctx.regions
+        if region and regions is not None and regions.area(region) is None:
+            near = regions.nearest(region, counties=True)
+            title, text = messages.PAGE_NO_REGION
+            hint = messages.NEAREST_REGIONS.format(names="、".join(near)) if near else ""
+            return error_page(self.render, 400, (title, text.format(region=region[:24], hint=hint)))
+        data = await run_in_threadpool(views.dashboard, self.uow(), self.ctx, region, start, end)
+        return self.render("dashboard.html", region=region, start=start, end=end, **data)
+
+    # -- health
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            await asyncio.wait_for(run_in_threadpool(ping, self.engine), HEALTH_TIMEOUT_S)
+        except Exception:
+            _log.warning("health check: database unreachable")
+            return PlainTextResponse("database unreachable", status_code=503)
+        return PlainTextResponse("ok")

@@ -1,0 +1,56 @@
+"""The expert pool: add or replace an expert (then dispatch what waited), list, name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from services.booking.domain.experts import parse_expert
+from services.booking.domain.records import EXPERT_FIELDS, Expert
+from services.booking.service_layer.dispatch import redispatch_waiting
+from services.booking.service_layer.ports import BookingContext
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import now
+from services.common.regions import region_filter
+
+
+def upsert_expert(uow: UnitOfWork, ctx: BookingContext, data: Mapping[str, Any]) -> Expert:
+    """Create or replace an expert; orders still waiting are then dispatched again."""
+    expert = parse_expert(data, ctx.regions)
+    with uow:
+        stored = uow.register.expert(expert.id, for_update=True)
+        if stored is None:
+            uow.register.add(expert)
+            stored = expert
+        else:
+            for name in EXPERT_FIELDS:
+                setattr(stored, name, getattr(expert, name))
+        stored.updated_at = now()
+        uow.commit()
+    redispatch_waiting(uow, ctx)
+    return stored
+
+
+def list_experts(
+    uow: UnitOfWork, ctx: BookingContext, *, domain: str, region: str, active_only: bool
+) -> list[Expert]:
+    """The experts covering `domain` ('' = any) who serve `region` (a township or a
+    county, '' = any), active ones only if asked."""
+    regions = set(region_filter(ctx.regions, region))
+    with uow:
+        return [
+            e
+            for e in uow.register.experts()
+            if (not domain or domain in e.domains)
+            and (not regions or regions & set(e.regions))
+            and (e.active or not active_only)
+        ]
+
+
+def expert_names(uow: UnitOfWork, ids: Iterable[str | None]) -> dict[str, str]:
+    """Names of the given experts (those that exist), in one query."""
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    with uow:
+        return uow.register.expert_names(wanted)

@@ -1,0 +1,160 @@
+"""点单: take an order on a firm's QR token, read, list and cancel orders.
+
+A new order is committed, then dispatched in a transaction of its own (dispatch.py), so
+an order stays taken even when no expert is free yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from services.booking.domain import messages
+from services.booking.domain.orders import Order, OrderAction, OrderStatus, validate_order
+from services.booking.domain.records import FirmCard
+from services.booking.service_layer.dispatch import dispatch_order, redispatch_waiting
+from services.booking.service_layer.ports import BookingContext
+from services.booking.service_layer.qr_codes import check_owner, firm_for_token, owner_of
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import now
+from services.common.errors import (
+    FieldViolation,
+    NotFound,
+    RateLimited,
+    ValidationError,
+    retry_on_conflict,
+)
+from services.common.paging import decode_token, one_page, page_size, query_key
+from services.common.values import preview
+
+KEY_MAX = 64
+REASON_MAX = 500
+_ORDER_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def new_order_id(today: date) -> str:
+    """A booking number a person can read out: B + date + 6 random base-32 characters."""
+    return f"B{today:%y%m%d}" + "".join(secrets.choice(_ORDER_ID_ALPHABET) for _ in range(6))
+
+
+def create_order(
+    uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], idempotency_key: str
+) -> Order:
+    """Take an order from the firm's QR token, then dispatch it; the same key again
+    returns the same order."""
+    if ctx.order_limiter is not None and token:
+        allowed, wait = ctx.order_limiter.check(hashlib.sha256(token.encode()).hexdigest()[:24])
+        if not allowed:
+            raise RateLimited("too many orders from this QR code; try again later", wait)
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > KEY_MAX:
+        raise ValidationError(
+            [FieldViolation("idempotency_key", messages.BAD_IDEMPOTENCY_KEY.format(n=KEY_MAX))]
+        )
+    # the same key may race in on another connection: the retry then finds its order
+    order_id = retry_on_conflict(lambda: _create(uow, ctx, token, form, key))
+    return dispatch_order(uow, ctx, order_id, actor="dispatcher", quiet=True)
+
+
+def _create(
+    uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], key: str
+) -> str:
+    with uow:
+        card = firm_for_token(uow, ctx, token)
+        existing = uow.register.order_by_key(card.enterprise_id, key)
+        if existing is not None:
+            return existing.id
+        request = validate_order(
+            list(form.get("item_codes", [])),
+            list(form.get("preferred_slots", [])),
+            str(form.get("contact_name", "")),
+            str(form.get("contact_phone", "")),
+            str(form.get("note", "")),
+            frozenset(ctx.menu),
+            ctx.today(),
+        )
+        at = now()
+        order = Order(
+            id=new_order_id(ctx.today()),
+            enterprise_id=card.enterprise_id,
+            enterprise_name=card.name,
+            region=card.region,
+            item_codes=list(request.item_codes),
+            preferred_slots=[str(s) for s in request.preferred_slots],
+            contact_name=request.contact_name,
+            contact_phone=request.contact_phone,
+            note=request.note,
+            idempotency_key=key,
+            status="",
+            created_at=at,
+            updated_at=at,
+        )
+        order.enter(OrderStatus.SUBMITTED.value, actor="firm", at=at, reason=messages.ORDER_TAKEN)
+        uow.register.add(order)
+        uow.commit()
+        return order.id
+
+
+def get_order(uow: UnitOfWork, ctx: BookingContext, order_id: str, token: str = "") -> Order:
+    """One order; with a QR token, only that firm's."""
+    with uow:
+        owner = owner_of(uow, ctx, token)  # the token first: a bad one learns nothing
+        return find_order(uow, owner, order_id)
+
+
+def find_order(uow: UnitOfWork, owner: FirmCard | None, order_id: str) -> Order:
+    """In an open unit of work: the order, if `owner` (a QR token's firm; None for a
+    staff caller) may see it."""
+    order = uow.register.order(order_id)
+    if order is None:
+        raise NotFound(f"no order {preview(order_id)}")
+    check_owner(owner, order.enterprise_id, "order")
+    return order
+
+
+def list_orders(
+    uow: UnitOfWork, enterprise_id: str, status: str, size: int, token: str
+) -> tuple[Sequence[Order], str]:
+    """One page of orders, newest first (services/common/paging.py)."""
+    size = page_size(size)
+    query = query_key(enterprise_id, status)
+    after = decode_token(token, query)
+    with uow:
+        rows = list(
+            uow.register.orders(
+                enterprise_id=enterprise_id, status=status, after=after, limit=size + 1
+            )
+        )
+    return one_page(rows, size, query, lambda o: o.id)
+
+
+def cancel_order(
+    uow: UnitOfWork, ctx: BookingContext, order_id: str, *, token: str = "", actor: str, reason: str
+) -> Order:
+    """The firm cancels its own order; the authority must give a reason. Frees the slot,
+    then dispatches what waited for it."""
+    if not token and not reason.strip():
+        raise ValidationError([FieldViolation("reason", "the authority must say why it cancels")])
+    if len(reason) > REASON_MAX:
+        raise ValidationError(
+            [FieldViolation("reason", messages.CANCEL_REASON_TOO_LONG.format(n=REASON_MAX))]
+        )
+    with uow:
+        owner = owner_of(uow, ctx, token)
+        order = uow.register.order(order_id, for_update=True)
+        if order is None:
+            raise NotFound(f"no order {preview(order_id)}")
+        check_owner(owner, order.enterprise_id, "order")
+        order.move(
+            OrderAction.CANCEL,
+            actor="firm" if token else actor,
+            at=now(),
+            reason=reason.strip() or messages.CANCELLED_BY_FIRM,
+        )
+        uow.register.release_slot(order.id)
+        uow.commit()
+    redispatch_waiting(uow, ctx)
+    return get_order(uow, ctx, order_id)

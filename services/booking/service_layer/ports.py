@@ -1,0 +1,58 @@
+"""What the use cases need from outside the register: the rules service (a port the rules
+client implements) and the rest of their context (keys, menu, clock, limits, regions).
+
+A rules call that cannot be made now (RulesUnavailable, domain/rules_service.py) becomes
+the caller's UNAVAILABLE through `ask_rules`; the outbox decides by the error's status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Protocol, TypeVar
+
+from services.booking.adapters.menu import MenuItem
+from services.booking.domain import qr
+from services.booking.domain.rules_service import FirmInfo, InspectionInfo, RulesUnavailable
+from services.common.clock import today_shanghai
+from services.common.errors import Unavailable
+from services.common.ratelimit import RateLimiter
+from services.common.regions import RegionRegistry
+
+T = TypeVar("T")
+
+
+class RulesPort(Protocol):
+    """What booking asks of the rules service (adapters/rules_client.py). Each call may
+    raise RulesUnavailable (try later) or RulesRejected (a permanent refusal)."""
+
+    def firm(self, enterprise_id: str) -> FirmInfo | None: ...
+    def clause(self, clause_ref: str) -> tuple[str, str] | None: ...
+    def clause_exists(self, clause_ref: str) -> bool: ...
+    def report(self, payload: Mapping[str, Any]) -> None: ...
+    def verify_code(self, code: str) -> InspectionInfo | None: ...
+
+
+def ask_rules(call: Callable[[], T]) -> T:
+    """`call()`, with a rules service that cannot answer now as UNAVAILABLE (retry)."""
+    try:
+        return call()
+    except RulesUnavailable as exc:
+        raise Unavailable(f"the rules service is unavailable, try again: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class BookingContext:
+    """Everything a use case needs besides its unit of work, shared by every request."""
+
+    keyring: qr.Keyring
+    menu: Mapping[str, MenuItem]
+    rules: RulesPort
+    public_url: str
+    hotline: str = "12345"
+    today: Callable[[], date] = today_shanghai
+    # orders per QR token (one phone cannot book a thousand visits); None: unlimited
+    order_limiter: RateLimiter | None = None
+    # rulesets/regions.yaml: the 镇街 an expert may serve and a filter may name; None: any
+    regions: RegionRegistry | None = None

@@ -1,0 +1,76 @@
+"""一图一码: issue a firm's QR code and poster; resolve a QR token to its firm.
+
+A token is the firm's only credential on the phone page and in the firm's own gRPC
+calls: every use case that takes one resolves it (`owner_of`) before it looks anything
+up, so a forged, edited or revoked token learns nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.booking.adapters.poster import render_poster
+from services.booking.domain import messages, qr
+from services.booking.domain.records import FirmCard
+from services.booking.service_layer.ports import BookingContext, ask_rules
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import now
+from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
+from services.common.vocabulary import uscc_problem
+
+
+@dataclass
+class IssuedCode:
+    url: str
+    token: str
+    poster_svg: str
+    key_id: str
+    issued_at: datetime
+
+
+def issue_qr_code(uow: UnitOfWork, ctx: BookingContext, enterprise_id: str) -> IssuedCode:
+    """Sign a new code for a firm of the rules register; the previous code stops working."""
+    if problem := uscc_problem(enterprise_id):
+        raise ValidationError([FieldViolation("enterprise_id", problem)])
+    info = ask_rules(lambda: ctx.rules.firm(enterprise_id))
+    if info is None:
+        raise NotFound(f"firm {enterprise_id} is not in the rules register")
+    token, text = qr.issue(ctx.keyring, enterprise_id)
+    with uow:
+        card = uow.register.firm(enterprise_id, for_update=True)
+        if card is None:
+            card = FirmCard(enterprise_id, info.name, info.region)
+            uow.register.add(card)
+        card.name, card.region = info.name, info.region
+        card.qr_key_id, card.qr_serial, card.qr_issued_at = token.key_id, token.serial, now()
+        issued_at = card.qr_issued_at
+        uow.commit()
+    url = f"{ctx.public_url.rstrip('/')}/q/{text}"
+    poster = render_poster(info.name, url, ctx.menu.values(), ctx.hotline)
+    return IssuedCode(url, text, poster, token.key_id, issued_at)
+
+
+def firm_for_token(uow: UnitOfWork, ctx: BookingContext, text: str) -> FirmCard:
+    """The firm a QR token stands for (inside the caller's transaction); PermissionDenied
+    for a forged, edited or revoked one."""
+    try:
+        token = qr.verify(ctx.keyring, text)
+    except qr.TokenRejected as exc:
+        raise PermissionDenied(messages.QR_INVALID.format(reason=exc.reason)) from exc
+    card = uow.register.firm(token.enterprise_id)
+    if card is None or card.qr_serial != token.serial or card.qr_key_id != token.key_id:
+        raise PermissionDenied(messages.QR_REVOKED)
+    return card
+
+
+def owner_of(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard | None:
+    """The firm a QR token stands for, checked before any record is looked up; None when
+    the call carries no QR token (an authenticated staff caller, checked by scopes)."""
+    return firm_for_token(uow, ctx, token) if token else None
+
+
+def check_owner(owner: FirmCard | None, enterprise_id: str, what: str) -> None:
+    """A firm's token reaches only that firm's records."""
+    if owner is not None and owner.enterprise_id != enterprise_id:
+        raise PermissionDenied(f"this {what} belongs to another firm")

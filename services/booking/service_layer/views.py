@@ -1,0 +1,167 @@
+"""The read side (as cosmicpython's views.py): what the phone page and the supervisors'
+dashboard show, each page read in one unit of work, and what the rules service says
+about a clause or an inspection code.
+
+Pages only read; every change goes through a use case (orders.py, tickets.py …).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from services.booking.domain.orders import mask_phone
+from services.booking.domain.records import FirmCard
+from services.booking.domain.rules_service import InspectionInfo, RulesRejected
+from services.booking.domain.tickets import TicketStatus
+from services.booking.service_layer import stats
+from services.booking.service_layer.orders import find_order
+from services.booking.service_layer.ports import BookingContext, RulesPort, ask_rules
+from services.booking.service_layer.qr_codes import firm_for_token
+from services.booking.service_layer.tickets import find_ticket
+from services.booking.service_layer.unit_of_work import UnitOfWork
+
+LANDING_ORDERS = 50  # the newest orders the landing page lists
+FIRM_TICKETS = 1000
+OVERDUE_LISTED = 500  # the dashboard's overdue list
+_log = structlog.get_logger("views")
+
+
+class Guidance:
+    """(clause text, guidance) from the rules service's catalogue (cached by the client);
+    ("", "") when unknown or while the rules service cannot be reached. After a failure
+    it does not ask again for `retry_after` seconds, so pages do not each wait for it."""
+
+    def __init__(self, rules: RulesPort, retry_after: float = 60.0) -> None:
+        self._rules = rules
+        self._retry_after = retry_after
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, clause_ref: str) -> tuple[str, str]:
+        with self._lock:
+            if time.monotonic() < self._retry_at:
+                return "", ""  # failed a moment ago: do not make every page wait again
+        try:
+            found = self._rules.clause(clause_ref)
+        except Exception:  # the rules service is unreachable and nothing is cached
+            _log.warning("clause guidance unavailable", clause_ref=clause_ref)
+            with self._lock:
+                self._retry_at = time.monotonic() + self._retry_after
+            return "", ""
+        return found or ("", "")
+
+
+def firm(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard:
+    """The QR token's firm (PermissionDenied for a forged, edited or revoked token)."""
+    with uow:
+        return firm_for_token(uow, ctx, token)
+
+
+def landing(uow: UnitOfWork, ctx: BookingContext, token: str) -> dict[str, Any]:
+    """The firm's page: its open and closed tickets (reminders, overdue), its newest
+    orders with their experts, the menu."""
+    today = ctx.today()
+    with uow:
+        card = firm_for_token(uow, ctx, token)
+        tickets = list(uow.register.tickets(enterprise_id=card.enterprise_id, limit=FIRM_TICKETS))
+        orders = list(uow.register.orders(enterprise_id=card.enterprise_id, limit=LANDING_ORDERS))
+        names = _names(uow, (o.expert_id for o in orders))
+    waiting = sorted(
+        (t for t in tickets if t.status != TicketStatus.VERIFIED), key=lambda t: (t.due_on, t.id)
+    )
+    return {
+        "firm": card,
+        "today": today,
+        "open_tickets": waiting,
+        "done_tickets": [t for t in tickets if t.status == TicketStatus.VERIFIED],
+        "reminders": [t for t in waiting if t.needs_reminder(today)],
+        "overdue": [t for t in waiting if t.is_overdue(today)],
+        "orders": orders,
+        "names": names,
+        "menu": list(ctx.menu.values()),
+    }
+
+
+def order_page(uow: UnitOfWork, ctx: BookingContext, token: str, order_id: str) -> dict[str, Any]:
+    """One of the firm's orders: status, expert, the tickets it raised."""
+    with uow:
+        card = firm_for_token(uow, ctx, token)
+        order = find_order(uow, card, order_id)
+        raised = [
+            t
+            for t in uow.register.tickets(enterprise_id=card.enterprise_id, limit=FIRM_TICKETS)
+            if t.order_id == order.id
+        ]
+        names = _names(uow, [order.expert_id])
+    return {
+        "firm": card,
+        "order": order,
+        "today": ctx.today(),
+        "expert_name": names.get(order.expert_id or "", ""),
+        "phone": mask_phone(order.contact_phone),
+        "items": [ctx.menu[c].name if c in ctx.menu else c for c in order.item_codes],
+        "tickets": raised,
+    }
+
+
+def ticket_page(
+    uow: UnitOfWork, ctx: BookingContext, token: str, ticket_id: str, guidance: Guidance
+) -> dict[str, Any]:
+    """One of the firm's tickets: deadline, expert, the clause and its guidance."""
+    with uow:
+        card = firm_for_token(uow, ctx, token)
+        ticket = find_ticket(uow, card, ticket_id)
+        names = _names(uow, [ticket.expert_id])
+    text, advice = guidance(ticket.clause_ref)  # outside the transaction: a remote call
+    today = ctx.today()
+    return {
+        "firm": card,
+        "ticket": ticket,
+        "today": today,
+        "days_left": (ticket.due_on - today).days,
+        "expert_name": names.get(ticket.expert_id, ""),
+        "clause_text": text,
+        "guidance": advice,
+    }
+
+
+def dashboard(
+    uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end: str
+) -> dict[str, Any]:
+    """督单: the statistics of the period asked for and every overdue ticket, with the
+    firms' names."""
+    asked = stats.period(ctx, region, start, end)
+    today = ctx.today()
+    with uow:
+        figures = stats.read_stats(uow, ctx, asked)
+        overdue = list(uow.register.tickets(overdue_on=today, limit=OVERDUE_LISTED))
+        found = uow.register.firm_names({t.enterprise_id for t in overdue})
+    return {
+        "stats": figures,
+        "overdue": sorted(overdue, key=lambda t: (t.due_on, t.id)),
+        "firm_names": {
+            t.enterprise_id: found.get(t.enterprise_id, t.enterprise_id) for t in overdue
+        },
+        "today": today,
+    }
+
+
+def inspection(ctx: BookingContext, code: str) -> InspectionInfo | None:
+    """What an inspection code (行政检查码) stands for, None when it is not a genuine one;
+    UNAVAILABLE while the rules service cannot be asked."""
+    try:
+        return ask_rules(lambda: ctx.rules.verify_code(code))
+    except RulesRejected:
+        return None
+
+
+def _names(uow: UnitOfWork, ids: Iterable[str | None]) -> dict[str, str]:
+    """Expert names for display; an expert that no longer exists shows its id."""
+    wanted = {i for i in ids if i}
+    found = uow.register.expert_names(wanted) if wanted else {}
+    return {i: found.get(i, i) for i in wanted}

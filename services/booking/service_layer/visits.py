@@ -1,0 +1,101 @@
+"""发现: the expert records a visit; each finding becomes a rectification ticket.
+
+One transaction holds the visit, its tickets and photos, the order's move and one
+HAZARD_FOUND event a finding (in the outbox, for the rules service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from services.booking.domain import messages
+from services.booking.domain.events import hazard_found
+from services.booking.domain.findings import FindingInput, check_findings
+from services.booking.domain.orders import OrderAction
+from services.booking.domain.photos import photo_record
+from services.booking.domain.records import Visit
+from services.booking.domain.tickets import Ticket, TicketStatus
+from services.booking.service_layer.ports import BookingContext, ask_rules
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import new_id, now
+from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
+from services.common.values import parse_day, preview
+
+MAX_MINUTES = 24 * 60
+
+
+@dataclass
+class VisitResult:
+    visit: Visit
+    tickets: list[Ticket]
+
+
+def record_visit(
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    order_id: str,
+    findings: Sequence[FindingInput],
+    *,
+    visited_on: str,
+    minutes: int,
+    actor: str,
+    expert_id: str = "",
+) -> VisitResult:
+    """The expert's visit: each finding becomes a ticket and a HAZARD_FOUND event; a visit
+    without findings closes the order. `expert_id`: only that expert's order ('' = any)."""
+    day = parse_day(visited_on, "visited_on") if visited_on else ctx.today()
+    if not 0 <= minutes <= MAX_MINUTES:
+        raise ValidationError([FieldViolation("minutes_on_site", f"0..{MAX_MINUTES}")])
+    checked = check_findings(
+        findings, day, lambda ref: ask_rules(lambda: ctx.rules.clause_exists(ref))
+    )
+    with uow:
+        order = uow.register.order(order_id, for_update=True)
+        if order is None:
+            raise NotFound(f"no order {preview(order_id)}")
+        if expert_id and order.expert_id != expert_id:
+            raise PermissionDenied("only the dispatched expert records this visit")
+        order.move(
+            OrderAction.RECORD_VISIT,
+            actor=actor,
+            at=now(),
+            reason=messages.VISIT_FINDINGS.format(n=len(checked)),
+        )
+        visit = Visit(new_id("V"), order.id, order.expert_id or "", day, minutes, now())
+        uow.register.add(visit)
+        tickets = [_ticket(uow, visit, order.enterprise_id, f, due, actor) for f, due in checked]
+        if not tickets:
+            order.move(OrderAction.CLOSE, actor=actor, at=now(), reason=messages.NO_FINDINGS)
+        uow.commit()
+        return VisitResult(visit, tickets)
+
+
+def _ticket(
+    uow: UnitOfWork, visit: Visit, enterprise_id: str, f: FindingInput, due: date, actor: str
+) -> Ticket:
+    ticket = Ticket(
+        id=new_id("T"),
+        order_id=visit.order_id,
+        visit_id=visit.id,
+        enterprise_id=enterprise_id,
+        clause_ref=f.clause_ref,
+        severity=f.severity,
+        description=f.description.strip(),
+        found_on=visit.visited_on,
+        due_on=due,
+        status="",
+        expert_id=visit.expert_id,
+        created_at=now(),
+    )
+    ticket.enter(TicketStatus.OPEN.value, actor=actor, at=now(), reason=messages.FOUND_ON_SITE)
+    uow.register.add(ticket)
+    if f.photos:
+        # photos reference the ticket, and no relationship tells the unit of work so
+        # (it would load the blobs): insert the ticket first
+        uow.flush()
+    for content, _ in f.photos:
+        uow.register.add(photo_record(new_id("P"), ticket.id, content, "finding", now()))
+    uow.register.add_event(hazard_found(ticket))
+    return ticket

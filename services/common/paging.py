@@ -1,0 +1,66 @@
+"""One paging scheme for every List… RPC of both services (shared kernel, pure).
+
+A page is asked for with `page_size` (0: the default, 50; at most 500) and the
+`page_token` of the page before. The token is opaque to callers: the filters of the
+query it continues and the last row's position (`cursor`), base64url. A token sent
+with other filters, or one this server never issued, is INVALID_ARGUMENT; an empty
+`next_page_token` means there is nothing more.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from services.common.errors import FieldViolation, ValidationError
+
+DEFAULT_PAGE, MAX_PAGE = 50, 500
+_SEPARATOR = "\x1e"  # between the filters and the cursor: no text field may hold it
+T = TypeVar("T")
+
+
+def page_size(size: int) -> int:
+    """The rows a page holds: `size`, or the default for 0; INVALID_ARGUMENT past the cap."""
+    if size < 0 or size > MAX_PAGE:
+        raise ValidationError([FieldViolation("page_size", f"must be 0..{MAX_PAGE}")])
+    return size or DEFAULT_PAGE
+
+
+def encode_token(query: str, cursor: str) -> str:
+    """A token for the page after `cursor` of the query whose filters are `query`."""
+    return base64.urlsafe_b64encode(f"{query}{_SEPARATOR}{cursor}".encode()).decode()
+
+
+def decode_token(token: str, query: str) -> str:
+    """The cursor a token carries ("" for no token), checked against the query's filters."""
+    if not token:
+        return ""
+    try:
+        raw = base64.urlsafe_b64decode(token.encode()).decode()
+        token_query, cursor = raw.split(_SEPARATOR, 1)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise ValidationError(
+            [FieldViolation("page_token", "not a token this server issued")]
+        ) from exc
+    if token_query != query:
+        raise ValidationError(
+            [FieldViolation("page_token", "was issued for other filters; start again without it")]
+        )
+    return cursor
+
+
+def one_page(
+    rows: Sequence[T], size: int, query: str, cursor: Callable[[T], str]
+) -> tuple[list[T], str]:
+    """The first `size` of `rows` (read with a limit of size + 1) and the next page's
+    token, "" when there is no more."""
+    page = list(rows[:size])
+    more = len(rows) > size and bool(page)
+    return page, (encode_token(query, cursor(page[-1])) if more else "")
+
+
+def query_key(*filters: object) -> str:
+    """The filters of a query as the text a token is bound to."""
+    return "\x1f".join(str(f) for f in filters)

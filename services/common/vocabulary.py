@@ -1,0 +1,85 @@
+"""The words both services use for the same things, once (shared kernel, pure).
+
+- `Domain`: the nine high-risk domains (九大高危领域) a firm works in, an expert covers and
+  a service item serves, each with its Chinese name (`label`).
+- `Severity`: a hazard's or a clause's weight (重大 / 一般), with its Chinese words.
+- The unified social credit code (统一社会信用代码, GB 32100-2015): 18 characters of its
+  alphabet whose last is the check character; `uscc_problem` says what is wrong with one.
+
+The dates any record may carry are in services/common/values.py (`FIRST_DAY`,
+`LAST_DAY`); both services' Chinese texts for these words come from here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Domain(StrEnum):
+    """The nine high-risk domains (九大高危领域)."""
+
+    HAZARDOUS_CHEMICALS = "hazardous_chemicals"
+    DUST_EXPLOSION = "dust_explosion"
+    AMMONIA_REFRIGERATION = "ammonia_refrigeration"
+    CONFINED_SPACE = "confined_space"
+    METAL_SMELTING = "metal_smelting"
+    GAS = "gas"
+    FIRE_CROWDED = "fire_crowded"
+    SPECIAL_EQUIPMENT = "special_equipment"
+    WAREHOUSING_LOGISTICS = "warehousing_logistics"
+
+    @property
+    def label(self) -> str:
+        return DOMAIN_LABELS[self]
+
+
+DOMAIN_LABELS: dict[Domain, str] = {
+    Domain.HAZARDOUS_CHEMICALS: "危险化学品",
+    Domain.DUST_EXPLOSION: "粉尘涉爆",
+    Domain.AMMONIA_REFRIGERATION: "涉氨制冷",
+    Domain.CONFINED_SPACE: "有限空间",
+    Domain.METAL_SMELTING: "金属冶炼",
+    Domain.GAS: "燃气",
+    Domain.FIRE_CROWDED: "消防（人员密集场所）",
+    Domain.SPECIAL_EQUIPMENT: "特种设备",
+    Domain.WAREHOUSING_LOGISTICS: "仓储物流",
+}
+DOMAINS = frozenset(d.value for d in Domain)
+
+
+class Severity(StrEnum):
+    GENERAL = "general"
+    MAJOR = "major"
+
+    @property
+    def word(self) -> str:
+        """重大 / 一般, as in 重大隐患 or [重大] before a clause."""
+        return "重大" if self is Severity.MAJOR else "一般"
+
+    @property
+    def label(self) -> str:
+        """重大隐患 / 一般隐患."""
+        return f"{self.word}隐患"
+
+
+USCC_LENGTH = 18
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def uscc_check_char(first17: str) -> str:
+    """The GB 32100-2015 check character for the first 17 characters of a code."""
+    total = sum(USCC_ALPHABET.index(ch) * w for ch, w in zip(first17, USCC_WEIGHTS, strict=True))
+    return USCC_ALPHABET[(31 - total % 31) % 31]
+
+
+def uscc_problem(code: str) -> str | None:
+    """Why `code` is not a valid unified social credit code, or None when it is."""
+    if len(code) != USCC_LENGTH:
+        return "must be 18 characters (统一社会信用代码)"
+    bad = sorted({ch for ch in code if ch not in USCC_ALPHABET})
+    if bad:
+        return f"contains characters outside the GB 32100 alphabet: {''.join(bad)!r}"
+    if uscc_check_char(code[:17]) != code[17]:
+        return "check character does not verify (GB 32100-2015)"
+    return None

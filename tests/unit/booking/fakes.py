@@ -1,0 +1,310 @@
+"""In-memory stand-ins for the booking service layer's ports: a unit of work with its
+repository (service_layer/unit_of_work.py) and the rules service (service_layer/ports.py).
+
+Fast and without servers: the use cases' rules are tested here; the races and locks on
+real databases stay in tests/integration/booking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from services.booking.adapters.menu import MenuItem
+from services.booking.domain.events import BookingEvent
+from services.booking.domain.orders import Order
+from services.booking.domain.qr import Keyring
+from services.booking.domain.records import (
+    Assignment,
+    Expert,
+    FirmCard,
+    OutboxMessage,
+    Photo,
+    Visit,
+)
+from services.booking.domain.rules_service import FirmInfo, InspectionInfo, RulesError
+from services.booking.domain.tickets import Ticket
+from services.booking.service_layer.ports import BookingContext
+from services.common.clock import now
+from services.common.errors import Conflict
+from tests.support import uscc
+
+KEYS = Keyring({"k1": b"k" * 32}, active="k1")
+MENU = {
+    "fire_safety": MenuItem("fire_safety", "消防安全检查指导", "fire_crowded", ""),
+    "dust_explosion": MenuItem("dust_explosion", "粉尘防爆", "dust_explosion", ""),
+    "first_lesson": MenuItem("first_lesson", "开工第一课", None, ""),
+}
+TODAY = date(2026, 6, 1)
+FIRM = uscc(1)
+REGION = "稠城街道"
+
+
+class FakeRegister:
+    """The booking register in dictionaries."""
+
+    def __init__(self) -> None:
+        self.firms: dict[str, FirmCard] = {}
+        self.experts_by_id: dict[str, Expert] = {}
+        self.orders_by_id: dict[str, Order] = {}
+        self.tickets_by_id: dict[str, Ticket] = {}
+        self.photos: dict[str, Photo] = {}
+        self.visits: dict[str, Visit] = {}
+        self.assignments: list[Assignment] = []
+        self.outbox: list[OutboxMessage] = []
+        self.events: list[BookingEvent] = []
+        self.taken_slots: set[tuple[str, str]] = set()  # booked by a "concurrent" dispatch
+
+    def add(self, record: object) -> None:
+        stores: dict[type, dict[str, Any]] = {
+            FirmCard: self.firms,
+            Expert: self.experts_by_id,
+            Order: self.orders_by_id,
+            Ticket: self.tickets_by_id,
+            Photo: self.photos,
+            Visit: self.visits,
+        }
+        key = getattr(record, "enterprise_id" if isinstance(record, FirmCard) else "id")
+        stores[type(record)][key] = record
+
+    def add_event(self, event: BookingEvent) -> None:
+        self.events.append(event)
+        payload = {"type": type(event).__name__, **dataclasses.asdict(event)}
+        message = OutboxMessage(
+            event.event_id, payload["type"], event.enterprise_id, payload, now()
+        )
+        message.id = len(self.outbox) + 1
+        self.outbox.append(message)
+
+    # firms and experts
+    def firm(self, enterprise_id: str, *, for_update: bool = False) -> FirmCard | None:
+        return self.firms.get(enterprise_id)
+
+    def firm_names(self, ids: Iterable[str]) -> dict[str, str]:
+        return {i: self.firms[i].name for i in ids if i in self.firms}
+
+    def expert(self, expert_id: str, *, for_update: bool = False) -> Expert | None:
+        return self.experts_by_id.get(expert_id)
+
+    def experts(self) -> Sequence[Expert]:
+        return sorted(self.experts_by_id.values(), key=lambda e: e.id)
+
+    def expert_names(self, ids: Iterable[str]) -> dict[str, str]:
+        return {i: self.experts_by_id[i].name for i in ids if i in self.experts_by_id}
+
+    # dispatch
+    def booked(self) -> dict[str, list[Assignment]]:
+        out: dict[str, list[Assignment]] = {}
+        for a in self.assignments:
+            out.setdefault(a.expert_id, []).append(a)
+        return out
+
+    def assignments_of(self, expert_id: str) -> Sequence[Assignment]:
+        return [a for a in self.assignments if a.expert_id == expert_id]
+
+    def recent_visits(self, since: date, until: date) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for a in self.assignments:
+            if since <= a.day <= until:
+                out[a.expert_id] = out.get(a.expert_id, 0) + 1
+        return out
+
+    def last_assigned(self) -> dict[str, datetime]:
+        out: dict[str, datetime] = {}
+        for a in self.assignments:
+            out[a.expert_id] = max(out.get(a.expert_id, a.created_at), a.created_at)
+        return out
+
+    def claim_slot(self, assignment: Assignment) -> bool:
+        key = (assignment.expert_id, assignment.slot)
+        if key in self.taken_slots or any((a.expert_id, a.slot) == key for a in self.assignments):
+            return False
+        self.assignments.append(assignment)
+        return True
+
+    def release_slot(self, order_id: str) -> None:
+        self.assignments = [a for a in self.assignments if a.order_id != order_id]
+
+    # orders
+    def order(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        return self.orders_by_id.get(order_id)
+
+    def order_by_key(self, enterprise_id: str, key: str) -> Order | None:
+        return next(
+            (
+                o
+                for o in self.orders_by_id.values()
+                if o.enterprise_id == enterprise_id and o.idempotency_key == key
+            ),
+            None,
+        )
+
+    def orders(
+        self, *, enterprise_id: str = "", status: str = "", after: str = "", limit: int = 50
+    ) -> Sequence[Order]:
+        rows = [
+            o
+            for o in self.orders_by_id.values()
+            if (not enterprise_id or o.enterprise_id == enterprise_id)
+            and (not status or o.status == status)
+            and (not after or o.id < after)
+        ]
+        return sorted(rows, key=lambda o: o.id, reverse=True)[:limit]
+
+    def submitted_order_ids(self) -> list[str]:
+        return sorted(i for i, o in self.orders_by_id.items() if o.status == "submitted")
+
+    def orders_between(
+        self, start: datetime, end: datetime, regions: Sequence[str] = ()
+    ) -> Sequence[Order]:
+        return [
+            o
+            for o in self.orders_by_id.values()
+            if start <= o.created_at < end and (not regions or o.region in regions)
+        ]
+
+    # tickets and photos
+    def ticket(self, ticket_id: str, *, for_update: bool = False) -> Ticket | None:
+        return self.tickets_by_id.get(ticket_id)
+
+    def tickets(
+        self,
+        *,
+        enterprise_id: str = "",
+        status: str = "",
+        order_id: str = "",
+        overdue_on: date | None = None,
+        after: str = "",
+        limit: int = 200,
+    ) -> Sequence[Ticket]:
+        rows = [
+            t
+            for t in self.tickets_by_id.values()
+            if (not enterprise_id or t.enterprise_id == enterprise_id)
+            and (not status or t.status == status)
+            and (not order_id or t.order_id == order_id)
+            and (overdue_on is None or (t.status != "verified" and t.due_on < overdue_on))
+            and (not after or t.id > after)
+        ]
+        return sorted(rows, key=lambda t: t.id)[:limit]
+
+    def tickets_of_orders(self, order_ids: Sequence[str]) -> Sequence[Ticket]:
+        return [t for t in self.tickets_by_id.values() if t.order_id in order_ids]
+
+    def photo(self, photo_id: str) -> Photo | None:
+        return self.photos.get(photo_id)
+
+    # the outbox
+    def pending_messages(self, limit: int) -> Sequence[OutboxMessage]:
+        return [m for m in self.outbox if m.delivered_at is None and m.failed_at is None][:limit]
+
+    def claim_message(self, message_id: int) -> OutboxMessage | None:
+        return next((m for m in self.outbox if m.id == message_id), None)
+
+    def failed_messages(self) -> Sequence[OutboxMessage]:
+        return [m for m in self.outbox if m.failed_at is not None]
+
+    def delivered_since(self, instant: datetime) -> Sequence[OutboxMessage]:
+        return [m for m in self.outbox if m.delivered_at and m.delivered_at >= instant]
+
+    def undelivered_count(self) -> int:
+        return len(self.pending_messages(10**9))
+
+
+class FakeUnitOfWork:
+    """Changes apply at once (no rollback); `commits` counts commits, and
+    `conflicts` makes that many commits lose a race (Conflict), as a concurrent writer
+    would."""
+
+    def __init__(self, register: FakeRegister | None = None) -> None:
+        self.register = register or FakeRegister()
+        self.commits = 0
+        self.conflicts = 0
+
+    def __enter__(self) -> FakeUnitOfWork:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def commit(self) -> None:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise Conflict("a concurrent change got there first; try again")
+        self.commits += 1
+
+    def rollback(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+@dataclass
+class FakeRules:
+    """The rules service: a register of firms, a catalogue of clauses, the events it got;
+    `failure` makes every call raise that error (down, refusing …)."""
+
+    firms: dict[str, FirmInfo] = field(default_factory=dict)
+    clauses: dict[str, tuple[str, str]] = field(
+        default_factory=lambda: {"GEN:ledger": ("未建立隐患排查治理台账", "建立台账")}
+    )
+    codes: dict[str, InspectionInfo] = field(default_factory=dict)
+    reported: list[Mapping[str, Any]] = field(default_factory=list)
+    failure: RulesError | None = None
+    refuse: dict[str, RulesError] = field(default_factory=dict)  # event id → its error
+
+    def _call(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def firm(self, enterprise_id: str) -> FirmInfo | None:
+        self._call()
+        return self.firms.get(enterprise_id)
+
+    def clause(self, clause_ref: str) -> tuple[str, str] | None:
+        self._call()
+        return self.clauses.get(clause_ref)
+
+    def clause_exists(self, clause_ref: str) -> bool:
+        return self.clause(clause_ref) is not None
+
+    def report(self, payload: Mapping[str, Any]) -> None:
+        self._call()
+        if (refused := self.refuse.get(str(payload["event_id"]))) is not None:
+            raise refused
+        self.reported.append(payload)
+
+    def verify_code(self, code: str) -> InspectionInfo | None:
+        self._call()
+        return self.codes.get(code)
+
+
+@dataclass
+class Clock:
+    today: date = TODAY
+
+    def __call__(self) -> date:
+        return self.today
+
+    def advance(self, days: int) -> None:
+        self.today += timedelta(days=days)
+
+
+def context(rules: FakeRules | None = None, clock: Clock | None = None) -> BookingContext:
+    return BookingContext(
+        keyring=KEYS,
+        menu=MENU,
+        rules=rules or FakeRules(firms={FIRM: FirmInfo(FIRM, "义乌市示例五金厂", REGION)}),
+        public_url="https://example.org",
+        today=clock or Clock(),
+    )

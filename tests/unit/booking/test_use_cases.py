@@ -1,0 +1,387 @@
+"""The booking use cases with a fake unit of work and a fake rules service (no servers):
+QR codes, orders and dispatch, visits, rechecks, the sweep, the outbox."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from services.booking.domain import messages, qr
+from services.booking.domain.events import HazardFound, HazardVerified, RectificationOverdue
+from services.booking.domain.findings import FindingInput
+from services.booking.domain.rules_service import RulesRejected, RulesUnavailable
+from services.booking.service_layer import (
+    experts,
+    orders,
+    outbox,
+    qr_codes,
+    tickets,
+    views,
+    visits,
+)
+from services.common.errors import (
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    Unavailable,
+    ValidationError,
+)
+from services.common.vocabulary import Severity
+from tests.support import uscc
+from tests.unit.booking.fakes import (
+    FIRM,
+    REGION,
+    Clock,
+    FakeUnitOfWork,
+    context,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+
+
+def slot(clock: Clock, days: int, half: str = "AM") -> str:
+    return f"{(clock.today + timedelta(days=days)).isoformat()} {half}"
+
+
+def add_expert(uow: FakeUnitOfWork, ctx: Any, expert_id: str = "E1", **fields: Any) -> None:
+    clock = ctx.today
+    data = {
+        "expert_id": expert_id,
+        "name": f"专家{expert_id}",
+        "domains": ["fire_crowded"],
+        "regions": [REGION],
+        "slots": [slot(clock, d, h) for d in range(1, 15) for h in ("AM", "PM")],
+        **fields,
+    }
+    experts.upsert_expert(uow, ctx, data)
+
+
+def place(uow: FakeUnitOfWork, ctx: Any, token: str, key: str = "k", *slots: str) -> Any:
+    """An order for fire safety on `slots` (else tomorrow and the day after, mornings)."""
+    form = {
+        "item_codes": ["fire_safety"],
+        "preferred_slots": list(slots) or [slot(ctx.today, 1), slot(ctx.today, 2)],
+        "contact_name": "联系人",
+        "contact_phone": "13812345678",
+    }
+    return orders.create_order(uow, ctx, token, form, key)
+
+
+@pytest.fixture
+def uow() -> FakeUnitOfWork:
+    return FakeUnitOfWork()
+
+
+@pytest.fixture
+def ctx() -> Any:
+    return context(clock=Clock())
+
+
+@pytest.fixture
+def token(uow: FakeUnitOfWork, ctx: Any) -> str:
+    return qr_codes.issue_qr_code(uow, ctx, FIRM).token
+
+
+# ---------------------------------------------------------------- QR codes
+
+
+def test_issuing_a_code_copies_the_firm_and_a_reissue_revokes_the_old_code(
+    uow: FakeUnitOfWork, ctx: Any
+) -> None:
+    first = qr_codes.issue_qr_code(uow, ctx, FIRM)
+    assert uow.register.firms[FIRM].name == "义乌市示例五金厂"
+    assert first.url == f"https://example.org/q/{first.token}" and "<svg" in first.poster_svg
+    second = qr_codes.issue_qr_code(uow, ctx, FIRM)
+    with uow:
+        assert qr_codes.firm_for_token(uow, ctx, second.token).enterprise_id == FIRM
+        with pytest.raises(PermissionDenied):
+            qr_codes.firm_for_token(uow, ctx, first.token)
+
+
+def test_a_code_needs_a_valid_credit_code_and_a_registered_firm(
+    uow: FakeUnitOfWork, ctx: Any
+) -> None:
+    wrong_check = FIRM[:17] + ("0" if FIRM[17] != "0" else "1")
+    with pytest.raises(ValidationError) as info:
+        qr_codes.issue_qr_code(uow, ctx, wrong_check)
+    assert info.value.violations[0].field == "enterprise_id"
+    with pytest.raises(NotFound):
+        qr_codes.issue_qr_code(uow, ctx, uscc(2))
+    ctx.rules.failure = RulesUnavailable("UNAVAILABLE", "down")
+    with pytest.raises(Unavailable):
+        qr_codes.issue_qr_code(uow, ctx, FIRM)
+
+
+def test_a_forged_token_is_refused(uow: FakeUnitOfWork, ctx: Any) -> None:
+    _, forged = qr.issue(qr.Keyring({"k1": b"x" * 32}, active="k1"), FIRM)
+    with pytest.raises(PermissionDenied):
+        place(uow, ctx, forged)
+
+
+# ---------------------------------------------------------------- orders and dispatch
+
+
+def test_an_order_is_dispatched_to_a_free_expert_and_the_same_key_returns_it(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    add_expert(uow, ctx)
+    order = place(uow, ctx, token)
+    assert order.status == "dispatched" and order.expert_id == "E1"
+    assert order.slot == slot(ctx.today, 1)
+    assert [t.to_status for t in order.history] == ["submitted", "dispatched"]
+    assert place(uow, ctx, token).id == order.id
+    assert len(uow.register.orders_by_id) == 1
+
+
+def test_without_a_free_expert_the_order_waits_and_is_dispatched_later(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    order = place(uow, ctx, token)
+    assert order.status == "submitted" and order.dispatch_note == messages.NO_EXPERT
+    add_expert(uow, ctx)  # availability changed: waiting orders are dispatched again
+    assert uow.register.orders_by_id[order.id].status == "dispatched"
+
+
+def test_a_slot_lost_to_a_concurrent_dispatch_moves_on_to_the_next_expert(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    add_expert(uow, ctx, "E1")
+    add_expert(uow, ctx, "E2", regions=["北苑街道"])  # not local: second choice
+    uow.register.taken_slots.add(("E1", slot(ctx.today, 1)))  # the unique index says no
+    order = place(uow, ctx, token)
+    assert order.expert_id == "E2" and order.slot == slot(ctx.today, 1)
+
+
+def test_an_order_that_lost_a_race_to_its_own_key_is_taken_again(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    uow.conflicts = 1
+    order = place(uow, ctx, token)
+    assert order.status == "submitted" and len(uow.register.orders_by_id) == 1
+
+
+def test_cancelling_frees_the_slot_for_a_waiting_order(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    add_expert(uow, ctx, max_visits_per_day=1)
+    tomorrow = (slot(ctx.today, 1, "AM"), slot(ctx.today, 1, "PM"))
+    first = place(uow, ctx, token, "a", *tomorrow)
+    waiting = place(uow, ctx, token, "b", *tomorrow)  # one visit a day: it waits
+    assert first.status == "dispatched" and waiting.status == "submitted"
+    cancelled = orders.cancel_order(uow, ctx, first.id, token=token, actor="firm", reason="")
+    assert cancelled.status == "cancelled" and cancelled.history[-1].reason == "企业取消"
+    assert uow.register.orders_by_id[waiting.id].status == "dispatched"
+    with pytest.raises(ValidationError):  # the authority must say why
+        orders.cancel_order(uow, ctx, waiting.id, actor="admin", reason=" ")
+
+
+def test_orders_are_listed_a_page_at_a_time(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:
+    for n in range(3):
+        place(uow, ctx, token, f"k{n}")
+    page, next_token = orders.list_orders(uow, FIRM, "", 2, "")
+    rest, last = orders.list_orders(uow, FIRM, "", 2, next_token)
+    assert len(page) == 2 and len(rest) == 1 and last == ""
+    assert {o.id for o in page} | {o.id for o in rest} == set(uow.register.orders_by_id)
+    with pytest.raises(ValidationError):
+        orders.list_orders(uow, uscc(3), "", 2, next_token)  # other filters
+
+
+def test_an_expert_must_be_valid_field_by_field(uow: FakeUnitOfWork, ctx: Any) -> None:
+    with pytest.raises(ValidationError) as info:
+        add_expert(uow, ctx, domains=["mining"], phone="12345", conflicts=[FIRM[:17] + "X"])
+    assert {v.field for v in info.value.violations} == {
+        "expert.domains",
+        "expert.phone",
+        "expert.conflicts",
+    }
+    assert not uow.register.experts_by_id
+
+
+# ---------------------------------------------------------------- visits and tickets
+
+
+def dispatched(uow: FakeUnitOfWork, ctx: Any, token: str) -> Any:
+    add_expert(uow, ctx)
+    return place(uow, ctx, token)
+
+
+def finding(severity: str = "major", **change: Any) -> FindingInput:
+    return FindingInput(
+        change.get("clause_ref", "GEN:ledger"),
+        severity,
+        "无台账",
+        change.get("due_on", ""),
+        change.get("photos", ()),
+    )
+
+
+def test_each_finding_becomes_a_ticket_and_a_hazard_found_event(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    order = dispatched(uow, ctx, token)
+    result = visits.record_visit(
+        uow,
+        ctx,
+        order.id,
+        [finding("major", photos=((PNG, "image/png"),)), finding("general")],
+        visited_on="",
+        minutes=60,
+        actor="expert",
+    )
+    major, general = result.tickets
+    assert (major.due_on - ctx.today()).days == 15 and (general.due_on - ctx.today()).days == 30
+    assert [type(e) for e in uow.register.events] == [HazardFound, HazardFound]
+    assert uow.register.events[0] == HazardFound(
+        f"booking-{major.id}-found", FIRM, ctx.today(), major.id, "GEN:ledger",
+        Severity.MAJOR, major.due_on,
+    )  # fmt: skip
+    assert [p.purpose for p in uow.register.photos.values()] == ["finding"]
+    assert uow.register.orders_by_id[order.id].status == "visited"
+
+
+def test_a_visit_cites_only_clauses_rules_knows_and_waits_for_rules(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    order = dispatched(uow, ctx, token)
+    with pytest.raises(ValidationError) as info:
+        visits.record_visit(
+            uow, ctx, order.id, [finding(clause_ref="GM2023:99")], visited_on="",
+            minutes=60, actor="expert",
+        )  # fmt: skip
+    assert info.value.violations[0].field == "findings[0].clause_ref"
+    ctx.rules.failure = RulesUnavailable("UNAVAILABLE", "down")
+    with pytest.raises(Unavailable):
+        visits.record_visit(
+            uow, ctx, order.id, [finding()], visited_on="", minutes=60, actor="expert"
+        )
+    assert uow.register.orders_by_id[order.id].status == "dispatched"
+
+
+def test_only_the_dispatched_expert_records_and_no_findings_close_the_order(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    order = dispatched(uow, ctx, token)
+    with pytest.raises(PermissionDenied):
+        visits.record_visit(
+            uow, ctx, order.id, [], visited_on="", minutes=5, actor="x", expert_id="E9"
+        )
+    visits.record_visit(uow, ctx, order.id, [], visited_on="", minutes=5, actor="E1")
+    assert uow.register.orders_by_id[order.id].status == "closed"
+
+
+def test_proof_then_recheck_verifies_and_closes_the_order(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    order = dispatched(uow, ctx, token)
+    ticket = visits.record_visit(
+        uow, ctx, order.id, [finding()], visited_on="", minutes=60, actor="E1"
+    ).tickets[0]
+    with pytest.raises(ValidationError):
+        tickets.submit_rectification(uow, ctx, ticket.id, token=token, note="", photo=b"GIF89a")
+    tickets.submit_rectification(uow, ctx, ticket.id, token=token, note="已整改", photo=PNG)
+    with pytest.raises(PermissionDenied):
+        tickets.recheck_ticket(
+            uow, ctx, ticket.id, passed=True, note="", new_due_on="", actor="x",
+            allowed=lambda t: False,
+        )  # fmt: skip
+    done = tickets.recheck_ticket(
+        uow, ctx, ticket.id, passed=True, note="", new_due_on="", actor="inspector"
+    )
+    assert done.status == "verified" and not done.closed_late
+    assert isinstance(uow.register.events[-1], HazardVerified)
+    assert uow.register.orders_by_id[order.id].status == "closed"
+    with pytest.raises(PreconditionFailed):
+        tickets.submit_rectification(uow, ctx, ticket.id, token=token, note="", photo=PNG)
+
+
+def test_a_failed_recheck_needs_a_new_deadline(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:
+    order = dispatched(uow, ctx, token)
+    ticket = visits.record_visit(
+        uow, ctx, order.id, [finding()], visited_on="", minutes=60, actor="E1"
+    ).tickets[0]
+    tickets.submit_rectification(uow, ctx, ticket.id, token=token, note="", photo=PNG)
+    with pytest.raises(ValidationError):
+        tickets.recheck_ticket(
+            uow, ctx, ticket.id, passed=False, note="", new_due_on="", actor="inspector"
+        )
+    later = (ctx.today() + timedelta(days=10)).isoformat()
+    failed = tickets.recheck_ticket(
+        uow, ctx, ticket.id, passed=False, note="照片不清楚", new_due_on=later, actor="inspector"
+    )
+    assert failed.status == "open" and failed.due_on.isoformat() == later
+    assert failed.history[-1].reason == "照片不清楚"
+
+
+def test_the_sweep_reports_an_overdue_ticket_once_per_deadline(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    order = dispatched(uow, ctx, token)
+    visits.record_visit(uow, ctx, order.id, [finding()], visited_on="", minutes=60, actor="E1")
+    assert tickets.sweep(uow, ctx) == 0
+    ctx.today.advance(16)
+    assert tickets.sweep(uow, ctx) == 1
+    assert tickets.sweep(uow, ctx) == 0
+    assert isinstance(uow.register.events[-1], RectificationOverdue)
+
+
+def test_pages_read_the_firms_own_records(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:
+    order = dispatched(uow, ctx, token)
+    landing = views.landing(uow, ctx, token)
+    assert landing["orders"] == [order] and landing["names"] == {"E1": "专家E1"}
+    page = views.order_page(uow, ctx, token, order.id)
+    assert page["phone"] == "138****5678" and page["items"] == ["消防安全检查指导"]
+    other = qr_codes.issue_qr_code(uow, ctx, FIRM)  # reissued: the old token opens nothing
+    with pytest.raises(PermissionDenied):
+        views.order_page(uow, ctx, token, order.id)
+    with pytest.raises(NotFound):
+        views.order_page(uow, ctx, other.token, "B000000NOPE")
+
+
+# ---------------------------------------------------------------- the outbox
+
+
+def queued(uow: FakeUnitOfWork, ctx: Any, token: str, n: int = 2) -> Any:
+    order = dispatched(uow, ctx, token)
+    return visits.record_visit(
+        uow, ctx, order.id, [finding()] * n, visited_on="", minutes=60, actor="E1"
+    )
+
+
+def test_delivery_marks_messages_delivered_in_order(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    queued(uow, ctx, token)
+    report = outbox.deliver_pending(uow, ctx.rules)
+    assert report.delivered == 2 and not report.waiting
+    assert [p["event_id"] for p in ctx.rules.reported] == [e.event_id for e in uow.register.events]
+
+
+@pytest.mark.parametrize(
+    ("error", "delivered", "failed", "stops"),
+    [
+        (RulesUnavailable("UNAVAILABLE", "down"), 0, 0, True),  # unreachable: all stop
+        (RulesUnavailable("RESOURCE_EXHAUSTED", "slow down"), 0, 0, False),  # held, retried
+        (RulesRejected("INVALID_ARGUMENT", "bad event"), 1, 1, False),  # parked for good
+    ],
+)
+def test_failures_are_told_apart_by_status_code(
+    uow: FakeUnitOfWork,
+    ctx: Any,
+    token: str,
+    error: Exception,
+    delivered: int,
+    failed: int,
+    stops: bool,
+) -> None:
+    queued(uow, ctx, token)
+    first = uow.register.outbox[0]
+    ctx.rules.refuse[first.event_id] = error
+    report = outbox.deliver_pending(uow, ctx.rules)
+    assert (report.delivered, report.failed) == (delivered, failed)
+    assert first.attempts == 1 and first.last_error.startswith(str(error).split(":")[0])
+    assert (first.next_attempt_at is not None) == isinstance(error, RulesUnavailable)
+    assert report.waiting is (delivered == 0)
+    if stops:
+        assert not ctx.rules.reported

@@ -1,0 +1,35 @@
+"""The one paging scheme (services/common/paging.py) both services' List… RPCs use."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.errors import ValidationError
+from services.common.paging import decode_token, encode_token, one_page, page_size, query_key
+
+
+def test_page_size_defaults_and_caps() -> None:
+    assert page_size(0) == 50
+    assert page_size(7) == 7
+    for bad in (-1, 501):
+        with pytest.raises(ValidationError) as info:
+            page_size(bad)
+        assert info.value.violations[0].field == "page_size"
+
+
+def test_a_token_carries_its_cursor_and_is_bound_to_its_filters() -> None:
+    query = query_key("91330782MA2000001K", "open", True)
+    token = encode_token(query, "T123")
+    assert decode_token(token, query) == "T123"
+    assert decode_token("", query) == ""
+    with pytest.raises(ValidationError):
+        decode_token(token, query_key("91330782MA2000001K", "open", False))
+    with pytest.raises(ValidationError):
+        decode_token("not-a-token!", query)
+
+
+def test_one_page_cuts_at_size_and_says_whether_there_is_more() -> None:
+    rows, token = one_page(["a", "b", "c"], 2, "q", lambda r: r)
+    assert rows == ["a", "b"] and decode_token(token, "q") == "b"
+    assert one_page(["a", "b"], 2, "q", lambda r: r) == (["a", "b"], "")
+    assert one_page([], 2, "q", lambda r: r) == ([], "")
