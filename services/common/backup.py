@@ -84,7 +84,15 @@ def restore(backup_file: Path, url: str) -> int:
 def add_commands(
     sub: Any, env_prefix: str, service: str, verify_audit: Callable[[str], int]
 ) -> None:
-    """`backup --out FILE` and `restore --from FILE` on a CLI's subcommands."""
+    """`audit verify`, `backup --out FILE` and `restore --from FILE` on a CLI's
+    subcommands; `verify_audit(url)` checks a database's audit trail (restore runs it
+    too)."""
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    verify = audit.add_parser("verify", help="recompute the hash chain; name the first break")
+    env_flag(verify, "--db", f"{env_prefix}_DB", default_sqlite_url(service), "database URL")
+    verify.set_defaults(run=lambda args: verify_audit(args.db))
     take = sub.add_parser(
         "backup", help="a consistent copy of the live SQLite database (while it serves)"
     )

@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,25 @@ def _guard_connections(engine: Engine, hold: float | None, *, ping: bool) -> Non
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def once(setup: Callable[[], None]) -> Callable[[], None]:
+    """`setup` as a function that runs it the first time it is called, and never again,
+    however many threads call it at once (mapping the ORM: the servers call it before
+    they serve; the lock keeps any other first callers from mapping twice)."""
+    lock = threading.Lock()
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if done:
+            return
+        with lock:
+            if not done:
+                setup()
+                done = True
+
+    return run
 
 
 def ping(engine: Engine) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from services.common.errors import PreconditionFailed
 
@@ -49,8 +49,8 @@ class Transition:
     actor: str
     from_status: str
     to_status: str
+    id: int | None = None  # given by the database
     reason: str = ""
-    id: int | None = None
 
 
 T = TypeVar("T", bound=Transition)
@@ -59,25 +59,22 @@ T = TypeVar("T", bound=Transition)
 class Tracked(Generic[A, T]):
     """Mixed into a record with a `status` and a `history` of transitions `T`."""
 
+    machine: ClassVar[StateMachine[Any, Any]]  # the record's table
     status: str
     history: list[T]
 
-    def machine(self) -> StateMachine[Any, A]:
-        raise NotImplementedError
-
-    def transition(
-        self, at: datetime, actor: str, before: str, after: str, reason: str
-    ) -> T:  # pragma: no cover - every record says how it records a move
+    def transition(self, **moved: Any) -> T:
+        """The record of a move (`moved`: Transition's fields) naming this record."""
         raise NotImplementedError
 
     def move(self, action: A, *, actor: str, at: datetime, reason: str = "") -> None:
         """Apply one row of the table and record who, when, from, to, why; a move the
         table does not allow raises PreconditionFailed and changes nothing."""
-        machine = self.machine()
-        after = machine.next(machine.states(self.status), action)
+        after = self.machine.next(self.machine.states(self.status), action)
         self.enter(after.value, actor=actor, at=at, reason=reason)
 
     def enter(self, status: str, *, actor: str, at: datetime, reason: str = "") -> None:
         """Record a move into `status` (a new record's first, from "")."""
-        self.history.append(self.transition(at, actor, self.status, status, reason))
+        moved = {"at": at, "actor": actor, "from_status": self.status, "to_status": status}
+        self.history.append(self.transition(**moved, reason=reason))
         self.status = status

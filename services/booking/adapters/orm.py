@@ -7,7 +7,6 @@ Invariants live in the schema: an expert's half-day is booked at most once
 from __future__ import annotations
 
 import hashlib
-import threading
 
 from sqlalchemy import (
     JSON,
@@ -38,10 +37,26 @@ from services.booking.domain.records import (
 )
 from services.booking.domain.tickets import Ticket, TicketTransition
 from services.common.audit import Audited, AuditTrail, audit_tables
-from services.common.db import new_metadata
+from services.common.db import new_metadata, once
 
 metadata = new_metadata()
 mapper_registry = registry(metadata=metadata)
+
+
+def _transitions(subject: str, of: str) -> Table:
+    """The history of a record that moves by a state machine (an order, a ticket)."""
+    return Table(
+        f"{subject}_transitions",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column(f"{subject}_id", String(32), ForeignKey(f"{of}.id"), nullable=False, index=True),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("actor", String(100), nullable=False),
+        Column("from_status", String(16), nullable=False),
+        Column("to_status", String(16), nullable=False),
+        Column("reason", Text, nullable=False, server_default=""),
+    )
+
 
 firm_cards = Table(
     "firm_cards",
@@ -92,17 +107,7 @@ orders = Table(
     Index("ix_orders_status", "status", "created_at"),
 )
 
-order_transitions = Table(
-    "order_transitions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("order_id", String(32), ForeignKey("orders.id"), nullable=False, index=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("actor", String(100), nullable=False),
-    Column("from_status", String(16), nullable=False),
-    Column("to_status", String(16), nullable=False),
-    Column("reason", Text, nullable=False, server_default=""),
-)
+order_transitions = _transitions("order", "orders")
 
 assignments = Table(
     "assignments",
@@ -149,17 +154,7 @@ tickets = Table(
     Column("overdue_reported_for", Date, nullable=True),
 )
 
-ticket_transitions = Table(
-    "ticket_transitions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("ticket_id", String(32), ForeignKey("tickets.id"), nullable=False, index=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("actor", String(100), nullable=False),
-    Column("from_status", String(16), nullable=False),
-    Column("to_status", String(16), nullable=False),
-    Column("reason", Text, nullable=False, server_default=""),
-)
+ticket_transitions = _transitions("ticket", "tickets")
 
 photos = Table(
     "photos",
@@ -248,52 +243,31 @@ AUDITED = {
 }
 AUDIT = AuditTrail(audit_log, audit_head, AUDITED)
 
-_mapped = False
-_mapping = threading.Lock()
-
-
-def start_mappers() -> None:
-    """Map the domain dataclasses onto the tables, once per process. The servers call it
-    before they serve; the lock keeps any other first callers from mapping twice."""
-    global _mapped
-    if _mapped:
-        return
-    with _mapping:
-        if not _mapped:
-            _map()
-            _mapped = True
-
 
 def _map() -> None:
+    """Map the domain dataclasses onto the tables."""
     mapper_registry.map_imperatively(FirmCard, firm_cards)
     mapper_registry.map_imperatively(Expert, experts)
-    mapper_registry.map_imperatively(OrderTransition, order_transitions)
-    mapper_registry.map_imperatively(
-        Order,
-        orders,
-        properties={
-            "history": relationship(
-                OrderTransition,
-                order_by=order_transitions.c.id,
-                cascade="all, delete-orphan",
-                lazy="selectin",
-            )
-        },
-    )
+    _map_with_history(Order, orders, OrderTransition, order_transitions)
     mapper_registry.map_imperatively(Assignment, assignments)
     mapper_registry.map_imperatively(Visit, visits)
-    mapper_registry.map_imperatively(TicketTransition, ticket_transitions)
+    _map_with_history(Ticket, tickets, TicketTransition, ticket_transitions)
+    mapper_registry.map_imperatively(Photo, photos)
+    mapper_registry.map_imperatively(OutboxMessage, outbox)
+
+
+def _map_with_history(record: type, table: Table, transition: type, history: Table) -> None:
+    """A record that moves by a state machine, its transitions loaded with it in order."""
+    mapper_registry.map_imperatively(transition, history)
     mapper_registry.map_imperatively(
-        Ticket,
-        tickets,
+        record,
+        table,
         properties={
             "history": relationship(
-                TicketTransition,
-                order_by=ticket_transitions.c.id,
-                cascade="all, delete-orphan",
-                lazy="selectin",
+                transition, order_by=history.c.id, cascade="all, delete-orphan", lazy="selectin"
             )
         },
     )
-    mapper_registry.map_imperatively(Photo, photos)
-    mapper_registry.map_imperatively(OutboxMessage, outbox)
+
+
+start_mappers = once(_map)  # once per process, before serving (services/common/db.py)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -150,11 +151,7 @@ class BookingRegister:
     def orders(
         self, *, enterprise_id: str = "", status: str = "", after: str = "", limit: int = 50
     ) -> Sequence[Order]:
-        query = select(Order)
-        if enterprise_id:
-            query = query.where(orders.c.enterprise_id == enterprise_id)
-        if status:
-            query = query.where(orders.c.status == status)
+        query = _equal(select(Order), orders, enterprise_id=enterprise_id, status=status)
         if after:
             query = query.where(orders.c.id < after)
         return self.session.scalars(query.order_by(orders.c.id.desc()).limit(limit)).all()
@@ -177,13 +174,9 @@ class BookingRegister:
         after: str = "",
         limit: int = 200,
     ) -> Sequence[Ticket]:
-        query = select(Ticket)
-        if enterprise_id:
-            query = query.where(tickets.c.enterprise_id == enterprise_id)
-        if order_id:
-            query = query.where(tickets.c.order_id == order_id)
-        if status:
-            query = query.where(tickets.c.status == status)
+        query = _equal(
+            select(Ticket), tickets, enterprise_id=enterprise_id, order_id=order_id, status=status
+        )
         if overdue_on is not None:
             query = query.where(tickets.c.status != "verified", tickets.c.due_on < overdue_on)
         if after:
@@ -248,3 +241,11 @@ class BookingRegister:
         return self.session.scalars(
             select(Ticket).where(tickets.c.order_id.in_(list(order_ids)))
         ).all()
+
+
+def _equal(query: Select[Any], table: Table, **values: str) -> Select[Any]:
+    """`query` narrowed to rows whose columns equal the given values ("" = any)."""
+    for name, value in values.items():
+        if value:
+            query = query.where(table.c[name] == value)
+    return query

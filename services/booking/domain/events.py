@@ -16,68 +16,56 @@ from .tickets import Ticket
 
 
 @dataclass(frozen=True)
-class HazardFound:
-    """A finding on a visit (MAJOR_HAZARD_FOUND or GENERAL_HAZARD_FOUND)."""
+class TicketEvent:
+    """What every event says: its id (a redelivery is harmless), the firm, the day, and
+    the ticket it is about (the rules service's hazard id)."""
 
     event_id: str
     enterprise_id: str
     occurred_on: date
     hazard_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HazardFound(TicketEvent):
+    """A finding on a visit (MAJOR_HAZARD_FOUND or GENERAL_HAZARD_FOUND)."""
+
     clause_ref: str
     severity: Severity
     due_on: date
 
 
-@dataclass(frozen=True)
-class HazardVerified:
+@dataclass(frozen=True, kw_only=True)
+class HazardVerified(TicketEvent):
     """A recheck passed (HAZARD_VERIFIED), on time or `late`."""
 
-    event_id: str
-    enterprise_id: str
-    occurred_on: date
-    hazard_id: str
     late: bool
 
 
 @dataclass(frozen=True)
-class RectificationOverdue:
+class RectificationOverdue(TicketEvent):
     """A ticket passed its deadline unverified (RECTIFICATION_OVERDUE), once per deadline."""
-
-    event_id: str
-    enterprise_id: str
-    occurred_on: date
-    hazard_id: str
 
 
 BookingEvent = HazardFound | HazardVerified | RectificationOverdue
 
 
+def _about(ticket: Ticket, what: str, on: date) -> tuple[str, str, date, str]:
+    return f"booking-{ticket.id}-{what}", ticket.enterprise_id, on, ticket.id
+
+
 def hazard_found(ticket: Ticket) -> HazardFound:
+    severity = Severity(ticket.severity)
+    found = _about(ticket, "found", ticket.found_on)
     return HazardFound(
-        event_id=f"booking-{ticket.id}-found",
-        enterprise_id=ticket.enterprise_id,
-        occurred_on=ticket.found_on,
-        hazard_id=ticket.id,
-        clause_ref=ticket.clause_ref,
-        severity=Severity(ticket.severity),
-        due_on=ticket.due_on,
+        *found, clause_ref=ticket.clause_ref, severity=severity, due_on=ticket.due_on
     )
 
 
 def hazard_verified(ticket: Ticket, today: date) -> HazardVerified:
-    return HazardVerified(
-        event_id=f"booking-{ticket.id}-verified",
-        enterprise_id=ticket.enterprise_id,
-        occurred_on=today,
-        hazard_id=ticket.id,
-        late=ticket.closed_late,
-    )
+    return HazardVerified(*_about(ticket, "verified", today), late=ticket.closed_late)
 
 
 def rectification_overdue(ticket: Ticket, today: date) -> RectificationOverdue:
-    return RectificationOverdue(
-        event_id=f"booking-{ticket.id}-overdue-{ticket.due_on.isoformat()}",
-        enterprise_id=ticket.enterprise_id,
-        occurred_on=today,
-        hazard_id=ticket.id,
-    )
+    """Its id names the deadline: a new deadline that passes is reported again."""
+    return RectificationOverdue(*_about(ticket, f"overdue-{ticket.due_on.isoformat()}", today))

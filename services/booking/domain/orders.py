@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Any, ClassVar
 
 from services.common.errors import FieldViolation, ValidationError
 from services.common.state_machine import StateMachine, Tracked, Transition
@@ -91,13 +92,10 @@ class Order(Tracked[OrderAction, OrderTransition]):
     updated_at: datetime | None = None
     history: list[OrderTransition] = field(default_factory=list)
 
-    def machine(self) -> StateMachine[OrderStatus, OrderAction]:
-        return ORDER_MACHINE
+    machine: ClassVar[StateMachine[Any, Any]] = ORDER_MACHINE
 
-    def transition(
-        self, at: datetime, actor: str, before: str, after: str, reason: str
-    ) -> OrderTransition:
-        return OrderTransition(at, actor, before, after, reason, order_id=self.id)
+    def transition(self, **moved: Any) -> OrderTransition:
+        return OrderTransition(order_id=self.id, **moved)
 
     def enter(self, status: str, *, actor: str, at: datetime, reason: str = "") -> None:
         super().enter(status, actor=actor, at=at, reason=reason)

@@ -60,15 +60,6 @@ def rules_error(status: str, detail: str = "") -> RulesError:
 
 
 @dataclass(frozen=True)
-class FirmInfo:
-    """A firm as the rules register has it."""
-
-    enterprise_id: str
-    name: str
-    region: str
-
-
-@dataclass(frozen=True)
 class InspectionInfo:
     """What an inspection code (行政检查码) stands for."""
 
@@ -79,3 +70,12 @@ class InspectionInfo:
     planned_on: str
     grounds: str
     joint_authorities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FirmInfo:
+    """A firm as the rules register has it."""
+
+    enterprise_id: str
+    name: str
+    region: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Any, ClassVar
 
 from services.common.state_machine import StateMachine, Tracked, Transition
 from services.common.vocabulary import Severity
@@ -75,13 +76,10 @@ class Ticket(Tracked[TicketAction, TicketTransition]):
     overdue_reported_for: date | None = None
     history: list[TicketTransition] = field(default_factory=list)
 
-    def machine(self) -> StateMachine[TicketStatus, TicketAction]:
-        return TICKET_MACHINE
+    machine: ClassVar[StateMachine[Any, Any]] = TICKET_MACHINE
 
-    def transition(
-        self, at: datetime, actor: str, before: str, after: str, reason: str
-    ) -> TicketTransition:
-        return TicketTransition(at, actor, before, after, reason, ticket_id=self.id)
+    def transition(self, **moved: Any) -> TicketTransition:
+        return TicketTransition(ticket_id=self.id, **moved)
 
     def is_overdue(self, today: date) -> bool:
         return self.status != TicketStatus.VERIFIED and today > self.due_on

@@ -28,10 +28,9 @@ from services.booking.service_layer import dispatch, experts, qr_codes, tickets
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.ports import BookingContext
 from services.common import backup, security
-from services.common import logging as common_logging
 from services.common import server as common_server
 from services.common.clock import today_shanghai
-from services.common.config import env_flag
+from services.common.config import command_line, env_flag, run_command
 from services.common.db import default_sqlite_url, make_engine
 from services.common.http_server import start_http
 from services.common.ratelimit import Rate, RateLimiter
@@ -43,20 +42,13 @@ _log = structlog.get_logger("booking")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    common_logging.configure(args.log_level, json=args.log_json)
-    try:
-        return int(args.run(args))
-    except KeyboardInterrupt:
-        return 130
+    return run_command(_parser(), argv)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m services.booking", description="Expert booking service (扫码点单)"
+    parser = command_line(
+        "python -m services.booking", "Expert booking service (扫码点单)", "BOOKING"
     )
-    env_flag(parser, "--log-level", "BOOKING_LOG_LEVEL", "info", "log level")
-    parser.add_argument("--log-json", action="store_true", default=None)
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     for name, run, help_text in (
         ("serve", cmd_serve, "migrate, then serve gRPC and HTTP"),
@@ -85,15 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         common_server.add_flags(command, "BOOKING")
         security.add_flags(command, "BOOKING")
         command.set_defaults(run=run)
-    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
-        required=True, metavar="ACTION"
-    )
-    verify = audit.add_parser("verify", help="recompute the hash chain; name the first break")
-    env_flag(verify, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
-    verify.set_defaults(run=cmd_audit_verify)
-    backup.add_commands(
-        sub, "BOOKING", "booking", lambda url: cmd_audit_verify(argparse.Namespace(db=url))
-    )
+    backup.add_commands(sub, "BOOKING", "booking", audit_verify)  # and audit verify
     migrate_cmd = sub.add_parser("migrate", help="create or upgrade the booking schema")
     env_flag(migrate_cmd, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
     migrate_cmd.set_defaults(run=cmd_migrate)
@@ -217,11 +201,11 @@ def _context(args: argparse.Namespace) -> BookingContext:
     )
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
+def audit_verify(url: str) -> int:
     from services.booking.adapters.orm import audit_head, audit_log
     from services.common.audit import verify_command
 
-    engine = make_engine(args.db)
+    engine = make_engine(url)
     migrate.upgrade(engine)
     return verify_command(engine, audit_log, audit_head)
 

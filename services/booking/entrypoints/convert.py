@@ -114,11 +114,22 @@ def expert_to_dict(e: pb.Expert) -> dict[str, Any]:
     }
 
 
-SEVERITY_NAME: dict[int, str] = {pb.SEVERITY_GENERAL: "general", pb.SEVERITY_MAJOR: "major"}
+SEVERITY_NAME: dict[int, str] = {v: k for k, v in SEVERITY.items()}
+ORDER_STATUS_NAME: dict[int, str] = {v: k for k, v in ORDER_STATUS.items()}
+TICKET_STATUS_NAME: dict[int, str] = {v: k for k, v in TICKET_STATUS.items()}
 
 
 def severity_name(value: int) -> str:
     return SEVERITY_NAME.get(int(value), "")
+
+
+def order_status_name(value: int) -> str:
+    """A status filter as the register spells it ("" for unset or unknown: any)."""
+    return ORDER_STATUS_NAME.get(int(value), "")
+
+
+def ticket_status_name(value: int) -> str:
+    return TICKET_STATUS_NAME.get(int(value), "")
 
 
 def stats_to_proto(stats: dict[str, Any]) -> pb.Stats:

@@ -141,9 +141,12 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def ListOrders(
         self, request: pb.ListOrdersRequest, context: grpc.ServicerContext
     ) -> pb.ListOrdersResponse:
-        status = {v: k for k, v in convert.ORDER_STATUS.items()}.get(request.status, "")
         rows, token = orders.list_orders(
-            self._uow(), request.enterprise_id, status, request.page_size, request.page_token
+            self._uow(),
+            request.enterprise_id,
+            convert.order_status_name(request.status),
+            request.page_size,
+            request.page_token,
         )
         names = experts.expert_names(self._uow(), [o.expert_id for o in rows])  # one query
         return pb.ListOrdersResponse(
@@ -251,12 +254,11 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def ListTickets(
         self, request: pb.ListTicketsRequest, context: grpc.ServicerContext
     ) -> pb.ListTicketsResponse:
-        status = {v: k for k, v in convert.TICKET_STATUS.items()}.get(request.status, "")
         rows, token = tickets.list_tickets(
             self._uow(),
             self._ctx,
             enterprise_id=request.enterprise_id,
-            status=status,
+            status=convert.ticket_status_name(request.status),
             overdue_only=request.overdue_only,
             size=request.page_size,
             token=request.page_token,
@@ -292,13 +294,9 @@ def create_server(
 ) -> tuple[grpc.Server, int]:
     """Build (not start) the booking gRPC server; port 0 picks a free port. `max_workers`
     sizes both thread pools unless `limits` says otherwise."""
+    limits = limits or common_server.Limits(max_workers, max_workers)
     running = build(
-        ctx,
-        engine,
-        address=address,
-        limits=limits or common_server.Limits(max_workers, max_workers),
-        on_outbox=on_outbox,
-        security=security,
+        ctx, engine, address=address, limits=limits, on_outbox=on_outbox, security=security
     )
     return running.server, running.port
 

@@ -14,21 +14,18 @@ from typing import Any
 
 from services.booking.domain import messages
 from services.booking.domain.orders import Order, OrderAction, OrderStatus, validate_order
-from services.booking.domain.records import FirmCard
 from services.booking.service_layer.dispatch import dispatch_order, redispatch_waiting
 from services.booking.service_layer.ports import BookingContext
-from services.booking.service_layer.qr_codes import check_owner, firm_for_token, owner_of
+from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
 from services.common.errors import (
     FieldViolation,
-    NotFound,
     RateLimited,
     ValidationError,
     retry_on_conflict,
 )
 from services.common.paging import decode_token, one_page, page_size, query_key
-from services.common.values import preview
 
 KEY_MAX = 64
 REASON_MAX = 500
@@ -102,17 +99,7 @@ def get_order(uow: UnitOfWork, ctx: BookingContext, order_id: str, token: str = 
     """One order; with a QR token, only that firm's."""
     with uow:
         owner = owner_of(uow, ctx, token)  # the token first: a bad one learns nothing
-        return find_order(uow, owner, order_id)
-
-
-def find_order(uow: UnitOfWork, owner: FirmCard | None, order_id: str) -> Order:
-    """In an open unit of work: the order, if `owner` (a QR token's firm; None for a
-    staff caller) may see it."""
-    order = uow.register.order(order_id)
-    if order is None:
-        raise NotFound(f"no order {preview(order_id)}")
-    check_owner(owner, order.enterprise_id, "order")
-    return order
+        return visible(owner, uow.register.order(order_id), "order", order_id)
 
 
 def list_orders(
@@ -144,10 +131,7 @@ def cancel_order(
         )
     with uow:
         owner = owner_of(uow, ctx, token)
-        order = uow.register.order(order_id, for_update=True)
-        if order is None:
-            raise NotFound(f"no order {preview(order_id)}")
-        check_owner(owner, order.enterprise_id, "order")
+        order = visible(owner, uow.register.order(order_id, for_update=True), "order", order_id)
         order.move(
             OrderAction.CANCEL,
             actor="firm" if token else actor,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from services.booking.adapters.poster import render_poster
 from services.booking.domain import messages, qr
@@ -17,6 +18,7 @@ from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
+from services.common.values import preview
 from services.common.vocabulary import uscc_problem
 
 
@@ -74,3 +76,19 @@ def check_owner(owner: FirmCard | None, enterprise_id: str, what: str) -> None:
     """A firm's token reaches only that firm's records."""
     if owner is not None and owner.enterprise_id != enterprise_id:
         raise PermissionDenied(f"this {what} belongs to another firm")
+
+
+class OfAFirm(Protocol):
+    enterprise_id: str
+
+
+R = TypeVar("R", bound=OfAFirm)
+
+
+def visible(owner: FirmCard | None, record: R | None, what: str, ref: str) -> R:
+    """`record` (looked up by `ref`) if it exists and `owner` may see it: a QR token's
+    firm sees only its own records; None (a staff caller) sees any."""
+    if record is None:
+        raise NotFound(f"no {what} {preview(ref)}")
+    check_owner(owner, record.enterprise_id, what)
+    return record

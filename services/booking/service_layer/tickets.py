@@ -14,10 +14,10 @@ from services.booking.domain.events import hazard_verified, rectification_overdu
 from services.booking.domain.findings import MAX_TEXT
 from services.booking.domain.orders import OrderAction, OrderStatus
 from services.booking.domain.photos import check_photo, photo_record
-from services.booking.domain.records import FirmCard, Photo
+from services.booking.domain.records import Photo
 from services.booking.domain.tickets import Ticket, TicketAction, TicketStatus
 from services.booking.service_layer.ports import BookingContext
-from services.booking.service_layer.qr_codes import check_owner, firm_for_token, owner_of
+from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
@@ -51,10 +51,8 @@ def submit_rectification(
     check_photo(photo, "photo")
     with uow:
         owner = owner_of(uow, ctx, token)
-        ticket = uow.register.ticket(ticket_id, for_update=True)
-        if ticket is None:
-            raise NotFound(f"no ticket {preview(ticket_id)}")
-        check_owner(owner, ticket.enterprise_id, "ticket")
+        found = uow.register.ticket(ticket_id, for_update=True)
+        ticket = visible(owner, found, "ticket", ticket_id)
         ticket.move(TicketAction.SUBMIT_PROOF, actor=actor, at=now(), reason=note.strip()[:200])
         ticket.proof_note = note.strip()
         proof = photo_record(new_id("P"), ticket.id, photo, "proof", now())
@@ -146,17 +144,7 @@ def get_ticket(uow: UnitOfWork, ctx: BookingContext, ticket_id: str, token: str 
     """One ticket; with a QR token, only that firm's."""
     with uow:
         owner = owner_of(uow, ctx, token)  # the token first: a bad one learns nothing
-        return find_ticket(uow, owner, ticket_id)
-
-
-def find_ticket(uow: UnitOfWork, owner: FirmCard | None, ticket_id: str) -> Ticket:
-    """In an open unit of work: the ticket, if `owner` (a QR token's firm; None for a
-    staff caller) may see it."""
-    ticket = uow.register.ticket(ticket_id)
-    if ticket is None:
-        raise NotFound(f"no ticket {preview(ticket_id)}")
-    check_owner(owner, ticket.enterprise_id, "ticket")
-    return ticket
+        return visible(owner, uow.register.ticket(ticket_id), "ticket", ticket_id)
 
 
 def list_tickets(
@@ -194,5 +182,5 @@ def photo_of(uow: UnitOfWork, ctx: BookingContext, photo_id: str, token: str) ->
         ticket = uow.register.ticket(photo.ticket_id) if photo else None
         if photo is None or ticket is None:
             raise NotFound("no such photo")
-        check_owner(owner, ticket.enterprise_id, "photo")
+        visible(owner, ticket, "photo", photo_id)
         return photo

@@ -19,10 +19,8 @@ from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
 from services.booking.domain.tickets import TicketStatus
 from services.booking.service_layer import stats
-from services.booking.service_layer.orders import find_order
 from services.booking.service_layer.ports import BookingContext, RulesPort, ask_rules
-from services.booking.service_layer.qr_codes import firm_for_token
-from services.booking.service_layer.tickets import find_ticket
+from services.booking.service_layer.qr_codes import firm_for_token, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
 
 LANDING_ORDERS = 50  # the newest orders the landing page lists
@@ -91,7 +89,7 @@ def order_page(uow: UnitOfWork, ctx: BookingContext, token: str, order_id: str) 
     """One of the firm's orders: status, expert, the tickets it raised."""
     with uow:
         card = firm_for_token(uow, ctx, token)
-        order = find_order(uow, card, order_id)
+        order = visible(card, uow.register.order(order_id), "order", order_id)
         raised = [
             t
             for t in uow.register.tickets(enterprise_id=card.enterprise_id, limit=FIRM_TICKETS)
@@ -115,7 +113,7 @@ def ticket_page(
     """One of the firm's tickets: deadline, expert, the clause and its guidance."""
     with uow:
         card = firm_for_token(uow, ctx, token)
-        ticket = find_ticket(uow, card, ticket_id)
+        ticket = visible(card, uow.register.ticket(ticket_id), "ticket", ticket_id)
         names = _names(uow, [ticket.expert_id])
     text, advice = guidance(ticket.clause_ref)  # outside the transaction: a remote call
     today = ctx.today()

@@ -6,8 +6,6 @@ test checks that these tables and the migrated database agree.
 
 from __future__ import annotations
 
-import threading
-
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -27,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import registry
 
 from services.common.audit import Audited, AuditTrail, audit_tables
-from services.common.db import new_metadata
+from services.common.db import new_metadata, once
 from services.rules.domain.register import (
     DecisionRecord,
     EventRecord,
@@ -247,26 +245,15 @@ AUDITED = {
 }
 AUDIT = AuditTrail(audit_log, audit_head, AUDITED)
 
-_mapped = False
-_mapping = threading.Lock()
-
-
-def start_mappers() -> None:
-    """Map the domain dataclasses onto the tables, once per process. The servers call it
-    before they serve; the lock keeps any other first callers from mapping twice."""
-    global _mapped
-    if _mapped:
-        return
-    with _mapping:
-        if not _mapped:
-            _map()
-            _mapped = True
-
 
 def _map() -> None:
+    """Map the domain dataclasses onto the tables."""
     mapper_registry.map_imperatively(Firm, firms)
     mapper_registry.map_imperatively(DecisionRecord, decisions)
     mapper_registry.map_imperatively(WhitelistEntry, whitelist_entries)
     mapper_registry.map_imperatively(EventRecord, events)
     mapper_registry.map_imperatively(InspectionRecord, inspections)
     mapper_registry.map_imperatively(ReevaluationRun, reevaluation_runs)
+
+
+start_mappers = once(_map)  # once per process, before serving (services/common/db.py)

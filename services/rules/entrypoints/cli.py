@@ -22,11 +22,10 @@ from sqlalchemy import Engine
 from tqdm import tqdm
 
 from services.common import backup, processes, security
-from services.common import logging as common_logging
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
-from services.common.config import env_flag
+from services.common.config import command_line, env_flag, run_command
 from services.common.db import default_sqlite_url, make_engine
 from services.common.grpc_errors import status_proto
 from services.common.http_server import HttpServer, start_http
@@ -51,26 +50,15 @@ _log = structlog.get_logger("rules")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    common_logging.configure(args.log_level, json=args.log_json)
     try:
-        return int(args.run(args))
+        return run_command(_parser(), argv)
     except RulesetError as exc:
         print(f"ruleset error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m services.rules", description="Work-safety rules service"
-    )
-    env_flag(parser, "--log-level", "RULES_LOG_LEVEL", "info", "log level")
-    parser.add_argument(
-        "--log-json", action="store_true", default=None, help="JSON log lines even on a terminal"
-    )
+    parser = command_line("python -m services.rules", "Work-safety rules service", "RULES")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="migrate the database, then start the gRPC server")
@@ -106,22 +94,13 @@ def _parser() -> argparse.ArgumentParser:
     common_server.add_flags(demo, "RULES")
     demo.set_defaults(run=cmd_demo)
 
-    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
-        required=True, metavar="ACTION"
-    )
-    verify = audit.add_parser("verify", help="recompute the hash chain; name the first break")
-    env_flag(verify, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
-    verify.set_defaults(run=cmd_audit_verify)
-
     prune = sub.add_parser(
         "prune-changes", help="delete delivered change-feed entries older than N days"
     )
     prune.add_argument("--older-than-days", type=int, required=True, help="retention in days")
     env_flag(prune, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
     prune.set_defaults(run=cmd_prune_changes)
-    backup.add_commands(
-        sub, "RULES", "rules", lambda url: cmd_audit_verify(argparse.Namespace(db=url))
-    )
+    backup.add_commands(sub, "RULES", "rules", audit_verify)  # and audit verify
 
     migrate = sub.add_parser("migrate", help="create or upgrade the register's schema")
     env_flag(migrate, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
@@ -329,11 +308,11 @@ def seed_demo(args: argparse.Namespace, path: Path = Path("examples/profiles.jso
     return seeded
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
+def audit_verify(url: str) -> int:
     from services.common.audit import verify_command
     from services.rules.adapters.orm import audit_head, audit_log
 
-    return verify_command(_database(args.db), audit_log, audit_head)
+    return verify_command(_database(url), audit_log, audit_head)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

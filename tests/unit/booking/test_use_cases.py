@@ -234,9 +234,14 @@ def test_each_finding_becomes_a_ticket_and_a_hazard_found_event(
     assert (major.due_on - ctx.today()).days == 15 and (general.due_on - ctx.today()).days == 30
     assert [type(e) for e in uow.register.events] == [HazardFound, HazardFound]
     assert uow.register.events[0] == HazardFound(
-        f"booking-{major.id}-found", FIRM, ctx.today(), major.id, "GEN:ledger",
-        Severity.MAJOR, major.due_on,
-    )  # fmt: skip
+        f"booking-{major.id}-found",
+        FIRM,
+        ctx.today(),
+        major.id,
+        clause_ref="GEN:ledger",
+        severity=Severity.MAJOR,
+        due_on=major.due_on,
+    )
     assert [p.purpose for p in uow.register.photos.values()] == ["finding"]
     assert uow.register.orders_by_id[order.id].status == "visited"
 
