@@ -32,12 +32,23 @@ def wrap_handler(handler: Any, unary: Callable[[Any], Any], stream: Callable[[An
     return handler._replace(stream_stream=stream(handler.stream_stream))
 
 
-class LoggingInterceptor(grpc.ServerInterceptor):
+class HandlerInterceptor(grpc.ServerInterceptor):
+    """An interceptor that works on the method handler the server found for a call (an
+    unknown method, None, is left to the server)."""
+
     def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
     ) -> Any:
         handler = continuation(details)
-        return None if handler is None else self.wrap(handler, details.method)
+        return None if handler is None else self.intercept(handler, details)
+
+    def intercept(self, handler: Any, details: grpc.HandlerCallDetails) -> Any:
+        raise NotImplementedError
+
+
+class LoggingInterceptor(HandlerInterceptor):
+    def intercept(self, handler: Any, details: grpc.HandlerCallDetails) -> Any:
+        return self.wrap(handler, details.method)
 
     def wrap(self, handler: Any, method: str) -> Any:
         """`handler` with its one log line (the admission interceptor logs its refusals

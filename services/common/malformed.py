@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 
 from services.common.errors import FieldViolation, ValidationError
 from services.common.grpc_errors import abort_for
+from services.common.interceptors import HandlerInterceptor
 from services.common.values import control_problem, preview
 
 # free text a person writes in a text area: line breaks allowed there, nowhere else
@@ -86,13 +87,8 @@ def _abort(context: grpc.ServicerContext) -> None:
     context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message")
 
 
-class MalformedRequestInterceptor(grpc.ServerInterceptor):
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(details)
-        if handler is None:
-            return None
+class MalformedRequestInterceptor(HandlerInterceptor):
+    def intercept(self, handler: Any, details: grpc.HandlerCallDetails) -> Any:
         safe = _safe(handler.request_deserializer)
         if handler.unary_unary or handler.unary_stream:
             kind = "unary_unary" if handler.unary_unary else "unary_stream"

@@ -30,7 +30,12 @@ from sqlalchemy import Engine
 from services.common.config import env_flag
 from services.common.context import deadline_in
 from services.common.db import DbTimeouts
-from services.common.interceptors import INFRASTRUCTURE_PREFIXES, LoggingInterceptor, wrap_handler
+from services.common.interceptors import (
+    INFRASTRUCTURE_PREFIXES,
+    HandlerInterceptor,
+    LoggingInterceptor,
+    wrap_handler,
+)
 from services.common.malformed import MalformedRequestInterceptor
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 5 MB photo plus its envelope
@@ -104,7 +109,7 @@ class CallPools:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-class AdmissionInterceptor(grpc.ServerInterceptor):
+class AdmissionInterceptor(HandlerInterceptor):
     """Outermost: picks each call's thread pool, and refuses a call at once when
     `max_concurrent` calls are already held (RESOURCE_EXHAUSTED + retry-after). It runs
     when the server accepts a call, before the call is queued."""
@@ -121,12 +126,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         self._max = max_concurrent
         self._logging = logging
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(details)
-        if handler is None:
-            return None
+    def intercept(self, handler: Any, details: grpc.HandlerCallDetails) -> Any:
         method = details.method
         infrastructure = method.startswith(INFRASTRUCTURE_PREFIXES)
         if self._max and not infrastructure and self._pools.held() >= self._max:
