@@ -28,14 +28,7 @@ from typing import Any
 from durable import engine as _dr
 
 from services.rules.domain.profile import FactValue
-from services.rules.domain.standards import (
-    AllOf,
-    AnyOf,
-    Catalogue,
-    Clause,
-    Comparison,
-    Condition,
-)
+from services.rules.domain.standards import AllOf, AnyOf, Catalogue, Clause, Comparison, Condition
 
 _LOCK = threading.Lock()  # guards the C core: every call into durable_rules holds it
 _ENGINES: dict[str, DurableRulesEngine] = {}
