@@ -22,13 +22,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
 
 from services.common.clock import new_id, now
 from services.common.instants import as_utc
-from services.rules.adapters.orm import changes, feed_head
+from services.rules.adapters.orm import changes, decisions, feed_head, firms
 from services.rules.domain.changes import KIND_ORDER, Change, ChangeKind
 from services.rules.domain.register import (
     DecisionRecord,
@@ -158,8 +169,6 @@ def _entry(entry: WhitelistEntry, kind: ChangeKind) -> Change:
 
 
 def _entry_move(entry: WhitelistEntry) -> ChangeKind | None:
-    from sqlalchemy import inspect
-
     state = inspect(entry)
     if state.attrs.revoked_on.history.has_changes() and entry.revoked_on is not None:
         if EXPIRED_MARK in entry.revoked_reason:
@@ -171,8 +180,6 @@ def _entry_move(entry: WhitelistEntry) -> ChangeKind | None:
 
 
 def _decision(session: Session, record: DecisionRecord) -> _Candidate:
-    from sqlalchemy import inspect
-
     firm = session.identity_map.get(identity_key(Firm, record.enterprise_id))
     previous_id, before = None, ("", "")
     if isinstance(firm, Firm):
@@ -212,8 +219,6 @@ def _decided(connection: Connection, pending: list[Change | _Candidate]) -> list
     ids = [c.previous_id for c in candidates if c.same_status_and_colour and c.previous_id]
     old: dict[str, list[str]] = {}
     if ids:
-        from services.rules.adapters.orm import decisions
-
         for row in connection.execute(
             select(decisions.c.id, decisions.c.payload).where(decisions.c.id.in_(ids))
         ):
@@ -239,8 +244,6 @@ def _regions(session: Session, connection: Connection, ids: set[str]) -> dict[st
             regions[enterprise_id] = firm.region
     missing = ids - set(regions)
     if missing:
-        from services.rules.adapters.orm import firms
-
         query = select(firms.c.enterprise_id, firms.c.region).where(
             firms.c.enterprise_id.in_(missing)
         )
