@@ -150,7 +150,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--rules-token",
         "BOOKING_RULES_TOKEN",
         "",
-        "bearer token for calling the rules service (scopes rules.read, rules.write)",
+        "bearer token for the rules service (scopes rules.read, rules.evaluate, rules.write)",
     )
     env_flag(
         parser,

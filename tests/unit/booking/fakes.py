@@ -22,8 +22,10 @@ from services.booking.domain.records import (
     Assignment,
     Expert,
     FirmCard,
+    FirmSession,
     OutboxMessage,
     Photo,
+    SignInCode,
     Visit,
 )
 from services.booking.domain.rules_service import FirmInfo, InspectionInfo, RulesError
@@ -58,6 +60,8 @@ class FakeRegister:
         self.outbox: list[OutboxMessage] = []
         self.events: list[BookingEvent] = []
         self.taken_slots: set[tuple[str, str]] = set()  # booked by a "concurrent" dispatch
+        self.codes: dict[str, SignInCode] = {}
+        self.sessions: dict[str, FirmSession] = {}
 
     def add(self, record: object) -> None:
         stores: dict[type, dict[str, Any]] = {
@@ -67,6 +71,8 @@ class FakeRegister:
             Ticket: self.tickets_by_id,
             Photo: self.photos,
             Visit: self.visits,
+            SignInCode: self.codes,
+            FirmSession: self.sessions,
         }
         key = getattr(record, "enterprise_id" if isinstance(record, FirmCard) else "id")
         stores[type(record)][key] = record
@@ -86,6 +92,37 @@ class FakeRegister:
 
     def firm_names(self, ids: Iterable[str]) -> dict[str, str]:
         return {i: self.firms[i].name for i in ids if i in self.firms}
+
+    def firms_in(self, regions: Sequence[str]) -> Sequence[FirmCard]:
+        return [f for _, f in sorted(self.firms.items()) if not regions or f.region in regions]
+
+    # the firm's sign-in
+    def codes_since(self, *, enterprise_id: str = "", client: str = "", since: datetime) -> int:
+        return sum(
+            1
+            for c in self.codes.values()
+            if c.created_at >= since
+            and (not enterprise_id or c.enterprise_id == enterprise_id)
+            and (not client or c.client == client)
+        )
+
+    def latest_code(self, enterprise_id: str, phone_digest: str) -> SignInCode | None:
+        found = [
+            c
+            for c in self.codes.values()
+            if c.enterprise_id == enterprise_id and c.phone_digest == phone_digest
+        ]
+        return max(found, key=lambda c: c.created_at) if found else None
+
+    def firm_session(self, session_id: str) -> FirmSession | None:
+        return self.sessions.get(session_id)
+
+    def firm_sessions(self, enterprise_id: str) -> Sequence[FirmSession]:
+        return [
+            s
+            for s in self.sessions.values()
+            if s.enterprise_id == enterprise_id and s.ended_at is None
+        ]
 
     def expert(self, expert_id: str, *, for_update: bool = False) -> Expert | None:
         return self.experts_by_id.get(expert_id)
