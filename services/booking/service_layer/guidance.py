@@ -14,8 +14,9 @@ from urllib.parse import urlencode
 
 import structlog
 
+from services.booking.adapters.poster import ChecklistGroup
 from services.booking.domain import messages
-from services.booking.domain.rules_service import BlockerInfo, FindingInfo, RulesError
+from services.booking.domain.rules_service import BlockerInfo, ClauseInfo, FindingInfo, RulesError
 from services.booking.service_layer.ports import BookingContext
 
 _log = structlog.get_logger("guidance")
@@ -74,3 +75,24 @@ def firm_status(ctx: BookingContext, enterprise_id: str, token: str) -> dict[str
             token, status.recommended_services, [f.ref for f in status.findings], ctx.menu
         ),
     }
+
+
+def checklist_groups(clauses: Iterable[ClauseInfo]) -> list[ChecklistGroup]:
+    """Major-hazard clauses grouped by standard, in catalogue order, by short title."""
+    groups: dict[str, tuple[str, list[str]]] = {}
+    for c in clauses:
+        if c.severity != "major":
+            continue
+        _title, titles = groups.setdefault(c.standard_id, (c.standard_title, []))
+        if c.title not in titles:
+            titles.append(c.title or c.clause)
+    return [ChecklistGroup(title, tuple(titles)) for title, titles in groups.values()]
+
+
+def checklist(ctx: BookingContext, enterprise_id: str) -> list[ChecklistGroup]:
+    """The firm's checklist; empty (the poster still prints) when rules cannot answer."""
+    try:
+        return checklist_groups(ctx.rules.applicable(enterprise_id, major_only=True))
+    except RulesError as exc:
+        _log.warning("checklist unavailable", enterprise_id=enterprise_id, status=exc.status)
+        return []

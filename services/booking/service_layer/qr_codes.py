@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from services.booking.adapters.poster import render_poster
 from services.booking.domain import messages, qr
 from services.booking.domain.records import FirmCard
+from services.booking.service_layer.guidance import checklist
 from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
@@ -49,7 +50,9 @@ def issue_qr_code(uow: UnitOfWork, ctx: BookingContext, enterprise_id: str) -> I
         issued_at = card.qr_issued_at
         uow.commit()
     url = f"{ctx.public_url.rstrip('/')}/q/{text}"
-    poster = render_poster(info.name, url, ctx.menu.values(), ctx.hotline)
+    poster = render_poster(
+        info.name, url, ctx.menu.values(), ctx.hotline, checklist(ctx, enterprise_id)
+    )
     return IssuedCode(url, text, poster, token.key_id, issued_at)
 
 

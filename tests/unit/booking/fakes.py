@@ -28,7 +28,15 @@ from services.booking.domain.records import (
     SignInCode,
     Visit,
 )
-from services.booking.domain.rules_service import FirmInfo, InspectionInfo, RulesError
+from services.booking.adapters.sms import MemorySms
+from services.booking.domain.rules_service import (
+    ClauseInfo,
+    FindingInfo,
+    FirmInfo,
+    FirmStatus,
+    InspectionInfo,
+    RulesError,
+)
 from services.booking.domain.tickets import Ticket
 from services.booking.service_layer.ports import BookingContext
 from services.common.clock import now
@@ -299,6 +307,11 @@ class FakeRules:
     reported: list[Mapping[str, Any]] = field(default_factory=list)
     failure: RulesError | None = None
     refuse: dict[str, RulesError] = field(default_factory=dict)  # event id → its error
+    statuses: dict[str, FirmStatus] = field(default_factory=dict)
+    applicable_clauses: list[ClauseInfo] = field(default_factory=list)
+    # fact key → the finding a self-check answer `true` (or > 0) brings
+    answers_find: dict[str, FindingInfo] = field(default_factory=dict)
+    evaluated: list[Mapping[str, Any]] = field(default_factory=list)
 
     def _call(self) -> None:
         if self.failure is not None:
@@ -325,6 +338,19 @@ class FakeRules:
         self._call()
         return self.codes.get(code)
 
+    def status(self, enterprise_id: str) -> FirmStatus | None:
+        self._call()
+        return self.statuses.get(enterprise_id)
+
+    def applicable(self, enterprise_id: str, major_only: bool = False) -> list[ClauseInfo]:
+        self._call()
+        return [c for c in self.applicable_clauses if not major_only or c.severity == "major"]
+
+    def self_check(self, enterprise_id: str, answers: Mapping[str, Any]) -> list[FindingInfo]:
+        self._call()
+        self.evaluated.append(dict(answers))
+        return [f for k, f in self.answers_find.items() if answers.get(k)]
+
 
 @dataclass
 class Clock:
@@ -344,4 +370,5 @@ def context(rules: FakeRules | None = None, clock: Clock | None = None) -> Booki
         rules=rules or FakeRules(firms={FIRM: FirmInfo(FIRM, "义乌市示例五金厂", REGION)}),
         public_url="https://example.org",
         today=clock or Clock(),
+        sms=MemorySms(),
     )
