@@ -148,7 +148,9 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             self._uow(), self._ctx, request.qr_token, form, request.idempotency_key
         )
         if current_principal().caller == authz.FIRM:
-            return convert.public_confirmation(order)  # the QR token alone reads no more
+            if self._firm_session(context) != order.enterprise_id:
+                return convert.public_confirmation(order)  # the QR token alone reads no more
+            return self._order(order, show_refs=True)
         return self._order(order)
 
     @map_errors
