@@ -79,7 +79,7 @@ def _sign_in(phone: Any, live: Live, token: str, shot: Any) -> None:
 
 
 def test_a_passer_by_sees_no_status_orders_or_tickets(live: Live, phone: Any, shots: Any) -> None:
-    firm, token = _woodworks(live)
+    _firm, token = _woodworks(live)
     order = live.pair.booking.CreateOrder(live.pair.order_request(token, item="dust_explosion"))
     phone.goto(f"{live.base}/q/{token}")
     assert phone.locator("h1.firm").inner_text() == "义乌市森木家具厂"
@@ -106,7 +106,7 @@ def test_a_passer_by_sees_no_status_orders_or_tickets(live: Live, phone: Any, sh
 def test_the_owner_signs_in_sees_the_decision_and_books_from_a_hazard(
     live: Live, phone: Any, shots: Any
 ) -> None:
-    firm, token = _woodworks(live)
+    _firm, token = _woodworks(live)
     _sign_in(phone, live, token, shots)
     blockers = phone.locator("#blockers .blocker").all_inner_texts()
     assert "2026-03-02 受到行政处罚，2028-03-03起不再影响白名单" in blockers
@@ -163,7 +163,7 @@ def test_a_self_check_shows_the_major_hazard_and_stores_nothing(
 
 
 def test_wrong_codes_are_refused_in_chinese(live: Live, phone: Any, shots: Any) -> None:
-    firm, token = _woodworks(live)
+    _firm, token = _woodworks(live)
     phone.goto(f"{live.base}/q/{token}/sign-in")
     phone.get_by_label("登录手机号").fill(MOBILE)
     phone.get_by_role("button", name="获取验证码").click()

@@ -74,7 +74,7 @@ def cmd_sign_in_phone(args: argparse.Namespace, ctx: BookingContext) -> int:
 def cmd_posters(args: argparse.Namespace, ctx: BookingContext) -> int:
     engine = make_engine(args.db)
     migrate.upgrade(engine)
-    regions = []
+    regions: list[str] = []
     for region in args.region:
         found = ctx.regions.area(region) if ctx.regions is not None else [region]
         if not found:

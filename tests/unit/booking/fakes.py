@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from services.booking.adapters.menu import MenuItem
+from services.booking.adapters.sms import MemorySms
 from services.booking.domain.events import BookingEvent
 from services.booking.domain.orders import Order
 from services.booking.domain.qr import Keyring
@@ -28,7 +29,6 @@ from services.booking.domain.records import (
     SignInCode,
     Visit,
 )
-from services.booking.adapters.sms import MemorySms
 from services.booking.domain.rules_service import (
     ClauseInfo,
     FindingInfo,

@@ -110,16 +110,21 @@ def test_a_prefilled_order_keeps_its_clause_refs() -> None:
 
 @pytest.mark.parametrize("items", [10, 40])
 def test_the_poster_checklist_fits_the_page_legibly(items: int) -> None:
+    half = items // 2
     groups = [
-        ChecklistGroup("工贸企业重大事故隐患判定标准", tuple(f"粉尘涉爆场所检查第{i}项" for i in range(items // 2))),
-        ChecklistGroup("重大火灾隐患判定方法", tuple(f"疏散通道检查第{i}项" for i in range(items - items // 2))),
-    ]  # fmt: skip
+        ChecklistGroup(
+            "工贸企业重大事故隐患判定标准", tuple(f"粉尘涉爆场所第{i}项" for i in range(half))
+        ),
+        ChecklistGroup(
+            "重大火灾隐患判定方法", tuple(f"疏散通道第{i}项" for i in range(items - half))
+        ),
+    ]
     lines = layout("义乌市恒达五金制品有限公司", list(MENU.values()), "12345", groups)
     shown = [line for line in lines if line.text.startswith("□")]
     assert len(shown) == items  # every item is printed
     for line in lines:
         assert line.size >= MIN_FONT_MM, line
-        assert 0 <= line.left and line.left + line.width <= A4_W, line
+        assert line.left >= 0 and line.left + line.width <= A4_W, line
         assert line.size <= line.y <= A4_H, line
     boxes = sorted((round(line.left), round(line.y, 1)) for line in lines)
     assert len(set(boxes)) == len(boxes)  # no two lines on the same spot

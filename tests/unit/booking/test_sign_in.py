@@ -53,7 +53,7 @@ def test_the_right_code_signs_the_firm_in_for_30_days(
     done = sign_in.sign_in(uow, ctx, token, MOBILE, code)
     assert done.enterprise_id == FIRM
     assert sign_in.session_firm(uow, ctx, done.credential) == FIRM
-    stored = list(uow.register.sessions.values())[0]
+    stored = next(iter(uow.register.sessions.values()))
     assert stored.expires_at - stored.created_at == timedelta(days=30)
     # only digests are kept: neither the code nor the secret nor the phone
     kept = repr(list(uow.register.codes.values())) + repr(stored)
@@ -86,7 +86,7 @@ def test_wrong_codes_count_and_the_sixth_try_is_refused(
 
 def test_an_expired_code_is_refused(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:
     sign_in.request_code(uow, ctx, token, MOBILE)
-    row = list(uow.register.codes.values())[0]
+    row = next(iter(uow.register.codes.values()))
     row.expires_at = row.created_at - timedelta(seconds=1)
     with pytest.raises(PermissionDenied, match=messages.SIGN_IN_WRONG_CODE):
         sign_in.sign_in(uow, ctx, token, MOBILE, ctx.sms.last_code(MOBILE))
