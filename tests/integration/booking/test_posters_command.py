@@ -6,9 +6,11 @@ major-hazard items that apply to it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from services.booking.adapters.poster import qr_svg_path
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
@@ -17,6 +19,14 @@ from services.booking.service_layer.qr_codes import firm_for_token
 from tests.booking_env import TEST_KEYS, Pair
 
 PUBLIC = "https://safety.example.org"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`main` points structlog at the captured stderr: put it back for the next test."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def test_bulk_posters_keep_current_codes_and_issue_missing_ones(
@@ -62,3 +72,24 @@ def test_bulk_posters_keep_current_codes_and_issue_missing_ones(
     assert "干式除尘无泄爆惰化抑爆" in svg  # its checklist: GM2023 11(3) applies to it
     assert "干式除尘无泄爆惰化抑爆" not in (out / f"{plain}.svg").read_text(encoding="utf-8")
     assert (out / f"{dusty}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_staff_set_and_clear_the_sign_in_mobile_from_the_command_line(
+    sqlite_pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pair = sqlite_pair
+    firm = pair.register_firm(43)
+    pair.issue(firm)
+    common = [
+        "--db", pair.booking_engine.url.render_as_string(hide_password=False),
+        "--rules", f"127.0.0.1:{pair.rules_port}",
+        "--qr-keys", str(tmp_path / "keys.json"),
+    ]  # fmt: skip
+    assert main(["sign-in-phone", "--enterprise", firm, "--phone", "13912345678", *common]) == 0
+    assert "139****5678" in capsys.readouterr().out  # masked on the terminal too
+    with SqlUnitOfWork(pair.booking_engine) as uow:
+        assert uow.register.firm(firm).sign_in_phone == "13912345678"
+    assert main(["sign-in-phone", "--enterprise", firm, "--phone", "139", *common]) == 1
+    assert main(["sign-in-phone", "--enterprise", firm, "--clear", *common]) == 0
+    with SqlUnitOfWork(pair.booking_engine) as uow:
+        assert uow.register.firm(firm).sign_in_phone == ""
