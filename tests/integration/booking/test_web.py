@@ -293,6 +293,18 @@ def test_an_order_no_expert_can_take_shows_the_dispatch_note(site: Site) -> None
     assert 'id="expert"' not in page.text
 
 
+def test_while_rules_is_down_the_firm_page_says_so_and_still_takes_orders(site: Site) -> None:
+    firm, token = site.firm(8, name="义乌市宏泰木业厂", high_risk_domains=["dust_explosion"])
+    site.sign_in(firm, token)
+    assert 'id="status-headline"' in site.client.get(f"/q/{token}").text
+    site.pair.rules_server.stop(None)
+    page = site.client.get(f"/q/{token}")
+    assert page.status_code == 200
+    assert "暂时无法获取企业状态（规则服务不可用），您仍可以预约专家。" in page.text
+    order_id = site.placed(token)
+    assert "已派单" in site.client.get(f"/q/{token}/orders/{order_id}").text
+
+
 # ---------------------------------------------------------------- bad tokens
 
 
