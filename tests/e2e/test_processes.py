@@ -40,7 +40,7 @@ def test_two_processes_the_worker_delivers_and_sigterm_stops_both(tmp_path: Path
                     {
                         "token": TOKENS["booking"],
                         "caller": "booking-service",
-                        "scopes": ["rules.read", "rules.write"],
+                        "scopes": ["rules.read", "rules.evaluate", "rules.write"],
                     },
                     {
                         "token": TOKENS["writer"],

@@ -111,3 +111,37 @@ POSTER_TITLE = "安全生产 扫码点单"
 POSTER_INVITATION = "手机扫码，免费预约安全专家上门指导（容错式指导，不处罚）"
 POSTER_MENU = "服务菜单"
 POSTER_HOTLINE = "服务热线 {hotline}"
+
+# ---------------------------------------------------------------- the firm's own page (issue 11)
+TOO_MANY_CLAUSE_REFS = "最多关联{n}条条款"
+BAD_CLAUSE_REF = "条款编号格式不正确：{ref}"
+SIGN_IN_TITLE = "企业本人登录"
+SIGN_IN_NEEDED = "该内容仅企业本人可见，请先用登记的手机号登录。"
+SIGN_IN_CODE_SENT = "如该号码是本企业登记的登录手机，验证码已发送，10分钟内有效。"
+SIGN_IN_BAD_PHONE = "请填写11位手机号码（以1开头）"
+SIGN_IN_BAD_CODE_FORMAT = "请填写6位数字验证码"
+SIGN_IN_WRONG_CODE = "验证码错误或已过期，请重新输入或重新获取"
+SIGN_IN_TOO_MANY_TRIES = "验证码输错次数过多，请重新获取验证码"
+SIGN_IN_TOO_MANY_CODES = "获取验证码太频繁，请稍后再试"
+SIGN_IN_NEEDS_SESSION = "此操作需要企业本人登录（凭二维码只能预约和查看预约编号）"
+SIGN_IN_PHONE_SET = "登录手机已更新"
+SMS_CODE_TEXT = "【安全生产扫码点单】您的登录验证码为{code}，10分钟内有效。请勿告诉他人。"
+STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用），您仍可以预约专家。"
+STATUS_WHITELIST = "已列入白名单：无事不扰（有效期至{until}）"
+STATUS_ROUTINE = "常规监管（双随机抽查）"
+STATUS_PRIORITY = "重点监管"
+BOOK_FOR_THIS = "预约专家帮我整改"
+REFS_PRIVATE = "预约会附上对应的条款，仅您和上门专家可见，不计入监管统计。"
+SELF_CHECK_NOTE = "自查结果只显示给您本人：不保存、不上报，不作为处罚依据（容错式指导）。"
+SELF_CHECK_NONE = "按您的回答，未发现隐患。"
+SELF_CHECK_BAD_NUMBER = "请填写数字"
+BLOCKER_SENTENCES = {
+    "recent_penalty": "{arose} 受到行政处罚，{ends}起不再影响白名单",
+    "recent_accident": "{arose} 发生生产安全事故，{ends}起不再影响白名单",
+    "late_rectification": "{arose} 隐患逾期才整改完毕，{ends}起不再影响白名单",
+    "open_hazard": "自{arose}起有隐患未经复查验收：整改并复查通过后不再影响白名单",
+    "revoked_by_event": "{arose} 白名单因事件撤销：{reason}",
+}
+POSTER_CHECKLIST = "本企业适用的重大事故隐患自查清单"
+POSTER_CHECKLIST_MORE = "……另有{n}项，扫码查看"
+POSTER_CHECKLIST_NONE = "（暂无适用的重大事故隐患判定条款）"

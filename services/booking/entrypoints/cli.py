@@ -21,9 +21,10 @@ from sqlalchemy import Engine
 from services.booking.adapters import migrate
 from services.booking.adapters.menu import load_menu
 from services.booking.adapters.rules_client import RulesClient
+from services.booking.adapters.sms import ConsoleSms
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.qr import Keyring
-from services.booking.entrypoints import grpc_server
+from services.booking.entrypoints import firm_commands, grpc_server
 from services.booking.service_layer import dispatch, experts, qr_codes, tickets
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.ports import BookingContext
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep_cmd = sub.add_parser("sweep", help="mark overdue tickets, report them, deliver")
     _common(sweep_cmd)
     sweep_cmd.set_defaults(run=cmd_sweep)
+    firm_commands.add_commands(sub, _common, _context)  # sign-in-phone, posters
     return parser
 
 
@@ -150,7 +152,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--rules-token",
         "BOOKING_RULES_TOKEN",
         "",
-        "bearer token for calling the rules service (scopes rules.read, rules.write)",
+        "bearer token for the rules service (scopes rules.read, rules.evaluate, rules.write)",
     )
     env_flag(
         parser,
@@ -198,6 +200,7 @@ def _context(args: argparse.Namespace) -> BookingContext:
         order_limiter=RateLimiter(ORDERS_PER_QR_TOKEN),
         today=today_shanghai,
         regions=load_regions(args.regions),
+        sms=ConsoleSms(),  # the default backend: codes in the server log (adapters/sms.py)
     )
 
 

@@ -50,3 +50,16 @@ def may_cancel_for_authority(p: Principal) -> None:
 
 def sees_phone(p: Principal, order: Order) -> bool:
     return is_trusted(p)
+
+
+def require_firm_session(p: Principal, firm_id: str) -> None:
+    """A caller admitted without a bearer token acts for a firm only with its session."""
+    if p.caller == FIRM and not firm_id:
+        raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
+
+
+def sees_refs(p: Principal, order: Order, firm_id: str) -> bool:
+    """An order's clause refs: the firm's own session and the dispatched expert only."""
+    if firm_id:
+        return firm_id == order.enterprise_id
+    return p.has("booking.expert") and bool(p.expert_id) and p.expert_id == order.expert_id

@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from services.booking.entrypoints.web import errors
+from services.booking.entrypoints.web.firm_pages import FirmPages
 from services.booking.entrypoints.web.limits import (
     DEFAULT_WEB_LIMITS,
     RateLimitMiddleware,
@@ -46,6 +47,7 @@ def create_web_app(
         Route("/verify/{code}", pages.verify, methods=["GET"]),
         Route("/dashboard", pages.dashboard, methods=["GET"]),
         Route("/healthz", pages.healthz, methods=["GET"]),
+        *FirmPages(pages).routes(),  # the firm's own: sign-in, self-check
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     return Starlette(
