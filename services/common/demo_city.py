@@ -94,7 +94,7 @@ MAJOR_FINDINGS = {
     "special_equipment": ("GM2023:3(2)", "特种作业人员无证上岗"),
 }
 MAJOR_SHARE = 0.03
-FINDINGS_PER_VISIT = 5.8  # mean; the reports' ~700 eliminated of ~145 bookings
+FINDINGS_PER_VISIT = 5.6  # mean; the reports' ~700 eliminated of ~145 bookings
 HALVES = ("AM", "PM")
 DAY = timedelta(days=1)
 EXPERT_DOMAINS = tuple(DOMAIN_ITEMS)
@@ -178,7 +178,6 @@ def firms(rng: random.Random, count: int, today: date, seed: int) -> tuple[DemoF
         back = 365 if rng.random() < 0.35 else rng.randint(1, 364)
         out.append(DemoFirm(profile, today - timedelta(days=back)))
     return tuple(out)
-
 
 
 def experts(rng: random.Random, count: int) -> tuple[DemoExpert, ...]:

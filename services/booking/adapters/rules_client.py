@@ -25,6 +25,7 @@ from services.booking.domain.rules_service import (
     InspectionInfo,
     RulesRejected,
     RulesUnavailable,
+    WhitelistSize,
     rules_error,
 )
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -212,3 +213,11 @@ class RulesClient:
             found.grounds,
             tuple(found.joint_authorities),
         )
+
+    def whitelist_sizes(self, region: str, from_month: str, to_month: str) -> list[WhitelistSize]:
+        """The white list's size month by month (ListWhitelistSizes, scope rules.read)."""
+        found = self._call(
+            "ListWhitelistSizes",
+            pb.ListWhitelistSizesRequest(region=region, from_month=from_month, to_month=to_month),
+        )
+        return [WhitelistSize(s.month, s.size, s.granted, s.closed) for s in found.sizes]

@@ -79,3 +79,13 @@ class FirmInfo:
     enterprise_id: str
     name: str
     region: str
+
+
+@dataclass(frozen=True)
+class WhitelistSize:
+    """The white list at the end of a month, as the rules service counts it."""
+
+    month: str  # YYYY-MM
+    size: int
+    granted: int
+    closed: int

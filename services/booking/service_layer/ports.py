@@ -14,7 +14,12 @@ from typing import Any, Protocol, TypeVar
 
 from services.booking.adapters.menu import MenuItem
 from services.booking.domain import qr
-from services.booking.domain.rules_service import FirmInfo, InspectionInfo, RulesUnavailable
+from services.booking.domain.rules_service import (
+    FirmInfo,
+    InspectionInfo,
+    RulesUnavailable,
+    WhitelistSize,
+)
 from services.common.clock import today_shanghai
 from services.common.errors import Unavailable
 from services.common.ratelimit import RateLimiter
@@ -32,6 +37,9 @@ class RulesPort(Protocol):
     def clause_exists(self, clause_ref: str) -> bool: ...
     def report(self, payload: Mapping[str, Any]) -> None: ...
     def verify_code(self, code: str) -> InspectionInfo | None: ...
+    def whitelist_sizes(
+        self, region: str, from_month: str, to_month: str
+    ) -> list[WhitelistSize]: ...
 
 
 def ask_rules(call: Callable[[], T]) -> T:

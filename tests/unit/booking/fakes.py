@@ -26,7 +26,12 @@ from services.booking.domain.records import (
     Photo,
     Visit,
 )
-from services.booking.domain.rules_service import FirmInfo, InspectionInfo, RulesError
+from services.booking.domain.rules_service import (
+    FirmInfo,
+    InspectionInfo,
+    RulesError,
+    WhitelistSize,
+)
 from services.booking.domain.tickets import Ticket
 from services.booking.service_layer.ports import BookingContext
 from services.common.clock import now
@@ -262,6 +267,7 @@ class FakeRules:
     reported: list[Mapping[str, Any]] = field(default_factory=list)
     failure: RulesError | None = None
     refuse: dict[str, RulesError] = field(default_factory=dict)  # event id → its error
+    sizes: list[WhitelistSize] = field(default_factory=list)  # ListWhitelistSizes
 
     def _call(self) -> None:
         if self.failure is not None:
@@ -287,6 +293,10 @@ class FakeRules:
     def verify_code(self, code: str) -> InspectionInfo | None:
         self._call()
         return self.codes.get(code)
+
+    def whitelist_sizes(self, region: str, from_month: str, to_month: str) -> list[WhitelistSize]:
+        self._call()
+        return list(self.sizes)
 
 
 @dataclass
