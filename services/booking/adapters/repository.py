@@ -235,6 +235,19 @@ class BookingRegister:
             query = query.where(orders.c.region.in_(list(regions)))
         return self.session.scalars(query).all()
 
+    def overdue_by_region(self, today: date, regions: Sequence[str] = ()) -> dict[str, int]:
+        """Tickets past their deadline and not verified on `today`, counted by the region of
+        their order (`regions`: only those; empty: every region)."""
+        query = (
+            select(orders.c.region, func.count())
+            .select_from(tickets.join(orders, tickets.c.order_id == orders.c.id))
+            .where(tickets.c.status != "verified", tickets.c.due_on < today)
+            .group_by(orders.c.region)
+        )
+        if regions:
+            query = query.where(orders.c.region.in_(list(regions)))
+        return {row[0]: int(row[1]) for row in self.session.execute(query)}
+
     def tickets_of_orders(self, order_ids: Sequence[str]) -> Sequence[Ticket]:
         if not order_ids:
             return []

@@ -172,6 +172,14 @@ class FakeRegister:
             if start <= o.created_at < end and (not regions or o.region in regions)
         ]
 
+    def overdue_by_region(self, today: date, regions: Sequence[str] = ()) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tickets_by_id.values():
+            region = self.orders_by_id[t.order_id].region
+            if t.is_overdue(today) and (not regions or region in regions):
+                out[region] = out.get(region, 0) + 1
+        return out
+
     # tickets and photos
     def ticket(self, ticket_id: str, *, for_update: bool = False) -> Ticket | None:
         return self.tickets_by_id.get(ticket_id)

@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from services.booking.entrypoints.web import errors
+from services.booking.entrypoints.web.dashboard import DashboardRoutes
 from services.booking.entrypoints.web.limits import (
     DEFAULT_WEB_LIMITS,
     RateLimitMiddleware,
@@ -35,6 +36,7 @@ def create_web_app(
 ) -> Starlette:
     """The phone page, /verify, /dashboard, /healthz (routes: entrypoints/web/__init__.py)."""
     pages = Pages(ctx, engine, on_outbox, staff)
+    board = DashboardRoutes(pages)
     routes = [
         Route("/q/{token}", pages.landing, methods=["GET"]),
         Route("/q/{token}/order", pages.order_form, methods=["GET"]),
@@ -44,7 +46,8 @@ def create_web_app(
         Route("/q/{token}/tickets/{ticket_id}", pages.ticket_submit, methods=["POST"]),
         Route("/q/{token}/photos/{photo_id}", pages.photo, methods=["GET"]),
         Route("/verify/{code}", pages.verify, methods=["GET"]),
-        Route("/dashboard", pages.dashboard, methods=["GET"]),
+        Route("/dashboard", board.page, methods=["GET"]),
+        Route("/dashboard/{chart}.csv", board.csv, methods=["GET"]),
         Route("/healthz", pages.healthz, methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
