@@ -169,7 +169,7 @@ def _id(rng: random.Random, prefix: str, length: int = 16) -> str:
 def firms(rng: random.Random, count: int, today: date, seed: int) -> tuple[DemoFirm, ...]:
     """`count` firms of the six streets, each in one high-risk domain or more; a third
     registered a year ago, the others one by one over the year."""
-    out = []
+    out: list[DemoFirm] = []
     for profile in workload.profiles(count, seed=seed, regions=STREETS, as_of=today):
         if not profile["high_risk_domains"]:
             profile["high_risk_domains"] = [FALLBACK_DOMAIN[profile["industry"]]]

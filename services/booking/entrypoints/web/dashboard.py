@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
@@ -39,7 +40,7 @@ class Chart:
     key: str  # also the CSV's path: /dashboard/<key>.csv
     title: str
     columns: tuple[str, ...]  # the first names the rows
-    rows: list[tuple[str, ...]]
+    rows: Sequence[tuple[str, ...]]
     svgs: list[str] = field(default_factory=list)
     note: str = ""  # instead of the chart (the rules service did not answer)
 
@@ -136,7 +137,7 @@ BUILDERS = {
 }
 
 
-def _svg(kind: str, key: str, title: str, rows: list[tuple[str, ...]], names: list[str]) -> str:
+def _svg(kind: str, key: str, title: str, rows: Sequence[tuple[str, ...]], names: list[str]) -> str:
     """A chart of the rows' first len(names) value columns (the table's numbers)."""
     series = [(name, [float(r[i + 1]) for r in rows]) for i, name in enumerate(names)]
     return chart_svg(
