@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     _common_flags(demo)
     security.add_flags(demo, "RULES")
     common_server.add_flags(demo, "RULES")
-    demo.set_defaults(run=cmd_demo)
+    _feed_flags(demo)
+    demo.set_defaults(run=cmd_demo, processes=1, shared_port=False)  # one process
 
     prune = sub.add_parser(
         "prune-changes", help="delete delivered change-feed entries older than N days"
