@@ -8,6 +8,8 @@ from datetime import date, timedelta
 
 from services.common import demo_city
 from services.common.vocabulary import Domain, uscc_problem
+from services.rules.adapters.ruleset_loader import load_rulebook
+from tests.support import RULESETS
 
 TODAY = date(2026, 11, 27)
 
@@ -61,3 +63,12 @@ def test_no_expert_is_booked_twice_for_a_half_day() -> None:
     city = demo_city.city(TODAY)
     slots = [(o.expert_id, o.slot_day, o.half) for o in city.orders if o.expert_id]
     assert len(slots) == len(set(slots))
+
+
+def test_findings_cite_clauses_the_rules_service_knows() -> None:
+    catalogue = load_rulebook(RULESETS).catalogue
+    refs = [c for c, _ in demo_city.GENERAL_FINDINGS]
+    refs += [c for c, _ in demo_city.MAJOR_FINDINGS.values()]
+    for ref in refs:
+        assert catalogue.clause(ref) is not None, ref
+    assert set(demo_city.MAJOR_FINDINGS) == set(demo_city.DOMAIN_ITEMS)
