@@ -81,6 +81,9 @@ WHITELIST_UNAVAILABLE = "暂时无法从规则服务获取白名单数据，其�
 CHART_NO_DATA = "所选范围内暂无数据"
 CHART_TABLE = "查看数据表"
 CSV_DOWNLOAD = "下载CSV（{title}）"
+BAD_PERIOD = (
+    "统计期间有误：日期请写成“年-月-日”（如2026-06-01），开始日期不晚于结束日期，最长{months}个月。"
+)
 
 # ---------------------------------------------------------------- the poster
 POSTER_TITLE = "安全生产 扫码点单"

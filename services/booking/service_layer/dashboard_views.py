@@ -21,9 +21,11 @@ from services.booking.domain.tickets import Ticket, TicketStatus
 from services.booking.service_layer import stats
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.errors import FieldViolation, ValidationError
 
 OVERDUE_LISTED = 500  # the overdue list under the charts
 MAX_WHITELIST_MONTHS = 36  # what ListWhitelistSizes answers at most
+MAX_MONTHS = 60  # a longer period would draw hundreds of bars
 _log = structlog.get_logger("dashboard")
 
 
@@ -90,6 +92,9 @@ def fix_by_domain(by_domain: Sequence[tuple[str, dict[str, float]]]) -> list[Dom
 def dashboard(uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end: str) -> Board:
     """Every figure of the page for the period and region asked for."""
     asked = stats.period(ctx, region, start, end)
+    months = month_keys(asked.first, asked.last)
+    if len(months) > MAX_MONTHS:
+        raise ValidationError([FieldViolation("from", f"at most {MAX_MONTHS} months")])
     today = ctx.today()
     with uow:
         orders, tickets = stats.read_records(uow, asked)
@@ -98,7 +103,6 @@ def dashboard(uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end
         overdue = list(uow.register.tickets(overdue_on=today, limit=OVERDUE_LISTED))
         names = uow.register.firm_names({t.enterprise_id for t in overdue})
     streets = sorted(set(overdue_counts) | {o.region for o in orders})
-    months = month_keys(asked.first, asked.last)
     return Board(
         stats=figures,
         overdue_by_region=[(s, overdue_counts.get(s, 0)) for s in streets],

@@ -24,8 +24,10 @@ from services.booking.adapters.charts import chart_svg
 from services.booking.domain import messages
 from services.booking.domain.headline import about
 from services.booking.entrypoints.web import labels
+from services.booking.entrypoints.web.errors import error_page
 from services.booking.service_layer import dashboard_views
 from services.booking.service_layer.dashboard_views import Board
+from services.common.errors import ValidationError
 
 if TYPE_CHECKING:
     from services.booking.entrypoints.web.pages import Pages
@@ -187,9 +189,13 @@ class DashboardRoutes:
         if refused is not None:
             return refused
         pages = self.pages
-        return await run_in_threadpool(
-            dashboard_views.dashboard, pages.uow(), pages.ctx, region, start, end
-        )
+        try:
+            return await run_in_threadpool(
+                dashboard_views.dashboard, pages.uow(), pages.ctx, region, start, end
+            )
+        except ValidationError:  # the period: from/to (the region was checked above)
+            text = messages.BAD_PERIOD.format(months=dashboard_views.MAX_MONTHS)
+            return error_page(pages.render, 400, (messages.PAGE_BAD_REQUEST[0], text))
 
     async def page(self, request: Request) -> Response:
         board = await self._board(request)
