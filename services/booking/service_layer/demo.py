@@ -5,9 +5,11 @@ the register directly, as the use cases would have left it a year on, in one uni
 work: firm cards, the 20 experts, every order with its history (submitted → dispatched →
 visited → closed), the booked half-days, the visits, every ticket with its history
 (open → submitted → verified, late or on time; some still open past their deadline) and
-the events for the rules service in the outbox (found, verified, overdue: the worker
-delivers them, each firm's in order). One commit, no remote call per record: about five
-seconds on SQLite for ~150 orders and ~800 tickets.
+its events for the rules service (found, verified, overdue) in the outbox, recorded as
+delivered on the day each happened: the rules seeder applies the same events, with the
+same ids, on those days (rules/service_layer/demo.py), as a year of deliveries would
+have. One commit, no remote call per record: a few seconds on SQLite for ~150 orders and
+~800 tickets.
 
 Idempotent: a register that already holds the city's first booking firm's orders is
 left alone (a second `make run` adds nothing).
@@ -91,8 +93,20 @@ def seed_city(uow: UnitOfWork, ctx: BookingContext, city: City) -> Seeded | None
         uow.flush()  # orders reference the cards and the experts
         for demo in city.orders:
             events += _order(uow, demo, city.today)
+        uow.flush()
+        _delivered_on_their_day(uow, {t.id for t in city.tickets()})
         uow.commit()
     return Seeded(len(cards), len(city.experts), len(city.orders), len(city.tickets()), events)
+
+
+def _delivered_on_their_day(uow: UnitOfWork, tickets: set[str]) -> None:
+    """The city's events as the outbox would hold them a year on: each delivered on the
+    day it happened (the rules seeder applies them on those days: rules/service_layer/
+    demo.py). Only the city's messages: their ids name its tickets."""
+    for message in uow.register.pending_messages(uow.register.undelivered_count()):
+        if message.event_id.split("-")[1] in tickets:
+            occurred = date.fromisoformat(str(message.payload["occurred_on"]))
+            message.created_at = message.delivered_at = at(occurred, 18)
 
 
 def _order(uow: UnitOfWork, demo: DemoOrder, today: date) -> int:

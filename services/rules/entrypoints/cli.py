@@ -7,6 +7,7 @@ import collections
 import json
 import math
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -312,6 +313,27 @@ def seed_demo(args: argparse.Namespace, path: Path = Path("examples/profiles.jso
     return seeded
 
 
+def replay_demo_history(args: argparse.Namespace) -> threading.Thread:
+    """Apply the demo city's year of booking events on their days (about a minute), in
+    the background while the server starts and serves (service_layer/demo.py)."""
+
+    def run() -> None:
+        engine = _database(args.db)
+        ctx = grpc_server.context_from(load_rulebook(args.rulesets))
+        try:
+            city = demo_city.city(ctx.today())
+            applied = demo.replay_history(lambda: UnitOfWork(engine), ctx, city)
+            _log.info("demo city history replayed", events_applied=applied)
+        except Exception:  # a demo nicety: the server goes on serving
+            _log.exception("demo city history not replayed")
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=run, name="demo-history", daemon=True)
+    thread.start()
+    return thread
+
+
 def audit_verify(url: str) -> int:
     from services.common.audit import verify_command
     from services.rules.adapters.orm import audit_head, audit_log
@@ -359,6 +381,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     seeded = seed_demo(args)
+    replay_demo_history(args)
     host, _, port = args.grpc.rpartition(":")
     print(
         f"\nRules service starting on {args.grpc}; register {args.db}\n"
