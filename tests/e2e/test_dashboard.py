@@ -126,6 +126,12 @@ def test_the_dashboard_draws_every_chart_of_the_demo_city(browser: Browser, tmp_
                     rows = list(csv.reader(io.StringIO(got.content.decode("utf-8-sig"))))
                     assert rows == tables[key], key
 
+            # a street: its charts, its overdue list
+            page.goto(f"{base}/dashboard?region=稠城街道")
+            street = table(page, "overdue-by-region")
+            assert [r[0] for r in street[1:]] == ["稠城街道"]
+            assert page.locator("#overdue tbody tr").count() == int(street[1][1])
+
             # a phone: one column, nothing wider than the screen
             small = phone.new_page()
             small.goto(f"{base}/dashboard")

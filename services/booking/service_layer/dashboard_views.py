@@ -23,7 +23,7 @@ from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.errors import FieldViolation, ValidationError
 
-OVERDUE_LISTED = 500  # the overdue list under the charts
+OVERDUE_LISTED = 500  # the overdue list under the charts (of the region asked for)
 MAX_WHITELIST_MONTHS = 36  # what ListWhitelistSizes answers at most
 MAX_MONTHS = 60  # a longer period would draw hundreds of bars
 _log = structlog.get_logger("dashboard")
@@ -100,7 +100,7 @@ def dashboard(uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end
         orders, tickets = stats.read_records(uow, asked)
         figures = stats.summarise(ctx, orders, tickets)
         overdue_counts = uow.register.overdue_by_region(today, asked.regions)
-        overdue = list(uow.register.tickets(overdue_on=today, limit=OVERDUE_LISTED))
+        overdue = list(uow.register.overdue_tickets(today, asked.regions, OVERDUE_LISTED))
         names = uow.register.firm_names({t.enterprise_id for t in overdue})
     streets = sorted(set(overdue_counts) | {o.region for o in orders})
     return Board(
@@ -109,7 +109,7 @@ def dashboard(uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end
         hazards_by_month=hazards_by_month(tickets, months),
         fix_by_domain=fix_by_domain(figures["by_domain"]),  # type: ignore[arg-type]
         whitelist=whitelist(ctx, region, months),
-        overdue=sorted(overdue, key=lambda t: (t.due_on, t.id)),
+        overdue=overdue,
         firm_names={t.enterprise_id: names.get(t.enterprise_id, t.enterprise_id) for t in overdue},
         today=today,
         first=asked.first,

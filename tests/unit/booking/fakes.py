@@ -180,6 +180,17 @@ class FakeRegister:
                 out[region] = out.get(region, 0) + 1
         return out
 
+    def overdue_tickets(
+        self, today: date, regions: Sequence[str] = (), limit: int = 500
+    ) -> Sequence[Ticket]:
+        found = [
+            t
+            for t in self.tickets_by_id.values()
+            if t.is_overdue(today)
+            and (not regions or self.orders_by_id[t.order_id].region in regions)
+        ]
+        return sorted(found, key=lambda t: (t.due_on, t.id))[:limit]
+
     # tickets and photos
     def ticket(self, ticket_id: str, *, for_update: bool = False) -> Ticket | None:
         return self.tickets_by_id.get(ticket_id)
