@@ -279,6 +279,35 @@ class BookingRegister:
             query = query.where(orders.c.region.in_(list(regions)))
         return self.session.scalars(query).all()
 
+    def overdue_by_region(self, today: date, regions: Sequence[str] = ()) -> dict[str, int]:
+        """Tickets past their deadline and not verified on `today`, counted by the region of
+        their order (`regions`: only those; empty: every region)."""
+        query = (
+            select(orders.c.region, func.count())
+            .select_from(tickets.join(orders, tickets.c.order_id == orders.c.id))
+            .where(tickets.c.status != "verified", tickets.c.due_on < today)
+            .group_by(orders.c.region)
+        )
+        if regions:
+            query = query.where(orders.c.region.in_(list(regions)))
+        return {row[0]: int(row[1]) for row in self.session.execute(query)}
+
+    def overdue_tickets(
+        self, today: date, regions: Sequence[str] = (), limit: int = 500
+    ) -> Sequence[Ticket]:
+        """Tickets past their deadline and not verified on `today`, of orders in `regions`
+        (empty: every region), longest overdue first."""
+        query = (
+            select(Ticket)
+            .join(orders, tickets.c.order_id == orders.c.id)
+            .where(tickets.c.status != "verified", tickets.c.due_on < today)
+        )
+        if regions:
+            query = query.where(orders.c.region.in_(list(regions)))
+        return self.session.scalars(
+            query.order_by(tickets.c.due_on, tickets.c.id).limit(limit)
+        ).all()
+
     def tickets_of_orders(self, order_ids: Sequence[str]) -> Sequence[Ticket]:
         if not order_ids:
             return []

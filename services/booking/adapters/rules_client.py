@@ -30,6 +30,7 @@ from services.booking.domain.rules_service import (
     Question,
     RulesRejected,
     RulesUnavailable,
+    WhitelistSize,
     rules_error,
 )
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -217,6 +218,14 @@ class RulesClient:
             found.grounds,
             tuple(found.joint_authorities),
         )
+
+    def whitelist_sizes(self, region: str, from_month: str, to_month: str) -> list[WhitelistSize]:
+        """The white list's size month by month (ListWhitelistSizes, scope rules.read)."""
+        found = self._call(
+            "ListWhitelistSizes",
+            pb.ListWhitelistSizesRequest(region=region, from_month=from_month, to_month=to_month),
+        )
+        return [WhitelistSize(s.month, s.size, s.granted, s.closed) for s in found.sizes]
 
     # -- the firm's own page: status, applicable clauses, the self-check
 

@@ -106,6 +106,18 @@ PAGE_NO_REGION = (
 NEAREST_REGIONS = "；是否要找：{names}"
 STAFF_ONLY = "需要监管人员凭证"
 
+# ---------------------------------------------------------------- the dashboard
+# the headline, in the city reports' words (domain/headline.py rounds the last figure)
+HEADLINE = "已响应预约 {answered} 次 · 服务企业 {firms} 家 · 消除隐患 {eliminated}处"
+HEADLINE_PERIOD = "{first}至{last}"
+WHITELIST_UNAVAILABLE = "暂时无法从规则服务获取白名单数据，其他图表不受影响，请稍后刷新。"
+CHART_NO_DATA = "所选范围内暂无数据"
+CHART_TABLE = "查看数据表"
+CSV_DOWNLOAD = "下载CSV（{title}）"
+BAD_PERIOD = (
+    "统计期间有误：日期请写成“年-月-日”（如2026-06-01），开始日期不晚于结束日期，最长{months}个月。"
+)
+
 # ---------------------------------------------------------------- the poster
 POSTER_TITLE = "安全生产 扫码点单"
 POSTER_INVITATION = "手机扫码，免费预约安全专家上门指导（容错式指导，不处罚）"

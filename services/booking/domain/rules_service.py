@@ -141,3 +141,13 @@ class FirmStatus:
     blockers: tuple[BlockerInfo, ...]
     findings: tuple[FindingInfo, ...]
     recommended_services: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WhitelistSize:
+    """The white list at the end of a month, as the rules service counts it."""
+
+    month: str  # YYYY-MM
+    size: int
+    granted: int
+    closed: int

@@ -21,6 +21,7 @@ from services.booking.domain.rules_service import (
     FirmStatus,
     InspectionInfo,
     RulesUnavailable,
+    WhitelistSize,
 )
 from services.common.clock import today_shanghai
 from services.common.errors import Unavailable
@@ -48,6 +49,9 @@ class RulesPort(Protocol):
     def status(self, enterprise_id: str) -> FirmStatus | None: ...
     def applicable(self, enterprise_id: str, major_only: bool = False) -> list[ClauseInfo]: ...
     def self_check(self, enterprise_id: str, answers: Mapping[str, Any]) -> list[FindingInfo]: ...
+    def whitelist_sizes(
+        self, region: str, from_month: str, to_month: str
+    ) -> list[WhitelistSize]: ...
 
 
 def ask_rules(call: Callable[[], T]) -> T:

@@ -1,6 +1,6 @@
-"""The read side (as cosmicpython's views.py): what the phone page and the supervisors'
-dashboard show, each page read in one unit of work, and what the rules service says
-about a clause or an inspection code.
+"""The read side (as cosmicpython's views.py): what the phone page shows, each page read
+in one unit of work, and what the rules service says about a clause or an inspection
+code. The supervisors' dashboard has its own: dashboard_views.py.
 
 Pages only read; every change goes through a use case (orders.py, tickets.py …).
 """
@@ -19,7 +19,6 @@ from services.booking.domain.orders import mask_phone
 from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
 from services.booking.domain.tickets import TicketStatus
-from services.booking.service_layer import stats
 from services.booking.service_layer.ports import BookingContext, RulesPort, ask_rules
 from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -27,7 +26,6 @@ from services.common.errors import PermissionDenied
 
 LANDING_ORDERS = 50  # the newest orders the landing page lists
 FIRM_TICKETS = 1000
-OVERDUE_LISTED = 500  # the dashboard's overdue list
 _log = structlog.get_logger("views")
 
 
@@ -150,27 +148,6 @@ def ticket_page(
         "expert_name": names.get(ticket.expert_id, ""),
         "clause_text": text,
         "guidance": advice,
-    }
-
-
-def dashboard(
-    uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end: str
-) -> dict[str, Any]:
-    """督单: the statistics of the period asked for and every overdue ticket, with the
-    firms' names."""
-    asked = stats.period(ctx, region, start, end)
-    today = ctx.today()
-    with uow:
-        figures = stats.read_stats(uow, ctx, asked)
-        overdue = list(uow.register.tickets(overdue_on=today, limit=OVERDUE_LISTED))
-        found = uow.register.firm_names({t.enterprise_id for t in overdue})
-    return {
-        "stats": figures,
-        "overdue": sorted(overdue, key=lambda t: (t.due_on, t.id)),
-        "firm_names": {
-            t.enterprise_id: found.get(t.enterprise_id, t.enterprise_id) for t in overdue
-        },
-        "today": today,
     }
 
 

@@ -36,6 +36,7 @@ from services.booking.domain.rules_service import (
     FirmStatus,
     InspectionInfo,
     RulesError,
+    WhitelistSize,
 )
 from services.booking.domain.tickets import Ticket
 from services.booking.service_layer.ports import BookingContext
@@ -212,6 +213,25 @@ class FakeRegister:
             if start <= o.created_at < end and (not regions or o.region in regions)
         ]
 
+    def overdue_by_region(self, today: date, regions: Sequence[str] = ()) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tickets_by_id.values():
+            region = self.orders_by_id[t.order_id].region
+            if t.is_overdue(today) and (not regions or region in regions):
+                out[region] = out.get(region, 0) + 1
+        return out
+
+    def overdue_tickets(
+        self, today: date, regions: Sequence[str] = (), limit: int = 500
+    ) -> Sequence[Ticket]:
+        found = [
+            t
+            for t in self.tickets_by_id.values()
+            if t.is_overdue(today)
+            and (not regions or self.orders_by_id[t.order_id].region in regions)
+        ]
+        return sorted(found, key=lambda t: (t.due_on, t.id))[:limit]
+
     # tickets and photos
     def ticket(self, ticket_id: str, *, for_update: bool = False) -> Ticket | None:
         return self.tickets_by_id.get(ticket_id)
@@ -312,6 +332,7 @@ class FakeRules:
     # fact key → the finding a self-check answer `true` (or > 0) brings
     answers_find: dict[str, FindingInfo] = field(default_factory=dict)
     evaluated: list[Mapping[str, Any]] = field(default_factory=list)
+    sizes: list[WhitelistSize] = field(default_factory=list)  # ListWhitelistSizes
 
     def _call(self) -> None:
         if self.failure is not None:
@@ -350,6 +371,10 @@ class FakeRules:
         self._call()
         self.evaluated.append(dict(answers))
         return [f for k, f in self.answers_find.items() if answers.get(k)]
+
+    def whitelist_sizes(self, region: str, from_month: str, to_month: str) -> list[WhitelistSize]:
+        self._call()
+        return list(self.sizes)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The routes of the phone page, /verify and /dashboard: each reads the request, asks one
+"""The routes of the phone page and /verify (and the dashboard's access check: the
+dashboard is web/dashboard.py): each reads the request, asks one
 use case or view of the service layer (with a fresh unit of work), and renders a
 template; nothing here decides anything (like the gRPC servicer).
 
@@ -44,7 +45,6 @@ HEALTH_TIMEOUT_S = 5.0
 ORDER_FIELDS = ("item_codes", "preferred_slots", "contact_name", "contact_phone", "note")
 TICKET_FIELDS = ("note", "photo")
 MAX_CODE = 100
-MAX_QUERY = 100
 
 
 class Pages:
@@ -273,9 +273,9 @@ class Pages:
 
     # -- supervision
 
-    async def dashboard(self, request: Request) -> Response:
-        """The supervisors' page: a staff token is required when the app has a token
-        store (middleware.is_staff)."""
+    def dashboard_refusal(self, request: Request) -> Response | None:
+        """The dashboard's access check (every /dashboard route): a staff token is
+        required when the app has a token store (middleware.is_staff)."""
         if self.staff is not None and not is_staff(self.staff, request):
             return Response(
                 messages.STAFF_ONLY,
@@ -283,16 +283,17 @@ class Pages:
                 media_type="text/plain",
                 headers={"WWW-Authenticate": 'Basic realm="dashboard", charset="UTF-8"'},
             )
-        q = request.query_params
-        region, start, end = (q.get(k, "")[:MAX_QUERY] for k in ("region", "from", "to"))
+        return None
+
+    def region_refusal(self, region: str) -> Response | None:
+        """The error page for a region filter that names no township or county."""
         regions = self.ctx.regions
         if region and regions is not None and regions.area(region) is None:
             near = regions.nearest(region, counties=True)
             title, text = messages.PAGE_NO_REGION
             hint = messages.NEAREST_REGIONS.format(names="、".join(near)) if near else ""
             return error_page(self.render, 400, (title, text.format(region=region[:24], hint=hint)))
-        data = await run_in_threadpool(views.dashboard, self.uow(), self.ctx, region, start, end)
-        return self.render("dashboard.html", region=region, start=start, end=end, **data)
+        return None
 
     # -- health
 
