@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, insert, text
 
@@ -113,6 +115,24 @@ def reevaluate(url: str, extra: list[str]) -> tuple[float, str]:
     return took, done.stdout.strip().splitlines()[0]
 
 
+@contextmanager
+def profiled(server: Any, folder: Path | None, name: str, round_no: int) -> Iterator[None]:
+    """py-spy (`pip install py-spy`) samples the server's processes while the block runs,
+    in round 1 only, into FOLDER/NAME.txt (collapsed stacks: bench/profile_summary.py)."""
+    if folder is None or round_no != 0:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    command = ["py-spy", "record", "--format", "raw", "-r", "50", "--subprocesses", "-o"]
+    command += [str(folder / f"{name}.txt"), "-p", str(server.process.pid)]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        spy.wait(timeout=60)
+
+
 @dataclass
 class Run:
     kind: str
@@ -128,9 +148,15 @@ class Run:
 def one_run(kind: str, firms_n: int, sample: int, seed: int, extra: list[str]) -> Run:
     with tempfile.TemporaryDirectory() as folder, database(kind, Path(folder)) as url:
         load_register(url, firms_n, seed)
+        before = in_process_rate(min(sample, firms_n), seed)
         took, line = reevaluate(url, extra)
-        print(f"  {kind}: {line} in {took:.1f} s", file=sys.stderr)
-        evaluate_rate = in_process_rate(min(sample, firms_n), seed)
+        after = in_process_rate(min(sample, firms_n), seed)
+        evaluate_rate = (before + after) / 2  # either side of the run: the machine drifts
+        print(
+            f"  {kind}: {line} in {took:.1f} s ({firms_n / took:,.0f}/s); in-process "
+            f"evaluate {before:,.0f}/s before, {after:,.0f}/s after",
+            file=sys.stderr,
+        )
     return Run(kind, firms_n, firms_n / took, evaluate_rate)
 
 
@@ -157,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--firms", type=int, default=300_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--sample", type=int, default=20_000, help="firms for evaluate's rate")
+    parser.add_argument("--sample", type=int, default=10_000, help="firms for evaluate's rate")
     parser.add_argument("--seed", type=int, default=20261127)
     parser.add_argument("--quick", action="store_true", help="5,000 firms, one run")
     parser.add_argument("reevaluate_args", nargs="*", help="passed on, e.g. -- --processes 2")

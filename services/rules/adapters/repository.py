@@ -79,14 +79,24 @@ class Register:
         )
         return self.session.scalars(query).all()
 
-    def open_entry(self, enterprise_id: str) -> WhitelistEntry | None:
+    def open_entry(self, enterprise_id: str, *, flush: bool = True) -> WhitelistEntry | None:
+        """The firm's open white-list entry: a remembered one (`open_entries_of`,
+        `remember_open_entry`) once, else read; `flush=False` reads without writing
+        pending changes first (none of them can change the answer)."""
         if enterprise_id in self._open:
             return self._open.pop(enterprise_id)
         query = select(WhitelistEntry).where(
             whitelist_entries.c.enterprise_id == enterprise_id,
             whitelist_entries.c.revoked_on.is_(None),
         )
-        return self.session.scalars(query).first()
+        if flush:
+            return self.session.scalars(query).first()
+        with self.session.no_autoflush:
+            return self.session.scalars(query).first()
+
+    def remember_open_entry(self, enterprise_id: str, entry: WhitelistEntry | None) -> None:
+        """What a decision left open: the next `open_entry` of the firm answers it unread."""
+        self._open[enterprise_id] = entry
 
     def whitelist_page(
         self, regions: Sequence[str], today: date, after: str, limit: int

@@ -17,8 +17,8 @@ from services.common.clock import new_id, now
 from services.rules.domain.decision import answered_out_of_scope
 from services.rules.domain.errors import PreconditionFailed
 from services.rules.domain.profile import EnterpriseProfile
-from services.rules.domain.standards import Catalogue
 from services.rules.domain.register import ReevaluationRun
+from services.rules.domain.standards import Catalogue
 from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.register_handlers import (
     decide_and_store,

@@ -17,11 +17,11 @@ from services.rules.adapters import migrate
 from services.rules.adapters.orm import metadata
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.register import DecisionRecord
+from services.rules.entrypoints.convert import profile_from_json
 from services.rules.entrypoints.grpc_server import context_from
 from services.rules.service_layer.reevaluation import reevaluate_all
 from services.rules.service_layer.unit_of_work import UnitOfWork
 from tests.integration.conftest import decisions, upsert
-from services.rules.entrypoints.convert import profile_from_json
 from tests.support import ROOT, profile, uscc
 
 

@@ -3,6 +3,7 @@ hashes; editing, deleting or cutting rows in the database is caught by `audit ve
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -207,7 +208,7 @@ def test_each_firm_has_its_own_chain_and_head(register_stub, db_engine) -> None:
     for key in (uscc(1), uscc(3)):
         chain = _chain(db_engine, key)
         assert chain[0].prev_hash == "0" * 64  # every chain starts at the genesis
-        assert all(b.prev_hash == a.hash for a, b in zip(chain, chain[1:], strict=False))
+        assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(chain))
         with db_engine.connect() as conn:
             head = conn.execute(
                 select(chains_of(audit_log)).where(chains_of(audit_log).c.chain == key)
