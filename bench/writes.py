@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.write:
         text = args.write.read_text(encoding="utf-8")
-        kept = text.split(HEADING, 1)[0].rstrip() + "\n\n" if HEADING in text else text
+        kept = text.split(HEADING, 1)[0].rstrip() + "\n\n"
         body = f"{HEADING}\n\n{harness.machine()}\n\n" + "\n\n".join(t.strip() for t in tables)
         args.write.write_text(kept + body + "\n", encoding="utf-8")
     return 0
