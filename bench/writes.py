@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one round each")
     parser.add_argument("--firms", type=int, default=30_000, help="reevaluate's register")
     parser.add_argument("--write", type=Path, help="replace the section in this file")
-    args = parser.parse_args(argv)
+    args, _others = parser.parse_known_args(argv)  # BENCH_ARGS may carry bench.run's flags
     quick = ["--quick"] if args.quick else []
     tables = [
         "### `reevaluate --all` against in-process evaluate",
