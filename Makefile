@@ -58,6 +58,7 @@ lint: install
 
 bench: install
 	$(PY) -m bench.run --write docs/benchmarks.md
+	$(PY) -m bench.writes $(BENCH_ARGS) --write docs/benchmarks.md  # the register, booking
 
 DURATION ?= 10m
 soak: install  ## both services on SQLite, then PostgreSQL, under load (not part of make test)

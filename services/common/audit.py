@@ -4,13 +4,20 @@ How it works, for both services:
 * An `after_flush` listener on the unit of work's sessions collects one entry per
   inserted, updated or deleted record of an audited class (its changed fields before and
   after), with the caller bound to the current call (services/common/context.py).
-* At `before_commit` the entries are sealed: the single `audit_head` row is locked
-  (PostgreSQL `FOR UPDATE`; SQLite's BEGIN IMMEDIATE already serialises writers), each
-  entry's hash is SHA-256(previous hash + canonical JSON of the entry), and the rows and
-  the new head are written in the same transaction as the change they describe. The head
-  lock is taken only in the commit phase, after all row locks, so it cannot deadlock.
-* `verify` recomputes the chain and names the first entry that does not match, which is
-  where someone edited, deleted or inserted a row by hand (the head also catches a cut tail).
+* At `before_commit` the entries are sealed onto their chain: each entry's hash is
+  SHA-256(previous hash of its chain + canonical JSON of the entry), and the rows and the
+  chain's new head are written in the same transaction as the change they describe.
+* Chains. An audited class may name a `chain_field` (the rules register chains per firm:
+  `enterprise_id`); its entries go on that key's own chain, whose head is a row of
+  `audit_chains`. Entries of classes without one (booking, and rows from before per-firm
+  chains) stay on the one global chain, whose head is the single `audit_head` row. Each
+  head touched is locked (PostgreSQL `FOR UPDATE`, in key order; SQLite's BEGIN IMMEDIATE
+  already serialises writers) only in the commit phase, after all row locks, so it cannot
+  deadlock. A firm's writers already hold its row lock, so its chain's head adds no
+  waiting, and writers of different firms never wait on each other for the trail.
+* `verify` recomputes every chain and names the first entry that does not match, which is
+  where someone edited, deleted, inserted or reordered a row by hand (each head also
+  catches a cut tail).
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from sqlalchemy import (
     JSON,
     Column,
     Connection,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    bindparam,
     event,
     insert,
     inspect,
@@ -45,7 +54,25 @@ GENESIS = "0" * 64
 _PENDING = "audit_pending"
 
 
-def audit_tables(metadata: MetaData) -> tuple[Table, Table]:
+CHAINS = "audit_chains"  # the per-key heads, for trails created with chains=True
+
+
+def audit_tables(metadata: MetaData, *, chains: bool = False) -> tuple[Table, Table]:
+    """The log and the global head; with `chains`, the log's `chain` column and the
+    `audit_chains` heads (found again through the log's metadata) as well."""
+    extra: list[Any] = []
+    if chains:
+        extra = [
+            Column("chain", String(64), nullable=False, server_default=""),
+            Index("ix_audit_log_chain_id", "chain", "id"),
+        ]
+        Table(
+            CHAINS,
+            metadata,
+            Column("chain", String(64), primary_key=True),
+            Column("last_id", Integer, nullable=False),
+            Column("last_hash", String(64), nullable=False),
+        )
     log = Table(
         "audit_log",
         metadata,
@@ -59,6 +86,7 @@ def audit_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("after", JSON, nullable=True),
         Column("prev_hash", String(64), nullable=False),
         Column("hash", String(64), nullable=False),
+        *extra,
     )
     head = Table(
         "audit_head",
@@ -74,12 +102,14 @@ def audit_tables(metadata: MetaData) -> tuple[Table, Table]:
 @dataclass(frozen=True)
 class Audited:
     """How to record one mapped class: its entity name, id field, and the fields to keep.
-    `redact` maps a field to a function that makes it safe to keep (e.g. mask a phone)."""
+    `redact` maps a field to a function that makes it safe to keep (e.g. mask a phone);
+    `chain_field` names the field whose value is the entry's chain (None: the global one)."""
 
     entity: str
     id_field: str
     fields: tuple[str, ...]
     redact: Mapping[str, Callable[[Any], Any]] | None = None
+    chain_field: str | None = None
 
 
 def _plain(value: Any) -> Any:
@@ -139,7 +169,7 @@ class AuditTrail:
             after[name] = self._safe(spec, name, now)
         if action == "update" and not after:
             return None
-        return {
+        entry = {
             "caller": current_caller(),
             "action": action,
             "entity": spec.entity,
@@ -147,6 +177,9 @@ class AuditTrail:
             "before": before or None,
             "after": None if action == "delete" else after,
         }
+        if spec.chain_field is not None:
+            entry["chain"] = str(getattr(obj, spec.chain_field))
+        return entry
 
     @staticmethod
     def _safe(spec: Audited, name: str, value: Any) -> Any:
@@ -174,20 +207,98 @@ def append(
     *,
     lock: bool,
 ) -> None:
-    """Chain and write entries after the current head, in one go."""
+    """Chain and write entries after their chains' heads, in one go: the global chain
+    (entries without a "chain" key) after `audit_head`, every other chain after its row
+    of `audit_chains` (created by its first entry)."""
+    by_chain: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        by_chain.setdefault(entry.get("chain", ""), []).append(entry)
+    glob = by_chain.pop("", None)
+    if glob:
+        _append_global(connection, log, head, glob, lock=lock)
+    if by_chain:
+        _append_chains(connection, log, chains_of(log), by_chain, lock=lock)
+
+
+def chains_of(log: Table) -> Table:
+    """The per-key heads that go with `log` (audit_tables(..., chains=True))."""
+    assert log.metadata is not None
+    table = log.metadata.tables.get(CHAINS)
+    if table is None:
+        raise RuntimeError("this audit trail has no per-key chains (audit_tables(chains=True))")
+    return table
+
+
+def _stamped(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    at = datetime.now(UTC).isoformat(timespec="microseconds")
+    return [{**entry, "at": at} for entry in entries]
+
+
+def _link(prev: str, entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    rows = []
+    for entry in entries:
+        digest = entry_hash(prev, entry)
+        rows.append({**entry, "prev_hash": prev, "hash": digest})
+        prev = digest
+    return rows, prev
+
+
+def _insert(connection: Connection, log: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows (one statement, many values) and return their ids in row order."""
+    result = connection.execute(insert(log).returning(log.c.id, sort_by_parameter_order=True), rows)
+    return [int(i) for i in result.scalars()]
+
+
+def _append_global(
+    connection: Connection, log: Table, head: Table, entries: list[dict[str, Any]], *, lock: bool
+) -> None:
     query = select(head.c.last_id, head.c.last_hash).where(head.c.id == 1)
     row = connection.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise RuntimeError("audit_head row missing: run the migrations")
-    prev, last_id = row.last_hash, row.last_id
-    for entry in entries:
-        sealed = {**entry, "at": datetime.now(UTC).isoformat(timespec="microseconds")}
-        digest = entry_hash(prev, sealed)
-        result = connection.execute(insert(log).values(**sealed, prev_hash=prev, hash=digest))
-        key = result.inserted_primary_key
-        assert key is not None
-        last_id, prev = int(key[0]), digest
-    connection.execute(update(head).where(head.c.id == 1).values(last_id=last_id, last_hash=prev))
+    rows, last_hash = _link(row.last_hash, _stamped(entries))
+    ids = _insert(connection, log, rows)
+    connection.execute(
+        update(head).where(head.c.id == 1).values(last_id=ids[-1], last_hash=last_hash)
+    )
+
+
+def _append_chains(
+    connection: Connection,
+    log: Table,
+    chains: Table,
+    by_chain: dict[str, list[dict[str, Any]]],
+    *,
+    lock: bool,
+) -> None:
+    keys = sorted(by_chain)  # heads locked in key order: two writers cannot deadlock on them
+    query = select(chains.c.chain, chains.c.last_hash).where(chains.c.chain.in_(keys))
+    query = query.order_by(chains.c.chain)
+    heads = {
+        r.chain: r.last_hash for r in connection.execute(query.with_for_update() if lock else query)
+    }
+    rows: list[dict[str, Any]] = []
+    ends: list[tuple[str, int, str]] = []  # (chain, index of its last row, its hash)
+    for key in keys:
+        linked, last_hash = _link(heads.get(key, GENESIS), _stamped(by_chain[key]))
+        rows.extend(linked)
+        ends.append((key, len(rows) - 1, last_hash))
+    ids = _insert(connection, log, rows)
+    moved = [
+        {"_chain": key, "last_id": ids[i], "last_hash": h} for key, i, h in ends if key in heads
+    ]
+    if moved:
+        connection.execute(
+            update(chains)
+            .where(chains.c.chain == bindparam("_chain"))
+            .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash")),
+            moved,
+        )
+    new = [
+        {"chain": key, "last_id": ids[i], "last_hash": h} for key, i, h in ends if key not in heads
+    ]
+    if new:  # a racing first entry of the same chain fails on the key: the caller retries
+        connection.execute(insert(chains), new)
 
 
 @dataclass(frozen=True)
@@ -205,32 +316,66 @@ FIELDS = ("at", "caller", "action", "entity", "entity_id", "before", "after")
 
 
 def verify(connection: Connection, log: Table, head: Table) -> VerifyReport:
-    """Recompute the chain; report the first entry whose link or content does not match."""
-    prev, count = GENESIS, 0
-    last_id = 0
-    for row in connection.execute(select(log).order_by(log.c.id)):
+    """Recompute every chain; report the first entry whose link or content does not
+    match, or the first chain whose head is not where its entries end."""
+    chained = "chain" in log.c
+    ends = {"": _global_head(connection, head)}
+    if chained:
+        table = chains_of(log)
+        for r in connection.execute(select(table.c.chain, table.c.last_id, table.c.last_hash)):
+            ends[r.chain] = (r.last_hash, r.last_id)
+    order = (log.c.chain, log.c.id) if chained else (log.c.id,)
+    rows = connection.execute(select(log).order_by(*order).execution_options(yield_per=2000))
+    count, key, prev, last_id = 0, "", GENESIS, 0
+    for row in rows:
+        row_key = row.chain if chained else ""
+        if row_key != key:
+            if (broken := _cut(ends, key, prev, last_id, count)) is not None:
+                return broken
+            key, prev, last_id = row_key, GENESIS, 0
         count += 1
         entry = {name: getattr(row, name) for name in FIELDS}
+        if row_key:
+            entry["chain"] = row_key
         if row.prev_hash != prev:
             return VerifyReport(
                 count,
                 row.id,
                 "its previous-hash link does not match the "
-                "entry before it (a row was removed or added)",
+                "entry before it (a row was removed, added or moved)",
             )
         if entry_hash(prev, entry) != row.hash:
             return VerifyReport(
                 count, row.id, "its content does not match its hash (the row was edited)"
             )
         prev, last_id = row.hash, row.id
+    if (broken := _cut(ends, key, prev, last_id, count)) is not None:
+        return broken
+    for chain, (_, top_id) in sorted(ends.items()):  # heads whose entries are all gone
+        if chain and top_id:
+            return VerifyReport(
+                count, top_id, f"chain {chain[:24]!r} has a head but no entries (they were removed)"
+            )
+    return VerifyReport(count, None, "")
+
+
+def _global_head(connection: Connection, head: Table) -> tuple[str, int]:
     top = connection.execute(select(head.c.last_id, head.c.last_hash).where(head.c.id == 1)).first()
-    if top is None or (top.last_hash, top.last_id) != (prev, last_id):
+    return (top.last_hash, top.last_id) if top is not None else ("", -1)
+
+
+def _cut(
+    ends: dict[str, tuple[str, int]], key: str, prev: str, last_id: int, count: int
+) -> VerifyReport | None:
+    """The chain `key` just read ends at (prev, last_id): its head must say the same."""
+    if ends.pop(key, None) != (prev, last_id):
+        where = f"chain {key[:24]!r}" if key else "the chain"
         return VerifyReport(
             count,
             last_id + 1,
-            "the chain ends before the recorded head (entries were removed from the end)",
+            f"{where} ends before the recorded head (entries were removed from the end)",
         )
-    return VerifyReport(count, None, "")
+    return None
 
 
 def verify_command(engine: Any, log: Table, head: Table) -> int:

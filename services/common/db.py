@@ -109,12 +109,40 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    # One transaction at a time in this process, queued on a lock: SQLite's own wait for
+    # its write lock polls (sleeps of up to 100 ms), which left a busy server's threads
+    # asleep while the file was free. Other processes still meet the busy timeout.
+    gate = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
         left = time_left()  # wait for the write lock no longer than the caller waits
         wait = busy_ms if left is None else max(0, min(busy_ms, int(left * 1000)))
-        connection.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        start = time.monotonic()
+        held = gate.acquire(timeout=wait / 1000)
+        if held:
+            connection.info[_GATE] = gate
+            wait = max(0, wait - int((time.monotonic() - start) * 1000))
+        try:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _open_gate(connection.info)
+            raise
+
+    for name in ("commit", "rollback"):
+        event.listen(engine, name, lambda connection: _open_gate(connection.info))
+    event.listen(engine.pool, "checkin", lambda _dbapi, record: _open_gate(record.info))
+    event.listen(engine.pool, "invalidate", lambda _dbapi, record, _exc: _open_gate(record.info))
+
+
+_GATE = "sqlite_gate"
+
+
+def _open_gate(info: dict[Any, Any]) -> None:
+    gate = info.pop(_GATE, None)
+    if gate is not None:
+        gate.release()
 
 
 # ---------------------------------------------------------------- deadlines

@@ -29,6 +29,7 @@ from services.booking.domain.events import BookingEvent
 from services.booking.domain.orders import Order
 from services.booking.domain.records import (
     Assignment,
+    Booked,
     Expert,
     FirmCard,
     FirmSession,
@@ -107,12 +108,13 @@ class BookingRegister:
     def experts(self) -> Sequence[Expert]:
         return self.session.scalars(select(Expert).order_by(experts.c.id)).all()
 
-    def booked(self) -> dict[str, list[Assignment]]:
-        """Every assignment, by expert."""
-        rows = self.session.scalars(select(Assignment)).all()
-        out: dict[str, list[Assignment]] = {}
-        for row in rows:
-            out.setdefault(row.expert_id, []).append(row)
+    def booked(self) -> dict[str, list[Booked]]:
+        """Every assignment's expert, half-day and day, by expert (plain rows: dispatch
+        reads them all for every order, so no ORM objects are built)."""
+        a = assignments.c
+        out: dict[str, list[Booked]] = {}
+        for row in self.session.execute(select(a.expert_id, a.slot, a.day)):
+            out.setdefault(row.expert_id, []).append(Booked(row.slot, row.day))
         return out
 
     def assignments_of(self, expert_id: str) -> Sequence[Assignment]:

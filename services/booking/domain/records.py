@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass
@@ -57,6 +57,13 @@ class Assignment:
     order_id: str
     created_at: datetime
     id: int | None = None
+
+
+class Booked(NamedTuple):
+    """An assignment as dispatch reads every expert's: which half-day, which day."""
+
+    slot: str
+    day: date
 
 
 @dataclass

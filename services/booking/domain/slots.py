@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +25,7 @@ class Slot:
         return f"{self.day.month}月{self.day.day}日{'上午' if self.half == 'AM' else '下午'}"
 
 
+@functools.lru_cache(maxsize=8192)  # dispatch parses every expert's offered half-days per order
 def parse_slot(text: str) -> Slot:
     """Parse "YYYY-MM-DD AM|PM" on a day between 1949 and 2199; ValueError on anything else."""
     match = _SLOT.fullmatch(text) if isinstance(text, str) else None

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 
 from services.booking.domain import dispatch, messages
 from services.booking.domain.orders import Order, OrderAction, OrderStatus
-from services.booking.domain.records import Assignment, Expert
+from services.booking.domain.records import Assignment, Booked, Expert
 from services.booking.domain.slots import parse_slot
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -125,7 +125,10 @@ def _candidates(
 
 
 def _view(
-    expert: Expert, mine: Sequence[Assignment], recent: int = 0, last: datetime | None = None
+    expert: Expert,
+    mine: Sequence[Assignment | Booked],
+    recent: int = 0,
+    last: datetime | None = None,
 ) -> dispatch.ExpertView:
     """What dispatch needs to know of an expert: offer, bookings, fairness counters."""
     per_day: dict[date, int] = {}

@@ -191,11 +191,15 @@ feed_head = Table(
     Column("pruned_through", BigInteger, nullable=False),
 )
 
-audit_log, audit_head = audit_tables(metadata)
+audit_log, audit_head = audit_tables(metadata, chains=True)  # a chain per firm
 
+BY_FIRM = "enterprise_id"  # every record of a firm goes on that firm's audit chain
 AUDITED = {
     Firm: Audited(
-        "firm", "enterprise_id", ("name", "region", "status", "risk_level", "decision_id")
+        "firm",
+        "enterprise_id",
+        ("name", "region", "status", "risk_level", "decision_id"),
+        chain_field=BY_FIRM,
     ),
     DecisionRecord: Audited(
         "decision",
@@ -209,6 +213,7 @@ AUDITED = {
             "cause",
             "whitelist_change",
         ),
+        chain_field=BY_FIRM,
     ),
     WhitelistEntry: Audited(
         "whitelist_entry",
@@ -221,11 +226,13 @@ AUDITED = {
             "revoked_reason",
             "decision_id",
         ),
+        chain_field=BY_FIRM,
     ),
     EventRecord: Audited(
         "event",
         "event_id",
         ("source", "enterprise_id", "kind", "occurred_on", "summary", "decision_id"),
+        chain_field=BY_FIRM,
     ),
     InspectionRecord: Audited(
         "inspection",
@@ -241,6 +248,7 @@ AUDITED = {
             "reason_code",
             "requested_by",
         ),
+        chain_field=BY_FIRM,
     ),
 }
 AUDIT = AuditTrail(audit_log, audit_head, AUDITED)

@@ -7,7 +7,7 @@ the engine, a database or a clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
@@ -100,14 +100,19 @@ def applicable_clauses(
 
 
 def answered_out_of_scope(
-    catalogue: Catalogue, profile: EnterpriseProfile, as_of: date
+    catalogue: Catalogue,
+    profile: EnterpriseProfile,
+    as_of: date,
+    only: Collection[int] | None = None,
 ) -> list[str]:
     """Clauses the profile's facts breach but which do not apply only because the profile
     does not list the venue type or hazardous-chemicals role they name: usually a profile
-    written before those fields existed, whose breach would otherwise pass unnoticed."""
+    written before those fields existed, whose breach would otherwise pass unnoticed.
+    `only`: the positions (in this walk over the clauses in force) worth asking."""
     found = []
-    for standard in catalogue.in_force(as_of):
-        for clause in standard.clauses:
+    clauses = (c for s in catalogue.in_force(as_of) for c in s.clauses)
+    for n, clause in enumerate(clauses):
+        if only is None or n in only:
             answered = [k for k in clause.condition.fact_keys() if k in profile.facts]
             if (
                 answered

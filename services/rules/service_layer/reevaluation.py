@@ -18,10 +18,10 @@ from services.rules.domain.decision import answered_out_of_scope
 from services.rules.domain.errors import PreconditionFailed
 from services.rules.domain.profile import EnterpriseProfile
 from services.rules.domain.register import ReevaluationRun
+from services.rules.domain.standards import Catalogue
 from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.register_handlers import (
     decide_and_store,
-    load_firm,
     stored_profile,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
@@ -45,7 +45,38 @@ def stale_parts(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> l
         for h in profile.hazards
         if h.is_open and ctx.catalogue.clause(h.clause_ref) is None
     ]
-    return parts + answered_out_of_scope(ctx.catalogue, profile, as_of)
+    return parts + out_of_scope(ctx, profile, as_of)
+
+
+def out_of_scope(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> list[str]:
+    """`answered_out_of_scope`, asked only of the clauses whose facts the profile answers
+    (an index per catalogue and date, built once): the same list, in the same order."""
+    by_fact = _clauses_by_fact(ctx.catalogue, as_of)
+    wanted = {n for k in profile.facts for n in by_fact.get(k, ())}
+    if not wanted:
+        return []
+    return answered_out_of_scope(ctx.catalogue, profile, as_of, only=wanted)
+
+
+_INDEXES: dict[tuple[int, date], tuple[Catalogue, dict[str, tuple[int, ...]]]] = {}
+
+
+def _clauses_by_fact(catalogue: Catalogue, as_of: date) -> dict[str, tuple[int, ...]]:
+    """fact key → positions (in `answered_out_of_scope`'s walk) of the clauses asking it;
+    kept per catalogue (held, so its id is not reused) and date."""
+    known = _INDEXES.get((id(catalogue), as_of))
+    if known is not None:
+        return known[1]
+    if len(_INDEXES) > 8:
+        _INDEXES.clear()
+    index: dict[str, list[int]] = {}
+    clauses = (c for s in catalogue.in_force(as_of) for c in s.clauses)
+    for n, clause in enumerate(clauses):
+        for key in clause.condition.fact_keys():
+            index.setdefault(key, []).append(n)
+    found = {k: tuple(v) for k, v in index.items()}
+    _INDEXES[(id(catalogue), as_of)] = (catalogue, found)
+    return found
 
 
 @dataclass
@@ -97,7 +128,11 @@ def reevaluate_all(
 
 
 def _batch(uow: UnitOfWork, ctx: RulesContext, run_id: str, size: int) -> int:
-    """Re-evaluate the next batch; return how many, or -1 when the run is finished."""
+    """Re-evaluate the next batch; return how many, or -1 when the run is finished.
+
+    Batched reads and writes: the batch's firms (locked) and their open white-list
+    entries are read in one query each, and everything the batch writes (decisions,
+    entries, firms, their audit entries and feed changes) is flushed once, at commit."""
     with uow:
         run = uow.register.run(run_id)
         assert run is not None
@@ -106,29 +141,33 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, run_id: str, size: int) -> int:
             run.finished_at = now()
             uow.commit()
             return -1
-        for enterprise_id in ids:
-            firm = load_firm(uow, enterprise_id, for_update=True)
+        found = uow.register.firms_for_update(ids)
+        uow.register.open_entries_of([f.enterprise_id for f in found])
+        cause = f"定期重新评估 periodic re-evaluation (run {run_id[:8]})"
+        skipped, attention = [], []
+        for firm in found:
             try:
                 profile = stored_profile(ctx, firm)
             except PreconditionFailed as exc:  # one bad record must not stall every firm
                 _log.error(
-                    "firm skipped by re-evaluation", enterprise_id=enterprise_id, error=exc.message
+                    "firm skipped by re-evaluation",
+                    enterprise_id=firm.enterprise_id,
+                    error=exc.message,
                 )
-                run.skipped = [*run.skipped, enterprise_id]
+                skipped.append(firm.enterprise_id)
                 continue
             if problems := stale_parts(ctx, profile, run.as_of):
                 _log.warning(
-                    "stored profile needs a person", enterprise_id=enterprise_id, parts=problems
+                    "stored profile needs a person",
+                    enterprise_id=firm.enterprise_id,
+                    parts=problems,
                 )
-                run.attention = [*run.attention, enterprise_id]
-            decide_and_store(
-                uow,
-                ctx,
-                firm,
-                profile,
-                run.as_of,
-                f"定期重新评估 periodic re-evaluation (run {run_id[:8]})",
-            )
+                attention.append(firm.enterprise_id)
+            decide_and_store(uow, ctx, firm, profile, run.as_of, cause)
+        if skipped:
+            run.skipped = [*run.skipped, *skipped]
+        if attention:
+            run.attention = [*run.attention, *attention]
         run.processed += len(ids)
         run.last_enterprise_id = ids[-1]
         uow.commit()

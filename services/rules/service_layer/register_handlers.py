@@ -114,8 +114,23 @@ def decide_and_store(
 def _move_entry(
     uow: UnitOfWork, firm: Firm, decision: Decision, decision_id: str, revoke: Blocker | None
 ) -> str:
-    """Grant, extend, expire or revoke the firm's open entry; return what changed."""
-    entry = uow.register.open_entry(firm.enterprise_id)
+    """Grant, extend, expire or revoke the firm's open entry; return what changed. The
+    register remembers the entry left open, so the answer built next need not read it."""
+    # read before writing this call's changes: none of them moves an entry
+    entry = uow.register.open_entry(firm.enterprise_id, flush=False)
+    change, left = _moved(uow, firm, decision, decision_id, revoke, entry)
+    uow.register.remember_open_entry(firm.enterprise_id, left)
+    return change
+
+
+def _moved(
+    uow: UnitOfWork,
+    firm: Firm,
+    decision: Decision,
+    decision_id: str,
+    revoke: Blocker | None,
+    entry: WhitelistEntry | None,
+) -> tuple[str, WhitelistEntry | None]:
     day = decision.as_of
     change = ""
     if entry is not None and entry.valid_until < day:
@@ -131,26 +146,25 @@ def _move_entry(
         )
         entry.revoked_on, entry.revoked_reason = day, reason
         entry.closed_decision_id = decision_id
-        return "revoked"
+        return "revoked", None
     if decision.status is not Status.WHITELIST:
-        return change
+        return change, None
     if entry is not None:
         entry.valid_until, entry.decision_id = decision.valid_until, decision_id
         entry.name, entry.region = firm.name, firm.region
-        return "extended"
-    uow.register.add(
-        WhitelistEntry(
-            id=new_id(),
-            enterprise_id=firm.enterprise_id,
-            name=firm.name,
-            region=firm.region,
-            granted_on=day,
-            valid_until=decision.valid_until,
-            decision_id=decision_id,
-            granted_decision_id=decision_id,
-        )
+        return "extended", entry
+    granted = WhitelistEntry(
+        id=new_id(),
+        enterprise_id=firm.enterprise_id,
+        name=firm.name,
+        region=firm.region,
+        granted_on=day,
+        valid_until=decision.valid_until,
+        decision_id=decision_id,
+        granted_decision_id=decision_id,
     )
-    return "granted"
+    uow.register.add(granted)
+    return "granted", granted
 
 
 def upsert_enterprise(
@@ -188,6 +202,7 @@ def _upsert(
                 updated_at=now(),
             )
             uow.register.add(firm)
+            uow.flush()  # before the rows that refer to it (the ORM knows no order for them)
             _known_clauses(ctx, profile, "profile.", firm=None)
             merged = profile
         else:
@@ -455,8 +470,7 @@ def _apply(
         summary=outcome.summary,
         fingerprint=fingerprint,
     )
-    uow.register.add(record)
-    uow.session.flush()  # the unique (source, event_id) is checked here, before any decision
+    uow.register.add(record)  # a racing copy of (source, event_id) fails at commit: replayed
     if outcome.reevaluate:
         cause = f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}"
         revoke = (

@@ -17,6 +17,7 @@ from services.rules.adapters import migrate
 from services.rules.adapters.orm import metadata
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.register import DecisionRecord
+from services.rules.entrypoints.convert import profile_from_json
 from services.rules.entrypoints.grpc_server import context_from
 from services.rules.service_layer.reevaluation import reevaluate_all
 from services.rules.service_layer.unit_of_work import UnitOfWork
@@ -190,3 +191,64 @@ def test_migration_0008_links_old_entries_to_the_decisions_that_granted_and_revo
         ).one()
     assert tuple(row) == ("d0", "d2")
     engine.dispose()
+
+
+def test_a_batch_decides_each_firm_as_evaluating_it_alone_would(
+    register_stub, db_engine, rulebook
+) -> None:  # type: ignore[no-untyped-def]
+    """Firms read and locked together, written in one flush: each still gets its own
+    decision, its entry moved as one firm's would be, its own audit chain and feed rows."""
+    from services.common.audit import verify
+    from services.rules.adapters.orm import audit_head, audit_log, changes
+
+    sent = {}
+    for n in range(1, 11):
+        facts = {"gen.no_hazard_ledger": True} if n % 3 == 0 else {}
+        sent[n] = profile(n, facts=facts)
+        upsert(register_stub, sent[n], as_of="2025-06-30")  # entries valid until 2026-06-30
+    summary = reevaluate_all(
+        UnitOfWork(db_engine), context_from(rulebook), date(2026, 7, 1), batch_size=4
+    )
+    assert (summary.processed, summary.skipped) == (10, [])
+    for n, data in sent.items():
+        alone = register_stub.Evaluate(
+            pb.EvaluateRequest(profile=profile_from_json(data), as_of="2026-07-01"), timeout=10
+        )
+        status = register_stub.GetEnterpriseStatus(
+            pb.GetEnterpriseStatusRequest(enterprise_id=uscc(n)), timeout=10
+        )
+        assert (status.decision.status, status.decision.risk_level) == (
+            alone.status,
+            alone.risk_level,
+        )
+        assert status.decision.findings == alone.findings
+        assert bool(status.whitelist_entry.valid_until) == (n % 3 != 0)
+        if n % 3:  # expired a day before, granted anew by the batch
+            assert status.whitelist_entry.granted_on == "2026-07-01"
+    with db_engine.connect() as conn:
+        assert verify(conn, audit_log, audit_head).ok
+        chains = set(conn.execute(select(audit_log.c.chain)).scalars())
+        fed = set(conn.execute(select(changes.c.enterprise_id)).scalars())
+    assert chains == fed == {uscc(n) for n in sent}
+    assert _decisions(db_engine) == 20
+
+
+def test_the_indexed_out_of_scope_check_answers_as_the_full_walk(rulebook) -> None:  # type: ignore[no-untyped-def]
+    from services.common import workload
+    from services.rules.domain.decision import answered_out_of_scope
+    from services.rules.domain.profile import parse_profile
+    from services.rules.service_layer.reevaluation import out_of_scope
+
+    ctx = context_from(rulebook)
+    day = date(2026, 7, 1)
+    extra = [  # breaches of clauses for venue types the profiles do not list
+        profile(1, facts={"fire.flammables_site_not_isolated": True}),
+        profile(2, facts={"fire.exit_count_short": True, "gen.no_hazard_ledger": True}),
+    ]
+    found = 0
+    for data in [*workload.profiles(3000), *extra]:
+        p = parse_profile(data, rulebook.fact_types)
+        full = answered_out_of_scope(rulebook.catalogue, p, day)
+        assert out_of_scope(ctx, p, day) == full
+        found += bool(full)
+    assert found  # the check was asked something it answers

@@ -3,6 +3,7 @@ hashes; editing, deleting or cutting rows in the database is caught by `audit ve
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from services.booking.adapters.orm import audit_head as b_head
 from services.booking.adapters.orm import audit_log as b_log
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
-from services.common.audit import verify
+from services.common.audit import append, chains_of, verify
 from services.rules.adapters.orm import audit_head, audit_log
 from tests.booking_env import Pair, running_pair
 from tests.integration.conftest import upsert
@@ -184,3 +185,120 @@ def _booking_history(pair: Pair) -> None:
     pair.booking.RecheckTicket(
         bpb.RecheckTicketRequest(ticket_id=ticket.ticket_id, passed=True), timeout=10
     )
+
+
+# ---------------------------------------------------------------- a chain per firm
+
+
+def _two_firms(stub) -> None:  # type: ignore[no-untyped-def]
+    _some_history(stub)
+    upsert(stub, profile(3))
+    upsert(stub, profile(3, employees=12))
+
+
+def _chain(engine: Engine, key: str) -> list:  # type: ignore[type-arg]
+    return [r for r in _entries(engine) if r.chain == key]
+
+
+def test_each_firm_has_its_own_chain_and_head(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    _two_firms(register_stub)
+    rows = _entries(db_engine)
+    assert {r.chain for r in rows} == {uscc(1), uscc(3)}
+    assert all(r.chain == r.entity_id for r in rows if r.entity == "firm")
+    for key in (uscc(1), uscc(3)):
+        chain = _chain(db_engine, key)
+        assert chain[0].prev_hash == "0" * 64  # every chain starts at the genesis
+        assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(chain))
+        with db_engine.connect() as conn:
+            head = conn.execute(
+                select(chains_of(audit_log)).where(chains_of(audit_log).c.chain == key)
+            ).one()
+        assert (head.last_id, head.last_hash) == (chain[-1].id, chain[-1].hash)
+    assert _report(db_engine).ok
+
+
+def test_a_tampered_row_on_one_firms_chain_is_named(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    _two_firms(register_stub)
+    target = _chain(db_engine, uscc(3))[-1]
+    with db_engine.begin() as conn:
+        conn.execute(update(audit_log).where(audit_log.c.id == target.id).values(caller="x"))
+    report = _report(db_engine)
+    assert (report.ok, report.broken_at) == (False, target.id) and "edited" in report.reason
+
+
+def test_a_deleted_row_in_a_firms_chain_is_caught(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    _two_firms(register_stub)
+    chain = _chain(db_engine, uscc(1))
+    with db_engine.begin() as conn:
+        conn.execute(delete(audit_log).where(audit_log.c.id == chain[1].id))
+    report = _report(db_engine)
+    assert (report.ok, report.broken_at) == (False, chain[2].id) and "removed" in report.reason
+
+
+def test_a_cut_tail_and_a_removed_chain_are_caught(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    _two_firms(register_stub)
+    chain = _chain(db_engine, uscc(3))
+    with db_engine.begin() as conn:
+        conn.execute(delete(audit_log).where(audit_log.c.id == chain[-1].id))
+    cut = _report(db_engine)
+    assert not cut.ok and "end" in cut.reason and uscc(3)[:10] in cut.reason
+    with db_engine.begin() as conn:  # every entry of the firm gone, its head left
+        conn.execute(delete(audit_log).where(audit_log.c.chain == uscc(3)))
+    gone = _report(db_engine)
+    assert not gone.ok and "no entries" in gone.reason
+
+
+def test_reordered_rows_are_caught(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    _two_firms(register_stub)
+    first, second = _chain(db_engine, uscc(1))[1:3]
+    moved = (
+        "at",
+        "caller",
+        "action",
+        "entity",
+        "entity_id",
+        "before",
+        "after",
+        "prev_hash",
+        "hash",
+    )
+    with db_engine.begin() as conn:  # swap the two entries' places in the chain
+        for row, other in ((first, second), (second, first)):
+            conn.execute(
+                update(audit_log)
+                .where(audit_log.c.id == row.id)
+                .values({name: getattr(other, name) for name in moved})
+            )
+    report = _report(db_engine)
+    assert (report.ok, report.broken_at) == (False, first.id) and "link" in report.reason
+
+
+def test_a_row_moved_to_another_firms_chain_is_caught(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    _two_firms(register_stub)
+    last = _chain(db_engine, uscc(1))[-1]
+    with db_engine.begin() as conn:  # its hashes copied along cannot fit the other chain
+        conn.execute(update(audit_log).where(audit_log.c.id == last.id).values(chain=uscc(3)))
+    assert not _report(db_engine).ok
+
+
+def test_entries_from_before_the_per_firm_chains_still_verify(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    old = {"caller": "c", "action": "create", "entity": "firm", "entity_id": uscc(9)}
+    with db_engine.begin() as conn:  # as the one-chain code wrote them: no chain key
+        append(conn, audit_log, audit_head, [{**old, "before": None, "after": {}}], lock=False)
+    _two_firms(register_stub)
+    rows = _entries(db_engine)
+    assert rows[0].chain == "" and {r.chain for r in rows[1:]} == {uscc(1), uscc(3)}
+    assert _report(db_engine).ok
+    with db_engine.begin() as conn:
+        conn.execute(update(audit_log).where(audit_log.c.id == rows[0].id).values(caller="d"))
+    assert _report(db_engine).broken_at == rows[0].id
+
+
+def test_writers_of_many_firms_at_once_leave_every_chain_intact(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    def work(n: int) -> None:
+        upsert(register_stub, profile(10 + n % 6, employees=5 + n))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(36)))
+    report = _report(db_engine)
+    assert report.ok and len({r.chain for r in _entries(db_engine)}) == 6

@@ -1,0 +1,172 @@
+"""`python -m bench.booking`: booking `CreateOrder` (the order committed, then dispatched
+to an expert in a transaction of its own) at 8 in flight on SQLite and PostgreSQL, beside
+a bare single-row insert RPC served by the same booking process on the same database
+(bench/insert_server.py), measured through the same client in the same round
+(bench/harness.py: the load generator in processes of its own, their CPU share shown).
+
+Set-up (not measured): a rules service (SQLite, its own process: not under test), a
+booking service on a fresh database, `--firms` firms registered and each given a QR
+token, `--experts` experts offering every half-day of the 14-day window. Each order
+carries a new idempotency key and the firms take turns, so no QR token meets its order
+limit (10 at once, then 20 an hour) and the experts' slots outnumber the orders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+
+from bench import harness
+from bench.insert_server import INSERT_ROW
+from bench.register import database, profiled
+from services.common._generated.booking.v1 import booking_pb2 as bpb
+from services.common._generated.booking.v1 import booking_pb2_grpc
+from services.common._generated.rules.v1 import rules_pb2 as rpb
+from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.clock import today_shanghai
+from services.rules.entrypoints.convert import profile_from_json
+from tests.support import RULESETS, profile
+
+CREATE_ORDER = "/booking.v1.BookingService/CreateOrder"
+ORDERS_PER_TOKEN = 10  # the burst of the per-QR-token order limit
+SCOPES = ["rules.read", "rules.write", "booking.admin", "booking.read"]
+
+
+def _slot(days: int, half: str = "AM") -> str:
+    return f"{(today_shanghai() + timedelta(days=days)).isoformat()} {half}"
+
+
+def _servers(folder: Path, url: str, token: str) -> tuple[list[str], list[str]]:
+    """argv of the rules service and of the booking service (+ insert RPC)."""
+    tokens = str(folder / "tokens.json")
+    rules_address = f"127.0.0.1:{harness.free_port()}"
+    rules = ["services.rules", "serve", "--grpc", rules_address, "--http"]
+    rules += [f"127.0.0.1:{harness.free_port()}", "--db", f"sqlite:///{folder / 'rules.db'}"]
+    rules += ["--rulesets", str(RULESETS), "--tokens", tokens]
+    booking = ["bench.insert_server", "booking", "serve", "--db", url, "--rules", rules_address]
+    booking += ["--rules-token", token, "--qr-keys", str(folder / "qr-keys.json"), "--tokens"]
+    booking += [tokens, "--http", f"127.0.0.1:{harness.free_port()}"]
+    booking += ["--menu", str(RULESETS / "menu.yaml"), "--regions", str(RULESETS / "regions.yaml")]
+    return rules, booking
+
+
+def prepare(
+    rules_address: str, booking_address: str, auth: tuple, args: argparse.Namespace
+) -> list[str]:  # type: ignore[type-arg]
+    """Firms in the register, a QR token each, the expert pool; the tokens."""
+    tokens = []
+    with grpc.insecure_channel(rules_address) as rch, grpc.insecure_channel(booking_address) as bch:
+        rules = rules_pb2_grpc.RulesServiceStub(rch)
+        booking = booking_pb2_grpc.BookingServiceStub(bch)
+        for n in range(1, args.firms + 1):
+            data = profile(n)
+            request = rpb.UpsertEnterpriseRequest(profile=profile_from_json(data))
+            rules.UpsertEnterprise(request, metadata=auth, timeout=60)
+            issued = booking.IssueQrCode(
+                bpb.IssueQrCodeRequest(enterprise_id=str(data["enterprise_id"])),
+                metadata=auth,
+                timeout=60,
+            )
+            tokens.append(issued.token)
+        slots = [_slot(d, h) for d in range(1, 15) for h in ("AM", "PM")]
+        for n in range(args.experts):
+            expert = bpb.Expert(
+                expert_id=f"E{n:04d}",
+                name=f"专家{n}",
+                phone="13800000000",
+                domains=["fire_crowded"],
+                regions=["稠城街道"],
+                slots=slots,
+                max_visits_per_day=2,
+                active=True,
+            )
+            booking.UpsertExpert(bpb.UpsertExpertRequest(expert=expert), metadata=auth, timeout=60)
+    return tokens
+
+
+def orders(tokens: list[str], round_no: int, per_round: int) -> tuple[bytes, ...]:
+    """This round's orders: new keys, the firms' tokens in turn, two preferred half-days."""
+    out = []
+    for n in range(per_round):
+        k = round_no * per_round + n
+        request = bpb.CreateOrderRequest(
+            qr_token=tokens[k % len(tokens)],
+            item_codes=["fire_safety"],
+            preferred_slots=[_slot(1 + k % 13), _slot(2 + k % 13)],
+            contact_name="联系人",
+            contact_phone="13812345678",
+            idempotency_key=f"bench-{round_no}-{n}",
+        )
+        out.append(request.SerializeToString())
+    return tuple(out)
+
+
+def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
+    pair = harness.Pair(
+        f"CreateOrder + dispatch, {args.in_flight} in flight ({kind})", "bare insert RPC", "calls/s"
+    )
+    with harness.scratch() as folder, database(kind, folder) as url:
+        token = harness.write_tokens(folder, SCOPES)
+        auth = (("authorization", f"Bearer {token}"),)
+        rules_argv, booking_argv = _servers(folder, url, token)
+        rules_address = rules_argv[rules_argv.index("--grpc") + 1]
+        address = f"127.0.0.1:{harness.free_port()}"
+        booking_argv += ["--grpc", address]
+        with (
+            harness.ServerProcess(rules_argv, rules_address, folder / "rules.log").start(),
+            harness.ServerProcess(booking_argv, address, folder / "booking.log").start() as server,
+        ):
+            tokens = prepare(rules_address, address, auth, args)
+            per_round = len(tokens) * ORDERS_PER_TOKEN // args.rounds
+
+            def step(round_no: int) -> None:
+                common = {"in_flight": args.in_flight, "seconds": args.seconds, "warmup": 0.0}
+                blob = tuple(f"row-{round_no}-{n}".encode() * 8 for n in range(64))
+                base = harness.Load(address, INSERT_ROW, blob, metadata=auth, **common)
+                pair.baseline.append(harness.measure(base, server))
+                load = harness.Load(
+                    address, CREATE_ORDER, orders(tokens, round_no, per_round), **common
+                )
+                with profiled(server, args.profile, f"booking-{kind}", round_no):
+                    pair.project.append(harness.measure(load, server))
+                done = pair.project[-1].calls
+                if done >= per_round:
+                    raise RuntimeError(f"{done} orders used up the round's {per_round}: more firms")
+                print(
+                    f"  {kind} round {round_no + 1}: CreateOrder {pair.project[-1].rate:,.0f}/s "
+                    f"vs insert {pair.baseline[-1].rate:,.0f}/s",
+                    file=sys.stderr,
+                )
+
+            harness.rounds(args.rounds, [step])
+            if sum(m.calls for m in pair.project) > args.experts * 28 // 2:
+                print("  warning: the orders took over half the experts' slots", file=sys.stderr)
+    return pair
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--firms", type=int, default=600)
+    parser.add_argument("--experts", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="120 firms, 40 experts, 1 round")
+    parser.add_argument("--profile", type=Path, help="py-spy the server in round 1 into DIR")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.firms, args.experts, args.rounds, args.seconds = 120, 40, 1, 2.0
+    kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
+    print(harness.machine())
+    pairs = [run_database(kind, args) for kind in kinds]
+    print(harness.pair_table(pairs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

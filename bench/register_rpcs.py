@@ -1,0 +1,148 @@
+"""`python -m bench.register_rpcs`: UpsertEnterprise and ReportEvent at 8 and 32 in
+flight on SQLite and PostgreSQL, each beside a bare single-row insert RPC on the same
+database, served by the same server process (bench/insert_server.py), measured through
+the same client in the same round (bench/harness.py: client processes of their own,
+their CPU share shown).
+
+Set-up per database (not measured): a fresh database, `--firms` generated firms
+(services/common/workload.py) bulk-inserted and re-evaluated once so each has a decision.
+Every ReportEvent carries a new event_id (a repeated one would be a cheap replay), spread
+over the firms; UpsertEnterprise resends the firms' profiles with a changed head count.
+No warm-up loop (it would resend the first requests): the first calls of each figure
+include connecting, the same for the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from bench import harness
+from bench.insert_server import INSERT_ROW
+from bench.register import AS_OF, database, load_register, profiled
+from services.common import workload
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common.db import make_engine
+from services.rules.adapters.ruleset_loader import load_rulebook
+from services.rules.entrypoints import grpc_server
+from services.rules.entrypoints.convert import profile_from_json
+from services.rules.service_layer.reevaluation import reevaluate_all
+from services.rules.service_layer.unit_of_work import UnitOfWork
+from tests.support import RULESETS
+
+UPSERT = "/rules.v1.RulesService/UpsertEnterprise"
+REPORT = "/rules.v1.RulesService/ReportEvent"
+PER_ROUND = 20_000  # distinct requests per figure and round: more than any round sends
+
+
+def prepare(url: str, firms: int, seed: int) -> list[str]:
+    """Load and re-evaluate the register; the firms' ids."""
+    load_register(url, firms, seed)
+    engine = make_engine(url)
+    ctx = grpc_server.context_from(load_rulebook(RULESETS))
+    reevaluate_all(UnitOfWork(engine), ctx, date.fromisoformat(AS_OF), batch_size=500)
+    engine.dispose()
+    return [str(p["enterprise_id"]) for p in workload.profiles(firms, seed=seed)]
+
+
+def upserts(firms: int, seed: int, round_no: int) -> tuple[bytes, ...]:
+    profiles = list(workload.profiles(firms, seed=seed))
+    out = []
+    for n in range(min(PER_ROUND, 4 * firms)):
+        data = dict(profiles[n % firms], employees=10 + (n + round_no) % 200)
+        request = pb.UpsertEnterpriseRequest(profile=profile_from_json(data), as_of=AS_OF)
+        out.append(request.SerializeToString())
+    return tuple(out)
+
+
+def events(ids: list[str], round_no: int, tag: str) -> tuple[bytes, ...]:
+    out = []
+    for n in range(PER_ROUND):
+        event = pb.EnterpriseEvent(
+            event_id=f"bench-{tag}-{round_no}-{n}",
+            enterprise_id=ids[n % len(ids)],
+            kind=pb.EVENT_KIND_ACCIDENT,
+            occurred_on="2026-06-01",
+            accident=pb.AccidentDetail(level=pb.ACCIDENT_LEVEL_GENERAL),
+        )
+        out.append(pb.ReportEventRequest(event=event).SerializeToString())
+    return tuple(out)
+
+
+def run_database(kind: str, args: argparse.Namespace) -> list[harness.Pair]:
+    pairs = {
+        (name, flight): harness.Pair(
+            f"{name}, {flight} in flight ({kind})", "bare insert RPC", "calls/s"
+        )
+        for name in ("UpsertEnterprise", "ReportEvent")
+        for flight in args.in_flight
+    }
+    with harness.scratch() as folder, database(kind, folder) as url:
+        ids = prepare(url, args.firms, args.seed)
+        token = harness.write_tokens(Path(folder), ["rules.read", "rules.write"])
+        auth = (("authorization", f"Bearer {token}"),)
+        port = harness.free_port()
+        address = f"127.0.0.1:{port}"
+        argv = ["bench.insert_server", "rules", "serve", "--grpc", address]
+        argv += ["--http", f"127.0.0.1:{harness.free_port()}", "--db", url, "--rulesets"]
+        argv += [str(RULESETS), "--db-workers", str(args.db_workers)]
+        argv += ["--tokens", str(Path(folder) / "tokens.json")]
+        with harness.ServerProcess(argv, address, Path(folder) / "server.log").start() as server:
+
+            def step(round_no: int) -> None:
+                for flight in args.in_flight:
+                    clients = 1 if flight <= 8 else 2  # the load generator: its own processes
+                    common = {
+                        "in_flight": flight,
+                        "seconds": args.seconds,
+                        "warmup": 0.0,
+                        "clients": clients,
+                        "metadata": auth,
+                    }
+                    blob = tuple(f"row-{round_no}-{n}".encode() * 8 for n in range(64))
+                    for name, method, payloads in (
+                        ("UpsertEnterprise", UPSERT, upserts(args.firms, args.seed, round_no)),
+                        ("ReportEvent", REPORT, events(ids, round_no, str(flight))),
+                    ):
+                        pair = pairs[(name, flight)]
+                        base = harness.Load(address, INSERT_ROW, blob, **common)
+                        pair.baseline.append(harness.measure(base, server))
+                        load = harness.Load(address, method, payloads, **common)
+                        with profiled(server, args.profile, f"{name}-{flight}-{kind}", round_no):
+                            pair.project.append(harness.measure(load, server))
+                        print(
+                            f"  {kind} round {round_no + 1} {name} @{flight}: "
+                            f"{pair.project[-1].rate:,.0f}/s vs insert "
+                            f"{pair.baseline[-1].rate:,.0f}/s",
+                            file=sys.stderr,
+                        )
+
+            harness.rounds(args.rounds, [step])
+    return list(pairs.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--firms", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--db-workers", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=20261127)
+    parser.add_argument("--quick", action="store_true", help="300 firms, 1 round of 2 s")
+    parser.add_argument("--profile", type=Path, help="py-spy the server in round 1 into DIR")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.firms, args.rounds, args.seconds = 300, 1, 2.0
+    kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
+    print(harness.machine())
+    pairs = [p for kind in kinds for p in run_database(kind, args)]
+    print(harness.pair_table(pairs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
