@@ -78,3 +78,37 @@ POSTER_TITLE = "安全生产 扫码点单"
 POSTER_INVITATION = "手机扫码，免费预约安全专家上门指导（容错式指导，不处罚）"
 POSTER_MENU = "服务菜单"
 POSTER_HOTLINE = "服务热线 {hotline}"
+
+# ---------------------------------------------------------------- staff pages
+STAFF_SIGN_IN = "工作人员登录"
+STAFF_WRONG_PASSWORD = "用户名或密码不正确"
+STAFF_LOCKED = "连续{n}次密码错误，账户已锁定，请于{until}后再试（锁定{minutes}分钟）"
+STAFF_SIGNED_OUT = "已退出登录"
+STAFF_SESSION_ENDED = "登录已过期，请重新登录"
+STAFF_NO_ROLE_PAGE = "您的账户没有可用的工作页面"
+PAGE_STAFF_CSRF = (
+    "页面已过期或来源不明",
+    "为保护您的账户，本次提交未被受理。请返回上一页，刷新后重新提交。",
+)
+PAGE_STAFF_FORBIDDEN = (
+    "无权查看",
+    "该记录不属于您的辖区或您的工作范围。如需协助，请联系管理员。",
+)
+PAGE_STAFF_NOT_FOUND = ("没有找到", "没有找到该记录，请返回工作台查看。")
+RECHECK_NEEDS_DEADLINE = "未通过时请填写今天之后的新整改期限"
+RECHECK_NEEDS_NOTE = "未通过时请写明原因"
+RECHECK_BAD_CHOICE = "请选择“通过”或“不通过”"
+RECHECK_DONE_PASS = "已复查通过：{ticket}"
+RECHECK_DONE_FAIL = "已退回整改：{ticket}，新期限 {due}"
+RECHECK_NOT_WAITING = "该整改单当前不在待复查状态"
+VISIT_BAD_SEVERITY = "请选择隐患等级"
+VISIT_NEEDS_DESCRIPTION = "请填写隐患描述（最多1000字）"
+VISIT_UNKNOWN_CLAUSE = "不是规则服务中的条款，请从条款列表中选择"
+VISIT_BAD_DUE = "整改期限须为检查日之后的日期"
+VISIT_BAD_MINUTES = "现场时长为0到1440分钟"
+VISIT_TOO_MANY = "一次最多记录50项隐患"
+VISIT_NOT_OPEN = "该订单不在待上门状态，不能记录检查"
+VISIT_RECORDED = "已记录检查：{n}项隐患"
+BAD_DATE = "日期格式不正确（如2026-06-01）"
+STAFF_BAD_INPUT = "输入有误，请检查"
+BAD_REGION = "没有这个地区，请从列表中选择"

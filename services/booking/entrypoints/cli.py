@@ -23,8 +23,8 @@ from services.booking.adapters.menu import load_menu
 from services.booking.adapters.rules_client import RulesClient
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.qr import Keyring
-from services.booking.entrypoints import grpc_server
-from services.booking.service_layer import dispatch, experts, qr_codes, tickets
+from services.booking.entrypoints import grpc_server, users_cli
+from services.booking.service_layer import dispatch, experts, qr_codes, staff_accounts, tickets
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.ports import BookingContext
 from services.common import backup, security
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         security.add_flags(command, "BOOKING")
         command.set_defaults(run=run)
     backup.add_commands(sub, "BOOKING", "booking", audit_verify)  # and audit verify
+    users_cli.add_commands(sub)  # staff accounts: users add|disable|reset-password|list
     migrate_cmd = sub.add_parser("migrate", help="create or upgrade the booking schema")
     env_flag(migrate_cmd, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
     migrate_cmd.set_defaults(run=cmd_migrate)
@@ -366,6 +367,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "active": True,
             },
         )
+    logins = staff_accounts.seed_demo_staff(SqlUnitOfWork(engine), "E-FIRE-01", ctx.regions)
     public = replace(ctx, public_url=args.public_url)
     lines = []
     for enterprise_id in DEMO_FIRMS:
@@ -384,7 +386,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         + args.grpc
         + "\nDemo QR codes (open a URL on a phone or in a browser):\n"
         + "\n".join(lines)
-        + f"\nSupervisors' dashboard: {args.public_url}/dashboard\n",
+        + f"\nSupervisors' dashboard: {args.public_url}/dashboard\n"
+        + f"Staff pages: {args.public_url}/staff/login (demo accounts):\n"
+        + "".join(f"  {user:16} {password:18} {role}\n" for user, password, role in logins),
         file=sys.stderr,
     )
     return cmd_serve(args)

@@ -10,6 +10,7 @@ from services.booking.domain.orders import Order
 from services.booking.domain.tickets import Ticket
 from services.common.context import ANONYMOUS, Principal
 from services.common.errors import PermissionDenied
+from services.common.regions import RegionRegistry
 
 FIRM = "firm"  # a call admitted on its QR token alone
 
@@ -49,3 +50,17 @@ def may_cancel_for_authority(p: Principal) -> None:
 
 def sees_phone(p: Principal, order: Order) -> bool:
     return is_trusted(p)
+
+
+def inspector_regions(p: Principal, regions: RegionRegistry | None) -> tuple[str, ...]:
+    """The 镇街 whose tickets an inspector with a region (a staff account's, or a tokens
+    file entry's `region`) may list and recheck; () = every region (admins, and callers
+    without a region). A region this deployment does not know admits nothing."""
+    if is_trusted(p) or not p.region or not p.has("booking.inspector"):
+        return ()
+    if regions is None:
+        return (p.region,)
+    area = regions.area(p.region)
+    if area is None:
+        raise PermissionDenied(f"{p.caller}'s region is not a region of this deployment")
+    return area

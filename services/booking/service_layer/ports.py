@@ -14,7 +14,12 @@ from typing import Any, Protocol, TypeVar
 
 from services.booking.adapters.menu import MenuItem
 from services.booking.domain import qr
-from services.booking.domain.rules_service import FirmInfo, InspectionInfo, RulesUnavailable
+from services.booking.domain.rules_service import (
+    ClauseInfo,
+    FirmInfo,
+    InspectionInfo,
+    RulesUnavailable,
+)
 from services.common.clock import today_shanghai
 from services.common.errors import Unavailable
 from services.common.ratelimit import RateLimiter
@@ -30,6 +35,7 @@ class RulesPort(Protocol):
     def firm(self, enterprise_id: str) -> FirmInfo | None: ...
     def clause(self, clause_ref: str) -> tuple[str, str] | None: ...
     def clause_exists(self, clause_ref: str) -> bool: ...
+    def applicable_clauses(self, enterprise_id: str) -> list[ClauseInfo]: ...
     def report(self, payload: Mapping[str, Any]) -> None: ...
     def verify_code(self, code: str) -> InspectionInfo | None: ...
 

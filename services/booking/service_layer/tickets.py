@@ -72,10 +72,12 @@ def recheck_ticket(
     new_due_on: str,
     actor: str,
     allowed: MayRecheck | None = None,
+    regions: tuple[str, ...] = (),
 ) -> Ticket:
     """Inspector's (or finding expert's) recheck: pass → VERIFIED and HAZARD_VERIFIED (on
     time or late), closing the order once all its tickets are; fail → back to OPEN with a
-    new deadline and the reason kept. `allowed(ticket)` is the caller's role check."""
+    new deadline and the reason kept. `allowed(ticket)` is the caller's role check;
+    `regions`: only tickets of firms in these 镇街 (an inspector's region; () = any)."""
     if len(note) > MAX_TEXT:
         raise ValidationError([FieldViolation("note", TOO_LONG)])
     today = ctx.today()
@@ -90,11 +92,13 @@ def recheck_ticket(
             raise NotFound(f"no ticket {preview(ticket_id)}")
         # the order first (as RecordVisit does): rechecks of one order's tickets take turns,
         # so the last one sees every sibling VERIFIED and closes the order
-        uow.register.order(found.order_id, for_update=True)
+        order = uow.register.order(found.order_id, for_update=True)
         ticket = uow.register.ticket(ticket_id, for_update=True)
         assert ticket is not None
         if allowed is not None and not allowed(ticket):
             raise PermissionDenied("only an inspector or the expert who found it may recheck")
+        if regions and (order is None or order.region not in regions):
+            raise PermissionDenied("this ticket is of a firm outside the inspector's region")
         if passed:
             _verified(uow, ticket, today, actor, note)
         else:
@@ -156,10 +160,12 @@ def list_tickets(
     overdue_only: bool,
     size: int,
     token: str,
+    regions: tuple[str, ...] = (),
 ) -> tuple[list[Ticket], str]:
-    """One page of tickets, oldest first (services/common/paging.py)."""
+    """One page of tickets, oldest first (services/common/paging.py); `regions`: only
+    tickets of firms in these 镇街 (an inspector's region; () = any)."""
     size = page_size(size)
-    query = query_key(enterprise_id, status, overdue_only)
+    query = query_key(enterprise_id, status, overdue_only, *regions)
     after = decode_token(token, query)
     with uow:
         rows = list(
@@ -169,6 +175,7 @@ def list_tickets(
                 after=after,
                 overdue_on=ctx.today() if overdue_only else None,
                 limit=size + 1,
+                regions=regions,
             )
         )
     return one_page(rows, size, query, lambda t: t.id)

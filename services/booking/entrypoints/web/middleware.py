@@ -20,6 +20,8 @@ FORM_BODY_LIMIT = 64 * 1024  # the order form is a few hundred bytes
 UPLOAD_BODY_LIMIT = 6 * 1024 * 1024 + 64 * 1024  # one ≤ 5 MB photo, a note, multipart framing
 STAFF_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
 _UPLOAD_PATH = re.compile(r"^/q/[^/]+/tickets/[^/]+/?$")
+VISIT_BODY_LIMIT = 5 * UPLOAD_BODY_LIMIT  # an expert's visit: several findings' photos
+_VISIT_PATH = re.compile(r"^/staff/orders/[^/]+/visit/?$")
 _TOKEN_PATH = re.compile(r"^/q/[^/]+")
 
 SECURITY_HEADERS = {
@@ -53,6 +55,7 @@ class Guard:
             return
         path: str = scope.get("path", "")
         limit = UPLOAD_BODY_LIMIT if _UPLOAD_PATH.match(path) else FORM_BODY_LIMIT
+        limit = VISIT_BODY_LIMIT if _VISIT_PATH.match(path) else limit
         declared = _content_length(scope)
         received = 0
 

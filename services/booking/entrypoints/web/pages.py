@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -60,6 +60,8 @@ class Pages:
         self.staff = staff
         self.env = labels.environment()
         self.guidance = views.Guidance(ctx.rules)
+        # a staff session that may open the dashboard (set by app.py: web/staff_pages.py)
+        self.session_opens_dashboard: Callable[[Request], Awaitable[bool]] | None = None
 
     # -- plumbing
 
@@ -251,8 +253,12 @@ class Pages:
 
     async def dashboard(self, request: Request) -> Response:
         """The supervisors' page: a staff token is required when the app has a token
-        store (middleware.is_staff)."""
-        if self.staff is not None and not is_staff(self.staff, request):
+        store (middleware.is_staff), or a supervisor's or admin's staff session."""
+        if (
+            self.staff is not None
+            and not is_staff(self.staff, request)
+            and not (self.session_opens_dashboard and await self.session_opens_dashboard(request))
+        ):
             return Response(
                 messages.STAFF_ONLY,
                 status_code=401,

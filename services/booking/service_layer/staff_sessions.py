@@ -1,0 +1,157 @@
+"""Staff sign-in, sessions and CSRF state, kept in the database (so they hold across
+processes and replicas).
+
+A browser holds a random session secret in a cookie; the database keeps only its SHA-256
+digest and the digest of the CSRF token derived from it (domain/staff.py). Before
+sign-in the login form gets an anonymous session (its CSRF token protects the form);
+signing in replaces it with a new one (no session fixation). Five wrong passwords in a
+row lock the account for 15 minutes (domain/staff.py LOCKOUT).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from services.booking.adapters.passwords import verify_password
+from services.booking.domain.staff import (
+    LOCKOUT,
+    SESSIONS,
+    LockoutPolicy,
+    SessionPolicy,
+    StaffAccount,
+    StaffSession,
+    csrf_matches,
+    csrf_token,
+    digest,
+    is_locked,
+    needs_touch,
+    record_failure,
+    record_success,
+    session_expired,
+)
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import now
+from services.common.context import Principal
+
+
+class Outcome(StrEnum):
+    SIGNED_IN = "signed_in"
+    WRONG = "wrong"  # unknown user, wrong password or disabled account: one answer
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True)
+class SignIn:
+    outcome: Outcome
+    secret: str = ""  # the new session's cookie value (SIGNED_IN)
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who sent a request: their session, and their account once signed in."""
+
+    secret: str
+    session: StaffSession
+    account: StaffAccount | None
+
+    @property
+    def csrf(self) -> str:
+        return csrf_token(self.secret)
+
+    def csrf_ok(self, sent: str) -> bool:
+        return csrf_matches(self.session, sent)
+
+
+def principal_of(account: StaffAccount) -> Principal:
+    """The person as the role checks and the audit trail see them (services/common/context)."""
+    return Principal(
+        f"staff:{account.username} {account.display_name}"[:100],
+        account.scopes,
+        account.expert_id,
+        None,
+        account.region,
+    )
+
+
+def _new_session(uow: UnitOfWork, username: str, at: datetime) -> str:
+    secret = secrets.token_urlsafe(32)
+    uow.register.add(StaffSession(digest(secret), digest(csrf_token(secret)), username, at, at))
+    return secret
+
+
+def start_anonymous(uow: UnitOfWork) -> Visitor:
+    """A session for the login form (its CSRF token), not signed in."""
+    with uow:
+        secret = _new_session(uow, "", now())
+        uow.commit()
+    return visitor(uow, secret) or _never()
+
+
+def _never() -> Visitor:
+    raise RuntimeError("a session just created was not found")
+
+
+def visitor(uow: UnitOfWork, secret: str, policy: SessionPolicy = SESSIONS) -> Visitor | None:
+    """The live session a cookie names (touched at most once a minute), with its active
+    account; None when unknown, expired (then removed) or its account was disabled."""
+    if not secret or len(secret) > 100:
+        return None
+    at = now()
+    with uow:
+        session = uow.register.staff_session(digest(secret))
+        if session is None:
+            return None
+        account = uow.register.staff_account(session.username) if session.username else None
+        if session_expired(session, at, policy) or (
+            session.username and (account is None or not account.active)
+        ):
+            uow.register.end_staff_session(session.id_digest)
+            uow.commit()
+            return None
+        if needs_touch(session, at, policy):
+            session.last_seen_at = at
+            uow.commit()
+        return Visitor(secret, session, account)
+
+
+def sign_in(
+    uow: UnitOfWork,
+    username: str,
+    password: str,
+    old_secret: str = "",
+    lockout: LockoutPolicy = LOCKOUT,
+    policy: SessionPolicy = SESSIONS,
+) -> SignIn:
+    """Check the password (argon2id); count a wrong one and lock after `lockout`; on
+    success end the old (anonymous) session and start a new signed-in one."""
+    at = now()
+    with uow:
+        account = uow.register.staff_account(username[:40], for_update=True)
+        if account is not None and is_locked(account, at):
+            return SignIn(Outcome.LOCKED, locked_until=account.locked_until)
+        matches = verify_password(account.password_hash if account else "", password[:256])
+        if account is None or not account.active:
+            return SignIn(Outcome.WRONG)
+        if not matches:
+            locked = record_failure(account, at, lockout)
+            uow.commit()
+            if locked:
+                return SignIn(Outcome.LOCKED, locked_until=account.locked_until)
+            return SignIn(Outcome.WRONG)
+        record_success(account)
+        if old_secret:
+            uow.register.end_staff_session(digest(old_secret))
+        uow.register.end_stale_sessions(at - policy.idle, at - policy.absolute)
+        secret = _new_session(uow, account.username, at)
+        uow.commit()
+        return SignIn(Outcome.SIGNED_IN, secret)
+
+
+def sign_out(uow: UnitOfWork, secret: str) -> None:
+    with uow:
+        uow.register.end_staff_session(digest(secret))
+        uow.commit()
