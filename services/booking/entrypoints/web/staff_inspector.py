@@ -137,7 +137,7 @@ class InspectorPages(StaffBase):
                 result=result,
                 note=note,
                 new_due_on=new_due,
-                errors=errors,
+                errors={field: [text] for field, text in errors.items()},  # _forms.html
                 general=errors.get("_form", ""),
             )
         self.wake()
