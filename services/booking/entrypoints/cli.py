@@ -300,6 +300,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     migrate.upgrade(engine)
     ctx = _context(args)
+    _check_token_regions(guard, ctx)
     worker = OutboxWorker(lambda: SqlUnitOfWork(engine), ctx.rules)
     running = grpc_server.build(
         ctx,
@@ -342,6 +343,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     common_server.serve_until_signalled(running, on_stop=on_stop)
     return 0
+
+
+def _check_token_regions(guard: security.Security, ctx: BookingContext) -> None:
+    """Refuse to start when a tokens file entry names a region regions.yaml does not
+    know (its inspector would otherwise see no ticket at all)."""
+    if guard.tokens is None or ctx.regions is None:
+        return
+    for principal in guard.tokens.principals():
+        if principal.region and ctx.regions.area(principal.region) is None:
+            problem = ctx.regions.problem(principal.region, counties=True)
+            raise SystemExit(f"tokens file: {principal.caller}: {problem}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
