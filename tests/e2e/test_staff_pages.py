@@ -255,6 +255,19 @@ def test_expert_records_a_visit_from_the_clause_list(
     assert phone.locator("#severity_0").input_value() == "major"  # preset from the clause
     assert phone.locator("#due_0").input_value() == "2026-06-16"  # 15 days for MAJOR
     shot(phone, tmp_path, "expert-visit-picked")
+    # a file that only claims to be a PNG, and no description: Chinese errors by the fields
+    phone.locator("#photo_0").set_input_files(
+        files=[{"name": "fake.png", "mimeType": "image/png", "buffer": b"not an image"}]
+    )
+    phone.get_by_role("button", name="提交检查记录").click()
+    assert "只接受JPEG或PNG格式的照片" in phone.locator("#finding-0").inner_text()
+    assert "请填写隐患描述" in phone.locator("#finding-0").inner_text()
+    assert phone.locator("#severity_0").input_value() == "major"
+    shot(phone, tmp_path, "expert-visit-error")
+    assert (
+        pair.booking.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10).status
+        == bpb.ORDER_STATUS_DISPATCHED
+    )
     phone.locator("#desc_0").fill("干式除尘器未设泄爆装置")
     phone.locator("#photo_0").set_input_files(
         files=[{"name": "site.png", "mimeType": "image/png", "buffer": PNG}]

@@ -109,7 +109,7 @@ class ExpertPages(StaffBase):
             errors["_form"] = messages.PHOTO_TOO_LARGE
         except HTTPException:
             errors["_form"] = messages.UPLOAD_FAILED
-        found = await self.person(request)
+        found = self.signed_in(request, visitor)
         if isinstance(found, Response):
             return found
         _, account = found

@@ -115,7 +115,7 @@ class InspectorPages(StaffBase):
             result = str(form.get("result") or "")
             note = str(form.get("note") or "").strip()
             new_due = str(form.get("new_due_on") or "").strip()
-        found = await self.person(request)
+        found = self.signed_in(request, visitor)
         if isinstance(found, Response):
             return found
         visitor, account = found

@@ -110,6 +110,14 @@ class StaffBase:
 
         return await run_in_threadpool(run)
 
+    def signed_in(
+        self, request: Request, visitor: Visitor | None
+    ) -> tuple[Visitor, StaffAccount] | Response:
+        """After a form's CSRF check: its sender, or the redirect to the login page."""
+        if visitor is None or visitor.account is None:
+            return to_login(self.secure(request), clear=COOKIE in request.cookies)
+        return visitor, visitor.account
+
     @staticmethod
     def principal(account: StaffAccount) -> Principal:
         return principal_of(account)
