@@ -400,7 +400,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         + "\n".join(lines)
         + f"\nSupervisors' dashboard: {args.public_url}/dashboard\n"
         + f"Staff pages: {args.public_url}/staff/login (demo accounts):\n"
-        + "".join(f"  {user:16} {password:18} {role}\n" for user, password, role in logins),
+        + "".join(f"  {user:16} {password:22} {role}\n" for user, password, role in logins),
         file=sys.stderr,
     )
     return cmd_serve(args)

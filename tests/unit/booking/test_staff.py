@@ -140,3 +140,23 @@ def test_an_inspectors_region_narrows_tickets_admins_see_all() -> None:
     unknown = Principal("u", frozenset({"booking.inspector"}), region="火星街道")
     with pytest.raises(PermissionDenied):
         authz.inspector_regions(unknown, regions)
+
+
+def test_an_experts_visit_shows_the_clauses_of_the_order_when_it_carries_them() -> None:
+    from datetime import date
+
+    from services.booking.domain.orders import Order
+    from services.booking.service_layer.staff_views import _visit_row
+    from tests.unit.booking.fakes import MENU, context
+
+    order = Order(
+        "B1", "E", "某厂", "稠城街道", ["dust_explosion"], [], "王", "13800000000", "", "k",
+        "dispatched", T0, "E1", "2026-06-02 AM",
+    )  # fmt: skip
+    texts = {"GM2023:11(3)": ("除尘系统未采取泄爆措施", "")}
+    row = _visit_row(context(), order, lambda ref: texts.get(ref, ("", "")))  # type: ignore[arg-type]
+    assert row.items == ["粉尘防爆"] and row.day == date(2026, 6, 2) and row.clauses == []
+    order.clause_refs = ["GM2023:11(3)"]  # type: ignore[attr-defined]  # orders that carry them
+    row = _visit_row(context(), order, lambda ref: texts.get(ref, ("", "")))  # type: ignore[arg-type]
+    assert row.clauses == [("GM2023:11(3)", "除尘系统未采取泄爆措施")]
+    assert MENU["dust_explosion"].name == "粉尘防爆"
