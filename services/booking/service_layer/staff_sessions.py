@@ -84,9 +84,12 @@ def _new_session(uow: UnitOfWork, username: str, at: datetime) -> str:
 
 
 def start_anonymous(uow: UnitOfWork) -> Visitor:
-    """A session for the login form (its CSRF token), not signed in."""
+    """A session for the login form (its CSRF token), not signed in; sessions past
+    their limits are cleared on the way (each login form would otherwise leave a row)."""
+    at = now()
     with uow:
-        secret = _new_session(uow, "", now())
+        uow.register.end_stale_sessions(at - SESSIONS.idle, at - SESSIONS.absolute)
+        secret = _new_session(uow, "", at)
         uow.commit()
     return visitor(uow, secret) or _never()
 

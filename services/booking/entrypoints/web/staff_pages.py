@@ -22,6 +22,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -53,6 +54,7 @@ from services.booking.service_layer.views import Guidance
 from services.common.context import Principal, bind, call_scope
 
 T = TypeVar("T")
+_log = structlog.get_logger("staff")
 Render = Callable[..., HTMLResponse]
 START_PAGES = {
     Role.INSPECTOR.value: "/staff/tickets",
@@ -175,6 +177,7 @@ class SignInPages(StaffBase):
         result = await run_in_threadpool(
             staff_sessions.sign_in, self.uow(), username, password, found.secret
         )
+        _log.info("staff sign-in", user=username[:40], outcome=result.outcome.value)
         if result.outcome == Outcome.SIGNED_IN:
             response = RedirectResponse("/staff", status_code=303)
             set_session(response, result.secret, self.secure(request))
