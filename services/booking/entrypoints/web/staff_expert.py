@@ -42,8 +42,9 @@ class ExpertPages(StaffBase):
             staff_views.my_visits, self.uow(), self.ctx, self.principal(account), self.guidance
         )
         recorded = request.query_params.get("recorded", "")[:40]
+        said = messages.VISIT_RECORDED.format(order=recorded) if recorded else ""
         return self.page(
-            "staff/visits.html", visitor, days=days, today=self.ctx.today(), recorded=recorded
+            "staff/visits.html", visitor, days=days, today=self.ctx.today(), recorded=said
         )
 
     async def _form_page(

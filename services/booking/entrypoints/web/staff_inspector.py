@@ -44,13 +44,13 @@ class InspectorPages(StaffBase):
                 "staff/queue.html", visitor, 400, **self._empty(wanted), error=messages.BAD_REGION
             )
         done = q.get("done", "")[:40]
+        said = messages.RECHECK_DONE_PASS if q.get("r") == "pass" else messages.RECHECK_DONE_FAIL
         return self.page(
             "staff/queue.html",
             visitor,
             filter=wanted,
             regions=self._choices(account.region),
-            done=done,
-            passed=q.get("r") == "pass",
+            done=said.format(ticket=done) if done else "",
             error="",
             **data,
         )
@@ -68,7 +68,6 @@ class InspectorPages(StaffBase):
             "filter": wanted,
             "regions": [],
             "done": "",
-            "passed": False,
             "tickets": [],
             "firm_names": {},
             "today": self.ctx.today(),
