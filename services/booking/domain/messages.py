@@ -2,12 +2,16 @@
 
 Form errors on the phone page and in the firm's own gRPC calls (its QR token calls:
 CreateOrder, GetOrder, CancelOrder, SubmitRectification), the pages' titles and
-explanations, the reasons written into an order's or a ticket's history, the poster.
+explanations, the reasons written into an order's or a ticket's history, the poster, and
+what staff read in booking's errors (a record not found, who may do what, the expert pool's
+field violations). Field names in violations stay the proto's (`expert.slots`), for programs.
 Names of values (statuses, severities, domains) are labels: entrypoints/web/labels.py
 and services/common/vocabulary.py.
 """
 
 from __future__ import annotations
+
+from services.common.values import preview
 
 # ---------------------------------------------------------------- the order form
 NO_ITEM = "请至少选择一项服务"
@@ -37,6 +41,35 @@ ALREADY_VERIFIED = "该整改单已复查通过，无需再提交"
 # ---------------------------------------------------------------- QR codes
 QR_INVALID = "二维码无效（{reason}）"
 QR_REVOKED = "二维码已失效，请使用最新张贴的二维码"
+
+# ---------------------------------------------------------------- records and who may touch them
+RECORD_NAMES = {"order": "预约单", "ticket": "整改单", "photo": "照片"}
+NO_SUCH_RECORD = "没有找到该{what}（{ref}）"
+OTHER_FIRMS_RECORD = "该{what}属于其他企业"
+FIRM_NOT_REGISTERED = "企业{ref}不在规则服务的企业库中，请先在企业库登记"
+NEEDS_CREDENTIAL = "此操作需要企业的二维码或工作人员的访问令牌"
+ONLY_DISPATCHED_EXPERT = "只有被派单的专家（或booking.admin）可以登记这次上门服务"
+ONLY_RECHECKERS = "只有检查人员或发现该隐患的专家可以复查"
+ONLY_ADMIN_CANCELS = "只有booking.admin可以代表主管部门取消预约"
+
+
+def no_such(what: str, ref: str) -> str:
+    """'No such order, ticket or photo', quoting at most a short prefix of the reference."""
+    return NO_SUCH_RECORD.format(what=RECORD_NAMES[what], ref=preview(ref))
+
+
+# ---------------------------------------------------------------- the expert pool (staff)
+EXPERT_ID = "必填，最多{n}个字符"
+EXPERT_NAME = "必填，最多{n}个字"
+EXPERT_DOMAINS = "请选择一个或多个高危领域（九个领域之一）"
+EXPERT_PER_DAY = "每天最多接单数只能是1或2"
+EXPERT_CONFLICTS = "最多{n}个统一社会信用代码，每个须带正确的校验位"
+EXPERT_PHONE = "请填写11位手机号码（以1开头）"
+EXPERT_SLOT = "时段{slot}格式不正确，应为“YYYY-MM-DD AM”或“YYYY-MM-DD PM”"
+EXPERT_SLOTS_MAX = "最多{n}个半天时段"
+EXPERT_REGIONS = "最多{n}个镇街，每个1至{m}个字"
+UNKNOWN_REGION = "未知的镇街{value}：请填写rulesets/regions.yaml中的名称（如稠城街道）或代码{hint}"
+NEAREST_REGIONS = "；相近的有：{names}"
 
 # ---------------------------------------------------------------- history and dispatch
 ORDER_TAKEN = "扫码点单"
@@ -109,3 +142,7 @@ VISIT_RECORDED = "已记录检查：订单 {order}"
 BAD_DATE = "日期格式不正确（如2026-06-01）"
 STAFF_BAD_INPUT = "输入有误，请检查"
 BAD_REGION = "没有这个地区，请从列表中选择"
+OUTSIDE_REGION = "该整改单所属企业不在您的辖区内"
+REGION_UNKNOWN = "访问令牌的辖区不是本地的镇街或县（市、区）"
+QUEUE_FOR_INSPECTORS = "复查队列仅供检查人员使用"
+PAGES_FOR_EXPERTS = "该页面仅供专家使用"

@@ -37,7 +37,7 @@ def issue_qr_code(uow: UnitOfWork, ctx: BookingContext, enterprise_id: str) -> I
         raise ValidationError([FieldViolation("enterprise_id", problem)])
     info = ask_rules(lambda: ctx.rules.firm(enterprise_id))
     if info is None:
-        raise NotFound(f"firm {enterprise_id} is not in the rules register")
+        raise NotFound(messages.FIRM_NOT_REGISTERED.format(ref=preview(enterprise_id)))
     token, text = qr.issue(ctx.keyring, enterprise_id)
     with uow:
         card = uow.register.firm(enterprise_id, for_update=True)
@@ -75,7 +75,7 @@ def owner_of(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard | Non
 def check_owner(owner: FirmCard | None, enterprise_id: str, what: str) -> None:
     """A firm's token reaches only that firm's records."""
     if owner is not None and owner.enterprise_id != enterprise_id:
-        raise PermissionDenied(f"this {what} belongs to another firm")
+        raise PermissionDenied(messages.OTHER_FIRMS_RECORD.format(what=messages.RECORD_NAMES[what]))
 
 
 class OfAFirm(Protocol):
@@ -89,6 +89,6 @@ def visible(owner: FirmCard | None, record: R | None, what: str, ref: str) -> R:
     """`record` (looked up by `ref`) if it exists and `owner` may see it: a QR token's
     firm sees only its own records; None (a staff caller) sees any."""
     if record is None:
-        raise NotFound(f"no {what} {preview(ref)}")
+        raise NotFound(messages.no_such(what, ref))
     check_owner(owner, record.enterprise_id, what)
     return record

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from services.booking.domain import messages
 from services.booking.domain.orders import Order, OrderStatus
 from services.booking.domain.records import Photo
 from services.booking.domain.rules_service import ClauseInfo, search_clauses
@@ -22,7 +23,6 @@ from services.booking.service_layer.views import Guidance
 from services.common.context import Principal
 from services.common.errors import NotFound, PermissionDenied
 from services.common.regions import region_filter
-from services.common.values import preview
 
 QUEUE_LIMIT = 500
 DUE_SOON_DAYS = 7
@@ -43,7 +43,7 @@ def _area(p: Principal, ctx: BookingContext, wanted: str) -> tuple[str, ...]:
     if own and asked:
         both = tuple(r for r in asked if r in own)
         if not both:
-            raise PermissionDenied("that region is outside the inspector's")
+            raise PermissionDenied(messages.OUTSIDE_REGION)
         return both
     return asked or own
 
@@ -54,7 +54,7 @@ def recheck_queue(
     """Proofs waiting for a recheck in the person's region, overdue first, then by
     deadline."""
     if not p.has("booking.inspector", "booking.admin"):
-        raise PermissionDenied("the recheck queue is for inspectors")
+        raise PermissionDenied(messages.QUEUE_FOR_INSPECTORS)
     today = ctx.today()
     area = _area(p, ctx, f.region)
     with uow:
@@ -91,10 +91,10 @@ class StaffTicket:
 
 def _may_see(p: Principal, ctx: BookingContext, ticket: Ticket, order: Order | None) -> None:
     if not authz.may_recheck(p, ticket):
-        raise PermissionDenied("only an inspector or the expert who found it")
+        raise PermissionDenied(messages.ONLY_RECHECKERS)
     area = authz.inspector_regions(p, ctx.regions)
     if area and (order is None or order.region not in area):
-        raise PermissionDenied("this ticket is of a firm outside the inspector's region")
+        raise PermissionDenied(messages.OUTSIDE_REGION)
 
 
 def staff_ticket(
@@ -104,7 +104,7 @@ def staff_ticket(
     with uow:
         ticket = uow.register.ticket(ticket_id)
         if ticket is None:
-            raise NotFound(f"no ticket {preview(ticket_id)}")
+            raise NotFound(messages.no_such("ticket", ticket_id))
         order = uow.register.order(ticket.order_id)
         _may_see(p, ctx, ticket, order)
         names = uow.register.expert_names([ticket.expert_id])
@@ -125,7 +125,7 @@ def staff_photo(uow: UnitOfWork, ctx: BookingContext, p: Principal, photo_id: st
         photo = uow.register.photo(photo_id)
         ticket = uow.register.ticket(photo.ticket_id) if photo else None
         if photo is None or ticket is None:
-            raise NotFound("no such photo")
+            raise NotFound(messages.no_such("photo", photo_id))
         _may_see(p, ctx, ticket, uow.register.order(ticket.order_id))
         return photo
 
@@ -158,7 +158,7 @@ def my_visits(
 
 def _expert_id(p: Principal) -> str:
     if not p.has("booking.expert") or not p.expert_id:
-        raise PermissionDenied("these pages are for experts")
+        raise PermissionDenied(messages.PAGES_FOR_EXPERTS)
     return p.expert_id
 
 
@@ -214,9 +214,9 @@ def own_order(uow: UnitOfWork, p: Principal, order_id: str) -> Order:
     with uow:
         order = uow.register.order(order_id)
     if order is None:
-        raise NotFound(f"no order {preview(order_id)}")
+        raise NotFound(messages.no_such("order", order_id))
     if expert and order.expert_id != expert:
-        raise PermissionDenied("only the dispatched expert records this visit")
+        raise PermissionDenied(messages.ONLY_DISPATCHED_EXPERT)
     return order
 
 

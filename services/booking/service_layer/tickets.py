@@ -22,7 +22,7 @@ from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
 from services.common.paging import decode_token, one_page, page_size, query_key
-from services.common.values import control_problem, parse_day, preview
+from services.common.values import control_problem, parse_day
 
 TOO_LONG = messages.PROOF_TOO_LONG.format(n=MAX_TEXT)
 
@@ -89,16 +89,16 @@ def recheck_ticket(
     with uow:
         found = uow.register.ticket(ticket_id)
         if found is None:
-            raise NotFound(f"no ticket {preview(ticket_id)}")
+            raise NotFound(messages.no_such("ticket", ticket_id))
         # the order first (as RecordVisit does): rechecks of one order's tickets take turns,
         # so the last one sees every sibling VERIFIED and closes the order
         order = uow.register.order(found.order_id, for_update=True)
         ticket = uow.register.ticket(ticket_id, for_update=True)
         assert ticket is not None
         if allowed is not None and not allowed(ticket):
-            raise PermissionDenied("only an inspector or the expert who found it may recheck")
+            raise PermissionDenied(messages.ONLY_RECHECKERS)
         if regions and (order is None or order.region not in regions):
-            raise PermissionDenied("this ticket is of a firm outside the inspector's region")
+            raise PermissionDenied(messages.OUTSIDE_REGION)
         if passed:
             _verified(uow, ticket, today, actor, note)
         else:
@@ -188,6 +188,6 @@ def photo_of(uow: UnitOfWork, ctx: BookingContext, photo_id: str, token: str) ->
         photo = uow.register.photo(photo_id)
         ticket = uow.register.ticket(photo.ticket_id) if photo else None
         if photo is None or ticket is None:
-            raise NotFound("no such photo")
+            raise NotFound(messages.no_such("photo", photo_id))
         visible(owner, ticket, "photo", photo_id)
         return photo

@@ -21,7 +21,7 @@ from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
-from services.common.values import parse_day, preview
+from services.common.values import parse_day
 
 MAX_MINUTES = 24 * 60
 
@@ -54,9 +54,9 @@ def record_visit(
     with uow:
         order = uow.register.order(order_id, for_update=True)
         if order is None:
-            raise NotFound(f"no order {preview(order_id)}")
+            raise NotFound(messages.no_such("order", order_id))
         if expert_id and order.expert_id != expert_id:
-            raise PermissionDenied("only the dispatched expert records this visit")
+            raise PermissionDenied(messages.ONLY_DISPATCHED_EXPERT)
         order.move(
             OrderAction.RECORD_VISIT,
             actor=actor,

@@ -251,59 +251,56 @@ def _generals(findings: tuple[Finding, ...]) -> int:
     return sum(1 for f in findings if f.severity is Severity.GENERAL)
 
 
+def _holding(*reasons: tuple[bool, str]) -> list[str]:
+    """The texts of the reasons whose condition holds, in the order policy.md lists them."""
+    return [text for holds, text in reasons if holds]
+
+
 def _red_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
-    out = []
     majors = [f.ref for f in findings if f.severity is Severity.MAJOR]
-    if majors:
-        out.append(f"存在重大事故隐患：{'、'.join(majors)}")
-    if cp.red_if_blacklisted and profile.blacklisted:
-        out.append("列入安全生产严重失信主体名单")
     window = cp.fatal_accident_window_months
-    if any(
+    fatal = any(
         a.deaths >= cp.fatal_accident_min_deaths and within_months(a.occurred_on, as_of, window)
         for a in profile.accidents
-    ):
-        out.append(f"{window}个月内发生造成人员死亡的生产安全事故")
-    return out
+    )
+    return _holding(
+        (bool(majors), f"存在重大事故隐患：{'、'.join(majors)}"),
+        (cp.red_if_blacklisted and profile.blacklisted, "列入安全生产严重失信主体名单"),
+        (fatal, f"{window}个月内发生造成人员死亡的生产安全事故"),
+    )
 
 
 def _orange_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
-    out = []
-    generals = _generals(findings)
-    if generals >= cp.orange_min_general_findings:
-        out.append(f"一般隐患{generals}项（≥{cp.orange_min_general_findings}项）")
+    generals, least = _generals(findings), cp.orange_min_general_findings
     window = cp.orange_accident_window_months
-    if any(within_months(a.occurred_on, as_of, window) for a in profile.accidents):
-        out.append(f"{window}个月内发生生产安全事故")
-    if profile.credit_rating in cp.orange_credit_ratings:
-        out.append(f"信用等级为{profile.credit_rating}")
-    grade_zero = profile.high_risk_domains and profile.standardization_grade == 0
-    if cp.orange_high_risk_grade_zero and grade_zero:
-        out.append("属高危领域但未取得安全生产标准化等级")
-    return out
+    grade_zero = bool(profile.high_risk_domains) and profile.standardization_grade == 0
+    return _holding(
+        (generals >= least, f"一般隐患{generals}项（≥{least}项）"),
+        (
+            any(within_months(a.occurred_on, as_of, window) for a in profile.accidents),
+            f"{window}个月内发生生产安全事故",
+        ),
+        (profile.credit_rating in cp.orange_credit_ratings, f"信用等级为{profile.credit_rating}"),
+        (cp.orange_high_risk_grade_zero and grade_zero, "属高危领域但未取得安全生产标准化等级"),
+    )
 
 
 def _yellow_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
-    out = []
-    generals = _generals(findings)
-    if generals >= cp.yellow_min_general_findings:
-        out.append(f"一般隐患{generals}项")
-    window = cp.yellow_penalty_window_months
-    if any(within_months(p.decided_on, as_of, window) for p in profile.penalties):
-        out.append(f"{window}个月内受到行政处罚")
-    if profile.credit_rating in cp.yellow_credit_ratings:
-        out.append(f"信用等级为{profile.credit_rating}")
-    if profile.merchant_score < cp.yellow_merchant_score_below:
-        out.append(
-            f"十二分制得分{profile.merchant_score}分（低于{cp.yellow_merchant_score_below}分）"
-        )
-    return out
+    generals, score = _generals(findings), profile.merchant_score
+    window, below = cp.yellow_penalty_window_months, cp.yellow_merchant_score_below
+    penalised = any(within_months(p.decided_on, as_of, window) for p in profile.penalties)
+    return _holding(
+        (generals >= cp.yellow_min_general_findings, f"一般隐患{generals}项"),
+        (penalised, f"{window}个月内受到行政处罚"),
+        (profile.credit_rating in cp.yellow_credit_ratings, f"信用等级为{profile.credit_rating}"),
+        (score < below, f"十二分制得分{score}分（低于{below}分）"),
+    )
 
 
 def whitelist_blockers(

@@ -232,7 +232,7 @@ class Pages:
         token, photo_id = request.path_params["token"], request.path_params["photo_id"]
         found = await run_in_threadpool(tickets.photo_of, self.uow(), self.ctx, photo_id, token)
         if found.content_type not in ("image/jpeg", "image/png"):  # sniffed on upload; be sure
-            raise NotFound("no such photo")
+            raise NotFound(messages.no_such("photo", photo_id))
         return Response(
             found.content, media_type=found.content_type, headers={"Content-Disposition": "inline"}
         )

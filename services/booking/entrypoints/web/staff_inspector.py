@@ -188,7 +188,7 @@ class InspectorPages(StaffBase):
             request.path_params["photo_id"],
         )
         if shown.content_type not in ("image/jpeg", "image/png"):
-            raise NotFound("no such photo")
+            raise NotFound(messages.no_such("photo", request.path_params["photo_id"]))
         return Response(
             shown.content, media_type=shown.content_type, headers={"Content-Disposition": "inline"}
         )
