@@ -11,6 +11,7 @@ opens the dashboard. A screenshot of every page goes to the test's tmp_path.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from tests.booking_env import Pair, running_pair
 from tests.e2e.conftest import make_png
 
 PASSWORD = "correct-horse-7"
+ARTIFACTS = bool(os.environ.get("TEST_ARTIFACTS"))
 PNG = make_png(16, 12)
 STAFF_TOKEN = "staff-dashboard-token-0123456789"
 
@@ -85,9 +87,13 @@ def fits_phone(page: Any) -> bool:
 
 
 def shot(page: Any, tmp: Path, name: str) -> None:
+    """Check the page fits a phone without scripts and save its screenshot: in the test's
+    tmp_path, or in $TEST_ARTIFACTS/staff-pages when set (CI keeps that folder)."""
     assert page.locator("script").count() == 0
     assert fits_phone(page), f"{name} is wider than 360 px"
-    page.screenshot(path=str(tmp / f"{name}.png"), full_page=True)
+    folder = Path(os.environ["TEST_ARTIFACTS"]) / "staff-pages" if ARTIFACTS else tmp
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 def sign_in(page: Any, base: str, username: str, password: str = PASSWORD) -> None:
