@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -159,18 +160,33 @@ def test_inspector_passes_one_ticket_and_fails_another(
 ) -> None:
     pair = staff.pair
     pair.expert("E1", ["dust_explosion"], ["稠城街道", "江东街道"])
-    first = proof_waiting(pair, 31, "稠城街道", "未建立台账甲")
-    second = proof_waiting(pair, 32, "稠城街道", "未建立台账乙")
+    second = proof_waiting(pair, 32, "稠城街道", "未建立台账乙")  # found 6月1日: due 7月1日
+    pair.clock.today = date(2026, 6, 10)
+    first = proof_waiting(pair, 31, "稠城街道", "未建立台账甲")  # due 7月10日
     elsewhere = proof_waiting(pair, 33, "江东街道", "未建立台账丙")
+    pair.clock.today = date(2026, 7, 5)  # the second is overdue now, the first due in 5 days
     staff.user("wangfang", "inspector", region="330782001")  # by code: stored as 稠城街道
 
     sign_in(phone, staff.base, "wangfang")
     assert phone.url == f"{staff.base}/staff/tickets"
     assert "wangfang姓名" in phone.locator("#who").inner_text()
     queue = phone.locator("#queue a.card")
-    assert queue.count() == 2  # 江东街道's ticket is not in this inspector's queue
-    assert phone.locator(f"#q-{elsewhere}").count() == 0
+    # 江东街道's ticket is not in this inspector's queue; the overdue one comes first
+    assert [queue.nth(i).get_attribute("id") for i in range(queue.count())] == [
+        f"q-{second}",
+        f"q-{first}",
+    ]
+    assert "已逾期" in queue.first.inner_text()
     shot(phone, tmp_path, "inspector-queue")
+    phone.get_by_label("仅看已逾期").check()
+    phone.get_by_role("button", name="筛选").click()
+    assert phone.locator("#queue a.card").count() == 1
+    assert phone.locator(f"#q-{second}").count() == 1
+    phone.goto(f"{staff.base}/staff/tickets?region=江东街道")  # outside their region
+    assert phone.get_by_text("无权查看").is_visible()
+    phone.goto(f"{staff.base}/staff/tickets?region=稠城街道&due=1")
+    assert phone.locator("#queue a.card").count() == 2  # both due within 7 days (or past)
+    phone.goto(f"{staff.base}/staff/tickets")
 
     # pass the first: the finding (clause text, note, photo) beside the proof
     phone.locator(f"#q-{first}").click()
@@ -197,14 +213,14 @@ def test_inspector_passes_one_ticket_and_fails_another(
     assert "新整改期限" in phone.locator("#f-new_due_on .error").inner_text()
     assert phone.get_by_label("复查意见").input_value() == "台账缺少整改责任人"
     shot(phone, tmp_path, "inspector-ticket-error")
-    phone.get_by_label("新整改期限").fill("2026-06-20")
+    phone.get_by_label("新整改期限").fill("2026-07-20")
     phone.get_by_role("button", name="提交复查结论").click()
     assert phone.url.startswith(f"{staff.base}/staff/tickets?done={second}")
     assert phone.locator("#done").inner_text() == f"已退回整改：{second}"
     assert phone.locator("#queue a.card").count() == 0
     shot(phone, tmp_path, "inspector-queue-done")
     failed = ticket(pair, second)
-    assert failed.status == bpb.TICKET_STATUS_OPEN and failed.due_on == "2026-06-20"
+    assert failed.status == bpb.TICKET_STATUS_OPEN and failed.due_on == "2026-07-20"
 
     # every action in the audit trail under the person's name
     with pair.booking_engine.connect() as conn:
