@@ -4,7 +4,9 @@ sign-out everywhere on disable; and the demo accounts."""
 
 from __future__ import annotations
 
-import io
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +19,6 @@ from services.booking.adapters.orm import audit_log, staff_accounts, staff_sessi
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.records import Expert
 from services.booking.domain.staff import SessionPolicy
-from services.booking.entrypoints.cli import main
 from services.booking.service_layer import staff_accounts as accounts
 from services.booking.service_layer import staff_sessions as sessions
 from services.booking.service_layer.staff_sessions import Outcome
@@ -25,7 +26,7 @@ from services.common.db import make_engine
 from services.common.regions import load_regions
 from tests.booking_env import drop_pg, fresh_engine
 from tests.integration.conftest import PG_ADMIN_URL
-from tests.support import RULESETS
+from tests.support import ROOT, RULESETS
 
 REGIONS = load_regions(RULESETS / "regions.yaml")
 PASSWORD = "correct-horse-7"
@@ -51,48 +52,58 @@ def add(engine: Engine, username: str, role: str = "inspector", **extra: str) ->
     )
 
 
-def test_users_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    db = ["--db", f"sqlite:///{tmp_path / 'b.db'}"]
-    assert main(["users", "add", "wangfang", "--name", "王芳", "--role", "inspector",
-                 "--region", "330782001", *db]) == 0  # fmt: skip
-    out = capsys.readouterr().out
-    assert "wangfang added: inspector (booking.inspector, booking.read)" in out
-    printed = out.split("password: ")[1].strip()
-    monkeypatch.setattr("sys.stdin", io.StringIO("another-pass-9\n"))
-    assert main(["users", "add", "lisi", "--name", "李四", "--role", "supervisor",
-                 "--password-stdin", *db]) == 0  # fmt: skip
-    assert "password:" not in capsys.readouterr().out
+def users(db: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`python -m services.booking users …` in its own process (it sets up logging)."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.booking", "users", *args, "--db", db],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow  # eleven processes, each importing the service
+def test_users_command(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'b.db'}"
+    added = users(db, "add", "wangfang", "--name", "王芳", "--role", "inspector",
+                  "--region", "330782001")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "wangfang added: inspector (booking.inspector, booking.read)" in added.stdout
+    printed = added.stdout.split("password: ")[1].strip()
+    added = users(db, "add", "lisi", "--name", "李四", "--role", "supervisor",
+                  "--password-stdin", stdin="another-pass-9\n")  # fmt: skip
+    assert added.returncode == 0 and "password:" not in added.stdout
     # bad input: every bad field named, exit 2, nothing written
-    assert main(["users", "add", "zhao", "--name", "赵", "--role", "inspector",
-                 "--region", "火星街道", *db]) == 2  # fmt: skip
-    assert "region" in capsys.readouterr().err
-    assert main(["users", "add", "qian", "--name", "钱", "--role", "expert", *db]) == 2
-    assert "expert_id" in capsys.readouterr().err
-    assert main(["users", "add", "wangfang", "--name", "王芳", "--role", "supervisor", *db]) == 1
-    assert "exists" in capsys.readouterr().err
-    assert main(["users", "list", *db]) == 0
-    listed = capsys.readouterr().out.splitlines()
-    assert listed == [
+    bad = users(db, "add", "zhao", "--name", "赵", "--role", "inspector", "--region", "火星街道")
+    assert bad.returncode == 2 and "region" in bad.stderr
+    bad = users(db, "add", "qian", "--name", "钱", "--role", "expert")
+    assert bad.returncode == 2 and "expert_id" in bad.stderr
+    again = users(db, "add", "wangfang", "--name", "王芳", "--role", "supervisor")
+    assert again.returncode == 1 and "exists" in again.stderr
+    assert users(db, "list").stdout.splitlines() == [
         "wangfang\tinspector\t王芳\t稠城街道\tactive",
         "lisi\tsupervisor\t李四\t-\tactive",
     ]
-    engine = make_engine(db[1])
+    engine = make_engine(db)
     assert sessions.sign_in(SqlUnitOfWork(engine), "wangfang", printed).outcome == Outcome.SIGNED_IN
     assert sessions.sign_in(SqlUnitOfWork(engine), "lisi", "another-pass-9").secret
-    assert main(["users", "disable", "lisi", *db]) == 0
-    assert main(["users", "list", *db]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].endswith("disabled")
+    assert users(db, "disable", "lisi").returncode == 0
+    assert users(db, "list").stdout.splitlines()[-1].endswith("disabled")
     assert (
         sessions.sign_in(SqlUnitOfWork(engine), "lisi", "another-pass-9").outcome == Outcome.WRONG
     )
-    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
-    assert main(["users", "reset-password", "lisi", "--password-stdin", *db]) == 2
-    assert main(["users", "reset-password", "lisi", *db]) == 0
-    new = capsys.readouterr().out.split("password: ")[1].strip()
+    assert users(db, "reset-password", "lisi", "--password-stdin", stdin="short\n").returncode == 2
+    reset = users(db, "reset-password", "lisi")
+    assert reset.returncode == 0
+    new = reset.stdout.split("password: ")[1].strip()
     assert sessions.sign_in(SqlUnitOfWork(engine), "lisi", new).outcome == Outcome.SIGNED_IN
     with engine.connect() as conn:
         stored = [r.password_hash for r in conn.execute(select(staff_accounts))]
         trail = [r.after for r in conn.execute(select(audit_log))]
+    engine.dispose()
     assert all(h.startswith("$argon2id$") for h in stored)
     assert not any("argon2" in str(after) for after in trail)  # the trail keeps no hash
 
