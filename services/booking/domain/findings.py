@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from services.common.errors import FieldViolation, ValidationError
-from services.common.values import parse_day, preview
+from services.common.values import control_problem, parse_day, preview
 from services.common.vocabulary import Severity
 
+from .messages import CONTROL_CHARACTERS
 from .photos import check_photo
 from .tickets import default_due
 
@@ -62,8 +63,12 @@ def _finding(
         bad.append(
             FieldViolation(f"{path}.description", f"required, at most {MAX_TEXT} characters")
         )
+    elif control_problem(f.description, multiline=True):
+        bad.append(FieldViolation(f"{path}.description", CONTROL_CHARACTERS))
     ref = f.clause_ref
-    if len(ref) > CLAUSE_REF_MAX or ":" not in ref or not known_clause(ref):
+    if control_problem(ref):
+        bad.append(FieldViolation(f"{path}.clause_ref", CONTROL_CHARACTERS))
+    elif len(ref) > CLAUSE_REF_MAX or ":" not in ref or not known_clause(ref):
         bad.append(
             FieldViolation(
                 f"{path}.clause_ref", f"{preview(ref)} is not a clause the rules service knows"

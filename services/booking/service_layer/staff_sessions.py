@@ -35,6 +35,7 @@ from services.booking.domain.staff import (
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
 from services.common.context import Principal
+from services.common.values import control_problem
 
 
 class Outcome(StrEnum):
@@ -132,8 +133,12 @@ def sign_in(
     """Check the password (argon2id); count a wrong one and lock after `lockout`; on
     success end the old (anonymous) session and start a new signed-in one."""
     at = now()
+    name = username[:40]
     with uow:
-        account = uow.register.staff_account(username[:40], for_update=True)
+        # a name with a control character is no one's (USERNAME): never looked up
+        account = (
+            None if control_problem(name) else uow.register.staff_account(name, for_update=True)
+        )
         if account is not None and is_locked(account, at):
             return SignIn(Outcome.LOCKED, locked_until=account.locked_until)
         matches = verify_password(account.password_hash if account else "", password[:256])

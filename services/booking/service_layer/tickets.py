@@ -80,6 +80,8 @@ def recheck_ticket(
     `regions`: only tickets of firms in these 镇街 (an inspector's region; () = any)."""
     if len(note) > MAX_TEXT:
         raise ValidationError([FieldViolation("note", TOO_LONG)])
+    if control_problem(note, multiline=True):
+        raise ValidationError([FieldViolation("note", messages.CONTROL_CHARACTERS)])
     today = ctx.today()
     new_due = parse_day(new_due_on, "new_due_on") if new_due_on else None
     if not passed and (new_due is None or new_due <= today):

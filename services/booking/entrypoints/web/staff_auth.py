@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from services.booking.domain import messages
 from services.booking.entrypoints.web.errors import error_page
 from services.common.errors import NotFound, PermissionDenied
+from services.common.values import control_problem
 
 COOKIE = "staff_session"
 LOGIN = "/staff/login"
@@ -50,10 +51,13 @@ def csrf_refused(render: Callable[..., HTMLResponse]) -> HTMLResponse:
 
 def staff_errors(handler: Handler) -> Handler:
     """A refused or missing record as the staff pages' own 403 / 404 page (the phone
-    page's 403 speaks of QR codes)."""
+    page's 403 speaks of QR codes). An id with a control character names no record
+    (and must not reach the database: PostgreSQL refuses NUL)."""
 
     @wraps(handler)
     async def run(self: Any, request: Request) -> Response:
+        if any(control_problem(str(v)) for v in request.path_params.values()):
+            return error_page(self.render, 404, messages.PAGE_STAFF_NOT_FOUND)
         try:
             return await handler(self, request)
         except PermissionDenied:

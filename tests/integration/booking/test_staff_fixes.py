@@ -1,0 +1,161 @@
+"""The staff pages against what the review of issue 12 tried (review-12.md): control
+characters in every staff text field, the dashboard for a region-limited token, sign-in
+answers and throttling, logout from the dashboard, far deadlines, expired sessions,
+tampered visit forms and banners (uvicorn on real ports, httpx, real databases)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from services.booking.adapters.orm import audit_log, staff_accounts, tickets, visits
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain import messages
+from services.booking.domain.staff import csrf_token
+from services.booking.entrypoints.web import create_web_app
+from services.booking.service_layer import staff_accounts as accounts
+from services.common.auth import TokenStore
+from services.common.context import Principal
+from services.common.http_server import HttpServer, start_http
+from tests.booking_env import Pair
+from tests.e2e.test_staff_pages import dispatched, proof_waiting
+
+PASSWORD = "correct-horse-7"
+SUP_TOKEN = "staff-dashboard-token-0123456789"
+REGION_TOKEN = "region-inspector-token-0123456789"
+
+
+@dataclass
+class Web:
+    pair: Pair
+    http: HttpServer
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http.port}"
+
+    def user(self, username: str, role: str, region: str = "", expert_id: str = "") -> None:
+        accounts.add_user(
+            SqlUnitOfWork(self.pair.booking_engine),
+            self.pair.ctx.regions,
+            accounts.NewAccount(username, f"{username}姓名", role, PASSWORD, region, expert_id),
+        )
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base, follow_redirects=False, timeout=60)
+
+    def signed_in(self, username: str) -> tuple[httpx.Client, str]:
+        c = self.client()
+        assert login(c, username).status_code == 303
+        return c, csrf_token(c.cookies["staff_session"])
+
+    def count(self, table: object) -> int:
+        with self.pair.booking_engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+def _tokens() -> TokenStore:
+    def key(token: str) -> bytes:
+        return hashlib.sha256(token.encode()).digest()
+
+    return TokenStore(
+        {
+            key(SUP_TOKEN): Principal("sup", frozenset({"booking.read"})),
+            key(REGION_TOKEN): Principal(
+                "cc-insp",
+                frozenset({"booking.inspector", "booking.read"}),
+                None,
+                None,
+                "稠城街道",
+            ),
+        }
+    )
+
+
+def _web(pair: Pair) -> Iterator[Web]:
+    http = start_http(create_web_app(pair.ctx, pair.booking_engine, staff=_tokens()))
+    try:
+        yield Web(pair, http)
+    finally:
+        http.stop()
+
+
+@pytest.fixture
+def web(pair: Pair) -> Iterator[Web]:
+    yield from _web(pair)
+
+
+@pytest.fixture
+def sqlite_web(sqlite_pair: Pair) -> Iterator[Web]:
+    yield from _web(sqlite_pair)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:300]
+    return found.group(1)
+
+
+def login(c: httpx.Client, username: str, password: str = PASSWORD) -> httpx.Response:
+    token = csrf_of(c.get("/staff/login").text)
+    return c.post("/staff/login", data={"csrf": token, "username": username, "password": password})
+
+
+def history_len(pair: Pair, ticket_id: str) -> int:
+    with pair.booking_engine.connect() as conn:
+        return len(
+            conn.execute(select(audit_log.c.id).where(audit_log.c.entity_id == ticket_id)).all()
+        )
+
+
+# -- 1. control characters ---------------------------------------------------------------
+
+
+def test_control_characters_are_refused_next_to_the_field(web: Web) -> None:
+    pair = web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    waiting = proof_waiting(pair, 31, "稠城街道", "本辖区")
+    order_id, _ = dispatched(pair, 34, "稠城街道", key="k2")
+    web.user("wangfang", "inspector", region="稠城街道")
+    web.user("zhuanjia", "expert", expert_id="E1")
+    before = history_len(pair, waiting)
+
+    c, tok = web.signed_in("wangfang")
+    bad = "a\x00b\x1b[31m"
+    form = {"csrf": tok, "result": "fail", "note": bad, "new_due_on": "2026-07-01"}
+    answer = c.post(f"/staff/tickets/{waiting}", data=form)
+    assert answer.status_code == 400
+    assert messages.CONTROL_CHARACTERS in answer.text
+    assert history_len(pair, waiting) == before  # nothing written
+    # line breaks are allowed in a note
+    form["note"] = "第一行\r\n第二行"
+    assert c.post(f"/staff/tickets/{waiting}", data=form).status_code == 303
+    # an id with NUL names no record (and never reaches the database)
+    assert c.get("/staff/tickets/T%00x").status_code == 404
+
+    e, etok = web.signed_in("zhuanjia")
+    visit = {
+        "csrf": etok,
+        "minutes_on_site": "60",
+        "ref_0": "GEN:ledger",
+        "severity_0": "general",
+        "desc_0": "台账\x00缺失",
+    }
+    answer = e.post(f"/staff/orders/{order_id}/visit", data=visit)
+    assert answer.status_code == 400
+    assert messages.CONTROL_CHARACTERS in answer.text
+    assert web.count(visits) == 1  # proof_waiting's visit only
+
+    # sign-in: a name with a control character is the same answer as an unknown name
+    answer = login(web.client(), "nul\x00user")
+    assert answer.status_code == 401
+    assert messages.STAFF_WRONG_PASSWORD in answer.text
+    assert web.count(staff_accounts) == 2
