@@ -11,7 +11,7 @@ from services.booking.domain.orders import Order
 from services.booking.domain.tickets import Ticket
 from services.common.context import ANONYMOUS, Principal
 from services.common.errors import PermissionDenied
-from services.common.regions import RegionRegistry
+from services.common.regions import RegionRegistry, region_filter
 
 FIRM = "firm"  # a call admitted on its QR token alone
 
@@ -65,3 +65,18 @@ def inspector_regions(p: Principal, regions: RegionRegistry | None) -> tuple[str
     if area is None:
         raise PermissionDenied(messages.REGION_UNKNOWN)
     return area
+
+
+def dashboard_region(p: Principal | None, regions: RegionRegistry | None, asked: str) -> str:
+    """The region a dashboard (and its downloads) shows: what was asked, kept within a
+    region-limited inspector's area (a tokens-file `region`), whose own region it is when
+    nothing was asked; PermissionDenied for a region outside it. `p` None: a session
+    (supervisors and admins see every region)."""
+    area = inspector_regions(p, regions) if p is not None else ()
+    if not area:
+        return asked
+    if not asked:
+        return p.region if p is not None else ""
+    if not set(region_filter(regions, asked)) <= set(area):
+        raise PermissionDenied(messages.OUTSIDE_REGION)
+    return asked

@@ -22,6 +22,7 @@ from services.booking.service_layer import stats
 from services.booking.service_layer.ports import BookingContext, RulesPort, ask_rules
 from services.booking.service_layer.qr_codes import firm_for_token, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.regions import region_filter
 
 LANDING_ORDERS = 50  # the newest orders the landing page lists
 FIRM_TICKETS = 1000
@@ -131,13 +132,16 @@ def ticket_page(
 def dashboard(
     uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end: str
 ) -> dict[str, Any]:
-    """督单: the statistics of the period asked for and every overdue ticket, with the
-    firms' names."""
+    """督单: the statistics of the period asked for and every overdue ticket of the region
+    asked for (every region: ''), with the firms' names."""
     asked = stats.period(ctx, region, start, end)
     today = ctx.today()
+    area = region_filter(ctx.regions, region)
     with uow:
         figures = stats.read_stats(uow, ctx, asked)
-        overdue = list(uow.register.tickets(overdue_on=today, limit=OVERDUE_LISTED))
+        overdue = list(
+            uow.register.tickets(overdue_on=today, limit=OVERDUE_LISTED, regions=area)
+        )
         found = uow.register.firm_names({t.enterprise_id for t in overdue})
     return {
         "stats": figures,

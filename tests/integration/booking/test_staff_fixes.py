@@ -159,3 +159,24 @@ def test_control_characters_are_refused_next_to_the_field(web: Web) -> None:
     assert answer.status_code == 401
     assert messages.STAFF_WRONG_PASSWORD in answer.text
     assert web.count(staff_accounts) == 2
+
+
+# -- 3. the dashboard of a region-limited inspector token ----------------------------------
+
+
+def test_dashboard_keeps_a_region_token_to_its_region(sqlite_web: Web) -> None:
+    pair = sqlite_web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道", "江东街道"])
+    proof_waiting(pair, 31, "稠城街道", "本辖区隐患")
+    proof_waiting(pair, 33, "江东街道", "外辖区隐患")
+    pair.clock.today = date(2026, 9, 1)  # both overdue
+    c = sqlite_web.client()
+    limited = c.get("/dashboard", headers={"Authorization": f"Bearer {REGION_TOKEN}"})
+    assert limited.status_code == 200
+    assert "本辖区隐患" in limited.text and "外辖区隐患" not in limited.text
+    other = c.get(
+        "/dashboard?region=江东街道", headers={"Authorization": f"Bearer {REGION_TOKEN}"}
+    )
+    assert other.status_code == 403 and "外辖区隐患" not in other.text
+    everyone = c.get("/dashboard", headers={"Authorization": f"Bearer {SUP_TOKEN}"})
+    assert "本辖区隐患" in everyone.text and "外辖区隐患" in everyone.text

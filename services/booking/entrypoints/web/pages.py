@@ -29,12 +29,12 @@ from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
-from services.booking.entrypoints.web.middleware import BodyTooLarge, is_staff
-from services.booking.service_layer import orders, tickets, views
+from services.booking.entrypoints.web.middleware import BodyTooLarge, is_staff, staff_principal
+from services.booking.service_layer import authz, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
 from services.common.auth import TokenStore
 from services.common.db import ping
-from services.common.errors import NotFound, PreconditionFailed, ValidationError
+from services.common.errors import NotFound, PermissionDenied, PreconditionFailed, ValidationError
 
 _log = structlog.get_logger("web")
 
@@ -273,6 +273,11 @@ class Pages:
             title, text = messages.PAGE_NO_REGION
             hint = messages.NEAREST_REGIONS.format(names="、".join(near)) if near else ""
             return error_page(self.render, 400, (title, text.format(region=region[:24], hint=hint)))
+        try:  # a region-limited inspector token sees its own region only (as ListTickets)
+            token = staff_principal(self.staff, request) if self.staff is not None else None
+            region = authz.dashboard_region(token, regions, region)
+        except PermissionDenied:
+            return error_page(self.render, 403, messages.PAGE_STAFF_FORBIDDEN)
         data = await run_in_threadpool(views.dashboard, self.uow(), self.ctx, region, start, end)
         return self.render("dashboard.html", region=region, start=start, end=end, **data)
 
