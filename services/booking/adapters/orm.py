@@ -215,6 +215,15 @@ staff_sessions = Table(
     Column("last_seen_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
+staff_sign_in_failures = Table(
+    "staff_sign_in_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address_digest", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_staff_sign_in_failures_address_at", "address_digest", "at"),
+)
+
 audit_log, audit_head = audit_tables(metadata)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from services.booking.adapters.orm import staff_accounts, staff_sessions
+from services.booking.adapters.orm import staff_accounts, staff_sessions, staff_sign_in_failures
 from services.booking.domain.staff import StaffAccount, StaffSession
 
 
@@ -46,3 +46,17 @@ class StaffRegister:
                 )
             )
         )
+
+    def sign_in_failures(self, address_digest: str, since: datetime) -> int:
+        """Failed sign-ins from one client address since `since`."""
+        t = staff_sign_in_failures
+        query = select(func.count()).where(t.c.address_digest == address_digest, t.c.at >= since)
+        return int(self.session.execute(query).scalar_one())
+
+    def add_sign_in_failure(
+        self, address_digest: str, at: datetime, forget_before: datetime
+    ) -> None:
+        """Count a failed sign-in from an address; rows older than `forget_before` go."""
+        t = staff_sign_in_failures
+        self.session.execute(delete(t).where(t.c.at < forget_before))
+        self.session.execute(insert(t).values(address_digest=address_digest, at=at))

@@ -113,8 +113,9 @@ POSTER_MENU = "服务菜单"
 POSTER_HOTLINE = "服务热线 {hotline}"
 
 # ---------------------------------------------------------------- staff pages
-STAFF_WRONG_PASSWORD = "用户名或密码不正确"
-STAFF_LOCKED = "连续{n}次密码错误，账户已锁定，请于{until}后再试（锁定{minutes}分钟）"
+# one answer to an unknown name, a locked account and a wrong password
+STAFF_SIGN_IN_REFUSED = "用户名或密码不正确，或账户已锁定（连续{n}次密码错误锁定{minutes}分钟）"
+STAFF_THROTTLED = "此网络登录失败次数过多，请{minutes}分钟后再试"
 STAFF_SIGNED_OUT = "已退出登录"
 PAGE_STAFF_CSRF = (
     "页面已过期或来源不明",

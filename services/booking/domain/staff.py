@@ -64,8 +64,20 @@ class SessionPolicy:
     touch_every: timedelta = timedelta(minutes=1)  # how stale last_seen may get before a write
 
 
+@dataclass(frozen=True)
+class AddressThrottle:
+    """`max_failures` failed sign-ins from one client address within `window` refuse
+    that address's sign-ins until the oldest of them is `window` old; meanwhile no
+    account is counted, so one address locks at most max_failures // 5 accounts a window
+    (an office behind one address still has room for its typos)."""
+
+    max_failures: int = 20
+    window: timedelta = timedelta(minutes=15)
+
+
 LOCKOUT = LockoutPolicy()
 SESSIONS = SessionPolicy()
+ADDRESS_THROTTLE = AddressThrottle()
 
 
 @dataclass

@@ -5,7 +5,11 @@ A browser holds a random session secret in a cookie; the database keeps only its
 digest and the digest of the CSRF token derived from it (domain/staff.py). Before
 sign-in the login form gets an anonymous session (its CSRF token protects the form);
 signing in replaces it with a new one (no session fixation). Five wrong passwords in a
-row lock the account for 15 minutes (domain/staff.py LOCKOUT).
+row lock the account for 15 minutes (domain/staff.py LOCKOUT). An unknown name, a
+disabled or locked account and a wrong password get one answer after the same work
+(argon2 against a dummy hash when there is no usable account). Twenty failed sign-ins
+from one client address in 15 minutes refuse that address for the rest of the window
+(ADDRESS_THROTTLE), so one address cannot keep many accounts locked.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from enum import StrEnum
 
 from services.booking.adapters.passwords import verify_password
 from services.booking.domain.staff import (
+    ADDRESS_THROTTLE,
     LOCKOUT,
     SESSIONS,
+    AddressThrottle,
     LockoutPolicy,
     SessionPolicy,
     StaffAccount,
@@ -41,7 +47,8 @@ from services.common.values import control_problem
 class Outcome(StrEnum):
     SIGNED_IN = "signed_in"
     WRONG = "wrong"  # unknown user, wrong password or disabled account: one answer
-    LOCKED = "locked"
+    LOCKED = "locked"  # the account is locked (the person is told the same as WRONG)
+    THROTTLED = "throttled"  # too many failures from the client's address
 
 
 @dataclass(frozen=True)
@@ -129,27 +136,27 @@ def sign_in(
     old_secret: str = "",
     lockout: LockoutPolicy = LOCKOUT,
     policy: SessionPolicy = SESSIONS,
+    address: str = "",
+    throttle: AddressThrottle = ADDRESS_THROTTLE,
 ) -> SignIn:
-    """Check the password (argon2id); count a wrong one and lock after `lockout`; on
-    success end the old (anonymous) session and start a new signed-in one."""
+    """Check the password (argon2id); count a wrong one against the account (locking it
+    after `lockout`) and the client `address` (throttled after `throttle`); on success
+    end the old (anonymous) session and start a new signed-in one."""
     at = now()
-    name = username[:40]
+    name, where = username[:40], digest(f"address:{address}")
     with uow:
-        # a name with a control character is no one's (USERNAME): never looked up
+        if address and uow.register.sign_in_failures(where, at - throttle.window) >= (
+            throttle.max_failures
+        ):
+            verify_password("", password[:256])  # the same work as any other answer
+            return SignIn(Outcome.THROTTLED)
         account = (
             None if control_problem(name) else uow.register.staff_account(name, for_update=True)
         )
-        if account is not None and is_locked(account, at):
-            return SignIn(Outcome.LOCKED, locked_until=account.locked_until)
-        matches = verify_password(account.password_hash if account else "", password[:256])
-        if account is None or not account.active:
-            return SignIn(Outcome.WRONG)
-        if not matches:
-            locked = record_failure(account, at, lockout)
-            uow.commit()
-            if locked:
-                return SignIn(Outcome.LOCKED, locked_until=account.locked_until)
-            return SignIn(Outcome.WRONG)
+        usable = account is not None and account.active and not is_locked(account, at)
+        matches = verify_password(account.password_hash if usable else "", password[:256])
+        if account is None or not usable or not matches:
+            return _refused(uow, account, usable, at, lockout, where if address else "")
         record_success(account)
         if old_secret:
             uow.register.end_staff_session(digest(old_secret))
@@ -157,6 +164,27 @@ def sign_in(
         secret = _new_session(uow, account.username, at)
         uow.commit()
         return SignIn(Outcome.SIGNED_IN, secret)
+
+
+def _refused(
+    uow: UnitOfWork,
+    account: StaffAccount | None,
+    usable: bool,
+    at: datetime,
+    lockout: LockoutPolicy,
+    address_digest: str,
+    throttle: AddressThrottle = ADDRESS_THROTTLE,
+) -> SignIn:
+    """A failed sign-in counted against the account (when it could sign in) and the
+    client's address."""
+    if account is not None and usable:
+        record_failure(account, at, lockout)
+    if address_digest:
+        uow.register.add_sign_in_failure(address_digest, at, at - throttle.window)
+    uow.commit()
+    if account is not None and account.active and is_locked(account, at):
+        return SignIn(Outcome.LOCKED, locked_until=account.locked_until)
+    return SignIn(Outcome.WRONG)
 
 
 def sign_out(uow: UnitOfWork, secret: str) -> None:

@@ -139,9 +139,7 @@ def dashboard(
     area = region_filter(ctx.regions, region)
     with uow:
         figures = stats.read_stats(uow, ctx, asked)
-        overdue = list(
-            uow.register.tickets(overdue_on=today, limit=OVERDUE_LISTED, regions=area)
-        )
+        overdue = list(uow.register.tickets(overdue_on=today, limit=OVERDUE_LISTED, regions=area))
         found = uow.register.firm_names({t.enterprise_id for t in overdue})
     return {
         "stats": figures,

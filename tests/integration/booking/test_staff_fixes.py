@@ -9,24 +9,28 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+import structlog
+from sqlalchemy import Engine, func, select
 
 from services.booking.adapters.orm import audit_log, staff_accounts, tickets, visits
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
-from services.booking.domain.staff import csrf_token
+from services.booking.domain.staff import AddressThrottle, csrf_token
 from services.booking.entrypoints.web import create_web_app
 from services.booking.service_layer import staff_accounts as accounts
+from services.booking.service_layer import staff_sessions as sessions
+from services.booking.service_layer.staff_sessions import Outcome
 from services.common.auth import TokenStore
 from services.common.context import Principal
 from services.common.http_server import HttpServer, start_http
 from tests.booking_env import Pair
 from tests.e2e.test_staff_pages import dispatched, proof_waiting
+from tests.integration.booking.test_staff_accounts import add, engine  # noqa: F401 (fixture)
 
 PASSWORD = "correct-horse-7"
 SUP_TOKEN = "staff-dashboard-token-0123456789"
@@ -109,6 +113,10 @@ def login(c: httpx.Client, username: str, password: str = PASSWORD) -> httpx.Res
     return c.post("/staff/login", data={"csrf": token, "username": username, "password": password})
 
 
+def refused_text() -> str:
+    return messages.STAFF_SIGN_IN_REFUSED.format(n=5, minutes=15)
+
+
 def history_len(pair: Pair, ticket_id: str) -> int:
     with pair.booking_engine.connect() as conn:
         return len(
@@ -157,7 +165,7 @@ def test_control_characters_are_refused_next_to_the_field(web: Web) -> None:
     # sign-in: a name with a control character is the same answer as an unknown name
     answer = login(web.client(), "nul\x00user")
     assert answer.status_code == 401
-    assert messages.STAFF_WRONG_PASSWORD in answer.text
+    assert refused_text() in answer.text
     assert web.count(staff_accounts) == 2
 
 
@@ -174,9 +182,65 @@ def test_dashboard_keeps_a_region_token_to_its_region(sqlite_web: Web) -> None:
     limited = c.get("/dashboard", headers={"Authorization": f"Bearer {REGION_TOKEN}"})
     assert limited.status_code == 200
     assert "本辖区隐患" in limited.text and "外辖区隐患" not in limited.text
-    other = c.get(
-        "/dashboard?region=江东街道", headers={"Authorization": f"Bearer {REGION_TOKEN}"}
-    )
+    other = c.get("/dashboard?region=江东街道", headers={"Authorization": f"Bearer {REGION_TOKEN}"})
     assert other.status_code == 403 and "外辖区隐患" not in other.text
     everyone = c.get("/dashboard", headers={"Authorization": f"Bearer {SUP_TOKEN}"})
     assert "本辖区隐患" in everyone.text and "外辖区隐患" in everyone.text
+
+
+# -- 4, 5. one answer to every failed sign-in, a throttle by address, no name in the logs ---
+
+
+def test_unknown_locked_disabled_and_wrong_get_one_answer(sqlite_web: Web) -> None:
+    sqlite_web.user("lisi", "supervisor")
+    sqlite_web.user("zhaoliu", "supervisor")
+    accounts.disable_user(SqlUnitOfWork(sqlite_web.pair.booking_engine), "zhaoliu")
+    c = sqlite_web.client()
+    wrong = [login(c, "lisi", "wrong-password") for _ in range(5)]  # the 5th locks
+    locked = login(c, "lisi")  # the right password while locked
+    unknown = login(c, "nobody-here")
+    disabled = login(c, "zhaoliu")
+    answers = [*wrong, locked, unknown, disabled]
+    assert {a.status_code for a in answers} == {401}
+    errors = {re.search(r'id="login-error">([^<]*)<', a.text).group(1) for a in answers}  # type: ignore[union-attr]
+    assert errors == {refused_text()}
+
+
+def test_sign_in_logs_no_name_it_did_not_sign_in(sqlite_web: Web) -> None:
+    sqlite_web.user("lisi", "supervisor")
+    with structlog.testing.capture_logs() as logged:
+        login(sqlite_web.client(), "Pw-in-username-field-9")
+        login(sqlite_web.client(), "lisi")
+    lines = [e for e in logged if e["event"] == "staff sign-in"]
+    assert [e["outcome"] for e in lines] == ["wrong", "signed_in"]
+    assert "Pw-in-username-field-9" not in repr(logged)
+    assert lines[1]["user"] == "lisi"
+
+
+def test_failures_from_one_address_are_throttled(engine: Engine) -> None:
+    add(engine, "wangfang")
+    few = AddressThrottle(max_failures=3, window=timedelta(minutes=15))
+
+    def attempt(name: str, password: str, address: str = "10.0.0.7") -> Outcome:
+        return sessions.sign_in(
+            SqlUnitOfWork(engine), name, password, address=address, throttle=few
+        ).outcome
+
+    assert [attempt(f"guess{i}", "x") for i in range(3)] == [Outcome.WRONG] * 3
+    # that address is refused now, even with the right password, and counts no account
+    assert attempt("wangfang", "wrong-password") == Outcome.THROTTLED
+    assert attempt("wangfang", PASSWORD) == Outcome.THROTTLED
+    with engine.connect() as conn:
+        row = conn.execute(select(staff_accounts.c.failed_attempts)).one()
+    assert row.failed_attempts == 0
+    # another address is not
+    assert attempt("wangfang", PASSWORD, "10.0.0.8") == Outcome.SIGNED_IN
+    # the window passes
+    later = sessions.sign_in(
+        SqlUnitOfWork(engine),
+        "wangfang",
+        PASSWORD,
+        address="10.0.0.7",
+        throttle=AddressThrottle(max_failures=3, window=timedelta(0)),
+    )
+    assert later.outcome == Outcome.SIGNED_IN

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -33,13 +34,13 @@ from starlette.routing import Route
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
 from services.booking.domain.staff import (
+    ADDRESS_THROTTLE,
     DASHBOARD_ROLES,
     LOCKOUT,
     ROLE_LABELS,
     Role,
     StaffAccount,
 )
-from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.staff_auth import (
     COOKIE,
     csrf_refused,
@@ -174,23 +175,31 @@ class SignInPages(StaffBase):
             username = str(form.get("username") or "").strip()
             password = str(form.get("password") or "")
         assert found is not None
+        address = request.client.host if request.client else ""
         result = await run_in_threadpool(
-            staff_sessions.sign_in, self.uow(), username, password, found.secret
+            lambda: staff_sessions.sign_in(
+                self.uow(), username, password, found.secret, address=address
+            )
         )
-        _log.info("staff sign-in", user=username[:40], outcome=result.outcome.value)
-        if result.outcome == Outcome.SIGNED_IN:
+        # what was typed as the name is logged only once it names the person (people
+        # type passwords into the name box)
+        signed = result.outcome == Outcome.SIGNED_IN
+        _log.info(
+            "staff sign-in", outcome=result.outcome.value, **({"user": username} if signed else {})
+        )
+        if signed:
             response = RedirectResponse("/staff", status_code=303)
             set_session(response, result.secret, self.secure(request))
             return response
-        error = messages.STAFF_WRONG_PASSWORD
-        if result.outcome == Outcome.LOCKED:
-            error = messages.STAFF_LOCKED.format(
-                n=LOCKOUT.max_failures,
-                until=labels.time(result.locked_until),
-                minutes=int(LOCKOUT.lock_for.total_seconds() // 60),
-            )
+        error = messages.STAFF_SIGN_IN_REFUSED.format(
+            n=LOCKOUT.max_failures, minutes=_minutes(LOCKOUT.lock_for)
+        )
+        status = 401
+        if result.outcome == Outcome.THROTTLED:
+            error = messages.STAFF_THROTTLED.format(minutes=_minutes(ADDRESS_THROTTLE.window))
+            status = 429
         return self.page(
-            "staff/login.html", found, 401, username=username[:40], error=error, notice=""
+            "staff/login.html", found, status, username=username[:40], error=error, notice=""
         )
 
     async def logout(self, request: Request) -> Response:
@@ -212,6 +221,10 @@ class SignInPages(StaffBase):
             and found.account is not None
             and (found.account.role in DASHBOARD_ROLES)
         )
+
+
+def _minutes(span: timedelta) -> int:
+    return int(span.total_seconds() // 60)
 
 
 def staff_routes(
