@@ -17,7 +17,8 @@ import pytest
 import structlog
 from sqlalchemy import Engine, func, select
 
-from services.booking.adapters.orm import audit_log, staff_accounts, tickets, visits
+from services.booking.adapters import migrate
+from services.booking.adapters.orm import audit_log, staff_accounts, visits
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
 from services.booking.domain.staff import AddressThrottle, csrf_token
@@ -28,9 +29,10 @@ from services.booking.service_layer.staff_sessions import Outcome
 from services.common.auth import TokenStore
 from services.common.context import Principal
 from services.common.http_server import HttpServer, start_http
-from tests.booking_env import Pair
+from tests.booking_env import Pair, drop_pg, fresh_engine
 from tests.e2e.test_staff_pages import dispatched, proof_waiting
-from tests.integration.booking.test_staff_accounts import add, engine  # noqa: F401 (fixture)
+from tests.integration.booking.test_staff_accounts import add
+from tests.integration.conftest import PG_ADMIN_URL
 
 PASSWORD = "correct-horse-7"
 SUP_TOKEN = "staff-dashboard-token-0123456789"
@@ -215,6 +217,17 @@ def test_sign_in_logs_no_name_it_did_not_sign_in(sqlite_web: Web) -> None:
     assert [e["outcome"] for e in lines] == ["wrong", "signed_in"]
     assert "Pw-in-username-field-9" not in repr(logged)
     assert lines[1]["user"] == "lisi"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    made = fresh_engine(request.param, tmp_path, "staff", PG_ADMIN_URL)
+    migrate.upgrade(made)
+    yield made
+    if request.param == "sqlite":
+        made.dispose()
+    else:
+        drop_pg(made, PG_ADMIN_URL)
 
 
 def test_failures_from_one_address_are_throttled(engine: Engine) -> None:
