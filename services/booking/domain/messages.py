@@ -117,6 +117,7 @@ POSTER_HOTLINE = "服务热线 {hotline}"
 STAFF_SIGN_IN_REFUSED = "用户名或密码不正确，或账户已锁定（连续{n}次密码错误锁定{minutes}分钟）"
 STAFF_THROTTLED = "此网络登录失败次数过多，请{minutes}分钟后再试"
 STAFF_SIGNED_OUT = "已退出登录"
+STAFF_SESSION_ENDED = "登录已过期，请重新登录"
 PAGE_STAFF_CSRF = (
     "页面已过期或来源不明",
     "为保护您的账户，本次提交未被受理。请返回上一页，刷新后重新提交。",

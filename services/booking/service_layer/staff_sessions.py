@@ -154,7 +154,8 @@ def sign_in(
             None if control_problem(name) else uow.register.staff_account(name, for_update=True)
         )
         usable = account is not None and account.active and not is_locked(account, at)
-        matches = verify_password(account.password_hash if usable else "", password[:256])
+        stored = account.password_hash if account is not None and usable else ""
+        matches = verify_password(stored, password[:256])
         if account is None or not usable or not matches:
             return _refused(uow, account, usable, at, lockout, where if address else "")
         record_success(account)

@@ -9,16 +9,16 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import structlog
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from services.booking.adapters import migrate
-from services.booking.adapters.orm import audit_log, staff_accounts, visits
+from services.booking.adapters.orm import audit_log, staff_accounts, staff_sessions, visits
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
 from services.booking.domain.staff import AddressThrottle, csrf_token
@@ -257,3 +257,40 @@ def test_failures_from_one_address_are_throttled(engine: Engine) -> None:
         throttle=AddressThrottle(max_failures=3, window=timedelta(0)),
     )
     assert later.outcome == Outcome.SIGNED_IN
+
+
+# -- 6. a supervisor signs out from the dashboard -------------------------------------------
+
+
+def test_supervisor_signs_out_from_the_dashboard(sqlite_web: Web) -> None:
+    sqlite_web.user("lisi", "supervisor")
+    c, tok = sqlite_web.signed_in("lisi")
+    board = c.get("/dashboard")
+    assert board.status_code == 200
+    assert 'action="/staff/logout"' in board.text and f'value="{tok}"' in board.text
+    out = c.post("/staff/logout", data={"csrf": tok})
+    assert out.status_code == 303 and out.headers["location"] == "/staff/login?out=1"
+    assert c.get("/dashboard").status_code == 401
+    # a token holder has no session to end: no form
+    token = {"Authorization": f"Bearer {SUP_TOKEN}"}
+    assert "/staff/logout" not in sqlite_web.client().get("/dashboard", headers=token).text
+
+
+# -- 8. an ended session on a form: the login page says so ---------------------------------
+
+
+def test_an_expired_session_on_a_form_goes_to_the_login(sqlite_web: Web) -> None:
+    pair = sqlite_web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    waiting = proof_waiting(pair, 31, "稠城街道", "本辖区")
+    sqlite_web.user("wangfang", "inspector", region="稠城街道")
+    c, tok = sqlite_web.signed_in("wangfang")
+    idle = datetime.now(UTC) - timedelta(minutes=31)
+    with pair.booking_engine.begin() as conn:
+        conn.execute(update(staff_sessions).values(last_seen_at=idle, created_at=idle))
+    form = {"csrf": tok, "result": "fail", "note": "未整改", "new_due_on": "2026-07-01"}
+    answer = c.post(f"/staff/tickets/{waiting}", data=form)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/staff/login?ended=1"
+    assert messages.STAFF_SESSION_ENDED in c.get("/staff/login?ended=1").text
+    assert c.post("/staff/logout", data={"csrf": tok}).status_code == 303  # not the 403 page

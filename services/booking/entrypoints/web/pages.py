@@ -29,9 +29,10 @@ from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
-from services.booking.entrypoints.web.middleware import BodyTooLarge, is_staff, staff_principal
+from services.booking.entrypoints.web.middleware import BodyTooLarge, staff_principal
 from services.booking.service_layer import authz, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
+from services.booking.service_layer.staff_sessions import Visitor
 from services.common.auth import TokenStore
 from services.common.db import ping
 from services.common.errors import NotFound, PermissionDenied, PreconditionFailed, ValidationError
@@ -61,7 +62,7 @@ class Pages:
         self.env = labels.environment()
         self.guidance = views.Guidance(ctx.rules)
         # a staff session that may open the dashboard (set by app.py: web/staff_pages.py)
-        self.session_opens_dashboard: Callable[[Request], Awaitable[bool]] | None = None
+        self.session_opens_dashboard: Callable[[Request], Awaitable[Visitor | None]] | None = None
 
     # -- plumbing
 
@@ -253,12 +254,13 @@ class Pages:
 
     async def dashboard(self, request: Request) -> Response:
         """The supervisors' page: a staff token is required when the app has a token
-        store (middleware.is_staff), or a supervisor's or admin's staff session."""
-        if (
-            self.staff is not None
-            and not is_staff(self.staff, request)
-            and not (self.session_opens_dashboard and await self.session_opens_dashboard(request))
-        ):
+        store (middleware.is_staff), or a supervisor's or admin's staff session (whose
+        page then carries the logout form)."""
+        token = staff_principal(self.staff, request) if self.staff is not None else None
+        session = None
+        if token is None and self.session_opens_dashboard is not None:
+            session = await self.session_opens_dashboard(request)
+        if self.staff is not None and token is None and session is None:
             return Response(
                 messages.STAFF_ONLY,
                 status_code=401,
@@ -274,12 +276,13 @@ class Pages:
             hint = messages.NEAREST_REGIONS.format(names="、".join(near)) if near else ""
             return error_page(self.render, 400, (title, text.format(region=region[:24], hint=hint)))
         try:  # a region-limited inspector token sees its own region only (as ListTickets)
-            token = staff_principal(self.staff, request) if self.staff is not None else None
             region = authz.dashboard_region(token, regions, region)
         except PermissionDenied:
             return error_page(self.render, 403, messages.PAGE_STAFF_FORBIDDEN)
         data = await run_in_threadpool(views.dashboard, self.uow(), self.ctx, region, start, end)
-        return self.render("dashboard.html", region=region, start=start, end=end, **data)
+        return self.render(
+            "dashboard.html", region=region, start=start, end=end, session=session, **data
+        )
 
     # -- health
 

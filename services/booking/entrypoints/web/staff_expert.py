@@ -89,7 +89,10 @@ class ExpertPages(StaffBase):
 
     @staff_errors
     async def visit_submit(self, request: Request) -> Response:
-        visitor = await self.visitor(request)
+        sender = await self.form_sender(request)
+        if isinstance(sender, Response):
+            return sender
+        visitor = sender
         entered: dict[str, str] = {}
         photos: dict[str, bytes] = {}
         errors: dict[str, str] = {}

@@ -107,7 +107,10 @@ class InspectorPages(StaffBase):
 
     @staff_errors
     async def recheck(self, request: Request) -> Response:
-        visitor = await self.visitor(request)
+        sender = await self.form_sender(request)
+        if isinstance(sender, Response):
+            return sender
+        visitor = sender
         async with request.form(max_files=0, max_fields=10, max_part_size=8 * 1024) as form:
             if not self.csrf_ok(visitor, form):
                 return csrf_refused(self.render)

@@ -43,6 +43,8 @@ from services.booking.domain.staff import (
 )
 from services.booking.entrypoints.web.staff_auth import (
     COOKIE,
+    LOGIN,
+    clear_session,
     csrf_refused,
     is_tls,
     set_session,
@@ -100,6 +102,16 @@ class StaffBase:
         if found is None or found.account is None:
             return to_login(self.secure(request), clear=COOKIE in request.cookies)
         return found, found.account
+
+    async def form_sender(self, request: Request) -> Visitor | Response:
+        """Before a form is read: its signed-in sender, or (the session has ended: idle,
+        signed out, disabled) the login page saying so, not the CSRF page."""
+        found = await self.visitor(request)
+        if found is None or found.account is None:
+            response = RedirectResponse(f"{LOGIN}?ended=1", status_code=303)
+            clear_session(response, self.secure(request))
+            return response
+        return found
 
     async def as_person(self, account: StaffAccount, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a worker thread with the person bound as the caller (the audit
@@ -161,7 +173,8 @@ class SignInPages(StaffBase):
         if fresh:
             found = await run_in_threadpool(staff_sessions.start_anonymous, self.uow())
         assert found is not None
-        notice = messages.STAFF_SIGNED_OUT if request.query_params.get("out") else ""
+        notices = {"out": messages.STAFF_SIGNED_OUT, "ended": messages.STAFF_SESSION_ENDED}
+        notice = next((text for key, text in notices.items() if request.query_params.get(key)), "")
         response = self.page("staff/login.html", found, username="", error="", notice=notice)
         if fresh:
             set_session(response, found.secret, self.secure(request))
@@ -204,6 +217,10 @@ class SignInPages(StaffBase):
 
     async def logout(self, request: Request) -> Response:
         found = await self.visitor(request)
+        if found is None or found.account is None:  # ended already: nothing to sign out of
+            response = RedirectResponse(f"{LOGIN}?out=1", status_code=303)
+            clear_session(response, self.secure(request))
+            return response
         async with request.form(max_files=0, max_fields=5, max_part_size=1024) as form:
             if not self.csrf_ok(found, form):
                 return csrf_refused(self.render)
@@ -213,14 +230,12 @@ class SignInPages(StaffBase):
         response.delete_cookie(COOKIE, path="/", secure=self.secure(request), httponly=True)
         return response
 
-    async def may_open_dashboard(self, request: Request) -> bool:
-        """A supervisor's or admin's session opens /dashboard."""
+    async def may_open_dashboard(self, request: Request) -> Visitor | None:
+        """The session, when it is a supervisor's or admin's (they open /dashboard)."""
         found = await self.visitor(request)
-        return (
-            found is not None
-            and found.account is not None
-            and (found.account.role in DASHBOARD_ROLES)
-        )
+        if found is not None and found.account is not None:
+            return found if found.account.role in DASHBOARD_ROLES else None
+        return None
 
 
 def _minutes(span: timedelta) -> int:
