@@ -17,7 +17,7 @@ from services.common.vocabulary import Severity
 
 from .messages import CONTROL_CHARACTERS
 from .photos import check_photo
-from .tickets import default_due
+from .tickets import beyond, deadline_too_far, default_due, too_far
 
 MAX_FINDINGS = 50
 MAX_PHOTOS = 5
@@ -80,10 +80,14 @@ def _finding(
         try:
             due = parse_day(f.due_on, f"{path}.due_on")
         except ValidationError as exc:
-            bad.extend(exc.violations)
+            far = beyond(f.due_on, visited_on)  # 9999-12-31: too far, not badly written
+            too = [FieldViolation(f"{path}.due_on", too_far(visited_on))]
+            bad.extend(too if far else exc.violations)
         else:
             if due <= visited_on:
                 bad.append(FieldViolation(f"{path}.due_on", "must be after the visit"))
+            elif deadline_too_far(due, visited_on):
+                bad.append(FieldViolation(f"{path}.due_on", too_far(visited_on)))
     return due, bad
 
 

@@ -18,10 +18,17 @@ import structlog
 from sqlalchemy import Engine, func, select, update
 
 from services.booking.adapters import migrate
-from services.booking.adapters.orm import audit_log, staff_accounts, staff_sessions, visits
+from services.booking.adapters.orm import (
+    audit_log,
+    staff_accounts,
+    staff_sessions,
+    tickets,
+    visits,
+)
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
 from services.booking.domain.staff import AddressThrottle, csrf_token
+from services.booking.domain.tickets import MAX_DEADLINE_DAYS
 from services.booking.entrypoints.web import create_web_app
 from services.booking.service_layer import staff_accounts as accounts
 from services.booking.service_layer import staff_sessions as sessions
@@ -294,3 +301,27 @@ def test_an_expired_session_on_a_form_goes_to_the_login(sqlite_web: Web) -> None
     assert answer.headers["location"] == "/staff/login?ended=1"
     assert messages.STAFF_SESSION_ENDED in c.get("/staff/login?ended=1").text
     assert c.post("/staff/logout", data={"csrf": tok}).status_code == 303  # not the 403 page
+
+
+# -- 7. a failed recheck's new deadline has a horizon ---------------------------------------
+
+
+def test_a_far_new_deadline_is_refused_next_to_the_field(sqlite_web: Web) -> None:
+    pair = sqlite_web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    waiting = proof_waiting(pair, 31, "稠城街道", "本辖区")
+    sqlite_web.user("wangfang", "inspector", region="稠城街道")
+    c, tok = sqlite_web.signed_in("wangfang")
+    today = pair.ctx.today()
+    last = today + timedelta(days=MAX_DEADLINE_DAYS)
+    too_far = messages.DEADLINE_TOO_FAR.format(days=MAX_DEADLINE_DAYS, last=last.isoformat())
+    for due in ((last + timedelta(days=1)).isoformat(), "2199-12-31", "9999-12-31"):
+        form = {"csrf": tok, "result": "fail", "note": "未整改", "new_due_on": due}
+        answer = c.post(f"/staff/tickets/{waiting}", data=form)
+        assert answer.status_code == 400, due
+        assert too_far in answer.text and "须为今天之后" not in answer.text, due
+    with pair.booking_engine.connect() as conn:
+        status = conn.execute(select(tickets.c.status).where(tickets.c.id == waiting)).scalar_one()
+    assert status == "submitted"
+    form["new_due_on"] = last.isoformat()
+    assert c.post(f"/staff/tickets/{waiting}", data=form).status_code == 303
