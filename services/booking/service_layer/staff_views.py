@@ -200,10 +200,11 @@ def visit_form(
     catalogue = ask_rules(lambda: ctx.rules.applicable_clauses(order.enterprise_id))
     by_ref = {c.clause_ref: c for c in catalogue}
     today = ctx.today()
-    picked = [
-        (by_ref[ref], default_due(by_ref[ref].severity, today))
+    foreign = messages.VISIT_CLAUSE_NOT_FOR_FIRM
+    picked = [  # a ref that does not apply keeps its block (and its error) in its place
+        (found, default_due(found.severity, today))
         for ref in dict.fromkeys(picks)
-        if ref in by_ref
+        for found in [by_ref.get(ref) or ClauseInfo(ref, foreign, "", "general")]
     ]
     return VisitForm(order, search_clauses(catalogue, query), picked, today)
 

@@ -325,3 +325,25 @@ def test_a_far_new_deadline_is_refused_next_to_the_field(sqlite_web: Web) -> Non
     assert status == "submitted"
     form["new_due_on"] = last.isoformat()
     assert c.post(f"/staff/tickets/{waiting}", data=form).status_code == 303
+
+
+# -- 9. a tampered visit form: the clause must apply to the firm ----------------------------
+
+
+def test_a_finding_must_cite_a_clause_of_the_firm(sqlite_web: Web) -> None:
+    pair = sqlite_web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    order_id, _ = dispatched(pair, 34, "稠城街道")  # a dust-explosion firm
+    sqlite_web.user("zhuanjia", "expert", expert_id="E1")
+    c, tok = sqlite_web.signed_in("zhuanjia")
+    assert pair.ctx.rules.clause_exists("CHEM2017:1")  # it exists, but not for this firm
+    finding = {"csrf": tok, "minutes_on_site": "60", "severity_0": "general", "desc_0": "缺失"}
+    for ref in ("CHEM2017:1", "XX:1"):  # a chemicals clause; no clause at all
+        answer = c.post(f"/staff/orders/{order_id}/visit", data={**finding, "ref_0": ref})
+        assert answer.status_code == 400, ref
+        shown = re.search(r'id="ref-error-0">([^<]*)<', answer.text)
+        assert shown and shown.group(1) == messages.VISIT_CLAUSE_NOT_FOR_FIRM, ref
+        assert f'name="ref_0" value="{ref}"' in answer.text
+    assert sqlite_web.count(visits) == 0
+    done = c.post(f"/staff/orders/{order_id}/visit", data={**finding, "ref_0": "GEN:ledger"})
+    assert done.status_code == 303 and sqlite_web.count(visits) == 1

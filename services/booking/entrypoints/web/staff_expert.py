@@ -171,10 +171,14 @@ class ExpertPages(StaffBase):
                     minutes=minutes,
                     actor=principal.caller,
                     expert_id=authz.expert_filter(principal),
+                    firm_clauses_only=True,
                 ),
             )
         except ValidationError as exc:
-            return {_form_field(v.field): chinese(v.field, v.description) for v in exc.violations}
+            found: dict[str, str] = {}
+            for v in exc.violations:  # the first reason a field has is shown
+                found.setdefault(_form_field(v.field), chinese(v.field, v.description))
+            return found
         except PreconditionFailed:
             return {"_form": messages.VISIT_NOT_OPEN}
         return {}
