@@ -347,3 +347,22 @@ def test_a_finding_must_cite_a_clause_of_the_firm(sqlite_web: Web) -> None:
     assert sqlite_web.count(visits) == 0
     done = c.post(f"/staff/orders/{order_id}/visit", data={**finding, "ref_0": "GEN:ledger"})
     assert done.status_code == 303 and sqlite_web.count(visits) == 1
+
+
+# -- 10. confirmation banners come from fixed codes -------------------------------------------
+
+
+def test_banners_never_echo_the_query(sqlite_web: Web) -> None:
+    sqlite_web.pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    sqlite_web.user("wangfang", "inspector", region="稠城街道")
+    sqlite_web.user("zhuanjia", "expert", expert_id="E1")
+    c, _ = sqlite_web.signed_in("wangfang")
+    injected = "已被管理员注销，请拨打400"
+    page = c.get("/staff/tickets", params={"done": injected, "r": "pass"})
+    assert page.status_code == 200 and injected not in page.text
+    assert 'id="done"' not in page.text
+    assert messages.RECHECK_DONE_PASS in c.get("/staff/tickets?done=pass").text
+    e, _ = sqlite_web.signed_in("zhuanjia")
+    page = e.get("/staff/visits", params={"recorded": injected})
+    assert injected not in page.text and 'id="recorded"' not in page.text
+    assert messages.VISIT_RECORDED in e.get("/staff/visits?recorded=1").text

@@ -41,8 +41,8 @@ class ExpertPages(StaffBase):
         days = await run_in_threadpool(
             staff_views.my_visits, self.uow(), self.ctx, self.principal(account), self.guidance
         )
-        recorded = request.query_params.get("recorded", "")[:40]
-        said = messages.VISIT_RECORDED.format(order=recorded) if recorded else ""
+        # a fixed code, never the query's text
+        said = messages.VISIT_RECORDED if request.query_params.get("recorded") == "1" else ""
         return self.page(
             "staff/visits.html", visitor, days=days, today=self.ctx.today(), recorded=said
         )
@@ -132,8 +132,7 @@ class ExpertPages(StaffBase):
                 minutes=entered.get("minutes_on_site", "60"),
             )
         self.wake()
-        order_id = request.path_params["order_id"]
-        return RedirectResponse(f"/staff/visits?recorded={order_id}", status_code=303)
+        return RedirectResponse("/staff/visits?recorded=1", status_code=303)
 
     async def _record(
         self,
