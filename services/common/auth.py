@@ -1,11 +1,13 @@
 """Bearer-token authentication and scope checks for both gRPC servers, in one place.
 
 The tokens file (README "Security"): {"tokens": [{"token": "…", "caller": "yiwu-enforcement",
-"scopes": ["rules.evaluate"], "expert_id": "E1"?}]}; an entry may give "token_sha256"
-(hex) instead of the token itself. Tokens are kept only as SHA-256 digests and compared
-in constant time. Health checks and reflection need no token. A method whose rule says
-`qr_ok` may be called without a bearer token: its handler then requires the firm's QR
-token (the firm's credential for its own orders and tickets, nothing else).
+"scopes": ["rules.evaluate"], "expert_id": "E1"?, "region": "稠城街道"?}]}; an entry may give
+"token_sha256" (hex) instead of the token itself. `region` (a 镇街 or county of
+rulesets/regions.yaml, by name or code) narrows an inspector to that region's tickets.
+Tokens are kept only as SHA-256 digests and compared in constant time. Health checks
+and reflection need no token. A method whose rule says `qr_ok` may be called without a
+bearer token: its handler then requires the firm's QR token (the firm's credential for
+its own orders and tickets, nothing else).
 """
 
 from __future__ import annotations
@@ -87,10 +89,21 @@ class TokenStore:
                 digest = hashlib.sha256(item["token"].encode()).digest()
             else:
                 raise TokenFileError(f"{where}: needs a token of 16+ characters or token_sha256")
+            region = item.get("region", "")
+            if not isinstance(region, str) or len(region) > 50:
+                raise TokenFileError(f"{where}: region must be a 镇街 or county name or code")
             entries[digest] = Principal(
-                item["caller"], scopes, str(item.get("expert_id", "")), _own_rate(item, where)
+                item["caller"],
+                scopes,
+                str(item.get("expert_id", "")),
+                _own_rate(item, where),
+                region.strip(),
             )
         return cls(entries)
+
+    def principals(self) -> list[Principal]:
+        """Every caller of the file (to check their regions at start)."""
+        return list(self._entries.values())
 
     def lookup(self, token: str) -> Principal | None:
         """The principal for a bearer token; every stored digest is compared (constant time)."""

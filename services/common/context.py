@@ -14,12 +14,14 @@ import structlog
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: its name, scopes, and (for experts) which expert it is."""
+    """An authenticated caller: its name, scopes, (for experts) which expert it is and (for
+    inspectors) which region it serves."""
 
     caller: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     expert_id: str = ""
     rate: tuple[float, float] | None = None  # its own (per second, burst), from the tokens file
+    region: str = ""  # an inspector's 镇街 or county: only that region's tickets ("" = any)
 
     def has(self, *scopes: str) -> bool:
         return bool(self.scopes & set(scopes))

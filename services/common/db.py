@@ -66,7 +66,9 @@ def make_engine(url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = 
 
     With `timeouts` (the servers) every statement, connection and pool checkout is bounded;
     without (commands run by hand) SQLite waits 30 s for its lock and PostgreSQL statements
-    are unbounded. Either way a call's deadline (context.deadline_in) is honoured.
+    are unbounded. Either way a call's deadline (context.deadline_in) is honoured. A
+    failing statement's error never carries its parameters (`hide_parameters`), so no
+    phone number or token reaches a traceback in the logs.
     """
     parsed = make_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
@@ -79,6 +81,7 @@ def make_engine(url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = 
             url,
             connect_args={"check_same_thread": False, "timeout": busy_ms / 1000},
             pool_timeout=timeouts.pool if timeouts else 30,
+            hide_parameters=True,  # a failing row's values (phones…) never reach a log
         )
         _sqlite_pragmas(engine, busy_ms)
     else:
@@ -93,6 +96,7 @@ def make_engine(url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = 
             max_overflow=pool_size,
             pool_timeout=timeouts.pool if timeouts else 30,
             connect_args=connect_args,
+            hide_parameters=True,
         )
     _guard_connections(engine, hold, ping=not sqlite)
     return engine

@@ -1,7 +1,9 @@
 """structlog set-up, called once per entry point: JSON lines when not on a terminal.
 
 Secrets never reach a log line: the `redact` processor masks bearer tokens, QR tokens
-and mainland mobile numbers wherever they appear in an event's values.
+and mainland mobile numbers wherever they appear in an event's values, the formatted
+traceback included (it runs after `format_exc_info`); stdlib log records (uvicorn's,
+SQLAlchemy's) go through the same masking (`MaskingFormatter`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,25 @@ _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 _SECRET_KEYS = {"token", "authorization", "qr_token", "secret", "password", "contact_phone"}
 
 
+def mask(text: str) -> str:
+    """`text` with bearer tokens and mobile numbers masked."""
+    return _PHONE.sub(r"\1****\3", _BEARER.sub(r"\1***", text))
+
+
+class MaskingFormatter(logging.Formatter):
+    """A stdlib formatter whose output (message and traceback) is masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record))
+
+
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Mask tokens and phone numbers in every string value of a log event."""
     for key, value in list(event.items()):
         if key in _SECRET_KEYS and value:
             event[key] = "***"
         elif isinstance(value, str):
-            event[key] = _PHONE.sub(r"\1****\3", _BEARER.sub(r"\1***", value))
+            event[key] = mask(value)
     return event
 
 
@@ -42,13 +56,15 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # before redact: tracebacks are masked
             redact,
-            structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingFormatter("%(name)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -37,6 +37,7 @@ from services.booking.domain.records import (
     SignInCode,
     Visit,
 )
+from services.booking.domain.staff import StaffAccount, StaffSession
 from services.booking.domain.tickets import Ticket, TicketTransition
 from services.common.audit import Audited, AuditTrail, audit_tables
 from services.common.db import new_metadata, once
@@ -218,6 +219,43 @@ outbox = Table(
     Index("ix_outbox_pending", "delivered_at", "failed_at", "id"),
 )
 
+# staff pages (migration b0005): accounts with their lockout state, and sessions (only
+# digests of the cookie secret and of its CSRF token)
+staff_accounts = Table(
+    "staff_accounts",
+    metadata,
+    Column("username", String(40), primary_key=True),
+    Column("display_name", String(50), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("region", String(100), nullable=False, server_default=""),
+    Column("expert_id", String(64), nullable=False, server_default=""),
+    Column("password_hash", String(200), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("failed_attempts", Integer, nullable=False, server_default="0"),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+    Column("password_changed_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=True),
+)
+
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("id_digest", String(64), primary_key=True),
+    Column("csrf_digest", String(64), nullable=False),
+    Column("username", String(40), nullable=False, server_default="", index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+staff_sign_in_failures = Table(
+    "staff_sign_in_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address_digest", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_staff_sign_in_failures_address_at", "address_digest", "at"),
+)
+
 audit_log, audit_head = audit_tables(metadata)
 
 
@@ -276,6 +314,12 @@ AUDITED = {
         ),
     ),
     Photo: Audited("photo", "id", ("ticket_id", "content_type", "size", "sha256", "purpose")),
+    # no password hash, no lockout counters: who the person is and what they may do
+    StaffAccount: Audited(
+        "staff_account",
+        "username",
+        ("display_name", "role", "region", "expert_id", "active", "password_changed_at"),
+    ),
 }
 AUDIT = AuditTrail(audit_log, audit_head, AUDITED)
 
@@ -292,6 +336,8 @@ def _map() -> None:
     mapper_registry.map_imperatively(OutboxMessage, outbox)
     mapper_registry.map_imperatively(SignInCode, firm_sign_in_codes)
     mapper_registry.map_imperatively(FirmSession, firm_sessions)
+    mapper_registry.map_imperatively(StaffAccount, staff_accounts)
+    mapper_registry.map_imperatively(StaffSession, staff_sessions)
 
 
 def _map_with_history(record: type, table: Table, transition: type, history: Table) -> None:

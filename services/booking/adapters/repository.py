@@ -22,9 +22,11 @@ from services.booking.adapters.orm import (
     firm_sign_in_codes,
     orders,
     outbox,
+    photos,
     tickets,
 )
 from services.booking.adapters.rules_client import event_json
+from services.booking.adapters.staff_repository import StaffRegister
 from services.booking.domain.events import BookingEvent
 from services.booking.domain.orders import Order
 from services.booking.domain.records import (
@@ -41,7 +43,7 @@ from services.booking.domain.tickets import Ticket
 from services.common.clock import now
 
 
-class BookingRegister:
+class BookingRegister(StaffRegister):
     def __init__(self, session: Session, *, lock_rows: bool) -> None:
         self.session = session
         self._lock_rows = lock_rows
@@ -202,6 +204,20 @@ class BookingRegister:
             query = query.where(orders.c.id < after)
         return self.session.scalars(query.order_by(orders.c.id.desc()).limit(limit)).all()
 
+    def orders_of_expert(self, expert_id: str, limit: int = 200) -> Sequence[Order]:
+        """The expert's orders, newest first."""
+        query = select(Order).where(orders.c.expert_id == expert_id)
+        return self.session.scalars(query.order_by(orders.c.id.desc()).limit(limit)).all()
+
+    def photos_of(self, ticket_id: str, purpose: str) -> list[str]:
+        """The ids of a ticket's photos of one purpose (finding | proof), oldest first."""
+        query = (
+            select(photos.c.id)
+            .where(photos.c.ticket_id == ticket_id, photos.c.purpose == purpose)
+            .order_by(photos.c.created_at, photos.c.id)
+        )
+        return list(self.session.scalars(query).all())
+
     def submitted_order_ids(self) -> list[str]:
         query = select(orders.c.id).where(orders.c.status == "submitted").order_by(orders.c.id)
         return list(self.session.scalars(query).all())
@@ -219,10 +235,16 @@ class BookingRegister:
         overdue_on: date | None = None,
         after: str = "",
         limit: int = 200,
+        regions: Sequence[str] = (),
     ) -> Sequence[Ticket]:
+        """`regions`: only tickets of orders placed by firms of these 镇街 (empty: any)."""
         query = _equal(
             select(Ticket), tickets, enterprise_id=enterprise_id, order_id=order_id, status=status
         )
+        if regions:
+            query = query.join(orders, orders.c.id == tickets.c.order_id).where(
+                orders.c.region.in_(list(regions))
+            )
         if overdue_on is not None:
             query = query.where(tickets.c.status != "verified", tickets.c.due_on < overdue_on)
         if after:

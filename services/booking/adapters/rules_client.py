@@ -27,6 +27,7 @@ from services.booking.domain.rules_service import (
     FirmInfo,
     FirmStatus,
     InspectionInfo,
+    PickableClause,
     Question,
     RulesRejected,
     RulesUnavailable,
@@ -43,6 +44,7 @@ _FOUND = {
     Severity.GENERAL: pb.EVENT_KIND_GENERAL_HAZARD_FOUND,
 }
 _SEVERITIES = {Severity.MAJOR: pb.SEVERITY_MAJOR, Severity.GENERAL: pb.SEVERITY_GENERAL}
+_SEVERITY_NAMES = {number: severity.value for severity, number in _SEVERITIES.items()}
 
 
 # A replica that refuses (down, draining) or does not answer in time (hung, partitioned):
@@ -195,6 +197,34 @@ class RulesClient:
 
     def clause_exists(self, clause_ref: str) -> bool:
         return self.clause(clause_ref) is not None
+
+    def applicable_clauses(self, enterprise_id: str) -> list[PickableClause]:
+        """The clauses that apply to a firm of the register (ListApplicableClauses on its
+        stored profile); for a firm the register does not know, every clause of every
+        standard in force (GetStandard), so the expert can still cite one."""
+        try:
+            found = self._call(
+                "ListApplicableClauses",
+                pb.ListApplicableClausesRequest(enterprise_id=enterprise_id),
+            )
+            clauses = list(found.clauses)
+        except RulesRejected as exc:
+            if exc.status not in ("NOT_FOUND", "FAILED_PRECONDITION"):
+                raise
+            listed = self._call("ListStandards", pb.ListStandardsRequest())
+            clauses = []
+            for standard in listed.standards:
+                full = self._call("GetStandard", pb.GetStandardRequest(standard_id=standard.id))
+                clauses.extend(full.clauses)
+        unique = {
+            c.clause_ref or f"{c.standard_id}:{c.clause}": c for c in clauses
+        }  # one entry a clause, the last edition listed
+        return [
+            PickableClause(
+                ref, c.title, c.text, _SEVERITY_NAMES.get(c.severity, Severity.GENERAL.value)
+            )
+            for ref, c in unique.items()
+        ]
 
     def report(self, payload: Mapping[str, Any]) -> None:
         """Deliver one event as the outbox stored it (`event_json`, or an event written in

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import date
 
 from services.common.errors import FieldViolation, ValidationError
-from services.common.values import parse_day, preview
+from services.common.values import control_problem, parse_day, preview
 from services.common.vocabulary import Severity
 
+from .messages import CONTROL_CHARACTERS
 from .photos import check_photo
-from .tickets import default_due
+from .tickets import beyond, deadline_too_far, default_due, too_far
 
 MAX_FINDINGS = 50
 MAX_PHOTOS = 5
@@ -62,8 +63,12 @@ def _finding(
         bad.append(
             FieldViolation(f"{path}.description", f"required, at most {MAX_TEXT} characters")
         )
+    elif control_problem(f.description, multiline=True):
+        bad.append(FieldViolation(f"{path}.description", CONTROL_CHARACTERS))
     ref = f.clause_ref
-    if len(ref) > CLAUSE_REF_MAX or ":" not in ref or not known_clause(ref):
+    if control_problem(ref):
+        bad.append(FieldViolation(f"{path}.clause_ref", CONTROL_CHARACTERS))
+    elif len(ref) > CLAUSE_REF_MAX or ":" not in ref or not known_clause(ref):
         bad.append(
             FieldViolation(
                 f"{path}.clause_ref", f"{preview(ref)} is not a clause the rules service knows"
@@ -75,10 +80,14 @@ def _finding(
         try:
             due = parse_day(f.due_on, f"{path}.due_on")
         except ValidationError as exc:
-            bad.extend(exc.violations)
+            far = beyond(f.due_on, visited_on)  # 9999-12-31: too far, not badly written
+            too = [FieldViolation(f"{path}.due_on", too_far(visited_on))]
+            bad.extend(too if far else exc.violations)
         else:
             if due <= visited_on:
                 bad.append(FieldViolation(f"{path}.due_on", "must be after the visit"))
+            elif deadline_too_far(due, visited_on):
+                bad.append(FieldViolation(f"{path}.due_on", too_far(visited_on)))
     return due, bad
 
 

@@ -157,3 +157,41 @@ BLOCKER_SENTENCES = {
 POSTER_CHECKLIST = "本企业适用的重大事故隐患自查清单"
 POSTER_CHECKLIST_MORE = "……另有{n}项，扫码查看"
 POSTER_CHECKLIST_NONE = "（暂无适用的重大事故隐患判定条款）"
+# ---------------------------------------------------------------- staff pages
+# one answer to an unknown name, a locked account and a wrong password
+STAFF_SIGN_IN_REFUSED = "用户名或密码不正确，或账户已锁定（连续{n}次密码错误锁定{minutes}分钟）"
+STAFF_THROTTLED = "此网络登录失败次数过多，请{minutes}分钟后再试"
+STAFF_SIGNED_OUT = "已退出登录"
+STAFF_SESSION_ENDED = "登录已过期，请重新登录"
+PAGE_STAFF_CSRF = (
+    "页面已过期或来源不明",
+    "为保护您的账户，本次提交未被受理。请返回上一页，刷新后重新提交。",
+)
+PAGE_STAFF_FORBIDDEN = (
+    "无权查看",
+    "该记录不属于您的辖区或您的工作范围。如需协助，请联系管理员。",
+)
+PAGE_STAFF_NOT_FOUND = ("没有找到", "没有找到该记录，请返回工作台查看。")
+RECHECK_NEEDS_DEADLINE = "未通过时请填写今天之后的新整改期限"
+RECHECK_NEEDS_NOTE = "未通过时请写明原因"
+RECHECK_BAD_CHOICE = "请选择“通过”或“不通过”"
+RECHECK_DONE_PASS = "已保存复查结果：通过"
+RECHECK_DONE_FAIL = "已保存复查结果：不通过，已退回整改"
+RECHECK_NOT_WAITING = "该整改单当前不在待复查状态"
+VISIT_BAD_SEVERITY = "请选择隐患等级"
+VISIT_NEEDS_DESCRIPTION = "请填写隐患描述（最多1000字）"
+VISIT_UNKNOWN_CLAUSE = "不是规则服务中的条款，请从条款列表中选择"
+VISIT_CLAUSE_NOT_FOR_FIRM = "该条款不适用于这家企业，请移除后从条款列表中选择"
+VISIT_BAD_DUE = "整改期限须为检查日之后的日期"
+VISIT_BAD_MINUTES = "现场时长为0到1440分钟"
+VISIT_TOO_MANY = "一次最多记录50项隐患"
+VISIT_NOT_OPEN = "该订单不在待上门状态，不能记录检查"
+VISIT_RECORDED = "已保存检查记录"
+BAD_DATE = "日期格式不正确（如2026-06-01）"
+DEADLINE_TOO_FAR = "整改期限最长为{days}天，请填写{last}之前的日期"
+STAFF_BAD_INPUT = "输入有误，请检查"
+BAD_REGION = "没有这个地区，请从列表中选择"
+OUTSIDE_REGION = "该整改单所属企业不在您的辖区内"
+REGION_UNKNOWN = "访问令牌的辖区不是本地的镇街或县（市、区）"
+QUEUE_FOR_INSPECTORS = "复查队列仅供检查人员使用"
+PAGES_FOR_EXPERTS = "该页面仅供专家使用"

@@ -151,3 +151,22 @@ class WhitelistSize:
     size: int
     granted: int
     closed: int
+
+
+@dataclass(frozen=True)
+class PickableClause:
+    """A clause an expert may cite, as the clause picker shows it."""
+
+    clause_ref: str  # <standard_id>:<clause>, e.g. GM2023:11(1)
+    title: str  # short title (at most 16 characters)
+    text: str  # the clause text in Chinese
+    severity: str  # "major" | "general": the severity a finding under it has
+
+
+def search_clauses(clauses: list[PickableClause], query: str) -> list[PickableClause]:
+    """The clauses whose reference, number, title or text holds every word of `query`
+    (case-insensitive; an empty query keeps them all)."""
+    words = query.lower().split()
+    return [
+        c for c in clauses if all(w in f"{c.clause_ref} {c.title} {c.text}".lower() for w in words)
+    ]

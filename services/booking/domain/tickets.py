@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 from services.common.state_machine import StateMachine, Tracked, Transition
 from services.common.vocabulary import Severity
 
+from . import messages
+
 DEFAULT_DAYS = {Severity.MAJOR: 15, Severity.GENERAL: 30}
 REMINDER_DAYS = 3
 
@@ -43,6 +45,29 @@ TICKET_MACHINE = StateMachine("a ticket", TicketStatus, TICKET_TRANSITIONS)
 
 def next_ticket_status(current: TicketStatus, action: TicketAction) -> TicketStatus:
     return TICKET_MACHINE.next(current, action)
+
+
+MAX_DEADLINE_DAYS = 365  # a deadline (a visit's, a failed recheck's) at most this far ahead
+
+
+def deadline_too_far(due: date, start: date) -> bool:
+    """A deadline more than MAX_DEADLINE_DAYS after `start` (the visit, or today): a
+    hazard parked where it never becomes overdue nor reaches the supervisors' list."""
+    return due > start + timedelta(days=MAX_DEADLINE_DAYS)
+
+
+def too_far(start: date) -> str:
+    """The refusal of a deadline past the horizon (Chinese, for the pages and gRPC)."""
+    last = start + timedelta(days=MAX_DEADLINE_DAYS)
+    return messages.DEADLINE_TOO_FAR.format(days=MAX_DEADLINE_DAYS, last=last.isoformat())
+
+
+def beyond(text: str, start: date) -> bool:
+    """`text` is a date (if not one of record, e.g. 9999-12-31) after `start`."""
+    try:
+        return date.fromisoformat(text) > start
+    except ValueError:
+        return False
 
 
 def default_due(severity: str, found_on: date) -> date:

@@ -24,8 +24,15 @@ from services.booking.adapters.rules_client import RulesClient
 from services.booking.adapters.sms import ConsoleSms
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.qr import Keyring
-from services.booking.entrypoints import firm_commands, grpc_server
-from services.booking.service_layer import demo, dispatch, experts, qr_codes, tickets
+from services.booking.entrypoints import firm_commands, grpc_server, users_cli
+from services.booking.service_layer import (
+    demo,
+    dispatch,
+    experts,
+    qr_codes,
+    staff_accounts,
+    tickets,
+)
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.ports import BookingContext
 from services.common import backup, demo_city, security
@@ -79,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         security.add_flags(command, "BOOKING")
         command.set_defaults(run=run)
     backup.add_commands(sub, "BOOKING", "booking", audit_verify)  # and audit verify
+    users_cli.add_commands(sub)  # staff accounts: users add|disable|reset-password|list
     migrate_cmd = sub.add_parser("migrate", help="create or upgrade the booking schema")
     env_flag(migrate_cmd, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
     migrate_cmd.set_defaults(run=cmd_migrate)
@@ -302,6 +310,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     migrate.upgrade(engine)
     ctx = _context(args)
+    _check_token_regions(guard, ctx)
     worker = OutboxWorker(lambda: SqlUnitOfWork(engine), ctx.rules)
     running = grpc_server.build(
         ctx,
@@ -346,6 +355,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_token_regions(guard: security.Security, ctx: BookingContext) -> None:
+    """Refuse to start when a tokens file entry names a region regions.yaml does not
+    know (its inspector would otherwise see no ticket at all)."""
+    if guard.tokens is None or ctx.regions is None:
+        return
+    for principal in guard.tokens.principals():
+        if principal.region and ctx.regions.area(principal.region) is None:
+            problem = ctx.regions.problem(principal.region, counties=True)
+            raise SystemExit(f"tokens file: {principal.caller}: {problem}")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Wait for the rules service, seed experts, issue codes for the demo firms, serve."""
     ctx = _context(args)
@@ -372,6 +392,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     city = demo_city.city(today)
     seeded = demo.seed_city(SqlUnitOfWork(engine), ctx, city)
     _log.info("demo city", seeded=str(seeded) if seeded else "already there")
+    logins = staff_accounts.seed_demo_staff(SqlUnitOfWork(engine), "E-FIRE-01", ctx.regions)
     public = replace(ctx, public_url=args.public_url)
     lines = []
     for enterprise_id in DEMO_FIRMS + _firms_with_open_tickets(city, 2):
@@ -390,7 +411,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         + args.grpc
         + "\nDemo QR codes (open a URL on a phone or in a browser):\n"
         + "\n".join(lines)
-        + f"\nSupervisors' dashboard: {args.public_url}/dashboard\n",
+        + f"\nSupervisors' dashboard: {args.public_url}/dashboard\n"
+        + f"Staff pages: {args.public_url}/staff/login (demo accounts):\n"
+        + "".join(f"  {user:16} {password:22} {role}\n" for user, password, role in logins),
         file=sys.stderr,
     )
     return cmd_serve(args)

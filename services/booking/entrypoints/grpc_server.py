@@ -291,6 +291,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             new_due_on=request.new_due_on,
             actor=current_caller(),
             allowed=lambda t: authz.may_recheck(principal, t),
+            regions=authz.inspector_regions(principal, self._ctx.regions),
         )
         self._wake()
         return convert.ticket_to_proto(ticket, self._ctx.today(), self._guidance(ticket.clause_ref))
@@ -307,6 +308,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             overdue_only=request.overdue_only,
             size=request.page_size,
             token=request.page_token,
+            regions=authz.inspector_regions(current_principal(), self._ctx.regions),
         )
         today = self._ctx.today()
         return pb.ListTicketsResponse(

@@ -11,6 +11,7 @@ from services.booking.domain.orders import Order
 from services.booking.domain.tickets import Ticket
 from services.common.context import ANONYMOUS, Principal
 from services.common.errors import PermissionDenied
+from services.common.regions import RegionRegistry, region_filter
 
 FIRM = "firm"  # a call admitted on its QR token alone
 
@@ -63,3 +64,32 @@ def sees_refs(p: Principal, order: Order, firm_id: str) -> bool:
     if firm_id:
         return firm_id == order.enterprise_id
     return p.has("booking.expert") and bool(p.expert_id) and p.expert_id == order.expert_id
+
+
+def inspector_regions(p: Principal, regions: RegionRegistry | None) -> tuple[str, ...]:
+    """The 镇街 whose tickets an inspector with a region (a staff account's, or a tokens
+    file entry's `region`) may list and recheck; () = every region (admins, and callers
+    without a region). A region this deployment does not know admits nothing."""
+    if is_trusted(p) or not p.region or not p.has("booking.inspector"):
+        return ()
+    if regions is None:
+        return (p.region,)
+    area = regions.area(p.region)
+    if area is None:
+        raise PermissionDenied(messages.REGION_UNKNOWN)
+    return area
+
+
+def dashboard_region(p: Principal | None, regions: RegionRegistry | None, asked: str) -> str:
+    """The region a dashboard (and its downloads) shows: what was asked, kept within a
+    region-limited inspector's area (a tokens-file `region`), whose own region it is when
+    nothing was asked; PermissionDenied for a region outside it. `p` None: a session
+    (supervisors and admins see every region)."""
+    area = inspector_regions(p, regions) if p is not None else ()
+    if not area:
+        return asked
+    if not asked:
+        return p.region if p is not None else ""
+    if not set(region_filter(regions, asked)) <= set(area):
+        raise PermissionDenied(messages.OUTSIDE_REGION)
+    return asked

@@ -15,14 +15,21 @@ from services.booking.domain.findings import MAX_TEXT
 from services.booking.domain.orders import OrderAction, OrderStatus
 from services.booking.domain.photos import check_photo, photo_record
 from services.booking.domain.records import Photo
-from services.booking.domain.tickets import Ticket, TicketAction, TicketStatus
+from services.booking.domain.tickets import (
+    Ticket,
+    TicketAction,
+    TicketStatus,
+    beyond,
+    deadline_too_far,
+    too_far,
+)
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.qr_codes import owner_of, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
 from services.common.paging import decode_token, one_page, page_size, query_key
-from services.common.values import control_problem, parse_day
+from services.common.values import control_problem, parse_iso_date
 
 TOO_LONG = messages.PROOF_TOO_LONG.format(n=MAX_TEXT)
 
@@ -73,29 +80,31 @@ def recheck_ticket(
     new_due_on: str,
     actor: str,
     allowed: MayRecheck | None = None,
+    regions: tuple[str, ...] = (),
 ) -> Ticket:
     """Inspector's (or finding expert's) recheck: pass → VERIFIED and HAZARD_VERIFIED (on
     time or late), closing the order once all its tickets are; fail → back to OPEN with a
-    new deadline and the reason kept. `allowed(ticket)` is the caller's role check."""
+    new deadline and the reason kept. `allowed(ticket)` is the caller's role check;
+    `regions`: only tickets of firms in these 镇街 (an inspector's region; () = any)."""
     if len(note) > MAX_TEXT:
         raise ValidationError([FieldViolation("note", TOO_LONG)])
+    if control_problem(note, multiline=True):
+        raise ValidationError([FieldViolation("note", messages.CONTROL_CHARACTERS)])
     today = ctx.today()
-    new_due = parse_day(new_due_on, "new_due_on") if new_due_on else None
-    if not passed and (new_due is None or new_due <= today):
-        raise ValidationError(
-            [FieldViolation("new_due_on", "a failed recheck needs a new deadline after today")]
-        )
+    new_due = _new_deadline(new_due_on, passed, today)
     with uow:
         found = uow.register.ticket(ticket_id)
         if found is None:
             raise NotFound(messages.no_such("ticket", ticket_id))
         # the order first (as RecordVisit does): rechecks of one order's tickets take turns,
         # so the last one sees every sibling VERIFIED and closes the order
-        uow.register.order(found.order_id, for_update=True)
+        order = uow.register.order(found.order_id, for_update=True)
         ticket = uow.register.ticket(ticket_id, for_update=True)
         assert ticket is not None
         if allowed is not None and not allowed(ticket):
             raise PermissionDenied(messages.ONLY_RECHECKERS)
+        if regions and (order is None or order.region not in regions):
+            raise PermissionDenied(messages.OUTSIDE_REGION)
         if passed:
             _verified(uow, ticket, today, actor, note)
         else:
@@ -109,6 +118,23 @@ def recheck_ticket(
             ticket.due_on = new_due
         uow.commit()
         return ticket
+
+
+def _new_deadline(text: str, passed: bool, today: date) -> date | None:
+    """A failed recheck's new deadline: after today, at most MAX_DEADLINE_DAYS ahead."""
+    if not text and passed:
+        return None
+    try:
+        day = parse_iso_date(text)
+    except ValueError as exc:
+        why = too_far(today) if beyond(text, today) else messages.BAD_DATE
+        why = why if text else messages.RECHECK_NEEDS_DEADLINE
+        raise ValidationError([FieldViolation("new_due_on", why)]) from exc
+    if not passed and day <= today:
+        raise ValidationError([FieldViolation("new_due_on", messages.RECHECK_NEEDS_DEADLINE)])
+    if deadline_too_far(day, today):
+        raise ValidationError([FieldViolation("new_due_on", too_far(today))])
+    return day
 
 
 def _verified(uow: UnitOfWork, ticket: Ticket, today: date, actor: str, note: str) -> None:
@@ -157,10 +183,12 @@ def list_tickets(
     overdue_only: bool,
     size: int,
     token: str,
+    regions: tuple[str, ...] = (),
 ) -> tuple[list[Ticket], str]:
-    """One page of tickets, oldest first (services/common/paging.py)."""
+    """One page of tickets, oldest first (services/common/paging.py); `regions`: only
+    tickets of firms in these 镇街 (an inspector's region; () = any)."""
     size = page_size(size)
-    query = query_key(enterprise_id, status, overdue_only)
+    query = query_key(enterprise_id, status, overdue_only, *regions)
     after = decode_token(token, query)
     with uow:
         rows = list(
@@ -170,6 +198,7 @@ def list_tickets(
                 after=after,
                 overdue_on=ctx.today() if overdue_only else None,
                 limit=size + 1,
+                regions=regions,
             )
         )
     return one_page(rows, size, query, lambda t: t.id)

@@ -44,20 +44,26 @@ def record_visit(
     actor: str,
     expert_id: str = "",
     on_site_mobile: str = "",
+    firm_clauses_only: bool = False,
 ) -> VisitResult:
     """The expert's visit: each finding becomes a ticket and a HAZARD_FOUND event; a visit
     without findings closes the order. `expert_id`: only that expert's order ('' = any).
     `on_site_mobile`: the firm's person the expert met; it becomes the firm's sign-in
-    mobile (sign_in.py), in the same transaction."""
+    mobile (sign_in.py), in the same transaction. `firm_clauses_only` (the staff pages):
+    each finding cites a clause that applies to the firm (rules is asked once), not only
+    one that exists."""
     day = parse_day(visited_on, "visited_on") if visited_on else ctx.today()
     mobile = on_site_mobile.strip()
     if mobile and not PHONE.fullmatch(mobile):
         raise ValidationError([FieldViolation("on_site_mobile", messages.SIGN_IN_BAD_PHONE)])
     if not 0 <= minutes <= MAX_MINUTES:
         raise ValidationError([FieldViolation("minutes_on_site", f"0..{MAX_MINUTES}")])
-    checked = check_findings(
-        findings, day, lambda ref: ask_rules(lambda: ctx.rules.clause_exists(ref))
-    )
+    if firm_clauses_only:
+        checked = _check_firm_clauses(uow, ctx, order_id, findings, day)
+    else:
+        checked = check_findings(
+            findings, day, lambda ref: ask_rules(lambda: ctx.rules.clause_exists(ref))
+        )
     with uow:
         order = uow.register.order(order_id, for_update=True)
         if order is None:
@@ -80,6 +86,30 @@ def record_visit(
             change_phone(uow, card, mobile)
         uow.commit()
         return VisitResult(visit, tickets)
+
+
+def _check_firm_clauses(
+    uow: UnitOfWork, ctx: BookingContext, order_id: str, findings: Sequence[FindingInput], day: date
+) -> list[tuple[FindingInput, date]]:
+    """check_findings, each clause also one that applies to the order's firm."""
+    with uow:
+        order = uow.register.order(order_id)
+    if order is None:
+        raise NotFound(messages.no_such("order", order_id))
+    catalogue = ask_rules(lambda: ctx.rules.applicable_clauses(order.enterprise_id))
+    applies = {c.clause_ref for c in catalogue}
+    foreign = [
+        FieldViolation(f"findings[{i}].clause_ref", messages.VISIT_CLAUSE_NOT_FOR_FIRM)
+        for i, f in enumerate(findings)
+        if f.clause_ref not in applies
+    ]
+    try:
+        checked = check_findings(findings, day, lambda ref: True)  # `foreign` names the rest
+    except ValidationError as exc:
+        raise ValidationError([*foreign, *exc.violations]) from exc
+    if foreign:
+        raise ValidationError(foreign)
+    return checked
 
 
 def _ticket(

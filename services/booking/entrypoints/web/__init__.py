@@ -12,6 +12,7 @@ Routes (README "The two services", docs/booking.md):
     GET  /verify/{code}                     what an inspection code stands for
     GET  /dashboard                         督单 statistics and the overdue list
     GET  /healthz                           200 ok / 503 when the database is unreachable
+    /staff/…                                the staff pages (web/staff_pages.py lists them)
 
 The package: app.py (the app), middleware.py (headers, body limits, staff credentials),
 limits.py (rate limits), pages.py (the routes: translate only, like the gRPC servicer),

@@ -21,6 +21,7 @@ from services.booking.entrypoints.web.limits import (
 )
 from services.booking.entrypoints.web.middleware import Guard
 from services.booking.entrypoints.web.pages import Pages
+from services.booking.entrypoints.web.staff_pages import staff_routes
 from services.booking.service_layer.ports import BookingContext
 from services.common.auth import TokenStore
 
@@ -35,10 +36,14 @@ def create_web_app(
     limits: WebLimits | None = DEFAULT_WEB_LIMITS,
     staff: TokenStore | None = None,
 ) -> Starlette:
-    """The phone page, /verify, /dashboard, /healthz (routes: entrypoints/web/__init__.py)."""
+    """The phone page, /verify, /dashboard, /healthz and the staff pages (routes:
+    entrypoints/web/__init__.py, web/staff_pages.py)."""
     pages = Pages(ctx, engine, on_outbox, staff)
     board = DashboardRoutes(pages)
+    staff_pages, sign_in = staff_routes(ctx, engine, pages.render, on_outbox, pages.guidance)
+    pages.session_opens_dashboard = sign_in.may_open_dashboard  # supervisors, admins
     routes = [
+        *staff_pages,
         Route("/q/{token}", pages.landing, methods=["GET"]),
         Route("/q/{token}/order", pages.order_form, methods=["GET"]),
         Route("/q/{token}/order", pages.order_submit, methods=["POST"]),

@@ -1,6 +1,7 @@
 """/dashboard and /dashboard/<chart>.csv: the supervisors' page (督单) and its downloads.
 
-Each route checks access and the filters (Pages.dashboard_refusal, Pages.region_refusal),
+Each route checks access and the filters (Pages.dashboard_access, Pages.region_refusal,
+authz.dashboard_region),
 asks the service layer for the board (dashboard_views.dashboard: one unit of work), and
 shapes it here: every chart is one `Chart`, whose rows (display strings) fill both the
 table beside the SVG and the CSV download, so the two always agree.
@@ -25,9 +26,10 @@ from services.booking.domain import messages
 from services.booking.domain.headline import about
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
-from services.booking.service_layer import dashboard_views
+from services.booking.service_layer import authz, dashboard_views
 from services.booking.service_layer.dashboard_views import Board
-from services.common.errors import ValidationError
+from services.booking.service_layer.staff_sessions import Visitor
+from services.common.errors import PermissionDenied, ValidationError
 
 if TYPE_CHECKING:
     from services.booking.entrypoints.web.pages import Pages
@@ -180,32 +182,41 @@ class DashboardRoutes:
         region, start, end = (q.get(k, "")[:MAX_QUERY] for k in ("region", "from", "to"))
         return region, start, end
 
-    async def _board(self, request: Request) -> Board | Response:
-        refused = self.pages.dashboard_refusal(request)
-        if refused is not None:
-            return refused
+    async def _board(self, request: Request) -> tuple[Board, str, Visitor | None] | Response:
+        """The board asked for, with the region it shows (a region-limited inspector's
+        token sees its own region only, as ListTickets) and the staff session if any."""
+        access = await self.pages.dashboard_access(request)
+        if isinstance(access, Response):
+            return access
         region, start, end = self._filters(request)
         refused = self.pages.region_refusal(region)
         if refused is not None:
             return refused
         pages = self.pages
         try:
-            return await run_in_threadpool(
+            region = authz.dashboard_region(access.token, pages.ctx.regions, region)
+        except PermissionDenied:
+            return error_page(pages.render, 403, messages.PAGE_STAFF_FORBIDDEN)
+        try:
+            board = await run_in_threadpool(
                 dashboard_views.dashboard, pages.uow(), pages.ctx, region, start, end
             )
         except ValidationError:  # the period: from/to (the region was checked above)
             text = messages.BAD_PERIOD.format(months=dashboard_views.MAX_MONTHS)
             return error_page(pages.render, 400, (messages.PAGE_BAD_REQUEST[0], text))
+        return board, region, access.session
 
     async def page(self, request: Request) -> Response:
-        board = await self._board(request)
-        if isinstance(board, Response):
-            return board
-        region, start, end = self._filters(request)
+        found = await self._board(request)
+        if isinstance(found, Response):
+            return found
+        board, region, session = found
+        _, start, end = self._filters(request)
         query = urlencode({k: v for k, v in (("region", region), ("from", start), ("to", end))})
         return self.pages.render(
             "dashboard.html",
             messages=messages,
+            session=session,
             region=region,
             start=start,
             end=end,
@@ -226,14 +237,14 @@ class DashboardRoutes:
         key = request.path_params["chart"]
         if key not in BUILDERS:
             raise HTTPException(404)
-        board = await self._board(request)
-        if isinstance(board, Response):
-            return board
+        found = await self._board(request)
+        if isinstance(found, Response):
+            return found
+        board, region, _ = found
         chart = next(c for c in charts(board, draw=False) if c.key == key)
         if chart.note:  # the rules service did not answer: no numbers to give
             return Response(chart.note, status_code=503, media_type="text/plain")
-        region = self._filters(request)[0] or labels.ALL_REGIONS
-        name = f"{chart.title}-{region}-{board.first}至{board.last}.csv"
+        name = f"{chart.title}-{region or labels.ALL_REGIONS}-{board.first}至{board.last}.csv"
         return Response(
             csv_text(chart).encode("utf-8"),
             media_type=CSV_TYPE,

@@ -136,6 +136,7 @@ def environment() -> jinja2.Environment:
         iso_day=iso_day,
         time=time,
         slot_label=slot_label,
+        weekday=weekday,
         month=month,
         percent=percent,
     )

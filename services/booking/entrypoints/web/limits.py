@@ -63,7 +63,7 @@ class RateLimitMiddleware:
     def _check(self, scope: Scope) -> float:
         """Seconds to wait, or 0 when allowed."""
         path: str = scope.get("path", "")
-        if not path.startswith(("/q/", "/verify/")):
+        if not path.startswith(("/q/", "/verify/", "/staff/")):
             return 0.0
         client = scope.get("client") or ("unknown", 0)
         checks = [(self._address, client[0])]

@@ -15,11 +15,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.auth import TokenStore
+from services.common.context import Principal
 
 FORM_BODY_LIMIT = 64 * 1024  # the order form is a few hundred bytes
 UPLOAD_BODY_LIMIT = 6 * 1024 * 1024 + 64 * 1024  # one ≤ 5 MB photo, a note, multipart framing
 STAFF_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
 _UPLOAD_PATH = re.compile(r"^/q/[^/]+/tickets/[^/]+/?$")
+VISIT_BODY_LIMIT = 5 * UPLOAD_BODY_LIMIT  # an expert's visit: several findings' photos
+_VISIT_PATH = re.compile(r"^/staff/orders/[^/]+/visit/?$")
 _TOKEN_PATH = re.compile(r"^/q/[^/]+")
 
 SECURITY_HEADERS = {
@@ -53,6 +56,7 @@ class Guard:
             return
         path: str = scope.get("path", "")
         limit = UPLOAD_BODY_LIMIT if _UPLOAD_PATH.match(path) else FORM_BODY_LIMIT
+        limit = VISIT_BODY_LIMIT if _VISIT_PATH.match(path) else limit
         declared = _content_length(scope)
         received = 0
 
@@ -113,6 +117,11 @@ def log_path(path: str) -> str:
 def is_staff(store: TokenStore, request: Request) -> bool:
     """A staff token (booking.read/inspector/admin) as HTTP Basic password (any user;
     browsers prompt for it) or as a Bearer header."""
+    return staff_principal(store, request) is not None
+
+
+def staff_principal(store: TokenStore, request: Request) -> Principal | None:
+    """Whom the request's staff token (is_staff) names, None without one."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     token = value.strip()
@@ -120,8 +129,8 @@ def is_staff(store: TokenStore, request: Request) -> bool:
         try:
             token = base64.b64decode(token).decode().partition(":")[2]
         except (ValueError, UnicodeDecodeError):
-            return False
+            return None
     elif scheme.lower() != "bearer":
-        return False
+        return None
     principal = store.lookup(token) if token else None
-    return principal is not None and principal.has(*STAFF_SCOPES)
+    return principal if principal is not None and principal.has(*STAFF_SCOPES) else None

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -31,14 +32,25 @@ from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
 from services.booking.entrypoints.web.firm_session import signed_in_firm
-from services.booking.entrypoints.web.middleware import BodyTooLarge, is_staff
+from services.booking.entrypoints.web.middleware import BodyTooLarge, staff_principal
 from services.booking.service_layer import guidance, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
+from services.booking.service_layer.staff_sessions import Visitor
 from services.common.auth import TokenStore
+from services.common.context import Principal
 from services.common.db import ping
 from services.common.errors import NotFound, PreconditionFailed, ValidationError
 
 _log = structlog.get_logger("web")
+
+
+@dataclass(frozen=True)
+class DashboardAccess:
+    """Who opened the dashboard: a staff token's principal, or a staff session."""
+
+    token: Principal | None
+    session: Visitor | None
+
 
 UPLOAD_PART_LIMIT = 6 * 1024 * 1024
 HEALTH_TIMEOUT_S = 5.0
@@ -61,6 +73,8 @@ class Pages:
         self.staff = staff
         self.env = labels.environment()
         self.guidance = views.Guidance(ctx.rules)
+        # a staff session that may open the dashboard (set by app.py: web/staff_pages.py)
+        self.session_opens_dashboard: Callable[[Request], Awaitable[Visitor | None]] | None = None
 
     # -- plumbing
 
@@ -273,17 +287,22 @@ class Pages:
 
     # -- supervision
 
-    def dashboard_refusal(self, request: Request) -> Response | None:
-        """The dashboard's access check (every /dashboard route): a staff token is
-        required when the app has a token store (middleware.is_staff)."""
-        if self.staff is not None and not is_staff(self.staff, request):
+    async def dashboard_access(self, request: Request) -> DashboardAccess | Response:
+        """The dashboard's access check (every /dashboard route): a staff token when the
+        app has a token store (middleware.staff_principal), or a supervisor's or admin's
+        staff session (whose page then carries the logout form); else a 401."""
+        token = staff_principal(self.staff, request) if self.staff is not None else None
+        session = None
+        if token is None and self.session_opens_dashboard is not None:
+            session = await self.session_opens_dashboard(request)
+        if self.staff is not None and token is None and session is None:
             return Response(
                 messages.STAFF_ONLY,
                 status_code=401,
                 media_type="text/plain",
                 headers={"WWW-Authenticate": 'Basic realm="dashboard", charset="UTF-8"'},
             )
-        return None
+        return DashboardAccess(token, session)
 
     def region_refusal(self, region: str) -> Response | None:
         """The error page for a region filter that names no township or county."""

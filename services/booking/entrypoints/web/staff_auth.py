@@ -1,0 +1,68 @@
+"""The staff pages' session cookie, CSRF check and error pages (translation only: the
+sessions themselves are service_layer/staff_sessions.py's).
+
+The cookie holds the session's random secret: HttpOnly, SameSite=Lax, Path=/, no
+Max-Age (it ends with the browser; the server ends it after 30 idle minutes), and Secure
+when the request came over TLS or the service's public URL is https:// (a TLS proxy in
+front of it: `--public-url https://…`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from services.booking.domain import messages
+from services.booking.entrypoints.web.errors import error_page
+from services.common.errors import NotFound, PermissionDenied
+from services.common.values import control_problem
+
+COOKIE = "staff_session"
+LOGIN = "/staff/login"
+Handler = Callable[[Any, Request], Awaitable[Response]]
+
+
+def is_tls(request: Request, public_url: str) -> bool:
+    return request.url.scheme == "https" or public_url.lower().startswith("https://")
+
+
+def set_session(response: Response, secret: str, secure: bool) -> None:
+    response.set_cookie(COOKIE, secret, path="/", httponly=True, samesite="lax", secure=secure)
+
+
+def clear_session(response: Response, secure: bool) -> None:
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=secure)
+
+
+def to_login(secure: bool, clear: bool = False) -> Response:
+    response = RedirectResponse(LOGIN, status_code=303)
+    if clear:
+        clear_session(response, secure)
+    return response
+
+
+def csrf_refused(render: Callable[..., HTMLResponse]) -> HTMLResponse:
+    return error_page(render, 403, messages.PAGE_STAFF_CSRF)
+
+
+def staff_errors(handler: Handler) -> Handler:
+    """A refused or missing record as the staff pages' own 403 / 404 page (the phone
+    page's 403 speaks of QR codes). An id with a control character names no record
+    (and must not reach the database: PostgreSQL refuses NUL)."""
+
+    @wraps(handler)
+    async def run(self: Any, request: Request) -> Response:
+        if any(control_problem(str(v)) for v in request.path_params.values()):
+            return error_page(self.render, 404, messages.PAGE_STAFF_NOT_FOUND)
+        try:
+            return await handler(self, request)
+        except PermissionDenied:
+            return error_page(self.render, 403, messages.PAGE_STAFF_FORBIDDEN)
+        except NotFound:
+            return error_page(self.render, 404, messages.PAGE_STAFF_NOT_FOUND)
+
+    return run

@@ -1,0 +1,193 @@
+"""The expert's pages: their visits by day, and recording a visit through
+visits.record_visit — RecordVisit's handler, with the same check that only the
+dispatched expert records it (service_layer/authz.py `expert_filter`).
+
+The clause picker needs no JavaScript: a GET search box (`q`) filters the clauses that
+apply to the firm, ticked clauses are carried as `pick` parameters, and each picked
+clause becomes a finding block with its severity and deadline preset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from services.booking.domain import messages
+from services.booking.domain.findings import MAX_FINDINGS, FindingInput
+from services.booking.domain.photos import MAX_PHOTO_BYTES
+from services.booking.entrypoints.web.middleware import BodyTooLarge
+from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
+from services.booking.entrypoints.web.staff_inspector import chinese
+from services.booking.entrypoints.web.staff_pages import StaffBase
+from services.booking.service_layer import authz, staff_views, visits
+from services.common.errors import PreconditionFailed, ValidationError
+
+MAX_QUERY = 100
+PART_LIMIT = 6 * 1024 * 1024
+
+
+class ExpertPages(StaffBase):
+    @staff_errors
+    async def visits(self, request: Request) -> Response:
+        found = await self.person(request)
+        if isinstance(found, Response):
+            return found
+        visitor, account = found
+        days = await run_in_threadpool(
+            staff_views.my_visits, self.uow(), self.ctx, self.principal(account), self.guidance
+        )
+        # a fixed code, never the query's text
+        said = messages.VISIT_RECORDED if request.query_params.get("recorded") == "1" else ""
+        return self.page(
+            "staff/visits.html", visitor, days=days, today=self.ctx.today(), recorded=said
+        )
+
+    async def _form_page(
+        self,
+        request: Request,
+        visitor: Any,
+        account: Any,
+        picks: list[str],
+        status: int = 200,
+        **extra: Any,
+    ) -> Response:
+        query = request.query_params.get("q", "")[:MAX_QUERY]
+        form = await run_in_threadpool(
+            staff_views.visit_form,
+            self.uow(),
+            self.ctx,
+            self.principal(account),
+            request.path_params["order_id"],
+            query,
+            picks,
+        )
+        values: dict[str, Any] = {"errors": {}, "general": "", "entered": {}, "minutes": "60"}
+        return self.page(
+            "staff/visit_form.html",
+            visitor,
+            status,
+            form=form,
+            query=query,
+            picks=[c.clause_ref for c, _ in form.picked],
+            open=staff_views.is_open_for_visit(form.order),
+            max_mb=MAX_PHOTO_BYTES // (1024 * 1024),
+            **{**values, **extra},
+        )
+
+    @staff_errors
+    async def visit_form(self, request: Request) -> Response:
+        found = await self.person(request)
+        if isinstance(found, Response):
+            return found
+        picks = [p[:60] for p in request.query_params.getlist("pick")][:MAX_FINDINGS]
+        return await self._form_page(request, *found, picks)
+
+    @staff_errors
+    async def visit_submit(self, request: Request) -> Response:
+        sender = await self.form_sender(request)
+        if isinstance(sender, Response):
+            return sender
+        visitor = sender
+        entered: dict[str, str] = {}
+        photos: dict[str, bytes] = {}
+        errors: dict[str, str] = {}
+        try:
+            async with request.form(
+                max_files=MAX_FINDINGS, max_fields=400, max_part_size=PART_LIMIT
+            ) as form:
+                if not self.csrf_ok(visitor, form):
+                    return csrf_refused(self.render)
+                for key, value in form.multi_items():
+                    if isinstance(value, UploadFile):
+                        content = await value.read(MAX_PHOTO_BYTES + 1)
+                        if content:
+                            photos[key] = content
+                    elif key != "csrf":
+                        entered[key] = str(value)
+        except BodyTooLarge:
+            errors["_form"] = messages.PHOTO_TOO_LARGE
+        except HTTPException:
+            errors["_form"] = messages.UPLOAD_FAILED
+        found = self.signed_in(request, visitor)
+        if isinstance(found, Response):
+            return found
+        _, account = found
+        picks = [entered[f"ref_{i}"] for i in range(MAX_FINDINGS) if entered.get(f"ref_{i}")]
+        if not errors:
+            errors = await self._record(request, account, entered, photos)
+        if errors:
+            return await self._form_page(
+                request,
+                *found,
+                picks,
+                400,
+                errors=errors,
+                general=errors.get("_form", ""),
+                entered=entered,
+                minutes=entered.get("minutes_on_site", "60"),
+            )
+        self.wake()
+        return RedirectResponse("/staff/visits?recorded=1", status_code=303)
+
+    async def _record(
+        self,
+        request: Request,
+        account: Any,
+        entered: dict[str, str],
+        photos: dict[str, bytes],
+    ) -> dict[str, str]:
+        """RecordVisit's handler; its field violations as Chinese messages by field."""
+        findings = [
+            FindingInput(
+                ref,
+                entered.get(f"severity_{i}", ""),
+                entered.get(f"desc_{i}", ""),
+                entered.get(f"due_{i}", ""),
+                ((photos[f"photo_{i}"], ""),) if f"photo_{i}" in photos else (),
+            )
+            for i in range(MAX_FINDINGS)
+            if (ref := entered.get(f"ref_{i}", ""))
+        ]  # the form numbers its finding blocks 0, 1, 2 …
+        try:
+            minutes = int(entered.get("minutes_on_site", "0") or 0)
+        except ValueError:
+            return {"minutes_on_site": messages.VISIT_BAD_MINUTES}
+        principal = self.principal(account)
+        try:
+            await self.as_person(
+                account,
+                lambda: visits.record_visit(
+                    self.uow(),
+                    self.ctx,
+                    request.path_params["order_id"],
+                    findings,
+                    visited_on="",
+                    minutes=minutes,
+                    actor=principal.caller,
+                    expert_id=authz.expert_filter(principal),
+                    firm_clauses_only=True,
+                ),
+            )
+        except ValidationError as exc:
+            found: dict[str, str] = {}
+            for v in exc.violations:  # the first reason a field has is shown
+                found.setdefault(_form_field(v.field), chinese(v.field, v.description))
+            return found
+        except PreconditionFailed:
+            return {"_form": messages.VISIT_NOT_OPEN}
+        return {}
+
+
+def _form_field(field: str) -> str:
+    """findings[2].photos[0] → photo_2 (the form's own field names)."""
+    if not field.startswith("findings["):
+        return field
+    index, _, rest = field.removeprefix("findings[").partition("]")
+    name = rest.lstrip(".").split("[", 1)[0]
+    short = {"description": "desc", "due_on": "due", "clause_ref": "ref", "photos": "photo"}
+    return f"{short.get(name, name)}_{index}"

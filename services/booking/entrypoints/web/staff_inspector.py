@@ -1,0 +1,222 @@
+"""The inspector's pages: the recheck queue of their region, a ticket (the finding
+beside the firm's proof), pass or fail through tickets.recheck_ticket — RecheckTicket's
+handler, with the same role and region checks (service_layer/authz.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from services.booking.domain import messages
+from services.booking.domain.findings import MAX_TEXT
+from services.booking.domain.tickets import TicketStatus
+from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
+from services.booking.entrypoints.web.staff_pages import StaffBase
+from services.booking.service_layer import authz, staff_views, tickets
+from services.booking.service_layer.staff_views import QueueFilter
+from services.common.errors import NotFound, PreconditionFailed, ValidationError
+
+MAX_QUERY = 100
+DONE_BANNERS = {"pass": messages.RECHECK_DONE_PASS, "fail": messages.RECHECK_DONE_FAIL}
+
+
+class InspectorPages(StaffBase):
+    @staff_errors
+    async def queue(self, request: Request) -> Response:
+        found = await self.person(request)
+        if isinstance(found, Response):
+            return found
+        visitor, account = found
+        q = request.query_params
+        wanted = QueueFilter(
+            region=q.get("region", "")[:MAX_QUERY],
+            due_soon=q.get("due") == "1",
+            overdue=q.get("overdue") == "1",
+        )
+        try:
+            data = await run_in_threadpool(
+                staff_views.recheck_queue, self.uow(), self.ctx, self.principal(account), wanted
+            )
+        except ValidationError:
+            return self.page(
+                "staff/queue.html", visitor, 400, **self._empty(wanted), error=messages.BAD_REGION
+            )
+        # a fixed code, never the query's text (a link must not put words on this page)
+        said = DONE_BANNERS.get(q.get("done", ""), "")
+        return self.page(
+            "staff/queue.html",
+            visitor,
+            filter=wanted,
+            regions=self._choices(account.region),
+            done=said,
+            error="",
+            **data,
+        )
+
+    def _choices(self, own: str) -> list[str]:
+        """The 镇街 the region filter offers: the inspector's own area, or all."""
+        if self.ctx.regions is None:
+            return [own] if own else []
+        if own:
+            return list(self.ctx.regions.area(own) or ())
+        return [t.name for t in self.ctx.regions.townships]
+
+    def _empty(self, wanted: QueueFilter) -> dict[str, Any]:
+        return {
+            "filter": wanted,
+            "regions": [],
+            "done": "",
+            "tickets": [],
+            "firm_names": {},
+            "today": self.ctx.today(),
+            "area": (),
+            "own_region": "",
+        }
+
+    async def _ticket_page(
+        self, request: Request, visitor: Any, account: Any, status: int = 200, **form: Any
+    ) -> Response:
+        ticket_id = request.path_params["ticket_id"]
+        shown = await run_in_threadpool(
+            staff_views.staff_ticket,
+            self.uow(),
+            self.ctx,
+            self.principal(account),
+            ticket_id,
+            self.guidance,
+        )
+        values = {"result": "", "note": "", "new_due_on": "", "errors": {}, "general": ""}
+        return self.page(
+            "staff/ticket.html",
+            visitor,
+            status,
+            item=shown,
+            today=self.ctx.today(),
+            waiting=shown.ticket.status == TicketStatus.SUBMITTED.value,
+            **{**values, **form},
+        )
+
+    @staff_errors
+    async def ticket(self, request: Request) -> Response:
+        found = await self.person(request)
+        if isinstance(found, Response):
+            return found
+        return await self._ticket_page(request, *found)
+
+    @staff_errors
+    async def recheck(self, request: Request) -> Response:
+        sender = await self.form_sender(request)
+        if isinstance(sender, Response):
+            return sender
+        visitor = sender
+        async with request.form(max_files=0, max_fields=10, max_part_size=8 * 1024) as form:
+            if not self.csrf_ok(visitor, form):
+                return csrf_refused(self.render)
+            result = str(form.get("result") or "")
+            note = str(form.get("note") or "").strip()
+            new_due = str(form.get("new_due_on") or "").strip()
+        found = self.signed_in(request, visitor)
+        if isinstance(found, Response):
+            return found
+        visitor, account = found
+        ticket_id = request.path_params["ticket_id"]
+        errors = self._check(result, note)
+        if not errors:
+            try:
+                await self._recheck(account, ticket_id, result == "pass", note, new_due)
+            except ValidationError as exc:
+                errors = {v.field: _chinese(v.field, v.description) for v in exc.violations}
+            except PreconditionFailed:
+                errors = {"_form": messages.RECHECK_NOT_WAITING}
+        if errors:
+            return await self._ticket_page(
+                request,
+                visitor,
+                account,
+                409 if "_form" in errors else 400,
+                result=result,
+                note=note,
+                new_due_on=new_due,
+                errors={field: [text] for field, text in errors.items()},  # _forms.html
+                general=errors.get("_form", ""),
+            )
+        self.wake()
+        return RedirectResponse(
+            f"/staff/tickets?done={'pass' if result == 'pass' else 'fail'}",
+            status_code=303,
+        )
+
+    @staticmethod
+    def _check(result: str, note: str) -> dict[str, str]:
+        if result not in ("pass", "fail"):
+            return {"result": messages.RECHECK_BAD_CHOICE}
+        if len(note) > MAX_TEXT:
+            return {"note": messages.PROOF_TOO_LONG.format(n=MAX_TEXT)}
+        if result == "fail" and not note:
+            return {"note": messages.RECHECK_NEEDS_NOTE}
+        return {}
+
+    async def _recheck(
+        self, account: Any, ticket_id: str, passed: bool, note: str, new_due: str
+    ) -> None:
+        """RecheckTicket's handler, with RecheckTicket's role and region checks."""
+        principal = self.principal(account)
+        await self.as_person(
+            account,
+            lambda: tickets.recheck_ticket(
+                self.uow(),
+                self.ctx,
+                ticket_id,
+                passed=passed,
+                note=note,
+                new_due_on=new_due,
+                actor=principal.caller,
+                allowed=lambda t: authz.may_recheck(principal, t),
+                regions=authz.inspector_regions(principal, self.ctx.regions),
+            ),
+        )
+
+    @staff_errors
+    async def photo(self, request: Request) -> Response:
+        found = await self.person(request)
+        if isinstance(found, Response):
+            return found
+        shown = await run_in_threadpool(
+            staff_views.staff_photo,
+            self.uow(),
+            self.ctx,
+            self.principal(found[1]),
+            request.path_params["photo_id"],
+        )
+        if shown.content_type not in ("image/jpeg", "image/png"):
+            raise NotFound(messages.no_such("photo", request.path_params["photo_id"]))
+        return Response(
+            shown.content, media_type=shown.content_type, headers={"Content-Disposition": "inline"}
+        )
+
+
+FIELD_MESSAGES = {
+    "new_due_on": messages.RECHECK_NEEDS_DEADLINE,
+    "severity": messages.VISIT_BAD_SEVERITY,
+    "description": messages.VISIT_NEEDS_DESCRIPTION,
+    "clause_ref": messages.VISIT_UNKNOWN_CLAUSE,
+    "due_on": messages.VISIT_BAD_DUE,
+    "minutes_on_site": messages.VISIT_BAD_MINUTES,
+    "findings": messages.VISIT_TOO_MANY,
+    "visited_on": messages.BAD_DATE,
+}
+
+
+def _chinese(field: str, description: str) -> str:
+    """A field violation as the page shows it: the handlers' English reasons (written
+    for gRPC callers) become the Chinese sentence for that field; Chinese ones stay."""
+    if not description.isascii():
+        return description
+    last = field.rsplit(".", 1)[-1]
+    return FIELD_MESSAGES.get(last, messages.STAFF_BAD_INPUT)
+
+
+chinese = _chinese

@@ -1,0 +1,272 @@
+"""The staff pages (inspectors, experts; supervisors and admins reach /dashboard with
+their session): sign-in and what every staff page shares. The inspector's pages are in
+staff_inspector.py, the expert's in staff_expert.py; `staff_routes` lists them all.
+
+Routes:
+    GET  /staff                          → the person's own start page (or the login)
+    GET  /staff/login, POST              sign-in (a CSRF token guards the form too)
+    POST /staff/logout                   sign-out
+    GET  /staff/tickets                  recheck queue (inspector, admin)
+    GET  /staff/tickets/{id}, POST       a ticket: the finding beside the proof; pass/fail
+    GET  /staff/photos/{id}              a finding or proof photo the person may see
+    GET  /staff/visits                   the expert's visits by day
+    GET  /staff/orders/{id}/visit, POST  record a visit: clause picker, findings, photos
+
+Every POST carries the session's CSRF token (403 page without it); every action runs
+with the person bound as the caller, so the audit trail names them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain import messages
+from services.booking.domain.staff import (
+    ADDRESS_THROTTLE,
+    DASHBOARD_ROLES,
+    LOCKOUT,
+    ROLE_LABELS,
+    Role,
+    StaffAccount,
+)
+from services.booking.entrypoints.web.staff_auth import (
+    COOKIE,
+    LOGIN,
+    clear_session,
+    csrf_refused,
+    is_tls,
+    set_session,
+    to_login,
+)
+from services.booking.service_layer import staff_sessions
+from services.booking.service_layer.ports import BookingContext
+from services.booking.service_layer.staff_sessions import Outcome, Visitor, principal_of
+from services.booking.service_layer.views import Guidance
+from services.common.context import Principal, bind, call_scope
+
+T = TypeVar("T")
+_log = structlog.get_logger("staff")
+Render = Callable[..., HTMLResponse]
+START_PAGES = {
+    Role.INSPECTOR.value: "/staff/tickets",
+    Role.ADMIN.value: "/staff/tickets",
+    Role.EXPERT.value: "/staff/visits",
+    Role.SUPERVISOR.value: "/dashboard",
+}
+
+
+class StaffBase:
+    """What every staff page needs: the session, the CSRF check, acting as the person."""
+
+    def __init__(
+        self,
+        ctx: BookingContext,
+        engine: Engine,
+        render: Render,
+        on_outbox: Callable[[], None],
+        guidance: Guidance,
+    ) -> None:
+        self.ctx = ctx
+        self.engine = engine
+        self.render = render
+        self.on_outbox = on_outbox
+        self.guidance = guidance
+
+    def uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine)
+
+    def secure(self, request: Request) -> bool:
+        return is_tls(request, self.ctx.public_url)
+
+    async def visitor(self, request: Request) -> Visitor | None:
+        secret = request.cookies.get(COOKIE, "")
+        if not secret:
+            return None
+        return await run_in_threadpool(staff_sessions.visitor, self.uow(), secret)
+
+    async def person(self, request: Request) -> tuple[Visitor, StaffAccount] | Response:
+        """The signed-in person, or the redirect to the login page."""
+        found = await self.visitor(request)
+        if found is None or found.account is None:
+            return to_login(self.secure(request), clear=COOKIE in request.cookies)
+        return found, found.account
+
+    async def form_sender(self, request: Request) -> Visitor | Response:
+        """Before a form is read: its signed-in sender, or (the session has ended: idle,
+        signed out, disabled) the login page saying so, not the CSRF page."""
+        found = await self.visitor(request)
+        if found is None or found.account is None:
+            response = RedirectResponse(f"{LOGIN}?ended=1", status_code=303)
+            clear_session(response, self.secure(request))
+            return response
+        return found
+
+    async def as_person(self, account: StaffAccount, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a worker thread with the person bound as the caller (the audit
+        trail and the logs name them)."""
+        principal = principal_of(account)
+
+        def run() -> T:
+            with call_scope():
+                bind(principal)
+                return fn(*args)
+
+        return await run_in_threadpool(run)
+
+    def signed_in(
+        self, request: Request, visitor: Visitor | None
+    ) -> tuple[Visitor, StaffAccount] | Response:
+        """After a form's CSRF check: its sender, or the redirect to the login page."""
+        if visitor is None or visitor.account is None:
+            return to_login(self.secure(request), clear=COOKIE in request.cookies)
+        return visitor, visitor.account
+
+    @staticmethod
+    def principal(account: StaffAccount) -> Principal:
+        return principal_of(account)
+
+    def page(self, name: str, visitor: Visitor, status: int = 200, **context: Any) -> HTMLResponse:
+        account = visitor.account
+        return self.render(
+            name,
+            status,
+            csrf=visitor.csrf,
+            user=account,
+            role_label=ROLE_LABELS.get(Role(account.role), "") if account else "",
+            **context,
+        )
+
+    @staticmethod
+    def csrf_ok(visitor: Visitor | None, form: FormData) -> bool:
+        sent = form.get("csrf")
+        return visitor is not None and isinstance(sent, str) and visitor.csrf_ok(sent)
+
+    def wake(self) -> None:
+        with contextlib.suppress(Exception):  # harmless: the outbox worker also polls
+            self.on_outbox()
+
+
+class SignInPages(StaffBase):
+    async def home(self, request: Request) -> Response:
+        found = await self.person(request)
+        if isinstance(found, Response):
+            return found
+        return RedirectResponse(START_PAGES.get(found[1].role, "/staff/login"), status_code=303)
+
+    async def login_form(self, request: Request) -> Response:
+        found = await self.visitor(request)
+        if found is not None and found.account is not None:
+            return RedirectResponse("/staff", status_code=303)
+        fresh = found is None
+        if fresh:
+            found = await run_in_threadpool(staff_sessions.start_anonymous, self.uow())
+        assert found is not None
+        notices = {"out": messages.STAFF_SIGNED_OUT, "ended": messages.STAFF_SESSION_ENDED}
+        notice = next((text for key, text in notices.items() if request.query_params.get(key)), "")
+        response = self.page("staff/login.html", found, username="", error="", notice=notice)
+        if fresh:
+            set_session(response, found.secret, self.secure(request))
+        return response
+
+    async def login_submit(self, request: Request) -> Response:
+        found = await self.visitor(request)
+        async with request.form(max_files=0, max_fields=10, max_part_size=4096) as form:
+            if not self.csrf_ok(found, form):
+                return csrf_refused(self.render)
+            username = str(form.get("username") or "").strip()
+            password = str(form.get("password") or "")
+        assert found is not None
+        address = request.client.host if request.client else ""
+        result = await run_in_threadpool(
+            lambda: staff_sessions.sign_in(
+                self.uow(), username, password, found.secret, address=address
+            )
+        )
+        # what was typed as the name is logged only once it names the person (people
+        # type passwords into the name box)
+        signed = result.outcome == Outcome.SIGNED_IN
+        _log.info(
+            "staff sign-in", outcome=result.outcome.value, **({"user": username} if signed else {})
+        )
+        if signed:
+            response = RedirectResponse("/staff", status_code=303)
+            set_session(response, result.secret, self.secure(request))
+            return response
+        error = messages.STAFF_SIGN_IN_REFUSED.format(
+            n=LOCKOUT.max_failures, minutes=_minutes(LOCKOUT.lock_for)
+        )
+        status = 401
+        if result.outcome == Outcome.THROTTLED:
+            error = messages.STAFF_THROTTLED.format(minutes=_minutes(ADDRESS_THROTTLE.window))
+            status = 429
+        return self.page(
+            "staff/login.html", found, status, username=username[:40], error=error, notice=""
+        )
+
+    async def logout(self, request: Request) -> Response:
+        found = await self.visitor(request)
+        if found is None or found.account is None:  # ended already: nothing to sign out of
+            response = RedirectResponse(f"{LOGIN}?out=1", status_code=303)
+            clear_session(response, self.secure(request))
+            return response
+        async with request.form(max_files=0, max_fields=5, max_part_size=1024) as form:
+            if not self.csrf_ok(found, form):
+                return csrf_refused(self.render)
+        assert found is not None
+        await run_in_threadpool(staff_sessions.sign_out, self.uow(), found.secret)
+        response = RedirectResponse("/staff/login?out=1", status_code=303)
+        response.delete_cookie(COOKIE, path="/", secure=self.secure(request), httponly=True)
+        return response
+
+    async def may_open_dashboard(self, request: Request) -> Visitor | None:
+        """The session, when it is a supervisor's or admin's (they open /dashboard)."""
+        found = await self.visitor(request)
+        if found is not None and found.account is not None:
+            return found if found.account.role in DASHBOARD_ROLES else None
+        return None
+
+
+def _minutes(span: timedelta) -> int:
+    return int(span.total_seconds() // 60)
+
+
+def staff_routes(
+    ctx: BookingContext,
+    engine: Engine,
+    render: Render,
+    on_outbox: Callable[[], None],
+    guidance: Guidance,
+) -> tuple[list[Route], SignInPages]:
+    """The staff routes, and the sign-in pages (whose `may_open_dashboard` the dashboard
+    asks)."""
+    from services.booking.entrypoints.web.staff_expert import ExpertPages
+    from services.booking.entrypoints.web.staff_inspector import InspectorPages
+
+    args = (ctx, engine, render, on_outbox, guidance)
+    sign, inspector, expert = SignInPages(*args), InspectorPages(*args), ExpertPages(*args)
+    routes = [
+        Route("/staff", sign.home, methods=["GET"]),
+        Route("/staff/login", sign.login_form, methods=["GET"]),
+        Route("/staff/login", sign.login_submit, methods=["POST"]),
+        Route("/staff/logout", sign.logout, methods=["POST"]),
+        Route("/staff/tickets", inspector.queue, methods=["GET"]),
+        Route("/staff/tickets/{ticket_id}", inspector.ticket, methods=["GET"]),
+        Route("/staff/tickets/{ticket_id}", inspector.recheck, methods=["POST"]),
+        Route("/staff/photos/{photo_id}", inspector.photo, methods=["GET"]),
+        Route("/staff/visits", expert.visits, methods=["GET"]),
+        Route("/staff/orders/{order_id}/visit", expert.visit_form, methods=["GET"]),
+        Route("/staff/orders/{order_id}/visit", expert.visit_submit, methods=["POST"]),
+    ]
+    return routes, sign

@@ -1,0 +1,225 @@
+"""What the staff pages show (the read side): an inspector's recheck queue and ticket, an
+expert's visits by day and the clause picker of a visit. Each page is read in one unit
+of work; the role checks are service_layer/authz.py's, the same as over gRPC. Actions
+go through the gRPC twins' handlers (tickets.recheck_ticket, visits.record_visit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from services.booking.domain import messages
+from services.booking.domain.orders import Order, OrderStatus
+from services.booking.domain.records import Photo
+from services.booking.domain.rules_service import PickableClause, search_clauses
+from services.booking.domain.slots import parse_slot
+from services.booking.domain.tickets import Ticket, TicketStatus, default_due
+from services.booking.service_layer import authz
+from services.booking.service_layer.ports import BookingContext, ask_rules
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.booking.service_layer.views import Guidance
+from services.common.context import Principal
+from services.common.errors import NotFound, PermissionDenied
+from services.common.regions import region_filter
+
+QUEUE_LIMIT = 500
+DUE_SOON_DAYS = 7
+VISIT_DAYS_BACK = 14  # past visits listed on the expert's page
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    region: str = ""  # a 镇街 or county ('' = every region the person may see)
+    due_soon: bool = False  # due within DUE_SOON_DAYS
+    overdue: bool = False  # past the deadline only
+
+
+def _area(p: Principal, ctx: BookingContext, wanted: str) -> tuple[str, ...]:
+    """The 镇街 a queue covers: the person's region, narrowed by the filter."""
+    own = authz.inspector_regions(p, ctx.regions)
+    asked = region_filter(ctx.regions, wanted)
+    if own and asked:
+        both = tuple(r for r in asked if r in own)
+        if not both:
+            raise PermissionDenied(messages.OUTSIDE_REGION)
+        return both
+    return asked or own
+
+
+def recheck_queue(
+    uow: UnitOfWork, ctx: BookingContext, p: Principal, f: QueueFilter
+) -> dict[str, Any]:
+    """Proofs waiting for a recheck in the person's region, overdue first, then by
+    deadline."""
+    if not p.has("booking.inspector", "booking.admin"):
+        raise PermissionDenied(messages.QUEUE_FOR_INSPECTORS)
+    today = ctx.today()
+    area = _area(p, ctx, f.region)
+    with uow:
+        rows = list(
+            uow.register.tickets(
+                status=TicketStatus.SUBMITTED.value, regions=area, limit=QUEUE_LIMIT
+            )
+        )
+        names = uow.register.firm_names({t.enterprise_id for t in rows})
+    if f.overdue:
+        rows = [t for t in rows if t.is_overdue(today)]
+    if f.due_soon:
+        rows = [t for t in rows if t.due_on <= today + timedelta(days=DUE_SOON_DAYS)]
+    rows.sort(key=lambda t: (not t.is_overdue(today), t.due_on, t.id))
+    return {
+        "tickets": rows,
+        "firm_names": names,
+        "today": today,
+        "area": area,
+        "own_region": p.region,
+    }
+
+
+@dataclass
+class StaffTicket:
+    ticket: Ticket
+    firm_name: str
+    region: str
+    expert_name: str
+    finding_photos: list[str] = field(default_factory=list)
+    clause_text: str = ""
+    guidance: str = ""
+
+
+def _may_see(p: Principal, ctx: BookingContext, ticket: Ticket, order: Order | None) -> None:
+    if not authz.may_recheck(p, ticket):
+        raise PermissionDenied(messages.ONLY_RECHECKERS)
+    area = authz.inspector_regions(p, ctx.regions)
+    if area and (order is None or order.region not in area):
+        raise PermissionDenied(messages.OUTSIDE_REGION)
+
+
+def staff_ticket(
+    uow: UnitOfWork, ctx: BookingContext, p: Principal, ticket_id: str, guidance: Guidance
+) -> StaffTicket:
+    """A ticket as the recheck page shows it: the finding beside the firm's proof."""
+    with uow:
+        ticket = uow.register.ticket(ticket_id)
+        if ticket is None:
+            raise NotFound(messages.no_such("ticket", ticket_id))
+        order = uow.register.order(ticket.order_id)
+        _may_see(p, ctx, ticket, order)
+        names = uow.register.expert_names([ticket.expert_id])
+        found = StaffTicket(
+            ticket,
+            order.enterprise_name if order else ticket.enterprise_id,
+            order.region if order else "",
+            names.get(ticket.expert_id, ticket.expert_id),
+            uow.register.photos_of(ticket.id, "finding"),
+        )
+    found.clause_text, found.guidance = guidance(ticket.clause_ref)  # a remote call: outside
+    return found
+
+
+def staff_photo(uow: UnitOfWork, ctx: BookingContext, p: Principal, photo_id: str) -> Photo:
+    """A finding or proof photo of a ticket the person may see."""
+    with uow:
+        photo = uow.register.photo(photo_id)
+        ticket = uow.register.ticket(photo.ticket_id) if photo else None
+        if photo is None or ticket is None:
+            raise NotFound(messages.no_such("photo", photo_id))
+        _may_see(p, ctx, ticket, uow.register.order(ticket.order_id))
+        return photo
+
+
+@dataclass
+class VisitRow:
+    order: Order
+    day: date | None
+    slot_label: str
+    items: list[str]
+    clauses: list[tuple[str, str]]  # (clause ref, text) that motivated the order
+
+
+def my_visits(
+    uow: UnitOfWork, ctx: BookingContext, p: Principal, guidance: Guidance
+) -> list[tuple[date | None, list[VisitRow]]]:
+    """The expert's visits by day: those to come, and the last two weeks'."""
+    expert_id = _expert_id(p)
+    since = ctx.today() - timedelta(days=VISIT_DAYS_BACK)
+    with uow:
+        orders = list(uow.register.orders_of_expert(expert_id))
+    rows = [_visit_row(ctx, o, guidance) for o in orders]
+    rows = [r for r in rows if r.day is None or r.day >= since]
+    rows.sort(key=lambda r: (r.day or date.max, r.order.slot or "", r.order.id))
+    days: dict[date | None, list[VisitRow]] = {}
+    for row in rows:
+        days.setdefault(row.day, []).append(row)
+    return list(days.items())
+
+
+def _expert_id(p: Principal) -> str:
+    if not p.has("booking.expert") or not p.expert_id:
+        raise PermissionDenied(messages.PAGES_FOR_EXPERTS)
+    return p.expert_id
+
+
+def _visit_row(ctx: BookingContext, order: Order, guidance: Guidance) -> VisitRow:
+    try:
+        slot = parse_slot(order.slot or "")
+        day, label = slot.day, slot.label
+    except ValueError:
+        day, label = None, ""
+    refs = [str(r) for r in getattr(order, "clause_refs", None) or ()]  # when orders carry them
+    return VisitRow(
+        order,
+        day,
+        label,
+        [ctx.menu[c].name if c in ctx.menu else c for c in order.item_codes],
+        [(ref, guidance(ref)[0]) for ref in refs],
+    )
+
+
+@dataclass
+class VisitForm:
+    order: Order
+    clauses: list[PickableClause]  # the search's matches
+    picked: list[tuple[PickableClause, date]]  # each with its deadline by policy
+    visit_day: date
+
+
+def visit_form(
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    p: Principal,
+    order_id: str,
+    query: str,
+    picks: list[str],
+) -> VisitForm:
+    """The visit form of the expert's own dispatched order: the clauses that apply to
+    the firm (matching `query`), and the picked ones with severity and deadline preset."""
+    order = own_order(uow, p, order_id)
+    catalogue = ask_rules(lambda: ctx.rules.applicable_clauses(order.enterprise_id))
+    by_ref = {c.clause_ref: c for c in catalogue}
+    today = ctx.today()
+    foreign = messages.VISIT_CLAUSE_NOT_FOR_FIRM
+    picked = [  # a ref that does not apply keeps its block (and its error) in its place
+        (found, default_due(found.severity, today))
+        for ref in dict.fromkeys(picks)
+        for found in [by_ref.get(ref) or PickableClause(ref, foreign, "", "general")]
+    ]
+    return VisitForm(order, search_clauses(catalogue, query), picked, today)
+
+
+def own_order(uow: UnitOfWork, p: Principal, order_id: str) -> Order:
+    """An order the person may record a visit for: the expert's own (admins: any)."""
+    expert = authz.expert_filter(p)
+    with uow:
+        order = uow.register.order(order_id)
+    if order is None:
+        raise NotFound(messages.no_such("order", order_id))
+    if expert and order.expert_id != expert:
+        raise PermissionDenied(messages.ONLY_DISPATCHED_EXPERT)
+    return order
+
+
+def is_open_for_visit(order: Order) -> bool:
+    return order.status == OrderStatus.DISPATCHED.value

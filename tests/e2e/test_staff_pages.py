@@ -1,0 +1,455 @@
+"""The staff pages in a real browser (Chromium, 360 px wide, JavaScript off).
+
+An inspector signs in, passes one ticket and fails another from the recheck queue; an
+expert signs in and records a visit with a finding picked from the clause list and a
+photo; a POST without the CSRF token is refused; an expert cannot open another
+expert's visit, nor an inspector another region's ticket (the page, and a gRPC token
+with a region alike); five wrong passwords lock the account; a supervisor's session
+opens the dashboard. A screenshot of every page goes to the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from sqlalchemy import select
+
+from services.booking.adapters.orm import audit_log, photos, staff_sessions
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
+from services.booking.entrypoints import grpc_server as booking_grpc
+from services.booking.entrypoints.web import create_web_app
+from services.booking.service_layer import staff_accounts
+from services.booking.service_layer.staff_accounts import NewAccount
+from services.common._generated.booking.v1 import booking_pb2 as bpb
+from services.common._generated.booking.v1 import booking_pb2_grpc
+from services.common.auth import TokenStore
+from services.common.http_server import HttpServer, start_http
+from services.common.security import Security
+from tests.booking_env import Pair, running_pair
+from tests.e2e.conftest import make_png
+
+PASSWORD = "correct-horse-7"
+ARTIFACTS = bool(os.environ.get("TEST_ARTIFACTS"))
+PNG = make_png(16, 12)
+STAFF_TOKEN = "staff-dashboard-token-0123456789"
+
+
+@dataclass
+class Staff:
+    pair: Pair
+    http: HttpServer
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http.port}"
+
+    def user(self, username: str, role: str, region: str = "", expert_id: str = "") -> None:
+        staff_accounts.add_user(
+            UnitOfWork(self.pair.booking_engine),
+            self.pair.ctx.regions,
+            NewAccount(username, f"{username}姓名", role, PASSWORD, region, expert_id),
+        )
+
+
+@pytest.fixture
+def staff(tmp_path: Path) -> Iterator[Staff]:
+    with running_pair(tmp_path) as pair:
+        tokens = TokenStore.load(
+            _tokens_file(
+                tmp_path, [{"caller": "sup", "scopes": ["booking.read"], "token": STAFF_TOKEN}]
+            )
+        )
+        http = start_http(create_web_app(pair.ctx, pair.booking_engine, staff=tokens))
+        try:
+            yield Staff(pair, http)
+        finally:
+            http.stop()
+
+
+def _tokens_file(tmp: Path, entries: list[dict[str, Any]]) -> Path:
+    path = tmp / "tokens.json"
+    path.write_text(json.dumps({"tokens": entries}), encoding="utf-8")
+    return path
+
+
+def fits_phone(page: Any) -> bool:
+    width = page.evaluate(
+        "Math.max(document.body.scrollWidth, document.documentElement.scrollWidth)"
+    )
+    return int(width) <= 360
+
+
+def shot(page: Any, tmp: Path, name: str) -> None:
+    """Check the page fits a phone without scripts and save its screenshot: in the test's
+    tmp_path, or in $TEST_ARTIFACTS/staff-pages when set (CI keeps that folder)."""
+    assert page.locator("script").count() == 0
+    assert fits_phone(page), f"{name} is wider than 360 px"
+    folder = Path(os.environ["TEST_ARTIFACTS"]) / "staff-pages" if ARTIFACTS else tmp
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Any, base: str, username: str, password: str = PASSWORD) -> None:
+    page.goto(f"{base}/staff/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+
+
+def dispatched(
+    pair: Pair, n: int, region: str, expert: str = "E1", key: str = "k"
+) -> tuple[str, str]:
+    """A firm of `region` with an order dispatched to `expert`: (order id, QR token)."""
+    firm = pair.register_firm(
+        n, name=f"测试五金{n}号厂", region=region, high_risk_domains=["dust_explosion"]
+    )
+    qr = pair.issue(firm)
+    placed = pair.booking.CreateOrder(
+        pair.order_request(qr.token, item="dust_explosion", days=(n % 10 + 1, n % 10 + 2), key=key),
+        timeout=10,
+    )
+    assert placed.status == bpb.ORDER_STATUS_DISPATCHED and placed.expert_id == expert
+    return placed.order_id, qr.token
+
+
+def proof_waiting(pair: Pair, n: int, region: str, text: str) -> str:
+    """A ticket with the firm's proof uploaded, waiting for a recheck: its id."""
+    order_id, token = dispatched(pair, n, region)
+    visit = pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(
+            order_id=order_id,
+            findings=[
+                bpb.FindingInput(
+                    clause_ref="GEN:ledger",
+                    severity=bpb.SEVERITY_GENERAL,
+                    description=text,
+                    photos=[bpb.Photo(content=PNG, content_type="image/png")],
+                )
+            ],
+        ),
+        timeout=10,
+    )
+    ticket_id = visit.tickets[0].ticket_id
+    pair.booking.SubmitRectification(
+        bpb.SubmitRectificationRequest(
+            ticket_id=ticket_id,
+            qr_token=token,
+            note=f"{text}：已整改",
+            photo=bpb.Photo(content=PNG),
+        ),
+        timeout=10,
+    )
+    return ticket_id
+
+
+def ticket(pair: Pair, ticket_id: str) -> bpb.Ticket:
+    found = pair.booking.ListTickets(bpb.ListTicketsRequest(page_size=100), timeout=10)
+    return next(t for t in found.tickets if t.ticket_id == ticket_id)
+
+
+def test_inspector_passes_one_ticket_and_fails_another(
+    staff: Staff, phone: Any, tmp_path: Path
+) -> None:
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道", "江东街道"])
+    second = proof_waiting(pair, 32, "稠城街道", "未建立台账乙")  # found 6月1日: due 7月1日
+    pair.clock.today = date(2026, 6, 10)
+    first = proof_waiting(pair, 31, "稠城街道", "未建立台账甲")  # due 7月10日
+    elsewhere = proof_waiting(pair, 33, "江东街道", "未建立台账丙")
+    pair.clock.today = date(2026, 7, 5)  # the second is overdue now, the first due in 5 days
+    staff.user("wangfang", "inspector", region="330782001")  # by code: stored as 稠城街道
+
+    sign_in(phone, staff.base, "wangfang")
+    assert phone.url == f"{staff.base}/staff/tickets"
+    assert "wangfang姓名" in phone.locator("#who").inner_text()
+    queue = phone.locator("#queue a.card")
+    # 江东街道's ticket is not in this inspector's queue; the overdue one comes first
+    assert [queue.nth(i).get_attribute("id") for i in range(queue.count())] == [
+        f"q-{second}",
+        f"q-{first}",
+    ]
+    assert "已逾期" in queue.first.inner_text()
+    shot(phone, tmp_path, "inspector-queue")
+    phone.get_by_label("仅看已逾期").check()
+    phone.get_by_role("button", name="筛选").click()
+    assert phone.locator("#queue a.card").count() == 1
+    assert phone.locator(f"#q-{second}").count() == 1
+    phone.goto(f"{staff.base}/staff/tickets?region=江东街道")  # outside their region
+    assert phone.get_by_text("无权查看").is_visible()
+    phone.goto(f"{staff.base}/staff/tickets?region=稠城街道&due=1")
+    assert phone.locator("#queue a.card").count() == 2  # both due within 7 days (or past)
+    phone.goto(f"{staff.base}/staff/tickets")
+
+    # pass the first: the finding (clause text, note, photo) beside the proof
+    phone.locator(f"#q-{first}").click()
+    assert phone.locator("#firm").inner_text() == "测试五金31号厂"
+    assert "未建立台账甲" in phone.locator("#finding").inner_text()
+    assert phone.locator("#clause-text").inner_text()  # the rules service's clause text
+    assert phone.locator("#finding img.finding").count() == 1
+    assert phone.evaluate("document.querySelector('#finding img').naturalWidth") == 16
+    assert "已整改" in phone.locator("#proof-note").inner_text()
+    assert phone.evaluate("document.querySelector('#proof img').naturalWidth") == 16
+    shot(phone, tmp_path, "inspector-ticket")
+    phone.get_by_label("通过", exact=True).check()
+    phone.get_by_role("button", name="提交复查结论").click()
+    assert phone.url == f"{staff.base}/staff/tickets?done=pass"
+    assert phone.locator("#done").inner_text() == "已保存复查结果：通过"
+    assert phone.locator("#queue a.card").count() == 1
+    assert ticket(pair, first).status == bpb.TICKET_STATUS_VERIFIED
+
+    # fail the second: without a new deadline first (a Chinese error beside the field)
+    phone.locator(f"#q-{second}").click()
+    phone.get_by_label("不通过，退回整改").check()
+    phone.get_by_label("复查意见").fill("台账缺少整改责任人")
+    phone.get_by_role("button", name="提交复查结论").click()
+    assert "新整改期限" in phone.locator("#f-new_due_on .error").inner_text()
+    assert phone.get_by_label("复查意见").input_value() == "台账缺少整改责任人"
+    shot(phone, tmp_path, "inspector-ticket-error")
+    phone.get_by_label("新整改期限").fill("2026-07-20")
+    phone.get_by_role("button", name="提交复查结论").click()
+    assert phone.url == f"{staff.base}/staff/tickets?done=fail"
+    assert phone.locator("#done").inner_text() == "已保存复查结果：不通过，已退回整改"
+    assert phone.locator("#queue a.card").count() == 0
+    shot(phone, tmp_path, "inspector-queue-done")
+    failed = ticket(pair, second)
+    assert failed.status == bpb.TICKET_STATUS_OPEN and failed.due_on == "2026-07-20"
+
+    # every action in the audit trail under the person's name
+    with pair.booking_engine.connect() as conn:
+        callers = {
+            row.entity_id: row.caller
+            for row in conn.execute(select(audit_log).where(audit_log.c.entity == "ticket"))
+            if row.action == "update"
+        }
+    assert callers[first].startswith("staff:wangfang") and "wangfang姓名" in callers[first]
+    assert callers[second].startswith("staff:wangfang")
+
+    # another region's ticket: refused by its URL as well
+    response = phone.goto(f"{staff.base}/staff/tickets/{elsewhere}")
+    assert response.status == 403
+    assert phone.get_by_text("无权查看").is_visible()
+    shot(phone, tmp_path, "inspector-other-region")
+
+    # logout ends the session in the database
+    phone.goto(f"{staff.base}/staff/tickets")
+    phone.get_by_role("button", name="退出").click()
+    assert phone.url.endswith("/staff/login?out=1")
+    with pair.booking_engine.connect() as conn:
+        assert not list(
+            conn.execute(select(staff_sessions).where(staff_sessions.c.username == "wangfang"))
+        )
+    assert phone.goto(f"{staff.base}/staff/tickets").url.endswith("/staff/login")
+
+
+def test_expert_records_a_visit_from_the_clause_list(
+    staff: Staff, phone: Any, tmp_path: Path
+) -> None:
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    order_id, _ = dispatched(pair, 41, "稠城街道")
+    staff.user("chen", "expert", expert_id="E1")
+
+    sign_in(phone, staff.base, "chen")
+    assert phone.url == f"{staff.base}/staff/visits"
+    card = phone.locator(f"#v-{order_id}")
+    assert "测试五金41号厂" in card.inner_text()
+    assert "粉尘防爆" in card.locator(".items").inner_text()
+    shot(phone, tmp_path, "expert-visits")
+    card.get_by_role("link", name="记录检查").click()
+    assert phone.url.endswith(f"/staff/orders/{order_id}/visit")
+    shot(phone, tmp_path, "expert-visit-form")
+
+    # search the clauses that apply to the firm, pick one
+    phone.get_by_label("搜索条款（编号或关键词）").fill("GM2023:11(3)")
+    phone.get_by_role("button", name="搜索").click()
+    clauses = phone.locator("#clauses label.clause")
+    assert clauses.count() == 1
+    clauses.first.locator("input").check()
+    phone.get_by_role("button", name="添加所选条款").click()
+    block = phone.locator("#finding-0")
+    assert "GM2023:11(3)" in block.inner_text()
+    assert phone.locator("#severity_0").input_value() == "major"  # preset from the clause
+    assert phone.locator("#due_0").input_value() == "2026-06-16"  # 15 days for MAJOR
+    shot(phone, tmp_path, "expert-visit-picked")
+    # a file that only claims to be a PNG, and no description: Chinese errors by the fields
+    phone.locator("#photo_0").set_input_files(
+        files=[{"name": "fake.png", "mimeType": "image/png", "buffer": b"not an image"}]
+    )
+    phone.get_by_role("button", name="提交检查记录").click()
+    assert "只接受JPEG或PNG格式的照片" in phone.locator("#finding-0").inner_text()
+    assert "请填写隐患描述" in phone.locator("#finding-0").inner_text()
+    assert phone.locator("#severity_0").input_value() == "major"
+    shot(phone, tmp_path, "expert-visit-error")
+    assert (
+        pair.booking.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10).status
+        == bpb.ORDER_STATUS_DISPATCHED
+    )
+    phone.locator("#desc_0").fill("干式除尘器未设泄爆装置")
+    phone.locator("#photo_0").set_input_files(
+        files=[{"name": "site.png", "mimeType": "image/png", "buffer": PNG}]
+    )
+    phone.get_by_role("button", name="提交检查记录").click()
+    assert phone.url.endswith("/staff/visits?recorded=1")
+    assert phone.locator("#recorded").inner_text() == "已保存检查记录"
+    assert phone.locator(f"#v-{order_id} .badges").inner_text().startswith("专家已上门")
+    shot(phone, tmp_path, "expert-visit-recorded")
+
+    found = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10)
+    assert found.status == bpb.ORDER_STATUS_VISITED
+    listed = pair.booking.ListTickets(bpb.ListTicketsRequest(page_size=10), timeout=10).tickets
+    assert [(t.clause_ref, t.severity, t.due_on) for t in listed] == [
+        ("GM2023:11(3)", bpb.SEVERITY_MAJOR, "2026-06-16")
+    ]
+    with pair.booking_engine.connect() as conn:
+        kinds = [r.purpose for r in conn.execute(select(photos))]
+        callers = [
+            r.caller for r in conn.execute(select(audit_log).where(audit_log.c.entity == "visit"))
+        ]
+    assert kinds == ["finding"]
+    assert callers and callers[0].startswith("staff:chen")
+
+
+def test_csrf_roles_and_regions_are_enforced(staff: Staff, phone: Any, tmp_path: Path) -> None:
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"], days=range(1, 8))
+    pair.expert("E2", ["dust_explosion"], ["江东街道"], days=range(1, 8))
+    mine, _ = dispatched(pair, 51, "稠城街道")
+    theirs, _ = dispatched(pair, 52, "江东街道", expert="E2")
+    staff.user("chen", "expert", expert_id="E1")
+
+    # a POST without the CSRF token: refused before the password is even looked at
+    refused = phone.request.post(
+        f"{staff.base}/staff/login", form={"username": "chen", "password": PASSWORD}
+    )
+    assert refused.status == 403 and "页面已过期或来源不明" in refused.text()
+    sign_in(phone, staff.base, "chen")
+    assert phone.url.endswith("/staff/visits")
+    refused = phone.request.post(
+        f"{staff.base}/staff/orders/{mine}/visit", multipart={"minutes_on_site": "30"}
+    )
+    assert refused.status == 403 and "页面已过期或来源不明" in refused.text()
+    assert (
+        pair.booking.GetOrder(bpb.GetOrderRequest(order_id=mine), timeout=10).status
+        == bpb.ORDER_STATUS_DISPATCHED
+    )
+
+    # another expert's visit: neither its page nor a post with a valid token
+    assert phone.locator(f"#v-{theirs}").count() == 0
+    response = phone.goto(f"{staff.base}/staff/orders/{theirs}/visit")
+    assert response.status == 403 and phone.get_by_text("无权查看").is_visible()
+    shot(phone, tmp_path, "expert-other-visit")
+    phone.goto(f"{staff.base}/staff/orders/{mine}/visit")
+    csrf = phone.locator("input[name=csrf]").first.input_value()
+    refused = phone.request.post(
+        f"{staff.base}/staff/orders/{theirs}/visit",
+        multipart={"csrf": csrf, "minutes_on_site": "30"},
+    )
+    assert refused.status == 403
+    assert (
+        pair.booking.GetOrder(bpb.GetOrderRequest(order_id=theirs), timeout=10).status
+        == bpb.ORDER_STATUS_DISPATCHED
+    )
+    # an expert has no recheck queue of a region
+    assert phone.goto(f"{staff.base}/staff/tickets").status == 403
+
+
+def test_a_grpc_token_with_a_region_sees_only_that_region(staff: Staff, tmp_path: Path) -> None:
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道", "江东街道"])
+    here = proof_waiting(pair, 61, "稠城街道", "本辖区")
+    there = proof_waiting(pair, 62, "江东街道", "外辖区")
+    tokens = TokenStore.load(
+        _tokens_file(
+            tmp_path,
+            [
+                {
+                    "caller": "chengcheng-inspector",
+                    "token": "inspector-token-0123456789",
+                    "scopes": ["booking.inspector"],
+                    "region": "稠城街道",
+                },
+                {
+                    "caller": "city-inspector",
+                    "token": "city-token-0123456789",
+                    "scopes": ["booking.inspector"],
+                },
+            ],
+        )
+    )
+    server, port = booking_grpc.create_server(
+        pair.ctx, pair.booking_engine, security=Security(tokens)
+    )
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = booking_pb2_grpc.BookingServiceStub(channel)
+    local = (("authorization", "Bearer inspector-token-0123456789"),)
+    city = (("authorization", "Bearer city-token-0123456789"),)
+    try:
+        listed = stub.ListTickets(bpb.ListTicketsRequest(), metadata=local, timeout=10)
+        assert [t.ticket_id for t in listed.tickets] == [here]
+        listed = stub.ListTickets(bpb.ListTicketsRequest(), metadata=city, timeout=10)
+        assert {t.ticket_id for t in listed.tickets} == {here, there}
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.RecheckTicket(
+                bpb.RecheckTicketRequest(ticket_id=there, passed=True), metadata=local, timeout=10
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert ticket(pair, there).status == bpb.TICKET_STATUS_SUBMITTED
+        passed = stub.RecheckTicket(
+            bpb.RecheckTicketRequest(ticket_id=here, passed=True), metadata=local, timeout=10
+        )
+        assert passed.status == bpb.TICKET_STATUS_VERIFIED
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+def test_five_wrong_passwords_lock_the_account(staff: Staff, phone: Any, tmp_path: Path) -> None:
+    staff.user("lisi", "supervisor")
+    refused = "用户名或密码不正确，或账户已锁定（连续5次密码错误锁定15分钟）"
+    for attempt in range(1, 6):  # the same answer before and after the lock
+        sign_in(phone, staff.base, "lisi", "wrong-password")
+        assert phone.locator("#login-error").inner_text() == refused, attempt
+    shot(phone, tmp_path, "login-wrong")
+    sign_in(phone, staff.base, "lisi")  # the right password, while locked
+    assert phone.locator("#login-error").inner_text() == refused
+    assert phone.url.endswith("/staff/login")
+    # the admin's reset unlocks it
+    staff_accounts.reset_password(UnitOfWork(staff.pair.booking_engine), "lisi", PASSWORD)
+    sign_in(phone, staff.base, "lisi")
+    assert phone.url.endswith("/dashboard")  # a supervisor's start page
+
+
+def test_supervisor_session_opens_the_dashboard_others_do_not(
+    staff: Staff, phone: Any, tmp_path: Path
+) -> None:
+    staff.pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    staff.user("zhao", "supervisor")
+    staff.user("chen", "expert", expert_id="E1")
+    dashboard = f"{staff.base}/dashboard"
+    assert phone.request.get(dashboard).status == 401  # no session, no token (Basic prompt)
+    sign_in(phone, staff.base, "zhao")
+    response = phone.goto(f"{staff.base}/dashboard")
+    assert response.status == 200
+    shot(phone, tmp_path, "supervisor-dashboard")
+    cookie = next(c for c in phone.context.cookies() if c["name"] == "staff_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and not cookie["secure"]
+    phone.context.clear_cookies()
+    sign_in(phone, staff.base, "chen")
+    assert phone.url.endswith("/staff/visits")
+    assert phone.request.get(dashboard).status == 401  # an expert's session does not open it
+    # the bearer token still opens it
+    assert (
+        phone.request.get(
+            f"{staff.base}/dashboard", headers={"authorization": f"Bearer {STAFF_TOKEN}"}
+        ).status
+        == 200
+    )
