@@ -1,0 +1,429 @@
+"""What every benchmark of a gRPC service shares (bench/run.py for rules, reusable for
+the register and booking): start a server as its own process and wait for its health,
+drive it from client processes of their own while measuring their CPU, percentiles,
+medians of rounds with pairwise ratios, and the markdown table.
+
+A figure is only as honest as its client: every load row says how much CPU its client
+processes used (`client_cpu`: CPU seconds per wall second, summed over the client
+processes, so 1.0 means one core busy). A client near 1.0 per process is the bottleneck,
+and the row says so.
+
+Clients send pre-serialised bytes and receive bytes (gRPC's identity serialisers), so the
+client spends the same small effort on the project's call and on the echo baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- servers as processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_tokens(folder: Path, scopes: Sequence[str], rate: float = 1_000_000.0) -> str:
+    """A tokens file with one batch caller (its own high rate limit, README "Security");
+    returns the bearer token."""
+    token = secrets.token_urlsafe(24)
+    entry = {"caller": "bench", "token": token, "scopes": list(scopes), "rate_per_second": rate}
+    path = folder / "tokens.json"
+    path.write_text(json.dumps({"tokens": [entry]}), encoding="utf-8")
+    path.chmod(0o600)
+    return token
+
+
+def wait_healthy(address: str, service: str = "", timeout: float = 120.0) -> None:
+    """Until `address` answers grpc.health.v1 Check(service) with SERVING."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{address} not healthy after {timeout:.0f} s")
+            time.sleep(0.2)
+
+
+@dataclass
+class ServerProcess:
+    """A server started as `python -m <argv>`, its output in `log`; the whole process tree
+    (a `--processes N` parent and its children) is measured together."""
+
+    argv: list[str]
+    address: str
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, health_service: str = "", timeout: float = 120.0) -> ServerProcess:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", *self.argv],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+            )
+        try:
+            wait_healthy(self.address, health_service, timeout)
+            self._wait_children()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_children(self) -> None:
+        """A `--processes N` parent reports health only once; wait until its log says all
+        children serve (its `listening` line comes after every child's ready mark)."""
+        if "--processes" not in self.argv or self.argv[self.argv.index("--processes") + 1] == "1":
+            return
+        deadline = time.monotonic() + 120
+        while b'"rules service listening"' not in self.log.read_bytes():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server processes did not all start")
+            time.sleep(0.2)
+
+    def tree(self) -> list[psutil.Process]:
+        assert self.process is not None
+        parent = psutil.Process(self.process.pid)
+        return [parent, *parent.children(recursive=True)]
+
+    def rss_mb(self) -> float:
+        """Resident memory of the serving processes (the children of a `--processes N`
+        parent, else the one process), in MB."""
+        procs = self.tree()
+        serving = procs[1:] or procs
+        return sum(p.memory_info().rss for p in serving) / 2**20
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------- load from client processes
+
+
+@dataclass(frozen=True)
+class Load:
+    """One measurement: `in_flight` calls kept outstanding for `seconds` (after `warmup`),
+    spread over `clients` processes and `channels` connections in each."""
+
+    address: str
+    method: str  # full path, /pkg.Service/Method
+    payloads: tuple[bytes, ...]  # serialised requests, sent round-robin
+    in_flight: int = 8
+    seconds: float = 3.0
+    warmup: float = 0.5
+    clients: int = 1
+    channels: int = 2  # per client process: distinct connections (SO_REUSEPORT spreads them)
+    stream: bool = False  # one stream_stream call per client, pipelined
+    items_per_call: int = 1  # a batch request counts this many items
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Measured:
+    calls: int
+    seconds: float
+    latencies: list[float]  # seconds, one per call (streams: none)
+    client_cpu: float  # CPU seconds of the client processes per wall second
+    client_cpu_max: float  # the busiest client process, same unit (1.0 = a core)
+    server_cpu: float = 0.0  # CPU seconds of the server tree per wall second
+    items_per_call: int = 1
+
+    @property
+    def rate(self) -> float:
+        return self.calls * self.items_per_call / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        return percentile(self.latencies, p)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0–100) by nearest rank; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def measure(load: Load, server: ServerProcess | None = None) -> Measured:
+    """Run `load` from `load.clients` fresh processes; they start together after warm-up."""
+    spawn = multiprocessing.get_context("spawn")
+    clients = max(1, min(load.clients, load.in_flight))
+    share = [load.in_flight // clients + (i < load.in_flight % clients) for i in range(clients)]
+    barrier = spawn.Barrier(clients + 1)
+    results = spawn.Queue()
+    workers = [
+        spawn.Process(target=_client_main, args=(load, n, barrier, results), daemon=True)
+        for n in share
+    ]
+    for w in workers:
+        w.start()
+    barrier.wait(timeout=120)  # every client connected and warmed up
+    cpu0 = server.cpu_seconds() if server else 0.0
+    wall0 = time.perf_counter()
+    parts = [results.get(timeout=load.seconds + 300) for _ in workers]
+    wall = time.perf_counter() - wall0
+    cpu1 = server.cpu_seconds() if server else 0.0
+    for w in workers:
+        w.join(timeout=30)
+    errors = [p["error"] for p in parts if p.get("error")]
+    if errors:
+        raise RuntimeError(f"{load.method}: {errors[0]}")
+    seconds = max(p["seconds"] for p in parts)
+    return Measured(
+        calls=sum(p["calls"] for p in parts),
+        seconds=seconds,
+        latencies=[x for p in parts for x in p["latencies"]],
+        client_cpu=sum(p["cpu"] for p in parts) / seconds,
+        client_cpu_max=max(p["cpu"] / p["seconds"] for p in parts),
+        server_cpu=(cpu1 - cpu0) / wall if server else 0.0,
+        items_per_call=load.items_per_call,
+    )
+
+
+def _client_main(load: Load, in_flight: int, barrier: Any, results: Any) -> None:
+    try:
+        out = asyncio.run(_client(load, in_flight, barrier))
+    except Exception as exc:  # reported to the parent, which raises
+        out = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        with contextlib.suppress(Exception):
+            barrier.abort()
+    results.put(out)
+
+
+async def _client(load: Load, in_flight: int, barrier: Any) -> dict[str, Any]:
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", -1)]
+    channels = [
+        grpc.aio.insecure_channel(load.address, options=options)
+        for _ in range(max(1, min(load.channels, in_flight)))
+    ]
+    try:
+        run = _stream_calls if load.stream else _unary_calls
+        await run(load, channels, in_flight, time.perf_counter() + load.warmup, [])
+        await asyncio.get_running_loop().run_in_executor(None, barrier.wait, 120)
+        me = psutil.Process()
+        cpu0, start = _cpu(me), time.perf_counter()
+        latencies: list[float] = []
+        calls = await run(load, channels, in_flight, start + load.seconds, latencies)
+        seconds = time.perf_counter() - start
+        return {
+            "calls": calls,
+            "seconds": seconds,
+            "latencies": latencies,
+            "cpu": _cpu(me) - cpu0,
+        }
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+async def _unary_calls(
+    load: Load, channels: list[Any], in_flight: int, until: float, latencies: list[float]
+) -> int:
+    calls = [c.unary_unary(load.method) for c in channels]
+    payloads, count = load.payloads, len(load.payloads)
+    done = 0
+
+    async def slot(i: int) -> None:
+        nonlocal done
+        call, n = calls[i % len(calls)], i
+        clock = time.perf_counter
+        while (began := clock()) < until:
+            await call(payloads[n % count], metadata=load.metadata, timeout=120)
+            latencies.append(clock() - began)
+            done += 1
+            n += in_flight
+
+    await asyncio.gather(*(slot(i) for i in range(in_flight)))
+    return done
+
+
+async def _stream_calls(
+    load: Load, channels: list[Any], in_flight: int, until: float, latencies: list[float]
+) -> int:
+    """One pipelined stream per channel: requests sent as fast as flow control lets them
+    until `until`, every response read; counts responses."""
+    payloads, count = load.payloads, len(load.payloads)
+
+    async def one(channel: Any) -> int:
+        def requests() -> Iterator[bytes]:
+            n = 0
+            while time.perf_counter() < until:
+                yield payloads[n % count]
+                n += 1
+
+        call = channel.stream_stream(load.method)(
+            _aiter(requests()), metadata=load.metadata, timeout=600
+        )
+        got = 0
+        async for _reply in call:
+            got += 1
+        return got
+
+    return sum(await asyncio.gather(*(one(c) for c in channels)))
+
+
+async def _aiter(items: Iterator[bytes]) -> Any:
+    for item in items:
+        yield item
+
+
+# ---------------------------------------------------------------- rounds, ratios, tables
+
+
+@dataclass
+class Pair:
+    """A project figure and its same-run baseline, over rounds (one Measured each)."""
+
+    name: str
+    baseline_name: str
+    unit: str
+    project: list[Measured] = field(default_factory=list)
+    baseline: list[Measured] = field(default_factory=list)
+
+    def ratio(self) -> float:
+        """Median over rounds of project/baseline, each ratio taken within its round."""
+        return median([p.rate / b.rate for p, b in zip(self.project, self.baseline, strict=True)])
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def rounds(count: int, steps: Sequence[Callable[[int], None]]) -> None:
+    """Run every step once per round, round by round (a slow spell hits a whole round,
+    not one figure), passing the round number."""
+    for r in range(count):
+        for step in steps:
+            step(r)
+
+
+def fmt_rate(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+def pair_table(pairs: Sequence[Pair], *, latency: bool = True) -> str:
+    """One row per pair: medians of each figure, the median pairwise ratio, latency of the
+    project figure, and the CPU of client and server during it."""
+    head = ["what", "rate", "unit", "same-run baseline", "baseline rate", "ratio"]
+    if latency:
+        head += ["p50 ms", "p99 ms", "baseline p50 ms"]
+    head += ["client CPU (cores, busiest process)", "server CPU (cores)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for pair in pairs:
+        row = [
+            pair.name,
+            fmt_rate(median([m.rate for m in pair.project])),
+            pair.unit,
+            pair.baseline_name,
+            fmt_rate(median([m.rate for m in pair.baseline])),
+            f"{pair.ratio():.0%}",
+        ]
+        if latency:
+            row += [
+                fmt_ms(median([m.percentile(50) for m in pair.project])),
+                fmt_ms(median([m.percentile(99) for m in pair.project])),
+                fmt_ms(median([m.percentile(50) for m in pair.baseline])),
+            ]
+        row += [
+            f"{median([m.client_cpu for m in pair.project]):.2f} "
+            f"({median([m.client_cpu_max for m in pair.project]):.2f})",
+            f"{median([m.server_cpu for m in pair.project]):.2f}",
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """The machine in one line: CPU model, cores, memory, Python, load when measured."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    memory = psutil.virtual_memory().total / 2**30
+    return (
+        f"{model}, {psutil.cpu_count()} cores, {memory:.0f} GB, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}, grpcio {grpc.__version__}; "
+        f"load average at the start {load}"
+    )
+
+
+@contextlib.contextmanager
+def scratch(prefix: str = "bench-") -> Iterator[Path]:
+    """A temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield Path(folder)
