@@ -56,8 +56,9 @@ lint: install
 	$(VENV)/bin/ruff format --check services tests bench scripts
 	$(VENV)/bin/mypy services
 
-bench: install
-	$(PY) -m bench.run --write docs/benchmarks.md
+BENCH_ARGS ?=
+bench: install  ## docs/benchmarks.md (~15 min); BENCH_ARGS=--quick for a smoke test
+	$(PY) -m bench.run $(BENCH_ARGS) --write docs/benchmarks.md
 
 DURATION ?= 10m
 soak: install  ## both services on SQLite, then PostgreSQL, under load (not part of make test)

@@ -201,8 +201,13 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank]
 
 
-def measure(load: Load, server: ServerProcess | None = None) -> Measured:
-    """Run `load` from `load.clients` fresh processes; they start together after warm-up."""
+def measure(
+    load: Load,
+    server: ServerProcess | None = None,
+    on_start: Callable[[], object] | None = None,
+) -> Measured:
+    """Run `load` from `load.clients` fresh processes; they start together after warm-up
+    (`on_start` is called then: a profiler can attach to the measured part only)."""
     spawn = multiprocessing.get_context("spawn")
     clients = max(1, min(load.clients, load.in_flight))
     share = [load.in_flight // clients + (i < load.in_flight % clients) for i in range(clients)]
@@ -215,6 +220,8 @@ def measure(load: Load, server: ServerProcess | None = None) -> Measured:
     for w in workers:
         w.start()
     barrier.wait(timeout=120)  # every client connected and warmed up
+    if on_start is not None:
+        on_start()
     cpu0 = server.cpu_seconds() if server else 0.0
     wall0 = time.perf_counter()
     parts = [results.get(timeout=load.seconds + 300) for _ in workers]

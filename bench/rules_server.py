@@ -57,7 +57,7 @@ def _with_echo(build: Any) -> Any:
 
 def _children_run_this(run_children: Any) -> Any:
     def run(_module: str, argv: Sequence[str], count: int, address: str) -> int:
-        return int(run_children(__name__, argv, count, address))
+        return int(run_children("bench.rules_server", argv, count, address))
 
     return run
 
