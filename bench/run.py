@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import os
 import platform
 import shlex
@@ -71,7 +72,9 @@ class Sizes:
     def of(cls, args: argparse.Namespace) -> Sizes:
         if args.quick:
             return cls(3, 300, 0.4, 0.2, 50, 2_000, 1, 1, 200)
-        return cls(args.rounds, args.peers, args.seconds, 0.5, 500, args.file, 3, 8, 2_000)
+        return cls(
+            args.rounds, args.peers, args.seconds, 0.5, 500, args.file, args.file_runs, 8, 2_000
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peers", type=int, default=100_000, help="profiles in-process")
     parser.add_argument("--seconds", type=float, default=3.0, help="per gRPC measurement")
     parser.add_argument("--file", type=int, default=1_000_000, help="profiles in the file")
+    parser.add_argument("--file-runs", type=int, default=3, help="runs over the file")
     parser.add_argument("--only", default="", help="comma-separated sections: peers,grpc,file,spy")
     parser.add_argument("--cache", type=Path, default=harness.ROOT / "var" / "bench")
     args = parser.parse_args(argv)
@@ -150,7 +154,7 @@ def in_process(sizes: Sizes) -> PeerFigures:
     identical = all(a == first for a in answers.values())
     messages = [convert.profile_from_json(d) for d in data]
     steps: dict[str, Callable[[], None]] = {
-        name: (lambda e=e: _each(jobs, e.match)) for name, e in engines.items()
+        name: functools.partial(_each, jobs, e.match) for name, e in engines.items()
     }
     steps["evaluate (validate + applicability + match + decide)"] = lambda: _each_one(
         data, lambda d: handlers.evaluate_data(ctx, d, AS_OF, prefix="")
@@ -225,7 +229,7 @@ def grpc_pairs(folder: Path, sizes: Sizes, processes: int) -> list[harness.Pair]
     )
     server, token = _start(folder, "bench.rules_server", processes, f"grpc{processes}")
     auth = (("authorization", f"Bearer {token}"),)
-    common = {"seconds": sizes.seconds, "warmup": sizes.warmup, "metadata": auth}
+    common: dict[str, Any] = {"seconds": sizes.seconds, "warmup": sizes.warmup, "metadata": auth}
     common["channels"] = 4 if processes > 1 else 2
     plan: list[tuple[harness.Pair, harness.Load, harness.Load]] = []
     flights = (1, 8, 32) if processes == 1 else (8, 32)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 
+from services.common.vocabulary import Domain
 from services.common.workload import profiles
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.applicability import Applicability
 from services.rules.domain.decision import applicable_clauses
-from services.rules.domain.profile import Domain, HazchemRole, Venue, parse_profile
+from services.rules.domain.profile import HazchemRole, Venue, parse_profile
 
 
 def test_remembered_clauses_are_the_fresh_ones_for_every_kind_of_firm(rulebook: Rulebook) -> None:
