@@ -394,9 +394,9 @@ def pair_table(pairs: Sequence[Pair], *, latency: bool = True) -> str:
         ]
         if latency:
             row += [
-                fmt_ms(median([m.percentile(50) for m in pair.project])),
-                fmt_ms(median([m.percentile(99) for m in pair.project])),
-                fmt_ms(median([m.percentile(50) for m in pair.baseline])),
+                _ms(pair.project, 50),
+                _ms(pair.project, 99),
+                _ms(pair.baseline, 50),
             ]
         row += [
             f"{median([m.client_cpu for m in pair.project]):.2f} "
@@ -405,6 +405,14 @@ def pair_table(pairs: Sequence[Pair], *, latency: bool = True) -> str:
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _ms(figures: Sequence[Measured], p: float) -> str:
+    """The median over rounds of a latency percentile, in ms; "–" for streams (no
+    per-call latency)."""
+    if not any(m.latencies for m in figures):
+        return "–"
+    return fmt_ms(median([m.percentile(p) for m in figures]))
 
 
 def table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

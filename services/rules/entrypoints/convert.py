@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from datetime import date
@@ -35,8 +36,15 @@ def enum_value(enum: Any, number: int, prefix: str, *, lower: bool = True) -> st
 
 
 def enum_number(enum: Any, value: str, prefix: str) -> Any:
-    """ "machinery" → INDUSTRY_MACHINERY's number (typed Any: the stubs want the enum type)."""
-    return int(enum.Value(prefix + value.upper()))
+    """ "machinery" → INDUSTRY_MACHINERY's number (typed Any: the stubs want the enum type).
+    Remembered per name: every decision converts the same few (an unknown name raises
+    ValueError each time, never remembered)."""
+    return _enum_number(enum, prefix + value.upper())
+
+
+@functools.lru_cache(maxsize=4096)
+def _enum_number(enum: Any, name: str) -> int:
+    return int(enum.Value(name))
 
 
 def _fact(value: struct_pb2.Value) -> Any:
