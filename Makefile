@@ -57,7 +57,7 @@ lint: install
 	$(VENV)/bin/mypy services
 
 BENCH_ARGS ?=
-bench: install  ## docs/benchmarks.md (~15 min); BENCH_ARGS=--quick for a smoke test
+bench: install  ## docs/benchmarks.md (15-20 min); BENCH_ARGS=--quick for a smoke test
 	$(PY) -m bench.run $(BENCH_ARGS) --write docs/benchmarks.md
 
 DURATION ?= 10m

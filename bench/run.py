@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny numbers: a smoke test")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--peers", type=int, default=100_000, help="profiles in-process")
-    parser.add_argument("--seconds", type=float, default=3.0, help="per gRPC measurement")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per gRPC measurement")
     parser.add_argument("--file", type=int, default=1_000_000, help="profiles in the file")
     parser.add_argument("--file-runs", type=int, default=3, help="runs over the file")
     parser.add_argument("--only", default="", help="comma-separated sections: peers,grpc,file,spy")
@@ -631,7 +631,7 @@ sending pre-serialised requests), each row with the client's CPU (cores in use s
 over the client processes, the busiest one in brackets: near 1.00 means the client, not
 the server, was the limit) and the server's.
 
-How to run: `make bench` (about 15 minutes; writes this file), `make bench
+How to run: `make bench` (15 to 20 minutes; writes this file), `make bench
 BENCH_ARGS=--quick` (a smoke test on tiny numbers, seconds), or one section:
 `make bench BENCH_ARGS="--only grpc"` (peers, grpc, file, spy).
 """
