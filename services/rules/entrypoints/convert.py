@@ -441,7 +441,7 @@ def _direct_profile(given: Mapping[str, Any]) -> pb.EnterpriseProfile | None:
     """The profile built field by field, as ParseDict would build it, for the plain
     shapes a file of profiles holds (text, whole numbers, yes/no, enum names, facts that
     are yes/no, finite numbers or text, no records); None for anything else, which then
-    goes through ParseDict (and its errors). Several times faster than ParseDict."""
+    goes through ParseDict (and its errors). About three times faster than ParseDict."""
     out = pb.EnterpriseProfile()
     try:
         for key, value in given.items():
