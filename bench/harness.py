@@ -189,6 +189,12 @@ class Measured:
     def rate(self) -> float:
         return self.calls * self.items_per_call / self.seconds if self.seconds else 0.0
 
+    @property
+    def cpu_per_item(self) -> float:
+        """Server CPU microseconds per item: steadier than the rate on a shared machine,
+        where the server may not get a whole core."""
+        return self.server_cpu / self.rate * 1e6 if self.rate else 0.0
+
     def percentile(self, p: float) -> float:
         return percentile(self.latencies, p)
 
@@ -354,6 +360,12 @@ class Pair:
         """Median over rounds of project/baseline, each ratio taken within its round."""
         return median([p.rate / b.rate for p, b in zip(self.project, self.baseline, strict=True)])
 
+    def cpu_ratio(self) -> float:
+        """Median over rounds of the baseline's server CPU per item over the project's:
+        the rate ratio a server with a core of its own would show."""
+        pairs = zip(self.project, self.baseline, strict=True)
+        return median([b.cpu_per_item / p.cpu_per_item for p, b in pairs if p.cpu_per_item])
+
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else 0.0
@@ -381,7 +393,12 @@ def pair_table(pairs: Sequence[Pair], *, latency: bool = True) -> str:
     head = ["what", "rate", "unit", "same-run baseline", "baseline rate", "ratio"]
     if latency:
         head += ["p50 ms", "p99 ms", "baseline p50 ms"]
-    head += ["client CPU (cores, busiest process)", "server CPU (cores)"]
+    head += [
+        "client CPU (cores, busiest process)",
+        "server CPU (cores)",
+        "server CPU µs per item (baseline)",
+        "CPU ratio",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for pair in pairs:
         row = [
@@ -402,6 +419,9 @@ def pair_table(pairs: Sequence[Pair], *, latency: bool = True) -> str:
             f"{median([m.client_cpu for m in pair.project]):.2f} "
             f"({median([m.client_cpu_max for m in pair.project]):.2f})",
             f"{median([m.server_cpu for m in pair.project]):.2f}",
+            f"{median([m.cpu_per_item for m in pair.project]):,.0f} "
+            f"({median([m.cpu_per_item for m in pair.baseline]):,.0f})",
+            f"{pair.cpu_ratio():.0%}",
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

@@ -596,7 +596,8 @@ class Report:
             client = harness.median([m.client_cpu_max for m in pair.project])
             lines.append(
                 f"- Evaluate unary at 8 in flight ≥ 70% of the bare echo's calls/s: "
-                f"**{pair.ratio():.0%}** ({_met(pair.ratio() >= 0.7)}); the busiest client "
+                f"**{pair.ratio():.0%}** ({_met(pair.ratio() >= 0.7)}; by server CPU per "
+                f"call {pair.cpu_ratio():.0%}); the busiest client "
                 f"process used {client:.2f} of a core"
                 + (" (not the bottleneck)." if client < 0.8 else " (near a core: client-bound).")
             )
