@@ -635,7 +635,7 @@ over the client processes, the busiest one in brackets: near 1.00 means the clie
 the server, was the limit) and the server's.
 
 How to run: `make bench` (15 to 20 minutes; writes this file), `make bench
-BENCH_ARGS=--quick` (a smoke test on tiny numbers, seconds), or one section:
+BENCH_ARGS=--quick` (a smoke test on tiny numbers, a few minutes), or one section:
 `make bench BENCH_ARGS="--only grpc"` (peers, grpc, file, spy).
 """
 
