@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, text
 from services.booking.adapters import migrate as booking_migrate
 from services.booking.adapters.menu import load_menu
 from services.booking.adapters.rules_client import RulesClient
+from services.booking.adapters.sms import MemorySms
 from services.booking.domain.qr import Keyring
 from services.booking.entrypoints import grpc_server as booking_grpc
 from services.booking.service_layer.ports import BookingContext
@@ -123,6 +124,29 @@ class Pair:
             idempotency_key=key,
         )
 
+    @property
+    def sms(self) -> MemorySms:
+        """The in-memory SMS backend: every sign-in code the service sent."""
+        assert isinstance(self.ctx.sms, MemorySms)
+        return self.ctx.sms
+
+    def sign_in(
+        self, enterprise_id: str, token: str, phone: str = "13912345678"
+    ) -> tuple[tuple[str, str], ...]:
+        """Set the firm's sign-in mobile (booking.admin), sign in with the code it got:
+        the metadata of the firm's private calls."""
+        self.booking.SetSignInPhone(
+            bpb.SetSignInPhoneRequest(enterprise_id=enterprise_id, phone=phone), timeout=10
+        )
+        self.booking.RequestSignInCode(
+            bpb.RequestSignInCodeRequest(qr_token=token, phone=phone), timeout=10
+        )
+        done = self.booking.SignIn(
+            bpb.SignInRequest(qr_token=token, phone=phone, code=self.sms.last_code(phone)),
+            timeout=10,
+        )
+        return (("firm-session", done.session_token),)
+
     def rules_status(self, enterprise_id: str) -> rpb.EnterpriseStatus:
         return self.rules.GetEnterpriseStatus(
             rpb.GetEnterpriseStatusRequest(enterprise_id=enterprise_id), timeout=10
@@ -173,6 +197,7 @@ def running_pair(
         hotline="0579-12345",
         today=clock,
         regions=load_regions(RULESETS / "regions.yaml"),
+        sms=MemorySms(),
     )
     server, bport = booking_grpc.create_server(ctx, booking_engine, max_workers=16)
     server.start()

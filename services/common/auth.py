@@ -120,7 +120,7 @@ def write_dev_tokens(path: Path) -> dict[str, str]:
     """Create a tokens file with one token per role (for `--dev`); returns caller → token."""
     roles = {
         "dev-admin": sorted(SCOPES),
-        "booking-service": ["rules.read", "rules.write"],
+        "booking-service": ["rules.read", "rules.evaluate", "rules.write"],
         "dev-enforcement": ["rules.read", "rules.evaluate", "rules.write", "inspection.check"],
         "dev-inspector": ["booking.inspector", "booking.read"],
         "dev-expert-E-FIRE-01": ["booking.expert", "booking.read"],

@@ -107,21 +107,26 @@ def add_commands(
     back.set_defaults(run=lambda args: _cmd_restore(args, verify_audit))
 
 
-def _cmd_backup(args: argparse.Namespace) -> int:
+def _attempt(what: str, run: Callable[[], int]) -> int | None:
+    """The page count of a backup or restore, or None after saying why it failed."""
     try:
-        pages = backup(args.db, args.out)
+        return run()
     except BackupError as exc:
-        print(f"backup failed: {exc}", file=sys.stderr)
+        print(f"{what} failed: {exc}", file=sys.stderr)
+        return None
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    pages = _attempt("backup", lambda: backup(args.db, args.out))
+    if pages is None:
         return 1
     print(f"backup written to {args.out} ({pages} pages, integrity ok)")
     return 0
 
 
 def _cmd_restore(args: argparse.Namespace, verify_audit: Callable[[str], int]) -> int:
-    try:
-        pages = restore(args.source, args.db)
-    except BackupError as exc:
-        print(f"restore failed: {exc}", file=sys.stderr)
+    pages = _attempt("restore", lambda: restore(args.source, args.db))
+    if pages is None:
         return 1
     print(f"restored {args.source} into {sqlite_path(args.db)} ({pages} pages, integrity ok)")
     return verify_audit(args.db)

@@ -1,6 +1,6 @@
 """A seeded generator of county registers: firms that look like a real one, any size.
 
-Used by the benchmarks (bench/) and meant for the demo city: the same seed gives the
+Used by the demo city (demo_city.py, which the benchmarks also run): the same seed gives the
 same firms on every machine. The mix follows what the city reports describe: mostly
 small 工贸 and commerce firms; a minority in the nine high-risk domains; 5–10 % of firms
 with a finding, a few % of them MAJOR; some accident, penalty and hazard histories.

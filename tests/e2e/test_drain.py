@@ -16,7 +16,7 @@ import pytest
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.entrypoints.convert import profile_from_json
-from tests.e2e.test_processes import Proc
+from tests.e2e.procs import Proc, serve_rules
 from tests.support import profile
 
 TOKEN = "drain-token-0123456789abcdef"
@@ -38,20 +38,7 @@ def _serve(tmp_path: Path) -> Proc:
             }
         )
     )
-    return Proc(
-        [
-            "services.rules",
-            "--log-json",
-            "serve",
-            "--grpc",
-            "127.0.0.1:0",
-            "--db",
-            f"sqlite:///{tmp_path / 'rules.db'}",
-            "--tokens",
-            str(tokens),
-        ],
-        "rules service listening",
-    )
+    return serve_rules(f"sqlite:///{tmp_path / 'rules.db'}", tokens)
 
 
 def _burst(stub: rules_pb2_grpc.RulesServiceStub, first: int) -> list[grpc.Future]:

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.entrypoints.convert import profile_from_json
-from tests.e2e.test_processes import Proc
+from tests.e2e.procs import Proc, serve_rules
 from tests.integration.rules.test_change_feed_nats import NATS_URL, _delete, _nats_up, consume
 from tests.integration.rules.test_events import accident
 from tests.support import profile, uscc
@@ -29,21 +29,7 @@ TOKEN = "feed-writer-0123456789abc"
 
 def _serve(tmp_path: Path, *nats: str) -> Proc:
     """`serve` on the test's SQLite file and tokens, with the given --nats… flags."""
-    return Proc(
-        [
-            "services.rules",
-            "--log-json",
-            "serve",
-            "--grpc",
-            "127.0.0.1:0",
-            "--db",
-            f"sqlite:///{tmp_path / 'rules.db'}",
-            "--tokens",
-            str(tmp_path / "tokens.json"),
-            *nats,
-        ],
-        "rules service listening",
-    )
+    return serve_rules(f"sqlite:///{tmp_path / 'rules.db'}", tmp_path / "tokens.json", *nats)
 
 
 def _on_stream(tag: str) -> list[str]:

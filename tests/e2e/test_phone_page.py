@@ -1,6 +1,6 @@
 """The phone page in a real browser (Chromium, 360 px wide, JavaScript off).
 
-Poster → QR code → phone page → order form (an error, then success) → the expert's
+Poster → QR code → phone page → sign-in → order form (an error, then success) → the expert's
 visit → ticket → proof-of-fix photo → 已提交; and a forged code shows the 403 page.
 Screenshots go to the test's tmp_path.
 """
@@ -76,6 +76,17 @@ def test_poster_to_order_to_proof_of_fix(live: Live, phone: Any, desk: Any, tmp_
     assert phone.locator("script").count() == 0
     assert fits_phone(phone)
     phone.screenshot(path=str(tmp_path / "landing.png"), full_page=True)
+
+    # The firm's own person signs in (the code from the in-memory SMS backend).
+    pair.booking.SetSignInPhone(
+        bpb.SetSignInPhoneRequest(enterprise_id=firm, phone="13912345678"), timeout=10
+    )
+    phone.get_by_role("link", name="用登记的手机号登录").click()
+    phone.get_by_label("登录手机号").fill("13912345678")
+    phone.get_by_role("button", name="获取验证码").click()
+    phone.get_by_label("6位验证码").fill(pair.sms.last_code("13912345678"))
+    phone.get_by_role("button", name="登录").click()
+    assert phone.url == decoded
 
     # The order form: a bad phone number first.
     phone.get_by_role("link", name="预约专家上门指导").click()

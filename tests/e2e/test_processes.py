@@ -5,13 +5,6 @@ answers, and SIGTERM stops both cleanly."""
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,47 +16,14 @@ from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.entrypoints.convert import profile_from_json
-from tests.support import ROOT, profile, uscc
+from tests.e2e.procs import Proc, free_port, serve_rules
+from tests.support import profile, uscc
 
 TOKENS = {
     "admin": "proc-admin-0123456789abc",
     "booking": "proc-booking-0123456789a",
     "writer": "proc-writer-0123456789ab",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Proc:
-    def __init__(self, args: list[str], ready: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.ready = self._wait(ready)
-
-    def _pump(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line)
-
-    def _wait(self, event: str) -> dict[str, object]:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = self.lines.get(timeout=90)
-            if line.startswith("{") and json.loads(line).get("event") == event:
-                return dict(json.loads(line))
-        raise AssertionError(f"no {event!r}")
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
 
 
 def test_two_processes_the_worker_delivers_and_sigterm_stops_both(tmp_path: Path) -> None:
@@ -80,7 +40,7 @@ def test_two_processes_the_worker_delivers_and_sigterm_stops_both(tmp_path: Path
                     {
                         "token": TOKENS["booking"],
                         "caller": "booking-service",
-                        "scopes": ["rules.read", "rules.write"],
+                        "scopes": ["rules.read", "rules.evaluate", "rules.write"],
                     },
                     {
                         "token": TOKENS["writer"],
@@ -91,21 +51,8 @@ def test_two_processes_the_worker_delivers_and_sigterm_stops_both(tmp_path: Path
             }
         )
     )
-    rules = Proc(
-        [
-            "services.rules",
-            "--log-json",
-            "serve",
-            "--grpc",
-            "127.0.0.1:0",
-            "--db",
-            f"sqlite:///{tmp_path / 'rules.db'}",
-            "--tokens",
-            str(tokens),
-        ],
-        "rules service listening",
-    )
-    http_port = _free_port()
+    rules = serve_rules(f"sqlite:///{tmp_path / 'rules.db'}", tokens)
+    http_port = free_port()
     booking = Proc(
         [
             "services.booking",

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.entrypoints.convert import profile_from_json
-from tests.e2e.test_processes import Proc
+from tests.e2e.procs import Proc, serve_rules
 from tests.integration.conftest import PG_ADMIN_URL
 from tests.support import profile, uscc
 
@@ -27,20 +27,7 @@ RACERS = 12
 
 
 def _serve(tmp_path: Path, url: str) -> Proc:
-    return Proc(
-        [
-            "services.rules",
-            "--log-json",
-            "serve",
-            "--grpc",
-            "127.0.0.1:0",
-            "--db",
-            url,
-            "--tokens",
-            str(tmp_path / "tokens.json"),
-        ],
-        "rules service listening",
-    )
+    return serve_rules(url, tmp_path / "tokens.json")
 
 
 @pytest.fixture

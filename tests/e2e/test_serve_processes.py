@@ -12,7 +12,7 @@ import psutil
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.entrypoints.convert import profile_from_json
-from tests.e2e.test_processes import Proc
+from tests.e2e.procs import serve_rules
 from tests.support import profile
 
 TOKEN = "procs-evaluator-0123456789"
@@ -22,21 +22,8 @@ def test_two_processes_share_the_port_and_stop_together(tmp_path: Path) -> None:
     (tmp_path / "tokens.json").write_text(
         json.dumps({"tokens": [{"token": TOKEN, "caller": "e", "scopes": ["rules.evaluate"]}]})
     )
-    parent = Proc(
-        [
-            "services.rules",
-            "--log-json",
-            "serve",
-            "--grpc",
-            "127.0.0.1:0",
-            "--db",
-            f"sqlite:///{tmp_path / 'rules.db'}",
-            "--tokens",
-            str(tmp_path / "tokens.json"),
-            "--processes",
-            "2",
-        ],
-        "rules service listening",
+    parent = serve_rules(
+        f"sqlite:///{tmp_path / 'rules.db'}", tmp_path / "tokens.json", "--processes", "2"
     )
     children = psutil.Process(parent.proc.pid).children()
     assert len(children) == 2 and parent.ready["processes"] == [c.pid for c in children]

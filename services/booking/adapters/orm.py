@@ -31,8 +31,10 @@ from services.booking.domain.records import (
     Assignment,
     Expert,
     FirmCard,
+    FirmSession,
     OutboxMessage,
     Photo,
+    SignInCode,
     Visit,
 )
 from services.booking.domain.tickets import Ticket, TicketTransition
@@ -67,6 +69,35 @@ firm_cards = Table(
     Column("qr_key_id", String(16), nullable=False, server_default=""),
     Column("qr_serial", String(32), nullable=False, server_default=""),
     Column("qr_issued_at", DateTime(timezone=True), nullable=True),
+    Column("sign_in_phone", String(20), nullable=False, server_default=""),
+)
+
+firm_sign_in_codes = Table(
+    "firm_sign_in_codes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("enterprise_id", String(18), nullable=False),
+    Column("phone_digest", String(64), nullable=False),
+    Column("code_digest", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("tries", Integer, nullable=False, server_default="0"),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    Column("client", String(64), nullable=False, server_default=""),
+    Index("ix_firm_sign_in_codes_firm", "enterprise_id", "created_at"),
+    Index("ix_firm_sign_in_codes_client", "client", "created_at"),
+)
+
+firm_sessions = Table(
+    "firm_sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("enterprise_id", String(18), nullable=False, index=True),
+    Column("phone_digest", String(64), nullable=False),
+    Column("secret_digest", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
 )
 
 experts = Table(
@@ -103,6 +134,7 @@ orders = Table(
     Column("slot", String(16), nullable=True),
     Column("dispatch_note", Text, nullable=False, server_default=""),
     Column("updated_at", DateTime(timezone=True), nullable=True),
+    Column("clause_refs", JSON, nullable=False, server_default="[]"),
     UniqueConstraint("enterprise_id", "idempotency_key", name="uq_orders_idempotency"),
     Index("ix_orders_status", "status", "created_at"),
 )
@@ -194,12 +226,16 @@ def _serial_digest(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16] if value else ""
 
 
+def _masked(phone: str) -> str:
+    return mask_phone(phone) if phone else ""
+
+
 AUDITED = {
     FirmCard: Audited(
         "firm",
         "enterprise_id",
-        ("name", "region", "qr_key_id", "qr_serial"),
-        {"qr_serial": _serial_digest},
+        ("name", "region", "qr_key_id", "qr_serial", "sign_in_phone"),
+        {"qr_serial": _serial_digest, "sign_in_phone": _masked},
     ),
     Expert: Audited(
         "expert",
@@ -254,6 +290,8 @@ def _map() -> None:
     _map_with_history(Ticket, tickets, TicketTransition, ticket_transitions)
     mapper_registry.map_imperatively(Photo, photos)
     mapper_registry.map_imperatively(OutboxMessage, outbox)
+    mapper_registry.map_imperatively(SignInCode, firm_sign_in_codes)
+    mapper_registry.map_imperatively(FirmSession, firm_sessions)
 
 
 def _map_with_history(record: type, table: Table, transition: type, history: Table) -> None:

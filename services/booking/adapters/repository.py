@@ -18,6 +18,8 @@ from services.booking.adapters.orm import (
     assignments,
     experts,
     firm_cards,
+    firm_sessions,
+    firm_sign_in_codes,
     orders,
     outbox,
     tickets,
@@ -29,8 +31,10 @@ from services.booking.domain.records import (
     Assignment,
     Expert,
     FirmCard,
+    FirmSession,
     OutboxMessage,
     Photo,
+    SignInCode,
 )
 from services.booking.domain.tickets import Ticket
 from services.common.clock import now
@@ -55,6 +59,46 @@ class BookingRegister:
         return self._one(
             select(FirmCard).where(firm_cards.c.enterprise_id == enterprise_id), for_update
         )
+
+    def firms_in(self, regions: Sequence[str]) -> Sequence[FirmCard]:
+        """The firms of these regions (all when empty), by id."""
+        query = select(FirmCard).order_by(firm_cards.c.enterprise_id)
+        if regions:
+            query = query.where(firm_cards.c.region.in_(list(regions)))
+        return self.session.scalars(query).all()
+
+    # the firm's sign-in
+    def codes_since(self, *, enterprise_id: str = "", client: str = "", since: datetime) -> int:
+        """Codes sent since `since` to one firm, or at one client's request."""
+        query = select(func.count()).select_from(firm_sign_in_codes)
+        query = query.where(firm_sign_in_codes.c.created_at >= since)
+        if enterprise_id:
+            query = query.where(firm_sign_in_codes.c.enterprise_id == enterprise_id)
+        if client:
+            query = query.where(firm_sign_in_codes.c.client == client)
+        return int(self.session.scalar(query) or 0)
+
+    def latest_code(self, enterprise_id: str, phone_digest: str) -> SignInCode | None:
+        """The firm's newest code for this phone (locked: tries are counted)."""
+        query = (
+            select(SignInCode)
+            .where(
+                firm_sign_in_codes.c.enterprise_id == enterprise_id,
+                firm_sign_in_codes.c.phone_digest == phone_digest,
+            )
+            .order_by(firm_sign_in_codes.c.created_at.desc())
+            .limit(1)
+        )
+        return self._one(query, for_update=True)
+
+    def firm_session(self, session_id: str) -> FirmSession | None:
+        return self.session.get(FirmSession, session_id)
+
+    def firm_sessions(self, enterprise_id: str) -> Sequence[FirmSession]:
+        query = select(FirmSession).where(
+            firm_sessions.c.enterprise_id == enterprise_id, firm_sessions.c.ended_at.is_(None)
+        )
+        return self.session.scalars(query).all()
 
     # experts
     def expert(self, expert_id: str, *, for_update: bool = False) -> Expert | None:
@@ -234,6 +278,35 @@ class BookingRegister:
         if regions:
             query = query.where(orders.c.region.in_(list(regions)))
         return self.session.scalars(query).all()
+
+    def overdue_by_region(self, today: date, regions: Sequence[str] = ()) -> dict[str, int]:
+        """Tickets past their deadline and not verified on `today`, counted by the region of
+        their order (`regions`: only those; empty: every region)."""
+        query = (
+            select(orders.c.region, func.count())
+            .select_from(tickets.join(orders, tickets.c.order_id == orders.c.id))
+            .where(tickets.c.status != "verified", tickets.c.due_on < today)
+            .group_by(orders.c.region)
+        )
+        if regions:
+            query = query.where(orders.c.region.in_(list(regions)))
+        return {row[0]: int(row[1]) for row in self.session.execute(query)}
+
+    def overdue_tickets(
+        self, today: date, regions: Sequence[str] = (), limit: int = 500
+    ) -> Sequence[Ticket]:
+        """Tickets past their deadline and not verified on `today`, of orders in `regions`
+        (empty: every region), longest overdue first."""
+        query = (
+            select(Ticket)
+            .join(orders, tickets.c.order_id == orders.c.id)
+            .where(tickets.c.status != "verified", tickets.c.due_on < today)
+        )
+        if regions:
+            query = query.where(orders.c.region.in_(list(regions)))
+        return self.session.scalars(
+            query.order_by(tickets.c.due_on, tickets.c.id).limit(limit)
+        ).all()
 
     def tickets_of_orders(self, order_ids: Sequence[str]) -> Sequence[Ticket]:
         if not order_ids:

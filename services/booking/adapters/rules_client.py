@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 
 from services.booking.domain.events import (
     BookingEvent,
@@ -21,10 +21,16 @@ from services.booking.domain.events import (
     HazardVerified,
 )
 from services.booking.domain.rules_service import (
+    BlockerInfo,
+    ClauseInfo,
+    FindingInfo,
     FirmInfo,
+    FirmStatus,
     InspectionInfo,
+    Question,
     RulesRejected,
     RulesUnavailable,
+    WhitelistSize,
     rules_error,
 )
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -212,3 +218,132 @@ class RulesClient:
             found.grounds,
             tuple(found.joint_authorities),
         )
+
+    def whitelist_sizes(self, region: str, from_month: str, to_month: str) -> list[WhitelistSize]:
+        """The white list's size month by month (ListWhitelistSizes, scope rules.read)."""
+        found = self._call(
+            "ListWhitelistSizes",
+            pb.ListWhitelistSizesRequest(region=region, from_month=from_month, to_month=to_month),
+        )
+        return [WhitelistSize(s.month, s.size, s.granted, s.closed) for s in found.sizes]
+
+    # -- the firm's own page: status, applicable clauses, the self-check
+
+    def _status(self, enterprise_id: str) -> Any | None:
+        try:
+            return self._call(
+                "GetEnterpriseStatus",
+                pb.GetEnterpriseStatusRequest(enterprise_id=enterprise_id, history_limit=1),
+            )
+        except RulesRejected as exc:
+            if exc.status == "NOT_FOUND":
+                return None
+            raise
+
+    def status(self, enterprise_id: str) -> FirmStatus | None:
+        """The firm's latest decision, its blockers with their dates and its findings with
+        the open hazards' deadlines; None when rules does not know the firm."""
+        found = self._status(enterprise_id)
+        if found is None:
+            return None
+        d = found.decision
+        due = {h.hazard_id: h.due_on for h in found.profile.hazards}
+        entry = found.whitelist_entry
+        return FirmStatus(
+            status=_name(pb.Status, d.status, "STATUS_"),
+            risk_level=_name(pb.RiskLevel, d.risk_level, "RISK_LEVEL_"),
+            valid_until=d.valid_until,
+            whitelist_until=entry.valid_until
+            if entry.enterprise_id and not entry.revoked_on
+            else "",
+            blockers=tuple(
+                BlockerInfo(b.code, b.reason, b.arose_on, b.ends_on) for b in d.whitelist_blockers
+            ),
+            findings=tuple(_finding(f, due.get(f.hazard_id, "")) for f in d.findings),
+            recommended_services=tuple(d.recommended_services),
+        )
+
+    def applicable(self, enterprise_id: str, major_only: bool = False) -> list[ClauseInfo]:
+        """The clauses that apply to the firm today, with their questions (catalogue order)."""
+        answer = self._call(
+            "ListApplicableClauses",
+            pb.ListApplicableClausesRequest(
+                enterprise_id=enterprise_id,
+                severity=pb.SEVERITY_MAJOR if major_only else pb.SEVERITY_UNSPECIFIED,
+            ),
+        )
+        titles = {s.id: s.title for s in answer.standards}
+        return [_clause(c, titles.get(c.standard_id, c.standard_id)) for c in answer.clauses]
+
+    def self_check(self, enterprise_id: str, answers: Mapping[str, Any]) -> list[FindingInfo]:
+        """Evaluate (stateless: nothing is stored) the firm's stored profile with the
+        answered facts laid over it; the findings, MAJOR first."""
+        found = self._status(enterprise_id)
+        if found is None:
+            return []
+        profile = pb.EnterpriseProfile()
+        profile.CopyFrom(found.profile)
+        for key, value in answers.items():
+            profile.facts[key].CopyFrom(_value(value))
+        decision = self._call("Evaluate", pb.EvaluateRequest(profile=profile))
+        due = {h.hazard_id: h.due_on for h in found.profile.hazards}
+        return [_finding(f, due.get(f.hazard_id, "")) for f in decision.findings]
+
+
+def _name(enum: Any, value: int, prefix: str) -> str:
+    return str(enum.Name(value)).removeprefix(prefix).lower()
+
+
+def _severity(value: int) -> str:
+    return "major" if value == pb.SEVERITY_MAJOR else "general"
+
+
+def _finding(f: Any, due_on: str) -> FindingInfo:
+    return FindingInfo(
+        ref=f.clause_ref or f"{f.standard_id}:{f.clause}",
+        standard_id=f.standard_id,
+        clause=f.clause,
+        severity=_severity(f.severity),
+        text=f.text,
+        guidance=f.guidance,
+        services=tuple(f.services),
+        hazard_id=f.hazard_id,
+        due_on=due_on,
+    )
+
+
+_ANSWER_TYPES = {
+    pb.ANSWER_TYPE_YES_NO: "yes_no",
+    pb.ANSWER_TYPE_COUNT: "count",
+    pb.ANSWER_TYPE_NUMBER: "number",
+    pb.ANSWER_TYPE_TEXT: "text",
+}
+
+
+def _clause(c: Any, standard_title: str) -> ClauseInfo:
+    return ClauseInfo(
+        ref=c.clause_ref,
+        standard_id=c.standard_id,
+        standard_title=standard_title,
+        clause=c.clause,
+        title=c.title,
+        severity=_severity(c.severity),
+        text=c.text,
+        guidance=c.guidance,
+        services=tuple(c.services),
+        questions=tuple(
+            Question(q.key, q.question, _ANSWER_TYPES.get(q.answer_type, "text"), q.unit)
+            for q in c.questions
+        ),
+    )
+
+
+def _value(value: Any) -> struct_pb2.Value:
+    out = struct_pb2.Value()
+    if isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, int | float):
+        out.number_value = float(value)
+    else:
+        out.string_value = str(value)
+    return out

@@ -14,6 +14,7 @@ from services.common.errors import FieldViolation, ValidationError
 from services.common.values import preview
 from services.common.vocabulary import DOMAINS, uscc_problem
 
+from . import messages
 from .orders import PHONE
 from .records import Expert
 from .slots import parse_slot
@@ -29,7 +30,7 @@ class Regions(Protocol):
     """What checking an expert's regions needs of the region registry."""
 
     def canonical(self, value: str) -> str | None: ...
-    def problem(self, value: str, *, counties: bool = False) -> str: ...
+    def nearest(self, value: str) -> list[str]: ...
 
 
 def parse_expert(data: Mapping[str, Any], known: Regions | None) -> Expert:
@@ -37,33 +38,30 @@ def parse_expert(data: Mapping[str, Any], known: Regions | None) -> Expert:
     bad: list[FieldViolation] = []
     expert_id = str(data.get("expert_id", "")).strip()
     if not expert_id or len(expert_id) > EXPERT_ID_MAX:
-        bad.append(
-            FieldViolation("expert.expert_id", f"required, at most {EXPERT_ID_MAX} characters")
-        )
+        bad.append(FieldViolation("expert.expert_id", messages.EXPERT_ID.format(n=EXPERT_ID_MAX)))
     name = str(data.get("name", "")).strip()
     if not name or len(name) > NAME_MAX:
-        bad.append(FieldViolation("expert.name", f"required, at most {NAME_MAX} characters"))
+        bad.append(FieldViolation("expert.name", messages.EXPERT_NAME.format(n=NAME_MAX)))
     domains = [str(d) for d in dict.fromkeys(data.get("domains", []))]
     if not domains or not set(domains) <= DOMAINS:
-        bad.append(FieldViolation("expert.domains", "one or more of the nine high-risk domains"))
+        bad.append(FieldViolation("expert.domains", messages.EXPERT_DOMAINS))
     slots = [str(s) for s in dict.fromkeys(data.get("slots", []))]
     _check_slots(slots, bad)
     per_day = data.get("max_visits_per_day", 2)
     if per_day not in (1, 2):
-        bad.append(FieldViolation("expert.max_visits_per_day", "1 or 2"))
+        bad.append(FieldViolation("expert.max_visits_per_day", messages.EXPERT_PER_DAY))
     regions = _regions(data, known, bad)
     conflicts = [str(c) for c in dict.fromkeys(data.get("conflicts", []))]
     if len(conflicts) > MAX_CONFLICTS or any(uscc_problem(c) for c in conflicts):
         bad.append(
             FieldViolation(
                 "expert.conflicts",
-                f"at most {MAX_CONFLICTS} unified social credit codes, "
-                "each with its check character",
+                messages.EXPERT_CONFLICTS.format(n=MAX_CONFLICTS),
             )
         )
     phone = str(data.get("phone", "")).strip()
     if phone and not PHONE.fullmatch(phone.replace("-", "").replace(" ", "")):
-        bad.append(FieldViolation("expert.phone", "a mainland mobile number (11 digits)"))
+        bad.append(FieldViolation("expert.phone", messages.EXPERT_PHONE))
     if bad:
         raise ValidationError(bad)
     active = bool(data.get("active", True))
@@ -74,11 +72,11 @@ def _check_slots(slots: list[str], bad: list[FieldViolation]) -> None:
     for s in slots:
         try:
             parse_slot(s)
-        except ValueError as exc:
-            bad.append(FieldViolation("expert.slots", f"{preview(s)}: {exc}"))
+        except ValueError:
+            bad.append(FieldViolation("expert.slots", messages.EXPERT_SLOT.format(slot=preview(s))))
             break
     if len(slots) > MAX_SLOTS:
-        bad.append(FieldViolation("expert.slots", f"at most {MAX_SLOTS} half-days"))
+        bad.append(FieldViolation("expert.slots", messages.EXPERT_SLOTS_MAX.format(n=MAX_SLOTS)))
 
 
 def _regions(
@@ -90,7 +88,7 @@ def _regions(
         bad.append(
             FieldViolation(
                 "expert.regions",
-                f"at most {MAX_REGIONS} regions of 1-{REGION_MAX} characters",
+                messages.EXPERT_REGIONS.format(n=MAX_REGIONS, m=REGION_MAX),
             )
         )
         return regions
@@ -100,6 +98,12 @@ def _regions(
     for i, r in enumerate(regions):
         name = known.canonical(r)
         if name is None:
-            bad.append(FieldViolation(f"expert.regions[{i}]", known.problem(r)))
+            bad.append(FieldViolation(f"expert.regions[{i}]", _unknown_region(known, r)))
         canonical.append(name or r)
     return list(dict.fromkeys(canonical))
+
+
+def _unknown_region(known: Regions, value: str) -> str:
+    near = known.nearest(value)
+    hint = messages.NEAREST_REGIONS.format(names="、".join(near)) if near else ""
+    return messages.UNKNOWN_REGION.format(value=preview(value), hint=hint)

@@ -2,12 +2,16 @@
 
 Form errors on the phone page and in the firm's own gRPC calls (its QR token calls:
 CreateOrder, GetOrder, CancelOrder, SubmitRectification), the pages' titles and
-explanations, the reasons written into an order's or a ticket's history, the poster.
+explanations, the reasons written into an order's or a ticket's history, the poster, and
+what staff read in booking's errors (a record not found, who may do what, the expert pool's
+field violations). Field names in violations stay the proto's (`expert.slots`), for programs.
 Names of values (statuses, severities, domains) are labels: entrypoints/web/labels.py
 and services/common/vocabulary.py.
 """
 
 from __future__ import annotations
+
+from services.common.values import preview
 
 # ---------------------------------------------------------------- the order form
 NO_ITEM = "请至少选择一项服务"
@@ -37,6 +41,35 @@ ALREADY_VERIFIED = "该整改单已复查通过，无需再提交"
 # ---------------------------------------------------------------- QR codes
 QR_INVALID = "二维码无效（{reason}）"
 QR_REVOKED = "二维码已失效，请使用最新张贴的二维码"
+
+# ---------------------------------------------------------------- records and who may touch them
+RECORD_NAMES = {"order": "预约单", "ticket": "整改单", "photo": "照片"}
+NO_SUCH_RECORD = "没有找到该{what}（{ref}）"
+OTHER_FIRMS_RECORD = "该{what}属于其他企业"
+FIRM_NOT_REGISTERED = "企业{ref}不在规则服务的企业库中，请先在企业库登记"
+NEEDS_CREDENTIAL = "此操作需要企业的二维码或工作人员的访问令牌"
+ONLY_DISPATCHED_EXPERT = "只有被派单的专家（或booking.admin）可以登记这次上门服务"
+ONLY_RECHECKERS = "只有检查人员或发现该隐患的专家可以复查"
+ONLY_ADMIN_CANCELS = "只有booking.admin可以代表主管部门取消预约"
+
+
+def no_such(what: str, ref: str) -> str:
+    """'No such order, ticket or photo', quoting at most a short prefix of the reference."""
+    return NO_SUCH_RECORD.format(what=RECORD_NAMES[what], ref=preview(ref))
+
+
+# ---------------------------------------------------------------- the expert pool (staff)
+EXPERT_ID = "必填，最多{n}个字符"
+EXPERT_NAME = "必填，最多{n}个字"
+EXPERT_DOMAINS = "请选择一个或多个高危领域（九个领域之一）"
+EXPERT_PER_DAY = "每天最多接单数只能是1或2"
+EXPERT_CONFLICTS = "最多{n}个统一社会信用代码，每个须带正确的校验位"
+EXPERT_PHONE = "请填写11位手机号码（以1开头）"
+EXPERT_SLOT = "时段{slot}格式不正确，应为“YYYY-MM-DD AM”或“YYYY-MM-DD PM”"
+EXPERT_SLOTS_MAX = "最多{n}个半天时段"
+EXPERT_REGIONS = "最多{n}个镇街，每个1至{m}个字"
+UNKNOWN_REGION = "未知的镇街{value}：请填写rulesets/regions.yaml中的名称（如稠城街道）或代码{hint}"
+NEAREST_REGIONS = "；相近的有：{names}"
 
 # ---------------------------------------------------------------- history and dispatch
 ORDER_TAKEN = "扫码点单"
@@ -73,8 +106,54 @@ PAGE_NO_REGION = (
 NEAREST_REGIONS = "；是否要找：{names}"
 STAFF_ONLY = "需要监管人员凭证"
 
+# ---------------------------------------------------------------- the dashboard
+# the headline, in the city reports' words (domain/headline.py rounds the last figure)
+HEADLINE = "已响应预约 {answered} 次 · 服务企业 {firms} 家 · 消除隐患 {eliminated}处"
+HEADLINE_PERIOD = "{first}至{last}"
+WHITELIST_UNAVAILABLE = "暂时无法从规则服务获取白名单数据，其他图表不受影响，请稍后刷新。"
+CHART_NO_DATA = "所选范围内暂无数据"
+CHART_TABLE = "查看数据表"
+CSV_DOWNLOAD = "下载CSV（{title}）"
+BAD_PERIOD = (
+    "统计期间有误：日期请写成“年-月-日”（如2026-06-01），开始日期不晚于结束日期，最长{months}个月。"
+)
+
 # ---------------------------------------------------------------- the poster
 POSTER_TITLE = "安全生产 扫码点单"
 POSTER_INVITATION = "手机扫码，免费预约安全专家上门指导（容错式指导，不处罚）"
 POSTER_MENU = "服务菜单"
 POSTER_HOTLINE = "服务热线 {hotline}"
+
+# ---------------------------------------------------------------- the firm's own page (issue 11)
+TOO_MANY_CLAUSE_REFS = "最多关联{n}条条款"
+BAD_CLAUSE_REF = "条款编号格式不正确：{ref}"
+SIGN_IN_TITLE = "企业本人登录"
+SIGN_IN_NEEDED = "该内容仅企业本人可见，请先用登记的手机号登录。"
+SIGN_IN_CODE_SENT = "如该号码是本企业登记的登录手机，验证码已发送，10分钟内有效。"
+SIGN_IN_BAD_PHONE = "请填写11位手机号码（以1开头）"
+SIGN_IN_BAD_CODE_FORMAT = "请填写6位数字验证码"
+SIGN_IN_WRONG_CODE = "验证码错误或已过期，请重新输入或重新获取"
+SIGN_IN_TOO_MANY_TRIES = "验证码输错次数过多，请重新获取验证码"
+SIGN_IN_TOO_MANY_CODES = "获取验证码太频繁，请稍后再试"
+SIGN_IN_NEEDS_SESSION = "此操作需要企业本人登录（凭二维码只能预约和查看预约编号）"
+SIGN_IN_PHONE_SET = "登录手机已更新"
+SMS_CODE_TEXT = "【安全生产扫码点单】您的登录验证码为{code}，10分钟内有效。请勿告诉他人。"
+STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用），您仍可以预约专家。"
+STATUS_WHITELIST = "已列入白名单：无事不扰（有效期至{until}）"
+STATUS_ROUTINE = "常规监管（双随机抽查）"
+STATUS_PRIORITY = "重点监管"
+BOOK_FOR_THIS = "预约专家帮我整改"
+REFS_PRIVATE = "预约会附上对应的条款，仅您和上门专家可见，不计入监管统计。"
+SELF_CHECK_NOTE = "自查结果只显示给您本人：不保存、不上报，不作为处罚依据（容错式指导）。"
+SELF_CHECK_NONE = "按您的回答，未发现隐患。"
+SELF_CHECK_BAD_NUMBER = "请填写数字"
+BLOCKER_SENTENCES = {
+    "recent_penalty": "{arose} 受到行政处罚，{ends}起不再影响白名单",
+    "recent_accident": "{arose} 发生生产安全事故，{ends}起不再影响白名单",
+    "late_rectification": "{arose} 隐患逾期才整改完毕，{ends}起不再影响白名单",
+    "open_hazard": "自{arose}起有隐患未经复查验收：整改并复查通过后不再影响白名单",
+    "revoked_by_event": "{arose} 白名单因事件撤销：{reason}",
+}
+POSTER_CHECKLIST = "本企业适用的重大事故隐患自查清单"
+POSTER_CHECKLIST_MORE = "……另有{n}项，扫码查看"
+POSTER_CHECKLIST_NONE = "（暂无适用的重大事故隐患判定条款）"

@@ -91,6 +91,8 @@ class Order(Tracked[OrderAction, OrderTransition]):
     dispatch_note: str = ""
     updated_at: datetime | None = None
     history: list[OrderTransition] = field(default_factory=list)
+    # the clauses that motivated it (the firm's page); for the firm and its expert only
+    clause_refs: list[str] = field(default_factory=list)
 
     machine: ClassVar[StateMachine[Any, Any]] = ORDER_MACHINE
 
@@ -182,3 +184,23 @@ def bookable_slots(today: date) -> list[Slot]:
 
 def mask_phone(phone: str) -> str:
     return phone[:3] + "****" + phone[-4:] if len(phone) == 11 else "***"
+
+
+CLAUSE_REF = re.compile(r"[A-Z][A-Z0-9]{1,15}:[0-9A-Za-z().\-]{1,24}")
+MAX_CLAUSE_REFS = 20
+
+
+def validate_clause_refs(refs: list[str]) -> list[str]:
+    """The clause refs a pre-filled order carries: shape only (the rules service may be
+    down while the firm orders), at most MAX_CLAUSE_REFS, duplicates dropped."""
+    clean = list(dict.fromkeys(r.strip() for r in refs if r.strip()))
+    if len(clean) > MAX_CLAUSE_REFS:
+        raise ValidationError(
+            [FieldViolation("clause_refs", messages.TOO_MANY_CLAUSE_REFS.format(n=MAX_CLAUSE_REFS))]
+        )
+    for ref in clean:
+        if not CLAUSE_REF.fullmatch(ref):
+            raise ValidationError(
+                [FieldViolation("clause_refs", messages.BAD_CLAUSE_REF.format(ref=preview(ref)))]
+            )
+    return clean

@@ -79,3 +79,9 @@ def verify(keyring: Keyring, text: str) -> QrToken:
     if not hmac.compare_digest(_sign(key, token.payload()), match.group(4)):
         raise TokenRejected("bad signature")
     return token
+
+
+def sign(keyring: Keyring, token: QrToken) -> str:
+    """The signed text of an existing token (its key must still be in the keyring): what
+    a reprinted poster encodes without revoking the one on the wall."""
+    return f"{token.payload()}.{_sign(keyring.keys[token.key_id], token.payload())}"

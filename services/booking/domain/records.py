@@ -17,6 +17,8 @@ class FirmCard:
     qr_key_id: str = ""
     qr_serial: str = ""  # the current code; any other serial is revoked
     qr_issued_at: datetime | None = None
+    # the mobile the firm signs in with (set by booking.admin or the visiting expert)
+    sign_in_phone: str = ""
 
 
 EXPERT_FIELDS = (
@@ -104,3 +106,31 @@ class IdempotentOrder:
     idempotency_key: str
     order_id: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SignInCode:
+    """A one-time code sent to a firm's sign-in mobile: only its digest is kept."""
+
+    id: str
+    enterprise_id: str
+    phone_digest: str
+    code_digest: str
+    created_at: datetime
+    expires_at: datetime
+    tries: int = 0
+    used_at: datetime | None = None
+    client: str = ""  # a digest of the requesting address, for its rate limit
+
+
+@dataclass
+class FirmSession:
+    """A signed-in firm (30 days, one phone): only the digest of its secret is kept."""
+
+    id: str
+    enterprise_id: str
+    phone_digest: str
+    secret_digest: str
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None

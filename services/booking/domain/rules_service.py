@@ -79,3 +79,75 @@ class FirmInfo:
     enterprise_id: str
     name: str
     region: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """A fact's question, as the rules service words it for a firm's owner."""
+
+    key: str
+    text: str
+    answer_type: str  # yes_no | count | number | text
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class ClauseInfo:
+    """One clause that applies to a firm: what the self-check and the poster show."""
+
+    ref: str
+    standard_id: str
+    standard_title: str
+    clause: str
+    title: str
+    severity: str  # general | major
+    text: str
+    guidance: str
+    services: tuple[str, ...]
+    questions: tuple[Question, ...] = ()
+
+
+@dataclass(frozen=True)
+class FindingInfo:
+    """One finding of a decision (a breached clause or an open hazard)."""
+
+    ref: str
+    standard_id: str
+    clause: str
+    severity: str  # general | major
+    text: str
+    guidance: str
+    services: tuple[str, ...]
+    hazard_id: str = ""
+    due_on: str = ""  # an open hazard's deadline, YYYY-MM-DD
+
+
+@dataclass(frozen=True)
+class BlockerInfo:
+    code: str
+    reason: str
+    arose_on: str = ""  # YYYY-MM-DD
+    ends_on: str = ""  # YYYY-MM-DD: the first day it no longer blocks
+
+
+@dataclass(frozen=True)
+class FirmStatus:
+    """The rules service's latest decision about a firm, as booking shows it."""
+
+    status: str  # whitelist | routine | priority
+    risk_level: str  # blue | yellow | orange | red
+    valid_until: str
+    whitelist_until: str
+    blockers: tuple[BlockerInfo, ...]
+    findings: tuple[FindingInfo, ...]
+    recommended_services: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WhitelistSize:
+    """The white list at the end of a month, as the rules service counts it."""
+
+    month: str  # YYYY-MM
+    size: int
+    granted: int
+    closed: int

@@ -1,8 +1,11 @@
 """Which scopes may call which BookingService method (README "Security", docs/api.md).
 
-`qr_ok`: callable without a bearer token (rate-limited per remote host). The handler of
-an order or ticket method then admits only the QR token's own firm; ListServiceItems is
-the public menu (printed on every poster) and needs no token at all. README "Security"
+`qr_ok`: callable without a bearer token (rate-limited per remote host). With the QR
+token alone a firm may CreateOrder and read an order's public confirmation (GetOrder);
+its private calls (GetOrder in full, ListOrders, CancelOrder, SubmitRectification) need
+its session (metadata `firm-session`, from RequestSignInCode + SignIn), checked by the
+handler; ListServiceItems is the public menu (printed on every poster) and needs no
+token at all. README "Security"
 names each of these; tests/unit/test_contract_docs.py keeps the two in step.
 """
 
@@ -19,7 +22,7 @@ BOOKING_METHODS: dict[str, MethodRule] = {
         "ListExperts": rule("booking.read", "booking.admin"),
         "CreateOrder": rule("booking.admin", qr_ok=True),
         "GetOrder": rule(*READERS, qr_ok=True),
-        "ListOrders": rule("booking.read", "booking.admin"),
+        "ListOrders": rule("booking.read", "booking.admin", qr_ok=True),
         "CancelOrder": rule("booking.admin", qr_ok=True),
         "DispatchOrder": rule("booking.admin"),
         "RecordVisit": rule("booking.expert", "booking.admin"),
@@ -27,5 +30,8 @@ BOOKING_METHODS: dict[str, MethodRule] = {
         "RecheckTicket": rule("booking.inspector", "booking.expert"),
         "ListTickets": rule("booking.read", "booking.admin", "booking.inspector"),
         "GetStats": rule("booking.read", "booking.admin"),
+        "RequestSignInCode": rule("booking.admin", qr_ok=True),
+        "SignIn": rule("booking.admin", qr_ok=True),
+        "SetSignInPhone": rule("booking.admin"),
     }.items()
 }

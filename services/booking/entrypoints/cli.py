@@ -21,13 +21,14 @@ from sqlalchemy import Engine
 from services.booking.adapters import migrate
 from services.booking.adapters.menu import load_menu
 from services.booking.adapters.rules_client import RulesClient
+from services.booking.adapters.sms import ConsoleSms
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.qr import Keyring
-from services.booking.entrypoints import grpc_server
-from services.booking.service_layer import dispatch, experts, qr_codes, tickets
+from services.booking.entrypoints import firm_commands, grpc_server
+from services.booking.service_layer import demo, dispatch, experts, qr_codes, tickets
 from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.ports import BookingContext
-from services.common import backup, security
+from services.common import backup, demo_city, security
 from services.common import server as common_server
 from services.common.clock import today_shanghai
 from services.common.config import command_line, env_flag, run_command
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep_cmd = sub.add_parser("sweep", help="mark overdue tickets, report them, deliver")
     _common(sweep_cmd)
     sweep_cmd.set_defaults(run=cmd_sweep)
+    firm_commands.add_commands(sub, _common, _context)  # sign-in-phone, posters
     return parser
 
 
@@ -150,7 +152,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--rules-token",
         "BOOKING_RULES_TOKEN",
         "",
-        "bearer token for calling the rules service (scopes rules.read, rules.write)",
+        "bearer token for the rules service (scopes rules.read, rules.evaluate, rules.write)",
     )
     env_flag(
         parser,
@@ -198,6 +200,7 @@ def _context(args: argparse.Namespace) -> BookingContext:
         order_limiter=RateLimiter(ORDERS_PER_QR_TOKEN),
         today=today_shanghai,
         regions=load_regions(args.regions),
+        sms=ConsoleSms(),  # the default backend: codes in the server log (adapters/sms.py)
     )
 
 
@@ -366,9 +369,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "active": True,
             },
         )
+    city = demo_city.city(today)
+    seeded = demo.seed_city(SqlUnitOfWork(engine), ctx, city)
+    _log.info("demo city", seeded=str(seeded) if seeded else "already there")
     public = replace(ctx, public_url=args.public_url)
     lines = []
-    for enterprise_id in DEMO_FIRMS:
+    for enterprise_id in DEMO_FIRMS + _firms_with_open_tickets(city, 2):
         try:
             issued = qr_codes.issue_qr_code(SqlUnitOfWork(engine), public, enterprise_id)
         except Exception as exc:  # a demo firm missing from the rules register
@@ -388,6 +394,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return cmd_serve(args)
+
+
+def _firms_with_open_tickets(city: demo_city.City, count: int) -> tuple[str, ...]:
+    """A few of the demo city's firms whose page shows tickets still to rectify."""
+    found = dict.fromkeys(
+        o.enterprise_id for o in city.orders if any(t.verified_on is None for t in o.tickets)
+    )
+    return tuple(found)[:count]
 
 
 def _wait_for_rules(address: str, seconds: float = 60) -> None:

@@ -44,7 +44,11 @@ def _history(rows: Iterable[Any]) -> list[pb.Transition]:
     ]
 
 
-def order_to_proto(o: Order, *, expert_name: str = "", show_phone: bool = False) -> pb.Order:
+def order_to_proto(
+    o: Order, *, expert_name: str = "", show_phone: bool = False, show_refs: bool = False
+) -> pb.Order:
+    """`show_refs`: the firm's session or the dispatched expert (the clauses that
+    motivated the order are theirs only)."""
     return pb.Order(
         order_id=o.id,
         enterprise_id=o.enterprise_id,
@@ -62,7 +66,13 @@ def order_to_proto(o: Order, *, expert_name: str = "", show_phone: bool = False)
         dispatch_note=o.dispatch_note,
         created_at=rfc3339(o.created_at),
         history=_history(o.history),
+        clause_refs=o.clause_refs if show_refs else [],
     )
+
+
+def public_confirmation(o: Order) -> pb.Order:
+    """What the QR token alone may read of an order: its number and status."""
+    return pb.Order(order_id=o.id, status=ORDER_STATUS[o.status])
 
 
 def ticket_to_proto(t: Ticket, today: date, guidance: str = "") -> pb.Ticket:

@@ -17,6 +17,7 @@ from services.booking.adapters.orm import start_mappers
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.orders import Order
+from services.booking.domain.sign_in import CODE_TTL
 from services.booking.entrypoints import convert
 from services.booking.entrypoints.access import BOOKING_METHODS
 from services.booking.service_layer import (
@@ -25,6 +26,7 @@ from services.booking.service_layer import (
     experts,
     orders,
     qr_codes,
+    sign_in,
     stats,
     tickets,
     views,
@@ -35,6 +37,7 @@ from services.common import server as common_server
 from services.common._generated.booking.v1 import booking_pb2 as pb
 from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common.context import current_caller, current_principal
+from services.common.errors import PermissionDenied
 from services.common.grpc_errors import map_errors
 from services.common.instants import rfc3339
 from services.common.security import Security
@@ -56,6 +59,14 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
 
     def _guidance(self, clause_ref: str) -> str:
         return self._clauses(clause_ref)[1]
+
+    def _firm_session(self, context: grpc.ServicerContext) -> str:
+        """The firm a call's `firm-session` metadata signs in ("" without a valid one)."""
+        text = next(
+            (str(v) for k, v in context.invocation_metadata() or () if k == SESSION_METADATA),
+            "",
+        )
+        return sign_in.session_firm(self._uow(), self._ctx, text[:200]) or ""
 
     @map_errors
     def IssueQrCode(
@@ -106,12 +117,19 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return pb.ListExpertsResponse(experts=[convert.expert_to_proto(e) for e in rows])
 
     def _order(
-        self, order: Order, show_phone: bool = False, names: dict[str, str] | None = None
+        self,
+        order: Order,
+        show_phone: bool = False,
+        names: dict[str, str] | None = None,
+        show_refs: bool = False,
     ) -> pb.Order:
         if names is None:
             names = experts.expert_names(self._uow(), [order.expert_id])
         return convert.order_to_proto(
-            order, expert_name=names.get(order.expert_id or "", ""), show_phone=show_phone
+            order,
+            expert_name=names.get(order.expert_id or "", ""),
+            show_phone=show_phone,
+            show_refs=show_refs,
         )
 
     @map_errors
@@ -119,6 +137,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         self, request: pb.CreateOrderRequest, context: grpc.ServicerContext
     ) -> pb.Order:
         form = {
+            "clause_refs": list(request.clause_refs),
             "item_codes": list(request.item_codes),
             "preferred_slots": list(request.preferred_slots),
             "contact_name": request.contact_name,
@@ -128,46 +147,69 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         order = orders.create_order(
             self._uow(), self._ctx, request.qr_token, form, request.idempotency_key
         )
+        if current_principal().caller == authz.FIRM:
+            if self._firm_session(context) != order.enterprise_id:
+                return convert.public_confirmation(order)  # the QR token alone reads no more
+            return self._order(order, show_refs=True)
         return self._order(order)
 
     @map_errors
     def GetOrder(self, request: pb.GetOrderRequest, context: grpc.ServicerContext) -> pb.Order:
         principal = current_principal()
-        authz.require_qr_token(principal, request.qr_token)
-        order = orders.get_order(self._uow(), self._ctx, request.order_id, request.qr_token)
-        return self._order(order, show_phone=authz.sees_phone(principal, order))
+        firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
+        if principal.caller == authz.FIRM and not firm_id:
+            authz.require_qr_token(principal, request.qr_token)
+            order = orders.get_order(self._uow(), self._ctx, request.order_id, request.qr_token)
+            return convert.public_confirmation(order)
+        order = orders.get_order(
+            self._uow(), self._ctx, request.order_id, request.qr_token, firm_id
+        )
+        return self._order(
+            order,
+            show_phone=authz.sees_phone(principal, order),
+            show_refs=authz.sees_refs(principal, order, firm_id),
+        )
 
     @map_errors
     def ListOrders(
         self, request: pb.ListOrdersRequest, context: grpc.ServicerContext
     ) -> pb.ListOrdersResponse:
+        principal = current_principal()
+        firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
+        authz.require_firm_session(principal, firm_id)
+        if firm_id and request.enterprise_id not in ("", firm_id):
+            raise PermissionDenied("a firm lists only its own orders")
         rows, token = orders.list_orders(
             self._uow(),
-            request.enterprise_id,
+            firm_id or request.enterprise_id,
             convert.order_status_name(request.status),
             request.page_size,
             request.page_token,
         )
         names = experts.expert_names(self._uow(), [o.expert_id for o in rows])  # one query
         return pb.ListOrdersResponse(
-            orders=[self._order(o, names=names) for o in rows], next_page_token=token
+            orders=[self._order(o, names=names, show_refs=bool(firm_id)) for o in rows],
+            next_page_token=token,
         )
 
     @map_errors
     def CancelOrder(
         self, request: pb.CancelOrderRequest, context: grpc.ServicerContext
     ) -> pb.Order:
-        if not request.qr_token:
-            authz.may_cancel_for_authority(current_principal())
+        principal = current_principal()
+        firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
+        authz.require_firm_session(principal, firm_id)
+        if not firm_id:
+            authz.may_cancel_for_authority(principal)
         order = orders.cancel_order(
             self._uow(),
             self._ctx,
             request.order_id,
-            token=request.qr_token,
+            firm_id=firm_id,
             actor=current_caller(),
             reason=request.reason,
         )
-        return self._order(order)
+        return self._order(order, show_refs=bool(firm_id))
 
     @map_errors
     def DispatchOrder(
@@ -202,6 +244,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             minutes=request.minutes_on_site,
             actor=current_caller(),
             expert_id=authz.expert_filter(current_principal()),
+            on_site_mobile=request.on_site_mobile,
         )
         self._wake()
         today = self._ctx.today()
@@ -220,15 +263,17 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def SubmitRectification(
         self, request: pb.SubmitRectificationRequest, context: grpc.ServicerContext
     ) -> pb.Ticket:
-        authz.require_qr_token(current_principal(), request.qr_token)
+        principal = current_principal()
+        firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
+        authz.require_firm_session(principal, firm_id)
         ticket = tickets.submit_rectification(
             self._uow(),
             self._ctx,
             request.ticket_id,
-            token=request.qr_token,
+            firm_id=firm_id,
             note=request.note,
             photo=request.photo.content,
-            actor="firm" if request.qr_token else current_caller(),
+            actor="firm" if firm_id else current_caller(),
         )
         return convert.ticket_to_proto(ticket, self._ctx.today(), self._guidance(ticket.clause_ref))
 
@@ -276,6 +321,44 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                 self._uow(), self._ctx, request.region, getattr(request, "from"), request.to
             )
         )
+
+    @map_errors
+    def RequestSignInCode(
+        self, request: pb.RequestSignInCodeRequest, context: grpc.ServicerContext
+    ) -> pb.RequestSignInCodeResponse:
+        sign_in.request_code(
+            self._uow(), self._ctx, request.qr_token, request.phone, _peer_host(context)
+        )
+        return pb.RequestSignInCodeResponse(expires_in_seconds=int(CODE_TTL.total_seconds()))
+
+    @map_errors
+    def SignIn(self, request: pb.SignInRequest, context: grpc.ServicerContext) -> pb.SignInResponse:
+        done = sign_in.sign_in(
+            self._uow(), self._ctx, request.qr_token, request.phone, request.code
+        )
+        return pb.SignInResponse(
+            session_token=done.credential,
+            expires_at=rfc3339(done.expires_at),
+            enterprise_id=done.enterprise_id,
+        )
+
+    @map_errors
+    def SetSignInPhone(
+        self, request: pb.SetSignInPhoneRequest, context: grpc.ServicerContext
+    ) -> pb.SetSignInPhoneResponse:
+        card = sign_in.set_sign_in_phone(
+            self._uow(), self._ctx, request.enterprise_id, request.phone
+        )
+        return pb.SetSignInPhoneResponse(enterprise_id=card.enterprise_id, phone=card.sign_in_phone)
+
+
+SESSION_METADATA = "firm-session"
+
+
+def _peer_host(context: grpc.ServicerContext) -> str:
+    """The caller's address without its port (ipv4:1.2.3.4:5678 → ipv4:1.2.3.4)."""
+    peer = context.peer() or ""
+    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
 
 
 # the one method that never touches the database: served even while it hangs

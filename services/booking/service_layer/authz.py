@@ -6,6 +6,7 @@ tests only: the CLI refuses to start without a tokens file unless --dev); it is 
 
 from __future__ import annotations
 
+from services.booking.domain import messages
 from services.booking.domain.orders import Order
 from services.booking.domain.tickets import Ticket
 from services.common.context import ANONYMOUS, Principal
@@ -21,7 +22,7 @@ def is_trusted(p: Principal) -> bool:
 def require_qr_token(p: Principal, token: str) -> None:
     """A caller admitted without a bearer token must present the firm's QR token."""
     if p.caller == FIRM and not token:
-        raise PermissionDenied("this call needs the firm's QR token or a bearer token")
+        raise PermissionDenied(messages.NEEDS_CREDENTIAL)
 
 
 def expert_filter(p: Principal) -> str:
@@ -30,7 +31,7 @@ def expert_filter(p: Principal) -> str:
         return ""
     if p.has("booking.expert") and p.expert_id:
         return p.expert_id
-    raise PermissionDenied("only the dispatched expert or booking.admin records a visit")
+    raise PermissionDenied(messages.ONLY_DISPATCHED_EXPERT)
 
 
 def may_recheck(p: Principal, ticket: Ticket) -> bool:
@@ -44,8 +45,21 @@ def may_recheck(p: Principal, ticket: Ticket) -> bool:
 
 def may_cancel_for_authority(p: Principal) -> None:
     if not is_trusted(p):
-        raise PermissionDenied("only booking.admin cancels for the authority")
+        raise PermissionDenied(messages.ONLY_ADMIN_CANCELS)
 
 
 def sees_phone(p: Principal, order: Order) -> bool:
     return is_trusted(p)
+
+
+def require_firm_session(p: Principal, firm_id: str) -> None:
+    """A caller admitted without a bearer token acts for a firm only with its session."""
+    if p.caller == FIRM and not firm_id:
+        raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
+
+
+def sees_refs(p: Principal, order: Order, firm_id: str) -> bool:
+    """An order's clause refs: the firm's own session and the dispatched expert only."""
+    if firm_id:
+        return firm_id == order.enterprise_id
+    return p.has("booking.expert") and bool(p.expert_id) and p.expert_id == order.expert_id

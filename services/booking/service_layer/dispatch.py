@@ -19,7 +19,6 @@ from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
 from services.common.errors import NotFound, PreconditionFailed
-from services.common.values import preview
 
 
 def dispatch_order(
@@ -32,7 +31,7 @@ def dispatch_order(
     with uow:
         order = uow.register.order(order_id, for_update=True)
         if order is None:
-            raise NotFound(f"no order {preview(order_id)}")
+            raise NotFound(messages.no_such("order", order_id))
         if order.status != OrderStatus.SUBMITTED and quiet:
             return order
         if order.status != OrderStatus.SUBMITTED:

@@ -13,7 +13,13 @@ from datetime import date
 from typing import Any
 
 from services.booking.domain import messages
-from services.booking.domain.orders import Order, OrderAction, OrderStatus, validate_order
+from services.booking.domain.orders import (
+    Order,
+    OrderAction,
+    OrderStatus,
+    validate_clause_refs,
+    validate_order,
+)
 from services.booking.service_layer.dispatch import dispatch_order, redispatch_waiting
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
@@ -40,8 +46,9 @@ def new_order_id(today: date) -> str:
 def create_order(
     uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], idempotency_key: str
 ) -> Order:
-    """Take an order from the firm's QR token, then dispatch it; the same key again
-    returns the same order."""
+    """`form` may carry `clause_refs`: the clauses that motivated a pre-filled order."""
+    # Take an order from the firm's QR token, then dispatch it; the same key again
+    # returns the same order.
     if ctx.order_limiter is not None and token:
         allowed, wait = ctx.order_limiter.check(hashlib.sha256(token.encode()).hexdigest()[:24])
         if not allowed:
@@ -73,6 +80,7 @@ def _create(
             frozenset(ctx.menu),
             ctx.today(),
         )
+        refs = validate_clause_refs([str(r) for r in form.get("clause_refs", [])])
         at = now()
         order = Order(
             id=new_order_id(ctx.today()),
@@ -88,6 +96,7 @@ def _create(
             status="",
             created_at=at,
             updated_at=at,
+            clause_refs=refs,
         )
         order.enter(OrderStatus.SUBMITTED.value, actor="firm", at=at, reason=messages.ORDER_TAKEN)
         uow.register.add(order)
@@ -95,10 +104,12 @@ def _create(
         return order.id
 
 
-def get_order(uow: UnitOfWork, ctx: BookingContext, order_id: str, token: str = "") -> Order:
-    """One order; with a QR token, only that firm's."""
+def get_order(
+    uow: UnitOfWork, ctx: BookingContext, order_id: str, token: str = "", firm_id: str = ""
+) -> Order:
+    """One order; for a firm (its QR token, its session), only that firm's."""
     with uow:
-        owner = owner_of(uow, ctx, token)  # the token first: a bad one learns nothing
+        owner = owner_of(uow, ctx, token, firm_id)  # the firm first: a bad one learns nothing
         return visible(owner, uow.register.order(order_id), "order", order_id)
 
 
@@ -119,22 +130,30 @@ def list_orders(
 
 
 def cancel_order(
-    uow: UnitOfWork, ctx: BookingContext, order_id: str, *, token: str = "", actor: str, reason: str
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    order_id: str,
+    *,
+    token: str = "",
+    firm_id: str = "",
+    actor: str,
+    reason: str,
 ) -> Order:
     """The firm cancels its own order; the authority must give a reason. Frees the slot,
     then dispatches what waited for it."""
-    if not token and not reason.strip():
+    by_firm = bool(token or firm_id)
+    if not by_firm and not reason.strip():
         raise ValidationError([FieldViolation("reason", "the authority must say why it cancels")])
     if len(reason) > REASON_MAX:
         raise ValidationError(
             [FieldViolation("reason", messages.CANCEL_REASON_TOO_LONG.format(n=REASON_MAX))]
         )
     with uow:
-        owner = owner_of(uow, ctx, token)
+        owner = owner_of(uow, ctx, token, firm_id)
         order = visible(owner, uow.register.order(order_id, for_update=True), "order", order_id)
         order.move(
             OrderAction.CANCEL,
-            actor="firm" if token else actor,
+            actor="firm" if by_firm else actor,
             at=now(),
             reason=reason.strip() or messages.CANCELLED_BY_FIRM,
         )

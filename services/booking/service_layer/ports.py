@@ -14,13 +14,27 @@ from typing import Any, Protocol, TypeVar
 
 from services.booking.adapters.menu import MenuItem
 from services.booking.domain import qr
-from services.booking.domain.rules_service import FirmInfo, InspectionInfo, RulesUnavailable
+from services.booking.domain.rules_service import (
+    ClauseInfo,
+    FindingInfo,
+    FirmInfo,
+    FirmStatus,
+    InspectionInfo,
+    RulesUnavailable,
+    WhitelistSize,
+)
 from services.common.clock import today_shanghai
 from services.common.errors import Unavailable
 from services.common.ratelimit import RateLimiter
 from services.common.regions import RegionRegistry
 
 T = TypeVar("T")
+
+
+class SmsSender(Protocol):
+    """Sends one text message (adapters/sms.py: console, in-memory, a real gateway)."""
+
+    def send(self, phone: str, text: str) -> None: ...
 
 
 class RulesPort(Protocol):
@@ -32,6 +46,12 @@ class RulesPort(Protocol):
     def clause_exists(self, clause_ref: str) -> bool: ...
     def report(self, payload: Mapping[str, Any]) -> None: ...
     def verify_code(self, code: str) -> InspectionInfo | None: ...
+    def status(self, enterprise_id: str) -> FirmStatus | None: ...
+    def applicable(self, enterprise_id: str, major_only: bool = False) -> list[ClauseInfo]: ...
+    def self_check(self, enterprise_id: str, answers: Mapping[str, Any]) -> list[FindingInfo]: ...
+    def whitelist_sizes(
+        self, region: str, from_month: str, to_month: str
+    ) -> list[WhitelistSize]: ...
 
 
 def ask_rules(call: Callable[[], T]) -> T:
@@ -56,3 +76,5 @@ class BookingContext:
     order_limiter: RateLimiter | None = None
     # rulesets/regions.yaml: the 镇街 an expert may serve and a filter may name; None: any
     regions: RegionRegistry | None = None
+    # the firm's sign-in codes go out here (adapters/sms.py); None: cannot send any
+    sms: SmsSender | None = None

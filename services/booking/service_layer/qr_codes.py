@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from services.booking.adapters.poster import render_poster
 from services.booking.domain import messages, qr
 from services.booking.domain.records import FirmCard
+from services.booking.service_layer.guidance import checklist
 from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
@@ -37,7 +38,7 @@ def issue_qr_code(uow: UnitOfWork, ctx: BookingContext, enterprise_id: str) -> I
         raise ValidationError([FieldViolation("enterprise_id", problem)])
     info = ask_rules(lambda: ctx.rules.firm(enterprise_id))
     if info is None:
-        raise NotFound(f"firm {enterprise_id} is not in the rules register")
+        raise NotFound(messages.FIRM_NOT_REGISTERED.format(ref=preview(enterprise_id)))
     token, text = qr.issue(ctx.keyring, enterprise_id)
     with uow:
         card = uow.register.firm(enterprise_id, for_update=True)
@@ -49,7 +50,9 @@ def issue_qr_code(uow: UnitOfWork, ctx: BookingContext, enterprise_id: str) -> I
         issued_at = card.qr_issued_at
         uow.commit()
     url = f"{ctx.public_url.rstrip('/')}/q/{text}"
-    poster = render_poster(info.name, url, ctx.menu.values(), ctx.hotline)
+    poster = render_poster(
+        info.name, url, ctx.menu.values(), ctx.hotline, checklist(ctx, enterprise_id)
+    )
     return IssuedCode(url, text, poster, token.key_id, issued_at)
 
 
@@ -66,16 +69,33 @@ def firm_for_token(uow: UnitOfWork, ctx: BookingContext, text: str) -> FirmCard:
     return card
 
 
-def owner_of(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard | None:
-    """The firm a QR token stands for, checked before any record is looked up; None when
-    the call carries no QR token (an authenticated staff caller, checked by scopes)."""
-    return firm_for_token(uow, ctx, token) if token else None
+def owner_of(
+    uow: UnitOfWork, ctx: BookingContext, token: str, firm_id: str = ""
+) -> FirmCard | None:
+    """The firm acting, checked before any record is looked up: the firm of a signed-in
+    session (`firm_id`, sign_in.py), which a QR token sent with it must agree with, or
+    the firm a QR token stands for; None for an authenticated staff caller (scopes)."""
+    card = firm_for_token(uow, ctx, token) if token else None
+    if firm_id:
+        signed = uow.register.firm(firm_id)
+        if signed is None or (card is not None and card.enterprise_id != firm_id):
+            raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
+        return signed
+    return card
+
+
+def current_token(ctx: BookingContext, card: FirmCard) -> str:
+    """The text of the firm's current QR token (rebuilt from its key id and serial), ""
+    when it has none or its key has left the keyring."""
+    if not card.qr_serial or card.qr_key_id not in ctx.keyring.keys:
+        return ""
+    return qr.sign(ctx.keyring, qr.QrToken(card.qr_key_id, card.enterprise_id, card.qr_serial))
 
 
 def check_owner(owner: FirmCard | None, enterprise_id: str, what: str) -> None:
     """A firm's token reaches only that firm's records."""
     if owner is not None and owner.enterprise_id != enterprise_id:
-        raise PermissionDenied(f"this {what} belongs to another firm")
+        raise PermissionDenied(messages.OTHER_FIRMS_RECORD.format(what=messages.RECORD_NAMES[what]))
 
 
 class OfAFirm(Protocol):
@@ -89,6 +109,6 @@ def visible(owner: FirmCard | None, record: R | None, what: str, ref: str) -> R:
     """`record` (looked up by `ref`) if it exists and `owner` may see it: a QR token's
     firm sees only its own records; None (a staff caller) sees any."""
     if record is None:
-        raise NotFound(f"no {what} {preview(ref)}")
+        raise NotFound(messages.no_such(what, ref))
     check_owner(owner, record.enterprise_id, what)
     return record

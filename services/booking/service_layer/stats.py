@@ -86,13 +86,24 @@ def get_stats(
 
 def read_stats(uow: UnitOfWork, ctx: BookingContext, asked: Period) -> dict[str, object]:
     """In an open unit of work: the figures of `asked`."""
-    today = ctx.today()
+    return summarise(ctx, *read_records(uow, asked))
+
+
+def read_records(uow: UnitOfWork, asked: Period) -> tuple[list[Order], list[Ticket]]:
+    """In an open unit of work: the orders created in `asked` and their tickets."""
     orders = list(
         uow.register.orders_between(
             start_of_day(asked.first), start_of_day(asked.last + timedelta(days=1)), asked.regions
         )
     )
-    tickets = list(uow.register.tickets_of_orders([o.id for o in orders]))
+    return orders, list(uow.register.tickets_of_orders([o.id for o in orders]))
+
+
+def summarise(
+    ctx: BookingContext, orders: Sequence[Order], tickets: Sequence[Ticket]
+) -> dict[str, object]:
+    """The figures of these orders and tickets, in total and by region, domain and month."""
+    today = ctx.today()
     domains = {c: (i.domain or "any") for c, i in ctx.menu.items()}
     return {
         "total": figures(orders, tickets, today),

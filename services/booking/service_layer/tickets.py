@@ -17,12 +17,12 @@ from services.booking.domain.photos import check_photo, photo_record
 from services.booking.domain.records import Photo
 from services.booking.domain.tickets import Ticket, TicketAction, TicketStatus
 from services.booking.service_layer.ports import BookingContext
-from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
+from services.booking.service_layer.qr_codes import owner_of, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
 from services.common.paging import decode_token, one_page, page_size, query_key
-from services.common.values import control_problem, parse_day, preview
+from services.common.values import control_problem, parse_day
 
 TOO_LONG = messages.PROOF_TOO_LONG.format(n=MAX_TEXT)
 
@@ -38,7 +38,8 @@ def submit_rectification(
     ctx: BookingContext,
     ticket_id: str,
     *,
-    token: str,
+    token: str = "",
+    firm_id: str = "",
     note: str,
     photo: bytes,
     actor: str = "firm",
@@ -50,7 +51,7 @@ def submit_rectification(
         raise ValidationError([FieldViolation("note", messages.CONTROL_CHARACTERS)])
     check_photo(photo, "photo")
     with uow:
-        owner = owner_of(uow, ctx, token)
+        owner = owner_of(uow, ctx, token, firm_id)
         found = uow.register.ticket(ticket_id, for_update=True)
         ticket = visible(owner, found, "ticket", ticket_id)
         ticket.move(TicketAction.SUBMIT_PROOF, actor=actor, at=now(), reason=note.strip()[:200])
@@ -87,14 +88,14 @@ def recheck_ticket(
     with uow:
         found = uow.register.ticket(ticket_id)
         if found is None:
-            raise NotFound(f"no ticket {preview(ticket_id)}")
+            raise NotFound(messages.no_such("ticket", ticket_id))
         # the order first (as RecordVisit does): rechecks of one order's tickets take turns,
         # so the last one sees every sibling VERIFIED and closes the order
         uow.register.order(found.order_id, for_update=True)
         ticket = uow.register.ticket(ticket_id, for_update=True)
         assert ticket is not None
         if allowed is not None and not allowed(ticket):
-            raise PermissionDenied("only an inspector or the expert who found it may recheck")
+            raise PermissionDenied(messages.ONLY_RECHECKERS)
         if passed:
             _verified(uow, ticket, today, actor, note)
         else:
@@ -174,13 +175,17 @@ def list_tickets(
     return one_page(rows, size, query, lambda t: t.id)
 
 
-def photo_of(uow: UnitOfWork, ctx: BookingContext, photo_id: str, token: str) -> Photo:
-    """A photo of one of the token's firm's tickets."""
+def photo_of(
+    uow: UnitOfWork, ctx: BookingContext, photo_id: str, token: str, firm_id: str = ""
+) -> Photo:
+    """A photo of one of the signed-in firm's tickets."""
     with uow:
-        owner = firm_for_token(uow, ctx, token)  # required here, and checked first
+        owner = owner_of(uow, ctx, token, firm_id)  # checked first
+        if owner is None or not firm_id:
+            raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
         photo = uow.register.photo(photo_id)
         ticket = uow.register.ticket(photo.ticket_id) if photo else None
         if photo is None or ticket is None:
-            raise NotFound("no such photo")
+            raise NotFound(messages.no_such("photo", photo_id))
         visible(owner, ticket, "photo", photo_id)
         return photo

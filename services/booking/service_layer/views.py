@@ -1,6 +1,6 @@
-"""The read side (as cosmicpython's views.py): what the phone page and the supervisors'
-dashboard show, each page read in one unit of work, and what the rules service says
-about a clause or an inspection code.
+"""The read side (as cosmicpython's views.py): what the phone page shows, each page read
+in one unit of work, and what the rules service says about a clause or an inspection
+code. The supervisors' dashboard has its own: dashboard_views.py.
 
 Pages only read; every change goes through a use case (orders.py, tickets.py …).
 """
@@ -14,18 +14,18 @@ from typing import Any
 
 import structlog
 
+from services.booking.domain import messages
 from services.booking.domain.orders import mask_phone
 from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
 from services.booking.domain.tickets import TicketStatus
-from services.booking.service_layer import stats
 from services.booking.service_layer.ports import BookingContext, RulesPort, ask_rules
-from services.booking.service_layer.qr_codes import firm_for_token, visible
+from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.errors import PermissionDenied
 
 LANDING_ORDERS = 50  # the newest orders the landing page lists
 FIRM_TICKETS = 1000
-OVERDUE_LISTED = 500  # the dashboard's overdue list
 _log = structlog.get_logger("views")
 
 
@@ -60,12 +60,20 @@ def firm(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard:
         return firm_for_token(uow, ctx, token)
 
 
-def landing(uow: UnitOfWork, ctx: BookingContext, token: str) -> dict[str, Any]:
-    """The firm's page: its open and closed tickets (reminders, overdue), its newest
-    orders with their experts, the menu."""
+def landing(uow: UnitOfWork, ctx: BookingContext, token: str, firm_id: str = "") -> dict[str, Any]:
+    """The firm's page. Anyone with the QR token: the firm's name and the menu. The
+    firm's own session (`firm_id`) also: its open and closed tickets (reminders,
+    overdue), its newest orders with their experts."""
     today = ctx.today()
     with uow:
         card = firm_for_token(uow, ctx, token)
+        if firm_id != card.enterprise_id:
+            return {
+                "firm": card,
+                "today": today,
+                "signed_in": False,
+                "menu": list(ctx.menu.values()),
+            }
         tickets = list(uow.register.tickets(enterprise_id=card.enterprise_id, limit=FIRM_TICKETS))
         orders = list(uow.register.orders(enterprise_id=card.enterprise_id, limit=LANDING_ORDERS))
         names = _names(uow, (o.expert_id for o in orders))
@@ -82,14 +90,21 @@ def landing(uow: UnitOfWork, ctx: BookingContext, token: str) -> dict[str, Any]:
         "orders": orders,
         "names": names,
         "menu": list(ctx.menu.values()),
+        "signed_in": True,
     }
 
 
-def order_page(uow: UnitOfWork, ctx: BookingContext, token: str, order_id: str) -> dict[str, Any]:
-    """One of the firm's orders: status, expert, the tickets it raised."""
+def order_page(
+    uow: UnitOfWork, ctx: BookingContext, token: str, order_id: str, firm_id: str = ""
+) -> dict[str, Any]:
+    """One of the firm's orders. With the QR token alone: the public confirmation
+    (number and status); for the firm's session also the expert, items, contact, the
+    clauses that motivated it and the tickets it raised."""
     with uow:
         card = firm_for_token(uow, ctx, token)
         order = visible(card, uow.register.order(order_id), "order", order_id)
+        if firm_id != card.enterprise_id:
+            return {"firm": card, "order": order, "signed_in": False}
         raised = [
             t
             for t in uow.register.tickets(enterprise_id=card.enterprise_id, limit=FIRM_TICKETS)
@@ -104,15 +119,23 @@ def order_page(uow: UnitOfWork, ctx: BookingContext, token: str, order_id: str) 
         "phone": mask_phone(order.contact_phone),
         "items": [ctx.menu[c].name if c in ctx.menu else c for c in order.item_codes],
         "tickets": raised,
+        "signed_in": True,
     }
 
 
 def ticket_page(
-    uow: UnitOfWork, ctx: BookingContext, token: str, ticket_id: str, guidance: Guidance
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    token: str,
+    ticket_id: str,
+    guidance: Guidance,
+    firm_id: str = "",
 ) -> dict[str, Any]:
-    """One of the firm's tickets: deadline, expert, the clause and its guidance."""
+    """One of the signed-in firm's tickets: deadline, expert, the clause and its guidance."""
     with uow:
-        card = firm_for_token(uow, ctx, token)
+        card = owner_of(uow, ctx, token, firm_id)
+        if card is None or not firm_id:
+            raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
         ticket = visible(card, uow.register.ticket(ticket_id), "ticket", ticket_id)
         names = _names(uow, [ticket.expert_id])
     text, advice = guidance(ticket.clause_ref)  # outside the transaction: a remote call
@@ -125,27 +148,6 @@ def ticket_page(
         "expert_name": names.get(ticket.expert_id, ""),
         "clause_text": text,
         "guidance": advice,
-    }
-
-
-def dashboard(
-    uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end: str
-) -> dict[str, Any]:
-    """督单: the statistics of the period asked for and every overdue ticket, with the
-    firms' names."""
-    asked = stats.period(ctx, region, start, end)
-    today = ctx.today()
-    with uow:
-        figures = stats.read_stats(uow, ctx, asked)
-        overdue = list(uow.register.tickets(overdue_on=today, limit=OVERDUE_LISTED))
-        found = uow.register.firm_names({t.enterprise_id for t in overdue})
-    return {
-        "stats": figures,
-        "overdue": sorted(overdue, key=lambda t: (t.due_on, t.id)),
-        "firm_names": {
-            t.enterprise_id: found.get(t.enterprise_id, t.enterprise_id) for t in overdue
-        },
-        "today": today,
     }
 
 

@@ -13,15 +13,16 @@ from datetime import date
 from services.booking.domain import messages
 from services.booking.domain.events import hazard_found
 from services.booking.domain.findings import FindingInput, check_findings
-from services.booking.domain.orders import OrderAction
+from services.booking.domain.orders import PHONE, OrderAction
 from services.booking.domain.photos import photo_record
 from services.booking.domain.records import Visit
 from services.booking.domain.tickets import Ticket, TicketStatus
 from services.booking.service_layer.ports import BookingContext, ask_rules
+from services.booking.service_layer.sign_in import change_phone
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
-from services.common.values import parse_day, preview
+from services.common.values import parse_day
 
 MAX_MINUTES = 24 * 60
 
@@ -42,10 +43,16 @@ def record_visit(
     minutes: int,
     actor: str,
     expert_id: str = "",
+    on_site_mobile: str = "",
 ) -> VisitResult:
     """The expert's visit: each finding becomes a ticket and a HAZARD_FOUND event; a visit
-    without findings closes the order. `expert_id`: only that expert's order ('' = any)."""
+    without findings closes the order. `expert_id`: only that expert's order ('' = any).
+    `on_site_mobile`: the firm's person the expert met; it becomes the firm's sign-in
+    mobile (sign_in.py), in the same transaction."""
     day = parse_day(visited_on, "visited_on") if visited_on else ctx.today()
+    mobile = on_site_mobile.strip()
+    if mobile and not PHONE.fullmatch(mobile):
+        raise ValidationError([FieldViolation("on_site_mobile", messages.SIGN_IN_BAD_PHONE)])
     if not 0 <= minutes <= MAX_MINUTES:
         raise ValidationError([FieldViolation("minutes_on_site", f"0..{MAX_MINUTES}")])
     checked = check_findings(
@@ -54,9 +61,9 @@ def record_visit(
     with uow:
         order = uow.register.order(order_id, for_update=True)
         if order is None:
-            raise NotFound(f"no order {preview(order_id)}")
+            raise NotFound(messages.no_such("order", order_id))
         if expert_id and order.expert_id != expert_id:
-            raise PermissionDenied("only the dispatched expert records this visit")
+            raise PermissionDenied(messages.ONLY_DISPATCHED_EXPERT)
         order.move(
             OrderAction.RECORD_VISIT,
             actor=actor,
@@ -68,6 +75,9 @@ def record_visit(
         tickets = [_ticket(uow, visit, order.enterprise_id, f, due, actor) for f, due in checked]
         if not tickets:
             order.move(OrderAction.CLOSE, actor=actor, at=now(), reason=messages.NO_FINDINGS)
+        card = uow.register.firm(order.enterprise_id, for_update=True) if mobile else None
+        if card is not None:
+            change_phone(uow, card, mobile)
         uow.commit()
         return VisitResult(visit, tickets)
 

@@ -90,6 +90,21 @@ class Register:
         )
         return self.session.scalars(query).all()
 
+    def entries_between(
+        self, regions: Sequence[str], first: date, last: date
+    ) -> Sequence[WhitelistEntry]:
+        """Entries of `regions` (empty: all) granted by `last` and not closed before `first`:
+        every entry that may count on some day of [first, last]."""
+        w = whitelist_entries.c
+        conditions = [
+            w.granted_on <= last,
+            or_(w.revoked_on.is_(None), w.revoked_on >= first),
+            w.valid_until >= first,
+        ]
+        if regions:
+            conditions.append(w.region.in_(list(regions)))
+        return self.session.scalars(select(WhitelistEntry).where(*conditions)).all()
+
     def events_of_decisions(
         self, enterprise_id: str, decision_ids: Sequence[str], kinds: Sequence[str]
     ) -> Sequence[EventRecord]:

@@ -32,7 +32,7 @@ def decision_to_json(d: Decision) -> dict[str, Any]:
             }
             for f in d.findings
         ],
-        "whitelist_blockers": [{"code": b.code, "reason": b.reason} for b in d.whitelist_blockers],
+        "whitelist_blockers": [_blocker_json(b) for b in d.whitelist_blockers],
         "inspection_cap_per_year": d.inspection_cap_per_year,
         "recommended_services": list(d.recommended_services),
         "ruleset_version": d.ruleset_version,
@@ -68,7 +68,8 @@ def decision_from_json(data: dict[str, Any]) -> Decision:
             for f in data["findings"]
         ),
         whitelist_blockers=tuple(
-            Blocker(b["code"], b["reason"]) for b in data["whitelist_blockers"]
+            Blocker(b["code"], b["reason"], _day(b.get("arose_on")), _day(b.get("ends_on")))
+            for b in data["whitelist_blockers"]
         ),
         inspection_cap_per_year=data["inspection_cap_per_year"],
         recommended_services=tuple(data["recommended_services"]),
@@ -78,3 +79,17 @@ def decision_from_json(data: dict[str, Any]) -> Decision:
         risk_reasons=tuple(data["risk_reasons"]),
         inspection_due_on=date.fromisoformat(due) if due else None,
     )
+
+
+def _blocker_json(b: Blocker) -> dict[str, str]:
+    """A blocker as stored; its dates only when it has them (older records have none)."""
+    out = {"code": b.code, "reason": b.reason}
+    if b.arose_on:
+        out["arose_on"] = b.arose_on.isoformat()
+    if b.ends_on:
+        out["ends_on"] = b.ends_on.isoformat()
+    return out
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None

@@ -70,6 +70,8 @@ class Blocker:
 
     code: str
     reason: str
+    arose_on: date | None = None  # the day the cause arose (the penalty's, the accident's …)
+    ends_on: date | None = None  # the first day it no longer blocks, when time alone ends it
 
 
 @dataclass(frozen=True)
@@ -251,89 +253,103 @@ def _generals(findings: tuple[Finding, ...]) -> int:
     return sum(1 for f in findings if f.severity is Severity.GENERAL)
 
 
+def _holding(*reasons: tuple[bool, str]) -> list[str]:
+    """The texts of the reasons whose condition holds, in the order policy.md lists them."""
+    return [text for holds, text in reasons if holds]
+
+
 def _red_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
-    out = []
     majors = [f.ref for f in findings if f.severity is Severity.MAJOR]
-    if majors:
-        out.append(f"存在重大事故隐患：{'、'.join(majors)}")
-    if cp.red_if_blacklisted and profile.blacklisted:
-        out.append("列入安全生产严重失信主体名单")
     window = cp.fatal_accident_window_months
-    if any(
+    fatal = any(
         a.deaths >= cp.fatal_accident_min_deaths and within_months(a.occurred_on, as_of, window)
         for a in profile.accidents
-    ):
-        out.append(f"{window}个月内发生造成人员死亡的生产安全事故")
-    return out
+    )
+    return _holding(
+        (bool(majors), f"存在重大事故隐患：{'、'.join(majors)}"),
+        (cp.red_if_blacklisted and profile.blacklisted, "列入安全生产严重失信主体名单"),
+        (fatal, f"{window}个月内发生造成人员死亡的生产安全事故"),
+    )
 
 
 def _orange_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
-    out = []
-    generals = _generals(findings)
-    if generals >= cp.orange_min_general_findings:
-        out.append(f"一般隐患{generals}项（≥{cp.orange_min_general_findings}项）")
+    generals, least = _generals(findings), cp.orange_min_general_findings
     window = cp.orange_accident_window_months
-    if any(within_months(a.occurred_on, as_of, window) for a in profile.accidents):
-        out.append(f"{window}个月内发生生产安全事故")
-    if profile.credit_rating in cp.orange_credit_ratings:
-        out.append(f"信用等级为{profile.credit_rating}")
-    grade_zero = profile.high_risk_domains and profile.standardization_grade == 0
-    if cp.orange_high_risk_grade_zero and grade_zero:
-        out.append("属高危领域但未取得安全生产标准化等级")
-    return out
+    grade_zero = bool(profile.high_risk_domains) and profile.standardization_grade == 0
+    return _holding(
+        (generals >= least, f"一般隐患{generals}项（≥{least}项）"),
+        (
+            any(within_months(a.occurred_on, as_of, window) for a in profile.accidents),
+            f"{window}个月内发生生产安全事故",
+        ),
+        (profile.credit_rating in cp.orange_credit_ratings, f"信用等级为{profile.credit_rating}"),
+        (cp.orange_high_risk_grade_zero and grade_zero, "属高危领域但未取得安全生产标准化等级"),
+    )
 
 
 def _yellow_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
-    out = []
-    generals = _generals(findings)
-    if generals >= cp.yellow_min_general_findings:
-        out.append(f"一般隐患{generals}项")
-    window = cp.yellow_penalty_window_months
-    if any(within_months(p.decided_on, as_of, window) for p in profile.penalties):
-        out.append(f"{window}个月内受到行政处罚")
-    if profile.credit_rating in cp.yellow_credit_ratings:
-        out.append(f"信用等级为{profile.credit_rating}")
-    if profile.merchant_score < cp.yellow_merchant_score_below:
-        out.append(
-            f"十二分制得分{profile.merchant_score}分（低于{cp.yellow_merchant_score_below}分）"
-        )
-    return out
+    generals, score = _generals(findings), profile.merchant_score
+    window, below = cp.yellow_penalty_window_months, cp.yellow_merchant_score_below
+    penalised = any(within_months(p.decided_on, as_of, window) for p in profile.penalties)
+    return _holding(
+        (generals >= cp.yellow_min_general_findings, f"一般隐患{generals}项"),
+        (penalised, f"{window}个月内受到行政处罚"),
+        (profile.credit_rating in cp.yellow_credit_ratings, f"信用等级为{profile.credit_rating}"),
+        (score < below, f"十二分制得分{score}分（低于{below}分）"),
+    )
+
+
+def _latest(days: Iterable[date], as_of: date, months: int) -> date | None:
+    """The latest of `days` inside the N-month window ending on `as_of`, or None."""
+    inside = [d for d in days if within_months(d, as_of, months)]
+    return max(inside) if inside else None
+
+
+def _dated(code: str, reason: str, arose: date | None, months: int | None) -> Blocker:
+    """A blocker that arose on `arose` and (with `months`) stops blocking the day after
+    its window has passed: the window is inclusive (`within_months`)."""
+    ends = add_days(add_months(arose, months), 1) if arose and months is not None else None
+    return Blocker(code, reason, arose, ends)
 
 
 def whitelist_blockers(
     profile: EnterpriseProfile, level: RiskLevel, policy: Policy, as_of: date
 ) -> tuple[Blocker, ...]:
-    """Every white-list criterion of docs/policy.md §3 the firm fails, by name."""
+    """Every white-list criterion of docs/policy.md §3 the firm fails, by name, with the
+    day each arose and (when time alone ends it) the first day it no longer blocks."""
     wp = policy.whitelist
     out = []
     if level is not RiskLevel.BLUE:
         out.append(Blocker("risk_not_blue", f"风险等级为{RISK_TEXT[level]}，须为蓝色"))
     if wp.specialized_sme_only and not profile.specialized_sme:
         out.append(Blocker("not_specialized_sme", "白名单仅面向专精特新企业"))
-    if any(within_months(a.occurred_on, as_of, wp.accident_free_months) for a in profile.accidents):
-        out.append(Blocker("recent_accident", f"{wp.accident_free_months}个月内发生过生产安全事故"))
-    if any(within_months(p.decided_on, as_of, wp.penalty_free_months) for p in profile.penalties):
-        out.append(Blocker("recent_penalty", f"{wp.penalty_free_months}个月内受到过行政处罚"))
-    open_count = sum(1 for h in profile.hazards if h.is_open)
-    if open_count:
-        out.append(Blocker("open_hazard", f"尚有{open_count}项隐患未经复查验收"))
-    if any(
-        h.closed_late
-        and h.closed_on is not None
-        and within_months(h.closed_on, as_of, wp.late_closure_block_months)
-        for h in profile.hazards
-    ):
-        out.append(
-            Blocker(
-                "late_rectification", f"{wp.late_closure_block_months}个月内有隐患逾期才整改完毕"
-            )
-        )
+    accident = _latest((a.occurred_on for a in profile.accidents), as_of, wp.accident_free_months)
+    if accident:
+        reason = f"{wp.accident_free_months}个月内发生过生产安全事故"
+        out.append(_dated("recent_accident", reason, accident, wp.accident_free_months))
+    penalty = _latest((p.decided_on for p in profile.penalties), as_of, wp.penalty_free_months)
+    if penalty:
+        reason = f"{wp.penalty_free_months}个月内受到过行政处罚"
+        out.append(_dated("recent_penalty", reason, penalty, wp.penalty_free_months))
+    open_hazards = [h for h in profile.hazards if h.is_open]
+    if open_hazards:
+        first = min((h.found_on for h in open_hazards if h.found_on), default=None)
+        reason = f"尚有{len(open_hazards)}项隐患未经复查验收"
+        out.append(Blocker("open_hazard", reason, first))
+    late = _latest(
+        (h.closed_on for h in profile.hazards if h.closed_late and h.closed_on is not None),
+        as_of,
+        wp.late_closure_block_months,
+    )
+    if late:
+        reason = f"{wp.late_closure_block_months}个月内有隐患逾期才整改完毕"
+        out.append(_dated("late_rectification", reason, late, wp.late_closure_block_months))
     if profile.credit_rating not in wp.credit_ratings:
         rating = profile.credit_rating or "未评定"
         out.append(Blocker("credit_rating", f"信用等级为{rating}，须为A或B"))

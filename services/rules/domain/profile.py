@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -339,6 +339,22 @@ def _enum_set(
     return frozenset(found)
 
 
+ACCIDENT_FIELDS = frozenset({"occurred_on", "level", "deaths"})
+PENALTY_FIELDS = frozenset({"decided_on", "amount_yuan", "basis"})
+HAZARD_FIELDS = frozenset(
+    {
+        "hazard_id",
+        "clause_ref",
+        "severity",
+        "found_on",
+        "due_on",
+        "status",
+        "closed_on",
+        "closed_late",
+    }
+)
+
+
 def _entry(check: FieldChecker, raw: Any, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         check.bad(path, "must be an object")
@@ -348,11 +364,18 @@ def _entry(check: FieldChecker, raw: Any, path: str, allowed: frozenset[str]) ->
     return raw
 
 
+def _entries(
+    check: FieldChecker, data: Mapping[str, Any], key: str, allowed: frozenset[str]
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each object of the list `key` with its path (`key[i]`), unknown fields refused."""
+    for i, raw in enumerate(check.items(data, key)):
+        path = f"{key}[{i}]"
+        yield path, _entry(check, raw, path, allowed)
+
+
 def _accidents(check: FieldChecker, data: Mapping[str, Any]) -> list[Accident]:
     out = []
-    for i, raw in enumerate(check.items(data, "accidents")):
-        path = f"accidents[{i}]"
-        entry = _entry(check, raw, path, frozenset({"occurred_on", "level", "deaths"}))
+    for path, entry in _entries(check, data, "accidents", ACCIDENT_FIELDS):
         occurred = check.day(entry.get("occurred_on"), f"{path}.occurred_on")
         level = check.enum(AccidentLevel, entry.get("level"), f"{path}.level", required=True)
         deaths = check.integer(entry, "deaths", f"{path}.deaths", default=0, low=0, high=100_000)
@@ -363,9 +386,7 @@ def _accidents(check: FieldChecker, data: Mapping[str, Any]) -> list[Accident]:
 
 def _penalties(check: FieldChecker, data: Mapping[str, Any]) -> list[Penalty]:
     out = []
-    for i, raw in enumerate(check.items(data, "penalties")):
-        path = f"penalties[{i}]"
-        entry = _entry(check, raw, path, frozenset({"decided_on", "amount_yuan", "basis"}))
+    for path, entry in _entries(check, data, "penalties", PENALTY_FIELDS):
         decided = check.day(entry.get("decided_on"), f"{path}.decided_on")
         amount = entry.get("amount_yuan", 0)
         if (
@@ -382,26 +403,10 @@ def _penalties(check: FieldChecker, data: Mapping[str, Any]) -> list[Penalty]:
     return out
 
 
-HAZARD_FIELDS = frozenset(
-    {
-        "hazard_id",
-        "clause_ref",
-        "severity",
-        "found_on",
-        "due_on",
-        "status",
-        "closed_on",
-        "closed_late",
-    }
-)
-
-
 def _hazards(check: FieldChecker, data: Mapping[str, Any]) -> list[Hazard]:
     out: list[Hazard] = []
     seen: set[str] = set()
-    for i, raw in enumerate(check.items(data, "hazards")):
-        path = f"hazards[{i}]"
-        entry = _entry(check, raw, path, HAZARD_FIELDS)
+    for path, entry in _entries(check, data, "hazards", HAZARD_FIELDS):
         hazard_id = check.string(entry, "hazard_id", f"{path}.hazard_id", max_len=64, required=True)
         if hazard_id in seen:
             check.bad(f"{path}.hazard_id", f"duplicate hazard_id {preview(hazard_id)}")

@@ -11,7 +11,7 @@ import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Union
+from typing import ClassVar, Union
 
 from services.common.vocabulary import Domain, Severity
 
@@ -57,31 +57,33 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class AllOf:
+class _Group:
+    """The parts of an all/any node: the keys they read and how they read aloud."""
+
     parts: tuple[Condition, ...]
+    JOINER: ClassVar[str] = ""
+
+    def fact_keys(self) -> tuple[str, ...]:
+        return _unique(k for p in self.parts for k in p.fact_keys())
+
+    def describe(self) -> str:
+        return "(" + f" {self.JOINER} ".join(p.describe() for p in self.parts) + ")"
+
+
+@dataclass(frozen=True)
+class AllOf(_Group):
+    JOINER: ClassVar[str] = "AND"
 
     def holds(self, facts: Mapping[str, FactValue]) -> bool:
         return all(p.holds(facts) for p in self.parts)
 
-    def fact_keys(self) -> tuple[str, ...]:
-        return _unique(k for p in self.parts for k in p.fact_keys())
-
-    def describe(self) -> str:
-        return "(" + " AND ".join(p.describe() for p in self.parts) + ")"
-
 
 @dataclass(frozen=True)
-class AnyOf:
-    parts: tuple[Condition, ...]
+class AnyOf(_Group):
+    JOINER: ClassVar[str] = "OR"
 
     def holds(self, facts: Mapping[str, FactValue]) -> bool:
         return any(p.holds(facts) for p in self.parts)
-
-    def fact_keys(self) -> tuple[str, ...]:
-        return _unique(k for p in self.parts for k in p.fact_keys())
-
-    def describe(self) -> str:
-        return "(" + " OR ".join(p.describe() for p in self.parts) + ")"
 
 
 Condition = Union[Comparison, AllOf, AnyOf]  # noqa: UP007 - a runtime alias used in isinstance

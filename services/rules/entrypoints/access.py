@@ -17,6 +17,7 @@ RULES_METHODS: dict[str, MethodRule] = {
         "UpsertEnterprise": rule("rules.write"),
         "GetEnterpriseStatus": rule("rules.read"),
         "ListWhitelist": rule("rules.read"),
+        "ListWhitelistSizes": rule("rules.read"),
         "ReportEvent": rule("rules.write"),
         "CheckInspection": rule("inspection.check"),
         "VerifyInspectionCode": rule("rules.read", "inspection.check"),

@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from grpc_status import rpc_status
 from sqlalchemy import Engine
 from tqdm import tqdm
 
-from services.common import backup, processes, security
+from services.common import backup, demo_city, processes, security
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
@@ -42,7 +43,7 @@ from services.rules.adapters.feed_worker import (
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from services.rules.domain.errors import ValidationError
 from services.rules.entrypoints import convert, grpc_server, http_api, render
-from services.rules.service_layer import handlers, reevaluation, register_handlers
+from services.rules.service_layer import demo, handlers, reevaluation, register_handlers
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_GRPC = "127.0.0.1:50051"
@@ -94,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     _common_flags(demo)
     security.add_flags(demo, "RULES")
     common_server.add_flags(demo, "RULES")
-    demo.set_defaults(run=cmd_demo)
+    _feed_flags(demo)
+    demo.set_defaults(run=cmd_demo, processes=1, shared_port=False)  # one process
 
     prune = sub.add_parser(
         "prune-changes", help="delete delivered change-feed entries older than N days"
@@ -295,7 +297,8 @@ def cmd_prune_changes(args: argparse.Namespace) -> int:
 
 
 def seed_demo(args: argparse.Namespace, path: Path = Path("examples/profiles.jsonl")) -> int:
-    """Register the valid example firms (make run), so the register RPCs have data."""
+    """Register the valid example firms and the demo city's ~300 firms (make run), so
+    the register RPCs, booking's history and the dashboard have data."""
     rulebook = load_rulebook(args.rulesets)
     engine = _database(args.db)
     ctx = grpc_server.context_from(rulebook)
@@ -306,8 +309,31 @@ def seed_demo(args: argparse.Namespace, path: Path = Path("examples/profiles.jso
             seeded += 1
         except ValidationError:
             continue  # the examples include a deliberately invalid profile
+    added = demo.seed_city(lambda: UnitOfWork(engine), ctx, demo_city.city(ctx.today()))
+    _log.info("demo city", firms_added=added)
     engine.dispose()
     return seeded
+
+
+def replay_demo_history(args: argparse.Namespace) -> threading.Thread:
+    """Apply the demo city's year of booking events on their days (about a minute), in
+    the background while the server starts and serves (service_layer/demo.py)."""
+
+    def run() -> None:
+        engine = _database(args.db)
+        ctx = grpc_server.context_from(load_rulebook(args.rulesets))
+        try:
+            city = demo_city.city(ctx.today())
+            applied = demo.replay_history(lambda: UnitOfWork(engine), ctx, city)
+            _log.info("demo city history replayed", events_applied=applied)
+        except Exception:  # a demo nicety: the server goes on serving
+            _log.exception("demo city history not replayed")
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=run, name="demo-history", daemon=True)
+    thread.start()
+    return thread
 
 
 def audit_verify(url: str) -> int:
@@ -357,10 +383,12 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     seeded = seed_demo(args)
+    replay_demo_history(args)
     host, _, port = args.grpc.rpartition(":")
     print(
         f"\nRules service starting on {args.grpc}; register {args.db}\n"
-        f"{seeded} demo firm(s) from examples/profiles.jsonl are in the register.\n"
+        f"{seeded} demo firm(s) from examples/profiles.jsonl and the demo city's firms "
+        "(services/common/demo_city.py: six streets) are in the register.\n"
         "Try, in another terminal:\n"
         "  .venv/bin/python -m services.rules evaluate examples/profiles.jsonl\n"
         f"  RULES_TOKEN=<dev-enforcement token from var/dev-tokens.json> "

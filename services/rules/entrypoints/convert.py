@@ -212,7 +212,13 @@ def decision_to_proto(d: Decision, *, request_id: str = "", decision_id: str = "
         risk_level=enum_number(pb.RiskLevel, d.risk_level, "RISK_LEVEL_"),
         findings=[finding_to_proto(f) for f in d.findings],
         whitelist_blockers=[
-            pb.WhitelistBlocker(code=b.code, reason=b.reason) for b in d.whitelist_blockers
+            pb.WhitelistBlocker(
+                code=b.code,
+                reason=b.reason,
+                arose_on=b.arose_on.isoformat() if b.arose_on else "",
+                ends_on=b.ends_on.isoformat() if b.ends_on else "",
+            )
+            for b in d.whitelist_blockers
         ],
         inspection_cap_per_year=d.inspection_cap_per_year,
         recommended_services=list(d.recommended_services),

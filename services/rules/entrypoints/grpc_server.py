@@ -38,7 +38,13 @@ from services.rules.domain.errors import (
 )
 from services.rules.entrypoints import convert
 from services.rules.entrypoints.access import RULES_METHODS
-from services.rules.service_layer import feed, handlers, inspection_handlers, register_handlers
+from services.rules.service_layer import (
+    feed,
+    handlers,
+    inspection_handlers,
+    register_handlers,
+    whitelist_history,
+)
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RulesService"].full_name
@@ -215,6 +221,26 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         )
         return pb.ListWhitelistResponse(
             entries=[convert.entry_to_proto(e) for e in entries], next_page_token=token
+        )
+
+    @map_errors
+    def ListWhitelistSizes(
+        self, request: pb.ListWhitelistSizesRequest, context: grpc.ServicerContext
+    ) -> pb.ListWhitelistSizesResponse:
+        found = whitelist_history.whitelist_sizes(
+            self._uow(), self._ctx, request.region, request.from_month, request.to_month
+        )
+        return pb.ListWhitelistSizesResponse(
+            sizes=[
+                pb.WhitelistSize(
+                    month=m.month,
+                    as_of=m.as_of.isoformat(),
+                    size=m.size,
+                    granted=m.granted,
+                    closed=m.closed,
+                )
+                for m in found
+            ]
         )
 
     @map_errors

@@ -460,7 +460,7 @@ def _apply(
     if outcome.reevaluate:
         cause = f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}"
         revoke = (
-            Blocker("revoked_by_event", f"白名单因事件撤销：{outcome.summary}")
+            Blocker("revoked_by_event", f"白名单因事件撤销：{outcome.summary}", event.occurred_on)
             if outcome.revokes
             else None
         )

@@ -63,6 +63,17 @@ class Site:
         enterprise_id = self.pair.register_firm(n, **extra)
         return enterprise_id, self.pair.issue(enterprise_id).token
 
+    def sign_in(self, enterprise_id: str, token: str, phone: str = "13912345678") -> None:
+        """The firm's person signs in on the page (the code from the in-memory SMS)."""
+        self.pair.booking.SetSignInPhone(
+            bpb.SetSignInPhoneRequest(enterprise_id=enterprise_id, phone=phone), timeout=10
+        )
+        asked = self.client.post(f"/q/{token}/sign-in", data={"phone": phone})
+        assert asked.status_code == 200, asked.text
+        code = self.pair.sms.last_code(phone)
+        done = self.client.post(f"/q/{token}/sign-in/code", data={"phone": phone, "code": code})
+        assert done.status_code == 303 and "firm_session" in self.client.cookies
+
     def form(self, token: str) -> tuple[httpx.Response, str]:
         page = self.client.get(f"/q/{token}/order")
         assert page.status_code == 200
@@ -255,7 +266,8 @@ def test_the_same_form_posted_twice_makes_one_order(site: Site) -> None:
 
 
 def test_the_confirmation_shows_the_booking_number_and_the_expert(site: Site) -> None:
-    _, token = site.firm(6, name="义乌市宏达塑料厂")
+    firm, token = site.firm(6, name="义乌市宏达塑料厂")
+    site.sign_in(firm, token)
     order_id = site.placed(token)
     page = site.client.get(f"/q/{token}/orders/{order_id}")
     assert page.status_code == 200
@@ -270,7 +282,8 @@ def test_the_confirmation_shows_the_booking_number_and_the_expert(site: Site) ->
 
 
 def test_an_order_no_expert_can_take_shows_the_dispatch_note(site: Site) -> None:
-    _, token = site.firm(7)
+    firm, token = site.firm(7)
+    site.sign_in(firm, token)
     _, key = site.form(token)
     response = site.order(token, key, item_codes=["gas_safety"])
     order_id = response.headers["location"].rsplit("/", 1)[1]
@@ -278,6 +291,18 @@ def test_an_order_no_expert_can_take_shows_the_dispatch_note(site: Site) -> None
     assert "已提交，待派单" in page.text
     assert "暂无可派专家" in page.text
     assert 'id="expert"' not in page.text
+
+
+def test_while_rules_is_down_the_firm_page_says_so_and_still_takes_orders(site: Site) -> None:
+    firm, token = site.firm(8, name="义乌市宏泰木业厂", high_risk_domains=["dust_explosion"])
+    site.sign_in(firm, token)
+    assert 'id="status-headline"' in site.client.get(f"/q/{token}").text
+    site.pair.rules_server.stop(None)
+    page = site.client.get(f"/q/{token}")
+    assert page.status_code == 200
+    assert "暂时无法获取企业状态（规则服务不可用），您仍可以预约专家。" in page.text
+    order_id = site.placed(token)
+    assert "已派单" in site.client.get(f"/q/{token}/orders/{order_id}").text
 
 
 # ---------------------------------------------------------------- bad tokens
@@ -312,8 +337,9 @@ def test_forged_edited_and_revoked_tokens_get_403_without_firm_data(site: Site) 
 
 
 def test_another_firms_order_ticket_and_photo_are_403(site: Site) -> None:
-    _, token = site.firm(10, name="甲企业五金厂")
+    firm, token = site.firm(10, name="甲企业五金厂")
     _, other = site.firm(11, name="乙企业纺织厂")
+    site.sign_in(firm, token)
     order_id = site.placed(token)
     ticket_id = site.visit(order_id)
     upload = site.client.post(
@@ -346,7 +372,8 @@ def test_another_firms_order_ticket_and_photo_are_403(site: Site) -> None:
 
 
 def test_proof_of_fix_upload_rejects_bad_files_and_accepts_a_png(site: Site) -> None:
-    _, token = site.firm(12)
+    firm, token = site.firm(12)
+    site.sign_in(firm, token)
     order_id = site.placed(token)
     ticket_id = site.visit(order_id)
     url = f"/q/{token}/tickets/{ticket_id}"
@@ -414,7 +441,8 @@ def test_proof_of_fix_upload_rejects_bad_files_and_accepts_a_png(site: Site) -> 
 
 
 def test_landing_reminds_of_tickets_due_within_three_days_and_marks_overdue(site: Site) -> None:
-    _, token = site.firm(13)
+    firm, token = site.firm(13)
+    site.sign_in(firm, token)
     order_id = site.placed(token)
     today = site.pair.clock.today
     site.visit(order_id, due_on=(today + timedelta(days=2)).isoformat())

@@ -27,7 +27,7 @@ from services.rules.entrypoints import grpc_server as rules_grpc
 from services.rules.entrypoints.convert import profile_from_json
 from tests.booking_env import Pair, running_pair
 from tests.integration.security.certs import make_pki
-from tests.support import profile
+from tests.support import profile, uscc
 
 TOKENS = {
     "evaluator": ("tok-evaluator-0123456789", ["rules.evaluate"]),
@@ -256,7 +256,11 @@ def _dispatched(pair: Pair, stub: booking_pb2_grpc.BookingServiceStub, n: int) -
         bpb.IssueQrCodeRequest(enterprise_id=firm), metadata=auth("admin"), timeout=10
     ).token
     placed = stub.CreateOrder(pair.order_request(token, phone="13512345678"), timeout=10)
-    assert placed.expert_id == "E1"
+    assert not placed.expert_id  # the QR token alone reads the number and status only
+    full = stub.GetOrder(
+        bpb.GetOrderRequest(order_id=placed.order_id), metadata=auth("admin"), timeout=10
+    )
+    assert full.expert_id == "E1"
     return token, placed.order_id
 
 
@@ -272,7 +276,10 @@ def test_booking_roles(secured) -> None:  # type: ignore[no-untyped-def]
         _code(lambda: stub.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10))
         == grpc.StatusCode.PERMISSION_DENIED
     )  # no bearer token and no QR token
-    mine = stub.GetOrder(bpb.GetOrderRequest(order_id=order_id, qr_token=token), timeout=10)
+    session = pair.sign_in(uscc(1), token)  # the firm's own calls need its session
+    mine = stub.GetOrder(
+        bpb.GetOrderRequest(order_id=order_id, qr_token=token), metadata=session, timeout=10
+    )
     assert mine.contact_phone == "135****5678"
     assert (
         stub.GetOrder(
@@ -297,6 +304,7 @@ def test_booking_roles(secured) -> None:  # type: ignore[no-untyped-def]
         bpb.SubmitRectificationRequest(
             ticket_id=ticket.ticket_id, qr_token=token, photo=bpb.Photo(content=PNG)
         ),
+        metadata=session,
         timeout=10,
     )
     recheck = bpb.RecheckTicketRequest(ticket_id=ticket.ticket_id, passed=True)
@@ -343,6 +351,7 @@ def test_inspector_rechecks_and_only_admin_cancels_for_the_authority(secured) ->
         bpb.SubmitRectificationRequest(
             ticket_id=ticket.ticket_id, qr_token=token2, photo=bpb.Photo(content=PNG)
         ),
+        metadata=pair.sign_in(uscc(4), token2),
         timeout=10,
     )
     done = stub.RecheckTicket(

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from services.booking.adapters.menu import MenuItem
+from services.booking.adapters.sms import MemorySms
 from services.booking.domain.events import BookingEvent
 from services.booking.domain.orders import Order
 from services.booking.domain.qr import Keyring
@@ -22,11 +23,21 @@ from services.booking.domain.records import (
     Assignment,
     Expert,
     FirmCard,
+    FirmSession,
     OutboxMessage,
     Photo,
+    SignInCode,
     Visit,
 )
-from services.booking.domain.rules_service import FirmInfo, InspectionInfo, RulesError
+from services.booking.domain.rules_service import (
+    ClauseInfo,
+    FindingInfo,
+    FirmInfo,
+    FirmStatus,
+    InspectionInfo,
+    RulesError,
+    WhitelistSize,
+)
 from services.booking.domain.tickets import Ticket
 from services.booking.service_layer.ports import BookingContext
 from services.common.clock import now
@@ -58,6 +69,8 @@ class FakeRegister:
         self.outbox: list[OutboxMessage] = []
         self.events: list[BookingEvent] = []
         self.taken_slots: set[tuple[str, str]] = set()  # booked by a "concurrent" dispatch
+        self.codes: dict[str, SignInCode] = {}
+        self.sessions: dict[str, FirmSession] = {}
 
     def add(self, record: object) -> None:
         stores: dict[type, dict[str, Any]] = {
@@ -67,6 +80,8 @@ class FakeRegister:
             Ticket: self.tickets_by_id,
             Photo: self.photos,
             Visit: self.visits,
+            SignInCode: self.codes,
+            FirmSession: self.sessions,
         }
         key = getattr(record, "enterprise_id" if isinstance(record, FirmCard) else "id")
         stores[type(record)][key] = record
@@ -86,6 +101,37 @@ class FakeRegister:
 
     def firm_names(self, ids: Iterable[str]) -> dict[str, str]:
         return {i: self.firms[i].name for i in ids if i in self.firms}
+
+    def firms_in(self, regions: Sequence[str]) -> Sequence[FirmCard]:
+        return [f for _, f in sorted(self.firms.items()) if not regions or f.region in regions]
+
+    # the firm's sign-in
+    def codes_since(self, *, enterprise_id: str = "", client: str = "", since: datetime) -> int:
+        return sum(
+            1
+            for c in self.codes.values()
+            if c.created_at >= since
+            and (not enterprise_id or c.enterprise_id == enterprise_id)
+            and (not client or c.client == client)
+        )
+
+    def latest_code(self, enterprise_id: str, phone_digest: str) -> SignInCode | None:
+        found = [
+            c
+            for c in self.codes.values()
+            if c.enterprise_id == enterprise_id and c.phone_digest == phone_digest
+        ]
+        return max(found, key=lambda c: c.created_at) if found else None
+
+    def firm_session(self, session_id: str) -> FirmSession | None:
+        return self.sessions.get(session_id)
+
+    def firm_sessions(self, enterprise_id: str) -> Sequence[FirmSession]:
+        return [
+            s
+            for s in self.sessions.values()
+            if s.enterprise_id == enterprise_id and s.ended_at is None
+        ]
 
     def expert(self, expert_id: str, *, for_update: bool = False) -> Expert | None:
         return self.experts_by_id.get(expert_id)
@@ -166,6 +212,25 @@ class FakeRegister:
             for o in self.orders_by_id.values()
             if start <= o.created_at < end and (not regions or o.region in regions)
         ]
+
+    def overdue_by_region(self, today: date, regions: Sequence[str] = ()) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tickets_by_id.values():
+            region = self.orders_by_id[t.order_id].region
+            if t.is_overdue(today) and (not regions or region in regions):
+                out[region] = out.get(region, 0) + 1
+        return out
+
+    def overdue_tickets(
+        self, today: date, regions: Sequence[str] = (), limit: int = 500
+    ) -> Sequence[Ticket]:
+        found = [
+            t
+            for t in self.tickets_by_id.values()
+            if t.is_overdue(today)
+            and (not regions or self.orders_by_id[t.order_id].region in regions)
+        ]
+        return sorted(found, key=lambda t: (t.due_on, t.id))[:limit]
 
     # tickets and photos
     def ticket(self, ticket_id: str, *, for_update: bool = False) -> Ticket | None:
@@ -262,6 +327,12 @@ class FakeRules:
     reported: list[Mapping[str, Any]] = field(default_factory=list)
     failure: RulesError | None = None
     refuse: dict[str, RulesError] = field(default_factory=dict)  # event id → its error
+    statuses: dict[str, FirmStatus] = field(default_factory=dict)
+    applicable_clauses: list[ClauseInfo] = field(default_factory=list)
+    # fact key → the finding a self-check answer `true` (or > 0) brings
+    answers_find: dict[str, FindingInfo] = field(default_factory=dict)
+    evaluated: list[Mapping[str, Any]] = field(default_factory=list)
+    sizes: list[WhitelistSize] = field(default_factory=list)  # ListWhitelistSizes
 
     def _call(self) -> None:
         if self.failure is not None:
@@ -288,6 +359,23 @@ class FakeRules:
         self._call()
         return self.codes.get(code)
 
+    def status(self, enterprise_id: str) -> FirmStatus | None:
+        self._call()
+        return self.statuses.get(enterprise_id)
+
+    def applicable(self, enterprise_id: str, major_only: bool = False) -> list[ClauseInfo]:
+        self._call()
+        return [c for c in self.applicable_clauses if not major_only or c.severity == "major"]
+
+    def self_check(self, enterprise_id: str, answers: Mapping[str, Any]) -> list[FindingInfo]:
+        self._call()
+        self.evaluated.append(dict(answers))
+        return [f for k, f in self.answers_find.items() if answers.get(k)]
+
+    def whitelist_sizes(self, region: str, from_month: str, to_month: str) -> list[WhitelistSize]:
+        self._call()
+        return list(self.sizes)
+
 
 @dataclass
 class Clock:
@@ -307,4 +395,5 @@ def context(rules: FakeRules | None = None, clock: Clock | None = None) -> Booki
         rules=rules or FakeRules(firms={FIRM: FirmInfo(FIRM, "义乌市示例五金厂", REGION)}),
         public_url="https://example.org",
         today=clock or Clock(),
+        sms=MemorySms(),
     )

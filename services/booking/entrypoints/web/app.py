@@ -12,6 +12,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from services.booking.entrypoints.web import errors
+from services.booking.entrypoints.web.dashboard import DashboardRoutes
+from services.booking.entrypoints.web.firm_pages import FirmPages
 from services.booking.entrypoints.web.limits import (
     DEFAULT_WEB_LIMITS,
     RateLimitMiddleware,
@@ -35,6 +37,7 @@ def create_web_app(
 ) -> Starlette:
     """The phone page, /verify, /dashboard, /healthz (routes: entrypoints/web/__init__.py)."""
     pages = Pages(ctx, engine, on_outbox, staff)
+    board = DashboardRoutes(pages)
     routes = [
         Route("/q/{token}", pages.landing, methods=["GET"]),
         Route("/q/{token}/order", pages.order_form, methods=["GET"]),
@@ -44,8 +47,10 @@ def create_web_app(
         Route("/q/{token}/tickets/{ticket_id}", pages.ticket_submit, methods=["POST"]),
         Route("/q/{token}/photos/{photo_id}", pages.photo, methods=["GET"]),
         Route("/verify/{code}", pages.verify, methods=["GET"]),
-        Route("/dashboard", pages.dashboard, methods=["GET"]),
+        Route("/dashboard", board.page, methods=["GET"]),
+        Route("/dashboard/{chart}.csv", board.csv, methods=["GET"]),
         Route("/healthz", pages.healthz, methods=["GET"]),
+        *FirmPages(pages).routes(),  # the firm's own: sign-in, self-check
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     return Starlette(

@@ -47,6 +47,31 @@ INSPECTION_KIND_LABELS = {
     "LICENSING": "行政许可核查",
 }
 WEEKDAYS = "一二三四五六日"
+# the dashboard's charts: (title, the table's column headers)
+CHART_LABELS = {
+    "overdue-by-region": ("逾期未整改隐患（按镇街）", ("镇街", "逾期未整改（处）")),
+    "hazards-by-month": (
+        "隐患发现与整改销号（按月）",
+        ("月份", "发现隐患（处）", "整改销号（处）"),
+    ),
+    "fix-by-domain": (
+        "按期整改率与整改天数（按领域）",
+        ("领域", "已整改销号（处）", "按期整改率", "整改天数中位数（天）"),
+    ),
+    "whitelist": (
+        "白名单企业数（按月，来自规则服务）",
+        ("月份", "月末白名单企业数（家）", "当月纳入（家）", "当月移出（家）"),
+    ),
+}
+ALL_REGIONS = "全部镇街"
+SERIES_LABELS = {
+    "overdue": "逾期未整改",
+    "found": "发现隐患",
+    "eliminated": "整改销号",
+    "on_time": "按期整改率",
+    "median_days": "整改天数中位数",
+    "whitelist": "白名单企业数",
+}
 
 
 def day(value: date | None) -> str:

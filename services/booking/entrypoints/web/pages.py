@@ -1,4 +1,5 @@
-"""The routes of the phone page, /verify and /dashboard: each reads the request, asks one
+"""The routes of the phone page and /verify (and the dashboard's access check: the
+dashboard is web/dashboard.py): each reads the request, asks one
 use case or view of the service layer (with a fresh unit of work), and renders a
 template; nothing here decides anything (like the gRPC servicer).
 
@@ -29,8 +30,9 @@ from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
+from services.booking.entrypoints.web.firm_session import signed_in_firm
 from services.booking.entrypoints.web.middleware import BodyTooLarge, is_staff
-from services.booking.service_layer import orders, tickets, views
+from services.booking.service_layer import guidance, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
 from services.common.auth import TokenStore
 from services.common.db import ping
@@ -43,7 +45,6 @@ HEALTH_TIMEOUT_S = 5.0
 ORDER_FIELDS = ("item_codes", "preferred_slots", "contact_name", "contact_phone", "note")
 TICKET_FIELDS = ("note", "photo")
 MAX_CODE = 100
-MAX_QUERY = 100
 
 
 class Pages:
@@ -84,7 +85,10 @@ class Pages:
 
     async def landing(self, request: Request) -> Response:
         token = request.path_params["token"]
-        data = await run_in_threadpool(views.landing, self.uow(), self.ctx, token)
+        firm_id = await signed_in_firm(self.ctx, self.engine, request)
+        data = await run_in_threadpool(views.landing, self.uow(), self.ctx, token, firm_id)
+        if data["signed_in"]:  # the rules service's decision, for the firm's own eyes
+            data["panel"] = await run_in_threadpool(guidance.firm_status, self.ctx, firm_id, token)
         return self.render("landing.html", token=token, **data)
 
     def _order_form(
@@ -123,7 +127,9 @@ class Pages:
         token = request.path_params["token"]
         card = await run_in_threadpool(self._firm, token)
         chosen = [c for c in request.query_params.getlist("item") if c in self.ctx.menu]
+        refs = [r[:48] for r in request.query_params.getlist("ref")[:20]]
         values = {
+            "clause_refs": refs,
             "item_codes": chosen,
             "preferred_slots": [],
             "contact_name": "",
@@ -137,6 +143,7 @@ class Pages:
         card = await run_in_threadpool(self._firm, token)  # the token first, then the form
         async with request.form(max_files=0, max_fields=100, max_part_size=16 * 1024) as form:
             values: dict[str, Any] = {
+                "clause_refs": [str(v)[:48] for v in form.getlist("clause_refs")[:20]],
                 "item_codes": [str(v) for v in form.getlist("item_codes")],
                 "preferred_slots": [str(v) for v in form.getlist("preferred_slots")],
                 "contact_name": str(form.get("contact_name") or ""),
@@ -162,25 +169,38 @@ class Pages:
 
     async def order_page(self, request: Request) -> Response:
         token, order_id = request.path_params["token"], request.path_params["order_id"]
-        data = await run_in_threadpool(views.order_page, self.uow(), self.ctx, token, order_id)
+        firm_id = await signed_in_firm(self.ctx, self.engine, request)
+        data = await run_in_threadpool(
+            views.order_page, self.uow(), self.ctx, token, order_id, firm_id
+        )
         return self.render("order.html", token=token, **data)
 
     # -- tickets and photos
 
-    def _ticket(self, token: str, ticket_id: str) -> dict[str, Any]:
-        data = views.ticket_page(self.uow(), self.ctx, token, ticket_id, self.guidance)
+    def _ticket(self, token: str, ticket_id: str, firm_id: str) -> dict[str, Any]:
+        data = views.ticket_page(self.uow(), self.ctx, token, ticket_id, self.guidance, firm_id)
         return {**data, "max_mb": MAX_PHOTO_BYTES // (1024 * 1024)}
+
+    async def _own_firm(self, request: Request) -> str:
+        """The signed-in firm of a private route; "" sends the visitor to sign in."""
+        await run_in_threadpool(self._firm, request.path_params["token"])  # the token first
+        return await signed_in_firm(self.ctx, self.engine, request)
 
     async def ticket_page(self, request: Request) -> Response:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
-        data = await run_in_threadpool(self._ticket, token, ticket_id)
+        firm_id = await self._own_firm(request)
+        if not firm_id:
+            return RedirectResponse(f"/q/{token}/sign-in", status_code=303)
+        data = await run_in_threadpool(self._ticket, token, ticket_id, firm_id)
         return self.render(
             "ticket.html", token=token, note="", errors={}, general_errors=[], **data
         )
 
     async def ticket_submit(self, request: Request) -> Response:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
-        await run_in_threadpool(self._firm, token)
+        firm_id = await self._own_firm(request)
+        if not firm_id:
+            return RedirectResponse(f"/q/{token}/sign-in", status_code=303)
         note, photo, errors, status = "", b"", {}, 400
         try:
             async with request.form(
@@ -203,6 +223,7 @@ class Pages:
                     self.ctx,
                     ticket_id,
                     token=token,
+                    firm_id=firm_id,
                     note=note,
                     photo=photo,
                 )
@@ -212,7 +233,7 @@ class Pages:
             except PreconditionFailed:
                 errors, status = {"_form": [messages.ALREADY_VERIFIED]}, 409
         if errors:
-            data = await run_in_threadpool(self._ticket, token, ticket_id)
+            data = await run_in_threadpool(self._ticket, token, ticket_id, firm_id)
             general = [m for f, ms in errors.items() if f not in TICKET_FIELDS for m in ms]
             return self.render(
                 "ticket.html",
@@ -228,9 +249,12 @@ class Pages:
 
     async def photo(self, request: Request) -> Response:
         token, photo_id = request.path_params["token"], request.path_params["photo_id"]
-        found = await run_in_threadpool(tickets.photo_of, self.uow(), self.ctx, photo_id, token)
+        firm_id = await self._own_firm(request)
+        found = await run_in_threadpool(
+            tickets.photo_of, self.uow(), self.ctx, photo_id, token, firm_id
+        )
         if found.content_type not in ("image/jpeg", "image/png"):  # sniffed on upload; be sure
-            raise NotFound("no such photo")
+            raise NotFound(messages.no_such("photo", photo_id))
         return Response(
             found.content, media_type=found.content_type, headers={"Content-Disposition": "inline"}
         )
@@ -249,9 +273,9 @@ class Pages:
 
     # -- supervision
 
-    async def dashboard(self, request: Request) -> Response:
-        """The supervisors' page: a staff token is required when the app has a token
-        store (middleware.is_staff)."""
+    def dashboard_refusal(self, request: Request) -> Response | None:
+        """The dashboard's access check (every /dashboard route): a staff token is
+        required when the app has a token store (middleware.is_staff)."""
         if self.staff is not None and not is_staff(self.staff, request):
             return Response(
                 messages.STAFF_ONLY,
@@ -259,16 +283,17 @@ class Pages:
                 media_type="text/plain",
                 headers={"WWW-Authenticate": 'Basic realm="dashboard", charset="UTF-8"'},
             )
-        q = request.query_params
-        region, start, end = (q.get(k, "")[:MAX_QUERY] for k in ("region", "from", "to"))
+        return None
+
+    def region_refusal(self, region: str) -> Response | None:
+        """The error page for a region filter that names no township or county."""
         regions = self.ctx.regions
         if region and regions is not None and regions.area(region) is None:
             near = regions.nearest(region, counties=True)
             title, text = messages.PAGE_NO_REGION
             hint = messages.NEAREST_REGIONS.format(names="、".join(near)) if near else ""
             return error_page(self.render, 400, (title, text.format(region=region[:24], hint=hint)))
-        data = await run_in_threadpool(views.dashboard, self.uow(), self.ctx, region, start, end)
-        return self.render("dashboard.html", region=region, start=start, end=end, **data)
+        return None
 
     # -- health
 

@@ -1,0 +1,54 @@
+"""SMS backends for the firm's sign-in codes (the SmsSender port, service_layer/ports.py).
+
+- `ConsoleSms` (the default, for development and `make run`): writes the message to the
+  server log with the phone masked, so a developer reads the code there.
+- `MemorySms` (tests): keeps every message in a list, sends nothing.
+
+A real gateway is one more class with the same method, `send(phone, text)`, raising
+`SmsFailed` when the gateway refuses or cannot be reached; it is configured by flags and
+environment variables (e.g. `--sms-gateway URL`, `BOOKING_SMS_GATEWAY`, with its
+credentials in `BOOKING_SMS_KEY`) and chosen in entrypoints/cli.py. Nothing here opens a
+network connection.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import structlog
+
+from services.booking.domain.orders import mask_phone
+
+_log = structlog.get_logger("sms")
+
+
+class SmsFailed(Exception):
+    """The gateway did not take the message."""
+
+
+class ConsoleSms:
+    """Writes each message to the log (phone masked): development only."""
+
+    def send(self, phone: str, text: str) -> None:
+        _log.warning("sms (console backend: not sent)", phone=mask_phone(phone), text=text)
+
+
+@dataclass
+class MemorySms:
+    """Keeps the messages (phone, text) for tests."""
+
+    sent: list[tuple[str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, phone: str, text: str) -> None:
+        with self._lock:
+            self.sent.append((phone, text))
+
+    def last_code(self, phone: str) -> str:
+        """The 6 digits of the newest message to `phone`."""
+        with self._lock:
+            texts = [t for p, t in self.sent if p == phone]
+        if not texts:
+            raise LookupError("no message to that phone")
+        return "".join(ch for ch in texts[-1] if ch.isdigit())[:6]

@@ -1,0 +1,81 @@
+"""The firm's own sign-in (docs/booking.md "The firm's own page"): one-time codes and
+session credentials, as pure functions. Only digests are ever stored.
+
+A code is 6 digits, valid CODE_TTL, MAX_TRIES tries. A session credential is
+`<session id>.<secret>.<signature>`: 256 random bits whose SHA-256 is stored, signed with
+the QR keyring (HMAC-SHA256, any key verifies), valid SESSION_TTL.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .qr import Keyring
+
+CODE_TTL = timedelta(minutes=10)
+MAX_TRIES = 5
+SESSION_TTL = timedelta(days=30)
+CODES_PER_FIRM_PER_HOUR = 5
+CODES_PER_CLIENT_PER_HOUR = 10
+CODE = re.compile(r"[0-9]{6}")
+_CREDENTIAL = re.compile(r"([0-9a-f]{32})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43})")
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+def new_id() -> str:
+    return secrets.token_hex(16)
+
+
+def keyed_digest(keyring: Keyring, purpose: str, *parts: str) -> str:
+    """HMAC-SHA256 under the active key: for low-entropy values (codes, phones)."""
+    message = "\x1f".join((purpose, *parts)).encode()
+    return hmac.new(keyring.keys[keyring.active], message, hashlib.sha256).hexdigest()
+
+
+def secret_digest(secret: str) -> str:
+    """SHA-256 of a 256-bit random secret (a session's)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _signature(key: bytes, payload: str) -> str:
+    return _b64(hmac.new(key, b"firm-session\x1f" + payload.encode(), hashlib.sha256).digest())
+
+
+@dataclass(frozen=True)
+class Credential:
+    session_id: str
+    secret: str
+
+
+def new_credential(keyring: Keyring) -> tuple[Credential, str]:
+    """A fresh session credential and its signed text."""
+    cred = Credential(new_id(), _b64(secrets.token_bytes(32)))
+    payload = f"{cred.session_id}.{cred.secret}"
+    return cred, f"{payload}.{_signature(keyring.keys[keyring.active], payload)}"
+
+
+def read_credential(keyring: Keyring, text: str) -> Credential | None:
+    """The credential if its shape and signature (under any key) hold, else None."""
+    match = _CREDENTIAL.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        return None
+    payload = f"{match.group(1)}.{match.group(2)}"
+    if not any(
+        hmac.compare_digest(_signature(key, payload), match.group(3))
+        for key in keyring.keys.values()
+    ):
+        return None
+    return Credential(match.group(1), match.group(2))

@@ -1,0 +1,163 @@
+"""The firm's own pages (docs/booking.md "The firm's own page"): sign-in by a one-time
+code, sign-out, and the self-check (自查). Like pages.py: each route reads the request,
+asks one use case, renders a template.
+
+Routes:
+    GET  /q/{token}/sign-in, POST       ask for a code (the same answer for any number)
+    POST /q/{token}/sign-in/code        the code → the session cookie → the firm's page
+    POST /q/{token}/sign-out
+    GET  /q/{token}/self-check, POST    the questions; the result at once (nothing stored)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from services.booking.domain import messages
+from services.booking.entrypoints.web.firm_session import (
+    clear_cookie,
+    credential,
+    set_cookie,
+    signed_in_firm,
+)
+from services.booking.entrypoints.web.pages import Pages
+from services.booking.service_layer import self_check, sign_in
+from services.common.errors import PermissionDenied, RateLimited, ValidationError
+
+MAX_FIELD = 4096
+
+
+class FirmPages:
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+        self.ctx = pages.ctx
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/q/{token}/sign-in", self.sign_in_form, methods=["GET"]),
+            Route("/q/{token}/sign-in", self.request_code, methods=["POST"]),
+            Route("/q/{token}/sign-in/code", self.enter_code, methods=["POST"]),
+            Route("/q/{token}/sign-out", self.sign_out, methods=["POST"]),
+            Route("/q/{token}/self-check", self.self_check_form, methods=["GET"]),
+            Route("/q/{token}/self-check", self.self_check_submit, methods=["POST"]),
+        ]
+
+    async def _form(self, request: Request) -> dict[str, str]:
+        async with request.form(max_files=0, max_fields=200, max_part_size=MAX_FIELD) as form:
+            return {k: str(v)[:MAX_FIELD] for k, v in form.items() if isinstance(v, str)}
+
+    def _sign_in_page(
+        self,
+        token: str,
+        card: Any,
+        *,
+        step: str,
+        phone: str = "",
+        error: str = "",
+        status: int = 200,
+    ) -> Response:
+        return self.pages.render(
+            "sign_in.html", status, token=token, firm=card, step=step, phone=phone, error=error
+        )
+
+    async def sign_in_form(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        card = await run_in_threadpool(self.pages._firm, token)
+        return self._sign_in_page(token, card, step="phone")
+
+    async def request_code(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        card = await run_in_threadpool(self.pages._firm, token)
+        phone = (await self._form(request)).get("phone", "")[:20]
+        client = request.client.host if request.client else ""
+        try:
+            await run_in_threadpool(
+                sign_in.request_code, self.pages.uow(), self.ctx, token, phone, client
+            )
+        except ValidationError as exc:
+            error = exc.violations[0].description
+            return self._sign_in_page(
+                token, card, step="phone", phone=phone, error=error, status=400
+            )
+        except RateLimited as exc:
+            return self._sign_in_page(
+                token, card, step="phone", phone=phone, error=str(exc), status=429
+            )
+        return self._sign_in_page(token, card, step="code", phone=phone)
+
+    async def enter_code(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        card = await run_in_threadpool(self.pages._firm, token)
+        form = await self._form(request)
+        phone, code = form.get("phone", "")[:20], form.get("code", "")[:20]
+        try:
+            done = await run_in_threadpool(
+                sign_in.sign_in, self.pages.uow(), self.ctx, token, phone, code
+            )
+        except ValidationError as exc:
+            error = exc.violations[0].description
+            return self._sign_in_page(
+                token, card, step="code", phone=phone, error=error, status=400
+            )
+        except PermissionDenied:
+            error = messages.SIGN_IN_WRONG_CODE
+            return self._sign_in_page(
+                token, card, step="code", phone=phone, error=error, status=403
+            )
+        except RateLimited as exc:
+            return self._sign_in_page(
+                token, card, step="phone", phone=phone, error=str(exc), status=429
+            )
+        response = RedirectResponse(f"/q/{token}", status_code=303)
+        set_cookie(response, self.ctx, done.credential)
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        await run_in_threadpool(self.pages._firm, token)
+        await run_in_threadpool(
+            sign_in.end_session, self.pages.uow(), self.ctx, credential(request)
+        )
+        response = RedirectResponse(f"/q/{token}", status_code=303)
+        clear_cookie(response, self.ctx)
+        return response
+
+    async def _signed(self, request: Request) -> tuple[str, Any, str]:
+        token = request.path_params["token"]
+        card = await run_in_threadpool(self.pages._firm, token)
+        firm_id = await signed_in_firm(self.ctx, self.pages.engine, request)
+        return token, card, firm_id if firm_id == card.enterprise_id else ""
+
+    async def self_check_form(self, request: Request) -> Response:
+        token, card, firm_id = await self._signed(request)
+        if not firm_id:
+            return RedirectResponse(f"/q/{token}/sign-in", status_code=303)
+        groups = await run_in_threadpool(self_check.questions, self.ctx, firm_id)
+        return self.pages.render(
+            "self_check.html", token=token, firm=card, groups=groups, values={}, errors={}
+        )
+
+    async def self_check_submit(self, request: Request) -> Response:
+        token, card, firm_id = await self._signed(request)
+        if not firm_id:
+            return RedirectResponse(f"/q/{token}/sign-in", status_code=303)
+        form = await self._form(request)
+        groups = await run_in_threadpool(self_check.questions, self.ctx, firm_id)
+        answers, errors = self_check.parse_answers(groups, form)
+        if errors:
+            return self.pages.render(
+                "self_check.html",
+                400,
+                token=token,
+                firm=card,
+                groups=groups,
+                values=form,
+                errors=errors,
+            )
+        result = await run_in_threadpool(self_check.evaluate, self.ctx, firm_id, token, answers)
+        return self.pages.render("self_check_result.html", token=token, firm=card, **result)

@@ -1,0 +1,54 @@
+"""The firm's session cookie on the phone page: signed, HttpOnly, SameSite=Lax, 30 days
+(Secure when the public URL is https). Its value is the session credential of
+service_layer/sign_in.py; the server keeps only the digest of its secret."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain.sign_in import SESSION_TTL
+from services.booking.service_layer import sign_in
+from services.booking.service_layer.ports import BookingContext
+
+COOKIE = "firm_session"
+MAX_COOKIE = 200
+
+
+def credential(request: Request) -> str:
+    value = request.cookies.get(COOKIE, "")
+    return value if len(value) <= MAX_COOKIE else ""
+
+
+async def signed_in_firm(ctx: BookingContext, engine: Engine, request: Request) -> str:
+    """The enterprise id of the request's valid firm session, or ""."""
+    text = credential(request)
+    if not text:
+        return ""
+    found = await run_in_threadpool(sign_in.session_firm, SqlUnitOfWork(engine), ctx, text)
+    return found or ""
+
+
+def set_cookie(response: Response, ctx: BookingContext, text: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        text,
+        max_age=int(SESSION_TTL.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=ctx.public_url.startswith("https://"),
+    )
+
+
+def clear_cookie(response: Response, ctx: BookingContext) -> None:
+    response.delete_cookie(
+        COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=ctx.public_url.startswith("https://"),
+    )

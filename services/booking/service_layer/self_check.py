@@ -1,0 +1,81 @@
+"""自查: the firm answers the questions of the clauses that apply to it and sees at once
+what they amount to, evaluated by the rules service's stateless Evaluate.
+
+Nothing of a self-check is stored: no register row here, and Evaluate records nothing in
+the rules register (容错式指导: asking for help is never evidence for a penalty).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.booking.domain import messages
+from services.booking.domain.rules_service import ClauseInfo, FindingInfo, Question
+from services.booking.service_layer.guidance import finding_view
+from services.booking.service_layer.ports import BookingContext, ask_rules
+
+MAX_NUMBER = 1_000_000
+
+
+@dataclass
+class QuestionGroup:
+    standard_title: str
+    questions: list[tuple[Question, ClauseInfo]] = field(default_factory=list)
+
+
+def questions(ctx: BookingContext, enterprise_id: str) -> list[QuestionGroup]:
+    """The questions of the clauses that apply to the firm, each once, by standard."""
+    clauses = ask_rules(lambda: ctx.rules.applicable(enterprise_id))
+    groups: dict[str, QuestionGroup] = {}
+    seen: set[str] = set()
+    for clause in clauses:
+        for q in clause.questions:
+            if q.key in seen or q.answer_type == "text":
+                continue
+            seen.add(q.key)
+            group = groups.setdefault(clause.standard_id, QuestionGroup(clause.standard_title))
+            group.questions.append((q, clause))
+    return list(groups.values())
+
+
+def parse_answers(
+    groups: list[QuestionGroup], form: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The answered facts (unanswered ones are left out) and the errors by key."""
+    answers: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for group in groups:
+        for q, _ in group.questions:
+            raw = form.get(q.key, "").strip()
+            if not raw:
+                continue
+            if q.answer_type == "yes_no":
+                if raw in ("yes", "no"):
+                    answers[q.key] = raw == "yes"
+                continue
+            try:
+                number = float(raw)
+            except ValueError:
+                errors[q.key] = messages.SELF_CHECK_BAD_NUMBER
+                continue
+            if not 0 <= number <= MAX_NUMBER or (q.answer_type == "count" and number % 1):
+                errors[q.key] = messages.SELF_CHECK_BAD_NUMBER
+                continue
+            answers[q.key] = int(number) if q.answer_type == "count" else number
+    return answers, errors
+
+
+def evaluate(
+    ctx: BookingContext, enterprise_id: str, token: str, answers: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The findings of the firm's stored profile with the answers laid over it, MAJOR
+    first, each with its pre-filled order link."""
+    found: list[FindingInfo] = ask_rules(lambda: ctx.rules.self_check(enterprise_id, answers))
+    views = [finding_view(f, token, ctx) for f in found]
+    return {
+        "major": [v for v in views if v["finding"].severity == "major"],
+        "general": [v for v in views if v["finding"].severity != "major"],
+        "answered": len(answers),
+    }

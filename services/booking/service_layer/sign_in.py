@@ -1,0 +1,189 @@
+"""The firm's own sign-in: a one-time code to the firm's sign-in mobile, then a session.
+
+Nothing here says whether a phone is on record: `request_code` answers the same either
+way (a code goes out only when the phone is the firm's sign-in mobile). Codes, tries and
+sessions live in the register (they hold across processes and replicas); only digests
+of codes, phones and session secrets are stored. The sign-in mobile is set by
+booking.admin (`set_sign_in_phone`) or by the expert who met the firm (visits.py); each
+change is in the audit trail (masked) and ends the firm's sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from services.booking.domain import messages
+from services.booking.domain import sign_in as rules
+from services.booking.domain.orders import PHONE, mask_phone
+from services.booking.domain.records import FirmCard, FirmSession, SignInCode
+from services.booking.service_layer.ports import BookingContext
+from services.booking.service_layer.qr_codes import firm_for_token
+from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.clock import now
+from services.common.errors import (
+    FieldViolation,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Unavailable,
+    ValidationError,
+)
+from services.common.instants import as_utc
+from services.common.vocabulary import uscc_problem
+
+_log = structlog.get_logger("sign_in")
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    credential: str  # the session credential's text (cookie, metadata firm-session)
+    enterprise_id: str
+    expires_at: datetime
+
+
+def _phone(value: str, field: str = "phone") -> str:
+    phone = value.strip().replace(" ", "").replace("-", "")
+    if not PHONE.fullmatch(phone):
+        raise ValidationError([FieldViolation(field, messages.SIGN_IN_BAD_PHONE)])
+    return phone
+
+
+def request_code(
+    uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, client: str = ""
+) -> None:
+    """Send a code when `phone` is the token's firm's sign-in mobile; the same answer
+    (nothing) otherwise. Rate limited per firm and per client address either way."""
+    phone = _phone(phone)
+    client_key = rules.keyed_digest(ctx.keyring, "client", client) if client else ""
+    at = now()
+    with uow:
+        card = firm_for_token(uow, ctx, token)
+        firm_count = uow.register.codes_since(enterprise_id=card.enterprise_id, since=at - HOUR)
+        client_count = (
+            uow.register.codes_since(client=client_key, since=at - HOUR) if client_key else 0
+        )
+        if (
+            firm_count >= rules.CODES_PER_FIRM_PER_HOUR
+            or client_count >= rules.CODES_PER_CLIENT_PER_HOUR
+        ):
+            raise RateLimited(messages.SIGN_IN_TOO_MANY_CODES, 600)
+        code = rules.new_code()
+        matches = bool(card.sign_in_phone) and card.sign_in_phone == phone
+        # a row either way, so the limits count every request, known number or not
+        uow.register.add(
+            SignInCode(
+                id=rules.new_id(),
+                enterprise_id=card.enterprise_id,
+                phone_digest=rules.keyed_digest(ctx.keyring, "phone", phone),
+                code_digest=rules.keyed_digest(ctx.keyring, "code", card.enterprise_id, code)
+                if matches
+                else "",
+                created_at=at,
+                expires_at=at + rules.CODE_TTL,
+                client=client_key,
+            )
+        )
+        uow.commit()
+    if matches:
+        if ctx.sms is None:
+            raise Unavailable("no SMS backend is configured")
+        ctx.sms.send(phone, messages.SMS_CODE_TEXT.format(code=code))
+    _log.info("sign-in code requested", phone=mask_phone(phone), sent=matches)
+
+
+def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: str) -> SignedIn:
+    """Exchange a code for a 30-day session of the token's firm. A wrong, expired, used
+    or another firm's code is PermissionDenied; past MAX_TRIES, RateLimited."""
+    phone = _phone(phone)
+    code = code.strip()
+    if not rules.CODE.fullmatch(code):
+        raise ValidationError([FieldViolation("code", messages.SIGN_IN_BAD_CODE_FORMAT)])
+    at = now()
+    with uow:
+        card = firm_for_token(uow, ctx, token)
+        row = uow.register.latest_code(
+            card.enterprise_id, rules.keyed_digest(ctx.keyring, "phone", phone)
+        )
+        if row is None or row.used_at is not None or as_utc(row.expires_at) <= at:
+            raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
+        if row.tries >= rules.MAX_TRIES:
+            raise RateLimited(messages.SIGN_IN_TOO_MANY_TRIES, 60)
+        row.tries += 1
+        expected = rules.keyed_digest(ctx.keyring, "code", card.enterprise_id, code)
+        if not row.code_digest or row.code_digest != expected:
+            uow.commit()  # the try counts
+            raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
+        row.used_at = at
+        cred, text = rules.new_credential(ctx.keyring)
+        uow.register.add(
+            FirmSession(
+                id=cred.session_id,
+                enterprise_id=card.enterprise_id,
+                phone_digest=row.phone_digest,
+                secret_digest=rules.secret_digest(cred.secret),
+                created_at=at,
+                expires_at=at + rules.SESSION_TTL,
+            )
+        )
+        uow.commit()
+    return SignedIn(text, card.enterprise_id, at + rules.SESSION_TTL)
+
+
+def session_firm(uow: UnitOfWork, ctx: BookingContext, credential: str) -> str | None:
+    """The enterprise id a session credential signs in, or None (absent, forged, expired,
+    ended)."""
+    cred = rules.read_credential(ctx.keyring, credential) if credential else None
+    if cred is None:
+        return None
+    with uow:
+        row = uow.register.firm_session(cred.session_id)
+        if (
+            row is None
+            or row.ended_at is not None
+            or as_utc(row.expires_at) <= now()
+            or row.secret_digest != rules.secret_digest(cred.secret)
+        ):
+            return None
+        return row.enterprise_id
+
+
+def end_session(uow: UnitOfWork, ctx: BookingContext, credential: str) -> None:
+    """Sign out: the session stops working at once."""
+    cred = rules.read_credential(ctx.keyring, credential) if credential else None
+    if cred is None:
+        return
+    with uow:
+        row = uow.register.firm_session(cred.session_id)
+        if row is not None and row.secret_digest == rules.secret_digest(cred.secret):
+            row.ended_at = now()
+            uow.commit()
+
+
+def set_sign_in_phone(
+    uow: UnitOfWork, ctx: BookingContext, enterprise_id: str, phone: str
+) -> FirmCard:
+    """booking.admin sets or (empty) clears a firm's sign-in mobile; audited."""
+    if problem := uscc_problem(enterprise_id):
+        raise ValidationError([FieldViolation("enterprise_id", problem)])
+    clean = _phone(phone) if phone.strip() else ""
+    with uow:
+        card = uow.register.firm(enterprise_id, for_update=True)
+        if card is None:
+            raise NotFound(f"firm {enterprise_id} has no QR code yet")
+        change_phone(uow, card, clean)
+        uow.commit()
+        return card
+
+
+def change_phone(uow: UnitOfWork, card: FirmCard, phone: str) -> None:
+    """Inside the caller's transaction: a new sign-in mobile ends the firm's sessions."""
+    if card.sign_in_phone == phone:
+        return
+    card.sign_in_phone = phone
+    at = now()
+    for session in uow.register.firm_sessions(card.enterprise_id):
+        session.ended_at = at

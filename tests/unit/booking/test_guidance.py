@@ -1,0 +1,146 @@
+"""The firm's own page from the rules service's decision (service_layer/guidance.py), the
+self-check (self_check.py), pre-filled orders, and the poster's checklist layout."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from services.booking.adapters.poster import (
+    A4_H,
+    A4_W,
+    MIN_FONT_MM,
+    ChecklistGroup,
+    layout,
+    render_poster,
+    render_poster_pdf,
+)
+from services.booking.domain.rules_service import (
+    BlockerInfo,
+    ClauseInfo,
+    FindingInfo,
+    FirmStatus,
+    Question,
+    RulesUnavailable,
+)
+from services.booking.service_layer import guidance, orders, qr_codes, self_check
+from services.common.errors import ValidationError
+from tests.unit.booking.fakes import FIRM, MENU, FakeUnitOfWork, context
+
+DUST = FindingInfo(
+    "GM2023:11(3)", "GM2023", "11(3)", "major", "干式除尘系统未采取泄爆…", "加装泄爆装置",
+    ("dust_explosion",),
+)  # fmt: skip
+
+
+def test_blockers_become_sentences_from_their_own_dates() -> None:
+    penalty = BlockerInfo("recent_penalty", "24个月内受到过行政处罚", "2026-03-02", "2028-03-03")
+    assert (
+        guidance.blocker_sentence(penalty) == "2026-03-02 受到行政处罚，2028-03-03起不再影响白名单"
+    )
+    credit = BlockerInfo("credit_rating", "信用等级为C，须为A或B")
+    assert guidance.blocker_sentence(credit) == "信用等级为C，须为A或B"
+    undated = BlockerInfo("recent_penalty", "24个月内受到过行政处罚")  # an old decision
+    assert guidance.blocker_sentence(undated) == "24个月内受到过行政处罚"
+
+
+def test_the_status_panel_links_each_hazard_to_a_prefilled_order() -> None:
+    ctx = context()
+    ctx.rules.statuses[FIRM] = FirmStatus(
+        "priority", "red", "2027-06-01", "", (), (DUST,), ("dust_explosion",)
+    )
+    panel = guidance.firm_status(ctx, FIRM, "TOKEN")
+    assert panel["available"] and panel["headline"] == "重点监管"
+    (hazard,) = panel["hazards"]
+    assert hazard["items"] == ["粉尘防爆"]
+    assert hazard["order_url"] == "/q/TOKEN/order?item=dust_explosion&ref=GM2023%3A11%283%29"
+
+
+def test_the_panel_says_when_rules_cannot_answer() -> None:
+    ctx = context()
+    ctx.rules.failure = RulesUnavailable("UNAVAILABLE", "down")
+    panel = guidance.firm_status(ctx, FIRM, "TOKEN")
+    assert panel == {"available": False, "note": guidance.messages.STATUS_UNAVAILABLE}
+
+
+def test_a_self_check_evaluates_only_the_answers_given() -> None:
+    ctx = context()
+    question = Question("dust.dry_collector_unprotected", "干式除尘器…？", "yes_no")
+    count = Question("gm.special_ops_uncertified", "无证人数？", "count", "人")
+    ctx.rules.applicable_clauses = [
+        ClauseInfo("GM2023:11(3)", "GM2023", "工贸", "11(3)", "除尘器无泄爆", "major", "…", "…",
+                   ("dust_explosion",), (question,)),
+        ClauseInfo("GM2023:3(2)", "GM2023", "工贸", "3(2)", "特种作业无证", "major", "…", "…",
+                   (), (count,)),
+    ]  # fmt: skip
+    ctx.rules.answers_find = {question.key: DUST}
+    groups = self_check.questions(ctx, FIRM)
+    assert [q.key for q, _ in groups[0].questions] == [question.key, count.key]
+    answers, errors = self_check.parse_answers(groups, {question.key: "yes", count.key: "x"})
+    assert errors == {count.key: "请填写数字"}
+    answers, errors = self_check.parse_answers(groups, {question.key: "yes", count.key: ""})
+    assert answers == {question.key: True} and not errors
+    result = self_check.evaluate(ctx, FIRM, "TOKEN", answers)
+    assert [v["finding"].ref for v in result["major"]] == ["GM2023:11(3)"]
+    assert ctx.rules.evaluated == [{question.key: True}]
+
+
+def test_a_prefilled_order_keeps_its_clause_refs() -> None:
+    ctx, uow = context(), FakeUnitOfWork()
+    token = qr_codes.issue_qr_code(uow, ctx, FIRM).token
+    day = ctx.today()
+    form: dict[str, Any] = {
+        "item_codes": ["dust_explosion"],
+        "preferred_slots": [
+            f"{day.replace(day=day.day + 1)} AM",
+            f"{day.replace(day=day.day + 2)} AM",
+        ],
+        "contact_name": "王经理",
+        "contact_phone": "13812345678",
+        "clause_refs": ["GM2023:11(3)", "GM2023:11(3)"],
+    }
+    order = orders.create_order(uow, ctx, token, form, "k1")
+    assert order.clause_refs == ["GM2023:11(3)"]
+    with pytest.raises(ValidationError) as info:
+        orders.create_order(uow, ctx, token, {**form, "clause_refs": ["<script>"]}, "k2")
+    assert info.value.violations[0].field == "clause_refs"
+
+
+@pytest.mark.parametrize("items", [10, 40])
+def test_the_poster_checklist_fits_the_page_legibly(items: int) -> None:
+    half = items // 2
+    groups = [
+        ChecklistGroup(
+            "工贸企业重大事故隐患判定标准", tuple(f"粉尘涉爆场所第{i}项" for i in range(half))
+        ),
+        ChecklistGroup(
+            "重大火灾隐患判定方法", tuple(f"疏散通道第{i}项" for i in range(items - half))
+        ),
+    ]
+    lines = layout("义乌市恒达五金制品有限公司", list(MENU.values()), "12345", groups)
+    shown = [line for line in lines if line.text.startswith("□")]
+    assert len(shown) == items  # every item is printed
+    for line in lines:
+        assert line.size >= MIN_FONT_MM, line
+        assert line.left >= 0 and line.left + line.width <= A4_W, line
+        assert line.size <= line.y <= A4_H, line
+    boxes = sorted((round(line.left), round(line.y, 1)) for line in lines)
+    assert len(set(boxes)) == len(boxes)  # no two lines on the same spot
+    svg = render_poster(
+        "义乌市恒达五金制品有限公司", "https://x/q/t", MENU.values(), "12345", groups
+    )
+    assert svg.count("□") == items and "<script" not in svg
+    pdf = render_poster_pdf(
+        "义乌市恒达五金制品有限公司", "https://x/q/t", MENU.values(), "12345", groups
+    )
+    assert pdf.startswith(b"%PDF") and re.search(rb"/MediaBox \[\s*0 0 595\.27", pdf)
+
+
+def test_an_overlong_checklist_is_summarised_not_shrunk() -> None:
+    groups = [ChecklistGroup("标准", tuple(f"第{i}项" for i in range(120)))]
+    lines = layout("厂", list(MENU.values()), "12345", groups)
+    assert min(line.size for line in lines) >= MIN_FONT_MM
+    assert any("另有" in line.text for line in lines)
+    assert all(line.y <= A4_H for line in lines)

@@ -1,0 +1,48 @@
+"""The white list's size on a day, from its entries' dates (pure)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from services.rules.domain.register import WhitelistEntry
+from services.rules.domain.whitelist_sizes import active_on, months, sizes
+
+
+def entry(granted: str, until: str, revoked: str | None = None) -> WhitelistEntry:
+    return WhitelistEntry(
+        id="w",
+        enterprise_id="x",
+        name="n",
+        region="稠城街道",
+        granted_on=date.fromisoformat(granted),
+        valid_until=date.fromisoformat(until),
+        decision_id="d",
+        revoked_on=date.fromisoformat(revoked) if revoked else None,
+    )
+
+
+def test_an_entry_counts_from_its_grant_until_closed_or_lapsed() -> None:
+    e = entry("2026-01-10", "2027-01-10")
+    assert not active_on(e, date(2026, 1, 9))
+    assert active_on(e, date(2026, 1, 10)) and active_on(e, date(2027, 1, 10))
+    assert not active_on(e, date(2027, 1, 11))  # lapsed, no decision closed it yet
+    closed = entry("2026-01-10", "2027-01-10", "2026-04-01")
+    assert active_on(closed, date(2026, 3, 31)) and not active_on(closed, date(2026, 4, 1))
+
+
+def test_sizes_per_month_stop_at_today() -> None:
+    listed = [
+        entry("2026-01-10", "2027-01-10"),
+        entry("2026-02-01", "2027-02-01", "2026-02-20"),
+        entry("2026-03-31", "2027-03-31"),
+    ]
+    span = months(date(2025, 12, 1), date(2026, 6, 1))
+    assert span[0] == (2025, 12) and span[-1] == (2026, 6) and len(span) == 7
+    got = sizes(listed, span, today=date(2026, 3, 31))
+    assert [(m.month, m.size, m.granted, m.closed) for m in got] == [
+        ("2025-12", 0, 0, 0),
+        ("2026-01", 1, 1, 0),
+        ("2026-02", 1, 1, 1),
+        ("2026-03", 2, 1, 0),
+    ]
+    assert got[-1].as_of == date(2026, 3, 31)
