@@ -56,9 +56,10 @@ lint: install
 	$(VENV)/bin/ruff format --check services tests bench scripts
 	$(VENV)/bin/mypy services
 
-bench: install
-	$(PY) -m bench.run --write docs/benchmarks.md
-	$(PY) -m bench.writes $(BENCH_ARGS) --write docs/benchmarks.md  # the register, booking
+BENCH_ARGS ?=
+bench: install  ## docs/benchmarks.md (the rules service, then the register and booking); BENCH_ARGS=--quick for a smoke test
+	$(PY) -m bench.run $(BENCH_ARGS) --write docs/benchmarks.md
+	$(PY) -m bench.writes $(BENCH_ARGS) --write docs/benchmarks.md
 
 DURATION ?= 10m
 soak: install  ## both services on SQLite, then PostgreSQL, under load (not part of make test)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -188,6 +189,12 @@ class Measured:
     def rate(self) -> float:
         return self.calls * self.items_per_call / self.seconds if self.seconds else 0.0
 
+    @property
+    def cpu_per_item(self) -> float:
+        """Server CPU microseconds per item: steadier than the rate on a shared machine,
+        where the server may not get a whole core."""
+        return self.server_cpu / self.rate * 1e6 if self.rate else 0.0
+
     def percentile(self, p: float) -> float:
         return percentile(self.latencies, p)
 
@@ -197,12 +204,17 @@ def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))
     return ordered[rank]
 
 
-def measure(load: Load, server: ServerProcess | None = None) -> Measured:
-    """Run `load` from `load.clients` fresh processes; they start together after warm-up."""
+def measure(
+    load: Load,
+    server: ServerProcess | None = None,
+    on_start: Callable[[], object] | None = None,
+) -> Measured:
+    """Run `load` from `load.clients` fresh processes; they start together after warm-up
+    (`on_start` is called then: a profiler can attach to the measured part only)."""
     spawn = multiprocessing.get_context("spawn")
     clients = max(1, min(load.clients, load.in_flight))
     share = [load.in_flight // clients + (i < load.in_flight % clients) for i in range(clients)]
@@ -215,6 +227,8 @@ def measure(load: Load, server: ServerProcess | None = None) -> Measured:
     for w in workers:
         w.start()
     barrier.wait(timeout=120)  # every client connected and warmed up
+    if on_start is not None:
+        on_start()
     cpu0 = server.cpu_seconds() if server else 0.0
     wall0 = time.perf_counter()
     parts = [results.get(timeout=load.seconds + 300) for _ in workers]
@@ -346,6 +360,12 @@ class Pair:
         """Median over rounds of project/baseline, each ratio taken within its round."""
         return median([p.rate / b.rate for p, b in zip(self.project, self.baseline, strict=True)])
 
+    def cpu_ratio(self) -> float:
+        """Median over rounds of the baseline's server CPU per item over the project's:
+        the rate ratio a server with a core of its own would show."""
+        pairs = zip(self.project, self.baseline, strict=True)
+        return median([b.cpu_per_item / p.cpu_per_item for p, b in pairs if p.cpu_per_item])
+
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else 0.0
@@ -373,7 +393,12 @@ def pair_table(pairs: Sequence[Pair], *, latency: bool = True) -> str:
     head = ["what", "rate", "unit", "same-run baseline", "baseline rate", "ratio"]
     if latency:
         head += ["p50 ms", "p99 ms", "baseline p50 ms"]
-    head += ["client CPU (cores, busiest process)", "server CPU (cores)"]
+    head += [
+        "client CPU (cores, busiest process)",
+        "server CPU (cores)",
+        "server CPU µs per item (baseline)",
+        "CPU ratio",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for pair in pairs:
         row = [
@@ -386,17 +411,28 @@ def pair_table(pairs: Sequence[Pair], *, latency: bool = True) -> str:
         ]
         if latency:
             row += [
-                fmt_ms(median([m.percentile(50) for m in pair.project])),
-                fmt_ms(median([m.percentile(99) for m in pair.project])),
-                fmt_ms(median([m.percentile(50) for m in pair.baseline])),
+                _ms(pair.project, 50),
+                _ms(pair.project, 99),
+                _ms(pair.baseline, 50),
             ]
         row += [
             f"{median([m.client_cpu for m in pair.project]):.2f} "
             f"({median([m.client_cpu_max for m in pair.project]):.2f})",
             f"{median([m.server_cpu for m in pair.project]):.2f}",
+            f"{median([m.cpu_per_item for m in pair.project]):,.0f} "
+            f"({median([m.cpu_per_item for m in pair.baseline]):,.0f})",
+            f"{pair.cpu_ratio():.0%}",
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _ms(figures: Sequence[Measured], p: float) -> str:
+    """The median over rounds of a latency percentile, in ms; "–" for streams (no
+    per-call latency)."""
+    if not any(m.latencies for m in figures):
+        return "–"
+    return fmt_ms(median([m.percentile(p) for m in figures]))
 
 
 def table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

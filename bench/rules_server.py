@@ -57,7 +57,7 @@ def _with_echo(build: Any) -> Any:
 
 def _children_run_this(run_children: Any) -> Any:
     def run(_module: str, argv: Sequence[str], count: int, address: str) -> int:
-        return int(run_children(__name__, argv, count, address))
+        return int(run_children("bench.rules_server", argv, count, address))
 
     return run
 
@@ -66,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for method in (ECHO_UNARY, ECHO_STREAM):
         RULES_METHODS[method] = rule("rules.evaluate")
     grpc_server.DB_FREE = grpc_server.DB_FREE | {ECHO_UNARY, ECHO_STREAM}
-    grpc_server.build = _with_echo(grpc_server.build)  # type: ignore[assignment]
-    processes.run_children = _children_run_this(processes.run_children)  # type: ignore[assignment]
+    grpc_server.build = _with_echo(grpc_server.build)
+    processes.run_children = _children_run_this(processes.run_children)
     return cli.main(argv)
 
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date
 
@@ -63,7 +64,16 @@ def date_problem(day: date) -> str | None:
 
 def parse_iso_date(text: str) -> date:
     """A strict YYYY-MM-DD calendar date between 1949 and 2199; ValueError otherwise."""
-    if not isinstance(text, str) or not _ISO_DATE.fullmatch(text):
+    if not isinstance(text, str):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return _iso_date(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_date(text: str) -> date:
+    """parse_iso_date of a text, remembered (every request of a batch repeats its as_of;
+    a refused text raises each time: exceptions are never remembered)."""
+    if not _ISO_DATE.fullmatch(text):
         raise ValueError("must be a date written YYYY-MM-DD")
     day = date.fromisoformat(text)
     if problem := date_problem(day):

@@ -12,6 +12,7 @@ The dates any record may carry are in services/common/values.py (`FIRST_DAY`,
 
 from __future__ import annotations
 
+import operator
 from enum import StrEnum
 
 
@@ -67,9 +68,19 @@ USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
 
+_USCC_VALUES = {ch: i for i, ch in enumerate(USCC_ALPHABET)}
+_USCC_CHARS = frozenset(USCC_ALPHABET)
+
+
 def uscc_check_char(first17: str) -> str:
-    """The GB 32100-2015 check character for the first 17 characters of a code."""
-    total = sum(USCC_ALPHABET.index(ch) * w for ch, w in zip(first17, USCC_WEIGHTS, strict=True))
+    """The GB 32100-2015 check character for the first 17 characters of a code
+    (ValueError for another length or a character outside the alphabet)."""
+    if len(first17) != len(USCC_WEIGHTS):
+        raise ValueError(f"needs {len(USCC_WEIGHTS)} characters")
+    try:
+        total = sum(map(operator.mul, map(_USCC_VALUES.__getitem__, first17), USCC_WEIGHTS))
+    except KeyError as exc:
+        raise ValueError(f"{exc.args[0]!r} is not in the GB 32100 alphabet") from None
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
@@ -77,8 +88,8 @@ def uscc_problem(code: str) -> str | None:
     """Why `code` is not a valid unified social credit code, or None when it is."""
     if len(code) != USCC_LENGTH:
         return "must be 18 characters (统一社会信用代码)"
-    bad = sorted({ch for ch in code if ch not in USCC_ALPHABET})
-    if bad:
+    if not _USCC_CHARS.issuperset(code):
+        bad = sorted({ch for ch in code if ch not in USCC_ALPHABET})
         return f"contains characters outside the GB 32100 alphabet: {''.join(bad)!r}"
     if uscc_check_char(code[:17]) != code[17]:
         return "check character does not verify (GB 32100-2015)"

@@ -15,6 +15,12 @@ contains everything we know about it (docs/engine.md):
 * rulesets cannot be replaced under one name and leak when versioned, so compiled
   engines are cached per catalogue version for the life of the process; reloading
   rules means starting a new process.
+
+What a ruleset answers depends only on the values of the facts it reads, and most firms
+of a register answer alike; so each ruleset's answer is remembered per those values
+(with their types: `True` and `1` are different answers), up to `REMEMBERED` answers
+(then forgotten all at once). `remember=0` asks durable_rules every time (the benchmarks
+measure the engine itself that way).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ _NAMES = itertools.count(1)
 _OPS = {"eq": None, "ne": "$neq", "gt": "$gt", "ge": "$gte", "lt": "$lt", "le": "$lte"}
 _SID = "0"
 MAX_COMPARISONS = 40  # per compiled ruleset; durable_rules fails at 65 conditions matched
+REMEMBERED = 50_000  # answers kept per engine (a few MB)
 
 
 class EngineError(RuntimeError):
@@ -69,7 +76,9 @@ def engine_for(catalogue: Catalogue) -> DurableRulesEngine:
 class DurableRulesEngine:
     """Matches fact maps against the catalogue's clauses, compiled into durable_rules."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, remember: int = REMEMBERED) -> None:
+        self._remember = remember
+        self._answers: dict[tuple[object, ...], tuple[str, ...]] = {}
         self._sink: list[str] = []
         self._ids = itertools.count()
         keys = sorted(
@@ -79,6 +88,7 @@ class DurableRulesEngine:
         self._rulesets: dict[str, tuple[str, ...]] = {}  # edition key → ruleset names
         self._used: set[str] = set()  # rulesets with a state (get_facts fails with 309 before)
         self._keys: dict[str, frozenset[str]] = {}  # ruleset name → the fact keys it reads
+        self._order: dict[str, tuple[str, ...]] = {}  # the same keys, sorted
         definitions: dict[str, Any] = {}
         actions: dict[str, Callable[[Any], None]] = {}
         for standard in catalogue.standards:
@@ -95,6 +105,7 @@ class DurableRulesEngine:
                     }
                 definitions[name] = rules
                 self._keys[name] = frozenset(k for c in shard for k in c.condition.fact_keys())
+                self._order[name] = tuple(sorted(self._keys[name]))
                 names.append(name)
             self._rulesets[standard.key] = tuple(names)
         self._host = _QuietHost(actions)
@@ -131,12 +142,28 @@ class DurableRulesEngine:
             for edition in editions:
                 for name in self._rulesets[edition]:
                     wanted = self._keys[name] & present
-                    if not wanted:
-                        continue
-                    fact: dict[str, Any] = {self._slots[k]: facts[k] for k in wanted}
-                    fact["sid"], fact["id"] = _SID, f"p{next(self._ids)}"
-                    hits.update(self._run(name, fact))
+                    if wanted:
+                        hits.update(self._answer(name, wanted, facts))
         return frozenset(hits)
+
+    def _answer(
+        self, name: str, wanted: frozenset[str], facts: Mapping[str, FactValue]
+    ) -> tuple[str, ...]:
+        """The ruleset's matching refs for these facts: remembered, or asked of durable_rules."""
+        key = None
+        if self._remember:
+            key = (name, *((k, type(facts[k]), facts[k]) for k in self._order[name] if k in wanted))
+            found = self._answers.get(key)
+            if found is not None:
+                return found
+        fact: dict[str, Any] = {self._slots[k]: facts[k] for k in wanted}
+        fact["sid"], fact["id"] = _SID, f"p{next(self._ids)}"
+        answer = tuple(self._run(name, fact))
+        if key is not None:
+            if len(self._answers) >= self._remember:
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
 
     def _run(self, ruleset: str, fact: dict[str, Any]) -> list[str]:
         self._sink.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -34,8 +36,15 @@ def enum_value(enum: Any, number: int, prefix: str, *, lower: bool = True) -> st
 
 
 def enum_number(enum: Any, value: str, prefix: str) -> Any:
-    """ "machinery" → INDUSTRY_MACHINERY's number (typed Any: the stubs want the enum type)."""
-    return int(enum.Value(prefix + value.upper()))
+    """ "machinery" → INDUSTRY_MACHINERY's number (typed Any: the stubs want the enum type).
+    Remembered per name: every decision converts the same few (an unknown name raises
+    ValueError each time, never remembered)."""
+    return _enum_number(enum, prefix + value.upper())
+
+
+@functools.lru_cache(maxsize=4096)
+def _enum_number(enum: Any, name: str) -> int:
+    return int(enum.Value(name))
 
 
 def _fact(value: struct_pb2.Value) -> Any:
@@ -386,6 +395,17 @@ def profile_from_json(data: Mapping[str, Any]) -> pb.EnterpriseProfile:
 
     Raises json_format.ParseError or ValueError on a shape the proto cannot hold.
     """
+    given = proto_json(data)
+    fast = _direct_profile(given)
+    if fast is not None:
+        return fast
+    out = pb.EnterpriseProfile()
+    json_format.ParseDict(given, out)
+    return out
+
+
+def proto_json(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A profile in JSON → the proto3 JSON mapping ParseDict reads (full enum names)."""
     shaped = dict(short_profile_json(data))
     shaped["industry"] = _enum_name("INDUSTRY_", shaped.get("industry"))
     shaped["credit_rating"] = _enum_name("CREDIT_RATING_", shaped.get("credit_rating"))
@@ -408,9 +428,70 @@ def profile_from_json(data: Mapping[str, Any]) -> pb.EnterpriseProfile:
         }
         for h in shaped.get("hazards") or []
     ]
+    return {k: v for k, v in shaped.items() if v is not None}
+
+
+_TEXT_FIELDS = frozenset({"enterprise_id", "name", "region"})
+_INT32_FIELDS = frozenset({"employees", "standardization_grade", "merchant_score"})
+_BOOL_FIELDS = frozenset({"specialized_sme", "blacklisted"})
+_ENUM_FIELDS = {"industry": pb.Industry, "credit_rating": pb.CreditRating}
+_ENUM_LISTS = {
+    "high_risk_domains": pb.HighRiskDomain,
+    "venues": pb.Venue,
+    "hazchem_roles": pb.HazchemRole,
+}
+_RECORD_LISTS = frozenset({"accidents", "penalties", "hazards"})
+
+
+def _direct_profile(given: Mapping[str, Any]) -> pb.EnterpriseProfile | None:
+    """The profile built field by field, as ParseDict would build it, for the plain
+    shapes a file of profiles holds (text, whole numbers, yes/no, enum names, facts that
+    are yes/no, finite numbers or text, no records); None for anything else, which then
+    goes through ParseDict (and its errors). About three times faster than ParseDict."""
     out = pb.EnterpriseProfile()
-    json_format.ParseDict({k: v for k, v in shaped.items() if v is not None}, out)
+    try:
+        for key, value in given.items():
+            kind = type(value)
+            if _plain_scalar(key, kind, value):
+                setattr(out, key, value)
+            elif key in _ENUM_FIELDS and kind is str:
+                setattr(out, key, _ENUM_FIELDS[key].Value(value))
+            elif key in _ENUM_LISTS and kind is list:
+                getattr(out, key).extend(_ENUM_LISTS[key].Value(v) for v in value)
+            elif key in _RECORD_LISTS and kind is list and not value:
+                continue
+            elif key == "facts" and kind is dict:
+                if not _direct_facts(value, out.facts):
+                    return None
+            else:
+                return None
+    except (ValueError, TypeError):
+        return None  # an unknown enum name, say: ParseDict says what is wrong
     return out
+
+
+def _plain_scalar(key: str, kind: type, value: Any) -> bool:
+    return (
+        (key in _TEXT_FIELDS and kind is str)
+        or (key in _INT32_FIELDS and kind is int and -(2**31) <= value < 2**31)
+        or (key in _BOOL_FIELDS and kind is bool)
+    )
+
+
+def _direct_facts(facts: Mapping[Any, Any], into: Any) -> bool:
+    for key, value in facts.items():
+        kind = type(value)
+        if type(key) is not str:
+            return False
+        if kind is bool:
+            into[key].bool_value = value
+        elif (kind is int and abs(value) < 2**53) or (kind is float and math.isfinite(value)):
+            into[key].number_value = value
+        elif kind is str:
+            into[key].string_value = value
+        else:
+            return False
+    return True
 
 
 def _enum_name(prefix: str, value: Any) -> Any:

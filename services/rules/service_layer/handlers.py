@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
@@ -12,6 +12,7 @@ from services.common.clock import today_shanghai
 from services.common.regions import RegionRegistry
 from services.common.values import parse_day
 from services.common.vocabulary import Severity
+from services.rules.domain.applicability import Applicability
 from services.rules.domain.decision import Decision, applicable_clauses, decide
 from services.rules.domain.errors import FieldViolation, ValidationError
 from services.rules.domain.facts import FactRegistry
@@ -36,6 +37,12 @@ class RulesContext:
     engine: Matcher
     today: Callable[[], date] = today_shanghai
     regions: RegionRegistry | None = None  # None: any region (unit tests of the domain)
+    # the applicable clauses per kind of firm, remembered (built from `catalogue`)
+    applicability: Applicability = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.applicability is None:
+            object.__setattr__(self, "applicability", Applicability(self.catalogue))
 
 
 def parse_as_of(text: str | None, field: str = "as_of") -> date:
@@ -45,10 +52,13 @@ def parse_as_of(text: str | None, field: str = "as_of") -> date:
 
 def evaluate(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> Decision:
     """Match the firm's facts against the clauses that apply to it, then decide."""
-    applicable = applicable_clauses(ctx.catalogue, profile, as_of)
-    editions = dict.fromkeys(c.edition_key for c in applicable)
-    refs = ctx.engine.match(profile.facts, editions) if profile.facts else frozenset()
-    matched = [c for c in applicable if c.ref in refs]
+    applicable = ctx.applicability.of(profile, as_of)
+    refs = ctx.engine.match(profile.facts, applicable.editions) if profile.facts else ()
+    matched = (
+        [c for c, ref in zip(applicable.clauses, applicable.refs, strict=True) if ref in refs]
+        if refs
+        else []
+    )
     return decide(profile, matched, ctx.catalogue, ctx.policy, as_of)
 
 

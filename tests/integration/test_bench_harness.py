@@ -1,0 +1,71 @@
+"""bench/harness.py on tiny numbers: a real rules server process with its echo service,
+client processes, the figures and the table. Structure only: no time is asserted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import harness
+from bench.rules_server import ECHO_STREAM, ECHO_UNARY
+from bench.run import summarise_spy
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common.workload import profiles
+from services.rules.entrypoints import grpc_server
+from services.rules.entrypoints.convert import profile_from_json
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_a_server_process_measured_beside_its_echo(tmp_path: Path) -> None:
+    token = harness.write_tokens(tmp_path, ["rules.evaluate"])
+    address = f"127.0.0.1:{harness.free_port()}"
+    argv = ["bench.rules_server", "serve", "--grpc", address, "--tokens"]
+    argv += [str(tmp_path / "tokens.json"), "--db", f"sqlite:///{tmp_path}/r.db"]
+    requests = tuple(
+        pb.EvaluateRequest(profile=profile_from_json(p), as_of="2026-06-30").SerializeToString()
+        for p in profiles(20)
+    )
+    auth = (("authorization", f"Bearer {token}"),)
+    quick: dict[str, Any] = {"seconds": 0.3, "warmup": 0.1, "metadata": auth}
+    with harness.ServerProcess(argv, address, tmp_path / "server.log") as server:
+        server.start(grpc_server.SERVICE_NAME)
+        assert server.rss_mb() > 10
+        pair = harness.Pair("Evaluate, 2 in flight", "echo, 2 in flight", "calls/s")
+        for _ in range(2):
+            load = harness.Load(address, ECHO_UNARY, requests, in_flight=2, clients=2, **quick)
+            pair.baseline.append(harness.measure(load, server))
+            load = harness.Load(address, "/rules.v1.RulesService/Evaluate", requests, 2, **quick)
+            pair.project.append(harness.measure(load, server))
+        stream = harness.measure(
+            harness.Load(address, ECHO_STREAM, requests, in_flight=1, stream=True, **quick)
+        )
+    assert server.stop() is not None  # stopped, with an exit code
+    for measured in pair.project + pair.baseline:
+        assert measured.calls > 0 and measured.rate > 0
+        assert len(measured.latencies) == measured.calls
+        assert 0 < measured.percentile(50) <= measured.percentile(99)
+        assert measured.client_cpu > 0 and measured.client_cpu_max <= measured.client_cpu + 1e-9
+    assert stream.calls > 0 and not stream.latencies
+    assert pair.ratio() > 0
+    table = harness.pair_table([pair]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| Evaluate, 2 in flight | ")
+    assert "Evaluate" in (tmp_path / "server.log").read_text()
+
+
+def test_percentiles_and_the_profile_summary(tmp_path: Path) -> None:
+    assert harness.percentile([], 50) == 0.0
+    values = [float(v) for v in range(1, 101)]
+    assert harness.percentile(values, 50) == 50.0
+    assert harness.percentile(values, 99) == 99.0
+    raw = tmp_path / "spy.txt"
+    raw.write_text(
+        "run (grpc/_server.py:1);evaluate (services/rules/x.py:2) 3\n"
+        "run (grpc/_server.py:1);idle (threading.py:9) 1\n"
+    )
+    assert summarise_spy(raw) == [
+        (1.0, "run (grpc/_server.py)"),
+        (0.75, "evaluate (services/rules/x.py)"),
+    ]
