@@ -127,7 +127,7 @@ class Pages:
         token = request.path_params["token"]
         card = await run_in_threadpool(self._firm, token)
         chosen = [c for c in request.query_params.getlist("item") if c in self.ctx.menu]
-        refs = [r[:48] for r in request.query_params.getlist("ref")[:20]]
+        refs = [r[:64] for r in request.query_params.getlist("ref")[:20]]
         values = {
             "clause_refs": refs,
             "item_codes": chosen,
@@ -143,7 +143,7 @@ class Pages:
         card = await run_in_threadpool(self._firm, token)  # the token first, then the form
         async with request.form(max_files=0, max_fields=100, max_part_size=16 * 1024) as form:
             values: dict[str, Any] = {
-                "clause_refs": [str(v)[:48] for v in form.getlist("clause_refs")[:20]],
+                "clause_refs": [str(v)[:64] for v in form.getlist("clause_refs")[:20]],
                 "item_codes": [str(v) for v in form.getlist("item_codes")],
                 "preferred_slots": [str(v) for v in form.getlist("preferred_slots")],
                 "contact_name": str(form.get("contact_name") or ""),
