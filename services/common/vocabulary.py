@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-
 # A clause ref, "<standard id>:<clause id>": the rules service's grammar (its ruleset
 # schema: a standard id `[A-Z][A-Z0-9]{1,15}`, a clause id of 1..32 characters with no
 # whitespace and no colon, e.g. GM2023:11(3), GEN:emergency_plan). Use `fullmatch`.

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 import structlog
 
 from services.booking.domain.orders import mask_phone
+from services.booking.service_layer.ports import SmsFailed
+
+__all__ = ["ConsoleSms", "MemorySms", "SmsFailed"]
 
 _log = structlog.get_logger("sms")
-
-
-class SmsFailed(Exception):
-    """The gateway did not take the message."""
 
 
 class ConsoleSms:

@@ -21,8 +21,11 @@ from .qr import Keyring
 CODE_TTL = timedelta(minutes=10)
 MAX_TRIES = 5
 SESSION_TTL = timedelta(days=30)
-CODES_PER_FIRM_PER_HOUR = 5
-CODES_PER_CLIENT_PER_HOUR = 10
+# Codes asked for one firm and one number: a stranger's made-up numbers never use up the
+# owner's. There is deliberately no cap shared by all numbers: one would let strangers
+# lock the owner out, or (refusing unknown numbers only) tell which number is on record.
+CODES_PER_NUMBER_PER_HOUR = 5
+CODES_PER_CLIENT_PER_HOUR = 10  # per address, whatever the firm and number
 CODE = re.compile(r"[0-9]{6}")
 _CREDENTIAL = re.compile(r"([0-9a-f]{32})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43})")
 

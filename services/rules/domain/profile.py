@@ -16,8 +16,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from services.common.values import PREVIEW_CHARS, parse_iso_date, preview
 from services.common import vocabulary
+from services.common.values import PREVIEW_CHARS, parse_iso_date, preview
 from services.common.vocabulary import Domain, Severity, uscc_problem
 
 from .errors import FieldViolation, ValidationError
