@@ -36,6 +36,11 @@ ALREADY_VERIFIED = "该整改单已复查通过，无需再提交"
 
 # ---------------------------------------------------------------- QR codes
 QR_INVALID = "二维码无效（{reason}）"
+QR_REJECTED = {
+    "malformed": "格式不正确",
+    "unknown key": "签名密钥未知",
+    "bad signature": "签名不符",
+}
 QR_REVOKED = "二维码已失效，请使用最新张贴的二维码"
 
 # ---------------------------------------------------------------- history and dispatch
@@ -108,7 +113,11 @@ BOOK_FOR_THIS = "预约专家帮我整改"
 REFS_PRIVATE = "预约会附上对应的条款，仅您和上门专家可见，不计入监管统计。"
 SELF_CHECK_NOTE = "自查结果只显示给您本人：不保存、不上报，不作为处罚依据（容错式指导）。"
 SELF_CHECK_NONE = "按您的回答，未发现隐患。"
+SELF_CHECK_NONE_UNANSWERED = "您没有回答任何问题；按本企业已登记的情况，未发现隐患。"
+SELF_CHECK_BASIS_ANSWERS = "结果按您的回答和本企业已登记的情况得出。"
+SELF_CHECK_BASIS_RECORD = "您没有回答任何问题：以下结果仅按本企业已登记的情况得出。"
 SELF_CHECK_BAD_NUMBER = "请填写数字"
+SELF_CHECK_BAD_YES_NO = "请选择“是”或“否”"
 BLOCKER_SENTENCES = {
     "recent_penalty": "{arose} 受到行政处罚，{ends}起不再影响白名单",
     "recent_accident": "{arose} 发生生产安全事故，{ends}起不再影响白名单",

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from services.booking.adapters.orm import start_mappers
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain import messages
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.orders import Order
 from services.booking.domain.sign_in import CODE_TTL
@@ -178,7 +179,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
         authz.require_firm_session(principal, firm_id)
         if firm_id and request.enterprise_id not in ("", firm_id):
-            raise PermissionDenied("a firm lists only its own orders")
+            raise PermissionDenied(messages.SIGN_IN_OWN_ORDERS_ONLY)
         rows, token = orders.list_orders(
             self._uow(),
             firm_id or request.enterprise_id,

@@ -22,7 +22,7 @@ def is_trusted(p: Principal) -> bool:
 def require_qr_token(p: Principal, token: str) -> None:
     """A caller admitted without a bearer token must present the firm's QR token."""
     if p.caller == FIRM and not token:
-        raise PermissionDenied("this call needs the firm's QR token or a bearer token")
+        raise PermissionDenied(messages.NEEDS_QR_TOKEN)
 
 
 def expert_filter(p: Principal) -> str:

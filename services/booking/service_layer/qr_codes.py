@@ -62,7 +62,8 @@ def firm_for_token(uow: UnitOfWork, ctx: BookingContext, text: str) -> FirmCard:
     try:
         token = qr.verify(ctx.keyring, text)
     except qr.TokenRejected as exc:
-        raise PermissionDenied(messages.QR_INVALID.format(reason=exc.reason)) from exc
+        reason = messages.QR_REJECTED.get(exc.reason, messages.QR_REJECTED["malformed"])
+        raise PermissionDenied(messages.QR_INVALID.format(reason=reason)) from exc
     card = uow.register.firm(token.enterprise_id)
     if card is None or card.qr_serial != token.serial or card.qr_key_id != token.key_id:
         raise PermissionDenied(messages.QR_REVOKED)
@@ -95,7 +96,9 @@ def current_token(ctx: BookingContext, card: FirmCard) -> str:
 def check_owner(owner: FirmCard | None, enterprise_id: str, what: str) -> None:
     """A firm's token reaches only that firm's records."""
     if owner is not None and owner.enterprise_id != enterprise_id:
-        raise PermissionDenied(f"this {what} belongs to another firm")
+        raise PermissionDenied(
+            messages.NOT_YOURS.format(what=messages.RECORD_WORDS.get(what, what))
+        )
 
 
 class OfAFirm(Protocol):
@@ -109,6 +112,7 @@ def visible(owner: FirmCard | None, record: R | None, what: str, ref: str) -> R:
     """`record` (looked up by `ref`) if it exists and `owner` may see it: a QR token's
     firm sees only its own records; None (a staff caller) sees any."""
     if record is None:
-        raise NotFound(f"no {what} {preview(ref)}")
+        word = messages.RECORD_WORDS.get(what, what)
+        raise NotFound(messages.NO_SUCH_RECORD.format(what=word, ref=preview(ref)))
     check_owner(owner, record.enterprise_id, what)
     return record

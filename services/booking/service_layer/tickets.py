@@ -186,6 +186,10 @@ def photo_of(
         photo = uow.register.photo(photo_id)
         ticket = uow.register.ticket(photo.ticket_id) if photo else None
         if photo is None or ticket is None:
-            raise NotFound("no such photo")
+            raise NotFound(
+                messages.NO_SUCH_RECORD.format(
+                    what=messages.RECORD_WORDS["photo"], ref=preview(photo_id)
+                )
+            )
         visible(owner, ticket, "photo", photo_id)
         return photo

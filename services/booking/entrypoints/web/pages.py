@@ -29,7 +29,7 @@ from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
-from services.booking.entrypoints.web.firm_session import signed_in_firm
+from services.booking.entrypoints.web.firm_session import sign_in_redirect, signed_in_firm
 from services.booking.entrypoints.web.middleware import BodyTooLarge, is_staff
 from services.booking.service_layer import guidance, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
@@ -190,7 +190,7 @@ class Pages:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
         firm_id = await self._own_firm(request)
         if not firm_id:
-            return RedirectResponse(f"/q/{token}/sign-in", status_code=303)
+            return sign_in_redirect(token, request)
         data = await run_in_threadpool(self._ticket, token, ticket_id, firm_id)
         return self.render(
             "ticket.html", token=token, note="", errors={}, general_errors=[], **data
@@ -200,7 +200,7 @@ class Pages:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
         firm_id = await self._own_firm(request)
         if not firm_id:
-            return RedirectResponse(f"/q/{token}/sign-in", status_code=303)
+            return sign_in_redirect(token, request)
         note, photo, errors, status = "", b"", {}, 400
         try:
             async with request.form(
@@ -250,6 +250,8 @@ class Pages:
     async def photo(self, request: Request) -> Response:
         token, photo_id = request.path_params["token"], request.path_params["photo_id"]
         firm_id = await self._own_firm(request)
+        if not firm_id:  # like tickets: sign in first (the photo is not shown)
+            return sign_in_redirect(token, request)
         found = await run_in_threadpool(
             tickets.photo_of, self.uow(), self.ctx, photo_id, token, firm_id
         )
