@@ -204,6 +204,18 @@ def _context(args: argparse.Namespace) -> BookingContext:
     )
 
 
+def warn_console_sms(ctx: BookingContext, *, dev: bool) -> None:
+    """At start-up: outside --dev, say loudly that the console SMS backend writes every
+    sign-in code to the server log (whoever reads the log can sign in as any firm)."""
+    if isinstance(ctx.sms, ConsoleSms) and not dev:
+        _log.error(
+            "SMS: the console backend is in use outside --dev; every firm's sign-in code "
+            "is written to this log and nobody receives one. Configure an SMS gateway "
+            "(services/booking/adapters/sms.py) before firms sign in.",
+            sms_backend="console",
+        )
+
+
 def audit_verify(url: str) -> int:
     from services.booking.adapters.orm import audit_head, audit_log
     from services.common.audit import verify_command
@@ -302,6 +314,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     migrate.upgrade(engine)
     ctx = _context(args)
+    warn_console_sms(ctx, dev=bool(getattr(args, "dev", False)))
     worker = OutboxWorker(lambda: SqlUnitOfWork(engine), ctx.rules)
     running = grpc_server.build(
         ctx,

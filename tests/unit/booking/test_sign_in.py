@@ -182,3 +182,17 @@ def test_a_failing_or_missing_sms_backend_answers_as_for_an_unknown_number(
     assert len(failed) == 1 and failed[0]["phone"] == "139****5678"
     assert MOBILE not in repr(logs)
     assert all("sent" not in e for e in logs)  # the request line never says if it matched
+
+
+def test_the_console_sms_backend_outside_dev_is_an_error_at_start_up(ctx: Any) -> None:
+    from services.booking.adapters.sms import ConsoleSms, MemorySms
+    from services.booking.entrypoints.cli import warn_console_sms
+
+    with structlog.testing.capture_logs() as logs:
+        warn_console_sms(replace(ctx, sms=ConsoleSms()), dev=True)
+        warn_console_sms(replace(ctx, sms=MemorySms()), dev=False)
+    assert logs == []
+    with structlog.testing.capture_logs() as logs:
+        warn_console_sms(replace(ctx, sms=ConsoleSms()), dev=False)
+    assert [e["log_level"] for e in logs] == ["error"]
+    assert "sign-in code is written to this log" in logs[0]["event"]
