@@ -9,6 +9,7 @@ codes in services/common/grpc_errors.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import unquote
 
 import grpc
 from sqlalchemy import Engine
@@ -357,9 +358,13 @@ SESSION_METADATA = "firm-session"
 
 
 def _peer_host(context: grpc.ServicerContext) -> str:
-    """The caller's address without its port (ipv4:1.2.3.4:5678 → ipv4:1.2.3.4)."""
-    peer = context.peer() or ""
-    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+    """The caller's address as the phone page keys it (ipv4:1.2.3.4:5678 → 1.2.3.4,
+    ipv6:[::1]:5678 → ::1), so one address has one sign-in budget over gRPC and web."""
+    peer = unquote(context.peer() or "")
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6") or ":" not in rest:
+        return peer
+    return rest.rsplit(":", 1)[0].strip("[]")
 
 
 # the one method that never touches the database: served even while it hangs

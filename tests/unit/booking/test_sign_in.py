@@ -196,3 +196,22 @@ def test_the_console_sms_backend_outside_dev_is_an_error_at_start_up(ctx: Any) -
         warn_console_sms(replace(ctx, sms=ConsoleSms()), dev=False)
     assert [e["log_level"] for e in logs] == ["error"]
     assert "sign-in code is written to this log" in logs[0]["event"]
+
+
+@pytest.mark.parametrize(
+    ("peer", "host"),
+    [
+        ("ipv4:1.2.3.4:5678", "1.2.3.4"),
+        ("ipv6:[::1]:5678", "::1"),
+        ("ipv6:%5B::1%5D:5678", "::1"),
+        ("unix:/tmp/sock", "unix:/tmp/sock"),
+    ],
+)
+def test_a_grpc_peer_is_keyed_as_the_phone_page_keys_its_address(peer: str, host: str) -> None:
+    from services.booking.entrypoints.grpc_server import _peer_host
+
+    class Context:
+        def peer(self) -> str:
+            return peer
+
+    assert _peer_host(Context()) == host  # type: ignore[arg-type]
