@@ -4,6 +4,7 @@ sessions end when the mobile changes, only digests are stored."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -185,16 +186,17 @@ def test_a_failing_or_missing_sms_backend_answers_as_for_an_unknown_number(
 
 
 def test_the_console_sms_backend_outside_dev_is_an_error_at_start_up(ctx: Any) -> None:
-    from services.booking.adapters.sms import ConsoleSms, MemorySms
+    from services.booking.adapters.sms import BackgroundSms, ConsoleSms, MemorySms
     from services.booking.entrypoints.cli import warn_console_sms
 
     with structlog.testing.capture_logs() as logs:
         warn_console_sms(replace(ctx, sms=ConsoleSms()), dev=True)
         warn_console_sms(replace(ctx, sms=MemorySms()), dev=False)
     assert logs == []
-    with structlog.testing.capture_logs() as logs:
-        warn_console_sms(replace(ctx, sms=ConsoleSms()), dev=False)
-    assert [e["log_level"] for e in logs] == ["error"]
+    for backend in (ConsoleSms(), BackgroundSms(ConsoleSms())):
+        with structlog.testing.capture_logs() as logs:
+            warn_console_sms(replace(ctx, sms=backend), dev=False)
+        assert [e["log_level"] for e in logs] == ["error"]
     assert "sign-in code is written to this log" in logs[0]["event"]
 
 
@@ -215,3 +217,30 @@ def test_a_grpc_peer_is_keyed_as_the_phone_page_keys_its_address(peer: str, host
             return peer
 
     assert _peer_host(Context()) == host  # type: ignore[arg-type]
+
+
+def test_the_background_backend_answers_before_the_gateway_and_logs_its_failure() -> None:
+    from services.booking.adapters.sms import BackgroundSms, MemorySms
+
+    release = threading.Event()
+
+    class SlowGateway:
+        def __init__(self) -> None:
+            self.sent = MemorySms()
+
+        def send(self, phone: str, text: str) -> None:
+            assert release.wait(30)
+            if phone == "13700000000":
+                raise SmsFailed("refused")
+            self.sent.send(phone, text)
+
+    gateway = SlowGateway()
+    background = BackgroundSms(gateway)
+    with structlog.testing.capture_logs() as logs:
+        background.send(MOBILE, "验证码123456")  # returns while the gateway still waits
+        failed = background.submit("13700000000", "验证码654321")
+        assert gateway.sent.sent == []
+        release.set()
+        failed.result(timeout=30)
+    assert gateway.sent.last_code(MOBILE) == "123456"
+    assert [e["phone"] for e in logs] == ["137****0000"]
