@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from services.booking.adapters.orm import orders
 from services.booking.domain import messages
+from services.booking.domain.orders import MAX_CLAUSE_REFS
 from services.booking.entrypoints.web import create_web_app
 from services.booking.entrypoints.web.firm_session import return_path
 from services.common._generated.booking.v1 import booking_pb2 as bpb
@@ -200,3 +201,12 @@ def test_the_self_check_result_says_what_it_rests_on(site: Site) -> None:
         messages.SELF_CHECK_NONE_UNANSWERED in none.text
         or messages.SELF_CHECK_BASIS_RECORD in none.text
     )
+
+
+def test_more_clause_refs_than_allowed_on_the_form_are_an_error_not_cut(site: Site) -> None:
+    _, token = site.firm(47)
+    _, key = site.form(token)
+    refs = [f"GM2023:{i}" for i in range(MAX_CLAUSE_REFS + 1)]
+    page = site.order(token, key, clause_refs=refs)
+    assert page.status_code == 400
+    assert messages.TOO_MANY_CLAUSE_REFS.format(n=MAX_CLAUSE_REFS) in page.text

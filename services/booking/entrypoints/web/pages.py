@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
-from services.booking.domain.orders import bookable_slots
+from services.booking.domain.orders import MAX_CLAUSE_REFS, bookable_slots
 from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
@@ -143,7 +143,10 @@ class Pages:
         card = await run_in_threadpool(self._firm, token)  # the token first, then the form
         async with request.form(max_files=0, max_fields=100, max_part_size=16 * 1024) as form:
             values: dict[str, Any] = {
-                "clause_refs": [str(v)[:64] for v in form.getlist("clause_refs")[:20]],
+                # one more than allowed, so too many is a form error, not silently cut
+                "clause_refs": [
+                    str(v)[:64] for v in form.getlist("clause_refs")[: MAX_CLAUSE_REFS + 1]
+                ],
                 "item_codes": [str(v) for v in form.getlist("item_codes")],
                 "preferred_slots": [str(v) for v in form.getlist("preferred_slots")],
                 "contact_name": str(form.get("contact_name") or ""),
