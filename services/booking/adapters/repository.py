@@ -82,13 +82,14 @@ class BookingRegister:
             query = query.where(firm_sign_in_codes.c.client == client)
         return int(self.session.scalar(query) or 0)
 
-    def latest_code(self, enterprise_id: str, phone_digest: str) -> SignInCode | None:
-        """The firm's newest code for this phone (locked: tries are counted)."""
+    def latest_code(self, enterprise_id: str, phone_digests: Sequence[str]) -> SignInCode | None:
+        """The firm's newest code for this phone, given its digest under each key
+        (locked: tries are counted)."""
         query = (
             select(SignInCode)
             .where(
                 firm_sign_in_codes.c.enterprise_id == enterprise_id,
-                firm_sign_in_codes.c.phone_digest == phone_digest,
+                firm_sign_in_codes.c.phone_digest.in_(list(phone_digests)),
             )
             .order_by(firm_sign_in_codes.c.created_at.desc())
             .limit(1)

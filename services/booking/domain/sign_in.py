@@ -38,10 +38,19 @@ def new_id() -> str:
     return secrets.token_hex(16)
 
 
-def keyed_digest(keyring: Keyring, purpose: str, *parts: str) -> str:
-    """HMAC-SHA256 under the active key: for low-entropy values (codes, phones)."""
+def keyed_digest(keyring: Keyring, purpose: str, *parts: str, key_id: str = "") -> str:
+    """HMAC-SHA256 under the active key (or `key_id`'s): for low-entropy values (codes,
+    phones)."""
     message = "\x1f".join((purpose, *parts)).encode()
-    return hmac.new(keyring.keys[keyring.active], message, hashlib.sha256).hexdigest()
+    key = keyring.keys[key_id or keyring.active]
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def keyed_digests(keyring: Keyring, purpose: str, *parts: str) -> list[str]:
+    """The digest under every key of the ring, the active one first: a code asked for
+    just before a key rotation still matches after it."""
+    others = [k for k in keyring.keys if k != keyring.active]
+    return [keyed_digest(keyring, purpose, *parts, key_id=k) for k in [keyring.active, *others]]
 
 
 def secret_digest(secret: str) -> str:

@@ -10,6 +10,7 @@ change is in the audit trail (masked) and ends the firm's sessions.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -131,15 +132,17 @@ def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: 
     with uow:
         card = firm_for_token(uow, ctx, token)
         row = uow.register.latest_code(
-            card.enterprise_id, rules.keyed_digest(ctx.keyring, "phone", phone)
+            card.enterprise_id, rules.keyed_digests(ctx.keyring, "phone", phone)
         )
         if row is None or row.used_at is not None or as_utc(row.expires_at) <= at:
             raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
         if row.tries >= rules.MAX_TRIES:
             raise RateLimited(messages.SIGN_IN_TOO_MANY_TRIES, 60)
         row.tries += 1
-        expected = rules.keyed_digest(ctx.keyring, "code", card.enterprise_id, code)
-        if not row.code_digest or row.code_digest != expected:
+        expected = rules.keyed_digests(ctx.keyring, "code", card.enterprise_id, code)
+        if not row.code_digest or not any(
+            hmac.compare_digest(row.code_digest, digest) for digest in expected
+        ):
             uow.commit()  # the try counts
             raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
         row.used_at = at

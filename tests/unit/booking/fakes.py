@@ -117,11 +117,11 @@ class FakeRegister:
             and (not client or c.client == client)
         )
 
-    def latest_code(self, enterprise_id: str, phone_digest: str) -> SignInCode | None:
+    def latest_code(self, enterprise_id: str, phone_digests: Sequence[str]) -> SignInCode | None:
         found = [
             c
             for c in self.codes.values()
-            if c.enterprise_id == enterprise_id and c.phone_digest == phone_digest
+            if c.enterprise_id == enterprise_id and c.phone_digest in phone_digests
         ]
         return max(found, key=lambda c: c.created_at) if found else None
 

@@ -14,6 +14,7 @@ import structlog
 
 from services.booking.domain import messages
 from services.booking.domain import sign_in as rules
+from services.booking.domain.qr import Keyring
 from services.booking.domain.rules_service import FirmInfo
 from services.booking.service_layer import qr_codes, sign_in
 from services.booking.service_layer.ports import SmsFailed
@@ -244,3 +245,13 @@ def test_the_background_backend_answers_before_the_gateway_and_logs_its_failure(
         failed.result(timeout=30)
     assert gateway.sent.last_code(MOBILE) == "123456"
     assert [e["phone"] for e in logs] == ["137****0000"]
+
+
+def test_a_code_asked_for_before_a_key_rotation_still_signs_in(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    sign_in.request_code(uow, ctx, token, MOBILE)
+    code = ctx.sms.last_code(MOBILE)
+    rotated = replace(ctx, keyring=Keyring({**ctx.keyring.keys, "knew": b"\x42" * 32}, "knew"))
+    done = sign_in.sign_in(uow, rotated, token, MOBILE, code)
+    assert done.enterprise_id == FIRM
