@@ -60,6 +60,11 @@ ROLES = {
 }
 
 
+def mobile(n: int) -> str:
+    """Firm n's sign-in mobile (distinct in its masked form 139****nnnn)."""
+    return f"139{n:08d}"
+
+
 def parse_duration(text_: str) -> float:
     found = re.fullmatch(r"(\d+(?:\.\d+)?)([smh]?)", text_.strip())
     if not found:
@@ -137,6 +142,7 @@ class World:
     """What the load has made so far, for the steps that need it."""
 
     tokens: dict[str, str] = field(default_factory=dict)  # firm → QR token
+    sessions: dict[str, str] = field(default_factory=dict)  # firm → firm_session cookie
     dispatched: list[str] = field(default_factory=list)  # order ids to visit
     open_tickets: list[tuple[str, str]] = field(default_factory=list)  # (firm, ticket)
     proofs: list[str] = field(default_factory=list)  # tickets to recheck
@@ -158,6 +164,9 @@ class Soak:
         self.keys = {role: secrets.token_urlsafe(24) for role in ROLES}
         self.urls: dict[str, str] = {}
         self.stop = threading.Event()
+        self._codes: dict[str, str] = {}  # masked phone → newest code in the booking log
+        self._log_at = 0
+        self._log_lock = threading.Lock()
 
     # -- setup
 
@@ -254,6 +263,11 @@ class Soak:
                 timeout=60,
             )
             self.world.tokens[uscc(n)] = issued.token
+            self.bstub.SetSignInPhone(
+                bpb.SetSignInPhoneRequest(enterprise_id=uscc(n), phone=mobile(n)),
+                metadata=self.auth("admin"),
+                timeout=60,
+            )
         today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
         slots = [f"{today + timedelta(days=d)} {h}" for d in range(1, 15) for h in ("AM", "PM")]
         for e in range(EXPERTS):
@@ -365,20 +379,79 @@ class Soak:
             "ListTickets", lambda: self.bstub.ListTickets(request, metadata=admin, timeout=30)
         )
 
+    def _console_code(self, masked: str) -> str:
+        """The newest sign-in code the booking service's console SMS backend logged for
+        this (masked) number; reads the log from where it stopped last time."""
+        with self._log_lock:
+            with self.booking.log.open("rb") as fh:
+                fh.seek(self._log_at)
+                chunk = fh.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            self._log_at += len(complete)
+            for line in complete.decode("utf-8", errors="replace").splitlines():
+                if line.startswith("{") and '"sms (console backend' in line:
+                    entry = json.loads(line)
+                    self._codes[entry["phone"]] = re.sub(r"\D", "", entry["text"])[:6]
+            return self._codes.pop(masked, "")
+
+    def sign_in(self, firm: str) -> str:
+        """The firm's person signs in on the phone page, the code read from the booking
+        log (the console SMS backend); each firm from its own loopback address, as each
+        owner has their own phone. The session cookie, or "" when sign-in failed."""
+        if firm in self.world.sessions:
+            return self.world.sessions[firm]
+        token = self.world.tokens[firm]
+        n = list(self.world.tokens).index(firm) + 1  # seeded in order: uscc(n)
+        transport = httpx.HTTPTransport(local_address=f"127.0.{n // 200 + 1}.{n % 200 + 2}")
+        base = f"http://127.0.0.1:{self.http_port}"
+        with httpx.Client(base_url=base, transport=transport, timeout=30) as own:
+            asked = self.stats.timed(
+                "web: sign-in code",
+                lambda: own.post(f"/q/{token}/sign-in", data={"phone": mobile(n)}),
+            )
+            code = ""
+            for _ in range(50):  # the log line is written before the answer; be patient
+                code = self._console_code(mobile(n)[:3] + "****" + mobile(n)[-4:])
+                if code or asked is None:
+                    break
+                time.sleep(0.1)
+            if not code:
+                return ""
+            self.stats.timed(
+                "web: sign-in",
+                lambda: own.post(
+                    f"/q/{token}/sign-in/code",
+                    data={"phone": mobile(n), "code": code},
+                    follow_redirects=False,
+                ),
+            )
+            cookie = own.cookies.get("firm_session") or ""
+        if cookie:
+            self.world.sessions[firm] = cookie
+        return cookie
+
     def phone_step(self, rnd: random.Random) -> None:
-        """The phone page at the pace its per-address limits allow (one post a second)."""
+        """The phone page at the pace its per-address limits allow (one post a second);
+        proof of a fix is uploaded by the signed-in firm, as on a real phone."""
         ticket = self.world.take(self.world.open_tickets)
         if ticket:
             firm, ticket_id = ticket
             token = self.world.tokens[firm]
+            cookie = self.sign_in(firm)
             posted = self.stats.timed(
                 "web: proof upload",
                 lambda: self.http.post(
                     f"/q/{token}/tickets/{ticket_id}",
                     data={"note": "已整改"},
                     files={"photo": ("fix.png", PNG, "image/png")},
+                    headers={"Cookie": f"firm_session={cookie}"},
+                    follow_redirects=False,
                 ),
             )
+            if posted is not None and not posted.headers.get("location", "").endswith(
+                f"/tickets/{ticket_id}"
+            ):
+                posted = None  # sent to sign in, or refused: no proof to recheck
             if posted is not None:
                 self.world.put(self.world.proofs, ticket_id)
             return

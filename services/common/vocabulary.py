@@ -13,7 +13,13 @@ The dates any record may carry are in services/common/values.py (`FIRST_DAY`,
 from __future__ import annotations
 
 import operator
+import re
 from enum import StrEnum
+
+# A clause ref, "<standard id>:<clause id>": the rules service's grammar (its ruleset
+# schema: a standard id `[A-Z][A-Z0-9]{1,15}`, a clause id of 1..32 characters with no
+# whitespace and no colon, e.g. GM2023:11(3), GEN:emergency_plan). Use `fullmatch`.
+CLAUSE_REF = re.compile(r"[A-Z][A-Z0-9]{1,15}:[^\s:]{1,32}")
 
 
 class Domain(StrEnum):

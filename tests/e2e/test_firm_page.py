@@ -99,7 +99,7 @@ def test_a_passer_by_sees_no_status_orders_or_tickets(live: Live, phone: Any, sh
     shots(phone, "passer-by-confirmation")
     # tickets and the self-check send the visitor to sign in
     phone.goto(f"{live.base}/q/{token}/self-check")
-    assert phone.url.endswith("/sign-in")
+    assert "/sign-in?next=" in phone.url and phone.url.endswith("self-check")
     shots(phone, "passer-by-sign-in")
 
 

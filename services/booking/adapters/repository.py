@@ -71,23 +71,28 @@ class BookingRegister(StaffRegister):
         return self.session.scalars(query).all()
 
     # the firm's sign-in
-    def codes_since(self, *, enterprise_id: str = "", client: str = "", since: datetime) -> int:
-        """Codes sent since `since` to one firm, or at one client's request."""
+    def codes_since(
+        self, *, enterprise_id: str = "", phone_digest: str = "", client: str = "", since: datetime
+    ) -> int:
+        """Codes asked for since `since`: for one firm (and one phone), or by one client."""
         query = select(func.count()).select_from(firm_sign_in_codes)
         query = query.where(firm_sign_in_codes.c.created_at >= since)
         if enterprise_id:
             query = query.where(firm_sign_in_codes.c.enterprise_id == enterprise_id)
+        if phone_digest:
+            query = query.where(firm_sign_in_codes.c.phone_digest == phone_digest)
         if client:
             query = query.where(firm_sign_in_codes.c.client == client)
         return int(self.session.scalar(query) or 0)
 
-    def latest_code(self, enterprise_id: str, phone_digest: str) -> SignInCode | None:
-        """The firm's newest code for this phone (locked: tries are counted)."""
+    def latest_code(self, enterprise_id: str, phone_digests: Sequence[str]) -> SignInCode | None:
+        """The firm's newest code for this phone, given its digest under each key
+        (locked: tries are counted)."""
         query = (
             select(SignInCode)
             .where(
                 firm_sign_in_codes.c.enterprise_id == enterprise_id,
-                firm_sign_in_codes.c.phone_digest == phone_digest,
+                firm_sign_in_codes.c.phone_digest.in_(list(phone_digests)),
             )
             .order_by(firm_sign_in_codes.c.created_at.desc())
             .limit(1)

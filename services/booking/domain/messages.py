@@ -40,6 +40,11 @@ ALREADY_VERIFIED = "该整改单已复查通过，无需再提交"
 
 # ---------------------------------------------------------------- QR codes
 QR_INVALID = "二维码无效（{reason}）"
+QR_REJECTED = {
+    "malformed": "格式不正确",
+    "unknown key": "签名密钥未知",
+    "bad signature": "签名不符",
+}
 QR_REVOKED = "二维码已失效，请使用最新张贴的二维码"
 
 # ---------------------------------------------------------------- records and who may touch them
@@ -137,6 +142,9 @@ SIGN_IN_TOO_MANY_TRIES = "验证码输错次数过多，请重新获取验证码
 SIGN_IN_TOO_MANY_CODES = "获取验证码太频繁，请稍后再试"
 SIGN_IN_NEEDS_SESSION = "此操作需要企业本人登录（凭二维码只能预约和查看预约编号）"
 SIGN_IN_PHONE_SET = "登录手机已更新"
+SIGN_IN_NO_QR_CODE = "该企业尚未生成二维码，请先生成二维码"
+SIGN_IN_OWN_ORDERS_ONLY = "只能查看本企业的预约"
+TOO_MANY_ORDERS = "该二维码预约太频繁，请稍后再试"
 SMS_CODE_TEXT = "【安全生产扫码点单】您的登录验证码为{code}，10分钟内有效。请勿告诉他人。"
 STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用），您仍可以预约专家。"
 STATUS_WHITELIST = "已列入白名单：无事不扰（有效期至{until}）"
@@ -146,7 +154,11 @@ BOOK_FOR_THIS = "预约专家帮我整改"
 REFS_PRIVATE = "预约会附上对应的条款，仅您和上门专家可见，不计入监管统计。"
 SELF_CHECK_NOTE = "自查结果只显示给您本人：不保存、不上报，不作为处罚依据（容错式指导）。"
 SELF_CHECK_NONE = "按您的回答，未发现隐患。"
+SELF_CHECK_NONE_UNANSWERED = "您没有回答任何问题；按本企业已登记的情况，未发现隐患。"
+SELF_CHECK_BASIS_ANSWERS = "结果按您的回答和本企业已登记的情况得出。"
+SELF_CHECK_BASIS_RECORD = "您没有回答任何问题：以下结果仅按本企业已登记的情况得出。"
 SELF_CHECK_BAD_NUMBER = "请填写数字"
+SELF_CHECK_BAD_YES_NO = "请选择“是”或“否”"
 BLOCKER_SENTENCES = {
     "recent_penalty": "{arose} 受到行政处罚，{ends}起不再影响白名单",
     "recent_accident": "{arose} 发生生产安全事故，{ends}起不再影响白名单",

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from services.common.errors import FieldViolation, ValidationError
 from services.common.state_machine import StateMachine, Tracked, Transition
 from services.common.values import control_problem, preview
+from services.common.vocabulary import CLAUSE_REF
 
 from . import messages
 from .slots import Slot, parse_slot
@@ -186,20 +187,21 @@ def mask_phone(phone: str) -> str:
     return phone[:3] + "****" + phone[-4:] if len(phone) == 11 else "***"
 
 
-CLAUSE_REF = re.compile(r"[A-Z][A-Z0-9]{1,15}:[0-9A-Za-z().\-]{1,24}")
 MAX_CLAUSE_REFS = 20
 
 
 def validate_clause_refs(refs: list[str]) -> list[str]:
     """The clause refs a pre-filled order carries: shape only (the rules service may be
-    down while the firm orders), at most MAX_CLAUSE_REFS, duplicates dropped."""
+    down while the firm orders), the rules service's own grammar (CLAUSE_REF, so every
+    clause id it issues passes) without control characters, at most MAX_CLAUSE_REFS,
+    duplicates dropped."""
     clean = list(dict.fromkeys(r.strip() for r in refs if r.strip()))
     if len(clean) > MAX_CLAUSE_REFS:
         raise ValidationError(
             [FieldViolation("clause_refs", messages.TOO_MANY_CLAUSE_REFS.format(n=MAX_CLAUSE_REFS))]
         )
     for ref in clean:
-        if not CLAUSE_REF.fullmatch(ref):
+        if not CLAUSE_REF.fullmatch(ref) or control_problem(ref):
             raise ValidationError(
                 [FieldViolation("clause_refs", messages.BAD_CLAUSE_REF.format(ref=preview(ref)))]
             )

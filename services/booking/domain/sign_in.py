@@ -21,8 +21,11 @@ from .qr import Keyring
 CODE_TTL = timedelta(minutes=10)
 MAX_TRIES = 5
 SESSION_TTL = timedelta(days=30)
-CODES_PER_FIRM_PER_HOUR = 5
-CODES_PER_CLIENT_PER_HOUR = 10
+# Codes asked for one firm and one number: a stranger's made-up numbers never use up the
+# owner's. There is deliberately no cap shared by all numbers: one would let strangers
+# lock the owner out, or (refusing unknown numbers only) tell which number is on record.
+CODES_PER_NUMBER_PER_HOUR = 5
+CODES_PER_CLIENT_PER_HOUR = 10  # per address, whatever the firm and number
 CODE = re.compile(r"[0-9]{6}")
 _CREDENTIAL = re.compile(r"([0-9a-f]{32})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43})")
 
@@ -35,10 +38,19 @@ def new_id() -> str:
     return secrets.token_hex(16)
 
 
-def keyed_digest(keyring: Keyring, purpose: str, *parts: str) -> str:
-    """HMAC-SHA256 under the active key: for low-entropy values (codes, phones)."""
+def keyed_digest(keyring: Keyring, purpose: str, *parts: str, key_id: str = "") -> str:
+    """HMAC-SHA256 under the active key (or `key_id`'s): for low-entropy values (codes,
+    phones)."""
     message = "\x1f".join((purpose, *parts)).encode()
-    return hmac.new(keyring.keys[keyring.active], message, hashlib.sha256).hexdigest()
+    key = keyring.keys[key_id or keyring.active]
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def keyed_digests(keyring: Keyring, purpose: str, *parts: str) -> list[str]:
+    """The digest under every key of the ring, the active one first: a code asked for
+    just before a key rotation still matches after it."""
+    others = [k for k in keyring.keys if k != keyring.active]
+    return [keyed_digest(keyring, purpose, *parts, key_id=k) for k in [keyring.active, *others]]
 
 
 def secret_digest(secret: str) -> str:

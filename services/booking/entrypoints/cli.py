@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from services.booking.adapters import migrate
 from services.booking.adapters.menu import load_menu
 from services.booking.adapters.rules_client import RulesClient
-from services.booking.adapters.sms import ConsoleSms
+from services.booking.adapters.sms import BackgroundSms, ConsoleSms
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.qr import Keyring
 from services.booking.entrypoints import firm_commands, grpc_server, users_cli
@@ -208,8 +208,22 @@ def _context(args: argparse.Namespace) -> BookingContext:
         order_limiter=RateLimiter(ORDERS_PER_QR_TOKEN),
         today=today_shanghai,
         regions=load_regions(args.regions),
-        sms=ConsoleSms(),  # the default backend: codes in the server log (adapters/sms.py)
+        # the default backend: codes in the server log (adapters/sms.py), sent off-request
+        sms=BackgroundSms(ConsoleSms()),
     )
+
+
+def warn_console_sms(ctx: BookingContext, *, dev: bool) -> None:
+    """At start-up: outside --dev, say loudly that the console SMS backend writes every
+    sign-in code to the server log (whoever reads the log can sign in as any firm)."""
+    backend = ctx.sms.inner if isinstance(ctx.sms, BackgroundSms) else ctx.sms
+    if isinstance(backend, ConsoleSms) and not dev:
+        _log.error(
+            "SMS: the console backend is in use outside --dev; every firm's sign-in code "
+            "is written to this log and nobody receives one. Configure an SMS gateway "
+            "(services/booking/adapters/sms.py) before firms sign in.",
+            sms_backend="console",
+        )
 
 
 def audit_verify(url: str) -> int:
@@ -311,6 +325,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     migrate.upgrade(engine)
     ctx = _context(args)
     _check_token_regions(guard, ctx)
+    warn_console_sms(ctx, dev=bool(getattr(args, "dev", False)))
     worker = OutboxWorker(lambda: SqlUnitOfWork(engine), ctx.rules)
     running = grpc_server.build(
         ctx,

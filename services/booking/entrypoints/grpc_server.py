@@ -9,12 +9,14 @@ codes in services/common/grpc_errors.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import unquote
 
 import grpc
 from sqlalchemy import Engine
 
 from services.booking.adapters.orm import start_mappers
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain import messages
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.orders import Order
 from services.booking.domain.sign_in import CODE_TTL
@@ -178,7 +180,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
         authz.require_firm_session(principal, firm_id)
         if firm_id and request.enterprise_id not in ("", firm_id):
-            raise PermissionDenied("a firm lists only its own orders")
+            raise PermissionDenied(messages.SIGN_IN_OWN_ORDERS_ONLY)
         rows, token = orders.list_orders(
             self._uow(),
             firm_id or request.enterprise_id,
@@ -358,9 +360,13 @@ SESSION_METADATA = "firm-session"
 
 
 def _peer_host(context: grpc.ServicerContext) -> str:
-    """The caller's address without its port (ipv4:1.2.3.4:5678 → ipv4:1.2.3.4)."""
-    peer = context.peer() or ""
-    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+    """The caller's address as the phone page keys it (ipv4:1.2.3.4:5678 → 1.2.3.4,
+    ipv6:[::1]:5678 → ::1), so one address has one sign-in budget over gRPC and web."""
+    peer = unquote(context.peer() or "")
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6") or ":" not in rest:
+        return peer
+    return rest.rsplit(":", 1)[0].strip("[]")
 
 
 # the one method that never touches the database: served even while it hangs

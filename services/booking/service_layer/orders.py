@@ -52,7 +52,7 @@ def create_order(
     if ctx.order_limiter is not None and token:
         allowed, wait = ctx.order_limiter.check(hashlib.sha256(token.encode()).hexdigest()[:24])
         if not allowed:
-            raise RateLimited("too many orders from this QR code; try again later", wait)
+            raise RateLimited(messages.TOO_MANY_ORDERS, wait)
     key = (idempotency_key or "").strip()
     if not key or len(key) > KEY_MAX:
         raise ValidationError(

@@ -32,8 +32,13 @@ from services.common.regions import RegionRegistry
 T = TypeVar("T")
 
 
+class SmsFailed(Exception):
+    """The SMS gateway did not take the message."""
+
+
 class SmsSender(Protocol):
-    """Sends one text message (adapters/sms.py: console, in-memory, a real gateway)."""
+    """Sends one text message (adapters/sms.py: console, in-memory, a real gateway);
+    raises SmsFailed when the gateway refuses or cannot be reached."""
 
     def send(self, phone: str, text: str) -> None: ...
 

@@ -62,7 +62,8 @@ def firm_for_token(uow: UnitOfWork, ctx: BookingContext, text: str) -> FirmCard:
     try:
         token = qr.verify(ctx.keyring, text)
     except qr.TokenRejected as exc:
-        raise PermissionDenied(messages.QR_INVALID.format(reason=exc.reason)) from exc
+        reason = messages.QR_REJECTED.get(exc.reason, messages.QR_REJECTED["malformed"])
+        raise PermissionDenied(messages.QR_INVALID.format(reason=reason)) from exc
     card = uow.register.firm(token.enterprise_id)
     if card is None or card.qr_serial != token.serial or card.qr_key_id != token.key_id:
         raise PermissionDenied(messages.QR_REVOKED)

@@ -54,6 +54,8 @@ def parse_answers(
             if q.answer_type == "yes_no":
                 if raw in ("yes", "no"):
                     answers[q.key] = raw == "yes"
+                else:  # "maybe", "1", "true", control characters
+                    errors[q.key] = messages.SELF_CHECK_BAD_YES_NO
                 continue
             try:
                 number = float(raw)
@@ -71,11 +73,14 @@ def evaluate(
     ctx: BookingContext, enterprise_id: str, token: str, answers: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The findings of the firm's stored profile with the answers laid over it, MAJOR
-    first, each with its pre-filled order link."""
+    first, each with its pre-filled order link; `basis` and `none_text` say what the result
+    rests on (the answers, or with none given, the firm's record alone)."""
     found: list[FindingInfo] = ask_rules(lambda: ctx.rules.self_check(enterprise_id, answers))
     views = [finding_view(f, token, ctx) for f in found]
     return {
         "major": [v for v in views if v["finding"].severity == "major"],
         "general": [v for v in views if v["finding"].severity != "major"],
         "answered": len(answers),
+        "basis": messages.SELF_CHECK_BASIS_ANSWERS if answers else messages.SELF_CHECK_BASIS_RECORD,
+        "none_text": messages.SELF_CHECK_NONE if answers else messages.SELF_CHECK_NONE_UNANSWERED,
     }

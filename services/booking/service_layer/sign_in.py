@@ -10,6 +10,7 @@ change is in the audit trail (masked) and ends the firm's sessions.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +20,7 @@ from services.booking.domain import messages
 from services.booking.domain import sign_in as rules
 from services.booking.domain.orders import PHONE, mask_phone
 from services.booking.domain.records import FirmCard, FirmSession, SignInCode
-from services.booking.service_layer.ports import BookingContext
+from services.booking.service_layer.ports import BookingContext, SmsFailed
 from services.booking.service_layer.qr_codes import firm_for_token
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
@@ -28,7 +29,6 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
-    Unavailable,
     ValidationError,
 )
 from services.common.instants import as_utc
@@ -56,18 +56,24 @@ def request_code(
     uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, client: str = ""
 ) -> None:
     """Send a code when `phone` is the token's firm's sign-in mobile; the same answer
-    (nothing) otherwise. Rate limited per firm and per client address either way."""
+    (nothing) otherwise, also when the SMS backend fails. Rate limited per (firm, number)
+    and per client address, either way. Requests for one firm are serialised (its card
+    row is locked), so the limits hold across processes."""
     phone = _phone(phone)
+    phone_key = rules.keyed_digest(ctx.keyring, "phone", phone)
     client_key = rules.keyed_digest(ctx.keyring, "client", client) if client else ""
     at = now()
     with uow:
         card = firm_for_token(uow, ctx, token)
-        firm_count = uow.register.codes_since(enterprise_id=card.enterprise_id, since=at - HOUR)
+        card = uow.register.firm(card.enterprise_id, for_update=True) or card
+        number_count = uow.register.codes_since(
+            enterprise_id=card.enterprise_id, phone_digest=phone_key, since=at - HOUR
+        )
         client_count = (
             uow.register.codes_since(client=client_key, since=at - HOUR) if client_key else 0
         )
         if (
-            firm_count >= rules.CODES_PER_FIRM_PER_HOUR
+            number_count >= rules.CODES_PER_NUMBER_PER_HOUR
             or client_count >= rules.CODES_PER_CLIENT_PER_HOUR
         ):
             raise RateLimited(messages.SIGN_IN_TOO_MANY_CODES, 600)
@@ -78,7 +84,7 @@ def request_code(
             SignInCode(
                 id=rules.new_id(),
                 enterprise_id=card.enterprise_id,
-                phone_digest=rules.keyed_digest(ctx.keyring, "phone", phone),
+                phone_digest=phone_key,
                 code_digest=rules.keyed_digest(ctx.keyring, "code", card.enterprise_id, code)
                 if matches
                 else "",
@@ -89,10 +95,30 @@ def request_code(
         )
         uow.commit()
     if matches:
-        if ctx.sms is None:
-            raise Unavailable("no SMS backend is configured")
-        ctx.sms.send(phone, messages.SMS_CODE_TEXT.format(code=code))
-    _log.info("sign-in code requested", phone=mask_phone(phone), sent=matches)
+        _send(ctx, phone, messages.SMS_CODE_TEXT.format(code=code))
+    _log.info("sign-in code requested", phone=mask_phone(phone))  # never whether it matched
+
+
+def _send(ctx: BookingContext, phone: str, text: str) -> None:
+    """Hand the code to the SMS backend. A failure is logged (number masked) and not
+    raised: the caller's answer must not differ from an unknown number's."""
+    if ctx.sms is None:
+        _log.error("sign-in code not sent: no SMS backend is configured", phone=mask_phone(phone))
+        return
+    try:
+        ctx.sms.send(phone, text)
+    except SmsFailed as exc:
+        _log.error(
+            "sign-in code not sent: the SMS backend failed",
+            phone=mask_phone(phone),
+            error=str(exc)[:200],
+        )
+    except Exception as exc:  # a gateway's bug must not tell either
+        _log.error(
+            "sign-in code not sent: the SMS backend crashed",
+            phone=mask_phone(phone),
+            error_type=type(exc).__name__,
+        )
 
 
 def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: str) -> SignedIn:
@@ -106,15 +132,17 @@ def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: 
     with uow:
         card = firm_for_token(uow, ctx, token)
         row = uow.register.latest_code(
-            card.enterprise_id, rules.keyed_digest(ctx.keyring, "phone", phone)
+            card.enterprise_id, rules.keyed_digests(ctx.keyring, "phone", phone)
         )
         if row is None or row.used_at is not None or as_utc(row.expires_at) <= at:
             raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
         if row.tries >= rules.MAX_TRIES:
             raise RateLimited(messages.SIGN_IN_TOO_MANY_TRIES, 60)
         row.tries += 1
-        expected = rules.keyed_digest(ctx.keyring, "code", card.enterprise_id, code)
-        if not row.code_digest or row.code_digest != expected:
+        expected = rules.keyed_digests(ctx.keyring, "code", card.enterprise_id, code)
+        if not row.code_digest or not any(
+            hmac.compare_digest(row.code_digest, digest) for digest in expected
+        ):
             uow.commit()  # the try counts
             raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
         row.used_at = at
@@ -173,7 +201,7 @@ def set_sign_in_phone(
     with uow:
         card = uow.register.firm(enterprise_id, for_update=True)
         if card is None:
-            raise NotFound(f"firm {enterprise_id} has no QR code yet")
+            raise NotFound(messages.SIGN_IN_NO_QR_CODE)
         change_phone(uow, card, clean)
         uow.commit()
         return card

@@ -16,6 +16,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from services.common import vocabulary
 from services.common.values import PREVIEW_CHARS, parse_iso_date, preview
 from services.common.vocabulary import Domain, Severity, uscc_problem
 
@@ -90,7 +91,7 @@ class HazardStatus(StrEnum):
 FactValue = bool | int | float | str
 E = TypeVar("E", bound=StrEnum)
 
-CLAUSE_REF = re.compile(r"^[A-Z][A-Z0-9]{1,15}:[^\s:]{1,32}$")
+CLAUSE_REF = re.compile(rf"^{vocabulary.CLAUSE_REF.pattern}$")  # the shared grammar
 MAX_NAME = 200
 MAX_REGION = 100
 MAX_TEXT = 2000

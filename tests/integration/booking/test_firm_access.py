@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from services.booking.adapters.orm import audit_log
+from services.booking.domain import messages
 from services.booking.entrypoints import grpc_server as booking_grpc
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.booking.v1 import booking_pb2_grpc
@@ -222,3 +223,59 @@ def test_the_sign_in_mobile_is_set_by_admin_or_the_visiting_expert_and_audited(s
     changes = [(r.caller, (r.after or {}).get("sign_in_phone")) for r in rows]
     assert ("admin", "139****5678") in changes and ("expert-E1", "136****1111") in changes
     assert "13912345678" not in repr(rows) and "13600001111" not in repr(rows)
+
+
+def test_the_firms_refusals_over_grpc_are_in_chinese(secured) -> None:  # type: ignore[no-untyped-def]
+    """Review of issue 11, defect 7: every refusal a firm's own call meets is Chinese."""
+    pair, stub = secured
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    firm, token = _firm(pair, stub, 6)
+    other, other_token = _firm(pair, stub, 7)
+    theirs = stub.CreateOrder(pair.order_request(other_token, item="dust_explosion"), timeout=10)
+    session = _sign_in(pair, stub, firm, token)
+    no_card = pair.register_firm(8)  # on the rules register, no QR code yet
+    cases = [
+        (
+            lambda: stub.ListOrders(
+                bpb.ListOrdersRequest(enterprise_id=other), metadata=session, timeout=10
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+            messages.SIGN_IN_OWN_ORDERS_ONLY,
+        ),
+        (
+            lambda: stub.GetOrder(
+                bpb.GetOrderRequest(order_id=theirs.order_id), metadata=session, timeout=10
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+            messages.OTHER_FIRMS_RECORD.format(what=messages.RECORD_NAMES["order"]),
+        ),
+        (
+            lambda: stub.GetOrder(
+                bpb.GetOrderRequest(order_id="B000000NOSUCH"), metadata=session, timeout=10
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            messages.no_such("order", "B000000NOSUCH"),
+        ),
+        (
+            lambda: stub.GetOrder(bpb.GetOrderRequest(order_id=theirs.order_id), timeout=10),
+            grpc.StatusCode.PERMISSION_DENIED,
+            messages.NEEDS_CREDENTIAL,
+        ),
+        (
+            lambda: stub.CreateOrder(pair.order_request("garbage"), timeout=10),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "二维码无效（格式不正确）",
+        ),
+        (
+            lambda: stub.SetSignInPhone(
+                bpb.SetSignInPhoneRequest(enterprise_id=no_card, phone=MOBILE),
+                metadata=auth("admin"),
+                timeout=10,
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            messages.SIGN_IN_NO_QR_CODE,
+        ),
+    ]
+    for call, status, text in cases:
+        code, message = refused(call)
+        assert code == status and message.startswith(text), message

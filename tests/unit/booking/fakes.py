@@ -106,20 +106,23 @@ class FakeRegister:
         return [f for _, f in sorted(self.firms.items()) if not regions or f.region in regions]
 
     # the firm's sign-in
-    def codes_since(self, *, enterprise_id: str = "", client: str = "", since: datetime) -> int:
+    def codes_since(
+        self, *, enterprise_id: str = "", phone_digest: str = "", client: str = "", since: datetime
+    ) -> int:
         return sum(
             1
             for c in self.codes.values()
             if c.created_at >= since
             and (not enterprise_id or c.enterprise_id == enterprise_id)
+            and (not phone_digest or c.phone_digest == phone_digest)
             and (not client or c.client == client)
         )
 
-    def latest_code(self, enterprise_id: str, phone_digest: str) -> SignInCode | None:
+    def latest_code(self, enterprise_id: str, phone_digests: Sequence[str]) -> SignInCode | None:
         found = [
             c
             for c in self.codes.values()
-            if c.enterprise_id == enterprise_id and c.phone_digest == phone_digest
+            if c.enterprise_id == enterprise_id and c.phone_digest in phone_digests
         ]
         return max(found, key=lambda c: c.created_at) if found else None
 

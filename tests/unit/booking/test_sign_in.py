@@ -4,15 +4,20 @@ sessions end when the mobile changes, only digests are stored."""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import structlog
 
 from services.booking.domain import messages
 from services.booking.domain import sign_in as rules
+from services.booking.domain.qr import Keyring
 from services.booking.domain.rules_service import FirmInfo
 from services.booking.service_layer import qr_codes, sign_in
+from services.booking.service_layer.ports import SmsFailed
 from services.common.errors import PermissionDenied, RateLimited, ValidationError
 from tests.support import uscc
 from tests.unit.booking.fakes import FIRM, REGION, FakeRules, FakeUnitOfWork, context
@@ -100,17 +105,33 @@ def test_a_code_for_another_firm_is_refused(uow: FakeUnitOfWork, ctx: Any, token
         sign_in.sign_in(uow, ctx, token, MOBILE, ctx.sms.last_code(MOBILE))
 
 
-def test_codes_are_rate_limited_per_firm(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:
-    for i in range(rules.CODES_PER_FIRM_PER_HOUR):
+def test_codes_are_rate_limited_per_firm_and_number(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    for i in range(rules.CODES_PER_NUMBER_PER_HOUR):
         sign_in.request_code(uow, ctx, token, MOBILE, f"10.0.0.{i}")
     with pytest.raises(RateLimited, match=messages.SIGN_IN_TOO_MANY_CODES):
-        sign_in.request_code(uow, ctx, token, "13700000000", "10.0.0.99")  # any number
+        sign_in.request_code(uow, ctx, token, MOBILE, "10.0.0.99")
+    sign_in.request_code(uow, ctx, token, "13700000000", "10.0.0.98")  # another number may
+
+
+def test_made_up_numbers_do_not_use_up_the_owners_codes(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    for i in range(3 * rules.CODES_PER_NUMBER_PER_HOUR):
+        sign_in.request_code(uow, ctx, token, f"136{i:08d}", f"10.1.{i}.1")
+    for i in range(rules.CODES_PER_NUMBER_PER_HOUR):
+        sign_in.request_code(uow, ctx, token, "13700000000", f"10.2.{i}.1")
+    with pytest.raises(RateLimited):  # a known and an unknown number hit the same limit
+        sign_in.request_code(uow, ctx, token, "13700000000", "10.3.0.1")
+    sign_in.request_code(uow, ctx, token, MOBILE, "10.4.0.1")
+    assert [p for p, _ in ctx.sms.sent] == [MOBILE]
 
 
 def test_codes_are_rate_limited_per_address(
     uow: FakeUnitOfWork, ctx: Any, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rules, "CODES_PER_FIRM_PER_HOUR", 1000)
+    monkeypatch.setattr(rules, "CODES_PER_NUMBER_PER_HOUR", 1000)
     for _ in range(rules.CODES_PER_CLIENT_PER_HOUR):
         sign_in.request_code(uow, ctx, token, "13700000000", "9.9.9.9")
     with pytest.raises(RateLimited):
@@ -144,3 +165,93 @@ def test_a_forged_or_signed_out_credential_opens_nothing(
     assert sign_in.session_firm(uow, ctx, "") is None
     sign_in.end_session(uow, ctx, done.credential)
     assert sign_in.session_firm(uow, ctx, done.credential) is None
+
+
+class FailingSms:
+    def send(self, phone: str, text: str) -> None:
+        raise SmsFailed("gateway refused")
+
+
+@pytest.mark.parametrize("backend", [FailingSms(), None])
+def test_a_failing_or_missing_sms_backend_answers_as_for_an_unknown_number(
+    uow: FakeUnitOfWork, ctx: Any, token: str, backend: Any
+) -> None:
+    ctx = replace(ctx, sms=backend)
+    with structlog.testing.capture_logs() as logs:
+        assert sign_in.request_code(uow, ctx, token, MOBILE, "1.2.3.4") is None
+        assert sign_in.request_code(uow, ctx, token, "13700000000", "1.2.3.4") is None
+    failed = [e for e in logs if "not sent" in e["event"]]
+    assert len(failed) == 1 and failed[0]["phone"] == "139****5678"
+    assert MOBILE not in repr(logs)
+    assert all("sent" not in e for e in logs)  # the request line never says if it matched
+
+
+def test_the_console_sms_backend_outside_dev_is_an_error_at_start_up(ctx: Any) -> None:
+    from services.booking.adapters.sms import BackgroundSms, ConsoleSms, MemorySms
+    from services.booking.entrypoints.cli import warn_console_sms
+
+    with structlog.testing.capture_logs() as logs:
+        warn_console_sms(replace(ctx, sms=ConsoleSms()), dev=True)
+        warn_console_sms(replace(ctx, sms=MemorySms()), dev=False)
+    assert logs == []
+    for backend in (ConsoleSms(), BackgroundSms(ConsoleSms())):
+        with structlog.testing.capture_logs() as logs:
+            warn_console_sms(replace(ctx, sms=backend), dev=False)
+        assert [e["log_level"] for e in logs] == ["error"]
+    assert "sign-in code is written to this log" in logs[0]["event"]
+
+
+@pytest.mark.parametrize(
+    ("peer", "host"),
+    [
+        ("ipv4:1.2.3.4:5678", "1.2.3.4"),
+        ("ipv6:[::1]:5678", "::1"),
+        ("ipv6:%5B::1%5D:5678", "::1"),
+        ("unix:/tmp/sock", "unix:/tmp/sock"),
+    ],
+)
+def test_a_grpc_peer_is_keyed_as_the_phone_page_keys_its_address(peer: str, host: str) -> None:
+    from services.booking.entrypoints.grpc_server import _peer_host
+
+    class Context:
+        def peer(self) -> str:
+            return peer
+
+    assert _peer_host(Context()) == host  # type: ignore[arg-type]
+
+
+def test_the_background_backend_answers_before_the_gateway_and_logs_its_failure() -> None:
+    from services.booking.adapters.sms import BackgroundSms, MemorySms
+
+    release = threading.Event()
+
+    class SlowGateway:
+        def __init__(self) -> None:
+            self.sent = MemorySms()
+
+        def send(self, phone: str, text: str) -> None:
+            assert release.wait(30)
+            if phone == "13700000000":
+                raise SmsFailed("refused")
+            self.sent.send(phone, text)
+
+    gateway = SlowGateway()
+    background = BackgroundSms(gateway)
+    with structlog.testing.capture_logs() as logs:
+        background.send(MOBILE, "验证码123456")  # returns while the gateway still waits
+        failed = background.submit("13700000000", "验证码654321")
+        assert gateway.sent.sent == []
+        release.set()
+        failed.result(timeout=30)
+    assert gateway.sent.last_code(MOBILE) == "123456"
+    assert [e["phone"] for e in logs] == ["137****0000"]
+
+
+def test_a_code_asked_for_before_a_key_rotation_still_signs_in(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    sign_in.request_code(uow, ctx, token, MOBILE)
+    code = ctx.sms.last_code(MOBILE)
+    rotated = replace(ctx, keyring=Keyring({**ctx.keyring.keys, "knew": b"\x42" * 32}, "knew"))
+    done = sign_in.sign_in(uow, rotated, token, MOBILE, code)
+    assert done.enterprise_id == FIRM

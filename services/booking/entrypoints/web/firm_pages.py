@@ -4,13 +4,15 @@ asks one use case, renders a template.
 
 Routes:
     GET  /q/{token}/sign-in, POST       ask for a code (the same answer for any number)
-    POST /q/{token}/sign-in/code        the code → the session cookie → the firm's page
+    POST /q/{token}/sign-in/code        the code → the session cookie → back to `next`
+                                        (one of the token's own pages) or the firm's page
     POST /q/{token}/sign-out
     GET  /q/{token}/self-check, POST    the questions; the result at once (nothing stored)
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +24,9 @@ from services.booking.domain import messages
 from services.booking.entrypoints.web.firm_session import (
     clear_cookie,
     credential,
+    return_path,
     set_cookie,
+    sign_in_redirect,
     signed_in_firm,
 )
 from services.booking.entrypoints.web.pages import Pages
@@ -30,6 +34,7 @@ from services.booking.service_layer import self_check, sign_in
 from services.common.errors import PermissionDenied, RateLimited, ValidationError
 
 MAX_FIELD = 4096
+MAX_NEXT = 300  # a return path: /q/{token}/tickets/{id}
 
 
 class FirmPages:
@@ -60,60 +65,60 @@ class FirmPages:
         phone: str = "",
         error: str = "",
         status: int = 200,
+        next_path: str = "",
     ) -> Response:
         return self.pages.render(
-            "sign_in.html", status, token=token, firm=card, step=step, phone=phone, error=error
+            "sign_in.html",
+            status,
+            token=token,
+            firm=card,
+            step=step,
+            phone=phone,
+            error=error,
+            next=return_path(token, next_path),
         )
 
     async def sign_in_form(self, request: Request) -> Response:
         token = request.path_params["token"]
         card = await run_in_threadpool(self.pages._firm, token)
-        return self._sign_in_page(token, card, step="phone")
+        next_path = request.query_params.get("next", "")[:MAX_NEXT]
+        return self._sign_in_page(token, card, step="phone", next_path=next_path)
 
     async def request_code(self, request: Request) -> Response:
         token = request.path_params["token"]
         card = await run_in_threadpool(self.pages._firm, token)
-        phone = (await self._form(request)).get("phone", "")[:20]
+        form = await self._form(request)
+        phone, back = form.get("phone", "")[:20], form.get("next", "")[:MAX_NEXT]
         client = request.client.host if request.client else ""
+        page = partial(self._sign_in_page, token, card, phone=phone, next_path=back)
         try:
             await run_in_threadpool(
                 sign_in.request_code, self.pages.uow(), self.ctx, token, phone, client
             )
         except ValidationError as exc:
-            error = exc.violations[0].description
-            return self._sign_in_page(
-                token, card, step="phone", phone=phone, error=error, status=400
-            )
+            return page(step="phone", error=exc.violations[0].description, status=400)
         except RateLimited as exc:
-            return self._sign_in_page(
-                token, card, step="phone", phone=phone, error=str(exc), status=429
-            )
-        return self._sign_in_page(token, card, step="code", phone=phone)
+            return page(step="phone", error=str(exc), status=429)
+        return page(step="code")
 
     async def enter_code(self, request: Request) -> Response:
         token = request.path_params["token"]
         card = await run_in_threadpool(self.pages._firm, token)
         form = await self._form(request)
         phone, code = form.get("phone", "")[:20], form.get("code", "")[:20]
+        back = form.get("next", "")[:MAX_NEXT]
+        page = partial(self._sign_in_page, token, card, phone=phone, next_path=back)
         try:
             done = await run_in_threadpool(
                 sign_in.sign_in, self.pages.uow(), self.ctx, token, phone, code
             )
         except ValidationError as exc:
-            error = exc.violations[0].description
-            return self._sign_in_page(
-                token, card, step="code", phone=phone, error=error, status=400
-            )
+            return page(step="code", error=exc.violations[0].description, status=400)
         except PermissionDenied:
-            error = messages.SIGN_IN_WRONG_CODE
-            return self._sign_in_page(
-                token, card, step="code", phone=phone, error=error, status=403
-            )
+            return page(step="code", error=messages.SIGN_IN_WRONG_CODE, status=403)
         except RateLimited as exc:
-            return self._sign_in_page(
-                token, card, step="phone", phone=phone, error=str(exc), status=429
-            )
-        response = RedirectResponse(f"/q/{token}", status_code=303)
+            return page(step="phone", error=str(exc), status=429)
+        response = RedirectResponse(return_path(token, back), status_code=303)
         set_cookie(response, self.ctx, done.credential)
         return response
 
@@ -136,7 +141,7 @@ class FirmPages:
     async def self_check_form(self, request: Request) -> Response:
         token, card, firm_id = await self._signed(request)
         if not firm_id:
-            return RedirectResponse(f"/q/{token}/sign-in", status_code=303)
+            return sign_in_redirect(token, request)
         groups = await run_in_threadpool(self_check.questions, self.ctx, firm_id)
         return self.pages.render(
             "self_check.html", token=token, firm=card, groups=groups, values={}, errors={}
@@ -145,7 +150,7 @@ class FirmPages:
     async def self_check_submit(self, request: Request) -> Response:
         token, card, firm_id = await self._signed(request)
         if not firm_id:
-            return RedirectResponse(f"/q/{token}/sign-in", status_code=303)
+            return sign_in_redirect(token, request)
         form = await self._form(request)
         groups = await run_in_threadpool(self_check.questions, self.ctx, firm_id)
         answers, errors = self_check.parse_answers(groups, form)

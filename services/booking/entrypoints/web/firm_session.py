@@ -4,10 +4,13 @@ service_layer/sign_in.py; the server keeps only the digest of its secret."""
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlencode
+
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.sign_in import SESSION_TTL
@@ -16,6 +19,8 @@ from services.booking.service_layer.ports import BookingContext
 
 COOKIE = "firm_session"
 MAX_COOKIE = 200
+# the firm's own pages a visitor may be sent back to after signing in
+_RETURN_PATH = r"(/(self-check|order|(orders|tickets|photos)/[A-Za-z0-9_-]{1,64}))?"
 
 
 def credential(request: Request) -> str:
@@ -52,3 +57,19 @@ def clear_cookie(response: Response, ctx: BookingContext) -> None:
         samesite="lax",
         secure=ctx.public_url.startswith("https://"),
     )
+
+
+def sign_in_redirect(token: str, request: Request) -> RedirectResponse:
+    """To the sign-in page, which returns the visitor to this page afterwards."""
+    query = urlencode({"next": request.url.path})
+    return RedirectResponse(f"/q/{token}/sign-in?{query}", status_code=303)
+
+
+def return_path(token: str, value: str) -> str:
+    """Where to go after signing in: `value` when it is one of this token's own pages
+    (/q/{token}, its order form, self-check, an order, ticket or photo: no other host, no
+    query, no ".."), else the firm's page. Never an open redirect."""
+    home = f"/q/{token}"
+    if re.fullmatch(re.escape(home) + _RETURN_PATH, value or ""):
+        return value
+    return home

@@ -26,12 +26,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
-from services.booking.domain.orders import bookable_slots
+from services.booking.domain.orders import MAX_CLAUSE_REFS, bookable_slots
 from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
-from services.booking.entrypoints.web.firm_session import signed_in_firm
+from services.booking.entrypoints.web.firm_session import sign_in_redirect, signed_in_firm
 from services.booking.entrypoints.web.middleware import BodyTooLarge, staff_principal
 from services.booking.service_layer import guidance, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
@@ -141,7 +141,7 @@ class Pages:
         token = request.path_params["token"]
         card = await run_in_threadpool(self._firm, token)
         chosen = [c for c in request.query_params.getlist("item") if c in self.ctx.menu]
-        refs = [r[:48] for r in request.query_params.getlist("ref")[:20]]
+        refs = [r[:64] for r in request.query_params.getlist("ref")[:20]]
         values = {
             "clause_refs": refs,
             "item_codes": chosen,
@@ -157,7 +157,10 @@ class Pages:
         card = await run_in_threadpool(self._firm, token)  # the token first, then the form
         async with request.form(max_files=0, max_fields=100, max_part_size=16 * 1024) as form:
             values: dict[str, Any] = {
-                "clause_refs": [str(v)[:48] for v in form.getlist("clause_refs")[:20]],
+                # one more than allowed, so too many is a form error, not silently cut
+                "clause_refs": [
+                    str(v)[:64] for v in form.getlist("clause_refs")[: MAX_CLAUSE_REFS + 1]
+                ],
                 "item_codes": [str(v) for v in form.getlist("item_codes")],
                 "preferred_slots": [str(v) for v in form.getlist("preferred_slots")],
                 "contact_name": str(form.get("contact_name") or ""),
@@ -204,7 +207,7 @@ class Pages:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
         firm_id = await self._own_firm(request)
         if not firm_id:
-            return RedirectResponse(f"/q/{token}/sign-in", status_code=303)
+            return sign_in_redirect(token, request)
         data = await run_in_threadpool(self._ticket, token, ticket_id, firm_id)
         return self.render(
             "ticket.html", token=token, note="", errors={}, general_errors=[], **data
@@ -214,7 +217,7 @@ class Pages:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
         firm_id = await self._own_firm(request)
         if not firm_id:
-            return RedirectResponse(f"/q/{token}/sign-in", status_code=303)
+            return sign_in_redirect(token, request)
         note, photo, errors, status = "", b"", {}, 400
         try:
             async with request.form(
@@ -264,6 +267,8 @@ class Pages:
     async def photo(self, request: Request) -> Response:
         token, photo_id = request.path_params["token"], request.path_params["photo_id"]
         firm_id = await self._own_firm(request)
+        if not firm_id:  # like tickets: sign in first (the photo is not shown)
+            return sign_in_redirect(token, request)
         found = await run_in_threadpool(
             tickets.photo_of, self.uow(), self.ctx, photo_id, token, firm_id
         )
