@@ -45,6 +45,7 @@ def start_http(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # its records go to the root handler, which masks (common/logging)
         access_log=False,
         lifespan="off",
         server_header=False,

@@ -54,7 +54,7 @@ def test_a_failing_statement_logs_no_phone_number(engine: Engine, sink: io.Strin
         raise failed.value
     except Exception:
         structlog.get_logger("t").exception("unexpected error")
-        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+        logging.getLogger("services.test").exception("Exception in ASGI application")
     assert "no_such_table" in sink.getvalue()
     assert PHONE not in sink.getvalue()
 
@@ -64,7 +64,7 @@ def test_a_traceback_is_masked_after_it_is_formatted(sink: io.StringIO) -> None:
         raise ValueError(f"老板电话{PHONE}\x00 Bearer tok-0123456789abcdef")
     except ValueError:
         structlog.get_logger("t").exception("unexpected error")
-        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+        logging.getLogger("services.test").exception("Exception in ASGI application")
     logged = sink.getvalue()
     assert "ValueError" in logged and logged.count("139****5678") == 2
     assert PHONE not in logged and "tok-0123456789abcdef" not in logged
