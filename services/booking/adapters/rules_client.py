@@ -154,15 +154,9 @@ class RulesClient:
 
     def firm(self, enterprise_id: str) -> FirmInfo | None:
         """The firm as the rules register has it, or None when it is not registered."""
-        try:
-            status = self._call(
-                "GetEnterpriseStatus",
-                pb.GetEnterpriseStatusRequest(enterprise_id=enterprise_id, history_limit=1),
-            )
-        except RulesRejected as exc:
-            if exc.status == "NOT_FOUND":
-                return None
-            raise
+        status = self._status(enterprise_id)
+        if status is None:
+            return None
         return FirmInfo(enterprise_id, status.profile.name, status.profile.region)
 
     def warm_clauses(self) -> int:
@@ -260,6 +254,7 @@ class RulesClient:
     # -- the firm's own page: status, applicable clauses, the self-check
 
     def _status(self, enterprise_id: str) -> Any | None:
+        """GetEnterpriseStatus of the firm (its latest decision only); None: not registered."""
         try:
             return self._call(
                 "GetEnterpriseStatus",
