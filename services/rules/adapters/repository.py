@@ -98,6 +98,17 @@ class Register:
         """What a decision left open: the next `open_entry` of the firm answers it unread."""
         self._open[enterprise_id] = entry
 
+    def firms_page(self, regions: Sequence[str], after: str, limit: int) -> Sequence[Firm]:
+        """Firms of `regions` (empty: all) ordered by enterprise_id, strictly after `after`."""
+        f = firms.c
+        conditions = []
+        if regions:
+            conditions.append(f.region.in_(list(regions)))
+        if after:
+            conditions.append(f.enterprise_id > after)
+        query = select(Firm).where(*conditions).order_by(f.enterprise_id).limit(limit)
+        return self.session.scalars(query).all()
+
     def whitelist_page(
         self, regions: Sequence[str], today: date, after: str, limit: int
     ) -> Sequence[WhitelistEntry]:
