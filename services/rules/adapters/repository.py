@@ -10,6 +10,7 @@ from datetime import date
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from services.rules.adapters.orm import (
     decisions,
@@ -101,7 +102,7 @@ class Register:
     def firms_page(self, regions: Sequence[str], after: str, limit: int) -> Sequence[Firm]:
         """Firms of `regions` (empty: all) ordered by enterprise_id, strictly after `after`."""
         f = firms.c
-        conditions = []
+        conditions: list[ColumnElement[bool]] = []
         if regions:
             conditions.append(f.region.in_(list(regions)))
         if after:

@@ -75,7 +75,10 @@ def test_bad_region_page_size_and_page_token_are_invalid_argument_naming_the_fie
     for request, field in (
         (pb.ListEnterprisesRequest(region="稠城"), "region"),
         (pb.ListEnterprisesRequest(region="999999"), "region"),
-        (pb.ListEnterprisesRequest(region="北苑街道", page_token=page.next_page_token), "page_token"),
+        (
+            pb.ListEnterprisesRequest(region="北苑街道", page_token=page.next_page_token),
+            "page_token",
+        ),
         (pb.ListEnterprisesRequest(page_token="not-a-token!"), "page_token"),
         (pb.ListEnterprisesRequest(page_size=100_000), "page_size"),
         (pb.ListEnterprisesRequest(page_size=-1), "page_size"),

@@ -34,6 +34,7 @@ from services.booking.domain.rules_service import (
     FindingInfo,
     FirmInfo,
     FirmStatus,
+    FirmSummary,
     InspectionInfo,
     RulesError,
     WhitelistSize,
@@ -371,6 +372,15 @@ class FakeRules:
         self._call()
         self.evaluated.append(dict(answers))
         return [f for k, f in self.answers_find.items() if answers.get(k)]
+
+    def enterprises(self, region: str) -> list[FirmSummary]:
+        """The firms of `region` (its exact name; "" for all) by enterprise_id."""
+        self._call()
+        return [
+            FirmSummary(f.enterprise_id, f.name, f.region, "", "")
+            for _, f in sorted(self.firms.items())
+            if not region or f.region == region
+        ]
 
     def whitelist_sizes(self, region: str, from_month: str, to_month: str) -> list[WhitelistSize]:
         self._call()
