@@ -103,9 +103,6 @@ class FakeRegister:
     def firm_names(self, ids: Iterable[str]) -> dict[str, str]:
         return {i: self.firms[i].name for i in ids if i in self.firms}
 
-    def firms_in(self, regions: Sequence[str]) -> Sequence[FirmCard]:
-        return [f for _, f in sorted(self.firms.items()) if not regions or f.region in regions]
-
     # the firm's sign-in
     def codes_since(self, *, enterprise_id: str = "", client: str = "", since: datetime) -> int:
         return sum(
