@@ -63,13 +63,6 @@ class BookingRegister(StaffRegister):
             select(FirmCard).where(firm_cards.c.enterprise_id == enterprise_id), for_update
         )
 
-    def firms_in(self, regions: Sequence[str]) -> Sequence[FirmCard]:
-        """The firms of these regions (all when empty), by id."""
-        query = select(FirmCard).order_by(firm_cards.c.enterprise_id)
-        if regions:
-            query = query.where(firm_cards.c.region.in_(list(regions)))
-        return self.session.scalars(query).all()
-
     # the firm's sign-in
     def codes_since(
         self, *, enterprise_id: str = "", phone_digest: str = "", client: str = "", since: datetime

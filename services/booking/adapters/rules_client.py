@@ -26,6 +26,7 @@ from services.booking.domain.rules_service import (
     FindingInfo,
     FirmInfo,
     FirmStatus,
+    FirmSummary,
     InspectionInfo,
     PickableClause,
     Question,
@@ -36,6 +37,7 @@ from services.booking.domain.rules_service import (
 )
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.paging import MAX_PAGE
 from services.common.vocabulary import Severity
 
 # How the rules service spells a finding's kind (rules.v1 EventKind) and severity.
@@ -158,6 +160,21 @@ class RulesClient:
         if status is None:
             return None
         return FirmInfo(enterprise_id, status.profile.name, status.profile.region)
+
+    def enterprises(self, region: str, page_size: int = MAX_PAGE) -> list[FirmSummary]:
+        """Every firm of `region` (a 镇街 or a county, by name or code) by enterprise_id,
+        through all of ListEnterprises' pages of `page_size` (scope rules.read)."""
+        found: list[FirmSummary] = []
+        token = ""
+        while True:
+            page = self._call(
+                "ListEnterprises",
+                pb.ListEnterprisesRequest(region=region, page_size=page_size, page_token=token),
+            )
+            found += [_summary(e) for e in page.enterprises]
+            token = page.next_page_token
+            if not token:
+                return found
 
     def warm_clauses(self) -> int:
         """Fetch every standard's clauses (text and guidance), so findings validate and
@@ -317,6 +334,12 @@ class RulesClient:
 
 def _name(enum: Any, value: int, prefix: str) -> str:
     return str(enum.Name(value)).removeprefix(prefix).lower()
+
+
+def _summary(e: Any) -> FirmSummary:
+    industry = _name(pb.Industry, e.industry, "INDUSTRY_") if e.industry else ""
+    status = _name(pb.Status, e.status, "STATUS_") if e.status else ""
+    return FirmSummary(e.enterprise_id, e.name, e.region, industry, status)
 
 
 def _severity(value: int) -> str:

@@ -82,6 +82,17 @@ class FirmInfo:
 
 
 @dataclass(frozen=True)
+class FirmSummary:
+    """A firm of a region's listing (ListEnterprises)."""
+
+    enterprise_id: str
+    name: str
+    region: str  # the 镇街's Chinese name
+    industry: str  # machinery, light_industry …; "" when rules did not say
+    status: str  # whitelist | routine | priority; "" before a first decision
+
+
+@dataclass(frozen=True)
 class Question:
     """A fact's question, as the rules service words it for a firm's owner."""
 

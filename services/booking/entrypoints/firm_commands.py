@@ -3,8 +3,11 @@
     sign-in-phone --enterprise ID (--phone MOBILE | --clear)   set the firm's sign-in mobile
     posters --region 稠城街道 --out DIR [--firm ID …]           printable posters (SVG + PDF)
 
-Both go through the same service-layer use cases as their gRPC twins (SetSignInPhone,
-IssueQrCode), and every change is in the audit trail under the caller `staff-cli`.
+`posters` prints one per firm the rules register lists in each region (a 镇街 or a county,
+by name or code), so the rules service must be reachable; when it is not, the command says
+so in one line and exits 1. Both go through the same service-layer use cases as their
+gRPC twins (SetSignInPhone, IssueQrCode), and every change is in the audit trail under
+the caller `staff-cli`.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ def add_commands(
 
     out = sub.add_parser("posters", help="one printable poster (SVG and PDF) per firm")
     common(out)
-    out.add_argument("--region", action="append", default=[], help="a 镇街 (repeatable)")
+    out.add_argument(
+        "--region", action="append", default=[], help="a 镇街 or a county (repeatable)"
+    )
     out.add_argument("--out", required=True, type=Path, help="directory for the files")
     out.add_argument(
         "--firm", action="append", default=[], help="also this firm (issued a code if it has none)"
@@ -74,23 +79,24 @@ def cmd_sign_in_phone(args: argparse.Namespace, ctx: BookingContext) -> int:
 def cmd_posters(args: argparse.Namespace, ctx: BookingContext) -> int:
     engine = make_engine(args.db)
     migrate.upgrade(engine)
-    regions: list[str] = []
     for region in args.region:
-        found = ctx.regions.area(region) if ctx.regions is not None else [region]
-        if not found:
+        if ctx.regions is not None and not ctx.regions.area(region):
             print(f"unknown region {region[:24]!r}", file=sys.stderr)
             return 2
-        regions.extend(found)
     with call_scope():
         bind(CALLER)
-        done = posters.bulk_posters(
-            lambda: SqlUnitOfWork(engine),
-            ctx,
-            regions,
-            args.out,
-            firms=args.firm,
-            progress=lambda ids: tqdm(list(ids), desc="posters", unit="firm"),
-        )
+        try:
+            done = posters.bulk_posters(
+                lambda: SqlUnitOfWork(engine),
+                ctx,
+                args.region,
+                args.out,
+                firms=args.firm,
+                progress=lambda ids: tqdm(list(ids), desc="posters", unit="firm"),
+            )
+        except DomainError as exc:  # rules unreachable, or it refused a firm
+            print(f"posters: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 1
     issued = sum(1 for p in done if p.issued)
     print(f"{len(done)} poster(s) in {args.out} ({issued} first code(s) issued)")
     return 0

@@ -1,19 +1,21 @@
 """一图一码 posters: the firm's checklist of major-hazard items, and posters in bulk.
 
-A bulk run renders each firm's CURRENT code (rebuilt from its key id and serial) and
-issues a code only to a firm that has none: reissuing would revoke every poster already
-on a wall.
+A bulk run takes a region's firms from the rules register (ListEnterprises, every page),
+so firms booking never saw get their poster too; it renders each firm's CURRENT code
+(rebuilt from its key id and serial) and issues a code only to a firm that has none:
+reissuing would revoke every poster already on a wall.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from services.booking.adapters.poster import render_poster, render_poster_pdf
 from services.booking.service_layer.guidance import checklist
-from services.booking.service_layer.ports import BookingContext
+from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.qr_codes import current_token, issue_qr_code
 from services.booking.service_layer.unit_of_work import UnitOfWork
 
@@ -34,10 +36,12 @@ def bulk_posters(
     firms: Sequence[str] = (),
     progress: Callable[[Iterable[str]], Iterable[str]] = lambda ids: ids,
 ) -> list[PosterFiles]:
-    """One SVG and one PDF per firm of `regions` that booking knows, plus `firms` (ids
-    that may have no code yet): the current code, or a first one where there is none."""
-    with uow() as work:
-        known = {c.enterprise_id for c in work.register.firms_in(regions)}
+    """One SVG and one PDF per firm the rules register lists in `regions` (each a 镇街 or a
+    county, by name or code), plus `firms`: the current code, or a first one where there is
+    none. Unavailable (before any file is written) when rules cannot list them."""
+    known: set[str] = set()
+    for region in regions:
+        known |= {f.enterprise_id for f in ask_rules(partial(ctx.rules.enterprises, region))}
     out.mkdir(parents=True, exist_ok=True)
     done = []
     for enterprise_id in progress(sorted(known | set(firms))):

@@ -10,6 +10,7 @@ from datetime import date
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from services.rules.adapters.orm import (
     decisions,
@@ -97,6 +98,17 @@ class Register:
     def remember_open_entry(self, enterprise_id: str, entry: WhitelistEntry | None) -> None:
         """What a decision left open: the next `open_entry` of the firm answers it unread."""
         self._open[enterprise_id] = entry
+
+    def firms_page(self, regions: Sequence[str], after: str, limit: int) -> Sequence[Firm]:
+        """Firms of `regions` (empty: all) ordered by enterprise_id, strictly after `after`."""
+        f = firms.c
+        conditions: list[ColumnElement[bool]] = []
+        if regions:
+            conditions.append(f.region.in_(list(regions)))
+        if after:
+            conditions.append(f.enterprise_id > after)
+        query = select(Firm).where(*conditions).order_by(f.enterprise_id).limit(limit)
+        return self.session.scalars(query).all()
 
     def whitelist_page(
         self, regions: Sequence[str], today: date, after: str, limit: int

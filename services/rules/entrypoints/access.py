@@ -18,6 +18,7 @@ RULES_METHODS: dict[str, MethodRule] = {
         "GetEnterpriseStatus": rule("rules.read"),
         "ListWhitelist": rule("rules.read"),
         "ListWhitelistSizes": rule("rules.read"),
+        "ListEnterprises": rule("rules.read"),
         "ReportEvent": rule("rules.write"),
         "CheckInspection": rule("inspection.check"),
         "VerifyInspectionCode": rule("rules.read", "inspection.check"),

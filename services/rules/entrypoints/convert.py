@@ -578,6 +578,18 @@ def _number(enum: Any, value: str, prefix: str) -> Any:
         return 0
 
 
+def firm_summary_to_proto(f: Any) -> pb.EnterpriseSummary:
+    """A register row (domain.register.Firm) in short; an industry or status this build
+    does not know reads as UNSPECIFIED."""
+    return pb.EnterpriseSummary(
+        enterprise_id=f.enterprise_id,
+        name=f.name,
+        region=f.region,
+        industry=_number(pb.Industry, str(f.profile.get("industry", "")), "INDUSTRY_"),
+        status=_number(pb.Status, f.status, "STATUS_"),
+    )
+
+
 def history_to_proto(h: HistoryEntry) -> pb.HistoryItem:
     out = pb.HistoryItem(
         recorded_at=rfc3339(h.recorded_at),

@@ -224,6 +224,17 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         )
 
     @map_errors
+    def ListEnterprises(
+        self, request: pb.ListEnterprisesRequest, context: grpc.ServicerContext
+    ) -> pb.ListEnterprisesResponse:
+        found, token = register_handlers.list_enterprises(
+            self._uow(), self._ctx, request.region, request.page_size, request.page_token
+        )
+        return pb.ListEnterprisesResponse(
+            enterprises=[convert.firm_summary_to_proto(f) for f in found], next_page_token=token
+        )
+
+    @map_errors
     def ListWhitelistSizes(
         self, request: pb.ListWhitelistSizesRequest, context: grpc.ServicerContext
     ) -> pb.ListWhitelistSizesResponse:

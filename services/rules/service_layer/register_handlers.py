@@ -406,6 +406,21 @@ def list_whitelist(
     return one_page(rows, size, query, lambda e: f"{e.region}\x1f{e.enterprise_id}")
 
 
+def list_enterprises(
+    uow: UnitOfWork, ctx: RulesContext, region: str, size: int, token: str
+) -> tuple[list[Firm], str]:
+    """One page of the register's firms by enterprise_id (services/common/paging.py),
+    optionally of one region (a township, or a county meaning all its townships); the
+    token is bound to the region filter."""
+    size = page_size(size)
+    names = region_filter(ctx.regions, region)
+    query = ",".join(names)
+    after = decode_token(token, query)
+    with uow:
+        rows = list(uow.register.firms_page(names, after, size + 1))
+    return one_page(rows, size, query, lambda f: f.enterprise_id)
+
+
 def report_event(
     uow: UnitOfWork, ctx: RulesContext, data: Mapping[str, Any], source: str
 ) -> StatusView:

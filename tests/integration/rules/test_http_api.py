@@ -127,6 +127,19 @@ def test_the_register_over_http_with_the_proto3_json_mapping(served: Running) ->
     assert read.json()["decision"]["status"] == "STATUS_WHITELIST"
     listed = post(served.http, "ListWhitelist", {"region": "义乌市"}, headers=bearer("writer"))
     assert [e["enterpriseId"] for e in listed.json()["entries"]] == [uscc(1)]
+    firms = post(served.http, "ListEnterprises", {"region": "义乌市"}, headers=bearer("writer"))
+    assert firms.status_code == 200, firms.text
+    assert firms.json()["enterprises"] == [
+        {
+            "enterpriseId": uscc(1),
+            "name": "测试企业1",
+            "region": "北苑街道",
+            "industry": "INDUSTRY_MACHINERY",
+            "status": "STATUS_WHITELIST",
+        }
+    ]
+    no_read = post(served.http, "ListEnterprises", {}, headers=bearer("evaluator"))
+    assert no_read.status_code == 403  # scope rules.read
     regions = post(served.http, "ListRegions", headers=bearer("writer")).json()  # empty body
     assert {
         "code": "330782001",

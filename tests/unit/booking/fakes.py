@@ -34,6 +34,7 @@ from services.booking.domain.rules_service import (
     FindingInfo,
     FirmInfo,
     FirmStatus,
+    FirmSummary,
     InspectionInfo,
     RulesError,
     WhitelistSize,
@@ -101,9 +102,6 @@ class FakeRegister:
 
     def firm_names(self, ids: Iterable[str]) -> dict[str, str]:
         return {i: self.firms[i].name for i in ids if i in self.firms}
-
-    def firms_in(self, regions: Sequence[str]) -> Sequence[FirmCard]:
-        return [f for _, f in sorted(self.firms.items()) if not regions or f.region in regions]
 
     # the firm's sign-in
     def codes_since(
@@ -374,6 +372,15 @@ class FakeRules:
         self._call()
         self.evaluated.append(dict(answers))
         return [f for k, f in self.answers_find.items() if answers.get(k)]
+
+    def enterprises(self, region: str) -> list[FirmSummary]:
+        """The firms of `region` (its exact name; "" for all) by enterprise_id."""
+        self._call()
+        return [
+            FirmSummary(f.enterprise_id, f.name, f.region, "", "")
+            for _, f in sorted(self.firms.items())
+            if not region or f.region == region
+        ]
 
     def whitelist_sizes(self, region: str, from_month: str, to_month: str) -> list[WhitelistSize]:
         self._call()
