@@ -7,10 +7,10 @@ or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from services.common.clock import new_id, now
 from services.common.errors import Conflict, retry_on_conflict
@@ -49,6 +49,8 @@ from services.rules.service_layer.handlers import (
     parse_input_profile,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
+
+R = TypeVar("R")
 
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 200
@@ -394,31 +396,53 @@ def _items(
 def list_whitelist(
     uow: UnitOfWork, ctx: RulesContext, region: str, size: int, token: str
 ) -> tuple[list[WhitelistEntry], str]:
-    """One page of active white-list entries (services/common/paging.py); the token is
-    bound to the region filter (a township, or a county meaning all its townships; either
-    form of either)."""
-    size = page_size(size)
-    names = region_filter(ctx.regions, region)
-    query = ",".join(names)  # the filter in canonical form binds the token
-    after = decode_token(token, query)
-    with uow:
-        rows = list(uow.register.whitelist_page(names, ctx.today(), after, size + 1))
-    return one_page(rows, size, query, lambda e: f"{e.region}\x1f{e.enterprise_id}")
+    """One page of active white-list entries, ordered by region then firm."""
+    today = ctx.today()
+    return _region_page(
+        uow,
+        ctx,
+        region,
+        size,
+        token,
+        lambda names, after, limit: uow.register.whitelist_page(names, today, after, limit),
+        lambda e: f"{e.region}\x1f{e.enterprise_id}",
+    )
 
 
 def list_enterprises(
     uow: UnitOfWork, ctx: RulesContext, region: str, size: int, token: str
 ) -> tuple[list[Firm], str]:
-    """One page of the register's firms by enterprise_id (services/common/paging.py),
-    optionally of one region (a township, or a county meaning all its townships); the
-    token is bound to the region filter."""
+    """One page of the register's firms by enterprise_id."""
+    return _region_page(
+        uow,
+        ctx,
+        region,
+        size,
+        token,
+        lambda names, after, limit: uow.register.firms_page(names, after, limit),
+        lambda f: f.enterprise_id,
+    )
+
+
+def _region_page(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    region: str,
+    size: int,
+    token: str,
+    read: Callable[[Sequence[str], str, int], Iterable[R]],
+    key: Callable[[R], str],
+) -> tuple[list[R], str]:
+    """One page (services/common/paging.py) of what `read` lists, inside the unit of work,
+    for `region` (a township, or a county meaning all its townships, by name or code; ''
+    for all); the token is bound to the filter's canonical form."""
     size = page_size(size)
     names = region_filter(ctx.regions, region)
     query = ",".join(names)
     after = decode_token(token, query)
     with uow:
-        rows = list(uow.register.firms_page(names, after, size + 1))
-    return one_page(rows, size, query, lambda f: f.enterprise_id)
+        rows = list(read(names, after, size + 1))
+    return one_page(rows, size, query, key)
 
 
 def report_event(
