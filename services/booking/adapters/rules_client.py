@@ -231,10 +231,7 @@ class RulesClient:
             c.clause_ref or f"{c.standard_id}:{c.clause}": c for c in clauses
         }  # one entry a clause, the last edition listed
         return [
-            PickableClause(
-                ref, c.title, c.text, _SEVERITY_NAMES.get(c.severity, Severity.GENERAL.value)
-            )
-            for ref, c in unique.items()
+            PickableClause(ref, c.title, c.text, _severity(c.severity)) for ref, c in unique.items()
         ]
 
     def report(self, payload: Mapping[str, Any]) -> None:
@@ -342,8 +339,9 @@ def _summary(e: Any) -> FirmSummary:
     return FirmSummary(e.enterprise_id, e.name, e.region, industry, status)
 
 
-def _severity(value: int) -> str:
-    return "major" if value == pb.SEVERITY_MAJOR else "general"
+def _severity(value: Any) -> str:
+    """rules.v1 Severity as booking spells it ("general" when unspecified)."""
+    return _SEVERITY_NAMES.get(value, Severity.GENERAL.value)
 
 
 def _finding(f: Any, due_on: str) -> FindingInfo:
