@@ -17,6 +17,17 @@ from pygal.style import Style
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONTS = '"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",sans-serif'
+# pygal takes a font per part of the chart; every part gets the same CJK fallbacks
+FONT_PARTS = (
+    "title",
+    "label",
+    "major_label",
+    "legend",
+    "value",
+    "value_label",
+    "tooltip",
+    "no_data",
+)
 COLOURS = ("#1f5fa8", "#2e9e5b", "#d9822b", "#b23a48", "#6b4fa3")
 STYLE = Style(
     background="#ffffff",
@@ -26,14 +37,7 @@ STYLE = Style(
     foreground_subtle="#888888",
     colors=COLOURS,
     font_family=FONTS,
-    title_font_family=FONTS,
-    label_font_family=FONTS,
-    major_label_font_family=FONTS,
-    legend_font_family=FONTS,
-    value_font_family=FONTS,
-    value_label_font_family=FONTS,
-    tooltip_font_family=FONTS,
-    no_data_font_family=FONTS,
+    **{f"{part}_font_family": FONTS for part in FONT_PARTS},
     title_font_size=18,
     label_font_size=13,
     major_label_font_size=13,

@@ -96,28 +96,22 @@ def _domains(board: Board, key: str, title: str, columns: tuple[str, ...], draw:
     svgs = []
     if draw:
         names = [r[0] for r in rows]
-        on_time = labels.SERIES_LABELS["on_time"]
-        median = labels.SERIES_LABELS["median_days"]
+        measures = (  # two charts of the one table: (key suffix, series, values, percent)
+            ("rate", "on_time", [d.on_time_rate for d in found], True),
+            ("days", "median_days", [d.median_days for d in found], False),
+        )
         svgs = [
             chart_svg(
                 "hbar",
-                f"{key}-rate",
-                on_time,
+                f"{key}-{suffix}",
+                labels.SERIES_LABELS[series],
                 names,
-                [(on_time, [d.on_time_rate for d in found])],
+                [(labels.SERIES_LABELS[series], values)],
                 described_by=f"table-{key}",
-                percent=True,
+                percent=percent,
                 no_data=messages.CHART_NO_DATA,
-            ),
-            chart_svg(
-                "hbar",
-                f"{key}-days",
-                median,
-                names,
-                [(median, [d.median_days for d in found])],
-                described_by=f"table-{key}",
-                no_data=messages.CHART_NO_DATA,
-            ),
+            )
+            for suffix, series, values, percent in measures
         ]
     return Chart(key, title, columns, rows, svgs)
 
