@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -67,22 +68,15 @@ START_PAGES = {
 }
 
 
+@dataclass(eq=False)
 class StaffBase:
     """What every staff page needs: the session, the CSRF check, acting as the person."""
 
-    def __init__(
-        self,
-        ctx: BookingContext,
-        engine: Engine,
-        render: Render,
-        on_outbox: Callable[[], None],
-        guidance: Guidance,
-    ) -> None:
-        self.ctx = ctx
-        self.engine = engine
-        self.render = render
-        self.on_outbox = on_outbox
-        self.guidance = guidance
+    ctx: BookingContext
+    engine: Engine
+    render: Render
+    on_outbox: Callable[[], None]
+    guidance: Guidance
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)
