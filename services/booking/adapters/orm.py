@@ -13,7 +13,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -25,21 +24,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import registry, relationship
 
+from services.booking.domain import records
 from services.booking.domain.orders import Order, OrderTransition, mask_phone
-from services.booking.domain.records import (
-    EXPERT_FIELDS,
-    Assignment,
-    Expert,
-    FirmCard,
-    FirmSession,
-    OutboxMessage,
-    Photo,
-    SignInCode,
-    Visit,
-)
 from services.booking.domain.staff import StaffAccount, StaffSession
 from services.booking.domain.tickets import Ticket, TicketTransition
 from services.common.audit import Audited, AuditTrail, audit_tables
+from services.common.columns import (
+    firm_id,
+    firm_name,
+    instant,
+    note,
+    record_id,
+    record_ref,
+    region,
+    serial_id,
+)
 from services.common.db import new_metadata, once
 
 metadata = new_metadata()
@@ -51,39 +50,39 @@ def _transitions(subject: str, of: str) -> Table:
     return Table(
         f"{subject}_transitions",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column(f"{subject}_id", String(32), ForeignKey(f"{of}.id"), nullable=False, index=True),
-        Column("at", DateTime(timezone=True), nullable=False),
+        serial_id(),
+        record_ref(f"{subject}_id", references=f"{of}.id", index=True),
+        instant("at"),
         Column("actor", String(100), nullable=False),
         Column("from_status", String(16), nullable=False),
         Column("to_status", String(16), nullable=False),
-        Column("reason", Text, nullable=False, server_default=""),
+        note("reason"),
     )
 
 
 firm_cards = Table(
     "firm_cards",
     metadata,
-    Column("enterprise_id", String(18), primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("region", String(100), nullable=False),
+    firm_id(primary_key=True),
+    firm_name(),
+    region(),
     Column("qr_key_id", String(16), nullable=False, server_default=""),
     Column("qr_serial", String(32), nullable=False, server_default=""),
-    Column("qr_issued_at", DateTime(timezone=True), nullable=True),
+    instant("qr_issued_at", nullable=True),
     Column("sign_in_phone", String(20), nullable=False, server_default=""),
 )
 
 firm_sign_in_codes = Table(
     "firm_sign_in_codes",
     metadata,
-    Column("id", String(32), primary_key=True),
-    Column("enterprise_id", String(18), nullable=False),
+    record_id(),
+    firm_id(),
     Column("phone_digest", String(64), nullable=False),
     Column("code_digest", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    instant("created_at"),
+    instant("expires_at"),
     Column("tries", Integer, nullable=False, server_default="0"),
-    Column("used_at", DateTime(timezone=True), nullable=True),
+    instant("used_at", nullable=True),
     Column("client", String(64), nullable=False, server_default=""),
     Index("ix_firm_sign_in_codes_firm", "enterprise_id", "created_at"),
     Index("ix_firm_sign_in_codes_client", "client", "created_at"),
@@ -92,13 +91,13 @@ firm_sign_in_codes = Table(
 firm_sessions = Table(
     "firm_sessions",
     metadata,
-    Column("id", String(32), primary_key=True),
-    Column("enterprise_id", String(18), nullable=False, index=True),
+    record_id(),
+    firm_id(index=True),
     Column("phone_digest", String(64), nullable=False),
     Column("secret_digest", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("ended_at", DateTime(timezone=True), nullable=True),
+    instant("created_at"),
+    instant("expires_at"),
+    instant("ended_at", nullable=True),
 )
 
 experts = Table(
@@ -113,16 +112,16 @@ experts = Table(
     Column("max_visits_per_day", Integer, nullable=False),
     Column("active", Boolean, nullable=False),
     Column("conflicts", JSON, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=True),
+    instant("updated_at", nullable=True),
 )
 
 orders = Table(
     "orders",
     metadata,
-    Column("id", String(32), primary_key=True),
-    Column("enterprise_id", String(18), ForeignKey("firm_cards.enterprise_id"), nullable=False),
-    Column("enterprise_name", String(200), nullable=False),
-    Column("region", String(100), nullable=False),
+    record_id(),
+    firm_id(references="firm_cards.enterprise_id"),
+    firm_name("enterprise_name"),
+    region(),
     Column("item_codes", JSON, nullable=False),
     Column("preferred_slots", JSON, nullable=False),
     Column("contact_name", String(50), nullable=False),
@@ -130,11 +129,11 @@ orders = Table(
     Column("note", Text, nullable=False),
     Column("idempotency_key", String(64), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    instant("created_at"),
     Column("expert_id", String(64), ForeignKey("experts.id"), nullable=True),
     Column("slot", String(16), nullable=True),
-    Column("dispatch_note", Text, nullable=False, server_default=""),
-    Column("updated_at", DateTime(timezone=True), nullable=True),
+    note("dispatch_note"),
+    instant("updated_at", nullable=True),
     Column("clause_refs", JSON, nullable=False, server_default="[]"),
     UniqueConstraint("enterprise_id", "idempotency_key", name="uq_orders_idempotency"),
     Index("ix_orders_status", "status", "created_at"),
@@ -145,33 +144,33 @@ order_transitions = _transitions("order", "orders")
 assignments = Table(
     "assignments",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    serial_id(),
     Column("expert_id", String(64), ForeignKey("experts.id"), nullable=False),
     Column("slot", String(16), nullable=False),
     Column("day", Date, nullable=False),
-    Column("order_id", String(32), ForeignKey("orders.id"), nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    record_ref("order_id", references="orders.id", unique=True),
+    instant("created_at"),
     UniqueConstraint("expert_id", "slot", name="uq_assignments_expert_slot"),
 )
 
 visits = Table(
     "visits",
     metadata,
-    Column("id", String(32), primary_key=True),
-    Column("order_id", String(32), ForeignKey("orders.id"), nullable=False, unique=True),
+    record_id(),
+    record_ref("order_id", references="orders.id", unique=True),
     Column("expert_id", String(64), nullable=False),
     Column("visited_on", Date, nullable=False),
     Column("minutes_on_site", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    instant("created_at"),
 )
 
 tickets = Table(
     "tickets",
     metadata,
-    Column("id", String(32), primary_key=True),
-    Column("order_id", String(32), ForeignKey("orders.id"), nullable=False, index=True),
-    Column("visit_id", String(32), ForeignKey("visits.id"), nullable=False),
-    Column("enterprise_id", String(18), nullable=False, index=True),
+    record_id(),
+    record_ref("order_id", references="orders.id", index=True),
+    record_ref("visit_id", references="visits.id"),
+    firm_id(index=True),
     Column("clause_ref", String(48), nullable=False),
     Column("severity", String(8), nullable=False),
     Column("description", Text, nullable=False),
@@ -179,9 +178,9 @@ tickets = Table(
     Column("due_on", Date, nullable=False),
     Column("status", String(16), nullable=False),
     Column("expert_id", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("proof_note", Text, nullable=False, server_default=""),
-    Column("proof_photo_id", String(32), nullable=True),
+    instant("created_at"),
+    note("proof_note"),
+    record_ref("proof_photo_id", nullable=True),
     Column("verified_on", Date, nullable=True),
     Column("closed_late", Boolean, nullable=False, server_default="0"),
     Column("overdue_reported_for", Date, nullable=True),
@@ -192,30 +191,30 @@ ticket_transitions = _transitions("ticket", "tickets")
 photos = Table(
     "photos",
     metadata,
-    Column("id", String(32), primary_key=True),
-    Column("ticket_id", String(32), ForeignKey("tickets.id"), nullable=False, index=True),
+    record_id(),
+    record_ref("ticket_id", references="tickets.id", index=True),
     Column("content_type", String(16), nullable=False),
     Column("size", Integer, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("content", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    instant("created_at"),
     Column("purpose", String(16), nullable=False, server_default="proof"),
 )
 
 outbox = Table(
     "outbox",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    serial_id(),
     Column("event_id", String(128), nullable=False, unique=True),
     Column("kind", String(32), nullable=False),
-    Column("enterprise_id", String(18), nullable=False),
+    firm_id(),
     Column("payload", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    instant("created_at"),
     Column("attempts", Integer, nullable=False),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
-    Column("delivered_at", DateTime(timezone=True), nullable=True),
-    Column("failed_at", DateTime(timezone=True), nullable=True),
-    Column("last_error", Text, nullable=False, server_default=""),
+    instant("next_attempt_at", nullable=True),
+    instant("delivered_at", nullable=True),
+    instant("failed_at", nullable=True),
+    note("last_error"),
     Index("ix_outbox_pending", "delivered_at", "failed_at", "id"),
 )
 
@@ -227,14 +226,14 @@ staff_accounts = Table(
     Column("username", String(40), primary_key=True),
     Column("display_name", String(50), nullable=False),
     Column("role", String(16), nullable=False),
-    Column("region", String(100), nullable=False, server_default=""),
+    region(server_default=""),
     Column("expert_id", String(64), nullable=False, server_default=""),
     Column("password_hash", String(200), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("failed_attempts", Integer, nullable=False, server_default="0"),
-    Column("locked_until", DateTime(timezone=True), nullable=True),
-    Column("password_changed_at", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=True),
+    instant("locked_until", nullable=True),
+    instant("password_changed_at", nullable=True),
+    instant("created_at", nullable=True),
 )
 
 staff_sessions = Table(
@@ -243,16 +242,16 @@ staff_sessions = Table(
     Column("id_digest", String(64), primary_key=True),
     Column("csrf_digest", String(64), nullable=False),
     Column("username", String(40), nullable=False, server_default="", index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("last_seen_at", DateTime(timezone=True), nullable=False, index=True),
+    instant("created_at"),
+    instant("last_seen_at", index=True),
 )
 
 staff_sign_in_failures = Table(
     "staff_sign_in_failures",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    serial_id(),
     Column("address_digest", String(64), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    instant("at"),
     Index("ix_staff_sign_in_failures_address_at", "address_digest", "at"),
 )
 
@@ -269,16 +268,16 @@ def _masked(phone: str) -> str:
 
 
 AUDITED = {
-    FirmCard: Audited(
+    records.FirmCard: Audited(
         "firm",
         "enterprise_id",
         ("name", "region", "qr_key_id", "qr_serial", "sign_in_phone"),
         {"qr_serial": _serial_digest, "sign_in_phone": _masked},
     ),
-    Expert: Audited(
+    records.Expert: Audited(
         "expert",
         "id",
-        EXPERT_FIELDS,
+        records.EXPERT_FIELDS,
         {"phone": mask_phone, "slots": len},
     ),
     Order: Audited(
@@ -295,8 +294,10 @@ AUDITED = {
         ),
         {"contact_phone": mask_phone},
     ),
-    Assignment: Audited("assignment", "order_id", ("expert_id", "slot")),
-    Visit: Audited("visit", "id", ("order_id", "expert_id", "visited_on", "minutes_on_site")),
+    records.Assignment: Audited("assignment", "order_id", ("expert_id", "slot")),
+    records.Visit: Audited(
+        "visit", "id", ("order_id", "expert_id", "visited_on", "minutes_on_site")
+    ),
     Ticket: Audited(
         "ticket",
         "id",
@@ -313,7 +314,9 @@ AUDITED = {
             "overdue_reported_for",
         ),
     ),
-    Photo: Audited("photo", "id", ("ticket_id", "content_type", "size", "sha256", "purpose")),
+    records.Photo: Audited(
+        "photo", "id", ("ticket_id", "content_type", "size", "sha256", "purpose")
+    ),
     # no password hash, no lockout counters: who the person is and what they may do
     StaffAccount: Audited(
         "staff_account",
@@ -326,16 +329,16 @@ AUDIT = AuditTrail(audit_log, audit_head, AUDITED)
 
 def _map() -> None:
     """Map the domain dataclasses onto the tables."""
-    mapper_registry.map_imperatively(FirmCard, firm_cards)
-    mapper_registry.map_imperatively(Expert, experts)
+    mapper_registry.map_imperatively(records.FirmCard, firm_cards)
+    mapper_registry.map_imperatively(records.Expert, experts)
     _map_with_history(Order, orders, OrderTransition, order_transitions)
-    mapper_registry.map_imperatively(Assignment, assignments)
-    mapper_registry.map_imperatively(Visit, visits)
+    mapper_registry.map_imperatively(records.Assignment, assignments)
+    mapper_registry.map_imperatively(records.Visit, visits)
     _map_with_history(Ticket, tickets, TicketTransition, ticket_transitions)
-    mapper_registry.map_imperatively(Photo, photos)
-    mapper_registry.map_imperatively(OutboxMessage, outbox)
-    mapper_registry.map_imperatively(SignInCode, firm_sign_in_codes)
-    mapper_registry.map_imperatively(FirmSession, firm_sessions)
+    mapper_registry.map_imperatively(records.Photo, photos)
+    mapper_registry.map_imperatively(records.OutboxMessage, outbox)
+    mapper_registry.map_imperatively(records.SignInCode, firm_sign_in_codes)
+    mapper_registry.map_imperatively(records.FirmSession, firm_sessions)
     mapper_registry.map_imperatively(StaffAccount, staff_accounts)
     mapper_registry.map_imperatively(StaffSession, staff_sessions)
 

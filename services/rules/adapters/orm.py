@@ -12,8 +12,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    DateTime,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -25,15 +23,18 @@ from sqlalchemy import (
 from sqlalchemy.orm import registry
 
 from services.common.audit import Audited, AuditTrail, audit_tables
-from services.common.db import new_metadata, once
-from services.rules.domain.register import (
-    DecisionRecord,
-    EventRecord,
-    Firm,
-    InspectionRecord,
-    ReevaluationRun,
-    WhitelistEntry,
+from services.common.columns import (
+    firm_id,
+    firm_name,
+    instant,
+    note,
+    record_id,
+    record_ref,
+    region,
+    serial_id,
 )
+from services.common.db import new_metadata, once
+from services.rules.domain import register
 
 metadata = new_metadata()
 mapper_registry = registry(metadata=metadata)
@@ -41,23 +42,23 @@ mapper_registry = registry(metadata=metadata)
 firms = Table(
     "firms",
     metadata,
-    Column("enterprise_id", String(18), primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("region", String(100), nullable=False, index=True),
+    firm_id(primary_key=True),
+    firm_name(),
+    region(index=True),
     Column("profile", JSON, nullable=False),
     Column("status", String(16), nullable=False, server_default=""),
     Column("risk_level", String(16), nullable=False, server_default=""),
-    Column("decision_id", String(32), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    record_ref("decision_id", nullable=True),
+    instant("created_at"),
+    instant("updated_at"),
 )
 
 decisions = Table(
     "decisions",
     metadata,
-    Column("id", String(32), primary_key=True),
-    Column("enterprise_id", String(18), ForeignKey("firms.enterprise_id"), nullable=False),
-    Column("decided_at", DateTime(timezone=True), nullable=False),
+    record_id(),
+    firm_id(references="firms.enterprise_id"),
+    instant("decided_at"),
     Column("as_of", Date, nullable=False),
     Column("status", String(16), nullable=False),
     Column("risk_level", String(16), nullable=False),
@@ -71,17 +72,17 @@ decisions = Table(
 whitelist_entries = Table(
     "whitelist_entries",
     metadata,
-    Column("id", String(32), primary_key=True),
-    Column("enterprise_id", String(18), ForeignKey("firms.enterprise_id"), nullable=False),
-    Column("name", String(200), nullable=False),
-    Column("region", String(100), nullable=False),
+    record_id(),
+    firm_id(references="firms.enterprise_id"),
+    firm_name(),
+    region(),
     Column("granted_on", Date, nullable=False),
     Column("valid_until", Date, nullable=False),
-    Column("decision_id", String(32), nullable=False),
+    record_ref("decision_id"),
     Column("revoked_on", Date, nullable=True),
-    Column("revoked_reason", Text, nullable=False, server_default=""),
-    Column("granted_decision_id", String(32), nullable=True),
-    Column("closed_decision_id", String(32), nullable=True),
+    note("revoked_reason"),
+    record_ref("granted_decision_id", nullable=True),
+    record_ref("closed_decision_id", nullable=True),
     # at most one open entry per firm, enforced by the database
     Index(
         "uq_whitelist_open_entry",
@@ -96,16 +97,16 @@ whitelist_entries = Table(
 events = Table(
     "events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    serial_id(),
     Column("source", String(100), nullable=False),
     Column("event_id", String(128), nullable=False),
-    Column("enterprise_id", String(18), ForeignKey("firms.enterprise_id"), nullable=False),
+    firm_id(references="firms.enterprise_id"),
     Column("kind", String(32), nullable=False),
     Column("occurred_on", Date, nullable=False),
     Column("detail", JSON, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("summary", Text, nullable=False, server_default=""),
-    Column("decision_id", String(32), nullable=True),
+    instant("received_at"),
+    note("summary"),
+    record_ref("decision_id", nullable=True),
     Column("result", JSON, nullable=True),
     Column("fingerprint", String(64), nullable=True),
     UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
@@ -115,8 +116,8 @@ events = Table(
 inspections = Table(
     "inspections",
     metadata,
-    Column("id", String(32), primary_key=True),
-    Column("enterprise_id", String(18), ForeignKey("firms.enterprise_id"), nullable=False),
+    record_id(),
+    firm_id(references="firms.enterprise_id"),
     Column("authority", String(100), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("planned_on", Date, nullable=False),
@@ -127,9 +128,9 @@ inspections = Table(
     Column("joint_id", String(32), nullable=False, server_default=""),
     Column("reason_code", String(32), nullable=False),
     Column("reason", Text, nullable=False),
-    Column("grounds", Text, nullable=False, server_default=""),
+    note("grounds"),
     Column("requested_by", String(100), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    instant("created_at"),
     Column("inspection_code", String(64), nullable=True, unique=True),
     Column("idempotency_key", String(128), nullable=True),
     Column("yearly_count", Integer, nullable=True),
@@ -143,12 +144,12 @@ inspections = Table(
 reevaluation_runs = Table(
     "reevaluation_runs",
     metadata,
-    Column("id", String(32), primary_key=True),
+    record_id(),
     Column("as_of", Date, nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
+    instant("started_at"),
     Column("processed", Integer, nullable=False),
-    Column("last_enterprise_id", String(18), nullable=False),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    firm_id("last_enterprise_id"),
+    instant("finished_at", nullable=True),
     Column("skipped", JSON, nullable=False, server_default="[]"),
     Column("attention", JSON, nullable=False, server_default="[]"),
 )
@@ -163,12 +164,12 @@ changes = Table(
     ),
     Column("change_id", String(32), nullable=False, unique=True),
     Column("position", BigInteger, nullable=True, unique=True),
-    Column("enterprise_id", String(18), nullable=False),
-    Column("region", String(100), nullable=False),
+    firm_id(),
+    region(),
     Column("kind", String(32), nullable=False),
     Column("detail", JSON, nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
-    Column("published_at", DateTime(timezone=True), nullable=True),
+    instant("recorded_at"),
+    instant("published_at", nullable=True),
     Index("ix_changes_region_position", "region", "position"),
     Index(
         "ix_changes_unpositioned",
@@ -195,13 +196,13 @@ audit_log, audit_head = audit_tables(metadata, chains=True)  # a chain per firm
 
 BY_FIRM = "enterprise_id"  # every record of a firm goes on that firm's audit chain
 AUDITED = {
-    Firm: Audited(
+    register.Firm: Audited(
         "firm",
         "enterprise_id",
         ("name", "region", "status", "risk_level", "decision_id"),
         chain_field=BY_FIRM,
     ),
-    DecisionRecord: Audited(
+    register.DecisionRecord: Audited(
         "decision",
         "id",
         (
@@ -215,7 +216,7 @@ AUDITED = {
         ),
         chain_field=BY_FIRM,
     ),
-    WhitelistEntry: Audited(
+    register.WhitelistEntry: Audited(
         "whitelist_entry",
         "id",
         (
@@ -228,13 +229,13 @@ AUDITED = {
         ),
         chain_field=BY_FIRM,
     ),
-    EventRecord: Audited(
+    register.EventRecord: Audited(
         "event",
         "event_id",
         ("source", "enterprise_id", "kind", "occurred_on", "summary", "decision_id"),
         chain_field=BY_FIRM,
     ),
-    InspectionRecord: Audited(
+    register.InspectionRecord: Audited(
         "inspection",
         "id",
         (
@@ -256,12 +257,12 @@ AUDIT = AuditTrail(audit_log, audit_head, AUDITED)
 
 def _map() -> None:
     """Map the domain dataclasses onto the tables."""
-    mapper_registry.map_imperatively(Firm, firms)
-    mapper_registry.map_imperatively(DecisionRecord, decisions)
-    mapper_registry.map_imperatively(WhitelistEntry, whitelist_entries)
-    mapper_registry.map_imperatively(EventRecord, events)
-    mapper_registry.map_imperatively(InspectionRecord, inspections)
-    mapper_registry.map_imperatively(ReevaluationRun, reevaluation_runs)
+    mapper_registry.map_imperatively(register.Firm, firms)
+    mapper_registry.map_imperatively(register.DecisionRecord, decisions)
+    mapper_registry.map_imperatively(register.WhitelistEntry, whitelist_entries)
+    mapper_registry.map_imperatively(register.EventRecord, events)
+    mapper_registry.map_imperatively(register.InspectionRecord, inspections)
+    mapper_registry.map_imperatively(register.ReevaluationRun, reevaluation_runs)
 
 
 start_mappers = once(_map)  # once per process, before serving (services/common/db.py)

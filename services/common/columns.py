@@ -1,0 +1,73 @@
+"""The kinds of column both registers share, so that one kind of value has one SQL type in
+every table of both services (the migrations spell the same types; the rules service's
+tests compare its migrated database with its tables).
+
+- `record_id`, `record_ref`: a record's id as `clock.new_id()` makes it (ID_LENGTH, 32
+  characters): the record's own primary key, or another record's id it refers to;
+- `serial_id`: the primary key of a log's rows, numbered by the database;
+- `firm_id`: a firm's unified social credit code (USCC_LENGTH, 18 characters), always required;
+- `firm_name`, `region`: a firm's name and its 镇街 (the lengths the rules service's
+  profile accepts);
+- `instant`: a moment, stored with its time zone;
+- `note`: free text that is empty, not NULL, when there is none.
+
+Each takes the column's name first and SQLAlchemy's own keywords (`index`, `unique`,
+`nullable`…) after, as `Column` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Text
+
+from services.common.clock import ID_LENGTH as RECORD_ID_LENGTH
+from services.common.vocabulary import USCC_LENGTH as FIRM_ID_LENGTH
+
+FIRM_NAME_LENGTH = 200  # rules.domain.profile.MAX_NAME
+REGION_LENGTH = 100  # rules.domain.profile.MAX_REGION
+
+
+def record_id(name: str = "id") -> Column[Any]:
+    """The record's own id, its primary key."""
+    return Column(name, String(RECORD_ID_LENGTH), primary_key=True)
+
+
+def serial_id() -> Column[Any]:
+    """A log row's id, numbered by the database (the order rows were written in)."""
+    return Column("id", Integer, primary_key=True, autoincrement=True)
+
+
+def record_ref(
+    name: str, *, references: str = "", nullable: bool = False, **kw: Any
+) -> Column[Any]:
+    """Another record's id, required unless `nullable`; `references` ("table.column")
+    adds the foreign key."""
+    keys = [ForeignKey(references)] if references else []
+    return Column(name, String(RECORD_ID_LENGTH), *keys, nullable=nullable, **kw)
+
+
+def firm_id(name: str = "enterprise_id", *, references: str = "", **kw: Any) -> Column[Any]:
+    """A firm's credit code, required; `references` adds the foreign key."""
+    keys = [ForeignKey(references)] if references else []
+    return Column(name, String(FIRM_ID_LENGTH), *keys, nullable=False, **kw)
+
+
+def firm_name(name: str = "name") -> Column[Any]:
+    """A firm's name, required."""
+    return Column(name, String(FIRM_NAME_LENGTH), nullable=False)
+
+
+def region(name: str = "region", **kw: Any) -> Column[Any]:
+    """A region (镇街) by its Chinese name, required."""
+    return Column(name, String(REGION_LENGTH), nullable=False, **kw)
+
+
+def instant(name: str, *, nullable: bool = False, **kw: Any) -> Column[Any]:
+    """A moment with its time zone (every timestamp of both registers)."""
+    return Column(name, DateTime(timezone=True), nullable=nullable, **kw)
+
+
+def note(name: str) -> Column[Any]:
+    """Free text, "" when there is none."""
+    return Column(name, Text, nullable=False, server_default="")
