@@ -107,6 +107,23 @@ def map_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+S = TypeVar("S")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+def unary(method: Callable[[S, Req], Resp]) -> Callable[[S, Req, grpc.ServicerContext], Resp]:
+    """A unary servicer method that needs only its request (translate, call a use case,
+    translate back), as gRPC calls it (with the call's context), errors mapped as by
+    `map_errors`. Methods that read the context (metadata, the peer) use `map_errors`."""
+
+    @functools.wraps(method)
+    def with_context(self: S, request: Req, context: grpc.ServicerContext) -> Resp:
+        return method(self, request)
+
+    return map_errors(with_context)
+
+
 def abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
     """Abort the call with the status that `exc` maps to (never returns)."""
     if _is_abort(exc):

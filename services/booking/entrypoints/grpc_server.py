@@ -38,9 +38,9 @@ from services.booking.service_layer.ports import BookingContext
 from services.common import server as common_server
 from services.common._generated.booking.v1 import booking_pb2 as pb
 from services.common._generated.booking.v1 import booking_pb2_grpc
-from services.common.context import current_caller, current_principal
+from services.common.context import Principal, current_caller, current_principal
 from services.common.errors import PermissionDenied
-from services.common.grpc_errors import map_errors
+from services.common.grpc_errors import map_errors, unary
 from services.common.instants import rfc3339
 from services.common.security import Security
 
@@ -70,10 +70,21 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
         return sign_in.session_firm(self._uow(), self._ctx, text[:200]) or ""
 
-    @map_errors
-    def IssueQrCode(
-        self, request: pb.IssueQrCodeRequest, context: grpc.ServicerContext
-    ) -> pb.IssueQrCodeResponse:
+    def _caller(self, context: grpc.ServicerContext) -> tuple[Principal, str]:
+        """The caller and, for the firm's page, the firm its session signs in ("" without
+        one, and for every other caller)."""
+        principal = current_principal()
+        firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
+        return principal, firm_id
+
+    def _signed_in(self, context: grpc.ServicerContext) -> str:
+        """`_caller`'s firm, refusing the firm's page without a session (PERMISSION_DENIED)."""
+        principal, firm_id = self._caller(context)
+        authz.require_firm_session(principal, firm_id)
+        return firm_id
+
+    @unary
+    def IssueQrCode(self, request: pb.IssueQrCodeRequest) -> pb.IssueQrCodeResponse:
         issued = qr_codes.issue_qr_code(self._uow(), self._ctx, request.enterprise_id)
         return pb.IssueQrCodeResponse(
             url=issued.url,
@@ -83,10 +94,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             issued_at=rfc3339(issued.issued_at),
         )
 
-    @map_errors
-    def ListServiceItems(
-        self, request: pb.ListServiceItemsRequest, context: grpc.ServicerContext
-    ) -> pb.ListServiceItemsResponse:
+    @unary
+    def ListServiceItems(self, request: pb.ListServiceItemsRequest) -> pb.ListServiceItemsResponse:
         return pb.ListServiceItemsResponse(
             items=[
                 pb.ServiceItem(
@@ -96,19 +105,15 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             ]
         )
 
-    @map_errors
-    def UpsertExpert(
-        self, request: pb.UpsertExpertRequest, context: grpc.ServicerContext
-    ) -> pb.Expert:
+    @unary
+    def UpsertExpert(self, request: pb.UpsertExpertRequest) -> pb.Expert:
         expert = experts.upsert_expert(
             self._uow(), self._ctx, convert.expert_to_dict(request.expert)
         )
         return convert.expert_to_proto(expert)
 
-    @map_errors
-    def ListExperts(
-        self, request: pb.ListExpertsRequest, context: grpc.ServicerContext
-    ) -> pb.ListExpertsResponse:
+    @unary
+    def ListExperts(self, request: pb.ListExpertsRequest) -> pb.ListExpertsResponse:
         rows = experts.list_experts(
             self._uow(),
             self._ctx,
@@ -157,8 +162,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
 
     @map_errors
     def GetOrder(self, request: pb.GetOrderRequest, context: grpc.ServicerContext) -> pb.Order:
-        principal = current_principal()
-        firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
+        principal, firm_id = self._caller(context)
         if principal.caller == authz.FIRM and not firm_id:
             authz.require_qr_token(principal, request.qr_token)
             order = orders.get_order(self._uow(), self._ctx, request.order_id, request.qr_token)
@@ -176,9 +180,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def ListOrders(
         self, request: pb.ListOrdersRequest, context: grpc.ServicerContext
     ) -> pb.ListOrdersResponse:
-        principal = current_principal()
-        firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
-        authz.require_firm_session(principal, firm_id)
+        firm_id = self._signed_in(context)
         if firm_id and request.enterprise_id not in ("", firm_id):
             raise PermissionDenied(messages.SIGN_IN_OWN_ORDERS_ONLY)
         rows, token = orders.list_orders(
@@ -198,11 +200,9 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def CancelOrder(
         self, request: pb.CancelOrderRequest, context: grpc.ServicerContext
     ) -> pb.Order:
-        principal = current_principal()
-        firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
-        authz.require_firm_session(principal, firm_id)
+        firm_id = self._signed_in(context)
         if not firm_id:
-            authz.may_cancel_for_authority(principal)
+            authz.may_cancel_for_authority(current_principal())
         order = orders.cancel_order(
             self._uow(),
             self._ctx,
@@ -213,20 +213,16 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
         return self._order(order, show_refs=bool(firm_id))
 
-    @map_errors
-    def DispatchOrder(
-        self, request: pb.DispatchOrderRequest, context: grpc.ServicerContext
-    ) -> pb.Order:
+    @unary
+    def DispatchOrder(self, request: pb.DispatchOrderRequest) -> pb.Order:
         return self._order(
             dispatch.dispatch_order(
                 self._uow(), self._ctx, request.order_id, actor=current_caller()
             )
         )
 
-    @map_errors
-    def RecordVisit(
-        self, request: pb.RecordVisitRequest, context: grpc.ServicerContext
-    ) -> pb.Visit:
+    @unary
+    def RecordVisit(self, request: pb.RecordVisitRequest) -> pb.Visit:
         findings = [
             FindingInput(
                 f.clause_ref,
@@ -265,9 +261,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def SubmitRectification(
         self, request: pb.SubmitRectificationRequest, context: grpc.ServicerContext
     ) -> pb.Ticket:
-        principal = current_principal()
-        firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
-        authz.require_firm_session(principal, firm_id)
+        firm_id = self._signed_in(context)
         ticket = tickets.submit_rectification(
             self._uow(),
             self._ctx,
@@ -279,10 +273,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
         return convert.ticket_to_proto(ticket, self._ctx.today(), self._guidance(ticket.clause_ref))
 
-    @map_errors
-    def RecheckTicket(
-        self, request: pb.RecheckTicketRequest, context: grpc.ServicerContext
-    ) -> pb.Ticket:
+    @unary
+    def RecheckTicket(self, request: pb.RecheckTicketRequest) -> pb.Ticket:
         principal = current_principal()
         ticket = tickets.recheck_ticket(
             self._uow(),
@@ -298,10 +290,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         self._wake()
         return convert.ticket_to_proto(ticket, self._ctx.today(), self._guidance(ticket.clause_ref))
 
-    @map_errors
-    def ListTickets(
-        self, request: pb.ListTicketsRequest, context: grpc.ServicerContext
-    ) -> pb.ListTicketsResponse:
+    @unary
+    def ListTickets(self, request: pb.ListTicketsRequest) -> pb.ListTicketsResponse:
         rows, token = tickets.list_tickets(
             self._uow(),
             self._ctx,
@@ -318,8 +308,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             next_page_token=token,
         )
 
-    @map_errors
-    def GetStats(self, request: pb.GetStatsRequest, context: grpc.ServicerContext) -> pb.Stats:
+    @unary
+    def GetStats(self, request: pb.GetStatsRequest) -> pb.Stats:
         return convert.stats_to_proto(
             stats.get_stats(
                 self._uow(), self._ctx, request.region, getattr(request, "from"), request.to
@@ -335,8 +325,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
         return pb.RequestSignInCodeResponse(expires_in_seconds=int(CODE_TTL.total_seconds()))
 
-    @map_errors
-    def SignIn(self, request: pb.SignInRequest, context: grpc.ServicerContext) -> pb.SignInResponse:
+    @unary
+    def SignIn(self, request: pb.SignInRequest) -> pb.SignInResponse:
         done = sign_in.sign_in(
             self._uow(), self._ctx, request.qr_token, request.phone, request.code
         )
@@ -346,10 +336,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             enterprise_id=done.enterprise_id,
         )
 
-    @map_errors
-    def SetSignInPhone(
-        self, request: pb.SetSignInPhoneRequest, context: grpc.ServicerContext
-    ) -> pb.SetSignInPhoneResponse:
+    @unary
+    def SetSignInPhone(self, request: pb.SetSignInPhoneRequest) -> pb.SetSignInPhoneResponse:
         card = sign_in.set_sign_in_phone(
             self._uow(), self._ctx, request.enterprise_id, request.phone
         )

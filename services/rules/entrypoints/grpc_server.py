@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from typing import TypeVar
 
 import grpc
 from sqlalchemy import Engine
@@ -19,8 +20,8 @@ from services.common.grpc_errors import (
     abort_for,
     internal_status,
     is_domain_error,
-    map_errors,
     status_proto,
+    unary,
 )
 from services.common.malformed import text_violations
 from services.common.regions import region_filter
@@ -47,6 +48,11 @@ from services.rules.service_layer import (
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
+T = TypeVar("T")
+# a register listing of one region's page: (uow, ctx, region, page size, page token)
+RegionListing = Callable[[UnitOfWork, handlers.RulesContext, str, int, str], tuple[list[T], str]]
+RegionPageRequest = pb.ListWhitelistRequest | pb.ListEnterprisesRequest
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RulesService"].full_name
 MAX_BATCH = 1000  # profiles in one EvaluateBatch
 MAX_FOLLOWERS = 4  # WatchChanges streams per process; each holds a server thread
@@ -69,8 +75,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             raise PreconditionFailed("this server runs without a register database (--db)")
         return UnitOfWork(self._engine)
 
-    @map_errors
-    def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.Decision:
+    @unary
+    def Evaluate(self, request: pb.EvaluateRequest) -> pb.Decision:
         decision = handlers.evaluate_data(
             self._ctx, convert.profile_to_dict(request.profile), request.as_of
         )
@@ -85,10 +91,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
                 return  # cancelled or past the caller's deadline
             yield self._item(request, check_text=True)
 
-    @map_errors
-    def EvaluateBatch(
-        self, request: pb.EvaluateBatchRequest, context: grpc.ServicerContext
-    ) -> pb.EvaluateBatchResponse:
+    @unary
+    def EvaluateBatch(self, request: pb.EvaluateBatchRequest) -> pb.EvaluateBatchResponse:
         """One Decision per item, in order, with EvaluateStream's per-item errors."""
         if not 1 <= len(request.items) <= MAX_BATCH:
             raise ValidationError([FieldViolation("items", f"1 to {MAX_BATCH} profiles")])
@@ -114,10 +118,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
                 error=status,
             )
 
-    @map_errors
-    def ListStandards(
-        self, request: pb.ListStandardsRequest, context: grpc.ServicerContext
-    ) -> pb.ListStandardsResponse:
+    @unary
+    def ListStandards(self, request: pb.ListStandardsRequest) -> pb.ListStandardsResponse:
         today = self._ctx.today()
         return pb.ListStandardsResponse(
             standards=[
@@ -127,10 +129,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             ruleset_version=self._ctx.catalogue.version,
         )
 
-    @map_errors
-    def GetStandard(
-        self, request: pb.GetStandardRequest, context: grpc.ServicerContext
-    ) -> pb.Standard:
+    @unary
+    def GetStandard(self, request: pb.GetStandardRequest) -> pb.Standard:
         day = handlers.parse_as_of(request.as_of) if request.as_of else None
         standard = self._ctx.catalogue.standard(request.standard_id, day)
         if standard is None:
@@ -141,9 +141,9 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             standard, today=day or self._ctx.today(), facts=self._ctx.fact_types, with_clauses=True
         )
 
-    @map_errors
+    @unary
     def ListApplicableClauses(
-        self, request: pb.ListApplicableClausesRequest, context: grpc.ServicerContext
+        self, request: pb.ListApplicableClausesRequest
     ) -> pb.ListApplicableClausesResponse:
         severity = convert.SEVERITIES.get(request.severity)
         which = request.WhichOneof("firm")
@@ -170,10 +170,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             ruleset_version=self._ctx.catalogue.version,
         )
 
-    @map_errors
-    def ListFacts(
-        self, request: pb.ListFactsRequest, context: grpc.ServicerContext
-    ) -> pb.ListFactsResponse:
+    @unary
+    def ListFacts(self, request: pb.ListFactsRequest) -> pb.ListFactsResponse:
         registry = self._ctx.fact_types
         return pb.ListFactsResponse(
             facts=convert.facts_to_proto(registry, handlers.fact_readers(self._ctx.catalogue)),
@@ -181,19 +179,15 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             ruleset_version=self._ctx.catalogue.version,
         )
 
-    @map_errors
-    def ListRegions(
-        self, request: pb.ListRegionsRequest, context: grpc.ServicerContext
-    ) -> pb.ListRegionsResponse:
+    @unary
+    def ListRegions(self, request: pb.ListRegionsRequest) -> pb.ListRegionsResponse:
         regions = self._ctx.regions
         if regions is None:
             return pb.ListRegionsResponse()
         return convert.regions_to_proto(regions)
 
-    @map_errors
-    def UpsertEnterprise(
-        self, request: pb.UpsertEnterpriseRequest, context: grpc.ServicerContext
-    ) -> pb.EnterpriseStatus:
+    @unary
+    def UpsertEnterprise(self, request: pb.UpsertEnterpriseRequest) -> pb.EnterpriseStatus:
         view = register_handlers.upsert_enterprise(
             self._uow(),
             self._ctx,
@@ -203,40 +197,38 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         )
         return convert.status_to_proto(view)
 
-    @map_errors
-    def GetEnterpriseStatus(
-        self, request: pb.GetEnterpriseStatusRequest, context: grpc.ServicerContext
-    ) -> pb.EnterpriseStatus:
+    @unary
+    def GetEnterpriseStatus(self, request: pb.GetEnterpriseStatusRequest) -> pb.EnterpriseStatus:
         view = register_handlers.get_status(
             self._uow(), self._ctx, request.enterprise_id, request.history_limit
         )
         return convert.status_to_proto(view)
 
-    @map_errors
-    def ListWhitelist(
-        self, request: pb.ListWhitelistRequest, context: grpc.ServicerContext
-    ) -> pb.ListWhitelistResponse:
-        entries, token = register_handlers.list_whitelist(
+    def _region_page(
+        self, listing: RegionListing[T], request: RegionPageRequest
+    ) -> tuple[list[T], str]:
+        """One page of a register listing by region (ListWhitelist, ListEnterprises)."""
+        return listing(
             self._uow(), self._ctx, request.region, request.page_size, request.page_token
         )
+
+    @unary
+    def ListWhitelist(self, request: pb.ListWhitelistRequest) -> pb.ListWhitelistResponse:
+        entries, token = self._region_page(register_handlers.list_whitelist, request)
         return pb.ListWhitelistResponse(
             entries=[convert.entry_to_proto(e) for e in entries], next_page_token=token
         )
 
-    @map_errors
-    def ListEnterprises(
-        self, request: pb.ListEnterprisesRequest, context: grpc.ServicerContext
-    ) -> pb.ListEnterprisesResponse:
-        found, token = register_handlers.list_enterprises(
-            self._uow(), self._ctx, request.region, request.page_size, request.page_token
-        )
+    @unary
+    def ListEnterprises(self, request: pb.ListEnterprisesRequest) -> pb.ListEnterprisesResponse:
+        found, token = self._region_page(register_handlers.list_enterprises, request)
         return pb.ListEnterprisesResponse(
             enterprises=[convert.firm_summary_to_proto(f) for f in found], next_page_token=token
         )
 
-    @map_errors
+    @unary
     def ListWhitelistSizes(
-        self, request: pb.ListWhitelistSizesRequest, context: grpc.ServicerContext
+        self, request: pb.ListWhitelistSizesRequest
     ) -> pb.ListWhitelistSizesResponse:
         found = whitelist_history.whitelist_sizes(
             self._uow(), self._ctx, request.region, request.from_month, request.to_month
@@ -254,19 +246,15 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             ]
         )
 
-    @map_errors
-    def ReportEvent(
-        self, request: pb.ReportEventRequest, context: grpc.ServicerContext
-    ) -> pb.EnterpriseStatus:
+    @unary
+    def ReportEvent(self, request: pb.ReportEventRequest) -> pb.EnterpriseStatus:
         view = register_handlers.report_event(
             self._uow(), self._ctx, convert.event_to_dict(request.event), current_caller()
         )
         return convert.status_to_proto(view)
 
-    @map_errors
-    def CheckInspection(
-        self, request: pb.CheckInspectionRequest, context: grpc.ServicerContext
-    ) -> pb.InspectionVerdict:
+    @unary
+    def CheckInspection(self, request: pb.CheckInspectionRequest) -> pb.InspectionVerdict:
         result = inspection_handlers.check_inspection(
             self._uow(), self._ctx, convert.check_request_to_dict(request), current_caller()
         )
@@ -296,10 +284,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         finally:
             self._followers.leave()
 
-    @map_errors
-    def VerifyInspectionCode(
-        self, request: pb.VerifyInspectionCodeRequest, context: grpc.ServicerContext
-    ) -> pb.Inspection:
+    @unary
+    def VerifyInspectionCode(self, request: pb.VerifyInspectionCodeRequest) -> pb.Inspection:
         return convert.inspection_to_proto(
             inspection_handlers.verify_code(self._uow(), request.code)
         )
