@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
 from services.booking.domain.events import (
     BookingEvent,
@@ -38,6 +38,7 @@ from services.booking.domain.rules_service import (
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.paging import MAX_PAGE
+from services.common.proto_values import fact_value
 from services.common.vocabulary import Severity
 
 # How the rules service spells a finding's kind (rules.v1 EventKind) and severity.
@@ -323,7 +324,7 @@ class RulesClient:
         profile = pb.EnterpriseProfile()
         profile.CopyFrom(found.profile)
         for key, value in answers.items():
-            profile.facts[key].CopyFrom(_value(value))
+            profile.facts[key].CopyFrom(fact_value(value))
         decision = self._call("Evaluate", pb.EvaluateRequest(profile=profile))
         due = {h.hazard_id: h.due_on for h in found.profile.hazards}
         return [_finding(f, due.get(f.hazard_id, "")) for f in decision.findings]
@@ -382,14 +383,3 @@ def _clause(c: Any, standard_title: str) -> ClauseInfo:
             for q in c.questions
         ),
     )
-
-
-def _value(value: Any) -> struct_pb2.Value:
-    out = struct_pb2.Value()
-    if isinstance(value, bool):
-        out.bool_value = value
-    elif isinstance(value, int | float):
-        out.number_value = float(value)
-    else:
-        out.string_value = str(value)
-    return out
