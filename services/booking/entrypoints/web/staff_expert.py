@@ -20,11 +20,13 @@ from starlette.responses import RedirectResponse, Response
 from services.booking.domain import messages
 from services.booking.domain.findings import MAX_FINDINGS, FindingInput
 from services.booking.domain.photos import MAX_PHOTO_BYTES
+from services.booking.domain.staff import StaffAccount
 from services.booking.entrypoints.web.middleware import BodyTooLarge
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
 from services.booking.entrypoints.web.staff_inspector import chinese
-from services.booking.entrypoints.web.staff_pages import StaffBase
+from services.booking.entrypoints.web.staff_pages import StaffBase, signed_in
 from services.booking.service_layer import authz, staff_views, visits
+from services.booking.service_layer.staff_sessions import Visitor
 from services.common.errors import PreconditionFailed, ValidationError
 
 MAX_QUERY = 100
@@ -33,11 +35,8 @@ PART_LIMIT = 6 * 1024 * 1024
 
 class ExpertPages(StaffBase):
     @staff_errors
-    async def visits(self, request: Request) -> Response:
-        found = await self.person(request)
-        if isinstance(found, Response):
-            return found
-        visitor, account = found
+    @signed_in
+    async def visits(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
         days = await run_in_threadpool(
             staff_views.my_visits, self.uow(), self.ctx, self.principal(account), self.guidance
         )
@@ -80,12 +79,12 @@ class ExpertPages(StaffBase):
         )
 
     @staff_errors
-    async def visit_form(self, request: Request) -> Response:
-        found = await self.person(request)
-        if isinstance(found, Response):
-            return found
+    @signed_in
+    async def visit_form(
+        self, request: Request, visitor: Visitor, account: StaffAccount
+    ) -> Response:
         picks = [p[:60] for p in request.query_params.getlist("pick")][:MAX_FINDINGS]
-        return await self._form_page(request, *found, picks)
+        return await self._form_page(request, visitor, account, picks)
 
     @staff_errors
     async def visit_submit(self, request: Request) -> Response:

@@ -12,10 +12,12 @@ from starlette.responses import RedirectResponse, Response
 
 from services.booking.domain import messages
 from services.booking.domain.findings import MAX_TEXT
+from services.booking.domain.staff import StaffAccount
 from services.booking.domain.tickets import TicketStatus
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
-from services.booking.entrypoints.web.staff_pages import StaffBase
+from services.booking.entrypoints.web.staff_pages import StaffBase, signed_in
 from services.booking.service_layer import authz, staff_views, tickets
+from services.booking.service_layer.staff_sessions import Visitor
 from services.booking.service_layer.staff_views import QueueFilter
 from services.common.errors import NotFound, PreconditionFailed, ValidationError
 
@@ -25,11 +27,8 @@ DONE_BANNERS = {"pass": messages.RECHECK_DONE_PASS, "fail": messages.RECHECK_DON
 
 class InspectorPages(StaffBase):
     @staff_errors
-    async def queue(self, request: Request) -> Response:
-        found = await self.person(request)
-        if isinstance(found, Response):
-            return found
-        visitor, account = found
+    @signed_in
+    async def queue(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
         q = request.query_params
         wanted = QueueFilter(
             region=q.get("region", "")[:MAX_QUERY],
@@ -100,11 +99,9 @@ class InspectorPages(StaffBase):
         )
 
     @staff_errors
-    async def ticket(self, request: Request) -> Response:
-        found = await self.person(request)
-        if isinstance(found, Response):
-            return found
-        return await self._ticket_page(request, *found)
+    @signed_in
+    async def ticket(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
+        return await self._ticket_page(request, visitor, account)
 
     @staff_errors
     async def recheck(self, request: Request) -> Response:
@@ -180,15 +177,13 @@ class InspectorPages(StaffBase):
         )
 
     @staff_errors
-    async def photo(self, request: Request) -> Response:
-        found = await self.person(request)
-        if isinstance(found, Response):
-            return found
+    @signed_in
+    async def photo(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
         shown = await run_in_threadpool(
             staff_views.staff_photo,
             self.uow(),
             self.ctx,
-            self.principal(found[1]),
+            self.principal(account),
             request.path_params["photo_id"],
         )
         if shown.content_type not in ("image/jpeg", "image/png"):

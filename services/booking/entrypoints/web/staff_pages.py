@@ -19,7 +19,8 @@ with the person bound as the caller, so the audit trail names them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ from services.booking.domain.staff import (
 from services.booking.entrypoints.web.staff_auth import (
     COOKIE,
     LOGIN,
+    Handler,
     clear_session,
     csrf_refused,
     is_tls,
@@ -60,6 +62,7 @@ from services.common.context import Principal, bind, call_scope
 T = TypeVar("T")
 _log = structlog.get_logger("staff")
 Render = Callable[..., HTMLResponse]
+PersonPage = Callable[[Any, Request, Visitor, StaffAccount], Awaitable[Response]]
 START_PAGES = {
     Role.INSPECTOR.value: "/staff/tickets",
     Role.ADMIN.value: "/staff/tickets",
@@ -152,12 +155,24 @@ class StaffBase:
             self.on_outbox()
 
 
-class SignInPages(StaffBase):
-    async def home(self, request: Request) -> Response:
+def signed_in(page: PersonPage) -> Handler:
+    """A staff page for the signed-in person, called with who they are (the session and
+    the account); anyone else gets the redirect to the login page."""
+
+    @functools.wraps(page)
+    async def run(self: StaffBase, request: Request) -> Response:
         found = await self.person(request)
         if isinstance(found, Response):
             return found
-        return RedirectResponse(START_PAGES.get(found[1].role, "/staff/login"), status_code=303)
+        return await page(self, request, *found)
+
+    return run
+
+
+class SignInPages(StaffBase):
+    @signed_in
+    async def home(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
+        return RedirectResponse(START_PAGES.get(account.role, "/staff/login"), status_code=303)
 
     async def login_form(self, request: Request) -> Response:
         found = await self.visitor(request)
