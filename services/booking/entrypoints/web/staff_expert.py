@@ -24,7 +24,7 @@ from services.booking.domain.staff import StaffAccount
 from services.booking.entrypoints.web.middleware import BodyTooLarge
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
 from services.booking.entrypoints.web.staff_inspector import chinese
-from services.booking.entrypoints.web.staff_pages import StaffBase, signed_in
+from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
 from services.booking.service_layer import authz, staff_views, visits
 from services.booking.service_layer.staff_sessions import Visitor
 from services.common.errors import PreconditionFailed, ValidationError
@@ -87,11 +87,10 @@ class ExpertPages(StaffBase):
         return await self._form_page(request, visitor, account, picks)
 
     @staff_errors
-    async def visit_submit(self, request: Request) -> Response:
-        sender = await self.form_sender(request)
-        if isinstance(sender, Response):
-            return sender
-        visitor = sender
+    @form_signed_in
+    async def visit_submit(
+        self, request: Request, visitor: Visitor, account: StaffAccount
+    ) -> Response:
         entered: dict[str, str] = {}
         photos: dict[str, bytes] = {}
         errors: dict[str, str] = {}

@@ -15,7 +15,7 @@ from services.booking.domain.findings import MAX_TEXT
 from services.booking.domain.staff import StaffAccount
 from services.booking.domain.tickets import TicketStatus
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
-from services.booking.entrypoints.web.staff_pages import StaffBase, signed_in
+from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
 from services.booking.service_layer import authz, staff_views, tickets
 from services.booking.service_layer.staff_sessions import Visitor
 from services.booking.service_layer.staff_views import QueueFilter
@@ -104,11 +104,8 @@ class InspectorPages(StaffBase):
         return await self._ticket_page(request, visitor, account)
 
     @staff_errors
-    async def recheck(self, request: Request) -> Response:
-        sender = await self.form_sender(request)
-        if isinstance(sender, Response):
-            return sender
-        visitor = sender
+    @form_signed_in
+    async def recheck(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
         async with request.form(max_files=0, max_fields=10, max_part_size=8 * 1024) as form:
             if not self.csrf_ok(visitor, form):
                 return csrf_refused(self.render)

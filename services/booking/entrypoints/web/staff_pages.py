@@ -100,7 +100,7 @@ class StaffBase:
             return to_login(self.secure(request), clear=COOKIE in request.cookies)
         return found, found.account
 
-    async def form_sender(self, request: Request) -> Visitor | Response:
+    async def form_sender(self, request: Request) -> tuple[Visitor, StaffAccount] | Response:
         """Before a form is read: its signed-in sender, or (the session has ended: idle,
         signed out, disabled) the login page saying so, not the CSRF page."""
         found = await self.visitor(request)
@@ -108,7 +108,7 @@ class StaffBase:
             response = RedirectResponse(f"{LOGIN}?ended=1", status_code=303)
             clear_session(response, self.secure(request))
             return response
-        return found
+        return found, found.account
 
     async def as_person(self, account: StaffAccount, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a worker thread with the person bound as the caller (the audit
@@ -155,18 +155,32 @@ class StaffBase:
             self.on_outbox()
 
 
-def signed_in(page: PersonPage) -> Handler:
-    """A staff page for the signed-in person, called with who they are (the session and
-    the account); anyone else gets the redirect to the login page."""
+Lookup = Callable[[Any, Request], Awaitable[tuple[Visitor, StaffAccount] | Response]]
+
+
+def _for_person(lookup: Lookup, page: PersonPage) -> Handler:
+    """`page` called with the person `lookup` finds, or `lookup`'s own answer."""
 
     @functools.wraps(page)
     async def run(self: StaffBase, request: Request) -> Response:
-        found = await self.person(request)
+        found = await lookup(self, request)
         if isinstance(found, Response):
             return found
         return await page(self, request, *found)
 
     return run
+
+
+def signed_in(page: PersonPage) -> Handler:
+    """A staff page for the signed-in person, called with who they are (the session and
+    the account); anyone else gets the redirect to the login page (`person`)."""
+    return _for_person(StaffBase.person, page)
+
+
+def form_signed_in(page: PersonPage) -> Handler:
+    """A staff form's handler, called with its signed-in sender before the form is read;
+    a session that has ended gets the login page saying so (`form_sender`)."""
+    return _for_person(StaffBase.form_sender, page)
 
 
 class SignInPages(StaffBase):
