@@ -12,7 +12,7 @@ tests compare its migrated database with its tables).
 - `note`: free text that is empty, not NULL, when there is none.
 
 Each takes the column's name first and SQLAlchemy's own keywords (`index`, `unique`,
-`nullable`…) after, as `Column` does.
+`nullable`…) after, as `Column` does; the ORM modules call them as `columns.instant(…)`.
 """
 
 from __future__ import annotations

@@ -28,17 +28,8 @@ from services.booking.domain import records
 from services.booking.domain.orders import Order, OrderTransition, mask_phone
 from services.booking.domain.staff import StaffAccount, StaffSession
 from services.booking.domain.tickets import Ticket, TicketTransition
+from services.common import columns
 from services.common.audit import Audited, AuditTrail, audit_tables
-from services.common.columns import (
-    firm_id,
-    firm_name,
-    instant,
-    note,
-    record_id,
-    record_ref,
-    region,
-    serial_id,
-)
 from services.common.db import new_metadata, once
 
 metadata = new_metadata()
@@ -50,39 +41,39 @@ def _transitions(subject: str, of: str) -> Table:
     return Table(
         f"{subject}_transitions",
         metadata,
-        serial_id(),
-        record_ref(f"{subject}_id", references=f"{of}.id", index=True),
-        instant("at"),
+        columns.serial_id(),
+        columns.record_ref(f"{subject}_id", references=f"{of}.id", index=True),
+        columns.instant("at"),
         Column("actor", String(100), nullable=False),
         Column("from_status", String(16), nullable=False),
         Column("to_status", String(16), nullable=False),
-        note("reason"),
+        columns.note("reason"),
     )
 
 
 firm_cards = Table(
     "firm_cards",
     metadata,
-    firm_id(primary_key=True),
-    firm_name(),
-    region(),
+    columns.firm_id(primary_key=True),
+    columns.firm_name(),
+    columns.region(),
     Column("qr_key_id", String(16), nullable=False, server_default=""),
     Column("qr_serial", String(32), nullable=False, server_default=""),
-    instant("qr_issued_at", nullable=True),
+    columns.instant("qr_issued_at", nullable=True),
     Column("sign_in_phone", String(20), nullable=False, server_default=""),
 )
 
 firm_sign_in_codes = Table(
     "firm_sign_in_codes",
     metadata,
-    record_id(),
-    firm_id(),
+    columns.record_id(),
+    columns.firm_id(),
     Column("phone_digest", String(64), nullable=False),
     Column("code_digest", String(64), nullable=False),
-    instant("created_at"),
-    instant("expires_at"),
+    columns.instant("created_at"),
+    columns.instant("expires_at"),
     Column("tries", Integer, nullable=False, server_default="0"),
-    instant("used_at", nullable=True),
+    columns.instant("used_at", nullable=True),
     Column("client", String(64), nullable=False, server_default=""),
     Index("ix_firm_sign_in_codes_firm", "enterprise_id", "created_at"),
     Index("ix_firm_sign_in_codes_client", "client", "created_at"),
@@ -91,13 +82,13 @@ firm_sign_in_codes = Table(
 firm_sessions = Table(
     "firm_sessions",
     metadata,
-    record_id(),
-    firm_id(index=True),
+    columns.record_id(),
+    columns.firm_id(index=True),
     Column("phone_digest", String(64), nullable=False),
     Column("secret_digest", String(64), nullable=False),
-    instant("created_at"),
-    instant("expires_at"),
-    instant("ended_at", nullable=True),
+    columns.instant("created_at"),
+    columns.instant("expires_at"),
+    columns.instant("ended_at", nullable=True),
 )
 
 experts = Table(
@@ -112,16 +103,16 @@ experts = Table(
     Column("max_visits_per_day", Integer, nullable=False),
     Column("active", Boolean, nullable=False),
     Column("conflicts", JSON, nullable=False),
-    instant("updated_at", nullable=True),
+    columns.instant("updated_at", nullable=True),
 )
 
 orders = Table(
     "orders",
     metadata,
-    record_id(),
-    firm_id(references="firm_cards.enterprise_id"),
-    firm_name("enterprise_name"),
-    region(),
+    columns.record_id(),
+    columns.firm_id(references="firm_cards.enterprise_id"),
+    columns.firm_name("enterprise_name"),
+    columns.region(),
     Column("item_codes", JSON, nullable=False),
     Column("preferred_slots", JSON, nullable=False),
     Column("contact_name", String(50), nullable=False),
@@ -129,11 +120,11 @@ orders = Table(
     Column("note", Text, nullable=False),
     Column("idempotency_key", String(64), nullable=False),
     Column("status", String(16), nullable=False),
-    instant("created_at"),
+    columns.instant("created_at"),
     Column("expert_id", String(64), ForeignKey("experts.id"), nullable=True),
     Column("slot", String(16), nullable=True),
-    note("dispatch_note"),
-    instant("updated_at", nullable=True),
+    columns.note("dispatch_note"),
+    columns.instant("updated_at", nullable=True),
     Column("clause_refs", JSON, nullable=False, server_default="[]"),
     UniqueConstraint("enterprise_id", "idempotency_key", name="uq_orders_idempotency"),
     Index("ix_orders_status", "status", "created_at"),
@@ -144,33 +135,33 @@ order_transitions = _transitions("order", "orders")
 assignments = Table(
     "assignments",
     metadata,
-    serial_id(),
+    columns.serial_id(),
     Column("expert_id", String(64), ForeignKey("experts.id"), nullable=False),
     Column("slot", String(16), nullable=False),
     Column("day", Date, nullable=False),
-    record_ref("order_id", references="orders.id", unique=True),
-    instant("created_at"),
+    columns.record_ref("order_id", references="orders.id", unique=True),
+    columns.instant("created_at"),
     UniqueConstraint("expert_id", "slot", name="uq_assignments_expert_slot"),
 )
 
 visits = Table(
     "visits",
     metadata,
-    record_id(),
-    record_ref("order_id", references="orders.id", unique=True),
+    columns.record_id(),
+    columns.record_ref("order_id", references="orders.id", unique=True),
     Column("expert_id", String(64), nullable=False),
     Column("visited_on", Date, nullable=False),
     Column("minutes_on_site", Integer, nullable=False),
-    instant("created_at"),
+    columns.instant("created_at"),
 )
 
 tickets = Table(
     "tickets",
     metadata,
-    record_id(),
-    record_ref("order_id", references="orders.id", index=True),
-    record_ref("visit_id", references="visits.id"),
-    firm_id(index=True),
+    columns.record_id(),
+    columns.record_ref("order_id", references="orders.id", index=True),
+    columns.record_ref("visit_id", references="visits.id"),
+    columns.firm_id(index=True),
     Column("clause_ref", String(48), nullable=False),
     Column("severity", String(8), nullable=False),
     Column("description", Text, nullable=False),
@@ -178,9 +169,9 @@ tickets = Table(
     Column("due_on", Date, nullable=False),
     Column("status", String(16), nullable=False),
     Column("expert_id", String(64), nullable=False),
-    instant("created_at"),
-    note("proof_note"),
-    record_ref("proof_photo_id", nullable=True),
+    columns.instant("created_at"),
+    columns.note("proof_note"),
+    columns.record_ref("proof_photo_id", nullable=True),
     Column("verified_on", Date, nullable=True),
     Column("closed_late", Boolean, nullable=False, server_default="0"),
     Column("overdue_reported_for", Date, nullable=True),
@@ -191,30 +182,30 @@ ticket_transitions = _transitions("ticket", "tickets")
 photos = Table(
     "photos",
     metadata,
-    record_id(),
-    record_ref("ticket_id", references="tickets.id", index=True),
+    columns.record_id(),
+    columns.record_ref("ticket_id", references="tickets.id", index=True),
     Column("content_type", String(16), nullable=False),
     Column("size", Integer, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("content", LargeBinary, nullable=False),
-    instant("created_at"),
+    columns.instant("created_at"),
     Column("purpose", String(16), nullable=False, server_default="proof"),
 )
 
 outbox = Table(
     "outbox",
     metadata,
-    serial_id(),
+    columns.serial_id(),
     Column("event_id", String(128), nullable=False, unique=True),
     Column("kind", String(32), nullable=False),
-    firm_id(),
+    columns.firm_id(),
     Column("payload", JSON, nullable=False),
-    instant("created_at"),
+    columns.instant("created_at"),
     Column("attempts", Integer, nullable=False),
-    instant("next_attempt_at", nullable=True),
-    instant("delivered_at", nullable=True),
-    instant("failed_at", nullable=True),
-    note("last_error"),
+    columns.instant("next_attempt_at", nullable=True),
+    columns.instant("delivered_at", nullable=True),
+    columns.instant("failed_at", nullable=True),
+    columns.note("last_error"),
     Index("ix_outbox_pending", "delivered_at", "failed_at", "id"),
 )
 
@@ -226,14 +217,14 @@ staff_accounts = Table(
     Column("username", String(40), primary_key=True),
     Column("display_name", String(50), nullable=False),
     Column("role", String(16), nullable=False),
-    region(server_default=""),
+    columns.region(server_default=""),
     Column("expert_id", String(64), nullable=False, server_default=""),
     Column("password_hash", String(200), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("failed_attempts", Integer, nullable=False, server_default="0"),
-    instant("locked_until", nullable=True),
-    instant("password_changed_at", nullable=True),
-    instant("created_at", nullable=True),
+    columns.instant("locked_until", nullable=True),
+    columns.instant("password_changed_at", nullable=True),
+    columns.instant("created_at", nullable=True),
 )
 
 staff_sessions = Table(
@@ -242,16 +233,16 @@ staff_sessions = Table(
     Column("id_digest", String(64), primary_key=True),
     Column("csrf_digest", String(64), nullable=False),
     Column("username", String(40), nullable=False, server_default="", index=True),
-    instant("created_at"),
-    instant("last_seen_at", index=True),
+    columns.instant("created_at"),
+    columns.instant("last_seen_at", index=True),
 )
 
 staff_sign_in_failures = Table(
     "staff_sign_in_failures",
     metadata,
-    serial_id(),
+    columns.serial_id(),
     Column("address_digest", String(64), nullable=False),
-    instant("at"),
+    columns.instant("at"),
     Index("ix_staff_sign_in_failures_address_at", "address_digest", "at"),
 )
 
