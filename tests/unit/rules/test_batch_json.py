@@ -76,9 +76,7 @@ def test_request_fields_build_what_profile_from_json_builds() -> None:
 def test_a_batch_from_arguments_is_the_batch_of_messages() -> None:
     firms = _varied(50, seed=6)
     chunk = [batch_client._item(n, f, AS_OF) for n, f in enumerate(firms, 1)]
-    assert batch_client._batch(chunk) == pb.EvaluateBatchRequest(
-        items=[_request(f) for f in firms]
-    )
+    assert batch_client._batch(chunk) == pb.EvaluateBatchRequest(items=[_request(f) for f in firms])
 
 
 @pytest.mark.parametrize(
@@ -183,7 +181,10 @@ def _unusual_decisions() -> list[pb.Decision]:
             inspection_cap_per_year=-1,
         ),
         pb.Decision(error=pb.Decision().error),  # an error that is set but empty
-        pb.Decision(enterprise_id="Y", error=batch_client.status(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down")),
+        pb.Decision(
+            enterprise_id="Y",
+            error=batch_client.status(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"),
+        ),
     ]
 
 
