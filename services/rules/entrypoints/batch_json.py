@@ -14,6 +14,8 @@
   through MessageToDict itself, as does a fact value that is not a plain yes/no, finite
   number or text. A test checks both agree on many generated decisions and that the
   field lists here are the messages' whole field lists.
+- `DecisionLines`: decision_line, remembering each decision's printed line apart from
+  the firm's id (most firms of a register share their decision's content), bounded.
 """
 
 from __future__ import annotations
@@ -258,3 +260,44 @@ def decision_line(d: pb.Decision, item: int | None = None) -> bytes:
     if item is not None:
         data = {"item": item, **data}
     return orjson.dumps(data) + b"\n"
+
+
+class DecisionLines:
+    """`decision_line`, remembering the printed rest of each decision apart from its
+    enterprise_id: firms of a register share most decisions (the same status, colour,
+    blockers and findings), so most lines are the firm's id plus a line printed before.
+    The key is the decision serialised without its id (protobuf bytes determine the
+    message), so a remembered line is exactly the one `decision_line` prints; at most
+    `limit` are held (then forgotten all at once), so memory stays bounded."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self.known: dict[bytes, bytes] = {}  # the rest of the line after the id, or b""
+        self.hits = 0
+
+    def line(self, d: pb.Decision, item: int | None = None) -> bytes:
+        if item is not None or d.HasField("error"):
+            return decision_line(d, item)
+        eid = d.enterprise_id
+        d.enterprise_id = ""
+        try:
+            key = d.SerializeToString()
+            rest = self.known.get(key)
+            if rest is None:
+                rest = self._rest(d, key)
+            else:
+                self.hits += 1
+        finally:
+            d.enterprise_id = eid
+        if not eid:
+            return b"{" + rest[1:] if rest else b"{}\n"
+        return b'{"enterprise_id":' + orjson.dumps(eid) + (rest or b"}\n")
+
+    def _rest(self, d: pb.Decision, key: bytes) -> bytes:
+        """`,"status":…}\n` for a decision without an id, b"" when it has no other field."""
+        printed = orjson.dumps(decision_dict(d))
+        rest = b"," + printed[1:] + b"\n" if printed != b"{}" else b""
+        if len(self.known) >= self.limit:
+            self.known.clear()
+        self.known[key] = rest
+        return rest

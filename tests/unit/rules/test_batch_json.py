@@ -208,6 +208,27 @@ def test_decision_dict_is_message_to_dict() -> None:
     assert all(count >= 10 for count in kinds.values()), kinds
 
 
+def test_remembered_lines_are_the_lines_printed_afresh() -> None:
+    """DecisionLines prints a decision like decision_line, whether its rest (all but the
+    enterprise_id) was remembered or not, and forgets all at its limit."""
+    firms = _varied(300, seed=9)
+    for firm in firms[::30]:
+        firm["employees"] = -1
+    decisions = [*_decisions(firms), *_unusual_decisions()]
+    again = [pb.Decision.FromString(d.SerializeToString()) for d in decisions]
+    for d in again[::2]:
+        d.enterprise_id = "91330782MA2000009X" if d.enterprise_id else ""
+    for lines in (batch_json.DecisionLines(), batch_json.DecisionLines(limit=50)):
+        for decision in [*decisions, *again]:
+            before = decision.SerializeToString()
+            assert lines.line(decision) == batch_json.decision_line(decision)
+            assert lines.line(decision, 3) == batch_json.decision_line(decision, 3)
+            assert decision.SerializeToString() == before  # the id put back
+            assert len(lines.known) <= lines.limit
+        if lines.limit > len(decisions):  # the second pass is all remembered
+            assert lines.hits >= len([d for d in again if not d.HasField("error")])
+
+
 def test_the_field_lists_are_the_messages_whole_field_lists() -> None:
     for fields, message in [
         (batch_json.DECISION_FIELDS, pb.Decision),
