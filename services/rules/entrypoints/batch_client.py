@@ -1,10 +1,11 @@
 """`evaluate FILE --server`: a file of any size through EvaluateBatch, in constant memory.
 
-BATCH profiles a message, sent round-robin over CHANNELS connections (so the processes
-of `serve --processes N` share them), IN_FLIGHT messages ahead of the one whose
-decisions are being printed: at most IN_FLIGHT + 1 batches are held, whatever the
-file's size. Results come back in file order. A call the server's rate limit refuses is
-retried after the wait it names (RetryInfo or `retry-after`), up to RETRY_ATTEMPTS.
+BATCH profiles a message over CHANNELS connections, each carrying one batch at a time
+and given the next as soon as its answer is in (so the processes of `serve --processes
+N`, which the kernel hands the connections to at random, each get what their core gets
+through); at most WINDOW batches are held, whatever the file's size, and results come
+back in file order. A call the server's rate limit refuses is retried after the wait it
+names (RetryInfo or `retry-after`), up to RETRY_ATTEMPTS.
 
 Per profile the client's CPU is what bounds a large file on a small machine, so a plain
 profile is turned into the request's constructor arguments (`batch_json.request_fields`)
@@ -16,8 +17,8 @@ locally without sending it.
 from __future__ import annotations
 
 import collections
-import itertools
 import math
+import queue
 from collections.abc import Iterator
 from time import sleep
 from typing import Any
@@ -31,8 +32,8 @@ from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.entrypoints import batch_json, convert
 
 BATCH = 500  # profiles per EvaluateBatch message
-IN_FLIGHT = 3  # batches sent ahead of the one being printed: memory stays constant
-CHANNELS = 4  # connections, batches round-robin: `serve --processes N` spreads connections
+CHANNELS = 8  # connections, one batch each at a time: `serve --processes N` shares them
+WINDOW = 16  # batches held at most (sent, or answered and not yet printed)
 RETRY_ATTEMPTS = 8
 MAX_RETRY_WAIT = 60.0
 
@@ -70,20 +71,74 @@ def remote_batches(
         grpc.insecure_channel(server, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(CHANNELS)
     ]
-    stubs = itertools.cycle([rules_pb2_grpc.RulesServiceStub(c) for c in channels])
-    metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    pending: collections.deque[tuple[Any, list[Item], Any, Any]] = collections.deque()
     try:
-        for chunk in _chunks(profiles, as_of):
-            stub, batch = next(stubs), _batch(chunk)
-            pending.append((stub, chunk, batch, _send(stub, batch, metadata)))
-            if len(pending) > IN_FLIGHT:
-                yield _receive(*pending.popleft(), metadata)
-        while pending:
-            yield _receive(*pending.popleft(), metadata)
+        stubs = [rules_pb2_grpc.RulesServiceStub(c) for c in channels]
+        yield from _Dispatch(stubs, token).run(_chunks(profiles, as_of))
     finally:
         for channel in channels:
             channel.close()
+
+
+class _Call:
+    """A batch on its way: its lines, its message (kept for a retry), the call."""
+
+    __slots__ = ("batch", "chunk", "future", "stub")
+
+    def __init__(self, stub: Any, chunk: list[Item], batch: Any, future: Any) -> None:
+        self.stub, self.chunk, self.batch, self.future = stub, chunk, batch, future
+
+
+class _Dispatch:
+    """Each connection carries one batch at a time and gets the next as soon as its
+    answer is in, so a server process that holds more of the connections (the kernel
+    spreads them at random) gets no more work than its core gets through; at most
+    WINDOW batches are held, sent or answered but not yet printed, printed in order."""
+
+    def __init__(self, stubs: list[Any], token: str) -> None:
+        self.stubs = stubs
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.idle = list(range(len(stubs)))  # connections without a batch
+        self.answered: queue.SimpleQueue[int] = queue.SimpleQueue()  # from grpc's threads
+        self.window: collections.deque[_Call] = collections.deque()
+
+    def run(self, chunks: Iterator[list[Item]]) -> Iterator[list[Result]]:
+        more = True
+        while True:
+            while more and self.idle and len(self.window) < WINDOW:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    more = False
+                else:
+                    self.window.append(self._send(chunk))
+            self._collect(block=False)
+            if not self.window:
+                return
+            head = self.window[0]
+            if head.future is None or head.future.done():
+                self.window.popleft()
+                yield _receive(head.stub, head.chunk, head.batch, head.future, self.metadata)
+            else:
+                self._collect(block=True)
+
+    def _send(self, chunk: list[Item]) -> _Call:
+        index = self.idle.pop()
+        stub, batch = self.stubs[index], _batch(chunk)
+        future = _send(stub, batch, self.metadata)
+        if future is None:
+            self.idle.append(index)  # nothing to send: the connection stays free
+        else:
+            future.add_done_callback(lambda _: self.answered.put(index))
+        return _Call(stub, chunk, batch, future)
+
+    def _collect(self, *, block: bool) -> None:
+        """Connections whose batch is answered are free again."""
+        if block:
+            self.idle.append(self.answered.get())
+        while True:
+            try:
+                self.idle.append(self.answered.get_nowait())
+            except queue.Empty:
+                return
 
 
 def _chunks(profiles: Iterator[tuple[int, Any]], as_of: str) -> Iterator[list[Item]]:
