@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import collections
-import itertools
+import gc
 import json
-import math
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from time import sleep
 from typing import Any, TextIO
 
-import grpc
 import orjson
 import structlog
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 from sqlalchemy import Engine
 from tqdm import tqdm
 
 from services.common import backup, demo_city, processes, security
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
-from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.config import command_line, env_flag, run_command
 from services.common.db import default_sqlite_url, make_engine
 from services.common.grpc_errors import status_proto
@@ -42,7 +34,15 @@ from services.rules.adapters.feed_worker import (
 )
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from services.rules.domain.errors import ValidationError
-from services.rules.entrypoints import convert, grpc_server, http_api, render
+from services.rules.entrypoints import (
+    batch_client,
+    batch_json,
+    convert,
+    grpc_server,
+    http_api,
+    render,
+)
+from services.rules.entrypoints.batch_client import Unreadable
 from services.rules.service_layer import demo, handlers, reevaluation, register_handlers
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
@@ -413,31 +413,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def read_profiles(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield (line or index, profile dict) from a .jsonl or .json file, lazily for JSONL."""
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
+        with path.open("rb") as fh:
             for number, line in enumerate(fh, 1):
                 if line.strip():
                     try:
                         yield number, _loads(line)
-                    except json.JSONDecodeError as exc:
-                        yield number, _Unreadable(str(exc))
+                    except ValueError as exc:  # not JSON, or not UTF-8
+                        yield number, Unreadable(str(exc))
         return
     data = json.loads(path.read_text(encoding="utf-8"))
     items = data if isinstance(data, list) else [data]
     yield from enumerate(items, 1)
 
 
-def _loads(line: str) -> Any:
+def _loads(line: bytes) -> Any:
     """One JSONL line: orjson (several times faster), or the standard library for what
     orjson refuses (NaN, huge integers), which also words any error as before."""
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:
-        return json.loads(line)
-
-
-class _Unreadable:
-    def __init__(self, why: str) -> None:
-        self.why = why
+        return json.loads(line.decode("utf-8"))
 
 
 def _count(path: Path) -> int | None:
@@ -451,6 +446,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"no such file: {args.file}", file=sys.stderr)
         return 2
+    # The modules' objects out of the collector's view: the short-lived dicts of every
+    # profile trigger collections, and the full ones would walk all of them each time.
+    gc.freeze()
     total = _count(args.file)
     bar = tqdm(
         total=total,
@@ -461,15 +459,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     failures = 0
     try:
         if args.server:
-            results = _remote_batches(read_profiles(args.file), args)
+            batches: Iterator[list[batch_client.Result]] = batch_client.remote_batches(
+                read_profiles(args.file), args.server, args.token, args.as_of
+            )
         else:
             evaluate = _local(args.rulesets)
-            results = (
-                (w, d, _decided(evaluate, d, args.as_of)) for w, d in read_profiles(args.file)
+            batches = (
+                [(w, d, _decided(evaluate, d, args.as_of))] for w, d in read_profiles(args.file)
             )
-        for where, data, decision in results:
-            failures += not _print(where, data, decision, args, sys.stdout)
-            bar.update(1)
+        out = _Output(sys.stdout, args.json)
+        for batch in batches:
+            failures += out.write(batch)
+            bar.update(len(batch))
+        out.flush()
     finally:
         bar.close()
     if failures:
@@ -478,130 +480,58 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _decided(evaluate: Any, data: Any, as_of: str) -> pb.Decision | None:
-    return None if isinstance(data, _Unreadable) else evaluate(data, as_of)
+    return None if isinstance(data, Unreadable) else evaluate(data, as_of)
 
 
-def _print(
-    where: int, data: Any, decision: pb.Decision | None, args: argparse.Namespace, out: TextIO
-) -> bool:
-    """Print one profile's decision; return False when it was rejected."""
-    if isinstance(data, _Unreadable) or decision is None:
+class _Output:
+    """Decisions to stdout: readable text, or (--json) one JSON line each, written as
+    UTF-8 bytes a batch at a time (`batch_json.DecisionLines`)."""
+
+    def __init__(self, out: TextIO, as_json: bool) -> None:
+        self.out, self.json = out, as_json
+        self.lines = batch_json.DecisionLines()
+        binary = getattr(out, "buffer", None)
+        utf8 = (getattr(out, "encoding", "") or "").lower().replace("-", "") == "utf8"
+        self.binary = binary if as_json and utf8 else None
+        if self.binary is not None:
+            out.flush()  # anything written as text comes first
+
+    def write(self, batch: list[batch_client.Result]) -> int:
+        """Print a batch of (line, profile, decision); return how many were rejected."""
+        if not self.json:
+            return sum(not _print_text(w, d, decision, self.out) for w, d, decision in batch)
+        lines, rejected = [], 0
+        for where, data, decision in batch:
+            if decision is None:
+                why = getattr(data, "why", "")
+                lines.append(f"#{where}: not valid JSON: {why}\n".encode())
+                rejected += 1
+            elif decision.HasField("error"):
+                lines.append(self.lines.line(decision, where))
+                rejected += 1
+            else:
+                lines.append(self.lines.line(decision))
+        text = b"".join(lines)
+        if self.binary is not None:
+            self.binary.write(text)
+        else:
+            self.out.write(text.decode("utf-8"))
+        return rejected
+
+    def flush(self) -> None:
+        (self.binary or self.out).flush()
+
+
+def _print_text(where: int, data: Any, decision: pb.Decision | None, out: TextIO) -> bool:
+    """Print one profile's decision as text; return False when it was rejected."""
+    if decision is None:
         print(f"#{where}: not valid JSON: {getattr(data, 'why', '')}", file=out)
         return False
     if decision.HasField("error"):
-        if args.json:
-            out.write(
-                json.dumps({"item": where, **convert.message_to_dict(decision)}, ensure_ascii=False)
-                + "\n"
-            )
-        else:
-            out.write(render.rejection(where, decision.error))
+        out.write(render.rejection(where, decision.error))
         return False
-    if args.json:
-        out.write(json.dumps(convert.message_to_dict(decision), ensure_ascii=False) + "\n")
-    else:
-        out.write(render.decision_text(decision, str(_get(data, "name"))))
+    out.write(render.decision_text(decision, str(_get(data, "name"))))
     return True
-
-
-BATCH = 500  # profiles per EvaluateBatch message
-IN_FLIGHT = 3  # batches sent ahead of the one being printed: memory stays constant
-CHANNELS = 4  # connections, batches round-robin: `serve --processes N` spreads connections
-
-
-@dataclass
-class _Item:
-    """One line of the file on its way through EvaluateBatch."""
-
-    where: int
-    data: Any
-    request: pb.EvaluateRequest | None = None  # None: answered here, never sent
-    answer: pb.Decision | None = None  # the decision, or why the line is not a profile
-
-
-def _remote_batches(
-    profiles: Iterator[tuple[int, Any]], args: argparse.Namespace
-) -> Iterator[tuple[int, Any, pb.Decision | None]]:
-    """Stream a file of any size through EvaluateBatch: BATCH profiles a message, IN_FLIGHT
-    messages ahead, results in file order, retried as the server says when refused."""
-    # one connection each (no shared subchannel), so the kernel can hand each to another
-    # server process of `serve --processes N`
-    channels = [
-        grpc.insecure_channel(args.server, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(CHANNELS)
-    ]
-    stubs = itertools.cycle([rules_pb2_grpc.RulesServiceStub(c) for c in channels])
-    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
-    pending: collections.deque[tuple[Any, list[_Item], Any]] = collections.deque()
-    try:
-        for chunk in _chunks(profiles, args.as_of):
-            stub = next(stubs)
-            pending.append((stub, chunk, _send(stub, chunk, metadata)))
-            if len(pending) > IN_FLIGHT:
-                yield from _receive(*pending.popleft(), metadata)
-        while pending:
-            yield from _receive(*pending.popleft(), metadata)
-    finally:
-        for channel in channels:
-            channel.close()
-
-
-def _chunks(profiles: Iterator[tuple[int, Any]], as_of: str) -> Iterator[list[_Item]]:
-    chunk: list[_Item] = []
-    for where, data in profiles:
-        chunk.append(_item(where, data, as_of))
-        if len(chunk) == BATCH:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _item(where: int, data: Any, as_of: str) -> _Item:
-    if isinstance(data, _Unreadable):
-        return _Item(where, data)  # printed as not valid JSON
-    request = pb.EvaluateRequest(as_of=as_of)
-    try:
-        request.profile.CopyFrom(convert.profile_from_json(data))
-    except Exception as exc:
-        refused = pb.Decision(
-            enterprise_id=str(_get(data, "enterprise_id")),
-            error=_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc)[:200]),
-        )
-        return _Item(where, data, answer=refused)
-    return _Item(where, data, request)
-
-
-def _send(stub: Any, chunk: list[_Item], metadata: Any) -> Any:
-    items = [i.request for i in chunk if i.request is not None]
-    if not items:
-        return None
-    return stub.EvaluateBatch.future(
-        pb.EvaluateBatchRequest(items=items), timeout=120, metadata=metadata
-    )
-
-
-def _receive(
-    stub: Any, chunk: list[_Item], future: Any, metadata: Any
-) -> Iterator[tuple[int, Any, pb.Decision | None]]:
-    """The chunk's decisions in order, waiting out RESOURCE_EXHAUSTED as the server says."""
-    decisions: list[pb.Decision] = []
-    for attempt in range(1, RETRY_ATTEMPTS + 1):
-        try:
-            decisions = list(future.result().decisions) if future is not None else []
-            break
-        except grpc.RpcError as exc:
-            wait = retry_delay(exc, attempt)
-            if wait is None:
-                failed = pb.Decision(error=_status(exc.code(), exc.details() or ""))
-                decisions = [failed] * len(chunk)
-                break
-            sleep(wait)
-            future = _send(stub, chunk, metadata)
-    answers = iter(decisions)
-    for item in chunk:
-        answer = next(answers) if item.request is not None else item.answer
-        yield item.where, item.data, answer
 
 
 def _local(rulesets: str) -> Any:
@@ -621,45 +551,5 @@ def _local(rulesets: str) -> Any:
     return evaluate
 
 
-RETRY_ATTEMPTS = 8
-MAX_RETRY_WAIT = 60.0
-
-
-def retry_delay(error: grpc.RpcError, attempt: int) -> float | None:
-    """Seconds to wait before retrying a refused call, or None when it is an answer.
-
-    RESOURCE_EXHAUSTED from the server's rate limit carries when to come back: a
-    google.rpc.RetryInfo detail, or the `retry-after` trailer (seconds). Without that
-    hint (a message too large, say) retrying cannot help. `attempt` counts from 1."""
-    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or attempt >= RETRY_ATTEMPTS:
-        return None
-    hint = _retry_info(error)
-    if hint is None:
-        trailers = dict(error.trailing_metadata() or ())
-        try:
-            hint = float(trailers.get("retry-after", ""))
-        except ValueError:
-            hint = None
-    if hint is not None and not math.isfinite(hint):
-        hint = None
-    return min(MAX_RETRY_WAIT, max(0.0, hint)) if hint is not None else None
-
-
-def _retry_info(error: grpc.RpcError) -> float | None:
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:
-        return None
-    for detail in status.details if status is not None else ():
-        info = error_details_pb2.RetryInfo()
-        if detail.Unpack(info):
-            return info.retry_delay.ToTimedelta().total_seconds()
-    return None
-
-
 def _get(data: Any, key: str) -> Any:
     return data.get(key, "") if isinstance(data, dict) else ""
-
-
-def _status(code: grpc.StatusCode, message: str) -> Any:
-    return status_pb2.Status(code=code.value[0], message=message)

@@ -293,3 +293,48 @@ def test_evaluate_reads_the_canonical_proto3_json_mapping_too(tmp_path: Path) ->
         first, *others = [json.loads(line) for line in result.stdout.splitlines()]
         assert first["risk_level"] == "RISK_LEVEL_ORANGE"  # the accident within 36 months
         assert others == [first, first]
+
+
+def test_evaluate_via_server_prints_what_in_process_prints(tmp_path: Path) -> None:
+    """The batch client's fast request building and JSON printing (batch_json.py) give,
+    line for line, what evaluating in-process prints: over three batches of generated
+    firms with findings and histories, rejected profiles, a profile in the proto3 JSON
+    mapping (built the plain way) and a line that is not JSON."""
+    from google.protobuf import json_format
+
+    from services.common.workload import Mix, profiles
+    from services.rules.adapters.ruleset_loader import load_rulebook
+    from services.rules.entrypoints import grpc_server
+    from tests.support import RULESETS
+
+    rows: list[object] = list(profiles(1_100, seed=11, mix=Mix(with_finding=0.3, history=0.3)))
+    for n in range(0, len(rows), 97):
+        rows[n] = {**profile(n + 1), "employees": -1}  # rejected, with BadRequest details
+    rows[5] = json_format.MessageToDict(profile_from_json(profile(6, credit_rating="B")))
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("{not json\n")
+    server, port = grpc_server.create_server(load_rulebook(RULESETS))
+    server.start()
+    try:
+        local = run_cli("evaluate", str(path), "--json", "--as-of", "2026-06-30")
+        remote = run_cli(
+            "evaluate", str(path), "--json", "--as-of", "2026-06-30",
+            "--server", f"127.0.0.1:{port}",
+        )  # fmt: skip
+    finally:
+        server.stop(None)
+    assert remote.returncode == local.returncode == 1, remote.stderr
+    lines, expected = remote.stdout.splitlines(), local.stdout.splitlines()
+    assert len(lines) == len(expected) == 1_101
+    decided = [n for n, line in enumerate(expected) if '"error"' not in line]
+    assert len(decided) == 1_101 - 12  # and the line that is not JSON
+    assert [lines[n] for n in decided] == [expected[n] for n in decided]  # byte for byte
+    assert lines[-1] == expected[-1] and lines[-1].startswith("#1101: not valid JSON")
+    # a rejection names the field as the server sees it (profile.employees), so only
+    # where and why are compared
+    rejected = [json.loads(line) for line in lines[:-1] if '"error"' in line]
+    assert [(r["item"], r["enterprise_id"], r["error"]["code"]) for r in rejected] == [
+        (n + 1, uscc(n + 1), 3) for n in range(0, 1_100, 97)
+    ]
+    assert "13 profile(s) rejected" in remote.stderr  # 12 + the line that is not JSON
