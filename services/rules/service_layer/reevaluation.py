@@ -110,9 +110,11 @@ class Started:
 MIN_RANGE = 1000  # firms per range below which a run is not split (processes cost a start)
 
 
-def start_run(uow: UnitOfWork, as_of: date, parts: int = 1) -> Started:
+def start_run(
+    uow: UnitOfWork, as_of: date, parts: int = 1, *, min_range: int = MIN_RANGE
+) -> Started:
     """Resume the unfinished run for `as_of`, or start one; a new run of a register of at
-    least `parts` × MIN_RANGE firms is split into `parts` ranges of about equal size. A
+    least `parts` × `min_range` firms is split into `parts` ranges of about equal size. A
     resumed run keeps the ranges it was started with (whatever `parts` says now)."""
     with uow:
         total = uow.register.firm_count()
@@ -126,7 +128,7 @@ def start_run(uow: UnitOfWork, as_of: date, parts: int = 1) -> Started:
         )
         uow.register.add(run)
         todo = [run.id]
-        if parts > 1 and total >= parts * MIN_RANGE:
+        if parts > 1 and total >= parts * min_range:
             edges = uow.batch.ids_at([total * k // parts - 1 for k in range(1, parts)])
             starts, ends = ["", *edges], [*edges, None]
             ranges = [
@@ -200,10 +202,11 @@ def reevaluate_all(
     on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
     parts: int = 1,
+    min_range: int = MIN_RANGE,
 ) -> RunSummary:
     """Re-evaluate every firm as of `as_of` in this process, resuming an unfinished run
     for that date (its ranges one after the other, when it was split)."""
-    started = start_run(uow, as_of, parts)
+    started = start_run(uow, as_of, parts, min_range=min_range)
     left = stop_after_batches
     for range_id in started.ranges:
         if left is not None and left <= 0:
