@@ -11,7 +11,7 @@ statements in the unit of work's transaction:
 * firms updated (status, colour, decision; name, region and profile only when changed);
 * the audit entries the ORM listener would collect, per firm in the order of the
   per-call path (an expired entry, the granted entry, the decision, the firm, the entry
-  revoked or extended), sealed on each firm's chain with `audit.append`;
+  revoked or extended), sealed on each firm's chain as `audit.append` seals them;
 * the change-feed rows the recorder would write, per firm in its order (an expiry
   first, then KIND_ORDER), a decision only when status, colour or blockers moved.
 
@@ -23,14 +23,14 @@ A test compares the rows written here with the ones the per-call path writes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Text, bindparam, cast, insert, select, update
+from sqlalchemy import Connection, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from services.common.audit import Audited, append
+from services.common.audit import GENESIS, Audited, chains_of, entry_hash
 from services.common.clock import new_id, now
 from services.rules.adapters.feed import EXPIRED_MARK
 from services.rules.adapters.orm import (
@@ -150,10 +150,8 @@ class BatchRegister:
         )
         _move_entries(connection, batch)
         _update_firms(connection, batch)
-        append(
+        _seal(
             connection,
-            AUDIT.log,
-            AUDIT.head,
             [entry for r in batch for entry in _audit_entries(r, caller)],
             lock=self._lock_rows,
         )
@@ -258,6 +256,55 @@ def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
                 .values({k: bindparam(k) for k in keys}),
                 rows,
             )
+
+
+def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) -> None:
+    """`audit.append` for a batch of per-firm chains: the same links and heads, but the
+    rows go in by one executemany without RETURNING (a multi-row INSERT … RETURNING of
+    hundreds of rows cost more than the rest of the write), and each chain's last id is
+    read back after: its head is locked (PostgreSQL; SQLite has one writer), so the
+    newest row of each chain is this batch's."""
+    if not entries:
+        return
+    log, chains = AUDIT.log, chains_of(AUDIT.log)
+    by_chain: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        by_chain.setdefault(entry["chain"], []).append(entry)
+    keys = sorted(by_chain)  # heads locked in key order, as audit.append does
+    query = select(chains.c.chain, chains.c.last_hash).where(chains.c.chain.in_(keys))
+    query = query.order_by(chains.c.chain)
+    heads = {
+        r.chain: r.last_hash for r in connection.execute(query.with_for_update() if lock else query)
+    }
+    at = datetime.now(UTC).isoformat(timespec="microseconds")
+    rows: list[dict[str, Any]] = []
+    ends: dict[str, str] = {}
+    for key in keys:
+        prev = heads.get(key, GENESIS)
+        for entry in by_chain[key]:
+            stamped = {**entry, "at": at}
+            digest = entry_hash(prev, stamped)
+            rows.append({**stamped, "prev_hash": prev, "hash": digest})
+            prev = digest
+        ends[key] = prev
+    connection.execute(insert(log), rows)
+    newest = select(log.c.chain, func.max(log.c.id)).where(log.c.chain.in_(keys))
+    last = {chain: int(i) for chain, i in connection.execute(newest.group_by(log.c.chain))}
+    moved = [
+        {"_chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k in heads
+    ]
+    if moved:
+        connection.execute(
+            update(chains)
+            .where(chains.c.chain == bindparam("_chain"))
+            .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash")),
+            moved,
+        )
+    new = [
+        {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k not in heads
+    ]
+    if new:
+        connection.execute(insert(chains), new)
 
 
 def _plain(value: Any) -> Any:
