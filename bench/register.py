@@ -7,6 +7,12 @@ firms are stored as UpsertEnterprise would store them, never evaluated yet); the
 command `python -m services.rules reevaluate --all` in its own process, timed from start
 to exit (rulebook loading included), and in this process `evaluate_data` over a sample of
 the same firms. The ratio of the two rates is what counts on a shared machine.
+
+The command runs with its own defaults: on PostgreSQL the run is split into one range of
+firm ids per core, each re-evaluated by its own process (`--processes`); on SQLite, whose
+single writer would make processes take turns, one process. Pass `-- --processes N` to
+choose. The in-process baseline is one process, so on PostgreSQL the ratio compares the
+command's processes with one process evaluating alone.
 """
 
 from __future__ import annotations
