@@ -9,7 +9,7 @@ import sys
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Text, cast, insert, select, update
 
 from services.common import workload
 from services.common.audit import verify
@@ -81,7 +81,7 @@ def _rows(engine: Engine, head: str) -> dict[str, Any]:
             firm = _firm_id(head, n)
             names = {firm: _firm_id(other, n)}
             ds = conn.execute(
-                select(decisions)
+                select(decisions, *_as_stored(decisions.c.payload))
                 .where(decisions.c.enterprise_id == firm)
                 .order_by(decisions.c.decided_at)
             ).all()
@@ -94,10 +94,14 @@ def _rows(engine: Engine, head: str) -> dict[str, Any]:
             names.update({e.id: f"entry{i}" for i, e in enumerate(es)})
             f = conn.execute(select(firms).where(firms.c.enterprise_id == firm)).one()
             audit = conn.execute(
-                select(audit_log).where(audit_log.c.chain == firm).order_by(audit_log.c.id)
+                select(audit_log, *_as_stored(audit_log.c.before, audit_log.c.after))
+                .where(audit_log.c.chain == firm)
+                .order_by(audit_log.c.id)
             ).all()
             feed = conn.execute(
-                select(changes).where(changes.c.enterprise_id == firm).order_by(changes.c.id)
+                select(changes, *_as_stored(changes.c.detail))
+                .where(changes.c.enterprise_id == firm)
+                .order_by(changes.c.id)
             ).all()
             record = {
                 "firm": _without(f, "created_at", "updated_at"),
@@ -115,6 +119,11 @@ def _rows(engine: Engine, head: str) -> dict[str, Any]:
             out[str(n)] = json.loads(text)
             out[str(n)]["audit"].sort(key=lambda a: json.dumps(a, sort_keys=True))
     return out
+
+
+def _as_stored(*columns: Any) -> list[Any]:
+    """JSON columns as the database holds them (SQL NULL and JSON null differ there)."""
+    return [cast(c, Text).label(f"{c.name}_stored") for c in columns]
 
 
 def _without(row: Any, *left_out: str) -> dict[str, Any]:
