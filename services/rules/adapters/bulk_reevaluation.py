@@ -545,11 +545,11 @@ def _executemany(
     columns = tuple(c for c in rows[0] if c != key)
     sql, processors = _statement(connection, table, "update" if key else "insert", columns, key)
     order = (*columns, key) if key else columns
-    params = [
-        tuple(
-            v if p is None else p(v)
-            for p, v in zip(processors, (row[c] for c in order), strict=True)
-        )
-        for row in rows
-    ]
+    processed = [(i, p) for i, p in enumerate(processors) if p is not None]
+    params = []
+    for row in rows:
+        values = [row[c] for c in order]
+        for i, process in processed:
+            values[i] = process(values[i])
+        params.append(tuple(values))
     connection.exec_driver_sql(sql, params)
