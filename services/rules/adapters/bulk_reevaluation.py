@@ -545,6 +545,9 @@ def _executemany(
     columns = tuple(c for c in rows[0] if c != key)
     sql, processors = _statement(connection, table, "update" if key else "insert", columns, key)
     order = (*columns, key) if key else columns
+    if not key and connection.dialect.name == "postgresql":
+        _copy(connection, table, order, processors, rows)
+        return
     processed = [(i, p) for i, p in enumerate(processors) if p is not None]
     params = []
     for row in rows:
@@ -553,3 +556,28 @@ def _executemany(
             values[i] = process(values[i])
         params.append(tuple(values))
     connection.exec_driver_sql(sql, params)
+
+
+def _copy(
+    connection: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    processors: list[Any],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """PostgreSQL: insert by COPY … FROM STDIN on the transaction's own connection (one
+    statement for the whole batch; an executemany is a statement per row, each parsed,
+    planned and run by the server)."""
+    quote = connection.dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    processed = [(i, p) for i, p in enumerate(processors) if p is not None]
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                values = [row[c] for c in columns]
+                for i, process in processed:
+                    values[i] = process(values[i])
+                copy.write_row(values)
+    finally:
+        cursor.close()
