@@ -545,8 +545,11 @@ def _executemany(
     columns = tuple(c for c in rows[0] if c != key)
     sql, processors = _statement(connection, table, "update" if key else "insert", columns, key)
     order = (*columns, key) if key else columns
-    if not key and connection.dialect.name == "postgresql":
-        _copy(connection, table, order, processors, rows)
+    if connection.dialect.name == "postgresql":
+        if key:
+            _update_from_arrays(connection, table, order, processors, rows)
+        else:
+            _copy(connection, table, order, processors, rows)
         return
     processed = [(i, p) for i, p in enumerate(processors) if p is not None]
     params = []
@@ -581,3 +584,30 @@ def _copy(
                 copy.write_row(values)
     finally:
         cursor.close()
+
+
+def _update_from_arrays(
+    connection: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    processors: list[Any],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """PostgreSQL: UPDATE … FROM unnest(one array per column), the key last: one
+    statement for the batch instead of one per row."""
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    key = columns[-1]
+    arrays = ", ".join(f"CAST(%s AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)
+    names = ", ".join(quote(c) for c in columns)
+    sets = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in columns[:-1])
+    sql = (
+        f"UPDATE {quote(table.name)} SET {sets} FROM unnest({arrays}) AS v({names}) "
+        f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
+    )
+    values: list[list[Any]] = [[] for _ in columns]
+    for row in rows:
+        for column, process, found in zip(columns, processors, values, strict=True):
+            value = row[column]
+            found.append(value if process is None else process(value))
+    connection.exec_driver_sql(sql, tuple(values))

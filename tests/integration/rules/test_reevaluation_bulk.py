@@ -56,17 +56,20 @@ def _load(stub: Any, engine: Engine) -> None:
         for n, (as_of, facts, stored_facts) in enumerate(CASES, start=1):
             data = profile(n, enterprise_id=_firm_id(head, n), facts=facts)
             upsert(stub, data, as_of=as_of)
-            if stored_facts != facts:  # as if the profile changed under a rule update
+            if stored_facts != facts or n == 2:  # as if changed under a rule update
                 with engine.begin() as conn:
                     stored = conn.execute(
                         select(firms.c.profile).where(
                             firms.c.enterprise_id == data["enterprise_id"]
                         )
                     ).scalar_one()
+                    stored = {**stored, "facts": stored_facts}
+                    if n == 2:  # stored before a field existed: re-stored in full
+                        del stored["penalties"]
                     conn.execute(
                         update(firms)
                         .where(firms.c.enterprise_id == data["enterprise_id"])
-                        .values(profile={**stored, "facts": stored_facts})
+                        .values(profile=stored)
                     )
 
 
@@ -158,6 +161,7 @@ def test_the_batch_writes_the_rows_the_per_call_path_writes(
     assert kinds["1"] == [*upserted, "whitelist_expired", "whitelist_granted"]
     assert kinds["3"][-2:] == ["decision_changed", "whitelist_revoked"]
     assert [d["whitelist_change"] for d in plain["2"]["decisions"]] == ["granted", "extended"]
+    assert plain["2"]["firm"]["profile"]["penalties"] == []  # the profile was re-stored
     assert kinds["5"] == ["decision_changed"]  # the same decision again is no change
     with db_engine.connect() as conn:
         assert verify(conn, audit_log, audit_head).ok
