@@ -27,7 +27,17 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, Text, bindparam, cast, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from services.common.audit import GENESIS, Audited, chains_of, entry_hash
@@ -91,8 +101,9 @@ class BatchRegister:
             for i, name, region, profile, status, risk, decision in self._connection.execute(query)
         ]
 
-    def open_entries(self, enterprise_ids: Sequence[str]) -> dict[str, OpenEntry]:
-        """The open white-list entry of each of these firms that has one."""
+    def open_entries(self, after: str, last: str) -> dict[str, OpenEntry]:
+        """The open white-list entries of the firms with ids in (after, last], by firm: a
+        range scan of the open-entry index (cheaper than a list of a batch's ids)."""
         w = whitelist_entries.c
         query = select(
             w.id,
@@ -103,7 +114,7 @@ class BatchRegister:
             w.valid_until,
             w.decision_id,
             w.revoked_reason,
-        ).where(w.enterprise_id.in_(list(enterprise_ids)), w.revoked_on.is_(None))
+        ).where(w.enterprise_id > after, w.enterprise_id <= last, w.revoked_on.is_(None))
         return {row[1]: OpenEntry(*row) for row in self._connection.execute(query)}
 
     def ids_at(self, positions: Sequence[int]) -> list[str]:
@@ -225,8 +236,7 @@ def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
         for r in batch
         if (g := r.granted) is not None
     ]
-    if granted:
-        connection.execute(insert(whitelist_entries), granted)
+    _executemany(connection, whitelist_entries, granted)
 
 
 def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
@@ -253,10 +263,11 @@ def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
 
 def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) -> None:
     """`audit.append` for a batch of per-firm chains: the same links and heads, but the
-    rows go in by one executemany without RETURNING (a multi-row INSERT … RETURNING of
-    hundreds of rows cost more than the rest of the write), and each chain's last id is
-    read back after: its head is locked (PostgreSQL; SQLite has one writer), so the
-    newest row of each chain is this batch's."""
+    rows go in by one executemany (COPY on PostgreSQL) without RETURNING (a multi-row
+    INSERT … RETURNING of hundreds of rows cost more than the rest of the write). On
+    PostgreSQL the rows' ids are taken from the table's sequence first, in order; on
+    SQLite each chain's last id is read back after (one writer: the newest row of each
+    chain is this batch's)."""
     if not entries:
         return
     log, chains = AUDIT.log, chains_of(AUDIT.log)
@@ -280,9 +291,15 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
             rows.append({**stamped, "prev_hash": prev, "hash": digest})
             prev = digest
         ends[key] = prev
-    _executemany(connection, log, rows)
-    newest = select(log.c.chain, func.max(log.c.id)).where(log.c.chain.in_(keys))
-    last = {chain: int(i) for chain, i in connection.execute(newest.group_by(log.c.chain))}
+    if connection.dialect.name == "postgresql":
+        for row, taken in zip(rows, _sequence_ids(connection, log, len(rows)), strict=True):
+            row["id"] = taken
+        last = {row["chain"]: row["id"] for row in rows}  # rows are in chain order
+        _executemany(connection, log, rows)
+    else:
+        _executemany(connection, log, rows)
+        newest = select(log.c.chain, func.max(log.c.id)).where(log.c.chain.in_(keys))
+        last = {chain: int(i) for chain, i in connection.execute(newest.group_by(log.c.chain))}
     moved = [
         {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k in heads
     ]
@@ -291,6 +308,14 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
         {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k not in heads
     ]
     _executemany(connection, chains, new)
+
+
+def _sequence_ids(connection: Connection, table: Table, count: int) -> list[int]:
+    """`count` fresh ids from the sequence behind `table`.id (PostgreSQL), ascending."""
+    query = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
+    return sorted(
+        int(i) for i in connection.execute(query, {"table": table.name, "n": count}).scalars()
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -417,8 +442,8 @@ def _old_blockers(connection: Connection, batch: Sequence[Reevaluated]) -> dict[
     d = decisions.c
     query = select(d.id, cast(d.payload, Text)).where(d.id.in_(ids))
     old = {}
-    for decision_id, text in connection.execute(query):
-        payload = orjson.loads(text) if text else {}
+    for decision_id, stored in connection.execute(query):
+        payload = orjson.loads(stored) if stored else {}
         payload = payload if isinstance(payload, dict) else {}
         old[decision_id] = [b["code"] for b in payload.get("whitelist_blockers", [])]
     return old

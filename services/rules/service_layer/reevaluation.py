@@ -234,7 +234,7 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
             run.finished_at = now()
             uow.commit()
             return -1
-        entries = uow.batch.open_entries([f.enterprise_id for f in found])
+        entries = uow.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
         cause = f"定期重新评估 periodic re-evaluation (run {(run.parent_id or run.id)[:8]})"
         outcomes, skipped, attention = [], [], []
         for firm in found:
