@@ -1,10 +1,10 @@
-"""The batch re-evaluation's reads and writes, as SQLAlchemy Core multi-row statements.
+"""The batch re-evaluation's reads and writes, as multi-row statements.
 
 `reevaluate --all` re-decides every firm; through the ORM each firm's decision, entry,
 firm update, audit entries and change rows cost an object, a history walk and a flush
 step. Here a batch is read in two queries (its firms, locked on PostgreSQL, with their
-stored profiles parsed by orjson; their open entries) and written in a few executemany
-statements in the unit of work's transaction:
+stored profiles parsed by orjson; their open entries) and written in a few statements
+in the unit of work's transaction:
 
 * decisions inserted; white-list entries closed (expired, revoked) and extended, then
   granted ones inserted (the partial unique index allows one open entry per firm);
@@ -15,9 +15,16 @@ statements in the unit of work's transaction:
 * the change-feed rows the recorder would write, per firm in its order (an expiry
   first, then KIND_ORDER), a decision only when status, colour or blockers moved.
 
-Row locks are all taken by the first read, the chain heads only afterwards (as the
-audit trail's ordering rule asks), so this path cannot deadlock with the per-call one.
-A test compares the rows written here with the ones the per-call path writes.
+The many-row statements skip Core's per-row parameter building (`_executemany`): every
+value still goes through its column's bind processor, so the stored values are Core's
+and the ORM's (the same JSON text, the same instants); SQLite gets the driver's
+executemany, PostgreSQL one COPY per table for inserts and one UPDATE … FROM unnest()
+for updates, its audit ids taken from the table's sequence beforehand.
+
+Row locks are all taken by the first read (and the run's row by the flush before the
+writes), the chain heads only afterwards (as the audit trail's ordering rule asks), so
+this path cannot deadlock with the per-call one. A test compares the rows written here,
+JSON as stored, with the ones the per-call path writes.
 """
 
 from __future__ import annotations
