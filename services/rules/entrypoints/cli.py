@@ -119,11 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument(
         "--processes",
         type=int,
-        default=0,
-        help="processes, each re-evaluating its own range of firm ids (0: one per core on "
-        "PostgreSQL, one on SQLite; a "
-        f"register of fewer than {reevaluation.MIN_RANGE} firms per process is not split; a "
-        "resumed run keeps the ranges it started with)",
+        default=1,
+        help="processes, each re-evaluating its own range of firm ids (0: one per core; "
+        "worth it with spare cores beside the database server: on a 2-core machine that "
+        "also runs PostgreSQL, 2 were slower than 1; SQLite's single writer makes them take "
+        f"turns). A register of fewer than {reevaluation.MIN_RANGE} firms per process is not "
+        "split; a resumed run keeps the ranges it started with",
     )
     again.add_argument("--range", default="", help=argparse.SUPPRESS)  # a child's range run
     _common_flags(again)
@@ -370,7 +371,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
         ctx = grpc_server.context_from(load_rulebook(args.rulesets))
         reevaluation.run_range(UnitOfWork(engine), ctx, args.range, batch_size=args.batch_size)
         return 0
-    parts = args.processes if args.processes > 0 else _default_processes(engine)
+    parts = args.processes if args.processes > 0 else (os.cpu_count() or 1)
     when = as_of or handlers.parse_as_of("")
     started = reevaluation.start_run(UnitOfWork(engine), when, parts)
     with tqdm(total=started.total, unit="firm", file=sys.stderr, disable=None) as bar:
@@ -412,12 +413,6 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
             f"validates (send UpsertEnterprise to correct): {', '.join(summary.skipped)}"
         )
     return 2 if failed else 1 if summary.skipped else 0
-
-
-def _default_processes(engine: Engine) -> int:
-    """One per core on PostgreSQL; one on SQLite, whose single writer would only make
-    the processes take turns (a batch holds the file's write lock from its first read)."""
-    return 1 if engine.dialect.name == "sqlite" else (os.cpu_count() or 1)
 
 
 def _reevaluate_in_processes(
