@@ -143,6 +143,8 @@ reevaluation_runs = Table(
     columns.instant("finished_at", nullable=True),
     Column("skipped", JSON, nullable=False, server_default="[]"),
     Column("attention", JSON, nullable=False, server_default="[]"),
+    Column("parent_id", String(32), nullable=True, index=True),
+    Column("upto", String(18), nullable=True),
 )
 
 # The change feed (adapters/feed.py): rows written in the writer's transaction; `position`

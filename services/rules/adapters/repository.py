@@ -234,8 +234,11 @@ class Register:
         return int(self.session.scalar(select(func.count()).select_from(firms)) or 0)
 
     def unfinished_run(self, as_of: date) -> ReevaluationRun | None:
+        """The unfinished run for `as_of` (never one of its ranges: those name a parent)."""
         r = reevaluation_runs.c
-        query = select(ReevaluationRun).where(r.as_of == as_of, r.finished_at.is_(None))
+        query = select(ReevaluationRun).where(
+            r.as_of == as_of, r.finished_at.is_(None), r.parent_id.is_(None)
+        )
         return self.session.scalars(query).first()
 
     def run(self, run_id: str) -> ReevaluationRun | None:

@@ -132,3 +132,8 @@ class ReevaluationRun:
     # firms re-evaluated whose stored profile a person must settle: a retired fact key the
     # data migration could not map, or a hazard citing a clause no loaded edition has
     attention: list[str] = field(default_factory=list)
+    # `reevaluate --all --processes N`: a run split into ranges of firm ids is a parent
+    # record (no cursor of its own) and one record per range, each with its own cursor,
+    # naming the parent and the last id of its range (None: no end)
+    parent_id: str | None = None
+    upto: str | None = None

@@ -3,6 +3,13 @@
 A run is keyed by its as_of date. Each batch of firms is re-evaluated and the run's
 cursor advanced in the same transaction, so an interrupted run resumes after the last
 committed batch and no firm is evaluated twice for the same run.
+
+A run may be split into ranges of firm ids (`reevaluate --all --processes N`, one
+process per range): the run's record is then a parent, and each range has a record of
+its own with its own cursor, so every range resumes on its own and no two processes
+ever hold the same firm. A batch is read as plain values (domain/reevaluation.py) and
+written with multi-row statements by the unit of work's `batch` register
+(adapters/bulk_reevaluation.py); its rows are those the per-call handlers would write.
 """
 
 from __future__ import annotations
@@ -14,16 +21,15 @@ from datetime import date
 import structlog
 
 from services.common.clock import new_id, now
+from services.common.context import current_caller
 from services.rules.domain.decision import answered_out_of_scope
 from services.rules.domain.errors import PreconditionFailed
-from services.rules.domain.profile import EnterpriseProfile
+from services.rules.domain.profile import EnterpriseProfile, profile_to_data
+from services.rules.domain.reevaluation import OpenEntry, Reevaluated, StoredFirm, move_entry
 from services.rules.domain.register import ReevaluationRun
 from services.rules.domain.standards import Catalogue
-from services.rules.service_layer.handlers import RulesContext
-from services.rules.service_layer.register_handlers import (
-    decide_and_store,
-    stored_profile,
-)
+from services.rules.service_layer.handlers import RulesContext, evaluate
+from services.rules.service_layer.register_handlers import stored_profile
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 _log = structlog.get_logger("reevaluate")
@@ -90,6 +96,103 @@ class RunSummary:
     attention: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Started:
+    """A run started or resumed: its id, and the ids of the range records still to do
+    (the run's own id when it is not split into ranges)."""
+
+    run_id: str
+    resumed: bool
+    total: int
+    ranges: list[str]
+
+
+MIN_RANGE = 1000  # firms per range below which a run is not split (processes cost a start)
+
+
+def start_run(
+    uow: UnitOfWork, as_of: date, parts: int = 1, *, min_range: int = MIN_RANGE
+) -> Started:
+    """Resume the unfinished run for `as_of`, or start one; a new run of a register of at
+    least `parts` × `min_range` firms is split into `parts` ranges of about equal size. A
+    resumed run keeps the ranges it was started with (whatever `parts` says now)."""
+    with uow:
+        total = uow.register.firm_count()
+        run = uow.register.unfinished_run(as_of)
+        if run is not None:
+            ranges = uow.batch.ranges_of(run.id)
+            todo = [r.id for r in ranges if r.finished_at is None] if ranges else [run.id]
+            return Started(run.id, True, total, todo)
+        run = ReevaluationRun(
+            id=new_id(), as_of=as_of, started_at=now(), processed=0, last_enterprise_id=""
+        )
+        uow.register.add(run)
+        todo = [run.id]
+        if parts > 1 and total >= parts * min_range:
+            edges = uow.batch.ids_at([total * k // parts - 1 for k in range(1, parts)])
+            starts, ends = ["", *edges], [*edges, None]
+            ranges = [
+                ReevaluationRun(
+                    id=new_id(),
+                    as_of=as_of,
+                    started_at=run.started_at,
+                    processed=0,
+                    last_enterprise_id=start,
+                    parent_id=run.id,
+                    upto=end,
+                )
+                for start, end in zip(starts, ends, strict=True)
+            ]
+            for part in ranges:
+                uow.register.add(part)
+            todo = [r.id for r in ranges]
+        uow.commit()
+        return Started(run.id, False, total, todo)
+
+
+def run_range(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    range_id: str,
+    *,
+    batch_size: int = 200,
+    on_batch: Callable[[int], object] | None = None,
+    stop_after_batches: int | None = None,
+) -> int:
+    """Re-evaluate one range (or a whole run not split) batch by batch; return how many
+    batches were done (the range is finished when it runs out of firms)."""
+    batches = 0
+    while stop_after_batches is None or batches < stop_after_batches:
+        done = _batch(uow, ctx, range_id, batch_size)
+        if done < 0:
+            break
+        batches += 1
+        if on_batch:
+            on_batch(done)
+    return batches
+
+
+def summary(uow: UnitOfWork, run_id: str, resumed: bool, total: int) -> RunSummary:
+    """Where the run stands; a run split into ranges is finished once all of them are."""
+    with uow:
+        run = uow.register.run(run_id)
+        assert run is not None
+        ranges = uow.batch.ranges_of(run_id)
+        if ranges and run.finished_at is None and all(r.finished_at for r in ranges):
+            run.finished_at = now()
+            uow.commit()
+        parts = ranges or [run]
+        return RunSummary(
+            run_id,
+            run.as_of,
+            sum(r.processed for r in parts),
+            resumed,
+            total,
+            [f for r in parts for f in r.skipped],
+            [f for r in parts for f in r.attention],
+        )
+
+
 def reevaluate_all(
     uow: UnitOfWork,
     ctx: RulesContext,
@@ -98,53 +201,42 @@ def reevaluate_all(
     batch_size: int = 200,
     on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
+    parts: int = 1,
+    min_range: int = MIN_RANGE,
 ) -> RunSummary:
-    """Re-evaluate every firm as of `as_of`, resuming an unfinished run for that date."""
-    with uow:
-        run = uow.register.unfinished_run(as_of)
-        resumed = run is not None
-        if run is None:
-            run = ReevaluationRun(
-                id=new_id(), as_of=as_of, started_at=now(), processed=0, last_enterprise_id=""
-            )
-            uow.register.add(run)
-        total = uow.register.firm_count()
-        run_id = run.id
-        uow.commit()
-    batches = 0
-    while stop_after_batches is None or batches < stop_after_batches:
-        done = _batch(uow, ctx, run_id, batch_size)
-        if done < 0:
+    """Re-evaluate every firm as of `as_of` in this process, resuming an unfinished run
+    for that date (its ranges one after the other, when it was split)."""
+    started = start_run(uow, as_of, parts, min_range=min_range)
+    left = stop_after_batches
+    for range_id in started.ranges:
+        if left is not None and left <= 0:
             break
-        batches += 1
-        if on_batch:
-            on_batch(done)
-    with uow:
-        run = uow.register.run(run_id)
-        assert run is not None
-        return RunSummary(
-            run_id, as_of, run.processed, resumed, total, list(run.skipped), list(run.attention)
+        done = run_range(
+            uow, ctx, range_id, batch_size=batch_size, on_batch=on_batch, stop_after_batches=left
         )
+        left = None if left is None else left - done
+    return summary(uow, started.run_id, started.resumed, started.total)
 
 
-def _batch(uow: UnitOfWork, ctx: RulesContext, run_id: str, size: int) -> int:
-    """Re-evaluate the next batch; return how many, or -1 when the run is finished.
+def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
+    """Re-evaluate the next batch of a range; return how many, or -1 when it is finished.
 
-    Batched reads and writes: the batch's firms (locked) and their open white-list
-    entries are read in one query each, and everything the batch writes (decisions,
-    entries, firms, their audit entries and feed changes) is flushed once, at commit."""
+    The batch's firms (locked) and their open white-list entries are read in one query
+    each, as plain values; each firm is decided and its entry moved as the per-call
+    handlers would; the run's cursor moves and everything the batch writes (decisions,
+    entries, firms, their audit entries and feed changes) is written in a few multi-row
+    statements, in one transaction."""
     with uow:
-        run = uow.register.run(run_id)
+        run = uow.register.run(range_id)
         assert run is not None
-        ids = uow.register.firm_ids_after(run.last_enterprise_id, size)
-        if not ids:
+        found = uow.batch.next_firms(run.last_enterprise_id, run.upto, size)
+        if not found:
             run.finished_at = now()
             uow.commit()
             return -1
-        found = uow.register.firms_for_update(ids)
-        uow.register.open_entries_of([f.enterprise_id for f in found])
-        cause = f"定期重新评估 periodic re-evaluation (run {run_id[:8]})"
-        skipped, attention = [], []
+        entries = uow.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
+        cause = f"定期重新评估 periodic re-evaluation (run {(run.parent_id or run.id)[:8]})"
+        outcomes, skipped, attention = [], [], []
         for firm in found:
             try:
                 profile = stored_profile(ctx, firm)
@@ -163,12 +255,52 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, run_id: str, size: int) -> int:
                     parts=problems,
                 )
                 attention.append(firm.enterprise_id)
-            decide_and_store(uow, ctx, firm, profile, run.as_of, cause)
+            outcomes.append(_decided(ctx, firm, profile, run.as_of, cause, entries))
         if skipped:
             run.skipped = [*run.skipped, *skipped]
         if attention:
             run.attention = [*run.attention, *attention]
-        run.processed += len(ids)
-        run.last_enterprise_id = ids[-1]
+        run.processed += len(found)
+        run.last_enterprise_id = found[-1].enterprise_id
+        uow.flush()  # the run's row before the chain heads the batch's audit entries lock
+        uow.batch.write(outcomes, current_caller())
         uow.commit()
-        return len(ids)
+        return len(found)
+
+
+def _decided(
+    ctx: RulesContext,
+    firm: StoredFirm,
+    profile: EnterpriseProfile,
+    as_of: date,
+    cause: str,
+    entries: dict[str, OpenEntry],
+) -> Reevaluated:
+    """One firm's new decision and the move of its entry (register_handlers'
+    `decide_and_store`, as values)."""
+    decision = evaluate(ctx, profile, as_of)
+    decision_id = new_id()
+    change, expired, moved, granted = move_entry(
+        decision,
+        decision_id,
+        entries.get(firm.enterprise_id),
+        profile.name,
+        profile.region,
+        firm.enterprise_id,
+        new_id,
+    )
+    data = profile_to_data(profile)
+    return Reevaluated(
+        firm,
+        decision,
+        decision_id,
+        now(),
+        cause,
+        change,
+        profile.name,
+        profile.region,
+        data if data != firm.profile else None,
+        expired,
+        moved,
+        granted,
+    )

@@ -30,6 +30,7 @@ from services.rules.domain.errors import (
     ValidationError,
 )
 from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
+from services.rules.domain.reevaluation import StoredFirm
 from services.rules.domain.register import (
     DecisionRecord,
     EventRecord,
@@ -68,7 +69,7 @@ class StatusView:
     duplicate: bool = False
 
 
-def stored_profile(ctx: RulesContext, firm: Firm) -> EnterpriseProfile:
+def stored_profile(ctx: RulesContext, firm: Firm | StoredFirm) -> EnterpriseProfile:
     """The firm's stored profile, re-validated against today's fact registry."""
     try:
         return parse_profile(firm.profile, ctx.fact_types, max_list=None, stored=True)

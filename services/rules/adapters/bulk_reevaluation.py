@@ -1,0 +1,645 @@
+"""The batch re-evaluation's reads and writes, as multi-row statements.
+
+`reevaluate --all` re-decides every firm; through the ORM each firm's decision, entry,
+firm update, audit entries and change rows cost an object, a history walk and a flush
+step. Here a batch is read in two queries (its firms, locked on PostgreSQL, with their
+stored profiles parsed by orjson; their open entries) and written in a few statements
+in the unit of work's transaction:
+
+* decisions inserted; white-list entries closed (expired, revoked) and extended, then
+  granted ones inserted (the partial unique index allows one open entry per firm);
+* firms updated (status, colour, decision; name, region and profile only when changed);
+* the audit entries the ORM listener would collect, per firm in the order of the
+  per-call path (an expired entry, the granted entry, the decision, the firm, the entry
+  revoked or extended), sealed on each firm's chain as `audit.append` seals them;
+* the change-feed rows the recorder would write, per firm in its order (an expiry
+  first, then KIND_ORDER), a decision only when status, colour or blockers moved.
+
+The many-row statements skip Core's per-row parameter building (`_executemany`): every
+value still goes through its column's bind processor, so the stored values are Core's
+and the ORM's (the same JSON text, the same instants); SQLite gets the driver's
+executemany, PostgreSQL one COPY per table for inserts and one UPDATE … FROM unnest()
+for updates, its audit ids taken from the table's sequence beforehand.
+
+Row locks are all taken by the first read (and the run's row by the flush before the
+writes), the chain heads only afterwards (as the audit trail's ordering rule asks), so
+this path cannot deadlock with the per-call one. A test compares the rows written here,
+JSON as stored, with the ones the per-call path writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Connection,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from services.common.audit import GENESIS, Audited, chains_of, entry_hash
+from services.common.clock import new_id, now
+from services.rules.adapters.feed import EXPIRED_MARK
+from services.rules.adapters.orm import (
+    AUDIT,
+    changes,
+    decisions,
+    firms,
+    reevaluation_runs,
+    whitelist_entries,
+)
+from services.rules.adapters.serialize import decision_to_json
+from services.rules.domain.changes import KIND_ORDER, ChangeKind
+from services.rules.domain.reevaluation import EntryMove, OpenEntry, Reevaluated, StoredFirm
+from services.rules.domain.register import DecisionRecord, Firm, ReevaluationRun, WhitelistEntry
+
+_FIRM = AUDIT.audited[Firm]
+_DECISION = AUDIT.audited[DecisionRecord]
+_ENTRY = AUDIT.audited[WhitelistEntry]
+_MOVE_KIND = {
+    "expired": ChangeKind.WHITELIST_EXPIRED,
+    "revoked": ChangeKind.WHITELIST_REVOKED,
+    "extended": ChangeKind.WHITELIST_EXTENDED,
+}
+
+
+class BatchRegister:
+    """Reads and writes of one batch of the re-evaluation, over the unit of work's session."""
+
+    def __init__(self, session: Session, *, lock_rows: bool) -> None:
+        self._session = session
+        self._lock_rows = lock_rows
+
+    @property
+    def _connection(self) -> Connection:
+        return self._session.connection()
+
+    def next_firms(self, after: str, upto: str | None, limit: int) -> list[StoredFirm]:
+        """Up to `limit` firms with ids in (after, upto] (no upper end: None), in id
+        order, locked for update on PostgreSQL (SQLite's writer holds the file)."""
+        f = firms.c
+        query = select(
+            f.enterprise_id,
+            f.name,
+            f.region,
+            cast(f.profile, Text),
+            f.status,
+            f.risk_level,
+            f.decision_id,
+        ).where(f.enterprise_id > after)
+        if upto is not None:
+            query = query.where(f.enterprise_id <= upto)
+        query = query.order_by(f.enterprise_id).limit(limit)
+        if self._lock_rows:
+            query = query.with_for_update()
+        loads = orjson.loads
+        return [
+            StoredFirm(i, name, region, loads(profile), status, risk, decision)
+            for i, name, region, profile, status, risk, decision in self._connection.execute(query)
+        ]
+
+    def open_entries(self, after: str, last: str) -> dict[str, OpenEntry]:
+        """The open white-list entries of the firms with ids in (after, last], by firm: a
+        range scan of the open-entry index (cheaper than a list of a batch's ids)."""
+        w = whitelist_entries.c
+        query = select(
+            w.id,
+            w.enterprise_id,
+            w.name,
+            w.region,
+            w.granted_on,
+            w.valid_until,
+            w.decision_id,
+            w.revoked_reason,
+        ).where(w.enterprise_id > after, w.enterprise_id <= last, w.revoked_on.is_(None))
+        return {row[1]: OpenEntry(*row) for row in self._connection.execute(query)}
+
+    def ids_at(self, positions: Sequence[int]) -> list[str]:
+        """The enterprise ids at these 0-based positions of the id order (range edges)."""
+        column = firms.c.enterprise_id
+        found = []
+        for n in positions:
+            query = select(column).order_by(column).offset(n).limit(1)
+            if (enterprise_id := self._connection.execute(query).scalar()) is not None:
+                found.append(enterprise_id)
+        return found
+
+    def ranges_of(self, parent_id: str) -> list[ReevaluationRun]:
+        """The range runs of a run started in ranges, the last range (no end) last."""
+        r = reevaluation_runs.c
+        query = select(ReevaluationRun).where(r.parent_id == parent_id)
+        found = self._session.scalars(query).all()
+        return sorted(found, key=lambda run: (run.upto is None, run.upto or ""))
+
+    def write(self, batch: Sequence[Reevaluated], caller: str) -> None:
+        """Write the batch's decisions, entries, firms, audit entries and change rows."""
+        if not batch:
+            return
+        connection = self._connection
+        at = now()
+        payloads = [decision_to_json(r.decision) for r in batch]
+        _executemany(
+            connection,
+            decisions,
+            [
+                {
+                    "id": r.decision_id,
+                    "enterprise_id": r.firm.enterprise_id,
+                    "decided_at": r.decided_at,
+                    "as_of": r.decision.as_of,
+                    "status": r.decision.status.value,
+                    "risk_level": r.decision.risk_level.value,
+                    "ruleset_version": r.decision.ruleset_version,
+                    "cause": r.cause,
+                    "whitelist_change": r.whitelist_change,
+                    "payload": payload,
+                }
+                for r, payload in zip(batch, payloads, strict=True)
+            ],
+        )
+        _move_entries(connection, batch)
+        _update_firms(connection, batch)
+        _seal(
+            connection,
+            [entry for r in batch for entry in _audit_entries(r, caller)],
+            lock=self._lock_rows,
+        )
+        old = _old_blockers(connection, batch)
+        rows = [row for r in batch for row in _change_rows(r, old, at)]
+        _executemany(connection, changes, rows)
+
+
+def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
+    w = whitelist_entries.c
+    closed = [
+        {
+            "_id": m.entry.id,
+            "revoked_on": m.revoked_on,
+            "revoked_reason": m.revoked_reason,
+            "closed_decision_id": m.decision_id,
+        }
+        for r in batch
+        for m in (r.expired, r.moved)
+        if m is not None and m.kind != "extended"
+    ]
+    if closed:
+        connection.execute(
+            update(whitelist_entries)
+            .where(w.id == bindparam("_id"))
+            .values(
+                revoked_on=bindparam("revoked_on"),
+                revoked_reason=bindparam("revoked_reason"),
+                closed_decision_id=bindparam("closed_decision_id"),
+            ),
+            closed,
+        )
+    extended = [
+        {
+            "_id": m.entry.id,
+            "valid_until": m.valid_until,
+            "decision_id": m.decision_id,
+            "name": m.name,
+            "region": m.region,
+        }
+        for r in batch
+        if (m := r.moved) is not None and m.kind == "extended"
+    ]
+    if extended:
+        connection.execute(
+            update(whitelist_entries)
+            .where(w.id == bindparam("_id"))
+            .values(
+                valid_until=bindparam("valid_until"),
+                decision_id=bindparam("decision_id"),
+                name=bindparam("name"),
+                region=bindparam("region"),
+            ),
+            extended,
+        )
+    granted = [
+        {
+            "id": g.id,
+            "enterprise_id": g.enterprise_id,
+            "name": g.name,
+            "region": g.region,
+            "granted_on": g.granted_on,
+            "valid_until": g.valid_until,
+            "decision_id": g.decision_id,
+            "revoked_on": None,
+            "revoked_reason": "",
+            "granted_decision_id": g.decision_id,
+            "closed_decision_id": None,
+        }
+        for r in batch
+        if (g := r.granted) is not None
+    ]
+    _executemany(connection, whitelist_entries, granted)
+
+
+def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
+    """One executemany for the firms whose profile stays, one for those re-stored."""
+    plain: list[dict[str, Any]] = []
+    whole: list[dict[str, Any]] = []
+    for r in batch:
+        row = {
+            "enterprise_id": r.firm.enterprise_id,
+            "status": r.decision.status.value,
+            "risk_level": r.decision.risk_level.value,
+            "decision_id": r.decision_id,
+            "updated_at": r.decided_at,
+            "name": r.name,
+            "region": r.region,
+        }
+        if r.profile is None:
+            plain.append(row)
+        else:
+            whole.append({**row, "profile": r.profile})
+    for rows in (plain, whole):
+        _executemany(connection, firms, rows, key="enterprise_id")
+
+
+def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) -> None:
+    """`audit.append` for a batch of per-firm chains: the same links and heads, but the
+    rows go in by one executemany (COPY on PostgreSQL) without RETURNING (a multi-row
+    INSERT … RETURNING of hundreds of rows cost more than the rest of the write). On
+    PostgreSQL the rows' ids are taken from the table's sequence first, in order; on
+    SQLite each chain's last id is read back after (one writer: the newest row of each
+    chain is this batch's)."""
+    if not entries:
+        return
+    log, chains = AUDIT.log, chains_of(AUDIT.log)
+    by_chain: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        by_chain.setdefault(entry["chain"], []).append(entry)
+    keys = sorted(by_chain)  # heads locked in key order, as audit.append does
+    query = select(chains.c.chain, chains.c.last_hash).where(chains.c.chain.in_(keys))
+    query = query.order_by(chains.c.chain)
+    heads = {
+        r.chain: r.last_hash for r in connection.execute(query.with_for_update() if lock else query)
+    }
+    at = datetime.now(UTC).isoformat(timespec="microseconds")
+    rows: list[dict[str, Any]] = []
+    ends: dict[str, str] = {}
+    for key in keys:
+        prev = heads.get(key, GENESIS)
+        for entry in by_chain[key]:
+            stamped = {**entry, "at": at}
+            digest = entry_hash(prev, stamped)
+            rows.append({**stamped, "prev_hash": prev, "hash": digest})
+            prev = digest
+        ends[key] = prev
+    if connection.dialect.name == "postgresql":
+        for row, taken in zip(rows, _sequence_ids(connection, log, len(rows)), strict=True):
+            row["id"] = taken
+        last = {row["chain"]: row["id"] for row in rows}  # rows are in chain order
+        _executemany(connection, log, rows)
+    else:
+        _executemany(connection, log, rows)
+        newest = select(log.c.chain, func.max(log.c.id)).where(log.c.chain.in_(keys))
+        last = {chain: int(i) for chain, i in connection.execute(newest.group_by(log.c.chain))}
+    moved = [
+        {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k in heads
+    ]
+    _executemany(connection, chains, moved, key="chain")
+    new = [
+        {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k not in heads
+    ]
+    _executemany(connection, chains, new)
+
+
+def _sequence_ids(connection: Connection, table: Table, count: int) -> list[int]:
+    """`count` fresh ids from the sequence behind `table`.id (PostgreSQL), ascending."""
+    query = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
+    return sorted(
+        int(i) for i in connection.execute(query, {"table": table.name, "n": count}).scalars()
+    )
+
+
+def _plain(value: Any) -> Any:
+    """As the audit trail keeps a value (services/common/audit.py)."""
+    return value.isoformat() if isinstance(value, datetime | date) else value
+
+
+def _fields(spec: Audited, values: Mapping[str, Any]) -> dict[str, Any]:
+    redact = spec.redact or {}
+    out = {}
+    for name in spec.fields:
+        value = _plain(values[name])
+        if name in redact and value is not None:
+            value = redact[name](value)
+        out[name] = value
+    return out
+
+
+def _entry(
+    spec: Audited, action: str, entity_id: str, chain: str, before: Any, after: Any
+) -> dict[str, Any]:
+    return {
+        "caller": "",  # set by _audit_entries
+        "action": action,
+        "entity": spec.entity,
+        "entity_id": entity_id,
+        "before": before,
+        "after": after,
+        "chain": chain,
+    }
+
+
+def _changed(
+    spec: Audited, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The audited fields that differ, before and after (as an ORM update records them)."""
+    before, after = _fields(spec, old), _fields(spec, new)
+    moved = [k for k in spec.fields if before[k] != after[k]]
+    return {k: before[k] for k in moved}, {k: after[k] for k in moved}
+
+
+def _entry_values(entry: OpenEntry, **changes: Any) -> dict[str, Any]:
+    return {
+        "enterprise_id": entry.enterprise_id,
+        "granted_on": entry.granted_on,
+        "valid_until": entry.valid_until,
+        "revoked_on": None,
+        "revoked_reason": entry.revoked_reason,
+        "decision_id": entry.decision_id,
+        **changes,
+    }
+
+
+def _move_values(move: EntryMove) -> dict[str, Any]:
+    if move.kind == "extended":
+        return _entry_values(move.entry, valid_until=move.valid_until, decision_id=move.decision_id)
+    return _entry_values(move.entry, revoked_on=move.revoked_on, revoked_reason=move.revoked_reason)
+
+
+def _move_entry(move: EntryMove, chain: str) -> dict[str, Any] | None:
+    before, after = _changed(_ENTRY, _entry_values(move.entry), _move_values(move))
+    if not after:
+        return None
+    return _entry(_ENTRY, "update", move.entry.id, chain, before, after)
+
+
+def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
+    chain = r.firm.enterprise_id
+    out: list[dict[str, Any] | None] = []
+    if r.expired is not None:
+        out.append(_move_entry(r.expired, chain))
+    if (g := r.granted) is not None:
+        values = _entry_values(g, revoked_reason="")
+        out.append(_entry(_ENTRY, "create", g.id, chain, None, _fields(_ENTRY, values)))
+    d = r.decision
+    decided = {
+        "enterprise_id": chain,
+        "status": d.status.value,
+        "risk_level": d.risk_level.value,
+        "ruleset_version": d.ruleset_version,
+        "as_of": d.as_of,
+        "cause": r.cause,
+        "whitelist_change": r.whitelist_change,
+    }
+    out.append(_entry(_DECISION, "create", r.decision_id, chain, None, _fields(_DECISION, decided)))
+    f = r.firm
+    old = {
+        "name": f.name,
+        "region": f.region,
+        "status": f.status,
+        "risk_level": f.risk_level,
+        "decision_id": f.decision_id,
+    }
+    new = {
+        "name": r.name,
+        "region": r.region,
+        "status": d.status.value,
+        "risk_level": d.risk_level.value,
+        "decision_id": r.decision_id,
+    }
+    before, after = _changed(_FIRM, old, new)
+    if after:
+        out.append(_entry(_FIRM, "update", chain, chain, before, after))
+    if r.moved is not None:
+        out.append(_move_entry(r.moved, chain))
+    entries = [e for e in out if e is not None]
+    for e in entries:
+        e["caller"] = caller
+    return entries
+
+
+def _old_blockers(connection: Connection, batch: Sequence[Reevaluated]) -> dict[str, list[str]]:
+    """The blocker codes of the previous decisions of firms whose status and colour stay
+    (their decision is a change only if the blockers moved)."""
+    ids = [
+        r.firm.decision_id
+        for r in batch
+        if r.firm.decision_id
+        and (r.firm.status, r.firm.risk_level)
+        == (r.decision.status.value, r.decision.risk_level.value)
+    ]
+    if not ids:
+        return {}
+    d = decisions.c
+    query = select(d.id, cast(d.payload, Text)).where(d.id.in_(ids))
+    old = {}
+    for decision_id, stored in connection.execute(query):
+        payload = orjson.loads(stored) if stored else {}
+        payload = payload if isinstance(payload, dict) else {}
+        old[decision_id] = [b["code"] for b in payload.get("whitelist_blockers", [])]
+    return old
+
+
+def _change_row(
+    kind: ChangeKind, enterprise_id: str, region: str, detail: dict[str, Any], at: datetime
+) -> dict[str, Any]:
+    return {
+        "change_id": new_id(),
+        "enterprise_id": enterprise_id,
+        "region": region,
+        "kind": kind.value,
+        "detail": detail,
+        "recorded_at": at,
+    }
+
+
+def _entry_change(
+    kind: ChangeKind, entry: OpenEntry, values: Mapping[str, Any], region: str, at: datetime
+) -> dict[str, Any]:
+    revoked = values["revoked_on"]
+    detail = {
+        "granted_on": values["granted_on"].isoformat(),
+        "valid_until": values["valid_until"].isoformat(),
+        "revoked_on": revoked.isoformat() if revoked else "",
+        "reason": values["revoked_reason"],
+        "decision_id": values["decision_id"],
+    }
+    return _change_row(kind, entry.enterprise_id, region, detail, at)
+
+
+def _change_rows(
+    r: Reevaluated, old_blockers: Mapping[str, list[str]], at: datetime
+) -> list[dict[str, Any]]:
+    """The feed rows of one firm, as the change recorder orders them: the expiry (its
+    own flush in the per-call path) first, then the decision and the entry's move."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    d, f = r.decision, r.firm
+    blockers = [b.code for b in d.whitelist_blockers]
+    same = f.decision_id is not None and (f.status, f.risk_level) == (
+        d.status.value,
+        d.risk_level.value,
+    )
+    if not (same and old_blockers.get(f.decision_id or "") == blockers):
+        detail = {
+            "decision_id": r.decision_id,
+            "status": d.status.value,
+            "risk_level": d.risk_level.value,
+            "blocker_codes": blockers,
+            "previous_status": f.status if f.decision_id else "",
+            "previous_risk_level": f.risk_level if f.decision_id else "",
+            "as_of": d.as_of.isoformat(),
+            "cause": r.cause,
+        }
+        kind = ChangeKind.DECISION_CHANGED
+        out.append((KIND_ORDER[kind], _change_row(kind, f.enterprise_id, r.region, detail, at)))
+    if (g := r.granted) is not None:
+        kind = ChangeKind.WHITELIST_GRANTED
+        values = _entry_values(g, revoked_reason="")
+        out.append((KIND_ORDER[kind], _entry_change(kind, g, values, g.region, at)))
+    if (m := r.moved) is not None and (
+        m.kind == "revoked" or m.valid_until != m.entry.valid_until
+    ):  # an extension to the same end changes nothing a follower sees
+        kind = _MOVE_KIND[m.kind]
+        if EXPIRED_MARK in m.revoked_reason:  # as the recorder tells the two apart
+            kind = ChangeKind.WHITELIST_EXPIRED
+        region = m.region if m.kind == "extended" else m.entry.region
+        out.append((KIND_ORDER[kind], _entry_change(kind, m.entry, _move_values(m), region, at)))
+    out.sort(key=lambda pair: pair[0])
+    rows = [row for _, row in out]
+    if (e := r.expired) is not None:
+        rows.insert(
+            0, _entry_change(_MOVE_KIND["expired"], e.entry, _move_values(e), e.entry.region, at)
+        )
+    return rows
+
+
+# ---------------------------------------------------------------- driver-level executemany
+
+_STATEMENTS: dict[tuple[str, str, str, tuple[str, ...], str], tuple[str, list[Any]]] = {}
+
+
+def _statement(
+    connection: Connection, table: Table, kind: str, columns: tuple[str, ...], key: str = ""
+) -> tuple[str, list[Any]]:
+    """INSERT (or UPDATE … WHERE key = …) of `columns` as the driver's SQL, and each
+    column's bind processor (None: passed as is), built once per dialect."""
+    dialect = connection.dialect
+    cache_key = (dialect.name, table.name, kind, columns, key)
+    known = _STATEMENTS.get(cache_key)
+    if known is not None:
+        return known
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    if kind == "insert":
+        names = ", ".join(quote(c) for c in columns)
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({names}) VALUES ({', '.join([mark] * len(columns))})"
+        )
+        order = columns
+    else:
+        sets = ", ".join(f"{quote(c)} = {mark}" for c in columns)
+        sql = f"UPDATE {quote(table.name)} SET {sets} WHERE {quote(key)} = {mark}"
+        order = (*columns, key)
+    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in order]
+    _STATEMENTS[cache_key] = (sql, processors)
+    return sql, processors
+
+
+def _executemany(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: str = "",
+) -> None:
+    """Insert `rows` (or, with `key`, update each row's other columns where `key` is its
+    value) through the driver's executemany, every value through its column's bind
+    processor as Core would: Core's executemany spends more per row building parameters
+    than the database spends writing it."""
+    if not rows:
+        return
+    columns = tuple(c for c in rows[0] if c != key)
+    sql, processors = _statement(connection, table, "update" if key else "insert", columns, key)
+    order = (*columns, key) if key else columns
+    if connection.dialect.name == "postgresql":
+        if key:
+            _update_from_arrays(connection, table, order, processors, rows)
+        else:
+            _copy(connection, table, order, processors, rows)
+        return
+    processed = [(i, p) for i, p in enumerate(processors) if p is not None]
+    params = []
+    for row in rows:
+        values = [row[c] for c in order]
+        for i, process in processed:
+            values[i] = process(values[i])
+        params.append(tuple(values))
+    connection.exec_driver_sql(sql, params)
+
+
+def _copy(
+    connection: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    processors: list[Any],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """PostgreSQL: insert by COPY … FROM STDIN on the transaction's own connection (one
+    statement for the whole batch; an executemany is a statement per row, each parsed,
+    planned and run by the server)."""
+    quote = connection.dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    processed = [(i, p) for i, p in enumerate(processors) if p is not None]
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                values = [row[c] for c in columns]
+                for i, process in processed:
+                    values[i] = process(values[i])
+                copy.write_row(values)
+    finally:
+        cursor.close()
+
+
+def _update_from_arrays(
+    connection: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    processors: list[Any],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """PostgreSQL: UPDATE … FROM unnest(one array per column), the key last: one
+    statement for the batch instead of one per row."""
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    key = columns[-1]
+    arrays = ", ".join(f"CAST(%s AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)
+    names = ", ".join(quote(c) for c in columns)
+    sets = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in columns[:-1])
+    sql = (
+        f"UPDATE {quote(table.name)} SET {sets} FROM unnest({arrays}) AS v({names}) "
+        f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
+    )
+    values: list[list[Any]] = [[] for _ in columns]
+    for row in rows:
+        for column, process, found in zip(columns, processors, values, strict=True):
+            value = row[column]
+            found.append(value if process is None else process(value))
+    connection.exec_driver_sql(sql, tuple(values))

@@ -1,0 +1,125 @@
+"""What re-evaluating one stored firm changes, as plain values.
+
+The batch re-evaluation (service_layer/reevaluation.py) reads firms and their open
+white-list entries as these values, decides, and hands the outcomes to the batch writer
+(adapters/bulk_reevaluation.py), which writes a batch's rows with multi-row statements.
+`move_entry` moves an entry exactly as the per-call handlers move an ORM record
+(service_layer/register_handlers.py `_moved`, without a revoking event); a test compares
+the rows both ways write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from services.rules.domain.decision import Decision, Status
+
+EXPIRED_REASON = "有效期届满 expired"
+FAILED_PREFIX = "重新评估未通过："
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFirm:
+    """A firm of the register as stored: its profile (JSON shape) and its last decision."""
+
+    enterprise_id: str
+    name: str
+    region: str
+    profile: dict[str, Any]
+    status: str
+    risk_level: str
+    decision_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEntry:
+    """A white-list entry not yet revoked or expired (at most one per firm)."""
+
+    id: str
+    enterprise_id: str
+    name: str
+    region: str
+    granted_on: date
+    valid_until: date
+    decision_id: str
+    revoked_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMove:
+    """An open entry closed (`expired`, `revoked`) or `extended`, with its new values."""
+
+    entry: OpenEntry
+    kind: str
+    decision_id: str  # the deciding decision: it closes the entry, or the entry names it
+    revoked_on: date | None = None
+    revoked_reason: str = ""
+    valid_until: date | None = None  # extended: the new end
+    name: str = ""  # extended: the firm's name and region, copied again
+    region: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reevaluated:
+    """One firm's outcome: the new decision and what it moves."""
+
+    firm: StoredFirm
+    decision: Decision
+    decision_id: str
+    decided_at: datetime
+    cause: str
+    whitelist_change: str
+    name: str  # from the stored profile (the firm's columns follow it)
+    region: str
+    profile: dict[str, Any] | None  # the profile re-stored, when it differs from the stored one
+    expired: EntryMove | None = None
+    moved: EntryMove | None = None  # revoked or extended
+    granted: OpenEntry | None = None
+
+
+def move_entry(
+    decision: Decision,
+    decision_id: str,
+    entry: OpenEntry | None,
+    name: str,
+    region: str,
+    enterprise_id: str,
+    new_id: Callable[[], str],
+) -> tuple[str, EntryMove | None, EntryMove | None, OpenEntry | None]:
+    """(whitelist_change, expired, revoked-or-extended, granted) for one decision: an
+    entry past its end expires first; a non-white-list decision revokes the open entry;
+    a white-list decision extends it, or grants a new one (its id from `new_id`)."""
+    day = decision.as_of
+    change, expired = "", None
+    if entry is not None and entry.valid_until < day:
+        expired = EntryMove(
+            entry,
+            "expired",
+            decision_id,
+            revoked_on=entry.valid_until,
+            revoked_reason=EXPIRED_REASON,
+        )
+        entry, change = None, "expired"
+    whitelisted = decision.status is Status.WHITELIST
+    if entry is not None and not whitelisted:
+        reason = FAILED_PREFIX + "；".join(b.reason for b in decision.whitelist_blockers)
+        return "revoked", None, EntryMove(entry, "revoked", decision_id, day, reason), None
+    if not whitelisted:
+        return change, expired, None, None
+    if entry is not None:
+        extended = EntryMove(
+            entry,
+            "extended",
+            decision_id,
+            valid_until=decision.valid_until,
+            name=name,
+            region=region,
+        )
+        return "extended", None, extended, None
+    granted = OpenEntry(
+        new_id(), enterprise_id, name, region, day, decision.valid_until, decision_id
+    )
+    return "granted", expired, None, granted

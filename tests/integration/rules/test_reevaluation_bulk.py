@@ -1,0 +1,237 @@
+"""The batch re-evaluation's multi-row writes against the per-call path, and runs split
+into ranges (`reevaluate --all --processes N`), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Engine, Text, cast, insert, select, update
+
+from services.common import workload
+from services.common.audit import verify
+from services.common.clock import new_id, now
+from services.rules.adapters.orm import (
+    audit_head,
+    audit_log,
+    changes,
+    decisions,
+    firms,
+    reevaluation_runs,
+    whitelist_entries,
+)
+from services.rules.domain.profile import parse_profile, profile_to_data
+from services.rules.domain.register import ReevaluationRun
+from services.rules.entrypoints.grpc_server import context_from
+from services.rules.service_layer.reevaluation import reevaluate_all, run_range
+from services.rules.service_layer.register_handlers import decide_and_store, stored_profile
+from services.rules.service_layer.unit_of_work import UnitOfWork
+from tests.integration.conftest import upsert
+from tests.support import ROOT, profile, uscc
+
+DAY = date(2026, 7, 1)
+BLOCKED = {"gen.no_hazard_ledger": True}  # a breach that keeps a firm off the white list
+# (upsert as_of, facts at upsert, facts stored before the run): what re-evaluation meets
+CASES = [
+    ("2025-06-30", {}, {}),  # entry ended the day before: expired, granted anew
+    ("2026-03-01", {}, {}),  # entry still valid: extended
+    ("2026-03-01", {}, BLOCKED),  # entry open, now blocked: revoked
+    ("2025-06-30", {}, BLOCKED),  # entry ended and blocked: expired only
+    ("2026-03-01", BLOCKED, BLOCKED),  # never listed, same decision: no feed change
+    ("2026-03-01", BLOCKED, {}),  # never listed, now clean: granted
+]
+HEADS = ("91330782MA2", "91330782MB2")  # group A (per-call path) sorts before B (batch)
+
+
+def _firm_id(head: str, n: int) -> str:
+    return uscc(n, head)
+
+
+def _load(stub: Any, engine: Engine) -> None:
+    """Both groups: the same firms, histories and stored profiles, under other ids."""
+    for head in HEADS:
+        for n, (as_of, facts, stored_facts) in enumerate(CASES, start=1):
+            data = profile(n, enterprise_id=_firm_id(head, n), facts=facts)
+            upsert(stub, data, as_of=as_of)
+            if stored_facts != facts or n == 2:  # as if changed under a rule update
+                with engine.begin() as conn:
+                    stored = conn.execute(
+                        select(firms.c.profile).where(
+                            firms.c.enterprise_id == data["enterprise_id"]
+                        )
+                    ).scalar_one()
+                    stored = {**stored, "facts": stored_facts}
+                    if n == 2:  # stored before a field existed: re-stored in full
+                        del stored["penalties"]
+                    conn.execute(
+                        update(firms)
+                        .where(firms.c.enterprise_id == data["enterprise_id"])
+                        .values(profile=stored)
+                    )
+
+
+def _rows(engine: Engine, head: str) -> dict[str, Any]:
+    """Everything the groups' firms have, ids replaced by what they mean (group A's firm
+    id, the n-th decision or entry of the firm), instants left out; audit entries per firm
+    sorted (the ORM's flush order of updates is not defined), feed rows in feed order."""
+    other = HEADS[0]
+    out: dict[str, Any] = {}
+    with engine.connect() as conn:
+        for n in range(1, len(CASES) + 1):
+            firm = _firm_id(head, n)
+            names = {firm: _firm_id(other, n)}
+            ds = conn.execute(
+                select(decisions, *_as_stored(decisions.c.payload))
+                .where(decisions.c.enterprise_id == firm)
+                .order_by(decisions.c.decided_at)
+            ).all()
+            names.update({d.id: f"decision{i}" for i, d in enumerate(ds)})
+            es = conn.execute(
+                select(whitelist_entries)
+                .where(whitelist_entries.c.enterprise_id == firm)
+                .order_by(whitelist_entries.c.granted_on)
+            ).all()
+            names.update({e.id: f"entry{i}" for i, e in enumerate(es)})
+            f = conn.execute(select(firms).where(firms.c.enterprise_id == firm)).one()
+            audit = conn.execute(
+                select(audit_log, *_as_stored(audit_log.c.before, audit_log.c.after))
+                .where(audit_log.c.chain == firm)
+                .order_by(audit_log.c.id)
+            ).all()
+            feed = conn.execute(
+                select(changes, *_as_stored(changes.c.detail))
+                .where(changes.c.enterprise_id == firm)
+                .order_by(changes.c.id)
+            ).all()
+            record = {
+                "firm": _without(f, "created_at", "updated_at"),
+                "decisions": [_without(d, "decided_at") for d in ds],
+                "entries": [_without(e) for e in es],
+                "audit": [_without(a, "id", "at", "prev_hash", "hash") for a in audit],
+                "feed": [
+                    _without(c, "id", "change_id", "position", "recorded_at", "published_at")
+                    for c in feed
+                ],
+            }
+            text = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
+            for old, new in names.items():
+                text = text.replace(old, new)
+            out[str(n)] = json.loads(text)
+            out[str(n)]["audit"].sort(key=lambda a: json.dumps(a, sort_keys=True))
+    return out
+
+
+def _as_stored(*columns: Any) -> list[Any]:
+    """JSON columns as the database holds them (SQL NULL and JSON null differ there)."""
+    return [cast(c, Text).label(f"{c.name}_stored") for c in columns]
+
+
+def _without(row: Any, *left_out: str) -> dict[str, Any]:
+    return {k: v for k, v in row._mapping.items() if k not in left_out}
+
+
+def test_the_batch_writes_the_rows_the_per_call_path_writes(
+    register_stub, db_engine, rulebook
+) -> None:  # type: ignore[no-untyped-def]
+    _load(register_stub, db_engine)
+    ctx = context_from(rulebook)
+    run_id = new_id()
+    cause = f"定期重新评估 periodic re-evaluation (run {run_id[:8]})"
+    uow = UnitOfWork(db_engine)
+    for n in range(1, len(CASES) + 1):  # group A, the plain way: one firm per transaction
+        with uow:
+            firm = uow.register.firm(_firm_id(HEADS[0], n), for_update=True)
+            assert firm is not None
+            decide_and_store(uow, ctx, firm, stored_profile(ctx, firm), DAY, cause)
+            uow.commit()
+    with uow:  # group B through the batch path: a range starting after group A
+        last_a = _firm_id(HEADS[0], len(CASES))
+        uow.register.add(ReevaluationRun(run_id, DAY, now(), 0, last_a))
+        uow.commit()
+    assert run_range(uow, ctx, run_id, batch_size=4) == 2
+    plain, batch = _rows(db_engine, HEADS[0]), _rows(db_engine, HEADS[1])
+    for n in plain:
+        assert batch[n] == plain[n], f"case {n}: {CASES[int(n) - 1]}"
+    kinds = {n: [c["kind"] for c in plain[n]["feed"]] for n in plain}
+    # the decision stays whitelist/blue with no blockers: only the entry's moves are news
+    upserted = ["decision_changed", "whitelist_granted"]
+    assert kinds["1"] == [*upserted, "whitelist_expired", "whitelist_granted"]
+    assert kinds["3"][-2:] == ["decision_changed", "whitelist_revoked"]
+    assert [d["whitelist_change"] for d in plain["2"]["decisions"]] == ["granted", "extended"]
+    assert plain["2"]["firm"]["profile"]["penalties"] == []  # the profile was re-stored
+    assert kinds["5"] == ["decision_changed"]  # the same decision again is no change
+    with db_engine.connect() as conn:
+        assert verify(conn, audit_log, audit_head).ok
+
+
+def _bulk_load(engine: Engine, count: int, rulebook: Any) -> list[str]:
+    """Generated firms stored as UpsertEnterprise stores them, not yet decided."""
+    stamp = now()
+    rows = []
+    for data in workload.profiles(count, seed=7):
+        stored = profile_to_data(parse_profile(data, rulebook.fact_types))
+        rows.append(
+            {
+                "enterprise_id": stored["enterprise_id"],
+                "name": stored["name"],
+                "region": stored["region"],
+                "profile": stored,
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(insert(firms), rows)
+    return sorted(r["enterprise_id"] for r in rows)
+
+
+def _each_decided_once(engine: Engine, ids: list[str]) -> None:
+    with engine.connect() as conn:
+        decided = list(conn.execute(select(decisions.c.enterprise_id)).scalars())
+        fed = list(
+            conn.execute(
+                select(changes.c.enterprise_id).where(changes.c.kind == "decision_changed")
+            ).scalars()
+        )
+        assert verify(conn, audit_log, audit_head).ok
+    assert sorted(decided) == sorted(fed) == ids  # every firm once, no firm twice
+
+
+def test_a_run_in_ranges_resumes_each_range_and_decides_every_firm_once(
+    db_engine, rulebook
+) -> None:  # type: ignore[no-untyped-def]
+    ids = _bulk_load(db_engine, 90, rulebook)
+    ctx = context_from(rulebook)
+    first = reevaluate_all(
+        UnitOfWork(db_engine), ctx, DAY, batch_size=10, parts=3, min_range=10, stop_after_batches=4
+    )
+    assert (first.processed, first.resumed) == (40, False)  # the first range, then a third
+    second = reevaluate_all(UnitOfWork(db_engine), ctx, DAY, batch_size=10, parts=1, min_range=10)
+    assert (second.run_id, second.processed, second.resumed) == (first.run_id, 90, True)
+    _each_decided_once(db_engine, ids)
+    with db_engine.connect() as conn:
+        runs = conn.execute(select(reevaluation_runs)).all()
+    parts = [r for r in runs if r.parent_id == first.run_id]
+    assert len(parts) == 3 and all(r.finished_at for r in runs)
+    assert sorted(r.processed for r in parts) == [30, 30, 30]
+    assert sorted((r.upto or "~") for r in parts)[:2] == [ids[29], ids[59]]
+
+
+def test_cli_processes_take_disjoint_ranges(db_engine, rulebook) -> None:  # type: ignore[no-untyped-def]
+    ids = _bulk_load(db_engine, 2100, rulebook)
+    url = db_engine.url.render_as_string(hide_password=False)
+    command = [sys.executable, "-m", "services.rules", "reevaluate", "--all", "--db", url]
+    command += ["--as-of", "2026-07-01", "--processes", "2"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2100 of 2100 firm(s) done" in result.stdout
+    _each_decided_once(db_engine, ids)
+    with db_engine.connect() as conn:
+        runs = conn.execute(select(reevaluation_runs)).all()
+    parent = [r for r in runs if r.parent_id is None]
+    parts = [r for r in runs if r.parent_id is not None]
+    assert len(parent) == 1 and len(parts) == 2 and all(r.finished_at for r in runs)
+    assert sorted(r.processed for r in parts) == [1050, 1050]
