@@ -80,6 +80,52 @@ class Register:
         )
         return self.session.scalars(query).all()
 
+    def recent_decisions(
+        self, enterprise_id: str, limit: int, cause_kinds: Sequence[str]
+    ) -> tuple[list[DecisionRecord], dict[str, EventRecord], list[WhitelistEntry]]:
+        """In one query, what `history`, `events_of_decisions` and `entries_of_decisions`
+        answer in three: the newest `limit` decisions (newest first), the event of
+        `cause_kinds` that caused each one (by decision id), and the white-list entries
+        they granted or closed."""
+        d, e, w = decisions.c, events.c, whitelist_entries.c
+        recent = (
+            select(d.id)
+            .where(d.enterprise_id == enterprise_id)
+            .order_by(d.decided_at.desc())
+            .limit(limit)
+            .subquery()
+        )
+        query = (
+            select(DecisionRecord, EventRecord, WhitelistEntry)
+            .join(recent, d.id == recent.c.id)
+            .outerjoin(
+                EventRecord,
+                and_(
+                    e.enterprise_id == enterprise_id,
+                    e.decision_id == d.id,
+                    e.kind.in_(list(cause_kinds)),
+                ),
+            )
+            .outerjoin(
+                WhitelistEntry,
+                and_(
+                    w.enterprise_id == enterprise_id,
+                    or_(w.granted_decision_id == d.id, w.closed_decision_id == d.id),
+                ),
+            )
+            .order_by(d.decided_at.desc())
+        )
+        found: dict[str, DecisionRecord] = {}
+        causes: dict[str, EventRecord] = {}
+        entries: dict[str, WhitelistEntry] = {}
+        for decision, cause, entry in self.session.execute(query):
+            found.setdefault(decision.id, decision)
+            if cause is not None:
+                causes[decision.id] = cause
+            if entry is not None:
+                entries[entry.id] = entry
+        return list(found.values()), causes, list(entries.values())
+
     def open_entry(self, enterprise_id: str, *, flush: bool = True) -> WhitelistEntry | None:
         """The firm's open white-list entry: a remembered one (`open_entries_of`,
         `remember_open_entry`) once, else read; `flush=False` reads without writing

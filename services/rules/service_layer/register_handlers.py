@@ -212,8 +212,9 @@ def _upsert(
             _known_clauses(ctx, profile, "profile.", stored)
             merged = events.merge_profile(stored, profile)
         record = decide_and_store(uow, ctx, firm, merged, as_of, "企业信息登记/更新 upsert")
+        view = _view(uow, ctx, firm, record)  # inside the transaction: no second one after
         uow.commit()
-        return _view(uow, ctx, firm, record)
+        return view
 
 
 def _update_masked(
@@ -256,8 +257,9 @@ def _update_masked(
         merged = events.merge_profile(stored, profile)
         cause = f"企业信息部分更新 update ({', '.join(p[:48] for p in paths[:10])})"
         record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
+        view = _view(uow, ctx, firm, record)  # inside the transaction: no second one after
         uow.commit()
-        return _view(uow, ctx, firm, record)
+        return view
 
 
 def _known_clauses(
@@ -336,9 +338,57 @@ CAUSING_EVENTS = tuple(k.value for k in events.REEVALUATING)
 def history_of(uow: UnitOfWork, enterprise_id: str, limit: int) -> list[HistoryEntry]:
     """The newest `limit` items: decisions (naming the event that caused one), the events
     that caused none, and the white-list grants and closures each decision made."""
-    decisions = list(uow.register.history(enterprise_id, limit))
-    quiet = list(uow.register.recent_events(enterprise_id, QUIET_EVENTS, limit))
-    return _items(uow, enterprise_id, decisions, quiet)[:limit]
+    return _Recent.read(uow, enterprise_id, limit).items()
+
+
+@dataclass
+class _Recent:
+    """A firm's newest history rows, as `history_of` reads them (two queries)."""
+
+    limit: int
+    decisions: list[DecisionRecord]
+    causes: dict[str, EventRecord]
+    entries: list[WhitelistEntry]
+    quiet: list[EventRecord]
+
+    @classmethod
+    def read(cls, uow: UnitOfWork, enterprise_id: str, limit: int) -> _Recent:
+        decisions, causes, entries = uow.register.recent_decisions(
+            enterprise_id, limit, CAUSING_EVENTS
+        )
+        quiet = list(uow.register.recent_events(enterprise_id, QUIET_EVENTS, limit))
+        return cls(limit, decisions, causes, entries, quiet)
+
+    def items(self) -> list[HistoryEntry]:
+        return _ranked(self.decisions, self.causes, self.entries, self.quiet)[: self.limit]
+
+    def after(
+        self,
+        event: EventRecord,
+        decision: DecisionRecord | None,
+        entries: Iterable[WhitelistEntry | None],
+    ) -> list[HistoryEntry]:
+        """The history `read` would give once this call's writes are in, without reading
+        it again: the rows read before them (the firm's lock kept every other writer
+        out), the event, the decision it caused (None: it caused none) and the entries
+        that decision may have granted or closed. Ordered as the queries order them."""
+        decisions, causes, quiet = self.decisions, self.causes, self.quiet
+        if decision is not None:
+            decisions = sorted(
+                [decision, *decisions], key=lambda d: as_utc(d.decided_at), reverse=True
+            )[: self.limit]
+            causes = {**causes, decision.id: event}
+        else:
+            quiet = sorted(
+                [event, *quiet],
+                key=lambda e: (as_utc(e.received_at), e.id if e.id is not None else 1 << 62),
+                reverse=True,
+            )[: self.limit]
+        known = {entry.id: entry for entry in self.entries}
+        for entry in entries:
+            if entry is not None:
+                known.setdefault(entry.id, entry)
+        return _ranked(decisions, causes, list(known.values()), quiet)[: self.limit]
 
 
 def _items(
@@ -351,8 +401,19 @@ def _items(
     causes = {
         e.decision_id: e
         for e in uow.register.events_of_decisions(enterprise_id, ids, CAUSING_EVENTS)
+        if e.decision_id is not None
     }
     entries = list(uow.register.entries_of_decisions(enterprise_id, ids))
+    return _ranked(decisions, causes, entries, quiet)
+
+
+def _ranked(
+    decisions: list[DecisionRecord],
+    causes: Mapping[str, EventRecord],
+    entries: list[WhitelistEntry],
+    quiet: list[EventRecord],
+) -> list[HistoryEntry]:
+    """Decisions, the entries they granted or closed, and quiet events, newest first."""
     ranked: list[tuple[datetime, int, HistoryEntry]] = []
     for d in decisions:
         cause = causes.get(d.id)
@@ -467,11 +528,7 @@ def report_event(
             if first is not None:
                 return _replay(uow, ctx, first, event, fingerprint)
             firm = load_firm(uow, event.enterprise_id, for_update=True)
-            record = _apply(uow, ctx, firm, event, source, fingerprint)
-            decision = uow.register.decision(record.decision_id)
-            assert decision is not None
-            view = _view(uow, ctx, firm, decision)
-            record.result = _snapshot(view)
+            view = _apply(uow, ctx, firm, event, source, fingerprint)
             uow.commit()
             return view
     except Conflict:  # the same event id raced in on another connection
@@ -489,7 +546,11 @@ def _apply(
     event: events.Event,
     source: str,
     fingerprint: str,
-) -> EventRecord:
+) -> StatusView:
+    """Record the event and what it causes; the answer, kept on the event for replays.
+
+    The answer's history is read before the writes and completed with them (_Recent.after),
+    so the writes go to the database once, at commit, the snapshot with the event's row."""
     stored = stored_profile(ctx, firm)
     if event.hazard is not None and (
         problem := clause_problem(ctx.catalogue, event.hazard.clause_ref)
@@ -498,6 +559,9 @@ def _apply(
     if event.profile is not None:
         _known_clauses(ctx, event.profile, "event.profile.", stored)
     outcome = events.apply(stored, event)
+    before = uow.register.open_entry(firm.enterprise_id, flush=False)
+    uow.register.remember_open_entry(firm.enterprise_id, before)  # for decide_and_store
+    recent = _Recent.read(uow, firm.enterprise_id, DEFAULT_HISTORY)
     record = EventRecord(
         source=source,
         event_id=event.event_id,
@@ -510,6 +574,7 @@ def _apply(
         fingerprint=fingerprint,
     )
     uow.register.add(record)  # a racing copy of (source, event_id) fails at commit: replayed
+    caused: DecisionRecord | None = None
     if outcome.reevaluate:
         cause = f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}"
         revoke = (
@@ -517,11 +582,22 @@ def _apply(
             if outcome.revokes
             else None
         )
-        decision = decide_and_store(uow, ctx, firm, outcome.profile, ctx.today(), cause, revoke)
-        record.decision_id = decision.id
+        caused = decide_and_store(uow, ctx, firm, outcome.profile, ctx.today(), cause, revoke)
+        record.decision_id = caused.id
     else:
         record.decision_id = firm.decision_id  # a complaint leaves the decision standing
-    return record
+    decision = caused or uow.register.decision(record.decision_id)  # read above: no query
+    assert decision is not None
+    entry = uow.register.open_entry(firm.enterprise_id, flush=False)  # remembered: no query
+    view = StatusView(
+        profile=parse_profile(firm.profile, ctx.fact_types, max_list=None, stored=True),
+        decision=decision_from_json(decision.payload),
+        decision_id=decision.id,
+        entry=entry,
+        history=recent.after(record, caused, (before, entry)),
+    )
+    record.result = _snapshot(view)
+    return view
 
 
 def _snapshot(view: StatusView) -> dict[str, Any]:
