@@ -5,11 +5,13 @@ Conditions use the Table columns (typed), and results are the mapped domain reco
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql import ColumnElement
 
 from services.rules.adapters.orm import (
@@ -30,6 +32,16 @@ from services.rules.domain.register import (
 )
 
 CURSOR_SEPARATOR = "\x1f"
+
+
+@functools.cache
+def _history_only(*classes: type) -> tuple[Any, ...]:
+    """What a history item does not need of these classes' rows (the largest columns: a
+    decision's findings, an event's detail and the snapshot of its first answer), loaded
+    only if read. Built on first use: the mapped attributes exist once the mappers are
+    started."""
+    names = {DecisionRecord: ("payload",), EventRecord: ("detail", "result")}
+    return tuple(defer(getattr(cls, name)) for cls in classes for name in names.get(cls, ()))
 
 
 class Register:
@@ -97,6 +109,7 @@ class Register:
         )
         query = (
             select(DecisionRecord, EventRecord, WhitelistEntry)
+            .options(*_history_only(DecisionRecord, EventRecord))
             .join(recent, d.id == recent.c.id)
             .outerjoin(
                 EventRecord,
@@ -213,6 +226,7 @@ class Register:
         e = events.c
         query = (
             select(EventRecord)
+            .options(*_history_only(EventRecord))
             .where(e.enterprise_id == enterprise_id, e.kind.in_(list(kinds)))
             .order_by(e.received_at.desc(), e.id.desc())
             .limit(limit)

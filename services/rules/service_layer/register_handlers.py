@@ -559,6 +559,8 @@ def _apply(
     if event.profile is not None:
         _known_clauses(ctx, event.profile, "event.profile.", stored)
     outcome = events.apply(stored, event)
+    # the decision left standing, whole (the history read below loads only what it shows)
+    standing = None if outcome.reevaluate else uow.register.decision(firm.decision_id)
     before = uow.register.open_entry(firm.enterprise_id, flush=False)
     uow.register.remember_open_entry(firm.enterprise_id, before)  # for decide_and_store
     recent = _Recent.read(uow, firm.enterprise_id, DEFAULT_HISTORY)
@@ -586,7 +588,7 @@ def _apply(
         record.decision_id = caused.id
     else:
         record.decision_id = firm.decision_id  # a complaint leaves the decision standing
-    decision = caused or uow.register.decision(record.decision_id)  # read above: no query
+    decision = caused or standing
     assert decision is not None
     entry = uow.register.open_entry(firm.enterprise_id, flush=False)  # remembered: no query
     view = StatusView(
