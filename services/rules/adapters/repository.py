@@ -245,6 +245,12 @@ class Register:
         )
         return self.session.scalars(query).all() if ids else []
 
+    def has_event(self, source: str, event_id: str) -> bool:
+        """Whether (source, event_id) is recorded: its id only, not the record."""
+        e = events.c
+        query = select(e.id).where(e.source == source, e.event_id == event_id)
+        return self.session.execute(query).first() is not None
+
     def event(self, source: str, event_id: str) -> EventRecord | None:
         query = select(EventRecord).where(events.c.source == source, events.c.event_id == event_id)
         return self.session.scalars(query).first()

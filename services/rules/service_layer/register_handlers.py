@@ -524,8 +524,9 @@ def report_event(
     fingerprint = events.fingerprint(event)
     try:
         with uow:
-            first = uow.register.event(source, event.event_id)
-            if first is not None:
+            if uow.register.has_event(source, event.event_id):  # cheaper than the record
+                first = uow.register.event(source, event.event_id)
+                assert first is not None
                 return _replay(uow, ctx, first, event, fingerprint)
             firm = load_firm(uow, event.enterprise_id, for_update=True)
             view = _apply(uow, ctx, firm, event, source, fingerprint)
