@@ -5,13 +5,11 @@ Conditions use the Table columns (typed), and results are the mapped domain reco
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from services.rules.adapters.orm import (
@@ -23,7 +21,9 @@ from services.rules.adapters.orm import (
     whitelist_entries,
 )
 from services.rules.domain.register import (
+    DecisionItem,
     DecisionRecord,
+    EventItem,
     EventRecord,
     Firm,
     InspectionRecord,
@@ -32,16 +32,6 @@ from services.rules.domain.register import (
 )
 
 CURSOR_SEPARATOR = "\x1f"
-
-
-@functools.cache
-def _history_only(*classes: type) -> tuple[Any, ...]:
-    """What a history item does not need of these classes' rows (the largest columns: a
-    decision's findings, an event's detail and the snapshot of its first answer), loaded
-    only if read. Built on first use: the mapped attributes exist once the mappers are
-    started."""
-    names = {DecisionRecord: ("payload",), EventRecord: ("detail", "result")}
-    return tuple(defer(getattr(cls, name)) for cls in classes for name in names.get(cls, ()))
 
 
 class Register:
@@ -92,13 +82,15 @@ class Register:
         )
         return self.session.scalars(query).all()
 
-    def recent_decisions(
+    def recent_history(
         self, enterprise_id: str, limit: int, cause_kinds: Sequence[str]
-    ) -> tuple[list[DecisionRecord], dict[str, EventRecord], list[WhitelistEntry]]:
+    ) -> tuple[list[DecisionItem], list[WhitelistEntry]]:
         """In one query, what `history`, `events_of_decisions` and `entries_of_decisions`
-        answer in three: the newest `limit` decisions (newest first), the event of
-        `cause_kinds` that caused each one (by decision id), and the white-list entries
-        they granted or closed."""
+        answer in three, reading only what a history shows: the newest `limit` decisions
+        (newest first), each with the event of `cause_kinds` that caused it, and the
+        white-list entries they granted or closed (copies, not the session's objects).
+        Pending changes are written first, as an ORM query would."""
+        self.session.flush()
         d, e, w = decisions.c, events.c, whitelist_entries.c
         recent = (
             select(d.id)
@@ -107,12 +99,24 @@ class Register:
             .limit(limit)
             .subquery()
         )
+        entry_columns = [c.label(f"w_{c.name}") for c in whitelist_entries.c]
         query = (
-            select(DecisionRecord, EventRecord, WhitelistEntry)
-            .options(*_history_only(DecisionRecord, EventRecord))
+            select(
+                d.id,
+                d.decided_at,
+                d.as_of,
+                d.status,
+                d.risk_level,
+                d.ruleset_version,
+                d.cause,
+                d.whitelist_change,
+                e.event_id,
+                e.kind,
+                *entry_columns,
+            )
             .join(recent, d.id == recent.c.id)
             .outerjoin(
-                EventRecord,
+                events,
                 and_(
                     e.enterprise_id == enterprise_id,
                     e.decision_id == d.id,
@@ -120,7 +124,7 @@ class Register:
                 ),
             )
             .outerjoin(
-                WhitelistEntry,
+                whitelist_entries,
                 and_(
                     w.enterprise_id == enterprise_id,
                     or_(w.granted_decision_id == d.id, w.closed_decision_id == d.id),
@@ -128,16 +132,41 @@ class Register:
             )
             .order_by(d.decided_at.desc())
         )
-        found: dict[str, DecisionRecord] = {}
-        causes: dict[str, EventRecord] = {}
+        found: dict[str, DecisionItem] = {}
         entries: dict[str, WhitelistEntry] = {}
-        for decision, cause, entry in self.session.execute(query):
-            found.setdefault(decision.id, decision)
-            if cause is not None:
-                causes[decision.id] = cause
-            if entry is not None:
-                entries[entry.id] = entry
-        return list(found.values()), causes, list(entries.values())
+        for row in self.session.execute(query):
+            item = DecisionItem(
+                id=row.id,
+                decided_at=row.decided_at,
+                as_of=row.as_of,
+                status=row.status,
+                risk_level=row.risk_level,
+                ruleset_version=row.ruleset_version,
+                cause=row.cause,
+                whitelist_change=row.whitelist_change,
+                event_id=row.event_id or "",
+                event_kind=row.kind or "",
+            )
+            if item.id not in found or item.event_id:
+                found[item.id] = item
+            if row.w_id is not None:
+                entries[row.w_id] = WhitelistEntry(
+                    **{c.name: row._mapping[f"w_{c.name}"] for c in whitelist_entries.c}
+                )
+        return list(found.values()), list(entries.values())
+
+    def recent_event_items(
+        self, enterprise_id: str, kinds: Sequence[str], limit: int
+    ) -> list[EventItem]:
+        """`recent_events`, reading only what a history shows of each."""
+        e = events.c
+        query = (
+            select(e.event_id, e.kind, e.summary, e.received_at, e.id)
+            .where(e.enterprise_id == enterprise_id, e.kind.in_(list(kinds)))
+            .order_by(e.received_at.desc(), e.id.desc())
+            .limit(limit)
+        )
+        return [EventItem(*row) for row in self.session.execute(query)]
 
     def open_entry(self, enterprise_id: str, *, flush: bool = True) -> WhitelistEntry | None:
         """The firm's open white-list entry: a remembered one (`open_entries_of`,
@@ -226,7 +255,6 @@ class Register:
         e = events.c
         query = (
             select(EventRecord)
-            .options(*_history_only(EventRecord))
             .where(e.enterprise_id == enterprise_id, e.kind.in_(list(kinds)))
             .order_by(e.received_at.desc(), e.id.desc())
             .limit(limit)

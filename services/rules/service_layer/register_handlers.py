@@ -31,7 +31,9 @@ from services.rules.domain.errors import (
 )
 from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
 from services.rules.domain.register import (
+    DecisionItem,
     DecisionRecord,
+    EventItem,
     EventRecord,
     Firm,
     HistoryEntry,
@@ -346,21 +348,18 @@ class _Recent:
     """A firm's newest history rows, as `history_of` reads them (two queries)."""
 
     limit: int
-    decisions: list[DecisionRecord]
-    causes: dict[str, EventRecord]
+    decisions: list[DecisionItem]
     entries: list[WhitelistEntry]
-    quiet: list[EventRecord]
+    quiet: list[EventItem]
 
     @classmethod
     def read(cls, uow: UnitOfWork, enterprise_id: str, limit: int) -> _Recent:
-        decisions, causes, entries = uow.register.recent_decisions(
-            enterprise_id, limit, CAUSING_EVENTS
-        )
-        quiet = list(uow.register.recent_events(enterprise_id, QUIET_EVENTS, limit))
-        return cls(limit, decisions, causes, entries, quiet)
+        decisions, entries = uow.register.recent_history(enterprise_id, limit, CAUSING_EVENTS)
+        quiet = uow.register.recent_event_items(enterprise_id, QUIET_EVENTS, limit)
+        return cls(limit, decisions, entries, quiet)
 
     def items(self) -> list[HistoryEntry]:
-        return _ranked(self.decisions, self.causes, self.entries, self.quiet)[: self.limit]
+        return _ranked(self.decisions, self.entries, self.quiet)[: self.limit]
 
     def after(
         self,
@@ -371,24 +370,42 @@ class _Recent:
         """The history `read` would give once this call's writes are in, without reading
         it again: the rows read before them (the firm's lock kept every other writer
         out), the event, the decision it caused (None: it caused none) and the entries
-        that decision may have granted or closed. Ordered as the queries order them."""
-        decisions, causes, quiet = self.decisions, self.causes, self.quiet
+        that decision may have granted or closed, as they are now (they replace the
+        copies read before). Ordered as the queries order them."""
+        decisions, quiet = self.decisions, self.quiet
         if decision is not None:
             decisions = sorted(
-                [decision, *decisions], key=lambda d: as_utc(d.decided_at), reverse=True
+                [_decision_item(decision, event), *decisions],
+                key=lambda d: as_utc(d.decided_at),
+                reverse=True,
             )[: self.limit]
-            causes = {**causes, decision.id: event}
         else:
+            new = EventItem(event.event_id, event.kind, event.summary, event.received_at, event.id)
             quiet = sorted(
-                [event, *quiet],
+                [new, *quiet],
                 key=lambda e: (as_utc(e.received_at), e.id if e.id is not None else 1 << 62),
                 reverse=True,
             )[: self.limit]
         known = {entry.id: entry for entry in self.entries}
         for entry in entries:
             if entry is not None:
-                known.setdefault(entry.id, entry)
-        return _ranked(decisions, causes, list(known.values()), quiet)[: self.limit]
+                known[entry.id] = entry
+        return _ranked(decisions, list(known.values()), quiet)[: self.limit]
+
+
+def _decision_item(d: DecisionRecord, cause: EventRecord | None) -> DecisionItem:
+    return DecisionItem(
+        d.id,
+        d.decided_at,
+        d.as_of,
+        d.status,
+        d.risk_level,
+        d.ruleset_version,
+        d.cause,
+        d.whitelist_change,
+        cause.event_id if cause else "",
+        cause.kind if cause else "",
+    )
 
 
 def _items(
@@ -401,22 +418,21 @@ def _items(
     causes = {
         e.decision_id: e
         for e in uow.register.events_of_decisions(enterprise_id, ids, CAUSING_EVENTS)
-        if e.decision_id is not None
     }
     entries = list(uow.register.entries_of_decisions(enterprise_id, ids))
-    return _ranked(decisions, causes, entries, quiet)
+    return _ranked(
+        [_decision_item(d, causes.get(d.id)) for d in decisions],
+        entries,
+        [EventItem(e.event_id, e.kind, e.summary, e.received_at, e.id) for e in quiet],
+    )
 
 
 def _ranked(
-    decisions: list[DecisionRecord],
-    causes: Mapping[str, EventRecord],
-    entries: list[WhitelistEntry],
-    quiet: list[EventRecord],
+    decisions: list[DecisionItem], entries: list[WhitelistEntry], quiet: list[EventItem]
 ) -> list[HistoryEntry]:
     """Decisions, the entries they granted or closed, and quiet events, newest first."""
     ranked: list[tuple[datetime, int, HistoryEntry]] = []
     for d in decisions:
-        cause = causes.get(d.id)
         reason = d.cause + (f"（白名单 {d.whitelist_change}）" if d.whitelist_change else "")
         item = HistoryEntry(
             recorded_at=d.decided_at,
@@ -427,8 +443,8 @@ def _ranked(
             as_of=d.as_of,
             ruleset_version=d.ruleset_version,
             reason=reason,
-            event_id=cause.event_id if cause else "",
-            event_kind=cause.kind if cause else "",
+            event_id=d.event_id,
+            event_kind=d.event_kind,
         )
         ranked.append((d.decided_at, 0, item))
         for entry in entries:
