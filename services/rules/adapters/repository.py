@@ -74,6 +74,8 @@ class Register:
         return self.session.get(DecisionRecord, decision_id) if decision_id else None
 
     def history(self, enterprise_id: str, limit: int) -> Sequence[DecisionRecord]:
+        """The newest `limit` decisions, whole (a history reads `recent_history`; this and
+        `recent_events` are the plain way its test compares it with)."""
         query = (
             select(DecisionRecord)
             .where(decisions.c.enterprise_id == enterprise_id)
