@@ -51,6 +51,22 @@ class Register:
             query = query.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(query).first()
 
+    def firm_for_event(
+        self, enterprise_id: str, source: str, event_id: str
+    ) -> tuple[Firm | None, bool]:
+        """The firm, locked for update (PostgreSQL), and whether (source, event_id) is
+        already recorded, in one query; (None, False) when there is no such firm (whether
+        the event is recorded is then not asked)."""
+        e = events.c
+        recorded = select(e.id).where(e.source == source, e.event_id == event_id).exists()
+        query = select(Firm, recorded.label("recorded")).where(
+            firms.c.enterprise_id == enterprise_id
+        )
+        if self._lock_rows:
+            query = query.with_for_update(of=firms).execution_options(populate_existing=True)
+        row = self.session.execute(query).first()
+        return (None, False) if row is None else (row[0], bool(row[1]))
+
     def firms_for_update(self, enterprise_ids: Sequence[str]) -> list[Firm]:
         """The firms with these ids (locked on PostgreSQL), in id order: one query."""
         query = select(Firm).where(firms.c.enterprise_id.in_(list(enterprise_ids)))
@@ -274,12 +290,6 @@ class Register:
             or_(w.granted_decision_id.in_(ids), w.closed_decision_id.in_(ids)),
         )
         return self.session.scalars(query).all() if ids else []
-
-    def has_event(self, source: str, event_id: str) -> bool:
-        """Whether (source, event_id) is recorded: its id only, not the record."""
-        e = events.c
-        query = select(e.id).where(e.source == source, e.event_id == event_id)
-        return self.session.execute(query).first() is not None
 
     def event(self, source: str, event_id: str) -> EventRecord | None:
         query = select(EventRecord).where(events.c.source == source, events.c.event_id == event_id)

@@ -540,11 +540,17 @@ def report_event(
     fingerprint = events.fingerprint(event)
     try:
         with uow:
-            if uow.register.has_event(source, event.event_id):  # cheaper than the record
+            # the firm locked and the duplicate check in one query; the record only when
+            # it is a replay (or the firm is unknown: a reused event_id is ALREADY_EXISTS)
+            firm, recorded = uow.register.firm_for_event(
+                event.enterprise_id, source, event.event_id
+            )
+            if recorded or firm is None:
                 first = uow.register.event(source, event.event_id)
-                assert first is not None
-                return _replay(uow, ctx, first, event, fingerprint)
-            firm = load_firm(uow, event.enterprise_id, for_update=True)
+                if first is not None:
+                    return _replay(uow, ctx, first, event, fingerprint)
+            if firm is None:
+                raise NotFound(f"firm {preview(event.enterprise_id)} is not in the register")
             view = _apply(uow, ctx, firm, event, source, fingerprint)
             uow.commit()
             return view
