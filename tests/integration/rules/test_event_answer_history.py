@@ -1,10 +1,10 @@
 """ReportEvent builds its answer's history from rows read before its writes plus what it
 wrote (register_handlers._Recent.after), and GetEnterpriseStatus reads it in two queries
-(Repository.recent_decisions). Both are compared here, on SQLite and PostgreSQL, with the
-plain way: the three queries of decisions, their causes and their entries, read after
-the commit. A firm goes through every kind of history item: grants, revocations, an
-extension, an expiry followed by a new grant, events that caused no decision, and more
-items than the answer's twenty."""
+(Register.recent_history and recent_event_items). Both are compared here, on SQLite and
+PostgreSQL, with the plain way: the three queries of decisions, their causes and their
+entries, read after the commit. A firm goes through every kind of history item: grants,
+revocations, an extension, an expiry followed by a new grant, events that caused no
+decision, and more items than the answer's twenty."""
 
 from __future__ import annotations
 
