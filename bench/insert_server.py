@@ -65,9 +65,13 @@ def _with_insert(build: Any, engine_of: Any) -> Any:
     return built
 
 
-def _children_run_this(run_children: Any, service: str) -> Any:
+def _children_run_this(run_children: Any) -> Any:
+    """`serve --processes N` starts its children as this module (by name: run as
+    `python -m`, its __name__ is "__main__"); their argv (from sys.argv) already begins
+    with the service."""
+
     def run(_module: str, argv: Sequence[str], count: int, address: str) -> int:
-        return int(run_children(__name__, [service, *argv], count, address))
+        return int(run_children("bench.insert_server", list(argv), count, address))
 
     return run
 
@@ -76,7 +80,7 @@ def main(argv: Sequence[str]) -> int:
     from services.common import processes
 
     service, rest = argv[0], list(argv[1:])
-    processes.run_children = _children_run_this(processes.run_children, service)  # type: ignore[assignment]
+    processes.run_children = _children_run_this(processes.run_children)  # type: ignore[assignment]
     if service == "rules":
         from services.rules.entrypoints import access, cli, grpc_server
 

@@ -9,7 +9,9 @@ Set-up per database (not measured): a fresh database, `--firms` generated firms
 Every ReportEvent carries a new event_id (a repeated one would be a cheap replay), spread
 over the firms; UpsertEnterprise resends the firms' profiles with a changed head count.
 No warm-up loop (it would resend the first requests): the first calls of each figure
-include connecting, the same for the baseline.
+include connecting, the same for the baseline. `--processes N` runs the server as
+`serve --processes N` (without --http, which serves from one process); the bare insert
+RPC is then served by every process too, so the ratio stays like for like.
 """
 
 from __future__ import annotations
@@ -85,9 +87,11 @@ def run_database(kind: str, args: argparse.Namespace) -> list[harness.Pair]:
         auth = (("authorization", f"Bearer {token}"),)
         port = harness.free_port()
         address = f"127.0.0.1:{port}"
-        argv = ["bench.insert_server", "rules", "serve", "--grpc", address]
-        argv += ["--http", f"127.0.0.1:{harness.free_port()}", "--db", url, "--rulesets"]
-        argv += [str(RULESETS), "--db-workers", str(args.db_workers)]
+        argv = ["bench.insert_server", "rules", "serve", "--grpc", address, "--db", url]
+        if args.processes == 1:  # --http serves from one process
+            argv += ["--http", f"127.0.0.1:{harness.free_port()}"]
+        argv += ["--processes", str(args.processes), "--rulesets", str(RULESETS)]
+        argv += ["--db-workers", str(args.db_workers)]
         argv += ["--tokens", str(Path(folder) / "tokens.json")]
         with harness.ServerProcess(argv, address, Path(folder) / "server.log").start() as server:
 
@@ -131,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--in-flight", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--db-workers", type=int, default=16)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes (`serve --processes N`, the bare insert served by each too)",
+    )
     parser.add_argument("--seed", type=int, default=20261127)
     parser.add_argument("--quick", action="store_true", help="300 firms, 1 round of 2 s")
     parser.add_argument("--profile", type=Path, help="py-spy the server in round 1 into DIR")

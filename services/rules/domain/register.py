@@ -79,6 +79,34 @@ class HistoryEntry:
     entry: WhitelistEntry | None = None
 
 
+@dataclass(frozen=True)
+class DecisionItem:
+    """What a history shows of a decision, with the event that caused it ("": none)."""
+
+    id: str
+    decided_at: datetime
+    as_of: date
+    status: str
+    risk_level: str
+    ruleset_version: str
+    cause: str
+    whitelist_change: str
+    event_id: str = ""
+    event_kind: str = ""
+
+
+@dataclass(frozen=True)
+class EventItem:
+    """What a history shows of an event that caused no decision (`id` None: not written
+    yet, the newest)."""
+
+    event_id: str
+    kind: str
+    summary: str
+    received_at: datetime
+    id: int | None
+
+
 @dataclass
 class EventRecord:
     source: str

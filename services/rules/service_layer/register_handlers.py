@@ -32,7 +32,9 @@ from services.rules.domain.errors import (
 from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
 from services.rules.domain.reevaluation import StoredFirm
 from services.rules.domain.register import (
+    DecisionItem,
     DecisionRecord,
+    EventItem,
     EventRecord,
     Firm,
     HistoryEntry,
@@ -213,8 +215,9 @@ def _upsert(
             _known_clauses(ctx, profile, "profile.", stored)
             merged = events.merge_profile(stored, profile)
         record = decide_and_store(uow, ctx, firm, merged, as_of, "企业信息登记/更新 upsert")
+        view = _view(uow, ctx, firm, record)  # inside the transaction: no second one after
         uow.commit()
-        return _view(uow, ctx, firm, record)
+        return view
 
 
 def _update_masked(
@@ -257,8 +260,9 @@ def _update_masked(
         merged = events.merge_profile(stored, profile)
         cause = f"企业信息部分更新 update ({', '.join(p[:48] for p in paths[:10])})"
         record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
+        view = _view(uow, ctx, firm, record)  # inside the transaction: no second one after
         uow.commit()
-        return _view(uow, ctx, firm, record)
+        return view
 
 
 def _known_clauses(
@@ -337,9 +341,72 @@ CAUSING_EVENTS = tuple(k.value for k in events.REEVALUATING)
 def history_of(uow: UnitOfWork, enterprise_id: str, limit: int) -> list[HistoryEntry]:
     """The newest `limit` items: decisions (naming the event that caused one), the events
     that caused none, and the white-list grants and closures each decision made."""
-    decisions = list(uow.register.history(enterprise_id, limit))
-    quiet = list(uow.register.recent_events(enterprise_id, QUIET_EVENTS, limit))
-    return _items(uow, enterprise_id, decisions, quiet)[:limit]
+    return _Recent.read(uow, enterprise_id, limit).items()
+
+
+@dataclass
+class _Recent:
+    """A firm's newest history rows, as `history_of` reads them (two queries)."""
+
+    limit: int
+    decisions: list[DecisionItem]
+    entries: list[WhitelistEntry]
+    quiet: list[EventItem]
+
+    @classmethod
+    def read(cls, uow: UnitOfWork, enterprise_id: str, limit: int) -> _Recent:
+        decisions, entries = uow.register.recent_history(enterprise_id, limit, CAUSING_EVENTS)
+        quiet = uow.register.recent_event_items(enterprise_id, QUIET_EVENTS, limit)
+        return cls(limit, decisions, entries, quiet)
+
+    def items(self) -> list[HistoryEntry]:
+        return _ranked(self.decisions, self.entries, self.quiet)[: self.limit]
+
+    def after(
+        self,
+        event: EventRecord,
+        decision: DecisionRecord | None,
+        entries: Iterable[WhitelistEntry | None],
+    ) -> list[HistoryEntry]:
+        """The history `read` would give once this call's writes are in, without reading
+        it again: the rows read before them (the firm's lock kept every other writer
+        out), the event, the decision it caused (None: it caused none) and the entries
+        that decision may have granted or closed, as they are now (they replace the
+        copies read before). Ordered as the queries order them."""
+        decisions, quiet = self.decisions, self.quiet
+        if decision is not None:
+            decisions = sorted(
+                [_decision_item(decision, event), *decisions],
+                key=lambda d: as_utc(d.decided_at),
+                reverse=True,
+            )[: self.limit]
+        else:
+            new = EventItem(event.event_id, event.kind, event.summary, event.received_at, event.id)
+            quiet = sorted(
+                [new, *quiet],
+                key=lambda e: (as_utc(e.received_at), e.id if e.id is not None else 1 << 62),
+                reverse=True,
+            )[: self.limit]
+        known = {entry.id: entry for entry in self.entries}
+        for entry in entries:
+            if entry is not None:
+                known[entry.id] = entry
+        return _ranked(decisions, list(known.values()), quiet)[: self.limit]
+
+
+def _decision_item(d: DecisionRecord, cause: EventRecord | None) -> DecisionItem:
+    return DecisionItem(
+        d.id,
+        d.decided_at,
+        d.as_of,
+        d.status,
+        d.risk_level,
+        d.ruleset_version,
+        d.cause,
+        d.whitelist_change,
+        cause.event_id if cause else "",
+        cause.kind if cause else "",
+    )
 
 
 def _items(
@@ -354,9 +421,19 @@ def _items(
         for e in uow.register.events_of_decisions(enterprise_id, ids, CAUSING_EVENTS)
     }
     entries = list(uow.register.entries_of_decisions(enterprise_id, ids))
+    return _ranked(
+        [_decision_item(d, causes.get(d.id)) for d in decisions],
+        entries,
+        [EventItem(e.event_id, e.kind, e.summary, e.received_at, e.id) for e in quiet],
+    )
+
+
+def _ranked(
+    decisions: list[DecisionItem], entries: list[WhitelistEntry], quiet: list[EventItem]
+) -> list[HistoryEntry]:
+    """Decisions, the entries they granted or closed, and quiet events, newest first."""
     ranked: list[tuple[datetime, int, HistoryEntry]] = []
     for d in decisions:
-        cause = causes.get(d.id)
         reason = d.cause + (f"（白名单 {d.whitelist_change}）" if d.whitelist_change else "")
         item = HistoryEntry(
             recorded_at=d.decided_at,
@@ -367,8 +444,8 @@ def _items(
             as_of=d.as_of,
             ruleset_version=d.ruleset_version,
             reason=reason,
-            event_id=cause.event_id if cause else "",
-            event_kind=cause.kind if cause else "",
+            event_id=d.event_id,
+            event_kind=d.event_kind,
         )
         ranked.append((d.decided_at, 0, item))
         for entry in entries:
@@ -464,15 +541,18 @@ def report_event(
     fingerprint = events.fingerprint(event)
     try:
         with uow:
-            first = uow.register.event(source, event.event_id)
-            if first is not None:
-                return _replay(uow, ctx, first, event, fingerprint)
-            firm = load_firm(uow, event.enterprise_id, for_update=True)
-            record = _apply(uow, ctx, firm, event, source, fingerprint)
-            decision = uow.register.decision(record.decision_id)
-            assert decision is not None
-            view = _view(uow, ctx, firm, decision)
-            record.result = _snapshot(view)
+            # the firm locked and the duplicate check in one query; the record only when
+            # it is a replay (or the firm is unknown: a reused event_id is ALREADY_EXISTS)
+            firm, recorded = uow.register.firm_for_event(
+                event.enterprise_id, source, event.event_id
+            )
+            if recorded or firm is None:
+                first = uow.register.event(source, event.event_id)
+                if first is not None:
+                    return _replay(uow, ctx, first, event, fingerprint)
+            if firm is None:
+                raise NotFound(f"firm {preview(event.enterprise_id)} is not in the register")
+            view = _apply(uow, ctx, firm, event, source, fingerprint)
             uow.commit()
             return view
     except Conflict:  # the same event id raced in on another connection
@@ -490,7 +570,11 @@ def _apply(
     event: events.Event,
     source: str,
     fingerprint: str,
-) -> EventRecord:
+) -> StatusView:
+    """Record the event and what it causes; the answer, kept on the event for replays.
+
+    The answer's history is read before the writes and completed with them (_Recent.after),
+    so the writes go to the database once, at commit, the snapshot with the event's row."""
     stored = stored_profile(ctx, firm)
     if event.hazard is not None and (
         problem := clause_problem(ctx.catalogue, event.hazard.clause_ref)
@@ -499,6 +583,11 @@ def _apply(
     if event.profile is not None:
         _known_clauses(ctx, event.profile, "event.profile.", stored)
     outcome = events.apply(stored, event)
+    # the decision left standing, whole (the history read below loads only what it shows)
+    standing = None if outcome.reevaluate else uow.register.decision(firm.decision_id)
+    before = uow.register.open_entry(firm.enterprise_id, flush=False)
+    uow.register.remember_open_entry(firm.enterprise_id, before)  # for decide_and_store
+    recent = _Recent.read(uow, firm.enterprise_id, DEFAULT_HISTORY)
     record = EventRecord(
         source=source,
         event_id=event.event_id,
@@ -511,6 +600,7 @@ def _apply(
         fingerprint=fingerprint,
     )
     uow.register.add(record)  # a racing copy of (source, event_id) fails at commit: replayed
+    caused: DecisionRecord | None = None
     if outcome.reevaluate:
         cause = f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}"
         revoke = (
@@ -518,11 +608,22 @@ def _apply(
             if outcome.revokes
             else None
         )
-        decision = decide_and_store(uow, ctx, firm, outcome.profile, ctx.today(), cause, revoke)
-        record.decision_id = decision.id
+        caused = decide_and_store(uow, ctx, firm, outcome.profile, ctx.today(), cause, revoke)
+        record.decision_id = caused.id
     else:
         record.decision_id = firm.decision_id  # a complaint leaves the decision standing
-    return record
+    decision = caused or standing
+    assert decision is not None
+    entry = uow.register.open_entry(firm.enterprise_id, flush=False)  # remembered: no query
+    view = StatusView(
+        profile=parse_profile(firm.profile, ctx.fact_types, max_list=None, stored=True),
+        decision=decision_from_json(decision.payload),
+        decision_id=decision.id,
+        entry=entry,
+        history=recent.after(record, caused, (before, entry)),
+    )
+    record.result = _snapshot(view)
+    return view
 
 
 def _snapshot(view: StatusView) -> dict[str, Any]:
