@@ -18,7 +18,8 @@ from services.common.regions import RegionRegistry
 from services.common.values import parse_iso_date
 from services.common.vocabulary import Domain, Severity
 from services.rules.domain.changes import Change, ChangeKind
-from services.rules.domain.decision import Decision, Finding
+from services.rules.domain.decision import Decision, Finding, RiskLevel
+from services.rules.domain.decision import Status as DecisionStatus
 from services.rules.domain.facts import FactDefinition, FactRegistry
 from services.rules.domain.profile import (
     MAX_LIST,
@@ -294,17 +295,27 @@ def _credit_number(p: EnterpriseProfile) -> Any:
     return enum_number(pb.CreditRating, p.credit_rating, "CREDIT_RATING_")
 
 
+def _numbers(enum: Any, prefix: str, domain: type[StrEnum]) -> dict[Any, int]:
+    """The domain enum's member → its proto number (`enum_number`, once per member)."""
+    return {member: enum_number(enum, member.value, prefix) for member in domain}
+
+
+_SEVERITY_NUMBERS = _numbers(pb.Severity, "SEVERITY_", Severity)
+_STATUS_NUMBERS = _numbers(pb.Status, "STATUS_", DecisionStatus)
+_RISK_NUMBERS = _numbers(pb.RiskLevel, "RISK_LEVEL_", RiskLevel)
+
+
 def finding_to_proto(f: Finding) -> pb.Finding:
     out = pb.Finding(
         standard_id=f.standard_id,
         clause=f.clause,
         clause_ref=f.ref,
-        severity=enum_number(pb.Severity, f.severity, "SEVERITY_"),
+        severity=_SEVERITY_NUMBERS[f.severity],
         text=f.text,
         guidance=f.guidance,
-        fact_keys=list(f.fact_keys),
+        fact_keys=f.fact_keys,
         hazard_id=f.hazard_id,
-        services=list(f.services),
+        services=f.services,
         verified=f.verified,
         edition=f.edition,
         superseded=f.superseded,
@@ -316,30 +327,31 @@ def finding_to_proto(f: Finding) -> pb.Finding:
 
 
 def decision_to_proto(d: Decision, *, request_id: str = "", decision_id: str = "") -> pb.Decision:
-    return pb.Decision(
+    out = pb.Decision(
         enterprise_id=d.enterprise_id,
-        status=enum_number(pb.Status, d.status, "STATUS_"),
-        risk_level=enum_number(pb.RiskLevel, d.risk_level, "RISK_LEVEL_"),
-        findings=[finding_to_proto(f) for f in d.findings],
-        whitelist_blockers=[
-            pb.WhitelistBlocker(
-                code=b.code,
-                reason=b.reason,
-                arose_on=b.arose_on.isoformat() if b.arose_on else "",
-                ends_on=b.ends_on.isoformat() if b.ends_on else "",
-            )
-            for b in d.whitelist_blockers
-        ],
+        status=_STATUS_NUMBERS[d.status],
+        risk_level=_RISK_NUMBERS[d.risk_level],
         inspection_cap_per_year=d.inspection_cap_per_year,
-        recommended_services=list(d.recommended_services),
+        recommended_services=d.recommended_services,
         ruleset_version=d.ruleset_version,
         as_of=_iso(d.as_of),
         valid_until=_iso(d.valid_until),
-        risk_reasons=list(d.risk_reasons),
+        risk_reasons=d.risk_reasons,
         inspection_due_on=_iso(d.inspection_due_on),
         request_id=request_id,
         decision_id=decision_id,
     )
+    if d.findings:
+        out.findings.extend([finding_to_proto(f) for f in d.findings])
+    blockers = out.whitelist_blockers
+    for b in d.whitelist_blockers:
+        blockers.add(
+            code=b.code,
+            reason=b.reason,
+            arose_on=b.arose_on.isoformat() if b.arose_on else "",
+            ends_on=b.ends_on.isoformat() if b.ends_on else "",
+        )
+    return out
 
 
 SEVERITIES = {pb.SEVERITY_GENERAL: Severity.GENERAL, pb.SEVERITY_MAJOR: Severity.MAJOR}

@@ -99,17 +99,20 @@ def evaluate_typed(
     straight from them, is evaluated when it passes `plain_input_profile`; otherwise
     `data()`, the same profile in the JSON shape, goes through `evaluate_data`, which
     names every bad field. Same decision, same violations, less work for valid input."""
-    profile = plain_input_profile(ctx, candidate) if candidate is not None else None
+    profile = plain_input_profile(ctx, candidate)
     if profile is None:
         return evaluate_data(ctx, data(), as_of)
     return evaluate(ctx, profile, parse_as_of(as_of))
 
 
 def plain_input_profile(
-    ctx: RulesContext, candidate: EnterpriseProfile
+    ctx: RulesContext, candidate: EnterpriseProfile | None
 ) -> EnterpriseProfile | None:
     """A typed candidate as `parse_input_profile` would accept it (region in canonical
-    form, facts coerced), or None when it might be refused (see profile.plain_profile)."""
+    form, facts coerced), or None when it might be refused (see profile.plain_profile)
+    or there is none."""
+    if candidate is None:
+        return None
     raw = candidate.region
     if ctx.regions is not None and raw.strip():
         name = ctx.regions.canonical(raw)
