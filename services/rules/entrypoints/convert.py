@@ -295,8 +295,9 @@ def _credit_number(p: EnterpriseProfile) -> Any:
     return enum_number(pb.CreditRating, p.credit_rating, "CREDIT_RATING_")
 
 
-def _numbers(enum: Any, prefix: str, domain: type[StrEnum]) -> dict[Any, int]:
-    """The domain enum's member → its proto number (`enum_number`, once per member)."""
+def _numbers(enum: Any, prefix: str, domain: type[StrEnum]) -> dict[Any, Any]:
+    """The domain enum's member → its proto number (`enum_number`, once per member;
+    typed Any as enum_number is: the stubs want the enum type)."""
     return {member: enum_number(enum, member.value, prefix) for member in domain}
 
 
