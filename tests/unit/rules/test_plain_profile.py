@@ -158,16 +158,18 @@ def _outcome(run: Callable[[], object]) -> object:
     try:
         return run()
     except ValidationError as exc:
-        return ("invalid", [(v.field, v.description) for v in exc.violations])
+        return ("invalid", str(exc), [(v.field, v.description) for v in exc.violations])
 
 
-def test_every_mutation_is_tried_alone(rules_ctx: RulesContext) -> None:
-    """Each mutation on its own, so none hides behind another's violation."""
+@pytest.mark.parametrize("as_of", [AS_OF, "2026-02-30", "", "1900-01-01"])
+def test_every_mutation_is_tried_alone(rules_ctx: RulesContext, as_of: str) -> None:
+    """Each mutation on its own, so none hides behind another's violation; with a good,
+    a bad and no as_of date (the bad one is named beside the profile's violations)."""
     data = next(profiles(1, seed=5))
     for k, mutate in enumerate(MUTATIONS):
         message = convert.profile_from_json(data)
         mutate(message)
-        _same(rules_ctx, message, f"mutation {k}")
+        _same(rules_ctx, message, f"mutation {k}", as_of)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -180,18 +182,18 @@ def test_the_fast_path_gives_what_the_dict_path_gives(rules_ctx: RulesContext, s
     assert taken > 300 and refused > 300  # both sides of the fast path were exercised
 
 
-def _same(ctx: RulesContext, message: pb.EnterpriseProfile, label: str) -> bool:
+def _same(ctx: RulesContext, message: pb.EnterpriseProfile, label: str, as_of: str = AS_OF) -> bool:
     """The fast path and the dict path agree on `message`; True when the fast path took it."""
     request = pb.EvaluateRequest()
     request.profile.CopyFrom(message)
     data = convert.profile_to_dict(request.profile)
-    plain_way = _outcome(lambda: handlers.evaluate_data(ctx, data, AS_OF))
+    plain_way = _outcome(lambda: handlers.evaluate_data(ctx, data, as_of))
     fast_way = _outcome(
         lambda: handlers.evaluate_typed(
             ctx,
             convert.profile_candidate(request.profile),
             lambda: convert.profile_to_dict(request.profile),
-            AS_OF,
+            as_of,
         )
     )
     assert fast_way == plain_way, label
