@@ -167,10 +167,13 @@ def in_process(sizes: Sizes) -> PeerFigures:
     steps[f"evaluate, the demo city's register ({len(city)} firms, all high-risk; per firm)"] = (
         lambda: _each_one(city, lambda d: handlers.evaluate_data(ctx, d, AS_OF, prefix=""))
     )
+    # as RulesServicer does it: a plainly valid profile read straight from the proto
     steps["evaluate with proto conversion both ways (a server's work)"] = lambda: _each_one(
         messages,
         lambda m: convert.decision_to_proto(
-            handlers.evaluate_data(ctx, convert.profile_to_dict(m), AS_OF)
+            handlers.evaluate_typed(
+                ctx, convert.profile_candidate(m), lambda: convert.profile_to_dict(m), AS_OF
+            )
         ),
     )
     rates: dict[str, list[float]] = collections.defaultdict(list)

@@ -10,6 +10,7 @@ request is checked for bytes only: its handler checks each message's text with
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,10 +35,136 @@ class Malformed:
 
 def text_violations(message: Message) -> list[FieldViolation]:
     """One violation per string field (at any depth, map keys included) that holds a
-    control character; at most MAX_VIOLATIONS."""
+    control character; at most MAX_VIOLATIONS.
+
+    Almost every request is clean: its strings are first gathered by a walker compiled
+    once per message type (`_Plan`) and searched in two joined runs (a control character
+    is in the joined text exactly when it is in one of the strings); only a request that
+    holds one is walked field by field to name each violation."""
+    strict: list[str] = []
+    multiline: list[str] = []
+    _plan(message.DESCRIPTOR).gather(message, strict, multiline)
+    if control_problem("".join(strict)) is None and (
+        not multiline or control_problem("".join(multiline), multiline=True) is None
+    ):
+        return []
     found: list[FieldViolation] = []
     _walk(message, "", found)
     return found
+
+
+# what a field holds, for the compiled walker
+_TEXT, _TEXTS, _MESSAGE, _MESSAGES, _MAP = range(5)
+
+
+class _Plan:
+    """The string-holding fields of one message type, read by name (no per-call look-up
+    of descriptors or options): its singular text fields read at once (`strict`,
+    `multiline`: attrgetters), then the other steps (kind, field name, free text, inner)."""
+
+    def __init__(self) -> None:
+        self.strict: Callable[[Any], Any] | None = None
+        self.multiline: Callable[[Any], Any] | None = None
+        self.steps: list[tuple[int, str, bool, Any]] = []
+
+    def gather(self, message: Any, strict: list[str], multiline: list[str]) -> None:
+        if self.strict is not None:
+            strict.extend(self.strict(message))
+        if self.multiline is not None:
+            multiline.extend(self.multiline(message))
+        for kind, name, free_text, inner in self.steps:
+            if kind == _TEXTS:
+                (multiline if free_text else strict).extend(getattr(message, name))
+            elif kind == _MESSAGE:
+                if message.HasField(name):
+                    inner.gather(getattr(message, name), strict, multiline)
+            elif kind == _MESSAGES:
+                for item in getattr(message, name):
+                    inner.gather(item, strict, multiline)
+            else:
+                _gather_map(getattr(message, name), inner, strict, multiline)
+
+
+def _gather_map(entries: Any, inner: Any, strict: list[str], multiline: list[str]) -> None:
+    """A map's strings: keys are never free text; values by the value field's kind."""
+    key_text, value_kind, value_free, value_plan = inner
+    keys = list(entries)  # (.keys()/.values() of a proto map are slower, pure-Python views)
+    if key_text:
+        strict.extend(keys)
+    if value_kind == _TEXT:
+        (multiline if value_free else strict).extend([entries[k] for k in keys])
+    elif value_kind == _MESSAGE:
+        for key in keys:
+            value_plan.gather(entries[key], strict, multiline)
+
+
+def _getter(names: list[str]) -> Callable[[Any], Any] | None:
+    """An attrgetter that always returns a tuple (None for no names)."""
+    if not names:
+        return None
+    if len(names) == 1:
+        one = operator.attrgetter(names[0])
+        return lambda message: (one(message),)
+    return operator.attrgetter(*names)
+
+
+class _ValuePlan(_Plan):
+    """google.protobuf.Value (a fact's value): one oneof, read by its case."""
+
+    def gather(self, message: Any, strict: list[str], multiline: list[str]) -> None:
+        kind = message.WhichOneof("kind")
+        if kind == "string_value":
+            strict.append(message.string_value)
+        elif kind == "struct_value" or kind == "list_value":
+            super().gather(message, strict, multiline)
+
+
+_PLANS: dict[str, _Plan] = {}
+
+
+def _plan(descriptor: Any) -> _Plan:
+    """The compiled walker of a message type, built on first use (recursive types, such
+    as google.protobuf.Value, refer to their own plan)."""
+    plan = _PLANS.get(descriptor.full_name)
+    if plan is not None:
+        return plan
+    plan = _PLANS[descriptor.full_name] = (
+        _ValuePlan() if descriptor.full_name == "google.protobuf.Value" else _Plan()
+    )
+    strict: list[str] = []
+    multiline: list[str] = []
+    for field in descriptor.fields:
+        free = field.name in MULTILINE_FIELDS
+        message_type = field.message_type
+        if message_type is not None and message_type.GetOptions().map_entry:
+            key = message_type.fields_by_name["key"]
+            value = message_type.fields_by_name["value"]
+            value_kind, value_plan = -1, None
+            if value.type == FieldDescriptor.TYPE_STRING:
+                value_kind = _TEXT
+            elif value.type == FieldDescriptor.TYPE_MESSAGE:
+                value_kind, value_plan = _MESSAGE, _plan(value.message_type)
+            inner = (
+                key.type == FieldDescriptor.TYPE_STRING,
+                value_kind,
+                "value" in MULTILINE_FIELDS,
+                value_plan,
+            )
+            plan.steps.append((_MAP, field.name, False, inner))
+        elif field.type == FieldDescriptor.TYPE_STRING:
+            if _repeated(field):
+                plan.steps.append((_TEXTS, field.name, free, None))
+            else:
+                (multiline if free else strict).append(field.name)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            kind = _MESSAGES if _repeated(field) else _MESSAGE
+            plan.steps.append((kind, field.name, free, _plan(message_type)))
+    plan.strict, plan.multiline = _getter(strict), _getter(multiline)
+    return plan
+
+
+def _repeated(field: FieldDescriptor) -> bool:
+    return bool(field.is_repeated)
 
 
 def _walk(message: Message, prefix: str, found: list[FieldViolation]) -> None:

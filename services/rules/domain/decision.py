@@ -258,56 +258,59 @@ def _generals(findings: tuple[Finding, ...]) -> int:
     return sum(1 for f in findings if f.severity is Severity.GENERAL)
 
 
-def _holding(*reasons: tuple[bool, str]) -> list[str]:
-    """The texts of the reasons whose condition holds, in the order policy.md lists them."""
-    return [text for holds, text in reasons if holds]
-
-
 def _red_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
+    """The texts of the reasons that hold, in the order policy.md lists them (each text
+    is only built when its reason holds: this runs for every firm)."""
+    reasons = []
     majors = [f.ref for f in findings if f.severity is Severity.MAJOR]
+    if majors:
+        reasons.append(f"存在重大事故隐患：{'、'.join(majors)}")
+    if cp.red_if_blacklisted and profile.blacklisted:
+        reasons.append("列入安全生产严重失信主体名单")
     window = cp.fatal_accident_window_months
-    fatal = any(
+    if any(
         a.deaths >= cp.fatal_accident_min_deaths and within_months(a.occurred_on, as_of, window)
         for a in profile.accidents
-    )
-    return _holding(
-        (bool(majors), f"存在重大事故隐患：{'、'.join(majors)}"),
-        (cp.red_if_blacklisted and profile.blacklisted, "列入安全生产严重失信主体名单"),
-        (fatal, f"{window}个月内发生造成人员死亡的生产安全事故"),
-    )
+    ):
+        reasons.append(f"{window}个月内发生造成人员死亡的生产安全事故")
+    return reasons
 
 
 def _orange_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
+    reasons = []
     generals, least = _generals(findings), cp.orange_min_general_findings
+    if generals >= least:
+        reasons.append(f"一般隐患{generals}项（≥{least}项）")
     window = cp.orange_accident_window_months
+    if any(within_months(a.occurred_on, as_of, window) for a in profile.accidents):
+        reasons.append(f"{window}个月内发生生产安全事故")
+    if profile.credit_rating in cp.orange_credit_ratings:
+        reasons.append(f"信用等级为{profile.credit_rating}")
     grade_zero = bool(profile.high_risk_domains) and profile.standardization_grade == 0
-    return _holding(
-        (generals >= least, f"一般隐患{generals}项（≥{least}项）"),
-        (
-            any(within_months(a.occurred_on, as_of, window) for a in profile.accidents),
-            f"{window}个月内发生生产安全事故",
-        ),
-        (profile.credit_rating in cp.orange_credit_ratings, f"信用等级为{profile.credit_rating}"),
-        (cp.orange_high_risk_grade_zero and grade_zero, "属高危领域但未取得安全生产标准化等级"),
-    )
+    if cp.orange_high_risk_grade_zero and grade_zero:
+        reasons.append("属高危领域但未取得安全生产标准化等级")
+    return reasons
 
 
 def _yellow_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
+    reasons = []
     generals, score = _generals(findings), profile.merchant_score
+    if generals >= cp.yellow_min_general_findings:
+        reasons.append(f"一般隐患{generals}项")
     window, below = cp.yellow_penalty_window_months, cp.yellow_merchant_score_below
-    penalised = any(within_months(p.decided_on, as_of, window) for p in profile.penalties)
-    return _holding(
-        (generals >= cp.yellow_min_general_findings, f"一般隐患{generals}项"),
-        (penalised, f"{window}个月内受到行政处罚"),
-        (profile.credit_rating in cp.yellow_credit_ratings, f"信用等级为{profile.credit_rating}"),
-        (score < below, f"十二分制得分{score}分（低于{below}分）"),
-    )
+    if any(within_months(p.decided_on, as_of, window) for p in profile.penalties):
+        reasons.append(f"{window}个月内受到行政处罚")
+    if profile.credit_rating in cp.yellow_credit_ratings:
+        reasons.append(f"信用等级为{profile.credit_rating}")
+    if score < below:
+        reasons.append(f"十二分制得分{score}分（低于{below}分）")
+    return reasons
 
 
 def _latest(days: Iterable[date], as_of: date, months: int) -> date | None:
@@ -334,11 +337,16 @@ def whitelist_blockers(
         out.append(Blocker("risk_not_blue", f"风险等级为{RISK_TEXT[level]}，须为蓝色"))
     if wp.specialized_sme_only and not profile.specialized_sme:
         out.append(Blocker("not_specialized_sme", "白名单仅面向专精特新企业"))
-    accident = _latest((a.occurred_on for a in profile.accidents), as_of, wp.accident_free_months)
+    # (most firms have no history: no window is computed for them)
+    accident = profile.accidents and _latest(
+        (a.occurred_on for a in profile.accidents), as_of, wp.accident_free_months
+    )
     if accident:
         reason = f"{wp.accident_free_months}个月内发生过生产安全事故"
         out.append(_dated("recent_accident", reason, accident, wp.accident_free_months))
-    penalty = _latest((p.decided_on for p in profile.penalties), as_of, wp.penalty_free_months)
+    penalty = profile.penalties and _latest(
+        (p.decided_on for p in profile.penalties), as_of, wp.penalty_free_months
+    )
     if penalty:
         reason = f"{wp.penalty_free_months}个月内受到过行政处罚"
         out.append(_dated("recent_penalty", reason, penalty, wp.penalty_free_months))
@@ -347,7 +355,7 @@ def whitelist_blockers(
         first = min((h.found_on for h in open_hazards if h.found_on), default=None)
         reason = f"尚有{len(open_hazards)}项隐患未经复查验收"
         out.append(Blocker("open_hazard", reason, first))
-    late = _latest(
+    late = profile.hazards and _latest(
         (h.closed_on for h in profile.hazards if h.closed_late and h.closed_on is not None),
         as_of,
         wp.late_closure_block_months,

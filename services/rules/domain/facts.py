@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .profile import FactValue
 
@@ -69,6 +70,12 @@ class FactRegistry(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self.definitions)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Mapping.get without its exception round trip (asked for every fact of every
+        profile)."""
+        found = self.definitions.get(key)
+        return default if found is None else found.type
 
     def definition(self, key: str) -> FactDefinition | None:
         return self.definitions.get(key)

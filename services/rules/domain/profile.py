@@ -329,6 +329,55 @@ def parse_profile(
     return profile
 
 
+def plain_profile(
+    candidate: EnterpriseProfile, fact_types: Mapping[str, str]
+) -> EnterpriseProfile | None:
+    """`candidate`, a request's profile built field by field from typed values (a proto's:
+    enums, dates and lists already translated) with its facts as sent, when every field
+    passes the checks `parse_profile` makes: then its facts are coerced to their
+    registered types in place (the candidate's own dict) and it is returned. None when
+    anything might be refused: `parse_profile` then names what is wrong. A fast path for
+    the servers; tests/unit/rules/test_plain_profile.py compares the two on generated
+    profiles, valid and malformed. Hazards are left to `parse_profile` (rare in a request
+    and checked against one another)."""
+    c = candidate
+    if (
+        c.hazards
+        or not _plain_text(c.enterprise_id, 18)
+        or uscc_problem(c.enterprise_id) is not None
+        or not _plain_text(c.name, MAX_NAME)
+        or not _plain_text(c.region, MAX_REGION)
+        or not 0 <= c.employees <= MAX_EMPLOYEES
+        or not 0 <= c.standardization_grade <= 3
+        or not 0 <= c.merchant_score <= 100
+        or not isinstance(c.facts, dict)
+        or len(c.facts) > MAX_FACTS
+    ):
+        return None
+    for accident in c.accidents:
+        if not 0 <= accident.deaths <= 100_000:
+            return None
+    for penalty in c.penalties:
+        if not (math.isfinite(penalty.amount_yuan) and penalty.amount_yuan >= 0) or (
+            penalty.basis and not _plain_text(penalty.basis, MAX_TEXT)
+        ):
+            return None
+    facts = c.facts
+    for key, value in facts.items():
+        kind = fact_types.get(key)
+        parsed = None if kind is None else _fact_value(kind, value)
+        if parsed is None:
+            return None
+        if parsed is not value:
+            facts[key] = parsed
+    return c
+
+
+def _plain_text(value: str, max_len: int) -> bool:
+    """A required text that `FieldChecker.string` accepts."""
+    return bool(value) and len(value) <= max_len and value == value.strip()
+
+
 def _enum_set(
     check: FieldChecker, data: Mapping[str, Any], key: str, enum: type[E]
 ) -> frozenset[E]:

@@ -6,6 +6,7 @@ import functools
 import math
 from collections.abc import Mapping
 from datetime import date
+from enum import StrEnum
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -14,11 +15,24 @@ from google.protobuf.message import Message
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common.instants import rfc3339
 from services.common.regions import RegionRegistry
-from services.common.vocabulary import Severity
+from services.common.values import parse_iso_date
+from services.common.vocabulary import Domain, Severity
 from services.rules.domain.changes import Change, ChangeKind
-from services.rules.domain.decision import Decision, Finding
+from services.rules.domain.decision import Decision, Finding, RiskLevel
+from services.rules.domain.decision import Status as DecisionStatus
 from services.rules.domain.facts import FactDefinition, FactRegistry
-from services.rules.domain.profile import EnterpriseProfile, FactValue
+from services.rules.domain.profile import (
+    MAX_LIST,
+    Accident,
+    AccidentLevel,
+    CreditRating,
+    EnterpriseProfile,
+    FactValue,
+    HazchemRole,
+    Industry,
+    Penalty,
+    Venue,
+)
 from services.rules.domain.register import HistoryEntry
 from services.rules.domain.standards import Clause, Standard
 
@@ -113,6 +127,103 @@ def profile_to_dict(p: pb.EnterpriseProfile) -> dict[str, Any]:
     }
 
 
+def _members(
+    enum: Any, prefix: str, domain: type[StrEnum], *, lower: bool = True
+) -> dict[int, Any]:
+    """Proto enum number → the domain's member, for the numbers `enum_value` turns into a
+    name the domain knows (UNSPECIFIED and any other number are left out)."""
+    out: dict[int, Any] = {}
+    known = {m.value for m in domain}
+    for number in enum.values():
+        name = enum_value(enum, number, prefix, lower=lower)
+        if name in known:
+            out[int(number)] = domain(name)
+    return out
+
+
+_INDUSTRIES = _members(pb.Industry, "INDUSTRY_", Industry)
+_CREDIT_RATINGS = _members(pb.CreditRating, "CREDIT_RATING_", CreditRating, lower=False)
+_DOMAINS = _members(pb.HighRiskDomain, "HIGH_RISK_DOMAIN_", Domain)
+_VENUES = _members(pb.Venue, "VENUE_", Venue)
+_HAZCHEM_ROLES = _members(pb.HazchemRole, "HAZCHEM_ROLE_", HazchemRole)
+_ACCIDENT_LEVELS = _members(pb.AccidentLevel, "ACCIDENT_LEVEL_", AccidentLevel)
+_PLAIN_FACTS = {"bool_value", "number_value", "string_value"}
+
+
+class _NotPlain(Exception):
+    """A field `profile_candidate` leaves to the JSON-shaped path (profile_to_dict)."""
+
+
+def profile_candidate(p: pb.EnterpriseProfile) -> EnterpriseProfile | None:
+    """The profile built straight from the proto, unvalidated (domain.profile.plain_profile
+    checks it), or None for a shape only `profile_to_dict` and `parse_profile` translate
+    and judge: an unset or unknown enum, a missing or bad date, a hazard, a list longer
+    than a request may hold, a fact that is not yes/no, a number or text."""
+    if p.hazards:
+        return None
+    try:
+        facts = {}
+        given = p.facts
+        for key in given:  # (.items() of a proto map is a slower, pure-Python view)
+            value = given[key]
+            kind = value.WhichOneof("kind")
+            if kind not in _PLAIN_FACTS:
+                return None
+            facts[key] = getattr(value, kind)
+        credit = p.credit_rating
+        accidents, penalties = p.accidents, p.penalties
+        return EnterpriseProfile(
+            enterprise_id=p.enterprise_id,
+            name=p.name,
+            industry=_INDUSTRIES[p.industry],
+            region=p.region,
+            employees=p.employees,
+            specialized_sme=p.specialized_sme,
+            standardization_grade=p.standardization_grade,
+            credit_rating=_CREDIT_RATINGS[credit] if credit else None,
+            blacklisted=p.blacklisted,
+            merchant_score=p.merchant_score if p.HasField("merchant_score") else 12,
+            high_risk_domains=_enum_set(p.high_risk_domains, _DOMAINS),
+            venues=_enum_set(p.venues, _VENUES),
+            hazchem_roles=_enum_set(p.hazchem_roles, _HAZCHEM_ROLES),
+            accidents=tuple(
+                [
+                    Accident(_plain_day(a.occurred_on), _ACCIDENT_LEVELS[a.level], a.deaths)
+                    for a in _short(accidents)
+                ]
+            )
+            if accidents
+            else (),
+            penalties=tuple(
+                [
+                    Penalty(_plain_day(x.decided_on), x.amount_yuan, x.basis)
+                    for x in _short(penalties)
+                ]
+            )
+            if penalties
+            else (),
+            facts=facts,
+        )
+    except (KeyError, ValueError, _NotPlain):
+        return None
+
+
+def _short(items: Any) -> Any:
+    if len(items) > MAX_LIST:
+        raise _NotPlain
+    return items
+
+
+def _enum_set(numbers: Any, members: dict[int, Any]) -> frozenset[Any]:
+    return frozenset([members[n] for n in _short(numbers)]) if numbers else frozenset()
+
+
+def _plain_day(text: str) -> date:
+    if not text:
+        raise _NotPlain
+    return parse_iso_date(text)  # ValueError on a bad date
+
+
 def _value(v: FactValue) -> struct_pb2.Value:
     out = struct_pb2.Value()
     if isinstance(v, bool):
@@ -184,17 +295,28 @@ def _credit_number(p: EnterpriseProfile) -> Any:
     return enum_number(pb.CreditRating, p.credit_rating, "CREDIT_RATING_")
 
 
+def _numbers(enum: Any, prefix: str, domain: type[StrEnum]) -> dict[Any, Any]:
+    """The domain enum's member → its proto number (`enum_number`, once per member;
+    typed Any as enum_number is: the stubs want the enum type)."""
+    return {member: enum_number(enum, member.value, prefix) for member in domain}
+
+
+_SEVERITY_NUMBERS = _numbers(pb.Severity, "SEVERITY_", Severity)
+_STATUS_NUMBERS = _numbers(pb.Status, "STATUS_", DecisionStatus)
+_RISK_NUMBERS = _numbers(pb.RiskLevel, "RISK_LEVEL_", RiskLevel)
+
+
 def finding_to_proto(f: Finding) -> pb.Finding:
     out = pb.Finding(
         standard_id=f.standard_id,
         clause=f.clause,
         clause_ref=f.ref,
-        severity=enum_number(pb.Severity, f.severity, "SEVERITY_"),
+        severity=_SEVERITY_NUMBERS[f.severity],
         text=f.text,
         guidance=f.guidance,
-        fact_keys=list(f.fact_keys),
+        fact_keys=f.fact_keys,
         hazard_id=f.hazard_id,
-        services=list(f.services),
+        services=f.services,
         verified=f.verified,
         edition=f.edition,
         superseded=f.superseded,
@@ -206,30 +328,31 @@ def finding_to_proto(f: Finding) -> pb.Finding:
 
 
 def decision_to_proto(d: Decision, *, request_id: str = "", decision_id: str = "") -> pb.Decision:
-    return pb.Decision(
+    out = pb.Decision(
         enterprise_id=d.enterprise_id,
-        status=enum_number(pb.Status, d.status, "STATUS_"),
-        risk_level=enum_number(pb.RiskLevel, d.risk_level, "RISK_LEVEL_"),
-        findings=[finding_to_proto(f) for f in d.findings],
-        whitelist_blockers=[
-            pb.WhitelistBlocker(
-                code=b.code,
-                reason=b.reason,
-                arose_on=b.arose_on.isoformat() if b.arose_on else "",
-                ends_on=b.ends_on.isoformat() if b.ends_on else "",
-            )
-            for b in d.whitelist_blockers
-        ],
+        status=_STATUS_NUMBERS[d.status],
+        risk_level=_RISK_NUMBERS[d.risk_level],
         inspection_cap_per_year=d.inspection_cap_per_year,
-        recommended_services=list(d.recommended_services),
+        recommended_services=d.recommended_services,
         ruleset_version=d.ruleset_version,
         as_of=_iso(d.as_of),
         valid_until=_iso(d.valid_until),
-        risk_reasons=list(d.risk_reasons),
+        risk_reasons=d.risk_reasons,
         inspection_due_on=_iso(d.inspection_due_on),
         request_id=request_id,
         decision_id=decision_id,
     )
+    if d.findings:
+        out.findings.extend([finding_to_proto(f) for f in d.findings])
+    blockers = out.whitelist_blockers
+    for b in d.whitelist_blockers:
+        blockers.add(
+            code=b.code,
+            reason=b.reason,
+            arose_on=b.arose_on.isoformat() if b.arose_on else "",
+            ends_on=b.ends_on.isoformat() if b.ends_on else "",
+        )
+    return out
 
 
 SEVERITIES = {pb.SEVERITY_GENERAL: Severity.GENERAL, pb.SEVERITY_MAJOR: Severity.MAJOR}

@@ -77,8 +77,17 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
     @unary
     def Evaluate(self, request: pb.EvaluateRequest) -> pb.Decision:
-        decision = handlers.evaluate_data(
-            self._ctx, convert.profile_to_dict(request.profile), request.as_of
+        return self._evaluate(request)
+
+    def _evaluate(self, request: pb.EvaluateRequest) -> pb.Decision:
+        """The request's Decision: a plainly valid profile is read straight from the proto,
+        any other through its JSON shape, which names every bad field."""
+        profile = request.profile
+        decision = handlers.evaluate_typed(
+            self._ctx,
+            convert.profile_candidate(profile),
+            lambda: convert.profile_to_dict(profile),
+            request.as_of,
         )
         return convert.decision_to_proto(decision, request_id=request.request_id)
 
@@ -106,10 +115,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         try:
             if check_text and (bad := text_violations(request)):
                 raise ValidationError(bad)  # as the interceptor does for unary calls
-            decision = handlers.evaluate_data(
-                self._ctx, convert.profile_to_dict(request.profile), request.as_of
-            )
-            return convert.decision_to_proto(decision, request_id=request.request_id)
+            return self._evaluate(request)
         except Exception as exc:
             status = status_proto(exc) if is_domain_error(exc) else internal_status()
             return pb.Decision(

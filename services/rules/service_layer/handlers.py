@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Protocol
 
@@ -17,7 +17,13 @@ from services.rules.domain.decision import Decision, applicable_clauses, decide
 from services.rules.domain.errors import FieldViolation, ValidationError
 from services.rules.domain.facts import FactRegistry
 from services.rules.domain.policy import Policy
-from services.rules.domain.profile import EnterpriseProfile, FactValue, Hazard, parse_profile
+from services.rules.domain.profile import (
+    EnterpriseProfile,
+    FactValue,
+    Hazard,
+    parse_profile,
+    plain_profile,
+)
 from services.rules.domain.standards import Catalogue, Clause, Standard
 
 
@@ -81,6 +87,40 @@ def evaluate_data(
     if violations or when is None:
         raise ValidationError(violations)
     return evaluate(ctx, profile, when)
+
+
+def evaluate_typed(
+    ctx: RulesContext,
+    candidate: EnterpriseProfile | None,
+    data: Callable[[], Mapping[str, Any]],
+    as_of: str | None,
+) -> Decision:
+    """`evaluate_data` for a profile sent as typed fields (a proto): `candidate`, built
+    straight from them, is evaluated when it passes `plain_input_profile`; otherwise
+    `data()`, the same profile in the JSON shape, goes through `evaluate_data`, which
+    names every bad field. Same decision, same violations, less work for valid input."""
+    profile = plain_input_profile(ctx, candidate)
+    if profile is None:
+        return evaluate_data(ctx, data(), as_of)
+    return evaluate(ctx, profile, parse_as_of(as_of))
+
+
+def plain_input_profile(
+    ctx: RulesContext, candidate: EnterpriseProfile | None
+) -> EnterpriseProfile | None:
+    """A typed candidate as `parse_input_profile` would accept it (region in canonical
+    form, facts coerced), or None when it might be refused (see profile.plain_profile)
+    or there is none."""
+    if candidate is None:
+        return None
+    raw = candidate.region
+    if ctx.regions is not None and raw.strip():
+        name = ctx.regions.canonical(raw)
+        if name is None:
+            return None
+        if name != raw:
+            candidate = replace(candidate, region=name)
+    return plain_profile(candidate, ctx.fact_types)
 
 
 def canonical_region(
