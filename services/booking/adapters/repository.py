@@ -10,12 +10,16 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import ColumnElement, Select, Table, case, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.booking.adapters.orm import (
     assignments,
+    expert_conflicts,
+    expert_domains,
+    expert_regions,
+    expert_slots,
     experts,
     firm_cards,
     firm_sessions,
@@ -31,10 +35,10 @@ from services.booking.domain.events import BookingEvent
 from services.booking.domain.orders import Order
 from services.booking.domain.records import (
     Assignment,
-    Booked,
     Expert,
     FirmCard,
     FirmSession,
+    Offer,
     OutboxMessage,
     Photo,
     SignInCode,
@@ -108,20 +112,6 @@ class BookingRegister(StaffRegister):
     def experts(self) -> Sequence[Expert]:
         return self.session.scalars(select(Expert).order_by(experts.c.id)).all()
 
-    def booked(self) -> dict[str, list[Booked]]:
-        """Every assignment's expert, half-day and day, by expert (plain rows: dispatch
-        reads them all for every order, so no ORM objects are built)."""
-        a = assignments.c
-        out: dict[str, list[Booked]] = {}
-        for row in self.session.execute(select(a.expert_id, a.slot, a.day)):
-            out.setdefault(row.expert_id, []).append(Booked(row.slot, row.day))
-        return out
-
-    def assignments_of(self, expert_id: str) -> Sequence[Assignment]:
-        return self.session.scalars(
-            select(Assignment).where(assignments.c.expert_id == expert_id)
-        ).all()
-
     def expert_names(self, ids: Iterable[str]) -> dict[str, str]:
         """id → name for the experts that exist, in one query."""
         query = select(experts.c.id, experts.c.name).where(experts.c.id.in_(list(ids)))
@@ -134,19 +124,112 @@ class BookingRegister(StaffRegister):
         )
         return {row.enterprise_id: row.name for row in self.session.execute(query)}
 
-    def recent_visits(self, since: date, until: date) -> dict[str, int]:
-        query = (
-            select(assignments.c.expert_id, func.count())
-            .where(assignments.c.day >= since, assignments.c.day <= until)
-            .group_by(assignments.c.expert_id)
-        )
-        return {row[0]: int(row[1]) for row in self.session.execute(query)}
+    def offers(
+        self,
+        *,
+        enterprise_id: str,
+        region: str,
+        needed: frozenset[str],
+        preferred: Sequence[str],
+        since: date,
+        until: date,
+        skip: Iterable[str] = (),
+        limit: int = 8,
+    ) -> list[Offer]:
+        """The free preferred half-days of the best `limit` experts eligible for an order,
+        in one query (adapters/orm.py's expert_* rows and assignments' indexes).
 
-    def last_assigned(self) -> dict[str, datetime]:
-        query = select(assignments.c.expert_id, func.max(assignments.c.created_at)).group_by(
-            assignments.c.expert_id
+        Eligible: active, covering every `needed` domain, without the firm on their
+        conflict list, not in `skip`; a half-day is free when offered, not booked, and the
+        expert has fewer visits that day than their maximum. Best first by the order
+        domain/dispatch.py ranks in (serving `region`, fewest visits between `since` and
+        `until`, never or least recently assigned, id by code point), each expert's rows
+        in the firm's order of preference, so the `limit` best experts' rows all come back
+        (an expert has at most len(preferred) rows). The domain ranks what comes back.
+        """
+        if not preferred:
+            return []
+        e, s, a = experts.c, expert_slots.c, assignments.c
+        visits_that_day = (
+            select(func.count()).where(a.expert_id == s.expert_id, a.day == s.day).scalar_subquery()
         )
-        return {row[0]: row[1] for row in self.session.execute(query)}
+        recent = (
+            select(func.count())
+            .where(a.expert_id == e.id, a.day >= since, a.day <= until)
+            .scalar_subquery()
+        )
+        last = select(func.max(a.created_at)).where(a.expert_id == e.id).scalar_subquery()
+        local = exists().where(
+            expert_regions.c.expert_id == e.id, expert_regions.c.region == region
+        )
+        conditions: list[ColumnElement[bool]] = [
+            e.active.is_(True),
+            s.slot.in_(list(preferred)),
+            ~exists().where(a.expert_id == s.expert_id, a.slot == s.slot),
+            visits_that_day < e.max_visits_per_day,
+            ~exists().where(
+                expert_conflicts.c.expert_id == e.id,
+                expert_conflicts.c.enterprise_id == enterprise_id,
+            ),
+        ]
+        if needed:
+            covered = (
+                select(func.count())
+                .where(expert_domains.c.expert_id == e.id, expert_domains.c.domain.in_(needed))
+                .scalar_subquery()
+            )
+            conditions.append(covered == len(needed))
+        skipped = list(skip)
+        if skipped:
+            conditions.append(e.id.not_in(skipped))
+        # Python compares ids by code point: SQLite's default collation does; PostgreSQL's
+        # database collation may not, "C" does
+        by_id = e.id if self.session.get_bind().dialect.name == "sqlite" else e.id.collate("C")
+        preference = case({slot: n for n, slot in enumerate(preferred)}, value=s.slot)
+        query = (
+            select(e.id, s.slot, local.label("local"), recent.label("recent"), last.label("last"))
+            .select_from(expert_slots.join(experts, e.id == s.expert_id))
+            .where(*conditions)
+            .order_by(
+                local.desc(),
+                recent,
+                last.asc().nulls_first(),
+                by_id,
+                preference,
+            )
+            .limit(limit * len(preferred))
+        )
+        return [
+            Offer(row.id, row.slot, bool(row.local), int(row.recent), row.last)
+            for row in self.session.execute(query)
+        ]
+
+    def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
+        """Which of `preferred` the expert offers, has not booked, and still has room for
+        on that day (read now: under the expert's lock, a fresh answer)."""
+        s, a = expert_slots.c, assignments.c
+        visits_that_day = (
+            select(func.count()).where(a.expert_id == s.expert_id, a.day == s.day).scalar_subquery()
+        )
+        query = (
+            select(s.slot)
+            .select_from(expert_slots.join(experts, experts.c.id == s.expert_id))
+            .where(
+                s.expert_id == expert_id,
+                s.slot.in_(list(preferred)),
+                ~exists().where(a.expert_id == s.expert_id, a.slot == s.slot),
+                visits_that_day < experts.c.max_visits_per_day,
+            )
+        )
+        return set(self.session.scalars(query))
+
+    def lock_expert(self, expert_id: str) -> None:
+        """Hold the expert's row until commit (PostgreSQL; SQLite's BEGIN IMMEDIATE
+        already serialises writers), so two dispatches cannot both take their last visit
+        of a day."""
+        if self._lock_rows:
+            query = select(experts.c.id).where(experts.c.id == expert_id).with_for_update()
+            self.session.execute(query)
 
     def claim_slot(self, assignment: Assignment) -> bool:
         """Book the expert's half-day for the order, unless a concurrent dispatch booked

@@ -59,11 +59,15 @@ class Assignment:
     id: int | None = None
 
 
-class Booked(NamedTuple):
-    """An assignment as dispatch reads every expert's: which half-day, which day."""
+class Offer(NamedTuple):
+    """One free half-day of an expert eligible for an order, with the expert's fairness
+    counters: what the register's candidate query answers (dispatch ranks them)."""
 
+    expert_id: str
     slot: str
-    day: date
+    local: bool  # serves the firm's region
+    recent_visits: int  # in the fairness window
+    last_assigned_at: datetime | None
 
 
 @dataclass

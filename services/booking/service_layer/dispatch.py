@@ -1,19 +1,21 @@
 """派单: assign an order the best free expert and half-day, and retry the waiting ones.
 
-The choice is the domain's (domain/dispatch.py); this module feeds it fresh bookings
-under each candidate expert's row lock and books the slot through the repository, whose
-unique (expert, slot) index settles any race left: a dispatch that lost one tries the
-expert's next free slot, then the next expert.
+The ranking is the domain's (domain/dispatch.py); the register's query (`offers`) finds
+the few best eligible experts free in the order's half-days, and the domain ranks them.
+Under each candidate expert's row lock, this module reads the expert's free half-days
+afresh and books one through the repository, whose unique (expert, slot) index settles
+any race left: a dispatch that lost one tries the expert's next free slot, then the next
+expert.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 
 from services.booking.domain import dispatch, messages
 from services.booking.domain.orders import Order, OrderAction, OrderStatus
-from services.booking.domain.records import Assignment, Booked, Expert
+from services.booking.domain.records import Assignment, Offer
 from services.booking.domain.slots import parse_slot
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -73,77 +75,79 @@ def redispatch_waiting(uow: UnitOfWork, ctx: BookingContext) -> int:
 
 
 def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Candidate | None:
-    """Try experts best first. Each expert's row is locked and its free slot recomputed from
-    fresh assignments, so a dispatch that lost a race takes the expert's next free slot;
-    the unique (expert, slot) index is the last word on any race left."""
+    """Try experts best first. Each expert's row is locked and its free slot recomputed
+    (a dispatch that lost a race takes the expert's next free slot); the unique
+    (expert, slot) index is the last word on any race left."""
     preferred = [parse_slot(s) for s in order.preferred_slots]
-    tried: set[str] = set()
-    for candidate in _ranked(uow, ctx, order):
-        if candidate.expert_id in tried:
-            continue
-        tried.add(candidate.expert_id)
-        expert = uow.register.expert(candidate.expert_id, for_update=True)
-        if expert is None:
-            continue
-        view = _view(expert, uow.register.assignments_of(expert.id))  # fresh, under the lock
-        slot = dispatch.first_free_slot(view, preferred)
+    for candidate in ranked(uow, ctx, order):
+        uow.register.lock_expert(candidate.expert_id)
+        free = uow.register.free_slots(candidate.expert_id, order.preferred_slots)  # fresh
+        slot = next((s for s in preferred if str(s) in free), None)
         if slot is None:
             continue
-        if uow.register.claim_slot(Assignment(expert.id, str(slot), slot.day, order.id, now())):
-            return dispatch.Candidate(expert.id, slot)
+        assignment = Assignment(candidate.expert_id, str(slot), slot.day, order.id, now())
+        if uow.register.claim_slot(assignment):
+            return dispatch.Candidate(candidate.expert_id, slot)
     return None
 
 
-def _ranked(uow: UnitOfWork, ctx: BookingContext, order: Order) -> Iterator[dispatch.Candidate]:
-    """The best candidates, then (if all of those were lost to racing dispatches) every
-    eligible expert whatever their region."""
-    yield from _candidates(uow, ctx, order, ctx.today())
-    yield from _candidates(uow, ctx, order, ctx.today(), any_region=True)
+BATCH = 8  # experts asked of the register at a time: most orders take the first
 
 
-def _candidates(
-    uow: UnitOfWork, ctx: BookingContext, order: Order, today: date, any_region: bool = False
-) -> list[dispatch.Candidate]:
-    booked = uow.register.booked()
-    recent = uow.register.recent_visits(
-        today - timedelta(days=dispatch.FAIRNESS_WINDOW_DAYS), today
-    )
-    last = uow.register.last_assigned()
-    views = [
-        _view(e, booked.get(e.id, []), recent.get(e.id, 0), last.get(e.id))
-        for e in uow.register.experts()
-    ]
+def ranked(uow: UnitOfWork, ctx: BookingContext, order: Order) -> Iterator[dispatch.Candidate]:
+    """Every eligible expert once, best first, each with their first free preferred
+    half-day: the register answers the best few (`offers`), the domain ranks them
+    (dispatch.candidates); when all of those are tried, the next few, asked afresh. Local
+    experts come first while any is free, then the others by fairness: the order of
+    dispatch.candidates, then its `any_region` fallback."""
+    today = ctx.today()
     needed = dispatch.needed_domains(order.item_codes, {c: i.domain for c, i in ctx.menu.items()})
-    return dispatch.candidates(
-        enterprise_id=order.enterprise_id,
-        region=order.region,
-        needed=needed,
-        preferred=[parse_slot(s) for s in order.preferred_slots],
-        experts=views,
-        any_region=any_region,
-    )
+    preferred = [parse_slot(s) for s in order.preferred_slots]
+    tried: set[str] = set()
+    while True:
+        offers = uow.register.offers(
+            enterprise_id=order.enterprise_id,
+            region=order.region,
+            needed=needed,
+            preferred=order.preferred_slots,
+            since=today - timedelta(days=dispatch.FAIRNESS_WINDOW_DAYS),
+            until=today,
+            skip=tried,
+            limit=BATCH,
+        )
+        best = dispatch.candidates(
+            enterprise_id=order.enterprise_id,
+            region=order.region,
+            needed=needed,
+            preferred=preferred,
+            experts=_views(offers, order.region, needed),
+        )
+        if not best:  # nobody left (every offer is eligible: an empty answer is the end)
+            return
+        for candidate in best:
+            tried.add(candidate.expert_id)
+            yield candidate
 
 
-def _view(
-    expert: Expert,
-    mine: Sequence[Assignment | Booked],
-    recent: int = 0,
-    last: datetime | None = None,
-) -> dispatch.ExpertView:
-    """What dispatch needs to know of an expert: offer, bookings, fairness counters."""
-    per_day: dict[date, int] = {}
-    for a in mine:
-        per_day[a.day] = per_day.get(a.day, 0) + 1
-    return dispatch.ExpertView(
-        expert_id=expert.id,
-        domains=frozenset(expert.domains),
-        regions=frozenset(expert.regions),
-        slots=frozenset(parse_slot(s) for s in expert.slots),
-        max_visits_per_day=expert.max_visits_per_day,
-        active=expert.active,
-        conflicts=frozenset(expert.conflicts),
-        booked=frozenset(parse_slot(a.slot) for a in mine),
-        visits_per_day=per_day,
-        recent_visits=recent,
-        last_assigned_at=last,
-    )
+def _views(
+    offers: Sequence[Offer], region: str, needed: frozenset[str]
+) -> list[dispatch.ExpertView]:
+    """The experts of `offers` as the domain's ranking sees them: as far as this order is
+    concerned (the register checked active, domains and conflicts), their free preferred
+    half-days, whether they serve the firm's region, and their fairness counters."""
+    by_expert: dict[str, list[Offer]] = {}
+    for offer in offers:
+        by_expert.setdefault(offer.expert_id, []).append(offer)
+    return [
+        dispatch.ExpertView(
+            expert_id=expert_id,
+            domains=needed,
+            regions=frozenset({region}) if mine[0].local else frozenset(),
+            slots=frozenset(parse_slot(o.slot) for o in mine),
+            max_visits_per_day=1,  # no visits counted here: the register checked each day
+            active=True,
+            recent_visits=mine[0].recent_visits,
+            last_assigned_at=mine[0].last_assigned_at,
+        )
+        for expert_id, mine in by_expert.items()
+    ]
