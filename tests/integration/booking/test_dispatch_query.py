@@ -315,3 +315,33 @@ def test_migration_fills_the_rows_of_stored_experts_and_downgrades(engine: Engin
     assert "experts" in names and not names & set(expected)
     migrate.upgrade(engine)  # and up again
     assert _rows(engine) == expected
+
+
+def test_a_savepoint_seals_nothing_and_its_rollback_drops_only_its_entries(
+    engine: Engine,
+) -> None:
+    """Dispatch books a half-day in a savepoint (claim_slot): the trail is sealed once, at
+    the commit, and a claim that lost keeps the entries written before it."""
+    from services.booking.adapters.orm import audit_log
+
+    migrate.upgrade(engine)
+    uow = SqlUnitOfWork(engine)
+    with uow:
+        uow.register.add(Expert("E1", "专家", "", ["gas"], [], HALF_DAYS[:2], 2, True, []))
+        uow.commit()
+    with uow:
+        uow.register.add(Expert("E2", "专家", "", ["gas"], [], HALF_DAYS[:2], 2, True, []))
+        uow.flush()  # collected before the savepoints
+        kept = uow.session.begin_nested()
+        uow.register.add(Expert("E3", "专家", "", ["gas"], [], [], 2, True, []))
+        kept.commit()
+        lost = uow.session.begin_nested()
+        uow.register.add(Expert("E4", "专家", "", ["gas"], [], [], 2, True, []))
+        uow.flush()
+        lost.rollback()
+        sealed = uow.session.execute(select(audit_log.c.entity_id))  # in this transaction
+        assert sealed.all() == [("E1",)]  # nothing sealed before the commit
+        uow.commit()
+    with engine.connect() as conn:
+        ids = conn.execute(select(audit_log.c.entity_id).order_by(audit_log.c.id)).scalars()
+        assert list(ids) == ["E1", "E2", "E3"]
