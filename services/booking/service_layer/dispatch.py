@@ -38,25 +38,25 @@ def dispatch_order(
             return order
         if order.status != OrderStatus.SUBMITTED:
             order.move(OrderAction.DISPATCH, actor=actor, at=now())  # raises the precondition
-        chosen = _assign(uow, ctx, order)
-        if chosen is None:
-            order.dispatch_note = messages.NO_EXPERT
-        else:
-            order.expert_id, order.slot, order.dispatch_note = (
-                chosen.expert_id,
-                str(chosen.slot),
-                "",
-            )
-            order.move(
-                OrderAction.DISPATCH,
-                actor=actor,
-                at=now(),
-                reason=messages.DISPATCHED_TO.format(
-                    expert=chosen.expert_id, slot=chosen.slot.label
-                ),
-            )
+        assign(uow, ctx, order, actor=actor)
         uow.commit()
         return order
+
+
+def assign(uow: UnitOfWork, ctx: BookingContext, order: Order, *, actor: str) -> None:
+    """Inside the caller's transaction: book the best free expert and half-day for the
+    SUBMITTED `order` and move it to DISPATCHED, or note why it waits."""
+    chosen = _assign(uow, ctx, order)
+    if chosen is None:
+        order.dispatch_note = messages.NO_EXPERT
+        return
+    order.expert_id, order.slot, order.dispatch_note = chosen.expert_id, str(chosen.slot), ""
+    order.move(
+        OrderAction.DISPATCH,
+        actor=actor,
+        at=now(),
+        reason=messages.DISPATCHED_TO.format(expert=chosen.expert_id, slot=chosen.slot.label),
+    )
 
 
 def redispatch_waiting(uow: UnitOfWork, ctx: BookingContext) -> int:

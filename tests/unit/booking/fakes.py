@@ -340,7 +340,15 @@ class FakeUnitOfWork:
         pass
 
     def flush(self) -> None:
-        pass
+        """The unique (firm, idempotency key) of orders: a second order with a key its
+        firm used before is dropped and the flush loses, as on a database."""
+        seen: set[tuple[str, str]] = set()
+        for order in sorted(self.register.orders_by_id.values(), key=lambda o: o.created_at):
+            key = (order.enterprise_id, order.idempotency_key)
+            if key in seen:
+                del self.register.orders_by_id[order.id]
+                raise Conflict("a concurrent change got there first; try again")
+            seen.add(key)
 
 
 @dataclass
