@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, case, exists, func, select
+from sqlalchemy import ColumnElement, Select, Table, case, exists, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -136,41 +136,47 @@ class BookingRegister(StaffRegister):
         skip: Iterable[str] = (),
         limit: int = 8,
     ) -> list[Offer]:
-        """The free preferred half-days of the best `limit` experts eligible for an order,
-        in one query (adapters/orm.py's expert_* rows and assignments' indexes).
+        """The best `limit` experts eligible for an order, each with their first free
+        half-day in the firm's order of preference, in one query (adapters/orm.py's
+        expert_* rows and assignments' indexes).
 
         Eligible: active, covering every `needed` domain, without the firm on their
-        conflict list, not in `skip`; a half-day is free when offered, not booked, and the
-        expert has fewer visits that day than their maximum. Best first by the order
+        conflict list, not in `skip`, free in one of `preferred` (offered, not booked,
+        fewer visits that day than their maximum). Best first by the order
         domain/dispatch.py ranks in (serving `region`, fewest visits between `since` and
-        `until`, never or least recently assigned, id by code point), each expert's rows
-        in the firm's order of preference, so the `limit` best experts' rows all come back
-        (an expert has at most len(preferred) rows). The domain ranks what comes back.
+        `until`, never or least recently assigned, id by code point), so that the domain,
+        ranking what comes back, takes the same experts as over the whole pool.
         """
         if not preferred:
             return []
-        e, s, a = experts.c, expert_slots.c, assignments.c
-        visits_that_day = (
-            select(func.count()).where(a.expert_id == s.expert_id, a.day == s.day).scalar_subquery()
-        )
+        e, a = experts.c, assignments.c
+        free = _free_slots(e.id, e.max_visits_per_day, preferred)
+        preference = case({slot: n for n, slot in enumerate(preferred)}, value=expert_slots.c.slot)
+        first_free = free.order_by(preference).limit(1).scalar_subquery().label("slot")
         recent = (
             select(func.count())
             .where(a.expert_id == e.id, a.day >= since, a.day <= until)
             .scalar_subquery()
+            .label("recent")
         )
-        last = select(func.max(a.created_at)).where(a.expert_id == e.id).scalar_subquery()
-        local = exists().where(
-            expert_regions.c.expert_id == e.id, expert_regions.c.region == region
+        last = (
+            select(func.max(a.created_at))
+            .where(a.expert_id == e.id)
+            .scalar_subquery()
+            .label("last")
+        )
+        local = (
+            exists()
+            .where(expert_regions.c.expert_id == e.id, expert_regions.c.region == region)
+            .label("local")
         )
         conditions: list[ColumnElement[bool]] = [
             e.active.is_(True),
-            s.slot.in_(list(preferred)),
-            ~exists().where(a.expert_id == s.expert_id, a.slot == s.slot),
-            visits_that_day < e.max_visits_per_day,
             ~exists().where(
                 expert_conflicts.c.expert_id == e.id,
                 expert_conflicts.c.enterprise_id == enterprise_id,
             ),
+            free.exists(),
         ]
         if needed:
             covered = (
@@ -178,26 +184,19 @@ class BookingRegister(StaffRegister):
                 .where(expert_domains.c.expert_id == e.id, expert_domains.c.domain.in_(needed))
                 .scalar_subquery()
             )
-            conditions.append(covered == len(needed))
+            conditions.insert(1, covered == len(needed))
         skipped = list(skip)
         if skipped:
-            conditions.append(e.id.not_in(skipped))
+            conditions.insert(1, e.id.not_in(skipped))
         # Python compares ids by code point: SQLite's default collation does; PostgreSQL's
         # database collation may not, "C" does
         by_id = e.id if self.session.get_bind().dialect.name == "sqlite" else e.id.collate("C")
-        preference = case({slot: n for n, slot in enumerate(preferred)}, value=s.slot)
         query = (
-            select(e.id, s.slot, local.label("local"), recent.label("recent"), last.label("last"))
-            .select_from(expert_slots.join(experts, e.id == s.expert_id))
+            select(e.id, first_free, local, recent, last)
             .where(*conditions)
-            .order_by(
-                local.desc(),
-                recent,
-                last.asc().nulls_first(),
-                by_id,
-                preference,
-            )
-            .limit(limit * len(preferred))
+            # by the labels: each ranking subquery is computed once per expert
+            .order_by(local.desc(), recent, last.asc().nulls_first(), by_id)
+            .limit(limit)
         )
         return [
             Offer(row.id, row.slot, bool(row.local), int(row.recent), row.last)
@@ -207,20 +206,8 @@ class BookingRegister(StaffRegister):
     def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
         """Which of `preferred` the expert offers, has not booked, and still has room for
         on that day (read now: under the expert's lock, a fresh answer)."""
-        s, a = expert_slots.c, assignments.c
-        visits_that_day = (
-            select(func.count()).where(a.expert_id == s.expert_id, a.day == s.day).scalar_subquery()
-        )
-        query = (
-            select(s.slot)
-            .select_from(expert_slots.join(experts, experts.c.id == s.expert_id))
-            .where(
-                s.expert_id == expert_id,
-                s.slot.in_(list(preferred)),
-                ~exists().where(a.expert_id == s.expert_id, a.slot == s.slot),
-                visits_that_day < experts.c.max_visits_per_day,
-            )
-        )
+        mine = select(experts.c.max_visits_per_day).where(experts.c.id == expert_id)
+        query = _free_slots(literal(expert_id), mine.scalar_subquery(), preferred)
         return set(self.session.scalars(query))
 
     def lock_expert(self, expert_id: str) -> None:
@@ -419,6 +406,23 @@ class BookingRegister(StaffRegister):
         return self.session.scalars(
             select(Ticket).where(tickets.c.order_id.in_(list(order_ids)))
         ).all()
+
+
+def _free_slots(
+    expert_id: ColumnElement[str], room: ColumnElement[int], preferred: Sequence[str]
+) -> Select[tuple[str]]:
+    """The half-days of `preferred` the expert offers, has not booked, and has fewer than
+    `room` visits on."""
+    s, a = expert_slots.c, assignments.c
+    visits_that_day = (
+        select(func.count()).where(a.expert_id == s.expert_id, a.day == s.day).scalar_subquery()
+    )
+    return select(s.slot).where(
+        s.expert_id == expert_id,
+        s.slot.in_(list(preferred)),
+        ~exists().where(a.expert_id == s.expert_id, a.slot == s.slot),
+        visits_that_day < room,
+    )
 
 
 def _equal(query: Select[Any], table: Table, **values: str) -> Select[Any]:

@@ -60,11 +60,11 @@ class Assignment:
 
 
 class Offer(NamedTuple):
-    """One free half-day of an expert eligible for an order, with the expert's fairness
-    counters: what the register's candidate query answers (dispatch ranks them)."""
+    """An expert eligible for an order, with their first free preferred half-day and
+    fairness counters: what the register's candidate query answers (dispatch ranks them)."""
 
     expert_id: str
-    slot: str
+    slot: str  # the first of the order's preferred half-days the expert is free in
     local: bool  # serves the firm's region
     recent_visits: int  # in the fairness window
     last_assigned_at: datetime | None

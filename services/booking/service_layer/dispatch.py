@@ -132,22 +132,20 @@ def ranked(uow: UnitOfWork, ctx: BookingContext, order: Order) -> Iterator[dispa
 def _views(
     offers: Sequence[Offer], region: str, needed: frozenset[str]
 ) -> list[dispatch.ExpertView]:
-    """The experts of `offers` as the domain's ranking sees them: as far as this order is
-    concerned (the register checked active, domains and conflicts), their free preferred
-    half-days, whether they serve the firm's region, and their fairness counters."""
-    by_expert: dict[str, list[Offer]] = {}
-    for offer in offers:
-        by_expert.setdefault(offer.expert_id, []).append(offer)
+    """The experts of `offers` as the domain's ranking sees them, as far as this order is
+    concerned: the register checked active, domains, conflicts and room on the day, so
+    each offers its first free preferred half-day, serves the firm's region or not, and
+    has its fairness counters."""
     return [
         dispatch.ExpertView(
-            expert_id=expert_id,
+            expert_id=offer.expert_id,
             domains=needed,
-            regions=frozenset({region}) if mine[0].local else frozenset(),
-            slots=frozenset(parse_slot(o.slot) for o in mine),
-            max_visits_per_day=1,  # no visits counted here: the register checked each day
+            regions=frozenset({region}) if offer.local else frozenset(),
+            slots=frozenset({parse_slot(offer.slot)}),
+            max_visits_per_day=1,  # no visits counted here: the register checked the day
             active=True,
-            recent_visits=mine[0].recent_visits,
-            last_assigned_at=mine[0].last_assigned_at,
+            recent_visits=offer.recent_visits,
+            last_assigned_at=offer.last_assigned_at,
         )
-        for expert_id, mine in by_expert.items()
+        for offer in offers
     ]

@@ -170,12 +170,13 @@ class FakeRegister:
             recent = sum(1 for a in mine if since <= a.day <= until)
             last = max((a.created_at for a in mine), default=None)
             local = region in e.regions
-            for n, slot in enumerate(preferred):
-                if slot in self.free_slots(e.id, [slot]):
-                    key = (not local, recent, last is not None, last or datetime.min, e.id, n)
-                    rows.append((key, Offer(e.id, slot, local, recent, last)))
+            free = self.free_slots(e.id, preferred)
+            first = next((slot for slot in preferred if slot in free), None)
+            if first is not None:
+                key = (not local, recent, last is not None, last or datetime.min, e.id)
+                rows.append((key, Offer(e.id, first, local, recent, last)))
         rows.sort(key=lambda r: r[0])
-        return [offer for _, offer in rows[: limit * len(preferred)]]
+        return [offer for _, offer in rows[:limit]]
 
     def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
         e = self.experts_by_id.get(expert_id)
