@@ -6,11 +6,12 @@ form)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, case, exists, func, literal, select
+from sqlalchemy import ColumnElement, Select, Table, bindparam, case, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -149,66 +150,30 @@ class BookingRegister(StaffRegister):
         """
         if not preferred:
             return []
-        e, a = experts.c, assignments.c
-        free = _free_slots(e.id, e.max_visits_per_day, preferred)
-        preference = case({slot: n for n, slot in enumerate(preferred)}, value=expert_slots.c.slot)
-        first_free = free.order_by(preference).limit(1).scalar_subquery().label("slot")
-        recent = (
-            select(func.count())
-            .where(a.expert_id == e.id, a.day >= since, a.day <= until)
-            .scalar_subquery()
-            .label("recent")
-        )
-        last = (
-            select(func.max(a.created_at))
-            .where(a.expert_id == e.id)
-            .scalar_subquery()
-            .label("last")
-        )
-        local = (
-            exists()
-            .where(expert_regions.c.expert_id == e.id, expert_regions.c.region == region)
-            .label("local")
-        )
-        conditions: list[ColumnElement[bool]] = [
-            e.active.is_(True),
-            ~exists().where(
-                expert_conflicts.c.expert_id == e.id,
-                expert_conflicts.c.enterprise_id == enterprise_id,
-            ),
-            free.exists(),
-        ]
-        if needed:
-            covered = (
-                select(func.count())
-                .where(expert_domains.c.expert_id == e.id, expert_domains.c.domain.in_(needed))
-                .scalar_subquery()
-            )
-            conditions.insert(1, covered == len(needed))
         skipped = list(skip)
-        if skipped:
-            conditions.insert(1, e.id.not_in(skipped))
-        # Python compares ids by code point: SQLite's default collation does; PostgreSQL's
-        # database collation may not, "C" does
-        by_id = e.id if self.session.get_bind().dialect.name == "sqlite" else e.id.collate("C")
-        query = (
-            select(e.id, first_free, local, recent, last)
-            .where(*conditions)
-            # by the labels: each ranking subquery is computed once per expert
-            .order_by(local.desc(), recent, last.asc().nulls_first(), by_id)
-            .limit(limit)
+        query = _offers_query(
+            self.session.get_bind().dialect.name, len(preferred), len(needed), bool(skipped), limit
         )
+        params: dict[str, Any] = {
+            "enterprise_id": enterprise_id,
+            "region": region,
+            "since": since,
+            "until": until,
+            "preferred": list(preferred),
+            "needed": sorted(needed),
+            "skip": skipped,
+            **{f"p{n}": slot for n, slot in enumerate(preferred)},
+        }
         return [
             Offer(row.id, row.slot, bool(row.local), int(row.recent), row.last)
-            for row in self.session.execute(query)
+            for row in self.session.execute(query, params)
         ]
 
     def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
         """Which of `preferred` the expert offers, has not booked, and still has room for
         on that day (read now: under the expert's lock, a fresh answer)."""
-        mine = select(experts.c.max_visits_per_day).where(experts.c.id == expert_id)
-        query = _free_slots(literal(expert_id), mine.scalar_subquery(), preferred)
-        return set(self.session.scalars(query))
+        params = {"expert_id": expert_id, "preferred": list(preferred)}
+        return set(self.session.scalars(_free_slots_query(), params))
 
     def lock_expert(self, expert_id: str) -> None:
         """Hold the expert's row until commit (PostgreSQL; SQLite's BEGIN IMMEDIATE
@@ -408,10 +373,8 @@ class BookingRegister(StaffRegister):
         ).all()
 
 
-def _free_slots(
-    expert_id: ColumnElement[str], room: ColumnElement[int], preferred: Sequence[str]
-) -> Select[tuple[str]]:
-    """The half-days of `preferred` the expert offers, has not booked, and has fewer than
+def _free_slots(expert_id: ColumnElement[str], room: ColumnElement[int]) -> Select[tuple[str]]:
+    """The half-days of :preferred the expert offers, has not booked, and has fewer than
     `room` visits on."""
     s, a = expert_slots.c, assignments.c
     visits_that_day = (
@@ -419,9 +382,70 @@ def _free_slots(
     )
     return select(s.slot).where(
         s.expert_id == expert_id,
-        s.slot.in_(list(preferred)),
+        s.slot.in_(bindparam("preferred", expanding=True)),
         ~exists().where(a.expert_id == s.expert_id, a.slot == s.slot),
         visits_that_day < room,
+    )
+
+
+# Built once per shape, run with parameters: building the statement cost more than the
+# database's answer.
+@functools.cache
+def _free_slots_query() -> Select[tuple[str]]:
+    """BookingRegister.free_slots' statement (:expert_id, :preferred)."""
+    mine = select(experts.c.max_visits_per_day).where(experts.c.id == bindparam("expert_id"))
+    return _free_slots(bindparam("expert_id"), mine.scalar_subquery())
+
+
+@functools.lru_cache(maxsize=256)
+def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: int) -> Select[Any]:
+    """BookingRegister.offers' statement for orders of this shape (:p0… the preferred
+    half-days in order, :needed, :skip, :region, :enterprise_id, :since, :until)."""
+    e, a = experts.c, assignments.c
+    free = _free_slots(e.id, e.max_visits_per_day)
+    preference = case(
+        *((expert_slots.c.slot == bindparam(f"p{n}"), n) for n in range(preferred)),
+        else_=preferred,
+    )
+    first_free = free.order_by(preference).limit(1).scalar_subquery().label("slot")
+    recent = (
+        select(func.count())
+        .where(a.expert_id == e.id, a.day >= bindparam("since"), a.day <= bindparam("until"))
+        .scalar_subquery()
+        .label("recent")
+    )
+    last = select(func.max(a.created_at)).where(a.expert_id == e.id).scalar_subquery()
+    local = (
+        exists()
+        .where(expert_regions.c.expert_id == e.id, expert_regions.c.region == bindparam("region"))
+        .label("local")
+    )
+    conditions: list[ColumnElement[bool]] = [e.active.is_(True)]
+    if skip:
+        conditions.append(e.id.not_in(bindparam("skip", expanding=True)))
+    if needed:
+        d = expert_domains.c
+        covered = select(func.count()).where(
+            d.expert_id == e.id, d.domain.in_(bindparam("needed", expanding=True))
+        )
+        conditions.append(covered.scalar_subquery() == needed)
+    conditions += [
+        ~exists().where(
+            expert_conflicts.c.expert_id == e.id,
+            expert_conflicts.c.enterprise_id == bindparam("enterprise_id"),
+        ),
+        free.exists(),
+    ]
+    # Python compares ids by code point: SQLite's default collation does; PostgreSQL's
+    # database collation may not, "C" does
+    by_id = e.id if dialect == "sqlite" else e.id.collate("C")
+    last_at = last.label("last")
+    return (
+        select(e.id, first_free, local, recent, last_at)
+        .where(*conditions)
+        # by the labels: each ranking subquery is computed once per expert
+        .order_by(local.desc(), recent, last_at.asc().nulls_first(), by_id)
+        .limit(limit)
     )
 
 
