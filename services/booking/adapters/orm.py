@@ -116,40 +116,6 @@ experts = Table(
     Column("updated_at", DateTime(timezone=True), nullable=True),
 )
 
-# What dispatch asks of an expert, one row per offered half-day, domain, region and
-# conflict, copied from the expert's own columns above whenever an expert is written
-# (adapters/expert_offers.py; migration b0007), so that a query finds an order's
-# candidates without reading every expert's whole offer.
-expert_slots = Table(
-    "expert_slots",
-    metadata,
-    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
-    Column("slot", String(16), primary_key=True),
-    Column("day", Date, nullable=False),
-    Index("ix_expert_slots_slot", "slot", "expert_id"),
-)
-
-expert_domains = Table(
-    "expert_domains",
-    metadata,
-    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
-    Column("domain", String(64), primary_key=True),
-)
-
-expert_regions = Table(
-    "expert_regions",
-    metadata,
-    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
-    Column("region", String(100), primary_key=True),
-)
-
-expert_conflicts = Table(
-    "expert_conflicts",
-    metadata,
-    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
-    Column("enterprise_id", String(18), primary_key=True),
-)
-
 orders = Table(
     "orders",
     metadata,
@@ -186,9 +152,6 @@ assignments = Table(
     Column("order_id", String(32), ForeignKey("orders.id"), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("expert_id", "slot", name="uq_assignments_expert_slot"),
-    # dispatch's per-expert counts: visits on a day, in the fairness window, the latest
-    Index("ix_assignments_expert_day", "expert_id", "day"),
-    Index("ix_assignments_expert_created", "expert_id", "created_at"),
 )
 
 visits = Table(
@@ -294,6 +257,43 @@ staff_sign_in_failures = Table(
 )
 
 audit_log, audit_head = audit_tables(metadata)
+
+# What dispatch asks of an expert, one row per offered half-day, domain, region and
+# conflict, copied from the expert's own columns above whenever an expert is written
+# (adapters/expert_offers.py; migration b0007), so that a query finds an order's
+# candidates without reading every expert's whole offer.
+expert_slots = Table(
+    "expert_slots",
+    metadata,
+    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    Column("slot", String(16), primary_key=True),
+    Column("day", Date, nullable=False),
+)
+
+expert_domains = Table(
+    "expert_domains",
+    metadata,
+    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    Column("domain", String(64), primary_key=True),
+)
+
+expert_regions = Table(
+    "expert_regions",
+    metadata,
+    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    Column("region", String(100), primary_key=True),
+)
+
+expert_conflicts = Table(
+    "expert_conflicts",
+    metadata,
+    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    Column("enterprise_id", String(18), primary_key=True),
+)
+
+# dispatch's per-expert counts: visits on a day, in the fairness window, the latest
+Index("ix_assignments_expert_day", assignments.c.expert_id, assignments.c.day)
+Index("ix_assignments_expert_created", assignments.c.expert_id, assignments.c.created_at)
 
 
 def _serial_digest(value: str) -> str:

@@ -43,7 +43,6 @@ def upgrade() -> None:
             ),
             sa.PrimaryKeyConstraint("expert_id", column, name=op.f(f"pk_{name}")),
         )
-    op.create_index("ix_expert_slots_slot", "expert_slots", ["slot", "expert_id"])
     op.create_index("ix_assignments_expert_day", "assignments", ["expert_id", "day"])
     op.create_index("ix_assignments_expert_created", "assignments", ["expert_id", "created_at"])
     _fill()
@@ -73,6 +72,5 @@ def _fill() -> None:
 def downgrade() -> None:
     op.drop_index("ix_assignments_expert_created", table_name="assignments")
     op.drop_index("ix_assignments_expert_day", table_name="assignments")
-    op.drop_index("ix_expert_slots_slot", table_name="expert_slots")
     for name, *_ in reversed(_TABLES):
         op.drop_table(name)
