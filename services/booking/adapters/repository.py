@@ -175,13 +175,16 @@ class BookingRegister(StaffRegister):
         params = {"expert_id": expert_id, "preferred": list(preferred)}
         return set(self.session.scalars(_free_slots_query(), params))
 
-    def lock_expert(self, expert_id: str) -> None:
-        """Hold the expert's row until commit (PostgreSQL; SQLite's BEGIN IMMEDIATE
-        already serialises writers), so two dispatches cannot both take their last visit
-        of a day."""
-        if self._lock_rows:
-            query = select(experts.c.id).where(experts.c.id == expert_id).with_for_update()
-            self.session.execute(query)
+    def lock_expert(self, expert_id: str, *, wait: bool) -> bool:
+        """Hold the expert's row until commit, so two dispatches cannot both take their
+        last visit of a day; without `wait`, False when a concurrent transaction holds
+        it (PostgreSQL `FOR UPDATE SKIP LOCKED`). SQLite's BEGIN IMMEDIATE already lets
+        one writer in at a time: True."""
+        if not self._lock_rows:
+            return True
+        query = select(experts.c.id).where(experts.c.id == expert_id)
+        query = query.with_for_update(skip_locked=not wait)
+        return self.session.execute(query).first() is not None
 
     def claim_slot(self, assignment: Assignment) -> bool:
         """Book the expert's half-day for the order, unless a concurrent dispatch booked

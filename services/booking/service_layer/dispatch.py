@@ -16,7 +16,7 @@ from datetime import timedelta
 from services.booking.domain import dispatch, messages
 from services.booking.domain.orders import Order, OrderAction, OrderStatus
 from services.booking.domain.records import Assignment, Offer
-from services.booking.domain.slots import parse_slot
+from services.booking.domain.slots import Slot, parse_slot
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
@@ -77,17 +77,36 @@ def redispatch_waiting(uow: UnitOfWork, ctx: BookingContext) -> int:
 def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Candidate | None:
     """Try experts best first. Each expert's row is locked and its free slot recomputed
     (a dispatch that lost a race takes the expert's next free slot); the unique
-    (expert, slot) index is the last word on any race left."""
+    (expert, slot) index is the last word on any race left.
+
+    An expert whose row a concurrent dispatch holds is passed over at first (that
+    dispatch is booking them now, which makes them the most recently assigned: the next
+    order would rank them last anyway) and tried, waiting for the lock, only when no
+    one else could take the order, so that no order waits while an expert is free."""
     preferred = [parse_slot(s) for s in order.preferred_slots]
+    busy: list[dispatch.Candidate] = []
     for candidate in ranked(uow, ctx, order):
-        uow.register.lock_expert(candidate.expert_id)
-        free = uow.register.free_slots(candidate.expert_id, order.preferred_slots)  # fresh
-        slot = next((s for s in preferred if str(s) in free), None)
-        if slot is None:
-            continue
-        assignment = Assignment(candidate.expert_id, str(slot), slot.day, order.id, now())
-        if uow.register.claim_slot(assignment):
-            return dispatch.Candidate(candidate.expert_id, slot)
+        if not uow.register.lock_expert(candidate.expert_id, wait=False):
+            busy.append(candidate)
+        elif (chosen := _claim(uow, order, candidate.expert_id, preferred)) is not None:
+            return chosen
+    for candidate in busy:
+        uow.register.lock_expert(candidate.expert_id, wait=True)
+        if (chosen := _claim(uow, order, candidate.expert_id, preferred)) is not None:
+            return chosen
+    return None
+
+
+def _claim(
+    uow: UnitOfWork, order: Order, expert_id: str, preferred: Sequence[Slot]
+) -> dispatch.Candidate | None:
+    """Book the locked expert's first free preferred half-day, read afresh."""
+    free = uow.register.free_slots(expert_id, order.preferred_slots)
+    slot = next((s for s in preferred if str(s) in free), None)
+    if slot is None:
+        return None
+    if uow.register.claim_slot(Assignment(expert_id, str(slot), slot.day, order.id, now())):
+        return dispatch.Candidate(expert_id, slot)
     return None
 
 

@@ -72,6 +72,7 @@ class FakeRegister:
         self.outbox: list[OutboxMessage] = []
         self.events: list[BookingEvent] = []
         self.taken_slots: set[tuple[str, str]] = set()  # booked by a "concurrent" dispatch
+        self.locked_by_others: set[str] = set()  # experts a "concurrent" dispatch holds
         self.codes: dict[str, SignInCode] = {}
         self.sessions: dict[str, FirmSession] = {}
 
@@ -192,8 +193,8 @@ class FakeRegister:
             and sum(1 for a in mine if a.day == parse_slot(s).day) < e.max_visits_per_day
         }
 
-    def lock_expert(self, expert_id: str) -> None:
-        pass
+    def lock_expert(self, expert_id: str, *, wait: bool) -> bool:
+        return wait or expert_id not in self.locked_by_others
 
     def claim_slot(self, assignment: Assignment) -> bool:
         key = (assignment.expert_id, assignment.slot)
