@@ -1,5 +1,5 @@
-"""`python -m bench.booking`: booking `CreateOrder` (the order committed, then dispatched
-to an expert in a transaction of its own) at 8 in flight on SQLite and PostgreSQL, beside
+"""`python -m bench.booking`: booking `CreateOrder` (the order taken and dispatched to an
+expert in one transaction) at 8 in flight on SQLite and PostgreSQL, beside
 a bare single-row insert RPC served by the same booking process on the same database
 (bench/insert_server.py), measured through the same client in the same round
 (bench/harness.py: the load generator in processes of its own, their CPU share shown).

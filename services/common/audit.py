@@ -4,7 +4,9 @@ How it works, for both services:
 * An `after_flush` listener on the unit of work's sessions collects one entry per
   inserted, updated or deleted record of an audited class (its changed fields before and
   after), with the caller bound to the current call (services/common/context.py).
-* At `before_commit` the entries are sealed onto their chain: each entry's hash is
+* At `before_commit` (of the transaction, not of a savepoint: a savepoint rolled back
+  drops only the entries collected since it began) the entries are sealed onto their
+  chain: each entry's hash is
   SHA-256(previous hash of its chain + canonical JSON of the entry), and the rows and the
   chain's new head are written in the same transaction as the change they describe.
 * Chains. An audited class may name a `chain_field` (the rules register chains per firm:
@@ -46,12 +48,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from services.common.context import current_caller
 
 GENESIS = "0" * 64
 _PENDING = "audit_pending"
+_MARKS = "audit_savepoints"  # entries collected before each open savepoint
 
 
 CHAINS = "audit_chains"  # the per-key heads, for trails created with chains=True
@@ -137,7 +140,9 @@ class AuditTrail:
     def install(self, factory: sessionmaker[Session]) -> None:
         event.listen(factory, "after_flush", self._collect)
         event.listen(factory, "before_commit", self._seal)
-        event.listen(factory, "after_rollback", lambda s: s.info.pop(_PENDING, None))
+        event.listen(factory, "after_transaction_create", _mark_savepoint)
+        event.listen(factory, "after_transaction_end", _unmark_savepoint)
+        event.listen(factory, "after_rollback", _discard)
 
     def _collect(self, session: Session, _context: Any) -> None:
         pending = session.info.setdefault(_PENDING, [])
@@ -187,6 +192,8 @@ class AuditTrail:
         return redact(value) if redact and value is not None else value
 
     def _seal(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint's release: its entries are sealed with the transaction's
         session.flush()  # commit's own flush comes after before_commit: collect it first
         pending = session.info.pop(_PENDING, [])
         if pending:
@@ -197,6 +204,28 @@ class AuditTrail:
                 pending,
                 lock=session.get_bind().dialect.name != "sqlite",
             )
+
+
+def _mark_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint begins: remember how many entries were collected before it."""
+    if transaction.nested:
+        marks = session.info.setdefault(_MARKS, [])
+        marks.append(len(session.info.get(_PENDING, [])))
+
+
+def _unmark_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested and session.info.get(_MARKS):
+        session.info[_MARKS].pop()
+
+
+def _discard(session: Session) -> None:
+    """A rollback drops the entries of what it undid: a savepoint's, or all of them."""
+    marks = session.info.get(_MARKS)
+    if session.in_nested_transaction() and marks:
+        del session.info.get(_PENDING, [])[marks[-1] :]
+    else:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_MARKS, None)
 
 
 def append(

@@ -248,6 +248,43 @@ staff_sign_in_failures = Table(
 
 audit_log, audit_head = audit_tables(metadata)
 
+# What dispatch asks of an expert, one row per offered half-day, domain, region and
+# conflict, copied from the expert's own columns above whenever an expert is written
+# (adapters/expert_offers.py; migration b0007), so that a query finds an order's
+# candidates without reading every expert's whole offer.
+expert_slots = Table(
+    "expert_slots",
+    metadata,
+    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    Column("slot", String(16), primary_key=True),
+    Column("day", Date, nullable=False),
+)
+
+expert_domains = Table(
+    "expert_domains",
+    metadata,
+    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    Column("domain", String(64), primary_key=True),
+)
+
+expert_regions = Table(
+    "expert_regions",
+    metadata,
+    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    Column("region", String(100), primary_key=True),
+)
+
+expert_conflicts = Table(
+    "expert_conflicts",
+    metadata,
+    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    Column("enterprise_id", String(18), primary_key=True),
+)
+
+# dispatch's per-expert counts: visits on a day, in the fairness window, the latest
+Index("ix_assignments_expert_day", assignments.c.expert_id, assignments.c.day)
+Index("ix_assignments_expert_created", assignments.c.expert_id, assignments.c.created_at)
+
 
 def _serial_digest(value: str) -> str:
     """QR serials are half of a credential: the trail keeps a digest, never the serial."""

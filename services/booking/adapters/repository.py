@@ -6,16 +6,21 @@ form)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import ColumnElement, Select, Table, bindparam, case, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.booking.adapters.orm import (
     assignments,
+    expert_conflicts,
+    expert_domains,
+    expert_regions,
+    expert_slots,
     experts,
     firm_cards,
     firm_sessions,
@@ -31,10 +36,10 @@ from services.booking.domain.events import BookingEvent
 from services.booking.domain.orders import Order
 from services.booking.domain.records import (
     Assignment,
-    Booked,
     Expert,
     FirmCard,
     FirmSession,
+    Offer,
     OutboxMessage,
     Photo,
     SignInCode,
@@ -108,20 +113,6 @@ class BookingRegister(StaffRegister):
     def experts(self) -> Sequence[Expert]:
         return self.session.scalars(select(Expert).order_by(experts.c.id)).all()
 
-    def booked(self) -> dict[str, list[Booked]]:
-        """Every assignment's expert, half-day and day, by expert (plain rows: dispatch
-        reads them all for every order, so no ORM objects are built)."""
-        a = assignments.c
-        out: dict[str, list[Booked]] = {}
-        for row in self.session.execute(select(a.expert_id, a.slot, a.day)):
-            out.setdefault(row.expert_id, []).append(Booked(row.slot, row.day))
-        return out
-
-    def assignments_of(self, expert_id: str) -> Sequence[Assignment]:
-        return self.session.scalars(
-            select(Assignment).where(assignments.c.expert_id == expert_id)
-        ).all()
-
     def expert_names(self, ids: Iterable[str]) -> dict[str, str]:
         """id → name for the experts that exist, in one query."""
         query = select(experts.c.id, experts.c.name).where(experts.c.id.in_(list(ids)))
@@ -134,19 +125,66 @@ class BookingRegister(StaffRegister):
         )
         return {row.enterprise_id: row.name for row in self.session.execute(query)}
 
-    def recent_visits(self, since: date, until: date) -> dict[str, int]:
-        query = (
-            select(assignments.c.expert_id, func.count())
-            .where(assignments.c.day >= since, assignments.c.day <= until)
-            .group_by(assignments.c.expert_id)
-        )
-        return {row[0]: int(row[1]) for row in self.session.execute(query)}
+    def offers(
+        self,
+        *,
+        enterprise_id: str,
+        region: str,
+        needed: frozenset[str],
+        preferred: Sequence[str],
+        since: date,
+        until: date,
+        skip: Iterable[str] = (),
+        limit: int = 8,
+    ) -> list[Offer]:
+        """The best `limit` experts eligible for an order, each with their first free
+        half-day in the firm's order of preference, in one query (adapters/orm.py's
+        expert_* rows and assignments' indexes).
 
-    def last_assigned(self) -> dict[str, datetime]:
-        query = select(assignments.c.expert_id, func.max(assignments.c.created_at)).group_by(
-            assignments.c.expert_id
+        Eligible: active, covering every `needed` domain, without the firm on their
+        conflict list, not in `skip`, free in one of `preferred` (offered, not booked,
+        fewer visits that day than their maximum). Best first by the order
+        domain/dispatch.py ranks in (serving `region`, fewest visits between `since` and
+        `until`, never or least recently assigned, id by code point), so that the domain,
+        ranking what comes back, takes the same experts as over the whole pool.
+        """
+        if not preferred:
+            return []
+        skipped = list(skip)
+        query = _offers_query(
+            self.session.get_bind().dialect.name, len(preferred), len(needed), bool(skipped), limit
         )
-        return {row[0]: row[1] for row in self.session.execute(query)}
+        params: dict[str, Any] = {
+            "enterprise_id": enterprise_id,
+            "region": region,
+            "since": since,
+            "until": until,
+            "preferred": list(preferred),
+            "needed": sorted(needed),
+            "skip": skipped,
+            **{f"p{n}": slot for n, slot in enumerate(preferred)},
+        }
+        return [
+            Offer(row.id, row.slot, bool(row.local), int(row.recent), row.last)
+            for row in self.session.execute(query, params)
+        ]
+
+    def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
+        """Which of `preferred` the expert offers, has not booked, and still has room for
+        on that day (read now: under the expert's lock, a fresh answer)."""
+        params = {"expert_id": expert_id, "preferred": list(preferred)}
+        return set(self.session.scalars(_free_slots_query(), params))
+
+    def lock_expert(self, expert_id: str, *, wait: bool) -> bool:
+        """Hold the expert's row until commit, so two dispatches cannot both take their
+        last visit of a day; without `wait`, False when a concurrent transaction holds
+        it (PostgreSQL `FOR UPDATE SKIP LOCKED`). SQLite's BEGIN IMMEDIATE already lets
+        one writer in at a time: True."""
+        if not self._lock_rows:
+            return True
+        query = select(experts.c.id).where(experts.c.id == expert_id)
+        query = query.with_for_update(skip_locked=not wait)
+        return self.session.execute(query).first() is not None
 
     def claim_slot(self, assignment: Assignment) -> bool:
         """Book the expert's half-day for the order, unless a concurrent dispatch booked
@@ -336,6 +374,82 @@ class BookingRegister(StaffRegister):
         return self.session.scalars(
             select(Ticket).where(tickets.c.order_id.in_(list(order_ids)))
         ).all()
+
+
+def _free_slots(expert_id: ColumnElement[str], room: ColumnElement[int]) -> Select[tuple[str]]:
+    """The half-days of :preferred the expert offers, has not booked, and has fewer than
+    `room` visits on."""
+    s, a = expert_slots.c, assignments.c
+    visits_that_day = (
+        select(func.count()).where(a.expert_id == s.expert_id, a.day == s.day).scalar_subquery()
+    )
+    return select(s.slot).where(
+        s.expert_id == expert_id,
+        s.slot.in_(bindparam("preferred", expanding=True)),
+        ~exists().where(a.expert_id == s.expert_id, a.slot == s.slot),
+        visits_that_day < room,
+    )
+
+
+# Built once per shape, run with parameters: building the statement cost more than the
+# database's answer.
+@functools.cache
+def _free_slots_query() -> Select[tuple[str]]:
+    """BookingRegister.free_slots' statement (:expert_id, :preferred)."""
+    mine = select(experts.c.max_visits_per_day).where(experts.c.id == bindparam("expert_id"))
+    return _free_slots(bindparam("expert_id"), mine.scalar_subquery())
+
+
+@functools.lru_cache(maxsize=256)
+def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: int) -> Select[Any]:
+    """BookingRegister.offers' statement for orders of this shape (:p0… the preferred
+    half-days in order, :needed, :skip, :region, :enterprise_id, :since, :until)."""
+    e, a = experts.c, assignments.c
+    free = _free_slots(e.id, e.max_visits_per_day)
+    preference = case(
+        *((expert_slots.c.slot == bindparam(f"p{n}"), n) for n in range(preferred)),
+        else_=preferred,
+    )
+    first_free = free.order_by(preference).limit(1).scalar_subquery().label("slot")
+    recent = (
+        select(func.count())
+        .where(a.expert_id == e.id, a.day >= bindparam("since"), a.day <= bindparam("until"))
+        .scalar_subquery()
+        .label("recent")
+    )
+    last = select(func.max(a.created_at)).where(a.expert_id == e.id).scalar_subquery()
+    local = (
+        exists()
+        .where(expert_regions.c.expert_id == e.id, expert_regions.c.region == bindparam("region"))
+        .label("local")
+    )
+    conditions: list[ColumnElement[bool]] = [e.active.is_(True)]
+    if skip:
+        conditions.append(e.id.not_in(bindparam("skip", expanding=True)))
+    if needed:
+        d = expert_domains.c
+        covered = select(func.count()).where(
+            d.expert_id == e.id, d.domain.in_(bindparam("needed", expanding=True))
+        )
+        conditions.append(covered.scalar_subquery() == needed)
+    conditions += [
+        ~exists().where(
+            expert_conflicts.c.expert_id == e.id,
+            expert_conflicts.c.enterprise_id == bindparam("enterprise_id"),
+        ),
+        free.exists(),
+    ]
+    # Python compares ids by code point: SQLite's default collation does; PostgreSQL's
+    # database collation may not, "C" does
+    by_id = e.id if dialect == "sqlite" else e.id.collate("C")
+    last_at = last.label("last")
+    return (
+        select(e.id, first_free, local, recent, last_at)
+        .where(*conditions)
+        # by the labels: each ranking subquery is computed once per expert
+        .order_by(local.desc(), recent, last_at.asc().nulls_first(), by_id)
+        .limit(limit)
+    )
 
 
 def _equal(query: Select[Any], table: Table, **values: str) -> Select[Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from services.booking.adapters.expert_offers import EXPERT_OFFERS
 from services.booking.adapters.orm import AUDIT, start_mappers
 from services.booking.adapters.repository import BookingRegister
 from services.common.unit_of_work import BaseUnitOfWork
@@ -17,7 +18,9 @@ from services.common.unit_of_work import BaseUnitOfWork
 class SqlUnitOfWork(BaseUnitOfWork[BookingRegister]):
     def __init__(self, engine: Engine) -> None:
         start_mappers()
-        super().__init__(engine, AUDIT)  # every committed change leaves a chained entry
+        # every committed change leaves a chained entry; every expert written rewrites
+        # the rows dispatch queries (adapters/expert_offers.py)
+        super().__init__(engine, AUDIT, EXPERT_OFFERS)
 
     def make_register(self, session: Session) -> BookingRegister:
         return BookingRegister(session, lock_rows=self.lock_rows)

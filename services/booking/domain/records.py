@@ -59,11 +59,15 @@ class Assignment:
     id: int | None = None
 
 
-class Booked(NamedTuple):
-    """An assignment as dispatch reads every expert's: which half-day, which day."""
+class Offer(NamedTuple):
+    """An expert eligible for an order, with their first free preferred half-day and
+    fairness counters: what the register's candidate query answers (dispatch ranks them)."""
 
-    slot: str
-    day: date
+    expert_id: str
+    slot: str  # the first of the order's preferred half-days the expert is free in
+    local: bool  # serves the firm's region
+    recent_visits: int  # in the fairness window
+    last_assigned_at: datetime | None
 
 
 @dataclass

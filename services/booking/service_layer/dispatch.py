@@ -1,20 +1,22 @@
 """派单: assign an order the best free expert and half-day, and retry the waiting ones.
 
-The choice is the domain's (domain/dispatch.py); this module feeds it fresh bookings
-under each candidate expert's row lock and books the slot through the repository, whose
-unique (expert, slot) index settles any race left: a dispatch that lost one tries the
-expert's next free slot, then the next expert.
+The ranking is the domain's (domain/dispatch.py); the register's query (`offers`) finds
+the few best eligible experts free in the order's half-days, and the domain ranks them.
+Under each candidate expert's row lock, this module reads the expert's free half-days
+afresh and books one through the repository, whose unique (expert, slot) index settles
+any race left: a dispatch that lost one tries the expert's next free slot, then the next
+expert.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 
 from services.booking.domain import dispatch, messages
 from services.booking.domain.orders import Order, OrderAction, OrderStatus
-from services.booking.domain.records import Assignment, Booked, Expert
-from services.booking.domain.slots import parse_slot
+from services.booking.domain.records import Assignment, Offer
+from services.booking.domain.slots import Slot, parse_slot
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
@@ -36,25 +38,25 @@ def dispatch_order(
             return order
         if order.status != OrderStatus.SUBMITTED:
             order.move(OrderAction.DISPATCH, actor=actor, at=now())  # raises the precondition
-        chosen = _assign(uow, ctx, order)
-        if chosen is None:
-            order.dispatch_note = messages.NO_EXPERT
-        else:
-            order.expert_id, order.slot, order.dispatch_note = (
-                chosen.expert_id,
-                str(chosen.slot),
-                "",
-            )
-            order.move(
-                OrderAction.DISPATCH,
-                actor=actor,
-                at=now(),
-                reason=messages.DISPATCHED_TO.format(
-                    expert=chosen.expert_id, slot=chosen.slot.label
-                ),
-            )
+        assign(uow, ctx, order, actor=actor)
         uow.commit()
         return order
+
+
+def assign(uow: UnitOfWork, ctx: BookingContext, order: Order, *, actor: str) -> None:
+    """Inside the caller's transaction: book the best free expert and half-day for the
+    SUBMITTED `order` and move it to DISPATCHED, or note why it waits."""
+    chosen = _assign(uow, ctx, order)
+    if chosen is None:
+        order.dispatch_note = messages.NO_EXPERT
+        return
+    order.expert_id, order.slot, order.dispatch_note = chosen.expert_id, str(chosen.slot), ""
+    order.move(
+        OrderAction.DISPATCH,
+        actor=actor,
+        at=now(),
+        reason=messages.DISPATCHED_TO.format(expert=chosen.expert_id, slot=chosen.slot.label),
+    )
 
 
 def redispatch_waiting(uow: UnitOfWork, ctx: BookingContext) -> int:
@@ -73,77 +75,96 @@ def redispatch_waiting(uow: UnitOfWork, ctx: BookingContext) -> int:
 
 
 def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Candidate | None:
-    """Try experts best first. Each expert's row is locked and its free slot recomputed from
-    fresh assignments, so a dispatch that lost a race takes the expert's next free slot;
-    the unique (expert, slot) index is the last word on any race left."""
+    """Try experts best first. Each expert's row is locked and its free slot recomputed
+    (a dispatch that lost a race takes the expert's next free slot); the unique
+    (expert, slot) index is the last word on any race left.
+
+    An expert whose row a concurrent dispatch holds is passed over at first (that
+    dispatch is booking them now, which makes them the most recently assigned: the next
+    order would rank them last anyway) and tried, waiting for the lock, only when no
+    one else could take the order, so that no order waits while an expert is free."""
     preferred = [parse_slot(s) for s in order.preferred_slots]
-    tried: set[str] = set()
-    for candidate in _ranked(uow, ctx, order):
-        if candidate.expert_id in tried:
-            continue
-        tried.add(candidate.expert_id)
-        expert = uow.register.expert(candidate.expert_id, for_update=True)
-        if expert is None:
-            continue
-        view = _view(expert, uow.register.assignments_of(expert.id))  # fresh, under the lock
-        slot = dispatch.first_free_slot(view, preferred)
-        if slot is None:
-            continue
-        if uow.register.claim_slot(Assignment(expert.id, str(slot), slot.day, order.id, now())):
-            return dispatch.Candidate(expert.id, slot)
+    busy: list[dispatch.Candidate] = []
+    for candidate in ranked(uow, ctx, order):
+        if not uow.register.lock_expert(candidate.expert_id, wait=False):
+            busy.append(candidate)
+        elif (chosen := _claim(uow, order, candidate.expert_id, preferred)) is not None:
+            return chosen
+    for candidate in busy:
+        uow.register.lock_expert(candidate.expert_id, wait=True)
+        if (chosen := _claim(uow, order, candidate.expert_id, preferred)) is not None:
+            return chosen
     return None
 
 
-def _ranked(uow: UnitOfWork, ctx: BookingContext, order: Order) -> Iterator[dispatch.Candidate]:
-    """The best candidates, then (if all of those were lost to racing dispatches) every
-    eligible expert whatever their region."""
-    yield from _candidates(uow, ctx, order, ctx.today())
-    yield from _candidates(uow, ctx, order, ctx.today(), any_region=True)
+def _claim(
+    uow: UnitOfWork, order: Order, expert_id: str, preferred: Sequence[Slot]
+) -> dispatch.Candidate | None:
+    """Book the locked expert's first free preferred half-day, read afresh."""
+    free = uow.register.free_slots(expert_id, order.preferred_slots)
+    slot = next((s for s in preferred if str(s) in free), None)
+    if slot is None:
+        return None
+    if uow.register.claim_slot(Assignment(expert_id, str(slot), slot.day, order.id, now())):
+        return dispatch.Candidate(expert_id, slot)
+    return None
 
 
-def _candidates(
-    uow: UnitOfWork, ctx: BookingContext, order: Order, today: date, any_region: bool = False
-) -> list[dispatch.Candidate]:
-    booked = uow.register.booked()
-    recent = uow.register.recent_visits(
-        today - timedelta(days=dispatch.FAIRNESS_WINDOW_DAYS), today
-    )
-    last = uow.register.last_assigned()
-    views = [
-        _view(e, booked.get(e.id, []), recent.get(e.id, 0), last.get(e.id))
-        for e in uow.register.experts()
-    ]
+BATCH = 8  # experts asked of the register at a time: most orders take the first
+
+
+def ranked(uow: UnitOfWork, ctx: BookingContext, order: Order) -> Iterator[dispatch.Candidate]:
+    """Every eligible expert once, best first, each with their first free preferred
+    half-day: the register answers the best few (`offers`), the domain ranks them
+    (dispatch.candidates); when all of those are tried, the next few, asked afresh. Local
+    experts come first while any is free, then the others by fairness: the order of
+    dispatch.candidates, then its `any_region` fallback."""
+    today = ctx.today()
     needed = dispatch.needed_domains(order.item_codes, {c: i.domain for c, i in ctx.menu.items()})
-    return dispatch.candidates(
-        enterprise_id=order.enterprise_id,
-        region=order.region,
-        needed=needed,
-        preferred=[parse_slot(s) for s in order.preferred_slots],
-        experts=views,
-        any_region=any_region,
-    )
+    preferred = [parse_slot(s) for s in order.preferred_slots]
+    tried: set[str] = set()
+    while True:
+        offers = uow.register.offers(
+            enterprise_id=order.enterprise_id,
+            region=order.region,
+            needed=needed,
+            preferred=order.preferred_slots,
+            since=today - timedelta(days=dispatch.FAIRNESS_WINDOW_DAYS),
+            until=today,
+            skip=tried,
+            limit=BATCH,
+        )
+        best = dispatch.candidates(
+            enterprise_id=order.enterprise_id,
+            region=order.region,
+            needed=needed,
+            preferred=preferred,
+            experts=_views(offers, order.region, needed),
+        )
+        if not best:  # nobody left (every offer is eligible: an empty answer is the end)
+            return
+        for candidate in best:
+            tried.add(candidate.expert_id)
+            yield candidate
 
 
-def _view(
-    expert: Expert,
-    mine: Sequence[Assignment | Booked],
-    recent: int = 0,
-    last: datetime | None = None,
-) -> dispatch.ExpertView:
-    """What dispatch needs to know of an expert: offer, bookings, fairness counters."""
-    per_day: dict[date, int] = {}
-    for a in mine:
-        per_day[a.day] = per_day.get(a.day, 0) + 1
-    return dispatch.ExpertView(
-        expert_id=expert.id,
-        domains=frozenset(expert.domains),
-        regions=frozenset(expert.regions),
-        slots=frozenset(parse_slot(s) for s in expert.slots),
-        max_visits_per_day=expert.max_visits_per_day,
-        active=expert.active,
-        conflicts=frozenset(expert.conflicts),
-        booked=frozenset(parse_slot(a.slot) for a in mine),
-        visits_per_day=per_day,
-        recent_visits=recent,
-        last_assigned_at=last,
-    )
+def _views(
+    offers: Sequence[Offer], region: str, needed: frozenset[str]
+) -> list[dispatch.ExpertView]:
+    """The experts of `offers` as the domain's ranking sees them, as far as this order is
+    concerned: the register checked active, domains, conflicts and room on the day, so
+    each offers its first free preferred half-day, serves the firm's region or not, and
+    has its fairness counters."""
+    return [
+        dispatch.ExpertView(
+            expert_id=offer.expert_id,
+            domains=needed,
+            regions=frozenset({region}) if offer.local else frozenset(),
+            slots=frozenset({parse_slot(offer.slot)}),
+            max_visits_per_day=1,  # no visits counted here: the register checked the day
+            active=True,
+            recent_visits=offer.recent_visits,
+            last_assigned_at=offer.last_assigned_at,
+        )
+        for offer in offers
+    ]

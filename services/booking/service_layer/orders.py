@@ -1,7 +1,8 @@
 """点单: take an order on a firm's QR token, read, list and cancel orders.
 
-A new order is committed, then dispatched in a transaction of its own (dispatch.py), so
-an order stays taken even when no expert is free yet.
+A new order is taken and dispatched (dispatch.py) in one transaction, committed once: an
+order for which no expert is free yet is taken all the same and waits, SUBMITTED with the
+reason, for the next dispatch run. Nothing is acknowledged before that commit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from services.booking.domain.orders import (
     validate_clause_refs,
     validate_order,
 )
-from services.booking.service_layer.dispatch import dispatch_order, redispatch_waiting
+from services.booking.service_layer.dispatch import assign, dispatch_order, redispatch_waiting
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -58,17 +59,29 @@ def create_order(
         raise ValidationError(
             [FieldViolation("idempotency_key", messages.BAD_IDEMPOTENCY_KEY.format(n=KEY_MAX))]
         )
-    # the same key may race in on another connection: the retry then finds its order
-    order_id = retry_on_conflict(lambda: _create(uow, ctx, token, form, key))
-    return dispatch_order(uow, ctx, order_id, actor="dispatcher", quiet=True)
+    # The key is looked up only when a first attempt lost on it: a repeat (double tap,
+    # retry) or the same key racing in on another connection. A new key's order is
+    # inserted straight away (the unique key is the check).
+    attempts = iter((False, True))
+    taken = retry_on_conflict(lambda: _create(uow, ctx, token, form, key, next(attempts)))
+    if isinstance(taken, Order):
+        return taken
+    return dispatch_order(uow, ctx, taken, actor="dispatcher", quiet=True)
 
 
 def _create(
-    uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], key: str
-) -> str:
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    token: str,
+    form: Mapping[str, Any],
+    key: str,
+    repeat: bool,
+) -> Order | str:
+    """The new order, taken and dispatched in one transaction; or, for a key already
+    used (`repeat`: looked up), the id of its order."""
     with uow:
         card = firm_for_token(uow, ctx, token)
-        existing = uow.register.order_by_key(card.enterprise_id, key)
+        existing = uow.register.order_by_key(card.enterprise_id, key) if repeat else None
         if existing is not None:
             return existing.id
         request = validate_order(
@@ -100,8 +113,10 @@ def _create(
         )
         order.enter(OrderStatus.SUBMITTED.value, actor="firm", at=at, reason=messages.ORDER_TAKEN)
         uow.register.add(order)
+        uow.flush()  # a key used before fails here (Conflict), before dispatch is tried
+        assign(uow, ctx, order, actor="dispatcher")
         uow.commit()
-        return order.id
+        return order
 
 
 def get_order(

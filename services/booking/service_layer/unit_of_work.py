@@ -2,7 +2,8 @@
 
 `with uow:` opens a transaction; `uow.commit()` makes it durable; leaving the block
 without committing rolls it back. A use case commits once per transaction it opens (some
-open two, each with one commit: an order is created, then dispatched). A unique key that
+open several, each with one commit: cancelling an order, then dispatching the orders that
+waited for its slot). A unique key that
 a concurrent transaction committed first leaves the block as `Conflict`
 (services/common/errors.py). `register` is the repository (adapters/repository.py): its
 methods say what the use cases may read and write, and it owns every SQLAlchemy detail.

@@ -24,6 +24,7 @@ from services.booking.domain.records import (
     Expert,
     FirmCard,
     FirmSession,
+    Offer,
     OutboxMessage,
     Photo,
     SignInCode,
@@ -39,6 +40,7 @@ from services.booking.domain.rules_service import (
     RulesError,
     WhitelistSize,
 )
+from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import Ticket
 from services.booking.service_layer.ports import BookingContext
 from services.common.clock import now
@@ -70,6 +72,7 @@ class FakeRegister:
         self.outbox: list[OutboxMessage] = []
         self.events: list[BookingEvent] = []
         self.taken_slots: set[tuple[str, str]] = set()  # booked by a "concurrent" dispatch
+        self.locked_by_others: set[str] = set()  # experts a "concurrent" dispatch holds
         self.codes: dict[str, SignInCode] = {}
         self.sessions: dict[str, FirmSession] = {}
 
@@ -143,28 +146,55 @@ class FakeRegister:
     def expert_names(self, ids: Iterable[str]) -> dict[str, str]:
         return {i: self.experts_by_id[i].name for i in ids if i in self.experts_by_id}
 
-    # dispatch
-    def booked(self) -> dict[str, list[Assignment]]:
-        out: dict[str, list[Assignment]] = {}
-        for a in self.assignments:
-            out.setdefault(a.expert_id, []).append(a)
-        return out
+    # dispatch: the plain way, every expert and assignment read (the SQL register asks
+    # the database; tests/integration/booking/test_dispatch_query.py compares the two)
+    def offers(
+        self,
+        *,
+        enterprise_id: str,
+        region: str,
+        needed: frozenset[str],
+        preferred: Sequence[str],
+        since: date,
+        until: date,
+        skip: Iterable[str] = (),
+        limit: int = 8,
+    ) -> list[Offer]:
+        skipped = set(skip)
+        rows: list[tuple[Any, ...]] = []
+        for e in self.experts_by_id.values():
+            if not e.active or not needed <= set(e.domains) or enterprise_id in e.conflicts:
+                continue
+            if e.id in skipped:
+                continue
+            mine = [a for a in self.assignments if a.expert_id == e.id]
+            recent = sum(1 for a in mine if since <= a.day <= until)
+            last = max((a.created_at for a in mine), default=None)
+            local = region in e.regions
+            free = self.free_slots(e.id, preferred)
+            first = next((slot for slot in preferred if slot in free), None)
+            if first is not None:
+                key = (not local, recent, last is not None, last or datetime.min, e.id)
+                rows.append((key, Offer(e.id, first, local, recent, last)))
+        rows.sort(key=lambda r: r[0])
+        return [offer for _, offer in rows[:limit]]
 
-    def assignments_of(self, expert_id: str) -> Sequence[Assignment]:
-        return [a for a in self.assignments if a.expert_id == expert_id]
+    def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
+        e = self.experts_by_id.get(expert_id)
+        if e is None:
+            return set()
+        mine = [a for a in self.assignments if a.expert_id == expert_id]
+        taken = {a.slot for a in mine}  # not taken_slots: a race the claim loses
+        return {
+            s
+            for s in preferred
+            if s in e.slots
+            and s not in taken
+            and sum(1 for a in mine if a.day == parse_slot(s).day) < e.max_visits_per_day
+        }
 
-    def recent_visits(self, since: date, until: date) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for a in self.assignments:
-            if since <= a.day <= until:
-                out[a.expert_id] = out.get(a.expert_id, 0) + 1
-        return out
-
-    def last_assigned(self) -> dict[str, datetime]:
-        out: dict[str, datetime] = {}
-        for a in self.assignments:
-            out[a.expert_id] = max(out.get(a.expert_id, a.created_at), a.created_at)
-        return out
+    def lock_expert(self, expert_id: str, *, wait: bool) -> bool:
+        return wait or expert_id not in self.locked_by_others
 
     def claim_slot(self, assignment: Assignment) -> bool:
         key = (assignment.expert_id, assignment.slot)
@@ -312,7 +342,15 @@ class FakeUnitOfWork:
         pass
 
     def flush(self) -> None:
-        pass
+        """The unique (firm, idempotency key) of orders: a second order with a key its
+        firm used before is dropped and the flush loses, as on a database."""
+        seen: set[tuple[str, str]] = set()
+        for order in sorted(self.register.orders_by_id.values(), key=lambda o: o.created_at):
+            key = (order.enterprise_id, order.idempotency_key)
+            if key in seen:
+                del self.register.orders_by_id[order.id]
+                raise Conflict("a concurrent change got there first; try again")
+            seen.add(key)
 
 
 @dataclass

@@ -154,6 +154,26 @@ def test_a_slot_lost_to_a_concurrent_dispatch_moves_on_to_the_next_expert(
     assert order.expert_id == "E2" and order.slot == slot(ctx.today, 1)
 
 
+def test_an_expert_a_concurrent_dispatch_holds_is_passed_over_for_the_next_one(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    add_expert(uow, ctx, "E1")
+    add_expert(uow, ctx, "E2", regions=["北苑街道"])  # not local: second choice
+    uow.register.locked_by_others.add("E1")  # being booked by another order right now
+    order = place(uow, ctx, token)
+    assert order.expert_id == "E2" and order.slot == slot(ctx.today, 1)
+
+
+def test_a_held_expert_is_waited_for_when_no_one_else_is_free(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    add_expert(uow, ctx, "E1")
+    add_expert(uow, ctx, "E2", domains=["gas"])  # cannot serve the order
+    uow.register.locked_by_others.add("E1")
+    order = place(uow, ctx, token)
+    assert order.expert_id == "E1" and order.status == "dispatched"
+
+
 def test_an_order_that_lost_a_race_to_its_own_key_is_taken_again(
     uow: FakeUnitOfWork, ctx: Any, token: str
 ) -> None:

@@ -1,0 +1,101 @@
+"""`python -m bench.booking_sql`: the SQL statements one booking `CreateOrder` (order
+taken, then dispatched) sends, counted with a `before_cursor_execute` listener, and the
+in-process time per order (no gRPC, one caller).
+
+Set-up as bench/booking.py's (its experts offer every half-day of the 14-day window, one
+domain, one region), but in this process on the use cases directly: a fresh database,
+`--experts` experts, `--firms` firm cards with a QR token each, then `--orders` orders
+taken in turn by the firms. Prints the statements of the last order, each with how many
+times it ran (`-v`: their text), and the mean wall time per order. A figure to compare
+before and after a change of the write path, not a throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from bench import harness
+from bench.register import database
+from services.booking.adapters import migrate
+from services.booking.adapters.menu import load_menu
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain import qr
+from services.booking.domain.records import FirmCard
+from services.booking.service_layer.experts import upsert_expert
+from services.booking.service_layer.orders import create_order
+from services.booking.service_layer.ports import BookingContext
+from services.common.clock import today_shanghai
+from services.common.db import make_engine
+from tests.support import RULESETS, uscc
+
+KEYS = qr.Keyring({"k1": b"k" * 32}, active="k1")
+REGION = "稠城街道"
+
+
+def _slot(days: int, half: str = "AM") -> str:
+    return f"{(today_shanghai() + timedelta(days=days)).isoformat()} {half}"
+
+
+def run(url: str, args: argparse.Namespace) -> None:
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    uow = SqlUnitOfWork(engine)
+    ctx = BookingContext(KEYS, load_menu(RULESETS / "menu.yaml"), None, "https://example.org")  # type: ignore[arg-type]
+    slots = [_slot(d, h) for d in range(1, 15) for h in ("AM", "PM")]
+    for n in range(args.experts):
+        data: dict[str, Any] = {"expert_id": f"E{n:04d}", "name": f"专家{n}", "slots": slots}
+        upsert_expert(uow, ctx, {**data, "domains": ["fire_crowded"], "regions": [REGION]})
+    tokens = []
+    with uow:
+        for n in range(1, args.firms + 1):
+            token, text = qr.issue(KEYS, uscc(n))
+            uow.register.add(FirmCard(uscc(n), f"企业{n}", REGION, token.key_id, token.serial))
+            tokens.append(text)
+        uow.commit()
+    seen: Counter[str] = Counter()
+
+    def count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        seen[" ".join(statement.split())[: 300 if args.verbose else 60]] += 1
+
+    started = time.perf_counter()
+    for k in range(args.orders):
+        if k == args.orders - 1:
+            event.listen(engine, "before_cursor_execute", count)
+        form = {
+            "item_codes": ["fire_safety"],
+            "preferred_slots": [_slot(1 + k % 13), _slot(2 + k % 13)],
+            "contact_name": "联系人",
+            "contact_phone": "13812345678",
+        }
+        order = create_order(uow, ctx, tokens[k % len(tokens)], form, f"key-{k}")
+    elapsed = time.perf_counter() - started
+    event.remove(engine, "before_cursor_execute", count)
+    print(f"last order {order.status}; {sum(seen.values())} statements:")
+    for text, times in seen.items():
+        print(f"  {times} × {text}")
+    print(f"{elapsed / args.orders * 1000:.2f} ms per order over {args.orders} orders")
+    engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--experts", type=int, default=200)
+    parser.add_argument("--firms", type=int, default=100)
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    with harness.scratch() as folder, database(args.db, Path(folder)) as url:
+        run(url, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

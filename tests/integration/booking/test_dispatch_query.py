@@ -1,0 +1,347 @@
+"""Dispatch's candidate query (the register's `offers`, ranked by the domain) against the
+plain way it replaced: every expert and every assignment read, every expert's view built,
+domain/dispatch.candidates over all of them, then its any-region fallback. Over many
+generated pools and orders, on SQLite and PostgreSQL, both must try the same experts
+with the same half-days in the same order. Also: migration b0007 fills the new rows from
+the experts stored before it, and its downgrade removes them.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, create_engine, delete, insert, inspect, select, text
+
+from services.booking.adapters import migrate
+from services.booking.adapters.expert_offers import offer_rows
+from services.booking.adapters.menu import MenuItem
+from services.booking.adapters.orm import (
+    assignments,
+    expert_conflicts,
+    expert_domains,
+    expert_regions,
+    expert_slots,
+    experts,
+    firm_cards,
+    orders,
+)
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain import dispatch
+from services.booking.domain.orders import Order
+from services.booking.domain.qr import Keyring
+from services.booking.domain.records import Expert
+from services.booking.domain.slots import parse_slot
+from services.booking.service_layer import dispatch as dispatch_use_case
+from services.booking.service_layer.dispatch import ranked
+from services.booking.service_layer.ports import BookingContext
+from services.common.db import make_engine
+from services.common.migrations import alembic_config
+from tests.integration.conftest import PG_ADMIN_URL
+from tests.support import uscc
+
+TODAY = date(2026, 6, 1)
+DOMAINS = ("fire_crowded", "gas", "dust_explosion")
+MENU = {
+    "fire_safety": MenuItem("fire_safety", "消防", "fire_crowded", ""),
+    "gas_safety": MenuItem("gas_safety", "燃气", "gas", ""),
+    "dust_explosion": MenuItem("dust_explosion", "粉尘", "dust_explosion", ""),
+    "first_lesson": MenuItem("first_lesson", "开工第一课", None, ""),
+}
+REGIONS = ("稠城街道", "北苑街道", "佛堂镇")
+FIRMS = [uscc(n) for n in range(1, 4)]
+HALF_DAYS = [f"{TODAY + timedelta(days=d)} {h}" for d in range(1, 5) for h in ("AM", "PM")]
+# ids whose order differs between code points and a linguistic collation
+IDS = ["a3", "B12", "b", "e-7", "E-7", "Z", "z1", "_x", "10", "9", "专家甲", "Ab", "aB", "a-b"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A fresh booking database of each kind (not migrated)."""
+    if request.param == "sqlite":
+        made = make_engine(f"sqlite:///{tmp_path / 'booking.db'}")
+        yield made
+        made.dispose()
+        return
+    name = f"booking_dispatch_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    made = make_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name)
+    try:
+        yield made
+    finally:
+        made.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _ctx() -> BookingContext:
+    keys = Keyring({"k1": b"k" * 32}, active="k1")
+    return BookingContext(keys, MENU, None, "https://example.org", today=lambda: TODAY)  # type: ignore[arg-type]
+
+
+def _pool(engine: Engine, rng: random.Random) -> None:
+    """A generated pool: experts written through the ORM (their rows follow), and
+    assignments of some (visits in and out of the fairness window, tied timestamps)."""
+    with engine.begin() as conn:
+        for table in (assignments, orders):
+            conn.execute(delete(table))
+    uow = SqlUnitOfWork(engine)
+    ids = rng.sample(IDS, rng.randint(1, len(IDS)))
+    with uow:
+        for stored in uow.register.experts():
+            uow.session.delete(stored)
+        uow.flush()
+        for expert_id in ids:
+            uow.register.add(
+                Expert(
+                    expert_id,
+                    "专家",
+                    "",
+                    rng.sample(DOMAINS, rng.randint(1, 3)),
+                    rng.sample(REGIONS, rng.randint(0, 2)),
+                    rng.sample(HALF_DAYS, rng.randint(0, len(HALF_DAYS))),
+                    rng.choice((1, 2)),
+                    rng.random() < 0.9,
+                    rng.sample(FIRMS, rng.choice((0, 0, 1))),
+                )
+            )
+        uow.commit()
+    stamps = [datetime(2026, 5, d, 8, tzinfo=UTC) for d in (3, 3, 9, 20, 20, 28)]
+    booked: dict[tuple[str, str], dict[str, Any]] = {}  # one per (expert, half-day)
+    for expert_id in ids:
+        for half_day in rng.sample(HALF_DAYS, rng.choice((0, 0, 1, 2, 3))):
+            day = parse_slot(half_day).day
+            booked[expert_id, half_day] = {"expert_id": expert_id, "slot": half_day, "day": day}
+        for _ in range(rng.choice((0, 1, 3))):  # past visits: some in the window, some not
+            day = TODAY - timedelta(days=rng.randint(0, 45))
+            half_day = f"{day} {rng.choice(('AM', 'PM'))}"
+            booked[expert_id, half_day] = {"expert_id": expert_id, "slot": half_day, "day": day}
+    with engine.begin() as conn:
+        for n, row in enumerate(booked.values()):
+            conn.execute(
+                insert(orders).values(
+                    id=f"O{n}",
+                    enterprise_id=FIRMS[0],
+                    enterprise_name="企业",
+                    region=REGIONS[0],
+                    item_codes=[],
+                    preferred_slots=[],
+                    contact_name="",
+                    contact_phone="",
+                    note="",
+                    idempotency_key=f"k{n}",
+                    status="dispatched",
+                    created_at=stamps[0],
+                )
+            )
+            conn.execute(
+                insert(assignments).values(**row, order_id=f"O{n}", created_at=rng.choice(stamps))
+            )
+
+
+def _full_scan(engine: Engine, order: Order) -> list[dispatch.Candidate]:
+    """The plain way: every expert and assignment read, the domain over all of them."""
+    with engine.connect() as conn:
+        stored = conn.execute(select(experts)).mappings().all()
+        booked = conn.execute(select(assignments)).mappings().all()
+    since = TODAY - timedelta(days=dispatch.FAIRNESS_WINDOW_DAYS)
+    views = []
+    for e in stored:
+        mine = [a for a in booked if a["expert_id"] == e["id"]]
+        per_day: dict[date, int] = {}
+        for a in mine:
+            per_day[a["day"]] = per_day.get(a["day"], 0) + 1
+        views.append(
+            dispatch.ExpertView(
+                expert_id=e["id"],
+                domains=frozenset(e["domains"]),
+                regions=frozenset(e["regions"]),
+                slots=frozenset(parse_slot(s) for s in e["slots"]),
+                max_visits_per_day=e["max_visits_per_day"],
+                active=e["active"],
+                conflicts=frozenset(e["conflicts"]),
+                booked=frozenset(parse_slot(a["slot"]) for a in mine),
+                visits_per_day=per_day,
+                recent_visits=sum(1 for a in mine if since <= a["day"] <= TODAY),
+                last_assigned_at=max((a["created_at"] for a in mine), default=None),
+            )
+        )
+    needed = dispatch.needed_domains(order.item_codes, {c: i.domain for c, i in MENU.items()})
+    preferred = [parse_slot(s) for s in order.preferred_slots]
+    out: list[dispatch.Candidate] = []
+    for any_region in (False, True):
+        for c in dispatch.candidates(
+            enterprise_id=order.enterprise_id,
+            region=order.region,
+            needed=needed,
+            preferred=preferred,
+            experts=views,
+            any_region=any_region,
+        ):
+            if c.expert_id not in {o.expert_id for o in out}:
+                out.append(c)
+    return out
+
+
+def _order(rng: random.Random) -> Order:
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    return Order(
+        id="NEW",
+        enterprise_id=rng.choice(FIRMS),
+        enterprise_name="企业",
+        region=rng.choice(REGIONS),
+        item_codes=rng.sample(list(MENU), rng.randint(1, 2)),
+        preferred_slots=rng.sample(HALF_DAYS, rng.randint(1, 4)),
+        contact_name="",
+        contact_phone="",
+        note="",
+        idempotency_key="k",
+        status="submitted",
+        created_at=at,
+    )
+
+
+@pytest.mark.parametrize("batch", [1, 3])  # a small batch: the query's own order decides
+def test_the_candidate_query_tries_experts_as_the_full_scan_ranks_them(
+    engine: Engine, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatch_use_case, "BATCH", batch)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        for n, firm in enumerate(FIRMS):
+            conn.execute(insert(firm_cards).values(enterprise_id=firm, name=f"企业{n}", region="x"))
+    rng = random.Random(20261127)
+    uow = SqlUnitOfWork(engine)
+    compared = picked = 0
+    for _ in range(25):
+        _pool(engine, rng)
+        for _ in range(12):
+            order = _order(rng)
+            expected = _full_scan(engine, order)
+            with uow:
+                got = list(ranked(uow, _ctx(), order))
+            assert got == expected, (order.region, order.item_codes, order.preferred_slots)
+            compared += 1
+            picked += bool(expected)
+    assert compared == 300 and 100 < picked < 300  # most orders find someone, not all
+
+
+def test_rows_follow_every_write_of_an_expert(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    uow = SqlUnitOfWork(engine)
+    with uow:
+        uow.register.add(Expert("E1", "专家", "", ["gas"], ["佛堂镇"], HALF_DAYS[:2], 2, True, []))
+        uow.commit()
+    with uow:
+        stored = uow.register.expert("E1")
+        assert stored is not None
+        stored.slots, stored.conflicts = [HALF_DAYS[3], "not a half-day"], [FIRMS[1]]
+        uow.commit()
+    assert _rows(engine) == {
+        "expert_slots": {("E1", HALF_DAYS[3])},
+        "expert_domains": {("E1", "gas")},
+        "expert_regions": {("E1", "佛堂镇")},
+        "expert_conflicts": {("E1", FIRMS[1])},
+    }
+    with uow:
+        uow.session.delete(uow.register.expert("E1"))
+        uow.commit()
+    assert all(not rows for rows in _rows(engine).values())
+
+
+def _rows(engine: Engine) -> dict[str, set[tuple[str, str]]]:
+    tables = (expert_slots, expert_domains, expert_regions, expert_conflicts)
+    with engine.connect() as conn:
+        return {t.name: {(r[0], r[1]) for r in conn.execute(select(t))} for t in tables}
+
+
+FIELDS = ("domains", "regions", "slots", "conflicts")
+
+
+def test_migration_fills_the_rows_of_stored_experts_and_downgrades(engine: Engine) -> None:
+    migrate.upgrade(engine, "b0006")
+    stored = [  # id, then FIELDS
+        ("E1", ["gas", "fire_crowded"], ["佛堂镇"], [*HALF_DAYS[:3], "bad"], [FIRMS[0]]),
+        ("E2", ["gas"], [], [], []),
+    ]
+    with engine.begin() as conn:
+        for expert_id, domains, regions, slots, conflicts in stored:
+            conn.execute(
+                insert(experts).values(
+                    id=expert_id,
+                    name="专家",
+                    phone="",
+                    domains=domains,
+                    regions=regions,
+                    slots=slots,
+                    max_visits_per_day=2,
+                    active=True,
+                    conflicts=conflicts,
+                )
+            )
+    migrate.upgrade(engine)
+    expected: dict[str, set[tuple[str, str]]] = {}
+    for table, field in (
+        (expert_slots, "slots"),
+        (expert_domains, "domains"),
+        (expert_regions, "regions"),
+        (expert_conflicts, "conflicts"),
+    ):
+        column = list(table.c)[1].name
+        expected[table.name] = {
+            (row["expert_id"], row[column])
+            for expert_id, *values in stored
+            for row in offer_rows(field, expert_id, values[FIELDS.index(field)])
+        }
+    assert _rows(engine) == expected
+    assert ("E1", HALF_DAYS[2]) in expected["expert_slots"] and len(expected["expert_slots"]) == 3
+    with engine.connect() as conn:
+        day = conn.execute(select(expert_slots.c.day).where(expert_slots.c.slot == HALF_DAYS[0]))
+        assert day.scalar_one() == parse_slot(HALF_DAYS[0]).day
+    config = alembic_config(migrate.MIGRATIONS)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "b0006")
+    names = set(inspect(engine).get_table_names())
+    assert "experts" in names and not names & set(expected)
+    migrate.upgrade(engine)  # and up again
+    assert _rows(engine) == expected
+
+
+def test_a_savepoint_seals_nothing_and_its_rollback_drops_only_its_entries(
+    engine: Engine,
+) -> None:
+    """Dispatch books a half-day in a savepoint (claim_slot): the trail is sealed once, at
+    the commit, and a claim that lost keeps the entries written before it."""
+    from services.booking.adapters.orm import audit_log
+
+    migrate.upgrade(engine)
+    uow = SqlUnitOfWork(engine)
+    with uow:
+        uow.register.add(Expert("E1", "专家", "", ["gas"], [], HALF_DAYS[:2], 2, True, []))
+        uow.commit()
+    with uow:
+        uow.register.add(Expert("E2", "专家", "", ["gas"], [], HALF_DAYS[:2], 2, True, []))
+        uow.flush()  # collected before the savepoints
+        kept = uow.session.begin_nested()
+        uow.register.add(Expert("E3", "专家", "", ["gas"], [], [], 2, True, []))
+        kept.commit()
+        lost = uow.session.begin_nested()
+        uow.register.add(Expert("E4", "专家", "", ["gas"], [], [], 2, True, []))
+        uow.flush()
+        lost.rollback()
+        sealed = uow.session.execute(select(audit_log.c.entity_id))  # in this transaction
+        assert sealed.all() == [("E1",)]  # nothing sealed before the commit
+        uow.commit()
+    with engine.connect() as conn:
+        ids = conn.execute(select(audit_log.c.entity_id).order_by(audit_log.c.id)).scalars()
+        assert list(ids) == ["E1", "E2", "E3"]
