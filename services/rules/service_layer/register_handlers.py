@@ -583,8 +583,11 @@ def _apply(
     if event.profile is not None:
         _known_clauses(ctx, event.profile, "event.profile.", stored)
     outcome = events.apply(stored, event)
+    # a firm stored without a decision (a bulk import not yet re-evaluated) gets one now,
+    # even from an event that would leave a standing decision alone (a complaint)
+    decide = outcome.reevaluate or firm.decision_id is None
     # the decision left standing, whole (the history read below loads only what it shows)
-    standing = None if outcome.reevaluate else uow.register.decision(firm.decision_id)
+    standing = None if decide else uow.register.decision(firm.decision_id)
     before = uow.register.open_entry(firm.enterprise_id, flush=False)
     uow.register.remember_open_entry(firm.enterprise_id, before)  # for decide_and_store
     recent = _Recent.read(uow, firm.enterprise_id, DEFAULT_HISTORY)
@@ -601,7 +604,7 @@ def _apply(
     )
     uow.register.add(record)  # a racing copy of (source, event_id) fails at commit: replayed
     caused: DecisionRecord | None = None
-    if outcome.reevaluate:
+    if decide:
         cause = f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}"
         revoke = (
             Blocker("revoked_by_event", f"白名单因事件撤销：{outcome.summary}", event.occurred_on)

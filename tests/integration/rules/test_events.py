@@ -298,6 +298,28 @@ def test_complaint_is_recorded_but_changes_nothing(register_stub: RulesServiceSt
     assert uscc(1) in listed(register_stub)
 
 
+def test_a_complaint_about_a_firm_stored_without_a_decision_decides_it(
+    register_stub: RulesServiceStub, db_engine: Any
+) -> None:
+    """A bulk import (as bench/register.py loads a register) stores firms with no decision
+    yet; a complaint about one used to trip an assert (INTERNAL). It is decided now."""
+    from sqlalchemy import update as sql_update
+
+    from services.rules.adapters.orm import firms
+
+    upsert(register_stub, profile(1))
+    with db_engine.begin() as conn:
+        conn.execute(
+            sql_update(firms).where(firms.c.enterprise_id == uscc(1)).values(decision_id=None)
+        )
+    status = report(register_stub, complaint(1, "c-1"))
+    assert status.decision.decision_id
+    assert status.decision.status == pb.STATUS_WHITELIST
+    assert status_of(register_stub, 1).decision.decision_id == status.decision.decision_id
+    again = report(register_stub, complaint(1, "c-1"))  # a replay answers the same
+    assert again.duplicate and again.decision == status.decision
+
+
 def test_complaint_on_a_routine_firm_changes_nothing(register_stub: RulesServiceStub) -> None:
     first = upsert(register_stub, profile(1, credit_rating="C"))
     assert first.decision.risk_level == pb.RISK_LEVEL_YELLOW
