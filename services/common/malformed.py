@@ -11,6 +11,7 @@ request is checked for bytes only: its handler checks each message's text with
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -119,16 +120,31 @@ class _ValuePlan(_Plan):
             super().gather(message, strict, multiline)
 
 
-_PLANS: dict[str, _Plan] = {}
+_PLANS: dict[str, _Plan] = {}  # only whole plans: a check on another thread uses them
+_BUILDING = threading.Lock()
 
 
 def _plan(descriptor: Any) -> _Plan:
-    """The compiled walker of a message type, built on first use (recursive types, such
-    as google.protobuf.Value, refer to their own plan)."""
+    """The compiled walker of a message type, built on first use. Plans are built aside
+    (recursive types, such as google.protobuf.Value, refer to their own plan while it is
+    being built) and published only when whole, so a concurrent first request of the
+    same type never meets a half-built plan that would gather no strings."""
     plan = _PLANS.get(descriptor.full_name)
     if plan is not None:
         return plan
-    plan = _PLANS[descriptor.full_name] = (
+    with _BUILDING:
+        building: dict[str, _Plan] = {}
+        plan = _build(descriptor, building)
+        _PLANS.update(building)
+    return plan
+
+
+def _build(descriptor: Any, building: dict[str, _Plan]) -> _Plan:
+    """The plan of one type, its parts built into `building` first."""
+    plan = _PLANS.get(descriptor.full_name) or building.get(descriptor.full_name)
+    if plan is not None:
+        return plan
+    plan = building[descriptor.full_name] = (
         _ValuePlan() if descriptor.full_name == "google.protobuf.Value" else _Plan()
     )
     strict: list[str] = []
@@ -143,7 +159,7 @@ def _plan(descriptor: Any) -> _Plan:
             if value.type == FieldDescriptor.TYPE_STRING:
                 value_kind = _TEXT
             elif value.type == FieldDescriptor.TYPE_MESSAGE:
-                value_kind, value_plan = _MESSAGE, _plan(value.message_type)
+                value_kind, value_plan = _MESSAGE, _build(value.message_type, building)
             inner = (
                 key.type == FieldDescriptor.TYPE_STRING,
                 value_kind,
@@ -158,7 +174,7 @@ def _plan(descriptor: Any) -> _Plan:
                 (multiline if free else strict).append(field.name)
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             kind = _MESSAGES if _repeated(field) else _MESSAGE
-            plan.steps.append((kind, field.name, free, _plan(message_type)))
+            plan.steps.append((kind, field.name, free, _build(message_type, building)))
     plan.strict, plan.multiline = _getter(strict), _getter(multiline)
     return plan
 

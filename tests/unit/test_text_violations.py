@@ -139,3 +139,33 @@ def _string_paths(request: rules_pb2.EvaluateRequest) -> list[Any]:
     out.append(lambda r, c: r.profile.penalties.add(decided_on="2025-01-01", basis="依据" + c))
     out.append(lambda r, c: r.profile.hazards.add(hazard_id="H" + c, clause_ref="GM2023:11(1)"))
     return out
+
+
+def test_a_check_during_the_first_build_of_a_plan_still_finds_the_character(
+    monkeypatch: Any,
+) -> None:
+    """Plans are published only when whole: a request checked on another thread while the
+    first request of its type is still building the plan used to gather no strings."""
+    import threading
+    import time
+
+    monkeypatch.setattr(malformed, "_PLANS", {})
+    original = malformed._getter
+
+    def slow(names: list[str]) -> Any:
+        time.sleep(0.2)  # widens the window in which the first plan is being built
+        return original(names)
+
+    bad = rules_pb2.EvaluateRequest(
+        profile=rules_pb2.EnterpriseProfile(enterprise_id="X", name="bad\x01name")
+    )
+    found: dict[str, list[Any]] = {}
+    monkeypatch.setattr(malformed, "_getter", slow)
+    builder = threading.Thread(target=lambda: found.setdefault("A", malformed.text_violations(bad)))
+    builder.start()
+    time.sleep(0.05)
+    monkeypatch.setattr(malformed, "_getter", original)
+    found["B"] = malformed.text_violations(bad)
+    builder.join()
+    assert [v.field for v in found["A"]] == ["profile.name"]
+    assert [v.field for v in found["B"]] == ["profile.name"]

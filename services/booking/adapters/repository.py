@@ -7,9 +7,9 @@ form)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, Table, bindparam, case, exists, func, select
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +46,8 @@ from services.booking.domain.records import (
 )
 from services.booking.domain.tickets import Ticket
 from services.common.clock import now
+
+T = TypeVar("T")
 
 
 class BookingRegister(StaffRegister):
@@ -175,16 +177,35 @@ class BookingRegister(StaffRegister):
         params = {"expert_id": expert_id, "preferred": list(preferred)}
         return set(self.session.scalars(_free_slots_query(), params))
 
-    def lock_expert(self, expert_id: str, *, wait: bool) -> bool:
-        """Hold the expert's row until commit, so two dispatches cannot both take their
-        last visit of a day; without `wait`, False when a concurrent transaction holds
-        it (PostgreSQL `FOR UPDATE SKIP LOCKED`). SQLite's BEGIN IMMEDIATE already lets
-        one writer in at a time: True."""
+    def with_expert_locked(
+        self, expert_id: str, *, wait: bool, attempt: Callable[[], T | None]
+    ) -> tuple[bool, T | None]:
+        """`attempt()` with the expert's row locked, so two dispatches cannot both take their
+        last visit of a day: (True, its answer). It runs in a savepoint; when it answers
+        None the savepoint is rolled back, which releases the lock, so a dispatch that goes
+        on to another expert holds none it did not book (two dispatches could otherwise each
+        hold the expert the other waits for: a deadlock PostgreSQL breaks by aborting one).
+        Without `wait`, (False, None) when a concurrent transaction holds the row
+        (PostgreSQL `FOR UPDATE SKIP LOCKED`). SQLite's BEGIN IMMEDIATE already lets one
+        writer in at a time: no lock, no savepoint."""
         if not self._lock_rows:
-            return True
+            return True, attempt()
         query = select(experts.c.id).where(experts.c.id == expert_id)
-        query = query.with_for_update(skip_locked=not wait)
-        return self.session.execute(query).first() is not None
+        savepoint = self.session.begin_nested()
+        try:
+            if self.session.execute(query.with_for_update(skip_locked=not wait)).first() is None:
+                savepoint.rollback()
+                return False, None
+            answer = attempt()
+        except BaseException:
+            if savepoint.is_active:
+                savepoint.rollback()
+            raise
+        if answer is None:
+            savepoint.rollback()
+        else:
+            savepoint.commit()
+        return True, answer
 
     def claim_slot(self, assignment: Assignment) -> bool:
         """Book the expert's half-day for the order, unless a concurrent dispatch booked

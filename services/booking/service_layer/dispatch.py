@@ -10,6 +10,7 @@ expert.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
@@ -86,13 +87,22 @@ def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Cand
     preferred = [parse_slot(s) for s in order.preferred_slots]
     busy: list[dispatch.Candidate] = []
     for candidate in ranked(uow, ctx, order):
-        if not uow.register.lock_expert(candidate.expert_id, wait=False):
-            busy.append(candidate)
-        elif (chosen := _claim(uow, order, candidate.expert_id, preferred)) is not None:
+        locked, chosen = uow.register.with_expert_locked(
+            candidate.expert_id,
+            wait=False,
+            attempt=functools.partial(_claim, uow, order, candidate.expert_id, preferred),
+        )
+        if chosen is not None:
             return chosen
-    for candidate in busy:
-        uow.register.lock_expert(candidate.expert_id, wait=True)
-        if (chosen := _claim(uow, order, candidate.expert_id, preferred)) is not None:
+        if not locked:
+            busy.append(candidate)
+    for candidate in busy:  # holding no expert's lock (a failed claim releases its own)
+        _, chosen = uow.register.with_expert_locked(
+            candidate.expert_id,
+            wait=True,
+            attempt=functools.partial(_claim, uow, order, candidate.expert_id, preferred),
+        )
+        if chosen is not None:
             return chosen
     return None
 

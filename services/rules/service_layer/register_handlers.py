@@ -372,15 +372,19 @@ class _Recent:
         it again: the rows read before them (the firm's lock kept every other writer
         out), the event, the decision it caused (None: it caused none) and the entries
         that decision may have granted or closed, as they are now (they replace the
-        copies read before). Ordered as the queries order them."""
+        copies read before). Ordered and joined as the queries do: a decision names its
+        event only when the event's kind causes decisions, and an event of a quiet kind
+        is listed on its own even when it caused one (a complaint about a firm stored
+        without a decision)."""
         decisions, quiet = self.decisions, self.quiet
-        if decision is not None:
+        if decision is not None:  # naming the event only when its kind causes decisions
+            cause = event if event.kind in CAUSING_EVENTS else None
             decisions = sorted(
-                [_decision_item(decision, event), *decisions],
+                [_decision_item(decision, cause), *decisions],
                 key=lambda d: as_utc(d.decided_at),
                 reverse=True,
             )[: self.limit]
-        else:
+        if event.kind in QUIET_EVENTS:  # as `read` lists them, whatever they caused
             new = EventItem(event.event_id, event.kind, event.summary, event.received_at, event.id)
             quiet = sorted(
                 [new, *quiet],

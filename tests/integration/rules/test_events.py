@@ -315,7 +315,12 @@ def test_a_complaint_about_a_firm_stored_without_a_decision_decides_it(
     status = report(register_stub, complaint(1, "c-1"))
     assert status.decision.decision_id
     assert status.decision.status == pb.STATUS_WHITELIST
-    assert status_of(register_stub, 1).decision.decision_id == status.decision.decision_id
+    read = status_of(register_stub, 1)
+    assert read.decision.decision_id == status.decision.decision_id
+    # the answer's history is what a read shows: the complaint listed on its own, the
+    # decision naming no event (complaints do not cause decisions)
+    assert list(status.history) == list(read.history)
+    assert [h.event_id for h in read.history if h.event_id] == ["c-1"]
     again = report(register_stub, complaint(1, "c-1"))  # a replay answers the same
     assert again.duplicate and again.decision == status.decision
 

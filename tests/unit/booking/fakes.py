@@ -8,11 +8,11 @@ real databases stay in tests/integration/booking.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from services.booking.adapters.menu import MenuItem
 from services.booking.adapters.sms import MemorySms
@@ -46,6 +46,8 @@ from services.booking.service_layer.ports import BookingContext
 from services.common.clock import now
 from services.common.errors import Conflict
 from tests.support import uscc
+
+T = TypeVar("T")
 
 KEYS = Keyring({"k1": b"k" * 32}, active="k1")
 MENU = {
@@ -193,8 +195,12 @@ class FakeRegister:
             and sum(1 for a in mine if a.day == parse_slot(s).day) < e.max_visits_per_day
         }
 
-    def lock_expert(self, expert_id: str, *, wait: bool) -> bool:
-        return wait or expert_id not in self.locked_by_others
+    def with_expert_locked(
+        self, expert_id: str, *, wait: bool, attempt: Callable[[], T | None]
+    ) -> tuple[bool, T | None]:
+        if not wait and expert_id in self.locked_by_others:
+            return False, None
+        return True, attempt()
 
     def claim_slot(self, assignment: Assignment) -> bool:
         key = (assignment.expert_id, assignment.slot)
