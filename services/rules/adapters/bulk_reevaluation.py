@@ -180,7 +180,6 @@ class BatchRegister:
 
 
 def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
-    w = whitelist_entries.c
     closed = [
         {
             "_id": m.entry.id,
@@ -192,17 +191,7 @@ def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
         for m in (r.expired, r.moved)
         if m is not None and m.kind != "extended"
     ]
-    if closed:
-        connection.execute(
-            update(whitelist_entries)
-            .where(w.id == bindparam("_id"))
-            .values(
-                revoked_on=bindparam("revoked_on"),
-                revoked_reason=bindparam("revoked_reason"),
-                closed_decision_id=bindparam("closed_decision_id"),
-            ),
-            closed,
-        )
+    _update_entries(connection, closed)
     extended = [
         {
             "_id": m.entry.id,
@@ -214,18 +203,7 @@ def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
         for r in batch
         if (m := r.moved) is not None and m.kind == "extended"
     ]
-    if extended:
-        connection.execute(
-            update(whitelist_entries)
-            .where(w.id == bindparam("_id"))
-            .values(
-                valid_until=bindparam("valid_until"),
-                decision_id=bindparam("decision_id"),
-                name=bindparam("name"),
-                region=bindparam("region"),
-            ),
-            extended,
-        )
+    _update_entries(connection, extended)
     granted = [
         {
             "id": g.id,
@@ -244,6 +222,19 @@ def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
         if (g := r.granted) is not None
     ]
     _executemany(connection, whitelist_entries, granted)
+
+
+def _update_entries(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """One executemany: each row sets its columns (all rows name the same ones) on the
+    entry whose id is its `_id`."""
+    if rows:
+        columns = [name for name in rows[0] if name != "_id"]
+        connection.execute(
+            update(whitelist_entries)
+            .where(whitelist_entries.c.id == bindparam("_id"))
+            .values({name: bindparam(name) for name in columns}),
+            rows,
+        )
 
 
 def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
