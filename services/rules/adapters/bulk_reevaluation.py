@@ -568,53 +568,50 @@ def _executemany(
     columns = tuple(c for c in rows[0] if c != key)
     sql, processors = _statement(connection, table, "update" if key else "insert", columns, key)
     order = (*columns, key) if key else columns
+    bound = _bound(rows, order, processors)
     if connection.dialect.name == "postgresql":
         if key:
-            _update_from_arrays(connection, table, order, processors, rows)
+            _update_from_arrays(connection, table, order, bound)
         else:
-            _copy(connection, table, order, processors, rows)
+            _copy(connection, table, order, bound)
         return
+    connection.exec_driver_sql(sql, [tuple(values) for values in bound])
+
+
+def _bound(
+    rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...], processors: list[Any]
+) -> list[list[Any]]:
+    """Each row's values of `columns`, in that order, each through its column's bind
+    processor (None: as is)."""
     processed = [(i, p) for i, p in enumerate(processors) if p is not None]
-    params = []
+    out = []
     for row in rows:
-        values = [row[c] for c in order]
+        values = [row[c] for c in columns]
         for i, process in processed:
             values[i] = process(values[i])
-        params.append(tuple(values))
-    connection.exec_driver_sql(sql, params)
+        out.append(values)
+    return out
 
 
 def _copy(
-    connection: Connection,
-    table: Table,
-    columns: tuple[str, ...],
-    processors: list[Any],
-    rows: Sequence[Mapping[str, Any]],
+    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[list[Any]]
 ) -> None:
     """PostgreSQL: insert by COPY … FROM STDIN on the transaction's own connection (one
     statement for the whole batch; an executemany is a statement per row, each parsed,
     planned and run by the server)."""
     quote = connection.dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
-    processed = [(i, p) for i, p in enumerate(processors) if p is not None]
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(sql) as copy:
-            for row in rows:
-                values = [row[c] for c in columns]
-                for i, process in processed:
-                    values[i] = process(values[i])
+            for values in bound:
                 copy.write_row(values)
     finally:
         cursor.close()
 
 
 def _update_from_arrays(
-    connection: Connection,
-    table: Table,
-    columns: tuple[str, ...],
-    processors: list[Any],
-    rows: Sequence[Mapping[str, Any]],
+    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[list[Any]]
 ) -> None:
     """PostgreSQL: UPDATE … FROM unnest(one array per column), the key last: one
     statement for the batch instead of one per row."""
@@ -628,9 +625,5 @@ def _update_from_arrays(
         f"UPDATE {quote(table.name)} SET {sets} FROM unnest({arrays}) AS v({names}) "
         f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
     )
-    values: list[list[Any]] = [[] for _ in columns]
-    for row in rows:
-        for column, process, found in zip(columns, processors, values, strict=True):
-            value = row[column]
-            found.append(value if process is None else process(value))
-    connection.exec_driver_sql(sql, tuple(values))
+    arrays_of_values = tuple(list(column) for column in zip(*bound, strict=True))
+    connection.exec_driver_sql(sql, arrays_of_values)
