@@ -22,10 +22,8 @@ from typing import Any
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Text
 
 from services.common.clock import ID_LENGTH as RECORD_ID_LENGTH
+from services.common.vocabulary import FIRM_NAME_LENGTH, REGION_LENGTH
 from services.common.vocabulary import USCC_LENGTH as FIRM_ID_LENGTH
-
-FIRM_NAME_LENGTH = 200  # rules.domain.profile.MAX_NAME
-REGION_LENGTH = 100  # rules.domain.profile.MAX_REGION
 
 
 def record_id(name: str = "id") -> Column[Any]:

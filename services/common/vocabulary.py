@@ -69,6 +69,11 @@ class Severity(StrEnum):
         return f"{self.word}隐患"
 
 
+# the longest firm name and region (镇街) name a register holds: what the rules service's
+# profile accepts and the column both registers store them in (common/columns.py)
+FIRM_NAME_LENGTH = 200
+REGION_LENGTH = 100
+
 USCC_LENGTH = 18
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)

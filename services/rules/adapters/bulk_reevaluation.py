@@ -180,7 +180,6 @@ class BatchRegister:
 
 
 def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
-    w = whitelist_entries.c
     closed = [
         {
             "_id": m.entry.id,
@@ -192,17 +191,7 @@ def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
         for m in (r.expired, r.moved)
         if m is not None and m.kind != "extended"
     ]
-    if closed:
-        connection.execute(
-            update(whitelist_entries)
-            .where(w.id == bindparam("_id"))
-            .values(
-                revoked_on=bindparam("revoked_on"),
-                revoked_reason=bindparam("revoked_reason"),
-                closed_decision_id=bindparam("closed_decision_id"),
-            ),
-            closed,
-        )
+    _update_entries(connection, closed)
     extended = [
         {
             "_id": m.entry.id,
@@ -214,18 +203,7 @@ def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
         for r in batch
         if (m := r.moved) is not None and m.kind == "extended"
     ]
-    if extended:
-        connection.execute(
-            update(whitelist_entries)
-            .where(w.id == bindparam("_id"))
-            .values(
-                valid_until=bindparam("valid_until"),
-                decision_id=bindparam("decision_id"),
-                name=bindparam("name"),
-                region=bindparam("region"),
-            ),
-            extended,
-        )
+    _update_entries(connection, extended)
     granted = [
         {
             "id": g.id,
@@ -244,6 +222,19 @@ def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
         if (g := r.granted) is not None
     ]
     _executemany(connection, whitelist_entries, granted)
+
+
+def _update_entries(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """One executemany: each row sets its columns (all rows name the same ones) on the
+    entry whose id is its `_id`."""
+    if rows:
+        columns = [name for name in rows[0] if name != "_id"]
+        connection.execute(
+            update(whitelist_entries)
+            .where(whitelist_entries.c.id == bindparam("_id"))
+            .values({name: bindparam(name) for name in columns}),
+            rows,
+        )
 
 
 def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
@@ -577,53 +568,50 @@ def _executemany(
     columns = tuple(c for c in rows[0] if c != key)
     sql, processors = _statement(connection, table, "update" if key else "insert", columns, key)
     order = (*columns, key) if key else columns
+    bound = _bound(rows, order, processors)
     if connection.dialect.name == "postgresql":
         if key:
-            _update_from_arrays(connection, table, order, processors, rows)
+            _update_from_arrays(connection, table, order, bound)
         else:
-            _copy(connection, table, order, processors, rows)
+            _copy(connection, table, order, bound)
         return
+    connection.exec_driver_sql(sql, [tuple(values) for values in bound])
+
+
+def _bound(
+    rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...], processors: list[Any]
+) -> list[list[Any]]:
+    """Each row's values of `columns`, in that order, each through its column's bind
+    processor (None: as is)."""
     processed = [(i, p) for i, p in enumerate(processors) if p is not None]
-    params = []
+    out = []
     for row in rows:
-        values = [row[c] for c in order]
+        values = [row[c] for c in columns]
         for i, process in processed:
             values[i] = process(values[i])
-        params.append(tuple(values))
-    connection.exec_driver_sql(sql, params)
+        out.append(values)
+    return out
 
 
 def _copy(
-    connection: Connection,
-    table: Table,
-    columns: tuple[str, ...],
-    processors: list[Any],
-    rows: Sequence[Mapping[str, Any]],
+    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[list[Any]]
 ) -> None:
     """PostgreSQL: insert by COPY … FROM STDIN on the transaction's own connection (one
     statement for the whole batch; an executemany is a statement per row, each parsed,
     planned and run by the server)."""
     quote = connection.dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
-    processed = [(i, p) for i, p in enumerate(processors) if p is not None]
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(sql) as copy:
-            for row in rows:
-                values = [row[c] for c in columns]
-                for i, process in processed:
-                    values[i] = process(values[i])
+            for values in bound:
                 copy.write_row(values)
     finally:
         cursor.close()
 
 
 def _update_from_arrays(
-    connection: Connection,
-    table: Table,
-    columns: tuple[str, ...],
-    processors: list[Any],
-    rows: Sequence[Mapping[str, Any]],
+    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[list[Any]]
 ) -> None:
     """PostgreSQL: UPDATE … FROM unnest(one array per column), the key last: one
     statement for the batch instead of one per row."""
@@ -637,9 +625,5 @@ def _update_from_arrays(
         f"UPDATE {quote(table.name)} SET {sets} FROM unnest({arrays}) AS v({names}) "
         f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
     )
-    values: list[list[Any]] = [[] for _ in columns]
-    for row in rows:
-        for column, process, found in zip(columns, processors, values, strict=True):
-            value = row[column]
-            found.append(value if process is None else process(value))
-    connection.exec_driver_sql(sql, tuple(values))
+    arrays_of_values = tuple(list(column) for column in zip(*bound, strict=True))
+    connection.exec_driver_sql(sql, arrays_of_values)

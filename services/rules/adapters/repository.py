@@ -153,18 +153,7 @@ class Register:
         found: dict[str, DecisionItem] = {}
         entries: dict[str, WhitelistEntry] = {}
         for row in self.session.execute(query):
-            item = DecisionItem(
-                id=row.id,
-                decided_at=row.decided_at,
-                as_of=row.as_of,
-                status=row.status,
-                risk_level=row.risk_level,
-                ruleset_version=row.ruleset_version,
-                cause=row.cause,
-                whitelist_change=row.whitelist_change,
-                event_id=row.event_id or "",
-                event_kind=row.kind or "",
-            )
+            item = DecisionItem.of(row, event_id=row.event_id or "", event_kind=row.kind or "")
             if item.id not in found or item.event_id:
                 found[item.id] = item
             if row.w_id is not None:

@@ -92,8 +92,8 @@ FactValue = bool | int | float | str
 E = TypeVar("E", bound=StrEnum)
 
 CLAUSE_REF = re.compile(rf"^{vocabulary.CLAUSE_REF.pattern}$")  # the shared grammar
-MAX_NAME = 200
-MAX_REGION = 100
+MAX_NAME = vocabulary.FIRM_NAME_LENGTH
+MAX_REGION = vocabulary.REGION_LENGTH
 MAX_TEXT = 2000
 MAX_LIST = 500
 MAX_EMPLOYEES = 10_000_000

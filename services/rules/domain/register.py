@@ -94,6 +94,22 @@ class DecisionItem:
     event_id: str = ""
     event_kind: str = ""
 
+    @classmethod
+    def of(cls, d: Any, event_id: str = "", event_kind: str = "") -> DecisionItem:
+        """The item of `d`: a DecisionRecord, or a row with the decisions table's columns."""
+        return cls(
+            id=d.id,
+            decided_at=d.decided_at,
+            as_of=d.as_of,
+            status=d.status,
+            risk_level=d.risk_level,
+            ruleset_version=d.ruleset_version,
+            cause=d.cause,
+            whitelist_change=d.whitelist_change,
+            event_id=event_id,
+            event_kind=event_kind,
+        )
+
 
 @dataclass(frozen=True)
 class EventItem:

@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common.instants import rfc3339
+from services.common.proto_values import fact_value
 from services.common.regions import RegionRegistry
 from services.common.values import parse_iso_date
 from services.common.vocabulary import Domain, Severity
@@ -27,7 +28,6 @@ from services.rules.domain.profile import (
     AccidentLevel,
     CreditRating,
     EnterpriseProfile,
-    FactValue,
     HazchemRole,
     Industry,
     Penalty,
@@ -224,17 +224,6 @@ def _plain_day(text: str) -> date:
     return parse_iso_date(text)  # ValueError on a bad date
 
 
-def _value(v: FactValue) -> struct_pb2.Value:
-    out = struct_pb2.Value()
-    if isinstance(v, bool):
-        out.bool_value = v
-    elif isinstance(v, int | float):
-        out.number_value = float(v)
-    else:
-        out.string_value = str(v)
-    return out
-
-
 def _iso(d: date | None) -> str:
     return d.isoformat() if d else ""
 
@@ -285,7 +274,7 @@ def profile_to_proto(p: EnterpriseProfile) -> pb.EnterpriseProfile:
         ],
     )
     for key, value in p.facts.items():
-        out.facts[key].CopyFrom(_value(value))
+        out.facts[key].CopyFrom(fact_value(value))
     return out
 
 
@@ -323,7 +312,7 @@ def finding_to_proto(f: Finding) -> pb.Finding:
         successor=f.successor,
     )
     for key, value in f.matched_facts.items():
-        out.matched_facts[key].CopyFrom(_value(value))
+        out.matched_facts[key].CopyFrom(fact_value(value))
     return out
 
 

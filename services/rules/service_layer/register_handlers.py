@@ -197,6 +197,7 @@ def _upsert(
 ) -> StatusView:
     with uow:
         firm = uow.register.firm(profile.enterprise_id, for_update=True)
+        stored: EnterpriseProfile | None = None
         if firm is None:
             firm = Firm(
                 profile.enterprise_id,
@@ -208,16 +209,9 @@ def _upsert(
             )
             uow.register.add(firm)
             uow.flush()  # before the rows that refer to it (the ORM knows no order for them)
-            _known_clauses(ctx, profile, "profile.", firm=None)
-            merged = profile
         else:
             stored = stored_profile(ctx, firm)
-            _known_clauses(ctx, profile, "profile.", stored)
-            merged = events.merge_profile(stored, profile)
-        record = decide_and_store(uow, ctx, firm, merged, as_of, "企业信息登记/更新 upsert")
-        view = _view(uow, ctx, firm, record)  # inside the transaction: no second one after
-        uow.commit()
-        return view
+        return _decide_sent(uow, ctx, firm, profile, stored, as_of, "企业信息登记/更新 upsert")
 
 
 def _update_masked(
@@ -255,14 +249,28 @@ def _update_masked(
         )
         sent = masks.apply_mask(firm.profile, data, paths)
         profile = parse_profile(sent, ctx.fact_types, prefix="profile.", stored=True)
-        stored = stored_profile(ctx, firm)
-        _known_clauses(ctx, profile, "profile.", stored)
-        merged = events.merge_profile(stored, profile)
         cause = f"企业信息部分更新 update ({', '.join(p[:48] for p in paths[:10])})"
-        record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
-        view = _view(uow, ctx, firm, record)  # inside the transaction: no second one after
-        uow.commit()
-        return view
+        return _decide_sent(uow, ctx, firm, profile, stored_profile(ctx, firm), as_of, cause)
+
+
+def _decide_sent(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    firm: Firm,
+    sent: EnterpriseProfile,
+    stored: EnterpriseProfile | None,
+    as_of: date,
+    cause: str,
+) -> StatusView:
+    """Inside the caller's transaction: check the clauses the sent profile cites, merge it
+    into the stored one (None: a new firm, the sent profile is all there is), decide,
+    record, build the answer and commit."""
+    _known_clauses(ctx, sent, "profile.", stored)
+    merged = sent if stored is None else events.merge_profile(stored, sent)
+    record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
+    view = _view(uow, ctx, firm, record)  # inside the transaction: no second one after
+    uow.commit()
+    return view
 
 
 def _known_clauses(
@@ -399,18 +407,7 @@ class _Recent:
 
 
 def _decision_item(d: DecisionRecord, cause: EventRecord | None) -> DecisionItem:
-    return DecisionItem(
-        d.id,
-        d.decided_at,
-        d.as_of,
-        d.status,
-        d.risk_level,
-        d.ruleset_version,
-        d.cause,
-        d.whitelist_change,
-        cause.event_id if cause else "",
-        cause.kind if cause else "",
-    )
+    return DecisionItem.of(d, cause.event_id if cause else "", cause.kind if cause else "")
 
 
 def _items(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common.proto_values import fact_value
 from services.common.workload import Mix, profiles
 from services.rules.domain.decision import Decision, Finding
 from services.rules.entrypoints import convert
@@ -31,7 +32,7 @@ def _plain_finding(f: Finding) -> pb.Finding:
         successor=f.successor,
     )
     for key, value in f.matched_facts.items():
-        out.matched_facts[key].CopyFrom(convert._value(value))
+        out.matched_facts[key].CopyFrom(fact_value(value))
     return out
 
 
