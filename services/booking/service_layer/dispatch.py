@@ -85,24 +85,20 @@ def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Cand
     order would rank them last anyway) and tried, waiting for the lock, only when no
     one else could take the order, so that no order waits while an expert is free."""
     preferred = [parse_slot(s) for s in order.preferred_slots]
+
+    def attempt(expert_id: str, *, wait: bool) -> tuple[bool, dispatch.Candidate | None]:
+        claim = functools.partial(_claim, uow, order, expert_id, preferred)
+        return uow.register.with_expert_locked(expert_id, wait=wait, attempt=claim)
+
     busy: list[dispatch.Candidate] = []
     for candidate in ranked(uow, ctx, order):
-        locked, chosen = uow.register.with_expert_locked(
-            candidate.expert_id,
-            wait=False,
-            attempt=functools.partial(_claim, uow, order, candidate.expert_id, preferred),
-        )
+        locked, chosen = attempt(candidate.expert_id, wait=False)
         if chosen is not None:
             return chosen
         if not locked:
             busy.append(candidate)
     for candidate in busy:  # holding no expert's lock (a failed claim releases its own)
-        _, chosen = uow.register.with_expert_locked(
-            candidate.expert_id,
-            wait=True,
-            attempt=functools.partial(_claim, uow, order, candidate.expert_id, preferred),
-        )
-        if chosen is not None:
+        if (chosen := attempt(candidate.expert_id, wait=True)[1]) is not None:
             return chosen
     return None
 
