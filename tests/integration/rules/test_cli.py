@@ -248,14 +248,31 @@ def test_evaluate_via_server_waits_out_the_rate_limit(tmp_path: Path) -> None:
     assert not [d for d in decisions if "error" in d]
 
 
+def _in_process_and_via_server(
+    path: Path,
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """`evaluate FILE --json` in-process, then through a real server (`--server`)."""
+    from services.rules.adapters.ruleset_loader import load_rulebook
+    from services.rules.entrypoints import grpc_server
+    from tests.support import RULESETS
+
+    server, port = grpc_server.create_server(load_rulebook(RULESETS))
+    server.start()
+    try:
+        local = run_cli("evaluate", str(path), "--json", "--as-of", "2026-06-30")
+        remote = run_cli(
+            "evaluate", str(path), "--json", "--as-of", "2026-06-30",
+            "--server", f"127.0.0.1:{port}",
+        )  # fmt: skip
+    finally:
+        server.stop(None)
+    return local, remote
+
+
 def test_evaluate_reads_the_canonical_proto3_json_mapping_too(tmp_path: Path) -> None:
     """A profile as any proto3 library prints it (lowerCamelCase names, enum value names
     like INDUSTRY_COMMERCE_TRADE) is read like the short form, in-process and via a server."""
     from google.protobuf import json_format
-
-    from services.rules.adapters.ruleset_loader import load_rulebook
-    from services.rules.entrypoints import grpc_server
-    from tests.support import RULESETS
 
     short = profile(
         1,
@@ -278,16 +295,7 @@ def test_evaluate_reads_the_canonical_proto3_json_mapping_too(tmp_path: Path) ->
     assert canonical["industry"] == "INDUSTRY_COMMERCE_TRADE" and "enterpriseId" in canonical
     mixed = {**short, "industry": "INDUSTRY_COMMERCE_TRADE", "credit_rating": "CREDIT_RATING_B"}
     path = write_jsonl(tmp_path / "p.jsonl", [short, canonical, mixed])
-    server, port = grpc_server.create_server(load_rulebook(RULESETS))
-    server.start()
-    try:
-        local = run_cli("evaluate", str(path), "--json", "--as-of", "2026-06-30")
-        remote = run_cli(
-            "evaluate", str(path), "--json", "--as-of", "2026-06-30",
-            "--server", f"127.0.0.1:{port}",
-        )  # fmt: skip
-    finally:
-        server.stop(None)
+    local, remote = _in_process_and_via_server(path)
     for result in (local, remote):
         assert result.returncode == 0, result.stdout + result.stderr
         first, *others = [json.loads(line) for line in result.stdout.splitlines()]
@@ -303,9 +311,6 @@ def test_evaluate_via_server_prints_what_in_process_prints(tmp_path: Path) -> No
     from google.protobuf import json_format
 
     from services.common.workload import Mix, profiles
-    from services.rules.adapters.ruleset_loader import load_rulebook
-    from services.rules.entrypoints import grpc_server
-    from tests.support import RULESETS
 
     rows: list[object] = list(profiles(1_100, seed=11, mix=Mix(with_finding=0.3, history=0.3)))
     for n in range(0, len(rows), 97):
@@ -314,16 +319,7 @@ def test_evaluate_via_server_prints_what_in_process_prints(tmp_path: Path) -> No
     path = write_jsonl(tmp_path / "p.jsonl", rows)
     with path.open("a", encoding="utf-8") as fh:
         fh.write("{not json\n")
-    server, port = grpc_server.create_server(load_rulebook(RULESETS))
-    server.start()
-    try:
-        local = run_cli("evaluate", str(path), "--json", "--as-of", "2026-06-30")
-        remote = run_cli(
-            "evaluate", str(path), "--json", "--as-of", "2026-06-30",
-            "--server", f"127.0.0.1:{port}",
-        )  # fmt: skip
-    finally:
-        server.stop(None)
+    local, remote = _in_process_and_via_server(path)
     assert remote.returncode == local.returncode == 1, remote.stderr
     lines, expected = remote.stdout.splitlines(), local.stdout.splitlines()
     assert len(lines) == len(expected) == 1_101
