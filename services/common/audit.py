@@ -29,6 +29,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -36,11 +37,14 @@ from sqlalchemy import (
     Column,
     Connection,
     Index,
+    Insert,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
+    Update,
     bindparam,
     event,
     insert,
@@ -274,8 +278,34 @@ def _link(prev: str, entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
 
 def _insert(connection: Connection, log: Table, rows: list[dict[str, Any]]) -> list[int]:
     """Insert rows (one statement, many values) and return their ids in row order."""
-    result = connection.execute(insert(log).returning(log.c.id, sort_by_parameter_order=True), rows)
+    result = connection.execute(_insert_returning(log), rows)
     return [int(i) for i in result.scalars()]
+
+
+# A commit's audit statements, built once per table (building one and computing its cache
+# key took ~0.14 ms a commit); values come as parameters, the SQL is unchanged.
+
+
+@cache
+def _insert_returning(log: Table) -> Insert:
+    return insert(log).returning(log.c.id, sort_by_parameter_order=True)
+
+
+@cache
+def _heads_query(chains: Table, lock: bool) -> Select[Any]:
+    query = select(chains.c.chain, chains.c.last_hash)
+    query = query.where(chains.c.chain.in_(bindparam("keys", expanding=True)))
+    query = query.order_by(chains.c.chain)
+    return query.with_for_update() if lock else query
+
+
+@cache
+def _move_heads(chains: Table) -> Update:
+    return (
+        update(chains)
+        .where(chains.c.chain == bindparam("_chain"))
+        .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
+    )
 
 
 def _append_global(
@@ -301,10 +331,8 @@ def _append_chains(
     lock: bool,
 ) -> None:
     keys = sorted(by_chain)  # heads locked in key order: two writers cannot deadlock on them
-    query = select(chains.c.chain, chains.c.last_hash).where(chains.c.chain.in_(keys))
-    query = query.order_by(chains.c.chain)
     heads = {
-        r.chain: r.last_hash for r in connection.execute(query.with_for_update() if lock else query)
+        r.chain: r.last_hash for r in connection.execute(_heads_query(chains, lock), {"keys": keys})
     }
     rows: list[dict[str, Any]] = []
     ends: list[tuple[str, int, str]] = []  # (chain, index of its last row, its hash)
@@ -317,12 +345,7 @@ def _append_chains(
         {"_chain": key, "last_id": ids[i], "last_hash": h} for key, i, h in ends if key in heads
     ]
     if moved:
-        connection.execute(
-            update(chains)
-            .where(chains.c.chain == bindparam("_chain"))
-            .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash")),
-            moved,
-        )
+        connection.execute(_move_heads(chains), moved)
     new = [
         {"chain": key, "last_id": ids[i], "last_hash": h} for key, i, h in ends if key not in heads
     ]

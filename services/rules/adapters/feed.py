@@ -212,6 +212,12 @@ def _decision(session: Session, record: DecisionRecord) -> _Candidate:
     return _Candidate(change, previous_id, same)
 
 
+# built once (every decision that keeps status and colour reads its predecessor's)
+_PAYLOADS = select(decisions.c.id, decisions.c.payload).where(
+    decisions.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
 def _decided(connection: Connection, pending: list[Change | _Candidate]) -> list[Change]:
     """The changes in their order, keeping a decision only when status, colour or
     blockers moved."""
@@ -219,9 +225,7 @@ def _decided(connection: Connection, pending: list[Change | _Candidate]) -> list
     ids = [c.previous_id for c in candidates if c.same_status_and_colour and c.previous_id]
     old: dict[str, list[str]] = {}
     if ids:
-        for row in connection.execute(
-            select(decisions.c.id, decisions.c.payload).where(decisions.c.id.in_(ids))
-        ):
+        for row in connection.execute(_PAYLOADS, {"ids": ids}):
             payload = row.payload if isinstance(row.payload, dict) else {}
             old[row.id] = [b["code"] for b in payload.get("whitelist_blockers", [])]
     out = []
