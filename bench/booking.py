@@ -92,14 +92,16 @@ def prepare(
 
 
 def orders(tokens: list[str], round_no: int, per_round: int) -> tuple[bytes, ...]:
-    """This round's orders: new keys, the firms' tokens in turn, two preferred half-days."""
+    """This round's orders: new keys, the firms' tokens in turn, two preferred half-days
+    from two to fourteen days ahead (still bookable if a run crosses Shanghai midnight,
+    which turns "tomorrow" into today)."""
     out = []
     for n in range(per_round):
         k = round_no * per_round + n
         request = bpb.CreateOrderRequest(
             qr_token=tokens[k % len(tokens)],
             item_codes=["fire_safety"],
-            preferred_slots=[_slot(1 + k % 13), _slot(2 + k % 13)],
+            preferred_slots=[_slot(2 + k % 12), _slot(3 + k % 12)],
             contact_name="联系人",
             contact_phone="13812345678",
             idempotency_key=f"bench-{round_no}-{n}",

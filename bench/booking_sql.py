@@ -70,7 +70,7 @@ def run(url: str, args: argparse.Namespace) -> None:
             event.listen(engine, "before_cursor_execute", count)
         form = {
             "item_codes": ["fire_safety"],
-            "preferred_slots": [_slot(1 + k % 13), _slot(2 + k % 13)],
+            "preferred_slots": [_slot(2 + k % 12), _slot(3 + k % 12)],
             "contact_name": "联系人",
             "contact_phone": "13812345678",
         }
