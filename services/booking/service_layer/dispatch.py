@@ -14,6 +14,8 @@ import functools
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
+import structlog
+
 from services.booking.domain import dispatch, messages
 from services.booking.domain.orders import Order, OrderAction, OrderStatus
 from services.booking.domain.records import Assignment, Offer
@@ -22,6 +24,8 @@ from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
 from services.common.errors import NotFound, PreconditionFailed
+
+_log = structlog.get_logger("dispatch")
 
 
 def dispatch_order(
@@ -73,6 +77,18 @@ def redispatch_waiting(uow: UnitOfWork, ctx: BookingContext) -> int:
             continue
         done += order.status == OrderStatus.DISPATCHED
     return done
+
+
+def redispatch_after_commit(uow: UnitOfWork, ctx: BookingContext) -> None:
+    """After a change the caller has committed (an expert's availability, a cancelled
+    order), retry the waiting orders, best effort. A failure here (the database gone or
+    stalled between the two transactions) is logged, not raised: the caller's change
+    stands and is answered as done, and serve's periodic sweep retries the waiting
+    orders (`redispatch_waiting`)."""
+    try:
+        redispatch_waiting(uow, ctx)
+    except Exception:
+        _log.exception("waiting orders not retried after a committed change")
 
 
 def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Candidate | None:

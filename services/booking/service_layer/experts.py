@@ -7,7 +7,7 @@ from typing import Any
 
 from services.booking.domain.experts import parse_expert
 from services.booking.domain.records import EXPERT_FIELDS, Expert
-from services.booking.service_layer.dispatch import redispatch_waiting
+from services.booking.service_layer.dispatch import redispatch_after_commit
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
@@ -27,7 +27,7 @@ def upsert_expert(uow: UnitOfWork, ctx: BookingContext, data: Mapping[str, Any])
                 setattr(stored, name, getattr(expert, name))
         stored.updated_at = now()
         uow.commit()
-    redispatch_waiting(uow, ctx)
+    redispatch_after_commit(uow, ctx)
     return stored
 
 

@@ -21,7 +21,11 @@ from services.booking.domain.orders import (
     validate_clause_refs,
     validate_order,
 )
-from services.booking.service_layer.dispatch import assign, dispatch_order, redispatch_waiting
+from services.booking.service_layer.dispatch import (
+    assign,
+    dispatch_order,
+    redispatch_after_commit,
+)
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -174,5 +178,5 @@ def cancel_order(
         )
         uow.register.release_slot(order.id)
         uow.commit()
-    redispatch_waiting(uow, ctx)
+    redispatch_after_commit(uow, ctx)
     return get_order(uow, ctx, order_id)

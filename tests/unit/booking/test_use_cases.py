@@ -13,6 +13,9 @@ from services.booking.domain.events import HazardFound, HazardVerified, Rectific
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.rules_service import RulesRejected, RulesUnavailable
 from services.booking.service_layer import (
+    dispatch as dispatch_use_case,
+)
+from services.booking.service_layer import (
     experts,
     orders,
     outbox,
@@ -141,6 +144,28 @@ def test_without_a_free_expert_the_order_waits_and_is_dispatched_later(
     order = place(uow, ctx, token)
     assert order.status == "submitted" and order.dispatch_note == messages.NO_EXPERT
     add_expert(uow, ctx)  # availability changed: waiting orders are dispatched again
+    assert uow.register.orders_by_id[order.id].status == "dispatched"
+
+
+def test_a_committed_expert_change_is_answered_as_done_when_the_retry_fails(
+    uow: FakeUnitOfWork, ctx: Any, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrying waiting orders runs after the expert's change is committed: a database
+    that fails then does not turn the committed change into an error; the periodic sweep
+    (redispatch_waiting) dispatches the order later."""
+    order = place(uow, ctx, token)
+    assert order.status == "submitted"
+    register = type(uow.register)
+
+    def gone(self: Any) -> list[str]:
+        raise OSError("the database went away between the two transactions")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(register, "submitted_order_ids", gone)
+        add_expert(uow, ctx)  # no exception: the change stands
+    assert "E1" in {e.id for e in uow.register.experts()}
+    assert uow.register.orders_by_id[order.id].status == "submitted"
+    assert dispatch_use_case.redispatch_waiting(uow, ctx) == 1  # the sweep's retry
     assert uow.register.orders_by_id[order.id].status == "dispatched"
 
 
