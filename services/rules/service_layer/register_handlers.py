@@ -21,7 +21,7 @@ from services.common.values import preview
 from services.common.vocabulary import Severity, uscc_problem
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events, masks
-from services.rules.domain.decision import Blocker, Decision, Status, without_whitelist
+from services.rules.domain.decision import Blocker, Decision, without_whitelist
 from services.rules.domain.errors import (
     AlreadyExists,
     FieldViolation,
@@ -30,7 +30,7 @@ from services.rules.domain.errors import (
     ValidationError,
 )
 from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
-from services.rules.domain.reevaluation import StoredFirm
+from services.rules.domain.reevaluation import OpenEntry, StoredFirm, move_entry
 from services.rules.domain.register import (
     DecisionItem,
     DecisionRecord,
@@ -136,40 +136,58 @@ def _moved(
     revoke: Blocker | None,
     entry: WhitelistEntry | None,
 ) -> tuple[str, WhitelistEntry | None]:
-    day = decision.as_of
-    change = ""
-    if entry is not None and entry.valid_until < day:
-        entry.revoked_on, entry.revoked_reason = entry.valid_until, "有效期届满 expired"
+    """The open entry moved as `reevaluation.move_entry` (the one rule, which the bulk
+    path applies too) says, on the stored entry; an event's `revoke` names its reason."""
+    change, expired, moved, granted = move_entry(
+        decision,
+        decision_id,
+        _open(entry) if entry is not None else None,
+        firm.name,
+        firm.region,
+        firm.enterprise_id,
+        new_id,
+    )
+    if entry is not None and expired is not None:
+        entry.revoked_on, entry.revoked_reason = expired.revoked_on, expired.revoked_reason
         entry.closed_decision_id = decision_id
         uow.session.flush()  # the partial unique index allows one open entry at a time
-        entry, change = None, "expired"
-    if entry is not None and decision.status is not Status.WHITELIST:
-        reason = (
-            revoke.reason
-            if revoke
-            else "重新评估未通过：" + "；".join(b.reason for b in decision.whitelist_blockers)
-        )
-        entry.revoked_on, entry.revoked_reason = day, reason
+    if entry is not None and moved is not None and moved.kind == "revoked":
+        entry.revoked_on = moved.revoked_on
+        entry.revoked_reason = revoke.reason if revoke else moved.revoked_reason
         entry.closed_decision_id = decision_id
-        return "revoked", None
-    if decision.status is not Status.WHITELIST:
         return change, None
-    if entry is not None:
-        entry.valid_until, entry.decision_id = decision.valid_until, decision_id
-        entry.name, entry.region = firm.name, firm.region
-        return "extended", entry
-    granted = WhitelistEntry(
-        id=new_id(),
-        enterprise_id=firm.enterprise_id,
-        name=firm.name,
-        region=firm.region,
-        granted_on=day,
-        valid_until=decision.valid_until,
+    if entry is not None and moved is not None:  # extended
+        assert moved.valid_until is not None
+        entry.valid_until, entry.decision_id = moved.valid_until, decision_id
+        entry.name, entry.region = moved.name, moved.region
+        return change, entry
+    if granted is None:
+        return change, None
+    added = WhitelistEntry(
+        id=granted.id,
+        enterprise_id=granted.enterprise_id,
+        name=granted.name,
+        region=granted.region,
+        granted_on=granted.granted_on,
+        valid_until=granted.valid_until,
         decision_id=decision_id,
         granted_decision_id=decision_id,
     )
-    uow.register.add(granted)
-    return "granted", granted
+    uow.register.add(added)
+    return change, added
+
+
+def _open(entry: WhitelistEntry) -> OpenEntry:
+    return OpenEntry(
+        entry.id,
+        entry.enterprise_id,
+        entry.name,
+        entry.region,
+        entry.granted_on,
+        entry.valid_until,
+        entry.decision_id,
+        entry.revoked_reason,
+    )
 
 
 def upsert_enterprise(
