@@ -61,8 +61,15 @@ def write_tokens(folder: Path, scopes: Sequence[str], rate: float = 1_000_000.0)
     return token
 
 
-def wait_healthy(address: str, service: str = "", timeout: float = 120.0) -> None:
-    """Until `address` answers grpc.health.v1 Check(service) with SERVING."""
+def wait_healthy(
+    address: str,
+    service: str = "",
+    timeout: float = 120.0,
+    exited: Callable[[], int | None] = lambda: None,
+) -> None:
+    """Until `address` answers grpc.health.v1 Check(service) with SERVING; RuntimeError at
+    once when `exited()` gives the server's exit code (it failed to start, e.g. its port
+    was taken between `free_port` and its bind), instead of waiting out the timeout."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -73,6 +80,9 @@ def wait_healthy(address: str, service: str = "", timeout: float = 120.0) -> Non
                     return
             except grpc.RpcError:
                 pass
+            code = exited()
+            if code is not None:
+                raise RuntimeError(f"the server for {address} exited with {code} before serving")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{address} not healthy after {timeout:.0f} s")
             time.sleep(0.2)
@@ -99,10 +109,13 @@ class ServerProcess:
                 env={**os.environ, **self.env},
             )
         try:
-            wait_healthy(self.address, health_service, timeout)
+            wait_healthy(self.address, health_service, timeout, self.process.poll)
             self._wait_children()
-        except BaseException:
+        except BaseException as exc:
             self.stop()
+            if isinstance(exc, RuntimeError | TimeoutError):
+                tail = self.log.read_text(encoding="utf-8", errors="replace")[-2000:]
+                raise RuntimeError(f"{exc}; the end of {self.log}:\n{tail}") from exc
             raise
         return self
 
