@@ -39,6 +39,26 @@ from tests.support import RULESETS, profile
 TEST_KEYS = Keyring({"k1": b"k" * 32, "k2": b"q" * 32}, active="k2")
 
 
+def ledger_visit(
+    order_id: str, *descriptions: str, visited_on: str = "", **finding: Any
+) -> bpb.RecordVisitRequest:
+    """An expert's visit record: one general finding (`GEN:ledger`, no ledger of hidden
+    hazards) per description, each with `finding`'s further fields (due_on, photos)."""
+    return bpb.RecordVisitRequest(
+        order_id=order_id,
+        visited_on=visited_on,
+        findings=[
+            bpb.FindingInput(
+                clause_ref="GEN:ledger",
+                severity=bpb.SEVERITY_GENERAL,
+                description=text,
+                **finding,
+            )
+            for text in descriptions
+        ],
+    )
+
+
 @dataclass
 class Clock:
     today: date = date(2026, 6, 1)

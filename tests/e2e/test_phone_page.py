@@ -17,6 +17,7 @@ import zxingcpp
 from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.service_layer.qr_codes import issue_qr_code
 from services.common._generated.booking.v1 import booking_pb2 as bpb
+from tests.booking_env import ledger_visit
 from tests.e2e.conftest import Live, make_png, png_to_gray
 
 PX_PER_MM = 96 / 25.4
@@ -128,19 +129,7 @@ def test_poster_to_order_to_proof_of_fix(live: Live, phone: Any, desk: Any, tmp_
     phone.screenshot(path=str(tmp_path / "confirmation.png"), full_page=True)
 
     # The expert records the visit: one general finding.
-    pair.booking.RecordVisit(
-        bpb.RecordVisitRequest(
-            order_id=order_id,
-            findings=[
-                bpb.FindingInput(
-                    clause_ref="GEN:ledger",
-                    severity=bpb.SEVERITY_GENERAL,
-                    description="未建立隐患排查治理台账",
-                )
-            ],
-        ),
-        timeout=10,
-    )
+    pair.booking.RecordVisit(ledger_visit(order_id, "未建立隐患排查治理台账"), timeout=10)
 
     # Back on the landing page the ticket is listed; open it and upload the proof.
     phone.get_by_role("link", name="返回企业主页").click()

@@ -16,6 +16,7 @@ from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.entrypoints.convert import profile_from_json
+from tests.booking_env import ledger_visit
 from tests.e2e.procs import Proc, free_port, serve_rules
 from tests.support import profile, uscc
 
@@ -127,18 +128,7 @@ def test_two_processes_the_worker_delivers_and_sigterm_stops_both(tmp_path: Path
                 timeout=10,
             )
             visit = bstub.RecordVisit(
-                bpb.RecordVisitRequest(
-                    order_id=placed.order_id,
-                    findings=[
-                        bpb.FindingInput(
-                            clause_ref="GEN:ledger",
-                            severity=bpb.SEVERITY_GENERAL,
-                            description="无台账",
-                        )
-                    ],
-                ),
-                metadata=admin,
-                timeout=10,
+                ledger_visit(placed.order_id, "无台账"), metadata=admin, timeout=10
             )
             hazard_id = visit.tickets[0].ticket_id
             deadline = time.monotonic() + 30  # nobody calls deliver: the worker must

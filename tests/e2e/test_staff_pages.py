@@ -33,7 +33,7 @@ from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common.auth import TokenStore
 from services.common.http_server import HttpServer, start_http
 from services.common.security import Security
-from tests.booking_env import Pair, running_pair
+from tests.booking_env import Pair, ledger_visit, running_pair
 from tests.e2e.conftest import make_png
 
 PASSWORD = "correct-horse-7"
@@ -123,20 +123,8 @@ def dispatched(
 def proof_waiting(pair: Pair, n: int, region: str, text: str) -> str:
     """A ticket with the firm's proof uploaded, waiting for a recheck: its id."""
     order_id, token = dispatched(pair, n, region)
-    visit = pair.booking.RecordVisit(
-        bpb.RecordVisitRequest(
-            order_id=order_id,
-            findings=[
-                bpb.FindingInput(
-                    clause_ref="GEN:ledger",
-                    severity=bpb.SEVERITY_GENERAL,
-                    description=text,
-                    photos=[bpb.Photo(content=PNG, content_type="image/png")],
-                )
-            ],
-        ),
-        timeout=10,
-    )
+    photos = [bpb.Photo(content=PNG, content_type="image/png")]
+    visit = pair.booking.RecordVisit(ledger_visit(order_id, text, photos=photos), timeout=10)
     ticket_id = visit.tickets[0].ticket_id
     pair.booking.SubmitRectification(
         bpb.SubmitRectificationRequest(

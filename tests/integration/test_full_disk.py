@@ -27,7 +27,7 @@ from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import profile_from_json
 from services.rules.service_layer.unit_of_work import UnitOfWork
-from tests.booking_env import Pair
+from tests.booking_env import Pair, ledger_visit
 from tests.integration.booking.conftest import sqlite_pair  # noqa: F401  (fixture)
 from tests.support import profile, uscc
 
@@ -137,16 +137,8 @@ def test_booking_on_a_full_disk_records_no_half_visit_and_recovers(
     token = pair.issue(firm).token
     placed = pair.booking.CreateOrder(pair.order_request(token, item="dust_explosion"), timeout=10)
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 2000  # half a megabyte of "photo"
-    visit = bpb.RecordVisitRequest(
-        order_id=placed.order_id,
-        findings=[
-            bpb.FindingInput(
-                clause_ref="GEN:ledger",
-                severity=bpb.SEVERITY_GENERAL,
-                description="无台账",
-                photos=[bpb.Photo(content=png, content_type="image/png")],
-            )
-        ],
+    visit = ledger_visit(
+        placed.order_id, "无台账", photos=[bpb.Photo(content=png, content_type="image/png")]
     )
     before = _audit_intact(pair.booking_engine, booking_orm)
     with disk.full():

@@ -12,7 +12,7 @@ from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.service_layer.outbox import deliver_pending
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
-from tests.booking_env import Pair
+from tests.booking_env import Pair, ledger_visit
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -109,18 +109,7 @@ def test_visit_dates_out_of_range_are_invalid_not_internal(pair: Pair, visited_o
     firm = pair.register_firm(9, industry="light_industry", high_risk_domains=["dust_explosion"])
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])
     placed = order(pair, pair.issue(firm).token)
-    request = bpb.RecordVisitRequest(
-        order_id=placed.order_id,
-        visited_on=visited_on,
-        findings=[
-            bpb.FindingInput(
-                clause_ref="GEN:ledger",
-                severity=bpb.SEVERITY_GENERAL,
-                description="无台账",
-                due_on="9999-12-31",
-            )
-        ],
-    )
+    request = ledger_visit(placed.order_id, "无台账", visited_on=visited_on, due_on="9999-12-31")
     with pytest.raises(grpc.RpcError) as info:
         pair.booking.RecordVisit(request, timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -160,20 +149,10 @@ def test_a_visit_with_photos_keeps_them_with_their_ticket(pair: Pair) -> None:
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])
     placed = order(pair, pair.issue(firm).token)
     png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    photos = [bpb.Photo(content=png, content_type="image/png")] * 2
+    descriptions = [f"无台账{i}" for i in range(3)]
     visit = pair.booking.RecordVisit(
-        bpb.RecordVisitRequest(
-            order_id=placed.order_id,
-            findings=[
-                bpb.FindingInput(
-                    clause_ref="GEN:ledger",
-                    severity=bpb.SEVERITY_GENERAL,
-                    description=f"无台账{i}",
-                    photos=[bpb.Photo(content=png, content_type="image/png")] * 2,
-                )
-                for i in range(3)
-            ],
-        ),
-        timeout=10,
+        ledger_visit(placed.order_id, *descriptions, photos=photos), timeout=10
     )
     assert len(visit.tickets) == 3
     from sqlalchemy import func, select
@@ -195,17 +174,7 @@ def test_resend_since_queues_delivered_events_again_and_rules_ignores_duplicates
     firm = pair.register_firm(12, industry="light_industry", high_risk_domains=["dust_explosion"])
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])
     placed = order(pair, pair.issue(firm).token)
-    pair.booking.RecordVisit(
-        bpb.RecordVisitRequest(
-            order_id=placed.order_id,
-            findings=[
-                bpb.FindingInput(
-                    clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL, description="无台账"
-                )
-            ],
-        ),
-        timeout=10,
-    )
+    pair.booking.RecordVisit(ledger_visit(placed.order_id, "无台账"), timeout=10)
     assert deliver(pair) == 1
     before = pair.rules_status(firm)
     again = resend_since(UnitOfWork(pair.booking_engine), today_shanghai())

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from services.common._generated.booking.v1 import booking_pb2 as bpb
-from tests.booking_env import Pair
+from tests.booking_env import Pair, ledger_visit
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 
@@ -32,18 +32,8 @@ def _order(pair: Pair, n: int, region: str, item: str) -> tuple[str, str]:
 
 
 def _visit(pair: Pair, order_id: str, count: int) -> list[str]:
-    visit = pair.booking.RecordVisit(
-        bpb.RecordVisitRequest(
-            order_id=order_id,
-            findings=[
-                bpb.FindingInput(
-                    clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL, description=f"问题{i}"
-                )
-                for i in range(count)
-            ],
-        ),
-        timeout=10,
-    )
+    descriptions = [f"问题{i}" for i in range(count)]
+    visit = pair.booking.RecordVisit(ledger_visit(order_id, *descriptions), timeout=10)
     return [t.ticket_id for t in visit.tickets]
 
 

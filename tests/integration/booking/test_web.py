@@ -27,7 +27,7 @@ from services.booking.service_layer.orders import list_orders
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common.http_server import HttpServer, start_http
-from tests.booking_env import Pair, running_pair
+from tests.booking_env import Pair, ledger_visit, running_pair
 
 CSP = "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'"
 
@@ -101,18 +101,7 @@ class Site:
 
     def visit(self, order_id: str, due_on: str = "") -> str:
         visit = self.pair.booking.RecordVisit(
-            bpb.RecordVisitRequest(
-                order_id=order_id,
-                findings=[
-                    bpb.FindingInput(
-                        clause_ref="GEN:ledger",
-                        severity=bpb.SEVERITY_GENERAL,
-                        description="未建立隐患排查治理台账",
-                        due_on=due_on,
-                    )
-                ],
-            ),
-            timeout=10,
+            ledger_visit(order_id, "未建立隐患排查治理台账", due_on=due_on), timeout=10
         )
         return str(visit.tickets[0].ticket_id)
 

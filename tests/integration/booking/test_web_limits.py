@@ -14,10 +14,9 @@ from hypothesis import strategies as st
 
 from services.booking.entrypoints.web import create_web_app
 from services.booking.entrypoints.web.limits import WebLimits
-from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common.http_server import start_http
 from services.common.ratelimit import Rate
-from tests.booking_env import Pair, running_pair
+from tests.booking_env import Pair, ledger_visit, running_pair
 
 TIGHT = WebLimits(
     per_address=Rate.per_minute(1000, burst=1000),
@@ -109,19 +108,7 @@ def fuzz_site(
         for client in _serve(pair, None):
             placed = _order(client, pair, token, "seed")
             order_id = placed.headers["location"].rsplit("/", 1)[1]
-            visit = pair.booking.RecordVisit(
-                bpb.RecordVisitRequest(
-                    order_id=order_id,
-                    findings=[
-                        bpb.FindingInput(
-                            clause_ref="GEN:ledger",
-                            severity=bpb.SEVERITY_GENERAL,
-                            description="无台账",
-                        )
-                    ],
-                ),
-                timeout=10,
-            )
+            visit = pair.booking.RecordVisit(ledger_visit(order_id, "无台账"), timeout=10)
             ticket = visit.tickets[0].ticket_id
             yield pair, client, token, ticket
 

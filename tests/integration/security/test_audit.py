@@ -18,7 +18,7 @@ from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common.audit import append, chains_of, verify
 from services.rules.adapters.orm import audit_head, audit_log
-from tests.booking_env import Pair, running_pair
+from tests.booking_env import Pair, ledger_visit, running_pair
 from tests.integration.conftest import upsert
 from tests.support import ROOT, profile, uscc
 
@@ -163,17 +163,9 @@ def _booking_history(pair: Pair) -> None:
     pair.expert("E1", ["fire_crowded"], ["稠城街道"])
     token = pair.issue(firm).token
     placed = pair.booking.CreateOrder(pair.order_request(token, phone="13412345678"), timeout=10)
-    ticket = pair.booking.RecordVisit(
-        bpb.RecordVisitRequest(
-            order_id=placed.order_id,
-            findings=[
-                bpb.FindingInput(
-                    clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL, description="无台账"
-                )
-            ],
-        ),
-        timeout=10,
-    ).tickets[0]
+    ticket = pair.booking.RecordVisit(ledger_visit(placed.order_id, "无台账"), timeout=10).tickets[
+        0
+    ]
     pair.booking.SubmitRectification(
         bpb.SubmitRectificationRequest(
             ticket_id=ticket.ticket_id,

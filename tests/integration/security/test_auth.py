@@ -25,7 +25,7 @@ from services.common.server import TlsFiles
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.entrypoints import grpc_server as rules_grpc
 from services.rules.entrypoints.convert import profile_from_json
-from tests.booking_env import Pair, running_pair
+from tests.booking_env import Pair, ledger_visit, running_pair
 from tests.integration.security.certs import make_pki
 from tests.support import profile, uscc
 
@@ -287,14 +287,7 @@ def test_booking_roles(secured) -> None:  # type: ignore[no-untyped-def]
         ).contact_phone
         == "13512345678"
     )
-    visit = bpb.RecordVisitRequest(
-        order_id=order_id,
-        findings=[
-            bpb.FindingInput(
-                clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL, description="无台账"
-            )
-        ],
-    )
+    visit = ledger_visit(order_id, "无台账")
     assert (
         _code(lambda: stub.RecordVisit(visit, metadata=auth("expert-E2"), timeout=10))
         == grpc.StatusCode.PERMISSION_DENIED
@@ -336,16 +329,7 @@ def test_inspector_rechecks_and_only_admin_cancels_for_the_authority(secured) ->
     assert cancelled.history[-1].actor == "admin"
     token2, order2 = _dispatched(pair, stub, 4)
     ticket = stub.RecordVisit(
-        bpb.RecordVisitRequest(
-            order_id=order2,
-            findings=[
-                bpb.FindingInput(
-                    clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL, description="无台账"
-                )
-            ],
-        ),
-        metadata=auth("admin"),
-        timeout=10,
+        ledger_visit(order2, "无台账"), metadata=auth("admin"), timeout=10
     ).tickets[0]
     stub.SubmitRectification(
         bpb.SubmitRectificationRequest(
