@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
-from tests.booking_env import Pair, running_pair
+from services.booking.adapters import migrate
+from tests.booking_env import Pair, drop_pg, fresh_engine, running_pair
 from tests.integration.conftest import PG_ADMIN_URL
 
 
@@ -21,3 +23,16 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
 def sqlite_pair(tmp_path: Path) -> Iterator[Pair]:
     with running_pair(tmp_path, "sqlite") as running:
         yield running
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def staff_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A fresh, migrated booking database of each kind, without servers: for the staff
+    accounts' and sessions' use cases."""
+    made = fresh_engine(request.param, tmp_path, "staff", PG_ADMIN_URL)
+    migrate.upgrade(made)
+    yield made
+    if request.param == "sqlite":
+        made.dispose()
+    else:
+        drop_pg(made, PG_ADMIN_URL)

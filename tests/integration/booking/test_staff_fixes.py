@@ -8,16 +8,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 import structlog
 from sqlalchemy import Engine, func, select, update
 
-from services.booking.adapters import migrate
 from services.booking.adapters.orm import (
     audit_log,
     staff_accounts,
@@ -35,32 +32,18 @@ from services.booking.service_layer import staff_sessions as sessions
 from services.booking.service_layer.staff_sessions import Outcome
 from services.common.auth import TokenStore
 from services.common.context import Principal
-from services.common.http_server import HttpServer, start_http
-from tests.booking_env import Pair, drop_pg, fresh_engine
-from tests.e2e.test_staff_pages import dispatched, proof_waiting
+from services.common.http_server import start_http
+from tests.booking_env import Pair
+from tests.e2e.test_staff_pages import PASSWORD, Staff, dispatched, proof_waiting
 from tests.integration.booking.test_staff_accounts import add
-from tests.integration.conftest import PG_ADMIN_URL
 
-PASSWORD = "correct-horse-7"
 SUP_TOKEN = "staff-dashboard-token-0123456789"
 REGION_TOKEN = "region-inspector-token-0123456789"
 
 
-@dataclass
-class Web:
-    pair: Pair
-    http: HttpServer
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.http.port}"
-
-    def user(self, username: str, role: str, region: str = "", expert_id: str = "") -> None:
-        accounts.add_user(
-            SqlUnitOfWork(self.pair.booking_engine),
-            self.pair.ctx.regions,
-            accounts.NewAccount(username, f"{username}姓名", role, PASSWORD, region, expert_id),
-        )
+class Web(Staff):
+    """The staff site of test_staff_pages, with the sign-in and counting steps these
+    tests repeat."""
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base, follow_redirects=False, timeout=60)
@@ -226,38 +209,27 @@ def test_sign_in_logs_no_name_it_did_not_sign_in(sqlite_web: Web) -> None:
     assert lines[1]["user"] == "lisi"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    made = fresh_engine(request.param, tmp_path, "staff", PG_ADMIN_URL)
-    migrate.upgrade(made)
-    yield made
-    if request.param == "sqlite":
-        made.dispose()
-    else:
-        drop_pg(made, PG_ADMIN_URL)
-
-
-def test_failures_from_one_address_are_throttled(engine: Engine) -> None:
-    add(engine, "wangfang")
+def test_failures_from_one_address_are_throttled(staff_engine: Engine) -> None:
+    add(staff_engine, "wangfang")
     few = AddressThrottle(max_failures=3, window=timedelta(minutes=15))
 
     def attempt(name: str, password: str, address: str = "10.0.0.7") -> Outcome:
         return sessions.sign_in(
-            SqlUnitOfWork(engine), name, password, address=address, throttle=few
+            SqlUnitOfWork(staff_engine), name, password, address=address, throttle=few
         ).outcome
 
     assert [attempt(f"guess{i}", "x") for i in range(3)] == [Outcome.WRONG] * 3
     # that address is refused now, even with the right password, and counts no account
     assert attempt("wangfang", "wrong-password") == Outcome.THROTTLED
     assert attempt("wangfang", PASSWORD) == Outcome.THROTTLED
-    with engine.connect() as conn:
+    with staff_engine.connect() as conn:
         row = conn.execute(select(staff_accounts.c.failed_attempts)).one()
     assert row.failed_attempts == 0
     # another address is not
     assert attempt("wangfang", PASSWORD, "10.0.0.8") == Outcome.SIGNED_IN
     # the window passes
     later = sessions.sign_in(
-        SqlUnitOfWork(engine),
+        SqlUnitOfWork(staff_engine),
         "wangfang",
         PASSWORD,
         address="10.0.0.7",
