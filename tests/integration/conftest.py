@@ -12,6 +12,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from sqlalchemy import Engine, create_engine, text
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -100,3 +102,16 @@ def decisions(status: pb.EnterpriseStatus) -> list[pb.HistoryItem]:
     """The history's decision items (it also lists white-list grants, revocations and
     events that caused no decision), newest first."""
     return [h for h in status.history if h.kind == "decision"]
+
+
+def violations(error: grpc.RpcError) -> dict[str, str]:
+    """The field violations of an INVALID_ARGUMENT answer (google.rpc.BadRequest in the
+    status trailers), by field path."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "no google.rpc.Status in the trailers"
+    out = {}
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad)
+        out.update({v.field: v.description for v in bad.field_violations})
+    return out

@@ -13,13 +13,11 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.rules.entrypoints.convert import profile_from_json
-from tests.integration.conftest import Clock, decisions, upsert
+from tests.integration.conftest import Clock, decisions, upsert, violations
 from tests.support import profile, uscc
 
 TODAY = "2026-06-30"  # the conftest clock's default
@@ -53,17 +51,6 @@ def blockers(status: pb.EnterpriseStatus) -> set[str]:
 def listed(stub: RulesServiceStub) -> set[str]:
     page = stub.ListWhitelist(pb.ListWhitelistRequest(page_size=500), timeout=10)
     return {e.enterprise_id for e in page.entries}
-
-
-def violations(error: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None, "no google.rpc.Status in the trailers"
-    out = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        assert detail.Unpack(bad)
-        out.update({v.field: v.description for v in bad.field_violations})
-    return out
 
 
 def accident(

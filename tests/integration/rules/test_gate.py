@@ -11,12 +11,10 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
-from tests.integration.conftest import upsert
+from tests.integration.conftest import upsert, violations
 from tests.support import profile, uscc
 
 ROUTINE = pb.INSPECTION_KIND_ROUTINE
@@ -89,17 +87,6 @@ def assert_denied(v: pb.InspectionVerdict, reason_code: str) -> None:
     assert v.joint_id == "", v
     assert v.inspection_code == "", v
     assert v.reason, v
-
-
-def violations(error: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None, "no google.rpc.Status in the trailers"
-    out = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        assert detail.Unpack(bad)
-        out.update({v.field: v.description for v in bad.field_violations})
-    return out
 
 
 def shift(day: str, days: int) -> str:

@@ -11,10 +11,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.rules.entrypoints.convert import profile_from_json
+from tests.integration.conftest import violations
 from tests.support import profile, uscc
 
 
@@ -22,17 +22,6 @@ def evaluate(stub: Any, data: dict[str, Any], as_of: str = "2026-06-30") -> pb.D
     return stub.Evaluate(
         pb.EvaluateRequest(profile=profile_from_json(data), as_of=as_of), timeout=10
     )
-
-
-def violations(error: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None, "no google.rpc.Status in the trailers"
-    out = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        assert detail.Unpack(bad)
-        out.update({v.field: v.description for v in bad.field_violations})
-    return out
 
 
 def test_evaluate_reports_every_matching_clause_with_its_facts(rules_stub) -> None:  # type: ignore[no-untyped-def]

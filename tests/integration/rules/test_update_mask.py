@@ -9,13 +9,11 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.rules.entrypoints.convert import facts_to_dict, profile_from_json
-from tests.integration.conftest import upsert
+from tests.integration.conftest import upsert, violations
 from tests.support import profile, uscc
 
 FULL = {
@@ -47,17 +45,6 @@ def refused(stub: RulesServiceStub, data: dict[str, Any], *paths: str) -> grpc.R
     with pytest.raises(grpc.RpcError) as info:
         masked(stub, data, *paths)
     return info.value
-
-
-def violations(error: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    out = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        assert detail.Unpack(bad)
-        out.update({v.field: v.description for v in bad.field_violations})
-    return out
 
 
 def test_without_a_mask_the_profile_is_replaced(register_stub: RulesServiceStub) -> None:
