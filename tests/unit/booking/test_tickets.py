@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from services.booking.domain.tickets import REMINDER_DAYS, Ticket, TicketStatus, default_due
 from services.common.vocabulary import Severity
+from tests.unit.booking.test_order_states import make_ticket
 
 TODAY = date(2026, 6, 1)
 DUE = date(2026, 6, 10)
@@ -17,18 +19,13 @@ UNVERIFIED = [TicketStatus.OPEN, TicketStatus.SUBMITTED]
 def ticket(
     status: TicketStatus = TicketStatus.OPEN, due_on: date = DUE, reported_for: date | None = None
 ) -> Ticket:
-    return Ticket(
-        id="T1",
-        order_id="O1",
-        visit_id="V1",
-        enterprise_id="91330782MA20000013",
-        clause_ref="GM2023:11(1)",
+    """test_order_states' ticket, a major one found on 2026-05-26 and due on `due_on`."""
+    return replace(
+        make_ticket(status),
         severity="major",
         description="d",
         found_on=date(2026, 5, 26),
         due_on=due_on,
-        status=status.value,
-        expert_id="E1",
         created_at=datetime(2026, 5, 26, tzinfo=UTC),
         overdue_reported_for=reported_for,
     )
