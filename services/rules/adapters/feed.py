@@ -335,11 +335,18 @@ class FeedStore:
             self._news.wait_for(lambda: self._generation != seen, timeout=timeout)
 
     def pruned_through(self) -> int:
+        return self.bounds()[0]
+
+    def bounds(self) -> tuple[int, int]:
+        """(pruned through, last position): the cursors this feed can still serve lie
+        between the two."""
         with self.engine.connect() as connection:
-            value = connection.execute(
-                select(feed_head.c.pruned_through).where(feed_head.c.id == 1)
-            ).scalar()
-        return int(value or 0)
+            row = connection.execute(
+                select(feed_head.c.pruned_through, feed_head.c.last_position).where(
+                    feed_head.c.id == 1
+                )
+            ).first()
+        return (int(row.pruned_through or 0), int(row.last_position or 0)) if row else (0, 0)
 
     def read(self, after: int, regions: Sequence[str] = (), limit: int = 200) -> list[Change]:
         """Positioned changes after `after`, of firms in `regions` (empty: every region)."""

@@ -39,6 +39,15 @@ def _too_old(after: int, pruned: int) -> PreconditionFailed:
     )
 
 
+def _ahead(after: int, last: int) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"cursor {after} is ahead of the feed, whose last change is {last}: this feed never "
+        "gave it (the database was restored from an older backup, or the cursor is another "
+        "deployment's); start again from an empty cursor and reconcile with "
+        "GetEnterpriseStatus"
+    )
+
+
 def follow(
     store: FeedStore,
     after_cursor: str,
@@ -50,11 +59,14 @@ def follow(
     """Every change after the cursor in feed order, then new ones as they commit, until
     `active()` turns false; `regions` (empty: all) are the stored names to follow (see
     services/common/regions.py region_filter). A cursor below the pruned position is
-    FAILED_PRECONDITION."""
+    FAILED_PRECONDITION, and so is one beyond the last position given: following it would
+    silently skip every change until the feed caught up with it."""
     after = parse_cursor(after_cursor)
-    pruned = store.pruned_through()
+    pruned, last = store.bounds()
     if after_cursor and after < pruned:
         raise _too_old(after, pruned)
+    if after > last:
+        raise _ahead(after, last)
     after = max(after, pruned)
     while active():
         store.sequence()  # any follower may position what has committed

@@ -142,6 +142,24 @@ def test_bad_and_pruned_cursors(register_stub: RulesServiceStub, db_engine: Engi
     assert fresh[0].enterprise_id == uscc(11) and int(fresh[0].cursor) == 5
 
 
+def test_a_cursor_ahead_of_the_feed_is_refused(register_stub: RulesServiceStub) -> None:
+    """A cursor this feed never gave (its database restored from an older backup) would
+    skip every change until the feed caught up with it: FAILED_PRECONDITION instead."""
+    with pytest.raises(grpc.RpcError) as empty:
+        take(register_stub, 1, after="1")
+    assert empty.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "ahead of the feed" in (empty.value.details() or "")
+    upsert(register_stub, profile(12))
+    given = take(register_stub, 2)
+    last = int(given[-1].cursor)
+    with pytest.raises(grpc.RpcError) as ahead:
+        take(register_stub, 1, after=str(last + 1))
+    assert ahead.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    upsert(register_stub, profile(13))
+    after_last = take(register_stub, 1, after=str(last))  # the last one given is fine
+    assert after_last[0].enterprise_id == uscc(13)
+
+
 def _raw_change(connection: object, enterprise_id: str) -> None:
     connection.execute(  # type: ignore[attr-defined]
         insert(changes).values(
