@@ -290,11 +290,15 @@ class BookingRegister(StaffRegister):
         status: str = "",
         order_id: str = "",
         overdue_on: date | None = None,
+        due_by: date | None = None,
         after: str = "",
         limit: int = 200,
         regions: Sequence[str] = (),
+        by_deadline: bool = False,
     ) -> Sequence[Ticket]:
-        """`regions`: only tickets of orders placed by firms of these 镇街 (empty: any)."""
+        """`regions`: only tickets of orders placed by firms of these 镇街 (empty: any);
+        `due_by`: due on or before that day; `by_deadline`: earliest deadline first (so
+        the overdue ones lead), else by id."""
         query = _equal(
             select(Ticket), tickets, enterprise_id=enterprise_id, order_id=order_id, status=status
         )
@@ -304,9 +308,12 @@ class BookingRegister(StaffRegister):
             )
         if overdue_on is not None:
             query = query.where(tickets.c.status != "verified", tickets.c.due_on < overdue_on)
+        if due_by is not None:
+            query = query.where(tickets.c.due_on <= due_by)
         if after:
             query = query.where(tickets.c.id > after)
-        query = query.order_by(tickets.c.id).limit(limit)
+        order = (tickets.c.due_on, tickets.c.id) if by_deadline else (tickets.c.id,)
+        query = query.order_by(*order).limit(limit)
         return self.session.scalars(query.execution_options(populate_existing=True)).all()
 
     def photo(self, photo_id: str) -> Photo | None:

@@ -52,25 +52,28 @@ def recheck_queue(
     uow: UnitOfWork, ctx: BookingContext, p: Principal, f: QueueFilter
 ) -> dict[str, Any]:
     """Proofs waiting for a recheck in the person's region, overdue first, then by
-    deadline."""
+    deadline: the QUEUE_LIMIT most urgent that pass the filters (`more`: there are
+    others, which the region and deadline filters narrow down to)."""
     if not p.has("booking.inspector", "booking.admin"):
         raise PermissionDenied(messages.QUEUE_FOR_INSPECTORS)
     today = ctx.today()
     area = _area(p, ctx, f.region)
+    due_by = [today - timedelta(days=1)] if f.overdue else []  # overdue: due before today
+    due_by += [today + timedelta(days=DUE_SOON_DAYS)] if f.due_soon else []
     with uow:
         rows = list(
             uow.register.tickets(
-                status=TicketStatus.SUBMITTED.value, regions=area, limit=QUEUE_LIMIT
+                status=TicketStatus.SUBMITTED.value,
+                regions=area,
+                due_by=min(due_by, default=None),
+                by_deadline=True,  # a submitted ticket is overdue iff due before today
+                limit=QUEUE_LIMIT + 1,
             )
         )
-        names = uow.register.firm_names({t.enterprise_id for t in rows})
-    if f.overdue:
-        rows = [t for t in rows if t.is_overdue(today)]
-    if f.due_soon:
-        rows = [t for t in rows if t.due_on <= today + timedelta(days=DUE_SOON_DAYS)]
-    rows.sort(key=lambda t: (not t.is_overdue(today), t.due_on, t.id))
+        names = uow.register.firm_names({t.enterprise_id for t in rows[:QUEUE_LIMIT]})
     return {
-        "tickets": rows,
+        "tickets": rows[:QUEUE_LIMIT],
+        "more": len(rows) > QUEUE_LIMIT,
         "firm_names": names,
         "today": today,
         "area": area,

@@ -29,6 +29,7 @@ from services.booking.domain.tickets import MAX_DEADLINE_DAYS
 from services.booking.entrypoints.web import create_web_app
 from services.booking.service_layer import staff_accounts as accounts
 from services.booking.service_layer import staff_sessions as sessions
+from services.booking.service_layer import staff_views
 from services.booking.service_layer.staff_sessions import Outcome
 from services.common.auth import TokenStore
 from services.common.context import Principal
@@ -338,3 +339,35 @@ def test_banners_never_echo_the_query(sqlite_web: Web) -> None:
     page = e.get("/staff/visits", params={"recorded": injected})
     assert injected not in page.text and 'id="recorded"' not in page.text
     assert messages.VISIT_RECORDED in e.get("/staff/visits?recorded=1").text
+
+
+def test_the_queue_shows_the_most_urgent_proofs_when_there_are_more(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond QUEUE_LIMIT waiting proofs the queue lists the most urgent (overdue first,
+    then by deadline) and says there are more; its filters are applied before the limit.
+    (It used to take the first QUEUE_LIMIT by id, then sort and filter those.)"""
+    pair = web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    ids = sorted(proof_waiting(pair, n, "稠城街道", f"问题{n}") for n in (41, 42, 43))
+    today = pair.clock.today
+    with pair.booking_engine.begin() as conn:  # the highest id is the most urgent
+        for days, ticket_id in zip((30, 5, -1), ids, strict=True):
+            conn.execute(
+                update(tickets)
+                .where(tickets.c.id == ticket_id)
+                .values(due_on=today + timedelta(days=days))
+            )
+    monkeypatch.setattr(staff_views, "QUEUE_LIMIT", 2)
+    web.user("wangfang", "inspector", region="稠城街道")
+    c, _ = web.signed_in("wangfang")
+
+    page = c.get("/staff/tickets").text
+    listed = re.findall(r'id="q-([^"]+)"', page)
+    assert listed == [ids[2], ids[1]]
+    assert "还有更多" in page
+    overdue = c.get("/staff/tickets", params={"overdue": "1"}).text
+    assert re.findall(r'id="q-([^"]+)"', overdue) == [ids[2]]
+    assert "还有更多" not in overdue and "共 1 件待复查" in overdue
+    soon = c.get("/staff/tickets", params={"due": "1"}).text
+    assert re.findall(r'id="q-([^"]+)"', soon) == [ids[2], ids[1]]

@@ -280,8 +280,10 @@ class FakeRegister:
         status: str = "",
         order_id: str = "",
         overdue_on: date | None = None,
+        due_by: date | None = None,
         after: str = "",
         limit: int = 200,
+        by_deadline: bool = False,
     ) -> Sequence[Ticket]:
         rows = [
             t
@@ -290,9 +292,11 @@ class FakeRegister:
             and (not status or t.status == status)
             and (not order_id or t.order_id == order_id)
             and (overdue_on is None or (t.status != "verified" and t.due_on < overdue_on))
+            and (due_by is None or t.due_on <= due_by)
             and (not after or t.id > after)
         ]
-        return sorted(rows, key=lambda t: t.id)[:limit]
+        key = (lambda t: (t.due_on, t.id)) if by_deadline else (lambda t: (date.min, t.id))
+        return sorted(rows, key=key)[:limit]
 
     def tickets_of_orders(self, order_ids: Sequence[str]) -> Sequence[Ticket]:
         return [t for t in self.tickets_by_id.values() if t.order_id in order_ids]

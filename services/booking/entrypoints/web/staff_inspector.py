@@ -69,6 +69,7 @@ class InspectorPages(StaffBase):
             "regions": [],
             "done": "",
             "tickets": [],
+            "more": False,
             "firm_names": {},
             "today": self.ctx.today(),
             "area": (),
