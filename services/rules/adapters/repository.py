@@ -24,11 +24,11 @@ from services.rules.adapters.orm import (
     whitelist_entries,
 )
 from services.rules.domain.register import (
-    DecisionItem,
     DecisionRecord,
     EventItem,
     EventRecord,
     Firm,
+    HistoryEntry,
     InspectionRecord,
     ReevaluationRun,
     WhitelistEntry,
@@ -100,21 +100,22 @@ class Register:
 
     def recent_history(
         self, enterprise_id: str, limit: int, cause_kinds: Sequence[str]
-    ) -> tuple[list[DecisionItem], list[WhitelistEntry]]:
+    ) -> tuple[list[HistoryEntry], list[WhitelistEntry]]:
         """In one query, what `history`, `events_of_decisions` and `entries_of_decisions`
-        answer in three, reading only what a history shows: the newest `limit` decisions
-        (newest first), each with the event of `cause_kinds` that caused it, and the
-        white-list entries they granted or closed (copies, not the session's objects).
+        answer in three, reading only what a history shows: the items of the newest
+        `limit` decisions (newest first), each naming the event of `cause_kinds` that
+        caused it, and the white-list entries they granted or closed (copies, not the
+        session's objects).
         Pending changes are written first, as an ORM query would."""
         self.session.flush()
         params = {"enterprise_id": enterprise_id, "limit": limit, "kinds": list(cause_kinds)}
         rows = self.session.execute(_recent_history(), params)
-        found: dict[str, DecisionItem] = {}
+        found: dict[str, HistoryEntry] = {}
         entries: dict[str, WhitelistEntry] = {}
         for row in rows:
-            item = DecisionItem.of(row, event_id=row.event_id or "", event_kind=row.kind or "")
-            if item.id not in found or item.event_id:
-                found[item.id] = item
+            item = HistoryEntry.of_decision(row, row.event_id or "", row.kind or "")
+            if item.decision_id not in found or item.event_id:
+                found[item.decision_id] = item
             if row.w_id is not None:
                 entries[row.w_id] = WhitelistEntry(
                     **{c.name: row._mapping[f"w_{c.name}"] for c in whitelist_entries.c}

@@ -78,37 +78,29 @@ class HistoryEntry:
     event_kind: str = ""
     entry: WhitelistEntry | None = None
 
-
-@dataclass(frozen=True)
-class DecisionItem:
-    """What a history shows of a decision, with the event that caused it ("": none)."""
-
-    id: str
-    decided_at: datetime
-    as_of: date
-    status: str
-    risk_level: str
-    ruleset_version: str
-    cause: str
-    whitelist_change: str
-    event_id: str = ""
-    event_kind: str = ""
-
     @classmethod
-    def of(cls, d: Any, event_id: str = "", event_kind: str = "") -> DecisionItem:
-        """The item of `d`: a DecisionRecord, or a row with the decisions table's columns."""
+    def of_decision(cls, d: Any, event_id: str = "", event_kind: str = "") -> HistoryEntry:
+        """The `decision` item of `d` (a DecisionRecord, or a row with the decisions table's
+        columns), naming the event that caused it ("": none); its reason is the decision's
+        cause and the white-list change it made."""
+        change = f"（白名单 {d.whitelist_change}）" if d.whitelist_change else ""
         return cls(
-            id=d.id,
-            decided_at=d.decided_at,
-            as_of=d.as_of,
+            recorded_at=d.decided_at,
+            kind="decision",
+            decision_id=d.id,
             status=d.status,
             risk_level=d.risk_level,
+            as_of=d.as_of,
             ruleset_version=d.ruleset_version,
-            cause=d.cause,
-            whitelist_change=d.whitelist_change,
+            reason=d.cause + change,
             event_id=event_id,
             event_kind=event_kind,
         )
+
+    @classmethod
+    def of_event(cls, e: EventItem) -> HistoryEntry:
+        """The `event` item of an event that caused no decision."""
+        return cls(e.received_at, "event", reason=e.summary, event_id=e.event_id, event_kind=e.kind)
 
 
 @dataclass(frozen=True)

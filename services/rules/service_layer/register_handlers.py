@@ -32,7 +32,6 @@ from services.rules.domain.errors import (
 from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
 from services.rules.domain.reevaluation import OpenEntry, StoredFirm, move_entry
 from services.rules.domain.register import (
-    DecisionItem,
     DecisionRecord,
     EventItem,
     EventRecord,
@@ -375,7 +374,7 @@ class _Recent:
     """A firm's newest history rows, as `history_of` reads them (two queries)."""
 
     limit: int
-    decisions: list[DecisionItem]
+    decisions: list[HistoryEntry]  # the decisions' own items, newest first
     entries: list[WhitelistEntry]
     quiet: list[EventItem]
 
@@ -407,7 +406,7 @@ class _Recent:
             cause = event if event.kind in CAUSING_EVENTS else None
             decisions = sorted(
                 [_decision_item(decision, cause), *decisions],
-                key=lambda d: as_utc(d.decided_at),
+                key=lambda d: as_utc(d.recorded_at),
                 reverse=True,
             )[: self.limit]
         if event.kind in QUIET_EVENTS:  # as `read` lists them, whatever they caused
@@ -424,8 +423,8 @@ class _Recent:
         return _ranked(decisions, list(known.values()), quiet)[: self.limit]
 
 
-def _decision_item(d: DecisionRecord, cause: EventRecord | None) -> DecisionItem:
-    return DecisionItem.of(d, cause.event_id if cause else "", cause.kind if cause else "")
+def _decision_item(d: DecisionRecord, cause: EventRecord | None) -> HistoryEntry:
+    return HistoryEntry.of_decision(d, cause.event_id if cause else "", cause.kind if cause else "")
 
 
 def _items(
@@ -448,44 +447,26 @@ def _items(
 
 
 def _ranked(
-    decisions: list[DecisionItem], entries: list[WhitelistEntry], quiet: list[EventItem]
+    decisions: list[HistoryEntry], entries: list[WhitelistEntry], quiet: list[EventItem]
 ) -> list[HistoryEntry]:
-    """Decisions, the entries they granted or closed, and quiet events, newest first."""
+    """The decisions' items, the entries they granted or closed, and quiet events, newest
+    first."""
     ranked: list[tuple[datetime, int, HistoryEntry]] = []
-    for d in decisions:
-        reason = d.cause + (f"（白名单 {d.whitelist_change}）" if d.whitelist_change else "")
-        item = HistoryEntry(
-            recorded_at=d.decided_at,
-            kind="decision",
-            decision_id=d.id,
-            status=d.status,
-            risk_level=d.risk_level,
-            as_of=d.as_of,
-            ruleset_version=d.ruleset_version,
-            reason=reason,
-            event_id=d.event_id,
-            event_kind=d.event_kind,
-        )
-        ranked.append((d.decided_at, 0, item))
+    for item in decisions:
+        at = item.recorded_at
+        ranked.append((at, 0, item))
         for entry in entries:
-            if entry.closed_decision_id == d.id:
+            if entry.closed_decision_id == item.decision_id:
                 revoked = replace(
                     item, kind="whitelist_revoked", reason=entry.revoked_reason, entry=entry
                 )
-                ranked.append((d.decided_at, 1, revoked))
-            if entry.granted_decision_id == d.id:
+                ranked.append((at, 1, revoked))
+            if entry.granted_decision_id == item.decision_id:
                 why = f"列入白名单（无事不扰），有效期至{entry.valid_until.isoformat()}"
                 granted = replace(item, kind="whitelist_granted", reason=why, entry=entry)
-                ranked.append((d.decided_at, 2, granted))
+                ranked.append((at, 2, granted))
     for e in quiet:
-        item = HistoryEntry(
-            recorded_at=e.received_at,
-            kind="event",
-            reason=e.summary,
-            event_id=e.event_id,
-            event_kind=e.kind,
-        )
-        ranked.append((e.received_at, 0, item))
+        ranked.append((e.received_at, 0, HistoryEntry.of_event(e)))
     ranked.sort(key=lambda r: (as_utc(r[0]), r[1]), reverse=True)
     return [item for _, _, item in ranked]
 
