@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from services.common.errors import FieldViolation, ValidationError
 from services.common.values import control_problem, parse_day, preview
 from services.common.vocabulary import Severity
 
-from .messages import CONTROL_CHARACTERS
+from .messages import CONTROL_CHARACTERS, FOUND_ON_SITE
 from .photos import check_photo
-from .tickets import beyond, deadline_too_far, default_due, too_far
+from .records import Visit
+from .tickets import Ticket, TicketStatus, beyond, deadline_too_far, default_due, too_far
 
 MAX_FINDINGS = 50
 MAX_PHOTOS = 5
@@ -50,6 +51,37 @@ def check_findings(
     if bad:
         raise ValidationError(bad)
     return out
+
+
+def found_ticket(
+    ticket_id: str,
+    visit: Visit,
+    enterprise_id: str,
+    finding: FindingInput,
+    due_on: date,
+    *,
+    actor: str,
+    at: datetime,
+) -> Ticket:
+    """The rectification ticket of a finding of `visit` (the visiting expert's, found on
+    the visit's day), OPEN from `at` and due on `due_on`; `actor` recorded it. The one way
+    a ticket starts: the visit use case and the demo city's history both take it."""
+    ticket = Ticket(
+        id=ticket_id,
+        order_id=visit.order_id,
+        visit_id=visit.id,
+        enterprise_id=enterprise_id,
+        clause_ref=finding.clause_ref,
+        severity=finding.severity,
+        description=finding.description.strip(),
+        found_on=visit.visited_on,
+        due_on=due_on,
+        status="",
+        expert_id=visit.expert_id,
+        created_at=at,
+    )
+    ticket.enter(TicketStatus.OPEN.value, actor=actor, at=at, reason=FOUND_ON_SITE)
+    return ticket
 
 
 def _finding(

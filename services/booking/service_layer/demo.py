@@ -22,10 +22,11 @@ from datetime import date, datetime, time, timedelta
 
 from services.booking.domain import messages, qr
 from services.booking.domain.events import hazard_found, hazard_verified, rectification_overdue
+from services.booking.domain.findings import FindingInput, found_ticket
 from services.booking.domain.orders import Order, OrderStatus
 from services.booking.domain.records import Assignment, Expert, FirmCard, Visit
 from services.booking.domain.slots import Slot
-from services.booking.domain.tickets import Ticket, TicketStatus
+from services.booking.domain.tickets import TicketStatus
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.demo_city import City, DemoOrder, DemoTicket
@@ -173,22 +174,15 @@ def _order(uow: UnitOfWork, demo: DemoOrder, today: date) -> int:
 
 def _ticket(uow: UnitOfWork, demo: DemoOrder, visit: Visit, found: DemoTicket, today: date) -> int:
     expert = visit.expert_id
-    ticket = Ticket(
-        id=found.id,
-        order_id=demo.id,
-        visit_id=visit.id,
-        enterprise_id=demo.enterprise_id,
-        clause_ref=found.clause_ref,
-        severity=found.severity,
-        description=found.description,
-        found_on=found.found_on,
-        due_on=found.due_on,
-        status="",
-        expert_id=expert,
-        created_at=visit.created_at,
-    )
-    ticket.enter(
-        TicketStatus.OPEN.value, actor=expert, at=visit.created_at, reason=messages.FOUND_ON_SITE
+    reported = FindingInput(found.clause_ref, found.severity, found.description)
+    ticket = found_ticket(
+        found.id,
+        visit,
+        demo.enterprise_id,
+        reported,
+        found.due_on,
+        actor=expert,
+        at=visit.created_at,
     )
     uow.register.add_event(hazard_found(ticket))
     events = 1

@@ -12,11 +12,11 @@ from datetime import date
 
 from services.booking.domain import messages
 from services.booking.domain.events import hazard_found
-from services.booking.domain.findings import FindingInput, check_findings
+from services.booking.domain.findings import FindingInput, check_findings, found_ticket
 from services.booking.domain.orders import PHONE, OrderAction
 from services.booking.domain.photos import photo_record
 from services.booking.domain.records import Visit
-from services.booking.domain.tickets import Ticket, TicketStatus
+from services.booking.domain.tickets import Ticket
 from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.sign_in import change_phone
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -115,21 +115,7 @@ def _check_firm_clauses(
 def _ticket(
     uow: UnitOfWork, visit: Visit, enterprise_id: str, f: FindingInput, due: date, actor: str
 ) -> Ticket:
-    ticket = Ticket(
-        id=new_id("T"),
-        order_id=visit.order_id,
-        visit_id=visit.id,
-        enterprise_id=enterprise_id,
-        clause_ref=f.clause_ref,
-        severity=f.severity,
-        description=f.description.strip(),
-        found_on=visit.visited_on,
-        due_on=due,
-        status="",
-        expert_id=visit.expert_id,
-        created_at=now(),
-    )
-    ticket.enter(TicketStatus.OPEN.value, actor=actor, at=now(), reason=messages.FOUND_ON_SITE)
+    ticket = found_ticket(new_id("T"), visit, enterprise_id, f, due, actor=actor, at=now())
     uow.register.add(ticket)
     if f.photos:
         # photos reference the ticket, and no relationship tells the unit of work so
