@@ -88,24 +88,31 @@ class BatchRegister:
         """Up to `limit` firms with ids in (after, upto] (no upper end: None), in id
         order, locked for update on PostgreSQL (SQLite's writer holds the file)."""
         f = firms.c
-        query = select(
-            f.enterprise_id,
-            f.name,
-            f.region,
-            cast(f.profile, Text),
-            f.status,
-            f.risk_level,
-            f.decision_id,
-        ).where(f.enterprise_id > after)
+        query = (
+            select(
+                f.enterprise_id,
+                f.name,
+                f.region,
+                cast(f.profile, Text),
+                f.status,
+                f.risk_level,
+                f.decision_id,
+                decisions.c.as_of,
+            )
+            .select_from(firms.outerjoin(decisions, decisions.c.id == f.decision_id))
+            .where(f.enterprise_id > after)
+        )
         if upto is not None:
             query = query.where(f.enterprise_id <= upto)
         query = query.order_by(f.enterprise_id).limit(limit)
         if self._lock_rows:
-            query = query.with_for_update()
+            query = query.with_for_update(of=firms)
         loads = orjson.loads
         return [
-            StoredFirm(i, name, region, loads(profile), status, risk, decision)
-            for i, name, region, profile, status, risk, decision in self._connection.execute(query)
+            StoredFirm(i, name, region, loads(profile), status, risk, decision, day)
+            for i, name, region, profile, status, risk, decision, day in self._connection.execute(
+                query
+            )
         ]
 
     def open_entries(self, after: str, last: str) -> dict[str, OpenEntry]:

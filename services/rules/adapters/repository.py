@@ -87,6 +87,14 @@ class Register:
     def decision(self, decision_id: str | None) -> DecisionRecord | None:
         return self.session.get(DecisionRecord, decision_id) if decision_id else None
 
+    def decision_day(self, decision_id: str | None) -> date | None:
+        """The day a stored decision speaks for (its as_of), without loading it whole."""
+        if not decision_id:
+            return None
+        query = select(decisions.c.as_of).where(decisions.c.id == decision_id)
+        day = self.session.execute(query).scalar()
+        return day if isinstance(day, date) else None
+
     def history(self, enterprise_id: str, limit: int) -> Sequence[DecisionRecord]:
         """The newest `limit` decisions, whole (a history reads `recent_history`; this and
         `recent_events` are the plain way its test compares it with)."""

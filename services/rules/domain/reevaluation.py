@@ -32,6 +32,7 @@ class StoredFirm:
     status: str
     risk_level: str
     decision_id: str | None
+    decided_on: date | None = None  # its last decision's as_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,12 @@ def move_entry(
 ) -> tuple[str, EntryMove | None, EntryMove | None, OpenEntry | None]:
     """(whitelist_change, expired, revoked-or-extended, granted) for one decision: an
     entry past its end expires first; a non-white-list decision revokes the open entry;
-    a white-list decision extends it, or grants a new one (its id from `new_id`)."""
+    a white-list decision extends it, or grants a new one (its id from `new_id`).
+
+    An entry never moves back in time: an extension never shortens it, and a revocation
+    dated before the entry's grant (a decision of an earlier day than one that granted
+    it ahead) closes it on its grant day, so it never was in force. The register refuses
+    decisions older than a firm's current one; this keeps the white list whole even so."""
     day = decision.as_of
     change, expired = "", None
     if entry is not None and entry.valid_until < day:
@@ -106,7 +112,8 @@ def move_entry(
     whitelisted = decision.status is Status.WHITELIST
     if entry is not None and not whitelisted:
         reason = FAILED_PREFIX + "；".join(b.reason for b in decision.whitelist_blockers)
-        return "revoked", None, EntryMove(entry, "revoked", decision_id, day, reason), None
+        closed_on = max(day, entry.granted_on)
+        return "revoked", None, EntryMove(entry, "revoked", decision_id, closed_on, reason), None
     if not whitelisted:
         return change, expired, None, None
     if entry is not None:
@@ -114,7 +121,7 @@ def move_entry(
             entry,
             "extended",
             decision_id,
-            valid_until=decision.valid_until,
+            valid_until=max(entry.valid_until, decision.valid_until),
             name=name,
             region=region,
         )

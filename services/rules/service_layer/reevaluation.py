@@ -236,8 +236,11 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
             return -1
         entries = uow.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
         cause = f"定期重新评估 periodic re-evaluation (run {(run.parent_id or run.id)[:8]})"
-        outcomes, skipped, attention = [], [], []
+        outcomes, skipped, attention, later = [], [], [], 0
         for firm in found:
+            if firm.decided_on is not None and firm.decided_on > run.as_of:
+                later += 1  # decided for a later day already: the register moves forward only
+                continue
             try:
                 profile = stored_profile(ctx, firm)
             except PreconditionFailed as exc:  # one bad record must not stall every firm
@@ -256,6 +259,8 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
                 )
                 attention.append(firm.enterprise_id)
             outcomes.append(_decided(ctx, firm, profile, run.as_of, cause, entries))
+        if later:
+            _log.info("firms decided for a later day left as they are", count=later)
         if skipped:
             run.skipped = [*run.skipped, *skipped]
         if attention:

@@ -204,13 +204,13 @@ def upsert_enterprise(
     if paths is not None:
         return _update_masked(uow, ctx, data, as_of_text, paths)
     profile = parse_input_profile(ctx, data, "profile.")
-    as_of = parse_as_of(as_of_text) if as_of_text else ctx.today()
+    as_of = parse_as_of(as_of_text) if as_of_text else None  # None: see _decide_sent
     # a racing first insert of the same firm retries once (and then finds the firm)
     return retry_on_conflict(lambda: _upsert(uow, ctx, profile, as_of))
 
 
 def _upsert(
-    uow: UnitOfWork, ctx: RulesContext, profile: EnterpriseProfile, as_of: date
+    uow: UnitOfWork, ctx: RulesContext, profile: EnterpriseProfile, as_of: date | None
 ) -> StatusView:
     with uow:
         firm = uow.register.firm(profile.enterprise_id, for_update=True)
@@ -246,7 +246,7 @@ def _update_masked(
         data, violations = canonical_region(ctx, data, "profile.")
         if violations:
             raise ValidationError(violations)
-    as_of = parse_as_of(as_of_text) if as_of_text else ctx.today()
+    as_of = parse_as_of(as_of_text) if as_of_text else None  # None: see _decide_sent
     with uow:
         firm = uow.register.firm(enterprise_id, for_update=True)
         if firm is None:
@@ -276,12 +276,24 @@ def _decide_sent(
     firm: Firm,
     sent: EnterpriseProfile,
     stored: EnterpriseProfile | None,
-    as_of: date,
+    as_of: date | None,
     cause: str,
 ) -> StatusView:
     """Inside the caller's transaction: check the clauses the sent profile cites, merge it
     into the stored one (None: a new firm, the sent profile is all there is), decide,
-    record, build the answer and commit."""
+    record, build the answer and commit. A firm's decisions only move forward: an
+    `as_of` before its current decision's is FAILED_PRECONDITION (Evaluate answers about
+    any day and stores nothing); without one (None) the decision is as of today, or of
+    the current decision's day when the firm was decided ahead (a run for a later day)."""
+    current = uow.register.decision_day(firm.decision_id)
+    if as_of is None:
+        as_of = max(ctx.today(), current) if current is not None else ctx.today()
+    elif current is not None and as_of < current:
+        raise PreconditionFailed(
+            f"as_of {as_of.isoformat()} is before the firm's current decision (as of "
+            f"{current.isoformat()}): the register moves forward only; send an as_of on or "
+            "after it, or ask Evaluate about an earlier day (it stores nothing)"
+        )
     _known_clauses(ctx, sent, "profile.", stored)
     merged = sent if stored is None else events.merge_profile(stored, sent)
     record = decide_and_store(uow, ctx, firm, merged, as_of, cause)

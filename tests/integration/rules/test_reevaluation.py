@@ -7,8 +7,11 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import grpc
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from google.protobuf import field_mask_pb2
 from sqlalchemy import Engine, func, select, text
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -252,3 +255,41 @@ def test_the_indexed_out_of_scope_check_answers_as_the_full_walk(rulebook) -> No
         assert out_of_scope(ctx, p, day) == full
         found += bool(full)
     assert found  # the check was asked something it answers
+
+
+def test_the_register_never_goes_back_in_time(register_stub, db_engine, rulebook) -> None:  # type: ignore[no-untyped-def]
+    """Review hunt 3: a white-listed firm's profile sent again with a past as_of moved its
+    entry's end before its own grant, dropping it from the white list (and from 无事不扰)
+    while its status still said WHITELIST. Now such an upsert is FAILED_PRECONDITION and
+    changes nothing; a re-evaluation of an earlier day leaves a firm decided for a later
+    day as it is."""
+    granted = upsert(register_stub, profile(1))  # today, 2026-06-30: white-listed
+    assert granted.decision.status == pb.STATUS_WHITELIST
+    entry = granted.whitelist_entry
+    for as_of in ("2020-01-01", "2026-06-29"):
+        with pytest.raises(grpc.RpcError) as past:
+            upsert(register_stub, profile(1), as_of=as_of)
+        assert past.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert "before the firm's current decision" in (past.value.details() or "")
+    masked = pb.UpsertEnterpriseRequest(
+        profile=profile_from_json({"enterprise_id": uscc(1), "employees": 31}),
+        as_of="2020-01-01",
+        update_mask=field_mask_pb2.FieldMask(paths=["employees"]),
+    )
+    with pytest.raises(grpc.RpcError) as masked_past:
+        register_stub.UpsertEnterprise(masked, timeout=10)
+    assert masked_past.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    again = upsert(register_stub, profile(1), as_of="2026-06-30").whitelist_entry  # same day
+    assert (again.granted_on, again.valid_until) == (entry.granted_on, entry.valid_until)
+    listed = register_stub.ListWhitelist(pb.ListWhitelistRequest(page_size=10), timeout=10)
+    assert [e.enterprise_id for e in listed.entries] == [uscc(1)]
+
+    ahead = upsert(register_stub, profile(2), as_of="2026-07-10")  # decided ahead
+    summary = reevaluate_all(UnitOfWork(db_engine), context_from(rulebook), date(2020, 1, 1))
+    assert summary.processed == 2
+    after = register_stub.GetEnterpriseStatus(
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(2)), timeout=10
+    )
+    assert after.decision.decision_id == ahead.decision.decision_id
+    assert after.whitelist_entry == ahead.whitelist_entry
+    assert _decisions(db_engine) == 3  # three upserts and none from the run
