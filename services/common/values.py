@@ -28,9 +28,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
+def preview(value: object, limit: int = PREVIEW_CHARS, *, cut: str = "…({size} characters)") -> str:
     """`value` quoted for an error message: repr() of at most `limit` characters, with the
-    full length when it was cut (control characters come out escaped)."""
+    full length (`cut`, formatted with `size`) when it was cut (control characters come
+    out escaped). Messages people read say it in Chinese (booking's `messages.quoted`)."""
     if isinstance(value, bytes):
         shown = repr(value[:limit])
         size = len(value)
@@ -38,7 +39,7 @@ def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
         text = value if isinstance(value, str) else str(value)
         shown = repr(text[:limit])
         size = len(text)
-    return shown if size <= limit else f"{shown}…({size} characters)"
+    return shown if size <= limit else shown + cut.format(size=size)
 
 
 def clip(text: str, limit: int) -> str:

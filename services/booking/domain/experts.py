@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from services.common.errors import FieldViolation, ValidationError
-from services.common.values import preview
 from services.common.vocabulary import DOMAINS, uscc_problem
 
 from . import messages
@@ -73,7 +72,9 @@ def _check_slots(slots: list[str], bad: list[FieldViolation]) -> None:
         try:
             parse_slot(s)
         except ValueError:
-            bad.append(FieldViolation("expert.slots", messages.EXPERT_SLOT.format(slot=preview(s))))
+            bad.append(
+                FieldViolation("expert.slots", messages.EXPERT_SLOT.format(slot=messages.quoted(s)))
+            )
             break
     if len(slots) > MAX_SLOTS:
         bad.append(FieldViolation("expert.slots", messages.EXPERT_SLOTS_MAX.format(n=MAX_SLOTS)))
@@ -106,4 +107,4 @@ def _regions(
 def _unknown_region(known: Regions, value: str) -> str:
     near = known.nearest(value)
     hint = messages.NEAREST_REGIONS.format(names="、".join(near)) if near else ""
-    return messages.UNKNOWN_REGION.format(value=preview(value), hint=hint)
+    return messages.UNKNOWN_REGION.format(value=messages.quoted(value), hint=hint)

@@ -12,10 +12,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from services.common.errors import FieldViolation, ValidationError
-from services.common.values import control_problem, parse_day, preview
+from services.common.values import control_problem, parse_day
 from services.common.vocabulary import Severity
 
-from .messages import CONTROL_CHARACTERS, FOUND_ON_SITE
+from .messages import (
+    CONTROL_CHARACTERS,
+    FINDING_CLAUSE,
+    FINDING_DESCRIPTION,
+    FINDING_SEVERITY,
+    FOUND_ON_SITE,
+    quoted,
+)
 from .photos import check_photo
 from .records import Visit
 from .tickets import Ticket, TicketStatus, beyond, deadline_too_far, default_due, too_far
@@ -90,22 +97,16 @@ def _finding(
     """One finding's deadline and everything wrong with it."""
     bad: list[FieldViolation] = []
     if f.severity not in SEVERITIES:
-        bad.append(FieldViolation(f"{path}.severity", "MAJOR or GENERAL"))
+        bad.append(FieldViolation(f"{path}.severity", FINDING_SEVERITY))
     if not f.description.strip() or len(f.description) > MAX_TEXT:
-        bad.append(
-            FieldViolation(f"{path}.description", f"required, at most {MAX_TEXT} characters")
-        )
+        bad.append(FieldViolation(f"{path}.description", FINDING_DESCRIPTION.format(n=MAX_TEXT)))
     elif control_problem(f.description, multiline=True):
         bad.append(FieldViolation(f"{path}.description", CONTROL_CHARACTERS))
     ref = f.clause_ref
     if control_problem(ref):
         bad.append(FieldViolation(f"{path}.clause_ref", CONTROL_CHARACTERS))
     elif len(ref) > CLAUSE_REF_MAX or ":" not in ref or not known_clause(ref):
-        bad.append(
-            FieldViolation(
-                f"{path}.clause_ref", f"{preview(ref)} is not a clause the rules service knows"
-            )
-        )
+        bad.append(FieldViolation(f"{path}.clause_ref", FINDING_CLAUSE.format(ref=quoted(ref))))
     bad.extend(_photo_problems(f, path))
     due = default_due(f.severity, visited_on) if f.severity in SEVERITIES else visited_on
     if f.due_on:

@@ -58,9 +58,15 @@ ONLY_RECHECKERS = "只有检查人员或发现该隐患的专家可以复查"
 ONLY_ADMIN_CANCELS = "只有booking.admin可以代表主管部门取消预约"
 
 
+def quoted(value: object) -> str:
+    """A value quoted in a message people read: at most a short prefix, and how long it
+    was, in Chinese (services/common/values.py `preview`)."""
+    return preview(value, cut="…（共{size}个字符）")
+
+
 def no_such(what: str, ref: str) -> str:
     """'No such order, ticket or photo', quoting at most a short prefix of the reference."""
-    return NO_SUCH_RECORD.format(what=RECORD_NAMES[what], ref=preview(ref))
+    return NO_SUCH_RECORD.format(what=RECORD_NAMES[what], ref=quoted(ref))
 
 
 # ---------------------------------------------------------------- the expert pool (staff)
@@ -193,6 +199,9 @@ RECHECK_NOT_WAITING = "该整改单当前不在待复查状态"
 VISIT_BAD_SEVERITY = "请选择隐患等级"
 VISIT_NEEDS_DESCRIPTION = "请填写隐患描述（最多1000字）"
 VISIT_UNKNOWN_CLAUSE = "不是规则服务中的条款，请从条款列表中选择"
+FINDING_SEVERITY = "隐患等级须为重大（MAJOR）或一般（GENERAL）"
+FINDING_DESCRIPTION = "请填写隐患描述，最多{n}个字"
+FINDING_CLAUSE = "{ref} 不是规则服务中的条款，请从条款列表中选择"
 VISIT_CLAUSE_NOT_FOR_FIRM = "该条款不适用于这家企业，请移除后从条款列表中选择"
 VISIT_BAD_DUE = "整改期限须为检查日之后的日期"
 VISIT_BAD_MINUTES = "现场时长为0到1440分钟"

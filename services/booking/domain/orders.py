@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from services.common.errors import FieldViolation, ValidationError
 from services.common.state_machine import StateMachine, Tracked, Transition
-from services.common.values import control_problem, preview
+from services.common.values import control_problem
 from services.common.vocabulary import CLAUSE_REF
 
 from . import messages
@@ -122,7 +122,9 @@ def validate_order(
     elif len(clean_items) > MAX_ITEMS:
         bad.append(FieldViolation("item_codes", messages.TOO_MANY_ITEMS.format(n=MAX_ITEMS)))
     elif unknown := [i for i in clean_items if i not in menu]:
-        shown = "、".join(preview(i) for i in unknown[:3]) + ("等" if len(unknown) > 3 else "")
+        shown = "、".join(messages.quoted(i) for i in unknown[:3]) + (
+            "等" if len(unknown) > 3 else ""
+        )
         bad.append(FieldViolation("item_codes", messages.UNKNOWN_ITEMS.format(items=shown)))
     parsed = _slots(slots, today, bad)
     name = name.strip()
@@ -153,7 +155,9 @@ def _slots(slots: list[str], today: date, bad: list[FieldViolation]) -> list[Slo
             slot = parse_slot(text)
         except ValueError:
             bad.append(
-                FieldViolation("preferred_slots", messages.BAD_SLOT.format(slot=preview(text)))
+                FieldViolation(
+                    "preferred_slots", messages.BAD_SLOT.format(slot=messages.quoted(text))
+                )
             )
             return []
         if not today < slot.day <= last:
@@ -161,7 +165,7 @@ def _slots(slots: list[str], today: date, bad: list[FieldViolation]) -> list[Slo
                 FieldViolation(
                     "preferred_slots",
                     messages.SLOT_OUTSIDE_WINDOW.format(
-                        days=BOOKING_WINDOW_DAYS, slot=preview(text)
+                        days=BOOKING_WINDOW_DAYS, slot=messages.quoted(text)
                     ),
                 )
             )
@@ -203,6 +207,10 @@ def validate_clause_refs(refs: list[str]) -> list[str]:
     for ref in clean:
         if not CLAUSE_REF.fullmatch(ref) or control_problem(ref):
             raise ValidationError(
-                [FieldViolation("clause_refs", messages.BAD_CLAUSE_REF.format(ref=preview(ref)))]
+                [
+                    FieldViolation(
+                        "clause_refs", messages.BAD_CLAUSE_REF.format(ref=messages.quoted(ref))
+                    )
+                ]
             )
     return clean

@@ -19,7 +19,6 @@ from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
-from services.common.values import preview
 from services.common.vocabulary import uscc_problem
 
 
@@ -38,7 +37,7 @@ def issue_qr_code(uow: UnitOfWork, ctx: BookingContext, enterprise_id: str) -> I
         raise ValidationError([FieldViolation("enterprise_id", problem)])
     info = ask_rules(lambda: ctx.rules.firm(enterprise_id))
     if info is None:
-        raise NotFound(messages.FIRM_NOT_REGISTERED.format(ref=preview(enterprise_id)))
+        raise NotFound(messages.FIRM_NOT_REGISTERED.format(ref=messages.quoted(enterprise_id)))
     token, text = qr.issue(ctx.keyring, enterprise_id)
     with uow:
         card = uow.register.firm(enterprise_id, for_update=True)

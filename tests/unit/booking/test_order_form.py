@@ -265,3 +265,10 @@ def test_each_violation_field_is_a_form_field_with_a_chinese_message(
 )
 def test_mask_phone(phone: str, masked: str) -> None:
     assert mask_phone(phone) == masked
+
+
+def test_a_long_bad_value_is_quoted_short_and_in_chinese() -> None:
+    """Review hunt 10: the phone page showed '…(300 characters)' in English."""
+    found = violations(form(slots=["x" * 300, slot(1)]))["preferred_slots"]
+    assert len(found) == 1 and "…（共300个字符）" in found[0]
+    assert "characters" not in found[0] and "x" * 33 not in found[0]
