@@ -3,7 +3,8 @@
 A page is asked for with `page_size` (0: the default, 50; at most 500) and the
 `page_token` of the page before. The token is opaque to callers: the filters of the
 query it continues and the last row's position (`cursor`), base64url. A token sent
-with other filters, or one this server never issued, is INVALID_ARGUMENT; an empty
+with other filters, or one this server never issued (a forged cursor with a control
+character, which PostgreSQL could not even compare), is INVALID_ARGUMENT; an empty
 `next_page_token` means there is nothing more.
 """
 
@@ -15,8 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from services.common.errors import FieldViolation, ValidationError
+from services.common.values import control_problem
 
 DEFAULT_PAGE, MAX_PAGE = 50, 500
+MAX_CURSOR = 256  # a row's position: ids and dates, far shorter
 _SEPARATOR = "\x1e"  # between the filters and the cursor: no text field may hold it
 T = TypeVar("T")
 
@@ -48,6 +51,8 @@ def decode_token(token: str, query: str) -> str:
         raise ValidationError(
             [FieldViolation("page_token", "was issued for other filters; start again without it")]
         )
+    if len(cursor) > MAX_CURSOR or control_problem(cursor):  # forged: no row id is like it
+        raise ValidationError([FieldViolation("page_token", "not a token this server issued")])
     return cursor
 
 

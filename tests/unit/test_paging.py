@@ -33,3 +33,13 @@ def test_one_page_cuts_at_size_and_says_whether_there_is_more() -> None:
     assert rows == ["a", "b"] and decode_token(token, "q") == "b"
     assert one_page(["a", "b"], 2, "q", lambda r: r) == (["a", "b"], "")
     assert one_page([], 2, "q", lambda r: r) == ([], "")
+
+
+@pytest.mark.parametrize("cursor", ["9133\x00782", "T\x1b[31m", "x" * 257])
+def test_a_forged_cursor_is_refused(cursor: str) -> None:
+    """Review hunt 4: a forged token's NUL reached PostgreSQL's WHERE id > :after and
+    answered INTERNAL."""
+    query = query_key("")
+    with pytest.raises(ValidationError) as info:
+        decode_token(encode_token(query, cursor), query)
+    assert info.value.violations[0].field == "page_token"

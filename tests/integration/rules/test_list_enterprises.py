@@ -8,6 +8,7 @@ import pytest
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
+from services.common.paging import encode_token, query_key
 from tests.integration.conftest import upsert
 from tests.support import profile, uscc
 
@@ -80,10 +81,21 @@ def test_bad_region_page_size_and_page_token_are_invalid_argument_naming_the_fie
             "page_token",
         ),
         (pb.ListEnterprisesRequest(page_token="not-a-token!"), "page_token"),
+        # forged, with a NUL in the cursor (INTERNAL on PostgreSQL before review hunt 4)
+        (
+            pb.ListEnterprisesRequest(page_token=encode_token(query_key(""), "9133\x00")),
+            "page_token",
+        ),
+        (pb.ListWhitelistRequest(page_token=encode_token(query_key(""), "9133\x00")), "page_token"),
         (pb.ListEnterprisesRequest(page_size=100_000), "page_size"),
         (pb.ListEnterprisesRequest(page_size=-1), "page_size"),
     ):
+        method = (
+            register_stub.ListWhitelist
+            if isinstance(request, pb.ListWhitelistRequest)
+            else register_stub.ListEnterprises
+        )
         with pytest.raises(grpc.RpcError) as info:
-            register_stub.ListEnterprises(request, timeout=10)
+            method(request, timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in (info.value.details() or "")
