@@ -39,6 +39,7 @@ from services.common.interceptors import (
 from services.common.malformed import MalformedRequestInterceptor
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 5 MB photo plus its envelope
+MAX_ANSWER_BYTES = 4 * MAX_MESSAGE_BYTES  # what a server sends at most (a batch's decisions)
 DEFAULT_MAX_CONCURRENT = 128
 RETRY_AFTER_BUSY = 1  # seconds, in the retry-after trailer of a refusal for load
 NO_DEADLINE = 10**6  # grpc reports "no deadline" as a very long time remaining
@@ -258,7 +259,7 @@ def new_server(
     database (full paths, /pkg.Service/Method)."""
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_ANSWER_BYTES),
         ("grpc.so_reuseport", 1 if limits.shared_port else 0),
         ("grpc.keepalive_time_ms", 60_000),
     ]

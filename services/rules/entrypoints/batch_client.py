@@ -29,6 +29,7 @@ from grpc_status import rpc_status
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.server import MAX_ANSWER_BYTES, MAX_MESSAGE_BYTES
 from services.rules.entrypoints import batch_json, convert
 
 BATCH = 500  # profiles per EvaluateBatch message
@@ -67,10 +68,14 @@ def remote_batches(
     decision is None for a line that is not JSON."""
     # one connection each (no shared subchannel), so the kernel can hand each to another
     # server process of `serve --processes N`
-    channels = [
-        grpc.insecure_channel(server, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(CHANNELS)
+    # and answers as large as the server may send (a batch of firms with many findings
+    # is several times grpc's default 4 MB)
+    options = [
+        ("grpc.use_local_subchannel_pool", 1),
+        ("grpc.max_receive_message_length", MAX_ANSWER_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ]
+    channels = [grpc.insecure_channel(server, options=options) for _ in range(CHANNELS)]
     try:
         stubs = [rules_pb2_grpc.RulesServiceStub(c) for c in channels]
         yield from _Dispatch(stubs, token).run(_chunks(profiles, as_of))

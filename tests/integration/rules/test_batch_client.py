@@ -58,3 +58,17 @@ def test_every_line_once_in_file_order(address: str, monkeypatch: pytest.MonkeyP
         else:
             assert decision is not None and not decision.HasField("error")
             assert decision.enterprise_id == uscc(where)
+
+
+def test_answers_larger_than_grpcs_default_limit_come_back(address: str) -> None:
+    """Review hunt 6: 500 firms with 30 open hazards each make an answer of about 6 MB,
+    which the client's default 4 MB limit refused for all 500 lines."""
+    hazard = {"clause_ref": "GM2023:3(1)", "severity": "general", "status": "open"}
+    dates = {"found_on": "2026-03-01", "due_on": "2026-04-01"}
+    hazards = [{"hazard_id": f"h{n}", **hazard, **dates} for n in range(30)]
+    lines = [(n, profile(n, hazards=hazards)) for n in range(1, 501)]
+    batches = list(batch_client.remote_batches(iter(lines), address, "", "2026-06-30"))
+    results = [r for b in batches for r in b]
+    assert len(results) == 500
+    assert sum(len(d.SerializeToString()) for _, _, d in results if d) > 4 * 1024 * 1024
+    assert all(d is not None and not d.HasField("error") for _, _, d in results)
