@@ -115,11 +115,13 @@ def _parser() -> argparse.ArgumentParser:
 
     again = sub.add_parser("reevaluate", help="re-evaluate stored firms (resumable)")
     again.add_argument("--all", action="store_true", required=True, help="every stored firm")
-    again.add_argument("--as-of", default="", help="evaluation date (default today)")
-    again.add_argument("--batch-size", type=int, default=200, help="firms per transaction")
+    again.add_argument("--as-of", type=_day_arg, default="", help="evaluation date (default today)")
+    again.add_argument(
+        "--batch-size", type=_count_arg(1), default=200, help="firms per transaction"
+    )
     again.add_argument(
         "--processes",
-        type=int,
+        type=_count_arg(0),
         default=1,
         help="processes, each re-evaluating its own range of firm ids (0: one per core; "
         "worth it with spare cores beside the database server: on a 2-core machine that "
@@ -134,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="evaluate a JSON or JSONL file of profiles")
     evaluate.add_argument("file", type=Path, help="a .json (object or list) or .jsonl file")
     evaluate.add_argument("--json", action="store_true", help="print one JSON decision per line")
-    evaluate.add_argument("--as-of", default="", help="evaluation date YYYY-MM-DD (default today)")
+    evaluate.add_argument(
+        "--as-of", type=_day_arg, default="", help="evaluation date YYYY-MM-DD (default today)"
+    )
     evaluate.add_argument(
         "--server",
         default="",
@@ -169,6 +173,30 @@ def _feed_flags(parser: argparse.ArgumentParser) -> None:
         "rules.changes",
         "subjects are <prefix>.<region token>.<enterprise_id>",
     )
+
+
+def _day_arg(text: str) -> str:
+    """An --as-of value: a YYYY-MM-DD date of the documented range (kept as text)."""
+    try:
+        handlers.parse_as_of(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(exc.violations[0].description) from None
+    return text
+
+
+def _count_arg(low: int) -> Any:
+    """A whole number of at least `low`, for argparse."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {low}")
+        return value
+
+    return parse
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:
@@ -477,8 +505,8 @@ def read_profiles(path: Path) -> Iterator[tuple[int, Any]]:
                 if line.strip():
                     try:
                         yield number, _loads(line)
-                    except ValueError as exc:  # not JSON, or not UTF-8
-                        yield number, Unreadable(str(exc))
+                    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep
+                        yield number, Unreadable(str(exc)[:200])
         return
     data = json.loads(path.read_text(encoding="utf-8"))
     items = data if isinstance(data, list) else [data]

@@ -76,6 +76,37 @@ def test_evaluate_json_lines_and_a_bad_item_does_not_stop_the_file(tmp_path: Pat
     assert "2 profile(s) rejected" in result.stderr
 
 
+def test_a_line_nested_too_deep_is_one_rejected_line(tmp_path: Path) -> None:
+    """Review hunt 7: a 6 KB line of 3,000 nested arrays ended the command in a
+    RecursionError traceback."""
+    path = write_jsonl(tmp_path / "p.jsonl", [profile(1)])
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('{"facts": {"k": ' + "[" * 3000 + "]" * 3000 + "}}\n")
+    result = run_cli("evaluate", str(path), "--json", "--as-of", "2026-06-30")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    first, second = result.stdout.splitlines()
+    assert json.loads(first)["enterprise_id"] == uscc(1)
+    assert second.startswith("#2: not valid JSON") and "recursion" in second
+    assert "1 profile(s) rejected" in result.stderr
+
+
+def test_bad_reevaluate_and_evaluate_options_are_one_line_errors(tmp_path: Path) -> None:
+    """Review hunt 12: a bad --as-of ended in a traceback; --batch-size 0 did nothing and
+    exited 0."""
+    db = f"sqlite:///{tmp_path / 'rules.db'}"
+    for bad in (
+        ("reevaluate", "--all", "--db", db, "--as-of", "0001-01-01"),
+        ("reevaluate", "--all", "--db", db, "--as-of", "2026-02-30"),
+        ("reevaluate", "--all", "--db", db, "--batch-size", "0"),
+        ("reevaluate", "--all", "--db", db, "--batch-size", "-5"),
+        ("reevaluate", "--all", "--db", db, "--processes", "-1"),
+        ("evaluate", str(write_jsonl(tmp_path / "p.jsonl", [profile(1)])), "--as-of", "yesterday"),
+    ):
+        result = run_cli(*bad)
+        assert result.returncode == 2, (bad, result.stderr)
+        assert "Traceback" not in result.stderr and f"argument {bad[-2]}" in result.stderr
+
+
 def test_evaluate_json_file_with_a_list(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     path.write_text(json.dumps([profile(1), profile(2)]), encoding="utf-8")
