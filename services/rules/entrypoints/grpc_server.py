@@ -55,6 +55,7 @@ RegionPageRequest = pb.ListWhitelistRequest | pb.ListEnterprisesRequest
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RulesService"].full_name
 MAX_BATCH = 1000  # profiles in one EvaluateBatch
+MAX_REQUEST_ID = 128  # a caller's id for an evaluation, echoed in its Decision
 MAX_FOLLOWERS = 4  # WatchChanges streams per process; each holds a server thread
 
 
@@ -82,6 +83,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
     def _evaluate(self, request: pb.EvaluateRequest) -> pb.Decision:
         """The request's Decision: a plainly valid profile is read straight from the proto,
         any other through its JSON shape, which names every bad field."""
+        if len(request.request_id) > MAX_REQUEST_ID:
+            raise ValidationError(
+                [FieldViolation("request_id", f"at most {MAX_REQUEST_ID} characters")]
+            )
         profile = request.profile
         decision = handlers.evaluate_typed(
             self._ctx,
@@ -118,9 +123,9 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             return self._evaluate(request)
         except Exception as exc:
             status = status_proto(exc) if is_domain_error(exc) else internal_status()
-            return pb.Decision(
-                request_id=request.request_id,
-                enterprise_id=request.profile.enterprise_id,
+            return pb.Decision(  # echoed ids no longer than valid ones can be
+                request_id=request.request_id[:MAX_REQUEST_ID],
+                enterprise_id=request.profile.enterprise_id[:MAX_REQUEST_ID],
                 error=status,
             )
 

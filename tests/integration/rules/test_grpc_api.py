@@ -223,3 +223,18 @@ def test_dates_out_of_range_are_invalid_not_internal(rules_stub, as_of: str) -> 
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "as_of" in violations(info.value)
+
+
+def test_a_request_id_is_at_most_128_characters(rules_stub) -> None:  # type: ignore[no-untyped-def]
+    """Review hunt 14: a 2,000,000-character request_id was accepted and echoed whole."""
+    message = profile_from_json(profile(1))
+    fine = pb.EvaluateRequest(profile=message, as_of="2026-06-30", request_id="r" * 128)
+    assert rules_stub.Evaluate(fine, timeout=10).request_id == "r" * 128
+    long = pb.EvaluateRequest(profile=message, as_of="2026-06-30", request_id="r" * 200_000)
+    with pytest.raises(grpc.RpcError) as info:
+        rules_stub.Evaluate(long, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request_id" in violations(info.value)
+    (item,) = rules_stub.EvaluateStream(iter([long]), timeout=10)
+    assert item.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert item.request_id == "r" * 128  # echoed no longer than a valid one
