@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
@@ -87,6 +89,24 @@ class BaseUnitOfWork(Generic[R]):
 
     def commit(self) -> None:
         self.session.commit()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A savepoint inside the transaction: leaving the block normally releases it
+        (after writing what was added in it); an exception rolls back only what the block
+        did and goes on, a unique key taken first by another transaction as `Conflict`.
+        The transaction itself stays open for the work after it."""
+        nested = self.session.begin_nested()  # writes what was added before it first
+        try:
+            yield
+            self.session.flush()  # inside the savepoint: its rows, or its rollback
+        except BaseException as error:
+            if nested.is_active:
+                nested.rollback()
+            if isinstance(error, IntegrityError):
+                raise Conflict("a concurrent change got there first; try again") from error
+            raise
+        nested.commit()
 
     def flush(self) -> None:
         """Write what was added so far (inside the transaction): rows that later reads or

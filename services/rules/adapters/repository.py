@@ -149,6 +149,11 @@ class Register:
         with self.session.no_autoflush:
             return self.session.scalars(query, params).first()
 
+    def forget_open_entries(self) -> None:
+        """Drop what `open_entries_of` and `remember_open_entry` kept (work rolled back to a
+        savepoint may have left an entry that is no longer so)."""
+        self._open = {}
+
     def remember_open_entry(self, enterprise_id: str, entry: WhitelistEntry | None) -> None:
         """What a decision left open: the next `open_entry` of the firm answers it unread."""
         self._open[enterprise_id] = entry

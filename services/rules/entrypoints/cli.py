@@ -46,7 +46,13 @@ from services.rules.entrypoints import (
     render,
 )
 from services.rules.entrypoints.batch_client import Unreadable
-from services.rules.service_layer import demo, handlers, reevaluation, register_handlers
+from services.rules.service_layer import (
+    demo,
+    event_groups,
+    handlers,
+    reevaluation,
+    register_handlers,
+)
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_GRPC = "127.0.0.1:50051"
@@ -89,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
     )
     serve.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
+    _event_group_flags(serve)
     _feed_flags(serve)
     serve.set_defaults(run=cmd_serve)
 
@@ -155,6 +162,35 @@ def _parser() -> argparse.ArgumentParser:
     env_flag(evaluate, "--rulesets", "RULES_RULESETS", "rulesets", "rulesets directory")
     evaluate.set_defaults(run=cmd_evaluate)
     return parser
+
+
+def _event_group_flags(parser: argparse.ArgumentParser) -> None:
+    env_flag(
+        parser,
+        "--event-group-size",
+        "RULES_EVENT_GROUP_SIZE",
+        event_groups.DEFAULT_MAX_SIZE,
+        "ReportEvent group commit: at most this many events that arrive together share "
+        "one transaction, each answered after its commit; 1: every event on its own",
+        type=int,
+    )
+    env_flag(
+        parser,
+        "--event-group-wait-ms",
+        "RULES_EVENT_GROUP_WAIT_MS",
+        event_groups.DEFAULT_MAX_WAIT * 1000,
+        "milliseconds a group's first event waits for more while the group is not full "
+        "(0: a group is what is queued when it starts)",
+        type=float,
+    )
+
+
+def _group_limits(args: argparse.Namespace) -> event_groups.GroupLimits:
+    size = int(getattr(args, "event_group_size", event_groups.DEFAULT_MAX_SIZE))
+    wait = float(getattr(args, "event_group_wait_ms", event_groups.DEFAULT_MAX_WAIT * 1000))
+    if size < 1 or wait < 0:
+        raise SystemExit("--event-group-size must be at least 1, --event-group-wait-ms >= 0")
+    return event_groups.GroupLimits(size, wait / 1000)
 
 
 def _feed_flags(parser: argparse.ArgumentParser) -> None:
@@ -236,6 +272,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         address=args.grpc,
         limits=common_server.limits_from(args),
         security=guard,
+        event_groups=_group_limits(args),
     )
     running.server.start()
     http = start_gateway(args, running, guard)

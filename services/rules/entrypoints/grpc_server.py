@@ -46,6 +46,7 @@ from services.rules.service_layer import (
     register_handlers,
     whitelist_history,
 )
+from services.rules.service_layer.event_groups import EventGroups, GroupLimits
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -65,11 +66,14 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         ctx: handlers.RulesContext,
         engine: Engine | None = None,
         followers: feed.Followers | None = None,
+        event_groups: GroupLimits | None = None,
     ) -> None:
         self._ctx = ctx
         self._engine = engine
         self._feed = FeedStore(engine) if engine is not None else None
         self._followers = followers or feed.Followers(MAX_FOLLOWERS)
+        # ReportEvent's group commit: one grouper per process (event_groups.py)
+        self._events = EventGroups(self._uow, ctx, event_groups)
 
     def _uow(self) -> UnitOfWork:
         if self._engine is None:
@@ -259,9 +263,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
     @unary
     def ReportEvent(self, request: pb.ReportEventRequest) -> pb.EnterpriseStatus:
-        view = register_handlers.report_event(
-            self._uow(), self._ctx, convert.event_to_dict(request.event), current_caller()
-        )
+        view = self._events.report(convert.event_to_dict(request.event), current_caller())
         return convert.status_to_proto(view)
 
     @unary
@@ -348,13 +350,15 @@ def create_server(
     today: Callable[[], date] = today_shanghai,
     security: Security | None = None,
     limits: common_server.Limits | None = None,
+    event_groups: GroupLimits | None = None,
 ) -> tuple[grpc.Server, int]:
     """Build (not start) the rules server bound to `address`; port 0 picks a free port.
 
     `engine` is the register's database, already migrated; without it the register RPCs
     answer FAILED_PRECONDITION. `today` is the clock (tests pin it). `security` adds
     authentication, rate limits and TLS. `max_workers` sizes both thread pools unless
-    `limits` says otherwise.
+    `limits` says otherwise. `event_groups` bounds ReportEvent's group commit (default
+    GroupLimits(); max_size 1 turns it off).
     """
     running = build(
         rulebook,
@@ -363,6 +367,7 @@ def create_server(
         limits=limits or common_server.Limits(max_workers, max_workers),
         today=today,
         security=security,
+        event_groups=event_groups,
     )
     return running.server, running.port
 
@@ -376,6 +381,7 @@ def build(
     max_workers: int = 8,
     today: Callable[[], date] = today_shanghai,
     security: Security | None = None,
+    event_groups: GroupLimits | None = None,
 ) -> RunningServer:
     security = security or Security()
     auth = security.auth(RULES_METHODS)
@@ -385,7 +391,7 @@ def build(
         db_free=DB_FREE,
         interceptors=[auth] if auth is not None else [],
     )
-    servicer = RulesServicer(context_from(rulebook, today), engine)
+    servicer = RulesServicer(context_from(rulebook, today), engine, event_groups=event_groups)
     rules_pb2_grpc.add_RulesServiceServicer_to_server(servicer, server)
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
     port = common_server.bind_port(server, address, security.tls)

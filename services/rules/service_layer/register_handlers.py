@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from services.common.clock import new_id, now
@@ -540,6 +541,22 @@ def report_event(
 ) -> StatusView:
     """Apply an event once: the same (caller, event_id) with the same content again
     returns the first result; with other content it is ALREADY_EXISTS."""
+    event, fingerprint = parse_reported(ctx, data)
+    return apply_reported(uow, ctx, Reported(event, fingerprint, source))
+
+
+@dataclass(frozen=True)
+class Reported:
+    """An event as ReportEvent received it, validated: what applying it needs."""
+
+    event: events.Event
+    fingerprint: str
+    source: str
+
+
+def parse_reported(ctx: RulesContext, data: Mapping[str, Any]) -> tuple[events.Event, str]:
+    """The event and its fingerprint; INVALID_ARGUMENT naming every bad field. Needs no
+    database, so a group's events are checked before they join it."""
     violations: list[FieldViolation] = []
     if isinstance(data.get("profile"), Mapping):  # PROFILE_UPDATED: its region is input
         profile, violations = canonical_region(ctx, data["profile"], "event.profile.")
@@ -550,29 +567,81 @@ def report_event(
         raise ValidationError(exc.violations + violations) from None
     if violations:
         raise ValidationError(violations)
-    fingerprint = events.fingerprint(event)
+    return event, events.fingerprint(event)
+
+
+def apply_reported(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> StatusView:
+    """`report_event` after parsing: one event in a transaction of its own."""
     try:
         with uow:
-            # the firm locked and the duplicate check in one query; the record only when
-            # it is a replay (or the firm is unknown: a reused event_id is ALREADY_EXISTS)
-            firm, recorded = uow.register.firm_for_event(
-                event.enterprise_id, source, event.event_id
-            )
-            if recorded or firm is None:
-                first = uow.register.event(source, event.event_id)
-                if first is not None:
-                    return _replay(uow, ctx, first, event, fingerprint)
-            if firm is None:
-                raise NotFound(f"firm {preview(event.enterprise_id)} is not in the register")
-            view = _apply(uow, ctx, firm, event, source, fingerprint)
-            uow.commit()
+            view = _report_in(uow, ctx, item)
+            if not view.duplicate:
+                uow.commit()
             return view
     except Conflict:  # the same event id raced in on another connection
         with uow:
-            first = uow.register.event(source, event.event_id)
-            if first is None:
-                raise
-            return _replay(uow, ctx, first, event, fingerprint)
+            return _replay_raced(uow, ctx, item)
+
+
+def apply_group(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    items: Sequence[Reported],
+    run: Callable[[int, Callable[[], StatusView]], StatusView] = lambda _n, work: work(),
+) -> list[StatusView | Exception]:
+    """Apply events that arrived together in one transaction, committed once: each its
+    own answer (a StatusView) or error, the same as `apply_reported` one after another in
+    this order would give. Each event runs in a savepoint, so one that fails (its error
+    is its answer) leaves the others' writes alone. `run(n, work)` runs the n-th event's
+    work (the server runs it in that caller's context: the audit trail names who sent it).
+
+    The group's firms are locked first, in id order, in one query: two groups (of two
+    processes) never wait on each other in a cycle. Raises what fails the transaction
+    itself (the database gone, the commit refused): then no event of the group is
+    applied, and every caller must be told so."""
+    results: list[StatusView | Exception] = []
+    with uow:
+        uow.register.firms_for_update(sorted({i.event.enterprise_id for i in items}))
+        for n, item in enumerate(items):
+            try:
+                results.append(run(n, partial(_in_savepoint, uow, ctx, item)))
+            except Exception as exc:  # this event's answer, not the group's
+                uow.register.forget_open_entries()  # what a rolled-back event remembered
+                results.append(exc)
+        uow.commit()
+    return results
+
+
+def _in_savepoint(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> StatusView:
+    try:
+        with uow.savepoint():
+            return _report_in(uow, ctx, item)
+    except Conflict:  # the same event id raced in on another connection and committed
+        return _replay_raced(uow, ctx, item)
+
+
+def _report_in(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> StatusView:
+    """Inside the caller's transaction: replay a recorded event, or apply a new one (not
+    committed: the caller commits unless the answer is a replay)."""
+    event, source = item.event, item.source
+    # the firm locked and the duplicate check in one query; the record only when it is a
+    # replay (or the firm is unknown: a reused event_id is ALREADY_EXISTS)
+    firm, recorded = uow.register.firm_for_event(event.enterprise_id, source, event.event_id)
+    if recorded or firm is None:
+        first = uow.register.event(source, event.event_id)
+        if first is not None:
+            return _replay(uow, ctx, first, event, item.fingerprint)
+    if firm is None:
+        raise NotFound(f"firm {preview(event.enterprise_id)} is not in the register")
+    return _apply(uow, ctx, firm, event, source, item.fingerprint)
+
+
+def _replay_raced(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> StatusView:
+    """After a Conflict on the event's own key: the copy that got there first, replayed."""
+    first = uow.register.event(item.source, item.event.event_id)
+    if first is None:
+        raise Conflict("a concurrent change got there first; try again")
+    return _replay(uow, ctx, first, item.event, item.fingerprint)
 
 
 def _apply(
