@@ -184,13 +184,26 @@ def _event_group_flags(parser: argparse.ArgumentParser) -> None:
         type=float,
     )
 
+    env_flag(
+        parser,
+        "--event-groups",
+        "RULES_EVENT_GROUPS",
+        event_groups.DEFAULT_GROUPS,
+        "ReportEvent groups applied at once, each in its own transaction (one overlaps "
+        "the database's work with the next group's CPU)",
+        type=int,
+    )
+
 
 def _group_limits(args: argparse.Namespace) -> event_groups.GroupLimits:
     size = int(getattr(args, "event_group_size", event_groups.DEFAULT_MAX_SIZE))
     wait = float(getattr(args, "event_group_wait_ms", event_groups.DEFAULT_MAX_WAIT * 1000))
-    if size < 1 or wait < 0:
-        raise SystemExit("--event-group-size must be at least 1, --event-group-wait-ms >= 0")
-    return event_groups.GroupLimits(size, wait / 1000)
+    groups = int(getattr(args, "event_groups", event_groups.DEFAULT_GROUPS))
+    if size < 1 or wait < 0 or groups < 1:
+        raise SystemExit(
+            "--event-group-size and --event-groups must be at least 1, --event-group-wait-ms >= 0"
+        )
+    return event_groups.GroupLimits(size, wait / 1000, groups)
 
 
 def _feed_flags(parser: argparse.ArgumentParser) -> None:

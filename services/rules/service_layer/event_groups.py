@@ -52,6 +52,7 @@ from services.rules.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_MAX_SIZE = 32
 DEFAULT_MAX_WAIT = 0.0  # seconds
+DEFAULT_GROUPS = 2
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class GroupLimits:
 
     max_size: int = DEFAULT_MAX_SIZE
     max_wait: float = DEFAULT_MAX_WAIT
+    groups: int = DEFAULT_GROUPS  # groups applied at once (each its own transaction)
 
     @property
     def grouping(self) -> bool:
@@ -93,7 +95,7 @@ class EventGroups:
         self.limits = limits or GroupLimits()
         self._cond = threading.Condition()
         self._queue: deque[_Caller] = deque()
-        self._leading = False  # a caller is forming or running a group
+        self._leaders = 0  # callers forming or running a group
 
     def report(self, data: Mapping[str, Any], source: str) -> StatusView:
         """ReportEvent: validated here (a bad event never joins a group), then applied
@@ -108,20 +110,20 @@ class EventGroups:
         )
         with self._cond:
             self._queue.append(me)
-            lead = not self._leading
-            self._leading = True
+            lead = self._leaders < self.limits.groups
+            self._leaders += lead
             self._cond.notify_all()  # a leader waiting for more sees this one
         while True:
             if lead:
                 self._lead()
             left = None if me.deadline is None else me.deadline - time.monotonic()
-            if not me.wake.wait(left):
+            if me.answer is None and not me.lead and not me.wake.wait(left):
                 self._give_up(me)
             with self._cond:
                 me.wake.clear()
                 lead, me.lead = me.lead, False
                 answer = me.answer
-            if answer is not None:
+            if answer is not None and not lead:  # a lead handed over is taken up first
                 break
         if isinstance(answer, BaseException):
             raise answer
@@ -164,11 +166,13 @@ class EventGroups:
             with self._cond:
                 for caller in group:
                     caller.wake.set()
-                if self._queue:  # arrived while this group ran: the first of them leads
-                    self._queue[0].lead = True
-                    self._queue[0].wake.set()
+                # the first caller queued while this group ran (and not leading yet) leads
+                following = next((c for c in self._queue if not c.lead), None)
+                if following is not None:
+                    following.lead = True
+                    following.wake.set()
                 else:
-                    self._leading = False
+                    self._leaders -= 1
 
     def _apply(self, group: list[_Caller]) -> None:
         now = time.monotonic()
