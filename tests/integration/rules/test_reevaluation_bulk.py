@@ -73,16 +73,22 @@ def _load(stub: Any, engine: Engine) -> None:
                     )
 
 
-def _rows(engine: Engine, head: str) -> dict[str, Any]:
-    """Everything the groups' firms have, ids replaced by what they mean (group A's firm
-    id, the n-th decision or entry of the firm), instants left out; audit entries per firm
+def _rows(
+    engine: Engine,
+    head: str,
+    count: int = len(CASES),
+    other: str = HEADS[0],
+    renamed: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Everything the groups' firms (1..count) have, ids replaced by what they mean (the
+    `other` group's firm id, the n-th decision or entry of the firm; `renamed`: more
+    texts to replace, such as event ids), instants left out; audit entries per firm
     sorted (the ORM's flush order of updates is not defined), feed rows in feed order."""
-    other = HEADS[0]
     out: dict[str, Any] = {}
     with engine.connect() as conn:
-        for n in range(1, len(CASES) + 1):
+        for n in range(1, count + 1):
             firm = _firm_id(head, n)
-            names = {firm: _firm_id(other, n)}
+            names = {firm: _firm_id(other, n), **(renamed or {})}
             ds = conn.execute(
                 select(decisions, *_as_stored(decisions.c.payload))
                 .where(decisions.c.enterprise_id == firm)

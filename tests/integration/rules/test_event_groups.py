@@ -1,0 +1,186 @@
+"""ReportEvent's group commit (service_layer/event_groups.py) on SQLite and PostgreSQL:
+events sent together to a real server are applied in one transaction and answer, and
+store, exactly what the same events applied one after another do; one failing event
+(unknown firm, a hazard id already on record by an event earlier in the same group)
+fails alone; a resent event_id in the same group is a replay; a commit that fails answers
+every caller of the group with the error, none with success."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.json_format import MessageToDict
+from sqlalchemy import Engine, select
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
+from services.common.audit import verify
+from services.rules.adapters.orm import audit_head, audit_log, events
+from services.rules.entrypoints import grpc_server
+from services.rules.entrypoints.convert import event_to_dict
+from services.rules.service_layer.event_groups import EventGroups, GroupLimits
+from services.rules.service_layer.unit_of_work import UnitOfWork
+from tests.integration.conftest import Clock, upsert
+from tests.integration.rules.test_events import accident, complaint, hazard_found, penalty
+from tests.integration.rules.test_reevaluation_bulk import _rows, _without
+from tests.support import profile, uscc
+
+ONE_BY_ONE, GROUPED = "91330782MA2", "91330782MB2"  # the same firms under two heads
+FIRMS = 3
+# (event, what it answers): the order they are sent in
+SENT = [
+    (hazard_found(1, "e1", "H1"), "ok"),
+    (hazard_found(1, "e2", "H1", clause_ref="GEN:training"), "INVALID_ARGUMENT"),  # H1 on record
+    (accident(1, "e3"), "ok"),
+    (accident(2, "e4"), "ok"),
+    (complaint(3, "e5"), "ok"),
+    (complaint(3, "e5"), "duplicate"),  # the same event again: the first answer
+    (complaint(9, "e6"), "NOT_FOUND"),  # no such firm
+    (penalty(2, "e7"), "ok"),
+]
+
+
+def _as(head: str, event: pb.EnterpriseEvent) -> pb.EnterpriseEvent:
+    """The event for the firm of the same number under `head`, its id marked with it."""
+    moved = pb.EnterpriseEvent()
+    moved.CopyFrom(event)
+    moved.enterprise_id = uscc(int(event.enterprise_id[11:17]), head)
+    moved.event_id = f"{head}-{event.event_id}"
+    return moved
+
+
+def _server(engine: Engine, rulebook: Any, limits: GroupLimits) -> Iterator[RulesServiceStub]:
+    server, port = grpc_server.create_server(
+        rulebook, engine=engine, today=Clock(), max_workers=16, event_groups=limits
+    )
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield RulesServiceStub(channel)
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+@pytest.fixture
+def one_by_one(db_engine: Engine, rulebook: Any) -> Iterator[RulesServiceStub]:
+    yield from _server(db_engine, rulebook, GroupLimits(max_size=1))
+
+
+@pytest.fixture
+def grouped(db_engine: Engine, rulebook: Any) -> Iterator[RulesServiceStub]:
+    # one group of every event sent: its leader waits (up to 30 s) until all are queued
+    yield from _server(db_engine, rulebook, GroupLimits(len(SENT), max_wait=30.0, groups=1))
+
+
+def _answer(call: Any) -> Any:
+    """What a call answered, comparable across the two heads: the status with ids and
+    instants left out, or the error's code."""
+    try:
+        status = call()
+    except grpc.RpcError as error:
+        return error.code().name
+    text = json.dumps(MessageToDict(status), sort_keys=True, ensure_ascii=False)
+    for n in (*range(1, FIRMS + 1), 9):
+        text = text.replace(uscc(n, GROUPED), uscc(n, ONE_BY_ONE))
+    text = text.replace(f"{GROUPED}-e", f"{ONE_BY_ONE}-e")
+    text = re.sub(r'"(decisionId|id|grantedDecisionId)": "[0-9a-f]+"', r'"\1": ""', text)
+    text = re.sub(r'"recordedAt": "[^"]+"', '"recordedAt": ""', text)
+    return json.loads(text)
+
+
+def test_a_group_answers_and_stores_what_one_by_one_does(
+    one_by_one: RulesServiceStub, grouped: RulesServiceStub, db_engine: Engine
+) -> None:
+    for head, stub in ((ONE_BY_ONE, one_by_one), (GROUPED, grouped)):
+        for n in range(1, FIRMS + 1):
+            upsert(stub, profile(n, enterprise_id=uscc(n, head)))
+    plain = [
+        _answer(
+            lambda e=e: one_by_one.ReportEvent(
+                pb.ReportEventRequest(event=_as(ONE_BY_ONE, e)), timeout=30
+            )
+        )
+        for e, _ in SENT
+    ]
+    futures = []
+    for e, _ in SENT:  # sent together, in this order (a moment apart: arrival order)
+        request = pb.ReportEventRequest(event=_as(GROUPED, e))
+        futures.append(grouped.ReportEvent.future(request, timeout=60))
+        time.sleep(0.05)
+    together = [_answer(f.result) for f in futures]
+    for n, ((_, expected), first, second) in enumerate(zip(SENT, plain, together, strict=True)):
+        assert second == first, f"event {n}"
+        if expected == "ok":
+            assert isinstance(first, dict) and not first.get("duplicate"), f"event {n}"
+        elif expected == "duplicate":
+            assert first["duplicate"] is True
+        else:
+            assert first == expected, f"event {n}"
+    renamed = {f"{GROUPED}-e{i}": f"{ONE_BY_ONE}-e{i}" for i in range(1, len(SENT) + 1)}
+    assert _rows(db_engine, GROUPED, FIRMS, ONE_BY_ONE, renamed) == _rows(
+        db_engine, ONE_BY_ONE, FIRMS, ONE_BY_ONE
+    )
+    assert _events(db_engine, GROUPED) == _events(db_engine, ONE_BY_ONE)
+    with db_engine.connect() as conn:
+        assert verify(conn, audit_log, audit_head).ok
+
+
+def _events(engine: Engine, head: str) -> list[dict[str, Any]]:
+    """The event records of a head's firms in the order received, ids made comparable."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(events).where(events.c.enterprise_id.like(f"{head}%")).order_by(events.c.id)
+        ).all()
+    out = []
+    for row in rows:
+        # the fingerprint covers the firm and event ids, which differ by head
+        record = _without(row, "id", "received_at", "decision_id", "result", "fingerprint")
+        record["event_id"] = record["event_id"].replace(head, "")
+        record["enterprise_id"] = record["enterprise_id"][len(head) : -1]  # no check char
+        record["has_result"] = bool(row.result)
+        out.append(record)
+    return out
+
+
+class _CommitFails(UnitOfWork):
+    """The register, except that committing fails (a disk gone at the last moment)."""
+
+    def commit(self) -> None:
+        raise RuntimeError("commit refused (injected)")
+
+
+def test_a_failed_commit_answers_every_caller_of_the_group_with_an_error(
+    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any
+) -> None:
+    for n in range(1, FIRMS + 1):
+        upsert(one_by_one, profile(n, enterprise_id=uscc(n, GROUPED)))
+    sent = [_as(GROUPED, e) for e in (accident(1, "f1"), accident(2, "f2"), complaint(3, "f3"))]
+    groups = EventGroups(
+        lambda: _CommitFails(db_engine),
+        grpc_server.context_from(rulebook, Clock()),
+        GroupLimits(len(sent), max_wait=30.0, groups=1),  # one group of all three
+    )
+    answers: dict[int, Any] = {}
+
+    def call(n: int) -> None:
+        try:
+            answers[n] = groups.report(event_to_dict(sent[n]), "anonymous")
+        except Exception as exc:
+            answers[n] = exc
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(len(sent))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert all(isinstance(a, RuntimeError) for a in answers.values()), answers
+    assert len(answers) == len(sent)
+    assert _events(db_engine, GROUPED) == []  # nothing of the group stands
