@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,6 +28,11 @@ class SessionRecorder(Protocol):
 # 1 MB per thousand calls.
 _FACTORIES = "_unit_of_work_factories"
 _FACTORIES_LOCK = threading.Lock()
+_FLUSHES = "unit_of_work_flushes"
+
+
+def _count_flush(session: Session, _context: object) -> None:
+    session.info[_FLUSHES] = session.info.get(_FLUSHES, 0) + 1
 
 
 def _factory_for(engine: Engine, recorders: tuple[SessionRecorder, ...]) -> sessionmaker[Session]:
@@ -44,6 +47,7 @@ def _factory_for(engine: Engine, recorders: tuple[SessionRecorder, ...]) -> sess
         factory = known.get(key)
         if factory is None:
             factory = session_factory(engine)
+            event.listen(factory, "after_flush", _count_flush)  # for `writes`
             for recorder in recorders:  # e.g. every committed change leaves a chained entry
                 recorder.install(factory)
             known[key] = factory
@@ -90,23 +94,13 @@ class BaseUnitOfWork(Generic[R]):
     def commit(self) -> None:
         self.session.commit()
 
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        """A savepoint inside the transaction: leaving the block normally releases it
-        (after writing what was added in it); an exception rolls back only what the block
-        did and goes on, a unique key taken first by another transaction as `Conflict`.
-        The transaction itself stays open for the work after it."""
-        nested = self.session.begin_nested()  # writes what was added before it first
-        try:
-            yield
-            self.session.flush()  # inside the savepoint: its rows, or its rollback
-        except BaseException as error:
-            if nested.is_active:
-                nested.rollback()
-            if isinstance(error, IntegrityError):
-                raise Conflict("a concurrent change got there first; try again") from error
-            raise
-        nested.commit()
+    def writes(self) -> int:
+        """A count that grows whenever this transaction writes or holds something to write
+        (flushes that wrote, changes not yet flushed): unchanged across some work, that
+        work wrote nothing."""
+        session = self.session
+        pending = len(session.new) + len(session.dirty) + len(session.deleted)
+        return int(session.info.get(_FLUSHES, 0)) + pending
 
     def flush(self) -> None:
         """Write what was added so far (inside the transaction): rows that later reads or

@@ -10,7 +10,7 @@ from datetime import date
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select
+from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
@@ -64,6 +64,15 @@ class Register:
         params = {"enterprise_id": enterprise_id, "source": source, "event_id": event_id}
         row = self.session.execute(query, params).first()
         return (None, False) if row is None else (row[0], bool(row[1]))
+
+    def recorded_events(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (source, event_id) are recorded: one query."""
+        e = events.c
+        wanted = set(keys)
+        if not wanted:
+            return set()
+        query = select(e.source, e.event_id).where(tuple_(e.source, e.event_id).in_(sorted(wanted)))
+        return {(row.source, row.event_id) for row in self.session.execute(query)}
 
     def firms_for_update(self, enterprise_ids: Sequence[str]) -> list[Firm]:
         """The firms with these ids (locked on PostgreSQL), in id order: one query."""
@@ -148,11 +157,6 @@ class Register:
             return self.session.scalars(query, params).first()
         with self.session.no_autoflush:
             return self.session.scalars(query, params).first()
-
-    def forget_open_entries(self) -> None:
-        """Drop what `open_entries_of` and `remember_open_entry` kept (work rolled back to a
-        savepoint may have left an entry that is no longer so)."""
-        self._open = {}
 
     def remember_open_entry(self, enterprise_id: str, entry: WhitelistEntry | None) -> None:
         """What a decision left open: the next `open_entry` of the firm answers it unread."""

@@ -4,9 +4,10 @@ Through the per-call path every event pays for a transaction of its own: a conne
 checkout, BEGIN and COMMIT, the audit chain's heads locked and its entries inserted, the
 change feed's rows inserted. Here the calls that are waiting at the same moment in one
 server process form a group, applied by `register_handlers.apply_group` in one
-transaction (a savepoint per event) and committed once; each caller is answered only
-after that commit, with its own answer or error, exactly as one after another in arrival
-order.
+transaction and committed once; each caller is answered only after that commit, with its
+own answer or error, exactly as one after another in arrival order (an event refused by
+the rules fails alone; one that fails otherwise sends the group back to one transaction
+an event: see `apply_group`).
 
 No thread of its own: the first caller to arrive while no group is forming leads. It
 takes the callers queued (up to `max_size`, waiting at most `max_wait` for more while
@@ -188,7 +189,7 @@ class EventGroups:
         try:
             with deadline_in(min(deadlines) if deadlines else None):
                 results = apply_group(
-                    self._new_uow(),
+                    self._new_uow,
                     self._ctx,
                     [c.item for c in live],
                     lambda n, work: live[n].context.run(work),

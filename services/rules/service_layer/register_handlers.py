@@ -25,6 +25,7 @@ from services.rules.domain import events, masks
 from services.rules.domain.decision import Blocker, Decision, without_whitelist
 from services.rules.domain.errors import (
     AlreadyExists,
+    DomainError,
     FieldViolation,
     NotFound,
     PreconditionFailed,
@@ -584,49 +585,98 @@ def apply_reported(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> Status
 
 
 def apply_group(
-    uow: UnitOfWork,
+    new_uow: Callable[[], UnitOfWork],
     ctx: RulesContext,
     items: Sequence[Reported],
     run: Callable[[int, Callable[[], StatusView]], StatusView] = lambda _n, work: work(),
 ) -> list[StatusView | Exception]:
     """Apply events that arrived together in one transaction, committed once: each its
     own answer (a StatusView) or error, the same as `apply_reported` one after another in
-    this order would give. Each event runs in a savepoint, so one that fails (its error
-    is its answer) leaves the others' writes alone. `run(n, work)` runs the n-th event's
-    work (the server runs it in that caller's context: the audit trail names who sent it).
+    this order would give. `run(n, work)` runs the n-th event's work (the server runs it
+    in that caller's context: the audit trail names who sent it).
 
-    The group's firms are locked first, in id order, in one query: two groups (of two
-    processes) never wait on each other in a cycle. Raises what fails the transaction
-    itself (the database gone, the commit refused): then no event of the group is
-    applied, and every caller must be told so."""
+    One failing event fails alone: an event refused by the rules (unknown firm, a clause
+    or hazard it may not cite, a reused event_id) is refused before it writes anything,
+    so its error is its answer and the group goes on; should an event fail in any other
+    way, or after it wrote (a copy of its event_id committed first by another process),
+    the group's transaction is rolled back and every event of it is applied again alone,
+    each in its own transaction (`apply_reported`). No savepoints: they would cost two
+    round trips an event for a case the rules make rare.
+
+    Raises what fails the commit itself: then no event of the group is applied, and
+    every caller must be told so."""
+    results = _together(new_uow(), ctx, items, run)
+    if results is not None:
+        return results
+    alone: list[StatusView | Exception] = []
+    for n, item in enumerate(items):
+        try:
+            alone.append(run(n, partial(apply_reported, new_uow(), ctx, item)))
+        except Exception as exc:  # this event's answer
+            alone.append(exc)
+    return alone
+
+
+def _together(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    items: Sequence[Reported],
+    run: Callable[[int, Callable[[], StatusView]], StatusView],
+) -> list[StatusView | Exception] | None:
+    """The group in one transaction; None: rolled back, to be applied event by event.
+
+    Read first, in one query each: the group's firms, locked in id order (two groups, of
+    two processes, never wait on each other in a cycle), which of its event ids are
+    recorded, and the firms' open white-list entries. Each event's writes are flushed
+    when it is done, in its caller's context."""
     results: list[StatusView | Exception] = []
     with uow:
-        uow.register.firms_for_update(sorted({i.event.enterprise_id for i in items}))
+        ids = sorted({i.event.enterprise_id for i in items})
+        firms = {f.enterprise_id: f for f in uow.register.firms_for_update(ids)}
+        recorded = uow.register.recorded_events([(i.source, i.event.event_id) for i in items])
+        uow.register.open_entries_of(list(firms))
         for n, item in enumerate(items):
+            key = (item.source, item.event.event_id)
+            found = (firms.get(item.event.enterprise_id), key in recorded)
+            written = uow.writes()
             try:
-                results.append(run(n, partial(_in_savepoint, uow, ctx, item)))
-            except Exception as exc:  # this event's answer, not the group's
-                uow.register.forget_open_entries()  # what a rolled-back event remembered
+                view = run(n, partial(_report_flushed, uow, ctx, item, found))
+            except DomainError as exc:
+                if uow.writes() != written:
+                    return None
                 results.append(exc)
+                continue
+            except Exception:
+                return None
+            recorded.add(key)  # a copy later in the group is a replay of this one
+            results.append(view)
         uow.commit()
     return results
 
 
-def _in_savepoint(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> StatusView:
-    try:
-        with uow.savepoint():
-            return _report_in(uow, ctx, item)
-    except Conflict:  # the same event id raced in on another connection and committed
-        return _replay_raced(uow, ctx, item)
+def _report_flushed(
+    uow: UnitOfWork, ctx: RulesContext, item: Reported, found: tuple[Firm | None, bool]
+) -> StatusView:
+    view = _report_in(uow, ctx, item, found)
+    uow.flush()  # in the caller's context: its audit entries name it
+    return view
 
 
-def _report_in(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> StatusView:
+def _report_in(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    item: Reported,
+    found: tuple[Firm | None, bool] | None = None,
+) -> StatusView:
     """Inside the caller's transaction: replay a recorded event, or apply a new one (not
-    committed: the caller commits unless the answer is a replay)."""
+    committed: the caller commits unless the answer is a replay). `found`: the firm
+    (locked) and whether the event is recorded, when already read."""
     event, source = item.event, item.source
     # the firm locked and the duplicate check in one query; the record only when it is a
     # replay (or the firm is unknown: a reused event_id is ALREADY_EXISTS)
-    firm, recorded = uow.register.firm_for_event(event.enterprise_id, source, event.event_id)
+    firm, recorded = found or uow.register.firm_for_event(
+        event.enterprise_id, source, event.event_id
+    )
     if recorded or firm is None:
         first = uow.register.event(source, event.event_id)
         if first is not None:

@@ -22,9 +22,11 @@ from sqlalchemy import Engine, select
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.common.audit import verify
+from services.common.context import Principal, bind
 from services.rules.adapters.orm import audit_head, audit_log, events
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import event_to_dict
+from services.rules.service_layer import register_handlers
 from services.rules.service_layer.event_groups import EventGroups, GroupLimits
 from services.rules.service_layer.unit_of_work import UnitOfWork
 from tests.integration.conftest import Clock, upsert
@@ -157,22 +159,18 @@ class _CommitFails(UnitOfWork):
         raise RuntimeError("commit refused (injected)")
 
 
-def test_a_failed_commit_answers_every_caller_of_the_group_with_an_error(
-    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any
-) -> None:
-    for n in range(1, FIRMS + 1):
-        upsert(one_by_one, profile(n, enterprise_id=uscc(n, GROUPED)))
-    sent = [_as(GROUPED, e) for e in (accident(1, "f1"), accident(2, "f2"), complaint(3, "f3"))]
-    groups = EventGroups(
-        lambda: _CommitFails(db_engine),
-        grpc_server.context_from(rulebook, Clock()),
-        GroupLimits(len(sent), max_wait=30.0, groups=1),  # one group of all three
-    )
+def _together(
+    groups: EventGroups, sent: list[pb.EnterpriseEvent], callers: list[str] | None = None
+) -> list[Any]:
+    """Each event reported from a thread of its own (as its caller, when named), all at
+    once: their answers or errors, in the order sent."""
     answers: dict[int, Any] = {}
 
     def call(n: int) -> None:
+        if callers:
+            bind(Principal(callers[n]))
         try:
-            answers[n] = groups.report(event_to_dict(sent[n]), "anonymous")
+            answers[n] = groups.report(event_to_dict(sent[n]), callers[n] if callers else "x")
         except Exception as exc:
             answers[n] = exc
 
@@ -181,6 +179,69 @@ def test_a_failed_commit_answers_every_caller_of_the_group_with_an_error(
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert all(isinstance(a, RuntimeError) for a in answers.values()), answers
-    assert len(answers) == len(sent)
+    return [answers.get(n) for n in range(len(sent))]
+
+
+def _groups(
+    engine: Engine, rulebook: Any, size: int, uow: type[UnitOfWork] = UnitOfWork
+) -> EventGroups:
+    """A grouper whose one group holds all `size` events (its leader waits for them)."""
+    return EventGroups(
+        lambda: uow(engine),
+        grpc_server.context_from(rulebook, Clock()),
+        GroupLimits(size, max_wait=30.0, groups=1),
+    )
+
+
+def _register(stub: RulesServiceStub) -> None:
+    for n in range(1, FIRMS + 1):
+        upsert(stub, profile(n, enterprise_id=uscc(n, GROUPED)))
+
+
+def test_a_failed_commit_answers_every_caller_of_the_group_with_an_error(
+    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any
+) -> None:
+    _register(one_by_one)
+    sent = [_as(GROUPED, e) for e in (accident(1, "f1"), accident(2, "f2"), complaint(3, "f3"))]
+    answers = _together(_groups(db_engine, rulebook, len(sent), _CommitFails), sent)
+    assert all(isinstance(a, RuntimeError) for a in answers), answers
     assert _events(db_engine, GROUPED) == []  # nothing of the group stands
+
+
+def test_an_event_failing_after_it_wrote_fails_alone_and_the_rest_apply(
+    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any, monkeypatch: Any
+) -> None:
+    """The group is rolled back and applied event by event: the failing one fails again,
+    alone; the others are applied, each once, and answered as applied."""
+    _register(one_by_one)
+    real = register_handlers._snapshot
+
+    def snapshot(view: Any) -> Any:  # the answer of firm 2's event: after its writes
+        if view.profile.enterprise_id == uscc(2, GROUPED):
+            raise RuntimeError("injected after the writes")
+        return real(view)
+
+    monkeypatch.setattr(register_handlers, "_snapshot", snapshot)
+    sent = [_as(GROUPED, e) for e in (accident(1, "g1"), accident(2, "g2"), complaint(3, "g3"))]
+    answers = _together(_groups(db_engine, rulebook, len(sent)), sent)
+    assert isinstance(answers[1], RuntimeError)
+    assert [a.duplicate for a in (answers[0], answers[2])] == [False, False]
+    assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-g1", "-g3"]
+
+
+def test_each_event_of_a_group_is_audited_as_its_own_callers(
+    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any
+) -> None:
+    _register(one_by_one)
+    sent = [_as(GROUPED, e) for e in (accident(1, "h1"), accident(2, "h2"), complaint(3, "h3"))]
+    callers = ["booking-service", "inspector-a", "inspector-b"]
+    answers = _together(_groups(db_engine, rulebook, len(sent)), sent, callers)
+    assert not any(isinstance(a, Exception) for a in answers), answers
+    with db_engine.connect() as conn:
+        for n, caller in enumerate(callers, start=1):
+            chain = uscc(n, GROUPED)
+            query = select(audit_log.c.caller).where(
+                audit_log.c.chain == chain, audit_log.c.entity != "firm_profile"
+            )
+            found = set(conn.execute(query).scalars()) - {"anonymous"}  # the upserts
+            assert found == {caller}, chain
