@@ -23,10 +23,13 @@ A caller still queued when its deadline passes leaves the queue unapplied
 too, and its event may still commit (a retry of the same event_id is then a replay).
 Nothing is answered as applied before the commit that holds it.
 
-Settings (`serve --event-group-size`, `--event-group-wait-ms`): `max_size` 32 (1 turns
-grouping off: every event in its own transaction), `max_wait` 0 ms (a group is what is
-queued when its leader starts: under load, the calls that arrived while the group before
-it ran; a lone call is never delayed).
+Settings (`serve --event-group-size`, `--event-group-wait-ms`, `--event-groups`):
+`max_size` 32 (1 turns grouping off: every event in its own transaction); `max_wait`
+2 ms: while calls come together (another group is running, or the last group held more
+than one event) a leader waits up to this long for more to queue, since the callers just
+answered send their next events a moment later; a lone call is never delayed, and a
+group of one is applied by the per-call path; `groups` 2 at once, each its own
+transaction, so that one group's round trips to the database overlap the next one's CPU.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from services.rules.service_layer.register_handlers import (
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_MAX_SIZE = 32
-DEFAULT_MAX_WAIT = 0.0  # seconds
+DEFAULT_MAX_WAIT = 0.002  # seconds
 DEFAULT_GROUPS = 2
 
 
@@ -97,6 +100,7 @@ class EventGroups:
         self._cond = threading.Condition()
         self._queue: deque[_Caller] = deque()
         self._leaders = 0  # callers forming or running a group
+        self._last_size = 0  # of the group taken last: were calls arriving together?
 
     def report(self, data: Mapping[str, Any], source: str) -> StatusView:
         """ReportEvent: validated here (a bad event never joins a group), then applied
@@ -150,12 +154,17 @@ class EventGroups:
         in it, and hand the lead on."""
         limits = self.limits
         with self._cond:
-            if limits.max_wait > 0 and len(self._queue) < limits.max_size:
+            # wait for more only while calls come together (another group runs, or the
+            # last one held more than one): a lone call is not delayed
+            busy = self._leaders > 1 or self._last_size > 1
+            if limits.max_wait > 0 and busy and len(self._queue) < limits.max_size:
                 self._cond.wait_for(
                     lambda: len(self._queue) >= limits.max_size, timeout=limits.max_wait
                 )
             size = min(limits.max_size, len(self._queue))
             group = [self._queue.popleft() for _ in range(size)]
+            if group:
+                self._last_size = size
         try:
             self._apply(group)
         except BaseException as exc:  # the group's own machinery: nobody is left waiting
@@ -185,6 +194,9 @@ class EventGroups:
                 live.append(caller)
         if not live:
             return
+        if len(live) == 1:  # alone: its own transaction, as without grouping
+            live[0].answer = _alone(self._new_uow, self._ctx, live[0])
+            return
         deadlines = [c.deadline - now for c in live if c.deadline is not None]
         try:
             with deadline_in(min(deadlines) if deadlines else None):
@@ -200,3 +212,13 @@ class EventGroups:
             return
         for caller, result in zip(live, results, strict=True):
             caller.answer = result
+
+
+def _alone(
+    new_uow: Callable[[], UnitOfWork], ctx: RulesContext, caller: _Caller
+) -> StatusView | Exception:
+    """One event by the per-call path, in its caller's context (deadline included)."""
+    try:
+        return caller.context.run(apply_reported, new_uow(), ctx, caller.item)
+    except Exception as exc:
+        return exc
