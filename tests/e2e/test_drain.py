@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import queue
+import sqlite3
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.entrypoints.convert import profile_from_json
 from tests.e2e.procs import Proc, serve_rules
-from tests.support import profile
+from tests.support import profile, uscc
 
 TOKEN = "drain-token-0123456789abcdef"
 BURST = 17
@@ -98,3 +99,46 @@ def test_sigterm_lets_every_call_already_sent_finish(tmp_path: Path, warm: bool)
     assert codes == ["OK"] * BURST
     logged = [e for e in _rpc_lines(rules) if e["status"] == "OK"]
     assert len(logged) == BURST
+
+
+def test_sigterm_answers_every_grouped_event_after_its_commit(tmp_path: Path) -> None:
+    """ReportEvent's group commit under SIGTERM: the events sent together (grouped by the
+    server, several of one firm) are all answered OK, and every one answered is stored."""
+    rules = _serve(tmp_path)
+    auth = (("authorization", f"Bearer {TOKEN}"),)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{rules.ready['port']}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            stub = rules_pb2_grpc.RulesServiceStub(channel)
+            for n in range(1, 5):
+                request = pb.UpsertEnterpriseRequest(profile=profile_from_json(profile(n)))
+                stub.UpsertEnterprise(request, metadata=auth, timeout=60)
+            calls = []
+            for i in range(BURST):
+                event = pb.EnterpriseEvent(
+                    event_id=f"drain-{i}",
+                    enterprise_id=uscc(1 + i % 4),
+                    kind=pb.EVENT_KIND_COMPLAINT,
+                    occurred_on="2026-06-30",
+                    complaint=pb.ComplaintDetail(text="投诉"),
+                )
+                request = pb.ReportEventRequest(event=event)
+                calls.append(stub.ReportEvent.future(request, metadata=auth, timeout=60))
+            time.sleep(0.04)
+            rules.proc.send_signal(15)  # SIGTERM
+            codes = []
+            for call in calls:
+                try:
+                    call.result(timeout=60)
+                    codes.append("OK")
+                except grpc.RpcError as exc:
+                    codes.append(exc.code().name)
+        assert rules.proc.wait(timeout=60) == 0
+    finally:
+        if rules.proc.poll() is None:
+            rules.proc.kill()
+            rules.proc.wait(timeout=30)
+    assert codes == ["OK"] * BURST
+    with sqlite3.connect(tmp_path / "rules.db") as db:
+        stored = {row[0] for row in db.execute("SELECT event_id FROM events")}
+    assert stored == {f"drain-{i}" for i in range(BURST)}
