@@ -58,6 +58,7 @@ from services.common.context import current_caller
 
 GENESIS = "0" * 64
 _PENDING = "audit_pending"
+_MARKS = "audit_savepoints"  # entries collected before each open savepoint
 
 
 CHAINS = "audit_chains"  # the per-key heads, for trails created with chains=True
@@ -143,7 +144,9 @@ class AuditTrail:
     def install(self, factory: sessionmaker[Session]) -> None:
         event.listen(factory, "after_flush", self._collect)
         event.listen(factory, "before_commit", self._seal)
-        _KEPT.install(factory)
+        event.listen(factory, "after_transaction_create", _mark_savepoint)
+        event.listen(factory, "after_transaction_end", _unmark_savepoint)
+        event.listen(factory, "after_rollback", _discard)
 
     def _collect(self, session: Session, _context: Any) -> None:
         pending = session.info.setdefault(_PENDING, [])
@@ -207,40 +210,26 @@ class AuditTrail:
             )
 
 
-class PendingPerSavepoint:
-    """What a session listener collected and will write at commit (`session.info[key]`, a
-    list), kept in step with savepoints: a savepoint rolled back drops only what was
-    collected since it began, a full rollback drops it all. The audit trail and the rules
-    change feed both keep their pending entries this way."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self._marks = f"{key}_savepoints"  # how many were collected before each open one
-
-    def install(self, factory: sessionmaker[Session]) -> None:
-        event.listen(factory, "after_transaction_create", self._mark)
-        event.listen(factory, "after_transaction_end", self._unmark)
-        event.listen(factory, "after_rollback", self._discard)
-
-    def _mark(self, session: Session, transaction: SessionTransaction) -> None:
-        if transaction.nested:
-            marks = session.info.setdefault(self._marks, [])
-            marks.append(len(session.info.get(self.key, [])))
-
-    def _unmark(self, session: Session, transaction: SessionTransaction) -> None:
-        if transaction.nested and session.info.get(self._marks):
-            session.info[self._marks].pop()
-
-    def _discard(self, session: Session) -> None:
-        marks = session.info.get(self._marks)
-        if session.in_nested_transaction() and marks:
-            del session.info.get(self.key, [])[marks[-1] :]
-        else:
-            session.info.pop(self.key, None)
-            session.info.pop(self._marks, None)
+def _mark_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint begins: remember how many entries were collected before it."""
+    if transaction.nested:
+        marks = session.info.setdefault(_MARKS, [])
+        marks.append(len(session.info.get(_PENDING, [])))
 
 
-_KEPT = PendingPerSavepoint(_PENDING)
+def _unmark_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested and session.info.get(_MARKS):
+        session.info[_MARKS].pop()
+
+
+def _discard(session: Session) -> None:
+    """A rollback drops the entries of what it undid: a savepoint's, or all of them."""
+    marks = session.info.get(_MARKS)
+    if session.in_nested_transaction() and marks:
+        del session.info.get(_PENDING, [])[marks[-1] :]
+    else:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_MARKS, None)
 
 
 def append(

@@ -37,7 +37,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
 
-from services.common.audit import PendingPerSavepoint
 from services.common.clock import new_id, now
 from services.common.instants import as_utc
 from services.rules.adapters.orm import changes, decisions, feed_head, firms
@@ -51,7 +50,6 @@ from services.rules.domain.register import (
 )
 
 _PENDING = "feed_pending"
-_KEPT = PendingPerSavepoint(_PENDING)
 EXPIRED_MARK = "expired"  # register_handlers writes "有效期届满 expired" when an entry lapses
 
 
@@ -70,7 +68,7 @@ class ChangeRecorder:
     def install(self, factory: sessionmaker[Session]) -> None:
         event.listen(factory, "after_flush", self._collect)
         event.listen(factory, "before_commit", self._write)
-        _KEPT.install(factory)  # a savepoint rolled back drops only its own changes
+        event.listen(factory, "after_rollback", lambda s: s.info.pop(_PENDING, None))
 
     def _collect(self, session: Session, _context: Any) -> None:
         """This flush's changes, the event first and then what it caused (KIND_ORDER);
@@ -94,8 +92,6 @@ class ChangeRecorder:
         pending.extend(found)
 
     def _write(self, session: Session) -> None:
-        if session.in_nested_transaction():
-            return  # a savepoint's release: its changes are written with the transaction's
         session.flush()  # commit's own flush comes after before_commit: collect it first
         pending = session.info.pop(_PENDING, [])
         if not pending:
