@@ -43,3 +43,10 @@ def test_a_forged_cursor_is_refused(cursor: str) -> None:
     with pytest.raises(ValidationError) as info:
         decode_token(encode_token(query, cursor), query)
     assert info.value.violations[0].field == "page_token"
+
+
+def test_a_composite_cursor_keeps_its_separator() -> None:
+    """ListWhitelist's cursor is (region, enterprise_id) joined by the unit separator."""
+    query = query_key("")
+    cursor = "稠城街道\x1f91330782MA2000001K"
+    assert decode_token(encode_token(query, cursor), query) == cursor
