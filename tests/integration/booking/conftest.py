@@ -1,4 +1,5 @@
-"""Booking fixtures: `pair` runs both services; booking's database is SQLite or PostgreSQL."""
+"""Booking fixtures: `pair` runs both services; booking's database is SQLite or PostgreSQL;
+`engine` is a fresh booking database of each kind, for tests on the use cases directly."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ def staff_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
     accounts' and sessions' use cases."""
     made = fresh_engine(request.param, tmp_path, "staff", PG_ADMIN_URL)
     migrate.upgrade(made)
+    yield made
+    if request.param == "sqlite":
+        made.dispose()
+    else:
+        drop_pg(made, PG_ADMIN_URL)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A fresh booking database of each kind (not migrated)."""
+    made = fresh_engine(request.param, tmp_path, "booking_dispatch", PG_ADMIN_URL)
     yield made
     if request.param == "sqlite":
         made.dispose()
