@@ -401,3 +401,58 @@ def test_two_dispatches_that_lost_their_claims_do_not_deadlock(engine: Engine) -
     # every claim tried is lost by construction, so both orders wait for an expert; what
     # matters is that neither transaction was aborted (the old code: DeadlockDetected)
     assert out == {"A": ("submitted", None), "B": ("submitted", None)}, out
+
+
+def test_a_claim_lost_on_the_unique_index_leaves_the_dispatch_standing(engine: Engine) -> None:
+    """The expert's half-day is booked between the read of their free slots and the claim
+    (here: by the patched read, in this very transaction): the insert fails on the unique
+    (expert, slot) index, the savepoint it ran in is rolled back (on PostgreSQL the one
+    that locked the expert), and the dispatch goes on to the next expert and commits."""
+    from services.booking.adapters.repository import BookingRegister
+
+    migrate.upgrade(engine)
+    slot = HALF_DAYS[0]
+    uow = SqlUnitOfWork(engine)
+    with uow:
+        uow.register.add(FirmCard(FIRMS[0], "企业", "x"))
+        for expert_id in ("ex", "ey"):
+            uow.register.add(Expert(expert_id, "专家", "", ["gas"], [], [slot], 2, True, []))
+        uow.commit()
+    with engine.begin() as conn:
+        for order_id in ("A", "B"):
+            conn.execute(
+                insert(orders).values(
+                    id=order_id,
+                    enterprise_id=FIRMS[0],
+                    enterprise_name="企业",
+                    region="x",
+                    item_codes=["first_lesson"],
+                    preferred_slots=[slot],
+                    contact_name="",
+                    contact_phone="",
+                    note="",
+                    idempotency_key=order_id,
+                    status="submitted",
+                    created_at=datetime(2026, 6, 1, tzinfo=UTC),
+                )
+            )
+    real = BookingRegister.free_slots
+
+    def free_slots(self: BookingRegister, expert_id: str, preferred: Any) -> set[str]:
+        free = real(self, expert_id, preferred)
+        if expert_id == "ex":  # order A takes ex's half-day first
+            row = {"expert_id": "ex", "slot": slot, "day": parse_slot(slot).day}
+            now = datetime(2026, 6, 1, tzinfo=UTC)
+            self.session.execute(insert(assignments).values(**row, order_id="A", created_at=now))
+        return free
+
+    patched = pytest.MonkeyPatch()
+    patched.setattr(BookingRegister, "free_slots", free_slots)
+    try:
+        done = dispatch_use_case.dispatch_order(SqlUnitOfWork(engine), _ctx(), "B", actor="t")
+    finally:
+        patched.undo()
+    assert (str(done.status), done.expert_id, done.slot) == ("dispatched", "ey", slot)
+    with engine.connect() as conn:
+        booked = conn.execute(select(assignments.c.order_id, assignments.c.expert_id))
+        assert ("B", "ey") in set(booked)
