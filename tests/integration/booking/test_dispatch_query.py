@@ -320,6 +320,28 @@ def test_a_savepoint_seals_nothing_and_its_rollback_drops_only_its_entries(
         assert list(ids) == ["E1", "E2", "E3"]
 
 
+def _submitted(engine: Engine, slot: str, ids: tuple[str, ...]) -> None:
+    """Orders of FIRMS[0] waiting for an expert on `slot` (a first lesson: any domain)."""
+    with engine.begin() as conn:
+        for order_id in ids:
+            conn.execute(
+                insert(orders).values(
+                    id=order_id,
+                    enterprise_id=FIRMS[0],
+                    enterprise_name="企业",
+                    region="x",
+                    item_codes=["first_lesson"],
+                    preferred_slots=[slot],
+                    contact_name="",
+                    contact_phone="",
+                    note="",
+                    idempotency_key=order_id,
+                    status="submitted",
+                    created_at=datetime(2026, 6, 1, tzinfo=UTC),
+                )
+            )
+
+
 def test_two_dispatches_that_lost_their_claims_do_not_deadlock(engine: Engine) -> None:
     """Review 19: A locks expert X and loses the claim, B skips X (held) and locks Y and
     loses too; each then waits for the expert the other holds. A failed claim now rolls
@@ -338,24 +360,7 @@ def test_two_dispatches_that_lost_their_claims_do_not_deadlock(engine: Engine) -
     with uow:  # as IssueQrCode stores a firm: its card opens the firm's audit chain
         uow.register.add(FirmCard(FIRMS[0], "企业", "x"))
         uow.commit()
-    with engine.begin() as conn:
-        for order_id in ("A", "B"):
-            conn.execute(
-                insert(orders).values(
-                    id=order_id,
-                    enterprise_id=FIRMS[0],
-                    enterprise_name="企业",
-                    region="x",
-                    item_codes=["first_lesson"],
-                    preferred_slots=[slot],
-                    contact_name="",
-                    contact_phone="",
-                    note="",
-                    idempotency_key=order_id,
-                    status="submitted",
-                    created_at=datetime(2026, 6, 1, tzinfo=UTC),
-                )
-            )
+    _submitted(engine, slot, ("A", "B"))
     with uow:
         for expert_id in ("ex", "ey"):
             uow.register.add(Expert(expert_id, "专家", "", ["gas"], [], [slot], 2, True, []))
@@ -418,24 +423,7 @@ def test_a_claim_lost_on_the_unique_index_leaves_the_dispatch_standing(engine: E
         for expert_id in ("ex", "ey"):
             uow.register.add(Expert(expert_id, "专家", "", ["gas"], [], [slot], 2, True, []))
         uow.commit()
-    with engine.begin() as conn:
-        for order_id in ("A", "B"):
-            conn.execute(
-                insert(orders).values(
-                    id=order_id,
-                    enterprise_id=FIRMS[0],
-                    enterprise_name="企业",
-                    region="x",
-                    item_codes=["first_lesson"],
-                    preferred_slots=[slot],
-                    contact_name="",
-                    contact_phone="",
-                    note="",
-                    idempotency_key=order_id,
-                    status="submitted",
-                    created_at=datetime(2026, 6, 1, tzinfo=UTC),
-                )
-            )
+    _submitted(engine, slot, ("A", "B"))
     real = BookingRegister.free_slots
 
     def free_slots(self: BookingRegister, expert_id: str, preferred: Any) -> set[str]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from services.common.audit_migrations import add_audit_chains, drop_audit_chains
+
 revision = "b0008"
 down_revision = "b0007"
 branch_labels = None
@@ -29,18 +31,7 @@ GENESIS = "0" * 64
 
 
 def upgrade() -> None:
-    heads = op.create_table(
-        "audit_chains",
-        sa.Column("chain", sa.String(length=CHAIN_LENGTH), nullable=False),
-        sa.Column("last_id", sa.Integer(), nullable=False),
-        sa.Column("last_hash", sa.String(length=64), nullable=False),
-        sa.PrimaryKeyConstraint("chain", name=op.f("pk_audit_chains")),
-    )
-    with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("chain", sa.String(length=CHAIN_LENGTH), server_default="", nullable=False)
-        )
-        batch_op.create_index("ix_audit_log_chain_id", ["chain", "id"], unique=False)
+    heads = add_audit_chains(CHAIN_LENGTH)
     bind = op.get_bind()
     keys = [f"firm:{r[0]}" for r in bind.execute(sa.text("SELECT enterprise_id FROM firm_cards"))]
     keys += [f"expert:{r[0]}" for r in bind.execute(sa.text("SELECT id FROM experts"))]
@@ -49,15 +40,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Back to one chain: only possible while no entry is on a per-key chain (the old
-    code would find their links broken)."""
-    bind = op.get_bind()
-    chained = bind.execute(sa.text("SELECT count(*) FROM audit_log WHERE chain <> ''")).scalar()
-    if chained:
-        raise RuntimeError(
-            f"{chained} audit entries are on per-key chains; a downgrade would break the trail"
-        )
-    with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.drop_index("ix_audit_log_chain_id")
-        batch_op.drop_column("chain")
-    op.drop_table("audit_chains")
+    drop_audit_chains("per-key")
