@@ -17,8 +17,10 @@ How it works, for both services:
   head is the single `audit_head` row. Each
   head touched is locked (PostgreSQL `FOR UPDATE`, in key order; SQLite's BEGIN IMMEDIATE
   already serialises writers) only in the commit phase, after all row locks, so it cannot
-  deadlock. A firm's writers already hold its row lock, so its chain's head adds no
-  waiting, and writers of different firms never wait on each other for the trail.
+  deadlock. In rules a firm's writers already hold its row lock, so its chain's head adds
+  no waiting; in booking a dispatch already holds its expert's row, and two orders of one
+  firm queue on the firm's head only for their commits. Writers of different keys never
+  wait on each other for the trail.
 * `verify` recomputes every chain and names the first entry that does not match, which is
   where someone edited, deleted, inserted or reordered a row by hand (each head also
   catches a cut tail).
