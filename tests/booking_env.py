@@ -194,6 +194,19 @@ def drop_pg(engine: Engine, pg_admin_url: str) -> None:
 
 
 @contextmanager
+def scratch_engine(kind: str, tmp: Path, name: str, pg_admin_url: str) -> Iterator[Engine]:
+    """fresh_engine for the block; then disposed (SQLite) or its database dropped."""
+    made = fresh_engine(kind, tmp, name, pg_admin_url)
+    try:
+        yield made
+    finally:
+        if kind == "sqlite":
+            made.dispose()
+        else:
+            drop_pg(made, pg_admin_url)
+
+
+@contextmanager
 def running_pair(
     tmp: Path, kind: str = "sqlite", *, pg_admin_url: str = "", rules_port: int = 0
 ) -> Iterator[Pair]:

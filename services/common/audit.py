@@ -10,13 +10,17 @@ How it works, for both services:
   SHA-256(previous hash of its chain + canonical JSON of the entry), and the rows and the
   chain's new head are written in the same transaction as the change they describe.
 * Chains. An audited class may name a `chain_field` (the rules register chains per firm:
-  `enterprise_id`); its entries go on that key's own chain, whose head is a row of
-  `audit_chains`. Entries of classes without one (booking, and rows from before per-firm
-  chains) stay on the one global chain, whose head is the single `audit_head` row. Each
+  `enterprise_id`; booking per firm and per expert, its keys prefixed with
+  `chain_prefix`, "firm:" or "expert:"); its entries go on that key's own chain, whose head
+  is a row of `audit_chains`. Entries of classes without one (booking's photos and staff
+  accounts, and rows from before the per-key chains) stay on the one global chain, whose
+  head is the single `audit_head` row. Each
   head touched is locked (PostgreSQL `FOR UPDATE`, in key order; SQLite's BEGIN IMMEDIATE
   already serialises writers) only in the commit phase, after all row locks, so it cannot
-  deadlock. A firm's writers already hold its row lock, so its chain's head adds no
-  waiting, and writers of different firms never wait on each other for the trail.
+  deadlock. In rules a firm's writers already hold its row lock, so its chain's head adds
+  no waiting; in booking a dispatch already holds its expert's row, and two orders of one
+  firm queue on the firm's head only for their commits. Writers of different keys never
+  wait on each other for the trail.
 * `verify` recomputes every chain and names the first entry that does not match, which is
   where someone edited, deleted, inserted or reordered a row by hand (each head also
   catches a cut tail).
@@ -64,19 +68,22 @@ _MARKS = "audit_savepoints"  # entries collected before each open savepoint
 CHAINS = "audit_chains"  # the per-key heads, for trails created with chains=True
 
 
-def audit_tables(metadata: MetaData, *, chains: bool = False) -> tuple[Table, Table]:
-    """The log and the global head; with `chains`, the log's `chain` column and the
-    `audit_chains` heads (found again through the log's metadata) as well."""
+def audit_tables(
+    metadata: MetaData, *, chains: bool = False, chain_length: int = 64
+) -> tuple[Table, Table]:
+    """The log and the global head; with `chains`, the log's `chain` column (keys of up
+    to `chain_length` characters) and the `audit_chains` heads (found again through the
+    log's metadata) as well."""
     extra: list[Any] = []
     if chains:
         extra = [
-            Column("chain", String(64), nullable=False, server_default=""),
+            Column("chain", String(chain_length), nullable=False, server_default=""),
             Index("ix_audit_log_chain_id", "chain", "id"),
         ]
         Table(
             CHAINS,
             metadata,
-            Column("chain", String(64), primary_key=True),
+            Column("chain", String(chain_length), primary_key=True),
             Column("last_id", Integer, nullable=False),
             Column("last_hash", String(64), nullable=False),
         )
@@ -110,13 +117,16 @@ def audit_tables(metadata: MetaData, *, chains: bool = False) -> tuple[Table, Ta
 class Audited:
     """How to record one mapped class: its entity name, id field, and the fields to keep.
     `redact` maps a field to a function that makes it safe to keep (e.g. mask a phone);
-    `chain_field` names the field whose value is the entry's chain (None: the global one)."""
+    `chain_field` names the field whose value, after `chain_prefix`, is the entry's chain
+    (None: the global one). The prefix keeps apart keys of different kinds that could be
+    equal (an expert's id and a firm's)."""
 
     entity: str
     id_field: str
     fields: tuple[str, ...]
     redact: Mapping[str, Callable[[Any], Any]] | None = None
     chain_field: str | None = None
+    chain_prefix: str = ""
 
 
 def _plain(value: Any) -> Any:
@@ -187,7 +197,7 @@ class AuditTrail:
             "after": None if action == "delete" else after,
         }
         if spec.chain_field is not None:
-            entry["chain"] = str(getattr(obj, spec.chain_field))
+            entry["chain"] = spec.chain_prefix + str(getattr(obj, spec.chain_field))
         return entry
 
     @staticmethod

@@ -33,6 +33,10 @@ from services.common.audit import Audited, AuditTrail, audit_tables
 from services.common.db import new_metadata, once
 
 metadata = new_metadata()
+
+FIRM_CHAIN = "firm:"  # audit chain keys (below): a firm's, an expert's
+EXPERT_CHAIN = "expert:"
+CHAIN_LENGTH = 80  # "expert:" and an expert id of up to 64 characters
 mapper_registry = registry(metadata=metadata)
 
 
@@ -246,7 +250,9 @@ staff_sign_in_failures = Table(
     Index("ix_staff_sign_in_failures_address_at", "address_digest", "at"),
 )
 
-audit_log, audit_head = audit_tables(metadata)
+# a chain per firm and per expert (migration b0008): writers of different firms and experts
+# never wait on one head row; keys are "firm:<enterprise id>", "expert:<expert id>"
+audit_log, audit_head = audit_tables(metadata, chains=True, chain_length=CHAIN_LENGTH)
 
 # What dispatch asks of an expert, one row per offered half-day, domain, region and
 # conflict, copied from the expert's own columns above whenever an expert is written
@@ -301,12 +307,16 @@ AUDITED = {
         "enterprise_id",
         ("name", "region", "qr_key_id", "qr_serial", "sign_in_phone"),
         {"qr_serial": _serial_digest, "sign_in_phone": _masked},
+        chain_field="enterprise_id",
+        chain_prefix=FIRM_CHAIN,
     ),
     records.Expert: Audited(
         "expert",
         "id",
         records.EXPERT_FIELDS,
         {"phone": mask_phone, "slots": len},
+        chain_field="id",
+        chain_prefix=EXPERT_CHAIN,
     ),
     Order: Audited(
         "order",
@@ -321,10 +331,24 @@ AUDITED = {
             "dispatch_note",
         ),
         {"contact_phone": mask_phone},
+        chain_field="enterprise_id",
+        chain_prefix=FIRM_CHAIN,
     ),
-    records.Assignment: Audited("assignment", "order_id", ("expert_id", "slot")),
+    # an expert's bookings and visits on the expert's chain (dispatch holds the expert's
+    # row lock while it books one; a visit has no firm column)
+    records.Assignment: Audited(
+        "assignment",
+        "order_id",
+        ("expert_id", "slot"),
+        chain_field="expert_id",
+        chain_prefix=EXPERT_CHAIN,
+    ),
     records.Visit: Audited(
-        "visit", "id", ("order_id", "expert_id", "visited_on", "minutes_on_site")
+        "visit",
+        "id",
+        ("order_id", "expert_id", "visited_on", "minutes_on_site"),
+        chain_field="expert_id",
+        chain_prefix=EXPERT_CHAIN,
     ),
     Ticket: Audited(
         "ticket",
@@ -341,7 +365,10 @@ AUDITED = {
             "proof_photo_id",
             "overdue_reported_for",
         ),
+        chain_field="enterprise_id",
+        chain_prefix=FIRM_CHAIN,
     ),
+    # photos (a ticket's, no firm column) and staff accounts, rare writes: the global chain
     records.Photo: Audited(
         "photo", "id", ("ticket_id", "content_type", "size", "sha256", "purpose")
     ),

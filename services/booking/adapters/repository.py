@@ -11,9 +11,19 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, case, exists, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    case,
+    exists,
+    func,
+    inspect,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from services.booking.adapters.orm import (
     assignments,
@@ -54,6 +64,7 @@ class BookingRegister(StaffRegister):
     def __init__(self, session: Session, *, lock_rows: bool) -> None:
         self.session = session
         self._lock_rows = lock_rows
+        self._locked_in: SessionTransaction | None = None  # with_expert_locked's savepoint
 
     def add(self, record: object) -> None:
         self.session.add(record)
@@ -64,11 +75,15 @@ class BookingRegister(StaffRegister):
             query = query.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(query).first()
 
+    def _by_key(self, record: type[T], column: str, key: str, for_update: bool) -> T | None:
+        """The record whose `column` is `key` (its statement built once: _by_key_query)."""
+        entity: Any = record
+        query = _by_key_query(entity, column, for_update and self._lock_rows)
+        return self.session.scalars(query, {"key": key}).first()
+
     # firms
     def firm(self, enterprise_id: str, *, for_update: bool = False) -> FirmCard | None:
-        return self._one(
-            select(FirmCard).where(firm_cards.c.enterprise_id == enterprise_id), for_update
-        )
+        return self._by_key(FirmCard, "enterprise_id", enterprise_id, for_update)
 
     # the firm's sign-in
     def codes_since(
@@ -110,7 +125,7 @@ class BookingRegister(StaffRegister):
 
     # experts
     def expert(self, expert_id: str, *, for_update: bool = False) -> Expert | None:
-        return self._one(select(Expert).where(experts.c.id == expert_id), for_update)
+        return self._by_key(Expert, "id", expert_id, for_update)
 
     def experts(self) -> Sequence[Expert]:
         return self.session.scalars(select(Expert).order_by(experts.c.id)).all()
@@ -190,35 +205,38 @@ class BookingRegister(StaffRegister):
         writer in at a time: no lock, no savepoint."""
         if not self._lock_rows:
             return True, attempt()
-        query = select(experts.c.id).where(experts.c.id == expert_id)
         savepoint = self.session.begin_nested()
+        self._locked_in = savepoint  # claim_slot books in this savepoint, not one of its own
         try:
-            if self.session.execute(query.with_for_update(skip_locked=not wait)).first() is None:
-                savepoint.rollback()
-                return False, None
-            answer = attempt()
+            found = self.session.execute(_lock_expert(wait), {"expert_id": expert_id}).first()
+            answer = attempt() if found is not None else None
         except BaseException:
             if savepoint.is_active:
                 savepoint.rollback()
             raise
+        finally:
+            self._locked_in = None
         if answer is None:
-            savepoint.rollback()
+            savepoint.rollback()  # also after a failed flush in it (claim_slot's insert)
         else:
             savepoint.commit()
-        return True, answer
+        return found is not None, answer
 
     def claim_slot(self, assignment: Assignment) -> bool:
         """Book the expert's half-day for the order, unless a concurrent dispatch booked
         it first (the unique (expert, slot) index): then False, and the rest of this
-        transaction stands (a savepoint)."""
-        savepoint = self.session.begin_nested()
+        transaction stands (a savepoint: with_expert_locked's, whose rollback undoes the
+        failed insert, or one of its own; one savepoint less is two round trips less)."""
+        own = self.session.begin_nested() if self._locked_in is None else None
         try:
             self.session.add(assignment)
             self.session.flush()
         except IntegrityError:
-            savepoint.rollback()
+            if own is not None:  # else with_expert_locked rolls its savepoint back
+                own.rollback()
             return False
-        savepoint.commit()
+        if own is not None:
+            own.commit()
         return True
 
     def release_slot(self, order_id: str) -> None:
@@ -244,7 +262,7 @@ class BookingRegister(StaffRegister):
 
     # orders
     def order(self, order_id: str, *, for_update: bool = False) -> Order | None:
-        return self._one(select(Order).where(orders.c.id == order_id), for_update)
+        return self._by_key(Order, "id", order_id, for_update)
 
     def order_by_key(self, enterprise_id: str, key: str) -> Order | None:
         return self._one(
@@ -281,7 +299,7 @@ class BookingRegister(StaffRegister):
 
     # visits and tickets
     def ticket(self, ticket_id: str, *, for_update: bool = False) -> Ticket | None:
-        return self._one(select(Ticket).where(tickets.c.id == ticket_id), for_update)
+        return self._by_key(Ticket, "id", ticket_id, for_update)
 
     def tickets(
         self,
@@ -421,6 +439,25 @@ def _free_slots(expert_id: ColumnElement[str], room: ColumnElement[int]) -> Sele
 
 # Built once per shape, run with parameters: building the statement cost more than the
 # database's answer.
+@functools.cache
+def _by_key_query(record: type, column: str, for_update: bool) -> Select[Any]:
+    """BookingRegister._by_key's statement (:key); `for_update`: locked, and read as the
+    row is now, not as this session saw it earlier."""
+    table: Any = inspect(record).local_table
+    query: Select[Any] = select(record).where(table.c[column] == bindparam("key"))
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return query
+
+
+@functools.cache
+def _lock_expert(wait: bool) -> Select[tuple[str]]:
+    """BookingRegister.with_expert_locked's lock of the expert's row (:expert_id); without
+    `wait`, SKIP LOCKED."""
+    query = select(experts.c.id).where(experts.c.id == bindparam("expert_id"))
+    return query.with_for_update(skip_locked=not wait)
+
+
 @functools.cache
 def _free_slots_query() -> Select[tuple[str]]:
     """BookingRegister.free_slots' statement (:expert_id, :preferred)."""

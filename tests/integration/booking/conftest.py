@@ -1,4 +1,5 @@
-"""Booking fixtures: `pair` runs both services; booking's database is SQLite or PostgreSQL."""
+"""Booking fixtures: `pair` runs both services; booking's database is SQLite or PostgreSQL;
+`engine` is a fresh booking database of each kind, for tests on the use cases directly."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from services.booking.adapters import migrate
-from tests.booking_env import Pair, drop_pg, fresh_engine, running_pair
+from tests.booking_env import Pair, running_pair, scratch_engine
 from tests.integration.conftest import PG_ADMIN_URL
 
 
@@ -29,10 +30,13 @@ def sqlite_pair(tmp_path: Path) -> Iterator[Pair]:
 def staff_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A fresh, migrated booking database of each kind, without servers: for the staff
     accounts' and sessions' use cases."""
-    made = fresh_engine(request.param, tmp_path, "staff", PG_ADMIN_URL)
-    migrate.upgrade(made)
-    yield made
-    if request.param == "sqlite":
-        made.dispose()
-    else:
-        drop_pg(made, PG_ADMIN_URL)
+    with scratch_engine(request.param, tmp_path, "staff", PG_ADMIN_URL) as made:
+        migrate.upgrade(made)
+        yield made
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A fresh booking database of each kind (not migrated)."""
+    with scratch_engine(request.param, tmp_path, "booking_dispatch", PG_ADMIN_URL) as made:
+        yield made

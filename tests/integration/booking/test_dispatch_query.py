@@ -9,15 +9,12 @@ the experts stored before it, and its downgrade removes them.
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, delete, insert, inspect, select, text
+from sqlalchemy import Engine, delete, insert, inspect, select
 
 from services.booking.adapters import migrate
 from services.booking.adapters.expert_offers import offer_rows
@@ -36,14 +33,12 @@ from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import dispatch
 from services.booking.domain.orders import Order
 from services.booking.domain.qr import Keyring
-from services.booking.domain.records import Expert
+from services.booking.domain.records import Expert, FirmCard
 from services.booking.domain.slots import parse_slot
 from services.booking.service_layer import dispatch as dispatch_use_case
 from services.booking.service_layer.dispatch import ranked
 from services.booking.service_layer.ports import BookingContext
-from services.common.db import make_engine
 from services.common.migrations import alembic_config
-from tests.integration.conftest import PG_ADMIN_URL
 from tests.support import uscc
 
 TODAY = date(2026, 6, 1)
@@ -59,28 +54,6 @@ FIRMS = [uscc(n) for n in range(1, 4)]
 HALF_DAYS = [f"{TODAY + timedelta(days=d)} {h}" for d in range(1, 5) for h in ("AM", "PM")]
 # ids whose order differs between code points and a linguistic collation
 IDS = ["a3", "B12", "b", "e-7", "E-7", "Z", "z1", "_x", "10", "9", "专家甲", "Ab", "aB", "a-b"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A fresh booking database of each kind (not migrated)."""
-    if request.param == "sqlite":
-        made = make_engine(f"sqlite:///{tmp_path / 'booking.db'}")
-        yield made
-        made.dispose()
-        return
-    name = f"booking_dispatch_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    made = make_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name)
-    try:
-        yield made
-    finally:
-        made.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _ctx() -> BookingContext:
@@ -347,23 +320,10 @@ def test_a_savepoint_seals_nothing_and_its_rollback_drops_only_its_entries(
         assert list(ids) == ["E1", "E2", "E3"]
 
 
-def test_two_dispatches_that_lost_their_claims_do_not_deadlock(engine: Engine) -> None:
-    """Review 19: A locks expert X and loses the claim, B skips X (held) and locks Y and
-    loses too; each then waits for the expert the other holds. A failed claim now rolls
-    back its savepoint, releasing the lock, so both go on (PostgreSQL; on SQLite one
-    writer at a time takes no row locks). The lost claims are made by free_slots
-    answering nothing the first time, as after a third dispatch booked the half-day."""
-    import threading
-
-    from services.booking.adapters.repository import BookingRegister
-
-    if engine.dialect.name != "postgresql":
-        pytest.skip("row locks are PostgreSQL's; SQLite admits one writer at a time")
-    migrate.upgrade(engine)
-    slot = HALF_DAYS[0]
+def _submitted(engine: Engine, slot: str, ids: tuple[str, ...]) -> None:
+    """Orders of FIRMS[0] waiting for an expert on `slot` (a first lesson: any domain)."""
     with engine.begin() as conn:
-        conn.execute(insert(firm_cards).values(enterprise_id=FIRMS[0], name="企业", region="x"))
-        for order_id in ("A", "B"):
+        for order_id in ids:
             conn.execute(
                 insert(orders).values(
                     id=order_id,
@@ -380,7 +340,27 @@ def test_two_dispatches_that_lost_their_claims_do_not_deadlock(engine: Engine) -
                     created_at=datetime(2026, 6, 1, tzinfo=UTC),
                 )
             )
+
+
+def test_two_dispatches_that_lost_their_claims_do_not_deadlock(engine: Engine) -> None:
+    """Review 19: A locks expert X and loses the claim, B skips X (held) and locks Y and
+    loses too; each then waits for the expert the other holds. A failed claim now rolls
+    back its savepoint, releasing the lock, so both go on (PostgreSQL; on SQLite one
+    writer at a time takes no row locks). The lost claims are made by free_slots
+    answering nothing the first time, as after a third dispatch booked the half-day."""
+    import threading
+
+    from services.booking.adapters.repository import BookingRegister
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite admits one writer at a time")
+    migrate.upgrade(engine)
+    slot = HALF_DAYS[0]
     uow = SqlUnitOfWork(engine)
+    with uow:  # as IssueQrCode stores a firm: its card opens the firm's audit chain
+        uow.register.add(FirmCard(FIRMS[0], "企业", "x"))
+        uow.commit()
+    _submitted(engine, slot, ("A", "B"))
     with uow:
         for expert_id in ("ex", "ey"):
             uow.register.add(Expert(expert_id, "专家", "", ["gas"], [], [slot], 2, True, []))
@@ -426,3 +406,41 @@ def test_two_dispatches_that_lost_their_claims_do_not_deadlock(engine: Engine) -
     # every claim tried is lost by construction, so both orders wait for an expert; what
     # matters is that neither transaction was aborted (the old code: DeadlockDetected)
     assert out == {"A": ("submitted", None), "B": ("submitted", None)}, out
+
+
+def test_a_claim_lost_on_the_unique_index_leaves_the_dispatch_standing(engine: Engine) -> None:
+    """The expert's half-day is booked between the read of their free slots and the claim
+    (here: by the patched read, in this very transaction): the insert fails on the unique
+    (expert, slot) index, the savepoint it ran in is rolled back (on PostgreSQL the one
+    that locked the expert), and the dispatch goes on to the next expert and commits."""
+    from services.booking.adapters.repository import BookingRegister
+
+    migrate.upgrade(engine)
+    slot = HALF_DAYS[0]
+    uow = SqlUnitOfWork(engine)
+    with uow:
+        uow.register.add(FirmCard(FIRMS[0], "企业", "x"))
+        for expert_id in ("ex", "ey"):
+            uow.register.add(Expert(expert_id, "专家", "", ["gas"], [], [slot], 2, True, []))
+        uow.commit()
+    _submitted(engine, slot, ("A", "B"))
+    real = BookingRegister.free_slots
+
+    def free_slots(self: BookingRegister, expert_id: str, preferred: Any) -> set[str]:
+        free = real(self, expert_id, preferred)
+        if expert_id == "ex":  # order A takes ex's half-day first
+            row = {"expert_id": "ex", "slot": slot, "day": parse_slot(slot).day}
+            now = datetime(2026, 6, 1, tzinfo=UTC)
+            self.session.execute(insert(assignments).values(**row, order_id="A", created_at=now))
+        return free
+
+    patched = pytest.MonkeyPatch()
+    patched.setattr(BookingRegister, "free_slots", free_slots)
+    try:
+        done = dispatch_use_case.dispatch_order(SqlUnitOfWork(engine), _ctx(), "B", actor="t")
+    finally:
+        patched.undo()
+    assert (str(done.status), done.expert_id, done.slot) == ("dispatched", "ey", slot)
+    with engine.connect() as conn:
+        booked = conn.execute(select(assignments.c.order_id, assignments.c.expert_id))
+        assert ("B", "ey") in set(booked)

@@ -11,8 +11,7 @@ row of `audit_chains`.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from alembic import op
+from services.common.audit_migrations import add_audit_chains, drop_audit_chains
 
 revision = "0010"
 down_revision = "0009"
@@ -21,30 +20,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "audit_chains",
-        sa.Column("chain", sa.String(length=64), nullable=False),
-        sa.Column("last_id", sa.Integer(), nullable=False),
-        sa.Column("last_hash", sa.String(length=64), nullable=False),
-        sa.PrimaryKeyConstraint("chain", name=op.f("pk_audit_chains")),
-    )
-    with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("chain", sa.String(length=64), server_default="", nullable=False)
-        )
-        batch_op.create_index("ix_audit_log_chain_id", ["chain", "id"], unique=False)
+    add_audit_chains(64)
 
 
 def downgrade() -> None:
-    """Back to one chain: only possible while no entry is on a firm's chain (the old
-    code would find their links broken)."""
-    bind = op.get_bind()
-    chained = bind.execute(sa.text("SELECT count(*) FROM audit_log WHERE chain <> ''")).scalar()
-    if chained:
-        raise RuntimeError(
-            f"{chained} audit entries are on per-firm chains; a downgrade would break the trail"
-        )
-    with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.drop_index("ix_audit_log_chain_id")
-        batch_op.drop_column("chain")
-    op.drop_table("audit_chains")
+    drop_audit_chains("per-firm")

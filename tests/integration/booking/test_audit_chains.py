@@ -1,0 +1,175 @@
+"""Booking's audit trail on a chain per firm and per expert (migration b0008), on SQLite and
+PostgreSQL: the entries written before stay on the global chain and still verify, the
+migration opens an empty head for every firm and expert stored, an order's entries go on
+its firm's chain and its booking on the expert's, and `verify` names an edited or removed
+row on any of them."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, MetaData, delete, insert, select, update
+
+from services.booking.adapters import migrate
+from services.booking.adapters.expert_offers import write_offer
+from services.booking.adapters.orm import audit_head, audit_log, experts, firm_cards
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain import qr
+from services.booking.domain.records import Expert, FirmCard
+from services.booking.service_layer.orders import create_order
+from services.common.audit import GENESIS, append, audit_tables, chains_of, verify
+from services.common.migrations import alembic_config
+from tests.integration.booking.test_dispatch_query import HALF_DAYS, _ctx
+from tests.support import uscc
+
+KEYS = _ctx().keyring
+HEADS = chains_of(audit_log)
+
+
+def _report(engine: Engine):  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return verify(conn, audit_log, audit_head)
+
+
+def _entries(engine: Engine, chain: str | None = None) -> list[Any]:
+    query = select(audit_log).order_by(audit_log.c.id)
+    if chain is not None:
+        query = query.where(audit_log.c.chain == chain)
+    with engine.connect() as conn:
+        return list(conn.execute(query))
+
+
+def _heads(engine: Engine) -> dict[str, tuple[int, str]]:
+    with engine.connect() as conn:
+        return {r.chain: (r.last_id, r.last_hash) for r in conn.execute(select(HEADS))}
+
+
+def _order(engine: Engine, firm: int, key: str) -> Any:
+    form = {
+        "item_codes": ["fire_safety"],
+        "preferred_slots": HALF_DAYS[:2],
+        "contact_name": "联系人",
+        "contact_phone": "13812345678",
+    }
+    return create_order(SqlUnitOfWork(engine), _ctx(), _token(firm), form, key)
+
+
+@functools.cache
+def _issued(firm: int) -> tuple[Any, str]:
+    """The firm's one QR code (the card stores its serial; the token text carries it)."""
+    return qr.issue(KEYS, uscc(firm))
+
+
+def _token(firm: int) -> str:
+    return _issued(firm)[1]
+
+
+def _card(firm: int) -> FirmCard:
+    token = _issued(firm)[0]
+    return FirmCard(uscc(firm), f"企业{firm}", "稠城街道", token.key_id, token.serial)
+
+
+def _expert(expert_id: str) -> Expert:
+    return Expert(expert_id, "专家", "", ["fire_crowded"], ["稠城街道"], HALF_DAYS, 2, True, [])
+
+
+@pytest.fixture
+def stored(engine: Engine) -> Iterator[Engine]:
+    """A register as the code before b0008 left it: a firm, an expert, and two entries on
+    the one global chain; then migrated to the head."""
+    migrate.upgrade(engine, "b0007")
+    old_log, old_head = audit_tables(MetaData())  # the log without its chain column
+    card, expert = _card(1), _expert("E1")
+    with engine.begin() as conn:
+        for table, record in ((firm_cards, card), (experts, expert)):
+            conn.execute(insert(table).values({c.name: getattr(record, c.name) for c in table.c}))
+        write_offer(conn, expert, ("slots", "domains", "regions", "conflicts"))
+        entries = [
+            {"caller": "old", "action": "create", "entity": kind, "entity_id": key}
+            | {"before": None, "after": {"name": "x"}}
+            for kind, key in (("firm", uscc(1)), ("expert", "E1"))
+        ]
+        append(conn, old_log, old_head, entries, lock=False)
+    migrate.upgrade(engine)
+    yield engine
+
+
+def test_b0008_keeps_the_old_entries_and_opens_a_chain_per_firm_and_expert(
+    stored: Engine,
+) -> None:
+    old = _entries(stored)
+    assert [r.chain for r in old] == ["", ""]
+    assert _heads(stored) == {f"firm:{uscc(1)}": (0, GENESIS), "expert:E1": (0, GENESIS)}
+    assert _report(stored).ok and _report(stored).entries == 2
+
+    order = _order(stored, 1, "k1")
+    assert (str(order.status), order.expert_id) == ("dispatched", "E1")
+    rows = _entries(stored)
+    assert rows[:2] == old  # the global chain as it was
+    firm_chain, expert_chain = _entries(stored, f"firm:{uscc(1)}"), _entries(stored, "expert:E1")
+    assert {r.entity for r in firm_chain} == {"order"} and len(firm_chain) == 2
+    assert [r.entity for r in expert_chain] == ["assignment"]
+    for chain in (firm_chain, expert_chain):
+        assert chain[0].prev_hash == GENESIS
+        assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(chain))
+        assert _heads(stored)[chain[0].chain] == (chain[-1].id, chain[-1].hash)
+    assert _report(stored).ok and _report(stored).entries == 5
+
+    config = alembic_config(migrate.MIGRATIONS)
+    with stored.begin() as conn, pytest.raises(RuntimeError, match="per-key chains"):
+        config.attributes["connection"] = conn
+        command.downgrade(config, "b0007")
+
+
+def test_verify_names_an_edited_or_removed_row_on_a_firm_or_an_expert_chain(
+    stored: Engine,
+) -> None:
+    uow = SqlUnitOfWork(stored)
+    with uow:  # a second firm and expert, stored as IssueQrCode and UpsertExpert do
+        uow.register.add(_card(2))
+        uow.register.add(_expert("E2"))
+        uow.commit()
+    for n, firm in enumerate((1, 2, 1, 2)):
+        _order(stored, firm, f"k{n}")
+    assert _report(stored).ok
+    expert_rows = _entries(stored, "expert:E1") + _entries(stored, "expert:E2")
+    booked = next(r for r in expert_rows if r.entity == "assignment")
+    with stored.begin() as conn:
+        conn.execute(update(audit_log).where(audit_log.c.id == booked.id).values(caller="x"))
+    report = _report(stored)
+    assert (report.ok, report.broken_at) == (False, booked.id) and "edited" in report.reason
+    with stored.begin() as conn:
+        conn.execute(
+            update(audit_log).where(audit_log.c.id == booked.id).values(caller=booked.caller)
+        )
+    assert _report(stored).ok
+
+    last = _entries(stored, f"firm:{uscc(2)}")[-1]
+    with stored.begin() as conn:
+        conn.execute(delete(audit_log).where(audit_log.c.id == last.id))
+    report = _report(stored)
+    assert not report.ok and "ends before the recorded head" in report.reason
+
+
+def test_orders_of_many_firms_at_once_leave_every_chain_intact(stored: Engine) -> None:
+    uow = SqlUnitOfWork(stored)
+    with uow:
+        for firm in range(2, 7):
+            uow.register.add(_card(firm))
+        for expert_id in ("E2", "E3"):
+            uow.register.add(_expert(expert_id))
+        uow.commit()
+    jobs = [(1 + n % 6, f"key-{n}") for n in range(18)]
+    with ThreadPoolExecutor(6) as pool:
+        done = list(pool.map(lambda job: _order(stored, *job), jobs))
+    assert len({o.id for o in done}) == 18
+    report = _report(stored)
+    assert report.ok, report
+    chains = {r.chain for r in _entries(stored)}
+    assert {f"firm:{uscc(n)}" for n in range(1, 7)} <= chains
