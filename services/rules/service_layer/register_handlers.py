@@ -200,7 +200,7 @@ def upsert_enterprise(
 
     Without a mask the sent profile replaces the stored one (the records only grow);
     with one, only the named fields change (domain/masks.py)."""
-    paths = masks.check_paths(update_mask)
+    paths = masks.check_paths(update_mask, ctx.fact_types)
     if paths is not None:
         return _update_masked(uow, ctx, data, as_of_text, paths)
     profile = parse_input_profile(ctx, data, "profile.")
