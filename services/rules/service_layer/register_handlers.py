@@ -533,7 +533,7 @@ def report_event(
         profile, violations = canonical_region(ctx, data["profile"], "event.profile.")
         data = {**data, "profile": profile}
     try:
-        event = events.parse_event(data, ctx.fact_types)
+        event = events.parse_event(data, ctx.fact_types, ctx.today())
     except ValidationError as exc:
         raise ValidationError(exc.violations + violations) from None
     if violations:
