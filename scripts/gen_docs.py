@@ -51,9 +51,10 @@ WELL_KNOWN = {
     },
     ".google.protobuf.Struct": {"type": "object", "additionalProperties": True},
     ".google.protobuf.FieldMask": {
-        "type": "string",
+        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
         "description": "google.protobuf.FieldMask in JSON: the paths in lowerCamelCase, "
-        'joined by commas, e.g. "employees,highRiskDomains"',
+        'joined by commas, e.g. "employees,highRiskDomains"; or (this gateway) a list of '
+        'paths spelt as over gRPC, e.g. ["employees", "facts.gen.training_missing"]',
     },
     ".google.protobuf.Any": {
         "type": "object",

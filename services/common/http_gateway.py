@@ -8,6 +8,12 @@ calling the same servicer methods as the gRPC port, admitted by the same authent
 (`authorization: Bearer <token>`, the same scopes and the same per-caller rate limit),
 with gRPC status codes mapped to HTTP status here, in one place (HTTP_STATUS).
 Streaming RPCs are not served: they need gRPC.
+
+A google.protobuf.FieldMask field of the request (UpsertEnterprise's `updateMask`) takes
+the proto3 JSON string ("employees,facts.gen.trainingMissing": lowerCamelCase, no "_")
+or a JSON list of paths written as over gRPC (["employees", "facts.gen.training_missing"]):
+the string form cannot spell every path (a fact key such as
+metallurgy.co_alarm_not_monitored_24h has no camelCase form that maps back to it).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from services.common.context import Principal, bind, call_scope, current_caller
 from services.common.grpc_errors import retry_later
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # as the gRPC port's message limit
+_FIELD_MASK = "google.protobuf.FieldMask"
 _log = structlog.get_logger("http")
 
 # gRPC status code → HTTP status, as Google's APIs map them (google.rpc.Code).
@@ -250,11 +257,34 @@ def _parse(body: bytes | None, request_class: type[Message]) -> Message:
         _invalid(f"the body is not JSON: send a {name} in the proto3 JSON mapping")
     if not isinstance(data, dict):
         _invalid(f"the body must be a JSON object: a {name} in the proto3 JSON mapping")
+    data, masks = _mask_lists(data, request_class)
     try:
         json_format.ParseDict(data, message)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         _invalid(f"the body is not a {name} in the proto3 JSON mapping: {str(exc)[:160]}")
+    for field, paths in masks.items():
+        getattr(message, field).paths.extend(paths)
     return message
+
+
+def _mask_lists(
+    data: dict[str, Any], request_class: type[Message]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The body without its FieldMask fields sent as a JSON list of paths, and those
+    paths by field name, taken as written (the gRPC spelling; the service checks them)."""
+    lists: dict[str, list[str]] = {}
+    for field in request_class.DESCRIPTOR.fields:
+        if field.message_type is None or field.message_type.full_name != _FIELD_MASK:
+            continue
+        for key in dict.fromkeys((field.json_name, field.name)):
+            value = data.get(key)
+            if not isinstance(value, list):
+                continue
+            if not all(isinstance(path, str) for path in value):
+                _invalid(f"{field.json_name}: a list of paths holds strings only")
+            lists[field.name] = value
+            data = {k: v for k, v in data.items() if k != key}
+    return data, lists
 
 
 def _invalid(message: str) -> None:

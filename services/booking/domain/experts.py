@@ -2,11 +2,14 @@
 
 `parse_expert` checks every field of an upsert at once and names each bad one; the 镇街 an
 expert serves are checked against the deployment's regions (rulesets/regions.yaml) when
-the caller has them, and stored by their Chinese names.
+the caller has them, and stored by their Chinese names. An expert id is taken as sent,
+never trimmed: ' E-01 ' would otherwise overwrite E-01, and a look-alike ('E-01' with a
+zero-width space) would make a second expert, so ids keep to EXPERT_ID.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -19,6 +22,10 @@ from .records import Expert
 from .slots import parse_slot
 
 EXPERT_ID_MAX = 64
+# an expert id: ASCII letters and digits, then also '-', '_' and '.'; no spaces (E-FIRE-01)
+EXPERT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{EXPERT_ID_MAX - 1}}}")
+VISITS_PER_DAY = (1, 2)
+DEFAULT_VISITS_PER_DAY = 2  # what an upsert that leaves the field out (proto3: 0) means
 NAME_MAX = 50
 MAX_REGIONS, REGION_MAX = 50, 100
 MAX_SLOTS = 400
@@ -35,8 +42,8 @@ class Regions(Protocol):
 def parse_expert(data: Mapping[str, Any], known: Regions | None) -> Expert:
     """An Expert from an upsert's fields, or ValidationError naming every bad field."""
     bad: list[FieldViolation] = []
-    expert_id = str(data.get("expert_id", "")).strip()
-    if not expert_id or len(expert_id) > EXPERT_ID_MAX:
+    expert_id = str(data.get("expert_id", ""))
+    if not EXPERT_ID.fullmatch(expert_id):
         bad.append(FieldViolation("expert.expert_id", messages.EXPERT_ID.format(n=EXPERT_ID_MAX)))
     name = str(data.get("name", "")).strip()
     if not name or len(name) > NAME_MAX:
@@ -46,8 +53,8 @@ def parse_expert(data: Mapping[str, Any], known: Regions | None) -> Expert:
         bad.append(FieldViolation("expert.domains", messages.EXPERT_DOMAINS))
     slots = [str(s) for s in dict.fromkeys(data.get("slots", []))]
     _check_slots(slots, bad)
-    per_day = data.get("max_visits_per_day", 2)
-    if per_day not in (1, 2):
+    per_day = data.get("max_visits_per_day") or DEFAULT_VISITS_PER_DAY
+    if per_day not in VISITS_PER_DAY:
         bad.append(FieldViolation("expert.max_visits_per_day", messages.EXPERT_PER_DAY))
     regions = _regions(data, known, bad)
     conflicts = [str(c) for c in dict.fromkeys(data.get("conflicts", []))]

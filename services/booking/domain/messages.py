@@ -70,7 +70,7 @@ def no_such(what: str, ref: str) -> str:
 
 
 # ---------------------------------------------------------------- the expert pool (staff)
-EXPERT_ID = "必填，最多{n}个字符"
+EXPERT_ID = "必填，1至{n}个字符：英文字母、数字或 - _ .，以字母或数字开头，不含空格"
 EXPERT_NAME = "必填，最多{n}个字"
 EXPERT_DOMAINS = "请选择一个或多个高危领域（九个领域之一）"
 EXPERT_PER_DAY = "每天最多接单数只能是1或2"

@@ -121,6 +121,9 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+CSRF_LENGTH = 64  # csrf_token: a SHA-256 HMAC in hex
+
+
 def csrf_token(secret: str) -> str:
     """The CSRF token of the session whose cookie holds `secret`."""
     return hmac.new(secret.encode(), b"staff-csrf", hashlib.sha256).hexdigest()

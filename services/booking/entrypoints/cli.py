@@ -29,7 +29,7 @@ from services.booking.service_layer import (
     demo,
     dispatch,
     experts,
-    qr_codes,
+    posters,
     staff_accounts,
     tickets,
 )
@@ -409,16 +409,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _log.info("demo city", seeded=str(seeded) if seeded else "already there")
     logins = staff_accounts.seed_demo_staff(SqlUnitOfWork(engine), "E-FIRE-01", ctx.regions)
     public = replace(ctx, public_url=args.public_url)
-    lines = []
-    for enterprise_id in DEMO_FIRMS + _firms_with_open_tickets(city, 2):
-        try:
-            issued = qr_codes.issue_qr_code(SqlUnitOfWork(engine), public, enterprise_id)
-        except Exception as exc:  # a demo firm missing from the rules register
-            lines.append(f"  {enterprise_id}: {exc}")
-            continue
-        poster = Path("var") / f"poster-{enterprise_id}.svg"
-        poster.write_text(issued.poster_svg, encoding="utf-8")
-        lines.append(f"  {enterprise_id}  {issued.url}\n      poster: {poster}")
+    lines = demo_codes(engine, public, DEMO_FIRMS + _firms_with_open_tickets(city, 2), Path("var"))
     print(
         "\nBooking service: phone page on "
         + args.public_url
@@ -432,6 +423,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return cmd_serve(args)
+
+
+def demo_codes(engine: Engine, ctx: BookingContext, firms: Sequence[str], out: Path) -> list[str]:
+    """The banner's lines: each demo firm's code URL, its poster written to `out`. The
+    current code, a first one only where a firm has none: a restart of `make run` keeps
+    the codes (and the posters) of the last one working."""
+    lines = []
+    for enterprise_id in firms:
+        try:
+            code = posters.current_code(lambda: SqlUnitOfWork(engine), ctx, enterprise_id)
+        except Exception as exc:  # a demo firm missing from the rules register
+            lines.append(f"  {enterprise_id}: {exc}")
+            continue
+        poster = out / f"poster-{enterprise_id}.svg"
+        poster.write_text(posters.poster_svg(ctx, code), encoding="utf-8")
+        lines.append(f"  {enterprise_id}  {code.url}\n      poster: {poster}")
+    return lines
 
 
 def _firms_with_open_tickets(city: demo_city.City, count: int) -> tuple[str, ...]:

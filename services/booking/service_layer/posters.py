@@ -3,7 +3,8 @@
 A bulk run takes a region's firms from the rules register (ListEnterprises, every page),
 so firms booking never saw get their poster too; it renders each firm's CURRENT code
 (rebuilt from its key id and serial) and issues a code only to a firm that has none:
-reissuing would revoke every poster already on a wall.
+reissuing would revoke every poster already on a wall. `make run`'s demo prints its
+example firms' codes the same way (`current_code`), so a restart keeps them.
 """
 
 from __future__ import annotations
@@ -49,9 +50,19 @@ def bulk_posters(
     return done
 
 
-def _one(
-    uow: Callable[[], UnitOfWork], ctx: BookingContext, enterprise_id: str, out: Path
-) -> PosterFiles:
+@dataclass(frozen=True)
+class CurrentCode:
+    enterprise_id: str
+    name: str  # the firm's name on its card
+    url: str  # the phone page the code opens
+    issued: bool  # a first code was issued for it just now
+
+
+def current_code(
+    uow: Callable[[], UnitOfWork], ctx: BookingContext, enterprise_id: str
+) -> CurrentCode:
+    """The firm's current code (rebuilt from its key id and serial), or a first one when
+    it has none (or its key left the keyring); never a reissue of a working code."""
     with uow() as work:
         card = work.register.firm(enterprise_id)
         token = current_token(ctx, card) if card is not None else ""
@@ -63,10 +74,22 @@ def _one(
         with uow() as work:
             found = work.register.firm(enterprise_id)
             name = found.name if found is not None else enterprise_id
-    url = f"{ctx.public_url.rstrip('/')}/q/{token}"
+    return CurrentCode(enterprise_id, name, f"{ctx.public_url.rstrip('/')}/q/{token}", issued)
+
+
+def poster_svg(ctx: BookingContext, code: CurrentCode) -> str:
+    """The A4 poster of a firm's code, as SVG."""
+    groups = checklist(ctx, code.enterprise_id)
+    return render_poster(code.name, code.url, list(ctx.menu.values()), ctx.hotline, groups)
+
+
+def _one(
+    uow: Callable[[], UnitOfWork], ctx: BookingContext, enterprise_id: str, out: Path
+) -> PosterFiles:
+    code = current_code(uow, ctx, enterprise_id)
     groups = checklist(ctx, enterprise_id)
     menu = list(ctx.menu.values())
     svg, pdf = out / f"{enterprise_id}.svg", out / f"{enterprise_id}.pdf"
-    svg.write_text(render_poster(name, url, menu, ctx.hotline, groups), encoding="utf-8")
-    pdf.write_bytes(render_poster_pdf(name, url, menu, ctx.hotline, groups))
-    return PosterFiles(enterprise_id, svg, pdf, issued)
+    svg.write_text(render_poster(code.name, code.url, menu, ctx.hotline, groups), encoding="utf-8")
+    pdf.write_bytes(render_poster_pdf(code.name, code.url, menu, ctx.hotline, groups))
+    return PosterFiles(enterprise_id, svg, pdf, code.issued)

@@ -6,6 +6,8 @@ import calendar
 import functools
 from datetime import date, timedelta
 
+from services.common.values import LAST_DAY
+
 
 @functools.lru_cache(maxsize=4096)
 def add_months(day: date, months: int) -> date:
@@ -20,6 +22,13 @@ def add_months(day: date, months: int) -> date:
 def within_months(day: date, as_of: date, months: int) -> bool:
     """True when `day` lies in the N months that end on `as_of`, both ends inclusive."""
     return add_months(as_of, -months) <= day <= as_of
+
+
+def on_record(day: date) -> date:
+    """A date an answer carries (a decision's valid_until, its inspection deadline), held
+    to the last date of record (2199-12-31, services/common/values.py): a decision as of
+    late 2199 is valid to the end of 2199, never into 2200."""
+    return min(day, LAST_DAY)
 
 
 def add_days(day: date, days: int) -> date:

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from services.common.vocabulary import Severity
 
-from .dates import add_days, add_months, within_months
+from .dates import add_days, add_months, on_record, within_months
 from .policy import ColourPolicy, Policy
 from .profile import EnterpriseProfile, FactValue, Hazard
 from .standards import Catalogue, Clause
@@ -143,12 +143,14 @@ def decide(
         status = Status.ROUTINE
     if status is Status.WHITELIST:
         cap = policy.caps.whitelist
-        valid_until = add_months(as_of, policy.whitelist.valid_months)
+        valid_until = on_record(add_months(as_of, policy.whitelist.valid_months))
     else:
         cap = policy.caps.yearly_cap(profile.standardization_grade, profile.high_risk_domains)
-        valid_until = add_months(as_of, policy.decision_valid_months)
+        valid_until = on_record(add_months(as_of, policy.decision_valid_months))
     due = (
-        add_days(as_of, policy.priority_inspection_due_days) if status is Status.PRIORITY else None
+        on_record(add_days(as_of, policy.priority_inspection_due_days))
+        if status is Status.PRIORITY
+        else None
     )
     return Decision(
         enterprise_id=profile.enterprise_id,
@@ -414,5 +416,5 @@ def without_whitelist(
         inspection_cap_per_year=policy.caps.yearly_cap(
             profile.standardization_grade, profile.high_risk_domains
         ),
-        valid_until=add_months(decision.as_of, policy.decision_valid_months),
+        valid_until=on_record(add_months(decision.as_of, policy.decision_valid_months)),
     )

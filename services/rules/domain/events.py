@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -250,8 +250,16 @@ DETAIL_OF = {
 }
 
 
-def parse_event(data: Mapping[str, Any], fact_types: Mapping[str, str]) -> Event:
-    """Validate a JSON-shaped event (fields under `event.`); ValidationError names each field."""
+CLOCK_SKEW = timedelta(days=1)  # a reporting system's clock may run a day ahead of ours
+
+
+def parse_event(data: Mapping[str, Any], fact_types: Mapping[str, str], today: date) -> Event:
+    """Validate a JSON-shaped event (fields under `event.`); ValidationError names each field.
+
+    An event is reported once it has happened: `occurred_on` after `today` (Asia/Shanghai)
+    plus CLOCK_SKEW is refused. A decision ignores what happens after its as_of, so a
+    future-dated accident would otherwise leave the firm's decision untouched while its
+    effects (a white-list entry revoked) took place today."""
     check = FieldChecker("event.")
     for unknown in sorted(set(data) - EVENT_FIELDS):
         check.bad(str(unknown), "unknown field")
@@ -261,6 +269,8 @@ def parse_event(data: Mapping[str, Any], fact_types: Mapping[str, str]) -> Event
         check.bad("enterprise_id", problem)
     kind = check.enum(EventKind, data.get("kind"), "kind", required=True)
     occurred = check.day(data.get("occurred_on"), "occurred_on")
+    if occurred and occurred > today + CLOCK_SKEW:
+        check.bad("occurred_on", f"must not be after today ({today.isoformat()}, Asia/Shanghai)")
     given = [k for k in set(DETAIL_OF.values()) if data.get(k) is not None]
     wanted = DETAIL_OF.get(kind) if kind else None
     for extra in sorted(set(given) - {wanted}):

@@ -1,7 +1,9 @@
 """Partial profile updates: UpsertEnterprise's `update_mask` (Google AIP-134 style).
 
 Paths are relative to the profile: a field name of PROFILE_FIELDS, or `facts.<key>` for
-one fact (fact keys hold dots themselves; everything after `facts.` is the key). A named
+one fact (fact keys hold dots themselves; everything after `facts.` is the key), a key
+of the fact-key registry: an unknown or misspelt key would otherwise name nothing and
+change nothing, and a retired one is refused naming its replacements. A named
 field the request leaves empty is cleared; a named fact the request does not send is
 removed. `*` alone means the whole profile (replacement). Pure: it works on the JSON
 shape that `parse_profile` validates.
@@ -12,8 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from services.common.values import preview
+
 from .errors import FieldViolation, ValidationError
-from .profile import PROFILE_FIELDS
+from .facts import FactRegistry
+from .profile import MAX_HINTS, PROFILE_FIELDS
 
 KEY = "enterprise_id"  # names the firm: in a mask it changes nothing
 RECORDS = ("accidents", "penalties", "hazards")  # only grow: merged, never replaced
@@ -21,8 +26,9 @@ FACT = "facts."
 MAX_PATHS = 200
 
 
-def check_paths(paths: Sequence[str]) -> list[str] | None:
-    """The validated paths; None when they mean replacement (none at all, or `*`)."""
+def check_paths(paths: Sequence[str], facts: FactRegistry) -> list[str] | None:
+    """The validated paths; None when they mean replacement (none at all, or `*`).
+    `facts`: the registry a `facts.<key>` path must name an active key of."""
     if not paths or list(paths) == ["*"]:
         return None
     if len(paths) > MAX_PATHS:
@@ -30,24 +36,47 @@ def check_paths(paths: Sequence[str]) -> list[str] | None:
             [FieldViolation("update_mask.paths", f"at most {MAX_PATHS} paths, got {len(paths)}")]
         )
     problems = []
+    hints = MAX_HINTS  # the nearest-key hint costs a string comparison with every key
     if "*" in paths:
         problems.append(FieldViolation("update_mask.paths", "'*' must be the only path"))
     for i, path in enumerate(paths):
         if path == "*" or path in PROFILE_FIELDS:
             continue
-        if path.startswith(FACT) and len(path) > len(FACT):
+        key = path.removeprefix(FACT)
+        if path.startswith(FACT) and key in facts:
+            continue
+        if path.startswith(FACT) and key:
+            known = key in facts.retired
+            why = _fact_problem(key, facts) if known or hints > 0 else "unknown fact key"
+            hints -= 0 if known else 1
+            problems.append(FieldViolation(f"update_mask.paths[{i}]", f"{preview(path)}: {why}"))
             continue
         hint = (
-            f"paths are relative to the profile: write {path.removeprefix('profile.')[:48]!r}"
+            f"paths are relative to the profile: write {preview(path.removeprefix('profile.'))}"
             if path.startswith("profile.")
             else "a field of EnterpriseProfile ("
             + ", ".join(sorted(PROFILE_FIELDS - {KEY}))
             + ") or facts.<key>"
         )
-        problems.append(FieldViolation(f"update_mask.paths[{i}]", f"{path[:48]!r}: {hint}"))
+        problems.append(FieldViolation(f"update_mask.paths[{i}]", f"{preview(path)}: {hint}"))
     if problems:
         raise ValidationError(problems)
     return list(paths)
+
+
+def _fact_problem(key: str, facts: FactRegistry) -> str:
+    """Why `facts.<key>` names no fact: retired, or unknown with the nearest keys. A key
+    that differs from a registry key only in its underscores is what the proto3 JSON
+    mapping makes of a camelCase path (`…Monitored24h` → `…monitored24h`): say how an
+    HTTP caller names it instead."""
+    squeezed = key.replace("_", "")
+    meant = next((k for k in facts if k.replace("_", "") == squeezed), None)
+    if meant is None or key in facts.retired:
+        return facts.unknown_key_problem(key)
+    return (
+        f"unknown fact key; did you mean {meant}? Over HTTP/JSON send updateMask as a list "
+        f'of paths (["facts.{meant}"]): the camelCase string form cannot spell every key'
+    )
 
 
 def apply_mask(

@@ -202,7 +202,7 @@ def upsert_enterprise(
 
     Without a mask the sent profile replaces the stored one (the records only grow);
     with one, only the named fields change (domain/masks.py)."""
-    paths = masks.check_paths(update_mask)
+    paths = masks.check_paths(update_mask, ctx.fact_types)
     if paths is not None:
         return _update_masked(uow, ctx, data, as_of_text, paths)
     profile = parse_input_profile(ctx, data, "profile.")
@@ -563,7 +563,7 @@ def parse_reported(ctx: RulesContext, data: Mapping[str, Any]) -> tuple[events.E
         profile, violations = canonical_region(ctx, data["profile"], "event.profile.")
         data = {**data, "profile": profile}
     try:
-        event = events.parse_event(data, ctx.fact_types)
+        event = events.parse_event(data, ctx.fact_types, ctx.today())
     except ValidationError as exc:
         raise ValidationError(exc.violations + violations) from None
     if violations:

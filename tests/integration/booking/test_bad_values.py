@@ -172,3 +172,34 @@ def test_free_text_may_break_lines_but_holds_no_other_control_character(pair: Pa
     with pytest.raises(grpc.RpcError) as info:
         pair.booking.CreateOrder(request, timeout=10)
     assert_small_refusal(info.value, "note")
+
+
+def test_an_expert_sent_without_max_visits_per_day_takes_the_documented_two(pair: Pair) -> None:
+    """proto3 sends an unset int32 as 0: the documented default (2), not a refusal."""
+    expert = bpb.Expert(expert_id="E-DEF", name="默认专家", domains=["gas"], active=True)
+    answer = pair.booking.UpsertExpert(bpb.UpsertExpertRequest(expert=expert), timeout=10)
+    assert answer.max_visits_per_day == 2
+    listed = pair.booking.ListExperts(bpb.ListExpertsRequest(), timeout=10)
+    assert [e.max_visits_per_day for e in listed.experts if e.expert_id == "E-DEF"] == [2]
+    expert.max_visits_per_day = 3
+    with pytest.raises(grpc.RpcError) as info:
+        pair.booking.UpsertExpert(bpb.UpsertExpertRequest(expert=expert), timeout=10)
+    assert_small_refusal(info.value, "expert.max_visits_per_day")
+
+
+BAD_EXPERT_IDS = (" E-01 ", "E-01 ", "E-01\u200b", "E 01", "专家01", "-E01", "E" * 65, "")
+
+
+def test_expert_ids_are_taken_as_sent_and_keep_to_their_alphabet(pair: Pair) -> None:
+    """' E-01 ' was trimmed and overwrote E-01; a zero-width space made a look-alike."""
+    pair.expert("E-01", ["gas"], ["稠城街道"])
+    for expert_id in BAD_EXPERT_IDS:
+        expert = bpb.Expert(expert_id=expert_id, name="冒名专家", domains=["fire_crowded"])
+        with pytest.raises(grpc.RpcError) as info:
+            pair.booking.UpsertExpert(bpb.UpsertExpertRequest(expert=expert), timeout=10)
+        assert_small_refusal(info.value, "expert.expert_id")
+        assert "字母" in refusal(info.value)[1][0].description
+    listed = pair.booking.ListExperts(bpb.ListExpertsRequest(), timeout=10)
+    assert [(e.expert_id, e.name, list(e.domains)) for e in listed.experts] == [
+        ("E-01", "专家E-01", ["gas"])
+    ]

@@ -155,3 +155,27 @@ def test_staff_set_and_clear_the_sign_in_mobile_from_the_command_line(
     assert main(["sign-in-phone", "--enterprise", firm, "--clear", *common]) == 0
     with SqlUnitOfWork(pair.booking_engine) as uow:
         assert uow.register.firm(firm).sign_in_phone == ""
+
+
+def test_a_restarted_demo_prints_the_codes_it_printed_before(
+    sqlite_pair: Pair, tmp_path: Path
+) -> None:
+    """`booking demo` issued every example firm a new code at each start, so the posters
+    of the last run answered 403 (review finding 15): it keeps each firm's current code,
+    issuing one only to a firm that has none."""
+    from dataclasses import replace
+
+    from services.booking.entrypoints.cli import demo_codes
+
+    pair = sqlite_pair
+    firms = (pair.register_firm(51), pair.register_firm(52))
+    ctx = replace(pair.ctx, public_url=PUBLIC)
+    first = demo_codes(pair.booking_engine, ctx, firms, tmp_path)
+    poster = (tmp_path / f"poster-{firms[0]}.svg").read_text(encoding="utf-8")
+    again = demo_codes(pair.booking_engine, ctx, firms, tmp_path)
+    assert again == first and all(PUBLIC + "/q/" in line for line in first)
+    assert (tmp_path / f"poster-{firms[0]}.svg").read_text(encoding="utf-8") == poster
+    for firm, line in zip(firms, first, strict=True):
+        token = line.split("/q/")[1].split()[0]
+        with SqlUnitOfWork(pair.booking_engine) as uow:
+            assert firm_for_token(uow, pair.ctx, token).enterprise_id == firm  # not revoked

@@ -35,7 +35,7 @@ from services.common.auth import TokenStore
 from services.common.context import Principal
 from services.common.http_server import start_http
 from tests.booking_env import Pair
-from tests.e2e.test_staff_pages import PASSWORD, Staff, dispatched, proof_waiting
+from tests.e2e.test_staff_pages import PASSWORD, Staff, dispatched, proof_waiting, ticket
 from tests.integration.booking.test_staff_accounts import add
 
 SUP_TOKEN = "staff-dashboard-token-0123456789"
@@ -160,6 +160,45 @@ def test_control_characters_are_refused_next_to_the_field(web: Web) -> None:
     assert answer.status_code == 401
     assert refused_text() in answer.text
     assert web.count(staff_accounts) == 2
+
+
+def test_a_recheck_note_as_long_as_the_page_allows_reaches_the_field_check(web: Web) -> None:
+    """A urlencoded Chinese character is 9 bytes as Starlette counts them: a note of about
+    910 characters (maxlength 1000) hit the form's 8 KB part limit and got a bare 400 page,
+    the note lost (review finding 9)."""
+    pair = web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    waiting = proof_waiting(pair, 31, "稠城街道", "本辖区")
+    web.user("wangfang", "inspector", region="稠城街道")
+    c, tok = web.signed_in("wangfang")
+    form = {"csrf": tok, "result": "fail", "note": "隐" * 1001, "new_due_on": "2026-07-01"}
+    answer = c.post(f"/staff/tickets/{waiting}", data=form)
+    assert answer.status_code == 400
+    assert messages.PROOF_TOO_LONG.format(n=1000) in answer.text  # next to the field
+    assert "隐" * 1001 in answer.text  # the text kept in the textarea
+    form["note"] = "隐" * 999 + "😀"  # 1,000 characters, the last 12 bytes encoded
+    assert c.post(f"/staff/tickets/{waiting}", data=form).status_code == 303
+    assert "隐" * 999 + "😀" in ticket(pair, waiting).history[-1].reason
+
+
+def test_every_staff_and_phone_form_takes_its_longest_field_in_chinese(sqlite_web: Web) -> None:
+    """The order note (500), the password (256) and the sign-in return path are sized the
+    same way: the field's own check answers, not the form parser."""
+    web = sqlite_web
+    pair = web.pair
+    firm = pair.register_firm(41, industry="light_industry", high_risk_domains=["dust_explosion"])
+    token = pair.issue(firm).token
+    c = web.client()
+    page = c.get(f"/q/{token}/order")
+    assert page.status_code == 200, page.text[:300]
+    answer = c.post(
+        f"/q/{token}/order",
+        data={"idempotency_key": "k-long", "contact_name": "郑", "note": "隐" * 501},
+    )
+    assert answer.status_code == 400, answer.text[:300]
+    assert messages.NOTE_TOO_LONG.format(n=500) in answer.text
+    answer = login(web.client(), "wangfang", "密" * 256)
+    assert answer.status_code == 401 and refused_text() in answer.text
 
 
 # -- 3. the dashboard of a region-limited inspector token ----------------------------------

@@ -1012,3 +1012,40 @@ def test_a_resent_profile_cannot_close_a_hazard_or_erase_a_late_closure(
     after = upsert(register_stub, forged)  # the same on-time claim, after the late closure
     assert "late_rectification" in [b.code for b in after.decision.whitelist_blockers]
     assert after.decision.status != pb.STATUS_WHITELIST
+
+
+def test_an_event_dated_after_today_is_refused_and_the_white_list_keeps_the_firm(
+    register_stub: RulesServiceStub, clock: Clock
+) -> None:
+    """A 2199 accident was OK and revoked the white-list entry today, while the decision
+    ignored it as not yet happened (review finding 13). A day of clock skew is allowed."""
+    upsert(register_stub, profile(1))
+    assert uscc(1) in listed(register_stub)
+    for day in ("2199-06-01", "2026-07-02"):  # clock.today is 2026-06-30
+        with pytest.raises(grpc.RpcError) as info:
+            report(register_stub, accident(1, f"acc-{day}", occurred_on=day))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "after today (2026-06-30" in violations(info.value)["event.occurred_on"]
+    assert uscc(1) in listed(register_stub)
+    assert status_of(register_stub, 1).decision.status == pb.STATUS_WHITELIST
+    skewed = report(register_stub, event(1, "c-skew", pb.EVENT_KIND_COMPLAINT, "2026-07-01",
+                                         complaint=pb.ComplaintDetail(text="噪音")))  # fmt: skip
+    assert not skewed.duplicate
+
+
+def test_decisions_as_of_late_2199_stay_within_the_documented_dates(
+    register_stub: RulesServiceStub,
+) -> None:
+    """valid_until was 2200-12-31 for as_of 2199-12-31: it is held to 2199-12-31."""
+    white = upsert(register_stub, profile(1), as_of="2199-12-31")
+    assert (white.decision.status, white.decision.valid_until) == (
+        pb.STATUS_WHITELIST,
+        "2199-12-31",
+    )
+    routine = upsert(register_stub, profile(2, employees=500), as_of="2199-06-30")
+    assert routine.decision.valid_until == "2199-12-31"
+    answer = register_stub.Evaluate(
+        pb.EvaluateRequest(profile=profile_from_json(profile(3)), as_of="2198-12-31"),
+        timeout=10,
+    )
+    assert answer.valid_until == "2199-12-31"

@@ -312,3 +312,38 @@ def test_every_served_route_is_in_the_openapi_document_and_vice_versa(
         assert {p.rsplit("/", 1)[1] for p, _ in documented if p.startswith("/v1/rules/")} == unary
         served_doc = httpx.get(f"{running.http}/v1/openapi.json", timeout=30)
         assert served_doc.status_code == 200 and served_doc.json() == document
+
+
+def test_update_mask_over_http_names_any_fact_key_as_a_list_and_never_ignores_one(
+    served: Running,
+) -> None:
+    """The proto3 JSON string form cannot spell metallurgy.co_alarm_not_monitored_24h:
+    `coAlarmNotMonitored24h` maps back to `…monitored24h`, which was OK and silently changed
+    nothing (review finding 5). A list of paths names it; the string form is refused."""
+    key = "metallurgy.co_alarm_not_monitored_24h"
+    data = _json(profile_from_json(profile(1, facts={key: True, "gen.training_missing": True})))
+    first = post(served.http, "UpsertEnterprise", {"profile": data}, headers=bearer("writer"))
+    assert first.status_code == 200, first.text
+    sent = {"enterpriseId": uscc(1), "facts": {key: False, "gen.training_missing": False}}
+
+    camel = {"profile": sent, "updateMask": "facts.metallurgy.coAlarmNotMonitored24h"}
+    answer = post(served.http, "UpsertEnterprise", camel, headers=bearer("writer"))
+    assert answer.status_code == 400, answer.text
+    [detail] = _status(answer)["details"]  # type: ignore[misc]
+    [violation] = detail["fieldViolations"]
+    assert violation["field"] == "update_mask.paths[0]"
+    assert key in violation["description"] and "list" in violation["description"]
+
+    listed = {"profile": sent, "updateMask": [f"facts.{key}"]}
+    answer = post(served.http, "UpsertEnterprise", listed, headers=bearer("writer"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["profile"]["facts"] == {key: False, "gen.training_missing": True}
+
+    string = {"profile": sent, "updateMask": "facts.gen.trainingMissing"}  # camelCase works
+    answer = post(served.http, "UpsertEnterprise", string, headers=bearer("writer"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["profile"]["facts"] == {key: False, "gen.training_missing": False}
+
+    wrong = {"profile": sent, "updateMask": ["employees", 3]}
+    answer = post(served.http, "UpsertEnterprise", wrong, headers=bearer("writer"))
+    assert answer.status_code == 400 and "updateMask" in _status(answer)["message"]  # type: ignore[operator]

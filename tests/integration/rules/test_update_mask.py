@@ -157,4 +157,36 @@ def test_a_retired_fact_kept_on_record_does_not_refuse_a_masked_update(
         {"enterprise_id": uscc(1), "facts": {"gm.contractor_unmanaged": True}},
         "facts.gm.contractor_unmanaged",
     )
-    assert "retired" in violations(error)['profile.facts["gm.contractor_unmanaged"]']
+    assert "retired" in violations(error)["update_mask.paths[0]"]
+
+
+CO_ALARM = "metallurgy.co_alarm_not_monitored_24h"
+
+
+@pytest.mark.parametrize(
+    "path, says",
+    [
+        ("facts.metallurgy.co_alarm_not_monitored24h", CO_ALARM),  # a typo: the nearest key
+        ("facts.no.such_key", "unknown fact key"),
+        ("facts.gm.contractor_unmanaged", "retired fact key; use"),  # with its replacements
+        ("facts." + "x" * 5000, "'facts.xxxxxxxx"),  # quoted by its short prefix only
+    ],
+    ids=["misspelt", "unknown", "retired", "huge"],
+)
+def test_a_fact_path_naming_no_registry_key_is_refused_and_nothing_changes(
+    register_stub: RulesServiceStub, path: str, says: str
+) -> None:
+    """It was OK and changed nothing: the sent fact silently ignored (review finding 5)."""
+    before = upsert(register_stub, profile(1, facts={CO_ALARM: True}))
+    sent = {"enterprise_id": uscc(1), "facts": {CO_ALARM: False}}
+    error = refused(register_stub, sent, "employees", path)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    problem = violations(error)["update_mask.paths[1]"]
+    assert says in problem and "x" * 40 not in problem and len(problem) < 400, problem
+    after = register_stub.GetEnterpriseStatus(
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10
+    )
+    assert after.decision.decision_id == before.decision.decision_id
+    assert facts_to_dict(after.profile.facts) == {CO_ALARM: True}
+    applied = masked(register_stub, sent, "facts." + CO_ALARM)  # the registry's spelling
+    assert facts_to_dict(applied.profile.facts) == {CO_ALARM: False}

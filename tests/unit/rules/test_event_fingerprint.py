@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from services.rules.domain.events import fingerprint, parse_event
@@ -18,7 +19,7 @@ def _profile_event(**fields: Any) -> str:
         "occurred_on": "2026-06-30",
         "profile": profile(1, **fields),
     }
-    return fingerprint(parse_event(data, FACTS))
+    return fingerprint(parse_event(data, FACTS, date(2026, 6, 30)))
 
 
 def test_a_false_or_zero_observation_differs_from_none() -> None:

@@ -29,6 +29,7 @@ from services.booking.entrypoints.web.firm_session import (
     sign_in_redirect,
     signed_in_firm,
 )
+from services.booking.entrypoints.web.middleware import form_part_limit
 from services.booking.entrypoints.web.pages import Pages
 from services.booking.service_layer import self_check, sign_in
 from services.common.errors import PermissionDenied, RateLimited, ValidationError
@@ -53,7 +54,9 @@ class FirmPages:
         ]
 
     async def _form(self, request: Request) -> dict[str, str]:
-        async with request.form(max_files=0, max_fields=200, max_part_size=MAX_FIELD) as form:
+        async with request.form(
+            max_files=0, max_fields=200, max_part_size=form_part_limit(MAX_NEXT)
+        ) as form:
             return {k: str(v)[:MAX_FIELD] for k, v in form.items() if isinstance(v, str)}
 
     def _sign_in_page(

@@ -18,6 +18,21 @@ from services.common.auth import TokenStore
 from services.common.context import Principal
 
 FORM_BODY_LIMIT = 64 * 1024  # the order form is a few hundred bytes
+# Starlette counts a urlencoded field's bytes as sent, percent-encoded, name and value
+# together, against a form's max_part_size: a Chinese character is 9 bytes (%E9%9A%90),
+# a 4-byte one (an emoji) 12. Every form's part limit is form_part_limit of its longest
+# field, so a text the page's maxlength allows always reaches the field check (and a
+# text one over it comes back next to its field, kept), never a bare 400 page.
+BYTES_PER_CHARACTER = 12
+FIELD_NAME_ROOM = 256
+
+
+def form_part_limit(longest_field: int) -> int:
+    """max_part_size for a form whose longest field holds `longest_field` characters,
+    with room for a few characters more (the field's own check refuses those)."""
+    return (longest_field + 16) * BYTES_PER_CHARACTER + FIELD_NAME_ROOM
+
+
 UPLOAD_BODY_LIMIT = 6 * 1024 * 1024 + 64 * 1024  # one ≤ 5 MB photo, a note, multipart framing
 STAFF_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
 _UPLOAD_PATH = re.compile(r"^/q/[^/]+/tickets/[^/]+/?$")

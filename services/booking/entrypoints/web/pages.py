@@ -26,13 +26,17 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
-from services.booking.domain.orders import MAX_CLAUSE_REFS, bookable_slots
+from services.booking.domain.orders import MAX_CLAUSE_REFS, MAX_NOTE, bookable_slots
 from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
 from services.booking.entrypoints.web.firm_session import sign_in_redirect, signed_in_firm
-from services.booking.entrypoints.web.middleware import BodyTooLarge, staff_principal
+from services.booking.entrypoints.web.middleware import (
+    BodyTooLarge,
+    form_part_limit,
+    staff_principal,
+)
 from services.booking.service_layer import guidance, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.staff_sessions import Visitor
@@ -155,7 +159,9 @@ class Pages:
     async def order_submit(self, request: Request) -> Response:
         token = request.path_params["token"]
         card = await run_in_threadpool(self._firm, token)  # the token first, then the form
-        async with request.form(max_files=0, max_fields=100, max_part_size=16 * 1024) as form:
+        async with request.form(
+            max_files=0, max_fields=100, max_part_size=form_part_limit(MAX_NOTE)
+        ) as form:
             values: dict[str, Any] = {
                 # one more than allowed, so too many is a form error, not silently cut
                 "clause_refs": [

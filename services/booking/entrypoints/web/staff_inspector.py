@@ -14,6 +14,7 @@ from services.booking.domain import messages
 from services.booking.domain.findings import MAX_TEXT
 from services.booking.domain.staff import StaffAccount
 from services.booking.domain.tickets import TicketStatus
+from services.booking.entrypoints.web.middleware import form_part_limit
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
 from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
 from services.booking.service_layer import authz, staff_views, tickets
@@ -107,7 +108,9 @@ class InspectorPages(StaffBase):
     @staff_errors
     @form_signed_in
     async def recheck(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
-        async with request.form(max_files=0, max_fields=10, max_part_size=8 * 1024) as form:
+        async with request.form(
+            max_files=0, max_fields=10, max_part_size=form_part_limit(MAX_TEXT)
+        ) as form:
             if not self.csrf_ok(visitor, form):
                 return csrf_refused(self.render)
             result = str(form.get("result") or "")

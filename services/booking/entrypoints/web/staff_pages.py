@@ -37,12 +37,15 @@ from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
 from services.booking.domain.staff import (
     ADDRESS_THROTTLE,
+    CSRF_LENGTH,
     DASHBOARD_ROLES,
     LOCKOUT,
+    MAX_PASSWORD,
     ROLE_LABELS,
     Role,
     StaffAccount,
 )
+from services.booking.entrypoints.web.middleware import form_part_limit
 from services.booking.entrypoints.web.staff_auth import (
     COOKIE,
     LOGIN,
@@ -205,7 +208,9 @@ class SignInPages(StaffBase):
 
     async def login_submit(self, request: Request) -> Response:
         found = await self.visitor(request)
-        async with request.form(max_files=0, max_fields=10, max_part_size=4096) as form:
+        async with request.form(
+            max_files=0, max_fields=10, max_part_size=form_part_limit(MAX_PASSWORD)
+        ) as form:
             if not self.csrf_ok(found, form):
                 return csrf_refused(self.render)
             username = str(form.get("username") or "").strip()
@@ -244,7 +249,9 @@ class SignInPages(StaffBase):
             response = RedirectResponse(f"{LOGIN}?out=1", status_code=303)
             clear_session(response, self.secure(request))
             return response
-        async with request.form(max_files=0, max_fields=5, max_part_size=1024) as form:
+        async with request.form(
+            max_files=0, max_fields=5, max_part_size=form_part_limit(CSRF_LENGTH)
+        ) as form:
             if not self.csrf_ok(found, form):
                 return csrf_refused(self.render)
         assert found is not None
