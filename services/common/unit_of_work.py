@@ -10,7 +10,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.common.db import is_sqlite, session_factory
+from services.common.db import database_unavailable, is_sqlite, session_factory
 from services.common.errors import Conflict
 
 R = TypeVar("R")
@@ -101,6 +101,12 @@ class BaseUnitOfWork(Generic[R]):
         session = self.session
         pending = len(session.new) + len(session.dirty) + len(session.deleted)
         return int(session.info.get(_FLUSHES, 0)) + pending
+
+    @staticmethod
+    def unavailable(exc: BaseException) -> bool:
+        """Whether `exc` says the database cannot take work now (db.database_unavailable):
+        trying the same work again at once would only wait again."""
+        return database_unavailable(exc)
 
     def flush(self) -> None:
         """Write what was added so far (inside the transaction): rows that later reads or

@@ -124,11 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--all", action="store_true", required=True, help="every stored firm")
     again.add_argument("--as-of", type=_day_arg, default="", help="evaluation date (default today)")
     again.add_argument(
-        "--batch-size", type=_count_arg(1), default=200, help="firms per transaction"
+        "--batch-size", type=_number_arg(1), default=200, help="firms per transaction"
     )
     again.add_argument(
         "--processes",
-        type=_count_arg(0),
+        type=_number_arg(0),
         default=1,
         help="processes, each re-evaluating its own range of firm ids (0: one per core; "
         "worth it with spare cores beside the database server: on a 2-core machine that "
@@ -172,7 +172,7 @@ def _event_group_flags(parser: argparse.ArgumentParser) -> None:
         event_groups.DEFAULT_MAX_SIZE,
         "ReportEvent group commit: at most this many events that arrive together share "
         "one transaction, each answered after its commit; 1: every event on its own",
-        type=int,
+        type=_number_arg(1, 1000),
     )
     env_flag(
         parser,
@@ -180,8 +180,8 @@ def _event_group_flags(parser: argparse.ArgumentParser) -> None:
         "RULES_EVENT_GROUP_WAIT_MS",
         event_groups.DEFAULT_MAX_WAIT * 1000,
         "milliseconds a group's first event waits for more while the group is not full "
-        "(0: a group is what is queued when it starts)",
-        type=float,
+        "(0: a group is what is queued when it starts; at most 1000)",
+        type=_number_arg(0, 1000, kind=float),
     )
 
     env_flag(
@@ -191,18 +191,15 @@ def _event_group_flags(parser: argparse.ArgumentParser) -> None:
         event_groups.DEFAULT_GROUPS,
         "ReportEvent groups applied at once, each in its own transaction (one overlaps "
         "the database's work with the next group's CPU)",
-        type=int,
+        type=_number_arg(1, 64),
     )
 
 
 def _group_limits(args: argparse.Namespace) -> event_groups.GroupLimits:
+    """The group commit's settings (their flags' types have checked them)."""
     size = int(getattr(args, "event_group_size", event_groups.DEFAULT_MAX_SIZE))
     wait = float(getattr(args, "event_group_wait_ms", event_groups.DEFAULT_MAX_WAIT * 1000))
     groups = int(getattr(args, "event_groups", event_groups.DEFAULT_GROUPS))
-    if size < 1 or wait < 0 or groups < 1:
-        raise SystemExit(
-            "--event-group-size and --event-groups must be at least 1, --event-group-wait-ms >= 0"
-        )
     return event_groups.GroupLimits(size, wait / 1000, groups)
 
 
@@ -233,16 +230,19 @@ def _day_arg(text: str) -> str:
     return text
 
 
-def _count_arg(low: int) -> Any:
-    """A whole number of at least `low`, for argparse."""
+def _number_arg(low: float, high: float | None = None, *, kind: type = int) -> Any:
+    """For argparse: a number of `kind` (int: whole) from `low` to `high` (None: no top);
+    nan and infinity are never one."""
+    words = "a whole number" if kind is int else "a number"
+    limits = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be a whole number of at least {low}")
+            value = kind(text)
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or not low <= value <= (high if high is not None else value):
+            raise argparse.ArgumentTypeError(f"must be {words} {limits}")
         return value
 
     return parse

@@ -15,9 +15,11 @@ fewer are queued), applies and commits them, answers each, and hands the lead to
 first caller still queued (who arrived while the group ran). A leader is an ordinary call
 thread, so SIGTERM's drain (services/common/server.py) waits for it like any call.
 
-Deadlines. A group's database work is bounded by the soonest deadline among its callers
-(the watchdog of services/common/db.py cuts the connection then): a stalled database
-fails the group with UNAVAILABLE or DEADLINE_EXCEEDED, as it would fail each call alone.
+Deadlines. A group's database work is bounded by the latest deadline among its callers
+(none when one has none: then by the database's own timeouts; the watchdog of
+services/common/db.py cuts the connection then), so one caller's short deadline never
+fails the others: a stalled database fails the whole group at once with UNAVAILABLE or
+DEADLINE_EXCEEDED, without trying its events again one by one.
 A caller still queued when its deadline passes leaves the queue unapplied
 (DEADLINE_EXCEEDED); one whose group is running when it passes gets DEADLINE_EXCEEDED
 too, and its event may still commit (a retry of the same event_id is then a replay).
@@ -152,20 +154,9 @@ class EventGroups:
     def _lead(self) -> None:
         """Take a group from the queue (this caller first), apply it, answer every caller
         in it, and hand the lead on."""
-        limits = self.limits
-        with self._cond:
-            # wait for more only while calls come together (another group runs, or the
-            # last one held more than one): a lone call is not delayed
-            busy = self._leaders > 1 or self._last_size > 1
-            if limits.max_wait > 0 and busy and len(self._queue) < limits.max_size:
-                self._cond.wait_for(
-                    lambda: len(self._queue) >= limits.max_size, timeout=limits.max_wait
-                )
-            size = min(limits.max_size, len(self._queue))
-            group = [self._queue.popleft() for _ in range(size)]
-            if group:
-                self._last_size = size
+        group: list[_Caller] = []
         try:
+            group = self._take()
             self._apply(group)
         except BaseException as exc:  # the group's own machinery: nobody is left waiting
             for caller in group:
@@ -184,6 +175,23 @@ class EventGroups:
                 else:
                     self._leaders -= 1
 
+    def _take(self) -> list[_Caller]:
+        """The next group off the queue (this leader's own call first)."""
+        limits = self.limits
+        with self._cond:
+            # wait for more only while calls come together (another group runs, or the
+            # last one held more than one): a lone call is not delayed
+            busy = self._leaders > 1 or self._last_size > 1
+            if limits.max_wait > 0 and busy and len(self._queue) < limits.max_size:
+                self._cond.wait_for(
+                    lambda: len(self._queue) >= limits.max_size, timeout=limits.max_wait
+                )
+            size = min(limits.max_size, len(self._queue))
+            group = [self._queue.popleft() for _ in range(size)]
+            if group:
+                self._last_size = size
+        return group
+
     def _apply(self, group: list[_Caller]) -> None:
         now = time.monotonic()
         live = []
@@ -197,9 +205,12 @@ class EventGroups:
         if len(live) == 1:  # alone: its own transaction, as without grouping
             live[0].answer = _alone(self._new_uow, self._ctx, live[0])
             return
+        # bounded by the most patient caller (none: the database's own timeouts): a short
+        # deadline must not fail the others; its own caller stops waiting at it
         deadlines = [c.deadline - now for c in live if c.deadline is not None]
+        bound = max(deadlines) if len(deadlines) == len(live) else None
         try:
-            with deadline_in(min(deadlines) if deadlines else None):
+            with deadline_in(bound):
                 results = apply_group(
                     self._new_uow,
                     self._ctx,

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from services.common.clock import new_id, now
-from services.common.errors import Conflict, retry_on_conflict
+from services.common.errors import Conflict, DeadlineExceeded, retry_on_conflict
 from services.common.instants import as_utc, rfc3339
 from services.common.paging import decode_token, one_page, page_size
 from services.common.regions import region_filter
@@ -601,7 +601,8 @@ def apply_group(
     way, or after it wrote (a copy of its event_id committed first by another process),
     the group's transaction is rolled back and every event of it is applied again alone,
     each in its own transaction (`apply_reported`). No savepoints: they would cost two
-    round trips an event for a case the rules make rare.
+    round trips an event for a case the rules make rare. A database that cannot take the
+    work (down, stalled past a timeout, the deadline) fails the whole group at once.
 
     Raises what fails the commit itself: then no event of the group is applied, and
     every caller must be told so."""
@@ -646,7 +647,9 @@ def _together(
                     return None
                 results.append(exc)
                 continue
-            except Exception:
+            except Exception as exc:
+                if uow.unavailable(exc) or isinstance(exc, DeadlineExceeded):
+                    raise  # the database itself: each event alone would only wait again
                 return None
             recorded.add(key)  # a copy later in the group is a replay of this one
             results.append(view)
@@ -742,7 +745,10 @@ def _apply(
             if outcome.revokes
             else None
         )
-        caused = decide_and_store(uow, ctx, firm, outcome.profile, ctx.today(), cause, revoke)
+        # the register moves forward only: a firm decided ahead is decided for that day
+        current = uow.register.decision_day(firm.decision_id)
+        as_of = max(ctx.today(), current) if current is not None else ctx.today()
+        caused = decide_and_store(uow, ctx, firm, outcome.profile, as_of, cause, revoke)
         record.decision_id = caused.id
     else:
         record.decision_id = firm.decision_id  # a complaint leaves the decision standing

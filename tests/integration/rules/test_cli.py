@@ -100,6 +100,10 @@ def test_bad_reevaluate_and_evaluate_options_are_one_line_errors(tmp_path: Path)
         ("reevaluate", "--all", "--db", db, "--batch-size", "0"),
         ("reevaluate", "--all", "--db", db, "--batch-size", "-5"),
         ("reevaluate", "--all", "--db", db, "--processes", "-1"),
+        # review 20, F4: an infinite wait killed ReportEvent at the first busy group
+        ("serve", "--dev", "--db", db, "--event-group-wait-ms", "inf"),
+        ("serve", "--dev", "--db", db, "--event-group-wait-ms", "1e12"),
+        ("serve", "--dev", "--db", db, "--event-group-size", "0"),
         ("evaluate", str(write_jsonl(tmp_path / "p.jsonl", [profile(1)])), "--as-of", "yesterday"),
     ):
         result = run_cli(*bad)

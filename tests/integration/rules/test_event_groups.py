@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -17,12 +18,13 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.json_format import MessageToDict
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.common.audit import verify
-from services.common.context import Principal, bind
+from services.common.context import Principal, bind, deadline_in
+from services.common.db import DbTimeouts, make_engine
 from services.rules.adapters.orm import audit_head, audit_log, events
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import event_to_dict
@@ -245,3 +247,97 @@ def test_each_event_of_a_group_is_audited_as_its_own_callers(
             )
             found = set(conn.execute(query).scalars()) - {"anonymous"}  # the upserts
             assert found == {caller}, chain
+
+
+class _Held:
+    """The register's write lock (SQLite) or `table` (PostgreSQL) held from another
+    connection for `seconds`."""
+
+    def __init__(self, engine: Engine, table: str, seconds: float) -> None:
+        self.engine, self.table, self.seconds = engine, table, seconds
+        self.held = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> _Held:
+        self.thread.start()
+        assert self.held.wait(10)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.thread.join(60)
+
+    def _run(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            raw = sqlite3.connect(str(self.engine.url.database), isolation_level=None)
+            raw.execute("BEGIN IMMEDIATE")
+            self.held.set()
+            time.sleep(self.seconds)
+            raw.execute("ROLLBACK")
+            raw.close()
+            return
+        other = make_engine(self.engine.url.render_as_string(hide_password=False))
+        with other.connect() as conn:
+            conn.execute(text(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE"))
+            self.held.set()
+            time.sleep(self.seconds)
+            conn.rollback()
+        other.dispose()
+
+
+def test_one_callers_short_deadline_does_not_fail_the_others_of_its_group(
+    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any
+) -> None:
+    """Review 20, F3: the group's work was bounded by its soonest deadline, so a patient
+    caller failed with the impatient one while the database was briefly locked."""
+    _register(one_by_one)
+    sent = [_as(GROUPED, e) for e in (complaint(1, "d1"), accident(2, "d2"))]
+    groups = _groups(db_engine, rulebook, len(sent))
+    groups._last_size = 2  # calls have been coming together: its leader waits for more
+    answers: dict[int, Any] = {}
+
+    def call(n: int, seconds: float) -> None:
+        try:
+            with deadline_in(seconds):
+                answers[n] = groups.report(event_to_dict(sent[n]), "x")
+        except Exception as exc:
+            answers[n] = exc
+
+    with _Held(db_engine, "firms", 1.5):
+        threads = [threading.Thread(target=call, args=a) for a in ((0, 0.5), (1, 30.0))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    # the impatient caller led the group: over gRPC its client stops waiting at its
+    # deadline, and its event may still commit (a resent event_id is then a replay)
+    assert not isinstance(answers[1], Exception), answers[1]
+    assert "-d2" in [e["event_id"] for e in _events(db_engine, GROUPED)]
+
+
+def test_a_stalled_database_fails_the_group_at_once_not_event_by_event(
+    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any, monkeypatch: Any
+) -> None:
+    """Review 20, F2: a statement timeout inside the group sent every event of it back to
+    its own transaction, one after another, each waiting out the stall again."""
+    if db_engine.dialect.name == "sqlite":
+        pytest.skip("a table lock that lets the group's first reads through is PostgreSQL's")
+    _register(one_by_one)
+    alone: list[Any] = []
+    real = register_handlers.apply_reported
+    monkeypatch.setattr(
+        register_handlers, "apply_reported", lambda *a, **k: alone.append(a) or real(*a, **k)
+    )
+    url = db_engine.url.render_as_string(hide_password=False)
+    stalled = make_engine(url, timeouts=DbTimeouts(statement=1.0))
+    sent = [_as(GROUPED, complaint(1 + n % FIRMS, f"st{n}")) for n in range(4)]
+    groups = EventGroups(
+        lambda: UnitOfWork(stalled),
+        grpc_server.context_from(rulebook, Clock()),
+        GroupLimits(len(sent), max_wait=30.0, groups=1),
+    )
+    with _Held(db_engine, "decisions", 8):
+        answers = _together(groups, sent)
+    stalled.dispose()
+    assert all(isinstance(a, Exception) and UnitOfWork.unavailable(a) for a in answers), answers
+    assert alone == []  # no event was tried again on its own
+    assert _events(db_engine, GROUPED) == []

@@ -25,6 +25,7 @@ from services.rules.entrypoints.grpc_server import context_from
 from services.rules.service_layer.reevaluation import reevaluate_all
 from services.rules.service_layer.unit_of_work import UnitOfWork
 from tests.integration.conftest import decisions, upsert
+from tests.integration.rules.test_events import accident
 from tests.support import ROOT, profile, uscc
 
 
@@ -293,3 +294,15 @@ def test_the_register_never_goes_back_in_time(register_stub, db_engine, rulebook
     assert after.decision.decision_id == ahead.decision.decision_id
     assert after.whitelist_entry == ahead.whitelist_entry
     assert _decisions(db_engine) == 3  # three upserts and none from the run
+
+
+def test_an_event_decides_a_firm_decided_ahead_for_that_day(register_stub, db_engine) -> None:  # type: ignore[no-untyped-def]
+    """Review 20, F1: an event decided as of today even for a firm decided for a later
+    day, moving its decision back; a later upsert then slipped past the guard."""
+    ahead = upsert(register_stub, profile(1), as_of="2026-09-30")  # the clock: 2026-06-30
+    assert ahead.decision.as_of == "2026-09-30"
+    after = register_stub.ReportEvent(pb.ReportEventRequest(event=accident(1, "ev-1")), timeout=10)
+    assert after.decision.as_of == "2026-09-30" and after.decision.status != pb.STATUS_WHITELIST
+    with pytest.raises(grpc.RpcError) as past:
+        upsert(register_stub, profile(1), as_of="2026-08-01")
+    assert past.value.code() is grpc.StatusCode.FAILED_PRECONDITION
