@@ -154,6 +154,12 @@ The unary rules RPCs are also served over HTTP/JSON (`serve --http HOST:PORT`):
 same `authorization: Bearer <token>` header; the answer is the response message in the
 same mapping, every field present. `EvaluateStream` and `WatchChanges` stream and are
 gRPC only. OpenAPI 3: [openapi.json](openapi.json) (also served at `/v1/openapi.json`).
+A request is checked as over gRPC: a control character in a text field is
+INVALID_ARGUMENT naming the field (in an `EvaluateBatch` item, that item's `error`). A
+body that is not the request in the mapping is INVALID_ARGUMENT too, its BadRequest
+naming the field as gRPC names it (`profile.employees`, `items[2].as_of`; an unknown
+field by the name sent), or `body` when no one field is wrong (not JSON, not an object,
+nested too deeply); the bad value is quoted by its first 32 characters at most.
 An error answers a `google.rpc.Status` as JSON (`{"code": 3, "message": "…", "details":
 [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": […]}]}`) with
 this HTTP status:

@@ -6,7 +6,11 @@
 
 calling the same servicer methods as the gRPC port, admitted by the same authenticator
 (`authorization: Bearer <token>`, the same scopes and the same per-caller rate limit),
-with gRPC status codes mapped to HTTP status here, in one place (HTTP_STATUS).
+refusing what the gRPC port's interceptor refuses (control characters in a text field:
+INVALID_ARGUMENT naming it, malformed.py), with gRPC status codes mapped to HTTP status
+here, in one place (HTTP_STATUS). A body protobuf cannot read is INVALID_ARGUMENT with a
+google.rpc.BadRequest naming the field (or `body`), quoting at most a short prefix of
+the bad value (values.preview).
 Streaming RPCs are not served: they need gRPC.
 
 A google.protobuf.FieldMask field of the request (UpsertEnterprise's `updateMask`) takes
@@ -22,12 +26,12 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import structlog
 from google.protobuf import json_format, message_factory
-from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2  # noqa: F401  (Any types for details)
 from grpc_status import rpc_status
@@ -39,7 +43,10 @@ from starlette.routing import Route
 
 from services.common.auth import AuthInterceptor
 from services.common.context import Principal, bind, call_scope, current_caller
-from services.common.grpc_errors import retry_later
+from services.common.errors import FieldViolation, ValidationError
+from services.common.grpc_errors import retry_later, status_proto
+from services.common.malformed import refuse_control_characters
+from services.common.values import PREVIEW_CHARS, preview
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # as the gRPC port's message limit
 _FIELD_MASK = "google.protobuf.FieldMask"
@@ -136,11 +143,15 @@ class GatewayContext:
 
 @dataclass(frozen=True)
 class Gateway:
-    """The routes of one service: the servicer, its descriptor and the authenticator."""
+    """The routes of one service: the servicer, its descriptor and the authenticator.
+    Each request is checked for control characters as the gRPC port checks it
+    (malformed.py), but for the methods of `items_checked`, whose servicer checks each
+    item and answers a bad one alone."""
 
     servicer: Any
     service: ServiceDescriptor
     auth: AuthInterceptor | None
+    items_checked: frozenset[str] = frozenset()
 
     def routes(self) -> list[Route]:
         prefix = route_prefix(self.service)
@@ -184,11 +195,14 @@ class Gateway:
             try:
                 self._admit(path, headers, peer)
                 message = _parse(body, request_class)
+                refuse_control_characters(message, path, self.items_checked)
                 answer = behaviour(message, context)
                 response: Response = JSONResponse(_to_json(answer))
                 code = grpc.StatusCode.OK
             except Aborted as exc:
                 response, code = _error(exc.status, exc.trailers)
+            except ValidationError as exc:  # the body, before any servicer ran
+                response, code = _error(status_proto(exc), [])
             except Exception:  # the servicer's own mapping missed it: never a traceback
                 _log.exception("unhandled error in HTTP gateway", method=path)
                 status = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
@@ -244,24 +258,32 @@ def _peer(request: Request) -> str:
 
 
 def _parse(body: bytes | None, request_class: type[Message]) -> Message:
-    """The request message from its proto3 JSON mapping (an empty body: all defaults)."""
+    """The request message from its proto3 JSON mapping (an empty body: all defaults), or
+    ValidationError naming what is wrong: the field where one can be named
+    (`profile.employees`, `items[2].as_of`), else `body`."""
     name = request_class.DESCRIPTOR.full_name
     if body is None:
-        _invalid(f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
+        _refuse("body", f"larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
     message = request_class()
     if not body or not body.strip():
         return message
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        _invalid(f"the body is not JSON: send a {name} in the proto3 JSON mapping")
+    except RecursionError:  # thousands of nested arrays: Python's JSON reader gives up
+        _refuse("body", f"nested too deeply: send a {name} in the proto3 JSON mapping")
+    except ValueError:  # UnicodeDecodeError included
+        _refuse("body", f"not JSON: send a {name} in the proto3 JSON mapping")
     if not isinstance(data, dict):
-        _invalid(f"the body must be a JSON object: a {name} in the proto3 JSON mapping")
+        _refuse("body", f"must be a JSON object: a {name} in the proto3 JSON mapping")
     data, masks = _mask_lists(data, request_class)
     try:
         json_format.ParseDict(data, message)
-    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        _invalid(f"the body is not a {name} in the proto3 JSON mapping: {str(exc)[:160]}")
+    except _PARSE_ERRORS:
+        # protobuf's own text quotes the bad value at length and names no field
+        found = _blame(data, request_class.DESCRIPTOR, "")
+        raise ValidationError(
+            [found or FieldViolation("body", f"not a {name} in the proto3 JSON mapping")]
+        ) from None
     for field, paths in masks.items():
         getattr(message, field).paths.extend(paths)
     return message
@@ -281,14 +303,131 @@ def _mask_lists(
             if not isinstance(value, list):
                 continue
             if not all(isinstance(path, str) for path in value):
-                _invalid(f"{field.json_name}: a list of paths holds strings only")
+                _refuse(field.name, "a list of paths holds strings only")
             lists[field.name] = value
             data = {k: v for k, v in data.items() if k != key}
     return data, lists
 
 
-def _invalid(message: str) -> None:
-    raise Aborted(status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message))
+_PARSE_ERRORS = (json_format.ParseError, ValueError, TypeError, RecursionError)
+
+
+def _refuse(field: str, description: str) -> NoReturn:
+    raise ValidationError([FieldViolation(field, description)])
+
+
+def _parses(message_class: type[Message], data: dict[str, Any]) -> bool:
+    try:
+        json_format.ParseDict(data, message_class())
+    except _PARSE_ERRORS:
+        return False
+    return True
+
+
+def _blame(data: dict[str, Any], descriptor: Any, prefix: str) -> FieldViolation | None:
+    """The first field of `data` (the JSON object of a `descriptor` message at `prefix`)
+    that protobuf refuses, parsed alone, named by its path in the request as gRPC's errors
+    name it, its value quoted by `preview`; None when every field parses alone (two
+    fields of one oneof, say). Runs only for a body protobuf refused."""
+    message_class = message_factory.GetMessageClass(descriptor)
+    by_json_name = {f.json_name: f for f in descriptor.fields}
+    for key, value in data.items():
+        field = by_json_name.get(key) or descriptor.fields_by_name.get(key)
+        if field is None:
+            shown = key if key.isidentifier() and len(key) <= PREVIEW_CHARS else preview(key)
+            return FieldViolation(prefix + shown, f"no such field in {descriptor.full_name}")
+        if not _parses(message_class, {key: value}):
+            path = prefix + field.name
+            return _blame_inside(message_class, field, key, value, path) or FieldViolation(
+                path, _wrong(field, value)
+            )
+    return None
+
+
+def _blame_inside(
+    message_class: type[Message], field: FieldDescriptor, key: str, value: Any, path: str
+) -> FieldViolation | None:
+    """The bad part of a refused map, list or message field, or None when it is the
+    field's value as a whole that is wrong."""
+    entry = field.message_type
+    if entry is not None and entry.GetOptions().map_entry:
+        if not isinstance(value, dict):
+            return None
+        value_field = entry.fields_by_name["value"]
+        for name, item in value.items():
+            if not _parses(message_class, {key: {name: item}}):
+                return _blame_one(value_field, item, f"{path}[{preview(name)}]")
+        return None
+    if field.is_repeated:
+        if not isinstance(value, list):
+            return None
+        for index, item in enumerate(value):
+            if not _parses(message_class, {key: [item]}):
+                return _blame_one(field, item, f"{path}[{index}]")
+        return None
+    if _plain_message(field) and isinstance(value, dict):
+        return _blame(value, field.message_type, path + ".")
+    return None
+
+
+def _blame_one(field: FieldDescriptor, value: Any, path: str) -> FieldViolation:
+    """One refused value of a map or list at `path`."""
+    if _plain_message(field) and isinstance(value, dict):
+        found = _blame(value, field.message_type, path + ".")
+        if found is not None:
+            return found
+    return FieldViolation(path, _wrong(field, value, one=True))
+
+
+def _plain_message(field: FieldDescriptor) -> bool:
+    """A field of one of the services' own message types (the well-known types have
+    JSON forms of their own: a FieldMask is a string, a Value any JSON)."""
+    kind = field.message_type
+    return kind is not None and not kind.full_name.startswith("google.protobuf.")
+
+
+_SCALARS = {
+    FieldDescriptor.TYPE_BOOL: "true or false",
+    FieldDescriptor.TYPE_STRING: "a string",
+    FieldDescriptor.TYPE_BYTES: "bytes in base64",
+    FieldDescriptor.TYPE_DOUBLE: "a number",
+    FieldDescriptor.TYPE_FLOAT: "a number",
+    FieldDescriptor.TYPE_INT32: "a whole number from -2147483648 to 2147483647",
+    FieldDescriptor.TYPE_SINT32: "a whole number from -2147483648 to 2147483647",
+    FieldDescriptor.TYPE_UINT32: "a whole number from 0 to 4294967295",
+}
+
+
+def _quoted(value: Any) -> str:
+    """A JSON value as an error quotes it: a string by `preview`, anything else as JSON
+    text (`5`, `null`, `["x"]`), by `preview` too when longer than it shows."""
+    if isinstance(value, str):
+        return preview(value)
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (ValueError, RecursionError):  # nested deeper than the writer goes
+        text = "[" if isinstance(value, list) else "{"
+    return text if len(text) <= PREVIEW_CHARS else preview(text)
+
+
+def _wrong(field: FieldDescriptor, value: Any, *, one: bool = False) -> str:
+    """Why protobuf refused `value` for `field` (`one`: an item of it), quoting at most
+    a short prefix of the value."""
+    shown = _quoted(value)
+    kind = field.message_type
+    if not one and kind is not None and kind.GetOptions().map_entry:
+        return f"{shown} is not a JSON object"
+    if not one and field.is_repeated:
+        return f"{shown} is not a JSON array"
+    if kind is not None:
+        if _plain_message(field) and isinstance(value, dict):
+            return f"not a {kind.full_name} in the proto3 JSON mapping"
+        if _plain_message(field):
+            return f"{shown} is not a JSON object"
+        return f"{shown} is not a {kind.full_name} in the proto3 JSON mapping"
+    if field.enum_type is not None:
+        return f"{shown} is not a value of {field.enum_type.full_name}"
+    return f"{shown} is not {_SCALARS.get(field.type, 'a whole number')}"
 
 
 def _to_json(message: Message) -> dict[str, Any]:

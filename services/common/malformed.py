@@ -3,16 +3,19 @@ handler runs: undecodable bytes (gRPC Python would answer INTERNAL), and control
 characters in any string field (U+0000–U+001F, U+007F; free-text fields may break lines).
 
 The interceptor swaps each method's request deserializer for one that returns a marker
-instead of raising; the handler wrapper then aborts with INVALID_ARGUMENT. A streamed
-request is checked for bytes only: its handler checks each message's text with
-`text_violations` and answers that message alone (EvaluateStream goes on).
+instead of raising; the handler wrapper then aborts with INVALID_ARGUMENT. The HTTP/JSON
+gateway (http_gateway.py) makes the same check, `refuse_control_characters`, on the
+message it parsed. Two kinds of method check each item's text themselves, with
+`text_violations`, and answer that item alone: a streamed one (its requests are checked
+for bytes only here; EvaluateStream goes on) and a unary one named in `items_checked`
+(EvaluateBatch: one bad item must not cost the batch's other decisions).
 """
 
 from __future__ import annotations
 
 import operator
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from typing import Any
 
 import grpc
@@ -22,10 +25,8 @@ from google.protobuf.message import Message
 from services.common.errors import FieldViolation, ValidationError
 from services.common.grpc_errors import abort_for
 from services.common.interceptors import HandlerInterceptor
-from services.common.values import control_problem, preview
+from services.common.values import MULTILINE_FIELDS, control_problem, preview
 
-# free text a person writes in a text area: line breaks allowed there, nowhere else
-MULTILINE_FIELDS = frozenset({"note", "description", "reason", "grounds", "basis", "text"})
 MAX_VIOLATIONS = 20
 
 
@@ -52,6 +53,15 @@ def text_violations(message: Message) -> list[FieldViolation]:
     found: list[FieldViolation] = []
     _walk(message, "", found)
     return found
+
+
+def refuse_control_characters(message: Message, method: str, items_checked: Set[str]) -> None:
+    """Raise ValidationError naming each string field of a unary request that holds a
+    control character, unless `method` (a full path, /pkg.Service/Method) is one of
+    `items_checked`, whose handler checks each item itself. The gRPC interceptor and the
+    HTTP/JSON gateway both call this, so both transports refuse alike."""
+    if method not in items_checked and (bad := text_violations(message)):
+        raise ValidationError(bad)
 
 
 # what a field holds, for the compiled walker
@@ -231,17 +241,27 @@ def _abort(context: grpc.ServicerContext) -> None:
 
 
 class MalformedRequestInterceptor(HandlerInterceptor):
+    """`items_checked`: the unary methods (full paths) whose handler checks the text of
+    each item of its request itself (`refuse_control_characters`)."""
+
+    def __init__(self, items_checked: Set[str] = frozenset()) -> None:
+        self.items_checked = frozenset(items_checked)
+
     def intercept(self, handler: Any, details: grpc.HandlerCallDetails) -> Any:
         safe = _safe(handler.request_deserializer)
         if handler.unary_unary or handler.unary_stream:
             kind = "unary_unary" if handler.unary_unary else "unary_stream"
             behaviour = getattr(handler, kind)
+            method, items_checked = details.method, self.items_checked
 
             def unary(request: Any, context: grpc.ServicerContext) -> Any:
                 if isinstance(request, Malformed):
                     _abort(context)
-                if isinstance(request, Message) and (bad := text_violations(request)):
-                    abort_for(ValidationError(bad), context)
+                if isinstance(request, Message):
+                    try:
+                        refuse_control_characters(request, method, items_checked)
+                    except ValidationError as exc:
+                        abort_for(exc, context)
                 return behaviour(request, context)
 
             return handler._replace(request_deserializer=safe, **{kind: unary})

@@ -252,11 +252,13 @@ def new_server(
     *,
     limits: Limits,
     db_free: Iterable[str] = (),
+    items_checked: Iterable[str] = (),
     interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, CallPools]:
     """A grpc.Server with message limits, keepalive, the admission and per-RPC logging
     interceptors, and its thread pools; `db_free` names the methods that need no
-    database (full paths, /pkg.Service/Method)."""
+    database (full paths, /pkg.Service/Method), `items_checked` the unary methods that
+    check each item's text themselves (malformed.py)."""
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_ANSWER_BYTES),
@@ -270,7 +272,12 @@ def new_server(
         pools.calls,
         # admission outermost (it picks the pool); logging next (it sees every refusal);
         # bad bytes and control characters are refused before anything else
-        interceptors=[admission, logging, MalformedRequestInterceptor(), *interceptors],
+        interceptors=[
+            admission,
+            logging,
+            MalformedRequestInterceptor(frozenset(items_checked)),
+            *interceptors,
+        ],
         options=options,
         # a last resort only, should refusals themselves pile up (it sends no retry-after)
         maximum_concurrent_rpcs=4 * limits.max_concurrent if limits.max_concurrent else None,

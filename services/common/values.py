@@ -3,7 +3,7 @@
 - `preview`: how an error quotes a bad value: at most a short prefix, never the whole of
   it (a 1 MiB value must not come back as a 1 MiB grpc-message).
 - `control_problem`: text fields refuse control characters (U+0000–U+001F, U+007F);
-  free-text fields (notes, descriptions, reasons) may break lines.
+  free-text fields (`MULTILINE_FIELDS`: notes, descriptions, reasons) may break lines.
 - `FIRST_YEAR`, `LAST_YEAR`: every date of record a caller sends (history, deadlines,
   visits, statistics periods, expert slots) lies between 1949 and 2199, on both services;
   `parse_iso_date` reads one, `parse_day` reads one into a named field. Narrower rules
@@ -23,6 +23,8 @@ PREVIEW_CHARS = 32
 FIRST_YEAR, LAST_YEAR = 1949, 2199  # any real record; leaves room for +36 months arithmetic
 FIRST_DAY, LAST_DAY = date(FIRST_YEAR, 1, 1), date(LAST_YEAR, 12, 31)
 
+# free text a person writes in a text area: line breaks allowed there, nowhere else
+MULTILINE_FIELDS = frozenset({"note", "description", "reason", "grounds", "basis", "text"})
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")

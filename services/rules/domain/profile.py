@@ -17,7 +17,13 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from services.common import vocabulary
-from services.common.values import PREVIEW_CHARS, parse_iso_date, preview
+from services.common.values import (
+    MULTILINE_FIELDS,
+    PREVIEW_CHARS,
+    control_problem,
+    parse_iso_date,
+    preview,
+)
 from services.common.vocabulary import Domain, Severity, uscc_problem
 
 from .errors import FieldViolation, ValidationError
@@ -180,11 +186,18 @@ class FieldChecker:
     """Collects violations while reading fields, so one pass reports every bad field.
 
     `max_list` bounds lists in requests; a stored profile's history may grow past it.
+    `controls`: text holding a control character is refused, as the servers' transports
+    refuse it (services/common/malformed.py) before any of this runs; checked here too
+    so that no path (the CLI's files, a servicer reached some other way) stores one.
+    A stored profile is read as it was kept (False).
     """
 
-    def __init__(self, prefix: str, max_list: int | None = MAX_LIST) -> None:
+    def __init__(
+        self, prefix: str, max_list: int | None = MAX_LIST, *, controls: bool = True
+    ) -> None:
         self.prefix = prefix
         self.max_list = max_list
+        self.controls = controls
         self.violations: list[FieldViolation] = []
 
     def bad(self, path: str, description: str) -> None:
@@ -205,6 +218,10 @@ class FieldChecker:
             self.bad(path, f"must be at most {max_len} characters")
         elif value != value.strip():
             self.bad(path, "must not start or end with spaces")
+        elif self.controls and (
+            problem := control_problem(value, multiline=key in MULTILINE_FIELDS)
+        ):
+            self.bad(path, problem)
         return value
 
     def integer(
@@ -285,7 +302,7 @@ def parse_profile(
     could not map is kept as it is (no clause reads it) instead of refusing the firm, so
     events still apply and `reevaluate` can name the firm for a person to re-enter.
     """
-    check = FieldChecker(prefix, max_list)
+    check = FieldChecker(prefix, max_list, controls=not stored)
     if not isinstance(data, Mapping):
         check.bad("", "must be an object")
         raise ValidationError(check.violations)
@@ -359,23 +376,29 @@ def plain_profile(
             return None
     for penalty in c.penalties:
         if not (math.isfinite(penalty.amount_yuan) and penalty.amount_yuan >= 0) or (
-            penalty.basis and not _plain_text(penalty.basis, MAX_TEXT)
+            penalty.basis and not _plain_text(penalty.basis, MAX_TEXT, multiline=True)
         ):
             return None
     facts = c.facts
     for key, value in facts.items():
         kind = fact_types.get(key)
         parsed = None if kind is None else _fact_value(kind, value)
-        if parsed is None:
+        if parsed is None or (type(parsed) is str and control_problem(parsed)):
             return None
         if parsed is not value:
             facts[key] = parsed
     return c
 
 
-def _plain_text(value: str, max_len: int) -> bool:
-    """A required text that `FieldChecker.string` accepts."""
-    return bool(value) and len(value) <= max_len and value == value.strip()
+def _plain_text(value: str, max_len: int, *, multiline: bool = False) -> bool:
+    """A required text that `FieldChecker.string` accepts (control characters included:
+    the transports refuse them first, but this path does not count on it)."""
+    return (
+        bool(value)
+        and len(value) <= max_len
+        and value == value.strip()
+        and control_problem(value, multiline=multiline) is None
+    )
 
 
 def _enum_set(
@@ -517,6 +540,9 @@ def _facts(
         parsed = _fact_value(kind, value)
         if parsed is None:
             check.bad(path, f"must be {_KIND_TEXT[kind]}")
+            continue
+        if isinstance(parsed, str) and check.controls and (problem := control_problem(parsed)):
+            check.bad(path, problem)
             continue
         out[key] = parsed
     return out

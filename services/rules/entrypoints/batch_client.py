@@ -5,7 +5,10 @@ and given the next as soon as its answer is in (so the processes of `serve --pro
 N`, which the kernel hands the connections to at random, each get what their core gets
 through); at most WINDOW batches are held, whatever the file's size, and results come
 back in file order. A call the server's rate limit refuses is retried after the wait it
-names (RetryInfo or `retry-after`), up to RETRY_ATTEMPTS.
+names (RetryInfo or `retry-after`), up to RETRY_ATTEMPTS. A bad profile is its own line's
+rejection: the server answers it in the batch (the item's `error`); a server that
+refuses the whole batch naming items (`items[2].profile.name`) gets the other lines sent
+again. Only an error of the call itself (a token, a server gone) is every line's.
 
 Per profile the client's CPU is what bounds a large file on a small machine, so a plain
 profile is turned into the request's constructor arguments (`batch_json.request_fields`)
@@ -19,6 +22,7 @@ from __future__ import annotations
 import collections
 import math
 import queue
+import re
 from collections.abc import Iterator
 from time import sleep
 from typing import Any
@@ -29,6 +33,8 @@ from grpc_status import rpc_status
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.errors import FieldViolation, ValidationError
+from services.common.grpc_errors import status_proto
 from services.common.server import MAX_ANSWER_BYTES, MAX_MESSAGE_BYTES
 from services.rules.entrypoints import batch_json, convert
 
@@ -206,22 +212,75 @@ def _send(stub: Any, batch: pb.EvaluateBatchRequest | None, metadata: Any) -> An
 
 
 def _receive(stub: Any, chunk: list[Item], batch: Any, future: Any, metadata: Any) -> list[Result]:
-    """The chunk's decisions in order, waiting out RESOURCE_EXHAUSTED as the server says."""
-    decisions: list[pb.Decision] = []
-    for attempt in range(1, RETRY_ATTEMPTS + 1):
+    """The chunk's decisions in order."""
+    answers = iter(_answers(stub, batch, future, metadata))
+    return [(i.where, i.data, next(answers) if i.request is not None else i.answer) for i in chunk]
+
+
+def _answers(stub: Any, batch: Any, future: Any, metadata: Any) -> list[pb.Decision]:
+    """One Decision per item of `batch` (the call `future` carries), waiting out
+    RESOURCE_EXHAUSTED as the server says."""
+    if future is None:
+        return []
+    attempt = 1
+    while True:  # retry_delay answers None from attempt RETRY_ATTEMPTS on
         try:
-            decisions = list(future.result().decisions) if future is not None else []
-            break
+            return list(future.result().decisions)
         except grpc.RpcError as exc:
             wait = retry_delay(exc, attempt)
             if wait is None:
-                failed = pb.Decision(error=status(exc.code(), exc.details() or ""))
-                decisions = [failed] * len(chunk)
-                break
+                return _refused(stub, batch, exc, metadata)
             sleep(wait)
+            attempt += 1
             future = _send(stub, batch, metadata)
-    answers = iter(decisions)
-    return [(i.where, i.data, next(answers) if i.request is not None else i.answer) for i in chunk]
+
+
+def _refused(stub: Any, batch: Any, error: grpc.RpcError, metadata: Any) -> list[pb.Decision]:
+    """The answers of a batch the server refused as a whole. An error of the call (a bad
+    token, a message too large, a server gone) is every item's. An INVALID_ARGUMENT
+    whose every field is an item's (`items[2].profile.name`: a server that checks a
+    batch's text as a whole, as before EvaluateBatch checked each item) is those items'
+    alone: each gets its own violations, and the others are sent again."""
+    own = _item_errors(error, batch)
+    if not own:
+        return [pb.Decision(error=status(error.code(), error.details() or ""))] * len(batch.items)
+    rest = [k for k in range(len(batch.items)) if k not in own]
+    again = pb.EvaluateBatchRequest(items=[batch.items[k] for k in rest]) if rest else None
+    answers = iter(_answers(stub, again, _send(stub, again, metadata), metadata))
+    return [own[k] if k in own else next(answers) for k in range(len(batch.items))]
+
+
+_ITEM_FIELD = re.compile(r"items\[(\d+)\]\.(.+)", re.DOTALL)
+
+
+def _item_errors(error: grpc.RpcError, batch: Any) -> dict[int, pb.Decision]:
+    """{item index: its Decision with its error} when `error` is INVALID_ARGUMENT and
+    every field it names is an item's; {} otherwise."""
+    if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+        return {}
+    try:
+        found = rpc_status.from_call(error)
+    except ValueError:
+        return {}
+    by_item: dict[int, list[FieldViolation]] = {}
+    for detail in found.details if found is not None else ():
+        bad = error_details_pb2.BadRequest()
+        if not detail.Unpack(bad):
+            continue
+        for violation in bad.field_violations:
+            match = _ITEM_FIELD.fullmatch(violation.field)
+            if match is None or int(match[1]) >= len(batch.items):
+                return {}
+            field = FieldViolation(match[2], violation.description)
+            by_item.setdefault(int(match[1]), []).append(field)
+    return {
+        k: pb.Decision(
+            request_id=batch.items[k].request_id,
+            enterprise_id=batch.items[k].profile.enterprise_id,
+            error=status_proto(ValidationError(fields)),
+        )
+        for k, fields in by_item.items()
+    }
 
 
 def retry_delay(error: grpc.RpcError, attempt: int) -> float | None:

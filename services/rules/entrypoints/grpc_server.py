@@ -107,23 +107,23 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         for request in requests:
             if not context.is_active():
                 return  # cancelled or past the caller's deadline
-            yield self._item(request, check_text=True)
+            yield self._item(request)
 
     @unary
     def EvaluateBatch(self, request: pb.EvaluateBatchRequest) -> pb.EvaluateBatchResponse:
         """One Decision per item, in order, with EvaluateStream's per-item errors."""
         if not 1 <= len(request.items) <= MAX_BATCH:
             raise ValidationError([FieldViolation("items", f"1 to {MAX_BATCH} profiles")])
-        return pb.EvaluateBatchResponse(
-            decisions=[self._item(item, check_text=False) for item in request.items]
-        )
+        return pb.EvaluateBatchResponse(decisions=[self._item(item) for item in request.items])
 
-    def _item(self, request: pb.EvaluateRequest, *, check_text: bool) -> pb.Decision:
-        """A Decision, or the item's error in it (EvaluateStream, EvaluateBatch).
-        `check_text`: a stream's items pass no interceptor, a batch's did as a whole."""
+    def _item(self, request: pb.EvaluateRequest) -> pb.Decision:
+        """A Decision, or the item's error in it (EvaluateStream, EvaluateBatch). Neither
+        method's items pass the whole-request control-character check (a stream's are
+        checked for bytes only; EvaluateBatch is in ITEMS_CHECKED), so each is checked
+        here and a bad one answers alone."""
         try:
-            if check_text and (bad := text_violations(request)):
-                raise ValidationError(bad)  # as the interceptor does for unary calls
+            if bad := text_violations(request):
+                raise ValidationError(bad)
             return self._evaluate(request)
         except Exception as exc:
             status = status_proto(exc) if is_domain_error(exc) else internal_status()
@@ -323,6 +323,9 @@ class RunningServer(common_server.RunningServer):
     auth: AuthInterceptor | None = None  # shared with the HTTP/JSON gateway (one rate limit)
 
 
+# the unary methods that check each item's control characters themselves (`_item`), on
+# gRPC (malformed.py's interceptor) and HTTP/JSON (the gateway) alike
+ITEMS_CHECKED = frozenset({f"/{SERVICE_NAME}/EvaluateBatch"})
 # the methods that never touch the register: served even while the database hangs.
 # WatchChanges reads the register briefly between waits; it runs here so that a follower
 # (at most MAX_FOLLOWERS per process) never holds a database worker for its lifetime.
@@ -389,6 +392,7 @@ def build(
     server, pools = common_server.new_server(
         limits=limits or common_server.Limits(max_workers, max_workers),
         db_free=DB_FREE,
+        items_checked=ITEMS_CHECKED,
         interceptors=[auth] if auth is not None else [],
     )
     servicer = RulesServicer(context_from(rulebook, today), engine, event_groups=event_groups)

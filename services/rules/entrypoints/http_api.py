@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common.http_gateway import Gateway, GatewayContext, create_app, not_found_status
-from services.rules.entrypoints.grpc_server import SERVICE_NAME, RunningServer
+from services.rules.entrypoints.grpc_server import ITEMS_CHECKED, SERVICE_NAME, RunningServer
 
 SERVICE = pb.DESCRIPTOR.services_by_name["RulesService"]
 OPENAPI = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
@@ -39,7 +39,7 @@ def create_http_app(running: RunningServer) -> Starlette:
             return JSONResponse(not_found_status(request.url.path), status_code=404)
         return Response(OPENAPI.read_bytes(), media_type="application/json")
 
-    gateway = Gateway(running.servicer, SERVICE, running.auth)
+    gateway = Gateway(running.servicer, SERVICE, running.auth, ITEMS_CHECKED)
     return create_app(
         [gateway],
         [

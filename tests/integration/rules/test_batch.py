@@ -39,6 +39,24 @@ def test_one_decision_per_item_in_order_and_a_bad_item_carries_its_error(rules_s
     assert red == alone  # the same decision as one Evaluate
 
 
+def test_a_control_character_in_one_item_costs_only_that_item(rules_stub) -> None:  # type: ignore[no-untyped-def]
+    """Review finding 2: the interceptor checked the whole EvaluateBatchRequest and
+    refused it for one item's control character, losing every other decision. The items
+    are checked one by one, as EvaluateStream's are."""
+    items = [_item(1), _item(2, name="企业\x01名称"), _item(3)]
+    items[1].request_id = "r\x02"  # the echoed id is checked too, and echoed as sent
+    reply = rules_stub.EvaluateBatch(pb.EvaluateBatchRequest(items=items), timeout=10)
+    good, bad, other = reply.decisions
+    assert [good.request_id, other.request_id] == ["r1", "r3"]
+    assert not good.HasField("error") and not other.HasField("error")
+    assert good == rules_stub.Evaluate(items[0], timeout=10)
+    assert bad.request_id == "r\x02" and bad.enterprise_id == uscc(2)
+    assert bad.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "profile.name" in bad.error.message and "request_id" in bad.error.message
+    streamed = list(rules_stub.EvaluateStream(iter(items), timeout=10))
+    assert list(reply.decisions) == streamed  # EvaluateStream's per-item semantics
+
+
 @pytest.mark.parametrize("size", [0, 1001])
 def test_an_empty_or_oversized_batch_is_invalid(rules_stub, size: int) -> None:  # type: ignore[no-untyped-def]
     request = pb.EvaluateBatchRequest(items=[_item(1)] * size)

@@ -72,3 +72,50 @@ def test_answers_larger_than_grpcs_default_limit_come_back(address: str) -> None
     assert len(results) == 500
     assert sum(len(d.SerializeToString()) for _, _, d in results if d) > 4 * 1024 * 1024
     assert all(d is not None and not d.HasField("error") for _, _, d in results)
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["per-item server", "whole-batch server"])
+def test_a_line_with_a_control_character_is_rejected_alone(
+    whole: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding 2: one name with U+0001 cost every line of its batch. The server
+    now answers that item alone; a server that checks the batch's text as a whole (as
+    before; here with no method in ITEMS_CHECKED) refuses it naming `items[k]`, and the
+    client rejects those lines alone and sends the others again."""
+    if whole:
+        monkeypatch.setattr(grpc_server, "ITEMS_CHECKED", frozenset())
+    monkeypatch.setattr(batch_client, "BATCH", 4)
+    server, port = grpc_server.create_server(load_rulebook(RULESETS))
+    server.start()
+    lines: list[tuple[int, Any]] = [(n, profile(n)) for n in range(1, 11)]
+    for n in (3, 4, 6):
+        lines[n - 1] = (n, profile(n, name=f"企业{n}\u0007"))
+    try:
+        batches = batch_client.remote_batches(iter(lines), f"127.0.0.1:{port}", "", "2026-06-30")
+        results = [r for b in batches for r in b]
+    finally:
+        server.stop(None)
+    assert [where for where, _, _ in results] == list(range(1, 11))
+    for where, _, decision in results:
+        assert decision is not None and decision.enterprise_id == uscc(where)
+        if where in (3, 4, 6):
+            assert decision.error.code == 3
+            assert decision.error.message == (
+                "invalid request: profile.name: must not contain control characters (U+0007 at 3)"
+            )
+        else:
+            assert not decision.HasField("error") and decision.status
+
+
+def test_an_error_of_the_whole_call_is_every_line_s(
+    address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch refused for what it is as a whole (more than 1,000 items: `items`, no
+    item named) is every line's rejection."""
+    monkeypatch.setattr(batch_client, "BATCH", 1001)
+    lines: list[tuple[int, Any]] = [(n, profile(n)) for n in range(1, 1002)]
+    [batch] = batch_client.remote_batches(iter(lines), address, "", "2026-06-30")
+    errors = {(d.error.code, d.error.message) for _, _, d in batch if d is not None}
+    assert len(batch) == 1001 and len(errors) == 1
+    [(code, message)] = errors
+    assert code == 3 and "items" in message

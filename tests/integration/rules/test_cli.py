@@ -369,3 +369,31 @@ def test_evaluate_via_server_prints_what_in_process_prints(tmp_path: Path) -> No
         (n + 1, uscc(n + 1), 3) for n in range(0, 1_100, 97)
     ]
     assert "13 profile(s) rejected" in remote.stderr  # 12 + the line that is not JSON
+
+
+def test_a_control_character_rejects_only_its_line_in_process_and_via_server(
+    tmp_path: Path,
+) -> None:
+    """Review finding 2: through a server, one name with U+0001 made EvaluateBatch refuse
+    the whole batch and every line was printed rejected; in-process the line was accepted
+    (nothing checked control characters there). Now both reject that line alone, for
+    the same reason, and decide the others alike."""
+    rows = [profile(1), profile(2, name="企业\u0001名称"), profile(3)]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    local, remote = _in_process_and_via_server(path)
+    for result in (local, remote):
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "1 profile(s) rejected" in result.stderr
+    lines, expected = remote.stdout.splitlines(), local.stdout.splitlines()
+    assert [lines[0], lines[2]] == [expected[0], expected[2]]
+    for line in (lines[1], expected[1]):
+        rejected = json.loads(line)
+        assert (rejected["item"], rejected["enterprise_id"], rejected["error"]["code"]) == (
+            2,
+            uscc(2),
+            3,
+        )
+        [violation] = rejected["error"]["details"][0]["field_violations"]
+        # named as the server names it (profile.name) or as the file does (name)
+        assert violation["field"].removeprefix("profile.") == "name"
+        assert violation["description"] == "must not contain control characters (U+0001 at 2)"

@@ -28,7 +28,7 @@ from services.common.server import TlsFiles
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.entrypoints import grpc_server, http_api
 from services.rules.entrypoints.convert import profile_from_json
-from tests.integration.conftest import Clock
+from tests.integration.conftest import Clock, violations
 from tests.integration.security.certs import make_pki
 from tests.support import ROOT, profile, uscc
 
@@ -346,4 +346,157 @@ def test_update_mask_over_http_names_any_fact_key_as_a_list_and_never_ignores_on
 
     wrong = {"profile": sent, "updateMask": ["employees", 3]}
     answer = post(served.http, "UpsertEnterprise", wrong, headers=bearer("writer"))
-    assert answer.status_code == 400 and "updateMask" in _status(answer)["message"]  # type: ignore[operator]
+    assert answer.status_code == 400
+    assert _violations(_status(answer)) == {"update_mask": "a list of paths holds strings only"}
+
+
+def _violations(status: dict[str, object]) -> dict[str, str]:
+    """The google.rpc.BadRequest field violations of a Status body, by field."""
+    found: dict[str, str] = {}
+    for detail in status.get("details", []):  # type: ignore[attr-defined]
+        assert detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+        found.update({v["field"]: v["description"] for v in detail["fieldViolations"]})
+    return found
+
+
+def _grpc_violations(call: object, request: object, token: str) -> dict[str, str]:
+    """The BadRequest field violations of the same request refused over gRPC."""
+    with pytest.raises(grpc.RpcError) as refused:
+        call(request, metadata=tuple(bearer(token).items()), timeout=30)  # type: ignore[operator]
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    return violations(refused.value)
+
+
+def test_control_characters_are_refused_over_http_as_over_grpc(served: Running) -> None:
+    """Review finding 1: the gateway called the servicer without the gRPC port's
+    control-character check, so BEL, NUL and ESC in a firm's name were stored (SQLite)
+    or answered 500 (PostgreSQL). Now every route refuses them as gRPC does: 400
+    INVALID_ARGUMENT with a BadRequest naming the same fields, and nothing is stored."""
+    poisoned = profile_from_json(profile(1))
+    poisoned.name = "义乌\x07\x00\x1b[2J化工厂"
+    event = pb.EnterpriseEvent(
+        event_id="e-ctl",
+        enterprise_id=uscc(1),
+        kind=pb.EVENT_KIND_COMPLAINT,
+        occurred_on="2026-06-01",
+        complaint=pb.ComplaintDetail(text="x\x00\x1b[31m"),
+    )
+    gate = pb.CheckInspectionRequest(
+        enterprise_id=uscc(1),
+        authority="局\x00\x08",
+        kind=pb.INSPECTION_KIND_ROUTINE,
+        planned_on="2026-07-01",
+        grounds="g\x00",
+    )
+    cases = [
+        ("UpsertEnterprise", pb.UpsertEnterpriseRequest(profile=poisoned), "writer"),
+        ("Evaluate", pb.EvaluateRequest(profile=poisoned), "evaluator"),
+        ("ReportEvent", pb.ReportEventRequest(event=event), "writer"),
+        ("CheckInspection", gate, "writer"),
+    ]
+    fields = [
+        {"profile.name"},
+        {"profile.name"},
+        {"event.complaint.text"},
+        {"authority", "grounds"},
+    ]
+    for (method, request, token), named in zip(cases, fields, strict=True):
+        answer = post(served.http, method, _json(request), headers=bearer(token))
+        assert answer.status_code == 400, (method, answer.text)
+        status = _status(answer)
+        assert status["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        over_grpc = _grpc_violations(getattr(served.grpc, method), request, token)
+        assert _violations(status) == over_grpc, method
+        assert set(over_grpc) == named
+        assert all("control characters" in d for d in over_grpc.values())
+    missing = post(
+        served.http, "GetEnterpriseStatus", {"enterpriseId": uscc(1)}, headers=bearer("writer")
+    )
+    assert missing.status_code == 404  # nothing was stored
+
+
+def _batch(*names: str) -> pb.EvaluateBatchRequest:
+    items = []
+    for n, name in enumerate(names, 1):
+        item = pb.EvaluateRequest(
+            profile=profile_from_json(profile(n)), as_of="2026-06-30", request_id=f"r{n}"
+        )
+        item.profile.name = name
+        items.append(item)
+    return pb.EvaluateBatchRequest(items=items)
+
+
+def test_a_control_character_in_a_batch_item_over_http_answers_that_item_alone(
+    served: Running,
+) -> None:
+    """Review finding 2, over HTTP: the gateway does not refuse EvaluateBatch as a whole
+    for one bad item; that item carries its error, the others their decisions."""
+    answer = post(
+        served.http,
+        "EvaluateBatch",
+        _json(_batch("甲厂", "乙\x01厂", "丙厂")),
+        headers=bearer("evaluator"),
+    )
+    assert answer.status_code == 200, answer.text
+    good, bad, other = answer.json()["decisions"]
+    assert [d["requestId"] for d in (good, bad, other)] == ["r1", "r2", "r3"]
+    assert "error" not in good and "error" not in other and good["status"] and other["status"]
+    assert bad["error"]["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert _violations(bad["error"]) == {
+        "profile.name": "must not contain control characters (U+0001 at 1)"
+    }
+
+
+def test_a_body_protobuf_refuses_names_the_field_and_quotes_a_short_prefix(
+    served: Running,
+) -> None:
+    """Review finding 11: the gateway put ~160 characters of protobuf's own text (75 of
+    the bad value) in the message, with no BadRequest. Now the field is named, the value
+    quoted by values.preview (at most 32 characters)."""
+    bad = _json(profile_from_json(profile(1)))
+    cases: list[tuple[str, dict[str, object], str]] = [
+        ("Evaluate", {"profile": {**bad, "employees": "9" * 300}}, "profile.employees"),
+        ("Evaluate", {"profile": {**bad, "industry": "NOPE" * 50}}, "profile.industry"),
+        (
+            "Evaluate",
+            {"profile": {**bad, "hazards": [{}, {"dueOn": ["9" * 80]}]}},
+            "profile.hazards[1].due_on",
+        ),
+        ("Evaluate", {"profile": {**bad, "nameX": "x"}}, "profile.nameX"),
+        ("Evaluate", {"asOf": 7}, "as_of"),
+        ("EvaluateBatch", {"items": [{}, {"requestId": {"a": "9" * 80}}]}, "items[1].request_id"),
+        (
+            "UpsertEnterprise",
+            {"profile": bad, "updateMask": "facts.gen.training_missing"},
+            "update_mask",
+        ),
+    ]
+    for method, body, field in cases:
+        answer = post(
+            served.http,
+            method,
+            body,
+            headers=bearer("writer" if method == "UpsertEnterprise" else "evaluator"),
+        )
+        assert answer.status_code == 400, (method, answer.text)
+        status = _status(answer)
+        assert status["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert list(_violations(status)) == [field], status
+        assert "9" * 33 not in answer.text and "NOPE" * 9 not in answer.text
+
+
+def test_a_deeply_nested_body_is_400_not_500(served: Running) -> None:
+    """Review finding 7 (the gateway's part): 3,000 nested arrays made Python's JSON
+    reader raise RecursionError, which the gateway answered 500 INTERNAL."""
+    for depth in (95, 3000):
+        body = b'{"profile": {"facts": {"k": ' + b"[" * depth + b"]" * depth + b"}}}"
+        answer = httpx.post(
+            f"{served.http}/v1/rules/Evaluate",
+            content=body,
+            headers=bearer("evaluator"),
+            timeout=30,
+        )
+        assert answer.status_code == 400, (depth, answer.text)
+        status = _status(answer)
+        assert status["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert set(_violations(status)) <= {"body", "profile.facts['k']"}

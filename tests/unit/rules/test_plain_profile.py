@@ -80,6 +80,8 @@ MUTATIONS: list[Mutation] = [
     _set("name", ""),
     _set("name", " 示例企业"),
     _set("name", "企" * 201),
+    _set("name", "企业\x07名称"),  # a control character: the fast path leaves it to the parser
+    _set("region", "稠城街道\x00"),
     _set("region", ""),
     _set("region", "不存在街道"),
     _set("region", "330782001"),  # a township's code: stored as its name
@@ -122,6 +124,8 @@ MUTATIONS: list[Mutation] = [
     _penalty(amount=math.inf),
     _penalty(basis=" 依据"),
     _penalty(basis="据" * 2001),
+    _penalty(basis="依据\x1b[2J"),
+    _penalty(basis="第一条\n第二条"),  # free text may break lines
     _hazard,
     _fact("gm.contractor_not_coordinated", bool_value=True),
     _fact("gm.contractor_not_coordinated", number_value=1.0),

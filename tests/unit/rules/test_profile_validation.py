@@ -231,3 +231,28 @@ def test_rectified_is_still_open_until_verified() -> None:
 def test_not_an_object() -> None:
     with pytest.raises(ValidationError):
         parse_profile([], FACT_TYPES)  # type: ignore[arg-type]
+
+
+def test_control_characters_are_refused_by_the_parser_itself() -> None:
+    """The transports refuse control characters first (malformed.py); the parser does
+    too, so a path without them (the CLI's in-process `evaluate`, review finding 2)
+    refuses them alike. Free text (a penalty's basis) may break lines; a stored profile
+    is read as it was kept."""
+    bad = profile(
+        name="义乌\x07化工厂",
+        region="稠城街道\x00",
+        penalties=[{"decided_on": "2025-01-02", "amount_yuan": 1, "basis": "第\x1b条"}],
+        facts={"x.label": "a\x7f"},
+    )
+    with pytest.raises(ValidationError) as info:
+        parse(bad)
+    assert {v.field: v.description for v in info.value.violations} == {
+        "profile.name": "must not contain control characters (U+0007 at 2)",
+        "profile.region": "must not contain control characters (U+0000 at 4)",
+        "profile.penalties[0].basis": "must not contain control characters (U+001B at 1)",
+        'profile.facts["x.label"]': "must not contain control characters (U+007F at 1)",
+    }
+    lines = [{"decided_on": "2025-01-02", "amount_yuan": 1, "basis": "第一条\n第二条"}]
+    assert parse(profile(penalties=lines)).penalties[0].basis == "第一条\n第二条"
+    stored = parse_profile(profile(name="义乌\x07化工厂"), FACT_TYPES, stored=True)
+    assert stored.name == "义乌\x07化工厂"
