@@ -54,7 +54,9 @@ def upserts(firms: int, seed: int, round_no: int) -> tuple[bytes, ...]:
     out = []
     for n in range(min(PER_ROUND, 4 * firms)):
         data = dict(profiles[n % firms], employees=10 + (n + round_no) % 200)
-        request = pb.UpsertEnterpriseRequest(profile=profile_from_json(data), as_of=AS_OF)
+        # as of today (or the firm's later decision): the register moves forward only,
+        # and the rounds' events have decided the firms as of today
+        request = pb.UpsertEnterpriseRequest(profile=profile_from_json(data))
         out.append(request.SerializeToString())
     return tuple(out)
 
