@@ -39,11 +39,15 @@ class Regions(Protocol):
     def nearest(self, value: str) -> list[str]: ...
 
 
-def parse_expert(data: Mapping[str, Any], known: Regions | None) -> Expert:
-    """An Expert from an upsert's fields, or ValidationError naming every bad field."""
+def parse_expert(
+    data: Mapping[str, Any], known: Regions | None, *, on_record: bool = False
+) -> Expert:
+    """An Expert from an upsert's fields, or ValidationError naming every bad field.
+    `on_record`: an expert with exactly this id is stored (from before ids were checked):
+    its id is taken as it is, so that the expert can still be updated or deactivated."""
     bad: list[FieldViolation] = []
     expert_id = str(data.get("expert_id", ""))
-    if not EXPERT_ID.fullmatch(expert_id):
+    if not on_record and not EXPERT_ID.fullmatch(expert_id):
         bad.append(FieldViolation("expert.expert_id", messages.EXPERT_ID.format(n=EXPERT_ID_MAX)))
     name = str(data.get("name", "")).strip()
     if not name or len(name) > NAME_MAX:

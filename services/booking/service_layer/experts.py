@@ -5,20 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from services.booking.domain.experts import parse_expert
+from services.booking.domain.experts import EXPERT_ID_MAX, parse_expert
 from services.booking.domain.records import EXPERT_FIELDS, Expert
 from services.booking.service_layer.dispatch import redispatch_after_commit
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
 from services.common.regions import region_filter
+from services.common.values import control_problem
 
 
 def upsert_expert(uow: UnitOfWork, ctx: BookingContext, data: Mapping[str, Any]) -> Expert:
-    """Create or replace an expert; orders still waiting are then dispatched again."""
-    expert = parse_expert(data, ctx.regions)
+    """Create or replace an expert; orders still waiting are then dispatched again. A new
+    expert's id keeps to EXPERT_ID; one stored before ids were checked is taken as it is."""
+    sent_id = str(data.get("expert_id", ""))
+    lookup = 0 < len(sent_id) <= EXPERT_ID_MAX and control_problem(sent_id) is None
     with uow:
-        stored = uow.register.expert(expert.id, for_update=True)
+        stored = uow.register.expert(sent_id, for_update=True) if lookup else None
+        expert = parse_expert(data, ctx.regions, on_record=stored is not None)
         if stored is None:
             uow.register.add(expert)
             stored = expert

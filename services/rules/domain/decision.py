@@ -323,8 +323,11 @@ def _latest(days: Iterable[date], as_of: date, months: int) -> date | None:
 
 def _dated(code: str, reason: str, arose: date | None, months: int | None) -> Blocker:
     """A blocker that arose on `arose` and (with `months`) stops blocking the day after
-    its window has passed: the window is inclusive (`within_months`)."""
-    ends = add_days(add_months(arose, months), 1) if arose and months is not None else None
+    its window has passed: the window is inclusive (`within_months`); like every date of
+    record, that day is at most 2199-12-31 (`on_record`)."""
+    ends = (
+        on_record(add_days(add_months(arose, months), 1)) if arose and months is not None else None
+    )
     return Blocker(code, reason, arose, ends)
 
 

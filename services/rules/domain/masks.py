@@ -11,7 +11,7 @@ shape that `parse_profile` validates.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from services.common.values import preview
@@ -26,9 +26,13 @@ FACT = "facts."
 MAX_PATHS = 200
 
 
-def check_paths(paths: Sequence[str], facts: FactRegistry) -> list[str] | None:
+def check_paths(
+    paths: Sequence[str], facts: FactRegistry, sent_facts: Collection[str] = ()
+) -> list[str] | None:
     """The validated paths; None when they mean replacement (none at all, or `*`).
-    `facts`: the registry a `facts.<key>` path must name an active key of."""
+    `facts`: the registry a `facts.<key>` path must name an active key of, except a
+    retired key the request does not send (`sent_facts`): that removes it from the
+    stored profile, the one way to clear such a key without replacing the profile."""
     if not paths or list(paths) == ["*"]:
         return None
     if len(paths) > MAX_PATHS:
@@ -43,7 +47,9 @@ def check_paths(paths: Sequence[str], facts: FactRegistry) -> list[str] | None:
         if path == "*" or path in PROFILE_FIELDS:
             continue
         key = path.removeprefix(FACT)
-        if path.startswith(FACT) and key in facts:
+        if path.startswith(FACT) and (
+            key in facts or (key in facts.retired and key not in sent_facts)
+        ):
             continue
         if path.startswith(FACT) and key:
             known = key in facts.retired

@@ -292,6 +292,7 @@ def parse_profile(
     prefix: str = "",
     max_list: int | None = MAX_LIST,
     stored: bool = False,
+    controls: bool | None = None,
 ) -> EnterpriseProfile:
     """Validate a JSON-shaped profile against docs/api.md and the fact registry; raise
     ValidationError naming each field.
@@ -301,8 +302,9 @@ def parse_profile(
     `stored` reads a profile the register kept: a retired fact key the data migration
     could not map is kept as it is (no clause reads it) instead of refusing the firm, so
     events still apply and `reevaluate` can name the firm for a person to re-enter.
+    `controls`: refuse text holding control characters (default: unless `stored`).
     """
-    check = FieldChecker(prefix, max_list, controls=not stored)
+    check = FieldChecker(prefix, max_list, controls=not stored if controls is None else controls)
     if not isinstance(data, Mapping):
         check.bad("", "must be an object")
         raise ValidationError(check.violations)

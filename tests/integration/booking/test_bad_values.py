@@ -8,6 +8,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain.records import Expert
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from tests.booking_env import Pair
 
@@ -203,3 +205,21 @@ def test_expert_ids_are_taken_as_sent_and_keep_to_their_alphabet(pair: Pair) -> 
     assert [(e.expert_id, e.name, list(e.domains)) for e in listed.experts] == [
         ("E-01", "专家E-01", ["gas"])
     ]
+
+
+def test_an_expert_stored_before_ids_were_checked_can_still_be_updated(pair: Pair) -> None:
+    """Review 21, 4: an expert stored as '专家01' (before EXPERT_ID) could no longer be
+    updated or deactivated: UpsertExpert is the only way to write one."""
+    with SqlUnitOfWork(pair.booking_engine) as uow:
+        old = Expert("专家01", "老专家", "13800000000", ["gas"], ["稠城街道"], [], 2, True, [])
+        uow.register.add(old)
+        uow.commit()
+    expert = bpb.Expert(
+        expert_id="专家01", name="老专家", domains=["gas"], regions=["稠城街道"], active=False
+    )
+    saved = pair.booking.UpsertExpert(bpb.UpsertExpertRequest(expert=expert), timeout=10)
+    assert (saved.expert_id, saved.active) == ("专家01", False)
+    new = bpb.Expert(expert_id="专家02", name="新专家", domains=["gas"], regions=["稠城街道"])
+    with pytest.raises(grpc.RpcError) as info:
+        pair.booking.UpsertExpert(bpb.UpsertExpertRequest(expert=new), timeout=10)
+    assert_small_refusal(info.value, "expert.expert_id")

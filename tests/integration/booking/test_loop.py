@@ -3,7 +3,7 @@ firm's status in the rules service follows every step (through the outbox)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import grpc
 import pytest
@@ -113,6 +113,26 @@ def test_visit_dates_out_of_range_are_invalid_not_internal(pair: Pair, visited_o
     with pytest.raises(grpc.RpcError) as info:
         pair.booking.RecordVisit(request, timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_visit_dated_after_today_is_refused(pair: Pair) -> None:
+    """Review 21, 1: booking took a visit dated a month ahead, whose hazard event rules
+    (refusing events dated after today) would never apply: the outbox set it aside."""
+    firm = pair.register_firm(9, industry="light_industry", high_risk_domains=["dust_explosion"])
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    placed = order(pair, pair.issue(firm).token)
+    ahead = (pair.clock.today + timedelta(days=30)).isoformat()
+    with pytest.raises(grpc.RpcError) as info:
+        pair.booking.RecordVisit(
+            ledger_visit(placed.order_id, "无台账", visited_on=ahead), timeout=10
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "visited_on" in (info.value.details() or "")
+    today = pair.clock.today.isoformat()
+    visit = pair.booking.RecordVisit(
+        ledger_visit(placed.order_id, "无台账", visited_on=today), timeout=10
+    )
+    assert len(visit.tickets) == 1
 
 
 def test_upsert_expert_names_each_bad_field_and_truncates_nothing(pair: Pair) -> None:

@@ -1049,3 +1049,13 @@ def test_decisions_as_of_late_2199_stay_within_the_documented_dates(
         timeout=10,
     )
     assert answer.valid_until == "2199-12-31"
+
+
+def test_a_blockers_end_stays_within_the_documented_dates(register_stub: RulesServiceStub) -> None:
+    """Review 21, 5: a penalty of 2199 blocked the white list until 2202-06-02."""
+    late = profile(4, penalties=[{"decided_on": "2199-06-01", "amount_yuan": 1000}])
+    answer = register_stub.Evaluate(
+        pb.EvaluateRequest(profile=profile_from_json(late), as_of="2199-12-31"), timeout=10
+    )
+    ends = [b.ends_on for b in answer.whitelist_blockers if b.code == "recent_penalty"]
+    assert ends == ["2199-12-31"]

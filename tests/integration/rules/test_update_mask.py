@@ -157,7 +157,10 @@ def test_a_retired_fact_kept_on_record_does_not_refuse_a_masked_update(
         {"enterprise_id": uscc(1), "facts": {"gm.contractor_unmanaged": True}},
         "facts.gm.contractor_unmanaged",
     )
-    assert "retired" in violations(error)["update_mask.paths[0]"]
+    assert "retired fact key; use" in violations(error)["update_mask.paths[0]"]
+    # naming it without sending it removes it (review 21, 2: refused for a while)
+    cleared = masked(register_stub, {"enterprise_id": uscc(1)}, "facts.gm.contractor_unmanaged")
+    assert facts_to_dict(cleared.profile.facts) == {}
 
 
 CO_ALARM = "metallurgy.co_alarm_not_monitored_24h"
@@ -168,10 +171,9 @@ CO_ALARM = "metallurgy.co_alarm_not_monitored_24h"
     [
         ("facts.metallurgy.co_alarm_not_monitored24h", CO_ALARM),  # a typo: the nearest key
         ("facts.no.such_key", "unknown fact key"),
-        ("facts.gm.contractor_unmanaged", "retired fact key; use"),  # with its replacements
         ("facts." + "x" * 5000, "'facts.xxxxxxxx"),  # quoted by its short prefix only
     ],
-    ids=["misspelt", "unknown", "retired", "huge"],
+    ids=["misspelt", "unknown", "huge"],
 )
 def test_a_fact_path_naming_no_registry_key_is_refused_and_nothing_changes(
     register_stub: RulesServiceStub, path: str, says: str
@@ -190,3 +192,25 @@ def test_a_fact_path_naming_no_registry_key_is_refused_and_nothing_changes(
     assert facts_to_dict(after.profile.facts) == {CO_ALARM: True}
     applied = masked(register_stub, sent, "facts." + CO_ALARM)  # the registry's spelling
     assert facts_to_dict(applied.profile.facts) == {CO_ALARM: False}
+
+
+def test_text_stored_with_a_control_character_does_not_refuse_a_masked_update(
+    register_stub: RulesServiceStub, db_engine: Any
+) -> None:
+    """Review 21, 3: a name stored with a tab (before control characters were refused)
+    made every masked update fail on `profile.name`, even one naming only `employees`;
+    sending such text is still refused."""
+    from sqlalchemy import update
+
+    from services.rules.adapters.orm import firms
+
+    upsert(register_stub, profile(1))
+    kept = profile(1, name="测试\t企业")
+    with db_engine.begin() as conn:
+        conn.execute(update(firms).values(profile=kept))
+    status = masked(register_stub, {"enterprise_id": uscc(1), "employees": 80}, "employees")
+    assert status.profile.employees == 80 and status.profile.name == "测试\t企业"
+    error = refused(register_stub, {"enterprise_id": uscc(1), "name": "新\t名"}, "name")
+    assert "profile.name" in violations(error)
+    fixed = masked(register_stub, {"enterprise_id": uscc(1), "name": "测试企业"}, "name")
+    assert fixed.profile.name == "测试企业"
