@@ -295,7 +295,7 @@ def _decide_sent(
     the current decision's day when the firm was decided ahead (a run for a later day)."""
     current = uow.register.decision_day(firm.decision_id)
     if as_of is None:
-        as_of = max(ctx.today(), current) if current is not None else ctx.today()
+        as_of = _forward(ctx, current)
     elif current is not None and as_of < current:
         raise PreconditionFailed(
             f"as_of {as_of.isoformat()} is before the firm's current decision (as of "
@@ -308,6 +308,13 @@ def _decide_sent(
     view = _view(uow, ctx, firm, record)  # inside the transaction: no second one after
     uow.commit()
     return view
+
+
+def _forward(ctx: RulesContext, current: date | None) -> date:
+    """The day a new decision speaks for when none is asked: today, or the firm's current
+    decision's day (`current`) when that is later, since the register moves forward only."""
+    today = ctx.today()
+    return today if current is None else max(today, current)
 
 
 def _known_clauses(
@@ -648,13 +655,15 @@ def _together(
             written = uow.writes()
             try:
                 view = run(n, partial(_report_flushed, uow, ctx, item, found))
+            except DeadlineExceeded:
+                raise  # the group's deadline: each event alone would only wait again
             except DomainError as exc:
                 if uow.writes() != written:
                     return None
                 results.append(exc)
                 continue
             except Exception as exc:
-                if uow.unavailable(exc) or isinstance(exc, DeadlineExceeded):
+                if uow.unavailable(exc):
                     raise  # the database itself: each event alone would only wait again
                 return None
             recorded.add(key)  # a copy later in the group is a replay of this one
@@ -751,10 +760,16 @@ def _apply(
             if outcome.revokes
             else None
         )
-        # the register moves forward only: a firm decided ahead is decided for that day
-        current = uow.register.decision_day(firm.decision_id)
-        as_of = max(ctx.today(), current) if current is not None else ctx.today()
-        caused = decide_and_store(uow, ctx, firm, outcome.profile, as_of, cause, revoke)
+        # the register moves forward only: a firm decided ahead is decided for that day;
+        # its current decision is the newest of the history just read (no query for it)
+        current = next(
+            (d.as_of for d in recent.decisions if d.decision_id == firm.decision_id), None
+        )
+        if current is None:
+            current = uow.register.decision_day(firm.decision_id)
+        caused = decide_and_store(
+            uow, ctx, firm, outcome.profile, _forward(ctx, current), cause, revoke
+        )
         record.decision_id = caused.id
     else:
         record.decision_id = firm.decision_id  # a complaint leaves the decision standing
