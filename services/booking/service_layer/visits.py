@@ -52,8 +52,9 @@ def record_visit(
     mobile (sign_in.py), in the same transaction. `firm_clauses_only` (the staff pages):
     each finding cites a clause that applies to the firm (rules is asked once), not only
     one that exists."""
-    day = parse_day(visited_on, "visited_on") if visited_on else ctx.today()
-    if day > ctx.today():  # rules would refuse its events (dated after today) for good
+    today = ctx.today()
+    day = parse_day(visited_on, "visited_on") if visited_on else today
+    if day > today:  # rules would refuse its events (dated after today) for good
         raise ValidationError([FieldViolation("visited_on", messages.VISIT_IN_FUTURE)])
     mobile = on_site_mobile.strip()
     if mobile and not PHONE.fullmatch(mobile):
