@@ -318,8 +318,8 @@ def test_update_mask_over_http_names_any_fact_key_as_a_list_and_never_ignores_on
     served: Running,
 ) -> None:
     """The proto3 JSON string form cannot spell metallurgy.co_alarm_not_monitored_24h:
-        `coAlarmNotMonitored24h` maps back to `…monitored24h`, which was OK and silently changed
-        nothing (review finding 5). A list of paths names it; the string form is refused, and a
+    `coAlarmNotMonitored24h` maps back to `…monitored24h`, which was OK and silently changed
+    nothing (review finding 5). A list of paths names it; the string form is refused, and a
     string written the gRPC way (with "_") is refused with a pointer to the list form (review
     21: protobuf's own refusal did not mention it)."""
     key = "metallurgy.co_alarm_not_monitored_24h"
