@@ -345,12 +345,6 @@ def decision_to_proto(d: Decision, *, request_id: str = "", decision_id: str = "
 
 
 SEVERITIES = {pb.SEVERITY_GENERAL: Severity.GENERAL, pb.SEVERITY_MAJOR: Severity.MAJOR}
-_ANSWER_TYPES = {
-    "yes_no": pb.ANSWER_TYPE_YES_NO,
-    "count": pb.ANSWER_TYPE_COUNT,
-    "number": pb.ANSWER_TYPE_NUMBER,
-    "text": pb.ANSWER_TYPE_TEXT,
-}
 
 
 def question_to_proto(d: FactDefinition) -> pb.FactQuestion:
@@ -358,7 +352,7 @@ def question_to_proto(d: FactDefinition) -> pb.FactQuestion:
         key=d.key,
         question=d.question,
         label=d.label,
-        answer_type=_ANSWER_TYPES[d.answer_type],
+        answer_type=enum_number(pb.AnswerType, d.answer_type, "ANSWER_TYPE_"),
         unit=d.unit,
         type=d.type,
     )
