@@ -8,7 +8,7 @@ or not at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -164,16 +164,8 @@ def _moved(
         return change, entry
     if granted is None:
         return change, None
-    added = WhitelistEntry(
-        id=granted.id,
-        enterprise_id=granted.enterprise_id,
-        name=granted.name,
-        region=granted.region,
-        granted_on=granted.granted_on,
-        valid_until=granted.valid_until,
-        decision_id=decision_id,
-        granted_decision_id=decision_id,
-    )
+    # an open entry's fields are the stored entry's (it names this decision already)
+    added = WhitelistEntry(**asdict(granted), granted_decision_id=decision_id)
     uow.register.add(added)
     return change, added
 
