@@ -295,18 +295,25 @@ _STATUS_NUMBERS = _numbers(pb.Status, "STATUS_", DecisionStatus)
 _RISK_NUMBERS = _numbers(pb.RiskLevel, "RISK_LEVEL_", RiskLevel)
 
 
+def _clause_fields(c: Clause | Finding) -> dict[str, Any]:
+    """What a rules.v1 Clause and Finding both say of the clause (a finding cites one)."""
+    return {
+        "standard_id": c.standard_id,
+        "clause": c.clause,
+        "clause_ref": c.ref,
+        "severity": _SEVERITY_NUMBERS[c.severity],
+        "text": c.text,
+        "guidance": c.guidance,
+        "services": c.services,
+        "verified": c.verified,
+    }
+
+
 def finding_to_proto(f: Finding) -> pb.Finding:
     out = pb.Finding(
-        standard_id=f.standard_id,
-        clause=f.clause,
-        clause_ref=f.ref,
-        severity=_SEVERITY_NUMBERS[f.severity],
-        text=f.text,
-        guidance=f.guidance,
+        **_clause_fields(f),
         fact_keys=f.fact_keys,
         hazard_id=f.hazard_id,
-        services=f.services,
-        verified=f.verified,
         edition=f.edition,
         superseded=f.superseded,
         successor=f.successor,
@@ -362,20 +369,13 @@ def clause_to_proto(c: Clause, facts: FactRegistry | None = None) -> pb.Clause:
     keys = c.condition.fact_keys()
     definitions = [d for k in keys if facts and (d := facts.definition(k))]
     return pb.Clause(
-        clause=c.clause,
-        clause_ref=c.ref,
-        severity=enum_number(pb.Severity, c.severity, "SEVERITY_"),
-        text=c.text,
-        guidance=c.guidance,
+        **_clause_fields(c),
         fact_keys=list(keys),
-        services=list(c.services),
-        verified=c.verified,
         note=c.note,
         applies_to=c.describe_scope(),
         condition=c.condition.describe(),
         title=c.title,
         questions=[question_to_proto(d) for d in definitions],
-        standard_id=c.standard_id,
         edition=c.edition.name,
     )
 
