@@ -830,7 +830,10 @@ def change_json(c: Change) -> bytes:
     return json_format.MessageToJson(change_to_proto(c), indent=None).encode("utf-8")
 
 
-def regions_to_proto(regions: RegionRegistry) -> pb.ListRegionsResponse:
+def regions_to_proto(regions: RegionRegistry | None) -> pb.ListRegionsResponse:
+    """The townships and counties of the registry; none when there is no registry."""
+    if regions is None:
+        return pb.ListRegionsResponse()
     return pb.ListRegionsResponse(
         regions=[
             pb.Region(
