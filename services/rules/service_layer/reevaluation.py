@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TypedDict, Unpack
 
 import structlog
 
@@ -193,27 +194,33 @@ def summary(uow: UnitOfWork, run_id: str, resumed: bool, total: int) -> RunSumma
         )
 
 
+class Batching(TypedDict, total=False):
+    """How `run_range` goes through a range, for a caller that passes it on: `batch_size`
+    firms a transaction, `on_batch(done)` after each batch."""
+
+    batch_size: int
+    on_batch: Callable[[int], object] | None
+
+
 def reevaluate_all(
     uow: UnitOfWork,
     ctx: RulesContext,
     as_of: date,
     *,
-    batch_size: int = 200,
-    on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
     parts: int = 1,
     min_range: int = MIN_RANGE,
+    **batching: Unpack[Batching],
 ) -> RunSummary:
     """Re-evaluate every firm as of `as_of` in this process, resuming an unfinished run
-    for that date (its ranges one after the other, when it was split)."""
+    for that date (its ranges one after the other, when it was split); at most
+    `stop_after_batches` batches in all, each as `batching` says (run_range's defaults)."""
     started = start_run(uow, as_of, parts, min_range=min_range)
     left = stop_after_batches
     for range_id in started.ranges:
         if left is not None and left <= 0:
             break
-        done = run_range(
-            uow, ctx, range_id, batch_size=batch_size, on_batch=on_batch, stop_after_batches=left
-        )
+        done = run_range(uow, ctx, range_id, stop_after_batches=left, **batching)
         left = None if left is None else left - done
     return summary(uow, started.run_id, started.resumed, started.total)
 
