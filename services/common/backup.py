@@ -17,10 +17,10 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from sqlalchemy import Engine, Table
 from sqlalchemy.engine import make_url
 
 from services.common import audit_anchor
@@ -31,6 +31,14 @@ from services.common.db import default_sqlite_url
 
 class BackupError(Exception):
     """Why a backup or restore could not be made (the message says what to do)."""
+
+
+class Trail(NamedTuple):
+    """A migrated database's audit trail (`audit verify`, `audit anchor`, `restore`)."""
+
+    engine: Engine
+    log: Table
+    head: Table
 
 
 def sqlite_path(url: str) -> Path:
@@ -83,15 +91,6 @@ def restore(backup_file: Path, url: str) -> int:
         raise BackupError(f"no backup at {backup_file}")
     target.parent.mkdir(parents=True, exist_ok=True)
     return _copy(backup_file, target)
-
-
-@dataclass(frozen=True)
-class Trail:
-    """A migrated database's audit trail: its engine, log and global head tables."""
-
-    engine: Any
-    log: Any
-    head: Any
 
 
 def add_commands(sub: Any, env_prefix: str, service: str, trail: Callable[[str], Trail]) -> None:
