@@ -31,11 +31,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
+from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import orjson
 from sqlalchemy import (
+    JSON,
     Connection,
+    Dialect,
     Table,
     Text,
     bindparam,
@@ -46,8 +49,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
-from services.common.audit import GENESIS, Audited, chains_of, entry_hash
+from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
 from services.common.clock import new_id, now
 from services.rules.adapters.feed import EXPIRED_MARK
 from services.rules.adapters.orm import (
@@ -292,7 +296,7 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
         prev = heads.get(key, GENESIS)
         for entry in by_chain[key]:
             stamped = {**entry, "at": at}
-            digest = entry_hash(prev, stamped)
+            digest = plain_entry_hash(prev, stamped)  # values are plain: _fields
             rows.append({**stamped, "prev_hash": prev, "hash": digest})
             prev = digest
         ends[key] = prev
@@ -554,9 +558,30 @@ def _statement(
         sets = ", ".join(f"{quote(c)} = {mark}" for c in columns)
         sql = f"UPDATE {quote(table.name)} SET {sets} WHERE {quote(key)} = {mark}"
         order = (*columns, key)
-    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in order]
+    processors = [_processor(table.c[c].type, dialect) for c in order]
     _STATEMENTS[cache_key] = (sql, processors)
     return sql, processors
+
+
+# json.dumps(value) with its defaults, the encoder built once: Core's JSON bind processor
+# (and psycopg's Json adapter) call json.dumps, which builds its C encoder on every call
+# and cost more than encoding the value. Same text (no circular check: plain values).
+_JSON_ENCODER = c_make_encoder(
+    None, JSONEncoder().default, encode_basestring_ascii, None, ": ", ", ", False, False, True
+)
+
+
+def _json_text(value: Any) -> str:
+    """The text `json.dumps(value)` gives (None: JSON null, as a JSON column stores it)."""
+    return "".join(_JSON_ENCODER(value, 0))
+
+
+def _processor(column_type: TypeEngine[Any], dialect: Dialect) -> Any:
+    """The column's bind processor (None: values pass as they are); for a JSON column,
+    the JSON text Core would have the driver store."""
+    if type(column_type) is JSON:
+        return _json_text
+    return column_type.dialect_impl(dialect).bind_processor(dialect)
 
 
 def _executemany(

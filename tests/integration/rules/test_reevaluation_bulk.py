@@ -101,7 +101,9 @@ def _rows(
                 .order_by(whitelist_entries.c.granted_on)
             ).all()
             names.update({e.id: f"entry{i}" for i, e in enumerate(es)})
-            f = conn.execute(select(firms).where(firms.c.enterprise_id == firm)).one()
+            f = conn.execute(
+                select(firms, *_as_stored(firms.c.profile)).where(firms.c.enterprise_id == firm)
+            ).one()
             audit = conn.execute(
                 select(audit_log, *_as_stored(audit_log.c.before, audit_log.c.after))
                 .where(audit_log.c.chain == firm)
