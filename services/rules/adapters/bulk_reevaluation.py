@@ -18,7 +18,7 @@ in the unit of work's transaction:
 The many-row statements skip Core's per-row parameter building (`_executemany`): every
 value still goes through its column's bind processor, so the stored values are Core's
 and the ORM's (the same JSON text, the same instants); SQLite gets the driver's
-executemany, PostgreSQL one COPY per table for inserts and one UPDATE … FROM unnest()
+executemany, PostgreSQL one COPY per table for inserts and one UPDATE … FROM json_to_recordset()
 for updates, its audit ids taken from the table's sequence beforehand.
 
 Row locks are all taken by the first read (and the run's row by the flush before the
@@ -603,7 +603,7 @@ def _executemany(
     bound = _bound(rows, order, processors)
     if connection.dialect.name == "postgresql":
         if key:
-            _update_from_arrays(connection, table, order, bound)
+            _update_from_json(connection, table, order, bound)
         else:
             _copy(connection, table, order, bound)
         return
@@ -642,20 +642,27 @@ def _copy(
         cursor.close()
 
 
-def _update_from_arrays(
+def _update_from_json(
     connection: Connection, table: Table, columns: tuple[str, ...], bound: list[list[Any]]
 ) -> None:
-    """PostgreSQL: UPDATE … FROM unnest(one array per column), the key last: one
-    statement for the batch instead of one per row."""
+    """PostgreSQL: UPDATE … FROM json_to_recordset(the batch's rows as one JSON text), the
+    key last: one statement and one parameter for the batch (an array per column made
+    psycopg dump every value in Python). A JSON column's value goes as its JSON text (a
+    string, cast back), so the stored text is the one the bind processor built."""
     dialect = connection.dialect
     quote = dialect.identifier_preparer.quote
     key = columns[-1]
-    arrays = ", ".join(f"CAST(%s AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)
-    names = ", ".join(quote(c) for c in columns)
-    sets = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in columns[:-1])
+    kinds = {c: table.c[c].type.compile(dialect=dialect) for c in columns}
+    jsons = {c for c in columns if type(table.c[c].type) is JSON}
+    declared = ", ".join(f"{quote(c)} {'text' if c in jsons else kinds[c]}" for c in columns)
+    sets = ", ".join(
+        f"{quote(c)} = " + (f"CAST(v.{quote(c)} AS {kinds[c]})" if c in jsons else f"v.{quote(c)}")
+        for c in columns[:-1]
+    )
     sql = (
-        f"UPDATE {quote(table.name)} SET {sets} FROM unnest({arrays}) AS v({names}) "
+        f"UPDATE {quote(table.name)} SET {sets} "
+        f"FROM json_to_recordset(CAST(%s AS json)) AS v({declared}) "
         f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
     )
-    arrays_of_values = tuple(list(column) for column in zip(*bound, strict=True))
-    connection.exec_driver_sql(sql, arrays_of_values)
+    rows = [dict(zip(columns, values, strict=True)) for values in bound]
+    connection.exec_driver_sql(sql, (orjson.dumps(rows).decode(),))
