@@ -70,6 +70,7 @@ from services.rules.domain.register import DecisionRecord, Firm, ReevaluationRun
 _FIRM = AUDIT.audited[Firm]
 _DECISION = AUDIT.audited[DecisionRecord]
 _ENTRY = AUDIT.audited[WhitelistEntry]
+# An enum's `value` is a descriptor call; its `_value_`, read below, the same plain str.
 _MOVE_KIND = {
     "expired": ChangeKind.WHITELIST_EXPIRED,
     "revoked": ChangeKind.WHITELIST_REVOKED,
@@ -168,8 +169,8 @@ class BatchRegister:
                     "enterprise_id": r.firm.enterprise_id,
                     "decided_at": r.decided_at,
                     "as_of": r.decision.as_of,
-                    "status": r.decision.status.value,
-                    "risk_level": r.decision.risk_level.value,
+                    "status": r.decision.status._value_,
+                    "risk_level": r.decision.risk_level._value_,
                     "ruleset_version": r.decision.ruleset_version,
                     "cause": r.cause,
                     "whitelist_change": r.whitelist_change,
@@ -255,8 +256,8 @@ def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
     for r in batch:
         row = {
             "enterprise_id": r.firm.enterprise_id,
-            "status": r.decision.status.value,
-            "risk_level": r.decision.risk_level.value,
+            "status": r.decision.status._value_,
+            "risk_level": r.decision.risk_level._value_,
             "decision_id": r.decision_id,
             "updated_at": r.decided_at,
             "name": r.name,
@@ -328,8 +329,8 @@ def _sequence_ids(connection: Connection, table: Table, count: int) -> list[int]
 
 
 def _plain(value: Any) -> Any:
-    """As the audit trail keeps a value (services/common/audit.py)."""
-    return value.isoformat() if isinstance(value, datetime | date) else value
+    """As the audit trail keeps a value (services/common/audit.py; a datetime is a date)."""
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _fields(spec: Audited, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -402,8 +403,8 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
     d = r.decision
     decided = {
         "enterprise_id": chain,
-        "status": d.status.value,
-        "risk_level": d.risk_level.value,
+        "status": d.status._value_,
+        "risk_level": d.risk_level._value_,
         "ruleset_version": d.ruleset_version,
         "as_of": d.as_of,
         "cause": r.cause,
@@ -421,8 +422,8 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
     new = {
         "name": r.name,
         "region": r.region,
-        "status": d.status.value,
-        "risk_level": d.risk_level.value,
+        "status": d.status._value_,
+        "risk_level": d.risk_level._value_,
         "decision_id": r.decision_id,
     }
     before, after = _changed(_FIRM, old, new)
@@ -444,7 +445,7 @@ def _old_blockers(connection: Connection, batch: Sequence[Reevaluated]) -> dict[
         for r in batch
         if r.firm.decision_id
         and (r.firm.status, r.firm.risk_level)
-        == (r.decision.status.value, r.decision.risk_level.value)
+        == (r.decision.status._value_, r.decision.risk_level._value_)
     ]
     if not ids:
         return {}
@@ -494,14 +495,14 @@ def _change_rows(
     d, f = r.decision, r.firm
     blockers = [b.code for b in d.whitelist_blockers]
     same = f.decision_id is not None and (f.status, f.risk_level) == (
-        d.status.value,
-        d.risk_level.value,
+        d.status._value_,
+        d.risk_level._value_,
     )
     if not (same and old_blockers.get(f.decision_id or "") == blockers):
         detail = {
             "decision_id": r.decision_id,
-            "status": d.status.value,
-            "risk_level": d.risk_level.value,
+            "status": d.status._value_,
+            "risk_level": d.risk_level._value_,
             "blocker_codes": blockers,
             "previous_status": f.status if f.decision_id else "",
             "previous_risk_level": f.risk_level if f.decision_id else "",

@@ -117,6 +117,7 @@ class Started:
 
 
 MIN_RANGE = 1000  # firms per range below which a run is not split (processes cost a start)
+BATCH_SIZE = 1000  # firms per transaction: each commit costs (SQLite's WAL checkpoints)
 
 
 def start_run(
@@ -164,7 +165,7 @@ def run_range(
     ctx: RulesContext,
     range_id: str,
     *,
-    batch_size: int = 200,
+    batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
 ) -> int:
@@ -207,7 +208,7 @@ def reevaluate_all(
     ctx: RulesContext,
     as_of: date,
     *,
-    batch_size: int = 200,
+    batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
     parts: int = 1,
