@@ -451,10 +451,18 @@ def _cut(
     return None
 
 
-def verify_command(engine: Any, log: Table, head: Table) -> int:
-    """`… audit verify`: print the result; exit code 1 when the chain is broken."""
+def verify_command(
+    engine: Any,
+    log: Table,
+    head: Table,
+    anchored: Callable[[Connection], VerifyReport | None] | None = None,
+) -> int:
+    """`… audit verify`: print the result; exit code 1 when the chain is broken.
+    `anchored` (audit_anchor.check, bound to an anchor) runs after the links verify."""
     with engine.connect() as connection:
         report = verify(connection, log, head)
+        if report.ok and anchored is not None and (moved := anchored(connection)):
+            report = VerifyReport(report.entries, moved.broken_at, moved.reason)
     if report.ok:
         print(f"audit trail intact: {report.entries} entries, every link verified")
         return 0

@@ -292,7 +292,10 @@ def _decide_sent(
     record, build the answer and commit. A firm's decisions only move forward: an
     `as_of` before its current decision's is FAILED_PRECONDITION (Evaluate answers about
     any day and stores nothing); without one (None) the decision is as of today, or of
-    the current decision's day when the firm was decided ahead (a run for a later day)."""
+    the current decision's day when the firm was decided ahead (a run for a later day).
+    A record dated after today is refused as ReportEvent refuses it (events.recorded_ahead)."""
+    if ahead := events.recorded_ahead(sent, stored, ctx.today()):
+        raise ValidationError(ahead)
     current = uow.register.decision_day(firm.decision_id)
     if as_of is None:
         as_of = _forward(ctx, current)

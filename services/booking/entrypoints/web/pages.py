@@ -36,6 +36,7 @@ from services.booking.entrypoints.web.middleware import (
     BodyTooLarge,
     form_part_limit,
     staff_principal,
+    typed,
 )
 from services.booking.service_layer import guidance, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
@@ -171,7 +172,7 @@ class Pages:
                 "preferred_slots": [str(v) for v in form.getlist("preferred_slots")],
                 "contact_name": str(form.get("contact_name") or ""),
                 "contact_phone": str(form.get("contact_phone") or ""),
-                "note": str(form.get("note") or ""),
+                "note": typed(form.get("note")),
             }
             key = str(form.get("idempotency_key") or "")
         try:
@@ -229,8 +230,7 @@ class Pages:
             async with request.form(
                 max_files=1, max_fields=10, max_part_size=UPLOAD_PART_LIMIT
             ) as form:
-                raw_note = form.get("note")
-                note = raw_note if isinstance(raw_note, str) else ""
+                note = typed(form.get("note"))
                 upload = form.get("photo")
                 if isinstance(upload, UploadFile):
                     photo = await upload.read(MAX_PHOTO_BYTES + 1)  # enough to say "too big"
