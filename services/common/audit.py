@@ -36,6 +36,7 @@ from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Column,
@@ -143,6 +144,16 @@ def canonical(entry: Mapping[str, Any]) -> str:
 
 def entry_hash(prev: str, entry: Mapping[str, Any]) -> str:
     return hashlib.sha256((prev + canonical(entry)).encode()).hexdigest()
+
+
+def plain_entry_hash(prev: str, entry: Mapping[str, Any]) -> str:
+    """`entry_hash` of an entry whose values are only str, int, bool, None and dicts and
+    lists of them (no float, date or other type `canonical` turns by `default=str`):
+    orjson's sorted compact UTF-8 is then `canonical`'s text, at a fraction of its cost
+    (a test compares the two on control characters, non-BMP text and nesting)."""
+    return hashlib.sha256(
+        prev.encode() + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
 
 
 class AuditTrail:

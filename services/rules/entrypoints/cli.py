@@ -124,7 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--all", action="store_true", required=True, help="every stored firm")
     again.add_argument("--as-of", type=_day_arg, default="", help="evaluation date (default today)")
     again.add_argument(
-        "--batch-size", type=_number_arg(1), default=200, help="firms per transaction"
+        "--batch-size",
+        type=_number_arg(1),
+        default=reevaluation.BATCH_SIZE,
+        help="firms per transaction",
     )
     again.add_argument(
         "--processes",
