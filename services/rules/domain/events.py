@@ -282,6 +282,8 @@ def parse_event(data: Mapping[str, Any], fact_types: Mapping[str, str], today: d
     fields: dict[str, Any] = {}
     if kind and occurred and detail is not None:
         fields = _detail(check, kind, occurred, detail, enterprise_id, fact_types)
+    if (sent := fields.get("profile")) is not None:  # its records are reported by it too
+        check.violations.extend(recorded_ahead(sent, None, today, prefix="event.profile."))
     if check.violations or kind is None or occurred is None:
         raise ValidationError(check.violations)
     return Event(event_id, enterprise_id, kind, occurred, detail=dict(detail or {}), **fields)
@@ -352,16 +354,23 @@ def _hazard_detail(
 
 
 def recorded_ahead(
-    sent: EnterpriseProfile, stored: EnterpriseProfile | None, today: date
+    sent: EnterpriseProfile,
+    stored: EnterpriseProfile | None,
+    today: date,
+    prefix: str = "profile.",
 ) -> list[FieldViolation]:
     """The records of a profile sent to the register dated after `today` + CLOCK_SKEW, as
-    ReportEvent refuses them: an accident, a penalty, a hazard found or closed is recorded
-    once it has happened. A record already stored as sent is left alone (kept before this
-    check existed, it must not refuse every later full update of the firm)."""
+    ReportEvent refuses an event: an accident, a penalty, a hazard found or closed is
+    recorded once it has happened. What is already stored is left alone (kept before this
+    check existed, it must not refuse every later full update of the firm): an accident
+    or penalty stored as sent, a hazard whose id is on record (the register keeps the
+    stored hazard of an id and ignores the sent copy). A PROFILE_UPDATED event's profile
+    is checked whole (`stored` None): it may leave a stored record out, the register
+    keeps it (records only grow)."""
     limit = today + CLOCK_SKEW
-    kept: tuple[set[Any], ...] = (set(), set(), set())
+    kept: tuple[set[Any], set[Any], set[str]] = (set(), set(), set())
     if stored is not None:
-        kept = (set(stored.accidents), set(stored.penalties), set(stored.hazards))
+        kept = (set(stored.accidents), set(stored.penalties), {h.hazard_id for h in stored.hazards})
     why = f"must not be after today ({today.isoformat()}, Asia/Shanghai)"
     bad: list[FieldViolation] = []
     for name, records, fields, known in (
@@ -370,10 +379,10 @@ def recorded_ahead(
         ("hazards", sent.hazards, ("found_on", "closed_on"), kept[2]),
     ):
         for i, record in enumerate(records):
-            if record in known:
+            if (record.hazard_id if isinstance(record, Hazard) else record) in known:
                 continue
             for day_field in fields:
                 day = getattr(record, day_field)
                 if day is not None and day > limit:
-                    bad.append(FieldViolation(f"profile.{name}[{i}].{day_field}", why))
+                    bad.append(FieldViolation(f"{prefix}{name}[{i}].{day_field}", why))
     return bad

@@ -1054,6 +1054,10 @@ def test_a_profile_recording_what_has_not_happened_yet_is_refused_as_an_event_is
     with pytest.raises(grpc.RpcError) as info:
         register_stub.UpsertEnterprise(masked, timeout=30)
     assert list(violations(info.value)) == ["profile.accidents[0].occurred_on"]
+    update = profile_updated(1, "p-ahead", profile(1, accidents=[future]))
+    with pytest.raises(grpc.RpcError) as info:  # review 22 F1: nor through an event
+        report(register_stub, update)
+    assert list(violations(info.value)) == ["event.profile.accidents[0].occurred_on"]
     assert list(status_of(register_stub, 1).profile.accidents) == []
     clock.today = date(2026, 7, 5)
     stored = upsert(register_stub, profile(1, accidents=[future]))

@@ -68,3 +68,14 @@ def test_today_and_a_day_of_clock_skew_are_accepted() -> None:
         hazards=[_hazard("2026-07-01", closed="2026-07-01")],
     )
     assert recorded_ahead(sent, None, TODAY) == []
+
+
+def test_a_hazard_on_record_is_left_alone_whatever_the_sent_copy_says() -> None:
+    """Review 22 F4: the register keeps the stored hazard of an id and ignores the sent
+    copy; a stored future-dated hazard sent again with a moved deadline refused the update."""
+    stored = _parsed(hazards=[_hazard("2026-07-05")])
+    moved = dict(_hazard("2026-07-05"), due_on="2027-01-31")
+    assert recorded_ahead(_parsed(hazards=[moved]), stored, TODAY) == []
+    other = dict(_hazard("2026-07-05"), hazard_id="H-new")
+    [violation] = recorded_ahead(_parsed(hazards=[moved, other]), stored, TODAY, "event.profile.")
+    assert violation.field == "event.profile.hazards[1].found_on"
