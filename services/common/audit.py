@@ -60,6 +60,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from services.common.context import current_caller
+from services.common.db import read_snapshot
 
 GENESIS = "0" * 64
 _PENDING = "audit_pending"
@@ -458,8 +459,9 @@ def verify_command(
     anchored: Callable[[Connection], VerifyReport | None] | None = None,
 ) -> int:
     """`… audit verify`: print the result; exit code 1 when the chain is broken.
-    `anchored` (audit_anchor.check, bound to an anchor) runs after the links verify."""
-    with engine.connect() as connection:
+    `anchored` (audit_anchor.check, bound to an anchor) runs after the links verify. It
+    all reads one snapshot: a live database's commits made meanwhile are not half seen."""
+    with read_snapshot(engine) as connection:
         report = verify(connection, log, head)
         if report.ok and anchored is not None and (moved := anchored(connection)):
             report = VerifyReport(report.entries, moved.broken_at, moved.reason)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,8 +66,8 @@ class Anchor:
 
 
 def take(connection: Connection, log: Table, head: Table, service: str) -> Anchor:
-    """The heads of every chain that has an entry, read in one snapshot-consistent pass
-    (a head written while this reads is either in or out, and verifies either way)."""
+    """The heads of every chain that has an entry (read them in one snapshot: the CLI
+    uses db.read_snapshot)."""
     heads: dict[str, tuple[int, str]] = {}
     top = connection.execute(select(head.c.last_id, head.c.last_hash).where(head.c.id == 1)).first()
     if top is not None and top.last_id:
@@ -89,8 +90,17 @@ def write(anchor: Anchor, path: Path) -> None:
         "heads": [[k, i, h] for k, (i, h) in sorted(anchor.heads.items())],
     }
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n")
-    os.replace(partial, path)
+    try:
+        partial.write_text(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n")
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+MAX_ID = 2**31 - 1  # the log's id column (a 32-bit integer on PostgreSQL)
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+_UNREADABLE = (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError)
 
 
 def read(path: Path, service: str, digest: str | None = None) -> Anchor:
@@ -98,20 +108,33 @@ def read(path: Path, service: str, digest: str | None = None) -> Anchor:
     published one, when given); AnchorError says what is wrong."""
     try:
         body = json.loads(path.read_text())
-        if body.get("format") != FORMAT:
+        if not isinstance(body, dict) or body.get("format") != FORMAT:
             raise AnchorError(f"{path} is not an audit anchor ({FORMAT})")
         if body.get("service") != service:
             raise AnchorError(f"{path} anchors the {str(body.get('service'))[:16]} service")
-        heads = {str(k): (int(i), str(h)) for k, i, h in body["heads"]}
+        heads = dict(_head(row) for row in body["heads"])
         anchor = Anchor(service, datetime.fromisoformat(body["taken_at"]), heads)
+        held = body["digest"]
+        found = anchor.digest
     except AnchorError:
         raise
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except _UNREADABLE as exc:  # UnicodeError is a ValueError
         raise AnchorError(f"cannot read the anchor {path}: {type(exc).__name__}") from None
-    for expected, what in ((body.get("digest"), "the digest it holds"), (digest, "--digest")):
-        if expected is not None and str(expected).lower() != anchor.digest:
+    for expected, what in ((held, "the digest it holds"), (digest, "--digest")):
+        if expected is not None and str(expected).lower() != found:
             raise AnchorError(f"{path} does not match {what}: the file was changed")
     return anchor
+
+
+def _head(row: Any) -> tuple[str, tuple[int, str]]:
+    """One [chain, id, hash] of an anchor file, checked (ValueError says it is not)."""
+    key, entry_id, hashed = row
+    if not isinstance(key, str) or not isinstance(entry_id, int) or not isinstance(hashed, str):
+        raise ValueError("a head is [chain, id, hash]")
+    if not 0 < entry_id <= MAX_ID or not _HASH.match(hashed):
+        raise ValueError("a head's id or hash is out of range")
+    key.encode()  # a lone surrogate cannot be a stored key (UnicodeEncodeError)
+    return key, (entry_id, hashed)
 
 
 def check(connection: Connection, log: Table, anchor: Anchor) -> VerifyReport | None:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from services.common import audit_anchor
 from services.common.audit import verify_command
 from services.common.config import env_flag
-from services.common.db import default_sqlite_url
+from services.common.db import default_sqlite_url, read_snapshot
 
 
 class BackupError(Exception):
@@ -143,7 +143,9 @@ def _cmd_verify(args: argparse.Namespace, service: str, trail: Callable[[str], T
         except audit_anchor.AnchorError as exc:
             print(f"audit verify failed: {exc}", file=sys.stderr)
             return 2
-        print(f"anchor of {anchor.taken_at:%Y-%m-%d %H:%M:%S %Z}, digest {anchor.digest}")
+        print(f"anchor of {anchor.taken_at.isoformat(timespec='seconds')}, digest {anchor.digest}")
+        if args.digest is None:
+            print("the digest was not compared with a published one: pass --digest HEX")
     elif args.digest is not None:
         print("audit verify failed: --digest checks an --anchor file", file=sys.stderr)
         return 2
@@ -152,12 +154,12 @@ def _cmd_verify(args: argparse.Namespace, service: str, trail: Callable[[str], T
 
 def _cmd_anchor(args: argparse.Namespace, service: str, trail: Callable[[str], Trail]) -> int:
     opened = trail(args.db)
-    with opened.engine.connect() as connection:
+    with read_snapshot(opened.engine) as connection:
         anchor = audit_anchor.take(connection, opened.log, opened.head, service)
     try:
         audit_anchor.write(anchor, args.out)
     except OSError as exc:
-        print(f"audit anchor failed: {type(exc).__name__}: {exc.strerror}", file=sys.stderr)
+        print(f"audit anchor failed: {args.out}: {exc.strerror}", file=sys.stderr)
         return 1
     print(f"anchor of {len(anchor.heads)} chain heads written to {args.out}")
     print(f"digest {anchor.digest}  (publish it where this database's writers cannot change it)")

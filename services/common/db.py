@@ -16,14 +16,14 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import structlog
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -120,6 +120,9 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(_SNAPSHOT):
+            connection.exec_driver_sql("BEGIN")  # deferred: a read snapshot, no write lock
+            return
         left = time_left()  # wait for the write lock no longer than the caller waits
         wait = busy_ms if left is None else max(0, min(busy_ms, int(left * 1000)))
         start = time.monotonic()
@@ -141,6 +144,23 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int) -> None:
 
 
 _GATE = "sqlite_gate"
+_SNAPSHOT = "read_snapshot"
+
+
+@contextlib.contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection whose reads all see one snapshot of the database, taking no write
+    lock, rolled back at the end: a long read of a live database (`audit verify`, an
+    anchor) sees no commit made while it reads. PostgreSQL: REPEATABLE READ; SQLite: a
+    deferred BEGIN (in WAL mode its first read fixes the snapshot; writers go on)."""
+    options: dict[str, Any] = {_SNAPSHOT: True}
+    if engine.dialect.name == "postgresql":
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with engine.connect() as connection:
+        connection = connection.execution_options(**options)
+        with connection.begin() as transaction:
+            yield connection
+            transaction.rollback()
 
 
 def _open_gate(info: dict[Any, Any]) -> None:

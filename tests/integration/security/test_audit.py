@@ -3,9 +3,11 @@ hashes; editing, deleting or cutting rows in the database is caught by `audit ve
 
 from __future__ import annotations
 
+import functools
 import itertools
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +19,8 @@ from services.booking.adapters.orm import audit_log as b_log
 from services.common import audit_anchor
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
-from services.common.audit import VerifyReport, append, chains_of, verify
+from services.common.audit import VerifyReport, append, chains_of, verify, verify_command
+from services.common.db import read_snapshot
 from services.rules.adapters.orm import audit_head, audit_log
 from tests.booking_env import Pair, ledger_visit, running_pair
 from tests.integration.conftest import upsert
@@ -384,3 +387,36 @@ def test_cli_audit_anchor_and_verify_with_it(register_stub, db_engine, tmp_path:
     edited = path.read_text().replace(uscc(3), uscc(4))
     path.write_text(edited)
     assert cli("verify", "--anchor", str(path)).returncode == 2  # the file's own digest
+
+
+def test_verify_and_anchor_on_a_live_database_read_one_snapshot(
+    register_stub, db_engine, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """Review 22 F2: `audit verify` read the heads, then the rows, each statement its own
+    snapshot on PostgreSQL: an entry committed between them lay past its chain's head and
+    was reported as a cut tail (a false alarm from the daily anchor's verify). Verify and
+    anchor now read one snapshot, which takes no write lock: the writer goes on."""
+    for n in range(1, 6):
+        upsert(register_stub, profile(n))
+    stop, written = threading.Event(), []
+
+    def write() -> None:
+        while not stop.is_set():
+            i = len(written) + 1
+            upsert(register_stub, profile(1 + i % 5, employees=10 + i % 50))
+            written.append(i)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        codes = []
+        for _ in range(300):
+            with read_snapshot(db_engine) as conn:
+                anchor = audit_anchor.take(conn, audit_log, audit_head, "rules")
+            check = functools.partial(audit_anchor.check, log=audit_log, anchor=anchor)
+            codes.append(verify_command(db_engine, audit_log, audit_head, check))
+    finally:
+        stop.set()
+        writer.join()
+    assert codes == [0] * 300, capsys.readouterr().out[-300:]
+    assert len(written) > 3  # the writer was not held up by the reads
