@@ -200,6 +200,63 @@ class AuditTrail:
             entry["chain"] = spec.chain_prefix + str(getattr(obj, spec.chain_field))
         return entry
 
+    # Changes a repository writes itself (Core statements, no ORM flush) are recorded
+    # here, with the entries the flush would have collected (_collect), in the same list:
+    # sealed at the commit, dropped with a savepoint rolled back.
+
+    def values(self, record: Any) -> dict[str, Any]:
+        """The audited fields of `record` as they are now (lists copied): what `changed`
+        compares against later."""
+        spec = self.audited[type(record)]
+        return {
+            name: list(v) if isinstance(v := getattr(record, name), list) else v
+            for name in spec.fields
+        }
+
+    def created(self, session: Session, record: Any, values: Mapping[str, Any]) -> None:
+        """Record the creation of `record` with its audited fields' `values` (`values()`
+        of it as it was inserted, or as it was first taken, before later changes that
+        `changed` records)."""
+        spec = self.audited[type(record)]
+        after = {name: self._safe(spec, name, _plain(values[name])) for name in spec.fields}
+        self._record(session, spec, record, "create", None, after)
+
+    def changed(self, session: Session, record: Any, before: Mapping[str, Any]) -> None:
+        """Record an update of `record` from the audited fields' values `before` to its
+        own now: the fields that differ, as the flush's history would name them (no entry
+        when none does)."""
+        spec = self.audited[type(record)]
+        old: dict[str, Any] = {}
+        new: dict[str, Any] = {}
+        for name in spec.fields:
+            now = getattr(record, name)
+            if now != before[name]:
+                old[name] = self._safe(spec, name, _plain(before[name]))
+                new[name] = self._safe(spec, name, _plain(now))
+        if new:
+            self._record(session, spec, record, "update", old, new)
+
+    def _record(
+        self,
+        session: Session,
+        spec: Audited,
+        record: Any,
+        action: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any],
+    ) -> None:
+        entry = {
+            "caller": current_caller(),
+            "action": action,
+            "entity": spec.entity,
+            "entity_id": str(getattr(record, spec.id_field)),
+            "before": before,
+            "after": after,
+        }
+        if spec.chain_field is not None:
+            entry["chain"] = spec.chain_prefix + str(getattr(record, spec.chain_field))
+        session.info.setdefault(_PENDING, []).append(entry)
+
     @staticmethod
     def _safe(spec: Audited, name: str, value: Any) -> Any:
         redact = (spec.redact or {}).get(name)

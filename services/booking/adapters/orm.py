@@ -143,7 +143,14 @@ assignments = Table(
     Column("expert_id", String(64), ForeignKey("experts.id"), nullable=False),
     Column("slot", String(16), nullable=False),
     Column("day", Date, nullable=False),
-    columns.record_ref("order_id", references="orders.id", unique=True),
+    # checked at the commit (migration b0009): CreateOrder books before it writes the order
+    Column(
+        "order_id",
+        String(columns.RECORD_ID_LENGTH),
+        ForeignKey("orders.id", deferrable=True, initially="DEFERRED"),
+        nullable=False,
+        unique=True,
+    ),
     columns.instant("created_at"),
     UniqueConstraint("expert_id", "slot", name="uq_assignments_expert_slot"),
 )

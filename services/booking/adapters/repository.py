@@ -13,12 +13,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    Insert,
     Select,
     Table,
     bindparam,
     case,
     exists,
     func,
+    insert,
     inspect,
     select,
 )
@@ -26,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from services.booking.adapters.orm import (
+    AUDIT,
     assignments,
     expert_conflicts,
     expert_domains,
@@ -35,6 +38,7 @@ from services.booking.adapters.orm import (
     firm_cards,
     firm_sessions,
     firm_sign_in_codes,
+    order_transitions,
     orders,
     outbox,
     photos,
@@ -65,6 +69,7 @@ class BookingRegister(StaffRegister):
         self.session = session
         self._lock_rows = lock_rows
         self._locked_in: SessionTransaction | None = None  # with_expert_locked's savepoint
+        self._taken: list[tuple[Order, dict[str, Any]]] = []  # add_order's, as taken
 
     def add(self, record: object) -> None:
         self.session.add(record)
@@ -226,15 +231,17 @@ class BookingRegister(StaffRegister):
         """Book the expert's half-day for the order, unless a concurrent dispatch booked
         it first (the unique (expert, slot) index): then False, and the rest of this
         transaction stands (a savepoint: with_expert_locked's, whose rollback undoes the
-        failed insert, or one of its own; one savepoint less is two round trips less)."""
+        failed insert, or one of its own; one savepoint less is two round trips less).
+        One insert built once, no flush of the session; its audit entry is the one a
+        flush would have collected."""
         own = self.session.begin_nested() if self._locked_in is None else None
         try:
-            self.session.add(assignment)
-            self.session.flush()
+            self.session.execute(_insert_into(assignments), _row(assignments, assignment))
         except IntegrityError:
             if own is not None:  # else with_expert_locked rolls its savepoint back
                 own.rollback()
             return False
+        AUDIT.created(self.session, assignment, AUDIT.values(assignment))
         if own is not None:
             own.commit()
         return True
@@ -261,6 +268,27 @@ class BookingRegister(StaffRegister):
         )
 
     # orders
+    def add_order(self, order: Order) -> None:
+        """A new order, as taken: its row is written when the unit of work commits
+        (`write_orders`), in the state it has then, with its transitions, in two inserts
+        built once and no flush of the session; its trail entries are the ones the
+        session's flushes would have collected, its creation as taken and then what
+        changed. Dispatch may book for it before its row is written: the booking's
+        foreign key to it is checked at the commit (deferred: migration b0009)."""
+        self._taken.append((order, AUDIT.values(order)))
+
+    def write_orders(self) -> None:
+        """Write the orders `add_order` took (the unit of work calls this before its
+        commit). A firm's idempotency key used before fails here (IntegrityError)."""
+        taken, self._taken = self._taken, []
+        for order, values in taken:
+            self.session.execute(_insert_into(orders), _row(orders, order))
+            moves = [_row(order_transitions, move) for move in order.history]
+            if moves:
+                self.session.execute(_insert_into(order_transitions), moves)
+            AUDIT.created(self.session, order, values)
+            AUDIT.changed(self.session, order, values)
+
     def order(self, order_id: str, *, for_update: bool = False) -> Order | None:
         return self._by_key(Order, "id", order_id, for_update)
 
@@ -439,6 +467,23 @@ def _free_slots(expert_id: ColumnElement[str], room: ColumnElement[int]) -> Sele
 
 # Built once per shape, run with parameters: building the statement cost more than the
 # database's answer.
+@functools.cache
+def _insert_into(table: Table) -> Insert:
+    """An insert of every column of `table` but a serial id (the rows come as parameters)."""
+    return insert(table)
+
+
+@functools.cache
+def _columns(table: Table) -> tuple[str, ...]:
+    """The columns a record's row gives values for: all but a serial id."""
+    return tuple(c.name for c in table.c if not (c.primary_key and c.autoincrement is True))
+
+
+def _row(table: Table, record: object) -> dict[str, Any]:
+    """The row of `record` (a mapped dataclass) for `table`'s insert."""
+    return {name: getattr(record, name) for name in _columns(table)}
+
+
 @functools.cache
 def _by_key_query(record: type, column: str, for_update: bool) -> Select[Any]:
     """BookingRegister._by_key's statement (:key); `for_update`: locked, and read as the
