@@ -24,7 +24,9 @@ from sqlalchemy import (
     inspect,
     select,
 )
+from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.orm import Session, SessionTransaction
 
 from services.booking.adapters.orm import (
@@ -74,6 +76,11 @@ class BookingRegister(StaffRegister):
     def add(self, record: object) -> None:
         self.session.add(record)
 
+    def _run(self, statement: Executable, params: Any = None) -> Result[Any]:
+        """A Core statement on this transaction's connection: rows, not records, so
+        without the session's ORM execution (which costs more than a short query)."""
+        return self.session.connection().execute(statement, params)
+
     def _one(self, query, for_update: bool = False):  # type: ignore[no-untyped-def]
         if for_update and self._lock_rows:
             # once locked, read the row as it is now, not as this session saw it earlier
@@ -89,6 +96,12 @@ class BookingRegister(StaffRegister):
     # firms
     def firm(self, enterprise_id: str, *, for_update: bool = False) -> FirmCard | None:
         return self._by_key(FirmCard, "enterprise_id", enterprise_id, for_update)
+
+    def firm_card(self, enterprise_id: str) -> FirmCard | None:
+        """The firm's card to read (a QR token checked against it): a copy the session
+        does not track, so a change to it is never written (`firm` for that)."""
+        row = self._run(_firm_card_query(), {"key": enterprise_id}).first()
+        return None if row is None else FirmCard(**row._mapping)
 
     # the firm's sign-in
     def codes_since(
@@ -188,14 +201,14 @@ class BookingRegister(StaffRegister):
         }
         return [
             Offer(row.id, row.slot, bool(row.local), int(row.recent), row.last)
-            for row in self.session.execute(query, params)
+            for row in self._run(query, params)
         ]
 
     def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
         """Which of `preferred` the expert offers, has not booked, and still has room for
         on that day (read now: under the expert's lock, a fresh answer)."""
         params = {"expert_id": expert_id, "preferred": list(preferred)}
-        return set(self.session.scalars(_free_slots_query(), params))
+        return set(self._run(_free_slots_query(), params).scalars())
 
     def with_expert_locked(
         self, expert_id: str, *, wait: bool, attempt: Callable[[], T | None]
@@ -213,7 +226,7 @@ class BookingRegister(StaffRegister):
         savepoint = self.session.begin_nested()
         self._locked_in = savepoint  # claim_slot books in this savepoint, not one of its own
         try:
-            found = self.session.execute(_lock_expert(wait), {"expert_id": expert_id}).first()
+            found = self._run(_lock_expert(wait), {"expert_id": expert_id}).first()
             answer = attempt() if found is not None else None
         except BaseException:
             if savepoint.is_active:
@@ -236,7 +249,7 @@ class BookingRegister(StaffRegister):
         flush would have collected."""
         own = self.session.begin_nested() if self._locked_in is None else None
         try:
-            self.session.execute(_insert_into(assignments), _row(assignments, assignment))
+            self._run(_insert_into(assignments), _row(assignments, assignment))
         except IntegrityError:
             if own is not None:  # else with_expert_locked rolls its savepoint back
                 own.rollback()
@@ -282,10 +295,10 @@ class BookingRegister(StaffRegister):
         commit). A firm's idempotency key used before fails here (IntegrityError)."""
         taken, self._taken = self._taken, []
         for order, values in taken:
-            self.session.execute(_insert_into(orders), _row(orders, order))
+            self._run(_insert_into(orders), _row(orders, order))
             moves = [_row(order_transitions, move) for move in order.history]
             if moves:
-                self.session.execute(_insert_into(order_transitions), moves)
+                self._run(_insert_into(order_transitions), moves)
             AUDIT.created(self.session, order, values)
             AUDIT.changed(self.session, order, values)
 
@@ -493,6 +506,12 @@ def _by_key_query(record: type, column: str, for_update: bool) -> Select[Any]:
     if for_update:
         query = query.with_for_update().execution_options(populate_existing=True)
     return query
+
+
+@functools.cache
+def _firm_card_query() -> Select[Any]:
+    """BookingRegister.firm_card's statement (:key)."""
+    return select(firm_cards).where(firm_cards.c.enterprise_id == bindparam("key"))
 
 
 @functools.cache

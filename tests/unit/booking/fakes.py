@@ -108,6 +108,10 @@ class FakeRegister:
     def firm(self, enterprise_id: str, *, for_update: bool = False) -> FirmCard | None:
         return self.firms.get(enterprise_id)
 
+    def firm_card(self, enterprise_id: str) -> FirmCard | None:
+        card = self.firms.get(enterprise_id)  # a copy: changing it changes nothing stored
+        return None if card is None else dataclasses.replace(card)
+
     def firm_names(self, ids: Iterable[str]) -> dict[str, str]:
         return {i: self.firms[i].name for i in ids if i in self.firms}
 
