@@ -23,11 +23,12 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
-from sqlalchemy.orm import Session, SessionTransaction
 
 from services.booking.adapters.orm import (
     AUDIT,
@@ -70,7 +71,7 @@ class BookingRegister(StaffRegister):
     def __init__(self, session: Session, *, lock_rows: bool) -> None:
         self.session = session
         self._lock_rows = lock_rows
-        self._locked_in: SessionTransaction | None = None  # with_expert_locked's savepoint
+        self._in_savepoint = False  # inside with_expert_locked's savepoint
         self._taken: list[tuple[Order, dict[str, Any]]] = []  # add_order's, as taken
 
     def add(self, record: object) -> None:
@@ -214,50 +215,56 @@ class BookingRegister(StaffRegister):
         self, expert_id: str, *, wait: bool, attempt: Callable[[], T | None]
     ) -> tuple[bool, T | None]:
         """`attempt()` with the expert's row locked, so two dispatches cannot both take their
-        last visit of a day: (True, its answer). It runs in a savepoint; when it answers
-        None the savepoint is rolled back, which releases the lock, so a dispatch that goes
-        on to another expert holds none it did not book (two dispatches could otherwise each
-        hold the expert the other waits for: a deadlock PostgreSQL breaks by aborting one).
-        Without `wait`, (False, None) when a concurrent transaction holds the row
-        (PostgreSQL `FOR UPDATE SKIP LOCKED`). SQLite's BEGIN IMMEDIATE already lets one
-        writer in at a time: no lock, no savepoint."""
+        last visit of a day: (True, its answer). It runs after a savepoint; when it answers
+        None the transaction is rolled back to it, which releases the lock, so a dispatch
+        that goes on to another expert holds none it did not book (two dispatches could
+        otherwise each hold the expert the other waits for: a deadlock PostgreSQL breaks by
+        aborting one). Without `wait`, (False, None) when a concurrent transaction holds
+        the row (PostgreSQL `FOR UPDATE SKIP LOCKED`). SQLite's BEGIN IMMEDIATE already
+        lets one writer in at a time: no lock, no savepoint."""
         if not self._lock_rows:
             return True, attempt()
-        savepoint = self.session.begin_nested()
-        self._locked_in = savepoint  # claim_slot books in this savepoint, not one of its own
+        self._run(_SAVEPOINT)
+        self._in_savepoint = True  # claim_slot books after this savepoint, not one of its own
         try:
             found = self._run(_lock_expert(wait), {"expert_id": expert_id}).first()
             answer = attempt() if found is not None else None
         except BaseException:
-            if savepoint.is_active:
-                savepoint.rollback()
+            self._back_to_savepoint(quiet=True)
             raise
         finally:
-            self._locked_in = None
+            self._in_savepoint = False
         if answer is None:
-            savepoint.rollback()  # also after a failed flush in it (claim_slot's insert)
-        else:
-            savepoint.commit()
+            self._back_to_savepoint()  # also after a failed insert (claim_slot's)
         return found is not None, answer
 
     def claim_slot(self, assignment: Assignment) -> bool:
         """Book the expert's half-day for the order, unless a concurrent dispatch booked
         it first (the unique (expert, slot) index): then False, and the rest of this
-        transaction stands (a savepoint: with_expert_locked's, whose rollback undoes the
-        failed insert, or one of its own; one savepoint less is two round trips less).
-        One insert built once, no flush of the session; its audit entry is the one a
-        flush would have collected."""
-        own = self.session.begin_nested() if self._locked_in is None else None
+        transaction stands (rolled back to a savepoint: with_expert_locked's, or one of its
+        own). One insert built once, no flush of the session; its audit entry is the one a
+        flush would have collected. A savepoint that served is left open, not released
+        (one round trip less): the commit ends it with the transaction."""
+        own = not self._in_savepoint
+        if own:
+            self._run(_SAVEPOINT)
         try:
             self._run(_insert_into(assignments), _row(assignments, assignment))
         except IntegrityError:
-            if own is not None:  # else with_expert_locked rolls its savepoint back
-                own.rollback()
+            if own:  # else with_expert_locked rolls back to its savepoint
+                self._back_to_savepoint()
             return False
         AUDIT.created(self.session, assignment, AUDIT.values(assignment))
-        if own is not None:
-            own.commit()
         return True
+
+    def _back_to_savepoint(self, *, quiet: bool = False) -> None:
+        """Undo what followed the latest _SAVEPOINT (and release the locks it took);
+        `quiet`: on the way out with an error, which a failure here must not hide."""
+        try:
+            self._run(_ROLLBACK_TO_SAVEPOINT)
+        except Exception:
+            if not quiet:
+                raise
 
     def release_slot(self, order_id: str) -> None:
         """Free the half-day booked for the order, if any."""
@@ -480,6 +487,13 @@ def _free_slots(expert_id: ColumnElement[str], room: ColumnElement[int]) -> Sele
 
 # Built once per shape, run with parameters: building the statement cost more than the
 # database's answer.
+# dispatch's savepoints (with_expert_locked, claim_slot): plain SQL, not the session's
+# nested transactions, so that one that served is not released (a round trip) but ends
+# with the transaction; the trail's entries of a claim are collected only once it held
+_SAVEPOINT = text("SAVEPOINT dispatch_claim")
+_ROLLBACK_TO_SAVEPOINT = text("ROLLBACK TO SAVEPOINT dispatch_claim")
+
+
 @functools.cache
 def _insert_into(table: Table) -> Insert:
     """An insert of every column of `table` but a serial id (the rows come as parameters)."""
