@@ -33,7 +33,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -51,6 +51,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     event,
+    exists,
     insert,
     inspect,
     select,
@@ -375,6 +376,30 @@ def _move_heads(chains: Table) -> Update:
     )
 
 
+_ONE_STATEMENT_ROWS = 32  # more in one commit (a large group): the insert, then the moves
+
+
+@lru_cache(maxsize=64)
+def _insert_and_move(log: Table, chains: Table, names: tuple[str, ...], count: int) -> Update:
+    """PostgreSQL: insert `count` rows (:<name>_<n>, the columns `names`) and move each of
+    their chains' heads to its last row (the highest id: a multi-row insert numbers its
+    rows in order), in one statement (a data-modifying WITH): one round trip instead of
+    two. The heads are already locked (_heads_query)."""
+    values = [
+        {name: bindparam(f"{name}_{n}", type_=log.c[name].type) for name in names}
+        for n in range(count)
+    ]
+    written = insert(log).values(values).returning(log.c.id, log.c.chain, log.c.hash)
+    rows = written.cte("written")
+    later = rows.alias("later")
+    last = ~exists().where(later.c.chain == rows.c.chain, later.c.id > rows.c.id)
+    return (
+        update(chains)
+        .where(chains.c.chain == rows.c.chain, last)
+        .values(last_id=rows.c.id, last_hash=rows.c.hash)
+    )
+
+
 def _append_global(
     connection: Connection, log: Table, head: Table, entries: list[dict[str, Any]], *, lock: bool
 ) -> None:
@@ -407,6 +432,14 @@ def _append_chains(
         linked, last_hash = _link(heads.get(key, GENESIS), _stamped(by_chain[key]))
         rows.extend(linked)
         ends.append((key, len(rows) - 1, last_hash))
+    if (
+        connection.dialect.name == "postgresql"
+        and len(rows) <= _ONE_STATEMENT_ROWS
+        and all(key in heads for key in keys)
+    ):  # every chain has its head: the rows and the heads' moves in one statement
+        params = {f"{name}_{n}": value for n, row in enumerate(rows) for name, value in row.items()}
+        connection.execute(_insert_and_move(log, chains, tuple(rows[0]), len(rows)), params)
+        return
     ids = _insert(connection, log, rows)
     moved = [
         {"_chain": key, "last_id": ids[i], "last_hash": h} for key, i, h in ends if key in heads
