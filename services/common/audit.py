@@ -3,7 +3,9 @@
 How it works, for both services:
 * An `after_flush` listener on the unit of work's sessions collects one entry per
   inserted, updated or deleted record of an audited class (its changed fields before and
-  after), with the caller bound to the current call (services/common/context.py).
+  after), with the caller bound to the current call (services/common/context.py). A
+  repository that writes a record itself (Core statements, no flush) adds the same
+  entries through `AuditTrail.created` and `changed`.
 * At `before_commit` (of the transaction, not of a savepoint: a savepoint rolled back
   drops only the entries collected since it began) the entries are sealed onto their
   chain: each entry's hash is
@@ -52,6 +54,7 @@ from sqlalchemy import (
     bindparam,
     event,
     exists,
+    func,
     insert,
     inspect,
     select,
@@ -380,16 +383,34 @@ _ONE_STATEMENT_ROWS = 32  # more in one commit (a large group): the insert, then
 
 
 @lru_cache(maxsize=64)
-def _insert_and_move(log: Table, chains: Table, names: tuple[str, ...], count: int) -> Update:
-    """PostgreSQL: insert `count` rows (:<name>_<n>, the columns `names`) and move each of
-    their chains' heads to its last row (the highest id: a multi-row insert numbers its
-    rows in order), in one statement (a data-modifying WITH): one round trip instead of
-    two. The heads are already locked (_heads_query)."""
+def _insert_rows(log: Table, names: tuple[str, ...], count: int) -> Insert:
+    """One insert of `count` rows (:<name>_<n>, the columns `names`): a multi-row insert
+    numbers its rows in order."""
     values = [
         {name: bindparam(f"{name}_{n}", type_=log.c[name].type) for name in names}
         for n in range(count)
     ]
-    written = insert(log).values(values).returning(log.c.id, log.c.chain, log.c.hash)
+    return insert(log).values(values)
+
+
+@cache
+def _move_heads_to_last(log: Table, chains: Table) -> Update:
+    """Move the head of chain :_chain to its last row (the highest id of the chain: this
+    transaction holds the head, so no one else appended to it) and :last_hash."""
+    last = select(func.max(log.c.id)).where(log.c.chain == chains.c.chain).scalar_subquery()
+    return (
+        update(chains)
+        .where(chains.c.chain == bindparam("_chain"))
+        .values(last_id=last, last_hash=bindparam("last_hash"))
+    )
+
+
+@lru_cache(maxsize=64)
+def _insert_and_move(log: Table, chains: Table, names: tuple[str, ...], count: int) -> Update:
+    """PostgreSQL: _insert_rows and the move of each of their chains' heads to its last
+    row (the highest id), in one statement (a data-modifying WITH): one round trip
+    instead of two. The heads are already locked (_heads_query)."""
+    written = _insert_rows(log, names, count).returning(log.c.id, log.c.chain, log.c.hash)
     rows = written.cte("written")
     later = rows.alias("later")
     last = ~exists().where(later.c.chain == rows.c.chain, later.c.id > rows.c.id)
@@ -432,13 +453,17 @@ def _append_chains(
         linked, last_hash = _link(heads.get(key, GENESIS), _stamped(by_chain[key]))
         rows.extend(linked)
         ends.append((key, len(rows) - 1, last_hash))
-    if (
-        connection.dialect.name == "postgresql"
-        and len(rows) <= _ONE_STATEMENT_ROWS
-        and all(key in heads for key in keys)
-    ):  # every chain has its head: the rows and the heads' moves in one statement
+    if len(rows) <= _ONE_STATEMENT_ROWS and all(key in heads for key in keys):
+        # every chain has its head: the rows in one statement (no ids to read back), and
+        # each head moved to its chain's last row; on PostgreSQL both in one statement
         params = {f"{name}_{n}": value for n, row in enumerate(rows) for name, value in row.items()}
-        connection.execute(_insert_and_move(log, chains, tuple(rows[0]), len(rows)), params)
+        names = tuple(rows[0])
+        if connection.dialect.name == "postgresql":
+            connection.execute(_insert_and_move(log, chains, names, len(rows)), params)
+            return
+        connection.execute(_insert_rows(log, names, len(rows)), params)
+        moves = [{"_chain": key, "last_hash": h} for key, _, h in ends]
+        connection.execute(_move_heads_to_last(log, chains), moves)
         return
     ids = _insert(connection, log, rows)
     moved = [
