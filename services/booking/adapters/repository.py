@@ -302,10 +302,16 @@ class BookingRegister(StaffRegister):
         commit). A firm's idempotency key used before fails here (IntegrityError)."""
         taken, self._taken = self._taken, []
         for order, values in taken:
-            self._run(_insert_into(orders), _row(orders, order))
             moves = [_row(order_transitions, move) for move in order.history]
-            if moves:
-                self._run(_insert_into(order_transitions), moves)
+            if self._lock_rows and moves:  # PostgreSQL: the row and its moves in one statement
+                params = {f"o_{name}": value for name, value in _row(orders, order).items()}
+                for n, move in enumerate(moves):
+                    params.update({f"t{n}_{name}": value for name, value in move.items()})
+                self._run(_insert_with_history(len(moves)), params)
+            else:
+                self._run(_insert_into(orders), _row(orders, order))
+                if moves:
+                    self._run(_insert_into(order_transitions), moves)
             AUDIT.created(self.session, order, values)
             AUDIT.changed(self.session, order, values)
 
@@ -498,6 +504,21 @@ _ROLLBACK_TO_SAVEPOINT = text("ROLLBACK TO SAVEPOINT dispatch_claim")
 def _insert_into(table: Table) -> Insert:
     """An insert of every column of `table` but a serial id (the rows come as parameters)."""
     return insert(table)
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_with_history(moves: int) -> Insert:
+    """PostgreSQL: an order's row (:o_<column>) and its `moves` transitions (:t<n>_<column>)
+    in one statement, the order's insert a data-modifying WITH (the transitions' foreign
+    key sees it at the statement's end)."""
+    columns = {name: bindparam(f"o_{name}", type_=orders.c[name].type) for name in _columns(orders)}
+    order = insert(orders).values(columns).cte("taken")
+    table = order_transitions
+    rows = [
+        {name: bindparam(f"t{n}_{name}", type_=table.c[name].type) for name in _columns(table)}
+        for n in range(moves)
+    ]
+    return insert(order_transitions).values(rows).add_cte(order)
 
 
 @functools.cache
