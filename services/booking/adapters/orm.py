@@ -144,13 +144,7 @@ assignments = Table(
     Column("slot", String(16), nullable=False),
     Column("day", Date, nullable=False),
     # checked at the commit (migration b0009): CreateOrder books before it writes the order
-    Column(
-        "order_id",
-        String(columns.RECORD_ID_LENGTH),
-        ForeignKey("orders.id", deferrable=True, initially="DEFERRED"),
-        nullable=False,
-        unique=True,
-    ),
+    columns.record_ref("order_id", references="orders.id", unique=True, deferred=True),
     columns.instant("created_at"),
     UniqueConstraint("expert_id", "slot", name="uq_assignments_expert_slot"),
 )

@@ -31,8 +31,14 @@ def _deferred(deferred: bool) -> None:
         return
     with op.batch_alter_table("assignments", recreate="always") as batch:
         batch.drop_constraint(CONSTRAINT, type_="foreignkey")
-        options = {"deferrable": True, "initially": "DEFERRED"} if deferred else {}
-        batch.create_foreign_key(CONSTRAINT, "orders", ["order_id"], ["id"], **options)
+        batch.create_foreign_key(
+            CONSTRAINT,
+            "orders",
+            ["order_id"],
+            ["id"],
+            deferrable=True if deferred else None,
+            initially="DEFERRED" if deferred else None,
+        )
 
 
 def upgrade() -> None:
