@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache, lru_cache
@@ -58,6 +58,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
@@ -382,15 +383,23 @@ def _move_heads(chains: Table) -> Update:
 _ONE_STATEMENT_ROWS = 32  # more in one commit (a large group): the insert, then the moves
 
 
-@lru_cache(maxsize=64)
-def _insert_rows(log: Table, names: tuple[str, ...], count: int) -> Insert:
-    """One insert of `count` rows (:<name>_<n>, the columns `names`): a multi-row insert
-    numbers its rows in order."""
-    values = [
-        {name: bindparam(f"{name}_{n}", type_=log.c[name].type) for name in names}
+def rows_select(table: Table, names: Sequence[str], count: int, prefix: str = "") -> Any:
+    """`count` rows of parameters (:<prefix><name>_<n>, typed as `table`'s columns
+    `names`) as one SELECT ... UNION ALL SELECT ..., for INSERT ... SELECT: unlike a
+    multi-row VALUES, SQLAlchemy caches its compiled form (compiling cost more than the
+    database's work)."""
+    rows = [
+        select(*(bindparam(f"{prefix}{name}_{n}", type_=table.c[name].type) for name in names))
         for n in range(count)
     ]
-    return insert(log).values(values)
+    return rows[0] if count == 1 else union_all(*rows)
+
+
+@lru_cache(maxsize=64)
+def _insert_rows(log: Table, names: tuple[str, ...], count: int) -> Insert:
+    """One insert of `count` rows (:<name>_<n>, the columns `names`), numbered in the
+    order given."""
+    return insert(log).from_select(list(names), rows_select(log, names, count))
 
 
 @cache

@@ -62,6 +62,7 @@ from services.booking.domain.records import (
     SignInCode,
 )
 from services.booking.domain.tickets import Ticket
+from services.common.audit import rows_select
 from services.common.clock import now
 
 T = TypeVar("T")
@@ -306,7 +307,7 @@ class BookingRegister(StaffRegister):
             if self._lock_rows and moves:  # PostgreSQL: the row and its moves in one statement
                 params = {f"o_{name}": value for name, value in _row(orders, order).items()}
                 for n, move in enumerate(moves):
-                    params.update({f"t{n}_{name}": value for name, value in move.items()})
+                    params.update({f"t{name}_{n}": value for name, value in move.items()})
                 self._run(_insert_with_history(len(moves)), params)
             else:
                 self._run(_insert_into(orders), _row(orders, order))
@@ -508,17 +509,14 @@ def _insert_into(table: Table) -> Insert:
 
 @functools.lru_cache(maxsize=32)
 def _insert_with_history(moves: int) -> Insert:
-    """PostgreSQL: an order's row (:o_<column>) and its `moves` transitions (:t<n>_<column>)
+    """PostgreSQL: an order's row (:o_<column>) and its `moves` transitions (:t<column>_<n>)
     in one statement, the order's insert a data-modifying WITH (the transitions' foreign
     key sees it at the statement's end)."""
     columns = {name: bindparam(f"o_{name}", type_=orders.c[name].type) for name in _columns(orders)}
     order = insert(orders).values(columns).cte("taken")
-    table = order_transitions
-    rows = [
-        {name: bindparam(f"t{n}_{name}", type_=table.c[name].type) for name in _columns(table)}
-        for n in range(moves)
-    ]
-    return insert(order_transitions).values(rows).add_cte(order)
+    names = _columns(order_transitions)
+    rows = rows_select(order_transitions, names, moves, prefix="t")
+    return insert(order_transitions).from_select(list(names), rows).add_cte(order)
 
 
 @functools.cache
