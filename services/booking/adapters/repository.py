@@ -291,8 +291,9 @@ class BookingRegister(StaffRegister):
     # orders
     def add_order(self, order: Order) -> None:
         """A new order, as taken: its row is written when the unit of work commits
-        (`write_orders`), in the state it has then, with its transitions, in two inserts
-        built once and no flush of the session; its trail entries are the ones the
+        (`write_orders`), in the state it has then, with its transitions, in statements
+        built once (PostgreSQL: one, SQLite: two) and no flush of the session; its trail
+        entries are the ones the
         session's flushes would have collected, its creation as taken and then what
         changed. Dispatch may book for it before its row is written: the booking's
         foreign key to it is checked at the commit (deferred: migration b0009)."""
@@ -304,7 +305,7 @@ class BookingRegister(StaffRegister):
         taken, self._taken = self._taken, []
         for order, values in taken:
             moves = [_row(order_transitions, move) for move in order.history]
-            if self._lock_rows and moves:  # PostgreSQL: the row and its moves in one statement
+            if self._lock_rows and moves:  # PostgreSQL (not SQLite): one statement
                 params = {f"o_{name}": value for name, value in _row(orders, order).items()}
                 for n, move in enumerate(moves):
                     params.update({f"t{name}_{n}": value for name, value in move.items()})
