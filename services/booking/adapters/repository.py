@@ -196,8 +196,7 @@ class BookingRegister(StaffRegister):
             "region": region,
             "since": since,
             "until": until,
-            "preferred": list(preferred),
-            "needed": sorted(needed),
+            **{f"d{n}": domain for n, domain in enumerate(sorted(needed))},
             "skip": skipped,
             **{f"p{n}": slot for n, slot in enumerate(preferred)},
         }
@@ -209,8 +208,10 @@ class BookingRegister(StaffRegister):
     def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
         """Which of `preferred` the expert offers, has not booked, and still has room for
         on that day (read now: under the expert's lock, a fresh answer)."""
-        params = {"expert_id": expert_id, "preferred": list(preferred)}
-        return set(self._run(_free_slots_query(), params).scalars())
+        if not preferred:
+            return set()
+        params = {"expert_id": expert_id, **{f"p{n}": slot for n, slot in enumerate(preferred)}}
+        return set(self._run(_free_slots_query(len(preferred)), params).scalars())
 
     def with_expert_locked(
         self, expert_id: str, *, wait: bool, attempt: Callable[[], T | None]
@@ -478,16 +479,19 @@ class BookingRegister(StaffRegister):
         ).all()
 
 
-def _free_slots(expert_id: ColumnElement[str], room: ColumnElement[int]) -> Select[tuple[str]]:
-    """The half-days of :preferred the expert offers, has not booked, and has fewer than
-    `room` visits on."""
+def _free_slots(
+    expert_id: ColumnElement[str], room: ColumnElement[int], preferred: int
+) -> Select[tuple[str]]:
+    """Which of the `preferred` half-days :p0… the expert offers, has not booked, and has
+    fewer than `room` visits on (one parameter each: a list parameter would be expanded
+    into the SQL on every execution)."""
     s, a = expert_slots.c, assignments.c
     visits_that_day = (
         select(func.count()).where(a.expert_id == s.expert_id, a.day == s.day).scalar_subquery()
     )
     return select(s.slot).where(
         s.expert_id == expert_id,
-        s.slot.in_(bindparam("preferred", expanding=True)),
+        s.slot.in_([bindparam(f"p{n}", type_=expert_slots.c.slot.type) for n in range(preferred)]),
         ~exists().where(a.expert_id == s.expert_id, a.slot == s.slot),
         visits_that_day < room,
     )
@@ -556,19 +560,21 @@ def _lock_expert(wait: bool) -> Select[tuple[str]]:
     return query.with_for_update(skip_locked=not wait)
 
 
-@functools.cache
-def _free_slots_query() -> Select[tuple[str]]:
-    """BookingRegister.free_slots' statement (:expert_id, :preferred)."""
+@functools.lru_cache(maxsize=64)
+def _free_slots_query(preferred: int) -> Select[tuple[str]]:
+    """BookingRegister.free_slots' statement for `preferred` half-days (:expert_id,
+    :p0…)."""
     mine = select(experts.c.max_visits_per_day).where(experts.c.id == bindparam("expert_id"))
-    return _free_slots(bindparam("expert_id"), mine.scalar_subquery())
+    return _free_slots(bindparam("expert_id"), mine.scalar_subquery(), preferred)
 
 
 @functools.lru_cache(maxsize=256)
 def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: int) -> Select[Any]:
     """BookingRegister.offers' statement for orders of this shape (:p0… the preferred
-    half-days in order, :needed, :skip, :region, :enterprise_id, :since, :until)."""
+    half-days in order, :d0… the needed domains, :skip, :region, :enterprise_id, :since,
+    :until)."""
     e, a = experts.c, assignments.c
-    free = _free_slots(e.id, e.max_visits_per_day)
+    free = _free_slots(e.id, e.max_visits_per_day, preferred)
     preference = case(
         *((expert_slots.c.slot == bindparam(f"p{n}"), n) for n in range(preferred)),
         else_=preferred,
@@ -592,7 +598,8 @@ def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: 
     if needed:
         d = expert_domains.c
         covered = select(func.count()).where(
-            d.expert_id == e.id, d.domain.in_(bindparam("needed", expanding=True))
+            d.expert_id == e.id,
+            d.domain.in_([bindparam(f"d{n}", type_=d.domain.type) for n in range(needed)]),
         )
         conditions.append(covered.scalar_subquery() == needed)
     conditions += [
