@@ -3,7 +3,9 @@
 How it works, for both services:
 * An `after_flush` listener on the unit of work's sessions collects one entry per
   inserted, updated or deleted record of an audited class (its changed fields before and
-  after), with the caller bound to the current call (services/common/context.py).
+  after), with the caller bound to the current call (services/common/context.py). A
+  repository that writes a record itself (Core statements, no flush) adds the same
+  entries through `AuditTrail.created` and `changed`.
 * At `before_commit` (of the transaction, not of a savepoint: a savepoint rolled back
   drops only the entries collected since it began) the entries are sealed onto their
   chain: each entry's hash is
@@ -30,10 +32,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
@@ -52,9 +54,12 @@ from sqlalchemy import (
     Update,
     bindparam,
     event,
+    exists,
+    func,
     insert,
     inspect,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
@@ -212,6 +217,63 @@ class AuditTrail:
             entry["chain"] = spec.chain_prefix + str(getattr(obj, spec.chain_field))
         return entry
 
+    # Changes a repository writes itself (Core statements, no ORM flush) are recorded
+    # here, with the entries the flush would have collected (_collect), in the same list:
+    # sealed at the commit, dropped with a savepoint rolled back.
+
+    def values(self, record: Any) -> dict[str, Any]:
+        """The audited fields of `record` as they are now (lists copied): what `changed`
+        compares against later."""
+        spec = self.audited[type(record)]
+        return {
+            name: list(v) if isinstance(v := getattr(record, name), list) else v
+            for name in spec.fields
+        }
+
+    def created(self, session: Session, record: Any, values: Mapping[str, Any]) -> None:
+        """Record the creation of `record` with its audited fields' `values` (`values()`
+        of it as it was inserted, or as it was first taken, before later changes that
+        `changed` records)."""
+        spec = self.audited[type(record)]
+        after = {name: self._safe(spec, name, _plain(values[name])) for name in spec.fields}
+        self._record(session, spec, record, "create", None, after)
+
+    def changed(self, session: Session, record: Any, before: Mapping[str, Any]) -> None:
+        """Record an update of `record` from the audited fields' values `before` to its
+        own now: the fields that differ, as the flush's history would name them (no entry
+        when none does)."""
+        spec = self.audited[type(record)]
+        old: dict[str, Any] = {}
+        new: dict[str, Any] = {}
+        for name in spec.fields:
+            now = getattr(record, name)
+            if now != before[name]:
+                old[name] = self._safe(spec, name, _plain(before[name]))
+                new[name] = self._safe(spec, name, _plain(now))
+        if new:
+            self._record(session, spec, record, "update", old, new)
+
+    def _record(
+        self,
+        session: Session,
+        spec: Audited,
+        record: Any,
+        action: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any],
+    ) -> None:
+        entry = {
+            "caller": current_caller(),
+            "action": action,
+            "entity": spec.entity,
+            "entity_id": str(getattr(record, spec.id_field)),
+            "before": before,
+            "after": after,
+        }
+        if spec.chain_field is not None:
+            entry["chain"] = spec.chain_prefix + str(getattr(record, spec.chain_field))
+        session.info.setdefault(_PENDING, []).append(entry)
+
     @staticmethod
     def _safe(spec: Audited, name: str, value: Any) -> Any:
         redact = (spec.redact or {}).get(name)
@@ -330,6 +392,56 @@ def _move_heads(chains: Table) -> Update:
     )
 
 
+_ONE_STATEMENT_ROWS = 32  # more in one commit (a large group): the insert, then the moves
+
+
+def rows_select(table: Table, names: Sequence[str], count: int, prefix: str = "") -> Any:
+    """`count` rows of parameters (:<prefix><name>_<n>, typed as `table`'s columns
+    `names`) as one SELECT ... UNION ALL SELECT ..., for INSERT ... SELECT: unlike a
+    multi-row VALUES, SQLAlchemy caches its compiled form (compiling cost more than the
+    database's work)."""
+    rows = [
+        select(*(bindparam(f"{prefix}{name}_{n}", type_=table.c[name].type) for name in names))
+        for n in range(count)
+    ]
+    return rows[0] if count == 1 else union_all(*rows)
+
+
+@lru_cache(maxsize=64)
+def _insert_rows(log: Table, names: tuple[str, ...], count: int) -> Insert:
+    """One insert of `count` rows (:<name>_<n>, the columns `names`), numbered in the
+    order given."""
+    return insert(log).from_select(list(names), rows_select(log, names, count))
+
+
+@cache
+def _move_heads_to_last(log: Table, chains: Table) -> Update:
+    """Move the head of chain :_chain to its last row (the highest id of the chain: this
+    transaction holds the head, so no one else appended to it) and :last_hash."""
+    last = select(func.max(log.c.id)).where(log.c.chain == chains.c.chain).scalar_subquery()
+    return (
+        update(chains)
+        .where(chains.c.chain == bindparam("_chain"))
+        .values(last_id=last, last_hash=bindparam("last_hash"))
+    )
+
+
+@lru_cache(maxsize=64)
+def _insert_and_move(log: Table, chains: Table, names: tuple[str, ...], count: int) -> Update:
+    """PostgreSQL: _insert_rows and the move of each of their chains' heads to its last
+    row (the highest id), in one statement (a data-modifying WITH): one round trip
+    instead of two. The heads are already locked (_heads_query)."""
+    written = _insert_rows(log, names, count).returning(log.c.id, log.c.chain, log.c.hash)
+    rows = written.cte("written")
+    later = rows.alias("later")
+    last = ~exists().where(later.c.chain == rows.c.chain, later.c.id > rows.c.id)
+    return (
+        update(chains)
+        .where(chains.c.chain == rows.c.chain, last)
+        .values(last_id=rows.c.id, last_hash=rows.c.hash)
+    )
+
+
 def _append_global(
     connection: Connection, log: Table, head: Table, entries: list[dict[str, Any]], *, lock: bool
 ) -> None:
@@ -362,6 +474,18 @@ def _append_chains(
         linked, last_hash = _link(heads.get(key, GENESIS), _stamped(by_chain[key]))
         rows.extend(linked)
         ends.append((key, len(rows) - 1, last_hash))
+    if len(rows) <= _ONE_STATEMENT_ROWS and all(key in heads for key in keys):
+        # every chain has its head: the rows in one statement (no ids to read back), and
+        # each head moved to its chain's last row; on PostgreSQL both in one statement
+        params = {f"{name}_{n}": value for n, row in enumerate(rows) for name, value in row.items()}
+        names = tuple(rows[0])
+        if connection.dialect.name == "postgresql":
+            connection.execute(_insert_and_move(log, chains, names, len(rows)), params)
+            return
+        connection.execute(_insert_rows(log, names, len(rows)), params)
+        moves = [{"_chain": key, "last_hash": h} for key, _, h in ends]
+        connection.execute(_move_heads_to_last(log, chains), moves)
+        return
     ids = _insert(connection, log, rows)
     moved = [
         {"_chain": key, "last_id": ids[i], "last_hash": h} for key, i, h in ends if key in heads

@@ -41,11 +41,13 @@ def serial_id() -> Column[Any]:
 
 
 def record_ref(
-    name: str, *, references: str = "", nullable: bool = False, **kw: Any
+    name: str, *, references: str = "", nullable: bool = False, deferred: bool = False, **kw: Any
 ) -> Column[Any]:
     """Another record's id, required unless `nullable`; `references` ("table.column")
-    adds the foreign key."""
-    keys = [ForeignKey(references)] if references else []
+    adds the foreign key, checked at the commit if `deferred` (DEFERRABLE INITIALLY
+    DEFERRED)."""
+    options: dict[str, Any] = {"deferrable": True, "initially": "DEFERRED"} if deferred else {}
+    keys = [ForeignKey(references, **options)] if references else []
     return Column(name, String(RECORD_ID_LENGTH), *keys, nullable=nullable, **kw)
 
 

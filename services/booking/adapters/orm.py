@@ -149,7 +149,8 @@ assignments = Table(
     _expert_id(references="experts.id", nullable=False),
     Column("slot", String(16), nullable=False),
     columns.day("day"),
-    columns.record_ref("order_id", references="orders.id", unique=True),
+    # checked at the commit (migration b0009): CreateOrder books before it writes the order
+    columns.record_ref("order_id", references="orders.id", unique=True, deferred=True),
     columns.instant("created_at"),
     UniqueConstraint("expert_id", "slot", name="uq_assignments_expert_slot"),
 )

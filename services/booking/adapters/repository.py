@@ -13,19 +13,25 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    Insert,
     Select,
     Table,
     bindparam,
     case,
     exists,
     func,
+    insert,
     inspect,
     select,
+    text,
 )
+from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
 
 from services.booking.adapters.orm import (
+    AUDIT,
     assignments,
     expert_conflicts,
     expert_domains,
@@ -35,6 +41,7 @@ from services.booking.adapters.orm import (
     firm_cards,
     firm_sessions,
     firm_sign_in_codes,
+    order_transitions,
     orders,
     outbox,
     photos,
@@ -55,6 +62,7 @@ from services.booking.domain.records import (
     SignInCode,
 )
 from services.booking.domain.tickets import Ticket
+from services.common.audit import rows_select
 from services.common.clock import now
 
 T = TypeVar("T")
@@ -64,10 +72,16 @@ class BookingRegister(StaffRegister):
     def __init__(self, session: Session, *, lock_rows: bool) -> None:
         self.session = session
         self._lock_rows = lock_rows
-        self._locked_in: SessionTransaction | None = None  # with_expert_locked's savepoint
+        self._in_savepoint = False  # inside with_expert_locked's savepoint
+        self._taken: list[tuple[Order, dict[str, Any]]] = []  # add_order's, as taken
 
     def add(self, record: object) -> None:
         self.session.add(record)
+
+    def _run(self, statement: Executable, params: Any = None) -> Result[Any]:
+        """A Core statement on this transaction's connection: rows, not records, so
+        without the session's ORM execution (which costs more than a short query)."""
+        return self.session.connection().execute(statement, params)
 
     def _one(self, query, for_update: bool = False):  # type: ignore[no-untyped-def]
         if for_update and self._lock_rows:
@@ -84,6 +98,12 @@ class BookingRegister(StaffRegister):
     # firms
     def firm(self, enterprise_id: str, *, for_update: bool = False) -> FirmCard | None:
         return self._by_key(FirmCard, "enterprise_id", enterprise_id, for_update)
+
+    def firm_card(self, enterprise_id: str) -> FirmCard | None:
+        """The firm's card to read (a QR token checked against it): a copy the session
+        does not track, so a change to it is never written (`firm` for that)."""
+        row = self._run(_firm_card_query(), {"key": enterprise_id}).first()
+        return None if row is None else FirmCard(**row._mapping)
 
     # the firm's sign-in
     def codes_since(
@@ -176,68 +196,77 @@ class BookingRegister(StaffRegister):
             "region": region,
             "since": since,
             "until": until,
-            "preferred": list(preferred),
-            "needed": sorted(needed),
+            **{f"d{n}": domain for n, domain in enumerate(sorted(needed))},
             "skip": skipped,
             **{f"p{n}": slot for n, slot in enumerate(preferred)},
         }
         return [
             Offer(row.id, row.slot, bool(row.local), int(row.recent), row.last)
-            for row in self.session.execute(query, params)
+            for row in self._run(query, params)
         ]
 
     def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
         """Which of `preferred` the expert offers, has not booked, and still has room for
         on that day (read now: under the expert's lock, a fresh answer)."""
-        params = {"expert_id": expert_id, "preferred": list(preferred)}
-        return set(self.session.scalars(_free_slots_query(), params))
+        if not preferred:
+            return set()
+        params = {"expert_id": expert_id, **{f"p{n}": slot for n, slot in enumerate(preferred)}}
+        return set(self._run(_free_slots_query(len(preferred)), params).scalars())
 
     def with_expert_locked(
         self, expert_id: str, *, wait: bool, attempt: Callable[[], T | None]
     ) -> tuple[bool, T | None]:
         """`attempt()` with the expert's row locked, so two dispatches cannot both take their
-        last visit of a day: (True, its answer). It runs in a savepoint; when it answers
-        None the savepoint is rolled back, which releases the lock, so a dispatch that goes
-        on to another expert holds none it did not book (two dispatches could otherwise each
-        hold the expert the other waits for: a deadlock PostgreSQL breaks by aborting one).
-        Without `wait`, (False, None) when a concurrent transaction holds the row
-        (PostgreSQL `FOR UPDATE SKIP LOCKED`). SQLite's BEGIN IMMEDIATE already lets one
-        writer in at a time: no lock, no savepoint."""
+        last visit of a day: (True, its answer). It runs after a savepoint; when it answers
+        None the transaction is rolled back to it, which releases the lock, so a dispatch
+        that goes on to another expert holds none it did not book (two dispatches could
+        otherwise each hold the expert the other waits for: a deadlock PostgreSQL breaks by
+        aborting one). Without `wait`, (False, None) when a concurrent transaction holds
+        the row (PostgreSQL `FOR UPDATE SKIP LOCKED`). SQLite's BEGIN IMMEDIATE already
+        lets one writer in at a time: no lock, no savepoint."""
         if not self._lock_rows:
             return True, attempt()
-        savepoint = self.session.begin_nested()
-        self._locked_in = savepoint  # claim_slot books in this savepoint, not one of its own
+        self._run(_SAVEPOINT)
+        self._in_savepoint = True  # claim_slot books after this savepoint, not one of its own
         try:
-            found = self.session.execute(_lock_expert(wait), {"expert_id": expert_id}).first()
+            found = self._run(_lock_expert(wait), {"expert_id": expert_id}).first()
             answer = attempt() if found is not None else None
         except BaseException:
-            if savepoint.is_active:
-                savepoint.rollback()
+            self._back_to_savepoint(quiet=True)
             raise
         finally:
-            self._locked_in = None
+            self._in_savepoint = False
         if answer is None:
-            savepoint.rollback()  # also after a failed flush in it (claim_slot's insert)
-        else:
-            savepoint.commit()
+            self._back_to_savepoint()  # also after a failed insert (claim_slot's)
         return found is not None, answer
 
     def claim_slot(self, assignment: Assignment) -> bool:
         """Book the expert's half-day for the order, unless a concurrent dispatch booked
         it first (the unique (expert, slot) index): then False, and the rest of this
-        transaction stands (a savepoint: with_expert_locked's, whose rollback undoes the
-        failed insert, or one of its own; one savepoint less is two round trips less)."""
-        own = self.session.begin_nested() if self._locked_in is None else None
+        transaction stands (rolled back to a savepoint: with_expert_locked's, or one of its
+        own). One insert built once, no flush of the session; its audit entry is the one a
+        flush would have collected. A savepoint that served is left open, not released
+        (one round trip less): the commit ends it with the transaction."""
+        own = not self._in_savepoint
+        if own:
+            self._run(_SAVEPOINT)
         try:
-            self.session.add(assignment)
-            self.session.flush()
+            self._run(_insert_into(assignments), _row(assignments, assignment))
         except IntegrityError:
-            if own is not None:  # else with_expert_locked rolls its savepoint back
-                own.rollback()
+            if own:  # else with_expert_locked rolls back to its savepoint
+                self._back_to_savepoint()
             return False
-        if own is not None:
-            own.commit()
+        AUDIT.created(self.session, assignment, AUDIT.values(assignment))
         return True
+
+    def _back_to_savepoint(self, *, quiet: bool = False) -> None:
+        """Undo what followed the latest _SAVEPOINT (and release the locks it took);
+        `quiet`: on the way out with an error, which a failure here must not hide."""
+        try:
+            self._run(_ROLLBACK_TO_SAVEPOINT)
+        except Exception:
+            if not quiet:
+                raise
 
     def release_slot(self, order_id: str) -> None:
         """Free the half-day booked for the order, if any."""
@@ -261,6 +290,34 @@ class BookingRegister(StaffRegister):
         )
 
     # orders
+    def add_order(self, order: Order) -> None:
+        """A new order, as taken: its row is written when the unit of work commits
+        (`write_orders`), in the state it has then, with its transitions, in statements
+        built once (PostgreSQL: one, SQLite: two) and no flush of the session; its trail
+        entries are the ones the
+        session's flushes would have collected, its creation as taken and then what
+        changed. Dispatch may book for it before its row is written: the booking's
+        foreign key to it is checked at the commit (deferred: migration b0009)."""
+        self._taken.append((order, AUDIT.values(order)))
+
+    def write_orders(self) -> None:
+        """Write the orders `add_order` took (the unit of work calls this before its
+        commit). A firm's idempotency key used before fails here (IntegrityError)."""
+        taken, self._taken = self._taken, []
+        for order, values in taken:
+            moves = [_row(order_transitions, move) for move in order.history]
+            if self._lock_rows and moves:  # PostgreSQL (not SQLite): one statement
+                params = {f"o_{name}": value for name, value in _row(orders, order).items()}
+                for n, move in enumerate(moves):
+                    params.update({f"t{name}_{n}": value for name, value in move.items()})
+                self._run(_insert_with_history(len(moves)), params)
+            else:
+                self._run(_insert_into(orders), _row(orders, order))
+                if moves:
+                    self._run(_insert_into(order_transitions), moves)
+            AUDIT.created(self.session, order, values)
+            AUDIT.changed(self.session, order, values)
+
     def order(self, order_id: str, *, for_update: bool = False) -> Order | None:
         return self._by_key(Order, "id", order_id, for_update)
 
@@ -422,16 +479,19 @@ class BookingRegister(StaffRegister):
         ).all()
 
 
-def _free_slots(expert_id: ColumnElement[str], room: ColumnElement[int]) -> Select[tuple[str]]:
-    """The half-days of :preferred the expert offers, has not booked, and has fewer than
-    `room` visits on."""
+def _free_slots(
+    expert_id: ColumnElement[str], room: ColumnElement[int], preferred: int
+) -> Select[tuple[str]]:
+    """Which of the `preferred` half-days :p0… the expert offers, has not booked, and has
+    fewer than `room` visits on (one parameter each: a list parameter would be expanded
+    into the SQL on every execution)."""
     s, a = expert_slots.c, assignments.c
     visits_that_day = (
         select(func.count()).where(a.expert_id == s.expert_id, a.day == s.day).scalar_subquery()
     )
     return select(s.slot).where(
         s.expert_id == expert_id,
-        s.slot.in_(bindparam("preferred", expanding=True)),
+        s.slot.in_([bindparam(f"p{n}", type_=expert_slots.c.slot.type) for n in range(preferred)]),
         ~exists().where(a.expert_id == s.expert_id, a.slot == s.slot),
         visits_that_day < room,
     )
@@ -439,6 +499,42 @@ def _free_slots(expert_id: ColumnElement[str], room: ColumnElement[int]) -> Sele
 
 # Built once per shape, run with parameters: building the statement cost more than the
 # database's answer.
+# dispatch's savepoints (with_expert_locked, claim_slot): plain SQL, not the session's
+# nested transactions, so that one that served is not released (a round trip) but ends
+# with the transaction; the trail's entries of a claim are collected only once it held
+_SAVEPOINT = text("SAVEPOINT dispatch_claim")
+_ROLLBACK_TO_SAVEPOINT = text("ROLLBACK TO SAVEPOINT dispatch_claim")
+
+
+@functools.cache
+def _insert_into(table: Table) -> Insert:
+    """An insert of every column of `table` but a serial id (the rows come as parameters)."""
+    return insert(table)
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_with_history(moves: int) -> Insert:
+    """PostgreSQL: an order's row (:o_<column>) and its `moves` transitions (:t<column>_<n>)
+    in one statement, the order's insert a data-modifying WITH (the transitions' foreign
+    key sees it at the statement's end)."""
+    columns = {name: bindparam(f"o_{name}", type_=orders.c[name].type) for name in _columns(orders)}
+    order = insert(orders).values(columns).cte("taken")
+    names = _columns(order_transitions)
+    rows = rows_select(order_transitions, names, moves, prefix="t")
+    return insert(order_transitions).from_select(list(names), rows).add_cte(order)
+
+
+@functools.cache
+def _columns(table: Table) -> tuple[str, ...]:
+    """The columns a record's row gives values for: all but a serial id."""
+    return tuple(c.name for c in table.c if not (c.primary_key and c.autoincrement is True))
+
+
+def _row(table: Table, record: object) -> dict[str, Any]:
+    """The row of `record` (a mapped dataclass) for `table`'s insert."""
+    return {name: getattr(record, name) for name in _columns(table)}
+
+
 @functools.cache
 def _by_key_query(record: type, column: str, for_update: bool) -> Select[Any]:
     """BookingRegister._by_key's statement (:key); `for_update`: locked, and read as the
@@ -451,6 +547,12 @@ def _by_key_query(record: type, column: str, for_update: bool) -> Select[Any]:
 
 
 @functools.cache
+def _firm_card_query() -> Select[Any]:
+    """BookingRegister.firm_card's statement (:key)."""
+    return select(firm_cards).where(firm_cards.c.enterprise_id == bindparam("key"))
+
+
+@functools.cache
 def _lock_expert(wait: bool) -> Select[tuple[str]]:
     """BookingRegister.with_expert_locked's lock of the expert's row (:expert_id); without
     `wait`, SKIP LOCKED."""
@@ -458,19 +560,21 @@ def _lock_expert(wait: bool) -> Select[tuple[str]]:
     return query.with_for_update(skip_locked=not wait)
 
 
-@functools.cache
-def _free_slots_query() -> Select[tuple[str]]:
-    """BookingRegister.free_slots' statement (:expert_id, :preferred)."""
+@functools.lru_cache(maxsize=64)
+def _free_slots_query(preferred: int) -> Select[tuple[str]]:
+    """BookingRegister.free_slots' statement for `preferred` half-days (:expert_id,
+    :p0…)."""
     mine = select(experts.c.max_visits_per_day).where(experts.c.id == bindparam("expert_id"))
-    return _free_slots(bindparam("expert_id"), mine.scalar_subquery())
+    return _free_slots(bindparam("expert_id"), mine.scalar_subquery(), preferred)
 
 
 @functools.lru_cache(maxsize=256)
 def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: int) -> Select[Any]:
     """BookingRegister.offers' statement for orders of this shape (:p0… the preferred
-    half-days in order, :needed, :skip, :region, :enterprise_id, :since, :until)."""
+    half-days in order, :d0… the needed domains, :skip, :region, :enterprise_id, :since,
+    :until)."""
     e, a = experts.c, assignments.c
-    free = _free_slots(e.id, e.max_visits_per_day)
+    free = _free_slots(e.id, e.max_visits_per_day, preferred)
     preference = case(
         *((expert_slots.c.slot == bindparam(f"p{n}"), n) for n in range(preferred)),
         else_=preferred,
@@ -494,7 +598,8 @@ def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: 
     if needed:
         d = expert_domains.c
         covered = select(func.count()).where(
-            d.expert_id == e.id, d.domain.in_(bindparam("needed", expanding=True))
+            d.expert_id == e.id,
+            d.domain.in_([bindparam(f"d{n}", type_=d.domain.type) for n in range(needed)]),
         )
         conditions.append(covered.scalar_subquery() == needed)
     conditions += [

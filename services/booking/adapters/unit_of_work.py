@@ -1,7 +1,8 @@
 """The booking register's unit of work on SQLAlchemy (the service layer's UnitOfWork).
 
 It owns the session and the transaction; the service layer sees the repository
-(`register`), `commit`, `rollback` and `flush`, and Conflict for a lost race.
+(`register`), `commit`, `rollback` and `flush`, and Conflict for a lost race. The commit
+writes the orders the repository took (`add_order`) first.
 """
 
 from __future__ import annotations
@@ -28,3 +29,7 @@ class SqlUnitOfWork(BaseUnitOfWork[BookingRegister]):
     def __enter__(self) -> SqlUnitOfWork:
         super().__enter__()
         return self
+
+    def commit(self) -> None:
+        self.register.write_orders()  # new orders as they stand now, before the trail is sealed
+        super().commit()

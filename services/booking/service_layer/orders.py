@@ -116,8 +116,9 @@ def _create(
             clause_refs=refs,
         )
         order.enter(OrderStatus.SUBMITTED.value, actor="firm", at=at, reason=messages.ORDER_TAKEN)
-        uow.register.add(order)
-        uow.flush()  # a key used before fails here (Conflict), before dispatch is tried
+        # taken as it is now, written once at the commit as dispatch leaves it; a key used
+        # before fails there (Conflict) and the retry finds its order
+        uow.register.add_order(order)
         assign(uow, ctx, order, actor="dispatcher")
         uow.commit()
         return order

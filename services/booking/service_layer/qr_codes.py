@@ -63,7 +63,7 @@ def firm_for_token(uow: UnitOfWork, ctx: BookingContext, text: str) -> FirmCard:
     except qr.TokenRejected as exc:
         reason = messages.QR_REJECTED.get(exc.reason, messages.QR_REJECTED["malformed"])
         raise PermissionDenied(messages.QR_INVALID.format(reason=reason)) from exc
-    card = uow.register.firm(token.enterprise_id)
+    card = uow.register.firm_card(token.enterprise_id)  # to read, not to change
     if card is None or card.qr_serial != token.serial or card.qr_key_id != token.key_id:
         raise PermissionDenied(messages.QR_REVOKED)
     return card

@@ -10,6 +10,7 @@ import functools
 import itertools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,10 +19,19 @@ from sqlalchemy import Engine, MetaData, delete, insert, select, update
 
 from services.booking.adapters import migrate
 from services.booking.adapters.expert_offers import write_offer
-from services.booking.adapters.orm import audit_head, audit_log, experts, firm_cards
+from services.booking.adapters.orm import (
+    assignments,
+    audit_head,
+    audit_log,
+    experts,
+    firm_cards,
+    order_transitions,
+    orders,
+)
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
-from services.booking.domain import qr
+from services.booking.domain import messages, qr
 from services.booking.domain.records import Expert, FirmCard
+from services.booking.domain.slots import parse_slot
 from services.booking.service_layer.orders import create_order
 from services.common.audit import GENESIS, append, audit_tables, chains_of, verify
 from services.common.migrations import alembic_config
@@ -173,3 +183,99 @@ def test_orders_of_many_firms_at_once_leave_every_chain_intact(stored: Engine) -
     assert report.ok, report
     chains = {r.chain for r in _entries(stored)}
     assert {f"firm:{uscc(n)}" for n in range(1, 7)} <= chains
+
+
+def _written(engine: Engine, order_id: str) -> tuple[Any, list[Any], list[Any], list[Any]]:
+    """What an order left: its row, its transitions, its booking, and the trail's entries
+    about it (without their instants and hashes)."""
+    fields = ("caller", "action", "entity", "entity_id", "before", "after", "chain")
+    with engine.connect() as conn:
+        row = conn.execute(select(orders).where(orders.c.id == order_id)).one()
+        moves = conn.execute(
+            select(order_transitions.c.actor, order_transitions.c.from_status)
+            .add_columns(order_transitions.c.to_status, order_transitions.c.reason)
+            .where(order_transitions.c.order_id == order_id)
+            .order_by(order_transitions.c.id)
+        ).all()
+        booked = conn.execute(
+            select(assignments.c.expert_id, assignments.c.slot, assignments.c.day).where(
+                assignments.c.order_id == order_id
+            )
+        ).all()
+        entries = conn.execute(
+            select(*(audit_log.c[f] for f in fields))
+            .where(audit_log.c.entity_id == order_id)
+            .order_by(audit_log.c.id)
+        ).all()
+    return row, moves, booked, entries
+
+
+def _naive(instant: datetime) -> datetime:
+    """An instant as UTC without its zone (SQLite's rows read through Core have none)."""
+    return instant.astimezone(UTC).replace(tzinfo=None) if instant.tzinfo else instant
+
+
+def test_a_taken_order_writes_its_row_history_booking_and_entries_as_before(
+    engine: Engine,
+) -> None:
+    """The rows an order leaves, dispatched or waiting, and its entries on the firm's and
+    the expert's chains: the order as taken, then what dispatch changed, and the booking
+    (as the ORM's flushes wrote them before CreateOrder wrote them itself)."""
+    migrate.upgrade(engine)
+    uow = SqlUnitOfWork(engine)
+    with uow:
+        uow.register.add(_card(1))
+        uow.register.add(_expert("E1"))
+        uow.commit()
+    firm, chain = uscc(1), f"firm:{uscc(1)}"
+    taken = {
+        "enterprise_id": firm,
+        "status": "submitted",
+        "item_codes": ["fire_safety"],
+        "expert_id": None,
+        "slot": None,
+        "contact_phone": "138****5678",
+        "dispatch_note": "",
+    }
+    order = _order(engine, 1, "k1")
+    row, moves, booked, entries = _written(engine, order.id)
+    assert (row.status, row.expert_id, row.slot, row.dispatch_note) == (
+        "dispatched",
+        "E1",
+        HALF_DAYS[0],
+        "",
+    )
+    assert (row.enterprise_name, row.contact_phone, row.idempotency_key) == (
+        "企业1",
+        "13812345678",
+        "k1",
+    )
+    assert _naive(row.updated_at) == _naive(order.history[-1].at)
+    assert _naive(row.created_at) == _naive(order.history[0].at)
+    assert [tuple(m) for m in moves] == [
+        ("firm", "", "submitted", messages.ORDER_TAKEN),
+        ("dispatcher", "submitted", "dispatched", order.history[-1].reason),
+    ]
+    assert [tuple(b) for b in booked] == [("E1", HALF_DAYS[0], parse_slot(HALF_DAYS[0]).day)]
+    moved = {"status": "dispatched", "expert_id": "E1", "slot": HALF_DAYS[0]}
+    before = {"status": "submitted", "expert_id": None, "slot": None}
+    booking = {"expert_id": "E1", "slot": HALF_DAYS[0]}
+    assert [tuple(e) for e in entries] == [
+        ("anonymous", "create", "assignment", order.id, None, booking, "expert:E1"),
+        ("anonymous", "create", "order", order.id, None, taken, chain),
+        ("anonymous", "update", "order", order.id, before, moved, chain),
+    ]
+
+    waiting = _order(engine, 1, "k2")  # E1's two half-days of HALF_DAYS[:2] are not both free
+    waiting = _order(engine, 1, "k3") if waiting.status == "dispatched" else waiting
+    row, moves, booked, entries = _written(engine, waiting.id)
+    assert (row.status, row.expert_id, row.dispatch_note) == ("submitted", None, messages.NO_EXPERT)
+    assert _naive(row.updated_at) == _naive(row.created_at) == _naive(waiting.history[0].at)
+    assert [tuple(m) for m in moves] == [("firm", "", "submitted", messages.ORDER_TAKEN)]
+    assert booked == []
+    note = ({"dispatch_note": ""}, {"dispatch_note": messages.NO_EXPERT})
+    assert [tuple(e) for e in entries] == [
+        ("anonymous", "create", "order", waiting.id, None, taken, chain),
+        ("anonymous", "update", "order", waiting.id, *note, chain),
+    ]
+    assert _report(engine).ok

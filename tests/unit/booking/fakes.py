@@ -92,6 +92,9 @@ class FakeRegister:
         key = getattr(record, "enterprise_id" if isinstance(record, FirmCard) else "id")
         stores[type(record)][key] = record
 
+    def add_order(self, order: Order) -> None:
+        self.add(order)
+
     def add_event(self, event: BookingEvent) -> None:
         self.events.append(event)
         payload = {"type": type(event).__name__, **dataclasses.asdict(event)}
@@ -104,6 +107,10 @@ class FakeRegister:
     # firms and experts
     def firm(self, enterprise_id: str, *, for_update: bool = False) -> FirmCard | None:
         return self.firms.get(enterprise_id)
+
+    def firm_card(self, enterprise_id: str) -> FirmCard | None:
+        card = self.firms.get(enterprise_id)  # a copy: changing it changes nothing stored
+        return None if card is None else dataclasses.replace(card)
 
     def firm_names(self, ids: Iterable[str]) -> dict[str, str]:
         return {i: self.firms[i].name for i in ids if i in self.firms}
@@ -346,6 +353,7 @@ class FakeUnitOfWork:
         if self.conflicts:
             self.conflicts -= 1
             raise Conflict("a concurrent change got there first; try again")
+        self.flush()  # the orders add_order took are written at the commit
         self.commits += 1
 
     def rollback(self) -> None:
@@ -357,8 +365,9 @@ class FakeUnitOfWork:
         seen: set[tuple[str, str]] = set()
         for order in sorted(self.register.orders_by_id.values(), key=lambda o: o.created_at):
             key = (order.enterprise_id, order.idempotency_key)
-            if key in seen:
+            if key in seen:  # dropped with what its transaction booked for it
                 del self.register.orders_by_id[order.id]
+                self.register.release_slot(order.id)
                 raise Conflict("a concurrent change got there first; try again")
             seen.add(key)
 
