@@ -705,6 +705,8 @@ def _change_rows(
 
 # ---------------------------------------------------------------- driver-level executemany
 
+COPY_FROM = 64  # rows: an insert of fewer goes by executemany on PostgreSQL too
+
 _STATEMENTS: dict[tuple[str, str, str, tuple[str, ...], str], tuple[str, list[Any]]] = {}
 
 
@@ -755,9 +757,12 @@ def _executemany(
     if connection.dialect.name == "postgresql":
         if key:
             _update_from_arrays(connection, table, order, bound)
-        else:
+            return
+        if len(bound) >= COPY_FROM:
             _copy(connection, table, order, bound)
-        return
+            return
+    # SQLite; a few rows on PostgreSQL: psycopg sends an executemany's statements in one
+    # pipeline (one round trip), where a COPY takes two
     connection.exec_driver_sql(sql, [tuple(values) for values in bound])
 
 
