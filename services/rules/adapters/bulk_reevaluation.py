@@ -29,7 +29,8 @@ JSON as stored, with the ones the per-call path writes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -190,6 +191,10 @@ class BatchRegister:
         if not applied:
             return
         connection = self._connection
+        with _one_round_trip(connection):
+            self._write_events(connection, applied)
+
+    def _write_events(self, connection: Connection, applied: Sequence[AppliedEvent]) -> None:
         decided = [a.reevaluated for a in applied if a.reevaluated is not None]
         _insert_decisions(connection, decided, [a.payload for a in applied if a.reevaluated])
         _move_entries_in_turn(connection, decided)
@@ -706,6 +711,33 @@ def _change_rows(
 # ---------------------------------------------------------------- driver-level executemany
 
 COPY_FROM = 64  # rows: an insert of fewer goes by executemany on PostgreSQL too
+_QUEUE = "bulk_writes_queued"  # on Connection.info inside `_one_round_trip`
+
+
+@contextmanager
+def _one_round_trip(connection: Connection) -> Iterator[None]:
+    """PostgreSQL: the inserts and updates `_executemany` makes inside are queued and
+    sent together when the block ends, in one pipeline (one round trip instead of one
+    or two each; the reads inside still go at once, and none of them reads what is
+    queued). Nothing is sent when the block fails. SQLite: nothing changes."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    queued: list[tuple[str, Any, bool]] = []
+    connection.info[_QUEUE] = queued
+    try:
+        yield
+    finally:
+        connection.info.pop(_QUEUE, None)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.pipeline(), driver.cursor() as cursor:
+        for sql, params, many in queued:
+            if many:
+                cursor.executemany(sql, params)
+            else:
+                cursor.execute(sql, params)
+
 
 _STATEMENTS: dict[tuple[str, str, str, tuple[str, ...], str], tuple[str, list[Any]]] = {}
 
@@ -755,8 +787,12 @@ def _executemany(
     order = (*columns, key) if key else columns
     bound = _bound(rows, order, processors)
     if connection.dialect.name == "postgresql":
+        queued = connection.info.get(_QUEUE)
         if key:
             _update_from_arrays(connection, table, order, bound)
+            return
+        if queued is not None:
+            queued.append((sql, [tuple(values) for values in bound], True))
             return
         if len(bound) >= COPY_FROM:
             _copy(connection, table, order, bound)
@@ -814,4 +850,8 @@ def _update_from_arrays(
         f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
     )
     arrays_of_values = tuple(list(column) for column in zip(*bound, strict=True))
+    queued = connection.info.get(_QUEUE)
+    if queued is not None:
+        queued.append((sql, arrays_of_values, False))
+        return
     connection.exec_driver_sql(sql, arrays_of_values)
