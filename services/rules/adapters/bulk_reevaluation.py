@@ -1,4 +1,5 @@
-"""The batch re-evaluation's reads and writes, as multi-row statements.
+"""The batch re-evaluation's (and a ReportEvent group's) reads and writes, as
+multi-row statements.
 
 `reevaluate --all` re-decides every firm; through the ORM each firm's decision, entry,
 firm update, audit entries and change rows cost an object, a history walk and a flush
@@ -20,6 +21,10 @@ value still goes through its column's bind processor, so the stored values are C
 and the ORM's (the same JSON text, the same instants); SQLite gets the driver's
 executemany, PostgreSQL one COPY per table for inserts and one UPDATE … FROM unnest()
 for updates, its audit ids taken from the table's sequence beforehand.
+
+A ReportEvent group (`write_events`) writes through the same statements, plus its event
+records and their audit entries and feed rows; on PostgreSQL its inserts and updates go
+in one pipeline (`_one_round_trip`).
 
 Row locks are all taken by the first read (and the run's row by the flush before the
 writes), the chain heads only afterwards (as the audit trail's ordering rule asks), so

@@ -43,7 +43,7 @@ class Register:
     def __init__(self, session: Session, *, lock_rows: bool) -> None:
         self.session = session
         self._lock_rows = lock_rows  # PostgreSQL: SELECT … FOR UPDATE; SQLite locks the file
-        self._open: dict[str, WhitelistEntry | None] = {}  # prefetched by open_entries_of
+        self._open: dict[str, WhitelistEntry | None] = {}  # by remember_open_entry
 
     def add(self, record: object) -> None:
         self.session.add(record)
@@ -73,25 +73,6 @@ class Register:
             return set()
         query = select(e.source, e.event_id).where(tuple_(e.source, e.event_id).in_(sorted(wanted)))
         return {(row.source, row.event_id) for row in self.session.execute(query)}
-
-    def firms_for_update(self, enterprise_ids: Sequence[str]) -> list[Firm]:
-        """The firms with these ids (locked on PostgreSQL), in id order: one query."""
-        query = select(Firm).where(firms.c.enterprise_id.in_(list(enterprise_ids)))
-        query = query.order_by(firms.c.enterprise_id)
-        if self._lock_rows:
-            query = query.with_for_update().execution_options(populate_existing=True)
-        return list(self.session.scalars(query).all())
-
-    def open_entries_of(self, enterprise_ids: Sequence[str]) -> None:
-        """Read these firms' open white-list entries in one query; each firm's next
-        `open_entry` answers from it once (the batch re-evaluation's one read per firm)."""
-        query = select(WhitelistEntry).where(
-            whitelist_entries.c.enterprise_id.in_(list(enterprise_ids)),
-            whitelist_entries.c.revoked_on.is_(None),
-        )
-        self._open = dict.fromkeys(enterprise_ids)
-        for entry in self.session.scalars(query):
-            self._open[entry.enterprise_id] = entry
 
     def decision(self, decision_id: str | None) -> DecisionRecord | None:
         return self.session.get(DecisionRecord, decision_id) if decision_id else None
@@ -160,8 +141,8 @@ class Register:
         return out
 
     def open_entry(self, enterprise_id: str, *, flush: bool = True) -> WhitelistEntry | None:
-        """The firm's open white-list entry: a remembered one (`open_entries_of`,
-        `remember_open_entry`) once, else read; `flush=False` reads without writing
+        """The firm's open white-list entry: a remembered one (`remember_open_entry`)
+        once, else read; `flush=False` reads without writing
         pending changes first (none of them can change the answer)."""
         if enterprise_id in self._open:
             return self._open.pop(enterprise_id)
