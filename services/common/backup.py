@@ -12,21 +12,33 @@ checks it. PostgreSQL is backed up with pg_dump (see the README).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from sqlalchemy import Engine, Table
 from sqlalchemy.engine import make_url
 
+from services.common import audit_anchor
+from services.common.audit import verify_command
 from services.common.config import env_flag
 from services.common.db import default_sqlite_url
 
 
 class BackupError(Exception):
     """Why a backup or restore could not be made (the message says what to do)."""
+
+
+class Trail(NamedTuple):
+    """A migrated database's audit trail (`audit verify`, `audit anchor`, `restore`)."""
+
+    engine: Engine
+    log: Table
+    head: Table
 
 
 def sqlite_path(url: str) -> Path:
@@ -81,18 +93,27 @@ def restore(backup_file: Path, url: str) -> int:
     return _copy(backup_file, target)
 
 
-def add_commands(
-    sub: Any, env_prefix: str, service: str, verify_audit: Callable[[str], int]
-) -> None:
-    """`audit verify`, `backup --out FILE` and `restore --from FILE` on a CLI's
-    subcommands; `verify_audit(url)` checks a database's audit trail (restore runs it
-    too)."""
+def add_commands(sub: Any, env_prefix: str, service: str, trail: Callable[[str], Trail]) -> None:
+    """`audit verify`, `audit anchor`, `backup --out FILE` and `restore --from FILE` on a
+    CLI's subcommands; `trail(url)` opens a database's audit trail (restore verifies it)."""
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
         required=True, metavar="ACTION"
     )
     verify = audit.add_parser("verify", help="recompute the hash chain; name the first break")
     env_flag(verify, "--db", f"{env_prefix}_DB", default_sqlite_url(service), "database URL")
-    verify.set_defaults(run=lambda args: verify_audit(args.db))
+    verify.add_argument(
+        "--anchor",
+        type=Path,
+        help="an `audit anchor` file: its heads must still be on their chains",
+    )
+    verify.add_argument("--digest", help="the anchor's published digest (checks the file)")
+    verify.set_defaults(run=lambda args: _cmd_verify(args, service, trail))
+    anchor = audit.add_parser(
+        "anchor", help="write every chain's head to a file kept outside the database"
+    )
+    env_flag(anchor, "--db", f"{env_prefix}_DB", default_sqlite_url(service), "database URL")
+    anchor.add_argument("--out", type=Path, required=True, help="the anchor file to write")
+    anchor.set_defaults(run=lambda args: _cmd_anchor(args, service, trail))
     take = sub.add_parser(
         "backup", help="a consistent copy of the live SQLite database (while it serves)"
     )
@@ -104,7 +125,43 @@ def add_commands(
     )
     env_flag(back, "--db", f"{env_prefix}_DB", default_sqlite_url(service), "database URL")
     back.add_argument("--from", dest="source", type=Path, required=True, help="a backup file")
-    back.set_defaults(run=lambda args: _cmd_restore(args, verify_audit))
+    back.set_defaults(run=lambda args: _cmd_restore(args, lambda url: _verify(trail(url))))
+
+
+def _verify(trail: Trail, anchor: audit_anchor.Anchor | None = None) -> int:
+    checked = None
+    if anchor is not None:
+        checked = functools.partial(audit_anchor.check, log=trail.log, anchor=anchor)
+    return verify_command(trail.engine, trail.log, trail.head, checked)
+
+
+def _cmd_verify(args: argparse.Namespace, service: str, trail: Callable[[str], Trail]) -> int:
+    anchor = None
+    if args.anchor is not None:
+        try:
+            anchor = audit_anchor.read(args.anchor, service, args.digest)
+        except audit_anchor.AnchorError as exc:
+            print(f"audit verify failed: {exc}", file=sys.stderr)
+            return 2
+        print(f"anchor of {anchor.taken_at:%Y-%m-%d %H:%M:%S %Z}, digest {anchor.digest}")
+    elif args.digest is not None:
+        print("audit verify failed: --digest checks an --anchor file", file=sys.stderr)
+        return 2
+    return _verify(trail(args.db), anchor)
+
+
+def _cmd_anchor(args: argparse.Namespace, service: str, trail: Callable[[str], Trail]) -> int:
+    opened = trail(args.db)
+    with opened.engine.connect() as connection:
+        anchor = audit_anchor.take(connection, opened.log, opened.head, service)
+    try:
+        audit_anchor.write(anchor, args.out)
+    except OSError as exc:
+        print(f"audit anchor failed: {type(exc).__name__}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"anchor of {len(anchor.heads)} chain heads written to {args.out}")
+    print(f"digest {anchor.digest}  (publish it where this database's writers cannot change it)")
+    return 0
 
 
 def _attempt(what: str, run: Callable[[], int]) -> int | None:

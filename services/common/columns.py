@@ -8,7 +8,9 @@ tests compare its migrated database with its tables).
 - `firm_id`: a firm's unified social credit code (USCC_LENGTH, 18 characters), always required;
 - `firm_name`, `region`: a firm's name and its 镇街 (the lengths the rules service's
   profile accepts);
-- `instant`: a moment, stored with its time zone;
+- `instant`: a moment, stored with its time zone; `day`: a calendar day;
+- `flag`: yes or no, always required;
+- `digest`: a SHA-256 digest (or HMAC) in hex, 64 characters;
 - `note`: free text that is empty, not NULL, when there is none.
 
 Each takes the column's name first and SQLAlchemy's own keywords (`index`, `unique`,
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Column, Date, DateTime, ForeignKey, Integer, String, Text
 
 from services.common.clock import ID_LENGTH as RECORD_ID_LENGTH
 from services.common.vocabulary import FIRM_NAME_LENGTH, REGION_LENGTH
 from services.common.vocabulary import USCC_LENGTH as FIRM_ID_LENGTH
+
+DIGEST_LENGTH = 64  # hashlib.sha256(…).hexdigest()
 
 
 def record_id(name: str = "id") -> Column[Any]:
@@ -64,6 +68,21 @@ def region(name: str = "region", **kw: Any) -> Column[Any]:
 def instant(name: str, *, nullable: bool = False, **kw: Any) -> Column[Any]:
     """A moment with its time zone (every timestamp of both registers)."""
     return Column(name, DateTime(timezone=True), nullable=nullable, **kw)
+
+
+def day(name: str, *, nullable: bool = False, **kw: Any) -> Column[Any]:
+    """A calendar day (no time, no zone)."""
+    return Column(name, Date, nullable=nullable, **kw)
+
+
+def flag(name: str, **kw: Any) -> Column[Any]:
+    """Yes or no, required."""
+    return Column(name, Boolean, nullable=False, **kw)
+
+
+def digest(name: str, *, nullable: bool = False, **kw: Any) -> Column[Any]:
+    """A SHA-256 digest or HMAC as hex (a secret's, a photo's, an event's canonical form)."""
+    return Column(name, String(DIGEST_LENGTH), nullable=nullable, **kw)
 
 
 def note(name: str) -> Column[Any]:

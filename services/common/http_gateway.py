@@ -16,7 +16,8 @@ Streaming RPCs are not served: they need gRPC.
 A google.protobuf.FieldMask field of the request (UpsertEnterprise's `updateMask`) takes
 the proto3 JSON string ("employees,facts.gen.trainingMissing": lowerCamelCase, no "_")
 or a JSON list of paths written as over gRPC (["employees", "facts.gen.training_missing"]):
-the string form cannot spell every path (a fact key such as
+the string form cannot spell every path, and a string with "_" is refused with a pointer
+to the list form (a fact key such as
 metallurgy.co_alarm_not_monitored_24h has no camelCase form that maps back to it).
 """
 
@@ -300,6 +301,8 @@ def _mask_lists(
             continue
         for key in dict.fromkeys((field.json_name, field.name)):
             value = data.get(key)
+            if isinstance(value, str) and "_" in value:
+                _refuse(field.name, _SNAKE_MASK.format(preview(value)))
             if not isinstance(value, list):
                 continue
             if not all(isinstance(path, str) for path in value):
@@ -310,6 +313,10 @@ def _mask_lists(
 
 
 _PARSE_ERRORS = (json_format.ParseError, ValueError, TypeError, RecursionError)
+_SNAKE_MASK = (
+    "{}: the string form takes lowerCamelCase paths, without '_'; to write paths as over "
+    'gRPC, send a JSON list of paths (["facts.gen.training_missing"])'
+)
 
 
 def _refuse(field: str, description: str) -> NoReturn:

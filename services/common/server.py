@@ -271,12 +271,14 @@ def new_server(
     server = grpc.server(
         pools.calls,
         # admission outermost (it picks the pool); logging next (it sees every refusal);
-        # bad bytes and control characters are refused before anything else
+        # then the caller's (authentication: an unknown caller learns nothing of what it
+        # sent, as over HTTP/JSON); bad bytes and control characters are refused next,
+        # before the handler
         interceptors=[
             admission,
             logging,
-            MalformedRequestInterceptor(frozenset(items_checked)),
             *interceptors,
+            MalformedRequestInterceptor(frozenset(items_checked)),
         ],
         options=options,
         # a last resort only, should refusals themselves pile up (it sends no retry-after)

@@ -7,12 +7,11 @@ Invariants live in the schema: an expert's half-day is booked at most once
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from sqlalchemy import (
     JSON,
-    Boolean,
     Column,
-    Date,
     ForeignKey,
     Index,
     Integer,
@@ -25,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import registry, relationship
 
 from services.booking.domain import records
+from services.booking.domain.experts import EXPERT_ID_MAX
 from services.booking.domain.orders import Order, OrderTransition, mask_phone
 from services.booking.domain.staff import StaffAccount, StaffSession
 from services.booking.domain.tickets import Ticket, TicketTransition
@@ -38,6 +38,12 @@ FIRM_CHAIN = "firm:"  # audit chain keys (below): a firm's, an expert's
 EXPERT_CHAIN = "expert:"
 CHAIN_LENGTH = 80  # "expert:" and an expert id of up to 64 characters
 mapper_registry = registry(metadata=metadata)
+
+
+def _expert_id(name: str = "expert_id", *, references: str = "", **kw: Any) -> Column[Any]:
+    """An expert's id (up to EXPERT_ID_MAX characters); `references` adds the foreign key."""
+    keys = [ForeignKey(references)] if references else []
+    return Column(name, String(EXPERT_ID_MAX), *keys, **kw)
 
 
 def _transitions(subject: str, of: str) -> Table:
@@ -72,8 +78,8 @@ firm_sign_in_codes = Table(
     metadata,
     columns.record_id(),
     columns.firm_id(),
-    Column("phone_digest", String(64), nullable=False),
-    Column("code_digest", String(64), nullable=False),
+    columns.digest("phone_digest"),
+    columns.digest("code_digest"),
     columns.instant("created_at"),
     columns.instant("expires_at"),
     Column("tries", Integer, nullable=False, server_default="0"),
@@ -88,8 +94,8 @@ firm_sessions = Table(
     metadata,
     columns.record_id(),
     columns.firm_id(index=True),
-    Column("phone_digest", String(64), nullable=False),
-    Column("secret_digest", String(64), nullable=False),
+    columns.digest("phone_digest"),
+    columns.digest("secret_digest"),
     columns.instant("created_at"),
     columns.instant("expires_at"),
     columns.instant("ended_at", nullable=True),
@@ -98,14 +104,14 @@ firm_sessions = Table(
 experts = Table(
     "experts",
     metadata,
-    Column("id", String(64), primary_key=True),
+    _expert_id("id", primary_key=True),
     Column("name", String(50), nullable=False),
     Column("phone", String(20), nullable=False),
     Column("domains", JSON, nullable=False),
     Column("regions", JSON, nullable=False),
     Column("slots", JSON, nullable=False),
     Column("max_visits_per_day", Integer, nullable=False),
-    Column("active", Boolean, nullable=False),
+    columns.flag("active"),
     Column("conflicts", JSON, nullable=False),
     columns.instant("updated_at", nullable=True),
 )
@@ -125,7 +131,7 @@ orders = Table(
     Column("idempotency_key", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     columns.instant("created_at"),
-    Column("expert_id", String(64), ForeignKey("experts.id"), nullable=True),
+    _expert_id(references="experts.id", nullable=True),
     Column("slot", String(16), nullable=True),
     columns.note("dispatch_note"),
     columns.instant("updated_at", nullable=True),
@@ -140,9 +146,9 @@ assignments = Table(
     "assignments",
     metadata,
     columns.serial_id(),
-    Column("expert_id", String(64), ForeignKey("experts.id"), nullable=False),
+    _expert_id(references="experts.id", nullable=False),
     Column("slot", String(16), nullable=False),
-    Column("day", Date, nullable=False),
+    columns.day("day"),
     columns.record_ref("order_id", references="orders.id", unique=True),
     columns.instant("created_at"),
     UniqueConstraint("expert_id", "slot", name="uq_assignments_expert_slot"),
@@ -153,8 +159,8 @@ visits = Table(
     metadata,
     columns.record_id(),
     columns.record_ref("order_id", references="orders.id", unique=True),
-    Column("expert_id", String(64), nullable=False),
-    Column("visited_on", Date, nullable=False),
+    _expert_id(nullable=False),
+    columns.day("visited_on"),
     Column("minutes_on_site", Integer, nullable=False),
     columns.instant("created_at"),
 )
@@ -169,16 +175,16 @@ tickets = Table(
     Column("clause_ref", String(48), nullable=False),
     Column("severity", String(8), nullable=False),
     Column("description", Text, nullable=False),
-    Column("found_on", Date, nullable=False),
-    Column("due_on", Date, nullable=False),
+    columns.day("found_on"),
+    columns.day("due_on"),
     Column("status", String(16), nullable=False),
-    Column("expert_id", String(64), nullable=False),
+    _expert_id(nullable=False),
     columns.instant("created_at"),
     columns.note("proof_note"),
     columns.record_ref("proof_photo_id", nullable=True),
-    Column("verified_on", Date, nullable=True),
-    Column("closed_late", Boolean, nullable=False, server_default="0"),
-    Column("overdue_reported_for", Date, nullable=True),
+    columns.day("verified_on", nullable=True),
+    columns.flag("closed_late", server_default="0"),
+    columns.day("overdue_reported_for", nullable=True),
 )
 
 ticket_transitions = _transitions("ticket", "tickets")
@@ -190,7 +196,7 @@ photos = Table(
     columns.record_ref("ticket_id", references="tickets.id", index=True),
     Column("content_type", String(16), nullable=False),
     Column("size", Integer, nullable=False),
-    Column("sha256", String(64), nullable=False),
+    columns.digest("sha256"),
     Column("content", LargeBinary, nullable=False),
     columns.instant("created_at"),
     Column("purpose", String(16), nullable=False, server_default="proof"),
@@ -222,9 +228,9 @@ staff_accounts = Table(
     Column("display_name", String(50), nullable=False),
     Column("role", String(16), nullable=False),
     columns.region(server_default=""),
-    Column("expert_id", String(64), nullable=False, server_default=""),
+    _expert_id(nullable=False, server_default=""),
     Column("password_hash", String(200), nullable=False),
-    Column("active", Boolean, nullable=False),
+    columns.flag("active"),
     Column("failed_attempts", Integer, nullable=False, server_default="0"),
     columns.instant("locked_until", nullable=True),
     columns.instant("password_changed_at", nullable=True),
@@ -234,8 +240,8 @@ staff_accounts = Table(
 staff_sessions = Table(
     "staff_sessions",
     metadata,
-    Column("id_digest", String(64), primary_key=True),
-    Column("csrf_digest", String(64), nullable=False),
+    columns.digest("id_digest", primary_key=True),
+    columns.digest("csrf_digest"),
     Column("username", String(40), nullable=False, server_default="", index=True),
     columns.instant("created_at"),
     columns.instant("last_seen_at", index=True),
@@ -245,7 +251,7 @@ staff_sign_in_failures = Table(
     "staff_sign_in_failures",
     metadata,
     columns.serial_id(),
-    Column("address_digest", String(64), nullable=False),
+    columns.digest("address_digest"),
     columns.instant("at"),
     Index("ix_staff_sign_in_failures_address_at", "address_digest", "at"),
 )
@@ -261,29 +267,29 @@ audit_log, audit_head = audit_tables(metadata, chains=True, chain_length=CHAIN_L
 expert_slots = Table(
     "expert_slots",
     metadata,
-    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    _expert_id(references="experts.id", primary_key=True),
     Column("slot", String(16), primary_key=True),
-    Column("day", Date, nullable=False),
+    columns.day("day"),
 )
 
 expert_domains = Table(
     "expert_domains",
     metadata,
-    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    _expert_id(references="experts.id", primary_key=True),
     Column("domain", String(64), primary_key=True),
 )
 
 expert_regions = Table(
     "expert_regions",
     metadata,
-    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    _expert_id(references="experts.id", primary_key=True),
     Column("region", String(100), primary_key=True),
 )
 
 expert_conflicts = Table(
     "expert_conflicts",
     metadata,
-    Column("expert_id", String(64), ForeignKey("experts.id"), primary_key=True),
+    _expert_id(references="experts.id", primary_key=True),
     Column("enterprise_id", String(18), primary_key=True),
 )
 

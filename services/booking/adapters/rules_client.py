@@ -345,15 +345,22 @@ def _severity(value: Any) -> str:
     return _SEVERITY_NAMES.get(value, Severity.GENERAL.value)
 
 
+def _clause_fields(m: Any) -> dict[str, Any]:
+    """What a rules.v1 Clause and Finding both say of the clause (a finding cites one)."""
+    return {
+        "standard_id": m.standard_id,
+        "clause": m.clause,
+        "severity": _severity(m.severity),
+        "text": m.text,
+        "guidance": m.guidance,
+        "services": tuple(m.services),
+    }
+
+
 def _finding(f: Any, due_on: str) -> FindingInfo:
     return FindingInfo(
         ref=f.clause_ref or f"{f.standard_id}:{f.clause}",
-        standard_id=f.standard_id,
-        clause=f.clause,
-        severity=_severity(f.severity),
-        text=f.text,
-        guidance=f.guidance,
-        services=tuple(f.services),
+        **_clause_fields(f),
         hazard_id=f.hazard_id,
         due_on=due_on,
     )
@@ -370,14 +377,9 @@ _ANSWER_TYPES = {
 def _clause(c: Any, standard_title: str) -> ClauseInfo:
     return ClauseInfo(
         ref=c.clause_ref,
-        standard_id=c.standard_id,
+        **_clause_fields(c),
         standard_title=standard_title,
-        clause=c.clause,
         title=c.title,
-        severity=_severity(c.severity),
-        text=c.text,
-        guidance=c.guidance,
-        services=tuple(c.services),
         questions=tuple(
             Question(q.key, q.question, _ANSWER_TYPES.get(q.answer_type, "text"), q.unit)
             for q in c.questions

@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         common_server.add_flags(command, "BOOKING")
         security.add_flags(command, "BOOKING")
         command.set_defaults(run=run)
-    backup.add_commands(sub, "BOOKING", "booking", audit_verify)  # and audit verify
+    backup.add_commands(sub, "BOOKING", "booking", audit_trail)  # and audit verify|anchor
     users_cli.add_commands(sub)  # staff accounts: users add|disable|reset-password|list
     migrate_cmd = sub.add_parser("migrate", help="create or upgrade the booking schema")
     env_flag(migrate_cmd, "--db", "BOOKING_DB", default_sqlite_url("booking"), "database URL")
@@ -226,13 +226,12 @@ def warn_console_sms(ctx: BookingContext, *, dev: bool) -> None:
         )
 
 
-def audit_verify(url: str) -> int:
+def audit_trail(url: str) -> backup.Trail:
     from services.booking.adapters.orm import audit_head, audit_log
-    from services.common.audit import verify_command
 
     engine = make_engine(url)
     migrate.upgrade(engine)
-    return verify_command(engine, audit_log, audit_head)
+    return backup.Trail(engine, audit_log, audit_head)
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from services.booking.domain.orders import Order, mask_phone
-from services.booking.domain.records import Expert
+from services.booking.domain.records import EXPERT_FIELDS, Expert
 from services.booking.domain.tickets import Ticket
 from services.common._generated.booking.v1 import booking_pb2 as pb
 from services.common.instants import rfc3339
@@ -97,17 +97,9 @@ def ticket_to_proto(t: Ticket, today: date, guidance: str = "") -> pb.Ticket:
 
 
 def expert_to_proto(e: Expert) -> pb.Expert:
-    return pb.Expert(
-        expert_id=e.id,
-        name=e.name,
-        phone=e.phone,
-        domains=e.domains,
-        regions=e.regions,
-        slots=e.slots,
-        max_visits_per_day=e.max_visits_per_day,
-        active=e.active,
-        conflicts=e.conflicts,
-    )
+    """The expert's id and each field an upsert replaces (EXPERT_FIELDS: the proto names
+    them alike)."""
+    return pb.Expert(expert_id=e.id, **{name: getattr(e, name) for name in EXPERT_FIELDS})
 
 
 def expert_to_dict(e: pb.Expert) -> dict[str, Any]:

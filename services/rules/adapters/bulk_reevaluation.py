@@ -19,8 +19,9 @@ in the unit of work's transaction:
 The many-row statements skip Core's per-row parameter building (`_executemany`): every
 value still goes through its column's bind processor, so the stored values are Core's
 and the ORM's (the same JSON text, the same instants); SQLite gets the driver's
-executemany, PostgreSQL one COPY per table for inserts and one UPDATE … FROM unnest()
-for updates, its audit ids taken from the table's sequence beforehand.
+executemany, PostgreSQL one COPY per table for inserts (an executemany, which psycopg
+pipelines, below COPY_FROM rows) and one UPDATE … FROM json_to_recordset() for updates,
+its audit ids taken from the table's sequence beforehand.
 
 A ReportEvent group (`write_events`) writes through the same statements, plus its event
 records and their audit entries and feed rows; on PostgreSQL its inserts and updates go
@@ -38,11 +39,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import orjson
 from sqlalchemy import (
+    JSON,
     Connection,
+    Dialect,
     Select,
     Table,
     Text,
@@ -54,8 +58,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
-from services.common.audit import GENESIS, Audited, chains_of, entry_hash
+from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
 from services.common.clock import new_id, now
 from services.rules.adapters.feed import EXPIRED_MARK
 from services.rules.adapters.feed import event_change as feed_event_change
@@ -83,6 +88,7 @@ _FIRM = AUDIT.audited[Firm]
 _DECISION = AUDIT.audited[DecisionRecord]
 _ENTRY = AUDIT.audited[WhitelistEntry]
 _EVENT = AUDIT.audited[EventRecord]
+# An enum's `value` is a descriptor call; its `_value_`, read below, the same plain str.
 _MOVE_KIND = {
     "expired": ChangeKind.WHITELIST_EXPIRED,
     "revoked": ChangeKind.WHITELIST_REVOKED,
@@ -272,8 +278,8 @@ def _insert_decisions(
                 "enterprise_id": r.firm.enterprise_id,
                 "decided_at": r.decided_at,
                 "as_of": r.decision.as_of,
-                "status": r.decision.status.value,
-                "risk_level": r.decision.risk_level.value,
+                "status": r.decision.status._value_,
+                "risk_level": r.decision.risk_level._value_,
                 "ruleset_version": r.decision.ruleset_version,
                 "cause": r.cause,
                 "whitelist_change": r.whitelist_change,
@@ -437,8 +443,8 @@ def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
     for r in batch:
         row = {
             "enterprise_id": r.firm.enterprise_id,
-            "status": r.decision.status.value,
-            "risk_level": r.decision.risk_level.value,
+            "status": r.decision.status._value_,
+            "risk_level": r.decision.risk_level._value_,
             "decision_id": r.decision_id,
             "updated_at": r.decided_at,
             "name": r.name,
@@ -478,7 +484,7 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
         prev = heads.get(key, GENESIS)
         for entry in by_chain[key]:
             stamped = {**entry, "at": at}
-            digest = entry_hash(prev, stamped)
+            digest = plain_entry_hash(prev, stamped)  # values are plain: _fields
             rows.append({**stamped, "prev_hash": prev, "hash": digest})
             prev = digest
         ends[key] = prev
@@ -510,8 +516,8 @@ def _sequence_ids(connection: Connection, table: Table, count: int) -> list[int]
 
 
 def _plain(value: Any) -> Any:
-    """As the audit trail keeps a value (services/common/audit.py)."""
-    return value.isoformat() if isinstance(value, datetime | date) else value
+    """As the audit trail keeps a value (services/common/audit.py; a datetime is a date)."""
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _fields(spec: Audited, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -584,8 +590,8 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
     d = r.decision
     decided = {
         "enterprise_id": chain,
-        "status": d.status.value,
-        "risk_level": d.risk_level.value,
+        "status": d.status._value_,
+        "risk_level": d.risk_level._value_,
         "ruleset_version": d.ruleset_version,
         "as_of": d.as_of,
         "cause": r.cause,
@@ -603,8 +609,8 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
     new = {
         "name": r.name,
         "region": r.region,
-        "status": d.status.value,
-        "risk_level": d.risk_level.value,
+        "status": d.status._value_,
+        "risk_level": d.risk_level._value_,
         "decision_id": r.decision_id,
     }
     before, after = _changed(_FIRM, old, new)
@@ -626,7 +632,7 @@ def _old_blockers(connection: Connection, batch: Sequence[Reevaluated]) -> dict[
         for r in batch
         if r.firm.decision_id
         and (r.firm.status, r.firm.risk_level)
-        == (r.decision.status.value, r.decision.risk_level.value)
+        == (r.decision.status._value_, r.decision.risk_level._value_)
     ]
     if not ids:
         return {}
@@ -676,14 +682,14 @@ def _change_rows(
     d, f = r.decision, r.firm
     blockers = [b.code for b in d.whitelist_blockers]
     same = f.decision_id is not None and (f.status, f.risk_level) == (
-        d.status.value,
-        d.risk_level.value,
+        d.status._value_,
+        d.risk_level._value_,
     )
     if not (same and old_blockers.get(f.decision_id or "") == blockers):
         detail = {
             "decision_id": r.decision_id,
-            "status": d.status.value,
-            "risk_level": d.risk_level.value,
+            "status": d.status._value_,
+            "risk_level": d.risk_level._value_,
             "blocker_codes": blockers,
             "previous_status": f.status if f.decision_id else "",
             "previous_risk_level": f.risk_level if f.decision_id else "",
@@ -769,9 +775,30 @@ def _statement(
         sets = ", ".join(f"{quote(c)} = {mark}" for c in columns)
         sql = f"UPDATE {quote(table.name)} SET {sets} WHERE {quote(key)} = {mark}"
         order = (*columns, key)
-    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in order]
+    processors = [_processor(table.c[c].type, dialect) for c in order]
     _STATEMENTS[cache_key] = (sql, processors)
     return sql, processors
+
+
+# json.dumps(value) with its defaults, the encoder built once: Core's JSON bind processor
+# (and psycopg's Json adapter) call json.dumps, which builds its C encoder on every call
+# and cost more than encoding the value. Same text (no circular check: plain values).
+_JSON_ENCODER = c_make_encoder(
+    None, JSONEncoder().default, encode_basestring_ascii, None, ": ", ", ", False, False, True
+)
+
+
+def _json_text(value: Any) -> str:
+    """The text `json.dumps(value)` gives (None: JSON null, as a JSON column stores it)."""
+    return "".join(_JSON_ENCODER(value, 0))
+
+
+def _processor(column_type: TypeEngine[Any], dialect: Dialect) -> Any:
+    """The column's bind processor (None: values pass as they are); for a JSON column,
+    the JSON text Core would have the driver store."""
+    if type(column_type) is JSON:
+        return _json_text
+    return column_type.dialect_impl(dialect).bind_processor(dialect)
 
 
 def _executemany(
@@ -794,7 +821,7 @@ def _executemany(
     if connection.dialect.name == "postgresql":
         queued = connection.info.get(_QUEUE)
         if key:
-            _update_from_arrays(connection, table, order, bound)
+            _update_from_json(connection, table, order, bound)
             return
         if queued is not None:
             queued.append((sql, [tuple(values) for values in bound], True))
@@ -839,24 +866,32 @@ def _copy(
         cursor.close()
 
 
-def _update_from_arrays(
+def _update_from_json(
     connection: Connection, table: Table, columns: tuple[str, ...], bound: list[list[Any]]
 ) -> None:
-    """PostgreSQL: UPDATE … FROM unnest(one array per column), the key last: one
-    statement for the batch instead of one per row."""
+    """PostgreSQL: UPDATE … FROM json_to_recordset(the batch's rows as one JSON text), the
+    key last: one statement and one parameter for the batch (an array per column made
+    psycopg dump every value in Python). A JSON column's value goes as its JSON text (a
+    string, cast back), so the stored text is the one the bind processor built."""
     dialect = connection.dialect
     quote = dialect.identifier_preparer.quote
     key = columns[-1]
-    arrays = ", ".join(f"CAST(%s AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)
-    names = ", ".join(quote(c) for c in columns)
-    sets = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in columns[:-1])
+    kinds = {c: table.c[c].type.compile(dialect=dialect) for c in columns}
+    jsons = {c for c in columns if type(table.c[c].type) is JSON}
+    declared = ", ".join(f"{quote(c)} {'text' if c in jsons else kinds[c]}" for c in columns)
+    sets = ", ".join(
+        f"{quote(c)} = " + (f"CAST(v.{quote(c)} AS {kinds[c]})" if c in jsons else f"v.{quote(c)}")
+        for c in columns[:-1]
+    )
     sql = (
-        f"UPDATE {quote(table.name)} SET {sets} FROM unnest({arrays}) AS v({names}) "
+        f"UPDATE {quote(table.name)} SET {sets} "
+        f"FROM json_to_recordset(CAST(%s AS json)) AS v({declared}) "
         f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
     )
-    arrays_of_values = tuple(list(column) for column in zip(*bound, strict=True))
+    rows = [dict(zip(columns, values, strict=True)) for values in bound]
+    params = (orjson.dumps(rows).decode(),)
     queued = connection.info.get(_QUEUE)
     if queued is not None:
-        queued.append((sql, arrays_of_values, False))
+        queued.append((sql, params, False))
         return
-    connection.exec_driver_sql(sql, arrays_of_values)
+    connection.exec_driver_sql(sql, params)

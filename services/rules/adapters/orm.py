@@ -9,9 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     Column,
-    Date,
     Index,
     Integer,
     String,
@@ -21,6 +19,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import registry
+from sqlalchemy.schema import SchemaItem
 
 from services.common import columns
 from services.common.audit import Audited, AuditTrail, audit_tables
@@ -29,6 +28,19 @@ from services.rules.domain import register
 
 metadata = new_metadata()
 mapper_registry = registry(metadata=metadata)
+
+
+def _firm_records(name: str, *items: SchemaItem) -> Table:
+    """A table of a firm's records: each its own id and its firm's (a firm of `firms`)
+    first, then `items`."""
+    return Table(
+        name,
+        metadata,
+        columns.record_id(),
+        columns.firm_id(references="firms.enterprise_id"),
+        *items,
+    )
+
 
 firms = Table(
     "firms",
@@ -44,13 +56,10 @@ firms = Table(
     columns.instant("updated_at"),
 )
 
-decisions = Table(
+decisions = _firm_records(
     "decisions",
-    metadata,
-    columns.record_id(),
-    columns.firm_id(references="firms.enterprise_id"),
     columns.instant("decided_at"),
-    Column("as_of", Date, nullable=False),
+    columns.day("as_of"),
     Column("status", String(16), nullable=False),
     Column("risk_level", String(16), nullable=False),
     Column("ruleset_version", String(40), nullable=False),
@@ -60,17 +69,14 @@ decisions = Table(
     Index("ix_decisions_firm_time", "enterprise_id", "decided_at"),
 )
 
-whitelist_entries = Table(
+whitelist_entries = _firm_records(
     "whitelist_entries",
-    metadata,
-    columns.record_id(),
-    columns.firm_id(references="firms.enterprise_id"),
     columns.firm_name(),
     columns.region(),
-    Column("granted_on", Date, nullable=False),
-    Column("valid_until", Date, nullable=False),
+    columns.day("granted_on"),
+    columns.day("valid_until"),
     columns.record_ref("decision_id"),
-    Column("revoked_on", Date, nullable=True),
+    columns.day("revoked_on", nullable=True),
     columns.note("revoked_reason"),
     columns.record_ref("granted_decision_id", nullable=True),
     columns.record_ref("closed_decision_id", nullable=True),
@@ -93,29 +99,26 @@ events = Table(
     Column("event_id", String(128), nullable=False),
     columns.firm_id(references="firms.enterprise_id"),
     Column("kind", String(32), nullable=False),
-    Column("occurred_on", Date, nullable=False),
+    columns.day("occurred_on"),
     Column("detail", JSON, nullable=False),
     columns.instant("received_at"),
     columns.note("summary"),
     columns.record_ref("decision_id", nullable=True),
     Column("result", JSON, nullable=True),
-    Column("fingerprint", String(64), nullable=True),
+    columns.digest("fingerprint", nullable=True),
     UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
     Index("ix_events_firm", "enterprise_id", "received_at"),
 )
 
-inspections = Table(
+inspections = _firm_records(
     "inspections",
-    metadata,
-    columns.record_id(),
-    columns.firm_id(references="firms.enterprise_id"),
     Column("authority", String(100), nullable=False),
     Column("kind", String(32), nullable=False),
-    Column("planned_on", Date, nullable=False),
+    columns.day("planned_on"),
     Column("year", Integer, nullable=False),
-    Column("counted", Boolean, nullable=False),
-    Column("allowed", Boolean, nullable=False),
-    Column("joint", Boolean, nullable=False),
+    columns.flag("counted"),
+    columns.flag("allowed"),
+    columns.flag("joint"),
     Column("joint_id", String(32), nullable=False, server_default=""),
     Column("reason_code", String(32), nullable=False),
     Column("reason", Text, nullable=False),
@@ -136,7 +139,7 @@ reevaluation_runs = Table(
     "reevaluation_runs",
     metadata,
     columns.record_id(),
-    Column("as_of", Date, nullable=False),
+    columns.day("as_of"),
     columns.instant("started_at"),
     Column("processed", Integer, nullable=False),
     columns.firm_id("last_enterprise_id"),

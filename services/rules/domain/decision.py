@@ -112,16 +112,28 @@ def answered_out_of_scope(
     found = []
     clauses = (c for s in catalogue.in_force(as_of) for c in s.clauses)
     for n, clause in enumerate(clauses):
-        if only is None or n in only:
-            answered = [k for k in clause.condition.fact_keys() if k in profile.facts]
-            if (
-                answered
-                and clause.condition.holds(profile.facts)
-                and not clause.applies_to(profile)
-                and any(s.matches_but_for_kind(profile) for s in clause.scopes)
-            ):
-                found.append(f"{clause.ref} needs venues/hazchem_roles ({', '.join(answered)})")
+        if (only is None or n in only) and (text := out_of_scope_breach(clause, profile)):
+            found.append(text)
     return found
+
+
+def names_a_kind(clause: Clause) -> bool:
+    """Whether a scope of the clause names venue types or hazardous-chemicals roles (only
+    such a clause can be breached out of scope, `out_of_scope_breach`)."""
+    return any(s.venues or s.hazchem_roles for s in clause.scopes)
+
+
+def out_of_scope_breach(clause: Clause, profile: EnterpriseProfile) -> str | None:
+    """`answered_out_of_scope`'s line for one clause, or None."""
+    answered = [k for k in clause.condition.fact_keys() if k in profile.facts]
+    if (
+        answered
+        and clause.condition.holds(profile.facts)
+        and not clause.applies_to(profile)
+        and any(s.matches_but_for_kind(profile) for s in clause.scopes)
+    ):
+        return f"{clause.ref} needs venues/hazchem_roles ({', '.join(answered)})"
+    return None
 
 
 def decide(

@@ -349,3 +349,31 @@ def _hazard_detail(
     if not (hazard_id and ref and due):
         return {}
     return {"hazard": Hazard(hazard_id, ref, expected, occurred, due, HazardStatus.OPEN)}
+
+
+def recorded_ahead(
+    sent: EnterpriseProfile, stored: EnterpriseProfile | None, today: date
+) -> list[FieldViolation]:
+    """The records of a profile sent to the register dated after `today` + CLOCK_SKEW, as
+    ReportEvent refuses them: an accident, a penalty, a hazard found or closed is recorded
+    once it has happened. A record already stored as sent is left alone (kept before this
+    check existed, it must not refuse every later full update of the firm)."""
+    limit = today + CLOCK_SKEW
+    kept: tuple[set[Any], ...] = (set(), set(), set())
+    if stored is not None:
+        kept = (set(stored.accidents), set(stored.penalties), set(stored.hazards))
+    why = f"must not be after today ({today.isoformat()}, Asia/Shanghai)"
+    bad: list[FieldViolation] = []
+    for name, records, fields, known in (
+        ("accidents", sent.accidents, ("occurred_on",), kept[0]),
+        ("penalties", sent.penalties, ("decided_on",), kept[1]),
+        ("hazards", sent.hazards, ("found_on", "closed_on"), kept[2]),
+    ):
+        for i, record in enumerate(records):
+            if record in known:
+                continue
+            for day_field in fields:
+                day = getattr(record, day_field)
+                if day is not None and day > limit:
+                    bad.append(FieldViolation(f"profile.{name}[{i}].{day_field}", why))
+    return bad

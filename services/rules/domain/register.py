@@ -25,9 +25,16 @@ class Firm:
 
 
 @dataclass
-class DecisionRecord:
+class FirmRecord:
+    """A record of one firm (a row of a `_firm_records` table, adapters/orm.py): its own
+    id and the firm's."""
+
     id: str
     enterprise_id: str
+
+
+@dataclass
+class DecisionRecord(FirmRecord):
     decided_at: datetime
     as_of: date
     status: str
@@ -39,9 +46,7 @@ class DecisionRecord:
 
 
 @dataclass
-class WhitelistEntry:
-    id: str
-    enterprise_id: str
+class WhitelistEntry(FirmRecord):
     name: str
     region: str
     granted_on: date
@@ -134,9 +139,7 @@ class EventRecord:
 
 
 @dataclass
-class InspectionRecord:
-    id: str
-    enterprise_id: str
+class InspectionRecord(FirmRecord):
     authority: str
     kind: str
     planned_on: date

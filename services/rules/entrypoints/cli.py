@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than-days", type=int, required=True, help="retention in days")
     env_flag(prune, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
     prune.set_defaults(run=cmd_prune_changes)
-    backup.add_commands(sub, "RULES", "rules", audit_verify)  # and audit verify
+    backup.add_commands(sub, "RULES", "rules", audit_trail)  # and audit verify|anchor
 
     migrate = sub.add_parser("migrate", help="create or upgrade the register's schema")
     env_flag(migrate, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
@@ -124,7 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--all", action="store_true", required=True, help="every stored firm")
     again.add_argument("--as-of", type=_day_arg, default="", help="evaluation date (default today)")
     again.add_argument(
-        "--batch-size", type=_number_arg(1), default=200, help="firms per transaction"
+        "--batch-size",
+        type=_number_arg(1),
+        default=reevaluation.BATCH_SIZE,
+        help="firms per transaction",
     )
     again.add_argument(
         "--processes",
@@ -428,11 +431,10 @@ def replay_demo_history(args: argparse.Namespace) -> threading.Thread:
     return thread
 
 
-def audit_verify(url: str) -> int:
-    from services.common.audit import verify_command
+def audit_trail(url: str) -> backup.Trail:
     from services.rules.adapters.orm import audit_head, audit_log
 
-    return verify_command(_database(url), audit_log, audit_head)
+    return backup.Trail(_database(url), audit_log, audit_head)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -295,18 +295,25 @@ _STATUS_NUMBERS = _numbers(pb.Status, "STATUS_", DecisionStatus)
 _RISK_NUMBERS = _numbers(pb.RiskLevel, "RISK_LEVEL_", RiskLevel)
 
 
+def _clause_fields(c: Clause | Finding) -> dict[str, Any]:
+    """What a rules.v1 Clause and Finding both say of the clause (a finding cites one)."""
+    return {
+        "standard_id": c.standard_id,
+        "clause": c.clause,
+        "clause_ref": c.ref,
+        "severity": _SEVERITY_NUMBERS[c.severity],
+        "text": c.text,
+        "guidance": c.guidance,
+        "services": c.services,
+        "verified": c.verified,
+    }
+
+
 def finding_to_proto(f: Finding) -> pb.Finding:
     out = pb.Finding(
-        standard_id=f.standard_id,
-        clause=f.clause,
-        clause_ref=f.ref,
-        severity=_SEVERITY_NUMBERS[f.severity],
-        text=f.text,
-        guidance=f.guidance,
+        **_clause_fields(f),
         fact_keys=f.fact_keys,
         hazard_id=f.hazard_id,
-        services=f.services,
-        verified=f.verified,
         edition=f.edition,
         superseded=f.superseded,
         successor=f.successor,
@@ -345,12 +352,6 @@ def decision_to_proto(d: Decision, *, request_id: str = "", decision_id: str = "
 
 
 SEVERITIES = {pb.SEVERITY_GENERAL: Severity.GENERAL, pb.SEVERITY_MAJOR: Severity.MAJOR}
-_ANSWER_TYPES = {
-    "yes_no": pb.ANSWER_TYPE_YES_NO,
-    "count": pb.ANSWER_TYPE_COUNT,
-    "number": pb.ANSWER_TYPE_NUMBER,
-    "text": pb.ANSWER_TYPE_TEXT,
-}
 
 
 def question_to_proto(d: FactDefinition) -> pb.FactQuestion:
@@ -358,7 +359,7 @@ def question_to_proto(d: FactDefinition) -> pb.FactQuestion:
         key=d.key,
         question=d.question,
         label=d.label,
-        answer_type=_ANSWER_TYPES[d.answer_type],
+        answer_type=enum_number(pb.AnswerType, d.answer_type, "ANSWER_TYPE_"),
         unit=d.unit,
         type=d.type,
     )
@@ -368,20 +369,13 @@ def clause_to_proto(c: Clause, facts: FactRegistry | None = None) -> pb.Clause:
     keys = c.condition.fact_keys()
     definitions = [d for k in keys if facts and (d := facts.definition(k))]
     return pb.Clause(
-        clause=c.clause,
-        clause_ref=c.ref,
-        severity=enum_number(pb.Severity, c.severity, "SEVERITY_"),
-        text=c.text,
-        guidance=c.guidance,
+        **_clause_fields(c),
         fact_keys=list(keys),
-        services=list(c.services),
-        verified=c.verified,
         note=c.note,
         applies_to=c.describe_scope(),
         condition=c.condition.describe(),
         title=c.title,
         questions=[question_to_proto(d) for d in definitions],
-        standard_id=c.standard_id,
         edition=c.edition.name,
     )
 
@@ -836,7 +830,10 @@ def change_json(c: Change) -> bytes:
     return json_format.MessageToJson(change_to_proto(c), indent=None).encode("utf-8")
 
 
-def regions_to_proto(regions: RegionRegistry) -> pb.ListRegionsResponse:
+def regions_to_proto(regions: RegionRegistry | None) -> pb.ListRegionsResponse:
+    """The townships and counties of the registry; none when there is no registry."""
+    if regions is None:
+        return pb.ListRegionsResponse()
     return pb.ListRegionsResponse(
         regions=[
             pb.Region(

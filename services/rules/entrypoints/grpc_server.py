@@ -196,10 +196,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
     @unary
     def ListRegions(self, request: pb.ListRegionsRequest) -> pb.ListRegionsResponse:
-        regions = self._ctx.regions
-        if regions is None:
-            return pb.ListRegionsResponse()
-        return convert.regions_to_proto(regions)
+        return convert.regions_to_proto(self._ctx.regions)
 
     @unary
     def UpsertEnterprise(self, request: pb.UpsertEnterpriseRequest) -> pb.EnterpriseStatus:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
@@ -151,19 +151,12 @@ def _check(uow: UnitOfWork, ctx: RulesContext, request: CheckRequest, caller: st
             kind=request.kind.value,
             planned_on=planned_on,
             year=planned_on.year,
-            counted=verdict.counted,
-            allowed=verdict.allowed,
-            joint=verdict.joint,
-            joint_id=verdict.joint_id,
-            reason_code=verdict.reason_code,
-            reason=verdict.reason,
             grounds=request.grounds,
             requested_by=caller,
             created_at=now(),
             inspection_code=new_inspection_code() if verdict.allowed else None,
             idempotency_key=key or None,
-            yearly_count=verdict.yearly_count,
-            yearly_cap=verdict.yearly_cap,
+            **asdict(verdict),  # every field of the verdict is a column of the record
         )
         uow.register.add(record)
         uow.commit()

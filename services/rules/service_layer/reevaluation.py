@@ -17,17 +17,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TypedDict, Unpack
 
 import structlog
 
 from services.common.clock import new_id, now
 from services.common.context import current_caller
-from services.rules.domain.decision import answered_out_of_scope
+from services.rules.domain.decision import names_a_kind, out_of_scope_breach
 from services.rules.domain.errors import PreconditionFailed
 from services.rules.domain.profile import EnterpriseProfile, profile_to_data
 from services.rules.domain.reevaluation import OpenEntry, Reevaluated, StoredFirm, move_entry
 from services.rules.domain.register import ReevaluationRun
-from services.rules.domain.standards import Catalogue
+from services.rules.domain.standards import Catalogue, Clause
 from services.rules.service_layer.handlers import RulesContext, evaluate
 from services.rules.service_layer.register_handlers import stored_profile
 from services.rules.service_layer.unit_of_work import UnitOfWork
@@ -55,34 +56,43 @@ def stale_parts(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> l
 
 
 def out_of_scope(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> list[str]:
-    """`answered_out_of_scope`, asked only of the clauses whose facts the profile answers
-    (an index per catalogue and date, built once): the same list, in the same order."""
-    by_fact = _clauses_by_fact(ctx.catalogue, as_of)
+    """`answered_out_of_scope`, asked only of the clauses that name a venue type or
+    chemicals role and ask a fact the profile answers (an index per catalogue and date,
+    built once): the same list, in the same order."""
+    clauses, by_fact = _clauses_by_fact(ctx.catalogue, as_of)
     wanted = {n for k in profile.facts for n in by_fact.get(k, ())}
-    if not wanted:
-        return []
-    return answered_out_of_scope(ctx.catalogue, profile, as_of, only=wanted)
+    found = []
+    for n in sorted(wanted):
+        if text := out_of_scope_breach(clauses[n], profile):
+            found.append(text)
+    return found
 
 
-_INDEXES: dict[tuple[int, date], tuple[Catalogue, dict[str, tuple[int, ...]]]] = {}
+_INDEXES: dict[
+    tuple[int, date], tuple[Catalogue, tuple[Clause, ...], dict[str, tuple[int, ...]]]
+] = {}
 
 
-def _clauses_by_fact(catalogue: Catalogue, as_of: date) -> dict[str, tuple[int, ...]]:
-    """fact key → positions (in `answered_out_of_scope`'s walk) of the clauses asking it;
-    kept per catalogue (held, so its id is not reused) and date."""
+def _clauses_by_fact(
+    catalogue: Catalogue, as_of: date
+) -> tuple[tuple[Clause, ...], dict[str, tuple[int, ...]]]:
+    """The clauses in force (`answered_out_of_scope`'s walk), and fact key → positions
+    of those among them that name a venue type or chemicals role and ask it; kept per
+    catalogue (held, so its id is not reused) and date."""
     known = _INDEXES.get((id(catalogue), as_of))
     if known is not None:
-        return known[1]
+        return known[1], known[2]
     if len(_INDEXES) > 8:
         _INDEXES.clear()
+    clauses = tuple(c for s in catalogue.in_force(as_of) for c in s.clauses)
     index: dict[str, list[int]] = {}
-    clauses = (c for s in catalogue.in_force(as_of) for c in s.clauses)
     for n, clause in enumerate(clauses):
-        for key in clause.condition.fact_keys():
-            index.setdefault(key, []).append(n)
+        if names_a_kind(clause):
+            for key in clause.condition.fact_keys():
+                index.setdefault(key, []).append(n)
     found = {k: tuple(v) for k, v in index.items()}
-    _INDEXES[(id(catalogue), as_of)] = (catalogue, found)
-    return found
+    _INDEXES[(id(catalogue), as_of)] = (catalogue, clauses, found)
+    return clauses, found
 
 
 @dataclass
@@ -108,6 +118,7 @@ class Started:
 
 
 MIN_RANGE = 1000  # firms per range below which a run is not split (processes cost a start)
+BATCH_SIZE = 1000  # firms per transaction: each commit costs (SQLite's WAL checkpoints)
 
 
 def start_run(
@@ -155,7 +166,7 @@ def run_range(
     ctx: RulesContext,
     range_id: str,
     *,
-    batch_size: int = 200,
+    batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
 ) -> int:
@@ -193,27 +204,33 @@ def summary(uow: UnitOfWork, run_id: str, resumed: bool, total: int) -> RunSumma
         )
 
 
+class Batching(TypedDict, total=False):
+    """How `run_range` goes through a range, for a caller that passes it on: `batch_size`
+    firms a transaction, `on_batch(done)` after each batch."""
+
+    batch_size: int
+    on_batch: Callable[[int], object] | None
+
+
 def reevaluate_all(
     uow: UnitOfWork,
     ctx: RulesContext,
     as_of: date,
     *,
-    batch_size: int = 200,
-    on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
     parts: int = 1,
     min_range: int = MIN_RANGE,
+    **batching: Unpack[Batching],
 ) -> RunSummary:
     """Re-evaluate every firm as of `as_of` in this process, resuming an unfinished run
-    for that date (its ranges one after the other, when it was split)."""
+    for that date (its ranges one after the other, when it was split); at most
+    `stop_after_batches` batches in all, each as `batching` says (run_range's defaults)."""
     started = start_run(uow, as_of, parts, min_range=min_range)
     left = stop_after_batches
     for range_id in started.ranges:
         if left is not None and left <= 0:
             break
-        done = run_range(
-            uow, ctx, range_id, batch_size=batch_size, on_batch=on_batch, stop_after_batches=left
-        )
+        done = run_range(uow, ctx, range_id, stop_after_batches=left, **batching)
         left = None if left is None else left - done
     return summary(uow, started.run_id, started.resumed, started.total)
 

@@ -8,7 +8,7 @@ or not at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -166,16 +166,8 @@ def _moved(
         return change, entry
     if granted is None:
         return change, None
-    added = WhitelistEntry(
-        id=granted.id,
-        enterprise_id=granted.enterprise_id,
-        name=granted.name,
-        region=granted.region,
-        granted_on=granted.granted_on,
-        valid_until=granted.valid_until,
-        decision_id=decision_id,
-        granted_decision_id=decision_id,
-    )
+    # an open entry's fields are the stored entry's (it names this decision already)
+    added = WhitelistEntry(**asdict(granted), granted_decision_id=decision_id)
     uow.register.add(added)
     return change, added
 
@@ -294,7 +286,10 @@ def _decide_sent(
     record, build the answer and commit. A firm's decisions only move forward: an
     `as_of` before its current decision's is FAILED_PRECONDITION (Evaluate answers about
     any day and stores nothing); without one (None) the decision is as of today, or of
-    the current decision's day when the firm was decided ahead (a run for a later day)."""
+    the current decision's day when the firm was decided ahead (a run for a later day).
+    A record dated after today is refused as ReportEvent refuses it (events.recorded_ahead)."""
+    if ahead := events.recorded_ahead(sent, stored, ctx.today()):
+        raise ValidationError(ahead)
     current = uow.register.decision_day(firm.decision_id)
     if as_of is None:
         as_of = _forward(ctx, current)
@@ -514,51 +509,49 @@ def list_whitelist(
 ) -> tuple[list[WhitelistEntry], str]:
     """One page of active white-list entries, ordered by region then firm."""
     today = ctx.today()
-    return _region_page(
-        uow,
-        ctx,
-        region,
-        size,
-        token,
-        lambda names, after, limit: uow.register.whitelist_page(names, today, after, limit),
-        lambda e: f"{e.region}\x1f{e.enterprise_id}",
-    )
+    page = _RegionPage.asked(ctx, region, size, token)
+    with uow:
+        rows = list(uow.register.whitelist_page(page.names, today, page.after, page.limit))
+    return page.of(rows, lambda e: f"{e.region}\x1f{e.enterprise_id}")
 
 
 def list_enterprises(
     uow: UnitOfWork, ctx: RulesContext, region: str, size: int, token: str
 ) -> tuple[list[Firm], str]:
     """One page of the register's firms by enterprise_id."""
-    return _region_page(
-        uow,
-        ctx,
-        region,
-        size,
-        token,
-        lambda names, after, limit: uow.register.firms_page(names, after, limit),
-        lambda f: f.enterprise_id,
-    )
-
-
-def _region_page(
-    uow: UnitOfWork,
-    ctx: RulesContext,
-    region: str,
-    size: int,
-    token: str,
-    read: Callable[[Sequence[str], str, int], Iterable[R]],
-    key: Callable[[R], str],
-) -> tuple[list[R], str]:
-    """One page (services/common/paging.py) of what `read` lists, inside the unit of work,
-    for `region` (a township, or a county meaning all its townships, by name or code; ''
-    for all); the token is bound to the filter's canonical form."""
-    size = page_size(size)
-    names = region_filter(ctx.regions, region)
-    query = ",".join(names)
-    after = decode_token(token, query)
+    page = _RegionPage.asked(ctx, region, size, token)
     with uow:
-        rows = list(read(names, after, size + 1))
-    return one_page(rows, size, query, key)
+        rows = list(uow.register.firms_page(page.names, page.after, page.limit))
+    return page.of(rows, lambda f: f.enterprise_id)
+
+
+@dataclass(frozen=True)
+class _RegionPage:
+    """A page (services/common/paging.py) asked of a listing by region: `names` the
+    townships of `region` (a township, or a county meaning all its townships, by name or
+    code; '' for all), `after` the token's cursor (the token is bound to the filter's
+    canonical form, `query`)."""
+
+    names: tuple[str, ...]
+    after: str
+    size: int
+    query: str
+
+    @classmethod
+    def asked(cls, ctx: RulesContext, region: str, size: int, token: str) -> _RegionPage:
+        size = page_size(size)
+        names = region_filter(ctx.regions, region)
+        query = ",".join(names)
+        return cls(names, decode_token(token, query), size, query)
+
+    @property
+    def limit(self) -> int:
+        """How many rows to read: one more than the page, to know whether another follows."""
+        return self.size + 1
+
+    def of(self, rows: list[R], key: Callable[[R], str]) -> tuple[list[R], str]:
+        """The page of `rows` (read with `limit`) and the next page's token."""
+        return one_page(rows, self.size, self.query, key)
 
 
 def report_event(

@@ -179,6 +179,10 @@ def test_a_recheck_note_as_long_as_the_page_allows_reaches_the_field_check(web: 
     form["note"] = "隐" * 999 + "😀"  # 1,000 characters, the last 12 bytes encoded
     assert c.post(f"/staff/tickets/{waiting}", data=form).status_code == 303
     assert "隐" * 999 + "😀" in ticket(pair, waiting).history[-1].reason
+    again = proof_waiting(pair, 32, "稠城街道", "本辖区")
+    form["note"] = "隐\r\n" * 500  # a browser sends a textarea's line breaks as CRLF
+    assert c.post(f"/staff/tickets/{again}", data=form).status_code == 303  # 1,000 typed
+    assert "隐\n" * 499 + "隐" in ticket(pair, again).history[-1].reason
 
 
 def test_every_staff_and_phone_form_takes_its_longest_field_in_chinese(sqlite_web: Web) -> None:
@@ -197,6 +201,10 @@ def test_every_staff_and_phone_form_takes_its_longest_field_in_chinese(sqlite_we
     )
     assert answer.status_code == 400, answer.text[:300]
     assert messages.NOTE_TOO_LONG.format(n=500) in answer.text
+    typed = {"idempotency_key": "k-crlf", "contact_name": "郑", "note": "隐\r\n" * 250}
+    answer = c.post(f"/q/{token}/order", data=typed)  # 500 characters as typed
+    assert answer.status_code == 400, answer.text[:300]  # no slot picked …
+    assert messages.NOTE_TOO_LONG.format(n=500) not in answer.text  # … but the note fits
     answer = login(web.client(), "wangfang", "密" * 256)
     assert answer.status_code == 401 and refused_text() in answer.text
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
@@ -1031,6 +1032,36 @@ def test_an_event_dated_after_today_is_refused_and_the_white_list_keeps_the_firm
     skewed = report(register_stub, event(1, "c-skew", pb.EVENT_KIND_COMPLAINT, "2026-07-01",
                                          complaint=pb.ComplaintDetail(text="噪音")))  # fmt: skip
     assert not skewed.duplicate
+
+
+def test_a_profile_recording_what_has_not_happened_yet_is_refused_as_an_event_is(
+    register_stub: RulesServiceStub, clock: Clock
+) -> None:
+    """UpsertEnterprise took an accident dated 2199 (only ReportEvent checked the date):
+    a record after today plus a day of skew is INVALID_ARGUMENT naming it, with the full
+    profile and with a mask; nothing is stored; the same record becomes fine once its day
+    has come, and stays fine when the stored profile is sent again."""
+    future = {"occurred_on": "2026-07-05", "level": "general", "deaths": 0}  # today 06-30
+    upsert(register_stub, profile(1))
+    with pytest.raises(grpc.RpcError) as info:
+        upsert(register_stub, profile(1, accidents=[future]))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "after today" in violations(info.value)["profile.accidents[0].occurred_on"]
+    masked = pb.UpsertEnterpriseRequest(
+        profile=profile_from_json(profile(1, accidents=[future])),
+        update_mask=field_mask_pb2.FieldMask(paths=["accidents"]),
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        register_stub.UpsertEnterprise(masked, timeout=30)
+    assert list(violations(info.value)) == ["profile.accidents[0].occurred_on"]
+    assert list(status_of(register_stub, 1).profile.accidents) == []
+    clock.today = date(2026, 7, 5)
+    stored = upsert(register_stub, profile(1, accidents=[future]))
+    assert [a.occurred_on for a in stored.profile.accidents] == ["2026-07-05"]
+    clock.today = date(2026, 7, 1)  # a clock set back: the stored record is not refused
+    assert (
+        upsert(register_stub, profile(1, accidents=[future], employees=31)).profile.employees == 31
+    )
 
 
 def test_decisions_as_of_late_2199_stay_within_the_documented_dates(

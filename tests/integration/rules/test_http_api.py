@@ -319,7 +319,9 @@ def test_update_mask_over_http_names_any_fact_key_as_a_list_and_never_ignores_on
 ) -> None:
     """The proto3 JSON string form cannot spell metallurgy.co_alarm_not_monitored_24h:
     `coAlarmNotMonitored24h` maps back to `…monitored24h`, which was OK and silently changed
-    nothing (review finding 5). A list of paths names it; the string form is refused."""
+    nothing (review finding 5). A list of paths names it; the string form is refused, and a
+    string written the gRPC way (with "_") is refused with a pointer to the list form (review
+    21: protobuf's own refusal did not mention it)."""
     key = "metallurgy.co_alarm_not_monitored_24h"
     data = _json(profile_from_json(profile(1, facts={key: True, "gen.training_missing": True})))
     first = post(served.http, "UpsertEnterprise", {"profile": data}, headers=bearer("writer"))
@@ -343,6 +345,12 @@ def test_update_mask_over_http_names_any_fact_key_as_a_list_and_never_ignores_on
     answer = post(served.http, "UpsertEnterprise", string, headers=bearer("writer"))
     assert answer.status_code == 200, answer.text
     assert answer.json()["profile"]["facts"] == {key: False, "gen.training_missing": False}
+
+    snake = {"profile": sent, "updateMask": "employees,facts.gen.training_missing"}
+    answer = post(served.http, "UpsertEnterprise", snake, headers=bearer("writer"))
+    assert answer.status_code == 400, answer.text
+    [(field, why)] = _violations(_status(answer)).items()
+    assert field == "update_mask" and "JSON list of paths" in why, why
 
     wrong = {"profile": sent, "updateMask": ["employees", 3]}
     answer = post(served.http, "UpsertEnterprise", wrong, headers=bearer("writer"))

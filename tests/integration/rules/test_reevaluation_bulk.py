@@ -101,7 +101,9 @@ def _rows(
                 .order_by(whitelist_entries.c.granted_on)
             ).all()
             names.update({e.id: f"entry{i}" for i, e in enumerate(es)})
-            f = conn.execute(select(firms).where(firms.c.enterprise_id == firm)).one()
+            f = conn.execute(
+                select(firms, *_as_stored(firms.c.profile)).where(firms.c.enterprise_id == firm)
+            ).one()
             audit = conn.execute(
                 select(audit_log, *_as_stored(audit_log.c.before, audit_log.c.after))
                 .where(audit_log.c.chain == firm)
@@ -171,6 +173,12 @@ def test_the_batch_writes_the_rows_the_per_call_path_writes(
     assert kinds["5"] == ["decision_changed"]  # the same decision again is no change
     with db_engine.connect() as conn:
         assert verify(conn, audit_log, audit_head).ok
+        stamps = conn.execute(  # instants are left out above: the batch's, as decided
+            select(firms.c.updated_at, decisions.c.decided_at)
+            .join(decisions, decisions.c.id == firms.c.decision_id)
+            .where(firms.c.enterprise_id > last_a)
+        ).all()
+    assert len(stamps) == len(CASES) and all(u == d for u, d in stamps)
 
 
 def _bulk_load(engine: Engine, count: int, rulebook: Any) -> list[str]:

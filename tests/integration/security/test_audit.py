@@ -14,9 +14,10 @@ from sqlalchemy import Engine, delete, select, update
 
 from services.booking.adapters.orm import audit_head as b_head
 from services.booking.adapters.orm import audit_log as b_log
+from services.common import audit_anchor
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
-from services.common.audit import append, chains_of, verify
+from services.common.audit import VerifyReport, append, chains_of, verify
 from services.rules.adapters.orm import audit_head, audit_log
 from tests.booking_env import Pair, ledger_visit, running_pair
 from tests.integration.conftest import upsert
@@ -147,6 +148,16 @@ def test_cli_audit_verify_reports_the_first_broken_entry(tmp_path: Path) -> None
         db = pair.booking_engine.url.render_as_string(hide_password=False)
         command = [sys.executable, "-m", "services.booking", "audit", "verify", "--db", db]
         ok = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert ok.returncode == 0 and "intact" in ok.stdout, ok.stderr
+        anchor = tmp_path / "booking-anchor.json"
+        take = [*command[:4], "anchor", "--db", db, "--out", str(anchor)]
+        taken = subprocess.run(take, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert taken.returncode == 0 and "digest" in taken.stdout, taken.stderr
+        keys = set(audit_anchor.read(anchor, "booking").heads)
+        assert "" in keys and any(k.startswith("firm:") for k in keys)
+        assert any(k.startswith("expert:") for k in keys)
+        with_anchor = [*command, "--anchor", str(anchor)]
+        ok = subprocess.run(with_anchor, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert ok.returncode == 0 and "intact" in ok.stdout, ok.stderr
         ticket = next(r for r in rows if r.entity == "ticket" and r.action == "update")
         with pair.booking_engine.begin() as conn:
@@ -294,3 +305,82 @@ def test_writers_of_many_firms_at_once_leave_every_chain_intact(register_stub, d
         list(pool.map(work, range(36)))
     report = _report(db_engine)
     assert report.ok and len({r.chain for r in _entries(db_engine)}) == 6
+
+
+def _anchor_check(engine: Engine, anchor: audit_anchor.Anchor) -> VerifyReport | None:
+    with engine.connect() as conn:
+        return audit_anchor.check(conn, audit_log, anchor)
+
+
+def _take_anchor(engine: Engine) -> audit_anchor.Anchor:
+    with engine.connect() as conn:
+        return audit_anchor.take(conn, audit_log, audit_head, "rules")
+
+
+def test_an_anchor_catches_a_removed_chain_and_a_cut_tail_that_verify_cannot_see(
+    register_stub, db_engine
+) -> None:  # type: ignore[no-untyped-def]
+    """Review 20 F5: removing a firm's whole chain with its head, or cutting a chain's tail
+    and moving its head back, leaves chains that each verify; the heads written down
+    before (an anchor) are no longer on their chains, and that is named."""
+    _two_firms(register_stub)
+    anchor = _take_anchor(db_engine)
+    assert set(anchor.heads) == {uscc(1), uscc(3)} and _anchor_check(db_engine, anchor) is None
+    upsert(register_stub, profile(3, employees=13))  # writes after the anchor keep it valid
+    assert _report(db_engine).ok and _anchor_check(db_engine, anchor) is None
+    one, three = _chain(db_engine, uscc(1)), _chain(db_engine, uscc(3))
+    heads = chains_of(audit_log)
+    with db_engine.begin() as conn:  # firm 1's newest entry cut, its head moved back
+        conn.execute(delete(audit_log).where(audit_log.c.id == one[-1].id))
+        conn.execute(
+            update(heads)
+            .where(heads.c.chain == uscc(1))
+            .values(last_id=one[-2].id, last_hash=one[-2].hash)
+        )
+    assert _report(db_engine).ok  # the gap the anchor closes
+    cut = _anchor_check(db_engine, anchor)
+    assert cut is not None and cut.broken_at == one[-1].id and uscc(1)[:10] in cut.reason
+    with db_engine.begin() as conn:  # firm 3's whole chain and its head removed
+        conn.execute(delete(audit_log).where(audit_log.c.chain == uscc(3)))
+        conn.execute(delete(heads).where(heads.c.chain == uscc(3)))
+    assert _report(db_engine).ok
+    fresh = _take_anchor(db_engine)  # an anchor taken now sees nothing wrong …
+    assert uscc(3) not in fresh.heads and _anchor_check(db_engine, fresh) is None
+    gone = audit_anchor.Anchor("rules", anchor.taken_at, {uscc(3): anchor.heads[uscc(3)]})
+    missing = _anchor_check(db_engine, gone)  # … the one taken before does
+    assert missing is not None and missing.broken_at == anchor.heads[uscc(3)][0]
+    assert missing.broken_at in {r.id for r in three[:-1]}  # its head before the last upsert
+
+
+def test_cli_audit_anchor_and_verify_with_it(register_stub, db_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`audit anchor --out FILE` prints the digest to publish; `audit verify --anchor FILE
+    --digest HEX` refuses an edited file or a wrong digest (exit 2) and names a removed
+    chain (exit 1, BROKEN)."""
+    _two_firms(register_stub)
+    db = db_engine.url.render_as_string(hide_password=False)
+    path = tmp_path / "anchor.json"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "services.rules", "audit", *args, "--db", db]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    taken = cli("anchor", "--out", str(path))
+    assert taken.returncode == 0, taken.stderr
+    digest = taken.stdout.split("digest ")[1].split()[0]
+    assert digest == audit_anchor.read(path, "rules").digest and len(digest) == 64
+    ok = cli("verify", "--anchor", str(path), "--digest", digest)
+    assert ok.returncode == 0 and "intact" in ok.stdout, ok.stderr
+    wrong = cli("verify", "--anchor", str(path), "--digest", "0" * 64)
+    assert wrong.returncode == 2 and "--digest" in wrong.stderr
+    other = cli("verify", "--anchor", str(path).replace("anchor.json", "none.json"))
+    assert other.returncode == 2 and "cannot read the anchor" in other.stderr
+    heads = chains_of(audit_log)
+    with db_engine.begin() as conn:
+        conn.execute(delete(audit_log).where(audit_log.c.chain == uscc(3)))
+        conn.execute(delete(heads).where(heads.c.chain == uscc(3)))
+    assert cli("verify").returncode == 0  # without the anchor the removal is invisible
+    broken = cli("verify", "--anchor", str(path), "--digest", digest)
+    assert broken.returncode == 1 and "BROKEN" in broken.stdout and uscc(3)[:10] in broken.stdout
+    edited = path.read_text().replace(uscc(3), uscc(4))
+    path.write_text(edited)
+    assert cli("verify", "--anchor", str(path)).returncode == 2  # the file's own digest

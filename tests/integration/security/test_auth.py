@@ -94,6 +94,21 @@ def test_missing_and_unknown_tokens_are_unauthenticated(rules) -> None:  # type:
     assert _code(lambda: _evaluate(rules, wrong_scheme)) == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_an_unknown_caller_is_unauthenticated_whatever_its_request_holds(rules) -> None:  # type: ignore[no-untyped-def]
+    """Over gRPC the control-character check ran before authentication: an unknown caller
+    got INVALID_ARGUMENT naming the field (over HTTP/JSON: 401). Authentication comes first
+    on both; a known caller still gets the field named."""
+    poisoned = rpb.EvaluateRequest(profile=profile_from_json(profile(1, name="义乌\x00化工")))
+    for metadata in ((), (("authorization", "Bearer not-a-real-token-at-all"),)):
+        call = lambda m=metadata: rules.Evaluate(poisoned, metadata=m, timeout=10)  # noqa: E731
+        assert _code(call) == grpc.StatusCode.UNAUTHENTICATED
+    known = (("authorization", f"Bearer {TOKENS['evaluator'][0]}"),)
+    with pytest.raises(grpc.RpcError) as info:
+        rules.Evaluate(poisoned, metadata=known, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "profile.name" in (info.value.details() or "")
+
+
 def _refusal(stub, header: str) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as info:
         _evaluate(stub, (("authorization", header),))

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -192,9 +191,7 @@ class DashboardRoutes:
         except PermissionDenied:
             return error_page(pages.render, 403, messages.PAGE_STAFF_FORBIDDEN)
         try:
-            board = await run_in_threadpool(
-                dashboard_views.dashboard, pages.uow(), pages.ctx, region, start, end
-            )
+            board = await pages.use_case(dashboard_views.dashboard, region, start, end)
         except ValidationError:  # the period: from/to (the region was checked above)
             text = messages.BAD_PERIOD.format(months=dashboard_views.MAX_MONTHS)
             return error_page(pages.render, 400, (messages.PAGE_BAD_REQUEST[0], text))

@@ -95,9 +95,7 @@ class FirmPages:
         client = request.client.host if request.client else ""
         page = partial(self._sign_in_page, token, card, phone=phone, next_path=back)
         try:
-            await run_in_threadpool(
-                sign_in.request_code, self.pages.uow(), self.ctx, token, phone, client
-            )
+            await self.pages.use_case(sign_in.request_code, token, phone, client)
         except ValidationError as exc:
             return page(step="phone", error=exc.violations[0].description, status=400)
         except RateLimited as exc:
@@ -112,9 +110,7 @@ class FirmPages:
         back = form.get("next", "")[:MAX_NEXT]
         page = partial(self._sign_in_page, token, card, phone=phone, next_path=back)
         try:
-            done = await run_in_threadpool(
-                sign_in.sign_in, self.pages.uow(), self.ctx, token, phone, code
-            )
+            done = await self.pages.use_case(sign_in.sign_in, token, phone, code)
         except ValidationError as exc:
             return page(step="code", error=exc.violations[0].description, status=400)
         except PermissionDenied:
@@ -128,9 +124,7 @@ class FirmPages:
     async def sign_out(self, request: Request) -> Response:
         token = request.path_params["token"]
         await run_in_threadpool(self.pages._firm, token)
-        await run_in_threadpool(
-            sign_in.end_session, self.pages.uow(), self.ctx, credential(request)
-        )
+        await self.pages.use_case(sign_in.end_session, credential(request))
         response = RedirectResponse(f"/q/{token}", status_code=303)
         clear_cookie(response, self.ctx)
         return response

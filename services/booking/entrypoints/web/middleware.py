@@ -33,6 +33,13 @@ def form_part_limit(longest_field: int) -> int:
     return (longest_field + 16) * BYTES_PER_CHARACTER + FIELD_NAME_ROOM
 
 
+def typed(value: object) -> str:
+    """A text field as the person typed it: browsers send a textarea's line breaks as CRLF
+    (HTML form submission), one character to the person and to the page's maxlength, two
+    to a length check; they are kept as LF. Anything but text (a file part) is ""."""
+    return value.replace("\r\n", "\n") if isinstance(value, str) else ""
+
+
 UPLOAD_BODY_LIMIT = 6 * 1024 * 1024 + 64 * 1024  # one ≤ 5 MB photo, a note, multipart framing
 STAFF_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
 _UPLOAD_PATH = re.compile(r"^/q/[^/]+/tickets/[^/]+/?$")

@@ -14,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import structlog
 from sqlalchemy import Engine
@@ -36,6 +36,7 @@ from services.booking.entrypoints.web.middleware import (
     BodyTooLarge,
     form_part_limit,
     staff_principal,
+    typed,
 )
 from services.booking.service_layer import guidance, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
@@ -61,6 +62,8 @@ HEALTH_TIMEOUT_S = 5.0
 ORDER_FIELDS = ("item_codes", "preferred_slots", "contact_name", "contact_phone", "note")
 TICKET_FIELDS = ("note", "photo")
 MAX_CODE = 100
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Pages:
@@ -85,6 +88,16 @@ class Pages:
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)
 
+    async def use_case(
+        self,
+        case: Callable[Concatenate[SqlUnitOfWork, BookingContext, P], T],
+        *args: P.args,
+        **kw: P.kwargs,
+    ) -> T:
+        """A service-layer use case run in a worker thread, with a unit of work of its own
+        and the context (each takes them first)."""
+        return await run_in_threadpool(case, self.uow(), self.ctx, *args, **kw)
+
     def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("hotline", self.ctx.hotline)
         html = self.env.get_template(name).render(**context)
@@ -104,7 +117,7 @@ class Pages:
     async def landing(self, request: Request) -> Response:
         token = request.path_params["token"]
         firm_id = await signed_in_firm(self.ctx, self.engine, request)
-        data = await run_in_threadpool(views.landing, self.uow(), self.ctx, token, firm_id)
+        data = await self.use_case(views.landing, token, firm_id)
         if data["signed_in"]:  # the rules service's decision, for the firm's own eyes
             data["panel"] = await run_in_threadpool(guidance.firm_status, self.ctx, firm_id, token)
         return self.render("landing.html", token=token, **data)
@@ -171,13 +184,11 @@ class Pages:
                 "preferred_slots": [str(v) for v in form.getlist("preferred_slots")],
                 "contact_name": str(form.get("contact_name") or ""),
                 "contact_phone": str(form.get("contact_phone") or ""),
-                "note": str(form.get("note") or ""),
+                "note": typed(form.get("note")),
             }
             key = str(form.get("idempotency_key") or "")
         try:
-            order = await run_in_threadpool(
-                orders.create_order, self.uow(), self.ctx, token, values, key
-            )
+            order = await self.use_case(orders.create_order, token, values, key)
         except ValidationError as exc:
             errors: dict[str, list[str]] = {}
             for v in exc.violations:
@@ -193,9 +204,7 @@ class Pages:
     async def order_page(self, request: Request) -> Response:
         token, order_id = request.path_params["token"], request.path_params["order_id"]
         firm_id = await signed_in_firm(self.ctx, self.engine, request)
-        data = await run_in_threadpool(
-            views.order_page, self.uow(), self.ctx, token, order_id, firm_id
-        )
+        data = await self.use_case(views.order_page, token, order_id, firm_id)
         return self.render("order.html", token=token, **data)
 
     # -- tickets and photos
@@ -229,8 +238,7 @@ class Pages:
             async with request.form(
                 max_files=1, max_fields=10, max_part_size=UPLOAD_PART_LIMIT
             ) as form:
-                raw_note = form.get("note")
-                note = raw_note if isinstance(raw_note, str) else ""
+                note = typed(form.get("note"))
                 upload = form.get("photo")
                 if isinstance(upload, UploadFile):
                     photo = await upload.read(MAX_PHOTO_BYTES + 1)  # enough to say "too big"
@@ -240,10 +248,8 @@ class Pages:
             errors = {"photo": [messages.UPLOAD_FAILED]}
         if not errors:
             try:
-                await run_in_threadpool(
+                await self.use_case(
                     tickets.submit_rectification,
-                    self.uow(),
-                    self.ctx,
                     ticket_id,
                     token=token,
                     firm_id=firm_id,
@@ -275,9 +281,7 @@ class Pages:
         firm_id = await self._own_firm(request)
         if not firm_id:  # like tickets: sign in first (the photo is not shown)
             return sign_in_redirect(token, request)
-        found = await run_in_threadpool(
-            tickets.photo_of, self.uow(), self.ctx, photo_id, token, firm_id
-        )
+        found = await self.use_case(tickets.photo_of, photo_id, token, firm_id)
         if found.content_type not in ("image/jpeg", "image/png"):  # sniffed on upload; be sure
             raise NotFound(messages.no_such("photo", photo_id))
         return Response(

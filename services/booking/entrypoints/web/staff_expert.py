@@ -21,7 +21,7 @@ from services.booking.domain import messages
 from services.booking.domain.findings import MAX_FINDINGS, FindingInput
 from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.staff import StaffAccount
-from services.booking.entrypoints.web.middleware import BodyTooLarge
+from services.booking.entrypoints.web.middleware import BodyTooLarge, typed
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
 from services.booking.entrypoints.web.staff_inspector import chinese
 from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
@@ -106,7 +106,7 @@ class ExpertPages(StaffBase):
                         if content:
                             photos[key] = content
                     elif key != "csrf":
-                        entered[key] = str(value)
+                        entered[key] = typed(value)
         except BodyTooLarge:
             errors["_form"] = messages.PHOTO_TOO_LARGE
         except HTTPException:

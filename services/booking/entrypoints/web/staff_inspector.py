@@ -14,7 +14,7 @@ from services.booking.domain import messages
 from services.booking.domain.findings import MAX_TEXT
 from services.booking.domain.staff import StaffAccount
 from services.booking.domain.tickets import TicketStatus
-from services.booking.entrypoints.web.middleware import form_part_limit
+from services.booking.entrypoints.web.middleware import form_part_limit, typed
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
 from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
 from services.booking.service_layer import authz, staff_views, tickets
@@ -114,7 +114,7 @@ class InspectorPages(StaffBase):
             if not self.csrf_ok(visitor, form):
                 return csrf_refused(self.render)
             result = str(form.get("result") or "")
-            note = str(form.get("note") or "").strip()
+            note = typed(form.get("note")).strip()
             new_due = str(form.get("new_due_on") or "").strip()
         found = self.signed_in(request, visitor)
         if isinstance(found, Response):
