@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -233,9 +234,12 @@ def measure(
     share = [load.in_flight // clients + (i < load.in_flight % clients) for i in range(clients)]
     barrier = spawn.Barrier(clients + 1)
     results = spawn.Queue()
+    # each client its own payloads (slot k of all in_flight sends k, k + in_flight, ...):
+    # two clients sending the same ones would make every other ReportEvent a replay
+    firsts = [sum(share[:k]) for k in range(clients)]
     workers = [
-        spawn.Process(target=_client_main, args=(load, n, barrier, results), daemon=True)
-        for n in share
+        spawn.Process(target=_client_main, args=(load, n, first, barrier, results), daemon=True)
+        for n, first in zip(share, firsts, strict=True)
     ]
     for w in workers:
         w.start()
@@ -264,9 +268,9 @@ def measure(
     )
 
 
-def _client_main(load: Load, in_flight: int, barrier: Any, results: Any) -> None:
+def _client_main(load: Load, in_flight: int, first: int, barrier: Any, results: Any) -> None:
     try:
-        out = asyncio.run(_client(load, in_flight, barrier))
+        out = asyncio.run(_client(load, in_flight, first, barrier))
     except Exception as exc:  # reported to the parent, which raises
         out = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         with contextlib.suppress(Exception):
@@ -274,14 +278,14 @@ def _client_main(load: Load, in_flight: int, barrier: Any, results: Any) -> None
     results.put(out)
 
 
-async def _client(load: Load, in_flight: int, barrier: Any) -> dict[str, Any]:
+async def _client(load: Load, in_flight: int, first: int, barrier: Any) -> dict[str, Any]:
     options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", -1)]
     channels = [
         grpc.aio.insecure_channel(load.address, options=options)
         for _ in range(max(1, min(load.channels, in_flight)))
     ]
     try:
-        run = _stream_calls if load.stream else _unary_calls
+        run = _stream_calls if load.stream else partial(_unary_calls, first=first)
         await run(load, channels, in_flight, time.perf_counter() + load.warmup, [])
         await asyncio.get_running_loop().run_in_executor(None, barrier.wait, 120)
         me = psutil.Process()
@@ -306,21 +310,28 @@ def _cpu(proc: psutil.Process) -> float:
 
 
 async def _unary_calls(
-    load: Load, channels: list[Any], in_flight: int, until: float, latencies: list[float]
+    load: Load,
+    channels: list[Any],
+    in_flight: int,
+    until: float,
+    latencies: list[float],
+    first: int = 0,
 ) -> int:
+    """`in_flight` slots of this client; slot i sends the payloads first + i, then every
+    `load.in_flight`-th after it (the slots of all clients together send each once)."""
     calls = [c.unary_unary(load.method) for c in channels]
     payloads, count = load.payloads, len(load.payloads)
     done = 0
 
     async def slot(i: int) -> None:
         nonlocal done
-        call, n = calls[i % len(calls)], i
+        call, n = calls[i % len(calls)], first + i
         clock = time.perf_counter
         while (began := clock()) < until:
             await call(payloads[n % count], metadata=load.metadata, timeout=120)
             latencies.append(clock() - began)
             done += 1
-            n += in_flight
+            n += load.in_flight
 
     await asyncio.gather(*(slot(i) for i in range(in_flight)))
     return done

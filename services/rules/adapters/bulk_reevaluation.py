@@ -1,4 +1,5 @@
-"""The batch re-evaluation's reads and writes, as multi-row statements.
+"""The batch re-evaluation's (and a ReportEvent group's) reads and writes, as
+multi-row statements.
 
 `reevaluate --all` re-decides every firm; through the ORM each firm's decision, entry,
 firm update, audit entries and change rows cost an object, a history walk and a flush
@@ -18,8 +19,13 @@ in the unit of work's transaction:
 The many-row statements skip Core's per-row parameter building (`_executemany`): every
 value still goes through its column's bind processor, so the stored values are Core's
 and the ORM's (the same JSON text, the same instants); SQLite gets the driver's
-executemany, PostgreSQL one COPY per table for inserts and one UPDATE … FROM json_to_recordset()
-for updates, its audit ids taken from the table's sequence beforehand.
+executemany, PostgreSQL one COPY per table for inserts (an executemany, which psycopg
+pipelines, below COPY_FROM rows) and one UPDATE … FROM json_to_recordset() for updates,
+its audit ids taken from the table's sequence beforehand.
+
+A ReportEvent group (`write_events`) writes through the same statements, plus its event
+records and their audit entries and feed rows; on PostgreSQL its inserts and updates go
+in one pipeline (`_one_round_trip`).
 
 Row locks are all taken by the first read (and the run's row by the flush before the
 writes), the chain heads only afterwards (as the audit trail's ordering rule asks), so
@@ -29,7 +35,9 @@ JSON as stored, with the ones the per-call path writes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
@@ -39,6 +47,7 @@ from sqlalchemy import (
     JSON,
     Connection,
     Dialect,
+    Select,
     Table,
     Text,
     bindparam,
@@ -54,10 +63,12 @@ from sqlalchemy.types import TypeEngine
 from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
 from services.common.clock import new_id, now
 from services.rules.adapters.feed import EXPIRED_MARK
+from services.rules.adapters.feed import event_change as feed_event_change
 from services.rules.adapters.orm import (
     AUDIT,
     changes,
     decisions,
+    events,
     firms,
     reevaluation_runs,
     whitelist_entries,
@@ -65,11 +76,18 @@ from services.rules.adapters.orm import (
 from services.rules.adapters.serialize import decision_to_json
 from services.rules.domain.changes import KIND_ORDER, ChangeKind
 from services.rules.domain.reevaluation import EntryMove, OpenEntry, Reevaluated, StoredFirm
-from services.rules.domain.register import DecisionRecord, Firm, ReevaluationRun, WhitelistEntry
+from services.rules.domain.register import (
+    DecisionRecord,
+    EventRecord,
+    Firm,
+    ReevaluationRun,
+    WhitelistEntry,
+)
 
 _FIRM = AUDIT.audited[Firm]
 _DECISION = AUDIT.audited[DecisionRecord]
 _ENTRY = AUDIT.audited[WhitelistEntry]
+_EVENT = AUDIT.audited[EventRecord]
 # An enum's `value` is a descriptor call; its `_value_`, read below, the same plain str.
 _MOVE_KIND = {
     "expired": ChangeKind.WHITELIST_EXPIRED,
@@ -93,32 +111,34 @@ class BatchRegister:
         """Up to `limit` firms with ids in (after, upto] (no upper end: None), in id
         order, locked for update on PostgreSQL (SQLite's writer holds the file)."""
         f = firms.c
-        query = (
-            select(
-                f.enterprise_id,
-                f.name,
-                f.region,
-                cast(f.profile, Text),
-                f.status,
-                f.risk_level,
-                f.decision_id,
-                decisions.c.as_of,
-            )
-            .select_from(firms.outerjoin(decisions, decisions.c.id == f.decision_id))
-            .where(f.enterprise_id > after)
-        )
+        query = _stored_firms().where(f.enterprise_id > after)
         if upto is not None:
             query = query.where(f.enterprise_id <= upto)
         query = query.order_by(f.enterprise_id).limit(limit)
         if self._lock_rows:
             query = query.with_for_update(of=firms)
-        loads = orjson.loads
-        return [
-            StoredFirm(i, name, region, loads(profile), status, risk, decision, day)
-            for i, name, region, profile, status, risk, decision, day in self._connection.execute(
-                query
-            )
-        ]
+        return _read_firms(self._connection, query)
+
+    def firms_of(self, enterprise_ids: Sequence[str]) -> list[StoredFirm]:
+        """The firms with these ids, as `next_firms` reads them (locked on PostgreSQL, in
+        id order: two groups never wait on each other in a cycle)."""
+        query = _stored_firms().where(firms.c.enterprise_id.in_(sorted(enterprise_ids)))
+        query = query.order_by(firms.c.enterprise_id)
+        if self._lock_rows:
+            query = query.with_for_update(of=firms)
+        return _read_firms(self._connection, query)
+
+    def open_entries_of(self, enterprise_ids: Sequence[str]) -> dict[str, WhitelistEntry]:
+        """The open white-list entries of these firms, by firm, as detached records (what
+        an answer shows; nothing the session tracks)."""
+        w = whitelist_entries.c
+        query = select(whitelist_entries).where(
+            w.enterprise_id.in_(list(enterprise_ids)), w.revoked_on.is_(None)
+        )
+        return {
+            row.enterprise_id: WhitelistEntry(**row._mapping)
+            for row in self._connection.execute(query)
+        }
 
     def open_entries(self, after: str, last: str) -> dict[str, OpenEntry]:
         """The open white-list entries of the firms with ids in (after, last], by firm: a
@@ -159,26 +179,7 @@ class BatchRegister:
             return
         connection = self._connection
         at = now()
-        payloads = [decision_to_json(r.decision) for r in batch]
-        _executemany(
-            connection,
-            decisions,
-            [
-                {
-                    "id": r.decision_id,
-                    "enterprise_id": r.firm.enterprise_id,
-                    "decided_at": r.decided_at,
-                    "as_of": r.decision.as_of,
-                    "status": r.decision.status._value_,
-                    "risk_level": r.decision.risk_level._value_,
-                    "ruleset_version": r.decision.ruleset_version,
-                    "cause": r.cause,
-                    "whitelist_change": r.whitelist_change,
-                    "payload": payload,
-                }
-                for r, payload in zip(batch, payloads, strict=True)
-            ],
-        )
+        _insert_decisions(connection, batch, [decision_to_json(r.decision) for r in batch])
         _move_entries(connection, batch)
         _update_firms(connection, batch)
         _seal(
@@ -189,6 +190,192 @@ class BatchRegister:
         old = _old_blockers(connection, batch)
         rows = [row for r in batch for row in _change_rows(r, old, at)]
         _executemany(connection, changes, rows)
+
+    def write_events(self, applied: Sequence[AppliedEvent]) -> None:
+        """Write a ReportEvent group's rows as its events applied one after another would:
+        the event records (in arrival order), the decisions they caused, each white-list
+        entry and firm in its state after the group's last event that moved it, and per
+        event, as its own caller's, the audit entries (the event's, then the decision's as
+        `write` makes them) and the feed rows (the event's first, then as `write` orders
+        them), a decision judged against the firm's previous one even when an earlier
+        event of the group made it."""
+        if not applied:
+            return
+        connection = self._connection
+        with _one_round_trip(connection):
+            self._write_events(connection, applied)
+
+    def _write_events(self, connection: Connection, applied: Sequence[AppliedEvent]) -> None:
+        decided = [a.reevaluated for a in applied if a.reevaluated is not None]
+        _insert_decisions(connection, decided, [a.payload for a in applied if a.reevaluated])
+        _move_entries_in_turn(connection, decided)
+        last = {r.firm.enterprise_id: r for r in decided}  # the firm after the group
+        _update_firms(connection, list(last.values()))
+        _executemany(connection, events, [_event_row(a.record) for a in applied])
+        entries: list[dict[str, Any]] = []
+        for a in applied:
+            entries.append(_event_entry(a.record, a.caller))
+            if a.reevaluated is not None:
+                entries.extend(_audit_entries(a.reevaluated, a.caller))
+        _seal(connection, entries, lock=self._lock_rows)
+        old = _old_blockers(connection, decided)
+        for r in decided:  # a decision of the group is the next one's predecessor
+            old[r.decision_id] = [b.code for b in r.decision.whitelist_blockers]
+        at = now()
+        rows = []
+        for a in applied:
+            rows.append(_event_change(a.record, a.region))
+            if a.reevaluated is not None:
+                rows.extend(_change_rows(a.reevaluated, old, at))
+        _executemany(connection, changes, rows)
+
+
+@dataclass(frozen=True)
+class AppliedEvent:
+    """One event of a ReportEvent group, applied in memory: its record (the answer kept
+    for replays included), what it decided (None: it left the decision standing) with
+    that decision's stored JSON, the caller its audit entries name, and the firm's
+    region right after it (its feed row's, as the change recorder fills it in)."""
+
+    record: EventRecord
+    reevaluated: Reevaluated | None
+    payload: dict[str, Any] | None
+    caller: str
+    region: str
+
+
+def _stored_firms() -> Select[Any]:
+    f = firms.c
+    return select(
+        f.enterprise_id,
+        f.name,
+        f.region,
+        cast(f.profile, Text),
+        f.status,
+        f.risk_level,
+        f.decision_id,
+        decisions.c.as_of,
+    ).select_from(firms.outerjoin(decisions, decisions.c.id == f.decision_id))
+
+
+def _read_firms(connection: Connection, query: Select[Any]) -> list[StoredFirm]:
+    loads = orjson.loads
+    return [
+        StoredFirm(i, name, region, loads(profile), status, risk, decision, day)
+        for i, name, region, profile, status, risk, decision, day in connection.execute(query)
+    ]
+
+
+def _insert_decisions(
+    connection: Connection, batch: Sequence[Reevaluated], payloads: Sequence[Any]
+) -> None:
+    _executemany(
+        connection,
+        decisions,
+        [
+            {
+                "id": r.decision_id,
+                "enterprise_id": r.firm.enterprise_id,
+                "decided_at": r.decided_at,
+                "as_of": r.decision.as_of,
+                "status": r.decision.status._value_,
+                "risk_level": r.decision.risk_level._value_,
+                "ruleset_version": r.decision.ruleset_version,
+                "cause": r.cause,
+                "whitelist_change": r.whitelist_change,
+                "payload": payload,
+            }
+            for r, payload in zip(batch, payloads, strict=True)
+        ],
+    )
+
+
+def _move_entries_in_turn(connection: Connection, batch: Sequence[Reevaluated]) -> None:
+    """`_move_entries` for decisions of which several may move the same firm's entries
+    (one granted, then revoked by the next): each entry is written once, in its state
+    after the last move; entries that stood before are updated first (closing the old
+    open entry before a new one is inserted, as the one-open-entry index asks)."""
+    created: dict[str, dict[str, Any]] = {}
+    updated: dict[str, dict[str, Any]] = {}
+    for r in batch:
+        for m in (r.expired, r.moved):
+            if m is None:
+                continue
+            row = created.get(m.entry.id)
+            if row is None:
+                row = updated.setdefault(m.entry.id, {"_id": m.entry.id})
+            if m.kind == "extended":
+                row.update(
+                    valid_until=m.valid_until,
+                    decision_id=m.decision_id,
+                    name=m.name,
+                    region=m.region,
+                )
+            else:
+                row.update(
+                    revoked_on=m.revoked_on,
+                    revoked_reason=m.revoked_reason,
+                    closed_decision_id=m.decision_id,
+                )
+        if (g := r.granted) is not None:
+            created[g.id] = {
+                "id": g.id,
+                "enterprise_id": g.enterprise_id,
+                "name": g.name,
+                "region": g.region,
+                "granted_on": g.granted_on,
+                "valid_until": g.valid_until,
+                "decision_id": g.decision_id,
+                "revoked_on": None,
+                "revoked_reason": "",
+                "granted_decision_id": g.decision_id,
+                "closed_decision_id": None,
+            }
+    alike: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in updated.values():
+        alike.setdefault(tuple(sorted(row)), []).append(row)
+    for rows in alike.values():
+        _update_entries(connection, rows)
+    _executemany(connection, whitelist_entries, list(created.values()))
+
+
+def _event_row(record: EventRecord) -> dict[str, Any]:
+    return {
+        "source": record.source,
+        "event_id": record.event_id,
+        "enterprise_id": record.enterprise_id,
+        "kind": record.kind,
+        "occurred_on": record.occurred_on,
+        "detail": record.detail,
+        "received_at": record.received_at,
+        "summary": record.summary,
+        "decision_id": record.decision_id,
+        "result": record.result,
+        "fingerprint": record.fingerprint,
+    }
+
+
+def _event_entry(record: EventRecord, caller: str) -> dict[str, Any]:
+    """The audit entry the ORM listener makes of a new event record."""
+    values = {name: getattr(record, name) for name in _EVENT.fields}
+    entry = _entry(
+        _EVENT, "create", record.event_id, record.enterprise_id, None, _fields(_EVENT, values)
+    )
+    entry["caller"] = caller
+    return entry
+
+
+def _event_change(record: EventRecord, region: str) -> dict[str, Any]:
+    """The feed row of an event applied (feed.py's), in the firm's region."""
+    change = feed_event_change(record)
+    return {
+        "change_id": change.change_id,
+        "enterprise_id": change.enterprise_id,
+        "region": change.region or region,
+        "kind": change.kind.value,
+        "detail": change.detail,
+        "recorded_at": change.recorded_at,
+    }
 
 
 def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
@@ -534,6 +721,35 @@ def _change_rows(
 
 # ---------------------------------------------------------------- driver-level executemany
 
+COPY_FROM = 64  # rows: an insert of fewer goes by executemany on PostgreSQL too
+_QUEUE = "bulk_writes_queued"  # on Connection.info inside `_one_round_trip`
+
+
+@contextmanager
+def _one_round_trip(connection: Connection) -> Iterator[None]:
+    """PostgreSQL: the inserts and updates `_executemany` makes inside are queued and
+    sent together when the block ends, in one pipeline (one round trip instead of one
+    or two each; the reads inside still go at once, and none of them reads what is
+    queued). Nothing is sent when the block fails. SQLite: nothing changes."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    queued: list[tuple[str, Any, bool]] = []
+    connection.info[_QUEUE] = queued
+    try:
+        yield
+    finally:
+        connection.info.pop(_QUEUE, None)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.pipeline(), driver.cursor() as cursor:
+        for sql, params, many in queued:
+            if many:
+                cursor.executemany(sql, params)
+            else:
+                cursor.execute(sql, params)
+
+
 _STATEMENTS: dict[tuple[str, str, str, tuple[str, ...], str], tuple[str, list[Any]]] = {}
 
 
@@ -603,11 +819,18 @@ def _executemany(
     order = (*columns, key) if key else columns
     bound = _bound(rows, order, processors)
     if connection.dialect.name == "postgresql":
+        queued = connection.info.get(_QUEUE)
         if key:
             _update_from_json(connection, table, order, bound)
-        else:
+            return
+        if queued is not None:
+            queued.append((sql, [tuple(values) for values in bound], True))
+            return
+        if len(bound) >= COPY_FROM:
             _copy(connection, table, order, bound)
-        return
+            return
+    # SQLite; a few rows on PostgreSQL: psycopg sends an executemany's statements in one
+    # pipeline (one round trip), where a COPY takes two
     connection.exec_driver_sql(sql, [tuple(values) for values in bound])
 
 
@@ -666,4 +889,9 @@ def _update_from_json(
         f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
     )
     rows = [dict(zip(columns, values, strict=True)) for values in bound]
-    connection.exec_driver_sql(sql, (orjson.dumps(rows).decode(),))
+    params = (orjson.dumps(rows).decode(),)
+    queued = connection.info.get(_QUEUE)
+    if queued is not None:
+        queued.append((sql, params, False))
+        return
+    connection.exec_driver_sql(sql, params)

@@ -78,7 +78,7 @@ class ChangeRecorder:
         found: list[Change | _Candidate] = []
         for obj in session.new:
             if isinstance(obj, EventRecord):
-                found.append(_event(obj))
+                found.append(event_change(obj))
             elif isinstance(obj, InspectionRecord):
                 found.append(_inspection(obj))
             elif isinstance(obj, WhitelistEntry):
@@ -123,7 +123,8 @@ def _change(
     return Change(new_id(), kind, enterprise_id, region, now(), detail)
 
 
-def _event(record: EventRecord) -> Change:
+def event_change(record: EventRecord) -> Change:
+    """The change an event record makes (the batch writer of ReportEvent groups too)."""
     return _change(
         ChangeKind.EVENT_APPLIED,
         record.enterprise_id,

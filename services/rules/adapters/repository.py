@@ -43,7 +43,7 @@ class Register:
     def __init__(self, session: Session, *, lock_rows: bool) -> None:
         self.session = session
         self._lock_rows = lock_rows  # PostgreSQL: SELECT … FOR UPDATE; SQLite locks the file
-        self._open: dict[str, WhitelistEntry | None] = {}  # prefetched by open_entries_of
+        self._open: dict[str, WhitelistEntry | None] = {}  # by remember_open_entry
 
     def add(self, record: object) -> None:
         self.session.add(record)
@@ -73,25 +73,6 @@ class Register:
             return set()
         query = select(e.source, e.event_id).where(tuple_(e.source, e.event_id).in_(sorted(wanted)))
         return {(row.source, row.event_id) for row in self.session.execute(query)}
-
-    def firms_for_update(self, enterprise_ids: Sequence[str]) -> list[Firm]:
-        """The firms with these ids (locked on PostgreSQL), in id order: one query."""
-        query = select(Firm).where(firms.c.enterprise_id.in_(list(enterprise_ids)))
-        query = query.order_by(firms.c.enterprise_id)
-        if self._lock_rows:
-            query = query.with_for_update().execution_options(populate_existing=True)
-        return list(self.session.scalars(query).all())
-
-    def open_entries_of(self, enterprise_ids: Sequence[str]) -> None:
-        """Read these firms' open white-list entries in one query; each firm's next
-        `open_entry` answers from it once (the batch re-evaluation's one read per firm)."""
-        query = select(WhitelistEntry).where(
-            whitelist_entries.c.enterprise_id.in_(list(enterprise_ids)),
-            whitelist_entries.c.revoked_on.is_(None),
-        )
-        self._open = dict.fromkeys(enterprise_ids)
-        for entry in self.session.scalars(query):
-            self._open[entry.enterprise_id] = entry
 
     def decision(self, decision_id: str | None) -> DecisionRecord | None:
         return self.session.get(DecisionRecord, decision_id) if decision_id else None
@@ -126,18 +107,21 @@ class Register:
         Pending changes are written first, as an ORM query would."""
         self.session.flush()
         params = {"enterprise_id": enterprise_id, "limit": limit, "kinds": list(cause_kinds)}
-        rows = self.session.execute(_recent_history(), params)
-        found: dict[str, HistoryEntry] = {}
-        entries: dict[str, WhitelistEntry] = {}
-        for row in rows:
-            item = HistoryEntry.of_decision(row, row.event_id or "", row.kind or "")
-            if item.decision_id not in found or item.event_id:
-                found[item.decision_id] = item
-            if row.w_id is not None:
-                entries[row.w_id] = WhitelistEntry(
-                    **{c.name: row._mapping[f"w_{c.name}"] for c in whitelist_entries.c}
-                )
-        return list(found.values()), list(entries.values())
+        found = _HistoryRows()
+        for row in self.session.execute(_recent_history(), params):
+            found.add(row)
+        return found.result()
+
+    def recent_histories(
+        self, enterprise_ids: Sequence[str], limit: int, cause_kinds: Sequence[str]
+    ) -> dict[str, tuple[list[HistoryEntry], list[WhitelistEntry]]]:
+        """`recent_history` of each of these firms, in one query (a ReportEvent group's)."""
+        self.session.flush()
+        params = {"ids": list(enterprise_ids), "limit": limit, "kinds": list(cause_kinds)}
+        by_firm: dict[str, _HistoryRows] = {i: _HistoryRows() for i in enterprise_ids}
+        for row in self.session.execute(_recent_histories(), params):
+            by_firm[row.enterprise_id].add(row)
+        return {i: rows.result() for i, rows in by_firm.items()}
 
     def recent_event_items(
         self, enterprise_id: str, kinds: Sequence[str], limit: int
@@ -146,9 +130,19 @@ class Register:
         params = {"enterprise_id": enterprise_id, "limit": limit, "kinds": list(kinds)}
         return [EventItem(*row) for row in self.session.execute(_recent_event_items(), params)]
 
+    def recent_event_items_of(
+        self, enterprise_ids: Sequence[str], kinds: Sequence[str], limit: int
+    ) -> dict[str, list[EventItem]]:
+        """`recent_event_items` of each of these firms, in one query."""
+        params = {"ids": list(enterprise_ids), "limit": limit, "kinds": list(kinds)}
+        out: dict[str, list[EventItem]] = {i: [] for i in enterprise_ids}
+        for row in self.session.execute(_recent_event_items_of(), params):
+            out[row[0]].append(EventItem(*row[1:]))
+        return out
+
     def open_entry(self, enterprise_id: str, *, flush: bool = True) -> WhitelistEntry | None:
-        """The firm's open white-list entry: a remembered one (`open_entries_of`,
-        `remember_open_entry`) once, else read; `flush=False` reads without writing
+        """The firm's open white-list entry: a remembered one (`remember_open_entry`)
+        once, else read; `flush=False` reads without writing
         pending changes first (none of them can change the answer)."""
         if enterprise_id in self._open:
             return self._open.pop(enterprise_id)
@@ -330,7 +324,7 @@ def _firm_for_event(lock: bool) -> Select[Firm, bool]:
 
 @cache
 def _recent_history() -> Select[Any]:
-    d, e, w = decisions.c, events.c, whitelist_entries.c
+    d = decisions.c
     firm: BindParameter[str] = bindparam("enterprise_id")
     recent = (
         select(d.id)
@@ -339,6 +333,34 @@ def _recent_history() -> Select[Any]:
         .limit(bindparam("limit", type_=Integer))
         .subquery()
     )
+    return _history_of(recent, firm).order_by(d.decided_at.desc())
+
+
+class _HistoryRows:
+    """`recent_history`'s rows of one firm, gathered: each decision once (the row naming
+    its causing event wins), and the entries its decisions granted or closed (copies)."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, HistoryEntry] = {}
+        self.entries: dict[str, WhitelistEntry] = {}
+
+    def add(self, row: Any) -> None:
+        item = HistoryEntry.of_decision(row, row.event_id or "", row.kind or "")
+        if item.decision_id not in self.found or item.event_id:
+            self.found[item.decision_id] = item
+        if row.w_id is not None:
+            self.entries[row.w_id] = WhitelistEntry(
+                **{c.name: row._mapping[f"w_{c.name}"] for c in whitelist_entries.c}
+            )
+
+    def result(self) -> tuple[list[HistoryEntry], list[WhitelistEntry]]:
+        return list(self.found.values()), list(self.entries.values())
+
+
+def _history_of(recent: Any, firm: ColumnElement[str]) -> Select[Any]:
+    """The newest decisions listed by `recent` (a subquery of their ids) with their causing
+    events and the entries they granted or closed, newest first (`firm`: whose)."""
+    d, e, w = decisions.c, events.c, whitelist_entries.c
     entry_columns = [c.label(f"w_{c.name}") for c in whitelist_entries.c]
     return (
         select(
@@ -353,6 +375,7 @@ def _recent_history() -> Select[Any]:
             e.event_id,
             e.kind,
             *entry_columns,
+            d.enterprise_id,
         )
         .join(recent, d.id == recent.c.id)
         .outerjoin(
@@ -370,7 +393,49 @@ def _recent_history() -> Select[Any]:
                 or_(w.granted_decision_id == d.id, w.closed_decision_id == d.id),
             ),
         )
-        .order_by(d.decided_at.desc())
+    )
+
+
+@cache
+def _recent_histories() -> Select[Any]:
+    """`_recent_history` for a list of firms: each firm's newest `limit` decisions."""
+    d = decisions.c
+    ranked = (
+        select(
+            d.id,
+            func.row_number()
+            .over(partition_by=d.enterprise_id, order_by=d.decided_at.desc())
+            .label("n"),
+        )
+        .where(d.enterprise_id.in_(bindparam("ids", expanding=True)))
+        .subquery()
+    )
+    recent = select(ranked.c.id).where(ranked.c.n <= bindparam("limit", type_=Integer)).subquery()
+    return _history_of(recent, d.enterprise_id).order_by(d.enterprise_id, d.decided_at.desc())
+
+
+@cache
+def _recent_event_items_of() -> Select[Any]:
+    """`_recent_event_items` for a list of firms, the firm's id first."""
+    e = events.c
+    ranked = (
+        select(
+            e.id,
+            func.row_number()
+            .over(partition_by=e.enterprise_id, order_by=(e.received_at.desc(), e.id.desc()))
+            .label("n"),
+        )
+        .where(
+            e.enterprise_id.in_(bindparam("ids", expanding=True)),
+            e.kind.in_(bindparam("kinds", expanding=True)),
+        )
+        .subquery()
+    )
+    return (
+        select(e.enterprise_id, e.event_id, e.kind, e.summary, e.received_at, e.id)
+        .join(ranked, e.id == ranked.c.id)
+        .where(ranked.c.n <= bindparam("limit", type_=Integer))
+        .order_by(e.enterprise_id, e.received_at.desc(), e.id.desc())
     )
 
 

@@ -3,8 +3,9 @@
 Through the per-call path every event pays for a transaction of its own: a connection
 checkout, BEGIN and COMMIT, the audit chain's heads locked and its entries inserted, the
 change feed's rows inserted. Here the calls that are waiting at the same moment in one
-server process form a group, applied by `register_handlers.apply_group` in one
-transaction and committed once; each caller is answered only after that commit, with its
+server process form a group, applied by `register_handlers.apply_group` as a batch (a
+query per kind of read, decided in memory, a few multi-row writes) in one transaction
+and committed once; each caller is answered only after that commit, with its
 own answer or error, exactly as one after another in arrival order (an event refused by
 the rules fails alone; one that fails otherwise sends the group back to one transaction
 an event: see `apply_group`).

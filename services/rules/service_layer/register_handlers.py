@@ -14,12 +14,14 @@ from functools import partial
 from typing import Any, TypeVar
 
 from services.common.clock import new_id, now
+from services.common.context import current_caller
 from services.common.errors import Conflict, DeadlineExceeded, retry_on_conflict
 from services.common.instants import as_utc, rfc3339
 from services.common.paging import decode_token, one_page, page_size
 from services.common.regions import region_filter
 from services.common.values import preview
 from services.common.vocabulary import Severity, uscc_problem
+from services.rules.adapters.bulk_reevaluation import AppliedEvent
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events, masks
 from services.rules.domain.decision import Blocker, Decision, without_whitelist
@@ -32,7 +34,7 @@ from services.rules.domain.errors import (
     ValidationError,
 )
 from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
-from services.rules.domain.reevaluation import OpenEntry, StoredFirm, move_entry
+from services.rules.domain.reevaluation import OpenEntry, Reevaluated, StoredFirm, move_entry
 from services.rules.domain.register import (
     DecisionRecord,
     EventItem,
@@ -415,8 +417,17 @@ class _Recent:
         decision: DecisionRecord | None,
         entries: Iterable[WhitelistEntry | None],
     ) -> list[HistoryEntry]:
-        """The history `read` would give once this call's writes are in, without reading
-        it again: the rows read before them (the firm's lock kept every other writer
+        """The history `read` would give once this call's writes are in (`then`)."""
+        return self.then(event, decision, entries).items()
+
+    def then(
+        self,
+        event: EventRecord,
+        decision: DecisionRecord | None,
+        entries: Iterable[WhitelistEntry | None],
+    ) -> _Recent:
+        """What `read` would give once this call's writes are in, without reading it
+        again: the rows read before them (the firm's lock kept every other writer
         out), the event, the decision it caused (None: it caused none) and the entries
         that decision may have granted or closed, as they are now (they replace the
         copies read before). Ordered and joined as the queries do: a decision names its
@@ -442,7 +453,7 @@ class _Recent:
         for entry in entries:
             if entry is not None:
                 known[entry.id] = entry
-        return _ranked(decisions, list(known.values()), quiet)[: self.limit]
+        return _Recent(self.limit, decisions, list(known.values()), quiet)
 
 
 def _decision_item(d: DecisionRecord, cause: EventRecord | None) -> HistoryEntry:
@@ -601,14 +612,16 @@ def apply_group(
     this order would give. `run(n, work)` runs the n-th event's work (the server runs it
     in that caller's context: the audit trail names who sent it).
 
-    One failing event fails alone: an event refused by the rules (unknown firm, a clause
-    or hazard it may not cite, a reused event_id) is refused before it writes anything,
+    As a batch (`_together`): the group's reads are one query each, every event is
+    decided in memory in arrival order (several of one firm each see the ones before),
+    and the group's rows are written by a few multi-row statements at the end. One
+    failing event fails alone: an event refused by the rules (unknown firm, a clause or
+    hazard it may not cite, a reused event_id) is refused before anything is written,
     so its error is its answer and the group goes on; should an event fail in any other
-    way, or after it wrote (a copy of its event_id committed first by another process),
+    way, or the writes fail (a copy of an event_id committed first by another process),
     the group's transaction is rolled back and every event of it is applied again alone,
-    each in its own transaction (`apply_reported`). No savepoints: they would cost two
-    round trips an event for a case the rules make rare. A database that cannot take the
-    work (down, stalled past a timeout, the deadline) fails the whole group at once.
+    each in its own transaction (`apply_reported`). A database that cannot take the work
+    (down, stalled past a timeout, the deadline) fails the whole group at once.
 
     Raises what fails the commit itself: then no event of the group is applied, and
     every caller must be told so."""
@@ -632,62 +645,281 @@ def _together(
 ) -> list[StatusView | Exception] | None:
     """The group in one transaction; None: rolled back, to be applied event by event.
 
-    Read first, in one query each: the group's firms, locked in id order (two groups, of
-    two processes, never wait on each other in a cycle), which of its event ids are
-    recorded, and the firms' open white-list entries. Each event's writes are flushed
-    when it is done, in its caller's context."""
+    Read first, in one query each: the group's firms (locked in id order, so two groups
+    of two processes never wait on each other in a cycle) with their current decision's
+    day, which of its event ids are recorded, the firms' open white-list entries and
+    their recent histories (decisions, quiet events). Each event is then applied in
+    memory, in its caller's context (`_Group.report`); the rows are written at the end
+    (`BatchRegister.write_events`)."""
     results: list[StatusView | Exception] = []
     with uow:
-        ids = sorted({i.event.enterprise_id for i in items})
-        firms = {f.enterprise_id: f for f in uow.register.firms_for_update(ids)}
-        recorded = uow.register.recorded_events([(i.source, i.event.event_id) for i in items])
-        uow.register.open_entries_of(list(firms))
+        group = _Group.read(uow, ctx, items)
         for n, item in enumerate(items):
-            key = (item.source, item.event.event_id)
-            found = (firms.get(item.event.enterprise_id), key in recorded)
-            written = uow.writes()
             try:
-                view = run(n, partial(_report_flushed, uow, ctx, item, found))
+                view = run(n, partial(group.report, item))
             except DeadlineExceeded:
                 raise  # the group's deadline: each event alone would only wait again
-            except DomainError as exc:
-                if uow.writes() != written:
-                    return None
+            except DomainError as exc:  # refused before it changed anything
                 results.append(exc)
                 continue
             except Exception as exc:
                 if uow.unavailable(exc):
                     raise  # the database itself: each event alone would only wait again
                 return None
-            recorded.add(key)  # a copy later in the group is a replay of this one
             results.append(view)
+        try:
+            uow.batch.write_events(group.applied)
+        except Exception as exc:
+            if uow.unavailable(exc):
+                raise
+            return None  # e.g. an event_id another process committed first
         uow.commit()
     return results
 
 
-def _report_flushed(
-    uow: UnitOfWork, ctx: RulesContext, item: Reported, found: tuple[Firm | None, bool]
-) -> StatusView:
-    view = _report_in(uow, ctx, item, found)
-    uow.flush()  # in the caller's context: its audit entries name it
-    return view
+@dataclass
+class _FirmNow:
+    """A firm of a group as the events applied so far left it."""
+
+    firm: StoredFirm
+    entry: WhitelistEntry | None  # its open white-list entry
+    recent: _Recent
 
 
-def _report_in(
-    uow: UnitOfWork,
+@dataclass
+class _Group:
+    """A ReportEvent group being applied in memory: what one event after another in
+    their own transactions would read, kept up to date as each is applied."""
+
+    uow: UnitOfWork
+    ctx: RulesContext
+    firms: dict[str, _FirmNow]
+    recorded: set[tuple[str, str]]  # recorded before the group
+    made: dict[tuple[str, str], EventRecord] = field(default_factory=dict)
+    decisions: dict[str, DecisionRecord] = field(default_factory=dict)  # made by the group
+    applied: list[AppliedEvent] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, uow: UnitOfWork, ctx: RulesContext, items: Sequence[Reported]) -> _Group:
+        ids = sorted({i.event.enterprise_id for i in items})
+        stored = uow.batch.firms_of(ids)
+        recorded = uow.register.recorded_events([(i.source, i.event.event_id) for i in items])
+        known = [f.enterprise_id for f in stored]
+        firms: dict[str, _FirmNow] = {}
+        if known:
+            entries = uow.batch.open_entries_of(known)
+            histories = uow.register.recent_histories(known, DEFAULT_HISTORY, CAUSING_EVENTS)
+            quiet = uow.register.recent_event_items_of(known, QUIET_EVENTS, DEFAULT_HISTORY)
+            for f in stored:
+                decided, closed = histories[f.enterprise_id]
+                recent = _Recent(DEFAULT_HISTORY, decided, closed, quiet[f.enterprise_id])
+                firms[f.enterprise_id] = _FirmNow(f, entries.get(f.enterprise_id), recent)
+        return cls(uow, ctx, firms, recorded)
+
+    def report(self, item: Reported) -> StatusView:
+        """`_report_in` for one event of the group, on the state the ones before left."""
+        event, source = item.event, item.source
+        key = (source, event.event_id)
+        first = self.made.get(key)
+        if first is None and key in self.recorded:
+            first = self.uow.register.event(source, event.event_id)
+        if first is not None:
+            return _replay(self.uow, self.ctx, first, event, item.fingerprint, self._decision)
+        now_ = self.firms.get(event.enterprise_id)
+        if now_ is None:
+            raise NotFound(f"firm {preview(event.enterprise_id)} is not in the register")
+        return self._apply(now_, item)
+
+    def _decision(self, decision_id: str | None) -> DecisionRecord | None:
+        made = self.decisions.get(decision_id or "")
+        return made if made is not None else self.uow.register.decision(decision_id)
+
+    def _apply(self, now_: _FirmNow, item: Reported) -> StatusView:
+        """`_apply` in memory: nothing of the group changes until every check passed."""
+        ctx, event, firm = self.ctx, item.event, now_.firm
+        stored = stored_profile(ctx, firm)
+        if event.hazard is not None and (
+            problem := clause_problem(ctx.catalogue, event.hazard.clause_ref)
+        ):
+            raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
+        if event.profile is not None:
+            _known_clauses(ctx, event.profile, "event.profile.", stored)
+        outcome = events.apply(stored, event)
+        decide = outcome.reevaluate or firm.decision_id is None
+        standing = None if decide else self._decision(firm.decision_id)
+        before = now_.entry
+        record = EventRecord(
+            source=item.source,
+            event_id=event.event_id,
+            enterprise_id=firm.enterprise_id,
+            kind=event.kind.value,
+            occurred_on=event.occurred_on,
+            detail=event.detail,
+            received_at=now(),
+            summary=outcome.summary,
+            fingerprint=item.fingerprint,
+            decision_id=firm.decision_id,  # a complaint leaves the decision standing
+        )
+        caused: DecisionRecord | None = None
+        done: Reevaluated | None = None
+        after, closed, left, profile = firm, before, before, stored
+        if decide:
+            reason = f"白名单因事件撤销：{outcome.summary}"
+            revoke = (
+                Blocker("revoked_by_event", reason, event.occurred_on) if outcome.revokes else None
+            )
+            done, caused = _decided(
+                ctx,
+                firm,
+                before,
+                outcome,
+                _forward(ctx, firm.decided_on),
+                f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}",
+                revoke,
+            )
+            record.decision_id = caused.id
+            closed, left = _entries_after(before, done)
+            after = StoredFirm(
+                firm.enterprise_id,
+                done.name,
+                done.region,
+                done.profile or firm.profile,
+                caused.status,
+                caused.risk_level,
+                caused.id,
+                caused.as_of,
+            )
+            profile = parse_profile(after.profile, ctx.fact_types, max_list=None, stored=True)
+        decision = caused or standing
+        assert decision is not None
+        recent = now_.recent.then(record, caused, (closed, left))
+        view = StatusView(
+            profile=profile,
+            decision=decision_from_json(decision.payload),
+            decision_id=decision.id,
+            entry=left,
+            history=recent.items(),
+        )
+        record.result = _snapshot(view)
+        # the event is applied: the group's state moves on
+        now_.firm, now_.entry, now_.recent = after, left, recent
+        self.made[(item.source, event.event_id)] = record
+        if caused is not None:
+            self.decisions[caused.id] = caused
+        payload = caused.payload if caused is not None else None
+        self.applied.append(AppliedEvent(record, done, payload, current_caller(), after.region))
+        return view
+
+
+def _decided(
     ctx: RulesContext,
-    item: Reported,
-    found: tuple[Firm | None, bool] | None = None,
-) -> StatusView:
+    firm: StoredFirm,
+    entry: WhitelistEntry | None,
+    outcome: events.Outcome,
+    as_of: date,
+    cause: str,
+    revoke: Blocker | None,
+) -> tuple[Reevaluated, DecisionRecord]:
+    """`decide_and_store` in memory: the decision, its record, and the entry's move."""
+    decision = evaluate(ctx, outcome.profile, as_of)
+    if revoke is not None:
+        decision = without_whitelist(decision, revoke, outcome.profile, ctx.policy)
+    decision_id, decided_at = new_id(), now()
+    name, region = outcome.profile.name, outcome.profile.region
+    change, expired, moved, granted = move_entry(
+        decision,
+        decision_id,
+        _open(entry) if entry is not None else None,
+        name,
+        region,
+        firm.enterprise_id,
+        new_id,
+    )
+    if moved is not None and moved.kind == "revoked" and revoke is not None:
+        moved = replace(moved, revoked_reason=revoke.reason)  # the event's reason
+    record = DecisionRecord(
+        id=decision_id,
+        enterprise_id=firm.enterprise_id,
+        decided_at=decided_at,
+        as_of=as_of,
+        status=decision.status.value,
+        risk_level=decision.risk_level.value,
+        ruleset_version=decision.ruleset_version,
+        cause=cause,
+        whitelist_change=change,
+        payload=decision_to_json(decision),
+    )
+    done = Reevaluated(
+        firm,
+        decision,
+        decision_id,
+        decided_at,
+        cause,
+        change,
+        name,
+        region,
+        profile_to_data(outcome.profile),
+        expired,
+        moved,
+        granted,
+    )
+    return done, record
+
+
+def _entries_after(
+    before: WhitelistEntry | None, done: Reevaluated
+) -> tuple[WhitelistEntry | None, WhitelistEntry | None]:
+    """(the entry open before, as the decision left it; the entry left open), as `_moved`
+    moves the stored ones, on copies (an answer given already keeps what it showed)."""
+    decision_id, expired, moved, granted = done.decision_id, done.expired, done.moved, done.granted
+    entry = before
+    if entry is not None and expired is not None:
+        entry = replace(
+            entry,
+            revoked_on=expired.revoked_on,
+            revoked_reason=expired.revoked_reason,
+            closed_decision_id=decision_id,
+        )
+    if entry is not None and moved is not None and moved.kind == "revoked":
+        closed = replace(
+            entry,
+            revoked_on=moved.revoked_on,
+            revoked_reason=moved.revoked_reason,
+            closed_decision_id=decision_id,
+        )
+        return closed, None
+    if entry is not None and moved is not None:  # extended
+        assert moved.valid_until is not None
+        entry = replace(
+            entry,
+            valid_until=moved.valid_until,
+            decision_id=decision_id,
+            name=moved.name,
+            region=moved.region,
+        )
+        return entry, entry
+    if granted is None:
+        return entry, None
+    added = WhitelistEntry(
+        id=granted.id,
+        enterprise_id=granted.enterprise_id,
+        name=granted.name,
+        region=granted.region,
+        granted_on=granted.granted_on,
+        valid_until=granted.valid_until,
+        decision_id=decision_id,
+        granted_decision_id=decision_id,
+    )
+    return entry, added
+
+
+def _report_in(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> StatusView:
     """Inside the caller's transaction: replay a recorded event, or apply a new one (not
-    committed: the caller commits unless the answer is a replay). `found`: the firm
-    (locked) and whether the event is recorded, when already read."""
+    committed: the caller commits unless the answer is a replay)."""
     event, source = item.event, item.source
     # the firm locked and the duplicate check in one query; the record only when it is a
     # replay (or the firm is unknown: a reused event_id is ALREADY_EXISTS)
-    firm, recorded = found or uow.register.firm_for_event(
-        event.enterprise_id, source, event.event_id
-    )
+    firm, recorded = uow.register.firm_for_event(event.enterprise_id, source, event.event_id)
     if recorded or firm is None:
         first = uow.register.event(source, event.event_id)
         if first is not None:
@@ -866,10 +1098,17 @@ def _same_event(first: EventRecord, event: events.Event, fingerprint: str) -> bo
 
 
 def _replay(
-    uow: UnitOfWork, ctx: RulesContext, first: EventRecord, event: events.Event, fingerprint: str
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    first: EventRecord,
+    event: events.Event,
+    fingerprint: str,
+    decision_of: Callable[[str | None], DecisionRecord | None] | None = None,
 ) -> StatusView:
     """The first result again, from the snapshot taken when the event was applied; an
-    event_id reused for another event is refused, so that event is not silently lost."""
+    event_id reused for another event is refused, so that event is not silently lost.
+    `decision_of`: how to find a decision (default: read it; a group knows the ones it
+    made and has not written yet)."""
     if not _same_event(first, event, fingerprint):
         raise AlreadyExists(
             f"event_id {first.event_id[:64]!r} was already used by this caller for an event "
@@ -877,7 +1116,7 @@ def _replay(
             f"{first.occurred_on.isoformat()}, received {rfc3339(first.received_at)}); "
             "a new event needs a new event_id, a retry must resend the same content"
         )
-    decision = uow.register.decision(first.decision_id)
+    decision = (decision_of or uow.register.decision)(first.decision_id)
     snap = first.result or {}
     if decision is None or not snap:
         raise PreconditionFailed(f"event {preview(first.event_id)} was recorded without its result")

@@ -1,8 +1,10 @@
 """ReportEvent's group commit (service_layer/event_groups.py) on SQLite and PostgreSQL:
 events sent together to a real server are applied in one transaction and answer, and
-store, exactly what the same events applied one after another do; one failing event
-(unknown firm, a hazard id already on record by an event earlier in the same group)
-fails alone; a resent event_id in the same group is a replay; a commit that fails answers
+store, exactly what the same events applied one after another do (several of one firm,
+an entry granted and revoked within the group); one failing event (unknown firm, a
+hazard id already on record by an event earlier in the same group, a hazard verified
+twice, a reused event_id) fails alone; a resent event_id, of the same group or from
+before it, is a replay; a commit that fails answers
 every caller of the group with the error, none with success."""
 
 from __future__ import annotations
@@ -32,12 +34,21 @@ from services.rules.service_layer import register_handlers
 from services.rules.service_layer.event_groups import EventGroups, GroupLimits
 from services.rules.service_layer.unit_of_work import UnitOfWork
 from tests.integration.conftest import Clock, upsert
-from tests.integration.rules.test_events import accident, complaint, hazard_found, penalty
+from tests.integration.rules.test_events import (
+    TODAY,
+    accident,
+    complaint,
+    hazard_found,
+    penalty,
+    profile_updated,
+    verified,
+)
 from tests.integration.rules.test_reevaluation_bulk import _rows, _without
 from tests.support import profile, uscc
 
 ONE_BY_ONE, GROUPED = "91330782MA2", "91330782MB2"  # the same firms under two heads
-FIRMS = 3
+FIRMS = 5
+BEFORE = [accident(3, "p1")]  # reported one by one before the group
 # (event, what it answers): the order they are sent in
 SENT = [
     (hazard_found(1, "e1", "H1"), "ok"),
@@ -48,6 +59,18 @@ SENT = [
     (complaint(3, "e5"), "duplicate"),  # the same event again: the first answer
     (complaint(9, "e6"), "NOT_FOUND"),  # no such firm
     (penalty(2, "e7"), "ok"),
+    # firm 4's entry revoked, a new one granted, that one revoked: all in the group
+    (hazard_found(4, "e8", "H4", major=True), "ok"),
+    (verified(4, "e9", "H4", TODAY), "ok"),
+    (verified(4, "e10", "H4", TODAY, late=True), "FAILED_PRECONDITION"),  # verified already
+    (accident(4, "e11"), "ok"),
+    # still on the white list: its entry extended, renamed, then revoked
+    (profile_updated(5, "e12", profile(5, name="改名企业5")), "ok"),
+    (hazard_found(5, "e13", "H5"), "ok"),
+    (complaint(2, "e14"), "ok"),  # leaves standing the decision e7 made in the group
+    (accident(3, "e5"), "ALREADY_EXISTS"),  # e5 reused for another event
+    (accident(3, "p1"), "duplicate"),  # recorded before the group
+    (complaint(2, "e14"), "duplicate"),  # a replay of a quiet event of the group
 ]
 
 
@@ -56,13 +79,19 @@ def _as(head: str, event: pb.EnterpriseEvent) -> pb.EnterpriseEvent:
     moved = pb.EnterpriseEvent()
     moved.CopyFrom(event)
     moved.enterprise_id = uscc(int(event.enterprise_id[11:17]), head)
+    if moved.HasField("profile"):
+        moved.profile.enterprise_id = moved.enterprise_id
     moved.event_id = f"{head}-{event.event_id}"
     return moved
 
 
 def _server(engine: Engine, rulebook: Any, limits: GroupLimits) -> Iterator[RulesServiceStub]:
     server, port = grpc_server.create_server(
-        rulebook, engine=engine, today=Clock(), max_workers=16, event_groups=limits
+        rulebook,
+        engine=engine,
+        today=Clock(),
+        max_workers=max(16, limits.max_size),  # a thread for every call of a group
+        event_groups=limits,
     )
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -78,9 +107,21 @@ def one_by_one(db_engine: Engine, rulebook: Any) -> Iterator[RulesServiceStub]:
     yield from _server(db_engine, rulebook, GroupLimits(max_size=1))
 
 
+_GROUPERS: list[EventGroups] = []  # the `grouped` server's, to see its queue
+
+
 @pytest.fixture
-def grouped(db_engine: Engine, rulebook: Any) -> Iterator[RulesServiceStub]:
-    # one group of every event sent: its leader waits (up to 30 s) until all are queued
+def grouped(db_engine: Engine, rulebook: Any, monkeypatch: Any) -> Iterator[RulesServiceStub]:
+    # one group of every event sent: its leader waits (up to 30 s) until all are queued,
+    # as a leader does while calls have been coming together (a lone call never waits)
+    made = EventGroups.__init__
+
+    def waiting(self: EventGroups, *args: Any, **kwargs: Any) -> None:
+        made(self, *args, **kwargs)
+        self._last_size = 2
+        _GROUPERS.append(self)
+
+    monkeypatch.setattr(EventGroups, "__init__", waiting)
     yield from _server(db_engine, rulebook, GroupLimits(len(SENT), max_wait=30.0, groups=1))
 
 
@@ -94,7 +135,7 @@ def _answer(call: Any) -> Any:
     text = json.dumps(MessageToDict(status), sort_keys=True, ensure_ascii=False)
     for n in (*range(1, FIRMS + 1), 9):
         text = text.replace(uscc(n, GROUPED), uscc(n, ONE_BY_ONE))
-    text = text.replace(f"{GROUPED}-e", f"{ONE_BY_ONE}-e")
+    text = text.replace(f"{GROUPED}-", f"{ONE_BY_ONE}-")  # event ids
     text = re.sub(r'"(decisionId|id|grantedDecisionId)": "[0-9a-f]+"', r'"\1": ""', text)
     text = re.sub(r'"recordedAt": "[^"]+"', '"recordedAt": ""', text)
     return json.loads(text)
@@ -106,6 +147,8 @@ def test_a_group_answers_and_stores_what_one_by_one_does(
     for head, stub in ((ONE_BY_ONE, one_by_one), (GROUPED, grouped)):
         for n in range(1, FIRMS + 1):
             upsert(stub, profile(n, enterprise_id=uscc(n, head)))
+        for e in BEFORE:
+            one_by_one.ReportEvent(pb.ReportEventRequest(event=_as(head, e)), timeout=30)
     plain = [
         _answer(
             lambda e=e: one_by_one.ReportEvent(
@@ -115,10 +158,13 @@ def test_a_group_answers_and_stores_what_one_by_one_does(
         for e, _ in SENT
     ]
     futures = []
-    for e, _ in SENT:  # sent together, in this order (a moment apart: arrival order)
+    queue = _GROUPERS[-1]._queue
+    for n, (e, _) in enumerate(SENT):  # sent together, in this order: each once queued
         request = pb.ReportEventRequest(event=_as(GROUPED, e))
         futures.append(grouped.ReportEvent.future(request, timeout=60))
-        time.sleep(0.05)
+        waited = time.monotonic() + (30 if n < len(SENT) - 1 else 0)  # the last: taken
+        while len(queue) <= n and time.monotonic() < waited:  # (a busy machine may let a
+            time.sleep(0.005)  # call sent later overtake it on the way in)
     together = [_answer(f.result) for f in futures]
     for n, ((_, expected), first, second) in enumerate(zip(SENT, plain, together, strict=True)):
         assert second == first, f"event {n}"
@@ -128,10 +174,24 @@ def test_a_group_answers_and_stores_what_one_by_one_does(
             assert first["duplicate"] is True
         else:
             assert first == expected, f"event {n}"
-    renamed = {f"{GROUPED}-e{i}": f"{ONE_BY_ONE}-e{i}" for i in range(1, len(SENT) + 1)}
-    assert _rows(db_engine, GROUPED, FIRMS, ONE_BY_ONE, renamed) == _rows(
-        db_engine, ONE_BY_ONE, FIRMS, ONE_BY_ONE
-    )
+    renamed = {
+        f"{GROUPED}-{i}": f"{ONE_BY_ONE}-{i}" for i in ("p1", *(f"e{n}" for n in range(1, 15)))
+    }
+    rows = _rows(db_engine, GROUPED, FIRMS, ONE_BY_ONE, renamed)
+    assert rows == _rows(db_engine, ONE_BY_ONE, FIRMS, ONE_BY_ONE)
+    # what the group did (so the comparison above covers it): firm 4's entry revoked, a
+    # new one granted and revoked; firm 5's extended under its new name
+    moves = ["event_applied", "decision_changed"]
+    kinds = [c["kind"] for c in rows["4"]["feed"]][-9:]
+    assert kinds == [
+        *moves,
+        "whitelist_revoked",
+        *moves,
+        "whitelist_granted",
+        *moves,
+        "whitelist_revoked",
+    ]
+    assert together[12]["whitelistEntry"]["name"] == "改名企业5"
     assert _events(db_engine, GROUPED) == _events(db_engine, ONE_BY_ONE)
     with db_engine.connect() as conn:
         assert verify(conn, audit_log, audit_head).ok
@@ -149,6 +209,8 @@ def _events(engine: Engine, head: str) -> list[dict[str, Any]]:
         record = _without(row, "id", "received_at", "decision_id", "result", "fingerprint")
         record["event_id"] = record["event_id"].replace(head, "")
         record["enterprise_id"] = record["enterprise_id"][len(head) : -1]  # no check char
+        # a profile update's detail names the firm
+        record["detail"] = json.loads(re.sub(f"{head}[0-9A-Z]{{7}}", "", json.dumps(row.detail)))
         record["has_result"] = bool(row.result)
         out.append(record)
     return out
