@@ -318,19 +318,7 @@ def _move_entries_in_turn(connection: Connection, batch: Sequence[Reevaluated]) 
                     closed_decision_id=m.decision_id,
                 )
         if (g := r.granted) is not None:
-            created[g.id] = {
-                "id": g.id,
-                "enterprise_id": g.enterprise_id,
-                "name": g.name,
-                "region": g.region,
-                "granted_on": g.granted_on,
-                "valid_until": g.valid_until,
-                "decision_id": g.decision_id,
-                "revoked_on": None,
-                "revoked_reason": "",
-                "granted_decision_id": g.decision_id,
-                "closed_decision_id": None,
-            }
+            created[g.id] = _granted_row(g)
     alike: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in updated.values():
         alike.setdefault(tuple(sorted(row)), []).append(row)
@@ -403,23 +391,7 @@ def _move_entries(connection: Connection, batch: Sequence[Reevaluated]) -> None:
         if (m := r.moved) is not None and m.kind == "extended"
     ]
     _update_entries(connection, extended)
-    granted = [
-        {
-            "id": g.id,
-            "enterprise_id": g.enterprise_id,
-            "name": g.name,
-            "region": g.region,
-            "granted_on": g.granted_on,
-            "valid_until": g.valid_until,
-            "decision_id": g.decision_id,
-            "revoked_on": None,
-            "revoked_reason": "",
-            "granted_decision_id": g.decision_id,
-            "closed_decision_id": None,
-        }
-        for r in batch
-        if (g := r.granted) is not None
-    ]
+    granted = [_granted_row(g) for r in batch if (g := r.granted) is not None]
     _executemany(connection, whitelist_entries, granted)
 
 
@@ -513,6 +485,23 @@ def _sequence_ids(connection: Connection, table: Table, count: int) -> list[int]
     return sorted(
         int(i) for i in connection.execute(query, {"table": table.name, "n": count}).scalars()
     )
+
+
+def _granted_row(g: OpenEntry) -> dict[str, Any]:
+    """The white-list entries row of an entry a decision grants."""
+    return {
+        "id": g.id,
+        "enterprise_id": g.enterprise_id,
+        "name": g.name,
+        "region": g.region,
+        "granted_on": g.granted_on,
+        "valid_until": g.valid_until,
+        "decision_id": g.decision_id,
+        "revoked_on": None,
+        "revoked_reason": "",
+        "granted_decision_id": g.decision_id,
+        "closed_decision_id": None,
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -396,20 +396,18 @@ def _history_of(recent: Any, firm: ColumnElement[str]) -> Select[Any]:
     )
 
 
+def _numbered(c: Any, newest_first: list[Any]) -> Select[Any]:
+    """The ids of the rows (columns `c`) of the firms listed in the `ids` parameter, each
+    with its number `n` among its firm's rows, newest first."""
+    n = func.row_number().over(partition_by=c.enterprise_id, order_by=newest_first)
+    return select(c.id, n.label("n")).where(c.enterprise_id.in_(bindparam("ids", expanding=True)))
+
+
 @cache
 def _recent_histories() -> Select[Any]:
     """`_recent_history` for a list of firms: each firm's newest `limit` decisions."""
     d = decisions.c
-    ranked = (
-        select(
-            d.id,
-            func.row_number()
-            .over(partition_by=d.enterprise_id, order_by=d.decided_at.desc())
-            .label("n"),
-        )
-        .where(d.enterprise_id.in_(bindparam("ids", expanding=True)))
-        .subquery()
-    )
+    ranked = _numbered(d, [d.decided_at.desc()]).subquery()
     recent = select(ranked.c.id).where(ranked.c.n <= bindparam("limit", type_=Integer)).subquery()
     return _history_of(recent, d.enterprise_id).order_by(d.enterprise_id, d.decided_at.desc())
 
@@ -418,19 +416,8 @@ def _recent_histories() -> Select[Any]:
 def _recent_event_items_of() -> Select[Any]:
     """`_recent_event_items` for a list of firms, the firm's id first."""
     e = events.c
-    ranked = (
-        select(
-            e.id,
-            func.row_number()
-            .over(partition_by=e.enterprise_id, order_by=(e.received_at.desc(), e.id.desc()))
-            .label("n"),
-        )
-        .where(
-            e.enterprise_id.in_(bindparam("ids", expanding=True)),
-            e.kind.in_(bindparam("kinds", expanding=True)),
-        )
-        .subquery()
-    )
+    newest = [e.received_at.desc(), e.id.desc()]
+    ranked = _numbered(e, newest).where(e.kind.in_(bindparam("kinds", expanding=True))).subquery()
     return (
         select(e.enterprise_id, e.event_id, e.kind, e.summary, e.received_at, e.id)
         .join(ranked, e.id == ranked.c.id)

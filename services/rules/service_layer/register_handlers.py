@@ -737,14 +737,7 @@ class _Group:
     def _apply(self, now_: _FirmNow, item: Reported) -> StatusView:
         """`_apply` in memory: nothing of the group changes until every check passed."""
         ctx, event, firm = self.ctx, item.event, now_.firm
-        stored = stored_profile(ctx, firm)
-        if event.hazard is not None and (
-            problem := clause_problem(ctx.catalogue, event.hazard.clause_ref)
-        ):
-            raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
-        if event.profile is not None:
-            _known_clauses(ctx, event.profile, "event.profile.", stored)
-        outcome = events.apply(stored, event)
+        stored, outcome = _event_outcome(ctx, firm, event)
         decide = outcome.reevaluate or firm.decision_id is None
         standing = None if decide else self._decision(firm.decision_id)
         before = now_.entry
@@ -900,17 +893,7 @@ def _entries_after(
         return entry, entry
     if granted is None:
         return entry, None
-    added = WhitelistEntry(
-        id=granted.id,
-        enterprise_id=granted.enterprise_id,
-        name=granted.name,
-        region=granted.region,
-        granted_on=granted.granted_on,
-        valid_until=granted.valid_until,
-        decision_id=decision_id,
-        granted_decision_id=decision_id,
-    )
-    return entry, added
+    return entry, WhitelistEntry(**asdict(granted), granted_decision_id=decision_id)
 
 
 def _report_in(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> StatusView:
@@ -937,6 +920,21 @@ def _replay_raced(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> StatusV
     return _replay(uow, ctx, first, item.event, item.fingerprint)
 
 
+def _event_outcome(
+    ctx: RulesContext, firm: Firm | StoredFirm, event: events.Event
+) -> tuple[EnterpriseProfile, events.Outcome]:
+    """The firm's stored profile and what `event` does to it, once every clause the event
+    cites is known (ValidationError names the field that cites one that is not)."""
+    stored = stored_profile(ctx, firm)
+    if event.hazard is not None and (
+        problem := clause_problem(ctx.catalogue, event.hazard.clause_ref)
+    ):
+        raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
+    if event.profile is not None:
+        _known_clauses(ctx, event.profile, "event.profile.", stored)
+    return stored, events.apply(stored, event)
+
+
 def _apply(
     uow: UnitOfWork,
     ctx: RulesContext,
@@ -949,14 +947,7 @@ def _apply(
 
     The answer's history is read before the writes and completed with them (_Recent.after),
     so the writes go to the database once, at commit, the snapshot with the event's row."""
-    stored = stored_profile(ctx, firm)
-    if event.hazard is not None and (
-        problem := clause_problem(ctx.catalogue, event.hazard.clause_ref)
-    ):
-        raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
-    if event.profile is not None:
-        _known_clauses(ctx, event.profile, "event.profile.", stored)
-    outcome = events.apply(stored, event)
+    _, outcome = _event_outcome(ctx, firm, event)
     # a firm stored without a decision (a bulk import not yet re-evaluated) gets one now,
     # even from an event that would leave a standing decision alone (a complaint)
     decide = outcome.reevaluate or firm.decision_id is None
