@@ -300,6 +300,10 @@ class BookingRegister(StaffRegister):
         foreign key to it is checked at the commit (deferred: migration b0009)."""
         self._taken.append((order, AUDIT.values(order)))
 
+    def forget_orders(self) -> None:
+        """Drop the orders `add_order` took (the unit of work rolled back)."""
+        self._taken = []
+
     def write_orders(self) -> None:
         """Write the orders `add_order` took (the unit of work calls this before its
         commit). A firm's idempotency key used before fails here (IntegrityError)."""

@@ -33,3 +33,13 @@ class SqlUnitOfWork(BaseUnitOfWork[BookingRegister]):
     def commit(self) -> None:
         self.register.write_orders()  # new orders as they stand now, before the trail is sealed
         super().commit()
+
+    def flush(self) -> None:
+        """As the base's, except for the orders `add_order` took: they are written at the
+        commit only (complete by then), so this transaction's reads do not see them."""
+        super().flush()
+
+    def rollback(self) -> None:
+        """Discard the transaction, the orders `add_order` took included."""
+        self.register.forget_orders()
+        super().rollback()

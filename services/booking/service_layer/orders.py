@@ -65,7 +65,10 @@ def create_order(
         )
     # The key is looked up only when a first attempt lost on it: a repeat (double tap,
     # retry) or the same key racing in on another connection. A new key's order is
-    # inserted straight away (the unique key is the check).
+    # written at the commit (the unique key is the check). The trade-off: a repeat's first
+    # attempt dispatches before its key fails, holding its expert's row (PostgreSQL) or
+    # the write lock (SQLite) for one dispatch and then rolling back; an order of another
+    # firm taken in those milliseconds may be given another expert (review 23).
     attempts = iter((False, True))
     taken = retry_on_conflict(lambda: _create(uow, ctx, token, form, key, next(attempts)))
     if isinstance(taken, Order):

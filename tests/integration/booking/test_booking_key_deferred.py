@@ -13,7 +13,10 @@ from sqlalchemy.exc import IntegrityError
 
 from services.booking.adapters import migrate
 from services.booking.adapters.orm import assignments, experts, firm_cards, orders
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain.orders import Order
 from services.common.migrations import alembic_config
+from tests.booking_env import Pair
 from tests.support import uscc
 
 AT = datetime(2026, 6, 1, tzinfo=UTC)
@@ -86,3 +89,34 @@ def test_b0009_defers_the_booking_key_to_the_commit_and_back(engine: Engine) -> 
         _book_first(engine, "D", "s4", order=True)
     with engine.connect() as conn:
         assert len(conn.execute(select(assignments.c.id)).all()) == 2
+
+
+def test_a_rollback_forgets_the_orders_taken_before_it(sqlite_pair: Pair) -> None:
+    """Review 23 F2: `add_order` keeps an order until the commit writes it; a rollback in
+    the same block left it there, and a later commit wrote it."""
+    pair = sqlite_pair
+    firm = pair.register_firm(1)
+    pair.issue(firm)
+    at = datetime.now(UTC)
+    order = Order(
+        id="BROLLBACK0001",
+        enterprise_id=firm,
+        enterprise_name="企业",
+        region="稠城街道",
+        item_codes=["fire_safety"],
+        preferred_slots=[],
+        contact_name="郑",
+        contact_phone="13812345678",
+        note="",
+        idempotency_key="rb",
+        status="submitted",
+        created_at=at,
+        updated_at=at,
+    )
+    uow = SqlUnitOfWork(pair.booking_engine)
+    with uow:
+        uow.register.add_order(order)
+        uow.rollback()
+        uow.commit()
+    with pair.booking_engine.connect() as connection:
+        assert connection.execute(select(orders.c.id)).all() == []
