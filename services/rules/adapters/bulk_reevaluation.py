@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
@@ -328,19 +328,10 @@ def _move_entries_in_turn(connection: Connection, batch: Sequence[Reevaluated]) 
 
 
 def _event_row(record: EventRecord) -> dict[str, Any]:
-    return {
-        "source": record.source,
-        "event_id": record.event_id,
-        "enterprise_id": record.enterprise_id,
-        "kind": record.kind,
-        "occurred_on": record.occurred_on,
-        "detail": record.detail,
-        "received_at": record.received_at,
-        "summary": record.summary,
-        "decision_id": record.decision_id,
-        "result": record.result,
-        "fingerprint": record.fingerprint,
-    }
+    """The events row of a record: every field but its id (the database numbers it)."""
+    row = asdict(record)
+    del row["id"]
+    return row
 
 
 def _event_entry(record: EventRecord, caller: str) -> dict[str, Any]:

@@ -741,18 +741,8 @@ class _Group:
         decide = outcome.reevaluate or firm.decision_id is None
         standing = None if decide else self._decision(firm.decision_id)
         before = now_.entry
-        record = EventRecord(
-            source=item.source,
-            event_id=event.event_id,
-            enterprise_id=firm.enterprise_id,
-            kind=event.kind.value,
-            occurred_on=event.occurred_on,
-            detail=event.detail,
-            received_at=now(),
-            summary=outcome.summary,
-            fingerprint=item.fingerprint,
-            decision_id=firm.decision_id,  # a complaint leaves the decision standing
-        )
+        record = _event_record(firm.enterprise_id, event, outcome, item.source, item.fingerprint)
+        record.decision_id = firm.decision_id  # a complaint leaves the decision standing
         caused: DecisionRecord | None = None
         done: Reevaluated | None = None
         after, closed, left, profile = firm, before, before, stored
@@ -920,6 +910,23 @@ def _replay_raced(uow: UnitOfWork, ctx: RulesContext, item: Reported) -> StatusV
     return _replay(uow, ctx, first, item.event, item.fingerprint)
 
 
+def _event_record(
+    enterprise_id: str, event: events.Event, outcome: events.Outcome, source: str, fingerprint: str
+) -> EventRecord:
+    """The row that records `event`, received now."""
+    return EventRecord(
+        source=source,
+        event_id=event.event_id,
+        enterprise_id=enterprise_id,
+        kind=event.kind.value,
+        occurred_on=event.occurred_on,
+        detail=event.detail,
+        received_at=now(),
+        summary=outcome.summary,
+        fingerprint=fingerprint,
+    )
+
+
 def _event_outcome(
     ctx: RulesContext, firm: Firm | StoredFirm, event: events.Event
 ) -> tuple[EnterpriseProfile, events.Outcome]:
@@ -956,17 +963,7 @@ def _apply(
     before = uow.register.open_entry(firm.enterprise_id, flush=False)
     uow.register.remember_open_entry(firm.enterprise_id, before)  # for decide_and_store
     recent = _Recent.read(uow, firm.enterprise_id, DEFAULT_HISTORY)
-    record = EventRecord(
-        source=source,
-        event_id=event.event_id,
-        enterprise_id=firm.enterprise_id,
-        kind=event.kind.value,
-        occurred_on=event.occurred_on,
-        detail=event.detail,
-        received_at=now(),
-        summary=outcome.summary,
-        fingerprint=fingerprint,
-    )
+    record = _event_record(firm.enterprise_id, event, outcome, source, fingerprint)
     uow.register.add(record)  # a racing copy of (source, event_id) fails at commit: replayed
     caused: DecisionRecord | None = None
     if decide:
