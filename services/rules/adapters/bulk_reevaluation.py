@@ -715,11 +715,12 @@ def _one_round_trip(connection: Connection) -> Iterator[None]:
         yield
         return
     queued: list[tuple[str, Any, bool]] = []
-    connection.info[_QUEUE] = queued
+    info = connection.info  # not read again: a connection lost inside is invalidated, and
+    info[_QUEUE] = queued  # its .info would raise PendingRollbackError over the real error
     try:
         yield
     finally:
-        connection.info.pop(_QUEUE, None)
+        info.pop(_QUEUE, None)
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.pipeline(), driver.cursor() as cursor:

@@ -27,6 +27,7 @@ from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.common.audit import verify
 from services.common.context import Principal, bind, deadline_in
 from services.common.db import DbTimeouts, make_engine
+from services.rules.adapters import bulk_reevaluation
 from services.rules.adapters.orm import audit_head, audit_log, events
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import event_to_dict
@@ -400,6 +401,39 @@ def test_a_stalled_database_fails_the_group_at_once_not_event_by_event(
     with _Held(db_engine, "decisions", 8):
         answers = _together(groups, sent)
     stalled.dispose()
+    assert all(isinstance(a, Exception) and UnitOfWork.unavailable(a) for a in answers), answers
+    assert alone == []  # no event was tried again on its own
+    assert _events(db_engine, GROUPED) == []
+
+
+def test_a_connection_lost_inside_the_groups_write_fails_the_group_at_once(
+    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any, monkeypatch: Any
+) -> None:
+    """Review 24 F2: the pipeline's cleanup read `.info` of the connection SQLAlchemy had
+    just invalidated; its PendingRollbackError hid the lost connection, so the group was
+    redone one event at a time (review 20 F2 again) instead of failing as unavailable."""
+    if db_engine.dialect.name == "sqlite":
+        pytest.skip("the write pipeline and a backend to terminate are PostgreSQL's")
+    _register(one_by_one)
+    alone: list[Any] = []
+    real = register_handlers.apply_reported
+    monkeypatch.setattr(
+        register_handlers, "apply_reported", lambda *a, **k: alone.append(a) or real(*a, **k)
+    )
+    write = bulk_reevaluation.BatchRegister.write_events
+
+    def cut(self: Any, applied: Any) -> None:  # a restart or failover just before the write
+        pid = self._connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with db_engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            other.commit()
+        return write(self, applied)
+
+    monkeypatch.setattr(bulk_reevaluation.BatchRegister, "write_events", cut)
+    sent = [_as(GROUPED, complaint(1 + n % FIRMS, f"cut{n}")) for n in range(3)]
+    groups = _groups(db_engine, rulebook, len(sent))
+    groups._last_size = 2  # its leader waits for the others (calls have come together)
+    answers = _together(groups, sent)
     assert all(isinstance(a, Exception) and UnitOfWork.unavailable(a) for a in answers), answers
     assert alone == []  # no event was tried again on its own
     assert _events(db_engine, GROUPED) == []
