@@ -377,6 +377,16 @@ def test_one_callers_short_deadline_does_not_fail_the_others_of_its_group(
     assert "-d2" in [e["event_id"] for e in _events(db_engine, GROUPED)]
 
 
+def _alone(monkeypatch: Any) -> list[Any]:
+    """The events applied one by one (after a group gave up), as they are."""
+    alone: list[Any] = []
+    real = register_handlers.apply_reported
+    monkeypatch.setattr(
+        register_handlers, "apply_reported", lambda *a, **k: alone.append(a) or real(*a, **k)
+    )
+    return alone
+
+
 def test_a_stalled_database_fails_the_group_at_once_not_event_by_event(
     one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any, monkeypatch: Any
 ) -> None:
@@ -385,11 +395,7 @@ def test_a_stalled_database_fails_the_group_at_once_not_event_by_event(
     if db_engine.dialect.name == "sqlite":
         pytest.skip("a table lock that lets the group's first reads through is PostgreSQL's")
     _register(one_by_one)
-    alone: list[Any] = []
-    real = register_handlers.apply_reported
-    monkeypatch.setattr(
-        register_handlers, "apply_reported", lambda *a, **k: alone.append(a) or real(*a, **k)
-    )
+    alone = _alone(monkeypatch)
     url = db_engine.url.render_as_string(hide_password=False)
     stalled = make_engine(url, timeouts=DbTimeouts(statement=1.0))
     sent = [_as(GROUPED, complaint(1 + n % FIRMS, f"st{n}")) for n in range(4)]
@@ -415,11 +421,7 @@ def test_a_connection_lost_inside_the_groups_write_fails_the_group_at_once(
     if db_engine.dialect.name == "sqlite":
         pytest.skip("the write pipeline and a backend to terminate are PostgreSQL's")
     _register(one_by_one)
-    alone: list[Any] = []
-    real = register_handlers.apply_reported
-    monkeypatch.setattr(
-        register_handlers, "apply_reported", lambda *a, **k: alone.append(a) or real(*a, **k)
-    )
+    alone = _alone(monkeypatch)
     write = bulk_reevaluation.BatchRegister.write_events
 
     def cut(self: Any, applied: Any) -> None:  # a restart or failover just before the write
