@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from functools import cache, lru_cache
 from typing import Any
@@ -588,7 +588,7 @@ def verify_command(
     with read_snapshot(engine) as connection:
         report = verify(connection, log, head)
         if report.ok and anchored is not None and (moved := anchored(connection)):
-            report = VerifyReport(report.entries, moved.broken_at, moved.reason)
+            report = replace(moved, entries=report.entries)
     if report.ok:
         print(f"audit trail intact: {report.entries} entries, every link verified")
         return 0

@@ -140,7 +140,8 @@ def _head(row: Any) -> tuple[str, tuple[int, str]]:
 def check(connection: Connection, log: Table, anchor: Anchor) -> VerifyReport | None:
     """The first anchored entry no longer on its chain with its hash, or None. Run after
     `audit.verify` has found every chain intact: an anchored entry still in place then
-    proves its chain unchanged up to it."""
+    proves its chain unchanged up to it. The report counts no entries (it reads none in
+    order): `verify_command` gives it verify's count."""
     chained = "chain" in log.c
     columns = [log.c.id, log.c.hash, *([log.c.chain] if chained else [])]
     wanted = sorted((i, k, h) for k, (i, h) in anchor.heads.items())

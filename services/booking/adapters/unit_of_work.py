@@ -2,7 +2,9 @@
 
 It owns the session and the transaction; the service layer sees the repository
 (`register`), `commit`, `rollback` and `flush`, and Conflict for a lost race. The commit
-writes the orders the repository took (`add_order`) first.
+writes the orders the repository took (`add_order`) first: a flush does not (they are
+complete only by the commit), so this transaction's reads do not see them; a rollback
+forgets them.
 """
 
 from __future__ import annotations
@@ -33,11 +35,6 @@ class SqlUnitOfWork(BaseUnitOfWork[BookingRegister]):
     def commit(self) -> None:
         self.register.write_orders()  # new orders as they stand now, before the trail is sealed
         super().commit()
-
-    def flush(self) -> None:
-        """As the base's, except for the orders `add_order` took: they are written at the
-        commit only (complete by then), so this transaction's reads do not see them."""
-        super().flush()
 
     def rollback(self) -> None:
         """Discard the transaction, the orders `add_order` took included."""

@@ -253,6 +253,14 @@ DETAIL_OF = {
 CLOCK_SKEW = timedelta(days=1)  # a reporting system's clock may run a day ahead of ours
 
 
+def not_yet(day: date, today: date) -> str | None:
+    """Why `day` cannot be the day of something recorded as having happened: after
+    `today` (Asia/Shanghai) plus CLOCK_SKEW; None when it can."""
+    if day > today + CLOCK_SKEW:
+        return f"must not be after today ({today.isoformat()}, Asia/Shanghai)"
+    return None
+
+
 def parse_event(data: Mapping[str, Any], fact_types: Mapping[str, str], today: date) -> Event:
     """Validate a JSON-shaped event (fields under `event.`); ValidationError names each field.
 
@@ -269,8 +277,8 @@ def parse_event(data: Mapping[str, Any], fact_types: Mapping[str, str], today: d
         check.bad("enterprise_id", problem)
     kind = check.enum(EventKind, data.get("kind"), "kind", required=True)
     occurred = check.day(data.get("occurred_on"), "occurred_on")
-    if occurred and occurred > today + CLOCK_SKEW:
-        check.bad("occurred_on", f"must not be after today ({today.isoformat()}, Asia/Shanghai)")
+    if occurred and (problem := not_yet(occurred, today)):
+        check.bad("occurred_on", problem)
     given = [k for k in set(DETAIL_OF.values()) if data.get(k) is not None]
     wanted = DETAIL_OF.get(kind) if kind else None
     for extra in sorted(set(given) - {wanted}):
@@ -367,11 +375,9 @@ def recorded_ahead(
     stored hazard of an id and ignores the sent copy). A PROFILE_UPDATED event's profile
     is checked whole (`stored` None): it may leave a stored record out, the register
     keeps it (records only grow)."""
-    limit = today + CLOCK_SKEW
     kept: tuple[set[Any], set[Any], set[str]] = (set(), set(), set())
     if stored is not None:
         kept = (set(stored.accidents), set(stored.penalties), {h.hazard_id for h in stored.hazards})
-    why = f"must not be after today ({today.isoformat()}, Asia/Shanghai)"
     bad: list[FieldViolation] = []
     for name, records, fields, known in (
         ("accidents", sent.accidents, ("occurred_on",), kept[0]),
@@ -383,6 +389,6 @@ def recorded_ahead(
                 continue
             for day_field in fields:
                 day = getattr(record, day_field)
-                if day is not None and day > limit:
-                    bad.append(FieldViolation(f"{prefix}{name}[{i}].{day_field}", why))
+                if day is not None and (problem := not_yet(day, today)):
+                    bad.append(FieldViolation(f"{prefix}{name}[{i}].{day_field}", problem))
     return bad
