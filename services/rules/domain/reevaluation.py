@@ -81,6 +81,10 @@ class Reevaluated:
     granted: OpenEntry | None = None
 
 
+# (whitelist_change, expired, revoked-or-extended, granted): `move_entry`'s answer
+Moves = tuple[str, EntryMove | None, EntryMove | None, OpenEntry | None]
+
+
 def move_entry(
     decision: Decision,
     decision_id: str,
@@ -89,7 +93,7 @@ def move_entry(
     region: str,
     enterprise_id: str,
     new_id: Callable[[], str],
-) -> tuple[str, EntryMove | None, EntryMove | None, OpenEntry | None]:
+) -> Moves:
     """(whitelist_change, expired, revoked-or-extended, granted) for one decision: an
     entry past its end expires first; a non-white-list decision revokes the open entry;
     a white-list decision extends it, or grants a new one (its id from `new_id`).

@@ -34,7 +34,13 @@ from services.rules.domain.errors import (
     ValidationError,
 )
 from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
-from services.rules.domain.reevaluation import OpenEntry, Reevaluated, StoredFirm, move_entry
+from services.rules.domain.reevaluation import (
+    Moves,
+    OpenEntry,
+    Reevaluated,
+    StoredFirm,
+    move_entry,
+)
 from services.rules.domain.register import (
     DecisionRecord,
     EventItem,
@@ -93,13 +99,23 @@ def decide_and_store(
     as_of: date,
     cause: str,
     revoke: Blocker | None = None,
+    decision_id: str | None = None,
 ) -> DecisionRecord:
-    """Evaluate, record the decision, and move the white-list entry to match it."""
+    """Evaluate, record the decision (under `decision_id` when the caller named it
+    already), and move the white-list entry to match it.
+
+    A lapsed entry is expired first, and flushed (the partial unique index allows one
+    open entry at a time, and the ORM would insert a new one first): what the caller
+    added before (an event's record, naming its decision already) is written then, and
+    nothing that flush writes changes after it. The decision and the firm's changes come
+    next, in one flush (adapters/feed.py reads the firm's previous decision there), then
+    the entry's revocation, extension or grant. So every row is written, and audited,
+    once, and the feed is in the order a ReportEvent group writes it."""
     decision = evaluate(ctx, profile, as_of)
     if revoke is not None:
         decision = without_whitelist(decision, revoke, profile, ctx.policy)
     record = DecisionRecord(
-        id=new_id(),
+        id=decision_id or new_id(),
         enterprise_id=firm.enterprise_id,
         decided_at=now(),
         as_of=as_of,
@@ -110,66 +126,62 @@ def decide_and_store(
         whitelist_change="",
         payload=decision_to_json(decision),
     )
-    firm.profile = profile_to_data(profile)
-    firm.name, firm.region = profile.name, profile.region  # before the entry copies them
-    record.whitelist_change = _move_entry(uow, firm, decision, record.id, revoke)
-    uow.register.add(record)
-    firm.status, firm.risk_level = record.status, record.risk_level
-    firm.decision_id, firm.updated_at = record.id, record.decided_at
-    return record
-
-
-def _move_entry(
-    uow: UnitOfWork, firm: Firm, decision: Decision, decision_id: str, revoke: Blocker | None
-) -> str:
-    """Grant, extend, expire or revoke the firm's open entry; return what changed. The
-    register remembers the entry left open, so the answer built next need not read it."""
     # read before writing this call's changes: none of them moves an entry
     entry = uow.register.open_entry(firm.enterprise_id, flush=False)
-    change, left = _moved(uow, firm, decision, decision_id, revoke, entry)
+    move = move_entry(
+        decision,
+        record.id,
+        _open(entry) if entry is not None else None,
+        profile.name,
+        profile.region,
+        firm.enterprise_id,
+        new_id,
+    )
+    change, expired, _, _ = move
+    if entry is not None and expired is not None:  # a lapsed entry closes first
+        entry.revoked_on, entry.revoked_reason = expired.revoked_on, expired.revoked_reason
+        entry.closed_decision_id = record.id
+        uow.session.flush()  # the partial unique index allows one open entry at a time
+    record.whitelist_change = change
+    uow.register.add(record)
+    firm.profile = profile_to_data(profile)
+    firm.name, firm.region = profile.name, profile.region
+    firm.status, firm.risk_level = record.status, record.risk_level
+    firm.decision_id, firm.updated_at = record.id, record.decided_at
+    # the register remembers the entry left open, so the answer built next need not read it
+    left = _moved(uow, move, record.id, revoke, entry)
     uow.register.remember_open_entry(firm.enterprise_id, left)
-    return change
+    return record
 
 
 def _moved(
     uow: UnitOfWork,
-    firm: Firm,
-    decision: Decision,
+    move: Moves,
     decision_id: str,
     revoke: Blocker | None,
     entry: WhitelistEntry | None,
-) -> tuple[str, WhitelistEntry | None]:
-    """The open entry moved as `reevaluation.move_entry` (the one rule, which the bulk
-    path applies too) says, on the stored entry; an event's `revoke` names its reason."""
-    change, expired, moved, granted = move_entry(
-        decision,
-        decision_id,
-        _open(entry) if entry is not None else None,
-        firm.name,
-        firm.region,
-        firm.enterprise_id,
-        new_id,
-    )
-    if entry is not None and expired is not None:
-        entry.revoked_on, entry.revoked_reason = expired.revoked_on, expired.revoked_reason
-        entry.closed_decision_id = decision_id
-        uow.session.flush()  # the partial unique index allows one open entry at a time
+) -> WhitelistEntry | None:
+    """The open entry revoked, extended or granted as `reevaluation.move_entry` (the one
+    rule, which the bulk path applies too) said, on the stored entry (its expiry is
+    decide_and_store's); an event's `revoke` names its reason. Returns the entry left
+    open."""
+    _, _, moved, granted = move
     if entry is not None and moved is not None and moved.kind == "revoked":
         entry.revoked_on = moved.revoked_on
         entry.revoked_reason = revoke.reason if revoke else moved.revoked_reason
         entry.closed_decision_id = decision_id
-        return change, None
+        return None
     if entry is not None and moved is not None:  # extended
         assert moved.valid_until is not None
         entry.valid_until, entry.decision_id = moved.valid_until, decision_id
         entry.name, entry.region = moved.name, moved.region
-        return change, entry
+        return entry
     if granted is None:
-        return change, None
+        return None
     # an open entry's fields are the stored entry's (it names this decision already)
     added = WhitelistEntry(**asdict(granted), granted_decision_id=decision_id)
     uow.register.add(added)
-    return change, added
+    return added
 
 
 def _open(entry: WhitelistEntry) -> OpenEntry:
@@ -964,7 +976,11 @@ def _apply(
     uow.register.remember_open_entry(firm.enterprise_id, before)  # for decide_and_store
     recent = _Recent.read(uow, firm.enterprise_id, DEFAULT_HISTORY)
     record = _event_record(firm.enterprise_id, event, outcome, source, fingerprint)
-    uow.register.add(record)  # a racing copy of (source, event_id) fails at commit: replayed
+    # named before the writes, so the event's row is written once with its decision's id
+    # (decide_and_store's entry move may flush); a racing copy of (source, event_id)
+    # fails at commit: replayed
+    record.decision_id = new_id() if decide else firm.decision_id
+    uow.register.add(record)
     caused: DecisionRecord | None = None
     if decide:
         cause = f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}"
@@ -981,12 +997,16 @@ def _apply(
         if current is None:
             current = uow.register.decision_day(firm.decision_id)
         caused = decide_and_store(
-            uow, ctx, firm, outcome.profile, _forward(ctx, current), cause, revoke
+            uow,
+            ctx,
+            firm,
+            outcome.profile,
+            _forward(ctx, current),
+            cause,
+            revoke,
+            record.decision_id,
         )
-        record.decision_id = caused.id
-    else:
-        record.decision_id = firm.decision_id  # a complaint leaves the decision standing
-    decision = caused or standing
+    decision = caused or standing  # a complaint leaves the decision standing
     assert decision is not None
     entry = uow.register.open_entry(firm.enterprise_id, flush=False)  # remembered: no query
     view = StatusView(

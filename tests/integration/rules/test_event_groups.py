@@ -439,3 +439,40 @@ def test_a_connection_lost_inside_the_groups_write_fails_the_group_at_once(
     assert all(isinstance(a, Exception) and UnitOfWork.unavailable(a) for a in answers), answers
     assert alone == []  # no event was tried again on its own
     assert _events(db_engine, GROUPED) == []
+
+
+def test_a_lapsed_entry_is_expired_and_audited_alike_in_a_group_and_alone(
+    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any
+) -> None:
+    """Review 24 F1: an event whose decision expires a lapsed white-list entry was audited
+    alone as a create of the event with no decision and then its update, and the firm in
+    two updates (the expiry's flush split the write); a group wrote one of each."""
+    for head in (ONE_BY_ONE, GROUPED):
+        for n in (1, 2):  # granted a year and a month ago: lapsed today
+            upsert(one_by_one, profile(n, enterprise_id=uscc(n, head)), as_of="2025-05-30")
+    sent = [profile_updated(1, "x1", profile(1, name="改名企业1")), accident(2, "x2")]
+    callers = ["monitor", "monitor"]
+    alone = _together(_groups(db_engine, rulebook, 1), [_as(ONE_BY_ONE, e) for e in sent], callers)
+    grouped = _groups(db_engine, rulebook, len(sent))
+    grouped._last_size = 2  # its leader waits for the other (calls have come together)
+    together = _together(grouped, [_as(GROUPED, e) for e in sent], callers)
+    assert not any(isinstance(a, Exception) for a in (*alone, *together)), (alone, together)
+    renamed = {f"{GROUPED}-x{n}": f"{ONE_BY_ONE}-x{n}" for n in (1, 2)}
+    rows = _rows(db_engine, GROUPED, 2, ONE_BY_ONE, renamed)
+    assert rows == _rows(db_engine, ONE_BY_ONE, 2, ONE_BY_ONE)
+    # what the events did (so the comparison above covers it): firm 1 stays on the white
+    # list under a new entry; firm 2's accident takes it off, its lapsed entry expired
+    # (the feed in the order a lapsed entry's expiry always had)
+    assert [c["kind"] for c in rows["1"]["feed"]][-3:] == [
+        "event_applied",
+        "whitelist_expired",
+        "whitelist_granted",
+    ]
+    assert [c["kind"] for c in rows["2"]["feed"]][-3:] == [
+        "event_applied",
+        "whitelist_expired",  # at its own end, before the decision
+        "decision_changed",
+    ]
+    for n in ("1", "2"):  # the event's row written once; the firm's once by each call
+        updated = [a["entity"] for a in rows[n]["audit"] if a["action"] != "create"]
+        assert updated.count("firm") == 2 and "event" not in updated, updated
