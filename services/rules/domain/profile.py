@@ -88,10 +88,10 @@ class CreditRating(StrEnum):
 
 class AccidentLevel(StrEnum):
     """An accident's grade under 《生产安全事故报告和调查处理条例》 Art. 3, least first:
-    一般 (fewer than 3 deaths), 较大 (3–9), 重大 (10–29), 特别重大 (30 or more), each also
-    bounded by the seriously injured and the direct loss. Recorded as reported and shown
-    in the ACCIDENT event's summary; no rule reads it (the colours read an accident's
-    date and deaths)."""
+    一般 (fewer than 3 deaths), 较大 (3–9), 重大 (10–29), 特别重大 (30 or more), or
+    higher by the seriously injured or the direct loss. Recorded as reported and shown
+    in the ACCIDENT event's summary; no rule reads it (the colours and the white list
+    read an accident's date, RED also its deaths)."""
 
     GENERAL = "general"
     LARGER = "larger"
