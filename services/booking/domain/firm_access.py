@@ -14,15 +14,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class FirmAccess:
-    """`token`: the QR token sent ("" none); `session_firm`: the enterprise id a valid
-    session signs in ("" none: the entrypoint has already checked the credential)."""
+    """`token`: the QR token sent ("" none); `session_firm`: the enterprise id the call's
+    session signs in, as the entrypoint checked it ("" none or not valid)."""
 
     token: str = ""
     session_firm: str = ""
 
     @property
     def by_firm(self) -> bool:
-        """The firm asks (a token, a session or both), not the authority's staff."""
+        """A firm's credential came with the call (a token, a session or both): whoever
+        sent it acts as that firm, not as the authority's staff."""
         return bool(self.token or self.session_firm)
 
     def signed_in_as(self, enterprise_id: str) -> bool:

@@ -77,8 +77,8 @@ class HazchemRole(StrEnum):
 class CreditRating(StrEnum):
     """The firm's public credit rating, A (best) to D (worst); a profile without one is
     unrated (None). The policy (rulesets/policy.yaml, domain/policy.py) says what each
-    means, by default: D makes the firm at least ORANGE, C at least YELLOW, and only A
-    or B (never unrated) admits it to the white list; A and B have no colour effect."""
+    means, by default: D makes the firm at least ORANGE, C at least YELLOW, and the white
+    list needs A or B (an unrated firm stays off it); A and B have no colour effect."""
 
     A = "A"
     B = "B"
@@ -121,8 +121,8 @@ MAX_HINTS = 5  # unknown keys answered with their nearest known keys
 @dataclass(frozen=True)
 class Accident:
     """A production-safety accident at the firm (the profile's history, or an ACCIDENT
-    event). Any accident within the policy's windows makes the firm ORANGE (36 months
-    by default) and keeps it off the white list (36 months); one with at least
+    event). Any accident within the policy's windows makes the firm at least ORANGE (36
+    months by default) and keeps it off the white list (36 months); one with at least
     `fatal_accident_min_deaths` deaths (1) within 12 months makes it RED. Windows end on
     the decision's as_of: an accident dated after it does not count yet."""
 
@@ -133,10 +133,10 @@ class Accident:
 
 @dataclass(frozen=True)
 class Penalty:
-    """An administrative penalty decided against the firm: within 12 months (by default)
-    it makes the firm YELLOW, within 24 it keeps it off the white list, counted from
-    `decided_on`. The amount (shown in the PENALTY event's summary) and the basis are
-    kept for the record; no rule reads them."""
+    """An administrative penalty decided against the firm: within 12 months of
+    `decided_on` (by default) it makes the firm at least YELLOW, within 24 it keeps it
+    off the white list. The amount (shown in the PENALTY event's summary) and the basis
+    are kept for the record; no rule reads them."""
 
     decided_on: date
     amount_yuan: float
