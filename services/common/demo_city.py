@@ -112,6 +112,10 @@ class DemoFirm:
 
 @dataclass(frozen=True)
 class DemoExpert:
+    """One of the city's experts: the high-risk domains it serves (its main one first)
+    and the streets it visits. Booking's seeder gives it a demo phone and every half-day
+    of the next two weeks to offer."""
+
     expert_id: str
     name: str
     domains: tuple[str, ...]
@@ -152,6 +156,10 @@ class DemoOrder:
 
 @dataclass(frozen=True)
 class City:
+    """The whole demo city as of `today`, as `city()` builds it (the same seed and day
+    give the same city): the register's firms, the experts, and a year of orders with
+    their visits' tickets, oldest first."""
+
     seed: int
     today: date
     firms: tuple[DemoFirm, ...]

@@ -18,6 +18,7 @@ from services.booking.adapters.orm import start_mappers
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
 from services.booking.domain.findings import FindingInput
+from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import Order
 from services.booking.domain.sign_in import CODE_TTL
 from services.booking.entrypoints import convert
@@ -163,17 +164,15 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     @map_errors
     def GetOrder(self, request: pb.GetOrderRequest, context: grpc.ServicerContext) -> pb.Order:
         principal, firm_id = self._caller(context)
+        access = FirmAccess(request.qr_token, firm_id)
+        authz.require_firm_credential(principal, access)
+        order = orders.get_order(self._uow(), self._ctx, request.order_id, access)
         if principal.caller == authz.FIRM and not firm_id:
-            authz.require_qr_token(principal, request.qr_token)
-            order = orders.get_order(self._uow(), self._ctx, request.order_id, request.qr_token)
-            return convert.public_confirmation(order)
-        order = orders.get_order(
-            self._uow(), self._ctx, request.order_id, request.qr_token, firm_id
-        )
+            return convert.public_confirmation(order)  # the QR token alone reads no more
         return self._order(
             order,
             show_phone=authz.sees_phone(principal, order),
-            show_refs=authz.sees_refs(principal, order, firm_id),
+            show_refs=authz.sees_refs(principal, order, access),
         )
 
     @map_errors
@@ -207,7 +206,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             self._uow(),
             self._ctx,
             request.order_id,
-            firm_id=firm_id,
+            FirmAccess(session_firm=firm_id),
             actor=current_caller(),
             reason=request.reason,
         )
@@ -266,7 +265,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             self._uow(),
             self._ctx,
             request.ticket_id,
-            firm_id=firm_id,
+            FirmAccess(session_firm=firm_id),
             note=request.note,
             photo=request.photo.content,
             actor="firm" if firm_id else current_caller(),

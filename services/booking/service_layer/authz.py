@@ -7,6 +7,7 @@ tests only: the CLI refuses to start without a tokens file unless --dev); it is 
 from __future__ import annotations
 
 from services.booking.domain import messages
+from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import Order
 from services.booking.domain.tickets import Ticket
 from services.common.context import ANONYMOUS, Principal
@@ -20,9 +21,10 @@ def is_trusted(p: Principal) -> bool:
     return p is ANONYMOUS or p.has("booking.admin")
 
 
-def require_qr_token(p: Principal, token: str) -> None:
-    """A caller admitted without a bearer token must present the firm's QR token."""
-    if p.caller == FIRM and not token:
+def require_firm_credential(p: Principal, access: FirmAccess) -> None:
+    """A caller admitted without a bearer token must present the firm's QR token or its
+    signed-in session."""
+    if p.caller == FIRM and not access.by_firm:
         raise PermissionDenied(messages.NEEDS_CREDENTIAL)
 
 
@@ -59,10 +61,10 @@ def require_firm_session(p: Principal, firm_id: str) -> None:
         raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
 
 
-def sees_refs(p: Principal, order: Order, firm_id: str) -> bool:
+def sees_refs(p: Principal, order: Order, access: FirmAccess) -> bool:
     """An order's clause refs: the firm's own session and the dispatched expert only."""
-    if firm_id:
-        return firm_id == order.enterprise_id
+    if access.session_firm:
+        return access.signed_in_as(order.enterprise_id)
     return p.has("booking.expert") and bool(p.expert_id) and p.expert_id == order.expert_id
 
 

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from services.booking.domain import messages
+from services.booking.domain.firm_access import STAFF, FirmAccess
 from services.booking.domain.orders import (
     Order,
     OrderAction,
@@ -128,11 +129,11 @@ def _create(
 
 
 def get_order(
-    uow: UnitOfWork, ctx: BookingContext, order_id: str, token: str = "", firm_id: str = ""
+    uow: UnitOfWork, ctx: BookingContext, order_id: str, access: FirmAccess = STAFF
 ) -> Order:
     """One order; for a firm (its QR token, its session), only that firm's."""
     with uow:
-        owner = owner_of(uow, ctx, token, firm_id)  # the firm first: a bad one learns nothing
+        owner = owner_of(uow, ctx, access)  # the firm first: a bad one learns nothing
         return visible(owner, uow.register.order(order_id), "order", order_id)
 
 
@@ -156,27 +157,25 @@ def cancel_order(
     uow: UnitOfWork,
     ctx: BookingContext,
     order_id: str,
+    access: FirmAccess,
     *,
-    token: str = "",
-    firm_id: str = "",
     actor: str,
     reason: str,
 ) -> Order:
-    """The firm cancels its own order; the authority must give a reason. Frees the slot,
-    then dispatches what waited for it."""
-    by_firm = bool(token or firm_id)
-    if not by_firm and not reason.strip():
+    """The firm cancels its own order; the authority (`access` STAFF) must give a reason.
+    Frees the slot, then dispatches what waited for it."""
+    if not access.by_firm and not reason.strip():
         raise ValidationError([FieldViolation("reason", "the authority must say why it cancels")])
     if len(reason) > REASON_MAX:
         raise ValidationError(
             [FieldViolation("reason", messages.CANCEL_REASON_TOO_LONG.format(n=REASON_MAX))]
         )
     with uow:
-        owner = owner_of(uow, ctx, token, firm_id)
+        owner = owner_of(uow, ctx, access)
         order = visible(owner, uow.register.order(order_id, for_update=True), "order", order_id)
         order.move(
             OrderAction.CANCEL,
-            actor="firm" if by_firm else actor,
+            actor="firm" if access.by_firm else actor,
             at=now(),
             reason=reason.strip() or messages.CANCELLED_BY_FIRM,
         )

@@ -1,8 +1,9 @@
 """一图一码: issue a firm's QR code and poster; resolve a QR token to its firm.
 
-A token is the firm's only credential on the phone page and in the firm's own gRPC
-calls: every use case that takes one resolves it (`owner_of`) before it looks anything
-up, so a forged, edited or revoked token learns nothing.
+A firm's call or page brings its QR token, its signed-in session or both (a
+`FirmAccess`, domain/firm_access.py): every use case that takes one resolves it
+(`owner_of`) before it looks anything up, so a forged, edited or revoked token learns
+nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Protocol, TypeVar
 
 from services.booking.adapters.poster import render_poster
 from services.booking.domain import messages, qr
+from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.records import FirmCard
 from services.booking.service_layer.guidance import checklist
 from services.booking.service_layer.ports import BookingContext, ask_rules
@@ -69,19 +71,26 @@ def firm_for_token(uow: UnitOfWork, ctx: BookingContext, text: str) -> FirmCard:
     return card
 
 
-def owner_of(
-    uow: UnitOfWork, ctx: BookingContext, token: str, firm_id: str = ""
-) -> FirmCard | None:
+def owner_of(uow: UnitOfWork, ctx: BookingContext, access: FirmAccess) -> FirmCard | None:
     """The firm acting, checked before any record is looked up: the firm of a signed-in
-    session (`firm_id`, sign_in.py), which a QR token sent with it must agree with, or
-    the firm a QR token stands for; None for an authenticated staff caller (scopes)."""
-    card = firm_for_token(uow, ctx, token) if token else None
-    if firm_id:
-        signed = uow.register.firm(firm_id)
-        if signed is None or (card is not None and card.enterprise_id != firm_id):
+    session (`access.session_firm`, sign_in.py), which a QR token sent with it must agree
+    with, or the firm a QR token stands for; None for a staff caller (STAFF: scopes)."""
+    card = firm_for_token(uow, ctx, access.token) if access.token else None
+    if access.session_firm:
+        signed = uow.register.firm(access.session_firm)
+        if signed is None or (card is not None and card.enterprise_id != access.session_firm):
             raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
         return signed
     return card
+
+
+def session_owner(uow: UnitOfWork, ctx: BookingContext, access: FirmAccess) -> FirmCard:
+    """`owner_of` for what only the firm's own session may see (a ticket, a photo):
+    PermissionDenied for a QR token alone, and for a staff caller."""
+    owner = owner_of(uow, ctx, access)
+    if owner is None or not access.session_firm:
+        raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
+    return owner
 
 
 def current_token(ctx: BookingContext, card: FirmCard) -> str:

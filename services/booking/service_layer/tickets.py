@@ -12,6 +12,7 @@ from typing import Protocol
 from services.booking.domain import messages
 from services.booking.domain.events import hazard_verified, rectification_overdue
 from services.booking.domain.findings import MAX_TEXT
+from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import OrderAction, OrderStatus
 from services.booking.domain.photos import check_photo, photo_record
 from services.booking.domain.records import Photo
@@ -24,7 +25,7 @@ from services.booking.domain.tickets import (
     too_far,
 )
 from services.booking.service_layer.ports import BookingContext
-from services.booking.service_layer.qr_codes import owner_of, visible
+from services.booking.service_layer.qr_codes import owner_of, session_owner, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
@@ -44,9 +45,8 @@ def submit_rectification(
     uow: UnitOfWork,
     ctx: BookingContext,
     ticket_id: str,
+    access: FirmAccess,
     *,
-    token: str = "",
-    firm_id: str = "",
     note: str,
     photo: bytes,
     actor: str = "firm",
@@ -58,7 +58,7 @@ def submit_rectification(
         raise ValidationError([FieldViolation("note", messages.CONTROL_CHARACTERS)])
     check_photo(photo, "photo")
     with uow:
-        owner = owner_of(uow, ctx, token, firm_id)
+        owner = owner_of(uow, ctx, access)
         found = uow.register.ticket(ticket_id, for_update=True)
         ticket = visible(owner, found, "ticket", ticket_id)
         ticket.move(TicketAction.SUBMIT_PROOF, actor=actor, at=now(), reason=note.strip()[:200])
@@ -167,13 +167,6 @@ def sweep(uow: UnitOfWork, ctx: BookingContext) -> int:
     return len(overdue)
 
 
-def get_ticket(uow: UnitOfWork, ctx: BookingContext, ticket_id: str, token: str = "") -> Ticket:
-    """One ticket; with a QR token, only that firm's."""
-    with uow:
-        owner = owner_of(uow, ctx, token)  # the token first: a bad one learns nothing
-        return visible(owner, uow.register.ticket(ticket_id), "ticket", ticket_id)
-
-
 def list_tickets(
     uow: UnitOfWork,
     ctx: BookingContext,
@@ -204,14 +197,10 @@ def list_tickets(
     return one_page(rows, size, query, lambda t: t.id)
 
 
-def photo_of(
-    uow: UnitOfWork, ctx: BookingContext, photo_id: str, token: str, firm_id: str = ""
-) -> Photo:
+def photo_of(uow: UnitOfWork, ctx: BookingContext, photo_id: str, access: FirmAccess) -> Photo:
     """A photo of one of the signed-in firm's tickets."""
     with uow:
-        owner = owner_of(uow, ctx, token, firm_id)  # checked first
-        if owner is None or not firm_id:
-            raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
+        owner = session_owner(uow, ctx, access)  # checked first
         photo = uow.register.photo(photo_id)
         ticket = uow.register.ticket(photo.ticket_id) if photo else None
         if photo is None or ticket is None:

@@ -14,15 +14,14 @@ from typing import Any
 
 import structlog
 
-from services.booking.domain import messages
+from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import mask_phone
 from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
 from services.booking.domain.tickets import TicketStatus
 from services.booking.service_layer.ports import BookingContext, RulesPort, ask_rules
-from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
+from services.booking.service_layer.qr_codes import firm_for_token, session_owner, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
-from services.common.errors import PermissionDenied
 
 LANDING_ORDERS = 50  # the newest orders the landing page lists
 FIRM_TICKETS = 1000
@@ -60,14 +59,14 @@ def firm(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard:
         return firm_for_token(uow, ctx, token)
 
 
-def landing(uow: UnitOfWork, ctx: BookingContext, token: str, firm_id: str = "") -> dict[str, Any]:
+def landing(uow: UnitOfWork, ctx: BookingContext, access: FirmAccess) -> dict[str, Any]:
     """The firm's page. Anyone with the QR token: the firm's name and the menu. The
-    firm's own session (`firm_id`) also: its open and closed tickets (reminders,
-    overdue), its newest orders with their experts."""
+    firm's own session (`access.session_firm`) also: its open and closed tickets
+    (reminders, overdue), its newest orders with their experts."""
     today = ctx.today()
     with uow:
-        card = firm_for_token(uow, ctx, token)
-        if firm_id != card.enterprise_id:
+        card = firm_for_token(uow, ctx, access.token)
+        if not access.signed_in_as(card.enterprise_id):
             return {
                 "firm": card,
                 "today": today,
@@ -95,15 +94,15 @@ def landing(uow: UnitOfWork, ctx: BookingContext, token: str, firm_id: str = "")
 
 
 def order_page(
-    uow: UnitOfWork, ctx: BookingContext, token: str, order_id: str, firm_id: str = ""
+    uow: UnitOfWork, ctx: BookingContext, access: FirmAccess, order_id: str
 ) -> dict[str, Any]:
     """One of the firm's orders. With the QR token alone: the public confirmation
     (number and status); for the firm's session also the expert, items, contact, the
     clauses that motivated it and the tickets it raised."""
     with uow:
-        card = firm_for_token(uow, ctx, token)
+        card = firm_for_token(uow, ctx, access.token)
         order = visible(card, uow.register.order(order_id), "order", order_id)
-        if firm_id != card.enterprise_id:
+        if not access.signed_in_as(card.enterprise_id):
             return {"firm": card, "order": order, "signed_in": False}
         raised = [
             t
@@ -126,16 +125,13 @@ def order_page(
 def ticket_page(
     uow: UnitOfWork,
     ctx: BookingContext,
-    token: str,
+    access: FirmAccess,
     ticket_id: str,
     guidance: Guidance,
-    firm_id: str = "",
 ) -> dict[str, Any]:
     """One of the signed-in firm's tickets: deadline, expert, the clause and its guidance."""
     with uow:
-        card = owner_of(uow, ctx, token, firm_id)
-        if card is None or not firm_id:
-            raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
+        card = session_owner(uow, ctx, access)
         ticket = visible(card, uow.register.ticket(ticket_id), "ticket", ticket_id)
         names = _names(uow, [ticket.expert_id])
     text, advice = guidance(ticket.clause_ref)  # outside the transaction: a remote call

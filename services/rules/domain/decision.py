@@ -21,6 +21,10 @@ from .standards import Catalogue, Clause
 
 
 class RiskLevel(StrEnum):
+    """A firm's risk colour (docs/policy.md §2), lowest first: BLUE 低, YELLOW 一般,
+    ORANGE 较大, RED 重大. A decision gives the highest whose reasons hold (BLUE when
+    none does); RED makes the firm PRIORITY, only BLUE lets it on the white list."""
+
     BLUE = "blue"
     YELLOW = "yellow"
     ORANGE = "orange"

@@ -62,19 +62,21 @@ REEVALUATING = frozenset(EventKind) - {EventKind.COMPLAINT}
 
 @dataclass(frozen=True)
 class Event:
-    """A validated event; `detail` holds the kind's own fields (already type-checked)."""
+    """A validated event: its kind's detail checked into the typed fields that kind
+    sets (each commented with its kinds; the others keep their defaults), and `detail`
+    as received, for the record."""
 
     event_id: str
     enterprise_id: str
     kind: EventKind
     occurred_on: date
-    accident: Accident | None = None
-    complaint_text: str = ""
-    hazard: Hazard | None = None
+    accident: Accident | None = None  # ACCIDENT
+    complaint_text: str = ""  # COMPLAINT
+    hazard: Hazard | None = None  # MAJOR_HAZARD_FOUND / GENERAL_HAZARD_FOUND
     hazard_id: str = ""  # HAZARD_VERIFIED / RECTIFICATION_OVERDUE
     late: bool = False  # HAZARD_VERIFIED
-    penalty: Penalty | None = None
-    profile: EnterpriseProfile | None = None
+    penalty: Penalty | None = None  # PENALTY
+    profile: EnterpriseProfile | None = None  # PROFILE_UPDATED
     detail: dict[str, Any] = field(default_factory=dict)  # as received, for the record
 
 

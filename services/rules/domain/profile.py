@@ -75,6 +75,11 @@ class HazchemRole(StrEnum):
 
 
 class CreditRating(StrEnum):
+    """The firm's public credit rating, A (best) to D (worst); a profile without one is
+    unrated (None). The policy (rulesets/policy.yaml, domain/policy.py) says what each
+    means, by default: D makes the firm at least ORANGE, C at least YELLOW, and the white
+    list needs A or B (an unrated firm stays off it); A and B have no colour effect."""
+
     A = "A"
     B = "B"
     C = "C"
@@ -82,6 +87,12 @@ class CreditRating(StrEnum):
 
 
 class AccidentLevel(StrEnum):
+    """An accident's grade under 《生产安全事故报告和调查处理条例》 Art. 3, least first:
+    一般 (fewer than 3 deaths), 较大 (3–9), 重大 (10–29), 特别重大 (30 or more), or
+    higher by the seriously injured or the direct loss. Recorded as reported and shown
+    in the ACCIDENT event's summary; no rule reads it (the colours and the white list
+    read an accident's date, RED also its deaths)."""
+
     GENERAL = "general"
     LARGER = "larger"
     MAJOR = "major"
@@ -109,6 +120,12 @@ MAX_HINTS = 5  # unknown keys answered with their nearest known keys
 
 @dataclass(frozen=True)
 class Accident:
+    """A production-safety accident at the firm (the profile's history, or an ACCIDENT
+    event). Any accident within the policy's windows makes the firm at least ORANGE (36
+    months by default) and keeps it off the white list (36 months); one with at least
+    `fatal_accident_min_deaths` deaths (1) within 12 months makes it RED. Windows end on
+    the decision's as_of: an accident dated after it does not count yet."""
+
     occurred_on: date
     level: AccidentLevel
     deaths: int
@@ -116,6 +133,11 @@ class Accident:
 
 @dataclass(frozen=True)
 class Penalty:
+    """An administrative penalty decided against the firm: within 12 months of
+    `decided_on` (by default) it makes the firm at least YELLOW, within 24 it keeps it
+    off the white list. The amount (shown in the PENALTY event's summary) and the basis
+    are kept for the record; no rule reads them."""
+
     decided_on: date
     amount_yuan: float
     basis: str

@@ -47,6 +47,14 @@ class DecisionRecord(FirmRecord):
 
 @dataclass
 class WhitelistEntry(FirmRecord):
+    """One spell of a firm on the white list (无事不扰, docs/policy.md §3), granted by a
+    WHITELIST decision: in force from `granted_on` to `valid_until` (as_of plus the
+    policy's valid_months). Each later WHITELIST decision extends it (`decision_id` then
+    names that one, `name`/`region` follow the firm); the first decision that is not
+    closes it (`revoked_on`, `revoked_reason`), and one made after `valid_until` closes
+    it as expired. Open while `revoked_on` is None, at most one a firm (a partial unique
+    index)."""
+
     name: str
     region: str
     granted_on: date

@@ -11,6 +11,7 @@ import pytest
 from services.booking.domain import messages, qr
 from services.booking.domain.events import HazardFound, HazardVerified, RectificationOverdue
 from services.booking.domain.findings import FindingInput
+from services.booking.domain.firm_access import STAFF, FirmAccess
 from services.booking.domain.rules_service import RulesRejected, RulesUnavailable
 from services.booking.service_layer import (
     dispatch as dispatch_use_case,
@@ -215,11 +216,11 @@ def test_cancelling_frees_the_slot_for_a_waiting_order(
     first = place(uow, ctx, token, "a", *tomorrow)
     waiting = place(uow, ctx, token, "b", *tomorrow)  # one visit a day: it waits
     assert first.status == "dispatched" and waiting.status == "submitted"
-    cancelled = orders.cancel_order(uow, ctx, first.id, token=token, actor="firm", reason="")
+    cancelled = orders.cancel_order(uow, ctx, first.id, FirmAccess(token), actor="firm", reason="")
     assert cancelled.status == "cancelled" and cancelled.history[-1].reason == "企业取消"
     assert uow.register.orders_by_id[waiting.id].status == "dispatched"
     with pytest.raises(ValidationError):  # the authority must say why
-        orders.cancel_order(uow, ctx, waiting.id, actor="admin", reason=" ")
+        orders.cancel_order(uow, ctx, waiting.id, STAFF, actor="admin", reason=" ")
 
 
 def test_orders_are_listed_a_page_at_a_time(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:
@@ -329,8 +330,10 @@ def test_proof_then_recheck_verifies_and_closes_the_order(
         uow, ctx, order.id, [finding()], visited_on="", minutes=60, actor="E1"
     ).tickets[0]
     with pytest.raises(ValidationError):
-        tickets.submit_rectification(uow, ctx, ticket.id, token=token, note="", photo=b"GIF89a")
-    tickets.submit_rectification(uow, ctx, ticket.id, token=token, note="已整改", photo=PNG)
+        tickets.submit_rectification(
+            uow, ctx, ticket.id, FirmAccess(token), note="", photo=b"GIF89a"
+        )
+    tickets.submit_rectification(uow, ctx, ticket.id, FirmAccess(token), note="已整改", photo=PNG)
     with pytest.raises(PermissionDenied):
         tickets.recheck_ticket(
             uow, ctx, ticket.id, passed=True, note="", new_due_on="", actor="x",
@@ -343,7 +346,7 @@ def test_proof_then_recheck_verifies_and_closes_the_order(
     assert isinstance(uow.register.events[-1], HazardVerified)
     assert uow.register.orders_by_id[order.id].status == "closed"
     with pytest.raises(PreconditionFailed):
-        tickets.submit_rectification(uow, ctx, ticket.id, token=token, note="", photo=PNG)
+        tickets.submit_rectification(uow, ctx, ticket.id, FirmAccess(token), note="", photo=PNG)
 
 
 def test_a_failed_recheck_needs_a_new_deadline(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:
@@ -351,7 +354,7 @@ def test_a_failed_recheck_needs_a_new_deadline(uow: FakeUnitOfWork, ctx: Any, to
     ticket = visits.record_visit(
         uow, ctx, order.id, [finding()], visited_on="", minutes=60, actor="E1"
     ).tickets[0]
-    tickets.submit_rectification(uow, ctx, ticket.id, token=token, note="", photo=PNG)
+    tickets.submit_rectification(uow, ctx, ticket.id, FirmAccess(token), note="", photo=PNG)
     with pytest.raises(ValidationError):
         tickets.recheck_ticket(
             uow, ctx, ticket.id, passed=False, note="", new_due_on="", actor="inspector"
@@ -378,20 +381,20 @@ def test_the_sweep_reports_an_overdue_ticket_once_per_deadline(
 
 def test_pages_read_the_firms_own_records(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:
     order = dispatched(uow, ctx, token)
-    landing = views.landing(uow, ctx, token, FIRM)  # the firm's session
+    landing = views.landing(uow, ctx, FirmAccess(token, FIRM))  # the firm's session
     assert landing["orders"] == [order] and landing["names"] == {"E1": "专家E1"}
-    page = views.order_page(uow, ctx, token, order.id, FIRM)
+    page = views.order_page(uow, ctx, FirmAccess(token, FIRM), order.id)
     assert page["phone"] == "138****5678" and page["items"] == ["消防安全检查指导"]
     # the QR token alone: the firm's name and the menu; an order's number and status
-    public = views.landing(uow, ctx, token)
+    public = views.landing(uow, ctx, FirmAccess(token))
     assert not public["signed_in"] and "orders" not in public and "open_tickets" not in public
-    confirmation = views.order_page(uow, ctx, token, order.id)
+    confirmation = views.order_page(uow, ctx, FirmAccess(token), order.id)
     assert not confirmation["signed_in"] and "phone" not in confirmation
     other = qr_codes.issue_qr_code(uow, ctx, FIRM)  # reissued: the old token opens nothing
     with pytest.raises(PermissionDenied):
-        views.order_page(uow, ctx, token, order.id)
+        views.order_page(uow, ctx, FirmAccess(token), order.id)
     with pytest.raises(NotFound):
-        views.order_page(uow, ctx, other.token, "B000000NOPE")
+        views.order_page(uow, ctx, FirmAccess(other.token), "B000000NOPE")
 
 
 # ---------------------------------------------------------------- the outbox

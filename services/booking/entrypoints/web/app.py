@@ -21,7 +21,9 @@ from services.booking.entrypoints.web.limits import (
 )
 from services.booking.entrypoints.web.middleware import Guard
 from services.booking.entrypoints.web.pages import Pages
-from services.booking.entrypoints.web.staff_pages import staff_routes
+from services.booking.entrypoints.web.staff_expert import ExpertPages
+from services.booking.entrypoints.web.staff_inspector import InspectorPages
+from services.booking.entrypoints.web.staff_pages import SignInPages
 from services.booking.service_layer.ports import BookingContext
 from services.common.auth import TokenStore
 
@@ -36,14 +38,25 @@ def create_web_app(
     limits: WebLimits | None = DEFAULT_WEB_LIMITS,
     staff: TokenStore | None = None,
 ) -> Starlette:
-    """The phone page, /verify, /dashboard, /healthz and the staff pages (routes:
-    entrypoints/web/__init__.py, web/staff_pages.py)."""
+    """The phone page, /verify, /dashboard, /healthz and the staff pages, every route in
+    one table (described in entrypoints/web/__init__.py and web/staff_pages.py)."""
     pages = Pages(ctx, engine, on_outbox, staff)
     board = DashboardRoutes(pages)
-    staff_pages, sign_in = staff_routes(ctx, engine, pages.render, on_outbox, pages.guidance)
-    pages.session_opens_dashboard = sign_in.may_open_dashboard  # supervisors, admins
+    args = (ctx, engine, pages.render, on_outbox, pages.guidance)
+    sign, inspector, expert = SignInPages(*args), InspectorPages(*args), ExpertPages(*args)
+    pages.session_opens_dashboard = sign.may_open_dashboard  # supervisors, admins
     routes = [
-        *staff_pages,
+        Route("/staff", sign.home, methods=["GET"]),
+        Route("/staff/login", sign.login_form, methods=["GET"]),
+        Route("/staff/login", sign.login_submit, methods=["POST"]),
+        Route("/staff/logout", sign.logout, methods=["POST"]),
+        Route("/staff/tickets", inspector.queue, methods=["GET"]),
+        Route("/staff/tickets/{ticket_id}", inspector.ticket, methods=["GET"]),
+        Route("/staff/tickets/{ticket_id}", inspector.recheck, methods=["POST"]),
+        Route("/staff/photos/{photo_id}", inspector.photo, methods=["GET"]),
+        Route("/staff/visits", expert.visits, methods=["GET"]),
+        Route("/staff/orders/{order_id}/visit", expert.visit_form, methods=["GET"]),
+        Route("/staff/orders/{order_id}/visit", expert.visit_submit, methods=["POST"]),
         Route("/q/{token}", pages.landing, methods=["GET"]),
         Route("/q/{token}/order", pages.order_form, methods=["GET"]),
         Route("/q/{token}/order", pages.order_submit, methods=["POST"]),

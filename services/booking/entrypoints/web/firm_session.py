@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.sign_in import SESSION_TTL
 from services.booking.service_layer import sign_in
 from services.booking.service_layer.ports import BookingContext
@@ -35,6 +36,12 @@ async def signed_in_firm(ctx: BookingContext, engine: Engine, request: Request) 
         return ""
     found = await run_in_threadpool(sign_in.session_firm, SqlUnitOfWork(engine), ctx, text)
     return found or ""
+
+
+async def firm_access(ctx: BookingContext, engine: Engine, request: Request) -> FirmAccess:
+    """What a /q/{token}/ request brings: the QR token in its path and the firm its
+    session cookie signs in (unchecked against each other: the use case does that)."""
+    return FirmAccess(request.path_params["token"], await signed_in_firm(ctx, engine, request))
 
 
 def set_cookie(response: Response, ctx: BookingContext, text: str) -> None:

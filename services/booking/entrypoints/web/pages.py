@@ -3,9 +3,11 @@ dashboard is web/dashboard.py): each reads the request, asks one
 use case or view of the service layer (with a fresh unit of work), and renders a
 template; nothing here decides anything (like the gRPC servicer).
 
-The signed QR token in the path is the firm's only credential, and only for its own
-page, orders, tickets and photos; every /q/ route resolves it first, before it looks
-anything up, so a bad token learns nothing (not even whether an order id exists).
+The signed QR token in the path opens the firm's public page and order confirmations;
+its tickets, photos and the private parts of its pages also need the firm's session
+cookie (firm_session.py): the two travel together as a `FirmAccess`. Every /q/ route
+resolves the token first, before it looks anything up, so a bad token learns nothing
+(not even whether an order id exists).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
+from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import MAX_CLAUSE_REFS, MAX_NOTE, bookable_slots
 from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
-from services.booking.entrypoints.web.firm_session import sign_in_redirect, signed_in_firm
+from services.booking.entrypoints.web.firm_session import firm_access, sign_in_redirect
 from services.booking.entrypoints.web.middleware import (
     BodyTooLarge,
     form_part_limit,
@@ -115,12 +118,13 @@ class Pages:
     # -- landing, the order form, the confirmation
 
     async def landing(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        firm_id = await signed_in_firm(self.ctx, self.engine, request)
-        data = await self.use_case(views.landing, token, firm_id)
+        access = await firm_access(self.ctx, self.engine, request)
+        data = await self.use_case(views.landing, access)
         if data["signed_in"]:  # the rules service's decision, for the firm's own eyes
-            data["panel"] = await run_in_threadpool(guidance.firm_status, self.ctx, firm_id, token)
-        return self.render("landing.html", token=token, **data)
+            data["panel"] = await run_in_threadpool(
+                guidance.firm_status, self.ctx, access.session_firm, access.token
+            )
+        return self.render("landing.html", token=access.token, **data)
 
     def _order_form(
         self,
@@ -202,36 +206,36 @@ class Pages:
         return RedirectResponse(f"/q/{token}/orders/{order.id}", status_code=303)
 
     async def order_page(self, request: Request) -> Response:
-        token, order_id = request.path_params["token"], request.path_params["order_id"]
-        firm_id = await signed_in_firm(self.ctx, self.engine, request)
-        data = await self.use_case(views.order_page, token, order_id, firm_id)
-        return self.render("order.html", token=token, **data)
+        access = await firm_access(self.ctx, self.engine, request)
+        data = await self.use_case(views.order_page, access, request.path_params["order_id"])
+        return self.render("order.html", token=access.token, **data)
 
     # -- tickets and photos
 
-    def _ticket(self, token: str, ticket_id: str, firm_id: str) -> dict[str, Any]:
-        data = views.ticket_page(self.uow(), self.ctx, token, ticket_id, self.guidance, firm_id)
+    def _ticket(self, access: FirmAccess, ticket_id: str) -> dict[str, Any]:
+        data = views.ticket_page(self.uow(), self.ctx, access, ticket_id, self.guidance)
         return {**data, "max_mb": MAX_PHOTO_BYTES // (1024 * 1024)}
 
-    async def _own_firm(self, request: Request) -> str:
-        """The signed-in firm of a private route; "" sends the visitor to sign in."""
+    async def _own_firm(self, request: Request) -> FirmAccess:
+        """The credentials of a private route, the token checked first; without a
+        `session_firm` the visitor is sent to sign in."""
         await run_in_threadpool(self._firm, request.path_params["token"])  # the token first
-        return await signed_in_firm(self.ctx, self.engine, request)
+        return await firm_access(self.ctx, self.engine, request)
 
     async def ticket_page(self, request: Request) -> Response:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
-        firm_id = await self._own_firm(request)
-        if not firm_id:
+        access = await self._own_firm(request)
+        if not access.session_firm:
             return sign_in_redirect(token, request)
-        data = await run_in_threadpool(self._ticket, token, ticket_id, firm_id)
+        data = await run_in_threadpool(self._ticket, access, ticket_id)
         return self.render(
             "ticket.html", token=token, note="", errors={}, general_errors=[], **data
         )
 
     async def ticket_submit(self, request: Request) -> Response:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
-        firm_id = await self._own_firm(request)
-        if not firm_id:
+        access = await self._own_firm(request)
+        if not access.session_firm:
             return sign_in_redirect(token, request)
         note, photo, errors, status = "", b"", {}, 400
         try:
@@ -251,8 +255,7 @@ class Pages:
                 await self.use_case(
                     tickets.submit_rectification,
                     ticket_id,
-                    token=token,
-                    firm_id=firm_id,
+                    access,
                     note=note,
                     photo=photo,
                 )
@@ -262,7 +265,7 @@ class Pages:
             except PreconditionFailed:
                 errors, status = {"_form": [messages.ALREADY_VERIFIED]}, 409
         if errors:
-            data = await run_in_threadpool(self._ticket, token, ticket_id, firm_id)
+            data = await run_in_threadpool(self._ticket, access, ticket_id)
             general = [m for f, ms in errors.items() if f not in TICKET_FIELDS for m in ms]
             return self.render(
                 "ticket.html",
@@ -278,10 +281,10 @@ class Pages:
 
     async def photo(self, request: Request) -> Response:
         token, photo_id = request.path_params["token"], request.path_params["photo_id"]
-        firm_id = await self._own_firm(request)
-        if not firm_id:  # like tickets: sign in first (the photo is not shown)
+        access = await self._own_firm(request)
+        if not access.session_firm:  # like tickets: sign in first (the photo is not shown)
             return sign_in_redirect(token, request)
-        found = await self.use_case(tickets.photo_of, photo_id, token, firm_id)
+        found = await self.use_case(tickets.photo_of, photo_id, access)
         if found.content_type not in ("image/jpeg", "image/png"):  # sniffed on upload; be sure
             raise NotFound(messages.no_such("photo", photo_id))
         return Response(

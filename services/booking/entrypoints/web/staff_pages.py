@@ -1,6 +1,6 @@
 """The staff pages (inspectors, experts; supervisors and admins reach /dashboard with
 their session): sign-in and what every staff page shares. The inspector's pages are in
-staff_inspector.py, the expert's in staff_expert.py; `staff_routes` lists them all.
+staff_inspector.py, the expert's in staff_expert.py; web/app.py's table routes them.
 
 Routes:
     GET  /staff                          → the person's own start page (or the login)
@@ -31,7 +31,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
 
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
@@ -270,33 +269,3 @@ class SignInPages(StaffBase):
 
 def _minutes(span: timedelta) -> int:
     return int(span.total_seconds() // 60)
-
-
-def staff_routes(
-    ctx: BookingContext,
-    engine: Engine,
-    render: Render,
-    on_outbox: Callable[[], None],
-    guidance: Guidance,
-) -> tuple[list[Route], SignInPages]:
-    """The staff routes, and the sign-in pages (whose `may_open_dashboard` the dashboard
-    asks)."""
-    from services.booking.entrypoints.web.staff_expert import ExpertPages
-    from services.booking.entrypoints.web.staff_inspector import InspectorPages
-
-    args = (ctx, engine, render, on_outbox, guidance)
-    sign, inspector, expert = SignInPages(*args), InspectorPages(*args), ExpertPages(*args)
-    routes = [
-        Route("/staff", sign.home, methods=["GET"]),
-        Route("/staff/login", sign.login_form, methods=["GET"]),
-        Route("/staff/login", sign.login_submit, methods=["POST"]),
-        Route("/staff/logout", sign.logout, methods=["POST"]),
-        Route("/staff/tickets", inspector.queue, methods=["GET"]),
-        Route("/staff/tickets/{ticket_id}", inspector.ticket, methods=["GET"]),
-        Route("/staff/tickets/{ticket_id}", inspector.recheck, methods=["POST"]),
-        Route("/staff/photos/{photo_id}", inspector.photo, methods=["GET"]),
-        Route("/staff/visits", expert.visits, methods=["GET"]),
-        Route("/staff/orders/{order_id}/visit", expert.visit_form, methods=["GET"]),
-        Route("/staff/orders/{order_id}/visit", expert.visit_submit, methods=["POST"]),
-    ]
-    return routes, sign
