@@ -299,6 +299,10 @@ def _red_reasons(
 def _orange_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
+    """ORANGE's row of policy.md §2 (rulesets/policy.yaml `colour.orange`), asked when no
+    RED reason holds: at least `min_general_findings` GENERAL findings, an accident of
+    any kind within `accident_window_months`, a listed credit rating, or a high-risk
+    domain with standardization grade 0. The texts of those that hold, in that order."""
     reasons = []
     generals, least = _generals(findings), cp.orange_min_general_findings
     if generals >= least:
@@ -317,6 +321,10 @@ def _orange_reasons(
 def _yellow_reasons(
     profile: EnterpriseProfile, findings: tuple[Finding, ...], cp: ColourPolicy, as_of: date
 ) -> list[str]:
+    """YELLOW's row (`colour.yellow`), asked when no ORANGE reason holds: at least
+    `min_general_findings` GENERAL findings (fewer than ORANGE's threshold, hence the
+    table's "1–2"), a penalty within `penalty_window_months`, a listed credit rating, or
+    a 十二分制 score below `merchant_score_below`. The texts of those that hold, in order."""
     reasons = []
     generals, score = _generals(findings), profile.merchant_score
     if generals >= cp.yellow_min_general_findings:
