@@ -52,7 +52,6 @@ from sqlalchemy import (
     Text,
     bindparam,
     cast,
-    func,
     select,
     text,
     update,
@@ -424,42 +423,41 @@ def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
 def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) -> None:
     """`audit.append` for a batch of per-firm chains: the same links and heads, but the
     rows go in by one executemany (COPY on PostgreSQL) without RETURNING (a multi-row
-    INSERT … RETURNING of hundreds of rows cost more than the rest of the write). On
-    PostgreSQL the rows' ids are taken from the table's sequence first, in order; on
-    SQLite each chain's last id is read back after (one writer: the newest row of each
-    chain is this batch's)."""
+    INSERT … RETURNING of hundreds of rows cost more than the rest of the write). The
+    rows' ids are taken beforehand, in order: from the table's sequence on PostgreSQL;
+    on SQLite, after the table's largest id (what SQLite gives a table without
+    AUTOINCREMENT; one writer, whose transaction this is). The entries are stamped and
+    linked in place (each a dict of its own, made for this call)."""
     if not entries:
         return
-    log, chains = AUDIT.log, chains_of(AUDIT.log)
+    log = AUDIT.log
     by_chain: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_chain.setdefault(entry["chain"], []).append(entry)
     keys = sorted(by_chain)  # heads locked in key order, as audit.append does
-    query = select(chains.c.chain, chains.c.last_hash).where(chains.c.chain.in_(keys))
-    query = query.order_by(chains.c.chain)
-    heads = {
-        r.chain: r.last_hash for r in connection.execute(query.with_for_update() if lock else query)
-    }
+    heads = dict(_chain_heads(connection, keys, lock=lock))
     at = datetime.now(UTC).isoformat(timespec="microseconds")
     rows: list[dict[str, Any]] = []
     ends: dict[str, str] = {}
     for key in keys:
         prev = heads.get(key, GENESIS)
         for entry in by_chain[key]:
-            stamped = {**entry, "at": at}
-            digest = plain_entry_hash(prev, stamped)  # values are plain: _fields
-            rows.append({**stamped, "prev_hash": prev, "hash": digest})
+            entry["at"] = at
+            digest = plain_entry_hash(prev, entry)  # values are plain: _fields
+            entry["prev_hash"], entry["hash"] = prev, digest
+            rows.append(entry)
             prev = digest
         ends[key] = prev
     if connection.dialect.name == "postgresql":
-        for row, taken in zip(rows, _sequence_ids(connection, log, len(rows)), strict=True):
-            row["id"] = taken
-        last = {row["chain"]: row["id"] for row in rows}  # rows are in chain order
-        _executemany(connection, log, rows)
+        taken = _sequence_ids(connection, log, len(rows))
     else:
-        _executemany(connection, log, rows)
-        newest = select(log.c.chain, func.max(log.c.id)).where(log.c.chain.in_(keys))
-        last = {chain: int(i) for chain, i in connection.execute(newest.group_by(log.c.chain))}
+        largest = connection.exec_driver_sql(f"SELECT max(id) FROM {log.name}").scalar()
+        taken = range((largest or 0) + 1, (largest or 0) + 1 + len(rows))
+    for row, row_id in zip(rows, taken, strict=True):
+        row["id"] = row_id
+    last = {row["chain"]: row["id"] for row in rows}  # rows are in chain order
+    _executemany(connection, log, rows)
+    chains = chains_of(log)
     moved = [
         {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k in heads
     ]
@@ -468,6 +466,23 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
         {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k not in heads
     ]
     _executemany(connection, chains, new)
+
+
+def _chain_heads(connection: Connection, keys: list[str], *, lock: bool) -> list[Any]:
+    """(chain, last_hash) of those of `keys` that have a head, in key order (locked for
+    update with `lock`): the keys go as one parameter (an array on PostgreSQL, a JSON
+    text on SQLite), not as one bound parameter each, which Core renders every time."""
+    heads = chains_of(AUDIT.log).name
+    if connection.dialect.name == "postgresql":
+        sql = f"SELECT chain, last_hash FROM {heads} WHERE chain = ANY(%s) ORDER BY chain" + (
+            " FOR UPDATE" if lock else ""
+        )
+        return list(connection.exec_driver_sql(sql, (keys,)))
+    sql = (
+        f"SELECT chain, last_hash FROM {heads}"
+        " WHERE chain IN (SELECT value FROM json_each(?)) ORDER BY chain"
+    )
+    return list(connection.exec_driver_sql(sql, (orjson.dumps(keys).decode(),)))
 
 
 def _sequence_ids(connection: Connection, table: Table, count: int) -> list[int]:
