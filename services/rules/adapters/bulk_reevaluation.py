@@ -448,6 +448,7 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
             rows.append(entry)
             prev = digest
         ends[key] = prev
+    taken: Sequence[int]
     if connection.dialect.name == "postgresql":
         taken = _sequence_ids(connection, log, len(rows))
     else:
