@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -821,33 +822,42 @@ def _executemany(
             _update_from_json(connection, table, order, bound)
             return
         if queued is not None:
-            queued.append((sql, [tuple(values) for values in bound], True))
+            queued.append((sql, bound, True))
             return
         if len(bound) >= COPY_FROM:
             _copy(connection, table, order, bound)
             return
     # SQLite; a few rows on PostgreSQL: psycopg sends an executemany's statements in one
     # pipeline (one round trip), where a COPY takes two
-    connection.exec_driver_sql(sql, [tuple(values) for values in bound])
+    connection.exec_driver_sql(sql, bound)
 
 
 def _bound(
     rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...], processors: list[Any]
-) -> list[list[Any]]:
+) -> list[tuple[Any, ...]]:
     """Each row's values of `columns`, in that order, each through its column's bind
-    processor (None: as is)."""
+    processor (None: as is). Column by column: a JSON column's values each encoded, any
+    other processed column's once per distinct object (a batch's rows share their days
+    and instants)."""
+    pick = itemgetter(*columns)
+    picked = [pick(row) for row in rows] if len(columns) > 1 else [(pick(r),) for r in rows]
     processed = [(i, p) for i, p in enumerate(processors) if p is not None]
-    out = []
-    for row in rows:
-        values = [row[c] for c in columns]
-        for i, process in processed:
-            values[i] = process(values[i])
-        out.append(values)
-    return out
+    if not processed:
+        return picked
+    by_column: list[Sequence[Any]] = list(zip(*picked, strict=True))
+    for i, process in processed:
+        values = by_column[i]
+        if process is _json_text:
+            by_column[i] = [_json_text(v) for v in values]
+        else:  # by identity: equal values may differ (an instant in two time zones)
+            distinct = {id(v): v for v in values}
+            done = {k: process(v) for k, v in distinct.items()}
+            by_column[i] = [done[id(v)] for v in values]
+    return list(zip(*by_column, strict=True))
 
 
 def _copy(
-    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[list[Any]]
+    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[tuple[Any, ...]]
 ) -> None:
     """PostgreSQL: insert by COPY … FROM STDIN on the transaction's own connection (one
     statement for the whole batch; an executemany is a statement per row, each parsed,
@@ -864,7 +874,7 @@ def _copy(
 
 
 def _update_from_json(
-    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[list[Any]]
+    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[tuple[Any, ...]]
 ) -> None:
     """PostgreSQL: UPDATE … FROM json_to_recordset(the batch's rows as one JSON text), the
     key last: one statement and one parameter for the batch (an array per column made
