@@ -35,7 +35,7 @@ JSON as stored, with the ones the per-call path writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -61,7 +61,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
-from services.common.clock import new_id, now
+from services.common.clock import IdSource, now
 from services.rules.adapters.feed import EXPIRED_MARK
 from services.rules.adapters.feed import event_change as feed_event_change
 from services.rules.adapters.orm import (
@@ -188,7 +188,8 @@ class BatchRegister:
             lock=self._lock_rows,
         )
         old = _old_blockers(connection, batch)
-        rows = [row for r in batch for row in _change_rows(r, old, at)]
+        ids = IdSource()
+        rows = [row for r in batch for row in _change_rows(r, old, at, ids)]
         _executemany(connection, changes, rows)
 
     def write_events(self, applied: Sequence[AppliedEvent]) -> None:
@@ -221,12 +222,12 @@ class BatchRegister:
         old = _old_blockers(connection, decided)
         for r in decided:  # a decision of the group is the next one's predecessor
             old[r.decision_id] = [b.code for b in r.decision.whitelist_blockers]
-        at = now()
+        at, ids = now(), IdSource()
         rows = []
         for a in applied:
             rows.append(_event_change(a.record, a.region))
             if a.reevaluated is not None:
-                rows.extend(_change_rows(a.reevaluated, old, at))
+                rows.extend(_change_rows(a.reevaluated, old, at, ids))
         _executemany(connection, changes, rows)
 
 
@@ -644,10 +645,15 @@ def _old_blockers(connection: Connection, batch: Sequence[Reevaluated]) -> dict[
 
 
 def _change_row(
-    kind: ChangeKind, enterprise_id: str, region: str, detail: dict[str, Any], at: datetime
+    kind: ChangeKind,
+    enterprise_id: str,
+    region: str,
+    detail: dict[str, Any],
+    at: datetime,
+    ids: Callable[[], str],
 ) -> dict[str, Any]:
     return {
-        "change_id": new_id(),
+        "change_id": ids(),
         "enterprise_id": enterprise_id,
         "region": region,
         "kind": kind.value,
@@ -657,7 +663,12 @@ def _change_row(
 
 
 def _entry_change(
-    kind: ChangeKind, entry: OpenEntry, values: Mapping[str, Any], region: str, at: datetime
+    kind: ChangeKind,
+    entry: OpenEntry,
+    values: Mapping[str, Any],
+    region: str,
+    at: datetime,
+    ids: Callable[[], str],
 ) -> dict[str, Any]:
     revoked = values["revoked_on"]
     detail = {
@@ -667,11 +678,11 @@ def _entry_change(
         "reason": values["revoked_reason"],
         "decision_id": values["decision_id"],
     }
-    return _change_row(kind, entry.enterprise_id, region, detail, at)
+    return _change_row(kind, entry.enterprise_id, region, detail, at, ids)
 
 
 def _change_rows(
-    r: Reevaluated, old_blockers: Mapping[str, list[str]], at: datetime
+    r: Reevaluated, old_blockers: Mapping[str, list[str]], at: datetime, ids: Callable[[], str]
 ) -> list[dict[str, Any]]:
     """The feed rows of one firm, as the change recorder orders them: the expiry (its
     own flush in the per-call path) first, then the decision and the entry's move."""
@@ -694,11 +705,12 @@ def _change_rows(
             "cause": r.cause,
         }
         kind = ChangeKind.DECISION_CHANGED
-        out.append((KIND_ORDER[kind], _change_row(kind, f.enterprise_id, r.region, detail, at)))
+        row = _change_row(kind, f.enterprise_id, r.region, detail, at, ids)
+        out.append((KIND_ORDER[kind], row))
     if (g := r.granted) is not None:
         kind = ChangeKind.WHITELIST_GRANTED
         values = _entry_values(g, revoked_reason="")
-        out.append((KIND_ORDER[kind], _entry_change(kind, g, values, g.region, at)))
+        out.append((KIND_ORDER[kind], _entry_change(kind, g, values, g.region, at, ids)))
     if (m := r.moved) is not None and (
         m.kind == "revoked" or m.valid_until != m.entry.valid_until
     ):  # an extension to the same end changes nothing a follower sees
@@ -706,12 +718,14 @@ def _change_rows(
         if EXPIRED_MARK in m.revoked_reason:  # as the recorder tells the two apart
             kind = ChangeKind.WHITELIST_EXPIRED
         region = m.region if m.kind == "extended" else m.entry.region
-        out.append((KIND_ORDER[kind], _entry_change(kind, m.entry, _move_values(m), region, at)))
+        row = _entry_change(kind, m.entry, _move_values(m), region, at, ids)
+        out.append((KIND_ORDER[kind], row))
     out.sort(key=lambda pair: pair[0])
     rows = [row for _, row in out]
     if (e := r.expired) is not None:
         rows.insert(
-            0, _entry_change(_MOVE_KIND["expired"], e.entry, _move_values(e), e.entry.region, at)
+            0,
+            _entry_change(_MOVE_KIND["expired"], e.entry, _move_values(e), e.entry.region, at, ids),
         )
     return rows
 
