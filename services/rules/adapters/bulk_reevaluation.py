@@ -513,19 +513,16 @@ def _granted_row(g: OpenEntry) -> dict[str, Any]:
     }
 
 
-def _plain(value: Any) -> Any:
-    """As the audit trail keeps a value (services/common/audit.py; a datetime is a date)."""
-    return value.isoformat() if isinstance(value, date) else value
-
-
 def _fields(spec: Audited, values: Mapping[str, Any]) -> dict[str, Any]:
-    redact = spec.redact or {}
-    out = {}
-    for name in spec.fields:
-        value = _plain(values[name])
-        if name in redact and value is not None:
-            value = redact[name](value)
-        out[name] = value
+    """The audited fields of `values` as the audit trail keeps them (services/common/
+    audit.py: a date or datetime as its isoformat, then redacted when not None)."""
+    out = {
+        name: value.isoformat() if isinstance(value := values[name], date) else value
+        for name in spec.fields
+    }
+    for name, redact in (spec.redact or {}).items():
+        if name in out and out[name] is not None:
+            out[name] = redact(out[name])
     return out
 
 
