@@ -41,3 +41,23 @@ def new_id(prefix: str = "") -> str:
     hex digits (those of `uuid.uuid4().hex`, built without the UUID object)."""
     bits = int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET
     return prefix + f"{bits:032x}"[: ID_LENGTH - len(prefix)]
+
+
+class IdSource:
+    """`new_id`'s ids (no prefix), drawn `chunk` at a time from one os.urandom call (a
+    system call costs more than building a few ids): for a batch that makes thousands.
+    Made for one batch, in the process that uses it (a forked child holding a copy would
+    hand out the parent's ids)."""
+
+    def __init__(self, chunk: int = 256) -> None:
+        self._chunk = chunk
+        self._ready: list[str] = []
+
+    def __call__(self) -> str:
+        if not self._ready:
+            raw = os.urandom(16 * self._chunk)
+            self._ready = [
+                f"{int.from_bytes(raw[i : i + 16]) & _UUID4_CLEAR | _UUID4_SET:032x}"[:ID_LENGTH]
+                for i in range(0, len(raw), 16)
+            ]
+        return self._ready.pop()

@@ -35,11 +35,12 @@ JSON as stored, with the ones the per-call path writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -52,7 +53,6 @@ from sqlalchemy import (
     Text,
     bindparam,
     cast,
-    func,
     select,
     text,
     update,
@@ -61,7 +61,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
-from services.common.clock import new_id, now
+from services.common.clock import IdSource, now
 from services.rules.adapters.feed import EXPIRED_MARK
 from services.rules.adapters.feed import event_change as feed_event_change
 from services.rules.adapters.orm import (
@@ -188,7 +188,8 @@ class BatchRegister:
             lock=self._lock_rows,
         )
         old = _old_blockers(connection, batch)
-        rows = [row for r in batch for row in _change_rows(r, old, at)]
+        ids = IdSource()
+        rows = [row for r in batch for row in _change_rows(r, old, at, ids)]
         _executemany(connection, changes, rows)
 
     def write_events(self, applied: Sequence[AppliedEvent]) -> None:
@@ -221,12 +222,12 @@ class BatchRegister:
         old = _old_blockers(connection, decided)
         for r in decided:  # a decision of the group is the next one's predecessor
             old[r.decision_id] = [b.code for b in r.decision.whitelist_blockers]
-        at = now()
+        at, ids = now(), IdSource()
         rows = []
         for a in applied:
             rows.append(_event_change(a.record, a.region))
             if a.reevaluated is not None:
-                rows.extend(_change_rows(a.reevaluated, old, at))
+                rows.extend(_change_rows(a.reevaluated, old, at, ids))
         _executemany(connection, changes, rows)
 
 
@@ -424,42 +425,42 @@ def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
 def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) -> None:
     """`audit.append` for a batch of per-firm chains: the same links and heads, but the
     rows go in by one executemany (COPY on PostgreSQL) without RETURNING (a multi-row
-    INSERT … RETURNING of hundreds of rows cost more than the rest of the write). On
-    PostgreSQL the rows' ids are taken from the table's sequence first, in order; on
-    SQLite each chain's last id is read back after (one writer: the newest row of each
-    chain is this batch's)."""
+    INSERT … RETURNING of hundreds of rows cost more than the rest of the write). The
+    rows' ids are taken beforehand, in order: from the table's sequence on PostgreSQL;
+    on SQLite, after the table's largest id (what SQLite gives a table without
+    AUTOINCREMENT; one writer, whose transaction this is). The entries are stamped and
+    linked in place (each a dict of its own, made for this call)."""
     if not entries:
         return
-    log, chains = AUDIT.log, chains_of(AUDIT.log)
+    log = AUDIT.log
     by_chain: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_chain.setdefault(entry["chain"], []).append(entry)
     keys = sorted(by_chain)  # heads locked in key order, as audit.append does
-    query = select(chains.c.chain, chains.c.last_hash).where(chains.c.chain.in_(keys))
-    query = query.order_by(chains.c.chain)
-    heads = {
-        r.chain: r.last_hash for r in connection.execute(query.with_for_update() if lock else query)
-    }
+    heads = dict(_chain_heads(connection, keys, lock=lock))
     at = datetime.now(UTC).isoformat(timespec="microseconds")
     rows: list[dict[str, Any]] = []
     ends: dict[str, str] = {}
     for key in keys:
         prev = heads.get(key, GENESIS)
         for entry in by_chain[key]:
-            stamped = {**entry, "at": at}
-            digest = plain_entry_hash(prev, stamped)  # values are plain: _fields
-            rows.append({**stamped, "prev_hash": prev, "hash": digest})
+            entry["at"] = at
+            digest = plain_entry_hash(prev, entry)  # values are plain: _fields
+            entry["prev_hash"], entry["hash"] = prev, digest
+            rows.append(entry)
             prev = digest
         ends[key] = prev
+    taken: Sequence[int]
     if connection.dialect.name == "postgresql":
-        for row, taken in zip(rows, _sequence_ids(connection, log, len(rows)), strict=True):
-            row["id"] = taken
-        last = {row["chain"]: row["id"] for row in rows}  # rows are in chain order
-        _executemany(connection, log, rows)
+        taken = _sequence_ids(connection, log, len(rows))
     else:
-        _executemany(connection, log, rows)
-        newest = select(log.c.chain, func.max(log.c.id)).where(log.c.chain.in_(keys))
-        last = {chain: int(i) for chain, i in connection.execute(newest.group_by(log.c.chain))}
+        largest = connection.exec_driver_sql(f"SELECT max(id) FROM {log.name}").scalar()
+        taken = range((largest or 0) + 1, (largest or 0) + 1 + len(rows))
+    for row, row_id in zip(rows, taken, strict=True):
+        row["id"] = row_id
+    last = {row["chain"]: row["id"] for row in rows}  # rows are in chain order
+    _executemany(connection, log, rows)
+    chains = chains_of(log)
     moved = [
         {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k in heads
     ]
@@ -468,6 +469,23 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
         {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k not in heads
     ]
     _executemany(connection, chains, new)
+
+
+def _chain_heads(connection: Connection, keys: list[str], *, lock: bool) -> list[Any]:
+    """(chain, last_hash) of those of `keys` that have a head, in key order (locked for
+    update with `lock`): the keys go as one parameter (an array on PostgreSQL, a JSON
+    text on SQLite), not as one bound parameter each, which Core renders every time."""
+    heads = chains_of(AUDIT.log).name
+    if connection.dialect.name == "postgresql":
+        sql = f"SELECT chain, last_hash FROM {heads} WHERE chain = ANY(%s) ORDER BY chain" + (
+            " FOR UPDATE" if lock else ""
+        )
+        return list(connection.exec_driver_sql(sql, (keys,)))
+    sql = (
+        f"SELECT chain, last_hash FROM {heads}"
+        " WHERE chain IN (SELECT value FROM json_each(?)) ORDER BY chain"
+    )
+    return list(connection.exec_driver_sql(sql, (orjson.dumps(keys).decode(),)))
 
 
 def _sequence_ids(connection: Connection, table: Table, count: int) -> list[int]:
@@ -495,19 +513,16 @@ def _granted_row(g: OpenEntry) -> dict[str, Any]:
     }
 
 
-def _plain(value: Any) -> Any:
-    """As the audit trail keeps a value (services/common/audit.py; a datetime is a date)."""
-    return value.isoformat() if isinstance(value, date) else value
-
-
 def _fields(spec: Audited, values: Mapping[str, Any]) -> dict[str, Any]:
-    redact = spec.redact or {}
-    out = {}
-    for name in spec.fields:
-        value = _plain(values[name])
-        if name in redact and value is not None:
-            value = redact[name](value)
-        out[name] = value
+    """The audited fields of `values` as the audit trail keeps them (services/common/
+    audit.py: a date or datetime as its isoformat, then redacted when not None)."""
+    out = {
+        name: value.isoformat() if isinstance(value := values[name], date) else value
+        for name in spec.fields
+    }
+    for name, redact in (spec.redact or {}).items():
+        if name in out and out[name] is not None:
+            out[name] = redact(out[name])
     return out
 
 
@@ -627,10 +642,15 @@ def _old_blockers(connection: Connection, batch: Sequence[Reevaluated]) -> dict[
 
 
 def _change_row(
-    kind: ChangeKind, enterprise_id: str, region: str, detail: dict[str, Any], at: datetime
+    kind: ChangeKind,
+    enterprise_id: str,
+    region: str,
+    detail: dict[str, Any],
+    at: datetime,
+    ids: Callable[[], str],
 ) -> dict[str, Any]:
     return {
-        "change_id": new_id(),
+        "change_id": ids(),
         "enterprise_id": enterprise_id,
         "region": region,
         "kind": kind.value,
@@ -640,7 +660,12 @@ def _change_row(
 
 
 def _entry_change(
-    kind: ChangeKind, entry: OpenEntry, values: Mapping[str, Any], region: str, at: datetime
+    kind: ChangeKind,
+    entry: OpenEntry,
+    values: Mapping[str, Any],
+    region: str,
+    at: datetime,
+    ids: Callable[[], str],
 ) -> dict[str, Any]:
     revoked = values["revoked_on"]
     detail = {
@@ -650,11 +675,11 @@ def _entry_change(
         "reason": values["revoked_reason"],
         "decision_id": values["decision_id"],
     }
-    return _change_row(kind, entry.enterprise_id, region, detail, at)
+    return _change_row(kind, entry.enterprise_id, region, detail, at, ids)
 
 
 def _change_rows(
-    r: Reevaluated, old_blockers: Mapping[str, list[str]], at: datetime
+    r: Reevaluated, old_blockers: Mapping[str, list[str]], at: datetime, ids: Callable[[], str]
 ) -> list[dict[str, Any]]:
     """The feed rows of one firm, as the change recorder orders them: the expiry (its
     own flush in the per-call path) first, then the decision and the entry's move."""
@@ -677,11 +702,12 @@ def _change_rows(
             "cause": r.cause,
         }
         kind = ChangeKind.DECISION_CHANGED
-        out.append((KIND_ORDER[kind], _change_row(kind, f.enterprise_id, r.region, detail, at)))
+        row = _change_row(kind, f.enterprise_id, r.region, detail, at, ids)
+        out.append((KIND_ORDER[kind], row))
     if (g := r.granted) is not None:
         kind = ChangeKind.WHITELIST_GRANTED
         values = _entry_values(g, revoked_reason="")
-        out.append((KIND_ORDER[kind], _entry_change(kind, g, values, g.region, at)))
+        out.append((KIND_ORDER[kind], _entry_change(kind, g, values, g.region, at, ids)))
     if (m := r.moved) is not None and (
         m.kind == "revoked" or m.valid_until != m.entry.valid_until
     ):  # an extension to the same end changes nothing a follower sees
@@ -689,12 +715,14 @@ def _change_rows(
         if EXPIRED_MARK in m.revoked_reason:  # as the recorder tells the two apart
             kind = ChangeKind.WHITELIST_EXPIRED
         region = m.region if m.kind == "extended" else m.entry.region
-        out.append((KIND_ORDER[kind], _entry_change(kind, m.entry, _move_values(m), region, at)))
+        row = _entry_change(kind, m.entry, _move_values(m), region, at, ids)
+        out.append((KIND_ORDER[kind], row))
     out.sort(key=lambda pair: pair[0])
     rows = [row for _, row in out]
     if (e := r.expired) is not None:
         rows.insert(
-            0, _entry_change(_MOVE_KIND["expired"], e.entry, _move_values(e), e.entry.region, at)
+            0,
+            _entry_change(_MOVE_KIND["expired"], e.entry, _move_values(e), e.entry.region, at, ids),
         )
     return rows
 
@@ -805,33 +833,42 @@ def _executemany(
             _update_from_json(connection, table, order, bound)
             return
         if queued is not None:
-            queued.append((sql, [tuple(values) for values in bound], True))
+            queued.append((sql, bound, True))
             return
         if len(bound) >= COPY_FROM:
             _copy(connection, table, order, bound)
             return
     # SQLite; a few rows on PostgreSQL: psycopg sends an executemany's statements in one
     # pipeline (one round trip), where a COPY takes two
-    connection.exec_driver_sql(sql, [tuple(values) for values in bound])
+    connection.exec_driver_sql(sql, bound)
 
 
 def _bound(
     rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...], processors: list[Any]
-) -> list[list[Any]]:
+) -> list[tuple[Any, ...]]:
     """Each row's values of `columns`, in that order, each through its column's bind
-    processor (None: as is)."""
+    processor (None: as is). Column by column: a JSON column's values each encoded, any
+    other processed column's once per distinct object (a batch's rows share their days
+    and instants)."""
+    pick = itemgetter(*columns)
+    picked = [pick(row) for row in rows] if len(columns) > 1 else [(pick(r),) for r in rows]
     processed = [(i, p) for i, p in enumerate(processors) if p is not None]
-    out = []
-    for row in rows:
-        values = [row[c] for c in columns]
-        for i, process in processed:
-            values[i] = process(values[i])
-        out.append(values)
-    return out
+    if not processed:
+        return picked
+    by_column: list[Sequence[Any]] = list(zip(*picked, strict=True))
+    for i, process in processed:
+        values = by_column[i]
+        if process is _json_text:
+            by_column[i] = [_json_text(v) for v in values]
+        else:  # by identity: equal values may differ (an instant in two time zones)
+            distinct = {id(v): v for v in values}
+            done = {k: process(v) for k, v in distinct.items()}
+            by_column[i] = [done[id(v)] for v in values]
+    return list(zip(*by_column, strict=True))
 
 
 def _copy(
-    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[list[Any]]
+    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[tuple[Any, ...]]
 ) -> None:
     """PostgreSQL: insert by COPY … FROM STDIN on the transaction's own connection (one
     statement for the whole batch; an executemany is a statement per row, each parsed,
@@ -848,7 +885,7 @@ def _copy(
 
 
 def _update_from_json(
-    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[list[Any]]
+    connection: Connection, table: Table, columns: tuple[str, ...], bound: list[tuple[Any, ...]]
 ) -> None:
     """PostgreSQL: UPDATE … FROM json_to_recordset(the batch's rows as one JSON text), the
     key last: one statement and one parameter for the batch (an array per column made

@@ -449,7 +449,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     engine = _database(args.db)
     as_of = handlers.parse_as_of(args.as_of) if args.as_of else None
     if args.range:
-        ctx = grpc_server.context_from(load_rulebook(args.rulesets))
+        ctx = _frozen(grpc_server.context_from(load_rulebook(args.rulesets)))
         reevaluation.run_range(UnitOfWork(engine), ctx, args.range, batch_size=args.batch_size)
         return 0
     parts = args.processes if args.processes > 0 else (os.cpu_count() or 1)
@@ -459,7 +459,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
         if len(started.ranges) > 1 and parts > 1:
             failed = _reevaluate_in_processes(args, engine, started, when, bar)
         else:
-            ctx = grpc_server.context_from(load_rulebook(args.rulesets))
+            ctx = _frozen(grpc_server.context_from(load_rulebook(args.rulesets)))
             for range_id in started.ranges:
                 reevaluation.run_range(
                     UnitOfWork(engine),
@@ -494,6 +494,14 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
             f"validates (send UpsertEnterprise to correct): {', '.join(summary.skipped)}"
         )
     return 2 if failed else 1 if summary.skipped else 0
+
+
+def _frozen(ctx: handlers.RulesContext) -> handlers.RulesContext:
+    """`ctx`, once the modules' and the rulebook's objects are out of the collector's
+    view (gc.freeze): a batch's many short-lived dicts trigger collections, and each full
+    one would walk all of them again (a tenth of a re-evaluation's time)."""
+    gc.freeze()
+    return ctx
 
 
 def _reevaluate_in_processes(

@@ -21,7 +21,7 @@ from typing import TypedDict, Unpack
 
 import structlog
 
-from services.common.clock import new_id, now
+from services.common.clock import IdSource, new_id, now
 from services.common.context import current_caller
 from services.rules.domain.decision import names_a_kind, out_of_scope_breach
 from services.rules.domain.errors import PreconditionFailed
@@ -254,6 +254,7 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
         entries = uow.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
         cause = f"定期重新评估 periodic re-evaluation (run {(run.parent_id or run.id)[:8]})"
         outcomes, skipped, attention, later = [], [], [], 0
+        ids = IdSource()
         for firm in found:
             if firm.decided_on is not None and firm.decided_on > run.as_of:
                 later += 1  # decided for a later day already: the register moves forward only
@@ -275,7 +276,7 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
                     parts=problems,
                 )
                 attention.append(firm.enterprise_id)
-            outcomes.append(_decided(ctx, firm, profile, run.as_of, cause, entries))
+            outcomes.append(_decided(ctx, firm, profile, run.as_of, cause, entries, ids))
         if later:
             _log.info("firms decided for a later day left as they are", count=later)
         if skipped:
@@ -297,11 +298,12 @@ def _decided(
     as_of: date,
     cause: str,
     entries: dict[str, OpenEntry],
+    ids: Callable[[], str] = new_id,
 ) -> Reevaluated:
     """One firm's new decision and the move of its entry (register_handlers'
-    `decide_and_store`, as values)."""
+    `decide_and_store`, as values), its new ids from `ids`."""
     decision = evaluate(ctx, profile, as_of)
-    decision_id = new_id()
+    decision_id = ids()
     change, expired, moved, granted = move_entry(
         decision,
         decision_id,
@@ -309,7 +311,7 @@ def _decided(
         profile.name,
         profile.region,
         firm.enterprise_id,
-        new_id,
+        ids,
     )
     data = profile_to_data(profile)
     return Reevaluated(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.rules.adapters import ruleset_loader
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from tests.support import RULESETS
 
@@ -190,3 +191,9 @@ def test_a_retired_key_must_name_active_replacements(rules_dir: Path) -> None:
     assert load_error(rules_dir) == (
         "facts.yaml: fact chem.single_power_supply: field replaced_by: must list active fact keys"
     )
+
+
+def test_the_loader_reads_every_rulesets_file_as_the_pure_python_safe_loader() -> None:
+    for path in sorted(RULESETS.rglob("*.yaml")):
+        raw = path.read_bytes()
+        assert yaml.load(raw, Loader=ruleset_loader._LOADER) == yaml.safe_load(raw), path.name
