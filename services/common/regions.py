@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from services.common.errors import FieldViolation, ValidationError
+from services.common.yaml_files import YamlFileError, parse_yaml
 
 COUNTY_CODE = re.compile(r"^\d{6}$")
 TOWNSHIP_CODE = re.compile(r"^\d{9}$")
@@ -186,7 +185,9 @@ def load_regions(path: Path | str) -> RegionRegistry:
     """Read and check a regions file."""
     file = Path(path)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data = parse_yaml(file.read_bytes(), file.name)
+    except YamlFileError as exc:
+        raise RegionsError(str(exc)) from None
+    except OSError as exc:
         raise RegionsError(f"{file.name}: {exc}") from exc
     return registry_from_data(data, file.name)

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import Engine
 
 from services.booking.adapters import migrate
-from services.booking.adapters.menu import load_menu
+from services.booking.adapters.menu import MenuError, load_menu
 from services.booking.adapters.rules_client import RulesClient
 from services.booking.adapters.sms import BackgroundSms, ConsoleSms
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
@@ -42,7 +42,7 @@ from services.common.config import command_line, env_flag, run_command
 from services.common.db import default_sqlite_url, make_engine
 from services.common.http_server import start_http
 from services.common.ratelimit import Rate, RateLimiter
-from services.common.regions import load_regions
+from services.common.regions import RegionsError, load_regions
 from services.common.security import client_credentials
 
 ORDERS_PER_QR_TOKEN = Rate(per_second=20 / 3600, burst=10)  # 10 at once, then 20 an hour
@@ -50,7 +50,13 @@ _log = structlog.get_logger("booking")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(_parser(), argv)
+    """Run a command; a rulesets file it cannot read (menu.yaml, regions.yaml) is one
+    line on stderr and exit status 2, as the rules service does, never a traceback."""
+    try:
+        return run_command(_parser(), argv)
+    except (MenuError, RegionsError) as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from services.common.regions import RegionRegistry, RegionsError, registry_from_data
 from services.common.vocabulary import Domain, Severity
+from services.common.yaml_files import YamlFileError, parse_yaml
 from services.rules.domain.facts import FactDefinition, FactRegistry, RetiredFact
 from services.rules.domain.policy import (
     CapPolicy,
@@ -203,18 +203,13 @@ def _load_regions(path: Path) -> RegionRegistry:
         raise RulesetError(str(exc)) from exc
 
 
-# libyaml's safe loader when PyYAML was built with it: the same data, in a tenth of the
-# pure-Python loader's time (most of a command's start, e.g. `reevaluate`'s).
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _read(path: Path, hashes: dict[str, str]) -> Any:
     raw = path.read_bytes()
     hashes[path.name] = hashlib.sha256(raw).hexdigest()
     try:
-        return yaml.load(raw, Loader=_LOADER)  # a safe loader, C or Python
-    except yaml.YAMLError as exc:
-        raise RulesetError(f"{path.name}: not valid YAML: {exc}") from exc
+        return parse_yaml(raw, path.name)  # the parser booking reads the shared files with
+    except YamlFileError as exc:
+        raise RulesetError(str(exc)) from None
 
 
 _FACT_FIELDS = frozenset({"type", "standard", "label", "question", "unit"})

@@ -107,10 +107,10 @@ def decide_and_store(
     A lapsed entry is expired first, and flushed (the partial unique index allows one
     open entry at a time, and the ORM would insert a new one first): what the caller
     added before (an event's record, naming its decision already) is written then, and
-    nothing that flush writes changes after it. The decision and the firm's changes come
-    next, in one flush (adapters/feed.py reads the firm's previous decision there), then
-    the entry's revocation, extension or grant. So every row is written, and audited,
-    once, and the feed is in the order a ReportEvent group writes it."""
+    nothing that flush writes changes after it. The entry's revocation, extension or
+    grant come next, then the decision and the firm's changes, all in the next flush
+    (adapters/feed.py reads the firm's previous decision there). So every row is written,
+    and audited, once, in the order a ReportEvent group writes them, and so is the feed."""
     decision = evaluate(ctx, profile, as_of)
     if revoke is not None:
         decision = without_whitelist(decision, revoke, profile, ctx.policy)
@@ -142,15 +142,15 @@ def decide_and_store(
         entry.revoked_on, entry.revoked_reason = expired.revoked_on, expired.revoked_reason
         entry.closed_decision_id = record.id
         uow.session.flush()  # the partial unique index allows one open entry at a time
+    # the register remembers the entry left open, so the answer built next need not read it
+    left = _moved(uow, move, record.id, revoke, entry)
+    uow.register.remember_open_entry(firm.enterprise_id, left)
     record.whitelist_change = change
-    uow.register.add(record)
+    uow.register.add(record)  # after a granted entry: audited in the order a group's are
     firm.profile = profile_to_data(profile)
     firm.name, firm.region = profile.name, profile.region
     firm.status, firm.risk_level = record.status, record.risk_level
     firm.decision_id, firm.updated_at = record.id, record.decided_at
-    # the register remembers the entry left open, so the answer built next need not read it
-    left = _moved(uow, move, record.id, revoke, entry)
-    uow.register.remember_open_entry(firm.enterprise_id, left)
     return record
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.rules.adapters import ruleset_loader
+from services.common.yaml_files import parse_yaml
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from tests.support import RULESETS
 
@@ -196,4 +196,4 @@ def test_a_retired_key_must_name_active_replacements(rules_dir: Path) -> None:
 def test_the_loader_reads_every_rulesets_file_as_the_pure_python_safe_loader() -> None:
     for path in sorted(RULESETS.rglob("*.yaml")):
         raw = path.read_bytes()
-        assert yaml.load(raw, Loader=ruleset_loader._LOADER) == yaml.safe_load(raw), path.name
+        assert parse_yaml(raw, path.name) == yaml.safe_load(raw), path.name
