@@ -576,14 +576,18 @@ def _free_slots_query(preferred: int) -> Select[tuple[str]]:
 def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: int) -> Select[Any]:
     """BookingRegister.offers' statement for orders of this shape (:p0… the preferred
     half-days in order, :d0… the needed domains, :skip, :region, :enterprise_id, :since,
-    :until)."""
+    :until).
+
+    Two steps, so that the costly check (is the expert free in one of the half-days: a
+    probe of their offered half-days, their bookings and their visits that day, for each
+    half-day) runs on as few experts as it takes: the inner query ranks every expert who
+    could take the order at all (active, covering the domains, no conflict: one probe
+    each) by the order's ranking; the outer one walks that ranking and keeps the first
+    `limit` who are free, and only for those picks the half-day. The inner query's OFFSET
+    (PostgreSQL: its parameter; SQLite: the LIMIT -1 it brings) keeps the database from
+    merging the two (PostgreSQL would push the free check under the sort, SQLite
+    flatten the subquery), which would check every expert again."""
     e, a = experts.c, assignments.c
-    free = _free_slots(e.id, e.max_visits_per_day, preferred)
-    preference = case(
-        *((expert_slots.c.slot == bindparam(f"p{n}"), n) for n in range(preferred)),
-        else_=preferred,
-    )
-    first_free = free.order_by(preference).limit(1).scalar_subquery().label("slot")
     recent = (
         select(func.count())
         .where(a.expert_id == e.id, a.day >= bindparam("since"), a.day <= bindparam("until"))
@@ -606,24 +610,40 @@ def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: 
             d.domain.in_([bindparam(f"d{n}", type_=d.domain.type) for n in range(needed)]),
         )
         conditions.append(covered.scalar_subquery() == needed)
-    conditions += [
+    conditions.append(
         ~exists().where(
             expert_conflicts.c.expert_id == e.id,
             expert_conflicts.c.enterprise_id == bindparam("enterprise_id"),
-        ),
-        free.exists(),
-    ]
+        )
+    )
     # Python compares ids by code point: SQLite's default collation does; PostgreSQL's
     # database collation may not, "C" does
     by_id = e.id if dialect == "sqlite" else e.id.collate("C")
     last_at = last.label("last")
-    return (
-        select(e.id, first_free, local, recent, last_at)
+    ranked = (
+        select(e.id, e.max_visits_per_day, local, recent, last_at)
         .where(*conditions)
         # by the labels: each ranking subquery is computed once per expert
         .order_by(local.desc(), recent, last_at.asc().nulls_first(), by_id)
-        .limit(limit)
+        .offset(0)
+        .subquery("ranked")
     )
+    r = ranked.c
+    free = _free_slots(r.id, r.max_visits_per_day, preferred)
+    preference = case(
+        *((expert_slots.c.slot == bindparam(f"p{n}"), n) for n in range(preferred)),
+        else_=preferred,
+    )
+    first_free = free.order_by(preference).limit(1).scalar_subquery().label("slot")
+    query = select(r.id, first_free, r.local, r.recent, r.last).where(free.exists())
+    if dialect != "sqlite":
+        # the inner query's order, which PostgreSQL keeps without sorting again; SQLite
+        # would sort again (checking every expert first): it reads its co-routine, the
+        # inner query, in that query's order
+        query = query.order_by(
+            r.local.desc(), r.recent, r.last.asc().nulls_first(), r.id.collate("C")
+        )
+    return query.limit(limit)
 
 
 def _equal(query: Select[Any], table: Table, **values: str) -> Select[Any]:
