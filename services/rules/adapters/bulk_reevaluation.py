@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from operator import itemgetter
@@ -329,10 +329,14 @@ def _move_entries_in_turn(connection: Connection, batch: Sequence[Reevaluated]) 
 
 
 def _event_row(record: EventRecord) -> dict[str, Any]:
-    """The events row of a record: every field but its id (the database numbers it)."""
-    row = asdict(record)
-    del row["id"]
-    return row
+    """The events row of a record: every field but its id (the database numbers it). The
+    values as they are, not `asdict`'s deep copies: the JSON columns are serialised when
+    written, and copying the answer kept for replays (`result`) cost a fifth of a
+    group's write."""
+    return {name: getattr(record, name) for name in _EVENT_COLUMNS}
+
+
+_EVENT_COLUMNS = tuple(f.name for f in fields(EventRecord) if f.name != "id")
 
 
 def _event_entry(record: EventRecord, caller: str) -> dict[str, Any]:

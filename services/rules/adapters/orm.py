@@ -89,6 +89,7 @@ whitelist_entries = _firm_records(
         postgresql_where=text("revoked_on IS NULL"),
     ),
     Index("ix_whitelist_region_firm", "region", "enterprise_id"),
+    Index("ix_whitelist_firm", "enterprise_id"),  # a history's entries (migration 0012)
 )
 
 events = Table(
@@ -108,6 +109,7 @@ events = Table(
     columns.digest("fingerprint", nullable=True),
     UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
     Index("ix_events_firm", "enterprise_id", "received_at"),
+    Index("ix_events_decision", "decision_id"),  # a history's causing events (0012)
 )
 
 inspections = _firm_records(

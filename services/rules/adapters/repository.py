@@ -5,12 +5,12 @@ Conditions use the Table columns (typed), and results are the mapped domain reco
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select, tuple_
+from sqlalchemy import Integer, Select, Table, and_, bindparam, func, or_, select, true, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
@@ -43,6 +43,9 @@ class Register:
     def __init__(self, session: Session, *, lock_rows: bool) -> None:
         self.session = session
         self._lock_rows = lock_rows  # PostgreSQL: SELECT … FOR UPDATE; SQLite locks the file
+        # PostgreSQL reads a group's newest rows per firm by LATERAL … LIMIT (SQLite has no
+        # LATERAL: a correlated IN … LIMIT instead)
+        self._lateral = session.get_bind().dialect.name == "postgresql"
         self._open: dict[str, WhitelistEntry | None] = {}  # by remember_open_entry
 
     def add(self, record: object) -> None:
@@ -119,7 +122,7 @@ class Register:
         self.session.flush()
         params = {"ids": list(enterprise_ids), "limit": limit, "kinds": list(cause_kinds)}
         by_firm: dict[str, _HistoryRows] = {i: _HistoryRows() for i in enterprise_ids}
-        for row in self.session.execute(_recent_histories(), params):
+        for row in self.session.execute(_recent_histories(self._lateral), params):
             by_firm[row.enterprise_id].add(row)
         return {i: rows.result() for i, rows in by_firm.items()}
 
@@ -136,7 +139,7 @@ class Register:
         """`recent_event_items` of each of these firms, in one query."""
         params = {"ids": list(enterprise_ids), "limit": limit, "kinds": list(kinds)}
         out: dict[str, list[EventItem]] = {i: [] for i in enterprise_ids}
-        for row in self.session.execute(_recent_event_items_of(), params):
+        for row in self.session.execute(_recent_event_items_of(self._lateral), params):
             out[row[0]].append(EventItem(*row[1:]))
         return out
 
@@ -396,38 +399,54 @@ def _history_of(recent: Any, firm: ColumnElement[str]) -> Select[Any]:
     )
 
 
-def _numbered(c: Any, newest_first: list[Any]) -> Select[Any]:
-    """The ids of the rows (columns `c`) of the firms listed in the `ids` parameter, each
-    with its number `n` among its firm's rows, newest first."""
-    n = func.row_number().over(partition_by=c.enterprise_id, order_by=newest_first)
-    return select(c.id, n.label("n")).where(c.enterprise_id.in_(bindparam("ids", expanding=True)))
+def _newest_of_each(
+    table: Table, newest_first: Sequence[str], lateral: bool, where: Callable[[Any], Any]
+) -> Any:
+    """A subquery of the ids (column `id`) of the newest `limit` rows of `table`
+    (ordered by the columns `newest_first`, descending; filtered by `where`, a function
+    of the table's columns) of each firm listed in the `ids` parameter.
 
-
-@cache
-def _recent_histories() -> Select[Any]:
-    """`_recent_history` for a list of firms: each firm's newest `limit` decisions. The
-    outer query names the firms too: without it SQLite's planner scanned every decision
-    of the register for each group (ReportEvent slowed as the register grew)."""
-    d = decisions.c
-    ranked = _numbered(d, [d.decided_at.desc()]).subquery()
-    recent = select(ranked.c.id).where(ranked.c.n <= bindparam("limit", type_=Integer)).subquery()
-    return (
-        _history_of(recent, d.enterprise_id)
-        .where(d.enterprise_id.in_(bindparam("ids", expanding=True)))
-        .order_by(d.enterprise_id, d.decided_at.desc())
+    Bounded per firm, so a group's read costs the same however long its firms' records
+    grow: PostgreSQL takes each firm's newest rows by LATERAL … LIMIT, SQLite (no
+    LATERAL) looks each firm's up by a correlated IN … LIMIT; both walk the firm's
+    (enterprise_id, time) index from its newest end and stop at `limit`, as the query of
+    one firm does (ranking every row of the firms first read them all)."""
+    own = table.alias("newest")
+    newest = (
+        select(own.c.id)
+        .where(own.c.enterprise_id == firms.c.enterprise_id, *where(own.c))
+        .order_by(*(own.c[name].desc() for name in newest_first))
+        .limit(bindparam("limit", type_=Integer))
     )
+    if lateral:
+        each = newest.lateral()
+        found = select(each.c.id).select_from(firms).join(each, true())
+    else:
+        found = select(table.c.id).select_from(firms).join(table, table.c.id.in_(newest))
+    return found.where(firms.c.enterprise_id.in_(bindparam("ids", expanding=True))).subquery()
 
 
 @cache
-def _recent_event_items_of() -> Select[Any]:
+def _recent_histories(lateral: bool) -> Select[Any]:
+    """`_recent_history` for a list of firms: each firm's newest `limit` decisions."""
+    d = decisions.c
+    recent = _newest_of_each(decisions, ["decided_at"], lateral, lambda _: ())
+    return _history_of(recent, d.enterprise_id).order_by(d.enterprise_id, d.decided_at.desc())
+
+
+@cache
+def _recent_event_items_of(lateral: bool) -> Select[Any]:
     """`_recent_event_items` for a list of firms, the firm's id first."""
     e = events.c
-    newest = [e.received_at.desc(), e.id.desc()]
-    ranked = _numbered(e, newest).where(e.kind.in_(bindparam("kinds", expanding=True))).subquery()
+    recent = _newest_of_each(
+        events,
+        ["received_at", "id"],
+        lateral,
+        lambda c: (c.kind.in_(bindparam("kinds", expanding=True)),),
+    )
     return (
         select(e.enterprise_id, e.event_id, e.kind, e.summary, e.received_at, e.id)
-        .join(ranked, e.id == ranked.c.id)
-        .where(ranked.c.n <= bindparam("limit", type_=Integer))
+        .join(recent, e.id == recent.c.id)
         .order_by(e.enterprise_id, e.received_at.desc(), e.id.desc())
     )
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.common.instants import as_utc
+from services.rules.adapters import repository
 from services.rules.service_layer import register_handlers
 from services.rules.service_layer.unit_of_work import UnitOfWork
-from tests.integration.conftest import Clock
+from tests.integration.conftest import Clock, upsert
 from tests.integration.rules.test_events import (
     accident,
     complaint,
@@ -116,3 +117,59 @@ def test_the_answer_of_every_event_matches_the_history_read_afterwards(
     # a replay answers the first result again, history included
     again = report(register_stub, steps[-1][1])
     assert list(again.history) == list(answer.history)
+
+
+def test_a_groups_history_read_is_each_firms_own_read_past_the_limit(
+    register_stub: RulesServiceStub, db_engine: Engine
+) -> None:
+    """A ReportEvent group reads its firms' histories in one query each
+    (Register.recent_histories, recent_event_items_of), bounded per firm: a firm with
+    more decisions and quiet events than the answer shows gets the newest of them, as
+    its own read does, beside firms with few or none."""
+    for n in (1, 2, 3):
+        upsert(register_stub, profile(n))
+    for k in range(LIMIT + 3):  # each a decision
+        report(register_stub, accident(1, f"a-{k}"))
+    for k in range(LIMIT + 2):  # no decision: event items
+        report(register_stub, complaint(1, f"c-{k}"))
+    report(register_stub, accident(2, "a-only"))
+    report(register_stub, complaint(2, "c-only"))
+    ids = [uscc(n) for n in (1, 2, 3)]
+    causing, quiet = register_handlers.CAUSING_EVENTS, register_handlers.QUIET_EVENTS
+    with UnitOfWork(db_engine) as uow:
+        register = uow.register
+        histories = register.recent_histories(ids, LIMIT, causing)
+        items = register.recent_event_items_of(ids, quiet, LIMIT)
+        for i in ids:
+            assert histories[i] == register.recent_history(i, LIMIT, causing), i
+            assert items[i] == register.recent_event_items(i, quiet, LIMIT), i
+    decided, _ = histories[uscc(1)]
+    assert len(decided) == LIMIT and decided[0].event_id == f"a-{LIMIT + 2}"
+    assert [e.event_id for e in items[uscc(1)]][:2] == [f"c-{LIMIT + 1}", f"c-{LIMIT}"]
+    assert len(items[uscc(1)]) == LIMIT
+    assert [d.event_id for d in histories[uscc(2)][0]] == ["a-only", ""]
+    assert len(histories[uscc(3)][0]) == 1  # its first decision only
+
+
+def test_a_groups_history_read_searches_by_index_and_scans_no_table(db_engine: Engine) -> None:
+    """The group's history reads reach every table through an index and stop at each
+    firm's newest rows: SQLite's plan has no SCAN step (of a table, or of every row of
+    the firms ranked first) and no AUTOMATIC index (one built over a whole table for the
+    query), so a group costs the same however many records its firms, or the register,
+    hold."""
+    if db_engine.dialect.name != "sqlite":
+        return  # PostgreSQL's plan depends on its statistics; the same indexes serve it
+    reads = (
+        (repository._recent_histories(False), register_handlers.CAUSING_EVENTS),
+        (repository._recent_event_items_of(False), register_handlers.QUIET_EVENTS),
+    )
+    with db_engine.connect() as conn:
+        for query, kinds in reads:
+            bound = query.params(ids=[uscc(1), uscc(2)], limit=LIMIT, kinds=list(kinds))
+            sql = bound.compile(
+                dialect=db_engine.dialect,
+                compile_kwargs={"literal_binds": True, "render_postcompile": True},
+            )
+            plan = [row[3] for row in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"))]
+            whole = [step for step in plan if step.startswith("SCAN") or "AUTOMATIC" in step]
+            assert not whole, plan

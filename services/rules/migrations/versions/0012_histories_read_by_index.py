@@ -1,0 +1,31 @@
+"""histories read by index: a firm's white-list entries, and the event behind a decision
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-11-28
+
+A firm's history (GetEnterpriseStatus, every ReportEvent's answer) joins each decision
+shown to the white-list entries it granted or closed and to the event that caused it.
+Without these indexes the first read every entry of the register (the only index on a
+firm's entries was the partial one of its open entry) and the second every event of
+the firm, once per decision shown.
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_whitelist_firm", "whitelist_entries", ["enterprise_id"])
+    op.create_index("ix_events_decision", "events", ["decision_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_events_decision", table_name="events")
+    op.drop_index("ix_whitelist_firm", table_name="whitelist_entries")
