@@ -51,6 +51,7 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    and_,
     bindparam,
     cast,
     select,
@@ -119,26 +120,35 @@ class BatchRegister:
             query = query.with_for_update(of=firms)
         return _read_firms(self._connection, query)
 
-    def firms_of(self, enterprise_ids: Sequence[str]) -> list[StoredFirm]:
+    def firms_of(
+        self, enterprise_ids: Sequence[str]
+    ) -> list[tuple[StoredFirm, WhitelistEntry | None]]:
         """The firms with these ids, as `next_firms` reads them (locked on PostgreSQL, in
-        id order: two groups never wait on each other in a cycle)."""
-        query = _stored_firms().where(firms.c.enterprise_id.in_(sorted(enterprise_ids)))
-        query = query.order_by(firms.c.enterprise_id)
+        id order: two groups never wait on each other in a cycle), each with its open
+        white-list entry (a detached record: what an answer shows, nothing the session
+        tracks; None: none), in one query (a ReportEvent group's first read)."""
+        w = whitelist_entries.c
+        f = firms.c
+        open_entry = and_(w.enterprise_id == f.enterprise_id, w.revoked_on.is_(None))
+        query = (
+            _stored_firms()
+            .outerjoin(whitelist_entries, open_entry)
+            .add_columns(*(c.label(f"w_{c.name}") for c in w))
+            .where(f.enterprise_id.in_(sorted(enterprise_ids)))
+            .order_by(f.enterprise_id)
+        )
         if self._lock_rows:
             query = query.with_for_update(of=firms)
-        return _read_firms(self._connection, query)
-
-    def open_entries_of(self, enterprise_ids: Sequence[str]) -> dict[str, WhitelistEntry]:
-        """The open white-list entries of these firms, by firm, as detached records (what
-        an answer shows; nothing the session tracks)."""
-        w = whitelist_entries.c
-        query = select(whitelist_entries).where(
-            w.enterprise_id.in_(list(enterprise_ids)), w.revoked_on.is_(None)
-        )
-        return {
-            row.enterprise_id: WhitelistEntry(**row._mapping)
-            for row in self._connection.execute(query)
-        }
+        loads = orjson.loads
+        found = []
+        for row in self._connection.execute(query):
+            i, name, region, profile, status, risk, decision, day = row[:8]
+            firm = StoredFirm(i, name, region, loads(profile), status, risk, decision, day)
+            entry = None
+            if row.w_id is not None:
+                entry = WhitelistEntry(**{c.name: row._mapping[f"w_{c.name}"] for c in w})
+            found.append((firm, entry))
+        return found
 
     def open_entries(self, after: str, last: str) -> dict[str, OpenEntry]:
         """The open white-list entries of the firms with ids in (after, last], by firm: a

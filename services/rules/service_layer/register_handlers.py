@@ -714,18 +714,17 @@ class _Group:
     @classmethod
     def read(cls, uow: UnitOfWork, ctx: RulesContext, items: Sequence[Reported]) -> _Group:
         ids = sorted({i.event.enterprise_id for i in items})
-        stored = uow.batch.firms_of(ids)
+        stored = uow.batch.firms_of(ids)  # each with its open white-list entry
         recorded = uow.register.recorded_events([(i.source, i.event.event_id) for i in items])
-        known = [f.enterprise_id for f in stored]
+        known = [f.enterprise_id for f, _ in stored]
         firms: dict[str, _FirmNow] = {}
         if known:
-            entries = uow.batch.open_entries_of(known)
             histories = uow.register.recent_histories(known, DEFAULT_HISTORY, CAUSING_EVENTS)
             quiet = uow.register.recent_event_items_of(known, QUIET_EVENTS, DEFAULT_HISTORY)
-            for f in stored:
+            for f, entry in stored:
                 decided, closed = histories[f.enterprise_id]
                 recent = _Recent(DEFAULT_HISTORY, decided, closed, quiet[f.enterprise_id])
-                firms[f.enterprise_id] = _FirmNow(f, entries.get(f.enterprise_id), recent)
+                firms[f.enterprise_id] = _FirmNow(f, entry, recent)
         return cls(uow, ctx, firms, recorded)
 
     def report(self, item: Reported) -> StatusView:
