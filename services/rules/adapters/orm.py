@@ -89,7 +89,9 @@ whitelist_entries = _firm_records(
         postgresql_where=text("revoked_on IS NULL"),
     ),
     Index("ix_whitelist_region_firm", "region", "enterprise_id"),
-    Index("ix_whitelist_firm", "enterprise_id"),  # a history's entries (migration 0012)
+    # a history's entries, by the decision that granted or closed them (migration 0012)
+    Index("ix_whitelist_granted_by", "granted_decision_id"),
+    Index("ix_whitelist_closed_by", "closed_decision_id"),
 )
 
 events = Table(

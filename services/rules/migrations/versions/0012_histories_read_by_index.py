@@ -1,4 +1,4 @@
-"""histories read by index: a firm's white-list entries, and the event behind a decision
+"""histories read by index: the white-list entries and the event behind a decision
 
 Revision ID: 0012
 Revises: 0011
@@ -8,7 +8,7 @@ A firm's history (GetEnterpriseStatus, every ReportEvent's answer) joins each de
 shown to the white-list entries it granted or closed and to the event that caused it.
 Without these indexes the first read every entry of the register (the only index on a
 firm's entries was the partial one of its open entry) and the second every event of
-the firm, once per decision shown.
+the firm, once per decision shown; with them each decision's own rows are looked up.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_whitelist_firm", "whitelist_entries", ["enterprise_id"])
+    op.create_index("ix_whitelist_granted_by", "whitelist_entries", ["granted_decision_id"])
+    op.create_index("ix_whitelist_closed_by", "whitelist_entries", ["closed_decision_id"])
     op.create_index("ix_events_decision", "events", ["decision_id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_events_decision", table_name="events")
-    op.drop_index("ix_whitelist_firm", table_name="whitelist_entries")
+    op.drop_index("ix_whitelist_closed_by", table_name="whitelist_entries")
+    op.drop_index("ix_whitelist_granted_by", table_name="whitelist_entries")
