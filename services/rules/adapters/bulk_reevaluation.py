@@ -110,15 +110,30 @@ class BatchRegister:
 
     def next_firms(self, after: str, upto: str | None, limit: int) -> list[StoredFirm]:
         """Up to `limit` firms with ids in (after, upto] (no upper end: None), in id
-        order, locked for update on PostgreSQL (SQLite's writer holds the file)."""
+        order, locked for update on PostgreSQL (SQLite's writer holds the file).
+
+        Locked first, read after: a statement that waits for a row lock re-reads the
+        locked row alone, so a read joined to the decisions in the locking statement
+        would pair a firm just decided by another transaction with its previous
+        decision's day (review 26). The read is the locked range, keeping the locked
+        firms only (one inserted meanwhile is the next batch's)."""
         f = firms.c
         query = _stored_firms().where(f.enterprise_id > after)
         if upto is not None:
             query = query.where(f.enterprise_id <= upto)
-        query = query.order_by(f.enterprise_id).limit(limit)
-        if self._lock_rows:
-            query = query.with_for_update(of=firms)
-        return _read_firms(self._connection, query)
+        if not self._lock_rows:
+            return _read_firms(self._connection, query.order_by(f.enterprise_id).limit(limit))
+        lock = select(f.enterprise_id).where(f.enterprise_id > after)
+        if upto is not None:
+            lock = lock.where(f.enterprise_id <= upto)
+        lock = lock.order_by(f.enterprise_id).limit(limit).with_for_update()
+        locked = {row[0] for row in self._connection.execute(lock)}
+        if not locked:
+            return []
+        query = query.where(f.enterprise_id <= max(locked)).order_by(f.enterprise_id)
+        return [
+            firm for firm in _read_firms(self._connection, query) if firm.enterprise_id in locked
+        ]
 
     def firms_of(
         self, enterprise_ids: Sequence[str]
@@ -126,7 +141,8 @@ class BatchRegister:
         """The firms with these ids, as `next_firms` reads them (locked on PostgreSQL, in
         id order: two groups never wait on each other in a cycle), each with its open
         white-list entry (a detached record: what an answer shows, nothing the session
-        tracks; None: none), in one query (a ReportEvent group's first read)."""
+        tracks; None: none), read in one query after the lock (a ReportEvent group's
+        first read)."""
         w = whitelist_entries.c
         f = firms.c
         open_entry = and_(w.enterprise_id == f.enterprise_id, w.revoked_on.is_(None))
@@ -137,8 +153,9 @@ class BatchRegister:
             .where(f.enterprise_id.in_(sorted(enterprise_ids)))
             .order_by(f.enterprise_id)
         )
-        if self._lock_rows:
-            query = query.with_for_update(of=firms)
+        if self._lock_rows:  # locked first, read after: as `next_firms` says why
+            lock = select(f.enterprise_id).where(f.enterprise_id.in_(sorted(enterprise_ids)))
+            self._connection.execute(lock.order_by(f.enterprise_id).with_for_update())
         loads = orjson.loads
         found = []
         for row in self._connection.execute(query):

@@ -332,11 +332,11 @@ def _recent_history() -> Select[Any]:
     recent = (
         select(d.id)
         .where(d.enterprise_id == firm)
-        .order_by(d.decided_at.desc())
+        .order_by(d.decided_at.desc(), d.id.desc())
         .limit(bindparam("limit", type_=Integer))
         .subquery()
     )
-    return _history_of(recent, firm).order_by(d.decided_at.desc())
+    return _history_of(recent, firm).order_by(d.decided_at.desc(), d.id.desc())
 
 
 class _HistoryRows:
@@ -430,8 +430,10 @@ def _newest_of_each(
 def _recent_histories(lateral: bool) -> Select[Any]:
     """`_recent_history` for a list of firms: each firm's newest `limit` decisions."""
     d = decisions.c
-    recent = _newest_of_each(decisions, ["decided_at"], lateral, lambda _: ())
-    return _history_of(recent, d.enterprise_id).order_by(d.enterprise_id, d.decided_at.desc())
+    recent = _newest_of_each(decisions, ["decided_at", "id"], lateral, lambda _: ())
+    return _history_of(recent, d.enterprise_id).order_by(
+        d.enterprise_id, d.decided_at.desc(), d.id.desc()
+    )
 
 
 @cache
