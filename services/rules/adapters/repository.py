@@ -409,8 +409,9 @@ def _newest_of_each(
     Bounded per firm, so a group's read costs the same however long its firms' records
     grow: PostgreSQL takes each firm's newest rows by LATERAL … LIMIT, SQLite (no
     LATERAL) looks each firm's up by a correlated IN … LIMIT; both walk the firm's
-    (enterprise_id, time) index from its newest end and stop at `limit`, as the query of
-    one firm does (ranking every row of the firms first read them all)."""
+    (enterprise_id, time) index from its newest end and stop once `limit` rows pass
+    `where` (rows it filters out are walked past), as the query of one firm does (ranking
+    every row of the firms first read them all)."""
     own = table.alias("newest")
     newest = (
         select(own.c.id)
