@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import FieldViolation, ValidationError
-from services.common.yaml_files import YamlFileError, parse_yaml
+from services.common.yaml_files import YamlFileError, read_yaml_file
 
 COUNTY_CODE = re.compile(r"^\d{6}$")
 TOWNSHIP_CODE = re.compile(r"^\d{9}$")
@@ -185,9 +185,7 @@ def load_regions(path: Path | str) -> RegionRegistry:
     """Read and check a regions file."""
     file = Path(path)
     try:
-        data = parse_yaml(file.read_bytes(), file.name)
+        data = read_yaml_file(file)
     except YamlFileError as exc:
         raise RegionsError(str(exc)) from None
-    except OSError as exc:
-        raise RegionsError(f"{file.name}: {exc}") from exc
     return registry_from_data(data, file.name)

@@ -11,6 +11,7 @@ escape's ValueError, nesting deep enough for a RecursionError) becomes one
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -30,3 +31,13 @@ def parse_yaml(raw: bytes | str, name: str) -> Any:
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         text = " ".join(str(exc).split())[:MESSAGE_MAX] or type(exc).__name__
         raise YamlFileError(f"{name}: not valid YAML: {text}") from None
+
+
+def read_yaml_file(path: Path) -> Any:
+    """The data of the file at `path`; YamlFileError names it when it cannot be read
+    or parsed."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise YamlFileError(f"{path.name}: {exc.strerror or exc}") from None
+    return parse_yaml(raw, path.name)

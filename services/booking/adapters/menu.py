@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.common.yaml_files import YamlFileError, parse_yaml
+from services.common.yaml_files import YamlFileError, read_yaml_file
 
 
 class MenuError(ValueError):
@@ -31,11 +31,9 @@ def load_menu(path: Path | str) -> dict[str, MenuItem]:
     """The menu's items by code; MenuError when the file is missing or malformed."""
     file = Path(path)
     try:
-        data = parse_yaml(file.read_bytes(), file.name)
+        data = read_yaml_file(file)
     except YamlFileError as exc:
         raise MenuError(str(exc)) from None
-    except OSError as exc:
-        raise MenuError(f"{file.name}: {exc}") from exc
     items = data.get("items") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise MenuError(f"{file.name}: field items: must be a non-empty list")

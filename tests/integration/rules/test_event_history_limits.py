@@ -7,8 +7,6 @@ populated register."""
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -17,28 +15,12 @@ from sqlalchemy import Engine, text
 
 from services.common.instants import as_utc
 from services.rules.entrypoints import grpc_server
-from services.rules.entrypoints.convert import event_to_dict
 from services.rules.service_layer import register_handlers as rh
 from services.rules.service_layer.unit_of_work import UnitOfWork
 from tests.integration.conftest import Clock, upsert
 from tests.integration.rules.test_events import accident, complaint, profile_updated
+from tests.integration.rules.test_reads_after_locks import _item
 from tests.support import profile, uscc
-
-
-def _item(ctx: Any, ev: Any, source: str = "x") -> rh.Reported:
-    event, fingerprint = rh.parse_reported(ctx, event_to_dict(ev))
-    return rh.Reported(event, fingerprint, source)
-
-
-class _SlowCommit(UnitOfWork):
-    """Commits 2 s after `holding` is set: its row locks held meanwhile."""
-
-    holding = threading.Event()
-
-    def commit(self) -> None:
-        _SlowCommit.holding.set()
-        time.sleep(2.0)
-        super().commit()
 
 
 def _long_history(stub: Any, engine: Engine) -> list[str]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Engine, select, text
@@ -24,6 +25,8 @@ from services.rules.service_layer.unit_of_work import UnitOfWork
 from tests.integration.conftest import Clock, upsert
 from tests.integration.rules.test_events import accident, complaint, profile_updated
 from tests.support import profile, uscc
+
+R = TypeVar("R")
 
 
 def _item(ctx: Any, ev: Any, source: str = "x") -> rh.Reported:
@@ -42,6 +45,22 @@ class _SlowCommit(UnitOfWork):
         super().commit()
 
 
+def _meanwhile(
+    held: Callable[[_SlowCommit], Any], engine: Engine, then: Callable[[], R]
+) -> tuple[Any, R]:
+    """`held(uow)` in a thread of its own, on a unit of work that keeps its row locks
+    2 s before committing; `then()` once they are held (it waits on them). Both
+    results."""
+    _SlowCommit.holding.clear()
+    first: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: first.update(result=held(_SlowCommit(engine))))
+    thread.start()
+    assert _SlowCommit.holding.wait(20)
+    result = then()
+    thread.join(30)
+    return first["result"], result
+
+
 def test_a_group_waiting_on_a_firms_lock_reads_its_entry_as_committed(
     register_stub: Any, db_engine: Engine, rulebook: Any
 ) -> None:
@@ -52,21 +71,13 @@ def test_a_group_waiting_on_a_firms_lock_reads_its_entry_as_committed(
         pytest.skip("row locks and READ COMMITTED snapshots are PostgreSQL's")
     upsert(register_stub, profile(1))  # on the white list: one open entry
     ctx = grpc_server.context_from(rulebook, Clock())
-    _SlowCommit.holding.clear()
-    first: dict[str, Any] = {}
-
-    def alone() -> None:
-        first["view"] = rh.apply_reported(
-            _SlowCommit(db_engine), ctx, _item(ctx, accident(1, "a1"))
-        )
-
-    thread = threading.Thread(target=alone)
-    thread.start()
-    assert _SlowCommit.holding.wait(20)
     # the group's first read waits on the firm's lock, taken before the other commits
-    answers = rh.apply_group(lambda: UnitOfWork(db_engine), ctx, [_item(ctx, accident(1, "b1"))])
-    thread.join(30)
-    a_view, b_view = first["view"], answers[0]
+    a_view, answers = _meanwhile(
+        lambda uow: rh.apply_reported(uow, ctx, _item(ctx, accident(1, "a1"))),
+        db_engine,
+        lambda: rh.apply_group(lambda: UnitOfWork(db_engine), ctx, [_item(ctx, accident(1, "b1"))]),
+    )
+    b_view = answers[0]
     assert not isinstance(b_view, Exception), b_view
     with db_engine.connect() as conn:
         rows = conn.execute(
@@ -93,19 +104,13 @@ def test_a_group_waiting_on_a_firms_lock_sees_the_entry_granted_meanwhile(
         pytest.skip("row locks and READ COMMITTED snapshots are PostgreSQL's")
     upsert(register_stub, profile(1, blacklisted=True))  # not on the white list
     ctx = grpc_server.context_from(rulebook, Clock())
-    _SlowCommit.holding.clear()
-    first: dict[str, Any] = {}
     cleared = profile_updated(1, "a1", profile(1, blacklisted=False))
-
-    def alone() -> None:
-        first["view"] = rh.apply_reported(_SlowCommit(db_engine), ctx, _item(ctx, cleared))
-
-    thread = threading.Thread(target=alone)
-    thread.start()
-    assert _SlowCommit.holding.wait(20)
-    answers = rh.apply_group(lambda: UnitOfWork(db_engine), ctx, [_item(ctx, accident(1, "b1"))])
-    thread.join(30)
-    assert first["view"].entry is not None  # the update put the firm on the white list
+    view, answers = _meanwhile(
+        lambda uow: rh.apply_reported(uow, ctx, _item(ctx, cleared)),
+        db_engine,
+        lambda: rh.apply_group(lambda: UnitOfWork(db_engine), ctx, [_item(ctx, accident(1, "b1"))]),
+    )
+    assert view.entry is not None  # the update put the firm on the white list
     assert not isinstance(answers[0], Exception), answers[0]
     with db_engine.connect() as conn:
         still_open = conn.execute(
@@ -130,18 +135,12 @@ def test_a_group_waiting_on_a_firms_lock_keeps_the_register_moving_forward(
         pytest.skip("row locks and READ COMMITTED snapshots are PostgreSQL's")
     upsert(register_stub, profile(1))
     ctx = grpc_server.context_from(rulebook, Clock())
-    _SlowCommit.holding.clear()
-    first: dict[str, Any] = {}
-
-    def alone() -> None:
-        first["view"] = rh.upsert_enterprise(_SlowCommit(db_engine), ctx, profile(1), "2026-09-01")
-
-    thread = threading.Thread(target=alone)
-    thread.start()
-    assert _SlowCommit.holding.wait(20)
-    answers = rh.apply_group(lambda: UnitOfWork(db_engine), ctx, [_item(ctx, accident(1, "b1"))])
-    thread.join(30)
-    assert str(first["view"].decision.as_of) == "2026-09-01"
+    view, answers = _meanwhile(
+        lambda uow: rh.upsert_enterprise(uow, ctx, profile(1), "2026-09-01"),
+        db_engine,
+        lambda: rh.apply_group(lambda: UnitOfWork(db_engine), ctx, [_item(ctx, accident(1, "b1"))]),
+    )
+    assert str(view.decision.as_of) == "2026-09-01"
     assert str(answers[0].decision.as_of) == "2026-09-01", answers[0].decision.as_of
 
 
@@ -155,24 +154,18 @@ def test_two_groups_of_one_firm_at_once_close_its_entry_once(
     for n in (1, 2):
         upsert(register_stub, profile(n))
     ctx = grpc_server.context_from(rulebook, Clock())
-    _SlowCommit.holding.clear()
-    first: dict[str, Any] = {}
     group_a = [_item(ctx, accident(1, "a1")), _item(ctx, complaint(2, "a2"))]
     group_b = [_item(ctx, accident(1, "b1")), _item(ctx, complaint(2, "b2"))]
-
-    def one() -> None:
-        first["views"] = rh.apply_group(lambda: _SlowCommit(db_engine), ctx, group_a)
-
-    thread = threading.Thread(target=one)
-    thread.start()
-    assert _SlowCommit.holding.wait(20)
-    second = rh.apply_group(lambda: UnitOfWork(db_engine), ctx, group_b)
-    thread.join(30)
+    views, second = _meanwhile(
+        lambda uow: rh.apply_group(lambda: uow, ctx, group_a),
+        db_engine,
+        lambda: rh.apply_group(lambda: UnitOfWork(db_engine), ctx, group_b),
+    )
     with db_engine.connect() as conn:
         row = conn.execute(
             select(whitelist_entries).where(whitelist_entries.c.enterprise_id == uscc(1))
         ).one()
-    assert row.closed_decision_id == first["views"][0].decision_id
+    assert row.closed_decision_id == views[0].decision_id
     assert [h.kind for h in second[0].history].count("whitelist_revoked") == 1
 
 
@@ -187,17 +180,11 @@ def test_a_reevaluation_batch_waiting_on_a_firms_lock_leaves_a_later_decision_al
     for n in (1, 2):
         upsert(register_stub, profile(n))
     ctx = grpc_server.context_from(rulebook, Clock())
-    _SlowCommit.holding.clear()
-    first: dict[str, Any] = {}
-
-    def alone() -> None:
-        first["view"] = rh.upsert_enterprise(_SlowCommit(db_engine), ctx, profile(1), "2026-09-01")
-
-    thread = threading.Thread(target=alone)
-    thread.start()
-    assert _SlowCommit.holding.wait(20)
-    run = reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 7, 31))
-    thread.join(30)
+    _, run = _meanwhile(
+        lambda uow: rh.upsert_enterprise(uow, ctx, profile(1), "2026-09-01"),
+        db_engine,
+        lambda: reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 7, 31)),
+    )
     assert run.processed == 2
     with UnitOfWork(db_engine) as uow:
         days = {
