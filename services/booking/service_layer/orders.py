@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from services.booking.domain import messages
-from services.booking.domain.firm_access import STAFF, FirmAccess
+from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import (
     Order,
     OrderAction,
@@ -128,10 +128,9 @@ def _create(
         return order
 
 
-def get_order(
-    uow: UnitOfWork, ctx: BookingContext, order_id: str, access: FirmAccess = STAFF
-) -> Order:
-    """One order; for a firm (its QR token, its session), only that firm's."""
+def get_order(uow: UnitOfWork, ctx: BookingContext, order_id: str, access: FirmAccess) -> Order:
+    """One order; for a firm (its QR token, its session), only that firm's. `access` is
+    required: a caller that forgot it must not read as STAFF."""
     with uow:
         owner = owner_of(uow, ctx, access)  # the firm first: a bad one learns nothing
         return visible(owner, uow.register.order(order_id), "order", order_id)
@@ -182,4 +181,4 @@ def cancel_order(
         uow.register.release_slot(order.id)
         uow.commit()
     redispatch_after_commit(uow, ctx)
-    return get_order(uow, ctx, order_id)
+    return get_order(uow, ctx, order_id, access)
