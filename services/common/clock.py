@@ -39,7 +39,12 @@ _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 def new_id(prefix: str = "") -> str:
     """A fresh random id of ID_LENGTH characters: `prefix` (e.g. "T" for a ticket), then
     hex digits (those of `uuid.uuid4().hex`, built without the UUID object)."""
-    bits = int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET
+    return _id_of(os.urandom(16), prefix)
+
+
+def _id_of(random16: bytes, prefix: str = "") -> str:
+    """`new_id`'s id made of 16 random bytes."""
+    bits = int.from_bytes(random16) & _UUID4_CLEAR | _UUID4_SET
     return prefix + f"{bits:032x}"[: ID_LENGTH - len(prefix)]
 
 
@@ -56,8 +61,5 @@ class IdSource:
     def __call__(self) -> str:
         if not self._ready:
             raw = os.urandom(16 * self._chunk)
-            self._ready = [
-                f"{int.from_bytes(raw[i : i + 16]) & _UUID4_CLEAR | _UUID4_SET:032x}"[:ID_LENGTH]
-                for i in range(0, len(raw), 16)
-            ]
+            self._ready = [_id_of(raw[i : i + 16]) for i in range(0, len(raw), 16)]
         return self._ready.pop()
