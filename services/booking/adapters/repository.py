@@ -333,9 +333,22 @@ class BookingRegister(StaffRegister):
         )
 
     def orders(
-        self, *, enterprise_id: str = "", status: str = "", after: str = "", limit: int = 50
+        self,
+        *,
+        enterprise_id: str = "",
+        status: str = "",
+        after: str = "",
+        limit: int = 50,
+        expert_id: str = "",
+        regions: Sequence[str] = (),
     ) -> Sequence[Order]:
-        query = _equal(select(Order), orders, enterprise_id=enterprise_id, status=status)
+        """Newest first; `expert_id`: only orders dispatched to that expert, `regions`:
+        only orders of firms of these 镇街 (empty: any)."""
+        query = _equal(
+            select(Order), orders, enterprise_id=enterprise_id, status=status, expert_id=expert_id
+        )
+        if regions:
+            query = query.where(orders.c.region.in_(list(regions)))
         if after:
             query = query.where(orders.c.id < after)
         return self.session.scalars(query.order_by(orders.c.id.desc()).limit(limit)).all()
@@ -374,12 +387,18 @@ class BookingRegister(StaffRegister):
         limit: int = 200,
         regions: Sequence[str] = (),
         by_deadline: bool = False,
+        expert_id: str = "",
     ) -> Sequence[Ticket]:
         """`regions`: only tickets of orders placed by firms of these 镇街 (empty: any);
-        `due_by`: due on or before that day; `by_deadline`: earliest deadline first (so
-        the overdue ones lead), else by id."""
+        `expert_id`: only tickets that expert found; `due_by`: due on or before that day;
+        `by_deadline`: earliest deadline first (so the overdue ones lead), else by id."""
         query = _equal(
-            select(Ticket), tickets, enterprise_id=enterprise_id, order_id=order_id, status=status
+            select(Ticket),
+            tickets,
+            enterprise_id=enterprise_id,
+            order_id=order_id,
+            status=status,
+            expert_id=expert_id,
         )
         if regions:
             query = query.join(orders, orders.c.id == tickets.c.order_id).where(

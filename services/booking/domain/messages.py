@@ -51,6 +51,9 @@ QR_REVOKED = "二维码已失效，请使用最新张贴的二维码"
 RECORD_NAMES = {"order": "预约单", "ticket": "整改单", "photo": "照片"}
 NO_SUCH_RECORD = "没有找到该{what}（{ref}）"
 OTHER_FIRMS_RECORD = "该{what}属于其他企业"
+OUT_OF_REACH = (
+    "该{what}不在您的查看范围内：专家只能查看派给自己的上门服务，检查人员只能查看本辖区企业的记录"
+)
 FIRM_NOT_REGISTERED = "企业{ref}不在规则服务的企业库中，请先在企业库登记"
 NEEDS_CREDENTIAL = "此操作需要企业的二维码或工作人员的访问令牌"
 ONLY_DISPATCHED_EXPERT = "只有被派单的专家（或booking.admin）可以登记这次上门服务"

@@ -3,7 +3,9 @@
 A person signs in on the staff pages with a password; what they may do is the gRPC
 scopes of their role (`ROLE_SCOPES`, the one mapping: docs/api.md "Auth"), plus two
 narrowings the scopes cannot say: an expert sees only their own visits (`expert_id`), an
-inspector only the tickets of their region (`region`; an admin sees every region).
+inspector only the orders and tickets of their region (`region`; an admin sees every
+region). `Reach` is those two narrowings as a value; the same holds for a tokens-file
+entry with `expert_id` or `region` over gRPC.
 
 Only digests of session secrets are kept (`secret_digest`); the CSRF token of a session
 is derived from its secret (`csrf_token`), so a form can carry it and the server can
@@ -40,6 +42,25 @@ ROLE_LABELS = {
     Role.SUPERVISOR: "监管人员",
     Role.ADMIN: "管理员",
 }
+
+
+@dataclass(frozen=True)
+class Reach:
+    """The orders and tickets a staff caller may see within its scopes: only those of its
+    own visits (`expert_id`), only those of firms in its area (`regions`, the 镇街 of a
+    region-limited inspector); both empty (`EVERY`): all of them."""
+
+    expert_id: str = ""
+    regions: tuple[str, ...] = ()
+
+    def admits(self, expert_id: str | None, region: str) -> bool:
+        """Whether a record dispatched to `expert_id`, of a firm in `region`, is in reach."""
+        if self.expert_id and expert_id != self.expert_id:
+            return False
+        return not self.regions or region in self.regions
+
+
+EVERY = Reach()
 
 DASHBOARD_ROLES = frozenset({Role.SUPERVISOR.value, Role.ADMIN.value})  # /dashboard by session
 USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{2,39}$")

@@ -166,7 +166,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         principal, firm_id = self._caller(context)
         access = FirmAccess(request.qr_token, firm_id)
         authz.require_firm_credential(principal, access)
-        order = orders.get_order(self._uow(), self._ctx, request.order_id, access)
+        reach = authz.reach(principal, self._ctx.regions)
+        order = orders.get_order(self._uow(), self._ctx, request.order_id, access, reach)
         if principal.caller == authz.FIRM and not firm_id:
             return convert.public_confirmation(order)  # the QR token alone reads no more
         return self._order(
@@ -188,6 +189,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             convert.order_status_name(request.status),
             request.page_size,
             request.page_token,
+            authz.reach(current_principal(), self._ctx.regions),
         )
         names = experts.expert_names(self._uow(), [o.expert_id for o in rows])  # one query
         return pb.ListOrdersResponse(
@@ -299,7 +301,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             overdue_only=request.overdue_only,
             size=request.page_size,
             token=request.page_token,
-            regions=authz.inspector_regions(current_principal(), self._ctx.regions),
+            reach=authz.reach(current_principal(), self._ctx.regions),
         )
         today = self._ctx.today()
         return pb.ListTicketsResponse(
@@ -311,7 +313,11 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def GetStats(self, request: pb.GetStatsRequest) -> pb.Stats:
         return convert.stats_to_proto(
             stats.get_stats(
-                self._uow(), self._ctx, request.region, getattr(request, "from"), request.to
+                self._uow(),
+                self._ctx,
+                authz.dashboard_region(current_principal(), self._ctx.regions, request.region),
+                getattr(request, "from"),
+                request.to,
             )
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from services.booking.domain import messages
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import Order
+from services.booking.domain.staff import EVERY, Reach
 from services.booking.domain.tickets import Ticket
 from services.common.context import ANONYMOUS, Principal
 from services.common.errors import PermissionDenied
@@ -80,6 +81,27 @@ def inspector_regions(p: Principal, regions: RegionRegistry | None) -> tuple[str
     if area is None:
         raise PermissionDenied(messages.REGION_UNKNOWN)
     return area
+
+
+def reach(p: Principal, regions: RegionRegistry | None) -> Reach:
+    """The orders and tickets a staff caller may see (domain/staff.py `Reach`): a
+    region-limited inspector those of its area, an expert (`expert_id`, not also an
+    inspector) those of its own visits; admins, callers without either, and firms (whose
+    `FirmAccess` narrows them to their own) every one."""
+    if is_trusted(p) or p.caller == FIRM:
+        return EVERY
+    if p.has("booking.inspector"):
+        return Reach(regions=inspector_regions(p, regions))
+    if p.has("booking.expert") and p.expert_id:
+        return Reach(expert_id=p.expert_id)
+    return EVERY
+
+
+def require_reach(scope: Reach, expert_id: str | None, region: str, what: str) -> None:
+    """PermissionDenied when a record (dispatched to `expert_id`, of a firm in `region`)
+    is out of the caller's reach."""
+    if not scope.admits(expert_id, region):
+        raise PermissionDenied(messages.OUT_OF_REACH.format(what=messages.RECORD_NAMES[what]))
 
 
 def dashboard_region(p: Principal | None, regions: RegionRegistry | None, asked: str) -> str:

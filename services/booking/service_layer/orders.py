@@ -22,6 +22,8 @@ from services.booking.domain.orders import (
     validate_clause_refs,
     validate_order,
 )
+from services.booking.domain.staff import EVERY, Reach
+from services.booking.service_layer.authz import require_reach
 from services.booking.service_layer.dispatch import (
     assign,
     dispatch_order,
@@ -128,25 +130,35 @@ def _create(
         return order
 
 
-def get_order(uow: UnitOfWork, ctx: BookingContext, order_id: str, access: FirmAccess) -> Order:
-    """One order; for a firm (its QR token, its session), only that firm's. `access` is
-    required: a caller that forgot it must not read as STAFF."""
+def get_order(
+    uow: UnitOfWork, ctx: BookingContext, order_id: str, access: FirmAccess, reach: Reach
+) -> Order:
+    """One order; for a firm (its QR token, its session), only that firm's; for staff,
+    only one within their `reach` (an expert's own visits, an inspector's region). Both
+    are required: a caller that forgot one must not read as an unlimited one."""
     with uow:
         owner = owner_of(uow, ctx, access)  # the firm first: a bad one learns nothing
-        return visible(owner, uow.register.order(order_id), "order", order_id)
+        order = visible(owner, uow.register.order(order_id), "order", order_id)
+        require_reach(reach, order.expert_id, order.region, "order")
+        return order
 
 
 def list_orders(
-    uow: UnitOfWork, enterprise_id: str, status: str, size: int, token: str
+    uow: UnitOfWork, enterprise_id: str, status: str, size: int, token: str, reach: Reach
 ) -> tuple[Sequence[Order], str]:
-    """One page of orders, newest first (services/common/paging.py)."""
+    """One page of orders within `reach`, newest first (services/common/paging.py)."""
     size = page_size(size)
-    query = query_key(enterprise_id, status)
+    query = query_key(enterprise_id, status, reach.expert_id, *reach.regions)
     after = decode_token(token, query)
     with uow:
         rows = list(
             uow.register.orders(
-                enterprise_id=enterprise_id, status=status, after=after, limit=size + 1
+                enterprise_id=enterprise_id,
+                status=status,
+                after=after,
+                limit=size + 1,
+                expert_id=reach.expert_id,
+                regions=reach.regions,
             )
         )
     return one_page(rows, size, query, lambda o: o.id)
@@ -181,4 +193,4 @@ def cancel_order(
         uow.register.release_slot(order.id)
         uow.commit()
     redispatch_after_commit(uow, ctx)
-    return get_order(uow, ctx, order_id, access)
+    return get_order(uow, ctx, order_id, access, EVERY)  # a firm or booking.admin

@@ -16,6 +16,7 @@ from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import OrderAction, OrderStatus
 from services.booking.domain.photos import check_photo, photo_record
 from services.booking.domain.records import Photo
+from services.booking.domain.staff import Reach
 from services.booking.domain.tickets import (
     Ticket,
     TicketAction,
@@ -176,12 +177,12 @@ def list_tickets(
     overdue_only: bool,
     size: int,
     token: str,
-    regions: tuple[str, ...] = (),
+    reach: Reach,
 ) -> tuple[list[Ticket], str]:
-    """One page of tickets, oldest first (services/common/paging.py); `regions`: only
-    tickets of firms in these 镇街 (an inspector's region; () = any)."""
+    """One page of tickets within `reach` (an inspector's region, an expert's own
+    findings), oldest first (services/common/paging.py)."""
     size = page_size(size)
-    query = query_key(enterprise_id, status, overdue_only, *regions)
+    query = query_key(enterprise_id, status, overdue_only, reach.expert_id, *reach.regions)
     after = decode_token(token, query)
     with uow:
         rows = list(
@@ -191,7 +192,8 @@ def list_tickets(
                 after=after,
                 overdue_on=ctx.today() if overdue_only else None,
                 limit=size + 1,
-                regions=regions,
+                regions=reach.regions,
+                expert_id=reach.expert_id,
             )
         )
     return one_page(rows, size, query, lambda t: t.id)

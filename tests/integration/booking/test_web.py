@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
+from services.booking.domain.staff import EVERY
 from services.booking.entrypoints.web import create_web_app
 from services.booking.service_layer.orders import list_orders
 from services.common._generated.booking.v1 import booking_pb2 as bpb
@@ -211,7 +212,7 @@ def test_form_errors_are_shown_next_to_their_fields_and_input_is_kept(site: Site
     assert 'class="error"' not in block(again.text, "item_codes")
     assert "请至少选择2个半天时段" in block(again.text, "preferred_slots")
     assert site.calls == []
-    orders, _ = list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "")
+    orders, _ = list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "", EVERY)
     assert orders == []
 
 
@@ -226,7 +227,7 @@ def test_control_characters_in_the_form_are_shown_as_errors_and_nothing_is_store
     assert "控制字符" in block(response.text, "note")
     lines = site.order(token, key, note="二车间\r\n三车间")  # a text area breaks lines
     assert lines.status_code == 303, lines.text
-    orders, _ = list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "")
+    orders, _ = list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "", EVERY)
     assert [o.note for o in orders] == ["二车间\n三车间"]  # as typed: one character a break
 
 
@@ -249,7 +250,7 @@ def test_the_same_form_posted_twice_makes_one_order(site: Site) -> None:
     assert re.fullmatch(
         rf"/q/{re.escape(token)}/orders/B\d{{6}}[0-9A-Z]{{6}}", first.headers["location"]
     )
-    orders, _ = list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "")
+    orders, _ = list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "", EVERY)
     assert len(orders) == 1
     assert "wake" in site.calls
 

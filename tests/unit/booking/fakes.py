@@ -234,7 +234,14 @@ class FakeRegister:
         )
 
     def orders(
-        self, *, enterprise_id: str = "", status: str = "", after: str = "", limit: int = 50
+        self,
+        *,
+        enterprise_id: str = "",
+        status: str = "",
+        after: str = "",
+        limit: int = 50,
+        expert_id: str = "",
+        regions: Sequence[str] = (),
     ) -> Sequence[Order]:
         rows = [
             o
@@ -242,6 +249,8 @@ class FakeRegister:
             if (not enterprise_id or o.enterprise_id == enterprise_id)
             and (not status or o.status == status)
             and (not after or o.id < after)
+            and (not expert_id or o.expert_id == expert_id)
+            and (not regions or o.region in regions)
         ]
         return sorted(rows, key=lambda o: o.id, reverse=True)[:limit]
 
@@ -290,12 +299,16 @@ class FakeRegister:
         due_by: date | None = None,
         after: str = "",
         limit: int = 200,
+        regions: Sequence[str] = (),
         by_deadline: bool = False,
+        expert_id: str = "",
     ) -> Sequence[Ticket]:
         rows = [
             t
             for t in self.tickets_by_id.values()
             if (not enterprise_id or t.enterprise_id == enterprise_id)
+            and (not expert_id or t.expert_id == expert_id)
+            and (not regions or self.orders_by_id[t.order_id].region in regions)
             and (not status or t.status == status)
             and (not order_id or t.order_id == order_id)
             and (overdue_on is None or (t.status != "verified" and t.due_on < overdue_on))

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.booking.domain.staff import (
+    EVERY,
     LOCKOUT,
     ROLE_SCOPES,
     SESSIONS,
+    Reach,
     Role,
     StaffAccount,
     StaffSession,
@@ -140,6 +142,27 @@ def test_an_inspectors_region_narrows_tickets_admins_see_all() -> None:
     unknown = Principal("u", frozenset({"booking.inspector"}), region="火星街道")
     with pytest.raises(PermissionDenied):
         authz.inspector_regions(unknown, regions)
+
+
+def test_reach_keeps_an_expert_to_its_visits_and_an_inspector_to_its_region() -> None:
+    regions = load_regions(RULESETS / "regions.yaml")
+    expert = Principal("e", frozenset({"booking.expert", "booking.read"}), expert_id="E1")
+    inspector = Principal("i", frozenset({"booking.inspector", "booking.read"}), region="稠城街道")
+    both = Principal("b", frozenset({"booking.inspector", "booking.expert"}), expert_id="E1")
+    admin = Principal("a", frozenset({"booking.admin", "booking.expert"}), expert_id="E1")
+    unbound = Principal("x", frozenset({"booking.expert", "booking.read"}))
+    assert authz.reach(expert, regions) == Reach(expert_id="E1")
+    assert authz.reach(inspector, regions) == Reach(regions=("稠城街道",))
+    for anyone in (both, admin, unbound, ANONYMOUS, Principal(authz.FIRM)):
+        assert authz.reach(anyone, regions) == EVERY, anyone.caller
+    assert Reach(expert_id="E1").admits("E1", "江东街道")
+    assert not Reach(expert_id="E1").admits("E2", "稠城街道")
+    assert not Reach(expert_id="E1").admits(None, "稠城街道")  # not dispatched yet
+    assert Reach(regions=("稠城街道",)).admits(None, "稠城街道")
+    assert not Reach(regions=("稠城街道",)).admits("E1", "江东街道")
+    assert EVERY.admits(None, "")
+    with pytest.raises(PermissionDenied, match="不在您的查看范围内"):
+        authz.require_reach(Reach(expert_id="E1"), "E2", "稠城街道", "order")
 
 
 def test_an_experts_visit_shows_the_clauses_of_the_order_when_it_carries_them() -> None:

@@ -13,6 +13,7 @@ from services.booking.domain.events import HazardFound, HazardVerified, Rectific
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.firm_access import STAFF, FirmAccess
 from services.booking.domain.rules_service import RulesRejected, RulesUnavailable
+from services.booking.domain.staff import EVERY
 from services.booking.service_layer import (
     dispatch as dispatch_use_case,
 )
@@ -226,12 +227,12 @@ def test_cancelling_frees_the_slot_for_a_waiting_order(
 def test_orders_are_listed_a_page_at_a_time(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:
     for n in range(3):
         place(uow, ctx, token, f"k{n}")
-    page, next_token = orders.list_orders(uow, FIRM, "", 2, "")
-    rest, last = orders.list_orders(uow, FIRM, "", 2, next_token)
+    page, next_token = orders.list_orders(uow, FIRM, "", 2, "", EVERY)
+    rest, last = orders.list_orders(uow, FIRM, "", 2, next_token, EVERY)
     assert len(page) == 2 and len(rest) == 1 and last == ""
     assert {o.id for o in page} | {o.id for o in rest} == set(uow.register.orders_by_id)
     with pytest.raises(ValidationError):
-        orders.list_orders(uow, uscc(3), "", 2, next_token)  # other filters
+        orders.list_orders(uow, uscc(3), "", 2, next_token, EVERY)  # other filters
 
 
 def test_an_expert_must_be_valid_field_by_field(uow: FakeUnitOfWork, ctx: Any) -> None:

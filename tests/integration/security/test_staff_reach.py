@@ -1,0 +1,112 @@
+"""The two narrowings the scopes cannot say (booking/domain/staff.py `Reach`), over gRPC:
+an expert's token reads only the orders and tickets of its own visits, a region-limited
+inspector's token only those of its area, and GetStats keeps it to its area as the
+dashboard does. A token with neither (a supervisor, the city's inspector) reads all."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from services.booking.entrypoints import grpc_server as booking_grpc
+from services.common._generated.booking.v1 import booking_pb2 as bpb
+from services.common._generated.booking.v1 import booking_pb2_grpc
+from services.common.auth import TokenStore
+from services.common.security import Security
+from tests.booking_env import Pair, ledger_visit, running_pair
+
+TOKENS = {
+    "e1": {"scopes": ["booking.expert", "booking.read"], "expert_id": "E1"},
+    "e2": {"scopes": ["booking.expert", "booking.read"], "expert_id": "E2"},
+    "local": {"scopes": ["booking.inspector", "booking.read"], "region": "稠城街道"},
+    "city": {"scopes": ["booking.inspector", "booking.read"]},
+    "sup": {"scopes": ["booking.read"]},
+}
+HERE, THERE = "稠城街道", "江东街道"
+
+
+def _bearer(name: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {name}-token-0123456789"),)
+
+
+@pytest.fixture
+def reach(tmp_path: Path) -> Iterator[tuple[Pair, booking_pb2_grpc.BookingServiceStub]]:
+    """Two firms, one per region, each with a visit recorded by the region's expert."""
+    with running_pair(tmp_path) as pair:
+        pair.expert("E1", ["dust_explosion"], [HERE])
+        pair.expert("E2", ["dust_explosion"], [THERE])
+        entries = [
+            {"caller": f"{name}-caller", "token": f"{name}-token-0123456789", **fields}
+            for name, fields in TOKENS.items()
+        ]
+        path = tmp_path / "tokens.json"
+        path.write_text(json.dumps({"tokens": entries}), encoding="utf-8")
+        server, port = booking_grpc.create_server(
+            pair.ctx, pair.booking_engine, security=Security(TokenStore.load(path))
+        )
+        server.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        try:
+            yield pair, booking_pb2_grpc.BookingServiceStub(channel)
+        finally:
+            channel.close()
+            server.stop(None)
+
+
+def _visited(pair: Pair, n: int, region: str, expert: str) -> str:
+    """A firm of `region` whose order `expert` visited, finding one hazard: the order id."""
+    firm = pair.register_firm(n, name=f"测试五金{n}号厂", region=region)
+    placed = pair.booking.CreateOrder(
+        pair.order_request(pair.issue(firm).token, item="dust_explosion", days=(n, n + 1)),
+        timeout=10,
+    )
+    assert placed.expert_id == expert, placed
+    pair.booking.RecordVisit(ledger_visit(placed.order_id, f"台账{n}"), timeout=10)
+    return placed.order_id
+
+
+def test_experts_and_region_inspectors_read_only_what_is_theirs(
+    reach: tuple[Pair, booking_pb2_grpc.BookingServiceStub],
+) -> None:
+    pair, stub = reach
+    mine, theirs = _visited(pair, 1, HERE, "E1"), _visited(pair, 2, THERE, "E2")
+    expected = {"e1": {mine}, "e2": {theirs}, "local": {mine}, "city": {mine, theirs}}
+    expected["sup"] = {mine, theirs}
+    for name, orders in expected.items():
+        listed = stub.ListOrders(bpb.ListOrdersRequest(), metadata=_bearer(name), timeout=10)
+        assert {o.order_id for o in listed.orders} == orders, name
+        tickets = stub.ListTickets(bpb.ListTicketsRequest(), metadata=_bearer(name), timeout=10)
+        assert {t.order_id for t in tickets.tickets} == orders, name
+        for order_id in (mine, theirs):
+            ask = bpb.GetOrderRequest(order_id=order_id)
+            if order_id in orders:
+                assert stub.GetOrder(ask, metadata=_bearer(name), timeout=10).order_id == order_id
+                continue
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.GetOrder(ask, metadata=_bearer(name), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
+            assert "不在您的查看范围内" in (refused.value.details() or "")
+
+
+def test_stats_keep_a_region_inspector_to_its_area(
+    reach: tuple[Pair, booking_pb2_grpc.BookingServiceStub],
+) -> None:
+    pair, stub = reach
+    _visited(pair, 1, HERE, "E1")
+    _visited(pair, 2, THERE, "E2")
+    period = {"from": "2026-01-01", "to": "2030-12-31"}  # orders carry their real time
+
+    def stats(name: str, region: str = "") -> bpb.Stats:
+        ask = bpb.GetStatsRequest(region=region, **period)
+        return stub.GetStats(ask, metadata=_bearer(name), timeout=10)
+
+    whole, local, asked = stats("sup"), stats("local"), stats("sup", HERE)
+    assert whole.total.bookings_received == 2
+    assert local == asked and local.total.bookings_received == 1
+    with pytest.raises(grpc.RpcError) as refused:
+        stats("local", THERE)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
