@@ -95,6 +95,17 @@ class FakeRegister:
     def add_order(self, order: Order) -> None:
         self.add(order)
 
+    def record_orders(self) -> None:
+        pass  # no trail here
+
+    def orders_by_keys(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        wanted = set(keys)
+        return {
+            (o.enterprise_id, o.idempotency_key): o.id
+            for o in self.orders_by_id.values()
+            if (o.enterprise_id, o.idempotency_key) in wanted
+        }
+
     def add_event(self, event: BookingEvent) -> None:
         self.events.append(event)
         payload = {"type": type(event).__name__, **dataclasses.asdict(event)}
@@ -358,6 +369,10 @@ class FakeUnitOfWork:
 
     def rollback(self) -> None:
         pass
+
+    @staticmethod
+    def unavailable(exc: BaseException) -> bool:
+        return False
 
     def flush(self) -> None:
         """The unique (firm, idempotency key) of orders: a second order with a key its
