@@ -30,7 +30,6 @@ from services.booking.service_layer import (
     demo,
     dispatch,
     experts,
-    order_groups,
     posters,
     staff_accounts,
     tickets,
@@ -344,36 +343,42 @@ def _order_group_flags(parser: argparse.ArgumentParser) -> None:
         parser,
         "--order-group-size",
         "BOOKING_ORDER_GROUP_SIZE",
-        order_groups.DEFAULT_MAX_SIZE,
+        None,
         "CreateOrder group commit: at most this many orders that arrive together share "
-        "one transaction, each answered after its commit; 1: every order on its own",
+        "one transaction, each answered after its commit; 1: every order on its own "
+        "(unset: 8 on SQLite, 1 on PostgreSQL)",
         type=_bounded(1, 1000),
     )
     env_flag(
         parser,
         "--order-group-wait-ms",
         "BOOKING_ORDER_GROUP_WAIT_MS",
-        order_groups.DEFAULT_MAX_WAIT * 1000,
+        None,
         "milliseconds a group's first order waits for more while the group is not full "
-        "(0: a group is what is queued when it starts; at most 1000)",
+        "(0: a group is what is queued when it starts; at most 1000; unset: 2)",
         type=_bounded(0, 1000, float),
     )
     env_flag(
         parser,
         "--order-groups",
         "BOOKING_ORDER_GROUPS",
-        order_groups.DEFAULT_GROUPS,
-        "CreateOrder groups applied at once, each in its own transaction",
+        None,
+        "CreateOrder groups applied at once, each in its own transaction (unset: 1 on "
+        "SQLite, 2 on PostgreSQL)",
         type=_bounded(1, 64),
     )
 
 
 def _order_group_limits(args: argparse.Namespace) -> GroupLimits:
-    """CreateOrder's group commit settings (their flags' types have checked them)."""
-    size = int(getattr(args, "order_group_size", order_groups.DEFAULT_MAX_SIZE))
-    wait = float(getattr(args, "order_group_wait_ms", order_groups.DEFAULT_MAX_WAIT * 1000))
-    groups = int(getattr(args, "order_groups", order_groups.DEFAULT_GROUPS))
-    return GroupLimits(size, wait / 1000, groups)
+    """CreateOrder's group commit settings as given (their flags' types have checked
+    them); what is not given is 0 (the wait: -1), the database's default
+    (order_groups.limits_for)."""
+    size = getattr(args, "order_group_size", None)
+    wait = getattr(args, "order_group_wait_ms", None)
+    groups = getattr(args, "order_groups", None)
+    return GroupLimits(
+        int(size or 0), -1.0 if wait is None else float(wait) / 1000, int(groups or 0)
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -35,13 +35,14 @@ from services.booking.service_layer import (
     views,
     visits,
 )
-from services.booking.service_layer.order_groups import OrderGroups
+from services.booking.service_layer.order_groups import OrderGroups, limits_for
 from services.booking.service_layer.ports import BookingContext
 from services.common import server as common_server
 from services.common._generated.booking.v1 import booking_pb2 as pb
 from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common.call_groups import GroupLimits
 from services.common.context import Principal, current_caller, current_principal
+from services.common.db import is_sqlite
 from services.common.errors import PermissionDenied
 from services.common.grpc_errors import map_errors, unary
 from services.common.instants import rfc3339
@@ -60,7 +61,9 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     ) -> None:
         self._ctx = ctx
         self._engine = engine
-        self._orders = OrderGroups(self._uow, ctx, order_groups)  # CreateOrder's group commit
+        # CreateOrder's group commit, as asked, the rest as suits the database
+        limits = limits_for(order_groups, single_writer=is_sqlite(engine))
+        self._orders = OrderGroups(self._uow, ctx, limits)
         self._wake = on_outbox  # new outbox messages: deliver now
         self._clauses = views.Guidance(ctx.rules, retry_after=0)  # ask every time
 
@@ -378,7 +381,8 @@ def create_server(
 ) -> tuple[grpc.Server, int]:
     """Build (not start) the booking gRPC server; port 0 picks a free port. `max_workers`
     sizes both thread pools unless `limits` says otherwise; `order_groups`: CreateOrder's
-    group commit (service_layer/order_groups.py; None: its defaults, max_size 1: off)."""
+    group commit (service_layer/order_groups.py; what it leaves out, the database's
+    defaults: limits_for; max_size 1: off)."""
     limits = limits or common_server.Limits(max_workers, max_workers)
     running = build(
         ctx,

@@ -32,7 +32,12 @@ from services.booking.service_layer.dispatch import (
     redispatch_after_commit,
 )
 from services.booking.service_layer.ports import BookingContext
-from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
+from services.booking.service_layer.qr_codes import (
+    firm_for_token,
+    firms_for_tokens,
+    owner_of,
+    visible,
+)
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
 from services.common.errors import (
@@ -164,14 +169,18 @@ def _together(
 ) -> list[Order | str | Exception] | None:
     """The group in one transaction; None: rolled back, to be taken order by order.
 
-    First each order's checks (its token's firm, its form), then one query for the keys
+    First each order's checks (its token's firm, the group's cards read in one query;
+    its form), then one query for the keys
     the checked orders' firms used before, then each order taken and dispatched in
     arrival order, each in its caller's context."""
     try:
         with uow:
+            cards = _guarded(
+                uow, partial(firms_for_tokens, uow, ctx, [i.token for i in items]), refusals=False
+            )
             checked = [
-                _guarded(uow, partial(run, n, partial(_check, uow, ctx, item)))
-                for n, item in enumerate(items)
+                c if isinstance(c, Exception) else _guarded(uow, partial(_checked, ctx, c, item))
+                for c, item in zip(cards, items, strict=True)
             ]
             used = uow.register.orders_by_keys(
                 (c[0].enterprise_id, item.key)
@@ -229,10 +238,9 @@ class _Checked:
     refs: list[str]
 
 
-def _check(uow: UnitOfWork, ctx: BookingContext, item: NewOrder) -> tuple[FirmCard, _Checked]:
-    """The firm of the order's token and its validated form (`_create`'s checks, in
-    its order), before anything is written."""
-    card = firm_for_token(uow, ctx, item.token)
+def _checked(ctx: BookingContext, card: FirmCard, item: NewOrder) -> tuple[FirmCard, _Checked]:
+    """The order of the firm `card` (its token checked) with its form validated
+    (`_create`'s checks, in its order), before anything is written."""
     return card, _validated(ctx, item.form)
 
 

@@ -126,6 +126,9 @@ class FakeRegister:
     def firm_names(self, ids: Iterable[str]) -> dict[str, str]:
         return {i: self.firms[i].name for i in ids if i in self.firms}
 
+    def firm_cards_of(self, ids: Iterable[str]) -> dict[str, FirmCard]:
+        return {i: dataclasses.replace(self.firms[i]) for i in ids if i in self.firms}
+
     # the firm's sign-in
     def codes_since(
         self, *, enterprise_id: str = "", phone_digest: str = "", client: str = "", since: datetime
