@@ -2,7 +2,9 @@
 
 A new order is taken and dispatched (dispatch.py) in one transaction, committed once: an
 order for which no expert is free yet is taken all the same and waits, SUBMITTED with the
-reason, for the next dispatch run. Nothing is acknowledged before that commit.
+reason, for the next dispatch run. Nothing is acknowledged before that commit. Orders
+that arrive together at the gRPC server share one such transaction (`take_orders`,
+order_groups.py), each as it would be taken alone.
 """
 
 from __future__ import annotations
@@ -170,9 +172,8 @@ def _together(
     """The group in one transaction; None: rolled back, to be taken order by order.
 
     First each order's checks (its token's firm, the group's cards read in one query;
-    its form), then one query for the keys
-    the checked orders' firms used before, then each order taken and dispatched in
-    arrival order, each in its caller's context."""
+    its form), then one query for the keys the checked orders' firms used before, then
+    each order taken and dispatched in arrival order, each in its caller's context."""
     try:
         with uow:
             cards = _guarded(
