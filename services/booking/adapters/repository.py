@@ -74,6 +74,7 @@ class BookingRegister(StaffRegister):
         self._lock_rows = lock_rows
         self._in_savepoint = False  # inside with_expert_locked's savepoint
         self._taken: list[tuple[Order, dict[str, Any]]] = []  # add_order's, as taken
+        self._recorded = 0  # how many of _taken have their trail entries (record_orders)
 
     def add(self, record: object) -> None:
         self.session.add(record)
@@ -104,6 +105,14 @@ class BookingRegister(StaffRegister):
         does not track, so a change to it is never written (`firm` for that)."""
         row = self._run(_firm_card_query(), {"key": enterprise_id}).first()
         return None if row is None else FirmCard(**row._mapping)
+
+    def firm_cards_of(self, ids: Iterable[str]) -> dict[str, FirmCard]:
+        """`firm_card` of several firms (one query), by enterprise id; the unknown left out."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        query = select(firm_cards).where(firm_cards.c.enterprise_id.in_(wanted))
+        return {row.enterprise_id: FirmCard(**row._mapping) for row in self._run(query)}
 
     # the firm's sign-in
     def codes_since(
@@ -293,22 +302,40 @@ class BookingRegister(StaffRegister):
     def add_order(self, order: Order) -> None:
         """A new order, as taken: its row is written when the unit of work commits
         (`write_orders`), in the state it has then, with its transitions, in statements
-        built once (PostgreSQL: one, SQLite: two) and no flush of the session; its trail
-        entries are the ones the
-        session's flushes would have collected, its creation as taken and then what
-        changed. Dispatch may book for it before its row is written: the booking's
-        foreign key to it is checked at the commit (deferred: migration b0009)."""
+        built once (one order: PostgreSQL one, SQLite two; several: one multi-row insert of
+        the orders and one of their transitions) and no flush of the session; its trail
+        entries are the ones the session's flushes would have collected, its creation as
+        taken and then what changed, recorded at the commit or, for a group of orders
+        taken together, by `record_orders` in each one's caller's context. Dispatch may
+        book for it before its row is written: the booking's foreign key to it is
+        checked at the commit (deferred: migration b0009)."""
         self._taken.append((order, AUDIT.values(order)))
+
+    def record_orders(self) -> None:
+        """Record now, in the current caller's context (the trail names who called), the
+        trail entries of the orders taken since the last call, as they stand now; their
+        rows are still written at the commit (`write_orders`)."""
+        for order, values in self._taken[self._recorded :]:
+            AUDIT.created(self.session, order, values)
+            AUDIT.changed(self.session, order, values)
+        self._recorded = len(self._taken)
 
     def forget_orders(self) -> None:
         """Drop the orders `add_order` took (the unit of work rolled back)."""
-        self._taken = []
+        self._taken, self._recorded = [], 0
 
     def write_orders(self) -> None:
         """Write the orders `add_order` took (the unit of work calls this before its
         commit). A firm's idempotency key used before fails here (IntegrityError)."""
-        taken, self._taken = self._taken, []
-        for order, values in taken:
+        self.record_orders()
+        taken, self._taken, self._recorded = self._taken, [], 0
+        if len(taken) > 1:  # a group: one multi-row insert each
+            self._run(_insert_into(orders), [_row(orders, order) for order, _ in taken])
+            moves = [_row(order_transitions, m) for order, _ in taken for m in order.history]
+            if moves:
+                self._run(_insert_into(order_transitions), moves)
+            return
+        for order, _values in taken:
             moves = [_row(order_transitions, move) for move in order.history]
             if self._lock_rows and moves:  # PostgreSQL (not SQLite): one statement
                 params = {f"o_{name}": value for name, value in _row(orders, order).items()}
@@ -319,8 +346,20 @@ class BookingRegister(StaffRegister):
                 self._run(_insert_into(orders), _row(orders, order))
                 if moves:
                     self._run(_insert_into(order_transitions), moves)
-            AUDIT.created(self.session, order, values)
-            AUDIT.changed(self.session, order, values)
+
+    def orders_by_keys(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The ids of the orders already stored under these (enterprise_id,
+        idempotency_key) pairs, by pair (one query)."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        o = orders.c
+        query = select(o.enterprise_id, o.idempotency_key, o.id).where(
+            o.enterprise_id.in_(sorted({e for e, _ in wanted})),
+            o.idempotency_key.in_(sorted({k for _, k in wanted})),
+        )
+        found = {(r.enterprise_id, r.idempotency_key): r.id for r in self._run(query)}
+        return {pair: order_id for pair, order_id in found.items() if pair in wanted}
 
     def order(self, order_id: str, *, for_update: bool = False) -> Order | None:
         return self._by_key(Order, "id", order_id, for_update)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import structlog
@@ -37,6 +38,7 @@ from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
 from services.booking.service_layer.ports import BookingContext
 from services.common import backup, demo_city, security
 from services.common import server as common_server
+from services.common.call_groups import GroupLimits
 from services.common.clock import today_shanghai
 from services.common.config import command_line, env_flag, run_command
 from services.common.db import default_sqlite_url, make_engine
@@ -90,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         common_server.add_flags(command, "BOOKING")
         security.add_flags(command, "BOOKING")
+        _order_group_flags(command)
         command.set_defaults(run=run)
     backup.add_commands(sub, "BOOKING", "booking", audit_trail)  # and audit verify|anchor
     users_cli.add_commands(sub)  # staff accounts: users add|disable|reset-password|list
@@ -319,6 +322,65 @@ def _periodic(
             _log.exception("periodic sweep failed")
 
 
+def _bounded(low: float, high: float, kind: type = int) -> Any:
+    """For argparse: a number of `kind` from `low` to `high` (nan and infinity never)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or not low <= value <= high:
+            words = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"must be {words} from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _order_group_flags(parser: argparse.ArgumentParser) -> None:
+    env_flag(
+        parser,
+        "--order-group-size",
+        "BOOKING_ORDER_GROUP_SIZE",
+        None,
+        "CreateOrder group commit: at most this many orders that arrive together share "
+        "one transaction, each answered after its commit; 1: every order on its own "
+        "(unset: 8 on SQLite, 1 on PostgreSQL)",
+        type=_bounded(1, 1000),
+    )
+    env_flag(
+        parser,
+        "--order-group-wait-ms",
+        "BOOKING_ORDER_GROUP_WAIT_MS",
+        None,
+        "milliseconds a group's first order waits for more while the group is not full "
+        "(0: a group is what is queued when it starts; at most 1000; unset: 2)",
+        type=_bounded(0, 1000, float),
+    )
+    env_flag(
+        parser,
+        "--order-groups",
+        "BOOKING_ORDER_GROUPS",
+        None,
+        "CreateOrder groups applied at once, each in its own transaction (unset: 1 on "
+        "SQLite, 2 on PostgreSQL)",
+        type=_bounded(1, 64),
+    )
+
+
+def _order_group_limits(args: argparse.Namespace) -> GroupLimits:
+    """CreateOrder's group commit settings as given (their flags' types have checked
+    them); what is not given is 0 (the wait: -1), the database's default
+    (order_groups.limits_for)."""
+    size = getattr(args, "order_group_size", None)
+    wait = getattr(args, "order_group_wait_ms", None)
+    groups = getattr(args, "order_groups", None)
+    return GroupLimits(
+        int(size or 0), -1.0 if wait is None else float(wait) / 1000, int(groups or 0)
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from services.booking.entrypoints.web import create_web_app
 
@@ -339,6 +401,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits=limits,
         on_outbox=worker.wake,
         security=guard,
+        order_groups=_order_group_limits(args),
     )
     host, _, http_port = args.http.rpartition(":")
     http = start_http(

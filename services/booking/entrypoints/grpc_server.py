@@ -35,11 +35,14 @@ from services.booking.service_layer import (
     views,
     visits,
 )
+from services.booking.service_layer.order_groups import OrderGroups, limits_for
 from services.booking.service_layer.ports import BookingContext
 from services.common import server as common_server
 from services.common._generated.booking.v1 import booking_pb2 as pb
 from services.common._generated.booking.v1 import booking_pb2_grpc
+from services.common.call_groups import GroupLimits
 from services.common.context import Principal, current_caller, current_principal
+from services.common.db import is_sqlite
 from services.common.errors import PermissionDenied
 from services.common.grpc_errors import map_errors, unary
 from services.common.instants import rfc3339
@@ -50,10 +53,17 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BookingService"].full_name
 
 class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def __init__(
-        self, ctx: BookingContext, engine: Engine, on_outbox: Callable[[], None] = lambda: None
+        self,
+        ctx: BookingContext,
+        engine: Engine,
+        on_outbox: Callable[[], None] = lambda: None,
+        order_groups: GroupLimits | None = None,
     ) -> None:
         self._ctx = ctx
         self._engine = engine
+        # CreateOrder's group commit, as asked, the rest as suits the database
+        limits = limits_for(order_groups, single_writer=is_sqlite(engine))
+        self._orders = OrderGroups(self._uow, ctx, limits)
         self._wake = on_outbox  # new outbox messages: deliver now
         self._clauses = views.Guidance(ctx.rules, retry_after=0)  # ask every time
 
@@ -152,9 +162,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             "contact_phone": request.contact_phone,
             "note": request.note,
         }
-        order = orders.create_order(
-            self._uow(), self._ctx, request.qr_token, form, request.idempotency_key
-        )
+        order = self._orders.create(request.qr_token, form, request.idempotency_key)
         if current_principal().caller == authz.FIRM:
             if self._firm_session(context) != order.enterprise_id:
                 return convert.public_confirmation(order)  # the QR token alone reads no more
@@ -375,12 +383,21 @@ def create_server(
     on_outbox: Callable[[], None] = lambda: None,
     security: Security | None = None,
     limits: common_server.Limits | None = None,
+    order_groups: GroupLimits | None = None,
 ) -> tuple[grpc.Server, int]:
     """Build (not start) the booking gRPC server; port 0 picks a free port. `max_workers`
-    sizes both thread pools unless `limits` says otherwise."""
+    sizes both thread pools unless `limits` says otherwise; `order_groups`: CreateOrder's
+    group commit (service_layer/order_groups.py; what it leaves out, the database's
+    defaults: limits_for; max_size 1: off)."""
     limits = limits or common_server.Limits(max_workers, max_workers)
     running = build(
-        ctx, engine, address=address, limits=limits, on_outbox=on_outbox, security=security
+        ctx,
+        engine,
+        address=address,
+        limits=limits,
+        on_outbox=on_outbox,
+        security=security,
+        order_groups=order_groups,
     )
     return running.server, running.port
 
@@ -393,6 +410,7 @@ def build(
     limits: common_server.Limits,
     on_outbox: Callable[[], None] = lambda: None,
     security: Security | None = None,
+    order_groups: GroupLimits | None = None,
 ) -> common_server.RunningServer:
     security = security or Security()
     start_mappers()  # once, before serving: concurrent first calls must not map it again
@@ -400,7 +418,7 @@ def build(
         limits=limits, db_free=DB_FREE, interceptors=security.interceptors(BOOKING_METHODS)
     )
     booking_pb2_grpc.add_BookingServiceServicer_to_server(
-        BookingServicer(ctx, engine, on_outbox), server
+        BookingServicer(ctx, engine, on_outbox, order_groups), server
     )
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
     port = common_server.bind_port(server, address, security.tls)

@@ -2,15 +2,19 @@
 
 A new order is taken and dispatched (dispatch.py) in one transaction, committed once: an
 order for which no expert is free yet is taken all the same and waits, SUBMITTED with the
-reason, for the next dispatch run. Nothing is acknowledged before that commit.
+reason, for the next dispatch run. Nothing is acknowledged before that commit. Orders
+that arrive together at the gRPC server share one such transaction (`take_orders`,
+order_groups.py), each as it would be taken alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any
 
 from services.booking.domain import messages
@@ -18,10 +22,12 @@ from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import (
     Order,
     OrderAction,
+    OrderRequest,
     OrderStatus,
     validate_clause_refs,
     validate_order,
 )
+from services.booking.domain.records import FirmCard
 from services.booking.domain.staff import EVERY, Reach
 from services.booking.service_layer.authz import require_reach
 from services.booking.service_layer.dispatch import (
@@ -30,12 +36,20 @@ from services.booking.service_layer.dispatch import (
     redispatch_after_commit,
 )
 from services.booking.service_layer.ports import BookingContext
-from services.booking.service_layer.qr_codes import firm_for_token, owner_of, visible
+from services.booking.service_layer.qr_codes import (
+    firm_for_token,
+    firms_for_tokens,
+    owner_of,
+    visible,
+)
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
 from services.common.errors import (
+    DeadlineExceeded,
+    DomainError,
     FieldViolation,
     RateLimited,
+    Unavailable,
     ValidationError,
     retry_on_conflict,
 )
@@ -51,12 +65,19 @@ def new_order_id(today: date) -> str:
     return f"B{today:%y%m%d}" + "".join(secrets.choice(_ORDER_ID_ALPHABET) for _ in range(6))
 
 
-def create_order(
-    uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], idempotency_key: str
-) -> Order:
-    """`form` may carry `clause_refs`: the clauses that motivated a pre-filled order."""
-    # Take an order from the firm's QR token, then dispatch it; the same key again
-    # returns the same order.
+@dataclass(frozen=True)
+class NewOrder:
+    """One CreateOrder call as the group path takes it: admitted (`admit`), the rest of
+    its checks still to come, in the transaction."""
+
+    token: str
+    form: Mapping[str, Any]
+    key: str
+
+
+def admit(ctx: BookingContext, token: str, idempotency_key: str) -> str:
+    """The checks that need no database, made before an order joins a group: the QR
+    token's order limit, then the idempotency key (stripped, returned)."""
     if ctx.order_limiter is not None and token:
         allowed, wait = ctx.order_limiter.check(hashlib.sha256(token.encode()).hexdigest()[:24])
         if not allowed:
@@ -66,6 +87,22 @@ def create_order(
         raise ValidationError(
             [FieldViolation("idempotency_key", messages.BAD_IDEMPOTENCY_KEY.format(n=KEY_MAX))]
         )
+    return key
+
+
+def create_order(
+    uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], idempotency_key: str
+) -> Order:
+    """`form` may carry `clause_refs`: the clauses that motivated a pre-filled order."""
+    # Take an order from the firm's QR token, then dispatch it; the same key again
+    # returns the same order.
+    key = admit(ctx, token, idempotency_key)
+    return answer(uow, ctx, take_order(uow, ctx, NewOrder(token, form, key)))
+
+
+def take_order(uow: UnitOfWork, ctx: BookingContext, item: NewOrder) -> Order | str:
+    """An admitted order in a transaction of its own: the new order, taken and
+    dispatched; or the id of the order its key was used for before (`answer`)."""
     # The key is looked up only when a first attempt lost on it: a repeat (double tap,
     # retry) or the same key racing in on another connection. A new key's order is
     # written at the commit (the unique key is the check). The trade-off: a repeat's first
@@ -73,10 +110,195 @@ def create_order(
     # the write lock (SQLite) for one dispatch and then rolling back; an order of another
     # firm taken in those milliseconds may be given another expert (review 23).
     attempts = iter((False, True))
-    taken = retry_on_conflict(lambda: _create(uow, ctx, token, form, key, next(attempts)))
+    return retry_on_conflict(
+        lambda: _create(uow, ctx, item.token, item.form, item.key, next(attempts))
+    )
+
+
+def answer(uow: UnitOfWork, ctx: BookingContext, taken: Order | str) -> Order:
+    """The caller's answer once its order is committed: the new order, or the order its
+    key was used for before, dispatched now if it still waits (its own transaction)."""
     if isinstance(taken, Order):
         return taken
     return dispatch_order(uow, ctx, taken, actor="dispatcher", quiet=True)
+
+
+def take_orders(
+    new_uow: Callable[[], UnitOfWork],
+    ctx: BookingContext,
+    items: Sequence[NewOrder],
+    run: Callable[[int, Callable[[], Order | str]], Order | str] = lambda _n, work: work(),
+) -> list[Order | str | Exception]:
+    """Orders that arrived together, taken and dispatched in one transaction committed
+    once: each its own answer (`take_order`'s) or error, the same as `take_order` one
+    after another in this order would give. `run(n, work)` runs the n-th order's work
+    (the server runs it in that caller's context: the trail names who called).
+
+    One after another inside the transaction (`_together`): each order sees the
+    bookings of the ones before it (two competing for one expert's half-day: the second
+    gets the next candidate), and an order refused before it wrote anything (a forged or
+    revoked token, a bad form) fails alone. The keys the group's firms used before are
+    looked up in one query: such an order is answered with that order's id, as is a
+    second order of one firm with a key the group already took. Should an order fail in
+    any other way, or the commit fail for another reason than the database itself (a
+    key another process committed first), the group is rolled back and every order of it
+    is taken again alone, each in its own transaction (`take_order`). A database that
+    cannot take the work (down, stalled past a timeout, the deadline) fails the whole
+    group at once.
+
+    Raises what fails the group's transaction as a whole: then no order of it is taken,
+    and every caller must be told so."""
+    results = _together(new_uow(), ctx, items, run)
+    if results is not None:
+        return results
+    alone: list[Order | str | Exception] = []
+    for n, item in enumerate(items):
+        try:
+            alone.append(run(n, partial(take_order, new_uow(), ctx, item)))
+        except Exception as exc:  # this order's answer
+            alone.append(exc)
+    return alone
+
+
+class _Broken(Exception):
+    """An order of a group failed in a way that is not its own answer (after it wrote,
+    or not a refusal): the group is taken again order by order."""
+
+
+def _together(
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    items: Sequence[NewOrder],
+    run: Callable[[int, Callable[[], Any]], Any],
+) -> list[Order | str | Exception] | None:
+    """The group in one transaction; None: rolled back, to be taken order by order.
+
+    First each order's checks (its token's firm, the group's cards read in one query;
+    its form), then one query for the keys the checked orders' firms used before, then
+    each order taken and dispatched in arrival order, each in its caller's context."""
+    try:
+        with uow:
+            cards = _guarded(
+                uow, partial(firms_for_tokens, uow, ctx, [i.token for i in items]), refusals=False
+            )
+            checked = [
+                c if isinstance(c, Exception) else _guarded(uow, partial(_checked, ctx, c, item))
+                for c, item in zip(cards, items, strict=True)
+            ]
+            used = uow.register.orders_by_keys(
+                (c[0].enterprise_id, item.key)
+                for c, item in zip(checked, items, strict=True)
+                if not isinstance(c, Exception)
+            )
+            results: list[Order | str | Exception] = []
+            for n, (item, check) in enumerate(zip(items, checked, strict=True)):
+                if isinstance(check, Exception):
+                    results.append(check)
+                    continue
+                card, request = check
+                earlier = used.get((card.enterprise_id, item.key))
+                if earlier is None:
+                    work = partial(_take, uow, ctx, card, request, item.key)
+                    earlier = _guarded(uow, partial(run, n, work), refusals=False)
+                results.append(earlier)  # a repeat: the id of the order its key took
+                used[(card.enterprise_id, item.key)] = _id(earlier)
+            _guarded(uow, uow.commit, refusals=False)  # e.g. a key committed by another process
+            return results
+    except _Broken:
+        return None
+
+
+def _id(taken: Order | str) -> str:
+    return taken.id if isinstance(taken, Order) else taken
+
+
+def _guarded(uow: UnitOfWork, work: Callable[[], Any], *, refusals: bool = True) -> Any:
+    """`work()` of one order of a group; a DomainError that refuses the order before it
+    wrote anything (`refusals`) is returned as its answer. The database unable to take
+    the work (or the group's deadline) propagates: it fails the group. Anything else
+    raises _Broken: the group is taken again order by order."""
+    try:
+        return work()
+    except (DeadlineExceeded, Unavailable):
+        raise
+    except _Broken:
+        raise
+    except DomainError as exc:
+        if refusals:
+            return exc
+        raise _Broken(str(exc)) from exc
+    except Exception as exc:
+        if uow.unavailable(exc):
+            raise
+        raise _Broken(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """An order's form, validated."""
+
+    request: OrderRequest
+    refs: list[str]
+
+
+def _checked(ctx: BookingContext, card: FirmCard, item: NewOrder) -> tuple[FirmCard, _Checked]:
+    """The order of the firm `card` (its token checked) with its form validated
+    (`_create`'s checks, in its order), before anything is written."""
+    return card, _validated(ctx, item.form)
+
+
+def _validated(ctx: BookingContext, form: Mapping[str, Any]) -> _Checked:
+    request = validate_order(
+        list(form.get("item_codes", [])),
+        list(form.get("preferred_slots", [])),
+        str(form.get("contact_name", "")),
+        str(form.get("contact_phone", "")),
+        str(form.get("note", "")),
+        frozenset(ctx.menu),
+        ctx.today(),
+    )
+    refs = validate_clause_refs([str(r) for r in form.get("clause_refs", [])])
+    return _Checked(request, refs)
+
+
+def _take(
+    uow: UnitOfWork, ctx: BookingContext, card: FirmCard, checked: _Checked, key: str
+) -> Order:
+    """A checked order of a group taken and dispatched; its trail entries recorded now,
+    in its caller's context (its row is written at the commit)."""
+    order = _new_order(uow, ctx, card, checked, key)
+    uow.register.record_orders()
+    return order
+
+
+def _new_order(
+    uow: UnitOfWork, ctx: BookingContext, card: FirmCard, checked: _Checked, key: str
+) -> Order:
+    """The order taken (SUBMITTED) and dispatched, inside the caller's transaction."""
+    request = checked.request
+    at = now()
+    order = Order(
+        id=new_order_id(ctx.today()),
+        enterprise_id=card.enterprise_id,
+        enterprise_name=card.name,
+        region=card.region,
+        item_codes=list(request.item_codes),
+        preferred_slots=[str(s) for s in request.preferred_slots],
+        contact_name=request.contact_name,
+        contact_phone=request.contact_phone,
+        note=request.note,
+        idempotency_key=key,
+        status="",
+        created_at=at,
+        updated_at=at,
+        clause_refs=checked.refs,
+    )
+    order.enter(OrderStatus.SUBMITTED.value, actor="firm", at=at, reason=messages.ORDER_TAKEN)
+    # taken as it is now, written once at the commit as dispatch leaves it; a key used
+    # before fails there (Conflict) and the retry finds its order
+    uow.register.add_order(order)
+    assign(uow, ctx, order, actor="dispatcher")
+    return order
 
 
 def _create(
@@ -94,38 +316,7 @@ def _create(
         existing = uow.register.order_by_key(card.enterprise_id, key) if repeat else None
         if existing is not None:
             return existing.id
-        request = validate_order(
-            list(form.get("item_codes", [])),
-            list(form.get("preferred_slots", [])),
-            str(form.get("contact_name", "")),
-            str(form.get("contact_phone", "")),
-            str(form.get("note", "")),
-            frozenset(ctx.menu),
-            ctx.today(),
-        )
-        refs = validate_clause_refs([str(r) for r in form.get("clause_refs", [])])
-        at = now()
-        order = Order(
-            id=new_order_id(ctx.today()),
-            enterprise_id=card.enterprise_id,
-            enterprise_name=card.name,
-            region=card.region,
-            item_codes=list(request.item_codes),
-            preferred_slots=[str(s) for s in request.preferred_slots],
-            contact_name=request.contact_name,
-            contact_phone=request.contact_phone,
-            note=request.note,
-            idempotency_key=key,
-            status="",
-            created_at=at,
-            updated_at=at,
-            clause_refs=refs,
-        )
-        order.enter(OrderStatus.SUBMITTED.value, actor="firm", at=at, reason=messages.ORDER_TAKEN)
-        # taken as it is now, written once at the commit as dispatch leaves it; a key used
-        # before fails there (Conflict) and the retry finds its order
-        uow.register.add_order(order)
-        assign(uow, ctx, order, actor="dispatcher")
+        order = _new_order(uow, ctx, card, _validated(ctx, form), key)
         uow.commit()
         return order
 

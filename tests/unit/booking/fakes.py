@@ -95,6 +95,17 @@ class FakeRegister:
     def add_order(self, order: Order) -> None:
         self.add(order)
 
+    def record_orders(self) -> None:
+        pass  # no trail here
+
+    def orders_by_keys(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        wanted = set(keys)
+        return {
+            (o.enterprise_id, o.idempotency_key): o.id
+            for o in self.orders_by_id.values()
+            if (o.enterprise_id, o.idempotency_key) in wanted
+        }
+
     def add_event(self, event: BookingEvent) -> None:
         self.events.append(event)
         payload = {"type": type(event).__name__, **dataclasses.asdict(event)}
@@ -114,6 +125,9 @@ class FakeRegister:
 
     def firm_names(self, ids: Iterable[str]) -> dict[str, str]:
         return {i: self.firms[i].name for i in ids if i in self.firms}
+
+    def firm_cards_of(self, ids: Iterable[str]) -> dict[str, FirmCard]:
+        return {i: dataclasses.replace(self.firms[i]) for i in ids if i in self.firms}
 
     # the firm's sign-in
     def codes_since(
@@ -371,6 +385,10 @@ class FakeUnitOfWork:
 
     def rollback(self) -> None:
         pass
+
+    @staticmethod
+    def unavailable(exc: BaseException) -> bool:
+        return False
 
     def flush(self) -> None:
         """The unique (firm, idempotency key) of orders: a second order with a key its
