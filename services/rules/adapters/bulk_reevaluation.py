@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
+from functools import cache
 from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from operator import itemgetter
 from typing import Any
@@ -58,7 +59,10 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import IteratorResult, Row
+from sqlalchemy.engine.result import SimpleResultMetaData
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeEngine
 
 from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
@@ -74,13 +78,22 @@ from services.rules.adapters.orm import (
     reevaluation_runs,
     whitelist_entries,
 )
+from services.rules.adapters.repository import (
+    event_items_of_rows,
+    histories_of_rows,
+    recent_event_items_query,
+    recent_histories_query,
+    recorded_events_query,
+)
 from services.rules.adapters.serialize import decision_to_json
 from services.rules.domain.changes import KIND_ORDER, ChangeKind
 from services.rules.domain.reevaluation import EntryMove, OpenEntry, Reevaluated, StoredFirm
 from services.rules.domain.register import (
     DecisionRecord,
+    EventItem,
     EventRecord,
     Firm,
+    HistoryEntry,
     ReevaluationRun,
     WhitelistEntry,
 )
@@ -135,37 +148,63 @@ class BatchRegister:
             firm for firm in _read_firms(self._connection, query) if firm.enterprise_id in locked
         ]
 
-    def firms_of(
-        self, enterprise_ids: Sequence[str]
-    ) -> list[tuple[StoredFirm, WhitelistEntry | None]]:
-        """The firms with these ids, as `next_firms` reads them (locked on PostgreSQL, in
-        id order: two groups never wait on each other in a cycle), each with its open
-        white-list entry (a detached record: what an answer shows, nothing the session
-        tracks; None: none), read in one query after the lock (a ReportEvent group's
-        first read)."""
+    def group_reads(
+        self,
+        enterprise_ids: Sequence[str],
+        keys: Sequence[tuple[str, str]],
+        limit: int,
+        cause_kinds: Sequence[str],
+        quiet_kinds: Sequence[str],
+    ) -> GroupReads:
+        """A ReportEvent group's reads: the firms with these ids (locked on PostgreSQL,
+        in id order: two groups never wait on each other in a cycle), each with its open
+        white-list entry (detached records: what an answer shows, nothing the session
+        tracks); which of the (source, event_id) `keys` are recorded; each firm's recent
+        history (`Register.recent_histories`: its newest `limit` decisions, naming their
+        events of `cause_kinds`) and newest `limit` events of `quiet_kinds`.
+
+        Locked first, read after (as `next_firms` says why): the lock is a statement of
+        its own and every read a statement after it, each with its own snapshot taken
+        once the lock is held. On PostgreSQL all of them go in one pipeline: one round
+        trip (the server still runs them one after another, in this order); on SQLite
+        (whose writer holds the file) one after another."""
+        ids = sorted(set(enterprise_ids))
+        statements: list[tuple[Executable, dict[str, Any]]] = []
+        if self._lock_rows:
+            statements.append((_lock_firms(), {"ids": ids}))
+        wanted = sorted(set(keys))
+        lateral = self._connection.dialect.name == "postgresql"  # as Register._lateral
+        history = {"ids": ids, "limit": limit, "kinds": list(cause_kinds)}
+        quiet = {"ids": ids, "limit": limit, "kinds": list(quiet_kinds)}
+        statements += [
+            (_firms_with_entries(), {"ids": ids}),
+            (recent_histories_query(lateral), history),
+            (recent_event_items_query(lateral), quiet),
+        ]
+        if wanted:
+            statements.append((recorded_events_query(), {"keys": wanted}))
+        results = _read_together(self._connection, statements)
+        if self._lock_rows:
+            results = results[1:]
+        firm_rows, history_rows, quiet_rows = results[:3]
+        recorded = {(row[0], row[1]) for row in results[3]} if wanted else set()
         w = whitelist_entries.c
-        f = firms.c
-        open_entry = and_(w.enterprise_id == f.enterprise_id, w.revoked_on.is_(None))
-        query = (
-            _stored_firms()
-            .outerjoin(whitelist_entries, open_entry)
-            .add_columns(*(c.label(f"w_{c.name}") for c in w))
-            .where(f.enterprise_id.in_(sorted(enterprise_ids)))
-            .order_by(f.enterprise_id)
-        )
-        if self._lock_rows:  # locked first, read after: as `next_firms` says why
-            lock = select(f.enterprise_id).where(f.enterprise_id.in_(sorted(enterprise_ids)))
-            self._connection.execute(lock.order_by(f.enterprise_id).with_for_update())
         loads = orjson.loads
         found = []
-        for row in self._connection.execute(query):
+        for row in firm_rows:
             i, name, region, profile, status, risk, decision, day = row[:8]
             firm = StoredFirm(i, name, region, loads(profile), status, risk, decision, day)
             entry = None
             if row.w_id is not None:
                 entry = WhitelistEntry(**{c.name: row._mapping[f"w_{c.name}"] for c in w})
             found.append((firm, entry))
-        return found
+        known = [firm.enterprise_id for firm, _ in found]
+        return GroupReads(
+            found,
+            recorded,
+            histories_of_rows(known, (r for r in history_rows if r.enterprise_id in known)),
+            event_items_of_rows(known, (r for r in quiet_rows if r[0] in known)),
+        )
 
     def open_entries(self, after: str, last: str) -> dict[str, OpenEntry]:
         """The open white-list entries of the firms with ids in (after, last], by firm: a
@@ -270,6 +309,83 @@ class AppliedEvent:
     payload: dict[str, Any] | None
     caller: str
     region: str
+
+
+@dataclass(frozen=True)
+class GroupReads:
+    """What `BatchRegister.group_reads` read for a ReportEvent group: its firms found,
+    each with its open entry (in id order); the event keys already recorded; by firm
+    found, its recent history (decision items, the entries they granted or closed) and
+    its newest quiet events."""
+
+    firms: list[tuple[StoredFirm, WhitelistEntry | None]]
+    recorded: set[tuple[str, str]]
+    histories: dict[str, tuple[list[HistoryEntry], list[WhitelistEntry]]]
+    quiet: dict[str, list[EventItem]]
+
+
+@cache
+def _lock_firms() -> Select[Any]:
+    """The firms of the expanding parameter `ids`, locked for update in id order."""
+    f = firms.c
+    query = select(f.enterprise_id).where(f.enterprise_id.in_(bindparam("ids", expanding=True)))
+    return query.order_by(f.enterprise_id).with_for_update()
+
+
+@cache
+def _firms_with_entries() -> Select[Any]:
+    """The firms of `ids` as `_stored_firms` reads them, each with its open white-list
+    entry's columns (labelled w_<column>; NULL: none), in id order."""
+    w, f = whitelist_entries.c, firms.c
+    open_entry = and_(w.enterprise_id == f.enterprise_id, w.revoked_on.is_(None))
+    return (
+        _stored_firms()
+        .outerjoin(whitelist_entries, open_entry)
+        .add_columns(*(c.label(f"w_{c.name}") for c in w))
+        .where(f.enterprise_id.in_(bindparam("ids", expanding=True)))
+        .order_by(f.enterprise_id)
+    )
+
+
+def _read_together(
+    connection: Connection, statements: Sequence[tuple[Executable, Mapping[str, Any]]]
+) -> list[list[Row[Any]]]:
+    """The rows of each statement, run in this order in the connection's transaction.
+
+    PostgreSQL: sent together in one psycopg pipeline (one round trip); each statement
+    is compiled once and its rows come back as SQLAlchemy rows (by position, by
+    attribute, `_mapping`) with the driver's values: no column these statements read
+    has a result processor on psycopg (strings, numbers, days and instants are the
+    driver's own; JSON is read as text). SQLite: one after another."""
+    if connection.dialect.name != "postgresql":
+        return [list(connection.execute(query, dict(params))) for query, params in statements]
+    dialect = connection.dialect
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    cursors = []
+    try:
+        with driver.pipeline():
+            for query, params in statements:
+                compiled = _COMPILED.get((query, dialect.name))
+                if compiled is None:
+                    compiled = query.compile(dialect=dialect)
+                    _COMPILED[(query, dialect.name)] = compiled
+                state = compiled.construct_expanded_state(dict(params))
+                cursor = driver.cursor()
+                cursors.append(cursor)
+                cursor.execute(state.statement, state.parameters)
+        out = []
+        for cursor in cursors:
+            names = [column.name for column in cursor.description or ()]
+            rows = cursor.fetchall()
+            out.append(list(IteratorResult(SimpleResultMetaData(names), iter(rows))))
+        return out
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+_COMPILED: dict[tuple[Executable, str], Any] = {}
 
 
 def _stored_firms() -> Select[Any]:

@@ -5,7 +5,7 @@ Conditions use the Table columns (typed), and results are the mapped domain reco
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from functools import cache
 from typing import Any
@@ -70,12 +70,11 @@ class Register:
 
     def recorded_events(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (source, event_id) are recorded: one query."""
-        e = events.c
         wanted = set(keys)
         if not wanted:
             return set()
-        query = select(e.source, e.event_id).where(tuple_(e.source, e.event_id).in_(sorted(wanted)))
-        return {(row.source, row.event_id) for row in self.session.execute(query)}
+        rows = self.session.execute(recorded_events_query(), {"keys": sorted(wanted)})
+        return {(row.source, row.event_id) for row in rows}
 
     def decision(self, decision_id: str | None) -> DecisionRecord | None:
         return self.session.get(DecisionRecord, decision_id) if decision_id else None
@@ -121,10 +120,8 @@ class Register:
         """`recent_history` of each of these firms, in one query (a ReportEvent group's)."""
         self.session.flush()
         params = {"ids": list(enterprise_ids), "limit": limit, "kinds": list(cause_kinds)}
-        by_firm: dict[str, _HistoryRows] = {i: _HistoryRows() for i in enterprise_ids}
-        for row in self.session.execute(_recent_histories(self._lateral), params):
-            by_firm[row.enterprise_id].add(row)
-        return {i: rows.result() for i, rows in by_firm.items()}
+        rows = self.session.execute(_recent_histories(self._lateral), params)
+        return histories_of_rows(enterprise_ids, rows)
 
     def recent_event_items(
         self, enterprise_id: str, kinds: Sequence[str], limit: int
@@ -138,10 +135,8 @@ class Register:
     ) -> dict[str, list[EventItem]]:
         """`recent_event_items` of each of these firms, in one query."""
         params = {"ids": list(enterprise_ids), "limit": limit, "kinds": list(kinds)}
-        out: dict[str, list[EventItem]] = {i: [] for i in enterprise_ids}
-        for row in self.session.execute(_recent_event_items_of(self._lateral), params):
-            out[row[0]].append(EventItem(*row[1:]))
-        return out
+        rows = self.session.execute(_recent_event_items_of(self._lateral), params)
+        return event_items_of_rows(enterprise_ids, rows)
 
     def open_entry(self, enterprise_id: str, *, flush: bool = True) -> WhitelistEntry | None:
         """The firm's open white-list entry: a remembered one (`remember_open_entry`)
@@ -452,6 +447,50 @@ def _recent_event_items_of(lateral: bool) -> Select[Any]:
         .join(recent, e.id == recent.c.id)
         .order_by(e.enterprise_id, e.received_at.desc(), e.id.desc())
     )
+
+
+def recent_histories_query(lateral: bool) -> Select[Any]:
+    """`recent_histories`' statement (parameters `ids`, `limit`, `kinds`), for a caller
+    that sends it with others (BatchRegister.group_reads); its rows go to
+    `histories_of_rows`."""
+    return _recent_histories(lateral)
+
+
+def recent_event_items_query(lateral: bool) -> Select[Any]:
+    """`recent_event_items_of`' statement (parameters `ids`, `kinds`, `limit`); its rows
+    go to `event_items_of_rows`."""
+    return _recent_event_items_of(lateral)
+
+
+@cache
+def recorded_events_query() -> Select[Any]:
+    """`recorded_events`' statement: which of the (source, event_id) pairs in the
+    expanding parameter `keys` are recorded."""
+    e = events.c
+    return select(e.source, e.event_id).where(
+        tuple_(e.source, e.event_id).in_(bindparam("keys", expanding=True))
+    )
+
+
+def histories_of_rows(
+    enterprise_ids: Sequence[str], rows: Iterable[Any]
+) -> dict[str, tuple[list[HistoryEntry], list[WhitelistEntry]]]:
+    """`recent_histories`' answer from its statement's rows (every firm asked, one
+    without rows an empty history)."""
+    by_firm: dict[str, _HistoryRows] = {i: _HistoryRows() for i in enterprise_ids}
+    for row in rows:
+        by_firm[row.enterprise_id].add(row)
+    return {i: found.result() for i, found in by_firm.items()}
+
+
+def event_items_of_rows(
+    enterprise_ids: Sequence[str], rows: Iterable[Any]
+) -> dict[str, list[EventItem]]:
+    """`recent_event_items_of`' answer from its statement's rows."""
+    out: dict[str, list[EventItem]] = {i: [] for i in enterprise_ids}
+    for row in rows:
+        out[row[0]].append(EventItem(*row[1:]))
+    return out
 
 
 @cache
