@@ -248,12 +248,12 @@ class BatchRegister:
         _insert_decisions(connection, batch, [decision_to_json(r.decision) for r in batch])
         _move_entries(connection, batch)
         _update_firms(connection, batch)
-        _seal(
+        old = _seal(
             connection,
             [entry for r in batch for entry in _audit_entries(r, caller)],
             lock=self._lock_rows,
+            decisions_of=_previous_decisions(batch),
         )
-        old = _old_blockers(connection, batch)
         ids = IdSource()
         rows = [row for r in batch for row in _change_rows(r, old, at, ids)]
         _executemany(connection, changes, rows)
@@ -284,8 +284,9 @@ class BatchRegister:
             entries.append(_event_entry(a.record, a.caller))
             if a.reevaluated is not None:
                 entries.extend(_audit_entries(a.reevaluated, a.caller))
-        _seal(connection, entries, lock=self._lock_rows)
-        old = _old_blockers(connection, decided)
+        old = _seal(
+            connection, entries, lock=self._lock_rows, decisions_of=_previous_decisions(decided)
+        )
         for r in decided:  # a decision of the group is the next one's predecessor
             old[r.decision_id] = [b.code for b in r.decision.whitelist_blockers]
         at, ids = now(), IdSource()
@@ -447,7 +448,7 @@ def _move_entries_in_turn(connection: Connection, batch: Sequence[Reevaluated]) 
                 continue
             row = created.get(m.entry.id)
             if row is None:
-                row = updated.setdefault(m.entry.id, {"_id": m.entry.id})
+                row = updated.setdefault(m.entry.id, {"id": m.entry.id})
             if m.kind == "extended":
                 row.update(
                     valid_until=m.valid_until,
@@ -466,8 +467,8 @@ def _move_entries_in_turn(connection: Connection, batch: Sequence[Reevaluated]) 
     alike: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in updated.values():
         alike.setdefault(tuple(sorted(row)), []).append(row)
-    for rows in alike.values():
-        _update_entries(connection, rows)
+    for rows in alike.values():  # each entry once: one statement, queued with the writes
+        _executemany(connection, whitelist_entries, rows, key="id")
     _executemany(connection, whitelist_entries, list(created.values()))
 
 
@@ -569,22 +570,33 @@ def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
         _executemany(connection, firms, rows, key="enterprise_id")
 
 
-def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) -> None:
+def _seal(
+    connection: Connection,
+    entries: list[dict[str, Any]],
+    *,
+    lock: bool,
+    decisions_of: Sequence[str] = (),
+) -> dict[str, list[str]]:
     """`audit.append` for a batch of per-firm chains: the same links and heads, but the
     rows go in by one executemany (COPY on PostgreSQL) without RETURNING (a multi-row
     INSERT … RETURNING of hundreds of rows cost more than the rest of the write). The
     rows' ids are taken beforehand, in order: from the table's sequence on PostgreSQL;
     on SQLite, after the table's largest id (what SQLite gives a table without
     AUTOINCREMENT; one writer, whose transaction this is). The entries are stamped and
-    linked in place (each a dict of its own, made for this call)."""
-    if not entries:
-        return
+    linked in place (each a dict of its own, made for this call).
+
+    Returns the blocker codes of the decisions `decisions_of` (`_previous_decisions`), read
+    with the heads: on PostgreSQL the heads' lock, the ids and that read go in one
+    pipeline (one round trip instead of three)."""
     log = AUDIT.log
     by_chain: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_chain.setdefault(entry["chain"], []).append(entry)
     keys = sorted(by_chain)  # heads locked in key order, as audit.append does
-    heads = dict(_chain_heads(connection, keys, lock=lock))
+    found, taken, old = _before_seal(connection, keys, len(entries), decisions_of, lock=lock)
+    if not entries:
+        return old
+    heads = dict(found)
     at = datetime.now(UTC).isoformat(timespec="microseconds")
     rows: list[dict[str, Any]] = []
     ends: dict[str, str] = {}
@@ -597,12 +609,6 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
             rows.append(entry)
             prev = digest
         ends[key] = prev
-    taken: Sequence[int]
-    if connection.dialect.name == "postgresql":
-        taken = _sequence_ids(connection, log, len(rows))
-    else:
-        largest = connection.exec_driver_sql(f"SELECT max(id) FROM {log.name}").scalar()
-        taken = range((largest or 0) + 1, (largest or 0) + 1 + len(rows))
     for row, row_id in zip(rows, taken, strict=True):
         row["id"] = row_id
     last = {row["chain"]: row["id"] for row in rows}  # rows are in chain order
@@ -616,18 +622,47 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
         {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k not in heads
     ]
     _executemany(connection, chains, new)
+    return old
+
+
+def _before_seal(
+    connection: Connection,
+    keys: list[str],
+    count: int,
+    decision_ids: Sequence[str],
+    *,
+    lock: bool,
+) -> tuple[list[Any], Sequence[int], dict[str, list[str]]]:
+    """What sealing `count` entries on the chains `keys` reads first: the chains' heads
+    (`_chain_heads`), the rows' ids, ascending, and the blocker codes of the decisions
+    `decision_ids`. PostgreSQL: one pipeline (the heads locked first, in key order);
+    SQLite: one after another."""
+    log = AUDIT.log
+    blockers = (_decision_payloads(), {"ids": sorted(set(decision_ids))})
+    if connection.dialect.name != "postgresql":
+        heads = _chain_heads(connection, keys, lock=lock) if count else []
+        largest = connection.exec_driver_sql(f"SELECT max(id) FROM {log.name}").scalar() or 0
+        found = _read_together(connection, [blockers]) if decision_ids else [[]]
+        return heads, range(largest + 1, largest + 1 + count), _blockers_of(found[0])
+    statements: list[tuple[Executable, Mapping[str, Any]]] = []
+    if count:
+        statements.append((_heads_of_keys(lock), {"keys": keys}))
+        statements.append((_next_ids(), {"table": log.name, "n": count}))
+    if decision_ids:
+        statements.append(blockers)
+    found = _read_together(connection, statements) if statements else []
+    heads = list(found[0]) if count else []
+    taken = sorted(int(row[0]) for row in found[1]) if count else []
+    return heads, taken, _blockers_of(found[-1]) if decision_ids else {}
 
 
 def _chain_heads(connection: Connection, keys: list[str], *, lock: bool) -> list[Any]:
     """(chain, last_hash) of those of `keys` that have a head, in key order (locked for
     update with `lock`): the keys go as one parameter (an array on PostgreSQL, a JSON
     text on SQLite), not as one bound parameter each, which Core renders every time."""
-    heads = chains_of(AUDIT.log).name
     if connection.dialect.name == "postgresql":
-        sql = f"SELECT chain, last_hash FROM {heads} WHERE chain = ANY(%s) ORDER BY chain" + (
-            " FOR UPDATE" if lock else ""
-        )
-        return list(connection.exec_driver_sql(sql, (keys,)))
+        return list(connection.execute(_heads_of_keys(lock), {"keys": keys}))
+    heads = chains_of(AUDIT.log).name
     sql = (
         f"SELECT chain, last_hash FROM {heads}"
         " WHERE chain IN (SELECT value FROM json_each(?)) ORDER BY chain"
@@ -635,12 +670,19 @@ def _chain_heads(connection: Connection, keys: list[str], *, lock: bool) -> list
     return list(connection.exec_driver_sql(sql, (orjson.dumps(keys).decode(),)))
 
 
-def _sequence_ids(connection: Connection, table: Table, count: int) -> list[int]:
-    """`count` fresh ids from the sequence behind `table`.id (PostgreSQL), ascending."""
-    query = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
-    return sorted(
-        int(i) for i in connection.execute(query, {"table": table.name, "n": count}).scalars()
-    )
+@cache
+def _heads_of_keys(lock: bool) -> Executable:
+    """PostgreSQL: the heads of the chains in the array parameter `keys`, in key order
+    (locked for update with `lock`)."""
+    heads = chains_of(AUDIT.log).name
+    sql = f"SELECT chain, last_hash FROM {heads} WHERE chain = ANY(:keys) ORDER BY chain"
+    return text(sql + (" FOR UPDATE" if lock else ""))
+
+
+@cache
+def _next_ids() -> Executable:
+    """PostgreSQL: `n` fresh ids from the sequence behind the table `table`'s id."""
+    return text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
 
 
 def _granted_row(g: OpenEntry) -> dict[str, Any]:
@@ -766,22 +808,29 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
     return entries
 
 
-def _old_blockers(connection: Connection, batch: Sequence[Reevaluated]) -> dict[str, list[str]]:
-    """The blocker codes of the previous decisions of firms whose status and colour stay
-    (their decision is a change only if the blockers moved)."""
-    ids = [
+def _previous_decisions(batch: Sequence[Reevaluated]) -> list[str]:
+    """The previous decisions of the firms whose status and colour stay (their decision
+    is a change only if the blockers moved): whose blocker codes `_seal` reads."""
+    return [
         r.firm.decision_id
         for r in batch
         if r.firm.decision_id
         and (r.firm.status, r.firm.risk_level)
         == (r.decision.status._value_, r.decision.risk_level._value_)
     ]
-    if not ids:
-        return {}
+
+
+@cache
+def _decision_payloads() -> Select[Any]:
+    """The decisions of the expanding parameter `ids`: (id, payload as JSON text)."""
     d = decisions.c
-    query = select(d.id, cast(d.payload, Text)).where(d.id.in_(ids))
+    return select(d.id, cast(d.payload, Text)).where(d.id.in_(bindparam("ids", expanding=True)))
+
+
+def _blockers_of(rows: Sequence[Any]) -> dict[str, list[str]]:
+    """The blocker codes of each decision of `_decision_payloads`' rows, by id."""
     old = {}
-    for decision_id, stored in connection.execute(query):
+    for decision_id, stored in rows:
         payload = orjson.loads(stored) if stored else {}
         payload = payload if isinstance(payload, dict) else {}
         old[decision_id] = [b["code"] for b in payload.get("whitelist_blockers", [])]
