@@ -59,10 +59,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import IteratorResult, Row
+from sqlalchemy.engine import IteratorResult
 from sqlalchemy.engine.result import SimpleResultMetaData
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
 from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
@@ -98,6 +98,7 @@ from services.rules.domain.register import (
     WhitelistEntry,
 )
 
+_Statement = Select[Any] | TextClause  # what `_read_together` runs
 _FIRM = AUDIT.audited[Firm]
 _DECISION = AUDIT.audited[DecisionRecord]
 _ENTRY = AUDIT.audited[WhitelistEntry]
@@ -169,7 +170,7 @@ class BatchRegister:
         trip (the server still runs them one after another, in this order); on SQLite
         (whose writer holds the file) one after another."""
         ids = sorted(set(enterprise_ids))
-        statements: list[tuple[Executable, dict[str, Any]]] = []
+        statements: list[tuple[_Statement, Mapping[str, Any]]] = []
         if self._lock_rows:
             statements.append((_lock_firms(), {"ids": ids}))
         wanted = sorted(set(keys))
@@ -349,8 +350,8 @@ def _firms_with_entries() -> Select[Any]:
 
 
 def _read_together(
-    connection: Connection, statements: Sequence[tuple[Executable, Mapping[str, Any]]]
-) -> list[list[Row[Any]]]:
+    connection: Connection, statements: Sequence[tuple[_Statement, Mapping[str, Any]]]
+) -> list[list[Any]]:
     """The rows of each statement, run in this order in the connection's transaction.
 
     PostgreSQL: sent together in one psycopg pipeline (one round trip); each statement
@@ -363,7 +364,7 @@ def _read_together(
     dialect = connection.dialect
     driver = connection.connection.driver_connection
     assert driver is not None
-    cursors = []
+    cursors: list[Any] = []
     try:
         with driver.pipeline():
             for query, params in statements:
@@ -375,7 +376,7 @@ def _read_together(
                 cursor = driver.cursor()
                 cursors.append(cursor)
                 cursor.execute(state.statement, state.parameters)
-        out = []
+        out: list[list[Any]] = []
         for cursor in cursors:
             names = [column.name for column in cursor.description or ()]
             rows = cursor.fetchall()
@@ -386,7 +387,7 @@ def _read_together(
             cursor.close()
 
 
-_COMPILED: dict[tuple[Executable, str], Any] = {}
+_COMPILED: dict[tuple[_Statement, str], Any] = {}  # statements built once (@cache)
 
 
 def _stored_firms() -> Select[Any]:
@@ -644,7 +645,7 @@ def _before_seal(
         largest = connection.exec_driver_sql(f"SELECT max(id) FROM {log.name}").scalar() or 0
         found = _read_together(connection, [blockers]) if decision_ids else [[]]
         return heads, range(largest + 1, largest + 1 + count), _blockers_of(found[0])
-    statements: list[tuple[Executable, Mapping[str, Any]]] = []
+    statements: list[tuple[_Statement, Mapping[str, Any]]] = []
     if count:
         statements.append((_heads_of_keys(lock), {"keys": keys}))
         statements.append((_next_ids(), {"table": log.name, "n": count}))
@@ -671,7 +672,7 @@ def _chain_heads(connection: Connection, keys: list[str], *, lock: bool) -> list
 
 
 @cache
-def _heads_of_keys(lock: bool) -> Executable:
+def _heads_of_keys(lock: bool) -> TextClause:
     """PostgreSQL: the heads of the chains in the array parameter `keys`, in key order
     (locked for update with `lock`)."""
     heads = chains_of(AUDIT.log).name
@@ -680,7 +681,7 @@ def _heads_of_keys(lock: bool) -> Executable:
 
 
 @cache
-def _next_ids() -> Executable:
+def _next_ids() -> TextClause:
     """PostgreSQL: `n` fresh ids from the sequence behind the table `table`'s id."""
     return text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
 
