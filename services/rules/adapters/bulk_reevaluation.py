@@ -23,9 +23,12 @@ executemany, PostgreSQL one COPY per table for inserts (an executemany, which ps
 pipelines, below COPY_FROM rows) and one UPDATE … FROM json_to_recordset() for updates,
 its audit ids taken from the table's sequence beforehand.
 
-A ReportEvent group (`write_events`) writes through the same statements, plus its event
-records and their audit entries and feed rows; on PostgreSQL its inserts and updates go
-in one pipeline (`_one_round_trip`).
+A ReportEvent group reads what it needs in one pipeline on PostgreSQL (`group_reads`:
+its firms locked, then read with their entries, histories, quiet events and recorded
+event ids) and writes (`write_events`) through the same statements as a batch, plus its
+event records and their audit entries and feed rows; on PostgreSQL the chain heads'
+lock, the audit ids and the previous decisions' blockers go in one pipeline
+(`_before_seal`), then its inserts and updates in another (`_one_round_trip`).
 
 Row locks are all taken by the first read (and the run's row by the flush before the
 writes), the chain heads only afterwards (as the audit trail's ordering rule asks), so

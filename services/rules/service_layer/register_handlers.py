@@ -657,12 +657,13 @@ def _together(
 ) -> list[StatusView | Exception] | None:
     """The group in one transaction; None: rolled back, to be applied event by event.
 
-    Read first, in one query each: the group's firms (locked in id order, so two groups
-    of two processes never wait on each other in a cycle) with their current decision's
-    day, which of its event ids are recorded, the firms' open white-list entries and
-    their recent histories (decisions, quiet events). Each event is then applied in
-    memory, in its caller's context (`_Group.report`); the rows are written at the end
-    (`BatchRegister.write_events`)."""
+    Read first, in one query each (`BatchRegister.group_reads`: on PostgreSQL all in one
+    round trip, the lock before the reads): the group's firms (locked in id order, so two
+    groups of two processes never wait on each other in a cycle) with their current
+    decision's day, which of its event ids are recorded, the firms' open white-list
+    entries and their recent histories (decisions, quiet events). Each event is then
+    applied in memory, in its caller's context (`_Group.report`); the rows are written at
+    the end (`BatchRegister.write_events`)."""
     results: list[StatusView | Exception] = []
     with uow:
         group = _Group.read(uow, ctx, items)
