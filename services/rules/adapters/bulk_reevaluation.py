@@ -82,6 +82,7 @@ from services.rules.adapters.orm import (
     whitelist_entries,
 )
 from services.rules.adapters.repository import (
+    among,
     event_items_of_rows,
     histories_of_rows,
     recent_event_items_query,
@@ -173,25 +174,31 @@ class BatchRegister:
         trip (the server still runs them one after another, in this order); on SQLite
         (whose writer holds the file) one after another."""
         ids = sorted(set(enterprise_ids))
+        # PostgreSQL: lists as one array parameter each (`among`), LATERAL histories
+        pg = self._connection.dialect.name == "postgresql"
         statements: list[tuple[_Statement, Mapping[str, Any]]] = []
         if self._lock_rows:
-            statements.append((_lock_firms(), {"ids": ids}))
-        wanted = sorted(set(keys))
-        lateral = self._connection.dialect.name == "postgresql"  # as Register._lateral
+            statements.append((_lock_firms(pg), {"ids": ids}))
+        wanted = set(keys)
         history = {"ids": ids, "limit": limit, "kinds": list(cause_kinds)}
         quiet = {"ids": ids, "limit": limit, "kinds": list(quiet_kinds)}
         statements += [
-            (_firms_with_entries(), {"ids": ids}),
-            (recent_histories_query(lateral), history),
-            (recent_event_items_query(lateral), quiet),
+            (_firms_with_entries(pg), {"ids": ids}),
+            (recent_histories_query(pg), history),
+            (recent_event_items_query(pg), quiet),
         ]
-        if wanted:
-            statements.append((recorded_events_query(), {"keys": wanted}))
+        if wanted and pg:
+            sources = sorted({source for source, _ in wanted})
+            event_ids = sorted({event_id for _, event_id in wanted})
+            asked = {"sources": sources, "event_ids": event_ids}
+            statements.append((recorded_events_query(True), asked))
+        elif wanted:
+            statements.append((recorded_events_query(), {"keys": sorted(wanted)}))
         results = _read_together(self._connection, statements)
         if self._lock_rows:
             results = results[1:]
         firm_rows, history_rows, quiet_rows = results[:3]
-        recorded = {(row[0], row[1]) for row in results[3]} if wanted else set()
+        recorded = {(row[0], row[1]) for row in results[3]} & wanted if wanted else set()
         w = whitelist_entries.c
         loads = orjson.loads
         found = []
@@ -330,24 +337,24 @@ class GroupReads:
 
 
 @cache
-def _lock_firms() -> Select[Any]:
-    """The firms of the expanding parameter `ids`, locked for update in id order."""
+def _lock_firms(array: bool) -> Select[Any]:
+    """The firms of the list parameter `ids` (`among`), locked for update in id order."""
     f = firms.c
-    query = select(f.enterprise_id).where(f.enterprise_id.in_(bindparam("ids", expanding=True)))
+    query = select(f.enterprise_id).where(among(f.enterprise_id, "ids", array))
     return query.order_by(f.enterprise_id).with_for_update()
 
 
 @cache
-def _firms_with_entries() -> Select[Any]:
-    """The firms of `ids` as `_stored_firms` reads them, each with its open white-list
-    entry's columns (labelled w_<column>; NULL: none), in id order."""
+def _firms_with_entries(array: bool) -> Select[Any]:
+    """The firms of the list parameter `ids` as `_stored_firms` reads them, each with its
+    open white-list entry's columns (labelled w_<column>; NULL: none), in id order."""
     w, f = whitelist_entries.c, firms.c
     open_entry = and_(w.enterprise_id == f.enterprise_id, w.revoked_on.is_(None))
     return (
         _stored_firms()
         .outerjoin(whitelist_entries, open_entry)
         .add_columns(*(c.label(f"w_{c.name}") for c in w))
-        .where(f.enterprise_id.in_(bindparam("ids", expanding=True)))
+        .where(among(f.enterprise_id, "ids", array))
         .order_by(f.enterprise_id)
     )
 
@@ -375,10 +382,14 @@ def _read_together(
                 if compiled is None:
                     compiled = query.compile(dialect=dialect)
                     _COMPILED[(query, dialect.name)] = compiled
-                state = compiled.construct_expanded_state(dict(params))
+                if compiled.post_compile_params:  # expanding lists: rendered per call
+                    state = compiled.construct_expanded_state(dict(params))
+                    sql, values = state.statement, state.parameters
+                else:  # one SQL text: the driver prepares it once
+                    sql, values = compiled.string, compiled.construct_params(dict(params))
                 cursor = driver.cursor()
                 cursors.append(cursor)
-                cursor.execute(state.statement, state.parameters)
+                cursor.execute(sql, values)
         out: list[list[Any]] = []
         for cursor in cursors:
             names = [column.name for column in cursor.description or ()]
@@ -642,8 +653,9 @@ def _before_seal(
     `decision_ids`. PostgreSQL: one pipeline (the heads locked first, in key order);
     SQLite: one after another."""
     log = AUDIT.log
-    blockers = (_decision_payloads(), {"ids": sorted(set(decision_ids))})
-    if connection.dialect.name != "postgresql":
+    pg = connection.dialect.name == "postgresql"
+    blockers = (_decision_payloads(pg), {"ids": sorted(set(decision_ids))})
+    if not pg:
         heads = _chain_heads(connection, keys, lock=lock) if count else []
         largest = connection.exec_driver_sql(f"SELECT max(id) FROM {log.name}").scalar() or 0
         found = _read_together(connection, [blockers]) if decision_ids else [[]]
@@ -825,10 +837,10 @@ def _previous_decisions(batch: Sequence[Reevaluated]) -> list[str]:
 
 
 @cache
-def _decision_payloads() -> Select[Any]:
-    """The decisions of the expanding parameter `ids`: (id, payload as JSON text)."""
+def _decision_payloads(array: bool) -> Select[Any]:
+    """The decisions of the list parameter `ids` (`among`): (id, payload as JSON text)."""
     d = decisions.c
-    return select(d.id, cast(d.payload, Text)).where(d.id.in_(bindparam("ids", expanding=True)))
+    return select(d.id, cast(d.payload, Text)).where(among(d.id, "ids", array))
 
 
 def _blockers_of(rows: Sequence[Any]) -> dict[str, list[str]]:

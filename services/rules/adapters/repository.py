@@ -10,7 +10,20 @@ from datetime import date
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, Select, Table, and_, bindparam, func, or_, select, true, tuple_
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    Select,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
@@ -355,7 +368,17 @@ class _HistoryRows:
         return list(self.found.values()), list(self.entries.values())
 
 
-def _history_of(recent: Any, firm: ColumnElement[str]) -> Select[Any]:
+def among(column: ColumnElement[Any], name: str, array: bool) -> ColumnElement[bool]:
+    """`column` is one of the values of the list parameter `name`: `IN` an expanding
+    parameter, or with `array` (PostgreSQL) `= ANY` of one array parameter, whose SQL
+    text is the same however long the list is (so the driver prepares it once, and
+    nothing is rendered per call)."""
+    if array:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _history_of(recent: Any, firm: ColumnElement[str], array: bool = False) -> Select[Any]:
     """The newest decisions listed by `recent` (a subquery of their ids) with their causing
     events and the entries they granted or closed, newest first (`firm`: whose)."""
     d, e, w = decisions.c, events.c, whitelist_entries.c
@@ -381,7 +404,7 @@ def _history_of(recent: Any, firm: ColumnElement[str]) -> Select[Any]:
             and_(
                 e.enterprise_id == firm,
                 e.decision_id == d.id,
-                e.kind.in_(bindparam("kinds", expanding=True)),
+                among(e.kind, "kinds", array),
             ),
         )
         .outerjoin(
@@ -399,7 +422,8 @@ def _newest_of_each(
 ) -> Any:
     """A subquery of the ids (column `id`) of the newest `limit` rows of `table`
     (ordered by the columns `newest_first`, descending; filtered by `where`, a function
-    of the table's columns) of each firm listed in the `ids` parameter.
+    of the table's columns) of each firm listed in the `ids` parameter (on PostgreSQL,
+    with `lateral`, one array parameter: `among`).
 
     Bounded per firm, so a group's read costs the same however long its firms' records
     grow: PostgreSQL takes each firm's newest rows by LATERAL … LIMIT, SQLite (no
@@ -419,7 +443,7 @@ def _newest_of_each(
         found = select(each.c.id).select_from(firms).join(each, true())
     else:
         found = select(table.c.id).select_from(firms).join(table, table.c.id.in_(newest))
-    return found.where(firms.c.enterprise_id.in_(bindparam("ids", expanding=True))).subquery()
+    return found.where(among(firms.c.enterprise_id, "ids", lateral)).subquery()
 
 
 @cache
@@ -427,7 +451,7 @@ def _recent_histories(lateral: bool) -> Select[Any]:
     """`_recent_history` for a list of firms: each firm's newest `limit` decisions."""
     d = decisions.c
     recent = _newest_of_each(decisions, ["decided_at", "id"], lateral, lambda _: ())
-    return _history_of(recent, d.enterprise_id).order_by(
+    return _history_of(recent, d.enterprise_id, lateral).order_by(
         d.enterprise_id, d.decided_at.desc(), d.id.desc()
     )
 
@@ -440,7 +464,7 @@ def _recent_event_items_of(lateral: bool) -> Select[Any]:
         events,
         ["received_at", "id"],
         lateral,
-        lambda c: (c.kind.in_(bindparam("kinds", expanding=True)),),
+        lambda c: (among(c.kind, "kinds", lateral),),
     )
     return (
         select(e.enterprise_id, e.event_id, e.kind, e.summary, e.received_at, e.id)
@@ -463,10 +487,17 @@ def recent_event_items_query(lateral: bool) -> Select[Any]:
 
 
 @cache
-def recorded_events_query() -> Select[Any]:
+def recorded_events_query(array: bool = False) -> Select[Any]:
     """`recorded_events`' statement: which of the (source, event_id) pairs in the
-    expanding parameter `keys` are recorded."""
+    expanding parameter `keys` are recorded. With `array` (PostgreSQL) the parameters
+    are `sources` and `event_ids`, an array each, and the rows are the recorded events
+    whose source is one of the first and event_id one of the second: a superset of the
+    pairs asked for when a group has several callers, to be narrowed down to them."""
     e = events.c
+    if array:
+        return select(e.source, e.event_id).where(
+            among(e.source, "sources", True), among(e.event_id, "event_ids", True)
+        )
     return select(e.source, e.event_id).where(
         tuple_(e.source, e.event_id).in_(bindparam("keys", expanding=True))
     )
