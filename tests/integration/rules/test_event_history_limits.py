@@ -75,10 +75,12 @@ def _compare_group_reads(engine: Engine, ids: list[str]) -> None:
     with engine.connect() as conn:
         stored = [tuple(r) for r in conn.execute(text("SELECT source, event_id FROM events"))]
     source = stored[0][0]
-    keys = [stored[0], stored[-1], (source, "never-sent"), ("someone-else", stored[0][1])]
+    # (source, the last event_id) is recorded but not asked for: one array of the
+    # sources and one of the event_ids (PostgreSQL) find it, and it must be left out
+    keys = [stored[0], ("someone-else", stored[-1][1]), (source, "never-sent")]
     with UnitOfWork(engine) as uow:
         recorded = uow.register.recorded_events(keys)
-        assert recorded == {stored[0], stored[-1]}
+        assert recorded == {stored[0]}
         histories = uow.register.recent_histories(ids, limit, causing)
         items = uow.register.recent_event_items_of(ids, quiet, limit)
         entries = {i: uow.register.open_entry(i) for i in ids}
