@@ -365,7 +365,8 @@ def _read_together(
     """The rows of each statement, run in this order in the connection's transaction.
 
     PostgreSQL: sent together in one psycopg pipeline (one round trip); each statement
-    is compiled once and its rows come back as SQLAlchemy rows (by position, by
+    (built once: its compiled form is kept by the statement object) is compiled once and
+    its rows come back as SQLAlchemy rows (by position, by
     attribute, `_mapping`) with the driver's values: no column these statements read
     has a result processor on psycopg (strings, numbers, days and instants are the
     driver's own; JSON is read as text). SQLite: one after another."""
