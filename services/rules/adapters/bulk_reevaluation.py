@@ -23,9 +23,12 @@ executemany, PostgreSQL one COPY per table for inserts (an executemany, which ps
 pipelines, below COPY_FROM rows) and one UPDATE … FROM json_to_recordset() for updates,
 its audit ids taken from the table's sequence beforehand.
 
-A ReportEvent group (`write_events`) writes through the same statements, plus its event
-records and their audit entries and feed rows; on PostgreSQL its inserts and updates go
-in one pipeline (`_one_round_trip`).
+A ReportEvent group reads what it needs in one pipeline on PostgreSQL (`group_reads`:
+its firms locked, then read with their entries, histories, quiet events and recorded
+event ids) and writes (`write_events`) through the same statements as a batch, plus its
+event records and their audit entries and feed rows; on PostgreSQL the chain heads'
+lock, the audit ids and the previous decisions' blockers go in one pipeline
+(`_before_seal`), then its inserts and updates in another (`_one_round_trip`).
 
 Row locks are all taken by the first read (and the run's row by the flush before the
 writes), the chain heads only afterwards (as the audit trail's ordering rule asks), so
@@ -39,6 +42,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
+from functools import cache
 from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from operator import itemgetter
 from typing import Any
@@ -58,7 +62,10 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import IteratorResult
+from sqlalchemy.engine.result import SimpleResultMetaData
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
 from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
@@ -74,17 +81,28 @@ from services.rules.adapters.orm import (
     reevaluation_runs,
     whitelist_entries,
 )
+from services.rules.adapters.repository import (
+    among,
+    event_items_of_rows,
+    histories_of_rows,
+    recent_event_items_query,
+    recent_histories_query,
+    recorded_events_query,
+)
 from services.rules.adapters.serialize import decision_to_json
 from services.rules.domain.changes import KIND_ORDER, ChangeKind
 from services.rules.domain.reevaluation import EntryMove, OpenEntry, Reevaluated, StoredFirm
 from services.rules.domain.register import (
     DecisionRecord,
+    EventItem,
     EventRecord,
     Firm,
+    HistoryEntry,
     ReevaluationRun,
     WhitelistEntry,
 )
 
+_Statement = Select[Any] | TextClause  # what `_read_together` runs
 _FIRM = AUDIT.audited[Firm]
 _DECISION = AUDIT.audited[DecisionRecord]
 _ENTRY = AUDIT.audited[WhitelistEntry]
@@ -135,37 +153,69 @@ class BatchRegister:
             firm for firm in _read_firms(self._connection, query) if firm.enterprise_id in locked
         ]
 
-    def firms_of(
-        self, enterprise_ids: Sequence[str]
-    ) -> list[tuple[StoredFirm, WhitelistEntry | None]]:
-        """The firms with these ids, as `next_firms` reads them (locked on PostgreSQL, in
-        id order: two groups never wait on each other in a cycle), each with its open
-        white-list entry (a detached record: what an answer shows, nothing the session
-        tracks; None: none), read in one query after the lock (a ReportEvent group's
-        first read)."""
+    def group_reads(
+        self,
+        enterprise_ids: Sequence[str],
+        keys: Sequence[tuple[str, str]],
+        limit: int,
+        cause_kinds: Sequence[str],
+        quiet_kinds: Sequence[str],
+    ) -> GroupReads:
+        """A ReportEvent group's reads: the firms with these ids (locked on PostgreSQL,
+        in id order: two groups never wait on each other in a cycle), each with its open
+        white-list entry (detached records: what an answer shows, nothing the session
+        tracks); which of the (source, event_id) `keys` are recorded; each firm's recent
+        history (`Register.recent_histories`: its newest `limit` decisions, naming their
+        events of `cause_kinds`) and newest `limit` events of `quiet_kinds`.
+
+        Locked first, read after (as `next_firms` says why): the lock is a statement of
+        its own and every read a statement after it, each with its own snapshot taken
+        once the lock is held. On PostgreSQL all of them go in one pipeline: one round
+        trip (the server still runs them one after another, in this order); on SQLite
+        (whose writer holds the file) one after another."""
+        ids = sorted(set(enterprise_ids))
+        # PostgreSQL: lists as one array parameter each (`among`), LATERAL histories
+        pg = self._connection.dialect.name == "postgresql"
+        statements: list[tuple[_Statement, Mapping[str, Any]]] = []
+        if self._lock_rows:
+            statements.append((_lock_firms(pg), {"ids": ids}))
+        wanted = set(keys)
+        history = {"ids": ids, "limit": limit, "kinds": list(cause_kinds)}
+        quiet = {"ids": ids, "limit": limit, "kinds": list(quiet_kinds)}
+        statements += [
+            (_firms_with_entries(pg), {"ids": ids}),
+            (recent_histories_query(pg), history),
+            (recent_event_items_query(pg), quiet),
+        ]
+        if wanted and pg:
+            sources = sorted({source for source, _ in wanted})
+            event_ids = sorted({event_id for _, event_id in wanted})
+            asked = {"sources": sources, "event_ids": event_ids}
+            statements.append((recorded_events_query(True), asked))
+        elif wanted:
+            statements.append((recorded_events_query(), {"keys": sorted(wanted)}))
+        results = _read_together(self._connection, statements)
+        if self._lock_rows:
+            results = results[1:]
+        firm_rows, history_rows, quiet_rows = results[:3]
+        recorded = {(row[0], row[1]) for row in results[3]} & wanted if wanted else set()
         w = whitelist_entries.c
-        f = firms.c
-        open_entry = and_(w.enterprise_id == f.enterprise_id, w.revoked_on.is_(None))
-        query = (
-            _stored_firms()
-            .outerjoin(whitelist_entries, open_entry)
-            .add_columns(*(c.label(f"w_{c.name}") for c in w))
-            .where(f.enterprise_id.in_(sorted(enterprise_ids)))
-            .order_by(f.enterprise_id)
-        )
-        if self._lock_rows:  # locked first, read after: as `next_firms` says why
-            lock = select(f.enterprise_id).where(f.enterprise_id.in_(sorted(enterprise_ids)))
-            self._connection.execute(lock.order_by(f.enterprise_id).with_for_update())
         loads = orjson.loads
         found = []
-        for row in self._connection.execute(query):
+        for row in firm_rows:
             i, name, region, profile, status, risk, decision, day = row[:8]
             firm = StoredFirm(i, name, region, loads(profile), status, risk, decision, day)
             entry = None
             if row.w_id is not None:
                 entry = WhitelistEntry(**{c.name: row._mapping[f"w_{c.name}"] for c in w})
             found.append((firm, entry))
-        return found
+        known = [firm.enterprise_id for firm, _ in found]
+        return GroupReads(
+            found,
+            recorded,
+            histories_of_rows(known, (r for r in history_rows if r.enterprise_id in known)),
+            event_items_of_rows(known, (r for r in quiet_rows if r[0] in known)),
+        )
 
     def open_entries(self, after: str, last: str) -> dict[str, OpenEntry]:
         """The open white-list entries of the firms with ids in (after, last], by firm: a
@@ -209,12 +259,12 @@ class BatchRegister:
         _insert_decisions(connection, batch, [decision_to_json(r.decision) for r in batch])
         _move_entries(connection, batch)
         _update_firms(connection, batch)
-        _seal(
+        old = _seal(
             connection,
             [entry for r in batch for entry in _audit_entries(r, caller)],
             lock=self._lock_rows,
+            decisions_of=_previous_decisions(batch),
         )
-        old = _old_blockers(connection, batch)
         ids = IdSource()
         rows = [row for r in batch for row in _change_rows(r, old, at, ids)]
         _executemany(connection, changes, rows)
@@ -245,8 +295,9 @@ class BatchRegister:
             entries.append(_event_entry(a.record, a.caller))
             if a.reevaluated is not None:
                 entries.extend(_audit_entries(a.reevaluated, a.caller))
-        _seal(connection, entries, lock=self._lock_rows)
-        old = _old_blockers(connection, decided)
+        old = _seal(
+            connection, entries, lock=self._lock_rows, decisions_of=_previous_decisions(decided)
+        )
         for r in decided:  # a decision of the group is the next one's predecessor
             old[r.decision_id] = [b.code for b in r.decision.whitelist_blockers]
         at, ids = now(), IdSource()
@@ -270,6 +321,88 @@ class AppliedEvent:
     payload: dict[str, Any] | None
     caller: str
     region: str
+
+
+@dataclass(frozen=True)
+class GroupReads:
+    """What `BatchRegister.group_reads` read for a ReportEvent group: its firms found,
+    each with its open entry (in id order); the event keys already recorded; by firm
+    found, its recent history (decision items, the entries they granted or closed) and
+    its newest quiet events."""
+
+    firms: list[tuple[StoredFirm, WhitelistEntry | None]]
+    recorded: set[tuple[str, str]]
+    histories: dict[str, tuple[list[HistoryEntry], list[WhitelistEntry]]]
+    quiet: dict[str, list[EventItem]]
+
+
+@cache
+def _lock_firms(array: bool) -> Select[Any]:
+    """The firms of the list parameter `ids` (`among`), locked for update in id order."""
+    f = firms.c
+    query = select(f.enterprise_id).where(among(f.enterprise_id, "ids", array))
+    return query.order_by(f.enterprise_id).with_for_update()
+
+
+@cache
+def _firms_with_entries(array: bool) -> Select[Any]:
+    """The firms of the list parameter `ids` as `_stored_firms` reads them, each with its
+    open white-list entry's columns (labelled w_<column>; NULL: none), in id order."""
+    w, f = whitelist_entries.c, firms.c
+    open_entry = and_(w.enterprise_id == f.enterprise_id, w.revoked_on.is_(None))
+    return (
+        _stored_firms()
+        .outerjoin(whitelist_entries, open_entry)
+        .add_columns(*(c.label(f"w_{c.name}") for c in w))
+        .where(among(f.enterprise_id, "ids", array))
+        .order_by(f.enterprise_id)
+    )
+
+
+def _read_together(
+    connection: Connection, statements: Sequence[tuple[_Statement, Mapping[str, Any]]]
+) -> list[list[Any]]:
+    """The rows of each statement, run in this order in the connection's transaction.
+
+    PostgreSQL: sent together in one psycopg pipeline (one round trip); each statement
+    (built once: its compiled form is kept by the statement object) is compiled once and
+    its rows come back as SQLAlchemy rows (by position, by
+    attribute, `_mapping`) with the driver's values: no column these statements read
+    has a result processor on psycopg (strings, numbers, days and instants are the
+    driver's own; JSON is read as text). SQLite: one after another."""
+    if connection.dialect.name != "postgresql":
+        return [list(connection.execute(query, dict(params))) for query, params in statements]
+    dialect = connection.dialect
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    cursors: list[Any] = []
+    try:
+        with driver.pipeline():
+            for query, params in statements:
+                compiled = _COMPILED.get((query, dialect.name))
+                if compiled is None:
+                    compiled = query.compile(dialect=dialect)
+                    _COMPILED[(query, dialect.name)] = compiled
+                if compiled.post_compile_params:  # expanding lists: rendered per call
+                    state = compiled.construct_expanded_state(dict(params))
+                    sql, values = state.statement, state.parameters
+                else:  # one SQL text: the driver prepares it once
+                    sql, values = compiled.string, compiled.construct_params(dict(params))
+                cursor = driver.cursor()
+                cursors.append(cursor)
+                cursor.execute(sql, values)
+        out: list[list[Any]] = []
+        for cursor in cursors:
+            names = [column.name for column in cursor.description or ()]
+            rows = cursor.fetchall()
+            out.append(list(IteratorResult(SimpleResultMetaData(names), iter(rows))))
+        return out
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+_COMPILED: dict[tuple[_Statement, str], Any] = {}  # statements built once (@cache)
 
 
 def _stored_firms() -> Select[Any]:
@@ -331,7 +464,7 @@ def _move_entries_in_turn(connection: Connection, batch: Sequence[Reevaluated]) 
                 continue
             row = created.get(m.entry.id)
             if row is None:
-                row = updated.setdefault(m.entry.id, {"_id": m.entry.id})
+                row = updated.setdefault(m.entry.id, {"id": m.entry.id})
             if m.kind == "extended":
                 row.update(
                     valid_until=m.valid_until,
@@ -350,8 +483,8 @@ def _move_entries_in_turn(connection: Connection, batch: Sequence[Reevaluated]) 
     alike: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in updated.values():
         alike.setdefault(tuple(sorted(row)), []).append(row)
-    for rows in alike.values():
-        _update_entries(connection, rows)
+    for rows in alike.values():  # each entry once: one statement, queued with the writes
+        _executemany(connection, whitelist_entries, rows, key="id")
     _executemany(connection, whitelist_entries, list(created.values()))
 
 
@@ -453,22 +586,33 @@ def _update_firms(connection: Connection, batch: Sequence[Reevaluated]) -> None:
         _executemany(connection, firms, rows, key="enterprise_id")
 
 
-def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) -> None:
+def _seal(
+    connection: Connection,
+    entries: list[dict[str, Any]],
+    *,
+    lock: bool,
+    decisions_of: Sequence[str] = (),
+) -> dict[str, list[str]]:
     """`audit.append` for a batch of per-firm chains: the same links and heads, but the
     rows go in by one executemany (COPY on PostgreSQL) without RETURNING (a multi-row
     INSERT … RETURNING of hundreds of rows cost more than the rest of the write). The
     rows' ids are taken beforehand, in order: from the table's sequence on PostgreSQL;
     on SQLite, after the table's largest id (what SQLite gives a table without
     AUTOINCREMENT; one writer, whose transaction this is). The entries are stamped and
-    linked in place (each a dict of its own, made for this call)."""
-    if not entries:
-        return
+    linked in place (each a dict of its own, made for this call).
+
+    Returns the blocker codes of the decisions `decisions_of` (`_previous_decisions`), read
+    with the heads: on PostgreSQL the heads' lock, the ids and that read go in one
+    pipeline (one round trip instead of three)."""
     log = AUDIT.log
     by_chain: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_chain.setdefault(entry["chain"], []).append(entry)
     keys = sorted(by_chain)  # heads locked in key order, as audit.append does
-    heads = dict(_chain_heads(connection, keys, lock=lock))
+    found, taken, old = _before_seal(connection, keys, len(entries), decisions_of, lock=lock)
+    if not entries:
+        return old
+    heads = dict(found)
     at = datetime.now(UTC).isoformat(timespec="microseconds")
     rows: list[dict[str, Any]] = []
     ends: dict[str, str] = {}
@@ -481,12 +625,6 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
             rows.append(entry)
             prev = digest
         ends[key] = prev
-    taken: Sequence[int]
-    if connection.dialect.name == "postgresql":
-        taken = _sequence_ids(connection, log, len(rows))
-    else:
-        largest = connection.exec_driver_sql(f"SELECT max(id) FROM {log.name}").scalar()
-        taken = range((largest or 0) + 1, (largest or 0) + 1 + len(rows))
     for row, row_id in zip(rows, taken, strict=True):
         row["id"] = row_id
     last = {row["chain"]: row["id"] for row in rows}  # rows are in chain order
@@ -500,18 +638,48 @@ def _seal(connection: Connection, entries: list[dict[str, Any]], *, lock: bool) 
         {"chain": k, "last_id": last[k], "last_hash": h} for k, h in ends.items() if k not in heads
     ]
     _executemany(connection, chains, new)
+    return old
+
+
+def _before_seal(
+    connection: Connection,
+    keys: list[str],
+    count: int,
+    decision_ids: Sequence[str],
+    *,
+    lock: bool,
+) -> tuple[list[Any], Sequence[int], dict[str, list[str]]]:
+    """What sealing `count` entries on the chains `keys` reads first: the chains' heads
+    (`_chain_heads`), the rows' ids, ascending, and the blocker codes of the decisions
+    `decision_ids`. PostgreSQL: one pipeline (the heads locked first, in key order);
+    SQLite: one after another."""
+    log = AUDIT.log
+    pg = connection.dialect.name == "postgresql"
+    blockers = (_decision_payloads(pg), {"ids": sorted(set(decision_ids))})
+    if not pg:
+        heads = _chain_heads(connection, keys, lock=lock) if count else []
+        largest = connection.exec_driver_sql(f"SELECT max(id) FROM {log.name}").scalar() or 0
+        found = _read_together(connection, [blockers]) if decision_ids else [[]]
+        return heads, range(largest + 1, largest + 1 + count), _blockers_of(found[0])
+    statements: list[tuple[_Statement, Mapping[str, Any]]] = []
+    if count:
+        statements.append((_heads_of_keys(lock), {"keys": keys}))
+        statements.append((_next_ids(), {"table": log.name, "n": count}))
+    if decision_ids:
+        statements.append(blockers)
+    found = _read_together(connection, statements) if statements else []
+    heads = list(found[0]) if count else []
+    taken = sorted(int(row[0]) for row in found[1]) if count else []
+    return heads, taken, _blockers_of(found[-1]) if decision_ids else {}
 
 
 def _chain_heads(connection: Connection, keys: list[str], *, lock: bool) -> list[Any]:
     """(chain, last_hash) of those of `keys` that have a head, in key order (locked for
     update with `lock`): the keys go as one parameter (an array on PostgreSQL, a JSON
     text on SQLite), not as one bound parameter each, which Core renders every time."""
-    heads = chains_of(AUDIT.log).name
     if connection.dialect.name == "postgresql":
-        sql = f"SELECT chain, last_hash FROM {heads} WHERE chain = ANY(%s) ORDER BY chain" + (
-            " FOR UPDATE" if lock else ""
-        )
-        return list(connection.exec_driver_sql(sql, (keys,)))
+        return list(connection.execute(_heads_of_keys(lock), {"keys": keys}))
+    heads = chains_of(AUDIT.log).name
     sql = (
         f"SELECT chain, last_hash FROM {heads}"
         " WHERE chain IN (SELECT value FROM json_each(?)) ORDER BY chain"
@@ -519,12 +687,19 @@ def _chain_heads(connection: Connection, keys: list[str], *, lock: bool) -> list
     return list(connection.exec_driver_sql(sql, (orjson.dumps(keys).decode(),)))
 
 
-def _sequence_ids(connection: Connection, table: Table, count: int) -> list[int]:
-    """`count` fresh ids from the sequence behind `table`.id (PostgreSQL), ascending."""
-    query = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
-    return sorted(
-        int(i) for i in connection.execute(query, {"table": table.name, "n": count}).scalars()
-    )
+@cache
+def _heads_of_keys(lock: bool) -> TextClause:
+    """PostgreSQL: the heads of the chains in the array parameter `keys`, in key order
+    (locked for update with `lock`)."""
+    heads = chains_of(AUDIT.log).name
+    sql = f"SELECT chain, last_hash FROM {heads} WHERE chain = ANY(:keys) ORDER BY chain"
+    return text(sql + (" FOR UPDATE" if lock else ""))
+
+
+@cache
+def _next_ids() -> TextClause:
+    """PostgreSQL: `n` fresh ids from the sequence behind the table `table`'s id."""
+    return text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
 
 
 def _granted_row(g: OpenEntry) -> dict[str, Any]:
@@ -650,22 +825,29 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
     return entries
 
 
-def _old_blockers(connection: Connection, batch: Sequence[Reevaluated]) -> dict[str, list[str]]:
-    """The blocker codes of the previous decisions of firms whose status and colour stay
-    (their decision is a change only if the blockers moved)."""
-    ids = [
+def _previous_decisions(batch: Sequence[Reevaluated]) -> list[str]:
+    """The previous decisions of the firms whose status and colour stay (their decision
+    is a change only if the blockers moved): whose blocker codes `_seal` reads."""
+    return [
         r.firm.decision_id
         for r in batch
         if r.firm.decision_id
         and (r.firm.status, r.firm.risk_level)
         == (r.decision.status._value_, r.decision.risk_level._value_)
     ]
-    if not ids:
-        return {}
+
+
+@cache
+def _decision_payloads(array: bool) -> Select[Any]:
+    """The decisions of the list parameter `ids` (`among`): (id, payload as JSON text)."""
     d = decisions.c
-    query = select(d.id, cast(d.payload, Text)).where(d.id.in_(ids))
+    return select(d.id, cast(d.payload, Text)).where(among(d.id, "ids", array))
+
+
+def _blockers_of(rows: Sequence[Any]) -> dict[str, list[str]]:
+    """The blocker codes of each decision of `_decision_payloads`' rows, by id."""
     old = {}
-    for decision_id, stored in connection.execute(query):
+    for decision_id, stored in rows:
         payload = orjson.loads(stored) if stored else {}
         payload = payload if isinstance(payload, dict) else {}
         old[decision_id] = [b["code"] for b in payload.get("whitelist_blockers", [])]

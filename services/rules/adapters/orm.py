@@ -112,6 +112,7 @@ events = Table(
     UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
     Index("ix_events_firm", "enterprise_id", "received_at"),
     Index("ix_events_decision", "decision_id"),  # a history's causing events (0012)
+    Index("ix_events_firm_kind", "enterprise_id", "kind", "received_at"),  # quiet ones (0013)
 )
 
 inspections = _firm_records(

@@ -5,12 +5,25 @@ Conditions use the Table columns (typed), and results are the mapped domain reco
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, Select, Table, and_, bindparam, func, or_, select, true, tuple_
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    Select,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
@@ -70,12 +83,11 @@ class Register:
 
     def recorded_events(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (source, event_id) are recorded: one query."""
-        e = events.c
         wanted = set(keys)
         if not wanted:
             return set()
-        query = select(e.source, e.event_id).where(tuple_(e.source, e.event_id).in_(sorted(wanted)))
-        return {(row.source, row.event_id) for row in self.session.execute(query)}
+        rows = self.session.execute(recorded_events_query(), {"keys": sorted(wanted)})
+        return {(row.source, row.event_id) for row in rows}
 
     def decision(self, decision_id: str | None) -> DecisionRecord | None:
         return self.session.get(DecisionRecord, decision_id) if decision_id else None
@@ -121,10 +133,8 @@ class Register:
         """`recent_history` of each of these firms, in one query (a ReportEvent group's)."""
         self.session.flush()
         params = {"ids": list(enterprise_ids), "limit": limit, "kinds": list(cause_kinds)}
-        by_firm: dict[str, _HistoryRows] = {i: _HistoryRows() for i in enterprise_ids}
-        for row in self.session.execute(_recent_histories(self._lateral), params):
-            by_firm[row.enterprise_id].add(row)
-        return {i: rows.result() for i, rows in by_firm.items()}
+        rows = self.session.execute(_recent_histories(self._lateral), params)
+        return histories_of_rows(enterprise_ids, rows)
 
     def recent_event_items(
         self, enterprise_id: str, kinds: Sequence[str], limit: int
@@ -138,10 +148,8 @@ class Register:
     ) -> dict[str, list[EventItem]]:
         """`recent_event_items` of each of these firms, in one query."""
         params = {"ids": list(enterprise_ids), "limit": limit, "kinds": list(kinds)}
-        out: dict[str, list[EventItem]] = {i: [] for i in enterprise_ids}
-        for row in self.session.execute(_recent_event_items_of(self._lateral), params):
-            out[row[0]].append(EventItem(*row[1:]))
-        return out
+        rows = self.session.execute(_recent_event_items_of(self._lateral), params)
+        return event_items_of_rows(enterprise_ids, rows)
 
     def open_entry(self, enterprise_id: str, *, flush: bool = True) -> WhitelistEntry | None:
         """The firm's open white-list entry: a remembered one (`remember_open_entry`)
@@ -360,7 +368,17 @@ class _HistoryRows:
         return list(self.found.values()), list(self.entries.values())
 
 
-def _history_of(recent: Any, firm: ColumnElement[str]) -> Select[Any]:
+def among(column: ColumnElement[Any], name: str, array: bool) -> ColumnElement[bool]:
+    """`column` is one of the values of the list parameter `name`: `IN` an expanding
+    parameter, or with `array` (PostgreSQL) `= ANY` of one array parameter, whose SQL
+    text is the same however long the list is (so the driver prepares it once, and
+    nothing is rendered per call)."""
+    if array:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _history_of(recent: Any, firm: ColumnElement[str], array: bool = False) -> Select[Any]:
     """The newest decisions listed by `recent` (a subquery of their ids) with their causing
     events and the entries they granted or closed, newest first (`firm`: whose)."""
     d, e, w = decisions.c, events.c, whitelist_entries.c
@@ -386,7 +404,7 @@ def _history_of(recent: Any, firm: ColumnElement[str]) -> Select[Any]:
             and_(
                 e.enterprise_id == firm,
                 e.decision_id == d.id,
-                e.kind.in_(bindparam("kinds", expanding=True)),
+                among(e.kind, "kinds", array),
             ),
         )
         .outerjoin(
@@ -404,7 +422,8 @@ def _newest_of_each(
 ) -> Any:
     """A subquery of the ids (column `id`) of the newest `limit` rows of `table`
     (ordered by the columns `newest_first`, descending; filtered by `where`, a function
-    of the table's columns) of each firm listed in the `ids` parameter.
+    of the table's columns) of each firm listed in the `ids` parameter (on PostgreSQL,
+    with `lateral`, one array parameter: `among`).
 
     Bounded per firm, so a group's read costs the same however long its firms' records
     grow: PostgreSQL takes each firm's newest rows by LATERAL … LIMIT, SQLite (no
@@ -424,7 +443,7 @@ def _newest_of_each(
         found = select(each.c.id).select_from(firms).join(each, true())
     else:
         found = select(table.c.id).select_from(firms).join(table, table.c.id.in_(newest))
-    return found.where(firms.c.enterprise_id.in_(bindparam("ids", expanding=True))).subquery()
+    return found.where(among(firms.c.enterprise_id, "ids", lateral)).subquery()
 
 
 @cache
@@ -432,7 +451,7 @@ def _recent_histories(lateral: bool) -> Select[Any]:
     """`_recent_history` for a list of firms: each firm's newest `limit` decisions."""
     d = decisions.c
     recent = _newest_of_each(decisions, ["decided_at", "id"], lateral, lambda _: ())
-    return _history_of(recent, d.enterprise_id).order_by(
+    return _history_of(recent, d.enterprise_id, lateral).order_by(
         d.enterprise_id, d.decided_at.desc(), d.id.desc()
     )
 
@@ -445,13 +464,64 @@ def _recent_event_items_of(lateral: bool) -> Select[Any]:
         events,
         ["received_at", "id"],
         lateral,
-        lambda c: (c.kind.in_(bindparam("kinds", expanding=True)),),
+        lambda c: (among(c.kind, "kinds", lateral),),
     )
     return (
         select(e.enterprise_id, e.event_id, e.kind, e.summary, e.received_at, e.id)
         .join(recent, e.id == recent.c.id)
         .order_by(e.enterprise_id, e.received_at.desc(), e.id.desc())
     )
+
+
+def recent_histories_query(lateral: bool) -> Select[Any]:
+    """`recent_histories`' statement (parameters `ids`, `limit`, `kinds`), for a caller
+    that sends it with others (BatchRegister.group_reads); its rows go to
+    `histories_of_rows`."""
+    return _recent_histories(lateral)
+
+
+def recent_event_items_query(lateral: bool) -> Select[Any]:
+    """`recent_event_items_of`' statement (parameters `ids`, `kinds`, `limit`); its rows
+    go to `event_items_of_rows`."""
+    return _recent_event_items_of(lateral)
+
+
+@cache
+def recorded_events_query(array: bool = False) -> Select[Any]:
+    """`recorded_events`' statement: which of the (source, event_id) pairs in the
+    expanding parameter `keys` are recorded. With `array` (PostgreSQL) the parameters
+    are `sources` and `event_ids`, an array each, and the rows are the recorded events
+    whose source is one of the first and event_id one of the second: a superset of the
+    pairs asked for when a group has several callers, to be narrowed down to them."""
+    e = events.c
+    if array:
+        return select(e.source, e.event_id).where(
+            among(e.source, "sources", True), among(e.event_id, "event_ids", True)
+        )
+    return select(e.source, e.event_id).where(
+        tuple_(e.source, e.event_id).in_(bindparam("keys", expanding=True))
+    )
+
+
+def histories_of_rows(
+    enterprise_ids: Sequence[str], rows: Iterable[Any]
+) -> dict[str, tuple[list[HistoryEntry], list[WhitelistEntry]]]:
+    """`recent_histories`' answer from its statement's rows (every firm asked, one
+    without rows an empty history)."""
+    by_firm: dict[str, _HistoryRows] = {i: _HistoryRows() for i in enterprise_ids}
+    for row in rows:
+        by_firm[row.enterprise_id].add(row)
+    return {i: found.result() for i, found in by_firm.items()}
+
+
+def event_items_of_rows(
+    enterprise_ids: Sequence[str], rows: Iterable[Any]
+) -> dict[str, list[EventItem]]:
+    """`recent_event_items_of`' answer from its statement's rows."""
+    out: dict[str, list[EventItem]] = {i: [] for i in enterprise_ids}
+    for row in rows:
+        out[row[0]].append(EventItem(*row[1:]))
+    return out
 
 
 @cache

@@ -657,12 +657,13 @@ def _together(
 ) -> list[StatusView | Exception] | None:
     """The group in one transaction; None: rolled back, to be applied event by event.
 
-    Read first, in one query each: the group's firms (locked in id order, so two groups
-    of two processes never wait on each other in a cycle) with their current decision's
-    day, which of its event ids are recorded, the firms' open white-list entries and
-    their recent histories (decisions, quiet events). Each event is then applied in
-    memory, in its caller's context (`_Group.report`); the rows are written at the end
-    (`BatchRegister.write_events`)."""
+    Read first, in one query each (`BatchRegister.group_reads`: on PostgreSQL all in one
+    round trip, the lock before the reads): the group's firms (locked in id order, so two
+    groups of two processes never wait on each other in a cycle) with their current
+    decision's day, which of its event ids are recorded, the firms' open white-list
+    entries and their recent histories (decisions, quiet events). Each event is then
+    applied in memory, in its caller's context (`_Group.report`); the rows are written at
+    the end (`BatchRegister.write_events`)."""
     results: list[StatusView | Exception] = []
     with uow:
         group = _Group.read(uow, ctx, items)
@@ -713,19 +714,19 @@ class _Group:
 
     @classmethod
     def read(cls, uow: UnitOfWork, ctx: RulesContext, items: Sequence[Reported]) -> _Group:
-        ids = sorted({i.event.enterprise_id for i in items})
-        stored = uow.batch.firms_of(ids)  # each with its open white-list entry
-        recorded = uow.register.recorded_events([(i.source, i.event.event_id) for i in items])
-        known = [f.enterprise_id for f, _ in stored]
+        read = uow.batch.group_reads(
+            [i.event.enterprise_id for i in items],
+            [(i.source, i.event.event_id) for i in items],
+            DEFAULT_HISTORY,
+            CAUSING_EVENTS,
+            QUIET_EVENTS,
+        )
         firms: dict[str, _FirmNow] = {}
-        if known:
-            histories = uow.register.recent_histories(known, DEFAULT_HISTORY, CAUSING_EVENTS)
-            quiet = uow.register.recent_event_items_of(known, QUIET_EVENTS, DEFAULT_HISTORY)
-            for f, entry in stored:
-                decided, closed = histories[f.enterprise_id]
-                recent = _Recent(DEFAULT_HISTORY, decided, closed, quiet[f.enterprise_id])
-                firms[f.enterprise_id] = _FirmNow(f, entry, recent)
-        return cls(uow, ctx, firms, recorded)
+        for f, entry in read.firms:  # each with its open white-list entry
+            decided, closed = read.histories[f.enterprise_id]
+            recent = _Recent(DEFAULT_HISTORY, decided, closed, read.quiet[f.enterprise_id])
+            firms[f.enterprise_id] = _FirmNow(f, entry, recent)
+        return cls(uow, ctx, firms, read.recorded)
 
     def report(self, item: Reported) -> StatusView:
         """`_report_in` for one event of the group, on the state the ones before left."""

@@ -2,8 +2,9 @@
 decisions and quiet events, read for the whole group in one query each, equal what the
 one-firm reads give past the limit and with equal instants (ties broken by id); a
 group's answers equal one-by-one answers over long histories; the answers kept for
-replays are what each event answered; migration 0012 goes up, down and up again on a
-populated register."""
+replays are what each event answered; a group's reads in one pipeline
+(BatchRegister.group_reads) equal the reads one query at a time; migrations 0012 and
+0013 (indexes) go up, down and up again on a populated register."""
 
 from __future__ import annotations
 
@@ -62,6 +63,46 @@ def _compare_reads(engine: Engine, ids: list[str]) -> None:
             assert items[i] == register.recent_event_items(i, quiet, limit), i
             grouped = rh._Recent(limit, *histories[i], items[i]).items()
             assert grouped == rh._Recent.read(uow, i, limit).items(), i
+    _compare_group_reads(engine, ids)
+
+
+def _compare_group_reads(engine: Engine, ids: list[str]) -> None:
+    """BatchRegister.group_reads (one pipeline on PostgreSQL, with the firms' lock)
+    answers what the reads one query at a time answer: the firms and their open entries,
+    the recorded event keys, the histories and quiet events."""
+    causing, quiet = rh.CAUSING_EVENTS, rh.QUIET_EVENTS
+    limit = rh.DEFAULT_HISTORY
+    with engine.connect() as conn:
+        stored = [tuple(r) for r in conn.execute(text("SELECT source, event_id FROM events"))]
+    source = stored[0][0]
+    # (source, the last event_id) is recorded but not asked for: one array of the
+    # sources and one of the event_ids (PostgreSQL) find it, and it must be left out
+    keys = [stored[0], ("someone-else", stored[-1][1]), (source, "never-sent")]
+    with UnitOfWork(engine) as uow:
+        recorded = uow.register.recorded_events(keys)
+        assert recorded == {stored[0]}
+        histories = uow.register.recent_histories(ids, limit, causing)
+        items = uow.register.recent_event_items_of(ids, quiet, limit)
+        entries = {i: uow.register.open_entry(i) for i in ids}
+        firms = {i: uow.register.firm(i) for i in ids}
+    with UnitOfWork(engine) as uow:
+        read = uow.batch.group_reads([*ids, "no-such-firm", ids[0]], keys, limit, causing, quiet)
+    assert [f.enterprise_id for f, _ in read.firms] == sorted(ids)
+    for f, entry in read.firms:
+        i = f.enterprise_id
+        stored = firms[i]
+        assert (f.name, f.region, f.status, f.risk_level, f.decision_id) == (
+            stored.name,
+            stored.region,
+            stored.status,
+            stored.risk_level,
+            stored.decision_id,
+        ), i
+        assert f.profile == stored.profile, i
+        assert entry == entries[i], i
+    assert read.recorded == recorded
+    assert read.histories == histories
+    assert read.quiet == items
 
 
 @pytest.mark.parametrize("ties", ["none", "all", "pairs"])
@@ -219,8 +260,16 @@ def test_the_kept_answers_are_what_each_event_answered(
         assert rh._snapshot(again) == snap, e.event_id
 
 
-def test_migration_0012_up_down_up_on_a_populated_register(
-    register_stub: Any, db_engine: Engine, rulebook: Any
+# migrations that add indexes: revision -> (the one before it, the indexes it adds)
+INDEX_MIGRATIONS = {
+    "0012": ("0011", {"ix_whitelist_granted_by", "ix_whitelist_closed_by", "ix_events_decision"}),
+    "0013": ("0012", {"ix_events_firm_kind"}),
+}
+
+
+@pytest.mark.parametrize("revision", sorted(INDEX_MIGRATIONS))
+def test_an_index_migration_goes_up_down_up_on_a_populated_register(
+    revision: str, register_stub: Any, db_engine: Engine, rulebook: Any
 ) -> None:
     from alembic import command
     from alembic.autogenerate import compare_metadata
@@ -247,15 +296,16 @@ def test_migration_0012_up_down_up_on_a_populated_register(
         insp = inspect(db_engine)
         return {i["name"] for t in ("whitelist_entries", "events") for i in insp.get_indexes(t)}
 
-    new = {"ix_whitelist_granted_by", "ix_whitelist_closed_by", "ix_events_decision"}
+    previous, new = INDEX_MIGRATIONS[revision]
     assert new <= indexes()
-    run(command.downgrade, "0011")
-    assert migrate.current_revision(db_engine) == "0011"
+    run(command.downgrade, previous)
+    assert migrate.current_revision(db_engine) == previous
     assert not (new & indexes())
     _compare_reads(db_engine, ids)  # the reads work without the indexes too
-    run(command.upgrade, "head")
-    assert migrate.current_revision(db_engine) == "0012"
+    run(command.upgrade, revision)
+    assert migrate.current_revision(db_engine) == revision
     assert new <= indexes()
+    run(command.upgrade, "head")
     with db_engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         for t, n in before.items():

@@ -1,6 +1,6 @@
 """Reads after row locks on PostgreSQL (review 26): a statement that waits for a row
 lock re-reads the locked row alone, at READ COMMITTED; the rows it joins stay as its
-snapshot had them. So a ReportEvent group (BatchRegister.firms_of) and a re-evaluation
+snapshot had them. So a ReportEvent group (BatchRegister.group_reads) and a re-evaluation
 batch (next_firms) lock their firms first and read them, their current decision's day
 and their open entries, in a statement after. Each test holds a firm's lock in another
 transaction (its commit delayed) while the group or batch waits on it."""
@@ -65,7 +65,7 @@ def test_a_group_waiting_on_a_firms_lock_reads_its_entry_as_committed(
     register_stub: Any, db_engine: Engine, rulebook: Any
 ) -> None:
     """PostgreSQL, READ COMMITTED: a group whose firm is locked by another transaction
-    (a single ReportEvent) waits in firms_of; once that commits, the group must see the
+    (a single ReportEvent) waits in group_reads; once that commits, the group must see the
     entry it revoked as revoked (the old code read the entries in a later statement)."""
     if db_engine.dialect.name != "postgresql":
         pytest.skip("row locks and READ COMMITTED snapshots are PostgreSQL's")
@@ -127,7 +127,7 @@ def test_a_group_waiting_on_a_firms_lock_sees_the_entry_granted_meanwhile(
 def test_a_group_waiting_on_a_firms_lock_keeps_the_register_moving_forward(
     register_stub: Any, db_engine: Engine, rulebook: Any
 ) -> None:
-    """firms_of's outer join to the firm's decision was read from the locking statement's
+    """The firms' outer join to their decisions was read from the locking statement's
     snapshot: after waiting on the lock the firm named a decision that snapshot lacked,
     so decided_on was None and the group decided as of today although the firm's current
     decision speaks for a later day."""
