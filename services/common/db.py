@@ -361,6 +361,18 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 _SQLITE_TRANSIENT = frozenset({5, 6, 7, 9, 10, 13, 14, 15})
 
 
+def lost_a_race(exc: BaseException) -> bool:
+    """True when PostgreSQL rolled the transaction back because it lost to a concurrent
+    one: a deadlock (40P01) or a serialization failure (40001), the SQLSTATE class 40
+    errors. `database_unavailable` counts these too (a caller may retry), but work that
+    holds several locks in one transaction (a group of orders) can take its parts again
+    one at a time instead, where the same race cannot form."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    # by SQLSTATE: psycopg's DeadlockDetected is an OperationalError, not a TransactionRollback
+    return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40")
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """True when `exc` says the database cannot take the call now (down, restarting,
     unreachable, stalled past a timeout, locked past the busy timeout, disk full), so the

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.common.db import database_unavailable, is_sqlite, session_factory
+from services.common.db import database_unavailable, is_sqlite, lost_a_race, session_factory
 from services.common.errors import Conflict
 
 R = TypeVar("R")
@@ -107,6 +107,12 @@ class BaseUnitOfWork(Generic[R]):
         """Whether `exc` says the database cannot take work now (db.database_unavailable):
         trying the same work again at once would only wait again."""
         return database_unavailable(exc)
+
+    @staticmethod
+    def lost_race(exc: BaseException) -> bool:
+        """Whether `exc` is a deadlock or serialization failure (db.lost_a_race): the
+        transaction lost to a concurrent one and was rolled back."""
+        return lost_a_race(exc)
 
     def flush(self) -> None:
         """Write what was added so far (inside the transaction): rows that later reads or

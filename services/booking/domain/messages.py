@@ -217,6 +217,7 @@ DEADLINE_TOO_FAR = "整改期限最长为{days}天，请填写{last}之前的日
 STAFF_BAD_INPUT = "输入有误，请检查"
 BAD_REGION = "没有这个地区，请从列表中选择"
 OUTSIDE_REGION = "该整改单所属企业不在您的辖区内"
+REGION_OUTSIDE_AREA = "所选地区不在您的辖区内，只能查看本辖区的记录和统计"
 REGION_UNKNOWN = "访问令牌的辖区不是本地的镇街或县（市、区）"
 QUEUE_FOR_INSPECTORS = "复查队列仅供检查人员使用"
 PAGES_FOR_EXPERTS = "该页面仅供专家使用"

@@ -115,5 +115,5 @@ def dashboard_region(p: Principal | None, regions: RegionRegistry | None, asked:
     if not asked:
         return p.region if p is not None else ""
     if not set(region_filter(regions, asked)) <= set(area):
-        raise PermissionDenied(messages.OUTSIDE_REGION)
+        raise PermissionDenied(messages.REGION_OUTSIDE_AREA)
     return asked

@@ -216,7 +216,10 @@ def _guarded(uow: UnitOfWork, work: Callable[[], Any], *, refusals: bool = True)
     """`work()` of one order of a group; a DomainError that refuses the order before it
     wrote anything (`refusals`) is returned as its answer. The database unable to take
     the work (or the group's deadline) propagates: it fails the group. Anything else
-    raises _Broken: the group is taken again order by order."""
+    raises _Broken: the group is taken again order by order. That includes a deadlock:
+    a group holds the lock of every expert it booked while later orders wait for theirs,
+    so two groups (or two servers' groups) can each wait for the other's; one by one, an
+    order never waits while holding an expert (review 27 F1)."""
     try:
         return work()
     except (DeadlineExceeded, Unavailable):
@@ -228,7 +231,7 @@ def _guarded(uow: UnitOfWork, work: Callable[[], Any], *, refusals: bool = True)
             return exc
         raise _Broken(str(exc)) from exc
     except Exception as exc:
-        if uow.unavailable(exc):
+        if uow.unavailable(exc) and not uow.lost_race(exc):
             raise
         raise _Broken(str(exc)) from exc
 

@@ -43,7 +43,7 @@ def _area(p: Principal, ctx: BookingContext, wanted: str) -> tuple[str, ...]:
     if own and asked:
         both = tuple(r for r in asked if r in own)
         if not both:
-            raise PermissionDenied(messages.OUTSIDE_REGION)
+            raise PermissionDenied(messages.REGION_OUTSIDE_AREA)
         return both
     return asked or own
 

@@ -37,3 +37,8 @@ class UnitOfWork(Protocol):
         """Whether `exc` says the database cannot take work now (trying the same work
         again at once would only wait again)."""
         ...
+
+    def lost_race(self, exc: BaseException) -> bool:
+        """Whether `exc` is a deadlock or serialization failure: the transaction lost to
+        a concurrent one and was rolled back."""
+        ...

@@ -326,3 +326,55 @@ def test_a_database_failing_the_groups_commit_fails_every_caller_as_one_by_one(
     ), answers
     rows = _rows(engine)
     assert rows["orders"] == [] and rows["booked"] == [] and rows["trail"] == {}
+
+
+def test_two_groups_deadlocked_on_experts_take_their_orders_again_alone(engine: Engine) -> None:
+    """Review 27 F1 (PostgreSQL, grouping turned on): each group's first order books one
+    of two experts (X, Y: one half-day each); each group's second order then waits for
+    the other group's expert: a deadlock. The group PostgreSQL picks as its victim is
+    taken again order by order (never UNAVAILABLE to its callers), as one by one, where
+    an order never waits while holding an expert."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite admits one writer at a time")
+    _seed(engine, [_expert("X", HALF_DAYS[:2], per_day=1), _expert("Y", HALF_DAYS[:2], per_day=1)])
+    firsts = {"a": threading.Event(), "b": threading.Event()}
+
+    def run_of(name: str) -> Callable[[int, Callable[[], Any]], Any]:
+        def run(n: int, work: Callable[[], Any]) -> Any:
+            if n == 0:
+                if name == "b":
+                    firsts["a"].wait(30)  # a books first, so b's first order gets the other
+                done = work()
+                firsts[name].set()
+                return done
+            firsts["a"].wait(30)  # the second orders once both groups hold an expert
+            firsts["b"].wait(30)
+            return work()
+
+        return run
+
+    items = {
+        "a": [use_cases.NewOrder(_token(n), _form(HALF_DAYS[:2]), f"a{n}") for n in (1, 2)],
+        "b": [use_cases.NewOrder(_token(n), _form(HALF_DAYS[:2]), f"b{n}") for n in (3, 4)],
+    }
+    out: dict[str, Any] = {}
+
+    def group(name: str) -> None:
+        try:
+            new_uow = lambda: SqlUnitOfWork(engine)  # noqa: E731
+            out[name] = use_cases.take_orders(new_uow, CTX, items[name], run_of(name))
+        except BaseException as exc:
+            out[name] = exc
+
+    threads = [threading.Thread(target=group, args=(name,)) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive()  # never a hang
+    assert not any(isinstance(v, BaseException) for v in out.values()), out
+    answers = [_answer(engine, t) for name in ("a", "b") for t in out[name]]
+    assert all(isinstance(a, Order) for a in answers), answers
+    statuses = sorted(str(a.status) for a in answers if isinstance(a, Order))
+    assert statuses == ["dispatched"] * 2 + ["submitted"] * 2  # two half-days, four orders
+    assert len(_rows(engine)["booked"]) == 2  # and every audit chain verifies (_rows)

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from services.booking.domain import messages
 from services.booking.entrypoints import grpc_server as booking_grpc
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.booking.v1 import booking_pb2_grpc
@@ -107,6 +108,8 @@ def test_stats_keep_a_region_inspector_to_its_area(
     whole, local, asked = stats("sup"), stats("local"), stats("sup", HERE)
     assert whole.total.bookings_received == 2
     assert local == asked and local.total.bookings_received == 1
-    with pytest.raises(grpc.RpcError) as refused:
-        stats("local", THERE)
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for outside in (THERE, "义乌市"):  # another town, and the county around its own
+        with pytest.raises(grpc.RpcError) as refused:
+            stats("local", outside)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert refused.value.details() == messages.REGION_OUTSIDE_AREA
