@@ -35,6 +35,7 @@ database overlap the next one's CPU.
 from __future__ import annotations
 
 import contextvars
+import copy
 import threading
 import time
 from collections import deque
@@ -79,8 +80,29 @@ class _Caller(Generic[I, A]):
     context: contextvars.Context
     deadline: float | None
     wake: threading.Event = field(default_factory=threading.Event)
-    answer: A | BaseException | None = None
+    answer: A | BaseException | _Shared | None = None
     lead: bool = False  # woken to lead the next group
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What failed a whole group, given to each of its callers: each raises a copy of
+    its own (`_own`), since one exception object raised in several threads at once
+    gathers all their frames in its one traceback."""
+
+    error: BaseException
+
+
+def _own(error: BaseException) -> BaseException:
+    """A copy of `error` (same type and values) for one caller to raise; `error` itself,
+    with the frames where the group failed, becomes its cause. `error` when it cannot be
+    copied."""
+    try:
+        mine = copy.copy(error)
+    except Exception:
+        return error
+    mine.__cause__, mine.__traceback__ = error, None
+    return mine
 
 
 class CallGroups(Generic[I, A]):
@@ -131,6 +153,8 @@ class CallGroups(Generic[I, A]):
                 answer = me.answer
             if answer is not None and not lead:  # a lead handed over is taken up first
                 break
+        if isinstance(answer, _Shared):
+            raise _own(answer.error)
         if isinstance(answer, BaseException):
             raise answer
         return answer
@@ -160,7 +184,7 @@ class CallGroups(Generic[I, A]):
         except BaseException as exc:  # the group's own machinery: nobody is left waiting
             for caller in group:
                 if caller.answer is None:
-                    caller.answer = exc
+                    caller.answer = _Shared(exc)
             raise
         finally:
             with self._cond:
@@ -215,7 +239,7 @@ class CallGroups(Generic[I, A]):
                 )
         except Exception as exc:  # the transaction failed: no call of the group stands
             for caller in live:
-                caller.answer = exc
+                caller.answer = _Shared(exc)
             return
         for caller, result in zip(live, results, strict=True):
             caller.answer = result
