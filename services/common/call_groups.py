@@ -4,9 +4,9 @@ Through the per-call path every call pays for a transaction of its own: a connec
 checkout, BEGIN and COMMIT, the audit chains' heads locked and their entries sealed. Here
 the calls waiting at the same moment in one server process form a group, which
 `apply_group` applies in one transaction and commits once; each caller is answered only
-after that commit, with its own answer or error. (The rules service's ReportEvent groups,
-services/rules/service_layer/event_groups.py, work the same way; booking's CreateOrder
-uses this module.)
+after that commit, with its own answer or error. The rules service's ReportEvent
+(services/rules/service_layer/event_groups.py) and booking's CreateOrder
+(services/booking/service_layer/order_groups.py) both go through it.
 
 No thread of its own: the first caller to arrive while no group is forming leads. It
 takes the callers queued (up to `max_size`, waiting at most `max_wait` for more while
@@ -118,10 +118,13 @@ class CallGroups(Generic[I, A]):
         apply_one: Callable[[I], A],
         apply_group: Callable[[Sequence[I], Run[A]], list[A | Exception]],
         limits: GroupLimits | None = None,
+        *,
+        resend: str = "send it again with the same idempotency key to learn its result",
     ) -> None:
         self._apply_one = apply_one
         self._apply_group = apply_group
         self.limits = limits or GroupLimits()
+        self._resend = resend  # how a caller whose deadline passed mid-group learns more
         self._cond = threading.Condition()
         self._queue: deque[_Caller[I, A]] = deque()
         self._leaders = 0  # callers forming or running a group
@@ -159,6 +162,11 @@ class CallGroups(Generic[I, A]):
             raise answer
         return answer
 
+    def waiting(self) -> int:
+        """How many calls are queued for a group (not yet taken by a leader)."""
+        with self._cond:
+            return len(self._queue)
+
     def _give_up(self, me: _Caller[I, A]) -> None:
         """The caller's deadline passed while it waited: unapplied if still queued."""
         with self._cond:
@@ -170,8 +178,7 @@ class CallGroups(Generic[I, A]):
         raise DeadlineExceeded(
             "the call was not applied before the caller's deadline"
             if queued
-            else "the caller's deadline passed while its call was being applied; "
-            "send it again with the same idempotency key to learn its result"
+            else f"the caller's deadline passed while its call was being applied; {self._resend}"
         )
 
     def _lead(self) -> None:

@@ -42,7 +42,7 @@ def test_each_caller_of_a_failed_group_raises_its_own_copy_of_the_error() -> Non
     others = [threading.Thread(target=call, args=(name,)) for name in ("a", "b", "c")]
     for t in others:
         t.start()
-    while len(groups._queue) < 3:  # all three queued behind the leader
+    while groups.waiting() < 3:  # all three queued behind the leader
         threading.Event().wait(0.01)
     gate.set()
     for t in [first, *others]:

@@ -119,7 +119,7 @@ def grouped(db_engine: Engine, rulebook: Any, monkeypatch: Any) -> Iterator[Rule
 
     def waiting(self: EventGroups, *args: Any, **kwargs: Any) -> None:
         made(self, *args, **kwargs)
-        self._last_size = 2
+        self.calls._last_size = 2
         _GROUPERS.append(self)
 
     monkeypatch.setattr(EventGroups, "__init__", waiting)
@@ -159,12 +159,12 @@ def test_a_group_answers_and_stores_what_one_by_one_does(
         for e, _ in SENT
     ]
     futures = []
-    queue = _GROUPERS[-1]._queue
+    queued = _GROUPERS[-1].calls.waiting
     for n, (e, _) in enumerate(SENT):  # sent together, in this order: each once queued
         request = pb.ReportEventRequest(event=_as(GROUPED, e))
         futures.append(grouped.ReportEvent.future(request, timeout=60))
         waited = time.monotonic() + (30 if n < len(SENT) - 1 else 0)  # the last: taken
-        while len(queue) <= n and time.monotonic() < waited:  # (a busy machine may let a
+        while queued() <= n and time.monotonic() < waited:  # (a busy machine may let a
             time.sleep(0.005)  # call sent later overtake it on the way in)
     together = [_answer(f.result) for f in futures]
     for n, ((_, expected), first, second) in enumerate(zip(SENT, plain, together, strict=True)):
@@ -355,7 +355,7 @@ def test_one_callers_short_deadline_does_not_fail_the_others_of_its_group(
     _register(one_by_one)
     sent = [_as(GROUPED, e) for e in (complaint(1, "d1"), accident(2, "d2"))]
     groups = _groups(db_engine, rulebook, len(sent))
-    groups._last_size = 2  # calls have been coming together: its leader waits for more
+    groups.calls._last_size = 2  # calls have been coming together: its leader waits for more
     answers: dict[int, Any] = {}
 
     def call(n: int, seconds: float) -> None:
@@ -434,7 +434,7 @@ def test_a_connection_lost_inside_the_groups_write_fails_the_group_at_once(
     monkeypatch.setattr(bulk_reevaluation.BatchRegister, "write_events", cut)
     sent = [_as(GROUPED, complaint(1 + n % FIRMS, f"cut{n}")) for n in range(3)]
     groups = _groups(db_engine, rulebook, len(sent))
-    groups._last_size = 2  # its leader waits for the others (calls have come together)
+    groups.calls._last_size = 2  # its leader waits for the others (calls have come together)
     answers = _together(groups, sent)
     assert all(isinstance(a, Exception) and UnitOfWork.unavailable(a) for a in answers), answers
     assert alone == []  # no event was tried again on its own
@@ -454,7 +454,7 @@ def test_a_lapsed_entry_is_expired_and_audited_alike_in_a_group_and_alone(
     callers = ["monitor", "monitor"]
     alone = _together(_groups(db_engine, rulebook, 1), [_as(ONE_BY_ONE, e) for e in sent], callers)
     grouped = _groups(db_engine, rulebook, len(sent))
-    grouped._last_size = 2  # its leader waits for the other (calls have come together)
+    grouped.calls._last_size = 2  # its leader waits for the other (calls have come together)
     together = _together(grouped, [_as(GROUPED, e) for e in sent], callers)
     assert not any(isinstance(a, Exception) for a in (*alone, *together)), (alone, together)
     renamed = {f"{GROUPED}-x{n}": f"{ONE_BY_ONE}-x{n}" for n in (1, 2)}
