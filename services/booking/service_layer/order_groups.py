@@ -14,9 +14,12 @@ per-call path would have answered: a call refused before its order was written (
 token's order limit and the idempotency key are checked before it joins a group; a
 forged or revoked token, a bad form inside it) fails alone; a key used before answers
 with that order; two orders competing for one expert's half-day behave as two sequential
-orders (the second gets the next candidate). A group whose transaction fails (the
-database down or stalled) fails every caller of it with the error the per-call path
-gives (UNAVAILABLE, DEADLINE_EXCEEDED), nothing of it written.
+orders (the second gets the next candidate). A group that fails otherwise, a deadlock
+with another group included (a group holds the experts it booked while a later order
+waits for another's; one by one an order never waits holding one), is rolled back and
+its orders taken again one by one. A group whose transaction fails (the database down
+or stalled) fails every caller of it with the error the per-call path gives
+(UNAVAILABLE, DEADLINE_EXCEEDED), nothing of it written.
 
 Settings (`serve --order-group-size`, `--order-group-wait-ms`, `--order-groups`; unset:
 the database's defaults, `limits_for`). On SQLite (one writer at a time) groups
