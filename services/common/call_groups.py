@@ -41,6 +41,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Generic, TypeVar
 
 from services.common.context import deadline_in, time_left
@@ -257,3 +258,16 @@ class CallGroups(Generic[I, A]):
             return caller.context.run(self._apply_one, caller.item)
         except Exception as exc:
             return exc
+
+
+def one_by_one(items: Sequence[I], run: Run[A], apply_one: Callable[[I], A]) -> list[A | Exception]:
+    """Each item by the per-call path (`apply_one`, a transaction of its own), in its
+    caller's context (`run`): what a group that cannot be applied together falls back to.
+    A failure is that item's answer alone."""
+    answers: list[A | Exception] = []
+    for n, item in enumerate(items):
+        try:
+            answers.append(run(n, partial(apply_one, item)))
+        except Exception as exc:
+            answers.append(exc)
+    return answers

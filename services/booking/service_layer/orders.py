@@ -43,6 +43,7 @@ from services.booking.service_layer.qr_codes import (
     visible,
 )
 from services.booking.service_layer.unit_of_work import UnitOfWork
+from services.common.call_groups import one_by_one
 from services.common.clock import now
 from services.common.errors import (
     DeadlineExceeded,
@@ -151,13 +152,7 @@ def take_orders(
     results = _together(new_uow(), ctx, items, run)
     if results is not None:
         return results
-    alone: list[Order | str | Exception] = []
-    for n, item in enumerate(items):
-        try:
-            alone.append(run(n, partial(take_order, new_uow(), ctx, item)))
-        except Exception as exc:  # this order's answer
-            alone.append(exc)
-    return alone
+    return one_by_one(items, run, lambda item: take_order(new_uow(), ctx, item))
 
 
 class _Broken(Exception):

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from functools import partial
 from typing import Any, TypeVar
 
+from services.common.call_groups import one_by_one
 from services.common.clock import new_id, now
 from services.common.context import current_caller
 from services.common.errors import Conflict, DeadlineExceeded, retry_on_conflict
@@ -640,13 +641,7 @@ def apply_group(
     results = _together(new_uow(), ctx, items, run)
     if results is not None:
         return results
-    alone: list[StatusView | Exception] = []
-    for n, item in enumerate(items):
-        try:
-            alone.append(run(n, partial(apply_reported, new_uow(), ctx, item)))
-        except Exception as exc:  # this event's answer
-            alone.append(exc)
-    return alone
+    return one_by_one(items, run, lambda item: apply_reported(new_uow(), ctx, item))
 
 
 def _together(
