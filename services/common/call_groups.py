@@ -35,7 +35,6 @@ database overlap the next one's CPU.
 from __future__ import annotations
 
 import contextvars
-import copy
 import threading
 import time
 from collections import deque
@@ -98,8 +97,11 @@ def _own(error: BaseException) -> BaseException:
     """A copy of `error` (same type and values) for one caller to raise; `error` itself,
     with the frames where the group failed, becomes its cause. `error` when it cannot be
     copied."""
-    try:
-        mine = copy.copy(error)
+    kind = type(error)
+    try:  # not copy.copy: it calls kind(*args), which some errors' __init__ does not take
+        mine = kind.__new__(kind, *error.args)
+        mine.args = error.args
+        mine.__dict__.update(vars(error))
     except Exception:
         return error
     mine.__cause__, mine.__traceback__ = error, None
@@ -120,11 +122,13 @@ class CallGroups(Generic[I, A]):
         apply_group: Callable[[Sequence[I], Run[A]], list[A | Exception]],
         limits: GroupLimits | None = None,
         *,
+        what: str = "call",
         resend: str = "send it again with the same idempotency key to learn its result",
     ) -> None:
         self._apply_one = apply_one
         self._apply_group = apply_group
         self.limits = limits or GroupLimits()
+        self._what = what  # what its deadline messages call a call ("event", "order")
         self._resend = resend  # how a caller whose deadline passed mid-group learns more
         self._cond = threading.Condition()
         self._queue: deque[_Caller[I, A]] = deque()
@@ -177,9 +181,10 @@ class CallGroups(Generic[I, A]):
             if queued:
                 self._queue.remove(me)
         raise DeadlineExceeded(
-            "the call was not applied before the caller's deadline"
+            f"the {self._what} was not applied before the caller's deadline"
             if queued
-            else f"the caller's deadline passed while its call was being applied; {self._resend}"
+            else f"the caller's deadline passed while its {self._what} was being applied; "
+            f"{self._resend}"
         )
 
     def _lead(self) -> None:
@@ -228,7 +233,9 @@ class CallGroups(Generic[I, A]):
         live = []
         for caller in group:
             if caller.deadline is not None and caller.deadline <= now:
-                caller.answer = DeadlineExceeded("the call was not applied before the deadline")
+                caller.answer = DeadlineExceeded(
+                    f"the {self._what} was not applied before the deadline"
+                )
             else:
                 live.append(caller)
         if not live:

@@ -1,22 +1,84 @@
 """services/common/call_groups.py: what fails a whole group reaches each of its callers
-as an exception of its own (the same type and values, the group's error as its cause),
-so that tracebacks raised in several threads at once do not pile up in one object."""
+as an exception of its own (the same type, values and gRPC status as the error alone,
+the group's error as its cause), so that tracebacks raised in several threads at once do
+not pile up in one object (review 27 N1), whatever kind of error it is (review 29 N3)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
+import psycopg
+import psycopg.errors as pe
+import pytest
+from sqlalchemy import exc as sa_exc
+
+from services.common import errors
 from services.common.call_groups import CallGroups, GroupLimits
+from services.common.grpc_errors import abort_for
 
 
-class GroupFailed(RuntimeError):
+class _Aborted(Exception):
     pass
 
 
-def test_each_caller_of_a_failed_group_raises_its_own_copy_of_the_error() -> None:
+class _Context:
+    """What abort_for calls on a servicer context: the status it would send."""
+
+    def abort(self, code: Any, message: str) -> None:
+        raise _Aborted(code, message, ())
+
+    def abort_with_status(self, status: Any) -> None:
+        raise _Aborted(status.code, status.details, tuple(status.trailing_metadata))
+
+
+def _status(exc: Exception) -> tuple[Any, ...]:
+    with pytest.raises(_Aborted) as aborted:
+        abort_for(exc, _Context())  # type: ignore[arg-type]
+    return aborted.value.args
+
+
+def _busy(folder: Path) -> sqlite3.Error:
+    """SQLite's own 'database is locked'."""
+    path = folder / "busy.db"
+    holder = sqlite3.connect(path, timeout=0)
+    holder.execute("create table t(x)")
+    holder.execute("begin exclusive")
+    try:
+        sqlite3.connect(path, timeout=0).execute("insert into t values (1)")
+    except sqlite3.Error as exc:
+        return exc
+    raise AssertionError("the second writer was let in")
+
+
+KINDS: dict[str, Callable[[Path], Exception]] = {
+    "sqlite busy": lambda tmp: sa_exc.OperationalError("INSERT", {}, _busy(tmp)),
+    "connection lost": lambda _: sa_exc.OperationalError(
+        "SELECT", {}, psycopg.OperationalError("server closed"), connection_invalidated=True
+    ),
+    "statement timeout in a pipeline": lambda _: pe.QueryCanceled("statement timeout"),
+    "deadlock": lambda _: pe.DeadlockDetected("deadlock detected"),
+    "connection closed": lambda _: psycopg.InterfaceError("the connection is closed"),
+    "pool timeout": lambda _: sa_exc.TimeoutError("QueuePool limit"),
+    "integrity": lambda _: sa_exc.IntegrityError("INSERT", {}, pe.UniqueViolation("dup")),
+    "deadline": lambda _: errors.DeadlineExceeded("deadline"),
+    "unavailable": lambda _: errors.Unavailable("rules down"),
+    "conflict": lambda _: errors.Conflict("raced"),
+    "validation": lambda _: errors.ValidationError([errors.FieldViolation("a.b", "bad")]),
+    "rate limited": lambda _: errors.RateLimited("slow", 3.2),
+    "other": lambda _: RuntimeError("commit refused"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_caller_of_a_failed_group_raises_its_own_copy_of_the_error(
+    kind: str, tmp_path: Path
+) -> None:
+    failure = KINDS[kind](tmp_path)
     gate, first_in = threading.Event(), threading.Event()
-    failure = GroupFailed("the database went away", 7)
 
     def apply_one(item: str) -> str:
         if item == "first":
@@ -33,7 +95,7 @@ def test_each_caller_of_a_failed_group_raises_its_own_copy_of_the_error() -> Non
     def call(item: str) -> None:
         try:
             answers[item] = groups.call(item)
-        except GroupFailed as exc:
+        except Exception as exc:
             answers[item] = exc
 
     first = threading.Thread(target=call, args=("first",))
@@ -48,7 +110,10 @@ def test_each_caller_of_a_failed_group_raises_its_own_copy_of_the_error() -> Non
     for t in [first, *others]:
         t.join(10)
     assert answers["first"] == "first"
-    errors = [answers[name] for name in ("a", "b", "c")]
-    assert all(isinstance(e, GroupFailed) and e.args == failure.args for e in errors), errors
-    assert len({id(e) for e in errors}) == 3 and failure not in errors
-    assert all(e.__cause__ is failure for e in errors if isinstance(e, GroupFailed))
+    got = [answers[name] for name in ("a", "b", "c")]
+    assert len({id(e) for e in got}) == 3 and not any(e is failure for e in got)
+    for error in got:
+        assert type(error) is type(failure) and isinstance(error, Exception)
+        assert error.args == failure.args and vars(error) == vars(failure)
+        assert error.__cause__ is failure
+        assert _status(error) == _status(failure)

@@ -73,7 +73,7 @@ class OrderGroups:
         self._ctx = ctx
         self.limits = limits or SQLITE_LIMITS
         self._groups: CallGroups[orders.NewOrder, Order | str] = CallGroups(
-            self._one, self._group, self.limits
+            self._one, self._group, self.limits, what="order"
         )
 
     def create(self, token: str, form: Mapping[str, Any], idempotency_key: str) -> Order:

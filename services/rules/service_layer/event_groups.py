@@ -77,7 +77,7 @@ class EventGroups:
         self._new_uow = new_uow
         self._ctx = ctx
         self.calls: CallGroups[Reported, StatusView] = CallGroups(
-            self._one, self._group, limits, resend=RESEND
+            self._one, self._group, limits, what="event", resend=RESEND
         )
 
     @property

@@ -476,3 +476,45 @@ def test_a_lapsed_entry_is_expired_and_audited_alike_in_a_group_and_alone(
     for n in ("1", "2"):  # the event's row written once; the firm's once by each call
         updated = [a["entity"] for a in rows[n]["audit"] if a["action"] != "create"]
         assert updated.count("firm") == 2 and "event" not in updated, updated
+
+
+def test_a_groups_audit_ids_are_taken_after_its_chain_heads_lock(
+    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any
+) -> None:
+    """PostgreSQL (review 29 N1): a group takes its audit rows' ids from the sequence only
+    once its chains' heads are locked (`_before_seal`: the lock, then nextval, in one
+    pipeline), so a chain's ids rise along its links. Another transaction holds a head
+    the group needs and, once the group waits on it, takes an id: the group's must be
+    larger."""
+    if db_engine.dialect.name != "postgresql":
+        pytest.skip("row locks and sequences taken in a pipeline are PostgreSQL's")
+    _register(one_by_one)
+    chain = uscc(1, GROUPED)
+    held, taken = threading.Event(), {}
+
+    def hold() -> None:
+        with db_engine.connect() as conn, db_engine.connect() as watch:
+            lock = "SELECT 1 FROM audit_chains WHERE chain = :c FOR UPDATE"
+            conn.execute(text(lock), {"c": chain})
+            held.set()
+            waited = time.monotonic() + 30
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            while not watch.execute(text(waiting)).scalar() and time.monotonic() < waited:
+                time.sleep(0.01)  # until the group waits on the head
+            watch.rollback()
+            next_id = "SELECT nextval(pg_get_serial_sequence('audit_log', 'id'))"
+            taken["id"] = conn.execute(text(next_id)).scalar()
+            conn.rollback()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    sent = [_as(GROUPED, complaint(1, "ids1")), _as(GROUPED, complaint(2, "ids2"))]
+    groups = _groups(db_engine, rulebook, len(sent))
+    groups.calls._last_size = 2  # its leader waits for the other: one group of both
+    answers = _together(groups, sent)
+    holder.join(60)
+    assert not any(isinstance(a, Exception) for a in answers), answers
+    newest = "SELECT max(id) FROM audit_log WHERE chain = :c"
+    with db_engine.connect() as conn:
+        assert conn.execute(text(newest), {"c": chain}).scalar() > taken["id"]
