@@ -9,6 +9,7 @@ replays are what each event answered; a group's reads in one pipeline
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -311,3 +312,44 @@ def test_an_index_migration_goes_up_down_up_on_a_populated_register(
         for t, n in before.items():
             assert conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() == n
     _compare_reads(db_engine, ids)
+
+
+# README "Operations": the statements an operator may run before upgrading a large register
+PREBUILT = {
+    "ix_whitelist_granted_by": "whitelist_entries (granted_decision_id)",
+    "ix_whitelist_closed_by": "whitelist_entries (closed_decision_id)",
+    "ix_events_decision": "events (decision_id)",
+    "ix_events_firm_kind": "events (enterprise_id, kind, received_at)",
+}
+
+
+def test_index_migrations_keep_indexes_an_operator_built_beforehand(
+    register_stub: Any, db_engine: Engine
+) -> None:
+    """0012 and 0013 create their indexes IF NOT EXISTS: built beforehand (CONCURRENTLY on
+    PostgreSQL, outside a transaction, as README says), the upgrade keeps them."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    from services.common.migrations import alembic_config
+    from services.rules.adapters import migrate
+
+    _long_history(register_stub, db_engine)
+    config = alembic_config(migrate.MIGRATIONS)
+    with db_engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0011")
+    readme = Path(__file__).resolve().parents[3].joinpath("README.md").read_text("utf-8")
+    pg = db_engine.dialect.name == "postgresql"
+    with db_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for name, target in PREBUILT.items():
+            assert name in readme and target in " ".join(readme.split())
+            concurrently = "CONCURRENTLY " if pg else ""
+            conn.execute(text(f"CREATE INDEX {concurrently}IF NOT EXISTS {name} ON {target}"))
+    migrate.upgrade(db_engine)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert migrate.current_revision(db_engine) == head
+    insp = inspect(db_engine)
+    names = {i["name"] for t in ("whitelist_entries", "events") for i in insp.get_indexes(t)}
+    assert set(PREBUILT) <= names

@@ -22,9 +22,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_whitelist_granted_by", "whitelist_entries", ["granted_decision_id"])
-    op.create_index("ix_whitelist_closed_by", "whitelist_entries", ["closed_decision_id"])
-    op.create_index("ix_events_decision", "events", ["decision_id"])
+    # IF NOT EXISTS: an operator may have built them beforehand with CREATE INDEX
+    # CONCURRENTLY, so that a large register's writes are not held while they build (README)
+    for name, table, column in (
+        ("ix_whitelist_granted_by", "whitelist_entries", "granted_decision_id"),
+        ("ix_whitelist_closed_by", "whitelist_entries", "closed_decision_id"),
+        ("ix_events_decision", "events", "decision_id"),
+    ):
+        op.create_index(name, table, [column], if_not_exists=True)
 
 
 def downgrade() -> None:

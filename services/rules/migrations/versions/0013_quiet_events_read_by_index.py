@@ -22,7 +22,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_events_firm_kind", "events", ["enterprise_id", "kind", "received_at"])
+    # IF NOT EXISTS: it may have been built beforehand with CREATE INDEX CONCURRENTLY (README)
+    columns = ["enterprise_id", "kind", "received_at"]
+    op.create_index("ix_events_firm_kind", "events", columns, if_not_exists=True)
 
 
 def downgrade() -> None:
