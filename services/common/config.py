@@ -25,6 +25,24 @@ def env_flag(
     )
 
 
+def number_arg(low: float, high: float | None = None, *, kind: type = int) -> Any:
+    """For argparse: a number of `kind` (int: whole) from `low` to `high` (None: no top);
+    nan and infinity are never one."""
+    words = "a whole number" if kind is int else "a number"
+    limits = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or not low <= value <= (high if high is not None else value):
+            raise argparse.ArgumentTypeError(f"must be {words} {limits}")
+        return value
+
+    return parse
+
+
 def command_line(prog: str, description: str, env_prefix: str) -> argparse.ArgumentParser:
     """A service's parser with the logging flags every command shares; each subcommand
     sets `run` (a function of the parsed arguments returning the exit status)."""

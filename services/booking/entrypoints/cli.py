@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import grpc
 import structlog
@@ -40,7 +39,7 @@ from services.common import backup, demo_city, security
 from services.common import server as common_server
 from services.common.call_groups import GroupLimits
 from services.common.clock import today_shanghai
-from services.common.config import command_line, env_flag, run_command
+from services.common.config import command_line, env_flag, number_arg, run_command
 from services.common.db import default_sqlite_url, make_engine
 from services.common.http_server import start_http
 from services.common.ratelimit import Rate, RateLimiter
@@ -322,22 +321,6 @@ def _periodic(
             _log.exception("periodic sweep failed")
 
 
-def _bounded(low: float, high: float, kind: type = int) -> Any:
-    """For argparse: a number of `kind` from `low` to `high` (nan and infinity never)."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except (ValueError, OverflowError):
-            value = None
-        if value is None or not low <= value <= high:
-            words = "a whole number" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"must be {words} from {low:g} to {high:g}")
-        return value
-
-    return parse
-
-
 def _order_group_flags(parser: argparse.ArgumentParser) -> None:
     env_flag(
         parser,
@@ -347,7 +330,7 @@ def _order_group_flags(parser: argparse.ArgumentParser) -> None:
         "CreateOrder group commit: at most this many orders that arrive together share "
         "one transaction, each answered after its commit; 1: every order on its own "
         "(unset: 8 on SQLite, 1 on PostgreSQL)",
-        type=_bounded(1, 1000),
+        type=number_arg(1, 1000),
     )
     env_flag(
         parser,
@@ -356,7 +339,7 @@ def _order_group_flags(parser: argparse.ArgumentParser) -> None:
         None,
         "milliseconds a group's first order waits for more while the group is not full "
         "(0: a group is what is queued when it starts; at most 1000; unset: 2)",
-        type=_bounded(0, 1000, float),
+        type=number_arg(0, 1000, kind=float),
     )
     env_flag(
         parser,
@@ -365,7 +348,7 @@ def _order_group_flags(parser: argparse.ArgumentParser) -> None:
         None,
         "CreateOrder groups applied at once, each in its own transaction (unset: 1 on "
         "SQLite, 2 on PostgreSQL)",
-        type=_bounded(1, 64),
+        type=number_arg(1, 64),
     )
 
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from services.common import backup, demo_city, processes, security
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
-from services.common.config import command_line, env_flag, run_command
+from services.common.config import command_line, env_flag, number_arg, run_command
 from services.common.db import default_sqlite_url, make_engine
 from services.common.grpc_errors import status_proto
 from services.common.http_server import HttpServer, start_http
@@ -125,13 +125,13 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--as-of", type=_day_arg, default="", help="evaluation date (default today)")
     again.add_argument(
         "--batch-size",
-        type=_number_arg(1),
+        type=number_arg(1),
         default=reevaluation.BATCH_SIZE,
         help="firms per transaction",
     )
     again.add_argument(
         "--processes",
-        type=_number_arg(0),
+        type=number_arg(0),
         default=1,
         help="processes, each re-evaluating its own range of firm ids (0: one per core; "
         "worth it with spare cores beside the database server: on a 2-core machine that "
@@ -175,7 +175,7 @@ def _event_group_flags(parser: argparse.ArgumentParser) -> None:
         event_groups.DEFAULT_MAX_SIZE,
         "ReportEvent group commit: at most this many events that arrive together share "
         "one transaction, each answered after its commit; 1: every event on its own",
-        type=_number_arg(1, 1000),
+        type=number_arg(1, 1000),
     )
     env_flag(
         parser,
@@ -184,7 +184,7 @@ def _event_group_flags(parser: argparse.ArgumentParser) -> None:
         event_groups.DEFAULT_MAX_WAIT * 1000,
         "milliseconds a group's first event waits for more while the group is not full "
         "(0: a group is what is queued when it starts; at most 1000)",
-        type=_number_arg(0, 1000, kind=float),
+        type=number_arg(0, 1000, kind=float),
     )
 
     env_flag(
@@ -194,7 +194,7 @@ def _event_group_flags(parser: argparse.ArgumentParser) -> None:
         event_groups.DEFAULT_GROUPS,
         "ReportEvent groups applied at once, each in its own transaction (one overlaps "
         "the database's work with the next group's CPU)",
-        type=_number_arg(1, 64),
+        type=number_arg(1, 64),
     )
 
 
@@ -231,24 +231,6 @@ def _day_arg(text: str) -> str:
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(exc.violations[0].description) from None
     return text
-
-
-def _number_arg(low: float, high: float | None = None, *, kind: type = int) -> Any:
-    """For argparse: a number of `kind` (int: whole) from `low` to `high` (None: no top);
-    nan and infinity are never one."""
-    words = "a whole number" if kind is int else "a number"
-    limits = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except (ValueError, OverflowError):
-            value = None
-        if value is None or not low <= value <= (high if high is not None else value):
-            raise argparse.ArgumentTypeError(f"must be {words} {limits}")
-        return value
-
-    return parse
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:
