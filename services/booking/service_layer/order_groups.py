@@ -71,15 +71,17 @@ class OrderGroups:
     ) -> None:
         self._new_uow = new_uow
         self._ctx = ctx
-        self.limits = limits or SQLITE_LIMITS
         self._groups: CallGroups[orders.NewOrder, Order | str] = CallGroups(
-            self._one, self._group, self.limits, what="order"
+            self._one, self._group, limits or SQLITE_LIMITS, what="order"
         )
 
+    @property
+    def limits(self) -> GroupLimits:
+        return self._groups.limits
+
     def create(self, token: str, form: Mapping[str, Any], idempotency_key: str) -> Order:
-        """orders.create_order, alone or with the orders queued beside it."""
-        if not self.limits.grouping:
-            return orders.create_order(self._new_uow(), self._ctx, token, form, idempotency_key)
+        """orders.create_order, alone (grouping off: CallGroups applies it by `_one`) or
+        with the orders queued beside it."""
         key = orders.admit(self._ctx, token, idempotency_key)
         taken = self._groups.call(orders.NewOrder(token, form, key))
         return orders.answer(self._new_uow(), self._ctx, taken)

@@ -217,9 +217,7 @@ def _guarded(uow: UnitOfWork, work: Callable[[], Any], *, refusals: bool = True)
     order never waits while holding an expert (review 27 F1)."""
     try:
         return work()
-    except (DeadlineExceeded, Unavailable):
-        raise
-    except _Broken:
+    except (DeadlineExceeded, Unavailable, _Broken):
         raise
     except DomainError as exc:
         if refusals:

@@ -365,11 +365,11 @@ def _read_together(
     """The rows of each statement, run in this order in the connection's transaction.
 
     PostgreSQL: sent together in one psycopg pipeline (one round trip); each statement
-    (built once: its compiled form is kept by the statement object) is compiled once and
-    its rows come back as SQLAlchemy rows (by position, by
-    attribute, `_mapping`) with the driver's values: no column these statements read
-    has a result processor on psycopg (strings, numbers, days and instants are the
-    driver's own; JSON is read as text). SQLite: one after another."""
+    (built once, @cache) is compiled once (`_COMPILED`) and its rows come back as
+    SQLAlchemy rows (by position, by attribute, `_mapping`) with the driver's values: no
+    column these statements read has a result processor on psycopg (strings, numbers,
+    days and instants are the driver's own; JSON is read as text). SQLite: one after
+    another."""
     if connection.dialect.name != "postgresql":
         return [list(connection.execute(query, dict(params))) for query, params in statements]
     dialect = connection.dialect
@@ -650,14 +650,14 @@ def _before_seal(
     lock: bool,
 ) -> tuple[list[Any], Sequence[int], dict[str, list[str]]]:
     """What sealing `count` entries on the chains `keys` reads first: the chains' heads
-    (`_chain_heads`), the rows' ids, ascending, and the blocker codes of the decisions
+    (locked with `lock`), the rows' ids, ascending, and the blocker codes of the decisions
     `decision_ids`. PostgreSQL: one pipeline (the heads locked first, in key order);
     SQLite: one after another."""
     log = AUDIT.log
     pg = connection.dialect.name == "postgresql"
     blockers = (_decision_payloads(pg), {"ids": sorted(set(decision_ids))})
     if not pg:
-        heads = _chain_heads(connection, keys, lock=lock) if count else []
+        heads = _sqlite_chain_heads(connection, keys) if count else []
         largest = connection.exec_driver_sql(f"SELECT max(id) FROM {log.name}").scalar() or 0
         found = _read_together(connection, [blockers]) if decision_ids else [[]]
         return heads, range(largest + 1, largest + 1 + count), _blockers_of(found[0])
@@ -673,12 +673,11 @@ def _before_seal(
     return heads, taken, _blockers_of(found[-1]) if decision_ids else {}
 
 
-def _chain_heads(connection: Connection, keys: list[str], *, lock: bool) -> list[Any]:
-    """(chain, last_hash) of those of `keys` that have a head, in key order (locked for
-    update with `lock`): the keys go as one parameter (an array on PostgreSQL, a JSON
-    text on SQLite), not as one bound parameter each, which Core renders every time."""
-    if connection.dialect.name == "postgresql":
-        return list(connection.execute(_heads_of_keys(lock), {"keys": keys}))
+def _sqlite_chain_heads(connection: Connection, keys: list[str]) -> list[Any]:
+    """SQLite: (chain, last_hash) of those of `keys` that have a head, in key order (its
+    one writer holds the file: nothing to lock). The keys go as one JSON text parameter,
+    not as one bound parameter each, which Core renders every time. PostgreSQL reads
+    them, locked, in `_before_seal`'s pipeline (`_heads_of_keys`)."""
     heads = chains_of(AUDIT.log).name
     sql = (
         f"SELECT chain, last_hash FROM {heads}"
