@@ -133,7 +133,7 @@ class Register:
         """`recent_history` of each of these firms, in one query (a ReportEvent group's)."""
         self.session.flush()
         params = {"ids": list(enterprise_ids), "limit": limit, "kinds": list(cause_kinds)}
-        rows = self.session.execute(_recent_histories(self._lateral), params)
+        rows = self.session.execute(recent_histories_query(self._lateral), params)
         return histories_of_rows(enterprise_ids, rows)
 
     def recent_event_items(
@@ -148,7 +148,7 @@ class Register:
     ) -> dict[str, list[EventItem]]:
         """`recent_event_items` of each of these firms, in one query."""
         params = {"ids": list(enterprise_ids), "limit": limit, "kinds": list(kinds)}
-        rows = self.session.execute(_recent_event_items_of(self._lateral), params)
+        rows = self.session.execute(recent_event_items_query(self._lateral), params)
         return event_items_of_rows(enterprise_ids, rows)
 
     def open_entry(self, enterprise_id: str, *, flush: bool = True) -> WhitelistEntry | None:
@@ -447,8 +447,10 @@ def _newest_of_each(
 
 
 @cache
-def _recent_histories(lateral: bool) -> Select[Any]:
-    """`_recent_history` for a list of firms: each firm's newest `limit` decisions."""
+def recent_histories_query(lateral: bool) -> Select[Any]:
+    """`_recent_history` for a list of firms (parameters `ids`, `limit`, `kinds`): each
+    firm's newest `limit` decisions; `recent_histories`' statement, which
+    BatchRegister.group_reads sends with others. Its rows go to `histories_of_rows`."""
     d = decisions.c
     recent = _newest_of_each(decisions, ["decided_at", "id"], lateral, lambda _: ())
     return _history_of(recent, d.enterprise_id, lateral).order_by(
@@ -457,8 +459,9 @@ def _recent_histories(lateral: bool) -> Select[Any]:
 
 
 @cache
-def _recent_event_items_of(lateral: bool) -> Select[Any]:
-    """`_recent_event_items` for a list of firms, the firm's id first."""
+def recent_event_items_query(lateral: bool) -> Select[Any]:
+    """`_recent_event_items` for a list of firms (parameters `ids`, `kinds`, `limit`),
+    the firm's id first. Its rows go to `event_items_of_rows`."""
     e = events.c
     recent = _newest_of_each(
         events,
@@ -471,19 +474,6 @@ def _recent_event_items_of(lateral: bool) -> Select[Any]:
         .join(recent, e.id == recent.c.id)
         .order_by(e.enterprise_id, e.received_at.desc(), e.id.desc())
     )
-
-
-def recent_histories_query(lateral: bool) -> Select[Any]:
-    """`recent_histories`' statement (parameters `ids`, `limit`, `kinds`), for a caller
-    that sends it with others (BatchRegister.group_reads); its rows go to
-    `histories_of_rows`."""
-    return _recent_histories(lateral)
-
-
-def recent_event_items_query(lateral: bool) -> Select[Any]:
-    """`recent_event_items_of`' statement (parameters `ids`, `kinds`, `limit`); its rows
-    go to `event_items_of_rows`."""
-    return _recent_event_items_of(lateral)
 
 
 @cache

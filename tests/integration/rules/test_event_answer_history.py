@@ -160,8 +160,8 @@ def test_a_groups_history_read_searches_by_index_and_scans_no_table(db_engine: E
     if db_engine.dialect.name != "sqlite":
         return  # PostgreSQL's plan depends on its statistics; the same indexes serve it
     reads = (
-        (repository._recent_histories(False), register_handlers.CAUSING_EVENTS),
-        (repository._recent_event_items_of(False), register_handlers.QUIET_EVENTS),
+        (repository.recent_histories_query(False), register_handlers.CAUSING_EVENTS),
+        (repository.recent_event_items_query(False), register_handlers.QUIET_EVENTS),
     )
     with db_engine.connect() as conn:
         for query, kinds in reads:
