@@ -175,6 +175,10 @@ class AuditTrail:
         event.listen(factory, "after_transaction_end", _unmark_savepoint)
         event.listen(factory, "after_rollback", _discard)
 
+    def holds(self, session: Session) -> bool:
+        """Entries of `session` recorded and not yet sealed."""
+        return bool(session.info.get(_PENDING))
+
     def _collect(self, session: Session, _context: Any) -> None:
         pending = session.info.setdefault(_PENDING, [])
         for action, objects in (

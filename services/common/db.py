@@ -99,6 +99,7 @@ def make_engine(url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = 
             hide_parameters=True,
         )
     _guard_connections(engine, hold, ping=not sqlite)
+    _watch_writes(engine)
     return engine
 
 
@@ -259,10 +260,35 @@ def _interrupt(connection: Any) -> None:
 WATCHDOG = Watchdog()
 
 
+# A connection back in the pool for less than this is not pinged at its next checkout
+# (HikariCP's "alive bypass window", 500 ms there): under load every call would
+# otherwise pay one more round trip for a connection that just answered. A connection
+# that died meanwhile fails its call's first statement as unavailable, and SQLAlchemy
+# then replaces every connection of the pool that predates the failure.
+PING_AFTER_IDLE = 1.0
+_USED_AT = "used_at"
+
+
+def _alive(dbapi_connection: Any) -> None:
+    """One round trip: raises if the connection is dead."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SELECT 1")
+    cursor.close()
+
+
+def _needs_ping(info: dict[Any, Any]) -> bool:
+    """Whether a checked-out connection should be pinged: it sat idle in the pool longer
+    than PING_AFTER_IDLE. A connection just made (its info is cleared on every reconnect)
+    has nothing to prove."""
+    used_at = info.get(_USED_AT)
+    return used_at is not None and time.monotonic() - used_at > PING_AFTER_IDLE
+
+
 def _guard_connections(engine: Engine, hold: float | None, *, ping: bool) -> None:
     """Every checkout is watched until checkin, for the sooner of `hold` and the caller's
-    deadline; PostgreSQL connections are pinged under that watch (SQLAlchemy's own
-    pre-ping would run before it, unbounded)."""
+    deadline; PostgreSQL connections idle for more than PING_AFTER_IDLE are pinged under
+    that watch (SQLAlchemy's own pre-ping would run before it, unbounded, and on every
+    checkout)."""
 
     @event.listens_for(engine, "checkout")
     def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
@@ -274,12 +300,10 @@ def _guard_connections(engine: Engine, hold: float | None, *, ping: bool) -> Non
             return
         guard = WATCHDOG.watch(dbapi_connection, min(limits))
         record.info["guard"] = guard
-        if not ping:
+        if not ping or not _needs_ping(record.info):
             return
         try:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("SELECT 1")
-            cursor.close()
+            _alive(dbapi_connection)
         except Exception as exc:
             guard.cancel()
             record.info.pop("guard", None)
@@ -295,6 +319,8 @@ def _guard_connections(engine: Engine, hold: float | None, *, ping: bool) -> Non
     @event.listens_for(engine, "checkin")
     def on_checkin(_dbapi_connection: Any, record: Any) -> None:
         release(record)
+        if record is not None:
+            record.info[_USED_AT] = time.monotonic()
 
     @event.listens_for(engine, "invalidate")
     def on_invalidate(_dbapi_connection: Any, record: Any, _exc: Any) -> None:
@@ -334,6 +360,7 @@ def ping(engine: Engine) -> None:
         cursor.execute("SELECT 1")
         cursor.fetchall()
         cursor.close()
+        connection.commit()  # not the pool's ROLLBACK: psycopg would drop its prepared statements
     finally:
         connection.close()
 
@@ -349,6 +376,39 @@ NAMING_CONVENTION = {
 def new_metadata() -> MetaData:
     """MetaData with the naming convention both services' migrations rely on."""
     return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Set at every BEGIN, cleared by the first statement that is not a SELECT or by taking
+# the driver's connection (`driver_of`): whether a transaction has only read so far.
+_READS_ONLY = "reads_only"
+
+
+def _watch_writes(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        connection.info[_READS_ONLY] = True
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def on_execute(connection: Connection, *args: Any) -> None:
+        statement: str = args[1]
+        if statement[:6] != "SELECT" and not statement.lstrip().upper().startswith("SELECT"):
+            connection.info.pop(_READS_ONLY, None)
+
+
+def wrote(connection: Connection) -> bool:
+    """Whether `connection`'s transaction may have written: True unless every statement
+    since its BEGIN went through SQLAlchemy and was a SELECT (an engine not made by
+    make_engine always says True)."""
+    return not connection.info.get(_READS_ONLY, False)
+
+
+def driver_of(connection: Connection) -> Any:
+    """The driver's own connection under `connection` (psycopg's pipelines, COPY): what
+    it runs is out of SQLAlchemy's sight, so the transaction counts as written."""
+    connection.info.pop(_READS_ONLY, None)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    return driver
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -10,7 +10,13 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.common.db import database_unavailable, is_sqlite, lost_a_race, session_factory
+from services.common.db import (
+    database_unavailable,
+    is_sqlite,
+    lost_a_race,
+    session_factory,
+    wrote,
+)
 from services.common.errors import Conflict
 
 R = TypeVar("R")
@@ -20,6 +26,10 @@ class SessionRecorder(Protocol):
     """Listens to a session factory's flushes and commits (the audit trail, the feed)."""
 
     def install(self, factory: sessionmaker[Session]) -> None: ...
+
+    def holds(self, session: Session) -> bool:
+        """Whether it keeps something of `session`'s to write at the commit."""
+        ...
 
 
 # One session factory per engine and set of recorders, their listeners installed once, kept on
@@ -67,6 +77,7 @@ class BaseUnitOfWork(Generic[R]):
     def __init__(self, engine: Engine, *recorders: SessionRecorder) -> None:
         self.engine = engine
         self._factory = _factory_for(engine, recorders)
+        self._recorders = recorders
         self.lock_rows = not is_sqlite(engine)  # SQLite's BEGIN IMMEDIATE locks the file
         self.session: Session
         self.register: R
@@ -85,6 +96,11 @@ class BaseUnitOfWork(Generic[R]):
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if kind is None and self._wrote_nothing():
+            # Nothing to discard: COMMIT ends the transaction alike, and psycopg keeps its
+            # prepared statements, which it drops at every ROLLBACK (one more round trip
+            # and new PREPAREs for the next calls on this connection).
+            self.session.commit()
         self.session.expunge_all()  # results stay readable after the session ends
         self.session.rollback()  # anything not committed is discarded
         self.session.close()
@@ -93,6 +109,17 @@ class BaseUnitOfWork(Generic[R]):
 
     def commit(self) -> None:
         self.session.commit()
+
+    def _wrote_nothing(self) -> bool:
+        """PostgreSQL only: this transaction ran only SELECTs (db.wrote), holds no ORM
+        change to flush and no recorder keeps anything of it (a trail entry of a Core
+        write to come); any doubt (SQLite, a raw driver connection taken) says no."""
+        session = self.session
+        if self.engine.dialect.name != "postgresql" or not session.in_transaction():
+            return False
+        if self.writes() or any(r.holds(session) for r in self._recorders):
+            return False
+        return not wrote(session.connection())
 
     def writes(self) -> int:
         """A count that grows whenever this transaction writes or holds something to write

@@ -9,6 +9,7 @@ bounded; nothing asserts a duration.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from services.common import db
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
@@ -169,3 +171,63 @@ def test_a_stalled_database_gives_answers_not_hangs_and_evaluations_go_on(
     b.proxy.flow()
     wait_until(lambda: _code(lambda: _status(b.stub, 1)) == grpc.StatusCode.OK)
     wait_until(lambda: b.status() == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _pings(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every checkout ping, counted (the real ping still runs)."""
+    seen: list[object] = []
+    real = db._alive
+
+    def counted(dbapi_connection: object) -> None:
+        seen.append(dbapi_connection)
+        real(dbapi_connection)
+
+    monkeypatch.setattr(db, "_alive", counted)
+    return seen
+
+
+def test_a_connection_that_just_answered_is_not_pinged_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under load every call checked out a connection and paid a `SELECT 1` round trip
+    first; a connection back in the pool for less than PING_AFTER_IDLE is trusted."""
+    pings = _pings(monkeypatch)
+    with pg_database(PG_ADMIN_URL, "pings") as url:
+        engine = make_engine(url, pool_size=1, timeouts=DbTimeouts(statement=3))
+        try:
+            for _ in range(5):
+                with engine.connect() as conn:
+                    assert conn.exec_driver_sql("SELECT 2").scalar() == 2
+            assert pings == []  # a new connection, then one that had just answered
+            monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)
+            time.sleep(0.01)
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT 3").scalar() == 3
+            assert len(pings) == 1  # idle past the window: pinged
+        finally:
+            engine.dispose()
+
+
+def test_an_idle_connection_that_died_is_replaced_before_the_call_uses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ping's purpose: a pooled connection whose backend went away while idle (a
+    restart, a failover, an idle timeout) costs the next call nothing."""
+    pings = _pings(monkeypatch)
+    monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)
+    with pg_database(PG_ADMIN_URL, "pings") as url:
+        engine = make_engine(url, pool_size=1, timeouts=DbTimeouts(statement=3))
+        try:
+            with engine.connect() as conn:
+                pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            killer = make_engine(url)
+            with killer.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+                other.commit()
+            killer.dispose()
+            time.sleep(0.01)
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+            assert len(pings) == 1
+        finally:
+            engine.dispose()

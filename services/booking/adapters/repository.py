@@ -320,6 +320,10 @@ class BookingRegister(StaffRegister):
             AUDIT.changed(self.session, order, values)
         self._recorded = len(self._taken)
 
+    def holds_orders(self) -> bool:
+        """Whether orders `add_order` took wait for the commit."""
+        return bool(self._taken)
+
     def forget_orders(self) -> None:
         """Drop the orders `add_order` took (the unit of work rolled back)."""
         self._taken, self._recorded = [], 0

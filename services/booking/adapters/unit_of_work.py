@@ -36,6 +36,9 @@ class SqlUnitOfWork(BaseUnitOfWork[BookingRegister]):
         self.register.write_orders()  # new orders as they stand now, before the trail is sealed
         super().commit()
 
+    def _wrote_nothing(self) -> bool:
+        return not self.register.holds_orders() and super()._wrote_nothing()
+
     def rollback(self) -> None:
         """Discard the transaction, the orders `add_order` took included."""
         self.register.forget_orders()

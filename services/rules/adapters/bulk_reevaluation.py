@@ -70,6 +70,7 @@ from sqlalchemy.types import TypeEngine
 
 from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
 from services.common.clock import IdSource, now
+from services.common.db import driver_of
 from services.rules.adapters.feed import EXPIRED_MARK
 from services.rules.adapters.feed import event_change as feed_event_change
 from services.rules.adapters.orm import (
@@ -373,8 +374,7 @@ def _read_together(
     if connection.dialect.name != "postgresql":
         return [list(connection.execute(query, dict(params))) for query, params in statements]
     dialect = connection.dialect
-    driver = connection.connection.driver_connection
-    assert driver is not None
+    driver = driver_of(connection)
     cursors: list[Any] = []
     try:
         with driver.pipeline():
@@ -961,8 +961,7 @@ def _one_round_trip(connection: Connection) -> Iterator[None]:
         yield
     finally:
         info.pop(_QUEUE, None)
-    driver = connection.connection.driver_connection
-    assert driver is not None
+    driver = driver_of(connection)
     with driver.pipeline(), driver.cursor() as cursor:
         for sql, params, many in queued:
             if many:
@@ -1087,7 +1086,7 @@ def _copy(
     planned and run by the server)."""
     quote = connection.dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver_of(connection).cursor()
     try:
         with cursor.copy(sql) as copy:
             for values in bound:

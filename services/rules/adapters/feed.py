@@ -70,6 +70,10 @@ class ChangeRecorder:
         event.listen(factory, "before_commit", self._write)
         event.listen(factory, "after_rollback", lambda s: s.info.pop(_PENDING, None))
 
+    def holds(self, session: Session) -> bool:
+        """Changes of `session` collected and not yet written."""
+        return bool(session.info.get(_PENDING))
+
     def _collect(self, session: Session, _context: Any) -> None:
         """This flush's changes, the event first and then what it caused (KIND_ORDER);
         flushes stay in their order (an entry expired in one flush, granted anew in the
