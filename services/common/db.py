@@ -12,6 +12,7 @@ import contextlib
 import heapq
 import itertools
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -318,9 +319,12 @@ def _guard_connections(engine: Engine, hold: float | None, *, ping: bool) -> Non
 
     @event.listens_for(engine, "checkin")
     def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        guard = record.info.get("guard") if record is not None else None
         release(record)
         if record is not None:
-            record.info[_USED_AT] = time.monotonic()
+            # a connection the watchdog cut on its way back is pinged (and replaced) next
+            cut = guard is not None and guard.fired
+            record.info[_USED_AT] = float("-inf") if cut else time.monotonic()
 
     @event.listens_for(engine, "invalidate")
     def on_invalidate(_dbapi_connection: Any, record: Any, _exc: Any) -> None:
@@ -353,16 +357,25 @@ def once(setup: Callable[[], None]) -> Callable[[], None]:
 def ping(engine: Engine) -> None:
     """SELECT 1 on a raw DBAPI connection (a health check): no SQLAlchemy "begin", which
     on SQLite is BEGIN IMMEDIATE and would queue behind writers. Raises when the
-    database does not answer."""
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        cursor.execute("SELECT 1")
-        cursor.fetchall()
-        cursor.close()
-        connection.commit()  # not the pool's ROLLBACK: psycopg would drop its prepared statements
-    finally:
-        connection.close()
+    database does not answer. A pooled connection that died (pooled connections are not
+    pinged within PING_AFTER_IDLE) is dropped and the check made once more: one dead
+    connection is not a database that does not answer."""
+    for last in (False, True):
+        connection = engine.raw_connection()
+        reused = _USED_AT in connection.info  # else made just now: its failure is the answer
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+            cursor.close()
+            connection.commit()  # not the pool's ROLLBACK: psycopg drops its prepared statements
+            return
+        except Exception:
+            connection.invalidate()
+            if last or not reused:
+                raise
+        finally:
+            connection.close()
 
 
 NAMING_CONVENTION = {
@@ -378,9 +391,13 @@ def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# Set at every BEGIN, cleared by the first statement that is not a SELECT or by taking
-# the driver's connection (`driver_of`): whether a transaction has only read so far.
+# Set at every BEGIN, cleared by the first statement that is not a plain SELECT or by
+# taking the driver's connection (`driver_of`): whether a transaction has only read so
+# far. A SELECT that may write (several statements, SELECT … INTO, set_config, pg_notify,
+# large objects) counts as a write. A function called by a SELECT that writes in ways
+# the text does not show would be missed: the services call none.
 _READS_ONLY = "reads_only"
+_NOT_ONLY_READING = re.compile(r";|\bINTO\b|set_config|pg_notify|\blo_", re.IGNORECASE)
 
 
 def _watch_writes(engine: Engine) -> None:
@@ -391,7 +408,8 @@ def _watch_writes(engine: Engine) -> None:
     @event.listens_for(engine, "before_cursor_execute")
     def on_execute(connection: Connection, *args: Any) -> None:
         statement: str = args[1]
-        if statement[:6] != "SELECT" and not statement.lstrip().upper().startswith("SELECT"):
+        plain_select = statement.lstrip()[:6].upper() == "SELECT"
+        if not plain_select or _NOT_ONLY_READING.search(statement) is not None:
             connection.info.pop(_READS_ONLY, None)
 
 

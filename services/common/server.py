@@ -26,6 +26,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from services.common.config import env_flag
 from services.common.context import deadline_in
@@ -407,12 +408,22 @@ class _Probe:
 
     def _run(self) -> None:
         try:
-            with deadline_in(self._timeout), self._engine.connect() as connection:
-                connection.exec_driver_sql("SELECT 1")
+            with deadline_in(self._timeout):
+                try:
+                    self._select_one()
+                except DBAPIError as exc:
+                    if not exc.connection_invalidated:
+                        raise
+                    self._select_one()  # a pooled connection had died: one more, on a new one
         except Exception as exc:  # any failure to reach the database
             self.error = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         finally:
             self.finished.set()
+
+    def _select_one(self) -> None:
+        with self._engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+            connection.commit()  # not a ROLLBACK: psycopg would drop its prepared statements
 
 
 @dataclass(frozen=True)

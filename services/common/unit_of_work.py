@@ -17,7 +17,7 @@ from services.common.db import (
     session_factory,
     wrote,
 )
-from services.common.errors import Conflict
+from services.common.errors import Conflict, DomainError
 
 R = TypeVar("R")
 
@@ -96,14 +96,16 @@ class BaseUnitOfWork(Generic[R]):
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if kind is None and self._wrote_nothing():
-            # Nothing to discard: COMMIT ends the transaction alike, and psycopg keeps its
-            # prepared statements, which it drops at every ROLLBACK (one more round trip
-            # and new PREPAREs for the next calls on this connection).
-            self.session.commit()
-        self.session.expunge_all()  # results stay readable after the session ends
-        self.session.rollback()  # anything not committed is discarded
-        self.session.close()
+        try:
+            if (error is None or isinstance(error, DomainError)) and self._wrote_nothing():
+                # Nothing to discard: COMMIT ends the transaction alike, and psycopg keeps
+                # its prepared statements, which it drops at every ROLLBACK (one more round
+                # trip and new PREPAREs for the next calls on this connection).
+                self.session.commit()
+        finally:
+            self.session.expunge_all()  # results stay readable after the session ends
+            self.session.rollback()  # anything not committed is discarded
+            self.session.close()
         if isinstance(error, IntegrityError):
             raise Conflict("a concurrent change got there first; try again") from error
 
@@ -113,9 +115,12 @@ class BaseUnitOfWork(Generic[R]):
     def _wrote_nothing(self) -> bool:
         """PostgreSQL only: this transaction ran only SELECTs (db.wrote), holds no ORM
         change to flush and no recorder keeps anything of it (a trail entry of a Core
-        write to come); any doubt (SQLite, a raw driver connection taken) says no."""
+        write to come); any doubt (SQLite, a raw driver connection taken, a transaction a
+        failed flush or a lost connection left to roll back) says no."""
         session = self.session
         if self.engine.dialect.name != "postgresql" or not session.in_transaction():
+            return False
+        if not session.is_active:
             return False
         if self.writes() or any(r.holds(session) for r in self._recorders):
             return False

@@ -8,13 +8,19 @@ work that wrote, or may have, still rolls back whatever it did not commit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from services.common.db import DbTimeouts, driver_of, make_engine
+from services.common import db
+from services.common.context import deadline_in
+from services.common.db import DbTimeouts, driver_of, make_engine, ping
+from services.common.errors import NotFound
+from services.common.server import _Probe
 from services.common.unit_of_work import BaseUnitOfWork
 from tests.faults import pg_database
 from tests.integration.conftest import PG_ADMIN_URL
@@ -99,3 +105,131 @@ def test_a_unit_whose_recorder_holds_something_is_rolled_back(engine: Engine) ->
         assert _prepared(uow.register.connection()) >= 1
     with _Uow(engine) as uow:  # rolled back: psycopg dropped what it had prepared
         assert _prepared(uow.register.connection()) == 0
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Row(_Base):
+    __tablename__ = "t2"
+    n: Mapped[int] = mapped_column(primary_key=True)
+
+
+@pytest.mark.parametrize("kind", ["new", "dirty", "deleted"])
+def test_a_unit_that_caught_a_failed_flush_ends_cleanly(engine: Engine, kind: str) -> None:
+    """Review 30 F1: the flush's rollback emptied new/dirty/deleted, so the unit looked
+    read-only and its exit raised PendingRollbackError, leaving the connection out."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t2 (n integer PRIMARY KEY CHECK (n > 0))"))
+        conn.execute(text("INSERT INTO t2 VALUES (5)"))
+        conn.execute(text("CREATE TABLE ref (n integer REFERENCES t2 (n))"))
+        conn.execute(text("INSERT INTO ref VALUES (5)"))
+    with _Uow(engine) as uow:
+        session = uow.register
+        session.execute(text("SELECT 1"))
+        with pytest.raises(IntegrityError):
+            if kind == "new":
+                session.add(_Row(n=-1))
+            elif kind == "dirty":
+                found = session.get(_Row, 5)
+                assert found is not None
+                found.n = -5
+            else:
+                session.delete(session.get(_Row, 5))
+            session.flush()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT n FROM t2")).scalars().all() == [5]
+
+
+def test_a_select_that_may_write_counts_as_a_write(engine: Engine) -> None:
+    """Review 30 N5: several statements in one text, SELECT … INTO and set_config are
+    rolled back as before."""
+    with _Uow(engine) as uow:
+        uow.register.execute(text("SELECT 1; INSERT INTO t VALUES (9)"))
+    with _Uow(engine) as uow:
+        uow.register.execute(text("select n into t_copy from t"))
+    with _Uow(engine) as uow:
+        uow.register.execute(text("SELECT set_config('app.x', 'kept', false)"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT current_setting('app.x', true)")).scalar() in (None, "")
+        assert conn.execute(text("SELECT to_regclass('t_copy') IS NULL")).scalar() is True
+    assert _rows(engine) == []
+
+
+def test_a_unit_left_by_a_domain_error_after_reading_keeps_the_prepared_statements(
+    engine: Engine,
+) -> None:
+    """Review 30 N6: a read that ends in NotFound (a firm not in the register) wrote
+    nothing either."""
+    with pytest.raises(NotFound), _Uow(engine) as uow:
+        for _ in range(8):
+            uow.register.execute(text("SELECT count(*) FROM t WHERE n > :n"), {"n": 1})
+        raise NotFound("no such firm")
+    with _Uow(engine) as uow:
+        assert _prepared(uow.register.connection()) >= 1
+
+
+def _kill(engine: Engine, pid: int) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        conn.commit()
+
+
+def test_the_health_ping_replaces_a_pooled_connection_that_died(engine: Engine) -> None:
+    """Review 30 N4: a pooled connection that died within PING_AFTER_IDLE failed the
+    health check (/healthz) once, though the database answers."""
+    with engine.connect() as conn:
+        pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        conn.commit()
+    killer = make_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        _kill(killer, pid)
+    finally:
+        killer.dispose()
+    time.sleep(0.05)
+    ping(engine)  # no error: the dead one is dropped and the check made again
+
+
+def test_a_connection_the_watchdog_cut_on_its_way_back_is_pinged_next(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 30 N3: cut between its last round trip and the checkin, it went back to
+    the pool as just used, and the next call, not pinged, failed on it."""
+    pings: list[object] = []
+    real = db._alive
+    monkeypatch.setattr(db, "_alive", lambda c: (pings.append(c), real(c))[1])
+    slow = {"on": False}
+
+    def slow_checkin(_dbapi: object, _record: object) -> None:
+        if slow["on"]:
+            time.sleep(0.5)  # the narrow window between the COMMIT and the guard's cancel
+
+    event.listen(engine, "checkin", slow_checkin, insert=True)
+    with _Uow(engine) as uow:
+        uow.register.execute(text("SELECT 1"))
+    slow["on"] = True
+    with deadline_in(0.2), _Uow(engine) as uow:
+        uow.register.execute(text("SELECT 1"))
+    slow["on"] = False
+    with _Uow(engine) as uow:
+        assert uow.register.execute(text("SELECT 5")).scalar() == 5
+    assert len(pings) == 1
+
+
+def test_the_grpc_health_probe_replaces_a_pooled_connection_that_died(engine: Engine) -> None:
+    """Review 30 N4, the gRPC health's probe (through SQLAlchemy): NOT_SERVING for one
+    interval because one pooled connection had died."""
+    with engine.connect() as conn:
+        pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        conn.commit()
+    killer = make_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        _kill(killer, pid)
+    finally:
+        killer.dispose()
+    time.sleep(0.05)
+    probe = _Probe(engine, timeout=10)
+    assert probe.finished.wait(30)
+    assert probe.error is None

@@ -295,7 +295,9 @@ class FeedStore:
         """A cheap read (a partial index) before taking the head lock to sequence."""
         with self.engine.connect() as connection:
             query = select(changes.c.id).where(changes.c.position.is_(None)).limit(1)
-            return connection.execute(query).first() is not None
+            found = connection.execute(query).first() is not None
+            connection.commit()  # not the pool's ROLLBACK: psycopg drops its prepared statements
+        return found
 
     def sequence(self, limit: int = 1000) -> int:
         """Give the committed changes without a position the next positions, in id order."""
@@ -351,6 +353,7 @@ class FeedStore:
                     feed_head.c.id == 1
                 )
             ).first()
+            connection.commit()  # as in has_unpositioned
         return (int(row.pruned_through or 0), int(row.last_position or 0)) if row else (0, 0)
 
     def read(self, after: int, regions: Sequence[str] = (), limit: int = 200) -> list[Change]:
@@ -360,7 +363,9 @@ class FeedStore:
             query = query.where(changes.c.region.in_(list(regions)))
         query = query.order_by(changes.c.position).limit(limit)
         with self.engine.connect() as connection:
-            return [_from_row(row) for row in connection.execute(query)]
+            found = [_from_row(row) for row in connection.execute(query)]
+            connection.commit()  # as in has_unpositioned
+        return found
 
     def prune(self, before: datetime) -> int:
         """Delete positioned, delivered changes recorded before `before`; return how many."""
