@@ -414,6 +414,173 @@ def plain_profile(
     return c
 
 
+def canonical_stored_profile(data: Any, fact_types: Mapping[str, str]) -> EnterpriseProfile | None:
+    """The profile `parse_profile(data, fact_types, max_list=None, stored=True)` gives,
+    when `data` is exactly what `profile_to_data` writes for it (every field present,
+    lists sorted without repeats, numbers of their registered types, no hazards, no
+    retired fact); None otherwise, and then `parse_profile` (and `profile_to_data`) must
+    be asked. A fast path for `reevaluate --all`, which reads every stored profile: what
+    it returns needs no re-storing (`profile_to_data` of it equals `data`), and it skips
+    building the checker and the per-field paths that only a refusal needs. Hazards are
+    left to `parse_profile` (rare, and checked against one another).
+    tests/unit/rules/test_stored_profile.py compares the two on generated profiles, as
+    stored and altered."""
+    if type(data) is not dict or data.keys() != PROFILE_FIELDS or data["hazards"]:
+        return None
+    enterprise_id, name, region = data["enterprise_id"], data["name"], data["region"]
+    if (
+        not _stored_text(enterprise_id, 18)
+        or uscc_problem(enterprise_id) is not None
+        or not _stored_text(name, MAX_NAME)
+        or not _stored_text(region, MAX_REGION)
+    ):
+        return None
+    industry = _member(Industry, data["industry"])
+    credit_value = data["credit_rating"]
+    credit = None if credit_value is None else _member(CreditRating, credit_value)
+    employees, grade = data["employees"], data["standardization_grade"]
+    score, sme, blacklisted = data["merchant_score"], data["specialized_sme"], data["blacklisted"]
+    if (
+        industry is None
+        or (credit is None and credit_value is not None)
+        or type(employees) is not int
+        or not 0 <= employees <= MAX_EMPLOYEES
+        or type(grade) is not int
+        or not 0 <= grade <= 3
+        or type(score) is not int
+        or not 0 <= score <= 100
+        or type(sme) is not bool
+        or type(blacklisted) is not bool
+        or type(data["hazards"]) is not list
+    ):
+        return None
+    domains = _sorted_members(Domain, data["high_risk_domains"])
+    venues = _sorted_members(Venue, data["venues"])
+    roles = _sorted_members(HazchemRole, data["hazchem_roles"])
+    accidents = _stored_accidents(data["accidents"])
+    penalties = _stored_penalties(data["penalties"])
+    facts = _stored_facts(data["facts"], fact_types)
+    if (
+        domains is None
+        or venues is None
+        or roles is None
+        or accidents is None
+        or penalties is None
+        or facts is None
+    ):
+        return None
+    return EnterpriseProfile(
+        enterprise_id,
+        name,
+        industry,
+        region,
+        employees,
+        sme,
+        grade,
+        credit,
+        blacklisted,
+        score,
+        domains,
+        venues,
+        roles,
+        accidents,
+        penalties,
+        (),
+        facts,
+    )
+
+
+def _stored_text(value: Any, max_len: int) -> bool:
+    """A required text that `FieldChecker.string` accepts from a stored profile (which is
+    not checked for control characters)."""
+    return type(value) is str and 0 < len(value) <= max_len and value == value.strip()
+
+
+def _member(enum: type[E], value: Any) -> E | None:
+    """The member whose value is `value` (a plain str), or None."""
+    if type(value) is not str:
+        return None
+    return enum._value2member_map_.get(value)  # type: ignore[return-value]
+
+
+def _sorted_members(enum: type[E], values: Any) -> frozenset[E] | None:
+    """The members of a list as `profile_to_data` writes it (sorted, no repeats)."""
+    if type(values) is not list:
+        return None
+    found: list[E] = []
+    last = ""
+    for value in values:
+        member = _member(enum, value)
+        if member is None or (found and value <= last):
+            return None
+        found.append(member)
+        last = value
+    return frozenset(found)
+
+
+def _stored_day(value: Any) -> date | None:
+    """A date written as `isoformat` writes it, within `parse_iso_date`'s range."""
+    if type(value) is not str:
+        return None
+    try:
+        day = parse_iso_date(value)
+    except ValueError:
+        return None
+    return day if day.isoformat() == value else None
+
+
+def _stored_accidents(values: Any) -> tuple[Accident, ...] | None:
+    if type(values) is not list:
+        return None
+    out = []
+    for entry in values:
+        if type(entry) is not dict or entry.keys() != ACCIDENT_FIELDS:
+            return None
+        day = _stored_day(entry["occurred_on"])
+        level = _member(AccidentLevel, entry["level"])
+        deaths = entry["deaths"]
+        if day is None or level is None or type(deaths) is not int or not 0 <= deaths <= 100_000:
+            return None
+        out.append(Accident(day, level, deaths))
+    return tuple(out)
+
+
+def _stored_penalties(values: Any) -> tuple[Penalty, ...] | None:
+    if type(values) is not list:
+        return None
+    out = []
+    for entry in values:
+        if type(entry) is not dict or entry.keys() != PENALTY_FIELDS:
+            return None
+        day = _stored_day(entry["decided_on"])
+        amount, basis = entry["amount_yuan"], entry["basis"]
+        if (
+            day is None
+            or type(amount) is not float
+            or not (math.isfinite(amount) and amount >= 0)
+            or type(basis) is not str
+            or len(basis) > MAX_TEXT
+            or basis != basis.strip()
+        ):
+            return None
+        out.append(Penalty(day, amount, basis))
+    return tuple(out)
+
+
+def _stored_facts(values: Any, fact_types: Mapping[str, str]) -> dict[str, FactValue] | None:
+    """The facts, each of an active key and already of its registered type."""
+    if type(values) is not dict or len(values) > MAX_FACTS:
+        return None
+    for key, value in values.items():
+        kind = fact_types.get(key) if type(key) is str else None
+        if kind is None:
+            return None
+        parsed = _fact_value(kind, value)
+        if parsed is None or type(parsed) is not type(value) or parsed != value:
+            return None
+    return dict(values)
+
+
 def _plain_text(value: str, max_len: int, *, multiline: bool = False) -> bool:
     """A required text that `FieldChecker.string` accepts (control characters included:
     the transports refuse them first, but this path does not count on it)."""

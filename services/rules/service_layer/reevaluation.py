@@ -25,7 +25,11 @@ from services.common.clock import IdSource, new_id, now
 from services.common.context import current_caller
 from services.rules.domain.decision import names_a_kind, out_of_scope_breach
 from services.rules.domain.errors import PreconditionFailed
-from services.rules.domain.profile import EnterpriseProfile, profile_to_data
+from services.rules.domain.profile import (
+    EnterpriseProfile,
+    canonical_stored_profile,
+    profile_to_data,
+)
 from services.rules.domain.reevaluation import OpenEntry, Reevaluated, StoredFirm, move_entry
 from services.rules.domain.register import ReevaluationRun
 from services.rules.domain.standards import Catalogue, Clause
@@ -259,8 +263,11 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
             if firm.decided_on is not None and firm.decided_on > run.as_of:
                 later += 1  # decided for a later day already: the register moves forward only
                 continue
+            profile = canonical_stored_profile(firm.profile, ctx.fact_types)
+            as_stored = profile is not None  # then profile_to_data(profile) == firm.profile
             try:
-                profile = stored_profile(ctx, firm)
+                if profile is None:
+                    profile = stored_profile(ctx, firm)
             except PreconditionFailed as exc:  # one bad record must not stall every firm
                 _log.error(
                     "firm skipped by re-evaluation",
@@ -276,7 +283,9 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
                     parts=problems,
                 )
                 attention.append(firm.enterprise_id)
-            outcomes.append(_decided(ctx, firm, profile, run.as_of, cause, entries, ids))
+            outcomes.append(
+                _decided(ctx, firm, profile, run.as_of, cause, entries, ids, as_stored=as_stored)
+            )
         if later:
             _log.info("firms decided for a later day left as they are", count=later)
         if skipped:
@@ -299,9 +308,13 @@ def _decided(
     cause: str,
     entries: dict[str, OpenEntry],
     ids: Callable[[], str] = new_id,
+    *,
+    as_stored: bool = False,
 ) -> Reevaluated:
     """One firm's new decision and the move of its entry (register_handlers'
-    `decide_and_store`, as values), its new ids from `ids`."""
+    `decide_and_store`, as values), its new ids from `ids`. The profile is re-stored when
+    its JSON shape differs from the stored one; `as_stored`: known not to
+    (`canonical_stored_profile` took it)."""
     decision = evaluate(ctx, profile, as_of)
     decision_id = ids()
     change, expired, moved, granted = move_entry(
@@ -313,7 +326,7 @@ def _decided(
         firm.enterprise_id,
         ids,
     )
-    data = profile_to_data(profile)
+    data = None if as_stored else profile_to_data(profile)
     return Reevaluated(
         firm,
         decision,
@@ -323,7 +336,7 @@ def _decided(
         change,
         profile.name,
         profile.region,
-        data if data != firm.profile else None,
+        data if data is not None and data != firm.profile else None,
         expired,
         moved,
         granted,
