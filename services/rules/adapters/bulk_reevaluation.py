@@ -43,7 +43,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from functools import cache
-from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from operator import itemgetter
 from typing import Any
 
@@ -70,7 +69,7 @@ from sqlalchemy.types import TypeEngine
 
 from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
 from services.common.clock import IdSource, now
-from services.common.db import driver_of
+from services.common.db import driver_of, json_text
 from services.rules.adapters.feed import EXPIRED_MARK
 from services.rules.adapters.feed import event_change as feed_event_change
 from services.rules.adapters.orm import (
@@ -1000,24 +999,11 @@ def _statement(
     return sql, processors
 
 
-# json.dumps(value) with its defaults, the encoder built once: Core's JSON bind processor
-# (and psycopg's Json adapter) call json.dumps, which builds its C encoder on every call
-# and cost more than encoding the value. Same text (no circular check: plain values).
-_JSON_ENCODER = c_make_encoder(
-    None, JSONEncoder().default, encode_basestring_ascii, None, ": ", ", ", False, False, True
-)
-
-
-def _json_text(value: Any) -> str:
-    """The text `json.dumps(value)` gives (None: JSON null, as a JSON column stores it)."""
-    return "".join(_JSON_ENCODER(value, 0))
-
-
 def _processor(column_type: TypeEngine[Any], dialect: Dialect) -> Any:
     """The column's bind processor (None: values pass as they are); for a JSON column,
-    the JSON text Core would have the driver store."""
+    the JSON text Core has the driver store (the engine's `json_serializer`, db.py)."""
     if type(column_type) is JSON:
-        return _json_text
+        return json_text
     return column_type.dialect_impl(dialect).bind_processor(dialect)
 
 
@@ -1069,8 +1055,8 @@ def _bound(
     by_column: list[Sequence[Any]] = list(zip(*picked, strict=True))
     for i, process in processed:
         values = by_column[i]
-        if process is _json_text:
-            by_column[i] = [_json_text(v) for v in values]
+        if process is json_text:
+            by_column[i] = [json_text(v) for v in values]
         else:  # by identity: equal values may differ (an instant in two time zones)
             distinct = {id(v): v for v in values}
             done = {k: process(v) for k, v in distinct.items()}
