@@ -66,9 +66,12 @@ def script_head(script_location: Path) -> str | None:
     downs: set[str] = set()
     count = 0
     for path in (script_location / "versions").glob("*.py"):
-        if path.name == "__init__.py":
+        if path.name == "__init__.py" or path.name.startswith(".#"):  # as Alembic skips them
             continue
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeError):  # an editor's lock file, an unreadable file
+            return None
         found = {name: line.findall(text) for name, line in _LINE.items()}
         if any(len(values) != 1 for values in found.values()) or any(
             len(re.findall(rf"^{name}\b", text, re.MULTILINE)) != 1 for name in _LINE

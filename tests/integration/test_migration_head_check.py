@@ -98,3 +98,21 @@ def test_an_up_to_date_database_is_not_migrated_through_alembic(tmp_path: Path) 
         [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_an_editors_lock_file_or_an_unreadable_file_does_not_stop_a_command(
+    tmp_path: Path,
+) -> None:
+    """Review 32 F1: `.#0002_x.py` (Emacs's lock, a dangling link) raised at every
+    command's start while someone edited a migration; a file not in UTF-8 too. Alembic
+    skips the first; either way the check hands over to Alembic or reads past it."""
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "0001_first.py").write_text(
+        'revision = "0001"\ndown_revision = None\nbranch_labels = None\ndepends_on = None\n',
+        encoding="utf-8",
+    )
+    (versions / ".#0001_first.py").symlink_to(tmp_path / "gone")
+    assert migrations.script_head(tmp_path) == "0001"
+    (versions / "0002_latin.py").write_bytes(b'revision = "0002"  # caf\xe9\n')
+    assert migrations.script_head(tmp_path) is None

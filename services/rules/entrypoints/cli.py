@@ -567,7 +567,9 @@ def read_profiles(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _loads(line: bytes) -> Any:
     """One JSONL line: orjson (several times faster), or the standard library for what
-    orjson refuses (NaN, huge integers), which also words any error as before."""
+    orjson refuses (NaN, numbers past a double's range), which also words any error as
+    before. orjson reads an integer past 64 bits as a float; the profile's checks refuse
+    both (out of range; not an integer)."""
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:
