@@ -230,22 +230,26 @@ class BookingRegister(StaffRegister):
         at: datetime,
         limit: int = 8,
     ) -> Assignment | None:
-        """Dispatch's usual case in two statements: book for the order the expert that
-        `offers` answers first, in their first free preferred half-day, read again when
-        booking; the booking, or None when none was made (no one eligible and free,
+        """Dispatch's usual case in one statement (SQLite) or two (PostgreSQL): book for
+        the order the expert that `offers` answers first, in their first free preferred
+        half-day; the booking, or None when none was made (no one eligible and free,
         each of the best `limit` held by a concurrent dispatch, or the half-day taken
         meanwhile): nothing of the attempt is left then, and the caller takes the
-        general way (`offers`, `with_expert_locked`, `free_slots`, `claim_slot`).
+        general way (`offers`, `with_expert_locked`, `free_slots`, `claim_slot`). Its
+        trail entry is claim_slot's.
 
-        PostgreSQL: the first statement also locks the expert's row, skipping those a
-        concurrent dispatch holds (`FOR UPDATE SKIP LOCKED`, as `with_expert_locked`
-        without waiting: the first of the best `limit` not held), after a savepoint that
-        a failed booking rolls back to, releasing the lock. The booking is a second
-        statement, so that it reads the expert's bookings as they are once the lock is
-        held (a statement reads the database as it was when it began): an insert of
-        their first free preferred half-day with the room left that day, `ON CONFLICT DO
-        NOTHING` (the unique (expert, slot) index; no error, so SQLite needs no
-        savepoint). Its trail entry is claim_slot's."""
+        SQLite lets one writer in at a time (BEGIN IMMEDIATE): the expert's half-day the
+        query finds free is still free when the same statement books it (an insert of
+        the query's first row). PostgreSQL: the first statement also locks the expert's
+        row, skipping those a concurrent dispatch holds (`FOR UPDATE SKIP LOCKED`, as
+        `with_expert_locked` without waiting: the first of the best `limit` not held),
+        after a savepoint (sent with it: one round trip) that a failed booking rolls
+        back to, releasing the lock. The booking is a second statement, so that it reads
+        the expert's bookings as they are once the lock is held (a statement reads the
+        database as it was when it began): an insert of their first free preferred
+        half-day with room left that day. Both inserts are `ON CONFLICT DO NOTHING` (the
+        unique (expert, slot) index): a lost race is no error, and no savepoint is
+        needed on SQLite."""
         if not preferred:
             return None
         dialect = self.session.get_bind().dialect.name
@@ -257,19 +261,23 @@ class BookingRegister(StaffRegister):
             **{f"d{n}": domain for n, domain in enumerate(sorted(needed))},
             **{f"p{n}": slot for n, slot in enumerate(preferred)},
         }
-        locking = self._lock_rows
-        query = _best_offer_query(dialect, len(preferred), len(needed), limit, locking)
-        expert_id: str | None = (
-            self._after_savepoint(query, params) if locking else self._run(query, params).scalar()
-        )
+        if not self._lock_rows:  # one writer at a time: what the query reads stays true meanwhile
+            params.update(order_id=order_id, created_at=at)
+            row = self._run(_book_best_offer_sqlite(len(preferred), len(needed)), params).first()
+            if row is None:
+                return None
+            booked = Assignment(row.expert_id, row.slot, parse_slot(row.slot).day, order_id, at)
+            AUDIT.created(self.session, booked, AUDIT.values(booked))
+            return booked
+        query = _best_offer_query(dialect, len(preferred), len(needed), limit)
+        expert_id: str | None = self._after_savepoint(query, params)
         slot: str | None = None
         if expert_id is not None:
             params = {f"p{n}": s for n, s in enumerate(preferred)}
             params.update(expert_id=expert_id, order_id=order_id, created_at=at)
             slot = self._run(_book_first_free(dialect, len(preferred)), params).scalar()
         if expert_id is None or slot is None:
-            if locking:
-                self._back_to_savepoint()
+            self._back_to_savepoint()
             return None
         booked = Assignment(expert_id, slot, parse_slot(slot).day, order_id, at)
         AUDIT.created(self.session, booked, AUDIT.values(booked))
@@ -797,20 +805,38 @@ _COMPILED: dict[Any, Any] = {}  # _after_savepoint's statements (built once) com
 
 
 @functools.lru_cache(maxsize=256)
-def _best_offer_query(
-    dialect: str, preferred: int, needed: int, limit: int, lock: bool
-) -> Select[tuple[str]]:
-    """BookingRegister.book_best_offer's first statement: the id of the expert `offers`
-    answers first (its parameters, nobody skipped); with `lock`, the first of its best
-    `limit` whose row no concurrent transaction holds, locked (FOR UPDATE OF that row
-    SKIP LOCKED, walking the offers in their order: PostgreSQL locks as it reads the
-    sorted rows and stops at the first it could lock)."""
-    if not lock:
-        first = _offers_query(dialect, preferred, needed, False, 1)
-        return first.with_only_columns(first.selected_columns.id)
+def _book_best_offer_sqlite(preferred: int, needed: int) -> Insert:
+    """BookingRegister.book_best_offer on SQLite: the first row of `offers` (its
+    parameters, nobody skipped) booked for :order_id at :created_at, its half-day's day
+    from the expert's offered half-days; returns the expert and half-day booked. The
+    LIMIT inside keeps SQLite from flattening the offers into the join."""
+    best = _offers_query("sqlite", preferred, needed, False, 1).subquery("best")
+    s, a = expert_slots.c, assignments.c
+    first = select(
+        best.c.id,
+        best.c.slot,
+        s.day,
+        bindparam("order_id", type_=a.order_id.type),
+        bindparam("created_at", type_=a.created_at.type),
+    ).select_from(best.join(expert_slots, (s.expert_id == best.c.id) & (s.slot == best.c.slot)))
+    return (
+        sqlite_insert(assignments)
+        .from_select(["expert_id", "slot", "day", "order_id", "created_at"], first)
+        .on_conflict_do_nothing()
+        .returning(a.expert_id, a.slot)
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _best_offer_query(dialect: str, preferred: int, needed: int, limit: int) -> Select[tuple[str]]:
+    """BookingRegister.book_best_offer's first statement on PostgreSQL: the first of the
+    best `limit` experts `offers` answers (its parameters, nobody skipped) whose row no
+    concurrent transaction holds, locked (FOR UPDATE OF that row SKIP LOCKED, walking
+    the offers in their order: PostgreSQL locks as it reads the sorted rows and stops
+    at the first it could lock); its id."""
     offers = _offers_query(dialect, preferred, needed, False, limit).subquery("offers")
     held = experts.alias("held")
-    by_id = offers.c.id if dialect == "sqlite" else offers.c.id.collate("C")
+    by_id = offers.c.id.collate("C")
     return (
         select(held.c.id)
         .select_from(offers.join(held, held.c.id == offers.c.id))

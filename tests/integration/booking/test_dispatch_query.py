@@ -517,9 +517,9 @@ def test_the_usual_case_books_whom_the_full_scan_ranks_first_not_held(engine: En
 def test_the_usual_case_that_books_nothing_leaves_nothing_and_the_general_way_books(
     engine: Engine,
 ) -> None:
-    """The usual case's booking finds no half-day (as when a concurrent dispatch booked
-    it after the first statement read it free; here its statement is replaced by one that
-    books nothing): the savepoint is rolled back, which on PostgreSQL releases the
+    """The usual case's booking finds no half-day (on PostgreSQL as when a concurrent
+    dispatch booked it after the first statement read it free; here its statement is
+    replaced by one that books nothing): the savepoint is rolled back, which on PostgreSQL releases the
     expert's lock before the general way runs (another transaction can lock them), no
     trail entry of it is kept, and the general way books the order."""
     from sqlalchemy import false
@@ -558,7 +558,8 @@ def test_the_usual_case_that_books_nothing_leaves_nothing_and_the_general_way_bo
         return real_offers(self, **asked)
 
     patched = pytest.MonkeyPatch()
-    patched.setattr(repository, "_book_first_free", lambda *_a: nothing)
+    patched.setattr(repository, "_book_first_free", lambda *_a: nothing)  # PostgreSQL's
+    patched.setattr(repository, "_book_best_offer_sqlite", lambda *_a: nothing)
     patched.setattr(BookingRegister, "offers", offers)
     try:
         done = dispatch_use_case.dispatch_order(SqlUnitOfWork(engine), _ctx(), "B", actor="t")
