@@ -519,9 +519,9 @@ def test_the_usual_case_that_books_nothing_leaves_nothing_and_the_general_way_bo
 ) -> None:
     """The usual case's booking finds no half-day (on PostgreSQL as when a concurrent
     dispatch booked it after the first statement read it free; here its statement is
-    replaced by one that books nothing): the savepoint is rolled back, which on PostgreSQL releases the
-    expert's lock before the general way runs (another transaction can lock them), no
-    trail entry of it is kept, and the general way books the order."""
+    replaced by one that books nothing): on PostgreSQL the savepoint is rolled back,
+    which releases the expert's lock before the general way runs (another transaction
+    can lock them); no trail entry of it is kept, and the general way books the order."""
     from sqlalchemy import false
 
     from services.booking.adapters import repository
