@@ -288,9 +288,10 @@ class BookingRegister(StaffRegister):
         expanding parameter), sent together in one psycopg pipeline (one round trip
         instead of two); the first column of its first row, or None."""
         connection = self.session.connection()
-        compiled = _COMPILED.get(query)
+        key = (query, connection.dialect.name)
+        compiled = _COMPILED.get(key)
         if compiled is None:
-            compiled = _COMPILED[query] = query.compile(dialect=connection.dialect)
+            compiled = _COMPILED[key] = query.compile(dialect=connection.dialect)
         driver: Any = connection.connection.driver_connection
         cursor = driver.cursor()
         try:
@@ -801,7 +802,7 @@ def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: 
     return query.limit(limit)
 
 
-_COMPILED: dict[Any, Any] = {}  # _after_savepoint's statements (built once) compiled
+_COMPILED: dict[tuple[Any, str], Any] = {}  # _after_savepoint's statements, compiled once
 
 
 @functools.lru_cache(maxsize=256)
