@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,8 +41,11 @@ def _slot(days: int, half: str = "AM") -> str:
     return f"{(today_shanghai() + timedelta(days=days)).isoformat()} {half}"
 
 
-def _servers(folder: Path, url: str, token: str) -> tuple[list[str], list[str]]:
-    """argv of the rules service and of the booking service (+ insert RPC)."""
+def _servers(
+    folder: Path, url: str, token: str, extra: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """argv of the rules service and of the booking service (+ insert RPC); `extra`:
+    more flags of booking's `serve` (e.g. --order-group-size 8)."""
     tokens = str(folder / "tokens.json")
     rules_address = f"127.0.0.1:{harness.free_port()}"
     rules = ["services.rules", "serve", "--grpc", rules_address, "--http"]
@@ -54,7 +58,7 @@ def _servers(folder: Path, url: str, token: str) -> tuple[list[str], list[str]]:
     # for callers without a bearer token (`--rate`, default 100/s) would otherwise cap
     booking += ["--rate", "100000"]
     booking += ["--menu", str(RULESETS / "menu.yaml"), "--regions", str(RULESETS / "regions.yaml")]
-    return rules, booking
+    return rules, booking + list(extra)
 
 
 def prepare(
@@ -117,7 +121,7 @@ def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
     with harness.scratch() as folder, database(kind, folder) as url:
         token = harness.write_tokens(folder, SCOPES)
         auth = (("authorization", f"Bearer {token}"),)
-        rules_argv, booking_argv = _servers(folder, url, token)
+        rules_argv, booking_argv = _servers(folder, url, token, args.serve)
         rules_address = rules_argv[rules_argv.index("--grpc") + 1]
         address = f"127.0.0.1:{harness.free_port()}"
         booking_argv += ["--grpc", address]
@@ -163,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="120 firms, 40 experts, 1 round")
     parser.add_argument("--profile", type=Path, help="py-spy the server in round 1 into DIR")
+    parser.add_argument(
+        "--serve",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="a flag for booking's serve, once each (--serve=--order-group-size=8)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.firms, args.experts, args.rounds, args.seconds = 120, 40, 1, 2.0

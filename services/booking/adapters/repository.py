@@ -25,6 +25,8 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -61,9 +63,11 @@ from services.booking.domain.records import (
     Photo,
     SignInCode,
 )
+from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import Ticket
 from services.common.audit import rows_select
 from services.common.clock import now
+from services.common.db import driver_of
 
 T = TypeVar("T")
 
@@ -213,6 +217,92 @@ class BookingRegister(StaffRegister):
             Offer(row.id, row.slot, bool(row.local), int(row.recent), row.last)
             for row in self._run(query, params)
         ]
+
+    def book_best_offer(
+        self,
+        *,
+        enterprise_id: str,
+        region: str,
+        needed: frozenset[str],
+        preferred: Sequence[str],
+        since: date,
+        until: date,
+        order_id: str,
+        at: datetime,
+        limit: int = 8,
+    ) -> Assignment | None:
+        """Dispatch's usual case in one statement (SQLite) or two (PostgreSQL): book for
+        the order the expert that `offers` answers first, in their first free preferred
+        half-day; the booking, or None when none was made (no one eligible and free,
+        each of the best `limit` held by a concurrent dispatch, or the half-day taken
+        meanwhile): nothing of the attempt is left then, and the caller takes the
+        general way (`offers`, `with_expert_locked`, `free_slots`, `claim_slot`). Its
+        trail entry is claim_slot's.
+
+        SQLite lets one writer in at a time (BEGIN IMMEDIATE): the expert's half-day the
+        query finds free is still free when the same statement books it (an insert of
+        the query's first row). PostgreSQL: the first statement also locks the expert's
+        row, skipping those a concurrent dispatch holds (`FOR UPDATE SKIP LOCKED`, as
+        `with_expert_locked` without waiting: the first of the best `limit` not held),
+        after a savepoint (sent with it: one round trip) that a failed booking rolls
+        back to, releasing the lock. The booking is a second statement, so that it reads
+        the expert's bookings as they are once the lock is held (a statement reads the
+        database as it was when it began): an insert of their first free preferred
+        half-day with room left that day. Both inserts are `ON CONFLICT DO NOTHING` (the
+        unique (expert, slot) index): a lost race is no error, and no savepoint is
+        needed on SQLite."""
+        if not preferred:
+            return None
+        dialect = self.session.get_bind().dialect.name
+        params: dict[str, Any] = {
+            "enterprise_id": enterprise_id,
+            "region": region,
+            "since": since,
+            "until": until,
+            **{f"d{n}": domain for n, domain in enumerate(sorted(needed))},
+            **{f"p{n}": slot for n, slot in enumerate(preferred)},
+        }
+        if not self._lock_rows:  # one writer at a time: what the query reads stays true meanwhile
+            params.update(order_id=order_id, created_at=at)
+            row = self._run(_book_best_offer_sqlite(len(preferred), len(needed)), params).first()
+            if row is None:
+                return None
+            booked = Assignment(row.expert_id, row.slot, parse_slot(row.slot).day, order_id, at)
+            AUDIT.created(self.session, booked, AUDIT.values(booked))
+            return booked
+        query = _best_offer_query(dialect, len(preferred), len(needed), limit)
+        expert_id: str | None = self._after_savepoint(query, params)
+        slot: str | None = None
+        if expert_id is not None:
+            params = {f"p{n}": s for n, s in enumerate(preferred)}
+            params.update(expert_id=expert_id, order_id=order_id, created_at=at)
+            slot = self._run(_book_first_free(dialect, len(preferred)), params).scalar()
+        if expert_id is None or slot is None:
+            self._back_to_savepoint()
+            return None
+        booked = Assignment(expert_id, slot, parse_slot(slot).day, order_id, at)
+        AUDIT.created(self.session, booked, AUDIT.values(booked))
+        return booked
+
+    def _after_savepoint(self, query: Select[tuple[Any]], params: dict[str, Any]) -> Any:
+        """PostgreSQL: _SAVEPOINT, then `query` (built once, its SQL compiled once: no
+        expanding parameter), sent together in one psycopg pipeline (one round trip
+        instead of two); the first column of its first row, or None."""
+        connection = self.session.connection()
+        key = (query, connection.dialect.name)
+        compiled = _COMPILED.get(key)
+        if compiled is None:
+            compiled = _COMPILED[key] = query.compile(dialect=connection.dialect)
+        driver = driver_of(connection)  # out of SQLAlchemy's sight: counts as a write
+        cursor = driver.cursor()
+        try:
+            with driver.pipeline():
+                driver.execute(_SAVEPOINT.text)
+                cursor.execute(compiled.string, compiled.construct_params(params))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return None if row is None else row[0]
 
     def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
         """Which of `preferred` the expert offers, has not booked, and still has room for
@@ -656,7 +746,15 @@ def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: 
         .scalar_subquery()
         .label("recent")
     )
-    last = select(func.max(a.created_at)).where(a.expert_id == e.id).scalar_subquery()
+    # the newest booking's instant: one step down the (expert_id, created_at) index
+    # (SQLite's max() would read all of the expert's bookings)
+    last = (
+        select(a.created_at)
+        .where(a.expert_id == e.id)
+        .order_by(a.created_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     local = (
         exists()
         .where(expert_regions.c.expert_id == e.id, expert_regions.c.region == bindparam("region"))
@@ -665,13 +763,10 @@ def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: 
     conditions: list[ColumnElement[bool]] = [e.active.is_(True)]
     if skip:
         conditions.append(e.id.not_in(bindparam("skip", expanding=True)))
-    if needed:
-        d = expert_domains.c
-        covered = select(func.count()).where(
-            d.expert_id == e.id,
-            d.domain.in_([bindparam(f"d{n}", type_=d.domain.type) for n in range(needed)]),
-        )
-        conditions.append(covered.scalar_subquery() == needed)
+    d = expert_domains.c
+    for n in range(needed):  # one probe each: stops at the row (a count read them all)
+        domain = bindparam(f"d{n}", type_=d.domain.type)
+        conditions.append(exists().where(d.expert_id == e.id, d.domain == domain))
     conditions.append(
         ~exists().where(
             expert_conflicts.c.expert_id == e.id,
@@ -706,6 +801,84 @@ def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: 
             r.local.desc(), r.recent, r.last.asc().nulls_first(), r.id.collate("C")
         )
     return query.limit(limit)
+
+
+_COMPILED: dict[tuple[Any, str], Any] = {}  # _after_savepoint's statements, compiled once
+
+
+@functools.lru_cache(maxsize=256)
+def _book_best_offer_sqlite(preferred: int, needed: int) -> Insert:
+    """BookingRegister.book_best_offer on SQLite: the first row of `offers` (its
+    parameters, nobody skipped) booked for :order_id at :created_at, its half-day's day
+    from the expert's offered half-days; returns the expert and half-day booked. The
+    LIMIT inside keeps SQLite from flattening the offers into the join."""
+    best = _offers_query("sqlite", preferred, needed, False, 1).subquery("best")
+    s, a = expert_slots.c, assignments.c
+    first = select(
+        best.c.id,
+        best.c.slot,
+        s.day,
+        bindparam("order_id", type_=a.order_id.type),
+        bindparam("created_at", type_=a.created_at.type),
+    ).select_from(best.join(expert_slots, (s.expert_id == best.c.id) & (s.slot == best.c.slot)))
+    return (
+        sqlite_insert(assignments)
+        .from_select(["expert_id", "slot", "day", "order_id", "created_at"], first)
+        .on_conflict_do_nothing()
+        .returning(a.expert_id, a.slot)
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _best_offer_query(dialect: str, preferred: int, needed: int, limit: int) -> Select[tuple[str]]:
+    """BookingRegister.book_best_offer's first statement on PostgreSQL: the first of the
+    best `limit` experts `offers` answers (its parameters, nobody skipped) whose row no
+    concurrent transaction holds, locked (FOR UPDATE OF that row SKIP LOCKED, walking
+    the offers in their order: PostgreSQL locks as it reads the sorted rows and stops
+    at the first it could lock); its id."""
+    offers = _offers_query(dialect, preferred, needed, False, limit).subquery("offers")
+    held = experts.alias("held")
+    by_id = offers.c.id.collate("C")
+    return (
+        select(held.c.id)
+        .select_from(offers.join(held, held.c.id == offers.c.id))
+        .order_by(offers.c.local.desc(), offers.c.recent, offers.c.last.asc().nulls_first(), by_id)
+        .limit(1)
+        .with_for_update(of=held, skip_locked=True)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _book_first_free(dialect: str, preferred: int) -> Insert:
+    """BookingRegister.book_best_offer's booking: the expert's (:expert_id) first free
+    half-day of :p0… (in that order, with room left that day) booked for :order_id at
+    :created_at, unless the unique (expert, slot) index already holds it (no error);
+    returns the half-day booked (no row: none)."""
+    s = expert_slots.c
+    room = select(experts.c.max_visits_per_day).where(experts.c.id == bindparam("expert_id"))
+    free = _free_slots(bindparam("expert_id"), room.scalar_subquery(), preferred)
+    a = assignments.c
+    preference = case(
+        *((s.slot == bindparam(f"p{n}"), n) for n in range(preferred)), else_=preferred
+    )
+    first = (
+        free.with_only_columns(
+            s.expert_id,
+            s.slot,
+            s.day,
+            bindparam("order_id", type_=a.order_id.type),
+            bindparam("created_at", type_=a.created_at.type),
+        )
+        .order_by(preference)
+        .limit(1)
+    )
+    insert_into = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    return (
+        insert_into(assignments)
+        .from_select(["expert_id", "slot", "day", "order_id", "created_at"], first)
+        .on_conflict_do_nothing()
+        .returning(a.slot)
+    )
 
 
 def _equal(query: Select[Any], table: Table, **values: str) -> Select[Any]:

@@ -2,6 +2,9 @@
 
 The ranking is the domain's (domain/dispatch.py); the register's query (`offers`) finds
 the few best eligible experts free in the order's half-days, and the domain ranks them.
+Most orders are booked by the register's `book_best_offer` in two statements: the
+query's first expert not held by a concurrent dispatch, locked and booked (the query
+ranks as the domain does: tests/integration/booking/test_dispatch_query.py).
 Under each candidate expert's row lock, this module reads the expert's free half-days
 afresh and books one through the repository, whose unique (expert, slot) index settles
 any race left: a dispatch that lost one tries the expert's next free slot, then the next
@@ -13,6 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
+from typing import Any
 
 import structlog
 
@@ -96,10 +100,18 @@ def _assign(uow: UnitOfWork, ctx: BookingContext, order: Order) -> dispatch.Cand
     (a dispatch that lost a race takes the expert's next free slot); the unique
     (expert, slot) index is the last word on any race left.
 
+    First the usual case, in two statements (`book_best_offer`): the best-ranked
+    expert no concurrent dispatch holds, locked, booked in their first free preferred
+    half-day read afresh; the expert the loop below would book first. Only when that
+    books nothing (nobody free, all of the best few held, a race lost) the loop runs.
+
     An expert whose row a concurrent dispatch holds is passed over at first (that
     dispatch is booking them now, which makes them the most recently assigned: the next
     order would rank them last anyway) and tried, waiting for the lock, only when no
     one else could take the order, so that no order waits while an expert is free."""
+    booked = uow.register.book_best_offer(**_asked(ctx, order), order_id=order.id, at=now())
+    if booked is not None:  # the usual case, in two statements (the best offer free to take)
+        return dispatch.Candidate(booked.expert_id, parse_slot(booked.slot))
     preferred = [parse_slot(s) for s in order.preferred_slots]
 
     def attempt(expert_id: str, *, wait: bool) -> tuple[bool, dispatch.Candidate | None]:
@@ -141,21 +153,12 @@ def ranked(uow: UnitOfWork, ctx: BookingContext, order: Order) -> Iterator[dispa
     (dispatch.candidates); when all of those are tried, the next few, asked afresh. Local
     experts come first while any is free, then the others by fairness: the order of
     dispatch.candidates, then its `any_region` fallback."""
-    today = ctx.today()
-    needed = dispatch.needed_domains(order.item_codes, {c: i.domain for c, i in ctx.menu.items()})
+    asked = _asked(ctx, order)
+    needed = asked["needed"]
     preferred = [parse_slot(s) for s in order.preferred_slots]
     tried: set[str] = set()
     while True:
-        offers = uow.register.offers(
-            enterprise_id=order.enterprise_id,
-            region=order.region,
-            needed=needed,
-            preferred=order.preferred_slots,
-            since=today - timedelta(days=dispatch.FAIRNESS_WINDOW_DAYS),
-            until=today,
-            skip=tried,
-            limit=BATCH,
-        )
+        offers = uow.register.offers(**asked, skip=tried, limit=BATCH)
         best = dispatch.candidates(
             enterprise_id=order.enterprise_id,
             region=order.region,
@@ -168,6 +171,23 @@ def ranked(uow: UnitOfWork, ctx: BookingContext, order: Order) -> Iterator[dispa
         for candidate in best:
             tried.add(candidate.expert_id)
             yield candidate
+
+
+def _asked(ctx: BookingContext, order: Order) -> dict[str, Any]:
+    """What the register's dispatch queries (`offers`, `book_best_offer`) are asked for
+    the order: the experts who may take it, and which of their visits count for
+    fairness (the window up to today)."""
+    today = ctx.today()
+    return {
+        "enterprise_id": order.enterprise_id,
+        "region": order.region,
+        "needed": dispatch.needed_domains(
+            order.item_codes, {c: i.domain for c, i in ctx.menu.items()}
+        ),
+        "preferred": order.preferred_slots,
+        "since": today - timedelta(days=dispatch.FAIRNESS_WINDOW_DAYS),
+        "until": today,
+    }
 
 
 def _views(

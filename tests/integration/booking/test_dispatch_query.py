@@ -8,6 +8,7 @@ the experts stored before it, and its downgrade removes them.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -342,6 +343,14 @@ def _submitted(engine: Engine, slot: str, ids: tuple[str, ...]) -> None:
             )
 
 
+def _general_way_only(patched: pytest.MonkeyPatch) -> None:
+    """Dispatch without its two-statement usual case (`book_best_offer` books nothing),
+    so that the general way, whose reads the tests below patch, books every order."""
+    from services.booking.adapters.repository import BookingRegister
+
+    patched.setattr(BookingRegister, "book_best_offer", lambda *_a, **_k: None)
+
+
 def test_two_dispatches_that_lost_their_claims_do_not_deadlock(engine: Engine) -> None:
     """Review 19: A locks expert X and loses the claim, B skips X (held) and locks Y and
     loses too; each then waits for the expert the other holds. A failed claim now rolls
@@ -393,6 +402,7 @@ def test_two_dispatches_that_lost_their_claims_do_not_deadlock(engine: Engine) -
 
     patched = pytest.MonkeyPatch()
     patched.setattr(BookingRegister, "free_slots", free_slots)
+    _general_way_only(patched)
     try:
         first = threading.Thread(target=run, args=("A",), name="A")
         second = threading.Thread(target=run, args=("B",), name="B")
@@ -436,6 +446,7 @@ def test_a_claim_lost_on_the_unique_index_leaves_the_dispatch_standing(engine: E
 
     patched = pytest.MonkeyPatch()
     patched.setattr(BookingRegister, "free_slots", free_slots)
+    _general_way_only(patched)
     try:
         done = dispatch_use_case.dispatch_order(SqlUnitOfWork(engine), _ctx(), "B", actor="t")
     finally:
@@ -444,3 +455,119 @@ def test_a_claim_lost_on_the_unique_index_leaves_the_dispatch_standing(engine: E
     with engine.connect() as conn:
         booked = conn.execute(select(assignments.c.order_id, assignments.c.expert_id))
         assert ("B", "ey") in set(booked)
+
+
+def _book_best(uow: SqlUnitOfWork, order: Order) -> tuple[str, str] | None:
+    """What the usual case (`book_best_offer`) books for `order`, as (expert, half-day)."""
+    today = _ctx().today()
+    booked = uow.register.book_best_offer(
+        enterprise_id=order.enterprise_id,
+        region=order.region,
+        needed=dispatch.needed_domains(order.item_codes, {c: i.domain for c, i in MENU.items()}),
+        preferred=order.preferred_slots,
+        since=today - timedelta(days=dispatch.FAIRNESS_WINDOW_DAYS),
+        until=today,
+        order_id=order.id,
+        at=datetime(2026, 6, 1, 9, tzinfo=UTC),
+    )
+    return None if booked is None else (booked.expert_id, booked.slot)
+
+
+def test_the_usual_case_books_whom_the_full_scan_ranks_first_not_held(engine: Engine) -> None:
+    """The two-statement usual case against the plain rule, on generated pools (ties of
+    visits and of instants, experts of other regions, other domains, inactive, in
+    conflict, days full): it books the full scan's first candidate in its half-day. On
+    PostgreSQL some of the best are also held by a concurrent transaction (their rows
+    locked): it books the first one not held, as the general way's first pass does (or
+    nothing, leaving the general way to wait, when the best few are all held)."""
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        for n, firm in enumerate(FIRMS):
+            conn.execute(insert(firm_cards).values(enterprise_id=firm, name=f"企业{n}", region="x"))
+    rng = random.Random(20261128)
+    uow = SqlUnitOfWork(engine)
+    compared = booked = passed_over = 0
+    for _ in range(20):
+        _pool(engine, rng)
+        for _ in range(10):
+            order = _order(rng)
+            ranking = _full_scan(engine, order)
+            held: list[str] = []
+            if engine.dialect.name == "postgresql" and ranking:
+                best = [c.expert_id for c in ranking[:3]]
+                held = rng.sample(best, rng.randint(0, min(2, len(best))))
+            free = [c for c in ranking[: dispatch_use_case.BATCH] if c.expert_id not in held]
+            expected = (free[0].expert_id, str(free[0].slot)) if free else None
+            with contextlib.ExitStack() as holding:
+                if held:  # a concurrent dispatch holds these experts' rows
+                    other = holding.enter_context(engine.connect())
+                    holding.enter_context(other.begin())
+                    lock = select(experts.c.id).where(experts.c.id.in_(held)).with_for_update()
+                    other.execute(lock)
+                with uow:
+                    got = _book_best(uow, order)  # rolled back at the end of the block
+            assert got == expected, (order.region, order.item_codes, order.preferred_slots, held)
+            compared += 1
+            booked += got is not None
+            passed_over += bool(held) and got is not None
+    assert compared == 200 and 60 < booked < 200
+    assert passed_over > 10 or engine.dialect.name == "sqlite"
+
+
+def test_the_usual_case_that_books_nothing_leaves_nothing_and_the_general_way_books(
+    engine: Engine,
+) -> None:
+    """The usual case's booking finds no half-day (on PostgreSQL as when a concurrent
+    dispatch booked it after the first statement read it free; here its statement is
+    replaced by one that books nothing): on PostgreSQL the savepoint is rolled back,
+    which releases the expert's lock before the general way runs (another transaction
+    can lock them); no trail entry of it is kept, and the general way books the order."""
+    from sqlalchemy import false
+
+    from services.booking.adapters import repository
+    from services.booking.adapters.orm import audit_log
+    from services.booking.adapters.repository import BookingRegister
+
+    migrate.upgrade(engine)
+    slot = HALF_DAYS[0]
+    uow = SqlUnitOfWork(engine)
+    with uow:
+        uow.register.add(FirmCard(FIRMS[0], "企业", "x"))
+        uow.register.add(Expert("ex", "专家", "", ["gas"], [], [slot], 2, True, []))
+        uow.commit()
+    _submitted(engine, slot, ("B",))
+    a = assignments.c
+    nothing = (
+        insert(assignments)
+        .from_select(
+            ["expert_id", "slot", "day", "order_id", "created_at"],
+            select(a.expert_id, a.slot, a.day, a.order_id, a.created_at).where(false()),
+        )
+        .returning(a.slot)
+    )
+    real_offers = BookingRegister.offers
+    seen: list[str] = []
+
+    def offers(self: BookingRegister, **asked: Any) -> Any:  # the general way's first read
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as other, other.begin():
+                lock = select(experts.c.id).where(experts.c.id == "ex").with_for_update(nowait=True)
+                seen.extend(other.execute(lock).scalars())  # raises if ex were still held
+        else:
+            seen.append("ex")
+        return real_offers(self, **asked)
+
+    patched = pytest.MonkeyPatch()
+    patched.setattr(repository, "_book_first_free", lambda *_a: nothing)  # PostgreSQL's
+    patched.setattr(repository, "_book_best_offer_sqlite", lambda *_a: nothing)
+    patched.setattr(BookingRegister, "offers", offers)
+    try:
+        done = dispatch_use_case.dispatch_order(SqlUnitOfWork(engine), _ctx(), "B", actor="t")
+    finally:
+        patched.undo()
+    assert (str(done.status), done.expert_id, done.slot) == ("dispatched", "ex", slot)
+    assert seen == ["ex"]
+    with engine.connect() as conn:
+        booked = set(conn.execute(select(assignments.c.order_id, assignments.c.expert_id)))
+        trail = conn.execute(select(audit_log.c.chain).where(audit_log.c.entity == "assignment"))
+        assert booked == {("B", "ex")} and list(trail.scalars()) == ["expert:ex"]

@@ -202,6 +202,40 @@ class FakeRegister:
         rows.sort(key=lambda r: r[0])
         return [offer for _, offer in rows[:limit]]
 
+    def book_best_offer(
+        self,
+        *,
+        enterprise_id: str,
+        region: str,
+        needed: frozenset[str],
+        preferred: Sequence[str],
+        since: date,
+        until: date,
+        order_id: str,
+        at: datetime,
+        limit: int = 8,
+    ) -> Assignment | None:
+        """The first of the best `limit` offers no one else holds, booked in its first
+        free preferred half-day (read again); None: nothing booked."""
+        offers = self.offers(
+            enterprise_id=enterprise_id,
+            region=region,
+            needed=needed,
+            preferred=preferred,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+        best = next((o for o in offers if o.expert_id not in self.locked_by_others), None)
+        if best is None:
+            return None
+        free = self.free_slots(best.expert_id, preferred)
+        slot = next((s for s in preferred if s in free), None)
+        if slot is None:
+            return None
+        booked = Assignment(best.expert_id, slot, parse_slot(slot).day, order_id, at)
+        return booked if self.claim_slot(booked) else None
+
     def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
         e = self.experts_by_id.get(expert_id)
         if e is None:
