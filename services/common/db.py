@@ -447,6 +447,16 @@ def wrote(connection: Connection) -> bool:
     return not connection.info.get(_READS_ONLY, False)
 
 
+def as_dbapi_error(exc: psycopg.Error, statement: str, connection: Connection) -> Exception:
+    """A psycopg error raised through `driver_of`'s connection, as SQLAlchemy would have
+    raised it (OperationalError for a statement timeout, IntegrityError…), so callers
+    that map errors by SQLAlchemy's classes (the phone page's 503) see it alike; no
+    parameter is kept."""
+    return sa_exc.DBAPIError.instance(
+        statement, None, exc, psycopg.Error, hide_parameters=True, dialect=connection.dialect
+    )
+
+
 def driver_of(connection: Connection) -> Any:
     """The driver's own connection under `connection` (psycopg's pipelines, COPY): what
     it runs is out of SQLAlchemy's sight, so the transaction counts as written."""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     Insert,
@@ -67,7 +68,7 @@ from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import Ticket
 from services.common.audit import rows_select
 from services.common.clock import now
-from services.common.db import driver_of
+from services.common.db import as_dbapi_error, driver_of
 
 T = TypeVar("T")
 
@@ -292,6 +293,8 @@ class BookingRegister(StaffRegister):
         key = (query, connection.dialect.name)
         compiled = _COMPILED.get(key)
         if compiled is None:
+            if len(_COMPILED) >= _COMPILED_MAX:  # queries built anew (their cache evicted)
+                _COMPILED.clear()
             compiled = _COMPILED[key] = query.compile(dialect=connection.dialect)
         driver = driver_of(connection)  # out of SQLAlchemy's sight: counts as a write
         cursor = driver.cursor()
@@ -300,6 +303,8 @@ class BookingRegister(StaffRegister):
                 driver.execute(_SAVEPOINT.text)
                 cursor.execute(compiled.string, compiled.construct_params(params))
             row = cursor.fetchone()
+        except psycopg.Error as exc:  # a statement timeout is OperationalError, as elsewhere
+            raise as_dbapi_error(exc, compiled.string, connection) from exc
         finally:
             cursor.close()
         return None if row is None else row[0]
@@ -804,6 +809,7 @@ def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: 
 
 
 _COMPILED: dict[tuple[Any, str], Any] = {}  # _after_savepoint's statements, compiled once
+_COMPILED_MAX = 512  # bounded: keyed by query objects, which a full query cache builds anew
 
 
 @functools.lru_cache(maxsize=256)

@@ -571,3 +571,38 @@ def test_the_usual_case_that_books_nothing_leaves_nothing_and_the_general_way_bo
         booked = set(conn.execute(select(assignments.c.order_id, assignments.c.expert_id)))
         trail = conn.execute(select(audit_log.c.chain).where(audit_log.c.entity == "assignment"))
         assert booked == {("B", "ex")} and list(trail.scalars()) == ["expert:ex"]
+
+
+def test_a_statement_timeout_in_the_usual_cases_pipeline_is_sqlalchemys_error(
+    engine: Engine,
+) -> None:
+    """Review 31 F1: the pipelined savepoint and first statement run on psycopg's own
+    connection; a statement timeout there reached callers as a bare psycopg error,
+    which the phone page did not know as "the database cannot take it now" (a 500 and a
+    traceback instead of the 503 page). It is SQLAlchemy's OperationalError now."""
+    from sqlalchemy.exc import OperationalError
+
+    from services.common.db import DbTimeouts, database_unavailable, make_engine
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the pipeline and a statement timeout are PostgreSQL's")
+    migrate.upgrade(engine)
+    slot = HALF_DAYS[0]
+    with SqlUnitOfWork(engine) as uow:
+        uow.register.add(FirmCard(FIRMS[0], "企业", "x"))
+        uow.register.add(Expert("ex", "专家", "", ["gas"], [], [slot], 2, True, []))
+        uow.commit()
+    _submitted(engine, slot, ("B",))
+    timed = make_engine(
+        engine.url.render_as_string(hide_password=False), timeouts=DbTimeouts(statement=0.5)
+    )
+    try:
+        with engine.connect() as other, other.begin():
+            other.exec_driver_sql("LOCK TABLE experts IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(OperationalError) as info:
+                dispatch_use_case.dispatch_order(SqlUnitOfWork(timed), _ctx(), "B", actor="t")
+        assert database_unavailable(info.value)
+    finally:
+        timed.dispose()
+    done = dispatch_use_case.dispatch_order(SqlUnitOfWork(engine), _ctx(), "B", actor="t")
+    assert (str(done.status), done.expert_id) == ("dispatched", "ex")
