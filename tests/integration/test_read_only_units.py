@@ -171,24 +171,26 @@ def test_a_unit_left_by_a_domain_error_after_reading_keeps_the_prepared_statemen
         assert _prepared(uow.register.connection()) >= 1
 
 
-def _kill(engine: Engine, pid: int) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-        conn.commit()
-
-
-def test_the_health_ping_replaces_a_pooled_connection_that_died(engine: Engine) -> None:
-    """Review 30 N4: a pooled connection that died within PING_AFTER_IDLE failed the
-    health check (/healthz) once, though the database answers."""
+def _kill_the_pooled_connection(engine: Engine) -> None:
+    """The backend of `engine`'s one pooled connection ends, as in a restart, while the
+    connection sits in the pool as just used."""
     with engine.connect() as conn:
         pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
         conn.commit()
     killer = make_engine(engine.url.render_as_string(hide_password=False))
     try:
-        _kill(killer, pid)
+        with killer.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            conn.commit()
     finally:
         killer.dispose()
     time.sleep(0.05)
+
+
+def test_the_health_ping_replaces_a_pooled_connection_that_died(engine: Engine) -> None:
+    """Review 30 N4: a pooled connection that died within PING_AFTER_IDLE failed the
+    health check (/healthz) once, though the database answers."""
+    _kill_the_pooled_connection(engine)
     ping(engine)  # no error: the dead one is dropped and the check made again
 
 
@@ -221,15 +223,7 @@ def test_a_connection_the_watchdog_cut_on_its_way_back_is_pinged_next(
 def test_the_grpc_health_probe_replaces_a_pooled_connection_that_died(engine: Engine) -> None:
     """Review 30 N4, the gRPC health's probe (through SQLAlchemy): NOT_SERVING for one
     interval because one pooled connection had died."""
-    with engine.connect() as conn:
-        pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
-        conn.commit()
-    killer = make_engine(engine.url.render_as_string(hide_password=False))
-    try:
-        _kill(killer, pid)
-    finally:
-        killer.dispose()
-    time.sleep(0.05)
+    _kill_the_pooled_connection(engine)
     probe = _Probe(engine, timeout=10)
     assert probe.finished.wait(30)
     assert probe.error is None
