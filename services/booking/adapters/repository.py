@@ -205,15 +205,8 @@ class BookingRegister(StaffRegister):
         query = _offers_query(
             self.session.get_bind().dialect.name, len(preferred), len(needed), bool(skipped), limit
         )
-        params: dict[str, Any] = {
-            "enterprise_id": enterprise_id,
-            "region": region,
-            "since": since,
-            "until": until,
-            **{f"d{n}": domain for n, domain in enumerate(sorted(needed))},
-            "skip": skipped,
-            **{f"p{n}": slot for n, slot in enumerate(preferred)},
-        }
+        params = _offer_params(enterprise_id, region, needed, preferred, since, until)
+        params["skip"] = skipped
         return [
             Offer(row.id, row.slot, bool(row.local), int(row.recent), row.last)
             for row in self._run(query, params)
@@ -255,22 +248,11 @@ class BookingRegister(StaffRegister):
         if not preferred:
             return None
         dialect = self.session.get_bind().dialect.name
-        params: dict[str, Any] = {
-            "enterprise_id": enterprise_id,
-            "region": region,
-            "since": since,
-            "until": until,
-            **{f"d{n}": domain for n, domain in enumerate(sorted(needed))},
-            **{f"p{n}": slot for n, slot in enumerate(preferred)},
-        }
+        params = _offer_params(enterprise_id, region, needed, preferred, since, until)
         if not self._lock_rows:  # one writer at a time: what the query reads stays true meanwhile
             params.update(order_id=order_id, created_at=at)
             row = self._run(_book_best_offer_sqlite(len(preferred), len(needed)), params).first()
-            if row is None:
-                return None
-            booked = Assignment(row.expert_id, row.slot, parse_slot(row.slot).day, order_id, at)
-            AUDIT.created(self.session, booked, AUDIT.values(booked))
-            return booked
+            return None if row is None else self._booked(row.expert_id, row.slot, order_id, at)
         query = _best_offer_query(dialect, len(preferred), len(needed), limit)
         expert_id: str | None = self._after_savepoint(query, params)
         slot: str | None = None
@@ -281,6 +263,10 @@ class BookingRegister(StaffRegister):
         if expert_id is None or slot is None:
             self._back_to_savepoint()
             return None
+        return self._booked(expert_id, slot, order_id, at)
+
+    def _booked(self, expert_id: str, slot: str, order_id: str, at: datetime) -> Assignment:
+        """The booking book_best_offer made, with the trail entry claim_slot records."""
         booked = Assignment(expert_id, slot, parse_slot(slot).day, order_id, at)
         AUDIT.created(self.session, booked, AUDIT.values(booked))
         return booked
@@ -806,6 +792,26 @@ def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: 
             r.local.desc(), r.recent, r.last.asc().nulls_first(), r.id.collate("C")
         )
     return query.limit(limit)
+
+
+def _offer_params(
+    enterprise_id: str,
+    region: str,
+    needed: frozenset[str],
+    preferred: Sequence[str],
+    since: date,
+    until: date,
+) -> dict[str, Any]:
+    """The parameters of the offers query (`_offers_query`, `_best_offer_query` and
+    SQLite's booking of its first row): needed domains as d0…, preferred half-days p0…"""
+    return {
+        "enterprise_id": enterprise_id,
+        "region": region,
+        "since": since,
+        "until": until,
+        **{f"d{n}": domain for n, domain in enumerate(sorted(needed))},
+        **{f"p{n}": slot for n, slot in enumerate(preferred)},
+    }
 
 
 _COMPILED: dict[tuple[Any, str], Any] = {}  # _after_savepoint's statements, compiled once
