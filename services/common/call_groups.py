@@ -4,9 +4,9 @@ Through the per-call path every call pays for a transaction of its own: a connec
 checkout, BEGIN and COMMIT, the audit chains' heads locked and their entries sealed. Here
 the calls waiting at the same moment in one server process form a group, which
 `apply_group` applies in one transaction and commits once; each caller is answered only
-after that commit, with its own answer or error. The rules service's ReportEvent
-(services/rules/service_layer/event_groups.py) and booking's CreateOrder
-(services/booking/service_layer/order_groups.py) both go through it.
+after that commit, with its own answer or error. The rules service's ReportEvent and
+UpsertEnterprise (services/rules/service_layer/event_groups.py) and booking's CreateOrder
+(services/booking/service_layer/order_groups.py) go through it.
 
 No thread of its own: the first caller to arrive while no group is forming leads. It
 takes the callers queued (up to `max_size`, waiting at most `max_wait` for more while

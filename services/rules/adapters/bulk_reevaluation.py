@@ -276,7 +276,8 @@ class BatchRegister:
         event, as its own caller's, the audit entries (the event's, then the decision's as
         `write` makes them) and the feed rows (the event's first, then as `write` orders
         them), a decision judged against the firm's previous one even when an earlier
-        event of the group made it."""
+        event of the group made it. An UpsertEnterprise group's calls are written the
+        same way, without the event's row, audit entry and feed row (it records none)."""
         if not applied:
             return
         connection = self._connection
@@ -289,10 +290,12 @@ class BatchRegister:
         _move_entries_in_turn(connection, decided)
         last = {r.firm.enterprise_id: r for r in decided}  # the firm after the group
         _update_firms(connection, list(last.values()))
-        _executemany(connection, events, [_event_row(a.record) for a in applied])
+        recorded = [a.record for a in applied if a.record is not None]
+        _executemany(connection, events, [_event_row(record) for record in recorded])
         entries: list[dict[str, Any]] = []
         for a in applied:
-            entries.append(_event_entry(a.record, a.caller))
+            if a.record is not None:
+                entries.append(_event_entry(a.record, a.caller))
             if a.reevaluated is not None:
                 entries.extend(_audit_entries(a.reevaluated, a.caller))
         old = _seal(
@@ -303,7 +306,8 @@ class BatchRegister:
         at, ids = now(), IdSource()
         rows = []
         for a in applied:
-            rows.append(_event_change(a.record, a.region))
+            if a.record is not None:
+                rows.append(_event_change(a.record, a.region))
             if a.reevaluated is not None:
                 rows.extend(_change_rows(a.reevaluated, old, at, ids))
         _executemany(connection, changes, rows)
@@ -311,12 +315,13 @@ class BatchRegister:
 
 @dataclass(frozen=True)
 class AppliedEvent:
-    """One event of a ReportEvent group, applied in memory: its record (the answer kept
-    for replays included), what it decided (None: it left the decision standing) with
+    """One call of a ReportEvent or UpsertEnterprise group, applied in memory: the
+    event's record (the answer kept for replays included; None: an upsert, which records
+    no event), what it decided (None: it left the decision standing) with
     that decision's stored JSON, the caller its audit entries name, and the firm's
     region right after it (its feed row's, as the change recorder fills it in)."""
 
-    record: EventRecord
+    record: EventRecord | None
     reevaluated: Reevaluated | None
     payload: dict[str, Any] | None
     caller: str

@@ -173,8 +173,9 @@ def _event_group_flags(parser: argparse.ArgumentParser) -> None:
         "--event-group-size",
         "RULES_EVENT_GROUP_SIZE",
         event_groups.DEFAULT_MAX_SIZE,
-        "ReportEvent group commit: at most this many events that arrive together share "
-        "one transaction, each answered after its commit; 1: every event on its own",
+        "ReportEvent and UpsertEnterprise group commit: at most this many calls of one "
+        "kind that arrive together share one transaction, each answered after its "
+        "commit; 1: every call on its own",
         type=number_arg(1, 1000),
     )
     env_flag(
@@ -192,7 +193,7 @@ def _event_group_flags(parser: argparse.ArgumentParser) -> None:
         "--event-groups",
         "RULES_EVENT_GROUPS",
         event_groups.DEFAULT_GROUPS,
-        "ReportEvent groups applied at once, each in its own transaction (one overlaps "
+        "groups of each kind applied at once, each in its own transaction (one overlaps "
         "the database's work with the next group's CPU)",
         type=number_arg(1, 64),
     )

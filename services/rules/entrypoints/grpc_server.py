@@ -46,7 +46,7 @@ from services.rules.service_layer import (
     register_handlers,
     whitelist_history,
 )
-from services.rules.service_layer.event_groups import EventGroups, GroupLimits
+from services.rules.service_layer.event_groups import EventGroups, GroupLimits, UpsertGroups
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -72,8 +72,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         self._engine = engine
         self._feed = FeedStore(engine) if engine is not None else None
         self._followers = followers or feed.Followers(MAX_FOLLOWERS)
-        # ReportEvent's group commit: one grouper per process (event_groups.py)
+        # ReportEvent's and UpsertEnterprise's group commits: one grouper of each per
+        # process (event_groups.py)
         self._events = EventGroups(self._uow, ctx, event_groups)
+        self._upserts = UpsertGroups(self._uow, ctx, event_groups)  # the same limits
 
     def _uow(self) -> UnitOfWork:
         if self._engine is None:
@@ -200,9 +202,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
     @unary
     def UpsertEnterprise(self, request: pb.UpsertEnterpriseRequest) -> pb.EnterpriseStatus:
-        view = register_handlers.upsert_enterprise(
-            self._uow(),
-            self._ctx,
+        view = self._upserts.upsert(
             convert.profile_to_dict(request.profile),
             request.as_of,
             list(request.update_mask.paths),
@@ -357,8 +357,8 @@ def create_server(
     `engine` is the register's database, already migrated; without it the register RPCs
     answer FAILED_PRECONDITION. `today` is the clock (tests pin it). `security` adds
     authentication, rate limits and TLS. `max_workers` sizes both thread pools unless
-    `limits` says otherwise. `event_groups` bounds ReportEvent's group commit (default
-    GroupLimits(); max_size 1 turns it off).
+    `limits` says otherwise. `event_groups` bounds ReportEvent's and
+    UpsertEnterprise's group commits (default GroupLimits(); max_size 1 turns them off).
     """
     running = build(
         rulebook,

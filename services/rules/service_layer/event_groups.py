@@ -1,4 +1,5 @@
-"""Group commit for ReportEvent: events that arrive together share one transaction.
+"""Group commit for ReportEvent: events that arrive together share one transaction;
+and for UpsertEnterprise without an update mask (`UpsertGroups`, below), the same way.
 
 Through the per-call path every event pays for a transaction of its own: a connection
 checkout, BEGIN and COMMIT, the audit chain's heads locked and its entries inserted, the
@@ -54,15 +55,30 @@ from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.register_handlers import (
     Reported,
     StatusView,
+    Upserted,
     apply_group,
     apply_reported,
+    apply_upsert_group,
+    apply_upserted,
+    mask_paths,
     parse_reported,
+    parse_upserted,
+    update_masked,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
-__all__ = ["DEFAULT_GROUPS", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_WAIT", "EventGroups", "GroupLimits"]
+__all__ = [
+    "DEFAULT_GROUPS",
+    "DEFAULT_MAX_SIZE",
+    "DEFAULT_MAX_WAIT",
+    "EventGroups",
+    "GroupLimits",
+    "UpsertGroups",
+]
 
 RESEND = "resend the same event_id to learn its result"
+# an upsert stores the profile it sends: sent again, the register ends the same
+RESEND_UPSERT = "send the same profile again, or read the firm's status (GetEnterpriseStatus)"
 
 
 class EventGroups:
@@ -99,3 +115,42 @@ class EventGroups:
     ) -> list[StatusView | Exception]:
         """Several events in one transaction (register_handlers.apply_group)."""
         return apply_group(self._new_uow, self._ctx, items, run)
+
+
+class UpsertGroups:
+    """One per server process: UpsertEnterprise's calls go through `upsert`, grouped as
+    ReportEvent's are (the same limits)."""
+
+    def __init__(
+        self,
+        new_uow: Callable[[], UnitOfWork],
+        ctx: RulesContext,
+        limits: GroupLimits | None = None,
+    ) -> None:
+        self._new_uow = new_uow
+        self._ctx = ctx
+        self.calls: CallGroups[Upserted, StatusView] = CallGroups(
+            self._one, self._group, limits, what="upsert", resend=RESEND_UPSERT
+        )
+
+    def upsert(
+        self, data: Mapping[str, Any], as_of_text: str, update_mask: Sequence[str]
+    ) -> StatusView:
+        """UpsertEnterprise: one with an update mask by the per-call path (it merges the
+        named fields into the stored profile); one without, validated here (a bad profile
+        never joins a group), then applied alone or with the upserts queued beside it,
+        answered after their commit."""
+        paths = mask_paths(self._ctx, data, update_mask)
+        if paths is not None:
+            return update_masked(self._new_uow(), self._ctx, data, as_of_text, paths)
+        return self.calls.call(parse_upserted(self._ctx, data, as_of_text))
+
+    def _one(self, item: Upserted) -> StatusView:
+        """One upsert by the per-call path, in its own transaction."""
+        return apply_upserted(self._new_uow(), self._ctx, item)
+
+    def _group(
+        self, items: Sequence[Upserted], run: Run[StatusView]
+    ) -> list[StatusView | Exception]:
+        """Several upserts in one transaction (register_handlers.apply_upsert_group)."""
+        return apply_upsert_group(self._new_uow, self._ctx, items, run)

@@ -209,16 +209,43 @@ def upsert_enterprise(
 
     Without a mask the sent profile replaces the stored one (the records only grow);
     with one, only the named fields change (domain/masks.py)."""
+    paths = mask_paths(ctx, data, update_mask)
+    if paths is not None:
+        return update_masked(uow, ctx, data, as_of_text, paths)
+    return apply_upserted(uow, ctx, parse_upserted(ctx, data, as_of_text))
+
+
+def mask_paths(
+    ctx: RulesContext, data: Mapping[str, Any], update_mask: Sequence[str]
+) -> list[str] | None:
+    """The update mask's validated paths; None: the sent profile replaces the stored one."""
     sent_facts = data.get("facts")
-    paths = masks.check_paths(
+    return masks.check_paths(
         update_mask, ctx.fact_types, list(sent_facts) if isinstance(sent_facts, dict) else ()
     )
-    if paths is not None:
-        return _update_masked(uow, ctx, data, as_of_text, paths)
+
+
+UPSERT_CAUSE = "企业信息登记/更新 upsert"
+
+
+@dataclass(frozen=True)
+class Upserted:
+    """An UpsertEnterprise without an update mask, its profile and as_of parsed (a bad
+    one never joins a group); as_of None: see `_decide_sent`."""
+
+    profile: EnterpriseProfile
+    as_of: date | None
+
+
+def parse_upserted(ctx: RulesContext, data: Mapping[str, Any], as_of_text: str) -> Upserted:
     profile = parse_input_profile(ctx, data, "profile.")
-    as_of = parse_as_of(as_of_text) if as_of_text else None  # None: see _decide_sent
-    # a racing first insert of the same firm retries once (and then finds the firm)
-    return retry_on_conflict(lambda: _upsert(uow, ctx, profile, as_of))
+    return Upserted(profile, parse_as_of(as_of_text) if as_of_text else None)
+
+
+def apply_upserted(uow: UnitOfWork, ctx: RulesContext, item: Upserted) -> StatusView:
+    """`upsert_enterprise` after parsing, in a transaction of its own; a racing first
+    insert of the same firm retries once (and then finds the firm)."""
+    return retry_on_conflict(lambda: _upsert(uow, ctx, item.profile, item.as_of))
 
 
 def _upsert(
@@ -240,10 +267,10 @@ def _upsert(
             uow.flush()  # before the rows that refer to it (the ORM knows no order for them)
         else:
             stored = stored_profile(ctx, firm)
-        return _decide_sent(uow, ctx, firm, profile, stored, as_of, "企业信息登记/更新 upsert")
+        return _decide_sent(uow, ctx, firm, profile, stored, as_of, UPSERT_CAUSE)
 
 
-def _update_masked(
+def update_masked(
     uow: UnitOfWork,
     ctx: RulesContext,
     data: Mapping[str, Any],
@@ -301,9 +328,27 @@ def _decide_sent(
     any day and stores nothing); without one (None) the decision is as of today, or of
     the current decision's day when the firm was decided ahead (a run for a later day).
     A record dated after today is refused as ReportEvent refuses it (events.recorded_ahead)."""
+    current = uow.register.decision_day(firm.decision_id)
+    merged, as_of = _sent_checked(ctx, sent, stored, current, as_of)
+    record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
+    view = _view(uow, ctx, firm, record)  # inside the transaction: no second one after
+    uow.commit()
+    return view
+
+
+def _sent_checked(
+    ctx: RulesContext,
+    sent: EnterpriseProfile,
+    stored: EnterpriseProfile | None,
+    current: date | None,
+    as_of: date | None,
+) -> tuple[EnterpriseProfile, date]:
+    """The profile to decide (`sent` merged into `stored`) and the day to decide it for,
+    once `sent` passed the checks that need the stored firm: no record dated after today,
+    an `as_of` (None: `_forward`) not before the `current` decision's day, and only
+    clauses it may cite."""
     if ahead := events.recorded_ahead(sent, stored, ctx.today()):
         raise ValidationError(ahead)
-    current = uow.register.decision_day(firm.decision_id)
     if as_of is None:
         as_of = _forward(ctx, current)
     elif current is not None and as_of < current:
@@ -313,11 +358,7 @@ def _decide_sent(
             "after it, or ask Evaluate about an earlier day (it stores nothing)"
         )
     _known_clauses(ctx, sent, "profile.", stored)
-    merged = sent if stored is None else events.merge_profile(stored, sent)
-    record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
-    view = _view(uow, ctx, firm, record)  # inside the transaction: no second one after
-    uow.commit()
-    return view
+    return (sent if stored is None else events.merge_profile(stored, sent)), as_of
 
 
 def _forward(ctx: RulesContext, current: date | None) -> date:
@@ -435,7 +476,7 @@ class _Recent:
 
     def then(
         self,
-        event: EventRecord,
+        event: EventRecord | None,
         decision: DecisionRecord | None,
         entries: Iterable[WhitelistEntry | None],
     ) -> _Recent:
@@ -446,16 +487,17 @@ class _Recent:
         copies read before). Ordered and joined as the queries do: a decision names its
         event only when the event's kind causes decisions, and an event of a quiet kind
         is listed on its own even when it caused one (a complaint about a firm stored
-        without a decision)."""
+        without a decision). No event (None): an UpsertEnterprise's decision, which
+        names none."""
         decisions, quiet = self.decisions, self.quiet
         if decision is not None:  # naming the event only when its kind causes decisions
-            cause = event if event.kind in CAUSING_EVENTS else None
+            cause = event if event is not None and event.kind in CAUSING_EVENTS else None
             decisions = sorted(
                 [_decision_item(decision, cause), *decisions],
                 key=lambda d: as_utc(d.recorded_at),
                 reverse=True,
             )[: self.limit]
-        if event.kind in QUIET_EVENTS:  # as `read` lists them, whatever they caused
+        if event is not None and event.kind in QUIET_EVENTS:  # as `read` lists them
             new = EventItem(event.event_id, event.kind, event.summary, event.received_at, event.id)
             quiet = sorted(
                 [new, *quiet],
@@ -638,17 +680,47 @@ def apply_group(
 
     Raises what fails the commit itself: then no event of the group is applied, and
     every caller must be told so."""
-    results = _together(new_uow(), ctx, items, run)
+    keys = [(i.source, i.event.event_id) for i in items]
+    firms = [i.event.enterprise_id for i in items]
+    results = _together(new_uow(), ctx, items, run, firms, keys)
     if results is not None:
         return results
     return one_by_one(items, run, lambda item: apply_reported(new_uow(), ctx, item))
 
 
+def apply_upsert_group(
+    new_uow: Callable[[], UnitOfWork],
+    ctx: RulesContext,
+    items: Sequence[Upserted],
+    run: Callable[[int, Callable[[], StatusView]], StatusView] = lambda _n, work: work(),
+) -> list[StatusView | Exception]:
+    """UpsertEnterprise calls that arrived together, as `apply_group` applies events: in
+    one transaction, decided in memory one after another in arrival order (several of one
+    firm each see the ones before), written by a few multi-row statements, committed once;
+    each answer or error the same as `apply_upserted` one after another would give. A
+    group that names a firm not yet in the register is applied call by call (the per-call
+    path inserts the firm), as is one whose writes fail."""
+    firms = [i.profile.enterprise_id for i in items]
+    results = _together(new_uow(), ctx, items, run, firms, [])
+    if results is not None:
+        return results
+    return one_by_one(items, run, lambda item: apply_upserted(new_uow(), ctx, item))
+
+
+class _NewFirm(Exception):
+    """An upsert of a group names a firm not in the register: the group goes call by call."""
+
+
+_Item = TypeVar("_Item", "Reported", Upserted)
+
+
 def _together(
     uow: UnitOfWork,
     ctx: RulesContext,
-    items: Sequence[Reported],
+    items: Sequence[_Item],
     run: Callable[[int, Callable[[], StatusView]], StatusView],
+    firms: Sequence[str],
+    keys: Sequence[tuple[str, str]],
 ) -> list[StatusView | Exception] | None:
     """The group in one transaction; None: rolled back, to be applied event by event.
 
@@ -657,14 +729,15 @@ def _together(
     groups of two processes never wait on each other in a cycle) with their current
     decision's day, which of its event ids are recorded, the firms' open white-list
     entries and their recent histories (decisions, quiet events). Each event is then
-    applied in memory, in its caller's context (`_Group.report`); the rows are written at
-    the end (`BatchRegister.write_events`)."""
+    applied in memory, in its caller's context (`_Group.apply`); the rows are written at
+    the end (`BatchRegister.write_events`). `firms`: the items' firms; `keys`: their
+    (source, event_id) keys (none for upserts)."""
     results: list[StatusView | Exception] = []
     with uow:
-        group = _Group.read(uow, ctx, items)
+        group = _Group.read(uow, ctx, firms, keys)
         for n, item in enumerate(items):
             try:
-                view = run(n, partial(group.report, item))
+                view = run(n, partial(group.apply, item))
             except DeadlineExceeded:
                 raise  # the group's deadline: each event alone would only wait again
             except DomainError as exc:  # refused before it changed anything
@@ -708,10 +781,16 @@ class _Group:
     applied: list[AppliedEvent] = field(default_factory=list)
 
     @classmethod
-    def read(cls, uow: UnitOfWork, ctx: RulesContext, items: Sequence[Reported]) -> _Group:
+    def read(
+        cls,
+        uow: UnitOfWork,
+        ctx: RulesContext,
+        enterprise_ids: Sequence[str],
+        keys: Sequence[tuple[str, str]],
+    ) -> _Group:
         read = uow.batch.group_reads(
-            [i.event.enterprise_id for i in items],
-            [(i.source, i.event.event_id) for i in items],
+            enterprise_ids,
+            keys,
             DEFAULT_HISTORY,
             CAUSING_EVENTS,
             QUIET_EVENTS,
@@ -722,6 +801,26 @@ class _Group:
             recent = _Recent(DEFAULT_HISTORY, decided, closed, read.quiet[f.enterprise_id])
             firms[f.enterprise_id] = _FirmNow(f, entry, recent)
         return cls(uow, ctx, firms, read.recorded)
+
+    def apply(self, item: Reported | Upserted) -> StatusView:
+        """One call of the group, on the state the ones before left."""
+        return self.upsert(item) if isinstance(item, Upserted) else self.report(item)
+
+    def upsert(self, item: Upserted) -> StatusView:
+        """`_upsert` of a firm in the register, in memory (`_decide_sent`'s checks first:
+        nothing of the group changes until they passed)."""
+        now_ = self.firms.get(item.profile.enterprise_id)
+        if now_ is None:
+            raise _NewFirm(item.profile.enterprise_id)
+        ctx, firm = self.ctx, now_.firm
+        merged, as_of = _sent_checked(
+            ctx, item.profile, stored_profile(ctx, firm), firm.decided_on, item.as_of
+        )
+        done, caused = _decided(ctx, firm, now_.entry, merged, as_of, UPSERT_CAUSE, None)
+        view, after = self._moved_on(now_, None, done, caused, merged)
+        caller = current_caller()
+        self.applied.append(AppliedEvent(None, done, caused.payload, caller, after.region))
+        return view
 
     def report(self, item: Reported) -> StatusView:
         """`_report_in` for one event of the group, on the state the ones before left."""
@@ -747,12 +846,10 @@ class _Group:
         stored, outcome = _event_outcome(ctx, firm, event)
         decide = outcome.reevaluate or firm.decision_id is None
         standing = None if decide else self._decision(firm.decision_id)
-        before = now_.entry
         record = _event_record(firm.enterprise_id, event, outcome, item.source, item.fingerprint)
         record.decision_id = firm.decision_id  # a complaint leaves the decision standing
         caused: DecisionRecord | None = None
         done: Reevaluated | None = None
-        after, closed, left, profile = firm, before, before, stored
         if decide:
             reason = f"白名单因事件撤销：{outcome.summary}"
             revoke = (
@@ -761,27 +858,51 @@ class _Group:
             done, caused = _decided(
                 ctx,
                 firm,
-                before,
-                outcome,
+                now_.entry,
+                outcome.profile,
                 _forward(ctx, firm.decided_on),
                 f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}",
                 revoke,
             )
             record.decision_id = caused.id
+        decision = caused or standing
+        assert decision is not None
+        view, after = self._moved_on(now_, record, done, decision, stored)
+        record.result = _snapshot(view)
+        self.made[(item.source, event.event_id)] = record
+        payload = caused.payload if caused is not None else None
+        self.applied.append(AppliedEvent(record, done, payload, current_caller(), after.region))
+        return view
+
+    def _moved_on(
+        self,
+        now_: _FirmNow,
+        record: EventRecord | None,
+        done: Reevaluated | None,
+        decision: DecisionRecord,
+        stored: EnterpriseProfile,
+    ) -> tuple[StatusView, StoredFirm]:
+        """The call's answer, and the firm after it: `done` (None: nothing decided, the
+        firm's `decision` stands and its profile stays `stored`) applied to the firm as the
+        calls before left it, after the event `record` (None: an upsert). The group's
+        state moves on with it."""
+        firm, before = now_.firm, now_.entry
+        after, closed, left, profile = firm, before, before, stored
+        caused = decision if done is not None else None
+        if done is not None:
             closed, left = _entries_after(before, done)
             after = StoredFirm(
                 firm.enterprise_id,
                 done.name,
                 done.region,
                 done.profile or firm.profile,
-                caused.status,
-                caused.risk_level,
-                caused.id,
-                caused.as_of,
+                decision.status,
+                decision.risk_level,
+                decision.id,
+                decision.as_of,
             )
-            profile = parse_profile(after.profile, ctx.fact_types, max_list=None, stored=True)
-        decision = caused or standing
-        assert decision is not None
+            profile = parse_profile(after.profile, self.ctx.fact_types, max_list=None, stored=True)
+            self.decisions[decision.id] = decision
         recent = now_.recent.then(record, caused, (closed, left))
         view = StatusView(
             profile=profile,
@@ -790,32 +911,25 @@ class _Group:
             entry=left,
             history=recent.items(),
         )
-        record.result = _snapshot(view)
-        # the event is applied: the group's state moves on
         now_.firm, now_.entry, now_.recent = after, left, recent
-        self.made[(item.source, event.event_id)] = record
-        if caused is not None:
-            self.decisions[caused.id] = caused
-        payload = caused.payload if caused is not None else None
-        self.applied.append(AppliedEvent(record, done, payload, current_caller(), after.region))
-        return view
+        return view, after
 
 
 def _decided(
     ctx: RulesContext,
     firm: StoredFirm,
     entry: WhitelistEntry | None,
-    outcome: events.Outcome,
+    profile: EnterpriseProfile,
     as_of: date,
     cause: str,
     revoke: Blocker | None,
 ) -> tuple[Reevaluated, DecisionRecord]:
     """`decide_and_store` in memory: the decision, its record, and the entry's move."""
-    decision = evaluate(ctx, outcome.profile, as_of)
+    decision = evaluate(ctx, profile, as_of)
     if revoke is not None:
-        decision = without_whitelist(decision, revoke, outcome.profile, ctx.policy)
+        decision = without_whitelist(decision, revoke, profile, ctx.policy)
     decision_id, decided_at = new_id(), now()
-    name, region = outcome.profile.name, outcome.profile.region
+    name, region = profile.name, profile.region
     change, expired, moved, granted = move_entry(
         decision,
         decision_id,
@@ -848,7 +962,7 @@ def _decided(
         change,
         name,
         region,
-        profile_to_data(outcome.profile),
+        profile_to_data(profile),
         expired,
         moved,
         granted,
