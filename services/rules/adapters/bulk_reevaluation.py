@@ -285,6 +285,8 @@ class BatchRegister:
             self._write_events(connection, applied)
 
     def _write_events(self, connection: Connection, applied: Sequence[AppliedEvent]) -> None:
+        created = [a.reevaluated for a in applied if a.created and a.reevaluated is not None]
+        _executemany(connection, firms, [_created_firm_row(r) for r in created])
         decided = [a.reevaluated for a in applied if a.reevaluated is not None]
         _insert_decisions(connection, decided, [a.payload for a in applied if a.reevaluated])
         _move_entries_in_turn(connection, decided)
@@ -296,6 +298,8 @@ class BatchRegister:
         for a in applied:
             if a.record is not None:
                 entries.append(_event_entry(a.record, a.caller))
+            if a.created and a.reevaluated is not None:
+                entries.append(_created_firm_entry(a.reevaluated, a.caller))
             if a.reevaluated is not None:
                 entries.extend(_audit_entries(a.reevaluated, a.caller))
         old = _seal(
@@ -326,6 +330,7 @@ class AppliedEvent:
     payload: dict[str, Any] | None
     caller: str
     region: str
+    created: bool = False  # an upsert that stores a firm new to the register (`reevaluated.firm`)
 
 
 @dataclass(frozen=True)
@@ -781,6 +786,37 @@ def _move_entry(move: EntryMove, chain: str) -> dict[str, Any] | None:
     if not after:
         return None
     return _entry(_ENTRY, "update", move.entry.id, chain, before, after)
+
+
+def _created_firm_row(r: Reevaluated) -> dict[str, Any]:
+    """The row of a firm an upsert of a group stores, as the per-call path inserts it
+    (as sent, without a decision: `_update_firms` then writes the decision's columns)."""
+    f = r.firm
+    return {
+        "enterprise_id": f.enterprise_id,
+        "name": f.name,
+        "region": f.region,
+        "profile": f.profile,
+        "status": f.status,
+        "risk_level": f.risk_level,
+        "decision_id": f.decision_id,
+        "created_at": r.decided_at,
+        "updated_at": r.decided_at,
+    }
+
+
+def _created_firm_entry(r: Reevaluated, caller: str) -> dict[str, Any]:
+    """The audit entry of that insert, first on the firm's chain."""
+    f = r.firm
+    values = {
+        "name": f.name,
+        "region": f.region,
+        "status": f.status,
+        "risk_level": f.risk_level,
+        "decision_id": f.decision_id,
+    }
+    chain = f.enterprise_id
+    return {**_entry(_FIRM, "create", chain, chain, None, _fields(_FIRM, values)), "caller": caller}
 
 
 def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:

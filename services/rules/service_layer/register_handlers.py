@@ -698,17 +698,14 @@ def apply_upsert_group(
     one transaction, decided in memory one after another in arrival order (several of one
     firm each see the ones before), written by a few multi-row statements, committed once;
     each answer or error the same as `apply_upserted` one after another would give. A
-    group that names a firm not yet in the register is applied call by call (the per-call
-    path inserts the firm), as is one whose writes fail."""
+    firm not yet in the register is stored with the group's rows; should another
+    transaction store it first (the group's insert then fails), or the writes fail in any
+    other way, the group is applied call by call."""
     firms = [i.profile.enterprise_id for i in items]
     results = _together(new_uow(), ctx, items, run, firms, [])
     if results is not None:
         return results
     return one_by_one(items, run, lambda item: apply_upserted(new_uow(), ctx, item))
-
-
-class _NewFirm(Exception):
-    """An upsert of a group names a firm not in the register: the group goes call by call."""
 
 
 _Item = TypeVar("_Item", "Reported", Upserted)
@@ -807,19 +804,29 @@ class _Group:
         return self.upsert(item) if isinstance(item, Upserted) else self.report(item)
 
     def upsert(self, item: Upserted) -> StatusView:
-        """`_upsert` of a firm in the register, in memory (`_decide_sent`'s checks first:
-        nothing of the group changes until they passed)."""
-        now_ = self.firms.get(item.profile.enterprise_id)
+        """`_upsert` in memory (`_decide_sent`'s checks first: nothing of the group changes
+        until they passed). A firm not in the register (nor stored by an upsert before
+        this one in the group) is stored by this one: its row goes in with the group's
+        rows, as it was sent and without a decision, as the per-call path inserts it."""
+        ctx, sent = self.ctx, item.profile
+        now_ = self.firms.get(sent.enterprise_id)
+        created = now_ is None
         if now_ is None:
-            raise _NewFirm(item.profile.enterprise_id)
-        ctx, firm = self.ctx, now_.firm
-        merged, as_of = _sent_checked(
-            ctx, item.profile, stored_profile(ctx, firm), firm.decided_on, item.as_of
-        )
+            data = profile_to_data(sent)
+            firm = StoredFirm(sent.enterprise_id, sent.name, sent.region, data, "", "", None, None)
+            merged, as_of = _sent_checked(ctx, sent, None, None, item.as_of)
+            now_ = _FirmNow(firm, None, _Recent(DEFAULT_HISTORY, [], [], []))
+        else:
+            firm = now_.firm
+            stored = stored_profile(ctx, firm)
+            merged, as_of = _sent_checked(ctx, sent, stored, firm.decided_on, item.as_of)
         done, caused = _decided(ctx, firm, now_.entry, merged, as_of, UPSERT_CAUSE, None)
         view, after = self._moved_on(now_, None, done, caused, merged)
+        self.firms[sent.enterprise_id] = now_
         caller = current_caller()
-        self.applied.append(AppliedEvent(None, done, caused.payload, caller, after.region))
+        self.applied.append(
+            AppliedEvent(None, done, caused.payload, caller, after.region, created=created)
+        )
         return view
 
     def report(self, item: Reported) -> StatusView:

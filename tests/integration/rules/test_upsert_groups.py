@@ -1,11 +1,12 @@
 """UpsertEnterprise's group commit (event_groups.UpsertGroups) on SQLite and PostgreSQL:
 upserts that arrive together are applied in one transaction and answer, and store,
 exactly what the same upserts applied one after another do (two of one firm, an entry
-revoked and granted again within the group, one extended under a new name); one refused
-by the rules (an as_of before the firm's current decision, a clause it may not cite, a
-record dated after today) fails alone; a group naming a firm not yet in the register is
-applied call by call; a failed commit answers every caller with the error; an upsert
-with an update mask is never grouped."""
+revoked and granted again within the group, one extended under a new name, firms new to
+the register stored by the group); one refused by the rules (an as_of before the firm's
+current decision, a clause it may not cite, a record dated after today) fails alone; a
+new firm stored by another transaction first sends the group call by call; a failed
+commit answers every caller with the error; an upsert with an update mask is never
+grouped."""
 
 from __future__ import annotations
 
@@ -52,7 +53,12 @@ SENT: list[tuple[int, dict[str, Any], str, str]] = [
     (5, {"name": "改名企业5"}, "", "ok"),  # still white-listed: the entry renamed
     (3, {"accidents": [AHEAD]}, "", "ValidationError"),  # recorded after today
     (2, {"employees": 40}, "2026-07-01", "ok"),
+    (7, {"hazards": [{**HAZARD, "clause_ref": "NO:such"}]}, "", "ValidationError"),  # new
+    (6, {}, "", "ok"),  # new to the register: stored by the group
+    (7, {"blacklisted": True}, "", "ok"),  # new, though its first upsert above failed
+    (6, {"name": "改名企业6"}, "", "ok"),  # the firm the group stored, its entry renamed
 ]
+NEW = 2  # firms 6 and 7, not in the register before the group
 
 
 def _firm(head: str, n: int, **fields: Any) -> dict[str, Any]:
@@ -105,7 +111,7 @@ def _answer(answer: Any, head: str) -> Any:
         return type(answer).__name__
     status = MessageToDict(convert.status_to_proto(answer))
     text = json.dumps(status, sort_keys=True, ensure_ascii=False)
-    for n in range(1, FIRMS + 1):
+    for n in range(1, FIRMS + NEW + 1):
         text = text.replace(uscc(n, head), uscc(n, ONE_BY_ONE))
     text = re.sub(r'"(decisionId|id|grantedDecisionId)": "[0-9a-f]+"', r'"\1": ""', text)
     return json.loads(re.sub(r'"recordedAt": "[^"]+"', '"recordedAt": ""', text))
@@ -142,8 +148,8 @@ def test_a_group_answers_and_stores_what_one_by_one_does(db_engine: Engine, rule
         if expected != "ok":
             assert type(first).__name__ == expected, f"upsert {n}"
     assert groups.calls.limits.max_size == len(SENT)
-    rows = _rows(db_engine, GROUPED, FIRMS, ONE_BY_ONE)
-    assert rows == _rows(db_engine, ONE_BY_ONE, FIRMS, ONE_BY_ONE)
+    rows = _rows(db_engine, GROUPED, FIRMS + NEW, ONE_BY_ONE)
+    assert rows == _rows(db_engine, ONE_BY_ONE, FIRMS + NEW, ONE_BY_ONE)
     # what the group did (so the comparison above covers it): firm 4's entry revoked and
     # a new one granted; firm 5's extended under its new name; firm 1 decided twice
     kinds = [c["kind"] for c in rows["4"]["feed"]]
@@ -156,6 +162,9 @@ def test_a_group_answers_and_stores_what_one_by_one_does(db_engine: Engine, rule
     assert together[6].entry.name == "改名企业5"
     assert len(rows["1"]["decisions"]) == 3
     assert [h.hazard_id for h in together[1].profile.hazards] == ["H1"]
+    assert [a["action"] for a in rows["6"]["audit"]].count("create") == 4  # firm, entry,
+    assert together[-1].entry.name == "改名企业6"  # two decisions
+    assert [h.kind for h in together[-1].history].count("decision") == 2
     with db_engine.connect() as conn:
         assert verify(conn, audit_log, audit_head).ok
 
@@ -176,19 +185,38 @@ def test_the_group_was_one_transaction(db_engine: Engine, rulebook: Any, monkeyp
     assert ones == []
 
 
-def test_a_group_naming_a_new_firm_is_applied_call_by_call(
-    db_engine: Engine, rulebook: Any
+def test_a_new_firm_stored_first_by_another_transaction_sends_the_group_call_by_call(
+    db_engine: Engine, rulebook: Any, monkeypatch: Any
 ) -> None:
+    """PostgreSQL (SQLite's one writer keeps others out): firm 9 is new when the group
+    reads, but another transaction stores it before the group writes; the group's insert
+    fails, and the group is applied call by call, which finds firm 9 stored."""
+    if db_engine.dialect.name != "postgresql":
+        pytest.skip("a concurrent writer within a group's transaction is PostgreSQL's")
     _register(db_engine, rulebook, GROUPED)
-    sent = [
-        (_firm(GROUPED, 1, employees=41), ""),
-        (_firm(GROUPED, 9), ""),  # not in the register yet
-        (_firm(GROUPED, 9, name="新企业9"), ""),  # its second upsert finds it
-    ]
+    ctx = grpc_server.context_from(rulebook, Clock())
+    real = register_handlers._sent_checked
+    raced: list[str] = []
+
+    def sent_checked(c: Any, sent: Any, stored: Any, *rest: Any) -> Any:
+        if stored is None and not raced:  # the group's first sight of firm 9: it races
+            raced.append(sent.enterprise_id)
+            done = threading.Thread(
+                target=register_handlers.upsert_enterprise,
+                args=(UnitOfWork(db_engine), ctx, _firm(GROUPED, 9, employees=90), ""),
+            )
+            done.start()
+            done.join(30)
+        return real(c, sent, stored, *rest)
+
+    monkeypatch.setattr(register_handlers, "_sent_checked", sent_checked)
+    sent = [(_firm(GROUPED, 1, employees=41), ""), (_firm(GROUPED, 9, name="新企业9"), "")]
     answers = _sent_together(_groups(db_engine, rulebook, len(sent)), sent)
+    assert raced == [uscc(9, GROUPED)]
     assert not any(isinstance(a, Exception) for a in answers), answers
-    assert answers[2].profile.name == "新企业9"
-    assert len([h for h in answers[2].history if h.kind == "decision"]) == 2
+    assert answers[0].profile.employees == 41
+    assert answers[1].profile.name == "新企业9"
+    assert [h.kind for h in answers[1].history].count("decision") == 2  # the racer's too
     with db_engine.connect() as conn:
         assert verify(conn, audit_log, audit_head).ok
 
