@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
     print(harness.machine())
     pairs = [run_database(kind, args) for kind in kinds]
-    print(harness.pair_table(pairs))
+    print(harness.pair_table(pairs, whole=True))
     return 0
 
 

@@ -6,7 +6,10 @@ medians of rounds with pairwise ratios, and the markdown table.
 A figure is only as honest as its client: every load row says how much CPU its client
 processes used (`client_cpu`: CPU seconds per wall second, summed over the client
 processes, so 1.0 means one core busy). A client near 1.0 per process is the bottleneck,
-and the row says so.
+and the row says so. With `whole=True` a table also says what the machine's PostgreSQL
+processes spent (`db_cpu`, same unit: 0 on SQLite, which runs inside the server) and the
+CPU of all three per item: 2 cores divided by it bound the rate on this machine, however
+many calls are in flight.
 
 Clients send pre-serialised bytes and receive bytes (gRPC's identity serialisers), so the
 client spends the same small effort on the project's call and on the echo baseline.
@@ -198,6 +201,14 @@ class Measured:
     client_cpu_max: float  # the busiest client process, same unit (1.0 = a core)
     server_cpu: float = 0.0  # CPU seconds of the server tree per wall second
     items_per_call: int = 1
+    db_cpu: float = 0.0  # CPU seconds of the PostgreSQL processes per wall second
+
+    @property
+    def all_cpu_per_item(self) -> float:
+        """Client, server and database CPU microseconds per item: the machine's cost of
+        one, which the cores bound the rate by."""
+        cpu = self.client_cpu + self.server_cpu + self.db_cpu
+        return cpu / self.rate * 1e6 if self.rate else 0.0
 
     @property
     def rate(self) -> float:
@@ -247,10 +258,12 @@ def measure(
     if on_start is not None:
         on_start()
     cpu0 = server.cpu_seconds() if server else 0.0
+    db0 = database_cpu_seconds()
     wall0 = time.perf_counter()
     parts = [results.get(timeout=load.seconds + 300) for _ in workers]
     wall = time.perf_counter() - wall0
     cpu1 = server.cpu_seconds() if server else 0.0
+    db1 = database_cpu_seconds()
     for w in workers:
         w.join(timeout=30)
     errors = [p["error"] for p in parts if p.get("error")]
@@ -265,7 +278,21 @@ def measure(
         client_cpu_max=max(p["cpu"] / p["seconds"] for p in parts),
         server_cpu=(cpu1 - cpu0) / wall if server else 0.0,
         items_per_call=load.items_per_call,
+        db_cpu=max(0.0, db1 - db0) / wall,
     )
+
+
+def database_cpu_seconds() -> float:
+    """CPU seconds so far of this machine's PostgreSQL processes (the postmaster, its
+    backends, the WAL writer...), 0.0 where none can be read. A backend that ends during
+    a round takes its CPU with it, so a round's difference is a lower bound; the servers'
+    pools keep theirs open."""
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if proc.info["name"] == "postgres" and times is not None:
+            total += times.user + times.system
+    return total
 
 
 def _client_main(load: Load, in_flight: int, first: int, barrier: Any, results: Any) -> None:
@@ -411,9 +438,11 @@ def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
-def pair_table(pairs: Sequence[Pair], *, latency: bool = True) -> str:
+def pair_table(pairs: Sequence[Pair], *, latency: bool = True, whole: bool = False) -> str:
     """One row per pair: medians of each figure, the median pairwise ratio, latency of the
-    project figure, and the CPU of client and server during it."""
+    project figure, and the CPU of client and server during it; `whole`: also the
+    database's, and all three per item with the rate they bound on this machine's cores
+    (`cores × 10⁶ / µs per item`)."""
     head = ["what", "rate", "unit", "same-run baseline", "baseline rate", "ratio"]
     if latency:
         head += ["p50 ms", "p99 ms", "baseline p50 ms"]
@@ -423,6 +452,9 @@ def pair_table(pairs: Sequence[Pair], *, latency: bool = True) -> str:
         "server CPU µs per item (baseline)",
         "CPU ratio",
     ]
+    if whole:
+        head += ["database CPU (cores)", "all CPU µs per item: the rate it bounds (baseline)"]
+    cores = psutil.cpu_count() or 1
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for pair in pairs:
         row = [
@@ -447,6 +479,14 @@ def pair_table(pairs: Sequence[Pair], *, latency: bool = True) -> str:
             f"({median([m.cpu_per_item for m in pair.baseline]):,.0f})",
             f"{pair.cpu_ratio():.0%}",
         ]
+        if whole:
+            every = median([m.all_cpu_per_item for m in pair.project])
+            bound = cores * 1e6 / every if every else 0.0
+            base = median([m.all_cpu_per_item for m in pair.baseline])
+            row += [
+                f"{median([m.db_cpu for m in pair.project]):.2f}",
+                f"{every:,.0f}: ≤ {fmt_rate(bound)}/s ({base:,.0f})",
+            ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
     print(harness.machine())
     pairs = [p for kind in kinds for p in run_database(kind, args)]
-    print(harness.pair_table(pairs))
+    print(harness.pair_table(pairs, whole=True))
     return 0
 
 

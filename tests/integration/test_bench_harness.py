@@ -69,3 +69,28 @@ def test_percentiles_and_the_profile_summary(tmp_path: Path) -> None:
         (1.0, "run (grpc/_server.py)"),
         (0.75, "evaluate (services/rules/x.py)"),
     ]
+
+
+def test_the_whole_table_says_what_the_machine_spent_an_item() -> None:
+    """`whole=True`: the database's cores, and client + server + database CPU per item
+    with the rate the machine's cores bound it to, beside the baseline's."""
+    import psutil
+
+    project = harness.Measured(100, 1.0, [0.01] * 100, 0.1, 0.1, server_cpu=0.5, db_cpu=0.2)
+    baseline = harness.Measured(200, 1.0, [0.01] * 200, 0.1, 0.1, server_cpu=0.3)
+    assert project.all_cpu_per_item == pytest.approx(8000)  # (0.1 + 0.5 + 0.2) / 100
+    pair = harness.Pair("x", "y", "calls/s", [project], [baseline])
+    plain = harness.pair_table([pair]).splitlines()
+    lines = harness.pair_table([pair], whole=True).splitlines()
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert len(cells) == len(plain[2].strip("|").split("|")) + 2
+    bound = (psutil.cpu_count() or 1) * 1e6 / 8000
+    assert cells[-2:] == ["0.20", f"8,000: ≤ {bound:,.0f}/s (2,000)"]
+
+
+def test_the_database_cpu_is_read_off_the_postgresql_processes() -> None:
+    import psutil
+
+    running = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+    spent = harness.database_cpu_seconds()
+    assert spent > 0 if running else spent == 0.0
