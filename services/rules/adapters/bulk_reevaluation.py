@@ -1,5 +1,5 @@
-"""The batch re-evaluation's (and a ReportEvent group's) reads and writes, as
-multi-row statements.
+"""The batch re-evaluation's (and ReportEvent and UpsertEnterprise groups') reads and
+writes, as multi-row statements.
 
 `reevaluate --all` re-decides every firm; through the ORM each firm's decision, entry,
 firm update, audit entries and change rows cost an object, a history walk and a flush
@@ -26,8 +26,9 @@ its audit ids taken from the table's sequence beforehand.
 A ReportEvent group reads what it needs in one pipeline on PostgreSQL (`group_reads`:
 its firms locked, then read with their entries, histories, quiet events and recorded
 event ids) and writes (`write_events`) through the same statements as a batch, plus its
-event records and their audit entries and feed rows; on PostgreSQL the chain heads'
-lock, the audit ids and the previous decisions' blockers go in one pipeline
+event records and their audit entries and feed rows (an UpsertEnterprise group the same,
+without events, plus the rows and audit entries of the firms it stores); on PostgreSQL
+the chain heads' lock, the audit ids and the previous decisions' blockers go in one pipeline
 (`_before_seal`), then its inserts and updates in another (`_one_round_trip`).
 
 Row locks are all taken by the first read (and the run's row by the flush before the
@@ -161,8 +162,9 @@ class BatchRegister:
         cause_kinds: Sequence[str],
         quiet_kinds: Sequence[str],
     ) -> GroupReads:
-        """A ReportEvent group's reads: the firms with these ids (locked on PostgreSQL,
-        in id order: two groups never wait on each other in a cycle), each with its open
+        """A ReportEvent or UpsertEnterprise group's reads: the firms with these ids
+        (locked on PostgreSQL, in id order: two groups never wait on each other in a
+        cycle), each with its open
         white-list entry (detached records: what an answer shows, nothing the session
         tracks); which of the (source, event_id) `keys` are recorded; each firm's recent
         history (`Register.recent_histories`: its newest `limit` decisions, naming their
@@ -269,7 +271,7 @@ class BatchRegister:
         rows = [row for r in batch for row in _change_rows(r, old, at, ids)]
         _executemany(connection, changes, rows)
 
-    def write_events(self, applied: Sequence[AppliedEvent]) -> None:
+    def write_events(self, applied: Sequence[AppliedCall]) -> None:
         """Write a ReportEvent group's rows as its events applied one after another would:
         the event records (in arrival order), the decisions they caused, each white-list
         entry and firm in its state after the group's last event that moved it, and per
@@ -284,7 +286,7 @@ class BatchRegister:
         with _one_round_trip(connection):
             self._write_events(connection, applied)
 
-    def _write_events(self, connection: Connection, applied: Sequence[AppliedEvent]) -> None:
+    def _write_events(self, connection: Connection, applied: Sequence[AppliedCall]) -> None:
         created = [a.reevaluated for a in applied if a.created and a.reevaluated is not None]
         _executemany(connection, firms, [_created_firm_row(r) for r in created])
         decided = [a.reevaluated for a in applied if a.reevaluated is not None]
@@ -318,7 +320,7 @@ class BatchRegister:
 
 
 @dataclass(frozen=True)
-class AppliedEvent:
+class AppliedCall:
     """One call of a ReportEvent or UpsertEnterprise group, applied in memory: the
     event's record (the answer kept for replays included; None: an upsert, which records
     no event), what it decided (None: it left the decision standing) with
@@ -335,7 +337,7 @@ class AppliedEvent:
 
 @dataclass(frozen=True)
 class GroupReads:
-    """What `BatchRegister.group_reads` read for a ReportEvent group: its firms found,
+    """What `BatchRegister.group_reads` read for a group of calls: its firms found,
     each with its open entry (in id order); the event keys already recorded; by firm
     found, its recent history (decision items, the entries they granted or closed) and
     its newest quiet events."""

@@ -193,8 +193,8 @@ def _event_group_flags(parser: argparse.ArgumentParser) -> None:
         "--event-groups",
         "RULES_EVENT_GROUPS",
         event_groups.DEFAULT_GROUPS,
-        "groups of each kind applied at once, each in its own transaction (one overlaps "
-        "the database's work with the next group's CPU)",
+        "groups of each kind (ReportEvent, UpsertEnterprise) applied at once, each in its "
+        "own transaction (one overlaps the database's work with the next group's CPU)",
         type=number_arg(1, 64),
     )
 

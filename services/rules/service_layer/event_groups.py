@@ -26,7 +26,9 @@ fails the others: a stalled database fails the whole group at once with UNAVAILA
 DEADLINE_EXCEEDED, without trying its events again one by one.
 A caller still queued when its deadline passes leaves the queue unapplied
 (DEADLINE_EXCEEDED); one whose group is running when it passes gets DEADLINE_EXCEEDED
-too, and its event may still commit (a retry of the same event_id is then a replay).
+too, and its event may still commit (a retry of the same event_id is then a replay; an
+upsert has no such key: GetEnterpriseStatus tells whether it was stored, and sending it
+again stores it again, a decision more in the firm's history).
 Nothing is answered as applied before the commit that holds it.
 
 Settings (`serve --event-group-size`, `--event-group-wait-ms`, `--event-groups`):
@@ -77,8 +79,8 @@ __all__ = [
 ]
 
 RESEND = "resend the same event_id to learn its result"
-# an upsert stores the profile it sends: sent again, the register ends the same
-RESEND_UPSERT = "send the same profile again, or read the firm's status (GetEnterpriseStatus)"
+# an upsert has no idempotency key: sent again, it is stored again (a decision more)
+RESEND_UPSERT = "read the firm's status (GetEnterpriseStatus) to learn whether it was stored"
 
 
 class EventGroups:

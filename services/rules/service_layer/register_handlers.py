@@ -22,7 +22,7 @@ from services.common.paging import decode_token, one_page, page_size
 from services.common.regions import region_filter
 from services.common.values import preview
 from services.common.vocabulary import Severity, uscc_problem
-from services.rules.adapters.bulk_reevaluation import AppliedEvent
+from services.rules.adapters.bulk_reevaluation import AppliedCall
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events, masks
 from services.rules.domain.decision import Blocker, Decision, without_whitelist
@@ -708,24 +708,21 @@ def apply_upsert_group(
     return one_by_one(items, run, lambda item: apply_upserted(new_uow(), ctx, item))
 
 
-_Item = TypeVar("_Item", "Reported", Upserted)
-
-
 def _together(
     uow: UnitOfWork,
     ctx: RulesContext,
-    items: Sequence[_Item],
+    items: Sequence[Reported | Upserted],
     run: Callable[[int, Callable[[], StatusView]], StatusView],
     firms: Sequence[str],
     keys: Sequence[tuple[str, str]],
 ) -> list[StatusView | Exception] | None:
-    """The group in one transaction; None: rolled back, to be applied event by event.
+    """The group in one transaction; None: rolled back, to be applied call by call.
 
     Read first, in one query each (`BatchRegister.group_reads`: on PostgreSQL all in one
     round trip, the lock before the reads): the group's firms (locked in id order, so two
     groups of two processes never wait on each other in a cycle) with their current
     decision's day, which of its event ids are recorded, the firms' open white-list
-    entries and their recent histories (decisions, quiet events). Each event is then
+    entries and their recent histories (decisions, quiet events). Each call is then
     applied in memory, in its caller's context (`_Group.apply`); the rows are written at
     the end (`BatchRegister.write_events`). `firms`: the items' firms; `keys`: their
     (source, event_id) keys (none for upserts)."""
@@ -736,13 +733,13 @@ def _together(
             try:
                 view = run(n, partial(group.apply, item))
             except DeadlineExceeded:
-                raise  # the group's deadline: each event alone would only wait again
+                raise  # the group's deadline: each call alone would only wait again
             except DomainError as exc:  # refused before it changed anything
                 results.append(exc)
                 continue
             except Exception as exc:
                 if uow.unavailable(exc):
-                    raise  # the database itself: each event alone would only wait again
+                    raise  # the database itself: each call alone would only wait again
                 return None
             results.append(view)
         try:
@@ -750,14 +747,14 @@ def _together(
         except Exception as exc:
             if uow.unavailable(exc):
                 raise
-            return None  # e.g. an event_id another process committed first
+            return None  # e.g. an event_id or a new firm another process committed first
         uow.commit()
     return results
 
 
 @dataclass
 class _FirmNow:
-    """A firm of a group as the events applied so far left it."""
+    """A firm of a group as the calls applied so far left it."""
 
     firm: StoredFirm
     entry: WhitelistEntry | None  # its open white-list entry
@@ -766,8 +763,9 @@ class _FirmNow:
 
 @dataclass
 class _Group:
-    """A ReportEvent group being applied in memory: what one event after another in
-    their own transactions would read, kept up to date as each is applied."""
+    """A ReportEvent or UpsertEnterprise group being applied in memory: what one call
+    after another in their own transactions would read, kept up to date as each is
+    applied."""
 
     uow: UnitOfWork
     ctx: RulesContext
@@ -775,7 +773,7 @@ class _Group:
     recorded: set[tuple[str, str]]  # recorded before the group
     made: dict[tuple[str, str], EventRecord] = field(default_factory=dict)
     decisions: dict[str, DecisionRecord] = field(default_factory=dict)  # made by the group
-    applied: list[AppliedEvent] = field(default_factory=list)
+    applied: list[AppliedCall] = field(default_factory=list)
 
     @classmethod
     def read(
@@ -825,7 +823,7 @@ class _Group:
         self.firms[sent.enterprise_id] = now_
         caller = current_caller()
         self.applied.append(
-            AppliedEvent(None, done, caused.payload, caller, after.region, created=created)
+            AppliedCall(None, done, caused.payload, caller, after.region, created=created)
         )
         return view
 
@@ -878,7 +876,7 @@ class _Group:
         record.result = _snapshot(view)
         self.made[(item.source, event.event_id)] = record
         payload = caused.payload if caused is not None else None
-        self.applied.append(AppliedEvent(record, done, payload, current_caller(), after.region))
+        self.applied.append(AppliedCall(record, done, payload, current_caller(), after.region))
         return view
 
     def _moved_on(
