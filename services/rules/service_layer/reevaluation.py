@@ -173,12 +173,15 @@ def run_range(
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
+    between_phases: Callable[[], object] | None = None,
 ) -> int:
     """Re-evaluate one range (or a whole run not split) batch by batch; return how many
-    batches were done (the range is finished when it runs out of firms)."""
+    batches were done (the range is finished when it runs out of firms).
+    `between_phases` (tests): called in each batch between its read-ahead and its write
+    transaction (`_batch`)."""
     batches = 0
     while stop_after_batches is None or batches < stop_after_batches:
-        done = _batch(uow, ctx, range_id, batch_size)
+        done = _batch(uow, ctx, range_id, batch_size, between_phases)
         if done < 0:
             break
         batches += 1
@@ -239,14 +242,33 @@ def reevaluate_all(
     return summary(uow, started.run_id, started.resumed, started.total)
 
 
-def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
+def _batch(
+    uow: UnitOfWork,
+    ctx: RulesContext,
+    range_id: str,
+    size: int,
+    between: Callable[[], object] | None = None,
+) -> int:
     """Re-evaluate the next batch of a range; return how many, or -1 when it is finished.
 
-    The batch's firms (locked) and their open white-list entries are read in one query
-    each, as plain values; each firm is decided and its entry moved as the per-call
-    handlers would; the run's cursor moves and everything the batch writes (decisions,
-    entries, firms, their audit entries and feed changes) is written in a few multi-row
-    statements, in one transaction."""
+    In two phases, so that two processes of one run overlap (one works out its next
+    batch while the other writes):
+
+    1. `_read_ahead`, outside any write transaction (a read snapshot): the batch's firms
+       and their open white-list entries, each firm decided and its entry moved as the
+       per-call handlers would (the CPU-bound part), nothing written.
+    2. The write transaction: the batch's firms (locked) and open entries read again, as
+       plain values; a firm whose stored state or open entry is what phase 1 read keeps
+       phase 1's outcome (the outcome is a function of those two and the run), any other
+       (changed, inserted into the range, or not read ahead at all: a cursor that moved)
+       is decided again here. The run's cursor moves and everything the batch writes
+       (decisions, entries, firms, their audit entries, sealed on the chain heads read
+       here, and feed changes) is written in a few multi-row statements.
+
+    `between` (tests): called between the two phases."""
+    ahead = _read_ahead(uow, ctx, range_id, size)
+    if between is not None:
+        between()
     with uow:
         run = uow.register.run(range_id)
         assert run is not None
@@ -256,42 +278,16 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
             uow.commit()
             return -1
         entries = uow.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
-        cause = f"定期重新评估 periodic re-evaluation (run {(run.parent_id or run.id)[:8]})"
-        outcomes, skipped, attention, later = [], [], [], 0
+        cause = _cause(run)
         ids = IdSource()
+        prepared = []
         for firm in found:
-            if firm.decided_on is not None and firm.decided_on > run.as_of:
-                later += 1  # decided for a later day already: the register moves forward only
-                continue
-            profile = canonical_stored_profile(firm.profile, ctx.fact_types)
-            as_stored = profile is not None  # then profile_to_data(profile) == firm.profile
-            try:
-                if profile is None:
-                    profile = stored_profile(ctx, firm)
-            except PreconditionFailed as exc:  # one bad record must not stall every firm
-                _log.error(
-                    "firm skipped by re-evaluation",
-                    enterprise_id=firm.enterprise_id,
-                    error=exc.message,
-                )
-                skipped.append(firm.enterprise_id)
-                continue
-            if problems := stale_parts(ctx, profile, run.as_of):
-                _log.warning(
-                    "stored profile needs a person",
-                    enterprise_id=firm.enterprise_id,
-                    parts=problems,
-                )
-                attention.append(firm.enterprise_id)
-            outcomes.append(
-                _decided(ctx, firm, profile, run.as_of, cause, entries, ids, as_stored=as_stored)
-            )
-        if later:
-            _log.info("firms decided for a later day left as they are", count=later)
-        if skipped:
-            run.skipped = [*run.skipped, *skipped]
-        if attention:
-            run.attention = [*run.attention, *attention]
+            entry = entries.get(firm.enterprise_id)
+            known = ahead.get(firm.enterprise_id)
+            if known is None or known.firm != firm or known.entry != entry:
+                known = _prepare(ctx, firm, entry, run.as_of, cause, ids)
+            prepared.append(known)
+        outcomes = _settled(run, prepared)
         run.processed += len(found)
         run.last_enterprise_id = found[-1].enterprise_id
         uow.flush()  # the run's row before the chain heads the batch's audit entries lock
@@ -300,13 +296,109 @@ def _batch(uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int) -> int:
         return len(found)
 
 
+def _read_ahead(
+    uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int
+) -> dict[str, _Prepared]:
+    """Phase 1 of `_batch`: the range's next batch as a read snapshot shows it, each firm
+    worked out (`_prepare`), by firm id; nothing when the range is finished."""
+    with uow.snapshot() as seen:
+        run = seen.register.run(range_id)
+        if run is None or run.finished_at is not None:
+            return {}
+        found = seen.batch.next_firms(run.last_enterprise_id, run.upto, size)
+        if not found:
+            return {}
+        entries = seen.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
+        as_of, cause = run.as_of, _cause(run)
+    ids = IdSource()
+    return {
+        firm.enterprise_id: _prepare(ctx, firm, entries.get(firm.enterprise_id), as_of, cause, ids)
+        for firm in found
+    }
+
+
+def _cause(run: ReevaluationRun) -> str:
+    """The cause a run's decisions give (the run's id: its parent's, for a range)."""
+    return f"定期重新评估 periodic re-evaluation (run {(run.parent_id or run.id)[:8]})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One firm worked out from the firm and open entry a read saw (its inputs: read
+    again in the write transaction, equal inputs give an equal outcome): its outcome, or
+    why there is none (decided for a later day; its stored profile does not validate),
+    and what of its profile a person should settle."""
+
+    firm: StoredFirm
+    entry: OpenEntry | None
+    outcome: Reevaluated | None
+    later: bool = False
+    error: str = ""
+    problems: tuple[str, ...] = ()
+
+
+def _prepare(
+    ctx: RulesContext,
+    firm: StoredFirm,
+    entry: OpenEntry | None,
+    as_of: date,
+    cause: str,
+    ids: Callable[[], str],
+) -> _Prepared:
+    """One firm's outcome as of `as_of` (nothing logged: `_settled` logs what is kept)."""
+    if firm.decided_on is not None and firm.decided_on > as_of:
+        # decided for a later day already: the register moves forward only
+        return _Prepared(firm, entry, None, later=True)
+    profile = canonical_stored_profile(firm.profile, ctx.fact_types)
+    as_stored = profile is not None  # then profile_to_data(profile) == firm.profile
+    try:
+        if profile is None:
+            profile = stored_profile(ctx, firm)
+    except PreconditionFailed as exc:  # one bad record must not stall every firm
+        return _Prepared(firm, entry, None, error=exc.message)
+    problems = tuple(stale_parts(ctx, profile, as_of))
+    outcome = _decided(ctx, firm, profile, as_of, cause, entry, ids, as_stored=as_stored)
+    return _Prepared(firm, entry, outcome, problems=problems)
+
+
+def _settled(run: ReevaluationRun, prepared: list[_Prepared]) -> list[Reevaluated]:
+    """The outcomes of a batch's firms, in order; the firms skipped and those a person
+    should look at noted on the run, and logged."""
+    outcomes, skipped, attention, later = [], [], [], 0
+    for p in prepared:
+        if p.later:
+            later += 1
+            continue
+        if p.outcome is None:
+            _log.error(
+                "firm skipped by re-evaluation", enterprise_id=p.firm.enterprise_id, error=p.error
+            )
+            skipped.append(p.firm.enterprise_id)
+            continue
+        if p.problems:
+            _log.warning(
+                "stored profile needs a person",
+                enterprise_id=p.firm.enterprise_id,
+                parts=list(p.problems),
+            )
+            attention.append(p.firm.enterprise_id)
+        outcomes.append(p.outcome)
+    if later:
+        _log.info("firms decided for a later day left as they are", count=later)
+    if skipped:
+        run.skipped = [*run.skipped, *skipped]
+    if attention:
+        run.attention = [*run.attention, *attention]
+    return outcomes
+
+
 def _decided(
     ctx: RulesContext,
     firm: StoredFirm,
     profile: EnterpriseProfile,
     as_of: date,
     cause: str,
-    entries: dict[str, OpenEntry],
+    entry: OpenEntry | None,
     ids: Callable[[], str] = new_id,
     *,
     as_stored: bool = False,
@@ -320,7 +412,7 @@ def _decided(
     change, expired, moved, granted = move_entry(
         decision,
         decision_id,
-        entries.get(firm.enterprise_id),
+        entry,
         profile.name,
         profile.region,
         firm.enterprise_id,

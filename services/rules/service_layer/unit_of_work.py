@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from services.common.db import read_snapshot
 from services.common.unit_of_work import BaseUnitOfWork
 from services.rules.adapters.bulk_reevaluation import BatchRegister
 from services.rules.adapters.feed import RECORDER
 from services.rules.adapters.orm import AUDIT, start_mappers
 from services.rules.adapters.repository import Register
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The register's reads over one read snapshot (`UnitOfWork.snapshot`)."""
+
+    register: Register
+    batch: BatchRegister
 
 
 class UnitOfWork(BaseUnitOfWork[Register]):
@@ -25,3 +38,20 @@ class UnitOfWork(BaseUnitOfWork[Register]):
         # the re-evaluation's batch reads and multi-row writes, in the same transaction
         self.batch = BatchRegister(self.session, lock_rows=self.lock_rows)
         return self
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """Reads outside any write transaction (db.read_snapshot: SQLite's deferred BEGIN,
+        PostgreSQL's REPEATABLE READ READ ONLY): no write lock, no row lock, every read
+        seeing one snapshot, nothing written (rolled back at the end, objects read
+        detached). What it read may be stale by the time a write transaction runs: a
+        caller that acts on it checks it again there (the re-evaluation's read-ahead)."""
+        with read_snapshot(self.engine) as connection:
+            session = Session(bind=connection, expire_on_commit=False)
+            try:
+                yield Snapshot(
+                    Register(session, lock_rows=False), BatchRegister(session, lock_rows=False)
+                )
+            finally:
+                session.expunge_all()
+                session.close()

@@ -1,0 +1,232 @@
+"""The batch re-evaluation's two phases (service_layer/reevaluation.py `_batch`): a batch
+worked out from a read snapshot, then written in the write transaction after reading its
+firms and open entries again. Real writes land between the phases (the `between_phases`
+hook): the batch must write what the register holds then, not what the snapshot showed.
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, insert, select, update
+
+from services.common.audit import verify
+from services.common.clock import new_id, now
+from services.rules.adapters.orm import (
+    audit_head,
+    audit_log,
+    decisions,
+    firms,
+    reevaluation_runs,
+    whitelist_entries,
+)
+from services.rules.domain.register import ReevaluationRun
+from services.rules.entrypoints.grpc_server import context_from
+from services.rules.service_layer.reevaluation import run_range
+from services.rules.service_layer.unit_of_work import UnitOfWork
+from tests.integration.conftest import upsert
+from tests.support import profile, uscc
+
+DAY = date(2026, 7, 1)
+BLOCKED = {"gen.no_hazard_ledger": True}  # keeps a firm off the white list
+BEFORE = "2026-06-30"  # the day of the writes between the phases (not after the run's)
+
+
+def _start(engine: Engine) -> str:
+    """A run of the whole register (not split); its id."""
+    run_id = new_id()
+    with UnitOfWork(engine) as uow:
+        uow.register.add(ReevaluationRun(run_id, DAY, now(), 0, ""))
+        uow.commit()
+    return run_id
+
+
+def _once(action: Callable[[], object]) -> Callable[[], None]:
+    """A `between_phases` hook that does `action` before the first batch's write only."""
+    calls = []
+
+    def hook() -> None:
+        if not calls:
+            calls.append(1)
+            action()
+
+    return hook
+
+
+def _run_decision(engine: Engine, run_id: str, enterprise_id: str) -> Any:
+    """The decision this run made for the firm (exactly one)."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(decisions).where(
+                decisions.c.enterprise_id == enterprise_id,
+                decisions.c.cause.contains(f"(run {run_id[:8]})"),
+            )
+        ).all()
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _open_entries(engine: Engine, enterprise_id: str) -> list[Any]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(whitelist_entries).where(
+                    whitelist_entries.c.enterprise_id == enterprise_id,
+                    whitelist_entries.c.revoked_on.is_(None),
+                )
+            )
+        )
+
+
+def _chains_verify(engine: Engine) -> None:
+    with engine.connect() as conn:
+        assert verify(conn, audit_log, audit_head).ok
+
+
+def test_a_firm_changed_between_the_phases_is_decided_from_its_new_state(
+    register_stub, db_engine, rulebook
+) -> None:  # type: ignore[no-untyped-def]
+    listed, blocked, revoked, untouched = (uscc(n) for n in (1, 2, 3, 4))
+    upsert(register_stub, profile(1), as_of="2026-03-01")  # listed, entry open
+    upsert(register_stub, profile(2, facts=BLOCKED), as_of="2026-03-01")  # never listed
+    upsert(register_stub, profile(3), as_of="2026-03-01")  # listed, entry open
+    upsert(register_stub, profile(4), as_of="2026-03-01")
+    run_id = _start(db_engine)
+
+    def concurrent_writes() -> None:
+        # UpsertEnterprise (the per-call path, its own transactions): one firm now blocked
+        # (its entry revoked), one now clean (an entry granted)
+        upsert(register_stub, profile(1, facts=BLOCKED), as_of=BEFORE)
+        upsert(register_stub, profile(2), as_of=BEFORE)
+        with db_engine.begin() as conn:  # an entry closed by a direct write of its row
+            conn.execute(
+                update(whitelist_entries)
+                .where(
+                    whitelist_entries.c.enterprise_id == revoked,
+                    whitelist_entries.c.revoked_on.is_(None),
+                )
+                .values(revoked_on=date(2026, 6, 30), revoked_reason="撤销 test")
+            )
+
+    ctx = context_from(rulebook)
+    hook = _once(concurrent_writes)
+    run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=10, between_phases=hook)
+
+    now_blocked = _run_decision(db_engine, run_id, listed)
+    assert now_blocked.status != "whitelist" and now_blocked.whitelist_change == ""
+    assert _open_entries(db_engine, listed) == []
+    with db_engine.connect() as conn:
+        stored = conn.execute(select(firms.c.profile).where(firms.c.enterprise_id == listed))
+        assert stored.scalar_one()["facts"] == BLOCKED  # the profile the upsert stored
+    now_clean = _run_decision(db_engine, run_id, blocked)
+    assert (now_clean.status, now_clean.whitelist_change) == ("whitelist", "extended")
+    [entry] = _open_entries(db_engine, blocked)  # the upsert's entry, extended: one open
+    assert entry.decision_id == now_clean.id
+    granted = _run_decision(db_engine, run_id, revoked)
+    assert granted.whitelist_change == "granted"  # its entry was closed: a new one
+    [entry] = _open_entries(db_engine, revoked)
+    assert entry.granted_decision_id == granted.id
+    assert _run_decision(db_engine, run_id, untouched).whitelist_change == "extended"
+    ids = (listed, blocked, revoked, untouched)
+    with db_engine.connect() as conn:
+        current = dict(
+            conn.execute(
+                select(firms.c.enterprise_id, firms.c.decision_id).where(
+                    firms.c.enterprise_id.in_(ids)
+                )
+            ).all()
+        )
+    assert current == {i: _run_decision(db_engine, run_id, i).id for i in ids}
+    _chains_verify(db_engine)
+
+
+def test_a_firm_inserted_into_the_batch_between_the_phases_is_decided(
+    register_stub, db_engine, rulebook
+) -> None:  # type: ignore[no-untyped-def]
+    for n in (1, 3, 5):
+        upsert(register_stub, profile(n), as_of="2026-03-01")
+    run_id = _start(db_engine)
+    ctx = context_from(rulebook)
+    hook = _once(lambda: upsert(register_stub, profile(2), as_of=BEFORE))  # between 1 and 3
+    run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=3, between_phases=hook)
+    for n in (1, 2, 3, 5):  # 5: the next batch's, once the first took 1, 2 and 3
+        _run_decision(db_engine, run_id, uscc(n))
+    with db_engine.connect() as conn:
+        run = conn.execute(select(reevaluation_runs).where(reevaluation_runs.c.id == run_id)).one()
+    assert run.processed == 4 and run.finished_at is not None
+    _chains_verify(db_engine)
+
+
+def test_a_cursor_moved_between_the_phases_decides_no_firm_twice(db_engine, rulebook) -> None:  # type: ignore[no-untyped-def]
+    stamp = now()
+    ids = [uscc(n) for n in range(1, 7)]
+    with db_engine.begin() as conn:
+        conn.execute(
+            insert(firms),
+            [
+                {
+                    "enterprise_id": p["enterprise_id"],
+                    "name": p["name"],
+                    "region": p["region"],
+                    "profile": p,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
+                for p in (_stored(n) for n in range(1, 7))
+            ],
+        )
+    run_id = _start(db_engine)
+    ctx = context_from(rulebook)
+    # another process on the same range (never so: one process owns a range) writes the
+    # batch this one read ahead: this one must go on after it
+    other = _once(
+        lambda: run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=3, stop_after_batches=1)
+    )
+    run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=3, between_phases=other)
+    with db_engine.connect() as conn:
+        decided = list(conn.execute(select(decisions.c.enterprise_id)).scalars())
+    assert sorted(decided) == ids
+    _chains_verify(db_engine)
+
+
+def _stored(n: int) -> dict[str, Any]:
+    """A firm's profile as UpsertEnterprise stores it."""
+    from services.rules.adapters.ruleset_loader import load_rulebook
+    from services.rules.domain.profile import parse_profile, profile_to_data
+    from tests.support import RULESETS
+
+    types = load_rulebook(RULESETS).fact_types
+    return profile_to_data(parse_profile(profile(n), types))
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_crash_between_the_phases_writes_nothing_and_the_run_resumes(
+    register_stub, db_engine, rulebook
+) -> None:  # type: ignore[no-untyped-def]
+    for n in range(1, 6):
+        upsert(register_stub, profile(n), as_of="2026-03-01")
+    run_id = _start(db_engine)
+    ctx = context_from(rulebook)
+
+    def crash() -> None:
+        raise Crash
+
+    with db_engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
+    with pytest.raises(Crash):
+        run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=2, between_phases=crash)
+    with db_engine.connect() as conn:
+        run = conn.execute(select(reevaluation_runs).where(reevaluation_runs.c.id == run_id)).one()
+        assert (run.processed, run.last_enterprise_id, run.finished_at) == (0, "", None)
+        assert conn.execute(select(func.count()).select_from(audit_log)).scalar_one() == before
+        assert conn.execute(select(func.count()).select_from(decisions)).scalar_one() == 5
+    assert run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=2) == 3
+    for n in range(1, 6):
+        _run_decision(db_engine, run_id, uscc(n))
+    _chains_verify(db_engine)
