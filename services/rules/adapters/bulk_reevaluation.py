@@ -127,9 +127,17 @@ class BatchRegister:
     def _connection(self) -> Connection:
         return self._session.connection()
 
-    def next_firms(self, after: str, upto: str | None, limit: int) -> list[StoredFirm]:
+    def next_firms(
+        self,
+        after: str,
+        upto: str | None,
+        limit: int,
+        known: Mapping[str, StoredFirm] | None = None,
+    ) -> list[StoredFirm]:
         """Up to `limit` firms with ids in (after, upto] (no upper end: None), in id
-        order, locked for update on PostgreSQL (SQLite's writer holds the file).
+        order, locked for update on PostgreSQL (SQLite's writer holds the file). A firm
+        of `known` (an earlier read's, by id) whose row reads the same again, its profile
+        the same JSON text, is that very object (its profile not parsed again).
 
         Locked first, read after: a statement that waits for a row lock re-reads the
         locked row alone, so a read joined to the decisions in the locking statement
@@ -141,7 +149,8 @@ class BatchRegister:
         if upto is not None:
             query = query.where(f.enterprise_id <= upto)
         if not self._lock_rows:
-            return _read_firms(self._connection, query.order_by(f.enterprise_id).limit(limit))
+            ordered = query.order_by(f.enterprise_id).limit(limit)
+            return _read_firms(self._connection, ordered, known)
         lock = select(f.enterprise_id).where(f.enterprise_id > after)
         if upto is not None:
             lock = lock.where(f.enterprise_id <= upto)
@@ -151,7 +160,9 @@ class BatchRegister:
             return []
         query = query.where(f.enterprise_id <= max(locked)).order_by(f.enterprise_id)
         return [
-            firm for firm in _read_firms(self._connection, query) if firm.enterprise_id in locked
+            firm
+            for firm in _read_firms(self._connection, query, known)
+            if firm.enterprise_id in locked
         ]
 
     def group_reads(
@@ -252,18 +263,35 @@ class BatchRegister:
         found = self._session.scalars(query).all()
         return sorted(found, key=lambda run: (run.upto is None, run.upto or ""))
 
-    def write(self, batch: Sequence[Reevaluated], caller: str) -> None:
-        """Write the batch's decisions, entries, firms, audit entries and change rows."""
+    @staticmethod
+    def rows_of(r: Reevaluated, caller: str) -> BatchRows:
+        """What `write` writes of `r` that no row of the database changes (no lock
+        needed): made ahead of the write transaction, outside it."""
+        return BatchRows(caller, decision_to_json(r.decision), _audit_entries(r, caller))
+
+    def write(
+        self,
+        batch: Sequence[Reevaluated],
+        caller: str,
+        made: Sequence[BatchRows | None] = (),
+    ) -> None:
+        """Write the batch's decisions, entries, firms, audit entries and change rows;
+        `made`: each outcome's `rows_of`, made ahead (None, or none at all: made here)."""
         if not batch:
             return
         connection = self._connection
         at = now()
-        _insert_decisions(connection, batch, [decision_to_json(r.decision) for r in batch])
+        rows_of = self.rows_of
+        ready = [
+            m if m is not None and m.caller == caller else rows_of(r, caller)
+            for r, m in zip(batch, made or [None] * len(batch), strict=True)
+        ]
+        _insert_decisions(connection, batch, [m.payload for m in ready])
         _move_entries(connection, batch)
         _update_firms(connection, batch)
         old = _seal(
             connection,
-            [entry for r in batch for entry in _audit_entries(r, caller)],
+            [entry for m in ready for entry in m.entries],
             lock=self._lock_rows,
             decisions_of=_previous_decisions(batch),
         )
@@ -317,6 +345,17 @@ class BatchRegister:
             if a.reevaluated is not None:
                 rows.extend(_change_rows(a.reevaluated, old, at, ids))
         _executemany(connection, changes, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRows:
+    """Rows `BatchRegister.write` writes of one outcome, made ahead (`rows_of`): its
+    decision's stored JSON and its audit entries, for `caller`, not yet sealed (sealing
+    stamps them in place: written once)."""
+
+    caller: str
+    payload: dict[str, Any]
+    entries: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -430,12 +469,27 @@ def _stored_firms() -> Select[Any]:
     ).select_from(firms.outerjoin(decisions, decisions.c.id == f.decision_id))
 
 
-def _read_firms(connection: Connection, query: Select[Any]) -> list[StoredFirm]:
+def _read_firms(
+    connection: Connection, query: Select[Any], known: Mapping[str, StoredFirm] | None = None
+) -> list[StoredFirm]:
+    """The firms `_stored_firms` rows hold, their profile text kept (`StoredFirm.stored`);
+    a firm of `known` whose row is the same, that object."""
     loads = orjson.loads
-    return [
-        StoredFirm(i, name, region, loads(profile), status, risk, decision, day)
-        for i, name, region, profile, status, risk, decision, day in connection.execute(query)
-    ]
+    found = []
+    known = known or {}
+    for i, name, region, profile, status, risk, decision, day in connection.execute(query):
+        old = known.get(i)
+        if (
+            old is not None
+            and old.stored == profile
+            and (old.name, old.region, old.status, old.risk_level, old.decision_id, old.decided_on)
+            == (name, region, status, risk, decision, day)
+        ):
+            found.append(old)
+            continue
+        firm = StoredFirm(i, name, region, loads(profile), status, risk, decision, day, profile)
+        found.append(firm)
+    return found
 
 
 def _insert_decisions(

@@ -11,7 +11,7 @@ the rows both ways write.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -33,6 +33,9 @@ class StoredFirm:
     risk_level: str
     decision_id: str | None
     decided_on: date | None = None  # its last decision's as_of
+    # the profile's JSON text as read (empty: not known), left out of comparisons: a read
+    # of the same row again can tell it unchanged without parsing it (`BatchRegister`)
+    stored: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

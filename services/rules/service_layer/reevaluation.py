@@ -23,6 +23,7 @@ import structlog
 
 from services.common.clock import IdSource, new_id, now
 from services.common.context import current_caller
+from services.rules.adapters.bulk_reevaluation import BatchRows
 from services.rules.domain.decision import names_a_kind, out_of_scope_breach
 from services.rules.domain.errors import PreconditionFailed
 from services.rules.domain.profile import (
@@ -272,7 +273,8 @@ def _batch(
     with uow:
         run = uow.register.run(range_id)
         assert run is not None
-        found = uow.batch.next_firms(run.last_enterprise_id, run.upto, size)
+        read_ahead = {i: p.firm for i, p in ahead.items()}
+        found = uow.batch.next_firms(run.last_enterprise_id, run.upto, size, read_ahead)
         if not found:
             run.finished_at = now()
             uow.commit()
@@ -284,14 +286,19 @@ def _batch(
         for firm in found:
             entry = entries.get(firm.enterprise_id)
             known = ahead.get(firm.enterprise_id)
-            if known is None or known.firm != firm or known.entry != entry:
+            if (
+                known is None
+                or not (known.firm is firm or known.firm == firm)
+                or known.entry != entry
+            ):
                 known = _prepare(ctx, firm, entry, run.as_of, cause, ids)
             prepared.append(known)
-        outcomes = _settled(run, prepared)
+        kept = _settled(run, prepared)
         run.processed += len(found)
         run.last_enterprise_id = found[-1].enterprise_id
         uow.flush()  # the run's row before the chain heads the batch's audit entries lock
-        uow.batch.write(outcomes, current_caller())
+        outcomes = [p.outcome for p in kept if p.outcome is not None]  # all of them
+        uow.batch.write(outcomes, current_caller(), [p.rows for p in kept])
         uow.commit()
         return len(found)
 
@@ -335,6 +342,7 @@ class _Prepared:
     later: bool = False
     error: str = ""
     problems: tuple[str, ...] = ()
+    rows: BatchRows | None = None  # the outcome's rows made ahead (BatchRegister.rows_of)
 
 
 def _prepare(
@@ -361,10 +369,11 @@ def _prepare(
     return _Prepared(firm, entry, outcome, problems=problems)
 
 
-def _settled(run: ReevaluationRun, prepared: list[_Prepared]) -> list[Reevaluated]:
-    """The outcomes of a batch's firms, in order; the firms skipped and those a person
-    should look at noted on the run, and logged."""
-    outcomes, skipped, attention, later = [], [], [], 0
+def _settled(run: ReevaluationRun, prepared: list[_Prepared]) -> list[_Prepared]:
+    """The firms of a batch that have an outcome, in order; the firms skipped and those a
+    person should look at noted on the run, and logged."""
+    outcomes: list[_Prepared] = []
+    skipped, attention, later = [], [], 0
     for p in prepared:
         if p.later:
             later += 1
@@ -382,7 +391,7 @@ def _settled(run: ReevaluationRun, prepared: list[_Prepared]) -> list[Reevaluate
                 parts=list(p.problems),
             )
             attention.append(p.firm.enterprise_id)
-        outcomes.append(p.outcome)
+        outcomes.append(p)
     if later:
         _log.info("firms decided for a later day left as they are", count=later)
     if skipped:
