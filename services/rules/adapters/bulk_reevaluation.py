@@ -4,8 +4,11 @@ writes, as multi-row statements.
 `reevaluate --all` re-decides every firm; through the ORM each firm's decision, entry,
 firm update, audit entries and change rows cost an object, a history walk and a flush
 step. Here a batch is read in two queries (its firms, locked on PostgreSQL, with their
-stored profiles parsed by orjson; their open entries) and written in a few statements
-in the unit of work's transaction:
+stored profiles parsed by orjson; their open entries), first from a read snapshot (no
+lock; the decision JSON and audit entries of each outcome made then, `rows_of`), then
+again in the write transaction (a firm whose row reads the same is the snapshot's object,
+its profile not parsed again), and written in a few statements in the unit of work's
+transaction:
 
 * decisions inserted; white-list entries closed (expired, revoked) and extended, then
   granted ones inserted (the partial unique index allows one open entry per firm);

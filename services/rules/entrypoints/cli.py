@@ -444,6 +444,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
                     range_id,
                     batch_size=args.batch_size,
                     on_batch=bar.update,
+                    read_ahead=False,  # one process: nothing to overlap
                 )
         failed = 0
     summary = reevaluation.summary(

@@ -10,6 +10,11 @@ its own with its own cursor, so every range resumes on its own and no two proces
 ever hold the same firm. A batch is read as plain values (domain/reevaluation.py) and
 written with multi-row statements by the unit of work's `batch` register
 (adapters/bulk_reevaluation.py); its rows are those the per-call handlers would write.
+
+A batch is worked out before its write transaction, from a read snapshot (`_batch`), and
+checked again inside it: the processes of a run take turns at the write lock (SQLite's
+one writer; on PostgreSQL the chain heads and the run's rows) only for the writing, one
+deciding its next batch while the other writes.
 """
 
 from __future__ import annotations
@@ -174,15 +179,20 @@ def run_range(
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
+    read_ahead: bool = True,
     between_phases: Callable[[], object] | None = None,
 ) -> int:
     """Re-evaluate one range (or a whole run not split) batch by batch; return how many
     batches were done (the range is finished when it runs out of firms).
+
+    `read_ahead`: each batch worked out before its write transaction (`_batch`), for a
+    range whose process takes turns at the write lock with others of the run; without,
+    all in the transaction (one process: nothing to overlap, and reading twice costs).
     `between_phases` (tests): called in each batch between its read-ahead and its write
-    transaction (`_batch`)."""
+    transaction."""
     batches = 0
     while stop_after_batches is None or batches < stop_after_batches:
-        done = _batch(uow, ctx, range_id, batch_size, between_phases)
+        done = _batch(uow, ctx, range_id, batch_size, read_ahead, between_phases)
         if done < 0:
             break
         batches += 1
@@ -238,7 +248,7 @@ def reevaluate_all(
     for range_id in started.ranges:
         if left is not None and left <= 0:
             break
-        done = run_range(uow, ctx, range_id, stop_after_batches=left, **batching)
+        done = run_range(uow, ctx, range_id, stop_after_batches=left, read_ahead=False, **batching)
         left = None if left is None else left - done
     return summary(uow, started.run_id, started.resumed, started.total)
 
@@ -248,6 +258,7 @@ def _batch(
     ctx: RulesContext,
     range_id: str,
     size: int,
+    read_ahead: bool = True,
     between: Callable[[], object] | None = None,
 ) -> int:
     """Re-evaluate the next batch of a range; return how many, or -1 when it is finished.
@@ -266,15 +277,16 @@ def _batch(
        (decisions, entries, firms, their audit entries, sealed on the chain heads read
        here, and feed changes) is written in a few multi-row statements.
 
+    Without `read_ahead`, phase 2 alone (every firm decided in the transaction).
     `between` (tests): called between the two phases."""
-    ahead = _read_ahead(uow, ctx, range_id, size)
+    ahead = _read_ahead(uow, ctx, range_id, size) if read_ahead else {}
     if between is not None:
         between()
     with uow:
         run = uow.register.run(range_id)
         assert run is not None
-        read_ahead = {i: p.firm for i, p in ahead.items()}
-        found = uow.batch.next_firms(run.last_enterprise_id, run.upto, size, read_ahead)
+        seen_firms = {i: p.firm for i, p in ahead.items()}
+        found = uow.batch.next_firms(run.last_enterprise_id, run.upto, size, seen_firms)
         if not found:
             run.finished_at = now()
             uow.commit()
