@@ -10,7 +10,7 @@ the same firms. The ratio of the two rates is what counts on a shared machine.
 
 The command runs with its defaults: one process. `-- --processes N` splits the run into
 N ranges of firm ids, one process each (the in-process baseline stays one process); on
-this 2-core machine, which also runs PostgreSQL, 2 processes were slower than 1.
+this 2-core machine, which also runs PostgreSQL, 2 processes gain little over 1.
 """
 
 from __future__ import annotations

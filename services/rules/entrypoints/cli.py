@@ -132,11 +132,12 @@ def _parser() -> argparse.ArgumentParser:
         "--processes",
         type=number_arg(0),
         default=1,
-        help="processes, each re-evaluating its own range of firm ids (0: one per core; "
-        "worth it with spare cores beside the database server: on a 2-core machine that "
-        "also runs PostgreSQL, 2 were slower than 1; SQLite's single writer makes them take "
-        f"turns). A register of fewer than {reevaluation.MIN_RANGE} firms per process is not "
-        "split; a resumed run keeps the ranges it started with",
+        help="processes, each re-evaluating its own range of firm ids (0: one per core); "
+        "they take turns at the write lock only for writing, each deciding its next batch "
+        "while another writes: worth it with cores to spare beside the database server (on "
+        "a 2-core machine that also runs PostgreSQL, 2 gain little over 1). A register of "
+        f"fewer than {reevaluation.MIN_RANGE} firms per process is not split; a resumed run "
+        "keeps the ranges it started with",
     )
     _common_flags(again)
     again.set_defaults(run=cmd_reevaluate)

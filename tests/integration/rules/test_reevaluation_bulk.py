@@ -9,6 +9,7 @@ import sys
 from datetime import date
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, Text, cast, insert, select, update
 
 from services.common import workload
@@ -141,8 +142,9 @@ def _without(row: Any, *left_out: str) -> dict[str, Any]:
     return {k: v for k, v in row._mapping.items() if k not in left_out}
 
 
+@pytest.mark.parametrize("read_ahead", [True, False], ids=["read-ahead", "in-transaction"])
 def test_the_batch_writes_the_rows_the_per_call_path_writes(
-    register_stub, db_engine, rulebook
+    register_stub, db_engine, rulebook, read_ahead
 ) -> None:  # type: ignore[no-untyped-def]
     _load(register_stub, db_engine)
     ctx = context_from(rulebook)
@@ -159,7 +161,7 @@ def test_the_batch_writes_the_rows_the_per_call_path_writes(
         last_a = _firm_id(HEADS[0], len(CASES))
         uow.register.add(ReevaluationRun(run_id, DAY, now(), 0, last_a))
         uow.commit()
-    assert run_range(uow, ctx, run_id, batch_size=4) == 2
+    assert run_range(uow, ctx, run_id, batch_size=4, read_ahead=read_ahead) == 2
     plain, batch = _rows(db_engine, HEADS[0]), _rows(db_engine, HEADS[1])
     for n in plain:
         assert batch[n] == plain[n], f"case {n}: {CASES[int(n) - 1]}"
