@@ -23,7 +23,7 @@ from services.common import backup, demo_city, processes, security
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common.config import command_line, env_flag, number_arg, run_command
-from services.common.db import default_sqlite_url, make_engine
+from services.common.db import default_sqlite_url, is_sqlite, make_engine
 from services.common.grpc_errors import status_proto
 from services.common.http_server import HttpServer, start_http
 from services.rules.adapters import migrate
@@ -133,9 +133,10 @@ def _parser() -> argparse.ArgumentParser:
         type=number_arg(0),
         default=1,
         help="processes, each re-evaluating its own range of firm ids (0: one per core); "
-        "they take turns at the write lock only for writing, each deciding its next batch "
-        "while another writes: worth it with cores to spare beside the database server (on "
-        "a 2-core machine that also runs PostgreSQL, 2 gain little over 1). A register of "
+        "on SQLite they take turns at its write lock only for writing, each deciding its "
+        "next batch while another writes: worth it with cores to spare beside the database "
+        "server (on a 2-core machine that also runs PostgreSQL, 2 gain little over 1). A "
+        "register of "
         f"fewer than {reevaluation.MIN_RANGE} firms per process is not split; a resumed run "
         "keeps the ranges it started with",
     )
@@ -537,7 +538,13 @@ def _reevaluate_range(url: str, rulesets: Path, range_id: str, batch_size: int) 
     engine = make_engine(url)
     try:
         ctx = _frozen(grpc_server.context_from(load_rulebook(rulesets)))
-        reevaluation.run_range(UnitOfWork(engine), ctx, range_id, batch_size=batch_size)
+        # SQLite's one write lock is what range processes wait on: each works out its next
+        # batch while another writes. PostgreSQL's ranges never wait on each other (their
+        # firms and the firms' audit chains are disjoint): reading twice would only cost.
+        read_ahead = is_sqlite(engine)
+        reevaluation.run_range(
+            UnitOfWork(engine), ctx, range_id, batch_size=batch_size, read_ahead=read_ahead
+        )
     finally:
         engine.dispose()
 

@@ -11,10 +11,10 @@ ever hold the same firm. A batch is read as plain values (domain/reevaluation.py
 written with multi-row statements by the unit of work's `batch` register
 (adapters/bulk_reevaluation.py); its rows are those the per-call handlers would write.
 
-A batch is worked out before its write transaction, from a read snapshot (`_batch`), and
-checked again inside it: the processes of a run take turns at the write lock (SQLite's
-one writer; on PostgreSQL the chain heads and the run's rows) only for the writing, one
-deciding its next batch while the other writes.
+A range's batch may be worked out before its write transaction, from a read snapshot,
+and checked again inside it (`_batch`, `read_ahead`): the processes of a run on SQLite
+then take turns at its one write lock only for the writing, one deciding its next batch
+while the other writes (PostgreSQL's ranges never wait on each other).
 """
 
 from __future__ import annotations
