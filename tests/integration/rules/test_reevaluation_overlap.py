@@ -23,6 +23,8 @@ from services.rules.adapters.orm import (
     reevaluation_runs,
     whitelist_entries,
 )
+from services.rules.adapters.ruleset_loader import Rulebook
+from services.rules.domain.profile import parse_profile, profile_to_data
 from services.rules.domain.register import ReevaluationRun
 from services.rules.entrypoints.grpc_server import context_from
 from services.rules.service_layer.reevaluation import run_range
@@ -175,7 +177,7 @@ def test_a_cursor_moved_between_the_phases_decides_no_firm_twice(db_engine, rule
                     "created_at": stamp,
                     "updated_at": stamp,
                 }
-                for p in (_stored(n) for n in range(1, 7))
+                for p in (_stored(n, rulebook) for n in range(1, 7))
             ],
         )
     run_id = _start(db_engine)
@@ -192,14 +194,9 @@ def test_a_cursor_moved_between_the_phases_decides_no_firm_twice(db_engine, rule
     _chains_verify(db_engine)
 
 
-def _stored(n: int) -> dict[str, Any]:
+def _stored(n: int, rulebook: Rulebook) -> dict[str, Any]:
     """A firm's profile as UpsertEnterprise stores it."""
-    from services.rules.adapters.ruleset_loader import load_rulebook
-    from services.rules.domain.profile import parse_profile, profile_to_data
-    from tests.support import RULESETS
-
-    types = load_rulebook(RULESETS).fact_types
-    return profile_to_data(parse_profile(profile(n), types))
+    return profile_to_data(parse_profile(profile(n), rulebook.fact_types))
 
 
 class Crash(Exception):
