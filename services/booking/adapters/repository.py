@@ -426,8 +426,9 @@ class BookingRegister(StaffRegister):
     def add_order(self, order: Order) -> None:
         """A new order, as taken: its row is written when the unit of work commits
         (`write_orders`), in the state it has then, with its transitions, in statements
-        built once (one order: PostgreSQL one, SQLite two; several: one multi-row insert of
-        the orders and one of their transitions) and no flush of the session; its trail
+        built once (one order: PostgreSQL one, sent with the lock of its trail's chains'
+        heads in one round trip; SQLite two; several: one multi-row insert of the orders
+        and one of their transitions) and no flush of the session; its trail
         entries are the ones the session's flushes would have collected, its creation as
         taken and then what changed, recorded at the commit or, for a group of orders
         taken together, by `record_orders` in each one's caller's context. Dispatch may
