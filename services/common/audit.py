@@ -21,7 +21,8 @@ How it works, for both services:
   already serialises writers) only in the commit phase, after all row locks, so it cannot
   deadlock. A repository may take that lock itself at the commit, sent with its last
   write (booking's order insert: one round trip instead of two), and tell the seal so
-  (`AuditTrail.heads_locked`); the seal then reads no head again. In rules a firm's writers already hold its row lock, so its chain's head adds
+  (`AuditTrail.heads_locked`); the seal then reads no head again. In rules a firm's
+  writers already hold its row lock, so its chain's head adds
   no waiting; in booking a dispatch already holds its expert's row, and two orders of one
   firm queue on the firm's head only for their commits. Writers of different keys never
   wait on each other for the trail.
