@@ -14,6 +14,8 @@ before and after a change of the write path, not a throughput.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import time
 from collections import Counter
 from datetime import timedelta
@@ -30,7 +32,7 @@ from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import qr
 from services.booking.domain.records import FirmCard
 from services.booking.service_layer.experts import upsert_expert
-from services.booking.service_layer.orders import create_order
+from services.booking.service_layer.orders import NewOrder, answer, create_order, take_orders
 from services.booking.service_layer.ports import BookingContext
 from services.common.clock import today_shanghai
 from services.common.db import make_engine
@@ -65,20 +67,37 @@ def run(url: str, args: argparse.Namespace) -> None:
     def count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
         seen[" ".join(statement.split())[: 300 if args.verbose else 60]] += 1
 
-    started, cpu = time.perf_counter(), time.process_time()
-    for k in range(args.orders):
-        if k == args.orders - 1:
-            event.listen(engine, "before_cursor_execute", count)
-        form = {
+    def form(k: int) -> dict[str, Any]:
+        return {
             "item_codes": ["fire_safety"],
             "preferred_slots": [_slot(2 + k % 12), _slot(3 + k % 12)],
             "contact_name": "联系人",
             "contact_phone": "13812345678",
         }
-        order = create_order(uow, ctx, tokens[k % len(tokens)], form, f"key-{k}")
+
+    group = max(1, args.group)
+    profiler = cProfile.Profile() if args.profile else None
+    started, cpu = time.perf_counter(), time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    for first in range(0, args.orders, group):
+        ks = range(first, min(first + group, args.orders))
+        if args.orders - 1 in ks:
+            event.listen(engine, "before_cursor_execute", count)
+        if group == 1:
+            order = create_order(uow, ctx, tokens[first % len(tokens)], form(first), f"key-{first}")
+            continue
+        items = [NewOrder(tokens[k % len(tokens)], form(k), f"key-{k}") for k in ks]
+        taken = take_orders(lambda: SqlUnitOfWork(engine), ctx, items)
+        order = answer(uow, ctx, taken[-1])  # type: ignore[arg-type]
+    if profiler is not None:
+        profiler.disable()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     event.remove(engine, "before_cursor_execute", count)
-    print(f"last order {order.status}; {sum(seen.values())} statements:")
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats(args.profile).print_stats(40)
+    per = f" (the last group of {group})" if group > 1 else ""
+    print(f"last order {order.status}; {sum(seen.values())} statements{per}:")
     for text, times in seen.items():
         print(f"  {times} × {text}")
     print(
@@ -94,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experts", type=int, default=200)
     parser.add_argument("--firms", type=int, default=100)
     parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--group", type=int, default=1, help="orders taken together (take_orders)")
+    parser.add_argument("--profile", default="", help="cProfile sorted by this (tottime, cumtime)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     with harness.scratch() as folder, database(args.db, Path(folder)) as url:

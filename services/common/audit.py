@@ -19,7 +19,10 @@ How it works, for both services:
   head is the single `audit_head` row. Each
   head touched is locked (PostgreSQL `FOR UPDATE`, in key order; SQLite's BEGIN IMMEDIATE
   already serialises writers) only in the commit phase, after all row locks, so it cannot
-  deadlock. In rules a firm's writers already hold its row lock, so its chain's head adds
+  deadlock. A repository may take that lock itself at the commit, sent with its last
+  write (booking's order insert: one round trip instead of two), and tell the seal so
+  (`AuditTrail.heads_locked`); the seal then reads no head again. In rules a firm's
+  writers already hold its row lock, so its chain's head adds
   no waiting; in booking a dispatch already holds its expert's row, and two orders of one
   firm queue on the firm's head only for their commits. Writers of different keys never
   wait on each other for the trail.
@@ -51,6 +54,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TextClause,
     Update,
     bindparam,
     event,
@@ -59,6 +63,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
     union_all,
     update,
 )
@@ -70,6 +75,7 @@ from services.common.db import read_snapshot
 GENESIS = "0" * 64
 _PENDING = "audit_pending"
 _MARKS = "audit_savepoints"  # entries collected before each open savepoint
+_LOCKED = "audit_heads_locked"  # (keys, {chain: last_hash}): heads locked before the seal
 
 
 CHAINS = "audit_chains"  # the per-key heads, for trails created with chains=True
@@ -283,11 +289,26 @@ class AuditTrail:
         redact = (spec.redact or {}).get(name)
         return redact(value) if redact and value is not None else value
 
+    def pending_chains(self, session: Session) -> list[str]:
+        """The per-key chains the entries collected so far go to, in key order (the
+        order their heads are locked in)."""
+        return sorted({e["chain"] for e in session.info.get(_PENDING, ()) if e.get("chain")})
+
+    @staticmethod
+    def heads_locked(session: Session, keys: Sequence[str], rows: Iterable[Any]) -> None:
+        """Say that this transaction has already read and locked the heads of the chains
+        `keys` (`rows`: (chain, last_hash) of those that have one, as `heads_query` reads
+        them), so that the seal does not read them again (a repository that sends that
+        read with a write of its own: one round trip instead of two). The seal uses them
+        only when they cover every chain it appends to; a rollback forgets them."""
+        session.info[_LOCKED] = (frozenset(keys), {r[0]: r[1] for r in rows})
+
     def _seal(self, session: Session) -> None:
         if session.in_nested_transaction():
             return  # a savepoint's release: its entries are sealed with the transaction's
         session.flush()  # commit's own flush comes after before_commit: collect it first
         pending = session.info.pop(_PENDING, [])
+        locked = session.info.pop(_LOCKED, None)
         if pending:
             append(
                 session.connection(),
@@ -295,6 +316,7 @@ class AuditTrail:
                 self.head,
                 pending,
                 lock=session.get_bind().dialect.name != "sqlite",
+                locked=locked,
             )
 
 
@@ -318,6 +340,7 @@ def _discard(session: Session) -> None:
     else:
         session.info.pop(_PENDING, None)
         session.info.pop(_MARKS, None)
+    session.info.pop(_LOCKED, None)  # read again at the seal (what a savepoint undid aside)
 
 
 def append(
@@ -327,10 +350,13 @@ def append(
     entries: Iterable[dict[str, Any]],
     *,
     lock: bool,
+    locked: tuple[frozenset[str], dict[str, str]] | None = None,
 ) -> None:
     """Chain and write entries after their chains' heads, in one go: the global chain
     (entries without a "chain" key) after `audit_head`, every other chain after its row
-    of `audit_chains` (created by its first entry)."""
+    of `audit_chains` (created by its first entry). `locked`: heads this transaction
+    has already read and locked (AuditTrail.heads_locked), used when they cover every
+    chain of the entries (else all are read, and locked, again)."""
     by_chain: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_chain.setdefault(entry.get("chain", ""), []).append(entry)
@@ -338,7 +364,8 @@ def append(
     if glob:
         _append_global(connection, log, head, glob, lock=lock)
     if by_chain:
-        _append_chains(connection, log, chains_of(log), by_chain, lock=lock)
+        known = locked[1] if locked is not None and locked[0].issuperset(by_chain) else None
+        _append_chains(connection, log, chains_of(log), by_chain, lock=lock, heads=known)
 
 
 def chains_of(log: Table) -> Table:
@@ -377,6 +404,14 @@ def _insert(connection: Connection, log: Table, rows: list[dict[str, Any]]) -> l
 @cache
 def _insert_returning(log: Table) -> Insert:
     return insert(log).returning(log.c.id, sort_by_parameter_order=True)
+
+
+@cache
+def heads_query(chains: Table) -> TextClause:
+    """PostgreSQL: (chain, last_hash) of the heads of the chains in the array parameter
+    :keys, in key order, locked (what the seal reads; AuditTrail.heads_locked)."""
+    sql = f"SELECT chain, last_hash FROM {chains.name} WHERE chain = ANY(:keys) ORDER BY chain"
+    return text(sql + " FOR UPDATE")
 
 
 @cache
@@ -467,11 +502,14 @@ def _append_chains(
     by_chain: dict[str, list[dict[str, Any]]],
     *,
     lock: bool,
+    heads: Mapping[str, str] | None = None,
 ) -> None:
     keys = sorted(by_chain)  # heads locked in key order: two writers cannot deadlock on them
-    heads = {
-        r.chain: r.last_hash for r in connection.execute(_heads_query(chains, lock), {"keys": keys})
-    }
+    if heads is None:
+        query = _heads_query(chains, lock)
+        heads = {r.chain: r.last_hash for r in connection.execute(query, {"keys": keys})}
+    else:
+        heads = {key: heads[key] for key in keys if key in heads}
     rows: list[dict[str, Any]] = []
     ends: list[tuple[str, int, str]] = []  # (chain, index of its last row, its hash)
     for key in keys:

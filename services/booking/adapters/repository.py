@@ -6,6 +6,7 @@ form)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
@@ -28,7 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Result
+from sqlalchemy.engine import IteratorResult, Result
+from sqlalchemy.engine.result import SimpleResultMetaData
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
@@ -66,7 +68,7 @@ from services.booking.domain.records import (
 )
 from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import Ticket
-from services.common.audit import rows_select
+from services.common.audit import chains_of, heads_query, rows_select
 from services.common.clock import now
 from services.common.db import as_dbapi_error, driver_of
 
@@ -108,7 +110,11 @@ class BookingRegister(StaffRegister):
     def firm_card(self, enterprise_id: str) -> FirmCard | None:
         """The firm's card to read (a QR token checked against it): a copy the session
         does not track, so a change to it is never written (`firm` for that)."""
-        row = self._run(_firm_card_query(), {"key": enterprise_id}).first()
+        query, params = _firm_card_query(), {"key": enterprise_id}
+        if self._lock_rows:  # PostgreSQL: by the driver (CreateOrder's first statement)
+            rows = self._pipelined([(query, params)], writes=False)[0]
+            return FirmCard(**rows[0]._mapping) if rows else None
+        row = self._run(query, params).first()
         return None if row is None else FirmCard(**row._mapping)
 
     def firm_cards_of(self, ids: Iterable[str]) -> dict[str, FirmCard]:
@@ -116,8 +122,8 @@ class BookingRegister(StaffRegister):
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        query = select(firm_cards).where(firm_cards.c.enterprise_id.in_(wanted))
-        return {row.enterprise_id: FirmCard(**row._mapping) for row in self._run(query)}
+        rows = self._run(_firm_cards_query(), {"keys": wanted})
+        return {row.enterprise_id: FirmCard(**row._mapping) for row in rows}
 
     # the firm's sign-in
     def codes_since(
@@ -259,7 +265,8 @@ class BookingRegister(StaffRegister):
         if expert_id is not None:
             params = {f"p{n}": s for n, s in enumerate(preferred)}
             params.update(expert_id=expert_id, order_id=order_id, created_at=at)
-            slot = self._run(_book_first_free(dialect, len(preferred)), params).scalar()
+            booked = self._pipelined([(_book_first_free(dialect, len(preferred)), params)])[0]
+            slot = booked[0].slot if booked else None
         if expert_id is None or slot is None:
             self._back_to_savepoint()
             return None
@@ -271,17 +278,53 @@ class BookingRegister(StaffRegister):
         AUDIT.created(self.session, booked, AUDIT.values(booked))
         return booked
 
+    def _pipelined(
+        self, statements: Sequence[tuple[Executable, dict[str, Any]]], *, writes: bool = True
+    ) -> list[list[Any]]:
+        """PostgreSQL: `statements` (each built once: compiled once, `_compiled`) run in
+        this order by the driver, several in one psycopg pipeline (one round trip), without
+        SQLAlchemy's execution (about a tenth of a millisecond a statement); the rows of
+        each (by name, as SQLAlchemy's, with the driver's values: no column these read has
+        a result processor on psycopg). Their parameters go through the columns' bind
+        processors (JSON), as SQLAlchemy's execution would. `writes`: whether one of them
+        may write (out of SQLAlchemy's sight: the transaction counts as written,
+        db.driver_of); a plain read keeps it a read. A failure is raised as SQLAlchemy
+        would raise it (IntegrityError for a key used before)."""
+        connection = self.session.connection()
+        dialect = connection.dialect
+        driver: Any = driver_of(connection) if writes else connection.connection.driver_connection
+        cursors: list[Any] = []
+        sql = ""
+        try:
+            with driver.pipeline() if len(statements) > 1 else contextlib.nullcontext():
+                for statement, params in statements:
+                    compiled = _compiled(statement, dialect)
+                    sql = compiled.string
+                    values = compiled.construct_params(params)
+                    for name, process in compiled._bind_processors.items():
+                        if name in values and not isinstance(process, tuple):
+                            values[name] = process(values[name])
+                    cursor = driver.cursor()
+                    cursors.append(cursor)
+                    cursor.execute(sql, values)
+            out: list[list[Any]] = []
+            for cursor in cursors:
+                names = [column.name for column in cursor.description or ()]
+                rows = cursor.fetchall() if names else []
+                out.append(list(IteratorResult(SimpleResultMetaData(names), iter(rows))))
+            return out
+        except psycopg.Error as exc:  # a statement timeout is OperationalError, as elsewhere
+            raise as_dbapi_error(exc, sql, connection) from exc
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
     def _after_savepoint(self, query: Select[tuple[Any]], params: dict[str, Any]) -> Any:
         """PostgreSQL: _SAVEPOINT, then `query` (built once, its SQL compiled once: no
         expanding parameter), sent together in one psycopg pipeline (one round trip
         instead of two); the first column of its first row, or None."""
         connection = self.session.connection()
-        key = (query, connection.dialect.name)
-        compiled = _COMPILED.get(key)
-        if compiled is None:
-            if len(_COMPILED) >= _COMPILED_MAX:  # queries built anew (their cache evicted)
-                _COMPILED.clear()
-            compiled = _COMPILED[key] = query.compile(dialect=connection.dialect)
+        compiled = _compiled(query, connection.dialect)
         driver = driver_of(connection)  # out of SQLAlchemy's sight: counts as a write
         cursor = driver.cursor()
         try:
@@ -383,8 +426,9 @@ class BookingRegister(StaffRegister):
     def add_order(self, order: Order) -> None:
         """A new order, as taken: its row is written when the unit of work commits
         (`write_orders`), in the state it has then, with its transitions, in statements
-        built once (one order: PostgreSQL one, SQLite two; several: one multi-row insert of
-        the orders and one of their transitions) and no flush of the session; its trail
+        built once (one order: PostgreSQL one, sent with the lock of its trail's chains'
+        heads in one round trip; SQLite two; several: one multi-row insert of the orders
+        and one of their transitions) and no flush of the session; its trail
         entries are the ones the session's flushes would have collected, its creation as
         taken and then what changed, recorded at the commit or, for a group of orders
         taken together, by `record_orders` in each one's caller's context. Dispatch may
@@ -426,11 +470,23 @@ class BookingRegister(StaffRegister):
                 params = {f"o_{name}": value for name, value in _row(orders, order).items()}
                 for n, move in enumerate(moves):
                     params.update({f"t{name}_{n}": value for name, value in move.items()})
-                self._run(_insert_with_history(len(moves)), params)
+                self._insert_with_heads(_insert_with_history(len(moves)), params)
             else:
                 self._run(_insert_into(orders), _row(orders, order))
                 if moves:
                     self._run(_insert_into(order_transitions), moves)
+
+    def _insert_with_heads(self, statement: Insert, params: dict[str, Any]) -> None:
+        """PostgreSQL: an order's insert (`statement`), and the lock and read of the heads
+        of the trail's chains its commit appends to, which the seal would make next, in
+        one round trip (audit.AuditTrail.heads_locked)."""
+        keys = AUDIT.pending_chains(self.session)
+        if not keys:
+            self._run(statement, params)
+            return
+        heads = heads_query(chains_of(AUDIT.log))
+        _, rows = self._pipelined([(statement, params), (heads, {"keys": keys})])
+        AUDIT.heads_locked(self.session, keys, rows)
 
     def orders_by_keys(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The ids of the orders already stored under these (enterprise_id,
@@ -438,12 +494,14 @@ class BookingRegister(StaffRegister):
         wanted = set(keys)
         if not wanted:
             return {}
-        o = orders.c
-        query = select(o.enterprise_id, o.idempotency_key, o.id).where(
-            o.enterprise_id.in_(sorted({e for e, _ in wanted})),
-            o.idempotency_key.in_(sorted({k for _, k in wanted})),
-        )
-        found = {(r.enterprise_id, r.idempotency_key): r.id for r in self._run(query)}
+        params = {
+            "firms": sorted({e for e, _ in wanted}),
+            "keys": sorted({k for _, k in wanted}),
+        }
+        found = {
+            (r.enterprise_id, r.idempotency_key): r.id
+            for r in self._run(_orders_by_keys_query(), params)
+        }
         return {pair: order_id for pair, order_id in found.items() if pair in wanted}
 
     def order(self, order_id: str, *, for_update: bool = False) -> Order | None:
@@ -700,6 +758,25 @@ def _firm_card_query() -> Select[Any]:
 
 
 @functools.cache
+def _firm_cards_query() -> Select[Any]:
+    """BookingRegister.firm_cards_of's statement (:keys, a list): built once, not per
+    call (building and keying a statement cost more than SQLite's answer)."""
+    return select(firm_cards).where(
+        firm_cards.c.enterprise_id.in_(bindparam("keys", expanding=True))
+    )
+
+
+@functools.cache
+def _orders_by_keys_query() -> Select[Any]:
+    """BookingRegister.orders_by_keys' statement (:firms, :keys, lists), built once."""
+    o = orders.c
+    return select(o.enterprise_id, o.idempotency_key, o.id).where(
+        o.enterprise_id.in_(bindparam("firms", expanding=True)),
+        o.idempotency_key.in_(bindparam("keys", expanding=True)),
+    )
+
+
+@functools.cache
 def _lock_expert(wait: bool) -> Select[tuple[str]]:
     """BookingRegister.with_expert_locked's lock of the expert's row (:expert_id); without
     `wait`, SKIP LOCKED."""
@@ -814,8 +891,19 @@ def _offer_params(
     }
 
 
-_COMPILED: dict[tuple[Any, str], Any] = {}  # _after_savepoint's statements, compiled once
+_COMPILED: dict[tuple[Any, str], Any] = {}  # statements sent by the driver, compiled once
 _COMPILED_MAX = 512  # bounded: keyed by query objects, which a full query cache builds anew
+
+
+def _compiled(statement: Any, dialect: Any) -> Any:
+    """`statement` (built once) compiled for `dialect`, once (`_COMPILED`)."""
+    key = (statement, dialect.name)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        if len(_COMPILED) >= _COMPILED_MAX:  # queries built anew (their cache evicted)
+            _COMPILED.clear()
+        compiled = _COMPILED[key] = statement.compile(dialect=dialect)
+    return compiled
 
 
 @functools.lru_cache(maxsize=256)

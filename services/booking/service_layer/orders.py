@@ -58,12 +58,16 @@ from services.common.paging import decode_token, one_page, page_size, query_key
 
 KEY_MAX = 64
 REASON_MAX = 500
-_ORDER_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+_ORDER_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # 32: five bits a character
+_SHIFTS = (0, 5, 10, 15, 20, 25)
 
 
 def new_order_id(today: date) -> str:
-    """A booking number a person can read out: B + date + 6 random base-32 characters."""
-    return f"B{today:%y%m%d}" + "".join(secrets.choice(_ORDER_ID_ALPHABET) for _ in range(6))
+    """A booking number a person can read out: B + date + 6 random base-32 characters
+    (5 bits of one 30-bit draw each: the same uniform choice as one draw a character,
+    at a sixth of the cost)."""
+    bits = secrets.randbits(30)
+    return f"B{today:%y%m%d}" + "".join(_ORDER_ID_ALPHABET[(bits >> s) & 31] for s in _SHIFTS)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, MetaData, delete, insert, select, update
 from services.booking.adapters import migrate
 from services.booking.adapters.expert_offers import write_offer
 from services.booking.adapters.orm import (
+    AUDIT,
     assignments,
     audit_head,
     audit_log,
@@ -279,3 +280,64 @@ def test_a_taken_order_writes_its_row_history_booking_and_entries_as_before(
         ("anonymous", "update", "order", waiting.id, *note, chain),
     ]
     assert _report(engine).ok
+
+
+def test_an_order_again_under_its_key_answers_the_first_and_leaves_every_chain_intact(
+    stored: Engine,
+) -> None:
+    """The order's insert fails on its key at the commit (on PostgreSQL sent together with
+    the lock of its chains' heads): the attempt is rolled back, its booking with it, and
+    the key's order is the answer; the trail holds the first order's entries alone."""
+    first = _order(stored, 1, "k1")
+    again = _order(stored, 1, "k1")
+    assert again.id == first.id
+    with stored.connect() as conn:
+        assert conn.execute(select(orders.c.id)).scalars().all() == [first.id]
+        assert conn.execute(select(assignments.c.order_id)).scalars().all() == [first.id]
+    assert _report(stored).ok and _report(stored).entries == 5
+    second = _order(stored, 1, "k2")  # the heads moved as the chains say
+    assert second.id != first.id and _report(stored).ok
+
+
+def _firm_entry(engine: Engine, name: str, locked: list[str] | None, head: str) -> Any:
+    """A change of firm 1's card recorded in a unit of work whose repository says it
+    already locked the heads of the chains `locked`, firm 1's read as `head`
+    (AuditTrail.heads_locked); the entry the commit wrote."""
+    uow = SqlUnitOfWork(engine)
+    chain = f"firm:{uscc(1)}"
+    with uow:
+        card = uow.register.firm(uscc(1), for_update=True)
+        assert card is not None
+        card.name = name
+        uow.flush()
+        if locked is not None:
+            AUDIT.heads_locked(uow.register.session, locked, [(chain, head)])
+        uow.commit()
+    return _entries(engine, chain)[-1]
+
+
+def test_the_seal_takes_heads_locked_before_only_when_they_cover_its_chains(
+    stored: Engine,
+) -> None:
+    """What a repository read and locked ahead (an order's insert and the heads' lock in
+    one round trip on PostgreSQL) is what the entries are chained after, and only when it
+    covers every chain they go to; a rollback forgets it."""
+    chain = f"firm:{uscc(1)}"
+    real = _heads(stored)[chain][1]
+    assert _firm_entry(stored, "甲", [], "bogus").prev_hash == real  # not covered: read
+    real = _heads(stored)[chain][1]
+    assert _firm_entry(stored, "乙", [chain], real).prev_hash == real
+    assert _report(stored).ok
+    uow = SqlUnitOfWork(stored)
+    with uow:  # locked ahead, then rolled back: the session's next transaction reads them
+        assert uow.register.firm(uscc(1), for_update=True) is not None
+        AUDIT.heads_locked(uow.register.session, [chain], [(chain, "bogus")])
+        uow.rollback()
+        card = uow.register.firm(uscc(1), for_update=True)
+        assert card is not None
+        card.name = "丙"
+        uow.commit()
+    assert _entries(stored, chain)[-1].prev_hash != "bogus" and _report(stored).ok
+    # taken as given when it covers the chains: a wrong head breaks the chain there
+    broken = _firm_entry(stored, "丁", [chain], "bogus")
+    assert broken.prev_hash == "bogus" and not _report(stored).ok

@@ -3,7 +3,7 @@ QR codes, orders and dispatch, visits, rechecks, the sweep, the outbox."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -444,3 +444,13 @@ def test_failures_are_told_apart_by_status_code(
     assert report.waiting is (delivered == 0)
     if stops:
         assert not ctx.rules.reported
+
+
+def test_a_booking_number_is_b_the_day_and_six_characters_each_drawn_from_all_32() -> None:
+    """Every position of the random part takes each of the 32 characters (one 30-bit draw
+    split five bits a character must reach all of them, and nothing else)."""
+    ids = [orders.new_order_id(date(2026, 11, 28)) for _ in range(4000)]
+    assert all(len(i) == 13 and i.startswith("B261128") for i in ids)
+    for position in range(7, 13):
+        assert {i[position] for i in ids} == set(orders._ORDER_ID_ALPHABET)
+    assert len(set(ids)) > 3990
