@@ -23,7 +23,7 @@ import grpc
 
 from bench import harness
 from bench.insert_server import INSERT_ROW
-from bench.register import database, profiled
+from bench.register import analyzed, database, profiled
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common._generated.rules.v1 import rules_pb2 as rpb
@@ -130,6 +130,7 @@ def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
             harness.ServerProcess(booking_argv, address, folder / "booking.log").start() as server,
         ):
             tokens = prepare(rules_address, address, auth, args)
+            analyzed(url)
             per_round = len(tokens) * ORDERS_PER_TOKEN // args.rounds
 
             def step(round_no: int) -> None:

@@ -66,6 +66,21 @@ def database(kind: str, folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
+def analyzed(url: str) -> None:
+    """PostgreSQL: ANALYZE the freshly loaded database, as autovacuum soon would in
+    production: a planner without statistics read every booking of an expert where an
+    index serves (1.9 against 1.2 ms for dispatch's query, measured). SQLite keeps no
+    statistics unless asked, in production too: left as it is."""
+    if not url.startswith("postgresql"):
+        return
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
+    finally:
+        engine.dispose()
+
+
 def load_register(url: str, count: int, seed: int) -> None:
     """Migrate, then insert `count` generated firms in big batches (set-up only)."""
     engine = make_engine(url)

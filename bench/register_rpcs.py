@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench import harness
 from bench.insert_server import INSERT_ROW
-from bench.register import AS_OF, database, load_register, profiled
+from bench.register import AS_OF, analyzed, database, load_register, profiled
 from services.common import workload
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common.db import make_engine
@@ -46,6 +46,7 @@ def prepare(url: str, firms: int, seed: int) -> list[str]:
     ctx = grpc_server.context_from(load_rulebook(RULESETS))
     reevaluate_all(UnitOfWork(engine), ctx, date.fromisoformat(AS_OF), batch_size=500)
     engine.dispose()
+    analyzed(url)
     return [str(p["enterprise_id"]) for p in workload.profiles(firms, seed=seed)]
 
 

@@ -94,3 +94,25 @@ def test_the_database_cpu_is_read_off_the_postgresql_processes() -> None:
     running = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
     spent = harness.database_cpu_seconds()
     assert spent > 0 if running else spent == 0.0
+
+
+def test_a_loaded_postgresql_database_is_analyzed_and_sqlite_left_alone(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    from bench.register import analyzed, database
+
+    for kind in ("postgresql", "sqlite"):
+        with database(kind, tmp_path) as url:
+            engine = create_engine(url)
+            with engine.begin() as conn:
+                conn.execute(text("CREATE TABLE t (n integer)"))
+                conn.execute(text("INSERT INTO t VALUES (1), (2), (3)"))
+            analyzed(url)
+            with engine.connect() as conn:
+                if kind == "postgresql":
+                    query = "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 't'"
+                    assert conn.execute(text(query)).scalar() is not None
+                else:
+                    query = "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
+                    assert conn.execute(text(query)).scalar() == 0
+            engine.dispose()
