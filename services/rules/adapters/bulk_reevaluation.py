@@ -4,11 +4,11 @@ writes, as multi-row statements.
 `reevaluate --all` re-decides every firm; through the ORM each firm's decision, entry,
 firm update, audit entries and change rows cost an object, a history walk and a flush
 step. Here a batch is read in two queries (its firms, locked on PostgreSQL, with their
-stored profiles parsed by orjson; their open entries), first from a read snapshot (no
-lock; the decision JSON and audit entries of each outcome made then, `rows_of`), then
-again in the write transaction (a firm whose row reads the same is the snapshot's object,
-its profile not parsed again), and written in a few statements in the unit of work's
-transaction:
+stored profiles parsed by orjson; their open entries) in the write transaction, and
+written in a few statements in that transaction. A range process of `--processes N` on
+SQLite reads it first from a read snapshot (no lock; each outcome's decision JSON and
+audit entries made then, `rows_of`), then again in the write transaction, where a firm
+whose row reads the same is the snapshot's object, its profile not parsed again:
 
 * decisions inserted; white-list entries closed (expired, revoked) and extended, then
   granted ones inserted (the partial unique index allows one open entry per firm);
@@ -266,12 +266,6 @@ class BatchRegister:
         found = self._session.scalars(query).all()
         return sorted(found, key=lambda run: (run.upto is None, run.upto or ""))
 
-    @staticmethod
-    def rows_of(r: Reevaluated, caller: str) -> BatchRows:
-        """What `write` writes of `r` that no row of the database changes (no lock
-        needed): made ahead of the write transaction, outside it."""
-        return BatchRows(caller, decision_to_json(r.decision), _audit_entries(r, caller))
-
     def write(
         self,
         batch: Sequence[Reevaluated],
@@ -284,7 +278,6 @@ class BatchRegister:
             return
         connection = self._connection
         at = now()
-        rows_of = self.rows_of
         ready = [
             m if m is not None and m.caller == caller else rows_of(r, caller)
             for r, m in zip(batch, made or [None] * len(batch), strict=True)
@@ -348,6 +341,13 @@ class BatchRegister:
             if a.reevaluated is not None:
                 rows.extend(_change_rows(a.reevaluated, old, at, ids))
         _executemany(connection, changes, rows)
+
+
+def rows_of(r: Reevaluated, caller: str) -> BatchRows:
+    """What `BatchRegister.write` writes of `r` that no row of the database changes (no
+    lock needed): made ahead of the write transaction, outside it (the re-evaluation's
+    read-ahead)."""
+    return BatchRows(caller, decision_to_json(r.decision), _audit_entries(r, caller))
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,8 +309,15 @@ class Register:
         )
         return self.session.scalars(query).first()
 
-    def run(self, run_id: str) -> ReevaluationRun | None:
-        return self.session.get(ReevaluationRun, run_id)
+    def run(self, run_id: str, *, for_update: bool = False) -> ReevaluationRun | None:
+        """A re-evaluation run's (or range's) record; `for_update`: locked on PostgreSQL
+        (SQLite's writer holds the file), so two transactions working the same range, of
+        two processes, take turns and each reads the cursor the other left."""
+        return self.session.get(
+            ReevaluationRun,
+            run_id,
+            with_for_update=True if for_update and self._lock_rows else None,
+        )
 
 
 # The hot path's statements (ReportEvent runs all four), built once, on first use (the

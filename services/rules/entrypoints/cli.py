@@ -7,6 +7,7 @@ import gc
 import json
 import multiprocessing
 import multiprocessing.connection
+import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -502,7 +503,9 @@ def _reevaluate_in_processes(
     them, the time of some 5,000 firms) and loads the rulebook itself. Forked before the
     progress bar (whose thread a child must not inherit) and with no pooled connection
     (each child opens its own). The bar follows the runs' records until every child has
-    ended; returns how many failed (their ranges stay unfinished, for a later resume)."""
+    ended; returns how many failed (their ranges stay unfinished, for a later resume).
+    Interrupted (Ctrl-C, SIGTERM), it stops the children before it exits (130): none is
+    left running beside a resumed run."""
     engine.dispose()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -517,19 +520,43 @@ def _reevaluate_in_processes(
     ]
     for child in children:
         child.start()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _follow(engine, started, children)
+    except KeyboardInterrupt:
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # its batch in progress is rolled back
+        for child in children:
+            child.join(30)
+        print(
+            "interrupted: the batches written are kept; run the command again to resume",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return sum(c.exitcode != 0 for c in children)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _follow(engine: Engine, started: reevaluation.Started, children: list[Any]) -> None:
+    """Wait for the children, the bar following the runs' records."""
     shown = 0
     with tqdm(total=started.total, unit="firm", file=sys.stderr, disable=None) as bar:
         running = {c.sentinel: c for c in children}
         while running:
             for ended in multiprocessing.connection.wait(list(running), timeout=1.0):
-                running.pop(ended).join()  # type: ignore[arg-type]  # the sentinels given
+                running.pop(ended).join()
             if not bar.disable:
                 done = reevaluation.summary(
                     UnitOfWork(engine), started.run_id, started.resumed, started.total
                 ).processed
                 bar.update(done - shown)
                 shown = done
-    return sum(c.exitcode != 0 for c in children)
 
 
 def _reevaluate_range(url: str, rulesets: Path, range_id: str, batch_size: int) -> None:
@@ -545,6 +572,8 @@ def _reevaluate_range(url: str, rulesets: Path, range_id: str, batch_size: int) 
         reevaluation.run_range(
             UnitOfWork(engine), ctx, range_id, batch_size=batch_size, read_ahead=read_ahead
         )
+    except KeyboardInterrupt:  # Ctrl-C reaches every process: the parent tells the user
+        raise SystemExit(130) from None
     finally:
         engine.dispose()
 

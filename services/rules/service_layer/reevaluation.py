@@ -20,7 +20,7 @@ while the other writes (PostgreSQL's ranges never wait on each other).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TypedDict, Unpack
 
@@ -28,7 +28,7 @@ import structlog
 
 from services.common.clock import IdSource, new_id, now
 from services.common.context import current_caller
-from services.rules.adapters.bulk_reevaluation import BatchRows
+from services.rules.adapters.bulk_reevaluation import BatchRows, rows_of
 from services.rules.domain.decision import names_a_kind, out_of_scope_breach
 from services.rules.domain.errors import PreconditionFailed
 from services.rules.domain.profile import (
@@ -179,7 +179,7 @@ def run_range(
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], object] | None = None,
     stop_after_batches: int | None = None,
-    read_ahead: bool = True,
+    read_ahead: bool = False,
     between_phases: Callable[[], object] | None = None,
 ) -> int:
     """Re-evaluate one range (or a whole run not split) batch by batch; return how many
@@ -196,6 +196,8 @@ def run_range(
         if done < 0:
             break
         batches += 1
+        if read_ahead:
+            uow.checkpoint()  # SQLite's log, which the read-ahead's snapshots kept growing
         if on_batch:
             on_batch(done)
     return batches
@@ -258,7 +260,7 @@ def _batch(
     ctx: RulesContext,
     range_id: str,
     size: int,
-    read_ahead: bool = True,
+    read_ahead: bool = False,
     between: Callable[[], object] | None = None,
 ) -> int:
     """Re-evaluate the next batch of a range; return how many, or -1 when it is finished.
@@ -270,7 +272,7 @@ def _batch(
        and their open white-list entries, each firm decided and its entry moved as the
        per-call handlers would (the CPU-bound part), nothing written.
     2. The write transaction: the batch's firms (locked) and open entries read again, as
-       plain values; a firm whose stored state or open entry is what phase 1 read keeps
+       plain values; a firm whose stored state and open entry are what phase 1 read keeps
        phase 1's outcome (the outcome is a function of those two and the run), any other
        (changed, inserted into the range, or not read ahead at all: a cursor that moved)
        is decided again here. The run's cursor moves and everything the batch writes
@@ -283,7 +285,9 @@ def _batch(
     if between is not None:
         between()
     with uow:
-        run = uow.register.run(range_id)
+        # locked: a process left running by a killed parent and the resumed run's own
+        # must not both start from one cursor (review 34 F2)
+        run = uow.register.run(range_id, for_update=True)
         assert run is not None
         seen_firms = {i: p.firm for i, p in ahead.items()}
         found = uow.batch.next_firms(run.last_enterprise_id, run.upto, size, seen_firms)
@@ -329,11 +333,14 @@ def _read_ahead(
             return {}
         entries = seen.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
         as_of, cause = run.as_of, _cause(run)
-    ids = IdSource()
-    return {
-        firm.enterprise_id: _prepare(ctx, firm, entries.get(firm.enterprise_id), as_of, cause, ids)
-        for firm in found
-    }
+    ids, caller = IdSource(), current_caller()
+    ahead = {}
+    for firm in found:
+        known = _prepare(ctx, firm, entries.get(firm.enterprise_id), as_of, cause, ids)
+        if known.outcome is not None:  # its decision's JSON and audit entries, made here too
+            known = replace(known, rows=rows_of(known.outcome, caller))
+        ahead[firm.enterprise_id] = known
+    return ahead
 
 
 def _cause(run: ReevaluationRun) -> str:

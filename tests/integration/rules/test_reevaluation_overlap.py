@@ -115,7 +115,9 @@ def test_a_firm_changed_between_the_phases_is_decided_from_its_new_state(
 
     ctx = context_from(rulebook)
     hook = _once(concurrent_writes)
-    run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=10, between_phases=hook)
+    run_range(
+        UnitOfWork(db_engine), ctx, run_id, batch_size=10, read_ahead=True, between_phases=hook
+    )
 
     now_blocked = _run_decision(db_engine, run_id, listed)
     assert now_blocked.status != "whitelist" and now_blocked.whitelist_change == ""
@@ -153,7 +155,9 @@ def test_a_firm_inserted_into_the_batch_between_the_phases_is_decided(
     run_id = _start(db_engine)
     ctx = context_from(rulebook)
     hook = _once(lambda: upsert(register_stub, profile(2), as_of=BEFORE))  # between 1 and 3
-    run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=3, between_phases=hook)
+    run_range(
+        UnitOfWork(db_engine), ctx, run_id, batch_size=3, read_ahead=True, between_phases=hook
+    )
     for n in (1, 2, 3, 5):  # 5: the next batch's, once the first took 1, 2 and 3
         _run_decision(db_engine, run_id, uscc(n))
     with db_engine.connect() as conn:
@@ -187,7 +191,9 @@ def test_a_cursor_moved_between_the_phases_decides_no_firm_twice(db_engine, rule
     other = _once(
         lambda: run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=3, stop_after_batches=1)
     )
-    run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=3, between_phases=other)
+    run_range(
+        UnitOfWork(db_engine), ctx, run_id, batch_size=3, read_ahead=True, between_phases=other
+    )
     with db_engine.connect() as conn:
         decided = list(conn.execute(select(decisions.c.enterprise_id)).scalars())
     assert sorted(decided) == ids
@@ -217,7 +223,9 @@ def test_a_crash_between_the_phases_writes_nothing_and_the_run_resumes(
     with db_engine.connect() as conn:
         before = conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
     with pytest.raises(Crash):
-        run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=2, between_phases=crash)
+        run_range(
+            UnitOfWork(db_engine), ctx, run_id, batch_size=2, read_ahead=True, between_phases=crash
+        )
     with db_engine.connect() as conn:
         run = conn.execute(select(reevaluation_runs).where(reevaluation_runs.c.id == run_id)).one()
         assert (run.processed, run.last_enterprise_id, run.finished_at) == (0, "", None)
@@ -227,3 +235,123 @@ def test_a_crash_between_the_phases_writes_nothing_and_the_run_resumes(
     for n in range(1, 6):
         _run_decision(db_engine, run_id, uscc(n))
     _chains_verify(db_engine)
+
+
+def _firms(engine: Engine, rulebook: Rulebook, count: int) -> None:
+    """`count` firms stored without a decision, as a bulk import leaves them."""
+    stamp = now()
+    rows = []
+    for n in range(1, count + 1):
+        data = profile_to_data(parse_profile(profile(n), rulebook.fact_types))
+        rows.append(
+            {
+                "enterprise_id": data["enterprise_id"],
+                "name": data["name"],
+                "region": data["region"],
+                "profile": data,
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(insert(firms), rows)
+
+
+def test_two_workers_on_one_range_decide_no_firm_twice(db_engine: Engine, rulebook: Any) -> None:
+    """Review 34 F2: a range process left running by a killed parent and the resumed
+    run's own work the same range at once. The range's record is locked in each batch's
+    transaction (PostgreSQL; SQLite's writer holds the file), so each reads the cursor the
+    other left: every firm is decided once."""
+    import threading
+
+    _firms(db_engine, rulebook, 300)
+    run_id = _start(db_engine)
+    ctx = context_from(rulebook)
+    workers = [
+        threading.Thread(
+            target=run_range, args=(UnitOfWork(db_engine), ctx, run_id), kwargs={"batch_size": 20}
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    with db_engine.connect() as conn:
+        per_firm = conn.execute(
+            select(decisions.c.enterprise_id, func.count()).group_by(decisions.c.enterprise_id)
+        ).all()
+        assert len(per_firm) == 300 and {n for _, n in per_firm} == {1}
+        assert verify(conn, audit_log, audit_head).ok
+
+
+def test_the_read_ahead_starts_sqlites_log_over_after_each_batch(
+    db_engine: Engine, rulebook: Any, monkeypatch: Any
+) -> None:
+    """Review 34 F1: a read-ahead's snapshot kept the other process from starting the
+    write-ahead log over, which grew by every batch until the run ended. Each batch of a
+    read-ahead range ends with a checkpoint that restarts it (SQLite; nothing to do on
+    PostgreSQL), and none is asked for without the read-ahead."""
+    _firms(db_engine, rulebook, 30)
+    started: list[bool] = []
+    real = UnitOfWork.checkpoint
+    monkeypatch.setattr(UnitOfWork, "checkpoint", lambda self: started.append(real(self)))
+    ctx = context_from(rulebook)
+    assert run_range(UnitOfWork(db_engine), ctx, _start(db_engine), batch_size=10) == 3
+    assert started == []
+    with UnitOfWork(db_engine) as uow:  # the next day's run, read ahead
+        uow.register.add(ReevaluationRun(run_id := new_id(), date(2026, 7, 2), now(), 0, ""))
+        uow.commit()
+    run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=10, read_ahead=True)
+    assert started == [db_engine.dialect.name == "sqlite"] * 3
+
+
+def test_a_terminated_command_stops_its_range_processes_and_the_run_resumes(
+    tmp_path: Any, rulebook: Any
+) -> None:
+    """Review 34 F2/F4: SIGTERM to `reevaluate --all --processes 2` stops its forked
+    range processes too (none is left running beside the next run), says how to go on,
+    and exits 130; run again, the run resumes and decides every firm once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from services.common.db import make_engine
+    from services.rules.adapters import migrate
+    from tests.support import ROOT
+
+    url = f"sqlite:///{tmp_path / 'register.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    _firms(engine, rulebook, 12_000)
+    command = [sys.executable, "-m", "services.rules", "reevaluate", "--all", "--db", url]
+    command += ["--as-of", "2026-07-01", "--processes", "2", "--batch-size", "100"]
+    running = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    parent = psutil.Process(running.pid)
+    done = 0
+    for _ in range(1200):  # both ranges at work, a batch written
+        with engine.connect() as conn:
+            done = conn.execute(select(func.sum(reevaluation_runs.c.processed))).scalar() or 0
+        if done and len(parent.children()) == 2:
+            break
+        time.sleep(0.05)
+    children = parent.children()
+    assert len(children) == 2 and 0 < done < 12_000
+    running.send_signal(signal.SIGTERM)
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == 130, err
+    assert b"run the command again to resume" in err and b"Traceback" not in err
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "(resumed)" in again.stdout, again.stderr[-2000:]
+    with engine.connect() as conn:
+        per_firm = conn.execute(
+            select(decisions.c.enterprise_id, func.count()).group_by(decisions.c.enterprise_id)
+        ).all()
+        assert len(per_firm) == 12_000 and {n for _, n in per_firm} == {1}
+        assert verify(conn, audit_log, audit_head).ok
+    engine.dispose()
