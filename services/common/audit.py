@@ -303,6 +303,12 @@ class AuditTrail:
         only when they cover every chain it appends to; a rollback forgets them."""
         session.info[_LOCKED] = (frozenset(keys), {r[0]: r[1] for r in rows})
 
+    @staticmethod
+    def forget_locked(session: Session) -> None:
+        """Forget the heads `heads_locked` named: a rollback to a savepoint taken before
+        them (raw SQL: no rollback event SQLAlchemy sees) released their locks."""
+        session.info.pop(_LOCKED, None)
+
     def _seal(self, session: Session) -> None:
         if session.in_nested_transaction():
             return  # a savepoint's release: its entries are sealed with the transaction's

@@ -68,7 +68,7 @@ from services.booking.domain.records import (
 )
 from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import Ticket
-from services.common.audit import chains_of, heads_query, rows_select
+from services.common.audit import AuditTrail, chains_of, heads_query, rows_select
 from services.common.clock import now
 from services.common.db import as_dbapi_error, driver_of
 
@@ -289,12 +289,14 @@ class BookingRegister(StaffRegister):
         processors (JSON), as SQLAlchemy's execution would. `writes`: whether one of them
         may write (out of SQLAlchemy's sight: the transaction counts as written,
         db.driver_of); a plain read keeps it a read. A failure is raised as SQLAlchemy
-        would raise it (IntegrityError for a key used before)."""
+        would raise it (IntegrityError for a key used before), with the failing statement's
+        SQL: the first failure, not the pipeline's abort that follows it (`_first_failure`)."""
         connection = self.session.connection()
         dialect = connection.dialect
         driver: Any = driver_of(connection) if writes else connection.connection.driver_connection
         cursors: list[Any] = []
         sql = ""
+        first: list[psycopg.Error] = []
         try:
             with driver.pipeline() if len(statements) > 1 else contextlib.nullcontext():
                 for statement, params in statements:
@@ -306,7 +308,10 @@ class BookingRegister(StaffRegister):
                             values[name] = process(values[name])
                     cursor = driver.cursor()
                     cursors.append(cursor)
-                    cursor.execute(sql, values)
+                    if not _first_failure(first, cursor.execute, sql, values):
+                        break
+            if first:
+                raise first[0]
             out: list[list[Any]] = []
             for cursor in cursors:
                 names = [column.name for column in cursor.description or ()]
@@ -314,7 +319,8 @@ class BookingRegister(StaffRegister):
                 out.append(list(IteratorResult(SimpleResultMetaData(names), iter(rows))))
             return out
         except psycopg.Error as exc:  # a statement timeout is OperationalError, as elsewhere
-            raise as_dbapi_error(exc, sql, connection) from exc
+            failed = first[0] if first else exc
+            raise as_dbapi_error(failed, sql, connection) from failed
         finally:
             for cursor in cursors:
                 cursor.close()
@@ -327,13 +333,19 @@ class BookingRegister(StaffRegister):
         compiled = _compiled(query, connection.dialect)
         driver = driver_of(connection)  # out of SQLAlchemy's sight: counts as a write
         cursor = driver.cursor()
+        first: list[psycopg.Error] = []
         try:
             with driver.pipeline():
-                driver.execute(_SAVEPOINT.text)
-                cursor.execute(compiled.string, compiled.construct_params(params))
+                if _first_failure(first, driver.execute, _SAVEPOINT.text):
+                    _first_failure(
+                        first, cursor.execute, compiled.string, compiled.construct_params(params)
+                    )
+            if first:
+                raise first[0]
             row = cursor.fetchone()
         except psycopg.Error as exc:  # a statement timeout is OperationalError, as elsewhere
-            raise as_dbapi_error(exc, compiled.string, connection) from exc
+            failed = first[0] if first else exc
+            raise as_dbapi_error(failed, compiled.string, connection) from failed
         finally:
             cursor.close()
         return None if row is None else row[0]
@@ -393,8 +405,10 @@ class BookingRegister(StaffRegister):
         return True
 
     def _back_to_savepoint(self, *, quiet: bool = False) -> None:
-        """Undo what followed the latest _SAVEPOINT (and release the locks it took);
-        `quiet`: on the way out with an error, which a failure here must not hide."""
+        """Undo what followed the latest _SAVEPOINT (and release the locks it took, the
+        audit heads' too: the seal must read them again, review 35 L1); `quiet`: on the
+        way out with an error, which a failure here must not hide."""
+        AuditTrail.forget_locked(self.session)
         try:
             self._run(_ROLLBACK_TO_SAVEPOINT)
         except Exception:
@@ -987,3 +1001,17 @@ def _equal(query: Select[Any], table: Table, **values: str) -> Select[Any]:
         if value:
             query = query.where(table.c[name] == value)
     return query
+
+
+def _first_failure(first: list[psycopg.Error], execute: Any, *args: Any) -> bool:
+    """`execute(*args)` inside a psycopg pipeline; False when it failed, its error kept in
+    `first` (then the caller sends nothing more). An error raised while the pipeline
+    closes with one propagating made psycopg log a warning that names the connection
+    (review 35 F1), and the pipeline's abort hid the statement's own error (a key used
+    before would read as a connection failure)."""
+    try:
+        execute(*args)
+    except psycopg.Error as exc:
+        first.append(exc)
+        return False
+    return True
