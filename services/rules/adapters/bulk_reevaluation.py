@@ -866,16 +866,19 @@ def _created_firm_row(r: Reevaluated) -> dict[str, Any]:
 
 def _created_firm_entry(r: Reevaluated, caller: str) -> dict[str, Any]:
     """The audit entry of that insert, first on the firm's chain."""
-    f = r.firm
-    values = {
+    chain, values = r.firm.enterprise_id, _firm_values(r.firm)
+    return {**_entry(_FIRM, "create", chain, chain, None, _fields(_FIRM, values)), "caller": caller}
+
+
+def _firm_values(f: StoredFirm) -> dict[str, Any]:
+    """A stored firm's audited values (those the ORM's firm entries record)."""
+    return {
         "name": f.name,
         "region": f.region,
         "status": f.status,
         "risk_level": f.risk_level,
         "decision_id": f.decision_id,
     }
-    chain = f.enterprise_id
-    return {**_entry(_FIRM, "create", chain, chain, None, _fields(_FIRM, values)), "caller": caller}
 
 
 def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
@@ -897,14 +900,7 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
         "whitelist_change": r.whitelist_change,
     }
     out.append(_entry(_DECISION, "create", r.decision_id, chain, None, _fields(_DECISION, decided)))
-    f = r.firm
-    old = {
-        "name": f.name,
-        "region": f.region,
-        "status": f.status,
-        "risk_level": f.risk_level,
-        "decision_id": f.decision_id,
-    }
+    old = _firm_values(r.firm)
     new = {
         "name": r.name,
         "region": r.region,
