@@ -552,9 +552,7 @@ def _follow(engine: Engine, started: reevaluation.Started, children: list[Any]) 
             for ended in multiprocessing.connection.wait(list(running), timeout=1.0):
                 running.pop(ended).join()
             if not bar.disable:
-                done = reevaluation.summary(
-                    UnitOfWork(engine), started.run_id, started.resumed, started.total
-                ).processed
+                done = reevaluation.processed(UnitOfWork(engine), started.run_id)
                 bar.update(done - shown)
                 shown = done
 

@@ -224,6 +224,16 @@ def summary(uow: UnitOfWork, run_id: str, resumed: bool, total: int) -> RunSumma
         )
 
 
+def processed(uow: UnitOfWork, run_id: str) -> int:
+    """How many firms the run (its ranges, when split) has done so far, from a read
+    snapshot: a progress bar polling it takes no write lock, which on SQLite would make
+    the range processes wait for it (review 34 N5)."""
+    with uow.snapshot() as seen:
+        ranges = seen.batch.ranges_of(run_id)
+        run = seen.register.run(run_id)
+        return sum(r.processed for r in ranges) if ranges else run.processed if run else 0
+
+
 class Batching(TypedDict, total=False):
     """How `run_range` goes through a range, for a caller that passes it on: `batch_size`
     firms a transaction, `on_batch(done)` after each batch."""

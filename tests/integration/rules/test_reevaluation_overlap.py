@@ -355,3 +355,39 @@ def test_a_terminated_command_stops_its_range_processes_and_the_run_resumes(
         assert len(per_firm) == 12_000 and {n for _, n in per_firm} == {1}
         assert verify(conn, audit_log, audit_head).ok
     engine.dispose()
+
+
+def test_the_progress_poll_reads_while_a_writer_holds_the_lock(
+    db_engine: Engine, rulebook: Any
+) -> None:
+    """Review 34 N5: the command's progress bar polled the run through a write
+    transaction (SQLite: BEGIN IMMEDIATE), so the range processes waited for it every
+    second. `processed` reads from a snapshot: it answers while a writer holds the lock
+    (SQLite) or the runs' table (PostgreSQL), here with a busy timeout of half a second."""
+    from sqlalchemy import text
+
+    from services.common.db import DbTimeouts, make_engine
+    from services.rules.service_layer import reevaluation
+
+    _firms(db_engine, rulebook, 40)
+    started = reevaluation.start_run(UnitOfWork(db_engine), DAY, 2, min_range=10)
+    assert len(started.ranges) == 2
+    ctx = context_from(rulebook)
+    run_range(UnitOfWork(db_engine), ctx, started.ranges[0], batch_size=8, stop_after_batches=1)
+    url = db_engine.url.render_as_string(hide_password=False)
+    quick = make_engine(url, timeouts=DbTimeouts(statement=0.5))
+    with db_engine.connect() as writer:
+        if db_engine.dialect.name == "sqlite":
+            raw = writer.connection.driver_connection
+            raw.execute("BEGIN IMMEDIATE")
+        else:
+            writer.begin()
+            writer.execute(text("LOCK TABLE reevaluation_runs IN EXCLUSIVE MODE"))
+        try:
+            assert reevaluation.processed(UnitOfWork(quick), started.run_id) == 8
+        finally:
+            if db_engine.dialect.name == "sqlite":
+                raw.execute("ROLLBACK")
+            else:
+                writer.rollback()
+    quick.dispose()
