@@ -327,28 +327,10 @@ class BookingRegister(StaffRegister):
 
     def _after_savepoint(self, query: Select[tuple[Any]], params: dict[str, Any]) -> Any:
         """PostgreSQL: _SAVEPOINT, then `query` (built once, its SQL compiled once: no
-        expanding parameter), sent together in one psycopg pipeline (one round trip
-        instead of two); the first column of its first row, or None."""
-        connection = self.session.connection()
-        compiled = _compiled(query, connection.dialect)
-        driver = driver_of(connection)  # out of SQLAlchemy's sight: counts as a write
-        cursor = driver.cursor()
-        first: list[psycopg.Error] = []
-        try:
-            with driver.pipeline():
-                if _first_failure(first, driver.execute, _SAVEPOINT.text):
-                    _first_failure(
-                        first, cursor.execute, compiled.string, compiled.construct_params(params)
-                    )
-            if first:
-                raise first[0]
-            row = cursor.fetchone()
-        except psycopg.Error as exc:  # a statement timeout is OperationalError, as elsewhere
-            failed = first[0] if first else exc
-            raise as_dbapi_error(failed, compiled.string, connection) from failed
-        finally:
-            cursor.close()
-        return None if row is None else row[0]
+        expanding parameter), sent together in one psycopg pipeline (`_pipelined`: one
+        round trip instead of two); the first column of its first row, or None."""
+        rows = self._pipelined([(_SAVEPOINT, {}), (query, params)])[1]
+        return rows[0][0] if rows else None
 
     def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
         """Which of `preferred` the expert offers, has not booked, and still has room for
