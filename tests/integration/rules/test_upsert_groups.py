@@ -273,3 +273,33 @@ def test_each_upsert_of_a_group_is_audited_as_its_own_callers(
                 audit_log.c.chain == uscc(n, GROUPED), audit_log.c.id > first
             )
             assert set(conn.execute(query).scalars()) == {caller}, n
+
+
+def test_a_stalled_database_fails_the_group_at_once_not_upsert_by_upsert(
+    db_engine: Engine, rulebook: Any, monkeypatch: Any
+) -> None:
+    """As ReportEvent's groups (review 20 F2): a statement timeout inside the group fails
+    every caller of it as unavailable at once; no upsert is tried again on its own, each
+    waiting out the stall again, and nothing of the group is stored."""
+    from services.common.db import DbTimeouts, make_engine
+    from tests.integration.rules.test_event_groups import _Held
+
+    if db_engine.dialect.name == "sqlite":
+        pytest.skip("a table lock that lets the group's first reads through is PostgreSQL's")
+    _register(db_engine, rulebook, GROUPED)
+    alone: list[Any] = []
+    real = register_handlers.apply_upserted
+    monkeypatch.setattr(register_handlers, "apply_upserted", lambda *a: alone.append(a) or real(*a))
+    with db_engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(decisions)).scalar()
+    stalled = make_engine(
+        db_engine.url.render_as_string(hide_password=False), timeouts=DbTimeouts(statement=1.0)
+    )
+    sent = [(_firm(GROUPED, n, employees=70), "") for n in (1, 2, 3, 4)]
+    with _Held(db_engine, "decisions", 8):
+        answers = _sent_together(_groups(stalled, rulebook, len(sent)), sent)
+    stalled.dispose()
+    assert all(isinstance(a, Exception) and UnitOfWork.unavailable(a) for a in answers), answers
+    assert alone == []
+    with db_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(decisions)).scalar() == before
