@@ -151,7 +151,7 @@ class ServerProcess:
         for proc in self.tree():
             with contextlib.suppress(psutil.Error):
                 times = proc.cpu_times()
-                total += times.user + times.system
+                total += times.user + times.system + times.children_user + times.children_system
         return total
 
     def stop(self) -> int | None:
@@ -284,14 +284,15 @@ def measure(
 
 def database_cpu_seconds() -> float:
     """CPU seconds so far of this machine's PostgreSQL processes (the postmaster, its
-    backends, the WAL writer...), 0.0 where none can be read. A backend that ends during
-    a round takes its CPU with it, so a round's difference is a lower bound; the servers'
-    pools keep theirs open."""
+    backends, the checkpointer, the WAL writer, autovacuum...), 0.0 where none can be
+    read: those running, and those ended (a backend whose connection a pool closed),
+    which the postmaster's children's times hold once it has reaped them. Background
+    work counts too, whatever caused it (a checkpoint of an earlier round's writes)."""
     total = 0.0
     for proc in psutil.process_iter(["name", "cpu_times"]):
         times = proc.info["cpu_times"]
         if proc.info["name"] == "postgres" and times is not None:
-            total += times.user + times.system
+            total += times.user + times.system + times.children_user + times.children_system
     return total
 
 
