@@ -413,11 +413,12 @@ def _insert_returning(log: Table) -> Insert:
 
 
 @cache
-def heads_query(chains: Table) -> TextClause:
+def heads_query(chains: Table, lock: bool = True) -> TextClause:
     """PostgreSQL: (chain, last_hash) of the heads of the chains in the array parameter
-    :keys, in key order, locked (what the seal reads; AuditTrail.heads_locked)."""
+    :keys, in key order, locked with `lock` (what the seal reads; for a repository that
+    sends it with its own statements: AuditTrail.heads_locked, the rules' batch writer)."""
     sql = f"SELECT chain, last_hash FROM {chains.name} WHERE chain = ANY(:keys) ORDER BY chain"
-    return text(sql + " FOR UPDATE")
+    return text(sql + (" FOR UPDATE" if lock else ""))
 
 
 @cache

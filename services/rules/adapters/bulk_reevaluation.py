@@ -71,7 +71,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
-from services.common.audit import GENESIS, Audited, chains_of, plain_entry_hash
+from services.common.audit import GENESIS, Audited, chains_of, heads_query, plain_entry_hash
 from services.common.clock import IdSource, now
 from services.common.db import driver_of, json_text
 from services.rules.adapters.feed import EXPIRED_MARK
@@ -178,11 +178,11 @@ class BatchRegister:
     ) -> GroupReads:
         """A ReportEvent or UpsertEnterprise group's reads: the firms with these ids
         (locked on PostgreSQL, in id order: two groups never wait on each other in a
-        cycle), each with its open
-        white-list entry (detached records: what an answer shows, nothing the session
-        tracks); which of the (source, event_id) `keys` are recorded; each firm's recent
-        history (`Register.recent_histories`: its newest `limit` decisions, naming their
-        events of `cause_kinds`) and newest `limit` events of `quiet_kinds`.
+        cycle), each with its open white-list entry (detached records: what an answer
+        shows, nothing the session tracks); which of the (source, event_id) `keys` are
+        recorded; each firm's recent history (`Register.recent_histories`: its newest
+        `limit` decisions, naming their events of `cause_kinds`) and newest `limit`
+        events of `quiet_kinds`.
 
         Locked first, read after (as `next_firms` says why): the lock is a statement of
         its own and every read a statement after it, each with its own snapshot taken
@@ -731,7 +731,7 @@ def _before_seal(
         return heads, range(largest + 1, largest + 1 + count), _blockers_of(found[0])
     statements: list[tuple[_Statement, Mapping[str, Any]]] = []
     if count:
-        statements.append((_heads_of_keys(lock), {"keys": keys}))
+        statements.append((heads_query(chains_of(AUDIT.log), lock), {"keys": keys}))
         statements.append((_next_ids(), {"table": log.name, "n": count}))
     if decision_ids:
         statements.append(blockers)
@@ -745,22 +745,13 @@ def _sqlite_chain_heads(connection: Connection, keys: list[str]) -> list[Any]:
     """SQLite: (chain, last_hash) of those of `keys` that have a head, in key order (its
     one writer holds the file: nothing to lock). The keys go as one JSON text parameter,
     not as one bound parameter each, which Core renders every time. PostgreSQL reads
-    them, locked, in `_before_seal`'s pipeline (`_heads_of_keys`)."""
+    them, locked, in `_before_seal`'s pipeline (`audit.heads_query`)."""
     heads = chains_of(AUDIT.log).name
     sql = (
         f"SELECT chain, last_hash FROM {heads}"
         " WHERE chain IN (SELECT value FROM json_each(?)) ORDER BY chain"
     )
     return list(connection.exec_driver_sql(sql, (orjson.dumps(keys).decode(),)))
-
-
-@cache
-def _heads_of_keys(lock: bool) -> TextClause:
-    """PostgreSQL: the heads of the chains in the array parameter `keys`, in key order
-    (locked for update with `lock`)."""
-    heads = chains_of(AUDIT.log).name
-    sql = f"SELECT chain, last_hash FROM {heads} WHERE chain = ANY(:keys) ORDER BY chain"
-    return text(sql + (" FOR UPDATE" if lock else ""))
 
 
 @cache
@@ -853,12 +844,8 @@ def _created_firm_row(r: Reevaluated) -> dict[str, Any]:
     f = r.firm
     return {
         "enterprise_id": f.enterprise_id,
-        "name": f.name,
-        "region": f.region,
+        **_firm_values(f),
         "profile": f.profile,
-        "status": f.status,
-        "risk_level": f.risk_level,
-        "decision_id": f.decision_id,
         "created_at": r.decided_at,
         "updated_at": r.decided_at,
     }

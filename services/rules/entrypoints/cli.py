@@ -137,9 +137,8 @@ def _parser() -> argparse.ArgumentParser:
         "on SQLite they take turns at its write lock only for writing, each deciding its "
         "next batch while another writes: worth it with cores to spare beside the database "
         "server (on a 2-core machine that also runs PostgreSQL, 2 gain little over 1). A "
-        "register of "
-        f"fewer than {reevaluation.MIN_RANGE} firms per process is not split; a resumed run "
-        "keeps the ranges it started with",
+        f"register of fewer than {reevaluation.MIN_RANGE} firms per process is not split; "
+        "a resumed run keeps the ranges it started with",
     )
     _common_flags(again)
     again.set_defaults(run=cmd_reevaluate)
@@ -447,8 +446,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
                     range_id,
                     batch_size=args.batch_size,
                     on_batch=bar.update,
-                    read_ahead=False,  # one process: nothing to overlap
-                )
+                )  # no read-ahead (run_range's default): one process has nothing to overlap
         failed = 0
     summary = reevaluation.summary(
         UnitOfWork(engine), started.run_id, started.resumed, started.total

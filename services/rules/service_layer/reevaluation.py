@@ -260,7 +260,7 @@ def reevaluate_all(
     for range_id in started.ranges:
         if left is not None and left <= 0:
             break
-        done = run_range(uow, ctx, range_id, stop_after_batches=left, read_ahead=False, **batching)
+        done = run_range(uow, ctx, range_id, stop_after_batches=left, **batching)
         left = None if left is None else left - done
     return summary(uow, started.run_id, started.resumed, started.total)
 
@@ -371,7 +371,7 @@ class _Prepared:
     later: bool = False
     error: str = ""
     problems: tuple[str, ...] = ()
-    rows: BatchRows | None = None  # the outcome's rows made ahead (BatchRegister.rows_of)
+    rows: BatchRows | None = None  # the outcome's rows made ahead (`rows_of`)
 
 
 def _prepare(
