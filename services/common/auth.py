@@ -215,12 +215,21 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 0.0,
                 principal,
             )
-        if self._limiter is not None:
-            own = Rate(*principal.rate) if principal.rate else None
-            allowed, wait = self._limiter.check(principal.caller, rate=own)
-            if not allowed:
-                return grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded", wait, principal
+        wait = self.charge(principal)
+        if wait:
+            return grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded", wait, principal
         return principal
+
+    def charge(self, principal: Principal) -> float:
+        """One call of `principal` against its rate (its own, from the tokens file, or the
+        default): 0.0 to go on (counted), else the seconds to wait (not counted). Also
+        each event of a ReportEventStream after the first, which the call's admission
+        counted."""
+        if self._limiter is None:
+            return 0.0
+        own = Rate(*principal.rate) if principal.rate else None
+        allowed, wait = self._limiter.check(principal.caller, rate=own)
+        return 0.0 if allowed else max(wait, 1e-9)
 
 
 def scheme_problem(header: str) -> str | None:

@@ -65,6 +65,39 @@ def status_proto(exc: BaseException) -> status_pb2.Status:
     return status
 
 
+def item_status(exc: BaseException) -> status_pb2.Status:
+    """The google.rpc.Status one item of a stream or batch answers with when it failed
+    (the stream goes on): what `abort_for` would end a unary call with, as a message. A
+    domain error its own code and details (a RetryInfo when it says when to retry); a
+    database that cannot take the work UNAVAILABLE with a RetryInfo of a second (a passed
+    deadline DEADLINE_EXCEEDED); anything else INTERNAL, logged here."""
+    if is_domain_error(exc):
+        status = status_proto(exc)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            _add_retry_info(status, retry_after)
+        return status
+    if database_unavailable(exc):
+        left = time_left()
+        if left is not None and left <= 0:
+            return status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message="the deadline passed")
+        status = status_pb2.Status(
+            code=code_pb2.UNAVAILABLE, message="the database is unavailable; try again"
+        )
+        _add_retry_info(status, 1)
+        return status
+    _log.error("unhandled error in a stream's item", exc_info=exc)
+    return internal_status()
+
+
+def _add_retry_info(status: status_pb2.Status, seconds: float) -> None:
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromSeconds(retry_seconds(seconds))
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status.details.append(detail)
+
+
 def retry_seconds(seconds: float) -> int:
     """A wait as the whole seconds a client is told (at least 1, never early)."""
     return max(1, math.ceil(seconds))
@@ -75,11 +108,7 @@ def with_retry_info(status: status_pb2.Status, seconds: float) -> grpc.Status:
     forms clients read: a google.rpc.RetryInfo detail and a `retry-after` trailer, both
     in whole seconds."""
     wait = retry_seconds(seconds)
-    info = error_details_pb2.RetryInfo()
-    info.retry_delay.FromSeconds(wait)
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status.details.append(detail)
+    _add_retry_info(status, wait)
     out = rpc_status.to_status(status)
     # abort_with_status sends the status's own trailers: the hint goes there
     return out._replace(trailing_metadata=(*out.trailing_metadata, ("retry-after", str(wait))))

@@ -20,6 +20,7 @@ RULES_METHODS: dict[str, MethodRule] = {
         "ListWhitelistSizes": rule("rules.read"),
         "ListEnterprises": rule("rules.read"),
         "ReportEvent": rule("rules.write"),
+        "ReportEventStream": rule("rules.write"),  # each event against the caller's rate
         "CheckInspection": rule("inspection.check"),
         "VerifyInspectionCode": rule("rules.read", "inspection.check"),
         "WatchChanges": rule("rules.read"),

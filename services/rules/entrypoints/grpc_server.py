@@ -15,15 +15,16 @@ from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.auth import AuthInterceptor
 from services.common.clock import today_shanghai
-from services.common.context import current_caller, require_scope
-from services.common.grpc_errors import (
-    abort_for,
-    internal_status,
-    is_domain_error,
-    status_proto,
-    unary,
+from services.common.context import (
+    Principal,
+    current_caller,
+    current_principal,
+    deadline_in,
+    require_scope,
 )
+from services.common.grpc_errors import abort_for, item_status, unary
 from services.common.malformed import text_violations
+from services.common.read_ahead import ReadAhead
 from services.common.regions import region_filter
 from services.common.security import Security
 from services.common.values import preview
@@ -58,6 +59,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RulesService"].full_name
 MAX_BATCH = 1000  # profiles in one EvaluateBatch
 MAX_REQUEST_ID = 128  # a caller's id for an evaluation, echoed in its Decision
 MAX_FOLLOWERS = 4  # WatchChanges streams per process; each holds a server thread
+READ_AHEAD_GROUPS = 2  # ReportEventStream reads ahead at most this many groups' events
+# a stream's caller's rate: 0.0 to go on (the event counted), else seconds to wait
+Pace = Callable[[Principal], float]
 
 
 class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
@@ -67,8 +71,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         engine: Engine | None = None,
         followers: feed.Followers | None = None,
         event_groups: GroupLimits | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self._ctx = ctx
+        self._pace = pace  # each event of a ReportEventStream against the caller's rate
         self._engine = engine
         self._feed = FeedStore(engine) if engine is not None else None
         self._followers = followers or feed.Followers(MAX_FOLLOWERS)
@@ -128,11 +134,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
                 raise ValidationError(bad)
             return self._evaluate(request)
         except Exception as exc:
-            status = status_proto(exc) if is_domain_error(exc) else internal_status()
             return pb.Decision(  # echoed ids no longer than valid ones can be
                 request_id=request.request_id[:MAX_REQUEST_ID],
                 enterprise_id=request.profile.enterprise_id[:MAX_REQUEST_ID],
-                error=status,
+                error=item_status(exc),
             )
 
     @unary
@@ -263,6 +268,67 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         view = self._events.report(convert.event_to_dict(request.event), current_caller())
         return convert.status_to_proto(view)
 
+    def ReportEventStream(
+        self, requests: Iterator[pb.ReportEventRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.ReportEventResult]:
+        """One result per request, in order. A thread reads the stream ahead (at most
+        READ_AHEAD_GROUPS groups' events: flow control holds a faster client back, and
+        each event after the first waits for the caller's rate); the events waiting are
+        taken together, up to the group size, and applied in one transaction
+        (`EventGroups.report_together`), then answered. A bad item carries its error;
+        the stream goes on. Ends when the client closes its side and every event read
+        is answered, or at once when the call is cancelled or its deadline passes."""
+        if self._engine is None:
+            abort_for(
+                PreconditionFailed("this server runs without a register database (--db)"), context
+            )
+        principal, pace = current_principal(), self._pace
+        size = self._events.limits.max_size
+        ahead = ReadAhead(
+            requests,
+            READ_AHEAD_GROUPS * size,
+            (lambda: pace(principal)) if pace is not None else None,
+            name="report-stream",
+        )
+        try:
+            while taken := ahead.take(size, context.is_active):
+                yield from self._reported(taken, principal.caller, context)
+        except Exception as exc:
+            if context.is_active():  # a malformed message; a cancelled call ends quietly
+                abort_for(exc, context)
+        finally:
+            ahead.stop()
+
+    def _reported(
+        self,
+        requests: list[pb.ReportEventRequest],
+        source: str,
+        context: grpc.ServicerContext,
+    ) -> list[pb.ReportEventResult]:
+        """The results of events taken from a ReportEventStream together, in order: the
+        valid ones applied in one transaction, bounded by the call's deadline; a bad one
+        (or, when the group fails as a whole, each) answers with its error."""
+        results: list[Exception | register_handlers.StatusView | None] = [None] * len(requests)
+        items, where = [], []
+        for n, request in enumerate(requests):
+            try:  # a stream's requests are checked for bytes only (malformed.py)
+                if bad := text_violations(request):
+                    raise ValidationError(bad)
+                items.append(self._events.parsed(convert.event_to_dict(request.event), source))
+                where.append(n)
+            except Exception as exc:
+                results[n] = exc
+        left = context.time_remaining()
+        with deadline_in(left if left is not None and left < common_server.NO_DEADLINE else None):
+            if items:
+                try:
+                    answers = self._events.report_together(items)
+                except Exception as exc:  # the group failed as a whole: none is applied
+                    answers = [exc] * len(items)
+                for n, answer in zip(where, answers, strict=True):
+                    results[n] = answer
+            return [_event_result(r) for r in results]
+
     @unary
     def CheckInspection(self, request: pb.CheckInspectionRequest) -> pb.InspectionVerdict:
         result = inspection_handlers.check_inspection(
@@ -299,6 +365,16 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         return convert.inspection_to_proto(
             inspection_handlers.verify_code(self._uow(), request.code)
         )
+
+
+def _event_result(
+    answer: Exception | register_handlers.StatusView | None,
+) -> pb.ReportEventResult:
+    """One ReportEventStream answer: the event's status, or its error."""
+    if isinstance(answer, Exception):
+        return pb.ReportEventResult(error=item_status(answer))
+    assert answer is not None
+    return pb.ReportEventResult(status=convert.status_to_proto(answer))
 
 
 def context_from(
@@ -392,7 +468,12 @@ def build(
         items_checked=ITEMS_CHECKED,
         interceptors=[auth] if auth is not None else [],
     )
-    servicer = RulesServicer(context_from(rulebook, today), engine, event_groups=event_groups)
+    servicer = RulesServicer(
+        context_from(rulebook, today),
+        engine,
+        event_groups=event_groups,
+        pace=auth.charge if auth is not None else None,
+    )
     rules_pb2_grpc.add_RulesServiceServicer_to_server(servicer, server)
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
     port = common_server.bind_port(server, address, security.tls)

@@ -53,6 +53,7 @@ from services.common.call_groups import (
     GroupLimits,
     Run,
 )
+from services.common.errors import DomainError
 from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.register_handlers import (
     Reported,
@@ -107,6 +108,27 @@ class EventGroups:
         alone or with the events queued beside it; answered after their commit."""
         event, fingerprint = parse_reported(self._ctx, data)
         return self.calls.call(Reported(event, fingerprint, source))
+
+    def parsed(self, data: Mapping[str, Any], source: str) -> Reported:
+        """An event validated as `report` validates it (INVALID_ARGUMENT naming each bad
+        field), ready for `report_together`."""
+        event, fingerprint = parse_reported(self._ctx, data)
+        return Reported(event, fingerprint, source)
+
+    def report_together(self, items: Sequence[Reported]) -> list[StatusView | Exception]:
+        """ReportEventStream: the events one stream had waiting, in one transaction (the
+        group writer of `report`'s groups, `apply_group`; one event alone by the per-call
+        path): each its answer or error, in order, as one after another would give. Runs
+        in the stream's own thread, beside the unary calls' groups (its events are one
+        caller's, already together: nothing to gain by queueing them with the others).
+        Raises what failed the group as a whole (the database down or stalled, the
+        deadline): then none of them is applied."""
+        if len(items) == 1:
+            try:
+                return [self._one(items[0])]
+            except DomainError as exc:  # refused: its answer alone
+                return [exc]
+        return self._group(items, lambda _n, work: work())
 
     def _one(self, item: Reported) -> StatusView:
         """One event by the per-call path, in its own transaction."""

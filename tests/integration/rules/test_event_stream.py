@@ -1,0 +1,302 @@
+"""ReportEventStream on a real gRPC server, SQLite and PostgreSQL: the events waiting on a
+stream are applied as one group and answer, and store, exactly what the same events sent
+one by one through unary ReportEvent do; a bad item answers its error in its place while
+the others are applied; a replay answers duplicate; the scope is rules.write; every event
+counts against the caller's rate; a stalled database answers UNAVAILABLE for each event
+and stores nothing; a cancelled stream leaves no thread behind."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.json_format import MessageToDict
+from google.rpc import code_pb2, error_details_pb2
+from sqlalchemy import Engine
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
+from services.common.audit import verify
+from services.common.auth import TokenStore
+from services.common.db import DbTimeouts, make_engine
+from services.common.ratelimit import Rate
+from services.common.read_ahead import ReadAhead
+from services.common.security import Security
+from services.rules.adapters.orm import audit_head, audit_log
+from services.rules.entrypoints import grpc_server
+from services.rules.entrypoints.convert import profile_from_json
+from services.rules.service_layer.event_groups import EventGroups, GroupLimits
+from tests.integration.conftest import Clock, upsert
+from tests.integration.rules.test_event_groups import (
+    BEFORE,
+    FIRMS,
+    GROUPED,
+    ONE_BY_ONE,
+    SENT,
+    _as,
+    _events,
+    _Held,
+    _register,
+)
+from tests.integration.rules.test_event_groups import _answer as _unary_answer
+from tests.integration.rules.test_events import accident, complaint
+from tests.integration.rules.test_reevaluation_bulk import _rows
+from tests.support import profile, uscc
+
+WRITER = ("tok-writer-0123456789abcd", ["rules.read", "rules.write"])
+READER = ("tok-reader-0123456789abcd", ["rules.read", "rules.evaluate"])
+
+
+def _server(engine: Engine, rulebook: Any, **kwargs: Any) -> Iterator[RulesServiceStub]:
+    server, port = grpc_server.create_server(
+        rulebook, engine=engine, today=Clock(), max_workers=16, **kwargs
+    )
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield RulesServiceStub(channel)
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+@pytest.fixture
+def stub(db_engine: Engine, rulebook: Any) -> Iterator[RulesServiceStub]:
+    yield from _server(db_engine, rulebook, event_groups=GroupLimits(max_size=len(SENT)))
+
+
+@pytest.fixture
+def sizes(monkeypatch: Any) -> list[int]:
+    """The sizes of the groups streams apply; each stream's first take waits until the
+    client has sent everything (so the whole stream is waiting: one group)."""
+    taken: list[int] = []
+    real_take, real_together = ReadAhead.take, EventGroups.report_together
+
+    def take(self: ReadAhead[Any], most: int, active: Any = lambda: True) -> list[Any]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._ended, timeout=30)
+        return real_take(self, most, active)
+
+    def together(self: EventGroups, items: Sequence[Any]) -> Any:
+        taken.append(len(items))
+        return real_together(self, items)
+
+    monkeypatch.setattr(ReadAhead, "take", take)
+    monkeypatch.setattr(EventGroups, "report_together", together)
+    return taken
+
+
+def _stream_answer(result: pb.ReportEventResult) -> Any:
+    """A stream's result as `_unary_answer` shows a unary call's: the status made
+    comparable across the two heads, or the error's code name."""
+    if result.HasField("error"):
+        return code_pb2.Code.Name(result.error.code)
+    return _unary_answer(lambda: result.status)
+
+
+def test_a_stream_answers_and_stores_what_one_by_one_does(
+    stub: RulesServiceStub, db_engine: Engine, sizes: list[int]
+) -> None:
+    for head in (ONE_BY_ONE, GROUPED):
+        for n in range(1, FIRMS + 1):
+            upsert(stub, profile(n, enterprise_id=uscc(n, head)))
+        for e in BEFORE:
+            stub.ReportEvent(pb.ReportEventRequest(event=_as(head, e)), timeout=30)
+    plain = [
+        _unary_answer(
+            lambda e=e: stub.ReportEvent(
+                pb.ReportEventRequest(event=_as(ONE_BY_ONE, e)), timeout=30
+            )
+        )
+        for e, _ in SENT
+    ]
+    requests = [pb.ReportEventRequest(event=_as(GROUPED, e)) for e, _ in SENT]
+    streamed = [_stream_answer(r) for r in stub.ReportEventStream(iter(requests), timeout=60)]
+    assert sizes == [len(SENT)]  # one group
+    assert len(streamed) == len(SENT)
+    for n, ((_, expected), first, second) in enumerate(zip(SENT, plain, streamed, strict=True)):
+        assert second == first, f"event {n}"
+        if expected == "duplicate":
+            assert first["duplicate"] is True
+        elif expected != "ok":
+            assert first == expected, f"event {n}"
+    renamed = {
+        f"{GROUPED}-{i}": f"{ONE_BY_ONE}-{i}" for i in ("p1", *(f"e{n}" for n in range(1, 15)))
+    }
+    assert _rows(db_engine, GROUPED, FIRMS, ONE_BY_ONE, renamed) == _rows(
+        db_engine, ONE_BY_ONE, FIRMS, ONE_BY_ONE
+    )
+    assert _events(db_engine, GROUPED) == _events(db_engine, ONE_BY_ONE)
+    with db_engine.connect() as conn:
+        assert verify(conn, audit_log, audit_head).ok
+
+
+def _bad_request(status: Any) -> list[str]:
+    """The fields a google.rpc.Status's BadRequest names."""
+    fields = []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields += [v.field for v in bad.field_violations]
+    return fields
+
+
+def test_bad_items_answer_their_errors_in_place_and_the_others_apply(
+    stub: RulesServiceStub, db_engine: Engine, sizes: list[int]
+) -> None:
+    _register(stub)
+    stub.ReportEvent(pb.ReportEventRequest(event=_as(GROUPED, accident(1, "r1"))), timeout=30)
+    bad_date = _as(GROUPED, complaint(2, "b2"))
+    bad_date.occurred_on = "2026-13-01"
+    control = _as(GROUPED, complaint(3, "b3", text="投诉\x07"))
+    sent = [
+        _as(GROUPED, accident(2, "s1")),  # ok
+        bad_date,  # INVALID_ARGUMENT naming the field
+        _as(GROUPED, complaint(9, "s3")),  # NOT_FOUND: no such firm
+        _as(GROUPED, accident(1, "r1")),  # a replay of the unary call's event: duplicate
+        _as(GROUPED, complaint(1, "r1")),  # the same event_id, other content: ALREADY_EXISTS
+        control,  # a control character: INVALID_ARGUMENT naming the field
+        _as(GROUPED, complaint(3, "s7")),  # ok
+    ]
+    results = list(stub.ReportEventStream(iter(pb.ReportEventRequest(event=e) for e in sent)))
+    assert sizes == [5]  # the two bad ones never joined the group
+    codes = [code_pb2.Code.Name(r.error.code) if r.HasField("error") else "ok" for r in results]
+    assert codes == [
+        "ok",
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+        "ok",
+        "ALREADY_EXISTS",
+        "INVALID_ARGUMENT",
+        "ok",
+    ]
+    assert _bad_request(results[1].error) == ["event.occurred_on"]
+    assert _bad_request(results[5].error) == ["event.complaint.text"]
+    with pytest.raises(grpc.RpcError) as unary:  # the unary call names the same field
+        stub.ReportEvent(pb.ReportEventRequest(event=bad_date), timeout=30)
+    assert unary.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert results[1].error.message == unary.value.details()
+    assert results[3].status.duplicate is True
+    assert [results[n].status.duplicate for n in (0, 6)] == [False, False]
+    stored = [e["event_id"] for e in _events(db_engine, GROUPED)]
+    assert stored == ["-r1", "-s1", "-s7"]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TokenStore:
+    path = tmp_path / "tokens.json"
+    entries = [
+        {"token": tok, "caller": name, "scopes": scopes}
+        for name, (tok, scopes) in (("writer", WRITER), ("reader", READER))
+    ]
+    path.write_text(json.dumps({"tokens": entries}), encoding="utf-8")
+    return TokenStore.load(path)
+
+
+def test_the_stream_needs_rules_write(db_engine: Engine, rulebook: Any, store: TokenStore) -> None:
+    for stub in _server(db_engine, rulebook, security=Security(store, Rate(1000, 1000))):
+        sent = [pb.ReportEventRequest(event=_as(GROUPED, complaint(1, "w1")))]
+        reader = (("authorization", f"Bearer {READER[0]}"),)
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.ReportEventStream(iter(sent), metadata=reader, timeout=30))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        writer = (("authorization", f"Bearer {WRITER[0]}"),)
+        upsert_request = pb.UpsertEnterpriseRequest(
+            profile=profile_from_json(profile(1, enterprise_id=uscc(1, GROUPED)))
+        )
+        stub.UpsertEnterprise(upsert_request, metadata=writer, timeout=30)
+        (result,) = stub.ReportEventStream(iter(sent), metadata=writer, timeout=30)
+        assert result.HasField("status") and not result.status.duplicate
+
+
+def test_each_event_counts_against_the_callers_rate(
+    db_engine: Engine, rulebook: Any, store: TokenStore
+) -> None:
+    """A burst of 3: the call and its first event take one, the next two events one each;
+    the fourth waits for the bucket (the stream is held, not refused), so a unary call
+    right after the stream finds the caller's budget spent."""
+    writer = (("authorization", f"Bearer {WRITER[0]}"),)
+    for stub in _server(db_engine, rulebook, security=Security(store, Rate(0.5, 3))):
+        sent = [pb.ReportEventRequest(event=_as(GROUPED, complaint(9, f"q{n}"))) for n in range(4)]
+        results = list(stub.ReportEventStream(iter(sent), metadata=writer, timeout=60))
+        assert [code_pb2.Code.Name(r.error.code) for r in results] == ["NOT_FOUND"] * 4
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ReportEvent(sent[0], metadata=writer, timeout=30)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_stalled_database_answers_unavailable_for_each_event_and_stores_none(
+    db_engine: Engine, rulebook: Any, sizes: list[int]
+) -> None:
+    if db_engine.dialect.name == "sqlite":
+        pytest.skip("a table lock that lets the group's first reads through is PostgreSQL's")
+    for stub in _server(db_engine, rulebook):
+        _register(stub)
+    url = db_engine.url.render_as_string(hide_password=False)
+    stalled = make_engine(url, timeouts=DbTimeouts(statement=1.0))
+    try:
+        for stub in _server(stalled, rulebook):
+            sent = [_as(GROUPED, complaint(1 + n % FIRMS, f"st{n}")) for n in range(4)]
+            with _Held(db_engine, "decisions", 8):
+                results = list(
+                    stub.ReportEventStream(
+                        iter(pb.ReportEventRequest(event=e) for e in sent), timeout=60
+                    )
+                )
+    finally:
+        stalled.dispose()
+    assert sizes == [4]
+    assert [code_pb2.Code.Name(r.error.code) for r in results] == ["UNAVAILABLE"] * 4
+    assert _events(db_engine, GROUPED) == []
+
+
+def _stream_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "report-stream"]
+
+
+def test_a_cancelled_stream_leaves_no_thread_behind(
+    stub: RulesServiceStub, db_engine: Engine
+) -> None:
+    _register(stub)
+    more: queue.Queue[pb.ReportEventRequest | None] = queue.Queue()
+
+    def requests() -> Iterator[pb.ReportEventRequest]:
+        while (item := more.get()) is not None:
+            yield item
+
+    call = stub.ReportEventStream(requests(), timeout=60)
+    more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, "c1"))))
+    first = next(call)
+    assert first.HasField("status")
+    assert _stream_threads()  # the reader waits for the next event
+    call.cancel()
+    more.put(None)
+    waited = time.monotonic() + 30
+    while _stream_threads() and time.monotonic() < waited:
+        time.sleep(0.05)
+    assert _stream_threads() == []
+    assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-c1"]
+    # the server goes on serving streams
+    (again,) = stub.ReportEventStream(
+        iter([pb.ReportEventRequest(event=_as(GROUPED, complaint(2, "c2")))]), timeout=30
+    )
+    assert again.HasField("status")
+
+
+def test_a_stream_result_is_the_status_message_the_unary_call_answers(
+    stub: RulesServiceStub,
+) -> None:
+    """The status of a replay, byte for byte in its JSON form, as the unary replay's."""
+    _register(stub)
+    event = _as(GROUPED, accident(1, "u1"))
+    stub.ReportEvent(pb.ReportEventRequest(event=event), timeout=30)
+    unary = stub.ReportEvent(pb.ReportEventRequest(event=event), timeout=30)
+    (streamed,) = stub.ReportEventStream(iter([pb.ReportEventRequest(event=event)]), timeout=30)
+    assert MessageToDict(streamed.status) == MessageToDict(unary)
