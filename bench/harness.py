@@ -188,6 +188,11 @@ class Load:
     clients: int = 1
     channels: int = 2  # per client process: distinct connections (SO_REUSEPORT spreads them)
     stream: bool = False  # one stream_stream call per client, pipelined
+    # streams: at most this many requests unanswered on each stream (the client's window;
+    # 0: as many as gRPC's flow control lets through), in_flight // window streams in all,
+    # spread over the clients; each stream sends its own payloads and times each reply
+    window: int = 0
+    error_prefix: bytes = b""  # streams: a reply starting with these bytes is an error
     items_per_call: int = 1  # a batch request counts this many items
     metadata: tuple[tuple[str, str], ...] = ()
 
@@ -196,7 +201,7 @@ class Load:
 class Measured:
     calls: int
     seconds: float
-    latencies: list[float]  # seconds, one per call (streams: none)
+    latencies: list[float]  # seconds, one per call (streams: one per reply with a window)
     client_cpu: float  # CPU seconds of the client processes per wall second
     client_cpu_max: float  # the busiest client process, same unit (1.0 = a core)
     server_cpu: float = 0.0  # CPU seconds of the server tree per wall second
@@ -313,7 +318,7 @@ async def _client(load: Load, in_flight: int, first: int, barrier: Any) -> dict[
         for _ in range(max(1, min(load.channels, in_flight)))
     ]
     try:
-        run = _stream_calls if load.stream else partial(_unary_calls, first=first)
+        run = partial(_stream_calls if load.stream else _unary_calls, first=first)
         await run(load, channels, in_flight, time.perf_counter() + load.warmup, [])
         await asyncio.get_running_loop().run_in_executor(None, barrier.wait, 120)
         me = psutil.Process()
@@ -366,10 +371,18 @@ async def _unary_calls(
 
 
 async def _stream_calls(
-    load: Load, channels: list[Any], in_flight: int, until: float, latencies: list[float]
+    load: Load,
+    channels: list[Any],
+    in_flight: int,
+    until: float,
+    latencies: list[float],
+    first: int = 0,
 ) -> int:
     """One pipelined stream per channel: requests sent as fast as flow control lets them
-    until `until`, every response read; counts responses."""
+    until `until`, every response read; counts responses. With a window: `in_flight //
+    window` streams of this client, each keeping at most `window` requests unanswered."""
+    if load.window:
+        return await _windowed_streams(load, channels, in_flight, until, latencies, first)
     payloads, count = load.payloads, len(load.payloads)
 
     async def one(channel: Any) -> int:
@@ -388,6 +401,53 @@ async def _stream_calls(
         return got
 
     return sum(await asyncio.gather(*(one(c) for c in channels)))
+
+
+async def _windowed_streams(
+    load: Load,
+    channels: list[Any],
+    in_flight: int,
+    until: float,
+    latencies: list[float],
+    first: int,
+) -> int:
+    """Stream s of all (s from `first // window`) sends the payloads s, s + S, s + 2S …
+    (S: the streams of all clients), so no two streams send the same request; a request
+    waits for a free place in the window; each reply's latency is from its request's send
+    (replies come in request order)."""
+    window, payloads, count = load.window, load.payloads, len(load.payloads)
+    stride = max(1, load.in_flight // window)
+    streams = max(1, in_flight // window)
+    clock = time.perf_counter
+
+    async def one(s: int) -> int:
+        free = asyncio.Semaphore(window)
+        sent: list[float] = []  # send times not yet answered, oldest first
+
+        async def requests() -> Any:
+            n = first // window + s
+            while clock() < until:
+                await free.acquire()
+                sent.append(clock())
+                yield payloads[n % count]
+                n += stride
+
+        channel = channels[s % len(channels)]
+        call = channel.stream_stream(load.method)(
+            requests(), metadata=load.metadata, timeout=600
+        )
+        got, errors = 0, 0
+        async for reply in call:
+            latencies.append(clock() - sent.pop(0))
+            got += 1
+            if load.error_prefix and reply.startswith(load.error_prefix):
+                errors += 1
+            free.release()
+        if errors:
+            raise RuntimeError(f"{errors} of {got} replies on a stream were errors")
+        return got
+
+    return sum(await asyncio.gather(*(one(s) for s in range(streams))))
 
 
 async def _aiter(items: Iterator[bytes]) -> Any:

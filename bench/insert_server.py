@@ -9,12 +9,15 @@ here, on the service's own engine and connection pool) in a transaction of its o
 commits, answering empty bytes. It runs on the pool of the database methods and passes
 the same interceptors (admission, one log line per call, malformed bytes): the ratio
 measures what UpsertEnterprise, ReportEvent or CreateOrder do beyond one committed insert.
+Method `Rows` is its stream (the baseline of ReportEventStream): each message one row
+inserted and committed in a transaction of its own, exactly as `Row`, answered with empty
+bytes before the next message is read.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +35,7 @@ from sqlalchemy import (
 
 INSERT_SERVICE = "bench.Insert"
 INSERT_ROW = f"/{INSERT_SERVICE}/Row"
+INSERT_ROWS = f"/{INSERT_SERVICE}/Rows"
 
 BENCH_ROWS = Table(
     "bench_rows",
@@ -43,7 +47,8 @@ BENCH_ROWS = Table(
 
 
 def insert_handler(engine: Engine) -> grpc.GenericRpcHandler:
-    """`bench.Insert/Row`: one committed single-row insert per call."""
+    """`bench.Insert/Row`: one committed single-row insert per call; `Rows`: the same
+    for each message of a stream."""
     BENCH_ROWS.create(engine, checkfirst=True)
 
     def row(request: bytes, _context: grpc.ServicerContext) -> bytes:
@@ -51,8 +56,16 @@ def insert_handler(engine: Engine) -> grpc.GenericRpcHandler:
             conn.execute(insert(BENCH_ROWS).values(payload=request, at=datetime.now(UTC)))
         return b""
 
+    def rows(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        for request in requests:
+            yield row(request, context)
+
     return grpc.method_handlers_generic_handler(
-        INSERT_SERVICE, {"Row": grpc.unary_unary_rpc_method_handler(row)}
+        INSERT_SERVICE,
+        {
+            "Row": grpc.unary_unary_rpc_method_handler(row),
+            "Rows": grpc.stream_stream_rpc_method_handler(rows),
+        },
     )
 
 
@@ -84,9 +97,10 @@ def main(argv: Sequence[str]) -> int:
     if service == "rules":
         from services.rules.entrypoints import access, cli, grpc_server
 
-        access.RULES_METHODS[INSERT_ROW] = access.RULES_METHODS[
-            "/rules.v1.RulesService/UpsertEnterprise"
-        ]
+        for method in (INSERT_ROW, INSERT_ROWS):
+            access.RULES_METHODS[method] = access.RULES_METHODS[
+                "/rules.v1.RulesService/UpsertEnterprise"
+            ]
         grpc_server.build = _with_insert(grpc_server.build, lambda a, k: k["engine"])  # type: ignore[assignment]
         return int(cli.main(rest))
     from services.booking.entrypoints import access as booking_access

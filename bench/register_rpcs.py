@@ -2,7 +2,9 @@
 flight on SQLite and PostgreSQL, each beside a bare single-row insert RPC on the same
 database, served by the same server process (bench/insert_server.py), measured through
 the same client in the same round (bench/harness.py: client processes of their own,
-their CPU share shown).
+their CPU share shown). ReportEventStream the same way, beside the bare insert's stream
+(each message one committed insert): `--streams 1x32 2x16` is one stream with a window
+of 32 unanswered events, and two streams of 16 (one client process each), 32 in flight.
 
 Set-up per database (not measured): a fresh database, `--firms` generated firms
 (services/common/workload.py) bulk-inserted and re-evaluated once so each has a decision.
@@ -22,7 +24,7 @@ from datetime import date
 from pathlib import Path
 
 from bench import harness
-from bench.insert_server import INSERT_ROW
+from bench.insert_server import INSERT_ROW, INSERT_ROWS
 from bench.register import AS_OF, analyzed, database, load_register, profiled
 from services.common import workload
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -36,6 +38,10 @@ from tests.support import RULESETS
 
 UPSERT = "/rules.v1.RulesService/UpsertEnterprise"
 REPORT = "/rules.v1.RulesService/ReportEvent"
+REPORT_STREAM = "/rules.v1.RulesService/ReportEventStream"
+# a ReportEventResult whose `error` (field 2, length-delimited) is set
+RESULT_ERROR = bytes([2 << 3 | 2])
+METHODS = ("UpsertEnterprise", "ReportEvent", "ReportEventStream")
 PER_ROUND = 20_000  # distinct requests per figure and round: more than any round sends
 
 
@@ -76,14 +82,31 @@ def events(ids: list[str], round_no: int, tag: str) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+def streams(spec: str) -> tuple[int, int]:
+    """"2x16" → (2 streams, a window of 16 each)."""
+    count, _, window = spec.partition("x")
+    return int(count), int(window)
+
+
 def run_database(kind: str, args: argparse.Namespace) -> list[harness.Pair]:
     pairs = {
         (name, flight): harness.Pair(
             f"{name}, {flight} in flight ({kind})", "bare insert RPC", "calls/s"
         )
         for name in ("UpsertEnterprise", "ReportEvent")
+        if name in args.methods
         for flight in args.in_flight
     }
+    if "ReportEventStream" in args.methods:
+        for spec in args.streams:
+            count, window = streams(spec)
+            what = "1 stream" if count == 1 else f"{count} streams"
+            pairs[("ReportEventStream", spec)] = harness.Pair(
+                f"ReportEventStream, {count * window} in flight: {what} × window {window} "
+                f"({kind})",
+                "bare insert stream",
+                "events/s",
+            )
     with harness.scratch() as folder, database(kind, folder) as url:
         ids = prepare(url, args.firms, args.seed)
         token = harness.write_tokens(Path(folder), ["rules.read", "rules.write"])
@@ -97,6 +120,36 @@ def run_database(kind: str, args: argparse.Namespace) -> list[harness.Pair]:
         argv += ["--db-workers", str(args.db_workers)]
         argv += ["--tokens", str(Path(folder) / "tokens.json")]
         with harness.ServerProcess(argv, address, Path(folder) / "server.log").start() as server:
+            blob = tuple(f"row-{n}".encode() * 8 for n in range(64))
+
+            def stream_step(round_no: int) -> None:
+                for spec in args.streams if "ReportEventStream" in args.methods else ():
+                    count, window = streams(spec)
+                    common = {
+                        "in_flight": count * window,
+                        "seconds": args.seconds,
+                        "warmup": 0.0,
+                        "clients": count,  # each stream from a process of its own
+                        "channels": 1,
+                        "stream": True,
+                        "window": window,
+                        "metadata": auth,
+                    }
+                    pair = pairs[("ReportEventStream", spec)]
+                    base = harness.Load(address, INSERT_ROWS, blob, **common)
+                    pair.baseline.append(harness.measure(base, server))
+                    payloads = events(ids, round_no, f"s{spec}")
+                    load = harness.Load(
+                        address, REPORT_STREAM, payloads, error_prefix=RESULT_ERROR, **common
+                    )
+                    with profiled(server, args.profile, f"stream-{spec}-{kind}", round_no):
+                        pair.project.append(harness.measure(load, server))
+                    print(
+                        f"  {kind} round {round_no + 1} ReportEventStream {spec}: "
+                        f"{pair.project[-1].rate:,.0f}/s vs insert stream "
+                        f"{pair.baseline[-1].rate:,.0f}/s",
+                        file=sys.stderr,
+                    )
 
             def step(round_no: int) -> None:
                 for flight in args.in_flight:
@@ -113,6 +166,8 @@ def run_database(kind: str, args: argparse.Namespace) -> list[harness.Pair]:
                         ("UpsertEnterprise", UPSERT, upserts(args.firms, args.seed, round_no)),
                         ("ReportEvent", REPORT, events(ids, round_no, str(flight))),
                     ):
+                        if name not in args.methods:
+                            continue
                         pair = pairs[(name, flight)]
                         base = harness.Load(address, INSERT_ROW, blob, **common)
                         pair.baseline.append(harness.measure(base, server))
@@ -126,7 +181,7 @@ def run_database(kind: str, args: argparse.Namespace) -> list[harness.Pair]:
                             file=sys.stderr,
                         )
 
-            harness.rounds(args.rounds, [step])
+            harness.rounds(args.rounds, [step, stream_step])
     return list(pairs.values())
 
 
@@ -144,6 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="server processes (`serve --processes N`, the bare insert served by each too)",
     )
+    parser.add_argument(
+        "--streams",
+        nargs="+",
+        default=["1x32", "2x16"],
+        help="ReportEventStream's figures: STREAMSxWINDOW (one client process a stream)",
+    )
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--seed", type=int, default=20261127)
     parser.add_argument("--quick", action="store_true", help="300 firms, 1 round of 2 s")
     parser.add_argument("--profile", type=Path, help="py-spy the server in round 1 into DIR")
