@@ -2,7 +2,8 @@
 in the proto3 JSON mapping, answered by the same servicer, authenticator and rate limit
 as the gRPC port (services/common/http_gateway.py). Also `GET /healthz` (the gRPC health
 status of the service) and `GET /v1/openapi.json` (docs/openapi.json, generated from the
-protos by scripts/gen_docs.py). EvaluateStream and WatchChanges stream: gRPC only.
+protos by scripts/gen_docs.py). EvaluateStream, ReportEventStream and WatchChanges
+stream: gRPC only (`http_gateway.unary_methods` leaves out every method that streams).
 """
 
 from __future__ import annotations

@@ -34,7 +34,12 @@ from services.rules.domain.errors import (
     PreconditionFailed,
     ValidationError,
 )
-from services.rules.domain.profile import EnterpriseProfile, parse_profile, profile_to_data
+from services.rules.domain.profile import (
+    EnterpriseProfile,
+    canonical_stored_profile,
+    parse_profile,
+    profile_to_data,
+)
 from services.rules.domain.reevaluation import (
     Moves,
     OpenEntry,
@@ -82,7 +87,12 @@ class StatusView:
 
 
 def stored_profile(ctx: RulesContext, firm: Firm | StoredFirm) -> EnterpriseProfile:
-    """The firm's stored profile, re-validated against today's fact registry."""
+    """The firm's stored profile, re-validated against today's fact registry (one in the
+    register's own shape by `canonical_stored_profile`, which gives what `parse_profile`
+    would without its checker)."""
+    fast = canonical_stored_profile(firm.profile, ctx.fact_types)
+    if fast is not None:
+        return fast
     try:
         return parse_profile(firm.profile, ctx.fact_types, max_list=None, stored=True)
     except ValidationError as exc:
@@ -906,7 +916,9 @@ class _Group:
                 decision.id,
                 decision.as_of,
             )
-            profile = parse_profile(after.profile, self.ctx.fact_types, max_list=None, stored=True)
+            profile = canonical_stored_profile(after.profile, self.ctx.fact_types) or parse_profile(
+                after.profile, self.ctx.fact_types, max_list=None, stored=True
+            )
             self.decisions[decision.id] = decision
         recent = now_.recent.then(record, caused, (closed, left))
         view = StatusView(

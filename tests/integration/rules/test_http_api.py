@@ -211,7 +211,7 @@ def test_errors_map_to_http_status_with_a_google_rpc_status_body(served: Running
     assert httpx.post(f"{served.http}/v1/rules/Nope", timeout=30).status_code == 404
     wrong_verb = httpx.get(f"{served.http}/v1/rules/Evaluate", timeout=30)
     assert wrong_verb.status_code == 405 and _status(wrong_verb)["code"] == 12
-    for streaming in ("EvaluateStream", "WatchChanges"):  # gRPC only
+    for streaming in ("EvaluateStream", "ReportEventStream", "WatchChanges"):  # gRPC only
         assert post(served.http, streaming, {}, headers=bearer("writer")).status_code == 404
 
 
