@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -22,6 +23,7 @@ from services.common.context import (
     deadline_in,
     require_scope,
 )
+from services.common.errors import RateLimited
 from services.common.grpc_errors import abort_for, item_status, unary
 from services.common.malformed import text_violations
 from services.common.read_ahead import ReadAhead
@@ -60,6 +62,9 @@ MAX_BATCH = 1000  # profiles in one EvaluateBatch
 MAX_REQUEST_ID = 128  # a caller's id for an evaluation, echoed in its Decision
 MAX_FOLLOWERS = 4  # WatchChanges streams per process; each holds a server thread
 READ_AHEAD_GROUPS = 2  # ReportEventStream reads ahead at most this many groups' events
+# ReportEventStreams per process: each holds a database worker thread for its lifetime,
+# so that streams left open never take every worker from the unary calls
+MAX_EVENT_STREAMS = 4
 # a stream's caller's rate: 0.0 to go on (the event counted), else seconds to wait
 Pace = Callable[[Principal], float]
 
@@ -78,6 +83,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         self._engine = engine
         self._feed = FeedStore(engine) if engine is not None else None
         self._followers = followers or feed.Followers(MAX_FOLLOWERS)
+        self._event_streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
         # ReportEvent's and UpsertEnterprise's group commits: one grouper of each per
         # process (event_groups.py)
         self._events = EventGroups(self._uow, ctx, event_groups)
@@ -277,11 +283,30 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         taken together, up to the group size, and applied in one transaction
         (`EventGroups.report_together`), then answered. A bad item carries its error;
         the stream goes on. Ends when the client closes its side and every event read
-        is answered, or at once when the call is cancelled or its deadline passes."""
+        is answered, or at once when the call is cancelled or its deadline passes. At
+        most MAX_EVENT_STREAMS at once (RESOURCE_EXHAUSTED beyond, with a retry hint)."""
         if self._engine is None:
             abort_for(
                 PreconditionFailed("this server runs without a register database (--db)"), context
             )
+        if not self._event_streams.acquire(blocking=False):
+            abort_for(
+                RateLimited(
+                    f"at most {MAX_EVENT_STREAMS} ReportEventStream streams per process; "
+                    "retry later, or send more events on a stream already open",
+                    retry_after=5,
+                ),
+                context,
+            )
+        try:
+            yield from self._event_stream(requests, context)
+        finally:
+            self._event_streams.release()
+
+    def _event_stream(
+        self, requests: Iterator[pb.ReportEventRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.ReportEventResult]:
+        """ReportEventStream once admitted: read ahead, take, apply, answer."""
         principal, pace = current_principal(), self._pace
         size = self._events.limits.max_size
         ahead = ReadAhead(

@@ -300,3 +300,37 @@ def test_a_stream_result_is_the_status_message_the_unary_call_answers(
     unary = stub.ReportEvent(pb.ReportEventRequest(event=event), timeout=30)
     (streamed,) = stub.ReportEventStream(iter([pb.ReportEventRequest(event=event)]), timeout=30)
     assert MessageToDict(streamed.status) == MessageToDict(unary)
+
+
+def test_at_most_four_streams_at_once(stub: RulesServiceStub) -> None:
+    """Each stream holds a database worker: a fifth is refused with a retry hint, and one
+    may open again once another has ended."""
+    _register(stub)
+    gates: list[queue.Queue[pb.ReportEventRequest | None]] = []
+    calls = []
+    for n in range(grpc_server.MAX_EVENT_STREAMS):
+        gate: queue.Queue[pb.ReportEventRequest | None] = queue.Queue()
+        gates.append(gate)
+
+        def requests(gate: Any = gate) -> Iterator[pb.ReportEventRequest]:
+            while (item := gate.get()) is not None:
+                yield item
+
+        call = stub.ReportEventStream(requests(), timeout=60)
+        gate.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, f"open{n}"))))
+        assert next(call).HasField("status")  # open and served
+        calls.append(call)
+    with pytest.raises(grpc.RpcError) as refused:
+        list(stub.ReportEventStream(iter([]), timeout=30))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "retry-after" in dict(refused.value.trailing_metadata() or ())
+    gates[0].put(None)  # the first stream ends
+    assert list(calls[0]) == []
+    (again,) = stub.ReportEventStream(
+        iter([pb.ReportEventRequest(event=_as(GROUPED, complaint(2, "again")))]), timeout=30
+    )
+    assert again.HasField("status")
+    for gate in gates[1:]:
+        gate.put(None)
+    for call in calls[1:]:
+        assert list(call) == []
