@@ -153,7 +153,8 @@ The unary rules RPCs are also served over HTTP/JSON (`serve --http HOST:PORT`):
 (lowerCamelCase names, enums by name, an empty body is an all-default request) and the
 same `authorization: Bearer <token>` header; the answer is the response message in the
 same mapping, every field present. `EvaluateStream`, `ReportEventStream` and
-`WatchChanges` stream and are gRPC only. OpenAPI 3: [openapi.json](openapi.json) (also served at `/v1/openapi.json`).
+`WatchChanges` stream and are gRPC only. OpenAPI 3: [openapi.json](openapi.json) (also
+served at `/v1/openapi.json`).
 A request is checked as over gRPC: a control character in a text field is
 INVALID_ARGUMENT naming the field (in an `EvaluateBatch` item, that item's `error`). A
 body that is not the request in the mapping is INVALID_ARGUMENT too, its BadRequest
