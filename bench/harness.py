@@ -433,9 +433,7 @@ async def _windowed_streams(
                 n += stride
 
         channel = channels[s % len(channels)]
-        call = channel.stream_stream(load.method)(
-            requests(), metadata=load.metadata, timeout=600
-        )
+        call = channel.stream_stream(load.method)(requests(), metadata=load.metadata, timeout=600)
         got, errors = 0, 0
         async for reply in call:
             latencies.append(clock() - sent.pop(0))

@@ -83,7 +83,7 @@ def events(ids: list[str], round_no: int, tag: str) -> tuple[bytes, ...]:
 
 
 def streams(spec: str) -> tuple[int, int]:
-    """"2x16" → (2 streams, a window of 16 each)."""
+    """ "2x16" → (2 streams, a window of 16 each)."""
     count, _, window = spec.partition("x")
     return int(count), int(window)
 
@@ -102,8 +102,7 @@ def run_database(kind: str, args: argparse.Namespace) -> list[harness.Pair]:
             count, window = streams(spec)
             what = "1 stream" if count == 1 else f"{count} streams"
             pairs[("ReportEventStream", spec)] = harness.Pair(
-                f"ReportEventStream, {count * window} in flight: {what} × window {window} "
-                f"({kind})",
+                f"ReportEventStream, {count * window} in flight: {what} × window {window} ({kind})",
                 "bare insert stream",
                 "events/s",
             )
