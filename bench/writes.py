@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = [
         "### `reevaluate --all` against in-process evaluate",
         _captured(register.main, quick or ["--firms", str(args.firms)]),
-        "### UpsertEnterprise and ReportEvent against a bare insert RPC",
+        "### UpsertEnterprise, ReportEvent and ReportEventStream against a bare insert RPC",
         _captured(register_rpcs.main, quick).split("\n", 1)[1],
         "### Booking CreateOrder + dispatch against a bare insert RPC",
         _captured(booking.main, quick).split("\n", 1)[1],

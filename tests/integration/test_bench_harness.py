@@ -132,3 +132,23 @@ def test_a_loaded_postgresql_database_is_analyzed_and_sqlite_left_alone(tmp_path
                     query = "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
                     assert conn.execute(text(query)).scalar() == 0
             engine.dispose()
+
+
+@pytest.mark.timeout(600)
+def test_report_event_stream_is_measured_beside_the_bare_insert_stream(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`bench.register_rpcs --quick` with the stream rows only: a window of 4 unanswered
+    events on one stream, beside the insert stream through the same client; every reply
+    timed (the harness raises should any reply be an item's error)."""
+    from bench import register_rpcs
+
+    argv = ["--quick", "--db", "sqlite", "--methods", "ReportEventStream", "--streams", "1x4"]
+    assert register_rpcs.main(argv) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ReportEvent")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[0] == "ReportEventStream, 4 in flight: 1 stream × window 4 (sqlite)"
+    assert cells[3] == "bare insert stream"
+    assert float(cells[1].replace(",", "")) > 0 and float(cells[4].replace(",", "")) > 0
+    assert cells[6] != "–" and float(cells[6]) > 0  # p50 of the stream's replies
