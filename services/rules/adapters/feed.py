@@ -32,6 +32,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
@@ -266,6 +267,14 @@ RECORDER = ChangeRecorder()
 # ---------------------------------------------------------------- sequencing and reading
 
 
+# PostgreSQL: the changes `ids` (ascending) positioned start + 1, start + 2, … in one
+# statement
+_POSITIONS = text(
+    "UPDATE changes AS c SET position = :start + v.n "
+    "FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS v(id, n) WHERE c.id = v.id"
+)
+
+
 class FeedStore:
     """Positions, reads and prunes the feed; wakes in-process followers on new positions."""
 
@@ -318,12 +327,17 @@ class FeedStore:
             if not ids:
                 return 0
             start = head.last_position
-            connection.execute(
-                update(changes)
-                .where(changes.c.id == bindparam("_id"))
-                .values(position=bindparam("_position")),
-                [{"_id": i, "_position": start + n + 1} for n, i in enumerate(ids)],
-            )
+            if connection.dialect.name == "postgresql":
+                # one statement: an executemany is an UPDATE per change, each bound,
+                # planned and run by the server (a fifth of a ReportEvent's feed cost)
+                connection.execute(_POSITIONS, {"start": start, "ids": ids})
+            else:
+                connection.execute(
+                    update(changes)
+                    .where(changes.c.id == bindparam("_id"))
+                    .values(position=bindparam("_position")),
+                    [{"_id": i, "_position": start + n + 1} for n, i in enumerate(ids)],
+                )
             connection.execute(
                 update(feed_head).where(feed_head.c.id == 1).values(last_position=start + len(ids))
             )
