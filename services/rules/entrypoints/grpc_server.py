@@ -318,6 +318,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         try:
             while taken := ahead.take(size, context.is_active):
                 yield from self._reported(taken, principal.caller, context)
+            if not context.is_active():  # the log line says so, not OK
+                context.set_code(grpc.StatusCode.CANCELLED)
         except Exception as exc:
             if context.is_active():  # a malformed message; a cancelled call ends quietly
                 abort_for(exc, context)
