@@ -86,7 +86,7 @@ def item_status(exc: BaseException) -> status_pb2.Status:
         )
         _add_retry_info(status, 1)
         return status
-    _log.error("unhandled error in a stream's item", exc_info=exc)
+    _log.error("unhandled error in an item of a stream or batch", exc_info=exc)
     return internal_status()
 
 

@@ -106,8 +106,7 @@ class EventGroups:
     def report(self, data: Mapping[str, Any], source: str) -> StatusView:
         """ReportEvent: validated here (a bad event never joins a group), then applied
         alone or with the events queued beside it; answered after their commit."""
-        event, fingerprint = parse_reported(self._ctx, data)
-        return self.calls.call(Reported(event, fingerprint, source))
+        return self.calls.call(self.parsed(data, source))
 
     def parsed(self, data: Mapping[str, Any], source: str) -> Reported:
         """An event validated as `report` validates it (INVALID_ARGUMENT naming each bad
