@@ -152,3 +152,20 @@ def test_report_event_stream_is_measured_beside_the_bare_insert_stream(
     assert cells[3] == "bare insert stream"
     assert float(cells[1].replace(",", "")) > 0 and float(cells[4].replace(",", "")) > 0
     assert cells[6] != "–" and float(cells[6]) > 0  # p50 of the stream's replies
+
+
+def test_a_report_event_groups_postgresql_cost_is_split_by_phase(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`bench.report_event_sql` on a small register: every phase named, with a figure."""
+    import psutil
+
+    from bench import report_event_sql
+
+    if not any(p.info["name"] == "postgres" for p in psutil.process_iter(["name"])):
+        pytest.skip("needs this machine's PostgreSQL processes (/proc)")
+    assert report_event_sql.main(["--firms", "40", "--events", "64", "--group", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "64 events in groups of 16" in out
+    for phase in ("the write pipeline", "the group's reads", "before sealing", "commit"):
+        assert phase in out
