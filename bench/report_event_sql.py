@@ -60,7 +60,27 @@ class Phases:
         finally:
             self.cpu[label] += backend_cpu(pid) - start
 
-    def install(self) -> None:
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """The phases timed while the block runs; everything put back after it."""
+        saved = (
+            bulk.BatchRegister.group_reads,
+            bulk._before_seal,
+            bulk._one_round_trip,
+            BaseUnitOfWork.commit,
+        )
+        self._install()
+        try:
+            yield
+        finally:
+            (
+                bulk.BatchRegister.group_reads,  # type: ignore[method-assign]
+                bulk._before_seal,
+                bulk._one_round_trip,  # type: ignore[assignment]
+                BaseUnitOfWork.commit,  # type: ignore[method-assign]
+            ) = saved
+
+    def _install(self) -> None:
         reads = bulk.BatchRegister.group_reads
 
         def group_reads(register: Any, *args: Any, **kwargs: Any) -> Any:
@@ -104,8 +124,11 @@ class _Call:
 
 def run(firms: int, count: int, group: int, seed: int) -> None:
     phases = Phases()
-    phases.install()
-    with harness.scratch() as folder, database("postgresql", folder) as url:
+    with (
+        phases.installed(),
+        harness.scratch() as folder,
+        database("postgresql", folder) as url,
+    ):
         ids = register_rpcs.prepare(url, firms, seed)
         engine = make_engine(url)
         start_mappers()

@@ -223,7 +223,7 @@ def test_each_event_counts_against_the_callers_rate(
     the fourth waits for the bucket (the stream is held, not refused), so a unary call
     right after the stream finds the caller's budget spent."""
     writer = (("authorization", f"Bearer {WRITER[0]}"),)
-    for stub in _server(db_engine, rulebook, security=Security(store, Rate(0.5, 3))):
+    for stub in _server(db_engine, rulebook, security=Security(store, Rate(0.25, 3))):
         sent = [pb.ReportEventRequest(event=_as(GROUPED, complaint(9, f"q{n}"))) for n in range(4)]
         results = list(stub.ReportEventStream(iter(sent), metadata=writer, timeout=60))
         assert [code_pb2.Code.Name(r.error.code) for r in results] == ["NOT_FOUND"] * 4
