@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -17,18 +16,19 @@ from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.auth import AuthInterceptor
 from services.common.clock import today_shanghai
 from services.common.context import (
+    ANONYMOUS,
     Principal,
     current_caller,
     current_principal,
     deadline_in,
     require_scope,
 )
-from services.common.errors import RateLimited
 from services.common.grpc_errors import abort_for, item_status, unary
 from services.common.malformed import text_violations
 from services.common.read_ahead import ReadAhead
 from services.common.regions import region_filter
 from services.common.security import Security
+from services.common.stream_slots import StreamSlots
 from services.common.values import preview
 from services.rules.adapters.engine import engine_for
 from services.rules.adapters.feed import FeedStore
@@ -62,8 +62,8 @@ MAX_BATCH = 1000  # profiles in one EvaluateBatch
 MAX_REQUEST_ID = 128  # a caller's id for an evaluation, echoed in its Decision
 MAX_FOLLOWERS = 4  # WatchChanges streams per process; each holds a server thread
 READ_AHEAD_GROUPS = 2  # ReportEventStream reads ahead at most this many groups' events
-# ReportEventStreams per process: each holds a database worker thread for its lifetime,
-# so that streams left open never take every worker from the unary calls
+# ReportEventStreams per process at most: each holds a database worker thread for its
+# lifetime, so fewer with fewer than 8 workers (services/common/stream_slots.py)
 MAX_EVENT_STREAMS = 4
 # a stream's caller's rate: 0.0 to go on (the event counted), else seconds to wait
 Pace = Callable[[Principal], float]
@@ -77,13 +77,14 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         followers: feed.Followers | None = None,
         event_groups: GroupLimits | None = None,
         pace: Pace | None = None,
+        db_workers: int = 8,
     ) -> None:
         self._ctx = ctx
         self._pace = pace  # each event of a ReportEventStream against the caller's rate
         self._engine = engine
         self._feed = FeedStore(engine) if engine is not None else None
         self._followers = followers or feed.Followers(MAX_FOLLOWERS)
-        self._event_streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
+        self._event_streams = StreamSlots("ReportEventStream", db_workers, MAX_EVENT_STREAMS)
         # ReportEvent's and UpsertEnterprise's group commits: one grouper of each per
         # process (event_groups.py)
         self._events = EventGroups(self._uow, ctx, event_groups)
@@ -283,25 +284,25 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         taken together, up to the group size, and applied in one transaction
         (`EventGroups.report_together`), then answered. A bad item carries its error;
         the stream goes on. Ends when the client closes its side and every event read
-        is answered, or at once when the call is cancelled or its deadline passes. At
-        most MAX_EVENT_STREAMS at once (RESOURCE_EXHAUSTED beyond, with a retry hint)."""
+        is answered, or when the call is cancelled or its deadline passes: then no more
+        events are taken, and a group already being written still commits, unanswered
+        (a resend of its event_ids is a replay). At most half the database workers'
+        worth of streams at once, up to MAX_EVENT_STREAMS, and half of those per caller
+        (`StreamSlots`: RESOURCE_EXHAUSTED beyond, with a retry hint)."""
         if self._engine is None:
             abort_for(
                 PreconditionFailed("this server runs without a register database (--db)"), context
             )
-        if not self._event_streams.acquire(blocking=False):
-            abort_for(
-                RateLimited(
-                    f"at most {MAX_EVENT_STREAMS} ReportEventStream streams per process; "
-                    "retry later, or send more events on a stream already open",
-                    retry_after=5,
-                ),
-                context,
-            )
+        principal = current_principal()
+        caller = None if principal is ANONYMOUS else principal.caller
+        try:
+            self._event_streams.enter(caller)
+        except Exception as exc:
+            abort_for(exc, context)
         try:
             yield from self._event_stream(requests, context)
         finally:
-            self._event_streams.release()
+            self._event_streams.leave(caller)
 
     def _event_stream(
         self, requests: Iterator[pb.ReportEventRequest], context: grpc.ServicerContext
@@ -500,6 +501,7 @@ def build(
         engine,
         event_groups=event_groups,
         pace=auth.charge if auth is not None else None,
+        db_workers=(limits or common_server.Limits(max_workers, max_workers)).db_workers,
     )
     rules_pb2_grpc.add_RulesServiceServicer_to_server(servicer, server)
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])

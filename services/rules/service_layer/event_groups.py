@@ -38,6 +38,9 @@ than one event) a leader waits up to this long for more to queue, since the call
 answered send their next events a moment later; a lone call is never delayed, and a
 group of one is applied by the per-call path; `groups` 2 at once, each its own
 transaction, so that one group's round trips to the database overlap the next one's CPU.
+ReportEventStream's groups (`EventGroups.report_together`, one stream's events at a time)
+do not queue here: each open stream applies its own beside these (at most as many streams
+as services/common/stream_slots.py admits).
 """
 
 from __future__ import annotations

@@ -748,18 +748,27 @@ def _together(
                 results.append(exc)
                 continue
             except Exception as exc:
-                if uow.unavailable(exc):
+                if _database_down(uow, exc):
                     raise  # the database itself: each call alone would only wait again
                 return None
             results.append(view)
         try:
             uow.batch.write_events(group.applied)
         except Exception as exc:
-            if uow.unavailable(exc):
+            if _database_down(uow, exc):
                 raise
             return None  # e.g. an event_id or a new firm another process committed first
         uow.commit()
     return results
+
+
+def _database_down(uow: UnitOfWork, exc: Exception) -> bool:
+    """Whether a group's failure says the database cannot take work now, so that each
+    call alone would only wait again. A deadlock or serialization failure says another
+    transaction won a race the group's many locks formed (two groups inserting the same
+    callers' event ids in opposite orders): each call alone, holding few locks, is then
+    answered as it would have been (review 36 F2), not "unavailable"."""
+    return uow.unavailable(exc) and not uow.lost_race(exc)
 
 
 @dataclass

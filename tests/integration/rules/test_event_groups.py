@@ -441,6 +441,48 @@ def test_a_connection_lost_inside_the_groups_write_fails_the_group_at_once(
     assert _events(db_engine, GROUPED) == []
 
 
+def test_a_group_that_loses_a_deadlock_is_applied_call_by_call_not_unavailable(
+    one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any, monkeypatch: Any
+) -> None:
+    """Review 36 F2: PostgreSQL broke a deadlock by rolling the group back (40P01), which
+    counts as "unavailable", so every event of the group was answered "the database is
+    unavailable" on a healthy database. A real deadlock here: another transaction holds
+    the audit chains' heads the group's seal needs and waits for a firm the group locked;
+    PostgreSQL picks the group (the other waits 10 s before it looks). Each event is then
+    applied alone and answered."""
+    if db_engine.dialect.name == "sqlite":
+        pytest.skip("one writer at a time: SQLite has no deadlock to lose")
+    _register(one_by_one)
+    alone = _alone(monkeypatch)
+    write = bulk_reevaluation.BatchRegister.write_events
+    holding, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with db_engine.connect() as conn:
+            conn.exec_driver_sql("SET LOCAL deadlock_timeout = '10s'")
+            conn.exec_driver_sql("SELECT 1 FROM audit_chains FOR UPDATE").all()
+            holding.set()
+            conn.exec_driver_sql("SELECT 1 FROM firms FOR UPDATE").all()  # the group's
+            conn.rollback()
+        done.set()
+
+    def crossed(self: Any, applied: Any) -> None:
+        if not holding.is_set():  # the group's first try only
+            threading.Thread(target=other, daemon=True).start()
+            assert holding.wait(30)
+        return write(self, applied)
+
+    monkeypatch.setattr(bulk_reevaluation.BatchRegister, "write_events", crossed)
+    sent = [_as(GROUPED, complaint(1 + n % FIRMS, f"dl{n}")) for n in range(3)]
+    groups = _groups(db_engine, rulebook, len(sent))
+    groups.calls._last_size = 2  # its leader waits for the others (calls have come together)
+    answers = _together(groups, sent)
+    assert done.wait(30)
+    assert not any(isinstance(a, Exception) for a in answers), answers
+    assert len(alone) == len(sent)  # the group gave up; each event was applied alone
+    assert len(_events(db_engine, GROUPED)) == len(sent)
+
+
 def test_a_lapsed_entry_is_expired_and_audited_alike_in_a_group_and_alone(
     one_by_one: RulesServiceStub, db_engine: Engine, rulebook: Any
 ) -> None:

@@ -21,6 +21,7 @@ from google.protobuf.json_format import MessageToDict
 from google.rpc import code_pb2, error_details_pb2
 from sqlalchemy import Engine
 
+from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.common.audit import verify
@@ -334,3 +335,77 @@ def test_at_most_four_streams_at_once(stub: RulesServiceStub) -> None:
         gate.put(None)
     for call in calls[1:]:
         assert list(call) == []
+
+
+def _open_stream(stub: RulesServiceStub, tag: str, metadata: Any = ()) -> tuple[Any, Any]:
+    """A stream left open after one event was answered: (its call, its gate; put None to
+    end it)."""
+    gate: queue.Queue[pb.ReportEventRequest | None] = queue.Queue()
+
+    def requests() -> Iterator[pb.ReportEventRequest]:
+        while (item := gate.get()) is not None:
+            yield item
+
+    call = stub.ReportEventStream(requests(), metadata=metadata, timeout=60)
+    gate.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, tag))))
+    assert next(call).HasField("status")  # open and served
+    return call, gate
+
+
+def _refused(stub: RulesServiceStub, metadata: Any = ()) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as refused:
+        list(stub.ReportEventStream(iter([]), metadata=metadata, timeout=30))
+    return refused.value.code()
+
+
+def test_streams_leave_half_the_database_workers_to_the_unary_calls(
+    db_engine: Engine, rulebook: Any
+) -> None:
+    """Review 36 F1: with 4 database workers, 4 open streams took them all; unary calls
+    and a fifth stream then waited out their deadlines. Now 2 streams may open there, a
+    third is refused at once, and the unary calls are still served."""
+    limits = common_server.Limits(16, 4)
+    for stub in _server(db_engine, rulebook, limits=limits):
+        _register(stub)
+        opened = [_open_stream(stub, f"half{n}") for n in range(2)]
+        assert _refused(stub) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        status = stub.GetEnterpriseStatus(
+            pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1, GROUPED)), timeout=10
+        )
+        assert status.profile.enterprise_id == uscc(1, GROUPED)
+        stub.ReportEvent(pb.ReportEventRequest(event=_as(GROUPED, complaint(2, "u1"))), timeout=10)
+        for call, gate in opened:
+            gate.put(None)
+            assert list(call) == []
+
+
+def test_a_server_with_one_database_worker_holds_no_stream(
+    db_engine: Engine, rulebook: Any
+) -> None:
+    for stub in _server(db_engine, rulebook, limits=common_server.Limits(8, 1)):
+        assert _refused(stub) == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_one_caller_holds_at_most_half_the_streams(
+    db_engine: Engine, rulebook: Any, tmp_path: Path
+) -> None:
+    """Review 36 F1: one feeder could hold every slot and lock the others out."""
+    other = ("tok-other-0123456789abcdef", ["rules.read", "rules.write"])
+    path = tmp_path / "tokens.json"
+    entries = [
+        {"token": tok, "caller": name, "scopes": scopes}
+        for name, (tok, scopes) in (("writer", WRITER), ("other", other))
+    ]
+    path.write_text(json.dumps({"tokens": entries}), encoding="utf-8")
+    security = Security(TokenStore.load(path), Rate(1000, 1000))
+    writer = (("authorization", f"Bearer {WRITER[0]}"),)
+    second = (("authorization", f"Bearer {other[0]}"),)
+    for stub in _server(db_engine, rulebook, security=security):
+        firm = profile_from_json(profile(1, enterprise_id=uscc(1, GROUPED)))
+        stub.UpsertEnterprise(pb.UpsertEnterpriseRequest(profile=firm), metadata=writer, timeout=30)
+        mine = [_open_stream(stub, f"mine{n}", writer) for n in range(2)]
+        assert _refused(stub, writer) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        theirs = _open_stream(stub, "theirs", second)  # another caller still gets in
+        for call, gate in (*mine, theirs):
+            gate.put(None)
+            assert list(call) == []
