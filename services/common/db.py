@@ -447,13 +447,16 @@ def wrote(connection: Connection) -> bool:
     return not connection.info.get(_READS_ONLY, False)
 
 
-def as_dbapi_error(exc: psycopg.Error, statement: str, connection: Connection) -> Exception:
-    """A psycopg error raised through `driver_of`'s connection, as SQLAlchemy would have
-    raised it (OperationalError for a statement timeout, IntegrityError…), so callers
-    that map errors by SQLAlchemy's classes (the phone page's 503) see it alike; no
-    parameter is kept."""
+def as_dbapi_error(
+    exc: psycopg.Error | sqlite3.Error, statement: str, connection: Connection
+) -> Exception:
+    """A driver's error (psycopg's or sqlite3's) raised through `driver_of`'s connection,
+    as SQLAlchemy would have raised it (OperationalError for a statement timeout or a
+    busy file, IntegrityError…), so callers that map errors by SQLAlchemy's classes (the
+    phone page's 503) see it alike; no parameter is kept."""
+    base = sqlite3.Error if isinstance(exc, sqlite3.Error) else psycopg.Error
     return sa_exc.DBAPIError.instance(
-        statement, None, exc, psycopg.Error, hide_parameters=True, dialect=connection.dialect
+        statement, None, exc, base, hide_parameters=True, dialect=connection.dialect
     )
 
 

@@ -521,6 +521,44 @@ def test_the_usual_case_books_whom_the_full_scan_ranks_first_not_held(engine: En
     assert passed_over > 10 or engine.dialect.name == "sqlite"
 
 
+def test_the_usual_cases_booking_is_stored_as_sqlalchemy_stores_it(engine: Engine) -> None:
+    """The usual case's insert goes to the driver (SQLite: `_sqlite_driver_rows`;
+    PostgreSQL: `_pipelined`), its values through the columns' bind processors: the
+    booking's day and instant are stored as the same values written through SQLAlchemy
+    (here a second row of the same expert, day and instant) are; sqlite3's own adapter
+    would store another text for the instant."""
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        for n, firm in enumerate(FIRMS):
+            conn.execute(insert(firm_cards).values(enterprise_id=firm, name=f"企业{n}", region="x"))
+    rng, uow, compared = random.Random(20261129), SqlUnitOfWork(engine), 0
+    while compared < 3:
+        _pool(engine, rng)
+        with uow:
+            got = _book_best(uow, _order(rng))
+            if got is None:
+                continue
+            expert_id, slot = got
+            conn = uow.session.connection()
+            day, at = parse_slot(slot).day, datetime(2026, 6, 1, 9, tzinfo=UTC)  # _book_best's
+            values = {"expert_id": expert_id, "slot": f"{slot}x", "day": day, "created_at": at}
+            values["order_id"] = "NEW2"  # checked at a commit, which never comes
+            conn.execute(insert(assignments).values(**values))
+            stored = conn.execute(
+                select(assignments.c.day, assignments.c.created_at)
+                .where(assignments.c.expert_id == expert_id)
+                .where(assignments.c.slot.in_([slot, f"{slot}x"]))
+            ).all()
+            texts = conn.exec_driver_sql(
+                "SELECT CAST(day AS TEXT), CAST(created_at AS TEXT) FROM assignments "
+                f"WHERE expert_id = '{expert_id}' AND slot IN ('{slot}', '{slot}x')"
+            ).all()
+            assert len(stored) == 2 and stored[0] == stored[1] and stored[0][0] == day
+            assert stored[0][1].replace(tzinfo=UTC) == at  # SQLite reads instants naive
+            assert len(texts) == 2 and texts[0] == texts[1]
+            compared += 1
+
+
 def test_the_usual_case_that_books_nothing_leaves_nothing_and_the_general_way_books(
     engine: Engine,
 ) -> None:
