@@ -86,13 +86,19 @@ def _as(head: str, event: pb.EnterpriseEvent) -> pb.EnterpriseEvent:
     return moved
 
 
-def _server(engine: Engine, rulebook: Any, limits: GroupLimits) -> Iterator[RulesServiceStub]:
+def _server(
+    engine: Engine, rulebook: Any, groups: GroupLimits | None = None, **kwargs: Any
+) -> Iterator[RulesServiceStub]:
+    """A real rules server on `engine` (grouping by `groups`; `kwargs`: create_server's),
+    and a stub on it, until the generator is closed."""
+    groups = groups or GroupLimits()
     server, port = grpc_server.create_server(
         rulebook,
         engine=engine,
         today=Clock(),
-        max_workers=max(16, limits.max_size),  # a thread for every call of a group
-        event_groups=limits,
+        max_workers=max(16, groups.max_size),  # a thread for every call of a group
+        event_groups=groups,
+        **kwargs,
     )
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")

@@ -34,7 +34,7 @@ from services.rules.adapters.orm import audit_head, audit_log
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import profile_from_json
 from services.rules.service_layer.event_groups import EventGroups, GroupLimits
-from tests.integration.conftest import Clock, upsert
+from tests.integration.conftest import upsert
 from tests.integration.rules.test_event_groups import (
     BEFORE,
     FIRMS,
@@ -45,6 +45,7 @@ from tests.integration.rules.test_event_groups import (
     _events,
     _Held,
     _register,
+    _server,
 )
 from tests.integration.rules.test_event_groups import _answer as _unary_answer
 from tests.integration.rules.test_events import accident, complaint
@@ -55,22 +56,9 @@ WRITER = ("tok-writer-0123456789abcd", ["rules.read", "rules.write"])
 READER = ("tok-reader-0123456789abcd", ["rules.read", "rules.evaluate"])
 
 
-def _server(engine: Engine, rulebook: Any, **kwargs: Any) -> Iterator[RulesServiceStub]:
-    server, port = grpc_server.create_server(
-        rulebook, engine=engine, today=Clock(), max_workers=16, **kwargs
-    )
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield RulesServiceStub(channel)
-    finally:
-        channel.close()
-        server.stop(None)
-
-
 @pytest.fixture
 def stub(db_engine: Engine, rulebook: Any) -> Iterator[RulesServiceStub]:
-    yield from _server(db_engine, rulebook, event_groups=GroupLimits(max_size=len(SENT)))
+    yield from _server(db_engine, rulebook, GroupLimits(max_size=len(SENT)))
 
 
 @pytest.fixture
