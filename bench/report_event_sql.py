@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", type=int, default=32)
     parser.add_argument("--seed", type=int, default=20261127)
     args = parser.parse_args(argv)
+    for name in ("firms", "events", "group"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be 1 or more")
     run(args.firms, args.events, args.group, args.seed)
     return 0
 
