@@ -65,29 +65,36 @@ def status_proto(exc: BaseException) -> status_pb2.Status:
     return status
 
 
-def item_status(exc: BaseException) -> status_pb2.Status:
-    """The google.rpc.Status one item of a stream or batch answers with when it failed
-    (the stream goes on): what `abort_for` would end a unary call with, as a message. A
-    domain error its own code and details (a RetryInfo when it says when to retry); a
-    database that cannot take the work UNAVAILABLE with a RetryInfo of a second (a passed
-    deadline DEADLINE_EXCEEDED); anything else INTERNAL, logged here."""
+_PASSED, _DB_DOWN = "the deadline passed", "the database is unavailable; try again"
+
+
+def classify(exc: BaseException) -> tuple[status_pb2.Status, float | None]:
+    """The one classification of an error that ends a call or fails an item: its
+    google.rpc.Status (no RetryInfo yet) and, when the client should try again later,
+    after how many seconds. A domain error its own code, details and retry hint; a
+    database that cannot take the work UNAVAILABLE, to retry after a second, or, once
+    the caller's deadline has passed, DEADLINE_EXCEEDED; anything else INTERNAL (the
+    caller logs it, with what it knows of where it happened)."""
     if is_domain_error(exc):
-        status = status_proto(exc)
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            _add_retry_info(status, retry_after)
-        return status
+        return status_proto(exc), getattr(exc, "retry_after", None) or None
     if database_unavailable(exc):
         left = time_left()
-        if left is not None and left <= 0:
-            return status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message="the deadline passed")
-        status = status_pb2.Status(
-            code=code_pb2.UNAVAILABLE, message="the database is unavailable; try again"
-        )
-        _add_retry_info(status, 1)
-        return status
-    _log.error("unhandled error in an item of a stream or batch", exc_info=exc)
-    return internal_status()
+        if left is not None and left <= 0:  # the watchdog cut it at the caller's deadline
+            return status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message=_PASSED), None
+        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=_DB_DOWN), 1
+    return internal_status(), None
+
+
+def item_status(exc: BaseException) -> status_pb2.Status:
+    """The google.rpc.Status one item of a stream or batch answers with when it failed
+    (the stream goes on): `classify`, the same status `abort_for` would end a unary call
+    with, its retry hint as a RetryInfo detail; INTERNAL is logged here."""
+    status, retry_after = classify(exc)
+    if status.code == code_pb2.INTERNAL:
+        _log.error("unhandled error in an item of a stream or batch", exc_info=exc)
+    if retry_after:
+        _add_retry_info(status, retry_after)
+    return status
 
 
 def _add_retry_info(status: status_pb2.Status, seconds: float) -> None:
@@ -154,30 +161,22 @@ def unary(method: Callable[[S, Req], Resp]) -> Callable[[S, Req, grpc.ServicerCo
 
 
 def abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
-    """Abort the call with the status that `exc` maps to (never returns)."""
+    """Abort the call with the status that `exc` maps to (`classify`; never returns): a
+    retry hint as a RetryInfo detail and a `retry-after` trailer, a passed deadline as a
+    bare DEADLINE_EXCEEDED, INTERNAL logged here."""
     if _is_abort(exc):
         raise exc
-    if is_domain_error(exc):
-        retry_after = getattr(exc, "retry_after", None)
-        context.abort_with_status(
-            with_retry_info(status_proto(exc), retry_after)
-            if retry_after
-            else rpc_status.to_status(status_proto(exc))
-        )
-    if database_unavailable(exc):
+    if database_unavailable(exc) and not is_domain_error(exc):
         # the per-RPC log line says UNAVAILABLE and why; nothing else is logged per call
         structlog.contextvars.bind_contextvars(error=clip(str(exc).splitlines()[0], 200))
-        left = time_left()
-        if left is not None and left <= 0:  # the watchdog cut it at the caller's deadline
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
-        context.abort_with_status(unavailable_status("the database is unavailable; try again"))
-    _log.exception("unhandled error in RPC handler")
-    context.abort_with_status(rpc_status.to_status(internal_status()))
-
-
-def unavailable_status(message: str, retry_after: int = 1) -> grpc.Status:
-    """UNAVAILABLE (the code clients retry) with the rate limiter's retry hints."""
-    return retry_later(grpc.StatusCode.UNAVAILABLE, message, retry_after)
+    status, retry_after = classify(exc)
+    if status.code == code_pb2.DEADLINE_EXCEEDED and not is_domain_error(exc):
+        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, status.message)
+    if status.code == code_pb2.INTERNAL:
+        _log.exception("unhandled error in RPC handler")
+    context.abort_with_status(
+        with_retry_info(status, retry_after) if retry_after else rpc_status.to_status(status)
+    )
 
 
 def _is_abort(exc: Exception) -> bool:
