@@ -1,4 +1,6 @@
-"""The outermost server interceptor: one log line per RPC (method, caller, status, time).
+"""The outermost server interceptor: one log line per RPC (method, caller, status, time;
+a stream's also how many messages it sent and how many of them answered an item with
+its error).
 
 It opens the per-call context (services/common/context.py) that the auth interceptor
 fills in, so the line names the verified caller, or "anonymous" when none was bound.
@@ -30,6 +32,20 @@ def wrap_handler(handler: Any, unary: Callable[[Any], Any], stream: Callable[[An
     if handler.unary_stream:
         return handler._replace(unary_stream=stream(handler.unary_stream))
     return handler._replace(stream_stream=stream(handler.stream_stream))
+
+
+def _failed(message: Any) -> bool:
+    """Whether a streamed message answers its item with an error (EvaluateStream's and
+    ReportEventStream's results carry one in an `error` field; other streams' messages
+    have none), so that a stream's log line counts them."""
+    has_error = _HAS_ERROR.get(type(message))
+    if has_error is None:
+        fields = getattr(getattr(message, "DESCRIPTOR", None), "fields_by_name", {})
+        has_error = _HAS_ERROR[type(message)] = "error" in fields
+    return has_error and message.HasField("error")
+
+
+_HAS_ERROR: dict[type, bool] = {}
 
 
 class HandlerInterceptor(grpc.ServerInterceptor):
@@ -100,16 +116,25 @@ class LoggingInterceptor(HandlerInterceptor):
 
     def _stream(self, behaviour: Callable[..., Any], method: str, level: str) -> Callable[..., Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            start, error, sent = time.perf_counter(), None, 0
+            start, error, sent, failed = time.perf_counter(), None, 0, 0
             with call_scope():
                 try:
                     for item in behaviour(request, context):
                         sent += 1
+                        failed += _failed(item)
                         yield item
                 except BaseException as exc:
                     error = exc
                     raise
                 finally:
-                    self._done(context, method, level, start, error, messages_sent=sent)
+                    self._done(
+                        context,
+                        method,
+                        level,
+                        start,
+                        error,
+                        messages_sent=sent,
+                        items_failed=failed,
+                    )
 
         return wrapped

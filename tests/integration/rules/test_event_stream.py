@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+import structlog
 from google.protobuf.json_format import MessageToDict
 from google.rpc import code_pb2, error_details_pb2
 from sqlalchemy import Engine
@@ -154,8 +155,11 @@ def test_bad_items_answer_their_errors_in_place_and_the_others_apply(
         control,  # a control character: INVALID_ARGUMENT naming the field
         _as(GROUPED, complaint(3, "s7")),  # ok
     ]
-    results = list(stub.ReportEventStream(iter(pb.ReportEventRequest(event=e) for e in sent)))
+    with structlog.testing.capture_logs() as logged:
+        results = list(stub.ReportEventStream(iter(pb.ReportEventRequest(event=e) for e in sent)))
     assert sizes == [5]  # the two bad ones never joined the group
+    rpc = [e for e in logged if e["event"] == "rpc"]  # the stream's one line counts them
+    assert [(e["messages_sent"], e["items_failed"]) for e in rpc] == [(7, 4)]
     codes = [code_pb2.Code.Name(r.error.code) if r.HasField("error") else "ok" for r in results]
     assert codes == [
         "ok",
