@@ -44,6 +44,7 @@ class ReadAhead(Generic[T]):
         self._ended = False
         self._error: BaseException | None = None
         self._stopped = False
+        self._closed = False  # the client half-closed the stream and every request was read
         self._thread = threading.Thread(target=self._read, name=name, daemon=True)
         self._thread.start()
 
@@ -69,6 +70,13 @@ class ReadAhead(Generic[T]):
             self._stopped = True
             self._cond.notify_all()
 
+    @property
+    def closed_by_client(self) -> bool:
+        """Whether the client half-closed the stream and the reader read it to its end
+        (not stopped, not failed): nothing sent was left unread."""
+        with self._cond:
+            return self._closed
+
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the reader thread to end; whether it did."""
         self._thread.join(timeout)
@@ -88,6 +96,8 @@ class ReadAhead(Generic[T]):
                         return
                     self._buffer.append(request)
                     self._cond.notify_all()
+            with self._cond:
+                self._closed = True
         except BaseException as exc:  # cancelled, past the deadline, a malformed message
             with self._cond:
                 self._error = exc

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,10 @@ class CallPools:
     calls: CallPool  # no database: evaluations, standards, health, reflection
     db: CallPool  # everything that touches the database
     refusals: CallPool  # answers "too busy" without waiting behind busy workers
+    # set when the server starts to drain: a long-lived stream (ReportEventStream,
+    # WatchChanges) then ends soon with UNAVAILABLE, its client reconnecting elsewhere,
+    # instead of holding the drain to the end of its grace period
+    draining: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def create(cls, workers: int, db_workers: int) -> CallPools:
@@ -345,9 +349,11 @@ def serve_until_signalled(
 
 
 def drain(running: RunningServer, grace_seconds: float = 15.0, settle: float = 0.5) -> None:
-    """Health NOT_SERVING, wait for quiet (at most `grace_seconds`), then stop."""
+    """Health NOT_SERVING and long-lived streams told to end (`CallPools.draining`), wait
+    for quiet (at most `grace_seconds`), then stop."""
     deadline = time.monotonic() + grace_seconds
     running.health.enter_graceful_shutdown()
+    running.pools.draining.set()
     quiet = running.pools.wait_quiet(settle, grace_seconds)
     if not quiet:
         _log.warning(

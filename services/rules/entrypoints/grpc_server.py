@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -23,6 +24,7 @@ from services.common.context import (
     deadline_in,
     require_scope,
 )
+from services.common.errors import Unavailable
 from services.common.grpc_errors import abort_for, item_status, unary
 from services.common.malformed import text_violations
 from services.common.read_ahead import ReadAhead
@@ -78,8 +80,11 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         event_groups: GroupLimits | None = None,
         pace: Pace | None = None,
         db_workers: int = 8,
+        draining: threading.Event | None = None,
     ) -> None:
         self._ctx = ctx
+        # set when the server drains (common_server.CallPools.draining): streams end
+        self._draining = draining or threading.Event()
         self._pace = pace  # each event of a ReportEventStream against the caller's rate
         self._engine = engine
         self._feed = FeedStore(engine) if engine is not None else None
@@ -317,15 +322,28 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             name="report-stream",
         )
         try:
-            while taken := ahead.take(size, context.is_active):
+            while taken := ahead.take(size, self._taking(context)):
                 yield from self._reported(taken, principal.caller, context)
+                if self._draining.is_set():
+                    ahead.stop()  # what was read is still answered; nothing more is read
             if not context.is_active():  # the log line says so, not OK
                 context.set_code(grpc.StatusCode.CANCELLED)
+            elif self._draining.is_set() and not ahead.closed_by_client:
+                raise Unavailable(
+                    "the server is shutting down: every event answered is stored; "
+                    "reconnect and send the others"
+                )
         except Exception as exc:
             if context.is_active():  # a malformed message; a cancelled call ends quietly
                 abort_for(exc, context)
         finally:
             ahead.stop()
+
+    def _taking(self, context: grpc.ServicerContext) -> Callable[[], bool]:
+        """Whether a long-lived stream should go on waiting (for its client's next
+        message, for the feed's next change): not once the call has ended, nor once the
+        server drains."""
+        return lambda: context.is_active() and not self._draining.is_set()
 
     def _reported(
         self,
@@ -367,7 +385,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
     def WatchChanges(
         self, request: pb.WatchChangesRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.Change]:
-        """Replay, then follow; errors before the first change end the call with their code."""
+        """Replay, then follow; an error ends the call with its code. When the server
+        drains, the stream ends with UNAVAILABLE: the follower reconnects from the cursor
+        of the last change it got (to another replica), instead of being cut at the end
+        of the grace period."""
         if self._feed is None:
             abort_for(
                 PreconditionFailed("this server runs without a register database (--db)"), context
@@ -380,9 +401,14 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             return
         try:
             regions = region_filter(self._ctx.regions, request.region)
-            changes = feed.follow(self._feed, request.after_cursor, regions, context.is_active)
+            following = self._taking(context)
+            changes = feed.follow(self._feed, request.after_cursor, regions, following)
             for change in changes:
                 yield convert.change_to_proto(change)
+            if context.is_active() and self._draining.is_set():
+                raise Unavailable(
+                    "the server is shutting down: reconnect from the last change's cursor"
+                )
         except Exception as exc:
             abort_for(exc, context)
         finally:
@@ -502,6 +528,7 @@ def build(
         event_groups=event_groups,
         pace=auth.charge if auth is not None else None,
         db_workers=(limits or common_server.Limits(max_workers, max_workers)).db_workers,
+        draining=pools.draining,
     )
     rules_pb2_grpc.add_RulesServiceServicer_to_server(servicer, server)
     checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])

@@ -35,7 +35,7 @@ from services.rules.adapters.orm import audit_head, audit_log
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import profile_from_json
 from services.rules.service_layer.event_groups import EventGroups, GroupLimits
-from tests.integration.conftest import upsert
+from tests.integration.conftest import Clock, upsert
 from tests.integration.rules.test_event_groups import (
     BEFORE,
     FIRMS,
@@ -401,3 +401,86 @@ def test_one_caller_holds_at_most_half_the_streams(
         for call, gate in (*mine, theirs):
             gate.put(None)
             assert list(call) == []
+
+
+@pytest.fixture
+def draining(db_engine: Engine, rulebook: Any) -> Iterator[tuple[Any, RulesServiceStub]]:
+    """A real rules server built as `serve` builds it (its pools know when it drains),
+    and a stub on it."""
+    running = grpc_server.build(
+        rulebook, engine=db_engine, address="127.0.0.1:0", today=Clock(), max_workers=16
+    )
+    running.server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        yield running, RulesServiceStub(channel)
+    finally:
+        channel.close()
+        running.server.stop(None)
+
+
+def _drain(running: Any) -> tuple[threading.Thread, list[dict[str, Any]]]:
+    """SIGTERM's drain (a long grace period) on a thread; what it logs."""
+    logged: list[dict[str, Any]] = []
+
+    def run() -> None:
+        with structlog.testing.capture_logs() as seen:
+            common_server.drain(running, grace_seconds=120, settle=0.2)
+        logged.extend(seen)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, logged
+
+
+def test_a_draining_server_answers_what_a_stream_sent_then_ends_it_unavailable(
+    draining: tuple[Any, RulesServiceStub], db_engine: Engine
+) -> None:
+    """Review 36 N2: on SIGTERM an open stream no longer holds the drain to the end of
+    its grace period. The events it sent before are answered and stored; then the
+    stream ends with UNAVAILABLE (reconnect elsewhere and send the rest), and the
+    server stops as soon as it is quiet."""
+    running, stub = draining
+    _register(stub)
+    more: queue.Queue[pb.ReportEventRequest | None] = queue.Queue()
+
+    def requests() -> Iterator[pb.ReportEventRequest]:
+        while (item := more.get()) is not None:
+            yield item
+
+    call = stub.ReportEventStream(requests(), timeout=120)
+    for n in (1, 2):
+        more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(n, f"d{n}"))))
+    answered = [next(call), next(call)]
+    assert all(r.HasField("status") for r in answered)
+    thread, logged = _drain(running)
+    with pytest.raises(grpc.RpcError) as ended:
+        next(call)  # the client never closes its side: the server ends the stream
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in (ended.value.details() or "")
+    more.put(None)
+    thread.join(120)
+    assert not thread.is_alive()
+    assert not [e for e in logged if "end of the grace period" in e["event"]]
+    assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-d1", "-d2"]
+
+
+def test_a_draining_server_ends_a_follower_unavailable(
+    draining: tuple[Any, RulesServiceStub],
+) -> None:
+    """A WatchChanges follower is told to reconnect (UNAVAILABLE) when the server drains,
+    after every change it was given; it is not held to the end of the grace period."""
+    running, stub = draining
+    _register(stub)
+    follower = stub.WatchChanges(pb.WatchChangesRequest(), timeout=120)
+    got = [next(follower)]  # the replay has begun
+    thread, logged = _drain(running)
+    with pytest.raises(grpc.RpcError) as ended:
+        got.extend(follower)
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "cursor" in (ended.value.details() or "")
+    thread.join(120)
+    assert not thread.is_alive()
+    # every change of the register, in order, before the end: nothing skipped
+    assert len(got) >= FIRMS and [int(c.cursor) for c in got] == list(range(1, len(got) + 1))
+    assert not [e for e in logged if "end of the grace period" in e["event"]]
