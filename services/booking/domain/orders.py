@@ -51,6 +51,8 @@ ORDER_TRANSITIONS: dict[tuple[OrderStatus, OrderAction], OrderStatus] = {
 
 
 ORDER_MACHINE = StateMachine("an order", OrderStatus, ORDER_TRANSITIONS)
+# the statuses nothing leaves (closed, cancelled): the order has ended
+ENDED_ORDERS = frozenset(OrderStatus) - {start for start, _ in ORDER_TRANSITIONS}
 
 
 def next_order_status(current: OrderStatus, action: OrderAction) -> OrderStatus:

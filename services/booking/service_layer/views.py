@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from services.booking.domain.firm_access import FirmAccess
-from services.booking.domain.orders import mask_phone
+from services.booking.domain.orders import ENDED_ORDERS, mask_phone
 from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
 from services.booking.domain.tickets import TicketStatus
@@ -62,7 +62,8 @@ def firm(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard:
 def landing(uow: UnitOfWork, ctx: BookingContext, access: FirmAccess) -> dict[str, Any]:
     """The firm's page. Anyone with the QR token: the firm's name and the menu. The
     firm's own session (`access.session_firm`) also: its open and closed tickets
-    (reminders, overdue), its newest orders with their experts."""
+    (reminders, overdue), its newest orders with their experts, those under way apart
+    from those that ended (closed, cancelled), as its tickets are."""
     today = ctx.today()
     with uow:
         card = firm_for_token(uow, ctx, access.token)
@@ -86,7 +87,8 @@ def landing(uow: UnitOfWork, ctx: BookingContext, access: FirmAccess) -> dict[st
         "done_tickets": [t for t in tickets if t.status == TicketStatus.VERIFIED],
         "reminders": [t for t in waiting if t.needs_reminder(today)],
         "overdue": [t for t in waiting if t.is_overdue(today)],
-        "orders": orders,
+        "orders": [o for o in orders if o.status not in ENDED_ORDERS],
+        "past_orders": [o for o in orders if o.status in ENDED_ORDERS],
         "names": names,
         "menu": list(ctx.menu.values()),
         "signed_in": True,

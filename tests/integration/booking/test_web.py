@@ -565,3 +565,31 @@ def test_firm_names_are_escaped(site: Site) -> None:
     assert page.status_code == 200
     assert "<script>" not in page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;五金厂" in page.text
+
+
+def test_landing_lists_orders_under_way_apart_from_those_that_ended(site: Site) -> None:
+    """The firm's orders under way come first; closed and cancelled ones are folded
+    away under their count, as verified tickets are."""
+    firm, token = site.firm(8)
+    site.sign_in(firm, token)
+    first = site.placed(token)
+    landing = site.client.get(f"/q/{token}").text
+    assert first in _section(landing, "orders") and 'id="past-orders"' not in landing
+    site.pair.booking.CancelOrder(
+        bpb.CancelOrderRequest(order_id=first, reason="企业来电取消"), timeout=10
+    )
+    landing = site.client.get(f"/q/{token}").text
+    assert "没有进行中的预约" in landing and "还没有预约" not in landing
+    past = _section(landing, "past-orders", tag="details")
+    assert first in past and "已结束的预约 1 项" in past and "已取消" in past
+    second = site.placed(token)
+    landing = site.client.get(f"/q/{token}").text
+    under_way = _section(landing, "orders").split('id="past-orders"')[0]
+    assert second in under_way and first not in under_way
+    assert first in _section(landing, "past-orders", tag="details")
+
+
+def _section(page: str, element_id: str, tag: str = "section") -> str:
+    """The HTML of the element with `element_id` (up to its closing tag)."""
+    start = page.index(f'<{tag} id="{element_id}"')
+    return page[start : page.index(f"</{tag}>", start)]

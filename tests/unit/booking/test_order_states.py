@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from services.booking.domain.orders import (
+    ENDED_ORDERS,
     ORDER_TRANSITIONS,
     Order,
     OrderAction,
@@ -95,6 +96,7 @@ def test_terminal_order_states_have_no_way_out() -> None:
     sources = {frm for frm, _ in ORDER_TRANSITIONS}
     assert OrderStatus.CLOSED not in sources
     assert OrderStatus.CANCELLED not in sources
+    assert {OrderStatus.CLOSED, OrderStatus.CANCELLED} == ENDED_ORDERS  # the phone page's fold
 
 
 def test_enumeration_covers_every_pair() -> None:
