@@ -236,8 +236,11 @@ def _safe(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] 
     return run
 
 
-def _abort(context: grpc.ServicerContext) -> None:
-    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message")
+def _abort(context: grpc.ServicerContext, position: int = 0) -> None:
+    """INVALID_ARGUMENT for bytes that do not decode; in a stream, which message (from
+    1): those before it were answered, so the sender knows where to look and resume."""
+    where = f"message {position} of the stream" if position else "the request"
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where} is not a valid message")
 
 
 class MalformedRequestInterceptor(HandlerInterceptor):
@@ -269,9 +272,9 @@ class MalformedRequestInterceptor(HandlerInterceptor):
         behaviour = getattr(handler, kind)
 
         def checked(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-            for request in requests:
+            for position, request in enumerate(requests, 1):
                 if isinstance(request, Malformed):
-                    _abort(context)
+                    _abort(context, position)
                 yield request
 
         def streaming(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:

@@ -404,7 +404,7 @@ def test_one_caller_holds_at_most_half_the_streams(
 
 
 @pytest.fixture
-def draining(db_engine: Engine, rulebook: Any) -> Iterator[tuple[Any, RulesServiceStub]]:
+def built(db_engine: Engine, rulebook: Any) -> Iterator[tuple[Any, RulesServiceStub]]:
     """A real rules server built as `serve` builds it (its pools know when it drains),
     and a stub on it."""
     running = grpc_server.build(
@@ -434,13 +434,13 @@ def _drain(running: Any) -> tuple[threading.Thread, list[dict[str, Any]]]:
 
 
 def test_a_draining_server_answers_what_a_stream_sent_then_ends_it_unavailable(
-    draining: tuple[Any, RulesServiceStub], db_engine: Engine
+    built: tuple[Any, RulesServiceStub], db_engine: Engine
 ) -> None:
     """Review 36 N2: on SIGTERM an open stream no longer holds the drain to the end of
     its grace period. The events it sent before are answered and stored; then the
     stream ends with UNAVAILABLE (reconnect elsewhere and send the rest), and the
     server stops as soon as it is quiet."""
-    running, stub = draining
+    running, stub = built
     _register(stub)
     more: queue.Queue[pb.ReportEventRequest | None] = queue.Queue()
 
@@ -466,11 +466,11 @@ def test_a_draining_server_answers_what_a_stream_sent_then_ends_it_unavailable(
 
 
 def test_a_draining_server_ends_a_follower_unavailable(
-    draining: tuple[Any, RulesServiceStub],
+    built: tuple[Any, RulesServiceStub],
 ) -> None:
     """A WatchChanges follower is told to reconnect (UNAVAILABLE) when the server drains,
     after every change it was given; it is not held to the end of the grace period."""
-    running, stub = draining
+    running, stub = built
     _register(stub)
     follower = stub.WatchChanges(pb.WatchChangesRequest(), timeout=120)
     got = [next(follower)]  # the replay has begun
@@ -484,3 +484,34 @@ def test_a_draining_server_ends_a_follower_unavailable(
     # every change of the register, in order, before the end: nothing skipped
     assert len(got) >= FIRMS and [int(c.cursor) for c in got] == list(range(1, len(got) + 1))
     assert not [e for e in logged if "end of the grace period" in e["event"]]
+
+
+@pytest.mark.parametrize("method", ["ReportEventStream", "EvaluateStream"])
+def test_bytes_that_do_not_decode_are_named_by_their_place_in_the_stream(
+    built: tuple[Any, RulesServiceStub], db_engine: Engine, method: str
+) -> None:
+    """Review 38 N6: the messages before the bad one are answered, and the error says
+    which message it was (there is no field to name in bytes that do not decode)."""
+    running, stub = built
+    _register(stub)
+    if method == "ReportEventStream":
+        good = [
+            pb.ReportEventRequest(event=_as(GROUPED, complaint(n, f"m{n}"))).SerializeToString()
+            for n in (1, 2)
+        ]
+    else:
+        good = [
+            pb.EvaluateRequest(profile=profile_from_json(profile(n)), request_id=str(n))
+            for n in (1, 2)
+        ]
+        good = [g.SerializeToString() for g in good]
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        call = channel.stream_stream(f"/rules.v1.RulesService/{method}")
+        answers = []
+        with pytest.raises(grpc.RpcError) as refused:
+            answers.extend(call(iter([*good, b"\xff\xff\xff"]), timeout=30))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == "message 3 of the stream is not a valid message"
+    assert len(answers) == 2
+    if method == "ReportEventStream":
+        assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-m1", "-m2"]
