@@ -1,6 +1,6 @@
 """The outermost server interceptor: one log line per RPC (method, caller, status, time;
-a stream's also how many messages it sent and how many of them answered an item with
-its error).
+a stream's also how many messages it sent and, for a stream whose messages can answer an
+item with its error, how many did).
 
 It opens the per-call context (services/common/context.py) that the auth interceptor
 fills in, so the line names the verified caller, or "anonymous" when none was bound.
@@ -34,15 +34,16 @@ def wrap_handler(handler: Any, unary: Callable[[Any], Any], stream: Callable[[An
     return handler._replace(stream_stream=stream(handler.stream_stream))
 
 
-def _failed(message: Any) -> bool:
-    """Whether a streamed message answers its item with an error (EvaluateStream's and
-    ReportEventStream's results carry one in an `error` field; other streams' messages
-    have none), so that a stream's log line counts them."""
+def _failed(message: Any) -> int | None:
+    """1 when a streamed message answers its item with an error, 0 when it does not;
+    None for a message that has no `error` field (only EvaluateStream's and
+    ReportEventStream's results can carry one), so that the log line of a stream that
+    cannot fail an item says nothing of failed items."""
     has_error = _HAS_ERROR.get(type(message))
     if has_error is None:
         fields = getattr(getattr(message, "DESCRIPTOR", None), "fields_by_name", {})
         has_error = _HAS_ERROR[type(message)] = "error" in fields
-    return has_error and message.HasField("error")
+    return int(message.HasField("error")) if has_error else None
 
 
 _HAS_ERROR: dict[type, bool] = {}
@@ -116,25 +117,21 @@ class LoggingInterceptor(HandlerInterceptor):
 
     def _stream(self, behaviour: Callable[..., Any], method: str, level: str) -> Callable[..., Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            start, error, sent, failed = time.perf_counter(), None, 0, 0
+            start, error, sent, failed = time.perf_counter(), None, 0, None
             with call_scope():
                 try:
                     for item in behaviour(request, context):
                         sent += 1
-                        failed += _failed(item)
+                        if (one := _failed(item)) is not None:
+                            failed = (failed or 0) + one
                         yield item
                 except BaseException as exc:
                     error = exc
                     raise
                 finally:
-                    self._done(
-                        context,
-                        method,
-                        level,
-                        start,
-                        error,
-                        messages_sent=sent,
-                        items_failed=failed,
-                    )
+                    counts = {"messages_sent": sent}
+                    if failed is not None:
+                        counts["items_failed"] = failed
+                    self._done(context, method, level, start, error, **counts)
 
         return wrapped

@@ -484,6 +484,9 @@ def test_a_draining_server_ends_a_follower_unavailable(
     # every change of the register, in order, before the end: nothing skipped
     assert len(got) >= FIRMS and [int(c.cursor) for c in got] == list(range(1, len(got) + 1))
     assert not [e for e in logged if "end of the grace period" in e["event"]]
+    (line,) = [e for e in logged if e["event"] == "rpc"]  # a change cannot fail an item
+    assert (line["status"], line["messages_sent"]) == ("UNAVAILABLE", len(got))
+    assert "items_failed" not in line
 
 
 @pytest.mark.parametrize("method", ["ReportEventStream", "EvaluateStream"])
