@@ -481,14 +481,18 @@ _SQLITE_TRANSIENT = frozenset({5, 6, 7, 9, 10, 13, 14, 15})
 
 def lost_a_race(exc: BaseException) -> bool:
     """True when PostgreSQL rolled the transaction back because it lost to a concurrent
-    one: a deadlock (40P01) or a serialization failure (40001), the SQLSTATE class 40
-    errors. `database_unavailable` counts these too (a caller may retry), but work that
-    holds several locks in one transaction (a group of orders) can take its parts again
-    one at a time instead, where the same race cannot form."""
+    one: a deadlock (40P01) or a serialization failure (40001), and no other code of
+    SQLSTATE class 40 (review 38 N5: "statement completion unknown", 40003, says nothing
+    of a race). `database_unavailable` counts these too (a caller may retry), but work
+    that holds several locks in one transaction (a group of orders) can take its parts
+    again one at a time instead, where the same race cannot form."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
         exc = exc.orig
     # by SQLSTATE: psycopg's DeadlockDetected is an OperationalError, not a TransactionRollback
-    return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40")
+    return isinstance(exc, psycopg.Error) and exc.sqlstate in _LOST_RACE
+
+
+_LOST_RACE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 
 
 def database_unavailable(exc: BaseException) -> bool:

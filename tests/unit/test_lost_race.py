@@ -1,6 +1,7 @@
-"""db.lost_a_race: PostgreSQL's deadlocks and serialization failures (SQLSTATE class 40),
-wrapped by SQLAlchemy or not, and nothing else; all of them still count as the database
-being unable to take the work now (db.database_unavailable)."""
+"""db.lost_a_race: PostgreSQL's deadlocks and serialization failures (40P01, 40001),
+wrapped by SQLAlchemy or not, and nothing else (not the rest of SQLSTATE class 40); all
+of them still count as the database being unable to take the work now
+(db.database_unavailable)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def test_deadlocks_and_serialization_failures_lost_a_race(error: Exception) -> N
     "error",
     [
         psycopg.errors.UniqueViolation("x"),
+        psycopg.errors.StatementCompletionUnknown("x"),  # 40003
+        psycopg.errors.TransactionRollback("x"),  # 40000
         psycopg.errors.QueryCanceled("x"),
         psycopg.OperationalError("server closed the connection"),
         RuntimeError("x"),
