@@ -64,9 +64,13 @@ class Unauthenticated(DomainError):
 
 class Unavailable(DomainError):
     """Something the call needs (the database, the rules service) cannot answer now; the
-    caller may retry (UNAVAILABLE)."""
+    caller may retry (UNAVAILABLE), after `retry_after` seconds when given."""
 
     code = "unavailable"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DeadlineExceeded(DomainError):

@@ -73,7 +73,8 @@ class ReadAhead(Generic[T]):
     @property
     def closed_by_client(self) -> bool:
         """Whether the client half-closed the stream and the reader read it to its end
-        (not stopped, not failed): nothing sent was left unread."""
+        without failing: every request sent is in the buffer or was taken (a request
+        that came after `stop()` makes the reader return at once, so this stays False)."""
         with self._cond:
             return self._closed
 

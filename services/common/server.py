@@ -126,30 +126,56 @@ class AdmissionInterceptor(HandlerInterceptor):
         db_free: frozenset[str],
         max_concurrent: int,
         logging: LoggingInterceptor,
+        long_lived: frozenset[str] = frozenset(),
     ) -> None:
         self._pools = pools
         self._db_free = db_free
         self._max = max_concurrent
         self._logging = logging
+        self._long_lived = long_lived
 
     def intercept(self, handler: Any, details: grpc.HandlerCallDetails) -> Any:
+        """A new long-lived stream while the server drains is refused UNAVAILABLE with a
+        retry hint (its client is meant to reconnect elsewhere; the refusal is not a call
+        the drain waits for), any call past `max_concurrent` RESOURCE_EXHAUSTED."""
         method = details.method
         infrastructure = method.startswith(INFRASTRUCTURE_PREFIXES)
+        if method in self._long_lived and self._pools.draining.is_set():
+            return self._refused(handler, method, _DRAINING)
         if self._max and not infrastructure and self._pools.held() >= self._max:
-            refused = wrap_handler(handler, lambda _b: _refuse, lambda _b: _refuse_stream)
-            return _on(self._logging.wrap(refused, method), self._pools.refusals)
+            return self._refused(handler, method, _BUSY)
         needs_db = not infrastructure and method not in self._db_free
         return _on(handler, self._pools.db if needs_db else self._pools.calls)
 
+    def _refused(self, handler: Any, method: str, why: _Refusal) -> Any:
+        """The handler replaced by `why`'s refusal, logged, on the refusals' own pool."""
+        refused = wrap_handler(handler, lambda _b: why.unary, lambda _b: why.stream)
+        return _on(self._logging.wrap(refused, method), self._pools.refusals)
 
-def _refuse(_request: Any, context: grpc.ServicerContext) -> Any:
-    context.set_trailing_metadata((("retry-after", str(RETRY_AFTER_BUSY)),))
-    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many calls in progress; retry later")
+
+@dataclass(frozen=True)
+class _Refusal:
+    """A call refused before its handler runs: its code, message and retry hint."""
+
+    code: grpc.StatusCode
+    message: str
+    retry_after: int
+
+    def unary(self, _request: Any, context: grpc.ServicerContext) -> Any:
+        context.set_trailing_metadata((("retry-after", str(self.retry_after)),))
+        context.abort(self.code, self.message)
+
+    def stream(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        self.unary(request, context)
+        yield  # pragma: no cover - abort raises
 
 
-def _refuse_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-    _refuse(request, context)
-    yield  # pragma: no cover - abort raises
+_BUSY = _Refusal(
+    grpc.StatusCode.RESOURCE_EXHAUSTED, "too many calls in progress; retry later", RETRY_AFTER_BUSY
+)
+_DRAINING = _Refusal(
+    grpc.StatusCode.UNAVAILABLE, "the server is shutting down; reconnect to another replica", 1
+)
 
 
 def _on(handler: Any, pool: CallPool) -> Any:
@@ -259,11 +285,13 @@ def new_server(
     db_free: Iterable[str] = (),
     items_checked: Iterable[str] = (),
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    long_lived: Iterable[str] = (),
 ) -> tuple[grpc.Server, CallPools]:
     """A grpc.Server with message limits, keepalive, the admission and per-RPC logging
     interceptors, and its thread pools; `db_free` names the methods that need no
     database (full paths, /pkg.Service/Method), `items_checked` the unary methods that
-    check each item's text themselves (malformed.py)."""
+    check each item's text themselves (malformed.py), `long_lived` the streams that end
+    when the server drains (new ones are then refused: `AdmissionInterceptor`)."""
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_ANSWER_BYTES),
@@ -272,7 +300,9 @@ def new_server(
     ]
     pools = CallPools.create(limits.workers, limits.db_workers)
     logging = LoggingInterceptor()
-    admission = AdmissionInterceptor(pools, frozenset(db_free), limits.max_concurrent, logging)
+    admission = AdmissionInterceptor(
+        pools, frozenset(db_free), limits.max_concurrent, logging, frozenset(long_lived)
+    )
     server = grpc.server(
         pools.calls,
         # admission outermost (it picks the pool); logging next (it sees every refusal);

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from services.common import errors
@@ -109,3 +110,25 @@ def test_a_domain_deadline_error_keeps_its_details_after_the_deadline() -> None:
         code, message, sent, _ = _call(exc)
     assert code == code_pb2.DEADLINE_EXCEEDED and sent == item_status(exc)
     assert message == "rules did not answer in time"
+
+
+def test_a_unary_database_error_binds_its_cause_for_the_call_log_line(tmp_path: Path) -> None:
+    """Review 39 N3: the per-RPC line says why (the `error` binding); INTERNAL is logged
+    with its traceback; grpc's own abort passes through untouched."""
+    structlog.contextvars.clear_contextvars()
+    _call(KINDS["sqlite busy"](tmp_path))
+    assert "locked" in structlog.contextvars.get_contextvars()["error"]
+    structlog.contextvars.clear_contextvars()
+    _call(errors.Unavailable("rules down"))  # a domain error: its own message says why
+    assert "error" not in structlog.contextvars.get_contextvars()
+    with structlog.testing.capture_logs() as logged:
+        _call(RuntimeError("commit refused"))
+        item_status(RuntimeError("commit refused"))
+    assert [e["event"] for e in logged] == [
+        "unhandled error in RPC handler",
+        "unhandled error in an item of a stream or batch",
+    ]
+    aborted = Exception()  # what grpc's context.abort raises
+    with pytest.raises(Exception) as passed:
+        abort_for(aborted, _Context())  # type: ignore[arg-type]
+    assert passed.value is aborted

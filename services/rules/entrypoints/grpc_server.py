@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -67,6 +68,11 @@ READ_AHEAD_GROUPS = 2  # ReportEventStream reads ahead at most this many groups'
 # ReportEventStreams per process at most: each holds a database worker thread for its
 # lifetime, so fewer with fewer than 8 workers (services/common/stream_slots.py)
 MAX_EVENT_STREAMS = 4
+# how a long-lived stream ends when the server drains (UNAVAILABLE, retry after a second)
+_STREAM_DRAINED = (
+    "the server is shutting down: every event answered is stored; reconnect and send the others"
+)
+_FEED_DRAINED = "the server is shutting down: reconnect from the last change's cursor"
 # a stream's caller's rate: 0.0 to go on (the event counted), else seconds to wait
 Pace = Callable[[Principal], float]
 
@@ -291,7 +297,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         the stream goes on. Ends when the client closes its side and every event read
         is answered, or when the call is cancelled or its deadline passes: then no more
         events are taken, and a group already being written still commits, unanswered
-        (a resend of its event_ids is a replay). At most half the database workers'
+        (a resend of its event_ids is a replay). When the server drains, the stream
+        reads no more events, answers those it read, and ends UNAVAILABLE with a retry
+        hint (OK when its client had closed its side and every event was answered); a
+        new stream is then refused the same way. At most half the database workers'
         worth of streams at once, up to MAX_EVENT_STREAMS, and half of those per caller
         (`StreamSlots`: RESOURCE_EXHAUSTED beyond, with a retry hint)."""
         if self._engine is None:
@@ -322,22 +331,37 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             name="report-stream",
         )
         try:
-            while taken := ahead.take(size, self._taking(context)):
-                yield from self._reported(taken, principal.caller, context)
-                if self._draining.is_set():
-                    ahead.stop()  # what was read is still answered; nothing more is read
+            answer = functools.partial(self._answered, ahead, size, principal.caller, context)
+            yield from answer(self._taking(context))
+            if self._draining.is_set() and context.is_active():
+                ahead.stop()  # from here on nothing enters the buffer (review 39 F1)
+                yield from answer(lambda: False)
+                if not ahead.closed_by_client:  # else every event sent was answered: OK
+                    raise Unavailable(_STREAM_DRAINED, retry_after=1)
             if not context.is_active():  # the log line says so, not OK
                 context.set_code(grpc.StatusCode.CANCELLED)
-            elif self._draining.is_set() and not ahead.closed_by_client:
-                raise Unavailable(
-                    "the server is shutting down: every event answered is stored; "
-                    "reconnect and send the others"
-                )
         except Exception as exc:
             if context.is_active():  # a malformed message; a cancelled call ends quietly
                 abort_for(exc, context)
         finally:
             ahead.stop()
+
+    def _answered(
+        self,
+        ahead: ReadAhead[pb.ReportEventRequest],
+        size: int,
+        caller: str,
+        context: grpc.ServicerContext,
+        waiting: Callable[[], bool],
+    ) -> Iterator[pb.ReportEventResult]:
+        """The results of the events `ahead` holds, group by group, until it holds none
+        and `waiting()` is false or the stream has ended, or the call has ended (a
+        cancelled call takes no more events: review 39 N5); once the server drains, the
+        reader is stopped, so what it had read is still answered and nothing more is."""
+        while context.is_active() and (taken := ahead.take(size, waiting)):
+            yield from self._reported(taken, caller, context)
+            if self._draining.is_set():
+                ahead.stop()
 
     def _taking(self, context: grpc.ServicerContext) -> Callable[[], bool]:
         """Whether a long-lived stream should go on waiting (for its client's next
@@ -406,9 +430,9 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             for change in changes:
                 yield convert.change_to_proto(change)
             if context.is_active() and self._draining.is_set():
-                raise Unavailable(
-                    "the server is shutting down: reconnect from the last change's cursor"
-                )
+                raise Unavailable(_FEED_DRAINED, retry_after=1)
+            if not context.is_active():  # cancelled or past its deadline: not OK
+                context.set_code(grpc.StatusCode.CANCELLED)
         except Exception as exc:
             abort_for(exc, context)
         finally:
@@ -450,6 +474,9 @@ class RunningServer(common_server.RunningServer):
     auth: AuthInterceptor | None = None  # shared with the HTTP/JSON gateway (one rate limit)
 
 
+# the streams that end when the server drains, and are refused while it does
+# (common_server.AdmissionInterceptor); EvaluateStream goes on until its client closes it
+LONG_LIVED = frozenset(f"/{SERVICE_NAME}/{m}" for m in ("ReportEventStream", "WatchChanges"))
 # the unary methods that check each item's control characters themselves (`_item`), on
 # gRPC (malformed.py's interceptor) and HTTP/JSON (the gateway) alike
 ITEMS_CHECKED = frozenset({f"/{SERVICE_NAME}/EvaluateBatch"})
@@ -520,6 +547,7 @@ def build(
         limits=limits or common_server.Limits(max_workers, max_workers),
         db_free=DB_FREE,
         items_checked=ITEMS_CHECKED,
+        long_lived=LONG_LIVED,
         interceptors=[auth] if auth is not None else [],
     )
     servicer = RulesServicer(

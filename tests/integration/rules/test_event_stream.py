@@ -7,11 +7,12 @@ and stores nothing; a cancelled stream leaves no thread behind."""
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 import structlog
 from google.protobuf.json_format import MessageToDict
 from google.rpc import code_pb2, error_details_pb2
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -31,9 +32,11 @@ from services.common.db import DbTimeouts, make_engine
 from services.common.ratelimit import Rate
 from services.common.read_ahead import ReadAhead
 from services.common.security import Security
-from services.rules.adapters.orm import audit_head, audit_log
+from services.rules.adapters.feed import FeedStore
+from services.rules.adapters.orm import audit_head, audit_log, changes
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import profile_from_json
+from services.rules.service_layer import feed
 from services.rules.service_layer.event_groups import EventGroups, GroupLimits
 from tests.integration.conftest import Clock, upsert
 from tests.integration.rules.test_event_groups import (
@@ -518,3 +521,213 @@ def test_bytes_that_do_not_decode_are_named_by_their_place_in_the_stream(
     assert len(answers) == 2
     if method == "ReportEventStream":
         assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-m1", "-m2"]
+
+
+def _wait_until(check: Callable[[], bool], what: str) -> None:
+    waited = time.monotonic() + 30
+    while not check():
+        assert time.monotonic() < waited, what
+        time.sleep(0.01)
+
+
+def _fed() -> tuple[queue.Queue[pb.ReportEventRequest | None], Iterator[pb.ReportEventRequest]]:
+    """A request stream the test feeds (None half-closes it)."""
+    more: queue.Queue[pb.ReportEventRequest | None] = queue.Queue()
+
+    def requests() -> Iterator[pb.ReportEventRequest]:
+        while (item := more.get()) is not None:
+            yield item
+
+    return more, requests()
+
+
+def test_an_event_read_as_the_drain_begins_is_answered_before_an_ok_end(
+    built: tuple[Any, RulesServiceStub], db_engine: Engine, monkeypatch: Any
+) -> None:
+    """Review 39 F1: the drain begins while the stream waits for its client; the client
+    then sends one more event and closes its side. That event is read before the reader
+    stops: it is applied and answered, and only then does the stream end, OK (the client
+    had closed it), never OK with the event unanswered."""
+    running, stub = built
+    _register(stub)
+    in_window, waiting, takes = threading.Event(), threading.Event(), [0]
+    real_take = ReadAhead.take
+
+    def take(self: ReadAhead[Any], most: int, active: Any = lambda: True) -> list[Any]:
+        takes[0] += 1
+        if takes[0] == 2:  # w1 answered: the stream waits for its client's next event
+            waiting.set()
+        got = real_take(self, most, active)
+        if not got and running.pools.draining.is_set() and not in_window.is_set():
+            in_window.set()  # the wait ended by the drain: let the reader read to the end
+            with self._cond:
+                assert self._cond.wait_for(lambda: self._ended, timeout=30)
+        return got
+
+    monkeypatch.setattr(ReadAhead, "take", take)
+    more, requests = _fed()
+    call = stub.ReportEventStream(requests, timeout=120)
+    more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, "w1"))))
+    answers = [next(call)]
+    assert waiting.wait(30)
+    thread, _ = _drain(running)
+    assert in_window.wait(30)
+    more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(2, "w2"))))
+    more.put(None)
+    answers.extend(call)  # ends OK: no RpcError
+    thread.join(120)
+    assert [a.HasField("status") for a in answers] == [True, True]
+    assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-w1", "-w2"]
+
+
+def test_a_drain_during_a_group_answers_what_was_read_and_reads_no_more(
+    built: tuple[Any, RulesServiceStub], db_engine: Engine, monkeypatch: Any
+) -> None:
+    """The drain begins while a group is being applied and two more events wait in the
+    buffer: all three are applied and answered, an event sent afterwards is neither,
+    and the stream ends UNAVAILABLE with a retry hint."""
+    running, stub = built
+    _register(stub)
+    entered, release = threading.Event(), threading.Event()
+    readers: list[ReadAhead[Any]] = []
+    real_init, real_together = ReadAhead.__init__, EventGroups.report_together
+
+    def init(self: ReadAhead[Any], *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        readers.append(self)
+
+    def held(self: EventGroups, items: Sequence[Any]) -> Any:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+        return real_together(self, items)
+
+    monkeypatch.setattr(ReadAhead, "__init__", init)
+    monkeypatch.setattr(EventGroups, "report_together", held)
+    more, requests = _fed()
+    call = stub.ReportEventStream(requests, timeout=120)
+    more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, "g1"))))
+    assert entered.wait(30)
+    for n in (2, 3):
+        more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(n, f"g{n}"))))
+    _wait_until(lambda: len(readers[0]._buffer) == 2, "the two events read ahead")
+    thread, _ = _drain(running)
+    _wait_until(running.pools.draining.is_set, "the drain begun")
+    release.set()
+    answers = [next(call) for _ in range(3)]
+    more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(4, "g4"))))
+    with pytest.raises(grpc.RpcError) as ended:
+        answers.extend(call)
+    more.put(None)
+    thread.join(120)
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert ("retry-after", "1") in (ended.value.trailing_metadata() or ())
+    assert len(answers) == 3 and all(a.HasField("status") for a in answers)
+    assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-g1", "-g2", "-g3"]
+
+
+def test_a_follower_drained_mid_replay_gets_a_prefix_of_the_feed(
+    built: tuple[Any, RulesServiceStub], db_engine: Engine, monkeypatch: Any
+) -> None:
+    """Review 39 N2: drained between two batches of its replay, a follower has got the
+    feed's first changes without a gap, so resuming from its last cursor skips none."""
+    running, stub = built
+    _register(stub)
+    for n in range(1, FIRMS + 1):
+        stub.ReportEvent(pb.ReportEventRequest(event=_as(GROUPED, accident(n, f"m{n}"))))
+    with db_engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(changes)).scalar_one()
+    reads, real_read, real_follow = [0], FeedStore.read, feed.follow
+
+    def read(self: FeedStore, *args: Any, **kwargs: Any) -> Any:
+        reads[0] += 1
+        if reads[0] > 1:  # the second batch is read once the drain has begun
+            _wait_until(running.pools.draining.is_set, "the drain begun")
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeedStore, "read", read)
+    monkeypatch.setattr(feed, "follow", functools.partial(real_follow, batch=2))
+    follower = stub.WatchChanges(pb.WatchChangesRequest(), timeout=120)
+    got = [next(follower)]
+    thread, _ = _drain(running)
+    with pytest.raises(grpc.RpcError) as ended:
+        got.extend(follower)
+    thread.join(120)
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert ("retry-after", "1") in (ended.value.trailing_metadata() or ())
+    cursors = [int(c.cursor) for c in got]  # one batch or two, as the drain fell
+    assert cursors in ([1, 2], [1, 2, 3, 4]) and total > 4
+
+
+def test_a_client_that_reconnects_at_once_does_not_hold_the_drain(
+    built: tuple[Any, RulesServiceStub],
+) -> None:
+    """Review 39 F2: while the server drains, a new ReportEventStream or WatchChanges is
+    refused UNAVAILABLE with a retry hint, before it holds a worker: a follower that
+    reconnects at once, again and again, does not keep the server from going quiet."""
+    running, stub = built
+    _register(stub)
+    codes: list[tuple[Any, tuple[Any, ...]]] = []
+    stop, following = threading.Event(), threading.Event()
+
+    def follower() -> None:
+        while not stop.is_set():
+            try:
+                for _ in stub.WatchChanges(pb.WatchChangesRequest(), timeout=30):
+                    following.set()
+            except grpc.RpcError as exc:
+                codes.append((exc.code(), tuple(exc.trailing_metadata() or ())))
+
+    thread = threading.Thread(target=follower)
+    thread.start()
+    assert following.wait(30)  # its replay has begun
+    drained, logged = _drain(running)
+    drained.join(120)
+    stop.set()
+    thread.join(60)
+    assert not [e for e in logged if "end of the grace period" in e["event"]]
+    lines = [e for e in logged if e["event"] == "rpc"]
+    (first,) = [e for e in lines if e["messages_sent"]]  # the follower that was in
+    refused = [e for e in lines if e is not first]  # its reconnections
+    assert first["status"] == "UNAVAILABLE" and refused
+    assert {(e["status"], e["messages_sent"]) for e in refused} == {("UNAVAILABLE", 0)}
+    assert any(("retry-after", "1") in trailers for _, trailers in codes)
+
+
+def test_a_draining_server_refuses_new_long_lived_streams(
+    built: tuple[Any, RulesServiceStub],
+) -> None:
+    """What a client that reconnects to a draining server gets, before any handler
+    runs: UNAVAILABLE with a retry hint, for a new ReportEventStream or WatchChanges;
+    a unary call already sent is still served."""
+    running, stub = built
+    _register(stub)
+    running.pools.draining.set()  # as drain() does first
+    for call in (
+        lambda: list(stub.ReportEventStream(iter([]), timeout=30)),
+        lambda: list(stub.WatchChanges(pb.WatchChangesRequest(), timeout=30)),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            call()
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "shutting down" in (refused.value.details() or "")
+        assert ("retry-after", "1") in (refused.value.trailing_metadata() or ())
+    assert stub.GetEnterpriseStatus(
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1, GROUPED)), timeout=30
+    ).profile.enterprise_id
+
+
+def test_a_follower_past_its_deadline_is_logged_cancelled_not_ok(
+    built: tuple[Any, RulesServiceStub],
+) -> None:
+    """Review 39 N5: the line of a WatchChanges that ended because its caller's deadline
+    passed says so."""
+    _, stub = built
+    _register(stub)
+    with structlog.testing.capture_logs() as logged:
+        with pytest.raises(grpc.RpcError) as ended:
+            list(stub.WatchChanges(pb.WatchChangesRequest(), timeout=1))
+        assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        _wait_until(lambda: any(e["event"] == "rpc" for e in logged), "the call's line")
+    (line,) = [e for e in logged if e["event"] == "rpc"]
+    assert line["status"] == "CANCELLED" and line["messages_sent"] > 0
