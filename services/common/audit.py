@@ -82,11 +82,16 @@ CHAINS = "audit_chains"  # the per-key heads, for trails created with chains=Tru
 
 
 def audit_tables(
-    metadata: MetaData, *, chains: bool = False, chain_length: int = 64
+    metadata: MetaData,
+    *,
+    chains: bool = False,
+    chain_length: int = 64,
+    entity_index: bool = True,
 ) -> tuple[Table, Table]:
     """The log and the global head; with `chains`, the log's `chain` column (keys of up
     to `chain_length` characters) and the `audit_chains` heads (found again through the
-    log's metadata) as well."""
+    log's metadata) as well. `entity_index`: the log's entries indexed by entity id
+    (ix_audit_log_entity_id); the rules register has none (its migration 0014)."""
     extra: list[Any] = []
     if chains:
         extra = [
@@ -108,7 +113,7 @@ def audit_tables(
         Column("caller", String(100), nullable=False),
         Column("action", String(16), nullable=False),
         Column("entity", String(40), nullable=False),
-        Column("entity_id", String(64), nullable=False, index=True),
+        Column("entity_id", String(64), nullable=False, index=entity_index),
         Column("before", JSON, nullable=True),
         Column("after", JSON, nullable=True),
         Column("prev_hash", String(64), nullable=False),

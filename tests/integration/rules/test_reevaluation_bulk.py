@@ -45,6 +45,7 @@ CASES = [
     ("2026-03-01", BLOCKED, {}),  # never listed, now clean: granted
 ]
 HEADS = ("91330782MA2", "91330782MB2")  # group A (per-call path) sorts before B (batch)
+RENAMED = 4  # this case's firm columns name another name and region than its profile
 
 
 def _firm_id(head: str, n: int) -> str:
@@ -71,6 +72,13 @@ def _load(stub: Any, engine: Engine) -> None:
                         update(firms)
                         .where(firms.c.enterprise_id == data["enterprise_id"])
                         .values(profile=stored)
+                    )
+            if n == RENAMED:  # the firm's columns out of step with its stored profile
+                with engine.begin() as conn:
+                    conn.execute(
+                        update(firms)
+                        .where(firms.c.enterprise_id == data["enterprise_id"])
+                        .values(name="旧名称 old name", region="旧区域 old region")
                     )
 
 
@@ -173,6 +181,9 @@ def test_the_batch_writes_the_rows_the_per_call_path_writes(
     assert [d["whitelist_change"] for d in plain["2"]["decisions"]] == ["granted", "extended"]
     assert plain["2"]["firm"]["profile"]["penalties"] == []  # the profile was re-stored
     assert kinds["5"] == ["decision_changed"]  # the same decision again is no change
+    renamed = plain[str(RENAMED)]
+    assert renamed["firm"]["name"] != "旧名称 old name"  # the name set back from the profile
+    assert any(a["before_stored"] and "旧名称" in a["before_stored"] for a in renamed["audit"])
     with db_engine.connect() as conn:
         assert verify(conn, audit_log, audit_head).ok
         stamps = conn.execute(  # instants are left out above: the batch's, as decided
@@ -251,3 +262,61 @@ def test_cli_processes_take_disjoint_ranges(db_engine, rulebook) -> None:  # typ
     parts = [r for r in runs if r.parent_id is not None]
     assert len(parent) == 1 and len(parts) == 2 and all(r.finished_at for r in runs)
     assert sorted(r.processed for r in parts) == [1050, 1050]
+
+
+_NAME_WRITES = {  # a row noted for each firm an UPDATE names `name` or `region` in its SET
+    "sqlite": [
+        "CREATE TABLE name_writes (enterprise_id TEXT)",
+        "CREATE TRIGGER firms_name_written AFTER UPDATE OF name, region ON firms"
+        " BEGIN INSERT INTO name_writes VALUES (NEW.enterprise_id); END",
+    ],
+    "postgresql": [
+        "CREATE TABLE name_writes (enterprise_id TEXT)",
+        "CREATE FUNCTION note_name_write() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN INSERT INTO name_writes VALUES (NEW.enterprise_id); RETURN NULL; END $$",
+        "CREATE TRIGGER firms_name_written AFTER UPDATE OF name, region ON firms"
+        " FOR EACH ROW EXECUTE FUNCTION note_name_write()",
+    ],
+}
+_NAME_WRITES_GONE = {
+    "sqlite": ["DROP TRIGGER IF EXISTS firms_name_written", "DROP TABLE IF EXISTS name_writes"],
+    "postgresql": [
+        "DROP TRIGGER IF EXISTS firms_name_written ON firms",
+        "DROP FUNCTION IF EXISTS note_name_write()",
+        "DROP TABLE IF EXISTS name_writes",
+    ],
+}
+
+
+def test_the_batch_sets_a_firms_name_and_region_only_when_they_change(db_engine, rulebook) -> None:  # type: ignore[no-untyped-def]
+    """An UPDATE that names an indexed column rewrites its index entry even to the same
+    value (SQLite): the batch leaves name and region out for the firms that keep them,
+    and sets them for one whose columns are out of step with its stored profile."""
+    ids = _bulk_load(db_engine, 30, rulebook)
+    stale = ids[7]
+    with db_engine.begin() as conn:
+        conn.execute(
+            update(firms).where(firms.c.enterprise_id == stale).values(name="旧名称 old name")
+        )
+    kind = db_engine.dialect.name
+    with db_engine.begin() as conn:
+        for sql in _NAME_WRITES[kind]:
+            conn.exec_driver_sql(sql)
+    try:
+        summary = reevaluate_all(UnitOfWork(db_engine), context_from(rulebook), DAY, batch_size=8)
+        with db_engine.connect() as conn:
+            written = list(conn.exec_driver_sql("SELECT enterprise_id FROM name_writes").scalars())
+            name = conn.execute(
+                select(firms.c.name).where(firms.c.enterprise_id == stale)
+            ).scalar_one()
+            profile_name = conn.execute(
+                select(cast(firms.c.profile, Text)).where(firms.c.enterprise_id == stale)
+            ).scalar_one()
+    finally:
+        with db_engine.begin() as conn:
+            for sql in _NAME_WRITES_GONE[kind]:
+                conn.exec_driver_sql(sql)
+    assert summary.processed == len(ids)
+    assert written == [stale]
+    assert name == json.loads(profile_name)["name"] != "旧名称 old name"
+    _each_decided_once(db_engine, ids)

@@ -1,0 +1,55 @@
+"""Migration 0014: the rules register's audit log has no index by entity id (no read asks
+for one; every audit entry written paid for it), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, func, inspect, select
+
+from services.common.audit import verify
+from services.common.migrations import alembic_config
+from services.rules.adapters import migrate
+from services.rules.adapters.orm import audit_head, audit_log, metadata
+from services.rules.entrypoints.grpc_server import context_from
+from services.rules.service_layer.reevaluation import reevaluate_all
+from services.rules.service_layer.unit_of_work import UnitOfWork
+from tests.integration.conftest import upsert
+from tests.support import profile
+
+INDEX = "ix_audit_log_entity_id"
+
+
+def _indexes(engine: Engine) -> set[str]:
+    return {i["name"] for i in inspect(engine).get_indexes("audit_log")}
+
+
+def _run(engine: Engine, fn: Any, revision: str) -> None:
+    config = alembic_config(migrate.MIGRATIONS)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        fn(config, revision)
+
+
+def test_the_audit_log_has_no_entity_index_and_0014_goes_down_and_up(
+    register_stub: Any, db_engine: Engine, rulebook: Any
+) -> None:
+    for n in range(1, 6):
+        upsert(register_stub, profile(n), as_of="2026-03-01")
+    reevaluate_all(UnitOfWork(db_engine), context_from(rulebook), date(2026, 7, 1))
+    with db_engine.connect() as conn:
+        entries = conn.execute(select(func.count()).select_from(audit_log)).scalar()
+    assert entries and INDEX not in _indexes(db_engine)
+    assert "ix_audit_log_chain_id" in _indexes(db_engine)  # what verifying a chain reads
+    _run(db_engine, command.downgrade, "0013")
+    assert INDEX in _indexes(db_engine)
+    _run(db_engine, command.upgrade, "head")
+    assert INDEX not in _indexes(db_engine)
+    with db_engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert conn.execute(select(func.count()).select_from(audit_log)).scalar() == entries
+        assert verify(conn, audit_log, audit_head).ok
