@@ -43,6 +43,10 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 5 MB photo plus its envelope
 MAX_ANSWER_BYTES = 4 * MAX_MESSAGE_BYTES  # what a server sends at most (a batch's decisions)
 DEFAULT_MAX_CONCURRENT = 128
 RETRY_AFTER_BUSY = 1  # seconds, in the retry-after trailer of a refusal for load
+HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
+# threads for health Watch streams (client-side health checking keeps one open per
+# connection); past this many at once a new Watch waits for one to end
+HEALTH_WATCHERS = 16
 NO_DEADLINE = 10**6  # grpc reports "no deadline" as a very long time remaining
 _log = structlog.get_logger("server")
 
@@ -80,6 +84,10 @@ class CallPools:
     calls: CallPool  # no database: evaluations, standards, health, reflection
     db: CallPool  # everything that touches the database
     refusals: CallPool  # answers "too busy" without waiting behind busy workers
+    # health Watch streams: each holds a thread while open, so they get threads of their
+    # own (never the calls' workers) and are not calls the drain waits for: they end
+    # once they have sent NOT_SERVING (`_DrainingHealth`)
+    watches: CallPool
     # set when the server starts to drain: a long-lived stream (ReportEventStream,
     # WatchChanges) then ends soon with UNAVAILABLE, its client reconnecting elsewhere,
     # instead of holding the drain to the end of its grace period
@@ -87,7 +95,12 @@ class CallPools:
 
     @classmethod
     def create(cls, workers: int, db_workers: int) -> CallPools:
-        return cls(CallPool(workers, "rpc"), CallPool(db_workers, "rpc-db"), CallPool(2, "busy"))
+        return cls(
+            CallPool(workers, "rpc"),
+            CallPool(db_workers, "rpc-db"),
+            CallPool(2, "busy"),
+            CallPool(HEALTH_WATCHERS, "health-watch"),
+        )
 
     def held(self) -> int:
         """Calls accepted and not finished (refusals not counted)."""
@@ -111,7 +124,7 @@ class CallPools:
             time.sleep(0.02)
 
     def shutdown(self) -> None:
-        for pool in (self.calls, self.db, self.refusals):
+        for pool in (self.calls, self.db, self.refusals, self.watches):
             pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -132,7 +145,7 @@ class AdmissionInterceptor(HandlerInterceptor):
         self._db_free = db_free
         self._max = max_concurrent
         self._logging = logging
-        self._long_lived = long_lived
+        self._long_lived = long_lived | {HEALTH_WATCH}
 
     def intercept(self, handler: Any, details: grpc.HandlerCallDetails) -> Any:
         """A new long-lived stream while the server drains is refused UNAVAILABLE with a
@@ -142,6 +155,8 @@ class AdmissionInterceptor(HandlerInterceptor):
         infrastructure = method.startswith(INFRASTRUCTURE_PREFIXES)
         if method in self._long_lived and self._pools.draining.is_set():
             return self._refused(handler, method, _DRAINING)
+        if method == HEALTH_WATCH:
+            return _on(handler, self._pools.watches)
         if self._max and not infrastructure and self._pools.held() >= self._max:
             return self._refused(handler, method, _BUSY)
         needs_db = not infrastructure and method not in self._db_free
@@ -330,12 +345,43 @@ class RunningServer:
     pools: CallPools
 
 
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class _DrainingHealth(health.HealthServicer):
+    """grpc's health service, whose Watch streams end (OK) once the server drains and
+    they have sent NOT_SERVING: an open watcher then holds neither the drain nor the
+    server's stop until the end of the grace period (review 40 F1). Watch runs here as
+    grpc's blocking generator (the interceptors' wrappers take the place of its
+    non-blocking form), on the pools' `watches` threads."""
+
+    def __init__(self, draining: threading.Event) -> None:
+        super().__init__(experimental_non_blocking=True)
+        self._draining = draining
+
+    def Watch(
+        self, request: Any, context: grpc.ServicerContext, send_response_callback: Any = None
+    ) -> Any:
+        watcher = super().Watch(request, context, send_response_callback)
+        return None if watcher is None else self._until_drained(watcher)
+
+    def _until_drained(self, watcher: Iterator[Any]) -> Iterator[Any]:
+        for response in watcher:
+            yield response
+            if (
+                self._draining.is_set()
+                and response.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            ):
+                return
+
+
 def add_health_and_reflection(
-    server: grpc.Server, service_names: Iterable[str]
+    server: grpc.Server, service_names: Iterable[str], draining: threading.Event | None = None
 ) -> health.HealthServicer:
-    """Serve grpc.health.v1 (per service, SERVING) and server reflection."""
+    """Serve grpc.health.v1 (per service, SERVING) and server reflection; health Watch
+    streams end once `draining` is set and they have sent NOT_SERVING."""
     names = list(service_names)
-    checker = health.HealthServicer(experimental_non_blocking=True)
+    checker = _DrainingHealth(draining or threading.Event())
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     for name in ["", *names]:
         checker.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -382,8 +428,8 @@ def drain(running: RunningServer, grace_seconds: float = 15.0, settle: float = 0
     """Health NOT_SERVING and long-lived streams told to end (`CallPools.draining`), wait
     for quiet (at most `grace_seconds`), then stop."""
     deadline = time.monotonic() + grace_seconds
+    running.pools.draining.set()  # first: a health watcher ends on the NOT_SERVING it gets
     running.health.enter_graceful_shutdown()
-    running.pools.draining.set()
     quiet = running.pools.wait_quiet(settle, grace_seconds)
     if not quiet:
         _log.warning(

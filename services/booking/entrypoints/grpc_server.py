@@ -420,6 +420,6 @@ def build(
     booking_pb2_grpc.add_BookingServiceServicer_to_server(
         BookingServicer(ctx, engine, on_outbox, order_groups), server
     )
-    checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
+    checker = common_server.add_health_and_reflection(server, [SERVICE_NAME], pools.draining)
     port = common_server.bind_port(server, address, security.tls)
     return common_server.RunningServer(server, port, checker, pools)

@@ -336,7 +336,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             if self._draining.is_set() and context.is_active():
                 ahead.stop()  # from here on nothing enters the buffer (review 39 F1)
                 yield from answer(lambda: False)
-                if not ahead.closed_by_client:  # else every event sent was answered: OK
+                # else every event sent was answered: OK; or the call was cancelled meanwhile
+                if context.is_active() and not ahead.closed_by_client:
                     raise Unavailable(_STREAM_DRAINED, retry_after=1)
             if not context.is_active():  # the log line says so, not OK
                 context.set_code(grpc.StatusCode.CANCELLED)
@@ -355,9 +356,10 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         waiting: Callable[[], bool],
     ) -> Iterator[pb.ReportEventResult]:
         """The results of the events `ahead` holds, group by group, until it holds none
-        and `waiting()` is false or the stream has ended, or the call has ended (a
-        cancelled call takes no more events: review 39 N5); once the server drains, the
-        reader is stopped, so what it had read is still answered and nothing more is."""
+        and `waiting()` is false or the stream has ended, or the call is seen to have
+        ended (a group taken as the caller cancels is still applied, unanswered: a resend
+        is a replay); once the server drains, the reader is stopped, so what it had read
+        is still answered and nothing more is."""
         while context.is_active() and (taken := ahead.take(size, waiting)):
             yield from self._reported(taken, caller, context)
             if self._draining.is_set():
@@ -559,6 +561,6 @@ def build(
         draining=pools.draining,
     )
     rules_pb2_grpc.add_RulesServiceServicer_to_server(servicer, server)
-    checker = common_server.add_health_and_reflection(server, [SERVICE_NAME])
+    checker = common_server.add_health_and_reflection(server, [SERVICE_NAME], pools.draining)
     port = common_server.bind_port(server, address, security.tls)
     return RunningServer(server, port, checker, pools, servicer, auth)

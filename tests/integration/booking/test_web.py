@@ -579,7 +579,8 @@ def test_landing_lists_orders_under_way_apart_from_those_that_ended(site: Site) 
         bpb.CancelOrderRequest(order_id=first, reason="企业来电取消"), timeout=10
     )
     landing = site.client.get(f"/q/{token}").text
-    assert "没有进行中的预约" in landing and "还没有预约" not in landing
+    assert "暂无进行中的预约" in landing and "还没有预约" not in landing
+    assert "专家免费上门指导" in _section(landing, "orders")  # still invited to book
     past = _section(landing, "past-orders", tag="details")
     assert first in past and "已结束的预约 1 项" in past and "已取消" in past
     second = site.placed(token)

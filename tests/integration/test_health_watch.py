@@ -1,0 +1,101 @@
+"""grpc.health.v1 Watch streams (review 40 F1): they run on threads of their own, so open
+watchers never take the workers of the calls that need no database, and when the server
+drains each ends, OK, right after the NOT_SERVING it is sent, so that no watcher holds
+the drain or the server's stop until the end of the grace period; a new Watch is then
+refused UNAVAILABLE with a retry hint. A real rules server (no register database)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common import server as common_server
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.server import Limits
+from services.rules.adapters.ruleset_loader import Rulebook
+from services.rules.entrypoints import grpc_server
+from services.rules.entrypoints.convert import profile_from_json
+from tests.support import profile
+
+SERVING, NOT_SERVING = (
+    health_pb2.HealthCheckResponse.SERVING,
+    health_pb2.HealthCheckResponse.NOT_SERVING,
+)
+
+
+@pytest.fixture
+def running(rulebook: Rulebook) -> Iterator[tuple[Any, grpc.Channel]]:
+    """A rules server with two workers for the calls that need no database."""
+    built = grpc_server.build(
+        rulebook, engine=None, address="127.0.0.1:0", limits=Limits(workers=2, db_workers=2)
+    )
+    built.server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{built.port}")
+    try:
+        yield built, channel
+    finally:
+        channel.close()
+        built.server.stop(None)
+
+
+def _watch(channel: grpc.Channel) -> tuple[Any, list[int]]:
+    """An open Watch, its first answer read; the statuses it gets are appended."""
+    call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=120)
+    seen = [next(call).status]
+    return call, seen
+
+
+def test_open_watchers_leave_the_workers_to_the_other_calls(
+    running: tuple[Any, grpc.Channel],
+) -> None:
+    """Twice as many watchers as workers: a health Check and an Evaluate still answer."""
+    _, channel = running
+    watchers = [_watch(channel) for _ in range(4)]
+    assert [seen for _, seen in watchers] == [[SERVING]] * 4
+    check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
+    assert check.status == SERVING
+    decision = rules_pb2_grpc.RulesServiceStub(channel).Evaluate(
+        pb.EvaluateRequest(profile=profile_from_json(profile(1))), timeout=30
+    )
+    assert decision.enterprise_id
+    for call, _ in watchers:
+        call.cancel()
+
+
+def test_a_drain_ends_each_watcher_after_its_not_serving(
+    running: tuple[Any, grpc.Channel],
+) -> None:
+    built, channel = running
+    watchers = [_watch(channel) for _ in range(3)]
+    logged: list[dict[str, Any]] = []
+
+    def drain() -> None:
+        with structlog.testing.capture_logs() as seen:
+            common_server.drain(built, grace_seconds=120, settle=0.2)
+        logged.extend(seen)
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    for call, seen in watchers:
+        seen.extend(r.status for r in call)  # ends without an error: the stream closed OK
+        assert seen == [SERVING, NOT_SERVING]
+        assert call.code() == grpc.StatusCode.OK
+    thread.join(120)
+    assert not thread.is_alive()
+    assert not [e for e in logged if "end of the grace period" in e["event"]]
+
+
+def test_a_draining_server_refuses_a_new_watch(running: tuple[Any, grpc.Channel]) -> None:
+    built, channel = running
+    built.pools.draining.set()  # as drain() does first
+    with pytest.raises(grpc.RpcError) as refused:
+        _watch(channel)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert ("retry-after", "1") in (refused.value.trailing_metadata() or ())
