@@ -11,9 +11,9 @@ token, `--experts` experts offering every half-day of the 14-day window, then
 idempotency key and the firms take turns, so no QR token meets its order limit (10 at
 once, then 20 an hour) and the experts' slots outnumber the orders.
 
-PostgreSQL's statistics are kept as production's autovacuum keeps them (this machine's
-PostgreSQL runs without autovacuum): the database is ANALYZEd once the warm-up's
-bookings are in, and again before each round. Without that the planner keeps what one
+PostgreSQL's tables are kept as production's autovacuum keeps them (this machine's
+PostgreSQL runs without autovacuum): the database is vacuumed and ANALYZEd once the
+warm-up's bookings are in, and again before each round. Without that the planner keeps what one
 ANALYZE of the empty booking tables told it: each connection's cached plan of dispatch's
 query reads every booking once for each expert (a sequential scan under each of its
 per-expert subqueries where an index serves), so the database's CPU an order grew with
@@ -158,7 +158,7 @@ def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
             warm_up(address, orders(tokens, args.rounds, per_round)[: args.warm_up], args.in_flight)
 
             def step(round_no: int) -> None:
-                analyzed(url)  # as autovacuum would after the last round's bookings
+                analyzed(url, vacuum=True)  # as autovacuum would after the last round's bookings
                 common = {"in_flight": args.in_flight, "seconds": args.seconds, "warmup": 0.0}
                 blob = tuple(f"row-{round_no}-{n}".encode() * 8 for n in range(64))
                 base = harness.Load(address, INSERT_ROW, blob, metadata=auth, **common)

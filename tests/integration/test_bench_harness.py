@@ -176,8 +176,8 @@ def test_the_booking_rounds_are_measured_on_analyzed_bookings(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`bench.booking --quick` on PostgreSQL: the warm-up's orders (two per expert) are
-    booked before the round, and the database is analyzed with them in, before the
-    round (stop 27: statistics of the empty booking tables, which this machine's
+    booked before the round, and the database is vacuumed and analyzed with them in,
+    before the round (stop 27: statistics of the empty booking tables, which this machine's
     PostgreSQL without autovacuum never refreshed, gave each connection a cached plan of
     dispatch's query that read every booking once for each expert)."""
     from sqlalchemy import create_engine, text
@@ -186,13 +186,16 @@ def test_the_booking_rounds_are_measured_on_analyzed_bookings(
 
     seen: list[int] = []
     analyzed = booking.analyzed
+    vacuumed = "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'assignments'"
 
-    def counting(url: str) -> None:
+    def counting(url: str, **how: bool) -> None:
         engine = create_engine(url)
         with engine.connect() as conn:
             seen.append(conn.execute(text("SELECT count(*) FROM assignments")).scalar_one())
+        analyzed(url, **how)
+        with engine.connect() as conn:
+            assert conn.execute(text(vacuumed)).scalar() is not None
         engine.dispose()
-        analyzed(url)
 
     monkeypatch.setattr(booking, "analyzed", counting)
     assert booking.main(["--quick", "--db", "postgresql", "--seconds", "0.5"]) == 0
