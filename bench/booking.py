@@ -7,18 +7,18 @@ a bare single-row insert RPC served by the same booking process on the same data
 Set-up (not measured): a rules service (SQLite, its own process: not under test), a
 booking service on a fresh database, `--firms` firms registered and each given a QR
 token, `--experts` experts offering every half-day of the 14-day window, then
-`--warm-up` orders (two per expert by default, not measured). Each order carries a new
-idempotency key and the firms take turns, so no QR token meets its order limit (10 at
-once, then 20 an hour) and the experts' slots outnumber the orders.
+`--warm-up` orders (two per expert by default, in the afternoons; not measured). Each
+order carries a new idempotency key and the firms take turns, so no QR token meets its
+order limit (10 at once, then 20 an hour) and the experts' slots outnumber the orders.
 
 PostgreSQL's tables are kept as production's autovacuum keeps them (this machine's
 PostgreSQL runs without autovacuum): the database is vacuumed and ANALYZEd once the
-warm-up's bookings are in, and again before each round. Without that the planner keeps what one
-ANALYZE of the empty booking tables told it: each connection's cached plan of dispatch's
-query reads every booking once for each expert (a sequential scan under each of its
-per-expert subqueries where an index serves), so the database's CPU an order grew with
-the bookings the run had made: 11–15 ms at 8 in flight, about 4 ms with statistics
-that know the bookings (stop 27).
+warm-up's bookings are in, and again before each round. Without that the planner keeps
+what one ANALYZE of the empty booking tables told it: each connection's cached plan of
+dispatch's query reads every booking once for each expert (a sequential scan under each
+of its per-expert subqueries where an index serves), so the database's CPU an order
+grew with the bookings the run had made: 11–15 ms at 8 in flight, about 4–5 ms with
+statistics that know the bookings (stop 27).
 """
 
 from __future__ import annotations
@@ -106,17 +106,18 @@ def prepare(
     return tokens
 
 
-def orders(tokens: list[str], round_no: int, per_round: int) -> tuple[bytes, ...]:
+def orders(tokens: list[str], round_no: int, per_round: int, half: str = "AM") -> tuple[bytes, ...]:
     """This round's orders: new keys, the firms' tokens in turn, two preferred half-days
-    from two to fourteen days ahead (still bookable if a run crosses Shanghai midnight,
-    which turns "tomorrow" into today)."""
+    (mornings; the warm-up's afternoons, which leave the rounds' mornings free) from two
+    to fourteen days ahead (still bookable if a run crosses Shanghai midnight, which
+    turns "tomorrow" into today)."""
     out = []
     for n in range(per_round):
         k = round_no * per_round + n
         request = bpb.CreateOrderRequest(
             qr_token=tokens[k % len(tokens)],
             item_codes=["fire_safety"],
-            preferred_slots=[_slot(2 + k % 12), _slot(3 + k % 12)],
+            preferred_slots=[_slot(2 + k % 12, half), _slot(3 + k % 12, half)],
             contact_name="联系人",
             contact_phone="13812345678",
             idempotency_key=f"bench-{round_no}-{n}",
@@ -155,7 +156,8 @@ def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
             tokens = prepare(rules_address, address, auth, args)
             # the rounds' orders, then the warm-up's: the tokens' budget shared out
             per_round = (len(tokens) * ORDERS_PER_TOKEN - args.warm_up) // args.rounds
-            warm_up(address, orders(tokens, args.rounds, per_round)[: args.warm_up], args.in_flight)
+            warm = orders(tokens, args.rounds, per_round, "PM")[: args.warm_up]
+            warm_up(address, warm, args.in_flight)
 
             def step(round_no: int) -> None:
                 analyzed(url, vacuum=True)  # as autovacuum would after the last round's bookings
