@@ -6,9 +6,19 @@ a bare single-row insert RPC served by the same booking process on the same data
 
 Set-up (not measured): a rules service (SQLite, its own process: not under test), a
 booking service on a fresh database, `--firms` firms registered and each given a QR
-token, `--experts` experts offering every half-day of the 14-day window. Each order
-carries a new idempotency key and the firms take turns, so no QR token meets its order
-limit (10 at once, then 20 an hour) and the experts' slots outnumber the orders.
+token, `--experts` experts offering every half-day of the 14-day window, then
+`--warm-up` orders (two per expert by default, in the afternoons; not measured). Each
+order carries a new idempotency key and the firms take turns, so no QR token meets its
+order limit (10 at once, then 20 an hour) and the experts' slots outnumber the orders.
+
+PostgreSQL's tables are kept as production's autovacuum keeps them (this machine's
+PostgreSQL runs without autovacuum): the database is vacuumed and ANALYZEd once the
+warm-up's bookings are in, and again before each round. Without that the planner keeps
+what one ANALYZE of the empty booking tables told it: each connection's cached plan of
+dispatch's query reads every booking once for each expert (a sequential scan under each
+of its per-expert subqueries where an index serves), so the database's CPU an order
+grew with the bookings the run had made: 11–15 ms at 8 in flight, about 4–5 ms with
+statistics that know the bookings (stop 27).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from concurrent import futures
 from datetime import timedelta
 from pathlib import Path
 
@@ -95,23 +106,36 @@ def prepare(
     return tokens
 
 
-def orders(tokens: list[str], round_no: int, per_round: int) -> tuple[bytes, ...]:
+def orders(tokens: list[str], round_no: int, per_round: int, half: str = "AM") -> tuple[bytes, ...]:
     """This round's orders: new keys, the firms' tokens in turn, two preferred half-days
-    from two to fourteen days ahead (still bookable if a run crosses Shanghai midnight,
-    which turns "tomorrow" into today)."""
+    (mornings; the warm-up's afternoons, which leave the rounds' mornings free) from two
+    to fourteen days ahead (still bookable if a run crosses Shanghai midnight, which
+    turns "tomorrow" into today)."""
     out = []
     for n in range(per_round):
         k = round_no * per_round + n
         request = bpb.CreateOrderRequest(
             qr_token=tokens[k % len(tokens)],
             item_codes=["fire_safety"],
-            preferred_slots=[_slot(2 + k % 12), _slot(3 + k % 12)],
+            preferred_slots=[_slot(2 + k % 12, half), _slot(3 + k % 12, half)],
             contact_name="联系人",
             contact_phone="13812345678",
             idempotency_key=f"bench-{round_no}-{n}",
         )
         out.append(request.SerializeToString())
     return tuple(out)
+
+
+def warm_up(address: str, requests: Sequence[bytes], in_flight: int) -> None:
+    """Place `requests` (serialised CreateOrder requests), `in_flight` at a time, before
+    the measured rounds: the booking tables hold bookings, as they do in service."""
+    with (
+        grpc.insecure_channel(address) as channel,
+        futures.ThreadPoolExecutor(max(1, in_flight)) as pool,
+    ):
+        call = channel.unary_unary(CREATE_ORDER)  # bytes in, bytes out
+        for done in pool.map(lambda request: call(request, timeout=60), requests):
+            assert done  # an error raises grpc.RpcError here
 
 
 def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
@@ -130,10 +154,13 @@ def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
             harness.ServerProcess(booking_argv, address, folder / "booking.log").start() as server,
         ):
             tokens = prepare(rules_address, address, auth, args)
-            analyzed(url)
-            per_round = len(tokens) * ORDERS_PER_TOKEN // args.rounds
+            # the rounds' orders, then the warm-up's: the tokens' budget shared out
+            per_round = (len(tokens) * ORDERS_PER_TOKEN - args.warm_up) // args.rounds
+            warm = orders(tokens, args.rounds, per_round, "PM")[: args.warm_up]
+            warm_up(address, warm, args.in_flight)
 
             def step(round_no: int) -> None:
+                analyzed(url, vacuum=True)  # as autovacuum would after the last round's bookings
                 common = {"in_flight": args.in_flight, "seconds": args.seconds, "warmup": 0.0}
                 blob = tuple(f"row-{round_no}-{n}".encode() * 8 for n in range(64))
                 base = harness.Load(address, INSERT_ROW, blob, metadata=auth, **common)
@@ -153,7 +180,7 @@ def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
                 )
 
             harness.rounds(args.rounds, [step])
-            if sum(m.calls for m in pair.project) > args.experts * 28 // 2:
+            if args.warm_up + sum(m.calls for m in pair.project) > args.experts * 28 // 2:
                 print("  warning: the orders took over half the experts' slots", file=sys.stderr)
     return pair
 
@@ -166,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument(
+        "--warm-up", type=int, help="orders placed before the rounds (default: twice --experts)"
+    )
     parser.add_argument("--quick", action="store_true", help="120 firms, 40 experts, 1 round")
     parser.add_argument("--profile", type=Path, help="py-spy the server in round 1 into DIR")
     parser.add_argument(
@@ -178,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.firms, args.experts, args.rounds, args.seconds = 120, 40, 1, 2.0
+    if args.warm_up is None:
+        args.warm_up = 2 * args.experts
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
     print(harness.machine())
     pairs = [run_database(kind, args) for kind in kinds]
