@@ -6,22 +6,20 @@ refused UNAVAILABLE with a retry hint. A real rules server (no register database
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
-import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.server import Limits
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import profile_from_json
+from tests.integration.rules.test_event_stream import _drain
 from tests.support import profile
 
 SERVING, NOT_SERVING = (
@@ -74,15 +72,7 @@ def test_a_drain_ends_each_watcher_after_its_not_serving(
 ) -> None:
     built, channel = running
     watchers = [_watch(channel) for _ in range(3)]
-    logged: list[dict[str, Any]] = []
-
-    def drain() -> None:
-        with structlog.testing.capture_logs() as seen:
-            common_server.drain(built, grace_seconds=120, settle=0.2)
-        logged.extend(seen)
-
-    thread = threading.Thread(target=drain)
-    thread.start()
+    thread, logged = _drain(built)
     for call, seen in watchers:
         seen.extend(r.status for r in call)  # ends without an error: the stream closed OK
         assert seen == [SERVING, NOT_SERVING]
