@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     bindparam,
     delete,
     event,
@@ -301,10 +302,13 @@ class FeedStore:
         return row
 
     def has_unpositioned(self) -> bool:
-        """A cheap read (a partial index) before taking the head lock to sequence."""
+        """A cheap read (a partial index) before taking the head lock to sequence. In id
+        order, as `sequence` reads them: with that order PostgreSQL takes the partial
+        index whatever its statistics say; without it, statistics taken while many
+        changes were unpositioned (a burst, a lagging feed) made it scan every change,
+        five times a second in each serving process (stop 27)."""
         with self.engine.connect() as connection:
-            query = select(changes.c.id).where(changes.c.position.is_(None)).limit(1)
-            found = connection.execute(query).first() is not None
+            found = connection.execute(unpositioned_query()).first() is not None
             connection.commit()  # not the pool's ROLLBACK: psycopg drops its prepared statements
         return found
 
@@ -441,3 +445,9 @@ def mark_published(connection: Connection, positions: Iterable[int]) -> None:
         connection.execute(
             update(changes).where(changes.c.position.in_(wanted)).values(published_at=now())
         )
+
+
+def unpositioned_query() -> Select[tuple[int]]:
+    """The first change without a position, by the partial index `ix_changes_unpositioned`
+    (`FeedStore.has_unpositioned`)."""
+    return select(changes.c.id).where(changes.c.position.is_(None)).order_by(changes.c.id).limit(1)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, insert, text
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
-from services.rules.adapters.feed import FeedStore
+from services.rules.adapters.feed import FeedStore, unpositioned_query
 from services.rules.adapters.feed_worker import FeedWorker
 from services.rules.adapters.orm import changes
 from tests.integration.conftest import Clock, upsert
@@ -292,3 +292,35 @@ def test_pruning_while_a_follower_reads_ends_it_with_failed_precondition(
     store.prune(datetime.now(UTC) + timedelta(seconds=1))  # 3…10 go before they are read
     with pytest.raises(PreconditionFailed, match="older than the feed's retention"):
         next(changes)
+
+
+def test_the_check_for_unpositioned_changes_reads_its_partial_index_on_stale_statistics(
+    db_engine: Engine,
+) -> None:
+    """Statistics taken while most changes waited for a position (a burst, a lagging
+    feed) must not turn the feed worker's check, run five times a second, into a scan of
+    every change: it reads `ix_changes_unpositioned` whatever the planner believes."""
+    if db_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's planner takes the partial index without statistics")
+    with db_engine.begin() as connection:
+        connection.execute(
+            insert(changes),
+            [
+                {
+                    "change_id": uuid.uuid4().hex,
+                    "enterprise_id": uscc(1),
+                    "region": "稠城街道",
+                    "kind": "event_applied",
+                    "detail": {},
+                    "recorded_at": datetime.now(UTC),
+                }
+                for _ in range(5000)
+            ],
+        )
+    with db_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("ANALYZE changes"))  # every change unpositioned
+        connection.execute(text("UPDATE changes SET position = id"))
+        compiled = unpositioned_query().compile(db_engine, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(connection.execute(text(f"EXPLAIN {compiled}")).scalars())
+    assert "ix_changes_unpositioned" in plan and "Seq Scan" not in plan
+    assert not FeedStore(db_engine).has_unpositioned()
