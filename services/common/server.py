@@ -368,10 +368,7 @@ class _DrainingHealth(health.HealthServicer):
     def _until_drained(self, watcher: Iterator[Any]) -> Iterator[Any]:
         for response in watcher:
             yield response
-            if (
-                self._draining.is_set()
-                and response.status == health_pb2.HealthCheckResponse.NOT_SERVING
-            ):
+            if self._draining.is_set() and response.status == _NOT_SERVING:
                 return
 
 

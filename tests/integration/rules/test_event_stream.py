@@ -253,6 +253,17 @@ def test_a_stalled_database_answers_unavailable_for_each_event_and_stores_none(
     assert _events(db_engine, GROUPED) == []
 
 
+def _fed() -> tuple[queue.Queue[pb.ReportEventRequest | None], Iterator[pb.ReportEventRequest]]:
+    """A request stream the test feeds (None half-closes it)."""
+    more: queue.Queue[pb.ReportEventRequest | None] = queue.Queue()
+
+    def requests() -> Iterator[pb.ReportEventRequest]:
+        while (item := more.get()) is not None:
+            yield item
+
+    return more, requests()
+
+
 def _stream_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "report-stream"]
 
@@ -261,13 +272,8 @@ def test_a_cancelled_stream_leaves_no_thread_behind(
     stub: RulesServiceStub, db_engine: Engine
 ) -> None:
     _register(stub)
-    more: queue.Queue[pb.ReportEventRequest | None] = queue.Queue()
-
-    def requests() -> Iterator[pb.ReportEventRequest]:
-        while (item := more.get()) is not None:
-            yield item
-
-    call = stub.ReportEventStream(requests(), timeout=60)
+    more, requests = _fed()
+    call = stub.ReportEventStream(requests, timeout=60)
     more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, "c1"))))
     first = next(call)
     assert first.HasField("status")
@@ -445,13 +451,8 @@ def test_a_draining_server_answers_what_a_stream_sent_then_ends_it_unavailable(
     server stops as soon as it is quiet."""
     running, stub = built
     _register(stub)
-    more: queue.Queue[pb.ReportEventRequest | None] = queue.Queue()
-
-    def requests() -> Iterator[pb.ReportEventRequest]:
-        while (item := more.get()) is not None:
-            yield item
-
-    call = stub.ReportEventStream(requests(), timeout=120)
+    more, requests = _fed()
+    call = stub.ReportEventStream(requests, timeout=120)
     for n in (1, 2):
         more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(n, f"d{n}"))))
     answered = [next(call), next(call)]
@@ -528,17 +529,6 @@ def _wait_until(check: Callable[[], bool], what: str) -> None:
     while not check():
         assert time.monotonic() < waited, what
         time.sleep(0.01)
-
-
-def _fed() -> tuple[queue.Queue[pb.ReportEventRequest | None], Iterator[pb.ReportEventRequest]]:
-    """A request stream the test feeds (None half-closes it)."""
-    more: queue.Queue[pb.ReportEventRequest | None] = queue.Queue()
-
-    def requests() -> Iterator[pb.ReportEventRequest]:
-        while (item := more.get()) is not None:
-            yield item
-
-    return more, requests()
 
 
 def test_an_event_read_as_the_drain_begins_is_answered_before_an_ok_end(
