@@ -359,8 +359,12 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         and `waiting()` is false or the stream has ended, or the call is seen to have
         ended (a group taken as the caller cancels is still applied, unanswered: a resend
         is a replay); once the server drains, the reader is stopped, so what it had read
-        is still answered and nothing more is."""
+        is still answered and nothing more is. Events taken just as the call ended
+        (its wait returned them to a cancelled call) are dropped, not applied: their
+        caller, having cancelled, cannot learn that they were."""
         while context.is_active() and (taken := ahead.take(size, waiting)):
+            if not context.is_active():
+                break
             yield from self._reported(taken, caller, context)
             if self._draining.is_set():
                 ahead.stop()

@@ -732,3 +732,92 @@ def test_a_follower_past_its_deadline_is_logged_cancelled_not_ok(
         _wait_until(lambda: any(e["event"] == "rpc" for e in logged), "the call's line")
     (line,) = [e for e in logged if e["event"] == "rpc"]
     assert line["status"] == "CANCELLED" and line["messages_sent"] > 0
+
+
+def _handler_ended(monkeypatch: Any) -> threading.Event:
+    """Set when a stream's handler ends: it stops its reader last (`_event_stream`'s
+    `finally`; no drain in these tests, which would stop it earlier too)."""
+    ended, real_stop = threading.Event(), ReadAhead.stop
+
+    def stop(self: ReadAhead[Any]) -> None:
+        real_stop(self)
+        ended.set()
+
+    monkeypatch.setattr(ReadAhead, "stop", stop)
+    return ended
+
+
+def test_a_stream_cancelled_during_a_group_applies_that_group_and_no_event_after_it(
+    stub: RulesServiceStub, db_engine: Engine, monkeypatch: Any
+) -> None:
+    """Review 40 N1: the caller cancels while its first group is being written and two
+    more events wait in the buffer. The group being written still commits (unanswered: a
+    resend of its event_id is a replay); the events waiting are never applied."""
+    _register(stub)
+    entered, release = threading.Event(), threading.Event()
+    readers: list[ReadAhead[Any]] = []
+    real_init, real_together = ReadAhead.__init__, EventGroups.report_together
+
+    def init(self: ReadAhead[Any], *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        readers.append(self)
+
+    def held(self: EventGroups, items: Sequence[Any]) -> Any:
+        groups.append(len(items))
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+        try:
+            return real_together(self, items)
+        finally:
+            applied.set()
+
+    groups: list[int] = []
+    applied, ended = threading.Event(), _handler_ended(monkeypatch)
+    monkeypatch.setattr(ReadAhead, "__init__", init)
+    monkeypatch.setattr(EventGroups, "report_together", held)
+    more, requests = _fed()
+    call = stub.ReportEventStream(requests, timeout=120)
+    more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, "x1"))))
+    assert entered.wait(30)
+    for n in (2, 3):
+        more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(n, f"x{n}"))))
+    _wait_until(lambda: len(readers[0]._buffer) == 2, "the two events read ahead")
+    call.cancel()
+    _wait_until(lambda: readers[0]._ended, "the reader seeing the cancelled call")
+    release.set()
+    more.put(None)
+    assert applied.wait(30)
+    assert ended.wait(30)  # the handler's last step: nothing is taken after it
+    assert groups == [1]
+    assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-x1"]
+
+
+def test_events_taken_as_the_call_is_cancelled_are_not_applied(
+    stub: RulesServiceStub, db_engine: Engine, monkeypatch: Any
+) -> None:
+    """The handler waits for the next event; it arrives as the caller cancels, so the
+    wait returns it to a call that has ended. It is dropped, not applied unanswered (the
+    caller, having cancelled, does not know it was sent)."""
+    _register(stub)
+    takes, real_take = [0], ReadAhead.take
+
+    def take(self: ReadAhead[Any], most: int, active: Any = lambda: True) -> list[Any]:
+        got = real_take(self, most, active)
+        takes[0] += 1
+        if takes[0] == 2:  # y2 taken: hand it back only once the call has ended
+            _wait_until(lambda: not active(), "the call seen cancelled")
+        return got
+
+    monkeypatch.setattr(ReadAhead, "take", take)
+    ended = _handler_ended(monkeypatch)
+    more, requests = _fed()
+    call = stub.ReportEventStream(requests, timeout=120)
+    more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, "y1"))))
+    assert next(call).HasField("status")
+    more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(2, "y2"))))
+    _wait_until(lambda: takes[0] >= 2, "y2 taken")
+    call.cancel()
+    more.put(None)
+    assert ended.wait(30)
+    assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-y1"]
