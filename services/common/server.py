@@ -363,13 +363,19 @@ class _DrainingHealth(health.HealthServicer):
         self, request: Any, context: grpc.ServicerContext, send_response_callback: Any = None
     ) -> Any:
         watcher = super().Watch(request, context, send_response_callback)
-        return None if watcher is None else self._until_drained(watcher)
+        return None if watcher is None else self._until_drained(watcher, context)
 
-    def _until_drained(self, watcher: Iterator[Any]) -> Iterator[Any]:
+    def _until_drained(
+        self, watcher: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        """The watcher's statuses, ended after a NOT_SERVING sent while draining; a
+        watcher ended by its caller (grpc closes it quietly) is logged CANCELLED, not OK."""
         for response in watcher:
             yield response
             if self._draining.is_set() and response.status == _NOT_SERVING:
                 return
+        if not context.is_active():
+            context.set_code(grpc.StatusCode.CANCELLED)
 
 
 def add_health_and_reflection(

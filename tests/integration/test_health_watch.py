@@ -11,15 +11,16 @@ from typing import Any
 
 import grpc
 import pytest
+import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
-from services.common.server import Limits
+from services.common.server import HEALTH_WATCH, Limits
 from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import profile_from_json
-from tests.integration.rules.test_event_stream import _drain
+from tests.integration.rules.test_event_stream import _drain, _wait_until
 from tests.support import profile
 
 SERVING, NOT_SERVING = (
@@ -89,3 +90,19 @@ def test_a_draining_server_refuses_a_new_watch(running: tuple[Any, grpc.Channel]
         _watch(channel)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert ("retry-after", "1") in (refused.value.trailing_metadata() or ())
+
+
+def test_a_watcher_its_caller_cancels_is_logged_cancelled(
+    running: tuple[Any, grpc.Channel],
+) -> None:
+    """The line of a Watch its client ended says CANCELLED (grpc ends the watcher's
+    generator quietly, which alone would read as OK)."""
+    _, channel = running
+    with structlog.testing.capture_logs() as logged:
+        call, _ = _watch(channel)
+        call.cancel()
+        _wait_until(
+            lambda: any(e.get("method") == HEALTH_WATCH for e in logged), "the Watch's line"
+        )
+    (line,) = [e for e in logged if e.get("method") == HEALTH_WATCH]
+    assert line["status"] == "CANCELLED"
