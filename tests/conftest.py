@@ -6,12 +6,24 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+import structlog
 
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.adapters.ruleset_loader import Rulebook, load_rulebook
 from services.rules.entrypoints import grpc_server
 from services.rules.service_layer.handlers import RulesContext
 from tests.support import RULESETS
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A test that runs an entry point configures structlog to print to the sys.stderr
+    of that moment, pytest's capture of that test, closed when it ends: put structlog's
+    configuration back after each test, or a later test's log lines (and the call that
+    logs them) fail on the closed file."""
+    before = structlog.get_config()
+    yield
+    structlog.configure(**before)
 
 
 @pytest.fixture(scope="session")

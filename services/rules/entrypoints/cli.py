@@ -23,6 +23,7 @@ from tqdm import tqdm
 from services.common import backup, demo_city, processes, security
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common.clock import short_id
 from services.common.config import command_line, env_flag, number_arg, run_command
 from services.common.db import default_sqlite_url, is_sqlite, make_engine
 from services.common.grpc_errors import status_proto
@@ -453,7 +454,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     )
     word = "resumed" if summary.resumed else "started"
     print(
-        f"re-evaluation {summary.run_id[:8]} ({word}) as of {when}: "
+        f"re-evaluation {short_id(summary.run_id)} ({word}) as of {when}: "
         f"{summary.processed} of {summary.total} firm(s) done"
     )
     if failed:
@@ -512,7 +513,7 @@ def _reevaluate_in_processes(
         fork.Process(
             target=_reevaluate_range,
             args=(args.db, args.rulesets, range_id, args.batch_size),
-            name=f"reevaluate-{range_id[:8]}",
+            name=f"reevaluate-{short_id(range_id)}",
         )
         for range_id in started.ranges
     ]

@@ -26,7 +26,7 @@ from typing import TypedDict, Unpack
 
 import structlog
 
-from services.common.clock import IdSource, new_id, now
+from services.common.clock import IdSource, new_id, now, short_id
 from services.common.context import current_caller
 from services.rules.adapters.bulk_reevaluation import BatchRows, rows_of
 from services.rules.domain.decision import names_a_kind, out_of_scope_breach
@@ -355,7 +355,7 @@ def _read_ahead(
 
 def _cause(run: ReevaluationRun) -> str:
     """The cause a run's decisions give (the run's id: its parent's, for a range)."""
-    return f"定期重新评估 periodic re-evaluation (run {(run.parent_id or run.id)[:8]})"
+    return f"定期重新评估 periodic re-evaluation (run {short_id(run.parent_id or run.id)})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,7 @@ def _run_decision(engine: Engine, run_id: str, enterprise_id: str) -> Any:
         found = conn.execute(
             select(decisions).where(
                 decisions.c.enterprise_id == enterprise_id,
-                decisions.c.cause.contains(f"(run {run_id[:8]})"),
+                decisions.c.cause.contains(f"(run {run_id[-8:]})"),
             )
         ).all()
     assert len(found) == 1, found
