@@ -45,13 +45,14 @@ SHORT_ID = 8  # characters of an id shown in a message (`short_id`)
 def new_id(prefix: str = "") -> str:
     """A fresh id of ID_LENGTH characters: `prefix` (e.g. "T" for a ticket), then the hex
     digits of a version-7 UUID (RFC 9562): the millisecond it was made, then 74 random
-    bits. Ids made later sort after earlier ones, so a table's or index's new rows land
-    together at its end instead of on random pages: with random (version-4) ids every
-    batch of re-evaluated firms dirtied a page of the decisions' and changes' id indexes
-    per firm, which SQLite then wrote twice (its log, then the file: docs/benchmarks.md,
-    "Stop 28"). The random
-    bits keep an id unguessable in practice; nothing uses an id as a secret (sign-in
-    secrets are `secrets` tokens of their own, QR tokens are signed)."""
+    bits (70 after a one-letter prefix). Ids made in a later millisecond sort after those
+    of an earlier one (within one millisecond, or after the clock is set back, in no
+    particular order: nothing relies on it), so the rows a batch makes land together in
+    an index instead of on a page each: with random (version-4) ids every batch of
+    re-evaluated firms dirtied a page of the decisions' and changes' id indexes per firm,
+    which SQLite then wrote twice (its log, then the file: docs/benchmarks.md, "Stop
+    28"). The random bits keep an id unguessable in practice; nothing uses an id as a
+    secret (sign-in secrets are `secrets` tokens of their own, QR tokens are signed)."""
     return _id_of(os.urandom(16), prefix)
 
 

@@ -8,6 +8,7 @@ SQLAlchemy's) go through the same masking (`MaskingFormatter`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -43,6 +44,28 @@ def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+class _SparingLogger(structlog.PrintLogger):
+    """structlog's PrintLogger, except that a line it cannot write is dropped: a log
+    line must never fail what it reports. stderr may be a pipe whose reader died (a log
+    shipper, journald restarting) or a closed file; the write then raises, and raising
+    from an RPC's log line (written as the call ends) answered UNKNOWN for a call whose
+    write had committed, which its client would then retry (review 41 F2)."""
+
+    def msg(self, message: str) -> None:
+        # OSError: EPIPE and friends; ValueError: "I/O operation on closed file"
+        with contextlib.suppress(OSError, ValueError):
+            super().msg(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+def _stderr_logger(*_args: Any) -> _SparingLogger:
+    """A logger printing to the sys.stderr of the moment (made for each line: logger
+    caching is off), so that one replaced after `configure` is the one written to."""
+    return _SparingLogger(sys.stderr)
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     """Configure structlog and stdlib logging once; JSON unless stderr is a terminal."""
     as_json = (not sys.stderr.isatty()) if json is None else json
@@ -61,7 +84,7 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)

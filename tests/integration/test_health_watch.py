@@ -6,12 +6,14 @@ refused UNAVAILABLE with a retry hint. A real rules server (no register database
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
 import structlog
+from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -93,13 +95,24 @@ def test_a_draining_server_refuses_a_new_watch(running: tuple[Any, grpc.Channel]
 
 
 def test_a_watcher_its_caller_cancels_is_logged_cancelled(
-    running: tuple[Any, grpc.Channel],
+    running: tuple[Any, grpc.Channel], monkeypatch: Any
 ) -> None:
-    """The line of a Watch its client ended says CANCELLED (grpc ends the watcher's
-    generator quietly, which alone would read as OK)."""
+    """The line of a Watch its client ended says CANCELLED: the cancel arrives while the
+    server's watcher waits for the next status, and grpc then ends the watcher's
+    generator quietly, which alone would read as OK (review 41 F1: cancelling right
+    after the first answer raced with its sending, which logged CANCELLED either way)."""
     _, channel = running
+    blocked, real_next = threading.Event(), grpc_health._Watcher._next
+
+    def next_status(self: Any) -> Any:
+        if not self._responses:
+            blocked.set()  # about to wait for the next status
+        return real_next(self)
+
+    monkeypatch.setattr(grpc_health._Watcher, "_next", next_status)
     with structlog.testing.capture_logs() as logged:
         call, _ = _watch(channel)
+        assert blocked.wait(30)
         call.cancel()
         _wait_until(
             lambda: any(e.get("method") == HEALTH_WATCH for e in logged), "the Watch's line"

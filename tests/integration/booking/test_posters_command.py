@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from services.booking.adapters.poster import qr_svg_path
 from services.booking.adapters.rules_client import RulesClient
@@ -22,14 +20,6 @@ from services.booking.service_layer.qr_codes import firm_for_token
 from tests.booking_env import TEST_KEYS, Pair
 
 PUBLIC = "https://safety.example.org"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`main` points structlog at the captured stderr: put it back for the next test."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def _keys(tmp_path: Path) -> Path:

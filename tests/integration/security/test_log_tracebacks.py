@@ -42,8 +42,7 @@ def sink() -> Iterator[io.StringIO]:
     try:
         yield out
     finally:
-        root.removeHandler(handler)
-        common_logging.configure("info")
+        root.removeHandler(handler)  # structlog's set-up: tests/conftest.py puts it back
 
 
 def test_a_failing_statement_logs_no_phone_number(engine: Engine, sink: io.StringIO) -> None:
