@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -570,6 +571,54 @@ def test_an_event_read_as_the_drain_begins_is_answered_before_an_ok_end(
     assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-w1", "-w2"]
 
 
+@dataclass
+class _FirstGroupHeld:
+    """A stream's first group held in `report_together` until `release` is set:
+    `entered` once it is, `applied` once any group has been applied, `groups` the sizes
+    of the groups taken, `readers` the streams' read-ahead buffers."""
+
+    entered: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    applied: threading.Event = field(default_factory=threading.Event)
+    groups: list[int] = field(default_factory=list)
+    readers: list[ReadAhead[Any]] = field(default_factory=list)
+
+    def install(self, monkeypatch: Any) -> _FirstGroupHeld:
+        real_init, real_together = ReadAhead.__init__, EventGroups.report_together
+
+        def init(reader: ReadAhead[Any], *args: Any, **kwargs: Any) -> None:
+            real_init(reader, *args, **kwargs)
+            self.readers.append(reader)
+
+        def held(groups: EventGroups, items: Sequence[Any]) -> Any:
+            self.groups.append(len(items))
+            if not self.entered.is_set():
+                self.entered.set()
+                assert self.release.wait(30)
+            try:
+                return real_together(groups, items)
+            finally:
+                self.applied.set()
+
+        monkeypatch.setattr(ReadAhead, "__init__", init)
+        monkeypatch.setattr(EventGroups, "report_together", held)
+        return self
+
+    def opened(
+        self, stub: RulesServiceStub, tag: str
+    ) -> tuple[Any, queue.Queue[pb.ReportEventRequest | None]]:
+        """A stream whose first event (`tag`1) is the group held, and whose next two
+        wait in its buffer; the call and the queue that feeds it."""
+        more, requests = _fed()
+        call = stub.ReportEventStream(requests, timeout=120)
+        more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, f"{tag}1"))))
+        assert self.entered.wait(30)
+        for n in (2, 3):
+            more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(n, f"{tag}{n}"))))
+        _wait_until(lambda: len(self.readers[0]._buffer) == 2, "the two events read ahead")
+        return call, more
+
+
 def test_a_drain_during_a_group_answers_what_was_read_and_reads_no_more(
     built: tuple[Any, RulesServiceStub], db_engine: Engine, monkeypatch: Any
 ) -> None:
@@ -578,29 +627,9 @@ def test_a_drain_during_a_group_answers_what_was_read_and_reads_no_more(
     and the stream ends UNAVAILABLE with a retry hint."""
     running, stub = built
     _register(stub)
-    entered, release = threading.Event(), threading.Event()
-    readers: list[ReadAhead[Any]] = []
-    real_init, real_together = ReadAhead.__init__, EventGroups.report_together
-
-    def init(self: ReadAhead[Any], *args: Any, **kwargs: Any) -> None:
-        real_init(self, *args, **kwargs)
-        readers.append(self)
-
-    def held(self: EventGroups, items: Sequence[Any]) -> Any:
-        if not entered.is_set():
-            entered.set()
-            assert release.wait(30)
-        return real_together(self, items)
-
-    monkeypatch.setattr(ReadAhead, "__init__", init)
-    monkeypatch.setattr(EventGroups, "report_together", held)
-    more, requests = _fed()
-    call = stub.ReportEventStream(requests, timeout=120)
-    more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, "g1"))))
-    assert entered.wait(30)
-    for n in (2, 3):
-        more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(n, f"g{n}"))))
-    _wait_until(lambda: len(readers[0]._buffer) == 2, "the two events read ahead")
+    hold = _FirstGroupHeld().install(monkeypatch)
+    release = hold.release
+    call, more = hold.opened(stub, "g")
     thread, _ = _drain(running)
     _wait_until(running.pools.draining.is_set, "the drain begun")
     release.set()
@@ -754,42 +783,16 @@ def test_a_stream_cancelled_during_a_group_applies_that_group_and_no_event_after
     more events wait in the buffer. The group being written still commits (unanswered: a
     resend of its event_id is a replay); the events waiting are never applied."""
     _register(stub)
-    entered, release = threading.Event(), threading.Event()
-    readers: list[ReadAhead[Any]] = []
-    real_init, real_together = ReadAhead.__init__, EventGroups.report_together
-
-    def init(self: ReadAhead[Any], *args: Any, **kwargs: Any) -> None:
-        real_init(self, *args, **kwargs)
-        readers.append(self)
-
-    def held(self: EventGroups, items: Sequence[Any]) -> Any:
-        groups.append(len(items))
-        if not entered.is_set():
-            entered.set()
-            assert release.wait(30)
-        try:
-            return real_together(self, items)
-        finally:
-            applied.set()
-
-    groups: list[int] = []
-    applied, ended = threading.Event(), _handler_ended(monkeypatch)
-    monkeypatch.setattr(ReadAhead, "__init__", init)
-    monkeypatch.setattr(EventGroups, "report_together", held)
-    more, requests = _fed()
-    call = stub.ReportEventStream(requests, timeout=120)
-    more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, "x1"))))
-    assert entered.wait(30)
-    for n in (2, 3):
-        more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(n, f"x{n}"))))
-    _wait_until(lambda: len(readers[0]._buffer) == 2, "the two events read ahead")
+    hold, ended = _FirstGroupHeld().install(monkeypatch), _handler_ended(monkeypatch)
+    call, more = hold.opened(stub, "x")
+    reader = hold.readers[0]
     call.cancel()
-    _wait_until(lambda: readers[0]._ended, "the reader seeing the cancelled call")
-    release.set()
+    _wait_until(lambda: reader._ended, "the reader seeing the cancelled call")
+    hold.release.set()
     more.put(None)
-    assert applied.wait(30)
+    assert hold.applied.wait(30)
     assert ended.wait(30)  # the handler's last step: nothing is taken after it
-    assert groups == [1]
+    assert hold.groups == [1]
     assert [e["event_id"] for e in _events(db_engine, GROUPED)] == ["-x1"]
 
 
