@@ -9,7 +9,9 @@ booking service on a fresh database, `--firms` firms registered and each given a
 token, `--experts` experts offering every half-day of the 14-day window, then
 `--warm-up` orders (two per expert by default, in the afternoons; not measured). Each
 order carries a new idempotency key and the firms take turns, so no QR token meets its
-order limit (10 at once, then 20 an hour) and the experts' slots outnumber the orders.
+order limit (10 at once, then 20 an hour) and the experts' slots outnumber the orders:
+on a host fast enough to spend them within `--seconds`, each round is shortened
+(`round_seconds`, said on stderr) rather than measure an exhausted pool.
 
 PostgreSQL's tables are kept as production's autovacuum keeps them (this machine's
 PostgreSQL runs without autovacuum): the database is vacuumed and ANALYZEd once the
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from concurrent import futures
 from datetime import timedelta
@@ -45,6 +48,7 @@ from tests.support import RULESETS, profile
 
 CREATE_ORDER = "/booking.v1.BookingService/CreateOrder"
 ORDERS_PER_TOKEN = 10  # the burst of the per-QR-token order limit
+MIN_ROUND = 1.0  # seconds: a round no shorter, whatever the pool has room for
 SCOPES = ["rules.read", "rules.write", "booking.admin", "booking.read"]
 
 
@@ -138,6 +142,25 @@ def warm_up(address: str, requests: Sequence[bytes], in_flight: int) -> None:
             assert done  # an error raises grpc.RpcError here
 
 
+def round_seconds(args: argparse.Namespace, per_round: int, warm_rate: float) -> float:
+    """How long each round lasts: `--seconds`, shortened on a host fast enough that the
+    rounds would run out of prepared orders or take over half the experts' free mornings
+    (the warm-up took afternoons): an exhausted pool makes every order search all experts
+    twice, and that, not an order, would be measured. From the warm-up's rate with room
+    to spare (a round runs faster than a warm-up on fresh statistics)."""
+    mornings = args.experts * 14 // 2  # half the pool's free mornings, over all rounds
+    room = min(per_round, mornings // args.rounds)
+    fits = max(MIN_ROUND, room / (1.5 * warm_rate))
+    if fits >= args.seconds:
+        return float(args.seconds)
+    print(
+        f"  rounds of {fits:.1f} s, not {args.seconds:g}: the warm-up ran at {warm_rate:,.0f} "
+        f"orders/s, and a round has {room:,} orders and free slots to spend",
+        file=sys.stderr,
+    )
+    return fits
+
+
 def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
     pair = harness.Pair(
         f"CreateOrder + dispatch, {args.in_flight} in flight ({kind})", "bare insert RPC", "calls/s"
@@ -157,11 +180,13 @@ def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
             # the rounds' orders, then the warm-up's: the tokens' budget shared out
             per_round = (len(tokens) * ORDERS_PER_TOKEN - args.warm_up) // args.rounds
             warm = orders(tokens, args.rounds, per_round, "PM")[: args.warm_up]
+            started = time.perf_counter()
             warm_up(address, warm, args.in_flight)
+            seconds = round_seconds(args, per_round, len(warm) / (time.perf_counter() - started))
 
             def step(round_no: int) -> None:
                 analyzed(url, vacuum=True)  # as autovacuum would after the last round's bookings
-                common = {"in_flight": args.in_flight, "seconds": args.seconds, "warmup": 0.0}
+                common = {"in_flight": args.in_flight, "seconds": seconds, "warmup": 0.0}
                 blob = tuple(f"row-{round_no}-{n}".encode() * 8 for n in range(64))
                 base = harness.Load(address, INSERT_ROW, blob, metadata=auth, **common)
                 pair.baseline.append(harness.measure(base, server))
@@ -188,7 +213,7 @@ def run_database(kind: str, args: argparse.Namespace) -> harness.Pair:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--firms", type=int, default=600)
+    parser.add_argument("--firms", type=int, default=1500)
     parser.add_argument("--experts", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
