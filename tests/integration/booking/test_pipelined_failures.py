@@ -83,3 +83,35 @@ def test_heads_locked_after_a_savepoint_are_read_again_once_it_is_rolled_back_to
         card.name = "我"
         uow.commit()
     assert _report(pg).ok
+
+
+def test_a_rollback_to_dispatchs_savepoint_keeps_the_prepared_statements(pg: Engine) -> None:
+    """A dispatch that lost its race rolls back to its savepoint; through psycopg's
+    cursor the command status ("ROLLBACK") made psycopg deallocate every statement the
+    connection had prepared, so each (the candidate query among them) was parsed and
+    planned again five times. Sent by libpq, the statements stay prepared, and a bad
+    rollback is still SQLAlchemy's error."""
+    from sqlalchemy.exc import DBAPIError
+
+    from services.booking.adapters.orm import experts
+    from services.common.db import driver_of
+
+    probe = "SELECT count(*) FROM experts WHERE id = %s"
+    uow = SqlUnitOfWork(pg)
+    with uow:
+        register = uow.register
+        driver = driver_of(register.session.connection())
+        for _ in range(3):
+            driver.execute(probe, ["E1"], prepare=True)
+        names = "SELECT count(*) FROM pg_prepared_statements"
+        before = driver.execute(names).fetchone()[0]
+        assert before >= 1
+        register._run(_SAVEPOINT)
+        register._run(experts.update().where(experts.c.id == "E1").values(name="改"))
+        register._back_to_savepoint()
+        assert driver.execute(probe, ["E1"], prepare=True).fetchone()[0] == 1
+        assert driver.execute(names).fetchone()[0] == before
+        assert register.expert("E1").name != "改"  # type: ignore[union-attr]
+        uow.commit()
+    with SqlUnitOfWork(pg) as uow, pytest.raises(DBAPIError, match="dispatch_claim"):
+        uow.register._back_to_savepoint()  # no savepoint: SQLAlchemy's error, not psycopg's
