@@ -433,10 +433,24 @@ class BookingRegister(StaffRegister):
         connection = self.session.connection()
         driver = driver_of(connection)
         sql = _ROLLBACK_TO_SAVEPOINT.text
-        result = driver.pgconn.exec_(sql.encode())
-        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+        try:
+            result = driver.pgconn.exec_(sql.encode())
+        except psycopg.Error as exc:  # the connection already closed
+            raise as_dbapi_error(exc, sql, connection) from exc
+        if result.status == psycopg.pq.ExecStatus.COMMAND_OK:
+            return
+        error: psycopg.Error
+        if (
+            result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) is None
+            or driver.pgconn.status == psycopg.pq.ConnStatus.BAD
+        ):  # the connection was lost (cut by the watchdog, the server gone): no SQLSTATE,
+            # which psycopg's cursor reports as OperationalError; libpq's own result would
+            # make a bare DatabaseError, read as a bug, not as the database unavailable
+            message = psycopg.pq.error_message(result, encoding=driver.info.encoding)
+            error = psycopg.OperationalError(message or "the connection to the database was lost")
+        else:
             error = psycopg.errors.error_from_result(result, encoding=driver.info.encoding)
-            raise as_dbapi_error(error, sql, connection) from error
+        raise as_dbapi_error(error, sql, connection) from error
 
     def release_slot(self, order_id: str) -> None:
         """Free the half-day booked for the order, if any."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from google.rpc import code_pb2
 from sqlalchemy import Engine
 
 from services.booking.adapters import migrate
@@ -19,6 +20,8 @@ from services.booking.adapters.repository import _SAVEPOINT
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.service_layer.orders import create_order
 from services.common.audit import chains_of, heads_query
+from services.common.db import _interrupt, database_unavailable, driver_of
+from services.common.grpc_errors import classify
 from tests.integration.booking.test_audit_chains import _card, _expert, _report, _token
 from tests.integration.booking.test_dispatch_query import HALF_DAYS, _ctx
 from tests.support import uscc
@@ -115,3 +118,28 @@ def test_a_rollback_to_dispatchs_savepoint_keeps_the_prepared_statements(pg: Eng
         uow.commit()
     with SqlUnitOfWork(pg) as uow, pytest.raises(DBAPIError, match="dispatch_claim"):
         uow.register._back_to_savepoint()  # no savepoint: SQLAlchemy's error, not psycopg's
+
+
+def test_a_connection_cut_before_the_rollback_to_savepoint_reads_as_unavailable(
+    pg: Engine,
+) -> None:
+    """Review 42 F1: the watchdog cuts a stalled connection (or the server dies) between
+    dispatch's booking and its rollback to the savepoint, which goes by libpq: its error
+    says the database is unavailable (OperationalError), as psycopg's cursor said it,
+    not a bare DatabaseError that reads as a bug; the call ends UNAVAILABLE and gives its
+    connection back."""
+    uow = SqlUnitOfWork(pg)
+    caught: list[BaseException] = []
+    with pytest.raises(Exception) as ended, uow:
+        register = uow.register
+        register._run(_SAVEPOINT)
+        _interrupt(driver_of(register.session.connection()))  # what Watchdog.fire does
+        try:
+            register._back_to_savepoint()
+        except Exception as exc:
+            caught.append(exc)
+            raise
+    (rollback_error,) = caught
+    assert database_unavailable(rollback_error), repr(rollback_error)[:200]
+    assert classify(ended.value)[0].code == code_pb2.UNAVAILABLE
+    assert pg.pool.checkedout() == 0
