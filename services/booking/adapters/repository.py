@@ -230,7 +230,7 @@ class BookingRegister(StaffRegister):
         until: date,
         order_id: str,
         at: datetime,
-        limit: int = 8,
+        limit: int = 32,
     ) -> Assignment | None:
         """Dispatch's usual case in one statement (SQLite) or two (PostgreSQL): book for
         the order the expert that `offers` answers first, in their first free preferred
@@ -238,7 +238,12 @@ class BookingRegister(StaffRegister):
         each of the best `limit` held by a concurrent dispatch, or the half-day taken
         meanwhile): nothing of the attempt is left then, and the caller takes the
         general way (`offers`, `with_expert_locked`, `free_slots`, `claim_slot`). Its
-        trail entry is claim_slot's.
+        trail entry is claim_slot's. `limit` is 32, not the general way's 8: the experts
+        that concurrent dispatches hold are the ones this statement's snapshot ranks
+        first (their bookings not committed yet), so with 8 in flight the best 8 could
+        all be held and the order take the general way (several more statements); the
+        statement reads the ranking only as far as the first expert it locks, so the
+        larger limit costs nothing when the first is free.
 
         SQLite lets one writer in at a time (BEGIN IMMEDIATE): the expert's half-day the
         query finds free is still free when the same statement books it (an insert of
@@ -410,10 +415,42 @@ class BookingRegister(StaffRegister):
         way out with an error, which a failure here must not hide."""
         AuditTrail.forget_locked(self.session)
         try:
-            self._run(_ROLLBACK_TO_SAVEPOINT)
+            if self._lock_rows:
+                self._rollback_to_savepoint()
+            else:
+                self._run(_ROLLBACK_TO_SAVEPOINT)
         except Exception:
             if not quiet:
                 raise
+
+    def _rollback_to_savepoint(self) -> None:
+        """PostgreSQL: _ROLLBACK_TO_SAVEPOINT sent by libpq itself. Through psycopg's
+        cursor, its command status ("ROLLBACK") made psycopg drop every statement the
+        connection had prepared (it does so on any rollback: a rolled-back DDL may have
+        changed what they refer to); the next five runs of each, dispatch's candidate
+        query among them, were parsed and planned again, after every dispatch that lost
+        a race. Undoing this transaction's last inserts leaves those statements valid."""
+        connection = self.session.connection()
+        driver = driver_of(connection)
+        sql = _ROLLBACK_TO_SAVEPOINT.text
+        try:
+            result = driver.pgconn.exec_(sql.encode())
+        except psycopg.Error as exc:  # the connection already closed
+            raise as_dbapi_error(exc, sql, connection) from exc
+        if result.status == psycopg.pq.ExecStatus.COMMAND_OK:
+            return
+        error: psycopg.Error
+        if (
+            result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) is None
+            or driver.pgconn.status == psycopg.pq.ConnStatus.BAD
+        ):  # the connection was lost (cut by the watchdog, the server gone): no SQLSTATE,
+            # which psycopg's cursor reports as OperationalError; libpq's own result would
+            # make a bare DatabaseError, read as a bug, not as the database unavailable
+            message = psycopg.pq.error_message(result, encoding=driver.info.encoding)
+            error = psycopg.OperationalError(message or "the connection to the database was lost")
+        else:
+            error = psycopg.errors.error_from_result(result, encoding=driver.info.encoding)
+        raise as_dbapi_error(error, sql, connection) from error
 
     def release_slot(self, order_id: str) -> None:
         """Free the half-day booked for the order, if any."""

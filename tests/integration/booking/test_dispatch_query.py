@@ -651,3 +651,36 @@ def test_a_statement_timeout_in_the_usual_cases_pipeline_is_sqlalchemys_error(
         timed.dispose()
     done = dispatch_use_case.dispatch_order(SqlUnitOfWork(engine), _ctx(), "B", actor="t")
     assert (str(done.status), done.expert_id) == ("dispatched", "ex")
+
+
+def test_the_usual_case_books_past_ten_experts_held_by_other_dispatches(engine: Engine) -> None:
+    """The usual case walks up to 32 offers for the first expert it can lock: with the 10
+    best held by concurrent dispatches it still books the 11th (walking 8, it fell back
+    to the general way). Review 42 N3."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's")
+    migrate.upgrade(engine)
+    with SqlUnitOfWork(engine) as uow:
+        uow.register.add(FirmCard(FIRMS[0], "企业", "x"))
+        for n in range(12):
+            uow.register.add(Expert(f"e{n:02d}", "专家", "", ["gas"], [], HALF_DAYS, 1, True, []))
+        uow.commit()
+    holder = engine.connect()
+    holder.begin()
+    holder.exec_driver_sql("SELECT id FROM experts WHERE id < 'e10' FOR UPDATE")
+    try:
+        with SqlUnitOfWork(engine) as uow:
+            booked = uow.register.book_best_offer(
+                enterprise_id=FIRMS[0],
+                region="x",
+                needed=frozenset({"gas"}),
+                preferred=[HALF_DAYS[0]],
+                since=TODAY - timedelta(days=30),
+                until=TODAY,
+                order_id="O1",
+                at=datetime(2026, 6, 1, tzinfo=UTC),
+            )
+        assert booked is not None and booked.expert_id == "e10"
+    finally:
+        holder.rollback()
+        holder.close()
