@@ -459,7 +459,15 @@ _COMPILED: dict[tuple[_Statement, str], Any] = {}  # statements built once (@cac
 
 
 def _stored_firms() -> Select[Any]:
+    """The firms' stored state, each with the day of its current decision, looked up by
+    the decision's id for each firm read (a scalar subquery, not a join): PostgreSQL then
+    reads the decisions' primary key whatever its statistics say. Joined, statistics
+    taken while the register had few decisions (a new register; a run's start on a
+    database without autovacuum) made it hash the whole decisions table for every batch
+    of `reevaluate --all`, which grew with the run: at 300,000 firms the read went from
+    15 to 76 ms a batch of 1,000 (docs/benchmarks.md, "Stop 28")."""
     f = firms.c
+    day = select(decisions.c.as_of).where(decisions.c.id == f.decision_id).scalar_subquery()
     return select(
         f.enterprise_id,
         f.name,
@@ -468,8 +476,8 @@ def _stored_firms() -> Select[Any]:
         f.status,
         f.risk_level,
         f.decision_id,
-        decisions.c.as_of,
-    ).select_from(firms.outerjoin(decisions, decisions.c.id == f.decision_id))
+        day,
+    ).select_from(firms)
 
 
 def _read_firms(
