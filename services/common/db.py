@@ -39,16 +39,24 @@ _log = structlog.get_logger("db")
 
 
 class _UnnamedConnections(logging.Filter):
-    """psycopg's warning when a pipeline or COPY ends with a second error ("error ignored
-    terminating <psycopg.Pipeline [INERROR] (host=… user=… database=…) at 0x…>: …") names
-    the connection: its record is kept, the object it describes by its kind alone
-    (review 35 F1, review 42 N1: a group's insert that fails mid-executemany)."""
+    """psycopg's warnings when a pipeline or COPY ends with a second error ("error ignored
+    terminating <psycopg.Pipeline [INERROR] (host=… user=… database=…) at 0x…>: …", and
+    "error ignored exiting …") name the connection: their record is kept, the object
+    described by its kind alone (review 35 F1, review 42 N1: a group's insert that fails
+    mid-executemany). Any other record passes as it is (a filter that raised would fail
+    the call that logs)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == "error ignored terminating %r: %s" and isinstance(record.args, tuple):
-            described, *rest = record.args
-            record.args = (_Kind(type(described).__name__), *rest)
+        args = record.args
+        if record.msg in _NAMING_CONNECTIONS and isinstance(args, tuple) and len(args) == 2:
+            record.args = (_Kind(type(args[0]).__name__), args[1])
         return True
+
+
+# psycopg's messages whose first argument is an object described with its connection
+_NAMING_CONNECTIONS = frozenset(
+    {"error ignored terminating %r: %s", "error ignored exiting %r: %s"}
+)
 
 
 @dataclass(frozen=True)

@@ -476,7 +476,7 @@ def _stored_firms() -> Select[Any]:
         f.status,
         f.risk_level,
         f.decision_id,
-        day,
+        day.label("as_of"),
     ).select_from(firms)
 
 

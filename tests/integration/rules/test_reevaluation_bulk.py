@@ -392,4 +392,5 @@ def test_the_batch_reads_each_firms_decision_by_its_key_on_stale_statistics(
         plan = "\n".join(connection.execute(text(f"EXPLAIN {compiled}")).scalars())
         rows = connection.execute(query).all()
     assert "Seq Scan on decisions" not in plan, plan
+    assert "pk_decisions on decisions" in plan, plan  # each firm's by the key (review 43 N4)
     assert len(rows) == 999 and all(r[-1] == date(2026, 6, 30) for r in rows)
