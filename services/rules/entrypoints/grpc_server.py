@@ -362,9 +362,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         is still answered and nothing more is. Events taken just as the call ended
         (its wait returned them to a cancelled call) are dropped, not applied: their
         caller, having cancelled, cannot learn that they were."""
-        while context.is_active() and (taken := ahead.take(size, waiting)):
-            if not context.is_active():
-                break
+        while (taken := ahead.take(size, waiting)) and context.is_active():
             yield from self._reported(taken, caller, context)
             if self._draining.is_set():
                 ahead.stop()

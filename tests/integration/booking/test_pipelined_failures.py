@@ -97,7 +97,6 @@ def test_a_rollback_to_dispatchs_savepoint_keeps_the_prepared_statements(pg: Eng
     from sqlalchemy.exc import DBAPIError
 
     from services.booking.adapters.orm import experts
-    from services.common.db import driver_of
 
     probe = "SELECT count(*) FROM experts WHERE id = %s"
     uow = SqlUnitOfWork(pg)
