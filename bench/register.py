@@ -8,9 +8,9 @@ command `python -m services.rules reevaluate --all` in its own process, timed fr
 to exit (rulebook loading included), and in this process `evaluate_data` over a sample of
 the same firms. The ratio of the two rates is what counts on a shared machine.
 
-The command runs with its defaults: one process. `-- --processes N` splits the run into
-N ranges of firm ids, one process each (the in-process baseline stays one process); on
-this 2-core machine, which also runs PostgreSQL, 2 processes gain little over 1.
+The command runs with its defaults: one process per core, each re-evaluating its own
+range of firm ids (the in-process baseline stays one process). `-- --processes 1` runs
+it in one process.
 """
 
 from __future__ import annotations

@@ -395,6 +395,20 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def log_bytes(engine: Engine) -> int:
+    """The size of a SQLite file database's write-ahead log file (`<file>-wal`): the
+    most the log has held since it was last truncated (a log started over is written
+    again from its start; its file keeps its size). 0 for PostgreSQL, an in-memory
+    database, or no log file."""
+    name = engine.url.database if is_sqlite(engine) else None
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return 0
+    try:
+        return os.stat(f"{name}-wal").st_size
+    except OSError:
+        return 0
+
+
 def once(setup: Callable[[], None]) -> Callable[[], None]:
     """`setup` as a function that runs it the first time it is called, and never again,
     however many threads call it at once (mapping the ORM: the servers call it before

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from services.common.db import is_sqlite, read_snapshot
+from services.common.db import is_sqlite, log_bytes, read_snapshot
 from services.common.unit_of_work import BaseUnitOfWork
 from services.rules.adapters.bulk_reevaluation import BatchRegister
 from services.rules.adapters.feed import RECORDER
@@ -56,18 +56,19 @@ class UnitOfWork(BaseUnitOfWork[Register]):
                 session.expunge_all()
                 session.close()
 
-    def checkpoint(self) -> bool:
-        """SQLite: copy the write-ahead log into the database and start it over
-        (`PRAGMA wal_checkpoint(RESTART)`, waiting for readers and a writer at most the
-        busy timeout); True when it did. A log is only started over when no reader still
-        uses it, so processes that keep reading while others write (the re-evaluation's
-        read-ahead) grew it by every batch written until the run ended: 422 MB for
-        80,000 firms (review 34 F1). PostgreSQL: nothing to do (False)."""
-        if not is_sqlite(self.engine):
+    def checkpoint(self, over: int = 0) -> bool:
+        """SQLite: when its write-ahead log's file has grown past `over` bytes, copy the
+        log into the database and truncate it (`PRAGMA wal_checkpoint(TRUNCATE)`, waiting
+        for readers and a writer at most the busy timeout); True when it did. SQLite's own
+        checkpoints at commit start the log over only when no reader still uses it, so
+        processes that keep reading while others write (the re-evaluation's read-ahead)
+        could grow it by every batch written until the run ended: 422 MB for 80,000
+        firms (review 34 F1). PostgreSQL, or a log within `over`: nothing done (False)."""
+        if not is_sqlite(self.engine) or log_bytes(self.engine) <= over:
             return False
         connection = self.engine.raw_connection()  # autocommit: no BEGIN of ours
         try:
-            busy = connection.cursor().execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+            busy = connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         finally:
             connection.close()
         return bool(busy == 0)

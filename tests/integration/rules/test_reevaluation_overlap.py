@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, insert, select, update
 
 from services.common.audit import verify
 from services.common.clock import new_id, now
+from services.common.db import log_bytes
 from services.rules.adapters.orm import (
     audit_head,
     audit_log,
@@ -27,7 +28,8 @@ from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.profile import parse_profile, profile_to_data
 from services.rules.domain.register import ReevaluationRun
 from services.rules.entrypoints.grpc_server import context_from
-from services.rules.service_layer.reevaluation import run_range
+from services.rules.service_layer import reevaluation
+from services.rules.service_layer.reevaluation import LOG_LIMIT, run_range
 from services.rules.service_layer.unit_of_work import UnitOfWork
 from tests.integration.conftest import upsert
 from tests.support import profile, uscc
@@ -285,25 +287,60 @@ def test_two_workers_on_one_range_decide_no_firm_twice(db_engine: Engine, rulebo
         assert verify(conn, audit_log, audit_head).ok
 
 
-def test_the_read_ahead_starts_sqlites_log_over_after_each_batch(
+def test_the_read_ahead_truncates_sqlites_log_past_its_limit(
     db_engine: Engine, rulebook: Any, monkeypatch: Any
 ) -> None:
-    """Review 34 F1: a read-ahead's snapshot kept the other process from starting the
-    write-ahead log over, which grew by every batch until the run ended. Each batch of a
-    read-ahead range ends with a checkpoint that restarts it (SQLite; nothing to do on
-    PostgreSQL), and none is asked for without the read-ahead."""
+    """Review 34 F1: a read-ahead's snapshot could keep the other process from starting
+    the write-ahead log over, which grew by every batch until the run ended. After each
+    batch, a read-ahead range truncates the log once its file has grown past LOG_LIMIT
+    (SQLite; nothing to do on PostgreSQL); within the limit it leaves SQLite's own
+    checkpoints at work (truncating after every batch made the two processes wait on
+    each other). None is asked for without the read-ahead."""
     _firms(db_engine, rulebook, 30)
-    started: list[bool] = []
+    asked: list[tuple[int, bool]] = []
     real = UnitOfWork.checkpoint
-    monkeypatch.setattr(UnitOfWork, "checkpoint", lambda self: started.append(real(self)))
+    monkeypatch.setattr(
+        UnitOfWork, "checkpoint", lambda self, over=0: asked.append((over, real(self, over)))
+    )
     ctx = context_from(rulebook)
     assert run_range(UnitOfWork(db_engine), ctx, _start(db_engine), batch_size=10) == 3
-    assert started == []
-    with UnitOfWork(db_engine) as uow:  # the next day's run, read ahead
-        uow.register.add(ReevaluationRun(run_id := new_id(), date(2026, 7, 2), now(), 0, ""))
-        uow.commit()
-    run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=10, read_ahead=True)
-    assert started == [db_engine.dialect.name == "sqlite"] * 3
+    assert asked == []
+    sqlite = db_engine.dialect.name == "sqlite"
+    for day, limit, truncated in ((2, LOG_LIMIT, False), (3, 0, sqlite)):
+        monkeypatch.setattr(reevaluation, "LOG_LIMIT", limit)
+        asked.clear()
+        with UnitOfWork(db_engine) as uow:  # the next day's run, read ahead
+            uow.register.add(ReevaluationRun(run_id := new_id(), date(2026, 7, day), now(), 0, ""))
+            uow.commit()
+        run_range(UnitOfWork(db_engine), ctx, run_id, batch_size=10, read_ahead=True)
+        assert asked == [(limit, truncated)] * 3
+
+
+def test_a_checkpoint_truncates_only_a_log_past_its_limit(db_engine: Engine) -> None:
+    """`UnitOfWork.checkpoint(over)` on SQLite: a log file within `over` bytes is left as
+    it is (False); past it, copied into the database and truncated (True). PostgreSQL
+    has no such log: False, and log_bytes 0."""
+    with db_engine.begin() as conn:  # something in the log
+        conn.execute(insert(reevaluation_runs).values(_run_row()))
+    size = log_bytes(db_engine)
+    if db_engine.dialect.name != "sqlite":
+        assert size == 0 and UnitOfWork(db_engine).checkpoint() is False
+        return
+    assert size > 0
+    assert UnitOfWork(db_engine).checkpoint(size) is False
+    assert log_bytes(db_engine) == size
+    assert UnitOfWork(db_engine).checkpoint(size - 1) is True
+    assert log_bytes(db_engine) == 0
+
+
+def _run_row() -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "as_of": date(2026, 7, 9),
+        "started_at": now(),
+        "processed": 0,
+        "last_enterprise_id": "",
+    }
 
 
 def test_a_terminated_command_stops_its_range_processes_and_the_run_resumes(
