@@ -20,8 +20,8 @@ while the other writes (PostgreSQL's ranges never wait on each other).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import TypedDict, Unpack
 
 import structlog
@@ -312,8 +312,7 @@ def _batch(
             uow.commit()
             return -1
         entries = uow.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
-        cause = _cause(run)
-        ids = IdSource()
+        making = _Making(run.as_of, _cause(run), IdSource(), now())
         prepared = []
         for firm in found:
             entry = entries.get(firm.enterprise_id)
@@ -323,7 +322,7 @@ def _batch(
                 or not (known.firm is firm or known.firm == firm)
                 or known.entry != entry
             ):
-                known = _prepare(ctx, firm, entry, run.as_of, cause, ids)
+                known = _prepare(ctx, firm, entry, making)
             prepared.append(known)
         kept = _settled(run, prepared)
         run.processed += len(found)
@@ -348,15 +347,9 @@ def _read_ahead(
         if not found:
             return {}
         entries = seen.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
-        as_of, cause = run.as_of, _cause(run)
-    ids, caller = IdSource(), current_caller()
-    ahead = {}
-    for firm in found:
-        known = _prepare(ctx, firm, entries.get(firm.enterprise_id), as_of, cause, ids)
-        if known.outcome is not None:  # its decision's JSON and audit entries, made here too
-            known = replace(known, rows=rows_of(known.outcome, caller))
-        ahead[firm.enterprise_id] = known
-    return ahead
+        # each outcome's decision JSON and audit entries made here too
+        making = _Making(run.as_of, _cause(run), IdSource(), now(), current_caller())
+    return {f.enterprise_id: _prepare(ctx, f, entries.get(f.enterprise_id), making) for f in found}
 
 
 def _cause(run: ReevaluationRun) -> str:
@@ -380,15 +373,26 @@ class _Prepared:
     rows: BatchRows | None = None  # the outcome's rows made ahead (`rows_of`)
 
 
+@dataclass(frozen=True, slots=True)
+class _Making:
+    """What the firms of one batch share as they are worked out (`_prepare`): the run's
+    day and cause, the batch's ids and its one instant (its decisions' `decided_at`: a
+    batch is worked out in milliseconds and committed at once), and for a read-ahead the
+    caller its outcomes' rows are made for (`rows_of`; None: made at the write)."""
+
+    as_of: date
+    cause: str
+    ids: Callable[[], str]
+    at: datetime
+    caller: str | None = None
+
+
 def _prepare(
-    ctx: RulesContext,
-    firm: StoredFirm,
-    entry: OpenEntry | None,
-    as_of: date,
-    cause: str,
-    ids: Callable[[], str],
+    ctx: RulesContext, firm: StoredFirm, entry: OpenEntry | None, making: _Making
 ) -> _Prepared:
-    """One firm's outcome as of `as_of` (nothing logged: `_settled` logs what is kept)."""
+    """One firm's outcome as of the run's day (nothing logged: `_settled` logs what is
+    kept)."""
+    as_of = making.as_of
     if firm.decided_on is not None and firm.decided_on > as_of:
         # decided for a later day already: the register moves forward only
         return _Prepared(firm, entry, None, later=True)
@@ -400,8 +404,19 @@ def _prepare(
     except PreconditionFailed as exc:  # one bad record must not stall every firm
         return _Prepared(firm, entry, None, error=exc.message)
     problems = tuple(stale_parts(ctx, profile, as_of))
-    outcome = _decided(ctx, firm, profile, as_of, cause, entry, ids, as_stored=as_stored)
-    return _Prepared(firm, entry, outcome, problems=problems)
+    outcome = _decided(
+        ctx,
+        firm,
+        profile,
+        as_of,
+        making.cause,
+        entry,
+        making.ids,
+        at=making.at,
+        as_stored=as_stored,
+    )
+    rows = None if making.caller is None else rows_of(outcome, making.caller)
+    return _Prepared(firm, entry, outcome, problems=problems, rows=rows)
 
 
 def _settled(run: ReevaluationRun, prepared: list[_Prepared]) -> list[_Prepared]:
@@ -445,12 +460,13 @@ def _decided(
     entry: OpenEntry | None,
     ids: Callable[[], str] = new_id,
     *,
+    at: datetime | None = None,
     as_stored: bool = False,
 ) -> Reevaluated:
     """One firm's new decision and the move of its entry (register_handlers'
-    `decide_and_store`, as values), its new ids from `ids`. The profile is re-stored when
-    its JSON shape differs from the stored one; `as_stored`: known not to
-    (`canonical_stored_profile` took it)."""
+    `decide_and_store`, as values), its new ids from `ids`, decided `at` (None: now).
+    The profile is re-stored when its JSON shape differs from the stored one;
+    `as_stored`: known not to (`canonical_stored_profile` took it)."""
     decision = evaluate(ctx, profile, as_of)
     decision_id = ids()
     change, expired, moved, granted = move_entry(
@@ -467,7 +483,7 @@ def _decided(
         firm,
         decision,
         decision_id,
-        now(),
+        at or now(),
         cause,
         change,
         profile.name,
