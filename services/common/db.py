@@ -395,17 +395,19 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def log_bytes(engine: Engine) -> int:
-    """The size of a SQLite file database's write-ahead log file (`<file>-wal`): the
-    most the log has held since it was last truncated (a log started over is written
-    again from its start; its file keeps its size). 0 for PostgreSQL, an in-memory
-    database, or no log file."""
-    name = engine.url.database if is_sqlite(engine) else None
-    if not name or name == ":memory:" or name.startswith("file:"):
+def log_bytes(engine: Engine) -> int | None:
+    """The size of a SQLite file database's write-ahead log file (`<file>-wal`; 0: none):
+    the most the log has held since it was last truncated (a log started over is written
+    again from its start, its file keeping its size). 0 for PostgreSQL; None when the
+    file cannot be named from the URL (an in-memory database, a `file:` URI)."""
+    if not is_sqlite(engine):
         return 0
+    name = engine.url.database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return None
     try:
         return os.stat(f"{name}-wal").st_size
-    except OSError:
+    except FileNotFoundError:
         return 0
 
 

@@ -63,8 +63,10 @@ class UnitOfWork(BaseUnitOfWork[Register]):
         checkpoints at commit start the log over only when no reader still uses it, so
         processes that keep reading while others write (the re-evaluation's read-ahead)
         could grow it by every batch written until the run ended: 422 MB for 80,000
-        firms (review 34 F1). PostgreSQL, or a log within `over`: nothing done (False)."""
-        if not is_sqlite(self.engine) or log_bytes(self.engine) <= over:
+        firms (review 34 F1). PostgreSQL, or a log within `over`: nothing done (False); a
+        log whose file the URL does not name is truncated whatever its size."""
+        size = log_bytes(self.engine)
+        if not is_sqlite(self.engine) or (size is not None and size <= over):
             return False
         connection = self.engine.raw_connection()  # autocommit: no BEGIN of ours
         try:
