@@ -137,8 +137,8 @@ def _parser() -> argparse.ArgumentParser:
         help="processes, each re-evaluating its own range of firm ids (default 0: one per "
         "core); on SQLite they take turns at its write lock only for writing, each deciding "
         "its next batch while another writes. On a 2-core machine that also runs the "
-        "database, 2 took 300,000 firms in about 21 s on SQLite and 26 s on PostgreSQL, "
-        "against 38 s and 45 s for 1 (docs/benchmarks.md). A register of fewer than "
+        "database, 2 took 300,000 firms in about 19 s on SQLite and 26 s on PostgreSQL, "
+        "against 33 s and 45 s for 1 (docs/benchmarks.md). A register of fewer than "
         f"{reevaluation.MIN_RANGE} firms per process is not split; a resumed run keeps the "
         "ranges it started with",
     )
