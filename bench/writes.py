@@ -27,7 +27,7 @@ def _captured(main: object, argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one round each")
-    parser.add_argument("--firms", type=int, default=30_000, help="reevaluate's register")
+    parser.add_argument("--firms", type=int, default=300_000, help="reevaluate's register")
     parser.add_argument("--write", type=Path, help="replace the section in this file")
     args, _others = parser.parse_known_args(argv)  # BENCH_ARGS may carry bench.run's flags
     quick = ["--quick"] if args.quick else []
