@@ -75,16 +75,28 @@ def short_id(record_id: str) -> str:
 class IdSource:
     """`new_id`'s ids (no prefix), their random bits drawn `chunk` ids at a time from one
     os.urandom call (a system call costs more than building a few ids), each stamped
-    with the millisecond it is handed out: for a batch that makes thousands.
-    Made for one batch, in the process that uses it (a forked child holding a copy would
-    hand out the parent's ids)."""
+    with the millisecond it is handed out: for a batch that makes thousands. Each is
+    `_id_of` of its 16 bytes made from their hex digits by slicing (`_hex_id`), at about
+    a third of the cost. Made for one batch, in the process that uses it (a forked child
+    holding a copy would hand out the parent's ids)."""
 
     def __init__(self, chunk: int = 256) -> None:
         self._chunk = chunk
-        self._ready: list[bytes] = []
+        self._ready: list[str] = []
 
     def __call__(self) -> str:
         if not self._ready:
-            raw = os.urandom(16 * self._chunk)
-            self._ready = [raw[i : i + 16] for i in range(0, len(raw), 16)]
-        return _id_of(self._ready.pop())
+            raw = os.urandom(16 * self._chunk).hex()
+            self._ready = [raw[i : i + 32] for i in range(0, len(raw), 32)]
+        return _hex_id(self._ready.pop(), time_ns() // 1_000_000)
+
+
+# the variant's hex digit: its two high bits 10, its two low bits those of a random digit
+_VARIANT_DIGIT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
+def _hex_id(random32: str, ms: int) -> str:
+    """`_id_of(bytes.fromhex(random32), ms=ms)` without the integer arithmetic: the same
+    random bits kept (hex digits 0–2, the low two bits of 16, then 17–31)."""
+    variant = _VARIANT_DIGIT[random32[16]]
+    return f"{ms & _MS_MASK:012x}7{random32[:3]}{variant}{random32[17:]}"

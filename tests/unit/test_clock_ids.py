@@ -4,10 +4,11 @@ bits; a message names a record by the random end of its id (`short_id`)."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
-from services.common.clock import ID_LENGTH, IdSource, _id_of, new_id, short_id
+from services.common.clock import ID_LENGTH, IdSource, _hex_id, _id_of, new_id, short_id
 
 
 def _is_version_7(made: str) -> bool:
@@ -51,6 +52,15 @@ def test_an_id_source_gives_new_ids_across_its_refills() -> None:
     assert all(_is_version_7(m) for m in made)
     assert len(set(made)) == 100
     assert [m[:12] for m in made] == sorted(m[:12] for m in made)
+
+
+def test_an_id_source_builds_the_same_id_as_id_of_from_the_same_bytes() -> None:
+    """IdSource slices the hex digits of its random bytes (`_hex_id`) instead of
+    `_id_of`'s arithmetic: the same id for the same bytes and millisecond."""
+    cases = [bytes(16), b"\xff" * 16, bytes(range(16)), *(os.urandom(16) for _ in range(2000))]
+    for raw in cases:
+        for ms in (0, 1_790_000_000_123, (1 << 48) + 5):
+            assert _hex_id(raw.hex(), ms) == _id_of(raw, ms=ms), (raw.hex(), ms)
 
 
 def test_a_short_id_is_the_random_end() -> None:

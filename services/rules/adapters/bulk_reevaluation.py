@@ -900,16 +900,20 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
         values = _entry_values(g, revoked_reason="")
         out.append(_entry(_ENTRY, "create", g.id, chain, None, _fields(_ENTRY, values)))
     d = r.decision
+    # the decision's and the firm's values as `_fields` and `_changed` make them for these
+    # fields (in _DECISION's order, the day as text; the firm's are text or None, none
+    # redacted), without their per-value checks; test_reevaluation_bulk compares every
+    # entry with the per-call path's, so a change to orm.AUDITED shows there
     decided = {
         "enterprise_id": chain,
         "status": d.status._value_,
         "risk_level": d.risk_level._value_,
         "ruleset_version": d.ruleset_version,
-        "as_of": d.as_of,
+        "as_of": d.as_of.isoformat(),
         "cause": r.cause,
         "whitelist_change": r.whitelist_change,
     }
-    out.append(_entry(_DECISION, "create", r.decision_id, chain, None, _fields(_DECISION, decided)))
+    out.append(_entry(_DECISION, "create", r.decision_id, chain, None, decided))
     old = _firm_values(r.firm)
     new = {
         "name": r.name,
@@ -918,7 +922,8 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
         "risk_level": d.risk_level._value_,
         "decision_id": r.decision_id,
     }
-    before, after = _changed(_FIRM, old, new)
+    moved = [k for k in _FIRM.fields if old[k] != new[k]]
+    before, after = {k: old[k] for k in moved}, {k: new[k] for k in moved}
     if after:
         out.append(_entry(_FIRM, "update", chain, chain, before, after))
     if r.moved is not None:
