@@ -395,15 +395,15 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def log_bytes(engine: Engine) -> int | None:
-    """The size of a SQLite file database's write-ahead log file (`<file>-wal`; 0: none):
+def log_bytes(connection: Any) -> int | None:
+    """The size of the write-ahead log file (`<file>-wal`; 0: none) of the SQLite file
+    database a DBAPI `connection` has open, named as SQLite names it (`PRAGMA
+    database_list`: the file it opened, symlinks resolved, whatever form the URL took):
     the most the log has held since it was last truncated (a log started over is written
-    again from its start, its file keeping its size). 0 for PostgreSQL; None when the
-    file cannot be named from the URL (an in-memory database, a `file:` URI)."""
-    if not is_sqlite(engine):
-        return 0
-    name = engine.url.database
-    if not name or name == ":memory:" or name.startswith("file:"):
+    again from its start, its file keeping its size). None for an in-memory database."""
+    rows = connection.execute("PRAGMA database_list").fetchall()
+    name = next((row[2] for row in rows if row[1] == "main"), "")
+    if not name:
         return None
     try:
         return os.stat(f"{name}-wal").st_size

@@ -41,8 +41,34 @@ def reserve_port(address: str) -> tuple[socket.socket, str]:
     return sock, f"{host}:{sock.getsockname()[1]}"
 
 
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def cpu_count(cgroup: Path = CGROUP) -> int:
+    """The cores this process may use: those it may run on (its affinity), at most its
+    container's CPU quota rounded up (a container limited to 2 CPUs on a 64-core host
+    counts 2, not 64: review 44 F3)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = quota_cpus(cgroup)
+    return max(1, min(cores or 1, quota or cores or 1))
+
+
+def quota_cpus(cgroup: Path = CGROUP) -> int | None:
+    """The CPU quota of this process's cgroup, in CPUs rounded up (cgroup v2 `cpu.max`,
+    or v1 `cpu/cpu.cfs_quota_us` over `cpu.cfs_period_us`); None when there is none or
+    it cannot be read."""
+    try:
+        if (v2 := cgroup / "cpu.max").exists():
+            quota, _, period = v2.read_text().strip().partition(" ")
+        else:
+            v1 = cgroup / "cpu"
+            quota = (v1 / "cpu.cfs_quota_us").read_text().strip()
+            period = (v1 / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1") or not period:
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 READY_DIR = "SERVE_READY_DIR"  # where each child marks itself ready (a file named by pid)

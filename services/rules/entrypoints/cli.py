@@ -70,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+# `reevaluate --all --processes 0` (the default): one process per core, at most this many
+# (each holds the rulebook, about 90 MB; on SQLite a third process already gained nothing
+# on 2 cores, its writes taking turns at one lock); a larger --processes N is taken as asked
+DEFAULT_MAX_PROCESSES = 8
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = command_line("python -m services.rules", "Work-safety rules service", "RULES")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -135,12 +141,14 @@ def _parser() -> argparse.ArgumentParser:
         type=number_arg(0),
         default=0,
         help="processes, each re-evaluating its own range of firm ids (default 0: one per "
-        "core); on SQLite they take turns at its write lock only for writing, each deciding "
-        "its next batch while another writes. On a 2-core machine that also runs the "
-        "database, 2 took 300,000 firms in about 19 s on SQLite and 26 s on PostgreSQL, "
-        "against 33 s and 45 s for 1 (docs/benchmarks.md). A register of fewer than "
-        f"{reevaluation.MIN_RANGE} firms per process is not split; a resumed run keeps the "
-        "ranges it started with",
+        "core the process may use, container quota included, at most "
+        f"{DEFAULT_MAX_PROCESSES}); on SQLite they take turns at its write lock only for "
+        "writing, each deciding its next batch while another writes. On a 2-core machine "
+        "that also runs the database, 2 took 300,000 firms in about 19 s on SQLite and 26 s "
+        "on PostgreSQL, against 34 s and 47 s for 1 (docs/benchmarks.md); beside a live "
+        "server on the same cores, 1 leaves it a core. A run is split into no more ranges "
+        f"than give each {reevaluation.MIN_RANGE} firms; a resumed run keeps the ranges it "
+        "started with",
     )
     _common_flags(again)
     again.set_defaults(run=cmd_reevaluate)
@@ -433,7 +441,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     (forked from this one) per range; the parent reports the whole run."""
     engine = _database(args.db)
     as_of = handlers.parse_as_of(args.as_of) if args.as_of else None
-    parts = args.processes if args.processes > 0 else processes.cpu_count()
+    parts = args.processes or min(processes.cpu_count(), DEFAULT_MAX_PROCESSES)
     when = as_of or handlers.parse_as_of("")
     started = reevaluation.start_run(UnitOfWork(engine), when, parts)
     if len(started.ranges) > 1 and parts > 1:

@@ -130,19 +130,21 @@ class Started:
 MIN_RANGE = 1000  # firms per range below which a run is not split (processes cost a start)
 BATCH_SIZE = 1000  # firms per transaction: each commit costs (SQLite's WAL checkpoints)
 # SQLite: the size of its write-ahead log's file past which a read-ahead range truncates
-# it after a batch (`UnitOfWork.checkpoint`). Twice the most it reached at 1,000 firms a
-# batch (16 MB, 300,000 firms, two processes): SQLite's own checkpoints at commit kept it
-# there. Truncating after every batch instead made each wait for the other process's
-# writing and reading: 300,000 firms took 26–27 s instead of 20–22 s (measured).
-LOG_LIMIT = 32 * 1024 * 1024
+# it after a batch (`UnitOfWork.checkpoint`, which never waits: a log in use is tried
+# again after the next batch). SQLite's own checkpoints at commit kept it at 16–33 MB in
+# runs of 40,000–300,000 firms, two processes, 1,000 firms a batch (stop 29, review 44);
+# truncating after every batch instead made each process wait for the other's writing
+# and reading: 300,000 firms took 26–27 s instead of 20–22 s (measured).
+LOG_LIMIT = 64 * 1024 * 1024
 
 
 def start_run(
     uow: UnitOfWork, as_of: date, parts: int = 1, *, min_range: int = MIN_RANGE
 ) -> Started:
-    """Resume the unfinished run for `as_of`, or start one; a new run of a register of at
-    least `parts` × `min_range` firms is split into `parts` ranges of about equal size. A
-    resumed run keeps the ranges it was started with (whatever `parts` says now)."""
+    """Resume the unfinished run for `as_of`, or start one; a new run is split into at
+    most `parts` ranges of about equal size, as many as give each at least `min_range`
+    firms (none below 2 × `min_range`: one process would start for too few). A resumed
+    run keeps the ranges it was started with (whatever `parts` says now)."""
     with uow:
         total = uow.register.firm_count()
         run = uow.register.unfinished_run(as_of)
@@ -155,7 +157,8 @@ def start_run(
         )
         uow.register.add(run)
         todo = [run.id]
-        if parts > 1 and total >= parts * min_range:
+        parts = min(parts, total // min_range)  # all or nothing split 40,000 firms on 41 cores
+        if parts > 1:
             edges = uow.batch.ids_at([total * k // parts - 1 for k in range(1, parts)])
             starts, ends = ["", *edges], [*edges, None]
             ranges = [
@@ -458,13 +461,13 @@ def _decided(
     as_of: date,
     cause: str,
     entry: OpenEntry | None,
-    ids: Callable[[], str] = new_id,
+    ids: Callable[[], str],
     *,
-    at: datetime | None = None,
+    at: datetime,
     as_stored: bool = False,
 ) -> Reevaluated:
     """One firm's new decision and the move of its entry (register_handlers'
-    `decide_and_store`, as values), its new ids from `ids`, decided `at` (None: now).
+    `decide_and_store`, as values), its new ids from `ids`, decided `at`.
     The profile is re-stored when its JSON shape differs from the stored one;
     `as_stored`: known not to (`canonical_stored_profile` took it)."""
     decision = evaluate(ctx, profile, as_of)
@@ -483,7 +486,7 @@ def _decided(
         firm,
         decision,
         decision_id,
-        at or now(),
+        at,
         cause,
         change,
         profile.name,

@@ -56,21 +56,32 @@ class UnitOfWork(BaseUnitOfWork[Register]):
                 session.expunge_all()
                 session.close()
 
-    def checkpoint(self, over: int = 0) -> bool:
+    def checkpoint(self, over: int) -> bool:
         """SQLite: when its write-ahead log's file has grown past `over` bytes, copy the
-        log into the database and truncate it (`PRAGMA wal_checkpoint(TRUNCATE)`, waiting
-        for readers and a writer at most the busy timeout); True when it did. SQLite's own
-        checkpoints at commit start the log over only when no reader still uses it, so
-        processes that keep reading while others write (the re-evaluation's read-ahead)
-        could grow it by every batch written until the run ended: 422 MB for 80,000
-        firms (review 34 F1). PostgreSQL, or a log within `over`: nothing done (False); a
-        log whose file the URL does not name is truncated whatever its size."""
-        size = log_bytes(self.engine)
-        if not is_sqlite(self.engine) or (size is not None and size <= over):
+        log into the database and truncate it (`PRAGMA wal_checkpoint(TRUNCATE)`); True
+        when it did. SQLite's own checkpoints at commit start the log over only when no
+        reader still uses it, so processes that keep reading while others write (the
+        re-evaluation's read-ahead) could grow it by every batch written until the run
+        ended: 422 MB for 80,000 firms (review 34 F1). It does not wait: a truncation
+        waits for readers and writers while holding SQLite's write lock, so a reader that
+        holds a snapshot for long (a backup, `audit verify`) made it hold that lock for the
+        whole busy timeout and the run's other processes fail (review 44 F1). A log in
+        use is copied as far as it can be (as SQLite's own checkpoints do), and False:
+        the caller asks again later. PostgreSQL, a log within `over`: nothing (False)."""
+        if not is_sqlite(self.engine):
             return False
         connection = self.engine.raw_connection()  # autocommit: no BEGIN of ours
         try:
-            busy = connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            cursor = connection.cursor()
+            size = log_bytes(cursor)
+            if size is not None and size <= over:
+                return False
+            (waited,) = cursor.execute("PRAGMA busy_timeout").fetchone()
+            cursor.execute("PRAGMA busy_timeout=0")
+            try:
+                busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout={int(waited)}")
         finally:
             connection.close()
         return bool(busy == 0)
