@@ -42,32 +42,60 @@ def reserve_port(address: str) -> tuple[socket.socket, str]:
 
 
 CGROUP = Path("/sys/fs/cgroup")
+SELF_CGROUP = Path("/proc/self/cgroup")
 
 
-def cpu_count(cgroup: Path = CGROUP) -> int:
-    """The cores this process may use: those it may run on (its affinity), at most its
-    container's CPU quota rounded up (a container limited to 2 CPUs on a 64-core host
-    counts 2, not 64: review 44 F3)."""
+def cpu_count(cgroup: Path = CGROUP, own: Path = SELF_CGROUP) -> int:
+    """The cores this process may use: those it may run on (its affinity), at most the
+    CPU quota of its cgroup or any ancestor, rounded up (a container limited to 2 CPUs
+    on a 64-core host counts 2, not 64: review 44 F3)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    quota = quota_cpus(cgroup)
+    quota = quota_cpus(cgroup, own)
     return max(1, min(cores or 1, quota or cores or 1))
 
 
-def quota_cpus(cgroup: Path = CGROUP) -> int | None:
-    """The CPU quota of this process's cgroup, in CPUs rounded up (cgroup v2 `cpu.max`,
-    or v1 `cpu/cpu.cfs_quota_us` over `cpu.cfs_period_us`); None when there is none or
-    it cannot be read."""
+def quota_cpus(cgroup: Path = CGROUP, own: Path = SELF_CGROUP) -> int | None:
+    """The smallest CPU quota, in CPUs rounded up, of this process's cgroup (named in
+    `own`, /proc/self/cgroup) and its ancestors up to the mount `cgroup`: cgroup v2's
+    `cpu.max`, or v1's `cpu.cfs_quota_us` over `cpu.cfs_period_us` in the `cpu`
+    hierarchy. None when none sets one (or none can be read)."""
+    found = [q for folder in _cgroup_folders(cgroup, own) if (q := _quota_in(folder))]
+    return min(found) if found else None
+
+
+def _cgroup_folders(cgroup: Path, own: Path) -> list[Path]:
+    """The folders whose quota binds this process: its own cgroup's and each ancestor's,
+    in the v2 tree and in v1's `cpu` hierarchy, the mount roots included."""
     try:
-        if (v2 := cgroup / "cpu.max").exists():
+        lines = own.read_text().splitlines()
+    except OSError:
+        lines = []
+    folders = [cgroup, cgroup / "cpu"]
+    for line in lines:
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        names = controllers.split(",")
+        base = cgroup if controllers == "" else cgroup / "cpu" if "cpu" in names else None
+        if base is None or not path.startswith("/"):
+            continue
+        parts = [p for p in path.split("/") if p]
+        folders += [base.joinpath(*parts[:n]) for n in range(1, len(parts) + 1)]
+    return folders
+
+
+def _quota_in(folder: Path) -> int | None:
+    """The CPU quota set in one cgroup folder, in CPUs rounded up; None: none."""
+    try:
+        if (v2 := folder / "cpu.max").exists():
             quota, _, period = v2.read_text().strip().partition(" ")
+        elif (v1 := folder / "cpu.cfs_quota_us").exists():
+            quota = v1.read_text().strip()
+            period = (folder / "cpu.cfs_period_us").read_text().strip()
         else:
-            v1 = cgroup / "cpu"
-            quota = (v1 / "cpu.cfs_quota_us").read_text().strip()
-            period = (v1 / "cpu.cfs_period_us").read_text().strip()
+            return None
         if quota in ("max", "-1") or not period:
             return None
         return max(1, -(-int(quota) // int(period)))
-    except (OSError, ValueError):
+    except (OSError, ValueError, ZeroDivisionError):
         return None
 
 

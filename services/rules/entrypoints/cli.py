@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
         "--processes",
         "RULES_PROCESSES",
         1,
-        "server processes sharing the port (SO_REUSEPORT); 0: one per core",
+        "server processes sharing the port (SO_REUSEPORT); 0: one per core (the cgroup's CPU "
+        "quota included)",
         type=int,
     )
     serve.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)

@@ -334,7 +334,9 @@ def test_a_checkpoint_truncates_only_a_log_past_its_limit(db_engine: Engine) -> 
     assert _log_bytes(db_engine) == 0
 
 
-@pytest.mark.timeout(20)  # the engine's busy timeout is 30 s: a checkpoint that waits fails
+# the engine's busy timeout is 30 s: a checkpoint that waits for the reader returns after
+# it, past this limit (which cannot cut SQLite's wait short), and the test fails
+@pytest.mark.timeout(20)
 def test_a_checkpoint_never_waits_for_a_reader(db_engine: Engine) -> None:
     """Review 44 F1: a truncation waits for readers while it holds SQLite's write lock,
     so with a reader holding a snapshot (a backup, `audit verify`) each batch's
