@@ -143,8 +143,8 @@ def start_run(
 ) -> Started:
     """Resume the unfinished run for `as_of`, or start one; a new run is split into at
     most `parts` ranges of about equal size, as many as give each at least `min_range`
-    firms (none below 2 × `min_range`: one process would start for too few). A resumed
-    run keeps the ranges it was started with (whatever `parts` says now)."""
+    firms (a register of fewer than 2 × `min_range` is not split). A resumed run keeps
+    the ranges it was started with (whatever `parts` says now)."""
     with uow:
         total = uow.register.firm_count()
         run = uow.register.unfinished_run(as_of)
@@ -157,7 +157,9 @@ def start_run(
         )
         uow.register.add(run)
         todo = [run.id]
-        parts = min(parts, total // min_range)  # all or nothing split 40,000 firms on 41 cores
+        # as many as `min_range` allows: an all-or-nothing split left 40,000 firms on 41
+        # cores to one process (review 44 F3)
+        parts = min(parts, total // min_range)
         if parts > 1:
             edges = uow.batch.ids_at([total * k // parts - 1 for k in range(1, parts)])
             starts, ends = ["", *edges], [*edges, None]
