@@ -49,9 +49,10 @@ def cpu_count(cgroup: Path = CGROUP, own: Path = SELF_CGROUP) -> int:
     """The cores this process may use: those it may run on (its affinity), at most the
     CPU quota of its cgroup or any ancestor, rounded up (a container limited to 2 CPUs
     on a 64-core host counts 2, not 64: review 44 F3)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    affinity = hasattr(os, "sched_getaffinity")
+    cores = (len(os.sched_getaffinity(0)) if affinity else os.cpu_count()) or 1
     quota = quota_cpus(cgroup, own)
-    return max(1, min(cores or 1, quota or cores or 1))
+    return min(cores, quota) if quota else cores
 
 
 def quota_cpus(cgroup: Path = CGROUP, own: Path = SELF_CGROUP) -> int | None:
@@ -71,11 +72,16 @@ def _cgroup_folders(cgroup: Path, own: Path) -> list[Path]:
     except OSError:
         lines = []
     folders = [cgroup, cgroup / "cpu"]
-    for line in lines:
-        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
-        names = controllers.split(",")
-        base = cgroup if controllers == "" else cgroup / "cpu" if "cpu" in names else None
-        if base is None or not path.startswith("/"):
+    for line in lines:  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1)
+        fields = line.split(":", 2)
+        if len(fields) != 3 or not fields[2].startswith("/"):
+            continue
+        _, controllers, path = fields
+        if controllers == "":
+            base = cgroup
+        elif "cpu" in controllers.split(","):
+            base = cgroup / "cpu"
+        else:
             continue
         parts = [p for p in path.split("/") if p]
         folders += [base.joinpath(*parts[:n]) for n in range(1, len(parts) + 1)]

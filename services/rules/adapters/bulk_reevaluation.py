@@ -800,12 +800,15 @@ def _granted_row(g: OpenEntry) -> dict[str, Any]:
     }
 
 
-def _fields(spec: Audited, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The audited fields of `values` as the audit trail keeps them (services/common/
-    audit.py: a date or datetime as its isoformat, then redacted when not None)."""
+def _fields(
+    spec: Audited, values: Mapping[str, Any], names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The audited fields of `values` (those of `names` only, when given) as the audit
+    trail keeps them (services/common/audit.py: a date or datetime as its isoformat, then
+    redacted when not None)."""
     out = {
         name: value.isoformat() if isinstance(value := values[name], date) else value
-        for name in spec.fields
+        for name in (spec.fields if names is None else names)
     }
     for name, redact in (spec.redact or {}).items():
         if name in out and out[name] is not None:
@@ -830,9 +833,13 @@ def _entry(
 def _changed(
     spec: Audited, old: Mapping[str, Any], new: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The audited fields that differ, before and after (as an ORM update records them)."""
-    before, after = _fields(spec, old), _fields(spec, new)
-    moved = [k for k in spec.fields if before[k] != after[k]]
+    """The audited fields that differ, before and after (as an ORM update records them).
+    Only the fields whose values differ are made plain (`_fields`): equal values make
+    equal plain ones, and those that differ are compared again once plain (two values
+    a redaction makes alike are no change)."""
+    differ = [k for k in spec.fields if old[k] != new[k]]
+    before, after = _fields(spec, old, differ), _fields(spec, new, differ)
+    moved = [k for k in differ if before[k] != after[k]]
     return {k: before[k] for k in moved}, {k: after[k] for k in moved}
 
 
@@ -900,10 +907,9 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
         values = _entry_values(g, revoked_reason="")
         out.append(_entry(_ENTRY, "create", g.id, chain, None, _fields(_ENTRY, values)))
     d = r.decision
-    # the decision's and the firm's values as `_fields` and `_changed` make them for these
-    # fields (in _DECISION's order, the day as text; the firm's are text or None, none
-    # redacted), without their per-value checks; test_reevaluation_bulk compares every
-    # entry with the per-call path's, so a change to orm.AUDITED shows there
+    # the decision's values as `_fields` makes them for its fields (in _DECISION's order,
+    # the day as text, none redacted), without its per-value checks; test_reevaluation_bulk
+    # compares every entry with the per-call path's, so a change to orm.AUDITED shows there
     decided = {
         "enterprise_id": chain,
         "status": d.status._value_,
@@ -922,8 +928,7 @@ def _audit_entries(r: Reevaluated, caller: str) -> list[dict[str, Any]]:
         "risk_level": d.risk_level._value_,
         "decision_id": r.decision_id,
     }
-    moved = [k for k in _FIRM.fields if old[k] != new[k]]
-    before, after = {k: old[k] for k in moved}, {k: new[k] for k in moved}
+    before, after = _changed(_FIRM, old, new)
     if after:
         out.append(_entry(_FIRM, "update", chain, chain, before, after))
     if r.moved is not None:
