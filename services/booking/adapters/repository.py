@@ -349,11 +349,17 @@ class BookingRegister(StaffRegister):
             raise as_dbapi_error(exc, compiled.string, connection) from exc
 
     def _after_savepoint(self, query: Select[tuple[Any]], params: dict[str, Any]) -> Any:
-        """PostgreSQL: _GENERIC_PLANS and _SAVEPOINT, then `query` (built once, its SQL
-        compiled once: no expanding parameter), sent together in one psycopg pipeline
-        (`_pipelined`: one round trip instead of three); the first column of its first
-        row, or None."""
-        rows = self._pipelined([(_GENERIC_PLANS, {}), (_SAVEPOINT, {}), (query, params)])[2]
+        """PostgreSQL: _SAVEPOINT, then `query` (built once, its SQL compiled once: no
+        expanding parameter), sent together in one psycopg pipeline (`_pipelined`: one
+        round trip instead of two); the first column of its first row, or None.
+
+        The query is planned for each order's parameters (PostgreSQL's `plan_cache_mode`
+        left at `auto`), about as long as it runs at 200 experts. Forcing its generic plan
+        (stop 30, reverted) saved that, but the generic plan checks every expert who
+        offers one of the order's half-days, where the custom one walks the few who
+        cover its domains: such an order at 5,000 experts took 74-82 ms instead of 2
+        (review 46 F1)."""
+        rows = self._pipelined([(_SAVEPOINT, {}), (query, params)])[1]
         return rows[0][0] if rows else None
 
     def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
@@ -760,16 +766,6 @@ def _free_slots(
 # nested transactions, so that one that served is not released (a round trip) but ends
 # with the transaction; the trail's entries of a claim are collected only once it held
 _SAVEPOINT = text("SAVEPOINT dispatch_claim")
-# Dispatch's transaction on PostgreSQL plans its prepared statements once per connection
-# (the generic plan), not for each call's parameters. PostgreSQL's default ("auto") kept
-# planning the usual case's ranking query afresh on every order (its estimated cost
-# differs by parameters, so the custom plan never looked dearer): 0.9 ms of the
-# backend's time an order at `bench.booking`'s pool, against 0.8 ms for running it. The
-# query probes each expert's rows through their indexes whatever the parameters, so
-# the generic plan runs it about as fast (0.83 ms). Paired runs: the processes' CPU an
-# order 6,091 → 5,108 and 5,904 → 5,016 µs (docs/benchmarks.md, "Stop 30"). LOCAL: the
-# transaction's statements only (the order's own writes after it are key lookups).
-_GENERIC_PLANS = text("SET LOCAL plan_cache_mode = force_generic_plan")
 _ROLLBACK_TO_SAVEPOINT = text("ROLLBACK TO SAVEPOINT dispatch_claim")
 
 

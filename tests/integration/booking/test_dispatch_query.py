@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -558,44 +557,6 @@ def test_the_usual_cases_booking_is_stored_as_sqlalchemy_stores_it(engine: Engin
             assert stored[0][1].replace(tzinfo=UTC) == at  # SQLite reads instants naive
             assert len(texts) == 2 and texts[0] == texts[1]
             compared += 1
-
-
-def test_the_usual_cases_ranking_is_planned_once_per_connection(engine: Engine) -> None:
-    """On PostgreSQL the dispatch transaction asks for generic plans (`_GENERIC_PLANS`):
-    once psycopg has prepared the usual case's ranking query on a connection, every
-    later order runs the plan made the first time instead of planning it afresh (the
-    default kept choosing a custom plan, about as costly as running the query). The
-    setting is the transaction's: the next transaction on the connection has the
-    server's own again."""
-    if engine.dialect.name == "sqlite":
-        pytest.skip("prepared statements and their plans are PostgreSQL's")
-    migrate.upgrade(engine)
-    with engine.begin() as conn:
-        for n, firm in enumerate(FIRMS):
-            conn.execute(insert(firm_cards).values(enterprise_id=firm, name=f"企业{n}", region="x"))
-    with engine.connect() as conn:
-        default = conn.exec_driver_sql("SHOW plan_cache_mode").scalar()
-    rng = random.Random(20261130)
-    _pool(engine, rng)
-    order = _order(rng)
-    pooled = make_engine(engine.url.render_as_string(hide_password=False))  # one connection kept
-    uow = SqlUnitOfWork(pooled)
-    plans: list[Any] = []
-    for n in range(10):  # psycopg prepares a statement at its sixth run on a connection
-        with uow:  # committed: psycopg forgets what it prepared at a rollback
-            _book_best(uow, replace(order, id=f"O{n}"))
-            conn = uow.session.connection()
-            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_generic_plan"
-            plans = conn.exec_driver_sql(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-                "WHERE starts_with(statement, 'SELECT held.id')"
-            ).all()
-            uow.commit()
-    assert len(plans) == 1
-    assert plans[0].custom_plans == 0 and plans[0].generic_plans >= 4
-    with uow:
-        assert uow.session.connection().exec_driver_sql("SHOW plan_cache_mode").scalar() == default
-    pooled.dispose()
 
 
 def test_the_usual_case_that_books_nothing_leaves_nothing_and_the_general_way_books(
