@@ -31,6 +31,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     insert,
+    text,
 )
 
 INSERT_SERVICE = "bench.Insert"
@@ -44,12 +45,25 @@ BENCH_ROWS = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
 )
+_CREATE_LOCK = 0x62656E6368  # PostgreSQL advisory lock key ("bench") for making the table
+
+
+def _create_rows_table(engine: Engine) -> None:
+    """`bench_rows`, made once however many server processes start at once (`serve
+    --processes N`: each child builds its own handler, and two CREATE TABLEs at once
+    collide in PostgreSQL's catalog, failing one child): on PostgreSQL under a
+    transaction-level advisory lock, on SQLite in a write transaction (one writer at a
+    time)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+        BENCH_ROWS.create(conn, checkfirst=True)
 
 
 def insert_handler(engine: Engine) -> grpc.GenericRpcHandler:
     """`bench.Insert/Row`: one committed single-row insert per call; `Rows`: the same
     for each message of a stream."""
-    BENCH_ROWS.create(engine, checkfirst=True)
+    _create_rows_table(engine)
 
     def row(request: bytes, _context: grpc.ServicerContext) -> bytes:
         with engine.begin() as conn:
