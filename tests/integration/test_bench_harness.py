@@ -238,3 +238,44 @@ def test_the_register_rounds_are_measured_on_analyzed_events(
     assert seen == [(0, False), (2 * 300, True)]
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ReportEvent")]
     assert len(rows) == 1 and float(rows[0].split("|")[2].replace(",", "")) > 0
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_the_bare_insert_table_is_made_once_by_processes_starting_together(
+    kind: str, tmp_path: Path
+) -> None:
+    """`serve --processes N` under bench/insert_server.py: every child makes the
+    bench-only table as it builds its handler, all at once. Eight makers released together
+    (each on its own engine, as each child has) all succeed, and the table is made; on
+    PostgreSQL two CREATE TABLEs at once used to collide in its catalog and fail a child."""
+    import threading
+
+    from sqlalchemy import inspect
+
+    from bench.insert_server import BENCH_ROWS, _create_rows_table
+    from bench.register import database
+    from services.common.db import make_engine
+
+    with database(kind, tmp_path) as url:
+        engines = [make_engine(url) for _ in range(8)]
+        start = threading.Barrier(len(engines))
+        failures: list[BaseException] = []
+
+        def make(engine: Any) -> None:
+            start.wait()
+            try:
+                _create_rows_table(engine)
+            except BaseException as exc:  # reported below, with the others
+                failures.append(exc)
+
+        for _ in range(5):  # a race: several starts, each on a database without the table
+            BENCH_ROWS.drop(engines[0], checkfirst=True)
+            threads = [threading.Thread(target=make, args=(e,)) for e in engines]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert failures == []
+            assert inspect(engines[0]).has_table("bench_rows")
+        for engine in engines:
+            engine.dispose()
