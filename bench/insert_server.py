@@ -31,8 +31,9 @@ from sqlalchemy import (
     MetaData,
     Table,
     insert,
-    text,
 )
+
+from services.common.migrations import MIGRATION_LOCK
 
 INSERT_SERVICE = "bench.Insert"
 INSERT_ROW = f"/{INSERT_SERVICE}/Row"
@@ -45,18 +46,17 @@ BENCH_ROWS = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
 )
-_CREATE_LOCK = 0x62656E6368  # PostgreSQL advisory lock key ("bench") for making the table
 
 
 def _create_rows_table(engine: Engine) -> None:
     """`bench_rows`, made once however many server processes start at once (`serve
     --processes N`: each child builds its own handler, and two CREATE TABLEs at once
-    collide in PostgreSQL's catalog, failing one child): on PostgreSQL under a
-    transaction-level advisory lock, on SQLite in a write transaction (one writer at a
-    time)."""
+    collide in PostgreSQL's catalog, failing one child): on PostgreSQL under the advisory
+    lock the services' migrations take for the same reason (`MIGRATION_LOCK`), on SQLite
+    in a write transaction (one writer at a time)."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         BENCH_ROWS.create(conn, checkfirst=True)
 
 
