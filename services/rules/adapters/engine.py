@@ -10,6 +10,9 @@ contains everything we know about it (docs/engine.md):
   one), then always retracted, so nothing is left between evaluations;
 * "nothing matched" raises MessageNotHandledException: an ordinary empty result;
 * the Host's two 0.2 s timer threads are switched off (they gave wrong results);
+* its C JSON reader refuses exponents (error 204), which Python's json writes for a
+  float below 1e-4 or from 1e16 on: every fact goes in as our own JSON text, such a
+  number written out in full (`fact_json`), which it reads and compares exactly;
 * the C core never releases the GIL and is not thread-safe: one process-wide lock
   around assert/collect/retract (more throughput = more processes, not threads);
 * rulesets cannot be replaced under one name and leak when versioned, so compiled
@@ -27,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from durable import engine as _dr
@@ -61,6 +66,48 @@ class _QuietHost(_dr.Host):
 
     def get_action(self, action_name: str) -> Callable[[Any], None]:
         return self._actions[action_name]
+
+    def assert_text(self, ruleset_name: str, fact: dict[str, Any], text: str) -> Any:
+        """`assert_fact` of `fact` given as its JSON `text` (`fact_json`), its actions run
+        as `assert_fact` runs them."""
+        rules = self.get_ruleset(ruleset_name)
+        send = _dr.durable_rules_engine.assert_fact
+        return self._handle_function(
+            rules, lambda f: rules._handle_result(send(rules._handle, text), f), fact, None
+        )
+
+    def retract_text(self, ruleset_name: str, fact: dict[str, Any], text: str) -> Any:
+        """`retract_fact` of `fact` given as its JSON `text`."""
+        rules = self.get_ruleset(ruleset_name)
+        send = _dr.durable_rules_engine.retract_fact
+        return self._handle_function(
+            rules, lambda f: rules._handle_result(send(rules._handle, text), f), fact, None
+        )
+
+
+def _plain(value: float) -> bool:
+    """Whether Python's json writes this float without an exponent."""
+    return value == 0 or 1e-4 <= abs(value) < 1e16
+
+
+def fact_json(fact: Mapping[str, Any]) -> str:
+    """The fact as JSON durable_rules can read: json.dumps's text (as durable_rules
+    itself writes it), each float json would write with an exponent (1e-05, 1e+16)
+    written out in full instead (0.00001, 10000000000000000): the same number, which the
+    C core then reads and compares exactly. json.dumps writes the common fact; the
+    rare one with such a float is written here, key by key."""
+    if all(type(v) is not float or _plain(v) for v in fact.values()):
+        return json.dumps(fact, ensure_ascii=False)
+    pairs = (
+        f"{json.dumps(k)}: {_number(v) if type(v) is float else json.dumps(v, ensure_ascii=False)}"
+        for k, v in fact.items()
+    )
+    return "{" + ", ".join(pairs) + "}"
+
+
+def _number(value: float) -> str:
+    """A float as JSON without an exponent: its shortest repr, written out in full."""
+    return repr(value) if _plain(value) else format(Decimal(repr(value)), "f")
 
 
 def engine_for(catalogue: Catalogue) -> DurableRulesEngine:
@@ -168,19 +215,20 @@ class DurableRulesEngine:
     def _run(self, ruleset: str, fact: dict[str, Any]) -> list[str]:
         self._sink.clear()
         self._used.add(ruleset)
+        text = fact_json(fact)
         try:
-            self._host.assert_fact(ruleset, fact)
+            self._host.assert_text(ruleset, fact, text)
             return list(self._sink)
         except _dr.MessageNotHandledException:
             return []  # nothing matched: an ordinary result
         except _dr.MessageObservedException as exc:
             raise EngineError(f"durable_rules saw a duplicate fact in {ruleset}") from exc
         finally:
-            self._retract(ruleset, fact)
+            self._retract(ruleset, fact, text)
 
-    def _retract(self, ruleset: str, fact: dict[str, Any]) -> None:
+    def _retract(self, ruleset: str, fact: dict[str, Any], text: str) -> None:
         with contextlib.suppress(_dr.MessageNotHandledException):  # it was never stored
-            self._host.retract_fact(ruleset, fact)
+            self._host.retract_text(ruleset, fact, text)
 
     def stored_facts(self) -> int:
         """How many facts the engine holds now (always 0 between evaluations)."""

@@ -454,6 +454,12 @@ def _condition(
         isinstance(value, bool) or not isinstance(value, int | float)
     ):
         raise RulesetError(f"{where}: field {field}.value: {kind} fact {key!r} needs a number")
+    if isinstance(value, float) and value != 0 and not 1e-4 <= abs(value) < 1e16:
+        # json writes it with an exponent (1e-05), which durable_rules' reader refuses
+        raise RulesetError(
+            f"{where}: field {field}.value: {value!r}: a threshold must be 0 or between "
+            "0.0001 and 1e16 in size (the rules engine cannot read an exponent)"
+        )
     if kind == "string" and (op in ORDERING_OPERATORS or not isinstance(value, str)):
         raise RulesetError(f"{where}: field {field}.op: string fact {key!r} takes eq/ne a string")
     return Comparison(key, op, value)

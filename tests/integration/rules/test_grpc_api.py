@@ -109,6 +109,27 @@ def test_unknown_enum_number_and_wrong_fact_value_type(rules_stub) -> None:  # t
     }
 
 
+@pytest.mark.parametrize(
+    ("pressure", "breached"), [(0.00001, True), (-1e16, True), (1e16, False), (5e-324, True)]
+)
+def test_a_number_fact_of_any_size_is_decided(  # type: ignore[no-untyped-def]
+    rules_stub, pressure: float, breached: bool
+) -> None:
+    """A number Python's json writes with an exponent (1e-05, 1e+16) is decided like any
+    other, not INTERNAL (review 47b F1: durable_rules' reader refused it, error 204)."""
+    data = profile(
+        industry="metallurgy",
+        high_risk_domains=["metal_smelting"],
+        employees=600,
+        facts={"coalgas.water_seal_max_pressure": pressure},
+    )
+    request = pb.EvaluateRequest(profile=profile_from_json(data), as_of="2026-06-30")
+    refs = {f.clause_ref for f in rules_stub.Evaluate(request, timeout=10).findings}
+    assert ("GM2023:4(8)" in refs) is breached
+    items = rules_stub.EvaluateBatch(pb.EvaluateBatchRequest(items=[request]), timeout=10)
+    assert {f.clause_ref for f in items.decisions[0].findings} == refs
+
+
 def test_empty_request_is_invalid_not_internal(rules_stub) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as info:
         rules_stub.Evaluate(pb.EvaluateRequest(), timeout=10)

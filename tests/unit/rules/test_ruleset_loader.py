@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from services.common.yaml_files import parse_yaml
+from services.rules.adapters.engine import engine_for
 from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
 from tests.support import RULESETS
 
@@ -111,6 +112,27 @@ def test_unknown_service_item(rules_dir: Path) -> None:
 def test_unknown_domain_in_scope(rules_dir: Path) -> None:
     edit(rules_dir / "gm2023.yaml", "domains: [metal_smelting]", "domains: [mining]")
     assert load_error(rules_dir).startswith("gm2023.yaml: clause 3(3): field applies_to")
+
+
+@pytest.mark.parametrize("value", ["0.00003", "3.0e+16", "-2.5e-05"])
+def test_a_threshold_the_engine_cannot_read_names_its_clause(rules_dir: Path, value: str) -> None:
+    """json writes such a float with an exponent, which durable_rules refuses at start."""
+    edit(
+        rules_dir / "gm2023.yaml",
+        "{fact: coalgas.water_seal_max_pressure, op: lt, value: 30}",
+        f"{{fact: coalgas.water_seal_max_pressure, op: lt, value: {value}}}",
+    )
+    assert load_error(rules_dir).startswith("gm2023.yaml: clause 4(8): field when.any[0].value: ")
+
+
+@pytest.mark.parametrize("value", ["0.0001", "0", "1.0e+15", "-30.5"])
+def test_a_threshold_the_engine_reads_loads(rules_dir: Path, value: str) -> None:
+    edit(
+        rules_dir / "gm2023.yaml",
+        "{fact: coalgas.water_seal_max_pressure, op: lt, value: 30}",
+        f"{{fact: coalgas.water_seal_max_pressure, op: lt, value: {value}}}",
+    )
+    engine_for(load_rulebook(rules_dir).catalogue)  # durable_rules compiles it
 
 
 def test_policy_threshold_must_be_a_number(rules_dir: Path) -> None:
