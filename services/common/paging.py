@@ -1,17 +1,26 @@
 """One paging scheme for every List… RPC of both services (shared kernel, pure).
 
 A page is asked for with `page_size` (0: the default, 50; at most 500) and the
-`page_token` of the page before. The token is opaque to callers: the filters of the
-query it continues and the last row's position (`cursor`), base64url. A token sent
-with other filters, or one this server never issued (a forged cursor with a control
-character, which PostgreSQL could not even compare), is INVALID_ARGUMENT; an empty
-`next_page_token` means there is nothing more.
+`page_token` of the page before. The token is opaque to callers: a check value, then the
+listing and filters of the query it continues (`query_key`, the listing's name first)
+and the last row's position (`cursor`), base64url. A token sent with other filters or
+to another listing, a token changed on its way (the check value no longer fits: review
+47b F3, where one changed character resumed at another firm), or a cursor no row could
+have (a control character, which PostgreSQL could not even compare) is INVALID_ARGUMENT;
+an empty `next_page_token` means there is nothing more.
+
+The check value is a keyed hash under a key in this file, not a secret: it catches a
+token altered or cut, not one built on purpose, and a built token can only name a
+position in a listing its caller may read anyway. Both services and every replica share
+it, so a token of one replica works on another.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -23,6 +32,8 @@ MAX_CURSOR = 256  # a row's position: ids and dates, far shorter
 # control characters but the unit separator, which joins a composite cursor's parts
 _FORGED = re.compile(r"[\x00-\x1e\x7f]")
 _SEPARATOR = "\x1e"  # between the filters and the cursor: no text field may hold it
+_CHECK_KEY = b"services.common.paging v2"  # not a secret (see above)
+_CHECK_BYTES = 9  # 12 base64 characters
 T = TypeVar("T")
 
 
@@ -33,9 +44,14 @@ def page_size(size: int) -> int:
     return size or DEFAULT_PAGE
 
 
+def _check(raw: bytes) -> bytes:
+    return hmac.new(_CHECK_KEY, raw, hashlib.sha256).digest()[:_CHECK_BYTES]
+
+
 def encode_token(query: str, cursor: str) -> str:
     """A token for the page after `cursor` of the query whose filters are `query`."""
-    return base64.urlsafe_b64encode(f"{query}{_SEPARATOR}{cursor}".encode()).decode()
+    raw = f"{query}{_SEPARATOR}{cursor}".encode()
+    return base64.urlsafe_b64encode(_check(raw) + raw).decode()
 
 
 def decode_token(token: str, query: str) -> str:
@@ -43,8 +59,11 @@ def decode_token(token: str, query: str) -> str:
     if not token:
         return ""
     try:
-        raw = base64.urlsafe_b64decode(token.encode()).decode()
-        token_query, cursor = raw.split(_SEPARATOR, 1)
+        whole = base64.urlsafe_b64decode(token.encode())
+        check, raw = whole[:_CHECK_BYTES], whole[_CHECK_BYTES:]
+        if not hmac.compare_digest(check, _check(raw)):
+            raise ValueError("check value")
+        token_query, cursor = raw.decode().split(_SEPARATOR, 1)
     except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
         raise ValidationError(
             [FieldViolation("page_token", "not a token this server issued")]
@@ -68,6 +87,7 @@ def one_page(
     return page, (encode_token(query, cursor(page[-1])) if more else "")
 
 
-def query_key(*filters: object) -> str:
-    """The filters of a query as the text a token is bound to."""
-    return "\x1f".join(str(f) for f in filters)
+def query_key(listing: str, *filters: object) -> str:
+    """A listing's name and the filters of its query: the text a token is bound to (the
+    name keeps a token of one listing from another with the same filters)."""
+    return "\x1f".join(str(f) for f in (listing, *filters))

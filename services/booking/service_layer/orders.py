@@ -339,7 +339,7 @@ def list_orders(
 ) -> tuple[Sequence[Order], str]:
     """One page of orders within `reach`, newest first (services/common/paging.py)."""
     size = page_size(size)
-    query = query_key(enterprise_id, status, reach.expert_id, *reach.regions)
+    query = query_key("ListOrders", enterprise_id, status, reach.expert_id, *reach.regions)
     after = decode_token(token, query)
     with uow:
         rows = list(

@@ -182,7 +182,9 @@ def list_tickets(
     """One page of tickets within `reach` (an inspector's region, an expert's own
     findings), oldest first (services/common/paging.py)."""
     size = page_size(size)
-    query = query_key(enterprise_id, status, overdue_only, reach.expert_id, *reach.regions)
+    query = query_key(
+        "ListTickets", enterprise_id, status, overdue_only, reach.expert_id, *reach.regions
+    )
     after = decode_token(token, query)
     with uow:
         rows = list(

@@ -47,8 +47,6 @@ from services.rules.domain.register import (
     WhitelistEntry,
 )
 
-CURSOR_SEPARATOR = "\x1f"
-
 
 class Register:
     """Every query the rules handlers need, over one session."""
@@ -181,25 +179,15 @@ class Register:
     def whitelist_page(
         self, regions: Sequence[str], today: date, after: str, limit: int
     ) -> Sequence[WhitelistEntry]:
-        """Active entries of `regions` (empty: all) ordered by (region, enterprise_id),
-        strictly after the cursor."""
+        """Active entries of `regions` (empty: all) ordered by enterprise_id, strictly
+        after the cursor (an enterprise_id)."""
         w = whitelist_entries.c
         conditions = [w.revoked_on.is_(None), w.valid_until >= today, w.granted_on <= today]
         if regions:
             conditions.append(w.region.in_(list(regions)))
         if after:
-            last_region, _, last_id = after.partition(CURSOR_SEPARATOR)
-            conditions.append(
-                or_(
-                    w.region > last_region, and_(w.region == last_region, w.enterprise_id > last_id)
-                )
-            )
-        query = (
-            select(WhitelistEntry)
-            .where(*conditions)
-            .order_by(w.region, w.enterprise_id)
-            .limit(limit)
-        )
+            conditions.append(w.enterprise_id > after)
+        query = select(WhitelistEntry).where(*conditions).order_by(w.enterprise_id).limit(limit)
         return self.session.scalars(query).all()
 
     def entries_between(

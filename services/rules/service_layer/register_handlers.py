@@ -18,7 +18,7 @@ from services.common.clock import new_id, now
 from services.common.context import current_caller
 from services.common.errors import Conflict, DeadlineExceeded, retry_on_conflict
 from services.common.instants import as_utc, rfc3339
-from services.common.paging import decode_token, one_page, page_size
+from services.common.paging import decode_token, one_page, page_size, query_key
 from services.common.regions import region_filter
 from services.common.values import preview
 from services.common.vocabulary import Severity, uscc_problem
@@ -572,19 +572,21 @@ def _ranked(
 def list_whitelist(
     uow: UnitOfWork, ctx: RulesContext, region: str, size: int, token: str
 ) -> tuple[list[WhitelistEntry], str]:
-    """One page of active white-list entries, ordered by region then firm."""
+    """One page of active white-list entries by enterprise_id: a key no change moves, so
+    a firm whose region changes between two pages is neither listed twice nor skipped
+    (review 47b F4: by region, then firm, it was)."""
     today = ctx.today()
-    page = _RegionPage.asked(ctx, region, size, token)
+    page = _RegionPage.asked(ctx, "ListWhitelist", region, size, token)
     with uow:
         rows = list(uow.register.whitelist_page(page.names, today, page.after, page.limit))
-    return page.of(rows, lambda e: f"{e.region}\x1f{e.enterprise_id}")
+    return page.of(rows, lambda e: e.enterprise_id)
 
 
 def list_enterprises(
     uow: UnitOfWork, ctx: RulesContext, region: str, size: int, token: str
 ) -> tuple[list[Firm], str]:
     """One page of the register's firms by enterprise_id."""
-    page = _RegionPage.asked(ctx, region, size, token)
+    page = _RegionPage.asked(ctx, "ListEnterprises", region, size, token)
     with uow:
         rows = list(uow.register.firms_page(page.names, page.after, page.limit))
     return page.of(rows, lambda f: f.enterprise_id)
@@ -594,8 +596,8 @@ def list_enterprises(
 class _RegionPage:
     """A page (services/common/paging.py) asked of a listing by region: `names` the
     townships of `region` (a township, or a county meaning all its townships, by name or
-    code; '' for all), `after` the token's cursor (the token is bound to the filter's
-    canonical form, `query`)."""
+    code; '' for all), `after` the token's cursor (the token is bound to the listing and
+    the filter's canonical form, `query`)."""
 
     names: tuple[str, ...]
     after: str
@@ -603,10 +605,12 @@ class _RegionPage:
     query: str
 
     @classmethod
-    def asked(cls, ctx: RulesContext, region: str, size: int, token: str) -> _RegionPage:
+    def asked(
+        cls, ctx: RulesContext, listing: str, region: str, size: int, token: str
+    ) -> _RegionPage:
         size = page_size(size)
         names = region_filter(ctx.regions, region)
-        query = ",".join(names)
+        query = query_key(listing, ",".join(names))
         return cls(names, decode_token(token, query), size, query)
 
     @property

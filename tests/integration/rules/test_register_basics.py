@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
-from tests.integration.conftest import decisions, upsert
+from tests.integration.conftest import decisions, upsert, violations
 from tests.support import profile, uscc
 
 
@@ -70,6 +70,47 @@ def test_list_whitelist_by_region_with_opaque_page_tokens(register_stub) -> None
     assert seen == sorted(uscc(n) for n in (1, 3, 5, 7))
     everything = register_stub.ListWhitelist(pb.ListWhitelistRequest(page_size=100), timeout=10)
     assert len(everything.entries) == 7 and not everything.next_page_token
+
+
+def test_a_firm_moving_region_while_paged_is_listed_once(register_stub) -> None:  # type: ignore[no-untyped-def]
+    """Review 47b F4: by (region, firm), a firm listed on page 1 that moved to a region
+    sorting later was listed again on a later page. Every firm of the first page moves
+    to the other township; the county-wide listing still names each firm once."""
+    regions = {"稠城街道": "北苑街道", "北苑街道": "稠城街道"}
+    for n in range(1, 7):
+        upsert(register_stub, profile(n, region="稠城街道" if n % 2 else "北苑街道"))
+    first = register_stub.ListWhitelist(
+        pb.ListWhitelistRequest(region="义乌市", page_size=2), timeout=10
+    )
+    seen = [e.enterprise_id for e in first.entries]
+    for entry in first.entries:
+        n = next(n for n in range(1, 7) if uscc(n) == entry.enterprise_id)
+        upsert(register_stub, profile(n, region=regions[entry.region]))
+    token = first.next_page_token
+    while token:
+        page = register_stub.ListWhitelist(
+            pb.ListWhitelistRequest(region="义乌市", page_size=2, page_token=token), timeout=10
+        )
+        seen += [e.enterprise_id for e in page.entries]
+        token = page.next_page_token
+    assert sorted(seen) == sorted(uscc(n) for n in range(1, 7))  # each once
+
+
+def test_a_page_token_of_one_listing_is_refused_by_another(register_stub) -> None:  # type: ignore[no-untyped-def]
+    """Review 47b F3: a ListWhitelist token sent to ListEnterprises answered an empty last
+    page, as if the listing were over."""
+    for n in range(1, 4):
+        upsert(register_stub, profile(n))
+    page = register_stub.ListWhitelist(
+        pb.ListWhitelistRequest(region="稠城街道", page_size=1), timeout=10
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        register_stub.ListEnterprises(
+            pb.ListEnterprisesRequest(region="稠城街道", page_token=page.next_page_token),
+            timeout=10,
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(violations(info.value)) == ["page_token"]
 
 
 def test_bad_page_tokens_are_invalid_argument(register_stub) -> None:  # type: ignore[no-untyped-def]
