@@ -28,6 +28,11 @@ NOTE_TOO_LONG = "备注最多{n}个字"
 CONTROL_CHARACTERS = "不能包含不可见的控制字符"
 BAD_IDEMPOTENCY_KEY = "缺少或过长的防重复提交编号（最多{n}个字符）"
 FORM_EXPIRED = "页面已过期，请核对后重新提交"
+# the same idempotency key sent again with other content (ALREADY_EXISTS)
+SEE_EARLIER_ORDER = "查看已提交的预约{order_id}"
+ORDER_KEY_REUSED = (
+    "这份预约已经提交过（预约编号{order_id}），本次修改的内容没有保存；如需另约，请重新打开预约页面"
+)
 CANCEL_REASON_TOO_LONG = "取消原因最多{n}个字"
 
 # ---------------------------------------------------------------- proof of fix

@@ -13,6 +13,7 @@ resolves the token first, before it looks anything up, so a bad token learns not
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -29,7 +30,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
 from services.booking.domain.firm_access import FirmAccess
-from services.booking.domain.orders import MAX_CLAUSE_REFS, MAX_NOTE, bookable_slots
+from services.booking.domain.orders import (
+    MAX_CLAUSE_REFS,
+    MAX_NOTE,
+    KeyUsedForOtherOrder,
+    bookable_slots,
+)
 from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
@@ -47,7 +53,7 @@ from services.booking.service_layer.staff_sessions import Visitor
 from services.common.auth import TokenStore
 from services.common.context import Principal
 from services.common.db import ping
-from services.common.errors import NotFound, PreconditionFailed, ValidationError
+from services.common.errors import NotFound, PreconditionFailed, RateLimited, ValidationError
 
 _log = structlog.get_logger("web")
 
@@ -134,7 +140,9 @@ class Pages:
         key: str,
         errors: Mapping[str, list[str]],
         status: int,
+        earlier: str = "",
     ) -> HTMLResponse:
+        """`earlier`: the order this form's key was used for (linked beside the error)."""
         general = [m for f, ms in errors.items() if f not in ORDER_FIELDS for m in ms]
         slots = [
             {
@@ -156,6 +164,8 @@ class Pages:
             key=key,
             errors=errors,
             general_errors=general,
+            earlier=earlier,
+            see_earlier=messages.SEE_EARLIER_ORDER.format(order_id=earlier),
         )
 
     async def order_form(self, request: Request) -> Response:
@@ -202,6 +212,14 @@ class Pages:
                 errors.setdefault(v.field, []).append(text)
             key = key if 0 < len(key) <= orders.KEY_MAX else str(uuid.uuid4())
             return self._order_form(token, card, values, key, errors, 400)
+        except RateLimited as exc:  # the order limit: the form kept, sent again later
+            page = self._order_form(token, card, values, key, {"_form": [exc.message]}, 429)
+            page.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return page
+        except KeyUsedForOtherOrder as exc:  # its key took another order: a new key
+            errors = {"_form": [exc.message]}
+            fresh = str(uuid.uuid4())
+            return self._order_form(token, card, values, fresh, errors, 409, exc.order_id)
         self._wake()
         return RedirectResponse(f"/q/{token}/orders/{order.id}", status_code=303)
 
