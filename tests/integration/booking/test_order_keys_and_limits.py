@@ -28,6 +28,7 @@ from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.entrypoints import grpc_server as booking_grpc
 from services.booking.entrypoints.web import create_web_app
 from services.booking.service_layer.orders import create_order
+from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common.errors import ValidationError
 from services.common.http_server import start_http
@@ -221,3 +222,35 @@ def test_a_control_character_in_the_pages_key_is_a_form_error(
         fresh = re.search(r'name="idempotency_key" value="([^"]+)"', response.text)
         assert fresh and "\x00" not in fresh.group(1) and len(fresh.group(1)) >= 32
     assert _stored(pair) == 0
+
+
+def test_ids_with_control_characters_on_the_firms_pages_are_not_found(
+    pair: Pair, page: httpx.Client
+) -> None:
+    """Review 47a F4: a NUL in a /q/ path id reached PostgreSQL (HTTP 500); an id that
+    cannot be one names no record: the 404 page, as on the staff pages."""
+    firm = pair.register_firm(7)
+    token = pair.issue(firm).token
+    phone = "13912345678"
+    pair.booking.SetSignInPhone(
+        bpb.SetSignInPhoneRequest(enterprise_id=firm, phone=phone), timeout=10
+    )
+    assert page.post(f"/q/{token}/sign-in", data={"phone": phone}).status_code == 200
+    code = pair.sms.last_code(phone)
+    done = page.post(f"/q/{token}/sign-in/code", data={"phone": phone, "code": code})
+    assert done.status_code == 303
+    placed = _post(page, pair, token, "k")
+    assert page.get(placed.headers["location"]).status_code == 200
+    for bad in ("B%00", "T%00x", "P%1B"):
+        for path in (f"/q/{token}/orders/{bad}", f"/q/{token}/tickets/{bad}"):
+            response = page.get(path)
+            assert response.status_code == 404, (path, response.text[:200])
+            assert "没有找到" in response.text
+        assert page.get(f"/q/{token}/photos/{bad}").status_code == 404
+        upload = page.post(
+            f"/q/{token}/tickets/{bad}",
+            data={"note": "已整改"},
+            files={"photo": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png")},
+        )
+        assert upload.status_code == 404
+    assert page.get(f"/q/{token}/orders/NOSUCH").status_code == 404

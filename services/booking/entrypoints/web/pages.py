@@ -17,6 +17,7 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import structlog
@@ -54,6 +55,7 @@ from services.common.auth import TokenStore
 from services.common.context import Principal
 from services.common.db import ping
 from services.common.errors import NotFound, PreconditionFailed, RateLimited, ValidationError
+from services.common.values import control_problem
 
 _log = structlog.get_logger("web")
 
@@ -73,6 +75,21 @@ TICKET_FIELDS = ("note", "photo")
 MAX_CODE = 100
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def record_ids(handler: Callable[[Any, Request], Awaitable[Response]]) -> Any:
+    """A /q/ route whose path names a record (order, ticket, photo): an id with a control
+    character names no record and must not reach the database (PostgreSQL refuses a
+    NUL): the not-found page, as the staff pages (staff_auth.staff_errors)."""
+
+    @wraps(handler)
+    async def run(self: Any, request: Request) -> Response:
+        ids = (str(v) for k, v in request.path_params.items() if k != "token")
+        if any(control_problem(i) for i in ids):
+            raise NotFound(messages.PAGE_NOT_FOUND[0])
+        return await handler(self, request)
+
+    return run
 
 
 class Pages:
@@ -223,6 +240,7 @@ class Pages:
         self._wake()
         return RedirectResponse(f"/q/{token}/orders/{order.id}", status_code=303)
 
+    @record_ids
     async def order_page(self, request: Request) -> Response:
         access = await firm_access(self.ctx, self.engine, request)
         data = await self.use_case(views.order_page, access, request.path_params["order_id"])
@@ -240,6 +258,7 @@ class Pages:
         await run_in_threadpool(self._firm, request.path_params["token"])  # the token first
         return await firm_access(self.ctx, self.engine, request)
 
+    @record_ids
     async def ticket_page(self, request: Request) -> Response:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
         access = await self._own_firm(request)
@@ -250,6 +269,7 @@ class Pages:
             "ticket.html", token=token, note="", errors={}, general_errors=[], **data
         )
 
+    @record_ids
     async def ticket_submit(self, request: Request) -> Response:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
         access = await self._own_firm(request)
@@ -297,6 +317,7 @@ class Pages:
         self._wake()
         return RedirectResponse(f"/q/{token}/tickets/{ticket_id}", status_code=303)
 
+    @record_ids
     async def photo(self, request: Request) -> Response:
         token, photo_id = request.path_params["token"], request.path_params["photo_id"]
         access = await self._own_firm(request)
