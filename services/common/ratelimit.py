@@ -51,6 +51,14 @@ class RateLimiter:
                 self._forget_full(now)
         return allowed, wait
 
+    def refund(self, key: str, cost: float = 1.0) -> None:
+        """Give back what `check(key, cost)` took, for work that was not done after all
+        (never beyond the burst)."""
+        with self._lock:
+            if key in self._buckets:
+                tokens, last = self._buckets[key]
+                self._buckets[key] = (min(self.rate.burst, tokens + cost), last)
+
     def _forget_full(self, now: float) -> None:
         full = [
             k

@@ -28,6 +28,11 @@ NOTE_TOO_LONG = "备注最多{n}个字"
 CONTROL_CHARACTERS = "不能包含不可见的控制字符"
 BAD_IDEMPOTENCY_KEY = "缺少或过长的防重复提交编号（最多{n}个字符）"
 FORM_EXPIRED = "页面已过期，请核对后重新提交"
+# the same idempotency key sent again with other content (ALREADY_EXISTS)
+SEE_EARLIER_ORDER = "查看已提交的预约{order_id}"
+ORDER_KEY_REUSED = (
+    "这份预约已经提交过（预约编号{order_id}），本次修改的内容没有保存；如需另约，请重新打开预约页面"
+)
 CANCEL_REASON_TOO_LONG = "取消原因最多{n}个字"
 
 # ---------------------------------------------------------------- proof of fix
@@ -154,6 +159,7 @@ SIGN_IN_PHONE_SET = "登录手机已更新"
 SIGN_IN_NO_QR_CODE = "该企业尚未生成二维码，请先生成二维码"
 SIGN_IN_OWN_ORDERS_ONLY = "只能查看本企业的预约"
 TOO_MANY_ORDERS = "该二维码预约太频繁，请稍后再试"
+UNKNOWN_STATUS = "未知的状态值：{value}"
 SMS_CODE_TEXT = "【安全生产扫码点单】您的登录验证码为{code}，10分钟内有效。请勿告诉他人。"
 STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用），您仍可以预约专家。"
 STATUS_WHITELIST = "已列入白名单：无事不扰（有效期至{until}）"

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from services.common.errors import FieldViolation, ValidationError
+from services.common.errors import AlreadyExists, FieldViolation, ValidationError
 from services.common.state_machine import StateMachine, Tracked, Transition
 from services.common.values import control_problem
 from services.common.vocabulary import CLAUSE_REF
@@ -118,7 +118,7 @@ def validate_order(
 ) -> OrderRequest:
     """Check the order form; every problem names its field (the page shows it beside it)."""
     bad: list[FieldViolation] = []
-    clean_items = list(dict.fromkeys(i.strip() for i in items if i.strip()))
+    clean_items = _clean_items(items)
     if not clean_items:
         bad.append(FieldViolation("item_codes", messages.NO_ITEM))
     elif len(clean_items) > MAX_ITEMS:
@@ -136,7 +136,7 @@ def validate_order(
         bad.append(FieldViolation("contact_name", messages.NAME_TOO_LONG.format(n=MAX_NAME)))
     elif control_problem(name):
         bad.append(FieldViolation("contact_name", messages.CONTROL_CHARACTERS))
-    phone = phone.strip().replace(" ", "").replace("-", "")
+    phone = _clean_phone(phone)
     if not PHONE.fullmatch(phone):
         bad.append(FieldViolation("contact_phone", messages.BAD_PHONE))
     note = note.strip()
@@ -147,6 +147,55 @@ def validate_order(
     if bad:
         raise ValidationError(bad)
     return OrderRequest(tuple(clean_items), tuple(parsed), name, phone, note.strip())
+
+
+def _clean_items(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(i.strip() for i in items if i.strip()))
+
+
+def _clean_phone(phone: str) -> str:
+    return phone.strip().replace(" ", "").replace("-", "")
+
+
+def _slot_texts(slots: list[str]) -> frozenset[str] | None:
+    """The half-days a form names, as an order stores them; None: one cannot be read."""
+    try:
+        return frozenset(str(parse_slot(s.strip())) for s in slots if s.strip())
+    except ValueError:
+        return None
+
+
+class KeyUsedForOtherOrder(AlreadyExists):
+    """An order's idempotency key sent again with other content (ALREADY_EXISTS): the
+    first order stands, the caller is told which it is."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(messages.ORDER_KEY_REUSED.format(order_id=order_id))
+        self.order_id = order_id
+
+
+def same_order(
+    order: Order,
+    items: list[str],
+    slots: list[str],
+    name: str,
+    phone: str,
+    note: str,
+    clause_refs: list[str],
+) -> bool:
+    """Whether a form sent with `order`'s idempotency key asks for that same order: the
+    same items, half-days, contact, mobile, note and clause refs, read as validate_order
+    reads them (spaces around, the order of a list, a mobile's spaces and hyphens do not
+    count). Neither the menu nor the booking window is checked: a retry days later of an
+    order taken then is still that order."""
+    return (
+        set(_clean_items(items)) == set(order.item_codes)
+        and _slot_texts(slots) == frozenset(order.preferred_slots)
+        and name.strip() == order.contact_name
+        and _clean_phone(phone) == order.contact_phone
+        and note.strip() == order.note
+        and {r.strip() for r in clause_refs if r.strip()} == set(order.clause_refs)
+    )
 
 
 def _slots(slots: list[str], today: date, bad: list[FieldViolation]) -> list[Slot]:

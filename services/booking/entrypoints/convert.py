@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
+from services.booking.domain import messages
 from services.booking.domain.orders import Order, mask_phone
 from services.booking.domain.records import EXPERT_FIELDS, Expert
 from services.booking.domain.tickets import Ticket
 from services.common._generated.booking.v1 import booking_pb2 as pb
+from services.common.errors import FieldViolation, ValidationError
 from services.common.instants import rfc3339
 
 ORDER_STATUS = {
@@ -126,12 +128,23 @@ def severity_name(value: int) -> str:
 
 
 def order_status_name(value: int) -> str:
-    """A status filter as the register spells it ("" for unset or unknown: any)."""
-    return ORDER_STATUS_NAME.get(int(value), "")
+    """A status filter as the register spells it ("" for unset: any); a number the enum
+    does not name is INVALID_ARGUMENT `status` (it is not "any")."""
+    return _status_filter(ORDER_STATUS_NAME, value)
 
 
 def ticket_status_name(value: int) -> str:
-    return TICKET_STATUS_NAME.get(int(value), "")
+    return _status_filter(TICKET_STATUS_NAME, value)
+
+
+def _status_filter(names: dict[int, str], value: int) -> str:
+    if int(value) == 0:
+        return ""
+    if int(value) not in names:
+        raise ValidationError(
+            [FieldViolation("status", messages.UNKNOWN_STATUS.format(value=int(value)))]
+        )
+    return names[int(value)]
 
 
 def stats_to_proto(stats: dict[str, Any]) -> pb.Stats:

@@ -75,10 +75,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
 
     def _firm_session(self, context: grpc.ServicerContext) -> str:
         """The firm a call's `firm-session` metadata signs in ("" without a valid one)."""
-        text = next(
-            (str(v) for k, v in context.invocation_metadata() or () if k == SESSION_METADATA),
-            "",
-        )
+        text = _session_text(context)
         return sign_in.session_firm(self._uow(), self._ctx, text[:200]) or ""
 
     def _caller(self, context: grpc.ServicerContext) -> tuple[Principal, str]:
@@ -88,10 +85,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         firm_id = self._firm_session(context) if principal.caller == authz.FIRM else ""
         return principal, firm_id
 
-    def _signed_in(self, context: grpc.ServicerContext) -> str:
-        """`_caller`'s firm, refusing the firm's page without a session (PERMISSION_DENIED)."""
+    def _signed_in(self, context: grpc.ServicerContext, qr_token: str = "") -> str:
+        """`_caller`'s firm, refusing the firm's page without a session (UNAUTHENTICATED
+        with no credential at all, PERMISSION_DENIED with a QR token or a session that
+        signs in nobody)."""
         principal, firm_id = self._caller(context)
-        authz.require_firm_session(principal, firm_id)
+        presented = bool(qr_token or _session_text(context))
+        authz.require_firm_session(principal, firm_id, presented)
         return firm_id
 
     @unary
@@ -173,7 +173,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def GetOrder(self, request: pb.GetOrderRequest, context: grpc.ServicerContext) -> pb.Order:
         principal, firm_id = self._caller(context)
         access = FirmAccess(request.qr_token, firm_id)
-        authz.require_firm_credential(principal, access)
+        authz.require_firm_credential(principal, access, bool(_session_text(context)))
         reach = authz.reach(principal, self._ctx.regions)
         order = orders.get_order(self._uow(), self._ctx, request.order_id, access, reach)
         if principal.caller == authz.FIRM and not firm_id:
@@ -209,7 +209,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def CancelOrder(
         self, request: pb.CancelOrderRequest, context: grpc.ServicerContext
     ) -> pb.Order:
-        firm_id = self._signed_in(context)
+        firm_id = self._signed_in(context, request.qr_token)
         if not firm_id:
             authz.may_cancel_for_authority(current_principal())
         order = orders.cancel_order(
@@ -270,7 +270,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def SubmitRectification(
         self, request: pb.SubmitRectificationRequest, context: grpc.ServicerContext
     ) -> pb.Ticket:
-        firm_id = self._signed_in(context)
+        firm_id = self._signed_in(context, request.qr_token)
         ticket = tickets.submit_rectification(
             self._uow(),
             self._ctx,
@@ -358,6 +358,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
 
 
 SESSION_METADATA = "firm-session"
+
+
+def _session_text(context: grpc.ServicerContext) -> str:
+    """The call's `firm-session` metadata as sent ("": none)."""
+    return next(
+        (str(v) for k, v in context.invocation_metadata() or () if k == SESSION_METADATA), ""
+    )
 
 
 def _peer_host(context: grpc.ServicerContext) -> str:

@@ -12,7 +12,7 @@ from services.booking.domain.orders import Order
 from services.booking.domain.staff import EVERY, Reach
 from services.booking.domain.tickets import Ticket
 from services.common.context import ANONYMOUS, Principal
-from services.common.errors import PermissionDenied
+from services.common.errors import PermissionDenied, Unauthenticated
 from services.common.regions import RegionRegistry, region_filter
 
 FIRM = "firm"  # a call admitted on its QR token alone
@@ -22,10 +22,13 @@ def is_trusted(p: Principal) -> bool:
     return p is ANONYMOUS or p.has("booking.admin")
 
 
-def require_firm_credential(p: Principal, access: FirmAccess) -> None:
+def require_firm_credential(p: Principal, access: FirmAccess, presented: bool = False) -> None:
     """A caller admitted without a bearer token must present the firm's QR token or its
-    signed-in session."""
+    signed-in session: with no credential at all (`presented`: a session was sent, even
+    one that signs in nobody) UNAUTHENTICATED, else PERMISSION_DENIED."""
     if p.caller == FIRM and not access.by_firm:
+        if not presented:
+            raise Unauthenticated(messages.NEEDS_CREDENTIAL)
         raise PermissionDenied(messages.NEEDS_CREDENTIAL)
 
 
@@ -56,9 +59,13 @@ def sees_phone(p: Principal, order: Order) -> bool:
     return is_trusted(p)
 
 
-def require_firm_session(p: Principal, firm_id: str) -> None:
-    """A caller admitted without a bearer token acts for a firm only with its session."""
+def require_firm_session(p: Principal, firm_id: str, presented: bool = False) -> None:
+    """A caller admitted without a bearer token acts for a firm only with its session:
+    with no credential at all (`presented`: a QR token or a session was sent)
+    UNAUTHENTICATED, else PERMISSION_DENIED."""
     if p.caller == FIRM and not firm_id:
+        if not presented:
+            raise Unauthenticated(messages.SIGN_IN_NEEDS_SESSION)
         raise PermissionDenied(messages.SIGN_IN_NEEDS_SESSION)
 
 

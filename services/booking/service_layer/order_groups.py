@@ -11,9 +11,10 @@ transitions written by one multi-row insert each.
 
 Each caller is answered only after the commit that holds its order, with what the
 per-call path would have answered: a call refused before its order was written (the
-token's order limit and the idempotency key are checked before it joins a group; a
-forged or revoked token, a bad form inside it) fails alone; a key used before answers
-with that order; two orders competing for one expert's half-day behave as two sequential
+idempotency key is checked before it joins a group; a forged or revoked token, a bad
+form, the token's order limit, charged only for an order about to be written, inside
+it) fails alone; a key used before answers with that order (the same content; other
+content: ALREADY_EXISTS); two orders competing for one expert's half-day behave as two sequential
 orders (the second gets the next candidate). A group that fails otherwise, a deadlock
 with another group included (a group holds the experts it booked while a later order
 waits for another's; one by one an order never waits holding one), is rolled back and
@@ -83,9 +84,9 @@ class OrderGroups:
     def create(self, token: str, form: Mapping[str, Any], idempotency_key: str) -> Order:
         """orders.create_order, alone (grouping off: CallGroups applies it by `_one`) or
         with the orders queued beside it."""
-        key = orders.admit(self._ctx, token, idempotency_key)
-        taken = self._groups.call(orders.NewOrder(token, form, key))
-        return orders.answer(self._new_uow(), self._ctx, taken)
+        item = orders.NewOrder(token, form, orders.admit(self._ctx, token, idempotency_key))
+        taken = self._groups.call(item)
+        return orders.answer(self._new_uow(), self._ctx, item, taken)
 
     def _one(self, item: orders.NewOrder) -> Order | str:
         return orders.take_order(self._new_uow(), self._ctx, item)

@@ -20,10 +20,12 @@ from typing import Any
 from services.booking.domain import messages
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import (
+    KeyUsedForOtherOrder,
     Order,
     OrderAction,
     OrderRequest,
     OrderStatus,
+    same_order,
     validate_clause_refs,
     validate_order,
 )
@@ -49,12 +51,14 @@ from services.common.errors import (
     DeadlineExceeded,
     DomainError,
     FieldViolation,
+    NotFound,
     RateLimited,
     Unavailable,
     ValidationError,
     retry_on_conflict,
 )
 from services.common.paging import decode_token, one_page, page_size, query_key
+from services.common.values import control_problem
 
 KEY_MAX = 64
 REASON_MAX = 500
@@ -81,18 +85,36 @@ class NewOrder:
 
 
 def admit(ctx: BookingContext, token: str, idempotency_key: str) -> str:
-    """The checks that need no database, made before an order joins a group: the QR
-    token's order limit, then the idempotency key (stripped, returned)."""
-    if ctx.order_limiter is not None and token:
-        allowed, wait = ctx.order_limiter.check(hashlib.sha256(token.encode()).hexdigest()[:24])
-        if not allowed:
-            raise RateLimited(messages.TOO_MANY_ORDERS, wait)
+    """The check that needs no database, made before an order joins a group: the
+    idempotency key (stripped, returned). The QR token's order limit is charged later,
+    in the transaction, and only for an order about to be written (`_charge`)."""
     key = (idempotency_key or "").strip()
     if not key or len(key) > KEY_MAX:
         raise ValidationError(
             [FieldViolation("idempotency_key", messages.BAD_IDEMPOTENCY_KEY.format(n=KEY_MAX))]
         )
+    if control_problem(key):  # every entrypoint's (PostgreSQL refuses a NUL)
+        raise ValidationError([FieldViolation("idempotency_key", messages.CONTROL_CHARACTERS)])
     return key
+
+
+def _charge(ctx: BookingContext, token: str) -> Callable[[], None]:
+    """One order charged to the QR token's order limit ("10 at once, then 20 an hour"),
+    RateLimited when it is spent; returns the refund, for an order that then is not
+    written after all (its transaction failed, its key turned out used)."""
+    limiter = ctx.order_limiter
+    if limiter is None or not token:
+        return lambda: None
+    bucket = hashlib.sha256(token.encode()).hexdigest()[:24]
+    allowed, wait = limiter.check(bucket)
+    if not allowed:
+        raise RateLimited(messages.TOO_MANY_ORDERS, wait)
+    return lambda: limiter.refund(bucket)
+
+
+def _refund(refunds: Sequence[Callable[[], None]]) -> None:
+    for refund in refunds:
+        refund()
 
 
 def create_order(
@@ -101,8 +123,8 @@ def create_order(
     """`form` may carry `clause_refs`: the clauses that motivated a pre-filled order."""
     # Take an order from the firm's QR token, then dispatch it; the same key again
     # returns the same order.
-    key = admit(ctx, token, idempotency_key)
-    return answer(uow, ctx, take_order(uow, ctx, NewOrder(token, form, key)))
+    item = NewOrder(token, form, admit(ctx, token, idempotency_key))
+    return answer(uow, ctx, item, take_order(uow, ctx, item))
 
 
 def take_order(uow: UnitOfWork, ctx: BookingContext, item: NewOrder) -> Order | str:
@@ -120,12 +142,32 @@ def take_order(uow: UnitOfWork, ctx: BookingContext, item: NewOrder) -> Order | 
     )
 
 
-def answer(uow: UnitOfWork, ctx: BookingContext, taken: Order | str) -> Order:
+def answer(uow: UnitOfWork, ctx: BookingContext, item: NewOrder, taken: Order | str) -> Order:
     """The caller's answer once its order is committed: the new order, or the order its
-    key was used for before, dispatched now if it still waits (its own transaction)."""
+    key was used for before, dispatched now if it still waits (its own transaction); that
+    order asked for with other content (`item`'s form) is KeyUsedForOtherOrder
+    (ALREADY_EXISTS), nothing written."""
     if isinstance(taken, Order):
         return taken
+    with uow:
+        earlier = uow.register.order(taken)
+    if earlier is None:
+        raise NotFound(messages.no_such("order", taken))
+    if not _same(earlier, item.form):
+        raise KeyUsedForOtherOrder(earlier.id)
     return dispatch_order(uow, ctx, taken, actor="dispatcher", quiet=True)
+
+
+def _same(order: Order, form: Mapping[str, Any]) -> bool:
+    return same_order(
+        order,
+        [str(i) for i in form.get("item_codes", [])],
+        [str(s) for s in form.get("preferred_slots", [])],
+        str(form.get("contact_name", "")),
+        str(form.get("contact_phone", "")),
+        str(form.get("note", "")),
+        [str(r) for r in form.get("clause_refs", [])],
+    )
 
 
 def take_orders(
@@ -175,6 +217,7 @@ def _together(
     First each order's checks (its token's firm, the group's cards read in one query;
     its form), then one query for the keys the checked orders' firms used before, then
     each order taken and dispatched in arrival order, each in its caller's context."""
+    refunds: list[Callable[[], None]] = []  # the limit charged for each order taken
     try:
         with uow:
             cards = _guarded(
@@ -184,27 +227,40 @@ def _together(
                 c if isinstance(c, Exception) else _guarded(uow, partial(_checked, ctx, c, item))
                 for c, item in zip(cards, items, strict=True)
             ]
+            # every firm's keys, the refused forms' too: a retry of an order taken before
+            # gets that order however its form reads today (`answer` compares the content)
             used = uow.register.orders_by_keys(
-                (c[0].enterprise_id, item.key)
-                for c, item in zip(checked, items, strict=True)
+                (c.enterprise_id, item.key)
+                for c, item in zip(cards, items, strict=True)
                 if not isinstance(c, Exception)
             )
             results: list[Order | str | Exception] = []
-            for n, (item, check) in enumerate(zip(items, checked, strict=True)):
-                if isinstance(check, Exception):
-                    results.append(check)
+            for n, (item, card, check) in enumerate(zip(items, cards, checked, strict=True)):
+                if isinstance(card, Exception):
+                    results.append(card)
                     continue
-                card, request = check
                 earlier = used.get((card.enterprise_id, item.key))
                 if earlier is None:
-                    work = partial(_take, uow, ctx, card, request, item.key)
+                    if isinstance(check, Exception):
+                        results.append(check)
+                        continue
+                    try:
+                        refunds.append(_charge(ctx, item.token))
+                    except RateLimited as exc:
+                        results.append(exc)
+                        continue
+                    work = partial(_take, uow, ctx, card, check[1], item.key)
                     earlier = _guarded(uow, partial(run, n, work), refusals=False)
                 results.append(earlier)  # a repeat: the id of the order its key took
                 used[(card.enterprise_id, item.key)] = _id(earlier)
             _guarded(uow, uow.commit, refusals=False)  # e.g. a key committed by another process
             return results
     except _Broken:
+        _refund(refunds)  # taken again one by one, each charged then
         return None
+    except BaseException:
+        _refund(refunds)
+        raise
 
 
 def _id(taken: Order | str) -> str:
@@ -316,8 +372,22 @@ def _create(
         existing = uow.register.order_by_key(card.enterprise_id, key) if repeat else None
         if existing is not None:
             return existing.id
-        order = _new_order(uow, ctx, card, _validated(ctx, form), key)
-        uow.commit()
+        try:
+            checked = _validated(ctx, form)
+            refund = _charge(ctx, token)  # only for an order about to be written
+        except (ValidationError, RateLimited):
+            # a retry of an order taken before gets that order (`answer` compares the
+            # content), however its form reads today and however spent the limit is
+            existing = None if repeat else uow.register.order_by_key(card.enterprise_id, key)
+            if existing is None:
+                raise
+            return existing.id
+        try:
+            order = _new_order(uow, ctx, card, checked, key)
+            uow.commit()
+        except BaseException:
+            refund()  # not written: a key used before (the retry finds its order), a failure
+            raise
         return order
 
 

@@ -223,3 +223,24 @@ def test_an_expert_stored_before_ids_were_checked_can_still_be_updated(pair: Pai
     with pytest.raises(grpc.RpcError) as info:
         pair.booking.UpsertExpert(bpb.UpsertExpertRequest(expert=new), timeout=10)
     assert_small_refusal(info.value, "expert.expert_id")
+
+
+@pytest.mark.parametrize("status", [99, -1, 6])
+def test_an_unknown_status_filter_is_invalid_not_any_status(pair: Pair, status: int) -> None:
+    """Review 47b F8: a status number the enum does not name was read as "any"."""
+    token = pair.issue(pair.register_firm(1)).token
+    pair.booking.CreateOrder(pair.order_request(token), timeout=10)
+    calls = [
+        lambda: pair.booking.ListOrders(bpb.ListOrdersRequest(status=status), timeout=10),  # type: ignore[arg-type]
+        lambda: pair.booking.ListTickets(bpb.ListTicketsRequest(status=status), timeout=10),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in refusal(info.value)[1]] == ["status"]
+    # unset is still any status, a named one still filters (no expert: it waits)
+    assert len(pair.booking.ListOrders(bpb.ListOrdersRequest(), timeout=10).orders) == 1
+    for wanted, count in ((bpb.ORDER_STATUS_SUBMITTED, 1), (bpb.ORDER_STATUS_DISPATCHED, 0)):
+        listed = pair.booking.ListOrders(bpb.ListOrdersRequest(status=wanted), timeout=10)
+        assert len(listed.orders) == count

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from services.booking.adapters.orm import (
 )
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
-from services.booking.domain.orders import Order
+from services.booking.domain.orders import KeyUsedForOtherOrder, Order
 from services.booking.domain.records import Expert
 from services.booking.service_layer import orders as use_cases
 from services.booking.service_layer.order_groups import OrderGroups
@@ -40,6 +41,7 @@ from services.common.call_groups import GroupLimits
 from services.common.context import Principal, bind
 from services.common.db import database_unavailable
 from services.common.errors import DomainError, PermissionDenied, ValidationError
+from services.common.ratelimit import Rate, RateLimiter
 from tests.booking_env import scratch_engine
 from tests.integration.booking.test_audit_chains import _card, _token
 from tests.integration.booking.test_dispatch_query import HALF_DAYS, _ctx
@@ -117,10 +119,13 @@ def _items() -> list[use_cases.NewOrder]:
     ]
 
 
-def _answer(engine: Engine, taken: Any) -> Order | Exception:
+def _answer(engine: Engine, item: use_cases.NewOrder, taken: Any) -> Order | Exception:
     if isinstance(taken, Exception):
         return taken
-    return use_cases.answer(SqlUnitOfWork(engine), CTX, taken)
+    try:
+        return use_cases.answer(SqlUnitOfWork(engine), CTX, item, taken)
+    except DomainError as exc:
+        return exc
 
 
 def _shape(answer: Order | Exception) -> tuple[Any, ...]:
@@ -195,7 +200,7 @@ def test_a_group_leaves_the_rows_and_answers_of_the_orders_one_by_one(
 
     items = _items()
     taken = use_cases.take_orders(lambda: SqlUnitOfWork(grouped), CTX, items, run)
-    group_answers = [_answer(grouped, t) for t in taken]
+    group_answers = [_answer(grouped, i, t) for i, t in zip(items, taken, strict=True)]
 
     one_by_one: list[Order | Exception] = []
     for n, (firm, key, form) in enumerate(ORDERS):
@@ -253,7 +258,7 @@ def test_a_key_repeated_inside_a_group_answers_with_its_first_order(engine: Engi
     first = use_cases.NewOrder(_token(1), _form(HALF_DAYS[2:4]), "again")
     other = use_cases.NewOrder(_token(2), _form(HALF_DAYS[2:4]), "again")  # another firm's
     taken = use_cases.take_orders(lambda: SqlUnitOfWork(engine), CTX, [first, first, other])
-    answers = [_answer(engine, t) for t in taken]
+    answers = [_answer(engine, i, t) for i, t in zip([first, first, other], taken, strict=True)]
     assert all(isinstance(a, Order) for a in answers)
     a, b, c = answers
     assert isinstance(a, Order) and isinstance(b, Order) and isinstance(c, Order)
@@ -262,7 +267,56 @@ def test_a_key_repeated_inside_a_group_answers_with_its_first_order(engine: Engi
     assert len(rows["orders"]) == 2 and len(rows["booked"]) == 2
     # and again in a later group: the stored order
     again = use_cases.take_orders(lambda: SqlUnitOfWork(engine), CTX, [first, other])
-    assert [_answer(engine, t).id for t in again] == [a.id, c.id]  # type: ignore[union-attr]
+    again_answers = [_answer(engine, i, t) for i, t in zip([first, other], again, strict=True)]
+    assert [x.id for x in again_answers if isinstance(x, Order)] == [a.id, c.id]
+    assert len(_rows(engine)["orders"]) == 2
+
+
+def test_a_key_repeated_with_other_content_is_already_exists_in_and_after_a_group(
+    engine: Engine,
+) -> None:
+    """Review 47b F6: the same key with other content is refused (ALREADY_EXISTS, naming
+    the first order), inside a group and in a later one; nothing more is written."""
+    _seed(engine, POOL)
+    first = use_cases.NewOrder(_token(1), _form(HALF_DAYS[2:4]), "again")
+    edited = use_cases.NewOrder(_token(1), {**_form(HALF_DAYS[2:4]), "note": "改了"}, "again")
+    items = [first, edited]
+    taken = use_cases.take_orders(lambda: SqlUnitOfWork(engine), CTX, items)
+    a, b = [_answer(engine, i, t) for i, t in zip(items, taken, strict=True)]
+    assert isinstance(a, Order) and isinstance(b, KeyUsedForOtherOrder)
+    assert b.order_id == a.id and b.code == "already_exists"
+    later = use_cases.take_orders(lambda: SqlUnitOfWork(engine), CTX, [edited, first])
+    c, d = [_answer(engine, i, t) for i, t in zip([edited, first], later, strict=True)]
+    assert isinstance(c, KeyUsedForOtherOrder) and isinstance(d, Order) and d.id == a.id
+    assert len(_rows(engine)["orders"]) == 1
+
+
+def test_a_group_charges_the_order_limit_only_for_orders_it_takes(engine: Engine) -> None:
+    """Review 47b F7 on the group path: refused forms and repeated keys cost nothing,
+    a group taken again order by order is charged once, and a spent limit still answers
+    a repeat with its order."""
+    _seed(engine, POOL)
+    ctx = replace(CTX, order_limiter=RateLimiter(Rate(per_second=1e-9, burst=2)))
+    bad = _form(["not a slot"])
+    items = [
+        *(use_cases.NewOrder(_token(1), bad, f"bad{n}") for n in range(3)),
+        use_cases.NewOrder(_token(1), _form(HALF_DAYS[2:4]), "a"),
+        use_cases.NewOrder(_token(1), _form(HALF_DAYS[2:4]), "a"),  # a repeat: free
+        use_cases.NewOrder(_token(1), _form(HALF_DAYS[4:6]), "b"),
+        use_cases.NewOrder(_token(1), _form(HALF_DAYS[4:6]), "c"),  # the third: refused
+    ]
+    taken = use_cases.take_orders(lambda: SqlUnitOfWork(engine), ctx, items)
+    answers = [_answer(engine, i, t) for i, t in zip(items, taken, strict=True)]
+    assert [type(x).__name__ for x in answers] == ["ValidationError"] * 3 + ["Order"] * 3 + [
+        "RateLimited"
+    ]
+    assert isinstance(answers[3], Order) and isinstance(answers[4], Order)
+    assert answers[3].id == answers[4].id
+    # spent: a repeat of "a" still gets its order, alone and in a group
+    again = use_cases.take_orders(lambda: SqlUnitOfWork(engine), ctx, [items[3]])
+    assert _answer(engine, items[3], again[0]).id == answers[3].id  # type: ignore[union-attr]
+    alone = use_cases.create_order(SqlUnitOfWork(engine), ctx, _token(1), items[3].form, "a")
+    assert alone.id == answers[3].id
     assert len(_rows(engine)["orders"]) == 2
 
 
@@ -373,7 +427,11 @@ def test_two_groups_deadlocked_on_experts_take_their_orders_again_alone(engine: 
         t.join(timeout=120)
         assert not t.is_alive()  # never a hang
     assert not any(isinstance(v, BaseException) for v in out.values()), out
-    answers = [_answer(engine, t) for name in ("a", "b") for t in out[name]]
+    answers = [
+        _answer(engine, i, t)
+        for name in ("a", "b")
+        for i, t in zip(items[name], out[name], strict=True)
+    ]
     assert all(isinstance(a, Order) for a in answers), answers
     statuses = sorted(str(a.status) for a in answers if isinstance(a, Order))
     assert statuses == ["dispatched"] * 2 + ["submitted"] * 2  # two half-days, four orders

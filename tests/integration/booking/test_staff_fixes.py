@@ -418,3 +418,32 @@ def test_the_queue_shows_the_most_urgent_proofs_when_there_are_more(
     assert "还有更多" not in overdue and "共 1 件待复查" in overdue
     soon = c.get("/staff/tickets", params={"due": "1"}).text
     assert re.findall(r'id="q-([^"]+)"', soon) == [ids[2], ids[1]]
+
+
+def test_the_visit_form_refuses_more_than_fifty_findings_and_drops_none(
+    sqlite_web: Web,
+) -> None:
+    """Review 47a F8: findings numbered 50 and up were dropped and the visit "recorded"."""
+    pair = sqlite_web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    order_id, _ = dispatched(pair, 34, "稠城街道")
+    sqlite_web.user("zhuanjia", "expert", expert_id="E1")
+    c, tok = sqlite_web.signed_in("zhuanjia")
+
+    def block(i: int) -> dict[str, str]:
+        return {f"ref_{i}": "GEN:ledger", f"severity_{i}": "general", f"desc_{i}": f"缺失{i}"}
+
+    many = {"csrf": tok, "minutes_on_site": "60"}
+    for i in range(51):
+        many.update(block(i))
+    answer = c.post(f"/staff/orders/{order_id}/visit", data=many)
+    assert answer.status_code == 400
+    shown = re.search(r'id="form-error">([^<]*)<', answer.text)
+    assert shown and shown.group(1) == messages.VISIT_TOO_MANY
+    assert sqlite_web.count(visits) == 0
+    # a block numbered past 50 is a finding like any other, not dropped
+    late = {"csrf": tok, "minutes_on_site": "60", **block(3), **block(72)}
+    done = c.post(f"/staff/orders/{order_id}/visit", data=late)
+    assert done.status_code == 303
+    assert sqlite_web.count(visits) == 1
+    assert sqlite_web.count(tickets) == 2

@@ -289,8 +289,8 @@ def test_booking_roles(secured) -> None:  # type: ignore[no-untyped-def]
     )
     assert (
         _code(lambda: stub.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10))
-        == grpc.StatusCode.PERMISSION_DENIED
-    )  # no bearer token and no QR token
+        == grpc.StatusCode.UNAUTHENTICATED
+    )  # no bearer token, no QR token, no session: no credential at all
     session = pair.sign_in(uscc(1), token)  # the firm's own calls need its session
     mine = stub.GetOrder(
         bpb.GetOrderRequest(order_id=order_id, qr_token=token), metadata=session, timeout=10
@@ -337,8 +337,8 @@ def test_inspector_rechecks_and_only_admin_cancels_for_the_authority(secured) ->
         == grpc.StatusCode.PERMISSION_DENIED
     )
     assert (
-        _code(lambda: stub.CancelOrder(cancel, timeout=10)) == grpc.StatusCode.PERMISSION_DENIED
-    )  # the firm must show its QR token
+        _code(lambda: stub.CancelOrder(cancel, timeout=10)) == grpc.StatusCode.UNAUTHENTICATED
+    )  # no credential at all: the firm must sign in
     cancelled = stub.CancelOrder(cancel, metadata=auth("admin"), timeout=10)
     assert cancelled.status == bpb.ORDER_STATUS_CANCELLED
     assert cancelled.history[-1].actor == "admin"

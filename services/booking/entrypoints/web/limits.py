@@ -1,7 +1,11 @@
-"""Rate limits on the phone page: per remote address, and per QR token for what a firm
-submits (orders, uploads), so nobody books a thousand fake visits from one phone.
+"""Rate limits on the phone page: per remote address, and per QR token for every form a
+firm's page posts (orders, uploads, sign-in), a loose anti-abuse limit. The order limit
+itself ("10 at once, then 20 an hour" orders per QR token) is not here: the service layer
+charges it (service_layer/orders.py, the BookingContext's `order_limiter`, shared with
+gRPC) only for an order about to be written, and the order form shows its refusal with
+everything typed kept.
 
-Over a limit: HTTP 429 with Retry-After and a short Chinese page. Buckets are kept per
+Over a limit here: HTTP 429 with Retry-After and a short Chinese page. Buckets are kept per
 process and keyed by a digest of the token, never the token itself.
 """
 
@@ -29,15 +33,13 @@ PAGE = (
 class WebLimits:
     per_address: Rate  # any request
     posts_per_address: Rate  # any form post
-    posts_per_token: Rate  # uploads and orders of one firm
-    orders_per_token: Rate  # orders of one firm
+    posts_per_token: Rate  # every post to one firm's /q/ pages: orders, uploads, sign-in
 
 
 DEFAULT_WEB_LIMITS = WebLimits(
     per_address=Rate.per_minute(600, burst=300),
     posts_per_address=Rate.per_minute(60, burst=60),
     posts_per_token=Rate.per_minute(30, burst=30),
-    orders_per_token=Rate(per_second=20 / 3600, burst=10),  # 10 at once, then 20 an hour
 )
 
 
@@ -47,7 +49,6 @@ class RateLimitMiddleware:
         self._address = RateLimiter(limits.per_address)
         self._posts = RateLimiter(limits.posts_per_address)
         self._token_posts = RateLimiter(limits.posts_per_token)
-        self._orders = RateLimiter(limits.orders_per_token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -73,8 +74,6 @@ class RateLimitMiddleware:
             if len(parts) > 2 and parts[1] == "q":
                 firm = hashlib.sha256(parts[2].encode()).hexdigest()[:24]
                 checks.append((self._token_posts, firm))
-                if path.endswith("/order"):
-                    checks.append((self._orders, firm))
         for limiter, key in checks:
             allowed, wait = limiter.check(key)
             if not allowed:

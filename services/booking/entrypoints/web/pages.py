@@ -13,9 +13,11 @@ resolves the token first, before it looks anything up, so a bad token learns not
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import structlog
@@ -29,7 +31,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import messages
 from services.booking.domain.firm_access import FirmAccess
-from services.booking.domain.orders import MAX_CLAUSE_REFS, MAX_NOTE, bookable_slots
+from services.booking.domain.orders import (
+    MAX_CLAUSE_REFS,
+    MAX_NOTE,
+    KeyUsedForOtherOrder,
+    bookable_slots,
+)
 from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
@@ -47,7 +54,8 @@ from services.booking.service_layer.staff_sessions import Visitor
 from services.common.auth import TokenStore
 from services.common.context import Principal
 from services.common.db import ping
-from services.common.errors import NotFound, PreconditionFailed, ValidationError
+from services.common.errors import NotFound, PreconditionFailed, RateLimited, ValidationError
+from services.common.values import control_problem
 
 _log = structlog.get_logger("web")
 
@@ -67,6 +75,21 @@ TICKET_FIELDS = ("note", "photo")
 MAX_CODE = 100
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def record_ids(handler: Callable[[Any, Request], Awaitable[Response]]) -> Any:
+    """A /q/ route whose path names a record (order, ticket, photo): an id with a control
+    character names no record and must not reach the database (PostgreSQL refuses a
+    NUL): the not-found page, as the staff pages (staff_auth.staff_errors)."""
+
+    @wraps(handler)
+    async def run(self: Any, request: Request) -> Response:
+        ids = (str(v) for k, v in request.path_params.items() if k != "token")
+        if any(control_problem(i) for i in ids):
+            raise NotFound(messages.PAGE_NOT_FOUND[0])
+        return await handler(self, request)
+
+    return run
 
 
 class Pages:
@@ -134,7 +157,9 @@ class Pages:
         key: str,
         errors: Mapping[str, list[str]],
         status: int,
+        earlier: str = "",
     ) -> HTMLResponse:
+        """`earlier`: the order this form's key was used for (linked beside the error)."""
         general = [m for f, ms in errors.items() if f not in ORDER_FIELDS for m in ms]
         slots = [
             {
@@ -156,6 +181,8 @@ class Pages:
             key=key,
             errors=errors,
             general_errors=general,
+            earlier=earlier,
+            see_earlier=messages.SEE_EARLIER_ORDER.format(order_id=earlier),
         )
 
     async def order_form(self, request: Request) -> Response:
@@ -202,9 +229,18 @@ class Pages:
                 errors.setdefault(v.field, []).append(text)
             key = key if 0 < len(key) <= orders.KEY_MAX else str(uuid.uuid4())
             return self._order_form(token, card, values, key, errors, 400)
+        except RateLimited as exc:  # the order limit: the form kept, sent again later
+            page = self._order_form(token, card, values, key, {"_form": [exc.message]}, 429)
+            page.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return page
+        except KeyUsedForOtherOrder as exc:  # its key took another order: a new key
+            errors = {"_form": [exc.message]}
+            fresh = str(uuid.uuid4())
+            return self._order_form(token, card, values, fresh, errors, 409, exc.order_id)
         self._wake()
         return RedirectResponse(f"/q/{token}/orders/{order.id}", status_code=303)
 
+    @record_ids
     async def order_page(self, request: Request) -> Response:
         access = await firm_access(self.ctx, self.engine, request)
         data = await self.use_case(views.order_page, access, request.path_params["order_id"])
@@ -222,6 +258,7 @@ class Pages:
         await run_in_threadpool(self._firm, request.path_params["token"])  # the token first
         return await firm_access(self.ctx, self.engine, request)
 
+    @record_ids
     async def ticket_page(self, request: Request) -> Response:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
         access = await self._own_firm(request)
@@ -232,6 +269,7 @@ class Pages:
             "ticket.html", token=token, note="", errors={}, general_errors=[], **data
         )
 
+    @record_ids
     async def ticket_submit(self, request: Request) -> Response:
         token, ticket_id = request.path_params["token"], request.path_params["ticket_id"]
         access = await self._own_firm(request)
@@ -279,6 +317,7 @@ class Pages:
         self._wake()
         return RedirectResponse(f"/q/{token}/tickets/{ticket_id}", status_code=303)
 
+    @record_ids
     async def photo(self, request: Request) -> Response:
         token, photo_id = request.path_params["token"], request.path_params["photo_id"]
         access = await self._own_firm(request)

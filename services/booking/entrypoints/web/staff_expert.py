@@ -148,9 +148,10 @@ class ExpertPages(StaffBase):
                 entered.get(f"due_{i}", ""),
                 ((photos[f"photo_{i}"], ""),) if f"photo_{i}" in photos else (),
             )
-            for i in range(MAX_FINDINGS)
+            for i in _finding_numbers(entered)
             if (ref := entered.get(f"ref_{i}", ""))
-        ]  # the form numbers its finding blocks 0, 1, 2 …
+        ]  # the form numbers its finding blocks 0, 1, 2 …; every one sent is counted
+        # (more than MAX_FINDINGS: the use case refuses them all, none is dropped)
         try:
             minutes = int(entered.get("minutes_on_site", "0") or 0)
         except ValueError:
@@ -181,8 +182,21 @@ class ExpertPages(StaffBase):
         return {}
 
 
+def _finding_numbers(entered: dict[str, str]) -> list[int]:
+    """The numbers of the finding blocks a form sent (ref_0, ref_7, ref_51 …), in order."""
+    numbers = {
+        int(digits)
+        for key in entered
+        if key.startswith("ref_") and (digits := key[4:]).isascii() and digits.isdigit()
+    }
+    return sorted(numbers)
+
+
 def _form_field(field: str) -> str:
-    """findings[2].photos[0] → photo_2 (the form's own field names)."""
+    """findings[2].photos[0] → photo_2 (the form's own field names); the findings as a
+    whole (too many) → the form's own error."""
+    if field == "findings":
+        return "_form"
     if not field.startswith("findings["):
         return field
     index, _, rest = field.removeprefix("findings[").partition("]")
