@@ -212,6 +212,16 @@ VISIT_BAD_MINUTES = "现场时长为0到1440分钟"
 VISIT_TOO_MANY = "一次最多记录50项隐患"
 VISIT_NOT_OPEN = "该订单不在待上门状态，不能记录检查"
 VISIT_RECORDED = "已保存检查记录"
+# a visit's photos together (web form: one photo a finding, each ≤ 5 MB)
+VISIT_PHOTO_OVER_TOTAL = "本次检查的照片合计不能超过{total}MB，这张照片未保存，请压缩后重新选择"
+VISIT_PHOTOS_RESELECT = (
+    "照片合计超过{total}MB（每张不超过{each}MB），检查记录尚未保存。"
+    "已填写的内容都已保留，请重新选择照片后提交。"
+)
+VISIT_TOO_LARGE = (
+    "提交的内容超过{limit}MB，检查记录尚未保存：照片每张不超过{each}MB、合计不超过{total}MB，"
+    "请压缩照片后重新填写提交。"
+)
 BAD_DATE = "日期格式不正确（如2026-06-01）"
 DEADLINE_TOO_FAR = "整改期限最长为{days}天，请填写{last}之前的日期"
 STAFF_BAD_INPUT = "输入有误，请检查"

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.booking.domain.findings import MAX_FINDINGS
 from services.common.auth import TokenStore
 from services.common.context import Principal
 
@@ -43,7 +44,11 @@ def typed(value: object) -> str:
 UPLOAD_BODY_LIMIT = 6 * 1024 * 1024 + 64 * 1024  # one ≤ 5 MB photo, a note, multipart framing
 STAFF_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
 _UPLOAD_PATH = re.compile(r"^/q/[^/]+/tickets/[^/]+/?$")
-VISIT_BODY_LIMIT = 5 * UPLOAD_BODY_LIMIT  # an expert's visit: several findings' photos
+# An expert's visit: every finding the form allows (50) with its ≤ 5 MB photo gets
+# through and is parsed (Starlette spools each file over 1 MB to disk), so the page can
+# answer next to each field and keep what was typed; how much of it is kept in memory
+# for the visit is the form's own check (findings.MAX_VISIT_PHOTO_BYTES).
+VISIT_BODY_LIMIT = MAX_FINDINGS * UPLOAD_BODY_LIMIT
 _VISIT_PATH = re.compile(r"^/staff/orders/[^/]+/visit/?$")
 _TOKEN_PATH = re.compile(r"^/q/[^/]+")
 
