@@ -28,6 +28,10 @@ NOTE_TOO_LONG = "备注最多{n}个字"
 CONTROL_CHARACTERS = "不能包含不可见的控制字符"
 BAD_IDEMPOTENCY_KEY = "缺少或过长的防重复提交编号（最多{n}个字符）"
 FORM_EXPIRED = "页面已过期，请核对后重新提交"
+ORDER_SUBMITTED_BEFORE = (
+    "您已提交过相同服务项目和时段的预约，就是下面这一单，本次没有重复预约。"
+    "如需另约，请返回预约页选择其他服务项目或时段。"
+)
 CANCEL_REASON_TOO_LONG = "取消原因最多{n}个字"
 
 # ---------------------------------------------------------------- proof of fix

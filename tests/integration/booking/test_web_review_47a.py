@@ -12,11 +12,16 @@ import httpx
 from sqlalchemy import select
 
 from services.booking.adapters.orm import photos, visits
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.domain import messages
 from services.booking.domain.findings import MAX_VISIT_PHOTO_BYTES
+from services.booking.domain.staff import EVERY
 from services.booking.entrypoints.web.middleware import VISIT_BODY_LIMIT
+from services.booking.service_layer.orders import list_orders
+from services.common._generated.booking.v1 import booking_pb2 as bpb
 from tests.e2e.test_staff_pages import dispatched
 from tests.integration.booking.test_staff_fixes import Web, sqlite_web  # noqa: F401
+from tests.integration.booking.test_web import Site, site  # noqa: F401
 
 MB = 1024 * 1024
 
@@ -110,3 +115,33 @@ def test_a_body_over_the_visits_limit_says_what_the_limits_are(sqlite_web: Web) 
     assert messages.VISIT_TOO_LARGE.format(limit=limit, each=5, total=100) in text
     assert messages.PHOTO_TOO_LARGE not in text
     assert sqlite_web.count(visits) == 0
+
+
+# -- F2. the same order submitted again with a new key ---------------------------------------
+
+
+def test_the_same_order_with_a_new_key_shows_the_open_one(site: Site) -> None:  # noqa: F811
+    firm, token = site.firm(44)
+    first = site.placed(token)
+    _, key = site.form(token)  # Back: the form fetched again, a new key
+    again = site.order(token, key, contact_name="王经理 ", note="再提交一次")
+    assert again.status_code == 303
+    assert again.headers["location"] == f"/q/{token}/orders/{first}?again=1"
+    shown = site.client.get(again.headers["location"])
+    assert messages.ORDER_SUBMITTED_BEFORE in shown.text and first in shown.text
+    assert len(orders_of(site, firm)) == 1
+    plain = site.client.get(f"/q/{token}/orders/{first}?again=<b>x</b>")
+    assert messages.ORDER_SUBMITTED_BEFORE not in plain.text and "<b>x" not in plain.text
+
+    site.pair.booking.CancelOrder(
+        bpb.CancelOrderRequest(order_id=first, reason="企业电话取消"), timeout=10
+    )
+    _, key = site.form(token)  # once it is cancelled, the same order is a new one
+    taken = site.order(token, key)
+    assert taken.status_code == 303 and "again" not in taken.headers["location"]
+    assert len(orders_of(site, firm)) == 2
+
+
+def orders_of(on: Site, firm: str) -> list[object]:
+    found, _ = list_orders(UnitOfWork(on.pair.booking_engine), firm, "", 10, "", EVERY)
+    return list(found)

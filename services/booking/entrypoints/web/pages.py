@@ -41,7 +41,7 @@ from services.booking.entrypoints.web.middleware import (
     staff_principal,
     typed,
 )
-from services.booking.service_layer import guidance, orders, tickets, views
+from services.booking.service_layer import guidance, orders, repeat_orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.staff_sessions import Visitor
 from services.common.auth import TokenStore
@@ -191,6 +191,10 @@ class Pages:
                 "note": typed(form.get("note")),
             }
             key = str(form.get("idempotency_key") or "")
+        # the same order again with a new key (Back, then submit): show the first one
+        again = await self.use_case(repeat_orders.open_repeat, token, values, key)
+        if again is not None:
+            return RedirectResponse(f"/q/{token}/orders/{again.id}?again=1", status_code=303)
         try:
             order = await self.use_case(orders.create_order, token, values, key)
         except ValidationError as exc:
@@ -208,7 +212,9 @@ class Pages:
     async def order_page(self, request: Request) -> Response:
         access = await firm_access(self.ctx, self.engine, request)
         data = await self.use_case(views.order_page, access, request.path_params["order_id"])
-        return self.render("order.html", token=access.token, **data)
+        # a fixed code, never the query's text
+        again = messages.ORDER_SUBMITTED_BEFORE if request.query_params.get("again") == "1" else ""
+        return self.render("order.html", token=access.token, again=again, **data)
 
     # -- tickets and photos
 
