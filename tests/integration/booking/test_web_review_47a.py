@@ -16,12 +16,12 @@ from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.domain import messages
 from services.booking.domain.findings import MAX_VISIT_PHOTO_BYTES
 from services.booking.domain.staff import EVERY
-from services.booking.entrypoints.web.middleware import VISIT_BODY_LIMIT
+from services.booking.entrypoints.web.middleware import HEAD_ROOM, VISIT_BODY_LIMIT
 from services.booking.service_layer.orders import list_orders
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from tests.e2e.test_staff_pages import dispatched
 from tests.integration.booking.test_staff_fixes import Web, sqlite_web  # noqa: F401
-from tests.integration.booking.test_web import Site, site  # noqa: F401
+from tests.integration.booking.test_web import Site, block, site  # noqa: F401
 
 MB = 1024 * 1024
 
@@ -96,17 +96,19 @@ def test_a_body_over_the_visits_limit_says_what_the_limits_are(sqlite_web: Web) 
     order_id, _ = dispatched(pair, 43, "稠城街道")
     sqlite_web.user("zhuanjia", "expert", expert_id="E1")
     c, _ = sqlite_web.signed_in("zhuanjia")
-    # a body declared over the limit is answered before it is read (http.client sends
-    # what it is given; the server answers from the declared length)
+    # a body declared over the limit is answered once its head is read (http.client
+    # sends what it is given; the server answers from the declared length)
     conn = http.client.HTTPConnection("127.0.0.1", sqlite_web.http.port, timeout=30)
     headers = {
         "Content-Type": "multipart/form-data; boundary=x",
         "Content-Length": str(VISIT_BODY_LIMIT + 1),
         "Cookie": f"staff_session={c.cookies['staff_session']}",
     }
-    conn.request(
-        "POST", f"/staff/orders/{order_id}/visit", body=iter([b"--x\r\n"]), headers=headers
+    head = (
+        b'--x\r\nContent-Disposition: form-data; name="photo_0"; filename="p.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + jpeg(2 * HEAD_ROOM, 0)
     )
+    conn.request("POST", f"/staff/orders/{order_id}/visit", body=iter([head]), headers=headers)
     reply = conn.getresponse()
     text = reply.read().decode()
     conn.close()
@@ -145,3 +147,33 @@ def test_the_same_order_with_a_new_key_shows_the_open_one(site: Site) -> None:  
 def orders_of(on: Site, firm: str) -> list[object]:
     found, _ = list_orders(UnitOfWork(on.pair.booking_engine), firm, "", 10, "", EVERY)
     return list(found)
+
+
+# -- F5. bodies over a form's limit ------------------------------------------------------------
+
+
+def test_a_photo_too_big_for_the_request_keeps_the_note(site: Site) -> None:  # noqa: F811
+    firm, token = site.firm(45)
+    site.sign_in(firm, token)
+    ticket_id = site.visit(site.placed(token))
+    url = f"/q/{token}/tickets/{ticket_id}"
+    page = site.client.get(url).text
+    assert page.index('name="note"') < page.index('name="photo"')  # sent first by browsers
+    huge = b"\xff\xd8\xff" + b"\x00" * (20 * MB)
+    note = "已更换灭火器，\n见照片<b>"
+    answer = site.client.post(
+        url, data={"note": note}, files={"photo": ("big.jpg", huge, "image/jpeg")}
+    )
+    assert answer.status_code == 413
+    assert messages.PHOTO_TOO_LARGE in block(answer.text, "photo")
+    assert ">已更换灭火器，\n见照片&lt;b&gt;</textarea>" in block(answer.text, "note")
+
+
+def test_forms_without_photos_say_the_text_is_too_long_not_the_photo(site: Site) -> None:  # noqa: F811
+    _, token = site.firm(46)
+    _, key = site.form(token)
+    answer = site.order(token, key, note="长" * 10_000)
+    assert answer.status_code == 413
+    title, text = messages.PAGE_TOO_LARGE
+    assert title in answer.text and text in answer.text
+    assert "照片" not in answer.text

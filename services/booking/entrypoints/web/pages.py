@@ -37,6 +37,7 @@ from services.booking.entrypoints.web.errors import error_page
 from services.booking.entrypoints.web.firm_session import firm_access, sign_in_redirect
 from services.booking.entrypoints.web.middleware import (
     BodyTooLarge,
+    fields_in_head,
     form_part_limit,
     staff_principal,
     typed,
@@ -252,8 +253,12 @@ class Pages:
                 upload = form.get("photo")
                 if isinstance(upload, UploadFile):
                     photo = await upload.read(MAX_PHOTO_BYTES + 1)  # enough to say "too big"
-        except BodyTooLarge:
+        except BodyTooLarge as exc:  # the note comes before the photo: keep it
             errors, status = {"photo": [messages.PHOTO_TOO_LARGE]}, 413
+            typed_before = fields_in_head(
+                request.headers.get("content-type", ""), exc.head, {"note"}
+            )
+            note = typed_before.get("note", note)
         except HTTPException:  # malformed multipart, too many parts
             errors = {"photo": [messages.UPLOAD_FAILED]}
         if not errors:
