@@ -179,6 +179,10 @@ BLOCKER_SENTENCES = {
     "open_hazard": "自{arose}起有隐患未经复查验收：整改并复查通过后不再影响白名单",
     "revoked_by_event": "{arose} 白名单因事件撤销：{reason}",
 }
+# the rules service writes a revocation's reason with this prefix already: shown once
+REVOKED_BY_EVENT_PREFIX = "白名单因事件撤销："
+# a hazard booking knows (one of the firm's tickets), named by what was found
+HAZARD_NAMED = "“{description}”"
 POSTER_CHECKLIST = "本企业适用的重大事故隐患自查清单"
 POSTER_CHECKLIST_MORE = "……另有{n}项，扫码查看"
 POSTER_CHECKLIST_NONE = "（暂无适用的重大事故隐患判定条款）"

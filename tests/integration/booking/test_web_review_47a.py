@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import re
+from datetime import timedelta
 
 import httpx
 from sqlalchemy import select
@@ -17,7 +18,9 @@ from services.booking.domain import messages
 from services.booking.domain.findings import MAX_VISIT_PHOTO_BYTES
 from services.booking.domain.staff import EVERY
 from services.booking.entrypoints.web.middleware import HEAD_ROOM, VISIT_BODY_LIMIT
+from services.booking.service_layer import tickets
 from services.booking.service_layer.orders import list_orders
+from services.booking.service_layer.outbox import deliver_pending
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from tests.e2e.test_staff_pages import dispatched
 from tests.integration.booking.test_staff_fixes import Web, sqlite_web  # noqa: F401
@@ -177,3 +180,28 @@ def test_forms_without_photos_say_the_text_is_too_long_not_the_photo(site: Site)
     title, text = messages.PAGE_TOO_LARGE
     assert title in answer.text and text in answer.text
     assert "照片" not in answer.text
+
+
+# -- F7. a revocation's reason on the firm's page ---------------------------------------------
+
+
+def test_an_overdue_hazard_revoking_the_white_list_is_named_once_by_its_finding(
+    site: Site,  # noqa: F811
+) -> None:
+    pair = site.pair
+    firm, token = site.firm(
+        47, industry="light_industry", high_risk_domains=["dust_explosion"], standardization_grade=2
+    )
+    site.sign_in(firm, token)
+    due = pair.clock.today + timedelta(days=1)
+    ticket_id = site.visit(site.placed(token), due_on=due.isoformat())
+    pair.clock.today = due + timedelta(days=1)
+    assert tickets.sweep(UnitOfWork(pair.booking_engine), pair.ctx) == 1
+    assert deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules).delivered == 2
+    page = site.client.get(f"/q/{token}").text
+    found = re.findall(r'<li class="blocker">([^<]*)</li>', page)
+    revoked = [s for s in found if "白名单因事件撤销" in s]
+    assert revoked == [
+        f"{pair.clock.today.isoformat()} 白名单因事件撤销：隐患“未建立隐患排查治理台账”逾期未整改"
+    ], found
+    assert ticket_id not in page.replace(f"/tickets/{ticket_id}", "")  # only in its link

@@ -123,7 +123,7 @@ class Pages:
         data = await self.use_case(views.landing, access)
         if data["signed_in"]:  # the rules service's decision, for the firm's own eyes
             data["panel"] = await run_in_threadpool(
-                guidance.firm_status, self.ctx, access.session_firm, access.token
+                guidance.firm_status, self.ctx, access.session_firm, access.token, self.uow()
             )
         return self.render("landing.html", token=access.token, **data)
 
