@@ -205,3 +205,17 @@ def test_an_overdue_hazard_revoking_the_white_list_is_named_once_by_its_finding(
         f"{pair.clock.today.isoformat()} 白名单因事件撤销：隐患“未建立隐患排查治理台账”逾期未整改"
     ], found
     assert ticket_id not in page.replace(f"/tickets/{ticket_id}", "")  # only in its link
+
+
+# -- minor notes ---------------------------------------------------------------------------------
+
+
+def test_n6_a_form_with_nothing_in_it_shows_every_fields_error(site: Site) -> None:  # noqa: F811
+    _, token = site.firm(51)
+    answer = site.client.post(f"/q/{token}/order", data={})
+    assert answer.status_code == 400
+    assert messages.FORM_EXPIRED in answer.text
+    assert messages.NO_ITEM in block(answer.text, "item_codes")
+    assert messages.TOO_FEW_SLOTS.format(n=2) in block(answer.text, "preferred_slots")
+    assert messages.NO_NAME in block(answer.text, "contact_name")
+    assert messages.BAD_PHONE in block(answer.text, "contact_phone")

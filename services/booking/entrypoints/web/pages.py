@@ -42,7 +42,7 @@ from services.booking.entrypoints.web.middleware import (
     staff_principal,
     typed,
 )
-from services.booking.service_layer import guidance, orders, repeat_orders, tickets, views
+from services.booking.service_layer import guidance, order_entry, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.staff_sessions import Visitor
 from services.common.auth import TokenStore
@@ -193,14 +193,17 @@ class Pages:
             }
             key = str(form.get("idempotency_key") or "")
         # the same order again with a new key (Back, then submit): show the first one
-        again = await self.use_case(repeat_orders.open_repeat, token, values, key)
+        again = await self.use_case(order_entry.open_repeat, token, values, key)
         if again is not None:
             return RedirectResponse(f"/q/{token}/orders/{again.id}?again=1", status_code=303)
         try:
             order = await self.use_case(orders.create_order, token, values, key)
         except ValidationError as exc:
+            violations = list(exc.violations)
+            if all(v.field == "idempotency_key" for v in violations):  # refused unread
+                violations += order_entry.problems(self.ctx, values)
             errors: dict[str, list[str]] = {}
-            for v in exc.violations:
+            for v in violations:
                 text = v.description
                 if v.field == "idempotency_key":
                     key, text = "", messages.FORM_EXPIRED
