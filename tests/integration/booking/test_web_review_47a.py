@@ -219,3 +219,19 @@ def test_n6_a_form_with_nothing_in_it_shows_every_fields_error(site: Site) -> No
     assert messages.TOO_FEW_SLOTS.format(n=2) in block(answer.text, "preferred_slots")
     assert messages.NO_NAME in block(answer.text, "contact_name")
     assert messages.BAD_PHONE in block(answer.text, "contact_phone")
+
+
+def test_n2_a_bad_severity_is_said_in_chinese_only(sqlite_web: Web) -> None:  # noqa: F811
+    pair = sqlite_web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    order_id, _ = dispatched(pair, 48, "稠城街道")
+    sqlite_web.user("zhuanjia", "expert", expert_id="E1")
+    c, tok = sqlite_web.signed_in("zhuanjia")
+    form = visit_form(c, order_id, tok, 1) | {"severity_0": "MAJOR"}
+    answer = c.post(f"/staff/orders/{order_id}/visit", data=form)
+    assert answer.status_code == 400
+    shown = re.search(
+        r'id="severity_0".*?<p class="error" role="alert">([^<]*)<', answer.text, re.S
+    )
+    assert shown and shown.group(1) == messages.FINDING_SEVERITY
+    assert not re.search(r"[A-Za-z]", shown.group(1))
