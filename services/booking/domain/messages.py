@@ -41,6 +41,7 @@ PHOTO_NOT_IMAGE = "只接受JPEG或PNG格式的照片"
 UPLOAD_FAILED = "上传失败，请重新选择一张照片"
 PROOF_TOO_LONG = "说明最多{n}个字"
 ALREADY_VERIFIED = "该整改单已复查通过，无需再提交"
+PROOF_WAITING = "整改材料已提交，等待检查人员复查。复查结果出来前，如有需要可以重新上传照片。"
 
 # ---------------------------------------------------------------- QR codes
 QR_INVALID = "二维码无效（{reason}）"

@@ -24,7 +24,7 @@ from services.booking.service_layer.outbox import deliver_pending
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from tests.e2e.test_staff_pages import dispatched
 from tests.integration.booking.test_staff_fixes import Web, sqlite_web  # noqa: F401
-from tests.integration.booking.test_web import Site, block, site  # noqa: F401
+from tests.integration.booking.test_web import Site, block, make_png, site  # noqa: F401
 
 MB = 1024 * 1024
 
@@ -235,3 +235,27 @@ def test_n2_a_bad_severity_is_said_in_chinese_only(sqlite_web: Web) -> None:  # 
     )
     assert shown and shown.group(1) == messages.FINDING_SEVERITY
     assert not re.search(r"[A-Za-z]", shown.group(1))
+
+
+def test_n4_a_ticket_with_its_proof_submitted_says_it_waits_not_that_it_is_overdue(
+    site: Site,  # noqa: F811
+) -> None:
+    pair = site.pair
+    firm, token = site.firm(49)
+    site.sign_in(firm, token)
+    due = pair.clock.today + timedelta(days=1)
+    ticket_id = site.visit(site.placed(token), due_on=due.isoformat())
+    url = f"/q/{token}/tickets/{ticket_id}"
+    pair.clock.today = due + timedelta(days=2)
+    overdue = site.client.get(url).text
+    assert "已逾期" in overdue and 'id="proof-waiting"' not in overdue
+    png = make_png()
+    sent = site.client.post(
+        url, data={"note": "已整改"}, files={"photo": ("f.png", png, "image/png")}
+    )
+    assert sent.status_code == 303
+    page = site.client.get(url).text
+    assert "已逾期" not in page and "请尽快整改并上传照片" not in page
+    waiting = re.search(r'id="proof-waiting">([^<]*)<', page)
+    assert waiting and waiting.group(1) == messages.PROOF_WAITING
+    assert 'id="ticket-status">已提交<' in page

@@ -224,7 +224,11 @@ class Pages:
 
     def _ticket(self, access: FirmAccess, ticket_id: str) -> dict[str, Any]:
         data = views.ticket_page(self.uow(), self.ctx, access, ticket_id, self.guidance)
-        return {**data, "max_mb": MAX_PHOTO_BYTES // (1024 * 1024)}
+        return {
+            **data,
+            "max_mb": MAX_PHOTO_BYTES // (1024 * 1024),
+            "proof_waiting": messages.PROOF_WAITING,
+        }
 
     async def _own_firm(self, request: Request) -> FirmAccess:
         """The credentials of a private route, the token checked first; without a
