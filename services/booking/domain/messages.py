@@ -72,6 +72,12 @@ def quoted(value: object) -> str:
     return preview(value, cut="…（共{size}个字符）")
 
 
+def shown(value: str, limit: int) -> str:
+    """A value echoed inside a sentence: at most `limit` characters, each one a person
+    cannot see (a control or format character) written as its escape (\\x00)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value[:limit])
+
+
 def no_such(what: str, ref: str) -> str:
     """'No such order, ticket or photo', quoting at most a short prefix of the reference."""
     return NO_SUCH_RECORD.format(what=RECORD_NAMES[what], ref=quoted(ref))

@@ -23,7 +23,7 @@ from services.booking.service_layer.orders import list_orders
 from services.booking.service_layer.outbox import deliver_pending
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from tests.e2e.test_staff_pages import dispatched
-from tests.integration.booking.test_staff_fixes import Web, sqlite_web  # noqa: F401
+from tests.integration.booking.test_staff_fixes import SUP_TOKEN, Web, sqlite_web  # noqa: F401
 from tests.integration.booking.test_web import Site, block, make_png, site  # noqa: F401
 
 MB = 1024 * 1024
@@ -259,3 +259,12 @@ def test_n4_a_ticket_with_its_proof_submitted_says_it_waits_not_that_it_is_overd
     waiting = re.search(r'id="proof-waiting">([^<]*)<', page)
     assert waiting and waiting.group(1) == messages.PROOF_WAITING
     assert 'id="ticket-status">已提交<' in page
+
+
+def test_n10_a_control_character_in_the_region_is_shown_escaped(sqlite_web: Web) -> None:  # noqa: F811
+    c = sqlite_web.client()
+    bearer = {"authorization": f"Bearer {SUP_TOKEN}"}
+    answer = c.get("/dashboard", params={"region": "稠城\x00街\x1b道"}, headers=bearer)
+    assert answer.status_code == 400
+    assert "\x00" not in answer.text and "\x1b" not in answer.text
+    assert "“稠城\\x00街\\x1b道”" in answer.text

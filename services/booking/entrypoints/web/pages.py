@@ -347,7 +347,9 @@ class Pages:
             near = regions.nearest(region, counties=True)
             title, text = messages.PAGE_NO_REGION
             hint = messages.NEAREST_REGIONS.format(names="、".join(near)) if near else ""
-            return error_page(self.render, 400, (title, text.format(region=region[:24], hint=hint)))
+            return error_page(
+                self.render, 400, (title, text.format(region=messages.shown(region, 24), hint=hint))
+            )
         return None
 
     # -- health
