@@ -178,6 +178,9 @@ SELF_CHECK_NONE_UNANSWERED = "您没有回答任何问题；按本企业已登�
 SELF_CHECK_BASIS_ANSWERS = "结果按您的回答和本企业已登记的情况得出。"
 SELF_CHECK_BASIS_RECORD = "您没有回答任何问题：以下结果仅按本企业已登记的情况得出。"
 SELF_CHECK_BAD_NUMBER = "请填写数字"
+SELF_CHECK_NEGATIVE = "不能为负数，没有请填0"
+SELF_CHECK_TOO_BIG = "数值太大，最多填{n}"
+SELF_CHECK_NOT_WHOLE = "请填写整数"
 SELF_CHECK_BAD_YES_NO = "请选择“是”或“否”"
 BLOCKER_SENTENCES = {
     "recent_penalty": "{arose} 受到行政处罚，{ends}起不再影响白名单",

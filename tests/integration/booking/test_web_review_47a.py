@@ -268,3 +268,20 @@ def test_n10_a_control_character_in_the_region_is_shown_escaped(sqlite_web: Web)
     assert answer.status_code == 400
     assert "\x00" not in answer.text and "\x1b" not in answer.text
     assert "“稠城\\x00街\\x1b道”" in answer.text
+
+
+def test_n11_a_negative_count_says_why_it_is_refused(site: Site) -> None:  # noqa: F811
+    firm, token = site.firm(50, high_risk_domains=["dust_explosion"])
+    site.sign_in(firm, token)
+    form = site.client.get(f"/q/{token}/self-check").text
+    number = re.findall(r'inputmode="decimal" name="([^"]+)"', form)[0]
+    said = {}
+    for raw in ("-1", "9999999", "abc"):
+        page = site.client.post(f"/q/{token}/self-check", data={number: raw})
+        assert page.status_code == 400, raw
+        found = re.search(rf'id="q-{re.escape(number)}">.*?role="alert">([^<]*)<', page.text, re.S)
+        assert found, raw
+        said[raw] = found.group(1)
+    assert said["-1"] == messages.SELF_CHECK_NEGATIVE
+    assert said["9999999"] == messages.SELF_CHECK_TOO_BIG.format(n=1_000_000)
+    assert said["abc"] == messages.SELF_CHECK_BAD_NUMBER

@@ -114,6 +114,17 @@ def test_a_self_check_evaluates_only_the_answers_given() -> None:
     assert errors == {count.key: "请填写数字"}
     answers, errors = self_check.parse_answers(groups, {question.key: "yes", count.key: ""})
     assert answers == {question.key: True} and not errors
+    said = {  # review 47a N11: a number refused says why
+        raw: self_check.parse_answers(groups, {count.key: raw})[1].get(count.key)
+        for raw in ("-1", "1.5", "1000001", "nan", "2")
+    }
+    assert said == {
+        "-1": "不能为负数，没有请填0",
+        "1.5": "请填写整数",
+        "1000001": "数值太大，最多填1000000",
+        "nan": "请填写数字",
+        "2": None,
+    }
     result = self_check.evaluate(ctx, FIRM, "TOKEN", answers)
     assert [v["finding"].ref for v in result["major"]] == ["GM2023:11(3)"]
     assert ctx.rules.evaluated == [{question.key: True}]
