@@ -129,7 +129,11 @@ PAGE_NO_REGION = (
     "或行政区划代码（如330782001、330782）{hint}",
 )
 NEAREST_REGIONS = "；是否要找：{names}"
-STAFF_ONLY = "需要监管人员凭证"
+PAGE_DASHBOARD_SIGN_IN = (
+    "请先登录",
+    "统计看板仅供监管人员查看：请用工作人员账户登录后再打开（程序访问请附带监管人员访问令牌）。",
+)
+DASHBOARD_SIGN_IN_LINK = "工作人员登录"
 
 # ---------------------------------------------------------------- the dashboard
 # the headline, in the city reports' words (domain/headline.py rounds the last figure)

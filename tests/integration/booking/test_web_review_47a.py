@@ -210,17 +210,6 @@ def test_an_overdue_hazard_revoking_the_white_list_is_named_once_by_its_finding(
 # -- minor notes ---------------------------------------------------------------------------------
 
 
-def test_n6_a_form_with_nothing_in_it_shows_every_fields_error(site: Site) -> None:  # noqa: F811
-    _, token = site.firm(51)
-    answer = site.client.post(f"/q/{token}/order", data={})
-    assert answer.status_code == 400
-    assert messages.FORM_EXPIRED in answer.text
-    assert messages.NO_ITEM in block(answer.text, "item_codes")
-    assert messages.TOO_FEW_SLOTS.format(n=2) in block(answer.text, "preferred_slots")
-    assert messages.NO_NAME in block(answer.text, "contact_name")
-    assert messages.BAD_PHONE in block(answer.text, "contact_phone")
-
-
 def test_n2_a_bad_severity_is_said_in_chinese_only(sqlite_web: Web) -> None:  # noqa: F811
     pair = sqlite_web.pair
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])
@@ -285,3 +274,25 @@ def test_n11_a_negative_count_says_why_it_is_refused(site: Site) -> None:  # noq
     assert said["-1"] == messages.SELF_CHECK_NEGATIVE
     assert said["9999999"] == messages.SELF_CHECK_TOO_BIG.format(n=1_000_000)
     assert said["abc"] == messages.SELF_CHECK_BAD_NUMBER
+
+
+def test_n9_the_dashboard_without_credentials_links_to_the_staff_login(sqlite_web: Web) -> None:  # noqa: F811
+    c = sqlite_web.client()
+    for path in ("/dashboard", "/dashboard/hazards-by-month.csv"):
+        answer = c.get(path)
+        assert answer.status_code == 401, path  # scripts see the refusal as before
+        assert answer.headers["content-type"].startswith("text/html")
+        assert answer.headers["www-authenticate"].startswith("Basic")
+        assert re.search(r'<a [^>]*href="/staff/login"[^>]*>工作人员登录</a>', answer.text)
+        assert messages.PAGE_DASHBOARD_SIGN_IN[1] in answer.text
+
+
+def test_n6_a_form_with_nothing_in_it_shows_every_fields_error(site: Site) -> None:  # noqa: F811
+    _, token = site.firm(51)
+    answer = site.client.post(f"/q/{token}/order", data={})
+    assert answer.status_code == 400
+    assert messages.FORM_EXPIRED in answer.text
+    assert messages.NO_ITEM in block(answer.text, "item_codes")
+    assert messages.TOO_FEW_SLOTS.format(n=2) in block(answer.text, "preferred_slots")
+    assert messages.NO_NAME in block(answer.text, "contact_name")
+    assert messages.BAD_PHONE in block(answer.text, "contact_phone")

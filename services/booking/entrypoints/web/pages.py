@@ -42,6 +42,7 @@ from services.booking.entrypoints.web.middleware import (
     staff_principal,
     typed,
 )
+from services.booking.entrypoints.web.staff_auth import LOGIN
 from services.booking.service_layer import guidance, order_entry, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.staff_sessions import Visitor
@@ -332,12 +333,17 @@ class Pages:
         if token is None and self.session_opens_dashboard is not None:
             session = await self.session_opens_dashboard(request)
         if self.staff is not None and token is None and session is None:
-            return Response(
-                messages.STAFF_ONLY,
-                status_code=401,
-                media_type="text/plain",
-                headers={"WWW-Authenticate": 'Basic realm="dashboard", charset="UTF-8"'},
+            # 401 still (scripts fetch the CSVs with a token), a page a person can follow
+            title, text = messages.PAGE_DASHBOARD_SIGN_IN
+            response = self.render(
+                "error.html",
+                401,
+                title=title,
+                message=text,
+                link=(LOGIN, messages.DASHBOARD_SIGN_IN_LINK),
             )
+            response.headers["WWW-Authenticate"] = 'Basic realm="dashboard", charset="UTF-8"'
+            return response
         return DashboardAccess(token, session)
 
     def region_refusal(self, region: str) -> Response | None:
