@@ -167,3 +167,87 @@ def test_poster_to_order_to_proof_of_fix(live: Live, phone: Any, desk: Any, tmp_
     assert phone.get_by_text("二维码无效或已失效").first.is_visible()
     assert "恒达" not in phone.content()
     phone.screenshot(path=str(tmp_path / "forged.png"), full_page=True)
+
+
+def test_back_then_submit_again_shows_the_first_order(live: Live, phone: Any) -> None:
+    """Review 47a F2: the order form is no-store, so Back refetches it with a new
+    idempotency key; submitting the same order again shows the first order, with a
+    notice, and takes no second one. Another half-day is another order."""
+    pair = live.pair
+    firm = pair.register_firm(22, name="义乌市回退五金厂", high_risk_domains=["dust_explosion"])
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    token = pair.issue(firm).token
+    form_url = f"{live.base}/q/{token}/order"
+
+    def fill() -> None:  # what Chromium restores after Back, typed again where it did not
+        phone.get_by_label("粉尘防爆").check()
+        phone.get_by_label("6月2日上午").check()
+        phone.get_by_label("6月3日下午").check()
+        phone.get_by_label("联系人").fill("王经理")
+        phone.get_by_label("手机号码").fill("13812345678")
+
+    def key() -> str:
+        return str(phone.locator('input[name="idempotency_key"]').input_value())
+
+    def orders_of_firm() -> int:
+        found = pair.booking.ListOrders(bpb.ListOrdersRequest(enterprise_id=firm), timeout=10)
+        return len(found.orders)
+
+    phone.goto(form_url)
+    first_key = key()
+    fill()
+    phone.get_by_role("button", name="提交预约").click()
+    first = phone.locator("#order-id").inner_text()
+    assert phone.locator("#submitted-before").count() == 0
+
+    phone.go_back()
+    assert phone.url == form_url
+    assert key() != first_key  # the refetched form: a new key
+    fill()
+    phone.get_by_role("button", name="提交预约").click()
+    assert phone.locator("#order-id").inner_text() == first
+    assert "没有重复预约" in phone.locator("#submitted-before").inner_text()
+    assert fits_phone(phone)
+    assert orders_of_firm() == 1
+
+    phone.go_back()  # a different order of the same firm is still taken
+    fill()
+    phone.get_by_label("6月4日上午").check()
+    phone.get_by_role("button", name="提交预约").click()
+    assert phone.locator("#order-id").inner_text() != first
+    assert phone.locator("#submitted-before").count() == 0
+    assert orders_of_firm() == 2
+
+
+def test_a_photo_too_big_keeps_the_typed_note(live: Live, phone: Any) -> None:
+    """Review 47a F5: a 20 MB photo is refused next to the photo field, and the note typed
+    (sent before the photo) is still in its box."""
+    pair = live.pair
+    firm = pair.register_firm(23, name="义乌市大照片五金厂", high_risk_domains=["dust_explosion"])
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    token = pair.issue(firm).token
+    placed = pair.booking.CreateOrder(
+        pair.order_request(token, item="dust_explosion", days=(2, 3), key="big-photo"), timeout=10
+    )
+    visit = pair.booking.RecordVisit(ledger_visit(placed.order_id, "灭火器过期"), timeout=10)
+    pair.booking.SetSignInPhone(
+        bpb.SetSignInPhoneRequest(enterprise_id=firm, phone="13912345678"), timeout=10
+    )
+    ticket_url = f"{live.base}/q/{token}/tickets/{visit.tickets[0].ticket_id}"
+    phone.goto(ticket_url)  # sign in first, then back to the ticket
+    phone.get_by_label("登录手机号").fill("13912345678")
+    phone.get_by_role("button", name="获取验证码").click()
+    phone.get_by_label("6位验证码").fill(pair.sms.last_code("13912345678"))
+    phone.get_by_role("button", name="登录").click()
+    assert phone.url == ticket_url
+
+    phone.get_by_label("整改说明").fill("已更换灭火器，旧的已送回收")
+    huge = b"\xff\xd8\xff" + b"\x00" * (20 * 1024 * 1024)
+    phone.locator("#photo").set_input_files(
+        files=[{"name": "big.jpg", "mimeType": "image/jpeg", "buffer": huge}]
+    )
+    phone.get_by_role("button", name="提交整改").click()
+    assert "照片不能超过5MB" in phone.locator("#f-photo .error").inner_text()
+    assert phone.get_by_label("整改说明").input_value() == "已更换灭火器，旧的已送回收"
+    assert phone.locator("#ticket-status").inner_text() == "待整改"
+    assert fits_phone(phone)

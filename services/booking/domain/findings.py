@@ -23,12 +23,16 @@ from .messages import (
     FOUND_ON_SITE,
     quoted,
 )
-from .photos import check_photo
+from .photos import MAX_PHOTO_BYTES, check_photo
 from .records import Visit
 from .tickets import Ticket, TicketStatus, beyond, deadline_too_far, default_due, too_far
 
 MAX_FINDINGS = 50
 MAX_PHOTOS = 5
+# what a visit's photos may weigh together: they are held in memory and written in the
+# visit's one transaction (the staff page's form: one photo a finding; 20 full-size
+# phone photos, 30 or more of a usual 2 to 3 MB)
+MAX_VISIT_PHOTO_BYTES = 20 * MAX_PHOTO_BYTES
 MAX_TEXT = 1000
 CLAUSE_REF_MAX = 48
 SEVERITIES = frozenset(s.value for s in Severity)

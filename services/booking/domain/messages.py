@@ -33,6 +33,10 @@ SEE_EARLIER_ORDER = "查看已提交的预约{order_id}"
 ORDER_KEY_REUSED = (
     "这份预约已经提交过（预约编号{order_id}），本次修改的内容没有保存；如需另约，请重新打开预约页面"
 )
+ORDER_SUBMITTED_BEFORE = (
+    "您已提交过相同服务项目和时段的预约，就是下面这一单，本次没有重复预约。"
+    "如需另约，请返回预约页选择其他服务项目或时段。"
+)
 CANCEL_REASON_TOO_LONG = "取消原因最多{n}个字"
 
 # ---------------------------------------------------------------- proof of fix
@@ -42,6 +46,7 @@ PHOTO_NOT_IMAGE = "只接受JPEG或PNG格式的照片"
 UPLOAD_FAILED = "上传失败，请重新选择一张照片"
 PROOF_TOO_LONG = "说明最多{n}个字"
 ALREADY_VERIFIED = "该整改单已复查通过，无需再提交"
+PROOF_WAITING = "整改材料已提交，等待检查人员复查。复查结果出来前，如有需要可以重新上传照片。"
 
 # ---------------------------------------------------------------- QR codes
 QR_INVALID = "二维码无效（{reason}）"
@@ -70,6 +75,12 @@ def quoted(value: object) -> str:
     """A value quoted in a message people read: at most a short prefix, and how long it
     was, in Chinese (services/common/values.py `preview`)."""
     return preview(value, cut="…（共{size}个字符）")
+
+
+def shown(value: str, limit: int) -> str:
+    """A value echoed inside a sentence: at most `limit` characters, each one a person
+    cannot see (a control or format character) written as its escape (\\x00)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value[:limit])
 
 
 def no_such(what: str, ref: str) -> str:
@@ -112,7 +123,7 @@ PAGE_BAD_REQUEST = ("请求有误", "请检查输入后重试")
 PAGE_CONFLICT = ("当前状态下不能进行该操作", "请返回上一页刷新后查看。")
 PAGE_UNAVAILABLE = ("服务暂时不可用", "系统繁忙或正在维护，请稍后再试。")
 PAGE_TOO_MANY = ("操作太频繁", "请稍等片刻再试。")
-PAGE_TOO_LARGE = ("提交的内容太大", "照片不能超过5MB，请压缩后重新上传。")
+PAGE_TOO_LARGE = ("提交的内容太大", "填写的内容超过了页面允许的长度，请返回上一页删减后重新提交。")
 PAGE_NO_SUCH_PAGE = ("页面不存在", "没有找到您要访问的页面。")
 PAGE_METHOD = ("不支持的操作", "请返回上一页重试。")
 PAGE_HTTP_ERROR = ("请求有误", "请返回上一页重试。")
@@ -123,7 +134,11 @@ PAGE_NO_REGION = (
     "或行政区划代码（如330782001、330782）{hint}",
 )
 NEAREST_REGIONS = "；是否要找：{names}"
-STAFF_ONLY = "需要监管人员凭证"
+PAGE_DASHBOARD_SIGN_IN = (
+    "请先登录",
+    "统计看板仅供监管人员查看：请用工作人员账户登录后再打开（程序访问请附带监管人员访问令牌）。",
+)
+DASHBOARD_SIGN_IN_LINK = "工作人员登录"
 
 # ---------------------------------------------------------------- the dashboard
 # the headline, in the city reports' words (domain/headline.py rounds the last figure)
@@ -173,6 +188,9 @@ SELF_CHECK_NONE_UNANSWERED = "您没有回答任何问题；按本企业已登�
 SELF_CHECK_BASIS_ANSWERS = "结果按您的回答和本企业已登记的情况得出。"
 SELF_CHECK_BASIS_RECORD = "您没有回答任何问题：以下结果仅按本企业已登记的情况得出。"
 SELF_CHECK_BAD_NUMBER = "请填写数字"
+SELF_CHECK_NEGATIVE = "不能为负数，没有请填0"
+SELF_CHECK_TOO_BIG = "数值太大，最多填{n}"
+SELF_CHECK_NOT_WHOLE = "请填写整数"
 SELF_CHECK_BAD_YES_NO = "请选择“是”或“否”"
 BLOCKER_SENTENCES = {
     "recent_penalty": "{arose} 受到行政处罚，{ends}起不再影响白名单",
@@ -181,6 +199,10 @@ BLOCKER_SENTENCES = {
     "open_hazard": "自{arose}起有隐患未经复查验收：整改并复查通过后不再影响白名单",
     "revoked_by_event": "{arose} 白名单因事件撤销：{reason}",
 }
+# the rules service writes a revocation's reason with this prefix already: shown once
+REVOKED_BY_EVENT_PREFIX = "白名单因事件撤销："
+# a hazard booking knows (one of the firm's tickets), named by what was found
+HAZARD_NAMED = "“{description}”"
 POSTER_CHECKLIST = "本企业适用的重大事故隐患自查清单"
 POSTER_CHECKLIST_MORE = "……另有{n}项，扫码查看"
 POSTER_CHECKLIST_NONE = "（暂无适用的重大事故隐患判定条款）"
@@ -208,7 +230,7 @@ RECHECK_NOT_WAITING = "该整改单当前不在待复查状态"
 VISIT_BAD_SEVERITY = "请选择隐患等级"
 VISIT_NEEDS_DESCRIPTION = "请填写隐患描述（最多1000字）"
 VISIT_UNKNOWN_CLAUSE = "不是规则服务中的条款，请从条款列表中选择"
-FINDING_SEVERITY = "隐患等级须为重大（MAJOR）或一般（GENERAL）"
+FINDING_SEVERITY = "请选择隐患等级：重大隐患或一般隐患"
 FINDING_DESCRIPTION = "请填写隐患描述，最多{n}个字"
 FINDING_CLAUSE = "{ref} 不是规则服务中的条款，请从条款列表中选择"
 VISIT_CLAUSE_NOT_FOR_FIRM = "该条款不适用于这家企业，请移除后从条款列表中选择"
@@ -218,6 +240,16 @@ VISIT_BAD_MINUTES = "现场时长为0到1440分钟"
 VISIT_TOO_MANY = "一次最多记录50项隐患"
 VISIT_NOT_OPEN = "该订单不在待上门状态，不能记录检查"
 VISIT_RECORDED = "已保存检查记录"
+# a visit's photos together (web form: one photo a finding, each ≤ 5 MB)
+VISIT_PHOTO_OVER_TOTAL = "本次检查的照片合计不能超过{total}MB，这张照片未保存，请压缩后重新选择"
+VISIT_PHOTOS_RESELECT = (
+    "照片合计超过{total}MB（每张不超过{each}MB），检查记录尚未保存。"
+    "已填写的内容都已保留，请重新选择照片后提交。"
+)
+VISIT_TOO_LARGE = (
+    "提交的内容超过{limit}MB，检查记录尚未保存：照片每张不超过{each}MB、合计不超过{total}MB，"
+    "请压缩照片后重新填写提交。"
+)
 BAD_DATE = "日期格式不正确（如2026-06-01）"
 DEADLINE_TOO_FAR = "整改期限最长为{days}天，请填写{last}之前的日期"
 STAFF_BAD_INPUT = "输入有误，请检查"

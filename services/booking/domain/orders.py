@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from services.common.errors import AlreadyExists, FieldViolation, ValidationError
+from services.common.instants import as_utc
 from services.common.state_machine import StateMachine, Tracked, Transition
 from services.common.values import control_problem
 from services.common.vocabulary import CLAUSE_REF
@@ -265,3 +266,21 @@ def validate_clause_refs(refs: list[str]) -> list[str]:
                 ]
             )
     return clean
+
+
+# An order submitted again: the same firm, the same items and half-days, while its
+# earlier order is still open and was placed within REPEAT_WINDOW. The web form's key is
+# new on every page load, so Back and submit again comes with a new key (review 47a F2).
+REPEAT_WINDOW = timedelta(hours=24)
+OPEN_STATUSES = (OrderStatus.SUBMITTED.value, OrderStatus.DISPATCHED.value)
+
+
+def repeats(earlier: Order, request: OrderRequest, at: datetime) -> bool:
+    """Whether `request`, arriving `at`, asks again for the open order `earlier`: the same
+    service items and preferred half-days (in any order), placed within REPEAT_WINDOW."""
+    return (
+        earlier.status in OPEN_STATUSES
+        and at - as_utc(earlier.created_at) <= REPEAT_WINDOW
+        and set(earlier.item_codes) == set(request.item_codes)
+        and set(earlier.preferred_slots) == {str(s) for s in request.preferred_slots}
+    )

@@ -8,6 +8,7 @@ and the firm can still order.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -18,17 +19,49 @@ from services.booking.adapters.poster import ChecklistGroup
 from services.booking.domain import messages
 from services.booking.domain.rules_service import BlockerInfo, ClauseInfo, FindingInfo, RulesError
 from services.booking.service_layer.ports import BookingContext
+from services.booking.service_layer.unit_of_work import UnitOfWork
 
 _log = structlog.get_logger("guidance")
+# a ticket id as rules repeats it in a revocation's reason ("隐患T…逾期未整改")
+_TICKET_ID = re.compile(r"T[0-9a-f]{8,31}")
+MAX_NAMED = 10  # hazards looked up for one panel
+DESCRIPTION_SHOWN = 30  # characters of a finding's description naming it
 
 
-def blocker_sentence(b: BlockerInfo) -> str:
-    """One blocker in plain Chinese, from its own code, reason and dates."""
+def blocker_sentence(b: BlockerInfo, hazards: Mapping[str, str] | None = None) -> str:
+    """One blocker in plain Chinese, from its own code, reason and dates. A revocation's
+    reason comes from rules with the sentence's own prefix (shown once), and may name a
+    hazard by its id: `hazards` (ticket id → what the firm reads, `hazard_names`) names
+    the ones booking knows."""
     template = messages.BLOCKER_SENTENCES.get(b.code)
+    reason = b.reason
+    if b.code == "revoked_by_event":
+        while reason.startswith(messages.REVOKED_BY_EVENT_PREFIX):
+            reason = reason.removeprefix(messages.REVOKED_BY_EVENT_PREFIX)
+        reason = _TICKET_ID.sub(lambda m: (hazards or {}).get(m[0], m[0]), reason)
     dated = b.arose_on or "{arose}" not in (template or "")
     if template and dated and ("{ends}" not in template or b.ends_on):
-        return template.format(arose=b.arose_on, ends=b.ends_on, reason=b.reason)
-    return f"{b.arose_on} {b.reason}" if b.arose_on else b.reason
+        return template.format(arose=b.arose_on, ends=b.ends_on, reason=reason)
+    return f"{b.arose_on} {reason}" if b.arose_on else reason
+
+
+def hazard_names(
+    uow: UnitOfWork, enterprise_id: str, blockers: Iterable[BlockerInfo]
+) -> dict[str, str]:
+    """The hazards the blockers name by id that are tickets of this firm: each by its
+    finding's description (cut short), the way the firm's ticket page shows it."""
+    ids = {m[0] for b in blockers for m in _TICKET_ID.finditer(b.reason)}
+    if not ids:
+        return {}
+    names: dict[str, str] = {}
+    with uow:
+        for ticket_id in sorted(ids)[:MAX_NAMED]:
+            ticket = uow.register.ticket(ticket_id)
+            if ticket is not None and ticket.enterprise_id == enterprise_id:
+                text = " ".join(ticket.description.split())
+                short = text if len(text) <= DESCRIPTION_SHOWN else text[:DESCRIPTION_SHOWN] + "…"
+                names[ticket_id] = messages.HAZARD_NAMED.format(description=short)
+    return names
 
 
 def order_link(
@@ -48,8 +81,11 @@ def finding_view(f: FindingInfo, token: str, ctx: BookingContext) -> dict[str, A
     }
 
 
-def firm_status(ctx: BookingContext, enterprise_id: str, token: str) -> dict[str, Any]:
-    """The signed-in firm's status panel; {"available": False} while rules cannot answer."""
+def firm_status(
+    ctx: BookingContext, enterprise_id: str, token: str, uow: UnitOfWork | None = None
+) -> dict[str, Any]:
+    """The signed-in firm's status panel; {"available": False} while rules cannot answer.
+    With `uow`, a hazard a blocker names by its id is named as the firm knows it."""
     try:
         status = ctx.rules.status(enterprise_id)
     except RulesError as exc:
@@ -57,6 +93,7 @@ def firm_status(ctx: BookingContext, enterprise_id: str, token: str) -> dict[str
         status = None
     if status is None:
         return {"available": False, "note": messages.STATUS_UNAVAILABLE}
+    named = hazard_names(uow, enterprise_id, status.blockers) if uow is not None else {}
     if status.status == "whitelist":
         headline = messages.STATUS_WHITELIST.format(
             until=status.whitelist_until or status.valid_until
@@ -69,7 +106,7 @@ def firm_status(ctx: BookingContext, enterprise_id: str, token: str) -> dict[str
         "available": True,
         "status": status,
         "headline": headline,
-        "blockers": [blocker_sentence(b) for b in status.blockers],
+        "blockers": [blocker_sentence(b, named) for b in status.blockers],
         "hazards": [finding_view(f, token, ctx) for f in status.findings],
         "all_url": order_link(
             token, status.recommended_services, [f.ref for f in status.findings], ctx.menu

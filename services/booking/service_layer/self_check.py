@@ -57,16 +57,29 @@ def parse_answers(
                 else:  # "maybe", "1", "true", control characters
                     errors[q.key] = messages.SELF_CHECK_BAD_YES_NO
                 continue
-            try:
-                number = float(raw)
-            except ValueError:
-                errors[q.key] = messages.SELF_CHECK_BAD_NUMBER
-                continue
-            if not 0 <= number <= MAX_NUMBER or (q.answer_type == "count" and number % 1):
-                errors[q.key] = messages.SELF_CHECK_BAD_NUMBER
-                continue
-            answers[q.key] = int(number) if q.answer_type == "count" else number
+            number, problem = _number(raw, whole=q.answer_type == "count")
+            if problem:
+                errors[q.key] = problem
+            else:
+                answers[q.key] = int(number) if q.answer_type == "count" else number
     return answers, errors
+
+
+def _number(raw: str, *, whole: bool) -> tuple[float, str]:
+    """An answer's number, or why it is refused (in the firm's words)."""
+    try:
+        number = float(raw)
+    except ValueError:
+        return 0, messages.SELF_CHECK_BAD_NUMBER
+    if number != number:  # NaN
+        return 0, messages.SELF_CHECK_BAD_NUMBER
+    if number < 0:
+        return 0, messages.SELF_CHECK_NEGATIVE
+    if number > MAX_NUMBER:
+        return 0, messages.SELF_CHECK_TOO_BIG.format(n=MAX_NUMBER)
+    if whole and number % 1:
+        return 0, messages.SELF_CHECK_NOT_WHOLE
+    return number, ""
 
 
 def evaluate(

@@ -4,6 +4,7 @@ self-check (self_check.py), pre-filled orders, and the poster's checklist layout
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from services.booking.domain.rules_service import (
 from services.booking.service_layer import guidance, orders, qr_codes, self_check
 from services.common.errors import ValidationError
 from tests.unit.booking.fakes import FIRM, MENU, FakeUnitOfWork, context
+from tests.unit.booking.test_order_states import make_ticket
 
 DUST = FindingInfo(
     "GM2023:11(3)", "GM2023", "11(3)", "major", "干式除尘系统未采取泄爆…", "加装泄爆装置",
@@ -44,6 +46,36 @@ def test_blockers_become_sentences_from_their_own_dates() -> None:
     assert guidance.blocker_sentence(credit) == "信用等级为C，须为A或B"
     undated = BlockerInfo("recent_penalty", "24个月内受到过行政处罚")  # an old decision
     assert guidance.blocker_sentence(undated) == "24个月内受到过行政处罚"
+
+
+def test_a_revocation_says_its_prefix_once_and_names_the_firms_hazard() -> None:
+    """Review 47a F7: rules writes the reason with the sentence's prefix, and an overdue
+    hazard by its ticket id; the firm reads the prefix once and the finding it knows."""
+    ctx = context()
+    uow = FakeUnitOfWork()
+    own = replace(make_ticket(), id="Td8a0ef0791f1444", enterprise_id=FIRM)
+    own.description = "未建立隐患排查治理台账，  且未按月检查消防设施和灭火器的有效期限（共三处）"
+    uow.register.tickets_by_id[own.id] = own
+    other = replace(make_ticket(), id="Tabcdef0123456789", enterprise_id="91330782MA0000999X")
+    uow.register.tickets_by_id[other.id] = other
+    prefix = "白名单因事件撤销："
+    blockers = (
+        BlockerInfo("revoked_by_event", f"{prefix}隐患Td8a0ef0791f1444逾期未整改", "2026-01-23"),
+        BlockerInfo("revoked_by_event", f"{prefix}隐患Tabcdef0123456789逾期未整改", "2026-01-24"),
+        BlockerInfo("revoked_by_event", "行政处罚5000元", "2026-01-25"),
+    )
+    ctx.rules.statuses[FIRM] = FirmStatus("routine", "yellow", "2027-06-01", "", blockers, (), ())
+    panel = guidance.firm_status(ctx, FIRM, "TOKEN", uow)
+    assert panel["blockers"] == [
+        "2026-01-23 白名单因事件撤销：隐患“未建立隐患排查治理台账， 且未按月检查消防设施和灭火器的"
+        "有效…”逾期未整改",
+        # another firm's ticket is not named (nor looked into): its id stays as rules wrote it
+        "2026-01-24 白名单因事件撤销：隐患Tabcdef0123456789逾期未整改",
+        "2026-01-25 白名单因事件撤销：行政处罚5000元",
+    ]
+    # without the register (or before the lookup), the prefix is still shown once
+    plain = guidance.firm_status(ctx, FIRM, "TOKEN")
+    assert plain["blockers"][0] == "2026-01-23 白名单因事件撤销：隐患Td8a0ef0791f1444逾期未整改"
 
 
 def test_the_status_panel_links_each_hazard_to_a_prefilled_order() -> None:
@@ -82,6 +114,17 @@ def test_a_self_check_evaluates_only_the_answers_given() -> None:
     assert errors == {count.key: "请填写数字"}
     answers, errors = self_check.parse_answers(groups, {question.key: "yes", count.key: ""})
     assert answers == {question.key: True} and not errors
+    said = {  # review 47a N11: a number refused says why
+        raw: self_check.parse_answers(groups, {count.key: raw})[1].get(count.key)
+        for raw in ("-1", "1.5", "1000001", "nan", "2")
+    }
+    assert said == {
+        "-1": "不能为负数，没有请填0",
+        "1.5": "请填写整数",
+        "1000001": "数值太大，最多填1000000",
+        "nan": "请填写数字",
+        "2": None,
+    }
     result = self_check.evaluate(ctx, FIRM, "TOKEN", answers)
     assert [v["finding"].ref for v in result["major"]] == ["GM2023:11(3)"]
     assert ctx.rules.evaluated == [{question.key: True}]

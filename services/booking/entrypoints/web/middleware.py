@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
+from contextlib import suppress
+from typing import Any
 
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.booking.domain.findings import MAX_FINDINGS
 from services.common.auth import TokenStore
 from services.common.context import Principal
 
@@ -40,10 +45,58 @@ def typed(value: object) -> str:
     return value.replace("\r\n", "\n") if isinstance(value, str) else ""
 
 
+def fields_in_head(content_type: str, head: bytes, names: Collection[str]) -> dict[str, str]:
+    """The text fields among `names` that the first bytes of a multipart/form-data body
+    hold whole (a part cut off by the head's end is not one), as `typed`. A browser
+    sends a form's fields in the page's order, so a text field placed before a file
+    input is in the head of a body refused for its file (BodyTooLarge.head)."""
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary or not content_type.lower().startswith("multipart/form-data"):
+        return {}
+    found: dict[str, str] = {}
+    part: dict[str, Any] = {}
+
+    def begin() -> None:
+        part.clear()
+        part.update(header=b"", value=b"", name="", data=bytearray())
+
+    def header_end() -> None:
+        if part["header"].lower() == b"content-disposition":
+            disposition = parse_options_header(part["value"])[1]
+            if b"filename" not in disposition:
+                part["name"] = disposition.get(b"name", b"").decode("utf-8", "replace")
+        part.update(header=b"", value=b"")
+
+    def data(chunk: bytes, start: int, end: int) -> None:
+        if part["name"] in names:
+            part["data"].extend(chunk[start:end])
+
+    def end() -> None:
+        if part["name"] in names:
+            found[part["name"]] = typed(bytes(part["data"]).decode("utf-8", "replace"))
+
+    callbacks: Any = {
+        "on_part_begin": begin,
+        "on_header_field": lambda d, s, e: part.update(header=part["header"] + d[s:e]),
+        "on_header_value": lambda d, s, e: part.update(value=part["value"] + d[s:e]),
+        "on_header_end": header_end,
+        "on_part_data": data,
+        "on_part_end": end,
+    }
+    with suppress(MultipartParseError):  # whatever came whole before it is kept
+        MultipartParser(boundary, callbacks).write(head)
+    return found
+
+
 UPLOAD_BODY_LIMIT = 6 * 1024 * 1024 + 64 * 1024  # one ≤ 5 MB photo, a note, multipart framing
 STAFF_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
 _UPLOAD_PATH = re.compile(r"^/q/[^/]+/tickets/[^/]+/?$")
-VISIT_BODY_LIMIT = 5 * UPLOAD_BODY_LIMIT  # an expert's visit: several findings' photos
+# An expert's visit: every finding the form allows (50) with its ≤ 5 MB photo gets
+# through and is parsed (Starlette spools each file over 1 MB to disk), so the page can
+# answer next to each field and keep what was typed; how much of it is kept in memory
+# for the visit is the form's own check (findings.MAX_VISIT_PHOTO_BYTES).
+VISIT_BODY_LIMIT = MAX_FINDINGS * UPLOAD_BODY_LIMIT
 _VISIT_PATH = re.compile(r"^/staff/orders/[^/]+/visit/?$")
 _TOKEN_PATH = re.compile(r"^/q/[^/]+")
 
@@ -57,8 +110,17 @@ SECURITY_HEADERS = {
 }
 
 
+HEAD_ROOM = 64 * 1024  # a body's first bytes kept: what was typed before a part too big
+
+
 class BodyTooLarge(Exception):
-    """The request body is larger than the route allows."""
+    """The request body is larger than the route allows. `head`: its first bytes (at most
+    HEAD_ROOM) as they came: a form's text fields sent before the part too big can be
+    shown again (`fields_in_head`)."""
+
+    def __init__(self, reason: str, head: bytes = b"") -> None:
+        super().__init__(reason)
+        self.head = head
 
 
 class Guard:
@@ -80,17 +142,23 @@ class Guard:
         limit = UPLOAD_BODY_LIMIT if _UPLOAD_PATH.match(path) else FORM_BODY_LIMIT
         limit = VISIT_BODY_LIMIT if _VISIT_PATH.match(path) else limit
         declared = _content_length(scope)
+        # a body declared over the limit: only its head is read, then it is refused
+        over = declared is not None and declared > limit
         received = 0
+        head = bytearray()
 
         async def bounded() -> Message:
             nonlocal received
-            if declared is not None and declared > limit:
-                raise BodyTooLarge(f"{declared} bytes declared, {limit} allowed")
+            if over and received >= min(limit, HEAD_ROOM):
+                raise BodyTooLarge(f"{declared} bytes declared, {limit} allowed", bytes(head))
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                body = message.get("body", b"")
+                if len(head) < HEAD_ROOM:
+                    head.extend(body[: HEAD_ROOM - len(head)])
+                received += len(body)
                 if received > limit:
-                    raise BodyTooLarge(f"more than {limit} bytes")
+                    raise BodyTooLarge(f"more than {limit} bytes", bytes(head))
             return message
 
         no_store = not path.startswith("/static/")

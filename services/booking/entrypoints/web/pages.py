@@ -44,11 +44,13 @@ from services.booking.entrypoints.web.errors import error_page
 from services.booking.entrypoints.web.firm_session import firm_access, sign_in_redirect
 from services.booking.entrypoints.web.middleware import (
     BodyTooLarge,
+    fields_in_head,
     form_part_limit,
     staff_principal,
     typed,
 )
-from services.booking.service_layer import guidance, orders, tickets, views
+from services.booking.entrypoints.web.staff_auth import LOGIN
+from services.booking.service_layer import guidance, order_entry, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.staff_sessions import Visitor
 from services.common.auth import TokenStore
@@ -145,7 +147,7 @@ class Pages:
         data = await self.use_case(views.landing, access)
         if data["signed_in"]:  # the rules service's decision, for the firm's own eyes
             data["panel"] = await run_in_threadpool(
-                guidance.firm_status, self.ctx, access.session_firm, access.token
+                guidance.firm_status, self.ctx, access.session_firm, access.token, self.uow()
             )
         return self.render("landing.html", token=access.token, **data)
 
@@ -218,11 +220,18 @@ class Pages:
                 "note": typed(form.get("note")),
             }
             key = str(form.get("idempotency_key") or "")
+        # the same order again with a new key (Back, then submit): show the first one
+        again = await self.use_case(order_entry.open_repeat, token, values, key)
+        if again is not None:
+            return RedirectResponse(f"/q/{token}/orders/{again.id}?again=1", status_code=303)
         try:
             order = await self.use_case(orders.create_order, token, values, key)
         except ValidationError as exc:
+            violations = list(exc.violations)
+            if all(v.field == "idempotency_key" for v in violations):  # refused unread
+                violations += order_entry.problems(self.ctx, values)
             errors: dict[str, list[str]] = {}
-            for v in exc.violations:
+            for v in violations:
                 text = v.description
                 if v.field == "idempotency_key":
                     key, text = "", messages.FORM_EXPIRED
@@ -244,13 +253,19 @@ class Pages:
     async def order_page(self, request: Request) -> Response:
         access = await firm_access(self.ctx, self.engine, request)
         data = await self.use_case(views.order_page, access, request.path_params["order_id"])
-        return self.render("order.html", token=access.token, **data)
+        # a fixed code, never the query's text
+        again = messages.ORDER_SUBMITTED_BEFORE if request.query_params.get("again") == "1" else ""
+        return self.render("order.html", token=access.token, again=again, **data)
 
     # -- tickets and photos
 
     def _ticket(self, access: FirmAccess, ticket_id: str) -> dict[str, Any]:
         data = views.ticket_page(self.uow(), self.ctx, access, ticket_id, self.guidance)
-        return {**data, "max_mb": MAX_PHOTO_BYTES // (1024 * 1024)}
+        return {
+            **data,
+            "max_mb": MAX_PHOTO_BYTES // (1024 * 1024),
+            "proof_waiting": messages.PROOF_WAITING,
+        }
 
     async def _own_firm(self, request: Request) -> FirmAccess:
         """The credentials of a private route, the token checked first; without a
@@ -284,8 +299,12 @@ class Pages:
                 upload = form.get("photo")
                 if isinstance(upload, UploadFile):
                     photo = await upload.read(MAX_PHOTO_BYTES + 1)  # enough to say "too big"
-        except BodyTooLarge:
+        except BodyTooLarge as exc:  # the note comes before the photo: keep it
             errors, status = {"photo": [messages.PHOTO_TOO_LARGE]}, 413
+            typed_before = fields_in_head(
+                request.headers.get("content-type", ""), exc.head, {"note"}
+            )
+            note = typed_before.get("note", note)
         except HTTPException:  # malformed multipart, too many parts
             errors = {"photo": [messages.UPLOAD_FAILED]}
         if not errors:
@@ -353,12 +372,17 @@ class Pages:
         if token is None and self.session_opens_dashboard is not None:
             session = await self.session_opens_dashboard(request)
         if self.staff is not None and token is None and session is None:
-            return Response(
-                messages.STAFF_ONLY,
-                status_code=401,
-                media_type="text/plain",
-                headers={"WWW-Authenticate": 'Basic realm="dashboard", charset="UTF-8"'},
+            # 401 still (scripts fetch the CSVs with a token), a page a person can follow
+            title, text = messages.PAGE_DASHBOARD_SIGN_IN
+            response = self.render(
+                "error.html",
+                401,
+                title=title,
+                message=text,
+                link=(LOGIN, messages.DASHBOARD_SIGN_IN_LINK),
             )
+            response.headers["WWW-Authenticate"] = 'Basic realm="dashboard", charset="UTF-8"'
+            return response
         return DashboardAccess(token, session)
 
     def region_refusal(self, region: str) -> Response | None:
@@ -368,7 +392,9 @@ class Pages:
             near = regions.nearest(region, counties=True)
             title, text = messages.PAGE_NO_REGION
             hint = messages.NEAREST_REGIONS.format(names="、".join(near)) if near else ""
-            return error_page(self.render, 400, (title, text.format(region=region[:24], hint=hint)))
+            return error_page(
+                self.render, 400, (title, text.format(region=messages.shown(region, 24), hint=hint))
+            )
         return None
 
     # -- health

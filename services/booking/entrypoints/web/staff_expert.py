@@ -12,16 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from services.booking.domain import messages
-from services.booking.domain.findings import MAX_FINDINGS, FindingInput
+from services.booking.domain.findings import MAX_FINDINGS, MAX_VISIT_PHOTO_BYTES, FindingInput
 from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.domain.staff import StaffAccount
-from services.booking.entrypoints.web.middleware import BodyTooLarge, typed
+from services.booking.entrypoints.web.middleware import VISIT_BODY_LIMIT, BodyTooLarge, typed
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
 from services.booking.entrypoints.web.staff_inspector import chinese
 from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
@@ -31,6 +31,9 @@ from services.common.errors import PreconditionFailed, ValidationError
 
 MAX_QUERY = 100
 PART_LIMIT = 6 * 1024 * 1024
+_MB = 1024 * 1024
+_EACH_MB = MAX_PHOTO_BYTES // _MB
+_TOTAL_MB = MAX_VISIT_PHOTO_BYTES // _MB
 
 
 class ExpertPages(StaffBase):
@@ -74,7 +77,8 @@ class ExpertPages(StaffBase):
             query=query,
             picks=[c.clause_ref for c, _ in form.picked],
             open=staff_views.is_open_for_visit(form.order),
-            max_mb=MAX_PHOTO_BYTES // (1024 * 1024),
+            max_mb=_EACH_MB,
+            total_mb=_TOTAL_MB,
             **{**values, **extra},
         )
 
@@ -100,15 +104,11 @@ class ExpertPages(StaffBase):
             ) as form:
                 if not self.csrf_ok(visitor, form):
                     return csrf_refused(self.render)
-                for key, value in form.multi_items():
-                    if isinstance(value, UploadFile):
-                        content = await value.read(MAX_PHOTO_BYTES + 1)
-                        if content:
-                            photos[key] = content
-                    elif key != "csrf":
-                        entered[key] = typed(value)
+                errors = await _read(form, entered, photos)
         except BodyTooLarge:
-            errors["_form"] = messages.PHOTO_TOO_LARGE
+            errors["_form"] = messages.VISIT_TOO_LARGE.format(
+                limit=VISIT_BODY_LIMIT // _MB, each=_EACH_MB, total=_TOTAL_MB
+            )
         except HTTPException:
             errors["_form"] = messages.UPLOAD_FAILED
         found = self.signed_in(request, visitor)
@@ -190,6 +190,29 @@ def _finding_numbers(entered: dict[str, str]) -> list[int]:
         if key.startswith("ref_") and (digits := key[4:]).isascii() and digits.isdigit()
     }
     return sorted(numbers)
+
+
+async def _read(
+    form: FormData, entered: dict[str, str], photos: dict[str, bytes]
+) -> dict[str, str]:
+    """The form's text into `entered`, its photos into `photos` while the visit's total
+    allows (MAX_VISIT_PHOTO_BYTES); a photo past it is refused next to its field, not
+    held, and the text is kept all the same. The errors by field."""
+    errors: dict[str, str] = {}
+    room = MAX_VISIT_PHOTO_BYTES  # what the visit's photos may still weigh
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            content = await value.read(MAX_PHOTO_BYTES + 1)
+            if len(content) > room:
+                errors[key] = messages.VISIT_PHOTO_OVER_TOTAL.format(total=_TOTAL_MB)
+            elif content:
+                photos[key] = content
+                room -= len(content)
+        elif key != "csrf":
+            entered[key] = typed(value)
+    if errors:
+        errors["_form"] = messages.VISIT_PHOTOS_RESELECT.format(total=_TOTAL_MB, each=_EACH_MB)
+    return errors
 
 
 def _form_field(field: str) -> str:
