@@ -1,6 +1,7 @@
 """Requests that are not text a person could have typed → INVALID_ARGUMENT, before any
 handler runs: undecodable bytes (gRPC Python would answer INTERNAL), and control
-characters in any string field (U+0000–U+001F, U+007F; free-text fields may break lines).
+characters in any string field (`values.control_problem`: C0, C1, the bidirectional
+controls; free-text fields may break lines).
 
 The interceptor swaps each method's request deserializer for one that returns a marker
 instead of raising; the handler wrapper then aborts with INVALID_ARGUMENT. The HTTP/JSON

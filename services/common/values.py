@@ -2,8 +2,15 @@
 
 - `preview`: how an error quotes a bad value: at most a short prefix, never the whole of
   it (a 1 MiB value must not come back as a 1 MiB grpc-message).
-- `control_problem`: text fields refuse control characters (U+0000–U+001F, U+007F);
-  free-text fields (`MULTILINE_FIELDS`: notes, descriptions, reasons) may break lines.
+- `control_problem`: text fields refuse control characters: C0 and C1 (U+0000–U+001F,
+  U+007F–U+009F), the bidirectional marks, embeddings, overrides and isolates (U+061C,
+  U+200E, U+200F, U+202A–U+202E, U+2066–U+2069: a U+202E in a contact name shown to an
+  expert turned the rest of the line around and could fake a phone number, review 47a
+  F6), the line and paragraph separators (U+2028, U+2029) and U+FEFF; free-text fields
+  (`MULTILINE_FIELDS`: notes, descriptions, reasons) may break lines (LF, CR, U+2028,
+  U+2029). Zero-width spaces and joiners stay allowed (emoji sequences need the joiner).
+- `invisible`: text with nothing a person can see (spaces, zero-width characters): a
+  required name or reason made only of them counts as blank.
 - `FIRST_YEAR`, `LAST_YEAR`: every date of record a caller sends (history, deadlines,
   visits, statistics periods, expert slots) lies between 1949 and 2199, on both services;
   `parse_iso_date` reads one, `parse_day` reads one into a named field. Narrower rules
@@ -26,8 +33,11 @@ FIRST_DAY, LAST_DAY = date(FIRST_YEAR, 1, 1), date(LAST_YEAR, 12, 31)
 # free text a person writes in a text area: line breaks allowed there, nowhere else
 MULTILINE_FIELDS = frozenset({"note", "description", "reason", "grounds", "basis", "text"})
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+_FORMATTING = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff"  # bidi controls, BOM
+_CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\u2028\u2029{_FORMATTING}]")
+_CONTROL_BUT_LINE_BREAKS = re.compile(f"[\\x00-\\x09\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_FORMATTING}]")
+# nothing visible: whitespace, zero-width spaces and joiners, word joiner, BOM, Hangul filler
+_INVISIBLE = re.compile(r"[\s\u200b-\u200f\u2060-\u2064\ufeff\u3164\u115f\u1160]*")
 
 
 def preview(value: object, limit: int = PREVIEW_CHARS, *, cut: str = "…({size} characters)") -> str:
@@ -56,6 +66,11 @@ def control_problem(text: str, *, multiline: bool = False) -> str | None:
     if found is None:
         return None
     return f"must not contain control characters (U+{ord(found.group()):04X} at {found.start()})"
+
+
+def invisible(text: str) -> bool:
+    """Whether `text` holds nothing a person can see (empty, spaces, zero-width characters)."""
+    return _INVISIBLE.fullmatch(text) is not None
 
 
 def date_problem(day: date) -> str | None:

@@ -19,8 +19,10 @@ from services.common.errors import FieldViolation
 from services.common.workload import profiles
 from services.rules.entrypoints import convert
 
-PIECES = ["稠城街道", "abc", "GM2023:11(1)", " ", "　", "é", "\u2028", "", "x" * 40]
-CONTROL = ["\n", "\r", "\t", "\x00", "\x1f", "\x7f", "\x0b"]
+PIECES = ["稠城街道", "abc", "GM2023:11(1)", " ", "　", "é", "\u200b", "👨\u200d👩", "", "x" * 40]
+# C0, C1, the line separators, the bidirectional controls and BOM (review 47a F6, 47b N3)
+CONTROL = ["\n", "\r", "\t", "\x00", "\x1f", "\x7f", "\x0b", "\x85", "\u2028", "\u202e", "\u2067"]
+CONTROL += ["\ufeff", "\u200f"]
 
 
 def _text(rng: random.Random, dirty: float) -> str:

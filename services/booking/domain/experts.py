@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from services.common.errors import FieldViolation, ValidationError
+from services.common.values import invisible
 from services.common.vocabulary import DOMAINS, uscc_problem
 
 from . import messages
@@ -50,7 +51,7 @@ def parse_expert(
     if not on_record and not EXPERT_ID.fullmatch(expert_id):
         bad.append(FieldViolation("expert.expert_id", messages.EXPERT_ID.format(n=EXPERT_ID_MAX)))
     name = str(data.get("name", "")).strip()
-    if not name or len(name) > NAME_MAX:
+    if invisible(name) or len(name) > NAME_MAX:
         bad.append(FieldViolation("expert.name", messages.EXPERT_NAME.format(n=NAME_MAX)))
     domains = [str(d) for d in dict.fromkeys(data.get("domains", []))]
     if not domains or not set(domains) <= DOMAINS:

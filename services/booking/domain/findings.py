@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from services.common.errors import FieldViolation, ValidationError
-from services.common.values import control_problem, parse_day
+from services.common.values import control_problem, invisible, parse_day
 from services.common.vocabulary import Severity
 
 from .messages import (
@@ -102,7 +102,7 @@ def _finding(
     bad: list[FieldViolation] = []
     if f.severity not in SEVERITIES:
         bad.append(FieldViolation(f"{path}.severity", FINDING_SEVERITY))
-    if not f.description.strip() or len(f.description) > MAX_TEXT:
+    if invisible(f.description) or len(f.description) > MAX_TEXT:
         bad.append(FieldViolation(f"{path}.description", FINDING_DESCRIPTION.format(n=MAX_TEXT)))
     elif control_problem(f.description, multiline=True):
         bad.append(FieldViolation(f"{path}.description", CONTROL_CHARACTERS))

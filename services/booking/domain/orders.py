@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from services.common.errors import AlreadyExists, FieldViolation, ValidationError
 from services.common.instants import as_utc
 from services.common.state_machine import StateMachine, Tracked, Transition
-from services.common.values import control_problem
+from services.common.values import control_problem, invisible
 from services.common.vocabulary import CLAUSE_REF
 
 from . import messages
@@ -131,7 +131,7 @@ def validate_order(
         bad.append(FieldViolation("item_codes", messages.UNKNOWN_ITEMS.format(items=shown)))
     parsed = _slots(slots, today, bad)
     name = name.strip()
-    if not name:
+    if invisible(name):
         bad.append(FieldViolation("contact_name", messages.NO_NAME))
     elif len(name) > MAX_NAME:
         bad.append(FieldViolation("contact_name", messages.NAME_TOO_LONG.format(n=MAX_NAME)))

@@ -58,7 +58,7 @@ from services.common.errors import (
     retry_on_conflict,
 )
 from services.common.paging import decode_token, one_page, page_size, query_key
-from services.common.values import control_problem
+from services.common.values import control_problem, invisible
 
 KEY_MAX = 64
 REASON_MAX = 500
@@ -436,7 +436,7 @@ def cancel_order(
 ) -> Order:
     """The firm cancels its own order; the authority (`access` STAFF) must give a reason.
     Frees the slot, then dispatches what waited for it."""
-    if not access.by_firm and not reason.strip():
+    if not access.by_firm and invisible(reason):
         raise ValidationError([FieldViolation("reason", "the authority must say why it cancels")])
     if len(reason) > REASON_MAX:
         raise ValidationError(

@@ -21,6 +21,7 @@ from services.common.values import (
     MULTILINE_FIELDS,
     PREVIEW_CHARS,
     control_problem,
+    invisible,
     parse_iso_date,
     preview,
 )
@@ -235,6 +236,9 @@ class FieldChecker:
             return ""
         if not isinstance(value, str):
             self.bad(path, "must be a string")
+            return ""
+        if required and invisible(value):
+            self.bad(path, "is required: it holds nothing visible")
             return ""
         if len(value) > max_len:
             self.bad(path, f"must be at most {max_len} characters")

@@ -143,7 +143,9 @@ def test_expert_slots_outside_the_documented_dates_are_refused(pair: Pair, slot:
     assert "E-FAR" not in [e.expert_id for e in listed.experts]
 
 
-@pytest.mark.parametrize("bad", ["\x00", "\x07", "\x1b[31m", "\x7f", "\n"])
+@pytest.mark.parametrize(
+    "bad", ["\x00", "\x07", "\x1b[31m", "\x7f", "\n", "\x9b", "\u202e", "\u2066"]
+)
 def test_control_characters_in_names_are_refused_on_both_databases(pair: Pair, bad: str) -> None:
     firm = pair.register_firm(4)
     token = pair.issue(firm).token
@@ -160,6 +162,22 @@ def test_control_characters_in_names_are_refused_on_both_databases(pair: Pair, b
     assert "E-NUL" not in [e.expert_id for e in listed.experts]
     orders = pair.booking.ListOrders(bpb.ListOrdersRequest(enterprise_id=firm), timeout=10)
     assert list(orders.orders) == []
+
+
+@pytest.mark.parametrize("blank", ["\u200b\u200b", "\u3000", "\u2060\u200c"])
+def test_names_of_nothing_visible_are_refused(pair: Pair, blank: str) -> None:
+    """Review 47a F6: a contact name of zero-width characters alone was taken."""
+    firm = pair.register_firm(6)
+    token = pair.issue(firm).token
+    request = pair.order_request(token, key="blank")
+    request.contact_name = blank
+    with pytest.raises(grpc.RpcError) as info:
+        pair.booking.CreateOrder(request, timeout=10)
+    assert_small_refusal(info.value, "contact_name")
+    expert = bpb.Expert(expert_id="E-BLANK", name=blank, domains=["gas"], max_visits_per_day=2)
+    with pytest.raises(grpc.RpcError) as info:
+        pair.booking.UpsertExpert(bpb.UpsertExpertRequest(expert=expert), timeout=10)
+    assert_small_refusal(info.value, "expert.name")
 
 
 def test_free_text_may_break_lines_but_holds_no_other_control_character(pair: Pair) -> None:

@@ -34,7 +34,9 @@ def assert_small(error: grpc.RpcError) -> None:
     assert len(trailers.get("grpc-status-details-bin", b"")) < 4000
 
 
-@pytest.mark.parametrize("bad", ["\x00", "\x1f", "\x7f", "\n"])
+@pytest.mark.parametrize(
+    "bad", ["\x00", "\x1f", "\x7f", "\n", "\x85", "\u202e", "\u2028", "\ufeff"]
+)
 def test_control_characters_in_a_firm_name_are_refused_on_both_databases(
     register_stub: rules_pb2_grpc.RulesServiceStub, bad: str
 ) -> None:
@@ -47,6 +49,17 @@ def test_control_characters_in_a_firm_name_are_refused_on_both_databases(
             pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10
         )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("name", ["\u200b\u200b", "\u3000\u200b", "\u2060"])
+def test_a_firm_name_of_nothing_visible_is_refused(
+    register_stub: rules_pb2_grpc.RulesServiceStub, name: str
+) -> None:
+    """Review 47b N3 / 47a F6: zero-width characters alone passed as a name."""
+    with pytest.raises(grpc.RpcError) as info:
+        upsert(register_stub, profile(1, name=name))
+    assert_small(info.value)
+    assert "profile.name" in fields_of(info.value)
 
 
 def test_control_characters_in_an_event_are_refused(

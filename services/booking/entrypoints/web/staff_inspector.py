@@ -21,6 +21,7 @@ from services.booking.service_layer import authz, staff_views, tickets
 from services.booking.service_layer.staff_sessions import Visitor
 from services.booking.service_layer.staff_views import QueueFilter
 from services.common.errors import NotFound, PreconditionFailed, ValidationError
+from services.common.values import invisible
 
 MAX_QUERY = 100
 DONE_BANNERS = {"pass": messages.RECHECK_DONE_PASS, "fail": messages.RECHECK_DONE_FAIL}
@@ -153,7 +154,7 @@ class InspectorPages(StaffBase):
             return {"result": messages.RECHECK_BAD_CHOICE}
         if len(note) > MAX_TEXT:
             return {"note": messages.PROOF_TOO_LONG.format(n=MAX_TEXT)}
-        if result == "fail" and not note:
+        if result == "fail" and invisible(note):
             return {"note": messages.RECHECK_NEEDS_NOTE}
         return {}
 
