@@ -181,14 +181,18 @@ def test_the_pages_order_limit_spares_refused_forms_and_keeps_the_form(
     first = _post(page, pair, token, "a")
     assert first.status_code == 303
     assert _post(page, pair, token, "a").headers["location"] == first.headers["location"]
-    assert _post(page, pair, token, "b").status_code == 303
-    refused = _post(page, pair, token, "c", note="第三单的备注")
+    # other half-days: other orders (the same ones again would show the first order)
+    later = [pair.slot(3), pair.slot(4)]
+    assert _post(page, pair, token, "b", preferred_slots=later).status_code == 303
+    refused = _post(
+        page, pair, token, "c", note="第三单的备注", preferred_slots=[pair.slot(2), pair.slot(3)]
+    )
     assert refused.status_code == 429
     assert int(refused.headers["Retry-After"]) >= 1
     assert "该二维码预约太频繁" in refused.text  # a form-level error
     assert 'value="冯师傅"' in refused.text and "第三单的备注" in refused.text
     assert 'name="idempotency_key" value="c"' in refused.text  # sent again later: one order
-    assert f'value="{pair.slot(2)}" checked' in refused.text
+    assert f'value="{pair.slot(3)}" checked' in refused.text
     # a double tap of the acknowledged order still lands on it
     assert _post(page, pair, token, "a").headers["location"] == first.headers["location"]
     assert _stored(pair) == 2
@@ -207,7 +211,10 @@ def test_the_page_answers_a_key_reused_with_other_content_with_a_link(
     assert link and link.group(1) == first.headers["location"]
     fresh = re.search(r'name="idempotency_key" value="([^"]+)"', edited.text)
     assert fresh and fresh.group(1) != "k"  # sent again: a new order, as the firm means
-    assert _post(page, pair, token, fresh.group(1), note="改过的备注").status_code == 303
+    # (on other half-days: the same ones again would show the open order, order_entry.py)
+    other = [pair.slot(3), pair.slot(4)]
+    again = _post(page, pair, token, fresh.group(1), note="改过的备注", preferred_slots=other)
+    assert again.status_code == 303 and again.headers["location"] != first.headers["location"]
     assert _stored(pair) == 2
 
 
