@@ -236,6 +236,7 @@ FINDING_CLAUSE = "{ref} 不是规则服务中的条款，请从条款列表中�
 VISIT_CLAUSE_NOT_FOR_FIRM = "该条款不适用于这家企业，请移除后从条款列表中选择"
 VISIT_BAD_DUE = "整改期限须为检查日之后的日期"
 VISIT_IN_FUTURE = "上门检查日期不能晚于今天"
+VISIT_BEFORE_ORDER = "上门检查日期不能早于预约提交的日期"
 VISIT_BAD_MINUTES = "现场时长为0到1440分钟"
 VISIT_TOO_MANY = "一次最多记录50项隐患"
 VISIT_NOT_OPEN = "该订单不在待上门状态，不能记录检查"

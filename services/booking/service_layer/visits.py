@@ -22,6 +22,7 @@ from services.booking.service_layer.sign_in import change_phone
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
+from services.common.instants import in_shanghai
 from services.common.values import parse_day
 
 MAX_MINUTES = 24 * 60
@@ -51,7 +52,9 @@ def record_visit(
     `on_site_mobile`: the firm's person the expert met; it becomes the firm's sign-in
     mobile (sign_in.py), in the same transaction. `firm_clauses_only` (the staff pages):
     each finding cites a clause that applies to the firm (rules is asked once), not only
-    one that exists."""
+    one that exists. A visit is dated no later than today and no earlier than the day
+    its order was placed (that day in Asia/Shanghai; today, should the order's instant lie
+    past the context's clock, as a test's pinned day does)."""
     today = ctx.today()
     day = parse_day(visited_on, "visited_on") if visited_on else today
     if day > today:  # rules would refuse its events (dated after today) for good
@@ -73,6 +76,10 @@ def record_visit(
             raise NotFound(messages.no_such("order", order_id))
         if expert_id and order.expert_id != expert_id:
             raise PermissionDenied(messages.ONLY_DISPATCHED_EXPERT)
+        if day < min(in_shanghai(order.created_at).date(), today):
+            # review 47b F5: a visit of 2020 to an order of 2026 was taken, its tickets born
+            # overdue and its hazards reported to rules as found years ago
+            raise ValidationError([FieldViolation("visited_on", messages.VISIT_BEFORE_ORDER)])
         order.move(
             OrderAction.RECORD_VISIT,
             actor=actor,

@@ -135,6 +135,31 @@ def test_a_visit_dated_after_today_is_refused(pair: Pair) -> None:
     assert len(visit.tickets) == 1
 
 
+def test_a_visit_dated_before_its_order_is_refused_and_writes_nothing(pair: Pair) -> None:
+    """Review 47b F5: a visit dated years before its order was taken, its tickets born
+    overdue, its hazard reported to rules as found then, the firm turned red."""
+    firm = pair.register_firm(9, industry="light_industry", high_risk_domains=["dust_explosion"])
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    placed = order(pair, pair.issue(firm).token)
+    before = (pair.clock.today - timedelta(days=1)).isoformat()
+    for day in (before, "2020-01-01"):
+        with pytest.raises(grpc.RpcError) as info:
+            pair.booking.RecordVisit(
+                ledger_visit(placed.order_id, "无台账", visited_on=day), timeout=10
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "visited_on" in (info.value.details() or "")
+    got = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=placed.order_id), timeout=10)
+    assert got.status == bpb.ORDER_STATUS_DISPATCHED  # nothing recorded
+    tickets = pair.booking.ListTickets(bpb.ListTicketsRequest(enterprise_id=firm), timeout=10)
+    assert list(tickets.tickets) == []
+    visit = pair.booking.RecordVisit(
+        ledger_visit(placed.order_id, "无台账", visited_on=pair.clock.today.isoformat()),
+        timeout=10,
+    )
+    assert len(visit.tickets) == 1
+
+
 def test_upsert_expert_names_each_bad_field_and_truncates_nothing(pair: Pair) -> None:
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
