@@ -171,6 +171,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
     @unary
     def GetStandard(self, request: pb.GetStandardRequest) -> pb.Standard:
+        if not request.standard_id:
+            raise ValidationError([FieldViolation("standard_id", "is required")])
         day = handlers.parse_as_of(request.as_of) if request.as_of else None
         standard = self._ctx.catalogue.standard(request.standard_id, day)
         if standard is None:

@@ -185,8 +185,11 @@ def _replay(request: CheckRequest, first: InspectionRecord) -> CheckResult:
 
 
 def verify_code(uow: UnitOfWork, code: str) -> InspectionView:
-    """The inspection a genuine code stands for; NOT_FOUND for anything else."""
-    if not CODE_SHAPE.match(code or ""):
+    """The inspection a genuine code stands for; INVALID_ARGUMENT for no code at all,
+    NOT_FOUND for anything else."""
+    if not code:
+        raise ValidationError([FieldViolation("code", "is required")])
+    if not CODE_SHAPE.match(code):
         raise NotFound("不是有效的行政检查码 (not a genuine inspection code)")
     with uow:
         record = uow.register.inspection_by_code(code)

@@ -395,8 +395,13 @@ def _known_clauses(
 def get_status(
     uow: UnitOfWork, ctx: RulesContext, enterprise_id: str, history_limit: int = DEFAULT_HISTORY
 ) -> StatusView:
+    bad = []
+    if problem := uscc_problem(enterprise_id):  # review 47b N4: "abc" was NOT_FOUND
+        bad.append(FieldViolation("enterprise_id", problem))
     if history_limit < 0 or history_limit > MAX_HISTORY:
-        raise ValidationError([FieldViolation("history_limit", f"must be 0..{MAX_HISTORY}")])
+        bad.append(FieldViolation("history_limit", f"must be 0..{MAX_HISTORY}"))
+    if bad:
+        raise ValidationError(bad)
     with uow:
         firm = load_firm(uow, enterprise_id)
         record = uow.register.decision(firm.decision_id)

@@ -7,7 +7,7 @@ from datetime import date
 
 from services.common.errors import FieldViolation, ValidationError
 from services.common.regions import region_filter
-from services.common.values import parse_day, preview
+from services.common.values import FIRST_DAY, parse_day, preview
 from services.rules.domain.whitelist_sizes import MAX_MONTHS, MonthSize, months, sizes
 from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.unit_of_work import UnitOfWork
@@ -22,13 +22,14 @@ def _month(text: str, field: str) -> date:
 
 
 def span(today: date, from_month: str, to_month: str) -> list[tuple[int, int]]:
-    """The months asked for: default the twelve ending with today's; at most MAX_MONTHS."""
+    """The months asked for: default the twelve ending with today's (none before the first
+    month of record: 1949-01, review 47b N1); at most MAX_MONTHS."""
     last = _month(to_month, "to_month") if to_month else today.replace(day=1)
     if from_month:
         first = _month(from_month, "from_month")
     else:
         back = last.year * 12 + last.month - 1 - 11
-        first = date(back // 12, back % 12 + 1, 1)
+        first = max(date(back // 12, back % 12 + 1, 1), FIRST_DAY)
     if first > last:
         raise ValidationError([FieldViolation("from_month", "must not be after to_month")])
     listed = months(first, last)

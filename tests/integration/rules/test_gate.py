@@ -482,7 +482,6 @@ def test_anything_but_a_genuine_code_is_not_found(register_stub: RulesServiceStu
     code = check(register_stub, 1, "A", ROUTINE, "2027-03-01").inspection_code
     assert verify(register_stub, code).inspection_code == code
     bad = [
-        "",
         secrets.token_urlsafe(24),
         code[: len(code) - 32] + secrets.token_urlsafe(24) if len(code) > 32 else "x" * 35,
         _edited(code, len(code) - 1),
@@ -498,6 +497,10 @@ def test_anything_but_a_genuine_code_is_not_found(register_stub: RulesServiceStu
         with pytest.raises(grpc.RpcError) as info:
             verify(register_stub, candidate)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND, candidate
+    with pytest.raises(grpc.RpcError) as info:  # no code at all (review 47b N4)
+        verify(register_stub, "")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(violations(info.value)) == ["code"]
 
 
 def test_denied_verdicts_have_no_code(register_stub: RulesServiceStub) -> None:

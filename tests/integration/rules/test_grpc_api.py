@@ -192,6 +192,14 @@ def test_list_and_get_standards(rules_stub, rulebook) -> None:  # type: ignore[n
     assert gm.version.startswith("GM2023-")
 
 
+def test_get_standard_without_an_id_names_the_field(rules_stub) -> None:  # type: ignore[no-untyped-def]
+    """Review 47b N4: an empty standard_id answered NOT_FOUND."""
+    with pytest.raises(grpc.RpcError) as info:
+        rules_stub.GetStandard(pb.GetStandardRequest(standard_id=""), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(violations(info.value)) == ["standard_id"]
+
+
 def test_get_unknown_standard_is_not_found(rules_stub) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as info:
         rules_stub.GetStandard(pb.GetStandardRequest(standard_id="NOPE"), timeout=10)

@@ -72,6 +72,19 @@ def test_list_whitelist_by_region_with_opaque_page_tokens(register_stub) -> None
     assert len(everything.entries) == 7 and not everything.next_page_token
 
 
+@pytest.mark.parametrize("enterprise_id", ["", "abc", "91330782MA2000001X"])
+def test_a_status_asked_for_no_credit_code_names_the_field(  # type: ignore[no-untyped-def]
+    register_stub, enterprise_id: str
+) -> None:
+    """Review 47b N4: "abc" answered NOT_FOUND, as if it were a firm not registered."""
+    with pytest.raises(grpc.RpcError) as info:
+        register_stub.GetEnterpriseStatus(
+            pb.GetEnterpriseStatusRequest(enterprise_id=enterprise_id), timeout=10
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(violations(info.value)) == ["enterprise_id"]
+
+
 def test_a_firm_moving_region_while_paged_is_listed_once(register_stub) -> None:  # type: ignore[no-untyped-def]
     """Review 47b F4: by (region, firm), a firm listed on page 1 that moved to a region
     sorting later was listed again on a later page. Every firm of the first page moves

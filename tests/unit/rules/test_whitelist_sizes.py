@@ -46,3 +46,12 @@ def test_sizes_per_month_stop_at_today() -> None:
         ("2026-03", 2, 1, 0),
     ]
     assert got[-1].as_of == date(2026, 3, 31)
+
+
+def test_the_default_span_starts_no_earlier_than_the_first_month_of_record() -> None:
+    """Review 47b N1: to_month 1949-01 with no from_month answered 1948-02 … 1949-01."""
+    from services.rules.service_layer.whitelist_history import span
+
+    assert span(date(2026, 6, 30), "", "1949-01") == [(1949, 1)]
+    assert span(date(2026, 6, 30), "", "1949-03") == [(1949, 1), (1949, 2), (1949, 3)]
+    assert len(span(date(2026, 6, 30), "", "")) == 12
