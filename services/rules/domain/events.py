@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from services.common.values import preview
 from services.common.vocabulary import Severity, uscc_problem
 
-from .errors import FieldViolation, NotFound, PreconditionFailed, ValidationError
+from .errors import AlreadyExists, FieldViolation, NotFound, PreconditionFailed, ValidationError
 from .profile import (
     CLAUSE_REF,
     MAX_TEXT,
@@ -117,13 +117,10 @@ def apply(profile: EnterpriseProfile, event: Event) -> Outcome:
 def _hazard_found(profile: EnterpriseProfile, event: Event) -> tuple[EnterpriseProfile, str]:
     assert event.hazard is not None
     if any(h.hazard_id == event.hazard.hazard_id for h in profile.hazards):
-        raise ValidationError(
-            [
-                FieldViolation(
-                    "event.hazard.hazard_id",
-                    f"hazard {preview(event.hazard.hazard_id)} is already on record",
-                )
-            ]
+        # the register's state, not the request, is in the way (review 47b F10)
+        raise AlreadyExists(
+            f"event.hazard.hazard_id: hazard {preview(event.hazard.hazard_id)} is already "
+            "on record (another event found it)"
         )
     new = replace(profile, hazards=(*profile.hazards, event.hazard))
     return new, f"发现{event.hazard.severity.label} {event.hazard.clause_ref}"
@@ -140,9 +137,10 @@ def _open_hazard(profile: EnterpriseProfile, hazard_id: str) -> Hazard:
 
 def _hazard_verified(profile: EnterpriseProfile, event: Event) -> tuple[EnterpriseProfile, str]:
     hazard = _open_hazard(profile, event.hazard_id)
-    if event.occurred_on < hazard.found_on:
-        raise ValidationError(
-            [FieldViolation("event.occurred_on", "a hazard cannot be verified before it was found")]
+    if event.occurred_on < hazard.found_on:  # the recorded hazard's date (review 47b F10)
+        raise PreconditionFailed(
+            f"event.occurred_on: hazard {preview(hazard.hazard_id)} was found on "
+            f"{hazard.found_on.isoformat()}; it cannot be verified before that"
         )
     closed = replace(
         hazard, status=HazardStatus.VERIFIED, closed_on=event.occurred_on, closed_late=event.late

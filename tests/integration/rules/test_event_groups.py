@@ -53,7 +53,7 @@ BEFORE = [accident(3, "p1")]  # reported one by one before the group
 # (event, what it answers): the order they are sent in
 SENT = [
     (hazard_found(1, "e1", "H1"), "ok"),
-    (hazard_found(1, "e2", "H1", clause_ref="GEN:training"), "INVALID_ARGUMENT"),  # H1 on record
+    (hazard_found(1, "e2", "H1", clause_ref="GEN:training"), "ALREADY_EXISTS"),  # H1 on record
     (accident(1, "e3"), "ok"),
     (accident(2, "e4"), "ok"),
     (complaint(3, "e5"), "ok"),

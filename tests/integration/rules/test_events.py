@@ -404,15 +404,17 @@ def test_three_general_hazards_turn_orange(register_stub: RulesServiceStub) -> N
     assert len(decisions(status)) == 4
 
 
-def test_hazard_found_with_an_id_already_on_record_is_invalid(
+def test_hazard_found_with_an_id_already_on_record_already_exists(
     register_stub: RulesServiceStub,
 ) -> None:
+    """The register's state is in the way, not the request: ALREADY_EXISTS (review 47b
+    F10; it was INVALID_ARGUMENT)."""
     whitelisted_firm(register_stub)
     report(register_stub, hazard_found(1, "gh-1", "H1"))
     with pytest.raises(grpc.RpcError) as info:
         report(register_stub, hazard_found(1, "gh-2", "H1", clause_ref="GEN:training"))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "event.hazard.hazard_id" in violations(info.value)
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "event.hazard.hazard_id" in (info.value.details() or "")
     assert len(decisions(status_of(register_stub, 1))) == 2
 
 
@@ -533,15 +535,18 @@ def test_verifying_an_already_verified_hazard_is_a_failed_precondition(
     assert after.decision.status == pb.STATUS_WHITELIST
 
 
-def test_verification_before_the_hazard_was_found_is_invalid(
+def test_verification_before_the_hazard_was_found_fails_its_precondition(
     register_stub: RulesServiceStub,
 ) -> None:
+    """Only the recorded hazard's date makes it wrong: FAILED_PRECONDITION (review 47b
+    F10; it was INVALID_ARGUMENT). Nothing is decided."""
     whitelisted_firm(register_stub)
     report(register_stub, hazard_found(1, "gh-1", "H1", occurred_on="2026-06-20"))
     with pytest.raises(grpc.RpcError) as info:
         report(register_stub, verified(1, "v-1", "H1", "2026-06-19"))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "event.occurred_on" in violations(info.value)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "event.occurred_on" in (info.value.details() or "")
+    assert len(decisions(status_of(register_stub, 1))) == 2
 
 
 # ---------------------------------------------------------------- RECTIFICATION_OVERDUE
