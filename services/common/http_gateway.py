@@ -169,12 +169,21 @@ class Gateway:
         async def endpoint(request: Request) -> Response:
             start = time.perf_counter()
             body = await _body(request)
+            kind = request.headers.get("content-type", "")
             peer = _peer(request)
             headers = {"authorization": request.headers.get("authorization", "")}
             if not headers["authorization"]:
                 headers = {}
             response = await run_in_threadpool(
-                self._call, path, method, request_class, behaviour, body, peer, headers, start
+                self._call,
+                path,
+                method,
+                request_class,
+                behaviour,
+                (body, kind),
+                peer,
+                headers,
+                start,
             )
             return response
 
@@ -186,7 +195,7 @@ class Gateway:
         method: MethodDescriptor,
         request_class: type[Message],
         behaviour: Callable[[Message, GatewayContext], Message],
-        body: bytes | None,
+        sent: tuple[bytes | None, str],
         peer: str,
         headers: Mapping[str, str],
         start: float,
@@ -195,7 +204,7 @@ class Gateway:
         with call_scope():
             try:
                 self._admit(path, headers, peer)
-                message = _parse(body, request_class)
+                message = _parse(*sent, request_class)
                 refuse_control_characters(message, path, self.items_checked)
                 answer = behaviour(message, context)
                 response: Response = JSONResponse(_to_json(answer))
@@ -258,18 +267,28 @@ def _peer(request: Request) -> str:
     return f"ipv6:[{host}]" if ":" in host else f"ipv4:{host}"
 
 
-def _parse(body: bytes | None, request_class: type[Message]) -> Message:
+def _parse(body: bytes | None, content_type: str, request_class: type[Message]) -> Message:
     """The request message from its proto3 JSON mapping (an empty body: all defaults), or
     ValidationError naming what is wrong: the field where one can be named
-    (`profile.employees`, `items[2].as_of`), else `body`."""
+    (`profile.employees`, `items[2].as_of`), else `body`. A body must come as
+    `application/json` (UTF-8, the only charset JSON has), and an object may not name a
+    key twice (review 47b F2: text/plain, no type at all, and a key sent twice, the last
+    one winning, were all taken)."""
     name = request_class.DESCRIPTOR.full_name
     if body is None:
         _refuse("body", f"larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
     message = request_class()
     if not body or not body.strip():
         return message
+    if not _json_type(content_type):
+        _refuse(
+            "content-type",
+            f"must be application/json (UTF-8), not {_quoted(content_type or 'none')}",
+        )
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_pairs_hook=_once_each)
+    except _DuplicateKey as exc:
+        _refuse("body", f"names the key {_quoted(str(exc))} twice")
     except RecursionError:  # thousands of nested arrays: Python's JSON reader gives up
         _refuse("body", f"nested too deeply: send a {name} in the proto3 JSON mapping")
     except ValueError:  # UnicodeDecodeError included
@@ -288,6 +307,37 @@ def _parse(body: bytes | None, request_class: type[Message]) -> Message:
     for field, paths in masks.items():
         getattr(message, field).paths.extend(paths)
     return message
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object naming one key twice (the key is the message)."""
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: the object, unless it names a key twice."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return data
+
+
+def _json_type(content_type: str) -> bool:
+    """Whether a Content-Type header says JSON in UTF-8 (a charset of utf-8, or none)."""
+    media, _, parameters = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return False
+    for parameter in parameters.split(";"):
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            return False
+    return True
 
 
 def _mask_lists(

@@ -204,7 +204,7 @@ def test_errors_map_to_http_status_with_a_google_rpc_status_body(served: Running
     not_json = httpx.post(
         f"{served.http}/v1/rules/Evaluate",
         content=b"{nope" + b"x" * 5000,
-        headers=bearer("evaluator"),
+        headers={**bearer("evaluator"), "content-type": "application/json"},
         timeout=30,
     )
     assert not_json.status_code == 400 and "x" * 50 not in not_json.text
@@ -493,6 +493,61 @@ def test_a_body_protobuf_refuses_names_the_field_and_quotes_a_short_prefix(
         assert "9" * 33 not in answer.text and "NOPE" * 9 not in answer.text
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "", "application/jsonx", "application/json; charset=latin1", "text/json"],
+)
+def test_a_body_not_sent_as_json_is_refused_naming_the_content_type(
+    served: Running, content_type: str
+) -> None:
+    """Review 47b F2: text/plain, no type at all and other types were all served."""
+    body = json.dumps(_json(pb.EvaluateRequest(profile=profile_from_json(profile(1)))))
+    headers = {**bearer("evaluator"), "content-type": content_type}
+    answer = httpx.post(
+        f"{served.http}/v1/rules/Evaluate", content=body.encode(), headers=headers, timeout=30
+    )
+    assert answer.status_code == 400, answer.text
+    assert set(_violations(_status(answer))) == {"content-type"}
+    for fine in (
+        "application/json",
+        "Application/JSON; charset=UTF-8",
+        'application/json;charset="utf-8"',
+    ):
+        headers = {**bearer("evaluator"), "content-type": fine}
+        answer = httpx.post(
+            f"{served.http}/v1/rules/Evaluate", content=body.encode(), headers=headers, timeout=30
+        )
+        assert answer.status_code == 200, (fine, answer.text)
+    # an empty body needs no type: every field its default
+    assert (
+        httpx.post(
+            f"{served.http}/v1/rules/ListStandards", headers=bearer("evaluator"), timeout=30
+        ).status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"asOf": "2026-06-30", "asOf": "2026-07-01", "profile": {}}',
+        '{"profile": {"name": "甲", "name": "乙"}}',
+        '{"profile": {"facts": {"gen.training_missing": true, "gen.training_missing": false}}}',
+    ],
+)
+def test_a_key_sent_twice_is_refused_not_the_last_one_kept(served: Running, body: str) -> None:
+    """Review 47b F2: the last of two values for one key silently won."""
+    answer = httpx.post(
+        f"{served.http}/v1/rules/Evaluate",
+        content=body.encode(),
+        headers={**bearer("evaluator"), "content-type": "application/json"},
+        timeout=30,
+    )
+    assert answer.status_code == 400, answer.text
+    status = _status(answer)
+    assert set(_violations(status)) == {"body"} and "twice" in str(status["message"])
+
+
 def test_a_deeply_nested_body_is_400_not_500(served: Running) -> None:
     """Review finding 7 (the gateway's part): 3,000 nested arrays made Python's JSON
     reader raise RecursionError, which the gateway answered 500 INTERNAL."""
@@ -501,7 +556,7 @@ def test_a_deeply_nested_body_is_400_not_500(served: Running) -> None:
         answer = httpx.post(
             f"{served.http}/v1/rules/Evaluate",
             content=body,
-            headers=bearer("evaluator"),
+            headers={**bearer("evaluator"), "content-type": "application/json"},
             timeout=30,
         )
         assert answer.status_code == 400, (depth, answer.text)
