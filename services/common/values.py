@@ -6,7 +6,8 @@
   U+007F–U+009F), the bidirectional marks, embeddings, overrides and isolates (U+061C,
   U+200E, U+200F, U+202A–U+202E, U+2066–U+2069: a U+202E in a contact name shown to an
   expert turned the rest of the line around and could fake a phone number, review 47a
-  F6), the line and paragraph separators (U+2028, U+2029) and U+FEFF; free-text fields
+  F6), the line and paragraph separators (U+2028, U+2029), U+FEFF and U+FFFD (text
+  damaged on its way: a browser's form in another encoding); free-text fields
   (`MULTILINE_FIELDS`: notes, descriptions, reasons) may break lines (LF, CR, U+2028,
   U+2029). Zero-width spaces and joiners stay allowed (emoji sequences need the joiner).
 - `invisible`: text with nothing a person can see (spaces, zero-width characters): a
@@ -33,7 +34,9 @@ FIRST_DAY, LAST_DAY = date(FIRST_YEAR, 1, 1), date(LAST_YEAR, 12, 31)
 # free text a person writes in a text area: line breaks allowed there, nowhere else
 MULTILINE_FIELDS = frozenset({"note", "description", "reason", "grounds", "basis", "text"})
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_FORMATTING = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff"  # bidi controls, BOM
+# the bidi controls, BOM, and U+FFFD: the mark of text damaged on its way (a form sent in
+# another encoding: review 47a N3), never what a person meant to type
+_FORMATTING = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffd"
 _CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\u2028\u2029{_FORMATTING}]")
 _CONTROL_BUT_LINE_BREAKS = re.compile(f"[\\x00-\\x09\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_FORMATTING}]")
 # nothing visible: whitespace, zero-width spaces and joiners, word joiner, BOM, Hangul filler

@@ -21,6 +21,7 @@ REFUSED_EVERYWHERE = [
     "\u2066",  # isolates
     "\u2069",
     "\ufeff",  # BOM
+    "\ufffd",  # text damaged on its way: a form sent in another encoding (47a N3)
 ]
 LINE_BREAKS = ["\n", "\r", "\u2028", "\u2029"]  # free text only
 ALLOWED = ["张三", "a b", "é", "\u200b", "👨\u200d👩\u200d👧", "１２３", "(株)"]

@@ -25,7 +25,7 @@ NO_NAME = "请填写联系人姓名"
 NAME_TOO_LONG = "姓名最多{n}个字"
 BAD_PHONE = "请填写11位手机号码（以1开头）"
 NOTE_TOO_LONG = "备注最多{n}个字"
-CONTROL_CHARACTERS = "不能包含不可见的控制字符"
+CONTROL_CHARACTERS = "不能包含不可见的控制字符或无法识别的字符（�）"
 BAD_IDEMPOTENCY_KEY = "缺少或过长的防重复提交编号（最多{n}个字符）"
 FORM_EXPIRED = "页面已过期，请核对后重新提交"
 # the same idempotency key sent again with other content (ALREADY_EXISTS)

@@ -231,6 +231,30 @@ def test_control_characters_in_the_form_are_shown_as_errors_and_nothing_is_store
     assert [o.note for o in orders] == ["二车间\n三车间"]  # as typed: one character a break
 
 
+def test_bytes_that_are_not_utf8_are_a_form_error_not_stored_as_replacement_marks(
+    site: Site,
+) -> None:
+    """Review 47a N3: a name sent as %ED%A0%80 (not UTF-8) was stored as three U+FFFD."""
+    firm, token = site.firm(14)
+    _, key = site.form(token)
+    body = (
+        "item_codes=dust_explosion"
+        f"&preferred_slots={site.pair.slot(2).replace(' ', '+')}"
+        f"&preferred_slots={site.pair.slot(3, 'PM').replace(' ', '+')}"
+        "&contact_name=%ED%A0%80&contact_phone=13812345678"
+        f"&idempotency_key={key}"
+    )
+    response = site.client.post(
+        f"/q/{token}/order",
+        content=body.encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert "无法识别的字符" in block(response.text, "contact_name")
+    orders, _ = list_orders(UnitOfWork(site.pair.booking_engine), firm, "", 10, "", EVERY)
+    assert orders == []
+
+
 def test_a_missing_idempotency_key_asks_to_resubmit_with_a_fresh_one(site: Site) -> None:
     _, token = site.firm(4)
     response = site.order(token, "")
