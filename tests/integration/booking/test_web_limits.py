@@ -38,12 +38,14 @@ def _serve(
         http.stop()
 
 
-def _order(client: httpx.Client, pair: Pair, token: str, key: str) -> httpx.Response:
+def _order(client: httpx.Client, pair: Pair, token: str, key: str, day: int = 1) -> httpx.Response:
+    """An order on days `day` and `day + 1` (the same half-days again, while the first is
+    open, would show the first order: service_layer/order_entry.py)."""
     return client.post(
         f"/q/{token}/order",
         data={
             "item_codes": ["fire_safety"],
-            "preferred_slots": [pair.slot(1), pair.slot(2)],
+            "preferred_slots": [pair.slot(day), pair.slot(day + 1)],
             "contact_name": "冯",
             "contact_phone": "13212345678",
             "idempotency_key": key,
@@ -57,9 +59,9 @@ def test_orders_per_qr_token_are_limited_with_retry_after(tmp_path: Path) -> Non
         token = pair.issue(pair.register_firm(1)).token
         other = pair.issue(pair.register_firm(2)).token
         for client in _serve(pair, TIGHT, Rate(per_second=1 / 3600, burst=3)):
-            codes = [_order(client, pair, token, f"k{i}").status_code for i in range(4)]
+            codes = [_order(client, pair, token, f"k{i}", 1 + 2 * i).status_code for i in range(4)]
             assert codes == [303, 303, 303, 429]
-            refused = _order(client, pair, token, "k9")
+            refused = _order(client, pair, token, "k9", 11)
             assert refused.status_code == 429
             assert int(refused.headers["Retry-After"]) >= 1
             assert "该二维码预约太频繁" in refused.text  # on the form (test_order_keys_…)
