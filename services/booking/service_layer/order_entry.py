@@ -22,8 +22,8 @@ from services.booking.domain.orders import (
     OrderRequest,
     repeats,
     validate_clause_refs,
-    validate_order,
 )
+from services.booking.service_layer.orders import form_request
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.qr_codes import firm_for_token
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -39,15 +39,7 @@ def checked(ctx: BookingContext, form: Mapping[str, Any]) -> OrderRequest:
     bad: list[FieldViolation] = []
     request = None
     try:
-        request = validate_order(
-            list(form.get("item_codes", [])),
-            list(form.get("preferred_slots", [])),
-            str(form.get("contact_name", "")),
-            str(form.get("contact_phone", "")),
-            str(form.get("note", "")),
-            frozenset(ctx.menu),
-            ctx.today(),
-        )
+        request = form_request(ctx, form)
     except ValidationError as exc:
         bad.extend(exc.violations)
     try:

@@ -303,8 +303,9 @@ def _checked(ctx: BookingContext, card: FirmCard, item: NewOrder) -> tuple[FirmC
     return card, _validated(ctx, item.form)
 
 
-def _validated(ctx: BookingContext, form: Mapping[str, Any]) -> _Checked:
-    request = validate_order(
+def form_request(ctx: BookingContext, form: Mapping[str, Any]) -> OrderRequest:
+    """An order form's fields (CreateOrder's, or the phone page's) validated."""
+    return validate_order(
         list(form.get("item_codes", [])),
         list(form.get("preferred_slots", [])),
         str(form.get("contact_name", "")),
@@ -313,6 +314,10 @@ def _validated(ctx: BookingContext, form: Mapping[str, Any]) -> _Checked:
         frozenset(ctx.menu),
         ctx.today(),
     )
+
+
+def _validated(ctx: BookingContext, form: Mapping[str, Any]) -> _Checked:
+    request = form_request(ctx, form)
     refs = validate_clause_refs([str(r) for r in form.get("clause_refs", [])])
     return _Checked(request, refs)
 
