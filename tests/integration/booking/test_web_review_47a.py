@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import re
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -46,15 +47,22 @@ def visit_form(c: httpx.Client, order_id: str, tok: str, n: int) -> dict[str, st
     return form
 
 
+def expert_at_order(web: Web, firm: int) -> tuple[Any, str, Any, str]:
+    """Expert E1 signed in on the staff pages, with an order of firm `firm` dispatched
+    to them: (the pair, the order id, the signed-in client, its CSRF token)."""
+    pair = web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    order_id, _ = dispatched(pair, firm, "稠城街道")
+    web.user("zhuanjia", "expert", expert_id="E1")
+    c, tok = web.signed_in("zhuanjia")
+    return pair, order_id, c, tok
+
+
 # -- F1. a visit with many phone photos --------------------------------------------------------
 
 
 def test_twenty_findings_each_with_a_phone_photo_are_recorded(sqlite_web: Web) -> None:  # noqa: F811
-    pair = sqlite_web.pair
-    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
-    order_id, _ = dispatched(pair, 41, "稠城街道")
-    sqlite_web.user("zhuanjia", "expert", expert_id="E1")
-    c, tok = sqlite_web.signed_in("zhuanjia")
+    pair, order_id, c, tok = expert_at_order(sqlite_web, 41)
     files = {f"photo_{i}": (f"p{i}.jpg", jpeg(4 * MB, i), "image/jpeg") for i in range(20)}
     answer = c.post(
         f"/staff/orders/{order_id}/visit", data=visit_form(c, order_id, tok, 20), files=files
@@ -67,11 +75,7 @@ def test_twenty_findings_each_with_a_phone_photo_are_recorded(sqlite_web: Web) -
 
 
 def test_photos_over_the_visits_total_keep_every_typed_finding(sqlite_web: Web) -> None:  # noqa: F811
-    pair = sqlite_web.pair
-    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
-    order_id, _ = dispatched(pair, 42, "稠城街道")
-    sqlite_web.user("zhuanjia", "expert", expert_id="E1")
-    c, tok = sqlite_web.signed_in("zhuanjia")
+    pair, order_id, c, tok = expert_at_order(sqlite_web, 42)
     each = 5 * MB  # at the limit of one photo
     n = MAX_VISIT_PHOTO_BYTES // each + 2  # two too many for the total
     form = visit_form(c, order_id, tok, n) | {
@@ -94,11 +98,7 @@ def test_photos_over_the_visits_total_keep_every_typed_finding(sqlite_web: Web) 
 
 
 def test_a_body_over_the_visits_limit_says_what_the_limits_are(sqlite_web: Web) -> None:  # noqa: F811
-    pair = sqlite_web.pair
-    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
-    order_id, _ = dispatched(pair, 43, "稠城街道")
-    sqlite_web.user("zhuanjia", "expert", expert_id="E1")
-    c, _ = sqlite_web.signed_in("zhuanjia")
+    _, order_id, c, _ = expert_at_order(sqlite_web, 43)
     # a body declared over the limit is answered once its head is read (http.client
     # sends what it is given; the server answers from the declared length)
     conn = http.client.HTTPConnection("127.0.0.1", sqlite_web.http.port, timeout=30)
@@ -211,11 +211,7 @@ def test_an_overdue_hazard_revoking_the_white_list_is_named_once_by_its_finding(
 
 
 def test_n2_a_bad_severity_is_said_in_chinese_only(sqlite_web: Web) -> None:  # noqa: F811
-    pair = sqlite_web.pair
-    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
-    order_id, _ = dispatched(pair, 48, "稠城街道")
-    sqlite_web.user("zhuanjia", "expert", expert_id="E1")
-    c, tok = sqlite_web.signed_in("zhuanjia")
+    _, order_id, c, tok = expert_at_order(sqlite_web, 48)
     form = visit_form(c, order_id, tok, 1) | {"severity_0": "MAJOR"}
     answer = c.post(f"/staff/orders/{order_id}/visit", data=form)
     assert answer.status_code == 400
