@@ -26,3 +26,15 @@ def test_malformed_clause_refs_are_refused_by_field(ref: str) -> None:
     with pytest.raises(ValidationError) as info:
         validate_clause_refs([ref])
     assert info.value.violations[0].field == "clause_refs"
+
+
+def test_a_firm_reads_a_national_clause_by_its_number_and_a_worded_rule_by_its_text() -> None:
+    """Review 47a N1: GEN:risk_report and SMALL:smoke read as raw codes on the firm's
+    pages; the templates show such a rule by its text alone."""
+    from services.booking.entrypoints.web.labels import shown_ref
+
+    assert shown_ref("GM2023:11(1)") == "GM2023:11(1)"
+    assert shown_ref("FIRE35181:6.4") == "FIRE35181:6.4"
+    assert shown_ref("GEN:risk_report") == ""
+    assert shown_ref("SMALL:smoke") == ""
+    assert shown_ref("") == ""

@@ -113,6 +113,14 @@ def month(key: str) -> str:
     return f"{year}年{int(number)}月" if number.isdigit() else key
 
 
+def shown_ref(ref: str) -> str:
+    """A clause ref as a firm reads it: a national standard's clause by its number
+    (GM2023:11(1), FIRE35181:6.4), or "" for a rule the register names by a word
+    (GEN:risk_report, SMALL:smoke: review 47a N1), whose text the page shows instead."""
+    _, _, clause = ref.partition(":")
+    return ref if clause[:1].isdigit() else ""
+
+
 def percent(value: float) -> str:
     return f"{value * 100:.1f}%"
 
@@ -139,5 +147,6 @@ def environment() -> jinja2.Environment:
         weekday=weekday,
         month=month,
         percent=percent,
+        shown_ref=shown_ref,
     )
     return env
