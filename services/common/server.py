@@ -45,8 +45,10 @@ DEFAULT_MAX_CONCURRENT = 128
 RETRY_AFTER_BUSY = 1  # seconds, in the retry-after trailer of a refusal for load
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 # threads for health Watch streams (client-side health checking keeps one open per
-# connection); past this many at once a new Watch waits for one to end
-HEALTH_WATCHERS = 16
+# connection); past this many at once a new Watch is refused RESOURCE_EXHAUSTED with a
+# retry hint (it waited, unanswered, for one to end: its client saw neither SERVING nor
+# an error); Check needs no thread of these
+HEALTH_WATCHERS = 64
 NO_DEADLINE = 10**6  # grpc reports "no deadline" as a very long time remaining
 _log = structlog.get_logger("server")
 
@@ -77,6 +79,11 @@ class CallPool(futures.ThreadPoolExecutor):
     @property
     def held(self) -> int:
         return self._held
+
+    @property
+    def size(self) -> int:
+        """Its threads."""
+        return int(self._max_workers)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,8 @@ class AdmissionInterceptor(HandlerInterceptor):
         if method in self._long_lived and self._pools.draining.is_set():
             return self._refused(handler, method, _DRAINING)
         if method == HEALTH_WATCH:
+            if self._pools.watches.held >= self._pools.watches.size:
+                return self._refused(handler, method, _WATCHERS_FULL)
             return _on(handler, self._pools.watches)
         if self._max and not infrastructure and self._pools.held() >= self._max:
             return self._refused(handler, method, _BUSY)
@@ -187,6 +196,11 @@ class _Refusal:
 
 _BUSY = _Refusal(
     grpc.StatusCode.RESOURCE_EXHAUSTED, "too many calls in progress; retry later", RETRY_AFTER_BUSY
+)
+_WATCHERS_FULL = _Refusal(
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "too many health Watch streams open on this server process; retry later, or use Check",
+    5,
 )
 _DRAINING = _Refusal(
     grpc.StatusCode.UNAVAILABLE, "the server is shutting down; reconnect to another replica", 1

@@ -119,3 +119,36 @@ def test_a_watcher_its_caller_cancels_is_logged_cancelled(
         )
     (line,) = [e for e in logged if e.get("method") == HEALTH_WATCH]
     assert line["status"] == "CANCELLED"
+
+
+def test_a_watch_past_the_watchers_threads_is_refused_not_left_waiting(
+    rulebook: Rulebook, monkeypatch: Any
+) -> None:
+    """With every Watch thread taken, a new Watch is RESOURCE_EXHAUSTED with a retry
+    hint (it waited, unanswered, for a thread to free); Check still answers, and once a
+    watcher leaves a new Watch is served."""
+    monkeypatch.setattr("services.common.server.HEALTH_WATCHERS", 2)
+    built = grpc_server.build(
+        rulebook, engine=None, address="127.0.0.1:0", limits=Limits(workers=2, db_workers=2)
+    )
+    built.server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{built.port}")
+    try:
+        first, second = _watch(channel), _watch(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            _watch(channel)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert ("retry-after", "5") in (refused.value.trailing_metadata() or ())
+        check = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=30
+        )
+        assert check.status == SERVING
+        first[0].cancel()
+        _wait_until(lambda: built.pools.watches.held < 2, "a watcher's thread freed")
+        third, seen = _watch(channel)
+        assert seen == [SERVING]
+        for call in (second[0], third):
+            call.cancel()
+    finally:
+        channel.close()
+        built.server.stop(None)
