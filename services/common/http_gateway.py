@@ -295,6 +295,8 @@ def _parse(body: bytes | None, content_type: str, request_class: type[Message]) 
         _refuse("body", f"not JSON: send a {name} in the proto3 JSON mapping")
     if not isinstance(data, dict):
         _refuse("body", f"must be a JSON object: a {name} in the proto3 JSON mapping")
+    if twice := _named_twice(data, request_class.DESCRIPTOR, ""):
+        raise ValidationError([twice])
     data, masks = _mask_lists(data, request_class)
     try:
         json_format.ParseDict(data, message)
@@ -323,6 +325,33 @@ def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise _DuplicateKey(key)
             seen.add(key)
     return data
+
+
+def _named_twice(data: dict[str, Any], descriptor: Any, prefix: str) -> FieldViolation | None:
+    """A field `data` (the JSON object of a `descriptor` message at `prefix`) sends under
+    both its JSON and its proto name (`asOf` and `as_of`), at any depth of messages and
+    lists of them: protobuf takes both and keeps the last (review 48 F2). Maps and the
+    well-known types (Struct, Value, …) hold no such names."""
+    for field in descriptor.fields:
+        if field.json_name != field.name and field.json_name in data and field.name in data:
+            return FieldViolation(
+                prefix + field.name, f"sent twice, as {field.json_name} and as {field.name}"
+            )
+        entry = field.message_type
+        if entry is None or entry.GetOptions().map_entry:
+            continue
+        if entry.full_name.startswith("google.protobuf."):
+            continue
+        value = data.get(field.json_name, data.get(field.name))
+        items = value if field.is_repeated and isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, dict):
+                at = (
+                    f"{prefix}{field.name}[{i}]." if field.is_repeated else f"{prefix}{field.name}."
+                )
+                if found := _named_twice(item, entry, at):
+                    return found
+    return None
 
 
 def _json_type(content_type: str) -> bool:

@@ -275,6 +275,16 @@ REPEAT_WINDOW = timedelta(hours=24)
 OPEN_STATUSES = (OrderStatus.SUBMITTED.value, OrderStatus.DISPATCHED.value)
 
 
+def same_contact(earlier: Order, request: OrderRequest) -> bool:
+    """Whether `request` names the contact, mobile and note `earlier` holds (as stored:
+    `request` is validated, so spaces and a phone's separators are already gone)."""
+    return (
+        earlier.contact_name == request.contact_name
+        and earlier.contact_phone == request.contact_phone
+        and earlier.note == request.note
+    )
+
+
 def repeats(earlier: Order, request: OrderRequest, at: datetime) -> bool:
     """Whether `request`, arriving `at`, asks again for the open order `earlier`: the same
     service items and preferred half-days (in any order), placed within REPEAT_WINDOW."""

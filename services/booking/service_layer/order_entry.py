@@ -4,7 +4,9 @@ Submitted again (Back, then 提交预约 once more): the form carries a new idem
 each time it is loaded, so the key alone cannot tell. Before it takes an order, the page
 asks `open_repeat` for an open order of the same firm with the same items and half-days
 placed recently (domain/orders.py `repeats`), and shows that order instead of taking a
-second. gRPC CreateOrder does not ask: its callers keep their key across retries, and its
+second; when the form's contact, mobile or note differ from that order's, the form comes
+back saying they were not saved and linking the order (cancel it, then order again).
+gRPC CreateOrder does not ask: its callers keep their key across retries, and its
 idempotency is the key's.
 
 A form refused for its key alone (a missing or overlong one) is refused before its fields
@@ -14,6 +16,7 @@ are read: `problems` names theirs too, so the page shows every error at once.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from services.booking.domain.orders import (
@@ -21,6 +24,7 @@ from services.booking.domain.orders import (
     Order,
     OrderRequest,
     repeats,
+    same_contact,
     validate_clause_refs,
 )
 from services.booking.service_layer.orders import form_request
@@ -60,9 +64,19 @@ def problems(ctx: BookingContext, form: Mapping[str, Any]) -> list[FieldViolatio
     return []
 
 
+@dataclass(frozen=True)
+class Repeat:
+    """An open order a form asks for again; `edited`: the form's contact, mobile or note
+    differ from the order's (the page then says the edits were not saved and how to make
+    them, instead of dropping them unsaid: review 48 F4)."""
+
+    order: Order
+    edited: bool
+
+
 def open_repeat(
     uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], key: str
-) -> Order | None:
+) -> Repeat | None:
     """The open order of the token's firm that `form` asks for again, or None. An order
     taken with `key` itself is not one: that is a repeat CreateOrder answers by its key.
     A form with errors is None too (taking it says what is wrong)."""
@@ -78,5 +92,5 @@ def open_repeat(
                 enterprise_id=card.enterprise_id, status=status, limit=LOOK_BACK
             ):
                 if order.idempotency_key != key and repeats(order, request, at):
-                    return order
+                    return Repeat(order, not same_contact(order, request))
     return None

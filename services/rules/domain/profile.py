@@ -237,7 +237,8 @@ class FieldChecker:
         if not isinstance(value, str):
             self.bad(path, "must be a string")
             return ""
-        if required and invisible(value):
+        if required and self.controls and invisible(value):  # input only, as controls:
+            # a stored profile keeps what an older release took (review 48 F1)
             self.bad(path, "is required: it holds nothing visible")
             return ""
         if len(value) > max_len:

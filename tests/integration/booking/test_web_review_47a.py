@@ -129,7 +129,14 @@ def test_the_same_order_with_a_new_key_shows_the_open_one(site: Site) -> None:  
     firm, token = site.firm(44)
     first = site.placed(token)
     _, key = site.form(token)  # Back: the form fetched again, a new key
-    again = site.order(token, key, contact_name="王经理 ", note="再提交一次")
+    edited = site.order(token, key, contact_name="李经理", note="再提交一次")
+    # other contact or note (review 48 F4): not dropped unsaid, not booked twice either
+    assert edited.status_code == 409
+    assert "没有保存" in edited.text and "李经理" in edited.text and "再提交一次" in edited.text
+    link = re.search(r'<a href="([^"]+)" id="earlier-order">', edited.text)
+    assert link and link.group(1).endswith(first)
+    assert len(orders_of(site, firm)) == 1
+    again = site.order(token, key, contact_name="王经理 ")  # as first sent (spaces aside)
     assert again.status_code == 303
     assert again.headers["location"] == f"/q/{token}/orders/{first}?again=1"
     shown = site.client.get(again.headers["location"])

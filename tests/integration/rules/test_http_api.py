@@ -528,6 +528,39 @@ def test_a_body_not_sent_as_json_is_refused_naming_the_content_type(
 
 
 @pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"asOf": "2026-06-30", "as_of": "2026-07-01", "profile": {}}', "as_of"),
+        ('{"profile": {"enterpriseId": "x", "enterprise_id": "y"}}', "profile.enterprise_id"),
+        (
+            '{"items": [{"asOf": "2026-06-30"}, {"asOf": "2026-06-30", "as_of": "2026-07-01"}]}',
+            "items[1].as_of",
+        ),
+    ],
+)
+def test_one_field_sent_by_both_its_names_is_refused(
+    served: Running, body: str, field: str
+) -> None:
+    """Review 48 F2: `asOf` and `as_of` in one object were both taken, the last winning."""
+    method = "EvaluateBatch" if body.startswith('{"items"') else "Evaluate"
+    answer = httpx.post(
+        f"{served.http}/v1/rules/{method}",
+        content=body.encode(),
+        headers={**bearer("evaluator"), "content-type": "application/json"},
+        timeout=30,
+    )
+    assert answer.status_code == 400, answer.text
+    assert set(_violations(_status(answer))) == {field}
+
+
+def test_an_update_mask_sent_by_both_its_names_is_refused(served: Running) -> None:
+    body = {"profile": {}, "updateMask": ["employees"], "update_mask": ["name"]}
+    answer = post(served.http, "UpsertEnterprise", body, headers=bearer("writer"))
+    assert answer.status_code == 400, answer.text
+    assert set(_violations(_status(answer))) == {"update_mask"}
+
+
+@pytest.mark.parametrize(
     "body",
     [
         '{"asOf": "2026-06-30", "asOf": "2026-07-01", "profile": {}}',

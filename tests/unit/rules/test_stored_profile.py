@@ -139,6 +139,7 @@ ALTERED: list[tuple[str, Callable[[Data], None]]] = [
     ("name too long", _set("name", "企" * (MAX_NAME + 1))),
     ("name not text", _set("name", 5)),
     ("name with a control character", _set("name", "某\x07企业")),
+    ("name of nothing visible", _set("name", "\u200b\u3164")),  # taken before stop 31
     ("region empty", _set("region", "")),
     ("employees as float", _set("employees", 12.0)),
     ("employees as bool", _set("employees", True)),
@@ -229,6 +230,7 @@ TAKEN = {
     "string fact",
     "string fact with a control character",
     "name with a control character",  # a stored profile is read as kept
+    "name of nothing visible",  # the same (review 48 F1: it was refused on every read)
 }
 
 

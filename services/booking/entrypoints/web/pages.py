@@ -222,8 +222,11 @@ class Pages:
             key = str(form.get("idempotency_key") or "")
         # the same order again with a new key (Back, then submit): show the first one
         again = await self.use_case(order_entry.open_repeat, token, values, key)
+        if again is not None and again.edited:  # the form kept: nothing dropped unsaid
+            edited = {"_form": [messages.ORDER_REPEAT_EDITED.format(order_id=again.order.id)]}
+            return self._order_form(token, card, values, key, edited, 409, again.order.id)
         if again is not None:
-            return RedirectResponse(f"/q/{token}/orders/{again.id}?again=1", status_code=303)
+            return RedirectResponse(f"/q/{token}/orders/{again.order.id}?again=1", status_code=303)
         try:
             order = await self.use_case(orders.create_order, token, values, key)
         except ValidationError as exc:
