@@ -355,7 +355,8 @@ def _named_twice(data: dict[str, Any], descriptor: Any, prefix: str) -> FieldVio
 
 
 def _json_type(content_type: str) -> bool:
-    """Whether a Content-Type header says JSON in UTF-8 (a charset of utf-8, or none)."""
+    """Whether a Content-Type header says JSON in UTF-8: a charset of utf-8, none, or
+    us-ascii (a part of UTF-8 some older HTTP stacks name)."""
     media, _, parameters = content_type.partition(";")
     if media.strip().lower() != "application/json":
         return False
@@ -364,6 +365,8 @@ def _json_type(content_type: str) -> bool:
         if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
             "utf-8",
             "utf8",
+            "us-ascii",
+            "ascii",
         ):
             return False
     return True

@@ -512,6 +512,7 @@ def test_a_body_not_sent_as_json_is_refused_naming_the_content_type(
         "application/json",
         "Application/JSON; charset=UTF-8",
         'application/json;charset="utf-8"',
+        "application/json; charset=us-ascii",  # a part of UTF-8 (review 48 N5)
     ):
         headers = {**bearer("evaluator"), "content-type": fine}
         answer = httpx.post(
