@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from services.common.errors import FieldViolation, ValidationError
+from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
 
 from . import messages
 from .records import Photo
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
+# proof photos one ticket keeps: a firm may send a better photo before the recheck, and
+# again after a failed one, but a double tap or a script must not grow storage without
+# end (review 47a N4: every re-upload was kept, never shown)
+MAX_PROOFS_PER_TICKET = 20
 _MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 
 
@@ -20,6 +24,16 @@ def sniff(content: bytes) -> str | None:
         if content.startswith(magic):
             return kind
     return None
+
+
+class ProofsFull(PreconditionFailed):
+    """A ticket holds MAX_PROOFS_PER_TICKET proof photos already."""
+
+
+def check_room(proofs_kept: int) -> None:
+    """Refuse one more proof photo of a ticket holding `proofs_kept` (ProofsFull)."""
+    if proofs_kept >= MAX_PROOFS_PER_TICKET:
+        raise ProofsFull(messages.PROOFS_FULL.format(n=MAX_PROOFS_PER_TICKET))
 
 
 def check_photo(content: bytes, field: str, *, required: bool = True) -> str | None:

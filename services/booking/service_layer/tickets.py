@@ -14,7 +14,7 @@ from services.booking.domain.events import hazard_verified, rectification_overdu
 from services.booking.domain.findings import MAX_TEXT
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import OrderAction, OrderStatus
-from services.booking.domain.photos import check_photo, photo_record
+from services.booking.domain.photos import check_photo, check_room, photo_record
 from services.booking.domain.records import Photo
 from services.booking.domain.staff import Reach
 from services.booking.domain.tickets import (
@@ -63,6 +63,7 @@ def submit_rectification(
         found = uow.register.ticket(ticket_id, for_update=True)
         ticket = visible(owner, found, "ticket", ticket_id)
         ticket.move(TicketAction.SUBMIT_PROOF, actor=actor, at=now(), reason=note.strip()[:200])
+        check_room(len(uow.register.photos_of(ticket.id, "proof")))
         ticket.proof_note = note.strip()
         proof = photo_record(new_id("P"), ticket.id, photo, "proof", now())
         uow.register.add(proof)

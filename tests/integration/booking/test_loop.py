@@ -135,6 +135,35 @@ def test_a_visit_dated_after_today_is_refused(pair: Pair) -> None:
     assert len(visit.tickets) == 1
 
 
+def test_a_ticket_keeps_at_most_twenty_proof_photos(pair: Pair) -> None:
+    """Review 47a N4: every re-upload (a double tap, four tabs) was kept, never shown;
+    the 21st is FAILED_PRECONDITION, nothing stored, and the ticket stays submitted."""
+    from services.booking.domain.photos import MAX_PROOFS_PER_TICKET
+
+    firm = pair.register_firm(9, industry="light_industry", high_risk_domains=["dust_explosion"])
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    qr = pair.issue(firm)
+    placed = order(pair, qr.token)
+    visit = pair.booking.RecordVisit(ledger_visit(placed.order_id, "无台账"), timeout=10)
+    ticket_id = visit.tickets[0].ticket_id
+
+    def submit(n: int) -> bpb.Ticket:
+        request = bpb.SubmitRectificationRequest(
+            ticket_id=ticket_id, qr_token=qr.token, note=f"第{n}次", photo=bpb.Photo(content=PNG)
+        )
+        return pair.booking.SubmitRectification(request, timeout=10)
+
+    for n in range(MAX_PROOFS_PER_TICKET):
+        assert submit(n).status == bpb.TICKET_STATUS_SUBMITTED
+    with pytest.raises(grpc.RpcError) as info:
+        submit(MAX_PROOFS_PER_TICKET)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with UnitOfWork(pair.booking_engine) as uow:
+        assert len(uow.register.photos_of(ticket_id, "proof")) == MAX_PROOFS_PER_TICKET
+        ticket = uow.register.ticket(ticket_id)
+        assert ticket is not None and ticket.proof_note == f"第{MAX_PROOFS_PER_TICKET - 1}次"
+
+
 def test_a_visit_dated_before_its_order_is_refused_and_writes_nothing(pair: Pair) -> None:
     """Review 47b F5: a visit dated years before its order was taken, its tickets born
     overdue, its hazard reported to rules as found then, the firm turned red."""

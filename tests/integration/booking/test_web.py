@@ -385,6 +385,25 @@ def test_another_firms_order_ticket_and_photo_are_403(site: Site) -> None:
 # ---------------------------------------------------------------- tickets and uploads
 
 
+def test_a_proof_past_the_tickets_photos_is_refused_beside_the_photo(
+    site: Site, monkeypatch: Any
+) -> None:
+    """Review 47a N4: the page says why, next to the photo field, not "already verified"."""
+    monkeypatch.setattr("services.booking.domain.photos.MAX_PROOFS_PER_TICKET", 1)
+    firm, token = site.firm(15)
+    site.sign_in(firm, token)
+    url = f"/q/{token}/tickets/{site.visit(site.placed(token))}"
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    first = site.client.post(url, data={"note": "一"}, files={"photo": ("a.png", png, "image/png")})
+    assert first.status_code == 303, first.text
+    second = site.client.post(
+        url, data={"note": "二"}, files={"photo": ("b.png", png, "image/png")}
+    )
+    assert second.status_code == 409
+    assert "请等待检查人员复查" in block(second.text, "photo")
+    assert "已复查通过" not in second.text
+
+
 def test_proof_of_fix_upload_rejects_bad_files_and_accepts_a_png(site: Site) -> None:
     firm, token = site.firm(12)
     site.sign_in(firm, token)

@@ -37,7 +37,7 @@ from services.booking.domain.orders import (
     KeyUsedForOtherOrder,
     bookable_slots,
 )
-from services.booking.domain.photos import MAX_PHOTO_BYTES
+from services.booking.domain.photos import MAX_PHOTO_BYTES, ProofsFull
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
@@ -322,6 +322,8 @@ class Pages:
             except ValidationError as exc:
                 for v in exc.violations:
                     errors.setdefault(v.field, []).append(v.description)
+            except ProofsFull as exc:  # before its parent: not "already verified"
+                errors, status = {"photo": [exc.message]}, 409
             except PreconditionFailed:
                 errors, status = {"_form": [messages.ALREADY_VERIFIED]}, 409
         if errors:
