@@ -52,6 +52,7 @@ from services.rules.domain.register import (
 )
 
 _PENDING = "feed_pending"
+PUBLISH_LOCK = 7_331_007  # a PostgreSQL advisory lock key: one publisher at a time
 EXPIRED_MARK = "expired"  # register_handlers writes "有效期届满 expired" when an entry lapses
 
 
@@ -288,9 +289,43 @@ class FeedStore:
         self._news = threading.Condition()
         self._generation = 0
 
+    def lock_publishing(self, connection: Connection) -> bool:
+        """Whether this transaction may publish: one publisher at a time across replicas
+        (PostgreSQL: a transaction-scoped advisory lock, taken without waiting; SQLite: its
+        one writer). Not the feed head's row lock, which sequencing takes: a batch waiting
+        on a slow bus held it, so no change got a position and every WatchChanges
+        follower stalled with the bus (review 49 F2)."""
+        if not self._lock_rows:
+            return True
+        taken = connection.execute(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK}
+        ).scalar()
+        return bool(taken)
+
+    def publisher(self, connection: Connection) -> str | None:
+        """The bus a replica publishes this database's changes to (`claim_publisher`), or
+        None when none has."""
+        return connection.execute(select(feed_head.c.publisher).where(feed_head.c.id == 1)).scalar()
+
+    def claim_publisher(self, connection: Connection, name: str) -> None:
+        """Name the bus this database's changes go to: from now on a replica without a
+        publisher leaves them to it instead of marking them delivered (review 49 F1).
+        Written only when it differs (a replica claims once a process)."""
+        connection.execute(
+            update(feed_head)
+            .where(feed_head.c.id == 1, feed_head.c.publisher.is_distinct_from(name))
+            .values(publisher=name)
+        )
+
+    def forget_publisher(self, connection: Connection) -> str | None:
+        """Clear the bus's name (the bus given up): the name it had."""
+        had = self.publisher(connection)
+        connection.execute(update(feed_head).where(feed_head.c.id == 1).values(publisher=None))
+        return had
+
     def lock_head(self, connection: Connection, *, wait: bool = True) -> Any:
-        """Read (and, on PostgreSQL, lock) the feed head: one sequencer/publisher/pruner at
-        a time. `wait=False`: None at once when another holds it (it is doing the work)."""
+        """Read (and, on PostgreSQL, lock) the feed head: one sequencer/pruner at a time.
+        `wait=False`: None at once when another holds it (it is doing the work)."""
         query = select(feed_head.c.last_position, feed_head.c.pruned_through).where(
             feed_head.c.id == 1
         )

@@ -3,8 +3,11 @@
 One `FeedWorker` thread runs in every rules process that has a register. Each pass
 positions what has committed (`FeedStore.sequence`) and, when NATS is configured,
 publishes the positioned changes not yet published, in position order, while holding
-the feed head's row lock, so two replicas never publish at once and per-firm order
-holds on the bus too. Each message carries the change id as `Nats-Msg-Id`: a process
+the publishers' lock (`FeedStore.lock_publishing`, not the row lock sequencing takes),
+so two replicas never publish at once and per-firm order holds on the bus too. A
+replica that publishes names its bus in the feed head (`claim_publisher`); a replica
+without NATS then leaves the changes to it, where it used to mark them delivered, the
+unpublished ones too (review 49 F1). Each message carries the change id as `Nats-Msg-Id`: a process
 killed between publishing and marking re-publishes on restart and JetStream drops the
 duplicate (within the stream's duplicate window; subscribers de-duplicate by id beyond
 it). A NATS outage only delays publishing (retried with backoff) and turns the feed's
@@ -72,6 +75,11 @@ class JetStreamPublisher:
     def _run(self, coroutine: Any, timeout: float) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         return future.result(timeout)
+
+    @property
+    def name(self) -> str:
+        """The bus as the feed head names it (no URL: it may hold credentials)."""
+        return f"NATS JetStream stream {self.settings.stream}"[:200]
 
     @property
     def connected(self) -> bool:
@@ -162,6 +170,8 @@ class FeedWorker(threading.Thread):
         self._interval, self._batch = interval, batch
         self._halt = threading.Event()
         self._healthy: bool | None = None
+        self._claimed = False  # this process has named its bus in the feed head
+        self._left_to_bus = False  # said once: the changes are left to another's bus
 
     def stop(self) -> None:
         self._halt.set()
@@ -185,19 +195,34 @@ class FeedWorker(threading.Thread):
         """One pass: position what committed, publish what is positioned. Returns published."""
         while self.store.sequence(500) == 500:
             pass
-        if self.publisher is None:  # nothing to publish to: positioned means delivered
-            with self.store.engine.begin() as connection:
-                return mark_all_delivered(connection)
+        if self.publisher is None:  # nothing to publish to: positioned means delivered,
+            with self.store.engine.begin() as connection:  # unless a replica publishes
+                bus = self.store.publisher(connection)
+                if bus is None:
+                    return mark_all_delivered(connection)
+            if not self._left_to_bus:
+                self._left_to_bus = True
+                _log.warning(
+                    "this replica runs without --nats; another publishes the changes to "
+                    "NATS and they are left to it: give every replica the same --nats, or "
+                    "run `forget-feed-publisher` once the bus is given up",
+                    publisher=bus,
+                )
+            return 0
         try:
             self.publisher.connect()
             self._health(True)
         except Exception:
             self._health(False)
             raise
+        if not self._claimed:
+            with self.store.engine.begin() as connection:
+                self.store.claim_publisher(connection, self.publisher.name)
+            self._claimed = True
         published = 0
         while True:
             with self.store.engine.begin() as connection:
-                if self.store.lock_head(connection, wait=False) is None:
+                if not self.store.lock_publishing(connection):
                     return published  # another replica is publishing
                 batch = unpublished(connection, self._batch)
                 if not batch:

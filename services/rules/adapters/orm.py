@@ -191,6 +191,8 @@ feed_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("last_position", BigInteger, nullable=False),
     Column("pruned_through", BigInteger, nullable=False),
+    # the bus the changes are published to, once a replica has published (0015)
+    Column("publisher", String(200), nullable=True),
 )
 
 # a chain per firm; no index by entity id (0014): no read asks for one, and each entry

@@ -122,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than-days", type=int, required=True, help="retention in days")
     env_flag(prune, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
     prune.set_defaults(run=cmd_prune_changes)
+    forget = sub.add_parser(
+        "forget-feed-publisher",
+        help="the change feed's bus given up: replicas without --nats mark changes delivered",
+    )
+    env_flag(forget, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
+    forget.set_defaults(run=cmd_forget_feed_publisher)
     backup.add_commands(sub, "RULES", "rules", audit_trail)  # and audit verify|anchor
 
     migrate = sub.add_parser("migrate", help="create or upgrade the register's schema")
@@ -382,6 +388,17 @@ def cmd_prune_changes(args: argparse.Namespace) -> int:
     cutoff = datetime.now(UTC) - timedelta(days=args.older_than_days)
     removed = FeedStore(_database(args.db)).prune(cutoff)
     print(f"pruned {removed} change(s) delivered and recorded before {cutoff.isoformat()}")
+    return 0
+
+
+def cmd_forget_feed_publisher(args: argparse.Namespace) -> int:
+    """Clear the bus the feed head names: once no replica publishes to NATS any more, the
+    replicas without --nats mark positioned changes delivered again (and `prune-changes`
+    can delete them). A replica still publishing names it again on its next start."""
+    store = FeedStore(_database(args.db))
+    with store.engine.begin() as connection:
+        had = store.forget_publisher(connection)
+    print(f"the change feed's publisher was {had or 'none'}; now none")
     return 0
 
 

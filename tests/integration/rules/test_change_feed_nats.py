@@ -296,3 +296,57 @@ def test_a_follower_positioning_changes_takes_none_away_from_the_bus(
         worker.stop()
     assert len(got) == 40
     _check(received, store)
+
+
+def test_a_replica_without_nats_leaves_the_changes_to_the_one_that_publishes(
+    register_stub: RulesServiceStub, db_engine: Engine, settings: NatsSettings
+) -> None:
+    """Review 49 F1: a replica started without --nats on the same database marked every
+    positioned change delivered, the ones the NATS replica had not yet published too:
+    they never reached the bus. Once a replica has published, the others leave the
+    changes to it, until the bus is given up (`forget-feed-publisher`)."""
+    store = FeedStore(db_engine)
+    upsert(register_stub, profile(1))
+    publishing = FeedWorker(store, JetStreamPublisher(settings, change_json))
+    without = FeedWorker(store)
+    try:
+        first = publishing.run_once()  # claims the feed head for its bus
+        assert first == len(store.read(0))
+        upsert(register_stub, profile(2))
+        assert without.run_once() == 0  # positions them, marks nothing delivered
+        with db_engine.connect() as conn:
+            waiting = conn.execute(
+                text("SELECT count(*) FROM changes WHERE published_at IS NULL")
+            ).scalar()
+        assert waiting and waiting == len(store.read(0)) - first
+        assert publishing.run_once() == waiting  # all of them reach the bus
+        received = consume(settings, first + waiting)
+        assert len(received) == first + waiting
+        with db_engine.begin() as conn:
+            assert store.forget_publisher(conn) == publishing.publisher.name  # type: ignore[union-attr]
+        upsert(register_stub, profile(3))
+        assert without.run_once() > 0  # the bus given up: delivered once positioned
+    finally:
+        publishing.stop()
+
+
+def test_a_slow_bus_never_keeps_changes_from_their_positions(db_engine: Engine) -> None:
+    """Review 49 F2: the publisher held the feed head's row lock while a batch waited on
+    a slow bus, and the sequencer, finding it held, skipped: no change got a position,
+    and every WatchChanges follower stalled with the bus. Publishers now lock apart."""
+    if db_engine.dialect.name != "postgresql":
+        pytest.skip("row and advisory locks are PostgreSQL's; SQLite has one writer")
+    store = FeedStore(db_engine)
+    with db_engine.begin() as publishing:
+        assert store.lock_publishing(publishing)  # a publisher mid-batch
+        with db_engine.begin() as other:
+            assert not store.lock_publishing(other)  # one publisher at a time
+        with db_engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO changes (change_id, enterprise_id, region, kind, detail, "
+                    "recorded_at) VALUES ('c-slow-bus', '91330782MA2000001K', '稠城街道', "
+                    "'decision', '{}', now())"
+                )
+            )
+        assert store.sequence() == 1  # positioned while the publisher holds its lock
