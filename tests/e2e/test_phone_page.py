@@ -142,7 +142,8 @@ def test_poster_to_order_to_proof_of_fix(live: Live, phone: Any, desk: Any, tmp_
     ticket_link.click()
     assert "/tickets/" in phone.url
     assert phone.locator("#ticket-status").inner_text() == "待整改"
-    assert phone.get_by_text("GEN:ledger").is_visible()
+    assert phone.get_by_text("未建立隐患排查治理台账").first.is_visible()  # the rule's text
+    assert phone.get_by_text("GEN:ledger").count() == 0  # not its code (review 47a N1)
     assert phone.get_by_text("建立隐患排查治理台账，如实记录").is_visible()  # guidance
     assert phone.locator("#photo").get_attribute("accept") == "image/jpeg,image/png"
     assert fits_phone(phone)
