@@ -106,19 +106,44 @@ def _quota_in(folder: Path) -> int | None:
 
 
 READY_DIR = "SERVE_READY_DIR"  # where each child marks itself ready (a file named by pid)
+PARENT_PID = "SERVE_PARENT_PID"  # the supervising parent, which a child watches
+PARENT_CHECK_SECONDS = 1.0
 
 
 def mark_ready() -> None:
-    """Called by a child once it serves: its parent waits for every child's mark."""
+    """Called by a child once it serves: its parent waits for every child's mark. The
+    child then watches its parent (`watch_parent`)."""
     folder = os.environ.get(READY_DIR)
     if folder:
         (Path(folder) / str(os.getpid())).touch()
+    watch_parent()
+
+
+def watch_parent() -> threading.Thread | None:
+    """In a child of `run_children`: once its parent is gone (killed -9, so it could pass
+    no SIGTERM on), the child sends itself SIGTERM and drains as it would have been told
+    to. Left serving, orphans kept answering on the shared port beside a restarted set,
+    old code and settings with no one to stop them (review 49 F4). A parent that exits
+    leaves its child to init (or a subreaper): the child's parent pid changes."""
+    parent = os.environ.get(PARENT_PID)
+    if not parent or not parent.isdigit():
+        return None
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(PARENT_CHECK_SECONDS)
+        _log.error("the supervising parent process is gone; stopping", parent=int(parent))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_children(module: str, argv: Sequence[str], count: int, address: str) -> int:
     """Start `count` children (`python -m module *argv`) and supervise them until a signal."""
     ready = Path(tempfile.mkdtemp(prefix="serve-ready-"))
-    env = {**os.environ, READY_DIR: str(ready)}
+    env = {**os.environ, READY_DIR: str(ready), PARENT_PID: str(os.getpid())}
     children = [
         subprocess.Popen([sys.executable, "-m", module, *argv], env=env) for _ in range(count)
     ]

@@ -37,3 +37,21 @@ def test_two_processes_share_the_port_and_stop_together(tmp_path: Path) -> None:
             assert decision.enterprise_id == request.profile.enterprise_id
     assert parent.stop() == 0
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+
+def test_children_of_a_parent_killed_outright_drain_and_stop(tmp_path: Path) -> None:
+    """Review 49 F4: after `kill -9` of the parent, its children kept serving the shared
+    port, unsupervised, beside any set started again. Each child watches its parent and,
+    once it is gone, drains and stops as on SIGTERM."""
+    (tmp_path / "tokens.json").write_text(
+        json.dumps({"tokens": [{"token": TOKEN, "caller": "e", "scopes": ["rules.evaluate"]}]})
+    )
+    parent = serve_rules(
+        f"sqlite:///{tmp_path / 'rules.db'}", tmp_path / "tokens.json", "--processes", "2"
+    )
+    children = psutil.Process(parent.proc.pid).children()
+    assert len(children) == 2
+    parent.proc.kill()
+    parent.proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(children, timeout=90)  # not ours: no exit code to read
+    assert not alive, [c.pid for c in alive]
