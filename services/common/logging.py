@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -53,8 +54,12 @@ class _SparingLogger(structlog.PrintLogger):
 
     def msg(self, message: str) -> None:
         # OSError: EPIPE and friends; ValueError: "I/O operation on closed file"
-        with contextlib.suppress(OSError, ValueError):
-            super().msg(message)
+        with contextlib.suppress(OSError, ValueError), self._lock:
+            # the line and its end in one write: `print` wrote them apart, and the
+            # processes of `serve --processes N` share one stderr, so two lines came out
+            # run together on one line and an end of line on its own
+            self._file.write(message + "\n")
+            self._file.flush()
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
@@ -66,6 +71,14 @@ def _stderr_logger(*_args: Any) -> _SparingLogger:
     return _SparingLogger(sys.stderr)
 
 
+def _with_pid(pid: int) -> Any:
+    def add(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event["pid"] = pid
+        return event
+
+    return add
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     """Configure structlog and stdlib logging once; JSON unless stderr is a terminal."""
     as_json = (not sys.stderr.isatty()) if json is None else json
@@ -74,9 +87,13 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
         if as_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    # a child of `serve --processes N` names itself: its lines and its siblings' are
+    # otherwise alike (review 49 N2); processes.py sets the variable for its children
+    child: list[Any] = [_with_pid(os.getpid())] if os.environ.get("SERVE_PARENT_PID") else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            *child,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,  # before redact: tracebacks are masked

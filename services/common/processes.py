@@ -167,7 +167,11 @@ def run_children(module: str, argv: Sequence[str], count: int, address: str) -> 
     while not stopping.is_set() and all(c.poll() is None for c in children):
         stopping.wait(0.5)
     if not stopping.is_set():  # one died on its own: stop the others
-        _log.error("a server process exited; stopping the others")
+        ended = [(c.pid, c.returncode) for c in children if c.returncode is not None]
+        _log.error(
+            "a server process exited; stopping the others",
+            exited=[{"pid": pid, "exit_code": code} for pid, code in ended],
+        )
         forward(signal.SIGTERM, None)
     codes = [c.wait() for c in children]
     shutil.rmtree(ready, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil
@@ -37,6 +38,18 @@ def test_two_processes_share_the_port_and_stop_together(tmp_path: Path) -> None:
             assert decision.enterprise_id == request.profile.enterprise_id
     assert parent.stop() == 0
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+    rpcs = [line for line in _lines(parent) if line.get("event") == "rpc"]
+    assert rpcs and {line.get("pid") for line in rpcs} <= {c.pid for c in children}  # named
+
+
+def _lines(proc: Any) -> list[dict[str, Any]]:
+    """The JSON log lines a process (and its children, on the same stderr) wrote so far."""
+    out = []
+    while not proc.lines.empty():
+        line = proc.lines.get()
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
 
 
 def test_children_of_a_parent_killed_outright_drain_and_stop(tmp_path: Path) -> None:
@@ -55,3 +68,6 @@ def test_children_of_a_parent_killed_outright_drain_and_stop(tmp_path: Path) -> 
     parent.proc.wait(timeout=30)
     _, alive = psutil.wait_procs(children, timeout=90)  # not ours: no exit code to read
     assert not alive, [c.pid for c in alive]
+    gone_lines = _lines(parent)
+    said = [e for e in gone_lines if e.get("event", "").startswith("the supervising parent")]
+    assert {line["pid"] for line in said} == {c.pid for c in children}

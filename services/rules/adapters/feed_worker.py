@@ -55,6 +55,13 @@ class NatsSettings:
         )
 
 
+async def _nats_error(exc: Exception) -> None:
+    """nats-py's errors as one log line of ours: its default printed a traceback through
+    the standard logger, lines that broke the JSON log (review 49 N2). The worker's pass
+    fails and retries on its own; this only says what the client saw."""
+    _log.warning("nats client error", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
 class NatsUnavailable(RuntimeError):
     """NATS cannot be reached (or refused the stream): publishing waits and retries."""
 
@@ -104,7 +111,7 @@ class JetStreamPublisher:
                 await self._nc.close()
         s = self.settings
         self._nc = await nats.connect(  # the worker reconnects on its next pass
-            s.url, connect_timeout=2, allow_reconnect=False
+            s.url, connect_timeout=2, allow_reconnect=False, error_cb=_nats_error
         )
         self._js = self._nc.jetstream()
         config = StreamConfig(
