@@ -108,6 +108,7 @@ def _quota_in(folder: Path) -> int | None:
 READY_DIR = "SERVE_READY_DIR"  # where each child marks itself ready (a file named by pid)
 PARENT_PID = "SERVE_PARENT_PID"  # the supervising parent, which a child watches
 PARENT_CHECK_SECONDS = 1.0
+READY_SECONDS = 120  # a child's start (migrations done by the parent; rulesets compiled)
 
 
 def mark_ready() -> None:
@@ -157,13 +158,22 @@ def run_children(module: str, argv: Sequence[str], count: int, address: str) -> 
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    _wait_ready(ready, children)
-    _log.info(
-        "rules service listening",
-        address=address,
-        port=int(address.rpartition(":")[2]),
-        processes=[c.pid for c in children],
-    )
+    started = _wait_ready(ready, children, stopping)
+    failed_start = not started and not stopping.is_set()  # not a stop asked for
+    if started:
+        _log.info(
+            "rules service listening",
+            address=address,
+            port=int(address.rpartition(":")[2]),
+            processes=[c.pid for c in children],
+        )
+    elif failed_start:  # never `listening` for a set that is not (review 49 N4)
+        _log.error(
+            "the server processes did not all start; stopping them",
+            ready=len(list(ready.iterdir())),
+            processes=len(children),
+        )
+        forward(signal.SIGTERM, None)
     while not stopping.is_set() and all(c.poll() is None for c in children):
         stopping.wait(0.5)
     if not stopping.is_set():  # one died on its own: stop the others
@@ -175,13 +185,20 @@ def run_children(module: str, argv: Sequence[str], count: int, address: str) -> 
         forward(signal.SIGTERM, None)
     codes = [c.wait() for c in children]
     shutil.rmtree(ready, ignore_errors=True)
-    return max(codes, key=abs) if any(codes) else 0
+    if any(codes):
+        return max(codes, key=abs)
+    return 1 if failed_start else 0
 
 
-def _wait_ready(folder: Path, children: Sequence[subprocess.Popen[bytes]]) -> None:
-    """Until every child has marked itself ready (bounded), so `listening` means all."""
-    deadline = time.monotonic() + 120
+def _wait_ready(
+    folder: Path, children: Sequence[subprocess.Popen[bytes]], stopping: threading.Event
+) -> bool:
+    """Whether every child marked itself ready (so `listening` means all), waiting at most
+    READY_SECONDS; False at once when a child ends or the set is told to stop first."""
+    deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline and all(c.poll() is None for c in children):
         if len(list(folder.iterdir())) >= len(children):
-            return
-        time.sleep(0.1)
+            return True
+        if stopping.wait(0.1):
+            return False
+    return False
