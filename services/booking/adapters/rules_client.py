@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 
+from services.booking.adapters.circuit_breaker import CircuitBreaker
 from services.booking.domain.events import (
     BookingEvent,
     HazardFound,
@@ -30,6 +33,7 @@ from services.booking.domain.rules_service import (
     InspectionInfo,
     PickableClause,
     Question,
+    RulesError,
     RulesRejected,
     RulesUnavailable,
     WhitelistSize,
@@ -93,6 +97,24 @@ def event_json(event: BookingEvent) -> dict[str, Any]:
     )
 
 
+# How long a replica that failed to answer is left alone before one call probes it again
+# (circuit_breaker.py), and how many calls may wait on rules at once: past that, a call
+# waits up to SLOT_WAIT_SECONDS for one of them to end, then is refused as unavailable.
+BREAKER_OPEN_SECONDS = 5.0
+MAX_CALLS = 4
+SLOT_WAIT_SECONDS = 1.0
+
+
+@dataclass
+class _Replica:
+    """One rules replica: its stub, its breaker and the calls waiting on it now."""
+
+    target: str
+    stub: rules_pb2_grpc.RulesServiceStub
+    breaker: CircuitBreaker
+    in_flight: int = 0
+
+
 class RulesClient:
     """Thin, thread-safe wrapper; caches standards' clause lists (they change by restart only).
 
@@ -101,6 +123,24 @@ class RulesClient:
     (hung, partitioned) moves on to the next one.
     Every call booking makes is safe to repeat (reads, and ReportEvent, which rules
     applies once per event id), so a killed replica costs no call a user made.
+
+    A stalled rules service must never hold booking's threads (README, "Reliability and
+    operations"), so two guards sit in front of every call:
+
+    - **A circuit breaker per replica** (circuit_breaker.py). A call the replica answers
+      UNAVAILABLE or lets run past `timeout` opens it: for `breaker_seconds` that replica
+      is skipped, and a call with no replica left fails at once with RulesUnavailable
+      (status UNAVAILABLE, `retry_after` the seconds until the next probe) instead of
+      waiting `timeout` per replica. Then one call probes the replica; an answer (any,
+      a refusal included) closes the breaker, another failure opens it again.
+    - **A bound on waiting calls**: `max_calls` at once, shared out among the replicas
+      (at least one each). A call takes a slot of the replica it asks; when no replica it
+      may ask has one free, it waits up to `slot_wait` seconds (a healthy rules frees
+      slots in milliseconds; a breaker that opens meanwhile ends the wait), then fails
+      with RulesUnavailable. So even before a breaker
+      opens, at most `max_calls` threads wait on a stalled rules service: keep it below
+      the smallest thread pool that asks rules (`--db-workers`, 8 by default; the web
+      pages' pool has 40), and calls that need no rules keep their threads.
     """
 
     def __init__(
@@ -111,9 +151,17 @@ class RulesClient:
         timeout: float = 5.0,
         channel: grpc.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        breaker_seconds: float = BREAKER_OPEN_SECONDS,
+        max_calls: int = MAX_CALLS,
+        slot_wait: float = SLOT_WAIT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`credentials`: TLS to the rules service (grpc.ssl_channel_credentials, with a
-        client certificate for mutual TLS); without them the channel is plain text."""
+        client certificate for mutual TLS); without them the channel is plain text.
+        `breaker_seconds`, `max_calls`, `slot_wait`: the guards above (`clock`, monotonic
+        seconds, is the breakers')."""
+        if max_calls < 1:
+            raise ValueError("max_calls must be at least 1")
         self.address = address
         options = [
             ("grpc.initial_reconnect_backoff_ms", 500),
@@ -122,12 +170,21 @@ class RulesClient:
         targets = [a.strip() for a in address.split(",") if a.strip()]
         if channel is not None:
             channels = [channel]
+            targets = [address]
         elif credentials:
             channels = [grpc.secure_channel(t, credentials, options=options) for t in targets]
         else:
             channels = [grpc.insecure_channel(t, options=options) for t in targets]
         self._channels = channels
-        self._stubs = [rules_pb2_grpc.RulesServiceStub(c) for c in channels]
+        self._replicas = [
+            _Replica(
+                t, rules_pb2_grpc.RulesServiceStub(c), CircuitBreaker(breaker_seconds, clock=clock)
+            )
+            for t, c in zip(targets, channels, strict=True)
+        ]
+        self._per_replica = max(1, max_calls // len(self._replicas))
+        self._slot_wait = slot_wait
+        self._slots = threading.Condition()
         self._turn = itertools.count()
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
@@ -138,22 +195,94 @@ class RulesClient:
         for channel in self._channels:
             channel.close()
 
+    def breaker_states(self) -> dict[str, str]:
+        """Each replica's breaker: closed, open or half-open (for logs and tests)."""
+        return {r.target: r.breaker.state for r in self._replicas}
+
+    def waiting(self) -> int:
+        """Calls waiting on the rules service now (holding a slot)."""
+        with self._slots:
+            return sum(r.in_flight for r in self._replicas)
+
     def _call(self, method: str, request: Any) -> Any:
-        """Call `method` on the next replica; on UNAVAILABLE try the others in turn."""
+        """Call `method` on the next replica; on UNAVAILABLE or a stall try the others in
+        turn, skipping those whose breaker is open; RulesUnavailable at once when none
+        may be asked (see the class)."""
         first = next(self._turn)
-        count = len(self._stubs)
-        for attempt in range(count):
-            stub = self._stubs[(first + attempt) % count]
+        count = len(self._replicas)
+        left = [self._replicas[(first + i) % count] for i in range(count)]
+        failure: RulesError | None = None
+        while left:
+            replica = self._enter(left, wait=failure is None)
+            if replica is None:
+                break
+            left = left[left.index(replica) + 1 :]
+            answered = True
             try:
-                return getattr(stub, method)(
+                return getattr(replica.stub, method)(
                     request, timeout=self._timeout, metadata=self._metadata
                 )
             except grpc.RpcError as exc:
                 code = exc.code()
-                if code in FAILOVER and attempt + 1 < count:
-                    continue  # that replica is down, draining or hung: the next one
+                if code in FAILOVER:
+                    answered = False  # that replica is down, draining or hung: the next one
+                    failure = rules_error(code.name, exc.details() or "")
+                    failure.__cause__ = exc
+                    continue
                 raise rules_error(code.name, exc.details() or "") from exc
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            finally:
+                self._leave(replica, answered)
+        if failure is not None:
+            raise failure
+        raise self._refusal(left)
+
+    def _enter(self, replicas: list[_Replica], *, wait: bool) -> _Replica | None:
+        """The first of `replicas` whose breaker lets a call through and that has a free
+        slot, its slot taken; None when every breaker is open, or (after `slot_wait`
+        seconds when `wait`) every slot is taken."""
+        deadline = time.monotonic() + (self._slot_wait if wait else 0.0)
+        with self._slots:
+            while True:
+                full = False
+                for replica in replicas:
+                    if replica.breaker.blocked():
+                        continue
+                    if replica.in_flight >= self._per_replica:
+                        full = True
+                    elif replica.breaker.allow():
+                        replica.in_flight += 1
+                        return replica
+                remaining = deadline - time.monotonic()
+                if not full or remaining <= 0:
+                    return None
+                self._slots.wait(remaining)
+
+    def _leave(self, replica: _Replica, answered: bool) -> None:
+        if answered:
+            replica.breaker.succeeded()
+        else:
+            replica.breaker.failed()
+        with self._slots:
+            replica.in_flight -= 1
+            # every waiter looks again: one takes the slot, or (its breaker just opened)
+            # those waiting on that replica give up at once
+            self._slots.notify_all()
+
+    def _refusal(self, replicas: list[_Replica]) -> RulesUnavailable:
+        """Why no replica was asked: all stalled lately (breakers open), or all busy."""
+        waits = [r.breaker.retry_in() for r in replicas if r.breaker.blocked()]
+        if len(waits) == len(replicas):
+            retry = max(1.0, min(waits))
+            return RulesUnavailable(
+                "UNAVAILABLE",
+                f"the rules service did not answer lately; not asked again for {retry:.0f} s",
+                retry_after=retry,
+            )
+        return RulesUnavailable(
+            "UNAVAILABLE",
+            f"{self._per_replica * len(replicas)} calls already wait on the rules service",
+            retry_after=1.0,
+        )
 
     def firm(self, enterprise_id: str) -> FirmInfo | None:
         """The firm as the rules register has it, or None when it is not registered."""

@@ -31,12 +31,15 @@ UNREACHABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"})
 
 
 class RulesError(Exception):
-    """A call to the rules service failed with the gRPC status `status` ("NOT_FOUND" …)."""
+    """A call to the rules service failed with the gRPC status `status` ("NOT_FOUND" …);
+    `retry_after`: seconds before asking again is worth it, when known (the rules client
+    refusing at once while a breaker is open, adapters/rules_client.py)."""
 
-    def __init__(self, status: str, detail: str = "") -> None:
+    def __init__(self, status: str, detail: str = "", retry_after: float | None = None) -> None:
         super().__init__(f"{status}: {detail}" if detail else status)
         self.status = status
         self.detail = detail
+        self.retry_after = retry_after
 
     @property
     def unreachable(self) -> bool:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from services.booking.adapters import migrate
 from services.booking.adapters.menu import MenuError, load_menu
-from services.booking.adapters.rules_client import RulesClient
+from services.booking.adapters.rules_client import BREAKER_OPEN_SECONDS, MAX_CALLS, RulesClient
 from services.booking.adapters.sms import BackgroundSms, ConsoleSms
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.qr import Keyring
@@ -172,6 +172,24 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     env_flag(
         parser,
+        "--rules-breaker-seconds",
+        "BOOKING_RULES_BREAKER_SECONDS",
+        BREAKER_OPEN_SECONDS,
+        "after a rules replica was unreachable or let a call run past its 5 s timeout, "
+        "calls skip it for this long (none left: UNAVAILABLE at once), then one probes it",
+        type=number_arg(0, 600, kind=float),
+    )
+    env_flag(
+        parser,
+        "--rules-max-calls",
+        "BOOKING_RULES_MAX_CALLS",
+        MAX_CALLS,
+        "calls that may wait on the rules service at once (shared among its replicas); "
+        "one more waits a moment for a slot, then is UNAVAILABLE: keep it below --db-workers",
+        type=number_arg(1, 1000),
+    )
+    env_flag(
+        parser,
         "--qr-keys",
         "BOOKING_QR_KEYS",
         "var/qr-keys.json",
@@ -210,6 +228,8 @@ def _context(args: argparse.Namespace) -> BookingContext:
             credentials=client_credentials(
                 args.rules_tls_ca, args.rules_tls_cert, args.rules_tls_key
             ),
+            breaker_seconds=float(args.rules_breaker_seconds),
+            max_calls=int(args.rules_max_calls),
         ),
         public_url=getattr(args, "public_url", ""),  # sweep serves no pages
         hotline=getattr(args, "hotline", "12345"),

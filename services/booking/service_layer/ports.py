@@ -57,11 +57,14 @@ class RulesPort(Protocol):
 
 
 def ask_rules(call: Callable[[], T]) -> T:
-    """`call()`, with a rules service that cannot answer now as UNAVAILABLE (retry)."""
+    """`call()`, with a rules service that cannot answer now as UNAVAILABLE (retry), with
+    the client's retry hint when it has one (a breaker open: refused without asking)."""
     try:
         return call()
     except rules_service.RulesUnavailable as exc:
-        raise Unavailable(f"the rules service is unavailable, try again: {exc}") from exc
+        raise Unavailable(
+            f"the rules service is unavailable, try again: {exc}", retry_after=exc.retry_after
+        ) from exc
 
 
 @dataclass(frozen=True)
