@@ -53,3 +53,23 @@ def test_the_audit_log_has_no_entity_index_and_0014_goes_down_and_up(
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         assert conn.execute(select(func.count()).select_from(audit_log)).scalar() == entries
         assert verify(conn, audit_log, audit_head).ok
+
+
+def test_0015_names_the_feed_publisher_and_goes_down_and_up(db_engine: Engine) -> None:
+    """Migration 0015 (review 49 F1): the feed head's `publisher` column, kept through a
+    downgrade and upgrade of a database that holds a claim (the claim goes with it)."""
+    from sqlalchemy import text
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(db_engine).get_columns("feed_head")}
+
+    assert "publisher" in columns()
+    with db_engine.begin() as conn:
+        conn.execute(text("UPDATE feed_head SET publisher = 'NATS JetStream stream X'"))
+    _run(db_engine, command.downgrade, "0014")
+    assert "publisher" not in columns()
+    _run(db_engine, command.upgrade, "head")
+    assert "publisher" in columns()
+    with db_engine.connect() as conn:
+        assert conn.execute(text("SELECT publisher FROM feed_head")).scalar() is None
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []

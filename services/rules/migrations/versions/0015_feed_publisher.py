@@ -23,10 +23,17 @@ branch_labels = None
 depends_on = None
 
 
+def _has_publisher() -> bool:
+    columns = sa.inspect(op.get_bind()).get_columns("feed_head")
+    return any(c["name"] == "publisher" for c in columns)
+
+
 def upgrade() -> None:
-    op.add_column("feed_head", sa.Column("publisher", sa.String(200), nullable=True))
+    if not _has_publisher():  # idempotent, as the migrations before it
+        op.add_column("feed_head", sa.Column("publisher", sa.String(200), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("feed_head") as batch:
-        batch.drop_column("publisher")
+    if _has_publisher():
+        with op.batch_alter_table("feed_head") as batch:
+            batch.drop_column("publisher")
