@@ -115,6 +115,14 @@ class _Replica:
     in_flight: int = 0
 
 
+def _from_the_server(exc: grpc.RpcError) -> bool:
+    """Whether a failure was answered by a rules process itself: its errors carry a
+    google.rpc.Status or a retry hint in the trailers; a connection refused, reset or cut
+    by the deadline carries neither."""
+    trailers = getattr(exc, "trailing_metadata", lambda: None)() or ()
+    return any(key in ("grpc-status-details-bin", "retry-after") for key, _ in trailers)
+
+
 class RulesClient:
     """Thin, thread-safe wrapper; caches standards' clause lists (they change by restart only).
 
@@ -128,13 +136,16 @@ class RulesClient:
     operations"), so two guards sit in front of every call:
 
     - **A circuit breaker per replica** (circuit_breaker.py). A call the replica answers
-      UNAVAILABLE or lets run past `timeout` opens it: for `breaker_seconds` that replica
+      UNAVAILABLE (not its own refusal: a status or retry hint in the trailers) or lets
+      run past `timeout` opens it: for `breaker_seconds` that replica
       is skipped, and a call with no replica left fails at once with RulesUnavailable
       (status UNAVAILABLE, `retry_after` the seconds until the next probe) instead of
       waiting `timeout` per replica. Then one call probes the replica; an answer (any,
       a refusal included) closes the breaker, another failure opens it again.
     - **A bound on waiting calls**: `max_calls` at once, shared out among the replicas
-      (at least one each). A call takes a slot of the replica it asks; when no replica it
+      (at least one each; a replica whose peers' breakers are all open may take what
+      their running calls leave of all `max_calls`). A call takes a slot of the replica
+      it asks; when no replica it
       may ask has one free, it waits up to `slot_wait` seconds (a healthy rules frees
       slots in milliseconds; a breaker that opens meanwhile ends the wait), then fails
       with RulesUnavailable. So even before a breaker
@@ -182,6 +193,7 @@ class RulesClient:
             )
             for t, c in zip(targets, channels, strict=True)
         ]
+        self._max_calls = max_calls
         self._per_replica = max(1, max_calls // len(self._replicas))
         self._slot_wait = slot_wait
         self._slots = threading.Condition()
@@ -224,8 +236,10 @@ class RulesClient:
                 )
             except grpc.RpcError as exc:
                 code = exc.code()
-                if code in FAILOVER:
-                    answered = False  # that replica is down, draining or hung: the next one
+                if code in FAILOVER:  # that replica is down, draining or hung: the next one
+                    # a rules process's own refusal (its database busy, it drains) came
+                    # back at once from a live server: no breaker (review 50 F4)
+                    answered = _from_the_server(exc)
                     failure = rules_error(code.name, exc.details() or "")
                     failure.__cause__ = exc
                     continue
@@ -247,7 +261,7 @@ class RulesClient:
                 for replica in replicas:
                     if replica.breaker.blocked():
                         continue
-                    if replica.in_flight >= self._per_replica:
+                    if replica.in_flight >= self._limit(replica):
                         full = True
                     elif replica.breaker.allow():
                         replica.in_flight += 1
@@ -256,6 +270,16 @@ class RulesClient:
                 if not full or remaining <= 0:
                     return None
                 self._slots.wait(remaining)
+
+    def _limit(self, replica: _Replica) -> int:
+        """The calls `replica` may hold now (under `_slots`): its share of `max_calls`, or,
+        while every other replica's breaker is open, whatever of `max_calls` the others'
+        calls still running leave (review 50 F3: with one replica down, the other kept
+        its half and answered half as many calls as it alone would have)."""
+        others = [o for o in self._replicas if o is not replica]
+        if others and all(o.breaker.blocked() for o in others):
+            return self._max_calls - sum(o.in_flight for o in others)
+        return self._per_replica
 
     def _leave(self, replica: _Replica, answered: bool) -> None:
         if answered:

@@ -11,10 +11,12 @@ from . import messages
 from .records import Photo
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
-# proof photos one ticket keeps: a firm may send a better photo before the recheck, and
-# again after a failed one, but a double tap or a script must not grow storage without
-# end (review 47a N4: every re-upload was kept, never shown)
-MAX_PROOFS_PER_TICKET = 20
+# proof photos a ticket takes between one opening (the visit, a failed recheck) and the
+# next recheck: a firm may send a better photo, but a double tap or a script must not
+# grow storage without end (review 47a N4: every re-upload was kept, never shown); a
+# failed recheck opens a new round (review 50 F1: counted over the ticket's life, a
+# ticket of 20 could never be fixed again)
+MAX_PROOFS_PER_ROUND = 20
 _MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 
 
@@ -27,13 +29,14 @@ def sniff(content: bytes) -> str | None:
 
 
 class ProofsFull(PreconditionFailed):
-    """A ticket holds MAX_PROOFS_PER_TICKET proof photos already."""
+    """A ticket took MAX_PROOFS_PER_ROUND proofs since it was last opened."""
 
 
-def check_room(proofs_kept: int) -> None:
-    """Refuse one more proof photo of a ticket holding `proofs_kept` (ProofsFull)."""
-    if proofs_kept >= MAX_PROOFS_PER_TICKET:
-        raise ProofsFull(messages.PROOFS_FULL.format(n=MAX_PROOFS_PER_TICKET))
+def check_room(proofs_this_round: int) -> None:
+    """Refuse one more proof of a ticket that took `proofs_this_round` since it was last
+    opened (ProofsFull)."""
+    if proofs_this_round >= MAX_PROOFS_PER_ROUND:
+        raise ProofsFull(messages.PROOFS_FULL.format(n=MAX_PROOFS_PER_ROUND))
 
 
 def check_photo(content: bytes, field: str, *, required: bool = True) -> str | None:

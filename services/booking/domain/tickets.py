@@ -106,6 +106,17 @@ class Ticket(Tracked[TicketAction, TicketTransition]):
     def transition(self, **moved: Any) -> TicketTransition:
         return TicketTransition(ticket_id=self.id, **moved)
 
+    def proofs_this_round(self) -> int:
+        """Proofs sent since the ticket was last opened (the visit, or a failed recheck):
+        those the next recheck is to look at."""
+        sent = 0
+        for move in reversed(self.history):
+            if move.to_status == TicketStatus.OPEN:
+                break
+            if move.to_status == TicketStatus.SUBMITTED:
+                sent += 1
+        return sent
+
     def is_overdue(self, today: date) -> bool:
         return self.status != TicketStatus.VERIFIED and today > self.due_on
 

@@ -62,8 +62,9 @@ def submit_rectification(
         owner = owner_of(uow, ctx, access)
         found = uow.register.ticket(ticket_id, for_update=True)
         ticket = visible(owner, found, "ticket", ticket_id)
+        sent = ticket.proofs_this_round()
         ticket.move(TicketAction.SUBMIT_PROOF, actor=actor, at=now(), reason=note.strip()[:200])
-        check_room(len(uow.register.photos_of(ticket.id, "proof")))
+        check_room(sent)  # after the move: a verified ticket says so first
         ticket.proof_note = note.strip()
         proof = photo_record(new_id("P"), ticket.id, photo, "proof", now())
         uow.register.add(proof)

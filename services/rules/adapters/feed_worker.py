@@ -216,16 +216,17 @@ class FeedWorker(threading.Thread):
                     publisher=bus,
                 )
             return 0
+        if not self._claimed:  # before connecting: a bus down at this replica's start
+            # must not let the others mark the changes delivered meanwhile (review 50 F2)
+            with self.store.engine.begin() as connection:
+                self.store.claim_publisher(connection, self.publisher.name)
+            self._claimed = True
         try:
             self.publisher.connect()
             self._health(True)
         except Exception:
             self._health(False)
             raise
-        if not self._claimed:
-            with self.store.engine.begin() as connection:
-                self.store.claim_publisher(connection, self.publisher.name)
-            self._claimed = True
         published = 0
         while True:
             with self.store.engine.begin() as connection:

@@ -138,7 +138,7 @@ def test_a_visit_dated_after_today_is_refused(pair: Pair) -> None:
 def test_a_ticket_keeps_at_most_twenty_proof_photos(pair: Pair) -> None:
     """Review 47a N4: every re-upload (a double tap, four tabs) was kept, never shown;
     the 21st is FAILED_PRECONDITION, nothing stored, and the ticket stays submitted."""
-    from services.booking.domain.photos import MAX_PROOFS_PER_TICKET
+    from services.booking.domain.photos import MAX_PROOFS_PER_ROUND
 
     firm = pair.register_firm(9, industry="light_industry", high_risk_domains=["dust_explosion"])
     pair.expert("E1", ["dust_explosion"], ["稠城街道"])
@@ -153,15 +153,30 @@ def test_a_ticket_keeps_at_most_twenty_proof_photos(pair: Pair) -> None:
         )
         return pair.booking.SubmitRectification(request, timeout=10)
 
-    for n in range(MAX_PROOFS_PER_TICKET):
+    for n in range(MAX_PROOFS_PER_ROUND):
         assert submit(n).status == bpb.TICKET_STATUS_SUBMITTED
     with pytest.raises(grpc.RpcError) as info:
-        submit(MAX_PROOFS_PER_TICKET)
+        submit(MAX_PROOFS_PER_ROUND)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with UnitOfWork(pair.booking_engine) as uow:
-        assert len(uow.register.photos_of(ticket_id, "proof")) == MAX_PROOFS_PER_TICKET
+        assert len(uow.register.photos_of(ticket_id, "proof")) == MAX_PROOFS_PER_ROUND
         ticket = uow.register.ticket(ticket_id)
-        assert ticket is not None and ticket.proof_note == f"第{MAX_PROOFS_PER_TICKET - 1}次"
+        assert ticket is not None and ticket.proof_note == f"第{MAX_PROOFS_PER_ROUND - 1}次"
+    # a failed recheck opens a new round: the firm can send its fix again (review 50 F1)
+    pair.booking.RecheckTicket(
+        bpb.RecheckTicketRequest(
+            ticket_id=ticket_id,
+            passed=False,
+            note="仍未整改",
+            new_due_on=(pair.clock.today + timedelta(days=10)).isoformat(),
+        ),
+        timeout=10,
+    )
+    assert submit(99).status == bpb.TICKET_STATUS_SUBMITTED
+    done = pair.booking.RecheckTicket(
+        bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True), timeout=10
+    )
+    assert done.status == bpb.TICKET_STATUS_VERIFIED
 
 
 def test_a_visit_dated_before_its_order_is_refused_and_writes_nothing(pair: Pair) -> None:

@@ -389,7 +389,7 @@ def test_a_proof_past_the_tickets_photos_is_refused_beside_the_photo(
     site: Site, monkeypatch: Any
 ) -> None:
     """Review 47a N4: the page says why, next to the photo field, not "already verified"."""
-    monkeypatch.setattr("services.booking.domain.photos.MAX_PROOFS_PER_TICKET", 1)
+    monkeypatch.setattr("services.booking.domain.photos.MAX_PROOFS_PER_ROUND", 1)
     firm, token = site.firm(15)
     site.sign_in(firm, token)
     url = f"/q/{token}/tickets/{site.visit(site.placed(token))}"

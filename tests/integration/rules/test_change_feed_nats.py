@@ -350,3 +350,26 @@ def test_a_slow_bus_never_keeps_changes_from_their_positions(db_engine: Engine) 
                 )
             )
         assert store.sequence() == 1  # positioned while the publisher holds its lock
+
+
+def test_a_bus_down_at_the_publishers_start_still_keeps_the_changes_for_it(
+    register_stub: RulesServiceStub, db_engine: Engine
+) -> None:
+    """Review 50 F2: the bus was named only once reached, so while NATS was down at the
+    publishing replica's start the replicas without --nats marked everything delivered
+    and nothing was published when NATS came back."""
+    store = FeedStore(db_engine)
+    dead = NatsSettings("nats://127.0.0.1:1", stream="NOPE", subject_prefix="nope.changes")
+    publishing = FeedWorker(store, JetStreamPublisher(dead, change_json))
+    try:
+        with pytest.raises(NatsUnavailable):
+            publishing.run_once()
+    finally:
+        publishing.stop()
+    upsert(register_stub, profile(50))
+    assert FeedWorker(store).run_once() == 0  # left for the bus, not marked delivered
+    with db_engine.connect() as conn:
+        waiting = conn.execute(
+            text("SELECT count(*) FROM changes WHERE published_at IS NULL")
+        ).scalar()
+    assert waiting and waiting == len(store.read(0))

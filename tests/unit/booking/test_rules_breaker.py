@@ -320,3 +320,63 @@ def test_a_waiter_gives_up_at_once_when_the_slot_holder_opens_the_breaker() -> N
     assert [type(e) for e in got] == [RulesUnavailable, RulesUnavailable]
     assert {getattr(e, "status", "") for e in got} == {"DEADLINE_EXCEEDED", "UNAVAILABLE"}
     assert replica.calls == 1
+
+
+def test_with_its_peer_open_a_replica_may_take_every_slot() -> None:
+    """Review 50 F3: with one of two replicas down, the healthy one kept its half of the
+    slots (2 of 4) and booking answered half the calls one replica alone would have."""
+    clock = FakeClock()
+    release = threading.Event()
+
+    def hangs(request: Any) -> Any:
+        release.wait(60)
+        return answers(request)
+
+    down, healthy = FakeStub(stalls), FakeStub(hangs)
+    client = client_of(down, healthy, clock=clock, max_calls=4, slot_wait=0.0)
+    healthy.behaviour = answers
+    assert client.verify_code("JC-1") is not None  # `down` times out: its breaker opens
+    assert client.breaker_states()["127.0.0.1:9"] == OPEN
+    healthy.behaviour = hangs
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(client.verify_code("JC-1")))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    wait_until(lambda: client.waiting() == 4, timeout=30)  # all four on the healthy one
+    with pytest.raises(RulesUnavailable):  # and no more than max_calls
+        client.verify_code("JC-1")
+    release.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 4 and down.calls == 1
+
+
+class Refused(Failed):
+    """UNAVAILABLE as a live rules process sends it: a retry hint in the trailers."""
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("retry-after", "1"),)
+
+
+def test_a_live_servers_own_unavailable_opens_no_breaker() -> None:
+    """Review 50 F4: rules' own "database busy, retry in 1 s" (or a draining process)
+    opened the breaker, refusing every rules call for 5 s; a connection that fails does."""
+    clock = FakeClock()
+
+    def busy(request: Any) -> Any:
+        raise Refused(grpc.StatusCode.UNAVAILABLE)
+
+    replica = FakeStub(busy)
+    client = client_of(replica, clock=clock, breaker_seconds=5.0)
+    with pytest.raises(RulesUnavailable):
+        client.verify_code("JC-1")
+    assert client.breaker_states() == {"127.0.0.1:9": CLOSED}
+    replica.behaviour = answers
+    assert client.verify_code("JC-1") is not None  # asked again at once
+    replica.behaviour = lambda request: (_ for _ in ()).throw(Failed(grpc.StatusCode.UNAVAILABLE))
+    with pytest.raises(RulesUnavailable):
+        client.verify_code("JC-1")  # no answer from the server: the breaker opens
+    assert client.breaker_states() == {"127.0.0.1:9": OPEN}
