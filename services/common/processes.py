@@ -185,9 +185,9 @@ def run_children(module: str, argv: Sequence[str], count: int, address: str) -> 
         forward(signal.SIGTERM, None)
     codes = [c.wait() for c in children]
     shutil.rmtree(ready, ignore_errors=True)
-    if any(codes):
-        return max(codes, key=abs)
-    return 1 if failed_start else 0
+    if failed_start:
+        return 1
+    return max(codes, key=abs) if any(codes) else 0
 
 
 def _wait_ready(
