@@ -9,6 +9,7 @@ SQLAlchemy's) go through the same masking (`MaskingFormatter`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -67,8 +68,15 @@ class _SparingLogger(structlog.PrintLogger):
 
 def _stderr_logger(*_args: Any) -> _SparingLogger:
     """A logger printing to the sys.stderr of the moment (made for each line: logger
-    caching is off), so that one replaced after `configure` is the one written to."""
-    return _SparingLogger(sys.stderr)
+    caching is off), so that one replaced after `configure` is the one written to; to
+    nowhere when the process has none (a daemon started `2>&-`: sys.stderr is None, and
+    structlog would fall back to a stdout that may be None too, review 50 N5)."""
+    return _SparingLogger(sys.stderr if sys.stderr is not None else _nowhere())
+
+
+@functools.cache
+def _nowhere() -> Any:
+    return open(os.devnull, "w", encoding="utf-8")  # kept for the process's life
 
 
 def _with_pid(pid: int) -> Any:

@@ -67,8 +67,13 @@ class CircuitBreaker:
             self._state = CLOSED
 
     def failed(self) -> None:
-        """The endpoint was unreachable or did not answer in time: open (again)."""
+        """The endpoint was unreachable or did not answer in time: open (again); with
+        `open_seconds` 0 the breaker is off and stays closed (review 50 N2: it went
+        half-open, refusing every other call while its probe ran)."""
         with self._lock:
+            if self.open_seconds == 0:
+                self._state = CLOSED
+                return
             self._state = OPEN
             self._reopen_at = self._clock() + self.open_seconds
 

@@ -291,10 +291,11 @@ class FeedStore:
 
     def lock_publishing(self, connection: Connection) -> bool:
         """Whether this transaction may publish: one publisher at a time across replicas
-        (PostgreSQL: a transaction-scoped advisory lock, taken without waiting; SQLite: its
-        one writer). Not the feed head's row lock, which sequencing takes: a batch waiting
-        on a slow bus held it, so no change got a position and every WatchChanges
-        follower stalled with the bus (review 49 F2)."""
+        (PostgreSQL: a transaction-scoped advisory lock, taken without waiting; SQLite:
+        none, as before: two processes on one file may publish a batch twice, and
+        JetStream drops the repeat by its `Nats-Msg-Id`). Not the feed head's row lock,
+        which sequencing takes: a batch waiting on a slow bus held it, so no change got a
+        position and every WatchChanges follower stalled with the bus (review 49 F2)."""
         if not self._lock_rows:
             return True
         taken = connection.execute(
@@ -302,10 +303,16 @@ class FeedStore:
         ).scalar()
         return bool(taken)
 
-    def publisher(self, connection: Connection) -> str | None:
+    def publisher(self, connection: Connection, *, hold: bool = False) -> str | None:
         """The bus a replica publishes this database's changes to (`claim_publisher`), or
-        None when none has."""
-        return connection.execute(select(feed_head.c.publisher).where(feed_head.c.id == 1)).scalar()
+        None when none has. `hold`: on PostgreSQL the head is read FOR SHARE, so no claim
+        commits before this transaction ends (a replica without NATS marking changes
+        delivered must not mark any that a claim made meanwhile leaves to the bus:
+        review 50 N6)."""
+        query = select(feed_head.c.publisher).where(feed_head.c.id == 1)
+        if hold and self._lock_rows:
+            query = query.with_for_update(read=True)
+        return connection.execute(query).scalar()
 
     def claim_publisher(self, connection: Connection, name: str) -> None:
         """Name the bus this database's changes go to: from now on a replica without a

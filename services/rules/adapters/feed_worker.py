@@ -204,7 +204,7 @@ class FeedWorker(threading.Thread):
             pass
         if self.publisher is None:  # nothing to publish to: positioned means delivered,
             with self.store.engine.begin() as connection:  # unless a replica publishes
-                bus = self.store.publisher(connection)
+                bus = self.store.publisher(connection, hold=True)
                 if bus is None:
                     return mark_all_delivered(connection)
             if not self._left_to_bus:

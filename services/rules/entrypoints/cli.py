@@ -399,6 +399,11 @@ def cmd_forget_feed_publisher(args: argparse.Namespace) -> int:
     with store.engine.begin() as connection:
         had = store.forget_publisher(connection)
     print(f"the change feed's publisher was {had or 'none'}; now none")
+    if had:
+        print(
+            "a replica still running with --nats names it again only when it restarts: "
+            "until then the replicas without --nats mark its changes delivered"
+        )
     return 0
 
 

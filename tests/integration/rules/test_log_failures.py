@@ -46,3 +46,11 @@ def test_a_line_to_a_closed_stderr_is_dropped() -> None:
     with pytest.raises(ValueError):
         structlog.PrintLogger(closed).info("structlog's own raises")
     common_logging._SparingLogger(closed).info("nothing to write to")
+
+
+def test_a_process_without_stderr_or_stdout_logs_to_nowhere(monkeypatch: Any) -> None:
+    """Review 50 N5: a daemon started `>&- 2>&-` has sys.stderr and sys.stdout None, and
+    structlog's logger then raised on every line."""
+    monkeypatch.setattr("sys.stderr", None)
+    monkeypatch.setattr("sys.stdout", None)
+    common_logging._stderr_logger().info("nothing to write to")

@@ -380,3 +380,11 @@ def test_a_live_servers_own_unavailable_opens_no_breaker() -> None:
     with pytest.raises(RulesUnavailable):
         client.verify_code("JC-1")  # no answer from the server: the breaker opens
     assert client.breaker_states() == {"127.0.0.1:9": OPEN}
+
+
+def test_a_breaker_of_zero_seconds_is_off() -> None:
+    """Review 50 N2: `--rules-breaker-seconds 0` went half-open after a failure and refused
+    every other call while its probe ran."""
+    breaker = CircuitBreaker(0.0, clock=FakeClock())
+    breaker.failed()
+    assert breaker.state == CLOSED and not breaker.blocked() and breaker.allow()
