@@ -134,6 +134,8 @@ def watch_parent() -> threading.Thread | None:
         while os.getppid() == int(parent):
             time.sleep(PARENT_CHECK_SECONDS)
         _log.error("the supervising parent process is gone; stopping", parent=int(parent))
+        if folder := os.environ.get(READY_DIR):  # the parent can no longer remove it
+            shutil.rmtree(folder, ignore_errors=True)
         os.kill(os.getpid(), signal.SIGTERM)
 
     thread = threading.Thread(target=watch, name="parent-watch", daemon=True)

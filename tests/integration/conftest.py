@@ -66,7 +66,9 @@ def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine
             names = ", ".join(t.name for t in metadata.sorted_tables if t.name not in heads)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             conn.execute(text("UPDATE audit_head SET last_id = 0, last_hash = :g"), {"g": "0" * 64})
-            conn.execute(text("UPDATE feed_head SET last_position = 0, pruned_through = 0"))
+            conn.execute(
+                text("UPDATE feed_head SET last_position = 0, pruned_through = 0, publisher = NULL")
+            )
     yield engine
     engine.dispose()
 

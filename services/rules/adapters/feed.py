@@ -314,15 +314,18 @@ class FeedStore:
             query = query.with_for_update(read=True)
         return connection.execute(query).scalar()
 
-    def claim_publisher(self, connection: Connection, name: str) -> None:
+    def claim_publisher(self, connection: Connection, name: str) -> str | None:
         """Name the bus this database's changes go to: from now on a replica without a
         publisher leaves them to it instead of marking them delivered (review 49 F1).
-        Written only when it differs (a replica claims once a process)."""
+        Written only when it differs (a replica claims once a process). The bus named
+        before, when another (two replicas with different streams split the feed)."""
+        before = self.publisher(connection)
         connection.execute(
             update(feed_head)
             .where(feed_head.c.id == 1, feed_head.c.publisher.is_distinct_from(name))
             .values(publisher=name)
         )
+        return before if before not in (None, name) else None
 
     def forget_publisher(self, connection: Connection) -> str | None:
         """Clear the bus's name (the bus given up): the name it had."""

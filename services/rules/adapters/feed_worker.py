@@ -219,8 +219,15 @@ class FeedWorker(threading.Thread):
         if not self._claimed:  # before connecting: a bus down at this replica's start
             # must not let the others mark the changes delivered meanwhile (review 50 F2)
             with self.store.engine.begin() as connection:
-                self.store.claim_publisher(connection, self.publisher.name)
+                other = self.store.claim_publisher(connection, self.publisher.name)
             self._claimed = True
+            if other is not None:  # review 50 N7: two buses split the feed between them
+                _log.warning(
+                    "another replica named another bus for this database's changes: give "
+                    "every replica the same --nats settings",
+                    before=other,
+                    now=self.publisher.name,
+                )
         try:
             self.publisher.connect()
             self._health(True)

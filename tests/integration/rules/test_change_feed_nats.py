@@ -373,3 +373,26 @@ def test_a_bus_down_at_the_publishers_start_still_keeps_the_changes_for_it(
             text("SELECT count(*) FROM changes WHERE published_at IS NULL")
         ).scalar()
     assert waiting and waiting == len(store.read(0))
+
+
+def test_two_replicas_naming_two_buses_are_told(db_engine: Engine) -> None:
+    """Review 50 N7: replicas with different --nats-stream split the feed between two
+    streams, each claim overwriting the other without a word."""
+    import structlog
+
+    store = FeedStore(db_engine)
+    names = []
+    with structlog.testing.capture_logs() as logged:
+        for stream in ("ONE", "TWO"):
+            dead = NatsSettings("nats://127.0.0.1:1", stream=stream, subject_prefix="x.changes")
+            worker = FeedWorker(store, JetStreamPublisher(dead, change_json))
+            names.append(worker.publisher.name)  # type: ignore[union-attr]
+            try:
+                with pytest.raises(NatsUnavailable):
+                    worker.run_once()  # named before the (dead) bus is reached
+            finally:
+                worker.stop()
+    told = [e for e in logged if e["event"].startswith("another replica named another bus")]
+    assert [(e["before"], e["now"]) for e in told] == [(names[0], names[1])]
+    with db_engine.connect() as conn:
+        assert store.publisher(conn) == names[1]
