@@ -70,23 +70,25 @@ class _QuietHost(_dr.Host):
     def assert_text(self, ruleset_name: str, fact: dict[str, Any], text: str) -> Any:
         """`assert_fact` of `fact` given as its JSON `text` (`fact_json`), its actions run
         as `assert_fact` runs them."""
-        rules = self.get_ruleset(ruleset_name)
-        send = _dr.durable_rules_engine.assert_fact
-        return self._handle_function(
-            rules, lambda f: rules._handle_result(send(rules._handle, text), f), fact, None
-        )
+        return self._send(_dr.durable_rules_engine.assert_fact, ruleset_name, fact, text)
 
     def retract_text(self, ruleset_name: str, fact: dict[str, Any], text: str) -> Any:
         """`retract_fact` of `fact` given as its JSON `text`."""
+        return self._send(_dr.durable_rules_engine.retract_fact, ruleset_name, fact, text)
+
+    def _send(
+        self, send: Callable[[Any, str], Any], ruleset_name: str, fact: dict[str, Any], text: str
+    ) -> Any:
+        """What the Host's own assert/retract do, with our text where they json.dumps."""
         rules = self.get_ruleset(ruleset_name)
-        send = _dr.durable_rules_engine.retract_fact
         return self._handle_function(
             rules, lambda f: rules._handle_result(send(rules._handle, text), f), fact, None
         )
 
 
-def _plain(value: float) -> bool:
-    """Whether Python's json writes this float without an exponent."""
+def exponent_free(value: float) -> bool:
+    """Whether Python's json writes this float without an exponent (durable_rules' reader
+    refuses one: the ruleset loader's thresholds are checked by this too)."""
     return value == 0 or 1e-4 <= abs(value) < 1e16
 
 
@@ -96,7 +98,7 @@ def fact_json(fact: Mapping[str, Any]) -> str:
     written out in full instead (0.00001, 10000000000000000): the same number, which the
     C core then reads and compares exactly. json.dumps writes the common fact; the
     rare one with such a float is written here, key by key."""
-    if all(type(v) is not float or _plain(v) for v in fact.values()):
+    if all(type(v) is not float or exponent_free(v) for v in fact.values()):
         return json.dumps(fact, ensure_ascii=False)
     pairs = (
         f"{json.dumps(k)}: {_number(v) if type(v) is float else json.dumps(v, ensure_ascii=False)}"
@@ -107,7 +109,7 @@ def fact_json(fact: Mapping[str, Any]) -> str:
 
 def _number(value: float) -> str:
     """A float as JSON without an exponent: its shortest repr, written out in full."""
-    return repr(value) if _plain(value) else format(Decimal(repr(value)), "f")
+    return repr(value) if exponent_free(value) else format(Decimal(repr(value)), "f")
 
 
 def engine_for(catalogue: Catalogue) -> DurableRulesEngine:

@@ -20,6 +20,7 @@ import jsonschema
 from services.common.regions import RegionRegistry, RegionsError, registry_from_data
 from services.common.vocabulary import Domain, Severity
 from services.common.yaml_files import YamlFileError, parse_yaml
+from services.rules.adapters.engine import exponent_free
 from services.rules.domain.facts import FactDefinition, FactRegistry, RetiredFact
 from services.rules.domain.policy import (
     CapPolicy,
@@ -454,8 +455,7 @@ def _condition(
         isinstance(value, bool) or not isinstance(value, int | float)
     ):
         raise RulesetError(f"{where}: field {field}.value: {kind} fact {key!r} needs a number")
-    if isinstance(value, float) and value != 0 and not 1e-4 <= abs(value) < 1e16:
-        # json writes it with an exponent (1e-05), which durable_rules' reader refuses
+    if isinstance(value, float) and not exponent_free(value):
         raise RulesetError(
             f"{where}: field {field}.value: {value!r}: a threshold must be 0 or between "
             "0.0001 and 1e16 in size (the rules engine cannot read an exponent)"
