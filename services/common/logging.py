@@ -19,6 +19,8 @@ from typing import Any
 
 import structlog
 
+from services.common.processes import PARENT_PID
+
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 _SECRET_KEYS = {"token", "authorization", "qr_token", "secret", "password", "contact_phone"}
@@ -96,8 +98,8 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     # a child of `serve --processes N` names itself: its lines and its siblings' are
-    # otherwise alike (review 49 N2); processes.py sets the variable for its children
-    child: list[Any] = [_with_pid(os.getpid())] if os.environ.get("SERVE_PARENT_PID") else []
+    # otherwise alike (review 49 N2); processes.py sets PARENT_PID for its children
+    child: list[Any] = [_with_pid(os.getpid())] if os.environ.get(PARENT_PID) else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -27,7 +27,7 @@ from services.booking.domain.orders import (
     same_contact,
     validate_clause_refs,
 )
-from services.booking.service_layer.orders import form_request
+from services.booking.service_layer.orders import form_refs, form_request
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.qr_codes import firm_for_token
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -47,7 +47,7 @@ def checked(ctx: BookingContext, form: Mapping[str, Any]) -> OrderRequest:
     except ValidationError as exc:
         bad.extend(exc.violations)
     try:
-        validate_clause_refs([str(r) for r in form.get("clause_refs", [])])
+        validate_clause_refs(form_refs(form))
     except ValidationError as exc:
         bad.extend(exc.violations)
     if bad or request is None:

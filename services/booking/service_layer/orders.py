@@ -159,15 +159,23 @@ def answer(uow: UnitOfWork, ctx: BookingContext, item: NewOrder, taken: Order | 
 
 
 def _same(order: Order, form: Mapping[str, Any]) -> bool:
-    return same_order(
-        order,
+    return same_order(order, *_form_fields(form), form_refs(form))
+
+
+def _form_fields(form: Mapping[str, Any]) -> tuple[list[str], list[str], str, str, str]:
+    """An order form's items, half-days, contact, mobile and note, as sent."""
+    return (
         [str(i) for i in form.get("item_codes", [])],
         [str(s) for s in form.get("preferred_slots", [])],
         str(form.get("contact_name", "")),
         str(form.get("contact_phone", "")),
         str(form.get("note", "")),
-        [str(r) for r in form.get("clause_refs", [])],
     )
+
+
+def form_refs(form: Mapping[str, Any]) -> list[str]:
+    """An order form's clause refs, as sent."""
+    return [str(r) for r in form.get("clause_refs", [])]
 
 
 def take_orders(
@@ -305,21 +313,12 @@ def _checked(ctx: BookingContext, card: FirmCard, item: NewOrder) -> tuple[FirmC
 
 def form_request(ctx: BookingContext, form: Mapping[str, Any]) -> OrderRequest:
     """An order form's fields (CreateOrder's, or the phone page's) validated."""
-    return validate_order(
-        list(form.get("item_codes", [])),
-        list(form.get("preferred_slots", [])),
-        str(form.get("contact_name", "")),
-        str(form.get("contact_phone", "")),
-        str(form.get("note", "")),
-        frozenset(ctx.menu),
-        ctx.today(),
-    )
+    return validate_order(*_form_fields(form), frozenset(ctx.menu), ctx.today())
 
 
 def _validated(ctx: BookingContext, form: Mapping[str, Any]) -> _Checked:
     request = form_request(ctx, form)
-    refs = validate_clause_refs([str(r) for r in form.get("clause_refs", [])])
-    return _Checked(request, refs)
+    return _Checked(request, validate_clause_refs(form_refs(form)))
 
 
 def _take(
