@@ -95,6 +95,16 @@ def post(base: str, method: str, body: object = None, **kwargs: object) -> httpx
     return httpx.post(f"{base}/v1/rules/{method}", json=body, timeout=30, **kwargs)  # type: ignore[arg-type]
 
 
+def post_text(base: str, method: str, body: str) -> httpx.Response:
+    """A body sent as written (keys twice, any nesting), as JSON, by an evaluator."""
+    return httpx.post(
+        f"{base}/v1/rules/{method}",
+        content=body.encode(),
+        headers={**bearer("evaluator"), "content-type": "application/json"},
+        timeout=30,
+    )
+
+
 def test_evaluate_over_http_answers_what_grpc_answers(served: Running) -> None:
     request = pb.EvaluateRequest(
         profile=profile_from_json(profile(1, facts={"gen.training_missing": True})),
@@ -544,12 +554,7 @@ def test_one_field_sent_by_both_its_names_is_refused(
 ) -> None:
     """Review 48 F2: `asOf` and `as_of` in one object were both taken, the last winning."""
     method = "EvaluateBatch" if body.startswith('{"items"') else "Evaluate"
-    answer = httpx.post(
-        f"{served.http}/v1/rules/{method}",
-        content=body.encode(),
-        headers={**bearer("evaluator"), "content-type": "application/json"},
-        timeout=30,
-    )
+    answer = post_text(served.http, method, body)
     assert answer.status_code == 400, answer.text
     assert set(_violations(_status(answer))) == {field}
 
@@ -571,12 +576,7 @@ def test_an_update_mask_sent_by_both_its_names_is_refused(served: Running) -> No
 )
 def test_a_key_sent_twice_is_refused_not_the_last_one_kept(served: Running, body: str) -> None:
     """Review 47b F2: the last of two values for one key silently won."""
-    answer = httpx.post(
-        f"{served.http}/v1/rules/Evaluate",
-        content=body.encode(),
-        headers={**bearer("evaluator"), "content-type": "application/json"},
-        timeout=30,
-    )
+    answer = post_text(served.http, "Evaluate", body)
     assert answer.status_code == 400, answer.text
     status = _status(answer)
     assert set(_violations(status)) == {"body"} and "twice" in str(status["message"])
@@ -586,13 +586,8 @@ def test_a_deeply_nested_body_is_400_not_500(served: Running) -> None:
     """Review finding 7 (the gateway's part): 3,000 nested arrays made Python's JSON
     reader raise RecursionError, which the gateway answered 500 INTERNAL."""
     for depth in (95, 3000):
-        body = b'{"profile": {"facts": {"k": ' + b"[" * depth + b"]" * depth + b"}}}"
-        answer = httpx.post(
-            f"{served.http}/v1/rules/Evaluate",
-            content=body,
-            headers={**bearer("evaluator"), "content-type": "application/json"},
-            timeout=30,
-        )
+        body = '{"profile": {"facts": {"k": ' + "[" * depth + "]" * depth + "}}}"
+        answer = post_text(served.http, "Evaluate", body)
         assert answer.status_code == 400, (depth, answer.text)
         status = _status(answer)
         assert status["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
