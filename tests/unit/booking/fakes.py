@@ -372,12 +372,6 @@ class FakeRegister:
     def photo(self, photo_id: str) -> Photo | None:
         return self.photos.get(photo_id)
 
-    def photos_of(self, ticket_id: str, purpose: str) -> list[str]:
-        found = [
-            p for p in self.photos.values() if (p.ticket_id, p.purpose) == (ticket_id, purpose)
-        ]
-        return [p.id for p in sorted(found, key=lambda p: (p.created_at, p.id))]
-
     # the outbox
     def pending_messages(self, limit: int) -> Sequence[OutboxMessage]:
         return [m for m in self.outbox if m.delivered_at is None and m.failed_at is None][:limit]
