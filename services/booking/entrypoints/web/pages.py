@@ -151,7 +151,7 @@ class Pages:
             )
         return self.render("landing.html", token=access.token, **data)
 
-    def _order_form(
+    async def _order_form(
         self,
         token: str,
         card: FirmCard,
@@ -162,6 +162,7 @@ class Pages:
         earlier: str = "",
     ) -> HTMLResponse:
         """`earlier`: the order this form's key was used for (linked beside the error)."""
+        texts = await run_in_threadpool(self.guidance.texts, values["clause_refs"])
         general = [m for f, ms in errors.items() if f not in ORDER_FIELDS for m in ms]
         slots = [
             {
@@ -180,6 +181,7 @@ class Pages:
             menu=list(self.ctx.menu.values()),
             slots=slots,
             values=values,
+            clause_texts=texts,
             key=key,
             errors=errors,
             general_errors=general,
@@ -200,7 +202,7 @@ class Pages:
             "contact_phone": "",
             "note": "",
         }
-        return self._order_form(token, card, values, str(uuid.uuid4()), {}, 200)
+        return await self._order_form(token, card, values, str(uuid.uuid4()), {}, 200)
 
     async def order_submit(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -224,7 +226,7 @@ class Pages:
         again = await self.use_case(order_entry.open_repeat, token, values, key)
         if again is not None and again.edited:  # the form kept: nothing dropped unsaid
             edited = {"_form": [messages.ORDER_REPEAT_EDITED.format(order_id=again.order.id)]}
-            return self._order_form(token, card, values, key, edited, 409, again.order.id)
+            return await self._order_form(token, card, values, key, edited, 409, again.order.id)
         if again is not None:
             return RedirectResponse(f"/q/{token}/orders/{again.order.id}?again=1", status_code=303)
         try:
@@ -240,22 +242,23 @@ class Pages:
                     key, text = "", messages.FORM_EXPIRED
                 errors.setdefault(v.field, []).append(text)
             key = key if 0 < len(key) <= orders.KEY_MAX else str(uuid.uuid4())
-            return self._order_form(token, card, values, key, errors, 400)
+            return await self._order_form(token, card, values, key, errors, 400)
         except RateLimited as exc:  # the order limit: the form kept, sent again later
-            page = self._order_form(token, card, values, key, {"_form": [exc.message]}, 429)
+            page = await self._order_form(token, card, values, key, {"_form": [exc.message]}, 429)
             page.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
             return page
         except KeyUsedForOtherOrder as exc:  # its key took another order: a new key
             errors = {"_form": [exc.message]}
             fresh = str(uuid.uuid4())
-            return self._order_form(token, card, values, fresh, errors, 409, exc.order_id)
+            return await self._order_form(token, card, values, fresh, errors, 409, exc.order_id)
         self._wake()
         return RedirectResponse(f"/q/{token}/orders/{order.id}", status_code=303)
 
     @record_ids
     async def order_page(self, request: Request) -> Response:
         access = await firm_access(self.ctx, self.engine, request)
-        data = await self.use_case(views.order_page, access, request.path_params["order_id"])
+        order_id = request.path_params["order_id"]
+        data = await self.use_case(views.order_page, access, order_id, self.guidance)
         # a fixed code, never the query's text
         again = messages.ORDER_SUBMITTED_BEFORE if request.query_params.get("again") == "1" else ""
         return self.render("order.html", token=access.token, again=again, **data)

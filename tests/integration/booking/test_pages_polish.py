@@ -1,0 +1,74 @@
+"""The phone and staff pages' small defects (branch pages-polish), over real HTTP (uvicorn
+on a real port, httpx, SQLite): clause codes on the order form and order page, a proof
+waiting for its recheck on the firm's lists, the per-QR-token post limit on a form,
+another firm's record through a valid QR code, the staff pages' error layout, and a
+visit form with the same clause twice sent back with an error."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from services.booking.domain import messages
+from tests.integration.booking.test_firm_page_web import RISK_REPORT, _order_links
+from tests.integration.booking.test_staff_fixes import Web, sqlite_web  # noqa: F401
+from tests.integration.booking.test_web import Site, make_png, site  # noqa: F401
+
+RISK_REPORT_TEXT = "未按规定每季度至少报告一次安全风险"  # rulesets/gen.yaml risk_report
+GM_3_1 = "GM2023:3(1)"
+GM_3_1_TEXT = "未对承包单位、承租单位的安全生产工作统一协调、管理"  # rulesets/gm2023.yaml 3(1)
+PHONE_BRAND = "安全生产 · 扫码点单"
+STAFF_BRAND = "安全生产 · 工作人员"
+
+
+def shown(page: str) -> str:
+    """What a person reads on the page: its text, without tags and their attributes
+    (a hidden input's value, a link's query)."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def element(page: str, element_id: str) -> str:
+    found = re.search(rf'id="{element_id}">(.*?)</(div|dd|ul)>', page, re.S)
+    assert found, element_id
+    return shown(found.group(1))
+
+
+# -- 1. a clause as the ticket page shows it: by its number, or a rule by its text ----------
+
+
+def test_the_order_form_and_the_order_show_a_worded_rule_by_its_text(site: Site) -> None:  # noqa: F811
+    firm, token = site.firm(61, high_risk_domains=["dust_explosion"], hazards=[RISK_REPORT])
+    site.sign_in(firm, token)
+    landing = site.client.get(f"/q/{token}").text
+    assert "GEN:" not in shown(landing)  # the hazard's card: its text, not its code
+    link = next(x for x in _order_links(landing) if "GEN%3Arisk_report" in x)
+    form = site.client.get(f"{link}&ref={GM_3_1}")
+    assert form.status_code == 200
+    refs = element(form.text, "clause-refs")
+    assert RISK_REPORT_TEXT in refs and GM_3_1 in refs and GM_3_1_TEXT in refs
+    assert "GEN:" not in shown(form.text)
+    # the refs still travel with the form, to be stored on the order
+    sent = re.findall(r'name="clause_refs" value="([^"]+)"', form.text)
+    assert sent == ["GEN:risk_report", GM_3_1]
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form.text)
+    assert key
+    refused = site.order(token, key.group(1), clause_refs=sent, contact_phone="1")
+    assert refused.status_code == 400  # the form shown again: the same clauses, as text
+    assert RISK_REPORT_TEXT in element(refused.text, "clause-refs")
+    assert "GEN:" not in shown(refused.text)
+    placed = site.order(token, key.group(1), clause_refs=sent)
+    assert placed.status_code == 303, placed.text
+    order = site.client.get(placed.headers["location"]).text
+    refs = element(order, "clause-refs")
+    assert RISK_REPORT_TEXT in refs and GM_3_1 in refs and GM_3_1_TEXT in refs
+    assert "GEN:" not in shown(order)
+
+
+def test_a_worded_rule_without_its_text_is_not_shown_by_its_code(site: Site) -> None:  # noqa: F811
+    """While the rules service cannot give a rule's text, the pages say so, not its code."""
+    _, token = site.firm(62)
+    site.pair.ctx.rules.clause = lambda ref: None  # type: ignore[method-assign]
+    form = site.client.get(f"/q/{token}/order?ref=SMALL:smoke&ref={GM_3_1}")
+    refs = element(form.text, "clause-refs")
+    assert messages.CLAUSE_TEXT_UNAVAILABLE in refs and GM_3_1 in refs
+    assert "SMALL:" not in shown(form.text)
