@@ -18,7 +18,7 @@ from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import ENDED_ORDERS, mask_phone
 from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
-from services.booking.domain.tickets import TicketStatus
+from services.booking.domain.tickets import FirmNotice, TicketStatus
 from services.booking.service_layer.ports import BookingContext, RulesPort, ask_rules
 from services.booking.service_layer.qr_codes import firm_for_token, session_owner, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -75,8 +75,9 @@ def firm(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard:
 def landing(uow: UnitOfWork, ctx: BookingContext, access: FirmAccess) -> dict[str, Any]:
     """The firm's page. Anyone with the QR token: the firm's name and the menu. The
     firm's own session (`access.session_firm`) also: its open and closed tickets
-    (reminders, overdue), its newest orders with their experts, those under way apart
-    from those that ended (closed, cancelled), as its tickets are."""
+    (reminders, overdue: as its ticket page says, `Ticket.firm_notice`), its newest
+    orders with their experts, those under way apart from those that ended (closed,
+    cancelled), as its tickets are."""
     today = ctx.today()
     with uow:
         card = firm_for_token(uow, ctx, access.token)
@@ -98,8 +99,8 @@ def landing(uow: UnitOfWork, ctx: BookingContext, access: FirmAccess) -> dict[st
         "today": today,
         "open_tickets": waiting,
         "done_tickets": [t for t in tickets if t.status == TicketStatus.VERIFIED],
-        "reminders": [t for t in waiting if t.needs_reminder(today)],
-        "overdue": [t for t in waiting if t.is_overdue(today)],
+        "reminders": [t for t in waiting if t.firm_notice(today) == FirmNotice.DUE_SOON],
+        "overdue": [t for t in waiting if t.firm_notice(today) == FirmNotice.OVERDUE],
         "orders": [o for o in orders if o.status not in ENDED_ORDERS],
         "past_orders": [o for o in orders if o.status in ENDED_ORDERS],
         "names": names,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 from services.booking.domain import messages
 from tests.integration.booking.test_firm_page_web import RISK_REPORT, _order_links
@@ -72,3 +73,33 @@ def test_a_worded_rule_without_its_text_is_not_shown_by_its_code(site: Site) -> 
     refs = element(form.text, "clause-refs")
     assert messages.CLAUSE_TEXT_UNAVAILABLE in refs and GM_3_1 in refs
     assert "SMALL:" not in shown(form.text)
+
+
+# -- 2. a proof waiting for its recheck is not "overdue" on the firm's lists ---------------
+
+
+def test_a_ticket_whose_proof_waits_is_not_overdue_on_the_landing_or_the_order(
+    site: Site,  # noqa: F811
+) -> None:
+    firm, token = site.firm(63)
+    site.sign_in(firm, token)
+    order_id = site.placed(token)
+    today = site.pair.clock.today
+    ticket_id = site.visit(order_id, due_on=(today + timedelta(days=1)).isoformat())
+    site.pair.clock.today = today + timedelta(days=3)
+    assert "已逾期" in site.client.get(f"/q/{token}").text  # before the proof: overdue
+    sent = site.client.post(
+        f"/q/{token}/tickets/{ticket_id}",
+        data={"note": "已整改"},
+        files={"photo": ("f.png", make_png(), "image/png")},
+    )
+    assert sent.status_code == 303
+    for path in (f"/q/{token}", f"/q/{token}/orders/{order_id}"):
+        page = site.client.get(path).text
+        assert "已逾期" not in page and "overdue" not in page, path
+        assert 'class="banner danger"' not in page, path
+        assert f"/tickets/{ticket_id}" in page and "已提交" in page, path
+    # due soon, proof sent: no reminder either (the ticket page shows neither)
+    site.pair.clock.today = today
+    landing = site.client.get(f"/q/{token}").text
+    assert "整改提醒" not in landing and "即将到期" not in landing
