@@ -128,8 +128,11 @@ PAGE_BAD_REQUEST = ("请求有误", "请检查输入后重试")
 PAGE_CONFLICT = ("当前状态下不能进行该操作", "请返回上一页刷新后查看。")
 PAGE_UNAVAILABLE = ("服务暂时不可用", "系统繁忙或正在维护，请稍后再试。")
 PAGE_TOO_MANY = ("操作太频繁", "请稍等片刻再试。")
-# the order or proof form over the per-QR-code post limit, shown on the form kept as typed
+# the order or the proof form over a post limit (the QR code's 30 a minute), on the form
 POSTS_TOO_FAST = "提交太频繁，本次没有保存。已填写的内容都已保留，请{seconds}秒后再提交。"
+PROOF_POSTS_TOO_FAST = (
+    "提交太频繁，本次没有保存。整改说明已保留，请{seconds}秒后重新选择照片再提交。"
+)
 PAGE_TOO_LARGE = ("提交的内容太大", "填写的内容超过了页面允许的长度，请返回上一页删减后重新提交。")
 PAGE_NO_SUCH_PAGE = ("页面不存在", "没有找到您要访问的页面。")
 PAGE_METHOD = ("不支持的操作", "请返回上一页重试。")

@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
 
 from services.booking.domain import messages
+from services.booking.entrypoints.web import create_web_app
+from services.booking.entrypoints.web.limits import WebLimits
+from services.common.http_server import start_http
+from services.common.ratelimit import Rate
+from tests.booking_env import running_pair
 from tests.integration.booking.test_firm_page_web import RISK_REPORT, _order_links
 from tests.integration.booking.test_staff_fixes import Web, sqlite_web  # noqa: F401
 from tests.integration.booking.test_web import Site, make_png, site  # noqa: F401
@@ -103,3 +113,58 @@ def test_a_ticket_whose_proof_waits_is_not_overdue_on_the_landing_or_the_order(
     site.pair.clock.today = today
     landing = site.client.get(f"/q/{token}").text
     assert "整改提醒" not in landing and "即将到期" not in landing
+
+
+# -- 3. the per-QR-token post limit on a form: the form comes back, kept -------------------
+
+POSTS = 4  # sign-in (2 posts), an order, a proof
+
+
+@pytest.fixture
+def limited_site(tmp_path: Path) -> Iterator[Site]:
+    """`site`, with a per-QR-token post limit of POSTS, refilled once an hour."""
+    limits = WebLimits(
+        per_address=Rate.per_minute(1000, burst=1000),
+        posts_per_address=Rate.per_minute(1000, burst=1000),
+        posts_per_token=Rate(per_second=1 / 3600, burst=POSTS),
+    )
+    with running_pair(tmp_path) as pair:
+        http = start_http(create_web_app(pair.ctx, pair.booking_engine, limits=limits))
+        pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+        base = f"http://127.0.0.1:{http.port}"
+        with httpx.Client(base_url=base, timeout=20, follow_redirects=False) as client:
+            try:
+                yield Site(pair, http, client, [])
+            finally:
+                http.stop()
+
+
+def too_fast(answer: httpx.Response, text: str = messages.POSTS_TOO_FAST) -> str:
+    return text.format(seconds=answer.headers["Retry-After"])
+
+
+def test_a_form_over_the_post_limit_comes_back_with_what_was_typed(limited_site: Site) -> None:
+    web = limited_site
+    firm, token = web.firm(64)
+    web.sign_in(firm, token)
+    ticket_id = web.visit(web.placed(token))
+    url = f"/q/{token}/tickets/{ticket_id}"
+    sent = web.client.post(url, data={"note": "第一次"}, files={"photo": ("a.png", make_png())})
+    assert sent.status_code == 303  # the POSTS-th post
+    _, key = web.form(token)
+    order = web.order(token, key, note="限流时的备注", contact_name="冯师傅")
+    assert order.status_code == 429
+    assert int(order.headers["Retry-After"]) >= 1
+    assert too_fast(order) in order.text and PHONE_BRAND in order.text
+    assert 'value="冯师傅"' in order.text and "限流时的备注" in order.text
+    assert f'name="idempotency_key" value="{key}"' in order.text  # sent again later: one order
+    assert f'value="{web.pair.slot(2)}" checked' in order.text
+    proof = web.client.post(url, data={"note": "限流说明"}, files={"photo": ("b.png", make_png())})
+    assert proof.status_code == 429 and int(proof.headers["Retry-After"]) >= 1
+    assert too_fast(proof, messages.PROOF_POSTS_TOO_FAST) in proof.text
+    assert "限流说明" in proof.text
+    assert 'id="ticket-status">已提交<' in proof.text  # the ticket's page, nothing new stored
+    other = web.client.post(f"/q/{token}/sign-out")  # any other post: the phone page's layout
+    assert other.status_code == 429 and int(other.headers["Retry-After"]) >= 1
+    assert messages.PAGE_TOO_MANY[0] in other.text and PHONE_BRAND in other.text
+    assert 'href="/static/site.css"' in other.text

@@ -37,6 +37,17 @@ def error_page(render: Render, status: int, text: tuple[str, str]) -> HTMLRespon
     return render("error.html", status, title=title, message=message)
 
 
+def limit_page(render: Render) -> Callable[[str, int], Response]:
+    """The rate limits' refusal (limits.py): 429, Retry-After, the page "操作太频繁"."""
+
+    def page(path: str, wait: int) -> Response:
+        response = error_page(render, 429, messages.PAGE_TOO_MANY)
+        response.headers["Retry-After"] = str(max(1, wait))
+        return response
+
+    return page
+
+
 def handlers(render: Render) -> dict[Any, Handler]:
     """Starlette's exception handlers for the phone page."""
 

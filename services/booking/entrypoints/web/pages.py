@@ -42,6 +42,7 @@ from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
 from services.booking.entrypoints.web.firm_session import firm_access, sign_in_redirect
+from services.booking.entrypoints.web.limits import post_limit_wait
 from services.booking.entrypoints.web.middleware import (
     BodyTooLarge,
     fields_in_head,
@@ -222,6 +223,11 @@ class Pages:
                 "note": typed(form.get("note")),
             }
             key = str(form.get("idempotency_key") or "")
+        if wait := post_limit_wait(request.scope):  # over a post limit: kept, not taken
+            refused = {"_form": [messages.POSTS_TOO_FAST.format(seconds=wait)]}
+            page = await self._order_form(token, card, values, key, refused, 429)
+            page.headers["Retry-After"] = str(wait)
+            return page
         # the same order again with a new key (Back, then submit): show the first one
         again = await self.use_case(order_entry.open_repeat, token, values, key)
         if again is not None and again.edited:  # the form kept: nothing dropped unsaid
@@ -296,6 +302,31 @@ class Pages:
         access = await self._own_firm(request)
         if not access.session_firm:
             return sign_in_redirect(token, request)
+        note, photo, errors, status = await self._proof_form(request)
+        if wait := post_limit_wait(request.scope):  # over a post limit: the note kept
+            errors, status = {"_form": [messages.PROOF_POSTS_TOO_FAST.format(seconds=wait)]}, 429
+        if not errors:
+            errors, status = await self._submit_proof(access, ticket_id, note, photo)
+        if not errors:
+            self._wake()
+            return RedirectResponse(f"/q/{token}/tickets/{ticket_id}", status_code=303)
+        data = await run_in_threadpool(self._ticket, access, ticket_id)
+        general = [m for f, ms in errors.items() if f not in TICKET_FIELDS for m in ms]
+        page = self.render(
+            "ticket.html",
+            status,
+            token=token,
+            note=note,
+            errors=errors,
+            general_errors=general,
+            **data,
+        )
+        if wait:
+            page.headers["Retry-After"] = str(wait)
+        return page
+
+    async def _proof_form(self, request: Request) -> tuple[str, bytes, dict[str, list[str]], int]:
+        """The proof form's note and photo, and its errors by field with their status."""
         note, photo, errors, status = "", b"", {}, 400
         try:
             async with request.form(
@@ -313,36 +344,25 @@ class Pages:
             note = typed_before.get("note", note)
         except HTTPException:  # malformed multipart, too many parts
             errors = {"photo": [messages.UPLOAD_FAILED]}
-        if not errors:
-            try:
-                await self.use_case(
-                    tickets.submit_rectification,
-                    ticket_id,
-                    access,
-                    note=note,
-                    photo=photo,
-                )
-            except ValidationError as exc:
-                for v in exc.violations:
-                    errors.setdefault(v.field, []).append(v.description)
-            except ProofsFull as exc:  # before its parent: not "already verified"
-                errors, status = {"photo": [exc.message]}, 409
-            except PreconditionFailed:
-                errors, status = {"_form": [messages.ALREADY_VERIFIED]}, 409
-        if errors:
-            data = await run_in_threadpool(self._ticket, access, ticket_id)
-            general = [m for f, ms in errors.items() if f not in TICKET_FIELDS for m in ms]
-            return self.render(
-                "ticket.html",
-                status,
-                token=token,
-                note=note,
-                errors=errors,
-                general_errors=general,
-                **data,
+        return note, photo, errors, status
+
+    async def _submit_proof(
+        self, access: FirmAccess, ticket_id: str, note: str, photo: bytes
+    ) -> tuple[dict[str, list[str]], int]:
+        """SubmitRectification's use case: its refusals as errors by field, with status."""
+        errors: dict[str, list[str]] = {}
+        try:
+            await self.use_case(
+                tickets.submit_rectification, ticket_id, access, note=note, photo=photo
             )
-        self._wake()
-        return RedirectResponse(f"/q/{token}/tickets/{ticket_id}", status_code=303)
+        except ValidationError as exc:
+            for v in exc.violations:
+                errors.setdefault(v.field, []).append(v.description)
+        except ProofsFull as exc:  # before its parent: not "already verified"
+            return {"photo": [exc.message]}, 409
+        except PreconditionFailed:
+            return {"_form": [messages.ALREADY_VERIFIED]}, 409
+        return errors, 400
 
     @record_ids
     async def photo(self, request: Request) -> Response:
