@@ -168,3 +168,38 @@ def test_a_form_over_the_post_limit_comes_back_with_what_was_typed(limited_site:
     assert other.status_code == 429 and int(other.headers["Retry-After"]) >= 1
     assert messages.PAGE_TOO_MANY[0] in other.text and PHONE_BRAND in other.text
     assert 'href="/static/site.css"' in other.text
+
+
+# -- 4. another firm's record through a valid QR code: not found ---------------------------
+
+
+def test_another_firms_order_and_ticket_through_a_valid_code_are_not_found(
+    site: Site,  # noqa: F811
+) -> None:
+    firm, token = site.firm(65, name="甲企业五金厂")
+    other_firm, other = site.firm(66, name="乙企业纺织厂")
+    site.sign_in(firm, token)
+    order_id = site.placed(token)
+    ticket_id = site.visit(order_id)
+    site.client.post(
+        f"/q/{token}/tickets/{ticket_id}",
+        data={"note": "ok"},
+        files={"photo": ("a.png", make_png(), "image/png")},
+    )
+    page = site.client.get(f"/q/{token}/tickets/{ticket_id}").text
+    photo = re.search(r'/photos/([A-Za-z0-9]+)"', page)
+    assert photo
+    site.sign_in(other_firm, other)  # firm B's own session and QR code
+    for path in (
+        f"/q/{other}/orders/{order_id}",
+        f"/q/{other}/tickets/{ticket_id}",
+        f"/q/{other}/photos/{photo.group(1)}",
+    ):
+        answer = site.client.get(path)
+        assert answer.status_code == 404, path
+        assert messages.PAGE_NOT_FOUND[1] in answer.text, path
+        assert messages.PAGE_QR_INVALID[0] not in answer.text, path
+        for secret in ("甲企业", "台账", order_id, ticket_id):
+            assert secret not in answer.text, (path, secret)
+    nothing = site.client.get(f"/q/{other}/orders/B260601NOSUCH")  # the same answer
+    assert nothing.status_code == 404 and messages.PAGE_NOT_FOUND[1] in nothing.text

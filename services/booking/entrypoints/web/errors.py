@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from services.booking.domain import messages
+from services.booking.domain.firm_access import OtherFirmsRecord
 from services.booking.domain.rules_service import RulesUnavailable
 from services.booking.entrypoints.web.middleware import BodyTooLarge, log_path, secure
 from services.common.errors import (
@@ -80,6 +81,7 @@ def handlers(render: Render) -> dict[Any, Handler]:
 
     return {
         PermissionDenied: page(403, messages.PAGE_QR_INVALID),
+        OtherFirmsRecord: page(404, messages.PAGE_NOT_FOUND),  # as if there were none
         NotFound: page(404, messages.PAGE_NOT_FOUND),
         ValidationError: invalid,
         PreconditionFailed: page(409, messages.PAGE_CONFLICT),
