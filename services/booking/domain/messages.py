@@ -233,6 +233,7 @@ PAGE_STAFF_FORBIDDEN = (
     "该记录不属于您的辖区或您的工作范围。如需协助，请联系管理员。",
 )
 PAGE_STAFF_NOT_FOUND = ("没有找到", "没有找到该记录，请返回工作台查看。")
+STAFF_HOME_LINK = "返回工作台"
 RECHECK_NEEDS_DEADLINE = "未通过时请填写今天之后的新整改期限"
 RECHECK_NEEDS_NOTE = "未通过时请写明原因"
 RECHECK_BAD_CHOICE = "请选择“通过”或“不通过”"

@@ -203,3 +203,40 @@ def test_another_firms_order_and_ticket_through_a_valid_code_are_not_found(
             assert secret not in answer.text, (path, secret)
     nothing = site.client.get(f"/q/{other}/orders/B260601NOSUCH")  # the same answer
     assert nothing.status_code == 404 and messages.PAGE_NOT_FOUND[1] in nothing.text
+
+
+# -- 5. the staff pages' errors in the staff layout -----------------------------------------
+
+
+def test_staff_error_pages_have_the_staff_layout(sqlite_web: Web) -> None:  # noqa: F811
+    sqlite_web.user("wangfang", "inspector", region="稠城街道")
+    c, _ = sqlite_web.signed_in("wangfang")
+    answers = {
+        "no such page": c.get("/staff/nosuch"),
+        "no such ticket": c.get("/staff/tickets/TNOSUCH"),
+        "wrong method": c.delete("/staff/tickets"),
+        "no CSRF token": c.post("/staff/tickets/TNOSUCH", data={"result": "pass"}),
+    }
+    for what, answer in answers.items():
+        assert answer.status_code in (403, 404, 405), what
+        assert STAFF_BRAND in answer.text and PHONE_BRAND not in answer.text, what
+        assert "扫码" not in answer.text and 'lang="zh-CN"' in answer.text, what
+    assert messages.PAGE_STAFF_NOT_FOUND[1] in answers["no such ticket"].text
+    assert messages.PAGE_NO_SUCH_PAGE[0] in answers["no such page"].text
+    phone = c.get("/q/nosuch/nothing")  # the phone page keeps its own
+    assert phone.status_code == 404 and PHONE_BRAND in phone.text
+    tight = WebLimits(  # the rate limits' page too
+        per_address=Rate(per_second=1 / 3600, burst=1),
+        posts_per_address=Rate.per_minute(1000, burst=1000),
+        posts_per_token=Rate.per_minute(1000, burst=1000),
+    )
+    pair = sqlite_web.pair
+    http = start_http(create_web_app(pair.ctx, pair.booking_engine, limits=tight))
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{http.port}", timeout=20) as client:
+            assert client.get("/staff/login").status_code == 200
+            refused = client.get("/staff/login")
+    finally:
+        http.stop()
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert STAFF_BRAND in refused.text and messages.PAGE_TOO_MANY[0] in refused.text
