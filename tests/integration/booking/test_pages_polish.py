@@ -24,6 +24,7 @@ from tests.booking_env import running_pair
 from tests.integration.booking.test_firm_page_web import RISK_REPORT, _order_links
 from tests.integration.booking.test_staff_fixes import Web, sqlite_web  # noqa: F401
 from tests.integration.booking.test_web import Site, make_png, site  # noqa: F401
+from tests.integration.booking.test_web_review_47a import expert_at_order
 
 RISK_REPORT_TEXT = "未按规定每季度至少报告一次安全风险"  # rulesets/gen.yaml risk_report
 GM_3_1 = "GM2023:3(1)"
@@ -240,3 +241,54 @@ def test_staff_error_pages_have_the_staff_layout(sqlite_web: Web) -> None:  # no
         http.stop()
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     assert STAFF_BRAND in refused.text and messages.PAGE_TOO_MANY[0] in refused.text
+
+
+# -- 6. the visit form: the same clause twice, sent back with an error ----------------------
+
+
+def _findings(page: str) -> list[tuple[str, str, str, str]]:
+    """Each finding block as the page numbers it: (number, its ref, its description, its
+    error messages)."""
+    fieldset = r'<fieldset class="card finding" id="finding-(\d+)">(.*?)</fieldset>'
+    blocks = re.findall(fieldset, page, re.S)
+    found = []
+    for number, body in blocks:
+        ref = re.search(rf'name="ref_{number}" value="([^"]*)"', body)
+        desc = re.search(rf'name="desc_{number}"[^>]*>([^<]*)</textarea>', body)
+        errors = " ".join(re.findall(r'class="error" role="alert"[^>]*>([^<]*)<', body))
+        assert ref and desc, number
+        found.append((number, ref.group(1), html.unescape(desc.group(1)), errors))
+    return found
+
+
+def test_the_same_clause_twice_comes_back_numbered_as_typed(sqlite_web: Web) -> None:  # noqa: F811
+    _, order_id, c, tok = expert_at_order(sqlite_web, 67)
+    page = c.get(f"/staff/orders/{order_id}/visit").text
+    other = next(r for r in re.findall(r'name="pick" value="([^"]+)"', page) if r != "GEN:ledger")
+    form = {"csrf": tok, "minutes_on_site": "45"}
+    typed = [("GEN:ledger", "一号仓库无台账"), ("GEN:ledger", "二号仓库无台账"), (other, "")]
+    for i, (ref, desc) in enumerate(typed):
+        form |= {f"ref_{i}": ref, f"severity_{i}": "general", f"desc_{i}": desc}
+    answer = c.post(f"/staff/orders/{order_id}/visit", data=form)
+    assert answer.status_code == 400
+    shown_back = _findings(answer.text)
+    assert [(n, r, d) for n, r, d, _ in shown_back] == [
+        ("0", "GEN:ledger", "一号仓库无台账"),
+        ("1", "GEN:ledger", "二号仓库无台账"),
+        ("2", other, ""),
+    ]
+    assert [bool(e) for *_, e in shown_back] == [False, False, True]  # the third's error
+    assert "发现的隐患（3项）" in answer.text
+    # blocks numbered with gaps (0, 5) come back numbered 0, 1, each with its own error
+    gaps = {"csrf": tok, "minutes_on_site": "45", "ref_0": "GEN:ledger", "severity_0": "general"}
+    gaps |= {"desc_0": "", "ref_5": "GEN:ledger", "severity_5": "general", "desc_5": "五号"}
+    answer = c.post(f"/staff/orders/{order_id}/visit", data=gaps)
+    assert answer.status_code == 400
+    back = _findings(answer.text)
+    assert [(n, r, d, bool(e)) for n, r, d, e in back] == [
+        ("0", "GEN:ledger", "", True),
+        ("1", "GEN:ledger", "五号", False),
+    ]
+    form["desc_2"] = "三号"  # corrected: three findings, the same clause twice
+    done = c.post(f"/staff/orders/{order_id}/visit", data=form)
+    assert done.status_code == 303
