@@ -128,6 +128,11 @@ PAGE_BAD_REQUEST = ("请求有误", "请检查输入后重试")
 PAGE_CONFLICT = ("当前状态下不能进行该操作", "请返回上一页刷新后查看。")
 PAGE_UNAVAILABLE = ("服务暂时不可用", "系统繁忙或正在维护，请稍后再试。")
 PAGE_TOO_MANY = ("操作太频繁", "请稍等片刻再试。")
+# the order or the proof form over a post limit (the QR code's 30 a minute), on the form
+POSTS_TOO_FAST = "提交太频繁，本次没有保存。已填写的内容都已保留，请{seconds}秒后再提交。"
+PROOF_POSTS_TOO_FAST = (
+    "提交太频繁，本次没有保存。整改说明已保留，请{seconds}秒后重新选择照片再提交。"
+)
 PAGE_TOO_LARGE = ("提交的内容太大", "填写的内容超过了页面允许的长度，请返回上一页删减后重新提交。")
 PAGE_NO_SUCH_PAGE = ("页面不存在", "没有找到您要访问的页面。")
 PAGE_METHOD = ("不支持的操作", "请返回上一页重试。")
@@ -187,6 +192,8 @@ STATUS_ROUTINE = "常规监管（双随机抽查）"
 STATUS_PRIORITY = "重点监管"
 BOOK_FOR_THIS = "预约专家帮我整改"
 REFS_PRIVATE = "预约会附上对应的条款，仅您和上门专家可见，不计入监管统计。"
+# a rule the register names by a word (GEN:ledger) whose text the rules service cannot give now
+CLAUSE_TEXT_UNAVAILABLE = "相关安全管理要求（条款内容暂时无法显示，请稍后刷新）"
 SELF_CHECK_NOTE = "自查结果只显示给您本人：不保存、不上报，不作为处罚依据（容错式指导）。"
 SELF_CHECK_NONE = "按您的回答，未发现隐患。"
 SELF_CHECK_NONE_UNANSWERED = "您没有回答任何问题；按本企业已登记的情况，未发现隐患。"
@@ -226,6 +233,7 @@ PAGE_STAFF_FORBIDDEN = (
     "该记录不属于您的辖区或您的工作范围。如需协助，请联系管理员。",
 )
 PAGE_STAFF_NOT_FOUND = ("没有找到", "没有找到该记录，请返回工作台查看。")
+STAFF_HOME_LINK = "返回工作台"
 RECHECK_NEEDS_DEADLINE = "未通过时请填写今天之后的新整改期限"
 RECHECK_NEEDS_NOTE = "未通过时请写明原因"
 RECHECK_BAD_CHOICE = "请选择“通过”或“不通过”"

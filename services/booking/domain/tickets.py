@@ -1,7 +1,8 @@
 """Rectification tickets (整改单), 发现→整改→复查, as one transition table.
 
 Overdue is not a state: a ticket past its deadline and not VERIFIED is overdue whatever
-its state; the sweep reports it once per deadline.
+its state; the sweep reports it once per deadline. The firm's own pages say it one way
+(`Ticket.firm_notice`): a proof waiting for its recheck is that, not overdue.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ class TicketStatus(StrEnum):
     OPEN = "open"
     SUBMITTED = "submitted"
     VERIFIED = "verified"
+
+
+class FirmNotice(StrEnum):
+    """What the firm's pages say of a ticket (its page's banner, the lists' badges and
+    the landing page's counts)."""
+
+    WAITING = "waiting"  # the firm's proof is in: the recheck is to come
+    OVERDUE = "overdue"
+    DUE_SOON = "due_soon"  # within REMINDER_DAYS of its deadline
+    NONE = "none"
 
 
 class TicketAction(StrEnum):
@@ -124,6 +135,19 @@ class Ticket(Tracked[TicketAction, TicketTransition]):
         return self.status != TicketStatus.VERIFIED and today <= self.due_on <= today + timedelta(
             days=REMINDER_DAYS
         )
+
+    def firm_notice(self, today: date) -> FirmNotice:
+        """What the firm reads of the ticket today, one rule for all its pages: a proof
+        submitted waits for the inspector's recheck, neither overdue nor due soon to the
+        firm (it can do no more than wait), though still overdue to the supervisors
+        (`is_overdue`: the sweep, the overdue list, the staff queue)."""
+        if self.status == TicketStatus.SUBMITTED:
+            return FirmNotice.WAITING
+        if self.is_overdue(today):
+            return FirmNotice.OVERDUE
+        if self.needs_reminder(today):
+            return FirmNotice.DUE_SOON
+        return FirmNotice.NONE
 
     def needs_overdue_report(self, today: date) -> bool:
         return self.is_overdue(today) and self.overdue_reported_for != self.due_on

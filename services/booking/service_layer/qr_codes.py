@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from services.booking.adapters.poster import render_poster
 from services.booking.domain import messages, qr
-from services.booking.domain.firm_access import FirmAccess
+from services.booking.domain.firm_access import FirmAccess, OtherFirmsRecord
 from services.booking.domain.records import FirmCard
 from services.booking.service_layer.guidance import checklist
 from services.booking.service_layer.ports import BookingContext, ask_rules
@@ -138,9 +138,9 @@ def current_token(ctx: BookingContext, card: FirmCard) -> str:
 
 
 def check_owner(owner: FirmCard | None, enterprise_id: str, what: str) -> None:
-    """A firm's token reaches only that firm's records."""
+    """A firm's token reaches only that firm's records (OtherFirmsRecord)."""
     if owner is not None and owner.enterprise_id != enterprise_id:
-        raise PermissionDenied(messages.OTHER_FIRMS_RECORD.format(what=messages.RECORD_NAMES[what]))
+        raise OtherFirmsRecord(messages.OTHER_FIRMS_RECORD.format(what=messages.RECORD_NAMES[what]))
 
 
 class OfAFirm(Protocol):

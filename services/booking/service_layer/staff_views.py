@@ -198,7 +198,8 @@ def visit_form(
     picks: list[str],
 ) -> VisitForm:
     """The visit form of the expert's own dispatched order: the clauses that apply to
-    the firm (matching `query`), and the picked ones with severity and deadline preset."""
+    the firm (matching `query`), and a finding block for each of `picks`, in order (the
+    same clause twice is two findings), with severity and deadline preset."""
     order = own_order(uow, p, order_id)
     catalogue = ask_rules(lambda: ctx.rules.applicable_clauses(order.enterprise_id))
     by_ref = {c.clause_ref: c for c in catalogue}
@@ -206,7 +207,7 @@ def visit_form(
     foreign = messages.VISIT_CLAUSE_NOT_FOR_FIRM
     picked = [  # a ref that does not apply keeps its block (and its error) in its place
         (found, default_due(found.severity, today))
-        for ref in dict.fromkeys(picks)
+        for ref in picks
         for found in [by_ref.get(ref) or PickableClause(ref, foreign, "", "general")]
     ]
     return VisitForm(order, search_clauses(catalogue, query), picked, today)

@@ -18,31 +18,35 @@ from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import ENDED_ORDERS, mask_phone
 from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
-from services.booking.domain.tickets import TicketStatus
+from services.booking.domain.tickets import FirmNotice, TicketStatus
 from services.booking.service_layer.ports import BookingContext, RulesPort, ask_rules
 from services.booking.service_layer.qr_codes import firm_for_token, session_owner, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
 
 LANDING_ORDERS = 50  # the newest orders the landing page lists
 FIRM_TICKETS = 1000
+MAX_UNKNOWN_REFS = 1000  # refs the rules service did not know, remembered (Guidance)
 _log = structlog.get_logger("views")
 
 
 class Guidance:
     """(clause text, guidance) from the rules service's catalogue (cached by the client);
     ("", "") when unknown or while the rules service cannot be reached. After a failure
-    it does not ask again for `retry_after` seconds, so pages do not each wait for it."""
+    it does not ask again for `retry_after` seconds, so pages do not each wait for it;
+    nor, for as long, about a ref the rules service did not know (each miss makes the
+    client fetch the whole catalogue again, and an order form's refs come from its URL)."""
 
     def __init__(self, rules: RulesPort, retry_after: float = 60.0) -> None:
         self._rules = rules
         self._retry_after = retry_after
         self._retry_at = 0.0
+        self._unknown: dict[str, float] = {}  # ref → when it may be asked about again
         self._lock = threading.Lock()
 
     def __call__(self, clause_ref: str) -> tuple[str, str]:
         with self._lock:
-            if time.monotonic() < self._retry_at:
-                return "", ""  # failed a moment ago: do not make every page wait again
+            if time.monotonic() < max(self._retry_at, self._unknown.get(clause_ref, 0.0)):
+                return "", ""  # failed or unknown a moment ago: do not ask again yet
         try:
             found = self._rules.clause(clause_ref)
         except Exception:  # the rules service is unreachable and nothing is cached
@@ -50,7 +54,16 @@ class Guidance:
             with self._lock:
                 self._retry_at = time.monotonic() + self._retry_after
             return "", ""
+        if found is None and self._retry_after > 0:
+            with self._lock:
+                if len(self._unknown) >= MAX_UNKNOWN_REFS:
+                    self._unknown.clear()
+                self._unknown[clause_ref] = time.monotonic() + self._retry_after
         return found or ("", "")
+
+    def texts(self, refs: Iterable[str]) -> dict[str, str]:
+        """Each clause ref's text ("" when unknown), as a ticket's page shows it."""
+        return {ref: self(ref)[0] for ref in dict.fromkeys(refs)}
 
 
 def firm(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard:
@@ -62,8 +75,9 @@ def firm(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard:
 def landing(uow: UnitOfWork, ctx: BookingContext, access: FirmAccess) -> dict[str, Any]:
     """The firm's page. Anyone with the QR token: the firm's name and the menu. The
     firm's own session (`access.session_firm`) also: its open and closed tickets
-    (reminders, overdue), its newest orders with their experts, those under way apart
-    from those that ended (closed, cancelled), as its tickets are."""
+    (reminders, overdue: as its ticket page says, `Ticket.firm_notice`), its newest
+    orders with their experts, those under way apart from those that ended (closed,
+    cancelled), as its tickets are."""
     today = ctx.today()
     with uow:
         card = firm_for_token(uow, ctx, access.token)
@@ -85,8 +99,8 @@ def landing(uow: UnitOfWork, ctx: BookingContext, access: FirmAccess) -> dict[st
         "today": today,
         "open_tickets": waiting,
         "done_tickets": [t for t in tickets if t.status == TicketStatus.VERIFIED],
-        "reminders": [t for t in waiting if t.needs_reminder(today)],
-        "overdue": [t for t in waiting if t.is_overdue(today)],
+        "reminders": [t for t in waiting if t.firm_notice(today) == FirmNotice.DUE_SOON],
+        "overdue": [t for t in waiting if t.firm_notice(today) == FirmNotice.OVERDUE],
         "orders": [o for o in orders if o.status not in ENDED_ORDERS],
         "past_orders": [o for o in orders if o.status in ENDED_ORDERS],
         "names": names,
@@ -96,11 +110,12 @@ def landing(uow: UnitOfWork, ctx: BookingContext, access: FirmAccess) -> dict[st
 
 
 def order_page(
-    uow: UnitOfWork, ctx: BookingContext, access: FirmAccess, order_id: str
+    uow: UnitOfWork, ctx: BookingContext, access: FirmAccess, order_id: str, guidance: Guidance
 ) -> dict[str, Any]:
     """One of the firm's orders. With the QR token alone: the public confirmation
     (number and status); for the firm's session also the expert, items, contact, the
-    clauses that motivated it and the tickets it raised."""
+    clauses that motivated it (with their texts, as on a ticket's page) and the tickets
+    it raised."""
     with uow:
         card = firm_for_token(uow, ctx, access.token)
         order = visible(card, uow.register.order(order_id), "order", order_id)
@@ -120,6 +135,7 @@ def order_page(
         "phone": mask_phone(order.contact_phone),
         "items": [ctx.menu[c].name if c in ctx.menu else c for c in order.item_codes],
         "tickets": raised,
+        "clause_texts": guidance.texts(order.clause_refs),  # outside the transaction
         "signed_in": True,
     }
 

@@ -1,8 +1,9 @@
 """The phone page over real HTTP (uvicorn on a real port, httpx), against the running pair.
 
 Covers: landing, the order form's errors next to their fields, double submission, the
-confirmation, bad tokens (forged, edited, revoked, another firm's records) → 403 with no
-firm data, proof-of-fix uploads, /verify, /dashboard, /healthz, error pages, headers.
+confirmation, bad tokens (forged, edited, revoked) → 403 with no firm data, another
+firm's records → 404 (or 403 for a session of another firm) with none, proof-of-fix
+uploads, /verify, /dashboard, /healthz, error pages, headers.
 """
 
 from __future__ import annotations
@@ -350,7 +351,10 @@ def test_forged_edited_and_revoked_tokens_get_403_without_firm_data(site: Site) 
     assert site.client.get(f"/q/{fresh}").status_code == 200
 
 
-def test_another_firms_order_ticket_and_photo_are_403(site: Site) -> None:
+def test_another_firms_order_is_404_its_ticket_and_photo_403_for_a_session(site: Site) -> None:
+    """Firm A's session with firm B's valid code: A's order through B's code is not found
+    (test_pages_polish: as for B's own session), A's ticket and photo are refused, the
+    session and the code disagreeing."""
     firm, token = site.firm(10, name="甲企业五金厂")
     _, other = site.firm(11, name="乙企业纺织厂")
     site.sign_in(firm, token)
@@ -365,13 +369,13 @@ def test_another_firms_order_ticket_and_photo_are_403(site: Site) -> None:
     page = site.client.get(f"/q/{token}/tickets/{ticket_id}")
     photo_id = re.search(r'/photos/([A-Za-z0-9]+)"', page.text)
     assert photo_id
-    for path in (
-        f"/q/{other}/orders/{order_id}",
-        f"/q/{other}/tickets/{ticket_id}",
-        f"/q/{other}/photos/{photo_id.group(1)}",
+    for path, status in (
+        (f"/q/{other}/orders/{order_id}", 404),
+        (f"/q/{other}/tickets/{ticket_id}", 403),
+        (f"/q/{other}/photos/{photo_id.group(1)}", 403),
     ):
         response = site.client.get(path)
-        assert response.status_code == 403, path
+        assert response.status_code == status, path
         assert "甲企业" not in response.text and "台账" not in response.text
     stolen = site.client.post(
         f"/q/{other}/tickets/{ticket_id}",

@@ -38,3 +38,38 @@ def test_a_firm_reads_a_national_clause_by_its_number_and_a_worded_rule_by_its_t
     assert shown_ref("GEN:risk_report") == ""
     assert shown_ref("SMALL:smoke") == ""
     assert shown_ref("") == ""
+
+
+def test_a_worded_rule_without_its_text_reads_as_unavailable_never_as_its_code() -> None:
+    from services.booking.domain import messages
+    from services.booking.entrypoints.web.labels import ShownClause, shown_clause
+
+    assert shown_clause("GM2023:11(1)", "粉尘") == ShownClause("GM2023:11(1)", "粉尘")
+    assert shown_clause("GM2023:11(1)", "") == ShownClause("GM2023:11(1)", "")
+    assert shown_clause("GEN:ledger", "无台账") == ShownClause("", "无台账")
+    assert shown_clause("GEN:ledger", "") == ShownClause("", messages.CLAUSE_TEXT_UNAVAILABLE)
+
+
+def test_a_ref_the_rules_service_did_not_know_is_not_asked_about_again_at_once() -> None:
+    """An order form's refs come from its URL, and each unknown one made the rules client
+    fetch the whole catalogue again; the pages' Guidance remembers it for a while."""
+    from services.booking.service_layer.views import Guidance
+
+    asked: list[str] = []
+
+    class Rules:
+        def clause(self, ref: str) -> tuple[str, str] | None:
+            asked.append(ref)
+            return ("无台账", "建台账") if ref == "GEN:ledger" else None
+
+    pages = Guidance(Rules(), retry_after=60)  # type: ignore[arg-type]
+    assert pages.texts(["GEN:nope", "GEN:ledger", "GEN:nope"]) == {
+        "GEN:nope": "",
+        "GEN:ledger": "无台账",
+    }
+    assert pages("GEN:nope") == ("", "") and pages("GEN:ledger") == ("无台账", "建台账")
+    assert asked == ["GEN:nope", "GEN:ledger", "GEN:ledger"]
+    grpc = Guidance(Rules(), retry_after=0)  # type: ignore[arg-type]
+    grpc("GEN:nope")
+    grpc("GEN:nope")
+    assert asked[3:] == ["GEN:nope", "GEN:nope"]  # retry_after=0: asked every time

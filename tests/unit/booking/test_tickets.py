@@ -7,7 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from services.booking.domain.tickets import REMINDER_DAYS, Ticket, TicketStatus, default_due
+from services.booking.domain.tickets import (
+    REMINDER_DAYS,
+    FirmNotice,
+    Ticket,
+    TicketStatus,
+    default_due,
+)
 from services.common.vocabulary import Severity
 from tests.unit.booking.test_order_states import make_ticket
 
@@ -117,3 +123,25 @@ def test_overdue_report_after_new_deadline_sweep_sequence() -> None:
     t.due_on = day + timedelta(days=15)  # recheck failed: new deadline
     assert not t.needs_overdue_report(day)
     assert t.needs_overdue_report(t.due_on + timedelta(days=1))
+
+
+@pytest.mark.parametrize(
+    ("status", "today", "notice"),
+    [
+        (TicketStatus.OPEN, DUE - timedelta(days=10), FirmNotice.NONE),
+        (TicketStatus.OPEN, DUE, FirmNotice.DUE_SOON),
+        (TicketStatus.OPEN, DUE + timedelta(days=1), FirmNotice.OVERDUE),
+        # the proof is in: the firm waits for the recheck, late or not
+        (TicketStatus.SUBMITTED, DUE - timedelta(days=10), FirmNotice.WAITING),
+        (TicketStatus.SUBMITTED, DUE, FirmNotice.WAITING),
+        (TicketStatus.SUBMITTED, DUE + timedelta(days=1), FirmNotice.WAITING),
+        (TicketStatus.VERIFIED, DUE + timedelta(days=1), FirmNotice.NONE),
+    ],
+)
+def test_what_the_firm_reads_of_a_ticket(
+    status: TicketStatus, today: date, notice: FirmNotice
+) -> None:
+    t = ticket(status)
+    assert t.firm_notice(today) is notice
+    if status == TicketStatus.SUBMITTED and today > DUE:
+        assert t.is_overdue(today)  # still overdue to the supervisors

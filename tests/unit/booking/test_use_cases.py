@@ -384,18 +384,19 @@ def test_pages_read_the_firms_own_records(uow: FakeUnitOfWork, ctx: Any, token: 
     order = dispatched(uow, ctx, token)
     landing = views.landing(uow, ctx, FirmAccess(token, FIRM))  # the firm's session
     assert landing["orders"] == [order] and landing["names"] == {"E1": "专家E1"}
-    page = views.order_page(uow, ctx, FirmAccess(token, FIRM), order.id)
+    guide = views.Guidance(ctx.rules)
+    page = views.order_page(uow, ctx, FirmAccess(token, FIRM), order.id, guide)
     assert page["phone"] == "138****5678" and page["items"] == ["消防安全检查指导"]
     # the QR token alone: the firm's name and the menu; an order's number and status
     public = views.landing(uow, ctx, FirmAccess(token))
     assert not public["signed_in"] and "orders" not in public and "open_tickets" not in public
-    confirmation = views.order_page(uow, ctx, FirmAccess(token), order.id)
+    confirmation = views.order_page(uow, ctx, FirmAccess(token), order.id, guide)
     assert not confirmation["signed_in"] and "phone" not in confirmation
     other = qr_codes.issue_qr_code(uow, ctx, FIRM)  # reissued: the old token opens nothing
     with pytest.raises(PermissionDenied):
-        views.order_page(uow, ctx, FirmAccess(token), order.id)
+        views.order_page(uow, ctx, FirmAccess(token), order.id, guide)
     with pytest.raises(NotFound):
-        views.order_page(uow, ctx, FirmAccess(other.token), "B000000NOPE")
+        views.order_page(uow, ctx, FirmAccess(other.token), "B000000NOPE", guide)
 
 
 # ---------------------------------------------------------------- the outbox

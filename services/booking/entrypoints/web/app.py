@@ -76,7 +76,15 @@ def create_web_app(
         routes=routes,
         middleware=[
             Middleware(Guard, on_crash=errors.crash_handler(pages.render)),
-            *([Middleware(RateLimitMiddleware, limits=limits)] if limits else []),
+            *(
+                [
+                    Middleware(
+                        RateLimitMiddleware, limits=limits, refused=errors.limit_page(pages.render)
+                    )
+                ]
+                if limits
+                else []
+            ),
         ],
         exception_handlers=errors.handlers(pages.render),
     )

@@ -1,6 +1,8 @@
 """Errors as pages, in one place: each kind of failure has its status code and its
-Chinese page (domain/messages.py). A refused QR token's page is deliberately generic: no
-firm name, no reason, nothing from the token.
+Chinese page (domain/messages.py), in the layout of the pages asked for: the staff
+pages' (staff/error.html) for a /staff URL, the phone page's (error.html) for any other.
+A refused QR token's page is deliberately generic: no firm name, no reason, nothing from
+the token.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from services.booking.domain import messages
+from services.booking.domain.firm_access import OtherFirmsRecord
 from services.booking.domain.rules_service import RulesUnavailable
 from services.booking.entrypoints.web.middleware import BodyTooLarge, log_path, secure
 from services.common.errors import (
@@ -28,56 +31,93 @@ from services.common.errors import (
 )
 
 _log = structlog.get_logger("web")
+STAFF_HOME = "/staff"  # the staff pages' start (web/staff_pages.py)
 Render = Callable[..., HTMLResponse]  # (template, status, **context) → page
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
-def error_page(render: Render, status: int, text: tuple[str, str]) -> HTMLResponse:
+def is_staff(path: str) -> bool:
+    """A staff page's URL (/staff, /staff/…), whose errors have the staff layout."""
+    return path == STAFF_HOME or path.startswith(STAFF_HOME + "/")
+
+
+def error_page(
+    render: Render, status: int, text: tuple[str, str], staff: bool = False
+) -> HTMLResponse:
+    """The page of an error: the phone page's, or (`staff`) the staff pages' with a link
+    back to the person's start page."""
     title, message = text
+    if staff:
+        link = (STAFF_HOME, messages.STAFF_HOME_LINK)
+        return render(
+            "staff/error.html", status, title=title, message=message, link=link, user=None
+        )
     return render("error.html", status, title=title, message=message)
 
 
-def handlers(render: Render) -> dict[Any, Handler]:
-    """Starlette's exception handlers for the phone page."""
+def limit_page(render: Render) -> Callable[[str, int], Response]:
+    """The rate limits' refusal (limits.py) of a request to `path`: 429, Retry-After, the
+    page "操作太频繁"."""
 
-    def page(status: int, text: tuple[str, str]) -> Handler:
+    def page(path: str, wait: int) -> Response:
+        response = error_page(render, 429, messages.PAGE_TOO_MANY, is_staff(path))
+        response.headers["Retry-After"] = str(max(1, wait))
+        return response
+
+    return page
+
+
+def handlers(render: Render) -> dict[Any, Handler]:
+    """Starlette's exception handlers for the phone page and the staff pages (those
+    answer a refused or missing record themselves: staff_auth.staff_errors)."""
+
+    def shown(request: Request, status: int, text: tuple[str, str]) -> HTMLResponse:
+        return error_page(render, status, text, is_staff(request.url.path))
+
+    def page(status: int, text: tuple[str, str], staff_text: tuple[str, str]) -> Handler:
         async def handle(request: Request, exc: Exception) -> Response:
-            return error_page(render, status, text)
+            staff = is_staff(request.url.path)
+            return error_page(render, status, staff_text if staff else text, staff)
 
         return handle
 
     async def invalid(request: Request, exc: Exception) -> Response:
-        shown = "；".join(v.description for v in getattr(exc, "violations", []))
+        said = "；".join(v.description for v in getattr(exc, "violations", []))
         title, hint = messages.PAGE_BAD_REQUEST
-        return error_page(render, 400, (title, shown or hint))
+        return shown(request, 400, (title, said or hint))
 
     async def unavailable(request: Request, exc: Exception) -> Response:
         _log.warning("unavailable", path=log_path(request.url.path), error=str(exc)[:200])
-        response = error_page(render, 503, messages.PAGE_UNAVAILABLE)
+        response = shown(request, 503, messages.PAGE_UNAVAILABLE)
         response.headers["Retry-After"] = "30"
         return response
 
     async def too_many(request: Request, exc: Exception) -> Response:
-        response = error_page(render, 429, messages.PAGE_TOO_MANY)
+        response = shown(request, 429, messages.PAGE_TOO_MANY)
         response.headers["Retry-After"] = str(max(1, round(getattr(exc, "retry_after", 60))))
         return response
 
     async def http_error(request: Request, exc: Exception) -> Response:
         code = getattr(exc, "status_code", 500)
         text = {404: messages.PAGE_NO_SUCH_PAGE, 405: messages.PAGE_METHOD}
-        return error_page(render, code, text.get(code, messages.PAGE_HTTP_ERROR))
+        return shown(request, code, text.get(code, messages.PAGE_HTTP_ERROR))
+
+    def same(status: int, text: tuple[str, str]) -> Handler:
+        return page(status, text, text)
 
     return {
-        PermissionDenied: page(403, messages.PAGE_QR_INVALID),
-        NotFound: page(404, messages.PAGE_NOT_FOUND),
+        PermissionDenied: page(403, messages.PAGE_QR_INVALID, messages.PAGE_STAFF_FORBIDDEN),
+        # as if there were none
+        OtherFirmsRecord: page(404, messages.PAGE_NOT_FOUND, messages.PAGE_STAFF_NOT_FOUND),
+        NotFound: page(404, messages.PAGE_NOT_FOUND, messages.PAGE_STAFF_NOT_FOUND),
         ValidationError: invalid,
-        PreconditionFailed: page(409, messages.PAGE_CONFLICT),
+        PreconditionFailed: same(409, messages.PAGE_CONFLICT),
         Unavailable: unavailable,
         RateLimited: too_many,
         RulesUnavailable: unavailable,
         OperationalError: unavailable,
         PoolTimeout: unavailable,
-        BodyTooLarge: page(413, messages.PAGE_TOO_LARGE),
+        BodyTooLarge: same(413, messages.PAGE_TOO_LARGE),
         HTTPException: http_error,
         Exception: crash_handler(render),  # fallback: Guard normally answers these itself
     }
@@ -93,7 +133,7 @@ def crash_handler(render: Render) -> Handler:
             error_type=type(exc).__name__,
             exc_info=exc,
         )
-        response = error_page(render, 500, messages.PAGE_CRASHED)
+        response = error_page(render, 500, messages.PAGE_CRASHED, is_staff(request.url.path))
         secure(response.headers)  # when sent from Starlette's outer middleware
         return response
 

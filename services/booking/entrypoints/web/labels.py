@@ -5,11 +5,13 @@ helpers). Sentences are in domain/messages.py.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 import jinja2
 
+from services.booking.domain import messages
 from services.booking.domain.orders import OrderStatus
 from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import TicketStatus
@@ -121,6 +123,24 @@ def shown_ref(ref: str) -> str:
     return ref if clause[:1].isdigit() else ""
 
 
+@dataclass(frozen=True)
+class ShownClause:
+    """A clause as a firm's page shows it: `number` ("" for a rule named by a word) and
+    `text` (either may be "", never both)."""
+
+    number: str
+    text: str
+
+
+def shown_clause(ref: str, text: str) -> ShownClause:
+    """A clause ref with its text from the rules service ("" when unknown), as every firm
+    page shows it (_clause.html): a national clause by its number, with its text when
+    known; a rule named by a word by its text alone, and while that is unknown by
+    CLAUSE_TEXT_UNAVAILABLE, never by its code."""
+    number = shown_ref(ref)
+    return ShownClause(number, text or ("" if number else messages.CLAUSE_TEXT_UNAVAILABLE))
+
+
 def percent(value: float) -> str:
     return f"{value * 100:.1f}%"
 
@@ -148,5 +168,6 @@ def environment() -> jinja2.Environment:
         month=month,
         percent=percent,
         shown_ref=shown_ref,
+        shown_clause=shown_clause,
     )
     return env

@@ -5,28 +5,32 @@ charges it (service_layer/orders.py, the BookingContext's `order_limiter`, share
 gRPC) only for an order about to be written, and the order form shows its refusal with
 everything typed kept.
 
-Over a limit here: HTTP 429 with Retry-After and a short Chinese page. Buckets are kept per
-process and keyed by a digest of the token, never the token itself.
+Over a limit here: HTTP 429 with Retry-After and a Chinese page in the layout of the pages
+asked for (the phone page's, or the staff pages' for /staff/: `refused`, errors.py). A post
+of the order form or the proof form refused by a post limit goes on to its route, marked
+(`post_limit_wait`), which shows the form again with what was typed, saves nothing and
+answers the same 429. Buckets are kept per process and keyed by a digest of the token,
+never the token itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from starlette.responses import HTMLResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.booking.domain import messages
 from services.common.ratelimit import Rate, RateLimiter
 
-PAGE = (
-    '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
-    '<meta name="viewport" content="width=device-width,initial-scale=1">'
-    "<title>{0}</title></head><body><h1>{0}</h1>"
-    "<p>{1}</p></body></html>"
-).format(*messages.PAGE_TOO_MANY)
+Refused = Callable[[str, int], Response]  # (the path, seconds to wait) → the 429 page
+# the forms whose route shows them again, as typed, when a post limit refuses them
+KEPT_FORMS = re.compile(r"^/q/[^/]+/(order|tickets/[^/]+)/?$")
+LIMITED = "booking.post_limit_wait"  # the scope's key: seconds, for a refused kept form
 
 
 @dataclass(frozen=True)
@@ -43,29 +47,35 @@ DEFAULT_WEB_LIMITS = WebLimits(
 )
 
 
+def post_limit_wait(scope: Mapping[str, Any]) -> int:
+    """Seconds to wait when a post limit refused this post of a kept form, else 0."""
+    return int(scope.get(LIMITED, 0))
+
+
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limits: WebLimits) -> None:
+    def __init__(self, app: ASGIApp, limits: WebLimits, refused: Refused) -> None:
         self.app = app
+        self._refused = refused
         self._address = RateLimiter(limits.per_address)
         self._posts = RateLimiter(limits.posts_per_address)
         self._token_posts = RateLimiter(limits.posts_per_token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            wait = self._check(scope)
-            if wait:
-                response = HTMLResponse(
-                    PAGE, status_code=429, headers={"Retry-After": str(math.ceil(wait))}
-                )
-                await response(scope, receive, send)
+            wait, post_limit = self._check(scope)
+            path: str = scope.get("path", "")
+            if wait and post_limit and KEPT_FORMS.match(path):
+                scope = {**scope, LIMITED: wait}  # its route shows the form again
+            elif wait:
+                await self._refused(path, wait)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _check(self, scope: Scope) -> float:
-        """Seconds to wait, or 0 when allowed."""
+    def _check(self, scope: Scope) -> tuple[int, bool]:
+        """Whole seconds to wait (0 when allowed), and whether a post limit refused."""
         path: str = scope.get("path", "")
         if not path.startswith(("/q/", "/verify/", "/staff/")):
-            return 0.0
+            return 0, False
         client = scope.get("client") or ("unknown", 0)
         checks = [(self._address, client[0])]
         if scope.get("method") == "POST":
@@ -77,5 +87,5 @@ class RateLimitMiddleware:
         for limiter, key in checks:
             allowed, wait = limiter.check(key)
             if not allowed:
-                return max(wait, 1.0)
-        return 0.0
+                return math.ceil(max(wait, 1.0)), limiter is not self._address
+        return 0, False

@@ -42,6 +42,7 @@ from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
 from services.booking.entrypoints.web.firm_session import firm_access, sign_in_redirect
+from services.booking.entrypoints.web.limits import post_limit_wait
 from services.booking.entrypoints.web.middleware import (
     BodyTooLarge,
     fields_in_head,
@@ -151,7 +152,7 @@ class Pages:
             )
         return self.render("landing.html", token=access.token, **data)
 
-    def _order_form(
+    async def _order_form(
         self,
         token: str,
         card: FirmCard,
@@ -162,6 +163,7 @@ class Pages:
         earlier: str = "",
     ) -> HTMLResponse:
         """`earlier`: the order this form's key was used for (linked beside the error)."""
+        texts = await run_in_threadpool(self.guidance.texts, values["clause_refs"])
         general = [m for f, ms in errors.items() if f not in ORDER_FIELDS for m in ms]
         slots = [
             {
@@ -180,6 +182,7 @@ class Pages:
             menu=list(self.ctx.menu.values()),
             slots=slots,
             values=values,
+            clause_texts=texts,
             key=key,
             errors=errors,
             general_errors=general,
@@ -200,7 +203,7 @@ class Pages:
             "contact_phone": "",
             "note": "",
         }
-        return self._order_form(token, card, values, str(uuid.uuid4()), {}, 200)
+        return await self._order_form(token, card, values, str(uuid.uuid4()), {}, 200)
 
     async def order_submit(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -220,11 +223,16 @@ class Pages:
                 "note": typed(form.get("note")),
             }
             key = str(form.get("idempotency_key") or "")
+        if wait := post_limit_wait(request.scope):  # over a post limit: kept, not taken
+            refused = {"_form": [messages.POSTS_TOO_FAST.format(seconds=wait)]}
+            page = await self._order_form(token, card, values, key, refused, 429)
+            page.headers["Retry-After"] = str(wait)
+            return page
         # the same order again with a new key (Back, then submit): show the first one
         again = await self.use_case(order_entry.open_repeat, token, values, key)
         if again is not None and again.edited:  # the form kept: nothing dropped unsaid
             edited = {"_form": [messages.ORDER_REPEAT_EDITED.format(order_id=again.order.id)]}
-            return self._order_form(token, card, values, key, edited, 409, again.order.id)
+            return await self._order_form(token, card, values, key, edited, 409, again.order.id)
         if again is not None:
             return RedirectResponse(f"/q/{token}/orders/{again.order.id}?again=1", status_code=303)
         try:
@@ -240,22 +248,23 @@ class Pages:
                     key, text = "", messages.FORM_EXPIRED
                 errors.setdefault(v.field, []).append(text)
             key = key if 0 < len(key) <= orders.KEY_MAX else str(uuid.uuid4())
-            return self._order_form(token, card, values, key, errors, 400)
+            return await self._order_form(token, card, values, key, errors, 400)
         except RateLimited as exc:  # the order limit: the form kept, sent again later
-            page = self._order_form(token, card, values, key, {"_form": [exc.message]}, 429)
+            page = await self._order_form(token, card, values, key, {"_form": [exc.message]}, 429)
             page.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
             return page
         except KeyUsedForOtherOrder as exc:  # its key took another order: a new key
             errors = {"_form": [exc.message]}
             fresh = str(uuid.uuid4())
-            return self._order_form(token, card, values, fresh, errors, 409, exc.order_id)
+            return await self._order_form(token, card, values, fresh, errors, 409, exc.order_id)
         self._wake()
         return RedirectResponse(f"/q/{token}/orders/{order.id}", status_code=303)
 
     @record_ids
     async def order_page(self, request: Request) -> Response:
         access = await firm_access(self.ctx, self.engine, request)
-        data = await self.use_case(views.order_page, access, request.path_params["order_id"])
+        order_id = request.path_params["order_id"]
+        data = await self.use_case(views.order_page, access, order_id, self.guidance)
         # a fixed code, never the query's text
         again = messages.ORDER_SUBMITTED_BEFORE if request.query_params.get("again") == "1" else ""
         return self.render("order.html", token=access.token, again=again, **data)
@@ -293,6 +302,31 @@ class Pages:
         access = await self._own_firm(request)
         if not access.session_firm:
             return sign_in_redirect(token, request)
+        note, photo, errors, status = await self._proof_form(request)
+        if wait := post_limit_wait(request.scope):  # over a post limit: the note kept
+            errors, status = {"_form": [messages.PROOF_POSTS_TOO_FAST.format(seconds=wait)]}, 429
+        if not errors:
+            errors, status = await self._submit_proof(access, ticket_id, note, photo)
+        if not errors:
+            self._wake()
+            return RedirectResponse(f"/q/{token}/tickets/{ticket_id}", status_code=303)
+        data = await run_in_threadpool(self._ticket, access, ticket_id)
+        general = [m for f, ms in errors.items() if f not in TICKET_FIELDS for m in ms]
+        page = self.render(
+            "ticket.html",
+            status,
+            token=token,
+            note=note,
+            errors=errors,
+            general_errors=general,
+            **data,
+        )
+        if wait:
+            page.headers["Retry-After"] = str(wait)
+        return page
+
+    async def _proof_form(self, request: Request) -> tuple[str, bytes, dict[str, list[str]], int]:
+        """The proof form's note and photo, and its errors by field with their status."""
         note, photo, errors, status = "", b"", {}, 400
         try:
             async with request.form(
@@ -310,36 +344,25 @@ class Pages:
             note = typed_before.get("note", note)
         except HTTPException:  # malformed multipart, too many parts
             errors = {"photo": [messages.UPLOAD_FAILED]}
-        if not errors:
-            try:
-                await self.use_case(
-                    tickets.submit_rectification,
-                    ticket_id,
-                    access,
-                    note=note,
-                    photo=photo,
-                )
-            except ValidationError as exc:
-                for v in exc.violations:
-                    errors.setdefault(v.field, []).append(v.description)
-            except ProofsFull as exc:  # before its parent: not "already verified"
-                errors, status = {"photo": [exc.message]}, 409
-            except PreconditionFailed:
-                errors, status = {"_form": [messages.ALREADY_VERIFIED]}, 409
-        if errors:
-            data = await run_in_threadpool(self._ticket, access, ticket_id)
-            general = [m for f, ms in errors.items() if f not in TICKET_FIELDS for m in ms]
-            return self.render(
-                "ticket.html",
-                status,
-                token=token,
-                note=note,
-                errors=errors,
-                general_errors=general,
-                **data,
+        return note, photo, errors, status
+
+    async def _submit_proof(
+        self, access: FirmAccess, ticket_id: str, note: str, photo: bytes
+    ) -> tuple[dict[str, list[str]], int]:
+        """SubmitRectification's use case: its refusals as errors by field, with status."""
+        errors: dict[str, list[str]] = {}
+        try:
+            await self.use_case(
+                tickets.submit_rectification, ticket_id, access, note=note, photo=photo
             )
-        self._wake()
-        return RedirectResponse(f"/q/{token}/tickets/{ticket_id}", status_code=303)
+        except ValidationError as exc:
+            for v in exc.violations:
+                errors.setdefault(v.field, []).append(v.description)
+        except ProofsFull as exc:  # before its parent: not "already verified"
+            return {"photo": [exc.message]}, 409
+        except PreconditionFailed:
+            return {"_form": [messages.ALREADY_VERIFIED]}, 409
+        return errors, 400
 
     @record_ids
     async def photo(self, request: Request) -> Response:

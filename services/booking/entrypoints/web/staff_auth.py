@@ -46,23 +46,23 @@ def to_login(secure: bool, clear: bool = False) -> Response:
 
 
 def csrf_refused(render: Callable[..., HTMLResponse]) -> HTMLResponse:
-    return error_page(render, 403, messages.PAGE_STAFF_CSRF)
+    return error_page(render, 403, messages.PAGE_STAFF_CSRF, staff=True)
 
 
 def staff_errors(handler: Handler) -> Handler:
-    """A refused or missing record as the staff pages' own 403 / 404 page (the phone
-    page's 403 speaks of QR codes). An id with a control character names no record
+    """A refused or missing record as the staff pages' own 403 / 404 page, in their
+    layout (the phone page's 403 speaks of QR codes). An id with a control character names no record
     (and must not reach the database: PostgreSQL refuses NUL)."""
 
     @wraps(handler)
     async def run(self: Any, request: Request) -> Response:
         if any(control_problem(str(v)) for v in request.path_params.values()):
-            return error_page(self.render, 404, messages.PAGE_STAFF_NOT_FOUND)
+            return error_page(self.render, 404, messages.PAGE_STAFF_NOT_FOUND, staff=True)
         try:
             return await handler(self, request)
         except PermissionDenied:
-            return error_page(self.render, 403, messages.PAGE_STAFF_FORBIDDEN)
+            return error_page(self.render, 403, messages.PAGE_STAFF_FORBIDDEN, staff=True)
         except NotFound:
-            return error_page(self.render, 404, messages.PAGE_STAFF_NOT_FOUND)
+            return error_page(self.render, 404, messages.PAGE_STAFF_NOT_FOUND, staff=True)
 
     return run

@@ -9,7 +9,7 @@ clause becomes a finding block with its severity and deadline preset.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -34,6 +34,7 @@ PART_LIMIT = 6 * 1024 * 1024
 _MB = 1024 * 1024
 _EACH_MB = MAX_PHOTO_BYTES // _MB
 _TOTAL_MB = MAX_VISIT_PHOTO_BYTES // _MB
+T = TypeVar("T")
 
 
 class ExpertPages(StaffBase):
@@ -87,8 +88,8 @@ class ExpertPages(StaffBase):
     async def visit_form(
         self, request: Request, visitor: Visitor, account: StaffAccount
     ) -> Response:
-        picks = [p[:60] for p in request.query_params.getlist("pick")][:MAX_FINDINGS]
-        return await self._form_page(request, visitor, account, picks)
+        picked = dict.fromkeys(p[:60] for p in request.query_params.getlist("pick"))
+        return await self._form_page(request, visitor, account, list(picked)[:MAX_FINDINGS])
 
     @staff_errors
     @form_signed_in
@@ -115,7 +116,8 @@ class ExpertPages(StaffBase):
         if isinstance(found, Response):
             return found
         _, account = found
-        picks = [entered[f"ref_{i}"] for i in range(MAX_FINDINGS) if entered.get(f"ref_{i}")]
+        entered, photos, errors = _in_order(entered, photos, errors)
+        picks = [entered[f"ref_{i}"] for i in _finding_numbers(entered)]
         if not errors:
             errors = await self._record(request, account, entered, photos)
         if errors:
@@ -150,8 +152,8 @@ class ExpertPages(StaffBase):
             )
             for i in _finding_numbers(entered)
             if (ref := entered.get(f"ref_{i}", ""))
-        ]  # the form numbers its finding blocks 0, 1, 2 …; every one sent is counted
-        # (more than MAX_FINDINGS: the use case refuses them all, none is dropped)
+        ]  # blocks numbered 0, 1, 2 … (_in_order); every one sent is counted (more than
+        # MAX_FINDINGS: the use case refuses them all, none is dropped)
         try:
             minutes = int(entered.get("minutes_on_site", "0") or 0)
         except ValueError:
@@ -182,14 +184,43 @@ class ExpertPages(StaffBase):
         return {}
 
 
+FINDING_FIELDS = frozenset({"ref", "severity", "desc", "due", "photo"})  # a block's: desc_3
+REF = frozenset({"ref"})
+
+
 def _finding_numbers(entered: dict[str, str]) -> list[int]:
     """The numbers of the finding blocks a form sent (ref_0, ref_7, ref_51 …), in order."""
-    numbers = {
-        int(digits)
-        for key in entered
-        if key.startswith("ref_") and (digits := key[4:]).isascii() and digits.isdigit()
-    }
-    return sorted(numbers)
+    return sorted({n for key in entered if (n := _block_of(key, REF)) is not None})
+
+
+def _block_of(key: str, names: frozenset[str] = FINDING_FIELDS) -> int | None:
+    """The finding block a field of the form belongs to (desc_3 → 3), else None."""
+    name, _, digits = key.rpartition("_")
+    return int(digits) if name in names and digits.isascii() and digits.isdigit() else None
+
+
+def _in_order(
+    entered: dict[str, str], photos: dict[str, bytes], errors: dict[str, str]
+) -> tuple[dict[str, str], dict[str, bytes], dict[str, str]]:
+    """The form's finding blocks with a clause numbered 0, 1, 2 … in the order sent
+    (ref_0, ref_7 → 0, 1), their fields, photos and errors with them, as the findings
+    are counted (`_record`: the use case's findings[i]) and the page shows them again:
+    each finding as typed, in its place, the same clause twice included. The fields of
+    a block without a clause, which is no finding, are dropped."""
+    refs = {n: ref for key, ref in entered.items() if (n := _block_of(key, REF)) is not None}
+    place = {n: i for i, n in enumerate(sorted(n for n, ref in refs.items() if ref))}
+
+    def moved(fields: dict[str, T]) -> dict[str, T]:
+        out: dict[str, T] = {}
+        for key, value in fields.items():
+            n = _block_of(key)
+            if n is None:
+                out[key] = value
+            elif n in place:
+                out[f"{key.rpartition('_')[0]}_{place[n]}"] = value
+        return out
+
+    return moved(entered), moved(photos), moved(errors)
 
 
 async def _read(
