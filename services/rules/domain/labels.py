@@ -2,7 +2,7 @@
 
 Event summaries, decision causes, history reasons and the `revoked_by_event` blocker
 reach the firm's phone page (booking prints them) and the staff's histories: no enum
-value, kind name or float notation of a code goes into them. The texts are stored when
+value, kind name or number in exponent notation goes into them. The texts are stored when
 written (an event's summary, a decision's cause, a white-list entry's revoked reason), so
 a change of wording here changes what is recorded from then on, not what was recorded.
 """
@@ -39,6 +39,20 @@ WHITELIST_CHANGE = {
     "expired": "白名单到期",
 }
 
+# decision.RiskLevel values (docs/policy.md §2)
+RISK_LEVEL = {
+    "blue": "蓝色（低风险）",
+    "yellow": "黄色（一般风险）",
+    "orange": "橙色（较大风险）",
+    "red": "红色（重大风险）",
+}
+# decision.Status values
+STATUS = {
+    "whitelist": "白名单（无事不扰）",
+    "routine": "常规监管（双随机抽查）",
+    "priority": "重点监管",
+}
+
 REVOKED_BY_EVENT = "白名单因事件撤销："  # booking's messages.REVOKED_BY_EVENT_PREFIX
 
 
@@ -67,3 +81,9 @@ def revoked_by_event(summary: str) -> str:
 def whitelist_change(change: str) -> str:
     """What a history's decision item adds after its cause: （白名单撤销）; "" for none."""
     return f"（{WHITELIST_CHANGE.get(change, change)}）" if change else ""
+
+
+def standardization_blocker(employees_below: int) -> str:
+    """The `standardization` blocker's reason: the exemption is for fewer than N employees
+    (policy.yaml `small_firm_employees_below`; 以下 would include N, docs/standards.md)."""
+    return f"未取得安全生产标准化等级（员工少于{employees_below}人且不涉高危领域的除外）"
