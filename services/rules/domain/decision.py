@@ -211,7 +211,9 @@ def _with_edition(finding: Finding, clause: Clause | None, as_of: date) -> Findi
 
 
 def _clause_finding(clause: Clause, facts: Mapping[str, FactValue], as_of: date) -> Finding:
-    keys = tuple(k for k in clause.condition.fact_keys() if k in facts)
+    """The finding of a clause the engine matched, citing the facts that made it match:
+    of an 或者 the alternatives that hold, of a 并且 both halves (docs/policy.md §1)."""
+    keys = clause.condition.matching_keys(facts)
     finding = Finding(
         standard_id=clause.standard_id,
         clause=clause.clause,
