@@ -296,6 +296,8 @@ def update_masked(
         if violations:
             raise ValidationError(violations)
     as_of = parse_as_of(as_of_text) if as_of_text else None  # None: see _decide_sent
+    if isinstance(sent_facts := data.get("facts"), Mapping):  # as the paths name them
+        data = {**data, "facts": ctx.fact_types.current_names(sent_facts)}
     with uow:
         firm = uow.register.firm(enterprise_id, for_update=True)
         if firm is None:
