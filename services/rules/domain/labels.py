@@ -9,6 +9,8 @@ a change of wording here changes what is recorded from then on, not what was rec
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from .profile import AccidentLevel
 
 # 《生产安全事故报告和调查处理条例》 Art. 3 grades; docs/api.md names them the same way
@@ -61,6 +63,26 @@ def yuan(amount: float) -> str:
     float holds no fen beyond 10^15 yuan, nor can it be multiplied by 100 near its end)."""
     whole, cents = (int(amount), 0) if amount >= 1e15 else divmod(round(amount * 100), 100)
     return f"{whole}.{cents:02d}元" if cents else f"{whole}元"
+
+
+def number(value: float) -> str:
+    """A fact's number as a person writes it: 35, 0.6, 0.0000001 (never 1e-07 or 3.0)."""
+    if value.is_integer():
+        return str(int(value))
+    return format(Decimal(repr(value)), "f")
+
+
+def answer(value: object, unit: str = "") -> str:
+    """A fact's value as the answer to its question (是 = the bad condition): 是, 否,
+    35kPa, 3人, 0.6 (a ratio, unit 比值, goes without its unit), or the text."""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, int | float):
+        return number(float(value)) + ("" if unit == RATIO else unit)
+    return str(value)
+
+
+RATIO = "比值"  # facts.yaml's unit of a ratio (actual ÷ required)
 
 
 def accident(level: AccidentLevel, deaths: int) -> str:
