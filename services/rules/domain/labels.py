@@ -2,7 +2,9 @@
 
 Event summaries, decision causes, history reasons and the `revoked_by_event` blocker
 reach the firm's phone page (booking prints them) and the staff's histories: no enum
-value, kind name or number in exponent notation goes into them. The texts are stored when
+value, kind name or number in exponent notation goes into them. The risk and status
+words, and a fact's answer, serve the blockers' reasons and the `evaluate` command's
+text (entrypoints/render.py) alike. The texts are stored when
 written (an event's summary, a decision's cause, a white-list entry's revoked reason), so
 a change of wording here changes what is recorded from then on, not what was recorded.
 """
