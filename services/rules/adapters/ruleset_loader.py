@@ -170,6 +170,7 @@ class Rulebook:
     menu_codes: frozenset[str]
     directory: Path
     regions: RegionRegistry  # rulesets/regions.yaml: the 镇街 a firm's region may name
+    menu_names: Mapping[str, str]  # menu.yaml: item code → its Chinese name
 
 
 def load_rulebook(directory: Path | str) -> Rulebook:
@@ -182,7 +183,8 @@ def load_rulebook(directory: Path | str) -> Rulebook:
             raise RulesetError(f"{name}: missing from {root}")
     hashes: dict[str, str] = {}
     fact_types = _load_facts(root / "facts.yaml", hashes)
-    menu_codes = _load_menu(root / "menu.yaml", hashes)
+    menu_names = _load_menu(root / "menu.yaml", hashes)
+    menu_codes = frozenset(menu_names)
     policy = _load_policy(root / "policy.yaml", hashes, menu_codes)
     files = sorted(p for p in root.glob("*.yaml") if p.name not in SPECIAL_FILES)
     if not files:
@@ -194,7 +196,7 @@ def load_rulebook(directory: Path | str) -> Rulebook:
     catalogue = Catalogue(standards=tuple(standards), version="rs-" + combined.hexdigest()[:16])
     # regions.yaml changes no decision, so it is not part of ruleset_version
     regions = _load_regions(root / "regions.yaml")
-    return Rulebook(catalogue, policy, fact_types, menu_codes, root, regions)
+    return Rulebook(catalogue, policy, fact_types, menu_codes, root, regions, menu_names)
 
 
 def _load_regions(path: Path) -> RegionRegistry:
@@ -284,24 +286,29 @@ def _retired(
     )
 
 
-def _load_menu(path: Path, hashes: dict[str, str]) -> frozenset[str]:
+def _load_menu(path: Path, hashes: dict[str, str]) -> dict[str, str]:
+    """Item code → name, in file order."""
     data = _read(path, hashes)
     items = data.get("items") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise RulesetError(f"{path.name}: field items: must be a non-empty list")
-    codes = []
+    codes, names = [], {}
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("code"), str):
             raise RulesetError(f"{path.name}: item {i}: field code: required")
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise RulesetError(f"{path.name}: item {item['code']}: field name: required text")
         domain = item.get("domain")
         if domain is not None and domain not in {d.value for d in Domain}:
             raise RulesetError(
                 f"{path.name}: item {item['code']}: field domain: unknown {domain!r}"
             )
         codes.append(item["code"])
+        names[item["code"]] = name.strip()
     if len(set(codes)) != len(codes):
         raise RulesetError(f"{path.name}: field items: duplicate item code")
-    return frozenset(codes)
+    return names
 
 
 def _load_standard(

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from services.common.vocabulary import Severity
 
+from . import labels
 from .dates import add_days, add_months, on_record, within_months
 from .policy import ColourPolicy, Policy
 from .profile import EnterpriseProfile, FactValue, Hazard
@@ -35,14 +36,6 @@ class Status(StrEnum):
     WHITELIST = "whitelist"
     ROUTINE = "routine"
     PRIORITY = "priority"
-
-
-RISK_TEXT = {
-    RiskLevel.BLUE: "蓝色（低风险）",
-    RiskLevel.YELLOW: "黄色（一般风险）",
-    RiskLevel.ORANGE: "橙色（较大风险）",
-    RiskLevel.RED: "红色（重大风险）",
-}
 
 
 @dataclass(frozen=True)
@@ -218,7 +211,9 @@ def _with_edition(finding: Finding, clause: Clause | None, as_of: date) -> Findi
 
 
 def _clause_finding(clause: Clause, facts: Mapping[str, FactValue], as_of: date) -> Finding:
-    keys = tuple(k for k in clause.condition.fact_keys() if k in facts)
+    """The finding of a clause the engine matched, citing the facts that made it match:
+    of an 或者 the alternatives that hold, of a 并且 both halves (docs/policy.md §1)."""
+    keys = clause.condition.matching_keys(facts)
     finding = Finding(
         standard_id=clause.standard_id,
         clause=clause.clause,
@@ -363,7 +358,7 @@ def whitelist_blockers(
     wp = policy.whitelist
     out = []
     if level is not RiskLevel.BLUE:
-        out.append(Blocker("risk_not_blue", f"风险等级为{RISK_TEXT[level]}，须为蓝色"))
+        out.append(Blocker("risk_not_blue", f"风险等级为{labels.RISK_LEVEL[level]}，须为蓝色"))
     if wp.specialized_sme_only and not profile.specialized_sme:
         out.append(Blocker("not_specialized_sme", "白名单仅面向专精特新企业"))
     # (most firms have no history: no window is computed for them)
@@ -401,12 +396,8 @@ def whitelist_blockers(
         profile.employees < wp.small_firm_employees_below and not profile.high_risk_domains
     )
     if profile.standardization_grade not in wp.standardization_grades and not small_and_safe:
-        out.append(
-            Blocker(
-                "standardization",
-                f"未取得安全生产标准化等级（员工{wp.small_firm_employees_below}人以下且不涉高危领域的除外）",
-            )
-        )
+        reason = labels.standardization_blocker(wp.small_firm_employees_below)
+        out.append(Blocker("standardization", reason))
     if profile.merchant_score < wp.min_merchant_score:
         out.append(
             Blocker(

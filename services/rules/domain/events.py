@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from services.common.values import preview
 from services.common.vocabulary import Severity, uscc_problem
 
+from . import labels
 from .errors import AlreadyExists, FieldViolation, NotFound, PreconditionFailed, ValidationError
 from .profile import (
     CLAUSE_REF,
@@ -94,7 +95,7 @@ def apply(profile: EnterpriseProfile, event: Event) -> Outcome:
     if kind is EventKind.ACCIDENT:
         assert event.accident is not None
         new = replace(profile, accidents=(*profile.accidents, event.accident))
-        summary = f"事故（{event.accident.level.value}，死亡{event.accident.deaths}人）"
+        summary = labels.accident(event.accident.level, event.accident.deaths)
     elif kind is EventKind.COMPLAINT:
         new, summary = profile, f"投诉举报：{event.complaint_text[:60]}"
     elif kind in (EventKind.MAJOR_HAZARD_FOUND, EventKind.GENERAL_HAZARD_FOUND):
@@ -107,10 +108,10 @@ def apply(profile: EnterpriseProfile, event: Event) -> Outcome:
     elif kind is EventKind.PENALTY:
         assert event.penalty is not None
         new = replace(profile, penalties=(*profile.penalties, event.penalty))
-        summary = f"行政处罚{event.penalty.amount_yuan:g}元"
+        summary = f"行政处罚{labels.yuan(event.penalty.amount_yuan)}"
     else:
         assert event.profile is not None
-        new, summary = merge_profile(profile, event.profile), "企业信息更新"
+        new, summary = merge_profile(profile, event.profile), labels.EVENT_KIND[kind]
     return Outcome(new, kind in REVOKING, kind in REEVALUATING, summary)
 
 

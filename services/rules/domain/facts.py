@@ -5,7 +5,9 @@ firm owner or an expert can answer, so the self-check and the expert's checklist
 the same thing the rulesets read. A key whose meaning changed or that was split keeps a
 *retired* entry: input using it is refused naming its replacements, and a stored value
 is migrated where the mapping is unambiguous (the data migrations, with the mapping of
-this release frozen in `services.common.standards_renames`).
+this release frozen in `services.common.standards_renames`). A retired key that is a
+plain rename (one replacement, whose value is the old key's, `RetiredFact.renamed_to`)
+is accepted on input and read as its replacement (`FactRegistry.renamed`).
 
 The registry is a `Mapping[str, str]` of active key → type, so code that only needs
 types (validation, the loader) reads it like a dict.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .profile import FactValue
@@ -54,6 +57,17 @@ class RetiredFact:
     when_true: Mapping[str, FactValue] | None = None
     when_false: Mapping[str, FactValue] | None = None
 
+    @property
+    def renamed_to(self) -> str | None:
+        """The one key this one was renamed to, when the old value is the new key's value
+        whatever it is (true → true, false → false); None for a key that was split or
+        whose old value does not say."""
+        if len(self.replaced_by) != 1:
+            return None
+        new = self.replaced_by[0]
+        same = self.when_true == {new: True} and self.when_false == {new: False}
+        return new if same else None
+
 
 @dataclass(frozen=True)
 class FactRegistry(Mapping[str, str]):
@@ -76,6 +90,20 @@ class FactRegistry(Mapping[str, str]):
         profile)."""
         found = self.definitions.get(key)
         return default if found is None else found.type
+
+    @cached_property
+    def renamed(self) -> Mapping[str, str]:
+        """Retired key → its current name, for the plain renames: accepted on input."""
+        return {k: new for k, r in self.retired.items() if (new := r.renamed_to) is not None}
+
+    def current_names(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """`facts` with each renamed key under its current name; one sent under both names
+        is left as sent, for `parse_profile` to refuse."""
+        renamed = self.renamed
+        return {
+            (new if (new := renamed.get(k)) is not None and new not in facts else k): v
+            for k, v in facts.items()
+        }
 
     def definition(self, key: str) -> FactDefinition | None:
         return self.definitions.get(key)

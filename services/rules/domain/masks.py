@@ -3,7 +3,8 @@
 Paths are relative to the profile: a field name of PROFILE_FIELDS, or `facts.<key>` for
 one fact (fact keys hold dots themselves; everything after `facts.` is the key), a key
 of the fact-key registry: an unknown or misspelt key would otherwise name nothing and
-change nothing, and a retired one is refused naming its replacements. A named
+change nothing, and a retired one is refused naming its replacements (a plain rename
+is read as its current key, `FactRegistry.renamed`). A named
 field the request leaves empty is cleared; a named fact the request does not send is
 removed. `*` alone means the whole profile (replacement). Pure: it works on the JSON
 shape that `parse_profile` validates.
@@ -32,7 +33,8 @@ def check_paths(
     """The validated paths; None when they mean replacement (none at all, or `*`).
     `facts`: the registry a `facts.<key>` path must name an active key of, except a
     retired key the request does not send (`sent_facts`): that removes it from the
-    stored profile, the one way to clear such a key without replacing the profile."""
+    stored profile, the one way to clear such a key without replacing the profile. A
+    plain rename (`facts.renamed`) is returned under its current name."""
     if not paths or list(paths) == ["*"]:
         return None
     if len(paths) > MAX_PATHS:
@@ -48,7 +50,7 @@ def check_paths(
             continue
         key = path.removeprefix(FACT)
         if path.startswith(FACT) and (
-            key in facts or (key in facts.retired and key not in sent_facts)
+            key in facts or key in facts.renamed or (key in facts.retired and key not in sent_facts)
         ):
             continue
         if path.startswith(FACT) and key:
@@ -67,7 +69,11 @@ def check_paths(
         problems.append(FieldViolation(f"update_mask.paths[{i}]", f"{preview(path)}: {hint}"))
     if problems:
         raise ValidationError(problems)
-    return list(paths)
+    renamed = facts.renamed  # a plain rename names its current key
+    return [
+        FACT + renamed[k] if p.startswith(FACT) and (k := p.removeprefix(FACT)) in renamed else p
+        for p in paths
+    ]
 
 
 def _fact_problem(key: str, facts: FactRegistry) -> str:

@@ -716,10 +716,16 @@ def _facts(
         return {}
     out: dict[str, FactValue] = {}
     hints = MAX_HINTS  # the nearest-key hint costs a string comparison with every key
+    renamed: Mapping[str, str] = getattr(fact_types, "renamed", {})
     for key, value in raw.items():
         short = isinstance(key, str) and len(key) <= PREVIEW_CHARS
         path = f'facts["{key}"]' if short else f"facts[{preview(key)}]"
         kind = fact_types.get(key) if isinstance(key, str) else None
+        if kind is None and isinstance(key, str) and (new := renamed.get(key)) is not None:
+            if new in raw:
+                check.bad(path, f"the former name of {new}, which is given too: send one")
+                continue
+            key, kind = new, fact_types.get(new)  # a plain rename: read as its current name
         if kind is None:
             retired = getattr(fact_types, "retired", {})
             if stored and key in retired and isinstance(value, bool | int | float):

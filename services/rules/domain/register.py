@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from . import labels
+
 
 @dataclass
 class Firm:
@@ -96,7 +98,6 @@ class HistoryEntry:
         """The `decision` item of `d` (a DecisionRecord, or a row with the decisions table's
         columns), naming the event that caused it ("": none); its reason is the decision's
         cause and the white-list change it made."""
-        change = f"（白名单 {d.whitelist_change}）" if d.whitelist_change else ""
         return cls(
             recorded_at=d.decided_at,
             kind="decision",
@@ -105,7 +106,7 @@ class HistoryEntry:
             risk_level=d.risk_level,
             as_of=d.as_of,
             ruleset_version=d.ruleset_version,
-            reason=d.cause + change,
+            reason=d.cause + labels.whitelist_change(d.whitelist_change),
             event_id=event_id,
             event_kind=event_kind,
         )

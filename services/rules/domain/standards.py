@@ -2,7 +2,8 @@
 
 Conditions are a small tree (comparison / all / any) over fact keys. `holds` is the
 reference meaning of a condition; the durable_rules adapter compiles the same tree,
-and a property test checks that both agree.
+and a property test checks that both agree. `matching_keys` names the facts that make
+a condition hold: what a finding cites.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class Comparison:
     def fact_keys(self) -> tuple[str, ...]:
         return (self.fact,)
 
+    def matching_keys(self, facts: Mapping[str, FactValue]) -> tuple[str, ...]:
+        """The keys that make this condition hold on `facts` (none when it does not)."""
+        return (self.fact,) if self.holds(facts) else ()
+
     def describe(self) -> str:
         value = str(self.value).lower() if isinstance(self.value, bool) else str(self.value)
         return f"{self.fact} {OPERATOR_TEXT[self.op]} {value}"
@@ -77,6 +82,11 @@ class AllOf(_Group):
     def holds(self, facts: Mapping[str, FactValue]) -> bool:
         return all(p.holds(facts) for p in self.parts)
 
+    def matching_keys(self, facts: Mapping[str, FactValue]) -> tuple[str, ...]:
+        """Every half's keys when all hold (并且 needs them all); none otherwise."""
+        keys = [p.matching_keys(facts) for p in self.parts]
+        return _unique(k for part in keys for k in part) if all(keys) else ()
+
 
 @dataclass(frozen=True)
 class AnyOf(_Group):
@@ -84,6 +94,10 @@ class AnyOf(_Group):
 
     def holds(self, facts: Mapping[str, FactValue]) -> bool:
         return any(p.holds(facts) for p in self.parts)
+
+    def matching_keys(self, facts: Mapping[str, FactValue]) -> tuple[str, ...]:
+        """The keys of the alternatives that hold (或者: one is enough, each one counts)."""
+        return _unique(k for p in self.parts for k in p.matching_keys(facts))
 
 
 Condition = Union[Comparison, AllOf, AnyOf]  # noqa: UP007 - a runtime alias used in isinstance

@@ -7,6 +7,7 @@ import gc
 import json
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import sys
 import threading
@@ -36,7 +37,7 @@ from services.rules.adapters.feed_worker import (
     JetStreamPublisher,
     NatsSettings,
 )
-from services.rules.adapters.ruleset_loader import RulesetError, load_rulebook
+from services.rules.adapters.ruleset_loader import Rulebook, RulesetError, load_rulebook
 from services.rules.domain.errors import ValidationError
 from services.rules.entrypoints import (
     batch_client,
@@ -686,25 +687,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     failures = 0
     try:
-        if args.server:
+        rulebook = None if args.server else load_rulebook(args.rulesets)
+        if rulebook is None:
             batches: Iterator[list[batch_client.Result]] = batch_client.remote_batches(
                 read_profiles(args.file), args.server, args.token, args.as_of
             )
         else:
-            evaluate = _local(args.rulesets)
+            evaluate = _local(rulebook)
             batches = (
                 [(w, d, _decided(evaluate, d, args.as_of))] for w, d in read_profiles(args.file)
             )
-        out = _Output(sys.stdout, args.json)
+        out = _Output(sys.stdout, args.json, None if args.json else _words(rulebook, args))
         for batch in batches:
             failures += out.write(batch)
             bar.update(len(batch))
         out.flush()
+    except ReaderGone:
+        return _reader_gone()
     finally:
         bar.close()
     if failures:
         print(f"{failures} profile(s) rejected", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _words(rulebook: Rulebook | None, args: argparse.Namespace) -> render.Words:
+    """The names the text output reads codes by: from the rulesets evaluated with, or via
+    a server from the local --rulesets when it loads (else the codes are shown)."""
+    if rulebook is None:
+        try:
+            rulebook = load_rulebook(args.rulesets)
+        except RulesetError:
+            return render.Words()
+    return render.Words(rulebook.fact_types.definitions, rulebook.menu_names)
+
+
+class ReaderGone(Exception):
+    """Whoever reads stdout stopped reading (`evaluate … | head`)."""
+
+
+def _reader_gone() -> int:
+    """Stop quietly, as a pipe's writer does when its reader went away: what is still
+    buffered for stdout goes nowhere (not to a traceback at exit); status 1, the run is
+    incomplete."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 1
 
 
 def _decided(evaluate: Any, data: Any, as_of: str) -> pb.Decision | None:
@@ -715,8 +744,8 @@ class _Output:
     """Decisions to stdout: readable text, or (--json) one JSON line each, written as
     UTF-8 bytes a batch at a time (`batch_json.DecisionLines`)."""
 
-    def __init__(self, out: TextIO, as_json: bool) -> None:
-        self.out, self.json = out, as_json
+    def __init__(self, out: TextIO, as_json: bool, words: render.Words | None = None) -> None:
+        self.out, self.json, self.words = out, as_json, words or render.Words()
         self.lines = batch_json.DecisionLines()
         binary = getattr(out, "buffer", None)
         utf8 = (getattr(out, "encoding", "") or "").lower().replace("-", "") == "utf8"
@@ -725,9 +754,18 @@ class _Output:
             out.flush()  # anything written as text comes first
 
     def write(self, batch: list[batch_client.Result]) -> int:
-        """Print a batch of (line, profile, decision); return how many were rejected."""
+        """Print a batch of (line, profile, decision); return how many were rejected.
+        ReaderGone when stdout's reader went away."""
+        try:
+            return self._write(batch)
+        except BrokenPipeError:
+            raise ReaderGone from None
+
+    def _write(self, batch: list[batch_client.Result]) -> int:
         if not self.json:
-            return sum(not _print_text(w, d, decision, self.out) for w, d, decision in batch)
+            return sum(
+                not _print_text(w, d, decision, self.out, self.words) for w, d, decision in batch
+            )
         lines, rejected = [], 0
         for where, data, decision in batch:
             if decision is None:
@@ -747,23 +785,28 @@ class _Output:
         return rejected
 
     def flush(self) -> None:
-        (self.binary or self.out).flush()
+        try:
+            (self.binary or self.out).flush()
+        except BrokenPipeError:
+            raise ReaderGone from None
 
 
-def _print_text(where: int, data: Any, decision: pb.Decision | None, out: TextIO) -> bool:
+def _print_text(
+    where: int, data: Any, decision: pb.Decision | None, out: TextIO, words: render.Words
+) -> bool:
     """Print one profile's decision as text; return False when it was rejected."""
     if decision is None:
-        print(f"#{where}: not valid JSON: {getattr(data, 'why', '')}", file=out)
+        print(f"#{where}：不是有效的 JSON（{getattr(data, 'why', '')}）", file=out)
         return False
     if decision.HasField("error"):
         out.write(render.rejection(where, decision.error))
         return False
-    out.write(render.decision_text(decision, str(_get(data, "name"))))
+    out.write(render.decision_text(decision, str(_get(data, "name")), words))
     return True
 
 
-def _local(rulesets: str) -> Any:
-    ctx = grpc_server.context_from(load_rulebook(rulesets))
+def _local(rulebook: Rulebook) -> Any:
+    ctx = grpc_server.context_from(rulebook)
 
     def evaluate(data: Any, as_of: str) -> pb.Decision:
         try:

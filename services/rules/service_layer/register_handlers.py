@@ -24,7 +24,7 @@ from services.common.values import preview
 from services.common.vocabulary import Severity, uscc_problem
 from services.rules.adapters.bulk_reevaluation import AppliedCall
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
-from services.rules.domain import events, masks
+from services.rules.domain import events, labels, masks
 from services.rules.domain.decision import Blocker, Decision, without_whitelist
 from services.rules.domain.errors import (
     AlreadyExists,
@@ -296,6 +296,8 @@ def update_masked(
         if violations:
             raise ValidationError(violations)
     as_of = parse_as_of(as_of_text) if as_of_text else None  # None: see _decide_sent
+    if isinstance(sent_facts := data.get("facts"), Mapping):  # as the paths name them
+        data = {**data, "facts": ctx.fact_types.current_names(sent_facts)}
     with uow:
         firm = uow.register.firm(enterprise_id, for_update=True)
         if firm is None:
@@ -884,7 +886,7 @@ class _Group:
         caused: DecisionRecord | None = None
         done: Reevaluated | None = None
         if decide:
-            reason = f"白名单因事件撤销：{outcome.summary}"
+            reason = labels.revoked_by_event(outcome.summary)
             revoke = (
                 Blocker("revoked_by_event", reason, event.occurred_on) if outcome.revokes else None
             )
@@ -894,7 +896,7 @@ class _Group:
                 now_.entry,
                 outcome.profile,
                 _forward(ctx, firm.decided_on),
-                f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}",
+                labels.event_cause(event.kind, event.event_id, outcome.summary),
                 revoke,
             )
             record.decision_id = caused.id
@@ -1127,9 +1129,9 @@ def _apply(
     uow.register.add(record)
     caused: DecisionRecord | None = None
     if decide:
-        cause = f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}"
+        cause = labels.event_cause(event.kind, event.event_id, outcome.summary)
         revoke = (
-            Blocker("revoked_by_event", f"白名单因事件撤销：{outcome.summary}", event.occurred_on)
+            Blocker("revoked_by_event", labels.revoked_by_event(outcome.summary), event.occurred_on)
             if outcome.revokes
             else None
         )

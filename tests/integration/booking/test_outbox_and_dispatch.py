@@ -339,7 +339,7 @@ def test_the_sweep_command_reports_overdue_and_delivers(sqlite_pair: Pair, tmp_p
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "1 overdue ticket(s) reported; 2 event(s) delivered" in result.stdout
-    assert pair.rules_status(firm).history[0].reason.startswith("事件 RECTIFICATION_OVERDUE")
+    assert pair.rules_status(firm).history[0].reason.startswith("事件（隐患逾期未整改，")
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "0 overdue ticket(s) reported; 0 event(s) delivered" in again.stdout
 

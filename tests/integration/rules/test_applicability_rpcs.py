@@ -41,6 +41,16 @@ def test_fire_items_follow_the_venues_a_firm_runs(rules_stub) -> None:  # type: 
     assert "FIRE35181:6.2" in plain  # 三合一: asked of every firm
 
 
+def test_a_labour_intensive_firm_is_asked_about_its_dormitory(rules_stub) -> None:  # type: ignore[no-untyped-def]
+    """Review 51 D4: its staff dormitories are 人员密集场所的居住场所 (6.10), as its
+    workshops and dormitories are 人员密集场所 for 6.8."""
+    found = _applicable(rules_stub, industry="textile", venues=["labour_intensive"])
+    clauses = {c.clause_ref: c for c in found.clauses}
+    assert "FIRE35181:6.8" in clauses
+    keys = {q.key for q in clauses["FIRE35181:6.10"].questions}
+    assert keys == {"fire.residence_sandwich_panel", "fire.sandwich_panel_core_below_a"}
+
+
 def test_severity_filter_and_the_fire_edition_says_superseded(rules_stub) -> None:  # type: ignore[no-untyped-def]
     request = pb.ListApplicableClausesRequest(
         profile=profile_from_json(profile(industry="other", venues=["shop"])),

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.rules.domain.standards import Comparison, Condition
 from services.rules.entrypoints.convert import profile_from_json
 from tests.support import case_files, load_yaml, profile
 
@@ -41,15 +42,26 @@ def test_clause_case(stem: str, index: int, case: dict[str, Any], rules_stub, ru
         finding = next(f for f in decision.findings if f.clause_ref == case["clause"])
         clause = rulebook.catalogue.clause(case["clause"])
         assert clause is not None
-        read = set(clause.condition.fact_keys())
-        assert set(finding.fact_keys) == read & set(case["facts"])  # every answered key it reads
-        for key in finding.fact_keys:
+        cited = list(finding.fact_keys)
+        assert set(cited) <= set(clause.condition.fact_keys()) & set(case["facts"])
+        # each cited fact holds its own comparison, and they alone breach the clause: an
+        # answered alternative that does not hold is no reason (review 51 D5)
+        assert all(_leaf_holds(clause.condition, k, case["facts"]) for k in cited), cited
+        assert clause.condition.holds({k: case["facts"][k] for k in cited}), cited
+        for key in cited:
             value = finding.matched_facts[key]
             sent = case["facts"][key]
             got = value.bool_value if isinstance(sent, bool) else value.number_value
             assert got == sent, key
         assert finding.text == clause.text and finding.guidance == clause.guidance
         assert finding.edition == clause.edition.name
+
+
+def _leaf_holds(condition: Condition, key: str, facts: dict[str, Any]) -> bool:
+    """Whether a comparison of `key` in the condition tree holds on `facts`."""
+    if isinstance(condition, Comparison):
+        return condition.fact == key and condition.holds(facts)
+    return any(_leaf_holds(part, key, facts) for part in condition.parts)
 
 
 def test_every_clause_has_a_breaching_and_a_clean_case(rulebook) -> None:  # type: ignore[no-untyped-def]

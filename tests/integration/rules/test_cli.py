@@ -54,9 +54,32 @@ def test_evaluate_prints_a_readable_decision_per_firm(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     first, second = result.stdout.split("\n\n")[:2]
-    assert uscc(1) in first and "稠城精工" in first and "WHITELIST" in first
-    assert "RED" in second and "GM2023:11(3)" in second
-    assert "dust.dry_collector_unprotected=true" in second
+    assert uscc(1) in first and "稠城精工" in first and "白名单（无事不扰）" in first
+    assert "红色（重大风险）" in second and "GM2023:11(3)" in second
+    # review 51 C5: a person reads the fact's label and answer, not its key
+    assert "依据  干式除尘系统未采取泄爆、惰化、抑爆等任一种措施：是" in second
+    assert "dust.dry_collector_unprotected" not in second
+
+
+def test_evaluate_into_a_reader_that_stops_ends_quietly(tmp_path: Path) -> None:
+    """Review 51 C5: `evaluate … | head` ended in a BrokenPipeError traceback. The reader
+    closes after one line; the output (400 firms, well past a pipe's buffer) cannot all
+    have been written by then."""
+    path = write_jsonl(tmp_path / "p.jsonl", [profile(n) for n in range(1, 401)])
+    command = [sys.executable, "-m", "services.rules", "evaluate", str(path)]
+    with subprocess.Popen(
+        [*command, "--as-of", "2026-06-30"],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        assert child.stdout.readline().startswith(uscc(1).encode())
+        child.stdout.close()
+        errors = child.stderr.read().decode()
+        assert child.wait(timeout=120) == 1
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors
 
 
 def test_evaluate_json_lines_and_a_bad_item_does_not_stop_the_file(tmp_path: Path) -> None:

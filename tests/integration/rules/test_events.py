@@ -613,6 +613,35 @@ def test_penalty_is_appended_turns_yellow_and_revokes(register_stub: RulesServic
     assert len(decisions(status)) == 2
 
 
+def test_the_reasons_an_event_writes_are_chinese_with_the_amount_in_full(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 51 C1: the revocation's reason (on the firm's phone page), the white-list
+    entry's and the history's texts name the accident level, the amount and the kinds in
+    Chinese: no enum value, no 1e+06, no kind name."""
+    whitelisted_firm(register_stub)
+    status = report(register_stub, penalty(1, "p-1", amount=1_000_000.0))
+    revoked = next(b for b in status.decision.whitelist_blockers if b.code == "revoked_by_event")
+    assert revoked.reason == "白名单因事件撤销：行政处罚1000000元"
+    closed = next(h for h in status.history if h.kind == "whitelist_revoked")
+    assert closed.reason == "白名单因事件撤销：行政处罚1000000元"
+    assert decisions(status)[0].reason == (
+        "事件（行政处罚，编号 p-1）：行政处罚1000000元（白名单撤销）"
+    )
+    status = report(register_stub, penalty(1, "p-2", amount=2000.5))
+    assert decisions(status)[0].reason == "事件（行政处罚，编号 p-2）：行政处罚2000.50元"
+    whitelisted_firm(register_stub, 2)
+    fatal = accident(2, "a-1", deaths=31, level=pb.ACCIDENT_LEVEL_ESPECIALLY_MAJOR)
+    status = report(register_stub, fatal)
+    revoked = next(b for b in status.decision.whitelist_blockers if b.code == "revoked_by_event")
+    assert revoked.reason == "白名单因事件撤销：事故（特别重大事故，死亡31人）"
+    assert decisions(status)[0].reason == (
+        "事件（事故，编号 a-1）：事故（特别重大事故，死亡31人）（白名单撤销）"
+    )
+    granted = decisions(status)[-1]
+    assert granted.reason.endswith("（列入白名单）")
+
+
 @pytest.mark.parametrize(
     ("decided_on", "colour", "codes"),
     [

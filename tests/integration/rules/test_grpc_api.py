@@ -8,12 +8,13 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
-from services.rules.entrypoints.convert import profile_from_json
+from services.rules.entrypoints.convert import facts_to_dict, profile_from_json
 from tests.integration.conftest import violations
 from tests.support import profile, uscc
 
@@ -267,3 +268,46 @@ def test_a_request_id_is_at_most_128_characters(rules_stub) -> None:  # type: ig
     (item,) = rules_stub.EvaluateStream(iter([long]), timeout=10)
     assert item.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert item.request_id == "r" * 128  # echoed no longer than a valid one
+
+
+def test_a_renamed_fact_key_is_read_as_its_current_name(rules_stub, register_stub) -> None:  # type: ignore[no-untyped-def]
+    """Review 51 K1: facts.md's dust.zone20_non_ex_electrics and chem.external_distance_short
+    were only renamed (facts.yaml: the same value under the new key); a caller still using
+    them is understood, by Evaluate and by the register. A key split into several stays
+    refused, naming them."""
+    dusty = profile(
+        industry="light_industry",
+        high_risk_domains=["dust_explosion"],
+        facts={"dust.zone20_non_ex_electrics": True},
+    )
+    [finding] = [f for f in evaluate(rules_stub, dusty).findings if f.clause_ref == "GM2023:11(7)"]
+    assert list(finding.fact_keys) == ["dust.zone20_electrics_noncompliant"]
+    chemicals = profile(
+        2,
+        industry="chemicals",
+        hazchem_roles=["producer"],
+        facts={"chem.external_distance_short": True},
+    )
+    status = register_stub.UpsertEnterprise(
+        pb.UpsertEnterpriseRequest(profile=profile_from_json(chemicals)), timeout=10
+    )
+    assert facts_to_dict(status.profile.facts) == {"chem.external_distance_noncompliant": True}
+    assert "CHEM2017:3" in {f.clause_ref for f in status.decision.findings}
+    masked = register_stub.UpsertEnterprise(
+        pb.UpsertEnterpriseRequest(
+            profile=profile_from_json(
+                {"enterprise_id": uscc(2), "facts": {"chem.external_distance_short": False}}
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["facts.chem.external_distance_short"]),
+        ),
+        timeout=10,
+    )
+    assert facts_to_dict(masked.profile.facts) == {"chem.external_distance_noncompliant": False}
+    with pytest.raises(grpc.RpcError) as raised:
+        evaluate(rules_stub, profile(facts={"fire.no_daily_patrol": True}))
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    message = violations(raised.value)['profile.facts["fire.no_daily_patrol"]']
+    assert message.startswith(
+        "retired fact key; use fire.key_fire_safety_unit, fire.no_daily_fire_patrol, "
+        "fire.no_monthly_fire_check instead"
+    )

@@ -74,3 +74,25 @@ def test_editing_a_cap_table_changes_the_cap(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert _decide(rules_dir, firm).inspection_cap_per_year == 3
+
+
+def test_the_standardization_blocker_words_the_policy_number_it_applies(tmp_path: Path) -> None:
+    """Review 51 C3: the exemption is for fewer than N employees (`< N`); a firm of exactly
+    N is blocked, so the reason must not call it exempt (以下 includes the number)."""
+    rules_dir = tmp_path / "rulesets"
+    shutil.copytree(RULESETS, rules_dir)
+    firm = profile(employees=50, standardization_grade=0)
+    [blocker] = _decide(rules_dir, firm).whitelist_blockers
+    assert blocker.code == "standardization"
+    assert blocker.reason == "未取得安全生产标准化等级（员工少于50人且不涉高危领域的除外）"
+    policy = rules_dir / "policy.yaml"
+    policy.write_text(
+        policy.read_text(encoding="utf-8").replace(
+            "small_firm_employees_below: 50", "small_firm_employees_below: 51"
+        ),
+        encoding="utf-8",
+    )
+    assert _decide(rules_dir, firm).status == pb.STATUS_WHITELIST  # 50 < 51: exempt now
+    firm = profile(employees=51, standardization_grade=0)
+    [blocker] = _decide(rules_dir, firm).whitelist_blockers
+    assert blocker.reason == "未取得安全生产标准化等级（员工少于51人且不涉高危领域的除外）"

@@ -68,7 +68,7 @@ def test_white_list_entry_expires_at_valid_until(register_stub, db_engine, ruleb
         "2026-07-01",
         "2027-07-01",
     )
-    assert decisions(after)[0].reason.endswith("（白名单 granted）")  # the old one expired first
+    assert decisions(after)[0].reason.endswith("（列入白名单）")  # the old one expired first
 
 
 def test_cli_reevaluate_all(tmp_path: Path) -> None:

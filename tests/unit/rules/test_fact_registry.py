@@ -4,6 +4,8 @@ where they say something unambiguous."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from services.common.standards_renames import FACT_KEYS, migrate_facts
@@ -11,7 +13,7 @@ from services.rules.adapters.ruleset_loader import Rulebook
 from services.rules.domain.errors import ValidationError
 from services.rules.domain.facts import FactDefinition, FactRegistry, RetiredFact
 from services.rules.domain.profile import parse_profile
-from tests.support import profile
+from tests.support import ROOT, profile
 
 REGISTRY = FactRegistry(
     {
@@ -139,4 +141,51 @@ def test_only_the_first_unknown_keys_get_a_hint_and_the_map_is_bounded(rulebook:
     many = {f"x{i}": True for i in range(501)}
     assert _violations(many, rulebook.fact_types) == {
         "facts": "at most 500 entries (the registry has fewer keys)"
+    }
+
+
+RENAMES = {
+    "dust.zone20_non_ex_electrics": "dust.zone20_electrics_noncompliant",
+    "chem.external_distance_short": "chem.external_distance_noncompliant",
+}
+
+
+def test_the_plain_renames_are_the_retired_keys_whose_value_carries_over(
+    rulebook: Rulebook,
+) -> None:
+    """Review 51 K1: of facts.md's keys the registry retired, two only changed their name."""
+    assert dict(rulebook.fact_types.renamed) == RENAMES
+
+
+@pytest.mark.parametrize("value", [True, False])
+@pytest.mark.parametrize("old", sorted(RENAMES))
+def test_a_renamed_key_is_read_as_its_current_key(
+    rulebook: Rulebook, old: str, value: bool
+) -> None:
+    parsed = parse_profile(profile(facts={old: value}), rulebook.fact_types)
+    assert parsed.facts == {RENAMES[old]: value}
+
+
+def test_a_renamed_key_sent_beside_its_current_name_is_refused(rulebook: Rulebook) -> None:
+    old, new = "dust.zone20_non_ex_electrics", "dust.zone20_electrics_noncompliant"
+    found = _violations({old: True, new: True}, rulebook.fact_types)
+    assert found == {f'facts["{old}"]': f"the former name of {new}, which is given too: send one"}
+
+
+def test_a_key_split_in_several_is_still_refused_naming_them(rulebook: Rulebook) -> None:
+    found = _violations({"gm.contractor_unmanaged": True}, rulebook.fact_types)
+    message = found['facts["gm.contractor_unmanaged"]']
+    assert message.startswith("retired fact key; use gm.contractor_not_coordinated, ")
+    assert "gm.contractor_not_inspected" in message
+
+
+def test_docs_list_every_retired_key_with_its_current_ones(rulebook: Rulebook) -> None:
+    """docs/standards.md's table of retired keys is facts.yaml's, and says which are read."""
+    text = (ROOT / "docs" / "standards.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([^`]+)` \| (.+) \| (accepted|refused)[^|]*\|$", text, re.M)
+    table = {old: (tuple(re.findall(r"`([^`]+)`", new)), how) for old, new, how in rows}
+    registry = rulebook.fact_types
+    assert table == {
+        key: (r.replaced_by, "accepted" if r.renamed_to else "refused")
+        for key, r in registry.retired.items()
     }

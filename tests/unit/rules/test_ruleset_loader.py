@@ -219,3 +219,12 @@ def test_the_loader_reads_every_rulesets_file_as_the_pure_python_safe_loader() -
     for path in sorted(RULESETS.rglob("*.yaml")):
         raw = path.read_bytes()
         assert parse_yaml(raw, path.name) == yaml.safe_load(raw), path.name
+
+
+def test_a_menu_item_without_a_name_is_a_load_error_and_names_are_served(
+    rules_dir: Path,
+) -> None:
+    """The `evaluate` text names booking items by menu.yaml's names (review 51 C5)."""
+    assert load_rulebook(rules_dir).menu_names["first_lesson"] == "开工第一课"
+    edit(rules_dir / "menu.yaml", "{code: first_lesson, name: 开工第一课,", "{code: first_lesson,")
+    assert load_error(rules_dir) == "menu.yaml: item first_lesson: field name: required text"

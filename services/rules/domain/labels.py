@@ -1,0 +1,113 @@
+"""The Chinese words the rules service writes into texts a person reads, once.
+
+Event summaries, decision causes, history reasons and the `revoked_by_event` blocker
+reach the firm's phone page (booking prints them) and the staff's histories: no enum
+value, kind name or number in exponent notation goes into them. The risk and status
+words, and a fact's answer, serve the blockers' reasons and the `evaluate` command's
+text (entrypoints/render.py) alike. The texts are stored when
+written (an event's summary, a decision's cause, a white-list entry's revoked reason), so
+a change of wording here changes what is recorded from then on, not what was recorded.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .profile import AccidentLevel
+
+# 《生产安全事故报告和调查处理条例》 Art. 3 grades; docs/api.md names them the same way
+ACCIDENT_LEVEL = {
+    AccidentLevel.GENERAL: "一般事故",
+    AccidentLevel.LARGER: "较大事故",
+    AccidentLevel.MAJOR: "重大事故",
+    AccidentLevel.ESPECIALLY_MAJOR: "特别重大事故",
+}
+
+# events.EventKind values (docs/policy.md §5), as a history names the event
+EVENT_KIND = {
+    "accident": "事故",
+    "complaint": "投诉举报",
+    "major_hazard_found": "发现重大隐患",
+    "general_hazard_found": "发现一般隐患",
+    "hazard_verified": "隐患复查通过",
+    "rectification_overdue": "隐患逾期未整改",
+    "penalty": "行政处罚",
+    "profile_updated": "企业信息更新",
+}
+
+# DecisionRecord.whitelist_change: what a decision did to the firm's white-list entry
+WHITELIST_CHANGE = {
+    "granted": "列入白名单",
+    "extended": "白名单延续",
+    "revoked": "白名单撤销",
+    "expired": "白名单到期",
+}
+
+# decision.RiskLevel values (docs/policy.md §2)
+RISK_LEVEL = {
+    "blue": "蓝色（低风险）",
+    "yellow": "黄色（一般风险）",
+    "orange": "橙色（较大风险）",
+    "red": "红色（重大风险）",
+}
+# decision.Status values
+STATUS = {
+    "whitelist": "白名单（无事不扰）",
+    "routine": "常规监管（双随机抽查）",
+    "priority": "重点监管",
+}
+
+REVOKED_BY_EVENT = "白名单因事件撤销："  # booking's messages.REVOKED_BY_EVENT_PREFIX
+
+
+def yuan(amount: float) -> str:
+    """An amount of money written out in full: 1000000元, 2000.50元 (to the fen, 分; a
+    float holds no fen beyond 10^15 yuan, nor can it be multiplied by 100 near its end)."""
+    whole, cents = (int(amount), 0) if amount >= 1e15 else divmod(round(amount * 100), 100)
+    return f"{whole}.{cents:02d}元" if cents else f"{whole}元"
+
+
+def number(value: float) -> str:
+    """A fact's number as a person writes it: 35, 0.6, 0.0000001 (never 1e-07 or 3.0)."""
+    if value.is_integer():
+        return str(int(value))
+    return format(Decimal(repr(value)), "f")
+
+
+def answer(value: object, unit: str = "") -> str:
+    """A fact's value as the answer to its question (是 = the bad condition): 是, 否,
+    35kPa, 3人, 0.6 (a ratio, unit 比值, goes without its unit), or the text."""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, int | float):
+        return number(float(value)) + ("" if unit == RATIO else unit)
+    return str(value)
+
+
+RATIO = "比值"  # facts.yaml's unit of a ratio (actual ÷ required)
+
+
+def accident(level: AccidentLevel, deaths: int) -> str:
+    """事故（特别重大事故，死亡31人）."""
+    return f"事故（{ACCIDENT_LEVEL[level]}，死亡{deaths}人）"
+
+
+def event_cause(kind: str, event_id: str, summary: str) -> str:
+    """A decision's cause when an event made it: 事件（行政处罚，编号 p-1）：行政处罚5000元."""
+    return f"事件（{EVENT_KIND.get(kind, kind)}，编号 {event_id}）：{summary}"
+
+
+def revoked_by_event(summary: str) -> str:
+    """The `revoked_by_event` blocker's reason."""
+    return REVOKED_BY_EVENT + summary
+
+
+def whitelist_change(change: str) -> str:
+    """What a history's decision item adds after its cause: （白名单撤销）; "" for none."""
+    return f"（{WHITELIST_CHANGE.get(change, change)}）" if change else ""
+
+
+def standardization_blocker(employees_below: int) -> str:
+    """The `standardization` blocker's reason: the exemption is for fewer than N employees
+    (policy.yaml `small_firm_employees_below`; 以下 would include N, docs/standards.md)."""
+    return f"未取得安全生产标准化等级（员工少于{employees_below}人且不涉高危领域的除外）"
