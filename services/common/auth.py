@@ -27,6 +27,7 @@ from services.common.context import Principal, bind
 from services.common.grpc_errors import retry_later
 from services.common.interceptors import INFRASTRUCTURE_PREFIXES, wrap_handler
 from services.common.ratelimit import Rate, RateLimiter
+from services.common.values import trim
 
 FIRM = "firm"  # the caller of a call admitted on the firm's QR token alone
 SCOPES = frozenset(
@@ -97,7 +98,7 @@ class TokenStore:
                 scopes,
                 str(item.get("expert_id", "")),
                 _own_rate(item, where),
-                region.strip(),
+                trim(region),
             )
         return cls(entries)
 

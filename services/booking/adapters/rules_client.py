@@ -43,6 +43,7 @@ from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.paging import MAX_PAGE
 from services.common.proto_values import fact_value
+from services.common.values import trim
 from services.common.vocabulary import Severity
 
 # How the rules service spells a finding's kind (rules.v1 EventKind) and severity.
@@ -178,7 +179,7 @@ class RulesClient:
             ("grpc.initial_reconnect_backoff_ms", 500),
             ("grpc.max_reconnect_backoff_ms", 10_000),
         ]
-        targets = [a.strip() for a in address.split(",") if a.strip()]
+        targets = [t for a in address.split(",") if (t := trim(a))]
         if channel is not None:
             channels = [channel]
             targets = [address]
