@@ -211,6 +211,8 @@ def _map_types(message: descriptor_pb2.DescriptorProto, prefix: str) -> dict[str
 def _scopes(rule: MethodRule | None) -> str:
     if rule is None:
         return ""
+    if rule.public:
+        return "anyone: no token (any it sends is ignored)"
     scopes = " or ".join(f"`{s}`" for s in sorted(rule.scopes))
     return f"{scopes}; or the firm's QR token" if rule.qr_ok else scopes
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -99,9 +99,9 @@ class Aborted(Exception):
 class GatewayContext:
     """The part of grpc.ServicerContext the servicers and grpc_errors use."""
 
-    def __init__(self, peer: str, metadata: Mapping[str, str]) -> None:
+    def __init__(self, peer: str, metadata: Sequence[tuple[str, str]]) -> None:
         self._peer = peer
-        self._metadata = tuple(metadata.items())
+        self._metadata = tuple(metadata)
         self._code: grpc.StatusCode | None = None
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
@@ -171,9 +171,7 @@ class Gateway:
             body = await _body(request)
             kind = request.headers.get("content-type", "")
             peer = _peer(request)
-            headers = {"authorization": request.headers.get("authorization", "")}
-            if not headers["authorization"]:
-                headers = {}
+            sent = request.headers.getlist("authorization")  # each one: two are refused
             response = await run_in_threadpool(
                 self._call,
                 path,
@@ -182,7 +180,7 @@ class Gateway:
                 behaviour,
                 (body, kind),
                 peer,
-                headers,
+                sent,
                 start,
             )
             return response
@@ -197,13 +195,13 @@ class Gateway:
         behaviour: Callable[[Message, GatewayContext], Message],
         sent: tuple[bytes | None, str],
         peer: str,
-        headers: Mapping[str, str],
+        authorization: Sequence[str],
         start: float,
     ) -> Response:
-        context = GatewayContext(peer, headers)
+        context = GatewayContext(peer, [("authorization", v) for v in authorization])
         with call_scope():
             try:
-                self._admit(path, headers, peer)
+                self._admit(path, authorization, peer)
                 message = _parse(*sent, request_class)
                 refuse_control_characters(message, path, self.items_checked)
                 answer = behaviour(message, context)
@@ -229,10 +227,10 @@ class Gateway:
             )
             return response
 
-    def _admit(self, path: str, headers: Mapping[str, str], peer: str) -> None:
+    def _admit(self, path: str, authorization: Sequence[str], peer: str) -> None:
         if self.auth is None:
             return
-        verdict = self.auth.admit(path, headers)
+        verdict = self.auth.admit(path, authorization)
         if isinstance(verdict, Principal):
             bind(verdict)
             wait = self.auth.admit_host(verdict, peer)
@@ -248,7 +246,7 @@ class Gateway:
 
 
 def _raise(status: grpc.Status) -> None:
-    GatewayContext("", {}).abort_with_status(status)
+    GatewayContext("", ()).abort_with_status(status)
 
 
 async def _body(request: Request) -> bytes | None:
