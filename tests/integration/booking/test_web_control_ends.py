@@ -14,7 +14,8 @@ from tests.integration.booking.test_web import Site, block, site  # noqa: F401
 
 @pytest.mark.parametrize("where", ["start", "end"])
 def test_a_control_character_at_an_end_of_a_form_field_is_a_form_error(
-    site: Site, where: str
+    site: Site,  # noqa: F811
+    where: str,
 ) -> None:
     firm, token = site.firm(13)
     _, key = site.form(token)
