@@ -160,7 +160,11 @@ INVALID_ARGUMENT naming the field (in an `EvaluateBatch` item, that item's `erro
 body that is not the request in the mapping is INVALID_ARGUMENT too, its BadRequest
 naming the field as gRPC names it (`profile.employees`, `items[2].as_of`; an unknown
 field by the name sent), or `body` when no one field is wrong (not JSON, not an object,
-nested too deeply); the bad value is quoted by its first 32 characters at most.
+nested too deeply); the bad value is quoted by its first 32 characters at most. The
+body is JSON in UTF-8 (`content-type: application/json`, `charset=utf-8` or none; a body
+labelled `charset=us-ascii` must hold ASCII only, else 400 naming `content-type`), at most
+8 MB: a larger one is INVALID_ARGUMENT naming `body`, answered 413. Two `authorization`
+headers are UNAUTHENTICATED (401).
 An error answers a `google.rpc.Status` as JSON (`{"code": 3, "message": "…", "details":
 [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": […]}]}`) with
 this HTTP status:
