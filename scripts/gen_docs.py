@@ -160,7 +160,11 @@ INVALID_ARGUMENT naming the field (in an `EvaluateBatch` item, that item's `erro
 body that is not the request in the mapping is INVALID_ARGUMENT too, its BadRequest
 naming the field as gRPC names it (`profile.employees`, `items[2].as_of`; an unknown
 field by the name sent), or `body` when no one field is wrong (not JSON, not an object,
-nested too deeply); the bad value is quoted by its first 32 characters at most.
+nested too deeply); the bad value is quoted by its first 32 characters at most. The
+body is JSON in UTF-8 (`content-type: application/json`, `charset=utf-8` or none; a body
+labelled `charset=us-ascii` must hold ASCII only, else 400 naming `content-type`), at most
+8 MB: a larger one is INVALID_ARGUMENT naming `body`, answered 413. Two `authorization`
+headers are UNAUTHENTICATED (401).
 An error answers a `google.rpc.Status` as JSON (`{"code": 3, "message": "…", "details":
 [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": […]}]}`) with
 this HTTP status:
@@ -211,6 +215,8 @@ def _map_types(message: descriptor_pb2.DescriptorProto, prefix: str) -> dict[str
 def _scopes(rule: MethodRule | None) -> str:
     if rule is None:
         return ""
+    if rule.public:
+        return "anyone: no token (any it sends is ignored)"
     scopes = " or ".join(f"`{s}`" for s in sorted(rule.scopes))
     return f"{scopes}; or the firm's QR token" if rule.qr_ok else scopes
 

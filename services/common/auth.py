@@ -5,9 +5,12 @@ The tokens file (README "Security"): {"tokens": [{"token": "…", "caller": "yiw
 "token_sha256" (hex) instead of the token itself. `region` (a 镇街 or county of
 rulesets/regions.yaml, by name or code) narrows an inspector to that region's tickets.
 Tokens are kept only as SHA-256 digests and compared in constant time. Health checks
-and reflection need no token. A method whose rule says `qr_ok` may be called without a
-bearer token: its handler then requires the firm's QR token (the firm's credential for
-its own orders and tickets, nothing else).
+and reflection need no token, and neither does a method whose rule says `public`: its
+`authorization` header is not read at all (unknown, another service's or malformed, it
+is ignored). A method whose rule says `qr_ok` may be called without a bearer token: its
+handler then requires the firm's QR token (the firm's credential for its own orders and
+tickets, nothing else). A call that sends `authorization` twice is UNAUTHENTICATED:
+which one would count is not for the server to guess.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +30,11 @@ from services.common.context import Principal, bind
 from services.common.grpc_errors import retry_later
 from services.common.interceptors import INFRASTRUCTURE_PREFIXES, wrap_handler
 from services.common.ratelimit import Rate, RateLimiter
+from services.common.values import trim
 
 FIRM = "firm"  # the caller of a call admitted on the firm's QR token alone
+PUBLIC = "public"  # the caller of a public method, whatever credentials it sent
+_PER_HOST = frozenset({FIRM, PUBLIC})  # callers without a name: limited per remote host
 SCOPES = frozenset(
     {
         "rules.read",
@@ -49,17 +55,21 @@ class TokenFileError(ValueError):
 
 @dataclass(frozen=True)
 class MethodRule:
-    """Any one of `scopes` admits the caller; `qr_ok`: a QR token alone may call it."""
+    """Any one of `scopes` admits the caller; `qr_ok`: a QR token alone may call it;
+    `public`: anyone may, and the call's credentials are not read."""
 
     scopes: frozenset[str]
     qr_ok: bool = False
+    public: bool = False
 
 
-def rule(*scopes: str, qr_ok: bool = False) -> MethodRule:
+def rule(*scopes: str, qr_ok: bool = False, public: bool = False) -> MethodRule:
     unknown = set(scopes) - SCOPES
     if unknown:
         raise ValueError(f"unknown scopes {sorted(unknown)}")
-    return MethodRule(frozenset(scopes), qr_ok)
+    if public and (scopes or qr_ok):
+        raise ValueError("a public method needs no scope and no QR token")
+    return MethodRule(frozenset(scopes), qr_ok, public)
 
 
 class TokenStore:
@@ -97,7 +107,7 @@ class TokenStore:
                 scopes,
                 str(item.get("expert_id", "")),
                 _own_rate(item, where),
-                region.strip(),
+                trim(region),
             )
         return cls(entries)
 
@@ -175,28 +185,35 @@ class AuthInterceptor(grpc.ServerInterceptor):
         method = details.method
         if handler is None or method.startswith(INFRASTRUCTURE_PREFIXES):
             return handler
-        verdict = self.admit(method, dict(details.invocation_metadata or ()))
+        sent = [v for k, v in details.invocation_metadata or () if k == "authorization"]
+        verdict = self.admit(method, sent)
         if isinstance(verdict, Principal):
-            return _bound(handler, verdict, self._limiter if verdict.caller == FIRM else None)
+            per_host = verdict.caller in _PER_HOST
+            return _bound(handler, verdict, self._limiter if per_host else None)
         return _refusal(handler, *verdict)
 
     def admit_host(self, principal: Principal, host: str) -> float:
-        """A call admitted on a QR token alone is limited per remote host: 0 to go on,
-        else the seconds to wait (RESOURCE_EXHAUSTED)."""
-        if principal.caller != FIRM or self._limiter is None:
+        """A call admitted on a QR token alone, or to a public method, is limited per
+        remote host: 0 to go on, else the seconds to wait (RESOURCE_EXHAUSTED)."""
+        if principal.caller not in _PER_HOST or self._limiter is None:
             return 0.0
         allowed, wait = self._limiter.check("qr@" + host)
         return 0.0 if allowed else max(wait, 1e-9)
 
-    def admit(self, method: str, metadata: Mapping[str, Any]) -> Principal | Refusal:
-        """The caller of `method` (a full gRPC path) given its metadata (`authorization`),
-        or why not: (code, message, seconds to wait, principal?). The gRPC interceptor
-        and the HTTP/JSON gateway both ask here, so both admit alike and share one rate
-        limit per caller."""
+    def admit(self, method: str, authorization: Sequence[str]) -> Principal | Refusal:
+        """The caller of `method` (a full gRPC path) given every `authorization` value the
+        call sent, or why not: (code, message, seconds to wait, principal?). A public
+        method reads none of them; any other refuses two. The gRPC interceptor and the
+        HTTP/JSON gateway both ask here, so both admit alike and share one rate limit per
+        caller."""
         method_rule = self._rules.get(method)
         if method_rule is None:
             return grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to callers", 0.0
-        header = str(metadata.get("authorization", ""))
+        if method_rule.public:
+            return Principal(PUBLIC)  # limited per remote host when the call runs
+        if len(authorization) > 1:
+            return grpc.StatusCode.UNAUTHENTICATED, TWO_HEADERS, 0.0
+        header = str(authorization[0]) if authorization else ""
         if not header:
             if method_rule.qr_ok:
                 return Principal(FIRM)  # limited per remote host when the call runs
@@ -230,6 +247,12 @@ class AuthInterceptor(grpc.ServerInterceptor):
         own = Rate(*principal.rate) if principal.rate else None
         allowed, wait = self._limiter.check(principal.caller, rate=own)
         return 0.0 if allowed else max(wait, 1e-9)
+
+
+TWO_HEADERS = (
+    "authorization sent more than once: which one counts is ambiguous, "
+    "send one 'authorization: Bearer <token>'"
+)
 
 
 def scheme_problem(header: str) -> str | None:

@@ -10,7 +10,8 @@ refusing what the gRPC port's interceptor refuses (control characters in a text 
 INVALID_ARGUMENT naming it, malformed.py), with gRPC status codes mapped to HTTP status
 here, in one place (HTTP_STATUS). A body protobuf cannot read is INVALID_ARGUMENT with a
 google.rpc.BadRequest naming the field (or `body`), quoting at most a short prefix of
-the bad value (values.preview).
+the bad value (values.preview); a body past MAX_BODY_BYTES is the same status, naming
+`body`, answered 413 (the one answer whose HTTP status is not HTTP_STATUS's).
 Streaming RPCs are not served: they need gRPC.
 
 A google.protobuf.FieldMask field of the request (UpsertEnterprise's `updateMask`) takes
@@ -24,8 +25,9 @@ metallurgy.co_alarm_not_monitored_24h has no camelCase form that maps back to it
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -99,9 +101,9 @@ class Aborted(Exception):
 class GatewayContext:
     """The part of grpc.ServicerContext the servicers and grpc_errors use."""
 
-    def __init__(self, peer: str, metadata: Mapping[str, str]) -> None:
+    def __init__(self, peer: str, metadata: Sequence[tuple[str, str]]) -> None:
         self._peer = peer
-        self._metadata = tuple(metadata.items())
+        self._metadata = tuple(metadata)
         self._code: grpc.StatusCode | None = None
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
@@ -171,9 +173,7 @@ class Gateway:
             body = await _body(request)
             kind = request.headers.get("content-type", "")
             peer = _peer(request)
-            headers = {"authorization": request.headers.get("authorization", "")}
-            if not headers["authorization"]:
-                headers = {}
+            sent = request.headers.getlist("authorization")  # each one: two are refused
             response = await run_in_threadpool(
                 self._call,
                 path,
@@ -182,7 +182,7 @@ class Gateway:
                 behaviour,
                 (body, kind),
                 peer,
-                headers,
+                sent,
                 start,
             )
             return response
@@ -197,13 +197,13 @@ class Gateway:
         behaviour: Callable[[Message, GatewayContext], Message],
         sent: tuple[bytes | None, str],
         peer: str,
-        headers: Mapping[str, str],
+        authorization: Sequence[str],
         start: float,
     ) -> Response:
-        context = GatewayContext(peer, headers)
+        context = GatewayContext(peer, [("authorization", v) for v in authorization])
         with call_scope():
             try:
-                self._admit(path, headers, peer)
+                self._admit(path, authorization, peer)
                 message = _parse(*sent, request_class)
                 refuse_control_characters(message, path, self.items_checked)
                 answer = behaviour(message, context)
@@ -212,7 +212,8 @@ class Gateway:
             except Aborted as exc:
                 response, code = _error(exc.status, exc.trailers)
             except ValidationError as exc:  # the body, before any servicer ran
-                response, code = _error(status_proto(exc), [])
+                too_large = isinstance(exc, BodyTooLarge)
+                response, code = _error(status_proto(exc), [], 413 if too_large else None)
             except Exception:  # the servicer's own mapping missed it: never a traceback
                 _log.exception("unhandled error in HTTP gateway", method=path)
                 status = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
@@ -229,10 +230,10 @@ class Gateway:
             )
             return response
 
-    def _admit(self, path: str, headers: Mapping[str, str], peer: str) -> None:
+    def _admit(self, path: str, authorization: Sequence[str], peer: str) -> None:
         if self.auth is None:
             return
-        verdict = self.auth.admit(path, headers)
+        verdict = self.auth.admit(path, authorization)
         if isinstance(verdict, Principal):
             bind(verdict)
             wait = self.auth.admit_host(verdict, peer)
@@ -248,7 +249,7 @@ class Gateway:
 
 
 def _raise(status: grpc.Status) -> None:
-    GatewayContext("", {}).abort_with_status(status)
+    GatewayContext("", ()).abort_with_status(status)
 
 
 async def _body(request: Request) -> bytes | None:
@@ -271,19 +272,27 @@ def _parse(body: bytes | None, content_type: str, request_class: type[Message]) 
     """The request message from its proto3 JSON mapping (an empty body: all defaults), or
     ValidationError naming what is wrong: the field where one can be named
     (`profile.employees`, `items[2].as_of`), else `body`. A body must come as
-    `application/json` (UTF-8, the only charset JSON has), and an object may not name a
-    key twice (review 47b F2: text/plain, no type at all, and a key sent twice, the last
-    one winning, were all taken)."""
+    `application/json` (UTF-8, the only charset JSON has; labelled us-ascii, it must hold
+    ASCII only), and an object may not name a key twice (review 47b F2: text/plain, no
+    type at all, and a key sent twice, the last one winning, were all taken)."""
     name = request_class.DESCRIPTOR.full_name
     if body is None:
-        _refuse("body", f"larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
+        limit = f"larger than {MAX_BODY_BYTES // (1024 * 1024)} MB ({MAX_BODY_BYTES} bytes)"
+        raise BodyTooLarge([FieldViolation("body", limit)])
     message = request_class()
     if not body or not body.strip():
         return message
-    if not _json_type(content_type):
+    charset = _json_charset(content_type)
+    if charset is None:
         _refuse(
             "content-type",
             f"must be application/json (UTF-8), not {_quoted(content_type or 'none')}",
+        )
+    if charset == "us-ascii" and (other := _NOT_ASCII.search(body)):
+        _refuse(
+            "content-type",
+            f"says charset=us-ascii, but the body holds byte 0x{other.group()[0]:02X} at "
+            f"{other.start()}, which is not ASCII: send UTF-8 as charset=utf-8",
         )
     try:
         data = json.loads(body, object_pairs_hook=_once_each)
@@ -354,22 +363,26 @@ def _named_twice(data: dict[str, Any], descriptor: Any, prefix: str) -> FieldVio
     return None
 
 
-def _json_type(content_type: str) -> bool:
-    """Whether a Content-Type header says JSON in UTF-8: a charset of utf-8, none, or
-    us-ascii (a part of UTF-8 some older HTTP stacks name)."""
+_CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "us-ascii": "us-ascii", "ascii": "us-ascii"}
+_NOT_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _json_charset(content_type: str) -> str | None:
+    """The charset of a Content-Type header that says JSON: "utf-8" (named so, or none
+    named) or "us-ascii" (a part of UTF-8 some older HTTP stacks name: the body must
+    then hold ASCII only); None for another type or charset."""
     media, _, parameters = content_type.partition(";")
     if media.strip().lower() != "application/json":
-        return False
+        return None
+    charset = "utf-8"
     for parameter in parameters.split(";"):
         key, _, value = parameter.partition("=")
-        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
-            "utf-8",
-            "utf8",
-            "us-ascii",
-            "ascii",
-        ):
-            return False
-    return True
+        if key.strip().lower() == "charset":
+            found = _CHARSETS.get(value.strip().strip('"').lower())
+            if found is None:
+                return None
+            charset = found
+    return charset
 
 
 def _mask_lists(
@@ -399,6 +412,10 @@ _SNAKE_MASK = (
     "{}: the string form takes lowerCamelCase paths, without '_'; to write paths as over "
     'gRPC, send a JSON list of paths (["facts.gen.training_missing"])'
 )
+
+
+class BodyTooLarge(ValidationError):
+    """A body past MAX_BODY_BYTES: INVALID_ARGUMENT naming `body`, answered 413."""
 
 
 def _refuse(field: str, description: str) -> NoReturn:
@@ -526,10 +543,13 @@ def _to_json(message: Message) -> dict[str, Any]:
 
 
 def _error(
-    status: status_pb2.Status, trailers: Sequence[tuple[str, Any]]
+    status: status_pb2.Status, trailers: Sequence[tuple[str, Any]], http_status: int | None = None
 ) -> tuple[Response, grpc.StatusCode]:
+    """The Status body, with HTTP_STATUS's status for its code unless `http_status`."""
     code = _BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN)
-    response = JSONResponse(json_format.MessageToDict(status), status_code=HTTP_STATUS[code])
+    response = JSONResponse(
+        json_format.MessageToDict(status), status_code=http_status or HTTP_STATUS[code]
+    )
     for key, value in trailers:
         if key == "retry-after":
             response.headers["Retry-After"] = str(value)

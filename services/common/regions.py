@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import FieldViolation, ValidationError
+from services.common.values import trim
 from services.common.yaml_files import YamlFileError, read_yaml_file
 
 COUNTY_CODE = re.compile(r"^\d{6}$")
@@ -68,7 +69,7 @@ class RegionRegistry:
 
     def township(self, value: str) -> Township | None:
         """The township a name, 9-digit code or 12-digit code names, or None."""
-        return self._by.get(value.strip())
+        return self._by.get(trim(value))
 
     def canonical(self, value: str) -> str | None:
         """The stored form (the Chinese name) of a township given in any accepted form."""
@@ -85,7 +86,7 @@ class RegionRegistry:
         found = self.township(value)
         if found is not None:
             return (found.name,)
-        return self._areas.get(value.strip())
+        return self._areas.get(trim(value))
 
     def problem(self, value: str, *, counties: bool = False) -> str:
         """Why `value` names no region here, with the nearest known ones."""
@@ -100,7 +101,7 @@ class RegionRegistry:
 
     def nearest(self, value: str, *, counties: bool = False, limit: int = 3) -> list[str]:
         """The closest known names (or, for digits, codes with their names)."""
-        text = value.strip()[:64]
+        text = trim(value)[:64]
         if text.isdigit():
             codes = {t.code: t.name for t in self.townships}
             if counties:
@@ -141,7 +142,7 @@ def registry_from_data(data: Any, where: str = "regions.yaml") -> RegionRegistry
         if not isinstance(entry, Mapping):
             raise RegionsError(f"{at}: must be a map")
         _known_fields(at, entry, {"code", "name", "parent", "townships"})
-        code, name = str(entry.get("code", "")), str(entry.get("name", "")).strip()
+        code, name = str(entry.get("code", "")), trim(str(entry.get("name", "")))
         if not COUNTY_CODE.match(code):
             raise RegionsError(f"{at}: field code: a 6-digit GB/T 2260 code, got {code[:QUOTE]!r}")
         if not name:
@@ -164,7 +165,7 @@ def _townships(at: str, county: str, county_name: str, raw: Any) -> list[Townshi
         if not isinstance(item, Mapping):
             raise RegionsError(f"{where}: must be a map")
         _known_fields(where, item, {"code", "name"})
-        code, name = str(item.get("code", "")), str(item.get("name", "")).strip()
+        code, name = str(item.get("code", "")), trim(str(item.get("name", "")))
         if not TOWNSHIP_CODE.match(code) or not code.startswith(county):
             raise RegionsError(
                 f"{where}: field code: 9 digits starting with the county's {county}, "

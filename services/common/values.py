@@ -10,6 +10,10 @@
   damaged on its way: a browser's form in another encoding); free-text fields
   (`MULTILINE_FIELDS`: notes, descriptions, reasons) may break lines (LF, CR, U+2028,
   U+2029). Zero-width spaces and joiners stay allowed (emoji sequences need the joiner).
+- `trim`: the spaces around a value, taken away. Every caller's text is trimmed with it,
+  never with str.strip(), which counts U+001C–U+001F and U+0085 as whitespace: a key
+  ending in U+001F was trimmed and taken instead of refused. Control characters are
+  refused where they stand, first or last included.
 - `invisible`: text with nothing a person can see (spaces, zero-width characters): a
   required name or reason made only of them counts as blank.
 - `FIRST_YEAR`, `LAST_YEAR`: every date of record a caller sends (history, deadlines,
@@ -39,6 +43,9 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FORMATTING = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffd"
 _CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\u2028\u2029{_FORMATTING}]")
 _CONTROL_BUT_LINE_BREAKS = re.compile(f"[\\x00-\\x09\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_FORMATTING}]")
+# str.isspace()'s characters that are no control characters: what `trim` takes away
+_SPACES = " \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+_SPACES_AND_LINE_BREAKS = _SPACES + "\n\r\u2028\u2029"
 # nothing visible: whitespace, zero-width spaces and joiners, word joiner, BOM, Hangul filler
 _INVISIBLE = re.compile(r"[\s\u200b-\u200f\u2060-\u2064\ufeff\u3164\u115f\u1160]*")
 
@@ -69,6 +76,13 @@ def control_problem(text: str, *, multiline: bool = False) -> str | None:
     if found is None:
         return None
     return f"must not contain control characters (U+{ord(found.group()):04X} at {found.start()})"
+
+
+def trim(text: str, *, multiline: bool = False) -> str:
+    """`text` without the spaces around it (space, no-break and ideographic spaces, the
+    typographic ones); control characters stay, for `control_problem` to refuse.
+    `multiline`: a free-text field, whose line breaks around the text go too."""
+    return text.strip(_SPACES_AND_LINE_BREAKS if multiline else _SPACES)
 
 
 def invisible(text: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.values import control_problem, invisible
+from services.common.values import control_problem, invisible, trim
 
 REFUSED_EVERYWHERE = [
     "\x00",  # C0
@@ -53,3 +53,22 @@ def test_nothing_visible_is_blank(text: str) -> None:
 @pytest.mark.parametrize("text", ["a", " a ", "\u200bx", "·", "👍"])
 def test_anything_visible_is_not_blank(text: str) -> None:
     assert not invisible(text)
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_trim_takes_away_exactly_the_whitespace_that_is_no_control_character(
+    multiline: bool,
+) -> None:
+    """str.strip() takes U+001C–U+001F and U+0085 for whitespace: a value ending in one was
+    trimmed and taken. trim leaves every control character for control_problem."""
+    for char in map(chr, range(0x110000)):
+        if char.isspace():
+            allowed = control_problem(char, multiline=multiline) is None
+            kept = trim(f"{char}张三{char}", multiline=multiline)
+            assert kept == ("张三" if allowed else f"{char}张三{char}"), (hex(ord(char)), kept)
+
+
+def test_trim_keeps_what_is_inside() -> None:
+    assert trim(" \u3000张 三\u00a0") == "张 三"
+    assert trim("\r\n二车间\n三车间\n", multiline=True) == "二车间\n三车间"
+    assert trim("\n二车间") == "\n二车间"  # a line break is no space in a one-line field

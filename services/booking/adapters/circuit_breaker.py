@@ -8,7 +8,9 @@ One breaker guards one remote endpoint (the rules client keeps one per rules rep
   try again" instead of holding a thread for the endpoint's timeout.
 - **half-open** once that time is up: the next `allow` lets exactly one call through (the
   probe) and refuses the others while it runs. The probe answering (`succeeded`) closes
-  the breaker; failing (`failed`) opens it for another `open_seconds`.
+  the breaker; failing (`failed`) opens it for another `open_seconds`; ending without
+  telling either (`released`: its caller's own deadline cut it short) lets the next call
+  probe.
 
 Thread-safe. The clock is injected (monotonic seconds), so tests need no sleeps.
 """
@@ -65,6 +67,15 @@ class CircuitBreaker:
         """The endpoint answered (any answer, errors included): close."""
         with self._lock:
             self._state = CLOSED
+
+    def released(self) -> None:
+        """The call ended without telling whether the endpoint answers (its caller's own
+        deadline cut it short): the state stays as it was, and a probe is given back for
+        the next call to make."""
+        with self._lock:
+            if self._state == HALF_OPEN:
+                self._state = OPEN
+                self._reopen_at = self._clock()
 
     def failed(self) -> None:
         """The endpoint was unreachable or did not answer in time: open (again); with

@@ -41,8 +41,11 @@ from services.booking.domain.rules_service import (
 )
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
+from services.common.context import time_left
+from services.common.errors import DeadlineExceeded
 from services.common.paging import MAX_PAGE
 from services.common.proto_values import fact_value
+from services.common.values import trim
 from services.common.vocabulary import Severity
 
 # How the rules service spells a finding's kind (rules.v1 EventKind) and severity.
@@ -101,6 +104,7 @@ def event_json(event: BookingEvent) -> dict[str, Any]:
 # (circuit_breaker.py), and how many calls may wait on rules at once: past that, a call
 # waits up to SLOT_WAIT_SECONDS for one of them to end, then is refused as unavailable.
 BREAKER_OPEN_SECONDS = 5.0
+_CALLER_GAVE_UP = "the caller's deadline passed before the rules service answered"
 MAX_CALLS = 4
 SLOT_WAIT_SECONDS = 1.0
 
@@ -131,6 +135,13 @@ class RulesClient:
     (hung, partitioned) moves on to the next one.
     Every call booking makes is safe to repeat (reads, and ReportEvent, which rules
     applies once per event id), so a killed replica costs no call a user made.
+
+    A call made for a caller with a deadline (`context.time_left`: booking's gRPC server
+    sets it per call; the pages, the command line and the outbox worker have none) waits
+    on rules no longer than that caller does: the smaller of `timeout` and the time it
+    has left. Once the caller's time is up, booking stops: DeadlineExceeded (nothing of
+    that call is committed), no other replica is asked, and no breaker counts it (the
+    replica was not too slow for `timeout`).
 
     A stalled rules service must never hold booking's threads (README, "Reliability and
     operations"), so two guards sit in front of every call:
@@ -178,7 +189,7 @@ class RulesClient:
             ("grpc.initial_reconnect_backoff_ms", 500),
             ("grpc.max_reconnect_backoff_ms", 10_000),
         ]
-        targets = [a.strip() for a in address.split(",") if a.strip()]
+        targets = [t for a in address.split(",") if (t := trim(a))]
         if channel is not None:
             channels = [channel]
             targets = [address]
@@ -229,13 +240,21 @@ class RulesClient:
             if replica is None:
                 break
             left = left[left.index(replica) + 1 :]
-            answered = True
+            answered: bool | None = True  # None: tells nothing of the replica
+            cut_by_caller = False
             try:
+                timeout, cut_by_caller = self._time_for_call()
                 return getattr(replica.stub, method)(
-                    request, timeout=self._timeout, metadata=self._metadata
+                    request, timeout=timeout, metadata=self._metadata
                 )
+            except DeadlineExceeded:
+                answered = None
+                raise
             except grpc.RpcError as exc:
                 code = exc.code()
+                if code is grpc.StatusCode.DEADLINE_EXCEEDED and cut_by_caller:
+                    answered = None
+                    raise DeadlineExceeded(_CALLER_GAVE_UP) from exc
                 if code in FAILOVER:  # that replica is down, draining or hung: the next one
                     # a rules process's own refusal (its database busy, it drains) came
                     # back at once from a live server: no breaker (review 50 F4)
@@ -250,11 +269,24 @@ class RulesClient:
             raise failure
         raise self._refusal(left)
 
+    def _time_for_call(self) -> tuple[float, bool]:
+        """The timeout of the next call to a replica: `timeout`, or the time the caller
+        has left when that is shorter (True: the caller's deadline bounds it);
+        DeadlineExceeded when the caller's time is up."""
+        caller = time_left()
+        if caller is None or caller >= self._timeout:
+            return self._timeout, False
+        if caller <= 0:
+            raise DeadlineExceeded(_CALLER_GAVE_UP)
+        return caller, True
+
     def _enter(self, replicas: list[_Replica], *, wait: bool) -> _Replica | None:
         """The first of `replicas` whose breaker lets a call through and that has a free
         slot, its slot taken; None when every breaker is open, or (after `slot_wait`
-        seconds when `wait`) every slot is taken."""
-        deadline = time.monotonic() + (self._slot_wait if wait else 0.0)
+        seconds when `wait`, or the caller's time left if shorter) every slot is taken."""
+        patience = self._slot_wait if wait else 0.0
+        caller = time_left()
+        deadline = time.monotonic() + (patience if caller is None else min(patience, caller))
         with self._slots:
             while True:
                 full = False
@@ -281,8 +313,12 @@ class RulesClient:
             return self._max_calls - sum(o.in_flight for o in others)
         return self._per_replica
 
-    def _leave(self, replica: _Replica, answered: bool) -> None:
-        if answered:
+    def _leave(self, replica: _Replica, answered: bool | None) -> None:
+        """The call on `replica` ended: it answered (True), did not (False), or its caller's
+        deadline ended it first (None: the breaker learns nothing); its slot is free."""
+        if answered is None:
+            replica.breaker.released()
+        elif answered:
             replica.breaker.succeeded()
         else:
             replica.breaker.failed()

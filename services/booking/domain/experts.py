@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from services.common.errors import FieldViolation, ValidationError
-from services.common.values import invisible
+from services.common.values import control_problem, invisible, trim
 from services.common.vocabulary import DOMAINS, uscc_problem
 
 from . import messages
@@ -50,8 +50,8 @@ def parse_expert(
     expert_id = str(data.get("expert_id", ""))
     if not on_record and not EXPERT_ID.fullmatch(expert_id):
         bad.append(FieldViolation("expert.expert_id", messages.EXPERT_ID.format(n=EXPERT_ID_MAX)))
-    name = str(data.get("name", "")).strip()
-    if invisible(name) or len(name) > NAME_MAX:
+    name = trim(str(data.get("name", "")))
+    if invisible(name) or len(name) > NAME_MAX or control_problem(name):
         bad.append(FieldViolation("expert.name", messages.EXPERT_NAME.format(n=NAME_MAX)))
     domains = [str(d) for d in dict.fromkeys(data.get("domains", []))]
     if not domains or not set(domains) <= DOMAINS:
@@ -70,7 +70,7 @@ def parse_expert(
                 messages.EXPERT_CONFLICTS.format(n=MAX_CONFLICTS),
             )
         )
-    phone = str(data.get("phone", "")).strip()
+    phone = trim(str(data.get("phone", "")))
     if phone and not PHONE.fullmatch(phone.replace("-", "").replace(" ", "")):
         bad.append(FieldViolation("expert.phone", messages.EXPERT_PHONE))
     if bad:
@@ -97,7 +97,7 @@ def _regions(
 ) -> list[str]:
     """The 镇街 an expert serves, each a listed one, stored as its Chinese name."""
     regions = [str(r) for r in dict.fromkeys(data.get("regions", []))]
-    if len(regions) > MAX_REGIONS or any(not r.strip() or len(r) > REGION_MAX for r in regions):
+    if len(regions) > MAX_REGIONS or any(not trim(r) or len(r) > REGION_MAX for r in regions):
         bad.append(
             FieldViolation(
                 "expert.regions",

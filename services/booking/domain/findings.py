@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from services.common.errors import FieldViolation, ValidationError
-from services.common.values import control_problem, invisible, parse_day
+from services.common.values import control_problem, invisible, parse_day, trim
 from services.common.vocabulary import Severity
 
 from .messages import (
@@ -84,7 +84,7 @@ def found_ticket(
         enterprise_id=enterprise_id,
         clause_ref=finding.clause_ref,
         severity=finding.severity,
-        description=finding.description.strip(),
+        description=trim(finding.description, multiline=True),
         found_on=visit.visited_on,
         due_on=due_on,
         status="",

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from services.common.errors import AlreadyExists, FieldViolation, ValidationError
 from services.common.instants import as_utc
 from services.common.state_machine import StateMachine, Tracked, Transition
-from services.common.values import control_problem, invisible
+from services.common.values import control_problem, invisible, trim
 from services.common.vocabulary import CLAUSE_REF
 
 from . import messages
@@ -119,7 +119,7 @@ def validate_order(
 ) -> OrderRequest:
     """Check the order form; every problem names its field (the page shows it beside it)."""
     bad: list[FieldViolation] = []
-    clean_items = _clean_items(items)
+    clean_items = _texts(items)
     if not clean_items:
         bad.append(FieldViolation("item_codes", messages.NO_ITEM))
     elif len(clean_items) > MAX_ITEMS:
@@ -130,7 +130,7 @@ def validate_order(
         )
         bad.append(FieldViolation("item_codes", messages.UNKNOWN_ITEMS.format(items=shown)))
     parsed = _slots(slots, today, bad)
-    name = name.strip()
+    name = trim(name)
     if invisible(name):
         bad.append(FieldViolation("contact_name", messages.NO_NAME))
     elif len(name) > MAX_NAME:
@@ -140,28 +140,29 @@ def validate_order(
     phone = _clean_phone(phone)
     if not PHONE.fullmatch(phone):
         bad.append(FieldViolation("contact_phone", messages.BAD_PHONE))
-    note = note.strip()
+    note = trim(note, multiline=True)
     if len(note) > MAX_NOTE:
         bad.append(FieldViolation("note", messages.NOTE_TOO_LONG.format(n=MAX_NOTE)))
     elif control_problem(note, multiline=True):
         bad.append(FieldViolation("note", messages.CONTROL_CHARACTERS))
     if bad:
         raise ValidationError(bad)
-    return OrderRequest(tuple(clean_items), tuple(parsed), name, phone, note.strip())
+    return OrderRequest(tuple(clean_items), tuple(parsed), name, phone, note)
 
 
-def _clean_items(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(i.strip() for i in items if i.strip()))
+def _texts(values: list[str]) -> list[str]:
+    """A list field's values, trimmed, blank ones and repeats dropped, in order."""
+    return list(dict.fromkeys(t for v in values if (t := trim(v))))
 
 
 def _clean_phone(phone: str) -> str:
-    return phone.strip().replace(" ", "").replace("-", "")
+    return trim(phone).replace(" ", "").replace("-", "")
 
 
 def _slot_texts(slots: list[str]) -> frozenset[str] | None:
     """The half-days a form names, as an order stores them; None: one cannot be read."""
     try:
-        return frozenset(str(parse_slot(s.strip())) for s in slots if s.strip())
+        return frozenset(str(parse_slot(s)) for s in _texts(slots))
     except ValueError:
         return None
 
@@ -190,19 +191,19 @@ def same_order(
     count). Neither the menu nor the booking window is checked: a retry days later of an
     order taken then is still that order."""
     return (
-        set(_clean_items(items)) == set(order.item_codes)
+        set(_texts(items)) == set(order.item_codes)
         and _slot_texts(slots) == frozenset(order.preferred_slots)
-        and name.strip() == order.contact_name
+        and trim(name) == order.contact_name
         and _clean_phone(phone) == order.contact_phone
-        and note.strip() == order.note
-        and {r.strip() for r in clause_refs if r.strip()} == set(order.clause_refs)
+        and trim(note, multiline=True) == order.note
+        and set(_texts(clause_refs)) == set(order.clause_refs)
     )
 
 
 def _slots(slots: list[str], today: date, bad: list[FieldViolation]) -> list[Slot]:
     parsed: list[Slot] = []
     last = today + timedelta(days=BOOKING_WINDOW_DAYS)
-    for text in dict.fromkeys(s.strip() for s in slots if s.strip()):
+    for text in _texts(slots):
         try:
             slot = parse_slot(text)
         except ValueError:
@@ -251,7 +252,7 @@ def validate_clause_refs(refs: list[str]) -> list[str]:
     down while the firm orders), the rules service's own grammar (CLAUSE_REF, so every
     clause id it issues passes) without control characters, at most MAX_CLAUSE_REFS,
     duplicates dropped."""
-    clean = list(dict.fromkeys(r.strip() for r in refs if r.strip()))
+    clean = _texts(refs)
     if len(clean) > MAX_CLAUSE_REFS:
         raise ValidationError(
             [FieldViolation("clause_refs", messages.TOO_MANY_CLAUSE_REFS.format(n=MAX_CLAUSE_REFS))]

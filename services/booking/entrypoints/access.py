@@ -4,8 +4,9 @@
 token alone a firm may CreateOrder and read an order's public confirmation (GetOrder);
 its private calls (GetOrder in full, ListOrders, CancelOrder, SubmitRectification) need
 its session (metadata `firm-session`, from RequestSignInCode + SignIn), checked by the
-handler; ListServiceItems is the public menu (printed on every poster) and needs no
-token at all. README "Security"
+handler; ListServiceItems is the public menu (printed on every poster): `public`, it
+needs no token and reads none (another service's, an unknown or a malformed one is
+ignored). README "Security"
 names each of these; tests/unit/test_contract_docs.py keeps the two in step.
 """
 
@@ -17,7 +18,7 @@ BOOKING_METHODS: dict[str, MethodRule] = {
     PREFIX + name: r
     for name, r in {
         "IssueQrCode": rule("booking.admin"),
-        "ListServiceItems": rule(*READERS, qr_ok=True),
+        "ListServiceItems": rule(public=True),
         "UpsertExpert": rule("booking.admin"),
         "ListExperts": rule("booking.read", "booking.admin"),
         "CreateOrder": rule("booking.admin", qr_ok=True),

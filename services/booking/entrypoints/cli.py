@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = sub.add_parser(name, help=help_text)
         _common(command)
+        _rules_guards(command)
         env_flag(command, "--grpc", "BOOKING_GRPC", "127.0.0.1:50052", "gRPC HOST:PORT")
         env_flag(command, "--http", "BOOKING_HTTP", "127.0.0.1:8080", "phone page HOST:PORT")
         env_flag(
@@ -114,8 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     box.set_defaults(run=cmd_outbox)
     sweep_cmd = sub.add_parser("sweep", help="mark overdue tickets, report them, deliver")
     _common(sweep_cmd)
+    _rules_guards(sweep_cmd)  # it delivers the outbox to rules
     sweep_cmd.set_defaults(run=cmd_sweep)
-    firm_commands.add_commands(sub, _common, _context)  # sign-in-phone, posters
+    firm_commands.add_commands(sub, _common, _rules_guards, _context)  # sign-in-phone, posters
     return parser
 
 
@@ -172,6 +174,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     env_flag(
         parser,
+        "--qr-keys",
+        "BOOKING_QR_KEYS",
+        "var/qr-keys.json",
+        'QR signing keys: {"active": id, "keys": {id: hex secret}}; created if missing',
+    )
+
+
+def _rules_guards(parser: argparse.ArgumentParser) -> None:
+    """The rules client's guards, for the commands that call the rules service (a
+    command that never does refuses them: outbox, sign-in-phone)."""
+    env_flag(
+        parser,
         "--rules-breaker-seconds",
         "BOOKING_RULES_BREAKER_SECONDS",
         BREAKER_OPEN_SECONDS,
@@ -187,13 +201,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "calls that may wait on the rules service at once (shared among its replicas); "
         "one more waits a moment for a slot, then is UNAVAILABLE: keep it below --db-workers",
         type=number_arg(1, 1000),
-    )
-    env_flag(
-        parser,
-        "--qr-keys",
-        "BOOKING_QR_KEYS",
-        "var/qr-keys.json",
-        'QR signing keys: {"active": id, "keys": {id: hex secret}}; created if missing',
     )
 
 
@@ -228,8 +235,9 @@ def _context(args: argparse.Namespace) -> BookingContext:
             credentials=client_credentials(
                 args.rules_tls_ca, args.rules_tls_cert, args.rules_tls_key
             ),
-            breaker_seconds=float(args.rules_breaker_seconds),
-            max_calls=int(args.rules_max_calls),
+            # a command that never calls rules has no guard flags (_rules_guards)
+            breaker_seconds=float(getattr(args, "rules_breaker_seconds", BREAKER_OPEN_SECONDS)),
+            max_calls=int(getattr(args, "rules_max_calls", MAX_CALLS)),
         ),
         public_url=getattr(args, "public_url", ""),  # sweep serves no pages
         hotline=getattr(args, "hotline", "12345"),

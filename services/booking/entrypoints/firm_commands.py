@@ -35,8 +35,11 @@ CALLER = Principal("staff-cli", frozenset({"booking.admin"}))
 def add_commands(
     sub: Any,
     common: Callable[[argparse.ArgumentParser], None],
+    rules_guards: Callable[[argparse.ArgumentParser], None],
     context: Callable[[argparse.Namespace], BookingContext],
 ) -> None:
+    """`common`: every command's flags; `rules_guards`: the rules client's guard flags,
+    for posters only (sign-in-phone never calls the rules service)."""
     phone = sub.add_parser("sign-in-phone", help="set or clear a firm's sign-in mobile")
     common(phone)
     phone.add_argument("--enterprise", required=True, help="the firm's 18-character code")
@@ -47,6 +50,7 @@ def add_commands(
 
     out = sub.add_parser("posters", help="one printable poster (SVG and PDF) per firm")
     common(out)
+    rules_guards(out)
     out.add_argument(
         "--region", action="append", default=[], help="a 镇街 or a county (repeatable)"
     )

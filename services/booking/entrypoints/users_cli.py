@@ -28,6 +28,7 @@ from services.common.context import Principal, bind, call_scope
 from services.common.db import default_sqlite_url, make_engine
 from services.common.errors import DomainError, ValidationError
 from services.common.regions import load_regions
+from services.common.values import trim
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -116,7 +117,7 @@ def cmd_users(args: argparse.Namespace) -> int:
             return _handled(args, SqlUnitOfWork(engine))
     except DBAPIError as exc:
         where = make_url(args.db).render_as_string(hide_password=True)
-        first = str(exc.orig or exc).strip().splitlines()[0][:200]
+        first = trim(str(exc.orig or exc)).splitlines()[0][:200]
         print(f"error: database {where}: {first}", file=sys.stderr)
         return 1
 

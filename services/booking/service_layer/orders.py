@@ -58,7 +58,7 @@ from services.common.errors import (
     retry_on_conflict,
 )
 from services.common.paging import decode_token, one_page, page_size, query_key
-from services.common.values import control_problem, invisible
+from services.common.values import control_problem, invisible, trim
 
 KEY_MAX = 64
 REASON_MAX = 500
@@ -88,7 +88,7 @@ def admit(ctx: BookingContext, token: str, idempotency_key: str) -> str:
     """The check that needs no database, made before an order joins a group: the
     idempotency key (stripped, returned). The QR token's order limit is charged later,
     in the transaction, and only for an order about to be written (`_charge`)."""
-    key = (idempotency_key or "").strip()
+    key = trim(idempotency_key or "")
     if not key or len(key) > KEY_MAX:
         raise ValidationError(
             [FieldViolation("idempotency_key", messages.BAD_IDEMPOTENCY_KEY.format(n=KEY_MAX))]
@@ -446,6 +446,8 @@ def cancel_order(
         raise ValidationError(
             [FieldViolation("reason", messages.CANCEL_REASON_TOO_LONG.format(n=REASON_MAX))]
         )
+    if control_problem(reason, multiline=True):
+        raise ValidationError([FieldViolation("reason", messages.CONTROL_CHARACTERS)])
     with uow:
         owner = owner_of(uow, ctx, access)
         order = visible(owner, uow.register.order(order_id, for_update=True), "order", order_id)
@@ -453,7 +455,7 @@ def cancel_order(
             OrderAction.CANCEL,
             actor="firm" if access.by_firm else actor,
             at=now(),
-            reason=reason.strip() or messages.CANCELLED_BY_FIRM,
+            reason=trim(reason, multiline=True) or messages.CANCELLED_BY_FIRM,
         )
         uow.register.release_slot(order.id)
         uow.commit()

@@ -15,6 +15,7 @@ from services.booking.domain import messages
 from services.booking.domain.rules_service import ClauseInfo, FindingInfo, Question
 from services.booking.service_layer.guidance import finding_view
 from services.booking.service_layer.ports import BookingContext, ask_rules
+from services.common.values import control_problem, trim
 
 MAX_NUMBER = 1_000_000
 
@@ -48,7 +49,7 @@ def parse_answers(
     errors: dict[str, str] = {}
     for group in groups:
         for q, _ in group.questions:
-            raw = form.get(q.key, "").strip()
+            raw = trim(form.get(q.key, ""))
             if not raw:
                 continue
             if q.answer_type == "yes_no":
@@ -66,7 +67,10 @@ def parse_answers(
 
 
 def _number(raw: str, *, whole: bool) -> tuple[float, str]:
-    """An answer's number, or why it is refused (in the firm's words)."""
+    """An answer's number, or why it is refused (in the firm's words). float() would
+    take control characters around it for whitespace: they are refused."""
+    if control_problem(raw):
+        return 0, messages.SELF_CHECK_BAD_NUMBER
     try:
         number = float(raw)
     except ValueError:

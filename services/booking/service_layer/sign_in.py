@@ -32,6 +32,7 @@ from services.common.errors import (
     ValidationError,
 )
 from services.common.instants import as_utc
+from services.common.values import trim
 from services.common.vocabulary import uscc_problem
 
 _log = structlog.get_logger("sign_in")
@@ -46,7 +47,7 @@ class SignedIn:
 
 
 def _phone(value: str, field: str = "phone") -> str:
-    phone = value.strip().replace(" ", "").replace("-", "")
+    phone = trim(value).replace(" ", "").replace("-", "")
     if not PHONE.fullmatch(phone):
         raise ValidationError([FieldViolation(field, messages.SIGN_IN_BAD_PHONE)])
     return phone
@@ -125,7 +126,7 @@ def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: 
     """Exchange a code for a 30-day session of the token's firm. A wrong, expired, used
     or another firm's code is PermissionDenied; past MAX_TRIES, RateLimited."""
     phone = _phone(phone)
-    code = code.strip()
+    code = trim(code)
     if not rules.CODE.fullmatch(code):
         raise ValidationError([FieldViolation("code", messages.SIGN_IN_BAD_CODE_FORMAT)])
     at = now()
@@ -197,7 +198,7 @@ def set_sign_in_phone(
     """booking.admin sets or (empty) clears a firm's sign-in mobile; audited."""
     if problem := uscc_problem(enterprise_id):
         raise ValidationError([FieldViolation("enterprise_id", problem)])
-    clean = _phone(phone) if phone.strip() else ""
+    clean = _phone(phone) if trim(phone) else ""
     with uow:
         card = uow.register.firm(enterprise_id, for_update=True)
         if card is None:

@@ -26,7 +26,7 @@ from services.common.errors import (
     ValidationError,
 )
 from services.common.regions import RegionRegistry
-from services.common.values import control_problem, preview
+from services.common.values import control_problem, preview, trim
 
 DEMO_INSPECTOR_REGION = "稠城街道"
 
@@ -51,7 +51,7 @@ def _checked(uow: UnitOfWork, regions: RegionRegistry | None, new: NewAccount) -
     bad: list[FieldViolation] = []
     if not USERNAME.match(new.username):
         bad.append(FieldViolation("username", "3-40 of a-z 0-9 _ . -, starting with a letter"))
-    name = new.display_name.strip()
+    name = trim(new.display_name)
     if not name or len(name) > 50 or control_problem(name):
         bad.append(FieldViolation("display_name", "1-50 characters, no control characters"))
     try:
@@ -98,7 +98,7 @@ def _region(regions: RegionRegistry | None, value: str, bad: list[FieldViolation
         bad.append(FieldViolation("region", "an inspector serves one 镇街 (--region)"))
         return ""
     if regions is None:
-        return value.strip()
+        return trim(value)
     found = regions.canonical(value)
     if found is None:
         bad.append(FieldViolation("region", regions.problem(value)))

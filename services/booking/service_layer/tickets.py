@@ -31,7 +31,7 @@ from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
 from services.common.paging import decode_token, one_page, page_size, query_key
-from services.common.values import control_problem, parse_iso_date
+from services.common.values import control_problem, parse_iso_date, trim
 
 TOO_LONG = messages.PROOF_TOO_LONG.format(n=MAX_TEXT)
 
@@ -63,9 +63,14 @@ def submit_rectification(
         found = uow.register.ticket(ticket_id, for_update=True)
         ticket = visible(owner, found, "ticket", ticket_id)
         sent = ticket.proofs_this_round()
-        ticket.move(TicketAction.SUBMIT_PROOF, actor=actor, at=now(), reason=note.strip()[:200])
+        ticket.move(
+            TicketAction.SUBMIT_PROOF,
+            actor=actor,
+            at=now(),
+            reason=trim(note, multiline=True)[:200],
+        )
         check_room(sent)  # after the move: a verified ticket says so first
-        ticket.proof_note = note.strip()
+        ticket.proof_note = trim(note, multiline=True)
         proof = photo_record(new_id("P"), ticket.id, photo, "proof", now())
         uow.register.add(proof)
         ticket.proof_photo_id = proof.id

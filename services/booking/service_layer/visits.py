@@ -23,7 +23,7 @@ from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
 from services.common.instants import in_shanghai
-from services.common.values import parse_day
+from services.common.values import parse_day, trim
 
 MAX_MINUTES = 24 * 60
 
@@ -59,7 +59,7 @@ def record_visit(
     day = parse_day(visited_on, "visited_on") if visited_on else today
     if day > today:  # rules would refuse its events (dated after today) for good
         raise ValidationError([FieldViolation("visited_on", messages.VISIT_IN_FUTURE)])
-    mobile = on_site_mobile.strip()
+    mobile = trim(on_site_mobile)
     if mobile and not PHONE.fullmatch(mobile):
         raise ValidationError([FieldViolation("on_site_mobile", messages.SIGN_IN_BAD_PHONE)])
     if not 0 <= minutes <= MAX_MINUTES:

@@ -30,7 +30,7 @@ def create_http_app(running: RunningServer) -> Starlette:
 
     async def healthz(request: Request) -> Response:
         answer = running.health.Check(
-            health_pb2.HealthCheckRequest(service=SERVICE_NAME), GatewayContext("", {})
+            health_pb2.HealthCheckRequest(service=SERVICE_NAME), GatewayContext("", ())
         )
         serving = answer.status == health_pb2.HealthCheckResponse.SERVING
         return PlainTextResponse("ok" if serving else "not serving", 200 if serving else 503)

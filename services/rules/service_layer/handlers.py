@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from services.common.clock import today_shanghai
 from services.common.regions import RegionRegistry
-from services.common.values import parse_day
+from services.common.values import parse_day, trim
 from services.common.vocabulary import Severity
 from services.rules.domain.applicability import Applicability
 from services.rules.domain.decision import Decision, applicable_clauses, decide
@@ -114,7 +114,7 @@ def plain_input_profile(
     if candidate is None:
         return None
     raw = candidate.region
-    if ctx.regions is not None and raw.strip():
+    if ctx.regions is not None and trim(raw):
         name = ctx.regions.canonical(raw)
         if name is None:
             return None
@@ -130,7 +130,7 @@ def canonical_region(
     or a violation naming `{prefix}region` when the region is not in regions.yaml. A
     missing or non-text region is left to parse_profile to report."""
     raw = data.get("region") if isinstance(data, Mapping) else None
-    if ctx.regions is None or not isinstance(raw, str) or not raw.strip():
+    if ctx.regions is None or not isinstance(raw, str) or not trim(raw):
         return data, []
     name = ctx.regions.canonical(raw)
     if name is None:

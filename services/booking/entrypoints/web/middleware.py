@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.booking.domain.findings import MAX_FINDINGS
 from services.common.auth import TokenStore
 from services.common.context import Principal
+from services.common.values import trim
 
 FORM_BODY_LIMIT = 64 * 1024  # the order form is a few hundred bytes
 # Starlette counts a urlencoded field's bytes as sent, percent-encoded, name and value
@@ -214,7 +215,7 @@ def staff_principal(store: TokenStore, request: Request) -> Principal | None:
     """Whom the request's staff token (is_staff) names, None without one."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    token = value.strip()
+    token = trim(value)
     if scheme.lower() == "basic":
         try:
             token = base64.b64decode(token).decode().partition(":")[2]

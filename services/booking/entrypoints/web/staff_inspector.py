@@ -21,7 +21,7 @@ from services.booking.service_layer import authz, staff_views, tickets
 from services.booking.service_layer.staff_sessions import Visitor
 from services.booking.service_layer.staff_views import QueueFilter
 from services.common.errors import NotFound, PreconditionFailed, ValidationError
-from services.common.values import invisible
+from services.common.values import invisible, trim
 
 MAX_QUERY = 100
 DONE_BANNERS = {"pass": messages.RECHECK_DONE_PASS, "fail": messages.RECHECK_DONE_FAIL}
@@ -115,8 +115,8 @@ class InspectorPages(StaffBase):
             if not self.csrf_ok(visitor, form):
                 return csrf_refused(self.render)
             result = str(form.get("result") or "")
-            note = typed(form.get("note")).strip()
-            new_due = str(form.get("new_due_on") or "").strip()
+            note = trim(typed(form.get("note")), multiline=True)
+            new_due = trim(str(form.get("new_due_on") or ""))
         found = self.signed_in(request, visitor)
         if isinstance(found, Response):
             return found

@@ -60,6 +60,7 @@ from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.staff_sessions import Outcome, Visitor, principal_of
 from services.booking.service_layer.views import Guidance
 from services.common.context import Principal, bind, call_scope
+from services.common.values import trim
 
 T = TypeVar("T")
 _log = structlog.get_logger("staff")
@@ -212,7 +213,7 @@ class SignInPages(StaffBase):
         ) as form:
             if not self.csrf_ok(found, form):
                 return csrf_refused(self.render)
-            username = str(form.get("username") or "").strip()
+            username = trim(str(form.get("username") or ""))
             password = str(form.get("password") or "")
         assert found is not None
         address = request.client.host if request.client else ""

@@ -1,0 +1,63 @@
+"""The rules client's guard flags (`--rules-breaker-seconds`, `--rules-max-calls`) on the
+booking commands: taken, and passed to the rules client, by every command that calls the
+rules service (serve, demo; sweep, which reports overdue tickets and delivers the outbox;
+posters, which lists a region's firms); refused (argparse: exit 2) by those that never do
+(outbox, which only counts and requeues; sign-in-phone, which writes booking's own card)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.booking.adapters.rules_client import RulesClient
+from services.booking.entrypoints.cli import _context, _parser
+from tests.support import RULESETS
+
+GUARDS = ["--rules-breaker-seconds", "7", "--rules-max-calls", "3"]
+WHAT = {  # each command's own required arguments
+    "serve": [],
+    "demo": [],
+    "sweep": [],
+    "posters": ["--out", "posters"],
+    "outbox": [],
+    "sign-in-phone": ["--enterprise", "91330782MA2000001K", "--clear"],
+}
+
+
+def files(tmp_path: Path) -> list[str]:
+    return [
+        "--menu", str(RULESETS / "menu.yaml"),
+        "--regions", str(RULESETS / "regions.yaml"),
+        "--qr-keys", str(tmp_path / "keys.json"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["serve", "demo", "sweep", "posters"])
+def test_a_command_that_calls_rules_passes_the_guard_flags_to_its_client(
+    command: str, tmp_path: Path
+) -> None:
+    args = _parser().parse_args([command, *WHAT[command], *files(tmp_path), *GUARDS])
+    client = _context(args).rules
+    assert isinstance(client, RulesClient)
+    assert client._max_calls == 3
+    assert {r.breaker.open_seconds for r in client._replicas} == {7.0}
+    client.close()
+
+
+@pytest.mark.parametrize("command", ["outbox", "sign-in-phone"])
+@pytest.mark.parametrize("flag", [GUARDS[:2], GUARDS[2:]])
+def test_a_command_that_never_calls_rules_refuses_the_guard_flags(
+    command: str, flag: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args([command, *WHAT[command], *flag])
+    assert info.value.code == 2
+    assert f"unrecognized arguments: {flag[0]}" in capsys.readouterr().err
+
+
+def test_sign_in_phone_still_builds_its_context_without_them(tmp_path: Path) -> None:
+    args = _parser().parse_args(["sign-in-phone", *WHAT["sign-in-phone"], *files(tmp_path)])
+    client = _context(args).rules
+    assert isinstance(client, RulesClient)
+    client.close()
