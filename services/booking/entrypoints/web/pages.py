@@ -281,9 +281,14 @@ class Pages:
 
     async def _own_firm(self, request: Request) -> FirmAccess:
         """The credentials of a private route, the token checked first; without a
-        `session_firm` the visitor is sent to sign in."""
-        await run_in_threadpool(self._firm, request.path_params["token"])  # the token first
-        return await firm_access(self.ctx, self.engine, request)
+        `session_firm` the visitor is sent to sign in. A session of another firm than the
+        token's (a phone signed in for firm A scanning firm B's poster) counts as none:
+        the visitor is sent to sign in for B, not told B's valid code is invalid."""
+        card = await run_in_threadpool(self._firm, request.path_params["token"])
+        access = await firm_access(self.ctx, self.engine, request)
+        if access.session_firm and access.session_firm != card.enterprise_id:
+            return FirmAccess(access.token)
+        return access
 
     @record_ids
     async def ticket_page(self, request: Request) -> Response:
