@@ -45,6 +45,15 @@ ORDER_SUBMITTED_BEFORE = (
     "如需另约，请返回预约页选择其他服务项目或时段。"
 )
 CANCEL_REASON_TOO_LONG = "取消原因最多{n}个字"
+CANCEL_NEEDS_REASON = "主管部门取消预约时须写明原因"
+# the firm's cancel page (the phone page: /q/<token>/orders/<id>/cancel)
+CANCEL_WARNING = (
+    "取消后专家不会上门，所约时段将让给其他企业；取消后不能恢复，如仍需指导请重新预约。"
+)
+CANCEL_NOT_OPEN = "该预约当前为“{status}”，不能取消。"
+CANCEL_POSTS_TOO_FAST = "提交太频繁，本次没有取消。取消原因已保留，请{seconds}秒后再提交。"
+ORDER_CANCELLED = "预约已取消，专家不会上门。如仍需指导，可重新预约。"
+CANCEL_EARLIER_ORDER = "取消原预约{order_id}"
 
 # ---------------------------------------------------------------- proof of fix
 NO_PHOTO = "请上传整改后的照片（JPEG或PNG）"

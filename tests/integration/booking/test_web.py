@@ -12,12 +12,12 @@ import html
 import re
 import struct
 import zlib
-from urllib.parse import quote
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
