@@ -266,6 +266,14 @@ VISIT_BAD_MINUTES = "现场时长为0到1440分钟"
 VISIT_TOO_MANY = "一次最多记录50项隐患"
 VISIT_NOT_OPEN = "该订单不在待上门状态，不能记录检查"
 VISIT_RECORDED = "已保存检查记录"
+# the visit form's on-site mobile: what a visit leaves as the firm's sign-in mobile
+VISIT_MOBILE_FROM_ORDER = (
+    "该企业还没有登录手机。留空则以预约联系人的手机（{mobile}）作为企业登录手机；"
+    "请向现场负责人核对，不是本企业的人时请填写现场负责人的手机。"
+)
+VISIT_MOBILE_ON_RECORD = (
+    "该企业已有登录手机（{mobile}），留空则不变；填写则改为该号码，企业须用新号码重新登录。"
+)
 # a visit's photos together (web form: one photo a finding, each ≤ 5 MB)
 VISIT_PHOTO_OVER_TOTAL = "本次检查的照片合计不能超过{total}MB，这张照片未保存，请压缩后重新选择"
 VISIT_PHOTOS_RESELECT = (
