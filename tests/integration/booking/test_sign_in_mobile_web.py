@@ -54,7 +54,8 @@ def test_left_empty_the_orders_contact_mobile_becomes_the_sign_in_mobile(
     with pair.booking_engine.connect() as conn:
         rows = conn.execute(select(audit_log).where(audit_log.c.entity == "firm")).all()
     changes = [(r.caller, (r.after or {}).get("sign_in_phone")) for r in rows]
-    assert [c for c in changes if c[1] == "138****5678"][0][0].startswith("staff:zhuanjia")
+    callers = [who for who, phone in changes if phone == "138****5678"]
+    assert len(callers) == 1 and callers[0].startswith("staff:zhuanjia")
     assert CONTACT not in repr(rows)
 
 
