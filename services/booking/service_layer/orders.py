@@ -42,6 +42,7 @@ from services.booking.service_layer.qr_codes import (
     firm_for_token,
     firms_for_tokens,
     owner_of,
+    session_owner,
     visible,
 )
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -438,18 +439,13 @@ def cancel_order(
     actor: str,
     reason: str,
 ) -> Order:
-    """The firm cancels its own order; the authority (`access` STAFF) must give a reason.
-    Frees the slot, then dispatches what waited for it."""
-    if not access.by_firm and invisible(reason):
-        raise ValidationError([FieldViolation("reason", "the authority must say why it cancels")])
-    if len(reason) > REASON_MAX:
-        raise ValidationError(
-            [FieldViolation("reason", messages.CANCEL_REASON_TOO_LONG.format(n=REASON_MAX))]
-        )
-    if control_problem(reason, multiline=True):
-        raise ValidationError([FieldViolation("reason", messages.CONTROL_CHARACTERS)])
+    """The firm cancels its own order, with its signed-in session (a QR token alone may
+    not: anyone can scan the poster); the authority (`access` STAFF) must give a reason.
+    Frees the slot, then dispatches what waited for it. Only SUBMITTED or DISPATCHED
+    orders (else PreconditionFailed). gRPC CancelOrder and the phone page's cancel form."""
+    check_cancel_reason(reason, by_firm=access.by_firm)
     with uow:
-        owner = owner_of(uow, ctx, access)
+        owner = session_owner(uow, ctx, access) if access.by_firm else None
         order = visible(owner, uow.register.order(order_id, for_update=True), "order", order_id)
         order.move(
             OrderAction.CANCEL,
@@ -461,3 +457,16 @@ def cancel_order(
         uow.commit()
     redispatch_after_commit(uow, ctx)
     return get_order(uow, ctx, order_id, access, EVERY)  # a firm or booking.admin
+
+
+def check_cancel_reason(reason: str, *, by_firm: bool) -> None:
+    """A cancellation's reason: optional for the firm, required of the authority; at most
+    REASON_MAX characters; no control characters (line breaks allowed)."""
+    if not by_firm and invisible(reason):
+        raise ValidationError([FieldViolation("reason", messages.CANCEL_NEEDS_REASON)])
+    if len(reason) > REASON_MAX:
+        raise ValidationError(
+            [FieldViolation("reason", messages.CANCEL_REASON_TOO_LONG.format(n=REASON_MAX))]
+        )
+    if control_problem(reason, multiline=True):
+        raise ValidationError([FieldViolation("reason", messages.CONTROL_CHARACTERS)])

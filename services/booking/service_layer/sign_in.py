@@ -4,8 +4,10 @@ Nothing here says whether a phone is on record: `request_code` answers the same 
 way (a code goes out only when the phone is the firm's sign-in mobile). Codes, tries and
 sessions live in the register (they hold across processes and replicas); only digests
 of codes, phones and session secrets are stored. The sign-in mobile is set by
-booking.admin (`set_sign_in_phone`) or by the expert who met the firm (visits.py); each
-change is in the audit trail (masked) and ends the firm's sessions.
+booking.admin (`set_sign_in_phone`) or by the visit of one of the firm's orders
+(visits.py): the mobile of the person the expert met, or, while the firm has none, that
+order's contact mobile (domain/sign_in.py `mobile_after_visit`); each change is in the
+audit trail (masked) and ends the firm's sessions.
 """
 
 from __future__ import annotations

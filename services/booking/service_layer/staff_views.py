@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from services.booking.domain import messages
-from services.booking.domain.orders import Order, OrderStatus
+from services.booking.domain.orders import Order, OrderStatus, mask_phone
 from services.booking.domain.records import Photo
 from services.booking.domain.rules_service import PickableClause, search_clauses
 from services.booking.domain.slots import parse_slot
@@ -187,6 +187,12 @@ class VisitForm:
     clauses: list[PickableClause]  # the search's matches
     picked: list[tuple[PickableClause, date]]  # each with its deadline by policy
     visit_day: date
+    # the on-site mobile left empty: the firm's sign-in mobile after the visit is the one
+    # it has (`on_record`), or, without one, the order's contact mobile
+    # (domain/sign_in.py mobile_after_visit); shown masked, as to every caller but
+    # booking.admin (`default_mobile`)
+    default_mobile: str = ""
+    on_record: bool = False
 
 
 def visit_form(
@@ -199,8 +205,12 @@ def visit_form(
 ) -> VisitForm:
     """The visit form of the expert's own dispatched order: the clauses that apply to
     the firm (matching `query`), and a finding block for each of `picks`, in order (the
-    same clause twice is two findings), with severity and deadline preset."""
+    same clause twice is two findings), with severity and deadline preset, and the
+    mobile the firm signs in with unless the expert types another (VisitForm)."""
     order = own_order(uow, p, order_id)
+    with uow:
+        card = uow.register.firm(order.enterprise_id)
+    on_record = card.sign_in_phone if card is not None else ""
     catalogue = ask_rules(lambda: ctx.rules.applicable_clauses(order.enterprise_id))
     by_ref = {c.clause_ref: c for c in catalogue}
     today = ctx.today()
@@ -210,7 +220,14 @@ def visit_form(
         for ref in picks
         for found in [by_ref.get(ref) or PickableClause(ref, foreign, "", "general")]
     ]
-    return VisitForm(order, search_clauses(catalogue, query), picked, today)
+    return VisitForm(
+        order,
+        search_clauses(catalogue, query),
+        picked,
+        today,
+        default_mobile=mask_phone(on_record or order.contact_phone),
+        on_record=bool(on_record),
+    )
 
 
 def own_order(uow: UnitOfWork, p: Principal, order_id: str) -> Order:

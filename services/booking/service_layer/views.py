@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from services.booking.domain.firm_access import FirmAccess
-from services.booking.domain.orders import ENDED_ORDERS, mask_phone
+from services.booking.domain.orders import ENDED_ORDERS, OPEN_STATUSES, mask_phone
 from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
 from services.booking.domain.tickets import FirmNotice, TicketStatus
@@ -115,12 +115,14 @@ def order_page(
     """One of the firm's orders. With the QR token alone: the public confirmation
     (number and status); for the firm's session also the expert, items, contact, the
     clauses that motivated it (with their texts, as on a ticket's page) and the tickets
-    it raised."""
+    it raised. `cancellable`: SUBMITTED or DISPATCHED (the page offers to cancel it, or
+    to sign in to cancel it)."""
     with uow:
         card = firm_for_token(uow, ctx, access.token)
         order = visible(card, uow.register.order(order_id), "order", order_id)
+        cancellable = order.status in OPEN_STATUSES  # the firm may cancel it (signed in)
         if not access.signed_in_as(card.enterprise_id):
-            return {"firm": card, "order": order, "signed_in": False}
+            return {"firm": card, "order": order, "signed_in": False, "cancellable": cancellable}
         raised = [
             t
             for t in uow.register.tickets(enterprise_id=card.enterprise_id, limit=FIRM_TICKETS)
@@ -137,6 +139,26 @@ def order_page(
         "tickets": raised,
         "clause_texts": guidance.texts(order.clause_refs),  # outside the transaction
         "signed_in": True,
+        "cancellable": cancellable,
+    }
+
+
+def cancel_page(
+    uow: UnitOfWork, ctx: BookingContext, access: FirmAccess, order_id: str
+) -> dict[str, Any]:
+    """The signed-in firm's order on its cancel page: what is being cancelled (number,
+    status, expert and half-day, items) and whether it still can be (SUBMITTED or
+    DISPATCHED: `cancellable`)."""
+    with uow:
+        card = session_owner(uow, ctx, access)
+        order = visible(card, uow.register.order(order_id), "order", order_id)
+        names = _names(uow, [order.expert_id])
+    return {
+        "firm": card,
+        "order": order,
+        "expert_name": names.get(order.expert_id or "", ""),
+        "items": [ctx.menu[c].name if c in ctx.menu else c for c in order.item_codes],
+        "cancellable": order.status in OPEN_STATUSES,
     }
 
 

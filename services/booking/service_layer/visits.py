@@ -16,6 +16,7 @@ from services.booking.domain.findings import FindingInput, check_findings, found
 from services.booking.domain.orders import PHONE, OrderAction
 from services.booking.domain.photos import photo_record
 from services.booking.domain.records import Visit
+from services.booking.domain.sign_in import mobile_after_visit
 from services.booking.domain.tickets import Ticket
 from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.sign_in import change_phone
@@ -50,7 +51,9 @@ def record_visit(
     """The expert's visit: each finding becomes a ticket and a HAZARD_FOUND event; a visit
     without findings closes the order. `expert_id`: only that expert's order ('' = any).
     `on_site_mobile`: the firm's person the expert met; it becomes the firm's sign-in
-    mobile (sign_in.py), in the same transaction. `firm_clauses_only` (the staff pages):
+    mobile (sign_in.py), in the same transaction; without one, a firm that has no
+    sign-in mobile yet gets the visited order's contact mobile (the phone of its first
+    confirmed order: domain/sign_in.py `mobile_after_visit`). `firm_clauses_only` (the staff pages):
     each finding cites a clause that applies to the firm (rules is asked once), not only
     one that exists. A visit is dated no later than today and no earlier than the day
     its order was placed (that day in Asia/Shanghai; today, should the order's instant lie
@@ -59,7 +62,7 @@ def record_visit(
     day = parse_day(visited_on, "visited_on") if visited_on else today
     if day > today:  # rules would refuse its events (dated after today) for good
         raise ValidationError([FieldViolation("visited_on", messages.VISIT_IN_FUTURE)])
-    mobile = trim(on_site_mobile)
+    mobile = trim(on_site_mobile).replace(" ", "").replace("-", "")
     if mobile and not PHONE.fullmatch(mobile):
         raise ValidationError([FieldViolation("on_site_mobile", messages.SIGN_IN_BAD_PHONE)])
     if not 0 <= minutes <= MAX_MINUTES:
@@ -91,9 +94,10 @@ def record_visit(
         tickets = [_ticket(uow, visit, order.enterprise_id, f, due, actor) for f, due in checked]
         if not tickets:
             order.move(OrderAction.CLOSE, actor=actor, at=now(), reason=messages.NO_FINDINGS)
-        card = uow.register.firm(order.enterprise_id, for_update=True) if mobile else None
-        if card is not None:
-            change_phone(uow, card, mobile)
+        card = uow.register.firm(order.enterprise_id, for_update=True)
+        if card is not None:  # audited (masked); a new mobile ends the firm's sessions
+            after = mobile_after_visit(card.sign_in_phone, mobile, order.contact_phone)
+            change_phone(uow, card, after)
         uow.commit()
         return VisitResult(visit, tickets)
 

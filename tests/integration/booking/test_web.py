@@ -2,7 +2,7 @@
 
 Covers: landing, the order form's errors next to their fields, double submission, the
 confirmation, bad tokens (forged, edited, revoked) → 403 with no firm data, another
-firm's records → 404 (or 403 for a session of another firm) with none, proof-of-fix
+firm's records → 404 (a session of another firm: its sign-in page) with none, proof-of-fix
 uploads, /verify, /dashboard, /healthz, error pages, headers.
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -351,10 +352,13 @@ def test_forged_edited_and_revoked_tokens_get_403_without_firm_data(site: Site) 
     assert site.client.get(f"/q/{fresh}").status_code == 200
 
 
-def test_another_firms_order_is_404_its_ticket_and_photo_403_for_a_session(site: Site) -> None:
+def test_another_firms_order_is_404_and_a_session_of_another_firm_signs_in_again(
+    site: Site,
+) -> None:
     """Firm A's session with firm B's valid code: A's order through B's code is not found
-    (test_pages_polish: as for B's own session), A's ticket and photo are refused, the
-    session and the code disagreeing."""
+    (test_pages_polish: as for B's own session). A ticket or photo through B's code is
+    sent to B's sign-in page, as without a session (review 52: it was 403 "二维码无效或
+    已失效", which B's code is not); nothing of A's is shown, nothing is uploaded."""
     firm, token = site.firm(10, name="甲企业五金厂")
     _, other = site.firm(11, name="乙企业纺织厂")
     site.sign_in(firm, token)
@@ -369,20 +373,22 @@ def test_another_firms_order_is_404_its_ticket_and_photo_403_for_a_session(site:
     page = site.client.get(f"/q/{token}/tickets/{ticket_id}")
     photo_id = re.search(r'/photos/([A-Za-z0-9]+)"', page.text)
     assert photo_id
-    for path, status in (
-        (f"/q/{other}/orders/{order_id}", 404),
-        (f"/q/{other}/tickets/{ticket_id}", 403),
-        (f"/q/{other}/photos/{photo_id.group(1)}", 403),
-    ):
+    response = site.client.get(f"/q/{other}/orders/{order_id}")
+    assert response.status_code == 404
+    assert "甲企业" not in response.text and "台账" not in response.text
+    for path in (f"/q/{other}/tickets/{ticket_id}", f"/q/{other}/photos/{photo_id.group(1)}"):
         response = site.client.get(path)
-        assert response.status_code == status, path
+        assert response.status_code == 303, path
+        assert response.headers["location"] == f"/q/{other}/sign-in?next=" + quote(path, safe="")
         assert "甲企业" not in response.text and "台账" not in response.text
     stolen = site.client.post(
         f"/q/{other}/tickets/{ticket_id}",
         data={"note": "x"},
         files={"photo": ("a.png", make_png(), "image/png")},
     )
-    assert stolen.status_code == 403
+    assert stolen.status_code == 303 and "/sign-in?next=" in stolen.headers["location"]
+    listed = site.pair.booking.ListTickets(bpb.ListTicketsRequest(), timeout=10).tickets
+    assert [t.proof_note for t in listed if t.ticket_id == ticket_id] == ["ok"]  # none saved
     assert site.client.get(f"/q/{token}/orders/NOSUCH").status_code == 404
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
-from services.booking.domain.orders import OrderRequest, mask_phone, validate_order
+from services.booking.domain import messages
+from services.booking.domain.orders import PHONE, OrderRequest, mask_phone, validate_order
 from services.booking.domain.slots import Slot
 from services.common.errors import ValidationError
 
@@ -219,6 +221,20 @@ def test_good_phones(phone: str, clean: str) -> None:
 )
 def test_bad_phones(phone: str) -> None:
     assert set(violations(form(phone=phone))) == {"contact_phone"}
+
+
+@pytest.mark.parametrize("phone", ["12012345678", "11012345678", "10012345678"])
+def test_the_phone_message_states_the_rule_that_refused_the_number(phone: str) -> None:
+    """Review 52 M1: the message said "以1开头" of numbers that start with 1 and were
+    refused all the same. Every mobile message names the prefixes PHONE takes, 13 to 19."""
+    assert violations(form(phone=phone))["contact_phone"] == [messages.BAD_PHONE]
+    for text in (messages.BAD_PHONE, messages.SIGN_IN_BAD_PHONE, messages.EXPERT_PHONE):
+        stated = re.search(r"以(1[0-9])至(1[0-9])开头", text)
+        assert stated, text
+        low, high = int(stated.group(1)), int(stated.group(2))
+        for prefix in range(10, 20):
+            taken = PHONE.fullmatch(f"{prefix}012345678") is not None
+            assert taken == (low <= prefix <= high), (text, prefix)
 
 
 @pytest.mark.parametrize("phone", ["13８12345678", "13٨١٢٣٤٥٦٧٨"])

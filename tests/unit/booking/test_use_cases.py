@@ -217,11 +217,40 @@ def test_cancelling_frees_the_slot_for_a_waiting_order(
     first = place(uow, ctx, token, "a", *tomorrow)
     waiting = place(uow, ctx, token, "b", *tomorrow)  # one visit a day: it waits
     assert first.status == "dispatched" and waiting.status == "submitted"
-    cancelled = orders.cancel_order(uow, ctx, first.id, FirmAccess(token), actor="firm", reason="")
+    signed_in = FirmAccess(token, FIRM)  # the firm's session (the phone page sends both)
+    cancelled = orders.cancel_order(uow, ctx, first.id, signed_in, actor="firm", reason="")
     assert cancelled.status == "cancelled" and cancelled.history[-1].reason == "企业取消"
     assert uow.register.orders_by_id[waiting.id].status == "dispatched"
-    with pytest.raises(ValidationError):  # the authority must say why
+    with pytest.raises(ValidationError) as info:  # the authority must say why
         orders.cancel_order(uow, ctx, waiting.id, STAFF, actor="admin", reason=" ")
+    assert info.value.violations[0].description == messages.CANCEL_NEEDS_REASON
+
+
+def test_a_firm_cancels_only_with_its_session_and_a_clean_short_reason(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    """Review 52 F1: cancelling is one of the firm's own actions (api.md Auth): the QR
+    token alone, which anyone who scans the poster has, is refused; the reason the firm
+    may type is at most REASON_MAX characters without control characters."""
+    add_expert(uow, ctx)
+    order = place(uow, ctx, token)
+    with pytest.raises(PermissionDenied):
+        orders.cancel_order(uow, ctx, order.id, FirmAccess(token), actor="firm", reason="")
+    signed_in = FirmAccess(token, FIRM)
+    for reason, said in (
+        ("不要了\x1b[2J", messages.CONTROL_CHARACTERS),
+        ("字" * (orders.REASON_MAX + 1), messages.CANCEL_REASON_TOO_LONG.format(n=500)),
+    ):
+        with pytest.raises(ValidationError) as info:
+            orders.cancel_order(uow, ctx, order.id, signed_in, actor="firm", reason=reason)
+        assert [(v.field, v.description) for v in info.value.violations] == [("reason", said)]
+    assert uow.register.orders_by_id[order.id].status == "dispatched"
+    done = orders.cancel_order(
+        uow, ctx, order.id, signed_in, actor="firm", reason=" 搬迁了，\n以后再约 "
+    )
+    assert done.history[-1].reason == "搬迁了，\n以后再约" and done.history[-1].actor == "firm"
+    with pytest.raises(PreconditionFailed):  # cancelled already
+        orders.cancel_order(uow, ctx, order.id, signed_in, actor="firm", reason="")
 
 
 def test_orders_are_listed_a_page_at_a_time(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:

@@ -21,7 +21,10 @@ from services.booking.service_layer.ports import BookingContext
 COOKIE = "firm_session"
 MAX_COOKIE = 200
 # the firm's own pages a visitor may be sent back to after signing in
-_RETURN_PATH = r"(/(self-check|order|(orders|tickets|photos)/[A-Za-z0-9_-]{1,64}))?"
+_RETURN_PATH = (
+    r"(/(self-check|order|(orders|tickets|photos)/[A-Za-z0-9_-]{1,64}"
+    r"|orders/[A-Za-z0-9_-]{1,64}/cancel))?"
+)
 
 
 def credential(request: Request) -> str:
@@ -74,8 +77,9 @@ def sign_in_redirect(token: str, request: Request) -> RedirectResponse:
 
 def return_path(token: str, value: str) -> str:
     """Where to go after signing in: `value` when it is one of this token's own pages
-    (/q/{token}, its order form, self-check, an order, ticket or photo: no other host, no
-    query, no ".."), else the firm's page. Never an open redirect."""
+    (/q/{token}, its order form, self-check, an order, an order's cancel page, a ticket
+    or photo: no other host, no query, no ".."), else the firm's page. Never an open
+    redirect."""
     home = f"/q/{token}"
     if re.fullmatch(re.escape(home) + _RETURN_PATH, value or ""):
         return value

@@ -7,10 +7,10 @@ everything typed kept.
 
 Over a limit here: HTTP 429 with Retry-After and a Chinese page in the layout of the pages
 asked for (the phone page's, or the staff pages' for /staff/: `refused`, errors.py). A post
-of the order form or the proof form refused by a post limit goes on to its route, marked
-(`post_limit_wait`), which shows the form again with what was typed, saves nothing and
-answers the same 429. Buckets are kept per process and keyed by a digest of the token,
-never the token itself.
+of the order form, the proof form or an order's cancel form refused by a post limit goes
+on to its route, marked (`post_limit_wait`), which shows the form again with what was
+typed, saves nothing and answers the same 429. Buckets are kept per process and keyed
+by a digest of the token, never the token itself.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from services.common.ratelimit import Rate, RateLimiter
 
 Refused = Callable[[str, int], Response]  # (the path, seconds to wait) → the 429 page
 # the forms whose route shows them again, as typed, when a post limit refuses them
-KEPT_FORMS = re.compile(r"^/q/[^/]+/(order|tickets/[^/]+)/?$")
+KEPT_FORMS = re.compile(r"^/q/[^/]+/(order|tickets/[^/]+|orders/[^/]+/cancel)/?$")
 LIMITED = "booking.post_limit_wait"  # the scope's key: seconds, for a refused kept form
 
 

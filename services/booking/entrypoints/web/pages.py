@@ -35,6 +35,7 @@ from services.booking.domain.orders import (
     MAX_CLAUSE_REFS,
     MAX_NOTE,
     KeyUsedForOtherOrder,
+    OrderStatus,
     bookable_slots,
 )
 from services.booking.domain.photos import MAX_PHOTO_BYTES, ProofsFull
@@ -73,6 +74,7 @@ class DashboardAccess:
 
 UPLOAD_PART_LIMIT = 6 * 1024 * 1024
 HEALTH_TIMEOUT_S = 5.0
+CANCELLED = OrderStatus.CANCELLED.value
 ORDER_FIELDS = ("item_codes", "preferred_slots", "contact_name", "contact_phone", "note")
 TICKET_FIELDS = ("note", "photo")
 MAX_CODE = 100
@@ -161,8 +163,11 @@ class Pages:
         errors: Mapping[str, list[str]],
         status: int,
         earlier: str = "",
+        cancel: bool = False,
     ) -> HTMLResponse:
-        """`earlier`: the order this form's key was used for (linked beside the error)."""
+        """`earlier`: the order this form's key was used for, or the open order this form
+        repeats (linked beside the error); `cancel`: also link its cancel page (the
+        error tells the firm to cancel it first)."""
         texts = await run_in_threadpool(self.guidance.texts, values["clause_refs"])
         general = [m for f, ms in errors.items() if f not in ORDER_FIELDS for m in ms]
         slots = [
@@ -188,6 +193,7 @@ class Pages:
             general_errors=general,
             earlier=earlier,
             see_earlier=messages.SEE_EARLIER_ORDER.format(order_id=earlier),
+            cancel_earlier=messages.CANCEL_EARLIER_ORDER.format(order_id=earlier) if cancel else "",
         )
 
     async def order_form(self, request: Request) -> Response:
@@ -232,7 +238,9 @@ class Pages:
         again = await self.use_case(order_entry.open_repeat, token, values, key)
         if again is not None and again.edited:  # the form kept: nothing dropped unsaid
             edited = {"_form": [messages.ORDER_REPEAT_EDITED.format(order_id=again.order.id)]}
-            return await self._order_form(token, card, values, key, edited, 409, again.order.id)
+            return await self._order_form(
+                token, card, values, key, edited, 409, again.order.id, cancel=True
+            )
         if again is not None:
             return RedirectResponse(f"/q/{token}/orders/{again.order.id}?again=1", status_code=303)
         try:
@@ -267,7 +275,12 @@ class Pages:
         data = await self.use_case(views.order_page, access, order_id, self.guidance)
         # a fixed code, never the query's text
         again = messages.ORDER_SUBMITTED_BEFORE if request.query_params.get("again") == "1" else ""
-        return self.render("order.html", token=access.token, again=again, **data)
+        cancelled = ""  # after the firm's cancel form, and only when it is so
+        if request.query_params.get("cancelled") == "1" and data["order"].status == CANCELLED:
+            cancelled = messages.ORDER_CANCELLED
+        return self.render(
+            "order.html", token=access.token, again=again, cancelled=cancelled, **data
+        )
 
     # -- tickets and photos
 
@@ -281,9 +294,14 @@ class Pages:
 
     async def _own_firm(self, request: Request) -> FirmAccess:
         """The credentials of a private route, the token checked first; without a
-        `session_firm` the visitor is sent to sign in."""
-        await run_in_threadpool(self._firm, request.path_params["token"])  # the token first
-        return await firm_access(self.ctx, self.engine, request)
+        `session_firm` the visitor is sent to sign in. A session of another firm than the
+        token's (a phone signed in for firm A scanning firm B's poster) counts as none:
+        the visitor is sent to sign in for B, not told B's valid code is invalid."""
+        card = await run_in_threadpool(self._firm, request.path_params["token"])
+        access = await firm_access(self.ctx, self.engine, request)
+        if access.session_firm and access.session_firm != card.enterprise_id:
+            return FirmAccess(access.token)
+        return access
 
     @record_ids
     async def ticket_page(self, request: Request) -> Response:

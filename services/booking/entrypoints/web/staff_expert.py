@@ -70,11 +70,15 @@ class ExpertPages(StaffBase):
             picks,
         )
         values: dict[str, Any] = {"errors": {}, "general": "", "entered": {}, "minutes": "60"}
+        hint = messages.VISIT_MOBILE_FROM_ORDER
+        if form.on_record:
+            hint = messages.VISIT_MOBILE_ON_RECORD
         return self.page(
             "staff/visit_form.html",
             visitor,
             status,
             form=form,
+            mobile_hint=hint.format(mobile=form.default_mobile),
             query=query,
             picks=[c.clause_ref for c, _ in form.picked],
             open=staff_views.is_open_for_visit(form.order),
@@ -171,6 +175,7 @@ class ExpertPages(StaffBase):
                     minutes=minutes,
                     actor=principal.caller,
                     expert_id=authz.expert_filter(principal),
+                    on_site_mobile=entered.get("on_site_mobile", ""),
                     firm_clauses_only=True,
                 ),
             )

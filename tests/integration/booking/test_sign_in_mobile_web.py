@@ -1,0 +1,93 @@
+"""Review 52 F2 on the expert's visit form (/staff/orders/<id>/visit, real HTTP, SQLite):
+the form has the on-site mobile (RecordVisit.on_site_mobile had no field there). Left
+empty, a firm without a sign-in mobile gets the visited order's contact mobile (shown
+masked as the default), a firm with one keeps it; a mobile typed replaces it; a bad one
+comes back beside its field. Each change is in the audit trail, masked, under the
+expert's name. The phone page's side: tests/e2e/test_firm_cancel.py."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+
+from services.booking.adapters.orm import audit_log
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
+from services.booking.domain import messages
+from services.common._generated.booking.v1 import booking_pb2 as bpb
+from tests.integration.booking.test_staff_fixes import Web, sqlite_web  # noqa: F401
+from tests.integration.booking.test_web_review_47a import expert_at_order, visit_form
+
+CONTACT = "13812345678"  # tests/booking_env.Pair.order_request's contact mobile
+
+
+def mobile_of(pair: Any, order_id: str) -> str:
+    firm = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10)
+    with UnitOfWork(pair.booking_engine) as uow:
+        card = uow.register.firm(firm.enterprise_id)
+        assert card is not None
+        return card.sign_in_phone
+
+
+def field(page: str) -> str:
+    found = re.search(
+        r'<div class="field[^"]*">\s*<label for="on_site_mobile">(.*?)</div>', page, re.S
+    )
+    assert found, "no on-site mobile field"
+    return found.group(1)
+
+
+def test_left_empty_the_orders_contact_mobile_becomes_the_sign_in_mobile(
+    sqlite_web: Web,  # noqa: F811
+) -> None:
+    pair, order_id, c, tok = expert_at_order(sqlite_web, 91)
+    page = c.get(f"/staff/orders/{order_id}/visit").text
+    shown = field(page)
+    assert messages.VISIT_MOBILE_FROM_ORDER.format(mobile="138****5678") in shown
+    assert 'placeholder="138****5678"' in shown and 'value=""' in shown
+    assert CONTACT not in page  # masked, as to every caller but booking.admin
+    assert mobile_of(pair, order_id) == ""
+    done = c.post(f"/staff/orders/{order_id}/visit", data=visit_form(c, order_id, tok, 1))
+    assert done.status_code == 303
+    assert mobile_of(pair, order_id) == CONTACT
+    with pair.booking_engine.connect() as conn:
+        rows = conn.execute(select(audit_log).where(audit_log.c.entity == "firm")).all()
+    changes = [(r.caller, (r.after or {}).get("sign_in_phone")) for r in rows]
+    callers = [who for who, phone in changes if phone == "138****5678"]
+    assert len(callers) == 1 and callers[0].startswith("staff:zhuanjia")
+    assert CONTACT not in repr(rows)
+
+
+def test_a_typed_mobile_is_checked_kept_and_taken(sqlite_web: Web) -> None:  # noqa: F811
+    pair, order_id, c, tok = expert_at_order(sqlite_web, 92)
+    form = visit_form(c, order_id, tok, 1)
+    refused = c.post(
+        f"/staff/orders/{order_id}/visit", data=form | {"on_site_mobile": "12012345678"}
+    )
+    assert refused.status_code == 400
+    shown = field(refused.text)
+    assert messages.SIGN_IN_BAD_PHONE in shown and 'value="12012345678"' in shown
+    assert mobile_of(pair, order_id) == ""  # nothing recorded
+    done = c.post(
+        f"/staff/orders/{order_id}/visit", data=form | {"on_site_mobile": "136 0000 1111"}
+    )
+    assert done.status_code == 303
+    assert mobile_of(pair, order_id) == "13600001111"
+
+
+def test_a_firm_with_a_sign_in_mobile_keeps_it_unless_one_is_typed(
+    sqlite_web: Web,  # noqa: F811
+) -> None:
+    pair, order_id, c, tok = expert_at_order(sqlite_web, 93)
+    firm = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10)
+    pair.booking.SetSignInPhone(
+        bpb.SetSignInPhoneRequest(enterprise_id=firm.enterprise_id, phone="13912345678"),
+        timeout=10,
+    )
+    shown = field(c.get(f"/staff/orders/{order_id}/visit").text)
+    assert messages.VISIT_MOBILE_ON_RECORD.format(mobile="139****5678") in shown
+    assert 'placeholder="139****5678"' in shown
+    done = c.post(f"/staff/orders/{order_id}/visit", data=visit_form(c, order_id, tok, 1))
+    assert done.status_code == 303
+    assert mobile_of(pair, order_id) == "13912345678"
