@@ -187,7 +187,8 @@ def decide(
 def build_findings(
     profile: EnterpriseProfile, matched: Iterable[Clause], catalogue: Catalogue, as_of: date
 ) -> tuple[Finding, ...]:
-    """Fact findings in catalogue order, then one per open hazard (docs/policy.md §1).
+    """Fact findings in catalogue order, then one per hazard open on `as_of` (found by
+    then, not verified fixed by then: `Hazard.open_on`; docs/policy.md §1).
 
     A fact finding for a clause that an open hazard already cites is the same observed
     condition: it is folded into the hazard's finding rather than counted twice.
@@ -195,7 +196,7 @@ def build_findings(
     by_ref = {c.ref: _clause_finding(c, profile.facts, as_of) for c in matched}
     hazard_findings = []
     for hazard in profile.hazards:
-        if hazard.is_open:
+        if hazard.open_on(as_of):
             hazard_findings.append(
                 _hazard_finding(hazard, catalogue, as_of, by_ref.pop(hazard.clause_ref, None))
             )
@@ -379,7 +380,7 @@ def whitelist_blockers(
     if penalty:
         reason = f"{wp.penalty_free_months}个月内受到过行政处罚"
         out.append(_dated("recent_penalty", reason, penalty, wp.penalty_free_months))
-    open_hazards = [h for h in profile.hazards if h.is_open]
+    open_hazards = [h for h in profile.hazards if h.open_on(as_of)]
     if open_hazards:
         first = min((h.found_on for h in open_hazards if h.found_on), default=None)
         reason = f"尚有{len(open_hazards)}项隐患未经复查验收"
