@@ -15,6 +15,7 @@ from enum import StrEnum
 from services.common.vocabulary import Severity
 
 from .dates import add_days, add_months, on_record, within_months
+from .events import CLOCK_SKEW
 from .policy import ColourPolicy, Policy
 from .profile import EnterpriseProfile, FactValue, Hazard
 from .standards import Catalogue, Clause
@@ -92,6 +93,37 @@ class Decision:
     valid_until: date
     risk_reasons: tuple[str, ...] = ()
     inspection_due_on: date | None = None
+
+
+def decision_day(profile: EnterpriseProfile, today: date) -> date:
+    """The day a decision the server makes "as of today" speaks for: `today`, or the day
+    of the profile's newest record (an accident, a penalty, a hazard found or verified)
+    when that is later, but never after `today` + CLOCK_SKEW (a day).
+
+    The register takes a record dated up to CLOCK_SKEW ahead of today (a reporting
+    system's clock may run ahead of ours: events.not_yet), and every window ignores what
+    lies after as_of. Decided as of today, a fatal accident dated tomorrow was on file and
+    in no window: the firm stayed BLUE, and its next update put it back on the white list
+    (review 51 D1). Decided as of the newest record's day, nothing on file is ignored by
+    the server's own decisions: events, UpsertEnterprise and Evaluate without an as_of,
+    `reevaluate --all` without --as-of. An as_of a caller gives is kept as given (what
+    was asked, reproducible: records after it are ignored). A record stored further ahead
+    (before the register refused such records) stays beyond the day, as before."""
+    latest = today
+    for record_day in _record_days(profile):
+        if record_day > latest:
+            latest = record_day
+    return min(latest, today + CLOCK_SKEW)
+
+
+def _record_days(profile: EnterpriseProfile) -> Iterable[date]:
+    """The dates of the profile's records: accidents, penalties, hazards found and closed."""
+    yield from (a.occurred_on for a in profile.accidents)
+    yield from (p.decided_on for p in profile.penalties)
+    for h in profile.hazards:
+        yield h.found_on
+        if h.closed_on is not None:
+            yield h.closed_on
 
 
 def applicable_clauses(

@@ -65,6 +65,7 @@ from services.rules.service_layer.handlers import (
     hazard_violations,
     parse_as_of,
     parse_input_profile,
+    server_day,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
@@ -335,9 +336,11 @@ def _decide_sent(
     into the stored one (None: a new firm, the sent profile is all there is), decide,
     record, build the answer and commit. A firm's decisions only move forward: an
     `as_of` before its current decision's is FAILED_PRECONDITION (Evaluate answers about
-    any day and stores nothing); without one (None) the decision is as of today, or of
-    the current decision's day when the firm was decided ahead (a run for a later day).
-    A record dated after today is refused as ReportEvent refuses it (events.recorded_ahead)."""
+    any day and stores nothing); without one (None) the decision is as of today (of
+    tomorrow when a record on file is dated tomorrow, within the clock skew: `_forward`),
+    or of the current decision's day when the firm was decided ahead (a run for a later
+    day). A record dated after today plus the clock skew is refused as ReportEvent
+    refuses it (events.recorded_ahead)."""
     current = uow.register.decision_day(firm.decision_id)
     merged, as_of = _sent_checked(ctx, sent, stored, current, as_of)
     record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
@@ -359,8 +362,9 @@ def _sent_checked(
     clauses it may cite."""
     if ahead := events.recorded_ahead(sent, stored, ctx.today()):
         raise ValidationError(ahead)
+    merged = sent if stored is None else events.merge_profile(stored, sent)
     if as_of is None:
-        as_of = _forward(ctx, current)
+        as_of = _forward(ctx, current, merged)
     elif current is not None and as_of < current:
         raise PreconditionFailed(
             f"as_of {as_of.isoformat()} is before the firm's current decision (as of "
@@ -368,14 +372,16 @@ def _sent_checked(
             "after it, or ask Evaluate about an earlier day (it stores nothing)"
         )
     _known_clauses(ctx, sent, "profile.", stored)
-    return (sent if stored is None else events.merge_profile(stored, sent)), as_of
+    return merged, as_of
 
 
-def _forward(ctx: RulesContext, current: date | None) -> date:
-    """The day a new decision speaks for when none is asked: today, or the firm's current
-    decision's day (`current`) when that is later, since the register moves forward only."""
-    today = ctx.today()
-    return today if current is None else max(today, current)
+def _forward(ctx: RulesContext, current: date | None, profile: EnterpriseProfile) -> date:
+    """The day a new decision of `profile` speaks for when none is asked: the server's day
+    (today, or the day of a record on file dated ahead within the clock skew:
+    handlers.server_day), or the firm's current decision's day (`current`) when that is
+    later, since the register moves forward only."""
+    day = server_day(ctx, profile)
+    return day if current is None else max(day, current)
 
 
 def _known_clauses(
@@ -893,7 +899,7 @@ class _Group:
                 firm,
                 now_.entry,
                 outcome.profile,
-                _forward(ctx, firm.decided_on),
+                _forward(ctx, firm.decided_on, outcome.profile),
                 f"事件 {event.kind.name} ({event.event_id}): {outcome.summary}",
                 revoke,
             )
@@ -1145,7 +1151,7 @@ def _apply(
             ctx,
             firm,
             outcome.profile,
-            _forward(ctx, current),
+            _forward(ctx, current, outcome.profile),
             cause,
             revoke,
             record.decision_id,
