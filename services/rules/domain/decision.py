@@ -463,7 +463,9 @@ def recommended_services(
 def without_whitelist(
     decision: Decision, blocker: Blocker, profile: EnterpriseProfile, policy: Policy
 ) -> Decision:
-    """The same decision with the white list withdrawn (a revoking event, docs/policy.md §5).
+    """The same decision with the white list withdrawn (a revoking event, docs/policy.md §5)
+    and `blocker` (revoked_by_event) among its blockers: for a firm whose entry was in
+    force, which the event revokes (the register's `_decision` asks).
 
     Restoration happens only through a later decision that passes every criterion.
     """

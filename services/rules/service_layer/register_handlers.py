@@ -123,9 +123,9 @@ def decide_and_store(
     grant come next, then the decision and the firm's changes, all in the next flush
     (adapters/feed.py reads the firm's previous decision there). So every row is written,
     and audited, once, in the order a ReportEvent group writes them, and so is the feed."""
-    decision = evaluate(ctx, profile, as_of)
-    if revoke is not None:
-        decision = without_whitelist(decision, revoke, profile, ctx.policy)
+    # read before writing this call's changes: none of them moves an entry
+    entry = uow.register.open_entry(firm.enterprise_id, flush=False)
+    decision = _decision(ctx, profile, as_of, revoke, entry)
     record = DecisionRecord(
         id=decision_id or new_id(),
         enterprise_id=firm.enterprise_id,
@@ -138,8 +138,6 @@ def decide_and_store(
         whitelist_change="",
         payload=decision_to_json(decision),
     )
-    # read before writing this call's changes: none of them moves an entry
-    entry = uow.register.open_entry(firm.enterprise_id, flush=False)
     move = move_entry(
         decision,
         record.id,
@@ -164,6 +162,24 @@ def decide_and_store(
     firm.status, firm.risk_level = record.status, record.risk_level
     firm.decision_id, firm.updated_at = record.id, record.decided_at
     return record
+
+
+def _decision(
+    ctx: RulesContext,
+    profile: EnterpriseProfile,
+    as_of: date,
+    revoke: Blocker | None,
+    entry: WhitelistEntry | None,
+) -> Decision:
+    """The firm's decision as of `as_of`. A revoking event (`revoke`: its blocker) takes
+    the white list away (`without_whitelist`) only from a firm whose entry is in force
+    that day (`entry`: its open one): only that decision says "白名单因事件撤销". A firm
+    never listed, or whose entry had ended, has nothing revoked, and its decision stands
+    on its own criteria (review 51 C2: it was told its white list was revoked)."""
+    decision = evaluate(ctx, profile, as_of)
+    if revoke is not None and entry is not None and entry.active_on(as_of):
+        decision = without_whitelist(decision, revoke, profile, ctx.policy)
+    return decision
 
 
 def _moved(
@@ -966,9 +982,7 @@ def _decided(
     revoke: Blocker | None,
 ) -> tuple[Reevaluated, DecisionRecord]:
     """`decide_and_store` in memory: the decision, its record, and the entry's move."""
-    decision = evaluate(ctx, profile, as_of)
-    if revoke is not None:
-        decision = without_whitelist(decision, revoke, profile, ctx.policy)
+    decision = _decision(ctx, profile, as_of, revoke, entry)
     decision_id, decided_at = new_id(), now()
     name, region = profile.name, profile.region
     change, expired, moved, granted = move_entry(

@@ -221,3 +221,44 @@ def test_grouped_events_and_upserts_decide_as_one_by_one_do(
         )
     assert_red_as_of_tomorrow(status_of(register_stub, 1))
     assert_red_as_of_tomorrow(status_of(register_stub, 2))
+
+
+# ---------------------------------------------------------------- C2: what an event revokes
+
+
+def penalty_event(n: int, event_id: str) -> pb.EnterpriseEvent:
+    return pb.EnterpriseEvent(
+        event_id=event_id,
+        enterprise_id=uscc(n),
+        kind=pb.EVENT_KIND_PENALTY,
+        occurred_on="2026-06-30",
+        penalty=pb.PenaltyDetail(amount_yuan=2000.0, basis="《安全生产法》第九十七条"),
+    )
+
+
+def reported(stub: RulesServiceStub, event: pb.EnterpriseEvent) -> pb.EnterpriseStatus:
+    return stub.ReportEvent(pb.ReportEventRequest(event=event), timeout=30)
+
+
+def revocations(status: pb.EnterpriseStatus) -> list[str]:
+    return [h.reason for h in status.history if h.kind == "whitelist_revoked"]
+
+
+def test_only_an_entry_in_force_is_revoked_by_an_event(register_stub: RulesServiceStub) -> None:
+    """Review 51 C2: "白名单因事件撤销" (revoked_by_event) was added for a firm that was
+    never on the white list, or whose entry had ended, or was revoked by an event before.
+    It comes only with the revocation of an entry in force on the decision's day."""
+    upsert(register_stub, profile(1, specialized_sme=False))  # never listed
+    never = reported(register_stub, penalty_event(1, "p-never"))
+    assert blockers(never) == {"risk_not_blue", "not_specialized_sme", "recent_penalty"}
+    upsert(register_stub, profile(2), as_of="2025-06-01")  # listed until 2026-06-01
+    ended = reported(register_stub, penalty_event(2, "p-ended"))
+    assert blockers(ended) == {"risk_not_blue", "recent_penalty"}
+    # it expired (valid_until passed), the event revoked nothing
+    assert revocations(ended) == ["有效期届满 expired"]
+    upsert(register_stub, profile(3))  # listed today
+    first = reported(register_stub, penalty_event(3, "p-first"))
+    assert "revoked_by_event" in blockers(first)
+    assert revocations(first) == ["白名单因事件撤销：行政处罚2000元"]
+    second = reported(register_stub, penalty_event(3, "p-second"))
+    assert blockers(second) == {"risk_not_blue", "recent_penalty"}  # nothing left to revoke
