@@ -5,22 +5,29 @@ clock skew (D1)."""
 
 from __future__ import annotations
 
-from datetime import date
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
+from services.common.clock import today_shanghai
+from services.common.db import make_engine
+from services.rules.adapters import migrate
 from services.rules.adapters.ruleset_loader import Rulebook
-from services.rules.domain.decision import Status
+from services.rules.domain.decision import Decision, Status
 from services.rules.entrypoints.convert import event_to_dict, profile_from_json
 from services.rules.entrypoints.grpc_server import context_from
 from services.rules.service_layer import register_handlers
 from services.rules.service_layer.reevaluation import reevaluate_all
 from services.rules.service_layer.unit_of_work import UnitOfWork
 from tests.integration.conftest import decisions, upsert
-from tests.support import profile, uscc
+from tests.support import ROOT, profile, uscc
 
 
 def blockers(status: pb.EnterpriseStatus) -> set[str]:
@@ -262,3 +269,41 @@ def test_only_an_entry_in_force_is_revoked_by_an_event(register_stub: RulesServi
     assert revocations(first) == ["白名单因事件撤销：行政处罚2000元"]
     second = reported(register_stub, penalty_event(3, "p-second"))
     assert blockers(second) == {"risk_not_blue", "recent_penalty"}  # nothing left to revoke
+
+
+def test_the_reevaluate_command_without_as_of_decides_as_the_server_does(
+    tmp_path: Path, rulebook: Rulebook
+) -> None:
+    """`reevaluate --all` without --as-of passes as_today (with --as-of it does not): a firm
+    decided as of today with an as_of given, its fatal accident dated tomorrow on file, is
+    decided as of tomorrow by the command. Real dates: the command reads the real clock."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate.upgrade(engine)
+    today = today_shanghai()
+    tomorrow = today + timedelta(days=1)
+    fatal = {"occurred_on": tomorrow.isoformat(), "level": "general", "deaths": 1}
+    ctx = context_from(rulebook)
+    asked = register_handlers.upsert_enterprise(
+        UnitOfWork(engine), ctx, profile(1, accidents=[fatal]), today.isoformat()
+    )
+    assert asked.decision.status is Status.WHITELIST
+
+    def run(*extra: str) -> Decision:
+        command = [sys.executable, "-m", "services.rules", "reevaluate", "--all"]
+        done = subprocess.run(
+            [*command, "--db", str(engine.url), *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return register_handlers.get_status(UnitOfWork(engine), ctx, uscc(1)).decision
+
+    given = run("--as-of", today.isoformat())
+    assert (given.as_of, given.status) == (today, Status.WHITELIST)
+    own = run()
+    engine.dispose()
+    if today_shanghai() != today:
+        pytest.skip("the day changed while the test ran")
+    assert (own.as_of, own.status) == (tomorrow, Status.PRIORITY)
