@@ -16,6 +16,7 @@ from services.common.vocabulary import Severity
 
 from . import labels
 from .dates import add_days, add_months, on_record, within_months
+from .events import CLOCK_SKEW
 from .policy import ColourPolicy, Policy
 from .profile import EnterpriseProfile, FactValue, Hazard
 from .standards import Catalogue, Clause
@@ -85,6 +86,37 @@ class Decision:
     valid_until: date
     risk_reasons: tuple[str, ...] = ()
     inspection_due_on: date | None = None
+
+
+def decision_day(profile: EnterpriseProfile, today: date) -> date:
+    """The day a decision the server makes "as of today" speaks for: `today`, or the day
+    of the profile's newest record (an accident, a penalty, a hazard found or verified)
+    when that is later, but never after `today` + CLOCK_SKEW (a day).
+
+    The register takes a record dated up to CLOCK_SKEW ahead of today (a reporting
+    system's clock may run ahead of ours: events.not_yet), and every window ignores what
+    lies after as_of. Decided as of today, a fatal accident dated tomorrow was on file and
+    in no window: the firm stayed BLUE, and its next update put it back on the white list
+    (review 51 D1). Decided as of the newest record's day, nothing on file is ignored by
+    the server's own decisions: events, UpsertEnterprise and Evaluate without an as_of,
+    `reevaluate --all` without --as-of. An as_of a caller gives is kept as given (what
+    was asked, reproducible: records after it are ignored). A record stored further ahead
+    (before the register refused such records) stays beyond the day, as before."""
+    latest = today
+    for record_day in _record_days(profile):
+        if record_day > latest:
+            latest = record_day
+    return min(latest, today + CLOCK_SKEW)
+
+
+def _record_days(profile: EnterpriseProfile) -> Iterable[date]:
+    """The dates of the profile's records: accidents, penalties, hazards found and closed."""
+    yield from (a.occurred_on for a in profile.accidents)
+    yield from (p.decided_on for p in profile.penalties)
+    for h in profile.hazards:
+        yield h.found_on
+        if h.closed_on is not None:
+            yield h.closed_on
 
 
 def applicable_clauses(
@@ -180,7 +212,8 @@ def decide(
 def build_findings(
     profile: EnterpriseProfile, matched: Iterable[Clause], catalogue: Catalogue, as_of: date
 ) -> tuple[Finding, ...]:
-    """Fact findings in catalogue order, then one per open hazard (docs/policy.md §1).
+    """Fact findings in catalogue order, then one per hazard open on `as_of` (found by
+    then, not verified fixed by then: `Hazard.open_on`; docs/policy.md §1).
 
     A fact finding for a clause that an open hazard already cites is the same observed
     condition: it is folded into the hazard's finding rather than counted twice.
@@ -188,7 +221,7 @@ def build_findings(
     by_ref = {c.ref: _clause_finding(c, profile.facts, as_of) for c in matched}
     hazard_findings = []
     for hazard in profile.hazards:
-        if hazard.is_open:
+        if hazard.open_on(as_of):
             hazard_findings.append(
                 _hazard_finding(hazard, catalogue, as_of, by_ref.pop(hazard.clause_ref, None))
             )
@@ -374,7 +407,7 @@ def whitelist_blockers(
     if penalty:
         reason = f"{wp.penalty_free_months}个月内受到过行政处罚"
         out.append(_dated("recent_penalty", reason, penalty, wp.penalty_free_months))
-    open_hazards = [h for h in profile.hazards if h.is_open]
+    open_hazards = [h for h in profile.hazards if h.open_on(as_of)]
     if open_hazards:
         first = min((h.found_on for h in open_hazards if h.found_on), default=None)
         reason = f"尚有{len(open_hazards)}项隐患未经复查验收"
@@ -421,7 +454,9 @@ def recommended_services(
 def without_whitelist(
     decision: Decision, blocker: Blocker, profile: EnterpriseProfile, policy: Policy
 ) -> Decision:
-    """The same decision with the white list withdrawn (a revoking event, docs/policy.md §5).
+    """The same decision with the white list withdrawn (a revoking event, docs/policy.md §5)
+    and `blocker` (revoked_by_event) among its blockers: for a firm whose entry was in
+    force, which the event revokes (the register's `_decision` asks).
 
     Restoration happens only through a later decision that passes every criterion.
     """

@@ -27,40 +27,12 @@ class InspectionKind(StrEnum):
 
 @dataclass(frozen=True)
 class PastInspection:
-    """An allowed, counted inspection of this firm already on record."""
+    """An allowed, counted inspection of this firm already on record: one visit's opening
+    one, or one that joined the visit (`joint_id`)."""
 
     authority: str
     planned_on: date
     joint_id: str
-    joined: bool = False  # True: it joined another's visit; False: it opened the visit
-
-
-@dataclass(frozen=True)
-class Visit:
-    """One on-site visit: its date (the opening inspection's) and who takes part."""
-
-    joint_id: str
-    day: date
-    authorities: frozenset[str]
-    opened_by: str
-
-
-def visits_of(past: Sequence[PastInspection]) -> list[Visit]:
-    groups: dict[str, list[PastInspection]] = {}
-    for p in past:
-        groups.setdefault(p.joint_id, []).append(p)
-    out = []
-    for joint_id, members in groups.items():
-        opener = min(members, key=lambda p: (p.joined, p.planned_on))
-        out.append(
-            Visit(
-                joint_id,
-                opener.planned_on,
-                frozenset(m.authority for m in members),
-                opener.authority,
-            )
-        )
-    return out
 
 
 @dataclass(frozen=True)
@@ -136,11 +108,11 @@ def check(
             True,
             "authority_cap",
             f"同一执法主体每年对同一企业现场检查不超过{rules.per_authority_per_year}次，"
-            f"{authority}今年已检查{own}次",
+            f"{authority} {planned_on.year}年已检查{own}次",
             visits,
             yearly_cap,
         )
-    partner = _nearest_visit(year, authority, planned_on, rules.joint_window_days)
+    partner = _nearest_partner(year, authority, planned_on, rules.joint_window_days)
     if partner is not None:
         return Verdict(
             True,
@@ -148,7 +120,8 @@ def check(
             partner.joint_id,
             True,
             "joint",
-            f"综合查一次：与{partner.opened_by} {partner.day.isoformat()} 的检查合并为一次联合检查",
+            f"综合查一次：与{partner.authority} {partner.planned_on.isoformat()} "
+            "的检查合并为一次联合检查",
             visits,
             yearly_cap,
         )
@@ -159,22 +132,36 @@ def check(
             "",
             True,
             "yearly_cap",
-            f"该企业本年度现场检查已达上限{yearly_cap}次",
+            f"该企业{planned_on.year}年现场检查已达上限{yearly_cap}次",
             visits,
             yearly_cap,
         )
     return Verdict(True, False, new_joint_id(), True, "allowed", "准予检查", visits + 1, yearly_cap)
 
 
-def _nearest_visit(
+def _nearest_partner(
     year: Sequence[PastInspection], authority: str, planned_on: date, window: int
-) -> Visit | None:
-    """The visit, opened on a day within ±window of `planned_on` and without this
-    authority yet, that is closest. The window is anchored on the visit's own day, so
-    joins cannot chain a visit along the calendar past the yearly cap."""
+) -> PastInspection | None:
+    """The inspection a planned one joins (docs/policy.md §6 step 4): of the year's
+    allowed counted inspections by other authorities, each measured from its own day
+    (one that joined a visit too, as the spec says "another authority already has an
+    allowed counted inspection within ±14 days"), those within ±`window` days of
+    `planned_on` whose visit this authority is not in yet; the nearest. A tie is broken
+    by the earlier day, then by the visit whose joint id sorts first (ids are made in
+    time order: the older visit), so the answer does not depend on the order of `year`.
+    A visit may so stretch along the calendar, each authority joining within the window
+    of one already in it (review 51 D3: the window was measured from the visit's opening
+    day only)."""
+    members: dict[str, set[str]] = {}
+    for p in year:
+        members.setdefault(p.joint_id, set()).add(p.authority)
     near = [
-        v
-        for v in visits_of(year)
-        if authority not in v.authorities and abs((v.day - planned_on).days) <= window
+        p
+        for p in year
+        if authority not in members[p.joint_id] and abs((p.planned_on - planned_on).days) <= window
     ]
-    return min(near, key=lambda v: (abs((v.day - planned_on).days), v.day), default=None)
+    return min(
+        near,
+        key=lambda p: (abs((p.planned_on - planned_on).days), p.planned_on, p.joint_id),
+        default=None,
+    )

@@ -160,6 +160,18 @@ class Hazard:
         """Found on site and not yet verified fixed (a firm's own 'rectified' is not proof)."""
         return self.status is not HazardStatus.VERIFIED
 
+    def open_on(self, day: date) -> bool:
+        """Open as a decision as of `day` sees it (docs/policy.md §1): found by then
+        (`found_on` <= day) and not yet verified fixed by then (not verified, or verified
+        after `day`). A hazard found after `day` had not been found yet, one verified after
+        it was still open on it, so a past as_of gives the same answer whatever came later
+        (review 51 D2). A verified hazard stored without `closed_on` counts as closed."""
+        if self.found_on > day:
+            return False
+        if self.status is not HazardStatus.VERIFIED:
+            return True
+        return self.closed_on is not None and self.closed_on > day
+
 
 @dataclass(frozen=True)
 class EnterpriseProfile:

@@ -137,7 +137,13 @@ def _parser() -> argparse.ArgumentParser:
 
     again = sub.add_parser("reevaluate", help="re-evaluate stored firms (resumable)")
     again.add_argument("--all", action="store_true", required=True, help="every stored firm")
-    again.add_argument("--as-of", type=_day_arg, default="", help="evaluation date (default today)")
+    again.add_argument(
+        "--as-of",
+        type=_day_arg,
+        default="",
+        help="evaluation date (default today; a firm with a record dated tomorrow, within "
+        "the clock skew, as of tomorrow, as the server decides)",
+    )
     again.add_argument(
         "--batch-size",
         type=number_arg(1),
@@ -165,7 +171,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("file", type=Path, help="a .json (object or list) or .jsonl file")
     evaluate.add_argument("--json", action="store_true", help="print one JSON decision per line")
     evaluate.add_argument(
-        "--as-of", type=_day_arg, default="", help="evaluation date YYYY-MM-DD (default today)"
+        "--as-of",
+        type=_day_arg,
+        default="",
+        help="evaluation date YYYY-MM-DD (default today; a profile with a record dated "
+        "tomorrow, within the clock skew, as of tomorrow)",
     )
     evaluate.add_argument(
         "--server",
@@ -480,6 +490,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
                     range_id,
                     batch_size=args.batch_size,
                     on_batch=bar.update,
+                    as_today=as_of is None,
                 )  # no read-ahead (run_range's default): one process has nothing to overlap
         failed = 0
     summary = reevaluation.summary(
@@ -545,7 +556,7 @@ def _reevaluate_in_processes(
     children = [
         fork.Process(
             target=_reevaluate_range,
-            args=(args.db, args.rulesets, range_id, args.batch_size),
+            args=(args.db, args.rulesets, range_id, args.batch_size, not args.as_of),
             name=f"reevaluate-{short_id(range_id)}",
         )
         for range_id in started.ranges
@@ -589,9 +600,11 @@ def _follow(engine: Engine, started: reevaluation.Started, children: list[Any]) 
                 shown = done
 
 
-def _reevaluate_range(url: str, rulesets: Path, range_id: str, batch_size: int) -> None:
+def _reevaluate_range(
+    url: str, rulesets: Path, range_id: str, batch_size: int, as_today: bool
+) -> None:
     """A child of `reevaluate --all --processes N`: its range, on an engine of its own
-    (the parent migrated the database)."""
+    (the parent migrated the database); `as_today`: no --as-of (run_range)."""
     engine = make_engine(url)
     try:
         ctx = _frozen(grpc_server.context_from(load_rulebook(rulesets)))
@@ -600,7 +613,12 @@ def _reevaluate_range(url: str, rulesets: Path, range_id: str, batch_size: int) 
         # firms and the firms' audit chains are disjoint): reading twice would only cost.
         read_ahead = is_sqlite(engine)
         reevaluation.run_range(
-            UnitOfWork(engine), ctx, range_id, batch_size=batch_size, read_ahead=read_ahead
+            UnitOfWork(engine),
+            ctx,
+            range_id,
+            batch_size=batch_size,
+            read_ahead=read_ahead,
+            as_today=as_today,
         )
     except KeyboardInterrupt:  # Ctrl-C reaches every process: the parent tells the user
         raise SystemExit(130) from None

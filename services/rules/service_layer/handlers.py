@@ -13,7 +13,7 @@ from services.common.regions import RegionRegistry
 from services.common.values import parse_day, trim
 from services.common.vocabulary import Severity
 from services.rules.domain.applicability import Applicability
-from services.rules.domain.decision import Decision, applicable_clauses, decide
+from services.rules.domain.decision import Decision, applicable_clauses, decide, decision_day
 from services.rules.domain.errors import FieldViolation, ValidationError
 from services.rules.domain.facts import FactRegistry
 from services.rules.domain.policy import Policy
@@ -71,11 +71,12 @@ def evaluate(ctx: RulesContext, profile: EnterpriseProfile, as_of: date) -> Deci
 def evaluate_data(
     ctx: RulesContext, data: Mapping[str, Any], as_of: str | None, *, prefix: str = "profile."
 ) -> Decision:
-    """Validate a JSON-shaped profile and the as_of date together, then evaluate."""
+    """Validate a JSON-shaped profile and the as_of date together, then evaluate (as of
+    `as_of`, or `server_day` without one)."""
     violations: list[FieldViolation] = []
     when: date | None = None
     try:
-        when = parse_as_of(as_of)
+        when = parse_day(as_of, "as_of") if as_of else None
     except ValidationError as exc:
         violations.extend(exc.violations)
     try:
@@ -84,9 +85,16 @@ def evaluate_data(
         violations = exc.violations + violations
     else:
         violations.extend(hazard_violations(ctx, profile.hazards, prefix))
-    if violations or when is None:
+    if violations:
         raise ValidationError(violations)
-    return evaluate(ctx, profile, when)
+    return evaluate(ctx, profile, when or server_day(ctx, profile))
+
+
+def server_day(ctx: RulesContext, profile: EnterpriseProfile) -> date:
+    """The day of a decision the server makes without an as_of: today (Asia/Shanghai), or
+    the day of the profile's newest record when it is dated ahead within the clock skew
+    (decision.decision_day: no record on file is ignored)."""
+    return decision_day(profile, ctx.today())
 
 
 def evaluate_typed(
@@ -102,7 +110,7 @@ def evaluate_typed(
     profile = plain_input_profile(ctx, candidate)
     if profile is None:
         return evaluate_data(ctx, data(), as_of)
-    return evaluate(ctx, profile, parse_as_of(as_of))
+    return evaluate(ctx, profile, parse_day(as_of, "as_of") if as_of else server_day(ctx, profile))
 
 
 def plain_input_profile(

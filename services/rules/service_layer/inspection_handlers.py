@@ -124,7 +124,7 @@ def _check(uow: UnitOfWork, ctx: RulesContext, request: CheckRequest, caller: st
         entry = uow.register.open_entry(request.enterprise_id)
         whitelisted = entry is not None and entry.active_on(planned_on)
         past = [
-            gate.PastInspection(r.authority, r.planned_on, r.joint_id, r.joint)
+            gate.PastInspection(r.authority, r.planned_on, r.joint_id)
             for r in uow.register.counted_inspections(request.enterprise_id, [planned_on.year])
         ]
         caps = ctx.policy.caps

@@ -29,8 +29,9 @@ import structlog
 from services.common.clock import IdSource, new_id, now, short_id
 from services.common.context import current_caller
 from services.rules.adapters.bulk_reevaluation import BatchRows, rows_of
-from services.rules.domain.decision import names_a_kind, out_of_scope_breach
+from services.rules.domain.decision import decision_day, names_a_kind, out_of_scope_breach
 from services.rules.domain.errors import PreconditionFailed
+from services.rules.domain.events import CLOCK_SKEW
 from services.rules.domain.profile import (
     EnterpriseProfile,
     canonical_stored_profile,
@@ -192,9 +193,15 @@ def run_range(
     stop_after_batches: int | None = None,
     read_ahead: bool = False,
     between_phases: Callable[[], object] | None = None,
+    as_today: bool = False,
 ) -> int:
     """Re-evaluate one range (or a whole run not split) batch by batch; return how many
     batches were done (the range is finished when it runs out of firms).
+
+    `as_today`: the run's day is the server's today (`reevaluate --all` without
+    --as-of), so each firm is decided as the server decides without an as_of: as of
+    that day, or of a record on file dated up to a day ahead (decision.decision_day).
+    Without it (an as_of given) every firm is decided as of the run's day exactly.
 
     `read_ahead`: each batch worked out before its write transaction (`_batch`), for a
     range whose process takes turns at the write lock with others of the run; without,
@@ -203,7 +210,7 @@ def run_range(
     transaction."""
     batches = 0
     while stop_after_batches is None or batches < stop_after_batches:
-        done = _batch(uow, ctx, range_id, batch_size, read_ahead, between_phases)
+        done = _batch(uow, ctx, range_id, batch_size, read_ahead, between_phases, as_today)
         if done < 0:
             break
         batches += 1
@@ -261,17 +268,19 @@ def reevaluate_all(
     stop_after_batches: int | None = None,
     parts: int = 1,
     min_range: int = MIN_RANGE,
+    as_today: bool = False,
     **batching: Unpack[Batching],
 ) -> RunSummary:
     """Re-evaluate every firm as of `as_of` in this process, resuming an unfinished run
     for that date (its ranges one after the other, when it was split); at most
-    `stop_after_batches` batches in all, each as `batching` says (run_range's defaults)."""
+    `stop_after_batches` batches in all, each as `batching` says (run_range's defaults).
+    `as_today`: `as_of` is the server's today (run_range)."""
     started = start_run(uow, as_of, parts, min_range=min_range)
     left = stop_after_batches
     for range_id in started.ranges:
         if left is not None and left <= 0:
             break
-        done = run_range(uow, ctx, range_id, stop_after_batches=left, **batching)
+        done = run_range(uow, ctx, range_id, stop_after_batches=left, as_today=as_today, **batching)
         left = None if left is None else left - done
     return summary(uow, started.run_id, started.resumed, started.total)
 
@@ -283,6 +292,7 @@ def _batch(
     size: int,
     read_ahead: bool = False,
     between: Callable[[], object] | None = None,
+    as_today: bool = False,
 ) -> int:
     """Re-evaluate the next batch of a range; return how many, or -1 when it is finished.
 
@@ -302,7 +312,7 @@ def _batch(
 
     Without `read_ahead`, phase 2 alone (every firm decided in the transaction).
     `between` (tests): called between the two phases."""
-    ahead = _read_ahead(uow, ctx, range_id, size) if read_ahead else {}
+    ahead = _read_ahead(uow, ctx, range_id, size, as_today) if read_ahead else {}
     if between is not None:
         between()
     with uow:
@@ -317,7 +327,7 @@ def _batch(
             uow.commit()
             return -1
         entries = uow.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
-        making = _Making(run.as_of, _cause(run), IdSource(), now())
+        making = _Making(run.as_of, _cause(run), IdSource(), now(), as_today=as_today)
         prepared = []
         for firm in found:
             entry = entries.get(firm.enterprise_id)
@@ -340,7 +350,7 @@ def _batch(
 
 
 def _read_ahead(
-    uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int
+    uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int, as_today: bool = False
 ) -> dict[str, _Prepared]:
     """Phase 1 of `_batch`: the range's next batch as a read snapshot shows it, each firm
     worked out (`_prepare`), by firm id; nothing when the range is finished."""
@@ -353,7 +363,9 @@ def _read_ahead(
             return {}
         entries = seen.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
         # each outcome's decision JSON and audit entries made here too
-        making = _Making(run.as_of, _cause(run), IdSource(), now(), current_caller())
+        making = _Making(
+            run.as_of, _cause(run), IdSource(), now(), current_caller(), as_today=as_today
+        )
     return {f.enterprise_id: _prepare(ctx, f, entries.get(f.enterprise_id), making) for f in found}
 
 
@@ -382,23 +394,34 @@ class _Prepared:
 class _Making:
     """What the firms of one batch share as they are worked out (`_prepare`): the run's
     day and cause, the batch's ids and its one instant (its decisions' `decided_at`: a
-    batch is worked out in milliseconds and committed at once), and for a read-ahead the
-    caller its outcomes' rows are made for (`rows_of`; None: made at the write)."""
+    batch is worked out in milliseconds and committed at once), for a read-ahead the
+    caller its outcomes' rows are made for (`rows_of`; None: made at the write), and
+    whether the run's day is the server's today (run_range's `as_today`)."""
 
     as_of: date
     cause: str
     ids: Callable[[], str]
     at: datetime
     caller: str | None = None
+    as_today: bool = False
+
+    def day_of(self, profile: EnterpriseProfile) -> date:
+        """The day `profile` is decided for: the run's, or for a run as of the server's
+        today the server's day of that firm (decision.decision_day)."""
+        return decision_day(profile, self.as_of) if self.as_today else self.as_of
+
+    @property
+    def latest(self) -> date:
+        """The latest day `day_of` may give: a firm decided for a day after it is left."""
+        return self.as_of + CLOCK_SKEW if self.as_today else self.as_of
 
 
 def _prepare(
     ctx: RulesContext, firm: StoredFirm, entry: OpenEntry | None, making: _Making
 ) -> _Prepared:
-    """One firm's outcome as of the run's day (nothing logged: `_settled` logs what is
-    kept)."""
-    as_of = making.as_of
-    if firm.decided_on is not None and firm.decided_on > as_of:
+    """One firm's outcome as of the run's day (`making.day_of`; nothing logged:
+    `_settled` logs what is kept)."""
+    if firm.decided_on is not None and firm.decided_on > making.latest:
         # decided for a later day already: the register moves forward only
         return _Prepared(firm, entry, None, later=True)
     profile = canonical_stored_profile(firm.profile, ctx.fact_types)
@@ -408,6 +431,9 @@ def _prepare(
             profile = stored_profile(ctx, firm)
     except PreconditionFailed as exc:  # one bad record must not stall every firm
         return _Prepared(firm, entry, None, error=exc.message)
+    as_of = making.day_of(profile)
+    if firm.decided_on is not None and firm.decided_on > as_of:
+        return _Prepared(firm, entry, None, later=True)
     problems = tuple(stale_parts(ctx, profile, as_of))
     outcome = _decided(
         ctx,

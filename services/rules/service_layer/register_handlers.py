@@ -65,6 +65,7 @@ from services.rules.service_layer.handlers import (
     hazard_violations,
     parse_as_of,
     parse_input_profile,
+    server_day,
 )
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
@@ -122,9 +123,9 @@ def decide_and_store(
     grant come next, then the decision and the firm's changes, all in the next flush
     (adapters/feed.py reads the firm's previous decision there). So every row is written,
     and audited, once, in the order a ReportEvent group writes them, and so is the feed."""
-    decision = evaluate(ctx, profile, as_of)
-    if revoke is not None:
-        decision = without_whitelist(decision, revoke, profile, ctx.policy)
+    # read before writing this call's changes: none of them moves an entry
+    entry = uow.register.open_entry(firm.enterprise_id, flush=False)
+    decision = _decision(ctx, profile, as_of, revoke, entry)
     record = DecisionRecord(
         id=decision_id or new_id(),
         enterprise_id=firm.enterprise_id,
@@ -137,8 +138,6 @@ def decide_and_store(
         whitelist_change="",
         payload=decision_to_json(decision),
     )
-    # read before writing this call's changes: none of them moves an entry
-    entry = uow.register.open_entry(firm.enterprise_id, flush=False)
     move = move_entry(
         decision,
         record.id,
@@ -163,6 +162,24 @@ def decide_and_store(
     firm.status, firm.risk_level = record.status, record.risk_level
     firm.decision_id, firm.updated_at = record.id, record.decided_at
     return record
+
+
+def _decision(
+    ctx: RulesContext,
+    profile: EnterpriseProfile,
+    as_of: date,
+    revoke: Blocker | None,
+    entry: WhitelistEntry | None,
+) -> Decision:
+    """The firm's decision as of `as_of`. A revoking event (`revoke`: its blocker) takes
+    the white list away (`without_whitelist`) only from a firm whose entry is in force
+    that day (`entry`: its open one): only that decision says "白名单因事件撤销". A firm
+    never listed, or whose entry had ended, has nothing revoked, and its decision stands
+    on its own criteria (review 51 C2: it was told its white list was revoked)."""
+    decision = evaluate(ctx, profile, as_of)
+    if revoke is not None and entry is not None and entry.active_on(as_of):
+        decision = without_whitelist(decision, revoke, profile, ctx.policy)
+    return decision
 
 
 def _moved(
@@ -337,9 +354,11 @@ def _decide_sent(
     into the stored one (None: a new firm, the sent profile is all there is), decide,
     record, build the answer and commit. A firm's decisions only move forward: an
     `as_of` before its current decision's is FAILED_PRECONDITION (Evaluate answers about
-    any day and stores nothing); without one (None) the decision is as of today, or of
-    the current decision's day when the firm was decided ahead (a run for a later day).
-    A record dated after today is refused as ReportEvent refuses it (events.recorded_ahead)."""
+    any day and stores nothing); without one (None) the decision is as of today (of
+    tomorrow when a record on file is dated tomorrow, within the clock skew: `_forward`),
+    or of the current decision's day when the firm was decided ahead (a run for a later
+    day). A record dated after today plus the clock skew is refused as ReportEvent
+    refuses it (events.recorded_ahead)."""
     current = uow.register.decision_day(firm.decision_id)
     merged, as_of = _sent_checked(ctx, sent, stored, current, as_of)
     record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
@@ -361,8 +380,9 @@ def _sent_checked(
     clauses it may cite."""
     if ahead := events.recorded_ahead(sent, stored, ctx.today()):
         raise ValidationError(ahead)
+    merged = sent if stored is None else events.merge_profile(stored, sent)
     if as_of is None:
-        as_of = _forward(ctx, current)
+        as_of = _forward(ctx, current, merged)
     elif current is not None and as_of < current:
         raise PreconditionFailed(
             f"as_of {as_of.isoformat()} is before the firm's current decision (as of "
@@ -370,14 +390,16 @@ def _sent_checked(
             "after it, or ask Evaluate about an earlier day (it stores nothing)"
         )
     _known_clauses(ctx, sent, "profile.", stored)
-    return (sent if stored is None else events.merge_profile(stored, sent)), as_of
+    return merged, as_of
 
 
-def _forward(ctx: RulesContext, current: date | None) -> date:
-    """The day a new decision speaks for when none is asked: today, or the firm's current
-    decision's day (`current`) when that is later, since the register moves forward only."""
-    today = ctx.today()
-    return today if current is None else max(today, current)
+def _forward(ctx: RulesContext, current: date | None, profile: EnterpriseProfile) -> date:
+    """The day a new decision of `profile` speaks for when none is asked: the server's day
+    (today, or the day of a record on file dated ahead within the clock skew:
+    handlers.server_day), or the firm's current decision's day (`current`) when that is
+    later, since the register moves forward only."""
+    day = server_day(ctx, profile)
+    return day if current is None else max(day, current)
 
 
 def _known_clauses(
@@ -895,7 +917,7 @@ class _Group:
                 firm,
                 now_.entry,
                 outcome.profile,
-                _forward(ctx, firm.decided_on),
+                _forward(ctx, firm.decided_on, outcome.profile),
                 labels.event_cause(event.kind, event.event_id, outcome.summary),
                 revoke,
             )
@@ -962,9 +984,7 @@ def _decided(
     revoke: Blocker | None,
 ) -> tuple[Reevaluated, DecisionRecord]:
     """`decide_and_store` in memory: the decision, its record, and the entry's move."""
-    decision = evaluate(ctx, profile, as_of)
-    if revoke is not None:
-        decision = without_whitelist(decision, revoke, profile, ctx.policy)
+    decision = _decision(ctx, profile, as_of, revoke, entry)
     decision_id, decided_at = new_id(), now()
     name, region = profile.name, profile.region
     change, expired, moved, granted = move_entry(
@@ -1147,7 +1167,7 @@ def _apply(
             ctx,
             firm,
             outcome.profile,
-            _forward(ctx, current),
+            _forward(ctx, current, outcome.profile),
             cause,
             revoke,
             record.decision_id,

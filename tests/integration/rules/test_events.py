@@ -552,7 +552,7 @@ def test_verification_before_the_hazard_was_found_fails_its_precondition(
 # ---------------------------------------------------------------- RECTIFICATION_OVERDUE
 
 
-def test_rectification_overdue_revokes_and_keeps_the_hazard_open(
+def test_rectification_overdue_keeps_the_hazard_open(
     register_stub: RulesServiceStub, clock: Clock
 ) -> None:
     whitelisted_firm(register_stub)
@@ -564,10 +564,12 @@ def test_rectification_overdue_revokes_and_keeps_the_hazard_open(
     assert status.decision.risk_level == pb.RISK_LEVEL_YELLOW
     assert status.decision.status == pb.STATUS_ROUTINE
     assert status.decision.as_of == "2026-07-16"
-    assert blockers(status) == {"risk_not_blue", "open_hazard", "revoked_by_event"}
+    # the hazard's finding ended the entry: the overdue notice has nothing left to revoke
+    # (review 51 C2: its decision said "白名单因事件撤销" all the same)
+    assert blockers(status) == {"risk_not_blue", "open_hazard"}
     assert_revoked(register_stub, 1, status)
     assert len(decisions(status)) == 3
-    # the revocation marks only the event's own decision; a late closure follows
+    # a late closure follows
     clock.today = date(2026, 7, 25)
     closed = report(register_stub, verified(1, "v-1", "H1", "2026-07-25", late=True))
     assert [b.code for b in closed.decision.whitelist_blockers] == ["late_rectification"]

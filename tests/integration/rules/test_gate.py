@@ -112,12 +112,36 @@ def test_policy_worked_example(register_stub: RulesServiceStub) -> None:
     d = check(register_stub, 1, "D", ROUTINE, "2027-10-01")
     assert_denied(d, "yearly_cap")
     assert (d.yearly_count, d.yearly_cap) == (2, 2)
-    assert "2" in d.reason  # names the cap
+    # names the cap and the planned year, not "本年度" (today is 2026-06-30; review 51 C4)
+    assert d.reason == "该企业2027年现场检查已达上限2次"
     e = check(register_stub, 1, "B", pb.INSPECTION_KIND_COMPLAINT, "2027-10-02")
     assert_allowed(e, "triggered", count=2, cap=2)
     assert e.joint_id not in (j1, j2)
     codes = [x.inspection_code for x in (a, b, c, e)]
     assert len(set(codes)) == 4
+
+
+def test_an_inspection_joins_a_joined_one_within_its_window(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 51 D3, policy.md §6 step 4: "another authority already has an allowed
+    counted inspection of this firm within ±14 days of the planned date" joins its visit.
+    C on 03-22 is 21 days after A opened J1 but 12 after B joined it: C joins J1 (it was
+    a second visit), so the grade-2 firm's cap leaves room for D on 05-01 (it was
+    refused)."""
+    ordinary_firm(register_stub)  # grade 2, ordinary: cap 2
+    a = check(register_stub, 1, "A", ROUTINE, "2027-03-01")
+    assert_allowed(a, "allowed", count=1, cap=2)
+    b = check(register_stub, 1, "B", ROUTINE, "2027-03-10")
+    assert_allowed(b, "joint", count=1, cap=2)
+    c = check(register_stub, 1, "C", ROUTINE, "2027-03-22")
+    assert_allowed(c, "joint", count=1, cap=2)
+    assert c.joint_id == a.joint_id
+    assert c.reason == "综合查一次：与B 2027-03-10 的检查合并为一次联合检查"
+    assert list(verify(register_stub, c.inspection_code).joint_authorities) == ["A", "B", "C"]
+    d = check(register_stub, 1, "D", ROUTINE, "2027-05-01")
+    assert_allowed(d, "allowed", count=2, cap=2)
+    assert d.joint_id != a.joint_id
 
 
 # ---------------------------------------------------------------- step 1: triggered kinds
@@ -240,7 +264,8 @@ def test_third_inspection_by_the_same_authority_is_denied(register_stub: RulesSe
     assert_allowed(check(register_stub, 1, "A", CAMPAIGN, "2027-04-01"), "allowed", 2, 4)
     third = check(register_stub, 1, "A", ROUTINE, "2027-08-01")
     assert_denied(third, "authority_cap")
-    assert "2" in third.reason  # names the cap
+    # names the cap and the planned year, not "今年" (today is 2026-06-30; review 51 C4)
+    assert third.reason == "同一执法主体每年对同一企业现场检查不超过2次，A 2027年已检查2次"
     assert (third.yearly_count, third.yearly_cap) == (2, 4)
     # another authority still may, and A again next year
     assert_allowed(check(register_stub, 1, "B", ROUTINE, "2027-10-01"), "allowed", 3, 4)

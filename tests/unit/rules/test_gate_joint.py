@@ -1,4 +1,7 @@
-"""The joint window is anchored on the visit's own day (review finding: joins chained)."""
+"""Step 4 of the gate (docs/policy.md §6): a planned counted inspection joins the visit of
+the nearest allowed counted inspection by another authority within ±14 days, each
+inspection measured from its own day, a joined one too (review 51 D3: the window was
+measured from the day the visit was opened)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ RULES = gate.GateRules(
 )
 
 
-def _run(requests: list[tuple[str, date]], cap: int) -> list[gate.Verdict]:
+def _run(
+    requests: list[tuple[str, date]], cap: int, past: list[gate.PastInspection] | None = None
+) -> list[gate.Verdict]:
     ids = (f"J{i}" for i in itertools.count(1))
-    past: list[gate.PastInspection] = []
+    past = past if past is not None else []
     out = []
     for authority, day in requests:
         verdict = gate.check(
@@ -28,16 +33,48 @@ def _run(requests: list[tuple[str, date]], cap: int) -> list[gate.Verdict]:
             new_joint_id=lambda: next(ids),
         )
         if verdict.allowed:
-            past.append(gate.PastInspection(authority, day, verdict.joint_id, verdict.joint))
+            past.append(gate.PastInspection(authority, day, verdict.joint_id))
         out.append(verdict)
     return out
 
 
-def test_joins_do_not_chain_past_the_window_of_the_opening_visit() -> None:
+def test_the_reviewers_example_joins_a_joined_inspection() -> None:
+    """A 03-01 opens J1, B 03-10 joins it; C 03-22 is 21 days after A but 12 after B's
+    inspection: it joins J1 too, so the grade-2 firm (cap 2) has one visit, and D 05-01
+    is allowed (it was refused for the cap)."""
+    verdicts = _run(
+        [
+            ("A", date(2027, 3, 1)),
+            ("B", date(2027, 3, 10)),
+            ("C", date(2027, 3, 22)),
+            ("D", date(2027, 5, 1)),
+        ],
+        cap=2,
+    )
+    assert [(v.reason_code, v.joint_id, v.yearly_count) for v in verdicts] == [
+        ("allowed", "J1", 1),
+        ("joint", "J1", 1),
+        ("joint", "J1", 1),
+        ("allowed", "J2", 2),
+    ]
+    assert verdicts[2].reason == "综合查一次：与B 2027-03-10 的检查合并为一次联合检查"
+
+
+def test_joins_chain_along_the_calendar_as_the_spec_words_it() -> None:
+    """Each authority within 14 days of the one before it joins the same visit: one visit,
+    counted once against the firm's cap (and once against each authority's own)."""
     start = date(2026, 1, 5)
     verdicts = _run([(f"主体{i}", start + timedelta(days=14 * i)) for i in range(20)], cap=1)
-    assert [v.reason_code for v in verdicts[:3]] == ["allowed", "joint", "yearly_cap"]
-    assert sum(v.allowed for v in verdicts) == 2  # one visit, one authority joining it
+    assert [v.reason_code for v in verdicts] == ["allowed", *["joint"] * 19]
+    assert {v.joint_id for v in verdicts} == {"J1"}
+    assert verdicts[-1].yearly_count == 1
+
+
+def test_the_window_edge_is_measured_from_each_inspection() -> None:
+    verdicts = _run(
+        [("A", date(2026, 3, 1)), ("B", date(2026, 3, 15)), ("C", date(2026, 3, 30))], cap=4
+    )
+    assert [v.reason_code for v in verdicts] == ["allowed", "joint", "allowed"]  # 15 days
 
 
 def test_an_authority_already_in_a_visit_does_not_join_it_again() -> None:
@@ -52,8 +89,40 @@ def test_an_authority_already_in_a_visit_does_not_join_it_again() -> None:
     assert verdicts[-1].yearly_count == 2
 
 
-def test_the_window_edge_is_measured_from_the_opening_day() -> None:
-    verdicts = _run(
-        [("A", date(2026, 3, 1)), ("B", date(2026, 3, 15)), ("C", date(2026, 3, 16))], cap=4
-    )
-    assert [v.reason_code for v in verdicts] == ["allowed", "joint", "allowed"]
+def test_the_nearest_inspection_wins_and_a_tie_goes_to_the_earlier_one() -> None:
+    """Two visits, A's J1 on 03-01 and B's J2 on 03-21: F on 03-11, 10 days from each,
+    joins the earlier (J1). With B's J2 on 03-20, C on 03-12 (11 days from A, 8 from B)
+    joins the nearer (J2)."""
+    past = [
+        gate.PastInspection("A", date(2027, 3, 1), "J1"),
+        gate.PastInspection("B", date(2027, 3, 21), "J2"),
+    ]
+    [tie] = _run([("F", date(2027, 3, 11))], cap=4, past=list(past))
+    assert (tie.reason_code, tie.joint_id) == ("joint", "J1")
+    later = [gate.PastInspection("B", date(2027, 3, 20), "J2"), past[0]]
+    [nearer] = _run([("C", date(2027, 3, 12))], cap=4, past=later)
+    assert (nearer.reason_code, nearer.joint_id) == ("joint", "J2")
+
+
+def test_a_tie_on_the_same_day_goes_to_the_visit_whose_id_sorts_first() -> None:
+    """A opened two visits on 03-10 (J7, then J9): B on 03-12 joins J7 whatever the order
+    the inspections are read in."""
+    one = gate.PastInspection("A", date(2027, 3, 10), "J7")
+    two = gate.PastInspection("A", date(2027, 3, 10), "J9")
+    for past in ([one, two], [two, one]):
+        [verdict] = _run([("B", date(2027, 3, 12))], cap=4, past=list(past))
+        assert (verdict.reason_code, verdict.joint_id) == ("joint", "J7")
+
+
+def test_refusals_name_the_planned_year() -> None:
+    """Review 51 C4: a 2027 plan refused said "今年"/"本年度" (the server's year then)."""
+    past = [
+        gate.PastInspection("B", date(2027, 3, 1), "J1"),
+        gate.PastInspection("B", date(2027, 6, 1), "J2"),
+    ]
+    [by_b] = _run([("B", date(2027, 9, 1))], cap=4, past=list(past))
+    assert by_b.reason_code == "authority_cap"
+    assert by_b.reason == "同一执法主体每年对同一企业现场检查不超过2次，B 2027年已检查2次"
+    [capped] = _run([("C", date(2027, 9, 1))], cap=2, past=list(past))
+    assert capped.reason_code == "yearly_cap"
+    assert capped.reason == "该企业2027年现场检查已达上限2次"

@@ -1,0 +1,309 @@
+"""The day a decision speaks for, and what it sees of the firm's records on that day
+(review 51), on SQLite and PostgreSQL: hazards as they stood on a given as_of (D2); a
+decision the server makes without an as_of counts a record dated tomorrow, within the
+clock skew (D1)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
+from services.common.clock import today_shanghai
+from services.common.db import make_engine
+from services.rules.adapters import migrate
+from services.rules.adapters.ruleset_loader import Rulebook
+from services.rules.domain.decision import Decision, Status
+from services.rules.entrypoints.convert import event_to_dict, profile_from_json
+from services.rules.entrypoints.grpc_server import context_from
+from services.rules.service_layer import register_handlers
+from services.rules.service_layer.reevaluation import reevaluate_all
+from services.rules.service_layer.unit_of_work import UnitOfWork
+from tests.integration.conftest import decisions, upsert
+from tests.support import ROOT, profile, uscc
+
+
+def blockers(status: pb.EnterpriseStatus) -> set[str]:
+    return {b.code for b in status.decision.whitelist_blockers}
+
+
+def major_hazard(hazard_id: str, found_on: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "hazard_id": hazard_id,
+        "clause_ref": "GM2023:14",
+        "severity": "major",
+        "found_on": found_on,
+        "due_on": "2026-06-10",
+        "status": "open",
+    } | fields
+
+
+# ---------------------------------------------------------------- D2: hazards on as_of
+
+
+def test_a_past_as_of_sees_each_hazard_as_it_stood_that_day(
+    register_stub: RulesServiceStub,
+) -> None:
+    """A MAJOR hazard verified late on 06-25 was open and overdue on 06-15: the firm was
+    RED then (it came out WHITELIST); one found on 06-20 did not exist yet on 06-15 (it
+    made the firm RED). As of today (06-30) the first is closed, late."""
+    late = major_hazard(
+        "H-1", "2026-06-01", status="verified", closed_on="2026-06-25", closed_late=True
+    )
+    then = upsert(register_stub, profile(1, hazards=[late]), as_of="2026-06-15")
+    assert (then.decision.status, then.decision.risk_level) == (
+        pb.STATUS_PRIORITY,
+        pb.RISK_LEVEL_RED,
+    )
+    assert [f.clause_ref for f in then.decision.findings] == ["GM2023:14"]
+    assert blockers(then) == {"risk_not_blue", "open_hazard"}
+    assert not then.HasField("whitelist_entry")
+    now = upsert(register_stub, profile(1, hazards=[late]))  # as of today, 2026-06-30
+    assert (now.decision.status, blockers(now)) == (pb.STATUS_ROUTINE, {"late_rectification"})
+    found_later = major_hazard("H-2", "2026-06-20", due_on="2026-07-20")
+    before = upsert(register_stub, profile(2, hazards=[found_later]), as_of="2026-06-15")
+    assert (before.decision.status, list(before.decision.findings)) == (pb.STATUS_WHITELIST, [])
+    assert before.whitelist_entry.granted_on == "2026-06-15"
+
+
+# ---------------------------------------------------------------- D1: records dated tomorrow
+
+TOMORROW = "2026-07-01"  # the conftest clock's today is 2026-06-30; a day of skew is taken
+FATAL = {"occurred_on": TOMORROW, "level": "general", "deaths": 1}
+
+
+def status_of(stub: RulesServiceStub, n: int) -> pb.EnterpriseStatus:
+    return stub.GetEnterpriseStatus(
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(n), history_limit=50), timeout=10
+    )
+
+
+def assert_red_as_of_tomorrow(status: pb.EnterpriseStatus) -> None:
+    decision = status.decision
+    assert (decision.as_of, decision.status, decision.risk_level) == (
+        TOMORROW,
+        pb.STATUS_PRIORITY,
+        pb.RISK_LEVEL_RED,
+    )
+    assert decision.inspection_due_on == "2026-07-31"
+    assert "12个月内发生造成人员死亡的生产安全事故" in decision.risk_reasons
+    assert {"risk_not_blue", "recent_accident"} <= blockers(status)
+    assert not status.HasField("whitelist_entry")
+
+
+def test_a_fatal_accident_dated_tomorrow_counts_at_once_and_keeps_counting(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 51 D1: an ACCIDENT dated tomorrow (within the clock skew) was on file but in
+    no window of a decision as of today: the firm stayed BLUE, a PROFILE_UPDATED the same
+    day put it back on the white list, and the gate refused routine visits (无事不扰). The
+    event's decision is as of the accident's day, and so is every later one of the day."""
+    upsert(register_stub, profile(1))
+    reported = register_stub.ReportEvent(
+        pb.ReportEventRequest(
+            event=pb.EnterpriseEvent(
+                event_id="acc-tomorrow",
+                enterprise_id=uscc(1),
+                kind=pb.EVENT_KIND_ACCIDENT,
+                occurred_on=TOMORROW,
+                accident=pb.AccidentDetail(level=pb.ACCIDENT_LEVEL_GENERAL, deaths=1),
+            )
+        ),
+        timeout=30,
+    )
+    assert_red_as_of_tomorrow(reported)
+    assert "revoked_by_event" in blockers(reported)
+    updated = register_stub.ReportEvent(
+        pb.ReportEventRequest(
+            event=pb.EnterpriseEvent(
+                event_id="pu-today",
+                enterprise_id=uscc(1),
+                kind=pb.EVENT_KIND_PROFILE_UPDATED,
+                occurred_on="2026-06-30",
+                profile=profile_from_json(profile(1, employees=31)),
+            )
+        ),
+        timeout=30,
+    )
+    assert_red_as_of_tomorrow(updated)
+    assert [a.occurred_on for a in updated.profile.accidents] == [TOMORROW]
+    visit = register_stub.CheckInspection(
+        pb.CheckInspectionRequest(
+            enterprise_id=uscc(1),
+            authority="A",
+            kind=pb.INSPECTION_KIND_ROUTINE,
+            planned_on="2026-06-30",
+        ),
+        timeout=30,
+    )
+    assert (visit.allowed, visit.reason_code) == (True, "allowed")
+
+
+def test_upsert_and_evaluate_without_as_of_count_a_record_dated_tomorrow(
+    register_stub: RulesServiceStub,
+) -> None:
+    """The same through UpsertEnterprise (its records are taken up to the clock skew
+    ahead, events.recorded_ahead) and Evaluate; an as_of the caller gives is kept as
+    given, records after it ignored (a decision for that day, reproducible)."""
+    assert_red_as_of_tomorrow(upsert(register_stub, profile(1, accidents=[FATAL])))
+    asked = upsert(register_stub, profile(2, accidents=[FATAL]), as_of="2026-06-30")
+    assert (asked.decision.as_of, asked.decision.status) == ("2026-06-30", pb.STATUS_WHITELIST)
+    evaluated = register_stub.Evaluate(
+        pb.EvaluateRequest(profile=profile_from_json(profile(3, accidents=[FATAL]))), timeout=10
+    )
+    assert (evaluated.as_of, evaluated.status) == (TOMORROW, pb.STATUS_PRIORITY)
+    penalty = {"decided_on": "2026-06-29", "amount_yuan": 100.0, "basis": "x"}
+    plain = register_stub.Evaluate(
+        pb.EvaluateRequest(profile=profile_from_json(profile(4, penalties=[penalty]))),
+        timeout=10,
+    )
+    assert plain.as_of == "2026-06-30"  # records of today or before: today, as always
+
+
+def test_reevaluate_all_without_as_of_decides_as_the_server_does(
+    register_stub: RulesServiceStub, db_engine: Engine, rulebook: Rulebook
+) -> None:
+    """`reevaluate --all` without --as-of (as_today) decides a firm with a record dated
+    tomorrow as of tomorrow, as events and upserts do; with --as-of (the run's day
+    given) it decides every firm as of that day, records after it ignored. A firm decided
+    as of tomorrow already is left alone by a run as of today."""
+    ctx = context_from(rulebook, today=lambda: date(2026, 6, 30))
+    upsert(register_stub, profile(1, accidents=[FATAL]))  # RED as of tomorrow
+    upsert(register_stub, profile(2, accidents=[FATAL]), as_of="2026-06-30")  # as asked
+    reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 6, 30))
+    assert_red_as_of_tomorrow(status_of(register_stub, 1))  # left alone: decided later
+    given = status_of(register_stub, 2)
+    assert (given.decision.as_of, given.decision.status) == ("2026-06-30", pb.STATUS_WHITELIST)
+    assert len(decisions(given)) == 2  # re-decided as of the day given
+    reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 6, 30), as_today=True)
+    assert_red_as_of_tomorrow(status_of(register_stub, 1))
+    assert_red_as_of_tomorrow(status_of(register_stub, 2))
+
+
+def test_grouped_events_and_upserts_decide_as_one_by_one_do(
+    register_stub: RulesServiceStub, db_engine: Engine, rulebook: Rulebook
+) -> None:
+    """The group commit (ReportEvent and UpsertEnterprise calls that arrive together)
+    decides in memory by the same rule: as of the accident's day."""
+    upsert(register_stub, profile(1))
+    upsert(register_stub, profile(2))
+    ctx = context_from(rulebook, today=lambda: date(2026, 6, 30))
+    sent = [
+        pb.EnterpriseEvent(
+            event_id="acc-tomorrow",
+            enterprise_id=uscc(1),
+            kind=pb.EVENT_KIND_ACCIDENT,
+            occurred_on=TOMORROW,
+            accident=pb.AccidentDetail(level=pb.ACCIDENT_LEVEL_GENERAL, deaths=1),
+        ),
+        pb.EnterpriseEvent(
+            event_id="pu-today",
+            enterprise_id=uscc(1),
+            kind=pb.EVENT_KIND_PROFILE_UPDATED,
+            occurred_on="2026-06-30",
+            profile=profile_from_json(profile(1)),
+        ),
+    ]
+    items = [
+        register_handlers.Reported(*register_handlers.parse_reported(ctx, event_to_dict(e)), "t")
+        for e in sent
+    ]
+    upserted = register_handlers.parse_upserted(ctx, profile(2, accidents=[FATAL]), "")
+    answers = [
+        *register_handlers.apply_group(lambda: UnitOfWork(db_engine), ctx, items),
+        *register_handlers.apply_upsert_group(lambda: UnitOfWork(db_engine), ctx, [upserted]),
+    ]
+    for answer in answers:
+        assert isinstance(answer, register_handlers.StatusView), answer
+        assert (answer.decision.as_of, answer.decision.status) == (
+            date(2026, 7, 1),
+            Status.PRIORITY,
+        )
+    assert_red_as_of_tomorrow(status_of(register_stub, 1))
+    assert_red_as_of_tomorrow(status_of(register_stub, 2))
+
+
+# ---------------------------------------------------------------- C2: what an event revokes
+
+
+def penalty_event(n: int, event_id: str) -> pb.EnterpriseEvent:
+    return pb.EnterpriseEvent(
+        event_id=event_id,
+        enterprise_id=uscc(n),
+        kind=pb.EVENT_KIND_PENALTY,
+        occurred_on="2026-06-30",
+        penalty=pb.PenaltyDetail(amount_yuan=2000.0, basis="《安全生产法》第九十七条"),
+    )
+
+
+def reported(stub: RulesServiceStub, event: pb.EnterpriseEvent) -> pb.EnterpriseStatus:
+    return stub.ReportEvent(pb.ReportEventRequest(event=event), timeout=30)
+
+
+def revocations(status: pb.EnterpriseStatus) -> list[str]:
+    return [h.reason for h in status.history if h.kind == "whitelist_revoked"]
+
+
+def test_only_an_entry_in_force_is_revoked_by_an_event(register_stub: RulesServiceStub) -> None:
+    """Review 51 C2: "白名单因事件撤销" (revoked_by_event) was added for a firm that was
+    never on the white list, or whose entry had ended, or was revoked by an event before.
+    It comes only with the revocation of an entry in force on the decision's day."""
+    upsert(register_stub, profile(1, specialized_sme=False))  # never listed
+    never = reported(register_stub, penalty_event(1, "p-never"))
+    assert blockers(never) == {"risk_not_blue", "not_specialized_sme", "recent_penalty"}
+    upsert(register_stub, profile(2), as_of="2025-06-01")  # listed until 2026-06-01
+    ended = reported(register_stub, penalty_event(2, "p-ended"))
+    assert blockers(ended) == {"risk_not_blue", "recent_penalty"}
+    # it expired (valid_until passed), the event revoked nothing
+    assert revocations(ended) == ["有效期届满 expired"]
+    upsert(register_stub, profile(3))  # listed today
+    first = reported(register_stub, penalty_event(3, "p-first"))
+    assert "revoked_by_event" in blockers(first)
+    assert revocations(first) == ["白名单因事件撤销：行政处罚2000元"]
+    second = reported(register_stub, penalty_event(3, "p-second"))
+    assert blockers(second) == {"risk_not_blue", "recent_penalty"}  # nothing left to revoke
+
+
+def test_the_reevaluate_command_without_as_of_decides_as_the_server_does(
+    tmp_path: Path, rulebook: Rulebook
+) -> None:
+    """`reevaluate --all` without --as-of passes as_today (with --as-of it does not): a firm
+    decided as of today with an as_of given, its fatal accident dated tomorrow on file, is
+    decided as of tomorrow by the command. Real dates: the command reads the real clock."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate.upgrade(engine)
+    today = today_shanghai()
+    tomorrow = today + timedelta(days=1)
+    fatal = {"occurred_on": tomorrow.isoformat(), "level": "general", "deaths": 1}
+    ctx = context_from(rulebook)
+    asked = register_handlers.upsert_enterprise(
+        UnitOfWork(engine), ctx, profile(1, accidents=[fatal]), today.isoformat()
+    )
+    assert asked.decision.status is Status.WHITELIST
+
+    def run(*extra: str) -> Decision:
+        command = [sys.executable, "-m", "services.rules", "reevaluate", "--all"]
+        done = subprocess.run(
+            [*command, "--db", str(engine.url), *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return register_handlers.get_status(UnitOfWork(engine), ctx, uscc(1)).decision
+
+    given = run("--as-of", today.isoformat())
+    assert (given.as_of, given.status) == (today, Status.WHITELIST)
+    own = run()
+    engine.dispose()
+    if today_shanghai() != today:
+        pytest.skip("the day changed while the test ran")
+    assert (own.as_of, own.status) == (tomorrow, Status.PRIORITY)
