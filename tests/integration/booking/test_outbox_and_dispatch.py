@@ -187,7 +187,7 @@ def test_sweep_reports_an_overdue_ticket_once(pair: Pair) -> None:
     assert [t.ticket_id for t in overdue.tickets] == [ticket_id] and overdue.tickets[0].overdue
     assert deliver_pending(UnitOfWork(pair.booking_engine), pair.ctx.rules).delivered == 2
     status = pair.rules_status(firm)
-    assert "RECTIFICATION_OVERDUE" in status.history[0].reason
+    assert status.history[0].reason.startswith("事件（隐患逾期未整改，")
 
 
 def test_a_backed_off_event_is_never_overtaken_by_a_later_one_of_the_same_firm(
