@@ -439,7 +439,8 @@ def cancel_order(
     reason: str,
 ) -> Order:
     """The firm cancels its own order; the authority (`access` STAFF) must give a reason.
-    Frees the slot, then dispatches what waited for it."""
+    Frees the slot, then dispatches what waited for it. The order's dispatch note (why
+    it waited) goes: it is no longer waiting."""
     if not access.by_firm and invisible(reason):
         raise ValidationError([FieldViolation("reason", "the authority must say why it cancels")])
     if len(reason) > REASON_MAX:
@@ -455,6 +456,7 @@ def cancel_order(
             at=now(),
             reason=reason.strip() or messages.CANCELLED_BY_FIRM,
         )
+        order.dispatch_note = ""
         uow.register.release_slot(order.id)
         uow.commit()
     redispatch_after_commit(uow, ctx)
