@@ -256,9 +256,9 @@ class BookingRegister(StaffRegister):
         database as it was when it began): an insert of their first free preferred
         half-day with room left that day, if they may still take the order (active, no
         conflict, the domains: a change committed by the time the lock was had, which
-        the first statement's reading did not see). Both inserts are `ON CONFLICT DO NOTHING` (the
-        unique (expert, slot) index): a lost race is no error, and no savepoint is
-        needed on SQLite."""
+        the first statement's reading did not see). Both inserts are `ON CONFLICT DO
+        NOTHING` (the unique (expert, slot) index): a lost race is no error, and no
+        savepoint is needed on SQLite."""
         if not preferred:
             return None
         dialect = self.session.get_bind().dialect.name

@@ -223,10 +223,10 @@ BATCH = 8  # experts asked of the register at a time: most orders take the first
 
 def ranked(uow: UnitOfWork, ctx: BookingContext, order: Order) -> Iterator[dispatch.Candidate]:
     """Every eligible expert once, best first, each with their first free preferred
-    half-day still ahead: the register answers the best few (`offers`), the domain ranks them
-    (dispatch.candidates); when all of those are tried, the next few, asked afresh. Local
-    experts come first while any is free, then the others by fairness: the order of
-    dispatch.candidates, then its `any_region` fallback."""
+    half-day still ahead: the register answers the best few (`offers`), the domain ranks
+    them (dispatch.candidates); when all of those are tried, the next few, asked afresh.
+    Local experts come first while any is free, then the others by fairness: the order
+    of dispatch.candidates, then its `any_region` fallback."""
     asked = _asked(ctx, order)
     needed = asked["needed"]
     preferred = [parse_slot(s) for s in asked["preferred"]]
