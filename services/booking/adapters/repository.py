@@ -254,9 +254,11 @@ class BookingRegister(StaffRegister):
         back to, releasing the lock. The booking is a second statement, so that it reads
         the expert's bookings as they are once the lock is held (a statement reads the
         database as it was when it began): an insert of their first free preferred
-        half-day with room left that day. Both inserts are `ON CONFLICT DO NOTHING` (the
-        unique (expert, slot) index): a lost race is no error, and no savepoint is
-        needed on SQLite."""
+        half-day with room left that day, if they may still take the order (active, no
+        conflict, the domains: a change committed by the time the lock was had, which
+        the first statement's reading did not see). Both inserts are `ON CONFLICT DO
+        NOTHING` (the unique (expert, slot) index): a lost race is no error, and no
+        savepoint is needed on SQLite."""
         if not preferred:
             return None
         dialect = self.session.get_bind().dialect.name
@@ -271,9 +273,11 @@ class BookingRegister(StaffRegister):
         expert_id: str | None = self._after_savepoint(query, params)
         slot: str | None = None
         if expert_id is not None:
-            params = {f"p{n}": s for n, s in enumerate(preferred)}
             params.update(expert_id=expert_id, order_id=order_id, created_at=at)
-            booked = self._pipelined([(_book_first_free(dialect, len(preferred)), params)])[0]
+            for name in ("region", "since", "until"):  # the booking does not rank
+                del params[name]
+            booking = _book_first_free(dialect, len(preferred), len(needed))
+            booked = self._pipelined([(booking, params)])[0]
             slot = booked[0].slot if booked else None
         if expert_id is None or slot is None:
             self._back_to_savepoint()
@@ -362,13 +366,28 @@ class BookingRegister(StaffRegister):
         rows = self._pipelined([(_SAVEPOINT, {}), (query, params)])[1]
         return rows[0][0] if rows else None
 
-    def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
+    def free_slots(
+        self,
+        expert_id: str,
+        preferred: Sequence[str],
+        *,
+        enterprise_id: str,
+        needed: frozenset[str],
+    ) -> set[str]:
         """Which of `preferred` the expert offers, has not booked, and still has room for
-        on that day (read now: under the expert's lock, a fresh answer)."""
+        on that day, if they may take an order of the firm `enterprise_id` needing the
+        `needed` domains at all (active, covering them, no conflict of interest): read
+        now, under the expert's lock, a fresh answer (`_free_for_order`)."""
         if not preferred:
             return set()
-        params = {"expert_id": expert_id, **{f"p{n}": slot for n, slot in enumerate(preferred)}}
-        return set(self._run(_free_slots_query(len(preferred)), params).scalars())
+        params = {
+            "expert_id": expert_id,
+            "enterprise_id": enterprise_id,
+            **{f"d{n}": domain for n, domain in enumerate(sorted(needed))},
+            **{f"p{n}": slot for n, slot in enumerate(preferred)},
+        }
+        query = _free_slots_query(len(preferred), len(needed))
+        return set(self._run(query, params).scalars())
 
     def with_expert_locked(
         self, expert_id: str, *, wait: bool, attempt: Callable[[], T | None]
@@ -598,6 +617,21 @@ class BookingRegister(StaffRegister):
         query = select(Order).where(orders.c.expert_id == expert_id)
         return self.session.scalars(query.order_by(orders.c.id.desc()).limit(limit)).all()
 
+    def dispatched_orders_of(self, expert_id: str, after: date) -> Sequence[Order]:
+        """The orders dispatched to the expert (not yet visited) for a half-day of a day
+        after `after`, oldest first, locked (their bookings by the (expert, day) index):
+        the expert's change may take them from the expert (dispatch.reassign_from)."""
+        a = assignments.c
+        query = (
+            select(Order)
+            .join(assignments, a.order_id == orders.c.id)
+            .where(a.expert_id == expert_id, a.day > after, orders.c.status == "dispatched")
+            .order_by(orders.c.id)
+        )
+        if self._lock_rows:
+            query = query.with_for_update(of=orders).execution_options(populate_existing=True)
+        return self.session.scalars(query).all()
+
     def photos_of(self, ticket_id: str, purpose: str) -> list[str]:
         """The ids of a ticket's photos of one purpose (finding | proof), oldest first."""
         query = (
@@ -742,6 +776,40 @@ class BookingRegister(StaffRegister):
         ).all()
 
 
+def _covers_without_conflict(
+    expert_id: ColumnElement[str], needed: int
+) -> list[ColumnElement[bool]]:
+    """The expert covers every needed domain (:d0…) and has no conflict of interest with
+    the firm (:enterprise_id): one probe each (it stops at the row; a count read them
+    all)."""
+    d, c = expert_domains.c, expert_conflicts.c
+    conditions: list[ColumnElement[bool]] = [
+        exists().where(
+            d.expert_id == expert_id, d.domain == bindparam(f"d{n}", type_=d.domain.type)
+        )
+        for n in range(needed)
+    ]
+    conditions.append(
+        ~exists().where(c.expert_id == expert_id, c.enterprise_id == bindparam("enterprise_id"))
+    )
+    return conditions
+
+
+def _free_for_order(preferred: int, needed: int) -> Select[tuple[str]]:
+    """Which of the `preferred` half-days :p0… the expert :expert_id is free in for the
+    order, as the database holds them now: `_free_slots`, and the expert may take the
+    order at all (active, every needed domain :d0…, no conflict with :enterprise_id).
+    Run under the expert's lock, in a statement of its own (it reads what was committed
+    before it began): an expert deactivated, or a conflict declared, after the offers
+    were read (by a change that held the expert's row meanwhile: experts.upsert_expert)
+    is seen, and not booked (review 52)."""
+    e = experts.c
+    mine = bindparam("expert_id", type_=e.id.type)
+    room = select(e.max_visits_per_day).where(e.id == mine, e.active.is_(True))
+    free = _free_slots(mine, room.scalar_subquery(), preferred)
+    return free.where(*_covers_without_conflict(mine, needed))
+
+
 def _free_slots(
     expert_id: ColumnElement[str], room: ColumnElement[int], preferred: int
 ) -> Select[tuple[str]]:
@@ -843,11 +911,10 @@ def _lock_expert(wait: bool) -> Select[tuple[str]]:
 
 
 @functools.lru_cache(maxsize=64)
-def _free_slots_query(preferred: int) -> Select[tuple[str]]:
-    """BookingRegister.free_slots' statement for `preferred` half-days (:expert_id,
-    :p0…)."""
-    mine = select(experts.c.max_visits_per_day).where(experts.c.id == bindparam("expert_id"))
-    return _free_slots(bindparam("expert_id"), mine.scalar_subquery(), preferred)
+def _free_slots_query(preferred: int, needed: int) -> Select[tuple[str]]:
+    """BookingRegister.free_slots' statement for `preferred` half-days and `needed`
+    domains (`_free_for_order`)."""
+    return _free_for_order(preferred, needed)
 
 
 @functools.lru_cache(maxsize=256)
@@ -889,16 +956,7 @@ def _offers_query(dialect: str, preferred: int, needed: int, skip: bool, limit: 
     conditions: list[ColumnElement[bool]] = [e.active.is_(True)]
     if skip:
         conditions.append(e.id.not_in(bindparam("skip", expanding=True)))
-    d = expert_domains.c
-    for n in range(needed):  # one probe each: stops at the row (a count read them all)
-        domain = bindparam(f"d{n}", type_=d.domain.type)
-        conditions.append(exists().where(d.expert_id == e.id, d.domain == domain))
-    conditions.append(
-        ~exists().where(
-            expert_conflicts.c.expert_id == e.id,
-            expert_conflicts.c.enterprise_id == bindparam("enterprise_id"),
-        )
-    )
+    conditions.extend(_covers_without_conflict(e.id, needed))
     # Python compares ids by code point: SQLite's default collation does; PostgreSQL's
     # database collation may not, "C" does
     by_id = e.id if dialect == "sqlite" else e.id.collate("C")
@@ -1021,14 +1079,14 @@ def _best_offer_query(dialect: str, preferred: int, needed: int, limit: int) -> 
 
 
 @functools.lru_cache(maxsize=64)
-def _book_first_free(dialect: str, preferred: int) -> Insert:
+def _book_first_free(dialect: str, preferred: int, needed: int) -> Insert:
     """BookingRegister.book_best_offer's booking: the expert's (:expert_id) first free
-    half-day of :p0… (in that order, with room left that day) booked for :order_id at
-    :created_at, unless the unique (expert, slot) index already holds it (no error);
+    half-day of :p0… (in that order, with room left that day, the expert still free to
+    take the order: `_free_for_order`, with :d0… and :enterprise_id) booked for :order_id
+    at :created_at, unless the unique (expert, slot) index already holds it (no error);
     returns the half-day booked (no row: none)."""
     s = expert_slots.c
-    room = select(experts.c.max_visits_per_day).where(experts.c.id == bindparam("expert_id"))
-    free = _free_slots(bindparam("expert_id"), room.scalar_subquery(), preferred)
+    free = _free_for_order(preferred, needed)
     a = assignments.c
     preference = case(
         *((s.slot == bindparam(f"p{n}"), n) for n in range(preferred)), else_=preferred

@@ -11,7 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from .slots import Slot
+from . import messages
+from .orders import Order
+from .records import Expert
+from .slots import Slot, parse_slot
 
 FAIRNESS_WINDOW_DAYS = 30
 
@@ -90,3 +93,24 @@ def candidates(
         )
     )
     return [Candidate(e.expert_id, s) for e, s in pool]
+
+
+def unfit(expert: Expert, order: Order, needed: frozenset[str]) -> str | None:
+    """Why `expert`, as they now stand, can no longer take `order`, which was dispatched
+    to them (the reason its history keeps, messages.TAKEN_FROM_EXPERT); None when they
+    still can. The hard conditions of dispatch, checked against the booked half-day:
+    active, that half-day still offered, no conflict of interest with the firm, every
+    `needed` domain covered. The region is not one (any region is dispatch's fallback),
+    nor the visits a day (which of a day's visits would go is not the expert's to say)."""
+    if not expert.active:
+        key = "inactive"
+    elif order.slot not in expert.slots:
+        key = "slot"
+    elif order.enterprise_id in expert.conflicts:
+        key = "conflict"
+    elif not needed <= set(expert.domains):
+        key = "domains"
+    else:
+        return None
+    slot = parse_slot(order.slot).label if order.slot else ""
+    return messages.TAKEN_FROM_EXPERT[key].format(expert=expert.id, slot=slot)

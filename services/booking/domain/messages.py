@@ -123,6 +123,21 @@ ORDER_TAKEN = "扫码点单"
 CANCELLED_BY_FIRM = "企业取消"
 DISPATCHED_TO = "派单给专家 {expert}，{slot}"
 NO_EXPERT = "暂无可派专家（所选时段内没有空闲的对口专家），有空闲时将自动派单"
+# every preferred half-day has passed before an expert was free: the system cancels
+SLOTS_PASSED = (
+    "您选择的上门时段都已过去，未能安排专家，本预约已由系统取消。请重新预约，选择今后的时段。"
+)
+# an admin's DispatchOrder of such an order (FAILED_PRECONDITION, naming order_id)
+DISPATCH_SLOTS_PASSED = (
+    "该预约的期望时段（preferred_slots）都已过去，不能派单；系统会取消它并提示企业重新预约"
+)
+# an order taken from its expert by the expert's own change, then dispatched again
+TAKEN_FROM_EXPERT = {
+    "inactive": "专家{expert}已停止接单，{slot}的上门重新派单",
+    "slot": "专家{expert}已撤回{slot}的空闲时段，重新派单",
+    "conflict": "专家{expert}需回避本企业（利益冲突），{slot}的上门重新派单",
+    "domains": "专家{expert}已不再承接本预约的服务领域，{slot}的上门重新派单",
+}
 VISIT_FINDINGS = "{n}项隐患"
 NO_FINDINGS = "未发现隐患"
 FOUND_ON_SITE = "现场发现"

@@ -8,7 +8,12 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from services.common.errors import AlreadyExists, FieldViolation, ValidationError
+from services.common.errors import (
+    AlreadyExists,
+    FieldViolation,
+    PreconditionFailed,
+    ValidationError,
+)
 from services.common.instants import as_utc
 from services.common.state_machine import StateMachine, Tracked, Transition
 from services.common.values import control_problem, invisible, trim
@@ -39,6 +44,9 @@ class OrderAction(StrEnum):
     RECORD_VISIT = "record_visit"
     CLOSE = "close"
     CANCEL = "cancel"
+    # taken from its expert, who can no longer take it (deactivated, the half-day
+    # withdrawn, a conflict of interest declared): back to waiting, then dispatched again
+    UNASSIGN = "unassign"
 
 
 # The whole state machine: (from, action) → to. Anything else is FAILED_PRECONDITION.
@@ -46,6 +54,7 @@ ORDER_TRANSITIONS: dict[tuple[OrderStatus, OrderAction], OrderStatus] = {
     (OrderStatus.SUBMITTED, OrderAction.DISPATCH): OrderStatus.DISPATCHED,
     (OrderStatus.SUBMITTED, OrderAction.CANCEL): OrderStatus.CANCELLED,
     (OrderStatus.DISPATCHED, OrderAction.CANCEL): OrderStatus.CANCELLED,
+    (OrderStatus.DISPATCHED, OrderAction.UNASSIGN): OrderStatus.SUBMITTED,
     (OrderStatus.DISPATCHED, OrderAction.RECORD_VISIT): OrderStatus.VISITED,
     (OrderStatus.VISITED, OrderAction.CLOSE): OrderStatus.CLOSED,
 }
@@ -174,6 +183,16 @@ class KeyUsedForOtherOrder(AlreadyExists):
     def __init__(self, order_id: str) -> None:
         super().__init__(messages.ORDER_KEY_REUSED.format(order_id=order_id))
         self.order_id = order_id
+
+
+class HalfDaysPassed(PreconditionFailed):
+    """An admin's DispatchOrder of an order none of whose preferred half-days is still
+    ahead (FAILED_PRECONDITION, the request's `order_id` named as the bad field): nothing
+    changes; the next dispatch run cancels the order and tells the firm."""
+
+    def __init__(self) -> None:
+        super().__init__(messages.DISPATCH_SLOTS_PASSED)
+        self.violations = [FieldViolation("order_id", messages.DISPATCH_SLOTS_PASSED)]
 
 
 def same_order(

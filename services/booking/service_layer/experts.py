@@ -7,7 +7,7 @@ from typing import Any
 
 from services.booking.domain.experts import EXPERT_ID_MAX, parse_expert
 from services.booking.domain.records import EXPERT_FIELDS, Expert
-from services.booking.service_layer.dispatch import redispatch_after_commit
+from services.booking.service_layer.dispatch import reassign_from, redispatch_after_commit
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
@@ -17,7 +17,12 @@ from services.common.values import control_problem
 
 def upsert_expert(uow: UnitOfWork, ctx: BookingContext, data: Mapping[str, Any]) -> Expert:
     """Create or replace an expert; orders still waiting are then dispatched again. A new
-    expert's id keeps to EXPERT_ID; one stored before ids were checked is taken as it is."""
+    expert's id keeps to EXPERT_ID; one stored before ids were checked is taken as it is.
+
+    A replaced expert's orders for the days ahead that they can no longer take
+    (deactivated, the half-day withdrawn, a conflict of interest with the firm, a domain
+    dropped) are taken from them and dispatched again in the same transaction
+    (dispatch.reassign_from): the change and its consequence are committed together."""
     sent_id = str(data.get("expert_id", ""))
     lookup = 0 < len(sent_id) <= EXPERT_ID_MAX and control_problem(sent_id) is None
     with uow:
@@ -29,6 +34,7 @@ def upsert_expert(uow: UnitOfWork, ctx: BookingContext, data: Mapping[str, Any])
         else:
             for name in EXPERT_FIELDS:
                 setattr(stored, name, getattr(expert, name))
+            reassign_from(uow, ctx, stored)
         stored.updated_at = now()
         uow.commit()
     redispatch_after_commit(uow, ctx)

@@ -441,8 +441,9 @@ def cancel_order(
 ) -> Order:
     """The firm cancels its own order, with its signed-in session (a QR token alone may
     not: anyone can scan the poster); the authority (`access` STAFF) must give a reason.
-    Frees the slot, then dispatches what waited for it. Only SUBMITTED or DISPATCHED
-    orders (else PreconditionFailed). gRPC CancelOrder and the phone page's cancel form."""
+    Frees the slot, then dispatches what waited for it. The order's dispatch note (why
+    it waited) goes: it is no longer waiting. Only SUBMITTED or DISPATCHED orders (else
+    PreconditionFailed). gRPC CancelOrder and the phone page's cancel form."""
     check_cancel_reason(reason, by_firm=access.by_firm)
     with uow:
         owner = session_owner(uow, ctx, access) if access.by_firm else None
@@ -453,6 +454,7 @@ def cancel_order(
             at=now(),
             reason=trim(reason, multiline=True) or messages.CANCELLED_BY_FIRM,
         )
+        order.dispatch_note = ""
         uow.register.release_slot(order.id)
         uow.commit()
     redispatch_after_commit(uow, ctx)

@@ -379,10 +379,10 @@ def test_two_dispatches_that_lost_their_claims_do_not_deadlock(engine: Engine) -
     real = BookingRegister.free_slots
     seen: set[tuple[str, str]] = set()
 
-    def free_slots(self: BookingRegister, expert_id: str, preferred: Any) -> set[str]:
+    def free_slots(self: BookingRegister, expert_id: str, preferred: Any, **asked: Any) -> set[str]:
         me = threading.current_thread().name
         if (me, expert_id) in seen:
-            return real(self, expert_id, preferred)
+            return real(self, expert_id, preferred, **asked)
         seen.add((me, expert_id))
         if (me, expert_id) == ("A", "ex"):
             b_holds_y.wait(5)  # B takes Y meanwhile
@@ -437,8 +437,8 @@ def test_a_claim_lost_on_the_unique_index_leaves_the_dispatch_standing(engine: E
     _submitted(engine, slot, ("A", "B"))
     real = BookingRegister.free_slots
 
-    def free_slots(self: BookingRegister, expert_id: str, preferred: Any) -> set[str]:
-        free = real(self, expert_id, preferred)
+    def free_slots(self: BookingRegister, expert_id: str, preferred: Any, **asked: Any) -> set[str]:
+        free = real(self, expert_id, preferred, **asked)
         if expert_id == "ex":  # order A takes ex's half-day first
             row = {"expert_id": "ex", "slot": slot, "day": parse_slot(slot).day}
             now = datetime(2026, 6, 1, tzinfo=UTC)

@@ -236,9 +236,18 @@ class FakeRegister:
         booked = Assignment(best.expert_id, slot, parse_slot(slot).day, order_id, at)
         return booked if self.claim_slot(booked) else None
 
-    def free_slots(self, expert_id: str, preferred: Sequence[str]) -> set[str]:
+    def free_slots(
+        self,
+        expert_id: str,
+        preferred: Sequence[str],
+        *,
+        enterprise_id: str = "",
+        needed: frozenset[str] = frozenset(),
+    ) -> set[str]:
         e = self.experts_by_id.get(expert_id)
-        if e is None:
+        if e is None or not e.active or enterprise_id in e.conflicts:
+            return set()
+        if not needed <= set(e.domains):
             return set()
         mine = [a for a in self.assignments if a.expert_id == expert_id]
         taken = {a.slot for a in mine}  # not taken_slots: a race the claim loses
@@ -301,6 +310,15 @@ class FakeRegister:
             and (not regions or o.region in regions)
         ]
         return sorted(rows, key=lambda o: o.id, reverse=True)[:limit]
+
+    def dispatched_orders_of(self, expert_id: str, after: date) -> Sequence[Order]:
+        booked = {
+            a.order_id for a in self.assignments if a.expert_id == expert_id and a.day > after
+        }
+        return sorted(
+            (o for i, o in self.orders_by_id.items() if i in booked and o.status == "dispatched"),
+            key=lambda o: o.id,
+        )
 
     def submitted_order_ids(self) -> list[str]:
         return sorted(i for i, o in self.orders_by_id.items() if o.status == "submitted")

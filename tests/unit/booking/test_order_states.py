@@ -28,11 +28,13 @@ AT = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
 LATER = datetime(2026, 6, 2, 14, 0, tzinfo=UTC)
 
 # The spec's tables (docs/booking.md "Order states" and "Visit, findings and tickets"), written
-# out independently of the code so that an edit to the code's table is noticed.
+# out independently of the code so that an edit to the code's table is noticed. An order
+# taken from an expert who can no longer take it goes back to SUBMITTED (review 52).
 EXPECTED_ORDER_TABLE = {
     (OrderStatus.SUBMITTED, OrderAction.DISPATCH): OrderStatus.DISPATCHED,
     (OrderStatus.SUBMITTED, OrderAction.CANCEL): OrderStatus.CANCELLED,
     (OrderStatus.DISPATCHED, OrderAction.CANCEL): OrderStatus.CANCELLED,
+    (OrderStatus.DISPATCHED, OrderAction.UNASSIGN): OrderStatus.SUBMITTED,
     (OrderStatus.DISPATCHED, OrderAction.RECORD_VISIT): OrderStatus.VISITED,
     (OrderStatus.VISITED, OrderAction.CLOSE): OrderStatus.CLOSED,
 }
