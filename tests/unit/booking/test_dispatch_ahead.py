@@ -70,7 +70,9 @@ def test_a_cancellation_after_the_day_does_not_dispatch_a_waiting_order_into_the
     waiting = place(uow, ctx, token, "c", *days)
     assert waiting.status == "submitted"
     clock.advance(4)
-    orders.cancel_order(uow, ctx, first.id, FirmAccess(token), actor="firm", reason="专家没来")
+    orders.cancel_order(
+        uow, ctx, first.id, FirmAccess(token, FIRM), actor="firm", reason="专家没来"
+    )
     after = stored(uow, waiting.id)
     assert (after.status, after.expert_id, after.slot) == ("cancelled", None, None)
     assert all(a.order_id != waiting.id for a in uow.register.assignments)
@@ -142,7 +144,7 @@ def test_a_firms_cancellation_clears_the_waiting_note(
 ) -> None:
     order = place(uow, ctx, token)
     assert order.dispatch_note == messages.NO_EXPERT
-    orders.cancel_order(uow, ctx, order.id, FirmAccess(token), actor="firm", reason="")
+    orders.cancel_order(uow, ctx, order.id, FirmAccess(token, FIRM), actor="firm", reason="")
     assert stored(uow, order.id).dispatch_note == ""
 
 
