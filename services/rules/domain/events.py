@@ -47,6 +47,7 @@ class EventKind(StrEnum):
     RECTIFICATION_OVERDUE = "rectification_overdue"
     PENALTY = "penalty"
     PROFILE_UPDATED = "profile_updated"
+    HAZARD_DUE_CHANGED = "hazard_due_changed"
 
 
 REVOKING = frozenset(
@@ -76,6 +77,7 @@ class Event:
     hazard: Hazard | None = None  # MAJOR_HAZARD_FOUND / GENERAL_HAZARD_FOUND
     hazard_id: str = ""  # HAZARD_VERIFIED / RECTIFICATION_OVERDUE
     late: bool = False  # HAZARD_VERIFIED
+    due_on: date | None = None  # HAZARD_DUE_CHANGED (with hazard_id)
     penalty: Penalty | None = None  # PENALTY
     profile: EnterpriseProfile | None = None  # PROFILE_UPDATED
     detail: dict[str, Any] = field(default_factory=dict)  # as received, for the record
@@ -92,6 +94,8 @@ class Outcome:
 def apply(profile: EnterpriseProfile, event: Event) -> Outcome:
     """The new profile after `event`, and whether it revokes the white-list entry."""
     kind = event.kind
+    if kind is EventKind.HAZARD_DUE_CHANGED:
+        return _hazard_due_changed(profile, event)
     if kind is EventKind.ACCIDENT:
         assert event.accident is not None
         new = replace(profile, accidents=(*profile.accidents, event.accident))
@@ -171,6 +175,8 @@ def canonical(event: Event) -> dict[str, Any]:
         detail = {"amount_yuan": event.penalty.amount_yuan, "basis": event.penalty.basis}
     elif event.profile is not None:
         detail = profile_to_data(event.profile)
+    if event.kind is EventKind.HAZARD_DUE_CHANGED:
+        detail = {"hazard_id": event.hazard_id, "due_on": event.due_on}
     out: dict[str, Any] = _without_defaults(
         {
             "enterprise_id": event.enterprise_id,
@@ -237,6 +243,7 @@ EVENT_FIELDS = frozenset(
         "overdue",
         "penalty",
         "profile",
+        "due_change",
     }
 )
 DETAIL_OF = {
@@ -248,6 +255,7 @@ DETAIL_OF = {
     EventKind.RECTIFICATION_OVERDUE: "overdue",
     EventKind.PENALTY: "penalty",
     EventKind.PROFILE_UPDATED: "profile",
+    EventKind.HAZARD_DUE_CHANGED: "due_change",
 }
 
 
@@ -306,6 +314,8 @@ def _detail(
     enterprise_id: str,
     fact_types: Mapping[str, str],
 ) -> dict[str, Any]:
+    if kind is EventKind.HAZARD_DUE_CHANGED:
+        return _due_change_detail(check, detail)
     if kind is EventKind.ACCIDENT:
         level = check.enum(AccidentLevel, detail.get("level"), "accident.level", required=True)
         deaths = check.integer(detail, "deaths", "accident.deaths", default=0, low=0, high=100_000)
@@ -393,3 +403,41 @@ def recorded_ahead(
                 if day is not None and (problem := not_yet(day, today)):
                     bad.append(FieldViolation(f"{prefix}{name}[{i}].{day_field}", problem))
     return bad
+
+
+# ---------------------------------------------------------------- HAZARD_DUE_CHANGED
+
+
+def _due_change_detail(check: FieldChecker, detail: Mapping[str, Any]) -> dict[str, Any]:
+    """HAZARD_DUE_CHANGED's detail `due_change`: the hazard's id and its new deadline (a
+    date of record); the hazard itself is checked when the event is applied."""
+    hazard_id = check.string(detail, "hazard_id", "due_change.hazard_id", max_len=64, required=True)
+    due = check.day(detail.get("due_on"), "due_change.due_on")
+    return {"hazard_id": hazard_id, "due_on": due} if hazard_id and due else {}
+
+
+def _hazard_due_changed(profile: EnterpriseProfile, event: Event) -> Outcome:
+    """The open hazard's deadline becomes `event.due_on` (a failed recheck's new deadline:
+    the register shows the one in force, and overdue is judged by it); re-evaluated, the
+    white list left alone. The hazard must be on record (NOT_FOUND), open, found no later
+    than the event and than its new deadline (FAILED_PRECONDITION)."""
+    assert event.due_on is not None
+    hazard = _open_hazard(profile, event.hazard_id)
+    found = hazard.found_on.isoformat()
+    if event.occurred_on < hazard.found_on:
+        raise PreconditionFailed(
+            f"event.occurred_on: hazard {preview(hazard.hazard_id)} was found on {found}; "
+            "its deadline cannot change before that"
+        )
+    if event.due_on < hazard.found_on:
+        raise PreconditionFailed(
+            f"event.due_change.due_on: hazard {preview(hazard.hazard_id)} was found on "
+            f"{found}; its deadline cannot be before that"
+        )
+    moved = replace(hazard, due_on=event.due_on)
+    hazards = tuple(moved if h.hazard_id == hazard.hazard_id else h for h in profile.hazards)
+    summary = f"隐患{hazard.hazard_id}整改期限改为{event.due_on.isoformat()}"
+    kind = event.kind
+    return Outcome(
+        replace(profile, hazards=hazards), kind in REVOKING, kind in REEVALUATING, summary
+    )

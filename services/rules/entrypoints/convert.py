@@ -615,7 +615,16 @@ def facts_to_dict(facts: Mapping[str, struct_pb2.Value]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the register
 
-EVENT_DETAILS = ("accident", "complaint", "hazard", "verification", "overdue", "penalty", "profile")
+EVENT_DETAILS = (
+    "accident",
+    "complaint",
+    "hazard",
+    "verification",
+    "overdue",
+    "penalty",
+    "profile",
+    "due_change",
+)
 
 
 def event_to_dict(e: pb.EnterpriseEvent) -> dict[str, Any]:
@@ -649,6 +658,11 @@ def event_to_dict(e: pb.EnterpriseEvent) -> dict[str, Any]:
         out["penalty"] = {"amount_yuan": e.penalty.amount_yuan, "basis": e.penalty.basis}
     elif which == "profile":
         out["profile"] = profile_to_dict(e.profile)
+    elif which == "due_change":
+        out["due_change"] = {
+            "hazard_id": e.due_change.hazard_id,
+            "due_on": e.due_change.due_on or None,
+        }
     return out
 
 
