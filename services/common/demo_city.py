@@ -133,9 +133,20 @@ class DemoTicket:
     proof_on: date | None  # the firm sent its proof of fix
     verified_on: date | None  # the recheck passed
 
+    def overdue_on(self, today: date) -> date | None:
+        """The day booking reported it overdue (the day after its deadline, still OPEN: no
+        proof by then), or None; booking's rule (domain/tickets.py `needs_overdue_report`)."""
+        day = self.due_on + timedelta(days=1)
+        waited = self.proof_on is None or self.proof_on >= day
+        return day if waited and day <= today else None
+
     @property
     def late(self) -> bool:
-        return self.verified_on is not None and self.verified_on > self.due_on
+        """Verified late: its proof came after its deadline (then it was also reported
+        overdue), booking's rule (domain/tickets.py `closes_late`); a slow recheck is not
+        the firm's lateness."""
+        sent = self.proof_on
+        return self.verified_on is not None and sent is not None and sent > self.due_on
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,7 @@ tickets = Table(
     columns.day("verified_on", nullable=True),
     columns.flag("closed_late", server_default="0"),
     columns.day("overdue_reported_for", nullable=True),
+    columns.day("proof_submitted_on", nullable=True),  # migration b0010
 )
 
 ticket_transitions = _transitions("ticket", "tickets")

@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from services.booking.adapters.circuit_breaker import CircuitBreaker
 from services.booking.domain.events import (
     BookingEvent,
+    HazardDueChanged,
     HazardFound,
     HazardVerified,
 )
@@ -83,6 +84,11 @@ def event_message(event: BookingEvent) -> pb.EnterpriseEvent:
         message.kind = pb.EVENT_KIND_HAZARD_VERIFIED
         message.verification.CopyFrom(
             pb.VerificationDetail(hazard_id=event.hazard_id, late=event.late)
+        )
+    elif isinstance(event, HazardDueChanged):
+        message.kind = pb.EVENT_KIND_HAZARD_DUE_CHANGED
+        message.due_change.CopyFrom(
+            pb.DueChangeDetail(hazard_id=event.hazard_id, due_on=event.due_on.isoformat())
         )
     else:
         message.kind = pb.EVENT_KIND_RECTIFICATION_OVERDUE

@@ -1,8 +1,9 @@
 """What booking tells the rules service (docs/policy.md §5), as plain records (pure).
 
-Every finding, verification and overdue becomes one event, written to the outbox in the
-same transaction as the change it reports; its id makes a redelivery harmless. Only the
-rules client (adapters/rules_client.py) knows how the rules service spells them.
+Every finding, verification, new deadline (a failed recheck's) and overdue becomes one
+event, written to the outbox in the same transaction as the change it reports; its id
+makes a redelivery harmless. Only the rules client (adapters/rules_client.py) knows how
+the rules service spells them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import date
 
 from services.common.vocabulary import Severity
 
-from .tickets import Ticket
+from .tickets import Ticket, TicketStatus
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,14 @@ class RectificationOverdue(TicketEvent):
     """A ticket passed its deadline unverified (RECTIFICATION_OVERDUE), once per deadline."""
 
 
-BookingEvent = HazardFound | HazardVerified | RectificationOverdue
+@dataclass(frozen=True, kw_only=True)
+class HazardDueChanged(TicketEvent):
+    """A failed recheck gave the ticket a new deadline (HAZARD_DUE_CHANGED)."""
+
+    due_on: date
+
+
+BookingEvent = HazardFound | HazardVerified | RectificationOverdue | HazardDueChanged
 
 
 def _about(ticket: Ticket, what: str, on: date) -> tuple[str, str, date, str]:
@@ -64,6 +72,17 @@ def hazard_found(ticket: Ticket) -> HazardFound:
 
 def hazard_verified(ticket: Ticket, today: date) -> HazardVerified:
     return HazardVerified(*_about(ticket, "verified", today), late=ticket.closed_late)
+
+
+def due_changed(ticket: Ticket, today: date) -> HazardDueChanged:
+    """The ticket's deadline now (a failed recheck's, `today`). Its id counts the failed
+    rechecks: each new deadline is its own event, even one on a day set before."""
+    failed = sum(
+        1
+        for move in ticket.history
+        if move.from_status == TicketStatus.SUBMITTED and move.to_status == TicketStatus.OPEN
+    )
+    return HazardDueChanged(*_about(ticket, f"due-{failed}", today), due_on=ticket.due_on)
 
 
 def rectification_overdue(ticket: Ticket, today: date) -> RectificationOverdue:

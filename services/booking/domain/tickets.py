@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from services.common.state_machine import StateMachine, Tracked, Transition
+from services.common.values import invisible
 from services.common.vocabulary import Severity
 
 from . import messages
@@ -86,6 +87,33 @@ def default_due(severity: str, found_on: date) -> date:
     return found_on + timedelta(days=DEFAULT_DAYS[Severity(severity)])
 
 
+def closes_late(*, proof_submitted_on: date | None, due_on: date, reported_overdue: bool) -> bool:
+    """Whether passing a ticket's recheck closes it late (HAZARD_VERIFIED `late`, which
+    keeps the firm off the white list for 12 months, and a miss in the on-time rate): the
+    accepted proof (the latest, sent on `proof_submitted_on`) came after the deadline in
+    force when it was sent (`due_on`: only a failed recheck changes a deadline, and it
+    reopens the ticket, so the proof of this round was sent under this one), or the
+    ticket was ever reported overdue (`reported_overdue`: RECTIFICATION_OVERDUE sent, for
+    this deadline or an earlier one).
+
+    Why (容错式指导, docs/booking.md "Supervision"): the firm is judged by when it did its
+    part, not by when the authority got round to the recheck, so a proof sent in time stays
+    in time however slow the inspector; and a deadline missed stays missed, so failing a
+    recheck (and getting a new deadline) does not wash out lateness already reported."""
+    if reported_overdue:
+        return True
+    return proof_submitted_on is not None and proof_submitted_on > due_on
+
+
+def recheck_note_problem(passed: bool, note: str) -> str | None:
+    """Why a recheck's note cannot be taken (Chinese), or None: a failed recheck keeps its
+    reason (docs/booking.md: "back to OPEN with a new deadline, the reason kept"), so the
+    firm reads what is still wrong; a pass needs none."""
+    if not passed and invisible(note):
+        return messages.RECHECK_NEEDS_NOTE
+    return None
+
+
 @dataclass(kw_only=True)
 class TicketTransition(Transition):
     ticket_id: str
@@ -110,6 +138,7 @@ class Ticket(Tracked[TicketAction, TicketTransition]):
     verified_on: date | None = None
     closed_late: bool = False
     overdue_reported_for: date | None = None
+    proof_submitted_on: date | None = None  # the day (Asia/Shanghai) of the latest proof
     history: list[TicketTransition] = field(default_factory=list)
 
     machine: ClassVar[StateMachine[Any, Any]] = TICKET_MACHINE
@@ -150,4 +179,19 @@ class Ticket(Tracked[TicketAction, TicketTransition]):
         return FirmNotice.NONE
 
     def needs_overdue_report(self, today: date) -> bool:
-        return self.is_overdue(today) and self.overdue_reported_for != self.due_on
+        """OPEN past its deadline and not yet reported for it (RECTIFICATION_OVERDUE, once
+        per deadline). A SUBMITTED ticket is not: its proof is in and waits for the
+        authority's recheck, and the firm is not reported for the authority's delay."""
+        return (
+            self.status == TicketStatus.OPEN
+            and self.is_overdue(today)
+            and self.overdue_reported_for != self.due_on
+        )
+
+    def verified_late(self) -> bool:
+        """`closes_late` of this ticket, as its recheck passes now."""
+        return closes_late(
+            proof_submitted_on=self.proof_submitted_on,
+            due_on=self.due_on,
+            reported_overdue=self.overdue_reported_for is not None,
+        )

@@ -186,8 +186,13 @@ def _ticket(uow: UnitOfWork, demo: DemoOrder, visit: Visit, found: DemoTicket, t
     )
     uow.register.add_event(hazard_found(ticket))
     events = 1
+    if (overdue := found.overdue_on(today)) is not None:  # as the sweep would have
+        ticket.overdue_reported_for = found.due_on
+        uow.register.add_event(rectification_overdue(ticket, overdue))
+        events += 1
     if found.proof_on is not None:
         ticket.proof_note = "已整改"
+        ticket.proof_submitted_on = found.proof_on
         ticket.enter(
             TicketStatus.SUBMITTED.value, actor="firm", at=at(found.proof_on, 10), reason="已整改"
         )
@@ -198,12 +203,8 @@ def _ticket(uow: UnitOfWork, demo: DemoOrder, visit: Visit, found: DemoTicket, t
             at=at(found.verified_on, 15),
             reason=messages.RECHECK_PASSED,
         )
-        ticket.verified_on, ticket.closed_late = found.verified_on, found.late
+        ticket.verified_on, ticket.closed_late = found.verified_on, ticket.verified_late()
         uow.register.add_event(hazard_verified(ticket, found.verified_on))
-        events += 1
-    elif found.due_on < today:
-        ticket.overdue_reported_for = found.due_on
-        uow.register.add_event(rectification_overdue(ticket, found.due_on + timedelta(days=1)))
         events += 1
     uow.register.add(ticket)
     return events

@@ -1,7 +1,7 @@
 """整改 → 复查, 督单: the firm's proof of fix, the recheck, the overdue sweep, and reads.
 
-Every verification and overdue is written to the outbox in the same transaction, for
-delivery to the rules service (service_layer/outbox.py).
+Every verification, new deadline (a failed recheck's) and overdue is written to the outbox
+in the same transaction, for delivery to the rules service (service_layer/outbox.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ from datetime import date
 from typing import Protocol
 
 from services.booking.domain import messages
-from services.booking.domain.events import hazard_verified, rectification_overdue
+from services.booking.domain.events import (
+    due_changed,
+    hazard_verified,
+    rectification_overdue,
+)
 from services.booking.domain.findings import MAX_TEXT
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import OrderAction, OrderStatus
@@ -23,6 +27,7 @@ from services.booking.domain.tickets import (
     TicketStatus,
     beyond,
     deadline_too_far,
+    recheck_note_problem,
     too_far,
 )
 from services.booking.service_layer.ports import BookingContext
@@ -52,16 +57,21 @@ def submit_rectification(
     photo: bytes,
     actor: str = "firm",
 ) -> Ticket:
-    """The firm's proof of fix: a JPEG/PNG photo (≤ 5 MB) and a note."""
+    """The firm's proof of fix: a JPEG/PNG photo (≤ 5 MB) and a note, sent today (the day
+    its lateness is judged by). An OPEN ticket past its deadline that the sweep has not
+    reported yet is reported now (RECTIFICATION_OVERDUE, as the sweep would have): once
+    the proof is in, the sweep passes it by."""
     if len(note) > MAX_TEXT:
         raise ValidationError([FieldViolation("note", TOO_LONG)])
     if control_problem(note, multiline=True):
         raise ValidationError([FieldViolation("note", messages.CONTROL_CHARACTERS)])
     check_photo(photo, "photo")
+    today = ctx.today()
     with uow:
         owner = owner_of(uow, ctx, access)
         found = uow.register.ticket(ticket_id, for_update=True)
         ticket = visible(owner, found, "ticket", ticket_id)
+        report_overdue(uow, ticket, today)
         sent = ticket.proofs_this_round()
         ticket.move(
             TicketAction.SUBMIT_PROOF,
@@ -74,6 +84,7 @@ def submit_rectification(
         proof = photo_record(new_id("P"), ticket.id, photo, "proof", now())
         uow.register.add(proof)
         ticket.proof_photo_id = proof.id
+        ticket.proof_submitted_on = today
         uow.commit()
         return ticket
 
@@ -91,15 +102,14 @@ def recheck_ticket(
     regions: tuple[str, ...] = (),
 ) -> Ticket:
     """Inspector's (or finding expert's) recheck: pass → VERIFIED and HAZARD_VERIFIED (on
-    time or late), closing the order once all its tickets are; fail → back to OPEN with a
-    new deadline and the reason kept. `allowed(ticket)` is the caller's role check;
-    `regions`: only tickets of firms in these 镇街 (an inspector's region; () = any)."""
-    if len(note) > MAX_TEXT:
-        raise ValidationError([FieldViolation("note", TOO_LONG)])
-    if control_problem(note, multiline=True):
-        raise ValidationError([FieldViolation("note", messages.CONTROL_CHARACTERS)])
+    time or late: domain/tickets.py `closes_late`), closing the order once all its tickets
+    are; fail → back to OPEN with a new deadline and the reason kept (a note is required:
+    `recheck_note_problem`), and HAZARD_DUE_CHANGED, so the rules register holds
+    the deadline in force. `allowed(ticket)` is the caller's role check; `regions`: only
+    tickets of firms in these 镇街 (an inspector's region; () = any). ValidationError
+    names every bad field (`note`, `new_due_on`) at once."""
     today = ctx.today()
-    new_due = _new_deadline(new_due_on, passed, today)
+    new_due = _recheck_input(passed, note, new_due_on, today)
     with uow:
         found = uow.register.ticket(ticket_id)
         if found is None:
@@ -116,16 +126,31 @@ def recheck_ticket(
         if passed:
             _verified(uow, ticket, today, actor, note)
         else:
-            ticket.move(
-                TicketAction.RECHECK_FAIL,
-                actor=actor,
-                at=now(),
-                reason=note or messages.RECHECK_FAILED,
-            )
+            ticket.move(TicketAction.RECHECK_FAIL, actor=actor, at=now(), reason=note)
             assert new_due is not None
             ticket.due_on = new_due
+            uow.register.add_event(due_changed(ticket, today))
         uow.commit()
         return ticket
+
+
+def _recheck_input(passed: bool, note: str, new_due_on: str, today: date) -> date | None:
+    """A recheck's note and (a failure's) new deadline checked together: the new deadline,
+    or ValidationError naming each bad field."""
+    bad = []
+    if len(note) > MAX_TEXT:
+        bad.append(FieldViolation("note", TOO_LONG))
+    elif control_problem(note, multiline=True):
+        bad.append(FieldViolation("note", messages.CONTROL_CHARACTERS))
+    elif problem := recheck_note_problem(passed, note):
+        bad.append(FieldViolation("note", problem))
+    try:
+        new_due = _new_deadline(new_due_on, passed, today)
+    except ValidationError as exc:
+        bad.extend(exc.violations)
+    if bad:
+        raise ValidationError(bad)
+    return new_due
 
 
 def _new_deadline(text: str, passed: bool, today: date) -> date | None:
@@ -149,7 +174,7 @@ def _verified(uow: UnitOfWork, ticket: Ticket, today: date, actor: str, note: st
     ticket.move(
         TicketAction.RECHECK_PASS, actor=actor, at=now(), reason=note or messages.RECHECK_PASSED
     )
-    ticket.verified_on, ticket.closed_late = today, today > ticket.due_on
+    ticket.verified_on, ticket.closed_late = today, ticket.verified_late()
     uow.register.add_event(hazard_verified(ticket, today))
     uow.flush()  # the siblings below are read from the database
     siblings = uow.register.tickets(order_id=ticket.order_id)
@@ -160,19 +185,28 @@ def _verified(uow: UnitOfWork, ticket: Ticket, today: date, actor: str, note: st
 
 
 def sweep(uow: UnitOfWork, ctx: BookingContext) -> int:
-    """督单: report each overdue ticket once per deadline (RECTIFICATION_OVERDUE)."""
+    """督单: report each OPEN ticket past its deadline once per deadline
+    (RECTIFICATION_OVERDUE; `Ticket.needs_overdue_report`: a proof waiting for its recheck
+    is not reported)."""
     today = ctx.today()
     with uow:
         overdue = [
             t
             for t in uow.register.tickets(overdue_on=today, limit=100_000)
-            if t.needs_overdue_report(today)
+            if report_overdue(uow, t, today)
         ]
-        for ticket in overdue:
-            ticket.overdue_reported_for = ticket.due_on
-            uow.register.add_event(rectification_overdue(ticket, today))
         uow.commit()
     return len(overdue)
+
+
+def report_overdue(uow: UnitOfWork, ticket: Ticket, today: date) -> bool:
+    """In an open unit of work: RECTIFICATION_OVERDUE for `ticket` when it needs one (OPEN,
+    past its deadline, not yet reported for it), marked reported; whether it did."""
+    if not ticket.needs_overdue_report(today):
+        return False
+    ticket.overdue_reported_for = ticket.due_on
+    uow.register.add_event(rectification_overdue(ticket, today))
+    return True
 
 
 def list_tickets(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from services.common.demo_city import City, DemoOrder, DemoTicket
@@ -84,7 +84,8 @@ def history(city: City) -> Iterator[tuple[date, Event]]:
 
 def ticket_events(order: DemoOrder, t: DemoTicket, today: date) -> Iterator[tuple[date, Event]]:
     """A ticket's events as ReportEvent reads them (booking/domain/events.py makes the
-    same): found; then verified, or overdue the day after its deadline."""
+    same): found; overdue the day after its deadline if no proof was in by then; then
+    verified (late when its proof came after the deadline)."""
     firm = order.enterprise_id
     yield (
         t.found_on,
@@ -101,6 +102,17 @@ def ticket_events(order: DemoOrder, t: DemoTicket, today: date) -> Iterator[tupl
             },
         },
     )
+    if (day := t.overdue_on(today)) is not None:
+        yield (
+            day,
+            {
+                "event_id": f"booking-{t.id}-overdue-{t.due_on.isoformat()}",
+                "enterprise_id": firm,
+                "kind": "rectification_overdue",
+                "occurred_on": day.isoformat(),
+                "overdue": {"hazard_id": t.id},
+            },
+        )
     if t.verified_on is not None:
         yield (
             t.verified_on,
@@ -110,17 +122,5 @@ def ticket_events(order: DemoOrder, t: DemoTicket, today: date) -> Iterator[tupl
                 "kind": "hazard_verified",
                 "occurred_on": t.verified_on.isoformat(),
                 "verification": {"hazard_id": t.id, "late": t.late},
-            },
-        )
-    elif t.due_on < today:
-        day = t.due_on + timedelta(days=1)
-        yield (
-            day,
-            {
-                "event_id": f"booking-{t.id}-overdue-{t.due_on.isoformat()}",
-                "enterprise_id": firm,
-                "kind": "rectification_overdue",
-                "occurred_on": day.isoformat(),
-                "overdue": {"hazard_id": t.id},
             },
         )

@@ -1,6 +1,7 @@
 """The inspector's pages: the recheck queue of their region, a ticket (the finding
 beside the firm's proof), pass or fail through tickets.recheck_ticket — RecheckTicket's
-handler, with the same role and region checks (service_layer/authz.py)."""
+handler, with the same role and region checks (service_layer/authz.py) and the same rules
+for the note and the new deadline, whose refusals are shown next to their fields."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from services.booking.service_layer import authz, staff_views, tickets
 from services.booking.service_layer.staff_sessions import Visitor
 from services.booking.service_layer.staff_views import QueueFilter
 from services.common.errors import NotFound, PreconditionFailed, ValidationError
-from services.common.values import invisible, trim
+from services.common.values import trim
 
 MAX_QUERY = 100
 DONE_BANNERS = {"pass": messages.RECHECK_DONE_PASS, "fail": messages.RECHECK_DONE_FAIL}
@@ -122,7 +123,7 @@ class InspectorPages(StaffBase):
             return found
         visitor, account = found
         ticket_id = request.path_params["ticket_id"]
-        errors = self._check(result, note)
+        errors = {} if result in ("pass", "fail") else {"result": messages.RECHECK_BAD_CHOICE}
         if not errors:
             try:
                 await self._recheck(account, ticket_id, result == "pass", note, new_due)
@@ -147,16 +148,6 @@ class InspectorPages(StaffBase):
             f"/staff/tickets?done={'pass' if result == 'pass' else 'fail'}",
             status_code=303,
         )
-
-    @staticmethod
-    def _check(result: str, note: str) -> dict[str, str]:
-        if result not in ("pass", "fail"):
-            return {"result": messages.RECHECK_BAD_CHOICE}
-        if len(note) > MAX_TEXT:
-            return {"note": messages.PROOF_TOO_LONG.format(n=MAX_TEXT)}
-        if result == "fail" and invisible(note):
-            return {"note": messages.RECHECK_NEEDS_NOTE}
-        return {}
 
     async def _recheck(
         self, account: Any, ticket_id: str, passed: bool, note: str, new_due: str
