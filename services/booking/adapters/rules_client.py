@@ -218,6 +218,7 @@ class RulesClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
         self._clauses: dict[str, dict[str, tuple[str, str]]] = {}
+        self._severities: dict[str, str] = {}  # clause ref → "major" | "general"
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -377,11 +378,13 @@ class RulesClient:
         tickets show guidance while the rules service is down."""
         listed = self._call("ListStandards", pb.ListStandardsRequest())
         catalogue: dict[str, dict[str, tuple[str, str]]] = {}
+        severities: dict[str, str] = {}
         for standard in listed.standards:
             full = self._call("GetStandard", pb.GetStandardRequest(standard_id=standard.id))
             catalogue[standard.id] = {c.clause: (c.text, c.guidance) for c in full.clauses}
+            severities |= {f"{standard.id}:{c.clause}": _severity(c.severity) for c in full.clauses}
         with self._lock:
-            self._clauses = catalogue
+            self._clauses, self._severities = catalogue, severities
         return sum(len(v) for v in catalogue.values())
 
     def clause(self, clause_ref: str) -> tuple[str, str] | None:
@@ -404,6 +407,14 @@ class RulesClient:
 
     def clause_exists(self, clause_ref: str) -> bool:
         return self.clause(clause_ref) is not None
+
+    def clause_severity(self, clause_ref: str) -> str | None:
+        """The severity ("major" | "general") the standard gives a clause the rules service
+        knows, or None; from the catalogue `clause` keeps (and refreshes on a miss)."""
+        if self.clause(clause_ref) is None:
+            return None
+        with self._lock:
+            return self._severities.get(clause_ref, Severity.GENERAL.value)
 
     def applicable_clauses(self, enterprise_id: str) -> list[PickableClause]:
         """The clauses that apply to a firm of the register (ListApplicableClauses on its

@@ -1,8 +1,10 @@
 """What an expert records on a visit: findings, each becoming a rectification ticket (pure).
 
 `check_findings` validates every finding of a visit at once and names each bad field; the
-clause a finding cites must be one the rules service knows, which the caller answers
-(`known_clause`).
+clause a finding cites must be one the rules service knows, which the caller answers with
+the clause's own severity (`clause_severity`: None for no such clause). That severity is a
+floor: a clause the standard classes as MAJOR (重大事故隐患) cannot be recorded as a
+GENERAL finding, because a major hazard cannot stay invisible (docs/booking.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from services.common.vocabulary import Severity
 
 from .messages import (
     CONTROL_CHARACTERS,
+    FINDING_BELOW_CLAUSE,
     FINDING_CLAUSE,
     FINDING_DESCRIPTION,
     FINDING_SEVERITY,
@@ -47,8 +50,11 @@ class FindingInput:
     photos: tuple[tuple[bytes, str], ...] = ()
 
 
+ClauseSeverity = Callable[[str], str | None]  # a clause ref's severity; None: no such clause
+
+
 def check_findings(
-    findings: Sequence[FindingInput], visited_on: date, known_clause: Callable[[str], bool]
+    findings: Sequence[FindingInput], visited_on: date, clause_severity: ClauseSeverity
 ) -> list[tuple[FindingInput, date]]:
     """Each finding with its deadline, or ValidationError naming every bad field."""
     if len(findings) > MAX_FINDINGS:
@@ -56,7 +62,7 @@ def check_findings(
     bad: list[FieldViolation] = []
     out = []
     for i, f in enumerate(findings):
-        due, problems = _finding(f, visited_on, f"findings[{i}]", known_clause)
+        due, problems = _finding(f, visited_on, f"findings[{i}]", clause_severity)
         bad.extend(problems)
         out.append((f, due))
     if bad:
@@ -96,20 +102,24 @@ def found_ticket(
 
 
 def _finding(
-    f: FindingInput, visited_on: date, path: str, known_clause: Callable[[str], bool]
+    f: FindingInput, visited_on: date, path: str, clause_severity: ClauseSeverity
 ) -> tuple[date, list[FieldViolation]]:
     """One finding's deadline and everything wrong with it."""
     bad: list[FieldViolation] = []
+    ref = f.clause_ref
+    well_formed = not control_problem(ref) and len(ref) <= CLAUSE_REF_MAX and ":" in ref
+    known = clause_severity(ref) if well_formed else None  # the clause's own severity
     if f.severity not in SEVERITIES:
         bad.append(FieldViolation(f"{path}.severity", FINDING_SEVERITY))
+    elif known == Severity.MAJOR and f.severity != Severity.MAJOR:
+        bad.append(FieldViolation(f"{path}.severity", FINDING_BELOW_CLAUSE))
     if invisible(f.description) or len(f.description) > MAX_TEXT:
         bad.append(FieldViolation(f"{path}.description", FINDING_DESCRIPTION.format(n=MAX_TEXT)))
     elif control_problem(f.description, multiline=True):
         bad.append(FieldViolation(f"{path}.description", CONTROL_CHARACTERS))
-    ref = f.clause_ref
     if control_problem(ref):
         bad.append(FieldViolation(f"{path}.clause_ref", CONTROL_CHARACTERS))
-    elif len(ref) > CLAUSE_REF_MAX or ":" not in ref or not known_clause(ref):
+    elif known is None:
         bad.append(FieldViolation(f"{path}.clause_ref", FINDING_CLAUSE.format(ref=quoted(ref))))
     bad.extend(_photo_problems(f, path))
     due = default_due(f.severity, visited_on) if f.severity in SEVERITIES else visited_on

@@ -25,6 +25,7 @@ from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
 from services.common.instants import in_shanghai
 from services.common.values import parse_day, trim
+from services.common.vocabulary import Severity
 
 MAX_MINUTES = 24 * 60
 
@@ -55,9 +56,11 @@ def record_visit(
     sign-in mobile yet gets the visited order's contact mobile (the phone of its first
     confirmed order: domain/sign_in.py `mobile_after_visit`). `firm_clauses_only` (the staff pages):
     each finding cites a clause that applies to the firm (rules is asked once), not only
-    one that exists. A visit is dated no later than today and no earlier than the day
-    its order was placed (that day in Asia/Shanghai; today, should the order's instant lie
-    past the context's clock, as a test's pinned day does)."""
+    one that exists. A finding is at least as severe as its clause (a MAJOR clause, 重大
+    事故隐患, recorded as GENERAL is refused, naming the finding's `severity`). A visit
+    is dated no later than today and no earlier than the day its order was placed (that
+    day in Asia/Shanghai; today, should the order's instant lie past the context's clock,
+    as a test's pinned day does)."""
     today = ctx.today()
     day = parse_day(visited_on, "visited_on") if visited_on else today
     if day > today:  # rules would refuse its events (dated after today) for good
@@ -71,7 +74,7 @@ def record_visit(
         checked = _check_firm_clauses(uow, ctx, order_id, findings, day)
     else:
         checked = check_findings(
-            findings, day, lambda ref: ask_rules(lambda: ctx.rules.clause_exists(ref))
+            findings, day, lambda ref: ask_rules(lambda: ctx.rules.clause_severity(ref))
         )
     with uow:
         order = uow.register.order(order_id, for_update=True)
@@ -111,14 +114,16 @@ def _check_firm_clauses(
     if order is None:
         raise NotFound(messages.no_such("order", order_id))
     catalogue = ask_rules(lambda: ctx.rules.applicable_clauses(order.enterprise_id))
-    applies = {c.clause_ref for c in catalogue}
+    applies = {c.clause_ref: c.severity for c in catalogue}
     foreign = [
         FieldViolation(f"findings[{i}].clause_ref", messages.VISIT_CLAUSE_NOT_FOR_FIRM)
         for i, f in enumerate(findings)
         if f.clause_ref not in applies
     ]
     try:
-        checked = check_findings(findings, day, lambda ref: True)  # `foreign` names the rest
+        # a clause's own severity is the least a finding under it has; `foreign` names
+        # the clauses that do not apply
+        checked = check_findings(findings, day, lambda ref: applies.get(ref, Severity.GENERAL))
     except ValidationError as exc:
         raise ValidationError([*foreign, *exc.violations]) from exc
     if foreign:

@@ -37,13 +37,16 @@ def jpeg(size: int, tag: int) -> bytes:
 
 def visit_form(c: httpx.Client, order_id: str, tok: str, n: int) -> dict[str, str]:
     """The visit form with `n` findings, each a different clause of the firm (the
-    page's clause list), as the page numbers them."""
+    page's clause list) with the clause's own severity (its least), as the page numbers
+    them."""
     page = c.get(f"/staff/orders/{order_id}/visit").text
-    refs = re.findall(r'type="checkbox" name="pick" value="([^"]+)"', page)
+    refs = re.findall(
+        r'type="checkbox" name="pick" value="([^"]+)".*?class="badge sev-(\w+)"', page, re.S
+    )
     assert len(refs) >= n, len(refs)
     form = {"csrf": tok, "minutes_on_site": "75"}
-    for i, ref in enumerate(refs[:n]):
-        form |= {f"ref_{i}": ref, f"severity_{i}": "general", f"desc_{i}": f"描述{i}号"}
+    for i, (ref, severity) in enumerate(refs[:n]):
+        form |= {f"ref_{i}": ref, f"severity_{i}": severity, f"desc_{i}": f"描述{i}号"}
     return form
 
 

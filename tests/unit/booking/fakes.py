@@ -464,6 +464,7 @@ class FakeRules:
     clauses: dict[str, tuple[str, str]] = field(
         default_factory=lambda: {"GEN:ledger": ("未建立隐患排查治理台账", "建立台账")}
     )
+    severities: dict[str, str] = field(default_factory=dict)  # a clause's, when "major"
     codes: dict[str, InspectionInfo] = field(default_factory=dict)
     reported: list[Mapping[str, Any]] = field(default_factory=list)
     failure: RulesError | None = None
@@ -489,6 +490,11 @@ class FakeRules:
 
     def clause_exists(self, clause_ref: str) -> bool:
         return self.clause(clause_ref) is not None
+
+    def clause_severity(self, clause_ref: str) -> str | None:
+        if self.clause(clause_ref) is None:
+            return None
+        return self.severities.get(clause_ref, "general")
 
     def report(self, payload: Mapping[str, Any]) -> None:
         self._call()

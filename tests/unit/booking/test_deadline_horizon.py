@@ -22,7 +22,7 @@ def finding(due: str) -> FindingInput:
 
 
 def test_the_last_day_of_the_horizon_is_taken() -> None:
-    [(_, due)] = check_findings([finding(LAST.isoformat())], VISIT, lambda ref: True)
+    [(_, due)] = check_findings([finding(LAST.isoformat())], VISIT, lambda ref: "general")
     assert due == LAST
 
 
@@ -31,6 +31,6 @@ def test_the_last_day_of_the_horizon_is_taken() -> None:
 )
 def test_a_deadline_past_the_horizon_is_refused(due: str) -> None:
     with pytest.raises(ValidationError) as refused:
-        check_findings([finding(due)], VISIT, lambda ref: True)
+        check_findings([finding(due)], VISIT, lambda ref: "general")
     [violation] = refused.value.violations
     assert violation.field == "findings[0].due_on" and violation.description == TOO_FAR
