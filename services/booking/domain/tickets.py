@@ -1,8 +1,10 @@
 """Rectification tickets (整改单), 发现→整改→复查, as one transition table.
 
 Overdue is not a state: a ticket past its deadline and not VERIFIED is overdue whatever
-its state; the sweep reports it once per deadline. The firm's own pages say it one way
-(`Ticket.firm_notice`): a proof waiting for its recheck is that, not overdue.
+its state (the supervisors' list); the sweep reports one still OPEN once per deadline
+(`Ticket.needs_overdue_report`). The firm's own pages say it one way
+(`Ticket.firm_notice`): a proof waiting for its recheck is that, not overdue. A closure is
+late by `closes_late`.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ class Ticket(Tracked[TicketAction, TicketTransition]):
         """What the firm reads of the ticket today, one rule for all its pages: a proof
         submitted waits for the inspector's recheck, neither overdue nor due soon to the
         firm (it can do no more than wait), though still overdue to the supervisors
-        (`is_overdue`: the sweep, the overdue list, the staff queue)."""
+        (`is_overdue`: the overdue list, the staff queue; the sweep reports it not)."""
         if self.status == TicketStatus.SUBMITTED:
             return FirmNotice.WAITING
         if self.is_overdue(today):

@@ -264,11 +264,13 @@ def _findings(page: str) -> list[tuple[str, str, str, str]]:
 def test_the_same_clause_twice_comes_back_numbered_as_typed(sqlite_web: Web) -> None:  # noqa: F811
     _, order_id, c, tok = expert_at_order(sqlite_web, 67)
     page = c.get(f"/staff/orders/{order_id}/visit").text
-    other = next(r for r in re.findall(r'name="pick" value="([^"]+)"', page) if r != "GEN:ledger")
+    clauses = re.findall(r'name="pick" value="([^"]+)".*?class="badge sev-(\w+)"', page, re.S)
+    other, level = next((r, sev) for r, sev in clauses if r != "GEN:ledger")
     form = {"csrf": tok, "minutes_on_site": "45"}
     typed = [("GEN:ledger", "一号仓库无台账"), ("GEN:ledger", "二号仓库无台账"), (other, "")]
     for i, (ref, desc) in enumerate(typed):
         form |= {f"ref_{i}": ref, f"severity_{i}": "general", f"desc_{i}": desc}
+    form["severity_2"] = level  # its clause's own (a MAJOR clause is never GENERAL)
     answer = c.post(f"/staff/orders/{order_id}/visit", data=form)
     assert answer.status_code == 400
     shown_back = _findings(answer.text)
