@@ -33,6 +33,7 @@ EVENT_KIND = {
     "rectification_overdue": "隐患逾期未整改",
     "penalty": "行政处罚",
     "profile_updated": "企业信息更新",
+    "hazard_due_changed": "隐患整改期限变更",
 }
 
 # DecisionRecord.whitelist_change: what a decision did to the firm's white-list entry
