@@ -116,15 +116,17 @@ def test_a_thousand_changes_reach_jetstream_and_watchchanges_once_in_order(
     register_stub: RulesServiceStub, db_engine: Engine, settings: NatsSettings
 ) -> None:
     """20 firms written concurrently: per firm 2 changes from the upsert, then 46 events
-    (the first also changes the decision and revokes the entry): 20 x 50 = 1,000."""
+    (the first also changes the decision and revokes the entry; the second changes the
+    decision once more, its `revoked_by_event` blocker gone with the entry it revoked,
+    review 51 C2): 20 x 51 = 1,020."""
     concurrent_writers(register_stub, range(1, 21), 46)
     store = FeedStore(db_engine)
     worker = FeedWorker(store, JetStreamPublisher(settings, change_json))
     worker.start()  # as `serve` runs it: in the background, while followers read
     try:
-        total = positioned(store, 1000)
-        assert total == 1000
-        followed = take(register_stub, 1000)
+        total = positioned(store, 1020)
+        assert total == 1020
+        followed = take(register_stub, 1020)
         received = consume(settings, total)
     finally:
         worker.stop()
