@@ -146,8 +146,12 @@ def test_cli_audit_verify_reports_the_first_broken_entry(tmp_path: Path) -> None
         }
         phones = [r for r in rows if r.entity == "order" and r.after and "contact_phone" in r.after]
         assert phones and all("****" in r.after["contact_phone"] for r in phones)
-        serials = [r.after["qr_serial"] for r in rows if r.entity == "firm" and r.after]
+        firms = [r.after for r in rows if r.entity == "firm" and r.after]
+        serials = [after["qr_serial"] for after in firms if "qr_serial" in after]
         assert serials and all(s.startswith("sha256:") for s in serials)
+        # a firm entry may carry its sign-in mobile alone (set at a visit): always masked
+        mobiles = [after["sign_in_phone"] for after in firms if after.get("sign_in_phone")]
+        assert all("****" in m for m in mobiles)
         db = pair.booking_engine.url.render_as_string(hide_password=False)
         command = [sys.executable, "-m", "services.booking", "audit", "verify", "--db", db]
         ok = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
