@@ -714,6 +714,19 @@ def _hazards(check: FieldChecker, data: Mapping[str, Any]) -> list[Hazard]:
     return out
 
 
+def fact_path(key: object) -> str:
+    """A sent fact's path as a violation names it, relative to the profile: the key as
+    sent (`facts["…"]`), or its short prefix when long."""
+    short = isinstance(key, str) and len(key) <= PREVIEW_CHARS
+    return f'facts["{key}"]' if short else f"facts[{preview(key)}]"
+
+
+def given_twice(new: str) -> str:
+    """Why a fact sent under its former name is refused when `new`, its current name, is
+    sent too (FactRegistry.renamed): one value only."""
+    return f"the former name of {new}, which is given too: send one"
+
+
 def _facts(
     check: FieldChecker, data: Mapping[str, Any], fact_types: Mapping[str, str], stored: bool
 ) -> dict[str, FactValue]:
@@ -730,12 +743,11 @@ def _facts(
     hints = MAX_HINTS  # the nearest-key hint costs a string comparison with every key
     renamed: Mapping[str, str] = getattr(fact_types, "renamed", {})
     for key, value in raw.items():
-        short = isinstance(key, str) and len(key) <= PREVIEW_CHARS
-        path = f'facts["{key}"]' if short else f"facts[{preview(key)}]"
+        path = fact_path(key)
         kind = fact_types.get(key) if isinstance(key, str) else None
         if kind is None and isinstance(key, str) and (new := renamed.get(key)) is not None:
             if new in raw:
-                check.bad(path, f"the former name of {new}, which is given too: send one")
+                check.bad(path, given_twice(new))
                 continue
             key, kind = new, fact_types.get(new)  # a plain rename: read as its current name
         if kind is None:

@@ -313,8 +313,7 @@ def update_masked(
         if violations:
             raise ValidationError(violations)
     as_of = parse_as_of(as_of_text) if as_of_text else None  # None: see _decide_sent
-    if isinstance(sent_facts := data.get("facts"), Mapping):  # as the paths name them
-        data = {**data, "facts": ctx.fact_types.current_names(sent_facts)}
+    renamed = ctx.fact_types.renamed  # a fact sent by its former name: named so in errors
     with uow:
         firm = uow.register.firm(enterprise_id, for_update=True)
         if firm is None:
@@ -328,14 +327,14 @@ def update_masked(
         retired = ctx.fact_types.retired
         current = {k: v for k, v in (firm.profile.get("facts") or {}).items() if k not in retired}
         parse_profile(
-            masks.apply_mask({**firm.profile, "facts": current}, data, paths),
+            masks.apply_mask({**firm.profile, "facts": current}, data, paths, renamed),
             ctx.fact_types,
             prefix="profile.",
             # the request's own text passed its transport's check; the stored text is read
             # as kept (a name stored with a tab must not refuse an update of `employees`)
             controls=False,
         )
-        sent = masks.apply_mask(firm.profile, data, paths)
+        sent = masks.apply_mask(firm.profile, data, paths, renamed)
         profile = parse_profile(sent, ctx.fact_types, prefix="profile.", stored=True)
         cause = f"企业信息部分更新 update ({', '.join(p[:48] for p in paths[:10])})"
         return _decide_sent(uow, ctx, firm, profile, stored_profile(ctx, firm), as_of, cause)
