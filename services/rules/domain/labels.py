@@ -11,6 +11,7 @@ a change of wording here changes what is recorded from then on, not what was rec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from .profile import AccidentLevel
@@ -59,6 +60,42 @@ STATUS = {
 }
 
 REVOKED_BY_EVENT = "白名单因事件撤销："  # booking's messages.REVOKED_BY_EVENT_PREFIX
+# a white-list entry closed because its valid_until passed (its revoked_reason); what
+# kind of closing it was is the entry move's kind, never read back from this text
+ENTRY_EXPIRED = "有效期届满"
+
+# decision causes other than an event's (`event_cause`)
+UPSERT_CAUSE = "企业信息登记/更新"  # UpsertEnterprise without an update mask
+PARTIAL_UPDATE = "企业信息部分更新"  # with one: `partial_update_cause`
+NAMED_IN_CAUSE = 5  # fields a partial update's cause names; the rest are counted
+
+# EnterpriseProfile's fields (docs/api.md), as a partial update's cause names them
+PROFILE_FIELD = {
+    "name": "企业名称",
+    "industry": "行业",
+    "region": "所在镇街",
+    "employees": "从业人员数",
+    "specialized_sme": "专精特新",
+    "standardization_grade": "安全生产标准化等级",
+    "credit_rating": "信用等级",
+    "blacklisted": "严重失信主体名单",
+    "merchant_score": "十二分制得分",
+    "high_risk_domains": "高危领域",
+    "venues": "场所类型",
+    "hazchem_roles": "危险化学品生产经营使用",
+    "accidents": "事故记录",
+    "penalties": "行政处罚记录",
+    "hazards": "隐患记录",
+    "facts": "现场情况（全部）",
+}
+RETIRED_FACT = "已停用的现场情况项"  # a fact path naming a retired key (to clear it)
+
+# the `evaluate` command's text (entrypoints/render.py, cli.py): a profile not evaluated,
+# refused as INVALID_ARGUMENT (the violations under it stay in the API's words) or for
+# another reason (the service could not answer: its message follows), and the count
+REFUSED = "数据有误，未评估"
+NOT_EVALUATED = "未评估（评估服务未能作答）"
+NOT_EVALUATED_COUNT = "共{n}份企业资料未评估"
 
 
 def yuan(amount: float) -> str:
@@ -106,6 +143,22 @@ def revoked_by_event(summary: str) -> str:
 def whitelist_change(change: str) -> str:
     """What a history's decision item adds after its cause: （白名单撤销）; "" for none."""
     return f"（{WHITELIST_CHANGE.get(change, change)}）" if change else ""
+
+
+def partial_update_cause(names: Sequence[str]) -> str:
+    """The cause of an update-masked UpsertEnterprise's decision, naming what it set (a
+    field's or a fact's name, `PROFILE_FIELD` or the fact's label): 企业信息部分更新（从业
+    人员数、信用等级）; past NAMED_IN_CAUSE names, 等N项."""
+    shown = list(dict.fromkeys(names))
+    if not shown:
+        return PARTIAL_UPDATE
+    more = f"等{len(shown)}项" if len(shown) > NAMED_IN_CAUSE else ""
+    return f"{PARTIAL_UPDATE}（{'、'.join(shown[:NAMED_IN_CAUSE])}{more}）"
+
+
+def reevaluation_cause(run: str) -> str:
+    """The cause of a periodic re-evaluation's decisions, naming its run (short id)."""
+    return f"定期重新评估（批次 {run}）"
 
 
 def standardization_blocker(employees_below: int) -> str:

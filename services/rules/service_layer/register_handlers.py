@@ -150,7 +150,7 @@ def decide_and_store(
     change, expired, _, _ = move
     if entry is not None and expired is not None:  # a lapsed entry closes first
         entry.revoked_on, entry.revoked_reason = expired.revoked_on, expired.revoked_reason
-        entry.closed_decision_id = record.id
+        entry.closed_decision_id, entry.closed_as = record.id, expired.kind
         uow.session.flush()  # the partial unique index allows one open entry at a time
     # the register remembers the entry left open, so the answer built next need not read it
     left = _moved(uow, move, record.id, revoke, entry)
@@ -197,7 +197,7 @@ def _moved(
     if entry is not None and moved is not None and moved.kind == "revoked":
         entry.revoked_on = moved.revoked_on
         entry.revoked_reason = revoke.reason if revoke else moved.revoked_reason
-        entry.closed_decision_id = decision_id
+        entry.closed_decision_id, entry.closed_as = decision_id, moved.kind
         return None
     if entry is not None and moved is not None:  # extended
         assert moved.valid_until is not None
@@ -252,9 +252,6 @@ def mask_paths(
     )
 
 
-UPSERT_CAUSE = "企业信息登记/更新 upsert"
-
-
 @dataclass(frozen=True)
 class Upserted:
     """An UpsertEnterprise without an update mask, its profile and as_of parsed (a bad
@@ -294,7 +291,7 @@ def _upsert(
             uow.flush()  # before the rows that refer to it (the ORM knows no order for them)
         else:
             stored = stored_profile(ctx, firm)
-        return _decide_sent(uow, ctx, firm, profile, stored, as_of, UPSERT_CAUSE)
+        return _decide_sent(uow, ctx, firm, profile, stored, as_of, labels.UPSERT_CAUSE)
 
 
 def update_masked(
@@ -336,8 +333,21 @@ def update_masked(
         )
         sent = masks.apply_mask(firm.profile, data, paths, renamed)
         profile = parse_profile(sent, ctx.fact_types, prefix="profile.", stored=True)
-        cause = f"企业信息部分更新 update ({', '.join(p[:48] for p in paths[:10])})"
+        cause = labels.partial_update_cause(_names_set(ctx, paths))
         return _decide_sent(uow, ctx, firm, profile, stored_profile(ctx, firm), as_of, cause)
+
+
+def _names_set(ctx: RulesContext, paths: Sequence[str]) -> list[str]:
+    """What an update mask's paths set, as a person names it: a field's name, a fact's
+    label (enterprise_id, which changes nothing, is not named)."""
+    out = []
+    for path in paths:
+        if path.startswith(masks.FACT):
+            known = ctx.fact_types.definition(path.removeprefix(masks.FACT))
+            out.append(known.label if known is not None else labels.RETIRED_FACT)
+        elif (name := labels.PROFILE_FIELD.get(path)) is not None:
+            out.append(name)
+    return out
 
 
 def _decide_sent(
@@ -869,7 +879,7 @@ class _Group:
             firm = now_.firm
             stored = stored_profile(ctx, firm)
             merged, as_of = _sent_checked(ctx, sent, stored, firm.decided_on, item.as_of)
-        done, caused = _decided(ctx, firm, now_.entry, merged, as_of, UPSERT_CAUSE, None)
+        done, caused = _decided(ctx, firm, now_.entry, merged, as_of, labels.UPSERT_CAUSE, None)
         view, after = self._moved_on(now_, None, done, caused, merged)
         self.firms[sent.enterprise_id] = now_
         caller = current_caller()

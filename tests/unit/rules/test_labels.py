@@ -63,3 +63,12 @@ def test_a_history_item_names_the_white_list_change_in_chinese() -> None:
         whitelist_change="revoked",
     )
     assert HistoryEntry.of_decision(record).reason == old_cause + "（白名单撤销）"
+
+
+def test_a_partial_update_names_at_most_five_things_it_set_once_each() -> None:
+    """Review 53 N6: the cause listed the mask's paths (`update (employees)`)."""
+    assert labels.partial_update_cause([]) == "企业信息部分更新"
+    names = ["从业人员数", "信用等级", "从业人员数", "行业", "高危领域", "场所类型", "事故记录"]
+    assert labels.partial_update_cause(names) == (
+        "企业信息部分更新（从业人员数、信用等级、行业、高危领域、场所类型等6项）"
+    )
