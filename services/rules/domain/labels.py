@@ -11,7 +11,7 @@ a change of wording here changes what is recorded from then on, not what was rec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 
 from .profile import AccidentLevel
@@ -161,7 +161,31 @@ def reevaluation_cause(run: str) -> str:
     return f"定期重新评估（批次 {run}）"
 
 
-def standardization_blocker(employees_below: int) -> str:
-    """The `standardization` blocker's reason: the exemption is for fewer than N employees
-    (policy.yaml `small_firm_employees_below`; 以下 would include N, docs/standards.md)."""
-    return f"未取得安全生产标准化等级（员工少于{employees_below}人且不涉高危领域的除外）"
+def one_of(items: Sequence[str]) -> str:
+    """Alternatives as a sentence lists them: A, A或B, A、B或C."""
+    if len(items) < 2:
+        return "".join(items)
+    return "、".join(items[:-1]) + "或" + items[-1]
+
+
+# a standardization grade (1 the best; 0 none), as the white list's reasons name it
+GRADE = {1: "一级", 2: "二级", 3: "三级"}
+
+
+def credit_blocker(rating: str, accepted: Collection[str]) -> str:
+    """The `credit_rating` blocker's reason, naming the ratings policy.yaml's white list
+    accepts (`whitelist.credit_ratings`): 信用等级为B，须为A; 未评定信用等级，须为A或B."""
+    have = f"信用等级为{rating}" if rating else "未评定信用等级"
+    shown = sorted(accepted)
+    return f"{have}，" + (f"须为{one_of(shown)}" if shown else "白名单不接受任何信用等级")
+
+
+def standardization_blocker(grade: int, accepted: Collection[int], employees_below: int) -> str:
+    """The `standardization` blocker's reason, naming the grades policy.yaml's white list
+    accepts (`whitelist.standardization_grades`) and its exemption, for fewer than N
+    employees (`small_firm_employees_below`; 以下 would include N, docs/standards.md):
+    安全生产标准化等级为三级，须为一级或二级（员工少于50人且不涉高危领域的除外）."""
+    have = f"安全生产标准化等级为{GRADE[grade]}" if grade in GRADE else "未取得安全生产标准化等级"
+    shown = [GRADE[g] for g in sorted(accepted) if g in GRADE]
+    need = f"须为{one_of(shown)}" if shown else "白名单不接受任何标准化等级"
+    return f"{have}，{need}（员工少于{employees_below}人且不涉高危领域的除外）"
