@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -31,6 +30,7 @@ from .profile import (
     Hazard,
     HazardStatus,
     Penalty,
+    amount_problem,
     parse_profile,
     profile_to_data,
 )
@@ -334,12 +334,8 @@ def _detail(
         return {"hazard_id": hazard_id, "late": late}
     if kind is EventKind.PENALTY:
         amount = detail.get("amount_yuan", 0)
-        if (
-            isinstance(amount, bool)
-            or not isinstance(amount, int | float)
-            or not (math.isfinite(amount) and amount >= 0)
-        ):
-            check.bad("penalty.amount_yuan", "must be a finite number >= 0")
+        if (problem := amount_problem(amount)) is not None:
+            check.bad("penalty.amount_yuan", problem)
             amount = 0
         basis = check.string(detail, "basis", "penalty.basis", max_len=MAX_TEXT, required=False)
         return {"penalty": Penalty(occurred, float(amount), basis)}

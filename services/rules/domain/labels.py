@@ -12,7 +12,7 @@ a change of wording here changes what is recorded from then on, not what was rec
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from .profile import AccidentLevel
 
@@ -98,11 +98,25 @@ NOT_EVALUATED = "未评估（评估服务未能作答）"
 NOT_EVALUATED_COUNT = "共{n}份企业资料未评估"
 
 
+FEN = Decimal("0.01")
+BELOW_A_FEN = "不足0.01元"  # a positive amount that rounds to no fen
+
+
 def yuan(amount: float) -> str:
-    """An amount of money written out in full: 1000000元, 2000.50元 (to the fen, 分; a
-    float holds no fen beyond 10^15 yuan, nor can it be multiplied by 100 near its end)."""
-    whole, cents = (int(amount), 0) if amount >= 1e15 else divmod(round(amount * 100), 100)
-    return f"{whole}.{cents:02d}元" if cents else f"{whole}元"
+    """An amount of money written out in full, rounded half up (四舍五入) to the fen from
+    the float's shortest decimal text (0.125 → 0.13, 999999999999.99 as sent): whole
+    yuan without decimals, else with both (1000000元, 2000.50元, 0.13元); a positive
+    amount under half a fen is 不足0.01元. Input stops at 10^12 yuan
+    (profile.MAX_PENALTY_YUAN); a larger one stored before that bound is written out
+    whole all the same."""
+    exact = Decimal(repr(float(amount)))
+    with localcontext() as ctx:
+        ctx.prec = 400  # every digit of any finite double, with its fen
+        fen = exact.quantize(FEN, rounding=ROUND_HALF_UP)
+        whole = fen.to_integral_value()
+    if not fen:
+        return BELOW_A_FEN if exact > 0 else "0元"
+    return f"{whole:f}元" if fen == whole else f"{fen:f}元"
 
 
 def number(value: float) -> str:
