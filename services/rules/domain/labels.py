@@ -144,6 +144,17 @@ def accident(level: AccidentLevel, deaths: int) -> str:
     return f"事故（{ACCIDENT_LEVEL[level]}，死亡{deaths}人）"
 
 
+def hazard_found(severity: str, ref: str, title: str) -> str:
+    """A found hazard's event summary, naming the clause it breaches as booking's pages
+    name clauses (shown_ref): a national standard's numbered clause by its ref, 发现重大
+    隐患 GM2023:3(2); a rule the register names by a word (GEN:ledger, SMALL:smoke) by its
+    title, never its code, 发现一般隐患“隐患排查治理台账” (no title known: not named)."""
+    _, _, clause = ref.partition(":")
+    if clause[:1].isdigit():
+        return f"发现{severity} {ref}"
+    return f"发现{severity}“{title}”" if title else f"发现{severity}"
+
+
 def event_cause(kind: str, event_id: str, summary: str) -> str:
     """A decision's cause when an event made it: 事件（行政处罚，编号 p-1）：行政处罚5000元."""
     return f"事件（{EVENT_KIND.get(kind, kind)}，编号 {event_id}）：{summary}"

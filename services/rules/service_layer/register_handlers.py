@@ -1120,13 +1120,16 @@ def _event_outcome(
     """The firm's stored profile and what `event` does to it, once every clause the event
     cites is known (ValidationError names the field that cites one that is not)."""
     stored = stored_profile(ctx, firm)
-    if event.hazard is not None and (
-        problem := clause_problem(ctx.catalogue, event.hazard.clause_ref)
-    ):
-        raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
+    title = ""  # the cited clause's, for the summary (labels.hazard_found)
+    if event.hazard is not None:
+        ref = event.hazard.clause_ref
+        if problem := clause_problem(ctx.catalogue, ref):
+            raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
+        cited = ctx.catalogue.clause(ref, event.occurred_on)
+        title = cited.title if cited is not None else ""
     if event.profile is not None:
         _known_clauses(ctx, event.profile, "event.profile.", stored)
-    return stored, events.apply(stored, event)
+    return stored, events.apply(stored, event, title)
 
 
 def _apply(
