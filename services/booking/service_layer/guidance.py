@@ -24,6 +24,10 @@ from services.booking.service_layer.unit_of_work import UnitOfWork
 _log = structlog.get_logger("guidance")
 # a ticket id as rules repeats it in a revocation's reason ("隐患T…逾期未整改")
 _TICKET_ID = re.compile(r"T[0-9a-f]{8,31}")
+# a rule the register names by a word (GEN:ledger, SMALL:smoke), as a reason rules wrote
+# before it named such a rule by its title (review 53 N10): never shown as a code; a
+# national clause's number (GM2023:3(2)) is, as the pages' shown_ref shows it
+_WORD_REF = re.compile(r" ?\b[A-Z][A-Z0-9]{1,15}:(?![0-9])[^\s:：，。；]{1,32}")
 MAX_NAMED = 10  # hazards looked up for one panel
 DESCRIPTION_SHOWN = 30  # characters of a finding's description naming it
 
@@ -32,13 +36,15 @@ def blocker_sentence(b: BlockerInfo, hazards: Mapping[str, str] | None = None) -
     """One blocker in plain Chinese, from its own code, reason and dates. A revocation's
     reason comes from rules with the sentence's own prefix (shown once), and may name a
     hazard by its id: `hazards` (ticket id → what the firm reads, `hazard_names`) names
-    the ones booking knows."""
+    the ones booking knows. A rule named by a word that an older reason cites by its
+    code is left out (rules now names it by its title)."""
     template = messages.BLOCKER_SENTENCES.get(b.code)
     reason = b.reason
     if b.code == "revoked_by_event":
         while reason.startswith(messages.REVOKED_BY_EVENT_PREFIX):
             reason = reason.removeprefix(messages.REVOKED_BY_EVENT_PREFIX)
         reason = _TICKET_ID.sub(lambda m: (hazards or {}).get(m[0], m[0]), reason)
+        reason = _WORD_REF.sub("", reason)
     dated = b.arose_on or "{arose}" not in (template or "")
     if template and dated and ("{ends}" not in template or b.ends_on):
         return template.format(arose=b.arose_on, ends=b.ends_on, reason=reason)

@@ -74,7 +74,6 @@ from sqlalchemy.types import TypeEngine
 from services.common.audit import GENESIS, Audited, chains_of, heads_query, plain_entry_hash
 from services.common.clock import IdSource, now
 from services.common.db import driver_of, json_text
-from services.rules.adapters.feed import EXPIRED_MARK
 from services.rules.adapters.feed import event_change as feed_event_change
 from services.rules.adapters.orm import (
     AUDIT,
@@ -1038,9 +1037,7 @@ def _change_rows(
     if (m := r.moved) is not None and (
         m.kind == "revoked" or m.valid_until != m.entry.valid_until
     ):  # an extension to the same end changes nothing a follower sees
-        kind = _MOVE_KIND[m.kind]
-        if EXPIRED_MARK in m.revoked_reason:  # as the recorder tells the two apart
-            kind = ChangeKind.WHITELIST_EXPIRED
+        kind = _MOVE_KIND[m.kind]  # revoked or extended: an expiry is `r.expired`
         region = m.region if m.kind == "extended" else m.entry.region
         row = _entry_change(kind, m.entry, _move_values(m), region, at, ids)
         out.append((KIND_ORDER[kind], row))

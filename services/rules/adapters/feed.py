@@ -53,7 +53,6 @@ from services.rules.domain.register import (
 
 _PENDING = "feed_pending"
 PUBLISH_LOCK = 7_331_007  # a PostgreSQL advisory lock key: one publisher at a time
-EXPIRED_MARK = "expired"  # register_handlers writes "有效期届满 expired" when an entry lapses
 
 
 @dataclass
@@ -179,7 +178,7 @@ def _entry(entry: WhitelistEntry, kind: ChangeKind) -> Change:
 def _entry_move(entry: WhitelistEntry) -> ChangeKind | None:
     state = inspect(entry)
     if state.attrs.revoked_on.history.has_changes() and entry.revoked_on is not None:
-        if EXPIRED_MARK in entry.revoked_reason:
+        if entry.closed_as == "expired":  # the move's kind, not the reason's words
             return ChangeKind.WHITELIST_EXPIRED
         return ChangeKind.WHITELIST_REVOKED
     if state.attrs.valid_until.history.has_changes() and entry.revoked_on is None:

@@ -421,15 +421,19 @@ def whitelist_blockers(
         reason = f"{wp.late_closure_block_months}个月内有隐患逾期才整改完毕"
         out.append(_dated("late_rectification", reason, late, wp.late_closure_block_months))
     if profile.credit_rating not in wp.credit_ratings:
-        rating = profile.credit_rating or "未评定"
-        out.append(Blocker("credit_rating", f"信用等级为{rating}，须为A或B"))
+        reason = labels.credit_blocker(profile.credit_rating or "", wp.credit_ratings)
+        out.append(Blocker("credit_rating", reason))
     if profile.blacklisted:
         out.append(Blocker("blacklisted", "列入安全生产严重失信主体名单"))
     small_and_safe = (
         profile.employees < wp.small_firm_employees_below and not profile.high_risk_domains
     )
     if profile.standardization_grade not in wp.standardization_grades and not small_and_safe:
-        reason = labels.standardization_blocker(wp.small_firm_employees_below)
+        reason = labels.standardization_blocker(
+            profile.standardization_grade,
+            wp.standardization_grades,
+            wp.small_firm_employees_below,
+        )
         out.append(Blocker("standardization", reason))
     if profile.merchant_score < wp.min_merchant_score:
         out.append(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -31,6 +30,7 @@ from .profile import (
     Hazard,
     HazardStatus,
     Penalty,
+    amount_problem,
     parse_profile,
     profile_to_data,
 )
@@ -91,8 +91,10 @@ class Outcome:
     summary: str
 
 
-def apply(profile: EnterpriseProfile, event: Event) -> Outcome:
-    """The new profile after `event`, and whether it revokes the white-list entry."""
+def apply(profile: EnterpriseProfile, event: Event, clause_title: str = "") -> Outcome:
+    """The new profile after `event`, and whether it revokes the white-list entry.
+    `clause_title`: the title of the clause a found hazard cites, which its summary names
+    when the clause is named by a word (labels.hazard_found)."""
     kind = event.kind
     if kind is EventKind.HAZARD_DUE_CHANGED:
         return _hazard_due_changed(profile, event)
@@ -103,7 +105,7 @@ def apply(profile: EnterpriseProfile, event: Event) -> Outcome:
     elif kind is EventKind.COMPLAINT:
         new, summary = profile, f"投诉举报：{event.complaint_text[:60]}"
     elif kind in (EventKind.MAJOR_HAZARD_FOUND, EventKind.GENERAL_HAZARD_FOUND):
-        new, summary = _hazard_found(profile, event)
+        new, summary = _hazard_found(profile, event, clause_title)
     elif kind is EventKind.HAZARD_VERIFIED:
         new, summary = _hazard_verified(profile, event)
     elif kind is EventKind.RECTIFICATION_OVERDUE:
@@ -119,7 +121,9 @@ def apply(profile: EnterpriseProfile, event: Event) -> Outcome:
     return Outcome(new, kind in REVOKING, kind in REEVALUATING, summary)
 
 
-def _hazard_found(profile: EnterpriseProfile, event: Event) -> tuple[EnterpriseProfile, str]:
+def _hazard_found(
+    profile: EnterpriseProfile, event: Event, clause_title: str
+) -> tuple[EnterpriseProfile, str]:
     assert event.hazard is not None
     if any(h.hazard_id == event.hazard.hazard_id for h in profile.hazards):
         # the register's state, not the request, is in the way (review 47b F10)
@@ -128,7 +132,9 @@ def _hazard_found(profile: EnterpriseProfile, event: Event) -> tuple[EnterpriseP
             "on record (another event found it)"
         )
     new = replace(profile, hazards=(*profile.hazards, event.hazard))
-    return new, f"发现{event.hazard.severity.label} {event.hazard.clause_ref}"
+    return new, labels.hazard_found(
+        event.hazard.severity.label, event.hazard.clause_ref, clause_title
+    )
 
 
 def _open_hazard(profile: EnterpriseProfile, hazard_id: str) -> Hazard:
@@ -334,12 +340,8 @@ def _detail(
         return {"hazard_id": hazard_id, "late": late}
     if kind is EventKind.PENALTY:
         amount = detail.get("amount_yuan", 0)
-        if (
-            isinstance(amount, bool)
-            or not isinstance(amount, int | float)
-            or not (math.isfinite(amount) and amount >= 0)
-        ):
-            check.bad("penalty.amount_yuan", "must be a finite number >= 0")
+        if (problem := amount_problem(amount)) is not None:
+            check.bad("penalty.amount_yuan", problem)
             amount = 0
         basis = check.string(detail, "basis", "penalty.basis", max_len=MAX_TEXT, required=False)
         return {"penalty": Penalty(occurred, float(amount), basis)}

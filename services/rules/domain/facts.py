@@ -96,15 +96,6 @@ class FactRegistry(Mapping[str, str]):
         """Retired key → its current name, for the plain renames: accepted on input."""
         return {k: new for k, r in self.retired.items() if (new := r.renamed_to) is not None}
 
-    def current_names(self, facts: Mapping[str, Any]) -> dict[str, Any]:
-        """`facts` with each renamed key under its current name; one sent under both names
-        is left as sent, for `parse_profile` to refuse."""
-        renamed = self.renamed
-        return {
-            (new if (new := renamed.get(k)) is not None and new not in facts else k): v
-            for k, v in facts.items()
-        }
-
     def definition(self, key: str) -> FactDefinition | None:
         return self.definitions.get(key)
 

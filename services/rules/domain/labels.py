@@ -11,7 +11,8 @@ a change of wording here changes what is recorded from then on, not what was rec
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Collection, Sequence
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from .profile import AccidentLevel
 
@@ -59,13 +60,63 @@ STATUS = {
 }
 
 REVOKED_BY_EVENT = "白名单因事件撤销："  # booking's messages.REVOKED_BY_EVENT_PREFIX
+# a white-list entry closed because its valid_until passed (its revoked_reason); what
+# kind of closing it was is the entry move's kind, never read back from this text
+ENTRY_EXPIRED = "有效期届满"
+
+# decision causes other than an event's (`event_cause`)
+UPSERT_CAUSE = "企业信息登记/更新"  # UpsertEnterprise without an update mask
+PARTIAL_UPDATE = "企业信息部分更新"  # with one: `partial_update_cause`
+NAMED_IN_CAUSE = 5  # fields a partial update's cause names; the rest are counted
+
+# EnterpriseProfile's fields (docs/api.md), as a partial update's cause names them
+PROFILE_FIELD = {
+    "name": "企业名称",
+    "industry": "行业",
+    "region": "所在镇街",
+    "employees": "从业人员数",
+    "specialized_sme": "专精特新",
+    "standardization_grade": "安全生产标准化等级",
+    "credit_rating": "信用等级",
+    "blacklisted": "严重失信主体名单",
+    "merchant_score": "十二分制得分",
+    "high_risk_domains": "高危领域",
+    "venues": "场所类型",
+    "hazchem_roles": "危险化学品生产经营使用",
+    "accidents": "事故记录",
+    "penalties": "行政处罚记录",
+    "hazards": "隐患记录",
+    "facts": "现场情况（全部）",
+}
+RETIRED_FACT = "已停用的现场情况项"  # a fact path naming a retired key (to clear it)
+
+# the `evaluate` command's text (entrypoints/render.py, cli.py): a profile not evaluated,
+# refused as INVALID_ARGUMENT (the violations under it stay in the API's words) or for
+# another reason (the service could not answer: its message follows), and the count
+REFUSED = "数据有误，未评估"
+NOT_EVALUATED = "未评估（评估服务未能作答）"
+NOT_EVALUATED_COUNT = "共{n}份企业资料未评估"
+
+
+FEN = Decimal("0.01")
+BELOW_A_FEN = "不足0.01元"  # a positive amount that rounds to no fen
 
 
 def yuan(amount: float) -> str:
-    """An amount of money written out in full: 1000000元, 2000.50元 (to the fen, 分; a
-    float holds no fen beyond 10^15 yuan, nor can it be multiplied by 100 near its end)."""
-    whole, cents = (int(amount), 0) if amount >= 1e15 else divmod(round(amount * 100), 100)
-    return f"{whole}.{cents:02d}元" if cents else f"{whole}元"
+    """An amount of money written out in full, rounded half up (四舍五入) to the fen from
+    the float's shortest decimal text (0.125 → 0.13, 999999999999.99 as sent): whole
+    yuan without decimals, else with both (1000000元, 2000.50元, 0.13元); a positive
+    amount under half a fen is 不足0.01元. Input stops at 10^12 yuan
+    (profile.MAX_PENALTY_YUAN); a larger one stored before that bound is written out
+    whole all the same."""
+    exact = Decimal(repr(float(amount)))
+    with localcontext() as ctx:
+        ctx.prec = 400  # every digit of any finite double, with its fen
+        fen = exact.quantize(FEN, rounding=ROUND_HALF_UP)
+        whole = fen.to_integral_value()
+    if not fen:
+        return BELOW_A_FEN if exact > 0 else "0元"
+    return f"{whole:f}元" if fen == whole else f"{fen:f}元"
 
 
 def number(value: float) -> str:
@@ -93,6 +144,17 @@ def accident(level: AccidentLevel, deaths: int) -> str:
     return f"事故（{ACCIDENT_LEVEL[level]}，死亡{deaths}人）"
 
 
+def hazard_found(severity: str, ref: str, title: str) -> str:
+    """A found hazard's event summary, naming the clause it breaches as booking's pages
+    name clauses (shown_ref): a national standard's numbered clause by its ref, 发现重大
+    隐患 GM2023:3(2); a rule the register names by a word (GEN:ledger, SMALL:smoke) by its
+    title, never its code, 发现一般隐患“隐患排查治理台账” (no title known: not named)."""
+    _, _, clause = ref.partition(":")
+    if clause[:1].isdigit():
+        return f"发现{severity} {ref}"
+    return f"发现{severity}“{title}”" if title else f"发现{severity}"
+
+
 def event_cause(kind: str, event_id: str, summary: str) -> str:
     """A decision's cause when an event made it: 事件（行政处罚，编号 p-1）：行政处罚5000元."""
     return f"事件（{EVENT_KIND.get(kind, kind)}，编号 {event_id}）：{summary}"
@@ -108,7 +170,47 @@ def whitelist_change(change: str) -> str:
     return f"（{WHITELIST_CHANGE.get(change, change)}）" if change else ""
 
 
-def standardization_blocker(employees_below: int) -> str:
-    """The `standardization` blocker's reason: the exemption is for fewer than N employees
-    (policy.yaml `small_firm_employees_below`; 以下 would include N, docs/standards.md)."""
-    return f"未取得安全生产标准化等级（员工少于{employees_below}人且不涉高危领域的除外）"
+def partial_update_cause(names: Sequence[str]) -> str:
+    """The cause of an update-masked UpsertEnterprise's decision, naming what it set (a
+    field's or a fact's name, `PROFILE_FIELD` or the fact's label): 企业信息部分更新（从业
+    人员数、信用等级）; past NAMED_IN_CAUSE names, 等N项."""
+    shown = list(dict.fromkeys(names))
+    if not shown:
+        return PARTIAL_UPDATE
+    more = f"等{len(shown)}项" if len(shown) > NAMED_IN_CAUSE else ""
+    return f"{PARTIAL_UPDATE}（{'、'.join(shown[:NAMED_IN_CAUSE])}{more}）"
+
+
+def reevaluation_cause(run: str) -> str:
+    """The cause of a periodic re-evaluation's decisions, naming its run (short id)."""
+    return f"定期重新评估（批次 {run}）"
+
+
+def one_of(items: Sequence[str]) -> str:
+    """Alternatives as a sentence lists them: A, A或B, A、B或C."""
+    if len(items) < 2:
+        return "".join(items)
+    return "、".join(items[:-1]) + "或" + items[-1]
+
+
+# a standardization grade (1 the best; 0 none), as the white list's reasons name it
+GRADE = {1: "一级", 2: "二级", 3: "三级"}
+
+
+def credit_blocker(rating: str, accepted: Collection[str]) -> str:
+    """The `credit_rating` blocker's reason, naming the ratings policy.yaml's white list
+    accepts (`whitelist.credit_ratings`): 信用等级为B，须为A; 未评定信用等级，须为A或B."""
+    have = f"信用等级为{rating}" if rating else "未评定信用等级"
+    shown = sorted(accepted)
+    return f"{have}，" + (f"须为{one_of(shown)}" if shown else "白名单不接受任何信用等级")
+
+
+def standardization_blocker(grade: int, accepted: Collection[int], employees_below: int) -> str:
+    """The `standardization` blocker's reason, naming the grades policy.yaml's white list
+    accepts (`whitelist.standardization_grades`) and its exemption, for fewer than N
+    employees (`small_firm_employees_below`; 以下 would include N, docs/standards.md):
+    安全生产标准化等级为三级，须为一级或二级（员工少于50人且不涉高危领域的除外）."""
+    have = f"安全生产标准化等级为{GRADE[grade]}" if grade in GRADE else "未取得安全生产标准化等级"
+    shown = [GRADE[g] for g in sorted(accepted) if g in GRADE]
+    need = f"须为{one_of(shown)}" if shown else "白名单不接受任何标准化等级"
+    return f"{have}，{need}（员工少于{employees_below}人且不涉高危领域的除外）"

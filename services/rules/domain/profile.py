@@ -113,6 +113,10 @@ CLAUSE_REF = re.compile(rf"^{vocabulary.CLAUSE_REF.pattern}$")  # the shared gra
 MAX_NAME = vocabulary.FIRM_NAME_LENGTH
 MAX_REGION = vocabulary.REGION_LENGTH
 MAX_TEXT = 2000
+# a penalty's amount_yuan on input: 0 to 一万亿元 (10^12), far above any fine the law
+# provides, and where a double still holds every fen; a stored one above it (accepted
+# before the bound) is read as it is
+MAX_PENALTY_YUAN = 1e12
 MAX_LIST = 500
 MAX_EMPLOYEES = 10_000_000
 MAX_FACTS = 500  # entries in a profile's facts map; the registry has fewer keys
@@ -378,7 +382,7 @@ def parse_profile(
         venues=_enum_set(check, data, "venues", Venue),
         hazchem_roles=_enum_set(check, data, "hazchem_roles", HazchemRole),
         accidents=tuple(_accidents(check, data)),
-        penalties=tuple(_penalties(check, data)),
+        penalties=tuple(_penalties(check, data, stored)),
         hazards=tuple(_hazards(check, data)),
         facts=_facts(check, data, fact_types, stored),
     )
@@ -416,7 +420,7 @@ def plain_profile(
         if not 0 <= accident.deaths <= 100_000:
             return None
     for penalty in c.penalties:
-        if not (math.isfinite(penalty.amount_yuan) and penalty.amount_yuan >= 0) or (
+        if amount_problem(penalty.amount_yuan) is not None or (
             penalty.basis and not _plain_text(penalty.basis, MAX_TEXT, multiline=True)
         ):
             return None
@@ -665,18 +669,28 @@ def _accidents(check: FieldChecker, data: Mapping[str, Any]) -> list[Accident]:
     return out
 
 
-def _penalties(check: FieldChecker, data: Mapping[str, Any]) -> list[Penalty]:
+def amount_problem(amount: object, stored: bool = False) -> str | None:
+    """Why a penalty's `amount_yuan` is refused, or None: a number from 0 to
+    MAX_PENALTY_YUAN (`stored`: any finite number >= 0, as kept before the bound)."""
+    if (
+        isinstance(amount, bool)
+        or not isinstance(amount, int | float)
+        or not math.isfinite(amount)
+        or amount < 0
+    ):
+        return "must be a finite number >= 0"
+    if amount > MAX_PENALTY_YUAN and not stored:
+        return f"must be at most {MAX_PENALTY_YUAN:.0f} (yuan)"
+    return None
+
+
+def _penalties(check: FieldChecker, data: Mapping[str, Any], stored: bool) -> list[Penalty]:
     out = []
     for path, entry in _entries(check, data, "penalties", PENALTY_FIELDS):
         decided = check.day(entry.get("decided_on"), f"{path}.decided_on")
         amount = entry.get("amount_yuan", 0)
-        if (
-            isinstance(amount, bool)
-            or not isinstance(amount, int | float)
-            or not math.isfinite(amount)
-            or amount < 0
-        ):
-            check.bad(f"{path}.amount_yuan", "must be a finite number >= 0")
+        if (problem := amount_problem(amount, stored)) is not None:
+            check.bad(f"{path}.amount_yuan", problem)
             amount = 0
         basis = check.string(entry, "basis", f"{path}.basis", max_len=MAX_TEXT, required=False)
         if decided:
@@ -714,6 +728,19 @@ def _hazards(check: FieldChecker, data: Mapping[str, Any]) -> list[Hazard]:
     return out
 
 
+def fact_path(key: object) -> str:
+    """A sent fact's path as a violation names it, relative to the profile: the key as
+    sent (`facts["…"]`), or its short prefix when long."""
+    short = isinstance(key, str) and len(key) <= PREVIEW_CHARS
+    return f'facts["{key}"]' if short else f"facts[{preview(key)}]"
+
+
+def given_twice(new: str) -> str:
+    """Why a fact sent under its former name is refused when `new`, its current name, is
+    sent too (FactRegistry.renamed): one value only."""
+    return f"the former name of {new}, which is given too: send one"
+
+
 def _facts(
     check: FieldChecker, data: Mapping[str, Any], fact_types: Mapping[str, str], stored: bool
 ) -> dict[str, FactValue]:
@@ -730,12 +757,11 @@ def _facts(
     hints = MAX_HINTS  # the nearest-key hint costs a string comparison with every key
     renamed: Mapping[str, str] = getattr(fact_types, "renamed", {})
     for key, value in raw.items():
-        short = isinstance(key, str) and len(key) <= PREVIEW_CHARS
-        path = f'facts["{key}"]' if short else f"facts[{preview(key)}]"
+        path = fact_path(key)
         kind = fact_types.get(key) if isinstance(key, str) else None
         if kind is None and isinstance(key, str) and (new := renamed.get(key)) is not None:
             if new in raw:
-                check.bad(path, f"the former name of {new}, which is given too: send one")
+                check.bad(path, given_twice(new))
                 continue
             key, kind = new, fact_types.get(new)  # a plain rename: read as its current name
         if kind is None:

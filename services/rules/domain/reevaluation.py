@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from services.rules.domain import labels
 from services.rules.domain.decision import Decision, Status
 
-EXPIRED_REASON = "有效期届满 expired"
+EXPIRED_REASON = labels.ENTRY_EXPIRED  # words only: an expiry is the move's kind, "expired"
 FAILED_PREFIX = "重新评估未通过："
 
 

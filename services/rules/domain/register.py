@@ -68,6 +68,10 @@ class WhitelistEntry(FirmRecord):
     # None for entries from before migration 0008 that it could not match
     granted_decision_id: str | None = None
     closed_decision_id: str | None = None
+    # how the entry is being closed, "expired" or "revoked" (reevaluation.EntryMove.kind),
+    # set with revoked_on for the change feed to tell the two apart (adapters/feed.py);
+    # not stored: "" on an entry read back ("revoked_reason" holds the words)
+    closed_as: str = field(default="", compare=False, repr=False)
 
     def active_on(self, day: date) -> bool:
         return self.revoked_on is None and self.granted_on <= day <= self.valid_until

@@ -38,6 +38,7 @@ from services.rules.adapters.feed_worker import (
     NatsSettings,
 )
 from services.rules.adapters.ruleset_loader import Rulebook, RulesetError, load_rulebook
+from services.rules.domain import labels
 from services.rules.domain.errors import ValidationError
 from services.rules.entrypoints import (
     batch_client,
@@ -725,7 +726,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if failures:
-        print(f"{failures} profile(s) rejected", file=sys.stderr)
+        print(labels.NOT_EVALUATED_COUNT.format(n=failures), file=sys.stderr)
     return 1 if failures else 0
 
 

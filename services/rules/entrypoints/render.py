@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -85,9 +86,11 @@ def _value(value: object) -> object:
 
 
 def rejection(where: int, status: status_pb2.Status) -> str:
-    """A profile the service refused: its number in the file, then each field named as
-    the API names it, with the API's reason (docs/api.md)."""
-    lines = [f"#{where}：数据有误，未评估（{status.message.split(': ', 1)[0]}）"]
+    """A profile the service refused: its number in the file, what became of it (by the
+    status code), then each field named as the API names it, with the API's reason
+    (docs/api.md), or the status message when no field is named."""
+    refused = status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    lines = [f"#{where}：{labels.REFUSED if refused else labels.NOT_EVALUATED}"]
     for detail in status.details:
         bad = error_details_pb2.BadRequest()
         if detail.Unpack(bad):

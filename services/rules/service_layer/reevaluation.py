@@ -29,6 +29,7 @@ import structlog
 from services.common.clock import IdSource, new_id, now, short_id
 from services.common.context import current_caller
 from services.rules.adapters.bulk_reevaluation import BatchRows, rows_of
+from services.rules.domain import labels
 from services.rules.domain.decision import decision_day, names_a_kind, out_of_scope_breach
 from services.rules.domain.errors import PreconditionFailed
 from services.rules.domain.events import CLOCK_SKEW
@@ -371,7 +372,7 @@ def _read_ahead(
 
 def _cause(run: ReevaluationRun) -> str:
     """The cause a run's decisions give (the run's id: its parent's, for a range)."""
-    return f"定期重新评估 periodic re-evaluation (run {short_id(run.parent_id or run.id)})"
+    return labels.reevaluation_cause(short_id(run.parent_id or run.id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,7 +150,7 @@ def decide_and_store(
     change, expired, _, _ = move
     if entry is not None and expired is not None:  # a lapsed entry closes first
         entry.revoked_on, entry.revoked_reason = expired.revoked_on, expired.revoked_reason
-        entry.closed_decision_id = record.id
+        entry.closed_decision_id, entry.closed_as = record.id, expired.kind
         uow.session.flush()  # the partial unique index allows one open entry at a time
     # the register remembers the entry left open, so the answer built next need not read it
     left = _moved(uow, move, record.id, revoke, entry)
@@ -197,7 +197,7 @@ def _moved(
     if entry is not None and moved is not None and moved.kind == "revoked":
         entry.revoked_on = moved.revoked_on
         entry.revoked_reason = revoke.reason if revoke else moved.revoked_reason
-        entry.closed_decision_id = decision_id
+        entry.closed_decision_id, entry.closed_as = decision_id, moved.kind
         return None
     if entry is not None and moved is not None:  # extended
         assert moved.valid_until is not None
@@ -252,9 +252,6 @@ def mask_paths(
     )
 
 
-UPSERT_CAUSE = "企业信息登记/更新 upsert"
-
-
 @dataclass(frozen=True)
 class Upserted:
     """An UpsertEnterprise without an update mask, its profile and as_of parsed (a bad
@@ -294,7 +291,7 @@ def _upsert(
             uow.flush()  # before the rows that refer to it (the ORM knows no order for them)
         else:
             stored = stored_profile(ctx, firm)
-        return _decide_sent(uow, ctx, firm, profile, stored, as_of, UPSERT_CAUSE)
+        return _decide_sent(uow, ctx, firm, profile, stored, as_of, labels.UPSERT_CAUSE)
 
 
 def update_masked(
@@ -313,8 +310,7 @@ def update_masked(
         if violations:
             raise ValidationError(violations)
     as_of = parse_as_of(as_of_text) if as_of_text else None  # None: see _decide_sent
-    if isinstance(sent_facts := data.get("facts"), Mapping):  # as the paths name them
-        data = {**data, "facts": ctx.fact_types.current_names(sent_facts)}
+    renamed = ctx.fact_types.renamed  # a fact sent by its former name: named so in errors
     with uow:
         firm = uow.register.firm(enterprise_id, for_update=True)
         if firm is None:
@@ -328,17 +324,30 @@ def update_masked(
         retired = ctx.fact_types.retired
         current = {k: v for k, v in (firm.profile.get("facts") or {}).items() if k not in retired}
         parse_profile(
-            masks.apply_mask({**firm.profile, "facts": current}, data, paths),
+            masks.apply_mask({**firm.profile, "facts": current}, data, paths, renamed),
             ctx.fact_types,
             prefix="profile.",
             # the request's own text passed its transport's check; the stored text is read
             # as kept (a name stored with a tab must not refuse an update of `employees`)
             controls=False,
         )
-        sent = masks.apply_mask(firm.profile, data, paths)
+        sent = masks.apply_mask(firm.profile, data, paths, renamed)
         profile = parse_profile(sent, ctx.fact_types, prefix="profile.", stored=True)
-        cause = f"企业信息部分更新 update ({', '.join(p[:48] for p in paths[:10])})"
+        cause = labels.partial_update_cause(_names_set(ctx, paths))
         return _decide_sent(uow, ctx, firm, profile, stored_profile(ctx, firm), as_of, cause)
+
+
+def _names_set(ctx: RulesContext, paths: Sequence[str]) -> list[str]:
+    """What an update mask's paths set, as a person names it: a field's name, a fact's
+    label (enterprise_id, which changes nothing, is not named)."""
+    out = []
+    for path in paths:
+        if path.startswith(masks.FACT):
+            known = ctx.fact_types.definition(path.removeprefix(masks.FACT))
+            out.append(known.label if known is not None else labels.RETIRED_FACT)
+        elif (name := labels.PROFILE_FIELD.get(path)) is not None:
+            out.append(name)
+    return out
 
 
 def _decide_sent(
@@ -870,7 +879,7 @@ class _Group:
             firm = now_.firm
             stored = stored_profile(ctx, firm)
             merged, as_of = _sent_checked(ctx, sent, stored, firm.decided_on, item.as_of)
-        done, caused = _decided(ctx, firm, now_.entry, merged, as_of, UPSERT_CAUSE, None)
+        done, caused = _decided(ctx, firm, now_.entry, merged, as_of, labels.UPSERT_CAUSE, None)
         view, after = self._moved_on(now_, None, done, caused, merged)
         self.firms[sent.enterprise_id] = now_
         caller = current_caller()
@@ -1111,13 +1120,16 @@ def _event_outcome(
     """The firm's stored profile and what `event` does to it, once every clause the event
     cites is known (ValidationError names the field that cites one that is not)."""
     stored = stored_profile(ctx, firm)
-    if event.hazard is not None and (
-        problem := clause_problem(ctx.catalogue, event.hazard.clause_ref)
-    ):
-        raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
+    title = ""  # the cited clause's, for the summary (labels.hazard_found)
+    if event.hazard is not None:
+        ref = event.hazard.clause_ref
+        if problem := clause_problem(ctx.catalogue, ref):
+            raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
+        cited = ctx.catalogue.clause(ref, event.occurred_on)
+        title = cited.title if cited is not None else ""
     if event.profile is not None:
         _known_clauses(ctx, event.profile, "event.profile.", stored)
-    return stored, events.apply(stored, event)
+    return stored, events.apply(stored, event, title)
 
 
 def _apply(

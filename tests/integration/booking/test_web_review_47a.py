@@ -23,6 +23,7 @@ from services.booking.service_layer import tickets
 from services.booking.service_layer.orders import list_orders
 from services.booking.service_layer.outbox import deliver_pending
 from services.common._generated.booking.v1 import booking_pb2 as bpb
+from services.common._generated.rules.v1 import rules_pb2 as rpb
 from tests.e2e.test_staff_pages import dispatched
 from tests.integration.booking.test_staff_fixes import SUP_TOKEN, Web, sqlite_web  # noqa: F401
 from tests.integration.booking.test_web import Site, block, make_png, site  # noqa: F401
@@ -219,6 +220,36 @@ def test_an_overdue_hazard_after_the_white_list_ended_shows_no_revocation(
     found_on = (due - timedelta(days=1)).isoformat()  # the visit's day
     assert messages.BLOCKER_SENTENCES["open_hazard"].format(arose=found_on) in found
     assert ticket_id not in page.replace(f"/tickets/{ticket_id}", "")  # only in its link
+
+
+def test_a_revocation_names_a_rule_named_by_a_word_by_its_title_not_its_code(
+    site: Site,  # noqa: F811
+) -> None:
+    """Review 53 N10: the firm read "白名单因事件撤销：发现重大隐患 SMALL:evacuation" had the
+    hazard cited a rule the register names by a word; it reads the rule's title, as every
+    firm page shows such a rule (shown_clause). A national standard's numbered clause is
+    named by its number, as the page's clause lists name it (shown_ref)."""
+    pair = site.pair
+    shown = []
+    for n, ref in ((49, "SMALL:evacuation"), (50, "GM2023:3(2)")):
+        firm, token = site.firm(n)
+        site.sign_in(firm, token)
+        day = pair.clock.today.isoformat()
+        event = rpb.EnterpriseEvent(
+            event_id=f"major-{n}",
+            enterprise_id=firm,
+            kind=rpb.EVENT_KIND_MAJOR_HAZARD_FOUND,
+            occurred_on=day,
+            hazard=rpb.HazardDetail(hazard_id=f"H{n}", clause_ref=ref, due_on=day),
+        )
+        pair.rules.ReportEvent(rpb.ReportEventRequest(event=event), timeout=10)
+        page = site.client.get(f"/q/{token}").text
+        found = re.findall(r'<li class="blocker">([^<]*)</li>', page)
+        shown += [s for s in found if "白名单因事件撤销" in s]
+    assert shown == [
+        f"{day} 白名单因事件撤销：发现重大隐患“疏散通道安全出口堵塞”",
+        f"{day} 白名单因事件撤销：发现重大隐患 GM2023:3(2)",
+    ]
 
 
 # -- minor notes ---------------------------------------------------------------------------------

@@ -61,6 +61,20 @@ def test_evaluate_prints_a_readable_decision_per_firm(tmp_path: Path) -> None:
     assert "dust.dry_collector_unprotected" not in second
 
 
+def test_a_refused_profile_and_the_count_read_in_chinese(tmp_path: Path) -> None:
+    """Review 53 N6: `#2：数据有误，未评估（invalid request）` and `1 profile(s) rejected`."""
+    rows = [profile(1), profile(2, employees=-1)]
+    result = run_cli(
+        "evaluate", str(write_jsonl(tmp_path / "p.jsonl", rows)), "--as-of", "2026-06-30"
+    )
+    assert result.returncode == 1
+    refused = result.stdout.split("\n\n")[1]
+    assert refused.splitlines()[0] == "#2：数据有误，未评估"
+    assert "employees" in refused  # the field, as the API names it
+    assert "invalid request" not in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == "共1份企业资料未评估"
+
+
 def test_evaluate_into_a_reader_that_stops_ends_quietly(tmp_path: Path) -> None:
     """Review 51 C5: `evaluate … | head` ended in a BrokenPipeError traceback. The reader
     closes after one line; the output (400 firms, well past a pipe's buffer) cannot all
@@ -96,7 +110,7 @@ def test_evaluate_json_lines_and_a_bad_item_does_not_stop_the_file(tmp_path: Pat
     assert decisions[1]["error"]["message"].startswith("invalid request: employees")
     assert decisions[2]["enterprise_id"] == uscc(3)
     assert "#4: not valid JSON" in lines[3]
-    assert "2 profile(s) rejected" in result.stderr
+    assert "共2份企业资料未评估" in result.stderr
 
 
 def test_a_line_nested_too_deep_is_one_rejected_line(tmp_path: Path) -> None:
@@ -110,7 +124,7 @@ def test_a_line_nested_too_deep_is_one_rejected_line(tmp_path: Path) -> None:
     first, second = result.stdout.splitlines()
     assert json.loads(first)["enterprise_id"] == uscc(1)
     assert second.startswith("#2: not valid JSON") and "recursion" in second
-    assert "1 profile(s) rejected" in result.stderr
+    assert "共1份企业资料未评估" in result.stderr
 
 
 def test_bad_reevaluate_and_evaluate_options_are_one_line_errors(tmp_path: Path) -> None:
@@ -391,7 +405,7 @@ def test_evaluate_via_server_prints_what_in_process_prints(tmp_path: Path) -> No
     assert [(r["item"], r["enterprise_id"], r["error"]["code"]) for r in rejected] == [
         (n + 1, uscc(n + 1), 3) for n in range(0, 1_100, 97)
     ]
-    assert "13 profile(s) rejected" in remote.stderr  # 12 + the line that is not JSON
+    assert "共13份企业资料未评估" in remote.stderr  # 12 + the line that is not JSON
 
 
 def test_a_control_character_rejects_only_its_line_in_process_and_via_server(
@@ -406,7 +420,7 @@ def test_a_control_character_rejects_only_its_line_in_process_and_via_server(
     local, remote = _in_process_and_via_server(path)
     for result in (local, remote):
         assert result.returncode == 1, result.stdout + result.stderr
-        assert "1 profile(s) rejected" in result.stderr
+        assert "共1份企业资料未评估" in result.stderr
     lines, expected = remote.stdout.splitlines(), local.stdout.splitlines()
     assert [lines[0], lines[2]] == [expected[0], expected[2]]
     for line in (lines[1], expected[1]):

@@ -110,7 +110,7 @@ def test_the_answer_of_every_event_matches_the_history_read_afterwards(
         if step.event_id == "p-2":
             kinds = [h.kind for h in answer.history[:3]]
             assert kinds == ["whitelist_granted", "whitelist_revoked", "decision"], kinds
-            assert "expired" in answer.history[1].reason
+            assert answer.history[1].reason == "有效期届满"
     assert len(stored.history) == LIMIT
     assert seen == {"event", "decision", "whitelist_granted", "whitelist_revoked"}
 

@@ -950,6 +950,16 @@ def _invalid_cases() -> list[Any]:
         pytest.param(
             penalty(1, "x", amount=-5.0), "event.penalty.amount_yuan", id="negative-penalty"
         ),
+        pytest.param(penalty(1, "x", amount=1e300), "event.penalty.amount_yuan", id="huge-penalty"),
+        pytest.param(
+            profile_updated(
+                1,
+                "x",
+                profile(1, penalties=[{"decided_on": "2026-06-01", "amount_yuan": 1e13}]),
+            ),
+            "event.profile.penalties[0].amount_yuan",
+            id="profile-huge-penalty",
+        ),
         pytest.param(complaint(1, "x", text=""), "event.complaint.text", id="empty-complaint"),
         pytest.param(
             event(1, "x", pb.EVENT_KIND_HAZARD_VERIFIED, verification=pb.VerificationDetail()),
@@ -1130,3 +1140,38 @@ def test_a_blockers_end_stays_within_the_documented_dates(register_stub: RulesSe
     )
     ends = [b.ends_on for b in answer.whitelist_blockers if b.code == "recent_penalty"]
     assert ends == ["2199-12-31"]
+
+
+def test_a_penalty_amount_is_bounded_on_input_and_a_stored_one_above_still_reads(
+    register_stub: RulesServiceStub, db_engine: Any
+) -> None:
+    """Review 53 N9: 1e300 was accepted and printed as 301 digits of float noise. Input
+    stops at 10^12 yuan (Evaluate, UpsertEnterprise, PENALTY events); a profile stored
+    before the bound with more is still read, and written out from its decimal text."""
+    from sqlalchemy import update
+
+    from services.rules.adapters.orm import firms
+
+    most = {"decided_on": "2026-06-01", "amount_yuan": 1e12, "basis": "x"}
+    over = {**most, "amount_yuan": 1e13}
+    field = "profile.penalties[0].amount_yuan"
+    for call in (
+        lambda p: register_stub.Evaluate(pb.EvaluateRequest(profile=p), timeout=10),
+        lambda p: register_stub.UpsertEnterprise(pb.UpsertEnterpriseRequest(profile=p), timeout=10),
+    ):
+        with pytest.raises(grpc.RpcError) as raised:
+            call(profile_from_json(profile(1, penalties=[over])))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "at most 1000000000000" in violations(raised.value)[field]
+    assert (
+        upsert(register_stub, profile(1, penalties=[most])).profile.penalties[0].amount_yuan == 1e12
+    )
+    status = report(register_stub, penalty(1, "p-most", amount=999_999_999_999.99))
+    assert status.history[0].reason.endswith("行政处罚999999999999.99元")
+    with db_engine.begin() as conn:  # as a register from before the bound kept it
+        conn.execute(
+            update(firms).values(profile=profile(1, penalties=[{**most, "amount_yuan": 1e300}]))
+        )
+    later = report(register_stub, penalty(1, "p-small", amount=0.125))
+    assert [p.amount_yuan for p in later.profile.penalties] == [1e300, 0.125]
+    assert later.history[0].reason.endswith("行政处罚0.13元")

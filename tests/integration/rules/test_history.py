@@ -104,3 +104,54 @@ def test_history_limit_counts_items_and_a_replay_returns_the_first_items(
         timeout=10,
     )
     assert len(short.history) == 3
+
+
+def test_the_causes_and_an_expiry_read_in_chinese(
+    register_stub: RulesServiceStub,
+    db_engine,
+    rules_ctx,  # type: ignore[no-untyped-def]
+) -> None:
+    """Review 53 N6: `…upsert`, `…update (employees)`, `定期重新评估 periodic re-evaluation
+    (run …)` and `有效期届满 expired` were what the histories and the feed said."""
+    from google.protobuf import field_mask_pb2
+
+    from services.common.clock import short_id
+    from services.rules.entrypoints.convert import profile_from_json
+    from tests.support import uscc
+
+    upsert(register_stub, profile(1), as_of="2025-06-30")
+    register_stub.UpsertEnterprise(
+        pb.UpsertEnterpriseRequest(
+            profile=profile_from_json(
+                {
+                    "enterprise_id": uscc(1),
+                    "employees": 30,
+                    "facts": {"gen.training_missing": False},
+                }
+            ),
+            as_of="2025-06-30",
+            update_mask=field_mask_pb2.FieldMask(
+                paths=["enterprise_id", "employees", "facts.gen.training_missing"]
+            ),
+        ),
+        timeout=30,
+    )
+    run = reevaluate_all(UnitOfWork(db_engine), rules_ctx, date(2026, 7, 1))  # a day late
+    upsert(register_stub, profile(2), as_of="2025-06-30")
+    upsert(register_stub, profile(2), as_of="2026-07-01")  # expired by the per-call path
+    reasons = [h.reason for h in reversed(status_of(register_stub, 1).history)]
+    assert reasons[:3] == [
+        "企业信息登记/更新（列入白名单）",
+        "列入白名单（无事不扰），有效期至2026-06-30",
+        "企业信息部分更新（从业人员数、现有员工安全培训记录缺失）（白名单延续）",
+    ]
+    assert reasons[3:5] == [
+        f"定期重新评估（批次 {short_id(run.run_id)}）（列入白名单）",
+        "有效期届满",
+    ]
+    per_call = [h.reason for h in status_of(register_stub, 2).history]
+    assert per_call[:3] == [
+        "列入白名单（无事不扰），有效期至2027-07-01",
+        "有效期届满",
+        "企业信息登记/更新（列入白名单）",
+    ]

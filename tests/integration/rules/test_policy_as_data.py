@@ -84,7 +84,9 @@ def test_the_standardization_blocker_words_the_policy_number_it_applies(tmp_path
     firm = profile(employees=50, standardization_grade=0)
     [blocker] = _decide(rules_dir, firm).whitelist_blockers
     assert blocker.code == "standardization"
-    assert blocker.reason == "未取得安全生产标准化等级（员工少于50人且不涉高危领域的除外）"
+    assert blocker.reason == (
+        "未取得安全生产标准化等级，须为一级、二级或三级（员工少于50人且不涉高危领域的除外）"
+    )
     policy = rules_dir / "policy.yaml"
     policy.write_text(
         policy.read_text(encoding="utf-8").replace(
@@ -95,4 +97,40 @@ def test_the_standardization_blocker_words_the_policy_number_it_applies(tmp_path
     assert _decide(rules_dir, firm).status == pb.STATUS_WHITELIST  # 50 < 51: exempt now
     firm = profile(employees=51, standardization_grade=0)
     [blocker] = _decide(rules_dir, firm).whitelist_blockers
-    assert blocker.reason == "未取得安全生产标准化等级（员工少于51人且不涉高危领域的除外）"
+    assert blocker.reason == (
+        "未取得安全生产标准化等级，须为一级、二级或三级（员工少于51人且不涉高危领域的除外）"
+    )
+
+
+def _edited(tmp_path: Path, old: str, new: str) -> Path:
+    rules_dir = tmp_path / "rulesets"
+    shutil.copytree(RULESETS, rules_dir)
+    policy = rules_dir / "policy.yaml"
+    text = policy.read_text(encoding="utf-8")
+    assert old in text
+    policy.write_text(text.replace(old, new), encoding="utf-8")
+    return rules_dir
+
+
+def test_the_credit_blocker_names_the_ratings_the_policy_accepts(tmp_path: Path) -> None:
+    """Review 53 N7: with `credit_ratings: [A]` a B firm was told 须为A或B."""
+    rules_dir = _edited(tmp_path, "credit_ratings: [A, B]", "credit_ratings: [A]")
+    [blocker] = _decide(rules_dir, profile(credit_rating="B")).whitelist_blockers
+    assert (blocker.code, blocker.reason) == ("credit_rating", "信用等级为B，须为A")
+    [unrated] = _decide(rules_dir, profile(credit_rating=None)).whitelist_blockers
+    assert unrated.reason == "未评定信用等级，须为A"
+
+
+def test_the_standardization_blocker_names_the_grade_and_those_accepted(
+    tmp_path: Path,
+) -> None:
+    """Review 53 N7: with grades [1, 2] a grade-3 firm was told 未取得安全生产标准化等级."""
+    rules_dir = _edited(
+        tmp_path, "standardization_grades: [1, 2, 3]", "standardization_grades: [1, 2]"
+    )
+    firm = profile(employees=80, standardization_grade=3)
+    [blocker] = _decide(rules_dir, firm).whitelist_blockers
+    assert (blocker.code, blocker.reason) == (
+        "standardization",
+        "安全生产标准化等级为三级，须为一级或二级（员工少于50人且不涉高危领域的除外）",
+    )

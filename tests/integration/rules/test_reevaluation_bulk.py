@@ -157,7 +157,7 @@ def test_the_batch_writes_the_rows_the_per_call_path_writes(
     _load(register_stub, db_engine)
     ctx = context_from(rulebook)
     run_id = new_id()
-    cause = f"定期重新评估 periodic re-evaluation (run {run_id[-8:]})"
+    cause = f"定期重新评估（批次 {run_id[-8:]}）"
     uow = UnitOfWork(db_engine)
     for n in range(1, len(CASES) + 1):  # group A, the plain way: one firm per transaction
         with uow:

@@ -26,6 +26,7 @@ from services.rules.adapters.orm import (
     whitelist_entries,
 )
 from services.rules.adapters.ruleset_loader import Rulebook
+from services.rules.domain import labels
 from services.rules.domain.profile import parse_profile, profile_to_data
 from services.rules.domain.register import ReevaluationRun
 from services.rules.entrypoints.grpc_server import context_from
@@ -67,7 +68,7 @@ def _run_decision(engine: Engine, run_id: str, enterprise_id: str) -> Any:
         found = conn.execute(
             select(decisions).where(
                 decisions.c.enterprise_id == enterprise_id,
-                decisions.c.cause.contains(f"(run {run_id[-8:]})"),
+                decisions.c.cause == labels.reevaluation_cause(run_id[-8:]),
             )
         ).all()
     assert len(found) == 1, found

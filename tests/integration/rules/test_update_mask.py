@@ -214,3 +214,69 @@ def test_text_stored_with_a_control_character_does_not_refuse_a_masked_update(
     assert "profile.name" in violations(error)
     fixed = masked(register_stub, {"enterprise_id": uscc(1), "name": "测试企业"}, "name")
     assert fixed.profile.name == "测试企业"
+
+
+OLD_NAME, NEW_NAME = "chem.external_distance_short", "chem.external_distance_noncompliant"
+CHEMICALS = {"industry": "chemicals", "hazchem_roles": ["producer"]}
+
+
+@pytest.mark.parametrize(
+    "facts, paths, field",
+    [
+        ({OLD_NAME: True, NEW_NAME: False}, [f"facts.{OLD_NAME}"], f'profile.facts["{OLD_NAME}"]'),
+        ({OLD_NAME: True, NEW_NAME: False}, [f"facts.{NEW_NAME}"], f'profile.facts["{OLD_NAME}"]'),
+        ({OLD_NAME: True, NEW_NAME: False}, ["employees"], f'profile.facts["{OLD_NAME}"]'),
+        ({OLD_NAME: True, NEW_NAME: "x"}, ["facts"], f'profile.facts["{OLD_NAME}"]'),
+        ({OLD_NAME: True}, [f"facts.{OLD_NAME}", f"facts.{NEW_NAME}"], "update_mask.paths[0]"),
+    ],
+    ids=["mask-old", "mask-new", "mask-other", "mask-all-facts", "paths-both"],
+)
+def test_both_names_of_a_renamed_fact_are_refused_naming_the_one_sent(
+    register_stub: RulesServiceStub, facts: dict[str, Any], paths: list[str], field: str
+) -> None:
+    """Review 53 N3: a masked call sending a fact under its former name and its current
+    one was accepted, the value the mask named dropped for the other; one name is read,
+    both are INVALID_ARGUMENT naming the former one, and nothing changes."""
+    before = upsert(register_stub, profile(1, facts={NEW_NAME: False}, **CHEMICALS))
+    error = refused(register_stub, {"enterprise_id": uscc(1), "facts": facts}, *paths)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    found = violations(error)
+    assert NEW_NAME in found.get(field, ""), found
+    after = register_stub.GetEnterpriseStatus(
+        pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=10
+    )
+    assert after.decision.decision_id == before.decision.decision_id
+
+
+def test_a_bad_value_under_a_former_fact_name_is_named_as_sent(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 53 N3: the violation named the current key, which the caller never sent."""
+    upsert(register_stub, profile(1, facts={NEW_NAME: False}, **CHEMICALS))
+    sent = {"enterprise_id": uscc(1), "facts": {OLD_NAME: "yes"}}
+    for path in (f"facts.{OLD_NAME}", f"facts.{NEW_NAME}", "facts"):
+        found = violations(refused(register_stub, sent, path))
+        assert set(found) == {f'profile.facts["{OLD_NAME}"]'}, (path, found)
+    status = masked(register_stub, {**sent, "facts": {OLD_NAME: True}}, f"facts.{OLD_NAME}")
+    assert facts_to_dict(status.profile.facts) == {NEW_NAME: True}
+    assert "CHEM2017:3" in {f.clause_ref for f in status.decision.findings}
+
+
+def test_a_profile_update_event_with_both_names_of_a_fact_is_refused(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 53 N3, the PROFILE_UPDATED door: refused naming the former name as sent."""
+    upsert(register_stub, profile(1, facts={NEW_NAME: False}, **CHEMICALS))
+    sent = profile(1, facts={OLD_NAME: True, NEW_NAME: False}, **CHEMICALS)
+    event = pb.EnterpriseEvent(
+        event_id="both-names",
+        enterprise_id=uscc(1),
+        kind=pb.EVENT_KIND_PROFILE_UPDATED,
+        occurred_on="2026-06-01",
+        profile=profile_from_json(sent),
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        register_stub.ReportEvent(pb.ReportEventRequest(event=event), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    found = violations(info.value)
+    assert NEW_NAME in found.get(f'event.profile.facts["{OLD_NAME}"]', ""), found

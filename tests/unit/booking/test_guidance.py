@@ -187,3 +187,14 @@ def test_an_overlong_checklist_is_summarised_not_shrunk() -> None:
     assert min(line.size for line in lines) >= MIN_FONT_MM
     assert any("另有" in line.text for line in lines)
     assert all(line.y <= A4_H for line in lines)
+
+
+def test_an_older_revocation_citing_a_rule_by_its_code_leaves_the_code_out() -> None:
+    """Review 53 N10: rules now names a rule named by a word by its title; a reason it
+    stored before says "发现重大隐患 SMALL:evacuation". A national clause keeps its number."""
+    old = BlockerInfo(
+        "revoked_by_event", "白名单因事件撤销：发现重大隐患 SMALL:evacuation", "2026-01-23"
+    )
+    assert guidance.blocker_sentence(old) == "2026-01-23 白名单因事件撤销：发现重大隐患"
+    gm = BlockerInfo("revoked_by_event", "白名单因事件撤销：发现重大隐患 GM2023:3(2)", "2026-01-23")
+    assert guidance.blocker_sentence(gm) == "2026-01-23 白名单因事件撤销：发现重大隐患 GM2023:3(2)"

@@ -21,8 +21,18 @@ from tests.support import profile
         (2000.5, "2000.50元"),
         (0.1 + 0.2, "0.30元"),
         (0.0, "0元"),
+        (-0.0, "0元"),
+        # review 53 N9: from the float's shortest decimal text, rounded half up to the fen
+        (0.125, "0.13元"),
+        (0.625, "0.63元"),
+        (0.005, "0.01元"),
+        (1e-7, "不足0.01元"),
+        (5e-324, "不足0.01元"),
+        (999_999_999_999.99, "999999999999.99元"),  # the most an input may say, to the fen
+        (123456789012345.67, "123456789012345.67元"),  # stored before the bound: as stored
+        (999999999999999.9, "999999999999999.90元"),
         (1e20, "100000000000000000000元"),
-        (1.7e308, str(int(1.7e308)) + "元"),
+        (1.7e308, "17" + "0" * 307 + "元"),
     ],
 )
 def test_an_amount_is_written_in_full_to_the_fen(amount: float, text: str) -> None:
@@ -63,3 +73,12 @@ def test_a_history_item_names_the_white_list_change_in_chinese() -> None:
         whitelist_change="revoked",
     )
     assert HistoryEntry.of_decision(record).reason == old_cause + "（白名单撤销）"
+
+
+def test_a_partial_update_names_at_most_five_things_it_set_once_each() -> None:
+    """Review 53 N6: the cause listed the mask's paths (`update (employees)`)."""
+    assert labels.partial_update_cause([]) == "企业信息部分更新"
+    names = ["从业人员数", "信用等级", "从业人员数", "行业", "高危领域", "场所类型", "事故记录"]
+    assert labels.partial_update_cause(names) == (
+        "企业信息部分更新（从业人员数、信用等级、行业、高危领域、场所类型等6项）"
+    )

@@ -66,3 +66,16 @@ def test_a_decision_reads_in_chinese_with_names_for_its_codes(rulebook: Rulebook
 def test_without_the_rulesets_the_codes_are_shown_as_they_are() -> None:
     text = decision_text(_decision())
     assert "fire.exit_count_short：是" in text and "fire_safety、first_lesson" in text
+
+
+def test_a_profile_the_service_could_not_answer_for_is_not_called_wrong() -> None:
+    """Review 53 N6: the first line was the API's English (`（invalid request）`), and
+    said 数据有误 whatever the code."""
+    from google.rpc import status_pb2
+
+    from services.rules.entrypoints.render import rejection
+
+    refused = rejection(3, status_pb2.Status(code=3, message="invalid request: employees: x"))
+    assert refused.splitlines()[0] == "#3：数据有误，未评估"
+    failed = rejection(4, status_pb2.Status(code=14, message="rules service unavailable"))
+    assert failed == "#4：未评估（评估服务未能作答）\n   rules service unavailable\n\n"
