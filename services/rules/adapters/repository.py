@@ -179,8 +179,11 @@ class Register:
     def whitelist_page(
         self, regions: Sequence[str], today: date, after: str, limit: int
     ) -> Sequence[WhitelistEntry]:
-        """Active entries of `regions` (empty: all) ordered by enterprise_id, strictly
-        after the cursor (an enterprise_id)."""
+        """Entries of `regions` (empty: all) that list their firm `today`
+        (WhitelistEntry.listed_on), ordered by enterprise_id, strictly after the cursor
+        (an enterprise_id). An entry's closing day is never after the day the closure
+        was made (reevaluation.move_entry), so a closed entry lists no firm today: the
+        open ones are read, by the open entries' partial index."""
         w = whitelist_entries.c
         conditions = [w.revoked_on.is_(None), w.valid_until >= today, w.granted_on <= today]
         if regions:

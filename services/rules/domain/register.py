@@ -69,8 +69,24 @@ class WhitelistEntry(FirmRecord):
     granted_decision_id: str | None = None
     closed_decision_id: str | None = None
 
-    def active_on(self, day: date) -> bool:
-        return self.revoked_on is None and self.granted_on <= day <= self.valid_until
+    def listed_on(self, day: date) -> bool:
+        """Whether the firm is on the white list on `day` by this entry: the one rule
+        ListWhitelist (its query says the same), the gate and ListWhitelistSizes apply.
+        From `granted_on` to `valid_until`, until the day it was closed (`revoked_on`,
+        the first day off the list). A closing day is never after the day the closure
+        was recorded (reevaluation.move_entry): a revocation as of tomorrow (a record
+        dated tomorrow) takes the firm off today, so for today and later days only an
+        open entry lists a firm, and ListWhitelistSizes counts today as ListWhitelist
+        lists it (review 53 N5: it counted a firm revoked as of tomorrow as listed
+        today). A grant as of tomorrow lists the firm from tomorrow: on the list, no
+        routine visit is made, so the list never runs ahead of what holds today."""
+        closed = self.revoked_on is not None and self.revoked_on <= day
+        return self.granted_on <= day <= self.valid_until and not closed
+
+    def in_force_from(self, day: date) -> bool:
+        """Open, and in force on `day` or after it: not lapsed (`valid_until`) before it.
+        What a revoking event dated `day` revokes (register_handlers `_decision`)."""
+        return self.revoked_on is None and day <= self.valid_until
 
 
 @dataclass(frozen=True)

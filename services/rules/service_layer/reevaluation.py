@@ -327,7 +327,7 @@ def _batch(
             uow.commit()
             return -1
         entries = uow.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
-        making = _Making(run.as_of, _cause(run), IdSource(), now(), as_today=as_today)
+        making = _Making(run.as_of, _cause(run), IdSource(), now(), ctx.today(), as_today=as_today)
         prepared = []
         for firm in found:
             entry = entries.get(firm.enterprise_id)
@@ -364,7 +364,13 @@ def _read_ahead(
         entries = seen.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
         # each outcome's decision JSON and audit entries made here too
         making = _Making(
-            run.as_of, _cause(run), IdSource(), now(), current_caller(), as_today=as_today
+            run.as_of,
+            _cause(run),
+            IdSource(),
+            now(),
+            ctx.today(),
+            current_caller(),
+            as_today=as_today,
         )
     return {f.enterprise_id: _prepare(ctx, f, entries.get(f.enterprise_id), making) for f in found}
 
@@ -394,14 +400,16 @@ class _Prepared:
 class _Making:
     """What the firms of one batch share as they are worked out (`_prepare`): the run's
     day and cause, the batch's ids and its one instant (its decisions' `decided_at`: a
-    batch is worked out in milliseconds and committed at once), for a read-ahead the
-    caller its outcomes' rows are made for (`rows_of`; None: made at the write), and
-    whether the run's day is the server's today (run_range's `as_today`)."""
+    batch is worked out in milliseconds and committed at once), the server's day (no
+    white-list entry is closed on a later one: reevaluation.move_entry), for a
+    read-ahead the caller its outcomes' rows are made for (`rows_of`; None: made at the
+    write), and whether the run's day is the server's today (run_range's `as_today`)."""
 
     as_of: date
     cause: str
     ids: Callable[[], str]
     at: datetime
+    today: date
     caller: str | None = None
     as_today: bool = False
 
@@ -444,6 +452,7 @@ def _prepare(
         entry,
         making.ids,
         at=making.at,
+        today=making.today,
         as_stored=as_stored,
     )
     rows = None if making.caller is None else rows_of(outcome, making.caller)
@@ -492,10 +501,12 @@ def _decided(
     ids: Callable[[], str],
     *,
     at: datetime,
+    today: date,
     as_stored: bool = False,
 ) -> Reevaluated:
     """One firm's new decision and the move of its entry (register_handlers'
-    `decide_and_store`, as values), its new ids from `ids`, decided `at`.
+    `decide_and_store`, as values), its new ids from `ids`, decided `at` on the server's
+    day `today`.
     The profile is re-stored when its JSON shape differs from the stored one;
     `as_stored`: known not to (`canonical_stored_profile` took it)."""
     decision = evaluate(ctx, profile, as_of)
@@ -508,6 +519,7 @@ def _decided(
         profile.region,
         firm.enterprise_id,
         ids,
+        today=today,
     )
     data = None if as_stored else profile_to_data(profile)
     return Reevaluated(

@@ -125,7 +125,7 @@ def decide_and_store(
     and audited, once, in the order a ReportEvent group writes them, and so is the feed."""
     # read before writing this call's changes: none of them moves an entry
     entry = uow.register.open_entry(firm.enterprise_id, flush=False)
-    decision = _decision(ctx, profile, as_of, revoke, entry)
+    decision, by_event = _decision(ctx, profile, as_of, revoke, entry)
     record = DecisionRecord(
         id=decision_id or new_id(),
         enterprise_id=firm.enterprise_id,
@@ -146,6 +146,8 @@ def decide_and_store(
         profile.region,
         firm.enterprise_id,
         new_id,
+        today=ctx.today(),
+        by_event=by_event,
     )
     change, expired, _, _ = move
     if entry is not None and expired is not None:  # a lapsed entry closes first
@@ -170,16 +172,24 @@ def _decision(
     as_of: date,
     revoke: Blocker | None,
     entry: WhitelistEntry | None,
-) -> Decision:
-    """The firm's decision as of `as_of`. A revoking event (`revoke`: its blocker) takes
-    the white list away (`without_whitelist`) only from a firm whose entry is in force
-    that day (`entry`: its open one): only that decision says "白名单因事件撤销". A firm
-    never listed, or whose entry had ended, has nothing revoked, and its decision stands
-    on its own criteria (review 51 C2: it was told its white list was revoked)."""
+) -> tuple[Decision, bool]:
+    """The firm's decision as of `as_of`, and whether a revoking event (`revoke`: its
+    blocker, dated on the event's day) revokes the firm's open entry (`entry`). It does
+    when the entry was in force on the event's day or after it, up to the decision's day
+    (`WhitelistEntry.in_force_from`), so a penalty dated while the entry was valid and
+    reported after its end revokes it (review 53 N4: judged on the decision's day, the
+    entry had lapsed and closed as expired, no revocation on record); one dated before
+    the grant revokes the entry granted since (move_entry closes it on its grant day).
+    Then the white list is taken away (`without_whitelist`) and only that decision says
+    "白名单因事件撤销". A firm never listed, or whose entry had ended before the event,
+    has nothing revoked, and its decision stands on its own criteria (review 51 C2: it
+    was told its white list was revoked)."""
     decision = evaluate(ctx, profile, as_of)
-    if revoke is not None and entry is not None and entry.active_on(as_of):
-        decision = without_whitelist(decision, revoke, profile, ctx.policy)
-    return decision
+    if revoke is None or entry is None or revoke.arose_on is None:
+        return decision, False
+    if not entry.in_force_from(min(revoke.arose_on, as_of)):
+        return decision, False
+    return without_whitelist(decision, revoke, profile, ctx.policy), True
 
 
 def _moved(
@@ -984,7 +994,7 @@ def _decided(
     revoke: Blocker | None,
 ) -> tuple[Reevaluated, DecisionRecord]:
     """`decide_and_store` in memory: the decision, its record, and the entry's move."""
-    decision = _decision(ctx, profile, as_of, revoke, entry)
+    decision, by_event = _decision(ctx, profile, as_of, revoke, entry)
     decision_id, decided_at = new_id(), now()
     name, region = profile.name, profile.region
     change, expired, moved, granted = move_entry(
@@ -995,6 +1005,8 @@ def _decided(
         region,
         firm.enterprise_id,
         new_id,
+        today=ctx.today(),
+        by_event=by_event,
     )
     if moved is not None and moved.kind == "revoked" and revoke is not None:
         moved = replace(moved, revoked_reason=revoke.reason)  # the event's reason

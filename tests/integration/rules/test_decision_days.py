@@ -20,6 +20,7 @@ from services.common.clock import today_shanghai
 from services.common.db import make_engine
 from services.rules.adapters import migrate
 from services.rules.adapters.ruleset_loader import Rulebook
+from services.rules.domain import labels
 from services.rules.domain.decision import Decision, Status
 from services.rules.entrypoints.convert import event_to_dict, profile_from_json
 from services.rules.entrypoints.grpc_server import context_from
@@ -269,6 +270,48 @@ def test_only_an_entry_in_force_is_revoked_by_an_event(register_stub: RulesServi
     assert revocations(first) == ["白名单因事件撤销：行政处罚2000元"]
     second = reported(register_stub, penalty_event(3, "p-second"))
     assert blockers(second) == {"risk_not_blue", "recent_penalty"}  # nothing left to revoke
+
+
+def test_an_event_dated_while_the_entry_was_valid_revokes_it_after_its_end(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 53 N4: a PENALTY dated 2026-05-20, while the entry (valid to 2026-06-01) was
+    in force, reported on 06-30 after its end, closed it as expired and recorded no
+    revocation: whether the event revokes was judged on the decision's day. It is judged
+    on the event's day: the entry is revoked, on its last day (the list as it stood is
+    kept), and the history shows the revocation with the event's reason."""
+    upsert(register_stub, profile(1), as_of="2025-06-01")  # listed until 2026-06-01
+    event = penalty_event(1, "p-late")
+    event.occurred_on = "2026-05-20"
+    late = reported(register_stub, event)
+    assert blockers(late) == {"revoked_by_event", "risk_not_blue", "recent_penalty"}
+    assert revocations(late) == ["白名单因事件撤销：行政处罚2000元"]
+    [item] = [h for h in late.history if h.kind == "whitelist_revoked"]
+    entry = item.whitelist_entry
+    assert (entry.revoked_on, entry.valid_until) == ("2026-06-01", "2026-06-01")
+    assert decisions(late)[0].reason.endswith(labels.whitelist_change("revoked"))
+
+
+def test_a_group_revokes_a_lapsed_entry_as_one_event_alone_does(
+    register_stub: RulesServiceStub, db_engine: Engine, rulebook: Rulebook
+) -> None:
+    """The same late PENALTY through the group commit (ReportEvent calls that arrive
+    together, decided in memory): revoked on the entry's last day, with the event's
+    reason, as `test_an_event_dated_while_the_entry_was_valid_revokes_it_after_its_end`."""
+    upsert(register_stub, profile(1), as_of="2025-06-01")  # listed until 2026-06-01
+    ctx = context_from(rulebook, today=lambda: date(2026, 6, 30))
+    event = penalty_event(1, "p-late")
+    event.occurred_on = "2026-05-20"
+    item = register_handlers.Reported(
+        *register_handlers.parse_reported(ctx, event_to_dict(event)), "t"
+    )
+    [answer] = register_handlers.apply_group(lambda: UnitOfWork(db_engine), ctx, [item])
+    assert isinstance(answer, register_handlers.StatusView), answer
+    assert "revoked_by_event" in {b.code for b in answer.decision.whitelist_blockers}
+    status = status_of(register_stub, 1)
+    assert revocations(status) == ["白名单因事件撤销：行政处罚2000元"]
+    [closed] = [h.whitelist_entry for h in status.history if h.kind == "whitelist_revoked"]
+    assert closed.revoked_on == "2026-06-01"
 
 
 def test_the_reevaluate_command_without_as_of_decides_as_the_server_does(
