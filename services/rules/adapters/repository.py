@@ -292,11 +292,15 @@ class Register:
     def firm_count(self) -> int:
         return int(self.session.scalar(select(func.count()).select_from(firms)) or 0)
 
-    def unfinished_run(self, as_of: date) -> ReevaluationRun | None:
-        """The unfinished run for `as_of` (never one of its ranges: those name a parent)."""
+    def unfinished_run(self, as_of: date, raised: bool) -> ReevaluationRun | None:
+        """The unfinished run for `as_of` started in mode `raised` (ReevaluationRun.raised;
+        never one of its ranges: those name a parent)."""
         r = reevaluation_runs.c
         query = select(ReevaluationRun).where(
-            r.as_of == as_of, r.finished_at.is_(None), r.parent_id.is_(None)
+            r.as_of == as_of,
+            r.raised == raised,  # NULL (mode unknown) never matches
+            r.finished_at.is_(None),
+            r.parent_id.is_(None),
         )
         return self.session.scalars(query).first()
 

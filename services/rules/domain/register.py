@@ -201,3 +201,10 @@ class ReevaluationRun:
     # naming the parent and the last id of its range (None: no end)
     parent_id: str | None = None
     upto: str | None = None
+    # how the run decides (decision.register_day), fixed when it starts: True, its day was
+    # today or later then, so a firm with a record dated the day after is decided as of
+    # that day; False, a past day, every firm decided as of it exactly. A run resumes only
+    # under the mode it started with (review 53 N11). None: recorded before migration
+    # 0016, mode unknown: never resumed (a new run starts)
+    raised: bool | None = None
+    ahead: int = 0  # firms decided for the day after the run's (a record dated that day)

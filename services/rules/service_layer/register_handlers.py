@@ -25,7 +25,7 @@ from services.common.vocabulary import Severity, uscc_problem
 from services.rules.adapters.bulk_reevaluation import AppliedCall
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events, labels, masks
-from services.rules.domain.decision import Blocker, Decision, without_whitelist
+from services.rules.domain.decision import Blocker, Decision, register_day, without_whitelist
 from services.rules.domain.errors import (
     AlreadyExists,
     DomainError,
@@ -364,11 +364,12 @@ def _decide_sent(
     into the stored one (None: a new firm, the sent profile is all there is), decide,
     record, build the answer and commit. A firm's decisions only move forward: an
     `as_of` before its current decision's is FAILED_PRECONDITION (Evaluate answers about
-    any day and stores nothing); without one (None) the decision is as of today (of
-    tomorrow when a record on file is dated tomorrow, within the clock skew: `_forward`),
-    or of the current decision's day when the firm was decided ahead (a run for a later
-    day). A record dated after today plus the clock skew is refused as ReportEvent
-    refuses it (events.recorded_ahead)."""
+    any day and stores nothing); an `as_of` of today or later is raised to the day of a
+    record on file dated tomorrow (decision.register_day); without one (None) the
+    decision is as of today (of tomorrow when a record on file is dated tomorrow, within
+    the clock skew: `_forward`), or of the current decision's day when the firm was
+    decided ahead (a run for a later day). A record dated after today plus the clock
+    skew is refused as ReportEvent refuses it (events.recorded_ahead)."""
     current = uow.register.decision_day(firm.decision_id)
     merged, as_of = _sent_checked(ctx, sent, stored, current, as_of)
     record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
@@ -385,22 +386,25 @@ def _sent_checked(
     as_of: date | None,
 ) -> tuple[EnterpriseProfile, date]:
     """The profile to decide (`sent` merged into `stored`) and the day to decide it for,
-    once `sent` passed the checks that need the stored firm: no record dated after today,
-    an `as_of` (None: `_forward`) not before the `current` decision's day, and only
-    clauses it may cite."""
+    once `sent` passed the checks that need the stored firm: no record dated after today
+    plus the clock skew, an `as_of` (None: `_forward`; today or later: raised to a record
+    dated tomorrow, decision.register_day) not before the `current` decision's day, and
+    only clauses it may cite."""
     if ahead := events.recorded_ahead(sent, stored, ctx.today()):
         raise ValidationError(ahead)
     merged = sent if stored is None else events.merge_profile(stored, sent)
     if as_of is None:
-        as_of = _forward(ctx, current, merged)
-    elif current is not None and as_of < current:
-        raise PreconditionFailed(
-            f"as_of {as_of.isoformat()} is before the firm's current decision (as of "
-            f"{current.isoformat()}): the register moves forward only; send an as_of on or "
-            "after it, or ask Evaluate about an earlier day (it stores nothing)"
-        )
+        day = _forward(ctx, current, merged)
+    else:
+        day = register_day(merged, as_of, ctx.today())  # today's raised to a record's day
+        if current is not None and day < current:
+            raise PreconditionFailed(
+                f"as_of {as_of.isoformat()} is before the firm's current decision (as of "
+                f"{current.isoformat()}): the register moves forward only; send an as_of on "
+                "or after it, or ask Evaluate about an earlier day (it stores nothing)"
+            )
     _known_clauses(ctx, sent, "profile.", stored)
-    return merged, as_of
+    return merged, day
 
 
 def _forward(ctx: RulesContext, current: date | None, profile: EnterpriseProfile) -> date:
