@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Index,
     Integer,
@@ -153,6 +154,8 @@ reevaluation_runs = Table(
     Column("attention", JSON, nullable=False, server_default="[]"),
     Column("parent_id", String(32), nullable=True, index=True),
     Column("upto", String(18), nullable=True),
+    Column("raised", Boolean, nullable=True),  # NULL: recorded before 0016
+    Column("ahead", Integer, nullable=False, server_default="0"),
 )
 
 # The change feed (adapters/feed.py): rows written in the writer's transaction; `position`

@@ -179,8 +179,11 @@ class Register:
     def whitelist_page(
         self, regions: Sequence[str], today: date, after: str, limit: int
     ) -> Sequence[WhitelistEntry]:
-        """Active entries of `regions` (empty: all) ordered by enterprise_id, strictly
-        after the cursor (an enterprise_id)."""
+        """Entries of `regions` (empty: all) that list their firm `today`
+        (WhitelistEntry.listed_on), ordered by enterprise_id, strictly after the cursor
+        (an enterprise_id). An entry's closing day is never after the day the closure
+        was made (reevaluation.move_entry), so a closed entry lists no firm today: the
+        open ones are read, by the open entries' partial index."""
         w = whitelist_entries.c
         conditions = [w.revoked_on.is_(None), w.valid_until >= today, w.granted_on <= today]
         if regions:
@@ -289,11 +292,15 @@ class Register:
     def firm_count(self) -> int:
         return int(self.session.scalar(select(func.count()).select_from(firms)) or 0)
 
-    def unfinished_run(self, as_of: date) -> ReevaluationRun | None:
-        """The unfinished run for `as_of` (never one of its ranges: those name a parent)."""
+    def unfinished_run(self, as_of: date, raised: bool) -> ReevaluationRun | None:
+        """The unfinished run for `as_of` started in mode `raised` (ReevaluationRun.raised;
+        never one of its ranges: those name a parent)."""
         r = reevaluation_runs.c
         query = select(ReevaluationRun).where(
-            r.as_of == as_of, r.finished_at.is_(None), r.parent_id.is_(None)
+            r.as_of == as_of,
+            r.raised == raised,  # NULL (mode unknown) never matches
+            r.finished_at.is_(None),
+            r.parent_id.is_(None),
         )
         return self.session.scalars(query).first()
 

@@ -98,15 +98,31 @@ def decision_day(profile: EnterpriseProfile, today: date) -> date:
     lies after as_of. Decided as of today, a fatal accident dated tomorrow was on file and
     in no window: the firm stayed BLUE, and its next update put it back on the white list
     (review 51 D1). Decided as of the newest record's day, nothing on file is ignored by
-    the server's own decisions: events, UpsertEnterprise and Evaluate without an as_of,
-    `reevaluate --all` without --as-of. An as_of a caller gives is kept as given (what
-    was asked, reproducible: records after it are ignored). A record stored further ahead
-    (before the register refused such records) stays beyond the day, as before."""
+    the server's own decisions (Evaluate without an as_of; the register's: `register_day`).
+    A record stored further ahead (before the register refused such records) stays beyond
+    the day, as before."""
     latest = today
     for record_day in _record_days(profile):
         if record_day > latest:
             latest = record_day
     return min(latest, today + CLOCK_SKEW)
+
+
+def register_day(profile: EnterpriseProfile, as_of: date | None, today: date) -> date:
+    """The day a decision the register stores speaks for (UpsertEnterprise, an event's
+    decision, `reevaluate --all`), asked for `as_of` (None: not asked).
+
+    Not asked, or asked for today or a later day: `as_of` (today when not asked), raised
+    to `decision_day` when that is later, the day of a record on file dated tomorrow
+    (within the clock skew). A decision the register stores is never blind to a record it
+    has taken: asked for today, a fatal accident dated tomorrow was ignored, the firm
+    white-listed and the gate refusing visits on the accident's own day (review 53 N1).
+    Asked for a past day: `as_of` as given, records after it ignored (a historical
+    decision, reproducible). Evaluate, which stores nothing, keeps an `as_of` as given."""
+    raised = decision_day(profile, today)
+    if as_of is None:
+        return raised
+    return max(as_of, raised) if as_of >= today else as_of
 
 
 def _record_days(profile: EnterpriseProfile) -> Iterable[date]:

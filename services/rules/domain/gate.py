@@ -142,26 +142,44 @@ def check(
 def _nearest_partner(
     year: Sequence[PastInspection], authority: str, planned_on: date, window: int
 ) -> PastInspection | None:
-    """The inspection a planned one joins (docs/policy.md §6 step 4): of the year's
-    allowed counted inspections by other authorities, each measured from its own day
-    (one that joined a visit too, as the spec says "another authority already has an
-    allowed counted inspection within ±14 days"), those within ±`window` days of
-    `planned_on` whose visit this authority is not in yet; the nearest. A tie is broken
-    by the earlier day, then by the visit whose joint id sorts first (ids are made in
-    time order: the older visit), so the answer does not depend on the order of `year`.
-    A visit may so stretch along the calendar, each authority joining within the window
-    of one already in it (review 51 D3: the window was measured from the visit's opening
-    day only)."""
-    members: dict[str, set[str]] = {}
+    """The inspection a planned one joins (docs/policy.md §6 step 4), of the year's
+    allowed counted inspections. A planned inspection may join a visit (a joint id)
+    this authority is not in yet when it is within ±`window` days of one of the visit's
+    inspections (each measured from its own day, one that joined the visit too: the
+    spec's "another authority already has an allowed counted inspection within ±14
+    days") and the visit's planned dates, this one included, span at most 2 × `window`
+    days: one day then lies within ±`window` of every inspection it holds, which is what
+    lets it be one visit on one day. Without that bound joins chained without limit (26
+    authorities on 26 days of a year counted as one visit of a firm capped at 1: review
+    53 N2); the opening day alone as the anchor (review 51 D3) ignored the spec's
+    "another authority's". Of the visits that qualify, the nearest inspection is joined;
+    a tie goes to the earlier day, then to the visit whose joint id sorts first (ids are
+    made in time order: the older visit), so the answer does not depend on the order of
+    `year`."""
+    visits: dict[str, list[PastInspection]] = {}
     for p in year:
-        members.setdefault(p.joint_id, set()).add(p.authority)
+        visits.setdefault(p.joint_id, []).append(p)
     near = [
         p
-        for p in year
-        if authority not in members[p.joint_id] and abs((p.planned_on - planned_on).days) <= window
+        for members in visits.values()
+        if _may_join(members, authority, planned_on, window)
+        for p in members
+        if abs((p.planned_on - planned_on).days) <= window
     ]
     return min(
         near,
         key=lambda p: (abs((p.planned_on - planned_on).days), p.planned_on, p.joint_id),
         default=None,
     )
+
+
+def _may_join(
+    members: Sequence[PastInspection], authority: str, planned_on: date, window: int
+) -> bool:
+    """Whether `authority`, not yet in the visit of `members`, keeps it within its span
+    (2 × `window` days from its first planned date to its last) by joining on
+    `planned_on`."""
+    if any(p.authority == authority for p in members):
+        return False
+    days = [p.planned_on for p in members]
+    return (max(*days, planned_on) - min(*days, planned_on)).days <= 2 * window

@@ -97,30 +97,44 @@ def move_entry(
     region: str,
     enterprise_id: str,
     new_id: Callable[[], str],
+    *,
+    today: date,
+    by_event: bool = False,
 ) -> Moves:
     """(whitelist_change, expired, revoked-or-extended, granted) for one decision: an
     entry past its end expires first; a non-white-list decision revokes the open entry;
     a white-list decision extends it, or grants a new one (its id from `new_id`).
 
+    `by_event`: the decision is a revoking event's, which revokes the entry (the register
+    judged it in force on the event's day: register_handlers `_decision`), even one that
+    lapsed before the decision's day: a penalty dated while the entry was valid and
+    reported after its end revokes it, not expires it (review 53 N4). Such a revocation
+    is dated on the entry's last day (the white list as it stood is not rewritten).
+
     An entry never moves back in time: an extension never shortens it, and a revocation
     dated before the entry's grant (a decision of an earlier day than one that granted
-    it ahead) closes it on its grant day, so it never was in force. The register refuses
-    decisions older than a firm's current one; this keeps the white list whole even so."""
+    it ahead) closes it on its grant day, so it never was in force. An entry is never
+    closed on a day after `today` (the server's day; a decision as of tomorrow, for a
+    record dated tomorrow, closes it today): its closing day is the first day it is off
+    the list (WhitelistEntry.listed_on), and what is closed is off the list at once, for
+    ListWhitelist, the gate and ListWhitelistSizes alike (review 53 N5). The register
+    refuses decisions older than a firm's current one; this keeps the white list whole
+    even so."""
     day = decision.as_of
     change, expired = "", None
-    if entry is not None and entry.valid_until < day:
+    if entry is not None and entry.valid_until < day and not by_event:
         expired = EntryMove(
             entry,
             "expired",
             decision_id,
-            revoked_on=entry.valid_until,
+            revoked_on=_closing_day(entry, entry.valid_until, today),
             revoked_reason=EXPIRED_REASON,
         )
         entry, change = None, "expired"
     whitelisted = decision.status is Status.WHITELIST
     if entry is not None and not whitelisted:
         reason = FAILED_PREFIX + "；".join(b.reason for b in decision.whitelist_blockers)
-        closed_on = max(day, entry.granted_on)
+        closed_on = _closing_day(entry, min(day, entry.valid_until), today)
         return "revoked", None, EntryMove(entry, "revoked", decision_id, closed_on, reason), None
     if not whitelisted:
         return change, expired, None, None
@@ -138,3 +152,9 @@ def move_entry(
         new_id(), enterprise_id, name, region, day, decision.valid_until, decision_id
     )
     return "granted", expired, None, granted
+
+
+def _closing_day(entry: OpenEntry, day: date, today: date) -> date:
+    """The day `entry` closes on when a decision closes it on `day`: never after `today`,
+    never before its grant (then it never was in force)."""
+    return max(entry.granted_on, min(day, today))

@@ -73,8 +73,24 @@ class WhitelistEntry(FirmRecord):
     # not stored: "" on an entry read back ("revoked_reason" holds the words)
     closed_as: str = field(default="", compare=False, repr=False)
 
-    def active_on(self, day: date) -> bool:
-        return self.revoked_on is None and self.granted_on <= day <= self.valid_until
+    def listed_on(self, day: date) -> bool:
+        """Whether the firm is on the white list on `day` by this entry: the one rule
+        ListWhitelist (its query says the same), the gate and ListWhitelistSizes apply.
+        From `granted_on` to `valid_until`, until the day it was closed (`revoked_on`,
+        the first day off the list). A closing day is never after the day the closure
+        was recorded (reevaluation.move_entry): a revocation as of tomorrow (a record
+        dated tomorrow) takes the firm off today, so for today and later days only an
+        open entry lists a firm, and ListWhitelistSizes counts today as ListWhitelist
+        lists it (review 53 N5: it counted a firm revoked as of tomorrow as listed
+        today). A grant as of tomorrow lists the firm from tomorrow: on the list, no
+        routine visit is made, so the list never runs ahead of what holds today."""
+        closed = self.revoked_on is not None and self.revoked_on <= day
+        return self.granted_on <= day <= self.valid_until and not closed
+
+    def in_force_from(self, day: date) -> bool:
+        """Open, and in force on `day` or after it: not lapsed (`valid_until`) before it.
+        What a revoking event dated `day` revokes (register_handlers `_decision`)."""
+        return self.revoked_on is None and day <= self.valid_until
 
 
 @dataclass(frozen=True)
@@ -189,3 +205,10 @@ class ReevaluationRun:
     # naming the parent and the last id of its range (None: no end)
     parent_id: str | None = None
     upto: str | None = None
+    # how the run decides (decision.register_day), fixed when it starts: True, its day was
+    # today or later then, so a firm with a record dated the day after is decided as of
+    # that day; False, a past day, every firm decided as of it exactly. A run resumes only
+    # under the mode it started with (review 53 N11). None: recorded before migration
+    # 0016, mode unknown: never resumed (a new run starts)
+    raised: bool | None = None
+    ahead: int = 0  # firms decided for the day after the run's (a record dated that day)

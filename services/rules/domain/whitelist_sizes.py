@@ -1,7 +1,8 @@
 """The white list's size month by month, from its entries (pure).
 
-An entry counts on a day `d` when it was granted by then, was not closed (revoked or
-expired: `revoked_on`) by then, and `d` is not past its `valid_until` (an entry that lapsed
+An entry counts on a day `d` when it lists the firm that day (WhitelistEntry.listed_on,
+the rule ListWhitelist and the gate apply): granted by then, not closed (revoked or
+expired: `revoked_on`) by then, and `d` not past its `valid_until` (an entry that lapsed
 without a later decision to close it). `valid_until` is the latest extension; an entry
 extended before it lapsed was active without a break, so the stored entries are enough.
 """
@@ -37,12 +38,6 @@ def months(first: date, last: date) -> list[tuple[int, int]]:
     return out
 
 
-def active_on(entry: WhitelistEntry, day: date) -> bool:
-    """Was the entry on the white list on `day` (as far as its stored dates tell)?"""
-    closed = entry.revoked_on is not None and entry.revoked_on <= day
-    return entry.granted_on <= day <= entry.valid_until and not closed
-
-
 def sizes(
     entries: Iterable[WhitelistEntry], span: Sequence[tuple[int, int]], today: date
 ) -> list[MonthSize]:
@@ -58,7 +53,7 @@ def sizes(
             MonthSize(
                 month=f"{year:04d}-{month:02d}",
                 as_of=end,
-                size=sum(1 for e in listed if active_on(e, end)),
+                size=sum(1 for e in listed if e.listed_on(end)),
                 granted=sum(1 for e in listed if first <= e.granted_on <= end),
                 closed=sum(
                     1 for e in listed if e.revoked_on is not None and first <= e.revoked_on <= end

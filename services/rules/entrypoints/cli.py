@@ -142,8 +142,10 @@ def _parser() -> argparse.ArgumentParser:
         "--as-of",
         type=_day_arg,
         default="",
-        help="evaluation date (default today; a firm with a record dated tomorrow, within "
-        "the clock skew, as of tomorrow, as the server decides)",
+        help="evaluation date (default today). As of today or a later day, a firm with a "
+        "record dated the day after (within the clock skew) is decided as of that day, as "
+        "the server decides; as of a past day, every firm exactly as of it (records dated "
+        "later ignored). An unfinished run is resumed only for the same day and rule",
     )
     again.add_argument(
         "--batch-size",
@@ -475,10 +477,10 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     """Re-evaluate every firm: in this process, or split into ranges, one child process
     (forked from this one) per range; the parent reports the whole run."""
     engine = _database(args.db)
-    as_of = handlers.parse_as_of(args.as_of) if args.as_of else None
+    today = handlers.parse_as_of("")
+    when = handlers.parse_as_of(args.as_of) if args.as_of else today
     parts = args.processes or min(processes.cpu_count(), DEFAULT_MAX_PROCESSES)
-    when = as_of or handlers.parse_as_of("")
-    started = reevaluation.start_run(UnitOfWork(engine), when, parts)
+    started = reevaluation.start_run(UnitOfWork(engine), when, parts, today=today)
     if len(started.ranges) > 1 and parts > 1:
         failed = _reevaluate_in_processes(args, engine, started)
     else:
@@ -491,7 +493,6 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
                     range_id,
                     batch_size=args.batch_size,
                     on_batch=bar.update,
-                    as_today=as_of is None,
                 )  # no read-ahead (run_range's default): one process has nothing to overlap
         failed = 0
     summary = reevaluation.summary(
@@ -499,7 +500,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     )
     word = "resumed" if summary.resumed else "started"
     print(
-        f"re-evaluation {short_id(summary.run_id)} ({word}) as of {when}: "
+        f"re-evaluation {short_id(summary.run_id)} ({word}) as of {_run_day(summary)}: "
         f"{summary.processed} of {summary.total} firm(s) done"
     )
     if failed:
@@ -519,6 +520,18 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
             f"validates (send UpsertEnterprise to correct): {', '.join(summary.skipped)}"
         )
     return 2 if failed else 1 if summary.skipped else 0
+
+
+def _run_day(summary: reevaluation.RunSummary) -> str:
+    """The day(s) a run's decisions speak for, as its summary line says them: a run as
+    of today or later decided a firm with a record dated the day after as of that day
+    (ReevaluationRun.raised); a past day's run decided every firm as of it exactly (review
+    53 N11: the line named the run's day while some firms were decided for the next)."""
+    day = summary.as_of.isoformat()
+    if not summary.raised:
+        return f"{day} (exactly; records dated later ignored)"
+    after = (summary.as_of + timedelta(days=1)).isoformat()
+    return f"{day} ({summary.ahead} firm(s) with a record dated {after} as of {after})"
 
 
 # tracked objects allocated (net of those freed) before the collector runs. A batch keeps
@@ -557,7 +570,7 @@ def _reevaluate_in_processes(
     children = [
         fork.Process(
             target=_reevaluate_range,
-            args=(args.db, args.rulesets, range_id, args.batch_size, not args.as_of),
+            args=(args.db, args.rulesets, range_id, args.batch_size),
             name=f"reevaluate-{short_id(range_id)}",
         )
         for range_id in started.ranges
@@ -601,11 +614,9 @@ def _follow(engine: Engine, started: reevaluation.Started, children: list[Any]) 
                 shown = done
 
 
-def _reevaluate_range(
-    url: str, rulesets: Path, range_id: str, batch_size: int, as_today: bool
-) -> None:
+def _reevaluate_range(url: str, rulesets: Path, range_id: str, batch_size: int) -> None:
     """A child of `reevaluate --all --processes N`: its range, on an engine of its own
-    (the parent migrated the database); `as_today`: no --as-of (run_range)."""
+    (the parent migrated the database), decided as the run's record says (run_range)."""
     engine = make_engine(url)
     try:
         ctx = _frozen(grpc_server.context_from(load_rulebook(rulesets)))
@@ -619,7 +630,6 @@ def _reevaluate_range(
             range_id,
             batch_size=batch_size,
             read_ahead=read_ahead,
-            as_today=as_today,
         )
     except KeyboardInterrupt:  # Ctrl-C reaches every process: the parent tells the user
         raise SystemExit(130) from None

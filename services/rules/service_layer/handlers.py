@@ -93,7 +93,8 @@ def evaluate_data(
 def server_day(ctx: RulesContext, profile: EnterpriseProfile) -> date:
     """The day of a decision the server makes without an as_of: today (Asia/Shanghai), or
     the day of the profile's newest record when it is dated ahead within the clock skew
-    (decision.decision_day: no record on file is ignored)."""
+    (decision.decision_day). A record dated further ahead, which the register refuses,
+    stays after that day and is not counted (Evaluate refuses no record for its date)."""
     return decision_day(profile, ctx.today())
 
 

@@ -121,8 +121,9 @@ def _check(uow: UnitOfWork, ctx: RulesContext, request: CheckRequest, caller: st
             return _replay(request, first)  # a racing retry committed while we waited
         profile = stored_profile(ctx, firm)
         planned_on = request.planned_on
+        # a closed entry lists no firm today or later (WhitelistEntry.listed_on)
         entry = uow.register.open_entry(request.enterprise_id)
-        whitelisted = entry is not None and entry.active_on(planned_on)
+        whitelisted = entry is not None and entry.listed_on(planned_on)
         past = [
             gate.PastInspection(r.authority, r.planned_on, r.joint_id)
             for r in uow.register.counted_inspections(request.enterprise_id, [planned_on.year])

@@ -1,6 +1,9 @@
 """Periodic re-evaluation of every stored firm: batched, resumable, never one giant transaction.
 
-A run is keyed by its as_of date. Each batch of firms is re-evaluated and the run's
+A run is keyed by its as_of date and its mode (`ReevaluationRun.raised`, fixed when it
+starts: a run as of today or a later day decides a firm with a record dated the day
+after as of that day, decision.register_day; a run as of a past day decides every firm
+as of that day exactly). Each batch of firms is re-evaluated and the run's
 cursor advanced in the same transaction, so an interrupted run resumes after the last
 committed batch and no firm is evaluated twice for the same run.
 
@@ -30,7 +33,7 @@ from services.common.clock import IdSource, new_id, now, short_id
 from services.common.context import current_caller
 from services.rules.adapters.bulk_reevaluation import BatchRows, rows_of
 from services.rules.domain import labels
-from services.rules.domain.decision import decision_day, names_a_kind, out_of_scope_breach
+from services.rules.domain.decision import names_a_kind, out_of_scope_breach, register_day
 from services.rules.domain.errors import PreconditionFailed
 from services.rules.domain.events import CLOCK_SKEW
 from services.rules.domain.profile import (
@@ -116,6 +119,8 @@ class RunSummary:
     total: int
     skipped: list[str]
     attention: list[str] = field(default_factory=list)
+    raised: bool = False  # the run's mode (ReevaluationRun.raised)
+    ahead: int = 0  # firms decided for the day after `as_of` (a record dated that day)
 
 
 @dataclass(frozen=True)
@@ -141,21 +146,30 @@ LOG_LIMIT = 64 * 1024 * 1024
 
 
 def start_run(
-    uow: UnitOfWork, as_of: date, parts: int = 1, *, min_range: int = MIN_RANGE
+    uow: UnitOfWork, as_of: date, parts: int = 1, *, today: date, min_range: int = MIN_RANGE
 ) -> Started:
-    """Resume the unfinished run for `as_of`, or start one; a new run is split into at
-    most `parts` ranges of about equal size, as many as give each at least `min_range`
-    firms (a register of fewer than 2 × `min_range` is not split). A resumed run keeps
-    the ranges it was started with (whatever `parts` says now)."""
+    """Resume the unfinished run for `as_of` in the mode `as_of` has on `today` (raised:
+    today or a later day; see ReevaluationRun.raised), or start one in that mode: a run
+    begun as of today and resumed once that day has passed would decide the rest of its
+    firms by the other rule, so it is not resumed (a new run starts). A new run is split
+    into at most `parts` ranges of about equal size, as many as give each at least
+    `min_range` firms (a register of fewer than 2 × `min_range` is not split). A resumed
+    run keeps the ranges it was started with (whatever `parts` says now)."""
+    raised = as_of >= today
     with uow:
         total = uow.register.firm_count()
-        run = uow.register.unfinished_run(as_of)
+        run = uow.register.unfinished_run(as_of, raised)
         if run is not None:
             ranges = uow.batch.ranges_of(run.id)
             todo = [r.id for r in ranges if r.finished_at is None] if ranges else [run.id]
             return Started(run.id, True, total, todo)
         run = ReevaluationRun(
-            id=new_id(), as_of=as_of, started_at=now(), processed=0, last_enterprise_id=""
+            id=new_id(),
+            as_of=as_of,
+            started_at=now(),
+            processed=0,
+            last_enterprise_id="",
+            raised=raised,
         )
         uow.register.add(run)
         todo = [run.id]
@@ -174,6 +188,7 @@ def start_run(
                     last_enterprise_id=start,
                     parent_id=run.id,
                     upto=end,
+                    raised=raised,
                 )
                 for start, end in zip(starts, ends, strict=True)
             ]
@@ -194,15 +209,11 @@ def run_range(
     stop_after_batches: int | None = None,
     read_ahead: bool = False,
     between_phases: Callable[[], object] | None = None,
-    as_today: bool = False,
 ) -> int:
     """Re-evaluate one range (or a whole run not split) batch by batch; return how many
-    batches were done (the range is finished when it runs out of firms).
-
-    `as_today`: the run's day is the server's today (`reevaluate --all` without
-    --as-of), so each firm is decided as the server decides without an as_of: as of
-    that day, or of a record on file dated up to a day ahead (decision.decision_day).
-    Without it (an as_of given) every firm is decided as of the run's day exactly.
+    batches were done (the range is finished when it runs out of firms). Each firm is
+    decided as the run's mode says (ReevaluationRun.raised, read from its record, so a
+    range process decides as the run was started to).
 
     `read_ahead`: each batch worked out before its write transaction (`_batch`), for a
     range whose process takes turns at the write lock with others of the run; without,
@@ -211,7 +222,7 @@ def run_range(
     transaction."""
     batches = 0
     while stop_after_batches is None or batches < stop_after_batches:
-        done = _batch(uow, ctx, range_id, batch_size, read_ahead, between_phases, as_today)
+        done = _batch(uow, ctx, range_id, batch_size, read_ahead, between_phases)
         if done < 0:
             break
         batches += 1
@@ -240,6 +251,8 @@ def summary(uow: UnitOfWork, run_id: str, resumed: bool, total: int) -> RunSumma
             total,
             [f for r in parts for f in r.skipped],
             [f for r in parts for f in r.attention],
+            bool(run.raised),
+            sum(r.ahead for r in parts),
         )
 
 
@@ -269,19 +282,19 @@ def reevaluate_all(
     stop_after_batches: int | None = None,
     parts: int = 1,
     min_range: int = MIN_RANGE,
-    as_today: bool = False,
     **batching: Unpack[Batching],
 ) -> RunSummary:
-    """Re-evaluate every firm as of `as_of` in this process, resuming an unfinished run
-    for that date (its ranges one after the other, when it was split); at most
-    `stop_after_batches` batches in all, each as `batching` says (run_range's defaults).
-    `as_today`: `as_of` is the server's today (run_range)."""
-    started = start_run(uow, as_of, parts, min_range=min_range)
+    """Re-evaluate every firm as of `as_of` in this process (as of today or a later day:
+    raised for a firm with a record dated the day after, start_run), resuming an
+    unfinished run for that date and mode (its ranges one after the other, when it was
+    split); at most `stop_after_batches` batches in all, each as `batching` says
+    (run_range's defaults)."""
+    started = start_run(uow, as_of, parts, today=ctx.today(), min_range=min_range)
     left = stop_after_batches
     for range_id in started.ranges:
         if left is not None and left <= 0:
             break
-        done = run_range(uow, ctx, range_id, stop_after_batches=left, as_today=as_today, **batching)
+        done = run_range(uow, ctx, range_id, stop_after_batches=left, **batching)
         left = None if left is None else left - done
     return summary(uow, started.run_id, started.resumed, started.total)
 
@@ -293,7 +306,6 @@ def _batch(
     size: int,
     read_ahead: bool = False,
     between: Callable[[], object] | None = None,
-    as_today: bool = False,
 ) -> int:
     """Re-evaluate the next batch of a range; return how many, or -1 when it is finished.
 
@@ -313,7 +325,7 @@ def _batch(
 
     Without `read_ahead`, phase 2 alone (every firm decided in the transaction).
     `between` (tests): called between the two phases."""
-    ahead = _read_ahead(uow, ctx, range_id, size, as_today) if read_ahead else {}
+    ahead = _read_ahead(uow, ctx, range_id, size) if read_ahead else {}
     if between is not None:
         between()
     with uow:
@@ -328,7 +340,9 @@ def _batch(
             uow.commit()
             return -1
         entries = uow.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
-        making = _Making(run.as_of, _cause(run), IdSource(), now(), as_today=as_today)
+        making = _Making(
+            run.as_of, _cause(run), IdSource(), now(), ctx.today(), raised=bool(run.raised)
+        )
         prepared = []
         for firm in found:
             entry = entries.get(firm.enterprise_id)
@@ -351,7 +365,7 @@ def _batch(
 
 
 def _read_ahead(
-    uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int, as_today: bool = False
+    uow: UnitOfWork, ctx: RulesContext, range_id: str, size: int
 ) -> dict[str, _Prepared]:
     """Phase 1 of `_batch`: the range's next batch as a read snapshot shows it, each firm
     worked out (`_prepare`), by firm id; nothing when the range is finished."""
@@ -365,7 +379,13 @@ def _read_ahead(
         entries = seen.batch.open_entries(run.last_enterprise_id, found[-1].enterprise_id)
         # each outcome's decision JSON and audit entries made here too
         making = _Making(
-            run.as_of, _cause(run), IdSource(), now(), current_caller(), as_today=as_today
+            run.as_of,
+            _cause(run),
+            IdSource(),
+            now(),
+            ctx.today(),
+            current_caller(),
+            raised=bool(run.raised),
         )
     return {f.enterprise_id: _prepare(ctx, f, entries.get(f.enterprise_id), making) for f in found}
 
@@ -395,26 +415,30 @@ class _Prepared:
 class _Making:
     """What the firms of one batch share as they are worked out (`_prepare`): the run's
     day and cause, the batch's ids and its one instant (its decisions' `decided_at`: a
-    batch is worked out in milliseconds and committed at once), for a read-ahead the
-    caller its outcomes' rows are made for (`rows_of`; None: made at the write), and
-    whether the run's day is the server's today (run_range's `as_today`)."""
+    batch is worked out in milliseconds and committed at once), the server's day (no
+    white-list entry is closed on a later one: reevaluation.move_entry), for a
+    read-ahead the caller its outcomes' rows are made for (`rows_of`; None: made at the
+    write), and the run's mode (ReevaluationRun.raised)."""
 
     as_of: date
     cause: str
     ids: Callable[[], str]
     at: datetime
+    today: date
     caller: str | None = None
-    as_today: bool = False
+    raised: bool = False
 
     def day_of(self, profile: EnterpriseProfile) -> date:
-        """The day `profile` is decided for: the run's, or for a run as of the server's
-        today the server's day of that firm (decision.decision_day)."""
-        return decision_day(profile, self.as_of) if self.as_today else self.as_of
+        """The day `profile` is decided for: the run's, or in a raised run the day of a
+        record on file dated the day after when there is one (decision.register_day,
+        with the run's day as the day it was started for: a run that goes on past
+        midnight decides its firms as it decided its first)."""
+        return register_day(profile, self.as_of, self.as_of) if self.raised else self.as_of
 
     @property
     def latest(self) -> date:
         """The latest day `day_of` may give: a firm decided for a day after it is left."""
-        return self.as_of + CLOCK_SKEW if self.as_today else self.as_of
+        return self.as_of + CLOCK_SKEW if self.raised else self.as_of
 
 
 def _prepare(
@@ -445,6 +469,7 @@ def _prepare(
         entry,
         making.ids,
         at=making.at,
+        today=making.today,
         as_stored=as_stored,
     )
     rows = None if making.caller is None else rows_of(outcome, making.caller)
@@ -456,6 +481,9 @@ def _settled(run: ReevaluationRun, prepared: list[_Prepared]) -> list[_Prepared]
     person should look at noted on the run, and logged."""
     outcomes: list[_Prepared] = []
     skipped, attention, later = [], [], 0
+    run.ahead += sum(
+        1 for p in prepared if p.outcome is not None and p.outcome.decision.as_of > run.as_of
+    )
     for p in prepared:
         if p.later:
             later += 1
@@ -493,10 +521,12 @@ def _decided(
     ids: Callable[[], str],
     *,
     at: datetime,
+    today: date,
     as_stored: bool = False,
 ) -> Reevaluated:
     """One firm's new decision and the move of its entry (register_handlers'
-    `decide_and_store`, as values), its new ids from `ids`, decided `at`.
+    `decide_and_store`, as values), its new ids from `ids`, decided `at` on the server's
+    day `today`.
     The profile is re-stored when its JSON shape differs from the stored one;
     `as_stored`: known not to (`canonical_stored_profile` took it)."""
     decision = evaluate(ctx, profile, as_of)
@@ -509,6 +539,7 @@ def _decided(
         profile.region,
         firm.enterprise_id,
         ids,
+        today=today,
     )
     data = None if as_stored else profile_to_data(profile)
     return Reevaluated(

@@ -25,7 +25,7 @@ from services.common.vocabulary import Severity, uscc_problem
 from services.rules.adapters.bulk_reevaluation import AppliedCall
 from services.rules.adapters.serialize import decision_from_json, decision_to_json
 from services.rules.domain import events, labels, masks
-from services.rules.domain.decision import Blocker, Decision, without_whitelist
+from services.rules.domain.decision import Blocker, Decision, register_day, without_whitelist
 from services.rules.domain.errors import (
     AlreadyExists,
     DomainError,
@@ -125,7 +125,7 @@ def decide_and_store(
     and audited, once, in the order a ReportEvent group writes them, and so is the feed."""
     # read before writing this call's changes: none of them moves an entry
     entry = uow.register.open_entry(firm.enterprise_id, flush=False)
-    decision = _decision(ctx, profile, as_of, revoke, entry)
+    decision, by_event = _decision(ctx, profile, as_of, revoke, entry)
     record = DecisionRecord(
         id=decision_id or new_id(),
         enterprise_id=firm.enterprise_id,
@@ -146,6 +146,8 @@ def decide_and_store(
         profile.region,
         firm.enterprise_id,
         new_id,
+        today=ctx.today(),
+        by_event=by_event,
     )
     change, expired, _, _ = move
     if entry is not None and expired is not None:  # a lapsed entry closes first
@@ -170,16 +172,24 @@ def _decision(
     as_of: date,
     revoke: Blocker | None,
     entry: WhitelistEntry | None,
-) -> Decision:
-    """The firm's decision as of `as_of`. A revoking event (`revoke`: its blocker) takes
-    the white list away (`without_whitelist`) only from a firm whose entry is in force
-    that day (`entry`: its open one): only that decision says "白名单因事件撤销". A firm
-    never listed, or whose entry had ended, has nothing revoked, and its decision stands
-    on its own criteria (review 51 C2: it was told its white list was revoked)."""
+) -> tuple[Decision, bool]:
+    """The firm's decision as of `as_of`, and whether a revoking event (`revoke`: its
+    blocker, dated on the event's day) revokes the firm's open entry (`entry`). It does
+    when the entry was in force on the event's day or after it, up to the decision's day
+    (`WhitelistEntry.in_force_from`), so a penalty dated while the entry was valid and
+    reported after its end revokes it (review 53 N4: judged on the decision's day, the
+    entry had lapsed and closed as expired, no revocation on record); one dated before
+    the grant revokes the entry granted since (move_entry closes it on its grant day).
+    Then the white list is taken away (`without_whitelist`) and only that decision says
+    "白名单因事件撤销". A firm never listed, or whose entry had ended before the event,
+    has nothing revoked, and its decision stands on its own criteria (review 51 C2: it
+    was told its white list was revoked)."""
     decision = evaluate(ctx, profile, as_of)
-    if revoke is not None and entry is not None and entry.active_on(as_of):
-        decision = without_whitelist(decision, revoke, profile, ctx.policy)
-    return decision
+    if revoke is None or entry is None or revoke.arose_on is None:
+        return decision, False
+    if not entry.in_force_from(min(revoke.arose_on, as_of)):
+        return decision, False
+    return without_whitelist(decision, revoke, profile, ctx.policy), True
 
 
 def _moved(
@@ -363,11 +373,12 @@ def _decide_sent(
     into the stored one (None: a new firm, the sent profile is all there is), decide,
     record, build the answer and commit. A firm's decisions only move forward: an
     `as_of` before its current decision's is FAILED_PRECONDITION (Evaluate answers about
-    any day and stores nothing); without one (None) the decision is as of today (of
-    tomorrow when a record on file is dated tomorrow, within the clock skew: `_forward`),
-    or of the current decision's day when the firm was decided ahead (a run for a later
-    day). A record dated after today plus the clock skew is refused as ReportEvent
-    refuses it (events.recorded_ahead)."""
+    any day and stores nothing); an `as_of` of today or later is raised to the day of a
+    record on file dated tomorrow (decision.register_day); without one (None) the
+    decision is as of today (of tomorrow when a record on file is dated tomorrow, within
+    the clock skew: `_forward`), or of the current decision's day when the firm was
+    decided ahead (a run for a later day). A record dated after today plus the clock
+    skew is refused as ReportEvent refuses it (events.recorded_ahead)."""
     current = uow.register.decision_day(firm.decision_id)
     merged, as_of = _sent_checked(ctx, sent, stored, current, as_of)
     record = decide_and_store(uow, ctx, firm, merged, as_of, cause)
@@ -384,22 +395,25 @@ def _sent_checked(
     as_of: date | None,
 ) -> tuple[EnterpriseProfile, date]:
     """The profile to decide (`sent` merged into `stored`) and the day to decide it for,
-    once `sent` passed the checks that need the stored firm: no record dated after today,
-    an `as_of` (None: `_forward`) not before the `current` decision's day, and only
-    clauses it may cite."""
+    once `sent` passed the checks that need the stored firm: no record dated after today
+    plus the clock skew, an `as_of` (None: `_forward`; today or later: raised to a record
+    dated tomorrow, decision.register_day) not before the `current` decision's day, and
+    only clauses it may cite."""
     if ahead := events.recorded_ahead(sent, stored, ctx.today()):
         raise ValidationError(ahead)
     merged = sent if stored is None else events.merge_profile(stored, sent)
     if as_of is None:
-        as_of = _forward(ctx, current, merged)
-    elif current is not None and as_of < current:
-        raise PreconditionFailed(
-            f"as_of {as_of.isoformat()} is before the firm's current decision (as of "
-            f"{current.isoformat()}): the register moves forward only; send an as_of on or "
-            "after it, or ask Evaluate about an earlier day (it stores nothing)"
-        )
+        day = _forward(ctx, current, merged)
+    else:
+        day = register_day(merged, as_of, ctx.today())  # today's raised to a record's day
+        if current is not None and day < current:
+            raise PreconditionFailed(
+                f"as_of {as_of.isoformat()} is before the firm's current decision (as of "
+                f"{current.isoformat()}): the register moves forward only; send an as_of on "
+                "or after it, or ask Evaluate about an earlier day (it stores nothing)"
+            )
     _known_clauses(ctx, sent, "profile.", stored)
-    return merged, as_of
+    return merged, day
 
 
 def _forward(ctx: RulesContext, current: date | None, profile: EnterpriseProfile) -> date:
@@ -993,7 +1007,7 @@ def _decided(
     revoke: Blocker | None,
 ) -> tuple[Reevaluated, DecisionRecord]:
     """`decide_and_store` in memory: the decision, its record, and the entry's move."""
-    decision = _decision(ctx, profile, as_of, revoke, entry)
+    decision, by_event = _decision(ctx, profile, as_of, revoke, entry)
     decision_id, decided_at = new_id(), now()
     name, region = profile.name, profile.region
     change, expired, moved, granted = move_entry(
@@ -1004,6 +1018,8 @@ def _decided(
         region,
         firm.enterprise_id,
         new_id,
+        today=ctx.today(),
+        by_event=by_event,
     )
     if moved is not None and moved.kind == "revoked" and revoke is not None:
         moved = replace(moved, revoked_reason=revoke.reason)  # the event's reason

@@ -73,3 +73,40 @@ def test_0015_names_the_feed_publisher_and_goes_down_and_up(db_engine: Engine) -
     with db_engine.connect() as conn:
         assert conn.execute(text("SELECT publisher FROM feed_head")).scalar() is None
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_0016_keeps_each_runs_mode_and_a_run_of_unknown_mode_is_not_resumed(
+    db_engine: Engine,
+) -> None:
+    """Migration 0016 (review 53 N11): a re-evaluation run keeps its mode (`raised`) and
+    how many firms it decided for the next day (`ahead`). A run left unfinished before it
+    (mode unknown: NULL) is never resumed, since it may have been started under the
+    other rule; a new run starts. Down and up again on a database that holds one."""
+    from sqlalchemy import text
+
+    from services.rules.adapters.orm import reevaluation_runs
+    from services.rules.service_layer.reevaluation import start_run
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(db_engine).get_columns("reevaluation_runs")}
+
+    _run(db_engine, command.downgrade, "0015")
+    assert not {"raised", "ahead"} & columns()
+    with db_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO reevaluation_runs (id, as_of, started_at, processed, "
+                "last_enterprise_id) VALUES ('old', :day, :at, 3, '')"
+            ),
+            {"day": date(2026, 6, 30), "at": "2026-06-30 10:00:00+00:00"},
+        )
+    _run(db_engine, command.upgrade, "head")
+    with db_engine.connect() as conn:
+        old = conn.execute(select(reevaluation_runs.c.raised, reevaluation_runs.c.ahead)).one()
+        assert tuple(old) == (None, 0)
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    for today in (date(2026, 6, 30), date(2026, 7, 1)):  # raised, then not
+        started = start_run(UnitOfWork(db_engine), date(2026, 6, 30), today=today)
+        assert started.run_id != "old" and not started.resumed
+        again = start_run(UnitOfWork(db_engine), date(2026, 6, 30), today=today)
+        assert (again.run_id, again.resumed) == (started.run_id, True)

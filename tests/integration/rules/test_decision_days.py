@@ -20,6 +20,7 @@ from services.common.clock import today_shanghai
 from services.common.db import make_engine
 from services.rules.adapters import migrate
 from services.rules.adapters.ruleset_loader import Rulebook
+from services.rules.domain import labels
 from services.rules.domain.decision import Decision, Status
 from services.rules.entrypoints.convert import event_to_dict, profile_from_json
 from services.rules.entrypoints.grpc_server import context_from
@@ -150,15 +151,20 @@ def test_upsert_and_evaluate_without_as_of_count_a_record_dated_tomorrow(
     register_stub: RulesServiceStub,
 ) -> None:
     """The same through UpsertEnterprise (its records are taken up to the clock skew
-    ahead, events.recorded_ahead) and Evaluate; an as_of the caller gives is kept as
-    given, records after it ignored (a decision for that day, reproducible)."""
+    ahead, events.recorded_ahead) and Evaluate. Evaluate, which stores nothing, keeps an
+    as_of it is given, records after it ignored."""
     assert_red_as_of_tomorrow(upsert(register_stub, profile(1, accidents=[FATAL])))
-    asked = upsert(register_stub, profile(2, accidents=[FATAL]), as_of="2026-06-30")
-    assert (asked.decision.as_of, asked.decision.status) == ("2026-06-30", pb.STATUS_WHITELIST)
     evaluated = register_stub.Evaluate(
         pb.EvaluateRequest(profile=profile_from_json(profile(3, accidents=[FATAL]))), timeout=10
     )
     assert (evaluated.as_of, evaluated.status) == (TOMORROW, pb.STATUS_PRIORITY)
+    asked = register_stub.Evaluate(
+        pb.EvaluateRequest(
+            profile=profile_from_json(profile(3, accidents=[FATAL])), as_of="2026-06-30"
+        ),
+        timeout=10,
+    )
+    assert (asked.as_of, asked.status) == ("2026-06-30", pb.STATUS_WHITELIST)
     penalty = {"decided_on": "2026-06-29", "amount_yuan": 100.0, "basis": "x"}
     plain = register_stub.Evaluate(
         pb.EvaluateRequest(profile=profile_from_json(profile(4, penalties=[penalty]))),
@@ -167,23 +173,103 @@ def test_upsert_and_evaluate_without_as_of_count_a_record_dated_tomorrow(
     assert plain.as_of == "2026-06-30"  # records of today or before: today, as always
 
 
-def test_reevaluate_all_without_as_of_decides_as_the_server_does(
+def test_an_upsert_as_of_today_counts_a_record_dated_tomorrow(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 53 N1: an UpsertEnterprise with as_of today (a nightly sync sends it) was
+    decided as of today, blind to a fatal accident dated tomorrow it had just taken: the
+    firm white-listed for 12 months, the gate refusing visits on the accident's day. An
+    as_of of today or later is raised to the newest record's day (at most tomorrow); a
+    past as_of is kept as given (a historical decision, reproducible); a later one too."""
+    today = upsert(register_stub, profile(1, accidents=[FATAL]), as_of="2026-06-30")
+    assert_red_as_of_tomorrow(today)
+    visit = register_stub.CheckInspection(
+        pb.CheckInspectionRequest(
+            enterprise_id=uscc(1),
+            authority="A",
+            kind=pb.INSPECTION_KIND_ROUTINE,
+            planned_on=TOMORROW,
+        ),
+        timeout=30,
+    )
+    assert (visit.allowed, visit.reason_code) == (True, "allowed")
+    past = upsert(register_stub, profile(2, accidents=[FATAL]), as_of="2026-06-29")
+    assert (past.decision.as_of, past.decision.status) == ("2026-06-29", pb.STATUS_WHITELIST)
+    later = upsert(register_stub, profile(2, accidents=[FATAL]), as_of="2026-07-05")
+    assert (later.decision.as_of, later.decision.status) == ("2026-07-05", pb.STATUS_PRIORITY)
+
+
+def test_an_upsert_as_of_today_after_an_event_dated_tomorrow_is_taken(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 53 N12: after an ACCIDENT dated tomorrow (the firm decided as of tomorrow),
+    an UpsertEnterprise with as_of today was FAILED_PRECONDITION until midnight (before
+    the firm's current decision). Its as_of is raised to the accident's day now."""
+    upsert(register_stub, profile(1))
+    register_stub.ReportEvent(
+        pb.ReportEventRequest(
+            event=pb.EnterpriseEvent(
+                event_id="acc-tomorrow",
+                enterprise_id=uscc(1),
+                kind=pb.EVENT_KIND_ACCIDENT,
+                occurred_on=TOMORROW,
+                accident=pb.AccidentDetail(level=pb.ACCIDENT_LEVEL_GENERAL, deaths=1),
+            )
+        ),
+        timeout=30,
+    )
+    synced = upsert(register_stub, profile(1, employees=31), as_of="2026-06-30")
+    assert_red_as_of_tomorrow(synced)
+    assert [a.occurred_on for a in synced.profile.accidents] == [TOMORROW]
+
+
+def test_reevaluate_all_as_of_today_decides_as_the_server_does(
     register_stub: RulesServiceStub, db_engine: Engine, rulebook: Rulebook
 ) -> None:
-    """`reevaluate --all` without --as-of (as_today) decides a firm with a record dated
-    tomorrow as of tomorrow, as events and upserts do; with --as-of (the run's day
-    given) it decides every firm as of that day, records after it ignored. A firm decided
-    as of tomorrow already is left alone by a run as of today."""
+    """`reevaluate --all` as of today, given or not (review 53 N1: `--as-of` today left a
+    firm white-listed with a fatal accident dated tomorrow on file), decides a firm with a
+    record dated tomorrow as of tomorrow, as events and upserts do; as of a past day it
+    decides every firm as of that day exactly, records after it ignored. A firm decided
+    as of tomorrow already is left alone by a run of a past day."""
     ctx = context_from(rulebook, today=lambda: date(2026, 6, 30))
     upsert(register_stub, profile(1, accidents=[FATAL]))  # RED as of tomorrow
-    upsert(register_stub, profile(2, accidents=[FATAL]), as_of="2026-06-30")  # as asked
-    reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 6, 30))
+    upsert(register_stub, profile(2, accidents=[FATAL]), as_of="2026-06-28")  # as asked
+    past = reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 6, 29))
     assert_red_as_of_tomorrow(status_of(register_stub, 1))  # left alone: decided later
     given = status_of(register_stub, 2)
-    assert (given.decision.as_of, given.decision.status) == ("2026-06-30", pb.STATUS_WHITELIST)
+    assert (given.decision.as_of, given.decision.status) == ("2026-06-29", pb.STATUS_WHITELIST)
     assert len(decisions(given)) == 2  # re-decided as of the day given
-    reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 6, 30), as_today=True)
+    today = reevaluate_all(UnitOfWork(db_engine), ctx, date(2026, 6, 30))
     assert_red_as_of_tomorrow(status_of(register_stub, 1))
+    assert_red_as_of_tomorrow(status_of(register_stub, 2))
+    assert (past.raised, past.ahead, past.processed) == (False, 0, 2)
+    assert (today.raised, today.ahead, today.processed) == (True, 2, 2)
+
+
+def test_a_run_resumes_only_under_the_rule_it_started_with(
+    register_stub: RulesServiceStub, db_engine: Engine, rulebook: Rulebook
+) -> None:
+    """Review 53 N11: a run was found again by its day alone, so a run begun as of today
+    (raised for a record dated tomorrow) and resumed once that day had passed, as a past
+    day's run, finished under the other rule, or the reverse; its summary named the run's
+    day for firms decided as of the next. A run keeps its mode: resumed under the same,
+    not resumed under another (a new run starts, and says which rule it follows)."""
+    for n in (1, 2):
+        upsert(register_stub, profile(n, accidents=[FATAL]), as_of="2026-06-28")
+    on_the_day = context_from(rulebook, today=lambda: date(2026, 6, 30))
+    first = reevaluate_all(
+        UnitOfWork(db_engine), on_the_day, date(2026, 6, 30), batch_size=1, stop_after_batches=1
+    )
+    assert (first.raised, first.ahead, first.processed) == (True, 1, 1)
+    next_day = context_from(rulebook, today=lambda: date(2026, 7, 1))
+    other = reevaluate_all(UnitOfWork(db_engine), next_day, date(2026, 6, 30), batch_size=1)
+    assert other.run_id != first.run_id and not other.resumed
+    assert (other.raised, other.ahead, other.processed) == (False, 0, 2)
+    assert status_of(register_stub, 2).decision.as_of == "2026-06-30"  # exactly, as asked
+    assert status_of(register_stub, 1).decision.as_of == TOMORROW  # left: decided later
+    same = reevaluate_all(UnitOfWork(db_engine), on_the_day, date(2026, 6, 30), batch_size=1)
+    assert same.run_id == first.run_id and same.resumed
+    assert (same.raised, same.ahead, same.processed) == (True, 2, 2)
     assert_red_as_of_tomorrow(status_of(register_stub, 2))
 
 
@@ -271,24 +357,69 @@ def test_only_an_entry_in_force_is_revoked_by_an_event(register_stub: RulesServi
     assert blockers(second) == {"risk_not_blue", "recent_penalty"}  # nothing left to revoke
 
 
-def test_the_reevaluate_command_without_as_of_decides_as_the_server_does(
+def test_an_event_dated_while_the_entry_was_valid_revokes_it_after_its_end(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 53 N4: a PENALTY dated 2026-05-20, while the entry (valid to 2026-06-01) was
+    in force, reported on 06-30 after its end, closed it as expired and recorded no
+    revocation: whether the event revokes was judged on the decision's day. It is judged
+    on the event's day: the entry is revoked, on its last day (the list as it stood is
+    kept), and the history shows the revocation with the event's reason."""
+    upsert(register_stub, profile(1), as_of="2025-06-01")  # listed until 2026-06-01
+    event = penalty_event(1, "p-late")
+    event.occurred_on = "2026-05-20"
+    late = reported(register_stub, event)
+    assert blockers(late) == {"revoked_by_event", "risk_not_blue", "recent_penalty"}
+    assert revocations(late) == ["白名单因事件撤销：行政处罚2000元"]
+    [item] = [h for h in late.history if h.kind == "whitelist_revoked"]
+    entry = item.whitelist_entry
+    assert (entry.revoked_on, entry.valid_until) == ("2026-06-01", "2026-06-01")
+    assert decisions(late)[0].reason.endswith(labels.whitelist_change("revoked"))
+
+
+def test_a_group_revokes_a_lapsed_entry_as_one_event_alone_does(
+    register_stub: RulesServiceStub, db_engine: Engine, rulebook: Rulebook
+) -> None:
+    """The same late PENALTY through the group commit (ReportEvent calls that arrive
+    together, decided in memory): revoked on the entry's last day, with the event's
+    reason, as `test_an_event_dated_while_the_entry_was_valid_revokes_it_after_its_end`."""
+    upsert(register_stub, profile(1), as_of="2025-06-01")  # listed until 2026-06-01
+    ctx = context_from(rulebook, today=lambda: date(2026, 6, 30))
+    event = penalty_event(1, "p-late")
+    event.occurred_on = "2026-05-20"
+    item = register_handlers.Reported(
+        *register_handlers.parse_reported(ctx, event_to_dict(event)), "t"
+    )
+    [answer] = register_handlers.apply_group(lambda: UnitOfWork(db_engine), ctx, [item])
+    assert isinstance(answer, register_handlers.StatusView), answer
+    assert "revoked_by_event" in {b.code for b in answer.decision.whitelist_blockers}
+    status = status_of(register_stub, 1)
+    assert revocations(status) == ["白名单因事件撤销：行政处罚2000元"]
+    [closed] = [h.whitelist_entry for h in status.history if h.kind == "whitelist_revoked"]
+    assert closed.revoked_on == "2026-06-01"
+
+
+def test_the_reevaluate_command_as_of_today_decides_as_the_server_does(
     tmp_path: Path, rulebook: Rulebook
 ) -> None:
-    """`reevaluate --all` without --as-of passes as_today (with --as-of it does not): a firm
-    decided as of today with an as_of given, its fatal accident dated tomorrow on file, is
-    decided as of tomorrow by the command. Real dates: the command reads the real clock."""
+    """`reevaluate --all` as of a past day decides exactly as of it; as of today, given or
+    not (review 53 N1: `--as-of` today left the firm white-listed), a firm with a fatal
+    accident dated tomorrow on file as of tomorrow; and its summary line says which rule
+    it followed and how many firms it decided for the next day (review 53 N11: "as of"
+    the run's day for decisions of the next). Real dates: the command reads the real
+    clock."""
     engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
     migrate.upgrade(engine)
     today = today_shanghai()
-    tomorrow = today + timedelta(days=1)
+    yesterday, tomorrow = today - timedelta(days=1), today + timedelta(days=1)
     fatal = {"occurred_on": tomorrow.isoformat(), "level": "general", "deaths": 1}
     ctx = context_from(rulebook)
     asked = register_handlers.upsert_enterprise(
-        UnitOfWork(engine), ctx, profile(1, accidents=[fatal]), today.isoformat()
+        UnitOfWork(engine), ctx, profile(1, accidents=[fatal]), yesterday.isoformat()
     )
     assert asked.decision.status is Status.WHITELIST
 
-    def run(*extra: str) -> Decision:
+    def run(*extra: str) -> tuple[Decision, str]:
         command = [sys.executable, "-m", "services.rules", "reevaluate", "--all"]
         done = subprocess.run(
             [*command, "--db", str(engine.url), *extra],
@@ -298,12 +429,18 @@ def test_the_reevaluate_command_without_as_of_decides_as_the_server_does(
             timeout=120,
         )
         assert done.returncode == 0, done.stderr
-        return register_handlers.get_status(UnitOfWork(engine), ctx, uscc(1)).decision
+        status = register_handlers.get_status(UnitOfWork(engine), ctx, uscc(1))
+        return status.decision, done.stdout
 
-    given = run("--as-of", today.isoformat())
-    assert (given.as_of, given.status) == (today, Status.WHITELIST)
-    own = run()
+    past, said = run("--as-of", yesterday.isoformat())
+    assert (past.as_of, past.status) == (yesterday, Status.WHITELIST)
+    assert f"as of {yesterday} (exactly; records dated later ignored): 1 of 1" in said
+    given, said = run("--as-of", today.isoformat())
+    own, said_own = run()
     engine.dispose()
     if today_shanghai() != today:
         pytest.skip("the day changed while the test ran")
+    assert (given.as_of, given.status) == (tomorrow, Status.PRIORITY)
+    assert f"as of {today} (1 firm(s) with a record dated {tomorrow} as of {tomorrow})" in said
     assert (own.as_of, own.status) == (tomorrow, Status.PRIORITY)
+    assert f"as of {today} (1 firm(s) with a record dated {tomorrow}" in said_own

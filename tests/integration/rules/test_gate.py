@@ -144,6 +144,29 @@ def test_an_inspection_joins_a_joined_one_within_its_window(
     assert d.joint_id != a.joint_id
 
 
+def test_a_visit_spans_at_most_28_days_however_its_joins_chain(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 53 N2: joins chained without limit, each authority 14 days after the one
+    before it joining the same visit (26 on 26 days of a year counted once for a firm
+    capped at 1). A grade-1 ordinary firm (cap 1): the second and third join (the visit
+    then spans 28 days, one day within ±14 of each); the fourth would stretch it to 42,
+    so it opens a visit of its own and is refused for the cap, as is every later one."""
+    ordinary_firm(register_stub, standardization_grade=1)  # cap 1
+    verdicts = [
+        check(register_stub, 1, f"执法主体{i:02d}", ROUTINE, shift("2027-01-04", 14 * i))
+        for i in range(8)
+    ]
+    assert_allowed(verdicts[0], "allowed", count=1, cap=1)
+    for joined in verdicts[1:3]:
+        assert_allowed(joined, "joint", count=1, cap=1)
+        assert joined.joint_id == verdicts[0].joint_id
+    for refused in verdicts[3:]:
+        assert_denied(refused, "yearly_cap")
+    code = verdicts[0].inspection_code
+    assert len(verify(register_stub, code).joint_authorities) == 3
+
+
 # ---------------------------------------------------------------- step 1: triggered kinds
 
 

@@ -445,7 +445,7 @@ def test_the_progress_poll_reads_while_a_writer_holds_the_lock(
     from services.rules.service_layer import reevaluation
 
     _firms(db_engine, rulebook, 40)
-    started = reevaluation.start_run(UnitOfWork(db_engine), DAY, 2, min_range=10)
+    started = reevaluation.start_run(UnitOfWork(db_engine), DAY, 2, today=DAY, min_range=10)
     assert len(started.ranges) == 2
     ctx = context_from(rulebook)
     run_range(UnitOfWork(db_engine), ctx, started.ranges[0], batch_size=8, stop_after_batches=1)
@@ -477,7 +477,7 @@ def test_a_run_is_split_into_as_many_ranges_as_give_each_min_range_firms(
     """Review 44 F3: the split was all or nothing (40,000 firms on 41 cores ran in one
     process); a run now takes at most `parts` ranges, as many as give each `min_range`."""
     _firms(db_engine, rulebook, firms)
-    started = reevaluation.start_run(UnitOfWork(db_engine), DAY, parts, min_range=10)
+    started = reevaluation.start_run(UnitOfWork(db_engine), DAY, parts, today=DAY, min_range=10)
     with db_engine.connect() as conn:
         runs = conn.execute(select(reevaluation_runs)).all()
     assert len([r for r in runs if r.parent_id is not None]) == ranges

@@ -9,7 +9,7 @@ import pytest
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.rules.entrypoints.access import RULES_METHODS
 from tests.integration.conftest import upsert
-from tests.support import profile
+from tests.support import profile, uscc
 
 
 def sizes(stub, **request: str) -> list[tuple[str, str, int, int, int]]:  # type: ignore[no-untyped-def]
@@ -51,6 +51,49 @@ def test_sizes_follow_grants_and_revocations_month_by_month(register_stub) -> No
         "2026-05",
         "2026-06",
     ]
+
+
+def listed_today(stub) -> list[str]:  # type: ignore[no-untyped-def]
+    found = stub.ListWhitelist(pb.ListWhitelistRequest(), timeout=10)
+    return [e.enterprise_id for e in found.entries]
+
+
+def test_the_list_its_sizes_and_the_gate_agree_on_a_revocation_dated_tomorrow(
+    register_stub,  # type: ignore[no-untyped-def]
+) -> None:
+    """Review 53 N5: an ACCIDENT dated tomorrow revoked the entry as of tomorrow; the
+    firm was off ListWhitelist and the gate let a routine visit go ahead today, yet
+    ListWhitelistSizes counted it as listed today. A closure is dated no later than the
+    day it is made: off the list today for all three."""
+    upsert(register_stub, profile(1))
+    upsert(register_stub, profile(2))
+    assert sizes(register_stub, from_month="2026-06")[0][2] == 2
+    reported = register_stub.ReportEvent(
+        pb.ReportEventRequest(
+            event=pb.EnterpriseEvent(
+                event_id="acc-tomorrow",
+                enterprise_id=uscc(1),
+                kind=pb.EVENT_KIND_ACCIDENT,
+                occurred_on="2026-07-01",
+                accident=pb.AccidentDetail(level=pb.ACCIDENT_LEVEL_GENERAL, deaths=1),
+            )
+        ),
+        timeout=30,
+    )
+    [item] = [h for h in reported.history if h.kind == "whitelist_revoked"]
+    assert item.whitelist_entry.revoked_on == "2026-06-30"  # today, the first day off
+    assert listed_today(register_stub) == [uscc(2)]
+    assert sizes(register_stub, from_month="2026-06") == [("2026-06", "2026-06-30", 1, 2, 1)]
+    visit = register_stub.CheckInspection(
+        pb.CheckInspectionRequest(
+            enterprise_id=uscc(1),
+            authority="A",
+            kind=pb.INSPECTION_KIND_ROUTINE,
+            planned_on="2026-06-30",
+        ),
+        timeout=30,
+    )
+    assert (visit.allowed, visit.reason_code) == (True, "allowed")
 
 
 @pytest.mark.parametrize(

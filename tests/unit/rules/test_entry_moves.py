@@ -29,8 +29,28 @@ def decision(status: Status, as_of: date) -> Decision:
     )
 
 
-def move(status: Status, as_of: date, entry: OpenEntry | None = ENTRY):  # type: ignore[no-untyped-def]
-    return move_entry(decision(status, as_of), "D1", entry, "甲厂", "稠城街道", FIRM, lambda: "W2")
+TODAY = date(2030, 1, 1)  # the server's day: after every decision's below unless given
+
+
+def move(  # type: ignore[no-untyped-def]
+    status: Status,
+    as_of: date,
+    entry: OpenEntry | None = ENTRY,
+    *,
+    today: date = TODAY,
+    by_event: bool = False,
+):
+    return move_entry(
+        decision(status, as_of),
+        "D1",
+        entry,
+        "甲厂",
+        "稠城街道",
+        FIRM,
+        lambda: "W2",
+        today=today,
+        by_event=by_event,
+    )
 
 
 def test_a_later_white_list_decision_extends_the_entry() -> None:
@@ -66,3 +86,29 @@ def test_an_entry_past_its_end_expires_and_a_new_one_is_granted() -> None:
 
 def test_no_entry_and_no_white_list_moves_nothing() -> None:
     assert move(Status.ROUTINE, date(2026, 12, 1), entry=None) == ("", None, None, None)
+
+
+def test_a_closure_is_never_dated_after_the_day_it_is_made() -> None:
+    """Review 53 N5: a decision as of tomorrow (a record dated tomorrow) revoked the entry
+    as of tomorrow, and ListWhitelistSizes counted the firm as listed today while
+    ListWhitelist and the gate did not. It closes the entry today, the first day off."""
+    _, _, moved, _ = move(Status.PRIORITY, date(2026, 12, 2), today=date(2026, 12, 1))
+    assert moved is not None and moved.revoked_on == date(2026, 12, 1)
+    # an expiry seen by a decision for a later day: closed no later than today either
+    far = move(Status.ROUTINE, date(2027, 9, 1), today=date(2027, 7, 5))
+    assert far[1] is not None and far[1].revoked_on == date(2027, 7, 5)
+    # granted as of tomorrow, revoked today: closed on its grant day, never listed
+    ahead = OpenEntry("W1", FIRM, "甲厂", "稠城街道", date(2026, 12, 2), date(2027, 12, 2), "D0")
+    _, _, early, _ = move(Status.ROUTINE, date(2026, 12, 2), ahead, today=date(2026, 12, 1))
+    assert early is not None and early.revoked_on == ahead.granted_on
+
+
+def test_a_revoking_event_revokes_an_entry_that_lapsed_before_its_decision() -> None:
+    """Review 53 N4: an event dated while the entry was valid, decided after its end,
+    revokes it (dated on its last day, the list as it stood is kept), not expires it."""
+    change, expired, moved, granted = move(Status.ROUTINE, date(2027, 7, 20), by_event=True)
+    assert (change, expired, granted) == ("revoked", None, None)
+    assert moved is not None and moved.kind == "revoked"
+    assert moved.revoked_on == ENTRY.valid_until
+    # without the event it expires, as before
+    assert move(Status.ROUTINE, date(2027, 7, 20))[0] == "expired"

@@ -1,7 +1,8 @@
 """Step 4 of the gate (docs/policy.md §6): a planned counted inspection joins the visit of
 the nearest allowed counted inspection by another authority within ±14 days, each
 inspection measured from its own day, a joined one too (review 51 D3: the window was
-measured from the day the visit was opened)."""
+measured from the day the visit was opened), of a visit that then spans at most 28 days
+(review 53 N2: joins chained without limit)."""
 
 from __future__ import annotations
 
@@ -60,14 +61,70 @@ def test_the_reviewers_example_joins_a_joined_inspection() -> None:
     assert verdicts[2].reason == "综合查一次：与B 2027-03-10 的检查合并为一次联合检查"
 
 
-def test_joins_chain_along_the_calendar_as_the_spec_words_it() -> None:
-    """Each authority within 14 days of the one before it joins the same visit: one visit,
-    counted once against the firm's cap (and once against each authority's own)."""
-    start = date(2026, 1, 5)
-    verdicts = _run([(f"主体{i}", start + timedelta(days=14 * i)) for i in range(20)], cap=1)
-    assert [v.reason_code for v in verdicts] == ["allowed", *["joint"] * 19]
-    assert {v.joint_id for v in verdicts} == {"J1"}
-    assert verdicts[-1].yearly_count == 1
+def test_a_chain_of_joins_ends_where_the_visit_would_span_more_than_28_days() -> None:
+    """Review 53 N2: each authority within 14 days of the one before it joined the same
+    visit without limit: 26 authorities on 26 days of a year were "one joint visit" of a
+    firm capped at 1. A visit spans at most 28 days (one day then lies within ±14 days of
+    each of its inspections): the third authority, 28 days after the first, joins; the
+    fourth would stretch it to 42 days, opens a visit of its own, and with cap 1 is
+    refused; so is every later one (no allowed inspection within 14 days)."""
+    start = date(2027, 1, 4)
+    plans = [(f"执法主体{i:02d}", start + timedelta(days=14 * i)) for i in range(26)]
+    verdicts = _run(plans, cap=1)
+    assert [v.reason_code for v in verdicts] == [
+        "allowed",
+        "joint",
+        "joint",
+        *["yearly_cap"] * 23,
+    ]
+    assert {v.joint_id for v in verdicts if v.allowed} == {"J1"}
+    # with cap 2 the fourth opens the second visit, which the next two join
+    two = _run(plans[:7], cap=2)
+    assert [(v.reason_code, v.joint_id) for v in two] == [
+        ("allowed", "J1"),
+        ("joint", "J1"),
+        ("joint", "J1"),
+        ("allowed", "J2"),
+        ("joint", "J2"),
+        ("joint", "J2"),
+        ("yearly_cap", ""),
+    ]
+
+
+def test_the_span_bound_is_28_days_from_the_first_to_the_last_planned_date() -> None:
+    """A 03-01; B 03-15 joins (14 days); C 03-29 joins (28 days from A, 14 from B). D on
+    02-28, 1 day before A, would make that visit span 29 days: a visit of its own."""
+    verdicts = _run(
+        [("A", date(2027, 3, 1)), ("B", date(2027, 3, 15)), ("C", date(2027, 3, 29))], cap=2
+    )
+    assert [(v.reason_code, v.joint_id) for v in verdicts] == [
+        ("allowed", "J1"),
+        ("joint", "J1"),
+        ("joint", "J1"),
+    ]
+    # one day earlier than A, a joiner would make the visit span 29 days
+    past = [
+        gate.PastInspection("A", date(2027, 3, 1), "J1"),
+        gate.PastInspection("B", date(2027, 3, 15), "J1"),
+        gate.PastInspection("C", date(2027, 3, 29), "J1"),
+    ]
+    [before] = _run([("D", date(2027, 2, 28))], cap=2, past=list(past))
+    assert (before.reason_code, before.yearly_count) == ("allowed", 2)
+
+
+def test_a_nearer_inspection_in_a_visit_too_long_to_join_gives_way_to_another() -> None:
+    """F on 03-30: the nearest inspection is C's (03-29) of J1, which already spans
+    03-01..03-29 (joining would make it 29 days); E's J2 on 04-10 is 11 days away and
+    qualifies: F joins J2."""
+    past = [
+        gate.PastInspection("A", date(2027, 3, 1), "J1"),
+        gate.PastInspection("C", date(2027, 3, 29), "J1"),
+        gate.PastInspection("E", date(2027, 4, 10), "J2"),
+    ]
+    for order in (past, past[::-1]):
+        [verdict] = _run([("F", date(2027, 3, 30))], cap=4, past=list(order))
+        assert (verdict.reason_code, verdict.joint_id) == ("joint", "J2")
+        assert verdict.reason == "综合查一次：与E 2027-04-10 的检查合并为一次联合检查"
 
 
 def test_the_window_edge_is_measured_from_each_inspection() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from services.rules.domain.register import WhitelistEntry
-from services.rules.domain.whitelist_sizes import active_on, months, sizes
+from services.rules.domain.whitelist_sizes import months, sizes
 
 
 def entry(granted: str, until: str, revoked: str | None = None) -> WhitelistEntry:
@@ -23,11 +23,11 @@ def entry(granted: str, until: str, revoked: str | None = None) -> WhitelistEntr
 
 def test_an_entry_counts_from_its_grant_until_closed_or_lapsed() -> None:
     e = entry("2026-01-10", "2027-01-10")
-    assert not active_on(e, date(2026, 1, 9))
-    assert active_on(e, date(2026, 1, 10)) and active_on(e, date(2027, 1, 10))
-    assert not active_on(e, date(2027, 1, 11))  # lapsed, no decision closed it yet
+    assert not e.listed_on(date(2026, 1, 9))
+    assert e.listed_on(date(2026, 1, 10)) and e.listed_on(date(2027, 1, 10))
+    assert not e.listed_on(date(2027, 1, 11))  # lapsed, no decision closed it yet
     closed = entry("2026-01-10", "2027-01-10", "2026-04-01")
-    assert active_on(closed, date(2026, 3, 31)) and not active_on(closed, date(2026, 4, 1))
+    assert closed.listed_on(date(2026, 3, 31)) and not closed.listed_on(date(2026, 4, 1))
 
 
 def test_sizes_per_month_stop_at_today() -> None:
