@@ -192,14 +192,16 @@ def _verified(uow: UnitOfWork, ticket: Ticket, today: date, actor: str, note: st
 def sweep(uow: UnitOfWork, ctx: BookingContext) -> int:
     """督单: report each OPEN ticket past its deadline once per deadline
     (RECTIFICATION_OVERDUE; `Ticket.needs_overdue_report`: a proof waiting for its recheck
-    is not reported)."""
+    is not reported). The tickets are read locked: a late proof being committed meanwhile
+    (which reports its own overdue, `submit_rectification`) is waited for and its ticket
+    then passed by, so the sweep neither writes that event twice nor fails on it (its id
+    is unique), and every other report of the batch stands."""
     today = ctx.today()
     with uow:
-        overdue = [
-            t
-            for t in uow.register.tickets(overdue_on=today, limit=100_000)
-            if report_overdue(uow, t, today)
-        ]
+        due = uow.register.tickets(
+            status=TicketStatus.OPEN, overdue_on=today, limit=100_000, for_update=True
+        )
+        overdue = [t for t in due if report_overdue(uow, t, today)]
         uow.commit()
     return len(overdue)
 
