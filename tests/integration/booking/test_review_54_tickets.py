@@ -1,5 +1,6 @@
 """Review 54 (tickets) on SQLite and PostgreSQL: a better photo sent after the deadline
-leaves an in-time proof in time (D1, real servers), and a sweep racing a late proof that
+leaves an in-time proof in time, and the day that decides it is audited (D1, D3 c, real
+servers), and a sweep racing a late proof that
 reports its own overdue neither fails nor reports twice (D4, PostgreSQL row locks)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from services.booking.adapters.orm import outbox
+from services.booking.adapters.orm import audit_log, outbox
 from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.service_layer.tickets import submit_rectification, sweep
@@ -34,6 +35,15 @@ def test_a_better_photo_after_the_deadline_leaves_an_in_time_proof_in_time(pair:
     prove(pair, firm, token, ticket_id)
     pair.clock.today += timedelta(days=4)  # past the deadline, the recheck still to come
     prove(pair, firm, token, ticket_id)  # the page's 重新上传整改照片
+    # the day that decides lateness is audited (D3 c): set by the first proof only
+    with pair.booking_engine.connect() as conn:
+        changes = conn.execute(
+            select(audit_log.c.after)
+            .where(audit_log.c.entity == "ticket", audit_log.c.entity_id == ticket_id)
+            .order_by(audit_log.c.id)
+        ).scalars()
+        days = [c["proof_submitted_on"] for c in changes if "proof_submitted_on" in c]
+    assert days == [None, (pair.clock.today - timedelta(days=4)).isoformat()]  # created, proof
     assert sweep(UnitOfWork(pair.booking_engine), pair.ctx) == 0
     done = pair.booking.RecheckTicket(
         bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True), timeout=10
