@@ -87,7 +87,8 @@ OUTBOX = sa.table(
 )
 
 
-# plain classes: Alembic loads this module outside sys.modules, where @dataclass fails
+# no @dataclass: Alembic loads this module outside sys.modules, where a dataclass with
+# postponed annotations cannot be made
 
 
 class Move(NamedTuple):
