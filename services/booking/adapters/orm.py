@@ -186,7 +186,7 @@ tickets = Table(
     columns.day("verified_on", nullable=True),
     columns.flag("closed_late", server_default="0"),
     columns.day("overdue_reported_for", nullable=True),
-    columns.day("proof_submitted_on", nullable=True),  # migration b0010
+    columns.day("proof_submitted_on", nullable=True),  # migrations b0010, b0011
 )
 
 ticket_transitions = _transitions("ticket", "tickets")
@@ -372,6 +372,7 @@ AUDITED = {
             "closed_late",
             "proof_photo_id",
             "overdue_reported_for",
+            "proof_submitted_on",  # the day a closure's lateness is judged by
         ),
         chain_field="enterprise_id",
         chain_prefix=FIRM_CHAIN,

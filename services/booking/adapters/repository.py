@@ -662,10 +662,14 @@ class BookingRegister(StaffRegister):
         regions: Sequence[str] = (),
         by_deadline: bool = False,
         expert_id: str = "",
+        for_update: bool = False,
     ) -> Sequence[Ticket]:
         """`regions`: only tickets of orders placed by firms of these 镇街 (empty: any);
         `expert_id`: only tickets that expert found; `due_by`: due on or before that day;
-        `by_deadline`: earliest deadline first (so the overdue ones lead), else by id."""
+        `by_deadline`: earliest deadline first (so the overdue ones lead), else by id;
+        `for_update`: the tickets' rows locked (PostgreSQL `FOR UPDATE`: a row a
+        concurrent transaction changes is waited for, then read as it committed it, and
+        left out if it no longer matches)."""
         query = _equal(
             select(Ticket),
             tickets,
@@ -686,6 +690,8 @@ class BookingRegister(StaffRegister):
             query = query.where(tickets.c.id > after)
         order = (tickets.c.due_on, tickets.c.id) if by_deadline else (tickets.c.id,)
         query = query.order_by(*order).limit(limit)
+        if for_update and self._lock_rows:
+            query = query.with_for_update(of=tickets)
         return self.session.scalars(query.execution_options(populate_existing=True)).all()
 
     def photo(self, photo_id: str) -> Photo | None:

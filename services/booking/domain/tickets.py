@@ -92,16 +92,21 @@ def default_due(severity: str, found_on: date) -> date:
 def closes_late(*, proof_submitted_on: date | None, due_on: date, reported_overdue: bool) -> bool:
     """Whether passing a ticket's recheck closes it late (HAZARD_VERIFIED `late`, which
     keeps the firm off the white list for 12 months, and a miss in the on-time rate): the
-    accepted proof (the latest, sent on `proof_submitted_on`) came after the deadline in
-    force when it was sent (`due_on`: only a failed recheck changes a deadline, and it
-    reopens the ticket, so the proof of this round was sent under this one), or the
-    ticket was ever reported overdue (`reported_overdue`: RECTIFICATION_OVERDUE sent, for
-    this deadline or an earlier one).
+    proof of this round came after the deadline in force (`proof_submitted_on`: the day
+    the ticket entered SUBMITTED, its first proof since it was opened; `due_on`: only a
+    failed recheck changes a deadline, and it reopens the ticket, so that proof was sent
+    under this one), or the ticket was ever reported overdue (`reported_overdue`:
+    RECTIFICATION_OVERDUE sent, for this deadline or an earlier one; only a ticket still
+    OPEN past its deadline is reported, `Ticket.needs_overdue_report`).
 
     Why (容错式指导, docs/booking.md "Supervision"): the firm is judged by when it did its
     part, not by when the authority got round to the recheck, so a proof sent in time stays
     in time however slow the inspector; and a deadline missed stays missed, so failing a
-    recheck (and getting a new deadline) does not wash out lateness already reported."""
+    recheck (and getting a new deadline) does not wash out lateness already reported.
+    A later upload while the proof waits ("a better photo", which the ticket page
+    invites) does not move the day: helping the inspector must not cost the firm 12
+    months. A junk first proof buys no time either: the inspector fails it, the ticket
+    reopens with a new deadline, and the next round's first proof is judged by that."""
     if reported_overdue:
         return True
     return proof_submitted_on is not None and proof_submitted_on > due_on
@@ -140,7 +145,10 @@ class Ticket(Tracked[TicketAction, TicketTransition]):
     verified_on: date | None = None
     closed_late: bool = False
     overdue_reported_for: date | None = None
-    proof_submitted_on: date | None = None  # the day (Asia/Shanghai) of the latest proof
+    # the day (Asia/Shanghai) the ticket entered SUBMITTED in this round: its first proof
+    # since it was opened (a better photo later does not move it; `closes_late`); None
+    # while OPEN
+    proof_submitted_on: date | None = None
     history: list[TicketTransition] = field(default_factory=list)
 
     machine: ClassVar[StateMachine[Any, Any]] = TICKET_MACHINE

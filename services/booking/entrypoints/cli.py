@@ -9,7 +9,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -339,14 +339,26 @@ def _periodic(
     interval: float,
     stop: threading.Event,
 ) -> None:
-    """Sweep overdue tickets and retry waiting orders every `interval` seconds."""
+    """Every `interval` seconds: sweep overdue tickets, retry waiting orders (and cancel
+    those whose half-days have passed), then wake the outbox worker. Each job runs on its
+    own (`_periodic_job`): one that fails is logged and the others still run."""
+    jobs = (
+        ("sweep", lambda: tickets.sweep(SqlUnitOfWork(engine), ctx)),
+        ("redispatch", lambda: dispatch.redispatch_waiting(SqlUnitOfWork(engine), ctx)),
+        ("outbox wake", worker.wake),
+    )
     while not stop.wait(interval):
-        try:
-            tickets.sweep(SqlUnitOfWork(engine), ctx)
-            dispatch.redispatch_waiting(SqlUnitOfWork(engine), ctx)
-            worker.wake()
-        except Exception:
-            _log.exception("periodic sweep failed")
+        for name, job in jobs:
+            _periodic_job(name, job)
+
+
+def _periodic_job(name: str, job: Callable[[], object]) -> None:
+    """Run one periodic job; a failure is logged once, naming the job, and not raised
+    (the next interval tries it again)."""
+    try:
+        job()
+    except Exception:
+        _log.exception("periodic job failed", job=name)
 
 
 def _order_group_flags(parser: argparse.ArgumentParser) -> None:

@@ -57,10 +57,12 @@ def submit_rectification(
     photo: bytes,
     actor: str = "firm",
 ) -> Ticket:
-    """The firm's proof of fix: a JPEG/PNG photo (≤ 5 MB) and a note, sent today (the day
-    its lateness is judged by). An OPEN ticket past its deadline that the sweep has not
-    reported yet is reported now (RECTIFICATION_OVERDUE, as the sweep would have): once
-    the proof is in, the sweep passes it by."""
+    """The firm's proof of fix: a JPEG/PNG photo (≤ 5 MB) and a note. The first proof of
+    a round (the ticket OPEN) is sent today, the day its lateness is judged by; another
+    while it waits for the recheck ("a better photo") replaces the photo and note but not
+    that day (domain/tickets.py `closes_late`). An OPEN ticket past its deadline that the
+    sweep has not reported yet is reported now (RECTIFICATION_OVERDUE, as the sweep would
+    have): once the proof is in, the sweep passes it by."""
     if len(note) > MAX_TEXT:
         raise ValidationError([FieldViolation("note", TOO_LONG)])
     if control_problem(note, multiline=True):
@@ -72,6 +74,7 @@ def submit_rectification(
         found = uow.register.ticket(ticket_id, for_update=True)
         ticket = visible(owner, found, "ticket", ticket_id)
         report_overdue(uow, ticket, today)
+        first = ticket.status == TicketStatus.OPEN  # this round's first proof
         sent = ticket.proofs_this_round()
         ticket.move(
             TicketAction.SUBMIT_PROOF,
@@ -84,7 +87,8 @@ def submit_rectification(
         proof = photo_record(new_id("P"), ticket.id, photo, "proof", now())
         uow.register.add(proof)
         ticket.proof_photo_id = proof.id
-        ticket.proof_submitted_on = today
+        if first:
+            ticket.proof_submitted_on = today
         uow.commit()
         return ticket
 
@@ -128,7 +132,8 @@ def recheck_ticket(
         else:
             ticket.move(TicketAction.RECHECK_FAIL, actor=actor, at=now(), reason=note)
             assert new_due is not None
-            ticket.due_on = new_due
+            # a new round: its first proof, under the new deadline, is the one judged
+            ticket.due_on, ticket.proof_submitted_on = new_due, None
             uow.register.add_event(due_changed(ticket, today))
         uow.commit()
         return ticket
@@ -187,14 +192,16 @@ def _verified(uow: UnitOfWork, ticket: Ticket, today: date, actor: str, note: st
 def sweep(uow: UnitOfWork, ctx: BookingContext) -> int:
     """督单: report each OPEN ticket past its deadline once per deadline
     (RECTIFICATION_OVERDUE; `Ticket.needs_overdue_report`: a proof waiting for its recheck
-    is not reported)."""
+    is not reported). The tickets are read locked: a late proof being committed meanwhile
+    (which reports its own overdue, `submit_rectification`) is waited for and its ticket
+    then passed by, so the sweep neither writes that event twice nor fails on it (its id
+    is unique), and every other report of the batch stands."""
     today = ctx.today()
     with uow:
-        overdue = [
-            t
-            for t in uow.register.tickets(overdue_on=today, limit=100_000)
-            if report_overdue(uow, t, today)
-        ]
+        due = uow.register.tickets(
+            status=TicketStatus.OPEN, overdue_on=today, limit=100_000, for_update=True
+        )
+        overdue = [t for t in due if report_overdue(uow, t, today)]
         uow.commit()
     return len(overdue)
 

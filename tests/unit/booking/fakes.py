@@ -368,6 +368,7 @@ class FakeRegister:
         regions: Sequence[str] = (),
         by_deadline: bool = False,
         expert_id: str = "",
+        for_update: bool = False,
     ) -> Sequence[Ticket]:
         rows = [
             t

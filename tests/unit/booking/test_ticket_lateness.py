@@ -158,3 +158,37 @@ def test_a_failed_recheck_needs_a_note_whoever_calls(
         uow, ctx, t.id, passed=True, note="", new_due_on="", actor="inspector"
     )
     assert passed.status == "verified"  # a pass needs none
+
+
+# ---------------------------------------------------------------- review 54 D1
+
+
+def test_a_better_photo_after_the_deadline_keeps_an_in_time_proof_in_time(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    """The page invites a clearer photo while the proof waits: sent after the deadline, it
+    replaces the photo, not the day the firm's proof came in."""
+    t = visited(uow, ctx, token)
+    ctx.today.advance(13)  # two days before the deadline
+    prove(uow, ctx, token, t.id)
+    in_time = ctx.today()
+    ctx.today.advance(4)  # after the deadline, still waiting for the recheck
+    prove(uow, ctx, token, t.id)  # "a better photo"
+    assert t.proof_submitted_on == in_time and t.proofs_this_round() == 2
+    assert tickets.sweep(uow, ctx) == 0 and not events_of(uow, RectificationOverdue)
+    done = recheck(uow, ctx, t.id)
+    assert not done.closed_late and events_of(uow, HazardVerified)[0].late is False
+
+
+def test_a_junk_first_proof_buys_no_time_the_next_round_is_judged_by_its_deadline(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    t = visited(uow, ctx, token)
+    ctx.today.advance(1)
+    prove(uow, ctx, token, t.id)  # in time, but junk
+    new_due = ctx.today() + timedelta(days=10)
+    assert recheck(uow, ctx, t.id, new_due=new_due).proof_submitted_on is None
+    ctx.today.advance(12)  # the new deadline passed; the sweep has not run
+    prove(uow, ctx, token, t.id)
+    assert t.proof_submitted_on == ctx.today()
+    assert recheck(uow, ctx, t.id).closed_late

@@ -9,7 +9,8 @@ proof. A passed recheck is late when that proof came after the deadline in force
 ticket was reported overdue (domain/tickets.py `closes_late`), no longer when the recheck
 came after the deadline. A ticket waiting for its recheck gets the day of its latest
 move into SUBMITTED from its history; the others need none (an OPEN one sends a proof
-first, a VERIFIED one was judged).
+first, a VERIFIED one was judged). Review 54 made the day the round's first proof, not
+its latest: b0011 sets it so for the tickets in flight.
 """
 
 from __future__ import annotations
