@@ -236,22 +236,18 @@ def _union(first: tuple[T, ...], second: tuple[T, ...]) -> tuple[T, ...]:
     return tuple(dict.fromkeys((*first, *second)))
 
 
-EVENT_FIELDS = frozenset(
-    {
-        "event_id",
-        "enterprise_id",
-        "kind",
-        "occurred_on",
-        "accident",
-        "complaint",
-        "hazard",
-        "verification",
-        "overdue",
-        "penalty",
-        "profile",
-        "due_change",
-    }
+# an event's detail fields, one per kind (or shared: hazard), in the proto's order
+EVENT_DETAILS = (
+    "accident",
+    "complaint",
+    "hazard",
+    "verification",
+    "overdue",
+    "penalty",
+    "profile",
+    "due_change",
 )
+EVENT_FIELDS = frozenset({"event_id", "enterprise_id", "kind", "occurred_on", *EVENT_DETAILS})
 DETAIL_OF = {
     EventKind.ACCIDENT: "accident",
     EventKind.COMPLAINT: "complaint",

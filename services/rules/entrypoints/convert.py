@@ -615,17 +615,6 @@ def facts_to_dict(facts: Mapping[str, struct_pb2.Value]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the register
 
-EVENT_DETAILS = (
-    "accident",
-    "complaint",
-    "hazard",
-    "verification",
-    "overdue",
-    "penalty",
-    "profile",
-    "due_change",
-)
-
 
 def event_to_dict(e: pb.EnterpriseEvent) -> dict[str, Any]:
     """The JSON shape domain.events.parse_event validates."""
