@@ -284,8 +284,12 @@ VISIT_NOT_OPEN = "该订单不在待上门状态，不能记录检查"
 VISIT_RECORDED = "已保存检查记录"
 # the visit form's on-site mobile: what a visit leaves as the firm's sign-in mobile
 VISIT_MOBILE_FROM_ORDER = (
-    "该企业还没有登录手机。留空则以预约联系人的手机（{mobile}）作为企业登录手机；"
-    "请向现场负责人核对，不是本企业的人时请填写现场负责人的手机。"
+    "该企业还没有登录手机，本次检查须确定：现场负责人就是预约联系人时请勾选下方确认，"
+    "否则请填写现场负责人的手机。该手机将用于企业登录。"
+)
+VISIT_CONTACT_CONFIRM = "现场联系人即预约联系人（{mobile}）"
+VISIT_MOBILE_NEEDED = (
+    "该企业还没有登录手机：请当面核对后勾选“现场联系人即预约联系人”，或填写现场负责人的手机"
 )
 VISIT_MOBILE_ON_RECORD = (
     "该企业已有登录手机（{mobile}），留空则不变；填写则改为该号码，企业须用新号码重新登录。"

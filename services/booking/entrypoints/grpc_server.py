@@ -252,6 +252,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             actor=current_caller(),
             expert_id=authz.expert_filter(current_principal()),
             on_site_mobile=request.on_site_mobile,
+            contact_confirmed=request.contact_confirmed,
         )
         self._wake()
         today = self._ctx.today()

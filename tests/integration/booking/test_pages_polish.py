@@ -266,7 +266,7 @@ def test_the_same_clause_twice_comes_back_numbered_as_typed(sqlite_web: Web) -> 
     page = c.get(f"/staff/orders/{order_id}/visit").text
     clauses = re.findall(r'name="pick" value="([^"]+)".*?class="badge sev-(\w+)"', page, re.S)
     other, level = next((r, sev) for r, sev in clauses if r != "GEN:ledger")
-    form = {"csrf": tok, "minutes_on_site": "45"}
+    form = {"csrf": tok, "minutes_on_site": "45", "contact_confirmed": "1"}
     typed = [("GEN:ledger", "一号仓库无台账"), ("GEN:ledger", "二号仓库无台账"), (other, "")]
     for i, (ref, desc) in enumerate(typed):
         form |= {f"ref_{i}": ref, f"severity_{i}": "general", f"desc_{i}": desc}
