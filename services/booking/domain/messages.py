@@ -138,6 +138,13 @@ TAKEN_FROM_EXPERT = {
     "conflict": "专家{expert}需回避本企业（利益冲突），{slot}的上门重新派单",
     "domains": "专家{expert}已不再承接本预约的服务领域，{slot}的上门重新派单",
 }
+# the same rows as the firm reads them (domain/order_history.py): the expert by name,
+# and why an expert cannot come is not the firm's to read
+DISPATCHED_UNNAMED = "已派专家上门，{slot}"
+TAKEN_FOR_FIRM = {
+    "again": "原定专家无法上门，已为您重新派单",
+    "waiting": "原定专家无法上门，正在为您重新安排",
+}
 VISIT_FINDINGS = "{n}项隐患"
 NO_FINDINGS = "未发现隐患"
 FOUND_ON_SITE = "现场发现"

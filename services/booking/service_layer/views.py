@@ -14,8 +14,15 @@ from typing import Any
 
 import structlog
 
+from services.booking.domain import order_history
 from services.booking.domain.firm_access import FirmAccess
-from services.booking.domain.orders import ENDED_ORDERS, OPEN_STATUSES, mask_phone
+from services.booking.domain.orders import (
+    ENDED_ORDERS,
+    OPEN_STATUSES,
+    Order,
+    OrderTransition,
+    mask_phone,
+)
 from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
 from services.booking.domain.tickets import FirmNotice, TicketStatus
@@ -114,9 +121,10 @@ def order_page(
 ) -> dict[str, Any]:
     """One of the firm's orders. With the QR token alone: the public confirmation
     (number and status); for the firm's session also the expert, items, contact, the
-    clauses that motivated it (with their texts, as on a ticket's page) and the tickets
-    it raised. `cancellable`: SUBMITTED or DISPATCHED (the page offers to cancel it, or
-    to sign in to cancel it)."""
+    clauses that motivated it (with their texts, as on a ticket's page), the tickets it
+    raised and its history as the firm reads it (`history`: domain/order_history.py,
+    experts by name, no reason why one cannot come). `cancellable`: SUBMITTED or
+    DISPATCHED (the page offers to cancel it, or to sign in to cancel it)."""
     with uow:
         card = firm_for_token(uow, ctx, access.token)
         order = visible(card, uow.register.order(order_id), "order", order_id)
@@ -129,9 +137,11 @@ def order_page(
             if t.order_id == order.id
         ]
         names = _names(uow, [order.expert_id])
+        history = _firm_history(uow, order)
     return {
         "firm": card,
         "order": order,
+        "history": history,
         "today": ctx.today(),
         "expert_name": names.get(order.expert_id or "", ""),
         "phone": mask_phone(order.contact_phone),
@@ -194,6 +204,12 @@ def inspection(ctx: BookingContext, code: str) -> InspectionInfo | None:
         return ask_rules(lambda: ctx.rules.verify_code(code))
     except RulesRejected:
         return None
+
+
+def _firm_history(uow: UnitOfWork, order: Order) -> list[OrderTransition]:
+    """Inside the caller's transaction: the order's history as its firm reads it."""
+    named = order_history.experts_named(order.history)
+    return order_history.for_firm(order.history, uow.register.expert_names(named) if named else {})
 
 
 def _names(uow: UnitOfWork, ids: Iterable[str | None]) -> dict[str, str]:
