@@ -169,6 +169,11 @@ PROOF_POSTS_TOO_FAST = (
 )
 PAGE_TOO_LARGE = ("提交的内容太大", "填写的内容超过了页面允许的长度，请返回上一页删减后重新提交。")
 PAGE_NO_SUCH_PAGE = ("页面不存在", "没有找到您要访问的页面。")
+# a firm's form posted from another site (web/middleware.py OriginCheck): nothing saved
+PAGE_FOREIGN_POST = (
+    "无法提交",
+    "该操作只能在本企业二维码打开的页面上提交，本次没有保存。请重新扫描企业二维码后再操作。",
+)
 PAGE_METHOD = ("不支持的操作", "请返回上一页重试。")
 PAGE_HTTP_ERROR = ("请求有误", "请返回上一页重试。")
 PAGE_CRASHED = ("系统出错了", "很抱歉，请稍后再试；问题已记录。")
