@@ -51,26 +51,39 @@ class Guidance:
         self._lock = threading.Lock()
 
     def __call__(self, clause_ref: str) -> tuple[str, str]:
+        return self._find(clause_ref)[1] or ("", "")
+
+    def texts(self, refs: Iterable[str]) -> dict[str, str]:
+        """Each clause ref's text ("" when unknown), as a ticket's page shows it."""
+        return {ref: self(ref)[0] for ref in dict.fromkeys(refs)}
+
+    def known(self, refs: Iterable[str]) -> list[str]:
+        """`refs` without those the rules service's catalogue does not know (a crafted or
+        edited link's: their text would never come, review 54 D8); every one of them
+        while the catalogue cannot be had (nothing to tell them by)."""
+        return [ref for ref in refs if self._find(ref) != (True, None)]
+
+    def _find(self, clause_ref: str) -> tuple[bool, tuple[str, str] | None]:
+        """(whether the catalogue answered, the clause's (text, guidance) or None when
+        it does not know the clause)."""
         with self._lock:
-            if time.monotonic() < max(self._retry_at, self._unknown.get(clause_ref, 0.0)):
-                return "", ""  # failed or unknown a moment ago: do not ask again yet
+            if time.monotonic() < self._retry_at:
+                return False, None  # failed a moment ago: do not ask again yet
+            if time.monotonic() < self._unknown.get(clause_ref, 0.0):
+                return True, None  # unknown a moment ago: nor about it
         try:
             found = self._rules.clause(clause_ref)
         except Exception:  # the rules service is unreachable and nothing is cached
             _log.warning("clause guidance unavailable", clause_ref=clause_ref)
             with self._lock:
                 self._retry_at = time.monotonic() + self._retry_after
-            return "", ""
+            return False, None
         if found is None and self._retry_after > 0:
             with self._lock:
                 if len(self._unknown) >= MAX_UNKNOWN_REFS:
                     self._unknown.clear()
                 self._unknown[clause_ref] = time.monotonic() + self._retry_after
-        return found or ("", "")
-
-    def texts(self, refs: Iterable[str]) -> dict[str, str]:
-        """Each clause ref's text ("" when unknown), as a ticket's page shows it."""
-        return {ref: self(ref)[0] for ref in dict.fromkeys(refs)}
+        return True, found
 
 
 def firm(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard:
