@@ -244,7 +244,7 @@ def from_this_site(origin: str, referer: str, scheme: str, host: str, public_url
 def _site(url: str) -> tuple[str, str, int] | None:
     """An http(s) URL's origin as (scheme, host, port), None for anything else."""
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         scheme, name, port = parts.scheme.lower(), parts.hostname, parts.port
     except ValueError:
         return None
