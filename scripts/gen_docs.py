@@ -24,7 +24,7 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.booking.entrypoints.access import BOOKING_METHODS  # noqa: E402
+from services.booking.entrypoints.access import BOOKING_METHODS, FIRM_CREDENTIAL  # noqa: E402
 from services.common.auth import MethodRule  # noqa: E402
 from services.common.http_gateway import HTTP_STATUS  # noqa: E402
 from services.rules.entrypoints.access import RULES_METHODS  # noqa: E402
@@ -212,13 +212,15 @@ def _map_types(message: descriptor_pb2.DescriptorProto, prefix: str) -> dict[str
     return maps
 
 
-def _scopes(rule: MethodRule | None) -> str:
+def _scopes(rule: MethodRule | None, path: str = "") -> str:
+    """Who may call the method at `path`: its scopes, and what a firm presents."""
     if rule is None:
         return ""
     if rule.public:
         return "anyone: no token (any it sends is ignored)"
     scopes = " or ".join(f"`{s}`" for s in sorted(rule.scopes))
-    return f"{scopes}; or the firm's QR token" if rule.qr_ok else scopes
+    firm = FIRM_CREDENTIAL.get(path, "the firm's QR token")
+    return f"{scopes}; or {firm}" if rule.qr_ok else scopes
 
 
 def api_markdown(files: list[descriptor_pb2.FileDescriptorProto]) -> str:
@@ -259,11 +261,12 @@ def _file_section(
                 f"{into}`{method.input_type.rsplit('.', 1)[1]}`"
                 f" → {out}`{method.output_type.rsplit('.', 1)[1]}`"
             )
-            rule = access.get(f"/{file.package}.{service.name}/{method.name}")
+            path = f"/{file.package}.{service.name}/{method.name}"
+            rule = access.get(path)
             what = _cell(notes.get(6, s_index, 2, m_index))
             if http and not (method.client_streaming or method.server_streaming):
                 what += f" HTTP: `POST /v1/rules/{method.name}`."
-            yield f"| `{method.name}` | {arrow} | {_scopes(rule)} | {what} |\n"
+            yield f"| `{method.name}` | {arrow} | {_scopes(rule, path)} | {what} |\n"
     yield "\n### Messages\n"
     for m_index, message in enumerate(file.message_type):
         yield from _message_section(file, notes, m_index, message)

@@ -7,8 +7,9 @@ the confirmation page, types a reason and confirms: the order page says it is ca
 and another firm's order that waited for that half-day is dispatched to it. A passer-by
 on the order page is offered 登录后取消 instead, and lands on the cancel page once signed
 in. F2: a firm that nobody gave a sign-in mobile orders with its mobile; no code goes to
-it before the visit; the expert records the visit (no on-site mobile); then the order's
-mobile gets a code, signs in, and uploads the proof of fix.
+it before the visit; the expert records the visit (no on-site mobile, the order's
+contact confirmed in person: review 54 D2); then the order's mobile gets a code, signs
+in, and uploads the proof of fix.
 
 Screenshots: test-artifacts/firm_page/<test>/ (README "Tests").
 """
@@ -142,8 +143,11 @@ def test_the_phone_of_the_first_visited_order_signs_in_and_uploads_proof(
     phone.get_by_label("登录手机号").fill(CONTACT)
     phone.get_by_role("button", name="获取验证码").click()
     assert pair.sms.sent == []  # an order alone: anyone may scan the poster
-    visit = pair.booking.RecordVisit(ledger_visit(order_id, "灭火器压力不足"), timeout=10)
-    ticket_id = visit.tickets[0].ticket_id  # the expert left on_site_mobile empty
+    # the expert left on_site_mobile empty and confirmed the order's contact in person
+    request = ledger_visit(order_id, "灭火器压力不足")
+    request.contact_confirmed = True
+    visit = pair.booking.RecordVisit(request, timeout=10)
+    ticket_id = visit.tickets[0].ticket_id
     phone.goto(f"{live.base}/q/{token}")
     phone.get_by_role("link", name="用登记的手机号登录").click()
     _sign_in(phone, live, CONTACT, shots, "sign-in-after-visit")

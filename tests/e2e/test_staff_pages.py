@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from services.booking.adapters.orm import audit_log, photos, staff_sessions
 from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
+from services.booking.domain import messages
 from services.booking.entrypoints import grpc_server as booking_grpc
 from services.booking.entrypoints.web import create_web_app
 from services.booking.service_layer import staff_accounts
@@ -275,12 +276,16 @@ def test_expert_records_a_visit_from_the_clause_list(
     assert "只接受JPEG或PNG格式的照片" in phone.locator("#finding-0").inner_text()
     assert "请填写隐患描述" in phone.locator("#finding-0").inner_text()
     assert phone.locator("#severity_0").input_value() == "major"
+    # the firm has no sign-in mobile: the expert must confirm the order's contact or
+    # type the on-site mobile (review 54 D2)
+    assert phone.locator("#on-site-mobile-error").inner_text() == messages.VISIT_MOBILE_NEEDED
     shot(phone, tmp_path, "expert-visit-error")
     assert (
         pair.booking.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10).status
         == bpb.ORDER_STATUS_DISPATCHED
     )
     phone.locator("#desc_0").fill("干式除尘器未设泄爆装置")
+    phone.get_by_label(messages.VISIT_CONTACT_CONFIRM.format(mobile="138****5678")).check()
     phone.locator("#photo_0").set_input_files(
         files=[{"name": "site.png", "mimeType": "image/png", "buffer": PNG}]
     )

@@ -52,3 +52,33 @@ def test_a_zero_cap_and_joint_id_are_documented() -> None:
     assert "0" in cap and "WHITELIST" in cap
     joint_id = _field_comment("InspectionVerdict", "joint_id")
     assert "joint" in joint_id and "false" in joint_id
+
+
+API = (ROOT / "docs/api.md").read_text(encoding="utf-8")
+
+
+def _api_row(name: str) -> str:
+    """The row of docs/api.md's booking table (generated from booking.proto) for `name`."""
+    start = API.index("## `booking.v1.BookingService`")
+    found = re.search(rf"^\| `{name}` \|.*$", API[start:], re.M)
+    assert found, name
+    return found.group(0)
+
+
+def test_the_booking_reference_tells_the_merged_behaviour() -> None:
+    """Review 54 D7: CancelOrder was documented as working with the QR token alone; the
+    move back to SUBMITTED, the system's cancellation, DispatchOrder's refusal of passed
+    half-days and the sign-in mobile a visit gives were not described."""
+    cancel = _api_row("CancelOrder")
+    assert "or the firm's session |" in cancel and "(QR token)" not in cancel
+    assert "QR token alone is PERMISSION_DENIED" in cancel and '"dispatcher"' in cancel
+    for name in ("ListOrders", "SubmitRectification"):
+        assert "or the firm's session |" in _api_row(name), name
+    assert "DISPATCHED → SUBMITTED" in API[API.index("#### `OrderStatus`") :]
+    dispatch = _api_row("DispatchOrder")
+    assert "FAILED_PRECONDITION" in dispatch and "order_id" in dispatch
+    assert "DISPATCHED →" in _api_row("UpsertExpert")
+    assert "contact_confirmed" in _api_row("RecordVisit")
+    visit = API[API.index("#### `RecordVisitRequest`") :]
+    assert "`contact_confirmed` (6)" in visit and "stranger" in visit
+    assert "cancelled" in re.search(r"^\| `dispatch_note`.*$", API, re.M).group(0)  # type: ignore[union-attr]

@@ -138,6 +138,13 @@ TAKEN_FROM_EXPERT = {
     "conflict": "专家{expert}需回避本企业（利益冲突），{slot}的上门重新派单",
     "domains": "专家{expert}已不再承接本预约的服务领域，{slot}的上门重新派单",
 }
+# the same rows as the firm reads them (domain/order_history.py): the expert by name,
+# and why an expert cannot come is not the firm's to read
+DISPATCHED_UNNAMED = "已派专家上门，{slot}"
+TAKEN_FOR_FIRM = {
+    "again": "原定专家无法上门，已为您重新派单",
+    "waiting": "原定专家无法上门，正在为您重新安排",
+}
 VISIT_FINDINGS = "{n}项隐患"
 NO_FINDINGS = "未发现隐患"
 FOUND_ON_SITE = "现场发现"
@@ -162,6 +169,11 @@ PROOF_POSTS_TOO_FAST = (
 )
 PAGE_TOO_LARGE = ("提交的内容太大", "填写的内容超过了页面允许的长度，请返回上一页删减后重新提交。")
 PAGE_NO_SUCH_PAGE = ("页面不存在", "没有找到您要访问的页面。")
+# a firm's form posted from another site (web/middleware.py OriginCheck): nothing saved
+PAGE_FOREIGN_POST = (
+    "无法提交",
+    "该操作只能在本企业二维码打开的页面上提交，本次没有保存。请重新扫描企业二维码后再操作。",
+)
 PAGE_METHOD = ("不支持的操作", "请返回上一页重试。")
 PAGE_HTTP_ERROR = ("请求有误", "请返回上一页重试。")
 PAGE_CRASHED = ("系统出错了", "很抱歉，请稍后再试；问题已记录。")
@@ -284,8 +296,12 @@ VISIT_NOT_OPEN = "该订单不在待上门状态，不能记录检查"
 VISIT_RECORDED = "已保存检查记录"
 # the visit form's on-site mobile: what a visit leaves as the firm's sign-in mobile
 VISIT_MOBILE_FROM_ORDER = (
-    "该企业还没有登录手机。留空则以预约联系人的手机（{mobile}）作为企业登录手机；"
-    "请向现场负责人核对，不是本企业的人时请填写现场负责人的手机。"
+    "该企业还没有登录手机，本次检查须确定：现场负责人就是预约联系人时请勾选下方确认，"
+    "否则请填写现场负责人的手机。该手机将用于企业登录。"
+)
+VISIT_CONTACT_CONFIRM = "现场联系人即预约联系人（{mobile}）"
+VISIT_MOBILE_NEEDED = (
+    "该企业还没有登录手机：请当面核对后勾选“现场联系人即预约联系人”，或填写现场负责人的手机"
 )
 VISIT_MOBILE_ON_RECORD = (
     "该企业已有登录手机（{mobile}），留空则不变；填写则改为该号码，企业须用新号码重新登录。"

@@ -30,17 +30,18 @@ CODE = re.compile(r"[0-9]{6}")
 _CREDENTIAL = re.compile(r"([0-9a-f]{32})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43})")
 
 
-def mobile_after_visit(current: str, on_site: str, order_contact: str) -> str:
+def mobile_after_visit(current: str, on_site: str, order_contact: str, confirmed: bool) -> str:
     """The firm's sign-in mobile once an expert has recorded the visit of one of its
     orders. The spec's "registered mobile: the register's contact, or the phone of its
-    first confirmed order" (docs/booking.md): the visit is what confirms an order (the
-    expert met the firm on its premises; an order alone could come from anyone who
-    scanned the public poster). So: the mobile of the person the expert met
-    (`on_site`), when the expert gave one; else, while the firm has none (`current`),
-    the visited order's contact mobile; else the mobile on record stays."""
+    first confirmed order" (docs/booking.md): the expert confirms it in person (an order
+    alone could come from anyone who scanned the public poster, with their own mobile).
+    So: the mobile of the person the expert met (`on_site`), when the expert gave one;
+    else, while the firm has none (`current`), the visited order's contact mobile, only
+    when the expert `confirmed` that the person met is that contact; else the mobile on
+    record (or none) stays."""
     if on_site:
         return on_site
-    return current or order_contact
+    return current or (order_contact if confirmed else "")
 
 
 def new_code() -> str:

@@ -36,3 +36,13 @@ BOOKING_METHODS: dict[str, MethodRule] = {
         "SetSignInPhone": rule("booking.admin"),
     }.items()
 }
+
+# What the firm presents to make a `qr_ok` call, where its QR token alone is not enough:
+# its session (metadata `firm-session`, from SignIn), checked by the handler. The
+# QR-token-only calls are the rest. docs/api.md's "who may call" column.
+FIRM_CREDENTIAL = {
+    PREFIX + "GetOrder": "the firm's QR token (number and status only) or its session",
+    PREFIX + "ListOrders": "the firm's session",
+    PREFIX + "CancelOrder": "the firm's session",
+    PREFIX + "SubmitRectification": "the firm's session",
+}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
@@ -47,10 +47,16 @@ def _history(rows: Iterable[Any]) -> list[pb.Transition]:
 
 
 def order_to_proto(
-    o: Order, *, expert_name: str = "", show_phone: bool = False, show_refs: bool = False
+    o: Order,
+    *,
+    expert_name: str = "",
+    show_phone: bool = False,
+    show_refs: bool = False,
+    history: Sequence[Any] | None = None,
 ) -> pb.Order:
     """`show_refs`: the firm's session or the dispatched expert (the clauses that
-    motivated the order are theirs only)."""
+    motivated the order are theirs only). `history`: the rows to answer instead of the
+    order's own (the firm's reading: domain/order_history.py)."""
     return pb.Order(
         order_id=o.id,
         enterprise_id=o.enterprise_id,
@@ -67,7 +73,7 @@ def order_to_proto(
         slot=o.slot or "",
         dispatch_note=o.dispatch_note,
         created_at=rfc3339(o.created_at),
-        history=_history(o.history),
+        history=_history(o.history if history is None else history),
         clause_refs=o.clause_refs if show_refs else [],
     )
 

@@ -8,7 +8,7 @@ codes in services/common/grpc_errors.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import unquote
 
 import grpc
@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from services.booking.adapters.orm import start_mappers
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
-from services.booking.domain import messages
+from services.booking.domain import messages, order_history
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import Order
@@ -140,14 +140,18 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         show_phone: bool = False,
         names: dict[str, str] | None = None,
         show_refs: bool = False,
+        for_firm: bool = False,
     ) -> pb.Order:
+        """`for_firm`: the firm's session reads it, its history as the firm's order page
+        shows it (domain/order_history.py; `names` then also holds its experts')."""
         if names is None:
-            names = experts.expert_names(self._uow(), [order.expert_id])
+            names = experts.expert_names(self._uow(), _experts_of([order], for_firm))
         return convert.order_to_proto(
             order,
             expert_name=names.get(order.expert_id or "", ""),
             show_phone=show_phone,
             show_refs=show_refs,
+            history=order_history.for_firm(order.history, names) if for_firm else None,
         )
 
     @map_errors
@@ -166,7 +170,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         if current_principal().caller == authz.FIRM:
             if self._firm_session(context) != order.enterprise_id:
                 return convert.public_confirmation(order)  # the QR token alone reads no more
-            return self._order(order, show_refs=True)
+            return self._order(order, show_refs=True, for_firm=True)
         return self._order(order)
 
     @map_errors
@@ -182,6 +186,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             order,
             show_phone=authz.sees_phone(principal, order),
             show_refs=authz.sees_refs(principal, order, access),
+            for_firm=bool(firm_id),
         )
 
     @map_errors
@@ -199,9 +204,12 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             request.page_token,
             authz.reach(current_principal(), self._ctx.regions),
         )
-        names = experts.expert_names(self._uow(), [o.expert_id for o in rows])  # one query
+        names = experts.expert_names(self._uow(), _experts_of(rows, bool(firm_id)))  # one query
         return pb.ListOrdersResponse(
-            orders=[self._order(o, names=names, show_refs=bool(firm_id)) for o in rows],
+            orders=[
+                self._order(o, names=names, show_refs=bool(firm_id), for_firm=bool(firm_id))
+                for o in rows
+            ],
             next_page_token=token,
         )
 
@@ -220,7 +228,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             actor=current_caller(),
             reason=request.reason,
         )
-        return self._order(order, show_refs=bool(firm_id))
+        return self._order(order, show_refs=bool(firm_id), for_firm=bool(firm_id))
 
     @unary
     def DispatchOrder(self, request: pb.DispatchOrderRequest) -> pb.Order:
@@ -252,6 +260,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             actor=current_caller(),
             expert_id=authz.expert_filter(current_principal()),
             on_site_mobile=request.on_site_mobile,
+            contact_confirmed=request.contact_confirmed,
         )
         self._wake()
         today = self._ctx.today()
@@ -358,6 +367,15 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
 
 
 SESSION_METADATA = "firm-session"
+
+
+def _experts_of(rows: Iterable[Order], for_firm: bool) -> set[str]:
+    """The experts whose names the orders show: each one's dispatched expert, and for
+    the firm also those its history names."""
+    ids = {o.expert_id for o in rows if o.expert_id}
+    if for_firm:
+        ids |= {e for o in rows for e in order_history.experts_named(o.history)}
+    return ids
 
 
 def _session_text(context: grpc.ServicerContext) -> str:

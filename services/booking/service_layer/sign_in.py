@@ -6,7 +6,8 @@ sessions live in the register (they hold across processes and replicas); only di
 of codes, phones and session secrets are stored. The sign-in mobile is set by
 booking.admin (`set_sign_in_phone`) or by the visit of one of the firm's orders
 (visits.py): the mobile of the person the expert met, or, while the firm has none, that
-order's contact mobile (domain/sign_in.py `mobile_after_visit`); each change is in the
+order's contact mobile when the expert confirmed in person that it is theirs
+(domain/sign_in.py `mobile_after_visit`); each change is in the
 audit trail (masked) and ends the firm's sessions.
 """
 

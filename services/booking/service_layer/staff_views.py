@@ -188,9 +188,9 @@ class VisitForm:
     picked: list[tuple[PickableClause, date]]  # each with its deadline by policy
     visit_day: date
     # the on-site mobile left empty: the firm's sign-in mobile after the visit is the one
-    # it has (`on_record`), or, without one, the order's contact mobile
-    # (domain/sign_in.py mobile_after_visit); shown masked, as to every caller but
-    # booking.admin (`default_mobile`)
+    # it has (`on_record`); without one, the expert must confirm the order's contact
+    # mobile or type the on-site one (domain/sign_in.py mobile_after_visit); either is
+    # shown masked, as to every caller but booking.admin (`default_mobile`)
     default_mobile: str = ""
     on_record: bool = False
 
@@ -206,7 +206,8 @@ def visit_form(
     """The visit form of the expert's own dispatched order: the clauses that apply to
     the firm (matching `query`), and a finding block for each of `picks`, in order (the
     same clause twice is two findings), with severity and deadline preset, and the
-    mobile the firm signs in with unless the expert types another (VisitForm)."""
+    firm's sign-in mobile on record, else the order's contact mobile the expert may
+    confirm (VisitForm)."""
     order = own_order(uow, p, order_id)
     with uow:
         card = uow.register.firm(order.enterprise_id)

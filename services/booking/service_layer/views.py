@@ -14,8 +14,15 @@ from typing import Any
 
 import structlog
 
+from services.booking.domain import order_history
 from services.booking.domain.firm_access import FirmAccess
-from services.booking.domain.orders import ENDED_ORDERS, OPEN_STATUSES, mask_phone
+from services.booking.domain.orders import (
+    ENDED_ORDERS,
+    OPEN_STATUSES,
+    Order,
+    OrderTransition,
+    mask_phone,
+)
 from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
 from services.booking.domain.tickets import FirmNotice, TicketStatus
@@ -44,26 +51,39 @@ class Guidance:
         self._lock = threading.Lock()
 
     def __call__(self, clause_ref: str) -> tuple[str, str]:
+        return self._find(clause_ref)[1] or ("", "")
+
+    def texts(self, refs: Iterable[str]) -> dict[str, str]:
+        """Each clause ref's text ("" when unknown), as a ticket's page shows it."""
+        return {ref: self(ref)[0] for ref in dict.fromkeys(refs)}
+
+    def known(self, refs: Iterable[str]) -> list[str]:
+        """`refs` without those the rules service's catalogue does not know (a crafted or
+        edited link's: their text would never come, review 54 D8); every one of them
+        while the catalogue cannot be had (nothing to tell them by)."""
+        return [ref for ref in refs if self._find(ref) != (True, None)]
+
+    def _find(self, clause_ref: str) -> tuple[bool, tuple[str, str] | None]:
+        """(whether the catalogue answered, the clause's (text, guidance) or None when
+        it does not know the clause)."""
         with self._lock:
-            if time.monotonic() < max(self._retry_at, self._unknown.get(clause_ref, 0.0)):
-                return "", ""  # failed or unknown a moment ago: do not ask again yet
+            if time.monotonic() < self._retry_at:
+                return False, None  # failed a moment ago: do not ask again yet
+            if time.monotonic() < self._unknown.get(clause_ref, 0.0):
+                return True, None  # unknown a moment ago: nor about it
         try:
             found = self._rules.clause(clause_ref)
         except Exception:  # the rules service is unreachable and nothing is cached
             _log.warning("clause guidance unavailable", clause_ref=clause_ref)
             with self._lock:
                 self._retry_at = time.monotonic() + self._retry_after
-            return "", ""
+            return False, None
         if found is None and self._retry_after > 0:
             with self._lock:
                 if len(self._unknown) >= MAX_UNKNOWN_REFS:
                     self._unknown.clear()
                 self._unknown[clause_ref] = time.monotonic() + self._retry_after
-        return found or ("", "")
-
-    def texts(self, refs: Iterable[str]) -> dict[str, str]:
-        """Each clause ref's text ("" when unknown), as a ticket's page shows it."""
-        return {ref: self(ref)[0] for ref in dict.fromkeys(refs)}
+        return True, found
 
 
 def firm(uow: UnitOfWork, ctx: BookingContext, token: str) -> FirmCard:
@@ -114,9 +134,10 @@ def order_page(
 ) -> dict[str, Any]:
     """One of the firm's orders. With the QR token alone: the public confirmation
     (number and status); for the firm's session also the expert, items, contact, the
-    clauses that motivated it (with their texts, as on a ticket's page) and the tickets
-    it raised. `cancellable`: SUBMITTED or DISPATCHED (the page offers to cancel it, or
-    to sign in to cancel it)."""
+    clauses that motivated it (with their texts, as on a ticket's page), the tickets it
+    raised and its history as the firm reads it (`history`: domain/order_history.py,
+    experts by name, no reason why one cannot come). `cancellable`: SUBMITTED or
+    DISPATCHED (the page offers to cancel it, or to sign in to cancel it)."""
     with uow:
         card = firm_for_token(uow, ctx, access.token)
         order = visible(card, uow.register.order(order_id), "order", order_id)
@@ -129,9 +150,11 @@ def order_page(
             if t.order_id == order.id
         ]
         names = _names(uow, [order.expert_id])
+        history = _firm_history(uow, order)
     return {
         "firm": card,
         "order": order,
+        "history": history,
         "today": ctx.today(),
         "expert_name": names.get(order.expert_id or "", ""),
         "phone": mask_phone(order.contact_phone),
@@ -194,6 +217,12 @@ def inspection(ctx: BookingContext, code: str) -> InspectionInfo | None:
         return ask_rules(lambda: ctx.rules.verify_code(code))
     except RulesRejected:
         return None
+
+
+def _firm_history(uow: UnitOfWork, order: Order) -> list[OrderTransition]:
+    """Inside the caller's transaction: the order's history as its firm reads it."""
+    named = order_history.experts_named(order.history)
+    return order_history.for_firm(order.history, uow.register.expert_names(named) if named else {})
 
 
 def _names(uow: UnitOfWork, ids: Iterable[str | None]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from services.booking.domain.events import hazard_found
 from services.booking.domain.findings import FindingInput, check_findings, found_ticket
 from services.booking.domain.orders import PHONE, OrderAction
 from services.booking.domain.photos import photo_record
-from services.booking.domain.records import Visit
+from services.booking.domain.records import FirmCard, Visit
 from services.booking.domain.sign_in import mobile_after_visit
 from services.booking.domain.tickets import Ticket
 from services.booking.service_layer.ports import BookingContext, ask_rules
@@ -47,14 +47,20 @@ def record_visit(
     actor: str,
     expert_id: str = "",
     on_site_mobile: str = "",
+    contact_confirmed: bool = False,
+    mobile_required: bool = False,
     firm_clauses_only: bool = False,
 ) -> VisitResult:
     """The expert's visit: each finding becomes a ticket and a HAZARD_FOUND event; a visit
     without findings closes the order. `expert_id`: only that expert's order ('' = any).
     `on_site_mobile`: the firm's person the expert met; it becomes the firm's sign-in
     mobile (sign_in.py), in the same transaction; without one, a firm that has no
-    sign-in mobile yet gets the visited order's contact mobile (the phone of its first
-    confirmed order: domain/sign_in.py `mobile_after_visit`). `firm_clauses_only` (the staff pages):
+    sign-in mobile yet gets the visited order's contact mobile only when the expert
+    `contact_confirmed` that the person met is the order's contact (the phone of its
+    first confirmed order: domain/sign_in.py `mobile_after_visit`); neither leaves it
+    without one. `mobile_required` (the staff pages): a firm without a sign-in mobile
+    must get one from this visit, so neither is refused, naming `on_site_mobile`.
+    `firm_clauses_only` (the staff pages):
     each finding cites a clause that applies to the firm (rules is asked once), not only
     one that exists. A finding is at least as severe as its clause (a MAJOR clause, 重大
     事故隐患, recorded as GENERAL is refused, naming the finding's `severity`). A visit
@@ -70,12 +76,8 @@ def record_visit(
         raise ValidationError([FieldViolation("on_site_mobile", messages.SIGN_IN_BAD_PHONE)])
     if not 0 <= minutes <= MAX_MINUTES:
         raise ValidationError([FieldViolation("minutes_on_site", f"0..{MAX_MINUTES}")])
-    if firm_clauses_only:
-        checked = _check_firm_clauses(uow, ctx, order_id, findings, day)
-    else:
-        checked = check_findings(
-            findings, day, lambda ref: ask_rules(lambda: ctx.rules.clause_severity(ref))
-        )
+    unconfirmed = mobile_required and not (mobile or contact_confirmed)
+    checked = _checked(uow, ctx, order_id, findings, day, firm_clauses_only, unconfirmed)
     with uow:
         order = uow.register.order(order_id, for_update=True)
         if order is None:
@@ -86,6 +88,9 @@ def record_visit(
             # review 47b F5: a visit of 2020 to an order of 2026 was taken, its tickets born
             # overdue and its hazards reported to rules as found years ago
             raise ValidationError([FieldViolation("visited_on", messages.VISIT_BEFORE_ORDER)])
+        card = uow.register.firm(order.enterprise_id, for_update=True)
+        if unconfirmed and _lacks_mobile(card):
+            raise ValidationError([FieldViolation("on_site_mobile", messages.VISIT_MOBILE_NEEDED)])
         order.move(
             OrderAction.RECORD_VISIT,
             actor=actor,
@@ -97,12 +102,52 @@ def record_visit(
         tickets = [_ticket(uow, visit, order.enterprise_id, f, due, actor) for f, due in checked]
         if not tickets:
             order.move(OrderAction.CLOSE, actor=actor, at=now(), reason=messages.NO_FINDINGS)
-        card = uow.register.firm(order.enterprise_id, for_update=True)
         if card is not None:  # audited (masked); a new mobile ends the firm's sessions
-            after = mobile_after_visit(card.sign_in_phone, mobile, order.contact_phone)
+            after = mobile_after_visit(
+                card.sign_in_phone, mobile, order.contact_phone, contact_confirmed
+            )
             change_phone(uow, card, after)
         uow.commit()
         return VisitResult(visit, tickets)
+
+
+def _checked(
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    order_id: str,
+    findings: Sequence[FindingInput],
+    day: date,
+    firm_clauses_only: bool,
+    unconfirmed: bool,
+) -> list[tuple[FindingInput, date]]:
+    """The findings checked, each with its deadline. A refusal also names the on-site
+    mobile when it is `unconfirmed` and the firm has none (the form shows every field's
+    error at once)."""
+    try:
+        if firm_clauses_only:
+            return _check_firm_clauses(uow, ctx, order_id, findings, day)
+        return check_findings(
+            findings, day, lambda ref: ask_rules(lambda: ctx.rules.clause_severity(ref))
+        )
+    except ValidationError as exc:
+        if unconfirmed:
+            raise ValidationError([*exc.violations, *_mobile_needed(uow, order_id)]) from exc
+        raise
+
+
+def _lacks_mobile(card: FirmCard | None) -> bool:
+    return card is not None and not card.sign_in_phone
+
+
+def _mobile_needed(uow: UnitOfWork, order_id: str) -> list[FieldViolation]:
+    """The on-site mobile's violation when the order's firm has no sign-in mobile (read
+    to show it beside the findings' errors; the visit's transaction checks it again)."""
+    with uow:
+        order = uow.register.order(order_id)
+        card = uow.register.firm(order.enterprise_id) if order is not None else None
+    if not _lacks_mobile(card):
+        return []
+    return [FieldViolation("on_site_mobile", messages.VISIT_MOBILE_NEEDED)]
 
 
 def _check_firm_clauses(

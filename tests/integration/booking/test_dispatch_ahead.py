@@ -357,7 +357,12 @@ def test_the_servers_never_dispatch_into_the_past_and_move_orders_off_a_changed_
     finally:
         http.stop()
     assert messages.SLOTS_PASSED in expired and "已取消" in expired
-    assert "需回避本企业" in moved
+    # review 54 D5: the firm reads the experts by name and a neutral reason, not that
+    # expert Y declared a conflict of interest with it
+    assert messages.TAKEN_FOR_FIRM["again"] in moved
+    assert "需回避本企业" not in moved and "利益冲突" not in moved
+    assert "派单给专家 专家Y，" in moved and "派单给专家 专家Z，" in moved
+    assert "派单给专家 Y，" not in moved and "派单给专家 Z，" not in moved
     assert messages.SLOTS_PASSED in landing
 
 

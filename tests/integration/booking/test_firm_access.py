@@ -326,3 +326,31 @@ def test_no_credential_at_all_is_unauthenticated_a_credential_not_enough_permiss
                 else grpc.StatusCode.UNAUTHENTICATED
             ), name
     assert stub.GetOrder(bpb.GetOrderRequest(order_id=order.order_id, qr_token=token)).status
+
+
+def test_the_firms_session_reads_its_history_as_its_page_shows_it(secured) -> None:  # type: ignore[no-untyped-def]
+    """Review 54 D5: an order taken from expert Y, who declared a conflict of interest
+    with the firm, and dispatched to Z. The firm's session reads the experts by name and
+    a neutral reason; the authority reads the precise one."""
+    pair, stub = secured
+    firm, token = _firm(pair, stub, 9)
+    pair.expert("Y", ["dust_explosion"], ["稠城街道"])
+    placed = stub.CreateOrder(pair.order_request(token, item="dust_explosion"), timeout=10)
+    pair.expert("Z", ["dust_explosion"], ["北苑街道"])
+    pair.expert("Y", ["dust_explosion"], ["稠城街道"], conflicts=[firm])
+    session = _sign_in(pair, stub, firm, token)
+    asked = bpb.GetOrderRequest(order_id=placed.order_id)
+    as_firm = stub.GetOrder(asked, metadata=session, timeout=10)
+    listed = stub.ListOrders(bpb.ListOrdersRequest(), metadata=session, timeout=10).orders
+    as_admin = stub.GetOrder(asked, metadata=auth("admin"), timeout=10)
+    slot = "，" + as_admin.history[1].reason.split("，")[1]  # the half-day's label
+    assert [h.reason for h in as_firm.history] == [
+        messages.ORDER_TAKEN,
+        messages.DISPATCHED_TO.format(expert="专家Y", slot=slot[1:]),
+        messages.TAKEN_FOR_FIRM["again"],
+        messages.DISPATCHED_TO.format(expert="专家Z", slot=slot[1:]),
+    ]
+    assert [h.reason for h in listed[0].history] == [h.reason for h in as_firm.history]
+    assert as_firm.expert_name == "专家Z"
+    precise = [h.reason for h in as_admin.history]
+    assert precise[1] == f"派单给专家 Y{slot}" and "需回避本企业" in precise[2]

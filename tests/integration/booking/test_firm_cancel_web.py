@@ -5,9 +5,10 @@ The signed-in firm's order page links a confirmation page (/q/<token>/orders/<id
 whose form posts the cancellation, with an optional reason, through CancelOrder's use
 case; the freed half-day goes to an order that waited for it. Refused: a visitor without
 the firm's session (sent to sign in; also what a cross-site post is, its SameSite=Lax
-cookie left behind), another firm's order, an order already visited, a reason with a
-control character or too long; a post sent again shows the order cancelled once. The
-order form's 409 ("先取消原预约") links the cancel page. The browser flow:
+cookie left behind; a post from another origin with the cookie:
+test_firm_posts_origin.py), another firm's order, an order already visited, a reason
+with a control character or too long; a post sent again shows the order cancelled once.
+The order form's 409 ("先取消原预约") links the cancel page. The browser flow:
 tests/e2e/test_firm_cancel.py.
 """
 

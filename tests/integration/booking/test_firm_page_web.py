@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import select
 
 from services.booking.adapters.orm import orders
@@ -25,6 +26,7 @@ from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common.http_server import start_http
 from tests.booking_env import running_pair
 from tests.integration.booking.test_web import Site, make_png
+from tests.support import ROOT
 
 MOBILE = "13912345678"
 
@@ -206,7 +208,10 @@ def test_the_self_check_result_says_what_it_rests_on(site: Site) -> None:
 def test_more_clause_refs_than_allowed_on_the_form_are_an_error_not_cut(site: Site) -> None:
     _, token = site.firm(47)
     _, key = site.form(token)
-    refs = [f"GM2023:{i}" for i in range(MAX_CLAUSE_REFS + 1)]
+    # clauses the rules catalogue knows (the form drops any other: review 54 D8)
+    standard = yaml.safe_load((ROOT / "rulesets/gm2023.yaml").read_text(encoding="utf-8"))
+    refs = [f"GM2023:{c['id']}" for c in standard["clauses"][: MAX_CLAUSE_REFS + 1]]
+    assert len(refs) == MAX_CLAUSE_REFS + 1
     page = site.order(token, key, clause_refs=refs)
     assert page.status_code == 400
     assert messages.TOO_MANY_CLAUSE_REFS.format(n=MAX_CLAUSE_REFS) in page.text

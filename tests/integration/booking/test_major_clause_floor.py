@@ -40,6 +40,7 @@ def test_a_major_clause_recorded_as_general_is_refused_next_to_its_severity(
     )
     assert majors, "the firm has no MAJOR clause to cite"
     form = {"csrf": tok, "minutes_on_site": "60", "ref_0": majors[0], "desc_0": "泄爆口被封堵"}
+    form["contact_confirmed"] = "1"  # the order's contact is the firm's (review 54 D2)
     answer = c.post(f"/staff/orders/{order_id}/visit", data=form | {"severity_0": "general"})
     assert answer.status_code == 400
     shown = re.search(

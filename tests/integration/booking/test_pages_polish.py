@@ -11,11 +11,14 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
+from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.domain import messages
+from services.booking.domain.rules_service import RulesUnavailable
 from services.booking.entrypoints.web import create_web_app
 from services.booking.entrypoints.web.limits import WebLimits
 from services.common.http_server import start_http
@@ -79,11 +82,62 @@ def test_the_order_form_and_the_order_show_a_worded_rule_by_its_text(site: Site)
 def test_a_worded_rule_without_its_text_is_not_shown_by_its_code(site: Site) -> None:  # noqa: F811
     """While the rules service cannot give a rule's text, the pages say so, not its code."""
     _, token = site.firm(62)
-    site.pair.ctx.rules.clause = lambda ref: None  # type: ignore[method-assign]
+
+    def unreachable(ref: str) -> None:  # and nothing cached (review 54 D8: a clause the
+        raise RulesUnavailable("UNAVAILABLE")  # catalogue answers it does not know is dropped)
+
+    site.pair.ctx.rules.clause = unreachable  # type: ignore[method-assign]
     form = site.client.get(f"/q/{token}/order?ref=SMALL:smoke&ref={GM_3_1}")
     refs = element(form.text, "clause-refs")
     assert messages.CLAUSE_TEXT_UNAVAILABLE in refs and GM_3_1 in refs
     assert "SMALL:" not in shown(form.text)
+
+
+CRAFTED = [":", "GEN:", "GEN:led ger", "GEN:" + "x" * 60, "GEN:r0", "XX:1"]
+
+
+def _stored_refs(web: Site, order_id: str) -> list[str]:
+    with UnitOfWork(web.pair.booking_engine) as uow:
+        order = uow.register.order(order_id)
+        assert order is not None
+        return list(order.clause_refs)
+
+
+def test_refs_the_catalogue_does_not_know_are_neither_shown_nor_stored(site: Site) -> None:  # noqa: F811
+    """Review 54 D8: a crafted ?ref= that names no clause was shown as "temporarily
+    unavailable" and stored on the order (up to 20)."""
+    firm, token = site.firm(64)
+    site.sign_in(firm, token)
+    query = "&".join(f"ref={quote(r)}" for r in [*CRAFTED, GM_3_1])
+    form = site.client.get(f"/q/{token}/order?{query}")
+    assert form.status_code == 200
+    assert re.findall(r'name="clause_refs" value="([^"]+)"', form.text) == [GM_3_1]
+    assert messages.CLAUSE_TEXT_UNAVAILABLE not in form.text
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form.text)
+    assert key
+    placed = site.order(token, key.group(1), clause_refs=["GEN:r1", GM_3_1, "GEN:r2"])
+    assert placed.status_code == 303, placed.text  # an edited form: its unknown refs dropped
+    order_id = placed.headers["location"].rsplit("/", 1)[1]
+    assert _stored_refs(site, order_id) == [GM_3_1]
+    page = site.client.get(placed.headers["location"]).text
+    assert messages.CLAUSE_TEXT_UNAVAILABLE not in page and GM_3_1_TEXT in page
+
+
+def test_while_the_catalogue_cannot_be_had_the_refs_are_kept(site: Site) -> None:  # noqa: F811
+    firm, token = site.firm(65)
+    site.sign_in(firm, token)
+
+    def unreachable(ref: str) -> None:
+        raise RulesUnavailable("UNAVAILABLE")
+
+    site.pair.ctx.rules.clause = unreachable  # type: ignore[method-assign]
+    form = site.client.get(f"/q/{token}/order?ref=GEN:r0&ref={GM_3_1}")
+    assert re.findall(r'name="clause_refs" value="([^"]+)"', form.text) == ["GEN:r0", GM_3_1]
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form.text)
+    assert key
+    placed = site.order(token, key.group(1), clause_refs=["GEN:r0", GM_3_1])
+    assert placed.status_code == 303, placed.text
+    assert _stored_refs(site, placed.headers["location"].rsplit("/", 1)[1]) == ["GEN:r0", GM_3_1]
 
 
 # -- 2. a proof waiting for its recheck is not "overdue" on the firm's lists ---------------
@@ -266,7 +320,7 @@ def test_the_same_clause_twice_comes_back_numbered_as_typed(sqlite_web: Web) -> 
     page = c.get(f"/staff/orders/{order_id}/visit").text
     clauses = re.findall(r'name="pick" value="([^"]+)".*?class="badge sev-(\w+)"', page, re.S)
     other, level = next((r, sev) for r, sev in clauses if r != "GEN:ledger")
-    form = {"csrf": tok, "minutes_on_site": "45"}
+    form = {"csrf": tok, "minutes_on_site": "45", "contact_confirmed": "1"}
     typed = [("GEN:ledger", "一号仓库无台账"), ("GEN:ledger", "二号仓库无台账"), (other, "")]
     for i, (ref, desc) in enumerate(typed):
         form |= {f"ref_{i}": ref, f"severity_{i}": "general", f"desc_{i}": desc}

@@ -1,9 +1,10 @@
-"""Review 52 F2 on the expert's visit form (/staff/orders/<id>/visit, real HTTP, SQLite):
-the form has the on-site mobile (RecordVisit.on_site_mobile had no field there). Left
-empty, a firm without a sign-in mobile gets the visited order's contact mobile (shown
-masked as the default), a firm with one keeps it; a mobile typed replaces it; a bad one
-comes back beside its field. Each change is in the audit trail, masked, under the
-expert's name. The phone page's side: tests/e2e/test_firm_cancel.py."""
+"""Review 52 F2, review 54 D2 on the expert's visit form (/staff/orders/<id>/visit, real
+HTTP, SQLite): while the firm has no sign-in mobile, the expert must either tick
+"现场联系人即预约联系人（138****5678）" (the order's contact, masked) or type the on-site
+mobile; neither comes back beside the field and records nothing (the poster is public:
+whoever ordered may be a passer-by). A firm with a sign-in mobile keeps it unless one is
+typed; a bad one comes back beside its field. Each change is in the audit trail,
+masked, under the expert's name. The phone page's side: tests/e2e/test_firm_cancel.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.booking.adapters.orm import audit_log
+from services.booking.adapters.orm import audit_log, visits
 from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.domain import messages
 from services.common._generated.booking.v1 import booking_pb2 as bpb
@@ -38,17 +39,28 @@ def field(page: str) -> str:
     return found.group(1)
 
 
-def test_left_empty_the_orders_contact_mobile_becomes_the_sign_in_mobile(
+def test_the_orders_contact_becomes_the_sign_in_mobile_only_when_the_expert_confirms_it(
     sqlite_web: Web,  # noqa: F811
 ) -> None:
     pair, order_id, c, tok = expert_at_order(sqlite_web, 91)
     page = c.get(f"/staff/orders/{order_id}/visit").text
     shown = field(page)
-    assert messages.VISIT_MOBILE_FROM_ORDER.format(mobile="138****5678") in shown
-    assert 'placeholder="138****5678"' in shown and 'value=""' in shown
+    assert messages.VISIT_MOBILE_FROM_ORDER in shown
+    box = re.search(r'<input type="checkbox" id="contact_confirmed"[^>]*>\s*<span>([^<]*)<', shown)
+    assert box and "checked" not in box.group(0)  # never ticked for the expert
+    assert box.group(1) == messages.VISIT_CONTACT_CONFIRM.format(mobile="138****5678")
+    assert 'id="on_site_mobile"' in shown and 'value=""' in shown
     assert CONTACT not in page  # masked, as to every caller but booking.admin
     assert mobile_of(pair, order_id) == ""
-    done = c.post(f"/staff/orders/{order_id}/visit", data=visit_form(c, order_id, tok, 1))
+    blank = visit_form(c, order_id, tok, 1)
+    del blank["contact_confirmed"]  # the default: nothing ticked, nothing typed
+    refused = c.post(f"/staff/orders/{order_id}/visit", data=blank)
+    assert refused.status_code == 400
+    error = re.search(r'id="on-site-mobile-error">([^<]*)<', field(refused.text))
+    assert error and error.group(1) == messages.VISIT_MOBILE_NEEDED
+    assert "描述0号" in refused.text  # what was typed comes back
+    assert mobile_of(pair, order_id) == "" and sqlite_web.count(visits) == 0
+    done = c.post(f"/staff/orders/{order_id}/visit", data=blank | {"contact_confirmed": "1"})
     assert done.status_code == 303
     assert mobile_of(pair, order_id) == CONTACT
     with pair.booking_engine.connect() as conn:
@@ -59,9 +71,18 @@ def test_left_empty_the_orders_contact_mobile_becomes_the_sign_in_mobile(
     assert CONTACT not in repr(rows)
 
 
+def test_a_refused_form_keeps_the_box_ticked(sqlite_web: Web) -> None:  # noqa: F811
+    _, order_id, c, tok = expert_at_order(sqlite_web, 94)
+    form = visit_form(c, order_id, tok, 1) | {"minutes_on_site": "x"}
+    refused = c.post(f"/staff/orders/{order_id}/visit", data=form)
+    assert refused.status_code == 400
+    assert re.search(r'id="contact_confirmed"[^>]* checked', refused.text)
+
+
 def test_a_typed_mobile_is_checked_kept_and_taken(sqlite_web: Web) -> None:  # noqa: F811
     pair, order_id, c, tok = expert_at_order(sqlite_web, 92)
     form = visit_form(c, order_id, tok, 1)
+    del form["contact_confirmed"]  # the on-site person is not the order's contact
     refused = c.post(
         f"/staff/orders/{order_id}/visit", data=form | {"on_site_mobile": "12012345678"}
     )
@@ -88,6 +109,9 @@ def test_a_firm_with_a_sign_in_mobile_keeps_it_unless_one_is_typed(
     shown = field(c.get(f"/staff/orders/{order_id}/visit").text)
     assert messages.VISIT_MOBILE_ON_RECORD.format(mobile="139****5678") in shown
     assert 'placeholder="139****5678"' in shown
-    done = c.post(f"/staff/orders/{order_id}/visit", data=visit_form(c, order_id, tok, 1))
+    assert "contact_confirmed" not in shown  # nothing to confirm: optional
+    form = visit_form(c, order_id, tok, 1)
+    del form["contact_confirmed"]
+    done = c.post(f"/staff/orders/{order_id}/visit", data=form)
     assert done.status_code == 303
     assert mobile_of(pair, order_id) == "13912345678"

@@ -358,6 +358,7 @@ def test_a_finding_must_cite_a_clause_of_the_firm(sqlite_web: Web) -> None:
     c, tok = sqlite_web.signed_in("zhuanjia")
     assert pair.ctx.rules.clause_exists("CHEM2017:1")  # it exists, but not for this firm
     finding = {"csrf": tok, "minutes_on_site": "60", "severity_0": "general", "desc_0": "缺失"}
+    finding["contact_confirmed"] = "1"  # the order's contact is the firm's (review 54 D2)
     for ref in ("CHEM2017:1", "XX:1"):  # a chemicals clause; no clause at all
         answer = c.post(f"/staff/orders/{order_id}/visit", data={**finding, "ref_0": ref})
         assert answer.status_code == 400, ref
@@ -442,7 +443,8 @@ def test_the_visit_form_refuses_more_than_fifty_findings_and_drops_none(
     assert shown and shown.group(1) == messages.VISIT_TOO_MANY
     assert sqlite_web.count(visits) == 0
     # a block numbered past 50 is a finding like any other, not dropped
-    late = {"csrf": tok, "minutes_on_site": "60", **block(3), **block(72)}
+    late = {"csrf": tok, "minutes_on_site": "60", "contact_confirmed": "1", **block(3)}
+    late |= block(72)
     done = c.post(f"/staff/orders/{order_id}/visit", data=late)
     assert done.status_code == 303
     assert sqlite_web.count(visits) == 1

@@ -157,7 +157,7 @@ def test_landing_shows_the_firm_its_menu_and_headers(site: Site) -> None:
     assert "<script" not in page.text.lower()
     assert 'name="viewport"' in page.text
     assert page.headers["x-content-type-options"] == "nosniff"
-    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["referrer-policy"] == "same-origin"  # review 54 D6
     assert page.headers["content-security-policy"] == CSP
     assert page.headers["cache-control"] == "no-store"
     css = site.client.get("/static/site.css")

@@ -73,3 +73,24 @@ def test_a_ref_the_rules_service_did_not_know_is_not_asked_about_again_at_once()
     grpc("GEN:nope")
     grpc("GEN:nope")
     assert asked[3:] == ["GEN:nope", "GEN:nope"]  # retry_after=0: asked every time
+
+
+def test_the_order_form_keeps_only_refs_the_catalogue_knows_all_while_it_cannot_be_had() -> None:
+    """Review 54 D8: Guidance.known drops a ref the catalogue answers it does not know
+    (also when remembered as unknown), keeps every ref while the catalogue cannot be had."""
+    from services.booking.domain.rules_service import RulesUnavailable
+    from services.booking.service_layer.views import Guidance
+
+    down = False
+
+    class Rules:
+        def clause(self, ref: str) -> tuple[str, str] | None:
+            if down:
+                raise RulesUnavailable("UNAVAILABLE")
+            return ("无台账", "建台账") if ref == "GEN:ledger" else None
+
+    pages = Guidance(Rules(), retry_after=60)  # type: ignore[arg-type]
+    assert pages.known(["GEN:nope", "GEN:ledger", ":"]) == ["GEN:ledger"]
+    assert pages.known(["GEN:nope"]) == []  # remembered as unknown: not asked, dropped
+    down = True
+    assert Guidance(Rules()).known(["GEN:nope", "GEN:ledger"]) == ["GEN:nope", "GEN:ledger"]  # type: ignore[arg-type]

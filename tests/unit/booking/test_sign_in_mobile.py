@@ -1,8 +1,10 @@
-"""Review 52 F2: the firm's sign-in mobile is "the register's contact, or the phone of its
-first confirmed order" (docs/booking.md). An order is confirmed by its visit: the expert
-met the firm. So the visit sets it, in its transaction: the mobile of the person the
-expert met when given (replacing one on record, as before), else, while the firm has
-none, the visited order's contact mobile. Use cases with the in-memory fakes."""
+"""Review 52 F2, review 54 D2: the firm's sign-in mobile is "the register's contact, or
+the phone of its first confirmed order" (docs/booking.md). The expert confirms it in
+person at the visit, in its transaction: the mobile of the person the expert met when
+given (replacing one on record, as before), else, while the firm has none, the visited
+order's contact mobile only when the expert confirmed that the person met is that
+contact (the poster is public: whoever ordered may be a passer-by). Use cases with the
+in-memory fakes."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from services.booking.domain import messages
+from services.booking.domain.findings import FindingInput
 from services.booking.domain.sign_in import mobile_after_visit
 from services.booking.service_layer import qr_codes, sign_in, visits
 from services.common.errors import ValidationError
@@ -36,12 +40,14 @@ def token(uow: FakeUnitOfWork, ctx: Any) -> str:
     return qr_codes.issue_qr_code(uow, ctx, FIRM).token
 
 
-def visit(uow: FakeUnitOfWork, ctx: Any, token: str, key: str = "k", on_site: str = "") -> Any:
+def visit(
+    uow: FakeUnitOfWork, ctx: Any, token: str, key: str = "k", on_site: str = "", **more: Any
+) -> Any:
     add_expert(uow, ctx)
     order = place(uow, ctx, token, key)
     return visits.record_visit(
         uow, ctx, order.id, [finding()], visited_on="", minutes=30, actor="E1",
-        on_site_mobile=on_site,
+        on_site_mobile=on_site, **more,
     )  # fmt: skip
 
 
@@ -55,28 +61,71 @@ def signs_in(uow: FakeUnitOfWork, ctx: Any, token: str, phone: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("current", "on_site", "contact", "after"),
+    ("current", "on_site", "confirmed", "after"),
     [
-        ("", "", CONTACT, CONTACT),  # the first confirmed order's phone
-        ("", ON_SITE, CONTACT, ON_SITE),  # the person the expert met
-        (ADMIN_SET, "", CONTACT, ADMIN_SET),  # one on record stays
-        (ADMIN_SET, ON_SITE, CONTACT, ON_SITE),  # the expert's confirmed one replaces it
+        ("", "", True, CONTACT),  # the first order's phone, confirmed by the expert
+        ("", "", False, ""),  # not confirmed: whoever ordered may be a passer-by
+        ("", ON_SITE, False, ON_SITE),  # the person the expert met
+        ("", ON_SITE, True, ON_SITE),  # typed wins over the box
+        (ADMIN_SET, "", True, ADMIN_SET),  # one on record stays
+        (ADMIN_SET, "", False, ADMIN_SET),
+        (ADMIN_SET, ON_SITE, False, ON_SITE),  # the expert's confirmed one replaces it
     ],
 )
-def test_the_mobile_after_a_visit(current: str, on_site: str, contact: str, after: str) -> None:
-    assert mobile_after_visit(current, on_site, contact) == after
+def test_the_mobile_after_a_visit(current: str, on_site: str, confirmed: bool, after: str) -> None:
+    assert mobile_after_visit(current, on_site, CONTACT, confirmed) == after
 
 
-def test_an_order_alone_gives_no_sign_in_mobile_its_visit_does(
+def test_an_order_alone_gives_no_sign_in_mobile_its_confirmed_visit_does(
     uow: FakeUnitOfWork, ctx: Any, token: str
 ) -> None:
     add_expert(uow, ctx)
     place(uow, ctx, token, "first")
     assert uow.register.firms[FIRM].sign_in_phone == ""  # the poster is public
     assert signs_in(uow, ctx, token, CONTACT) == ""
-    visit(uow, ctx, token, "second")  # the expert left on_site_mobile empty
+    visit(uow, ctx, token, "second", contact_confirmed=True)
     assert uow.register.firms[FIRM].sign_in_phone == CONTACT
     assert signs_in(uow, ctx, token, CONTACT) == FIRM
+
+
+def test_a_visit_the_expert_did_not_confirm_gives_the_orderer_nothing(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    """Review 54 D2: a passer-by ordered with their own mobile; the expert left the
+    on-site mobile blank and confirmed nothing (gRPC's default)."""
+    visit(uow, ctx, token)
+    assert uow.register.firms[FIRM].sign_in_phone == ""
+    assert signs_in(uow, ctx, token, CONTACT) == ""
+
+
+def test_the_staff_pages_visit_needs_a_confirmation_or_a_mobile_while_the_firm_has_none(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    add_expert(uow, ctx)
+    order = place(uow, ctx, token, "first")
+
+    def record(findings: Any = (), **more: Any) -> Any:
+        return visits.record_visit(
+            uow, ctx, order.id, findings, visited_on="", minutes=30, actor="E1",
+            mobile_required=True, **more,
+        )  # fmt: skip
+
+    with pytest.raises(ValidationError) as info:
+        record()
+    assert [(v.field, v.description) for v in info.value.violations] == [
+        ("on_site_mobile", messages.VISIT_MOBILE_NEEDED)
+    ]
+    with pytest.raises(ValidationError) as info:  # named beside a finding's error
+        record([FindingInput("GEN:ledger", "major", "", "", ())])
+    assert [v.field for v in info.value.violations] == [
+        "findings[0].description",
+        "on_site_mobile",
+    ]
+    assert not uow.register.visits  # nothing recorded
+    record(contact_confirmed=True)
+    assert uow.register.firms[FIRM].sign_in_phone == CONTACT
+    visit(uow, ctx, token, "third", mobile_required=True)  # one on record now: optional
+    assert uow.register.firms[FIRM].sign_in_phone == CONTACT
 
 
 def test_the_person_met_on_site_is_taken_before_the_orders_contact(

@@ -19,7 +19,7 @@ from services.booking.entrypoints.web.limits import (
     RateLimitMiddleware,
     WebLimits,
 )
-from services.booking.entrypoints.web.middleware import Guard
+from services.booking.entrypoints.web.middleware import Guard, OriginCheck
 from services.booking.entrypoints.web.pages import Pages
 from services.booking.entrypoints.web.staff_expert import ExpertPages
 from services.booking.entrypoints.web.staff_inspector import InspectorPages
@@ -76,6 +76,11 @@ def create_web_app(
         routes=routes,
         middleware=[
             Middleware(Guard, on_crash=errors.crash_handler(pages.render)),
+            Middleware(
+                OriginCheck,
+                public_url=ctx.public_url,
+                refused=errors.foreign_post_page(pages.render),
+            ),
             *(
                 [
                     Middleware(

@@ -67,6 +67,16 @@ def limit_page(render: Render) -> Callable[[str, int], Response]:
     return page
 
 
+def foreign_post_page(render: Render) -> Callable[[], Response]:
+    """OriginCheck's refusal (middleware.py) of a firm's post from another site: 403,
+    the page "无法提交"."""
+
+    def page() -> Response:
+        return error_page(render, 403, messages.PAGE_FOREIGN_POST)
+
+    return page
+
+
 def handlers(render: Render) -> dict[Any, Handler]:
     """Starlette's exception handlers for the phone page and the staff pages (those
     answer a refused or missing record themselves: staff_auth.staff_errors)."""

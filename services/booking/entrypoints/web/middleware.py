@@ -1,6 +1,7 @@
 """What wraps every request of the phone page: security headers, no-store on dynamic
 pages, bounded request bodies (uploaded files are otherwise unbounded), the 500 page for
-anything unexpected, and the supervisors' credentials.
+anything unexpected, the firm's posts refused from another site (OriginCheck), and the
+supervisors' credentials.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import re
 from collections.abc import Awaitable, Callable, Collection
 from contextlib import suppress
 from typing import Any
+from urllib.parse import urlsplit
 
+import structlog
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -100,10 +103,14 @@ _UPLOAD_PATH = re.compile(r"^/q/[^/]+/tickets/[^/]+/?$")
 VISIT_BODY_LIMIT = MAX_FINDINGS * UPLOAD_BODY_LIMIT
 _VISIT_PATH = re.compile(r"^/staff/orders/[^/]+/visit/?$")
 _TOKEN_PATH = re.compile(r"^/q/[^/]+")
+_log = structlog.get_logger("web")
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # the token is in the URL: never send it elsewhere
+    # The token is in the URL: never send it to another site. Not no-referrer: under it
+    # browsers send "Origin: null" with the pages' own posts (Fetch), which OriginCheck
+    # could not tell from another site's.
+    "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'"
     ),
@@ -181,6 +188,69 @@ class Guard:
                 raise
             response = await self.on_crash(Request(scope), exc)
             await response(scope, receive, with_headers)
+
+
+class OriginCheck:
+    """The firm's posts (every POST under /q/: order, proof, sign-in, sign-out, cancel,
+    self-check) come from this site's own pages, or are refused with `refused` (403,
+    the Chinese error page) before their route runs: nothing is saved.
+
+    The firm's pages have no form token (the staff pages have one: staff_auth.py); their
+    session cookie is SameSite=Lax, which keeps it off another site's post but not off a
+    post from a sibling subdomain (same site, another origin) or from a browser or in-app
+    web view that ignores SameSite. So the post's `Origin` header, or without one its
+    `Referer`, must name this site (`from_this_site`). A post with neither is let
+    through: old browsers send no Origin, and privacy settings or extensions may strip
+    both; its only guard is then the cookie's SameSite, as before."""
+
+    def __init__(self, app: ASGIApp, public_url: str, refused: Callable[[], Response]) -> None:
+        self.app = app
+        self.public_url = public_url
+        self._refused = refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] == "http" and scope.get("method") == "POST" and path.startswith("/q/"):
+            headers = Headers(scope=scope)
+            origin, referer = headers.get("origin", ""), headers.get("referer", "")
+            server = scope.get("server") or ("", None)
+            host = headers.get("host") or f"{server[0]}:{server[1]}"
+            scheme = scope.get("scheme", "http")
+            if not from_this_site(origin, referer, scheme, host, self.public_url):
+                _log.warning(
+                    "foreign post refused",
+                    path=log_path(path),
+                    origin=origin[:100],
+                    referer=bool(referer),
+                )
+                await self._refused()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def from_this_site(origin: str, referer: str, scheme: str, host: str, public_url: str) -> bool:
+    """Whether a post's `origin` header (or, without one, its `referer`'s origin) is this
+    site: the origin the request was sent to (`scheme`, its `host` header) or the one
+    `--public-url` names (behind a proxy the request's own may differ). Neither header:
+    True (nothing names another site). "null", an opaque origin (a sandboxed frame, a
+    page that hides its origin), names none of this site's pages, which send
+    Referrer-Policy same-origin and so their own origin with each post: False."""
+    if not origin and not referer:
+        return True
+    source = _site(origin or referer)
+    return source is not None and source in {_site(public_url), _site(f"{scheme}://{host}")}
+
+
+def _site(url: str) -> tuple[str, str, int] | None:
+    """An http(s) URL's origin as (scheme, host, port), None for anything else."""
+    try:
+        parts = urlsplit(url)
+        scheme, name, port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:
+        return None
+    if scheme not in ("http", "https") or not name:
+        return None
+    return scheme, name, port or (443 if scheme == "https" else 80)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -201,6 +201,7 @@ class Pages:
         card = await run_in_threadpool(self._firm, token)
         chosen = [c for c in request.query_params.getlist("item") if c in self.ctx.menu]
         refs = [r[:64] for r in request.query_params.getlist("ref")[:20]]
+        refs = await run_in_threadpool(self.guidance.known, refs)  # a crafted link's: none
         values = {
             "clause_refs": refs,
             "item_codes": chosen,
@@ -229,6 +230,8 @@ class Pages:
                 "note": typed(form.get("note")),
             }
             key = str(form.get("idempotency_key") or "")
+        # refs the rules catalogue does not know are not kept (review 54 D8)
+        values["clause_refs"] = await run_in_threadpool(self.guidance.known, values["clause_refs"])
         if wait := post_limit_wait(request.scope):  # over a post limit: kept, not taken
             refused = {"_form": [messages.POSTS_TOO_FAST.format(seconds=wait)]}
             page = await self._order_form(token, card, values, key, refused, 429)

@@ -79,6 +79,7 @@ class ExpertPages(StaffBase):
             status,
             form=form,
             mobile_hint=hint.format(mobile=form.default_mobile),
+            confirm_label=messages.VISIT_CONTACT_CONFIRM.format(mobile=form.default_mobile),
             query=query,
             picks=[c.clause_ref for c, _ in form.picked],
             open=staff_views.is_open_for_visit(form.order),
@@ -176,6 +177,8 @@ class ExpertPages(StaffBase):
                     actor=principal.caller,
                     expert_id=authz.expert_filter(principal),
                     on_site_mobile=entered.get("on_site_mobile", ""),
+                    contact_confirmed=entered.get("contact_confirmed") == "1",
+                    mobile_required=True,
                     firm_clauses_only=True,
                 ),
             )
