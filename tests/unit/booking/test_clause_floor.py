@@ -14,9 +14,7 @@ from services.booking.domain.findings import FindingInput, check_findings
 from services.booking.service_layer import visits
 from services.common.errors import ValidationError
 from tests.unit.booking.fakes import FakeUnitOfWork
-from tests.unit.booking.test_use_cases import ctx, dispatched, finding, token, uow
-
-__all__ = ["ctx", "token", "uow"]  # fixtures
+from tests.unit.booking.test_use_cases import dispatched, finding
 
 
 def test_a_major_clause_cannot_be_recorded_as_a_general_finding(

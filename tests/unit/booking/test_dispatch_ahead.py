@@ -14,26 +14,11 @@ from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import HalfDaysPassed
 from services.booking.domain.records import Expert
 from services.booking.service_layer import dispatch as dispatch_use_case
-from services.booking.service_layer import experts, orders, qr_codes, views
+from services.booking.service_layer import experts, orders, views
 from services.booking.service_layer.order_entry import open_repeat
 from services.common.errors import PreconditionFailed
-from tests.unit.booking.fakes import FIRM, Clock, FakeUnitOfWork, context
+from tests.unit.booking.fakes import FIRM, FakeUnitOfWork
 from tests.unit.booking.test_use_cases import add_expert, place, slot
-
-
-@pytest.fixture
-def uow() -> FakeUnitOfWork:
-    return FakeUnitOfWork()
-
-
-@pytest.fixture
-def ctx() -> Any:
-    return context(clock=Clock())
-
-
-@pytest.fixture
-def token(uow: FakeUnitOfWork, ctx: Any) -> str:
-    return qr_codes.issue_qr_code(uow, ctx, FIRM).token
 
 
 def stored(uow: FakeUnitOfWork, order_id: str) -> Any:

@@ -15,29 +15,14 @@ import pytest
 from services.booking.domain import messages
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.sign_in import mobile_after_visit
-from services.booking.service_layer import qr_codes, sign_in, visits
+from services.booking.service_layer import sign_in, visits
 from services.common.errors import ValidationError
-from tests.unit.booking.fakes import FIRM, Clock, FakeUnitOfWork, context
+from tests.unit.booking.fakes import FIRM, FakeUnitOfWork
 from tests.unit.booking.test_use_cases import add_expert, finding, place
 
 CONTACT = "13812345678"  # test_use_cases.place's contact mobile
 ON_SITE = "13600001111"
 ADMIN_SET = "13912345678"
-
-
-@pytest.fixture
-def uow() -> FakeUnitOfWork:
-    return FakeUnitOfWork()
-
-
-@pytest.fixture
-def ctx() -> Any:
-    return context(clock=Clock())
-
-
-@pytest.fixture
-def token(uow: FakeUnitOfWork, ctx: Any) -> str:
-    return qr_codes.issue_qr_code(uow, ctx, FIRM).token
 
 
 def visit(

@@ -22,10 +22,7 @@ from services.booking.service_layer import stats, tickets, visits
 from services.common.errors import ValidationError
 from tests.unit.booking.fakes import FakeUnitOfWork
 from tests.unit.booking.test_tickets import DUE, ticket
-from tests.unit.booking.test_use_cases import PNG, ctx, dispatched, finding, token, uow
-
-__all__ = ["ctx", "token", "uow"]  # fixtures
-
+from tests.unit.booking.test_use_cases import PNG, dispatched, finding
 
 # ---------------------------------------------------------------- the rule, pure
 

@@ -40,7 +40,6 @@ from tests.unit.booking.fakes import (
     REGION,
     Clock,
     FakeUnitOfWork,
-    context,
 )
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"0" * 100
@@ -72,21 +71,6 @@ def place(uow: FakeUnitOfWork, ctx: Any, token: str, key: str = "k", *slots: str
         "contact_phone": "13812345678",
     }
     return orders.create_order(uow, ctx, token, form, key)
-
-
-@pytest.fixture
-def uow() -> FakeUnitOfWork:
-    return FakeUnitOfWork()
-
-
-@pytest.fixture
-def ctx() -> Any:
-    return context(clock=Clock())
-
-
-@pytest.fixture
-def token(uow: FakeUnitOfWork, ctx: Any) -> str:
-    return qr_codes.issue_qr_code(uow, ctx, FIRM).token
 
 
 # ---------------------------------------------------------------- QR codes
