@@ -1,7 +1,7 @@
 """Review 54 D6 over real HTTP (uvicorn on a real port, httpx, real servers, SQLite): the
 firm's forms (order, proof, sign-in, cancel: every POST under /q/) are refused from
 another site. A post carrying the firm's session cookie whose Origin, or without one
-whose Referer, names another site (evil.example, a sibling subdomain, "null") is 403
+whose Referer, names another site (evil.example, a sibling subdomain) is 403
 with the Chinese error page and changes nothing. A post from the site's own origin (the
 request's host, or `--public-url`'s behind a proxy) goes through, and so does one with
 neither header (old browsers, privacy settings). The browser's own posts:
@@ -21,8 +21,8 @@ EVIL = {"origin": "https://evil.example"}
 FOREIGN = [
     EVIL,
     {"origin": "http://other.phone.test"},  # a sibling subdomain of --public-url's
-    {"origin": "null"},  # an opaque origin: a sandboxed frame, a page hiding its origin
     {"referer": "https://evil.example/page"},  # no Origin: the Referer decides
+    {"origin": "null", "referer": "https://evil.example/page"},  # opaque: the Referer decides
     {"origin": "https://evil.example", "referer": "http://phone.test/q/x"},  # Origin first
 ]
 
@@ -98,6 +98,7 @@ def test_own_origin_public_url_or_no_header_at_all_goes_through(site: Site) -> N
     site.sign_in(firm, token)
     cases = [
         {},  # neither header: old browsers, privacy settings
+        {"origin": "null"},  # opaque, no Referer: in-app web views, pages from before
         {"origin": "http://phone.test"},  # --public-url's origin (behind a proxy)
         {"referer": f"{_base(site)}/q/{token}/order"},  # no Origin, the site's own Referer
         {"origin": _base(site)},  # the request's own origin
@@ -114,13 +115,17 @@ def test_own_origin_public_url_or_no_header_at_all_goes_through(site: Site) -> N
     ("origin", "referer", "own"),
     [
         ("", "", True),
-        ("https://phone.test", "", False),  # another scheme
+        ("https://phone.test", "", False),  # another host
         ("https://Booking.Example", "", True),  # --public-url's, any case
         ("https://booking.example:443", "", True),  # its default port spelled out
+        ("http://booking.example", "", True),  # TLS ended at a proxy: the scheme is not compared
         ("https://booking.example:8443", "", False),
         ("http://127.0.0.1:8080", "", True),  # the request's own host and port
+        ("https://127.0.0.1:8080", "", True),
         ("http://127.0.0.1:8081", "", False),
-        ("null", "", False),
+        ("null", "", True),  # opaque and no Referer: let through, SameSite guards
+        ("null", "https://evil.example/x", False),  # opaque: the Referer decides
+        ("null", "https://booking.example/q/t", True),
         ("", "null", False),
         ("", "https://booking.example/q/t/order", True),
         ("", "https://booking.example.evil/q/t", False),
@@ -130,6 +135,15 @@ def test_own_origin_public_url_or_no_header_at_all_goes_through(site: Site) -> N
     ],
 )
 def test_from_this_site(origin: str, referer: str, own: bool) -> None:
+    """The request came to 127.0.0.1:8080 over http; --public-url is https://booking.example/."""
     assert (
         from_this_site(origin, referer, "http", "127.0.0.1:8080", "https://booking.example/") == own
     )
+
+
+def test_a_chinese_public_url_matches_the_punycode_origin_browsers_send() -> None:
+    """Review 55 D1: browsers send an internationalised host in its ASCII (punycode) form."""
+    public = "https://义乌安全.中国/"
+    sent = "https://" + "义乌安全.中国".encode("idna").decode("ascii")
+    assert from_this_site(sent, "", "http", "10.0.0.5:8080", public)
+    assert not from_this_site("https://xn--evil.example", "", "http", "10.0.0.5:8080", public)

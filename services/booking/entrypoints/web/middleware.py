@@ -199,9 +199,10 @@ class OriginCheck:
     session cookie is SameSite=Lax, which keeps it off another site's post but not off a
     post from a sibling subdomain (same site, another origin) or from a browser or in-app
     web view that ignores SameSite. So the post's `Origin` header, or without one its
-    `Referer`, must name this site (`from_this_site`). A post with neither is let
-    through: old browsers send no Origin, and privacy settings or extensions may strip
-    both; its only guard is then the cookie's SameSite, as before."""
+    `Referer`, must name this site (`from_this_site`). A post with neither (or with an
+    opaque "null" Origin and no Referer) is let through: old browsers send no Origin, and
+    privacy settings, extensions and in-app web views may strip both; its only guard is
+    then the cookie's SameSite, as before."""
 
     def __init__(self, app: ASGIApp, public_url: str, refused: Callable[[], Response]) -> None:
         self.app = app
@@ -229,20 +230,30 @@ class OriginCheck:
 
 
 def from_this_site(origin: str, referer: str, scheme: str, host: str, public_url: str) -> bool:
-    """Whether a post's `origin` header (or, without one, its `referer`'s origin) is this
-    site: the origin the request was sent to (`scheme`, its `host` header) or the one
-    `--public-url` names (behind a proxy the request's own may differ). Neither header:
-    True (nothing names another site). "null", an opaque origin (a sandboxed frame, a
-    page that hides its origin), names none of this site's pages, which send
-    Referrer-Policy same-origin and so their own origin with each post: False."""
+    """Whether a post's `origin` header (or, without one, its `referer`) names this site:
+    the host the request was sent to (its `host` header) or the one `--public-url` names
+    (behind a proxy the request's own may differ). Hosts compare by name, in their ASCII
+    form (a Chinese domain as punycode, as browsers send it: review 55 D1), and port,
+    not by scheme: TLS ended at a proxy makes the request look http whatever the browser
+    used, and a `--public-url` written http:// behind it would refuse every firm's post
+    (review 55 D2); a default port (80, 443) is no port. Neither header: True (nothing
+    names another site). An opaque origin "null" is read as no Origin (the Referer then
+    decides, and without one the post goes through): browsers send it from a sandboxed
+    frame or a cross-site redirect, where the SameSite=Lax cookie is not sent anyway, and
+    also from pages kept open since before Referrer-Policy became same-origin and from
+    in-app web views that hide the referrer (review 55 D3, D4), whose firms must not be
+    refused their own posts."""
+    if origin.strip().lower() == "null":
+        origin = ""
     if not origin and not referer:
         return True
     source = _site(origin or referer)
     return source is not None and source in {_site(public_url), _site(f"{scheme}://{host}")}
 
 
-def _site(url: str) -> tuple[str, str, int] | None:
-    """An http(s) URL's origin as (scheme, host, port), None for anything else."""
+def _site(url: str) -> tuple[str, int | None] | None:
+    """An http(s) URL's host as (ASCII name, port or None for the scheme's default), None
+    for anything else."""
     try:
         parts = urlsplit(url)
         scheme, name, port = parts.scheme.lower(), parts.hostname, parts.port
@@ -250,7 +261,11 @@ def _site(url: str) -> tuple[str, str, int] | None:
         return None
     if scheme not in ("http", "https") or not name:
         return None
-    return scheme, name, port or (443 if scheme == "https" else 80)
+    try:
+        ascii_name = name.encode("idna").decode("ascii") if not name.isascii() else name
+    except UnicodeError:
+        return None
+    return ascii_name.lower(), None if port in (None, 80, 443) else port
 
 
 def _content_length(scope: Scope) -> int | None:
