@@ -37,7 +37,6 @@ from services.rules.domain.profile import (
 from services.rules.domain.register import HistoryEntry
 from services.rules.domain.standards import Clause, Standard
 
-
 CONTACT_SCOPE = "rules.contact"  # reads a firm's contact mobile unmasked
 
 

@@ -44,7 +44,9 @@ def stub(db_engine: Engine, rulebook: Any, tmp_path: Path) -> Iterator[RulesServ
         for name, (tok, scopes) in (("booking-service", BOOKING), ("other", OTHER))
     ]
     path.write_text(json.dumps({"tokens": entries}), encoding="utf-8")
-    yield from _server(db_engine, rulebook, security=Security(TokenStore.load(path), Rate(1e4, 1e4)))
+    yield from _server(
+        db_engine, rulebook, security=Security(TokenStore.load(path), Rate(1e4, 1e4))
+    )
 
 
 def _upsert(stub: RulesServiceStub, who: Any, data: dict, paths: tuple[str, ...] = ()) -> Any:
@@ -100,7 +102,8 @@ def _violations(info: Any) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "bad", ["12812345678", "1381234567", "138123456789", "138-1234-5678", MASKED, "1381234567\u0085"]
+    "bad",
+    ["12812345678", "1381234567", "138123456789", "138-1234-5678", MASKED, "1381234567\u0085"],
 )
 def test_a_bad_number_names_the_field(stub: RulesServiceStub, bad: str) -> None:
     with pytest.raises(grpc.RpcError) as info:

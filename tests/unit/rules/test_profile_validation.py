@@ -258,7 +258,9 @@ def test_control_characters_are_refused_by_the_parser_itself() -> None:
     assert stored.name == "义乌\x07化工厂"
 
 
-@pytest.mark.parametrize("bad", ["12812345678", "1381234567", "１３８１２３４５６７８", "138****5678"])
+@pytest.mark.parametrize(
+    "bad", ["12812345678", "1381234567", "１３８１２３４５６７８", "138****5678"]
+)
 def test_contact_mobile_must_be_a_mainland_mobile(bad: str) -> None:
     assert fields_of(profile(1, contact_mobile=bad)) == {"profile.contact_mobile"}
 
