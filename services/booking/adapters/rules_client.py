@@ -533,6 +533,7 @@ class RulesClient:
             return []
         profile = pb.EnterpriseProfile()
         profile.CopyFrom(found.profile)
+        profile.ClearField("contact_mobile")  # no decision reads it; masked, it is refused
         for key, value in answers.items():
             profile.facts[key].CopyFrom(fact_value(value))
         decision = self._call("Evaluate", pb.EvaluateRequest(profile=profile))

@@ -3,7 +3,7 @@ checks tokens, booking calls it with its own (scope rules.contact, as in the dev
 a firm registered with a contact mobile and no sign-in mobile gets its code on that
 number, signs in, and from then on has it as its sign-in mobile (audited, masked).
 Another number gets the same page and no message; without the
-scope booking reads the contact masked and sends nothing."""
+scope booking reads the contact masked, sends nothing, and its self-check still works."""
 
 from __future__ import annotations
 
@@ -99,3 +99,4 @@ def test_without_the_scope_booking_sends_nothing(tmp_path: Path) -> None:
         assert client.post(f"/q/{token}/sign-in", data={"phone": CONTACT}).status_code == 200
         assert pair.sms.sent == []
         assert _sign_in_phone(pair, firm) == ""
+        assert pair.ctx.rules.self_check(firm, {}) == []  # the masked contact is not sent back
