@@ -55,7 +55,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 RSS_GROWTH_MB, FD_SLACK = 20.0, 5
 ROLES = {
     "admin": ["booking.admin", "booking.read", "booking.inspector"],
-    "booking-service": ["rules.read", "rules.evaluate", "rules.write"],
+    "booking-service": ["rules.read", "rules.evaluate", "rules.write", "rules.contact"],
     "enforcement": ["rules.read", "rules.evaluate", "rules.write", "inspection.check"],
 }
 

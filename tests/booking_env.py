@@ -208,19 +208,31 @@ def scratch_engine(kind: str, tmp: Path, name: str, pg_admin_url: str) -> Iterat
 
 @contextmanager
 def running_pair(
-    tmp: Path, kind: str = "sqlite", *, pg_admin_url: str = "", rules_port: int = 0
+    tmp: Path,
+    kind: str = "sqlite",
+    *,
+    pg_admin_url: str = "",
+    rules_port: int = 0,
+    rules_security: Any = None,
+    rules_token: str = "",
 ) -> Iterator[Pair]:
-    """Start rules (always SQLite: it is not under test here) and booking (`kind`)."""
+    """Start rules (always SQLite: it is not under test here) and booking (`kind`);
+    `rules_security` (services.common.security.Security) makes rules check tokens, and
+    booking then calls it with `rules_token` (the test's own stub sends none)."""
     clock = Clock()
     rules_engine = make_engine(f"sqlite:///{tmp / 'rules.db'}")
     rules_migrate.upgrade(rules_engine)
     booking_engine = fresh_engine(kind, tmp, "booking", pg_admin_url)
     booking_migrate.upgrade(booking_engine)
     rules_server, port = rules_grpc.create_server(
-        load_rulebook(RULESETS), engine=rules_engine, address=f"127.0.0.1:{rules_port}", today=clock
+        load_rulebook(RULESETS),
+        engine=rules_engine,
+        address=f"127.0.0.1:{rules_port}",
+        today=clock,
+        **({"security": rules_security} if rules_security is not None else {}),
     )
     rules_server.start()
-    client = RulesClient(f"127.0.0.1:{port}", timeout=5)
+    client = RulesClient(f"127.0.0.1:{port}", token=rules_token, timeout=5)
     client.warm_clauses()
     ctx = BookingContext(
         keyring=TEST_KEYS,

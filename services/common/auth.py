@@ -40,6 +40,7 @@ SCOPES = frozenset(
         "rules.read",
         "rules.evaluate",
         "rules.write",
+        "rules.contact",
         "inspection.check",
         "booking.admin",
         "booking.expert",
@@ -143,7 +144,7 @@ def write_dev_tokens(path: Path) -> dict[str, str]:
     """Create a tokens file with one token per role (for `--dev`); returns caller → token."""
     roles = {
         "dev-admin": sorted(SCOPES),
-        "booking-service": ["rules.read", "rules.evaluate", "rules.write"],
+        "booking-service": ["rules.read", "rules.evaluate", "rules.write", "rules.contact"],
         "dev-enforcement": ["rules.read", "rules.evaluate", "rules.write", "inspection.check"],
         "dev-inspector": ["booking.inspector", "booking.read"],
         "dev-expert-E-FIRE-01": ["booking.expert", "booking.read"],

@@ -5,6 +5,8 @@
 - `Severity`: a hazard's or a clause's weight (重大 / 一般), with its Chinese words.
 - The unified social credit code (统一社会信用代码, GB 32100-2015): 18 characters of its
   alphabet whose last is the check character; `uscc_problem` says what is wrong with one.
+- A mainland mobile number (`MOBILE`: 11 ASCII digits, 1[3-9]…): booking's phones and the
+  rules register's contact mobile; `mask_mobile` is how either shows one (138****5678).
 
 The dates any record may carry are in services/common/values.py (`FIRST_DAY`,
 `LAST_DAY`); both services' Chinese texts for these words come from here.
@@ -20,6 +22,24 @@ from enum import StrEnum
 # schema: a standard id `[A-Z][A-Z0-9]{1,15}`, a clause id of 1..32 characters with no
 # whitespace and no colon, e.g. GM2023:11(3), GEN:emergency_plan). Use `fullmatch`.
 CLAUSE_REF = re.compile(r"[A-Z][A-Z0-9]{1,15}:[^\s:]{1,32}")
+
+# A mainland mobile number: 11 ASCII digits starting 13..19. Use `fullmatch`.
+MOBILE = re.compile(r"1[3-9][0-9]{9}")
+MOBILE_MASKED = re.compile(r"1[3-9][0-9]\*{4}[0-9]{4}")  # what `mask_mobile` shows
+
+
+def mobile_problem(text: str) -> str | None:
+    """Why `text` is not a mainland mobile number, or None when it is."""
+    if MOBILE.fullmatch(text):
+        return None
+    if MOBILE_MASKED.fullmatch(text):
+        return "is masked (138****5678): send the whole number"
+    return "must be a mainland mobile number: 11 digits starting 13 to 19 (手机号)"
+
+
+def mask_mobile(phone: str) -> str:
+    """A mobile as every caller but those allowed to see it reads it: 138****5678."""
+    return phone[:3] + "****" + phone[-4:] if len(phone) == 11 else "***"
 
 
 class Domain(StrEnum):

@@ -41,7 +41,7 @@ def test_two_processes_the_worker_delivers_and_sigterm_stops_both(tmp_path: Path
                     {
                         "token": TOKENS["booking"],
                         "caller": "booking-service",
-                        "scopes": ["rules.read", "rules.evaluate", "rules.write"],
+                        "scopes": ["rules.read", "rules.evaluate", "rules.write", "rules.contact"],
                     },
                     {
                         "token": TOKENS["writer"],

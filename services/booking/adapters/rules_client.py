@@ -47,7 +47,7 @@ from services.common.errors import DeadlineExceeded
 from services.common.paging import MAX_PAGE
 from services.common.proto_values import fact_value
 from services.common.values import trim
-from services.common.vocabulary import Severity
+from services.common.vocabulary import MOBILE, Severity
 
 # How the rules service spells a finding's kind (rules.v1 EventKind) and severity.
 _FOUND = {
@@ -352,11 +352,15 @@ class RulesClient:
         )
 
     def firm(self, enterprise_id: str) -> FirmInfo | None:
-        """The firm as the rules register has it, or None when it is not registered."""
+        """The firm as the rules register has it, or None when it is not registered. Its
+        contact mobile only when whole: without the scope rules.contact rules answers it
+        masked (138****5678), which is no number to send a code to."""
         status = self._status(enterprise_id)
         if status is None:
             return None
-        return FirmInfo(enterprise_id, status.profile.name, status.profile.region)
+        p = status.profile
+        contact = p.contact_mobile if MOBILE.fullmatch(p.contact_mobile) else ""
+        return FirmInfo(enterprise_id, p.name, p.region, contact)
 
     def enterprises(self, region: str, page_size: int = MAX_PAGE) -> list[FirmSummary]:
         """Every firm of `region` (a 镇街 or a county, by name or code) by enterprise_id,
@@ -529,6 +533,7 @@ class RulesClient:
             return []
         profile = pb.EnterpriseProfile()
         profile.CopyFrom(found.profile)
+        profile.ClearField("contact_mobile")  # no decision reads it; masked, it is refused
         for key, value in answers.items():
             profile.facts[key].CopyFrom(fact_value(value))
         decision = self._call("Evaluate", pb.EvaluateRequest(profile=profile))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -17,12 +16,12 @@ from services.common.errors import (
 from services.common.instants import as_utc
 from services.common.state_machine import StateMachine, Tracked, Transition
 from services.common.values import control_problem, invisible, trim
-from services.common.vocabulary import CLAUSE_REF
+from services.common.vocabulary import CLAUSE_REF, MOBILE, mask_mobile
 
 from . import messages
 from .slots import Slot, parse_slot
 
-PHONE = re.compile(r"1[3-9][0-9]{9}")  # ASCII digits only; used with fullmatch
+PHONE = MOBILE  # a mainland mobile (services/common/vocabulary.py); used with fullmatch
 BOOKING_WINDOW_DAYS = 14
 MIN_SLOTS = 2
 MAX_SLOTS = 28
@@ -259,8 +258,7 @@ def bookable_slots(today: date) -> list[Slot]:
     ]
 
 
-def mask_phone(phone: str) -> str:
-    return phone[:3] + "****" + phone[-4:] if len(phone) == 11 else "***"
+mask_phone = mask_mobile  # the shared mask (services/common/vocabulary.py)
 
 
 MAX_CLAUSE_REFS = 20

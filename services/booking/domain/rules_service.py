@@ -77,11 +77,14 @@ class InspectionInfo:
 
 @dataclass(frozen=True)
 class FirmInfo:
-    """A firm as the rules register has it."""
+    """A firm as the rules register has it; `contact_mobile`: the register's contact
+    mobile (EnterpriseProfile.contact_mobile, read whole with the scope rules.contact),
+    "" when it has none or booking may not read it."""
 
     enterprise_id: str
     name: str
     region: str
+    contact_mobile: str = ""
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,28 @@ def mobile_after_visit(current: str, on_site: str, order_contact: str, confirmed
     return current or (order_contact if confirmed else "")
 
 
+# What a code's digest is keyed for (`keyed_digest`'s purpose): a code sent to the firm's
+# sign-in mobile, or one sent to the register's contact mobile while the firm had none.
+# Signing in with the latter makes that number the firm's sign-in mobile.
+CODE_PURPOSE = "code"
+CONTACT_CODE_PURPOSE = "contact-code"
+
+
+def code_purpose(sign_in_phone: str, register_contact: str, phone: str) -> str:
+    """Why a code goes to `phone` ("" when none goes): it is the firm's sign-in mobile
+    (CODE_PURPOSE), or the firm has none and `phone` is the rules register's contact
+    mobile (CONTACT_CODE_PURPOSE). A firm that has a sign-in mobile keeps it, whatever the
+    register says: booking.admin chose it, or an expert met its holder at the firm; the
+    register's contact is what some system sent the rules service, checked by nobody of
+    booking, so a change there must neither take the firm's account over nor lock out the
+    person the authority confirmed. The register only stands in while booking knows no
+    one (the spec's "registered mobile: the register's contact, or the phone of its first
+    confirmed order")."""
+    if sign_in_phone:
+        return CODE_PURPOSE if sign_in_phone == phone else ""
+    return CONTACT_CODE_PURPOSE if register_contact and register_contact == phone else ""
+
+
 def new_code() -> str:
     return f"{secrets.randbelow(10**6):06d}"
 

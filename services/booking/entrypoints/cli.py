@@ -170,7 +170,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--rules-token",
         "BOOKING_RULES_TOKEN",
         "",
-        "bearer token for the rules service (scopes rules.read, rules.evaluate, rules.write)",
+        "bearer token for the rules service "
+        "(scopes rules.read, rules.evaluate, rules.write, rules.contact)",
     )
     env_flag(
         parser,

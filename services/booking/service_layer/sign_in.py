@@ -7,8 +7,9 @@ of codes, phones and session secrets are stored. The sign-in mobile is set by
 booking.admin (`set_sign_in_phone`) or by the visit of one of the firm's orders
 (visits.py): the mobile of the person the expert met, or, while the firm has none, that
 order's contact mobile when the expert confirmed in person that it is theirs
-(domain/sign_in.py `mobile_after_visit`); each change is in the
-audit trail (masked) and ends the firm's sessions.
+(domain/sign_in.py `mobile_after_visit`); or, while the firm has none, by a sign-in with
+a code sent to the rules register's contact mobile (domain/sign_in.py `code_purpose`);
+each change is in the audit trail (masked) and ends the firm's sessions.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from services.booking.domain import messages
 from services.booking.domain import sign_in as rules
 from services.booking.domain.orders import PHONE, mask_phone
 from services.booking.domain.records import FirmCard, FirmSession, SignInCode
+from services.booking.domain.rules_service import RulesError
 from services.booking.service_layer.ports import BookingContext, SmsFailed
 from services.booking.service_layer.qr_codes import firm_for_token
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -66,6 +68,10 @@ def request_code(
     phone = _phone(phone)
     phone_key = rules.keyed_digest(ctx.keyring, "phone", phone)
     client_key = rules.keyed_digest(ctx.keyring, "client", client) if client else ""
+    with uow:
+        card = firm_for_token(uow, ctx, token)
+    # asked whatever number was typed, outside the transaction (no lock held on rules)
+    contact = "" if card.sign_in_phone else register_contact(ctx, card.enterprise_id)
     at = now()
     with uow:
         card = firm_for_token(uow, ctx, token)
@@ -82,14 +88,15 @@ def request_code(
         ):
             raise RateLimited(messages.SIGN_IN_TOO_MANY_CODES, 600)
         code = rules.new_code()
-        matches = bool(card.sign_in_phone) and card.sign_in_phone == phone
+        purpose = rules.code_purpose(card.sign_in_phone, contact, phone)
+        matches = bool(purpose)
         # a row either way, so the limits count every request, known number or not
         uow.register.add(
             SignInCode(
                 id=rules.new_id(),
                 enterprise_id=card.enterprise_id,
                 phone_digest=phone_key,
-                code_digest=rules.keyed_digest(ctx.keyring, "code", card.enterprise_id, code)
+                code_digest=rules.keyed_digest(ctx.keyring, purpose, card.enterprise_id, code)
                 if matches
                 else "",
                 created_at=at,
@@ -101,6 +108,22 @@ def request_code(
     if matches:
         _send(ctx, phone, messages.SMS_CODE_TEXT.format(code=code))
     _log.info("sign-in code requested", phone=mask_phone(phone))  # never whether it matched
+
+
+def register_contact(ctx: BookingContext, enterprise_id: str) -> str:
+    """The rules register's contact mobile of the firm; "" when it has none, or when the
+    rules service cannot answer (logged): the request is then answered, and no code sent,
+    as for any number that is not on record."""
+    try:
+        firm = ctx.rules.firm(enterprise_id)
+    except RulesError as exc:
+        _log.warning(
+            "sign-in: the register's contact mobile could not be read",
+            enterprise_id=enterprise_id,
+            error=str(exc)[:200],
+        )
+        return ""
+    return firm.contact_mobile if firm is not None else ""
 
 
 def _send(ctx: BookingContext, phone: str, text: str) -> None:
@@ -127,7 +150,9 @@ def _send(ctx: BookingContext, phone: str, text: str) -> None:
 
 def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: str) -> SignedIn:
     """Exchange a code for a 30-day session of the token's firm. A wrong, expired, used
-    or another firm's code is PermissionDenied; past MAX_TRIES, RateLimited."""
+    or another firm's code is PermissionDenied; past MAX_TRIES, RateLimited. A code sent
+    to the register's contact mobile makes it the firm's sign-in mobile (audited,
+    masked), unless the firm got one meanwhile, so later sign-ins need no rules."""
     phone = _phone(phone)
     code = trim(code)
     if not rules.CODE.fullmatch(code):
@@ -143,13 +168,13 @@ def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: 
         if row.tries >= rules.MAX_TRIES:
             raise RateLimited(messages.SIGN_IN_TOO_MANY_TRIES, 60)
         row.tries += 1
-        expected = rules.keyed_digests(ctx.keyring, "code", card.enterprise_id, code)
-        if not row.code_digest or not any(
-            hmac.compare_digest(row.code_digest, digest) for digest in expected
-        ):
+        purpose = _code_matches(ctx, row.code_digest, card.enterprise_id, code)
+        if not purpose:
             uow.commit()  # the try counts
             raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
         row.used_at = at
+        if purpose == rules.CONTACT_CODE_PURPOSE:
+            _adopt_contact(uow, card.enterprise_id, phone)
         cred, text = rules.new_credential(ctx.keyring)
         uow.register.add(
             FirmSession(
@@ -163,6 +188,27 @@ def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: 
         )
         uow.commit()
     return SignedIn(text, card.enterprise_id, at + rules.SESSION_TTL)
+
+
+def _code_matches(ctx: BookingContext, digest: str, enterprise_id: str, code: str) -> str:
+    """The purpose (domain/sign_in.py) `code` was sent for when `digest` is its digest,
+    under any key of the ring; "" when it is not (or no code was sent)."""
+    if not digest:
+        return ""
+    for purpose in (rules.CODE_PURPOSE, rules.CONTACT_CODE_PURPOSE):
+        expected = rules.keyed_digests(ctx.keyring, purpose, enterprise_id, code)
+        if any(hmac.compare_digest(digest, d) for d in expected):
+            return purpose
+    return ""
+
+
+def _adopt_contact(uow: UnitOfWork, enterprise_id: str, phone: str) -> None:
+    """Inside the sign-in's transaction, before its session is added: the register's
+    contact mobile, just proven by its code, becomes the firm's sign-in mobile while the
+    firm has none (an admin's or a visit's choice made since the code went out stays)."""
+    card = uow.register.firm(enterprise_id, for_update=True)
+    if card is not None and not card.sign_in_phone:
+        change_phone(uow, card, phone)
 
 
 def session_firm(uow: UnitOfWork, ctx: BookingContext, credential: str) -> str | None:

@@ -25,7 +25,7 @@ from services.common.values import (
     parse_iso_date,
     preview,
 )
-from services.common.vocabulary import Domain, Severity, uscc_problem
+from services.common.vocabulary import MOBILE, Domain, Severity, mobile_problem, uscc_problem
 
 from .errors import FieldViolation, ValidationError
 
@@ -196,6 +196,8 @@ class EnterpriseProfile:
     penalties: tuple[Penalty, ...] = ()
     hazards: tuple[Hazard, ...] = ()
     facts: Mapping[str, FactValue] = field(default_factory=dict)
+    # the firm's contact mobile, for its sign-in on booking's phone page; never decides
+    contact_mobile: str = ""
 
 
 PROFILE_FIELDS = frozenset(
@@ -217,8 +219,12 @@ PROFILE_FIELDS = frozenset(
         "penalties",
         "hazards",
         "facts",
+        "contact_mobile",
     }
 )
+# profile_to_data writes contact_mobile only when the firm has one, so a profile stored
+# before it existed reads (and is written back) exactly as it was
+_STORED_FIELDS = (PROFILE_FIELDS - {"contact_mobile"}, PROFILE_FIELDS)
 
 
 class FieldChecker:
@@ -241,6 +247,10 @@ class FieldChecker:
 
     def bad(self, path: str, description: str) -> None:
         self.violations.append(FieldViolation(self.prefix + path, description))
+
+    def violations_of(self, path: str) -> bool:
+        """Whether `path` is already named by a violation."""
+        return any(v.field == self.prefix + path for v in self.violations)
 
     def string(
         self, data: Mapping[str, Any], key: str, path: str, *, max_len: int, required: bool
@@ -385,6 +395,7 @@ def parse_profile(
         penalties=tuple(_penalties(check, data, stored)),
         hazards=tuple(_hazards(check, data)),
         facts=_facts(check, data, fact_types, stored),
+        contact_mobile=_contact_mobile(check, data),
     )
     if check.violations:
         raise ValidationError(check.violations)
@@ -414,6 +425,7 @@ def plain_profile(
         or not 0 <= c.merchant_score <= 100
         or not isinstance(c.facts, dict)
         or len(c.facts) > MAX_FACTS
+        or (c.contact_mobile and mobile_problem(c.contact_mobile) is not None)
     ):
         return None
     for accident in c.accidents:
@@ -446,7 +458,10 @@ def canonical_stored_profile(data: Any, fact_types: Mapping[str, str]) -> Enterp
     left to `parse_profile` (rare, and checked against one another).
     tests/unit/rules/test_stored_profile.py compares the two on generated profiles, as
     stored and altered."""
-    if type(data) is not dict or data.keys() != PROFILE_FIELDS or data["hazards"]:
+    if type(data) is not dict or data.keys() not in _STORED_FIELDS or data["hazards"]:
+        return None
+    contact = data.get("contact_mobile", "")
+    if "contact_mobile" in data and (type(contact) is not str or not MOBILE.fullmatch(contact)):
         return None
     enterprise_id, name, region = data["enterprise_id"], data["name"], data["region"]
     if (
@@ -508,6 +523,7 @@ def canonical_stored_profile(data: Any, fact_types: Mapping[str, str]) -> Enterp
         penalties,
         (),
         facts,
+        contact,
     )
 
 
@@ -728,6 +744,16 @@ def _hazards(check: FieldChecker, data: Mapping[str, Any]) -> list[Hazard]:
     return out
 
 
+def _contact_mobile(check: FieldChecker, data: Mapping[str, Any]) -> str:
+    """The optional contact mobile: empty, or a mainland mobile (control characters are
+    refused by `FieldChecker.string`, as in every text field)."""
+    mobile = check.string(data, "contact_mobile", "contact_mobile", max_len=64, required=False)
+    if mobile and not check.violations_of("contact_mobile") and (problem := mobile_problem(mobile)):
+        check.bad("contact_mobile", f"{preview(mobile)}: {problem}")
+        return ""
+    return mobile
+
+
 def fact_path(key: object) -> str:
     """A sent fact's path as a violation names it, relative to the profile: the key as
     sent (`facts["…"]`), or its short prefix when long."""
@@ -845,7 +871,7 @@ def profile_to_data(p: EnterpriseProfile) -> dict[str, Any]:
         ],
         "hazards": [_hazard_data(h) for h in p.hazards],
         "facts": dict(p.facts),
-    }
+    } | ({"contact_mobile": p.contact_mobile} if p.contact_mobile else {})
 
 
 def _hazard_data(h: Hazard) -> dict[str, Any]:

@@ -13,11 +13,12 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
+from services.common.context import ANONYMOUS, current_principal
 from services.common.instants import rfc3339
 from services.common.proto_values import fact_value
 from services.common.regions import RegionRegistry
 from services.common.values import parse_iso_date
-from services.common.vocabulary import Domain, Severity
+from services.common.vocabulary import Domain, Severity, mask_mobile
 from services.rules.domain.changes import Change, ChangeKind
 from services.rules.domain.decision import Decision, Finding, RiskLevel
 from services.rules.domain.decision import Status as DecisionStatus
@@ -35,6 +36,8 @@ from services.rules.domain.profile import (
 )
 from services.rules.domain.register import HistoryEntry
 from services.rules.domain.standards import Clause, Standard
+
+CONTACT_SCOPE = "rules.contact"  # reads a firm's contact mobile unmasked
 
 
 def enum_value(enum: Any, number: int, prefix: str, *, lower: bool = True) -> str | None:
@@ -124,6 +127,7 @@ def profile_to_dict(p: pb.EnterpriseProfile) -> dict[str, Any]:
             for h in p.hazards
         ],
         "facts": {k: _fact(v) for k, v in p.facts.items()},
+        "contact_mobile": p.contact_mobile,
     }
 
 
@@ -203,6 +207,7 @@ def profile_candidate(p: pb.EnterpriseProfile) -> EnterpriseProfile | None:
             if penalties
             else (),
             facts=facts,
+            contact_mobile=p.contact_mobile,
         )
     except (KeyError, ValueError, _NotPlain):
         return None
@@ -228,8 +233,19 @@ def _iso(d: date | None) -> str:
     return d.isoformat() if d else ""
 
 
-def profile_to_proto(p: EnterpriseProfile) -> pb.EnterpriseProfile:
+def contact_visible() -> bool:
+    """Whether the current caller may read a firm's contact mobile whole: it holds the
+    scope rules.contact (or nothing checks scopes: in process, a server without tokens,
+    as `require_scope`). Everyone else reads it masked (138****5678)."""
+    principal = current_principal()
+    return principal is ANONYMOUS or principal.has(CONTACT_SCOPE)
+
+
+def profile_to_proto(p: EnterpriseProfile, *, contact: bool = True) -> pb.EnterpriseProfile:
+    """The profile as answered; `contact` False masks its contact mobile."""
+    mobile = p.contact_mobile if contact or not p.contact_mobile else mask_mobile(p.contact_mobile)
     out = pb.EnterpriseProfile(
+        contact_mobile=mobile,
         enterprise_id=p.enterprise_id,
         name=p.name,
         industry=enum_number(pb.Industry, p.industry, "INDUSTRY_"),
@@ -537,7 +553,7 @@ def proto_json(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in shaped.items() if v is not None}
 
 
-_TEXT_FIELDS = frozenset({"enterprise_id", "name", "region"})
+_TEXT_FIELDS = frozenset({"enterprise_id", "name", "region", "contact_mobile"})
 _INT32_FIELDS = frozenset({"employees", "standardization_grade", "merchant_score"})
 _BOOL_FIELDS = frozenset({"specialized_sme", "blacklisted"})
 _ENUM_FIELDS = {"industry": pb.Industry, "credit_rating": pb.CreditRating}
@@ -718,8 +734,9 @@ def history_to_proto(h: HistoryEntry) -> pb.HistoryItem:
 
 
 def status_to_proto(view: Any) -> pb.EnterpriseStatus:
+    """A StatusView as answered: the contact mobile masked unless `contact_visible`."""
     out = pb.EnterpriseStatus(
-        profile=profile_to_proto(view.profile),
+        profile=profile_to_proto(view.profile, contact=contact_visible()),
         decision=decision_to_proto(view.decision, decision_id=view.decision_id),
         history=[history_to_proto(r) for r in view.history],
         duplicate=view.duplicate,

@@ -256,3 +256,23 @@ def test_control_characters_are_refused_by_the_parser_itself() -> None:
     assert parse(profile(penalties=lines)).penalties[0].basis == "第一条\n第二条"
     stored = parse_profile(profile(name="义乌\x07化工厂"), FACT_TYPES, stored=True)
     assert stored.name == "义乌\x07化工厂"
+
+
+@pytest.mark.parametrize(
+    "bad", ["12812345678", "1381234567", "１３８１２３４５６７８", "138****5678"]
+)
+def test_contact_mobile_must_be_a_mainland_mobile(bad: str) -> None:
+    assert fields_of(profile(1, contact_mobile=bad)) == {"profile.contact_mobile"}
+
+
+def test_contact_mobile_is_optional_and_kept_as_stored() -> None:
+    from services.rules.domain.profile import canonical_stored_profile, profile_to_data
+
+    assert parse(profile(1)).contact_mobile == ""
+    given = parse(profile(1, contact_mobile="13812345678"))
+    assert given.contact_mobile == "13812345678"
+    data = profile_to_data(given)
+    assert data["contact_mobile"] == "13812345678"
+    assert "contact_mobile" not in profile_to_data(parse(profile(1)))  # stored as before
+    assert canonical_stored_profile(data, FACT_TYPES) == given
+    assert canonical_stored_profile({**data, "contact_mobile": "1381234567"}, FACT_TYPES) is None
