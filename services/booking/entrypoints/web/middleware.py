@@ -243,7 +243,7 @@ def from_this_site(origin: str, referer: str, scheme: str, host: str, public_url
     also from pages kept open since before Referrer-Policy became same-origin and from
     in-app web views that hide the referrer (review 55 D3, D4), whose firms must not be
     refused their own posts."""
-    if origin.strip().lower() == "null":
+    if origin.lower() == "null":
         origin = ""
     if not origin and not referer:
         return True
