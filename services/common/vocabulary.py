@@ -33,7 +33,10 @@ def mobile_problem(text: str) -> str | None:
     if MOBILE.fullmatch(text):
         return None
     if MOBILE_MASKED.fullmatch(text):
-        return "is masked (138****5678): send the whole number"
+        return (
+            "is masked (138****5678): send the whole number, or keep the one on record by "
+            "leaving contact_mobile out of an update_mask"
+        )
     return "must be a mainland mobile number: 11 digits starting 13 to 19 (手机号)"
 
 
