@@ -807,11 +807,23 @@ def _facts(
         if parsed is None:
             check.bad(path, f"must be {_KIND_TEXT[kind]}")
             continue
-        if isinstance(parsed, str) and check.controls and (problem := control_problem(parsed)):
+        if problem := _value_problem(kind, parsed, controls=check.controls, stored=stored):
             check.bad(path, problem)
             continue
         out[key] = parsed
     return out
+
+
+def _value_problem(kind: str, value: FactValue, *, controls: bool, stored: bool) -> str | None:
+    """What is wrong with a fact value of the right type: a control character in text,
+    or a negative number on input (every number fact measures something, a pressure or a
+    ratio of widths or distances: a negative one is a typo, and would breach a "< 0.75"
+    clause as if measured). A stored profile's numbers are read as kept."""
+    if isinstance(value, str) and controls:
+        return control_problem(value)
+    if kind == "number" and not stored and isinstance(value, float) and value < 0:
+        return "must be a number >= 0 (a measured quantity)"
+    return None
 
 
 _KIND_TEXT = {

@@ -276,3 +276,18 @@ def test_contact_mobile_is_optional_and_kept_as_stored() -> None:
     assert "contact_mobile" not in profile_to_data(parse(profile(1)))  # stored as before
     assert canonical_stored_profile(data, FACT_TYPES) == given
     assert canonical_stored_profile({**data, "contact_mobile": "1381234567"}, FACT_TYPES) is None
+
+
+def test_a_number_fact_is_a_measured_quantity_never_negative() -> None:
+    """Review 51 (spec silent 11): an exit width of -0.5 times the rule breached 6.5 as if
+    measured; it is refused naming the fact. Zero (and -0.0) is a measurement; a stored
+    profile is read as it was kept."""
+    with pytest.raises(ValidationError) as info:
+        parse(profile(facts={"fire.exit_width_ratio": -0.5}))
+    assert {v.field: v.description for v in info.value.violations} == {
+        'profile.facts["fire.exit_width_ratio"]': "must be a number >= 0 (a measured quantity)"
+    }
+    assert parse(profile(facts={"fire.exit_width_ratio": -0.0})).facts["fire.exit_width_ratio"] == 0
+    assert parse(profile(facts={"fire.exit_width_ratio": 0})).facts["fire.exit_width_ratio"] == 0
+    kept = parse_profile(profile(facts={"fire.exit_width_ratio": -0.5}), FACT_TYPES, stored=True)
+    assert kept.facts["fire.exit_width_ratio"] == -0.5
