@@ -169,12 +169,14 @@ def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: 
             raise RateLimited(messages.SIGN_IN_TOO_MANY_TRIES, 60)
         row.tries += 1
         purpose = _code_matches(ctx, row.code_digest, card.enterprise_id, code)
+        if purpose == rules.CONTACT_CODE_PURPOSE and not _adopt_contact(
+            uow, card.enterprise_id, phone
+        ):
+            purpose = ""  # the firm got another sign-in mobile since: the code is void
         if not purpose:
             uow.commit()  # the try counts
             raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
         row.used_at = at
-        if purpose == rules.CONTACT_CODE_PURPOSE:
-            _adopt_contact(uow, card.enterprise_id, phone)
         cred, text = rules.new_credential(ctx.keyring)
         uow.register.add(
             FirmSession(
@@ -202,13 +204,18 @@ def _code_matches(ctx: BookingContext, digest: str, enterprise_id: str, code: st
     return ""
 
 
-def _adopt_contact(uow: UnitOfWork, enterprise_id: str, phone: str) -> None:
+def _adopt_contact(uow: UnitOfWork, enterprise_id: str, phone: str) -> bool:
     """Inside the sign-in's transaction, before its session is added: the register's
     contact mobile, just proven by its code, becomes the firm's sign-in mobile while the
-    firm has none (an admin's or a visit's choice made since the code went out stays)."""
+    firm has none. False when the firm got another one since the code went out (an
+    admin's or a visit's choice, made in person, stays, and the code sent to the
+    register's number no longer signs in: review 56 D2)."""
     card = uow.register.firm(enterprise_id, for_update=True)
-    if card is not None and not card.sign_in_phone:
+    if card is None:
+        return False
+    if not card.sign_in_phone:
         change_phone(uow, card, phone)
+    return card.sign_in_phone == phone
 
 
 def session_firm(uow: UnitOfWork, ctx: BookingContext, credential: str) -> str | None:

@@ -16,7 +16,13 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from services.common.values import preview
-from services.common.vocabulary import Severity, uscc_problem
+from services.common.vocabulary import (
+    MOBILE_MASKED,
+    Severity,
+    mask_mobile,
+    mobile_problem,
+    uscc_problem,
+)
 
 from . import labels
 from .errors import AlreadyExists, FieldViolation, NotFound, PreconditionFailed, ValidationError
@@ -229,6 +235,22 @@ def merge_profile(stored: EnterpriseProfile, incoming: EnterpriseProfile) -> Ent
         accidents=_union(stored.accidents, incoming.accidents),
         penalties=_union(stored.penalties, incoming.penalties),
         hazards=hazards,
+        contact_mobile=contact_kept(stored.contact_mobile, incoming.contact_mobile),
+    )
+
+
+def contact_kept(stored: str, sent: str) -> str:
+    """The contact mobile after a caller sent `sent`: a masked number (138****5678, as a
+    caller without `rules.contact` reads it) that masks the one on record keeps that one,
+    so a profile read and sent back changes nothing it could not see (review 56 D1);
+    anything else is what was sent (a whole number, or "" to clear it). A masked number
+    that is not the one on record is refused: it names no number."""
+    if not MOBILE_MASKED.fullmatch(sent):
+        return sent
+    if stored and mask_mobile(stored) == sent:
+        return stored
+    raise ValidationError(
+        [FieldViolation("profile.contact_mobile", f"{sent}: {mobile_problem(sent)}")]
     )
 
 

@@ -25,7 +25,14 @@ from services.common.values import (
     parse_iso_date,
     preview,
 )
-from services.common.vocabulary import MOBILE, Domain, Severity, mobile_problem, uscc_problem
+from services.common.vocabulary import (
+    MOBILE,
+    MOBILE_MASKED,
+    Domain,
+    Severity,
+    mobile_problem,
+    uscc_problem,
+)
 
 from .errors import FieldViolation, ValidationError
 
@@ -745,9 +752,13 @@ def _hazards(check: FieldChecker, data: Mapping[str, Any]) -> list[Hazard]:
 
 
 def _contact_mobile(check: FieldChecker, data: Mapping[str, Any]) -> str:
-    """The optional contact mobile: empty, or a mainland mobile (control characters are
-    refused by `FieldChecker.string`, as in every text field)."""
+    """The optional contact mobile: empty, a mainland mobile, or one masked as a caller
+    without `rules.contact` reads it (138****5678: the register keeps the number on
+    record it masks, events.contact_kept; Evaluate reads no contact at all). Control
+    characters are refused by `FieldChecker.string`, as in every text field."""
     mobile = check.string(data, "contact_mobile", "contact_mobile", max_len=64, required=False)
+    if MOBILE_MASKED.fullmatch(mobile):
+        return mobile
     if mobile and not check.violations_of("contact_mobile") and (problem := mobile_problem(mobile)):
         check.bad("contact_mobile", f"{preview(mobile)}: {problem}")
         return ""

@@ -401,6 +401,8 @@ def _sent_checked(
     only clauses it may cite."""
     if ahead := events.recorded_ahead(sent, stored, ctx.today()):
         raise ValidationError(ahead)
+    if stored is None:  # a masked contact names no number when none is on record
+        events.contact_kept("", sent.contact_mobile)
     merged = sent if stored is None else events.merge_profile(stored, sent)
     if as_of is None:
         day = _forward(ctx, current, merged)

@@ -29,7 +29,7 @@ from tests.support import profile, uscc
 MOBILE = "13812345678"
 MASKED = "138****5678"
 BOOKING = ("tok-booking-0123456789abcd", ["rules.read", "rules.write", "rules.contact"])
-OTHER = ("tok-other-0123456789abcdef", ["rules.read", "rules.write"])
+OTHER = ("tok-other-0123456789abcdef", ["rules.read", "rules.write", "rules.evaluate"])
 
 
 def _as(who: tuple[str, list[str]]) -> tuple[tuple[str, str], ...]:
@@ -119,3 +119,29 @@ def test_never_in_the_feed_nor_the_audit_trail(stub: RulesServiceStub, db_engine
         rows = [str(r) for r in conn.execute(select(audit_log))]
         rows += [str(r) for r in conn.execute(select(changes))]
     assert rows and not any("5678" in r or "1111" in r for r in rows)
+
+
+def test_a_profile_read_masked_can_be_sent_back(stub: RulesServiceStub) -> None:
+    """Review 56 D1: a caller without rules.contact reads the contact masked; sending the
+    profile it read back (a whole UpsertEnterprise, Evaluate) keeps the number on record
+    and is decided like any other; a masked number masking another is refused."""
+    _upsert(stub, BOOKING, profile(1, contact_mobile=MOBILE))
+    read = _status(stub, OTHER).profile
+    assert read.contact_mobile == MASKED
+    again = stub.UpsertEnterprise(
+        pb.UpsertEnterpriseRequest(profile=read), metadata=_as(OTHER), timeout=30
+    )
+    assert again.profile.contact_mobile == MASKED
+    assert _status(stub, BOOKING).profile.contact_mobile == MOBILE  # kept, not the mask
+    evaluated = stub.Evaluate(pb.EvaluateRequest(profile=read), metadata=_as(OTHER), timeout=30)
+    assert evaluated.status != pb.STATUS_UNSPECIFIED
+    other = pb.EnterpriseProfile()
+    other.CopyFrom(read)
+    other.contact_mobile = "139****5678"
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UpsertEnterprise(
+            pb.UpsertEnterpriseRequest(profile=other), metadata=_as(OTHER), timeout=30
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "profile.contact_mobile" in _violations(info)
+    assert _status(stub, BOOKING).profile.contact_mobile == MOBILE

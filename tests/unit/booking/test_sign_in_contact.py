@@ -13,7 +13,7 @@ import structlog
 
 from services.booking.domain import messages
 from services.booking.domain.rules_service import FirmInfo, RulesUnavailable
-from services.booking.service_layer import qr_codes, sign_in
+from services.booking.service_layer import sign_in
 from services.common.errors import PermissionDenied
 from tests.unit.booking.fakes import FIRM, REGION, FakeRules, FakeUnitOfWork, context
 
@@ -22,18 +22,8 @@ ADMIN_S = "13912345678"
 
 
 @pytest.fixture
-def uow() -> FakeUnitOfWork:
-    return FakeUnitOfWork()
-
-
-@pytest.fixture
 def ctx() -> Any:
     return context(FakeRules(firms={FIRM: FirmInfo(FIRM, "义乌市示例五金厂", REGION, CONTACT)}))
-
-
-@pytest.fixture
-def token(uow: FakeUnitOfWork, ctx: Any) -> str:
-    return qr_codes.issue_qr_code(uow, ctx, FIRM).token  # no sign-in mobile yet
 
 
 def _card(uow: FakeUnitOfWork) -> Any:
@@ -78,8 +68,10 @@ def test_an_admin_s_choice_made_after_the_code_went_out_stays(
     sign_in.request_code(uow, ctx, token, CONTACT, "1.2.3.4")
     code = ctx.sms.last_code(CONTACT)
     sign_in.set_sign_in_phone(uow, ctx, FIRM, ADMIN_S)
-    sign_in.sign_in(uow, ctx, token, CONTACT, code)  # the code was good when sent
+    with pytest.raises(PermissionDenied, match=messages.SIGN_IN_WRONG_CODE):
+        sign_in.sign_in(uow, ctx, token, CONTACT, code)  # void since (review 56 D2)
     assert _card(uow).sign_in_phone == ADMIN_S
+    assert not uow.register.firm_sessions(FIRM)  # no session for the register's number
 
 
 def test_rules_unavailable_is_an_unknown_number_logged_once(

@@ -259,10 +259,27 @@ def test_control_characters_are_refused_by_the_parser_itself() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["12812345678", "1381234567", "１３８１２３４５６７８", "138****5678"]
+    "bad", ["12812345678", "1381234567", "１３８１２３４５６７８", "138****567"]
 )
 def test_contact_mobile_must_be_a_mainland_mobile(bad: str) -> None:
     assert fields_of(profile(1, contact_mobile=bad)) == {"profile.contact_mobile"}
+
+
+def test_a_masked_contact_is_read_as_sent_and_stands_for_the_number_it_masks() -> None:
+    """Review 56 D1: a caller without rules.contact reads 138****5678 and may send the
+    profile back; the parser takes the masked number as sent and the register keeps the
+    one on record it masks (events.contact_kept); a masked number masking no number on
+    record names none and is refused."""
+    from services.rules.domain.events import contact_kept
+
+    assert parse(profile(1, contact_mobile="138****5678")).contact_mobile == "138****5678"
+    assert contact_kept("13812345678", "138****5678") == "13812345678"
+    assert contact_kept("13812345678", "13900001111") == "13900001111"
+    assert contact_kept("13812345678", "") == ""
+    for stored in ("", "13712345678"):
+        with pytest.raises(ValidationError) as info:
+            contact_kept(stored, "138****5678")
+        assert [v.field for v in info.value.violations] == ["profile.contact_mobile"]
 
 
 def test_contact_mobile_is_optional_and_kept_as_stored() -> None:
