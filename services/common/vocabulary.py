@@ -34,8 +34,7 @@ def mobile_problem(text: str) -> str | None:
         return None
     if MOBILE_MASKED.fullmatch(text):
         return (
-            "is masked (138****5678): send the whole number, or keep the one on record by "
-            "leaving contact_mobile out of an update_mask"
+            "is masked (138****5678) and masks no number on record: send the whole number"
         )
     return "must be a mainland mobile number: 11 digits starting 13 to 19 (手机号)"
 
