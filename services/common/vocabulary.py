@@ -33,9 +33,7 @@ def mobile_problem(text: str) -> str | None:
     if MOBILE.fullmatch(text):
         return None
     if MOBILE_MASKED.fullmatch(text):
-        return (
-            "is masked (138****5678) and masks no number on record: send the whole number"
-        )
+        return "is masked (138****5678) and masks no number on record: send the whole number"
     return "must be a mainland mobile number: 11 digits starting 13 to 19 (手机号)"
 
 
