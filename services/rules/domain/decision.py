@@ -101,11 +101,8 @@ def decision_day(profile: EnterpriseProfile, today: date) -> date:
     the server's own decisions (Evaluate without an as_of; the register's: `register_day`).
     A record stored further ahead (before the register refused such records) stays beyond
     the day, as before."""
-    latest = today
-    for record_day in _record_days(profile):
-        if record_day > latest:
-            latest = record_day
-    return min(latest, today + CLOCK_SKEW)
+    latest = max(_record_days(profile), default=today)
+    return min(max(latest, today), today + CLOCK_SKEW)
 
 
 def register_day(profile: EnterpriseProfile, as_of: date | None, today: date) -> date:
