@@ -155,6 +155,11 @@ class BookingRegister(StaffRegister):
         )
         return self._one(query, for_update=True)
 
+    def sign_in_code(self, code_id: str) -> SignInCode | None:
+        """One code request's row by its id (locked: a request's second transaction sets
+        its digest, a sign-in's marks it used)."""
+        return self._by_key(SignInCode, "id", code_id, True)
+
     def firm_session(self, session_id: str) -> FirmSession | None:
         return self.session.get(FirmSession, session_id)
 

@@ -217,6 +217,12 @@ SIGN_IN_BAD_PHONE = MOBILE_RULE
 SIGN_IN_BAD_CODE_FORMAT = "请填写6位数字验证码"
 SIGN_IN_WRONG_CODE = "验证码错误或已过期，请重新输入或重新获取"
 SIGN_IN_TOO_MANY_TRIES = "验证码输错次数过多，请重新获取验证码"
+# a right code sent to a number that is no longer the one a code would go to (the
+# register's contact corrected since, or the firm given another sign-in mobile): void
+SIGN_IN_NUMBER_NO_LONGER_ON_RECORD = (
+    "验证码已失效：该号码已不是本企业登记的手机号，请用登记的手机号重新获取"
+)
+SIGN_IN_REGISTER_UNAVAILABLE = "暂时无法核对企业登记的手机号，请稍后再试（验证码10分钟内有效）"
 SIGN_IN_TOO_MANY_CODES = "获取验证码太频繁，请稍后再试"
 SIGN_IN_NEEDS_SESSION = "此操作需要企业本人登录（凭二维码只能预约和查看预约编号）"
 SIGN_IN_PHONE_SET = "登录手机已更新"

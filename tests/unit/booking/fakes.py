@@ -150,6 +150,9 @@ class FakeRegister:
         ]
         return max(found, key=lambda c: c.created_at) if found else None
 
+    def sign_in_code(self, code_id: str) -> SignInCode | None:
+        return self.codes.get(code_id)
+
     def firm_session(self, session_id: str) -> FirmSession | None:
         return self.sessions.get(session_id)
 
