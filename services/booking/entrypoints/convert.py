@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from services.booking.domain import messages
+from services.booking.domain import messages, order_history
 from services.booking.domain.orders import Order, mask_phone
 from services.booking.domain.records import EXPERT_FIELDS, Expert
 from services.booking.domain.tickets import Ticket
@@ -53,10 +53,12 @@ def order_to_proto(
     show_phone: bool = False,
     show_refs: bool = False,
     history: Sequence[Any] | None = None,
+    for_firm: bool = False,
 ) -> pb.Order:
     """`show_refs`: the firm's session or the dispatched expert (the clauses that
     motivated the order are theirs only). `history`: the rows to answer instead of the
-    order's own (the firm's reading: domain/order_history.py)."""
+    order's own (the firm's reading: domain/order_history.py). `for_firm`: the firm's
+    session reads its expert by name only (no expert_id), as its page shows it."""
     return pb.Order(
         order_id=o.id,
         enterprise_id=o.enterprise_id,
@@ -68,7 +70,7 @@ def order_to_proto(
         contact_phone=o.contact_phone if show_phone else mask_phone(o.contact_phone),
         note=o.note,
         status=ORDER_STATUS[o.status],
-        expert_id=o.expert_id or "",
+        expert_id="" if for_firm else o.expert_id or "",
         expert_name=expert_name,
         slot=o.slot or "",
         dispatch_note=o.dispatch_note,
@@ -83,7 +85,12 @@ def public_confirmation(o: Order) -> pb.Order:
     return pb.Order(order_id=o.id, status=ORDER_STATUS[o.status])
 
 
-def ticket_to_proto(t: Ticket, today: date, guidance: str = "") -> pb.Ticket:
+def ticket_to_proto(
+    t: Ticket, today: date, guidance: str = "", expert_name: str = "", for_firm: bool = False
+) -> pb.Ticket:
+    """`for_firm`: the firm's session reads it as its page shows it: the expert by name
+    only (no expert_id), staff actors unnamed (domain/order_history.py
+    `actors_for_firm`)."""
     return pb.Ticket(
         ticket_id=t.id,
         order_id=t.order_id,
@@ -96,11 +103,12 @@ def ticket_to_proto(t: Ticket, today: date, guidance: str = "") -> pb.Ticket:
         overdue=t.is_overdue(today),
         proof_note=t.proof_note,
         has_proof_photo=bool(t.proof_photo_id),
-        expert_id=t.expert_id,
+        expert_id="" if for_firm else t.expert_id,
         verified_on=_iso(t.verified_on),
         closed_late=t.closed_late,
-        history=_history(t.history),
+        history=_history(order_history.actors_for_firm(t.history) if for_firm else t.history),
         guidance=guidance,
+        expert_name=expert_name,
     )
 
 

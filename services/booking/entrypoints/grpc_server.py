@@ -8,7 +8,7 @@ codes in services/common/grpc_errors.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import unquote
 
 import grpc
@@ -21,6 +21,7 @@ from services.booking.domain.findings import FindingInput
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import Order
 from services.booking.domain.sign_in import CODE_TTL
+from services.booking.domain.tickets import Ticket
 from services.booking.entrypoints import convert
 from services.booking.entrypoints.access import BOOKING_METHODS
 from services.booking.service_layer import (
@@ -152,7 +153,24 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             show_phone=show_phone,
             show_refs=show_refs,
             history=order_history.for_firm(order.history, names) if for_firm else None,
+            for_firm=for_firm,
         )
+
+    def _tickets(self, rows: Sequence[Ticket], for_firm: bool = False) -> list[pb.Ticket]:
+        """Tickets as answered: each with its guidance and its expert's name (one query);
+        `for_firm`: as the firm's page shows them (no expert id, staff actors unnamed)."""
+        names = experts.expert_names(self._uow(), {t.expert_id for t in rows})
+        today = self._ctx.today()
+        return [
+            convert.ticket_to_proto(
+                t,
+                today,
+                self._guidance(t.clause_ref),
+                expert_name=names.get(t.expert_id, ""),
+                for_firm=for_firm,
+            )
+            for t in rows
+        ]
 
     @map_errors
     def CreateOrder(
@@ -263,16 +281,12 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             contact_confirmed=request.contact_confirmed,
         )
         self._wake()
-        today = self._ctx.today()
         return pb.Visit(
             visit_id=result.visit.id,
             order_id=result.visit.order_id,
             visited_on=result.visit.visited_on.isoformat(),
             minutes_on_site=result.visit.minutes_on_site,
-            tickets=[
-                convert.ticket_to_proto(t, today, self._guidance(t.clause_ref))
-                for t in result.tickets
-            ],
+            tickets=self._tickets(result.tickets),
         )
 
     @map_errors
@@ -289,7 +303,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             photo=request.photo.content,
             actor="firm" if firm_id else current_caller(),
         )
-        return convert.ticket_to_proto(ticket, self._ctx.today(), self._guidance(ticket.clause_ref))
+        return self._tickets([ticket], for_firm=bool(firm_id))[0]
 
     @unary
     def RecheckTicket(self, request: pb.RecheckTicketRequest) -> pb.Ticket:
@@ -306,7 +320,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             regions=authz.inspector_regions(principal, self._ctx.regions),
         )
         self._wake()
-        return convert.ticket_to_proto(ticket, self._ctx.today(), self._guidance(ticket.clause_ref))
+        return self._tickets([ticket])[0]
 
     @unary
     def ListTickets(self, request: pb.ListTicketsRequest) -> pb.ListTicketsResponse:
@@ -320,11 +334,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             token=request.page_token,
             reach=authz.reach(current_principal(), self._ctx.regions),
         )
-        today = self._ctx.today()
-        return pb.ListTicketsResponse(
-            tickets=[convert.ticket_to_proto(t, today, self._guidance(t.clause_ref)) for t in rows],
-            next_page_token=token,
-        )
+        return pb.ListTicketsResponse(tickets=self._tickets(rows), next_page_token=token)
 
     @unary
     def GetStats(self, request: pb.GetStatsRequest) -> pb.Stats:

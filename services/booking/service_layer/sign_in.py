@@ -10,7 +10,8 @@ booking.admin (`set_sign_in_phone`) or by the visit of one of the firm's orders
 order's contact mobile when the expert confirmed in person that it is theirs
 (domain/sign_in.py `mobile_after_visit`); or, while the firm has none, by a sign-in with
 a code sent to the rules register's contact mobile (domain/sign_in.py `code_purpose`)
-that is still the register's contact when the code comes back; each change is in the audit trail (masked) and ends the firm's sessions.
+that is still the register's contact when the code comes back; each change is in the
+audit trail (masked) and ends the firm's sessions.
 """
 
 from __future__ import annotations

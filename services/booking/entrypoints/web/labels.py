@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 
 from services.booking.domain import messages
+from services.booking.domain.order_history import STAFF_ACTOR
 from services.booking.domain.orders import OrderStatus
 from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import TicketStatus
@@ -33,9 +34,16 @@ TICKET_STATUS_LABELS = {
     TicketStatus.VERIFIED.value: "复查通过",
 }
 SEVERITY_LABELS = {s.value: s.label for s in Severity}
-# Other actors are service callers (experts, inspectors): their ids stay off the page.
-ACTOR_LABELS = {"firm": "企业", "dispatcher": "系统派单", "": "系统"}
+# Other actors are service callers (experts, inspectors): their ids stay off the page,
+# as off the firm's gRPC view, where they read STAFF_ACTOR (domain/order_history.py).
 OTHER_ACTOR = "专家/工作人员"
+ACTOR_LABELS = {
+    "firm": "企业",
+    "dispatcher": "系统派单",
+    "sweep": "系统",
+    "": "系统",
+    STAFF_ACTOR: OTHER_ACTOR,
+}
 DOMAIN_LABELS = {**{d.value: d.label for d in Domain}, "any": "通用服务"}
 INSPECTION_KIND_LABELS = {
     "ROUTINE": "日常检查（双随机）",
