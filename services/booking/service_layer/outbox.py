@@ -324,13 +324,15 @@ class OutboxWorker:
             except Exception:
                 _log.exception("outbox delivery failed")
                 report = DeliveryReport(waiting=True)
-            self._remind()
+            self.remind()
             if report.delivered and not report.waiting:
                 continue  # there may be more
             self._wake.wait(self._idle)
             self._wake.clear()
 
-    def _remind(self) -> None:
+    def remind(self) -> None:
+        """Log the firms held behind a parked message, if any, unless done less than
+        REMIND_SECONDS ago."""
         if time.monotonic() < self._next_reminder:
             return
         self._next_reminder = time.monotonic() + REMIND_SECONDS
