@@ -213,7 +213,9 @@ def test_other_firms_flow_past_a_firm_whose_backlog_waits(pair: Pair) -> None:
 
 def test_a_head_parked_by_another_replica_meanwhile_is_not_passed_by(pair: Pair) -> None:
     """While this worker talks to rules about another firm, a second replica parks this
-    firm's first event: its second must not go out after the pass had listed both."""
+    firm's first event: its second must not go out in this pass, which had read the
+    firm's head before. (A guard for the per-delivery head lookup: the code before held
+    the firm for the rest of such a pass too, and let the second go on the next.)"""
     if pair.booking_engine.dialect.name == "sqlite":
         pytest.skip("one writer at a time: no replica writes while this pass holds the lock")
     firm, other = pair.register_firm(130), pair.register_firm(131)
@@ -245,7 +247,8 @@ def test_a_head_parked_by_another_replica_meanwhile_is_not_passed_by(pair: Pair)
 
 def test_a_transient_refusal_holds_the_firm_until_its_retry(pair: Pair) -> None:
     """Rules answers RESOURCE_EXHAUSTED (overloaded, not down) to the firm's first event:
-    it backs off and its second waits, while another firm's event goes."""
+    it backs off and its second waits, while another firm's event goes. (A guard: the
+    code before already held the firm here; the backlog test above is what it missed.)"""
     firm, other = pair.register_firm(140), pair.register_firm(141)
     pair.expert("E1", ["fire_crowded"], ["稠城街道"])
     token, other_token = pair.issue(firm).token, pair.issue(other).token
