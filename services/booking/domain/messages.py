@@ -75,7 +75,7 @@ QR_REJECTED = {
 QR_REVOKED = "二维码已失效，请使用最新张贴的二维码"
 
 # ---------------------------------------------------------------- records and who may touch them
-RECORD_NAMES = {"order": "预约单", "ticket": "整改单", "photo": "照片"}
+RECORD_NAMES = {"order": "预约单", "ticket": "整改单", "photo": "照片", "event": "待发事件"}
 NO_SUCH_RECORD = "没有找到该{what}（{ref}）"
 OTHER_FIRMS_RECORD = "该{what}属于其他企业"
 OUT_OF_REACH = (
@@ -103,6 +103,14 @@ def shown(value: str, limit: int) -> str:
 def no_such(what: str, ref: str) -> str:
     """'No such order, ticket or photo', quoting at most a short prefix of the reference."""
     return NO_SUCH_RECORD.format(what=RECORD_NAMES[what], ref=quoted(ref))
+
+
+# ---------------------------------------------------------------- the outbox (operators)
+# `booking outbox --discard EVENT_ID --reason TEXT` (service_layer/outbox.py `discard`)
+OUTBOX_DISCARD_REASON = "请写明放弃发送的原因（1至{n}个字），记入审计日志"
+OUTBOX_ALREADY_DELIVERED = "事件{ref}已送达规则服务，无需放弃"
+OUTBOX_ALREADY_DISCARDED = "事件{ref}已于{at}放弃发送"
+OUTBOX_NOT_REFUSED = "事件{ref}没有被规则服务拒收过，正在排队发送，不能放弃"
 
 
 # ---------------------------------------------------------------- the expert pool (staff)
