@@ -312,6 +312,19 @@ VISIT_PHOTOS_RESELECT = (
     "照片合计超过{total}MB（每张不超过{each}MB），检查记录尚未保存。"
     "已填写的内容都已保留，请重新选择照片后提交。"
 )
+# a text field of the visit form past its limit (only a crafted or pasted one: the
+# page's maxlength stops typing), read no further
+VISIT_FIELD_TOO_LONG = "填写的内容过长（每项最多1000字），检查记录尚未保存，请删减后重新提交。"
+# the photos being sent to the server at once fill the room it gives them on disk
+VISIT_SPOOL_FULL = "服务器暂时无法接收更多照片，这张照片未保存，请稍后重新选择"
+VISIT_PHOTOS_NOT_RECEIVED = (
+    "服务器暂时无法接收更多照片，检查记录尚未保存。已填写的内容都已保留，请稍后重新选择照片后提交。"
+)
+# every slot for writing a visit's photos stayed taken while this visit waited
+VISIT_WRITERS_BUSY = (
+    "同时保存检查记录的人较多，本次检查记录尚未保存。已填写的内容都已保留，"
+    "请稍后重新选择照片后提交。"
+)
 VISIT_TOO_LARGE = (
     "提交的内容超过{limit}MB，检查记录尚未保存：照片每张不超过{each}MB、合计不超过{total}MB，"
     "请压缩照片后重新填写提交。"

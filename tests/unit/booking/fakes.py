@@ -391,6 +391,9 @@ class FakeRegister:
     def photo(self, photo_id: str) -> Photo | None:
         return self.photos.get(photo_id)
 
+    def add_photo(self, photo: Photo) -> None:
+        self.add(photo)
+
     # the outbox
     def pending_messages(self, limit: int) -> Sequence[OutboxMessage]:
         return [m for m in self.outbox if m.delivered_at is None and m.failed_at is None][:limit]
