@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from services.booking.entrypoints.web.uploads import UploadLimits
 
 ORDERS_PER_QR_TOKEN = Rate(per_second=20 / 3600, burst=10)  # 10 at once, then 20 an hour
+# CreateOrder calls refused for the caller's own reasons, per QR token: 20 at once, then
+# one a minute (orders.py `refusals_limited`; not the order limit's)
+REFUSED_ORDERS_PER_QR_TOKEN = Rate(per_second=60 / 3600, burst=20)
 _log = structlog.get_logger("booking")
 
 
@@ -248,6 +251,7 @@ def _context(args: argparse.Namespace) -> BookingContext:
         public_url=getattr(args, "public_url", ""),  # sweep serves no pages
         hotline=getattr(args, "hotline", "12345"),
         order_limiter=RateLimiter(ORDERS_PER_QR_TOKEN),
+        refused_order_limiter=RateLimiter(REFUSED_ORDERS_PER_QR_TOKEN),
         today=today_shanghai,
         regions=load_regions(args.regions),
         # the default backend: codes in the server log (adapters/sms.py), sent off-request
