@@ -344,3 +344,35 @@ def test_record_visit_names_a_photo_past_its_limit_and_the_server_stays_up(pair:
         assert sorted(size for _, size in stored) == [1000, 3 * MB, 3 * MB]
         assert set(audited) == {photo_id for photo_id, _ in stored}
     assert len(recorded.tickets) == 1
+
+
+def test_a_form_the_page_never_makes_is_refused_whole(expert_web: Web) -> None:
+    """More file parts than findings, or a part's headers past their limit: the form is
+    read no further, nothing is recorded, the page says the upload failed, and the
+    server goes on serving."""
+    order_id, _ = dispatched(expert_web.pair, 71, "稠城街道")
+    c, tok = expert_web.signed_in("zhuanjia")
+    form = visit_form(c, order_id, tok, 1)
+    text = b"".join(
+        b'--x\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+        % (name.encode(), value.encode())
+        for name, value in form.items()
+    )
+    many_files = text + b"".join(
+        b'--x\r\nContent-Disposition: form-data; name="photo_%d"; filename=""\r\n\r\n\r\n' % i
+        for i in range(51)
+    )
+    long_header = text + b'--x\r\nContent-Disposition: form-data; name="desc_0"\r\nX-Pad: '
+    long_header += b"a" * (64 * 1024) + b"\r\n\r\ntext\r\n"
+    for body in (many_files, long_header):
+        answer = c.post(
+            f"/staff/orders/{order_id}/visit",
+            content=body + b"--x--\r\n",
+            headers={"content-type": "multipart/form-data; boundary=x"},
+        )
+        assert answer.status_code == 400
+        shown = re.search(r'id="form-error">([^<]*)<', answer.text)
+        assert shown and shown.group(1) == messages.UPLOAD_FAILED
+        assert ">描述0号</textarea>" in answer.text  # what came before is kept
+    assert expert_web.count(visits) == 0
+    assert c.get("/healthz").status_code == 200
