@@ -707,6 +707,14 @@ class BookingRegister(StaffRegister):
     def photo(self, photo_id: str) -> Photo | None:
         return self.session.get(Photo, photo_id)
 
+    def add_photo(self, photo: Photo) -> None:
+        """Write `photo` now, on this transaction's connection, without the session
+        keeping it (nor its bytes) until the commit: a visit writes its photos one at a
+        time and lets each go (review 48 N1). Its ticket must be written first (flushed).
+        Its audit entry is the one a flush would have collected."""
+        self._run(_insert_into(photos), _row(photos, photo))
+        AUDIT.created(self.session, photo, AUDIT.values(photo))
+
     # outbox: each firm's messages in the order written (service_layer/outbox.py)
     def pending_messages(self, limit: int) -> Sequence[OutboxMessage]:
         """Open, unparked messages in the order they were written (due or not)."""

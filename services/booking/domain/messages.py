@@ -237,6 +237,8 @@ SIGN_IN_PHONE_SET = "登录手机已更新"
 SIGN_IN_NO_QR_CODE = "该企业尚未生成二维码，请先生成二维码"
 SIGN_IN_OWN_ORDERS_ONLY = "只能查看本企业的预约"
 TOO_MANY_ORDERS = "该二维码预约太频繁，请稍后再试"
+# the QR token's refused orders (bad forms, …) past their own limit: refused unread
+TOO_MANY_REFUSED_ORDERS = "该二维码近期提交的无效预约太多，请稍后再试"
 UNKNOWN_STATUS = "未知的状态值：{value}"
 SMS_CODE_TEXT = "【安全生产扫码点单】您的登录验证码为{code}，10分钟内有效。请勿告诉他人。"
 STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用），您仍可以预约专家。"
@@ -325,6 +327,19 @@ VISIT_PHOTO_OVER_TOTAL = "本次检查的照片合计不能超过{total}MB，这
 VISIT_PHOTOS_RESELECT = (
     "照片合计超过{total}MB（每张不超过{each}MB），检查记录尚未保存。"
     "已填写的内容都已保留，请重新选择照片后提交。"
+)
+# a text field of the visit form past its limit (only a crafted or pasted one: the
+# page's maxlength stops typing), read no further
+VISIT_FIELD_TOO_LONG = "填写的内容过长（每项最多1000字），检查记录尚未保存，请删减后重新提交。"
+# the photos being sent to the server at once fill the room it gives them on disk
+VISIT_SPOOL_FULL = "服务器暂时无法接收更多照片，这张照片未保存，请稍后重新选择"
+VISIT_PHOTOS_NOT_RECEIVED = (
+    "服务器暂时无法接收更多照片，检查记录尚未保存。已填写的内容都已保留，请稍后重新选择照片后提交。"
+)
+# every slot for writing a visit's photos stayed taken while this visit waited
+VISIT_WRITERS_BUSY = (
+    "同时保存检查记录的人较多，本次检查记录尚未保存。已填写的内容都已保留，"
+    "请稍后重新选择照片后提交。"
 )
 VISIT_TOO_LARGE = (
     "提交的内容超过{limit}MB，检查记录尚未保存：照片每张不超过{each}MB、合计不超过{total}MB，"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -54,7 +55,13 @@ from services.common.regions import RegionsError, load_regions
 from services.common.security import client_credentials
 from services.common.values import trim
 
+if TYPE_CHECKING:
+    from services.booking.entrypoints.web.uploads import UploadLimits
+
 ORDERS_PER_QR_TOKEN = Rate(per_second=20 / 3600, burst=10)  # 10 at once, then 20 an hour
+# CreateOrder calls refused for the caller's own reasons, per QR token: 20 at once, then
+# one a minute (orders.py `refusals_limited`; not the order limit's)
+REFUSED_ORDERS_PER_QR_TOKEN = Rate(per_second=60 / 3600, burst=20)
 _log = structlog.get_logger("booking")
 
 
@@ -101,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         common_server.add_flags(command, "BOOKING")
         security.add_flags(command, "BOOKING")
         _order_group_flags(command)
+        _upload_flags(command)
         command.set_defaults(run=run)
     backup.add_commands(sub, "BOOKING", "booking", audit_trail)  # and audit verify|anchor
     users_cli.add_commands(sub)  # staff accounts: users add|disable|reset-password|list
@@ -259,6 +267,7 @@ def _context(args: argparse.Namespace) -> BookingContext:
         public_url=getattr(args, "public_url", ""),  # sweep serves no pages
         hotline=getattr(args, "hotline", "12345"),
         order_limiter=RateLimiter(ORDERS_PER_QR_TOKEN),
+        refused_order_limiter=RateLimiter(REFUSED_ORDERS_PER_QR_TOKEN),
         today=today_shanghai,
         regions=load_regions(args.regions),
         # the default backend: codes in the server log (adapters/sms.py), sent off-request
@@ -449,6 +458,43 @@ def _order_group_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _upload_flags(parser: argparse.ArgumentParser) -> None:
+    """What the expert's visit photos may take of the web process (web/uploads.py
+    `UploadLimits`, whose defaults apply to what is not given)."""
+    env_flag(
+        parser,
+        "--visit-photo-writers",
+        "BOOKING_VISIT_PHOTO_WRITERS",
+        None,
+        "visits (staff page) writing their photos to the database at once, each holding "
+        "about one photo in memory; one more waits up to 60 s for a slot, then its form "
+        "comes back to be sent again (unset: 4)",
+        type=number_arg(1, 64),
+    )
+    env_flag(
+        parser,
+        "--visit-photo-spool-mb",
+        "BOOKING_VISIT_PHOTO_SPOOL_MB",
+        None,
+        "MB of disk (in TMPDIR) the photos of the visits being sent may take together; "
+        "a photo past it is refused beside its field, the form kept (unset: 1000)",
+        type=number_arg(10, 1_000_000),
+    )
+
+
+def upload_limits(args: argparse.Namespace) -> UploadLimits:
+    """The visit photos' limits as given (`_upload_flags`), UploadLimits' defaults for
+    what is not."""
+    from services.booking.entrypoints.web.uploads import UploadLimits
+
+    limits = UploadLimits()
+    if (writers := getattr(args, "visit_photo_writers", None)) is not None:
+        limits = replace(limits, writers=int(writers))
+    if (spool := getattr(args, "visit_photo_spool_mb", None)) is not None:
+        limits = replace(limits, spool_bytes=int(spool) * 1024 * 1024)
+    return limits
+
+
 def _order_group_limits(args: argparse.Namespace) -> GroupLimits:
     """CreateOrder's group commit settings as given (their flags' types have checked
     them); what is not given is 0 (the wait: -1), the database's default
@@ -463,6 +509,7 @@ def _order_group_limits(args: argparse.Namespace) -> GroupLimits:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from services.booking.entrypoints.web import create_web_app
+    from services.booking.entrypoints.web.uploads import Uploads
 
     guard = security.from_args(args)  # before anything else: refuse to run open
     limits = common_server.limits_from(args)
@@ -484,8 +531,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         order_groups=_order_group_limits(args),
     )
     host, _, http_port = args.http.rpartition(":")
+    uploads = Uploads(upload_limits(args))
     http = start_http(
-        create_web_app(ctx, engine, on_outbox=worker.wake, staff=guard.tokens), host, int(http_port)
+        create_web_app(ctx, engine, on_outbox=worker.wake, staff=guard.tokens, uploads=uploads),
+        host,
+        int(http_port),
     )
     running.server.start()
     worker.start()

@@ -20,6 +20,7 @@ from services.booking.domain import messages, order_history
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import Order
+from services.booking.domain.photos import Upload
 from services.booking.domain.sign_in import CODE_TTL
 from services.booking.domain.tickets import Ticket
 from services.booking.entrypoints import convert
@@ -264,7 +265,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                 convert.severity_name(f.severity),
                 f.description,
                 f.due_on,
-                tuple((p.content, p.content_type) for p in f.photos),
+                tuple(Upload.of(p.content) for p in f.photos),  # the bytes decide
             )
             for f in request.findings
         ]

@@ -1,7 +1,9 @@
 """发现: the expert records a visit; each finding becomes a rectification ticket.
 
 One transaction holds the visit, its tickets and photos, the order's move and one
-HAZARD_FOUND event a finding (in the outbox, for the rules service).
+HAZARD_FOUND event a finding (in the outbox, for the rules service). The photos come as
+uploads (domain/photos.py `Upload`), checked by their size and first bytes, each read
+whole only to be written, then let go.
 """
 
 from __future__ import annotations
@@ -185,7 +187,11 @@ def _ticket(
         # photos reference the ticket, and no relationship tells the unit of work so
         # (it would load the blobs): insert the ticket first
         uow.flush()
-    for content, _ in f.photos:
-        uow.register.add(photo_record(new_id("P"), ticket.id, content, "finding", now()))
+    for upload in f.photos:
+        # read, written and let go one at a time: a visit's photos (up to
+        # MAX_VISIT_PHOTO_BYTES) are never all in memory (review 48 N1)
+        content = upload.read()
+        uow.register.add_photo(photo_record(new_id("P"), ticket.id, content, "finding", now()))
+        del content
     uow.register.add_event(hazard_found(ticket))
     return ticket

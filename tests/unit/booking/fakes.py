@@ -395,6 +395,9 @@ class FakeRegister:
     def photo(self, photo_id: str) -> Photo | None:
         return self.photos.get(photo_id)
 
+    def add_photo(self, photo: Photo) -> None:
+        self.add(photo)
+
     # the outbox
     def _open(self) -> list[OutboxMessage]:
         return [m for m in self.outbox if m.delivered_at is None and m.discarded_at is None]

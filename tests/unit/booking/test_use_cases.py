@@ -13,6 +13,7 @@ from services.booking.domain import messages, qr
 from services.booking.domain.events import HazardFound, HazardVerified, RectificationOverdue
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.firm_access import STAFF, FirmAccess
+from services.booking.domain.photos import Upload
 from services.booking.domain.rules_service import RulesRejected, RulesUnavailable
 from services.booking.domain.staff import EVERY
 from services.booking.service_layer import (
@@ -286,7 +287,7 @@ def test_each_finding_becomes_a_ticket_and_a_hazard_found_event(
         uow,
         ctx,
         order.id,
-        [finding("major", photos=((PNG, "image/png"),)), finding("general")],
+        [finding("major", photos=(Upload.of(PNG),)), finding("general")],
         visited_on="",
         minutes=60,
         actor="expert",
