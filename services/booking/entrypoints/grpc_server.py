@@ -121,7 +121,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         expert = experts.upsert_expert(
             self._uow(), self._ctx, convert.expert_to_dict(request.expert)
         )
-        return convert.expert_to_proto(expert)
+        return convert.expert_to_proto(expert, show_phone=_sees_phones())
 
     @unary
     def ListExperts(self, request: pb.ListExpertsRequest) -> pb.ListExpertsResponse:
@@ -132,24 +132,27 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             region=request.region,
             active_only=request.active_only,
         )
-        return pb.ListExpertsResponse(experts=[convert.expert_to_proto(e) for e in rows])
+        whole = _sees_phones()
+        return pb.ListExpertsResponse(
+            experts=[convert.expert_to_proto(e, show_phone=whole) for e in rows]
+        )
 
     def _order(
         self,
         order: Order,
-        show_phone: bool = False,
         names: dict[str, str] | None = None,
         show_refs: bool = False,
         for_firm: bool = False,
     ) -> pb.Order:
         """`for_firm`: the firm's session reads it, its history as the firm's order page
-        shows it (domain/order_history.py; `names` then also holds its experts')."""
+        shows it (domain/order_history.py; `names` then also holds its experts'). Its
+        contact mobile as the caller may read it (`_sees_phones`)."""
         if names is None:
             names = experts.expert_names(self._uow(), _experts_of([order], for_firm))
         return convert.order_to_proto(
             order,
             expert_name=names.get(order.expert_id or "", ""),
-            show_phone=show_phone,
+            show_phone=_sees_phones(),
             show_refs=show_refs,
             history=order_history.for_firm(order.history, names) if for_firm else None,
         )
@@ -184,7 +187,6 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             return convert.public_confirmation(order)  # the QR token alone reads no more
         return self._order(
             order,
-            show_phone=authz.sees_phone(principal, order),
             show_refs=authz.sees_refs(principal, order, access),
             for_firm=bool(firm_id),
         )
@@ -363,10 +365,20 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         card = sign_in.set_sign_in_phone(
             self._uow(), self._ctx, request.enterprise_id, request.phone
         )
-        return pb.SetSignInPhoneResponse(enterprise_id=card.enterprise_id, phone=card.sign_in_phone)
+        return pb.SetSignInPhoneResponse(
+            enterprise_id=card.enterprise_id,
+            phone=convert.phone_shown(card.sign_in_phone, _sees_phones()),
+        )
 
 
 SESSION_METADATA = "firm-session"
+
+
+def _sees_phones() -> bool:
+    """Whether this call's caller reads phone numbers whole (service_layer/authz.py
+    `sees_phones`): every answer that carries an order's contact, an expert's or a firm's
+    sign-in mobile asks here and masks with `convert.phone_shown`."""
+    return authz.sees_phones(current_principal())
 
 
 def _experts_of(rows: Iterable[Order], for_firm: bool) -> set[str]:
