@@ -86,6 +86,14 @@ NEEDS_CREDENTIAL = "此操作需要企业的二维码或工作人员的访问令
 ONLY_DISPATCHED_EXPERT = "只有被派单的专家（或booking.admin）可以登记这次上门服务"
 ONLY_RECHECKERS = "只有检查人员或发现该隐患的专家可以复查"
 ONLY_ADMIN_CANCELS = "只有booking.admin可以代表主管部门取消预约"
+# an id or a filter a read or a lookup takes that can name nothing (domain/lookups.py)
+FIRM_ID_REQUIRED = "请填写企业的统一社会信用代码（18位）"
+BAD_FIRM_ID = (
+    "{ref}不是有效的统一社会信用代码：应为18位数字或大写字母（GB 32100），末位校验码须正确"
+)
+RECORD_ID_REQUIRED = "请填写{what}编号"
+BAD_RECORD_ID = "{ref}不是有效的{what}编号：编号为1至{n}个英文字母或数字"
+UNKNOWN_DOMAIN = "未知的高危领域代码{ref}：应为九大高危领域的代码之一（如gas、dust_explosion）"
 
 
 def quoted(value: object) -> str:

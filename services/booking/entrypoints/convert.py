@@ -7,12 +7,13 @@ from datetime import date
 from typing import Any
 
 from services.booking.domain import messages, order_history
-from services.booking.domain.orders import Order, mask_phone
+from services.booking.domain.orders import Order
 from services.booking.domain.records import EXPERT_FIELDS, Expert
 from services.booking.domain.tickets import Ticket
 from services.common._generated.booking.v1 import booking_pb2 as pb
 from services.common.errors import FieldViolation, ValidationError
 from services.common.instants import rfc3339
+from services.common.vocabulary import mask_mobile
 
 ORDER_STATUS = {
     "submitted": pb.ORDER_STATUS_SUBMITTED,
@@ -27,6 +28,16 @@ TICKET_STATUS = {
     "verified": pb.TICKET_STATUS_VERIFIED,
 }
 SEVERITY = {"general": pb.SEVERITY_GENERAL, "major": pb.SEVERITY_MAJOR}
+
+
+def phone_shown(phone: str, whole: bool) -> str:
+    """A phone number as an answer carries it: whole when `whole` (the caller may read
+    numbers whole: service_layer/authz.py `sees_phones`, the one decision), else masked
+    by the shared mask (138****5678); no number stays empty. Every field of an answer
+    that carries a person's number goes through here."""
+    if not phone:
+        return ""
+    return phone if whole else mask_mobile(phone)
 
 
 def _iso(value: date | None) -> str:
@@ -67,7 +78,7 @@ def order_to_proto(
         item_codes=o.item_codes,
         preferred_slots=o.preferred_slots,
         contact_name=o.contact_name,
-        contact_phone=o.contact_phone if show_phone else mask_phone(o.contact_phone),
+        contact_phone=phone_shown(o.contact_phone, show_phone),
         note=o.note,
         status=ORDER_STATUS[o.status],
         expert_id="" if for_firm else o.expert_id or "",
@@ -112,10 +123,12 @@ def ticket_to_proto(
     )
 
 
-def expert_to_proto(e: Expert) -> pb.Expert:
+def expert_to_proto(e: Expert, *, show_phone: bool = False) -> pb.Expert:
     """The expert's id and each field an upsert replaces (EXPERT_FIELDS: the proto names
-    them alike)."""
-    return pb.Expert(expert_id=e.id, **{name: getattr(e, name) for name in EXPERT_FIELDS})
+    them alike), the mobile masked unless `show_phone` (`phone_shown`)."""
+    fields = {name: getattr(e, name) for name in EXPERT_FIELDS}
+    fields["phone"] = phone_shown(e.phone, show_phone)
+    return pb.Expert(expert_id=e.id, **fields)
 
 
 def expert_to_dict(e: pb.Expert) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from services.booking.domain import messages
+from services.booking.domain import lookups, messages
 from services.booking.domain import sign_in as rules
 from services.booking.domain.orders import PHONE, mask_phone
 from services.booking.domain.records import FirmCard, FirmSession, SignInCode
@@ -41,7 +41,6 @@ from services.common.errors import (
 )
 from services.common.instants import as_utc
 from services.common.values import trim
-from services.common.vocabulary import uscc_problem
 
 _log = structlog.get_logger("sign_in")
 HOUR = timedelta(hours=1)
@@ -345,8 +344,7 @@ def set_sign_in_phone(
     uow: UnitOfWork, ctx: BookingContext, enterprise_id: str, phone: str
 ) -> FirmCard:
     """booking.admin sets or (empty) clears a firm's sign-in mobile; audited."""
-    if problem := uscc_problem(enterprise_id):
-        raise ValidationError([FieldViolation("enterprise_id", problem)])
+    lookups.firm_id(enterprise_id)
     clean = _phone(phone) if trim(phone) else ""
     with uow:
         card = uow.register.firm(enterprise_id, for_update=True)
