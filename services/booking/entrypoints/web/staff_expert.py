@@ -32,7 +32,7 @@ from services.booking.entrypoints.web.uploads import (
 )
 from services.booking.service_layer import authz, staff_views, visits
 from services.booking.service_layer.staff_sessions import Visitor
-from services.common.errors import PreconditionFailed, ValidationError
+from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
 
 MAX_QUERY = 100
 _MB = 1024 * 1024
@@ -206,10 +206,13 @@ class ExpertPages(StaffBase):
             if (ref := entered.get(f"ref_{i}", ""))
         ]  # blocks numbered 0, 1, 2 … (_in_order); every one sent is counted (more than
         # MAX_FINDINGS: the use case refuses them all, none is dropped)
+        # minutes that are no number are refused with everything else (review 59 F5)
+        refused: list[FieldViolation] = []
         try:
             minutes = int(entered.get("minutes_on_site", "0") or 0)
         except ValueError:
-            return {"minutes_on_site": messages.VISIT_BAD_MINUTES}
+            minutes = 0
+            refused.append(FieldViolation("minutes_on_site", messages.VISIT_BAD_MINUTES))
         principal = self.principal(account)
         try:
             await self.as_person(
@@ -227,6 +230,7 @@ class ExpertPages(StaffBase):
                     contact_confirmed=entered.get("contact_confirmed") == "1",
                     mobile_required=True,
                     firm_clauses_only=True,
+                    refused=refused,
                 ),
             )
         except ValidationError as exc:
