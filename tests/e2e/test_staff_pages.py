@@ -478,6 +478,9 @@ def test_the_finding_expert_rechecks_and_lands_on_their_findings(
     assert ticket(pair, mine).status == bpb.TICKET_STATUS_VERIFIED
     phone.locator("#saved").click()
     assert phone.locator("#ticket-status").inner_text() == "复查通过"
+    phone.goto(f"{staff.base}/staff/visits")  # the visit lists what it found, and how it stands
+    assert phone.locator(f"ul.found a[href='/staff/tickets/{mine}']").count() == 1
+    shot(phone, tmp_path, "expert-visits-found")
 
 
 def test_line_breaks_are_shown_and_a_long_finding_stays_a_short_card(
@@ -540,3 +543,40 @@ def test_line_breaks_are_shown_and_a_long_finding_stays_a_short_card(
     assert phone.locator(".history .why").last.inner_text() == "灭火器压力不足\n请重新更换"
     phone.goto(f"{staff.base}/staff/tickets/{long_id}")
     assert phone.locator("#finding .desc").inner_text() == long_text  # all of it here
+
+
+def test_a_second_tab_s_recheck_says_what_happened_and_keeps_the_note(
+    staff: Staff, phone: Any, tmp_path: Path
+) -> None:
+    """Review 59 F2: two tabs on one ticket; the first passes it, the second's failure
+    came back 409 with no message, its note and deadline gone."""
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    waiting = proof_waiting(pair, 31, "稠城街道", "未建立台账甲")
+    staff.user("wangfang", "inspector", region="稠城街道")
+    sign_in(phone, staff.base, "wangfang")
+    second = phone.context.new_page()
+    try:
+        second.goto(f"{staff.base}/staff/tickets/{waiting}")
+        phone.goto(f"{staff.base}/staff/tickets/{waiting}")
+        phone.get_by_label("通过", exact=True).check()
+        phone.get_by_role("button", name="提交复查结论").click()
+        assert phone.locator("#done").inner_text() == messages.RECHECK_DONE_PASS
+
+        second.get_by_label("不通过，退回整改").check()
+        second.get_by_label("复查意见").fill("还有问题\n消防通道仍堵塞")
+        second.get_by_label("新整改期限").fill("2026-07-20")
+        with second.expect_response(f"**/staff/tickets/{waiting}") as answer:
+            second.get_by_role("button", name="提交复查结论").click()
+        assert answer.value.status == 409
+        banner = second.locator("#form-error")
+        assert banner.is_visible()
+        assert messages.RECHECK_NOT_WAITING in banner.inner_text()
+        assert second.locator("#taken").inner_text().startswith("您已于")  # own other tab
+        assert second.locator("#typed-note").inner_text() == "还有问题\n消防通道仍堵塞"
+        assert "2026年7月20日" in second.locator("#typed").inner_text()
+        assert second.locator("#ticket-status").inner_text() == "复查通过"
+        shot(second, tmp_path, "inspector-second-tab")
+    finally:
+        second.close()
+    assert ticket(pair, waiting).status == bpb.TICKET_STATUS_VERIFIED

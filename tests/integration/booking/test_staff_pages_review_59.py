@@ -64,6 +64,8 @@ def test_the_finding_expert_rechecks_from_their_own_list_and_lands_on_it(web: We
     assert done.status_code == 303
     landed = e.get(done.headers["location"])
     assert landed.status_code == 200, done.headers["location"]
+    assert text_of(landed.text).count(messages.FINDINGS_NONE) == 2  # nothing left, said
+    assert "None" not in landed.text
     assert messages.RECHECK_DONE_PASS in landed.text
     assert f"/staff/tickets/{mine}" in links(landed.text)  # what was saved, one tap away
     assert ticket(pair, mine).status == bpb.TICKET_STATUS_VERIFIED
@@ -87,6 +89,7 @@ def test_an_expert_sees_open_and_waiting_findings_apart(web: Web) -> None:
     web.user("chen", "expert", expert_id="E1")
     e, _ = web.signed_in("chen")
     page = e.get("/staff/findings").text
+    assert messages.FINDINGS_NONE not in page and "None" not in page
     waiting_at = page.index(f"/staff/tickets/{waiting}")
     open_at = page.index(f"/staff/tickets/{still_open}")
     assert waiting_at < page.index(messages.FINDINGS_OPEN_HEADING) < open_at

@@ -88,7 +88,7 @@ class ExpertPages(StaffBase):
                 ("waiting", messages.FINDINGS_WAITING_HEADING, mine.waiting),
                 ("open", messages.FINDINGS_OPEN_HEADING, mine.still_open),
             ],
-            none=messages.FINDINGS_NONE,
+            empty=messages.FINDINGS_NONE,
             more=messages.FINDINGS_MORE.format(n=staff_views.FINDINGS_LIMIT),
             **await done_banner(self, request, account),
         )
