@@ -326,6 +326,27 @@ def test_a_visit_cites_only_clauses_rules_knows_and_waits_for_rules(
     assert uow.register.orders_by_id[order.id].status == "dispatched"
 
 
+def test_a_refused_visit_names_every_bad_field_at_once(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    """Review 59 F5: the visit's day, the on-site mobile and the minutes were refused one
+    at a time, before the findings were looked at (three rounds on the expert's page)."""
+    order = dispatched(uow, ctx, token)
+    tomorrow = (ctx.today() + timedelta(days=1)).isoformat()
+    with pytest.raises(ValidationError) as info:
+        visits.record_visit(
+            uow, ctx, order.id, [finding(clause_ref="GM2023:99")], visited_on=tomorrow,
+            minutes=-5, actor="expert", on_site_mobile="138",
+        )  # fmt: skip
+    assert {v.field for v in info.value.violations} == {
+        "visited_on",
+        "on_site_mobile",
+        "minutes_on_site",
+        "findings[0].clause_ref",
+    }
+    assert uow.register.orders_by_id[order.id].status == "dispatched"
+
+
 def test_only_the_dispatched_expert_records_and_no_findings_close_the_order(
     uow: FakeUnitOfWork, ctx: Any, token: str
 ) -> None:

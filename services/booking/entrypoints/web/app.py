@@ -60,6 +60,7 @@ def create_web_app(
         Route("/staff/tickets/{ticket_id}", inspector.recheck, methods=["POST"]),
         Route("/staff/photos/{photo_id}", inspector.photo, methods=["GET"]),
         Route("/staff/visits", expert.visits, methods=["GET"]),
+        Route("/staff/findings", expert.findings, methods=["GET"]),
         Route("/staff/orders/{order_id}/visit", expert.visit_form, methods=["GET"]),
         Route("/staff/orders/{order_id}/visit", expert.visit_submit, methods=["POST"]),
         Route("/q/{token}", pages.landing, methods=["GET"]),

@@ -57,6 +57,10 @@ INSPECTION_KIND_LABELS = {
     "LICENSING": "行政许可核查",
 }
 WEEKDAYS = "一二三四五六日"
+# a description in a list (the recheck queue, the expert's findings): its first
+# characters on one line, the whole text on the ticket's page (review 59 F7: a 1,000-
+# character finding made a 2,000 px card on a phone, and the card's link name)
+EXCERPT_CHARS = 60
 # the dashboard's charts: (title, the table's column headers)
 CHART_LABELS = {
     "overdue-by-region": ("逾期未整改隐患（按镇街）", ("镇街", "逾期未整改（处）")),
@@ -149,6 +153,24 @@ def shown_clause(ref: str, text: str) -> ShownClause:
     return ShownClause(number, text or ("" if number else messages.CLAUSE_TEXT_UNAVAILABLE))
 
 
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """A person's text for a list: its lines joined by a space, runs of spaces as one,
+    at most `limit` characters, "…" when cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def staff_name(actor: str, me: str = "") -> str:
+    """Who did something, as the staff pages name them: a staff member by their name
+    (the caller `staff:<username> <name>`), RECHECK_YOU when that is `me` (the reader's
+    own caller), anyone else (a service caller) as OTHER_ACTOR, a firm as 企业."""
+    if me and actor == me:
+        return messages.RECHECK_YOU
+    if actor.startswith("staff:"):
+        return actor.partition(" ")[2] or OTHER_ACTOR
+    return ACTOR_LABELS.get(actor, OTHER_ACTOR)
+
+
 def percent(value: float) -> str:
     return f"{value * 100:.1f}%"
 
@@ -175,6 +197,7 @@ def environment() -> jinja2.Environment:
         weekday=weekday,
         month=month,
         percent=percent,
+        excerpt=excerpt,
         shown_ref=shown_ref,
         shown_clause=shown_clause,
     )

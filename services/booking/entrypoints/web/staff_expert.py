@@ -22,7 +22,7 @@ from services.booking.domain.photos import MAX_PHOTO_BYTES, Upload
 from services.booking.domain.staff import StaffAccount
 from services.booking.entrypoints.web.middleware import VISIT_BODY_LIMIT, BodyTooLarge
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
-from services.booking.entrypoints.web.staff_inspector import chinese
+from services.booking.entrypoints.web.staff_inspector import chinese, done_banner
 from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
 from services.booking.entrypoints.web.uploads import (
     FormRefused,
@@ -32,7 +32,7 @@ from services.booking.entrypoints.web.uploads import (
 )
 from services.booking.service_layer import authz, staff_views, visits
 from services.booking.service_layer.staff_sessions import Visitor
-from services.common.errors import PreconditionFailed, ValidationError
+from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
 
 MAX_QUERY = 100
 _MB = 1024 * 1024
@@ -52,13 +52,45 @@ class ExpertPages(StaffBase):
     @staff_errors
     @signed_in
     async def visits(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
-        days = await run_in_threadpool(
+        mine = await run_in_threadpool(
             staff_views.my_visits, self.uow(), self.ctx, self.principal(account), self.guidance
         )
         # a fixed code, never the query's text
         said = messages.VISIT_RECORDED if request.query_params.get("recorded") == "1" else ""
+        link = messages.FINDINGS_LINK
+        if mine.waiting:
+            link = messages.FINDINGS_LINK_WAITING.format(
+                n=f"{mine.waiting}+" if mine.more_waiting else mine.waiting
+            )
         return self.page(
-            "staff/visits.html", visitor, days=days, today=self.ctx.today(), recorded=said
+            "staff/visits.html",
+            visitor,
+            days=mine.days,
+            today=self.ctx.today(),
+            recorded=said,
+            findings_link=link,
+        )
+
+    @staff_errors
+    @signed_in
+    async def findings(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
+        """The tickets the expert found that are not verified yet (review 59 F1): those
+        waiting for a recheck, which the expert may make, then those the firm owes; after
+        a recheck, its confirmation."""
+        mine = await run_in_threadpool(
+            staff_views.my_findings, self.uow(), self.ctx, self.principal(account)
+        )
+        return self.page(
+            "staff/findings.html",
+            visitor,
+            found=mine,
+            parts=[
+                ("waiting", messages.FINDINGS_WAITING_HEADING, mine.waiting),
+                ("open", messages.FINDINGS_OPEN_HEADING, mine.still_open),
+            ],
+            empty=messages.FINDINGS_NONE,
+            more=messages.FINDINGS_MORE.format(n=staff_views.FINDINGS_LIMIT),
+            **await done_banner(self, request, account),
         )
 
     async def _form_page(
@@ -206,10 +238,13 @@ class ExpertPages(StaffBase):
             if (ref := entered.get(f"ref_{i}", ""))
         ]  # blocks numbered 0, 1, 2 … (_in_order); every one sent is counted (more than
         # MAX_FINDINGS: the use case refuses them all, none is dropped)
+        # minutes that are no number are refused with everything else (review 59 F5)
+        refused: list[FieldViolation] = []
         try:
             minutes = int(entered.get("minutes_on_site", "0") or 0)
         except ValueError:
-            return {"minutes_on_site": messages.VISIT_BAD_MINUTES}
+            minutes = 0
+            refused.append(FieldViolation("minutes_on_site", messages.VISIT_BAD_MINUTES))
         principal = self.principal(account)
         try:
             await self.as_person(
@@ -227,6 +262,7 @@ class ExpertPages(StaffBase):
                     contact_confirmed=entered.get("contact_confirmed") == "1",
                     mobile_required=True,
                     firm_clauses_only=True,
+                    refused=refused,
                 ),
             )
         except ValidationError as exc:

@@ -6,6 +6,7 @@ for the note and the new deadline, whose refusals are shown next to their fields
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,13 +15,20 @@ from starlette.responses import RedirectResponse, Response
 from services.booking.domain import messages
 from services.booking.domain.findings import MAX_TEXT
 from services.booking.domain.staff import StaffAccount
-from services.booking.domain.tickets import TicketStatus
+from services.booking.domain.tickets import Ticket, TicketStatus
+from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.middleware import form_part_limit, typed
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
-from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
+from services.booking.entrypoints.web.staff_pages import (
+    StaffBase,
+    form_signed_in,
+    signed_in,
+    ticket_list,
+)
 from services.booking.service_layer import authz, staff_views, tickets
 from services.booking.service_layer.staff_sessions import Visitor
 from services.booking.service_layer.staff_views import QueueFilter
+from services.common.clock import ID_LENGTH
 from services.common.errors import NotFound, PreconditionFailed, ValidationError
 from services.common.values import trim
 
@@ -46,15 +54,13 @@ class InspectorPages(StaffBase):
             return self.page(
                 "staff/queue.html", visitor, 400, **self._empty(wanted), error=messages.BAD_REGION
             )
-        # a fixed code, never the query's text (a link must not put words on this page)
-        said = DONE_BANNERS.get(q.get("done", ""), "")
         return self.page(
             "staff/queue.html",
             visitor,
             filter=wanted,
             regions=self._choices(account.region),
-            done=said,
             error="",
+            **await done_banner(self, request, account),
             **data,
         )
 
@@ -71,6 +77,7 @@ class InspectorPages(StaffBase):
             "filter": wanted,
             "regions": [],
             "done": "",
+            "saved": None,
             "tickets": [],
             "more": False,
             "firm_names": {},
@@ -92,14 +99,30 @@ class InspectorPages(StaffBase):
             self.guidance,
         )
         values = {"result": "", "note": "", "new_due_on": "", "errors": {}, "general": ""}
+        values |= form
+        waiting = shown.ticket.status == TicketStatus.SUBMITTED.value
+        taken = ""
+        if values["errors"] and not waiting:
+            # the ticket was rechecked meanwhile (another tab, another person): whatever
+            # this form said, it cannot be saved; say what happened, show what was typed
+            # (the form is gone: there is nothing to recheck) (review 59 F2)
+            status = 409
+            values["errors"] = {}
+            values["general"] = messages.RECHECK_NOT_WAITING
+            taken = recheck_taken(shown.ticket, self.principal(account).caller)
+        crumb, crumb_label = ticket_list(account)
         return self.page(
             "staff/ticket.html",
             visitor,
             status,
             item=shown,
             today=self.ctx.today(),
-            waiting=shown.ticket.status == TicketStatus.SUBMITTED.value,
-            **{**values, **form},
+            waiting=waiting,
+            taken=taken,
+            typed_heading=messages.RECHECK_TYPED,
+            crumb=crumb,
+            crumb_label=crumb_label,
+            **values,
         )
 
     @staff_errors
@@ -144,10 +167,10 @@ class InspectorPages(StaffBase):
                 general=errors.get("_form", ""),
             )
         self.wake()
-        return RedirectResponse(
-            f"/staff/tickets?done={'pass' if result == 'pass' else 'fail'}",
-            status_code=303,
-        )
+        # back to the list the person came from and may open (an expert has no queue:
+        # review 59 F1), saying what was saved
+        done = urlencode({"done": result, "ticket": ticket_id})
+        return RedirectResponse(f"{ticket_list(account)[0]}?{done}", status_code=303)
 
     async def _recheck(
         self, account: Any, ticket_id: str, passed: bool, note: str, new_due: str
@@ -184,6 +207,49 @@ class InspectorPages(StaffBase):
         return Response(
             shown.content, media_type=shown.content_type, headers={"Content-Disposition": "inline"}
         )
+
+
+async def done_banner(base: StaffBase, request: Request, account: StaffAccount) -> dict[str, Any]:
+    """The confirmation after a recheck (the redirect's `done` and `ticket`): a fixed
+    sentence by its code, never the query's text (a link must not put words on a
+    page), and the ticket it saved, named by its firm and what was found, when the
+    person may see it (`saved`: its id and name; None otherwise)."""
+    q = request.query_params
+    said = DONE_BANNERS.get(q.get("done", ""), "")
+    wanted = q.get("ticket", "")
+    if not said or not _an_id(wanted):
+        return {"done": said, "saved": None}
+    found = await run_in_threadpool(
+        staff_views.named_ticket, base.uow(), base.ctx, base.principal(account), wanted
+    )
+    if found is None:
+        return {"done": said, "saved": None}
+    ticket, firm = found
+    name = messages.RECHECK_SAVED_TICKET.format(firm=firm, what=labels.excerpt(ticket.description))
+    return {"done": said, "saved": (ticket.id, name)}
+
+
+def _an_id(text: str) -> bool:
+    """Whether a query's text may be a record's id (clock.new_id: ASCII letters and
+    digits, at most ID_LENGTH), so that nothing else reaches the database."""
+    return 0 < len(text) <= ID_LENGTH and text.isascii() and text.isalnum()
+
+
+def recheck_taken(ticket: Ticket, me: str) -> str:
+    """What became of a ticket no longer waiting for a recheck, for the person whose
+    recheck came too late (`me`: their caller): who rechecked it when, and how; or that
+    the firm owes its proof."""
+    last = ticket.history[-1] if ticket.history else None
+    if last is None:
+        return ""
+    who, when = labels.staff_name(last.actor, me), labels.time(last.at)
+    if ticket.status == TicketStatus.VERIFIED.value:
+        return messages.RECHECK_TAKEN_PASSED.format(who=who, when=when)
+    if last.from_status == TicketStatus.SUBMITTED.value:  # OPEN again: a failed recheck
+        return messages.RECHECK_TAKEN_FAILED.format(
+            who=who, when=when, due=labels.day(ticket.due_on)
+        )
+    return messages.RECHECK_NO_PROOF
 
 
 FIELD_MESSAGES = {
