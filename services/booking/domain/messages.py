@@ -299,6 +299,14 @@ PAGE_STAFF_NOT_FOUND = ("没有找到", "没有找到该记录，请返回工作
 STAFF_HOME_LINK = "返回工作台"
 RECHECK_NEEDS_DEADLINE = "未通过时请填写今天之后的新整改期限"
 RECHECK_NEEDS_NOTE = "未通过时请写明原因"
+# a recheck whose conclusion is about another proof than the ticket holds now (gRPC)
+RECHECK_PROOF_CHANGED_API = (
+    "企业在您查看后提交了新的整改材料（现为第{now}次提交，本次复查针对的是第{seen}次），"
+    "复查结论未保存；请重新读取整改单，查看新的整改材料后再复查"
+)
+RECHECK_BAD_PROOF_NUMBER = (
+    "须为复查所针对的整改材料序号（整改单的 proof_number，从1起）；不核对时不填"
+)
 RECHECK_BAD_CHOICE = "请选择“通过”或“不通过”"
 RECHECK_DONE_PASS = "已保存复查结果：通过"
 RECHECK_DONE_FAIL = "已保存复查结果：不通过，已退回整改"
@@ -308,6 +316,17 @@ RECHECK_NOT_WAITING = "该整改单当前不在待复查状态，本次复查结
 RECHECK_TAKEN_PASSED = "{who}已于{when}复查通过该整改单。"
 RECHECK_TAKEN_FAILED = "{who}已于{when}复查不通过，已退回企业整改，新的整改期限为{due}。"
 RECHECK_NO_PROOF = "企业尚未提交本轮的整改材料（当前：待整改），提交后才能复查。"
+# the firm sent another proof since the recheck form was opened: the conclusion was
+# about a proof the person may not have seen the end of (a better photo), or one a
+# failed recheck already sent back (a new round's): who failed it, when the new came
+RECHECK_PROOF_CHANGED = "您打开本页后企业提交了新的整改材料，本次复查结论未保存"
+RECHECK_FAILED_SINCE = "{who}已于{when}复查不通过，已退回企业整改。"
+RECHECK_NEW_PROOF = (
+    "企业已于{when}提交新的整改材料（第{n}次提交），复查结论须针对新的材料，请查看后重新填写。"
+)
+RECHECK_SEE_NEW_PROOF = "查看新的整改材料"
+# the form's proof field is broken (not from a page served by this system)
+RECHECK_PAGE_BROKEN = "页面数据不完整，请刷新本页后重新填写复查结论"
 RECHECK_YOU = "您"
 RECHECK_TYPED = "您填写的内容（未保存，可复制备用）"
 # the confirmation after a recheck names the ticket it saved (firm: what was found)

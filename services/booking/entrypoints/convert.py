@@ -120,6 +120,7 @@ def ticket_to_proto(
         history=_history(order_history.actors_for_firm(t.history) if for_firm else t.history),
         guidance=guidance,
         expert_name=expert_name,
+        proof_number=t.proof_number(),
     )
 
 

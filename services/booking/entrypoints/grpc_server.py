@@ -330,6 +330,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             actor=current_caller(),
             allowed=lambda t: authz.may_recheck(principal, t),
             regions=authz.inspector_regions(principal, self._ctx.regions),
+            proof_seen=request.proof_number or None,  # 0: not given, not checked
         )
         self._wake()
         return self._tickets([ticket])[0]
