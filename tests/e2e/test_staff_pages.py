@@ -580,3 +580,60 @@ def test_a_second_tab_s_recheck_says_what_happened_and_keeps_the_note(
     finally:
         second.close()
     assert ticket(pair, waiting).status == bpb.TICKET_STATUS_VERIFIED
+
+
+def test_a_tab_opened_before_a_failed_recheck_cannot_pass_the_firm_s_new_proof(
+    staff: Staff, phone: Any, tmp_path: Path
+) -> None:
+    """recheck-round: tab A open on round 1's proof; tab B fails it; the firm sends new
+    proof; tab A's pass was saved on a proof its inspector never saw."""
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    order_id, token = dispatched(pair, 31, "稠城街道")
+    visit = pair.booking.RecordVisit(ledger_visit(order_id, "未建立台账甲"), timeout=10)
+    waiting = visit.tickets[0].ticket_id
+
+    def proof(note: str) -> None:
+        pair.booking.SubmitRectification(
+            bpb.SubmitRectificationRequest(
+                ticket_id=waiting, qr_token=token, note=note, photo=bpb.Photo(content=PNG)
+            ),
+            timeout=10,
+        )
+
+    proof("台账照片")
+    staff.user("wangfang", "inspector", region="稠城街道")
+    sign_in(phone, staff.base, "wangfang")
+    tab_b = phone.context.new_page()
+    try:
+        phone.goto(f"{staff.base}/staff/tickets/{waiting}")  # tab A
+        tab_b.goto(f"{staff.base}/staff/tickets/{waiting}")
+        tab_b.get_by_label("不通过，退回整改").check()
+        tab_b.get_by_label("复查意见").fill("照片不清楚")
+        tab_b.get_by_label("新整改期限").fill("2026-07-20")
+        tab_b.get_by_role("button", name="提交复查结论").click()
+        assert tab_b.locator("#done").inner_text() == messages.RECHECK_DONE_FAIL
+    finally:
+        tab_b.close()
+    proof("台账已补全并张贴在车间门口")
+
+    phone.get_by_label("通过", exact=True).check()
+    phone.get_by_label("复查意见").fill("台账齐全")
+    with phone.expect_response(f"**/staff/tickets/{waiting}") as answer:
+        phone.get_by_role("button", name="提交复查结论").click()
+    assert answer.value.status == 409
+    assert messages.RECHECK_PROOF_CHANGED in phone.locator("#form-error").inner_text()
+    assert phone.locator("#changed").inner_text().startswith("您已于")  # tab B's failure
+    assert phone.locator("#typed-note").inner_text() == "台账齐全"
+    assert phone.locator("#proof-note").inner_text() == "台账已补全并张贴在车间门口"
+    assert not phone.get_by_label("通过", exact=True).is_checked()  # a fresh form
+    shot(phone, tmp_path, "inspector-proof-changed")
+    assert ticket(pair, waiting).status == bpb.TICKET_STATUS_SUBMITTED
+    phone.locator("#see-proof").click()
+    assert phone.url.endswith("#proof")
+
+    # the fresh form is about the new proof: a pass from it is saved
+    phone.get_by_label("通过", exact=True).check()
+    phone.get_by_role("button", name="提交复查结论").click()
+    assert phone.locator("#done").inner_text() == messages.RECHECK_DONE_PASS
+    assert ticket(pair, waiting).status == bpb.TICKET_STATUS_VERIFIED

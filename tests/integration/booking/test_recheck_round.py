@@ -3,7 +3,7 @@ RecheckTicket's `proof_number`. A tab opened before a failed recheck cannot late
 the new proof the firm sent after it, which that tab never showed: the page answers 409
 saying new proof arrived, keeps what was typed and links to the new proof; gRPC answers
 FAILED_PRECONDITION with ErrorInfo reason PROOF_CHANGED. uvicorn on a real port, httpx,
-SQLite; the gRPC servers of tests/booking_env."""
+SQLite (the gRPC refusal on PostgreSQL too); the gRPC servers of tests/booking_env."""
 
 from __future__ import annotations
 
@@ -142,8 +142,8 @@ def test_the_page_checks_the_proof_it_was_opened_on_and_nothing_else(web: Web) -
 # -- gRPC -----------------------------------------------------------------------------------------
 
 
-def test_recheck_ticket_refuses_a_conclusion_about_a_replaced_proof(sqlite_pair: Pair) -> None:
-    pair = sqlite_pair
+def test_recheck_ticket_refuses_a_conclusion_about_a_replaced_proof(pair: Pair) -> None:
+    """On SQLite and PostgreSQL (where the check runs under the ticket's row lock)."""
     ticket_id, token = waiting_ticket(pair, 34, "未建立台账")
     read = ticket(pair, ticket_id)
     assert read.proof_number == 1
