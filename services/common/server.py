@@ -26,11 +26,11 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import Pool
 
 from services.common.config import env_flag
 from services.common.context import deadline_in
-from services.common.db import DbTimeouts
+from services.common.db import DbTimeouts, ping
 from services.common.interceptors import (
     INFRASTRUCTURE_PREFIXES,
     HandlerInterceptor,
@@ -463,20 +463,32 @@ def watch_database(
     interval: float = 5.0,
     probe_timeout: float = 3.0,
 ) -> threading.Event:
-    """Report NOT_SERVING while the database is unreachable or does not answer a probe
-    within `probe_timeout`; returns an Event that stops it. The probe runs on a thread of
-    its own under its own deadline (the watchdog cuts a stalled connection), so neither
-    this loop nor the health servicer ever waits on the database, and a probe still stuck
-    is not joined by another."""
+    """Report NOT_SERVING while the database is unreachable, does not answer a probe
+    within `probe_timeout`, or answers but cannot take writes (db.check_writable: a hot
+    standby after a failover, a read-only database, a SQLite file this process cannot
+    write; review 57 D1); returns an Event that stops it.
+
+    The probe runs on a thread of its own under its own deadline (the watchdog cuts a
+    stalled connection), so neither this loop nor the health servicer ever waits on the
+    database, and a probe still stuck is not joined by another. It uses a connection of
+    its own, from a pool of its own beside the calls' (the same settings and guards,
+    `Pool.recreate`): a pool whose connections are all taken by calls for a moment, or a
+    database that refuses the pool more connections (a per-database or per-role
+    connection limit reached), is load, not sickness, and no longer turns health
+    NOT_SERVING while the database answers (review 57 N1). A probe's failure is still
+    NOT_SERVING at once: a database that does not answer the connection the probe holds,
+    or refuses it a new one, or cannot write, cannot take the work. That connection
+    counts against the database's connection allowance: one per serving process."""
     names = ["", *service_names]
     stop = threading.Event()
+    pool = engine.pool.recreate()
 
     def loop() -> None:
         last = None
         probe: _Probe | None = None
         while not stop.is_set():
             if probe is None or probe.finished.is_set():
-                probe = _Probe(engine, probe_timeout)
+                probe = _Probe(engine, probe_timeout, pool)
             answered = probe.finished.wait(probe_timeout) and probe.error is None
             if answered:
                 status = health_pb2.HealthCheckResponse.SERVING
@@ -490,39 +502,32 @@ def watch_database(
                     checker.set(name, status)
                 last = status
             stop.wait(interval)
+        pool.dispose()
 
     threading.Thread(target=loop, name="db-health", daemon=True).start()
     return stop
 
 
 class _Probe:
-    """SELECT 1 on a thread of its own, bounded by `timeout`."""
+    """db.ping on a thread of its own, bounded by `timeout`, on `pool` (default: the
+    engine's own)."""
 
-    def __init__(self, engine: Engine, timeout: float) -> None:
+    def __init__(self, engine: Engine, timeout: float, pool: Pool | None = None) -> None:
         self.finished = threading.Event()
         self.error: str | None = None
         self._engine = engine
+        self._pool = pool
         self._timeout = timeout
         threading.Thread(target=self._run, name="db-probe", daemon=True).start()
 
     def _run(self) -> None:
         try:
             with deadline_in(self._timeout):
-                try:
-                    self._select_one()
-                except DBAPIError as exc:
-                    if not exc.connection_invalidated:
-                        raise
-                    self._select_one()  # a pooled connection had died: one more, on a new one
-        except Exception as exc:  # any failure to reach the database
+                ping(self._engine, self._pool)  # a pooled connection that died: one more
+        except Exception as exc:  # any failure to reach the database, or to write to it
             self.error = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         finally:
             self.finished.set()
-
-    def _select_one(self) -> None:
-        with self._engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-            connection.commit()  # not a ROLLBACK: psycopg would drop its prepared statements
 
 
 @dataclass(frozen=True)

@@ -231,3 +231,44 @@ def test_an_idle_connection_that_died_is_replaced_before_the_call_uses_it(
             assert len(pings) == 1
         finally:
             engine.dispose()
+
+
+def test_a_pool_taken_by_calls_is_load_not_a_sick_database(rulebook: Rulebook) -> None:
+    """Review 57 N1: with every pooled connection taken (here held by the test; in the
+    review, a database capped at a few connections under 16 callers) a call waits for
+    one and answers UNAVAILABLE after the pool timeout, but the database answers: the
+    health probe, on a connection of its own, keeps saying SERVING (it took one from
+    the calls' pool and flapped NOT_SERVING)."""
+    with pg_database(PG_ADMIN_URL, "pool") as url:
+        engine = make_engine(url, pool_size=2, timeouts=DbTimeouts(statement=5, pool=1))
+        migrate.upgrade(engine)
+        running = grpc_server.build(
+            rulebook, engine=engine, address="127.0.0.1:0", limits=Limits(4, 4)
+        )
+        running.server.start()
+        watcher = common_server.watch_database(
+            engine, running.health, [RULES], interval=0.1, probe_timeout=1
+        )
+        channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+        stub = rules_pb2_grpc.RulesServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=RULES)
+        held = []
+        try:
+            wait_until(lambda: _code(lambda: _status(stub, 1)) == grpc.StatusCode.NOT_FOUND)
+            for _ in range(4):  # pool_size 2 + max_overflow 2: all of them
+                held.append(engine.connect())
+                held[-1].exec_driver_sql("SELECT 1")
+            assert _code(lambda: _status(stub, 1)) == grpc.StatusCode.UNAVAILABLE
+            seen = set()
+            for _ in range(30):  # a probe every 0.1 s, each given 1 s
+                seen.add(health.Check(request, timeout=10).status)
+                time.sleep(0.1)
+            assert seen == {health_pb2.HealthCheckResponse.SERVING}
+        finally:
+            for connection in held:
+                connection.close()
+            watcher.set()
+            channel.close()
+            running.server.stop(None)
+            engine.dispose()
