@@ -31,7 +31,6 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import Pool
 
 from services.common.context import time_left
 from services.common.errors import DeadlineExceeded
@@ -450,19 +449,18 @@ def once(setup: Callable[[], None]) -> Callable[[], None]:
     return run
 
 
-def ping(engine: Engine, pool: Pool | None = None) -> None:
-    """A health check on a raw DBAPI connection of `pool` (default: the engine's own):
-    the database answers and can take writes (`check_writable`). No SQLAlchemy "begin",
-    which on SQLite is BEGIN IMMEDIATE and would queue behind writers. Raises when the
-    database does not answer, or DatabaseReadOnly when it cannot write. A pooled
-    connection that died (pooled connections are not pinged within PING_AFTER_IDLE) is
-    dropped and the check made once more: one dead connection is not a database that
-    does not answer. A connection that found the database read-only is dropped too, so
-    the next check sees the database as it is then (a PostgreSQL session keeps the
+def ping(engine: Engine) -> None:
+    """A health check on a raw DBAPI connection of the engine's pool: the database
+    answers and can take writes (`check_writable`). No SQLAlchemy "begin", which on
+    SQLite is BEGIN IMMEDIATE and would queue behind writers. Raises when the database
+    does not answer, or DatabaseReadOnly when it cannot write. A pooled connection that
+    died (pooled connections are not pinged within PING_AFTER_IDLE) is dropped and the
+    check made once more: one dead connection is not a database that does not answer. A
+    connection that found the database read-only is dropped too, so the next check sees
+    the database as it is then (a PostgreSQL session keeps the
     default_transaction_read_only it started with)."""
-    source = engine.pool if pool is None else pool
     for last in (False, True):
-        connection = source.connect()
+        connection = engine.raw_connection()
         reused = _USED_AT in connection.info  # else made just now: its failure is the answer
         try:
             check_writable(connection, engine.dialect.name)

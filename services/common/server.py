@@ -26,11 +26,10 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
-from sqlalchemy.pool import Pool
 
 from services.common.config import env_flag
 from services.common.context import deadline_in
-from services.common.db import DbTimeouts, ping
+from services.common.db import DatabaseReadOnly, DbTimeouts, ping
 from services.common.interceptors import (
     INFRASTRUCTURE_PREFIXES,
     HandlerInterceptor,
@@ -456,75 +455,88 @@ def drain(running: RunningServer, grace_seconds: float = 15.0, settle: float = 0
     running.pools.shutdown()
 
 
+# Failed probes in a row before health turns NOT_SERVING (a database that cannot write
+# turns it at once): Kubernetes' readiness failureThreshold, 3 by default, likewise
+PROBE_FAILURES = 3
+
+
 def watch_database(
     engine: Engine,
     checker: health.HealthServicer,
     service_names: Iterable[str],
     interval: float = 5.0,
     probe_timeout: float = 3.0,
+    failures: int = PROBE_FAILURES,
 ) -> threading.Event:
-    """Report NOT_SERVING while the database is unreachable, does not answer a probe
-    within `probe_timeout`, or answers but cannot take writes (db.check_writable: a hot
-    standby after a failover, a read-only database, a SQLite file this process cannot
-    write; review 57 D1); returns an Event that stops it.
+    """Report NOT_SERVING while the database is sick; returns an Event that stops it.
+
+    Every `interval` seconds a probe (db.ping) asks the database, on a pooled connection,
+    whether it answers and can take writes (db.check_writable). A database that answers
+    but cannot write (a hot standby after a failover, a read-only database, a SQLite file
+    this process cannot write: review 57 D1) is NOT_SERVING at once: that is no load.
+    Any other failure (no answer within `probe_timeout`, no connection to be had, an
+    error) turns health NOT_SERVING only once `failures` probes in a row have failed: a
+    pool whose connections are all taken by calls for a moment, or a database that
+    refuses one more connection past its connection limit while it answers the ones the
+    pool holds, is load, not sickness, and made health flap (review 57 N1: NOT_SERVING
+    in a quarter of the samples under a connection limit). A database that went away is
+    thus NOT_SERVING after about `failures` intervals (15 s by default) instead of one,
+    its calls answering UNAVAILABLE meanwhile. One probe that answers is SERVING again.
 
     The probe runs on a thread of its own under its own deadline (the watchdog cuts a
     stalled connection), so neither this loop nor the health servicer ever waits on the
-    database, and a probe still stuck is not joined by another. It uses a connection of
-    its own, from a pool of its own beside the calls' (the same settings and guards,
-    `Pool.recreate`): a pool whose connections are all taken by calls for a moment, or a
-    database that refuses the pool more connections (a per-database or per-role
-    connection limit reached), is load, not sickness, and no longer turns health
-    NOT_SERVING while the database answers (review 57 N1). A probe's failure is still
-    NOT_SERVING at once: a database that does not answer the connection the probe holds,
-    or refuses it a new one, or cannot write, cannot take the work. That connection
-    counts against the database's connection allowance: one per serving process."""
+    database, and a probe still stuck is not joined by another (each interval it stays
+    stuck counts as one more failure)."""
     names = ["", *service_names]
     stop = threading.Event()
-    pool = engine.pool.recreate()
 
     def loop() -> None:
         last = None
+        failed = 0
         probe: _Probe | None = None
         while not stop.is_set():
             if probe is None or probe.finished.is_set():
-                probe = _Probe(engine, probe_timeout, pool)
+                probe = _Probe(engine, probe_timeout)
             answered = probe.finished.wait(probe_timeout) and probe.error is None
             if answered:
-                status = health_pb2.HealthCheckResponse.SERVING
+                status, failed = health_pb2.HealthCheckResponse.SERVING, 0
             else:
-                status = health_pb2.HealthCheckResponse.NOT_SERVING
-                if last != status:
-                    why = probe.error or f"no answer within {probe_timeout} s"
-                    _log.warning("database unreachable", error=why)
+                failed += 1
+                why = probe.error or f"no answer within {probe_timeout} s"
+                if probe.read_only or failed >= failures:
+                    status = health_pb2.HealthCheckResponse.NOT_SERVING
+                    if last != status:
+                        _log.warning("database unreachable", error=why)
+                else:
+                    status = last if last is not None else health_pb2.HealthCheckResponse.SERVING
+                    _log.info("database probe failed", error=why, failed=failed, of=failures)
             if status != last:
                 for name in names:
                     checker.set(name, status)
                 last = status
             stop.wait(interval)
-        pool.dispose()
 
     threading.Thread(target=loop, name="db-health", daemon=True).start()
     return stop
 
 
 class _Probe:
-    """db.ping on a thread of its own, bounded by `timeout`, on `pool` (default: the
-    engine's own)."""
+    """db.ping on a thread of its own, bounded by `timeout`."""
 
-    def __init__(self, engine: Engine, timeout: float, pool: Pool | None = None) -> None:
+    def __init__(self, engine: Engine, timeout: float) -> None:
         self.finished = threading.Event()
         self.error: str | None = None
+        self.read_only = False  # the database answered: it cannot take writes
         self._engine = engine
-        self._pool = pool
         self._timeout = timeout
         threading.Thread(target=self._run, name="db-probe", daemon=True).start()
 
     def _run(self) -> None:
         try:
             with deadline_in(self._timeout):
-                ping(self._engine, self._pool)  # a pooled connection that died: one more
+                ping(self._engine)  # a pooled connection that died: one more, on a new one
         except Exception as exc:  # any failure to reach the database, or to write to it
+            self.read_only = isinstance(exc, DatabaseReadOnly)
             self.error = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         finally:
             self.finished.set()
