@@ -120,15 +120,35 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
-def make_engine(url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = None) -> Engine:
+# SQLite's PRAGMA synchronous a connection runs with (`make_engine`, flag
+# --sqlite-synchronous): "full", the default, syncs the write-ahead log at every commit, so
+# a commit acknowledged is on disk and survives a power cut or an OS crash; "normal" syncs
+# it only at checkpoints (a commit costs no fsync, and the last commits acknowledged may
+# be lost to a power cut, an OS crash or a VM reset; a crash of the process alone loses
+# nothing): only for a disk whose write cache survives power loss, chosen explicitly
+# (review 57 D2).
+SQLITE_SYNCHRONOUS = ("full", "normal")
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    timeouts: DbTimeouts | None = None,
+    sqlite_synchronous: str = "full",
+) -> Engine:
     """An Engine for `url`; creates the SQLite file's folder. Nothing connects until used.
 
     With `timeouts` (the servers) every statement, connection and pool checkout is bounded;
     without (commands run by hand) SQLite waits 30 s for its lock and PostgreSQL statements
     are unbounded. Either way a call's deadline (context.deadline_in) is honoured. A
     failing statement's error never carries its parameters (`hide_parameters`), so no
-    phone number or token reaches a traceback in the logs.
+    phone number or token reaches a traceback in the logs. Every SQLite connection runs
+    with PRAGMA synchronous=FULL unless `sqlite_synchronous` says "normal"
+    (SQLITE_SYNCHRONOUS): nothing acknowledged is lost to a power cut.
     """
+    if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+        raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}")
     parsed = make_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
     hold = timeouts.statement + DbTimeouts.MARGIN if timeouts else None
@@ -143,7 +163,13 @@ def make_engine(url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = 
             hide_parameters=True,  # a failing row's values (phones…) never reach a log
             json_serializer=json_text,
         )
-        _sqlite_pragmas(engine, busy_ms)
+        _sqlite_pragmas(engine, busy_ms, sqlite_synchronous.upper())
+        if sqlite_synchronous != "full":
+            _log.warning(
+                "SQLite synchronous=NORMAL: commits are acknowledged before they are on "
+                "disk; a power cut or an OS crash can lose the last ones",
+                database=parsed.database,
+            )
     else:
         connect_args: dict[str, Any] = {
             "connect_timeout": max(2, round(timeouts.connect if timeouts else 10))
@@ -175,7 +201,7 @@ def _replace_read_only(context: Any) -> None:
         context.invalidate_pool_on_disconnect = False
 
 
-def _sqlite_pragmas(engine: Engine, busy_ms: int) -> None:
+def _sqlite_pragmas(engine: Engine, busy_ms: int, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
@@ -183,7 +209,8 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # FULL: in WAL mode the log is synced at every commit (NORMAL: at checkpoints only)
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
     # One transaction at a time in this process, queued on a lock: SQLite's own wait for

@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 
 from services.common.config import env_flag
 from services.common.context import deadline_in
-from services.common.db import DatabaseReadOnly, DbTimeouts, ping
+from services.common.db import SQLITE_SYNCHRONOUS, DatabaseReadOnly, DbTimeouts, ping
 from services.common.interceptors import (
     INFRASTRUCTURE_PREFIXES,
     HandlerInterceptor,
@@ -271,7 +271,8 @@ def add_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None:
 
 
 def add_database_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None:
-    """--db-timeout, --db-connect-timeout, --db-pool-timeout (seconds)."""
+    """--db-timeout, --db-connect-timeout, --db-pool-timeout (seconds),
+    --sqlite-synchronous."""
     defaults = DbTimeouts()
     for flag, name, default, text in (
         (
@@ -290,6 +291,27 @@ def add_database_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None
         ),
     ):
         env_flag(parser, flag, f"{env_prefix}_{name}", default, text, type=float)
+    env_flag(
+        parser,
+        "--sqlite-synchronous",
+        f"{env_prefix}_SQLITE_SYNCHRONOUS",
+        "full",
+        "SQLite only: full syncs every commit to disk before it is acknowledged; normal "
+        "syncs at checkpoints only (faster writes; a power cut or an OS crash can lose the "
+        "last acknowledged ones: only for a disk whose write cache survives power loss)",
+        type=_synchronous,
+    )
+
+
+def _synchronous(text: str) -> str:
+    value = text.lower()
+    if value not in SQLITE_SYNCHRONOUS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
+    return value
+
+
+def sqlite_synchronous_from(args: argparse.Namespace) -> str:
+    return str(getattr(args, "sqlite_synchronous", "full"))
 
 
 def timeouts_from(args: argparse.Namespace) -> DbTimeouts:
