@@ -27,11 +27,13 @@ import httpx
 import psycopg
 import pytest
 import structlog
+from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from services.booking.entrypoints import grpc_server as booking_grpc
 from services.booking.entrypoints.web import create_web_app
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -49,6 +51,7 @@ from tests.integration.conftest import PG_ADMIN_URL
 from tests.support import profile, uscc
 
 RULES = grpc_server.SERVICE_NAME
+BOOKING = booking_grpc.SERVICE_NAME
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -203,6 +206,15 @@ def test_booking_on_a_read_only_postgresql_answers_unavailable_and_503(tmp_path:
         token = pair.issue(enterprise_id).token
         pair.expert("E1", ["dust_explosion"], ["稠城街道"])
         http = start_http(create_web_app(pair.ctx, pair.booking_engine))
+        checker = grpc_health.HealthServicer()  # as `booking serve` watches its database
+        watcher = common_server.watch_database(
+            pair.booking_engine, checker, [BOOKING], interval=0.2, probe_timeout=2
+        )
+
+        def booking_health() -> int:
+            request = health_pb2.HealthCheckRequest(service=BOOKING)
+            return int(checker.Check(request, None).status)
+
         try:
             with (
                 httpx.Client(base_url=f"http://127.0.0.1:{http.port}", timeout=30) as client,
@@ -233,6 +245,7 @@ def test_booking_on_a_read_only_postgresql_answers_unavailable_and_503(tmp_path:
                 assert page.status_code == 503, page.text[:300]
                 assert "服务暂时不可用" in page.text
                 assert client.get("/healthz").status_code == 503
+                wait_until(lambda: booking_health() == NOT_SERVING, timeout=20)
                 assert not [e for e in logged if e.get("event") == "unexpected error"]
                 assert not _unhandled(logged)
                 read_only(url, False, cut=False)
@@ -244,7 +257,9 @@ def test_booking_on_a_read_only_postgresql_answers_unavailable_and_503(tmp_path:
                     timeout=30,
                 )
                 wait_until(lambda: client.get("/healthz").status_code == 200, timeout=30)
+                wait_until(lambda: booking_health() == SERVING, timeout=30)
         finally:
+            watcher.set()
             http.stop()
             read_only(url, False, cut=False)
 
