@@ -514,7 +514,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     guard = security.from_args(args)  # before anything else: refuse to run open
     limits = common_server.limits_from(args)
     engine = make_engine(
-        args.db, pool_size=limits.db_workers, timeouts=common_server.timeouts_from(args)
+        args.db,
+        pool_size=limits.db_workers,
+        timeouts=common_server.timeouts_from(args),
+        sqlite_synchronous=common_server.sqlite_synchronous_from(args),
     )
     migrate.upgrade(engine)
     ctx = _context(args)
