@@ -245,8 +245,6 @@ SIGN_IN_PHONE_SET = "登录手机已更新"
 SIGN_IN_NO_QR_CODE = "该企业尚未生成二维码，请先生成二维码"
 SIGN_IN_OWN_ORDERS_ONLY = "只能查看本企业的预约"
 TOO_MANY_ORDERS = "该二维码预约太频繁，请稍后再试"
-# the QR token's refused orders (bad forms, …) past their own limit: refused unread
-TOO_MANY_REFUSED_ORDERS = "该二维码近期提交的无效预约太多，请稍后再试"
 UNKNOWN_STATUS = "未知的状态值：{value}"
 SMS_CODE_TEXT = "【安全生产扫码点单】您的登录验证码为{code}，10分钟内有效。请勿告诉他人。"
 STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用），您仍可以预约专家。"

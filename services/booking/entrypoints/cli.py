@@ -60,7 +60,8 @@ if TYPE_CHECKING:
 
 ORDERS_PER_QR_TOKEN = Rate(per_second=20 / 3600, burst=10)  # 10 at once, then 20 an hour
 # CreateOrder calls refused for the caller's own reasons, per QR token: 20 at once, then
-# one a minute (orders.py `refusals_limited`; not the order limit's)
+# one a minute; past it an invalid call is refused unread, a valid one still taken
+# (orders.py `refusals_limited`; not the order limit's)
 REFUSED_ORDERS_PER_QR_TOKEN = Rate(per_second=60 / 3600, burst=20)
 _log = structlog.get_logger("booking")
 
