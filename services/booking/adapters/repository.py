@@ -148,12 +148,14 @@ class BookingRegister(StaffRegister):
 
     def latest_code(self, enterprise_id: str, phone_digests: Sequence[str]) -> SignInCode | None:
         """The firm's newest code for this phone, given its digest under each key
-        (locked: tries are counted)."""
+        (locked: tries are counted); a request's row that never was a code (expiring
+        as it was made: asked while the register could not be read) is not one."""
         query = (
             select(SignInCode)
             .where(
                 firm_sign_in_codes.c.enterprise_id == enterprise_id,
                 firm_sign_in_codes.c.phone_digest.in_(list(phone_digests)),
+                firm_sign_in_codes.c.expires_at > firm_sign_in_codes.c.created_at,
             )
             .order_by(firm_sign_in_codes.c.created_at.desc())
             .limit(1)

@@ -239,6 +239,12 @@ SIGN_IN_NUMBER_NO_LONGER_ON_RECORD = (
     "验证码已失效：该号码已不是本企业登记的手机号，请用登记的手机号重新获取"
 )
 SIGN_IN_REGISTER_UNAVAILABLE = "暂时无法核对企业登记的手机号，请稍后再试（验证码10分钟内有效）"
+# a code asked for while rules cannot answer: the same for every number (none is told
+# apart); a code still goes to the firm's sign-in mobile, none to the register's contact
+SIGN_IN_CODE_REGISTER_UNAVAILABLE = (
+    "暂时无法核对工商登记的联系人手机号：如该号码是本企业的登录手机，验证码已发送；"
+    "如是工商登记的联系人手机，请稍后再获取验证码"
+)
 SIGN_IN_TOO_MANY_CODES = "获取验证码太频繁，请稍后再试"
 SIGN_IN_NEEDS_SESSION = "此操作需要企业本人登录（凭二维码只能预约和查看预约编号）"
 SIGN_IN_PHONE_SET = "登录手机已更新"

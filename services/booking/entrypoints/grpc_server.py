@@ -369,10 +369,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def RequestSignInCode(
         self, request: pb.RequestSignInCodeRequest, context: grpc.ServicerContext
     ) -> pb.RequestSignInCodeResponse:
-        sign_in.request_code(
+        asked = sign_in.request_code(
             self._uow(), self._ctx, request.qr_token, request.phone, _peer_host(context)
         )
-        return pb.RequestSignInCodeResponse(expires_in_seconds=int(CODE_TTL.total_seconds()))
+        notice = messages.SIGN_IN_CODE_REGISTER_UNAVAILABLE if asked.register_unavailable else ""
+        return pb.RequestSignInCodeResponse(
+            expires_in_seconds=int(CODE_TTL.total_seconds()), notice=notice
+        )
 
     @unary
     def SignIn(self, request: pb.SignInRequest) -> pb.SignInResponse:

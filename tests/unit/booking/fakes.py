@@ -147,7 +147,9 @@ class FakeRegister:
         found = [
             c
             for c in self.codes.values()
-            if c.enterprise_id == enterprise_id and c.phone_digest in phone_digests
+            if c.enterprise_id == enterprise_id
+            and c.phone_digest in phone_digests
+            and c.expires_at > c.created_at
         ]
         return max(found, key=lambda c: c.created_at) if found else None
 
