@@ -184,6 +184,11 @@ PROOF_POSTS_TOO_FAST = (
     "提交太频繁，本次没有保存。整改说明已保留，请{seconds}秒后重新选择照片再提交。"
 )
 PAGE_TOO_LARGE = ("提交的内容太大", "填写的内容超过了页面允许的长度，请返回上一页删减后重新提交。")
+# a request body that stopped arriving (web/middleware.py BodyPace): cut, nothing saved
+PAGE_UPLOAD_STALLED = (
+    "上传中断",
+    "网络中断或太慢，提交的内容没有收全，未保存。请在网络良好时重新提交。",
+)
 PAGE_NO_SUCH_PAGE = ("页面不存在", "没有找到您要访问的页面。")
 # a firm's form posted from another site (web/middleware.py OriginCheck): nothing saved
 PAGE_FOREIGN_POST = (
@@ -388,6 +393,11 @@ VISIT_PHOTOS_NOT_RECEIVED = (
 VISIT_WRITERS_BUSY = (
     "同时保存检查记录的人较多，本次检查记录尚未保存。已填写的内容都已保留，"
     "请稍后重新选择照片后提交。"
+)
+# the visit form's body stopped arriving (web/middleware.py BodyPace): what came is shown
+VISIT_UPLOAD_STALLED = (
+    "网络中断或太慢，照片没有收全，检查记录尚未保存。已收到的填写内容已保留，"
+    "请在网络良好时重新选择照片后提交。"
 )
 VISIT_TOO_LARGE = (
     "提交的内容超过{limit}MB，检查记录尚未保存：照片每张不超过{each}MB、合计不超过{total}MB，"

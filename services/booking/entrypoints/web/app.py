@@ -48,7 +48,8 @@ def create_web_app(
     board = DashboardRoutes(pages)
     args = (ctx, engine, pages.render, on_outbox, pages.guidance)
     sign, inspector = SignInPages(*args), InspectorPages(*args)
-    expert = ExpertPages(*args, uploads=uploads or Uploads())
+    uploads = uploads or Uploads()
+    expert = ExpertPages(*args, uploads=uploads)
     pages.session_opens_dashboard = sign.may_open_dashboard  # supervisors, admins
     routes = [
         Route("/staff", sign.home, methods=["GET"]),
@@ -81,7 +82,9 @@ def create_web_app(
         debug=False,
         routes=routes,
         middleware=[
-            Middleware(Guard, on_crash=errors.crash_handler(pages.render)),
+            Middleware(
+                Guard, on_crash=errors.crash_handler(pages.render), pace=uploads.limits.pace
+            ),
             Middleware(
                 OriginCheck,
                 public_url=ctx.public_url,

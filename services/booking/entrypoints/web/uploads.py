@@ -51,7 +51,7 @@ from starlette.requests import Request
 from services.booking.domain import messages
 from services.booking.domain.findings import MAX_FINDINGS, MAX_TEXT, MAX_VISIT_PHOTO_BYTES
 from services.booking.domain.photos import HEAD_BYTES, MAX_PHOTO_BYTES, Upload
-from services.booking.entrypoints.web.middleware import form_part_limit, typed
+from services.booking.entrypoints.web.middleware import BodyPace, form_part_limit, typed
 
 MB = 1024 * 1024
 MAX_FIELDS = 400  # eight a finding block, fifty blocks, and the form's own
@@ -69,6 +69,9 @@ class UploadLimits:
     # photos of the visits being sent, on disk at once: ten visits of the full 100 MB
     spool_bytes: int = 10 * MAX_VISIT_PHOTO_BYTES
     directory: str | None = None  # where they are spooled; None: the system's temp dir
+    # how slowly any request body may arrive before it is cut, 408, its spool room given
+    # back (web/middleware.py: the web server has no read timeout of its own)
+    pace: BodyPace = field(default_factory=BodyPace)
 
 
 class Uploads:
