@@ -104,7 +104,8 @@ def _answer(sock: socket.socket) -> bytes:
 
 
 def _spooled(spool: Path) -> list[str]:
-    return sorted(str(p.relative_to(spool)) for p in spool.rglob("*"))
+    """The visits' files under the spool root (the process's own directory aside)."""
+    return sorted(str(p.relative_to(spool)) for p in spool.rglob("visit-*"))
 
 
 def test_a_stalled_visit_upload_is_cut_and_its_spool_room_given_back(
