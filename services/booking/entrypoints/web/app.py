@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 from services.booking.entrypoints.web import errors
 from services.booking.entrypoints.web.dashboard import DashboardRoutes
 from services.booking.entrypoints.web.firm_pages import FirmPages
+from services.booking.entrypoints.web.firm_session import session_bucket
 from services.booking.entrypoints.web.limits import (
     DEFAULT_WEB_LIMITS,
     RateLimitMiddleware,
@@ -93,7 +94,10 @@ def create_web_app(
             *(
                 [
                     Middleware(
-                        RateLimitMiddleware, limits=limits, refused=errors.limit_page(pages.render)
+                        RateLimitMiddleware,
+                        limits=limits,
+                        refused=errors.limit_page(pages.render),
+                        session_key=session_bucket(ctx),
                     )
                 ]
                 if limits
