@@ -83,7 +83,7 @@ def test_strangers_posts_on_a_token_never_hold_back_the_signed_in_firm(tmp_path:
         token = pair.issue(firm).token
         [(_, session)] = pair.sign_in(firm, token)
         for client in _serve(pair, limits):
-            for n in range(3):  # a stranger's empty forms spend the token's posts
+            for _ in range(3):  # a stranger's empty forms spend the token's posts
                 assert client.post(f"/q/{token}/order", data={}).status_code == 400
             assert _order(client, pair, token, "k0").status_code == 429
             client.cookies.set("firm_session", session)
