@@ -49,11 +49,17 @@ def _area(p: Principal, ctx: BookingContext, wanted: str) -> tuple[str, ...]:
 
 
 def recheck_queue(
-    uow: UnitOfWork, ctx: BookingContext, p: Principal, f: QueueFilter
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    p: Principal,
+    f: QueueFilter,
+    guidance: Guidance | None = None,
 ) -> dict[str, Any]:
     """Proofs waiting for a recheck in the person's region, overdue first, then by
     deadline: the QUEUE_LIMIT most urgent that pass the filters (`more`: there are
-    others, which the region and deadline filters narrow down to)."""
+    others, which the region and deadline filters narrow down to), with the text of
+    each one's clause from `guidance` (a rule named by a word is shown by it, never by
+    its code: review 59 F4)."""
     if not p.has("booking.inspector", "booking.admin"):
         raise PermissionDenied(messages.QUEUE_FOR_INSPECTORS)
     today = ctx.today()
@@ -71,8 +77,11 @@ def recheck_queue(
             )
         )
         names = uow.register.firm_names({t.enterprise_id for t in rows[:QUEUE_LIMIT]})
+    shown = rows[:QUEUE_LIMIT]
+    texts = guidance.texts(t.clause_ref for t in shown) if guidance else {}  # outside: remote
     return {
-        "tickets": rows[:QUEUE_LIMIT],
+        "tickets": shown,
+        "clause_texts": texts,
         "more": len(rows) > QUEUE_LIMIT,
         "firm_names": names,
         "today": today,
@@ -150,7 +159,8 @@ def my_visits(
     since = ctx.today() - timedelta(days=VISIT_DAYS_BACK)
     with uow:
         orders = list(uow.register.orders_of_expert(expert_id))
-    rows = [_visit_row(ctx, o, guidance) for o in orders]
+        visited = uow.register.visit_days(o.id for o in orders)
+    rows = [_visit_row(ctx, o, guidance, visited.get(o.id)) for o in orders]
     rows = [r for r in rows if r.day is None or r.day >= since]
     rows.sort(key=lambda r: (r.day or date.max, r.order.slot or "", r.order.id))
     days: dict[date | None, list[VisitRow]] = {}
@@ -165,12 +175,18 @@ def _expert_id(p: Principal) -> str:
     return p.expert_id
 
 
-def _visit_row(ctx: BookingContext, order: Order, guidance: Guidance) -> VisitRow:
+def _visit_row(
+    ctx: BookingContext, order: Order, guidance: Guidance, visited_on: date | None = None
+) -> VisitRow:
+    """An order on the expert's page: under the day of its visit once recorded (an
+    expert may come before the booked half-day: review 59 F11), else of its half-day,
+    which its label names either way."""
     try:
         slot = parse_slot(order.slot or "")
         day, label = slot.day, slot.label
     except ValueError:
         day, label = None, ""
+    day = visited_on or day
     refs = [str(r) for r in getattr(order, "clause_refs", None) or ()]  # when orders carry them
     return VisitRow(
         order,

@@ -44,7 +44,7 @@ def create_web_app(
     board = DashboardRoutes(pages)
     args = (ctx, engine, pages.render, on_outbox, pages.guidance)
     sign, inspector, expert = SignInPages(*args), InspectorPages(*args), ExpertPages(*args)
-    pages.session_opens_dashboard = sign.may_open_dashboard  # supervisors, admins
+    pages.staff_session = sign.signed_in_visitor  # who opens /dashboard with a session
     routes = [
         Route("/staff", sign.home, methods=["GET"]),
         Route("/staff/login", sign.login_form, methods=["GET"]),

@@ -138,7 +138,9 @@ def _repair(
     """Every instant on the minute of the rows of `name` whose `owner` is one of `owners`,
     stored in UTC."""
     wanted = set(owners)
-    keys = [sa.column(key)] + ([sa.column(owner)] if owner != key else [])
+    keys: list[sa.ColumnClause[Any]] = [sa.column(key)] + (
+        [sa.column(owner)] if owner != key else []
+    )
     table = sa.table(name, *keys, *(sa.column(c, Instant) for c in instants))
     for row in bind.execute(sa.select(table)).mappings().all():
         if str(row[owner]) not in wanted:
