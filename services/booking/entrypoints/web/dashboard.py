@@ -277,8 +277,13 @@ class DashboardRoutes:
                     period[name] = ""
         # shown again as typed, but for control characters (the region's error shows them
         # escaped: messages.shown)
-        kept = [without_controls(v) for v in (typed.region, typed.start, typed.end)]
-        return Shown(board, self._region_name(region), access, Filters(*kept, errors))
+        kept = Filters(
+            without_controls(typed.region),
+            without_controls(typed.start),
+            without_controls(typed.end),
+            errors,
+        )
+        return Shown(board, self._region_name(region), access, kept)
 
     def _region_name(self, region: str) -> str:
         """A region filter by its name (稠城街道 for 330782001), as the page and the CSV's
