@@ -72,3 +72,20 @@ def test_findings_cite_clauses_the_rules_service_knows() -> None:
     for ref in refs:
         assert catalogue.clause(ref) is not None, ref
     assert set(demo_city.MAJOR_FINDINGS) == set(demo_city.DOMAIN_ITEMS)
+
+
+def test_the_demo_accounts_have_work_in_the_city() -> None:
+    """Review 59 F10: demo-expert (E-FIRE-01) had no order, and demo-inspector's street no
+    proof waiting; their work is among the 145 bookings, each of a firm of its own."""
+    city = demo_city.city(TODAY)
+    mine = city.staff_orders()
+    assert mine and {o.expert_id for o in mine} == {demo_city.STAFF_EXPERT_ID}
+    assert {o.region for o in mine} == {demo_city.STAFF_REGION}
+    others = {o.enterprise_id for o in city.orders if o not in mine}
+    assert not others & {o.enterprise_id for o in mine}
+    assert any(o.slot_day == TODAY and not o.visited for o in mine)  # a visit to record
+    tickets = [t for o in mine for t in o.tickets]
+    waiting = [t for t in tickets if t.proof_on and not t.verified_on]
+    assert any(t.due_on < TODAY for t in waiting) and any(t.due_on >= TODAY for t in waiting)
+    assert any(t.proof_on is None and t.due_on < TODAY for t in tickets)  # overdue, open
+    assert any(t.verified_on for t in tickets)
