@@ -380,12 +380,13 @@ def city(
     expert_count: int = 20,
     booking_count: int = 145,
 ) -> City:
-    """The demo city as of `today`: deterministic for (seed, today). Of its
-    `booking_count` orders, the demo expert account's (`staff_orders`) are among them."""
+    """The demo city as of `today`: deterministic for (seed, today): `booking_count`
+    orders of its experts, then the demo expert account's few (`staff_orders`), drawn
+    after them (the city's own are those it had before the demo accounts had work)."""
     rng = random.Random(seed)
     city_firms = firms(rng, firm_count, today, seed)
     city_experts = experts(rng, expert_count)
-    booked = orders(rng, city_firms, city_experts, today, booking_count - len(STAFF_WORK))
+    booked = orders(rng, city_firms, city_experts, today, booking_count)
     staff = staff_orders(rng, city_firms, today, {o.enterprise_id for o in booked})
     booked = tuple(sorted(booked + staff, key=lambda o: o.created_at))
     first: dict[str, date] = {}
