@@ -234,5 +234,5 @@ def test_b0011_corrects_the_tickets_in_flight(engine: Engine) -> None:
 
 def test_b0011_on_a_register_without_tickets(engine: Engine) -> None:
     migrate.upgrade(engine, "b0010")
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, "b0011")
     assert migrate.current_revision(engine) == "b0011"
