@@ -57,6 +57,7 @@ from services.booking.adapters.orm import (
     outbox,
     photos,
     tickets,
+    visits,
 )
 from services.booking.adapters.rules_client import event_json
 from services.booking.adapters.staff_repository import StaffRegister
@@ -626,6 +627,14 @@ class BookingRegister(StaffRegister):
         """The expert's orders, newest first."""
         query = select(Order).where(orders.c.expert_id == expert_id)
         return self.session.scalars(query.order_by(orders.c.id.desc()).limit(limit)).all()
+
+    def visit_days(self, order_ids: Iterable[str]) -> dict[str, date]:
+        """order id → the day of its recorded visit, for those of `order_ids` visited."""
+        wanted = list(set(order_ids))
+        if not wanted:
+            return {}
+        query = select(visits.c.order_id, visits.c.visited_on).where(visits.c.order_id.in_(wanted))
+        return {row.order_id: row.visited_on for row in self.session.execute(query)}
 
     def dispatched_orders_of(self, expert_id: str, after: date) -> Sequence[Order]:
         """The orders dispatched to the expert (not yet visited) for a half-day of a day

@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import structlog
 
@@ -282,8 +282,8 @@ def resend_since(uow: UnitOfWork, day: date) -> list[str]:
     service was restored from a backup it may have lost them. Its event ids make a
     message it still has a harmless duplicate. Returns their event ids, in order."""
     with uow:
-        # in UTC: SQLite compares the stored UTC wall time with the parameter's wall time
-        again = uow.register.delivered_since(start_of_day(day).astimezone(UTC))
+        # the column binds it in UTC (columns.Instant), as SQLite compares wall times
+        again = uow.register.delivered_since(start_of_day(day))
         for message in again:
             message.delivered_at, message.next_attempt_at, message.attempts = None, None, 0
         uow.commit()

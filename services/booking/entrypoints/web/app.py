@@ -49,7 +49,7 @@ def create_web_app(
     args = (ctx, engine, pages.render, on_outbox, pages.guidance)
     sign, inspector = SignInPages(*args), InspectorPages(*args)
     expert = ExpertPages(*args, uploads=uploads or Uploads())
-    pages.session_opens_dashboard = sign.may_open_dashboard  # supervisors, admins
+    pages.staff_session = sign.signed_in_visitor  # who opens /dashboard with a session
     routes = [
         Route("/staff", sign.home, methods=["GET"]),
         Route("/staff/login", sign.login_form, methods=["GET"]),
