@@ -233,9 +233,7 @@ def my_visits(
         visited_on = uow.register.visit_days(o.id for o in everyone)
         # by the visit's day once recorded, else the half-day's (review 59 F11)
         orders = [
-            o
-            for o in everyone
-            if (d := visited_on.get(o.id) or _slot_day(o)) is None or d >= since
+            o for o in everyone if (d := visited_on.get(o.id) or _slot_day(o)) is None or d >= since
         ]
         visited = [o.id for o in orders if o.status in _VISITED]
         found: dict[str, list[Ticket]] = {}
