@@ -122,7 +122,7 @@ def test_every_demo_account_has_its_work_to_do(tmp_path: Path) -> None:
 
     days = staff_views.my_visits(
         SqlUnitOfWork(engine), ctx, principal_of(expert), Guidance(FakeRules())
-    )
+    ).days
     rows = [r for _, found in days for r in found]
     assert {r.order.status for r in rows} >= {"dispatched", "visited"}
     assert any(d == TODAY for d, _ in days)  # a visit to record today
