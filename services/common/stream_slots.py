@@ -28,30 +28,43 @@ class CallerShares:
     The refusals say why (`busy`: every slot taken; `crowded`: the caller's share) and
     what to do instead."""
 
-    def __init__(self, what: str, limit: int, busy: str, crowded: str) -> None:
+    def __init__(
+        self, what: str, limit: int, busy: str, crowded: str, *, grace: float = 0.0
+    ) -> None:
+        """`grace`: how long a stream asked for when no slot is free waits for one to be
+        given back before it is refused (a client that cancels a stream and opens the
+        next at once may be heard opening it before the server has heard it cancel)."""
         self.what = what
         self.limit = limit
         self.per_caller = max(1, limit // 2)
         self._busy, self._crowded = busy, crowded
+        self._grace = grace
         self._open: Counter[str] = Counter()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+
+    def _refusal(self, caller: str | None) -> RateLimited | None:
+        """Why a slot for `caller` cannot be taken now (None: it can). Under the lock."""
+        if sum(self._open.values()) >= self.limit:
+            return RateLimited(
+                f"at most {self.limit} {self.what} streams per process; {self._busy}",
+                retry_after=5,
+            )
+        if caller is not None and self._open[caller] >= self.per_caller:
+            return RateLimited(
+                f"at most {self.per_caller} {self.what} stream(s) per caller at once; "
+                f"{self._crowded}",
+                retry_after=5,
+            )
+        return None
 
     def enter(self, caller: str | None) -> None:
         """Take a slot for `caller` (None: a server without tokens, where callers are not
         told apart), or raise RateLimited when the slots, or this caller's share of them,
-        are taken."""
+        are taken (and stay so for the grace)."""
         with self._lock:
-            if sum(self._open.values()) >= self.limit:
-                raise RateLimited(
-                    f"at most {self.limit} {self.what} streams per process; {self._busy}",
-                    retry_after=5,
-                )
-            if caller is not None and self._open[caller] >= self.per_caller:
-                raise RateLimited(
-                    f"at most {self.per_caller} {self.what} stream(s) per caller at once; "
-                    f"{self._crowded}",
-                    retry_after=5,
-                )
+            self._lock.wait_for(lambda: self._refusal(caller) is None, timeout=self._grace)
+            if (refused := self._refusal(caller)) is not None:
+                raise refused
             self._open[caller or ""] += 1
 
     def leave(self, caller: str | None) -> None:
@@ -59,6 +72,7 @@ class CallerShares:
             self._open[caller or ""] -= 1
             if self._open[caller or ""] <= 0:
                 del self._open[caller or ""]
+            self._lock.notify_all()
 
     def hold(self, caller: str | None) -> Callable[[], None]:
         """`enter(caller)`, and the slot's release: call it as often as you like (when

@@ -14,6 +14,12 @@ POLL_SECONDS = 0.5  # a replica sees another replica's commits within this
 _RECONCILE = "start again from an empty cursor and reconcile with GetEnterpriseStatus"
 
 
+# how long a follower asking for a slot waits for one to be given back: a follower that
+# cancels its stream and reconnects at once (to resume from its cursor) may be heard
+# reconnecting before the server has heard it cancel
+SLOT_GRACE_SECONDS = 1.0
+
+
 class Followers(CallerShares):
     """Bounds how many followers hold a server thread each (a stream is a thread): at
     most `limit` in a process, and one caller at most half of them (at least one), so a
@@ -26,6 +32,7 @@ class Followers(CallerShares):
             "retry later or subscribe on NATS JetStream",
             "one stream follows every region, or the regions of a county, at once; or "
             "subscribe on NATS JetStream",
+            grace=SLOT_GRACE_SECONDS,
         )
 
 
