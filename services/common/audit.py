@@ -236,10 +236,12 @@ class AuditTrail:
     # here, with the entries the flush would have collected (_collect), in the same list:
     # sealed at the commit, dropped with a savepoint rolled back.
 
-    def values(self, record: Any) -> dict[str, Any]:
+    def values(self, record: Any, spec: Audited | None = None) -> dict[str, Any]:
         """The audited fields of `record` as they are now (lists copied): what `changed`
-        compares against later."""
-        spec = self.audited[type(record)]
+        compares against later. `spec`: how to record it, for a class whose flushes are
+        not audited but some deliberate changes are (booking's outbox: an operator's
+        discard or requeue, not every delivery); default: its class's."""
+        spec = spec or self.audited[type(record)]
         return {
             name: list(v) if isinstance(v := getattr(record, name), list) else v
             for name in spec.fields
@@ -253,11 +255,17 @@ class AuditTrail:
         after = {name: self._safe(spec, name, _plain(values[name])) for name in spec.fields}
         self._record(session, spec, record, "create", None, after)
 
-    def changed(self, session: Session, record: Any, before: Mapping[str, Any]) -> None:
+    def changed(
+        self,
+        session: Session,
+        record: Any,
+        before: Mapping[str, Any],
+        spec: Audited | None = None,
+    ) -> None:
         """Record an update of `record` from the audited fields' values `before` to its
         own now: the fields that differ, as the flush's history would name them (no entry
-        when none does)."""
-        spec = self.audited[type(record)]
+        when none does). `spec` as for `values`."""
+        spec = spec or self.audited[type(record)]
         old: dict[str, Any] = {}
         new: dict[str, Any] = {}
         for name in spec.fields:

@@ -57,6 +57,7 @@ def _copy(source: Path, target: Path) -> int:
     try:
         dst = sqlite3.connect(target, timeout=30)
         try:
+            dst.execute("PRAGMA synchronous=FULL")  # the copy is on disk when it is done
             src.backup(dst)  # pages=-1: one snapshot, never restarted by writers
             check = dst.execute("PRAGMA integrity_check").fetchone()
             if not check or check[0] != "ok":
@@ -83,9 +84,18 @@ def backup(url: str, out: Path, mark: Callable[[Path], None] | None = None) -> i
         if mark is not None:
             mark(partial)
         os.replace(partial, out)
+        _sync_folder(out.parent)  # the rename too survives a power cut
     finally:
         partial.unlink(missing_ok=True)
     return pages
+
+
+def _sync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def restore(backup_file: Path, url: str) -> int:

@@ -120,15 +120,35 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
-def make_engine(url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = None) -> Engine:
+# SQLite's PRAGMA synchronous a connection runs with (`make_engine`, flag
+# --sqlite-synchronous): "full", the default, syncs the write-ahead log at every commit, so
+# a commit acknowledged is on disk and survives a power cut or an OS crash; "normal" syncs
+# it only at checkpoints (a commit costs no fsync, and the last commits acknowledged may
+# be lost to a power cut, an OS crash or a VM reset; a crash of the process alone loses
+# nothing): only for a disk whose write cache survives power loss, chosen explicitly
+# (review 57 D2).
+SQLITE_SYNCHRONOUS = ("full", "normal")
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    timeouts: DbTimeouts | None = None,
+    sqlite_synchronous: str = "full",
+) -> Engine:
     """An Engine for `url`; creates the SQLite file's folder. Nothing connects until used.
 
     With `timeouts` (the servers) every statement, connection and pool checkout is bounded;
     without (commands run by hand) SQLite waits 30 s for its lock and PostgreSQL statements
     are unbounded. Either way a call's deadline (context.deadline_in) is honoured. A
     failing statement's error never carries its parameters (`hide_parameters`), so no
-    phone number or token reaches a traceback in the logs.
+    phone number or token reaches a traceback in the logs. Every SQLite connection runs
+    with PRAGMA synchronous=FULL unless `sqlite_synchronous` says "normal"
+    (SQLITE_SYNCHRONOUS): nothing acknowledged is lost to a power cut.
     """
+    if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+        raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}")
     parsed = make_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
     hold = timeouts.statement + DbTimeouts.MARGIN if timeouts else None
@@ -143,7 +163,13 @@ def make_engine(url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = 
             hide_parameters=True,  # a failing row's values (phones…) never reach a log
             json_serializer=json_text,
         )
-        _sqlite_pragmas(engine, busy_ms)
+        _sqlite_pragmas(engine, busy_ms, sqlite_synchronous.upper())
+        if sqlite_synchronous != "full":
+            _log.warning(
+                "SQLite synchronous=NORMAL: commits are acknowledged before they are on "
+                "disk; a power cut or an OS crash can lose the last ones",
+                database=parsed.database,
+            )
     else:
         connect_args: dict[str, Any] = {
             "connect_timeout": max(2, round(timeouts.connect if timeouts else 10))
@@ -161,10 +187,21 @@ def make_engine(url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = 
         )
     _guard_connections(engine, hold, ping=not sqlite)
     _watch_writes(engine)
+    event.listen(engine, "handle_error", _replace_read_only)
     return engine
 
 
-def _sqlite_pragmas(engine: Engine, busy_ms: int) -> None:
+def _replace_read_only(context: Any) -> None:
+    """A connection whose statement failed because it cannot write (`cannot_write`) is
+    replaced, that one alone: a PostgreSQL session keeps the default_transaction_read_only
+    it started with, and SQLite's connection that fell back to opening the file read-only
+    stays so, so they would fail every write after the database takes writes again."""
+    if cannot_write(context.original_exception):
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+
+
+def _sqlite_pragmas(engine: Engine, busy_ms: int, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
@@ -172,7 +209,8 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # FULL: in WAL mode the log is synced at every commit (NORMAL: at checkpoints only)
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
     # One transaction at a time in this process, queued on a lock: SQLite's own wait for
@@ -196,11 +234,11 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int) -> None:
             connection.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
-            _open_gate(connection.info)
+            _release_gate(connection)
             raise
 
     for name in ("commit", "rollback"):
-        event.listen(engine, name, lambda connection: _open_gate(connection.info))
+        event.listen(engine, name, _release_gate)
     event.listen(engine.pool, "checkin", lambda _dbapi, record: _open_gate(record.info))
     event.listen(engine.pool, "invalidate", lambda _dbapi, record, _exc: _open_gate(record.info))
 
@@ -223,6 +261,14 @@ def read_snapshot(engine: Engine) -> Iterator[Connection]:
         with connection.begin() as transaction:
             yield connection
             transaction.rollback()
+
+
+def _release_gate(connection: Connection) -> None:
+    """The gate `connection` holds, opened; an invalidated connection (a lost or replaced
+    one: `_replace_read_only`) had it opened by the pool's "invalidate" (its `info` is
+    then out of reach until the rollback)."""
+    if not connection.invalidated:
+        _open_gate(connection.info)
 
 
 def _open_gate(info: dict[Any, Any]) -> None:
@@ -431,27 +477,80 @@ def once(setup: Callable[[], None]) -> Callable[[], None]:
 
 
 def ping(engine: Engine) -> None:
-    """SELECT 1 on a raw DBAPI connection (a health check): no SQLAlchemy "begin", which
-    on SQLite is BEGIN IMMEDIATE and would queue behind writers. Raises when the
-    database does not answer. A pooled connection that died (pooled connections are not
-    pinged within PING_AFTER_IDLE) is dropped and the check made once more: one dead
-    connection is not a database that does not answer."""
+    """A health check on a raw DBAPI connection of the engine's pool: the database
+    answers and can take writes (`check_writable`). No SQLAlchemy "begin", which on
+    SQLite is BEGIN IMMEDIATE and would queue behind writers. Raises when the database
+    does not answer, or DatabaseReadOnly when it cannot write. A pooled connection that
+    died (pooled connections are not pinged within PING_AFTER_IDLE) is dropped and the
+    check made once more: one dead connection is not a database that does not answer. A
+    connection that found the database read-only is dropped too, so the next check sees
+    the database as it is then (a PostgreSQL session keeps the
+    default_transaction_read_only it started with)."""
     for last in (False, True):
         connection = engine.raw_connection()
         reused = _USED_AT in connection.info  # else made just now: its failure is the answer
         try:
-            cursor = connection.cursor()
-            cursor.execute("SELECT 1")
-            cursor.fetchall()
-            cursor.close()
+            check_writable(connection, engine.dialect.name)
             connection.commit()  # not the pool's ROLLBACK: psycopg drops its prepared statements
             return
+        except DatabaseReadOnly:
+            connection.invalidate()
+            raise
         except Exception:
             connection.invalidate()
             if last or not reused:
                 raise
         finally:
             connection.close()
+
+
+# One round trip, no write, nothing left behind: a hot standby is in recovery, and a
+# session under default_transaction_read_only (or on a standby) reports
+# transaction_read_only on.
+_PG_WRITABLE = "SELECT current_setting('transaction_read_only'), pg_is_in_recovery()"
+
+
+def check_writable(dbapi_connection: Any, dialect: str) -> None:
+    """Raise DatabaseReadOnly unless the database behind `dbapi_connection` can take
+    writes (review 57 D1: the probe's SELECT 1 succeeded on a read-only database, and
+    health stayed SERVING while every write failed). It writes nothing, so it costs no
+    WAL, no fsync and no lock, and never waits behind writers:
+
+    - PostgreSQL: whether the server is in recovery (a hot standby: a failover or a DNS
+      change pointed the pool at it) or this session's transactions are read-only
+      (default_transaction_read_only, set on the database for maintenance);
+    - SQLite: whether this process may write the database file, its write-ahead log and
+      shared-memory files and the folder SQLite creates them in (a read-only remount,
+      permissions or an immutable flag after a restore). The rights are asked of the
+      kernel (access(2)), so they include what binds root (a read-only mount, chattr +i).
+
+    A real write would say more (a full disk, a stalled synchronous standby) but costs a
+    WAL record and an fsync every probe, needs a table of its own, and on SQLite would
+    queue for the one write lock behind every writer; those faults fail their writes
+    UNAVAILABLE all the same."""
+    cursor = dbapi_connection.cursor()
+    try:
+        if dialect == "sqlite":
+            rows = cursor.execute("PRAGMA database_list").fetchall()
+            name = next((row[2] for row in rows if row[1] == "main"), "")
+            if name:  # else in memory
+                _sqlite_writable(Path(name))
+            return
+        cursor.execute(_PG_WRITABLE)
+        read_only, in_recovery = cursor.fetchone()
+    finally:
+        cursor.close()
+    if in_recovery:
+        raise DatabaseReadOnly("the database is a standby in recovery: it takes no writes")
+    if read_only == "on":
+        raise DatabaseReadOnly("the database's sessions are read-only (transaction_read_only)")
+
+
+def _sqlite_writable(path: Path) -> None:
+    effective = os.access in os.supports_effective_ids
+    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), path.parent):
+        if each.exists() and not os.access(each, os.W_OK, effective_ids=effective):
+            raise DatabaseReadOnly(f"the database is read-only: this process cannot write {each}")
 
 
 NAMING_CONVENTION = {
@@ -523,9 +622,39 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 # SQLite result codes that say "not now" rather than "this is a bug": busy or locked past
-# the busy timeout, out of memory, interrupted (a deadline), I/O error, disk full, cannot
-# open the file, lock protocol.
-_SQLITE_TRANSIENT = frozenset({5, 6, 7, 9, 10, 13, 14, 15})
+# the busy timeout, out of memory, read-only (a file this process can no longer write: a
+# read-only remount, permissions or an immutable flag after a restore; review 57 D1),
+# interrupted (a deadline), I/O error, disk full, cannot open the file, lock protocol.
+# Compared on the primary code (the low byte of an extended one: SQLITE_READONLY_* too).
+_SQLITE_TRANSIENT = frozenset({5, 6, 7, 8, 9, 10, 13, 14, 15})
+SQLITE_READONLY = 8
+# PostgreSQL SQLSTATEs that say "not now" though psycopg's class for them is not an
+# OperationalError: 25006 read_only_sql_transaction (an InternalError), what a write gets
+# from a hot standby after a failover or from a database made read-only
+# (default_transaction_read_only) (review 57 D1).
+PG_READ_ONLY = "25006"
+_PG_TRANSIENT = frozenset({PG_READ_ONLY})
+
+
+class DatabaseReadOnly(RuntimeError):
+    """The database answers but cannot take writes (`check_writable`): a hot standby, a
+    read-only PostgreSQL session or database, a SQLite file this process cannot write."""
+
+
+def cannot_write(exc: BaseException) -> bool:
+    """Whether `exc` says the database, or the connection it came through, cannot write:
+    SQLSTATE 25006 or SQLITE_READONLY, bare or wrapped by SQLAlchemy. Such a connection
+    is replaced (`make_engine`'s handle_error), so one made read-only while the database
+    was (a session that started on a standby or under default_transaction_read_only,
+    SQLite's read-only fallback) does not keep failing once the database takes writes."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if isinstance(exc, DatabaseReadOnly):
+        return True
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF == SQLITE_READONLY
+    return isinstance(exc, psycopg.Error) and exc.sqlstate == PG_READ_ONLY
 
 
 def lost_a_race(exc: BaseException) -> bool:
@@ -546,19 +675,23 @@ _LOST_RACE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_de
 
 def database_unavailable(exc: BaseException) -> bool:
     """True when `exc` says the database cannot take the call now (down, restarting,
-    unreachable, stalled past a timeout, locked past the busy timeout, disk full), so the
-    caller may retry; the transaction it was in is rolled back. One place for both
-    services: the gRPC error mapping and the phone page ask it."""
-    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection within pool_timeout
-        return True
+    unreachable, stalled past a timeout, locked past the busy timeout, disk full,
+    read-only: a standby after a failover, a file it cannot write), so the caller may
+    retry (health says NOT_SERVING meanwhile); the transaction it was in is rolled back.
+    One place for both services: the gRPC error mapping and the phone page ask it."""
+    if isinstance(exc, sa_exc.TimeoutError | DatabaseReadOnly):  # no pooled connection
+        return True  # within pool_timeout; a database that answers but cannot write
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
         exc = exc.orig if exc.orig is not None else exc
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, sqlite3.Error):  # by result code, never by message text
         code = getattr(exc, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in _SQLITE_TRANSIENT
     # psycopg: connection failures, server shutdown, query cancelled by statement_timeout,
     # disk full and other insufficient resources are OperationalError; a closed
-    # connection is InterfaceError. Constraint and syntax errors are neither.
+    # connection is InterfaceError. Constraint and syntax errors are neither. A read-only
+    # transaction (25006) is an InternalError: by its SQLSTATE (_PG_TRANSIENT).
+    if isinstance(exc, psycopg.Error) and exc.sqlstate in _PG_TRANSIENT:
+        return True
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)

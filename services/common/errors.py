@@ -22,13 +22,20 @@ class FieldViolation:
 
 
 class DomainError(Exception):
-    """Base of every error a caller can cause; `code` selects the status code."""
+    """Base of every error a caller can cause; `code` selects the status code. An error a
+    client must tell apart from others of its code names a `reason` (UPPER_SNAKE_CASE,
+    stable: part of the contract, unlike the message, which is for people) in its
+    `domain` (the service's proto package), with `metadata` (short strings) saying what
+    it concerns: a google.rpc.ErrorInfo over gRPC (grpc_errors.py). "" = none."""
 
     code = "failed_precondition"
+    reason = ""
+    domain = ""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.metadata: dict[str, str] = {}
 
 
 class ValidationError(DomainError):

@@ -45,10 +45,25 @@ def is_domain_error(exc: BaseException) -> bool:
 
 
 def status_proto(exc: BaseException) -> status_pb2.Status:
-    """The google.rpc.Status for a domain error, with a BadRequest for validation errors."""
+    """The google.rpc.Status for a domain error, with a BadRequest for validation errors
+    and an ErrorInfo for an error that names its `reason` (errors.DomainError)."""
     code = CODES[exc.code]  # type: ignore[attr-defined]
     message = clip(getattr(exc, "message", str(exc)), MAX_MESSAGE)
     status = status_pb2.Status(code=code.value[0], message=message)
+    reason = getattr(exc, "reason", "")
+    if reason:
+        metadata = getattr(exc, "metadata", None) or {}
+        info = error_details_pb2.ErrorInfo(
+            reason=clip(reason, MAX_FIELD),
+            domain=clip(getattr(exc, "domain", ""), MAX_FIELD),
+            metadata={
+                clip(k, MAX_FIELD): clip(v, MAX_DESCRIPTION)
+                for k, v in list(metadata.items())[:MAX_VIOLATIONS]
+            },
+        )
+        detail = any_pb2.Any()
+        detail.Pack(info)
+        status.details.append(detail)
     violations = getattr(exc, "violations", None)
     if violations:
         bad = error_details_pb2.BadRequest(

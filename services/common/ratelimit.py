@@ -51,6 +51,17 @@ class RateLimiter:
                 self._forget_full(now)
         return allowed, wait
 
+    def peek(self, key: str, cost: float = 1.0) -> tuple[bool, float]:
+        """`check(key, cost)`'s answer without taking anything: whether the key has
+        `cost` left now, else the seconds until it has."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.rate.burst, now))
+        tokens = min(self.rate.burst, tokens + (now - last) * self.rate.per_second)
+        if tokens >= cost:
+            return True, 0.0
+        return False, (cost - tokens) / self.rate.per_second
+
     def refund(self, key: str, cost: float = 1.0) -> None:
         """Give back what `check(key, cost)` took, for work that was not done after all
         (never beyond the burst)."""

@@ -26,11 +26,10 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
 from services.common.config import env_flag
 from services.common.context import deadline_in
-from services.common.db import DbTimeouts
+from services.common.db import SQLITE_SYNCHRONOUS, DatabaseReadOnly, DbTimeouts, ping
 from services.common.interceptors import (
     INFRASTRUCTURE_PREFIXES,
     HandlerInterceptor,
@@ -272,7 +271,8 @@ def add_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None:
 
 
 def add_database_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None:
-    """--db-timeout, --db-connect-timeout, --db-pool-timeout (seconds)."""
+    """--db-timeout, --db-connect-timeout, --db-pool-timeout (seconds),
+    --sqlite-synchronous."""
     defaults = DbTimeouts()
     for flag, name, default, text in (
         (
@@ -291,6 +291,27 @@ def add_database_flags(parser: argparse.ArgumentParser, env_prefix: str) -> None
         ),
     ):
         env_flag(parser, flag, f"{env_prefix}_{name}", default, text, type=float)
+    env_flag(
+        parser,
+        "--sqlite-synchronous",
+        f"{env_prefix}_SQLITE_SYNCHRONOUS",
+        "full",
+        "SQLite only: full syncs every commit to disk before it is acknowledged; normal "
+        "syncs at checkpoints only (faster writes; a power cut or an OS crash can lose the "
+        "last acknowledged ones: only for a disk whose write cache survives power loss)",
+        type=_synchronous,
+    )
+
+
+def _synchronous(text: str) -> str:
+    value = text.lower()
+    if value not in SQLITE_SYNCHRONOUS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
+    return value
+
+
+def sqlite_synchronous_from(args: argparse.Namespace) -> str:
+    return str(getattr(args, "sqlite_synchronous", "full"))
 
 
 def timeouts_from(args: argparse.Namespace) -> DbTimeouts:
@@ -456,35 +477,61 @@ def drain(running: RunningServer, grace_seconds: float = 15.0, settle: float = 0
     running.pools.shutdown()
 
 
+# Failed probes in a row before health turns NOT_SERVING (a database that cannot write
+# turns it at once): Kubernetes' readiness failureThreshold, 3 by default, likewise
+PROBE_FAILURES = 3
+
+
 def watch_database(
     engine: Engine,
     checker: health.HealthServicer,
     service_names: Iterable[str],
     interval: float = 5.0,
     probe_timeout: float = 3.0,
+    failures: int = PROBE_FAILURES,
 ) -> threading.Event:
-    """Report NOT_SERVING while the database is unreachable or does not answer a probe
-    within `probe_timeout`; returns an Event that stops it. The probe runs on a thread of
-    its own under its own deadline (the watchdog cuts a stalled connection), so neither
-    this loop nor the health servicer ever waits on the database, and a probe still stuck
-    is not joined by another."""
+    """Report NOT_SERVING while the database is sick; returns an Event that stops it.
+
+    Every `interval` seconds a probe (db.ping) asks the database, on a pooled connection,
+    whether it answers and can take writes (db.check_writable). A database that answers
+    but cannot write (a hot standby after a failover, a read-only database, a SQLite file
+    this process cannot write: review 57 D1) is NOT_SERVING at once: that is no load.
+    Any other failure (no answer within `probe_timeout`, no connection to be had, an
+    error) turns health NOT_SERVING only once `failures` probes in a row have failed: a
+    pool whose connections are all taken by calls for a moment, or a database that
+    refuses one more connection past its connection limit while it answers the ones the
+    pool holds, is load, not sickness, and made health flap (review 57 N1: NOT_SERVING
+    in a quarter of the samples under a connection limit). A database that went away is
+    thus NOT_SERVING after about `failures` intervals (15 s by default) instead of one,
+    its calls answering UNAVAILABLE meanwhile. One probe that answers is SERVING again.
+
+    The probe runs on a thread of its own under its own deadline (the watchdog cuts a
+    stalled connection), so neither this loop nor the health servicer ever waits on the
+    database, and a probe still stuck is not joined by another (each interval it stays
+    stuck counts as one more failure)."""
     names = ["", *service_names]
     stop = threading.Event()
 
     def loop() -> None:
         last = None
+        failed = 0
         probe: _Probe | None = None
         while not stop.is_set():
             if probe is None or probe.finished.is_set():
                 probe = _Probe(engine, probe_timeout)
             answered = probe.finished.wait(probe_timeout) and probe.error is None
             if answered:
-                status = health_pb2.HealthCheckResponse.SERVING
+                status, failed = health_pb2.HealthCheckResponse.SERVING, 0
             else:
-                status = health_pb2.HealthCheckResponse.NOT_SERVING
-                if last != status:
-                    why = probe.error or f"no answer within {probe_timeout} s"
-                    _log.warning("database unreachable", error=why)
+                failed += 1
+                why = probe.error or f"no answer within {probe_timeout} s"
+                if probe.read_only or failed >= failures:
+                    status = health_pb2.HealthCheckResponse.NOT_SERVING
+                    if last != status:
+                        _log.warning("database unreachable", error=why)
+                else:
+                    status = last if last is not None else health_pb2.HealthCheckResponse.SERVING
+                    _log.info("database probe failed", error=why, failed=failed, of=failures)
             if status != last:
                 for name in names:
                     checker.set(name, status)
@@ -496,11 +543,12 @@ def watch_database(
 
 
 class _Probe:
-    """SELECT 1 on a thread of its own, bounded by `timeout`."""
+    """db.ping on a thread of its own, bounded by `timeout`."""
 
     def __init__(self, engine: Engine, timeout: float) -> None:
         self.finished = threading.Event()
         self.error: str | None = None
+        self.read_only = False  # the database answered: it cannot take writes
         self._engine = engine
         self._timeout = timeout
         threading.Thread(target=self._run, name="db-probe", daemon=True).start()
@@ -508,21 +556,12 @@ class _Probe:
     def _run(self) -> None:
         try:
             with deadline_in(self._timeout):
-                try:
-                    self._select_one()
-                except DBAPIError as exc:
-                    if not exc.connection_invalidated:
-                        raise
-                    self._select_one()  # a pooled connection had died: one more, on a new one
-        except Exception as exc:  # any failure to reach the database
+                ping(self._engine)  # a pooled connection that died: one more, on a new one
+        except Exception as exc:  # any failure to reach the database, or to write to it
+            self.read_only = isinstance(exc, DatabaseReadOnly)
             self.error = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         finally:
             self.finished.set()
-
-    def _select_one(self) -> None:
-        with self._engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-            connection.commit()  # not a ROLLBACK: psycopg would drop its prepared statements
 
 
 @dataclass(frozen=True)

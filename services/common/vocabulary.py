@@ -7,6 +7,8 @@
   alphabet whose last is the check character; `uscc_problem` says what is wrong with one.
 - A mainland mobile number (`MOBILE`: 11 ASCII digits, 1[3-9]…): booking's phones and the
   rules register's contact mobile; `mask_mobile` is how either shows one (138****5678).
+- A record's id as the services make it (`RECORD_ID`: 1 to 32 ASCII letters and digits);
+  `record_id_problem` says why a text sent to look a record up can be no such id.
 
 The dates any record may carry are in services/common/values.py (`FIRST_DAY`,
 `LAST_DAY`); both services' Chinese texts for these words come from here.
@@ -17,6 +19,8 @@ from __future__ import annotations
 import operator
 import re
 from enum import StrEnum
+
+from services.common.clock import ID_LENGTH
 
 # A clause ref, "<standard id>:<clause id>": the rules service's grammar (its ruleset
 # schema: a standard id `[A-Z][A-Z0-9]{1,15}`, a clause id of 1..32 characters with no
@@ -40,6 +44,22 @@ def mobile_problem(text: str) -> str | None:
 def mask_mobile(phone: str) -> str:
     """A mobile as every caller but those allowed to see it reads it: 138****5678."""
     return phone[:3] + "****" + phone[-4:] if len(phone) == 11 else "***"
+
+
+# A record's id as either service makes one: clock.new_id's (a letter, then hex digits),
+# booking's order numbers (B, the date, six base-32 characters), the demo city's: 1 to
+# ID_LENGTH (the id columns' width) ASCII letters and digits. Use `fullmatch`.
+RECORD_ID = re.compile(f"[A-Za-z0-9]{{1,{ID_LENGTH}}}")
+
+
+def record_id_problem(text: str) -> str | None:
+    """Why `text` cannot be the id of a record the services made (so a lookup by it is a
+    malformed request, not a record not found), or None when it can be one."""
+    if RECORD_ID.fullmatch(text):
+        return None
+    if not text:
+        return "is required"
+    return f"must be 1 to {ID_LENGTH} ASCII letters and digits (an id the service made)"
 
 
 class Domain(StrEnum):

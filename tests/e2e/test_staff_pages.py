@@ -189,8 +189,9 @@ def test_inspector_passes_one_ticket_and_fails_another(
     shot(phone, tmp_path, "inspector-ticket")
     phone.get_by_label("通过", exact=True).check()
     phone.get_by_role("button", name="提交复查结论").click()
-    assert phone.url == f"{staff.base}/staff/tickets?done=pass"
+    assert phone.url == f"{staff.base}/staff/tickets?done=pass&ticket={first}"
     assert phone.locator("#done").inner_text() == "已保存复查结果：通过"
+    assert phone.locator("#saved").inner_text() == "测试五金31号厂：未建立台账甲"
     assert phone.locator("#queue a.card").count() == 1
     assert ticket(pair, first).status == bpb.TICKET_STATUS_VERIFIED
 
@@ -204,7 +205,7 @@ def test_inspector_passes_one_ticket_and_fails_another(
     shot(phone, tmp_path, "inspector-ticket-error")
     phone.get_by_label("新整改期限").fill("2026-07-20")
     phone.get_by_role("button", name="提交复查结论").click()
-    assert phone.url == f"{staff.base}/staff/tickets?done=fail"
+    assert phone.url == f"{staff.base}/staff/tickets?done=fail&ticket={second}"
     assert phone.locator("#done").inner_text() == "已保存复查结果：不通过，已退回整改"
     assert phone.locator("#queue a.card").count() == 0
     shot(phone, tmp_path, "inspector-queue-done")
@@ -446,3 +447,193 @@ def test_supervisor_session_opens_the_dashboard_others_do_not(
         ).status
         == 200
     )
+
+
+def test_the_finding_expert_rechecks_and_lands_on_their_findings(
+    staff: Staff, phone: Any, tmp_path: Path
+) -> None:
+    """Review 59 F1: the recheck was saved, then the expert was sent to the queue they may
+    not open (403 "无权查看"); nothing in the pages led to the tickets they found."""
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    mine = proof_waiting(pair, 31, "稠城街道", "未建立台账甲")
+    staff.user("chen", "expert", expert_id="E1")
+    sign_in(phone, staff.base, "chen")
+    assert phone.url.endswith("/staff/visits")
+    phone.locator("#findings-link").click()
+    assert phone.url.endswith("/staff/findings")
+    assert "1件" in phone.locator("#waiting h2").inner_text()
+    shot(phone, tmp_path, "expert-findings")
+    phone.locator(f"#f-{mine}").click()
+    assert phone.locator(".crumb a").inner_text() == f"‹ {messages.FINDINGS_LINK}"
+    phone.get_by_label("通过", exact=True).check()
+    response_status = []
+    phone.on("response", lambda r: response_status.append(r.status))
+    phone.get_by_role("button", name="提交复查结论").click()
+    assert 403 not in response_status
+    assert "/staff/findings?" in phone.url
+    assert phone.locator("#done").inner_text() == messages.RECHECK_DONE_PASS
+    assert "测试五金31号厂" in phone.locator("#saved").inner_text()
+    shot(phone, tmp_path, "expert-after-recheck")
+    assert ticket(pair, mine).status == bpb.TICKET_STATUS_VERIFIED
+    phone.locator("#saved").click()
+    assert phone.locator("#ticket-status").inner_text() == "复查通过"
+    phone.goto(f"{staff.base}/staff/visits")  # the visit lists what it found, and how it stands
+    assert phone.locator(f"ul.found a[href='/staff/tickets/{mine}']").count() == 1
+    shot(phone, tmp_path, "expert-visits-found")
+
+
+def test_line_breaks_are_shown_and_a_long_finding_stays_a_short_card(
+    staff: Staff, phone: Any, tmp_path: Path
+) -> None:
+    """Review 59 F6: a note's and a description's line breaks were lost on every page;
+    F7: a 1,000-character finding made one queue card about 2,000 px tall on a phone."""
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    order_id, token = dispatched(pair, 31, "稠城街道")
+    described = "灭火器压力不足\n请重新更换"
+    long_text = "安全出口堆放杂物" + "甲" * 990
+    photo = [bpb.Photo(content=PNG, content_type="image/png")]
+    found = pair.booking.RecordVisit(
+        ledger_visit(order_id, described, long_text, photos=photo), timeout=10
+    )
+    short_id, long_id = (t.ticket_id for t in found.tickets)
+    for ticket_id in (short_id, long_id):
+        pair.booking.SubmitRectification(
+            bpb.SubmitRectificationRequest(
+                ticket_id=ticket_id,
+                qr_token=token,
+                note="已更换灭火器\n见照片",
+                photo=bpb.Photo(content=PNG),
+            ),
+            timeout=10,
+        )
+    staff.user("wangfang", "inspector", region="稠城街道")
+    sign_in(phone, staff.base, "wangfang")
+
+    card = phone.locator(f"#q-{long_id}").bounding_box()
+    assert card is not None and card["height"] < 200, card
+    assert "甲" * 200 not in phone.locator(f"#q-{long_id}").inner_text()
+    shot(phone, tmp_path, "queue-long-finding")
+
+    phone.locator(f"#q-{short_id}").click()
+    assert phone.locator("#finding .desc").inner_text() == described
+    assert phone.locator("#proof-note").inner_text() == "已更换灭火器\n见照片"
+    phone.get_by_label("不通过，退回整改").check()
+    phone.get_by_label("复查意见").fill("灭火器压力不足\n请重新更换")
+    phone.get_by_label("新整改期限").fill("2026-07-20")
+    phone.get_by_role("button", name="提交复查结论").click()
+    phone.goto(f"{staff.base}/staff/tickets/{short_id}")
+    assert phone.locator(".history .why").last.inner_text() == "灭火器压力不足\n请重新更换"
+    shot(phone, tmp_path, "ticket-line-breaks")
+
+    # the firm's ticket page, too (signed in with its mobile)
+    firm = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10)
+    pair.booking.SetSignInPhone(
+        bpb.SetSignInPhoneRequest(enterprise_id=firm.enterprise_id, phone="13912345678"),
+        timeout=10,
+    )
+    phone.goto(f"{staff.base}/q/{token}/tickets/{short_id}")
+    phone.get_by_label("登录手机号").fill("13912345678")
+    phone.get_by_role("button", name="获取验证码").click()
+    phone.get_by_label("6位验证码").fill(pair.sms.last_code("13912345678"))
+    phone.get_by_role("button", name="登录").click()
+    assert phone.locator(".desc").first.inner_text() == described
+    assert phone.locator("#proof-note").inner_text() == "已更换灭火器\n见照片"
+    assert phone.locator(".history .why").last.inner_text() == "灭火器压力不足\n请重新更换"
+    phone.goto(f"{staff.base}/staff/tickets/{long_id}")
+    assert phone.locator("#finding .desc").inner_text() == long_text  # all of it here
+
+
+def test_a_second_tab_s_recheck_says_what_happened_and_keeps_the_note(
+    staff: Staff, phone: Any, tmp_path: Path
+) -> None:
+    """Review 59 F2: two tabs on one ticket; the first passes it, the second's failure
+    came back 409 with no message, its note and deadline gone."""
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    waiting = proof_waiting(pair, 31, "稠城街道", "未建立台账甲")
+    staff.user("wangfang", "inspector", region="稠城街道")
+    sign_in(phone, staff.base, "wangfang")
+    second = phone.context.new_page()
+    try:
+        second.goto(f"{staff.base}/staff/tickets/{waiting}")
+        phone.goto(f"{staff.base}/staff/tickets/{waiting}")
+        phone.get_by_label("通过", exact=True).check()
+        phone.get_by_role("button", name="提交复查结论").click()
+        assert phone.locator("#done").inner_text() == messages.RECHECK_DONE_PASS
+
+        second.get_by_label("不通过，退回整改").check()
+        second.get_by_label("复查意见").fill("还有问题\n消防通道仍堵塞")
+        second.get_by_label("新整改期限").fill("2026-07-20")
+        with second.expect_response(f"**/staff/tickets/{waiting}") as answer:
+            second.get_by_role("button", name="提交复查结论").click()
+        assert answer.value.status == 409
+        banner = second.locator("#form-error")
+        assert banner.is_visible()
+        assert messages.RECHECK_NOT_WAITING in banner.inner_text()
+        assert second.locator("#taken").inner_text().startswith("您已于")  # own other tab
+        assert second.locator("#typed-note").inner_text() == "还有问题\n消防通道仍堵塞"
+        assert "2026年7月20日" in second.locator("#typed").inner_text()
+        assert second.locator("#ticket-status").inner_text() == "复查通过"
+        shot(second, tmp_path, "inspector-second-tab")
+    finally:
+        second.close()
+    assert ticket(pair, waiting).status == bpb.TICKET_STATUS_VERIFIED
+
+
+def test_a_tab_opened_before_a_failed_recheck_cannot_pass_the_firm_s_new_proof(
+    staff: Staff, phone: Any, tmp_path: Path
+) -> None:
+    """recheck-round: tab A open on round 1's proof; tab B fails it; the firm sends new
+    proof; tab A's pass was saved on a proof its inspector never saw."""
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    order_id, token = dispatched(pair, 31, "稠城街道")
+    visit = pair.booking.RecordVisit(ledger_visit(order_id, "未建立台账甲"), timeout=10)
+    waiting = visit.tickets[0].ticket_id
+
+    def proof(note: str) -> None:
+        pair.booking.SubmitRectification(
+            bpb.SubmitRectificationRequest(
+                ticket_id=waiting, qr_token=token, note=note, photo=bpb.Photo(content=PNG)
+            ),
+            timeout=10,
+        )
+
+    proof("台账照片")
+    staff.user("wangfang", "inspector", region="稠城街道")
+    sign_in(phone, staff.base, "wangfang")
+    tab_b = phone.context.new_page()
+    try:
+        phone.goto(f"{staff.base}/staff/tickets/{waiting}")  # tab A
+        tab_b.goto(f"{staff.base}/staff/tickets/{waiting}")
+        tab_b.get_by_label("不通过，退回整改").check()
+        tab_b.get_by_label("复查意见").fill("照片不清楚")
+        tab_b.get_by_label("新整改期限").fill("2026-07-20")
+        tab_b.get_by_role("button", name="提交复查结论").click()
+        assert tab_b.locator("#done").inner_text() == messages.RECHECK_DONE_FAIL
+    finally:
+        tab_b.close()
+    proof("台账已补全并张贴在车间门口")
+
+    phone.get_by_label("通过", exact=True).check()
+    phone.get_by_label("复查意见").fill("台账齐全")
+    with phone.expect_response(f"**/staff/tickets/{waiting}") as answer:
+        phone.get_by_role("button", name="提交复查结论").click()
+    assert answer.value.status == 409
+    assert messages.RECHECK_PROOF_CHANGED in phone.locator("#form-error").inner_text()
+    assert phone.locator("#changed").inner_text().startswith("您已于")  # tab B's failure
+    assert phone.locator("#typed-note").inner_text() == "台账齐全"
+    assert phone.locator("#proof-note").inner_text() == "台账已补全并张贴在车间门口"
+    assert not phone.get_by_label("通过", exact=True).is_checked()  # a fresh form
+    shot(phone, tmp_path, "inspector-proof-changed")
+    assert ticket(pair, waiting).status == bpb.TICKET_STATUS_SUBMITTED
+    phone.locator("#see-proof").click()
+    assert phone.url.endswith("#proof")
+
+    # the fresh form is about the new proof: a pass from it is saved
+    phone.get_by_label("通过", exact=True).check()
+    phone.get_by_role("button", name="提交复查结论").click()
+    assert phone.locator("#done").inner_text() == messages.RECHECK_DONE_PASS
+    assert ticket(pair, waiting).status == bpb.TICKET_STATUS_VERIFIED

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 
 from services.common import db
@@ -230,4 +231,79 @@ def test_an_idle_connection_that_died_is_replaced_before_the_call_uses_it(
                 assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
             assert len(pings) == 1
         finally:
+            engine.dispose()
+
+
+def test_a_pool_taken_by_calls_for_a_moment_is_load_not_a_sick_database(
+    rulebook: Rulebook,
+) -> None:
+    """Review 57 N1: with every pooled connection taken for a moment (here held by the
+    test; in the review, a database capped at a few connections under 16 callers) a
+    call waits for one and answers UNAVAILABLE after the pool timeout, and the health
+    probe, which waits for one too, fails; but the database answers, and one failed
+    probe no longer turns health NOT_SERVING (it did, and health flapped). Held past
+    `failures` probes, it does."""
+    with pg_database(PG_ADMIN_URL, "pool") as url:
+        engine = make_engine(url, pool_size=2, timeouts=DbTimeouts(statement=5, pool=1))
+        migrate.upgrade(engine)
+        running = grpc_server.build(
+            rulebook, engine=engine, address="127.0.0.1:0", limits=Limits(4, 4)
+        )
+        running.server.start()
+        watcher = common_server.watch_database(
+            engine, running.health, [RULES], interval=0.1, probe_timeout=0.5
+        )
+        channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+        stub = rules_pb2_grpc.RulesServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=RULES)
+        held: list[Connection] = []
+
+        def take_every_connection() -> None:
+            for _ in range(4):  # pool_size 2 + max_overflow 2
+                held.append(engine.connect())
+                held[-1].exec_driver_sql("SELECT 1")
+
+        def give_them_back() -> None:
+            while held:
+                held.pop().close()
+
+        seen: list[int] = []
+
+        def probe_failed(logged: list[dict[str, object]]) -> bool:
+            seen.append(health.Check(request, timeout=10).status)
+            events = {e["event"] for e in logged}
+            return bool({"database probe failed", "database unreachable"} & events)
+
+        try:
+            wait_until(lambda: _code(lambda: _status(stub, 1)) == grpc.StatusCode.NOT_FOUND)
+            with structlog.testing.capture_logs() as logged:
+                take_every_connection()
+                assert _code(lambda: _status(stub, 1)) == grpc.StatusCode.UNAVAILABLE
+                wait_until(lambda: probe_failed(logged), interval=0.01)
+                give_them_back()
+                wait_until(lambda: _code(lambda: _status(stub, 1)) == grpc.StatusCode.NOT_FOUND)
+                for _ in range(10):  # the next probes
+                    seen.append(health.Check(request, timeout=10).status)
+                    time.sleep(0.05)
+            assert set(seen) == {health_pb2.HealthCheckResponse.SERVING}
+            take_every_connection()  # for good: a pool that never frees is no moment
+            wait_until(
+                lambda: (
+                    health.Check(request, timeout=10).status
+                    == health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+            )
+            give_them_back()
+            wait_until(
+                lambda: (
+                    health.Check(request, timeout=10).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                )
+            )
+        finally:
+            give_them_back()
+            watcher.set()
+            channel.close()
+            running.server.stop(None)
             engine.dispose()

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import registry, relationship
 
@@ -204,6 +205,10 @@ photos = Table(
     Column("purpose", String(16), nullable=False, server_default="proof"),
 )
 
+# a message not yet done with: neither delivered nor discarded (a parked one is still open:
+# it holds its firm's later messages until it is retried or discarded)
+OUTBOX_OPEN = "delivered_at IS NULL AND discarded_at IS NULL"
+
 outbox = Table(
     "outbox",
     metadata,
@@ -218,7 +223,19 @@ outbox = Table(
     columns.instant("delivered_at", nullable=True),
     columns.instant("failed_at", nullable=True),
     columns.note("last_error"),
+    # migration b0012: a message an operator chose to drop (`booking outbox --discard`)
+    columns.instant("discarded_at", nullable=True),
+    columns.note("discard_reason"),
     Index("ix_outbox_pending", "delivered_at", "failed_at", "id"),
+    # each firm's messages not yet done, in the order written: a firm's head is one seek,
+    # and the heads of every firm one pass over the undone messages only (b0012)
+    Index(
+        "ix_outbox_open",
+        "enterprise_id",
+        "id",
+        sqlite_where=text(OUTBOX_OPEN),
+        postgresql_where=text(OUTBOX_OPEN),
+    ),
 )
 
 # staff pages (migration b0005): accounts with their lockout state, and sessions (only
@@ -389,6 +406,16 @@ AUDITED = {
     ),
 }
 AUDIT = AuditTrail(audit_log, audit_head, AUDITED)
+# An outbox message's deliveries are not audited (each would add an entry); what an
+# operator decides about one is (requeue, discard: service_layer/outbox.py), on its firm's
+# chain, through AUDIT.changed(…, spec=OUTBOX_DECISIONS).
+OUTBOX_DECISIONS = Audited(
+    "outbox_message",
+    "event_id",
+    ("failed_at", "discarded_at", "discard_reason"),
+    chain_field="enterprise_id",
+    chain_prefix=FIRM_CHAIN,
+)
 
 
 def _map() -> None:

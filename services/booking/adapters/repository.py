@@ -16,9 +16,13 @@ from typing import Any, TypeVar
 import psycopg
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Insert,
+    Integer,
     Select,
+    String,
     Table,
+    and_,
     bindparam,
     case,
     exists,
@@ -38,6 +42,7 @@ from sqlalchemy.sql.base import Executable
 
 from services.booking.adapters.orm import (
     AUDIT,
+    OUTBOX_DECISIONS,
     assignments,
     expert_conflicts,
     expert_domains,
@@ -154,6 +159,11 @@ class BookingRegister(StaffRegister):
             .limit(1)
         )
         return self._one(query, for_update=True)
+
+    def sign_in_code(self, code_id: str) -> SignInCode | None:
+        """One code request's row by its id (locked: a request's second transaction sets
+        its digest, a sign-in's marks it used)."""
+        return self._by_key(SignInCode, "id", code_id, True)
 
     def firm_session(self, session_id: str) -> FirmSession | None:
         return self.session.get(FirmSession, session_id)
@@ -697,43 +707,99 @@ class BookingRegister(StaffRegister):
     def photo(self, photo_id: str) -> Photo | None:
         return self.session.get(Photo, photo_id)
 
-    # outbox
+    def add_photo(self, photo: Photo) -> None:
+        """Write `photo` now, on this transaction's connection, without the session
+        keeping it (nor its bytes) until the commit: a visit writes its photos one at a
+        time and lets each go (review 48 N1). Its ticket must be written first (flushed).
+        Its audit entry is the one a flush would have collected."""
+        self._run(_insert_into(photos), _row(photos, photo))
+        AUDIT.created(self.session, photo, AUDIT.values(photo))
+
+    # outbox: each firm's messages in the order written (service_layer/outbox.py)
     def pending_messages(self, limit: int) -> Sequence[OutboxMessage]:
-        """Undelivered, unparked messages in the order they were written (due or not:
-        the caller keeps each firm's order, so a waiting message holds back later ones)."""
+        """Open, unparked messages in the order they were written (due or not)."""
         query = (
             select(OutboxMessage)
-            .where(outbox.c.delivered_at.is_(None), outbox.c.failed_at.is_(None))
+            .where(_open_message(), outbox.c.failed_at.is_(None))
             .order_by(outbox.c.id)
             .limit(limit)
         )
         return self.session.scalars(query).all()
 
+    def due_heads(self, instant: datetime, limit: int) -> list[tuple[str, int]]:
+        """(firm, id) of the earliest open message of each firm whose earliest one may be
+        sent at `instant` (neither parked nor waiting out a backoff), at most `limit`, in
+        the order written. A firm held by a parked or waiting message is not among them,
+        so however many messages such firms hold, the others' come through."""
+        params = {"now": instant, "limit": limit}
+        return [(str(r[0]), int(r[1])) for r in self.session.execute(_due_heads_query(), params)]
+
+    def firm_head(self, enterprise_id: str) -> int | None:
+        """The id of the firm's earliest open message (parked or not); None: none open."""
+        found = self.session.scalar(_firm_head_query(), {"firm": enterprise_id})
+        return None if found is None else int(found)
+
     def claim_message(self, message_id: int) -> OutboxMessage | None:
         """The message, locked for this delivery; None when another replica holds it
-        (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's BEGIN IMMEDIATE lets one writer in)."""
+        (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's BEGIN IMMEDIATE lets one writer in).
+        Read again from the database (another replica may have just delivered it)."""
         query = select(OutboxMessage).where(outbox.c.id == message_id)
         if self._lock_rows:
-            query = query.with_for_update(skip_locked=True).execution_options(
-                populate_existing=True
-            )
-        return self.session.scalars(query).first()
+            query = query.with_for_update(skip_locked=True)
+        return self.session.scalars(query.execution_options(populate_existing=True)).first()
+
+    def outbox_message(self, event_id: str, *, for_update: bool = False) -> OutboxMessage | None:
+        """The message of `event_id` (locked, waiting for a delivery holding it, when
+        `for_update`)."""
+        query = select(OutboxMessage).where(outbox.c.event_id == event_id)
+        if for_update and self._lock_rows:
+            query = query.with_for_update()
+        return self.session.scalars(query.execution_options(populate_existing=True)).first()
 
     def failed_messages(self) -> Sequence[OutboxMessage]:
-        query = select(OutboxMessage).where(outbox.c.failed_at.is_not(None)).order_by(outbox.c.id)
+        """The parked messages (refused for good, neither requeued nor discarded)."""
+        query = (
+            select(OutboxMessage)
+            .where(_open_message(), outbox.c.failed_at.is_not(None))
+            .order_by(outbox.c.id)
+        )
         return self.session.scalars(query).all()
+
+    def open_counts(self, firms: Iterable[str]) -> dict[str, int]:
+        """How many open messages (parked or not) each of `firms` has."""
+        wanted = sorted(set(firms))
+        if not wanted:
+            return {}
+        query = (
+            select(outbox.c.enterprise_id, func.count())
+            .where(_open_message(), outbox.c.enterprise_id.in_(wanted))
+            .group_by(outbox.c.enterprise_id)
+        )
+        return {str(r[0]): int(r[1]) for r in self.session.execute(query)}
 
     def delivered_since(self, instant: datetime) -> Sequence[OutboxMessage]:
         query = select(OutboxMessage).where(outbox.c.delivered_at >= instant).order_by(outbox.c.id)
         return self.session.scalars(query).all()
 
     def undelivered_count(self) -> int:
+        """Open messages not parked: those the worker still sends (some maybe held
+        behind a parked one of their firm)."""
         query = (
             select(func.count())
             .select_from(outbox)
-            .where(outbox.c.delivered_at.is_(None), outbox.c.failed_at.is_(None))
+            .where(_open_message(), outbox.c.failed_at.is_(None))
         )
         return int(self.session.scalar(query) or 0)
+
+    def record_outbox_decision(self, message: OutboxMessage, before: dict[str, Any]) -> None:
+        """Put an operator's change of `message` (requeued, discarded) in the audit
+        trail, on its firm's chain: its decision fields `before` (`outbox_decision_values`
+        taken then) and now."""
+        AUDIT.changed(self.session, message, before, spec=OUTBOX_DECISIONS)
+
+    @staticmethod
+    def outbox_decision_values(message: OutboxMessage) -> dict[str, Any]:
+        return AUDIT.values(message, spec=OUTBOX_DECISIONS)
 
     # statistics
     def orders_between(
@@ -1137,3 +1203,55 @@ def _first_failure(first: list[psycopg.Error], execute: Any, *args: Any) -> bool
         first.append(exc)
         return False
     return True
+
+
+# ---------------------------------------------------------------- the outbox's reads
+
+
+def _open_message() -> ColumnElement[bool]:
+    """Neither delivered nor discarded: `ix_outbox_open`'s condition (orm.OUTBOX_OPEN),
+    term for term, so that both databases may read that partial index."""
+    return and_(outbox.c.delivered_at.is_(None), outbox.c.discarded_at.is_(None))
+
+
+@functools.cache
+def _firm_head_query() -> Select[int]:
+    """The id of firm :firm's earliest open message: one seek in ix_outbox_open."""
+    return select(func.min(outbox.c.id)).where(
+        _open_message(), outbox.c.enterprise_id == bindparam("firm", type_=String)
+    )
+
+
+@functools.cache
+def _due_heads_query() -> Select[str, int]:
+    """Each firm's earliest open message, read from ix_outbox_open alone (one entry per
+    open message, none for the delivered ones), kept when it is neither parked nor due
+    after :now; at most :limit, in the order written."""
+    heads = (
+        select(outbox.c.enterprise_id, func.min(outbox.c.id).label("head"))
+        .where(_open_message())
+        .group_by(outbox.c.enterprise_id)
+        .subquery("heads")
+    )
+    return (
+        select(heads.c.enterprise_id, heads.c.head)
+        .join(outbox, outbox.c.id == heads.c.head)
+        .where(
+            outbox.c.failed_at.is_(None),
+            outbox.c.next_attempt_at.is_(None)
+            | (outbox.c.next_attempt_at <= bindparam("now", type_=DateTime(timezone=True))),
+        )
+        .order_by(heads.c.head)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+def due_heads_query() -> Select[str, int]:
+    """`BookingRegister.due_heads`'s statement (parameters :now, :limit), for tests that
+    read its plan."""
+    return _due_heads_query()
+
+
+def firm_head_query() -> Select[int]:
+    """`BookingRegister.firm_head`'s statement (parameter :firm), for tests of its plan."""
+    return _firm_head_query()

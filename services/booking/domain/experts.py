@@ -18,7 +18,7 @@ from services.common.values import control_problem, invisible, trim
 from services.common.vocabulary import DOMAINS, uscc_problem
 
 from . import messages
-from .orders import PHONE
+from .orders import PHONE, clean_phone
 from .records import Expert
 from .slots import parse_slot
 
@@ -70,8 +70,10 @@ def parse_expert(
                 messages.EXPERT_CONFLICTS.format(n=MAX_CONFLICTS),
             )
         )
-    phone = trim(str(data.get("phone", "")))
-    if phone and not PHONE.fullmatch(phone.replace("-", "").replace(" ", "")):
+    # stored as its 11 digits, as an order's contact_phone: its mask (138****5678) then
+    # shows the number's ends, where "138-1234-5678" masked to "***"
+    phone = clean_phone(str(data.get("phone", "")))
+    if phone and not PHONE.fullmatch(phone):
         bad.append(FieldViolation("expert.phone", messages.EXPERT_PHONE))
     if bad:
         raise ValidationError(bad)

@@ -24,18 +24,20 @@ from .messages import (
     FINDING_DESCRIPTION,
     FINDING_SEVERITY,
     FOUND_ON_SITE,
+    VISIT_PHOTO_OVER_TOTAL,
     quoted,
 )
-from .photos import MAX_PHOTO_BYTES, check_photo
+from .photos import MAX_PHOTO_BYTES, Upload, check_upload
 from .records import Visit
 from .tickets import Ticket, TicketStatus, beyond, deadline_too_far, default_due, too_far
 
 MAX_FINDINGS = 50
 MAX_PHOTOS = 5
-# what a visit's photos may weigh together: they are held in memory and written in the
-# visit's one transaction (the staff page's form: one photo a finding; 20 full-size
-# phone photos, 30 or more of a usual 2 to 3 MB)
+# what a visit's photos may weigh together, written in the visit's one transaction one
+# photo at a time (the staff page's form: one photo a finding; 20 full-size phone photos,
+# 30 or more of a usual 2 to 3 MB); a photo past it is refused, naming it
 MAX_VISIT_PHOTO_BYTES = 20 * MAX_PHOTO_BYTES
+_MB = 1024 * 1024
 MAX_TEXT = 1000
 CLAUSE_REF_MAX = 48
 SEVERITIES = frozenset(s.value for s in Severity)
@@ -47,7 +49,7 @@ class FindingInput:
     severity: str  # "major" | "general"
     description: str
     due_on: str = ""
-    photos: tuple[tuple[bytes, str], ...] = ()
+    photos: tuple[Upload, ...] = ()
 
 
 ClauseSeverity = Callable[[str], str | None]  # a clause ref's severity; None: no such clause
@@ -65,6 +67,7 @@ def check_findings(
         due, problems = _finding(f, visited_on, f"findings[{i}]", clause_severity)
         bad.extend(problems)
         out.append((f, due))
+    bad.extend(_over_total(findings))
     if bad:
         raise ValidationError(bad)
     return out
@@ -142,9 +145,28 @@ def _photo_problems(f: FindingInput, path: str) -> list[FieldViolation]:
     bad: list[FieldViolation] = []
     if len(f.photos) > MAX_PHOTOS:
         bad.append(FieldViolation(f"{path}.photos", f"at most {MAX_PHOTOS}"))
-    for j, (content, _) in enumerate(f.photos):
+    for j, upload in enumerate(f.photos):
         try:
-            check_photo(content, f"{path}.photos[{j}]")
+            check_upload(upload, f"{path}.photos[{j}]")
         except ValidationError as exc:
             bad.extend(exc.violations)
+    return bad
+
+
+def _over_total(findings: Sequence[FindingInput]) -> list[FieldViolation]:
+    """Each photo past the visit's MAX_VISIT_PHOTO_BYTES, counted in the order sent (a
+    photo too large by itself counts for nothing: it is refused anyway); a later, smaller
+    photo that still fits is taken."""
+    room = MAX_VISIT_PHOTO_BYTES
+    bad: list[FieldViolation] = []
+    for i, f in enumerate(findings):
+        for j, upload in enumerate(f.photos):
+            if upload.size > MAX_PHOTO_BYTES:
+                continue
+            if upload.size > room:
+                total = MAX_VISIT_PHOTO_BYTES // _MB
+                text = VISIT_PHOTO_OVER_TOTAL.format(total=total)
+                bad.append(FieldViolation(f"findings[{i}].photos[{j}]", text))
+            else:
+                room -= upload.size
     return bad

@@ -75,7 +75,7 @@ QR_REJECTED = {
 QR_REVOKED = "二维码已失效，请使用最新张贴的二维码"
 
 # ---------------------------------------------------------------- records and who may touch them
-RECORD_NAMES = {"order": "预约单", "ticket": "整改单", "photo": "照片"}
+RECORD_NAMES = {"order": "预约单", "ticket": "整改单", "photo": "照片", "event": "待发事件"}
 NO_SUCH_RECORD = "没有找到该{what}（{ref}）"
 OTHER_FIRMS_RECORD = "该{what}属于其他企业"
 OUT_OF_REACH = (
@@ -86,6 +86,14 @@ NEEDS_CREDENTIAL = "此操作需要企业的二维码或工作人员的访问令
 ONLY_DISPATCHED_EXPERT = "只有被派单的专家（或booking.admin）可以登记这次上门服务"
 ONLY_RECHECKERS = "只有检查人员或发现该隐患的专家可以复查"
 ONLY_ADMIN_CANCELS = "只有booking.admin可以代表主管部门取消预约"
+# an id or a filter a read or a lookup takes that can name nothing (domain/lookups.py)
+FIRM_ID_REQUIRED = "请填写企业的统一社会信用代码（18位）"
+BAD_FIRM_ID = (
+    "{ref}不是有效的统一社会信用代码：应为18位数字或大写字母（GB 32100），末位校验码须正确"
+)
+RECORD_ID_REQUIRED = "请填写{what}编号"
+BAD_RECORD_ID = "{ref}不是有效的{what}编号：编号为1至{n}个英文字母或数字"
+UNKNOWN_DOMAIN = "未知的高危领域代码{ref}：应为九大高危领域的代码之一（如gas、dust_explosion）"
 
 
 def quoted(value: object) -> str:
@@ -103,6 +111,14 @@ def shown(value: str, limit: int) -> str:
 def no_such(what: str, ref: str) -> str:
     """'No such order, ticket or photo', quoting at most a short prefix of the reference."""
     return NO_SUCH_RECORD.format(what=RECORD_NAMES[what], ref=quoted(ref))
+
+
+# ---------------------------------------------------------------- the outbox (operators)
+# `booking outbox --discard EVENT_ID --reason TEXT` (service_layer/outbox.py `discard`)
+OUTBOX_DISCARD_REASON = "请写明放弃发送的原因（1至{n}个字），记入审计日志"
+OUTBOX_ALREADY_DELIVERED = "事件{ref}已送达规则服务，无需放弃"
+OUTBOX_ALREADY_DISCARDED = "事件{ref}已于{at}放弃发送"
+OUTBOX_NOT_REFUSED = "事件{ref}没有被规则服务拒收过，正在排队发送，不能放弃"
 
 
 # ---------------------------------------------------------------- the expert pool (staff)
@@ -217,12 +233,20 @@ SIGN_IN_BAD_PHONE = MOBILE_RULE
 SIGN_IN_BAD_CODE_FORMAT = "请填写6位数字验证码"
 SIGN_IN_WRONG_CODE = "验证码错误或已过期，请重新输入或重新获取"
 SIGN_IN_TOO_MANY_TRIES = "验证码输错次数过多，请重新获取验证码"
+# a right code sent to a number that is no longer the one a code would go to (the
+# register's contact corrected since, or the firm given another sign-in mobile): void
+SIGN_IN_NUMBER_NO_LONGER_ON_RECORD = (
+    "验证码已失效：该号码已不是本企业登记的手机号，请用登记的手机号重新获取"
+)
+SIGN_IN_REGISTER_UNAVAILABLE = "暂时无法核对企业登记的手机号，请稍后再试（验证码10分钟内有效）"
 SIGN_IN_TOO_MANY_CODES = "获取验证码太频繁，请稍后再试"
 SIGN_IN_NEEDS_SESSION = "此操作需要企业本人登录（凭二维码只能预约和查看预约编号）"
 SIGN_IN_PHONE_SET = "登录手机已更新"
 SIGN_IN_NO_QR_CODE = "该企业尚未生成二维码，请先生成二维码"
 SIGN_IN_OWN_ORDERS_ONLY = "只能查看本企业的预约"
 TOO_MANY_ORDERS = "该二维码预约太频繁，请稍后再试"
+# the QR token's refused orders (bad forms, …) past their own limit: refused unread
+TOO_MANY_REFUSED_ORDERS = "该二维码近期提交的无效预约太多，请稍后再试"
 UNKNOWN_STATUS = "未知的状态值：{value}"
 SMS_CODE_TEXT = "【安全生产扫码点单】您的登录验证码为{code}，10分钟内有效。请勿告诉他人。"
 STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用），您仍可以预约专家。"
@@ -275,10 +299,46 @@ PAGE_STAFF_NOT_FOUND = ("没有找到", "没有找到该记录，请返回工作
 STAFF_HOME_LINK = "返回工作台"
 RECHECK_NEEDS_DEADLINE = "未通过时请填写今天之后的新整改期限"
 RECHECK_NEEDS_NOTE = "未通过时请写明原因"
+# a recheck whose conclusion is about another proof than the ticket holds now (gRPC)
+RECHECK_PROOF_CHANGED_API = (
+    "企业在您查看后提交了新的整改材料（现为第{now}次提交，本次复查针对的是第{seen}次），"
+    "复查结论未保存；请重新读取整改单，查看新的整改材料后再复查"
+)
+RECHECK_BAD_PROOF_NUMBER = (
+    "须为复查所针对的整改材料序号（整改单的 proof_number，从1起）；不核对时不填"
+)
 RECHECK_BAD_CHOICE = "请选择“通过”或“不通过”"
 RECHECK_DONE_PASS = "已保存复查结果：通过"
 RECHECK_DONE_FAIL = "已保存复查结果：不通过，已退回整改"
-RECHECK_NOT_WAITING = "该整改单当前不在待复查状态"
+RECHECK_NOT_WAITING = "该整改单当前不在待复查状态，本次复查结论未保存"
+# what happened to a ticket since the recheck form was opened (another tab, another
+# person): who, when, what (review 59 F2); `who` is a name or RECHECK_YOU
+RECHECK_TAKEN_PASSED = "{who}已于{when}复查通过该整改单。"
+RECHECK_TAKEN_FAILED = "{who}已于{when}复查不通过，已退回企业整改，新的整改期限为{due}。"
+RECHECK_NO_PROOF = "企业尚未提交本轮的整改材料（当前：待整改），提交后才能复查。"
+# the firm sent another proof since the recheck form was opened: the conclusion was
+# about a proof the person may not have seen the end of (a better photo), or one a
+# failed recheck already sent back (a new round's): who failed it, when the new came
+RECHECK_PROOF_CHANGED = "您打开本页后企业提交了新的整改材料，本次复查结论未保存"
+RECHECK_FAILED_SINCE = "{who}已于{when}复查不通过，已退回企业整改。"
+RECHECK_NEW_PROOF = (
+    "企业已于{when}提交新的整改材料（第{n}次提交），复查结论须针对新的材料，请查看后重新填写。"
+)
+RECHECK_SEE_NEW_PROOF = "查看新的整改材料"
+# the form's proof field is broken (not from a page served by this system)
+RECHECK_PAGE_BROKEN = "页面数据不完整，请刷新本页后重新填写复查结论"
+RECHECK_YOU = "您"
+RECHECK_TYPED = "您填写的内容（未保存，可复制备用）"
+# the confirmation after a recheck names the ticket it saved (firm: what was found)
+RECHECK_SAVED_TICKET = "{firm}：{what}"
+# the expert's own findings (/staff/findings, review 59 F1)
+FINDINGS_WAITING_HEADING = "待复查（企业已提交整改材料）"
+FINDINGS_OPEN_HEADING = "待企业整改"
+FINDINGS_NONE = "暂无。"
+FINDINGS_MORE = "仅列出期限最早的{n}件，还有更多"
+FINDINGS_LINK = "我发现的整改单"
+FINDINGS_LINK_WAITING = "我发现的整改单（{n}件待复查）"
+QUEUE_LINK = "待复查整改单"
 VISIT_BAD_SEVERITY = "请选择隐患等级"
 VISIT_NEEDS_DESCRIPTION = "请填写隐患描述（最多1000字）"
 VISIT_UNKNOWN_CLAUSE = "不是规则服务中的条款，请从条款列表中选择"
@@ -311,6 +371,19 @@ VISIT_PHOTO_OVER_TOTAL = "本次检查的照片合计不能超过{total}MB，这
 VISIT_PHOTOS_RESELECT = (
     "照片合计超过{total}MB（每张不超过{each}MB），检查记录尚未保存。"
     "已填写的内容都已保留，请重新选择照片后提交。"
+)
+# a text field of the visit form past its limit (only a crafted or pasted one: the
+# page's maxlength stops typing), read no further
+VISIT_FIELD_TOO_LONG = "填写的内容过长（每项最多1000字），检查记录尚未保存，请删减后重新提交。"
+# the photos being sent to the server at once fill the room it gives them on disk
+VISIT_SPOOL_FULL = "服务器暂时无法接收更多照片，这张照片未保存，请稍后重新选择"
+VISIT_PHOTOS_NOT_RECEIVED = (
+    "服务器暂时无法接收更多照片，检查记录尚未保存。已填写的内容都已保留，请稍后重新选择照片后提交。"
+)
+# every slot for writing a visit's photos stayed taken while this visit waited
+VISIT_WRITERS_BUSY = (
+    "同时保存检查记录的人较多，本次检查记录尚未保存。已填写的内容都已保留，"
+    "请稍后重新选择照片后提交。"
 )
 VISIT_TOO_LARGE = (
     "提交的内容超过{limit}MB，检查记录尚未保存：照片每张不超过{each}MB、合计不超过{total}MB，"

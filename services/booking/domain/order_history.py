@@ -7,6 +7,11 @@ stored, which keeps the precise reasons for staff and is never rewritten.
   orders, withdrew the half-day, declared a conflict of interest with the firm, dropped
   a domain: `messages.TAKEN_FROM_EXPERT`) reads as a neutral reason: why an expert
   cannot come is the authority's to know, not the firm's.
+- Who moved it (`actor`): the firm itself and the system (FIRM_ACTORS) as stored; every
+  other actor, a service or staff caller's name (an expert's, an inspector's, an
+  admin's, "staff:<id> <name>"), reads STAFF_ACTOR, as the page says 专家/工作人员
+  (review 56: over gRPC the firm's session read them raw). The same for a ticket's
+  history (`actors_for_firm`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TypeVar
+
+from services.common.state_machine import Transition
 
 from . import messages
 from .orders import OrderStatus, OrderTransition
@@ -25,6 +33,26 @@ def _pattern(template: str) -> re.Pattern[str]:
     return re.compile(
         "".join(f"(?P<{p}>.+?)" if i % 2 else re.escape(p) for i, p in enumerate(parts))
     )
+
+
+# The actors a firm reads as stored: itself, and the system (dispatch, the sweep, a row
+# written without a caller); every other one is STAFF_ACTOR.
+FIRM_ACTORS = frozenset({"firm", "dispatcher", "sweep", ""})
+STAFF_ACTOR = "staff"
+
+T = TypeVar("T", bound=Transition)
+
+
+def firm_actor(actor: str) -> str:
+    """Who moved an order or ticket, as its firm reads it: "firm", the system's own
+    names, or STAFF_ACTOR for any service or staff caller (no id, no name)."""
+    return actor if actor in FIRM_ACTORS else STAFF_ACTOR
+
+
+def actors_for_firm(history: Sequence[T]) -> list[T]:
+    """A history (an order's or a ticket's) with its actors as the firm reads them; the
+    stored rows are not changed."""
+    return [r if r.actor in FIRM_ACTORS else replace(r, actor=STAFF_ACTOR) for r in history]
 
 
 _DISPATCHED = _pattern(messages.DISPATCHED_TO)
@@ -52,7 +80,8 @@ def for_firm(history: Sequence[OrderTransition], names: Mapping[str, str]) -> li
     """The history as the firm reads it: a dispatch names the expert by `names` (expert
     id → name; an expert without one is not named), an order taken from its expert
     says only that the expert cannot come, and that it was dispatched again (the next
-    row is a dispatch) or is being arranged. Every other row as stored."""
+    row is a dispatch) or is being arranged; staff and service callers read
+    STAFF_ACTOR (`firm_actor`). Every other row as stored."""
     shown = []
     for i, row in enumerate(history):
         if found := _dispatch(row):
@@ -67,4 +96,4 @@ def for_firm(history: Sequence[OrderTransition], names: Mapping[str, str]) -> li
             again = i + 1 < len(history) and history[i + 1].to_status == _DISPATCHED_STATUS
             row = replace(row, reason=messages.TAKEN_FOR_FIRM["again" if again else "waiting"])
         shown.append(row)
-    return shown
+    return actors_for_firm(shown)

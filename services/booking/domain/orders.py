@@ -145,7 +145,7 @@ def validate_order(
         bad.append(FieldViolation("contact_name", messages.NAME_TOO_LONG.format(n=MAX_NAME)))
     elif control_problem(name):
         bad.append(FieldViolation("contact_name", messages.CONTROL_CHARACTERS))
-    phone = _clean_phone(phone)
+    phone = clean_phone(phone)
     if not PHONE.fullmatch(phone):
         bad.append(FieldViolation("contact_phone", messages.BAD_PHONE))
     note = trim(note, multiline=True)
@@ -163,7 +163,8 @@ def _texts(values: list[str]) -> list[str]:
     return list(dict.fromkeys(t for v in values if (t := trim(v))))
 
 
-def _clean_phone(phone: str) -> str:
+def clean_phone(phone: str) -> str:
+    """A mobile as typed (spaces, dashes: 138-1234 5678) as stored: its digits."""
     return trim(phone).replace(" ", "").replace("-", "")
 
 
@@ -212,7 +213,7 @@ def same_order(
         set(_texts(items)) == set(order.item_codes)
         and _slot_texts(slots) == frozenset(order.preferred_slots)
         and trim(name) == order.contact_name
-        and _clean_phone(phone) == order.contact_phone
+        and clean_phone(phone) == order.contact_phone
         and trim(note, multiline=True) == order.note
         and set(_texts(clause_refs)) == set(order.clause_refs)
     )

@@ -1,8 +1,12 @@
-"""Proof-of-fix photos: JPEG or PNG by their magic bytes (not the declared type), ≤ 5 MB."""
+"""Photos (a finding's, a proof of fix): JPEG or PNG by their magic bytes (not the declared
+type), ≤ 5 MB. A photo as sent is an `Upload`: checked by its size and first bytes, read
+whole only when it is written."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
@@ -18,6 +22,25 @@ MAX_PHOTO_BYTES = 5 * 1024 * 1024
 # ticket of 20 could never be fixed again)
 MAX_PROOFS_PER_ROUND = 20
 _MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
+HEAD_BYTES = 16  # an upload's first bytes kept for `sniff`: longer than every magic
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A photo as it was sent, wherever its entrypoint keeps it: in memory (a gRPC
+    message's bytes, `Upload.of`) or spooled to disk as it arrived (the expert's page).
+    It is checked by its `size` and first bytes (`head`, at least HEAD_BYTES of them when
+    it has that many) and read whole (`read()`) only when it is written, one photo at a
+    time: a visit's photos are never all in memory at once (review 48 N1)."""
+
+    size: int
+    head: bytes
+    read: Callable[[], bytes]
+
+    @classmethod
+    def of(cls, content: bytes) -> Upload:
+        """An upload already in memory."""
+        return cls(len(content), content[:HEAD_BYTES], lambda: content)
 
 
 def sniff(content: bytes) -> str | None:
@@ -40,14 +63,21 @@ def check_room(proofs_this_round: int) -> None:
 
 
 def check_photo(content: bytes, field: str, *, required: bool = True) -> str | None:
-    """Validate an upload; return its content type, None when absent and optional."""
-    if not content:
+    """Validate a photo in memory; return its content type, None when absent and
+    optional."""
+    return check_upload(Upload.of(content), field, required=required)
+
+
+def check_upload(upload: Upload, field: str, *, required: bool = True) -> str | None:
+    """Validate an upload by its size and first bytes; return its content type, None
+    when absent and optional."""
+    if not upload.size:
         if required:
             raise ValidationError([FieldViolation(field, messages.NO_PHOTO)])
         return None
-    if len(content) > MAX_PHOTO_BYTES:
+    if upload.size > MAX_PHOTO_BYTES:
         raise ValidationError([FieldViolation(field, messages.PHOTO_TOO_LARGE)])
-    kind = sniff(content)
+    kind = sniff(upload.head)
     if kind is None:
         raise ValidationError([FieldViolation(field, messages.PHOTO_NOT_IMAGE)])
     return kind

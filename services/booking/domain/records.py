@@ -94,7 +94,13 @@ class Photo:
 
 @dataclass
 class OutboxMessage:
-    """An event for the rules service, written in the same transaction as the change."""
+    """An event for the rules service, written in the same transaction as the change.
+
+    Waiting until delivered (`next_attempt_at` set while it waits out a backoff); parked
+    (`failed_at`) when the rules service refused it for good, which holds its firm's later
+    messages until an operator requeues or discards it; discarded (`discarded_at`, with
+    the operator's `discard_reason`, audited) when deliberately dropped, never sent.
+    Open (service_layer/outbox.py): neither delivered nor discarded."""
 
     event_id: str
     kind: str
@@ -107,6 +113,8 @@ class OutboxMessage:
     failed_at: datetime | None = None
     last_error: str = ""
     id: int | None = None
+    discarded_at: datetime | None = None  # an operator dropped it (outbox --discard)
+    discard_reason: str = ""
 
 
 @dataclass

@@ -49,6 +49,9 @@ def mobile_after_visit(current: str, on_site: str, order_contact: str, confirmed
 # Signing in with the latter makes that number the firm's sign-in mobile.
 CODE_PURPOSE = "code"
 CONTACT_CODE_PURPOSE = "contact-code"
+# The digest a request's row gets when no code is sent: keyed for a purpose no sign-in
+# tries, so it matches no code, while every request does the same work (review 56 D4).
+UNSENT_PURPOSE = "unsent"
 
 
 def code_purpose(sign_in_phone: str, register_contact: str, phone: str) -> str:

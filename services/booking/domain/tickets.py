@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
 from services.common.state_machine import StateMachine, Tracked, Transition
 from services.common.values import invisible
 from services.common.vocabulary import Severity
@@ -121,6 +122,41 @@ def recheck_note_problem(passed: bool, note: str) -> str | None:
     return None
 
 
+# Why a recheck was refused, for callers to tell apart (google.rpc.ErrorInfo `reason`
+# with FAILED_PRECONDITION, domain ERROR_DOMAIN; stable, docs/booking.md): the ticket is
+# not waiting for a recheck (rechecked already, or no proof since it was reopened), or the
+# firm sent another proof since the one the conclusion is about
+NOT_WAITING = "TICKET_NOT_SUBMITTED"
+PROOF_CHANGED = "PROOF_CHANGED"
+ERROR_DOMAIN = "booking.v1"
+
+
+class RecheckRefused(PreconditionFailed):
+    """A recheck that cannot be saved, nothing changed: `reason` is NOT_WAITING or
+    PROOF_CHANGED; `metadata` names the ticket, its status and the proof it holds now
+    (`proof_number`), so a caller can read it again and show the new proof."""
+
+    domain = ERROR_DOMAIN
+
+    def __init__(self, message: str, reason: str, ticket: Ticket) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.metadata = {
+            "ticket_id": ticket.id,
+            "status": ticket.status,
+            "proof_number": str(ticket.proof_number()),
+        }
+
+
+def check_proof_seen(value: int | None, field: str = "proof_number") -> int | None:
+    """The proof a recheck's conclusion is about (`Ticket.proof_number` as the person saw
+    it), checked: None when not given (not checked, as before the field existed); a
+    number below 1 names no proof (INVALID_ARGUMENT naming `field`)."""
+    if value is not None and value < 1:
+        raise ValidationError([FieldViolation(field, messages.RECHECK_BAD_PROOF_NUMBER)])
+    return value
+
+
 @dataclass(kw_only=True)
 class TicketTransition(Transition):
     ticket_id: str
@@ -166,6 +202,32 @@ class Ticket(Tracked[TicketAction, TicketTransition]):
             if move.to_status == TicketStatus.SUBMITTED:
                 sent += 1
         return sent
+
+    def proof_number(self) -> int:
+        """The proof the ticket holds, by its number: every proof the firm sent counts,
+        a better photo while one waits and a new round's first proof alike (1 for the
+        first; 0 before any). A recheck's conclusion is about one proof, the one the person
+        looked at: the staff form and RecheckTicket's `proof_number` carry it
+        (`check_recheck`)."""
+        return sum(1 for move in self.history if move.to_status == TicketStatus.SUBMITTED)
+
+    def check_recheck(self, passed: bool, seen: int | None) -> None:
+        """Refuse a recheck that cannot be saved (RecheckRefused, nothing changed): the
+        ticket is not waiting for one (NOT_WAITING: rechecked already, by another tab or
+        person, or reopened and no new proof since), or `seen`, the proof the conclusion is
+        about, is not the one the ticket holds now (PROOF_CHANGED: the firm sent another
+        since the person looked, a better photo or, after a failed recheck, a new round's
+        proof, which the person never saw). `seen` None: not checked (a caller that does
+        not send it, as before)."""
+        action = TicketAction.RECHECK_PASS if passed else TicketAction.RECHECK_FAIL
+        try:
+            self.machine.next(TicketStatus(self.status), action)
+        except PreconditionFailed as exc:
+            raise RecheckRefused(exc.message, NOT_WAITING, self) from None
+        now = self.proof_number()
+        if seen is not None and seen != now:
+            said = messages.RECHECK_PROOF_CHANGED_API.format(seen=seen, now=now)
+            raise RecheckRefused(said, PROOF_CHANGED, self)
 
     def is_overdue(self, today: date) -> bool:
         return self.status != TicketStatus.VERIFIED and today > self.due_on

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -33,20 +34,34 @@ from services.booking.service_layer import (
     staff_accounts,
     tickets,
 )
-from services.booking.service_layer.outbox import OutboxWorker, deliver_pending
+from services.booking.service_layer.outbox import (
+    OutboxStatus,
+    OutboxWorker,
+    deliver_pending,
+    held_firms,
+)
 from services.booking.service_layer.ports import BookingContext
 from services.common import backup, demo_city, security
 from services.common import server as common_server
 from services.common.call_groups import GroupLimits
 from services.common.clock import today_shanghai
 from services.common.config import command_line, env_flag, number_arg, run_command
+from services.common.context import bind, call_scope
 from services.common.db import default_sqlite_url, make_engine
+from services.common.errors import DomainError
 from services.common.http_server import start_http
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.regions import RegionsError, load_regions
 from services.common.security import client_credentials
+from services.common.values import trim
+
+if TYPE_CHECKING:
+    from services.booking.entrypoints.web.uploads import UploadLimits
 
 ORDERS_PER_QR_TOKEN = Rate(per_second=20 / 3600, burst=10)  # 10 at once, then 20 an hour
+# CreateOrder calls refused for the caller's own reasons, per QR token: 20 at once, then
+# one a minute (orders.py `refusals_limited`; not the order limit's)
+REFUSED_ORDERS_PER_QR_TOKEN = Rate(per_second=60 / 3600, burst=20)
 _log = structlog.get_logger("booking")
 
 
@@ -93,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         common_server.add_flags(command, "BOOKING")
         security.add_flags(command, "BOOKING")
         _order_group_flags(command)
+        _upload_flags(command)
         command.set_defaults(run=run)
     backup.add_commands(sub, "BOOKING", "booking", audit_trail)  # and audit verify|anchor
     users_cli.add_commands(sub)  # staff accounts: users add|disable|reset-password|list
@@ -112,6 +128,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="send again every event delivered since this day (after restoring rules)",
     )
+    box.add_argument(
+        "--discard",
+        default="",
+        metavar="EVENT_ID",
+        help="never send this refused event, so that its firm's later events go on "
+        "(audited; needs --reason)",
+    )
+    box.add_argument("--reason", default="", help="why --discard drops the event (audited)")
     box.set_defaults(run=cmd_outbox)
     sweep_cmd = sub.add_parser("sweep", help="mark overdue tickets, report them, deliver")
     _common(sweep_cmd)
@@ -243,6 +267,7 @@ def _context(args: argparse.Namespace) -> BookingContext:
         public_url=getattr(args, "public_url", ""),  # sweep serves no pages
         hotline=getattr(args, "hotline", "12345"),
         order_limiter=RateLimiter(ORDERS_PER_QR_TOKEN),
+        refused_order_limiter=RateLimiter(REFUSED_ORDERS_PER_QR_TOKEN),
         today=today_shanghai,
         regions=load_regions(args.regions),
         # the default backend: codes in the server log (adapters/sms.py), sent off-request
@@ -272,31 +297,64 @@ def audit_trail(url: str) -> backup.Trail:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    """How many events wait, which were refused and why; optionally requeue the refused."""
-    from services.booking.service_layer.outbox import requeue_failed, resend_since
+    """How many events wait, which were refused and why, which firms they hold; then
+    optionally requeue the refused, discard one, or queue again those delivered since a
+    day. Every change is in the audit trail under the caller `staff-cli`."""
+    from services.booking.service_layer import outbox
 
-    engine = make_engine(args.db)
-    migrate.upgrade(engine)
-    with SqlUnitOfWork(engine) as uow:
-        waiting = uow.register.undelivered_count()
-        parked = [(m.event_id, m.last_error) for m in uow.register.failed_messages()]
-    print(f"{waiting} event(s) waiting for delivery; {len(parked)} refused by the rules service")
-    for event_id, error in parked:
-        print(f"  {event_id}: {error}")
-    if args.retry_failed and parked:
-        print(f"requeued {len(requeue_failed(SqlUnitOfWork(engine)))} event(s)")
+    if args.discard and not trim(args.reason):
+        print("--discard needs --reason TEXT (kept in the audit trail)", file=sys.stderr)
+        return 2
+    since = None
     if args.resend_since:
         try:
             since = date.fromisoformat(args.resend_since)
         except ValueError:
             print("--resend-since takes a date YYYY-MM-DD", file=sys.stderr)
             return 2
-        again = resend_since(SqlUnitOfWork(engine), since)
-        print(
-            f"{len(again)} event(s) delivered since {since} queued again; the running "
-            "service's worker sends them (the rules service ignores those it still has)"
-        )
+    engine = make_engine(args.db)
+    migrate.upgrade(engine)
+    with call_scope():
+        bind(firm_commands.CALLER)
+        _print_outbox(outbox.outbox_status(SqlUnitOfWork(engine)))
+        if args.retry_failed:
+            requeued = outbox.requeue_failed(SqlUnitOfWork(engine))
+            if requeued:
+                print(f"requeued {len(requeued)} event(s)")
+        if args.discard:
+            try:
+                done = outbox.discard(SqlUnitOfWork(engine), args.discard, args.reason)
+            except DomainError as exc:
+                print(f"refused: {exc}", file=sys.stderr)
+                return 1
+            print(
+                f"discarded {done.event_id} ({done.kind}) of {done.enterprise_id}: never sent; "
+                f"{done.freed} later event(s) of the firm go on to the rules service"
+            )
+        if since is not None:
+            again = outbox.resend_since(SqlUnitOfWork(engine), since)
+            print(
+                f"{len(again)} event(s) delivered since {since} queued again; the running "
+                "service's worker sends them (the rules service ignores those it still has)"
+            )
     return 0
+
+
+def _print_outbox(status: OutboxStatus) -> None:
+    print(
+        f"{status.waiting} event(s) waiting for delivery; {len(status.parked)} refused by "
+        "the rules service"
+    )
+    for event_id, error in status.parked:
+        print(f"  {event_id}: {error}")
+    if status.held:
+        print(
+            f"{len(status.held)} firm(s) held: a firm's later events wait behind its refused "
+            "one until it is requeued (--retry-failed, after fixing the cause) or discarded "
+            "(--discard EVENT_ID --reason TEXT)"
+        )
+        for firm in status.held:
+            print(f"  {firm.enterprise_id}: {firm.behind} event(s) held behind {firm.event_id}")
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -312,9 +370,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     ctx = _context(args)
     marked = tickets.sweep(SqlUnitOfWork(engine), ctx)
     report = deliver_pending(SqlUnitOfWork(engine), ctx.rules)
+    held = held_firms(SqlUnitOfWork(engine))
     print(
         f"{marked} overdue ticket(s) reported; {report.delivered} event(s) delivered"
         + ("; the rules service is unavailable, the rest will be retried" if report.waiting else "")
+        + (
+            f"; {len(held)} firm(s) held behind an event the rules service refused "
+            "(see booking outbox)"
+            if held
+            else ""
+        )
     )
     return 0
 
@@ -393,6 +458,43 @@ def _order_group_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _upload_flags(parser: argparse.ArgumentParser) -> None:
+    """What the expert's visit photos may take of the web process (web/uploads.py
+    `UploadLimits`, whose defaults apply to what is not given)."""
+    env_flag(
+        parser,
+        "--visit-photo-writers",
+        "BOOKING_VISIT_PHOTO_WRITERS",
+        None,
+        "visits (staff page) writing their photos to the database at once, each holding "
+        "about one photo in memory; one more waits up to 60 s for a slot, then its form "
+        "comes back to be sent again (unset: 4)",
+        type=number_arg(1, 64),
+    )
+    env_flag(
+        parser,
+        "--visit-photo-spool-mb",
+        "BOOKING_VISIT_PHOTO_SPOOL_MB",
+        None,
+        "MB of disk (in TMPDIR) the photos of the visits being sent may take together; "
+        "a photo past it is refused beside its field, the form kept (unset: 1000)",
+        type=number_arg(10, 1_000_000),
+    )
+
+
+def upload_limits(args: argparse.Namespace) -> UploadLimits:
+    """The visit photos' limits as given (`_upload_flags`), UploadLimits' defaults for
+    what is not."""
+    from services.booking.entrypoints.web.uploads import UploadLimits
+
+    limits = UploadLimits()
+    if (writers := getattr(args, "visit_photo_writers", None)) is not None:
+        limits = replace(limits, writers=int(writers))
+    if (spool := getattr(args, "visit_photo_spool_mb", None)) is not None:
+        limits = replace(limits, spool_bytes=int(spool) * 1024 * 1024)
+    return limits
+
+
 def _order_group_limits(args: argparse.Namespace) -> GroupLimits:
     """CreateOrder's group commit settings as given (their flags' types have checked
     them); what is not given is 0 (the wait: -1), the database's default
@@ -407,11 +509,15 @@ def _order_group_limits(args: argparse.Namespace) -> GroupLimits:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from services.booking.entrypoints.web import create_web_app
+    from services.booking.entrypoints.web.uploads import Uploads
 
     guard = security.from_args(args)  # before anything else: refuse to run open
     limits = common_server.limits_from(args)
     engine = make_engine(
-        args.db, pool_size=limits.db_workers, timeouts=common_server.timeouts_from(args)
+        args.db,
+        pool_size=limits.db_workers,
+        timeouts=common_server.timeouts_from(args),
+        sqlite_synchronous=common_server.sqlite_synchronous_from(args),
     )
     migrate.upgrade(engine)
     ctx = _context(args)
@@ -428,8 +534,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         order_groups=_order_group_limits(args),
     )
     host, _, http_port = args.http.rpartition(":")
+    uploads = Uploads(upload_limits(args))
     http = start_http(
-        create_web_app(ctx, engine, on_outbox=worker.wake, staff=guard.tokens), host, int(http_port)
+        create_web_app(ctx, engine, on_outbox=worker.wake, staff=guard.tokens, uploads=uploads),
+        host,
+        int(http_port),
     )
     running.server.start()
     worker.start()

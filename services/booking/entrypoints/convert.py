@@ -6,13 +6,14 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from services.booking.domain import messages
-from services.booking.domain.orders import Order, mask_phone
+from services.booking.domain import messages, order_history
+from services.booking.domain.orders import Order
 from services.booking.domain.records import EXPERT_FIELDS, Expert
 from services.booking.domain.tickets import Ticket
 from services.common._generated.booking.v1 import booking_pb2 as pb
 from services.common.errors import FieldViolation, ValidationError
 from services.common.instants import rfc3339
+from services.common.vocabulary import mask_mobile
 
 ORDER_STATUS = {
     "submitted": pb.ORDER_STATUS_SUBMITTED,
@@ -27,6 +28,16 @@ TICKET_STATUS = {
     "verified": pb.TICKET_STATUS_VERIFIED,
 }
 SEVERITY = {"general": pb.SEVERITY_GENERAL, "major": pb.SEVERITY_MAJOR}
+
+
+def phone_shown(phone: str, whole: bool) -> str:
+    """A phone number as an answer carries it: whole when `whole` (the caller may read
+    numbers whole: service_layer/authz.py `sees_phones`, the one decision), else masked
+    by the shared mask (138****5678); no number stays empty. Every field of an answer
+    that carries a person's number goes through here."""
+    if not phone:
+        return ""
+    return phone if whole else mask_mobile(phone)
 
 
 def _iso(value: date | None) -> str:
@@ -53,10 +64,12 @@ def order_to_proto(
     show_phone: bool = False,
     show_refs: bool = False,
     history: Sequence[Any] | None = None,
+    for_firm: bool = False,
 ) -> pb.Order:
     """`show_refs`: the firm's session or the dispatched expert (the clauses that
     motivated the order are theirs only). `history`: the rows to answer instead of the
-    order's own (the firm's reading: domain/order_history.py)."""
+    order's own (the firm's reading: domain/order_history.py). `for_firm`: the firm's
+    session reads its expert by name only (no expert_id), as its page shows it."""
     return pb.Order(
         order_id=o.id,
         enterprise_id=o.enterprise_id,
@@ -65,10 +78,10 @@ def order_to_proto(
         item_codes=o.item_codes,
         preferred_slots=o.preferred_slots,
         contact_name=o.contact_name,
-        contact_phone=o.contact_phone if show_phone else mask_phone(o.contact_phone),
+        contact_phone=phone_shown(o.contact_phone, show_phone),
         note=o.note,
         status=ORDER_STATUS[o.status],
-        expert_id=o.expert_id or "",
+        expert_id="" if for_firm else o.expert_id or "",
         expert_name=expert_name,
         slot=o.slot or "",
         dispatch_note=o.dispatch_note,
@@ -83,7 +96,12 @@ def public_confirmation(o: Order) -> pb.Order:
     return pb.Order(order_id=o.id, status=ORDER_STATUS[o.status])
 
 
-def ticket_to_proto(t: Ticket, today: date, guidance: str = "") -> pb.Ticket:
+def ticket_to_proto(
+    t: Ticket, today: date, guidance: str = "", expert_name: str = "", for_firm: bool = False
+) -> pb.Ticket:
+    """`for_firm`: the firm's session reads it as its page shows it: the expert by name
+    only (no expert_id), staff actors unnamed (domain/order_history.py
+    `actors_for_firm`)."""
     return pb.Ticket(
         ticket_id=t.id,
         order_id=t.order_id,
@@ -96,18 +114,22 @@ def ticket_to_proto(t: Ticket, today: date, guidance: str = "") -> pb.Ticket:
         overdue=t.is_overdue(today),
         proof_note=t.proof_note,
         has_proof_photo=bool(t.proof_photo_id),
-        expert_id=t.expert_id,
+        expert_id="" if for_firm else t.expert_id,
         verified_on=_iso(t.verified_on),
         closed_late=t.closed_late,
-        history=_history(t.history),
+        history=_history(order_history.actors_for_firm(t.history) if for_firm else t.history),
         guidance=guidance,
+        expert_name=expert_name,
+        proof_number=t.proof_number(),
     )
 
 
-def expert_to_proto(e: Expert) -> pb.Expert:
+def expert_to_proto(e: Expert, *, show_phone: bool = False) -> pb.Expert:
     """The expert's id and each field an upsert replaces (EXPERT_FIELDS: the proto names
-    them alike)."""
-    return pb.Expert(expert_id=e.id, **{name: getattr(e, name) for name in EXPERT_FIELDS})
+    them alike), the mobile masked unless `show_phone` (`phone_shown`)."""
+    fields = {name: getattr(e, name) for name in EXPERT_FIELDS}
+    fields["phone"] = phone_shown(e.phone, show_phone)
+    return pb.Expert(expert_id=e.id, **fields)
 
 
 def expert_to_dict(e: pb.Expert) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 Each method translates the request (entrypoints/convert.py), checks the caller's role
 where the scopes alone do not decide (service_layer/authz.py), calls one use case of the
 service layer with a fresh unit of work, and translates the answer; errors become status
-codes in services/common/grpc_errors.py.
+codes in services/common/grpc_errors.py. The ids and filters a request names a record or
+a listing by are checked here (domain/lookups.py: INVALID_ARGUMENT naming the field), not
+in the use cases, which the web pages share: there an id in a path that names nothing is
+a page not found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import unquote
 
 import grpc
@@ -16,11 +19,13 @@ from sqlalchemy import Engine
 
 from services.booking.adapters.orm import start_mappers
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
-from services.booking.domain import messages, order_history
+from services.booking.domain import lookups, messages, order_history
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import Order
+from services.booking.domain.photos import Upload
 from services.booking.domain.sign_in import CODE_TTL
+from services.booking.domain.tickets import Ticket
 from services.booking.entrypoints import convert
 from services.booking.entrypoints.access import BOOKING_METHODS
 from services.booking.service_layer import (
@@ -121,38 +126,58 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         expert = experts.upsert_expert(
             self._uow(), self._ctx, convert.expert_to_dict(request.expert)
         )
-        return convert.expert_to_proto(expert)
+        return convert.expert_to_proto(expert, show_phone=_sees_phones())
 
     @unary
     def ListExperts(self, request: pb.ListExpertsRequest) -> pb.ListExpertsResponse:
         rows = experts.list_experts(
             self._uow(),
             self._ctx,
-            domain=request.domain,
+            domain=lookups.domain_filter(request.domain),
             region=request.region,
             active_only=request.active_only,
         )
-        return pb.ListExpertsResponse(experts=[convert.expert_to_proto(e) for e in rows])
+        whole = _sees_phones()
+        return pb.ListExpertsResponse(
+            experts=[convert.expert_to_proto(e, show_phone=whole) for e in rows]
+        )
 
     def _order(
         self,
         order: Order,
-        show_phone: bool = False,
         names: dict[str, str] | None = None,
         show_refs: bool = False,
         for_firm: bool = False,
     ) -> pb.Order:
         """`for_firm`: the firm's session reads it, its history as the firm's order page
-        shows it (domain/order_history.py; `names` then also holds its experts')."""
+        shows it (domain/order_history.py; `names` then also holds its experts'). Its
+        contact mobile as the caller may read it (`_sees_phones`)."""
         if names is None:
             names = experts.expert_names(self._uow(), _experts_of([order], for_firm))
         return convert.order_to_proto(
             order,
             expert_name=names.get(order.expert_id or "", ""),
-            show_phone=show_phone,
+            show_phone=_sees_phones(),
             show_refs=show_refs,
             history=order_history.for_firm(order.history, names) if for_firm else None,
+            for_firm=for_firm,
         )
+
+    def _tickets(self, rows: Sequence[Ticket], for_firm: bool = False) -> list[pb.Ticket]:
+        """Tickets as answered: each with its guidance and its expert's name (one query);
+        `for_firm`: as the firm's page shows them (no expert id, staff actors unnamed)."""
+        names = experts.expert_names(self._uow(), {t.expert_id for t in rows})
+        today = self._ctx.today()
+        return [
+            convert.ticket_to_proto(
+                t,
+                today,
+                self._guidance(t.clause_ref),
+                expert_name=names.get(t.expert_id, ""),
+                for_firm=for_firm,
+            )
+            for t in rows
+        ]
 
     @map_errors
     def CreateOrder(
@@ -178,13 +203,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         principal, firm_id = self._caller(context)
         access = FirmAccess(request.qr_token, firm_id)
         authz.require_firm_credential(principal, access, bool(_session_text(context)))
+        order_id = lookups.record_id(request.order_id, "order", "order_id")
         reach = authz.reach(principal, self._ctx.regions)
-        order = orders.get_order(self._uow(), self._ctx, request.order_id, access, reach)
+        order = orders.get_order(self._uow(), self._ctx, order_id, access, reach)
         if principal.caller == authz.FIRM and not firm_id:
             return convert.public_confirmation(order)  # the QR token alone reads no more
         return self._order(
             order,
-            show_phone=authz.sees_phone(principal, order),
             show_refs=authz.sees_refs(principal, order, access),
             for_firm=bool(firm_id),
         )
@@ -194,11 +219,12 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         self, request: pb.ListOrdersRequest, context: grpc.ServicerContext
     ) -> pb.ListOrdersResponse:
         firm_id = self._signed_in(context)
-        if firm_id and request.enterprise_id not in ("", firm_id):
+        asked = lookups.firm_filter(request.enterprise_id)
+        if firm_id and asked not in ("", firm_id):
             raise PermissionDenied(messages.SIGN_IN_OWN_ORDERS_ONLY)
         rows, token = orders.list_orders(
             self._uow(),
-            firm_id or request.enterprise_id,
+            firm_id or asked,
             convert.order_status_name(request.status),
             request.page_size,
             request.page_token,
@@ -223,7 +249,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         order = orders.cancel_order(
             self._uow(),
             self._ctx,
-            request.order_id,
+            lookups.record_id(request.order_id, "order", "order_id"),
             FirmAccess(session_firm=firm_id),
             actor=current_caller(),
             reason=request.reason,
@@ -234,26 +260,30 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def DispatchOrder(self, request: pb.DispatchOrderRequest) -> pb.Order:
         return self._order(
             dispatch.dispatch_order(
-                self._uow(), self._ctx, request.order_id, actor=current_caller()
+                self._uow(),
+                self._ctx,
+                lookups.record_id(request.order_id, "order", "order_id"),
+                actor=current_caller(),
             )
         )
 
     @unary
     def RecordVisit(self, request: pb.RecordVisitRequest) -> pb.Visit:
+        order_id = lookups.record_id(request.order_id, "order", "order_id")
         findings = [
             FindingInput(
                 f.clause_ref,
                 convert.severity_name(f.severity),
                 f.description,
                 f.due_on,
-                tuple((p.content, p.content_type) for p in f.photos),
+                tuple(Upload.of(p.content) for p in f.photos),  # the bytes decide
             )
             for f in request.findings
         ]
         result = visits.record_visit(
             self._uow(),
             self._ctx,
-            request.order_id,
+            order_id,
             findings,
             visited_on=request.visited_on,
             minutes=request.minutes_on_site,
@@ -263,16 +293,12 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             contact_confirmed=request.contact_confirmed,
         )
         self._wake()
-        today = self._ctx.today()
         return pb.Visit(
             visit_id=result.visit.id,
             order_id=result.visit.order_id,
             visited_on=result.visit.visited_on.isoformat(),
             minutes_on_site=result.visit.minutes_on_site,
-            tickets=[
-                convert.ticket_to_proto(t, today, self._guidance(t.clause_ref))
-                for t in result.tickets
-            ],
+            tickets=self._tickets(result.tickets),
         )
 
     @map_errors
@@ -283,13 +309,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         ticket = tickets.submit_rectification(
             self._uow(),
             self._ctx,
-            request.ticket_id,
+            lookups.record_id(request.ticket_id, "ticket", "ticket_id"),
             FirmAccess(session_firm=firm_id),
             note=request.note,
             photo=request.photo.content,
             actor="firm" if firm_id else current_caller(),
         )
-        return convert.ticket_to_proto(ticket, self._ctx.today(), self._guidance(ticket.clause_ref))
+        return self._tickets([ticket], for_firm=bool(firm_id))[0]
 
     @unary
     def RecheckTicket(self, request: pb.RecheckTicketRequest) -> pb.Ticket:
@@ -297,34 +323,31 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         ticket = tickets.recheck_ticket(
             self._uow(),
             self._ctx,
-            request.ticket_id,
+            lookups.record_id(request.ticket_id, "ticket", "ticket_id"),
             passed=request.passed,
             note=request.note,
             new_due_on=request.new_due_on,
             actor=current_caller(),
             allowed=lambda t: authz.may_recheck(principal, t),
             regions=authz.inspector_regions(principal, self._ctx.regions),
+            proof_seen=request.proof_number or None,  # 0: not given, not checked
         )
         self._wake()
-        return convert.ticket_to_proto(ticket, self._ctx.today(), self._guidance(ticket.clause_ref))
+        return self._tickets([ticket])[0]
 
     @unary
     def ListTickets(self, request: pb.ListTicketsRequest) -> pb.ListTicketsResponse:
         rows, token = tickets.list_tickets(
             self._uow(),
             self._ctx,
-            enterprise_id=request.enterprise_id,
+            enterprise_id=lookups.firm_filter(request.enterprise_id),
             status=convert.ticket_status_name(request.status),
             overdue_only=request.overdue_only,
             size=request.page_size,
             token=request.page_token,
             reach=authz.reach(current_principal(), self._ctx.regions),
         )
-        today = self._ctx.today()
-        return pb.ListTicketsResponse(
-            tickets=[convert.ticket_to_proto(t, today, self._guidance(t.clause_ref)) for t in rows],
-            next_page_token=token,
-        )
+        return pb.ListTicketsResponse(tickets=self._tickets(rows), next_page_token=token)
 
     @unary
     def GetStats(self, request: pb.GetStatsRequest) -> pb.Stats:
@@ -363,10 +386,20 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         card = sign_in.set_sign_in_phone(
             self._uow(), self._ctx, request.enterprise_id, request.phone
         )
-        return pb.SetSignInPhoneResponse(enterprise_id=card.enterprise_id, phone=card.sign_in_phone)
+        return pb.SetSignInPhoneResponse(
+            enterprise_id=card.enterprise_id,
+            phone=convert.phone_shown(card.sign_in_phone, _sees_phones()),
+        )
 
 
 SESSION_METADATA = "firm-session"
+
+
+def _sees_phones() -> bool:
+    """Whether this call's caller reads phone numbers whole (service_layer/authz.py
+    `sees_phones`): every answer that carries an order's contact, an expert's or a firm's
+    sign-in mobile asks here and masks with `convert.phone_shown`."""
+    return authz.sees_phones(current_principal())
 
 
 def _experts_of(rows: Iterable[Order], for_firm: bool) -> set[str]:

@@ -55,7 +55,12 @@ def may_cancel_for_authority(p: Principal) -> None:
         raise PermissionDenied(messages.ONLY_ADMIN_CANCELS)
 
 
-def sees_phone(p: Principal, order: Order) -> bool:
+def sees_phones(p: Principal) -> bool:
+    """Whether `p` reads phone numbers whole: an order's contact, an expert's mobile, a
+    firm's sign-in mobile (README "Security", Roles: "Phone numbers are masked except for
+    booking.admin"). The one decision for every answer that carries one; everyone else,
+    an expert reading their own entry and a firm its own order included, reads them as
+    `entrypoints/convert.py` `phone_shown` masks them (138****5678)."""
     return is_trusted(p)
 
 

@@ -83,10 +83,15 @@ class OrderGroups:
 
     def create(self, token: str, form: Mapping[str, Any], idempotency_key: str) -> Order:
         """orders.create_order, alone (grouping off: CallGroups applies it by `_one`) or
-        with the orders queued beside it."""
-        item = orders.NewOrder(token, form, orders.admit(self._ctx, token, idempotency_key))
-        taken = self._groups.call(item)
-        return orders.answer(self._new_uow(), self._ctx, item, taken)
+        with the orders queued beside it; the token's refused calls limited as there
+        (`orders.refusals_limited`)."""
+
+        def create() -> Order:
+            item = orders.NewOrder(token, form, orders.admit(self._ctx, token, idempotency_key))
+            taken = self._groups.call(item)
+            return orders.answer(self._new_uow(), self._ctx, item, taken)
+
+        return orders.refusals_limited(self._ctx, token, create)
 
     def _one(self, item: orders.NewOrder) -> Order | str:
         return orders.take_order(self._new_uow(), self._ctx, item)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from services.booking.domain import messages
 from services.booking.domain.firm_access import FirmAccess
@@ -49,6 +49,7 @@ from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.call_groups import one_by_one
 from services.common.clock import now
 from services.common.errors import (
+    Conflict,
     DeadlineExceeded,
     DomainError,
     FieldViolation,
@@ -62,6 +63,7 @@ from services.common.paging import decode_token, one_page, page_size, query_key
 from services.common.values import control_problem, invisible, trim
 
 KEY_MAX = 64
+T = TypeVar("T")
 REASON_MAX = 500
 _ORDER_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # 32: five bits a character
 _SHIFTS = (0, 5, 10, 15, 20, 25)
@@ -99,6 +101,43 @@ def admit(ctx: BookingContext, token: str, idempotency_key: str) -> str:
     return key
 
 
+# refusals of a caller's own making: what the refused-calls limit counts (not the
+# database's or the deadline's failures, nor a race lost to another transaction)
+_NOT_THE_CALLERS = (Unavailable, DeadlineExceeded, Conflict)
+
+
+def refusals_limited(ctx: BookingContext, token: str, call: Callable[[], T]) -> T:
+    """`call()`, one CreateOrder for the QR token `token` (the gRPC call, the phone
+    page's form), unless the token's refused calls have spent their own limit
+    (`ctx.refused_order_limiter`, "20 at once, then 60 an hour"): then RateLimited at
+    once, before any parsing or lookup. A call refused for the caller's own reasons (a
+    bad form, key or token, the order limit spent, a key reused with other content) is
+    counted against it; one taken, or a repeat answered with its order, is not.
+
+    A separate limit, not the order limit (review 48 N6): a firm that mistyped and sent
+    its form again keeps every order of its quota, while a client sending invalid calls
+    without end is slowed to one a minute. While it is spent, even a valid order or a
+    repeat of an acknowledged one waits (the refusal says when to try again)."""
+    limiter = ctx.refused_order_limiter
+    if limiter is None:
+        return call()
+    bucket = _bucket(token)
+    allowed, wait = limiter.peek(bucket)
+    if not allowed:
+        raise RateLimited(messages.TOO_MANY_REFUSED_ORDERS, wait)
+    try:
+        return call()
+    except DomainError as exc:
+        if not isinstance(exc, _NOT_THE_CALLERS):
+            limiter.check(bucket)
+        raise
+
+
+def _bucket(token: str) -> str:
+    """A QR token's key in the limits (a digest: never the token itself)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
 def _charge(ctx: BookingContext, token: str) -> Callable[[], None]:
     """One order charged to the QR token's order limit ("10 at once, then 20 an hour"),
     RateLimited when it is spent; returns the refund, for an order that then is not
@@ -106,7 +145,7 @@ def _charge(ctx: BookingContext, token: str) -> Callable[[], None]:
     limiter = ctx.order_limiter
     if limiter is None or not token:
         return lambda: None
-    bucket = hashlib.sha256(token.encode()).hexdigest()[:24]
+    bucket = _bucket(token)
     allowed, wait = limiter.check(bucket)
     if not allowed:
         raise RateLimited(messages.TOO_MANY_ORDERS, wait)
@@ -121,11 +160,16 @@ def _refund(refunds: Sequence[Callable[[], None]]) -> None:
 def create_order(
     uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], idempotency_key: str
 ) -> Order:
-    """`form` may carry `clause_refs`: the clauses that motivated a pre-filled order."""
+    """`form` may carry `clause_refs`: the clauses that motivated a pre-filled order.
+    The token's refused calls are limited (`refusals_limited`)."""
     # Take an order from the firm's QR token, then dispatch it; the same key again
     # returns the same order.
-    item = NewOrder(token, form, admit(ctx, token, idempotency_key))
-    return answer(uow, ctx, item, take_order(uow, ctx, item))
+
+    def create() -> Order:
+        item = NewOrder(token, form, admit(ctx, token, idempotency_key))
+        return answer(uow, ctx, item, take_order(uow, ctx, item))
+
+    return refusals_limited(ctx, token, create)
 
 
 def take_order(uow: UnitOfWork, ctx: BookingContext, item: NewOrder) -> Order | str:

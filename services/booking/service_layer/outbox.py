@@ -1,42 +1,109 @@
-"""Deliver the outbox to the rules service: in order, retried with backoff, never lost.
+"""Deliver the outbox to the rules service: each firm's messages in the order written,
+retried with backoff, never lost, never overtaken.
 
 A message is marked delivered only after the rules service acknowledged it; the rules
 service applies each event id once, so a crash between the two only causes a harmless
-redelivery. Several replicas may run the worker: a delivery claims its message row
-(`FOR UPDATE SKIP LOCKED`), and a firm whose message another replica holds sends
-nothing after it in this pass, so each firm's events still reach rules in the order
-written. While the rules service is unreachable, delivery stops at the first
-undelivered message (later events about the same hazard must not overtake it) and is
-retried with exponential backoff. A message the rules service rejects for good
-(INVALID_ARGUMENT, NOT_FOUND …) is parked as failed, logged, and skipped. Which is which
-is decided by the failure's gRPC status code (domain/rules_service.py), never its text.
+redelivery. Which failure is which is decided by its gRPC status code
+(domain/rules_service.py), never its text.
+
+Order, per firm. A firm's messages reach rules strictly in the order they were written:
+the next one goes only once every earlier one was delivered (or deliberately discarded).
+The firm's earliest open message (its head, records.OutboxMessage) decides:
+- a transient failure (RESOURCE_EXHAUSTED, INTERNAL …) schedules a retry with
+  exponential backoff, 0.5 s → 60 s, and the firm's later messages wait for it; when the
+  rules service is unreachable (UNAVAILABLE, DEADLINE_EXCEEDED: rules may even have
+  applied it), the pass stops for every firm, and the message is sent again, first;
+- a refusal for good (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION …) parks it: kept,
+  logged, and holding the firm's later messages until an operator fixes the cause and
+  requeues it (`booking outbox --retry-failed`) or drops it on purpose (`--discard
+  EVENT_ID --reason TEXT`, in the audit trail). Sending the later ones would let rules
+  see, say, a hazard's HAZARD_VERIFIED or RECTIFICATION_OVERDUE without its
+  HAZARD_FOUND, or judge the firm on its later events alone, and nobody would notice.
+  `booking outbox` lists the firms held and why; the worker logs them every ten minutes.
+Other firms keep flowing: a pass reads only the heads that may be sent now, one per firm
+(`ix_outbox_open`, migration b0012), so however many messages held firms pile up, the
+others' come through, in the order written across firms too.
+
+Replicas. Several may run the worker: a delivery looks its firm's head up again in its
+own transaction and claims it (`FOR UPDATE SKIP LOCKED`); a firm whose head another
+replica holds sends nothing more in this pass, and a head parked or delivered by another
+replica meanwhile is never passed by. Two messages of one firm written by transactions
+running at once (two rechecks at the same moment) go in the order of their ids, which the
+database hands out before either commits; messages whose order matters (a hazard's
+FOUND, then its VERIFIED) are written one transaction after the other.
 """
 
 from __future__ import annotations
 
+import heapq
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import structlog
 
+from services.booking.domain import messages
+from services.booking.domain.records import OutboxMessage
 from services.booking.domain.rules_service import RulesRejected, RulesUnavailable
 from services.booking.service_layer.ports import RulesPort
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now, start_of_day
-from services.common.instants import as_utc
+from services.common.errors import FieldViolation, NotFound, PreconditionFailed, ValidationError
+from services.common.instants import as_utc, in_shanghai
+from services.common.values import control_problem, trim
 
 MAX_BACKOFF_SECONDS = 60.0
+MAX_REASON = 500  # characters of an operator's reason for a discard
+REMIND_SECONDS = 600.0  # how often the worker logs the firms held behind a parked message
 _log = structlog.get_logger("outbox")
+
+# what a delivery of a firm's head came to
+DELIVERED, PARKED, RETRY, UNREACHABLE, HELD, BUSY, DONE = (
+    "delivered",
+    "parked",  # refused for good just now: the firm is held from here on
+    "retry",  # refused for now: backoff, the firm waits
+    "unreachable",  # rules did not answer: every firm waits
+    "held",  # its head was parked already, or waits out a backoff
+    "busy",  # another replica is delivering its head
+    "done",  # nothing open any more
+)
 
 
 @dataclass
 class DeliveryReport:
     delivered: int = 0
-    failed: int = 0
-    waiting: bool = False  # stopped because the rules service is unavailable
+    failed: int = 0  # parked in this pass (each holds its firm)
+    waiting: bool = False  # a message must be tried again later (rules down, a backoff)
+
+
+@dataclass(frozen=True)
+class HeldFirm:
+    """A firm whose messages wait behind one the rules service refused for good."""
+
+    enterprise_id: str
+    event_id: str  # the parked message, the firm's earliest open one
+    kind: str
+    error: str  # the refusal: its gRPC status code, then rules' detail
+    parked_at: datetime
+    behind: int  # the firm's later messages it holds
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    waiting: int  # open messages not parked (those held behind a parked one included)
+    parked: tuple[tuple[str, str], ...]  # (event id, refusal), in the order written
+    held: tuple[HeldFirm, ...]  # in the order their parked messages were written
+
+
+@dataclass(frozen=True)
+class Discarded:
+    event_id: str
+    enterprise_id: str
+    kind: str
+    freed: int  # the firm's later messages now free to go
 
 
 def backoff(attempts: int) -> float:
@@ -46,44 +113,49 @@ def backoff(attempts: int) -> float:
 
 
 def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 200) -> DeliveryReport:
-    """Deliver due messages, each firm's strictly in the order written, one transaction
-    each. A firm whose earliest message waits out a backoff (or was just refused for
-    now) sends nothing after it; when the rules service is unreachable, all stop."""
+    """Deliver what may go now, one message per transaction, at most `limit` tries: the
+    heads of the firms not held (by a parked message or a backoff), earliest first; a
+    firm's next message joins them once its head was delivered. When the rules service
+    is unreachable, all stop."""
     report = DeliveryReport()
     with uow:
-        pending = [
-            (int(m.id or 0), m.enterprise_id, m.next_attempt_at)
-            for m in uow.register.pending_messages(limit)
-        ]
-    held: set[str] = set()
-    for message_id, firm, due in pending:
-        if firm in held:
-            continue
-        if due is not None and as_utc(due) > now():
-            held.add(firm)  # its earliest message is waiting: keep the firm's order
-            report.waiting = True
-            continue
-        outcome = _deliver_one(uow, rules, message_id)
-        if outcome == "delivered":
+        queue = [(head, firm) for firm, head in uow.register.due_heads(now(), limit)]
+    heapq.heapify(queue)
+    tries = 0
+    while queue and tries < limit:
+        _, firm = heapq.heappop(queue)
+        tries += 1
+        outcome, following = _deliver_head(uow, rules, firm)
+        if outcome == DELIVERED:
             report.delivered += 1
-        elif outcome == "failed":
+        elif outcome == PARKED:
             report.failed += 1
-        elif outcome == "unavailable":
+        elif outcome == UNREACHABLE:
             report.waiting = True
             return report  # the rules service is down: nothing more now
-        else:
-            held.add(firm)
+        elif outcome in (RETRY, BUSY):
             report.waiting = True
+        if following is not None:
+            heapq.heappush(queue, (following, firm))
     return report
 
 
-def _deliver_one(uow: UnitOfWork, rules: RulesPort, message_id: int) -> str:
+def _deliver_head(uow: UnitOfWork, rules: RulesPort, firm: str) -> tuple[str, int | None]:
+    """Try the firm's earliest open message, looked up in this transaction; with the id
+    of the firm's next one when it may follow in this pass."""
     with uow:
-        message = uow.register.claim_message(message_id)
+        head = uow.register.firm_head(firm)
+        if head is None:
+            return DONE, None
+        message = uow.register.claim_message(head)
         if message is None:
-            return "busy"  # another replica is delivering it: hold the firm's later ones
-        if message.delivered_at is not None or message.failed_at:
-            return "skipped"
+            return BUSY, None  # another replica is delivering it: the firm's later ones wait
+        if message.delivered_at is not None or message.discarded_at is not None:
+            return DONE, uow.register.firm_head(firm)  # done meanwhile: try the next one
+        if message.failed_at is not None:
+            return HELD, None  # parked (by another replica): it holds the firm
+        if message.next_attempt_at is not None and as_utc(message.next_attempt_at) > now():
+            return HELD, None  # waiting out its backoff: so does the firm
         message.attempts += 1
         try:
             rules.report(message.payload)
@@ -91,36 +163,118 @@ def _deliver_one(uow: UnitOfWork, rules: RulesPort, message_id: int) -> str:
             message.next_attempt_at = now() + timedelta(seconds=backoff(message.attempts))
             message.last_error = str(exc)[:500]
             uow.commit()
-            down = exc.unreachable
-            if not down:
-                _log.warning(
-                    "event not accepted yet, will retry",
-                    event_id=message.event_id,
-                    error=message.last_error,
-                )
-            return "unavailable" if down else "held"
-        except RulesRejected as exc:
-            message.failed_at, message.last_error = now(), str(exc)[:500]
-            _log.error(
-                "event rejected by the rules service; parked",
+            if exc.unreachable:
+                return UNREACHABLE, None
+            _log.warning(
+                "event not accepted yet, will retry; the firm's later events wait",
                 event_id=message.event_id,
+                enterprise_id=firm,
                 error=message.last_error,
             )
+            return RETRY, None
+        except RulesRejected as exc:
+            message.failed_at, message.last_error = now(), str(exc)[:500]
+            behind = uow.register.open_counts([firm]).get(firm, 1) - 1
+            _log.error(
+                "event refused by the rules service; parked, holding the firm's later events "
+                "until it is requeued (booking outbox --retry-failed) or discarded "
+                "(--discard EVENT_ID --reason TEXT)",
+                event_id=message.event_id,
+                enterprise_id=firm,
+                kind=message.kind,
+                error=message.last_error,
+                held_behind=behind,
+            )
             uow.commit()
-            return "failed"
+            return PARKED, None
         message.delivered_at, message.last_error = now(), ""
+        following = uow.register.firm_head(firm)
         uow.commit()
-        return "delivered"
+        return DELIVERED, following
 
 
 def requeue_failed(uow: UnitOfWork) -> list[str]:
-    """Give parked messages another go (after the cause was fixed); returns their event ids."""
+    """Give parked messages another go (after the cause was fixed), each in its firm's
+    order again; audited. Returns their event ids."""
     with uow:
         parked = uow.register.failed_messages()
         for message in parked:
+            before = uow.register.outbox_decision_values(message)
             message.failed_at, message.next_attempt_at = None, None
+            uow.register.record_outbox_decision(message, before)
         uow.commit()
+        _log.info("parked events requeued", events=len(parked))
         return [m.event_id for m in parked]
+
+
+def discard(uow: UnitOfWork, event_id: str, reason: str) -> Discarded:
+    """An operator drops a message the rules service refused (parked, or refused for now
+    and waiting to be tried again), so that its firm's later messages go on: it is
+    never sent, kept in the table with `reason`, and the decision is in the audit trail
+    (on the firm's chain, by the caller bound to this call). A message never refused
+    cannot be dropped (it goes in its turn); nor one delivered, or dropped already."""
+    why = trim(reason, multiline=True)
+    if not why or len(why) > MAX_REASON or control_problem(why, multiline=True):
+        problem = messages.OUTBOX_DISCARD_REASON.format(n=MAX_REASON)
+        raise ValidationError([FieldViolation("reason", problem)])
+    with uow:
+        message = uow.register.outbox_message(event_id, for_update=True)
+        if message is None:
+            raise NotFound(messages.no_such("event", event_id))
+        ref = messages.quoted(event_id)
+        if message.delivered_at is not None:
+            raise PreconditionFailed(messages.OUTBOX_ALREADY_DELIVERED.format(ref=ref))
+        if message.discarded_at is not None:
+            at = in_shanghai(message.discarded_at).strftime("%Y-%m-%d %H:%M")
+            raise PreconditionFailed(messages.OUTBOX_ALREADY_DISCARDED.format(ref=ref, at=at))
+        if message.failed_at is None and not message.last_error:
+            raise PreconditionFailed(messages.OUTBOX_NOT_REFUSED.format(ref=ref))
+        before = uow.register.outbox_decision_values(message)
+        message.discarded_at, message.discard_reason = now(), why
+        message.next_attempt_at = None
+        uow.register.record_outbox_decision(message, before)
+        firm = message.enterprise_id
+        freed = uow.register.open_counts([firm]).get(firm, 0)
+        _log.warning(
+            "event discarded by an operator: never sent to the rules service "
+            "(the reason is in the audit trail)",
+            event_id=message.event_id,
+            enterprise_id=firm,
+            kind=message.kind,
+            refused=message.last_error,
+            freed=freed,
+        )
+        uow.commit()
+        return Discarded(message.event_id, firm, message.kind, freed)
+
+
+def held_firms(uow: UnitOfWork) -> list[HeldFirm]:
+    """The firms held behind a parked message: each one's earliest, with how many of the
+    firm's later messages wait behind it."""
+    with uow:
+        first: dict[str, OutboxMessage] = {}
+        for message in uow.register.failed_messages():
+            first.setdefault(message.enterprise_id, message)
+        counts = uow.register.open_counts(first)
+        return [
+            HeldFirm(
+                firm,
+                m.event_id,
+                m.kind,
+                m.last_error,
+                as_utc(m.failed_at or now()),
+                counts.get(firm, 1) - 1,
+            )
+            for firm, m in first.items()
+        ]
+
+
+def outbox_status(uow: UnitOfWork) -> OutboxStatus:
+    """What waits for delivery, what was refused and why, and which firms it holds."""
+    with uow:
+        waiting = uow.register.undelivered_count()
+        parked = tuple((m.event_id, m.last_error) for m in uow.register.failed_messages())
+    return OutboxStatus(waiting, parked, tuple(held_firms(uow)))
 
 
 def resend_since(uow: UnitOfWork, day: date) -> list[str]:
@@ -137,7 +291,9 @@ def resend_since(uow: UnitOfWork, day: date) -> list[str]:
 
 
 class OutboxWorker:
-    """A background thread that delivers the outbox; `wake()` after writing a message."""
+    """A background thread that delivers the outbox; `wake()` after writing a message.
+    Every REMIND_SECONDS (and at its first pass) it logs the firms held behind a parked
+    message, if any, so that a held firm is not forgotten."""
 
     def __init__(
         self, new_uow: Callable[[], UnitOfWork], rules: RulesPort, *, idle_seconds: float = 1.0
@@ -148,6 +304,7 @@ class OutboxWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._next_reminder = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -167,7 +324,40 @@ class OutboxWorker:
             except Exception:
                 _log.exception("outbox delivery failed")
                 report = DeliveryReport(waiting=True)
+            self.remind()
             if report.delivered and not report.waiting:
                 continue  # there may be more
             self._wake.wait(self._idle)
             self._wake.clear()
+
+    def remind(self) -> None:
+        """Log the firms held behind a parked message, if any, unless done less than
+        REMIND_SECONDS ago."""
+        if time.monotonic() < self._next_reminder:
+            return
+        self._next_reminder = time.monotonic() + REMIND_SECONDS
+        try:
+            held = held_firms(self._new_uow())
+        except Exception:
+            _log.exception("outbox: listing the held firms failed")
+            return
+        if held:
+            log_held(held)
+
+
+def log_held(held: list[HeldFirm]) -> None:
+    """One warning naming the held firms (the first 20), their parked events and codes."""
+    _log.warning(
+        "firms' events held behind an event the rules service refused: fix the cause and "
+        "run booking outbox --retry-failed, or --discard EVENT_ID --reason TEXT",
+        firms=len(held),
+        held=[
+            {
+                "enterprise_id": h.enterprise_id,
+                "event_id": h.event_id,
+                "refused": h.error.split(":", 1)[0],
+                "behind": h.behind,
+            }
+            for h in held[:20]
+        ],
+    )

@@ -80,6 +80,10 @@ class BookingContext:
     today: Callable[[], date] = today_shanghai
     # orders per QR token (one phone cannot book a thousand visits); None: unlimited
     order_limiter: RateLimiter | None = None
+    # refused CreateOrder calls per QR token (a bad form, key or token, the order limit
+    # spent, a key reused): past it the token's calls are refused before any work
+    # (orders.py `refusals_limited`); None: unlimited
+    refused_order_limiter: RateLimiter | None = None
     # rulesets/regions.yaml: the 镇街 an expert may serve and a filter may name; None: any
     regions: RegionRegistry | None = None
     # the firm's sign-in codes go out here (adapters/sms.py); None: cannot send any

@@ -14,15 +14,14 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from services.booking.adapters.poster import render_poster
-from services.booking.domain import messages, qr
+from services.booking.domain import lookups, messages, qr
 from services.booking.domain.firm_access import FirmAccess, OtherFirmsRecord
 from services.booking.domain.records import FirmCard
 from services.booking.service_layer.guidance import checklist
 from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
-from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
-from services.common.vocabulary import uscc_problem
+from services.common.errors import NotFound, PermissionDenied
 
 
 @dataclass
@@ -36,8 +35,7 @@ class IssuedCode:
 
 def issue_qr_code(uow: UnitOfWork, ctx: BookingContext, enterprise_id: str) -> IssuedCode:
     """Sign a new code for a firm of the rules register; the previous code stops working."""
-    if problem := uscc_problem(enterprise_id):
-        raise ValidationError([FieldViolation("enterprise_id", problem)])
+    lookups.firm_id(enterprise_id)
     info = ask_rules(lambda: ctx.rules.firm(enterprise_id))
     if info is None:
         raise NotFound(messages.FIRM_NOT_REGISTERED.format(ref=messages.quoted(enterprise_id)))

@@ -1,15 +1,17 @@
 """The firm's own sign-in: a one-time code to the firm's sign-in mobile, then a session.
 
 Nothing here says whether a phone is on record: `request_code` answers the same either
-way (a code goes out only when the phone is the firm's sign-in mobile). Codes, tries and
+way, after the same work (a code goes out only when the phone is the firm's sign-in
+mobile, or while it has none the register's contact). Codes, tries and
 sessions live in the register (they hold across processes and replicas); only digests
 of codes, phones and session secrets are stored. The sign-in mobile is set by
 booking.admin (`set_sign_in_phone`) or by the visit of one of the firm's orders
 (visits.py): the mobile of the person the expert met, or, while the firm has none, that
 order's contact mobile when the expert confirmed in person that it is theirs
 (domain/sign_in.py `mobile_after_visit`); or, while the firm has none, by a sign-in with
-a code sent to the rules register's contact mobile (domain/sign_in.py `code_purpose`);
-each change is in the audit trail (masked) and ends the firm's sessions.
+a code sent to the rules register's contact mobile (domain/sign_in.py `code_purpose`)
+that is still the register's contact when the code comes back; each change is in the
+audit trail (masked) and ends the firm's sessions.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from services.booking.domain import messages
+from services.booking.domain import lookups, messages
 from services.booking.domain import sign_in as rules
 from services.booking.domain.orders import PHONE, mask_phone
 from services.booking.domain.records import FirmCard, FirmSession, SignInCode
@@ -34,11 +36,11 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    Unavailable,
     ValidationError,
 )
 from services.common.instants import as_utc
 from services.common.values import trim
-from services.common.vocabulary import uscc_problem
 
 _log = structlog.get_logger("sign_in")
 HOUR = timedelta(hours=1)
@@ -61,17 +63,23 @@ def _phone(value: str, field: str = "phone") -> str:
 def request_code(
     uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, client: str = ""
 ) -> None:
-    """Send a code when `phone` is the token's firm's sign-in mobile; the same answer
-    (nothing) otherwise, also when the SMS backend fails. Rate limited per (firm, number)
-    and per client address, either way. Requests for one firm are serialised (its card
-    row is locked), so the limits hold across processes."""
+    """Send a code when `phone` is the token's firm's sign-in mobile (or, while it has
+    none, the rules register's contact mobile); the same answer (nothing) otherwise,
+    also when the SMS backend fails. Rate limited per (firm, number) and per client
+    address, either way.
+
+    The request is counted first (its row added, under the lock of the firm's card row,
+    so the limits hold across processes), and only a counted request asks rules (review
+    56 D4: asking first let requests past the limits make booking call rules without
+    bound). Every counted request then does the same work, whatever the number and
+    whether the firm has a sign-in mobile: rules is asked (outside any transaction, no
+    lock held), and a second transaction gives the row a code digest, one that matches
+    no code when nothing is sent (UNSENT_PURPOSE). So neither the answer nor its time
+    tells whether a firm has a sign-in mobile or whether a number is the one on record;
+    the SMS itself goes out on the backend's worker thread (adapters/sms.py)."""
     phone = _phone(phone)
     phone_key = rules.keyed_digest(ctx.keyring, "phone", phone)
     client_key = rules.keyed_digest(ctx.keyring, "client", client) if client else ""
-    with uow:
-        card = firm_for_token(uow, ctx, token)
-    # asked whatever number was typed, outside the transaction (no lock held on rules)
-    contact = "" if card.sign_in_phone else register_contact(ctx, card.enterprise_id)
     at = now()
     with uow:
         card = firm_for_token(uow, ctx, token)
@@ -87,25 +95,34 @@ def request_code(
             or client_count >= rules.CODES_PER_CLIENT_PER_HOUR
         ):
             raise RateLimited(messages.SIGN_IN_TOO_MANY_CODES, 600)
-        code = rules.new_code()
-        purpose = rules.code_purpose(card.sign_in_phone, contact, phone)
-        matches = bool(purpose)
-        # a row either way, so the limits count every request, known number or not
+        # a row either way, so the limits count every request, known number or not; its
+        # digest comes below, once rules has been asked
+        row_id = rules.new_id()
         uow.register.add(
             SignInCode(
-                id=rules.new_id(),
+                id=row_id,
                 enterprise_id=card.enterprise_id,
                 phone_digest=phone_key,
-                code_digest=rules.keyed_digest(ctx.keyring, purpose, card.enterprise_id, code)
-                if matches
-                else "",
+                code_digest="",
                 created_at=at,
                 expires_at=at + rules.CODE_TTL,
                 client=client_key,
             )
         )
         uow.commit()
-    if matches:
+    enterprise_id = card.enterprise_id
+    contact = register_contact(ctx, enterprise_id)  # whatever the number and the firm
+    code = rules.new_code()
+    with uow:
+        card = uow.register.firm(enterprise_id, for_update=True) or card
+        purpose = rules.code_purpose(card.sign_in_phone, contact, phone)
+        row = uow.register.sign_in_code(row_id)
+        if row is not None:
+            row.code_digest = rules.keyed_digest(
+                ctx.keyring, purpose or rules.UNSENT_PURPOSE, enterprise_id, code
+            )
+        uow.commit()
+    if purpose and row is not None:
         _send(ctx, phone, messages.SMS_CODE_TEXT.format(code=code))
     _log.info("sign-in code requested", phone=mask_phone(phone))  # never whether it matched
 
@@ -123,6 +140,23 @@ def register_contact(ctx: BookingContext, enterprise_id: str) -> str:
             error=str(exc)[:200],
         )
         return ""
+    return firm.contact_mobile if firm is not None else ""
+
+
+def _register_contact_now(ctx: BookingContext, enterprise_id: str) -> str:
+    """The register's contact mobile as rules says it now, for a sign-in with a code
+    sent to it ("" when the firm has none, or booking may not read it whole);
+    Unavailable while rules cannot answer: whether the number is still on record is not
+    known, and the code stays good (review 56 D3)."""
+    try:
+        firm = ctx.rules.firm(enterprise_id)
+    except RulesError as exc:
+        _log.warning(
+            "sign-in: the register's contact mobile could not be checked again",
+            enterprise_id=enterprise_id,
+            error=str(exc)[:200],
+        )
+        raise Unavailable(messages.SIGN_IN_REGISTER_UNAVAILABLE, exc.retry_after) from exc
     return firm.contact_mobile if firm is not None else ""
 
 
@@ -150,51 +184,104 @@ def _send(ctx: BookingContext, phone: str, text: str) -> None:
 
 def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: str) -> SignedIn:
     """Exchange a code for a 30-day session of the token's firm. A wrong, expired, used
-    or another firm's code is PermissionDenied; past MAX_TRIES, RateLimited. A code sent
-    to the register's contact mobile makes it the firm's sign-in mobile (audited,
-    masked), unless the firm got one meanwhile, so later sign-ins need no rules."""
+    or another firm's code is PermissionDenied; past MAX_TRIES, RateLimited.
+
+    A code sent to the register's contact mobile signs in only while its number is still
+    entitled when the code comes back (review 56 D2, D3): it is the firm's sign-in
+    mobile by then (an admin or a visit gave the firm that same number), or the firm
+    still has none and the number is the register's contact as rules says it now (asked
+    again, with no transaction open, only once the code proved right: a wrong code never
+    makes booking call rules). A number no longer entitled (the firm got another sign-in
+    mobile; the register's contact was corrected or removed) is PermissionDenied
+    SIGN_IN_NUMBER_NO_LONGER_ON_RECORD, and the code is void; while rules cannot
+    answer, Unavailable (the code stays good for the rest of its 10 minutes). Signing in
+    with it makes the number the firm's sign-in mobile (audited, masked), so later
+    sign-ins need no rules."""
     phone = _phone(phone)
     code = trim(code)
     if not rules.CODE.fullmatch(code):
         raise ValidationError([FieldViolation("code", messages.SIGN_IN_BAD_CODE_FORMAT)])
     at = now()
+    digests = rules.keyed_digests(ctx.keyring, "phone", phone)
     with uow:
         card = firm_for_token(uow, ctx, token)
-        row = uow.register.latest_code(
-            card.enterprise_id, rules.keyed_digests(ctx.keyring, "phone", phone)
-        )
-        if row is None or row.used_at is not None or as_utc(row.expires_at) <= at:
-            raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
+        row = _live_code(uow, card.enterprise_id, digests, at)
         if row.tries >= rules.MAX_TRIES:
             raise RateLimited(messages.SIGN_IN_TOO_MANY_TRIES, 60)
         row.tries += 1
         purpose = _code_matches(ctx, row.code_digest, card.enterprise_id, code)
-        if purpose == rules.CONTACT_CODE_PURPOSE and not _adopt_contact(
-            uow, card.enterprise_id, phone
-        ):
-            purpose = ""  # the firm got another sign-in mobile since: the code is void
-        if not purpose:
-            uow.commit()  # the try counts
+        if purpose != rules.CONTACT_CODE_PURPOSE or card.sign_in_phone:
+            # no register needed: a sign-in mobile's code, a wrong code, or a contact
+            # code whose firm has a sign-in mobile by now (entitled only if it is this one)
+            return _signed_in(uow, ctx, card.enterprise_id, row, purpose, phone, at)
+        uow.commit()  # the try counts; the register is asked with no transaction open
+        row_id = row.id
+    on_record = _register_contact_now(ctx, card.enterprise_id) == phone
+    with uow:
+        card = firm_for_token(uow, ctx, token)
+        row = _live_code(uow, card.enterprise_id, digests, at)
+        if row.id != row_id:  # a newer code was asked for meanwhile: only it signs in
             raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
-        row.used_at = at
-        cred, text = rules.new_credential(ctx.keyring)
-        uow.register.add(
-            FirmSession(
-                id=cred.session_id,
-                enterprise_id=card.enterprise_id,
-                phone_digest=row.phone_digest,
-                secret_digest=rules.secret_digest(cred.secret),
-                created_at=at,
-                expires_at=at + rules.SESSION_TTL,
-            )
+        return _signed_in(
+            uow, ctx, card.enterprise_id, row, purpose, phone, at, on_record=on_record
         )
+
+
+def _live_code(
+    uow: UnitOfWork, enterprise_id: str, phone_digests: list[str], at: datetime
+) -> SignInCode:
+    """Inside the caller's transaction: the firm's newest code for the phone (locked),
+    PermissionDenied when there is none or it is used (or void) or expired."""
+    row = uow.register.latest_code(enterprise_id, phone_digests)
+    if row is None or row.used_at is not None or as_utc(row.expires_at) <= at:
+        raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
+    return row
+
+
+def _signed_in(
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    enterprise_id: str,
+    row: SignInCode,
+    purpose: str,
+    phone: str,
+    at: datetime,
+    *,
+    on_record: bool = False,
+) -> SignedIn:
+    """Inside the caller's transaction, the code checked (`purpose`: what it was sent
+    for, "" when it is not the code; `on_record`: rules says now that `phone` is the
+    register's contact): the new session, committed. A wrong code only counts its try;
+    a contact code whose number is no longer entitled (`_adopt_contact`) is void."""
+    if not purpose:
+        uow.commit()  # the try counts
+        raise PermissionDenied(messages.SIGN_IN_WRONG_CODE)
+    if purpose == rules.CONTACT_CODE_PURPOSE and not _adopt_contact(
+        uow, enterprise_id, phone, on_record
+    ):
+        row.used_at = at  # void: the number it went to is no longer the one on record
         uow.commit()
-    return SignedIn(text, card.enterprise_id, at + rules.SESSION_TTL)
+        raise PermissionDenied(messages.SIGN_IN_NUMBER_NO_LONGER_ON_RECORD)
+    row.used_at = at
+    cred, text = rules.new_credential(ctx.keyring)
+    uow.register.add(
+        FirmSession(
+            id=cred.session_id,
+            enterprise_id=enterprise_id,
+            phone_digest=row.phone_digest,
+            secret_digest=rules.secret_digest(cred.secret),
+            created_at=at,
+            expires_at=at + rules.SESSION_TTL,
+        )
+    )
+    uow.commit()
+    return SignedIn(text, enterprise_id, at + rules.SESSION_TTL)
 
 
 def _code_matches(ctx: BookingContext, digest: str, enterprise_id: str, code: str) -> str:
     """The purpose (domain/sign_in.py) `code` was sent for when `digest` is its digest,
-    under any key of the ring; "" when it is not (or no code was sent)."""
+    under any key of the ring; "" when it is not (or no code was sent: no digest, or
+    one of UNSENT_PURPOSE, which is never tried)."""
     if not digest:
         return ""
     for purpose in (rules.CODE_PURPOSE, rules.CONTACT_CODE_PURPOSE):
@@ -204,18 +291,23 @@ def _code_matches(ctx: BookingContext, digest: str, enterprise_id: str, code: st
     return ""
 
 
-def _adopt_contact(uow: UnitOfWork, enterprise_id: str, phone: str) -> bool:
-    """Inside the sign-in's transaction, before its session is added: the register's
-    contact mobile, just proven by its code, becomes the firm's sign-in mobile while the
-    firm has none. False when the firm got another one since the code went out (an
-    admin's or a visit's choice, made in person, stays, and the code sent to the
-    register's number no longer signs in: review 56 D2)."""
+def _adopt_contact(uow: UnitOfWork, enterprise_id: str, phone: str, on_record: bool) -> bool:
+    """Inside the sign-in's transaction, before its session is added: whether the number
+    a contact code went to is still entitled, the firm's card locked. It is when it is
+    the firm's sign-in mobile by now (an admin's or a visit's choice of that number), or
+    when the firm still has none and rules says it is the register's contact
+    (`on_record`): it then becomes the firm's sign-in mobile. Not when the firm got
+    another sign-in mobile since the code went out (an admin's or a visit's choice, made
+    in person, stays: review 56 D2), nor when the register's contact was corrected or
+    removed meanwhile (review 56 D3)."""
     card = uow.register.firm(enterprise_id, for_update=True)
     if card is None:
         return False
-    if not card.sign_in_phone:
+    if card.sign_in_phone:
+        return card.sign_in_phone == phone
+    if on_record:
         change_phone(uow, card, phone)
-    return card.sign_in_phone == phone
+    return on_record
 
 
 def session_firm(uow: UnitOfWork, ctx: BookingContext, credential: str) -> str | None:
@@ -252,8 +344,7 @@ def set_sign_in_phone(
     uow: UnitOfWork, ctx: BookingContext, enterprise_id: str, phone: str
 ) -> FirmCard:
     """booking.admin sets or (empty) clears a firm's sign-in mobile; audited."""
-    if problem := uscc_problem(enterprise_id):
-        raise ValidationError([FieldViolation("enterprise_id", problem)])
+    lookups.firm_id(enterprise_id)
     clean = _phone(phone) if trim(phone) else ""
     with uow:
         card = uow.register.firm(enterprise_id, for_update=True)

@@ -27,6 +27,7 @@ from services.common.regions import region_filter
 QUEUE_LIMIT = 500
 DUE_SOON_DAYS = 7
 VISIT_DAYS_BACK = 14  # past visits listed on the expert's page
+_VISITED = frozenset({OrderStatus.VISITED.value, OrderStatus.CLOSED.value})  # with tickets
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,66 @@ def staff_ticket(
     return found
 
 
+def named_ticket(
+    uow: UnitOfWork, ctx: BookingContext, p: Principal, ticket_id: str
+) -> tuple[Ticket, str] | None:
+    """A ticket the person may see, with its firm's name: what a confirmation after a
+    recheck names (the id comes from the redirect's query, so a ticket the person may
+    not see, or none, is None and the confirmation names nothing)."""
+    with uow:
+        ticket = uow.register.ticket(ticket_id)
+        order = uow.register.order(ticket.order_id) if ticket is not None else None
+        if ticket is None:
+            return None
+        try:
+            _may_see(p, ctx, ticket, order)
+        except PermissionDenied:
+            return None
+        return ticket, order.enterprise_name if order else ticket.enterprise_id
+
+
+@dataclass
+class ExpertFindings:
+    """The tickets an expert found that are not VERIFIED yet (review 59 F1): those whose
+    proof waits for a recheck, which the expert may make (docs/booking.md), then those
+    the firm still owes, each earliest deadline first."""
+
+    waiting: list[Ticket]
+    still_open: list[Ticket]
+    firm_names: dict[str, str]
+    more: bool  # more than FINDINGS_LIMIT of either
+    today: date
+
+
+FINDINGS_LIMIT = QUEUE_LIMIT
+
+
+def my_findings(uow: UnitOfWork, ctx: BookingContext, p: Principal) -> ExpertFindings:
+    """The expert's own findings not yet verified (ExpertFindings)."""
+    expert_id = _expert_id(p)
+    with uow:
+        waiting, still_open = (
+            list(
+                uow.register.tickets(
+                    expert_id=expert_id,
+                    status=status.value,
+                    by_deadline=True,
+                    limit=FINDINGS_LIMIT + 1,
+                )
+            )
+            for status in (TicketStatus.SUBMITTED, TicketStatus.OPEN)
+        )
+        shown = waiting[:FINDINGS_LIMIT] + still_open[:FINDINGS_LIMIT]
+        names = uow.register.firm_names({t.enterprise_id for t in shown})
+    return ExpertFindings(
+        waiting[:FINDINGS_LIMIT],
+        still_open[:FINDINGS_LIMIT],
+        names,
+        max(len(waiting), len(still_open)) > FINDINGS_LIMIT,
+        ctx.today(),
+    )
+
+
 def staff_photo(uow: UnitOfWork, ctx: BookingContext, p: Principal, photo_id: str) -> Photo:
     """A finding or proof photo of a ticket the person may see."""
     with uow:
@@ -140,29 +201,62 @@ class VisitRow:
     slot_label: str
     items: list[str]
     clauses: list[tuple[str, str]]  # (clause ref, text) that motivated the order
+    tickets: list[Ticket] = field(default_factory=list)  # the visit's findings, if any
+
+
+@dataclass
+class ExpertVisits:
+    days: list[tuple[date | None, list[VisitRow]]]
+    waiting: int  # the expert's findings whose proof waits for a recheck
+    more_waiting: bool  # more than FINDINGS_LIMIT of them
 
 
 def my_visits(
     uow: UnitOfWork, ctx: BookingContext, p: Principal, guidance: Guidance
-) -> list[tuple[date | None, list[VisitRow]]]:
-    """The expert's visits by day: those to come, and the last two weeks'."""
+) -> ExpertVisits:
+    """The expert's visits by day: those to come, and the last two weeks', a recorded
+    one with the tickets it raised; and how many of the expert's findings wait for a
+    recheck (their list: my_findings)."""
     expert_id = _expert_id(p)
     since = ctx.today() - timedelta(days=VISIT_DAYS_BACK)
     with uow:
-        orders = list(uow.register.orders_of_expert(expert_id))
-    rows = [_visit_row(ctx, o, guidance) for o in orders]
-    rows = [r for r in rows if r.day is None or r.day >= since]
+        orders = [
+            o
+            for o in uow.register.orders_of_expert(expert_id)
+            if (d := _slot_day(o)) is None or d >= since
+        ]
+        visited = [o.id for o in orders if o.status in _VISITED]
+        found: dict[str, list[Ticket]] = {}
+        for t in uow.register.tickets_of_orders(visited):
+            found.setdefault(t.order_id, []).append(t)
+        waiting = len(
+            uow.register.tickets(
+                expert_id=expert_id,
+                status=TicketStatus.SUBMITTED.value,
+                limit=FINDINGS_LIMIT + 1,
+            )
+        )
+    rows = [_visit_row(ctx, o, guidance) for o in orders]  # guidance: a remote call
+    for row in rows:
+        row.tickets = sorted(found.get(row.order.id, ()), key=lambda t: (t.created_at, t.id))
     rows.sort(key=lambda r: (r.day or date.max, r.order.slot or "", r.order.id))
     days: dict[date | None, list[VisitRow]] = {}
     for row in rows:
         days.setdefault(row.day, []).append(row)
-    return list(days.items())
+    return ExpertVisits(list(days.items()), min(waiting, FINDINGS_LIMIT), waiting > FINDINGS_LIMIT)
 
 
 def _expert_id(p: Principal) -> str:
     if not p.has("booking.expert") or not p.expert_id:
         raise PermissionDenied(messages.PAGES_FOR_EXPERTS)
     return p.expert_id
+
+
+def _slot_day(order: Order) -> date | None:
+    try:
+        return parse_slot(order.slot or "").day
+    except ValueError:
+        return None
 
 
 def _visit_row(ctx: BookingContext, order: Order, guidance: Guidance) -> VisitRow:

@@ -26,6 +26,7 @@ from services.booking.domain.tickets import (
     TicketAction,
     TicketStatus,
     beyond,
+    check_proof_seen,
     deadline_too_far,
     recheck_note_problem,
     too_far,
@@ -104,16 +105,21 @@ def recheck_ticket(
     actor: str,
     allowed: MayRecheck | None = None,
     regions: tuple[str, ...] = (),
+    proof_seen: int | None = None,
 ) -> Ticket:
     """Inspector's (or finding expert's) recheck: pass → VERIFIED and HAZARD_VERIFIED (on
     time or late: domain/tickets.py `closes_late`), closing the order once all its tickets
     are; fail → back to OPEN with a new deadline and the reason kept (a note is required:
     `recheck_note_problem`), and HAZARD_DUE_CHANGED, so the rules register holds
     the deadline in force. `allowed(ticket)` is the caller's role check; `regions`: only
-    tickets of firms in these 镇街 (an inspector's region; () = any). ValidationError
-    names every bad field (`note`, `new_due_on`) at once."""
+    tickets of firms in these 镇街 (an inspector's region; () = any). `proof_seen`: the
+    proof the conclusion is about (`Ticket.proof_number` when the person looked); another
+    proof sent since is RecheckRefused PROOF_CHANGED, as a ticket no longer waiting is
+    NOT_WAITING (`Ticket.check_recheck`, under the ticket's lock, so a proof being
+    committed meanwhile is waited for); None: not checked. ValidationError names every
+    bad field (`note`, `new_due_on`, `proof_number`) at once."""
     today = ctx.today()
-    new_due = _recheck_input(passed, note, new_due_on, today)
+    new_due = _recheck_input(passed, note, new_due_on, today, proof_seen)
     with uow:
         found = uow.register.ticket(ticket_id)
         if found is None:
@@ -127,6 +133,7 @@ def recheck_ticket(
             raise PermissionDenied(messages.ONLY_RECHECKERS)
         if regions and (order is None or order.region not in regions):
             raise PermissionDenied(messages.OUTSIDE_REGION)
+        ticket.check_recheck(passed, proof_seen)
         if passed:
             _verified(uow, ticket, today, actor, note)
         else:
@@ -139,9 +146,11 @@ def recheck_ticket(
         return ticket
 
 
-def _recheck_input(passed: bool, note: str, new_due_on: str, today: date) -> date | None:
-    """A recheck's note and (a failure's) new deadline checked together: the new deadline,
-    or ValidationError naming each bad field."""
+def _recheck_input(
+    passed: bool, note: str, new_due_on: str, today: date, seen: int | None
+) -> date | None:
+    """A recheck's note, (a failure's) new deadline and the proof it is about checked
+    together: the new deadline, or ValidationError naming each bad field."""
     bad = []
     if len(note) > MAX_TEXT:
         bad.append(FieldViolation("note", TOO_LONG))
@@ -151,6 +160,10 @@ def _recheck_input(passed: bool, note: str, new_due_on: str, today: date) -> dat
         bad.append(FieldViolation("note", problem))
     try:
         new_due = _new_deadline(new_due_on, passed, today)
+    except ValidationError as exc:
+        bad.extend(exc.violations)
+    try:
+        check_proof_seen(seen)
     except ValidationError as exc:
         bad.extend(exc.violations)
     if bad:

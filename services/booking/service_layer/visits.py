@@ -1,7 +1,9 @@
 """发现: the expert records a visit; each finding becomes a rectification ticket.
 
 One transaction holds the visit, its tickets and photos, the order's move and one
-HAZARD_FOUND event a finding (in the outbox, for the rules service).
+HAZARD_FOUND event a finding (in the outbox, for the rules service). The photos come as
+uploads (domain/photos.py `Upload`), checked by their size and first bytes, each read
+whole only to be written, then let go.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def record_visit(
     contact_confirmed: bool = False,
     mobile_required: bool = False,
     firm_clauses_only: bool = False,
+    refused: Sequence[FieldViolation] = (),
 ) -> VisitResult:
     """The expert's visit: each finding becomes a ticket and a HAZARD_FOUND event; a visit
     without findings closes the order. `expert_id`: only that expert's order ('' = any).
@@ -66,18 +69,23 @@ def record_visit(
     事故隐患, recorded as GENERAL is refused, naming the finding's `severity`). A visit
     is dated no later than today and no earlier than the day its order was placed (that
     day in Asia/Shanghai; today, should the order's instant lie past the context's clock,
-    as a test's pinned day does)."""
+    as a test's pinned day does). A refusal names every bad field at once (the visit's
+    own, each finding's: the expert's page shows them all beside their fields, review 59
+    F5), with `refused`: the caller's own refusals of fields it could not even read (a
+    page's minutes that are no number), which record nothing either."""
     today = ctx.today()
-    day = parse_day(visited_on, "visited_on") if visited_on else today
-    if day > today:  # rules would refuse its events (dated after today) for good
-        raise ValidationError([FieldViolation("visited_on", messages.VISIT_IN_FUTURE)])
     mobile = trim(on_site_mobile).replace(" ", "").replace("-", "")
-    if mobile and not PHONE.fullmatch(mobile):
-        raise ValidationError([FieldViolation("on_site_mobile", messages.SIGN_IN_BAD_PHONE)])
-    if not 0 <= minutes <= MAX_MINUTES:
-        raise ValidationError([FieldViolation("minutes_on_site", f"0..{MAX_MINUTES}")])
     unconfirmed = mobile_required and not (mobile or contact_confirmed)
-    checked = _checked(uow, ctx, order_id, findings, day, firm_clauses_only, unconfirmed)
+    bad = [*refused, *_visit_problems(visited_on, today, mobile, minutes)]
+    day = today
+    if visited_on and not any(v.field == "visited_on" for v in bad):
+        day = parse_day(visited_on, "visited_on")
+    try:
+        checked = _checked(uow, ctx, order_id, findings, day, firm_clauses_only, unconfirmed)
+    except ValidationError as exc:
+        raise ValidationError([*bad, *exc.violations]) from exc
+    if bad:
+        raise ValidationError([*bad, *(_mobile_needed(uow, order_id) if unconfirmed else [])])
     with uow:
         order = uow.register.order(order_id, for_update=True)
         if order is None:
@@ -109,6 +117,27 @@ def record_visit(
             change_phone(uow, card, after)
         uow.commit()
         return VisitResult(visit, tickets)
+
+
+def _visit_problems(
+    visited_on: str, today: date, mobile: str, minutes: int
+) -> list[FieldViolation]:
+    """What is wrong with the visit's own fields (its day, the on-site mobile, the time
+    on site), every one."""
+    bad: list[FieldViolation] = []
+    if visited_on:
+        try:
+            day = parse_day(visited_on, "visited_on")
+        except ValidationError as exc:
+            bad.extend(exc.violations)
+        else:
+            if day > today:  # rules would refuse its events (dated after today) for good
+                bad.append(FieldViolation("visited_on", messages.VISIT_IN_FUTURE))
+    if mobile and not PHONE.fullmatch(mobile):
+        bad.append(FieldViolation("on_site_mobile", messages.SIGN_IN_BAD_PHONE))
+    if not 0 <= minutes <= MAX_MINUTES:
+        bad.append(FieldViolation("minutes_on_site", f"0..{MAX_MINUTES}"))
+    return bad
 
 
 def _checked(
@@ -185,7 +214,11 @@ def _ticket(
         # photos reference the ticket, and no relationship tells the unit of work so
         # (it would load the blobs): insert the ticket first
         uow.flush()
-    for content, _ in f.photos:
-        uow.register.add(photo_record(new_id("P"), ticket.id, content, "finding", now()))
+    for upload in f.photos:
+        # read, written and let go one at a time: a visit's photos (up to
+        # MAX_VISIT_PHOTO_BYTES) are never all in memory (review 48 N1)
+        content = upload.read()
+        uow.register.add_photo(photo_record(new_id("P"), ticket.id, content, "finding", now()))
+        del content
     uow.register.add_event(hazard_found(ticket))
     return ticket

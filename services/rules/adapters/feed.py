@@ -372,13 +372,20 @@ class FeedStore:
         self._news = threading.Condition()
         self._generation = 0
 
+    @property
+    def publishes_in_transaction(self) -> bool:
+        """Whether the feed worker publishes a batch inside the transaction that holds
+        the publishers' lock (PostgreSQL), or with no transaction open (SQLite, where
+        every write transaction holds the process's one write lock: review 57 D3)."""
+        return self._lock_rows
+
     def lock_publishing(self, connection: Connection) -> bool:
         """Whether this transaction may publish: one publisher at a time across replicas
         (PostgreSQL: a transaction-scoped advisory lock, taken without waiting; SQLite:
-        none, as before: two processes on one file may publish a batch twice, and
-        JetStream drops the repeat by its `Nats-Msg-Id`). Not the feed head's row lock,
-        which sequencing takes: a batch waiting on a slow bus held it, so no change got a
-        position and every WatchChanges follower stalled with the bus (review 49 F2)."""
+        none: two processes on one file may publish a batch twice, and JetStream drops
+        the repeat by its `Nats-Msg-Id`). Not the feed head's row lock, which sequencing
+        takes: a batch waiting on a slow bus held it, so no change got a position and
+        every WatchChanges follower stalled with the bus (review 49 F2)."""
         if not self._lock_rows:
             return True
         taken = connection.execute(

@@ -2,9 +2,11 @@
 
 One `FeedWorker` thread runs in every rules process that has a register. Each pass
 positions what has committed (`FeedStore.sequence`) and, when NATS is configured,
-publishes the positioned changes not yet published, in position order, while holding
-the publishers' lock (`FeedStore.lock_publishing`, not the row lock sequencing takes),
-so two replicas never publish at once and per-firm order holds on the bus too. A
+publishes the positioned changes not yet published, in position order: on PostgreSQL
+while holding the publishers' lock (`FeedStore.lock_publishing`, not the row lock
+sequencing takes), so two replicas never publish at once and per-firm order holds on the
+bus too; on SQLite with no transaction open (`FeedWorker._publish_batch`), so a slow or
+stalled NATS never holds the process's write lock. A
 replica that publishes names its bus in the feed head (`claim_publisher`); a replica
 without NATS then leaves the changes to it, where it used to mark them delivered, the
 unpublished ones too (review 49 F1). Each message carries the change id as `Nats-Msg-Id`: a process
@@ -29,6 +31,7 @@ from typing import Any
 
 import structlog
 
+from services.common.db import read_snapshot
 from services.rules.adapters.feed import (
     FeedStore,
     mark_all_delivered,
@@ -236,18 +239,52 @@ class FeedWorker(threading.Thread):
             raise
         published = 0
         while True:
-            with self.store.engine.begin() as connection:
+            sent = self._publish_batch()
+            if sent is None:
+                return published  # nothing left, or another replica is publishing
+            done, tried = sent
+            published += done
+            if done < tried:
+                self._health(False)  # connected or not, the stream does not take them
+                raise RuntimeError(f"published {done} of {tried}; retrying")
+
+    def _publish_batch(self) -> tuple[int, int] | None:
+        """The next batch published and marked: (published, tried), or None when none is
+        left or another replica is publishing.
+
+        PostgreSQL: read, publish and mark in one transaction holding the publishers'
+        advisory lock (`FeedStore.lock_publishing`), which nothing else waits on. SQLite:
+        no transaction is open while NATS is asked (review 57 D3): every SQLite write
+        transaction holds the process's one write lock (db.py), so a publish inside one
+        (up to 5 s a message on a stalled NATS) held up every writer of the process and
+        its health. The batch is read from a snapshot, published, and the acknowledged
+        prefix marked in a short write transaction of its own. Exactly once, in order,
+        still: this process's one worker publishes in position order and marks only what
+        JetStream acknowledged; a process killed between the two, or another process on
+        the same file publishing the same batch meanwhile, sends a change again with the
+        same `Nats-Msg-Id`, which JetStream drops, and each change is sent only after the
+        one before it was acknowledged, so the stream keeps the feed's order."""
+        assert self.publisher is not None
+        engine = self.store.engine
+        if self.store.publishes_in_transaction:
+            with engine.begin() as connection:
                 if not self.store.lock_publishing(connection):
-                    return published  # another replica is publishing
+                    return None
                 batch = unpublished(connection, self._batch)
                 if not batch:
-                    return published
+                    return None
                 done = self.publisher.publish(batch)
                 mark_published(connection, done)
-            published += len(done)
-            if len(done) < len(batch):
-                self._health(False)  # connected or not, the stream does not take them
-                raise RuntimeError(f"published {len(done)} of {len(batch)}; retrying")
+            return len(done), len(batch)
+        with read_snapshot(engine) as connection:
+            batch = unpublished(connection, self._batch)
+        if not batch:
+            return None
+        done = self.publisher.publish(batch)  # no transaction open
+        if done:
+            with engine.begin() as connection:
+                mark_published(connection, done)
+        return len(done), len(batch)
 
     def _position(self) -> None:
         """Position what committed; first of all, once, read the head: a database restored

@@ -293,7 +293,10 @@ def _database(url: str, args: argparse.Namespace | None = None) -> Engine:
     else:
         limits = common_server.limits_from(args)
         engine = make_engine(
-            url, pool_size=limits.db_workers, timeouts=common_server.timeouts_from(args)
+            url,
+            pool_size=limits.db_workers,
+            timeouts=common_server.timeouts_from(args),
+            sqlite_synchronous=common_server.sqlite_synchronous_from(args),
         )
     migrate.upgrade(engine)
     return engine

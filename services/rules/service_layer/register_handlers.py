@@ -329,12 +329,13 @@ def update_masked(
                 "profile (UpsertEnterprise without update_mask) first"
             )
         # what the request sets is validated as input (a retired fact key it sends is
-        # refused); what it leaves is the stored profile, read as stored (a retired key
-        # the data migration kept stays, for a person to settle)
-        retired = ctx.fact_types.retired
-        current = {k: v for k, v in (firm.profile.get("facts") or {}).items() if k not in retired}
+        # refused, a negative number too); what it leaves is the stored profile, read as
+        # stored: a fact the mask does not name is not judged again (a retired key the
+        # data migration kept stays, for a person to settle; a negative number stored
+        # before they were refused does not refuse an update of `contact_mobile` or
+        # `employees`: review 56 D5). Only the named facts are checked as input here.
         parse_profile(
-            masks.apply_mask({**firm.profile, "facts": current}, data, paths, renamed),
+            masks.apply_mask({**firm.profile, "facts": {}}, data, paths, renamed),
             ctx.fact_types,
             prefix="profile.",
             # the request's own text passed its transport's check; the stored text is read

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from services.booking.adapters.orm import audit_log
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain import messages
 from services.booking.entrypoints.web import create_web_app
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common.auth import TokenStore
@@ -100,3 +101,26 @@ def test_without_the_scope_booking_sends_nothing(tmp_path: Path) -> None:
         assert pair.sms.sent == []
         assert _sign_in_phone(pair, firm) == ""
         assert pair.ctx.rules.self_check(firm, {}) == []  # the masked contact is not sent back
+
+
+def test_a_contact_corrected_in_the_register_before_the_code_comes_back_signs_nobody_in(
+    site: tuple[Pair, httpx.Client, str, str],
+) -> None:
+    """Review 56 D3: the code went to the register's contact; the registrar corrected the
+    contact within the code's 10 minutes; the code, typed right, no longer signs in (the
+    page says the number is no longer on record) and the number does not become the
+    firm's sign-in mobile."""
+    pair, client, firm, token = site
+    assert client.post(f"/q/{token}/sign-in", data={"phone": CONTACT}).status_code == 200
+    code = pair.sms.last_code(CONTACT)
+    corrected = rpb.UpsertEnterpriseRequest(
+        profile=profile_from_json(profile(71, contact_mobile="13900002222"))
+    )
+    corrected.update_mask.paths.append("contact_mobile")
+    pair.rules.UpsertEnterprise(
+        corrected, metadata=(("authorization", f"Bearer {REGISTRAR}"),), timeout=10
+    )
+    done = client.post(f"/q/{token}/sign-in/code", data={"phone": CONTACT, "code": code})
+    assert done.status_code == 403 and "firm_session" not in client.cookies
+    assert messages.SIGN_IN_NUMBER_NO_LONGER_ON_RECORD in done.text
+    assert _sign_in_phone(pair, firm) == ""

@@ -124,7 +124,8 @@ def test_the_qr_token_alone_orders_and_reads_only_number_and_status(secured) -> 
     mine = stub.GetOrder(
         bpb.GetOrderRequest(order_id=placed.order_id), metadata=session, timeout=10
     )
-    assert mine.expert_id == "E1" and list(mine.clause_refs) == ["GM2023:11(3)"]
+    assert mine.expert_name == "专家E1" and list(mine.clause_refs) == ["GM2023:11(3)"]
+    assert mine.expert_id == ""  # staff ids stay off the firm's view (review 56)
     listed = stub.ListOrders(bpb.ListOrdersRequest(), metadata=session, timeout=10)
     assert [o.order_id for o in listed.orders] == [placed.order_id]
     assert list(listed.orders[0].clause_refs) == ["GM2023:11(3)"]
@@ -354,3 +355,47 @@ def test_the_firms_session_reads_its_history_as_its_page_shows_it(secured) -> No
     assert as_firm.expert_name == "专家Z"
     precise = [h.reason for h in as_admin.history]
     assert precise[1] == f"派单给专家 Y{slot}" and "需回避本企业" in precise[2]
+
+
+def test_the_firms_session_reads_experts_by_name_and_staff_actors_neutrally(secured) -> None:  # type: ignore[no-untyped-def]
+    """Review 56: over gRPC the firm's session read Order.expert_id, Ticket.expert_id
+    and each Transition.actor raw (an expert's id, a staff caller's name), where the
+    phone page shows the expert's name and 专家/工作人员. The firm's session reads the
+    name (Order.expert_name, Ticket.expert_name), no id, and the actors "firm",
+    "dispatcher" and "staff" (every service or staff caller); staff read them as
+    stored."""
+    pair, stub = secured
+    firm, token = _firm(pair, stub, 10)
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    placed = stub.CreateOrder(pair.order_request(token, item="dust_explosion"), timeout=10)
+    found = bpb.FindingInput(clause_ref="GEN:ledger", severity=bpb.SEVERITY_GENERAL)
+    found.description = "未建立隐患排查治理台账"
+    visit = stub.RecordVisit(
+        bpb.RecordVisitRequest(order_id=placed.order_id, findings=[found]),
+        metadata=auth("expert-E1"),
+        timeout=10,
+    )
+    session = _sign_in(pair, stub, firm, token)
+    asked = bpb.GetOrderRequest(order_id=placed.order_id)
+    as_firm = stub.GetOrder(asked, metadata=session, timeout=10)
+    listed = stub.ListOrders(bpb.ListOrdersRequest(), metadata=session, timeout=10).orders[0]
+    for order in (as_firm, listed):
+        assert order.expert_id == "" and order.expert_name == "专家E1"
+        assert [h.actor for h in order.history] == ["firm", "dispatcher", "staff"]
+    as_admin = stub.GetOrder(asked, metadata=auth("admin"), timeout=10)
+    assert as_admin.expert_id == "E1" and as_admin.expert_name == "专家E1"
+    assert [h.actor for h in as_admin.history] == ["firm", "dispatcher", "expert-E1"]
+    proved = stub.SubmitRectification(
+        bpb.SubmitRectificationRequest(
+            ticket_id=visit.tickets[0].ticket_id, photo=bpb.Photo(content=PNG)
+        ),
+        metadata=session,
+        timeout=10,
+    )
+    assert proved.expert_id == "" and proved.expert_name == "专家E1"
+    assert [h.actor for h in proved.history] == ["staff", "firm"]
+    staff = stub.ListTickets(bpb.ListTicketsRequest(), metadata=auth("admin"), timeout=10)
+    [ticket] = staff.tickets
+    assert ticket.expert_id == "E1" and ticket.expert_name == "专家E1"
+    assert [h.actor for h in ticket.history] == ["expert-E1", "firm"]
+    assert "E1" not in repr([as_firm, listed, proved]).replace("专家E1", "")

@@ -145,3 +145,44 @@ def test_a_profile_read_masked_can_be_sent_back(stub: RulesServiceStub) -> None:
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "profile.contact_mobile" in _violations(info)
     assert _status(stub, BOOKING).profile.contact_mobile == MOBILE
+
+
+def test_a_negative_fact_stored_before_they_were_refused_does_not_refuse_a_masked_update(
+    stub: RulesServiceStub, db_engine: Engine
+) -> None:
+    """Review 56 D5: a firm whose stored profile holds a negative number fact (kept from
+    before review 51 refused them) could not be updated by update_mask at all: sending
+    the masked contact back (`contact_mobile`), or `employees`, was INVALID_ARGUMENT
+    naming the stored fact, which the caller had not sent. A masked update is judged on
+    what it sets; the stored fact stays as kept. A fact the caller sends (the mask names
+    it, or the whole profile carries it) is still judged as input."""
+    from sqlalchemy import update
+
+    from services.rules.adapters.orm import firms
+
+    _upsert(stub, BOOKING, profile(1, contact_mobile=MOBILE))
+    kept = profile(1, contact_mobile=MOBILE, facts={"fire.exit_width_ratio": -0.5})
+    with db_engine.begin() as conn:
+        conn.execute(update(firms).values(profile=kept))
+    read = _status(stub, OTHER).profile
+    assert read.contact_mobile == MASKED
+    for paths in (["contact_mobile"], ["employees"]):
+        request = pb.UpsertEnterpriseRequest(profile=read)
+        request.update_mask.paths.extend(paths)
+        answer = stub.UpsertEnterprise(request, metadata=_as(OTHER), timeout=30)
+        assert answer.profile.contact_mobile == MASKED
+    after = _status(stub, BOOKING).profile
+    assert after.contact_mobile == MOBILE
+    assert dict(after.facts)["fire.exit_width_ratio"].number_value == -0.5  # kept as stored
+    named = pb.UpsertEnterpriseRequest(profile=read)
+    named.update_mask.paths.append("facts.fire.exit_width_ratio")
+    for request in (named, pb.UpsertEnterpriseRequest(profile=read)):  # sent: judged
+        with pytest.raises(grpc.RpcError) as info:
+            stub.UpsertEnterprise(request, metadata=_as(OTHER), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(_violations(info)) == {'profile.facts["fire.exit_width_ratio"]'}
+    fixed = pb.UpsertEnterpriseRequest(profile=read)
+    fixed.profile.facts["fire.exit_width_ratio"].number_value = 0.8
+    fixed.update_mask.paths.append("facts.fire.exit_width_ratio")
+    stub.UpsertEnterprise(fixed, metadata=_as(OTHER), timeout=30)
+    assert dict(_status(stub, BOOKING).profile.facts)["fire.exit_width_ratio"].number_value == 0.8

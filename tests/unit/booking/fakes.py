@@ -72,6 +72,7 @@ class FakeRegister:
         self.visits: dict[str, Visit] = {}
         self.assignments: list[Assignment] = []
         self.outbox: list[OutboxMessage] = []
+        self.outbox_decisions: list[tuple[str, dict[str, Any]]] = []  # (event id, before)
         self.events: list[BookingEvent] = []
         self.taken_slots: set[tuple[str, str]] = set()  # booked by a "concurrent" dispatch
         self.locked_by_others: set[str] = set()  # experts a "concurrent" dispatch holds
@@ -149,6 +150,9 @@ class FakeRegister:
             if c.enterprise_id == enterprise_id and c.phone_digest in phone_digests
         ]
         return max(found, key=lambda c: c.created_at) if found else None
+
+    def sign_in_code(self, code_id: str) -> SignInCode | None:
+        return self.codes.get(code_id)
 
     def firm_session(self, session_id: str) -> FirmSession | None:
         return self.sessions.get(session_id)
@@ -391,21 +395,58 @@ class FakeRegister:
     def photo(self, photo_id: str) -> Photo | None:
         return self.photos.get(photo_id)
 
+    def add_photo(self, photo: Photo) -> None:
+        self.add(photo)
+
     # the outbox
+    def _open(self) -> list[OutboxMessage]:
+        return [m for m in self.outbox if m.delivered_at is None and m.discarded_at is None]
+
     def pending_messages(self, limit: int) -> Sequence[OutboxMessage]:
-        return [m for m in self.outbox if m.delivered_at is None and m.failed_at is None][:limit]
+        return [m for m in self._open() if m.failed_at is None][:limit]
+
+    def due_heads(self, instant: datetime, limit: int) -> list[tuple[str, int]]:
+        heads: dict[str, OutboxMessage] = {}
+        for m in self._open():
+            heads.setdefault(m.enterprise_id, m)
+        due = [
+            (firm, int(m.id or 0))
+            for firm, m in heads.items()
+            if m.failed_at is None and (m.next_attempt_at is None or m.next_attempt_at <= instant)
+        ]
+        return sorted(due, key=lambda h: h[1])[:limit]
+
+    def firm_head(self, enterprise_id: str) -> int | None:
+        return next((m.id for m in self._open() if m.enterprise_id == enterprise_id), None)
 
     def claim_message(self, message_id: int) -> OutboxMessage | None:
         return next((m for m in self.outbox if m.id == message_id), None)
 
+    def outbox_message(self, event_id: str, *, for_update: bool = False) -> OutboxMessage | None:
+        return next((m for m in self.outbox if m.event_id == event_id), None)
+
     def failed_messages(self) -> Sequence[OutboxMessage]:
-        return [m for m in self.outbox if m.failed_at is not None]
+        return [m for m in self._open() if m.failed_at is not None]
+
+    def open_counts(self, firms: Iterable[str]) -> dict[str, int]:
+        wanted = set(firms)
+        counts: dict[str, int] = {}
+        for m in self._open():
+            if m.enterprise_id in wanted:
+                counts[m.enterprise_id] = counts.get(m.enterprise_id, 0) + 1
+        return counts
 
     def delivered_since(self, instant: datetime) -> Sequence[OutboxMessage]:
         return [m for m in self.outbox if m.delivered_at and m.delivered_at >= instant]
 
     def undelivered_count(self) -> int:
         return len(self.pending_messages(10**9))
+
+    def outbox_decision_values(self, message: OutboxMessage) -> dict[str, Any]:
+        return {"failed_at": message.failed_at, "discarded_at": message.discarded_at}
+
+    def record_outbox_decision(self, message: OutboxMessage, before: dict[str, Any]) -> None:
+        self.outbox_decisions.append((message.event_id, before))
 
 
 class FakeUnitOfWork:

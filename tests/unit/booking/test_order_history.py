@@ -7,7 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.booking.domain import messages
-from services.booking.domain.order_history import experts_named, for_firm
+from services.booking.domain.order_history import (
+    actors_for_firm,
+    experts_named,
+    firm_actor,
+    for_firm,
+)
 from services.booking.domain.orders import OrderTransition
 
 AT = datetime(2026, 6, 1, 9, 0)
@@ -47,8 +52,9 @@ def test_experts_by_name_and_a_neutral_reason_for_every_cause() -> None:
         ]
         assert "E-FIRE" not in repr([r.reason for r in shown])
         assert [(r.at, r.actor, r.to_status) for r in shown] == [
-            (r.at, r.actor, r.to_status) for r in stored
+            (r.at, firm_actor(r.actor), r.to_status) for r in stored
         ]
+        assert [r.actor for r in shown] == ["firm", "dispatcher", "staff", "dispatcher", "staff"]
         assert stored[2].reason.startswith("专家E-FIRE-01")  # the stored row is unchanged
 
 
@@ -59,3 +65,21 @@ def test_an_expert_without_a_name_is_not_named_and_other_rows_stay() -> None:
         messages.DISPATCHED_UNNAMED.format(slot=SLOT),
         "企业已停产",
     ]
+
+
+def test_the_firm_reads_itself_and_the_system_by_name_and_every_caller_as_staff() -> None:
+    """Review 56: a caller's name (an expert's id, an inspector's, "staff:7 张三") is the
+    authority's to know; the firm reads "staff" (the page's 专家/工作人员)."""
+    actors = ["firm", "dispatcher", "sweep", "", "expert-E1", "booking-admin", "staff:7 张三"]
+    assert [firm_actor(a) for a in actors] == [
+        "firm",
+        "dispatcher",
+        "sweep",
+        "",
+        "staff",
+        "staff",
+        "staff",
+    ]
+    stored = [row("", "submitted", "x", actor=a) for a in actors]
+    assert [r.actor for r in actors_for_firm(stored)] == [firm_actor(a) for a in actors]
+    assert [r.actor for r in stored] == actors  # the stored rows are unchanged

@@ -7,11 +7,13 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+import structlog
 
 from services.booking.domain import messages, qr
 from services.booking.domain.events import HazardFound, HazardVerified, RectificationOverdue
 from services.booking.domain.findings import FindingInput
 from services.booking.domain.firm_access import STAFF, FirmAccess
+from services.booking.domain.photos import Upload
 from services.booking.domain.rules_service import RulesRejected, RulesUnavailable
 from services.booking.domain.staff import EVERY
 from services.booking.service_layer import (
@@ -285,7 +287,7 @@ def test_each_finding_becomes_a_ticket_and_a_hazard_found_event(
         uow,
         ctx,
         order.id,
-        [finding("major", photos=((PNG, "image/png"),)), finding("general")],
+        [finding("major", photos=(Upload.of(PNG),)), finding("general")],
         visited_on="",
         minutes=60,
         actor="expert",
@@ -321,6 +323,27 @@ def test_a_visit_cites_only_clauses_rules_knows_and_waits_for_rules(
         visits.record_visit(
             uow, ctx, order.id, [finding()], visited_on="", minutes=60, actor="expert"
         )
+    assert uow.register.orders_by_id[order.id].status == "dispatched"
+
+
+def test_a_refused_visit_names_every_bad_field_at_once(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    """Review 59 F5: the visit's day, the on-site mobile and the minutes were refused one
+    at a time, before the findings were looked at (three rounds on the expert's page)."""
+    order = dispatched(uow, ctx, token)
+    tomorrow = (ctx.today() + timedelta(days=1)).isoformat()
+    with pytest.raises(ValidationError) as info:
+        visits.record_visit(
+            uow, ctx, order.id, [finding(clause_ref="GM2023:99")], visited_on=tomorrow,
+            minutes=-5, actor="expert", on_site_mobile="138",
+        )  # fmt: skip
+    assert {v.field for v in info.value.violations} == {
+        "visited_on",
+        "on_site_mobile",
+        "minutes_on_site",
+        "findings[0].clause_ref",
+    }
     assert uow.register.orders_by_id[order.id].status == "dispatched"
 
 
@@ -432,11 +455,11 @@ def test_delivery_marks_messages_delivered_in_order(
 
 
 @pytest.mark.parametrize(
-    ("error", "delivered", "failed", "stops"),
+    ("error", "failed", "stops"),
     [
-        (RulesUnavailable("UNAVAILABLE", "down"), 0, 0, True),  # unreachable: all stop
-        (RulesUnavailable("RESOURCE_EXHAUSTED", "slow down"), 0, 0, False),  # held, retried
-        (RulesRejected("INVALID_ARGUMENT", "bad event"), 1, 1, False),  # parked for good
+        (RulesUnavailable("UNAVAILABLE", "down"), 0, True),  # unreachable: all stop
+        (RulesUnavailable("RESOURCE_EXHAUSTED", "slow down"), 0, False),  # backoff, retried
+        (RulesRejected("INVALID_ARGUMENT", "bad event"), 1, False),  # parked for good
     ],
 )
 def test_failures_are_told_apart_by_status_code(
@@ -444,20 +467,55 @@ def test_failures_are_told_apart_by_status_code(
     ctx: Any,
     token: str,
     error: Exception,
-    delivered: int,
     failed: int,
     stops: bool,
 ) -> None:
+    """Whatever the failure, the firm's second event does not overtake its first: a
+    retried one waits out its backoff, a parked one holds the firm (review 49 N5)."""
     queued(uow, ctx, token)
     first = uow.register.outbox[0]
     ctx.rules.refuse[first.event_id] = error
     report = outbox.deliver_pending(uow, ctx.rules)
-    assert (report.delivered, report.failed) == (delivered, failed)
+    assert (report.delivered, report.failed) == (0, failed)
     assert first.attempts == 1 and first.last_error.startswith(str(error).split(":")[0])
     assert (first.next_attempt_at is not None) == isinstance(error, RulesUnavailable)
-    assert report.waiting is (delivered == 0)
-    if stops:
-        assert not ctx.rules.reported
+    assert report.waiting is isinstance(error, RulesUnavailable)
+    assert not ctx.rules.reported
+    assert uow.register.outbox[1].attempts == 0
+
+
+def test_a_parked_event_holds_its_firm_and_the_worker_says_so(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    """Review 49 N5: the firm's second event waits behind its first, refused for good;
+    the refusal is logged with how many wait behind it, and the worker's reminder names
+    the firm held (and no phone number)."""
+    queued(uow, ctx, token)
+    first, second = uow.register.outbox
+    ctx.rules.refuse[first.event_id] = RulesRejected("NOT_FOUND", "no such firm")
+    worker = outbox.OutboxWorker(lambda: uow, ctx.rules)
+    with structlog.testing.capture_logs() as logged:
+        assert outbox.deliver_pending(uow, ctx.rules).failed == 1
+        assert outbox.deliver_pending(uow, ctx.rules).delivered == 0  # held, pass after pass
+        worker.remind()
+        worker.remind()  # once in a while, not on every pass
+    assert second.attempts == 0 and not ctx.rules.reported
+    (parked,) = [e for e in logged if e["log_level"] == "error"]
+    assert (parked["event_id"], parked["enterprise_id"], parked["held_behind"]) == (
+        first.event_id,
+        FIRM,
+        1,
+    )
+    (reminder,) = [e for e in logged if e["event"].startswith("firms' events held")]
+    assert reminder["held"] == [
+        {"enterprise_id": FIRM, "event_id": first.event_id, "refused": "NOT_FOUND", "behind": 1}
+    ]
+    assert "13812345678" not in repr(logged)
+    del ctx.rules.refuse[first.event_id]
+    assert outbox.requeue_failed(uow) == [first.event_id]
+    assert [d[0] for d in uow.register.outbox_decisions] == [first.event_id]  # audited
+    assert outbox.deliver_pending(uow, ctx.rules).delivered == 2
+    assert [p["event_id"] for p in ctx.rules.reported] == [first.event_id, second.event_id]
 
 
 def test_a_booking_number_is_b_the_day_and_six_characters_each_drawn_from_all_32() -> None:

@@ -15,9 +15,10 @@ Routes (README "The two services", docs/booking.md):
     /staff/…                                the staff pages (web/staff_pages.py lists them)
 
 The package: app.py (the app and its one table of routes), middleware.py (headers, body
-limits, staff credentials), limits.py (rate limits), pages.py (the routes: translate only,
-like the gRPC servicer), labels.py (how values look), errors.py (errors as pages, in one
-place).
+limits, staff credentials), limits.py (rate limits), uploads.py (the expert's visit form
+read as it arrives: its photos to disk, how many visits write theirs at once), pages.py
+(the routes: translate only, like the gRPC servicer), labels.py (how values look),
+errors.py (errors as pages, in one place).
 """
 
 from services.booking.entrypoints.web.app import create_web_app

@@ -24,6 +24,7 @@ from services.booking.entrypoints.web.pages import Pages
 from services.booking.entrypoints.web.staff_expert import ExpertPages
 from services.booking.entrypoints.web.staff_inspector import InspectorPages
 from services.booking.entrypoints.web.staff_pages import SignInPages
+from services.booking.entrypoints.web.uploads import Uploads
 from services.booking.service_layer.ports import BookingContext
 from services.common.auth import TokenStore
 
@@ -37,13 +38,17 @@ def create_web_app(
     on_outbox: Callable[[], None] = lambda: None,
     limits: WebLimits | None = DEFAULT_WEB_LIMITS,
     staff: TokenStore | None = None,
+    uploads: Uploads | None = None,
 ) -> Starlette:
     """The phone page, /verify, /dashboard, /healthz and the staff pages, every route in
-    one table (described in entrypoints/web/__init__.py and web/staff_pages.py)."""
+    one table (described in entrypoints/web/__init__.py and web/staff_pages.py).
+    `uploads`: what the expert's visit photos may take of the process (web/uploads.py;
+    None: UploadLimits' defaults)."""
     pages = Pages(ctx, engine, on_outbox, staff)
     board = DashboardRoutes(pages)
     args = (ctx, engine, pages.render, on_outbox, pages.guidance)
-    sign, inspector, expert = SignInPages(*args), InspectorPages(*args), ExpertPages(*args)
+    sign, inspector = SignInPages(*args), InspectorPages(*args)
+    expert = ExpertPages(*args, uploads=uploads or Uploads())
     pages.session_opens_dashboard = sign.may_open_dashboard  # supervisors, admins
     routes = [
         Route("/staff", sign.home, methods=["GET"]),
@@ -55,6 +60,7 @@ def create_web_app(
         Route("/staff/tickets/{ticket_id}", inspector.recheck, methods=["POST"]),
         Route("/staff/photos/{photo_id}", inspector.photo, methods=["GET"]),
         Route("/staff/visits", expert.visits, methods=["GET"]),
+        Route("/staff/findings", expert.findings, methods=["GET"]),
         Route("/staff/orders/{order_id}/visit", expert.visit_form, methods=["GET"]),
         Route("/staff/orders/{order_id}/visit", expert.visit_submit, methods=["POST"]),
         Route("/q/{token}", pages.landing, methods=["GET"]),

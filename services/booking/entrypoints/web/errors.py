@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,6 +21,7 @@ from services.booking.domain import messages
 from services.booking.domain.firm_access import OtherFirmsRecord
 from services.booking.domain.rules_service import RulesUnavailable
 from services.booking.entrypoints.web.middleware import BodyTooLarge, log_path, secure
+from services.common.db import database_unavailable
 from services.common.errors import (
     NotFound,
     PermissionDenied,
@@ -102,6 +103,16 @@ def handlers(render: Render) -> dict[Any, Handler]:
         response.headers["Retry-After"] = "30"
         return response
 
+    crashed = crash_handler(render)
+
+    async def database_error(request: Request, exc: Exception) -> Response:
+        """Any other database error: unavailable when it says so (db.database_unavailable,
+        by SQLSTATE or SQLite result code: a read-only database's InternalError, review
+        57 D1), else what it is, a crash."""
+        if database_unavailable(exc):
+            return await unavailable(request, exc)
+        return await crashed(request, exc)
+
     async def too_many(request: Request, exc: Exception) -> Response:
         response = shown(request, 429, messages.PAGE_TOO_MANY)
         response.headers["Retry-After"] = str(max(1, round(getattr(exc, "retry_after", 60))))
@@ -127,9 +138,10 @@ def handlers(render: Render) -> dict[Any, Handler]:
         RulesUnavailable: unavailable,
         OperationalError: unavailable,
         PoolTimeout: unavailable,
+        DBAPIError: database_error,
         BodyTooLarge: same(413, messages.PAGE_TOO_LARGE),
         HTTPException: http_error,
-        Exception: crash_handler(render),  # fallback: Guard normally answers these itself
+        Exception: crashed,  # fallback: Guard normally answers these itself
     }
 
 

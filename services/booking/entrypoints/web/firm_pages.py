@@ -49,6 +49,7 @@ from services.common.errors import (
     PermissionDenied,
     PreconditionFailed,
     RateLimited,
+    Unavailable,
     ValidationError,
 )
 
@@ -133,8 +134,10 @@ class FirmPages:
             done = await self.pages.use_case(sign_in.sign_in, token, phone, code)
         except ValidationError as exc:
             return page(step="code", error=exc.violations[0].description, status=400)
-        except PermissionDenied:
-            return page(step="code", error=messages.SIGN_IN_WRONG_CODE, status=403)
+        except PermissionDenied as exc:  # a wrong code, or one whose number lost its right
+            return page(step="code", error=str(exc) or messages.SIGN_IN_WRONG_CODE, status=403)
+        except Unavailable as exc:  # rules cannot say whether the contact is still on record
+            return page(step="code", error=str(exc), status=503)
         except RateLimited as exc:
             return page(step="phone", error=str(exc), status=429)
         response = RedirectResponse(return_path(token, back), status_code=303)

@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 
 from services.booking.domain import messages
+from services.booking.domain.order_history import STAFF_ACTOR
 from services.booking.domain.orders import OrderStatus
 from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import TicketStatus
@@ -33,9 +34,16 @@ TICKET_STATUS_LABELS = {
     TicketStatus.VERIFIED.value: "复查通过",
 }
 SEVERITY_LABELS = {s.value: s.label for s in Severity}
-# Other actors are service callers (experts, inspectors): their ids stay off the page.
-ACTOR_LABELS = {"firm": "企业", "dispatcher": "系统派单", "": "系统"}
+# Other actors are service callers (experts, inspectors): their ids stay off the page,
+# as off the firm's gRPC view, where they read STAFF_ACTOR (domain/order_history.py).
 OTHER_ACTOR = "专家/工作人员"
+ACTOR_LABELS = {
+    "firm": "企业",
+    "dispatcher": "系统派单",
+    "sweep": "系统",
+    "": "系统",
+    STAFF_ACTOR: OTHER_ACTOR,
+}
 DOMAIN_LABELS = {**{d.value: d.label for d in Domain}, "any": "通用服务"}
 INSPECTION_KIND_LABELS = {
     "ROUTINE": "日常检查（双随机）",
@@ -49,6 +57,10 @@ INSPECTION_KIND_LABELS = {
     "LICENSING": "行政许可核查",
 }
 WEEKDAYS = "一二三四五六日"
+# a description in a list (the recheck queue, the expert's findings): its first
+# characters on one line, the whole text on the ticket's page (review 59 F7: a 1,000-
+# character finding made a 2,000 px card on a phone, and the card's link name)
+EXCERPT_CHARS = 60
 # the dashboard's charts: (title, the table's column headers)
 CHART_LABELS = {
     "overdue-by-region": ("逾期未整改隐患（按镇街）", ("镇街", "逾期未整改（处）")),
@@ -141,6 +153,24 @@ def shown_clause(ref: str, text: str) -> ShownClause:
     return ShownClause(number, text or ("" if number else messages.CLAUSE_TEXT_UNAVAILABLE))
 
 
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """A person's text for a list: its lines joined by a space, runs of spaces as one,
+    at most `limit` characters, "…" when cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def staff_name(actor: str, me: str = "") -> str:
+    """Who did something, as the staff pages name them: a staff member by their name
+    (the caller `staff:<username> <name>`), RECHECK_YOU when that is `me` (the reader's
+    own caller), anyone else (a service caller) as OTHER_ACTOR, a firm as 企业."""
+    if me and actor == me:
+        return messages.RECHECK_YOU
+    if actor.startswith("staff:"):
+        return actor.partition(" ")[2] or OTHER_ACTOR
+    return ACTOR_LABELS.get(actor, OTHER_ACTOR)
+
+
 def percent(value: float) -> str:
     return f"{value * 100:.1f}%"
 
@@ -167,6 +197,7 @@ def environment() -> jinja2.Environment:
         weekday=weekday,
         month=month,
         percent=percent,
+        excerpt=excerpt,
         shown_ref=shown_ref,
         shown_clause=shown_clause,
     )

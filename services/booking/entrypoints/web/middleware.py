@@ -97,9 +97,9 @@ UPLOAD_BODY_LIMIT = 6 * 1024 * 1024 + 64 * 1024  # one ≤ 5 MB photo, a note, m
 STAFF_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
 _UPLOAD_PATH = re.compile(r"^/q/[^/]+/tickets/[^/]+/?$")
 # An expert's visit: every finding the form allows (50) with its ≤ 5 MB photo gets
-# through and is parsed (Starlette spools each file over 1 MB to disk), so the page can
-# answer next to each field and keep what was typed; how much of it is kept in memory
-# for the visit is the form's own check (findings.MAX_VISIT_PHOTO_BYTES).
+# through and is read as it arrives (web/uploads.py: text in memory within its limit,
+# photos to disk within theirs, 100 MB a visit), so the page can answer next to each
+# field and keep what was typed; a body past this is 413, the fields before it kept.
 VISIT_BODY_LIMIT = MAX_FINDINGS * UPLOAD_BODY_LIMIT
 _VISIT_PATH = re.compile(r"^/staff/orders/[^/]+/visit/?$")
 _TOKEN_PATH = re.compile(r"^/q/[^/]+")

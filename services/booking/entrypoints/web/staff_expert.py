@@ -9,45 +9,88 @@ clause becomes a finding block with its severity and deadline preset.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from services.booking.domain import messages
 from services.booking.domain.findings import MAX_FINDINGS, MAX_VISIT_PHOTO_BYTES, FindingInput
-from services.booking.domain.photos import MAX_PHOTO_BYTES
+from services.booking.domain.photos import MAX_PHOTO_BYTES, Upload
 from services.booking.domain.staff import StaffAccount
-from services.booking.entrypoints.web.middleware import VISIT_BODY_LIMIT, BodyTooLarge, typed
+from services.booking.entrypoints.web.middleware import VISIT_BODY_LIMIT, BodyTooLarge
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
-from services.booking.entrypoints.web.staff_inspector import chinese
+from services.booking.entrypoints.web.staff_inspector import chinese, done_banner
 from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
+from services.booking.entrypoints.web.uploads import (
+    FormRefused,
+    Uploads,
+    VisitForm,
+    receive_visit_form,
+)
 from services.booking.service_layer import authz, staff_views, visits
 from services.booking.service_layer.staff_sessions import Visitor
-from services.common.errors import PreconditionFailed, ValidationError
+from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
 
 MAX_QUERY = 100
-PART_LIMIT = 6 * 1024 * 1024
 _MB = 1024 * 1024
 _EACH_MB = MAX_PHOTO_BYTES // _MB
 _TOTAL_MB = MAX_VISIT_PHOTO_BYTES // _MB
+_RESELECT = messages.VISIT_PHOTOS_RESELECT.format(total=_TOTAL_MB, each=_EACH_MB)
+_OVER_TOTAL = messages.VISIT_PHOTO_OVER_TOTAL.format(total=_TOTAL_MB)
+BUSY_RETRY_AFTER = 30  # seconds, with the 503 of a visit no writer's slot took
 T = TypeVar("T")
 
 
+@dataclass(eq=False)
 class ExpertPages(StaffBase):
+    # the visit photos the web process spools and writes at once (web/uploads.py)
+    uploads: Uploads = field(default_factory=Uploads)
+
     @staff_errors
     @signed_in
     async def visits(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
-        days = await run_in_threadpool(
+        mine = await run_in_threadpool(
             staff_views.my_visits, self.uow(), self.ctx, self.principal(account), self.guidance
         )
         # a fixed code, never the query's text
         said = messages.VISIT_RECORDED if request.query_params.get("recorded") == "1" else ""
+        link = messages.FINDINGS_LINK
+        if mine.waiting:
+            link = messages.FINDINGS_LINK_WAITING.format(
+                n=f"{mine.waiting}+" if mine.more_waiting else mine.waiting
+            )
         return self.page(
-            "staff/visits.html", visitor, days=days, today=self.ctx.today(), recorded=said
+            "staff/visits.html",
+            visitor,
+            days=mine.days,
+            today=self.ctx.today(),
+            recorded=said,
+            findings_link=link,
+        )
+
+    @staff_errors
+    @signed_in
+    async def findings(self, request: Request, visitor: Visitor, account: StaffAccount) -> Response:
+        """The tickets the expert found that are not verified yet (review 59 F1): those
+        waiting for a recheck, which the expert may make, then those the firm owes; after
+        a recheck, its confirmation."""
+        mine = await run_in_threadpool(
+            staff_views.my_findings, self.uow(), self.ctx, self.principal(account)
+        )
+        return self.page(
+            "staff/findings.html",
+            visitor,
+            found=mine,
+            parts=[
+                ("waiting", messages.FINDINGS_WAITING_HEADING, mine.waiting),
+                ("open", messages.FINDINGS_OPEN_HEADING, mine.still_open),
+            ],
+            empty=messages.FINDINGS_NONE,
+            more=messages.FINDINGS_MORE.format(n=staff_views.FINDINGS_LIMIT),
+            **await done_banner(self, request, account),
         )
 
     async def _form_page(
@@ -101,41 +144,60 @@ class ExpertPages(StaffBase):
     async def visit_submit(
         self, request: Request, visitor: Visitor, account: StaffAccount
     ) -> Response:
-        entered: dict[str, str] = {}
-        photos: dict[str, bytes] = {}
-        errors: dict[str, str] = {}
+        """The visit form, received as it arrives (web/uploads.py: its photos on disk,
+        none of it held whole), then recorded while its photos' files exist."""
+        form = VisitForm()
         try:
-            async with request.form(
-                max_files=MAX_FINDINGS, max_fields=400, max_part_size=PART_LIMIT
-            ) as form:
-                if not self.csrf_ok(visitor, form):
+            async with receive_visit_form(request, self.uploads, form):
+                if not visitor.csrf_ok(form.csrf):
                     return csrf_refused(self.render)
-                errors = await _read(form, entered, photos)
-        except BodyTooLarge:
-            errors["_form"] = messages.VISIT_TOO_LARGE.format(
-                limit=VISIT_BODY_LIMIT // _MB, each=_EACH_MB, total=_TOTAL_MB
-            )
-        except HTTPException:
-            errors["_form"] = messages.UPLOAD_FAILED
+                return await self._submitted(request, visitor, form, 400)
+        except BodyTooLarge:  # what came before the limit is shown again, not the photos
+            form.errors = {
+                "_form": messages.VISIT_TOO_LARGE.format(
+                    limit=VISIT_BODY_LIMIT // _MB, each=_EACH_MB, total=_TOTAL_MB
+                )
+            }
+            form.photos = {}
+            return await self._submitted(request, visitor, form, 413)
+        except FormRefused:
+            form.errors = {"_form": messages.UPLOAD_FAILED}
+            form.photos = {}
+            return await self._submitted(request, visitor, form, 400)
+
+    async def _submitted(
+        self, request: Request, visitor: Visitor, form: VisitForm, status: int
+    ) -> Response:
+        """The visit recorded (the redirect to the expert's visits), or the form again
+        with everything typed and the errors beside their fields, answered `status`
+        (another when recording refuses it)."""
         found = self.signed_in(request, visitor)
         if isinstance(found, Response):
             return found
         _, account = found
-        entered, photos, errors = _in_order(entered, photos, errors)
+        errors = dict(form.errors)
+        if "_form" not in errors and any(_block_of(key) is not None for key in errors):
+            spooled = messages.VISIT_SPOOL_FULL in errors.values()
+            reselect = messages.VISIT_PHOTOS_NOT_RECEIVED if spooled else _RESELECT
+            errors["_form"] = reselect
+        entered, photos, errors = _in_order(dict(form.fields), form.photos, errors)
         picks = [entered[f"ref_{i}"] for i in _finding_numbers(entered)]
         if not errors:
-            errors = await self._record(request, account, entered, photos)
+            errors, status = await self._record(request, account, entered, photos)
         if errors:
-            return await self._form_page(
+            page = await self._form_page(
                 request,
                 *found,
                 picks,
-                400,
+                status,
                 errors=errors,
                 general=errors.get("_form", ""),
                 entered=entered,
                 minutes=entered.get("minutes_on_site", "60"),
             )
+            if status == 503:
+                page.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
+            return page
         self.wake()
         return RedirectResponse("/staff/visits?recorded=1", status_code=303)
 
@@ -144,25 +206,45 @@ class ExpertPages(StaffBase):
         request: Request,
         account: Any,
         entered: dict[str, str],
-        photos: dict[str, bytes],
+        photos: dict[str, Upload],
+    ) -> tuple[dict[str, str], int]:
+        """RecordVisit's handler; its field violations as Chinese messages by field, and
+        the status to answer them with. A visit with photos writes them only with one of
+        the web process's writer slots (web/uploads.py `Uploads.writing`): none free
+        within its wait, 503 and the form kept."""
+        if not photos:
+            return await self._record_now(request, account, entered, photos), 400
+        async with self.uploads.writing() as free:
+            if not free:
+                return {"_form": messages.VISIT_WRITERS_BUSY}, 503
+            return await self._record_now(request, account, entered, photos), 400
+
+    async def _record_now(
+        self,
+        request: Request,
+        account: Any,
+        entered: dict[str, str],
+        photos: dict[str, Upload],
     ) -> dict[str, str]:
-        """RecordVisit's handler; its field violations as Chinese messages by field."""
         findings = [
             FindingInput(
                 ref,
                 entered.get(f"severity_{i}", ""),
                 entered.get(f"desc_{i}", ""),
                 entered.get(f"due_{i}", ""),
-                ((photos[f"photo_{i}"], ""),) if f"photo_{i}" in photos else (),
+                (photos[f"photo_{i}"],) if f"photo_{i}" in photos else (),
             )
             for i in _finding_numbers(entered)
             if (ref := entered.get(f"ref_{i}", ""))
         ]  # blocks numbered 0, 1, 2 … (_in_order); every one sent is counted (more than
         # MAX_FINDINGS: the use case refuses them all, none is dropped)
+        # minutes that are no number are refused with everything else (review 59 F5)
+        refused: list[FieldViolation] = []
         try:
             minutes = int(entered.get("minutes_on_site", "0") or 0)
         except ValueError:
-            return {"minutes_on_site": messages.VISIT_BAD_MINUTES}
+            minutes = 0
+            refused.append(FieldViolation("minutes_on_site", messages.VISIT_BAD_MINUTES))
         principal = self.principal(account)
         try:
             await self.as_person(
@@ -180,12 +262,15 @@ class ExpertPages(StaffBase):
                     contact_confirmed=entered.get("contact_confirmed") == "1",
                     mobile_required=True,
                     firm_clauses_only=True,
+                    refused=refused,
                 ),
             )
         except ValidationError as exc:
             found: dict[str, str] = {}
             for v in exc.violations:  # the first reason a field has is shown
                 found.setdefault(_form_field(v.field), chinese(v.field, v.description))
+            if _OVER_TOTAL in found.values():
+                found.setdefault("_form", _RESELECT)
             return found
         except PreconditionFailed:
             return {"_form": messages.VISIT_NOT_OPEN}
@@ -208,8 +293,8 @@ def _block_of(key: str, names: frozenset[str] = FINDING_FIELDS) -> int | None:
 
 
 def _in_order(
-    entered: dict[str, str], photos: dict[str, bytes], errors: dict[str, str]
-) -> tuple[dict[str, str], dict[str, bytes], dict[str, str]]:
+    entered: dict[str, str], photos: dict[str, Upload], errors: dict[str, str]
+) -> tuple[dict[str, str], dict[str, Upload], dict[str, str]]:
     """The form's finding blocks with a clause numbered 0, 1, 2 … in the order sent
     (ref_0, ref_7 → 0, 1), their fields, photos and errors with them, as the findings
     are counted (`_record`: the use case's findings[i]) and the page shows them again:
@@ -229,29 +314,6 @@ def _in_order(
         return out
 
     return moved(entered), moved(photos), moved(errors)
-
-
-async def _read(
-    form: FormData, entered: dict[str, str], photos: dict[str, bytes]
-) -> dict[str, str]:
-    """The form's text into `entered`, its photos into `photos` while the visit's total
-    allows (MAX_VISIT_PHOTO_BYTES); a photo past it is refused next to its field, not
-    held, and the text is kept all the same. The errors by field."""
-    errors: dict[str, str] = {}
-    room = MAX_VISIT_PHOTO_BYTES  # what the visit's photos may still weigh
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            content = await value.read(MAX_PHOTO_BYTES + 1)
-            if len(content) > room:
-                errors[key] = messages.VISIT_PHOTO_OVER_TOTAL.format(total=_TOTAL_MB)
-            elif content:
-                photos[key] = content
-                room -= len(content)
-        elif key != "csrf":
-            entered[key] = typed(value)
-    if errors:
-        errors["_form"] = messages.VISIT_PHOTOS_RESELECT.format(total=_TOTAL_MB, each=_EACH_MB)
-    return errors
 
 
 def _form_field(field: str) -> str:

@@ -6,6 +6,7 @@ for the note and the new deadline, whose refusals are shown next to their fields
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,13 +15,26 @@ from starlette.responses import RedirectResponse, Response
 from services.booking.domain import messages
 from services.booking.domain.findings import MAX_TEXT
 from services.booking.domain.staff import StaffAccount
-from services.booking.domain.tickets import TicketStatus
+from services.booking.domain.tickets import (
+    NOT_WAITING,
+    PROOF_CHANGED,
+    RecheckRefused,
+    Ticket,
+    TicketStatus,
+)
+from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.middleware import form_part_limit, typed
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
-from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
+from services.booking.entrypoints.web.staff_pages import (
+    StaffBase,
+    form_signed_in,
+    signed_in,
+    ticket_list,
+)
 from services.booking.service_layer import authz, staff_views, tickets
 from services.booking.service_layer.staff_sessions import Visitor
 from services.booking.service_layer.staff_views import QueueFilter
+from services.common.clock import ID_LENGTH
 from services.common.errors import NotFound, PreconditionFailed, ValidationError
 from services.common.values import trim
 
@@ -46,15 +60,13 @@ class InspectorPages(StaffBase):
             return self.page(
                 "staff/queue.html", visitor, 400, **self._empty(wanted), error=messages.BAD_REGION
             )
-        # a fixed code, never the query's text (a link must not put words on this page)
-        said = DONE_BANNERS.get(q.get("done", ""), "")
         return self.page(
             "staff/queue.html",
             visitor,
             filter=wanted,
             regions=self._choices(account.region),
-            done=said,
             error="",
+            **await done_banner(self, request, account),
             **data,
         )
 
@@ -71,6 +83,7 @@ class InspectorPages(StaffBase):
             "filter": wanted,
             "regions": [],
             "done": "",
+            "saved": None,
             "tickets": [],
             "more": False,
             "firm_names": {},
@@ -80,8 +93,17 @@ class InspectorPages(StaffBase):
         }
 
     async def _ticket_page(
-        self, request: Request, visitor: Any, account: Any, status: int = 200, **form: Any
+        self,
+        request: Request,
+        visitor: Any,
+        account: Any,
+        status: int = 200,
+        seen: int | None = None,
+        **form: Any,
     ) -> Response:
+        """The ticket beside the firm's proof, with the recheck form while it waits;
+        `form`: what a refused recheck typed, and why it was refused; `seen`: the proof
+        that form was opened on."""
         ticket_id = request.path_params["ticket_id"]
         shown = await run_in_threadpool(
             staff_views.staff_ticket,
@@ -92,14 +114,44 @@ class InspectorPages(StaffBase):
             self.guidance,
         )
         values = {"result": "", "note": "", "new_due_on": "", "errors": {}, "general": ""}
+        values |= form
+        waiting = shown.ticket.status == TicketStatus.SUBMITTED.value
+        proof = shown.ticket.proof_number()
+        me = self.principal(account).caller
+        taken = changed = ""
+        if values["errors"] and not waiting:
+            # the ticket was rechecked meanwhile (another tab, another person): whatever
+            # this form said, it cannot be saved; say what happened, show what was typed
+            # (the form is gone: there is nothing to recheck) (review 59 F2)
+            status = 409
+            values["errors"] = {}
+            values["general"] = messages.RECHECK_NOT_WAITING
+            taken = recheck_taken(shown.ticket, me)
+        elif values["errors"] and seen is not None and 0 < seen != proof:
+            # the firm sent another proof since the form was opened (after a failed
+            # recheck in another tab, or a better photo): the conclusion was about a proof
+            # the ticket no longer holds; say so, show what was typed, and offer a fresh
+            # form for the proof now shown (a form with a mistake of its own too)
+            status = 409
+            values["errors"] = {}
+            values["general"] = messages.RECHECK_PROOF_CHANGED
+            changed = proof_changed(shown.ticket, seen, me)
+        crumb, crumb_label = ticket_list(account)
         return self.page(
             "staff/ticket.html",
             visitor,
             status,
             item=shown,
             today=self.ctx.today(),
-            waiting=shown.ticket.status == TicketStatus.SUBMITTED.value,
-            **{**values, **form},
+            waiting=waiting,
+            proof=proof,
+            taken=taken,
+            changed=changed,
+            see_proof=messages.RECHECK_SEE_NEW_PROOF,
+            typed_heading=messages.RECHECK_TYPED,
+            crumb=crumb,
+            crumb_label=crumb_label,
+            **values,
         )
 
     @staff_errors
@@ -118,6 +170,7 @@ class InspectorPages(StaffBase):
             result = str(form.get("result") or "")
             note = trim(typed(form.get("note")), multiline=True)
             new_due = trim(str(form.get("new_due_on") or ""))
+            seen = _proof_seen(str(form.get("proof") or ""))
         found = self.signed_in(request, visitor)
         if isinstance(found, Response):
             return found
@@ -126,9 +179,11 @@ class InspectorPages(StaffBase):
         errors = {} if result in ("pass", "fail") else {"result": messages.RECHECK_BAD_CHOICE}
         if not errors:
             try:
-                await self._recheck(account, ticket_id, result == "pass", note, new_due)
+                await self._recheck(account, ticket_id, result == "pass", note, new_due, seen)
             except ValidationError as exc:
                 errors = {v.field: _chinese(v.field, v.description) for v in exc.violations}
+            except RecheckRefused as exc:
+                errors = {"_form": REFUSALS.get(exc.reason, messages.RECHECK_NOT_WAITING)}
             except PreconditionFailed:
                 errors = {"_form": messages.RECHECK_NOT_WAITING}
         if errors:
@@ -140,19 +195,29 @@ class InspectorPages(StaffBase):
                 result=result,
                 note=note,
                 new_due_on=new_due,
+                seen=seen,
                 errors={field: [text] for field, text in errors.items()},  # _forms.html
-                general=errors.get("_form", ""),
+                # a broken proof field is no field of the form: said above it
+                general=errors.get("_form", "")
+                or (messages.RECHECK_PAGE_BROKEN if "proof_number" in errors else ""),
             )
         self.wake()
-        return RedirectResponse(
-            f"/staff/tickets?done={'pass' if result == 'pass' else 'fail'}",
-            status_code=303,
-        )
+        # back to the list the person came from and may open (an expert has no queue:
+        # review 59 F1), saying what was saved
+        done = urlencode({"done": result, "ticket": ticket_id})
+        return RedirectResponse(f"{ticket_list(account)[0]}?{done}", status_code=303)
 
     async def _recheck(
-        self, account: Any, ticket_id: str, passed: bool, note: str, new_due: str
+        self,
+        account: Any,
+        ticket_id: str,
+        passed: bool,
+        note: str,
+        new_due: str,
+        seen: int | None,
     ) -> None:
-        """RecheckTicket's handler, with RecheckTicket's role and region checks."""
+        """RecheckTicket's handler, with RecheckTicket's role and region checks and the
+        proof the form was opened on (`seen`)."""
         principal = self.principal(account)
         await self.as_person(
             account,
@@ -166,6 +231,7 @@ class InspectorPages(StaffBase):
                 actor=principal.caller,
                 allowed=lambda t: authz.may_recheck(principal, t),
                 regions=authz.inspector_regions(principal, self.ctx.regions),
+                proof_seen=seen,
             ),
         )
 
@@ -185,6 +251,85 @@ class InspectorPages(StaffBase):
             shown.content, media_type=shown.content_type, headers={"Content-Disposition": "inline"}
         )
 
+
+async def done_banner(base: StaffBase, request: Request, account: StaffAccount) -> dict[str, Any]:
+    """The confirmation after a recheck (the redirect's `done` and `ticket`): a fixed
+    sentence by its code, never the query's text (a link must not put words on a
+    page), and the ticket it saved, named by its firm and what was found, when the
+    person may see it (`saved`: its id and name; None otherwise)."""
+    q = request.query_params
+    said = DONE_BANNERS.get(q.get("done", ""), "")
+    wanted = q.get("ticket", "")
+    if not said or not _an_id(wanted):
+        return {"done": said, "saved": None}
+    found = await run_in_threadpool(
+        staff_views.named_ticket, base.uow(), base.ctx, base.principal(account), wanted
+    )
+    if found is None:
+        return {"done": said, "saved": None}
+    ticket, firm = found
+    name = messages.RECHECK_SAVED_TICKET.format(firm=firm, what=labels.excerpt(ticket.description))
+    return {"done": said, "saved": (ticket.id, name)}
+
+
+def _an_id(text: str) -> bool:
+    """Whether a query's text may be a record's id (clock.new_id: ASCII letters and
+    digits, at most ID_LENGTH), so that nothing else reaches the database."""
+    return 0 < len(text) <= ID_LENGTH and text.isascii() and text.isalnum()
+
+
+def recheck_taken(ticket: Ticket, me: str) -> str:
+    """What became of a ticket no longer waiting for a recheck, for the person whose
+    recheck came too late (`me`: their caller): who rechecked it when, and how; or that
+    the firm owes its proof."""
+    last = ticket.history[-1] if ticket.history else None
+    if last is None:
+        return ""
+    who, when = labels.staff_name(last.actor, me), labels.time(last.at)
+    if ticket.status == TicketStatus.VERIFIED.value:
+        return messages.RECHECK_TAKEN_PASSED.format(who=who, when=when)
+    if last.from_status == TicketStatus.SUBMITTED.value:  # OPEN again: a failed recheck
+        return messages.RECHECK_TAKEN_FAILED.format(
+            who=who, when=when, due=labels.day(ticket.due_on)
+        )
+    return messages.RECHECK_NO_PROOF
+
+
+def _proof_seen(text: str) -> int | None:
+    """The form's `proof` (the proof number the page showed): None when absent (a page
+    served before the form carried it: not checked, as then); anything but a number
+    is -1, refused by the use case naming `proof_number`."""
+    if not text:
+        return None
+    if text.isascii() and text.isdigit() and len(text) <= 9:
+        return int(text)
+    return -1
+
+
+def proof_changed(ticket: Ticket, seen: int, me: str) -> str:
+    """What happened since the page showed proof number `seen`, for the person whose
+    recheck was about it (`me`: their caller): a failed recheck since (who, when: often
+    their own other tab), and when the firm sent the proof the ticket holds now."""
+    sent, failed, latest = 0, None, None
+    for move in ticket.history:
+        if move.to_status == TicketStatus.SUBMITTED.value:
+            sent, latest = sent + 1, move
+        elif sent >= seen and move.from_status == TicketStatus.SUBMITTED.value:
+            failed = move  # SUBMITTED → OPEN after the proof seen: a failed recheck
+    said = []
+    if failed is not None:
+        who = labels.staff_name(failed.actor, me)
+        said.append(messages.RECHECK_FAILED_SINCE.format(who=who, when=labels.time(failed.at)))
+    if latest is not None:
+        said.append(messages.RECHECK_NEW_PROOF.format(when=labels.time(latest.at), n=sent))
+    return "".join(said)
+
+
+# what the page says of a recheck refused by the use case, by its reason
+REFUSALS = {
+    NOT_WAITING: messages.RECHECK_NOT_WAITING,
+    PROOF_CHANGED: messages.RECHECK_PROOF_CHANGED,
+}
 
 FIELD_MESSAGES = {
     "new_due_on": messages.RECHECK_NEEDS_DEADLINE,

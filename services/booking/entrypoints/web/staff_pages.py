@@ -10,6 +10,7 @@ Routes:
     GET  /staff/tickets/{id}, POST       a ticket: the finding beside the proof; pass/fail
     GET  /staff/photos/{id}              a finding or proof photo the person may see
     GET  /staff/visits                   the expert's visits by day
+    GET  /staff/findings                 the tickets the expert found, not yet verified
     GET  /staff/orders/{id}/visit, POST  record a visit: clause picker, findings, photos
 
 Every POST carries the session's CSRF token (403 page without it); every action runs
@@ -72,6 +73,19 @@ START_PAGES = {
     Role.EXPERT.value: "/staff/visits",
     Role.SUPERVISOR.value: "/dashboard",
 }
+# where a person's tickets are listed, and so where a ticket's page leads back and a
+# recheck lands: an inspector's (an admin's) recheck queue, an expert's own findings
+# (an expert may recheck what they found but has no queue of a region: review 59 F1)
+TICKET_LISTS = {
+    Role.INSPECTOR.value: ("/staff/tickets", messages.QUEUE_LINK),
+    Role.ADMIN.value: ("/staff/tickets", messages.QUEUE_LINK),
+    Role.EXPERT.value: ("/staff/findings", messages.FINDINGS_LINK),
+}
+
+
+def ticket_list(account: StaffAccount) -> tuple[str, str]:
+    """The person's list of tickets: (its URL, its name for a link back)."""
+    return TICKET_LISTS.get(account.role, ("/staff", messages.STAFF_HOME_LINK))
 
 
 @dataclass(eq=False)
