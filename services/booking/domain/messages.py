@@ -126,6 +126,7 @@ OUTBOX_DISCARD_REASON = "请写明放弃发送的原因（1至{n}个字），记
 OUTBOX_ALREADY_DELIVERED = "事件{ref}已送达规则服务，无需放弃"
 OUTBOX_ALREADY_DISCARDED = "事件{ref}已于{at}放弃发送"
 OUTBOX_NOT_REFUSED = "事件{ref}没有被规则服务拒收过，正在排队发送，不能放弃"
+OUTBOX_BEING_SENT = "事件{ref}正在重新发送给规则服务，请稍后查看结果再决定是否放弃"
 
 
 # ---------------------------------------------------------------- the expert pool (staff)
