@@ -69,8 +69,10 @@ def _copy(source: Path, target: Path) -> int:
         src.close()
 
 
-def backup(url: str, out: Path) -> int:
-    """A consistent copy of the live database at `url` in `out`; returns its pages."""
+def backup(url: str, out: Path, mark: Callable[[Path], None] | None = None) -> int:
+    """A consistent copy of the live database at `url` in `out`; returns its pages.
+    `mark(copy)` runs on the copy before it takes its name (the rules service marks its
+    change feed there as a copy: whoever uses it first renews the feed's epoch)."""
     source = sqlite_path(url)
     if not source.exists():
         raise BackupError(f"no database at {source}")
@@ -79,6 +81,8 @@ def backup(url: str, out: Path) -> int:
     partial.unlink(missing_ok=True)
     try:
         pages = _copy(source, partial)
+        if mark is not None:
+            mark(partial)
         os.replace(partial, out)
         _sync_folder(out.parent)  # the rename too survives a power cut
     finally:
@@ -103,9 +107,18 @@ def restore(backup_file: Path, url: str) -> int:
     return _copy(backup_file, target)
 
 
-def add_commands(sub: Any, env_prefix: str, service: str, trail: Callable[[str], Trail]) -> None:
+def add_commands(
+    sub: Any,
+    env_prefix: str,
+    service: str,
+    trail: Callable[[str], Trail],
+    mark: Callable[[Path], None] | None = None,
+    restored: Callable[[str], None] | None = None,
+) -> None:
     """`audit verify`, `audit anchor`, `backup --out FILE` and `restore --from FILE` on a
-    CLI's subcommands; `trail(url)` opens a database's audit trail (restore verifies it)."""
+    CLI's subcommands; `trail(url)` opens a database's audit trail (restore verifies it).
+    `mark(copy)`: what `backup` does to its copy before naming it; `restored(url)`: what
+    `restore` does once the backup is in, before verifying it."""
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -129,13 +142,15 @@ def add_commands(sub: Any, env_prefix: str, service: str, trail: Callable[[str],
     )
     env_flag(take, "--db", f"{env_prefix}_DB", default_sqlite_url(service), "database URL")
     take.add_argument("--out", type=Path, required=True, help="the backup file to write")
-    take.set_defaults(run=_cmd_backup)
+    take.set_defaults(run=lambda args: _cmd_backup(args, mark))
     back = sub.add_parser(
         "restore", help="replace the SQLite database by a backup (stop the server first)"
     )
     env_flag(back, "--db", f"{env_prefix}_DB", default_sqlite_url(service), "database URL")
     back.add_argument("--from", dest="source", type=Path, required=True, help="a backup file")
-    back.set_defaults(run=lambda args: _cmd_restore(args, lambda url: _verify(trail(url))))
+    back.set_defaults(
+        run=lambda args: _cmd_restore(args, lambda url: _verify(trail(url)), restored)
+    )
 
 
 def _verify(trail: Trail, anchor: audit_anchor.Anchor | None = None) -> int:
@@ -185,17 +200,23 @@ def _attempt(what: str, run: Callable[[], int]) -> int | None:
         return None
 
 
-def _cmd_backup(args: argparse.Namespace) -> int:
-    pages = _attempt("backup", lambda: backup(args.db, args.out))
+def _cmd_backup(args: argparse.Namespace, mark: Callable[[Path], None] | None = None) -> int:
+    pages = _attempt("backup", lambda: backup(args.db, args.out, mark))
     if pages is None:
         return 1
     print(f"backup written to {args.out} ({pages} pages, integrity ok)")
     return 0
 
 
-def _cmd_restore(args: argparse.Namespace, verify_audit: Callable[[str], int]) -> int:
+def _cmd_restore(
+    args: argparse.Namespace,
+    verify_audit: Callable[[str], int],
+    restored: Callable[[str], None] | None = None,
+) -> int:
     pages = _attempt("restore", lambda: restore(args.source, args.db))
     if pages is None:
         return 1
     print(f"restored {args.source} into {sqlite_path(args.db)} ({pages} pages, integrity ok)")
+    if restored is not None:
+        restored(args.db)
     return verify_audit(args.db)

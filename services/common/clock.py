@@ -28,7 +28,8 @@ def now() -> datetime:
 
 
 def start_of_day(day: date) -> datetime:
-    """Midnight of `day` in Asia/Shanghai, as an instant."""
+    """Midnight of `day` in Asia/Shanghai, as an instant: a day's bound, for comparing
+    with stored instants (an instant column binds it in UTC: columns.Instant)."""
     return datetime.combine(day, time.min, SHANGHAI)
 
 

@@ -8,7 +8,8 @@ tests compare its migrated database with its tables).
 - `firm_id`: a firm's unified social credit code (USCC_LENGTH, 18 characters), always required;
 - `firm_name`, `region`: a firm's name and its 镇街 (the lengths the rules service's
   profile accepts);
-- `instant`: a moment, stored with its time zone; `day`: a calendar day;
+- `instant`: a moment, stored with its time zone and bound in UTC (`Instant`); `day`: a
+  calendar day;
 - `flag`: yes or no, always required;
 - `digest`: a SHA-256 digest (or HMAC) in hex, 64 characters;
 - `note`: free text that is empty, not NULL, when there is none.
@@ -19,11 +20,14 @@ Each takes the column's name first and SQLAlchemy's own keywords (`index`, `uniq
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Date, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Column, Date, DateTime, Dialect, ForeignKey, Integer, String, Text
+from sqlalchemy.types import TypeDecorator
 
 from services.common.clock import ID_LENGTH as RECORD_ID_LENGTH
+from services.common.instants import as_utc
 from services.common.vocabulary import FIRM_NAME_LENGTH, REGION_LENGTH
 from services.common.vocabulary import USCC_LENGTH as FIRM_ID_LENGTH
 
@@ -67,9 +71,28 @@ def region(name: str = "region", **kw: Any) -> Column[Any]:
     return Column(name, String(REGION_LENGTH), nullable=False, **kw)
 
 
+class Instant(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` whose every bound value is in UTC: what the column stores
+    (an order's creation, a transition) and what it is compared with (a period's bounds,
+    `clock.start_of_day`, are midnights in Asia/Shanghai). PostgreSQL's timestamptz
+    converts an instant of any zone itself, but SQLite keeps no zone: it stores and
+    compares the wall time as written, so an instant on the Shanghai clock stood 8 hours
+    off every UTC one (review 59 F3). Converting here, once, makes both databases hold
+    and compare the same thing whatever zone the caller's instant is on; a naive value
+    is taken as UTC (`instants.as_utc`), as SQLite hands them back."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if isinstance(value, datetime):
+            return as_utc(value).astimezone(UTC)
+        return value
+
+
 def instant(name: str, *, nullable: bool = False, **kw: Any) -> Column[Any]:
-    """A moment with its time zone (every timestamp of both registers)."""
-    return Column(name, DateTime(timezone=True), nullable=nullable, **kw)
+    """A moment with its time zone (every timestamp of both registers), bound in UTC."""
+    return Column(name, Instant(), nullable=nullable, **kw)
 
 
 def day(name: str, *, nullable: bool = False, **kw: Any) -> Column[Any]:

@@ -93,6 +93,10 @@ MAJOR_FINDINGS = {
     "gas": ("GM2023:7(5)", "燃烧装置缺压力联锁和熄火保护"),
     "special_equipment": ("GM2023:3(2)", "特种作业人员无证上岗"),
 }
+# The demo accounts' own work (README "Demo logins"): demo-expert is this expert, and
+# demo-inspector works STAFF_REGION, so each has something to open after `make run`.
+STAFF_EXPERT_ID = "E-FIRE-01"
+STAFF_REGION = "稠城街道"
 MAJOR_SHARE = 0.03
 FINDINGS_PER_VISIT = 5.6  # mean; the reports' ~700 eliminated of ~145 bookings
 HALVES = ("AM", "PM")
@@ -176,9 +180,15 @@ class City:
     firms: tuple[DemoFirm, ...]
     experts: tuple[DemoExpert, ...]
     orders: tuple[DemoOrder, ...] = field(default=())
+    staff_expert: DemoExpert | None = None  # the demo expert account's (its orders: staff_orders)
 
     def tickets(self) -> list[DemoTicket]:
         return [t for o in self.orders for t in o.tickets]
+
+    def staff_orders(self) -> list[DemoOrder]:
+        """The orders of the demo expert account (`staff_orders`), oldest first."""
+        mine = self.staff_expert.expert_id if self.staff_expert else None
+        return [o for o in self.orders if mine and o.expert_id == mine]
 
 
 def _id(rng: random.Random, prefix: str, length: int = 16) -> str:
@@ -283,6 +293,85 @@ def orders(
     return tuple(sorted(out, key=lambda o: o.created_at))
 
 
+STAFF_EXPERT = DemoExpert(
+    STAFF_EXPERT_ID, "陈工（消防）", ("fire_crowded",), (STAFF_REGION, "江东街道")
+)
+# (days ago the order was placed, days from today of its half-day, half, its findings:
+# (clause, what was found, found → deadline days, found → proof days or None, proof →
+# recheck days or None)); visited when its half-day has passed
+STAFF_WORK = (
+    (
+        45,
+        -40,
+        "AM",
+        (
+            # proof sent after the deadline: waiting, overdue (the queue's 仅看已逾期)
+            ("GEN:extinguishers", "灭火器过期或配置不足", 30, 35, None),
+            # nothing sent: overdue (the supervisors' list; the firm may still send proof)
+            ("GEN:ledger", "隐患排查治理台账未建立或未及时更新", 30, None, None),
+        ),
+    ),
+    (
+        15,
+        -12,
+        "PM",
+        (
+            # proof sent in time: waiting for the inspector, or for the expert who found it
+            ("SMALL:evacuation", "疏散通道堆放杂物", 30, 10, None),
+            ("GEN:training", "员工安全培训记录不全", 30, None, None),  # due in 18 days
+            ("GEN:emergency_plan", "应急预案未演练", 30, 4, 2),  # passed
+        ),
+    ),
+    (3, 0, "PM", ()),  # today: the visit to record
+    (1, 1, "AM", ()),  # tomorrow
+)
+
+
+def staff_orders(
+    rng: random.Random, city_firms: Sequence[DemoFirm], today: date, taken: set[str]
+) -> tuple[DemoOrder, ...]:
+    """The demo expert account's orders (STAFF_WORK), each of its own firm of the demo
+    inspector's street that no other order has (fire firms first): two visited with
+    tickets waiting for a recheck (one overdue), open (one overdue) and passed; one
+    booked for today, one for tomorrow."""
+    street = [
+        f
+        for f in city_firms
+        if f.profile["region"] == STAFF_REGION and f.enterprise_id not in taken
+    ]
+    street.sort(key=lambda f: "fire_crowded" not in f.profile["high_risk_domains"])
+    out = []
+    for firm, (placed, slot_in, half, findings) in zip(street, STAFF_WORK, strict=False):
+        created_day = today - timedelta(days=placed)
+        slot_day = today + timedelta(days=slot_in)
+        visited = slot_day < today
+        tickets = []
+        for clause, text, due_in, proof_in, check_in in findings if visited else ():
+            proof = slot_day + timedelta(days=proof_in) if proof_in is not None else None
+            checked = proof + timedelta(days=check_in) if proof and check_in is not None else None
+            due = slot_day + timedelta(days=due_in)
+            tickets.append(
+                DemoTicket(_id(rng, "T"), clause, "general", text, slot_day, due, proof, checked)
+            )
+        out.append(
+            DemoOrder(
+                id=f"B{created_day:%y%m%d}" + "".join(rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZ", k=6)),
+                enterprise_id=firm.enterprise_id,
+                name=firm.profile["name"],
+                region=STAFF_REGION,
+                item_codes=("fire_safety",),
+                created_at=datetime.combine(created_day, time(9, 30), SHANGHAI),
+                expert_id=STAFF_EXPERT_ID,
+                slot_day=slot_day,
+                half=half,
+                visited=visited,
+                cancelled=False,
+                tickets=tuple(tickets),
+            )
+        )
+    return tuple(out)
+
+
 def city(
     today: date,
     *,
@@ -291,11 +380,15 @@ def city(
     expert_count: int = 20,
     booking_count: int = 145,
 ) -> City:
-    """The demo city as of `today`: deterministic for (seed, today)."""
+    """The demo city as of `today`: deterministic for (seed, today): `booking_count`
+    orders of its experts, then the demo expert account's few (`staff_orders`), drawn
+    after them (the city's own are those it had before the demo accounts had work)."""
     rng = random.Random(seed)
     city_firms = firms(rng, firm_count, today, seed)
     city_experts = experts(rng, expert_count)
     booked = orders(rng, city_firms, city_experts, today, booking_count)
+    staff = staff_orders(rng, city_firms, today, {o.enterprise_id for o in booked})
+    booked = tuple(sorted(booked + staff, key=lambda o: o.created_at))
     first: dict[str, date] = {}
     for order in booked:  # in time order: a firm's first booking
         first.setdefault(order.enterprise_id, order.created_at.date())
@@ -305,4 +398,4 @@ def city(
         else f
         for f in city_firms
     )
-    return City(seed, today, registered, city_experts, booked)
+    return City(seed, today, registered, city_experts, booked, STAFF_EXPERT)

@@ -1,8 +1,11 @@
 """Instants (points in time) as both services store and show them (shared kernel, pure).
 
-Stored instants are UTC; SQLite hands them back naive (as written, in UTC), PostgreSQL
-aware. Every instant a caller sees is RFC 3339 with its zone offset, on the
-Asia/Shanghai clock (+08:00), the zone of the authority, the firms and every date field.
+Stored instants are UTC: every instant column (`columns.instant`) binds its values in
+UTC, whatever zone they are on, so an instant and a day's bound (`clock.start_of_day`)
+mean the same on SQLite, which keeps no zone, as on PostgreSQL. SQLite hands them back
+naive (as written, in UTC), PostgreSQL aware. Every instant a caller sees is RFC 3339
+with its zone offset, on the Asia/Shanghai clock (+08:00), the zone of the authority,
+the firms and every date field.
 """
 
 from __future__ import annotations

@@ -76,6 +76,14 @@ class RegionRegistry:
         found = self.township(value)
         return found.name if found else None
 
+    def name_of(self, value: str) -> str | None:
+        """The name of the township or county a name or code stands for, or None."""
+        found = self.canonical(value)
+        if found is not None:
+            return found
+        wanted = trim(value)
+        return next((c.name for c in self.counties if wanted in (c.code, c.name)), None)
+
     def code_of(self, name: str) -> str:
         """The 9-digit code of a stored region, or "" when it is not (or no longer) listed."""
         found = self._by.get(name)

@@ -78,6 +78,12 @@ def control_problem(text: str, *, multiline: bool = False) -> str | None:
     return f"must not contain control characters (U+{ord(found.group()):04X} at {found.start()})"
 
 
+def without_controls(text: str) -> str:
+    """`text` with its control characters taken out: for showing back what was typed
+    into a field that refuses them (a login name with a NUL: review 59 F11)."""
+    return _CONTROL.sub("", text)
+
+
 def trim(text: str, *, multiline: bool = False) -> str:
     """`text` without the spaces around it (space, no-break and ideographic spaces, the
     typographic ones); control characters stay, for `control_problem` to refuse.
@@ -114,6 +120,18 @@ def _iso_date(text: str) -> date:
     if problem := date_problem(day):
         raise ValueError(problem)
     return day
+
+
+def written_day(text: str) -> date | None:
+    """`text` as a calendar day written YYYY-MM-DD, whether or not a record may carry it
+    (1900-01-01, 9999-12-31: a day, refused for its range); None for what is no day
+    (2026/12/20, 2026-12-20T10:00, 2026-02-30), whose refusal says how to write one."""
+    if not isinstance(text, str) or not _ISO_DATE.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def parse_day(text: str, field: str) -> date:

@@ -5,7 +5,8 @@ expert signs in and records a visit with a finding picked from the clause list a
 photo; a POST without the CSRF token is refused; an expert cannot open another
 expert's visit, nor an inspector another region's ticket (the page, and a gRPC token
 with a region alike); five wrong passwords lock the account; a supervisor's session
-opens the dashboard. A screenshot of every page goes to the test's tmp_path.
+opens the dashboard, an expert's gets the staff pages' 403. A screenshot of every page
+goes to the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -439,7 +440,13 @@ def test_supervisor_session_opens_the_dashboard_others_do_not(
     phone.context.clear_cookies()
     sign_in(phone, staff.base, "chen")
     assert phone.url.endswith("/staff/visits")
-    assert phone.request.get(dashboard).status == 401  # an expert's session does not open it
+    # an expert's session does not open it: the staff pages' 403, not the browser's
+    # password box (review 59 F8: a 401 with the Basic challenge)
+    refused = phone.goto(dashboard)
+    assert refused is not None and refused.status == 403
+    assert phone.get_by_text(messages.PAGE_DASHBOARD_FORBIDDEN[0]).is_visible()
+    assert "chen姓名" in phone.locator("#who").inner_text()
+    shot(phone, tmp_path, "expert-dashboard-refused")
     # the bearer token still opens it
     assert (
         phone.request.get(

@@ -67,7 +67,10 @@ def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             conn.execute(text("UPDATE audit_head SET last_id = 0, last_hash = :g"), {"g": "0" * 64})
             conn.execute(
-                text("UPDATE feed_head SET last_position = 0, pruned_through = 0, publisher = NULL")
+                text(
+                    "UPDATE feed_head SET last_position = 0, pruned_through = 0, "
+                    "publisher = NULL, bare_through = 0"  # as a new database's
+                )
             )
     yield engine
     engine.dispose()

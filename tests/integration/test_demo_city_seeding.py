@@ -5,7 +5,7 @@ events as delivered, and the two agree event for event."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -93,3 +93,52 @@ def test_both_registers_hold_the_same_year(tmp_path: Path) -> None:
         assert str(row.delivered_at).startswith(days[row.event_id])
     rules_engine.dispose()
     booking_engine.dispose()
+
+
+def test_every_demo_account_has_its_work_to_do(tmp_path: Path) -> None:
+    """Review 59 F10: demo-expert had no visit, demo-inspector an empty queue, and the
+    firms `make run` prints as having tickets open had no sign-in mobile; the seeded
+    times read 8 hours late on SQLite (F3)."""
+    from services.booking.domain.staff import StaffAccount
+    from services.booking.entrypoints.cli import _firms_with_open_tickets
+    from services.booking.service_layer import staff_views
+    from services.booking.service_layer.staff_sessions import principal_of
+    from services.booking.service_layer.views import Guidance
+    from services.common.instants import in_shanghai
+
+    city = demo_city.city(TODAY, firm_count=60, booking_count=14)
+    engine = make_engine(f"sqlite:///{tmp_path / 'booking.db'}")
+    booking_migrate.upgrade(engine)
+    ctx = BookingContext(
+        keyring=TEST_KEYS,
+        menu=load_menu(RULESETS / "menu.yaml"),
+        rules=FakeRules(),
+        public_url="http://phone.test",
+        today=lambda: TODAY,
+    )
+    assert booking_demo.seed_city(SqlUnitOfWork(engine), ctx, city) is not None
+    expert = StaffAccount("demo-expert", "专家", "expert", "", expert_id=demo_city.STAFF_EXPERT_ID)
+    inspector = StaffAccount("demo-inspector", "检查员", "inspector", "", demo_city.STAFF_REGION)
+
+    days = staff_views.my_visits(
+        SqlUnitOfWork(engine), ctx, principal_of(expert), Guidance(FakeRules())
+    ).days
+    rows = [r for _, found in days for r in found]
+    assert {r.order.status for r in rows} >= {"dispatched", "visited"}
+    assert any(d == TODAY for d, _ in days)  # a visit to record today
+    queue = staff_views.recheck_queue(
+        SqlUnitOfWork(engine), ctx, principal_of(inspector), staff_views.QueueFilter()
+    )
+    assert queue["tickets"] and {t.expert_id for t in queue["tickets"]} >= {"E-FIRE-01"}
+    overdue = staff_views.QueueFilter(overdue=True)
+    assert staff_views.recheck_queue(SqlUnitOfWork(engine), ctx, principal_of(inspector), overdue)[
+        "tickets"
+    ]
+    printed = _firms_with_open_tickets(city, 2)
+    with SqlUnitOfWork(engine) as uow:
+        assert all(uow.register.firm(f).sign_in_phone == booking_demo.DEMO_PHONE for f in printed)  # type: ignore[union-attr]
+        assert all(uow.register.firm(f).region == demo_city.STAFF_REGION for f in printed)  # type: ignore[union-attr]
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT created_at FROM visits LIMIT 1")).scalar_one()
+    assert in_shanghai(datetime.fromisoformat(stored)).hour == 17  # at(slot_day, 17)
+    engine.dispose()

@@ -37,8 +37,9 @@ def test_register_of_300_firms_over_six_streets_in_the_high_risk_domains() -> No
 
 def test_a_year_of_bookings_and_hazards_like_the_reports() -> None:
     city = demo_city.city(TODAY)
-    assert len(city.orders) == 145
-    assert len({o.enterprise_id for o in city.orders}) == 143
+    own = [o for o in city.orders if o not in city.staff_orders()]  # and the demo accounts' 4
+    assert len(own) == 145 and len(city.orders) == 145 + len(demo_city.STAFF_WORK)
+    assert len({o.enterprise_id for o in own}) == 143
     firms = {f.enterprise_id: f for f in city.firms}
     for order in city.orders:
         created = order.created_at.date()
@@ -72,3 +73,21 @@ def test_findings_cite_clauses_the_rules_service_knows() -> None:
     for ref in refs:
         assert catalogue.clause(ref) is not None, ref
     assert set(demo_city.MAJOR_FINDINGS) == set(demo_city.DOMAIN_ITEMS)
+
+
+def test_the_demo_accounts_have_work_in_the_city() -> None:
+    """Review 59 F10: demo-expert (E-FIRE-01) had no order, and demo-inspector's street no
+    proof waiting; their work comes on top of the city's 145 bookings, each order of a
+    firm of its own."""
+    city = demo_city.city(TODAY)
+    mine = city.staff_orders()
+    assert mine and {o.expert_id for o in mine} == {demo_city.STAFF_EXPERT_ID}
+    assert {o.region for o in mine} == {demo_city.STAFF_REGION}
+    others = {o.enterprise_id for o in city.orders if o not in mine}
+    assert not others & {o.enterprise_id for o in mine}
+    assert any(o.slot_day == TODAY and not o.visited for o in mine)  # a visit to record
+    tickets = [t for o in mine for t in o.tickets]
+    waiting = [t for t in tickets if t.proof_on and not t.verified_on]
+    assert any(t.due_on < TODAY for t in waiting) and any(t.due_on >= TODAY for t in waiting)
+    assert any(t.proof_on is None and t.due_on < TODAY for t in tickets)  # overdue, open
+    assert any(t.verified_on for t in tickets)

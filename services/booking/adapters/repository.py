@@ -57,6 +57,7 @@ from services.booking.adapters.orm import (
     outbox,
     photos,
     tickets,
+    visits,
 )
 from services.booking.adapters.rules_client import event_json
 from services.booking.adapters.staff_repository import StaffRegister
@@ -629,6 +630,14 @@ class BookingRegister(StaffRegister):
         query = select(Order).where(orders.c.expert_id == expert_id)
         return self.session.scalars(query.order_by(orders.c.id.desc()).limit(limit)).all()
 
+    def visit_days(self, order_ids: Iterable[str]) -> dict[str, date]:
+        """order id → the day of its recorded visit, for those of `order_ids` visited."""
+        wanted = list(set(order_ids))
+        if not wanted:
+            return {}
+        query = select(visits.c.order_id, visits.c.visited_on).where(visits.c.order_id.in_(wanted))
+        return {row.order_id: row.visited_on for row in self.session.execute(query)}
+
     def dispatched_orders_of(self, expert_id: str, after: date) -> Sequence[Order]:
         """The orders dispatched to the expert (not yet visited) for a half-day of a day
         after `after`, oldest first, locked (their bookings by the (expert, day) index):
@@ -730,9 +739,10 @@ class BookingRegister(StaffRegister):
 
     def due_heads(self, instant: datetime, limit: int) -> list[tuple[str, int]]:
         """(firm, id) of the earliest open message of each firm whose earliest one may be
-        sent at `instant` (neither parked nor waiting out a backoff), at most `limit`, in
-        the order written. A firm held by a parked or waiting message is not among them,
-        so however many messages such firms hold, the others' come through."""
+        sent at `instant` (neither parked, nor waiting out a backoff, nor claimed by a
+        delivery in flight), at most `limit`, in the order written. A firm held by such a
+        message is not among them, so however many messages such firms hold, the others'
+        come through."""
         params = {"now": instant, "limit": limit}
         return [(str(r[0]), int(r[1])) for r in self.session.execute(_due_heads_query(), params)]
 
@@ -742,12 +752,21 @@ class BookingRegister(StaffRegister):
         return None if found is None else int(found)
 
     def claim_message(self, message_id: int) -> OutboxMessage | None:
-        """The message, locked for this delivery; None when another replica holds it
-        (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's BEGIN IMMEDIATE lets one writer in).
-        Read again from the database (another replica may have just delivered it)."""
+        """The message, locked while this transaction claims it for a delivery; None when
+        another transaction holds it (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's BEGIN
+        IMMEDIATE lets one writer in). Read again from the database (another replica may
+        have just delivered or claimed it)."""
         query = select(OutboxMessage).where(outbox.c.id == message_id)
         if self._lock_rows:
             query = query.with_for_update(skip_locked=True)
+        return self.session.scalars(query.execution_options(populate_existing=True)).first()
+
+    def locked_message(self, message_id: int) -> OutboxMessage | None:
+        """The message, read again and locked (waiting for a transaction holding it: every
+        one that does is short), to record what its delivery came to."""
+        query = select(OutboxMessage).where(outbox.c.id == message_id)
+        if self._lock_rows:
+            query = query.with_for_update()
         return self.session.scalars(query.execution_options(populate_existing=True)).first()
 
     def outbox_message(self, event_id: str, *, for_update: bool = False) -> OutboxMessage | None:
@@ -1228,7 +1247,7 @@ def _firm_head_query() -> Select[int]:
 def _due_heads_query() -> Select[str, int]:
     """Each firm's earliest open message, read from ix_outbox_open alone (one entry per
     open message, none for the delivered ones), kept when it is neither parked nor due
-    after :now; at most :limit, in the order written."""
+    after :now nor claimed past it; at most :limit, in the order written."""
     heads = (
         select(outbox.c.enterprise_id, func.min(outbox.c.id).label("head"))
         .where(_open_message())
@@ -1242,6 +1261,8 @@ def _due_heads_query() -> Select[str, int]:
             outbox.c.failed_at.is_(None),
             outbox.c.next_attempt_at.is_(None)
             | (outbox.c.next_attempt_at <= bindparam("now", type_=DateTime(timezone=True))),
+            outbox.c.claimed_until.is_(None)
+            | (outbox.c.claimed_until <= bindparam("now", type_=DateTime(timezone=True))),
         )
         .order_by(heads.c.head)
         .limit(bindparam("limit", type_=Integer))

@@ -442,7 +442,8 @@ class RulesClient:
             c.clause_ref or f"{c.standard_id}:{c.clause}": c for c in clauses
         }  # one entry a clause, the last edition listed
         return [
-            PickableClause(ref, c.title, c.text, _severity(c.severity)) for ref, c in unique.items()
+            PickableClause(ref, c.title, c.text, _severity(c.severity), c.edition)
+            for ref, c in unique.items()
         ]
 
     def report(self, payload: Mapping[str, Any]) -> None:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from services.common.errors import FieldViolation, ValidationError
-from services.common.values import control_problem, invisible, parse_day, trim
+from services.common.values import control_problem, invisible, parse_day, trim, written_day
 from services.common.vocabulary import Severity
 
 from .messages import (
+    BAD_DATE,
     CONTROL_CHARACTERS,
     FINDING_BELOW_CLAUSE,
     FINDING_CLAUSE,
@@ -125,19 +126,31 @@ def _finding(
     elif known is None:
         bad.append(FieldViolation(f"{path}.clause_ref", FINDING_CLAUSE.format(ref=quoted(ref))))
     bad.extend(_photo_problems(f, path))
+    due, wrong = _deadline(f, visited_on, path)
+    return due, bad + wrong
+
+
+def _deadline(f: FindingInput, visited_on: date, path: str) -> tuple[date, list[FieldViolation]]:
+    """A finding's deadline (by default the policy's for its severity) and what is wrong
+    with the one written: no date at all is told how to write one (review 59 F11); a
+    day too far, a day that is not after the visit, each what to choose."""
     due = default_due(f.severity, visited_on) if f.severity in SEVERITIES else visited_on
+    field, bad = f"{path}.due_on", []
     if f.due_on:
         try:
-            due = parse_day(f.due_on, f"{path}.due_on")
+            due = parse_day(f.due_on, field)
         except ValidationError as exc:
-            far = beyond(f.due_on, visited_on)  # 9999-12-31: too far, not badly written
-            too = [FieldViolation(f"{path}.due_on", too_far(visited_on))]
-            bad.extend(too if far else exc.violations)
+            if beyond(f.due_on, visited_on):  # 9999-12-31: too far, not badly written
+                bad.append(FieldViolation(field, too_far(visited_on)))
+            elif written_day(f.due_on) is not None:  # 1900-01-01: not after the visit
+                bad.extend(exc.violations)
+            else:  # 2026/12/20, 2026-12-20T10:00: no date at all
+                bad.append(FieldViolation(field, BAD_DATE))
         else:
             if due <= visited_on:
-                bad.append(FieldViolation(f"{path}.due_on", "must be after the visit"))
+                bad.append(FieldViolation(field, "must be after the visit"))
             elif deadline_too_far(due, visited_on):
-                bad.append(FieldViolation(f"{path}.due_on", too_far(visited_on)))
+                bad.append(FieldViolation(field, too_far(visited_on)))
     return due, bad
 
 

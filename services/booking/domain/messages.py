@@ -11,6 +11,8 @@ and services/common/vocabulary.py.
 
 from __future__ import annotations
 
+from datetime import date
+
 from services.common.values import preview
 
 # ---------------------------------------------------------------- the order form
@@ -96,6 +98,11 @@ BAD_RECORD_ID = "{ref}不是有效的{what}编号：编号为1至{n}个英文字
 UNKNOWN_DOMAIN = "未知的高危领域代码{ref}：应为九大高危领域的代码之一（如gas、dust_explosion）"
 
 
+def a_day(day: date) -> str:
+    """A day as every page writes it: 2026年6月7日."""
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
 def quoted(value: object) -> str:
     """A value quoted in a message people read: at most a short prefix, and how long it
     was, in Chinese (services/common/values.py `preview`)."""
@@ -119,6 +126,7 @@ OUTBOX_DISCARD_REASON = "请写明放弃发送的原因（1至{n}个字），记
 OUTBOX_ALREADY_DELIVERED = "事件{ref}已送达规则服务，无需放弃"
 OUTBOX_ALREADY_DISCARDED = "事件{ref}已于{at}放弃发送"
 OUTBOX_NOT_REFUSED = "事件{ref}没有被规则服务拒收过，正在排队发送，不能放弃"
+OUTBOX_BEING_SENT = "事件{ref}正在重新发送给规则服务，请稍后查看结果再决定是否放弃"
 
 
 # ---------------------------------------------------------------- the expert pool (staff)
@@ -209,6 +217,11 @@ PAGE_DASHBOARD_SIGN_IN = (
     "统计看板仅供监管人员查看：请用工作人员账户登录后再打开（程序访问请附带监管人员访问令牌）。",
 )
 DASHBOARD_SIGN_IN_LINK = "工作人员登录"
+# a signed-in expert (or an expert's token) on /dashboard (authz.may_open_dashboard)
+PAGE_DASHBOARD_FORBIDDEN = (
+    "无权查看",
+    "统计看板供监管人员、检查员和管理员使用；专家请在“我的上门任务”中查看自己的工作。",
+)
 
 # ---------------------------------------------------------------- the dashboard
 # the headline, in the city reports' words (domain/headline.py rounds the last figure)
@@ -218,9 +231,16 @@ WHITELIST_UNAVAILABLE = "暂时无法从规则服务获取白名单数据，其�
 CHART_NO_DATA = "所选范围内暂无数据"
 CHART_TABLE = "查看数据表"
 CSV_DOWNLOAD = "下载CSV（{title}）"
-BAD_PERIOD = (
-    "统计期间有误：日期请写成“年-月-日”（如2026-06-01），开始日期不晚于结束日期，最长{months}个月。"
-)
+# a filter of the dashboard it cannot use, shown beside its field (the other filters kept)
+FILTERS_NOT_APPLIED = "筛选条件有误（见筛选栏中的提示），以下统计未按有误的条件筛选。"
+PERIOD_DAY_RANGE = "日期须在{first}年至{last}年之间"
+PERIOD_REVERSED = "开始日期不能晚于结束日期（未填结束日期时为今天）"
+PERIOD_TOO_LONG = "统计期间最长{months}个月，请缩短"
+
+# ---------------------------------------------------------------- staff pages (review 59)
+# the visit form's clause picker: what its count counts
+CLAUSES_FOR_FIRM = "适用于该企业的条款：{n}条"
+CLAUSES_FOUND = "搜索结果：{n}条（仅限适用于该企业的条款）"
 
 # ---------------------------------------------------------------- the poster
 POSTER_TITLE = "安全生产 扫码点单"
@@ -404,7 +424,8 @@ VISIT_TOO_LARGE = (
     "请压缩照片后重新填写提交。"
 )
 BAD_DATE = "日期格式不正确（如2026-06-01）"
-DEADLINE_TOO_FAR = "整改期限最长为{days}天，请填写{last}之前的日期"
+# `last` as a_day writes it (the pages' 2027年11月29日), that day itself allowed
+DEADLINE_TOO_FAR = "整改期限最长为{days}天，请填写不晚于{last}的日期"
 STAFF_BAD_INPUT = "输入有误，请检查"
 BAD_REGION = "没有这个地区，请从列表中选择"
 OUTSIDE_REGION = "该整改单所属企业不在您的辖区内"

@@ -8,6 +8,7 @@ never by a message's text.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 # Codes the rules service answers when it cannot help now: retried with backoff. An
@@ -178,12 +179,28 @@ class PickableClause:
     title: str  # short title (at most 16 characters)
     text: str  # the clause text in Chinese
     severity: str  # "major" | "general": the severity a finding under it has
+    edition: str = ""  # the standard as people name it (GB 35181-2017); "" for a rule without
+
+
+# what a search ignores in a standard's number as people type it: spaces and dashes
+# ("GB35181", "GB 35181-2017", "ＧＢ３５１８１" all find GB 35181-2017)
+_IGNORED = frozenset(" -‐‑‒–—―－_")
+
+
+def _folded(text: str) -> str:
+    """`text` as the search compares it: full-width letters and digits as ASCII (NFKC),
+    any case, without spaces and dashes."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text).casefold() if c not in _IGNORED)
 
 
 def search_clauses(clauses: list[PickableClause], query: str) -> list[PickableClause]:
-    """The clauses whose reference, number, title or text holds every word of `query`
-    (case-insensitive; an empty query keeps them all)."""
-    words = query.lower().split()
-    return [
-        c for c in clauses if all(w in f"{c.clause_ref} {c.title} {c.text}".lower() for w in words)
-    ]
+    """The clauses whose reference, standard (its number as people write it: GB 35181,
+    GB35181-2017), title or text holds every word of `query` (an empty query keeps them
+    all). Words and clauses are compared folded (`_folded`), each field on its own."""
+    words = [w for w in (_folded(w) for w in unicodedata.normalize("NFKC", query).split()) if w]
+    found = []
+    for c in clauses:
+        fields = [_folded(f) for f in (c.clause_ref, c.edition, c.title, c.text)]
+        if all(any(w in f for f in fields) for w in words):
+            found.append(c)
+    return found

@@ -62,7 +62,6 @@ class Reach:
 
 EVERY = Reach()
 
-DASHBOARD_ROLES = frozenset({Role.SUPERVISOR.value, Role.ADMIN.value})  # /dashboard by session
 USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{2,39}$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
 from services.common.state_machine import StateMachine, Tracked, Transition
-from services.common.values import invisible
+from services.common.values import invisible, written_day
 from services.common.vocabulary import Severity
 
 from . import messages
@@ -74,15 +74,14 @@ def deadline_too_far(due: date, start: date) -> bool:
 def too_far(start: date) -> str:
     """The refusal of a deadline past the horizon (Chinese, for the pages and gRPC)."""
     last = start + timedelta(days=MAX_DEADLINE_DAYS)
-    return messages.DEADLINE_TOO_FAR.format(days=MAX_DEADLINE_DAYS, last=last.isoformat())
+    return messages.DEADLINE_TOO_FAR.format(days=MAX_DEADLINE_DAYS, last=messages.a_day(last))
 
 
 def beyond(text: str, start: date) -> bool:
-    """`text` is a date (if not one of record, e.g. 9999-12-31) after `start`."""
-    try:
-        return date.fromisoformat(text) > start
-    except ValueError:
-        return False
+    """`text` is a day written YYYY-MM-DD (if not one of record, e.g. 9999-12-31) after
+    `start`."""
+    day = written_day(text)
+    return day is not None and day > start
 
 
 def default_due(severity: str, found_on: date) -> date:

@@ -632,9 +632,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     city = demo_city.city(today)
     seeded = demo.seed_city(SqlUnitOfWork(engine), ctx, city)
     _log.info("demo city", seeded=str(seeded) if seeded else "already there")
-    logins = staff_accounts.seed_demo_staff(SqlUnitOfWork(engine), "E-FIRE-01", ctx.regions)
+    logins = staff_accounts.seed_demo_staff(
+        SqlUnitOfWork(engine), demo_city.STAFF_EXPERT_ID, ctx.regions
+    )
     public = replace(ctx, public_url=args.public_url)
     lines = demo_codes(engine, public, DEMO_FIRMS + _firms_with_open_tickets(city, 2), Path("var"))
+    lines.append(SIGN_IN_NOTE)
     print(
         "\nBooking service: phone page on "
         + args.public_url
@@ -668,9 +671,12 @@ def demo_codes(engine: Engine, ctx: BookingContext, firms: Sequence[str], out: P
 
 
 def _firms_with_open_tickets(city: demo_city.City, count: int) -> tuple[str, ...]:
-    """A few of the demo city's firms whose page shows tickets still to rectify."""
+    """A few of the demo city's firms whose page shows tickets still to rectify: the
+    demo expert account's first (of demo-inspector's street: the proof they send
+    reaches demo-inspector's queue), each with the sign-in mobile SIGN_IN_NOTE names."""
+    orders = [*city.staff_orders(), *city.orders]
     found = dict.fromkeys(
-        o.enterprise_id for o in city.orders if any(t.verified_on is None for t in o.tickets)
+        o.enterprise_id for o in orders if any(t.proof_on is None for t in o.tickets)
     )
     return tuple(found)[:count]
 
@@ -687,6 +693,11 @@ def _wait_for_rules(address: str, seconds: float = 60) -> None:
                     raise SystemExit(f"the rules service at {address} did not come up") from None
 
 
+# what the banner says after the city firms' codes (demo.py gave them this sign-in mobile)
+SIGN_IN_NOTE = (
+    f"  (a city firm signs in on its page with the mobile {demo.DEMO_PHONE}; the code is in"
+    " this log: console SMS)"
+)
 DEMO_FIRMS = (
     "91330782MA2000001K",
     "91330782MA2000002N",
@@ -694,7 +705,12 @@ DEMO_FIRMS = (
     "91330782MA2000004W",
 )
 DEMO_EXPERTS = (
-    ("E-FIRE-01", "陈工（消防）", ["fire_crowded"], ["稠城街道", "江东街道"]),
+    (  # the demo expert account's: its orders are in the demo city (demo_city.staff_orders)
+        demo_city.STAFF_EXPERT.expert_id,
+        demo_city.STAFF_EXPERT.name,
+        list(demo_city.STAFF_EXPERT.domains),
+        list(demo_city.STAFF_EXPERT.regions),
+    ),
     ("E-DUST-01", "李工（粉尘防爆）", ["dust_explosion"], ["北苑街道"]),
     ("E-CHEM-01", "张工（危化品）", ["hazardous_chemicals"], ["临江街道"]),
     (

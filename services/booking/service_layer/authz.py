@@ -116,11 +116,27 @@ def require_reach(scope: Reach, expert_id: str | None, region: str, what: str) -
         raise PermissionDenied(messages.OUT_OF_REACH.format(what=messages.RECORD_NAMES[what]))
 
 
+DASHBOARD_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
+
+
+def may_open_dashboard(p: Principal) -> bool:
+    """Whether `p` may open /dashboard and its downloads (README "Staff pages"): the
+    same rule for a staff token and a staff session (review 59 F8). Supervisors
+    (booking.read), inspectors (their area only: `dashboard_region`) and admins may; an
+    expert may not, whose reach is their own visits (`reach`): the overdue list names
+    other experts' findings and firms, which ListTickets keeps from them too."""
+    if is_trusted(p) or p.has("booking.inspector"):
+        return True
+    if p.has("booking.expert") and p.expert_id:
+        return False
+    return p.has(*DASHBOARD_SCOPES)
+
+
 def dashboard_region(p: Principal | None, regions: RegionRegistry | None, asked: str) -> str:
     """The region a dashboard (and its downloads) shows: what was asked, kept within a
-    region-limited inspector's area (a tokens-file `region`), whose own region it is when
-    nothing was asked; PermissionDenied for a region outside it. `p` None: a session
-    (supervisors and admins see every region)."""
+    region-limited inspector's area (a staff account's, or a tokens-file `region`),
+    whose own region it is when nothing was asked; PermissionDenied for a region outside
+    it. `p` None: a server without authentication (every region)."""
     area = inspector_regions(p, regions) if p is not None else ()
     if not area:
         return asked

@@ -2,14 +2,16 @@
 
 `make run` calls this after the rules service has registered the same firms. It writes
 the register directly, as the use cases would have left it a year on, in one unit of
-work: firm cards, the 20 experts, every order with its history (submitted → dispatched →
-visited → closed), the booked half-days, the visits, every ticket with its history
-(open → submitted → verified, late or on time; some still open past their deadline) and
-its events for the rules service (found, verified, overdue) in the outbox, recorded as
-delivered on the day each happened: the rules seeder applies the same events, with the
-same ids, on those days (rules/service_layer/demo.py), as a year of deliveries would
-have. One commit, no remote call per record: a few seconds on SQLite for ~150 orders and
-~800 tickets.
+work: firm cards (a visited firm's with the order's contact as its sign-in mobile, as
+the expert would have confirmed on site), the 20 experts and the demo expert account's
+(unless `make run` made it already), every order with its history (submitted →
+dispatched → visited → closed), the booked half-days, the visits, every ticket with its
+history (open → submitted → verified, late or on time; some still open past their
+deadline) and its events for the rules service (found, verified, overdue) in the
+outbox, recorded as delivered on the day each happened: the rules seeder applies the
+same events, with the same ids, on those days (rules/service_layer/demo.py), as a year
+of deliveries would have. One commit, no remote call per record: a few seconds on SQLite
+for ~150 orders and ~800 tickets.
 
 Idempotent: a register that already holds the city's first booking firm's orders is
 left alone (a second `make run` adds nothing).
@@ -68,7 +70,10 @@ def seed_city(uow: UnitOfWork, ctx: BookingContext, city: City) -> Seeded | None
     ]
     events = 0
     with uow:
-        for e in city.experts:
+        staff = [city.staff_expert] if city.staff_expert else []
+        for e in [*city.experts, *staff]:
+            if e in staff and uow.register.expert(e.expert_id) is not None:
+                continue  # `make run` made the demo account's expert already (cli.py)
             uow.register.add(
                 Expert(
                     e.expert_id,
@@ -84,12 +89,15 @@ def seed_city(uow: UnitOfWork, ctx: BookingContext, city: City) -> Seeded | None
                 )
             )
         booking = {o.enterprise_id for o in city.orders}
+        visited = {o.enterprise_id for o in city.orders if o.visited}
         cards = [f for f in city.firms if f.enterprise_id in booking]
         for firm in cards:
             token, _ = qr.issue(ctx.keyring, firm.enterprise_id)
             card = FirmCard(firm.enterprise_id, firm.profile["name"], firm.profile["region"])
             card.qr_key_id, card.qr_serial = token.key_id, token.serial
             card.qr_issued_at = at(firm.registered_on, 9)
+            if firm.enterprise_id in visited:  # the expert confirmed the order's contact
+                card.sign_in_phone = DEMO_PHONE  # on site: the firm signs in with it
             uow.register.add(card)
         uow.flush()  # orders reference the cards and the experts
         for demo in city.orders:

@@ -19,6 +19,7 @@ from services.booking.domain.staff import (
 )
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now
+from services.common.demo_city import STAFF_REGION
 from services.common.errors import (
     AlreadyExists,
     FieldViolation,
@@ -28,7 +29,7 @@ from services.common.errors import (
 from services.common.regions import RegionRegistry
 from services.common.values import control_problem, preview, trim
 
-DEMO_INSPECTOR_REGION = "稠城街道"
+DEMO_INSPECTOR_REGION = STAFF_REGION  # the street of the demo city's staff work
 
 
 @dataclass(frozen=True)

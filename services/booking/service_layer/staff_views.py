@@ -50,11 +50,17 @@ def _area(p: Principal, ctx: BookingContext, wanted: str) -> tuple[str, ...]:
 
 
 def recheck_queue(
-    uow: UnitOfWork, ctx: BookingContext, p: Principal, f: QueueFilter
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    p: Principal,
+    f: QueueFilter,
+    guidance: Guidance | None = None,
 ) -> dict[str, Any]:
     """Proofs waiting for a recheck in the person's region, overdue first, then by
     deadline: the QUEUE_LIMIT most urgent that pass the filters (`more`: there are
-    others, which the region and deadline filters narrow down to)."""
+    others, which the region and deadline filters narrow down to), with the text of
+    each one's clause from `guidance` (a rule named by a word is shown by it, never by
+    its code: review 59 F4)."""
     if not p.has("booking.inspector", "booking.admin"):
         raise PermissionDenied(messages.QUEUE_FOR_INSPECTORS)
     today = ctx.today()
@@ -72,8 +78,11 @@ def recheck_queue(
             )
         )
         names = uow.register.firm_names({t.enterprise_id for t in rows[:QUEUE_LIMIT]})
+    shown = rows[:QUEUE_LIMIT]
+    texts = guidance.texts(t.clause_ref for t in shown) if guidance else {}  # outside: remote
     return {
-        "tickets": rows[:QUEUE_LIMIT],
+        "tickets": shown,
+        "clause_texts": texts,
         "more": len(rows) > QUEUE_LIMIT,
         "firm_names": names,
         "today": today,
@@ -220,10 +229,11 @@ def my_visits(
     expert_id = _expert_id(p)
     since = ctx.today() - timedelta(days=VISIT_DAYS_BACK)
     with uow:
+        everyone = list(uow.register.orders_of_expert(expert_id))
+        visited_on = uow.register.visit_days(o.id for o in everyone)
+        # by the visit's day once recorded, else the half-day's (review 59 F11)
         orders = [
-            o
-            for o in uow.register.orders_of_expert(expert_id)
-            if (d := _slot_day(o)) is None or d >= since
+            o for o in everyone if (d := visited_on.get(o.id) or _slot_day(o)) is None or d >= since
         ]
         visited = [o.id for o in orders if o.status in _VISITED]
         found: dict[str, list[Ticket]] = {}
@@ -236,7 +246,8 @@ def my_visits(
                 limit=FINDINGS_LIMIT + 1,
             )
         )
-    rows = [_visit_row(ctx, o, guidance) for o in orders]  # guidance: a remote call
+    # guidance: a remote call
+    rows = [_visit_row(ctx, o, guidance, visited_on.get(o.id)) for o in orders]
     for row in rows:
         row.tickets = sorted(found.get(row.order.id, ()), key=lambda t: (t.created_at, t.id))
     rows.sort(key=lambda r: (r.day or date.max, r.order.slot or "", r.order.id))
@@ -259,12 +270,18 @@ def _slot_day(order: Order) -> date | None:
         return None
 
 
-def _visit_row(ctx: BookingContext, order: Order, guidance: Guidance) -> VisitRow:
+def _visit_row(
+    ctx: BookingContext, order: Order, guidance: Guidance, visited_on: date | None = None
+) -> VisitRow:
+    """An order on the expert's page: under the day of its visit once recorded (an
+    expert may come before the booked half-day: review 59 F11), else of its half-day,
+    which its label names either way."""
     try:
         slot = parse_slot(order.slot or "")
         day, label = slot.day, slot.label
     except ValueError:
         day, label = None, ""
+    day = visited_on or day
     refs = [str(r) for r in getattr(order, "clause_refs", None) or ()]  # when orders carry them
     return VisitRow(
         order,

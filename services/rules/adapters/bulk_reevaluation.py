@@ -17,7 +17,8 @@ whose row reads the same is the snapshot's object, its profile not parsed again:
   per-call path (an expired entry, the granted entry, the decision, the firm, the entry
   revoked or extended), sealed on each firm's chain as `audit.append` seals them;
 * the change-feed rows the recorder would write, per firm in its order (an expiry
-  first, then KIND_ORDER), a decision only when status, colour or blockers moved.
+  first, then KIND_ORDER), a decision only when status, colour or blockers moved, and a
+  move to another region last (REGION_LEFT, REGION_JOINED).
 
 The many-row statements skip Core's per-row parameter building (`_executemany`): every
 value still goes through its column's bind processor, so the stored values are Core's
@@ -75,6 +76,7 @@ from services.common.audit import GENESIS, Audited, chains_of, heads_query, plai
 from services.common.clock import IdSource, now
 from services.common.db import driver_of, json_text
 from services.rules.adapters.feed import event_change as feed_event_change
+from services.rules.adapters.feed import move_detail
 from services.rules.adapters.orm import (
     AUDIT,
     changes,
@@ -1048,7 +1050,29 @@ def _change_rows(
             0,
             _entry_change(_MOVE_KIND["expired"], e.entry, _move_values(e), e.entry.region, at, ids),
         )
+    if f.region != r.region:  # the move last, as the recorder writes it
+        rows.extend(_move_rows(r, at, ids))
     return rows
+
+
+def _move_rows(r: Reevaluated, at: datetime, ids: Callable[[], str]) -> list[dict[str, Any]]:
+    """A firm's move to another region (feed.py's `region_moves`): REGION_LEFT in the
+    region it left, REGION_JOINED in the one it joined, with its state after."""
+    d, m, g = r.decision, r.moved, r.granted
+    entry = None
+    if g is not None:
+        entry = (g.granted_on, g.valid_until)
+    elif m is not None and m.kind == "extended":
+        assert m.valid_until is not None
+        entry = (m.entry.granted_on, m.valid_until)
+    detail = move_detail(
+        r.firm.region, r.region, (d.status._value_, d.risk_level._value_, r.decision_id), entry
+    )
+    left, joined = ChangeKind.REGION_LEFT, ChangeKind.REGION_JOINED
+    return [
+        _change_row(left, r.firm.enterprise_id, r.firm.region, detail, at, ids),
+        _change_row(joined, r.firm.enterprise_id, r.region, dict(detail), at, ids),
+    ]
 
 
 # ---------------------------------------------------------------- driver-level executemany

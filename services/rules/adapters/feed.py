@@ -12,16 +12,26 @@
   so the register's writers are not serialised by the feed.
 * `read` serves WatchChanges and the publisher; `prune` deletes old delivered rows and
   raises `pruned_through`, below which a cursor is too old.
+* `head` reads the feed head with its epoch (domain/changes.py), and makes the epoch anew
+  when the head is not where it was written: its `anchor` names the database and table
+  it lives in (PostgreSQL: their oids, which a `pg_restore`, into the same database or
+  another, changes) or, in a copy `backup` made, names no place at all, so a database
+  brought back from a dump or a backup renews its epoch the first time it is read, and
+  the cursors of the feed it replaces are refused (review 58 F1).
+* A firm that moves to another region gets two rows after the transaction's others:
+  REGION_LEFT in the region it left and REGION_JOINED in the one it joined, both with
+  its state after the move, so a follower of either region learns it (review 58 F2).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import (
     Connection,
     Engine,
@@ -32,6 +42,8 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
+    literal_column,
     select,
     text,
     update,
@@ -41,8 +53,8 @@ from sqlalchemy.orm.util import identity_key
 
 from services.common.clock import new_id, now
 from services.common.instants import as_utc
-from services.rules.adapters.orm import changes, decisions, feed_head, firms
-from services.rules.domain.changes import KIND_ORDER, Change, ChangeKind
+from services.rules.adapters.orm import changes, decisions, feed_head, firms, whitelist_entries
+from services.rules.domain.changes import KIND_ORDER, Change, ChangeKind, new_epoch
 from services.rules.domain.register import (
     DecisionRecord,
     EventRecord,
@@ -51,7 +63,9 @@ from services.rules.domain.register import (
     WhitelistEntry,
 )
 
+_log = structlog.get_logger("feed")
 _PENDING = "feed_pending"
+_MOVES = "feed_region_moves"  # {enterprise_id: [region before the transaction, after]}
 PUBLISH_LOCK = 7_331_007  # a PostgreSQL advisory lock key: one publisher at a time
 
 
@@ -70,11 +84,11 @@ class ChangeRecorder:
     def install(self, factory: sessionmaker[Session]) -> None:
         event.listen(factory, "after_flush", self._collect)
         event.listen(factory, "before_commit", self._write)
-        event.listen(factory, "after_rollback", lambda s: s.info.pop(_PENDING, None))
+        event.listen(factory, "after_rollback", _forget)
 
     def holds(self, session: Session) -> bool:
         """Changes of `session` collected and not yet written."""
-        return bool(session.info.get(_PENDING))
+        return bool(session.info.get(_PENDING)) or bool(session.info.get(_MOVES))
 
     def _collect(self, session: Session, _context: Any) -> None:
         """This flush's changes, the event first and then what it caused (KIND_ORDER);
@@ -94,16 +108,19 @@ class ChangeRecorder:
         for obj in session.dirty:
             if isinstance(obj, WhitelistEntry) and (kind := _entry_move(obj)) is not None:
                 found.append(_entry(obj, kind))
+            elif isinstance(obj, Firm):
+                _note_move(session, obj)
         found.sort(key=lambda c: KIND_ORDER[c.kind if isinstance(c, Change) else c.change.kind])
         pending.extend(found)
 
     def _write(self, session: Session) -> None:
         session.flush()  # commit's own flush comes after before_commit: collect it first
         pending = session.info.pop(_PENDING, [])
-        if not pending:
+        moves = {k: v for k, v in session.info.pop(_MOVES, {}).items() if v[0] != v[1]}
+        if not pending and not moves:
             return
         connection = session.connection()
-        found = _decided(connection, pending)
+        found = _decided(connection, pending) + region_moves(connection, moves)
         if not found:
             return
         regions = _regions(session, connection, {c.enterprise_id for c in found})
@@ -121,6 +138,73 @@ class ChangeRecorder:
                 for c in found
             ],
         )
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+    session.info.pop(_MOVES, None)
+
+
+def _note_move(session: Session, firm: Firm) -> None:
+    """Remember a stored firm's region before the transaction and after this flush."""
+    history = inspect(firm).attrs.region.history
+    if history.deleted and history.added:
+        moves: dict[str, list[str]] = session.info.setdefault(_MOVES, {})
+        moves.setdefault(firm.enterprise_id, [history.deleted[0], ""])[1] = firm.region
+
+
+def move_detail(
+    from_region: str,
+    to_region: str,
+    decision: tuple[str, str, str],
+    entry: tuple[Any, Any] | None,
+) -> dict[str, Any]:
+    """A move's detail (the batch writer's too): the regions, the firm's decision after
+    the move (status, colour, id) and its open white-list entry's days (None: none)."""
+    status, risk_level, decision_id = decision
+    return {
+        "from_region": from_region,
+        "to_region": to_region,
+        "status": status,
+        "risk_level": risk_level,
+        "decision_id": decision_id,
+        "whitelisted": entry is not None,
+        "granted_on": entry[0].isoformat() if entry else "",
+        "valid_until": entry[1].isoformat() if entry else "",
+    }
+
+
+def region_moves(connection: Connection, moves: dict[str, list[str]]) -> list[Change]:
+    """REGION_LEFT (in the region it left) then REGION_JOINED (in the one it joined) for
+    each firm that moved, with its state as the transaction left it (read back: every
+    change of the transaction is flushed)."""
+    if not moves:
+        return []
+    ids = sorted(moves)
+    decided = {
+        row.enterprise_id: (row.status, row.risk_level, row.decision_id or "")
+        for row in connection.execute(
+            select(
+                firms.c.enterprise_id, firms.c.status, firms.c.risk_level, firms.c.decision_id
+            ).where(firms.c.enterprise_id.in_(ids))
+        )
+    }
+    w = whitelist_entries.c
+    entries = {
+        row.enterprise_id: (row.granted_on, row.valid_until)
+        for row in connection.execute(
+            select(w.enterprise_id, w.granted_on, w.valid_until).where(
+                w.enterprise_id.in_(ids), w.revoked_on.is_(None)
+            )
+        )
+    }
+    out = []
+    for enterprise_id in ids:
+        before, after = moves[enterprise_id]
+        detail = move_detail(before, after, decided[enterprise_id], entries.get(enterprise_id))
+        out.append(_change(ChangeKind.REGION_LEFT, enterprise_id, detail, before))
+        out.append(_change(ChangeKind.REGION_JOINED, enterprise_id, dict(detail), after))
+    return out
 
 
 def _change(
@@ -416,14 +500,16 @@ class FeedStore:
     def bounds(self) -> tuple[int, int]:
         """(pruned through, last position): the cursors this feed can still serve lie
         between the two."""
+        head = self.head()
+        return head.pruned, head.last
+
+    def head(self, *, renew: bool = False) -> FeedHead:
+        """The feed head, its epoch made anew first when the head was restored (`renew`:
+        in any case, as `renew-feed-epoch` asks)."""
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(feed_head.c.pruned_through, feed_head.c.last_position).where(
-                    feed_head.c.id == 1
-                )
-            ).first()
-            connection.commit()  # as in has_unpositioned
-        return (int(row.pruned_through or 0), int(row.last_position or 0)) if row else (0, 0)
+            found = feed_head_of(connection, renew=renew)
+            connection.commit()  # as in has_unpositioned (and a renewal with it)
+        return found
 
     def read(self, after: int, regions: Sequence[str] = (), limit: int = 200) -> list[Change]:
         """Positioned changes after `after`, of firms in `regions` (empty: every region)."""
@@ -457,6 +543,105 @@ class FeedStore:
             return int(result.rowcount or 0)
 
 
+# ---------------------------------------------------------------- the feed's epoch
+
+SQLITE_ANCHOR = "sqlite"  # a SQLite file has no identity of its own to name
+BACKUP_ANCHOR = "backup"  # a `backup` copy's: whoever uses it first renews its epoch
+# PostgreSQL: the database's oid and the feed head table's. `pg_restore` (with --clean
+# into the same database, or into another) creates the table anew, so the restored
+# head's anchor names another table than the one it is read from; pg_upgrade keeps both
+# oids (PostgreSQL 15 and later), a base backup or a failover too (README: renew by hand).
+_PG_ANCHOR = (
+    "(SELECT CAST(oid AS text) FROM pg_database WHERE datname = current_database())"
+    " || ':' || CAST(CAST(CAST('feed_head' AS regclass) AS oid) AS text)"
+)
+
+
+@dataclass(frozen=True)
+class FeedHead:
+    """The feed head as a follower judges a cursor by it."""
+
+    epoch: int
+    last: int  # the last position given
+    pruned: int  # positions up to this one are pruned
+    bare_through: int | None  # bare cursors (no epoch) up to this position; None: to last
+
+    @property
+    def bare_limit(self) -> int:
+        """The last position a bare cursor may name: a cursor given before feeds had
+        epochs names a change of this feed only up to the position its database was
+        restored at (and never beyond the last)."""
+        return self.last if self.bare_through is None else min(self.bare_through, self.last)
+
+
+def live_anchor(connection: Connection) -> Any:
+    """Where the feed head is read from, as a SQL expression (`FeedHead` anchors)."""
+    if connection.dialect.name == "postgresql":
+        return literal_column(_PG_ANCHOR)
+    return literal(SQLITE_ANCHOR)
+
+
+def _head_row(connection: Connection, *, lock: bool = False) -> Any:
+    h = feed_head.c
+    query = select(
+        h.epoch,
+        h.last_position,
+        h.pruned_through,
+        h.bare_through,
+        h.anchor,
+        live_anchor(connection).label("live"),
+    ).where(h.id == 1)
+    if lock and connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = connection.execute(query).first()
+    if row is None:
+        raise RuntimeError("feed_head row missing: run the migrations")
+    return row
+
+
+def feed_head_of(connection: Connection, *, renew: bool = False) -> FeedHead:
+    """The feed head in `connection`'s transaction. Its epoch is made anew first when it
+    has none, when its anchor is not where it is read (a restored dump or a `backup`
+    copy: see `_PG_ANCHOR`), or when `renew`: then bare cursors are taken only up to the
+    last position it holds (the restored feed and the one it replaces share the changes
+    up to there, and no further). The caller commits."""
+    row = _head_row(connection)
+    if renew or row.epoch is None or row.anchor != row.live:
+        row = _head_row(connection, lock=True)  # one renewal, whoever reads it first
+        if renew or row.epoch is None or row.anchor != row.live:
+            last = int(row.last_position)
+            bare = last if row.bare_through is None else min(int(row.bare_through), last)
+            epoch = new_epoch(row.epoch)
+            connection.execute(
+                update(feed_head)
+                .where(feed_head.c.id == 1)
+                .values(epoch=epoch, bare_through=bare, anchor=row.live)
+            )
+            _log.warning(
+                "change feed epoch renewed: cursors given before are refused",
+                epoch=epoch,
+                before=row.epoch,
+                last_position=last,
+                why="asked" if renew else "restored",
+            )
+            row = _head_row(connection)
+    return FeedHead(
+        int(row.epoch),
+        int(row.last_position),
+        int(row.pruned_through),
+        None if row.bare_through is None else int(row.bare_through),
+    )
+
+
+def mark_backup(connection: Connection) -> bool:
+    """In a copy `backup` makes: whoever uses it first renews its feed's epoch. False: a
+    database of before the feed had epochs (nothing to mark: it gets one when migrated)."""
+    if not any(c["name"] == "anchor" for c in inspect(connection).get_columns("feed_head")):
+        return False
+    connection.execute(update(feed_head).where(feed_head.c.id == 1).values(anchor=BACKUP_ANCHOR))
+    return True
+
+
 def _from_row(row: Any) -> Change:
     return Change(
         change_id=row.change_id,
@@ -470,14 +655,20 @@ def _from_row(row: Any) -> Change:
 
 
 def unpublished(connection: Connection, limit: int) -> list[Change]:
-    """Positioned changes not yet published, in position order (the publisher's queue)."""
+    """Positioned changes not yet published, in position order (the publisher's queue),
+    with the feed's epoch (their cursors go in the messages). The head is not renewed
+    here (that would hold its row through a publish): `FeedWorker` reads it first."""
     query = (
         select(changes)
         .where(changes.c.position.is_not(None) & changes.c.published_at.is_(None))
         .order_by(changes.c.position)
         .limit(limit)
     )
-    return [_from_row(row) for row in connection.execute(query)]
+    found = [_from_row(row) for row in connection.execute(query)]
+    if not found:
+        return found
+    epoch = connection.execute(select(feed_head.c.epoch).where(feed_head.c.id == 1)).scalar()
+    return [replace(c, epoch=epoch) for c in found]
 
 
 def mark_all_delivered(connection: Connection) -> int:

@@ -181,6 +181,7 @@ class FeedWorker(threading.Thread):
         self._halt = threading.Event()
         self._healthy: bool | None = None
         self._claimed = False  # this process has named its bus in the feed head
+        self._head_checked = False  # the head read once: a restored one renewed its epoch
         self._left_to_bus = False  # said once: the changes are left to another's bus
 
     def stop(self) -> None:
@@ -203,8 +204,7 @@ class FeedWorker(threading.Thread):
 
     def run_once(self) -> int:
         """One pass: position what committed, publish what is positioned. Returns published."""
-        while self.store.sequence(500) == 500:
-            pass
+        self._position()
         if self.publisher is None:  # nothing to publish to: positioned means delivered,
             with self.store.engine.begin() as connection:  # unless a replica publishes
                 bus = self.store.publisher(connection, hold=True)
@@ -285,6 +285,15 @@ class FeedWorker(threading.Thread):
             with engine.begin() as connection:
                 mark_published(connection, done)
         return len(done), len(batch)
+
+    def _position(self) -> None:
+        """Position what committed; first of all, once, read the head: a database restored
+        since the last start renews its epoch before any cursor of it is published."""
+        if not self._head_checked:
+            self.store.head()
+            self._head_checked = True
+        while self.store.sequence(500) == 500:
+            pass
 
     def _health(self, ok: bool) -> None:
         if ok != self._healthy and self._on_health is not None:

@@ -196,6 +196,13 @@ feed_head = Table(
     Column("pruned_through", BigInteger, nullable=False),
     # the bus the changes are published to, once a replica has published (0015)
     Column("publisher", String(200), nullable=True),
+    # the feed's epoch, in every cursor it gives; made anew by a restore (0017)
+    Column("epoch", Integer, nullable=True),
+    # bare cursors (given before 0017) are taken up to this position; NULL: up to the last
+    Column("bare_through", BigInteger, nullable=True),
+    # where this head lives (PostgreSQL: the database's and the table's oids): a head read
+    # elsewhere was restored from a dump, and its epoch is made anew (adapters/feed.py)
+    Column("anchor", String(64), nullable=True),
 )
 
 # a chain per firm; no index by entity id (0014): no read asks for one, and each entry

@@ -4,11 +4,18 @@ A change is recorded in the transaction that makes it (adapters/feed.py) and get
 feed position only once it is committed and picked up, so a follower reading positions
 in order never skips a change that committed late. Positions only grow; per firm they
 follow commit order, because every writer of a firm holds the firm's row lock.
+
+A feed also has an epoch (`feed_head.epoch`): a number of its own, made anew when its
+database is restored from a backup (`restore`, a detected `pg_restore`, or
+`renew-feed-epoch`), so a restored feed, which gives its positions again to other
+changes, and another deployment's feed, which counts from 1 too, never take each
+other's cursors for their own (review 58 F1). A cursor names both: see `Cursor`.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -26,9 +33,13 @@ class ChangeKind(StrEnum):
     INSPECTION_ALLOWED = "inspection_allowed"
     INSPECTION_DENIED = "inspection_denied"
     EVENT_APPLIED = "event_applied"
+    # a firm moved to another region (镇街): the old region's row, then the new one's,
+    # each with the firm's state after the move (review 58 F2)
+    REGION_LEFT = "region_left"
+    REGION_JOINED = "region_joined"
 
 
-# Within one transaction: the event first, then what it caused.
+# Within one transaction: the event first, then what it caused, the move last.
 KIND_ORDER = {kind: i for i, kind in enumerate(ChangeKind)}
 KIND_ORDER[ChangeKind.EVENT_APPLIED] = -1
 
@@ -41,7 +52,15 @@ class Change:
     region: str
     recorded_at: datetime
     detail: dict[str, Any] = field(default_factory=dict)  # the kind's fields, JSON-shaped
-    position: int | None = None  # the feed cursor, set when a committed change is picked up
+    position: int | None = None  # its feed position, set when a committed change is picked up
+    epoch: int | None = None  # the feed's epoch when it was read (a cursor names both)
+
+    @property
+    def cursor(self) -> str:
+        """What a follower resumes from: the epoch and the position (`format_cursor`)."""
+        if self.position is None or self.epoch is None:
+            return ""
+        return format_cursor(self.epoch, self.position)
 
 
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -56,10 +75,44 @@ def subject_token(region: str) -> str:
     return "x" + region.encode("utf-8").hex()
 
 
-def parse_cursor(text: str, field_name: str = "after_cursor") -> int:
-    """A cursor is the decimal position of the last change a follower has; empty is 0."""
+# A cursor stays a decimal number, as the contract has always said (`Change.cursor`):
+# the epoch times POSITIONS plus the position. Epochs lie in [EPOCH_LOW, EPOCH_HIGH), so
+# every cursor with an epoch has 16 digits and stays below 2**53 (a follower that keeps
+# it as a 64-bit integer, or as a JavaScript number, keeps it exactly); cursors given
+# before feeds had epochs are bare positions, far below EPOCH_LOW * POSITIONS.
+POSITIONS = 10**10  # positions per epoch: ten billion changes (centuries at a county's rate)
+EPOCH_LOW, EPOCH_HIGH = 100_000, 900_000
+_WITH_EPOCH = EPOCH_LOW * POSITIONS
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a follower is: after `position` of the feed of `epoch`; `epoch` None for a
+    bare position, a cursor handed out before feeds had epochs."""
+
+    position: int
+    epoch: int | None
+
+
+def new_epoch(other_than: int | None = None) -> int:
+    """A random epoch, never `other_than` (the one it replaces)."""
+    while (epoch := EPOCH_LOW + secrets.randbelow(EPOCH_HIGH - EPOCH_LOW)) == other_than:
+        pass
+    return epoch
+
+
+def format_cursor(epoch: int, position: int) -> str:
+    if not EPOCH_LOW <= epoch < EPOCH_HIGH or not 0 <= position < POSITIONS:
+        raise ValueError(f"no cursor for position {position} of epoch {epoch}")
+    return str(epoch * POSITIONS + position)
+
+
+def parse_cursor(text: str, field_name: str = "after_cursor") -> Cursor:
+    """A cursor returned by the feed (decimal: `format_cursor`), or a bare position given
+    before feeds had epochs; empty is the start. Any other text is INVALID_ARGUMENT naming
+    `field_name`. Whether the feed ever gave it is the feed's to judge (service_layer)."""
     if not text:
-        return 0
+        return Cursor(0, None)
     if not text.isascii() or not text.isdigit() or len(text) > 18:
         raise ValidationError(
             [
@@ -68,4 +121,7 @@ def parse_cursor(text: str, field_name: str = "after_cursor") -> int:
                 )
             ]
         )
-    return int(text)
+    value = int(text)
+    if value < _WITH_EPOCH:
+        return Cursor(value, None)
+    return Cursor(value % POSITIONS, value // POSITIONS)

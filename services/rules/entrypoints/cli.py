@@ -30,7 +30,7 @@ from services.common.db import default_sqlite_url, is_sqlite, make_engine
 from services.common.grpc_errors import status_proto
 from services.common.http_server import HttpServer, start_http
 from services.rules.adapters import migrate
-from services.rules.adapters.feed import FeedStore
+from services.rules.adapters.feed import FeedStore, mark_backup
 from services.rules.adapters.feed_worker import (
     FEED_HEALTH_NAME,
     FeedWorker,
@@ -130,7 +130,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     env_flag(forget, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
     forget.set_defaults(run=cmd_forget_feed_publisher)
-    backup.add_commands(sub, "RULES", "rules", audit_trail)  # and audit verify|anchor
+    renew = sub.add_parser(
+        "renew-feed-epoch",
+        help="after restoring the database other than by `restore` or pg_restore: the "
+        "change feed's cursors given before are refused",
+    )
+    env_flag(renew, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
+    renew.set_defaults(run=cmd_renew_feed_epoch)
+    # and audit verify|anchor; a backup's change feed renews its epoch when it is used
+    backup.add_commands(
+        sub, "RULES", "rules", audit_trail, mark=mark_backup_copy, restored=renew_after_restore
+    )
 
     migrate = sub.add_parser("migrate", help="create or upgrade the register's schema")
     env_flag(migrate, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
@@ -422,6 +432,43 @@ def cmd_forget_feed_publisher(args: argparse.Namespace) -> int:
             "until then the replicas without --nats mark its changes delivered"
         )
     return 0
+
+
+def cmd_renew_feed_epoch(args: argparse.Namespace) -> int:
+    """Give the change feed a new epoch: every cursor given before is refused
+    (FAILED_PRECONDITION), so no follower silently misses the changes a restored database
+    lost. `restore` and a `pg_restore` renew it on their own; this is for the other ways a
+    database comes back (a base backup or point-in-time recovery, a file copied by hand,
+    a dump taken before the feed had epochs)."""
+    head = FeedStore(_database(args.db)).head(renew=True)
+    _say_renewed(head.epoch, head.bare_limit)
+    return 0
+
+
+def _say_renewed(epoch: int, bare_limit: int) -> None:
+    print(
+        f"the change feed's epoch is now {epoch}: followers resuming from a cursor given "
+        "before are refused (FAILED_PRECONDITION) and start again from an empty cursor; "
+        f"bare cursors of before epochs are taken up to position {bare_limit}"
+    )
+
+
+def mark_backup_copy(copy: Path) -> None:
+    """`backup`'s copy: its change feed head marked as a copy, so the database it becomes
+    (by `restore`, or copied back by hand) renews its feed's epoch when first read."""
+    engine = make_engine(f"sqlite:///{copy}", pool_size=1)
+    try:
+        with engine.begin() as connection:
+            mark_backup(connection)  # (a live database of before 0017: nothing to mark)
+    finally:
+        engine.dispose()
+
+
+def renew_after_restore(url: str) -> None:
+    """After `restore`: the restored feed's epoch made anew (it is marked as a copy, or,
+    a backup of before 0017, gets one now), so cursors of the feed it replaced are refused."""
+    head = FeedStore(_database(url)).head(renew=True)
+    _say_renewed(head.epoch, head.bare_limit)
 
 
 def seed_demo(args: argparse.Namespace, path: Path = Path("examples/profiles.jsonl")) -> int:

@@ -789,7 +789,7 @@ _WHITELIST_KINDS = {
 def change_to_proto(c: Change) -> pb.Change:
     d = c.detail
     out = pb.Change(
-        cursor=str(c.position or ""),
+        cursor=c.cursor,
         change_id=c.change_id,
         kind=enum_number(pb.ChangeKind, c.kind, "CHANGE_KIND_"),
         enterprise_id=c.enterprise_id,
@@ -819,6 +819,19 @@ def change_to_proto(c: Change) -> pb.Change:
                 revoked_on=d.get("revoked_on", ""),
                 reason=d.get("reason", ""),
                 decision_id=d.get("decision_id", ""),
+            )
+        )
+    elif c.kind in (ChangeKind.REGION_LEFT, ChangeKind.REGION_JOINED):
+        out.region_change.CopyFrom(
+            pb.RegionChange(
+                from_region=d.get("from_region", ""),
+                to_region=d.get("to_region", ""),
+                status=_number(pb.Status, d.get("status", ""), "STATUS_"),
+                risk_level=_number(pb.RiskLevel, d.get("risk_level", ""), "RISK_LEVEL_"),
+                decision_id=d.get("decision_id", ""),
+                whitelisted=bool(d.get("whitelisted", False)),
+                granted_on=d.get("granted_on", ""),
+                valid_until=d.get("valid_until", ""),
             )
         )
     elif c.kind is ChangeKind.EVENT_APPLIED:

@@ -418,17 +418,29 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         """Replay, then follow; an error ends the call with its code. When the server
         drains, the stream ends with UNAVAILABLE: the follower reconnects from the cursor
         of the last change it got (to another replica), instead of being cut at the end
-        of the grace period."""
+        of the grace period. At most MAX_FOLLOWERS streams a process, one caller at most
+        half of them (`feed.Followers`). A stream's slot is given back as soon as its
+        call ends (a cancel, a deadline), not when its thread next looks: a follower that
+        reconnects at once is not refused for the stream it just left (review 58 F4)."""
         if self._feed is None:
             abort_for(
                 PreconditionFailed("this server runs without a register database (--db)"), context
             )
             return
+        principal = current_principal()
+        caller = None if principal is ANONYMOUS else principal.caller
         try:
-            self._followers.enter()
+            release = self._followers.hold(caller)
         except Exception as exc:
             abort_for(exc, context)
             return
+        feed_store = self._feed
+
+        def ended() -> None:  # gRPC calls it when the call ends, however it ends
+            release()
+            feed_store.notify()  # the stream's thread, waiting for news, sees it ended
+
+        context.add_callback(ended)
         try:
             regions = region_filter(self._ctx.regions, request.region)
             following = self._taking(context)
@@ -442,7 +454,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         except Exception as exc:
             abort_for(exc, context)
         finally:
-            self._followers.leave()
+            release()
 
     @unary
     def VerifyInspectionCode(self, request: pb.VerifyInspectionCodeRequest) -> pb.Inspection:

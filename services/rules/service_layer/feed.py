@@ -2,50 +2,103 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
-from services.common.errors import RateLimited
-from services.rules.adapters.feed import FeedStore
-from services.rules.domain.changes import Change, parse_cursor
+from services.common.stream_slots import CallerShares
+from services.rules.adapters.feed import FeedHead, FeedStore
+from services.rules.domain.changes import Change, Cursor, format_cursor, parse_cursor
 from services.rules.domain.errors import PreconditionFailed
 
 POLL_SECONDS = 0.5  # a replica sees another replica's commits within this
+_RECONCILE = "start again from an empty cursor and reconcile with GetEnterpriseStatus"
 
 
-class Followers:
-    """Bounds how many followers hold a server thread each (a stream is a thread)."""
+# how long a follower asking for a slot waits for one to be given back: a follower that
+# cancels its stream and reconnects at once (to resume from its cursor) may be heard
+# reconnecting before the server has heard it cancel
+SLOT_GRACE_SECONDS = 1.0
+
+
+class Followers(CallerShares):
+    """Bounds how many followers hold a server thread each (a stream is a thread): at
+    most `limit` in a process, and one caller at most half of them (at least one), so a
+    follower that leaks streams does not lock the other systems out (review 58 F4)."""
 
     def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit)
-
-    def enter(self) -> None:
-        if not self._slots.acquire(blocking=False):
-            raise RateLimited(
-                f"at most {self.limit} WatchChanges streams per process; retry later or "
-                "subscribe on NATS JetStream",
-                retry_after=5,
-            )
-
-    def leave(self) -> None:
-        self._slots.release()
+        super().__init__(
+            "WatchChanges",
+            limit,
+            "retry later or subscribe on NATS JetStream",
+            "one stream follows every region, or the regions of a county, at once; or "
+            "subscribe on NATS JetStream",
+            grace=SLOT_GRACE_SECONDS,
+        )
 
 
-def _too_old(after: int, pruned: int) -> PreconditionFailed:
+def _too_old(cursor: str, pruned: int) -> PreconditionFailed:
     return PreconditionFailed(
-        f"cursor {after} is older than the feed's retention (changes up to {pruned} were "
-        "pruned); start again from an empty cursor and reconcile with GetEnterpriseStatus"
+        f"cursor {cursor} is older than the feed's retention (changes up to position "
+        f"{pruned} were pruned); {_RECONCILE}"
     )
 
 
-def _ahead(after: int, last: int) -> PreconditionFailed:
+def _ahead(cursor: str, last: int) -> PreconditionFailed:
     return PreconditionFailed(
-        f"cursor {after} is ahead of the feed, whose last change is {last}: this feed never "
-        "gave it (the database was restored from an older backup, or the cursor is another "
-        "deployment's); start again from an empty cursor and reconcile with "
-        "GetEnterpriseStatus"
+        f"cursor {cursor} is ahead of the feed, whose last change is at position {last}: "
+        "this feed never gave it (the database was restored from an older backup, or the "
+        f"cursor is another deployment's); {_RECONCILE}"
     )
+
+
+def _other_epoch(cursor: str, epoch: int | None, head: FeedHead) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"cursor {cursor} is of another feed (epoch {epoch}; this feed's is {head.epoch}): "
+        "this feed's database was restored from a backup after the cursor was given, or "
+        f"the cursor is another deployment's, and the changes after it may never come; "
+        f"{_RECONCILE}"
+    )
+
+
+def _bare_beyond(cursor: str, limit: int) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"cursor {cursor} was given before this feed's cursors named its epoch, and it lies "
+        f"beyond position {limit}, the last this feed shares with the feed that gave it "
+        "(the database was restored from a backup since, or it is a new database, or the "
+        f"cursor is another deployment's); {_RECONCILE}"
+    )
+
+
+def _renewed(head: FeedHead) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"this feed's database was restored from a backup while you followed (its epoch is "
+        f"now {head.epoch}): the cursors it gave before no longer hold; {_RECONCILE}"
+    )
+
+
+def admitted(text: str, cursor: Cursor, head: FeedHead) -> int:
+    """The position to follow after, for the cursor `text` (parsed: `cursor`), judged by
+    the feed's `head`; FAILED_PRECONDITION for a cursor this feed cannot vouch for, since
+    following it would silently skip changes:
+
+    * a cursor of another epoch (the database restored since it was given, or another
+      deployment's feed, which counts from 1 too: review 58 F1);
+    * one beyond the last position given;
+    * a bare position (given before cursors named the epoch: still accepted, CHANGELOG)
+      beyond the last position this feed shares with the feed that gave it
+      (`FeedHead.bare_limit`);
+    * one below the pruned positions.
+
+    An empty cursor starts after the pruned ones."""
+    if cursor.epoch is not None and cursor.epoch != head.epoch:
+        raise _other_epoch(text, cursor.epoch, head)
+    if cursor.position > head.last:
+        raise _ahead(text, head.last)
+    if cursor.epoch is None and cursor.position > head.bare_limit:
+        raise _bare_beyond(text, head.bare_limit)
+    if text and cursor.position < head.pruned:
+        raise _too_old(text, head.pruned)
+    return max(cursor.position, head.pruned)
 
 
 def follow(
@@ -58,23 +111,25 @@ def follow(
 ) -> Iterator[Change]:
     """Every change after the cursor in feed order, then new ones as they commit, until
     `active()` turns false; `regions` (empty: all) are the stored names to follow (see
-    services/common/regions.py region_filter). A cursor below the pruned position is
-    FAILED_PRECONDITION, and so is one beyond the last position given: following it would
-    silently skip every change until the feed caught up with it."""
-    after = parse_cursor(after_cursor)
-    pruned, last = store.bounds()
-    if after_cursor and after < pruned:
-        raise _too_old(after, pruned)
-    if after > last:
-        raise _ahead(after, last)
-    after = max(after, pruned)
+    services/common/regions.py region_filter). The cursor is judged first (`admitted`);
+    each change comes with the feed's epoch, so its `cursor` names it. The stream ends
+    with FAILED_PRECONDITION when the changes it would read next were pruned, or when the
+    feed's epoch is renewed under it (a restore)."""
+    cursor = parse_cursor(after_cursor)
+    store.sequence()  # the cursor judged by every change committed so far
+    head = store.head()
+    after = admitted(after_cursor, cursor, head)
+    epoch = head.epoch
     while active():
         store.sequence()  # any follower may position what has committed
         found = store.read(after, regions, batch)
-        if (pruned := store.pruned_through()) > after:  # pruned while we were reading
-            raise _too_old(after, pruned)
+        now = store.head()  # after the read: what was read is of this epoch, unpruned
+        if now.epoch != epoch:
+            raise _renewed(now)
+        if now.pruned > after:  # pruned while we were reading
+            raise _too_old(format_cursor(epoch, after), now.pruned)
         for change in found:
-            yield change
+            yield replace(change, epoch=epoch)
             assert change.position is not None
             after = change.position
         if len(found) < batch:

@@ -44,7 +44,7 @@ def test_csv_downloads_are_guarded_and_checked_like_the_page(tmp_path: Path) -> 
                 )
                 assert bad_day.status_code == 400
                 page = client.get("/dashboard", params={"from": "yesterday"}, headers=staff)
-                assert page.status_code == 400 and "统计期间有误" in page.text
+                assert page.status_code == 400 and messages.BAD_DATE in page.text
                 ages = client.get("/dashboard", params={"from": "1949-01-01"}, headers=staff)
                 assert ages.status_code == 400 and "最长60个月" in ages.text
                 backwards = {"from": "2026-05-01", "to": "2026-04-01"}

@@ -334,7 +334,7 @@ def test_a_far_new_deadline_is_refused_next_to_the_field(sqlite_web: Web) -> Non
     c, tok = sqlite_web.signed_in("wangfang")
     today = pair.ctx.today()
     last = today + timedelta(days=MAX_DEADLINE_DAYS)
-    too_far = messages.DEADLINE_TOO_FAR.format(days=MAX_DEADLINE_DAYS, last=last.isoformat())
+    too_far = messages.DEADLINE_TOO_FAR.format(days=MAX_DEADLINE_DAYS, last=messages.a_day(last))
     for due in ((last + timedelta(days=1)).isoformat(), "2199-12-31", "9999-12-31"):
         form = {"csrf": tok, "result": "fail", "note": "未整改", "new_due_on": due}
         answer = c.post(f"/staff/tickets/{waiting}", data=form)

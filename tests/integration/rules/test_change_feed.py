@@ -1,13 +1,19 @@
 """The change feed over gRPC (WatchChanges) on SQLite and PostgreSQL: every change of
 every firm, per firm in order, once per cursor, resumable; a late commit is never
-skipped; an old cursor is FAILED_PRECONDITION."""
+skipped; an old cursor is FAILED_PRECONDITION; a firm that moves to another region is
+seen leaving one and joining the other; one caller holds at most half the followers'
+slots. Cursors of restored feeds: test_feed_epochs.py."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -15,9 +21,16 @@ from sqlalchemy import Engine, insert, text
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
+from services.common.auth import TokenStore
+from services.common.ratelimit import Rate
+from services.common.security import Security
 from services.rules.adapters.feed import FeedStore, unpositioned_query
 from services.rules.adapters.feed_worker import FeedWorker
 from services.rules.adapters.orm import changes
+from services.rules.domain.changes import format_cursor, parse_cursor
+from services.rules.entrypoints import grpc_server
+from services.rules.entrypoints.convert import profile_from_json
+from services.rules.service_layer import feed
 from tests.integration.conftest import Clock, upsert
 from tests.integration.rules.test_events import accident, report
 from tests.support import profile, uscc
@@ -41,6 +54,18 @@ def take(stub: RulesServiceStub, count: int, after: str = "", region: str = "") 
 
 def kinds(found: list[pb.Change]) -> list[str]:
     return [KINDS.Name(c.kind).removeprefix("CHANGE_KIND_") for c in found]
+
+
+def position(cursor: str) -> int:
+    """The feed position a cursor names (its epoch aside)."""
+    return parse_cursor(cursor).position
+
+
+def at(cursor: str, other: int) -> str:
+    """The cursor of position `other` of the same feed as `cursor`."""
+    epoch = parse_cursor(cursor).epoch
+    assert epoch is not None
+    return format_cursor(epoch, other)
 
 
 def test_a_firm_s_story_arrives_in_order(register_stub: RulesServiceStub) -> None:
@@ -139,7 +164,11 @@ def test_bad_and_pruned_cursors(register_stub: RulesServiceStub, db_engine: Engi
     assert old.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     upsert(register_stub, profile(11, specialized_sme=False))
     fresh = take(register_stub, 1)  # an empty cursor starts after the pruned ones
-    assert fresh[0].enterprise_id == uscc(11) and int(fresh[0].cursor) == 5
+    assert fresh[0].enterprise_id == uscc(11) and position(fresh[0].cursor) == 5
+    with pytest.raises(grpc.RpcError) as old_of_this_feed:
+        take(register_stub, 1, after=at(fresh[0].cursor, 2))
+    assert old_of_this_feed.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "older than the feed's retention" in (old_of_this_feed.value.details() or "")
 
 
 def test_a_cursor_ahead_of_the_feed_is_refused(register_stub: RulesServiceStub) -> None:
@@ -151,12 +180,13 @@ def test_a_cursor_ahead_of_the_feed_is_refused(register_stub: RulesServiceStub) 
     assert "ahead of the feed" in (empty.value.details() or "")
     upsert(register_stub, profile(12))
     given = take(register_stub, 2)
-    last = int(given[-1].cursor)
+    last = given[-1].cursor
     with pytest.raises(grpc.RpcError) as ahead:
-        take(register_stub, 1, after=str(last + 1))
+        take(register_stub, 1, after=at(last, position(last) + 1))
     assert ahead.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "ahead of the feed" in (ahead.value.details() or "")
     upsert(register_stub, profile(13))
-    after_last = take(register_stub, 1, after=str(last))  # the last one given is fine
+    after_last = take(register_stub, 1, after=last)  # the last one given is fine
     assert after_last[0].enterprise_id == uscc(13)
 
 
@@ -248,13 +278,15 @@ def test_prune_changes_command(register_stub: RulesServiceStub, db_engine: Engin
     from services.rules.entrypoints.cli import main
 
     upsert(register_stub, profile(70))
+    first = take(register_stub, 1)[0].cursor
     FeedWorker(FeedStore(db_engine)).run_once()
     url = db_engine.url.render_as_string(hide_password=False)
     assert main(["prune-changes", "--older-than-days", "0", "--db", url]) == 0
     assert FeedStore(db_engine).pruned_through() == 2
     with pytest.raises(grpc.RpcError) as old:
-        take(register_stub, 1, after="1")
+        take(register_stub, 1, after=first)
     assert old.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "older than the feed's retention" in (old.value.details() or "")
 
 
 def test_an_entry_that_lapsed_and_is_granted_again_is_expired_then_granted(
@@ -324,3 +356,147 @@ def test_the_check_for_unpositioned_changes_reads_its_partial_index_on_stale_sta
         plan = "\n".join(connection.execute(text(f"EXPLAIN {compiled}")).scalars())
     assert "ix_changes_unpositioned" in plan and "Seq Scan" not in plan
     assert not FeedStore(db_engine).has_unpositioned()
+
+
+def test_a_firm_that_moves_leaves_one_region_and_joins_the_other(
+    register_stub: RulesServiceStub,
+) -> None:
+    """Review 58 F2: a white-listed firm upserted again with another region (镇街) and
+    nothing else changed made no change at all; a follower of its old region kept it on
+    its white list, one of its new region never learnt of it. Now the old region's feed
+    has REGION_LEFT and the new one's REGION_JOINED, with the firm's state after the
+    move, as ListWhitelist shows it."""
+    upsert(register_stub, profile(80))  # white-listed in 稠城街道
+    before = take(register_stub, 2)
+    upsert(register_stub, profile(80, region="北苑街道"))
+    moved = take(register_stub, 2, after=before[-1].cursor)
+    assert kinds(moved) == ["REGION_LEFT", "REGION_JOINED"]
+    assert [c.region for c in moved] == ["稠城街道", "北苑街道"]
+    (listed,) = register_stub.ListWhitelist(
+        pb.ListWhitelistRequest(region="北苑街道"), timeout=10
+    ).entries
+    for change in moved:
+        move = change.region_change
+        assert (move.from_region, move.to_region) == ("稠城街道", "北苑街道")
+        assert move.status == pb.STATUS_WHITELIST and move.whitelisted
+        assert (move.granted_on, move.valid_until) == (listed.granted_on, listed.valid_until)
+        assert move.decision_id == listed.decision_id
+    assert kinds(take(register_stub, 1, after=before[-1].cursor, region="稠城街道")) == [
+        "REGION_LEFT"
+    ]
+    assert kinds(take(register_stub, 1, region="北苑街道")) == ["REGION_JOINED"]
+    assert not register_stub.ListWhitelist(
+        pb.ListWhitelistRequest(region="稠城街道"), timeout=10
+    ).entries
+
+
+def test_a_move_comes_after_what_else_the_call_changed(register_stub: RulesServiceStub) -> None:
+    """A firm taken off the white list as it moves: the decision and the revocation
+    first, then the move with the state they left; a firm off the list moves too."""
+    upsert(register_stub, profile(81))
+    upsert(register_stub, profile(81, region="北苑街道", specialized_sme=False))
+    found = take(register_stub, 6)
+    assert kinds(found) == [
+        "DECISION_CHANGED",
+        "WHITELIST_GRANTED",
+        "DECISION_CHANGED",
+        "WHITELIST_REVOKED",
+        "REGION_LEFT",
+        "REGION_JOINED",
+    ]
+    joined = found[-1].region_change
+    assert joined.status == pb.STATUS_ROUTINE and not joined.whitelisted
+    assert joined.decision_id == found[2].decision.decision_id and not joined.valid_until
+    upsert(register_stub, profile(81, region="稠城街道", specialized_sme=False))
+    back = take(register_stub, 2, after=found[-1].cursor)
+    assert [(c.region, c.region_change.to_region) for c in back] == [
+        ("北苑街道", "稠城街道"),
+        ("稠城街道", "稠城街道"),
+    ]
+
+
+FOLLOWER_A = ("tok-follower-a-0123456789abcdef", ["rules.read", "rules.write"])
+FOLLOWER_B = ("tok-follower-b-0123456789abcdef", ["rules.read"])
+
+
+@pytest.fixture
+def guarded(db_engine: Engine, rulebook: Any, tmp_path: Path) -> Iterator[RulesServiceStub]:
+    """A rules server with two callers' tokens, and a stub on it."""
+    path = tmp_path / "tokens.json"
+    entries = [
+        {"token": token, "caller": name, "scopes": scopes}
+        for name, (token, scopes) in (("a", FOLLOWER_A), ("b", FOLLOWER_B))
+    ]
+    path.write_text(json.dumps({"tokens": entries}), encoding="utf-8")
+    server, port = grpc_server.create_server(
+        rulebook,
+        engine=db_engine,
+        today=Clock(),
+        max_workers=16,
+        security=Security(TokenStore.load(path), Rate(1000, 1000)),
+    )
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = RulesServiceStub(channel)
+        upsert_as(stub, profile(90), FOLLOWER_A)
+        yield stub
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+def upsert_as(stub: RulesServiceStub, data: dict[str, Any], token: tuple[str, Any]) -> None:
+    stub.UpsertEnterprise(
+        pb.UpsertEnterpriseRequest(profile=profile_from_json(data)),
+        metadata=(("authorization", f"Bearer {token[0]}"),),
+        timeout=30,
+    )
+
+
+def follower(stub: RulesServiceStub, token: tuple[str, Any]) -> Any:
+    """A WatchChanges stream of the token's caller, admitted (its first change read)."""
+    stream = stub.WatchChanges(
+        pb.WatchChangesRequest(),
+        metadata=(("authorization", f"Bearer {token[0]}"),),
+        timeout=300,
+    )
+    next(stream)
+    return stream
+
+
+def test_one_caller_holds_at_most_half_the_followers(guarded: RulesServiceStub) -> None:
+    """Review 58 F4: one caller's streams took every one of the process's 4 slots, and
+    locked the other systems out of the feed. Now a caller holds at most 2."""
+    mine = [follower(guarded, FOLLOWER_A) for _ in range(2)]
+    with pytest.raises(grpc.RpcError) as crowded:
+        follower(guarded, FOLLOWER_A)
+    assert crowded.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "per caller" in (crowded.value.details() or "")
+    assert ("retry-after", "5") in (crowded.value.trailing_metadata() or ())
+    theirs = [follower(guarded, FOLLOWER_B) for _ in range(2)]  # the others still get in
+    for stream in (*mine, *theirs):
+        stream.cancel()
+
+
+def test_a_cancelled_follower_s_slot_is_free_before_its_thread_looks_again(
+    guarded: RulesServiceStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 58 F4: a cancelled stream kept its slot until its server thread next
+    looked at the call, after its wait for news (here made long), so a follower that
+    reconnects at once to a process whose slots are all taken was refused for the
+    stream it had just left. The slot is given back when the call ends."""
+    monkeypatch.setattr(feed, "POLL_SECONDS", 120.0)
+    first, second = follower(guarded, FOLLOWER_A), follower(guarded, FOLLOWER_A)
+    theirs = [follower(guarded, FOLLOWER_B) for _ in range(2)]  # every slot taken
+    first.cancel()
+    waited, again = time.monotonic() + 30, None
+    while again is None:
+        try:
+            again = follower(guarded, FOLLOWER_A)
+        except grpc.RpcError as exc:
+            assert exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert time.monotonic() < waited, "the cancelled stream's slot was not given back"
+            time.sleep(0.05)
+    for stream in (second, again, *theirs):
+        stream.cancel()

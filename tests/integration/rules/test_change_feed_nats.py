@@ -27,11 +27,12 @@ from services.rules.adapters.feed_worker import (
     NatsUnavailable,
 )
 from services.rules.adapters.ruleset_loader import Rulebook
+from services.rules.domain.changes import subject_token
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import change_json
 from tests.integration.conftest import upsert
-from tests.integration.rules.test_change_feed import concurrent_writers, take
-from tests.support import ROOT, profile
+from tests.integration.rules.test_change_feed import concurrent_writers, position, take
+from tests.support import ROOT, profile, uscc
 
 NATS_URL = "nats://127.0.0.1:4222"
 
@@ -214,7 +215,7 @@ def test_the_readme_s_two_subscriber_examples_run(
             ["examples/watch_changes.py", f"127.0.0.1:{port}", "no-token-here"],
             tmp_path,
             len(ids),
-            settled=lambda: cursor.exists() and cursor.read_text() == str(len(ids)),
+            settled=lambda: cursor.exists() and position(cursor.read_text()) == len(ids),
         )
     finally:
         server.stop(None)
@@ -398,3 +399,33 @@ def test_two_replicas_naming_two_buses_are_told(db_engine: Engine) -> None:
     assert [(e["before"], e["now"]) for e in told] == [(names[0], names[1])]
     with db_engine.connect() as conn:
         assert store.publisher(conn) == names[1]
+
+
+def test_a_move_reaches_both_regions_subjects_with_the_feed_s_cursors(
+    register_stub: RulesServiceStub, db_engine: Engine, settings: NatsSettings
+) -> None:
+    """Review 58 F2 on the bus: a firm that moves to another region is published on the
+    subject of the region it left (REGION_LEFT) and of the one it joined (REGION_JOINED),
+    so a subscriber to one region's subjects learns it. Each message's cursor names the
+    feed's epoch, as WatchChanges gives it (F1)."""
+    upsert(register_stub, profile(50))
+    upsert(register_stub, profile(50, region="北苑街道"))
+    store = FeedStore(db_engine)
+    worker = FeedWorker(store, JetStreamPublisher(settings, change_json))
+    try:
+        worker.run_once()
+    finally:
+        worker.stop()
+    received = consume(settings, 4)
+    followed = take(register_stub, 4)
+    assert [m["cursor"] for m in received] == [c.cursor for c in followed]
+    assert [m["kind"] for m in received][-2:] == [
+        "CHANGE_KIND_REGION_LEFT",
+        "CHANGE_KIND_REGION_JOINED",
+    ]
+    left, joined = received[-2:]
+    for message, region in ((left, "稠城街道"), (joined, "北苑街道")):
+        token = subject_token(region)
+        assert message["subject"] == f"{settings.subject_prefix}.{token}.{uscc(50)}"
+        assert message["regionChange"]["toRegion"] == "北苑街道"
+        assert message["regionChange"]["whitelisted"] is True

@@ -65,8 +65,9 @@ SENT = [
     (verified(4, "e9", "H4", TODAY), "ok"),
     (verified(4, "e10", "H4", TODAY, late=True), "FAILED_PRECONDITION"),  # verified already
     (accident(4, "e11"), "ok"),
-    # still on the white list: its entry extended, renamed, then revoked
-    (profile_updated(5, "e12", profile(5, name="改名企业5")), "ok"),
+    # still on the white list: its entry extended, renamed and moved to another region
+    # (镇街), then revoked
+    (profile_updated(5, "e12", profile(5, name="改名企业5", region="北苑街道")), "ok"),
     (hazard_found(5, "e13", "H5"), "ok"),
     (complaint(2, "e14"), "ok"),  # leaves standing the decision e7 made in the group
     (accident(3, "e5"), "ALREADY_EXISTS"),  # e5 reused for another event
@@ -199,6 +200,15 @@ def test_a_group_answers_and_stores_what_one_by_one_does(
         "whitelist_revoked",
     ]
     assert together[12]["whitelistEntry"]["name"] == "改名企业5"
+    feed5 = [(c["kind"], c["region"]) for c in rows["5"]["feed"]][-6:]  # review 58 F2
+    assert feed5 == [
+        ("event_applied", "北苑街道"),
+        ("region_left", "稠城街道"),
+        ("region_joined", "北苑街道"),
+        ("event_applied", "北苑街道"),
+        ("decision_changed", "北苑街道"),
+        ("whitelist_revoked", "北苑街道"),
+    ]
     assert _events(db_engine, GROUPED) == _events(db_engine, ONE_BY_ONE)
     with db_engine.connect() as conn:
         assert verify(conn, audit_log, audit_head).ok

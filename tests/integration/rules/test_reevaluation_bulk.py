@@ -183,6 +183,11 @@ def test_the_batch_writes_the_rows_the_per_call_path_writes(
     assert kinds["5"] == ["decision_changed"]  # the same decision again is no change
     renamed = plain[str(RENAMED)]
     assert renamed["firm"]["name"] != "旧名称 old name"  # the name set back from the profile
+    # and its region: a move, seen leaving the one and joining the other (review 58 F2)
+    assert [(c["kind"], c["region"]) for c in renamed["feed"]][-2:] == [
+        ("region_left", "旧区域 old region"),
+        ("region_joined", "稠城街道"),
+    ]
     assert any(a["before_stored"] and "旧名称" in a["before_stored"] for a in renamed["audit"])
     with db_engine.connect() as conn:
         assert verify(conn, audit_log, audit_head).ok

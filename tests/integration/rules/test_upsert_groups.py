@@ -1,9 +1,10 @@
 """UpsertEnterprise's group commit (event_groups.UpsertGroups) on SQLite and PostgreSQL:
 upserts that arrive together are applied in one transaction and answer, and store,
 exactly what the same upserts applied one after another do (two of one firm, an entry
-revoked and granted again within the group, one extended under a new name, firms new to
-the register stored by the group); one refused by the rules (an as_of before the firm's
-current decision, a clause it may not cite, a record dated after today) fails alone; a
+revoked and granted again within the group, one extended under a new name and moved to
+another region, firms new to the register stored by the group); one refused by the
+rules (an as_of before the firm's current decision, a clause it may not cite, a record
+dated after today) fails alone; a
 new firm stored by another transaction first sends the group call by call; a failed
 commit answers every caller with the error; an upsert with an update mask is never
 grouped."""
@@ -50,13 +51,15 @@ SENT: list[tuple[int, dict[str, Any], str, str]] = [
     (3, {"hazards": [{**HAZARD, "clause_ref": "NO:such"}]}, "", "ValidationError"),
     (4, {"blacklisted": True}, "", "ok"),  # its entry revoked
     (4, {}, "", "ok"),  # off the black list: on the white list again
-    (5, {"name": "改名企业5"}, "", "ok"),  # still white-listed: the entry renamed
+    # still white-listed, moved to another region (镇街): the entry renamed and moved
+    (5, {"name": "改名企业5", "region": "北苑街道"}, "", "ok"),
     (3, {"accidents": [AHEAD]}, "", "ValidationError"),  # recorded after today
     (2, {"employees": 40}, "2026-07-01", "ok"),
     (7, {"hazards": [{**HAZARD, "clause_ref": "NO:such"}]}, "", "ValidationError"),  # new
     (6, {}, "", "ok"),  # new to the register: stored by the group
     (7, {"blacklisted": True}, "", "ok"),  # new, though its first upsert above failed
-    (6, {"name": "改名企业6"}, "", "ok"),  # the firm the group stored, its entry renamed
+    # the firm the group stored, its entry renamed, moved to another region
+    (6, {"name": "改名企业6", "region": "北苑街道"}, "", "ok"),
 ]
 NEW = 2  # firms 6 and 7, not in the register before the group
 
@@ -159,6 +162,10 @@ def test_a_group_answers_and_stores_what_one_by_one_does(db_engine: Engine, rule
         "decision_changed",
         "whitelist_granted",
     ]
+    # firms 5 and 6 moved: seen leaving one region and joining the other (review 58 F2)
+    for n in ("5", "6"):
+        moves = [(c["kind"], c["region"]) for c in rows[n]["feed"]][-2:]
+        assert moves == [("region_left", "稠城街道"), ("region_joined", "北苑街道")], n
     assert together[6].entry.name == "改名企业5"
     assert len(rows["1"]["decisions"]) == 3
     assert [h.hazard_id for h in together[1].profile.hazards] == ["H1"]

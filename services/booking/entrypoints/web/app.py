@@ -51,7 +51,7 @@ def create_web_app(
     sign, inspector = SignInPages(*args), InspectorPages(*args)
     uploads = uploads or Uploads()
     expert = ExpertPages(*args, uploads=uploads)
-    pages.session_opens_dashboard = sign.may_open_dashboard  # supervisors, admins
+    pages.staff_session = sign.signed_in_visitor  # who opens /dashboard with a session
     routes = [
         Route("/staff", sign.home, methods=["GET"]),
         Route("/staff/login", sign.login_form, methods=["GET"]),

@@ -7,7 +7,7 @@ the token.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -48,16 +48,21 @@ def is_staff(path: str) -> bool:
 
 
 def error_page(
-    render: Render, status: int, text: tuple[str, str], staff: bool = False
+    render: Render,
+    status: int,
+    text: tuple[str, str],
+    staff: bool = False,
+    person: Mapping[str, Any] | None = None,
 ) -> HTMLResponse:
     """The page of an error: the phone page's, or (`staff`) the staff pages' with a link
-    back to the person's start page."""
+    back to the person's start page, and the signed-in person's bar when `person` says
+    who (staff_pages.person_context: a staff page's own refusal knows; the app's
+    handlers of other errors do not look the session up)."""
     title, message = text
     if staff:
         link = (STAFF_HOME, messages.STAFF_HOME_LINK)
-        return render(
-            "staff/error.html", status, title=title, message=message, link=link, user=None
-        )
+        who = dict(person) if person else {"user": None}
+        return render("staff/error.html", status, title=title, message=message, link=link, **who)
     return render("error.html", status, title=title, message=message)
 
 

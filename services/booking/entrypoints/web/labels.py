@@ -89,7 +89,7 @@ SERIES_LABELS = {
 
 
 def day(value: date | None) -> str:
-    return f"{value.year}年{value.month}月{value.day}日" if value else ""
+    return messages.a_day(value) if value else ""
 
 
 def iso_day(text: str) -> str:

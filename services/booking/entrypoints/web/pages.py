@@ -56,9 +56,10 @@ from services.booking.entrypoints.web.middleware import (
     typed,
 )
 from services.booking.entrypoints.web.staff_auth import LOGIN
-from services.booking.service_layer import guidance, order_entry, orders, tickets, views
+from services.booking.entrypoints.web.staff_pages import person_context
+from services.booking.service_layer import authz, guidance, order_entry, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
-from services.booking.service_layer.staff_sessions import Visitor
+from services.booking.service_layer.staff_sessions import Visitor, principal_of
 from services.common.auth import TokenStore
 from services.common.context import Principal
 from services.common.db import ping
@@ -70,9 +71,11 @@ _log = structlog.get_logger("web")
 
 @dataclass(frozen=True)
 class DashboardAccess:
-    """Who opened the dashboard: a staff token's principal, or a staff session."""
+    """Who opened the dashboard: a staff token's principal, or a staff session's
+    (`session` then set: its page carries the person's bar); None for both on a server
+    without authentication."""
 
-    token: Principal | None
+    principal: Principal | None
     session: Visitor | None
 
 
@@ -115,8 +118,8 @@ class Pages:
         self.staff = staff
         self.env = labels.environment()
         self.guidance = views.Guidance(ctx.rules)
-        # a staff session that may open the dashboard (set by app.py: web/staff_pages.py)
-        self.session_opens_dashboard: Callable[[Request], Awaitable[Visitor | None]] | None = None
+        # the request's signed-in staff session (set by app.py: web/staff_pages.py)
+        self.staff_session: Callable[[Request], Awaitable[Visitor | None]] | None = None
 
     # -- plumbing
 
@@ -421,14 +424,29 @@ class Pages:
     # -- supervision
 
     async def dashboard_access(self, request: Request) -> DashboardAccess | Response:
-        """The dashboard's access check (every /dashboard route): a staff token when the
-        app has a token store (middleware.staff_principal), or a supervisor's or admin's
-        staff session (whose page then carries the logout form); else a 401."""
+        """The dashboard's access check (every /dashboard route), one rule for a staff
+        token (middleware.staff_principal, when the app has a token store) and a signed-in
+        staff session (authz.may_open_dashboard: supervisors, inspectors, admins; review
+        59 F8): a caller it refuses gets the 403 page (a session's in the staff layout,
+        with the person's bar: never the browser's password box); with neither, a 401."""
         token = staff_principal(self.staff, request) if self.staff is not None else None
-        session = None
-        if token is None and self.session_opens_dashboard is not None:
-            session = await self.session_opens_dashboard(request)
-        if self.staff is not None and token is None and session is None:
+        if token is not None:
+            if not authz.may_open_dashboard(token):
+                return error_page(self.render, 403, messages.PAGE_DASHBOARD_FORBIDDEN)
+            return DashboardAccess(token, None)
+        session = await self.staff_session(request) if self.staff_session is not None else None
+        if session is not None and session.account is not None:
+            principal = principal_of(session.account)
+            if not authz.may_open_dashboard(principal):
+                return error_page(
+                    self.render,
+                    403,
+                    messages.PAGE_DASHBOARD_FORBIDDEN,
+                    staff=True,
+                    person=person_context(session),
+                )
+            return DashboardAccess(principal, session)
+        if self.staff is not None:
             # 401 still (scripts fetch the CSVs with a token), a page a person can follow
             title, text = messages.PAGE_DASHBOARD_SIGN_IN
             response = self.render(
@@ -440,19 +458,7 @@ class Pages:
             )
             response.headers["WWW-Authenticate"] = 'Basic realm="dashboard", charset="UTF-8"'
             return response
-        return DashboardAccess(token, session)
-
-    def region_refusal(self, region: str) -> Response | None:
-        """The error page for a region filter that names no township or county."""
-        regions = self.ctx.regions
-        if region and regions is not None and regions.area(region) is None:
-            near = regions.nearest(region, counties=True)
-            title, text = messages.PAGE_NO_REGION
-            hint = messages.NEAREST_REGIONS.format(names="、".join(near)) if near else ""
-            return error_page(
-                self.render, 400, (title, text.format(region=messages.shown(region, 24), hint=hint))
-            )
-        return None
+        return DashboardAccess(None, None)
 
     # -- health
 

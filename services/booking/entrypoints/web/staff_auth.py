@@ -51,18 +51,19 @@ def csrf_refused(render: Callable[..., HTMLResponse]) -> HTMLResponse:
 
 def staff_errors(handler: Handler) -> Handler:
     """A refused or missing record as the staff pages' own 403 / 404 page, in their
-    layout (the phone page's 403 speaks of QR codes). An id with a control character names no record
-    (and must not reach the database: PostgreSQL refuses NUL)."""
+    layout (the phone page's 403 speaks of QR codes), with the person's bar (their name,
+    退出: review 59 F11; `self` is a StaffBase). An id with a control character names no
+    record (and must not reach the database: PostgreSQL refuses NUL)."""
 
     @wraps(handler)
     async def run(self: Any, request: Request) -> Response:
         if any(control_problem(str(v)) for v in request.path_params.values()):
-            return error_page(self.render, 404, messages.PAGE_STAFF_NOT_FOUND, staff=True)
+            return await self.error_page(request, 404, messages.PAGE_STAFF_NOT_FOUND)
         try:
             return await handler(self, request)
         except PermissionDenied:
-            return error_page(self.render, 403, messages.PAGE_STAFF_FORBIDDEN, staff=True)
+            return await self.error_page(request, 403, messages.PAGE_STAFF_FORBIDDEN)
         except NotFound:
-            return error_page(self.render, 404, messages.PAGE_STAFF_NOT_FOUND, staff=True)
+            return await self.error_page(request, 404, messages.PAGE_STAFF_NOT_FOUND)
 
     return run

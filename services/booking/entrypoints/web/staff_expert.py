@@ -38,6 +38,7 @@ from services.booking.entrypoints.web.uploads import (
 from services.booking.service_layer import authz, staff_views, visits
 from services.booking.service_layer.staff_sessions import Visitor
 from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
+from services.common.values import trim
 
 MAX_QUERY = 100
 _MB = 1024 * 1024
@@ -129,6 +130,9 @@ class ExpertPages(StaffBase):
             mobile_hint=hint.format(mobile=form.default_mobile),
             confirm_label=messages.VISIT_CONTACT_CONFIRM.format(mobile=form.default_mobile),
             query=query,
+            clause_count=(
+                messages.CLAUSES_FOUND if trim(query) else messages.CLAUSES_FOR_FIRM
+            ).format(n=len(form.clauses)),
             picks=[c.clause_ref for c, _ in form.picked],
             open=staff_views.is_open_for_visit(form.order),
             max_mb=_EACH_MB,

@@ -5,6 +5,7 @@ for the note and the new deadline, whose refusals are shown next to their fields
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,23 +53,31 @@ class InspectorPages(StaffBase):
             due_soon=q.get("due") == "1",
             overdue=q.get("overdue") == "1",
         )
-        try:
-            data = await run_in_threadpool(
-                staff_views.recheck_queue, self.uow(), self.ctx, self.principal(account), wanted
-            )
-        except ValidationError:
-            return self.page(
-                "staff/queue.html", visitor, 400, **self._empty(wanted), error=messages.BAD_REGION
-            )
+        data, error = await self._queue(account, wanted)
         return self.page(
             "staff/queue.html",
             visitor,
+            400 if error else 200,
             filter=wanted,
             regions=self._choices(account.region),
-            error="",
+            region_error=error,
             **await done_banner(self, request, account),
             **data,
         )
+
+    async def _queue(self, account: StaffAccount, wanted: QueueFilter) -> tuple[Any, str]:
+        """The queue asked for, and no error; or, when the region filter names no region,
+        the queue of the person's whole area and the error for the region field (the other
+        filters kept, the choices still their own area's: review 59 F11)."""
+        principal = self.principal(account)
+
+        def read(f: QueueFilter) -> dict[str, Any]:
+            return staff_views.recheck_queue(self.uow(), self.ctx, principal, f, self.guidance)
+
+        try:
+            return await run_in_threadpool(read, wanted), ""
+        except ValidationError:  # the region (the only filter checked)
+            return await run_in_threadpool(read, replace(wanted, region="")), messages.BAD_REGION
 
     def _choices(self, own: str) -> list[str]:
         """The 镇街 the region filter offers: the inspector's own area, or all."""
@@ -77,20 +86,6 @@ class InspectorPages(StaffBase):
         if own:
             return list(self.ctx.regions.area(own) or ())
         return [t.name for t in self.ctx.regions.townships]
-
-    def _empty(self, wanted: QueueFilter) -> dict[str, Any]:
-        return {
-            "filter": wanted,
-            "regions": [],
-            "done": "",
-            "saved": None,
-            "tickets": [],
-            "more": False,
-            "firm_names": {},
-            "today": self.ctx.today(),
-            "area": (),
-            "own_region": "",
-        }
 
     async def _ticket_page(
         self,

@@ -38,13 +38,13 @@ from services.booking.domain import messages
 from services.booking.domain.staff import (
     ADDRESS_THROTTLE,
     CSRF_LENGTH,
-    DASHBOARD_ROLES,
     LOCKOUT,
     MAX_PASSWORD,
     ROLE_LABELS,
     Role,
     StaffAccount,
 )
+from services.booking.entrypoints.web.errors import error_page
 from services.booking.entrypoints.web.middleware import form_part_limit
 from services.booking.entrypoints.web.staff_auth import (
     COOKIE,
@@ -61,7 +61,7 @@ from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.staff_sessions import Outcome, Visitor, principal_of
 from services.booking.service_layer.views import Guidance
 from services.common.context import Principal, bind, call_scope
-from services.common.values import trim
+from services.common.values import trim, without_controls
 
 T = TypeVar("T")
 _log = structlog.get_logger("staff")
@@ -86,6 +86,18 @@ TICKET_LISTS = {
 def ticket_list(account: StaffAccount) -> tuple[str, str]:
     """The person's list of tickets: (its URL, its name for a link back)."""
     return TICKET_LISTS.get(account.role, ("/staff", messages.STAFF_HOME_LINK))
+
+
+def person_context(visitor: Visitor) -> dict[str, Any]:
+    """What a staff page's layout shows of its visitor (staff/base.html, dashboard.html):
+    the signed-in person (`user`, None before sign-in) with their role, and the
+    session's CSRF token (the sign-out form's, the login form's)."""
+    account = visitor.account
+    return {
+        "csrf": visitor.csrf,
+        "user": account,
+        "role_label": ROLE_LABELS.get(Role(account.role), "") if account else "",
+    }
 
 
 @dataclass(eq=False)
@@ -152,15 +164,13 @@ class StaffBase:
         return principal_of(account)
 
     def page(self, name: str, visitor: Visitor, status: int = 200, **context: Any) -> HTMLResponse:
-        account = visitor.account
-        return self.render(
-            name,
-            status,
-            csrf=visitor.csrf,
-            user=account,
-            role_label=ROLE_LABELS.get(Role(account.role), "") if account else "",
-            **context,
-        )
+        return self.render(name, status, **person_context(visitor), **context)
+
+    async def error_page(self, request: Request, status: int, text: tuple[str, str]) -> Response:
+        """The staff error page, with the bar of the person who asked when signed in."""
+        found = await self.visitor(request)
+        person = person_context(found) if found is not None and found.account else None
+        return error_page(self.render, status, text, staff=True, person=person)
 
     @staticmethod
     def csrf_ok(visitor: Visitor | None, form: FormData) -> bool:
@@ -253,9 +263,8 @@ class SignInPages(StaffBase):
         if result.outcome == Outcome.THROTTLED:
             error = messages.STAFF_THROTTLED.format(minutes=_minutes(ADDRESS_THROTTLE.window))
             status = 429
-        return self.page(
-            "staff/login.html", found, status, username=username[:40], error=error, notice=""
-        )
+        shown = without_controls(username)[:40]  # a NUL in the value attribute shows as �
+        return self.page("staff/login.html", found, status, username=shown, error=error, notice="")
 
     async def logout(self, request: Request) -> Response:
         found = await self.visitor(request)
@@ -274,12 +283,11 @@ class SignInPages(StaffBase):
         response.delete_cookie(COOKIE, path="/", secure=self.secure(request), httponly=True)
         return response
 
-    async def may_open_dashboard(self, request: Request) -> Visitor | None:
-        """The session, when it is a supervisor's or admin's (they open /dashboard)."""
+    async def signed_in_visitor(self, request: Request) -> Visitor | None:
+        """The request's signed-in staff session, if any (the dashboard decides what it
+        may see: Pages.dashboard_access)."""
         found = await self.visitor(request)
-        if found is not None and found.account is not None:
-            return found if found.account.role in DASHBOARD_ROLES else None
-        return None
+        return found if found is not None and found.account is not None else None
 
 
 def _minutes(span: timedelta) -> int:
