@@ -330,8 +330,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             except DomainError as exc:
                 print(f"refused: {exc}", file=sys.stderr)
                 return 1
+            fate = (
+                "not sent again, though its last try got no answer: the rules service may "
+                "have applied it (check the firm there)"
+                if done.maybe_applied
+                else "never sent"
+            )
             print(
-                f"discarded {done.event_id} ({done.kind}) of {done.enterprise_id}: never sent; "
+                f"discarded {done.event_id} ({done.kind}) of {done.enterprise_id}: {fate}; "
                 f"{done.freed} later event(s) of the firm go on to the rules service"
             )
         if since is not None:

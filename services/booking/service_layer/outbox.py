@@ -12,7 +12,8 @@ The firm's earliest open message (its head, records.OutboxMessage) decides:
 - a transient failure (RESOURCE_EXHAUSTED, INTERNAL …) schedules a retry with
   exponential backoff, 0.5 s → 60 s, and the firm's later messages wait for it; when the
   rules service is unreachable (UNAVAILABLE, DEADLINE_EXCEEDED: rules may even have
-  applied it), the pass stops for every firm, and the message is sent again, first;
+  applied it), the pass stops for every firm, and the message is sent again once its
+  backoff is over (its firm's later ones waiting for it);
 - a refusal for good (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION …) parks it: kept,
   logged, and holding the firm's later messages until an operator fixes the cause and
   requeues it (`booking outbox --retry-failed`) or drops it on purpose (`--discard
@@ -83,6 +84,7 @@ from typing import Any
 import structlog
 
 from services.booking.domain import messages
+from services.booking.domain.rules_service import UNREACHABLE as NO_ANSWER
 from services.booking.domain.rules_service import (
     EventUnreadable,
     RulesError,
@@ -166,6 +168,9 @@ class Discarded:
     enterprise_id: str
     kind: str
     freed: int  # the firm's later messages now free to go
+    # its last try got no answer (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED): rules may
+    # have applied it all the same; otherwise rules never applied it
+    maybe_applied: bool = False
 
 
 def backoff(attempts: int) -> float:
@@ -373,9 +378,11 @@ def requeue_failed(uow: UnitOfWork) -> list[str]:
 
 def discard(uow: UnitOfWork, event_id: str, reason: str) -> Discarded:
     """An operator drops a message the rules service refused (parked, or refused for now
-    and waiting to be tried again), so that its firm's later messages go on: it is
-    never sent, kept in the table with `reason`, and the decision is in the audit trail
-    (on the firm's chain, by the caller bound to this call). A message never refused
+    and waiting to be tried again), so that its firm's later messages go on: it is not
+    sent again, kept in the table with `reason`, and the decision is in the audit trail
+    (on the firm's chain, by the caller bound to this call). Rules never applied it
+    unless its last try got no answer (`Discarded.maybe_applied`: a call that timed out
+    may have been applied; the operator is told to check). A message never refused
     cannot be dropped (it goes in its turn); nor one delivered, or dropped already; nor
     one a delivery is sending again right now (its claim: once rules answered, it is
     delivered, or refused again and may be dropped)."""
@@ -404,9 +411,16 @@ def discard(uow: UnitOfWork, event_id: str, reason: str) -> Discarded:
         uow.register.record_outbox_decision(message, before)
         firm = message.enterprise_id
         freed = uow.register.open_counts([firm]).get(firm, 0)
+        maybe = message.last_error.split(":", 1)[0] in NO_ANSWER
         _log.warning(
-            "event discarded by an operator: never sent to the rules service "
-            "(the reason is in the audit trail)",
+            "event discarded by an operator: "
+            + (
+                "its last try got no answer, so the rules service may have applied it; "
+                "it is not sent again"
+                if maybe
+                else "never applied by the rules service, and not sent again"
+            )
+            + " (the reason is in the audit trail)",
             event_id=message.event_id,
             enterprise_id=firm,
             kind=message.kind,
@@ -414,7 +428,7 @@ def discard(uow: UnitOfWork, event_id: str, reason: str) -> Discarded:
             freed=freed,
         )
         uow.commit()
-        return Discarded(message.event_id, firm, message.kind, freed)
+        return Discarded(message.event_id, firm, message.kind, freed, maybe)
 
 
 def held_firms(uow: UnitOfWork) -> list[HeldFirm]:

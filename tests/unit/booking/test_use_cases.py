@@ -592,6 +592,33 @@ def test_a_firm_refused_for_now_for_long_is_in_the_worker_s_reminder(
     assert first.failing_since is None and outbox.held_firms(uow) == []
 
 
+@pytest.mark.parametrize(
+    ("error", "maybe_applied"),
+    [
+        (RulesUnavailable("DEADLINE_EXCEEDED", "no answer in time"), True),
+        (RulesUnavailable("UNAVAILABLE", "down"), True),
+        (RulesUnavailable("RESOURCE_EXHAUSTED", "slow down"), False),
+        (RulesRejected("NOT_FOUND", "no such firm"), False),
+    ],
+)
+def test_a_discard_says_whether_rules_may_have_applied_the_event(
+    uow: FakeUnitOfWork, ctx: Any, token: str, error: Exception, maybe_applied: bool
+) -> None:
+    """Review 60 (minor): an event whose last try got no answer may have been applied by
+    rules; discarding it must not say "never sent" (now that every held firm is listed,
+    such an event is one an operator may be tempted to drop)."""
+    queued(uow, ctx, token)
+    first = uow.register.outbox[0]
+    ctx.rules.refuse[first.event_id] = error
+    with structlog.testing.capture_logs():
+        outbox.deliver_pending(uow, ctx.rules)
+    with structlog.testing.capture_logs() as logged:
+        done = outbox.discard(uow, first.event_id, "已人工核对")
+    assert (done.maybe_applied, done.freed) == (maybe_applied, 1)
+    (line,) = [e for e in logged if e["event"].startswith("event discarded")]
+    assert ("may have applied it" in line["event"]) is maybe_applied
+
+
 def test_a_booking_number_is_b_the_day_and_six_characters_each_drawn_from_all_32() -> None:
     """Every position of the random part takes each of the 32 characters (one 30-bit draw
     split five bits a character must reach all of them, and nothing else)."""
