@@ -455,10 +455,10 @@ class RulesClient:
         try:
             message = json_format.ParseDict(dict(payload), pb.EnterpriseEvent())
         except (json_format.Error, TypeError, ValueError) as exc:
+            said = " ".join(str(exc).split())[:300]  # on one line (protobuf's has two)
             raise EventUnreadable(
                 f"booking cannot encode this event for the rules service (written by "
-                f"another version of booking, or by hand?): {type(exc).__name__}: "
-                f"{str(exc)[:300]}"
+                f"another version of booking, or by hand?): {type(exc).__name__}: {said}"
             ) from exc
         self._call("ReportEvent", pb.ReportEventRequest(event=message))
 

@@ -252,7 +252,8 @@ def _deliver_head(
         failure = RulesUnavailable("DEADLINE_EXCEEDED", str(exc))
     except Exception as exc:  # not rules' answer (a bug): the firm waits, the others go on
         _log.exception("outbox: delivering an event failed", event_id=claimed.event_id)
-        failure = RulesUnavailable("INTERNAL", f"{type(exc).__name__}: {str(exc)[:200]}")
+        said = " ".join(str(exc).split())[:200]  # on one line, for the listing
+        failure = RulesUnavailable("INTERNAL", f"{type(exc).__name__}: {said}")
     return _record(uow, firm, claimed, failure)
 
 

@@ -21,3 +21,4 @@ def test_an_event_booking_cannot_encode_is_parked_saying_so() -> None:
             client.report(payload)
         assert caught.value.status == "UNREADABLE" and isinstance(caught.value, RulesRejected)
         assert "another version of booking" in str(caught.value)
+        assert "\n" not in str(caught.value)  # one line in the listing and the log
