@@ -50,3 +50,19 @@ def load_yaml(path: Path) -> Any:
 
 def case_files(folder: str) -> list[Path]:
     return sorted((CASES / folder).glob("*.yaml"))
+
+
+def complaint_event(n: int, event_id: str) -> Any:
+    """A ReportEventRequest of a complaint about firm `n` (uscc(n)): the smallest event
+    that re-evaluates a firm and writes to the register, for the fault tests."""
+    from services.common._generated.rules.v1 import rules_pb2 as pb
+
+    return pb.ReportEventRequest(
+        event=pb.EnterpriseEvent(
+            event_id=event_id,
+            enterprise_id=uscc(n),
+            kind=pb.EVENT_KIND_COMPLAINT,
+            occurred_on="2026-06-01",
+            complaint=pb.ComplaintDetail(text="投诉"),
+        )
+    )

@@ -32,7 +32,7 @@ from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import profile_from_json
 from tests.faults import TcpProxy, pg_database, through, wait_until
 from tests.integration.conftest import PG_ADMIN_URL
-from tests.support import profile, uscc
+from tests.support import complaint_event, profile, uscc
 
 RULES = grpc_server.SERVICE_NAME
 
@@ -93,18 +93,6 @@ def _status(stub: rules_pb2_grpc.RulesServiceStub, n: int, timeout: float = 10) 
     )
 
 
-def _event(n: int, event_id: str) -> pb.ReportEventRequest:
-    return pb.ReportEventRequest(
-        event=pb.EnterpriseEvent(
-            event_id=event_id,
-            enterprise_id=uscc(n),
-            kind=pb.EVENT_KIND_COMPLAINT,
-            occurred_on="2026-06-01",
-            complaint=pb.ComplaintDetail(text="投诉"),
-        )
-    )
-
-
 def _code(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
     try:
         call()
@@ -122,7 +110,7 @@ def test_a_database_that_goes_away_answers_unavailable_then_recovers(
     )
     b.proxy.down()
     for call in (
-        lambda: b.stub.ReportEvent(_event(1, "while-down"), timeout=30),
+        lambda: b.stub.ReportEvent(complaint_event(1, "while-down"), timeout=30),
         lambda: _status(b.stub, 1, timeout=30),
     ):
         with pytest.raises(grpc.RpcError) as info:
@@ -133,8 +121,8 @@ def test_a_database_that_goes_away_answers_unavailable_then_recovers(
     b.proxy.up()
     wait_until(lambda: _code(lambda: _status(b.stub, 1)) == grpc.StatusCode.OK)
     wait_until(lambda: b.status() == health_pb2.HealthCheckResponse.SERVING)
-    b.stub.ReportEvent(_event(1, "after"), timeout=30)
-    assert _code(lambda: b.stub.ReportEvent(_event(1, "while-down"), timeout=30)) in (
+    b.stub.ReportEvent(complaint_event(1, "after"), timeout=30)
+    assert _code(lambda: b.stub.ReportEvent(complaint_event(1, "while-down"), timeout=30)) in (
         grpc.StatusCode.OK,  # nothing of the refused call was kept: it applies now
     )
 
@@ -152,7 +140,7 @@ def test_a_stalled_database_gives_answers_not_hangs_and_evaluations_go_on(
             pb.GetEnterpriseStatusRequest(enterprise_id=uscc(1)), timeout=2
         )
         for _ in range(6)
-    ] + [b.stub.ReportEvent.future(_event(1, f"stalled-{i}"), timeout=2) for i in range(6)]
+    ] + [b.stub.ReportEvent.future(complaint_event(1, f"stalled-{i}"), timeout=2) for i in range(6)]
     for n in range(10, 14):  # no database needed: answered while the others hang
         decision = b.stub.Evaluate(
             pb.EvaluateRequest(profile=profile_from_json(profile(n)), as_of="2026-06-30"),

@@ -48,7 +48,7 @@ from services.rules.entrypoints.convert import profile_from_json
 from tests.booking_env import running_pair
 from tests.faults import pg_database, wait_until
 from tests.integration.conftest import PG_ADMIN_URL
-from tests.support import profile, uscc
+from tests.support import complaint_event, profile, uscc
 
 RULES = grpc_server.SERVICE_NAME
 BOOKING = booking_grpc.SERVICE_NAME
@@ -89,18 +89,6 @@ def _code(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
     return grpc.StatusCode.OK
 
 
-def _event(n: int, event_id: str) -> pb.ReportEventRequest:
-    return pb.ReportEventRequest(
-        event=pb.EnterpriseEvent(
-            event_id=event_id,
-            enterprise_id=uscc(n),
-            kind=pb.EVENT_KIND_COMPLAINT,
-            occurred_on="2026-06-01",
-            complaint=pb.ComplaintDetail(text="投诉"),
-        )
-    )
-
-
 def _upsert(n: int) -> pb.UpsertEnterpriseRequest:
     return pb.UpsertEnterpriseRequest(profile=profile_from_json(profile(n)))
 
@@ -122,7 +110,7 @@ class Rules:
         errors = []
         for i in range(3):
             for call in (
-                lambda i=i: self.stub.ReportEvent(_event(1, f"{tag}-{i}"), timeout=30),
+                lambda i=i: self.stub.ReportEvent(complaint_event(1, f"{tag}-{i}"), timeout=30),
                 lambda i=i: self.stub.UpsertEnterprise(_upsert(20 + i), timeout=30),
             ):
                 with pytest.raises(grpc.RpcError) as info:
@@ -185,7 +173,7 @@ def test_a_read_only_postgresql_refuses_writes_unavailable_and_health_says_so(
                 read_only(url, False, cut=False)
                 wait_until(
                     lambda: (
-                        _code(lambda: rules.stub.ReportEvent(_event(1, "rw"), timeout=30))
+                        _code(lambda: rules.stub.ReportEvent(complaint_event(1, "rw"), timeout=30))
                         == grpc.StatusCode.OK
                     ),
                     timeout=30,
@@ -310,7 +298,7 @@ def test_an_unwritable_sqlite_file_refuses_writes_unavailable_and_health_says_so
             _immutable(files, False)
             wait_until(
                 lambda: (
-                    _code(lambda: rules.stub.ReportEvent(_event(1, "rw"), timeout=30))
+                    _code(lambda: rules.stub.ReportEvent(complaint_event(1, "rw"), timeout=30))
                     == grpc.StatusCode.OK
                 ),
                 timeout=30,

@@ -38,7 +38,7 @@ from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.convert import change_json, profile_from_json
 from tests.faults import TcpProxy, wait_until
 from tests.integration.rules.test_change_feed_nats import NATS_URL, _delete, _nats_up, consume
-from tests.support import profile, uscc
+from tests.support import complaint_event, profile
 
 pytestmark = pytest.mark.skipif(not _nats_up(), reason="NATS is not running at 127.0.0.1:4222")
 RULES = grpc_server.SERVICE_NAME
@@ -59,18 +59,6 @@ def settings() -> Iterator[tuple[NatsSettings, TcpProxy]]:
     )
     proxy.close()
     asyncio.run(_delete(f"TEST_{tag}"))
-
-
-def _event(n: int, event_id: str) -> pb.ReportEventRequest:
-    return pb.ReportEventRequest(
-        event=pb.EnterpriseEvent(
-            event_id=event_id,
-            enterprise_id=uscc(n),
-            kind=pb.EVENT_KIND_COMPLAINT,
-            occurred_on="2026-06-01",
-            complaint=pb.ComplaintDetail(text="投诉"),
-        )
-    )
 
 
 def test_a_stalled_nats_leaves_sqlite_writes_and_health_alone(
@@ -115,7 +103,7 @@ def test_a_stalled_nats_leaves_sqlite_writes_and_health_alone(
                 change (each tried for 5 s); done once a publish has failed."""
                 n = len(codes)
                 try:
-                    stub.ReportEvent(_event(1 + n % 4, f"stall-{n}"), timeout=2)
+                    stub.ReportEvent(complaint_event(1 + n % 4, f"stall-{n}"), timeout=2)
                     codes.append(grpc.StatusCode.OK)
                 except grpc.RpcError as exc:
                     codes.append(exc.code())
