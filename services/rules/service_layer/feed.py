@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
-from services.common.stream_slots import CallerShares
+from services.common.stream_slots import GRACE_SECONDS, CallerShares
 from services.rules.adapters.feed import FeedHead, FeedStore
 from services.rules.domain.changes import Change, Cursor, format_cursor, parse_cursor
 from services.rules.domain.errors import PreconditionFailed
@@ -17,7 +17,7 @@ _RECONCILE = "start again from an empty cursor and reconcile with GetEnterpriseS
 # how long a follower asking for a slot waits for one to be given back: a follower that
 # cancels its stream and reconnects at once (to resume from its cursor) may be heard
 # reconnecting before the server has heard it cancel
-SLOT_GRACE_SECONDS = 1.0
+SLOT_GRACE_SECONDS = GRACE_SECONDS
 
 
 class Followers(CallerShares):
