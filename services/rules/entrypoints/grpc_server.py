@@ -243,24 +243,36 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
     def _region_page(
         self, listing: RegionListing[T], request: RegionPageRequest
-    ) -> tuple[list[T], str]:
-        """One page of a register listing by region (ListWhitelist, ListEnterprises)."""
-        return listing(
-            self._uow(), self._ctx, request.region, request.page_size, request.page_token
+    ) -> tuple[list[T], str, str]:
+        """One page of a register listing by region (ListWhitelist, ListEnterprises), its
+        next page's token and, on the first page, the change feed's cursor read before
+        the page (`feed.current_cursor`: a follower that keeps what it lists follows the
+        feed from there)."""
+        uow = self._uow()
+        cursor = ""
+        if not request.page_token and self._feed is not None:
+            cursor = feed.current_cursor(self._feed)
+        found, token = listing(
+            uow, self._ctx, request.region, request.page_size, request.page_token
         )
+        return found, token, cursor
 
     @unary
     def ListWhitelist(self, request: pb.ListWhitelistRequest) -> pb.ListWhitelistResponse:
-        entries, token = self._region_page(register_handlers.list_whitelist, request)
+        entries, token, cursor = self._region_page(register_handlers.list_whitelist, request)
         return pb.ListWhitelistResponse(
-            entries=[convert.entry_to_proto(e) for e in entries], next_page_token=token
+            entries=[convert.entry_to_proto(e) for e in entries],
+            next_page_token=token,
+            feed_cursor=cursor,
         )
 
     @unary
     def ListEnterprises(self, request: pb.ListEnterprisesRequest) -> pb.ListEnterprisesResponse:
-        found, token = self._region_page(register_handlers.list_enterprises, request)
+        found, token, cursor = self._region_page(register_handlers.list_enterprises, request)
         return pb.ListEnterprisesResponse(
-            enterprises=[convert.firm_summary_to_proto(f) for f in found], next_page_token=token
+            enterprises=[convert.firm_summary_to_proto(f) for f in found],
+            next_page_token=token,
+            feed_cursor=cursor,
         )
 
     @unary
