@@ -14,8 +14,9 @@ from services.common.stream_slots import CallSlot, StreamSlots
 
 
 def test_a_writer_reconnecting_at_once_waits_for_the_slot_it_gives_back() -> None:
-    """Its cancel is heard a moment after its new stream: the new one waits for it."""
-    slots = StreamSlots("ReportEventStream", db_workers=8, most=4)
+    """Its cancel is heard a moment after its new stream: the new one waits for it (here
+    as long as it takes: a busy machine may run the timer late)."""
+    slots = StreamSlots("ReportEventStream", db_workers=8, most=4, grace=600)
     first, _second = slots.hold("a"), slots.hold("a")  # its share
     threading.Timer(0.05, first).start()
     slots.hold("a")  # admitted once the cancelled stream's slot is back
@@ -25,7 +26,7 @@ def test_a_writer_reconnecting_at_once_waits_for_the_slot_it_gives_back() -> Non
 def test_one_stream_at_a_time_waits_and_the_others_are_refused_at_once() -> None:
     """A waiting stream holds a database worker: a second one asked for meanwhile is
     refused without waiting."""
-    slots = StreamSlots("ReportEventStream", db_workers=8, most=4)
+    slots = StreamSlots("ReportEventStream", db_workers=8, most=4, grace=600)
     held = [slots.hold(caller) for caller in ("a", "a", "b", "b")]  # every slot taken
     waiting_entered = threading.Event()
     outcome: list[object] = []
@@ -40,8 +41,11 @@ def test_one_stream_at_a_time_waits_and_the_others_are_refused_at_once() -> None
     waiter = threading.Thread(target=wait_for_one)
     waiter.start()
     assert waiting_entered.wait(10)
-    while not slots._waiting:  # the first one is waiting (up to its grace)
+    for _ in range(3000):  # the first one is waiting (up to its grace)
+        if slots._waiting or outcome:
+            break
         threading.Event().wait(0.01)
+    assert slots._waiting == 1, outcome
     with pytest.raises(RateLimited, match="per process"):
         slots.hold("d")  # refused at once: one waits already
     held[0]()  # a slot comes back: the waiting one takes it
@@ -52,11 +56,14 @@ def test_one_stream_at_a_time_waits_and_the_others_are_refused_at_once() -> None
 
 def test_with_two_database_workers_a_stream_does_not_wait() -> None:
     """One stream there, and one worker for the unary calls: a waiting stream would take
-    it, so the next stream is refused at once (nothing gives the slot back here)."""
-    slots = StreamSlots("ReportEventStream", db_workers=2, most=4)
-    slots.hold("a")
+    it, so the next stream is refused at once."""
+    slots = StreamSlots("ReportEventStream", db_workers=2, most=4, grace=600)
+    release = slots.hold("a")
+    later = threading.Timer(2, release)  # a stream that waited would get this slot
+    later.start()
     with pytest.raises(RateLimited):
         slots.hold("b")
+    later.cancel()
 
 
 def test_a_slot_comes_back_when_its_call_ends_or_its_write_is_done() -> None:
