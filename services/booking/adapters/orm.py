@@ -226,6 +226,10 @@ outbox = Table(
     # migration b0012: a message an operator chose to drop (`booking outbox --discard`)
     columns.instant("discarded_at", nullable=True),
     columns.note("discard_reason"),
+    # migration b0014: a delivery's claim on the message while it waits on rules, held with
+    # no transaction open (service_layer/outbox.py): until when, and whose
+    columns.instant("claimed_until", nullable=True),
+    Column("claimed_by", String(128), nullable=False, server_default=""),
     Index("ix_outbox_pending", "delivered_at", "failed_at", "id"),
     # each firm's messages not yet done, in the order written: a firm's head is one seek,
     # and the heads of every firm one pass over the undone messages only (b0012)

@@ -149,12 +149,14 @@ class BookingRegister(StaffRegister):
 
     def latest_code(self, enterprise_id: str, phone_digests: Sequence[str]) -> SignInCode | None:
         """The firm's newest code for this phone, given its digest under each key
-        (locked: tries are counted)."""
+        (locked: tries are counted); a request's row that never was a code (expiring
+        as it was made: asked while the register could not be read) is not one."""
         query = (
             select(SignInCode)
             .where(
                 firm_sign_in_codes.c.enterprise_id == enterprise_id,
                 firm_sign_in_codes.c.phone_digest.in_(list(phone_digests)),
+                firm_sign_in_codes.c.expires_at > firm_sign_in_codes.c.created_at,
             )
             .order_by(firm_sign_in_codes.c.created_at.desc())
             .limit(1)
@@ -737,9 +739,10 @@ class BookingRegister(StaffRegister):
 
     def due_heads(self, instant: datetime, limit: int) -> list[tuple[str, int]]:
         """(firm, id) of the earliest open message of each firm whose earliest one may be
-        sent at `instant` (neither parked nor waiting out a backoff), at most `limit`, in
-        the order written. A firm held by a parked or waiting message is not among them,
-        so however many messages such firms hold, the others' come through."""
+        sent at `instant` (neither parked, nor waiting out a backoff, nor claimed by a
+        delivery in flight), at most `limit`, in the order written. A firm held by such a
+        message is not among them, so however many messages such firms hold, the others'
+        come through."""
         params = {"now": instant, "limit": limit}
         return [(str(r[0]), int(r[1])) for r in self.session.execute(_due_heads_query(), params)]
 
@@ -749,12 +752,21 @@ class BookingRegister(StaffRegister):
         return None if found is None else int(found)
 
     def claim_message(self, message_id: int) -> OutboxMessage | None:
-        """The message, locked for this delivery; None when another replica holds it
-        (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's BEGIN IMMEDIATE lets one writer in).
-        Read again from the database (another replica may have just delivered it)."""
+        """The message, locked while this transaction claims it for a delivery; None when
+        another transaction holds it (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's BEGIN
+        IMMEDIATE lets one writer in). Read again from the database (another replica may
+        have just delivered or claimed it)."""
         query = select(OutboxMessage).where(outbox.c.id == message_id)
         if self._lock_rows:
             query = query.with_for_update(skip_locked=True)
+        return self.session.scalars(query.execution_options(populate_existing=True)).first()
+
+    def locked_message(self, message_id: int) -> OutboxMessage | None:
+        """The message, read again and locked (waiting for a transaction holding it: every
+        one that does is short), to record what its delivery came to."""
+        query = select(OutboxMessage).where(outbox.c.id == message_id)
+        if self._lock_rows:
+            query = query.with_for_update()
         return self.session.scalars(query.execution_options(populate_existing=True)).first()
 
     def outbox_message(self, event_id: str, *, for_update: bool = False) -> OutboxMessage | None:
@@ -1235,7 +1247,7 @@ def _firm_head_query() -> Select[int]:
 def _due_heads_query() -> Select[str, int]:
     """Each firm's earliest open message, read from ix_outbox_open alone (one entry per
     open message, none for the delivered ones), kept when it is neither parked nor due
-    after :now; at most :limit, in the order written."""
+    after :now nor claimed past it; at most :limit, in the order written."""
     heads = (
         select(outbox.c.enterprise_id, func.min(outbox.c.id).label("head"))
         .where(_open_message())
@@ -1249,6 +1261,8 @@ def _due_heads_query() -> Select[str, int]:
             outbox.c.failed_at.is_(None),
             outbox.c.next_attempt_at.is_(None)
             | (outbox.c.next_attempt_at <= bindparam("now", type_=DateTime(timezone=True))),
+            outbox.c.claimed_until.is_(None)
+            | (outbox.c.claimed_until <= bindparam("now", type_=DateTime(timezone=True))),
         )
         .order_by(heads.c.head)
         .limit(bindparam("limit", type_=Integer))

@@ -126,6 +126,7 @@ OUTBOX_DISCARD_REASON = "请写明放弃发送的原因（1至{n}个字），记
 OUTBOX_ALREADY_DELIVERED = "事件{ref}已送达规则服务，无需放弃"
 OUTBOX_ALREADY_DISCARDED = "事件{ref}已于{at}放弃发送"
 OUTBOX_NOT_REFUSED = "事件{ref}没有被规则服务拒收过，正在排队发送，不能放弃"
+OUTBOX_BEING_SENT = "事件{ref}正在重新发送给规则服务，请稍后查看结果再决定是否放弃"
 
 
 # ---------------------------------------------------------------- the expert pool (staff)
@@ -191,6 +192,11 @@ PROOF_POSTS_TOO_FAST = (
     "提交太频繁，本次没有保存。整改说明已保留，请{seconds}秒后重新选择照片再提交。"
 )
 PAGE_TOO_LARGE = ("提交的内容太大", "填写的内容超过了页面允许的长度，请返回上一页删减后重新提交。")
+# a request body that stopped arriving (web/middleware.py BodyPace): cut, nothing saved
+PAGE_UPLOAD_STALLED = (
+    "上传中断",
+    "网络中断或太慢，提交的内容没有收全，未保存。请在网络良好时重新提交。",
+)
 PAGE_NO_SUCH_PAGE = ("页面不存在", "没有找到您要访问的页面。")
 # a firm's form posted from another site (web/middleware.py OriginCheck): nothing saved
 PAGE_FOREIGN_POST = (
@@ -258,14 +264,18 @@ SIGN_IN_NUMBER_NO_LONGER_ON_RECORD = (
     "验证码已失效：该号码已不是本企业登记的手机号，请用登记的手机号重新获取"
 )
 SIGN_IN_REGISTER_UNAVAILABLE = "暂时无法核对企业登记的手机号，请稍后再试（验证码10分钟内有效）"
+# a code asked for while rules cannot answer: the same for every number (none is told
+# apart); a code still goes to the firm's sign-in mobile, none to the register's contact
+SIGN_IN_CODE_REGISTER_UNAVAILABLE = (
+    "暂时无法核对工商登记的联系人手机号：如该号码是本企业的登录手机，验证码已发送；"
+    "如是工商登记的联系人手机，请稍后再获取验证码"
+)
 SIGN_IN_TOO_MANY_CODES = "获取验证码太频繁，请稍后再试"
 SIGN_IN_NEEDS_SESSION = "此操作需要企业本人登录（凭二维码只能预约和查看预约编号）"
 SIGN_IN_PHONE_SET = "登录手机已更新"
 SIGN_IN_NO_QR_CODE = "该企业尚未生成二维码，请先生成二维码"
 SIGN_IN_OWN_ORDERS_ONLY = "只能查看本企业的预约"
 TOO_MANY_ORDERS = "该二维码预约太频繁，请稍后再试"
-# the QR token's refused orders (bad forms, …) past their own limit: refused unread
-TOO_MANY_REFUSED_ORDERS = "该二维码近期提交的无效预约太多，请稍后再试"
 UNKNOWN_STATUS = "未知的状态值：{value}"
 SMS_CODE_TEXT = "【安全生产扫码点单】您的登录验证码为{code}，10分钟内有效。请勿告诉他人。"
 STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用），您仍可以预约专家。"
@@ -403,6 +413,11 @@ VISIT_PHOTOS_NOT_RECEIVED = (
 VISIT_WRITERS_BUSY = (
     "同时保存检查记录的人较多，本次检查记录尚未保存。已填写的内容都已保留，"
     "请稍后重新选择照片后提交。"
+)
+# the visit form's body stopped arriving (web/middleware.py BodyPace): what came is shown
+VISIT_UPLOAD_STALLED = (
+    "网络中断或太慢，照片没有收全，检查记录尚未保存。已收到的填写内容已保留，"
+    "请在网络良好时重新选择照片后提交。"
 )
 VISIT_TOO_LARGE = (
     "提交的内容超过{limit}MB，检查记录尚未保存：照片每张不超过{each}MB、合计不超过{total}MB，"

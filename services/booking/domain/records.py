@@ -99,7 +99,8 @@ class OutboxMessage:
     Waiting until delivered (`next_attempt_at` set while it waits out a backoff); parked
     (`failed_at`) when the rules service refused it for good, which holds its firm's later
     messages until an operator requeues or discards it; discarded (`discarded_at`, with
-    the operator's `discard_reason`, audited) when deliberately dropped, never sent.
+    the operator's `discard_reason`, audited) when deliberately dropped, never sent;
+    claimed (`claimed_until`, `claimed_by`) while a delivery waits on rules for it.
     Open (service_layer/outbox.py): neither delivered nor discarded."""
 
     event_id: str
@@ -115,6 +116,9 @@ class OutboxMessage:
     id: int | None = None
     discarded_at: datetime | None = None  # an operator dropped it (outbox --discard)
     discard_reason: str = ""
+    # a delivery in flight (service_layer/outbox.py): no other sends it before this instant
+    claimed_until: datetime | None = None
+    claimed_by: str = ""  # whose claim: host, process and a token of the delivery
 
 
 @dataclass

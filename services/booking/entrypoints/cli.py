@@ -60,7 +60,8 @@ if TYPE_CHECKING:
 
 ORDERS_PER_QR_TOKEN = Rate(per_second=20 / 3600, burst=10)  # 10 at once, then 20 an hour
 # CreateOrder calls refused for the caller's own reasons, per QR token: 20 at once, then
-# one a minute (orders.py `refusals_limited`; not the order limit's)
+# one a minute; past it an invalid call is refused unread, a valid one still taken
+# (orders.py `refusals_limited`; not the order limit's)
 REFUSED_ORDERS_PER_QR_TOKEN = Rate(per_second=60 / 3600, burst=20)
 _log = structlog.get_logger("booking")
 
@@ -480,6 +481,25 @@ def _upload_flags(parser: argparse.ArgumentParser) -> None:
         "a photo past it is refused beside its field, the form kept (unset: 1000)",
         type=number_arg(10, 1_000_000),
     )
+    env_flag(
+        parser,
+        "--upload-idle-seconds",
+        "BOOKING_UPLOAD_IDLE_SECONDS",
+        None,
+        "seconds a request body (a visit's photos, a proof, any form) may send nothing "
+        "before it is cut: answered 408, the spool room and files it held given back "
+        "(unset: 30)",
+        type=number_arg(1, 3600, kind=float),
+    )
+    env_flag(
+        parser,
+        "--upload-min-rate-kb",
+        "BOOKING_UPLOAD_MIN_RATE_KB",
+        None,
+        "KB a second a request body must average once past its first idle seconds, or it "
+        "is cut the same way (a trickle); 0: no minimum (unset: 4)",
+        type=number_arg(0, 1_000_000, kind=float),
+    )
 
 
 def upload_limits(args: argparse.Namespace) -> UploadLimits:
@@ -492,6 +512,10 @@ def upload_limits(args: argparse.Namespace) -> UploadLimits:
         limits = replace(limits, writers=int(writers))
     if (spool := getattr(args, "visit_photo_spool_mb", None)) is not None:
         limits = replace(limits, spool_bytes=int(spool) * 1024 * 1024)
+    if (idle := getattr(args, "upload_idle_seconds", None)) is not None:
+        limits = replace(limits, pace=replace(limits.pace, idle_seconds=float(idle)))
+    if (rate := getattr(args, "upload_min_rate_kb", None)) is not None:
+        limits = replace(limits, pace=replace(limits.pace, min_rate=float(rate) * 1024))
     return limits
 
 

@@ -191,9 +191,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             "contact_phone": request.contact_phone,
             "note": request.note,
         }
-        order = self._orders.create(request.qr_token, form, request.idempotency_key)
+        # the firm's own session first: it is not under the token's refused-call limit
+        signed = self._firm_session(context)
+        order = self._orders.create(
+            request.qr_token, form, request.idempotency_key, session_firm=signed
+        )
         if current_principal().caller == authz.FIRM:
-            if self._firm_session(context) != order.enterprise_id:
+            if signed != order.enterprise_id:
                 return convert.public_confirmation(order)  # the QR token alone reads no more
             return self._order(order, show_refs=True, for_firm=True)
         return self._order(order)
@@ -365,10 +369,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def RequestSignInCode(
         self, request: pb.RequestSignInCodeRequest, context: grpc.ServicerContext
     ) -> pb.RequestSignInCodeResponse:
-        sign_in.request_code(
+        asked = sign_in.request_code(
             self._uow(), self._ctx, request.qr_token, request.phone, _peer_host(context)
         )
-        return pb.RequestSignInCodeResponse(expires_in_seconds=int(CODE_TTL.total_seconds()))
+        notice = messages.SIGN_IN_CODE_REGISTER_UNAVAILABLE if asked.register_unavailable else ""
+        return pb.RequestSignInCodeResponse(
+            expires_in_seconds=int(CODE_TTL.total_seconds()), notice=notice
+        )
 
     @unary
     def SignIn(self, request: pb.SignInRequest) -> pb.SignInResponse:

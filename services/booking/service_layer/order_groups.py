@@ -81,17 +81,26 @@ class OrderGroups:
     def limits(self) -> GroupLimits:
         return self._groups.limits
 
-    def create(self, token: str, form: Mapping[str, Any], idempotency_key: str) -> Order:
+    def create(
+        self,
+        token: str,
+        form: Mapping[str, Any],
+        idempotency_key: str,
+        *,
+        session_firm: str = "",
+    ) -> Order:
         """orders.create_order, alone (grouping off: CallGroups applies it by `_one`) or
         with the orders queued beside it; the token's refused calls limited as there
-        (`orders.refusals_limited`)."""
+        (`orders.refusals_limited`; `session_firm`: the firm the caller's checked
+        session signs in, "" without one)."""
 
         def create() -> Order:
             item = orders.NewOrder(token, form, orders.admit(self._ctx, token, idempotency_key))
             taken = self._groups.call(item)
             return orders.answer(self._new_uow(), self._ctx, item, taken)
 
-        return orders.refusals_limited(self._ctx, token, create)
+        sent = (token, form, idempotency_key)
+        return orders.refusals_limited(self._ctx, sent, create, session_firm=session_firm)
 
     def _one(self, item: orders.NewOrder) -> Order | str:
         return orders.take_order(self._new_uow(), self._ctx, item)

@@ -17,6 +17,8 @@ from datetime import date
 from functools import partial
 from typing import Any, TypeVar
 
+import structlog
+
 from services.booking.domain import messages
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import (
@@ -43,6 +45,7 @@ from services.booking.service_layer.qr_codes import (
     firms_for_tokens,
     owner_of,
     session_owner,
+    verified_token,
     visible,
 )
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -54,14 +57,17 @@ from services.common.errors import (
     DomainError,
     FieldViolation,
     NotFound,
+    PermissionDenied,
     RateLimited,
     Unavailable,
     ValidationError,
     retry_on_conflict,
 )
 from services.common.paging import decode_token, one_page, page_size, query_key
+from services.common.ratelimit import RateLimiter
 from services.common.values import control_problem, invisible, trim
 
+_log = structlog.get_logger("orders")
 KEY_MAX = 64
 T = TypeVar("T")
 REASON_MAX = 500
@@ -106,31 +112,78 @@ def admit(ctx: BookingContext, token: str, idempotency_key: str) -> str:
 _NOT_THE_CALLERS = (Unavailable, DeadlineExceeded, Conflict)
 
 
-def refusals_limited(ctx: BookingContext, token: str, call: Callable[[], T]) -> T:
-    """`call()`, one CreateOrder for the QR token `token` (the gRPC call, the phone
-    page's form), unless the token's refused calls have spent their own limit
-    (`ctx.refused_order_limiter`, "20 at once, then 60 an hour"): then RateLimited at
-    once, before any parsing or lookup. A call refused for the caller's own reasons (a
+def refusals_limited(
+    ctx: BookingContext,
+    sent: tuple[str, Mapping[str, Any], str],
+    call: Callable[[], T],
+    *,
+    session_firm: str = "",
+) -> T:
+    """`call()`, one CreateOrder (the gRPC call, the phone page's form) as `sent` (its
+    QR token, form and idempotency key, none checked yet), with the work its QR token's
+    refused calls may cost limited (`ctx.refused_order_limiter`, "20 at once, then 60 an
+    hour"; review 48 N6, review 60 F1). A call refused for the caller's own reasons (a
     bad form, key or token, the order limit spent, a key reused with other content) is
-    counted against it; one taken, or a repeat answered with its order, is not.
+    counted; one taken, or a repeat answered with its order, is not.
 
-    A separate limit, not the order limit (review 48 N6): a firm that mistyped and sent
-    its form again keeps every order of its quota, while a client sending invalid calls
-    without end is slowed to one a minute. While it is spent, even a valid order or a
-    repeat of an acknowledged one waits (the refusal says when to try again)."""
+    Within the limit a call is taken as ever: an invalid form is looked up too (its key
+    may have taken an order before: a retry is answered with that order however its
+    form reads today). Past it, the call first passes the checks that need no database
+    (`cheap_checks`: the key, the token's signature, the form): one that fails them is
+    refused by their own error, nothing looked up; one that passes is taken as ever,
+    under the order limit. So whoever holds the token (it is printed on the firm's
+    poster) can make its invalid calls no dearer than a parse, and can never stop the
+    firm's valid orders: the limit refuses nothing a valid call would have been given.
+
+    Keyed by the token alone, not by caller address: the limit bounds the lookups
+    refused calls cost one firm's token, however many addresses send them, and a valid
+    call passes whatever the key's state, so nobody is held by another's refusals. The
+    firm's own signed-in session (`session_firm`, its SMS code; the token's firm) is not
+    under it at all: its refusals are not counted, and its calls are looked up as ever."""
     limiter = ctx.refused_order_limiter
-    if limiter is None:
+    token, form, key = sent
+    if limiter is None or _signed_in_firm_of(ctx, token, session_firm):
         return call()
     bucket = _bucket(token)
-    allowed, wait = limiter.peek(bucket)
-    if not allowed:
-        raise RateLimited(messages.TOO_MANY_REFUSED_ORDERS, wait)
+    if not limiter.peek(bucket)[0]:
+        cheap_checks(ctx, token, form, key)  # its own error, unread; not counted
     try:
         return call()
     except DomainError as exc:
         if not isinstance(exc, _NOT_THE_CALLERS):
-            limiter.check(bucket)
+            _count_refusal(limiter, bucket)
         raise
+
+
+def cheap_checks(ctx: BookingContext, token: str, form: Mapping[str, Any], key: str) -> None:
+    """The checks of a CreateOrder that need no database, in the order the call makes
+    them: its idempotency key, its QR token's signature, its form (ValidationError,
+    PermissionDenied)."""
+    admit(ctx, token, key)
+    verified_token(ctx, token)
+    _validated(ctx, form)
+
+
+def _signed_in_firm_of(ctx: BookingContext, token: str, session_firm: str) -> bool:
+    """Whether `session_firm` (a session checked by the entrypoint) is the token's firm."""
+    if not session_firm:
+        return False
+    try:
+        return verified_token(ctx, token).enterprise_id == session_firm
+    except PermissionDenied:
+        return False
+
+
+def _count_refusal(limiter: RateLimiter, bucket: str) -> None:
+    """One refused call counted; the token's limit running dry is logged (once each
+    time), so an operator sees a token under attack (its digest, never the token)."""
+    had_room, _ = limiter.check(bucket)
+    if had_room and not limiter.peek(bucket)[0]:
+        _log.warning(
+            "refused order calls of one QR token past their limit: its invalid calls "
+            "are refused unread until it refills; valid ones are still taken",
+            qr_token_digest=bucket,
+        )
 
 
 def _bucket(token: str) -> str:
@@ -158,10 +211,17 @@ def _refund(refunds: Sequence[Callable[[], None]]) -> None:
 
 
 def create_order(
-    uow: UnitOfWork, ctx: BookingContext, token: str, form: Mapping[str, Any], idempotency_key: str
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    token: str,
+    form: Mapping[str, Any],
+    idempotency_key: str,
+    *,
+    session_firm: str = "",
 ) -> Order:
     """`form` may carry `clause_refs`: the clauses that motivated a pre-filled order.
-    The token's refused calls are limited (`refusals_limited`)."""
+    The token's refused calls are limited (`refusals_limited`; `session_firm`: the firm
+    the caller's checked session signs in, "" without one)."""
     # Take an order from the firm's QR token, then dispatch it; the same key again
     # returns the same order.
 
@@ -169,7 +229,8 @@ def create_order(
         item = NewOrder(token, form, admit(ctx, token, idempotency_key))
         return answer(uow, ctx, item, take_order(uow, ctx, item))
 
-    return refusals_limited(ctx, token, create)
+    sent = (token, form, idempotency_key)
+    return refusals_limited(ctx, sent, create, session_firm=session_firm)
 
 
 def take_order(uow: UnitOfWork, ctx: BookingContext, item: NewOrder) -> Order | str:

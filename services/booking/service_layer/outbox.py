@@ -24,40 +24,77 @@ Other firms keep flowing: a pass reads only the heads that may be sent now, one 
 (`ix_outbox_open`, migration b0012), so however many messages held firms pile up, the
 others' come through, in the order written across firms too.
 
-Replicas. Several may run the worker: a delivery looks its firm's head up again in its
-own transaction and claims it (`FOR UPDATE SKIP LOCKED`); a firm whose head another
-replica holds sends nothing more in this pass, and a head parked or delivered by another
-replica meanwhile is never passed by. Two messages of one firm written by transactions
-running at once (two rechecks at the same moment) go in the order of their ids, which the
-database hands out before either commits; messages whose order matters (a hazard's
-FOUND, then its VERIFIED) are written one transaction after the other.
+No transaction is open while rules is asked (review 57 D4: on SQLite the call used to be
+made inside the write transaction, holding the process's write lock, so a stalled rules
+service made booking's own writes run out of their deadlines). A delivery takes three
+steps: it claims the firm's head in one short transaction (`claimed_until`, `claimed_by`,
+migration b0014: LEASE_SECONDS from now), calls rules with none open (cut at CALL_SECONDS,
+well inside the claim, however many rules replicas it tries), and records the answer in a
+second short transaction. A claim held by a process that died ends by itself; its message
+is then sent again, which rules, applying each event id once, answers as before.
+
+Replicas (and a `sweep` run beside the server). Each delivery looks its firm's head up
+again in its own transaction and claims it there (`FOR UPDATE SKIP LOCKED` against a
+claim being taken at the same moment); a head claimed by another delivery, parked or
+waiting out a backoff holds its firm: nothing after it goes, and a head parked or
+delivered by another replica meanwhile is never passed by. Order does not rest on the
+claim: a firm's next message is sent only once its head is marked delivered, which only
+an answer from rules does; the claim only keeps two deliveries from sending the same
+message at once. Should a delivery outlive its claim (a process paused, replicas' clocks
+far apart), the message may go twice, never out of order: rules applies it once, an
+acknowledgement marks it delivered whichever delivery gets it, and a failure is recorded
+only by the delivery that holds the claim then, never over a delivered message. Two
+messages of one firm written by transactions running at once (two rechecks at the same
+moment) go in the order of their ids, which the database hands out before either
+commits; messages whose order matters (a hazard's FOUND, then its VERIFIED) are written
+one transaction after the other.
+
+Stopping (SIGTERM): the worker starts no delivery once told to stop; the one in flight
+finishes and records its answer.
 """
 
 from __future__ import annotations
 
 import heapq
+import os
 import random
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import structlog
 
 from services.booking.domain import messages
 from services.booking.domain.records import OutboxMessage
-from services.booking.domain.rules_service import RulesRejected, RulesUnavailable
+from services.booking.domain.rules_service import RulesError, RulesRejected, RulesUnavailable
 from services.booking.service_layer.ports import RulesPort
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now, start_of_day
-from services.common.errors import FieldViolation, NotFound, PreconditionFailed, ValidationError
+from services.common.context import deadline_in
+from services.common.errors import (
+    DeadlineExceeded,
+    FieldViolation,
+    NotFound,
+    PreconditionFailed,
+    ValidationError,
+)
 from services.common.instants import as_utc, in_shanghai
 from services.common.values import control_problem, trim
 
 MAX_BACKOFF_SECONDS = 60.0
 MAX_REASON = 500  # characters of an operator's reason for a discard
 REMIND_SECONDS = 600.0  # how often the worker logs the firms held behind a parked message
+# A delivery's claim on its message lasts LEASE_SECONDS; its rules call is cut at
+# CALL_SECONDS (5 s per rules replica normally: the client's timeout), so the claim
+# outlives the call, leaving room for recording the answer and for replicas' clocks a few
+# seconds apart. A claim left by a process that died holds its firm until it ends.
+LEASE_SECONDS = 30.0
+CALL_SECONDS = 20.0
 _log = structlog.get_logger("outbox")
 
 # what a delivery of a firm's head came to
@@ -112,20 +149,28 @@ def backoff(attempts: int) -> float:
     return float(base * random.uniform(0.8, 1.2))
 
 
-def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 200) -> DeliveryReport:
-    """Deliver what may go now, one message per transaction, at most `limit` tries: the
-    heads of the firms not held (by a parked message or a backoff), earliest first; a
-    firm's next message joins them once its head was delivered. When the rules service
-    is unreachable, all stop."""
+def deliver_pending(
+    uow: UnitOfWork,
+    rules: RulesPort,
+    *,
+    limit: int = 200,
+    stop: Callable[[], bool] = lambda: False,
+) -> DeliveryReport:
+    """Deliver what may go now, one message at a time, at most `limit` tries: the heads
+    of the firms not held (by a parked message, a backoff or another delivery's claim),
+    earliest first; a firm's next message joins them once its head was delivered. When
+    the rules service is unreachable, all stop; once `stop()` says so, no further
+    delivery starts (the one in flight has recorded its answer)."""
     report = DeliveryReport()
     with uow:
         queue = [(head, firm) for firm, head in uow.register.due_heads(now(), limit)]
     heapq.heapify(queue)
+    claimant = _claimant()
     tries = 0
-    while queue and tries < limit:
+    while queue and tries < limit and not stop():
         _, firm = heapq.heappop(queue)
         tries += 1
-        outcome, following = _deliver_head(uow, rules, firm)
+        outcome, following = _deliver_head(uow, rules, firm, claimant)
         if outcome == DELIVERED:
             report.delivered += 1
         elif outcome == PARKED:
@@ -140,57 +185,142 @@ def deliver_pending(uow: UnitOfWork, rules: RulesPort, *, limit: int = 200) -> D
     return report
 
 
-def _deliver_head(uow: UnitOfWork, rules: RulesPort, firm: str) -> tuple[str, int | None]:
-    """Try the firm's earliest open message, looked up in this transaction; with the id
-    of the firm's next one when it may follow in this pass."""
+@dataclass(frozen=True)
+class _Claim:
+    """A firm's head, claimed for one delivery: what is sent, and the claim's token."""
+
+    id: int
+    event_id: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    token: str
+
+
+def _claimant() -> str:
+    """Who delivers, as `claimed_by` names it (with a token of each delivery after it):
+    this host and process."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}"
+
+
+def _deliver_head(
+    uow: UnitOfWork, rules: RulesPort, firm: str, claimant: str
+) -> tuple[str, int | None]:
+    """Try the firm's earliest open message, looked up and claimed in a transaction of
+    its own; rules is asked with no transaction open; the answer is recorded in another.
+    With the id of the firm's next message when it may follow in this pass."""
+    claimed = _claim(uow, firm, claimant)
+    if not isinstance(claimed, _Claim):
+        return claimed
+    failure: RulesError | None = None
+    try:
+        with deadline_in(CALL_SECONDS):
+            rules.report(claimed.payload)
+    except RulesError as exc:
+        failure = exc
+    except DeadlineExceeded as exc:  # CALL_SECONDS ran out: as rules' own deadline
+        failure = RulesUnavailable("DEADLINE_EXCEEDED", str(exc))
+    except Exception as exc:  # not rules' answer (a bug): the firm waits, the others go on
+        _log.exception("outbox: delivering an event failed", event_id=claimed.event_id)
+        failure = RulesUnavailable("INTERNAL", f"{type(exc).__name__}: {str(exc)[:200]}")
+    return _record(uow, firm, claimed, failure)
+
+
+def _claim(uow: UnitOfWork, firm: str, claimant: str) -> _Claim | tuple[str, int | None]:
+    """The firm's head claimed for LEASE_SECONDS (committed); or, when it may not be sent
+    now, what holds it (with the firm's next message when the head is done already)."""
     with uow:
         head = uow.register.firm_head(firm)
         if head is None:
             return DONE, None
         message = uow.register.claim_message(head)
         if message is None:
-            return BUSY, None  # another replica is delivering it: the firm's later ones wait
+            return BUSY, None  # another replica is claiming it: the firm's later ones wait
         if message.delivered_at is not None or message.discarded_at is not None:
             return DONE, uow.register.firm_head(firm)  # done meanwhile: try the next one
         if message.failed_at is not None:
             return HELD, None  # parked (by another replica): it holds the firm
-        if message.next_attempt_at is not None and as_utc(message.next_attempt_at) > now():
+        at = now()
+        if message.next_attempt_at is not None and as_utc(message.next_attempt_at) > at:
             return HELD, None  # waiting out its backoff: so does the firm
+        if message.claimed_until is not None and as_utc(message.claimed_until) > at:
+            return BUSY, None  # another delivery waits on rules for it: so does the firm
         message.attempts += 1
-        try:
-            rules.report(message.payload)
-        except RulesUnavailable as exc:
-            message.next_attempt_at = now() + timedelta(seconds=backoff(message.attempts))
-            message.last_error = str(exc)[:500]
+        message.claimed_until = at + timedelta(seconds=LEASE_SECONDS)
+        message.claimed_by = f"{claimant}:{uuid.uuid4().hex[:12]}"
+        claim = _Claim(
+            head,
+            message.event_id,
+            message.kind,
+            dict(message.payload),
+            message.attempts,
+            message.claimed_by,
+        )
+        uow.commit()
+        return claim
+
+
+def _record(
+    uow: UnitOfWork, firm: str, claim: _Claim, failure: RulesError | None
+) -> tuple[str, int | None]:
+    """What the delivery of `claim` came to (`failure` None: rules acknowledged it),
+    recorded, the claim released; with the firm's next message when it may follow."""
+    with uow:
+        message = uow.register.locked_message(claim.id)
+        if message is None or message.delivered_at is not None or message.discarded_at:
+            # another delivery (this one's claim had run out) got there first
+            return DONE, uow.register.firm_head(firm) if message is not None else None
+        ours = message.claimed_by == claim.token
+        if failure is None:  # acknowledged: true whoever claims it now
+            message.delivered_at, message.last_error = now(), ""
+            message.claimed_until, message.claimed_by = None, ""
+            following = uow.register.firm_head(firm)
             uow.commit()
-            if exc.unreachable:
+            if not ours:
+                _log.warning(
+                    "event delivered after its claim had run out; another delivery may "
+                    "have sent it too (rules applies it once)",
+                    event_id=claim.event_id,
+                    enterprise_id=firm,
+                )
+            return DELIVERED, following
+        if not ours:  # another delivery took it over: its answer, not this one, counts
+            _log.warning(
+                "event not accepted, and its claim had run out: left to the delivery that "
+                "took it over",
+                event_id=claim.event_id,
+                enterprise_id=firm,
+                error=str(failure)[:500],
+            )
+            return BUSY, None
+        message.claimed_until, message.claimed_by = None, ""
+        message.last_error = str(failure)[:500]
+        if not isinstance(failure, RulesRejected):  # refused for now
+            message.next_attempt_at = now() + timedelta(seconds=backoff(claim.attempts))
+            uow.commit()
+            if failure.unreachable:
                 return UNREACHABLE, None
             _log.warning(
                 "event not accepted yet, will retry; the firm's later events wait",
-                event_id=message.event_id,
+                event_id=claim.event_id,
                 enterprise_id=firm,
                 error=message.last_error,
             )
             return RETRY, None
-        except RulesRejected as exc:
-            message.failed_at, message.last_error = now(), str(exc)[:500]
-            behind = uow.register.open_counts([firm]).get(firm, 1) - 1
-            _log.error(
-                "event refused by the rules service; parked, holding the firm's later events "
-                "until it is requeued (booking outbox --retry-failed) or discarded "
-                "(--discard EVENT_ID --reason TEXT)",
-                event_id=message.event_id,
-                enterprise_id=firm,
-                kind=message.kind,
-                error=message.last_error,
-                held_behind=behind,
-            )
-            uow.commit()
-            return PARKED, None
-        message.delivered_at, message.last_error = now(), ""
-        following = uow.register.firm_head(firm)
+        message.failed_at = now()
+        behind = uow.register.open_counts([firm]).get(firm, 1) - 1
+        _log.error(
+            "event refused by the rules service; parked, holding the firm's later events "
+            "until it is requeued (booking outbox --retry-failed) or discarded "
+            "(--discard EVENT_ID --reason TEXT)",
+            event_id=claim.event_id,
+            enterprise_id=firm,
+            kind=claim.kind,
+            error=message.last_error,
+            held_behind=behind,
+        )
         uow.commit()
-        return DELIVERED, following
+        return PARKED, None
 
 
 def requeue_failed(uow: UnitOfWork) -> list[str]:
@@ -212,7 +342,9 @@ def discard(uow: UnitOfWork, event_id: str, reason: str) -> Discarded:
     and waiting to be tried again), so that its firm's later messages go on: it is
     never sent, kept in the table with `reason`, and the decision is in the audit trail
     (on the firm's chain, by the caller bound to this call). A message never refused
-    cannot be dropped (it goes in its turn); nor one delivered, or dropped already."""
+    cannot be dropped (it goes in its turn); nor one delivered, or dropped already; nor
+    one a delivery is sending again right now (its claim: once rules answered, it is
+    delivered, or refused again and may be dropped)."""
     why = trim(reason, multiline=True)
     if not why or len(why) > MAX_REASON or control_problem(why, multiline=True):
         problem = messages.OUTBOX_DISCARD_REASON.format(n=MAX_REASON)
@@ -229,6 +361,9 @@ def discard(uow: UnitOfWork, event_id: str, reason: str) -> Discarded:
             raise PreconditionFailed(messages.OUTBOX_ALREADY_DISCARDED.format(ref=ref, at=at))
         if message.failed_at is None and not message.last_error:
             raise PreconditionFailed(messages.OUTBOX_NOT_REFUSED.format(ref=ref))
+        if message.claimed_until is not None and as_utc(message.claimed_until) > now():
+            # sent again right now: rules' answer decides whether it was delivered
+            raise PreconditionFailed(messages.OUTBOX_BEING_SENT.format(ref=ref))
         before = uow.register.outbox_decision_values(message)
         message.discarded_at, message.discard_reason = now(), why
         message.next_attempt_at = None
@@ -313,17 +448,28 @@ class OutboxWorker:
         self._wake.set()
 
     def stop(self) -> None:
+        """No further delivery starts; the one in flight (its rules call cut at
+        CALL_SECONDS) records its answer, waited for up to 10 s. Should the process end
+        before that, its claim ends LEASE_SECONDS after it was taken and the message is
+        sent again (rules applies it once)."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
 
+    @property
+    def stopping(self) -> bool:
+        """Whether stop() was asked (for logs and tests)."""
+        return self._stop.is_set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                report = deliver_pending(self._new_uow(), self._rules)
+                report = deliver_pending(self._new_uow(), self._rules, stop=self._stop.is_set)
             except Exception:
                 _log.exception("outbox delivery failed")
                 report = DeliveryReport(waiting=True)
+            if self._stop.is_set():
+                return
             self.remind()
             if report.delivered and not report.waiting:
                 continue  # there may be more

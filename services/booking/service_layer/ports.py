@@ -81,8 +81,9 @@ class BookingContext:
     # orders per QR token (one phone cannot book a thousand visits); None: unlimited
     order_limiter: RateLimiter | None = None
     # refused CreateOrder calls per QR token (a bad form, key or token, the order limit
-    # spent, a key reused): past it the token's calls are refused before any work
-    # (orders.py `refusals_limited`); None: unlimited
+    # spent, a key reused): past it a call that fails the checks needing no database is
+    # refused unread, a valid one still taken (orders.py `refusals_limited`); None:
+    # unlimited
     refused_order_limiter: RateLimiter | None = None
     # rulesets/regions.yaml: the 镇街 an expert may serve and a filter may name; None: any
     regions: RegionRegistry | None = None

@@ -59,7 +59,7 @@ def issue_qr_code(uow: UnitOfWork, ctx: BookingContext, enterprise_id: str) -> I
 def firm_for_token(uow: UnitOfWork, ctx: BookingContext, text: str) -> FirmCard:
     """The firm a QR token stands for (inside the caller's transaction); PermissionDenied
     for a forged, edited or revoked one."""
-    token = _verified(ctx, text)
+    token = verified_token(ctx, text)
     return _current(token, uow.register.firm_card(token.enterprise_id))  # to read
 
 
@@ -71,7 +71,7 @@ def firms_for_tokens(
     tokens: list[qr.QrToken | PermissionDenied] = []
     for text in texts:
         try:
-            tokens.append(_verified(ctx, text))
+            tokens.append(verified_token(ctx, text))
         except PermissionDenied as exc:
             tokens.append(exc)
     cards = uow.register.firm_cards_of(
@@ -89,8 +89,9 @@ def firms_for_tokens(
     return found
 
 
-def _verified(ctx: BookingContext, text: str) -> qr.QrToken:
-    """The token's signed content; PermissionDenied for a forged or edited one."""
+def verified_token(ctx: BookingContext, text: str) -> qr.QrToken:
+    """The token's signed content; PermissionDenied for a forged or edited one (its
+    signature only: whether it is the firm's current code needs the register)."""
     try:
         return qr.verify(ctx.keyring, text)
     except qr.TokenRejected as exc:

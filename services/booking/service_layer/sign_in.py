@@ -26,7 +26,7 @@ from services.booking.domain import lookups, messages
 from services.booking.domain import sign_in as rules
 from services.booking.domain.orders import PHONE, mask_phone
 from services.booking.domain.records import FirmCard, FirmSession, SignInCode
-from services.booking.domain.rules_service import RulesError
+from services.booking.domain.rules_service import RulesError, RulesUnavailable
 from services.booking.service_layer.ports import BookingContext, SmsFailed
 from services.booking.service_layer.qr_codes import firm_for_token
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -60,13 +60,29 @@ def _phone(value: str, field: str = "phone") -> str:
     return phone
 
 
+@dataclass(frozen=True)
+class CodeRequested:
+    """`request_code`'s answer, the same whatever the number and the firm.
+
+    `register_unavailable`: the rules service could not be asked for the register's
+    contact mobile (review 60 F2). A code still went to the firm's sign-in mobile if
+    that was the number (it needs no rules), none to the register's contact: the firm
+    is told so, for every number alike (messages.SIGN_IN_CODE_REGISTER_UNAVAILABLE), and
+    asks again later. The spec is silent; refusing every request instead would keep the
+    firms that have a sign-in mobile (most of them, after their first sign-in) from
+    signing in through an outage that does not concern them, and answering only the
+    firms without one would tell strangers which firms have none."""
+
+    register_unavailable: bool = False
+
+
 def request_code(
     uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, client: str = ""
-) -> None:
+) -> CodeRequested:
     """Send a code when `phone` is the token's firm's sign-in mobile (or, while it has
-    none, the rules register's contact mobile); the same answer (nothing) otherwise,
-    also when the SMS backend fails. Rate limited per (firm, number) and per client
-    address, either way.
+    none, the rules register's contact mobile); the same answer otherwise, also when
+    the SMS backend fails (`CodeRequested`: it says only whether rules could be asked).
+    Rate limited per (firm, number) and per client address, either way.
 
     The request is counted first (its row added, under the lock of the firm's card row,
     so the limits hold across processes), and only a counted request asks rules (review
@@ -111,7 +127,10 @@ def request_code(
         )
         uow.commit()
     enterprise_id = card.enterprise_id
-    contact = register_contact(ctx, enterprise_id)  # whatever the number and the firm
+    try:
+        contact, outage = register_contact(ctx, enterprise_id), False  # whatever the number
+    except RulesUnavailable:
+        contact, outage = "", True  # not known: no code to the register's contact
     code = rules.new_code()
     with uow:
         card = uow.register.firm(enterprise_id, for_update=True) or card
@@ -121,16 +140,24 @@ def request_code(
             row.code_digest = rules.keyed_digest(
                 ctx.keyring, purpose or rules.UNSENT_PURPOSE, enterprise_id, code
             )
+            if outage and not purpose:
+                # never a code (expired as it is made): it counts against the limits,
+                # and leaves a code sent before to this number good (sign-in skips it)
+                row.expires_at = row.created_at
         uow.commit()
     if purpose and row is not None:
         _send(ctx, phone, messages.SMS_CODE_TEXT.format(code=code))
     _log.info("sign-in code requested", phone=mask_phone(phone))  # never whether it matched
+    # every request alike, whatever the number and the firm (review 60 F2)
+    return CodeRequested(register_unavailable=outage)
 
 
 def register_contact(ctx: BookingContext, enterprise_id: str) -> str:
     """The rules register's contact mobile of the firm; "" when it has none, or when the
-    rules service cannot answer (logged): the request is then answered, and no code sent,
-    as for any number that is not on record."""
+    rules service refuses for good (logged): no code then goes to it, as for any number
+    that is not on record. RulesUnavailable (logged) while rules cannot answer now:
+    `request_code` then still sends the code to a sign-in mobile, and answers every
+    request alike, "ask again later" (review 60 F2)."""
     try:
         firm = ctx.rules.firm(enterprise_id)
     except RulesError as exc:
@@ -139,6 +166,8 @@ def register_contact(ctx: BookingContext, enterprise_id: str) -> str:
             enterprise_id=enterprise_id,
             error=str(exc)[:200],
         )
+        if isinstance(exc, RulesUnavailable):
+            raise
         return ""
     return firm.contact_mobile if firm is not None else ""
 
@@ -194,7 +223,8 @@ def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: 
     makes booking call rules). A number no longer entitled (the firm got another sign-in
     mobile; the register's contact was corrected or removed) is PermissionDenied
     SIGN_IN_NUMBER_NO_LONGER_ON_RECORD, and the code is void; while rules cannot
-    answer, Unavailable (the code stays good for the rest of its 10 minutes). Signing in
+    answer, Unavailable (the code stays good for the rest of its 10 minutes: only a
+    wrong code uses one of its MAX_TRIES tries, review 60 F2). Signing in
     with it makes the number the firm's sign-in mobile (audited, masked), so later
     sign-ins need no rules."""
     phone = _phone(phone)
@@ -208,13 +238,15 @@ def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: 
         row = _live_code(uow, card.enterprise_id, digests, at)
         if row.tries >= rules.MAX_TRIES:
             raise RateLimited(messages.SIGN_IN_TOO_MANY_TRIES, 60)
-        row.tries += 1
         purpose = _code_matches(ctx, row.code_digest, card.enterprise_id, code)
+        if not purpose:
+            row.tries += 1  # only a wrong code uses a try (review 60 F2)
         if purpose != rules.CONTACT_CODE_PURPOSE or card.sign_in_phone:
             # no register needed: a sign-in mobile's code, a wrong code, or a contact
             # code whose firm has a sign-in mobile by now (entitled only if it is this one)
             return _signed_in(uow, ctx, card.enterprise_id, row, purpose, phone, at)
-        uow.commit()  # the try counts; the register is asked with no transaction open
+        # the right code: nothing written yet (no try used, so a retry while rules cannot
+        # answer keeps it); the register is asked with no transaction open
         row_id = row.id
     on_record = _register_contact_now(ctx, card.enterprise_id) == phone
     with uow:

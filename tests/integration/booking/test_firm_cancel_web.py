@@ -208,7 +208,8 @@ def test_the_order_forms_cancel_first_answer_links_the_cancel_page(site: Site) -
 
 @pytest.fixture
 def limited_site(tmp_path: Path) -> Iterator[Site]:
-    """`site` with a per-QR-token post limit of 3 (the two sign-in posts, one order)."""
+    """`site` with a per-QR-token post limit of 3 (the two sign-in posts; a signed-in
+    firm's posts count per session, with the same limit: web/limits.py)."""
     limits = WebLimits(
         per_address=Rate.per_minute(1000, burst=1000),
         posts_per_address=Rate.per_minute(1000, burst=1000),
@@ -232,6 +233,8 @@ def test_a_cancel_over_the_post_limit_keeps_the_reason_and_cancels_nothing(
     firm, token = web.firm(90)
     web.sign_in(firm, token)
     order_id = web.placed(token)
+    for _ in range(2):  # the session's other posts: its budget spent
+        assert web.client.post(f"/q/{token}/order", data={}).status_code == 400
     answer = cancel(web, token, order_id, "限流时的原因")
     assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
     wait = answer.headers["Retry-After"]

@@ -172,7 +172,7 @@ def test_a_ticket_whose_proof_waits_is_not_overdue_on_the_landing_or_the_order(
 
 # -- 3. the per-QR-token post limit on a form: the form comes back, kept -------------------
 
-POSTS = 4  # sign-in (2 posts), an order, a proof
+POSTS = 4  # sign-in (2 posts) per token; then per session: an order, a proof, two more
 
 
 @pytest.fixture
@@ -205,7 +205,9 @@ def test_a_form_over_the_post_limit_comes_back_with_what_was_typed(limited_site:
     ticket_id = web.visit(web.placed(token))
     url = f"/q/{token}/tickets/{ticket_id}"
     sent = web.client.post(url, data={"note": "第一次"}, files={"photo": ("a.png", make_png())})
-    assert sent.status_code == 303  # the POSTS-th post
+    assert sent.status_code == 303
+    for _ in range(2):  # the session's POSTS posts spent
+        assert web.client.post(f"/q/{token}/order", data={}).status_code == 400
     _, key = web.form(token)
     order = web.order(token, key, note="限流时的备注", contact_name="冯师傅")
     assert order.status_code == 429

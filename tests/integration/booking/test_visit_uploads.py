@@ -276,10 +276,10 @@ def test_photos_past_the_spools_room_are_refused_beside_their_field(
         assert shown and shown.group(1) == messages.VISIT_PHOTOS_NOT_RECEIVED
         assert ">描述1号</textarea>" in answer.text
         assert site.count(visits) == 0 and site.count(photos) == 0
-        assert not list(spool.iterdir())  # the request answered, its files are gone
+        assert not list(uploads.spool.glob("visit-*"))  # the request answered: files gone
         assert post_visit(c, order_id, tok, photo_files(tmp_path, 2, MB)).status_code == 303
         assert site.count(photos) == 2
-        assert not list(spool.iterdir())
+        assert not list(uploads.spool.glob("visit-*"))
 
 
 def test_a_body_over_the_visits_limit_shows_again_what_came_before_it(expert_web: Web) -> None:

@@ -69,6 +69,29 @@ def test_orders_per_qr_token_are_limited_with_retry_after(tmp_path: Path) -> Non
             assert client.get(f"/q/{token}").status_code == 200  # reading is still fine
 
 
+def test_strangers_posts_on_a_token_never_hold_back_the_signed_in_firm(tmp_path: Path) -> None:
+    """Review 60 F1: every post on a firm's /q/ pages counts against one budget per QR
+    token, and the token is on the poster: strangers spending it kept the firm's own
+    posts out. A post with the firm's signed-in session counts per session."""
+    limits = WebLimits(
+        per_address=Rate.per_minute(1000, burst=1000),
+        posts_per_address=Rate.per_minute(1000, burst=1000),
+        posts_per_token=Rate(per_second=1 / 3600, burst=3),
+    )
+    with running_pair(tmp_path) as pair:
+        firm = pair.register_firm(1)
+        token = pair.issue(firm).token
+        [(_, session)] = pair.sign_in(firm, token)
+        for client in _serve(pair, limits):
+            for _ in range(3):  # a stranger's empty forms spend the token's posts
+                assert client.post(f"/q/{token}/order", data={}).status_code == 400
+            assert _order(client, pair, token, "k0").status_code == 429
+            client.cookies.set("firm_session", session)
+            assert _order(client, pair, token, "k1").status_code == 303  # the firm's own
+            client.cookies.set("firm_session", session[:-4] + "AAAA")  # forged: per token
+            assert _order(client, pair, token, "k2", 3).status_code == 429
+
+
 def test_requests_per_address_are_limited(tmp_path: Path) -> None:
     limits = WebLimits(
         per_address=Rate(per_second=0.01, burst=5),

@@ -147,7 +147,9 @@ class FakeRegister:
         found = [
             c
             for c in self.codes.values()
-            if c.enterprise_id == enterprise_id and c.phone_digest in phone_digests
+            if c.enterprise_id == enterprise_id
+            and c.phone_digest in phone_digests
+            and c.expires_at > c.created_at
         ]
         return max(found, key=lambda c: c.created_at) if found else None
 
@@ -412,7 +414,9 @@ class FakeRegister:
         due = [
             (firm, int(m.id or 0))
             for firm, m in heads.items()
-            if m.failed_at is None and (m.next_attempt_at is None or m.next_attempt_at <= instant)
+            if m.failed_at is None
+            and (m.next_attempt_at is None or m.next_attempt_at <= instant)
+            and (m.claimed_until is None or m.claimed_until <= instant)
         ]
         return sorted(due, key=lambda h: h[1])[:limit]
 
@@ -421,6 +425,9 @@ class FakeRegister:
 
     def claim_message(self, message_id: int) -> OutboxMessage | None:
         return next((m for m in self.outbox if m.id == message_id), None)
+
+    def locked_message(self, message_id: int) -> OutboxMessage | None:
+        return self.claim_message(message_id)
 
     def outbox_message(self, event_id: str, *, for_update: bool = False) -> OutboxMessage | None:
         return next((m for m in self.outbox if m.event_id == event_id), None)
@@ -510,7 +517,7 @@ class FakeRules:
     codes: dict[str, InspectionInfo] = field(default_factory=dict)
     reported: list[Mapping[str, Any]] = field(default_factory=list)
     failure: RulesError | None = None
-    refuse: dict[str, RulesError] = field(default_factory=dict)  # event id → its error
+    refuse: dict[str, Exception] = field(default_factory=dict)  # event id → its error
     statuses: dict[str, FirmStatus] = field(default_factory=dict)
     applicable_clauses: list[ClauseInfo] = field(default_factory=list)
     # fact key → the finding a self-check answer `true` (or > 0) brings

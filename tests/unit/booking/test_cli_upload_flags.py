@@ -1,11 +1,14 @@
 """`serve --visit-photo-writers`, `--visit-photo-spool-mb`: what the expert's visit photos
-may take of the web process (web/uploads.py), UploadLimits' defaults when not given."""
+may take of the web process (web/uploads.py); `--upload-idle-seconds`,
+`--upload-min-rate-kb`: how slowly a request body may arrive before it is cut
+(web/middleware.py BodyPace); UploadLimits' defaults when not given."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.booking.entrypoints.cli import _parser, upload_limits
+from services.booking.entrypoints.web.middleware import BodyPace
 from services.booking.entrypoints.web.uploads import UploadLimits
 
 
@@ -18,13 +21,49 @@ def test_the_flags_set_the_writers_and_the_spools_room() -> None:
     assert limits.wait == UploadLimits().wait
 
 
+def test_the_flags_set_how_slowly_a_body_may_arrive() -> None:
+    args = _parser().parse_args(
+        ["serve", "--upload-idle-seconds", "12.5", "--upload-min-rate-kb", "0"]
+    )
+    assert upload_limits(args).pace == BodyPace(idle_seconds=12.5, min_rate=0)
+    args = _parser().parse_args(["serve", "--upload-min-rate-kb", "8"])
+    assert upload_limits(args).pace == BodyPace(min_rate=8 * 1024)
+
+
 def test_unset_they_are_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("BOOKING_VISIT_PHOTO_WRITERS", raising=False)
-    monkeypatch.delenv("BOOKING_VISIT_PHOTO_SPOOL_MB", raising=False)
+    for name in (
+        "BOOKING_VISIT_PHOTO_WRITERS",
+        "BOOKING_VISIT_PHOTO_SPOOL_MB",
+        "BOOKING_UPLOAD_IDLE_SECONDS",
+        "BOOKING_UPLOAD_MIN_RATE_KB",
+    ):
+        monkeypatch.delenv(name, raising=False)
     assert upload_limits(_parser().parse_args(["serve"])) == UploadLimits()
+    assert UploadLimits().pace == BodyPace(idle_seconds=30, min_rate=4 * 1024)
 
 
-@pytest.mark.parametrize("flag", [["--visit-photo-writers", "0"], ["--visit-photo-spool-mb", "1"]])
+def test_a_body_s_pace() -> None:
+    """The next bytes may take the idle time, less once the body's average falls behind
+    the minimum rate (counted from the end of its first idle time)."""
+    pace = BodyPace(idle_seconds=30, min_rate=1000)
+    assert pace.wait(received=0, waited=0) == 30
+    assert pace.wait(received=0, waited=20) == 10  # nothing yet: 30 s in all
+    assert pace.wait(received=100_000, waited=60) == 30  # well ahead of 1000 B/s
+    assert pace.wait(received=10_000, waited=35) == 5  # 10 s of bytes, 5 s past them
+    assert pace.wait(received=10_000, waited=45) <= 0  # behind: cut
+    assert BodyPace(idle_seconds=30, min_rate=0).wait(received=0, waited=10_000) == 30
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--visit-photo-writers", "0"],
+        ["--visit-photo-spool-mb", "1"],
+        ["--upload-idle-seconds", "0"],
+        ["--upload-idle-seconds", "nan"],
+        ["--upload-min-rate-kb", "-1"],
+    ],
+)
 def test_out_of_range_they_are_refused(flag: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
         _parser().parse_args(["serve", *flag])

@@ -70,7 +70,9 @@ def test_the_right_code_signs_the_firm_in_for_30_days(
 def test_an_unknown_number_gets_the_same_answer_and_no_message(
     uow: FakeUnitOfWork, ctx: Any, token: str
 ) -> None:
-    assert sign_in.request_code(uow, ctx, token, "13700000000", "1.2.3.4") is None
+    assert (
+        sign_in.request_code(uow, ctx, token, "13700000000", "1.2.3.4") == sign_in.CodeRequested()
+    )
     assert ctx.sms.sent == []
     with pytest.raises(PermissionDenied, match=messages.SIGN_IN_WRONG_CODE):
         sign_in.sign_in(uow, ctx, token, "13700000000", "123456")
@@ -178,8 +180,11 @@ def test_a_failing_or_missing_sms_backend_answers_as_for_an_unknown_number(
 ) -> None:
     ctx = replace(ctx, sms=backend)
     with structlog.testing.capture_logs() as logs:
-        assert sign_in.request_code(uow, ctx, token, MOBILE, "1.2.3.4") is None
-        assert sign_in.request_code(uow, ctx, token, "13700000000", "1.2.3.4") is None
+        assert sign_in.request_code(uow, ctx, token, MOBILE, "1.2.3.4") == sign_in.CodeRequested()
+        assert (
+            sign_in.request_code(uow, ctx, token, "13700000000", "1.2.3.4")
+            == sign_in.CodeRequested()
+        )
     failed = [e for e in logs if "not sent" in e["event"]]
     assert len(failed) == 1 and failed[0]["phone"] == "139****5678"
     assert MOBILE not in repr(logs)

@@ -29,6 +29,7 @@ from services.booking.service_layer import (
     visits,
 )
 from services.common.errors import (
+    DeadlineExceeded,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
@@ -452,6 +453,7 @@ def test_delivery_marks_messages_delivered_in_order(
     report = outbox.deliver_pending(uow, ctx.rules)
     assert report.delivered == 2 and not report.waiting
     assert [p["event_id"] for p in ctx.rules.reported] == [e.event_id for e in uow.register.events]
+    assert all(m.claimed_until is None and m.claimed_by == "" for m in uow.register.outbox)
 
 
 @pytest.mark.parametrize(
@@ -482,6 +484,32 @@ def test_failures_are_told_apart_by_status_code(
     assert report.waiting is isinstance(error, RulesUnavailable)
     assert not ctx.rules.reported
     assert uow.register.outbox[1].attempts == 0
+    assert first.claimed_until is None and first.claimed_by == ""  # the claim released
+
+
+@pytest.mark.parametrize(
+    ("error", "recorded"),
+    [
+        # the rules call cut at CALL_SECONDS (several rules replicas each timing out)
+        (DeadlineExceeded("time is up"), "DEADLINE_EXCEEDED: time is up"),
+        (ValueError("a bug"), "INTERNAL: ValueError: a bug"),  # not rules' answer
+    ],
+)
+def test_a_delivery_that_fails_here_backs_its_firm_off_and_releases_its_claim(
+    uow: FakeUnitOfWork, ctx: Any, token: str, error: Exception, recorded: str
+) -> None:
+    """Review 57 D4: the claim is committed before rules is asked, so whatever ends the
+    call is recorded: the firm waits out a backoff (an error of booking's own no longer
+    ends the pass for every firm), and nothing stays claimed."""
+    queued(uow, ctx, token)
+    first, second = uow.register.outbox
+    ctx.rules.refuse[first.event_id] = error
+    with structlog.testing.capture_logs():
+        report = outbox.deliver_pending(uow, ctx.rules)
+    assert (report.delivered, report.failed, report.waiting) == (0, 0, True)
+    assert first.last_error == recorded and first.next_attempt_at is not None
+    assert first.failed_at is None and first.claimed_until is None and not first.claimed_by
+    assert second.attempts == 0 and not ctx.rules.reported
 
 
 def test_a_parked_event_holds_its_firm_and_the_worker_says_so(

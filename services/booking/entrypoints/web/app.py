@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 from services.booking.entrypoints.web import errors
 from services.booking.entrypoints.web.dashboard import DashboardRoutes
 from services.booking.entrypoints.web.firm_pages import FirmPages
+from services.booking.entrypoints.web.firm_session import session_bucket
 from services.booking.entrypoints.web.limits import (
     DEFAULT_WEB_LIMITS,
     RateLimitMiddleware,
@@ -48,7 +49,8 @@ def create_web_app(
     board = DashboardRoutes(pages)
     args = (ctx, engine, pages.render, on_outbox, pages.guidance)
     sign, inspector = SignInPages(*args), InspectorPages(*args)
-    expert = ExpertPages(*args, uploads=uploads or Uploads())
+    uploads = uploads or Uploads()
+    expert = ExpertPages(*args, uploads=uploads)
     pages.staff_session = sign.signed_in_visitor  # who opens /dashboard with a session
     routes = [
         Route("/staff", sign.home, methods=["GET"]),
@@ -81,7 +83,9 @@ def create_web_app(
         debug=False,
         routes=routes,
         middleware=[
-            Middleware(Guard, on_crash=errors.crash_handler(pages.render)),
+            Middleware(
+                Guard, on_crash=errors.crash_handler(pages.render), pace=uploads.limits.pace
+            ),
             Middleware(
                 OriginCheck,
                 public_url=ctx.public_url,
@@ -90,7 +94,10 @@ def create_web_app(
             *(
                 [
                     Middleware(
-                        RateLimitMiddleware, limits=limits, refused=errors.limit_page(pages.render)
+                        RateLimitMiddleware,
+                        limits=limits,
+                        refused=errors.limit_page(pages.render),
+                        session_key=session_bucket(ctx),
                     )
                 ]
                 if limits

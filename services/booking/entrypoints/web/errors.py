@@ -14,13 +14,18 @@ import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 
 from services.booking.domain import messages
 from services.booking.domain.firm_access import OtherFirmsRecord
 from services.booking.domain.rules_service import RulesUnavailable
-from services.booking.entrypoints.web.middleware import BodyTooLarge, log_path, secure
+from services.booking.entrypoints.web.middleware import (
+    BodyStalled,
+    BodyTooLarge,
+    log_path,
+    secure,
+)
 from services.common.db import database_unavailable
 from services.common.errors import (
     NotFound,
@@ -131,6 +136,11 @@ def handlers(render: Render) -> dict[Any, Handler]:
     def same(status: int, text: tuple[str, str]) -> Handler:
         return page(status, text, text)
 
+    async def stalled(request: Request, exc: Exception) -> Response:
+        """A body that stopped arriving (middleware.py BodyPace): cut, one line logged."""
+        body_cut(request, exc)
+        return shown(request, 408, messages.PAGE_UPLOAD_STALLED)
+
     return {
         PermissionDenied: page(403, messages.PAGE_QR_INVALID, messages.PAGE_STAFF_FORBIDDEN),
         # as if there were none
@@ -145,9 +155,25 @@ def handlers(render: Render) -> dict[Any, Handler]:
         PoolTimeout: unavailable,
         DBAPIError: database_error,
         BodyTooLarge: same(413, messages.PAGE_TOO_LARGE),
+        BodyStalled: stalled,
+        ClientDisconnect: dropped,
         HTTPException: http_error,
         Exception: crashed,  # fallback: Guard normally answers these itself
     }
+
+
+def body_cut(request: Request, exc: Exception) -> None:
+    """One warning line for a request whose body was cut (BodyStalled) or whose client
+    went away before it was in (ClientDisconnect: a phone that lost its signal mid-
+    upload): no traceback, it is no fault of the service (review 60 F4)."""
+    what = "stalled: cut" if isinstance(exc, BodyStalled) else "dropped by the client"
+    _log.warning(f"request body {what}", path=log_path(request.url.path), method=request.method)
+
+
+async def dropped(request: Request, exc: Exception) -> Response:
+    """The client went away mid-body: logged (`body_cut`); the answer reaches nobody."""
+    body_cut(request, exc)
+    return Response(status_code=400)
 
 
 def crash_handler(render: Render) -> Handler:

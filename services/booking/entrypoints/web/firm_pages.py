@@ -90,6 +90,7 @@ class FirmPages:
         error: str = "",
         status: int = 200,
         next_path: str = "",
+        notice: str = "",
     ) -> Response:
         return self.pages.render(
             "sign_in.html",
@@ -99,6 +100,7 @@ class FirmPages:
             step=step,
             phone=phone,
             error=error,
+            notice=notice,
             next=return_path(token, next_path),
         )
 
@@ -116,11 +118,13 @@ class FirmPages:
         client = request.client.host if request.client else ""
         page = partial(self._sign_in_page, token, card, phone=phone, next_path=back)
         try:
-            await self.pages.use_case(sign_in.request_code, token, phone, client)
+            asked = await self.pages.use_case(sign_in.request_code, token, phone, client)
         except ValidationError as exc:
             return page(step="phone", error=exc.violations[0].description, status=400)
         except RateLimited as exc:
             return page(step="phone", error=str(exc), status=429)
+        if asked.register_unavailable:  # the code step all the same: one may have gone
+            return page(step="code", notice=messages.SIGN_IN_CODE_REGISTER_UNAVAILABLE)
         return page(step="code")
 
     async def enter_code(self, request: Request) -> Response:

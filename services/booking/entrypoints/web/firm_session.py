@@ -5,6 +5,7 @@ service_layer/sign_in.py; the server keeps only the digest of its secret."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from sqlalchemy import Engine
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain import sign_in as rules
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.sign_in import SESSION_TTL
 from services.booking.service_layer import sign_in
@@ -39,6 +41,18 @@ async def signed_in_firm(ctx: BookingContext, engine: Engine, request: Request) 
         return ""
     found = await run_in_threadpool(sign_in.session_firm, SqlUnitOfWork(engine), ctx, text)
     return found or ""
+
+
+def session_bucket(ctx: BookingContext) -> Callable[[str], str]:
+    """A session cookie's bucket in the page's post limits (web/limits.py): its session
+    id when its signature holds (checked with no database: a forged one is "", counted
+    per token), never the secret."""
+
+    def bucket(text: str) -> str:
+        cred = rules.read_credential(ctx.keyring, text) if text else None
+        return cred.session_id if cred is not None else ""
+
+    return bucket
 
 
 async def firm_access(ctx: BookingContext, engine: Engine, request: Request) -> FirmAccess:

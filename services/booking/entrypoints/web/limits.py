@@ -11,6 +11,11 @@ of the order form, the proof form or an order's cancel form refused by a post li
 on to its route, marked (`post_limit_wait`), which shows the form again with what was
 typed, saves nothing and answers the same 429. Buckets are kept per process and keyed
 by a digest of the token, never the token itself.
+
+A post that carries the firm's signed-in session (its cookie, signed: `session_key`) is
+counted per session instead of per token (review 60 F1): the token is printed on the
+firm's poster, so strangers' posts on it would otherwise keep the firm's own posts out;
+a session is had only by its SMS code.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.booking.entrypoints.web.firm_session import COOKIE
 from services.common.ratelimit import Rate, RateLimiter
 
 Refused = Callable[[str, int], Response]  # (the path, seconds to wait) → the 429 page
@@ -37,7 +45,9 @@ LIMITED = "booking.post_limit_wait"  # the scope's key: seconds, for a refused k
 class WebLimits:
     per_address: Rate  # any request
     posts_per_address: Rate  # any form post
-    posts_per_token: Rate  # every post to one firm's /q/ pages: orders, uploads, sign-in
+    # every post to one firm's /q/ pages: orders, uploads, sign-in (a signed-in session's:
+    # per session)
+    posts_per_token: Rate
 
 
 DEFAULT_WEB_LIMITS = WebLimits(
@@ -47,15 +57,31 @@ DEFAULT_WEB_LIMITS = WebLimits(
 )
 
 
+def _cookie(scope: Scope, name: str) -> str:
+    """The value of the request's cookie `name` ("" without one; at most 200 characters)."""
+    header = Headers(scope=scope).get("cookie", "")
+    value = cookie_parser(header).get(name, "") if name in header else ""
+    return value if len(value) <= 200 else ""
+
+
 def post_limit_wait(scope: Mapping[str, Any]) -> int:
     """Seconds to wait when a post limit refused this post of a kept form, else 0."""
     return int(scope.get(LIMITED, 0))
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limits: WebLimits, refused: Refused) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: WebLimits,
+        refused: Refused,
+        session_key: Callable[[str], str] = lambda _cookie: "",
+    ) -> None:
+        """`session_key`: the bucket of a firm session's cookie value ("" for one whose
+        signature does not hold: counted per token)."""
         self.app = app
         self._refused = refused
+        self._session_key = session_key
         self._address = RateLimiter(limits.per_address)
         self._posts = RateLimiter(limits.posts_per_address)
         self._token_posts = RateLimiter(limits.posts_per_token)
@@ -83,7 +109,8 @@ class RateLimitMiddleware:
             parts = path.split("/")
             if len(parts) > 2 and parts[1] == "q":
                 firm = hashlib.sha256(parts[2].encode()).hexdigest()[:24]
-                checks.append((self._token_posts, firm))
+                session = self._session_key(_cookie(scope, COOKIE))
+                checks.append((self._token_posts, f"session:{session}" if session else firm))
         for limiter, key in checks:
             allowed, wait = limiter.check(key)
             if not allowed:

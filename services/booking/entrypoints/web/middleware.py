@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Awaitable, Callable, Collection
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import structlog
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -121,6 +124,36 @@ SECURITY_HEADERS = {
 HEAD_ROOM = 64 * 1024  # a body's first bytes kept: what was typed before a part too big
 
 
+@dataclass(frozen=True)
+class BodyPace:
+    """How slowly a request body may arrive before it is cut (`BodyStalled`), so that a
+    body that stops (a phone that lost its signal, whose connection may stay half-open
+    for hours; a client that stalls on purpose) gives back what it holds: the visit
+    photos' spool room (web/uploads.py), a worker's wait. `idle_seconds`: the longest
+    wait for its next bytes; `min_rate`: bytes a second it must average once past its
+    first `idle_seconds` (0: none), so that a trickle of a byte now and then is cut too.
+    uvicorn has no body read timeout of its own (review 60 F4)."""
+
+    idle_seconds: float = 30.0
+    min_rate: float = 4 * 1024
+
+    def wait(self, received: int, waited: float) -> float:
+        """Seconds the next bytes may take, `received` bytes having come in `waited`
+        seconds of waiting for them (0 or less: cut now)."""
+        if self.min_rate <= 0:
+            return self.idle_seconds
+        return min(self.idle_seconds, self.idle_seconds + received / self.min_rate - waited)
+
+
+class BodyStalled(Exception):
+    """The request body stopped arriving (`BodyPace`): it is read no further and the
+    request is answered 408. `head`: its first bytes, as BodyTooLarge's."""
+
+    def __init__(self, reason: str, head: bytes = b"") -> None:
+        super().__init__(reason)
+        self.head = head
+
+
 class BodyTooLarge(Exception):
     """The request body is larger than the route allows. `head`: its first bytes (at most
     HEAD_ROOM) as they came: a form's text fields sent before the part too big can be
@@ -138,9 +171,11 @@ class Guard:
         self,
         app: ASGIApp,
         on_crash: Callable[[Request, Exception], Awaitable[Response]] | None = None,
+        pace: BodyPace | None = None,
     ) -> None:
         self.app = app
         self.on_crash = on_crash
+        self.pace = pace or BodyPace()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,19 +189,27 @@ class Guard:
         over = declared is not None and declared > limit
         received = 0
         head = bytearray()
+        waited, whole = 0.0, False  # seconds spent waiting for the body; all of it in
 
         async def bounded() -> Message:
-            nonlocal received
+            nonlocal received, whole, waited
             if over and received >= min(limit, HEAD_ROOM):
                 raise BodyTooLarge(f"{declared} bytes declared, {limit} allowed", bytes(head))
-            message = await receive()
+            if whole:  # the body is in: a wait for the client's disconnect, unbounded
+                return await receive()
+            began = time.monotonic()
+            message = await _paced(receive, self.pace, received, waited, bytes(head))
+            waited += time.monotonic() - began
             if message["type"] == "http.request":
                 body = message.get("body", b"")
                 if len(head) < HEAD_ROOM:
                     head.extend(body[: HEAD_ROOM - len(head)])
                 received += len(body)
+                whole = not message.get("more_body", False)
                 if received > limit:
                     raise BodyTooLarge(f"more than {limit} bytes", bytes(head))
+            else:
+                whole = True  # http.disconnect
             return message
 
         no_store = not path.startswith("/static/")
@@ -188,6 +231,19 @@ class Guard:
                 raise
             response = await self.on_crash(Request(scope), exc)
             await response(scope, receive, with_headers)
+
+
+async def _paced(
+    receive: Receive, pace: BodyPace, received: int, waited: float, head: bytes
+) -> Message:
+    """The body's next message, within what `pace` allows (`received` bytes so far, for
+    which the request waited `waited` seconds: the time the app spent between two reads
+    is not the client's); BodyStalled past it."""
+    wait = pace.wait(received, waited)
+    if wait > 0:
+        with anyio.move_on_after(wait):
+            return await receive()
+    raise BodyStalled(f"the request body stalled: {received} bytes, then none", head)
 
 
 class OriginCheck:

@@ -42,7 +42,11 @@ from services.booking.domain.photos import MAX_PHOTO_BYTES, ProofsFull
 from services.booking.domain.records import FirmCard
 from services.booking.entrypoints.web import labels
 from services.booking.entrypoints.web.errors import error_page
-from services.booking.entrypoints.web.firm_session import firm_access, sign_in_redirect
+from services.booking.entrypoints.web.firm_session import (
+    firm_access,
+    sign_in_redirect,
+    signed_in_firm,
+)
 from services.booking.entrypoints.web.limits import post_limit_wait
 from services.booking.entrypoints.web.middleware import (
     BodyTooLarge,
@@ -249,8 +253,12 @@ class Pages:
             )
         if again is not None:
             return RedirectResponse(f"/q/{token}/orders/{again.order.id}?again=1", status_code=303)
+        # the firm's own session: not under the token's refused-call limit (orders.py)
+        signed = await signed_in_firm(self.ctx, self.engine, request)
         try:
-            order = await self.use_case(orders.create_order, token, values, key)
+            order = await self.use_case(
+                orders.create_order, token, values, key, session_firm=signed
+            )
         except ValidationError as exc:
             violations = list(exc.violations)
             if all(v.field == "idempotency_key" for v in violations):  # refused unread

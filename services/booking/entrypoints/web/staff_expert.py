@@ -20,7 +20,12 @@ from services.booking.domain import messages
 from services.booking.domain.findings import MAX_FINDINGS, MAX_VISIT_PHOTO_BYTES, FindingInput
 from services.booking.domain.photos import MAX_PHOTO_BYTES, Upload
 from services.booking.domain.staff import StaffAccount
-from services.booking.entrypoints.web.middleware import VISIT_BODY_LIMIT, BodyTooLarge
+from services.booking.entrypoints.web.errors import body_cut
+from services.booking.entrypoints.web.middleware import (
+    VISIT_BODY_LIMIT,
+    BodyStalled,
+    BodyTooLarge,
+)
 from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_errors
 from services.booking.entrypoints.web.staff_inspector import chinese, done_banner
 from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
@@ -168,6 +173,11 @@ class ExpertPages(StaffBase):
             form.errors = {"_form": messages.UPLOAD_FAILED}
             form.photos = {}
             return await self._submitted(request, visitor, form, 400)
+        except BodyStalled as exc:  # its spool room is given back; what came is shown
+            body_cut(request, exc)
+            form.errors = {"_form": messages.VISIT_UPLOAD_STALLED}
+            form.photos = {}
+            return await self._submitted(request, visitor, form, 408)
 
     async def _submitted(
         self, request: Request, visitor: Visitor, form: VisitForm, status: int

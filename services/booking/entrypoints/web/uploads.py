@@ -31,17 +31,23 @@ read by Starlette, each field within TEXT_PART_LIMIT.
 from __future__ import annotations
 
 import codecs
+import fcntl
+import os
+import re
+import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import anyio
+import structlog
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -51,8 +57,9 @@ from starlette.requests import Request
 from services.booking.domain import messages
 from services.booking.domain.findings import MAX_FINDINGS, MAX_TEXT, MAX_VISIT_PHOTO_BYTES
 from services.booking.domain.photos import HEAD_BYTES, MAX_PHOTO_BYTES, Upload
-from services.booking.entrypoints.web.middleware import form_part_limit, typed
+from services.booking.entrypoints.web.middleware import BodyPace, form_part_limit, typed
 
+_log = structlog.get_logger("web")
 MB = 1024 * 1024
 MAX_FIELDS = 400  # eight a finding block, fifty blocks, and the form's own
 TEXT_PART_LIMIT = form_part_limit(MAX_TEXT)  # a description of 1000 characters and more
@@ -69,17 +76,38 @@ class UploadLimits:
     # photos of the visits being sent, on disk at once: ten visits of the full 100 MB
     spool_bytes: int = 10 * MAX_VISIT_PHOTO_BYTES
     directory: str | None = None  # where they are spooled; None: the system's temp dir
+    # how slowly any request body may arrive before it is cut, 408, its spool room given
+    # back (web/middleware.py: the web server has no read timeout of its own)
+    pace: BodyPace = field(default_factory=BodyPace)
 
 
 class Uploads:
     """One per web app: the visit photos on disk and the visits writing theirs, counted
-    (thread-safe: a test, or another server in the process, may take a slot too)."""
+    (thread-safe: a test, or another server in the process, may take a slot too).
+
+    Its photos are spooled in a directory of its own under `limits.directory`
+    (`OwnSpool`), made when it is: stale ones other processes left there are swept
+    first."""
 
     def __init__(self, limits: UploadLimits | None = None) -> None:
         self.limits = limits or UploadLimits()
         self._lock = threading.Lock()
         self._spooled = 0
         self._writing = 0
+        self._own = OwnSpool(self.limits.directory)
+
+    @property
+    def spool(self) -> Path:
+        """The directory this app's visits spool their photos in (one each, inside);
+        made again should something have removed it (a TMPDIR cleaner)."""
+        with self._lock:
+            if not self._own.path.is_dir():
+                _log.warning(
+                    "visit photo spool directory gone: made again", root=str(self._own.root)
+                )
+                self._own.close()
+                self._own = OwnSpool(self.limits.directory)
+            return self._own.path
 
     def reserve(self, size: int) -> bool:
         """Take `size` bytes of the spool's room; False (nothing taken) when it has not
@@ -123,6 +151,124 @@ class Uploads:
             self.written()
 
 
+SPOOL_PREFIX = "booking-visits-"  # a process's own spool directory, under the root
+OWNER_LOCK = ".owner"  # in it: flocked while its process lives
+_LEGACY = re.compile(r"visit-[a-z0-9_]{8}")  # a visit's directory right under the root
+_LEGACY_FILE = re.compile(r"[0-9]+\.photo")
+LEGACY_AGE = 3600.0  # seconds untouched before such a directory is taken as left behind
+UNLOCKED_AGE = 60.0  # the same for a process directory without its lock file
+
+
+class OwnSpool:
+    """A web process's own directory for its visits' photos, under the spool root (the
+    `--visit-photo-spool-mb` room's `directory`, else TMPDIR), removed when its owner
+    is collected or the process exits.
+
+    A process killed mid-upload (an OOM kill, kill -9, power lost) removes nothing, and
+    left its visits' photos (personal data) for good (review 60 F5). Several processes
+    may share the root (replicas on one host, a restart while the old process drains),
+    so each holds an exclusive flock on its directory's OWNER_LOCK for as long as it
+    lives; the kernel releases it however the process ends. When a process starts, it
+    removes every process directory whose lock it can take (`sweep_stale`): its owner is
+    gone; a live one's lock cannot be taken. A directory on a network file system needs
+    its locks to work across hosts (NFS with lockd does); a root shared by hosts whose
+    locks do not meet must not be shared."""
+
+    def __init__(self, root: str | None) -> None:
+        self.root = Path(root or tempfile.gettempdir())
+        sweep_stale(self.root)
+        self.path = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=self.root))
+        # locked under another name, then renamed: a sweep never finds it unlocked
+        making = self.path / (OWNER_LOCK + "-new")
+        owner = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new: nobody else has it
+        making.rename(self.path / OWNER_LOCK)
+        self._done = weakref.finalize(self, _remove_own, self.path, owner)
+
+    def close(self) -> None:
+        """The directory removed now, its lock released (also at the process's exit)."""
+        self._done()
+
+
+def _remove_own(path: Path, owner: int) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    os.close(owner)
+
+
+def sweep_stale(root: Path) -> int:
+    """Remove what processes that no longer run left under the spool root: each process
+    directory whose owner's lock can be taken (or that never got its lock file, past
+    UNLOCKED_AGE), and a visit's directory of the layout before process directories
+    (`visit-XXXXXXXX` right under the root, holding nothing but `N.photo` files)
+    untouched for LEGACY_AGE. Each is logged; the number removed is returned."""
+    removed = 0
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return 0  # no root: making the process's own directory says so, with its name
+    for path in entries:
+        if path.is_symlink() or not path.is_dir():
+            continue
+        if path.name.startswith(SPOOL_PREFIX):
+            with _owner_gone(path) as gone:  # removed with its lock held
+                removed += _remove(path) if gone else 0
+        elif _LEGACY.fullmatch(path.name) and _left_behind(path):
+            removed += _remove(path)
+    return removed
+
+
+def _remove(path: Path) -> int:
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    shutil.rmtree(path, ignore_errors=True)
+    _log.warning(
+        "visit photos left by a process that no longer runs removed",
+        directory=str(path),
+        bytes=size,
+    )
+    return 1
+
+
+@contextmanager
+def _owner_gone(path: Path) -> Iterator[bool]:
+    """Whether the process that made `path` has ended: its lock can be taken, and is
+    held until the block ends (two processes sweeping at once never both remove it)."""
+    try:
+        owner = os.open(path / OWNER_LOCK, os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:  # made, its lock not yet (or never) created
+        yield _untouched(path, UNLOCKED_AGE)
+        return
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False  # its process lives
+        else:
+            yield True
+    finally:
+        os.close(owner)
+
+
+def _left_behind(path: Path) -> bool:
+    try:
+        names = [f.name for f in path.iterdir()]
+    except OSError:
+        return False
+    ours = all(_LEGACY_FILE.fullmatch(n) for n in names)
+    return ours and _untouched(path, LEGACY_AGE)
+
+
+def _untouched(path: Path, seconds: float) -> bool:
+    """Whether nothing in `path` (nor it) has changed for `seconds`."""
+    try:
+        newest = max([path.stat().st_mtime, *(f.stat().st_mtime for f in path.iterdir())])
+    except OSError:
+        return False
+    return time.time() - newest >= seconds
+
+
 class FormRefused(Exception):
     """A form the page never makes (malformed, too many parts, headers past their
     limit): it is not read further, and nothing of it is recorded."""
@@ -153,7 +299,7 @@ async def receive_visit_form(
         await _urlencoded(request, form)
         yield form
         return
-    with tempfile.TemporaryDirectory(prefix="visit-", dir=uploads.limits.directory) as where:
+    with tempfile.TemporaryDirectory(prefix="visit-", dir=uploads.spool) as where:
         spool = _Spool(Path(where), uploads, form)
         try:
             await spool.read(request)
