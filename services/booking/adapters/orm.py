@@ -230,9 +230,11 @@ outbox = Table(
     # no transaction open (service_layer/outbox.py): until when, and whose
     columns.instant("claimed_until", nullable=True),
     Column("claimed_by", String(128), nullable=False, server_default=""),
+    # migration b0015: when its first failed delivery was recorded (a held firm's since)
+    columns.instant("failing_since", nullable=True),
     Index("ix_outbox_pending", "delivered_at", "failed_at", "id"),
-    # each firm's messages not yet done, in the order written: a firm's head is one seek,
-    # and the heads of every firm one pass over the undone messages only (b0012)
+    # each firm's messages not yet done, in the order written (b0012): a firm's head is one
+    # seek, and so is the next firm's (the heads of every firm, whatever waits behind them)
     Index(
         "ix_outbox_open",
         "enterprise_id",

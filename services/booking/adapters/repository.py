@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal_column,
     select,
     text,
 )
@@ -37,8 +38,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import IteratorResult, Result
 from sqlalchemy.engine.result import SimpleResultMetaData
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.selectable import Alias
 
 from services.booking.adapters.orm import (
     AUDIT,
@@ -746,6 +749,18 @@ class BookingRegister(StaffRegister):
         params = {"now": instant, "limit": limit}
         return [(str(r[0]), int(r[1])) for r in self.session.execute(_due_heads_query(), params)]
 
+    def held_heads(self, failing_since: datetime) -> Sequence[OutboxMessage]:
+        """The firms' earliest open messages that hold their firm: parked, or failing
+        (refused for now) since `failing_since` or before; in the order written. Read
+        like `due_heads`, never through a held firm's later messages."""
+        ids = [
+            int(r[1]) for r in self.session.execute(_held_heads_query(), {"since": failing_since})
+        ]
+        if not ids:
+            return []
+        query = select(OutboxMessage).where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
+        return self.session.scalars(query.execution_options(populate_existing=True)).all()
+
     def firm_head(self, enterprise_id: str) -> int | None:
         """The id of the firm's earliest open message (parked or not); None: none open."""
         found = self.session.scalar(_firm_head_query(), {"firm": enterprise_id})
@@ -1229,10 +1244,10 @@ def _first_failure(first: list[psycopg.Error], execute: Any, *args: Any) -> bool
 # ---------------------------------------------------------------- the outbox's reads
 
 
-def _open_message() -> ColumnElement[bool]:
+def _open_message(table: Any = outbox) -> ColumnElement[bool]:
     """Neither delivered nor discarded: `ix_outbox_open`'s condition (orm.OUTBOX_OPEN),
     term for term, so that both databases may read that partial index."""
-    return and_(outbox.c.delivered_at.is_(None), outbox.c.discarded_at.is_(None))
+    return and_(table.c.delivered_at.is_(None), table.c.discarded_at.is_(None))
 
 
 @functools.cache
@@ -1243,29 +1258,106 @@ def _firm_head_query() -> Select[int]:
     )
 
 
-@functools.cache
-def _due_heads_query() -> Select[str, int]:
-    """Each firm's earliest open message, read from ix_outbox_open alone (one entry per
-    open message, none for the delivered ones), kept when it is neither parked nor due
-    after :now nor claimed past it; at most :limit, in the order written."""
-    heads = (
-        select(outbox.c.enterprise_id, func.min(outbox.c.id).label("head"))
-        .where(_open_message())
-        .group_by(outbox.c.enterprise_id)
-        .subquery("heads")
+class _ReadThroughOpenIndex(Alias):
+    """`outbox` under another name, read through ix_outbox_open: on SQLite `INDEXED BY`
+    says so (without statistics, no ANALYZE having been run, the usual case, its planner
+    takes `delivered_at IS NULL` on ix_outbox_pending for the better seek and reads every
+    open message for each firm: review 60 F7's cost, squared); other databases as they
+    choose (PostgreSQL seeks ix_outbox_open for `ORDER BY … LIMIT 1`). Should the index
+    be gone, SQLite refuses the statement rather than scan."""
+
+    __visit_name__ = "read_through_open_index"
+    inherit_cache = True
+
+    @classmethod
+    def of_outbox(cls, name: str) -> Any:
+        return cls._construct(outbox, name=name)
+
+
+@compiles(_ReadThroughOpenIndex)
+def _as_alias(element: Any, compiler: Any, **kw: Any) -> str:
+    return str(compiler.visit_alias(element, **kw))
+
+
+@compiles(_ReadThroughOpenIndex, "sqlite")
+def _indexed_by(element: Any, compiler: Any, **kw: Any) -> str:
+    rendered = str(compiler.visit_alias(element, **kw))
+    if kw.get("asfrom") and not kw.get("ashint"):
+        rendered += " INDEXED BY ix_outbox_open"
+    return rendered
+
+
+def _heads() -> Any:
+    """Each firm with an open message, and its head (its earliest open one), found by
+    skipping through ix_outbox_open from firm to firm: one seek for the next firm, one
+    for its head, whatever waits behind it (review 60 F7: grouping every open message
+    read a held firm's whole backlog, once a second). Portable to SQLite and PostgreSQL
+    (a recursive common table expression of scalar subqueries; no LATERAL)."""
+    walk = _ReadThroughOpenIndex.of_outbox("walk")
+    head_row = _ReadThroughOpenIndex.of_outbox("head_row")
+    one = literal_column("1", Integer)  # LIMIT 1 as such, for the planners (not a bind)
+
+    def next_firm(after: Any) -> Any:
+        """The first firm after `after` (None: the first one, `>= ''` so that it is a
+        seek too, and every credit code, even an empty one, is at or after it)."""
+        past = walk.c.enterprise_id >= "" if after is None else walk.c.enterprise_id > after
+        return (
+            select(walk.c.enterprise_id)
+            .where(_open_message(walk), past)
+            .order_by(walk.c.enterprise_id)
+            .limit(one)
+            .scalar_subquery()
+        )
+
+    firms = select(next_firm(None).label("firm"))
+    cte = firms.cte("firms", recursive=True)
+    cte = cte.union_all(select(next_firm(cte.c.firm)).where(cte.c.firm.is_not(None)))
+    head = (
+        select(head_row.c.id)
+        .where(_open_message(head_row), head_row.c.enterprise_id == cte.c.firm)
+        .order_by(head_row.c.id)
+        .limit(one)
+        .scalar_subquery()
     )
     return (
-        select(heads.c.enterprise_id, heads.c.head)
-        .join(outbox, outbox.c.id == heads.c.head)
-        .where(
-            outbox.c.failed_at.is_(None),
-            outbox.c.next_attempt_at.is_(None)
-            | (outbox.c.next_attempt_at <= bindparam("now", type_=DateTime(timezone=True))),
-            outbox.c.claimed_until.is_(None)
-            | (outbox.c.claimed_until <= bindparam("now", type_=DateTime(timezone=True))),
-        )
-        .order_by(heads.c.head)
-        .limit(bindparam("limit", type_=Integer))
+        select(cte.c.firm.label("enterprise_id"), head.label("head"))
+        .where(cte.c.firm.is_not(None))
+        .subquery("heads")
+    )
+
+
+def _heads_where(*conditions: ColumnElement[bool]) -> Select[str, int]:
+    """(firm, head) of the firms whose head meets `conditions` (on the head's own row,
+    `outbox`), in the order written. The head's row is looked up by its id in a scalar
+    subquery, once per firm, never joined: a join let SQLite build a Bloom filter over
+    the whole table first, every pass."""
+    heads = _heads()
+    kept = select(outbox.c.id).where(outbox.c.id == heads.c.head, *conditions).scalar_subquery()
+    return (
+        select(heads.c.enterprise_id, heads.c.head).where(kept.is_not(None)).order_by(heads.c.head)
+    )
+
+
+@functools.cache
+def _due_heads_query() -> Select[str, int]:
+    """Each firm's head (`_heads`), kept when it is neither parked nor due after :now nor
+    claimed past it; at most :limit, in the order written."""
+    at = bindparam("now", type_=DateTime(timezone=True))
+    return _heads_where(
+        outbox.c.failed_at.is_(None),
+        outbox.c.next_attempt_at.is_(None) | (outbox.c.next_attempt_at <= at),
+        outbox.c.claimed_until.is_(None) | (outbox.c.claimed_until <= at),
+    ).limit(bindparam("limit", type_=Integer))
+
+
+@functools.cache
+def _held_heads_query() -> Select[str, int]:
+    """The heads (`_heads`) that hold their firm: parked, or failing since :since or
+    before; in the order written."""
+    since = bindparam("since", type_=DateTime(timezone=True))
+    return _heads_where(
+        outbox.c.failed_at.is_not(None)
+        | ((outbox.c.last_error != "") & (outbox.c.failing_since <= since))
     )
 
 

@@ -27,6 +27,7 @@ from services.booking.domain.events import (
 from services.booking.domain.rules_service import (
     BlockerInfo,
     ClauseInfo,
+    EventUnreadable,
     FindingInfo,
     FirmInfo,
     FirmStatus,
@@ -448,8 +449,17 @@ class RulesClient:
 
     def report(self, payload: Mapping[str, Any]) -> None:
         """Deliver one event as the outbox stored it (`event_json`, or an event written in
-        the same proto3 JSON form by hand); idempotent at the rules side by event_id."""
-        message = json_format.ParseDict(dict(payload), pb.EnterpriseEvent())
+        the same proto3 JSON form by hand); idempotent at the rules side by event_id.
+        EventUnreadable, before anything is sent, when it is not in that form (a field or
+        value this version does not know, a payload that is no JSON object)."""
+        try:
+            message = json_format.ParseDict(dict(payload), pb.EnterpriseEvent())
+        except (json_format.Error, TypeError, ValueError) as exc:
+            said = " ".join(str(exc).split())[:300]  # on one line (protobuf's has two)
+            raise EventUnreadable(
+                f"booking cannot encode this event for the rules service (written by "
+                f"another version of booking, or by hand?): {type(exc).__name__}: {said}"
+            ) from exc
         self._call("ReportEvent", pb.ReportEventRequest(event=message))
 
     def verify_code(self, code: str) -> InspectionInfo | None:

@@ -100,7 +100,8 @@ class OutboxMessage:
     (`failed_at`) when the rules service refused it for good, which holds its firm's later
     messages until an operator requeues or discards it; discarded (`discarded_at`, with
     the operator's `discard_reason`, audited) when deliberately dropped, never sent;
-    claimed (`claimed_until`, `claimed_by`) while a delivery waits on rules for it.
+    claimed (`claimed_until`, `claimed_by`) while a delivery waits on rules for it;
+    failing (`failing_since`, `last_error`) from its first failed delivery on.
     Open (service_layer/outbox.py): neither delivered nor discarded."""
 
     event_id: str
@@ -119,6 +120,9 @@ class OutboxMessage:
     # a delivery in flight (service_layer/outbox.py): no other sends it before this instant
     claimed_until: datetime | None = None
     claimed_by: str = ""  # whose claim: host, process and a token of the delivery
+    # when its first failed delivery was recorded (cleared once delivered or requeued): a
+    # firm held that long behind it is listed (service_layer/outbox.py, held_firms)
+    failing_since: datetime | None = None
 
 
 @dataclass

@@ -56,6 +56,21 @@ class RulesRejected(RulesError):
     """The rules service answered with a permanent error (a bad event, an unknown firm)."""
 
 
+# booking's own status for an event it cannot encode (EventUnreadable), never rules'
+UNREADABLE = "UNREADABLE"
+
+
+class EventUnreadable(RulesRejected):
+    """Booking cannot put one of its stored events into the form rules reads (a field or
+    value its EnterpriseEvent does not know: an event written by another version of
+    booking during a rolling upgrade, or by hand). It was never sent; trying again cannot
+    help until the version that reads it runs, so the outbox parks it like a refusal for
+    good. Its `status` is UNREADABLE, booking's own, never one of rules' codes."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(UNREADABLE, detail)
+
+
 def rules_error(status: str, detail: str = "") -> RulesError:
     """The error for a failed call: transient codes are RulesUnavailable, the rest
     RulesRejected."""

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +35,8 @@ from services.booking.service_layer import (
     tickets,
 )
 from services.booking.service_layer.outbox import (
+    HELD_AFTER_SECONDS,
+    HeldFirm,
     OutboxStatus,
     OutboxWorker,
     deliver_pending,
@@ -50,6 +52,7 @@ from services.common.context import bind, call_scope
 from services.common.db import default_sqlite_url, make_engine
 from services.common.errors import DomainError
 from services.common.http_server import start_http
+from services.common.instants import in_shanghai
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.regions import RegionsError, load_regions
 from services.common.security import client_credentials
@@ -328,8 +331,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             except DomainError as exc:
                 print(f"refused: {exc}", file=sys.stderr)
                 return 1
+            fate = (
+                "not sent again, though its last try got no answer: the rules service may "
+                "have applied it (check the firm there)"
+                if done.maybe_applied
+                else "never sent"
+            )
             print(
-                f"discarded {done.event_id} ({done.kind}) of {done.enterprise_id}: never sent; "
+                f"discarded {done.event_id} ({done.kind}) of {done.enterprise_id}: {fate}; "
                 f"{done.freed} later event(s) of the firm go on to the rules service"
             )
         if since is not None:
@@ -344,18 +353,35 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 def _print_outbox(status: OutboxStatus) -> None:
     print(
         f"{status.waiting} event(s) waiting for delivery; {len(status.parked)} refused by "
-        "the rules service"
+        "the rules service or unreadable (parked)"
     )
     for event_id, error in status.parked:
         print(f"  {event_id}: {error}")
     if status.held:
         print(
-            f"{len(status.held)} firm(s) held: a firm's later events wait behind its refused "
-            "one until it is requeued (--retry-failed, after fixing the cause) or discarded "
-            "(--discard EVENT_ID --reason TEXT)"
+            f"{len(status.held)} firm(s) held: a firm's later events wait behind its "
+            "earliest one. Parked: requeue it (--retry-failed, after fixing the cause) or "
+            "discard it (--discard EVENT_ID --reason TEXT); refused for now: retried with "
+            f"backoff, listed after {HELD_AFTER_SECONDS / 60:g} minutes "
+            "(times in Asia/Shanghai)"
         )
         for firm in status.held:
-            print(f"  {firm.enterprise_id}: {firm.behind} event(s) held behind {firm.event_id}")
+            print(f"  {firm.enterprise_id}: {firm.behind} event(s) held behind {_holding(firm)}")
+
+
+def _holding(firm: HeldFirm) -> str:
+    """The event holding a firm, what it came to and since when, for `booking outbox`."""
+
+    def at(instant: datetime) -> str:
+        return in_shanghai(instant).strftime("%Y-%m-%d %H:%M:%S")
+
+    if firm.parked:
+        state = f"parked, failing since {at(firm.since)}"
+    else:
+        state = f"refused for now since {at(firm.since)}, {firm.attempts} attempt(s)"
+        if firm.next_attempt_at is not None:
+            state += f", next {at(firm.next_attempt_at)}"
+    return f"{firm.event_id} ({firm.kind}; {state}): {firm.error}"
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -376,8 +402,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"{marked} overdue ticket(s) reported; {report.delivered} event(s) delivered"
         + ("; the rules service is unavailable, the rest will be retried" if report.waiting else "")
         + (
-            f"; {len(held)} firm(s) held behind an event the rules service refused "
-            "(see booking outbox)"
+            f"; {len(held)} firm(s) held behind an event the rules service refused or keeps "
+            "refusing for now (see booking outbox)"
             if held
             else ""
         )

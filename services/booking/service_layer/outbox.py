@@ -12,16 +12,30 @@ The firm's earliest open message (its head, records.OutboxMessage) decides:
 - a transient failure (RESOURCE_EXHAUSTED, INTERNAL …) schedules a retry with
   exponential backoff, 0.5 s → 60 s, and the firm's later messages wait for it; when the
   rules service is unreachable (UNAVAILABLE, DEADLINE_EXCEEDED: rules may even have
-  applied it), the pass stops for every firm, and the message is sent again, first;
+  applied it), the pass stops for every firm, and the message is sent again once its
+  backoff is over (its firm's later ones waiting for it);
 - a refusal for good (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION …) parks it: kept,
   logged, and holding the firm's later messages until an operator fixes the cause and
   requeues it (`booking outbox --retry-failed`) or drops it on purpose (`--discard
   EVENT_ID --reason TEXT`, in the audit trail). Sending the later ones would let rules
   see, say, a hazard's HAZARD_VERIFIED or RECTIFICATION_OVERDUE without its
-  HAZARD_FOUND, or judge the firm on its later events alone, and nobody would notice.
-  `booking outbox` lists the firms held and why; the worker logs them every ten minutes.
-Other firms keep flowing: a pass reads only the heads that may be sent now, one per firm
-(`ix_outbox_open`, migration b0012), so however many messages held firms pile up, the
+  HAZARD_FOUND, or judge the firm on its later events alone, and nobody would notice;
+- a message booking cannot encode for rules (EventUnreadable, status UNREADABLE: a field
+  or value this version does not know, written by another version during a rolling
+  upgrade, or by hand) is parked the same way, never sent (review 60 F3: it used to
+  stop every firm's delivery, then to back its firm off for ever, listed nowhere);
+- an error of booking's own while sending (not rules' answer) backs the firm off like a
+  transient refusal (INTERNAL): a fix may cure it.
+A firm is held by its head, parked or failing: `booking outbox`, `sweep`'s line and the
+worker's reminder every ten minutes list every held firm, why and since when (its head's
+`failing_since`, migration b0015): parked ones at once, ones refused for now at every try
+once that has lasted HELD_AFTER_SECONDS (review 60 F6). Health does not reflect a held
+firm: it is one firm's events, not the replica's sickness (every replica reads the same
+outbox), and NOT_SERVING would take every replica out of service for it.
+Other firms keep flowing: a pass reads only the heads that may be sent now, one per firm,
+skipping through `ix_outbox_open` (migration b0012) from one firm's head to the next, so
+what it reads grows with the number of firms waiting, never with the messages held
+behind their heads (review 60 F7: it grouped every open message, once a second); the
 others' come through, in the order written across firms too.
 
 No transaction is open while rules is asked (review 57 D4: on SQLite the call used to be
@@ -70,8 +84,13 @@ from typing import Any
 import structlog
 
 from services.booking.domain import messages
-from services.booking.domain.records import OutboxMessage
-from services.booking.domain.rules_service import RulesError, RulesRejected, RulesUnavailable
+from services.booking.domain.rules_service import UNREACHABLE as NO_ANSWER
+from services.booking.domain.rules_service import (
+    EventUnreadable,
+    RulesError,
+    RulesRejected,
+    RulesUnavailable,
+)
 from services.booking.service_layer.ports import RulesPort
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import now, start_of_day
@@ -88,7 +107,11 @@ from services.common.values import control_problem, trim
 
 MAX_BACKOFF_SECONDS = 60.0
 MAX_REASON = 500  # characters of an operator's reason for a discard
-REMIND_SECONDS = 600.0  # how often the worker logs the firms held behind a parked message
+REMIND_SECONDS = 600.0  # how often the worker logs the firms held
+# A firm whose earliest open message has been failing (refused for now, every try) this
+# long is listed as held, like one behind a parked message: past any hiccup, which the
+# backoff (capped at 60 s) rides out in a minute or two.
+HELD_AFTER_SECONDS = 300.0
 # A delivery's claim on its message lasts LEASE_SECONDS; its rules call is cut at
 # CALL_SECONDS (5 s per rules replica normally: the client's timeout), so the claim
 # outlives the call, leaving room for recording the answer and for replicas' clocks a few
@@ -118,13 +141,17 @@ class DeliveryReport:
 
 @dataclass(frozen=True)
 class HeldFirm:
-    """A firm whose messages wait behind one the rules service refused for good."""
+    """A firm whose messages wait behind its earliest open one: parked (refused for good,
+    or unreadable), or refused for now at every try for HELD_AFTER_SECONDS or more."""
 
     enterprise_id: str
-    event_id: str  # the parked message, the firm's earliest open one
+    event_id: str  # the firm's earliest open message, which holds it
     kind: str
-    error: str  # the refusal: its gRPC status code, then rules' detail
-    parked_at: datetime
+    error: str  # the last failure: its status code (gRPC's, or UNREADABLE), then detail
+    since: datetime  # its first failed delivery (UTC)
+    parked: bool  # True: waits for an operator; False: still retried with backoff
+    attempts: int  # deliveries tried
+    next_attempt_at: datetime | None  # when it is tried again (None: parked, or now)
     behind: int  # the firm's later messages it holds
 
 
@@ -132,7 +159,7 @@ class HeldFirm:
 class OutboxStatus:
     waiting: int  # open messages not parked (those held behind a parked one included)
     parked: tuple[tuple[str, str], ...]  # (event id, refusal), in the order written
-    held: tuple[HeldFirm, ...]  # in the order their parked messages were written
+    held: tuple[HeldFirm, ...]  # in the order their holding messages were written
 
 
 @dataclass(frozen=True)
@@ -141,6 +168,9 @@ class Discarded:
     enterprise_id: str
     kind: str
     freed: int  # the firm's later messages now free to go
+    # its last try got no answer (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED): rules may
+    # have applied it all the same; otherwise rules never applied it
+    maybe_applied: bool = False
 
 
 def backoff(attempts: int) -> float:
@@ -222,7 +252,8 @@ def _deliver_head(
         failure = RulesUnavailable("DEADLINE_EXCEEDED", str(exc))
     except Exception as exc:  # not rules' answer (a bug): the firm waits, the others go on
         _log.exception("outbox: delivering an event failed", event_id=claimed.event_id)
-        failure = RulesUnavailable("INTERNAL", f"{type(exc).__name__}: {str(exc)[:200]}")
+        said = " ".join(str(exc).split())[:200]  # on one line, for the listing
+        failure = RulesUnavailable("INTERNAL", f"{type(exc).__name__}: {said}")
     return _record(uow, firm, claimed, failure)
 
 
@@ -274,6 +305,7 @@ def _record(
         if failure is None:  # acknowledged: true whoever claims it now
             message.delivered_at, message.last_error = now(), ""
             message.claimed_until, message.claimed_by = None, ""
+            message.failing_since = None
             following = uow.register.firm_head(firm)
             uow.commit()
             if not ours:
@@ -295,6 +327,8 @@ def _record(
             return BUSY, None
         message.claimed_until, message.claimed_by = None, ""
         message.last_error = str(failure)[:500]
+        if message.failing_since is None:
+            message.failing_since = now()
         if not isinstance(failure, RulesRejected):  # refused for now
             message.next_attempt_at = now() + timedelta(seconds=backoff(claim.attempts))
             uow.commit()
@@ -310,9 +344,14 @@ def _record(
         message.failed_at = now()
         behind = uow.register.open_counts([firm]).get(firm, 1) - 1
         _log.error(
-            "event refused by the rules service; parked, holding the firm's later events "
-            "until it is requeued (booking outbox --retry-failed) or discarded "
-            "(--discard EVENT_ID --reason TEXT)",
+            (
+                "event unreadable: booking cannot encode it for the rules service (written "
+                "by another version of booking, or by hand), never sent"
+                if isinstance(failure, EventUnreadable)
+                else "event refused by the rules service"
+            )
+            + "; parked, holding the firm's later events until it is requeued (booking "
+            "outbox --retry-failed) or discarded (--discard EVENT_ID --reason TEXT)",
             event_id=claim.event_id,
             enterprise_id=firm,
             kind=claim.kind,
@@ -331,6 +370,7 @@ def requeue_failed(uow: UnitOfWork) -> list[str]:
         for message in parked:
             before = uow.register.outbox_decision_values(message)
             message.failed_at, message.next_attempt_at = None, None
+            message.failing_since = None  # failing again from its next failure on
             uow.register.record_outbox_decision(message, before)
         uow.commit()
         _log.info("parked events requeued", events=len(parked))
@@ -339,9 +379,11 @@ def requeue_failed(uow: UnitOfWork) -> list[str]:
 
 def discard(uow: UnitOfWork, event_id: str, reason: str) -> Discarded:
     """An operator drops a message the rules service refused (parked, or refused for now
-    and waiting to be tried again), so that its firm's later messages go on: it is
-    never sent, kept in the table with `reason`, and the decision is in the audit trail
-    (on the firm's chain, by the caller bound to this call). A message never refused
+    and waiting to be tried again), so that its firm's later messages go on: it is not
+    sent again, kept in the table with `reason`, and the decision is in the audit trail
+    (on the firm's chain, by the caller bound to this call). Rules never applied it
+    unless its last try got no answer (`Discarded.maybe_applied`: a call that timed out
+    may have been applied; the operator is told to check). A message never refused
     cannot be dropped (it goes in its turn); nor one delivered, or dropped already; nor
     one a delivery is sending again right now (its claim: once rules answered, it is
     delivered, or refused again and may be dropped)."""
@@ -370,9 +412,16 @@ def discard(uow: UnitOfWork, event_id: str, reason: str) -> Discarded:
         uow.register.record_outbox_decision(message, before)
         firm = message.enterprise_id
         freed = uow.register.open_counts([firm]).get(firm, 0)
+        maybe = message.last_error.split(":", 1)[0] in NO_ANSWER
         _log.warning(
-            "event discarded by an operator: never sent to the rules service "
-            "(the reason is in the audit trail)",
+            "event discarded by an operator: "
+            + (
+                "its last try got no answer, so the rules service may have applied it; "
+                "it is not sent again"
+                if maybe
+                else "never applied by the rules service, and not sent again"
+            )
+            + " (the reason is in the audit trail)",
             event_id=message.event_id,
             enterprise_id=firm,
             kind=message.kind,
@@ -380,27 +429,33 @@ def discard(uow: UnitOfWork, event_id: str, reason: str) -> Discarded:
             freed=freed,
         )
         uow.commit()
-        return Discarded(message.event_id, firm, message.kind, freed)
+        return Discarded(message.event_id, firm, message.kind, freed, maybe)
 
 
 def held_firms(uow: UnitOfWork) -> list[HeldFirm]:
-    """The firms held behind a parked message: each one's earliest, with how many of the
-    firm's later messages wait behind it."""
+    """The firms held behind their earliest open message: parked (refused for good, or
+    unreadable), or refused for now at every try for HELD_AFTER_SECONDS or more (review
+    60 F6: such a firm waited for ever, listed nowhere); each with why, since when, and
+    how many of the firm's later messages wait behind it. In the order written."""
+    at = now()
     with uow:
-        first: dict[str, OutboxMessage] = {}
-        for message in uow.register.failed_messages():
-            first.setdefault(message.enterprise_id, message)
-        counts = uow.register.open_counts(first)
+        heads = uow.register.held_heads(at - timedelta(seconds=HELD_AFTER_SECONDS))
+        counts = uow.register.open_counts(m.enterprise_id for m in heads)
         return [
             HeldFirm(
-                firm,
+                m.enterprise_id,
                 m.event_id,
                 m.kind,
                 m.last_error,
-                as_utc(m.failed_at or now()),
-                counts.get(firm, 1) - 1,
+                as_utc(m.failing_since or m.failed_at or at),
+                m.failed_at is not None,
+                m.attempts,
+                None
+                if m.failed_at is not None or m.next_attempt_at is None
+                else as_utc(m.next_attempt_at),
+                counts.get(m.enterprise_id, 1) - 1,
             )
-            for firm, m in first.items()
+            for m in heads
         ]
 
 
@@ -421,14 +476,15 @@ def resend_since(uow: UnitOfWork, day: date) -> list[str]:
         again = uow.register.delivered_since(start_of_day(day))
         for message in again:
             message.delivered_at, message.next_attempt_at, message.attempts = None, None, 0
+            message.failing_since = None
         uow.commit()
         return [m.event_id for m in again]
 
 
 class OutboxWorker:
     """A background thread that delivers the outbox; `wake()` after writing a message.
-    Every REMIND_SECONDS (and at its first pass) it logs the firms held behind a parked
-    message, if any, so that a held firm is not forgotten."""
+    Every REMIND_SECONDS (and at its first pass) it logs the firms held (`held_firms`),
+    if any, so that a held firm is not forgotten."""
 
     def __init__(
         self, new_uow: Callable[[], UnitOfWork], rules: RulesPort, *, idle_seconds: float = 1.0
@@ -477,8 +533,8 @@ class OutboxWorker:
             self._wake.clear()
 
     def remind(self) -> None:
-        """Log the firms held behind a parked message, if any, unless done less than
-        REMIND_SECONDS ago."""
+        """Log the firms held (`held_firms`: behind a parked message, or one refused for
+        now for HELD_AFTER_SECONDS), if any, unless done less than REMIND_SECONDS ago."""
         if time.monotonic() < self._next_reminder:
             return
         self._next_reminder = time.monotonic() + REMIND_SECONDS
@@ -492,16 +548,23 @@ class OutboxWorker:
 
 
 def log_held(held: list[HeldFirm]) -> None:
-    """One warning naming the held firms (the first 20), their parked events and codes."""
+    """One warning naming the held firms (the first 20): the event holding each, its
+    status code, whether it is parked, since when, and how many events wait behind it."""
+    parked = sum(1 for h in held if h.parked)
     _log.warning(
-        "firms' events held behind an event the rules service refused: fix the cause and "
-        "run booking outbox --retry-failed, or --discard EVENT_ID --reason TEXT",
+        "firms held: their later events wait behind an event the rules service refused "
+        "(parked: fix the cause and run booking outbox --retry-failed, or --discard "
+        "EVENT_ID --reason TEXT) or keeps refusing for now (see booking outbox)",
         firms=len(held),
+        parked=parked,
+        failing=len(held) - parked,
         held=[
             {
                 "enterprise_id": h.enterprise_id,
                 "event_id": h.event_id,
                 "refused": h.error.split(":", 1)[0],
+                "parked": h.parked,
+                "since": h.since.isoformat(timespec="seconds"),
                 "behind": h.behind,
             }
             for h in held[:20]

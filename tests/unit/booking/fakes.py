@@ -420,6 +420,20 @@ class FakeRegister:
         ]
         return sorted(due, key=lambda h: h[1])[:limit]
 
+    def held_heads(self, failing_since: datetime) -> Sequence[OutboxMessage]:
+        heads: dict[str, OutboxMessage] = {}
+        for m in self._open():
+            heads.setdefault(m.enterprise_id, m)
+        return sorted(
+            (
+                m
+                for m in heads.values()
+                if m.failed_at is not None
+                or (m.last_error and m.failing_since and m.failing_since <= failing_since)
+            ),
+            key=lambda m: int(m.id or 0),
+        )
+
     def firm_head(self, enterprise_id: str) -> int | None:
         return next((m.id for m in self._open() if m.enterprise_id == enterprise_id), None)
 

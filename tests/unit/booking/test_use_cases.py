@@ -36,6 +36,7 @@ from services.common.errors import (
     Unavailable,
     ValidationError,
 )
+from services.common.instants import as_utc
 from services.common.vocabulary import Severity
 from tests.support import uscc
 from tests.unit.booking.fakes import (
@@ -534,16 +535,88 @@ def test_a_parked_event_holds_its_firm_and_the_worker_says_so(
         FIRM,
         1,
     )
-    (reminder,) = [e for e in logged if e["event"].startswith("firms' events held")]
+    (reminder,) = [e for e in logged if e["event"].startswith("firms held")]
     assert reminder["held"] == [
-        {"enterprise_id": FIRM, "event_id": first.event_id, "refused": "NOT_FOUND", "behind": 1}
+        {
+            "enterprise_id": FIRM,
+            "event_id": first.event_id,
+            "refused": "NOT_FOUND",
+            "parked": True,
+            "since": as_utc(first.failing_since).isoformat(timespec="seconds"),
+            "behind": 1,
+        }
     ]
+    assert (reminder["firms"], reminder["parked"], reminder["failing"]) == (1, 1, 0)
     assert "13812345678" not in repr(logged)
     del ctx.rules.refuse[first.event_id]
     assert outbox.requeue_failed(uow) == [first.event_id]
     assert [d[0] for d in uow.register.outbox_decisions] == [first.event_id]  # audited
     assert outbox.deliver_pending(uow, ctx.rules).delivered == 2
     assert [p["event_id"] for p in ctx.rules.reported] == [first.event_id, second.event_id]
+
+
+def test_a_firm_refused_for_now_for_long_is_in_the_worker_s_reminder(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    """Review 60 F6: rules answers RESOURCE_EXHAUSTED to the firm's first event at every
+    try; once that has lasted HELD_AFTER_SECONDS the firm is held like one behind a parked
+    event: the reminder names it (not parked, since its first failure), before that not."""
+    queued(uow, ctx, token)
+    first = uow.register.outbox[0]
+    ctx.rules.refuse[first.event_id] = RulesUnavailable("RESOURCE_EXHAUSTED", "slow down")
+    with structlog.testing.capture_logs() as logged:
+        assert outbox.deliver_pending(uow, ctx.rules).waiting
+        outbox.OutboxWorker(lambda: uow, ctx.rules).remind()
+        began = first.failing_since
+        assert began is not None and outbox.held_firms(uow) == []  # a moment: a hiccup
+        first.failing_since = began - timedelta(seconds=outbox.HELD_AFTER_SECONDS + 1)
+        first.next_attempt_at = None  # its backoff is over: tried, refused again
+        assert outbox.deliver_pending(uow, ctx.rules).waiting
+        outbox.OutboxWorker(lambda: uow, ctx.rules).remind()
+    assert first.attempts == 2 and first.failing_since < began  # kept from the first failure
+    (reminder,) = [e for e in logged if e["event"].startswith("firms held")]
+    assert reminder["held"] == [
+        {
+            "enterprise_id": FIRM,
+            "event_id": first.event_id,
+            "refused": "RESOURCE_EXHAUSTED",
+            "parked": False,
+            "since": as_utc(first.failing_since).isoformat(timespec="seconds"),
+            "behind": 1,
+        }
+    ]
+    assert (reminder["parked"], reminder["failing"]) == (0, 1)
+    del ctx.rules.refuse[first.event_id]
+    first.next_attempt_at = None
+    assert outbox.deliver_pending(uow, ctx.rules).delivered == 2
+    assert first.failing_since is None and outbox.held_firms(uow) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "maybe_applied"),
+    [
+        (RulesUnavailable("DEADLINE_EXCEEDED", "no answer in time"), True),
+        (RulesUnavailable("UNAVAILABLE", "down"), True),
+        (RulesUnavailable("RESOURCE_EXHAUSTED", "slow down"), False),
+        (RulesRejected("NOT_FOUND", "no such firm"), False),
+    ],
+)
+def test_a_discard_says_whether_rules_may_have_applied_the_event(
+    uow: FakeUnitOfWork, ctx: Any, token: str, error: Exception, maybe_applied: bool
+) -> None:
+    """Review 60 (minor): an event whose last try got no answer may have been applied by
+    rules; discarding it must not say "never sent" (now that every held firm is listed,
+    such an event is one an operator may be tempted to drop)."""
+    queued(uow, ctx, token)
+    first = uow.register.outbox[0]
+    ctx.rules.refuse[first.event_id] = error
+    with structlog.testing.capture_logs():
+        outbox.deliver_pending(uow, ctx.rules)
+    with structlog.testing.capture_logs() as logged:
+        done = outbox.discard(uow, first.event_id, "已人工核对")
+    assert (done.maybe_applied, done.freed) == (maybe_applied, 1)
+    (line,) = [e for e in logged if e["event"].startswith("event discarded")]
+    assert ("may have applied it" in line["event"]) is maybe_applied
 
 
 def test_a_booking_number_is_b_the_day_and_six_characters_each_drawn_from_all_32() -> None:
