@@ -10,6 +10,12 @@ worth of streams (and never more than `most`), and one caller at most half of th
 
 The rules service's change-feed followers (WatchChanges, each holding a server thread)
 are admitted by the same per-caller rule (`CallerShares`, review 58 F4).
+
+A stream's slot is given back as soon as gRPC reports its call ended (`CallSlot`, its
+`ended` registered with `context.add_callback`), not when its handler next looks; and a
+stream asked for while no slot is free waits a moment for one (`GRACE_SECONDS`): a client
+that cancels a stream and opens the next at once may be heard opening it before the
+server has heard it cancel, and would otherwise be refused for the stream it just left.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from collections.abc import Callable
 
 from services.common.errors import PreconditionFailed, RateLimited
 
+# how long a stream asked for while no slot is free waits for one to be given back (a
+# client that cancels its stream and reconnects at once may be heard reconnecting first)
+GRACE_SECONDS = 1.0
+
 
 class CallerShares:
     """`limit` long-lived streams of one kind at once, and one caller at most half of
@@ -29,16 +39,27 @@ class CallerShares:
     what to do instead."""
 
     def __init__(
-        self, what: str, limit: int, busy: str, crowded: str, *, grace: float = 0.0
+        self,
+        what: str,
+        limit: int,
+        busy: str,
+        crowded: str,
+        *,
+        grace: float = 0.0,
+        waiting: int | None = None,
     ) -> None:
         """`grace`: how long a stream asked for when no slot is free waits for one to be
         given back before it is refused (a client that cancels a stream and opens the
-        next at once may be heard opening it before the server has heard it cancel)."""
+        next at once may be heard opening it before the server has heard it cancel).
+        `waiting`: how many such streams may wait at once (None: any); the others are
+        refused at once (a waiting stream holds the thread its call runs on)."""
         self.what = what
         self.limit = limit
         self.per_caller = max(1, limit // 2)
         self._busy, self._crowded = busy, crowded
         self._grace = grace
+        self._most_waiting = waiting
+        self._waiting = 0
         self._open: Counter[str] = Counter()
         self._lock = threading.Condition()
 
@@ -62,10 +83,21 @@ class CallerShares:
         told apart), or raise RateLimited when the slots, or this caller's share of them,
         are taken (and stay so for the grace)."""
         with self._lock:
-            self._lock.wait_for(lambda: self._refusal(caller) is None, timeout=self._grace)
+            if self._refusal(caller) is not None and self._may_wait():
+                self._waiting += 1
+                try:
+                    self._lock.wait_for(lambda: self._refusal(caller) is None, self._grace)
+                finally:
+                    self._waiting -= 1
             if (refused := self._refusal(caller)) is not None:
                 raise refused
             self._open[caller or ""] += 1
+
+    def _may_wait(self) -> bool:
+        """Whether one more stream may wait for a slot now. Under the lock."""
+        if self._grace <= 0:
+            return False
+        return self._most_waiting is None or self._waiting < self._most_waiting
 
     def leave(self, caller: str | None) -> None:
         with self._lock:
@@ -92,17 +124,79 @@ class CallerShares:
             return sum(self._open.values())
 
 
+class CallSlot:
+    """A slot held for one call, given back once: when gRPC reports the call ended
+    (`ended`: register it with `context.add_callback`), unless the handler is then doing
+    the work the slot stands for (`begin` … `done`: a stream's database write, which
+    still commits), and then as that work ends; at the latest when the handler returns
+    (`release`). So a client that cancels a stream and opens the next at once finds its
+    slot free, while a stream's database worker is never counted free while it writes."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release = release
+        self._lock = threading.Lock()
+        self._ended = False
+        self._busy = False
+        self._wake: Callable[[], None] = lambda: None
+
+    def ended(self) -> None:
+        """The call has ended (cancelled, past its deadline, or done): give the slot
+        back unless at work, and wake the handler (`waking`) to see it."""
+        with self._lock:
+            self._ended = True
+            busy, wake = self._busy, self._wake
+        if not busy:
+            self._release()
+        wake()
+
+    def waking(self, wake: Callable[[], None]) -> None:
+        """What wakes the handler from its wait (for the client's next message) when the
+        call ends; called at once when it has ended already."""
+        with self._lock:
+            self._wake = wake
+            ended = self._ended
+        if ended:
+            wake()
+
+    def begin(self) -> bool:
+        """Before the work the slot stands for: False when the call has ended (then do
+        not start it: its caller, having gone, cannot learn of it)."""
+        with self._lock:
+            if self._ended:
+                return False
+            self._busy = True
+            return True
+
+    def done(self) -> None:
+        """After that work: the slot is given back now if the call ended meanwhile."""
+        with self._lock:
+            self._busy = False
+            ended = self._ended
+        if ended:
+            self._release()
+
+    def release(self) -> None:
+        """The handler returns: the slot is given back (once, however often called)."""
+        self._release()
+
+
 class StreamSlots(CallerShares):
     """Admission of `what` write streams, each holding a database worker: at most half
     the workers' worth and never more than `most`; `enter(caller)` before, `leave(caller)`
-    after."""
+    after, or `hold`. A stream asked for while no slot is free waits up to `grace` seconds
+    for one, one stream at a time, and only where a database worker is left for the unary
+    calls while it waits (it holds one: 3 or more workers)."""
 
-    def __init__(self, what: str, db_workers: int, most: int) -> None:
+    def __init__(self, what: str, db_workers: int, most: int, grace: float | None = None) -> None:
+        """`grace`: None for GRACE_SECONDS."""
+        limit = max(0, min(most, db_workers // 2))
         super().__init__(
             what,
-            max(0, min(most, db_workers // 2)),
+            limit,
             "retry later, or send more events on a stream already open",
             "send more events on a stream already open",
+            grace=GRACE_SECONDS if grace is None else grace,
+            waiting=1 if db_workers - limit >= 2 else 0,
         )
         self.db_workers = db_workers
 

@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
 
 from services.common.clock import new_id, now
+from services.common.db import read_snapshot
 from services.common.instants import as_utc
 from services.rules.adapters.orm import changes, decisions, feed_head, firms, whitelist_entries
 from services.rules.domain.changes import KIND_ORDER, Change, ChangeKind, new_epoch
@@ -511,6 +512,16 @@ class FeedStore:
             connection.commit()  # as in has_unpositioned (and a renewal with it)
         return found
 
+    def read_head(self) -> FeedHead:
+        """The feed head, read in a snapshot that takes no write lock (SQLite's BEGIN
+        IMMEDIATE would queue a read behind the writers); when its epoch must be made
+        anew (a restored database), through `head`, which renews it."""
+        with read_snapshot(self.engine) as connection:
+            row = _head_row(connection)
+        if _needs_epoch(row):
+            return self.head()
+        return _head_of(row)
+
     def read(self, after: int, regions: Sequence[str] = (), limit: int = 200) -> list[Change]:
         """Positioned changes after `after`, of firms in `regions` (empty: every region)."""
         query = select(changes).where(changes.c.position > after)
@@ -606,9 +617,9 @@ def feed_head_of(connection: Connection, *, renew: bool = False) -> FeedHead:
     last position it holds (the restored feed and the one it replaces share the changes
     up to there, and no further). The caller commits."""
     row = _head_row(connection)
-    if renew or row.epoch is None or row.anchor != row.live:
+    if renew or _needs_epoch(row):
         row = _head_row(connection, lock=True)  # one renewal, whoever reads it first
-        if renew or row.epoch is None or row.anchor != row.live:
+        if renew or _needs_epoch(row):
             last = int(row.last_position)
             bare = last if row.bare_through is None else min(int(row.bare_through), last)
             epoch = new_epoch(row.epoch)
@@ -625,6 +636,16 @@ def feed_head_of(connection: Connection, *, renew: bool = False) -> FeedHead:
                 why="asked" if renew else "restored",
             )
             row = _head_row(connection)
+    return _head_of(row)
+
+
+def _needs_epoch(row: Any) -> bool:
+    """Whether a feed head row (`_head_row`) must get a new epoch before it is used: it
+    has none, or it was not written where it is read (restored)."""
+    return bool(row.epoch is None or row.anchor != row.live)
+
+
+def _head_of(row: Any) -> FeedHead:
     return FeedHead(
         int(row.epoch),
         int(row.last_position),

@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from .errors import FieldViolation, ValidationError
+from .errors import FieldViolation, PreconditionFailed, ValidationError
 
 
 class ChangeKind(StrEnum):
@@ -125,3 +125,34 @@ def parse_cursor(text: str, field_name: str = "after_cursor") -> Cursor:
     if value < _WITH_EPOCH:
         return Cursor(value, None)
     return Cursor(value % POSITIONS, value // POSITIONS)
+
+
+# A follower whose cursor the feed cannot vouch for must read the state it keeps again
+# (the list RPCs) and follow from the cursor they answer with: FAILED_PRECONDITION with a
+# google.rpc.ErrorInfo of this reason in ERROR_DOMAIN (stable, README "Change feed"), its
+# metadata `cause` one of CAUSES, `cursor` the cursor refused (empty for a stream ended
+# under its follower) and `epoch` the feed's epoch now. A client tells this refusal from
+# the other FAILED_PRECONDITIONs by the reason, never by the message.
+RESYNC_REQUIRED = "RESYNC_REQUIRED"
+ERROR_DOMAIN = "rules.v1"
+
+
+class ResyncCause(StrEnum):
+    OTHER_EPOCH = "OTHER_EPOCH"  # another feed's cursor: restored since, or another deployment's
+    AHEAD = "AHEAD"  # beyond the feed's last change
+    BARE_BEYOND = "BARE_BEYOND"  # a bare position beyond what this feed shares with the old one
+    PRUNED = "PRUNED"  # older than the retention (prune-changes)
+    RESTORED = "RESTORED"  # the database was restored under an open stream (epoch renewed)
+
+
+class ResyncRequired(PreconditionFailed):
+    """The feed cannot vouch for a follower's cursor (`ResyncCause`): following on would
+    silently skip changes."""
+
+    reason = RESYNC_REQUIRED
+    domain = ERROR_DOMAIN
+
+    def __init__(self, message: str, cause: ResyncCause, cursor: str, epoch: int) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.metadata = {"cause": cause.value, "cursor": cursor, "epoch": str(epoch)}

@@ -448,7 +448,8 @@ def cmd_renew_feed_epoch(args: argparse.Namespace) -> int:
 def _say_renewed(epoch: int, bare_limit: int) -> None:
     print(
         f"the change feed's epoch is now {epoch}: followers resuming from a cursor given "
-        "before are refused (FAILED_PRECONDITION) and start again from an empty cursor; "
+        "before are refused (FAILED_PRECONDITION, RESYNC_REQUIRED) and read what they keep "
+        "again; "
         f"bare cursors of before epochs are taken up to position {bare_limit}"
     )
 

@@ -31,7 +31,7 @@ from services.common.malformed import text_violations
 from services.common.read_ahead import ReadAhead
 from services.common.regions import region_filter
 from services.common.security import Security
-from services.common.stream_slots import StreamSlots
+from services.common.stream_slots import CallSlot, StreamSlots
 from services.common.values import preview
 from services.rules.adapters.engine import engine_for
 from services.rules.adapters.feed import FeedStore
@@ -243,24 +243,36 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
     def _region_page(
         self, listing: RegionListing[T], request: RegionPageRequest
-    ) -> tuple[list[T], str]:
-        """One page of a register listing by region (ListWhitelist, ListEnterprises)."""
-        return listing(
-            self._uow(), self._ctx, request.region, request.page_size, request.page_token
+    ) -> tuple[list[T], str, str]:
+        """One page of a register listing by region (ListWhitelist, ListEnterprises), its
+        next page's token and, on the first page, the change feed's cursor read before
+        the page (`feed.current_cursor`: a follower that keeps what it lists follows the
+        feed from there)."""
+        uow = self._uow()
+        cursor = ""
+        if not request.page_token and self._feed is not None:
+            cursor = feed.current_cursor(self._feed)
+        found, token = listing(
+            uow, self._ctx, request.region, request.page_size, request.page_token
         )
+        return found, token, cursor
 
     @unary
     def ListWhitelist(self, request: pb.ListWhitelistRequest) -> pb.ListWhitelistResponse:
-        entries, token = self._region_page(register_handlers.list_whitelist, request)
+        entries, token, cursor = self._region_page(register_handlers.list_whitelist, request)
         return pb.ListWhitelistResponse(
-            entries=[convert.entry_to_proto(e) for e in entries], next_page_token=token
+            entries=[convert.entry_to_proto(e) for e in entries],
+            next_page_token=token,
+            feed_cursor=cursor,
         )
 
     @unary
     def ListEnterprises(self, request: pb.ListEnterprisesRequest) -> pb.ListEnterprisesResponse:
-        found, token = self._region_page(register_handlers.list_enterprises, request)
+        found, token, cursor = self._region_page(register_handlers.list_enterprises, request)
         return pb.ListEnterprisesResponse(
-            enterprises=[convert.firm_summary_to_proto(f) for f in found], next_page_token=token
+            enterprises=[convert.firm_summary_to_proto(f) for f in found],
+            next_page_token=token,
+            feed_cursor=cursor,
         )
 
     @unary
@@ -304,7 +316,11 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         hint (OK when its client had closed its side and every event was answered); a
         new stream is then refused the same way. At most half the database workers'
         worth of streams at once, up to MAX_EVENT_STREAMS, and half of those per caller
-        (`StreamSlots`: RESOURCE_EXHAUSTED beyond, with a retry hint)."""
+        (`StreamSlots`: RESOURCE_EXHAUSTED beyond, with a retry hint). A stream's slot
+        is given back as soon as its call ends (a cancel, a deadline), or, when it ends
+        during a group's write, once that write is done (`CallSlot`); a stream
+        asked for while no slot is free waits up to a second for one, so a writer that
+        cancels and reconnects at once is not refused for the stream it just left."""
         if self._engine is None:
             abort_for(
                 PreconditionFailed("this server runs without a register database (--db)"), context
@@ -312,16 +328,22 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         principal = current_principal()
         caller = None if principal is ANONYMOUS else principal.caller
         try:
-            self._event_streams.enter(caller)
+            slot = CallSlot(self._event_streams.hold(caller))
         except Exception as exc:
             abort_for(exc, context)
+            return
+        if not context.add_callback(slot.ended):  # the call has ended already
+            slot.ended()
         try:
-            yield from self._event_stream(requests, context)
+            yield from self._event_stream(requests, context, slot)
         finally:
-            self._event_streams.leave(caller)
+            slot.release()
 
     def _event_stream(
-        self, requests: Iterator[pb.ReportEventRequest], context: grpc.ServicerContext
+        self,
+        requests: Iterator[pb.ReportEventRequest],
+        context: grpc.ServicerContext,
+        slot: CallSlot,
     ) -> Iterator[pb.ReportEventResult]:
         """ReportEventStream once admitted: read ahead, take, apply, answer."""
         principal, pace = current_principal(), self._pace
@@ -332,8 +354,9 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             (lambda: pace(principal)) if pace is not None else None,
             name="report-stream",
         )
+        slot.waking(ahead.stop)  # the call's end wakes the handler waiting for events
         try:
-            answer = functools.partial(self._answered, ahead, size, principal.caller, context)
+            answer = functools.partial(self._answered, ahead, size, principal.caller, context, slot)
             yield from answer(self._taking(context))
             if self._draining.is_set() and context.is_active():
                 ahead.stop()  # from here on nothing enters the buffer (review 39 F1)
@@ -355,6 +378,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         size: int,
         caller: str,
         context: grpc.ServicerContext,
+        slot: CallSlot,
         waiting: Callable[[], bool],
     ) -> Iterator[pb.ReportEventResult]:
         """The results of the events `ahead` holds, group by group, until it holds none
@@ -363,9 +387,15 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         is a replay); once the server drains, the reader is stopped, so what it had read
         is still answered and nothing more is. Events taken just as the call ended
         (its wait returned them to a cancelled call) are dropped, not applied: their
-        caller, having cancelled, cannot learn that they were."""
-        while (taken := ahead.take(size, waiting)) and context.is_active():
-            yield from self._reported(taken, caller, context)
+        caller, having cancelled, cannot learn that they were. The stream's slot counts
+        as taken while a group is written (`slot.begin` … `slot.done`), even once the
+        call has ended: its database worker is."""
+        while (taken := ahead.take(size, waiting)) and context.is_active() and slot.begin():
+            try:
+                results = self._reported(taken, caller, context)
+            finally:
+                slot.done()
+            yield from results
             if self._draining.is_set():
                 ahead.stop()
 

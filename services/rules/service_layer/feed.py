@@ -5,19 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
-from services.common.stream_slots import CallerShares
+from services.common.stream_slots import GRACE_SECONDS, CallerShares
 from services.rules.adapters.feed import FeedHead, FeedStore
-from services.rules.domain.changes import Change, Cursor, format_cursor, parse_cursor
-from services.rules.domain.errors import PreconditionFailed
+from services.rules.domain.changes import (
+    Change,
+    Cursor,
+    ResyncCause,
+    ResyncRequired,
+    format_cursor,
+    parse_cursor,
+)
 
 POLL_SECONDS = 0.5  # a replica sees another replica's commits within this
-_RECONCILE = "start again from an empty cursor and reconcile with GetEnterpriseStatus"
+_RECONCILE = (
+    "read the state you keep again (ListEnterprises, ListWhitelist) and follow from the "
+    "feed_cursor of their first page"
+)
 
 
 # how long a follower asking for a slot waits for one to be given back: a follower that
 # cancels its stream and reconnects at once (to resume from its cursor) may be heard
 # reconnecting before the server has heard it cancel
-SLOT_GRACE_SECONDS = 1.0
+SLOT_GRACE_SECONDS = GRACE_SECONDS
 
 
 class Followers(CallerShares):
@@ -36,44 +45,69 @@ class Followers(CallerShares):
         )
 
 
-def _too_old(cursor: str, pruned: int) -> PreconditionFailed:
-    return PreconditionFailed(
+def _too_old(cursor: str, pruned: int, epoch: int) -> ResyncRequired:
+    return ResyncRequired(
         f"cursor {cursor} is older than the feed's retention (changes up to position "
-        f"{pruned} were pruned); {_RECONCILE}"
+        f"{pruned} were pruned); {_RECONCILE}",
+        ResyncCause.PRUNED,
+        cursor,
+        epoch,
     )
 
 
-def _ahead(cursor: str, last: int) -> PreconditionFailed:
-    return PreconditionFailed(
-        f"cursor {cursor} is ahead of the feed, whose last change is at position {last}: "
-        "this feed never gave it (the database was restored from an older backup, or the "
-        f"cursor is another deployment's); {_RECONCILE}"
+def _ahead(cursor: str, head: FeedHead) -> ResyncRequired:
+    return ResyncRequired(
+        f"cursor {cursor} is ahead of the feed, whose last change is at position "
+        f"{head.last}: this feed never gave it (the database was restored from an older "
+        f"backup, or the cursor is another deployment's); {_RECONCILE}",
+        ResyncCause.AHEAD,
+        cursor,
+        head.epoch,
     )
 
 
-def _other_epoch(cursor: str, epoch: int | None, head: FeedHead) -> PreconditionFailed:
-    return PreconditionFailed(
+def _other_epoch(cursor: str, epoch: int | None, head: FeedHead) -> ResyncRequired:
+    return ResyncRequired(
         f"cursor {cursor} is of another feed (epoch {epoch}; this feed's is {head.epoch}): "
         "this feed's database was restored from a backup after the cursor was given, or "
         f"the cursor is another deployment's, and the changes after it may never come; "
-        f"{_RECONCILE}"
+        f"{_RECONCILE}",
+        ResyncCause.OTHER_EPOCH,
+        cursor,
+        head.epoch,
     )
 
 
-def _bare_beyond(cursor: str, limit: int) -> PreconditionFailed:
-    return PreconditionFailed(
+def _bare_beyond(cursor: str, head: FeedHead) -> ResyncRequired:
+    return ResyncRequired(
         f"cursor {cursor} was given before this feed's cursors named its epoch, and it lies "
-        f"beyond position {limit}, the last this feed shares with the feed that gave it "
-        "(the database was restored from a backup since, or it is a new database, or the "
-        f"cursor is another deployment's); {_RECONCILE}"
+        f"beyond position {head.bare_limit}, the last this feed shares with the feed that "
+        "gave it (the database was restored from a backup since, or it is a new database, "
+        f"or the cursor is another deployment's); {_RECONCILE}",
+        ResyncCause.BARE_BEYOND,
+        cursor,
+        head.epoch,
     )
 
 
-def _renewed(head: FeedHead) -> PreconditionFailed:
-    return PreconditionFailed(
+def _renewed(head: FeedHead) -> ResyncRequired:
+    return ResyncRequired(
         f"this feed's database was restored from a backup while you followed (its epoch is "
-        f"now {head.epoch}): the cursors it gave before no longer hold; {_RECONCILE}"
+        f"now {head.epoch}): the cursors it gave before no longer hold; {_RECONCILE}",
+        ResyncCause.RESTORED,
+        "",
+        head.epoch,
     )
+
+
+def current_cursor(store: FeedStore) -> str:
+    """The cursor of the feed's last change, now (its epoch renewed first when the
+    database was restored). Every change up to it has committed, so state read after this
+    shows them all, and a follower that keeps that state follows the feed from here: a
+    change after it, or committed and not yet positioned, gets a later position. The
+    list RPCs answer with it on their first page (`feed_cursor`)."""
+    head = store.read_head()
+    return format_cursor(head.epoch, head.last)
 
 
 def admitted(text: str, cursor: Cursor, head: FeedHead) -> int:
@@ -93,11 +127,11 @@ def admitted(text: str, cursor: Cursor, head: FeedHead) -> int:
     if cursor.epoch is not None and cursor.epoch != head.epoch:
         raise _other_epoch(text, cursor.epoch, head)
     if cursor.position > head.last:
-        raise _ahead(text, head.last)
+        raise _ahead(text, head)
     if cursor.epoch is None and cursor.position > head.bare_limit:
-        raise _bare_beyond(text, head.bare_limit)
+        raise _bare_beyond(text, head)
     if text and cursor.position < head.pruned:
-        raise _too_old(text, head.pruned)
+        raise _too_old(text, head.pruned, head.epoch)
     return max(cursor.position, head.pruned)
 
 
@@ -127,7 +161,7 @@ def follow(
         if now.epoch != epoch:
             raise _renewed(now)
         if now.pruned > after:  # pruned while we were reading
-            raise _too_old(format_cursor(epoch, after), now.pruned)
+            raise _too_old(format_cursor(epoch, after), now.pruned, epoch)
         for change in found:
             yield replace(change, epoch=epoch)
             assert change.position is not None

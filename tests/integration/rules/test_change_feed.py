@@ -17,6 +17,8 @@ from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from sqlalchemy import Engine, insert, text
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
@@ -50,6 +52,23 @@ def take(stub: RulesServiceStub, count: int, after: str = "", region: str = "") 
             stream.cancel()
             break
     return out
+
+
+def resync_cause(error: grpc.RpcError, cursor: str | None = None) -> str:
+    """The `cause` of a FAILED_PRECONDITION that tells a follower to read its state again
+    (google.rpc.ErrorInfo RESYNC_REQUIRED of rules.v1), checked: the cursor it names is
+    `cursor` (when given) and the epoch the feed's."""
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION, error.details()
+    found = [
+        info
+        for detail in rpc_status.from_call(error).details  # type: ignore[arg-type]
+        if detail.Unpack(info := error_details_pb2.ErrorInfo())
+    ]
+    assert [(i.reason, i.domain) for i in found] == [("RESYNC_REQUIRED", "rules.v1")]
+    if cursor is not None:
+        assert found[0].metadata["cursor"] == cursor
+    assert found[0].metadata["epoch"].isdigit()
+    return str(found[0].metadata["cause"])
 
 
 def kinds(found: list[pb.Change]) -> list[str]:
@@ -161,14 +180,39 @@ def test_bad_and_pruned_cursors(register_stub: RulesServiceStub, db_engine: Engi
     assert store.prune(datetime.now(UTC) + timedelta(seconds=1)) == 4
     with pytest.raises(grpc.RpcError) as old:
         take(register_stub, 1, after="1")
-    assert old.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert resync_cause(old.value, "1") == "BARE_BEYOND"  # a new database gave no bare one
     upsert(register_stub, profile(11, specialized_sme=False))
     fresh = take(register_stub, 1)  # an empty cursor starts after the pruned ones
     assert fresh[0].enterprise_id == uscc(11) and position(fresh[0].cursor) == 5
     with pytest.raises(grpc.RpcError) as old_of_this_feed:
         take(register_stub, 1, after=at(fresh[0].cursor, 2))
-    assert old_of_this_feed.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert resync_cause(old_of_this_feed.value) == "PRUNED"
     assert "older than the feed's retention" in (old_of_this_feed.value.details() or "")
+
+
+def test_the_lists_first_page_names_the_cursor_to_follow_what_they_list_from(
+    register_stub: RulesServiceStub,
+) -> None:
+    """A follower that keeps a copy of the firms or the white list (and one that must read
+    them again: RESYNC_REQUIRED) reads the lists, then follows the feed from the cursor
+    their first page names: the cursor of the last change that shows in them."""
+    for n in (80, 81, 82):
+        upsert(register_stub, profile(n))  # each: DECISION_CHANGED, WHITELIST_GRANTED
+    last = take(register_stub, 6)[-1].cursor  # (positioned by now)
+    first = register_stub.ListWhitelist(pb.ListWhitelistRequest(page_size=2), timeout=10)
+    assert first.feed_cursor == last and first.next_page_token
+    rest = register_stub.ListWhitelist(
+        pb.ListWhitelistRequest(page_size=2, page_token=first.next_page_token), timeout=10
+    )
+    assert rest.feed_cursor == "" and len(rest.entries) == 1  # on the first page only
+    firms = register_stub.ListEnterprises(pb.ListEnterprisesRequest(region="义乌市"), timeout=10)
+    assert firms.feed_cursor == last and len(firms.enterprises) == 3
+    upsert(register_stub, profile(83))
+    after = take(register_stub, 2, after=firms.feed_cursor)
+    assert {c.enterprise_id for c in after} == {uscc(83)}
+    assert register_stub.ListWhitelist(pb.ListWhitelistRequest(), timeout=10).feed_cursor == (
+        after[-1].cursor
+    )
 
 
 def test_a_cursor_ahead_of_the_feed_is_refused(register_stub: RulesServiceStub) -> None:
@@ -176,14 +220,14 @@ def test_a_cursor_ahead_of_the_feed_is_refused(register_stub: RulesServiceStub) 
     skip every change until the feed caught up with it: FAILED_PRECONDITION instead."""
     with pytest.raises(grpc.RpcError) as empty:
         take(register_stub, 1, after="1")
-    assert empty.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert resync_cause(empty.value, "1") == "AHEAD"
     assert "ahead of the feed" in (empty.value.details() or "")
     upsert(register_stub, profile(12))
     given = take(register_stub, 2)
     last = given[-1].cursor
     with pytest.raises(grpc.RpcError) as ahead:
         take(register_stub, 1, after=at(last, position(last) + 1))
-    assert ahead.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert resync_cause(ahead.value) == "AHEAD"
     assert "ahead of the feed" in (ahead.value.details() or "")
     upsert(register_stub, profile(13))
     after_last = take(register_stub, 1, after=last)  # the last one given is fine

@@ -25,6 +25,7 @@ from google.rpc import code_pb2, error_details_pb2
 from sqlalchemy import Engine, func, select
 
 from services.common import server as common_server
+from services.common import stream_slots
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.common.audit import verify
@@ -389,29 +390,104 @@ def test_a_server_with_one_database_worker_holds_no_stream(
         assert _refused(stub) == grpc.StatusCode.FAILED_PRECONDITION
 
 
+OTHER = ("tok-other-0123456789abcdef", ["rules.read", "rules.write"])
+AS_WRITER = (("authorization", f"Bearer {WRITER[0]}"),)
+AS_OTHER = (("authorization", f"Bearer {OTHER[0]}"),)
+
+
+def _two_callers(
+    db_engine: Engine, rulebook: Any, tmp_path: Path, groups: GroupLimits | None = None
+) -> Iterator[RulesServiceStub]:
+    """A real rules server with two writers' tokens (AS_WRITER, AS_OTHER), GROUPED's
+    firms registered, and a stub on it, until the generator is closed."""
+    path = tmp_path / "tokens.json"
+    entries = [
+        {"token": tok, "caller": name, "scopes": scopes}
+        for name, (tok, scopes) in (("writer", WRITER), ("other", OTHER))
+    ]
+    path.write_text(json.dumps({"tokens": entries}), encoding="utf-8")
+    security = Security(TokenStore.load(path), Rate(1000, 1000))
+    for stub in _server(db_engine, rulebook, groups, security=security):
+        for n in range(1, FIRMS + 1):
+            firm = profile_from_json(profile(n, enterprise_id=uscc(n, GROUPED)))
+            stub.UpsertEnterprise(
+                pb.UpsertEnterpriseRequest(profile=firm), metadata=AS_WRITER, timeout=30
+            )
+        yield stub
+
+
 def test_one_caller_holds_at_most_half_the_streams(
     db_engine: Engine, rulebook: Any, tmp_path: Path
 ) -> None:
     """Review 36 F1: one feeder could hold every slot and lock the others out."""
-    other = ("tok-other-0123456789abcdef", ["rules.read", "rules.write"])
-    path = tmp_path / "tokens.json"
-    entries = [
-        {"token": tok, "caller": name, "scopes": scopes}
-        for name, (tok, scopes) in (("writer", WRITER), ("other", other))
-    ]
-    path.write_text(json.dumps({"tokens": entries}), encoding="utf-8")
-    security = Security(TokenStore.load(path), Rate(1000, 1000))
-    writer = (("authorization", f"Bearer {WRITER[0]}"),)
-    second = (("authorization", f"Bearer {other[0]}"),)
-    for stub in _server(db_engine, rulebook, security=security):
-        firm = profile_from_json(profile(1, enterprise_id=uscc(1, GROUPED)))
-        stub.UpsertEnterprise(pb.UpsertEnterpriseRequest(profile=firm), metadata=writer, timeout=30)
-        mine = [_open_stream(stub, f"mine{n}", writer) for n in range(2)]
-        assert _refused(stub, writer) == grpc.StatusCode.RESOURCE_EXHAUSTED
-        theirs = _open_stream(stub, "theirs", second)  # another caller still gets in
+    for stub in _two_callers(db_engine, rulebook, tmp_path):
+        mine = [_open_stream(stub, f"mine{n}", AS_WRITER) for n in range(2)]
+        assert _refused(stub, AS_WRITER) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        theirs = _open_stream(stub, "theirs", AS_OTHER)  # another caller still gets in
         for call, gate in (*mine, theirs):
             gate.put(None)
             assert list(call) == []
+
+
+def test_a_writer_that_cancels_and_reconnects_at_once_is_not_refused(
+    db_engine: Engine, rulebook: Any, tmp_path: Path
+) -> None:
+    """Review 58 (left over from F4): a writer holding its share of streams cancels one
+    and opens the next at once. Its slot was given back only when the stream's thread
+    next looked, and the server may hear the new stream before the cancel, so the new
+    one was refused for the stream just left (17 of 30 here). Now the slot is given
+    back when gRPC reports the call ended, and a new stream waits a moment for it."""
+    for stub in _two_callers(db_engine, rulebook, tmp_path):
+        mine = [_open_stream(stub, f"m{n}", AS_WRITER) for n in range(2)]  # its share
+        refusals = []
+        for n in range(20):
+            call, gate = mine.pop(0)
+            call.cancel()
+            gate.put(None)
+            try:
+                mine.append(_open_stream(stub, f"r{n}", AS_WRITER))
+            except grpc.RpcError as exc:
+                refusals.append(exc.details())
+                time.sleep(0.5)  # its old stream is gone by now (then the next round)
+                mine.append(_open_stream(stub, f"r{n}-again", AS_WRITER))
+        for call, gate in mine:
+            gate.put(None)
+            assert list(call) == []
+        assert refusals == []
+
+
+def test_a_stream_cancelled_during_a_write_keeps_its_slot_until_the_write_is_done(
+    db_engine: Engine, rulebook: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A stream's slot stands for its database worker: when its call is cancelled while
+    a group is being written, the slot is given back once the write is done, not at the
+    cancel (a writer cancelling and reconnecting in a loop would otherwise hold every
+    worker with writes). Without the grace here, so that the refusal is at once."""
+    monkeypatch.setattr(stream_slots, "GRACE_SECONDS", 0.0)
+    hold = _FirstGroupHeld().install(monkeypatch)
+    for stub in _two_callers(db_engine, rulebook, tmp_path, GroupLimits(max_size=len(SENT))):
+        writing, more = hold.opened(stub, "x", AS_WRITER)  # its first group held
+        idle = _open_stream(stub, "idle", AS_WRITER)  # the caller's share: 2
+        writing.cancel()
+        more.put(None)
+        _wait_until(lambda: hold.readers[0]._ended, "the reader seeing the cancelled call")
+        assert _refused(stub, AS_WRITER) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        hold.release.set()
+        assert hold.applied.wait(30)
+        again = None
+        waited = time.monotonic() + 30
+        while again is None:
+            try:
+                again = _open_stream(stub, "again", AS_WRITER)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert time.monotonic() < waited, "the slot was not given back after the write"
+                time.sleep(0.05)
+        for call, gate in (idle, again):
+            gate.put(None)
+            assert list(call) == []
+        stored = sorted(e["event_id"] for e in _events(db_engine, GROUPED))
+        assert stored == ["-again", "-idle", "-x1"]  # the group being written committed
 
 
 @pytest.fixture
@@ -607,12 +683,12 @@ class _FirstGroupHeld:
         return self
 
     def opened(
-        self, stub: RulesServiceStub, tag: str
+        self, stub: RulesServiceStub, tag: str, metadata: Any = ()
     ) -> tuple[Any, queue.Queue[pb.ReportEventRequest | None]]:
         """A stream whose first event (`tag`1) is the group held, and whose next two
         wait in its buffer; the call and the queue that feeds it."""
         more, requests = _fed()
-        call = stub.ReportEventStream(requests, timeout=120)
+        call = stub.ReportEventStream(requests, metadata=metadata, timeout=120)
         more.put(pb.ReportEventRequest(event=_as(GROUPED, complaint(1, f"{tag}1"))))
         assert self.entered.wait(30)
         for n in (2, 3):

@@ -23,13 +23,12 @@ from services.common.db import make_engine
 from services.common.migrations import alembic_config
 from services.rules.adapters import migrate
 from services.rules.adapters.feed import FeedStore
-from services.rules.domain.changes import parse_cursor
-from services.rules.domain.errors import PreconditionFailed
+from services.rules.domain.changes import ResyncRequired, parse_cursor
 from services.rules.entrypoints import grpc_server
 from services.rules.entrypoints.cli import main
 from services.rules.service_layer.feed import follow
 from tests.integration.conftest import PG_ADMIN_URL, Clock, upsert
-from tests.integration.rules.test_change_feed import take
+from tests.integration.rules.test_change_feed import resync_cause, take
 from tests.support import profile, uscc
 
 
@@ -46,11 +45,11 @@ def serving(engine: Engine, rulebook: Any) -> Iterator[RulesServiceStub]:
 
 
 def refused(stub: RulesServiceStub, cursor: str) -> str:
-    """The details of the FAILED_PRECONDITION a follower resuming from `cursor` gets."""
+    """The FAILED_PRECONDITION a follower resuming from `cursor` gets: its cause (the
+    ErrorInfo a client reads), then its details (the message, for people)."""
     with pytest.raises(grpc.RpcError) as info:
         take(stub, 1, after=cursor)
-    assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION, info.value.details()
-    return info.value.details() or ""
+    return f"{resync_cause(info.value, cursor)}: {info.value.details()}"
 
 
 def _url(engine: Engine) -> str:
@@ -80,7 +79,7 @@ def test_a_cursor_the_restored_feed_has_passed_is_refused(tmp_path: Path, rulebo
         for n in range(7, 11):
             upsert(stub, profile(n))
         replayed = take(stub, 14)  # another follower: the restored feed runs past 12
-        assert "another feed" in refused(stub, saved)
+        assert "OTHER_EPOCH: cursor" in refused(stub, saved)
     engine.dispose()
     assert {c.enterprise_id for c in replayed} == {uscc(n) for n in (1, 2, 3, 7, 8, 9, 10)}
     assert parse_cursor(replayed[-1].cursor).position == 14
@@ -108,7 +107,7 @@ def test_a_copy_of_a_backup_put_back_by_hand_renews_the_epoch_too(
         upsert(stub, profile(3))
         upsert(stub, profile(4))
         assert len(take(stub, 6)) == 6  # the feed runs past the saved cursor
-        assert "another feed" in refused(stub, saved)
+        assert "OTHER_EPOCH: cursor" in refused(stub, saved)
     engine.dispose()
 
 
@@ -158,7 +157,7 @@ def test_pg_restore_renews_the_epoch(pg_database: str, tmp_path: Path, rulebook:
             upsert(stub, profile(n))
         replayed = take(stub, 12)  # the restored feed runs past the saved cursor
         assert parse_cursor(replayed[-1].cursor).position == 12
-        assert "another feed" in refused(stub, saved)
+        assert "OTHER_EPOCH: cursor" in refused(stub, saved)
     engine.dispose()
 
 
@@ -178,8 +177,8 @@ def test_a_cursor_of_another_deployment_is_refused(
         upsert(stub, profile(2))
         upsert(stub, profile(3))
         assert len(take(stub, 4)) == 4  # an empty cursor is fine
-        assert "another feed" in refused(stub, theirs)
-        assert "before this feed's cursors named its epoch" in refused(stub, "2")
+        assert "OTHER_EPOCH: cursor" in refused(stub, theirs)
+        assert "BARE_BEYOND" in refused(stub, "2")
 
 
 def _migrate(engine: Engine, revision: str, up: bool) -> None:
@@ -205,11 +204,12 @@ def test_bare_cursors_given_before_epochs(db_engine: Engine, rulebook: Any) -> N
         assert parse_cursor(resumed[0].cursor).epoch is not None
         upsert(stub, profile(3))
         assert len(take(stub, 2, after="4")) == 2
-        assert "ahead of the feed" in refused(stub, "7")
+        assert "AHEAD: cursor 7 is ahead of the feed" in refused(stub, "7")
         assert main(["renew-feed-epoch", "--db", _url(db_engine)]) == 0
-        assert "another feed" in refused(stub, resumed[-1].cursor)  # the epoch before
+        assert "OTHER_EPOCH: cursor" in refused(stub, resumed[-1].cursor)  # the epoch before
         assert len(take(stub, 2, after="4")) == 2  # shared by the feed before: still taken
         upsert(stub, profile(4))  # positions 7 and 8, the restored feed's own
+        assert "BARE_BEYOND" in refused(stub, "7")
         assert "beyond position 6" in refused(stub, "7")
 
 
@@ -225,5 +225,6 @@ def test_a_stream_open_when_the_epoch_is_renewed_ends(db_engine: Engine, ruleboo
     assert first.cursor and parse_cursor(first.cursor).epoch == store.head().epoch
     store.head(renew=True)
     next(changes)  # the batch read before the renewal
-    with pytest.raises(PreconditionFailed, match="restored from a backup while you followed"):
+    with pytest.raises(ResyncRequired, match="restored from a backup while you followed") as ended:
         next(changes)
+    assert ended.value.cause == "RESTORED"
