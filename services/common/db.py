@@ -520,7 +520,7 @@ def check_writable(dbapi_connection: Any, dialect: str) -> None:
       change pointed the pool at it) or this session's transactions are read-only
       (default_transaction_read_only, set on the database for maintenance);
     - SQLite: whether this process may write the database file, its write-ahead log and
-      shared-memory files and the folder SQLite creates them in (a read-only remount,
+      shared-memory files and, when those must be created, the folder (a read-only remount,
       permissions or an immutable flag after a restore). The rights are asked of the
       kernel (access(2)), so they include what binds root (a read-only mount, chattr +i).
 
@@ -547,8 +547,22 @@ def check_writable(dbapi_connection: Any, dialect: str) -> None:
 
 
 def _sqlite_writable(path: Path) -> None:
+    """What SQLite needs to write `path` in WAL mode as things stand: the file, and its
+    write-ahead log and shared-memory files. The folder only when one of those two is
+    missing and would have to be created (review 61 R61-4: a read-only folder turned
+    health NOT_SERVING while every write succeeded). With both files present SQLite
+    never needs the folder: writes, checkpoints (a TRUNCATE checkpoint truncates the log
+    in place) and new connections use the files as they are; the last connection's
+    close tries to delete them and, if it cannot, leaves them for the next open. Without
+    them (a clean shutdown deletes them, and a rollback-journal database has none)
+    the first connection must create them: with a read-only folder SQLite cannot even
+    read ("unable to open database file"), so the folder counts then."""
     effective = os.access in os.supports_effective_ids
-    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), path.parent):
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    needed = [path, wal, shm]
+    if not (wal.exists() and shm.exists()):
+        needed.append(path.parent)
+    for each in needed:
         if each.exists() and not os.access(each, os.W_OK, effective_ids=effective):
             raise DatabaseReadOnly(f"the database is read-only: this process cannot write {each}")
 

@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 
 from services.booking.entrypoints import grpc_server as booking_grpc
 from services.booking.entrypoints.web import create_web_app
+from services.common import db
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
@@ -307,6 +308,47 @@ def test_an_unwritable_sqlite_file_refuses_writes_unavailable_and_health_says_so
     finally:
         _immutable(files, False)
         engine.dispose()
+
+
+def test_a_read_only_sqlite_folder_is_not_a_read_only_database(tmp_path: Path) -> None:
+    """Review 61 R61-4: the folder made immutable while the file, its write-ahead log and
+    shared-memory file stay writable: every write succeeds, on the pool's connections
+    and on a new engine's, so health must not say read-only. Once the log and the
+    shared memory are gone (a clean shutdown), the folder is needed to create them:
+    then SQLite cannot open the database at all, and the check says so."""
+    folder = tmp_path / "db"
+    folder.mkdir()
+    if not _chattr_works(folder):
+        pytest.skip("chattr +i is not available here (needs root and a filesystem with it)")
+    path = folder / "rules.db"
+    engine = make_engine(f"sqlite:///{path}", timeouts=DbTimeouts(statement=5))
+    migrate.upgrade(engine)
+    fresh = None
+    try:
+        with engine.connect() as conn:  # -wal and -shm exist while a connection is open
+            conn.execute(text("SELECT 1"))
+        assert Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+        _immutable([folder], True)
+        fresh = make_engine(f"sqlite:///{path}", timeouts=DbTimeouts(statement=5))
+        for each in (engine, fresh):
+            with each.begin() as conn:
+                conn.execute(text("UPDATE feed_head SET publisher = 'written'"))
+            ping(each)  # raised DatabaseReadOnly
+        fresh.dispose()
+        engine.dispose()
+        _immutable([folder], False)
+        with engine.connect() as conn:  # a clean close: SQLite deletes -wal and -shm
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        assert not Path(f"{path}-wal").exists()
+        _immutable([folder], True)
+        with pytest.raises(db.DatabaseReadOnly):
+            db._sqlite_writable(path)
+    finally:
+        _immutable([folder], False)
+        engine.dispose()
+        if fresh is not None:
+            fresh.dispose()
 
 
 # ---------------------------------------------------------------- the classification
