@@ -142,7 +142,7 @@ class ResyncCause(StrEnum):
     AHEAD = "AHEAD"  # beyond the feed's last change
     BARE_BEYOND = "BARE_BEYOND"  # a bare position beyond what this feed shares with the old one
     PRUNED = "PRUNED"  # older than the retention (prune-changes)
-    RESTORED = "RESTORED"  # the database was restored under an open stream (epoch renewed)
+    RESTORED = "RESTORED"  # the epoch renewed under an open stream (a restore, renew-feed-epoch)
 
 
 class ResyncRequired(PreconditionFailed):

@@ -69,8 +69,9 @@ def _ahead(cursor: str, head: FeedHead) -> ResyncRequired:
 def _other_epoch(cursor: str, epoch: int | None, head: FeedHead) -> ResyncRequired:
     return ResyncRequired(
         f"cursor {cursor} is of another feed (epoch {epoch}; this feed's is {head.epoch}): "
-        "this feed's database was restored from a backup after the cursor was given, or "
-        f"the cursor is another deployment's, and the changes after it may never come; "
+        "this feed's epoch was renewed after the cursor was given (its database was "
+        "restored from a backup, or an operator ran renew-feed-epoch), or the cursor is "
+        "another deployment's, and the changes after it may never come; "
         f"{_RECONCILE}",
         ResyncCause.OTHER_EPOCH,
         cursor,
@@ -91,9 +92,15 @@ def _bare_beyond(cursor: str, head: FeedHead) -> ResyncRequired:
 
 
 def _renewed(head: FeedHead) -> ResyncRequired:
+    """A stream ended by a renewed epoch (review 61 R61-6: it said "restored from a
+    backup" after an operator's `renew-feed-epoch` on a live database). The cause stays
+    RESTORED, the one callers know: the feed cannot tell a renewal for a restore it did
+    not detect from one made for another reason, and a follower does the same either
+    way (reads its state again)."""
     return ResyncRequired(
-        f"this feed's database was restored from a backup while you followed (its epoch is "
-        f"now {head.epoch}): the cursors it gave before no longer hold; {_RECONCILE}",
+        f"this feed's epoch was renewed while you followed (it is now {head.epoch}): its "
+        "database was restored from a backup, or an operator ran renew-feed-epoch; the "
+        f"cursors it gave before no longer hold; {_RECONCILE}",
         ResyncCause.RESTORED,
         "",
         head.epoch,

@@ -206,7 +206,9 @@ def test_bare_cursors_given_before_epochs(db_engine: Engine, rulebook: Any) -> N
         assert len(take(stub, 2, after="4")) == 2
         assert "AHEAD: cursor 7 is ahead of the feed" in refused(stub, "7")
         assert main(["renew-feed-epoch", "--db", _url(db_engine)]) == 0
-        assert "OTHER_EPOCH: cursor" in refused(stub, resumed[-1].cursor)  # the epoch before
+        other = refused(stub, resumed[-1].cursor)  # the epoch before
+        assert "OTHER_EPOCH: cursor" in other
+        assert "renew-feed-epoch" in other  # review 61 R61-6: not only "restored"
         assert len(take(stub, 2, after="4")) == 2  # shared by the feed before: still taken
         upsert(stub, profile(4))  # positions 7 and 8, the restored feed's own
         assert "BARE_BEYOND" in refused(stub, "7")
@@ -225,6 +227,8 @@ def test_a_stream_open_when_the_epoch_is_renewed_ends(db_engine: Engine, ruleboo
     assert first.cursor and parse_cursor(first.cursor).epoch == store.head().epoch
     store.head(renew=True)
     next(changes)  # the batch read before the renewal
-    with pytest.raises(ResyncRequired, match="restored from a backup while you followed") as ended:
+    with pytest.raises(ResyncRequired, match="epoch was renewed while you followed") as ended:
         next(changes)
-    assert ended.value.cause == "RESTORED"
+    assert ended.value.cause == "RESTORED"  # the cause callers know, kept
+    # review 61 R61-6: nothing was restored here; the text says what may have happened
+    assert "renew-feed-epoch" in str(ended.value)
