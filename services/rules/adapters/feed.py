@@ -15,7 +15,8 @@
 * `head` reads the feed head with its epoch (domain/changes.py), and makes the epoch anew
   when the head is not where it was written: its `anchor` names the database and table
   it lives in (PostgreSQL: their oids, which a `pg_restore`, into the same database or
-  another, changes) or, in a copy `backup` made, names no place at all, so a database
+  another, changes, and the transaction that last wrote the head, which a data-only
+  restore changes) or, in a copy `backup` made, names no place at all, so a database
   brought back from a dump or a backup renews its epoch the first time it is read, and
   the cursors of the feed it replaces are refused (review 58 F1).
 * A firm that moves to another region gets two rows after the transaction's others:
@@ -414,14 +415,18 @@ class FeedStore:
         connection.execute(
             update(feed_head)
             .where(feed_head.c.id == 1, feed_head.c.publisher.is_distinct_from(name))
-            .values(publisher=name)
+            .values(publisher=name, **written_anchor(connection))
         )
         return before if before not in (None, name) else None
 
     def forget_publisher(self, connection: Connection) -> str | None:
         """Clear the bus's name (the bus given up): the name it had."""
         had = self.publisher(connection)
-        connection.execute(update(feed_head).where(feed_head.c.id == 1).values(publisher=None))
+        connection.execute(
+            update(feed_head)
+            .where(feed_head.c.id == 1)
+            .values(publisher=None, **written_anchor(connection))
+        )
         return had
 
     def lock_head(self, connection: Connection, *, wait: bool = True) -> Any:
@@ -479,7 +484,9 @@ class FeedStore:
                     [{"_id": i, "_position": start + n + 1} for n, i in enumerate(ids)],
                 )
             connection.execute(
-                update(feed_head).where(feed_head.c.id == 1).values(last_position=start + len(ids))
+                update(feed_head)
+                .where(feed_head.c.id == 1)
+                .values(last_position=start + len(ids), **written_anchor(connection))
             )
         self.notify()
         return len(ids)
@@ -549,7 +556,10 @@ class FeedStore:
             connection.execute(
                 update(feed_head)
                 .where(feed_head.c.id == 1)
-                .values(pruned_through=max(int(top), int(head.pruned_through)))
+                .values(
+                    pruned_through=max(int(top), int(head.pruned_through)),
+                    **written_anchor(connection),
+                )
             )
             return int(result.rowcount or 0)
 
@@ -558,14 +568,29 @@ class FeedStore:
 
 SQLITE_ANCHOR = "sqlite"  # a SQLite file has no identity of its own to name
 BACKUP_ANCHOR = "backup"  # a `backup` copy's: whoever uses it first renews its epoch
-# PostgreSQL: the database's oid and the feed head table's. `pg_restore` (with --clean
-# into the same database, or into another) creates the table anew, so the restored
-# head's anchor names another table than the one it is read from; pg_upgrade keeps both
-# oids (PostgreSQL 15 and later), a base backup or a failover too (README: renew by hand).
-_PG_ANCHOR = (
+# PostgreSQL: the database's oid, the feed head table's, and the transaction that wrote
+# the head row. `pg_restore` (with --clean into the same database, or into another)
+# creates the table anew, so the restored head's anchor names another table than the one
+# it is read from. A data-only restore into the same table (TRUNCATE, then `pg_restore
+# --data-only`; review 61 R61-1) keeps both oids, but the row it inserts is written by the
+# restore's transaction, not the one its anchor names: every write of the head row puts
+# its own transaction id in the anchor (`written_anchor`), and the row's `xmin` is that
+# transaction's while the row is as this code left it. Only the low 32 bits: `xmin` is a
+# 32-bit xid (txid_current() adds the xid epoch). No write of the head row runs in a
+# savepoint (its xmin would be the subtransaction's). VACUUM (FREEZE, FULL) and CLUSTER
+# keep a row's xmin; pg_upgrade keeps both oids (PostgreSQL 15 and later) and every xmin,
+# a base backup or a failover too (README: renew by hand). Anything else that updates the
+# row (an UPDATE by hand) renews the epoch at its next read: the safe direction.
+_PG_PLACE = (
     "(SELECT CAST(oid AS text) FROM pg_database WHERE datname = current_database())"
     " || ':' || CAST(CAST(CAST('feed_head' AS regclass) AS oid) AS text)"
 )
+_PG_ANCHOR = f"{_PG_PLACE} || ':' || CAST(feed_head.xmin AS text)"
+_PG_WRITTEN = f"{_PG_PLACE} || ':' || CAST(txid_current() % 4294967296 AS text)"
+# In an UPDATE's SET, `feed_head.xmin` and `anchor` are the row's before the update: an
+# anchor that held goes on holding; one that did not (a restored head not yet read, and
+# so not yet renewed) is left as it is, and still does not hold after this write.
+_PG_RESTAMP = f"CASE WHEN feed_head.anchor = {_PG_ANCHOR} THEN {_PG_WRITTEN} ELSE feed_head.anchor END"
 
 
 @dataclass(frozen=True)
@@ -590,6 +615,17 @@ def live_anchor(connection: Connection) -> Any:
     if connection.dialect.name == "postgresql":
         return literal_column(_PG_ANCHOR)
     return literal(SQLITE_ANCHOR)
+
+
+def written_anchor(connection: Connection) -> dict[str, Any]:
+    """What every UPDATE of the feed head row sets besides its own columns: on PostgreSQL
+    the anchor naming the writing transaction (`_PG_ANCHOR`) when it held before the
+    write (`_PG_RESTAMP`: a write must not make a restored head look unrestored), so a
+    row left as this code wrote it is told from one a restore inserted; nothing on
+    SQLite."""
+    if connection.dialect.name == "postgresql":
+        return {"anchor": literal_column(_PG_RESTAMP)}
+    return {}
 
 
 def _head_row(connection: Connection, *, lock: bool = False) -> Any:
@@ -623,10 +659,13 @@ def feed_head_of(connection: Connection, *, renew: bool = False) -> FeedHead:
             last = int(row.last_position)
             bare = last if row.bare_through is None else min(int(row.bare_through), last)
             epoch = new_epoch(row.epoch)
+            here: Any = row.live  # SQLite's; PostgreSQL's names this transaction
+            if connection.dialect.name == "postgresql":
+                here = literal_column(_PG_WRITTEN)
             connection.execute(
                 update(feed_head)
                 .where(feed_head.c.id == 1)
-                .values(epoch=epoch, bare_through=bare, anchor=row.live)
+                .values(epoch=epoch, bare_through=bare, anchor=here)
             )
             _log.warning(
                 "change feed epoch renewed: cursors given before are refused",

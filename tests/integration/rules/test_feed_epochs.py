@@ -161,6 +161,70 @@ def test_pg_restore_renews_the_epoch(pg_database: str, tmp_path: Path, rulebook:
     engine.dispose()
 
 
+def _psql(libpq: str, sql: str) -> None:
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", libpq, "-c", sql], check=True)
+
+
+def test_a_data_only_restore_into_the_same_database_renews_the_epoch(
+    pg_database: str, tmp_path: Path, rulebook: Any
+) -> None:
+    """Review 61 R61-1: every table emptied (TRUNCATE) and `pg_restore --data-only` into
+    the same database keeps the database's and the table's oids, so the anchor matched,
+    the epoch stayed, and a follower whose cursor the restored feed then passed resumed
+    from it and silently missed the changes between. The restored head row is written by
+    the restore's transaction, not the one its anchor names. What keeps the row as it is
+    (VACUUM FULL, FREEZE, CLUSTER) and the 0018 migration itself renew nothing."""
+    libpq = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    dump = tmp_path / "rules.data.dump"
+    engine = make_engine(pg_database)
+    with serving(engine, rulebook) as stub:
+        for n in range(1, 3):
+            upsert(stub, profile(n))
+        before = FeedStore(engine).head().epoch
+        _migrate(engine, "0017", up=False)  # a database upgraded from 0017 keeps its epoch
+        _migrate(engine, "head", up=True)
+        _psql(libpq, "VACUUM (FULL, FREEZE) feed_head")
+        _psql(libpq, "CLUSTER feed_head USING pk_feed_head")
+        assert FeedStore(engine).head().epoch == before
+        subprocess.run(
+            ["pg_dump", "--data-only", "--format=custom", "-f", str(dump), libpq], check=True
+        )
+        for n in range(3, 5):
+            upsert(stub, profile(n))
+        saved = take(stub, 8)[-1].cursor
+        assert FeedStore(engine).head().epoch == before
+    engine.dispose()
+    names = subprocess.run(  # every table, as the review did
+        [
+            "psql",
+            "-At",
+            "-d",
+            libpq,
+            "-c",
+            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
+            "WHERE schemaname = 'public'",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert "feed_head" in names
+    _psql(libpq, f"TRUNCATE {names}")
+    subprocess.run(
+        ["pg_restore", "--data-only", "--disable-triggers", "--no-owner", "-d", libpq, str(dump)],
+        check=True,
+        capture_output=True,
+    )
+    engine = make_engine(pg_database)
+    with serving(engine, rulebook) as stub:
+        for n in range(5, 9):
+            upsert(stub, profile(n))
+        replayed = take(stub, 12)  # the restored feed runs past the saved cursor
+        assert parse_cursor(replayed[-1].cursor).position == 12
+        assert "OTHER_EPOCH: cursor" in refused(stub, saved)  # was: taken, 3 firms missed
+    engine.dispose()
+
+
 def test_a_cursor_of_another_deployment_is_refused(
     db_engine: Engine, tmp_path: Path, rulebook: Any
 ) -> None:
