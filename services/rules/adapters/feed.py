@@ -590,7 +590,9 @@ _PG_WRITTEN = f"{_PG_PLACE} || ':' || CAST(txid_current() % 4294967296 AS text)"
 # In an UPDATE's SET, `feed_head.xmin` and `anchor` are the row's before the update: an
 # anchor that held goes on holding; one that did not (a restored head not yet read, and
 # so not yet renewed) is left as it is, and still does not hold after this write.
-_PG_RESTAMP = f"CASE WHEN feed_head.anchor = {_PG_ANCHOR} THEN {_PG_WRITTEN} ELSE feed_head.anchor END"
+_PG_RESTAMP = (
+    f"CASE WHEN feed_head.anchor = {_PG_ANCHOR} THEN {_PG_WRITTEN} ELSE feed_head.anchor END"
+)
 
 
 @dataclass(frozen=True)

@@ -132,8 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     forget.set_defaults(run=cmd_forget_feed_publisher)
     renew = sub.add_parser(
         "renew-feed-epoch",
-        help="after restoring the database other than by `restore` or pg_restore: the "
-        "change feed's cursors given before are refused",
+        help="after restoring the database other than by `restore` or pg_restore (a base "
+        "backup or PITR, a failover that lost commits, a SQLite file copied by hand): "
+        "the change feed's cursors given before are refused",
     )
     env_flag(renew, "--db", "RULES_DB", default_sqlite_url("rules"), "database URL")
     renew.set_defaults(run=cmd_renew_feed_epoch)
@@ -437,9 +438,10 @@ def cmd_forget_feed_publisher(args: argparse.Namespace) -> int:
 def cmd_renew_feed_epoch(args: argparse.Namespace) -> int:
     """Give the change feed a new epoch: every cursor given before is refused
     (FAILED_PRECONDITION), so no follower silently misses the changes a restored database
-    lost. `restore` and a `pg_restore` renew it on their own; this is for the other ways a
-    database comes back (a base backup or point-in-time recovery, a file copied by hand,
-    a dump taken before the feed had epochs)."""
+    lost. `restore`, a `pg_restore` and a data-only `pg_restore` into the same database
+    renew it on their own; this is for the other ways a database comes back (a base
+    backup or point-in-time recovery, a failover to an asynchronous standby that lost
+    commits, a SQLite file copied by hand, a dump taken before the feed had epochs)."""
     head = FeedStore(_database(args.db)).head(renew=True)
     _say_renewed(head.epoch, head.bare_limit)
     return 0
