@@ -244,6 +244,7 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int, synchronous: str) -> None:
 
 
 _GATE = "sqlite_gate"
+_SNAPSHOT = "read_snapshot"
 # how often a stream's thread waiting for the write lock looks whether its call has ended
 ENDED_POLL = 0.05
 
@@ -265,7 +266,6 @@ def _take_gate(gate: threading.Lock, seconds: float) -> bool:
         if left <= ENDED_POLL:
             return False
     raise DeadlineExceeded("the call ended while it waited for the database's write lock")
-_SNAPSHOT = "read_snapshot"
 
 
 @contextlib.contextmanager

@@ -11,11 +11,15 @@ worth of streams (and never more than `most`), and one caller at most half of th
 The rules service's change-feed followers (WatchChanges, each holding a server thread)
 are admitted by the same per-caller rule (`CallerShares`, review 58 F4).
 
-A stream's slot is given back as soon as gRPC reports its call ended (`CallSlot`, its
-`ended` registered with `context.add_callback`), not when its handler next looks; and a
-stream asked for while no slot is free waits a moment for one (`GRACE_SECONDS`): a client
-that cancels a stream and opens the next at once may be heard opening it before the
-server has heard it cancel, and would otherwise be refused for the stream it just left.
+A write stream's slot is given back as soon as gRPC reports its call ended (`CallSlot`,
+its `ended` registered with `context.add_callback`), not when its handler next looks; a
+follower's is held until its thread has ended, the call's end waking the thread (review
+61 R61-2, `Followers`). A stream asked for while no slot is free waits a moment for one
+(`GRACE_SECONDS`): a client that cancels a stream and opens the next at once may be
+heard opening it before the server has heard it cancel, and would otherwise be refused
+for the stream it just left. Since a waiting stream holds the thread its call runs on,
+only a few wait at once (`waiting`; for followers only a caller that holds a slot,
+`holders_only`: review 61 R61-3).
 """
 
 from __future__ import annotations
