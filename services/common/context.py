@@ -4,6 +4,7 @@ log line, the audit trail and the role checks. Per call, never leaking between c
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,3 +92,34 @@ def time_left() -> float | None:
     """Seconds until the current call's deadline (may be <= 0), or None without one."""
     deadline = _DEADLINE.get()
     return None if deadline is None else deadline - time.monotonic()
+
+
+# A long-lived stream's end (a cancel, its deadline), for the waits its thread makes on the
+# database path (the SQLite write lock): set per stream by its handler, while it runs.
+_ENDED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "ended", default=None
+)
+
+
+@contextmanager
+def ending_with(ended: threading.Event) -> Iterator[None]:
+    """Within this block the current call has ended once `ended` is set (the handler sets
+    it from gRPC's done-callback): a wait for the database's write lock gives up soon
+    after (`call_ended`), so the stream's thread, and the slot it holds, end at once
+    instead of when the lock frees (review 61 R61-2)."""
+    _ENDED.set(ended)
+    try:
+        yield
+    finally:
+        # not a token's reset: a generator's block may be closed from another context
+        _ENDED.set(None)
+
+
+def no_call_ended() -> None:
+    """A call starts on a pool thread: no end of an earlier stream on it applies."""
+    _ENDED.set(None)
+
+
+def call_ended() -> threading.Event | None:
+    """The current stream's end (set once it has ended), or None outside such a stream."""
+    return _ENDED.get()

@@ -32,7 +32,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.common.context import time_left
+from services.common.context import call_ended, time_left
 from services.common.errors import DeadlineExceeded
 
 _log = structlog.get_logger("db")
@@ -226,7 +226,7 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int, synchronous: str) -> None:
         left = time_left()  # wait for the write lock no longer than the caller waits
         wait = busy_ms if left is None else max(0, min(busy_ms, int(left * 1000)))
         start = time.monotonic()
-        held = gate.acquire(timeout=wait / 1000)
+        held = _take_gate(gate, wait / 1000)
         if held:
             connection.info[_GATE] = gate
             wait = max(0, wait - int((time.monotonic() - start) * 1000))
@@ -245,6 +245,27 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int, synchronous: str) -> None:
 
 _GATE = "sqlite_gate"
 _SNAPSHOT = "read_snapshot"
+# how often a stream's thread waiting for the write lock looks whether its call has ended
+ENDED_POLL = 0.05
+
+
+def _take_gate(gate: threading.Lock, seconds: float) -> bool:
+    """The process's write lock, within `seconds` (False: not). A long-lived stream's
+    thread (context.ending_with) gives up as soon as its call has ended (DeadlineExceeded:
+    nobody waits for the answer): a follower that cancelled while a long write held the
+    lock would otherwise keep its thread, and its slot, until the lock freed (review 61
+    R61-2). SQLite's own wait for another process's lock (the busy timeout) is not cut."""
+    ended = call_ended()
+    if ended is None:
+        return gate.acquire(timeout=seconds)
+    until = time.monotonic() + seconds
+    while not ended.is_set():
+        left = until - time.monotonic()
+        if gate.acquire(timeout=max(0.0, min(left, ENDED_POLL))):
+            return True
+        if left <= ENDED_POLL:
+            return False
+    raise DeadlineExceeded("the call ended while it waited for the database's write lock")
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
 from services.common.config import env_flag
-from services.common.context import deadline_in
+from services.common.context import deadline_in, no_call_ended
 from services.common.db import SQLITE_SYNCHRONOUS, DatabaseReadOnly, DbTimeouts, ping
 from services.common.interceptors import (
     INFRASTRUCTURE_PREFIXES,
@@ -213,6 +213,7 @@ def _on(handler: Any, pool: CallPool) -> Any:
 
     def unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
+            no_call_ended()
             left = context.time_remaining()
             with deadline_in(left if left is not None and left < NO_DEADLINE else None):
                 return behaviour(request, context)
@@ -222,6 +223,7 @@ def _on(handler: Any, pool: CallPool) -> Any:
 
     def stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
+            no_call_ended()  # a stream's end (context.ending_with) is its own
             return behaviour(request, context)
 
         run.experimental_thread_pool = pool  # type: ignore[attr-defined]

@@ -11,11 +11,15 @@ worth of streams (and never more than `most`), and one caller at most half of th
 The rules service's change-feed followers (WatchChanges, each holding a server thread)
 are admitted by the same per-caller rule (`CallerShares`, review 58 F4).
 
-A stream's slot is given back as soon as gRPC reports its call ended (`CallSlot`, its
-`ended` registered with `context.add_callback`), not when its handler next looks; and a
-stream asked for while no slot is free waits a moment for one (`GRACE_SECONDS`): a client
-that cancels a stream and opens the next at once may be heard opening it before the
-server has heard it cancel, and would otherwise be refused for the stream it just left.
+A write stream's slot is given back as soon as gRPC reports its call ended (`CallSlot`,
+its `ended` registered with `context.add_callback`), not when its handler next looks; a
+follower's is held until its thread has ended, the call's end waking the thread (review
+61 R61-2, `Followers`). A stream asked for while no slot is free waits a moment for one
+(`GRACE_SECONDS`): a client that cancels a stream and opens the next at once may be
+heard opening it before the server has heard it cancel, and would otherwise be refused
+for the stream it just left. Since a waiting stream holds the thread its call runs on,
+only a few wait at once (`waiting`; for followers only a caller that holds a slot,
+`holders_only`: review 61 R61-3).
 """
 
 from __future__ import annotations
@@ -47,18 +51,22 @@ class CallerShares:
         *,
         grace: float = 0.0,
         waiting: int | None = None,
+        holders_only: bool = False,
     ) -> None:
         """`grace`: how long a stream asked for when no slot is free waits for one to be
         given back before it is refused (a client that cancels a stream and opens the
         next at once may be heard opening it before the server has heard it cancel).
         `waiting`: how many such streams may wait at once (None: any); the others are
-        refused at once (a waiting stream holds the thread its call runs on)."""
+        refused at once (a waiting stream holds the thread its call runs on).
+        `holders_only`: only a caller that holds a slot itself waits (the stream it is
+        leaving may be that slot); any other is refused at once."""
         self.what = what
         self.limit = limit
         self.per_caller = max(1, limit // 2)
         self._busy, self._crowded = busy, crowded
         self._grace = grace
         self._most_waiting = waiting
+        self._holders_only = holders_only
         self._waiting = 0
         self._open: Counter[str] = Counter()
         self._lock = threading.Condition()
@@ -83,7 +91,7 @@ class CallerShares:
         told apart), or raise RateLimited when the slots, or this caller's share of them,
         are taken (and stay so for the grace)."""
         with self._lock:
-            if self._refusal(caller) is not None and self._may_wait():
+            if self._refusal(caller) is not None and self._may_wait(caller):
                 self._waiting += 1
                 try:
                     self._lock.wait_for(lambda: self._refusal(caller) is None, self._grace)
@@ -93,11 +101,18 @@ class CallerShares:
                 raise refused
             self._open[caller or ""] += 1
 
-    def _may_wait(self) -> bool:
-        """Whether one more stream may wait for a slot now. Under the lock."""
+    def _may_wait(self, caller: str | None) -> bool:
+        """Whether one more stream, of `caller`, may wait for a slot now. Under the lock."""
         if self._grace <= 0:
             return False
+        if self._holders_only and not self._open[caller or ""]:
+            return False
         return self._most_waiting is None or self._waiting < self._most_waiting
+
+    def waiting_count(self) -> int:
+        """Streams waiting for a slot now (tests, logs)."""
+        with self._lock:
+            return self._waiting
 
     def leave(self, caller: str | None) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ from services.common.context import (
     current_caller,
     current_principal,
     deadline_in,
+    ending_with,
     require_scope,
 )
 from services.common.errors import Unavailable
@@ -449,9 +450,11 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         drains, the stream ends with UNAVAILABLE: the follower reconnects from the cursor
         of the last change it got (to another replica), instead of being cut at the end
         of the grace period. At most MAX_FOLLOWERS streams a process, one caller at most
-        half of them (`feed.Followers`). A stream's slot is given back as soon as its
-        call ends (a cancel, a deadline), not when its thread next looks: a follower that
-        reconnects at once is not refused for the stream it just left (review 58 F4)."""
+        half of them (`feed.Followers`). A stream's slot is held until its thread has
+        ended (review 61 R61-2); the call's end (a cancel, a deadline) wakes the thread
+        wherever it waits (for news, for the SQLite write lock: `ending_with`), so a
+        follower that reconnects at once finds its slot back, or waits a moment for it
+        (review 58 F4)."""
         if self._feed is None:
             abort_for(
                 PreconditionFailed("this server runs without a register database (--db)"), context
@@ -464,27 +467,32 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         except Exception as exc:
             abort_for(exc, context)
             return
-        feed_store = self._feed
+        feed_store, over = self._feed, threading.Event()
 
         def ended() -> None:  # gRPC calls it when the call ends, however it ends
-            release()
+            over.set()  # a wait for the SQLite write lock gives up (db._take_gate)
             feed_store.notify()  # the stream's thread, waiting for news, sees it ended
 
-        context.add_callback(ended)
+        if not context.add_callback(ended):  # the call has ended already
+            ended()
         try:
-            regions = region_filter(self._ctx.regions, request.region)
-            following = self._taking(context)
-            changes = feed.follow(self._feed, request.after_cursor, regions, following)
-            for change in changes:
-                yield convert.change_to_proto(change)
+            with ending_with(over):
+                regions = region_filter(self._ctx.regions, request.region)
+                following = self._taking(context)
+                changes = feed.follow(self._feed, request.after_cursor, regions, following)
+                for change in changes:
+                    yield convert.change_to_proto(change)
             if context.is_active() and self._draining.is_set():
                 raise Unavailable(_FEED_DRAINED, retry_after=1)
             if not context.is_active():  # cancelled or past its deadline: not OK
                 context.set_code(grpc.StatusCode.CANCELLED)
         except Exception as exc:
-            abort_for(exc, context)
+            if context.is_active():  # a cancelled call ends quietly
+                abort_for(exc, context)
+            else:
+                context.set_code(grpc.StatusCode.CANCELLED)
         finally:
-            release()
+            release()  # only now: the slot stands for this thread (review 61 R61-2)
 
     @unary
     def VerifyInspectionCode(self, request: pb.VerifyInspectionCodeRequest) -> pb.Inspection:

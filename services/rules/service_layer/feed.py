@@ -32,7 +32,20 @@ SLOT_GRACE_SECONDS = GRACE_SECONDS
 class Followers(CallerShares):
     """Bounds how many followers hold a server thread each (a stream is a thread): at
     most `limit` in a process, and one caller at most half of them (at least one), so a
-    follower that leaks streams does not lock the other systems out (review 58 F4)."""
+    follower that leaks streams does not lock the other systems out (review 58 F4).
+
+    A slot is held until the stream's thread has ended, not merely its call (review 61
+    R61-2): the thread of a cancelled stream may still wait for the database, and a
+    follower that cancels and reconnects in a loop would otherwise hold a thread for
+    every stream it left. The thread sees the cancel at once wherever it waits (the
+    feed's wait for news, the SQLite write lock), so the slot comes back soon.
+
+    A stream asked for while no slot is free waits up to SLOT_GRACE_SECONDS, but only
+    when its caller holds a slot itself (it may be reconnecting from a stream the server
+    has not yet heard it cancel, the case the wait exists for) and only one at a time in
+    a process: a waiting stream holds a thread of the pool Evaluate runs on, so a storm
+    of refused followers must not take them (review 61 R61-3). Any other is refused at
+    once with RESOURCE_EXHAUSTED and retry-after, and retries."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(
@@ -42,6 +55,8 @@ class Followers(CallerShares):
             "one stream follows every region, or the regions of a county, at once; or "
             "subscribe on NATS JetStream",
             grace=SLOT_GRACE_SECONDS,
+            waiting=1,
+            holders_only=True,
         )
 
 
