@@ -35,9 +35,9 @@ from services.booking.entrypoints.web.staff_pages import (
 from services.booking.service_layer import authz, staff_views, tickets
 from services.booking.service_layer.staff_sessions import Visitor
 from services.booking.service_layer.staff_views import QueueFilter
-from services.common.clock import ID_LENGTH
 from services.common.errors import NotFound, PreconditionFailed, ValidationError
 from services.common.values import trim
+from services.common.vocabulary import record_id_problem
 
 MAX_QUERY = 100
 DONE_BANNERS = {"pass": messages.RECHECK_DONE_PASS, "fail": messages.RECHECK_DONE_FAIL}
@@ -255,7 +255,7 @@ async def done_banner(base: StaffBase, request: Request, account: StaffAccount) 
     q = request.query_params
     said = DONE_BANNERS.get(q.get("done", ""), "")
     wanted = q.get("ticket", "")
-    if not said or not _an_id(wanted):
+    if not said or record_id_problem(wanted) is not None:  # nothing else reaches the database
         return {"done": said, "saved": None}
     found = await run_in_threadpool(
         staff_views.named_ticket, base.uow(), base.ctx, base.principal(account), wanted
@@ -265,12 +265,6 @@ async def done_banner(base: StaffBase, request: Request, account: StaffAccount) 
     ticket, firm = found
     name = messages.RECHECK_SAVED_TICKET.format(firm=firm, what=labels.excerpt(ticket.description))
     return {"done": said, "saved": (ticket.id, name)}
-
-
-def _an_id(text: str) -> bool:
-    """Whether a query's text may be a record's id (clock.new_id: ASCII letters and
-    digits, at most ID_LENGTH), so that nothing else reaches the database."""
-    return 0 < len(text) <= ID_LENGTH and text.isascii() and text.isalnum()
 
 
 def recheck_taken(ticket: Ticket, me: str) -> str:
