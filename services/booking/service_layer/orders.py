@@ -144,7 +144,7 @@ def refusals_limited(
     token, form, key = sent
     if limiter is None or _signed_in_firm_of(ctx, token, session_firm):
         return call()
-    bucket = _bucket(token)
+    bucket = qr_bucket(token)
     if not limiter.peek(bucket)[0]:
         cheap_checks(ctx, token, form, key)  # its own error, unread; not counted
     try:
@@ -186,8 +186,9 @@ def _count_refusal(limiter: RateLimiter, bucket: str) -> None:
         )
 
 
-def _bucket(token: str) -> str:
-    """A QR token's key in the limits (a digest: never the token itself)."""
+def qr_bucket(token: str) -> str:
+    """A QR token's key in the limits (a digest: never the token itself): the refused
+    calls' here, the phone page's posts in web/limits.py."""
     return hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
@@ -198,7 +199,7 @@ def _charge(ctx: BookingContext, token: str) -> Callable[[], None]:
     limiter = ctx.order_limiter
     if limiter is None or not token:
         return lambda: None
-    bucket = _bucket(token)
+    bucket = qr_bucket(token)
     allowed, wait = limiter.check(bucket)
     if not allowed:
         raise RateLimited(messages.TOO_MANY_ORDERS, wait)

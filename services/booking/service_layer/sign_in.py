@@ -24,7 +24,7 @@ import structlog
 
 from services.booking.domain import lookups, messages
 from services.booking.domain import sign_in as rules
-from services.booking.domain.orders import PHONE, mask_phone
+from services.booking.domain.orders import PHONE, clean_phone, mask_phone
 from services.booking.domain.records import FirmCard, FirmSession, SignInCode
 from services.booking.domain.rules_service import RulesError, RulesUnavailable
 from services.booking.service_layer.ports import BookingContext, SmsFailed
@@ -54,7 +54,7 @@ class SignedIn:
 
 
 def _phone(value: str, field: str = "phone") -> str:
-    phone = trim(value).replace(" ", "").replace("-", "")
+    phone = clean_phone(value)
     if not PHONE.fullmatch(phone):
         raise ValidationError([FieldViolation(field, messages.SIGN_IN_BAD_PHONE)])
     return phone

@@ -15,7 +15,7 @@ from datetime import date
 from services.booking.domain import messages
 from services.booking.domain.events import hazard_found
 from services.booking.domain.findings import FindingInput, check_findings, found_ticket
-from services.booking.domain.orders import PHONE, OrderAction
+from services.booking.domain.orders import PHONE, OrderAction, clean_phone
 from services.booking.domain.photos import photo_record
 from services.booking.domain.records import FirmCard, Visit
 from services.booking.domain.sign_in import mobile_after_visit
@@ -26,7 +26,7 @@ from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
 from services.common.instants import in_shanghai
-from services.common.values import parse_day, trim
+from services.common.values import parse_day
 from services.common.vocabulary import Severity
 
 MAX_MINUTES = 24 * 60
@@ -74,7 +74,7 @@ def record_visit(
     F5), with `refused`: the caller's own refusals of fields it could not even read (a
     page's minutes that are no number), which record nothing either."""
     today = ctx.today()
-    mobile = trim(on_site_mobile).replace(" ", "").replace("-", "")
+    mobile = clean_phone(on_site_mobile)
     unconfirmed = mobile_required and not (mobile or contact_confirmed)
     bad = [*refused, *_visit_problems(visited_on, today, mobile, minutes)]
     day = today

@@ -20,7 +20,6 @@ a session is had only by its SMS code.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.booking.entrypoints.web.firm_session import COOKIE
+from services.booking.service_layer.orders import qr_bucket
 from services.common.ratelimit import Rate, RateLimiter
 
 Refused = Callable[[str, int], Response]  # (the path, seconds to wait) → the 429 page
@@ -108,7 +108,7 @@ class RateLimitMiddleware:
             checks.append((self._posts, client[0]))
             parts = path.split("/")
             if len(parts) > 2 and parts[1] == "q":
-                firm = hashlib.sha256(parts[2].encode()).hexdigest()[:24]
+                firm = qr_bucket(parts[2])
                 session = self._session_key(_cookie(scope, COOKIE))
                 checks.append((self._token_posts, f"session:{session}" if session else firm))
         for limiter, key in checks:
