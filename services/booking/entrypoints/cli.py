@@ -562,6 +562,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from services.booking.entrypoints.web.uploads import Uploads
 
     guard = security.from_args(args)  # before anything else: refuse to run open
+    signalled = common_server.catch_stop_signals()  # a SIGTERM while starting drains too
     limits = common_server.limits_from(args)
     engine = make_engine(
         args.db,
@@ -617,7 +618,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http.stop()
         worker.stop()
 
-    common_server.serve_until_signalled(running, on_stop=on_stop)
+    common_server.serve_until_signalled(running, on_stop=on_stop, stop=signalled)
     return 0
 
 

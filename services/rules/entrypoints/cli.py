@@ -309,6 +309,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     count = args.processes or processes.cpu_count()
     if count > 1 and not args.shared_port:
         return serve_processes(args, count)
+    signalled = common_server.catch_stop_signals()  # a SIGTERM while starting drains too
     engine = _database(args.db, args)
     running = grpc_server.build(
         rulebook,
@@ -339,7 +340,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if http is not None:
             http.stop()
 
-    common_server.serve_until_signalled(running, on_stop=stop_workers)
+    common_server.serve_until_signalled(running, on_stop=stop_workers, stop=signalled)
     engine.dispose()
     return 0
 
