@@ -9,17 +9,19 @@ SQLAlchemy's) go through the same masking (`MaskingFormatter`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import logging
 import os
 import re
+import select
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import structlog
 
-from services.common.processes import PARENT_PID
+from services.common.processes import LOG_LOCK, PARENT_PID
 
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
@@ -57,7 +59,7 @@ class _SparingLogger(structlog.PrintLogger):
 
     def msg(self, message: str) -> None:
         # OSError: EPIPE and friends; ValueError: "I/O operation on closed file"
-        with contextlib.suppress(OSError, ValueError), self._lock:
+        with contextlib.suppress(OSError, ValueError), self._lock, _between_processes(message):
             # the line and its end in one write: `print` wrote them apart, and the
             # processes of `serve --processes N` share one stderr, so two lines came out
             # run together on one line and an end of line on its own
@@ -66,6 +68,47 @@ class _SparingLogger(structlog.PrintLogger):
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
+
+
+# A write of at most PIPE_BUF bytes to a pipe is atomic; a longer one (a traceback, a
+# long value) may be split and interleaved with another process's writes to the same
+# pipe (review 50 N4). A character is at most 3 bytes in the BMP, 4 beyond: lines
+# longer than this many characters may exceed PIPE_BUF.
+_ATOMIC_CHARS = select.PIPE_BUF // 4 - 1
+
+
+@contextlib.contextmanager
+def _between_processes(message: str) -> Iterator[None]:
+    """Hold the process set's log lock (`processes.LOG_LOCK`, an flock on a file each
+    process opens itself) while a line that may exceed PIPE_BUF is written, so the
+    processes of `serve --processes N`, which share one stderr, never interleave it
+    with theirs. Short lines, and a process not in such a set, take no lock; a lock
+    that cannot be taken does not keep the line from being written."""
+    path = os.environ.get(LOG_LOCK) if len(message) > _ATOMIC_CHARS else None
+    handle = _lock_file(path) if path else None
+    if handle is None:
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@functools.cache
+def _lock_file(path: str) -> int | None:
+    """This process's own descriptor of the lock file (flock locks belong to an open
+    file description: one inherited from the parent would be shared, not exclusive)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def _stderr_logger(*_args: Any) -> _SparingLogger:

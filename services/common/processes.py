@@ -13,6 +13,7 @@ on its own takes the others down with it: a supervisor restarts the whole set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -107,6 +108,7 @@ def _quota_in(folder: Path) -> int | None:
 
 READY_DIR = "SERVE_READY_DIR"  # where each child marks itself ready (a file named by pid)
 PARENT_PID = "SERVE_PARENT_PID"  # the supervising parent, which a child watches
+LOG_LOCK = "SERVE_LOG_LOCK"  # a file the set's processes lock to write a long log line
 PARENT_CHECK_SECONDS = 1.0
 READY_SECONDS = 120  # a child's start (migrations done by the parent; rulesets compiled)
 
@@ -146,6 +148,9 @@ def watch_parent() -> threading.Thread | None:
 def run_children(module: str, argv: Sequence[str], count: int, address: str) -> int:
     """Start `count` children (`python -m module *argv`) and supervise them until a signal."""
     ready = Path(tempfile.mkdtemp(prefix="serve-ready-"))
+    handle, log_lock = tempfile.mkstemp(prefix="serve-log-lock-")
+    os.close(handle)
+    os.environ[LOG_LOCK] = log_lock  # the parent's own lines take it too
     env = {**os.environ, READY_DIR: str(ready), PARENT_PID: str(os.getpid())}
     children = [
         subprocess.Popen([sys.executable, "-m", module, *argv], env=env) for _ in range(count)
@@ -187,6 +192,9 @@ def run_children(module: str, argv: Sequence[str], count: int, address: str) -> 
         forward(signal.SIGTERM, None)
     codes = [c.wait() for c in children]
     shutil.rmtree(ready, ignore_errors=True)
+    os.environ.pop(LOG_LOCK, None)
+    with contextlib.suppress(OSError):
+        os.unlink(log_lock)
     if failed_start:
         return 1
     return max(codes, key=abs) if any(codes) else 0
