@@ -10,6 +10,7 @@ rests on one source, on sources that disagree, or on inference.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,34 @@ def test_fire_items_with_unsettled_text_stay_unverified() -> None:
     clauses = {c["id"]: c for c in load_yaml(RULESETS / "fire35181.yaml")["clauses"]}
     for clause_id, clause in clauses.items():
         assert clause["verified"] is (clause_id not in FIRE_UNSETTLED), clause_id
+
+
+def _threshold_percents(data: dict[str, Any]) -> dict[str, set[str]]:
+    """Per clause id, the thresholds of its ratio comparisons written as percentages (75%)."""
+    out: dict[str, set[str]] = {}
+    for clause in data["clauses"]:
+        leaves = [clause["when"]]
+        while leaves:
+            node = leaves.pop()
+            parts = node.get("any") or node.get("all")
+            if parts:
+                leaves.extend(parts)
+            elif node["op"] in ("lt", "le", "gt", "ge") and isinstance(node["value"], float):
+                out.setdefault(clause["id"], set()).add(f"{round(node['value'] * 100)}%")
+    return out
+
+
+@pytest.mark.parametrize("path", REFERENCED, ids=[p.name for p in REFERENCED])
+def test_guidance_aims_at_the_standard_not_at_the_major_hazard_line(path: Path) -> None:
+    """A major-hazard item's threshold is where the hazard becomes 重大, not what the firm
+    must reach: guidance that says 整改至…75%以上 leaves a firm at 75–99% of the required
+    fire separation, still short of the standard (review 62). Nor may it aim at 以上/以下 of
+    the item's own line (by convention 以上/以下 include the number: 一级站以下 includes 一级站)."""
+    data = load_yaml(path)
+    percents = _threshold_percents(data)
+    for clause in data["clauses"]:
+        guidance = clause["guidance"]
+        for percent in percents.get(clause["id"], ()):
+            assert percent not in guidance, f"{path.name} {clause['id']}: {guidance}"
+        if "达到或超过" in clause["text"]:
+            assert not any(w in guidance for w in ("以上", "以下")), f"{path.name} {clause['id']}"
