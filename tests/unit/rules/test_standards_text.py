@@ -10,8 +10,8 @@ rests on one source, on sources that disagree, or on inference.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
