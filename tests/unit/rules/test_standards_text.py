@@ -107,3 +107,25 @@ def test_guidance_aims_at_the_standard_not_at_the_major_hazard_line(path: Path) 
             assert percent not in guidance, f"{path.name} {clause['id']}: {guidance}"
         if "达到或超过" in clause["text"]:
             assert not any(w in guidance for w in ("以上", "以下")), f"{path.name} {clause['id']}"
+
+
+# The parts of the three texts (and of the notice beside CHEM2017) that are not clauses:
+# each must be listed in docs/standards.md with why (review 62).
+NOT_CLAUSES = {
+    "GM2023": ("第一条", "第二条", "第十五条"),
+    "CHEM2017": ("安监总管三〔2017〕121号", "烟花爆竹生产经营单位重大生产安全事故隐患判定标准"),
+    "FIRE35181": ("5.2.2", "Chapter 4", "5.1.3", "Chapter 7", "GB 35181-2025 Chapter 5"),
+}
+
+
+def test_what_is_not_a_clause_is_listed_with_a_reason() -> None:
+    docs = (RULESETS.parent / "docs" / "standards.md").read_text(encoding="utf-8")
+    heading = "## What is encoded, and what is deliberately not a clause"
+    assert heading in docs
+    table = docs.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    for standard, parts in NOT_CLAUSES.items():
+        for part in parts:
+            row = next((r for r in rows if r.startswith(f"| {standard} |") and part in r), None)
+            assert row is not None, f"{standard} {part}"
+            assert len([c for c in row.split("|") if c.strip()]) == 4, row
