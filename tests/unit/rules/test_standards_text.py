@@ -129,3 +129,30 @@ def test_what_is_not_a_clause_is_listed_with_a_reason() -> None:
             row = next((r for r in rows if r.startswith(f"| {standard} |") and part in r), None)
             assert row is not None, f"{standard} {part}"
             assert len([c for c in row.split("|") if c.strip()]) == 4, row
+
+
+# The short title a poster checklist prints must not change an item's logic (review 62):
+# a 并且 item's title names every half (架空线路穿越生产区 alone is no major hazard: it must
+# also fall short of the national standard), and 11(4)'s two alternatives stay apart (铝镁
+# dust under positive pressure is a hazard whatever the ignition control: 2017 said 且).
+TITLE_WORDS = {
+    "GM2023:13(1)": ("辨识", "建账", "标志"),
+    "CHEM2017:9": ("穿越生产区", "不合规"),
+    "CHEM2017:10": ("未正规设计", "未诊断"),
+    "FIRE35181:6.3": ("建成区", "一级"),
+    "FIRE35181:6.10": ("彩钢", "A级"),
+    "GM2023:11(4)": ("铝镁正压除尘；",),
+}
+
+
+def test_titles_keep_the_items_logic() -> None:
+    clauses = {
+        f"{load_yaml(p)['standard']['id']}:{c['id']}": c
+        for p in REFERENCED
+        for c in load_yaml(p)["clauses"]
+    }
+    conjunctions = {ref for ref, c in clauses.items() if "all" in c["when"]}
+    assert conjunctions <= set(TITLE_WORDS), sorted(conjunctions - set(TITLE_WORDS))
+    for ref, words in TITLE_WORDS.items():
+        title = clauses[ref]["title"]
+        assert all(w in title for w in words), f"{ref}: {title}"
