@@ -156,3 +156,22 @@ def test_titles_keep_the_items_logic() -> None:
     for ref, words in TITLE_WORDS.items():
         title = clauses[ref]["title"]
         assert all(w in title for w in words), f"{ref}: {title}"
+
+
+# Items that require two things joined by 和 under one key (未设置A和B, 未制定A和B): lacking
+# either is the item, as 6(1)'s question already said; the question must say so, or one
+# firm answers 否 with half of it in place and another 是 (review 62).
+BOTH_REQUIRED = {
+    "building_materials.coal_mill_no_temp_co_alarm",  # GM2023 6(1)
+    "nonferrous.casting_no_emergency_drain_storage",  # GM2023 5(3)
+    "building_materials.glass_furnace_cooling_no_alarm",  # GM2023 6(8)
+    "machinery.casting_furnace_no_emergency_drain_storage",  # GM2023 7(2)
+    "machinery.gas_burner_no_flame_protection",  # GM2023 7(5)
+    "chem.no_operating_procedures",  # CHEM2017 17
+}
+
+
+def test_a_question_on_two_things_joined_by_he_says_either_missing_counts() -> None:
+    facts = load_yaml(RULESETS / "facts.yaml")["facts"]
+    for key in sorted(BOTH_REQUIRED):
+        assert "任何一项" in facts[key]["question"], f"{key}: {facts[key]['question']}"
