@@ -175,3 +175,16 @@ def test_a_question_on_two_things_joined_by_he_says_either_missing_counts() -> N
     facts = load_yaml(RULESETS / "facts.yaml")["facts"]
     for key in sorted(BOTH_REQUIRED):
         assert "任何一项" in facts[key]["question"], f"{key}: {facts[key]['question']}"
+
+
+@pytest.mark.parametrize("path", REFERENCED, ids=[p.name for p in REFERENCED])
+def test_a_national_standard_has_no_clause_beyond_its_text_and_every_one_is_major(
+    path: Path,
+) -> None:
+    """Each item of a 重大事故隐患判定标准 / direct-judgement item of GB 35181 is a major
+    hazard, and a ruleset may not add an item the text does not have (a public project once
+    invented a 商贸 article of 部令第10号) (review 62)."""
+    data = load_yaml(path)
+    reference = items(RULESETS / data["standard"]["reference"])
+    assert {c["id"] for c in data["clauses"]} == set(reference)
+    assert {c["severity"] for c in data["clauses"]} == {"MAJOR"}
