@@ -81,7 +81,9 @@ def record_visit(
     if visited_on and not any(v.field == "visited_on" for v in bad):
         day = parse_day(visited_on, "visited_on")
     try:
-        checked = _checked(uow, ctx, order_id, findings, day, firm_clauses_only, unconfirmed)
+        checked = _checked(
+            uow, ctx, order_id, findings, (day, today), firm_clauses_only, unconfirmed
+        )
     except ValidationError as exc:
         raise ValidationError([*bad, *exc.violations]) from exc
     if bad:
@@ -145,18 +147,21 @@ def _checked(
     ctx: BookingContext,
     order_id: str,
     findings: Sequence[FindingInput],
-    day: date,
+    days: tuple[date, date],
     firm_clauses_only: bool,
     unconfirmed: bool,
 ) -> list[tuple[FindingInput, date]]:
-    """The findings checked, each with its deadline. A refusal also names the on-site
-    mobile when it is `unconfirmed` and the firm has none (the form shows every field's
-    error at once)."""
+    """The findings checked, each with its deadline (`days`: the visit's and today, each
+    deadline after both). A refusal also names the on-site mobile when it is
+    `unconfirmed` and the firm has none (the form shows every field's error at once)."""
     try:
         if firm_clauses_only:
-            return _check_firm_clauses(uow, ctx, order_id, findings, day)
+            return _check_firm_clauses(uow, ctx, order_id, findings, days)
         return check_findings(
-            findings, day, lambda ref: ask_rules(lambda: ctx.rules.clause_severity(ref))
+            findings,
+            days[0],
+            lambda ref: ask_rules(lambda: ctx.rules.clause_severity(ref)),
+            today=days[1],
         )
     except ValidationError as exc:
         if unconfirmed:
@@ -180,7 +185,11 @@ def _mobile_needed(uow: UnitOfWork, order_id: str) -> list[FieldViolation]:
 
 
 def _check_firm_clauses(
-    uow: UnitOfWork, ctx: BookingContext, order_id: str, findings: Sequence[FindingInput], day: date
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    order_id: str,
+    findings: Sequence[FindingInput],
+    days: tuple[date, date],
 ) -> list[tuple[FindingInput, date]]:
     """check_findings, each clause also one that applies to the order's firm."""
     with uow:
@@ -197,7 +206,9 @@ def _check_firm_clauses(
     try:
         # a clause's own severity is the least a finding under it has; `foreign` names
         # the clauses that do not apply
-        checked = check_findings(findings, day, lambda ref: applies.get(ref, Severity.GENERAL))
+        checked = check_findings(
+            findings, days[0], lambda ref: applies.get(ref, Severity.GENERAL), today=days[1]
+        )
     except ValidationError as exc:
         raise ValidationError([*foreign, *exc.violations]) from exc
     if foreign:
