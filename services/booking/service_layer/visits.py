@@ -80,6 +80,11 @@ def record_visit(
     day = today
     if visited_on and not any(v.field == "visited_on" for v in bad):
         day = parse_day(visited_on, "visited_on")
+        if _before_order(uow, order_id, day, today):
+            # said first, the findings then judged by today: their deadlines counted from
+            # a day the visit cannot have (review 67 F1) would only confuse
+            bad.append(FieldViolation("visited_on", messages.VISIT_BEFORE_ORDER))
+            day = today
     try:
         checked = _checked(
             uow, ctx, order_id, findings, (day, today), firm_clauses_only, unconfirmed
@@ -167,6 +172,15 @@ def _checked(
         if unconfirmed:
             raise ValidationError([*exc.violations, *_mobile_needed(uow, order_id)]) from exc
         raise
+
+
+def _before_order(uow: UnitOfWork, order_id: str, day: date, today: date) -> bool:
+    """Whether `day` lies before the order was placed (that day in Asia/Shanghai; today,
+    should the order's instant lie past the context's clock). The visit's transaction
+    checks it again, under the order's lock."""
+    with uow:
+        order = uow.register.order(order_id)
+    return order is not None and day < min(in_shanghai(order.created_at).date(), today)
 
 
 def _lacks_mobile(card: FirmCard | None) -> bool:
