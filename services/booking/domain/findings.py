@@ -22,10 +22,13 @@ from .messages import (
     CONTROL_CHARACTERS,
     FINDING_BELOW_CLAUSE,
     FINDING_CLAUSE,
+    FINDING_DEFAULT_DUE_PASSED,
     FINDING_DESCRIPTION,
+    FINDING_DUE_PASSED,
     FINDING_SEVERITY,
     FOUND_ON_SITE,
     VISIT_PHOTO_OVER_TOTAL,
+    a_day,
     quoted,
 )
 from .photos import MAX_PHOTO_BYTES, Upload, check_upload
@@ -57,15 +60,22 @@ ClauseSeverity = Callable[[str], str | None]  # a clause ref's severity; None: n
 
 
 def check_findings(
-    findings: Sequence[FindingInput], visited_on: date, clause_severity: ClauseSeverity
+    findings: Sequence[FindingInput],
+    visited_on: date,
+    clause_severity: ClauseSeverity,
+    *,
+    today: date | None = None,
 ) -> list[tuple[FindingInput, date]]:
-    """Each finding with its deadline, or ValidationError naming every bad field."""
+    """Each finding with its deadline, or ValidationError naming every bad field.
+    `today`: the day the visit is recorded (None: the visit's day); a deadline must lie
+    after it too, so a visit recorded days after it took place (a `visited_on` in the
+    past) never makes a ticket born overdue (review 67 F1)."""
     if len(findings) > MAX_FINDINGS:
         raise ValidationError([FieldViolation("findings", f"at most {MAX_FINDINGS} per visit")])
     bad: list[FieldViolation] = []
     out = []
     for i, f in enumerate(findings):
-        due, problems = _finding(f, visited_on, f"findings[{i}]", clause_severity)
+        due, problems = _finding(f, visited_on, f"findings[{i}]", clause_severity, today)
         bad.extend(problems)
         out.append((f, due))
     bad.extend(_over_total(findings))
@@ -106,7 +116,11 @@ def found_ticket(
 
 
 def _finding(
-    f: FindingInput, visited_on: date, path: str, clause_severity: ClauseSeverity
+    f: FindingInput,
+    visited_on: date,
+    path: str,
+    clause_severity: ClauseSeverity,
+    today: date | None = None,
 ) -> tuple[date, list[FieldViolation]]:
     """One finding's deadline and everything wrong with it."""
     bad: list[FieldViolation] = []
@@ -126,14 +140,21 @@ def _finding(
     elif known is None:
         bad.append(FieldViolation(f"{path}.clause_ref", FINDING_CLAUSE.format(ref=quoted(ref))))
     bad.extend(_photo_problems(f, path))
-    due, wrong = _deadline(f, visited_on, path)
+    due, wrong = _deadline(f, visited_on, path, today or visited_on)
     return due, bad + wrong
 
 
-def _deadline(f: FindingInput, visited_on: date, path: str) -> tuple[date, list[FieldViolation]]:
+def _deadline(
+    f: FindingInput, visited_on: date, path: str, today: date
+) -> tuple[date, list[FieldViolation]]:
     """A finding's deadline (by default the policy's for its severity) and what is wrong
     with the one written: no date at all is told how to write one (review 59 F11); a
-    day too far, a day that is not after the visit, each what to choose."""
+    day too far, a day that is not after the visit, each what to choose. A deadline
+    that is already past on `today`, the day the visit is recorded (a visit recorded
+    late: the default counted from the visit's day, or a day written), is refused
+    naming the finding's `due_on` (review 67 F1): the ticket would be born overdue,
+    reported to rules as such by the next sweep, and its closure late however soon the
+    firm fixed it (12 months off the white list for the expert's delay)."""
     due = default_due(f.severity, visited_on) if f.severity in SEVERITIES else visited_on
     field, bad = f"{path}.due_on", []
     if f.due_on:
@@ -151,6 +172,11 @@ def _deadline(f: FindingInput, visited_on: date, path: str) -> tuple[date, list[
                 bad.append(FieldViolation(field, "must be after the visit"))
             elif deadline_too_far(due, visited_on):
                 bad.append(FieldViolation(field, too_far(visited_on)))
+            elif due <= today:
+                bad.append(FieldViolation(field, FINDING_DUE_PASSED.format(day=a_day(due))))
+    elif f.severity in SEVERITIES and due <= today:
+        said = FINDING_DEFAULT_DUE_PASSED.format(day=a_day(due))
+        bad.append(FieldViolation(field, said))
     return due, bad
 
 

@@ -377,6 +377,10 @@ FINDING_DESCRIPTION = "请填写隐患描述，最多{n}个字"
 FINDING_CLAUSE = "{ref} 不是规则服务中的条款，请从条款列表中选择"
 VISIT_CLAUSE_NOT_FOR_FIRM = "该条款不适用于这家企业，请移除后从条款列表中选择"
 VISIT_BAD_DUE = "整改期限须为检查日之后的日期"
+# a visit recorded days after it took place: a deadline already past would make the
+# ticket overdue the moment it is made (review 67 F1)
+FINDING_DUE_PASSED = "整改期限{day}已过，请填写今天之后的日期"
+FINDING_DEFAULT_DUE_PASSED = "按检查日计算的默认整改期限{day}已过，请填写今天之后的整改期限"
 VISIT_IN_FUTURE = "上门检查日期不能晚于今天"
 VISIT_BEFORE_ORDER = "上门检查日期不能早于预约提交的日期"
 VISIT_BAD_MINUTES = "现场时长为0到1440分钟"

@@ -80,8 +80,15 @@ def record_visit(
     day = today
     if visited_on and not any(v.field == "visited_on" for v in bad):
         day = parse_day(visited_on, "visited_on")
+        if _before_order(uow, order_id, day, today):
+            # said first, the findings then judged by today: their deadlines counted from
+            # a day the visit cannot have (review 67 F1) would only confuse
+            bad.append(FieldViolation("visited_on", messages.VISIT_BEFORE_ORDER))
+            day = today
     try:
-        checked = _checked(uow, ctx, order_id, findings, day, firm_clauses_only, unconfirmed)
+        checked = _checked(
+            uow, ctx, order_id, findings, (day, today), firm_clauses_only, unconfirmed
+        )
     except ValidationError as exc:
         raise ValidationError([*bad, *exc.violations]) from exc
     if bad:
@@ -145,23 +152,35 @@ def _checked(
     ctx: BookingContext,
     order_id: str,
     findings: Sequence[FindingInput],
-    day: date,
+    days: tuple[date, date],
     firm_clauses_only: bool,
     unconfirmed: bool,
 ) -> list[tuple[FindingInput, date]]:
-    """The findings checked, each with its deadline. A refusal also names the on-site
-    mobile when it is `unconfirmed` and the firm has none (the form shows every field's
-    error at once)."""
+    """The findings checked, each with its deadline (`days`: the visit's and today, each
+    deadline after both). A refusal also names the on-site mobile when it is
+    `unconfirmed` and the firm has none (the form shows every field's error at once)."""
     try:
         if firm_clauses_only:
-            return _check_firm_clauses(uow, ctx, order_id, findings, day)
+            return _check_firm_clauses(uow, ctx, order_id, findings, days)
         return check_findings(
-            findings, day, lambda ref: ask_rules(lambda: ctx.rules.clause_severity(ref))
+            findings,
+            days[0],
+            lambda ref: ask_rules(lambda: ctx.rules.clause_severity(ref)),
+            today=days[1],
         )
     except ValidationError as exc:
         if unconfirmed:
             raise ValidationError([*exc.violations, *_mobile_needed(uow, order_id)]) from exc
         raise
+
+
+def _before_order(uow: UnitOfWork, order_id: str, day: date, today: date) -> bool:
+    """Whether `day` lies before the order was placed (that day in Asia/Shanghai; today,
+    should the order's instant lie past the context's clock). The visit's transaction
+    checks it again, under the order's lock."""
+    with uow:
+        order = uow.register.order(order_id)
+    return order is not None and day < min(in_shanghai(order.created_at).date(), today)
 
 
 def _lacks_mobile(card: FirmCard | None) -> bool:
@@ -180,7 +199,11 @@ def _mobile_needed(uow: UnitOfWork, order_id: str) -> list[FieldViolation]:
 
 
 def _check_firm_clauses(
-    uow: UnitOfWork, ctx: BookingContext, order_id: str, findings: Sequence[FindingInput], day: date
+    uow: UnitOfWork,
+    ctx: BookingContext,
+    order_id: str,
+    findings: Sequence[FindingInput],
+    days: tuple[date, date],
 ) -> list[tuple[FindingInput, date]]:
     """check_findings, each clause also one that applies to the order's firm."""
     with uow:
@@ -197,7 +220,9 @@ def _check_firm_clauses(
     try:
         # a clause's own severity is the least a finding under it has; `foreign` names
         # the clauses that do not apply
-        checked = check_findings(findings, day, lambda ref: applies.get(ref, Severity.GENERAL))
+        checked = check_findings(
+            findings, days[0], lambda ref: applies.get(ref, Severity.GENERAL), today=days[1]
+        )
     except ValidationError as exc:
         raise ValidationError([*foreign, *exc.violations]) from exc
     if foreign:

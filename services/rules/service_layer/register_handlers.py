@@ -1137,12 +1137,19 @@ def _event_outcome(
     ctx: RulesContext, firm: Firm | StoredFirm, event: events.Event
 ) -> tuple[EnterpriseProfile, events.Outcome]:
     """The firm's stored profile and what `event` does to it, once every clause the event
-    cites is known (ValidationError names the field that cites one that is not)."""
+    cites is known (ValidationError names the field that cites one that is not). A MAJOR
+    hazard found on site is taken whatever the loaded rulesets say of its clause (review
+    67 F2): booking checked the clause when the expert recorded it, and a ruleset change
+    that removed the clause before the report arrived (rules down, the outbox behind)
+    refused it for good, so the register never saw the major hazard and kept the firm on
+    the white list; a major hazard cannot stay invisible to the authority (docs/booking.md).
+    Its finding then cites the clause by its ref (decision.py `_hazard_finding`)."""
     stored = stored_profile(ctx, firm)
     title = ""  # the cited clause's, for the summary (labels.hazard_found)
     if event.hazard is not None:
         ref = event.hazard.clause_ref
-        if problem := clause_problem(ctx.catalogue, ref):
+        problem = clause_problem(ctx.catalogue, ref)
+        if problem and event.kind is not events.EventKind.MAJOR_HAZARD_FOUND:
             raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
         cited = ctx.catalogue.clause(ref, event.occurred_on)
         title = cited.title if cited is not None else ""

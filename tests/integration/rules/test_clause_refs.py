@@ -49,14 +49,33 @@ def refused(call: Any, *args: Any) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("ref", UNKNOWN)
-def test_a_found_hazard_citing_an_unknown_clause_is_refused_and_changes_nothing(
+def test_a_found_general_hazard_citing_an_unknown_clause_is_refused_and_changes_nothing(
     register_stub: RulesServiceStub, ref: str
 ) -> None:
     before = whitelisted_firm(register_stub)
-    named = refused(report, register_stub, hazard_found(1, "h-1", "H1", major=True, clause_ref=ref))
+    named = refused(report, register_stub, hazard_found(1, "h-1", "H1", clause_ref=ref))
     assert "unknown clause" in named["event.hazard.clause_ref"]
     after = status_of(register_stub, 1)
     assert after.decision == before.decision and list(after.profile.hazards) == []
+
+
+@pytest.mark.parametrize("ref", UNKNOWN)
+def test_a_found_major_hazard_citing_a_clause_no_ruleset_knows_is_recorded(
+    register_stub: RulesServiceStub, ref: str
+) -> None:
+    """Review 67 F2: a MAJOR hazard found on site under a clause a ruleset change has
+    since removed was refused for good, so booking parked it and the firm stayed on the
+    white list with an open major hazard. A major hazard cannot stay invisible: it is
+    recorded, the firm is RED and off the white list, the finding citing the ref."""
+    whitelisted_firm(register_stub)
+    status = report(register_stub, hazard_found(1, "h-1", "H1", major=True, clause_ref=ref))
+    assert status.decision.risk_level == pb.RISK_LEVEL_RED
+    assert status.decision.status == pb.STATUS_PRIORITY
+    assert not status.HasField("whitelist_entry")
+    [hazard] = status.profile.hazards
+    assert hazard.clause_ref == ref
+    [finding] = [f for f in status.decision.findings if f.hazard_id == "H1"]
+    assert ref in finding.text
 
 
 def test_a_found_hazard_citing_a_known_clause_is_applied(register_stub: RulesServiceStub) -> None:
