@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import insert, select, text
 
 from services.booking.adapters import migrate
 from services.booking.adapters.orm import experts

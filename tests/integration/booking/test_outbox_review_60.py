@@ -35,9 +35,9 @@ from services.booking.domain.rules_service import RulesUnavailable
 from services.booking.service_layer import outbox as box
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common.clock import now
-from services.common.vocabulary import mask_mobile
 from services.common.context import Principal, bind, call_scope
 from services.common.migrations import alembic_config
+from services.common.vocabulary import mask_mobile
 from tests.booking_env import Pair
 from tests.integration.booking.test_outbox_firm_order import (
     GENERAL,

@@ -116,7 +116,7 @@ class Pages:
         self.engine = engine
         self.on_outbox = on_outbox
         self.staff = staff
-        self.env = labels.environment()
+        self.env = labels.environment(ctx.rules.standard_name)
         self.guidance = views.Guidance(ctx.rules)
         # the request's signed-in staff session (set by app.py: web/staff_pages.py)
         self.staff_session: Callable[[Request], Awaitable[Visitor | None]] | None = None
