@@ -416,6 +416,9 @@ VISIT_PHOTOS_NOT_RECEIVED = (
     "服务器暂时无法接收更多照片，检查记录尚未保存。已填写的内容都已保留，请稍后重新选择照片后提交。"
 )
 # every slot for writing a visit's photos stayed taken while this visit waited
+PROOF_WRITERS_BUSY = (
+    "同时上传照片的人较多，整改材料尚未提交。填写的说明已保留，请稍后重新选择照片后提交。"
+)
 VISIT_WRITERS_BUSY = (
     "同时保存检查记录的人较多，本次检查记录尚未保存。已填写的内容都已保留，"
     "请稍后重新选择照片后提交。"
