@@ -41,6 +41,7 @@ from tests.e2e.conftest import make_png
 PASSWORD = "correct-horse-7"
 ARTIFACTS = bool(os.environ.get("TEST_ARTIFACTS"))
 PNG = make_png(16, 12)
+GM_11_3 = "《工贸企业重大事故隐患判定标准》第十一条第（三）项"  # GM2023:11(3), as staff cite it
 STAFF_TOKEN = "staff-dashboard-token-0123456789"
 
 
@@ -266,7 +267,7 @@ def test_expert_records_a_visit_from_the_clause_list(
     clauses.first.locator("input").check()
     phone.get_by_role("button", name="添加所选条款").click()
     block = phone.locator("#finding-0")
-    assert "GM2023:11(3)" in block.inner_text()
+    assert GM_11_3 in block.inner_text()  # cited as staff cite it (review 66)
     assert phone.locator("#severity_0").input_value() == "major"  # preset from the clause
     assert phone.locator("#due_0").input_value() == "2026-06-16"  # 15 days for MAJOR
     shot(phone, tmp_path, "expert-visit-picked")
@@ -644,9 +645,6 @@ def test_a_tab_opened_before_a_failed_recheck_cannot_pass_the_firm_s_new_proof(
     phone.get_by_role("button", name="提交复查结论").click()
     assert phone.locator("#done").inner_text() == messages.RECHECK_DONE_PASS
     assert ticket(pair, waiting).status == bpb.TICKET_STATUS_VERIFIED
-
-
-GM_11_3 = "《工贸企业重大事故隐患判定标准》第十一条第（三）项"
 
 
 def test_staff_pages_cite_a_national_clause_as_staff_cite_it(
