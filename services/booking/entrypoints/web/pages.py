@@ -135,7 +135,8 @@ class Pages:
         self.engine = engine
         self.on_outbox = on_outbox
         self.staff = staff
-        self.env = labels.environment(ctx.rules.standard_name)
+        # the staff pages' citations, asked of the rules client's cache as a page is drawn
+        self.env = labels.environment(lambda standard_id: ctx.rules.standard_name(standard_id))
         self.guidance = views.Guidance(ctx.rules)
         # the request's signed-in staff session (set by app.py: web/staff_pages.py)
         self.staff_session: Callable[[Request], Awaitable[Visitor | None]] | None = None
