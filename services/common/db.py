@@ -636,11 +636,24 @@ def as_dbapi_error(
     """A driver's error (psycopg's or sqlite3's) raised through `driver_of`'s connection,
     as SQLAlchemy would have raised it (OperationalError for a statement timeout or a
     busy file, IntegrityError…), so callers that map errors by SQLAlchemy's classes (the
-    phone page's 503) see it alike; no parameter is kept."""
+    phone page's 503) see it alike; no parameter is kept. One that says the connection
+    cannot write (`cannot_write`) also replaces that connection, as `_replace_read_only`
+    does for SQLAlchemy's own statements (review 66): left in the pool, a session that
+    started read-only would fail the first write after the database takes writes again."""
     base = sqlite3.Error if isinstance(exc, sqlite3.Error) else psycopg.Error
-    return sa_exc.DBAPIError.instance(
-        statement, None, exc, base, hide_parameters=True, dialect=connection.dialect
+    replace = cannot_write(exc)
+    error = sa_exc.DBAPIError.instance(
+        statement,
+        None,
+        exc,
+        base,
+        hide_parameters=True,
+        connection_invalidated=replace,
+        dialect=connection.dialect,
     )
+    if replace and not connection.invalidated:
+        connection.invalidate(exc)  # this connection alone, as `_replace_read_only`
+    return error
 
 
 def driver_of(connection: Connection) -> Any:

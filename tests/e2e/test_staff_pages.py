@@ -41,6 +41,7 @@ from tests.e2e.conftest import make_png
 PASSWORD = "correct-horse-7"
 ARTIFACTS = bool(os.environ.get("TEST_ARTIFACTS"))
 PNG = make_png(16, 12)
+GM_11_3 = "《工贸企业重大事故隐患判定标准》第十一条第（三）项"  # GM2023:11(3), as staff cite it
 STAFF_TOKEN = "staff-dashboard-token-0123456789"
 
 
@@ -266,7 +267,7 @@ def test_expert_records_a_visit_from_the_clause_list(
     clauses.first.locator("input").check()
     phone.get_by_role("button", name="添加所选条款").click()
     block = phone.locator("#finding-0")
-    assert "GM2023:11(3)" in block.inner_text()
+    assert GM_11_3 in block.inner_text()  # cited as staff cite it (review 66)
     assert phone.locator("#severity_0").input_value() == "major"  # preset from the clause
     assert phone.locator("#due_0").input_value() == "2026-06-16"  # 15 days for MAJOR
     shot(phone, tmp_path, "expert-visit-picked")
@@ -644,3 +645,54 @@ def test_a_tab_opened_before_a_failed_recheck_cannot_pass_the_firm_s_new_proof(
     phone.get_by_role("button", name="提交复查结论").click()
     assert phone.locator("#done").inner_text() == messages.RECHECK_DONE_PASS
     assert ticket(pair, waiting).status == bpb.TICKET_STATUS_VERIFIED
+
+
+def test_staff_pages_cite_a_national_clause_as_staff_cite_it(
+    staff: Staff, phone: Any, tmp_path: Path
+) -> None:
+    """Review 66 point 1: the inspector's queue and ticket page and the expert's clause
+    picker name a national clause as an inspection document cites it (the standard's
+    title and its article and item; a GB standard's number and section), beside its
+    text, not by the ref machines use (GM2023:11(3)), which gRPC and JSON keep."""
+    pair = staff.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    order_id, token = dispatched(pair, 61, "稠城街道")
+    visit = pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(
+            order_id=order_id,
+            findings=[
+                bpb.FindingInput(
+                    clause_ref="GM2023:11(3)",
+                    severity=bpb.SEVERITY_MAJOR,
+                    description="干式除尘器无泄爆装置",
+                )
+            ],
+        ),
+        timeout=10,
+    )
+    ticket_id = visit.tickets[0].ticket_id
+    assert visit.tickets[0].clause_ref == "GM2023:11(3)"  # machines keep the ref
+    pair.booking.SubmitRectification(
+        bpb.SubmitRectificationRequest(
+            ticket_id=ticket_id, qr_token=token, note="已加装泄爆片", photo=bpb.Photo(content=PNG)
+        ),
+        timeout=10,
+    )
+    staff.user("wangfang", "inspector", region="稠城街道")
+    sign_in(phone, staff.base, "wangfang")
+    card = phone.locator(f"#q-{ticket_id}").inner_text()
+    assert GM_11_3 in card and "GM2023" not in card
+    phone.locator(f"#q-{ticket_id}").click()
+    cited = phone.locator("#clause-text").inner_text()
+    assert cited.startswith(GM_11_3) and "GM2023" not in cited
+    assert "干式除尘系统未采取泄爆、惰化、抑爆" in cited  # the text beside it
+    shot(phone, tmp_path, "inspector-ticket-cited")
+
+    second, _ = dispatched(pair, 62, "稠城街道", key="k2")
+    phone.goto(f"{staff.base}/staff/logout")
+    phone.context.clear_cookies()
+    staff.user("zhuanjia", "expert", expert_id="E1")
+    sign_in(phone, staff.base, "zhuanjia")
+    phone.goto(f"{staff.base}/staff/orders/{second}/visit?q=泄爆")
+    picker = phone.locator("#clauses").inner_text()
+    assert GM_11_3 in picker and "GM2023:" not in picker

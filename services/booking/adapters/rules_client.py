@@ -220,6 +220,7 @@ class RulesClient:
         self._timeout = timeout
         self._clauses: dict[str, dict[str, tuple[str, str]]] = {}
         self._severities: dict[str, str] = {}  # clause ref → "major" | "general"
+        self._standards: dict[str, tuple[str, str]] = {}  # id → (title, edition)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -384,12 +385,15 @@ class RulesClient:
         listed = self._call("ListStandards", pb.ListStandardsRequest())
         catalogue: dict[str, dict[str, tuple[str, str]]] = {}
         severities: dict[str, str] = {}
+        standards: dict[str, tuple[str, str]] = {}
         for standard in listed.standards:
             full = self._call("GetStandard", pb.GetStandardRequest(standard_id=standard.id))
             catalogue[standard.id] = {c.clause: (c.text, c.guidance) for c in full.clauses}
             severities |= {f"{standard.id}:{c.clause}": _severity(c.severity) for c in full.clauses}
+            standards[standard.id] = (full.title, full.edition)
         with self._lock:
             self._clauses, self._severities = catalogue, severities
+            self._standards = standards
         return sum(len(v) for v in catalogue.values())
 
     def clause(self, clause_ref: str) -> tuple[str, str] | None:
@@ -412,6 +416,12 @@ class RulesClient:
 
     def clause_exists(self, clause_ref: str) -> bool:
         return self.clause(clause_ref) is not None
+
+    def standard_name(self, standard_id: str) -> tuple[str, str] | None:
+        """(title, edition) of a standard as the cached catalogue has it (`clause` fills
+        it), or None: never a call, so a page may ask it for every clause it shows."""
+        with self._lock:
+            return self._standards.get(standard_id)
 
     def clause_severity(self, clause_ref: str) -> str | None:
         """The severity ("major" | "general") the standard gives a clause the rules service

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from services.common.errors import FieldViolation, ValidationError
 from services.common.values import control_problem, invisible, trim
-from services.common.vocabulary import DOMAINS, uscc_problem
+from services.common.vocabulary import DOMAINS, mask_mobile, uscc_problem
 
 from . import messages
 from .orders import PHONE, clean_phone
@@ -31,6 +31,7 @@ NAME_MAX = 50
 MAX_REGIONS, REGION_MAX = 50, 100
 MAX_SLOTS = 400
 MAX_CONFLICTS = 500
+MASK_MARK = "*"  # what vocabulary.mask_mobile puts for the hidden digits
 
 
 class Regions(Protocol):
@@ -41,11 +42,17 @@ class Regions(Protocol):
 
 
 def parse_expert(
-    data: Mapping[str, Any], known: Regions | None, *, on_record: bool = False
+    data: Mapping[str, Any],
+    known: Regions | None,
+    *,
+    on_record: bool = False,
+    stored_phone: str = "",
 ) -> Expert:
     """An Expert from an upsert's fields, or ValidationError naming every bad field.
     `on_record`: an expert with exactly this id is stored (from before ids were checked):
-    its id is taken as it is, so that the expert can still be updated or deactivated."""
+    its id is taken as it is, so that the expert can still be updated or deactivated.
+    `stored_phone`: that expert's stored mobile; its mask sent back (a client that read
+    the entry masked and writes it back) keeps it (`_phone`)."""
     bad: list[FieldViolation] = []
     expert_id = str(data.get("expert_id", ""))
     if not on_record and not EXPERT_ID.fullmatch(expert_id):
@@ -70,15 +77,30 @@ def parse_expert(
                 messages.EXPERT_CONFLICTS.format(n=MAX_CONFLICTS),
             )
         )
-    # stored as its 11 digits, as an order's contact_phone: its mask (138****5678) then
-    # shows the number's ends, where "138-1234-5678" masked to "***"
-    phone = clean_phone(str(data.get("phone", "")))
-    if phone and not PHONE.fullmatch(phone):
-        bad.append(FieldViolation("expert.phone", messages.EXPERT_PHONE))
+    phone = _phone(str(data.get("phone", "")), stored_phone, bad)
     if bad:
         raise ValidationError(bad)
     active = bool(data.get("active", True))
     return Expert(expert_id, name, phone, domains, regions, slots, int(per_day), active, conflicts)
+
+
+def _phone(sent: str, stored: str, bad: list[FieldViolation]) -> str:
+    """The mobile an upsert stores: as sent, as its 11 digits (as an order's
+    contact_phone: its mask, 138****5678, then shows the number's ends, where
+    "138-1234-5678" masked to "***"); the stored one when the sent value is its mask
+    (review 66: every reader but booking.admin reads it masked, and a client writing back
+    what it read must not lose it nor be refused for it). Any other masked value is
+    refused with EXPERT_PHONE_MASKED, saying why."""
+    phone = clean_phone(sent)
+    if MASK_MARK in phone:
+        kept = clean_phone(stored)
+        if stored and phone in (mask_mobile(stored), mask_mobile(kept)):
+            return kept if PHONE.fullmatch(kept) else stored
+        bad.append(FieldViolation("expert.phone", messages.EXPERT_PHONE_MASKED))
+        return ""
+    if phone and not PHONE.fullmatch(phone):
+        bad.append(FieldViolation("expert.phone", messages.EXPERT_PHONE))
+    return phone
 
 
 def _check_slots(slots: list[str], bad: list[FieldViolation]) -> None:

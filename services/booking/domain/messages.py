@@ -136,6 +136,12 @@ EXPERT_DOMAINS = "请选择一个或多个高危领域（九个领域之一）"
 EXPERT_PER_DAY = "每天最多接单数只能是1或2"
 EXPERT_CONFLICTS = "最多{n}个统一社会信用代码，每个须带正确的校验位"
 EXPERT_PHONE = MOBILE_RULE
+# a masked mobile (138****5678, as every reader but booking.admin reads it) that is not
+# the mask of the expert's stored one: written back unchanged it keeps the stored mobile
+EXPERT_PHONE_MASKED = (
+    "手机号码中间四位已隐去（如138****5678），与该专家登记的手机号码不符："
+    "请填写完整的11位手机号码；不改手机号码时原样发回读到的值即可"
+)
 EXPERT_SLOT = "时段{slot}格式不正确，应为“YYYY-MM-DD AM”或“YYYY-MM-DD PM”"
 EXPERT_SLOTS_MAX = "最多{n}个半天时段"
 EXPERT_REGIONS = "最多{n}个镇街，每个1至{m}个字"
@@ -414,6 +420,9 @@ VISIT_PHOTOS_NOT_RECEIVED = (
     "服务器暂时无法接收更多照片，检查记录尚未保存。已填写的内容都已保留，请稍后重新选择照片后提交。"
 )
 # every slot for writing a visit's photos stayed taken while this visit waited
+PROOF_WRITERS_BUSY = (
+    "同时上传照片的人较多，整改材料尚未提交。填写的说明已保留，请稍后重新选择照片后提交。"
+)
 VISIT_WRITERS_BUSY = (
     "同时保存检查记录的人较多，本次检查记录尚未保存。已填写的内容都已保留，"
     "请稍后重新选择照片后提交。"

@@ -27,7 +27,12 @@ def upsert_expert(uow: UnitOfWork, ctx: BookingContext, data: Mapping[str, Any])
     lookup = 0 < len(sent_id) <= EXPERT_ID_MAX and control_problem(sent_id) is None
     with uow:
         stored = uow.register.expert(sent_id, for_update=True) if lookup else None
-        expert = parse_expert(data, ctx.regions, on_record=stored is not None)
+        expert = parse_expert(
+            data,
+            ctx.regions,
+            on_record=stored is not None,
+            stored_phone=stored.phone if stored is not None else "",
+        )
         if stored is None:
             uow.register.add(expert)
             stored = expert

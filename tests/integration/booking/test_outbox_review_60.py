@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from services.booking.adapters import migrate
@@ -36,6 +37,7 @@ from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common.clock import now
 from services.common.context import Principal, bind, call_scope
 from services.common.migrations import alembic_config
+from services.common.vocabulary import mask_mobile
 from tests.booking_env import Pair
 from tests.integration.booking.test_outbox_firm_order import (
     GENERAL,
@@ -351,4 +353,50 @@ def test_b0015_dates_the_failures_already_recorded(engine: Engine) -> None:
         config.attributes["connection"] = connection
         command.downgrade(config, "b0014")
     migrate.upgrade(engine)
-    assert migrate.current_revision(engine) == "b0015"
+    assert migrate.current_revision(engine) == _head()
+
+
+def test_b0016_stores_experts_mobiles_as_their_digits(engine: Engine) -> None:
+    """Review 66 point 4: an expert's mobile stored with spaces or dashes before stop 33
+    (masked to "***" for every reader but booking.admin) is stored as its 11 digits, so
+    it reads 138****5678; a value that is no mobile once its separators go stays as it
+    is. Down and up again."""
+    migrate.upgrade(engine, "b0015")
+    stored = {
+        "E1": "138-1234-5678",
+        "E2": "139 8765\u30004321",
+        "E3": "13700001111",
+        "E4": "",
+        "E5": "0579-8512 3456",  # a landline: no mobile to recover
+    }
+    with engine.begin() as conn:
+        for expert_id, phone in stored.items():
+            conn.execute(
+                text(
+                    "INSERT INTO experts (id, name, phone, domains, regions, slots, "
+                    "max_visits_per_day, active, conflicts) VALUES "
+                    "(:i, '专家', :p, '[\"gas\"]', '[]', '[]', 2, :a, '[]')"
+                ),
+                {"i": expert_id, "p": phone, "a": True},
+            )
+    migrate.upgrade(engine)
+    with UnitOfWork(engine) as uow:
+        phones = {e.id: e.phone for e in uow.register.experts()}
+    assert phones == {
+        "E1": "13812345678",
+        "E2": "13987654321",
+        "E3": "13700001111",
+        "E4": "",
+        "E5": "0579-8512 3456",
+    }
+    assert mask_mobile(phones["E1"]) == "138****5678"
+    config = alembic_config(migrate.MIGRATIONS)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "b0015")
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == _head()
+
+
+def _head() -> str | None:
+    return ScriptDirectory.from_config(alembic_config(migrate.MIGRATIONS)).get_current_head()

@@ -115,3 +115,25 @@ def test_a_firm_with_a_sign_in_mobile_keeps_it_unless_one_is_typed(
     done = c.post(f"/staff/orders/{order_id}/visit", data=form)
     assert done.status_code == 303
     assert mobile_of(pair, order_id) == "13912345678"
+
+
+def test_an_admin_reads_the_firms_mobile_whole_on_the_visit_form(
+    sqlite_web: Web,  # noqa: F811
+) -> None:
+    """Review 66 point 2: booking.admin reads every mobile whole (authz.sees_phones), the
+    visit form's too; the expert still reads it masked."""
+    pair, order_id, expert, _ = expert_at_order(sqlite_web, 94)
+    sqlite_web.user("guanli", "admin")
+    admin, _ = sqlite_web.signed_in("guanli")
+    shown = field(admin.get(f"/staff/orders/{order_id}/visit").text)
+    assert messages.VISIT_CONTACT_CONFIRM.format(mobile=CONTACT) in shown
+    assert "138****5678" not in shown
+    assert CONTACT not in expert.get(f"/staff/orders/{order_id}/visit").text
+    firm = pair.booking.GetOrder(bpb.GetOrderRequest(order_id=order_id), timeout=10)
+    pair.booking.SetSignInPhone(
+        bpb.SetSignInPhoneRequest(enterprise_id=firm.enterprise_id, phone="13912345678"),
+        timeout=10,
+    )
+    shown = field(admin.get(f"/staff/orders/{order_id}/visit").text)
+    assert messages.VISIT_MOBILE_ON_RECORD.format(mobile="13912345678") in shown
+    assert 'placeholder="13912345678"' in shown

@@ -21,11 +21,14 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 
+from services.booking.adapters.orm import photos
 from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
+from services.booking.domain import messages
 from services.booking.domain.staff import EVERY
 from services.booking.entrypoints.web import create_web_app
+from services.booking.entrypoints.web.uploads import UploadLimits, Uploads
 from services.booking.service_layer.orders import list_orders
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
@@ -651,3 +654,61 @@ def _section(page: str, element_id: str, tag: str = "section") -> str:
     """The HTML of the element with `element_id` (up to its closing tag)."""
     start = page.index(f'<{tag} id="{element_id}"')
     return page[start : page.index(f"</{tag}>", start)]
+
+
+def test_a_proof_photo_is_spooled_and_written_with_a_writers_slot(tmp_path: Path) -> None:
+    """Review 66 point 5: the firm's proof form is received as the expert's visit form
+    (web/uploads.py): a phone's 4 MB JPEG is spooled to disk as it arrives, within the
+    process's spool room (past it: refused beside the photo, the note kept), and written
+    with one of the process's writer slots (none free within the wait: 503 with
+    Retry-After, the note kept); then taken."""
+    four_mb = b"\xff\xd8\xff" + b"\x07" * (4 * 1024 * 1024 - 3)  # a JPEG by its magic
+    with running_pair(tmp_path) as pair:
+        for limits, answer in (
+            (UploadLimits(writers=1, wait=0.3, directory=str(tmp_path)), 503),
+            (UploadLimits(spool_bytes=1024 * 1024, directory=str(tmp_path)), 400),
+        ):
+            uploads = Uploads(limits)
+            http = start_http(create_web_app(pair.ctx, pair.booking_engine, uploads=uploads))
+            try:
+                with httpx.Client(
+                    base_url=f"http://127.0.0.1:{http.port}", timeout=60, follow_redirects=False
+                ) as client:
+                    site = Site(pair, http, client, [])
+                    if not pair.booking.ListExperts(bpb.ListExpertsRequest(), timeout=10).experts:
+                        pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+                    firm, token = site.firm(70 + answer % 10)
+                    site.sign_in(firm, token)
+                    ticket_id = site.visit(site.placed(token))
+                    url = f"/q/{token}/tickets/{ticket_id}"
+                    assert uploads.try_write() if answer == 503 else True  # the only slot
+                    refused = client.post(
+                        url,
+                        data={"note": "已整改"},
+                        files={"photo": ("p.jpg", four_mb, "image/jpeg")},
+                    )
+                    assert refused.status_code == answer, refused.text[:500]
+                    assert "已整改" in block(refused.text, "note")
+                    if answer == 503:
+                        assert messages.PROOF_WRITERS_BUSY in refused.text
+                        assert refused.headers["retry-after"] == "30"
+                        uploads.written()
+                        done = client.post(
+                            url,
+                            data={"note": "已整改"},
+                            files={"photo": ("p.jpg", four_mb, "image/jpeg")},
+                        )
+                        assert done.status_code == 303, done.text[:500]
+                        with pair.booking_engine.connect() as conn:
+                            sizes = (
+                                conn.execute(
+                                    select(photos.c.size).where(photos.c.purpose == "proof")
+                                )
+                                .scalars()
+                                .all()
+                            )
+                        assert sizes == [len(four_mb)]
+                    else:
+                        assert messages.VISIT_SPOOL_FULL in block(refused.text, "photo")
+            finally:
+                http.stop()

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from services.booking.domain import messages
 from services.booking.entrypoints import grpc_server as booking_grpc
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.booking.v1 import booking_pb2_grpc
@@ -145,3 +146,39 @@ def test_every_answer_carrying_an_order_s_contact_follows_the_same_rule(
         timeout=10,
     )
     assert cancelled.contact_phone == "13512345678"
+
+
+def test_a_masked_mobile_written_back_unchanged_keeps_the_stored_one(
+    pool: tuple[Pair, booking_pb2_grpc.BookingServiceStub],
+) -> None:
+    """Review 66 point 3: a client that read an expert masked (any reader but
+    booking.admin) and writes the entry back with another field changed keeps the stored
+    mobile; a masked value that is not the stored number's mask (another number's, a
+    new expert's) is refused with INVALID_ARGUMENT on expert.phone, saying why."""
+    _, stub = pool
+    read = next(
+        e
+        for e in stub.ListExperts(
+            bpb.ListExpertsRequest(), metadata=_bearer("reader"), timeout=10
+        ).experts
+        if e.expert_id == "E1"
+    )
+    assert read.phone == "138****5678"
+    read.name = "专家E1（改名）"
+    saved = stub.UpsertExpert(
+        bpb.UpsertExpertRequest(expert=read), metadata=_bearer("admin"), timeout=10
+    )
+    assert saved.phone == WHOLE["E1"] and saved.name == "专家E1（改名）"
+    assert _phones(stub, "admin")["E1"] == WHOLE["E1"]
+    for expert_id, phone in (("E1", "139****5678"), ("E9", "138****5678")):
+        other = bpb.Expert(
+            expert_id=expert_id, name="专家", phone=phone, domains=["gas"], regions=["稠城街道"]
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.UpsertExpert(
+                bpb.UpsertExpertRequest(expert=other), metadata=_bearer("admin"), timeout=10
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "expert.phone" in refused.value.details()
+        assert messages.EXPERT_PHONE_MASKED in refused.value.details()
+    assert _phones(stub, "admin")["E1"] == WHOLE["E1"]

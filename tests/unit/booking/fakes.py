@@ -538,6 +538,7 @@ class FakeRules:
     answers_find: dict[str, FindingInfo] = field(default_factory=dict)
     evaluated: list[Mapping[str, Any]] = field(default_factory=list)
     sizes: list[WhitelistSize] = field(default_factory=list)  # ListWhitelistSizes
+    standards: dict[str, tuple[str, str]] = field(default_factory=dict)  # id → (title, edition)
 
     def _call(self) -> None:
         if self.failure is not None:
@@ -558,6 +559,9 @@ class FakeRules:
         if self.clause(clause_ref) is None:
             return None
         return self.severities.get(clause_ref, "general")
+
+    def standard_name(self, standard_id: str) -> tuple[str, str] | None:
+        return self.standards.get(standard_id)
 
     def report(self, payload: Mapping[str, Any]) -> None:
         self._call()

@@ -45,11 +45,11 @@ def create_web_app(
     one table (described in entrypoints/web/__init__.py and web/staff_pages.py).
     `uploads`: what the expert's visit photos may take of the process (web/uploads.py;
     None: UploadLimits' defaults)."""
-    pages = Pages(ctx, engine, on_outbox, staff)
+    uploads = uploads or Uploads()
+    pages = Pages(ctx, engine, on_outbox, staff, uploads)
     board = DashboardRoutes(pages)
     args = (ctx, engine, pages.render, on_outbox, pages.guidance)
     sign, inspector = SignInPages(*args), InspectorPages(*args)
-    uploads = uploads or Uploads()
     expert = ExpertPages(*args, uploads=uploads)
     pages.staff_session = sign.signed_in_visitor  # who opens /dashboard with a session
     routes = [

@@ -5,6 +5,8 @@ helpers). Sentences are in domain/messages.py.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -153,6 +155,48 @@ def shown_clause(ref: str, text: str) -> ShownClause:
     return ShownClause(number, text or ("" if number else messages.CLAUSE_TEXT_UNAVAILABLE))
 
 
+# standards whose clauses are numbered items alone (一、…二十、), cited 第N项: the 2017
+# 化工和危险化学品 判定标准 (spec standards-text/chem2017.md); any other document's
+# numbered clause N(M) is 第N条第（M）项 (部令第10号, gm2023.md); a GB standard's section
+# is cited by the standard's number, GB 35181-2017 第6.2条 (fire35181.md)
+NUMBERED_BY_ITEM = frozenset({"CHEM2017"})
+_ARTICLE = re.compile(r"([0-9]{1,2})(?:\(([0-9]{1,2})\))?")
+_DIGITS = "零一二三四五六七八九"
+
+
+def chinese_number(n: int) -> str:
+    """1 to 99 as a clause number is written: 一, 十, 十一, 二十, 六十四."""
+    tens, ones = divmod(n, 10)
+    if not tens:
+        return _DIGITS[ones]
+    return ("" if tens == 1 else _DIGITS[tens]) + "十" + (_DIGITS[ones] if ones else "")
+
+
+def cited(ref: str, standard: tuple[str, str] | None) -> str:
+    """A national clause as staff cite it (review 66): a GB standard's section by the
+    standard's number (GB 35181-2017 第6.2条), any other document's by its title and the
+    article and item the way it numbers them (《工贸企业重大事故隐患判定标准》第十一条第（三）
+    项; the 2017 化工 判定标准's items 第十二项). `standard`: its (title, edition) as the
+    rules service's catalogue names it; unknown (rules never reached), the ref itself
+    (GM2023:11(3)). A rule named by a word (GEN:ledger) has no citation: ""."""
+    number = shown_ref(ref)
+    if not number or standard is None:
+        return number
+    standard_id, _, clause = ref.partition(":")
+    title, edition = standard
+    if edition.upper().startswith("GB"):
+        return f"{edition} 第{clause}条"
+    found = _ARTICLE.fullmatch(clause)
+    if found is None or not title:
+        return f"{edition or title or standard_id} {clause}"
+    article, item = (int(g) if g else 0 for g in found.groups())
+    if standard_id in NUMBERED_BY_ITEM:
+        return f"《{title}》第{chinese_number(article)}项"
+    return f"《{title}》第{chinese_number(article)}条" + (
+        f"第（{chinese_number(item)}）项" if item else ""
+    )
+
+
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """A person's text for a list: its lines joined by a space, runs of spaces as one,
     at most `limit` characters, "…" when cut."""
@@ -175,8 +219,17 @@ def percent(value: float) -> str:
     return f"{value * 100:.1f}%"
 
 
-def environment() -> jinja2.Environment:
-    """The templates (autoescaped HTML) with the labels as globals."""
+def environment(
+    standards: Callable[[str], tuple[str, str] | None] | None = None,
+) -> jinja2.Environment:
+    """The templates (autoescaped HTML) with the labels as globals. `standards`: a
+    standard's (title, edition) by id, from the rules service's cached catalogue (never a
+    call), for the staff pages' citations (`cited_ref`)."""
+
+    def cited_ref(ref: str) -> str:
+        standard_id = ref.partition(":")[0]
+        return cited(ref, standards(standard_id) if standards else None)
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,  # every template is HTML: escape everything
@@ -200,5 +253,6 @@ def environment() -> jinja2.Environment:
         excerpt=excerpt,
         shown_ref=shown_ref,
         shown_clause=shown_clause,
+        cited_ref=cited_ref,
     )
     return env

@@ -23,8 +23,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import structlog
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
@@ -57,6 +55,13 @@ from services.booking.entrypoints.web.middleware import (
 )
 from services.booking.entrypoints.web.staff_auth import LOGIN
 from services.booking.entrypoints.web.staff_pages import person_context
+from services.booking.entrypoints.web.uploads import (
+    BUSY_RETRY_AFTER,
+    FormRefused,
+    Uploads,
+    VisitForm,
+    receive_visit_form,
+)
 from services.booking.service_layer import authz, guidance, order_entry, orders, tickets, views
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.staff_sessions import Visitor, principal_of
@@ -79,7 +84,6 @@ class DashboardAccess:
     session: Visitor | None
 
 
-UPLOAD_PART_LIMIT = 6 * 1024 * 1024
 HEALTH_TIMEOUT_S = 5.0
 CANCELLED = OrderStatus.CANCELLED.value
 ORDER_FIELDS = ("item_codes", "preferred_slots", "contact_name", "contact_phone", "note")
@@ -104,6 +108,18 @@ def record_ids(handler: Callable[[Any, Request], Awaitable[Response]]) -> Any:
     return run
 
 
+def _proof_errors(form: VisitForm) -> dict[str, list[str]]:
+    """What receiving the proof form refused, by the page's fields: the photo (the spool
+    full, past the visit's total: never for one photo of 5 MB), the note (too long as
+    sent), anything else as the form's."""
+    errors: dict[str, list[str]] = {}
+    for name, message in form.errors.items():
+        if name == "_form" and len(form.errors) > 1:
+            continue  # the field's own message says it
+        errors.setdefault(name if name in TICKET_FIELDS else "_form", []).append(message)
+    return errors
+
+
 class Pages:
     def __init__(
         self,
@@ -111,12 +127,16 @@ class Pages:
         engine: Engine,
         on_outbox: Callable[[], None],
         staff: TokenStore | None,
+        uploads: Uploads | None = None,
     ) -> None:
         self.ctx = ctx
+        # the proof photos' spool and writer slots, shared with the expert's visit form
+        self.uploads = uploads or Uploads()
         self.engine = engine
         self.on_outbox = on_outbox
         self.staff = staff
-        self.env = labels.environment()
+        # the staff pages' citations, asked of the rules client's cache as a page is drawn
+        self.env = labels.environment(lambda standard_id: ctx.rules.standard_name(standard_id))
         self.guidance = views.Guidance(ctx.rules)
         # the request's signed-in staff session (set by app.py: web/staff_pages.py)
         self.staff_session: Callable[[Request], Awaitable[Visitor | None]] | None = None
@@ -334,11 +354,8 @@ class Pages:
         access = await self._own_firm(request)
         if not access.session_firm:
             return sign_in_redirect(token, request)
-        note, photo, errors, status = await self._proof_form(request)
-        if wait := post_limit_wait(request.scope):  # over a post limit: the note kept
-            errors, status = {"_form": [messages.PROOF_POSTS_TOO_FAST.format(seconds=wait)]}, 429
-        if not errors:
-            errors, status = await self._submit_proof(access, ticket_id, note, photo)
+        note, errors, status = await self._proof_received(request, access, ticket_id)
+        wait = post_limit_wait(request.scope)
         if not errors:
             self._wake()
             return RedirectResponse(f"/q/{token}/tickets/{ticket_id}", status_code=303)
@@ -355,28 +372,45 @@ class Pages:
         )
         if wait:
             page.headers["Retry-After"] = str(wait)
+        elif status == 503:
+            page.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
         return page
 
-    async def _proof_form(self, request: Request) -> tuple[str, bytes, dict[str, list[str]], int]:
-        """The proof form's note and photo, and its errors by field with their status."""
-        note, photo, errors, status = "", b"", {}, 400
+    async def _proof_received(
+        self, request: Request, access: FirmAccess, ticket_id: str
+    ) -> tuple[str, dict[str, list[str]], int]:
+        """The proof form received as the expert's visit form is (web/uploads.py: the
+        photo spooled to disk as it arrives, within the process's spool room) and
+        submitted while its file exists, with one of the process's writer slots (as a
+        visit's photos: `Uploads.writing`; none free within its wait, 503, the note
+        kept; review 66). Its note, and its errors by field with their status (none:
+        submitted)."""
+        form = VisitForm()
         try:
-            async with request.form(
-                max_files=1, max_fields=10, max_part_size=UPLOAD_PART_LIMIT
-            ) as form:
-                note = typed(form.get("note"))
-                upload = form.get("photo")
-                if isinstance(upload, UploadFile):
-                    photo = await upload.read(MAX_PHOTO_BYTES + 1)  # enough to say "too big"
+            async with receive_visit_form(request, self.uploads, form):
+                note = dict(form.fields).get("note", "")
+                if wait := post_limit_wait(request.scope):  # over a post limit: the note kept
+                    too_fast = messages.PROOF_POSTS_TOO_FAST.format(seconds=wait)
+                    return note, {"_form": [too_fast]}, 429
+                refused = _proof_errors(form)
+                if refused:
+                    return note, refused, 400
+                upload = form.photos.get("photo")
+                if upload is not None and upload.size > MAX_PHOTO_BYTES:
+                    return note, {"photo": [messages.PHOTO_TOO_LARGE]}, 400
+                async with self.uploads.writing() as free:
+                    if not free:
+                        return note, {"_form": [messages.PROOF_WRITERS_BUSY]}, 503
+                    photo = await run_in_threadpool(upload.read) if upload is not None else b""
+                    errors, status = await self._submit_proof(access, ticket_id, note, photo)
+                    return note, errors, status
         except BodyTooLarge as exc:  # the note comes before the photo: keep it
-            errors, status = {"photo": [messages.PHOTO_TOO_LARGE]}, 413
             typed_before = fields_in_head(
                 request.headers.get("content-type", ""), exc.head, {"note"}
             )
-            note = typed_before.get("note", note)
-        except HTTPException:  # malformed multipart, too many parts
-            errors = {"photo": [messages.UPLOAD_FAILED]}
-        return note, photo, errors, status
+            return typed_before.get("note", ""), {"photo": [messages.PHOTO_TOO_LARGE]}, 413
+        except FormRefused:  # malformed multipart, too many parts
+            return dict(form.fields).get("note", ""), {"photo": [messages.UPLOAD_FAILED]}, 400
 
     async def _submit_proof(
         self, access: FirmAccess, ticket_id: str, note: str, photo: bytes

@@ -30,6 +30,7 @@ from services.booking.entrypoints.web.staff_auth import csrf_refused, staff_erro
 from services.booking.entrypoints.web.staff_inspector import chinese, done_banner
 from services.booking.entrypoints.web.staff_pages import StaffBase, form_signed_in, signed_in
 from services.booking.entrypoints.web.uploads import (
+    BUSY_RETRY_AFTER,
     FormRefused,
     Uploads,
     VisitForm,
@@ -46,7 +47,6 @@ _EACH_MB = MAX_PHOTO_BYTES // _MB
 _TOTAL_MB = MAX_VISIT_PHOTO_BYTES // _MB
 _RESELECT = messages.VISIT_PHOTOS_RESELECT.format(total=_TOTAL_MB, each=_EACH_MB)
 _OVER_TOTAL = messages.VISIT_PHOTO_OVER_TOTAL.format(total=_TOTAL_MB)
-BUSY_RETRY_AFTER = 30  # seconds, with the 503 of a visit no writer's slot took
 T = TypeVar("T")
 
 

@@ -26,6 +26,10 @@ What a process holds for visit photos is then about `writers` photos in memory a
 `spool_bytes` on disk, however many experts send at once; the other pages are served
 all the while. A form posted urlencoded (no photos: only a crafted or scripted one) is
 read by Starlette, each field within TEXT_PART_LIMIT.
+
+The firm's proof form (one photo and a note) is received the same way, within the same
+spool room and writer slots (web/pages.py `_proof_received`; review 66), its own body
+limit (6 MB + 64 KB) unchanged.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ MAX_FIELDS = 400  # eight a finding block, fifty blocks, and the form's own
 TEXT_PART_LIMIT = form_part_limit(MAX_TEXT)  # a description of 1000 characters and more
 HEADER_LIMIT = 8 * 1024  # a part's header lines together
 WAIT_STEP = 0.05  # seconds between two looks for a free writer's slot
+BUSY_RETRY_AFTER = 30  # seconds, with the 503 of a form no writer's slot took
 
 
 @dataclass(frozen=True)
