@@ -58,7 +58,10 @@ def _copy(source: Path, target: Path) -> int:
         dst = sqlite3.connect(target, timeout=30)
         try:
             dst.execute("PRAGMA synchronous=FULL")  # the copy is on disk when it is done
-            src.backup(dst)  # pages=-1: one snapshot, never restarted by writers
+            try:
+                src.backup(dst)  # pages=-1: one snapshot, never restarted by writers
+            except sqlite3.DatabaseError as exc:  # not a database, encrypted, torn
+                raise BackupError(f"{source} is not a SQLite database we can read: {exc}") from exc
             check = dst.execute("PRAGMA integrity_check").fetchone()
             if not check or check[0] != "ok":
                 raise BackupError(f"the copy does not pass integrity_check: {check}")
