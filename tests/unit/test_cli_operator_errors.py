@@ -153,3 +153,27 @@ def test_evaluating_a_json_file_that_is_not_json_is_one_line(
     code = rules_cli.main(["evaluate", str(bad)])
     assert code == 2
     assert _one_line(capsys).startswith("profiles.json: not a JSON file of profiles")
+
+
+@pytest.mark.parametrize(
+    ("service", "command"),
+    [
+        ("rules", ["audit", "verify"]),
+        ("rules", ["audit", "anchor", "--out", "ANCHOR"]),
+        ("rules", ["renew-feed-epoch"]),
+        ("booking", ["audit", "verify"]),
+        ("booking", ["outbox"]),
+    ],
+)
+def test_an_inspection_of_a_mistyped_sqlite_path_is_refused(
+    service: str, command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`audit verify --db` of a path with a typo said "audit trail intact: 0 entries"
+    (and left an empty database there): the check an operator trusts passed on nothing."""
+    main = rules_cli.main if service == "rules" else booking_cli.main
+    typo = tmp_path / "rules-typo.db"
+    argv = [str(tmp_path / "anchor.json") if word == "ANCHOR" else word for word in command]
+    code = main([*argv, "--db", f"sqlite:///{typo}"])
+    assert code == 1
+    assert _one_line(capsys) == f"database error: no SQLite database at {typo} (check --db)"
+    assert not typo.exists()

@@ -55,7 +55,7 @@ from services.common.config import (
     run_command,
 )
 from services.common.context import bind, call_scope
-from services.common.db import default_sqlite_url, make_engine
+from services.common.db import default_sqlite_url, existing_database, make_engine
 from services.common.errors import DomainError
 from services.common.http_server import start_http
 from services.common.instants import in_shanghai
@@ -334,7 +334,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         except ValueError:
             print("--resend-since takes a date YYYY-MM-DD", file=sys.stderr)
             return 2
-    engine = make_engine(args.db)
+    engine = make_engine(existing_database(args.db))
     migrate.upgrade(engine)
     with call_scope():
         bind(firm_commands.CALLER)

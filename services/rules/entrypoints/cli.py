@@ -32,7 +32,7 @@ from services.common.config import (
     number_arg,
     run_command,
 )
-from services.common.db import default_sqlite_url, is_sqlite, make_engine
+from services.common.db import default_sqlite_url, existing_database, is_sqlite, make_engine
 from services.common.grpc_errors import status_proto
 from services.common.http_server import HttpServer, start_http
 from services.rules.adapters import migrate
@@ -449,7 +449,7 @@ def cmd_renew_feed_epoch(args: argparse.Namespace) -> int:
     renew it on their own; this is for the other ways a database comes back (a base
     backup or point-in-time recovery, a failover to an asynchronous standby that lost
     commits, a SQLite file copied by hand, a dump taken before the feed had epochs)."""
-    head = FeedStore(_database(args.db)).head(renew=True)
+    head = FeedStore(_database(existing_database(args.db))).head(renew=True)
     _say_renewed(head.epoch, head.bare_limit)
     return 0
 
