@@ -61,3 +61,16 @@ def test_sign_in_phone_still_builds_its_context_without_them(tmp_path: Path) -> 
     client = _context(args).rules
     assert isinstance(client, RulesClient)
     client.close()
+
+
+def test_posters_read_the_servers_public_url_and_hotline_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review 65: `serve` reads BOOKING_PUBLIC_URL, `posters` did not: with the city's URL
+    set in the environment, posters were printed with codes for http://127.0.0.1:8080."""
+    monkeypatch.setenv("BOOKING_PUBLIC_URL", "https://aq.example.gov.cn")
+    monkeypatch.setenv("BOOKING_HOTLINE", "0579-12345")
+    args = _parser().parse_args(["posters", *WHAT["posters"]])
+    assert (args.public_url, args.hotline) == ("https://aq.example.gov.cn", "0579-12345")
+    served = _parser().parse_args(["serve"])
+    assert (served.public_url, served.hotline) == (args.public_url, args.hotline)
