@@ -177,3 +177,20 @@ def test_an_inspection_of_a_mistyped_sqlite_path_is_refused(
     assert code == 1
     assert _one_line(capsys) == f"database error: no SQLite database at {typo} (check --db)"
     assert not typo.exists()
+
+
+def test_a_taken_port_under_processes_is_an_operator_error() -> None:
+    """`serve --processes N` reserves its port itself: a taken one was a traceback."""
+    from services.common import processes
+    from services.common.config import OperatorError
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(OperatorError, match="cannot listen for gRPC"):
+            processes.reserve_port(f"127.0.0.1:{taken.getsockname()[1]}")
+        with pytest.raises(OperatorError, match="cannot listen for gRPC"):
+            processes.reserve_port("127.0.0.1:notaport")
+    finally:
+        taken.close()
