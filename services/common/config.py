@@ -44,6 +44,31 @@ def number_arg(low: float, high: float | None = None, *, kind: type = int) -> An
     return parse
 
 
+def public_url_arg(text: str) -> str:
+    """For argparse: the base URL the QR codes and posters point to, http(s)://host[:port]
+    [/path], without a trailing slash; anything else would be printed on every poster."""
+    from urllib.parse import urlsplit
+
+    value = text.rstrip("/")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in value)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text[:60]!r}: must be http(s)://HOST[:PORT][/PATH], the address phones open"
+        )
+    return value
+
+
 def command_line(prog: str, description: str, env_prefix: str) -> argparse.ArgumentParser:
     """A service's parser with the logging flags every command shares; each subcommand
     sets `run` (a function of the parsed arguments returning the exit status)."""

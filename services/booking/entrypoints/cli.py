@@ -52,6 +52,7 @@ from services.common.config import (
     command_line,
     env_flag,
     number_arg,
+    public_url_arg,
     run_command,
 )
 from services.common.context import bind, call_scope
@@ -105,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
             "BOOKING_PUBLIC_URL",
             "http://127.0.0.1:8080",
             "base URL the QR codes point to",
+            type=public_url_arg,
         )
         env_flag(command, "--hotline", "BOOKING_HOTLINE", "12345", "hotline on the posters")
         env_flag(
