@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from services.common import audit_anchor
 from services.common.audit import verify_command
 from services.common.config import env_flag
-from services.common.db import default_sqlite_url, read_snapshot
+from services.common.db import default_sqlite_url, existing_database, read_snapshot
 
 
 class BackupError(Exception):
@@ -58,7 +58,10 @@ def _copy(source: Path, target: Path) -> int:
         dst = sqlite3.connect(target, timeout=30)
         try:
             dst.execute("PRAGMA synchronous=FULL")  # the copy is on disk when it is done
-            src.backup(dst)  # pages=-1: one snapshot, never restarted by writers
+            try:
+                src.backup(dst)  # pages=-1: one snapshot, never restarted by writers
+            except sqlite3.DatabaseError as exc:  # not a database, encrypted, torn
+                raise BackupError(f"{source} is not a SQLite database we can read: {exc}") from exc
             check = dst.execute("PRAGMA integrity_check").fetchone()
             if not check or check[0] != "ok":
                 raise BackupError(f"the copy does not pass integrity_check: {check}")
@@ -174,11 +177,11 @@ def _cmd_verify(args: argparse.Namespace, service: str, trail: Callable[[str], T
     elif args.digest is not None:
         print("audit verify failed: --digest checks an --anchor file", file=sys.stderr)
         return 2
-    return _verify(trail(args.db), anchor)
+    return _verify(trail(existing_database(args.db)), anchor)
 
 
 def _cmd_anchor(args: argparse.Namespace, service: str, trail: Callable[[str], Trail]) -> int:
-    opened = trail(args.db)
+    opened = trail(existing_database(args.db))
     with read_snapshot(opened.engine) as connection:
         anchor = audit_anchor.take(connection, opened.log, opened.head, service)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,31 @@ def number_arg(low: float, high: float | None = None, *, kind: type = int) -> An
     return parse
 
 
+def public_url_arg(text: str) -> str:
+    """For argparse: the base URL the QR codes and posters point to, http(s)://host[:port]
+    [/path], without a trailing slash; anything else would be printed on every poster."""
+    from urllib.parse import urlsplit
+
+    value = text.rstrip("/")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in value)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text[:60]!r}: must be http(s)://HOST[:PORT][/PATH], the address phones open"
+        )
+    return value
+
+
 def command_line(prog: str, description: str, env_prefix: str) -> argparse.ArgumentParser:
     """A service's parser with the logging flags every command shares; each subcommand
     sets `run` (a function of the parsed arguments returning the exit status)."""
@@ -54,11 +80,52 @@ def command_line(prog: str, description: str, env_prefix: str) -> argparse.Argum
     return parser
 
 
+class OperatorError(Exception):
+    """Something the operator fixes on the command line or in a file or server it names
+    (an address taken, a key file that is not one): `run_command` prints the message as
+    one line on stderr and exits with `status`, never a traceback."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def operator_problem(exc: BaseException) -> tuple[str, int] | None:
+    """The one line (and exit status) for an error of the operator's setting, None for
+    any other (a defect: its traceback stays). The tokens file and the database named by
+    --db are the commonest: the message names the file, or what the database driver said
+    (its first line: never the URL, which may hold a password)."""
+    from sqlalchemy import exc as sa_exc
+
+    from services.common.auth import TokenFileError
+
+    if isinstance(exc, OperatorError):
+        return str(exc), exc.status
+    if isinstance(exc, TokenFileError):
+        return f"configuration error: tokens file {exc}", 2
+    if isinstance(exc, sa_exc.NoSuchModuleError) or (
+        isinstance(exc, sa_exc.ArgumentError) and "parse SQLAlchemy URL" in str(exc)
+    ):  # the message quotes the scheme at most, never the whole URL
+        return f"database error: --db is not a database URL we can use ({exc})", 2
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        said = str(getattr(exc, "orig", None) or exc)
+        first = next((line for line in said.splitlines() if line.strip()), said)
+        return f"database error: {first[:300]}", 1
+    return None
+
+
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """Parse, set up logging, run the chosen command; Ctrl-C exits 130."""
+    """Parse, set up logging, run the chosen command; Ctrl-C exits 130. An error of the
+    operator's setting (operator_problem) is one line on stderr, exit 1 or 2."""
     args = parser.parse_args(argv)
     common_logging.configure(args.log_level, json=args.log_json)
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        problem = operator_problem(exc)
+        if problem is None:
+            raise
+        print(problem[0], file=sys.stderr)
+        return problem[1]

@@ -97,6 +97,23 @@ def default_sqlite_url(name: str) -> str:
     return f"sqlite:///{Path('var').resolve() / (name + '.db')}"
 
 
+def existing_database(url: str) -> str:
+    """`url`, for a command that inspects or repairs a database already there (`audit
+    verify`, `audit anchor`, `outbox`, `renew-feed-epoch`): a SQLite file that does not
+    exist is an OperatorError, not a new empty database that reports all is well (a
+    mistyped --db once answered "audit trail intact: 0 entries")."""
+    from sqlalchemy.engine import make_url
+
+    from services.common.config import OperatorError
+
+    parsed = make_url(url)
+    name = parsed.database or ""
+    sqlite_file = parsed.get_backend_name() == "sqlite" and name not in ("", ":memory:")
+    if sqlite_file and not name.startswith("file:") and not Path(name).is_file():
+        raise OperatorError(f"database error: no SQLite database at {name} (check --db)")
+    return url
+
+
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import uvicorn
 
-from services.common.server import TlsFiles
+from services.common.config import OperatorError
+from services.common.server import TlsFiles, cannot_listen
 
 
 @dataclass
@@ -58,7 +59,7 @@ def start_http(
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise OSError(f"could not start HTTP on {host}:{port}")
+            raise OperatorError(cannot_listen("HTTP", f"{host}:{port}"))
         time.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
     return HttpServer(server, thread, int(bound))

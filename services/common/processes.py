@@ -34,11 +34,18 @@ _log = structlog.get_logger("processes")
 def reserve_port(address: str) -> tuple[socket.socket, str]:
     """A bound (not listening) SO_REUSEPORT socket on `address`, and HOST:PORT with the
     port it got (port 0 picks a free one)."""
+    from services.common.config import OperatorError
+    from services.common.server import cannot_listen
+
     host, _, port = address.rpartition(":")
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host.strip("[]"), int(port)))
+    try:
+        sock.bind((host.strip("[]"), int(port)))
+    except (OSError, ValueError, OverflowError) as exc:  # taken, no such host, not a port
+        sock.close()
+        raise OperatorError(cannot_listen("gRPC", address)) from exc
     return sock, f"{host}:{sock.getsockname()[1]}"
 
 

@@ -28,7 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
-from services.common.config import env_flag
+from services.common.config import OperatorError, env_flag
 from services.common.context import deadline_in, no_call_ended
 from services.common.db import SQLITE_SYNCHRONOUS, DatabaseReadOnly, DbTimeouts, ping
 from services.common.interceptors import (
@@ -433,11 +433,22 @@ def add_health_and_reflection(
 
 
 def bind(server: grpc.Server, address: str) -> int:
-    """Bind an insecure port; port 0 picks a free one. Raises if the address is taken."""
-    port = server.add_insecure_port(address)
+    """Bind an insecure port; port 0 picks a free one. An address taken or not one is
+    an OperatorError (one line, exit 1), as grpc raises RuntimeError or returns 0."""
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind gRPC address {address}")
+        raise OperatorError(cannot_listen("gRPC", address))
     return port
+
+
+def cannot_listen(what: str, address: str) -> str:
+    return (
+        f"cannot listen for {what} on {address[:80]!r}: the port is taken (another server "
+        "running?) or the address is not HOST:PORT on this machine"
+    )
 
 
 # How often the main thread wakes while it waits for a stop signal. A signal the kernel
@@ -670,7 +681,10 @@ def bind_port(server: grpc.Server, address: str, tls: TlsFiles | None = None) ->
         root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
         require_client_auth=tls.client_ca is not None,
     )
-    port = server.add_secure_port(address, credentials)
+    try:
+        port = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind gRPC address {address}")
+        raise OperatorError(cannot_listen("gRPC", address))
     return port

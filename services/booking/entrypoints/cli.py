@@ -47,9 +47,16 @@ from services.common import backup, demo_city, security
 from services.common import server as common_server
 from services.common.call_groups import GroupLimits
 from services.common.clock import today_shanghai
-from services.common.config import command_line, env_flag, number_arg, run_command
+from services.common.config import (
+    OperatorError,
+    command_line,
+    env_flag,
+    number_arg,
+    public_url_arg,
+    run_command,
+)
 from services.common.context import bind, call_scope
-from services.common.db import default_sqlite_url, make_engine
+from services.common.db import default_sqlite_url, existing_database, make_engine
 from services.common.errors import DomainError
 from services.common.http_server import start_http
 from services.common.instants import in_shanghai
@@ -99,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
             "BOOKING_PUBLIC_URL",
             "http://127.0.0.1:8080",
             "base URL the QR codes point to",
+            type=public_url_arg,
         )
         env_flag(command, "--hotline", "BOOKING_HOTLINE", "12345", "hotline on the posters")
         env_flag(
@@ -243,8 +251,20 @@ def load_keyring(path: Path) -> Keyring:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh)
         _log.warning("created a new QR signing key file", path=str(path))
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return Keyring({k: bytes.fromhex(v) for k, v in data["keys"].items()}, data["active"])
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        keys = {str(k): bytes.fromhex(v) for k, v in data["keys"].items()}
+        active = data["active"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise OperatorError(
+            f"configuration error: QR key file {path}: not "
+            f'{{"active": id, "keys": {{id: hex}}}} ({type(exc).__name__})',
+            2,
+        ) from exc
+    try:
+        return Keyring(keys, str(active))
+    except ValueError as exc:  # the active key not among them, a short key, a bad id
+        raise OperatorError(f"configuration error: QR key file {path}: {exc}", 2) from exc
 
 
 def _rules_token(args: argparse.Namespace) -> str:
@@ -316,7 +336,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         except ValueError:
             print("--resend-since takes a date YYYY-MM-DD", file=sys.stderr)
             return 2
-    engine = make_engine(args.db)
+    engine = make_engine(existing_database(args.db))
     migrate.upgrade(engine)
     with call_scope():
         bind(firm_commands.CALLER)

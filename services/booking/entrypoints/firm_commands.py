@@ -25,6 +25,7 @@ from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain.orders import mask_phone
 from services.booking.service_layer import posters, sign_in
 from services.booking.service_layer.ports import BookingContext
+from services.common.config import env_flag, public_url_arg
 from services.common.context import Principal, bind, call_scope
 from services.common.db import make_engine
 from services.common.errors import DomainError
@@ -58,8 +59,17 @@ def add_commands(
     out.add_argument(
         "--firm", action="append", default=[], help="also this firm (issued a code if it has none)"
     )
-    out.add_argument("--public-url", default="http://127.0.0.1:8080", help="base URL of the codes")
-    out.add_argument("--hotline", default="12345", help="hotline on the posters")
+    # the same variables as `serve`: posters printed with another base URL than the
+    # server's would send every phone that scans them nowhere (review 65)
+    env_flag(
+        out,
+        "--public-url",
+        "BOOKING_PUBLIC_URL",
+        "http://127.0.0.1:8080",
+        "base URL of the codes",
+        type=public_url_arg,
+    )
+    env_flag(out, "--hotline", "BOOKING_HOTLINE", "12345", "hotline on the posters")
     out.set_defaults(run=lambda args: cmd_posters(args, context(args)))
 
 

@@ -25,8 +25,14 @@ from services.common import backup, demo_city, processes, security
 from services.common import server as common_server
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common.clock import short_id
-from services.common.config import command_line, env_flag, number_arg, run_command
-from services.common.db import default_sqlite_url, is_sqlite, make_engine
+from services.common.config import (
+    OperatorError,
+    command_line,
+    env_flag,
+    number_arg,
+    run_command,
+)
+from services.common.db import default_sqlite_url, existing_database, is_sqlite, make_engine
 from services.common.grpc_errors import status_proto
 from services.common.http_server import HttpServer, start_http
 from services.rules.adapters import migrate
@@ -443,7 +449,7 @@ def cmd_renew_feed_epoch(args: argparse.Namespace) -> int:
     renew it on their own; this is for the other ways a database comes back (a base
     backup or point-in-time recovery, a failover to an asynchronous standby that lost
     commits, a SQLite file copied by hand, a dump taken before the feed had epochs)."""
-    head = FeedStore(_database(args.db)).head(renew=True)
+    head = FeedStore(_database(existing_database(args.db))).head(renew=True)
     _say_renewed(head.epoch, head.bare_limit)
     return 0
 
@@ -731,7 +737,12 @@ def read_profiles(path: Path) -> Iterator[tuple[int, Any]]:
                     except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep
                         yield number, Unreadable(str(exc)[:200])
         return
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep
+        raise OperatorError(
+            f"{path.name}: not a JSON file of profiles: {str(exc)[:200]}", 2
+        ) from exc
     items = data if isinstance(data, list) else [data]
     yield from enumerate(items, 1)
 

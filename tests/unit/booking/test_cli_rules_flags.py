@@ -61,3 +61,42 @@ def test_sign_in_phone_still_builds_its_context_without_them(tmp_path: Path) -> 
     client = _context(args).rules
     assert isinstance(client, RulesClient)
     client.close()
+
+
+def test_posters_read_the_servers_public_url_and_hotline_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review 65: `serve` reads BOOKING_PUBLIC_URL, `posters` did not: with the city's URL
+    set in the environment, posters were printed with codes for http://127.0.0.1:8080."""
+    monkeypatch.setenv("BOOKING_PUBLIC_URL", "https://aq.example.gov.cn")
+    monkeypatch.setenv("BOOKING_HOTLINE", "0579-12345")
+    args = _parser().parse_args(["posters", *WHAT["posters"]])
+    assert (args.public_url, args.hotline) == ("https://aq.example.gov.cn", "0579-12345")
+    served = _parser().parse_args(["serve"])
+    assert (served.public_url, served.hotline) == (args.public_url, args.hotline)
+
+
+@pytest.mark.parametrize("command", ["serve", "posters"])
+@pytest.mark.parametrize(
+    "url", ["notaurl", "ftp://aq.example.cn", "https://", "http://h:x", "http://h/?a=1"]
+)
+def test_a_public_url_phones_could_not_open_is_refused_at_start(
+    command: str, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review 65: `--public-url notaurl` was taken, and every QR code and poster would
+    have pointed at `notaurl/q/…`."""
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args([command, *WHAT[command], "--public-url", url])
+    assert info.value.code == 2
+    assert "argument --public-url" in capsys.readouterr().err
+
+
+def test_a_public_url_with_a_path_or_a_trailing_slash_is_taken() -> None:
+    for given, kept in [
+        ("https://aq.example.gov.cn/", "https://aq.example.gov.cn"),
+        ("http://10.0.0.5:8080/booking", "http://10.0.0.5:8080/booking"),
+    ]:
+        assert (
+            _parser().parse_args(["posters", *WHAT["posters"], "--public-url", given]).public_url
+            == kept
+        )
