@@ -272,8 +272,13 @@ class FaultSoak(Soak):
             self.stats.codes[name][code] += 1
             if elapsed > deadline + HANG_SLACK:
                 self.hangs.append((name, elapsed))
-            if code in ("INTERNAL", "UNKNOWN") or code.startswith("HTTP 5"):
+            # 503 is the phone page's UNAVAILABLE (try again): expected while a fault lasts
+            if code in ("INTERNAL", "UNKNOWN") or (
+                code.startswith("HTTP 5") and code != "HTTP 503"
+            ):
                 self.bad.append((name, code, message[:300]))
+        if code in ("UNAVAILABLE", "HTTP 503"):
+            time.sleep(0.2)  # as a client that honours retry-after would, roughly
         return result if code == "OK" else None
 
     def ack(self, kind: str, item: Any) -> None:
