@@ -1,12 +1,13 @@
 """Faults the tests control: a TCP proxy in front of PostgreSQL that can pass bytes,
-stall (connections stay open, nothing flows: a partition or a stuck server), or go down
-(every connection closed, new ones refused), and come back."""
+stall (connections stay open, nothing flows: a partition or a stuck server), reset every
+open connection, or go down (every connection closed, new ones refused), and come back."""
 
 from __future__ import annotations
 
 import contextlib
 import select
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -49,6 +50,16 @@ class TcpProxy:
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def reset(self) -> None:
+        """Reset every open connection (RST, as a peer that crashed or a middlebox that
+        dropped them), and go on accepting new ones."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
 
     def up(self) -> None:
@@ -113,7 +124,7 @@ class TcpProxy:
                     if not data:
                         return
                     pair[sock].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: reset() closed a socket under select
             return
         finally:
             for sock in pair:

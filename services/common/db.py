@@ -562,10 +562,14 @@ def check_writable(dbapi_connection: Any, dialect: str) -> None:
       permissions or an immutable flag after a restore). The rights are asked of the
       kernel (access(2)), so they include what binds root (a read-only mount, chattr +i).
 
-    A real write would say more (a full disk, a stalled synchronous standby) but costs a
-    WAL record and an fsync every probe, needs a table of its own, and on SQLite would
-    queue for the one write lock behind every writer; those faults fail their writes
-    UNAVAILABLE all the same."""
+    On SQLite it also asks the kernel how much room the file's filesystem has left
+    (statvfs(2)): below SQLITE_MIN_FREE_BYTES it raises DatabaseFull (review 68: with the
+    disk full every write failed while health read SERVING).
+
+    A real write would say more (a full disk on PostgreSQL's server, a stalled
+    synchronous standby) but costs a WAL record and an fsync every probe, needs a table
+    of its own, and on SQLite would queue for the one write lock behind every writer;
+    those faults fail their writes UNAVAILABLE all the same."""
     cursor = dbapi_connection.cursor()
     try:
         if dialect == "sqlite":
@@ -573,6 +577,7 @@ def check_writable(dbapi_connection: Any, dialect: str) -> None:
             name = next((row[2] for row in rows if row[1] == "main"), "")
             if name:  # else in memory
                 _sqlite_writable(Path(name))
+                _sqlite_has_room(Path(name))
             return
         cursor.execute(_PG_WRITABLE)
         read_only, in_recovery = cursor.fetchone()
@@ -603,6 +608,29 @@ def _sqlite_writable(path: Path) -> None:
     for each in needed:
         if each.exists() and not os.access(each, os.W_OK, effective_ids=effective):
             raise DatabaseReadOnly(f"the database is read-only: this process cannot write {each}")
+
+
+# Below this much free space on the SQLite file's filesystem, health reads the database
+# as sick (review 68): a transaction's write-ahead log frames need room (a page each, 4 KB
+# by default, the log growing until the next checkpoint), and with none left every write
+# fails SQLITE_FULL while a probe that writes nothing still answered.
+SQLITE_MIN_FREE_BYTES = 1 << 20
+
+
+def _sqlite_has_room(path: Path) -> None:
+    """Raise DatabaseFull when the filesystem holding `path` has less than
+    SQLITE_MIN_FREE_BYTES left for this process (root may use the blocks reserved for it,
+    others only what is available to everyone). statvfs(2): no write, no lock."""
+    try:
+        fs = os.statvfs(path.parent)
+    except OSError:
+        return  # the file's own checks say what is wrong with the folder
+    blocks = fs.f_bfree if os.geteuid() == 0 else fs.f_bavail
+    free = blocks * fs.f_frsize
+    if free < SQLITE_MIN_FREE_BYTES:
+        raise DatabaseFull(
+            f"the disk holding {path.name} is full ({free // 1024} KB free): writes fail"
+        )
 
 
 NAMING_CONVENTION = {
@@ -704,6 +732,12 @@ _PG_TRANSIENT = frozenset({PG_READ_ONLY})
 class DatabaseReadOnly(RuntimeError):
     """The database answers but cannot take writes (`check_writable`): a hot standby, a
     read-only PostgreSQL session or database, a SQLite file this process cannot write."""
+
+
+class DatabaseFull(RuntimeError):
+    """The SQLite file's filesystem has (almost) no room left (`check_writable`): every
+    write fails SQLITE_FULL. Unlike DatabaseReadOnly, health counts it as a failed probe
+    (3 of the last 4 turn NOT_SERVING): a full disk may be a moment's burst."""
 
 
 def cannot_write(exc: BaseException) -> bool:

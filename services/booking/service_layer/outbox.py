@@ -518,12 +518,25 @@ class OutboxWorker:
         return self._stop.is_set()
 
     def _run(self) -> None:
+        database_down = False  # said once an outage: not a traceback every pass
         while not self._stop.is_set():
+            uow = self._new_uow()
             try:
-                report = deliver_pending(self._new_uow(), self._rules, stop=self._stop.is_set)
-            except Exception:
-                _log.exception("outbox delivery failed")
+                report = deliver_pending(uow, self._rules, stop=self._stop.is_set)
+            except Exception as exc:
+                if not uow.unavailable(exc):
+                    _log.exception("outbox delivery failed")
+                elif not database_down:
+                    _log.warning(
+                        "outbox: the database is unavailable; delivery waits for it",
+                        error=" ".join(str(exc).split())[:200],
+                    )
+                database_down = database_down or uow.unavailable(exc)
                 report = DeliveryReport(waiting=True)
+            else:
+                if database_down:
+                    _log.info("outbox: the database answers again; delivery goes on")
+                database_down = False
             if self._stop.is_set():
                 return
             self.remind()
@@ -538,10 +551,14 @@ class OutboxWorker:
         if time.monotonic() < self._next_reminder:
             return
         self._next_reminder = time.monotonic() + REMIND_SECONDS
+        uow = self._new_uow()
         try:
-            held = held_firms(self._new_uow())
-        except Exception:
-            _log.exception("outbox: listing the held firms failed")
+            held = held_firms(uow)
+        except Exception as exc:
+            if uow.unavailable(exc):  # the delivery's warning said so: try next pass
+                self._next_reminder = 0.0
+            else:
+                _log.exception("outbox: listing the held firms failed")
             return
         if held:
             log_held(held)
