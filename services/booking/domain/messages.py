@@ -59,7 +59,13 @@ CANCEL_EARLIER_ORDER = "取消原预约{order_id}"
 
 # ---------------------------------------------------------------- proof of fix
 NO_PHOTO = "请上传整改后的照片（JPEG或PNG）"
-PHOTO_TOO_LARGE = "照片不能超过5MB"
+PHOTO_TOO_LARGE = "照片不能超过5MB，请在相机设置中调低照片尺寸（分辨率），或截图后重新选择"
+# a file chosen but empty (0 bytes: a photo not yet downloaded from a cloud album, a
+# failed copy): not "no photo", which the owner who picked one would not understand
+PHOTO_EMPTY = "所选照片是空文件（0字节），请重新拍照或选择照片"
+# the ticket page's script (static/photo.js) shrinking a camera photo over 5 MB
+PHOTO_SHRINKING = "照片较大，正在压缩，请稍候……"
+PHOTO_SHRUNK = "照片较大，已自动压缩后再上传。"
 PHOTO_NOT_IMAGE = "只接受JPEG或PNG格式的照片"
 UPLOAD_FAILED = "上传失败，请重新选择一张照片"
 PROOF_TOO_LONG = "说明最多{n}个字"

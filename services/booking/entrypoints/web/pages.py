@@ -303,7 +303,10 @@ class Pages:
         return {
             **data,
             "max_mb": MAX_PHOTO_BYTES // (1024 * 1024),
+            "max_bytes": MAX_PHOTO_BYTES,
             "proof_waiting": messages.PROOF_WAITING,
+            "photo_shrinking": messages.PHOTO_SHRINKING,
+            "photo_shrunk": messages.PHOTO_SHRUNK,
         }
 
     async def _own_firm(self, request: Request) -> FirmAccess:
@@ -368,6 +371,8 @@ class Pages:
                 upload = form.get("photo")
                 if isinstance(upload, UploadFile):
                     photo = await upload.read(MAX_PHOTO_BYTES + 1)  # enough to say "too big"
+                    if upload.filename and not photo:  # a file was chosen, but it is empty
+                        errors = {"photo": [messages.PHOTO_EMPTY]}
         except BodyTooLarge as exc:  # the note comes before the photo: keep it
             errors, status = {"photo": [messages.PHOTO_TOO_LARGE]}, 413
             typed_before = fields_in_head(
