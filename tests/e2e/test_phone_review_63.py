@@ -6,6 +6,7 @@
   a field names is on the page once.
 - A self-check question names its 是/否 group (and its number box), so a screen reader
   reads the question with the answers.
+- The signed-in firm reads its risk colour.
 - A file chosen but empty (0 bytes) is told as such, not as "no photo".
 - With JavaScript, a camera photo over 5 MB is shrunk on the phone and taken; without
   it the refusal says how to make the photo smaller.
@@ -115,6 +116,10 @@ def test_sign_in_errors_are_tied_to_their_fields(live: Live, plain: Page) -> Non
     assert "验证码" in _tied(plain, plain.get_by_label("6位验证码"))
     _ids_unique(plain)
     assert fits_phone(plain)
+    # signed in: the decision names the firm's risk colour (a white-listed firm: blue)
+    plain.get_by_label("6位验证码").fill(right)
+    plain.get_by_role("button", name="登录").click()
+    assert plain.locator("#risk-level").inner_text() == "风险等级：蓝色（低风险）"
 
 
 def test_proof_note_error_is_tied_and_an_empty_file_is_told(live: Live, plain: Page) -> None:
@@ -207,9 +212,7 @@ def test_a_camera_photo_over_5_mb_is_shrunk_on_the_phone(live: Live, android: Pa
     assert fits_phone(android)
 
 
-def test_without_javascript_a_big_photo_is_refused_with_what_to_do(
-    live: Live, plain: Page
-) -> None:
+def test_without_javascript_a_big_photo_is_refused_with_what_to_do(live: Live, plain: Page) -> None:
     _firm, token, ticket = _firm_with_ticket(live, 67)
     _sign_in(plain, live, token)
     plain.goto(f"{live.base}/q/{token}/tickets/{ticket}")

@@ -288,6 +288,16 @@ STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用）�
 STATUS_WHITELIST = "已列入白名单：无事不扰（有效期至{until}）"
 STATUS_ROUTINE = "常规监管（双随机抽查）"
 STATUS_PRIORITY = "重点监管"
+# the decision's risk colour, as the firm reads it on its page (review 63: a white-listed
+# firm never saw its colour, a red one only inside a blocker); the names as rules' own
+# blocker text spells them ("风险等级为黄色（一般风险）")
+RISK_LEVEL_LINE = "风险等级：{level}"
+RISK_LEVEL_NAMES = {
+    "red": "红色（重大风险）",
+    "orange": "橙色（较大风险）",
+    "yellow": "黄色（一般风险）",
+    "blue": "蓝色（低风险）",
+}
 BOOK_FOR_THIS = "预约专家帮我整改"
 REFS_PRIVATE = "预约会附上对应的条款，仅您和上门专家可见，不计入监管统计。"
 # a rule the register names by a word (GEN:ledger) whose text the rules service cannot give now
