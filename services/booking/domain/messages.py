@@ -288,6 +288,13 @@ STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用）�
 STATUS_WHITELIST = "已列入白名单：无事不扰（有效期至{until}）"
 STATUS_ROUTINE = "常规监管（双随机抽查）"
 STATUS_PRIORITY = "重点监管"
+# the landing's tickets when none is open but the decision lists hazards (found by an
+# inspection and reported to rules, not by a visit of ours: they have no ticket here);
+# "暂无待整改隐患" under a list of hazards told the owner there was nothing to fix (review 63)
+HAZARDS_WITHOUT_TICKETS = (
+    "上方判定发现的隐患还没有整改单：预约专家上门指导后，专家开具的整改单会列在这里，"
+    "整改后可在此上传整改照片。"
+)
 # the decision's risk colour, as the firm reads it on its page (review 63: a white-listed
 # firm never saw its colour, a red one only inside a blocker); the names as rules' own
 # blocker text spells them ("风险等级为黄色（一般风险）")

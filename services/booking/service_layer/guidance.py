@@ -114,6 +114,7 @@ def firm_status(
         "status": status,
         "headline": headline,
         "risk": messages.RISK_LEVEL_LINE.format(level=level) if level else "",
+        "no_tickets": messages.HAZARDS_WITHOUT_TICKETS if status.findings else "",
         "blockers": [blocker_sentence(b, named) for b in status.blockers],
         "hazards": [finding_view(f, token, ctx) for f in status.findings],
         "all_url": order_link(
