@@ -153,7 +153,7 @@ def test_a_self_check_shows_the_major_hazard_and_stores_nothing(
     assert "不保存、不上报" in phone.content()
     shots(phone, "self-check")
     question = phone.locator('[id="q-dust.dry_collector_unprotected"]')
-    question.get_by_label("是").check()
+    question.get_by_label("是", exact=True).check()  # the group is named by its question
     phone.get_by_role("button", name="查看自查结果").click()
     major = phone.locator("#major .finding").filter(has_text="GM2023:11(3)")
     assert "干式除尘系统未采取泄爆、惰化、抑爆等任一种爆炸防控措施" in major.inner_text()

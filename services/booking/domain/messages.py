@@ -59,7 +59,13 @@ CANCEL_EARLIER_ORDER = "取消原预约{order_id}"
 
 # ---------------------------------------------------------------- proof of fix
 NO_PHOTO = "请上传整改后的照片（JPEG或PNG）"
-PHOTO_TOO_LARGE = "照片不能超过5MB"
+PHOTO_TOO_LARGE = "照片不能超过5MB，请在相机设置中调低照片尺寸（分辨率），或截图后重新选择"
+# a file chosen but empty (0 bytes: a photo not yet downloaded from a cloud album, a
+# failed copy): not "no photo", which the owner who picked one would not understand
+PHOTO_EMPTY = "所选照片是空文件（0字节），请重新拍照或选择照片"
+# the ticket page's script (static/photo.js) shrinking a camera photo over 5 MB
+PHOTO_SHRINKING = "照片较大，正在压缩，请稍候……"
+PHOTO_SHRUNK = "照片较大，已自动压缩后再上传。"
 PHOTO_NOT_IMAGE = "只接受JPEG或PNG格式的照片"
 UPLOAD_FAILED = "上传失败，请重新选择一张照片"
 PROOF_TOO_LONG = "说明最多{n}个字"
@@ -288,6 +294,23 @@ STATUS_UNAVAILABLE = "暂时无法获取企业状态（规则服务不可用）�
 STATUS_WHITELIST = "已列入白名单：无事不扰（有效期至{until}）"
 STATUS_ROUTINE = "常规监管（双随机抽查）"
 STATUS_PRIORITY = "重点监管"
+# the landing's tickets when none is open but the decision lists hazards (found by an
+# inspection and reported to rules, not by a visit of ours: they have no ticket here);
+# "暂无待整改隐患" under a list of hazards told the owner there was nothing to fix (review 63)
+HAZARDS_WITHOUT_TICKETS = (
+    "上方判定发现的隐患还没有整改单：预约专家上门指导后，专家开具的整改单会列在这里，"
+    "整改后可在此上传整改照片。"
+)
+# the decision's risk colour, as the firm reads it on its page (review 63: a white-listed
+# firm never saw its colour, a red one only inside a blocker); the names as rules' own
+# blocker text spells them ("风险等级为黄色（一般风险）")
+RISK_LEVEL_LINE = "风险等级：{level}"
+RISK_LEVEL_NAMES = {
+    "red": "红色（重大风险）",
+    "orange": "橙色（较大风险）",
+    "yellow": "黄色（一般风险）",
+    "blue": "蓝色（低风险）",
+}
 BOOK_FOR_THIS = "预约专家帮我整改"
 REFS_PRIVATE = "预约会附上对应的条款，仅您和上门专家可见，不计入监管统计。"
 # a rule the register names by a word (GEN:ledger) whose text the rules service cannot give now

@@ -108,10 +108,13 @@ def firm_status(
         headline = messages.STATUS_PRIORITY
     else:
         headline = messages.STATUS_ROUTINE
+    level = messages.RISK_LEVEL_NAMES.get(status.risk_level)
     return {
         "available": True,
         "status": status,
         "headline": headline,
+        "risk": messages.RISK_LEVEL_LINE.format(level=level) if level else "",
+        "no_tickets": messages.HAZARDS_WITHOUT_TICKETS if status.findings else "",
         "blockers": [blocker_sentence(b, named) for b in status.blockers],
         "hazards": [finding_view(f, token, ctx) for f in status.findings],
         "all_url": order_link(

@@ -215,3 +215,20 @@ def test_more_clause_refs_than_allowed_on_the_form_are_an_error_not_cut(site: Si
     page = site.order(token, key, clause_refs=refs)
     assert page.status_code == 400
     assert messages.TOO_MANY_CLAUSE_REFS.format(n=MAX_CLAUSE_REFS) in page.text
+
+
+def test_hazards_of_the_decision_without_tickets_are_not_called_none(site: Site) -> None:
+    """Review 63: a hazard rules knows (an inspection's) has no ticket here; the tickets
+    section under it said "暂无待整改隐患" (nothing to fix) and now says why it is empty.
+    A firm without hazards still reads "暂无待整改隐患"."""
+    firm, token = site.firm(43, high_risk_domains=["dust_explosion"], hazards=[RISK_REPORT])
+    site.sign_in(firm, token)
+    page = site.client.get(f"/q/{token}").text
+    tickets = page[page.index('id="tickets"') :]
+    assert "暂无待整改隐患" not in tickets
+    assert messages.HAZARDS_WITHOUT_TICKETS in tickets
+    clean, clean_token = site.firm(44)
+    site.client.cookies.clear()
+    site.sign_in(clean, clean_token, phone="13912345670")
+    page = site.client.get(f"/q/{clean_token}").text
+    assert "暂无待整改隐患" in page and messages.HAZARDS_WITHOUT_TICKETS not in page

@@ -90,6 +90,23 @@ def test_the_status_panel_links_each_hazard_to_a_prefilled_order() -> None:
     assert hazard["order_url"] == "/q/TOKEN/order?item=dust_explosion&ref=GM2023%3A11%283%29"
 
 
+@pytest.mark.parametrize(
+    ("level", "shown"),
+    [
+        ("blue", "风险等级：蓝色（低风险）"),
+        ("yellow", "风险等级：黄色（一般风险）"),
+        ("orange", "风险等级：橙色（较大风险）"),
+        ("red", "风险等级：红色（重大风险）"),
+        ("", ""),  # a decision without a colour (an older rules): no line, no raw value
+    ],
+)
+def test_the_panel_names_the_risk_colour(level: str, shown: str) -> None:
+    """Review 63: the firm reads its risk colour, a white-listed one too."""
+    ctx = context()
+    ctx.rules.statuses[FIRM] = FirmStatus("whitelist", level, "2027-06-01", "", (), (), ())
+    assert guidance.firm_status(ctx, FIRM, "TOKEN")["risk"] == shown
+
+
 def test_the_panel_says_when_rules_cannot_answer() -> None:
     ctx = context()
     ctx.rules.failure = RulesUnavailable("UNAVAILABLE", "down")

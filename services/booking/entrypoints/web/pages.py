@@ -323,7 +323,10 @@ class Pages:
         return {
             **data,
             "max_mb": MAX_PHOTO_BYTES // (1024 * 1024),
+            "max_bytes": MAX_PHOTO_BYTES,
             "proof_waiting": messages.PROOF_WAITING,
+            "photo_shrinking": messages.PHOTO_SHRINKING,
+            "photo_shrunk": messages.PHOTO_SHRUNK,
         }
 
     async def _own_firm(self, request: Request) -> FirmAccess:
@@ -395,6 +398,8 @@ class Pages:
                 refused = _proof_errors(form)
                 if refused:
                     return note, refused, 400
+                if "photo" in form.empty:  # a file was chosen, but it is empty
+                    return note, {"photo": [messages.PHOTO_EMPTY]}, 400
                 upload = form.photos.get("photo")
                 if upload is not None and upload.size > MAX_PHOTO_BYTES:
                     return note, {"photo": [messages.PHOTO_TOO_LARGE]}, 400

@@ -290,6 +290,7 @@ class VisitForm:
     photos: dict[str, Upload] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     csrf: str = ""
+    empty: set[str] = field(default_factory=set)  # file fields whose chosen file had 0 bytes
 
 
 @asynccontextmanager
@@ -345,6 +346,7 @@ class _Part:
     disposition: bytes = b""
     name: str = ""
     is_file: bool = False
+    named_file: bool = False  # a file was chosen (its filename not empty)
     text: bytearray = field(default_factory=bytearray)
     too_long: bool = False
     size: int = 0  # a photo's bytes as sent (also those past what is written)
@@ -441,6 +443,7 @@ class _Spool:
             raise FormRefused("a part without a name")
         part.name = options[b"name"].decode(self.charset, "replace")
         part.is_file = b"filename" in options
+        part.named_file = bool(options.get(b"filename"))
         if part.is_file:
             self.files += 1
             if self.files > MAX_FINDINGS:
@@ -514,7 +517,9 @@ class _Spool:
             else:
                 _text(self.form, part.name, typed(bytes(part.text).decode(self.charset, "replace")))
             return
-        if part.refused or not part.size:  # refused, or no file chosen
+        if part.refused or not part.size:  # refused, or no file chosen (or an empty one)
+            if not part.refused and part.named_file:
+                self.form.empty.add(part.name)
             return
         if part.size > MAX_PHOTO_BYTES or part.path is None:  # refused with the rest
             self.form.photos[part.name] = Upload(part.size, part.head, _never)
