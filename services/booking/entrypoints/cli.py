@@ -55,6 +55,7 @@ from services.common.http_server import start_http
 from services.common.instants import in_shanghai
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.regions import RegionsError, load_regions
+from services.common.secret_files import SecretFileError, check_private
 from services.common.security import client_credentials
 from services.common.values import trim
 
@@ -243,8 +244,16 @@ def load_keyring(path: Path) -> Keyring:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh)
         _log.warning("created a new QR signing key file", path=str(path))
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return Keyring({k: bytes.fromhex(v) for k, v in data["keys"].items()}, data["active"])
+    try:
+        check_private(path, "QR signing key file", readable=False)
+    except SecretFileError as exc:
+        raise SystemExit(f"refusing to start: {exc}") from None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Keyring({k: bytes.fromhex(v) for k, v in data["keys"].items()}, data["active"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # never the file's text: it is the keys (a bad hex digit is named by position)
+        raise SystemExit(f"refusing to start: QR signing key file {path}: {exc}") from None
 
 
 def _rules_token(args: argparse.Namespace) -> str:
