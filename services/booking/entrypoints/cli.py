@@ -101,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
             "http://127.0.0.1:8080",
             "base URL the QR codes point to",
         )
+        env_flag(
+            command,
+            "--trusted-proxies",
+            "BOOKING_TRUSTED_PROXIES",
+            "",
+            "reverse proxies (comma-separated IPs or networks) whose X-Forwarded-For and "
+            "X-Forwarded-Proto name the client: the per-address limits count phones, not "
+            "the proxy; empty: none trusted",
+        )
         env_flag(command, "--hotline", "BOOKING_HOTLINE", "12345", "hotline on the posters")
         env_flag(
             command,
@@ -599,6 +608,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         create_web_app(ctx, engine, on_outbox=worker.wake, staff=guard.tokens, uploads=uploads),
         host,
         int(http_port),
+        trusted_proxies=args.trusted_proxies,
     )
     running.server.start()
     worker.start()
