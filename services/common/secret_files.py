@@ -6,7 +6,8 @@ add a token or a key, so a server refuses to start with one. The QR keys are sec
 themselves (whoever reads them forges any firm's code), so that file may not be
 readable by others either; a tokens file is read by others harmlessly when it holds
 only `token_sha256` digests, so a readable one that holds tokens in clear is logged as
-a warning (`readable_by_others`), not refused.
+a warning (`readable_by_others`), not refused. A server's TLS private key
+(`--tls-key`) is held to the QR keys' rule: whoever reads it can pose as the server.
 """
 
 from __future__ import annotations

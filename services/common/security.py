@@ -111,6 +111,8 @@ def from_args(args: argparse.Namespace) -> Security:
     rate = float(args.rate)
     try:
         check_private(path, "tokens file")
+        if tls is not None:  # whoever reads it can pose as this server
+            check_private(tls.key, "TLS private key", readable=False)
         store = TokenStore.load(path)
     except (SecretFileError, TokenFileError) as exc:
         raise SystemExit(f"refusing to start: {exc}") from None

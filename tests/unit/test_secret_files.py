@@ -126,3 +126,18 @@ def test_a_new_key_file_and_dev_tokens_are_owner_only(tmp_path: Path) -> None:
     assert (tmp_path / "new" / "keys.json").stat().st_mode & 0o077 == 0
     security.write_dev_tokens(tmp_path / "dev-tokens.json")
     assert (tmp_path / "dev-tokens.json").stat().st_mode & 0o077 == 0
+
+
+def test_a_tls_private_key_others_may_read_is_refused(tmp_path: Path) -> None:
+    tokens = _write(tmp_path / "tokens.json", [GOOD])
+    (tmp_path / "server.pem").write_text("cert")
+    key = tmp_path / "server.key"
+    key.write_text("key")
+    key.chmod(0o644)
+    args = _args(tokens)
+    args.tls_cert, args.tls_key = str(tmp_path / "server.pem"), str(key)
+    with pytest.raises(SystemExit) as info:
+        security.from_args(args)
+    assert "TLS private key" in str(info.value)
+    key.chmod(0o600)
+    assert security.from_args(args).tls is not None
