@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +37,10 @@ from services.common.values import trim
 FIRM = "firm"  # the caller of a call admitted on the firm's QR token alone
 PUBLIC = "public"  # the caller of a public method, whatever credentials it sent
 _PER_HOST = frozenset({FIRM, PUBLIC})  # callers without a name: limited per remote host
+# callers the server names itself: a tokens-file entry may not take their place
+RESERVED_CALLERS = frozenset({FIRM, PUBLIC, "anonymous", "system"})
+_CALLER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
+_TOKEN_TEXT = re.compile(r"[!-~]+")  # printable ASCII, no space
 SCOPES = frozenset(
     {
         "rules.read",
@@ -76,8 +82,9 @@ def rule(*scopes: str, qr_ok: bool = False, public: bool = False) -> MethodRule:
 class TokenStore:
     """SHA-256 digests of the bearer tokens → principals."""
 
-    def __init__(self, entries: Mapping[bytes, Principal]) -> None:
+    def __init__(self, entries: Mapping[bytes, Principal], plain_tokens: int = 0) -> None:
         self._entries = dict(entries)
+        self.plain_tokens = plain_tokens  # entries of the file that gave the token in clear
 
     @classmethod
     def load(cls, path: Path | str) -> TokenStore:
@@ -86,31 +93,19 @@ class TokenStore:
             raw = data["tokens"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise TokenFileError(f"{path}: {exc}") from exc
+        if not isinstance(raw, list):
+            raise TokenFileError(f"{path}: tokens must be a list of entries")
         entries: dict[bytes, Principal] = {}
         for i, item in enumerate(raw):
             where = f"{path}: tokens[{i}]"
-            if not isinstance(item, dict) or not isinstance(item.get("caller"), str):
-                raise TokenFileError(f"{where}: needs a caller name")
-            scopes = frozenset(item.get("scopes", []))
-            if scopes - SCOPES:
-                raise TokenFileError(f"{where}: unknown scopes {sorted(scopes - SCOPES)}")
-            if "token_sha256" in item:
-                digest = bytes.fromhex(item["token_sha256"])
-            elif isinstance(item.get("token"), str) and len(item["token"]) >= 16:
-                digest = hashlib.sha256(item["token"].encode()).digest()
-            else:
-                raise TokenFileError(f"{where}: needs a token of 16+ characters or token_sha256")
-            region = item.get("region", "")
-            if not isinstance(region, str) or len(region) > 50:
-                raise TokenFileError(f"{where}: region must be a 镇街 or county name or code")
-            entries[digest] = Principal(
-                item["caller"],
-                scopes,
-                str(item.get("expert_id", "")),
-                _own_rate(item, where),
-                trim(region),
-            )
-        return cls(entries)
+            principal, digest = _entry(item, where)
+            if digest in entries:
+                # two entries for one token: which one's scopes count is not for the
+                # server to guess (the later one silently won: review 64 F3)
+                raise TokenFileError(f"{where}: the same token as another entry")
+            entries[digest] = principal
+        plain = sum(1 for item in raw if isinstance(item, dict) and "token" in item)
+        return cls(entries, plain)
 
     def principals(self) -> list[Principal]:
         """Every caller of the file (to check their regions at start)."""
@@ -124,6 +119,53 @@ class TokenStore:
             if hmac.compare_digest(stored, digest):
                 found = principal
         return found
+
+
+def _entry(item: object, where: str) -> tuple[Principal, bytes]:
+    """One entry of the tokens file as its principal and its token's SHA-256 digest;
+    TokenFileError naming the entry (never quoting a token) for anything else (review
+    64 F3: a bad `token_sha256`, `scopes` or `expert_id` was a bare traceback, a short
+    digest or a token with spaces an entry nobody could match, and a caller named like
+    the firm's or a staff member's took their place in the checks and the audit trail)."""
+    if not isinstance(item, dict) or not isinstance(item.get("caller"), str):
+        raise TokenFileError(f"{where}: needs a caller name")
+    caller = item["caller"]
+    if not _CALLER.fullmatch(caller) or caller in RESERVED_CALLERS:
+        raise TokenFileError(
+            f"{where}: caller must be 1-100 letters, digits, '-', '_', '.', '@' "
+            f"and not one of {sorted(RESERVED_CALLERS)}"
+        )
+    listed = item.get("scopes", [])
+    if not isinstance(listed, list) or not all(isinstance(s, str) for s in listed):
+        raise TokenFileError(f"{where}: scopes must be a list of scope names")
+    scopes = frozenset(listed)
+    if scopes - SCOPES:
+        raise TokenFileError(f"{where}: unknown scopes {sorted(scopes - SCOPES)}")
+    if "token_sha256" in item:
+        hexed = item["token_sha256"]
+        if "token" in item:
+            raise TokenFileError(f"{where}: give token or token_sha256, not both")
+        if not isinstance(hexed, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", hexed):
+            raise TokenFileError(f"{where}: token_sha256 must be 64 hex digits")
+        digest = bytes.fromhex(hexed)
+    elif isinstance(item.get("token"), str) and len(item["token"]) >= 16:
+        token = item["token"]
+        if not _TOKEN_TEXT.fullmatch(token):
+            raise TokenFileError(
+                f"{where}: a token is printable ASCII without spaces "
+                "(a header never carries another)"
+            )
+        digest = hashlib.sha256(token.encode()).digest()
+    else:
+        raise TokenFileError(f"{where}: needs a token of 16+ characters or token_sha256")
+    region = item.get("region", "")
+    if not isinstance(region, str) or len(region) > 50:
+        raise TokenFileError(f"{where}: region must be a 镇街 or county name or code")
+    expert_id = item.get("expert_id", "")
+    if not isinstance(expert_id, str) or len(expert_id) > 64:
+        raise TokenFileError(f"{where}: expert_id must be an expert id (text)")
+    principal = Principal(caller, scopes, expert_id, _own_rate(item, where), trim(region))
+    return principal, digest
 
 
 def _own_rate(item: Mapping[str, Any], where: str) -> tuple[float, float] | None:
@@ -163,7 +205,10 @@ def write_dev_tokens(path: Path) -> dict[str, str]:
             entry["expert_id"] = caller.removeprefix("dev-expert-")
         tokens.append(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"tokens": tokens}, indent=2), encoding="utf-8")
+    # created owner-only: never readable by others, not even for a moment
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"tokens": tokens}, indent=2))
     path.chmod(0o600)
     return {t["caller"]: t["token"] for t in tokens}
 

@@ -40,9 +40,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2  # noqa: F401  (A
 from grpc_status import rpc_status
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
 from services.common.auth import AuthInterceptor
 from services.common.context import Principal, bind, call_scope, current_caller
@@ -584,4 +588,32 @@ def create_app(gateways: Sequence[Gateway], extra: Sequence[Route] = ()) -> Star
         )
         return JSONResponse(body, status_code=405, headers={"Allow": "POST"})
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: wrong_method})
+    return Starlette(
+        routes=routes,
+        exception_handlers={404: not_found, 405: wrong_method},
+        middleware=[Middleware(NoStore)],
+    )
+
+
+class NoStore:
+    """Every answer `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`
+    (review 64 F5): answers carry the register's firms, contact mobiles and inspection
+    verdicts, which no proxy or browser cache in between may keep, and JSON is never to
+    be sniffed as a page."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: AsgiMessage) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Cache-Control"] = "no-store"
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -33,9 +33,15 @@ def start_http(
     *,
     log_level: str = "warning",
     tls: TlsFiles | None = None,
+    trusted_proxies: str = "",
 ) -> HttpServer:
     """Serve `app` on a thread; with `tls`, HTTPS (and with its client_ca, clients must
-    present a certificate signed by it: mutual TLS, as on the gRPC port)."""
+    present a certificate signed by it: mutual TLS, as on the gRPC port).
+    `trusted_proxies`: the reverse proxies (comma-separated addresses or networks) whose
+    X-Forwarded-For and X-Forwarded-Proto name the client and its scheme (review 64 F6:
+    behind a proxy every client had the proxy's address, so one stranger's failed
+    sign-ins refused every staff member's and the city shared one address's code
+    requests); "" trusts no header (a header from anyone else is never read)."""
     ssl: dict[str, Any] = {}
     if tls is not None:
         ssl = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
@@ -50,7 +56,8 @@ def start_http(
         access_log=False,
         lifespan="off",
         server_header=False,
-        proxy_headers=False,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
         **ssl,
     )
     server = uvicorn.Server(config)  # off the main thread it installs no signal handlers

@@ -8,8 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import structlog
 
-from services.common.auth import AuthInterceptor, MethodRule, TokenStore, write_dev_tokens
+from services.common.auth import (
+    AuthInterceptor,
+    MethodRule,
+    TokenFileError,
+    TokenStore,
+    write_dev_tokens,
+)
 
 __all__ = [
     "DEV_TOKENS",
@@ -21,7 +28,10 @@ __all__ = [
 ]
 from services.common.config import env_flag
 from services.common.ratelimit import Rate, RateLimiter
+from services.common.secret_files import SecretFileError, check_private, readable_by_others
 from services.common.server import TlsFiles
+
+_log = structlog.get_logger("security")
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,20 @@ def from_args(args: argparse.Namespace) -> Security:
             Path(args.tls_client_ca) if args.tls_client_ca else None,
         )
     rate = float(args.rate)
-    return Security(TokenStore.load(path), Rate(rate, 2 * rate) if rate > 0 else None, tls)
+    try:
+        check_private(path, "tokens file")
+        if tls is not None:  # whoever reads it can pose as this server
+            check_private(tls.key, "TLS private key", readable=False)
+        store = TokenStore.load(path)
+    except (SecretFileError, TokenFileError) as exc:
+        raise SystemExit(f"refusing to start: {exc}") from None
+    if store.plain_tokens and readable_by_others(path):
+        _log.warning(
+            "the tokens file holds tokens in clear and others may read it: "
+            "chmod o-r it, or keep token_sha256 digests only",
+            path=str(path),
+        )
+    return Security(store, Rate(rate, 2 * rate) if rate > 0 else None, tls)
 
 
 def client_credentials(

@@ -67,6 +67,7 @@ PHOTO_EMPTY = "所选照片是空文件（0字节），请重新拍照或选择�
 PHOTO_SHRINKING = "照片较大，正在压缩，请稍候……"
 PHOTO_SHRUNK = "照片较大，已自动压缩后再上传。"
 PHOTO_NOT_IMAGE = "只接受JPEG或PNG格式的照片"
+PHOTO_TOO_MANY_PIXELS = "照片尺寸过大（超过{megapixels}00万像素），请缩小后再上传"
 UPLOAD_FAILED = "上传失败，请重新选择一张照片"
 PROOF_TOO_LONG = "说明最多{n}个字"
 ALREADY_VERIFIED = "该整改单已复查通过，无需再提交"

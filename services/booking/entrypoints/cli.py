@@ -62,6 +62,7 @@ from services.common.http_server import start_http
 from services.common.instants import in_shanghai
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.regions import RegionsError, load_regions
+from services.common.secret_files import SecretFileError, check_private
 from services.common.security import client_credentials
 from services.common.values import trim
 
@@ -107,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
             "http://127.0.0.1:8080",
             "base URL the QR codes point to",
             type=public_url_arg,
+        )
+        env_flag(
+            command,
+            "--trusted-proxies",
+            "BOOKING_TRUSTED_PROXIES",
+            "",
+            "reverse proxies (comma-separated IPs or networks) whose X-Forwarded-For and "
+            "X-Forwarded-Proto name the client: the per-address limits count phones, not "
+            "the proxy; empty: none trusted",
         )
         env_flag(command, "--hotline", "BOOKING_HOTLINE", "12345", "hotline on the posters")
         env_flag(
@@ -252,10 +262,15 @@ def load_keyring(path: Path) -> Keyring:
             json.dump(data, fh)
         _log.warning("created a new QR signing key file", path=str(path))
     try:
+        check_private(path, "QR signing key file", readable=False)
+    except SecretFileError as exc:
+        raise OperatorError(f"refusing to start: {exc}", 2) from None
+    try:
         data = json.loads(path.read_text(encoding="utf-8"))
         keys = {str(k): bytes.fromhex(v) for k, v in data["keys"].items()}
         active = data["active"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # never the file's text: it is the keys
         raise OperatorError(
             f"configuration error: QR key file {path}: not "
             f'{{"active": id, "keys": {{id: hex}}}} ({type(exc).__name__})',
@@ -610,6 +625,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         create_web_app(ctx, engine, on_outbox=worker.wake, staff=guard.tokens, uploads=uploads),
         host,
         int(http_port),
+        trusted_proxies=args.trusted_proxies,
     )
     running.server.start()
     worker.start()

@@ -30,6 +30,7 @@ def _keys(tmp_path: Path) -> Path:
         ),
         encoding="utf-8",
     )
+    keys.chmod(0o600)  # the server refuses a signing key file others may read
     return keys
 
 

@@ -35,7 +35,10 @@ from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common.http_server import HttpServer, start_http
 from tests.booking_env import Pair, ledger_visit, running_pair
 
-CSP = "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'"
+CSP = (
+    "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)  # review 64 F7: frame-ancestors, base-uri, object-src
 
 
 def make_png(width: int = 4, height: int = 4) -> bytes:

@@ -592,3 +592,19 @@ def test_a_deeply_nested_body_is_400_not_500(served: Running) -> None:
         status = _status(answer)
         assert status["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
         assert set(_violations(status)) <= {"body", "profile.facts['k']"}
+
+
+def test_every_answer_is_no_store_and_nosniff(served: Running) -> None:
+    """Answers carry the register's firms and contact mobiles: no cache in between may
+    keep them, and JSON is never sniffed as a page (review 64 F5), refusals and unknown
+    routes included."""
+    answers = [
+        post(served.http, "ListWhitelist", {}, headers=bearer("writer")),
+        post(served.http, "ListWhitelist", {}),  # no token: 401
+        post(served.http, "ListWhitelist", {}, headers=bearer("evaluator")),  # no scope: 403
+        httpx.post(f"{served.http}/v1/rules/NoSuchMethod", json={}, timeout=30),
+    ]
+    assert [a.status_code for a in answers] == [200, 401, 403, 404]
+    for answer in answers:
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-content-type-options"] == "nosniff"

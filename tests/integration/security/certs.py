@@ -64,5 +64,6 @@ def make_pki(folder: Path) -> dict[str, Path]:
         cert = _cert(name, key, ca_name, ca_key, ca=False, server=server)
         (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         (folder / f"{name}.key").write_bytes(_pem_key(key))
+        (folder / f"{name}.key").chmod(0o600)  # a server refuses a key others may read
         out[name], out[f"{name}_key"] = folder / f"{name}.pem", folder / f"{name}.key"
     return out

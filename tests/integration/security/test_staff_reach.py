@@ -113,3 +113,34 @@ def test_stats_keep_a_region_inspector_to_its_area(
             stats("local", outside)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert refused.value.details() == messages.REGION_OUTSIDE_AREA
+
+
+def test_no_one_acts_outside_their_reach_over_grpc(
+    reach: tuple[Pair, booking_pb2_grpc.BookingServiceStub],
+) -> None:
+    """Review 64: an expert rechecks only what they found and records only their own
+    visits; a region-limited inspector rechecks only its area's tickets; each refusal
+    changes nothing (the ticket still open for whoever may)."""
+    pair, stub = reach
+    theirs = _visited(pair, 2, THERE, "E2")
+    before = [
+        t for t in pair.booking.ListTickets(bpb.ListTicketsRequest(), timeout=10).tickets
+        if t.order_id == theirs
+    ]  # fmt: skip
+    ticket_id = before[0].ticket_id
+    for name in ("e1", "local"):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.RecheckTicket(
+                bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True),
+                metadata=_bearer(name),
+                timeout=10,
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.RecordVisit(ledger_visit(theirs, "台账x"), metadata=_bearer("e1"), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    after = [
+        t for t in pair.booking.ListTickets(bpb.ListTicketsRequest(), timeout=10).tickets
+        if t.order_id == theirs
+    ]  # fmt: skip
+    assert [t.status for t in after] == [t.status for t in before]

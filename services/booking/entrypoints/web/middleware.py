@@ -114,8 +114,11 @@ SECURITY_HEADERS = {
     # browsers send "Origin: null" with the pages' own posts (Fetch), which OriginCheck
     # could not tell from another site's.
     "Referrer-Policy": "same-origin",
+    # frame-ancestors: X-Frame-Options' successor; base-uri: an injected <base> would
+    # re-point every relative link and form of the page (review 64 F7)
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'"
+        "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
     ),
     "X-Frame-Options": "DENY",
 }
