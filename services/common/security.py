@@ -26,7 +26,7 @@ __all__ = [
     "from_args",
     "write_dev_tokens",
 ]
-from services.common.config import env_flag
+from services.common.config import OperatorError, env_flag
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.secret_files import SecretFileError, check_private, readable_by_others
 from services.common.server import TlsFiles
@@ -114,8 +114,10 @@ def from_args(args: argparse.Namespace) -> Security:
         if tls is not None:  # whoever reads it can pose as this server
             check_private(tls.key, "TLS private key", readable=False)
         store = TokenStore.load(path)
-    except (SecretFileError, TokenFileError) as exc:
-        raise SystemExit(f"refusing to start: {exc}") from None
+    except SecretFileError as exc:
+        raise OperatorError(f"refusing to start: {exc}", 2) from None
+    except TokenFileError as exc:  # one line naming the entry (config.operator_problem)
+        raise OperatorError(f"configuration error: tokens file {exc}", 2) from None
     if store.plain_tokens and readable_by_others(path):
         _log.warning(
             "the tokens file holds tokens in clear and others may read it: "

@@ -123,6 +123,7 @@ def test_a_qr_key_file_that_is_not_one_is_one_line(
 ) -> None:
     keys = tmp_path / "qr-keys.json"
     keys.write_text(text, encoding="utf-8")
+    keys.chmod(0o600)  # private, as a key file must be: what is checked is its content
     code = booking_cli.main(
         ["sweep", "--qr-keys", str(keys), "--db", f"sqlite:///{tmp_path / 'b.db'}",
          "--rules", "127.0.0.1:1"]

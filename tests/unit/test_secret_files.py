@@ -13,6 +13,7 @@ import pytest
 from services.booking.entrypoints.cli import load_keyring
 from services.common import security
 from services.common.auth import TokenFileError, TokenStore
+from services.common.config import OperatorError
 
 GOOD = {"token": "long-enough-token-123", "caller": "x", "scopes": ["rules.read"]}
 
@@ -77,7 +78,7 @@ def _args(tokens: Path) -> argparse.Namespace:
 def test_a_server_refuses_a_tokens_file_others_may_write(tmp_path: Path) -> None:
     path = _write(tmp_path / "tokens.json", [GOOD])
     path.chmod(0o666)
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(OperatorError) as info:
         security.from_args(_args(path))
     assert "tokens file" in str(info.value) and "go-w" in str(info.value)
     path.chmod(0o644)  # readable: a warning, not a refusal (digests only are harmless)
@@ -86,7 +87,7 @@ def test_a_server_refuses_a_tokens_file_others_may_write(tmp_path: Path) -> None
 
 def test_a_bad_tokens_file_ends_the_start_with_one_line_not_a_traceback(tmp_path: Path) -> None:
     path = _write(tmp_path / "tokens.json", [{"token_sha256": "zz", "caller": "x"}])
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(OperatorError) as info:
         security.from_args(_args(path))
     assert "tokens[0]" in str(info.value)
 
@@ -101,7 +102,7 @@ def _keys(path: Path, mode: int) -> Path:
 def test_the_qr_signing_keys_may_not_be_read_by_others_or_written_by_the_group(
     tmp_path: Path, mode: int
 ) -> None:
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(OperatorError) as info:
         load_keyring(_keys(tmp_path / "keys.json", mode))
     assert "QR signing key file" in str(info.value)
     assert "ab" * 32 not in str(info.value)
@@ -116,7 +117,7 @@ def test_a_bad_key_file_is_refused_without_quoting_its_keys(tmp_path: Path) -> N
     path = tmp_path / "keys.json"
     path.write_text(json.dumps({"active": "k1", "keys": {"k1": "ab" * 31 + "zz"}}))
     path.chmod(0o600)
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(OperatorError) as info:
         load_keyring(path)
     assert "ab" * 31 not in str(info.value)
 
@@ -136,7 +137,7 @@ def test_a_tls_private_key_others_may_read_is_refused(tmp_path: Path) -> None:
     key.chmod(0o644)
     args = _args(tokens)
     args.tls_cert, args.tls_key = str(tmp_path / "server.pem"), str(key)
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(OperatorError) as info:
         security.from_args(args)
     assert "TLS private key" in str(info.value)
     key.chmod(0o600)
