@@ -197,7 +197,7 @@ def test_the_longest_citation_wraps_on_a_phone_and_reads_as_text(
     """Review 70: a national clause on the firm's pages is cited as documents cite it; the
     2017 化工 判定标准's long title wraps inside the card at 360 px, in the page's own
     size and colour (not a small grey code)."""
-    firm, token = _woodworks(live)
+    _firm, token = _woodworks(live)
     live.pair.register_firm(
         31,
         name="义乌市森木家具厂",
