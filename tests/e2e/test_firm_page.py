@@ -26,6 +26,9 @@ from tests.e2e.conftest import Live
 from tests.e2e.test_phone_page import fits_phone
 
 MOBILE = "13912345678"
+# GM2023:11(3) as inspection documents (and the firm's pages: review 70) cite it
+GM_11_3 = "《工贸企业重大事故隐患判定标准》第十一条第（三）项"
+CHEM_11 = "《化工和危险化学品生产经营单位重大生产安全事故隐患判定标准（试行）》第十一项"
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts")) / "firm_page"
 
 
@@ -155,12 +158,13 @@ def test_a_self_check_shows_the_major_hazard_and_stores_nothing(
     question = phone.locator('[id="q-dust.dry_collector_unprotected"]')
     question.get_by_label("是", exact=True).check()  # the group is named by its question
     phone.get_by_role("button", name="查看自查结果").click()
-    major = phone.locator("#major .finding").filter(has_text="GM2023:11(3)")
+    major = phone.locator("#major .finding").filter(has_text=GM_11_3)
     assert "干式除尘系统未采取泄爆、惰化、抑爆等任一种爆炸防控措施" in major.inner_text()
     shots(phone, "self-check-result")
     major.get_by_role("link", name="预约专家帮我整改").click()
     assert phone.get_by_label("粉尘防爆").is_checked()
-    assert "GM2023:11(3)" in phone.locator("#clause-refs").inner_text()
+    refs = phone.locator("#clause-refs").inner_text()
+    assert GM_11_3 in refs and "GM2023:" not in refs
     shots(phone, "self-check-order")
     assert _registers(live, firm) == before  # nothing stored in either register
 
@@ -185,3 +189,34 @@ def test_wrong_codes_are_refused_in_chinese(live: Live, phone: Any, shots: Any) 
     assert phone.context.cookies() == [] or all(
         c["name"] != "firm_session" for c in phone.context.cookies()
     )
+
+
+def test_the_longest_citation_wraps_on_a_phone_and_reads_as_text(
+    live: Live, phone: Any, shots: Any
+) -> None:
+    """Review 70: a national clause on the firm's pages is cited as documents cite it; the
+    2017 化工 判定标准's long title wraps inside the card at 360 px, in the page's own
+    size and colour (not a small grey code)."""
+    _firm, token = _woodworks(live)
+    live.pair.register_firm(
+        31,
+        name="义乌市森木家具厂",
+        industry="light_industry",
+        high_risk_domains=["dust_explosion"],
+        hazards=[
+            {"hazard_id": "H-31-2", "clause_ref": "CHEM2017:11", "severity": "major",
+             "found_on": "2026-05-20", "due_on": "2026-06-19", "status": "open"},
+        ],
+    )  # fmt: skip
+    _sign_in(phone, live, token, shots)
+    cite = phone.locator(".finding .cite").filter(has_text=CHEM_11)
+    assert cite.count() == 1 and "CHEM2017" not in phone.locator("main").inner_text()
+    card = phone.locator(".finding").filter(has_text=CHEM_11).bounding_box()
+    box = cite.bounding_box()
+    assert box["x"] >= card["x"] and box["x"] + box["width"] <= card["x"] + card["width"]
+    assert box["height"] > 30  # on more than one line: wrapped, not cut or overflowing
+    style = cite.evaluate(
+        "e => { const s = getComputedStyle(e); return [s.fontSize, s.color, s.whiteSpace] }"
+    )
+    assert style == ["16px", "rgb(29, 35, 41)", "normal"]  # the body's size and colour
+    shots(phone, "chem-citation")  # fits_phone: nothing wider than 360 px

@@ -32,6 +32,8 @@ from tests.integration.booking.test_web_review_47a import expert_at_order
 RISK_REPORT_TEXT = "未按规定每季度至少报告一次安全风险"  # rulesets/gen.yaml risk_report
 GM_3_1 = "GM2023:3(1)"
 GM_3_1_TEXT = "未对承包单位、承租单位的安全生产工作统一协调、管理"  # rulesets/gm2023.yaml 3(1)
+# GM2023:3(1) as inspection documents cite it (labels.cited; review 70: the firm's pages too)
+GM_3_1_CITED = "《工贸企业重大事故隐患判定标准》第三条第（一）项"
 PHONE_BRAND = "安全生产 · 扫码点单"
 STAFF_BRAND = "安全生产 · 工作人员"
 
@@ -60,7 +62,8 @@ def test_the_order_form_and_the_order_show_a_worded_rule_by_its_text(site: Site)
     form = site.client.get(f"{link}&ref={GM_3_1}")
     assert form.status_code == 200
     refs = element(form.text, "clause-refs")
-    assert RISK_REPORT_TEXT in refs and GM_3_1 in refs and GM_3_1_TEXT in refs
+    assert RISK_REPORT_TEXT in refs and GM_3_1_CITED in refs and GM_3_1_TEXT in refs
+    assert GM_3_1 not in refs  # cited, not the machine id (review 70)
     assert "GEN:" not in shown(form.text)
     # the refs still travel with the form, to be stored on the order
     sent = re.findall(r'name="clause_refs" value="([^"]+)"', form.text)
@@ -75,7 +78,8 @@ def test_the_order_form_and_the_order_show_a_worded_rule_by_its_text(site: Site)
     assert placed.status_code == 303, placed.text
     order = site.client.get(placed.headers["location"]).text
     refs = element(order, "clause-refs")
-    assert RISK_REPORT_TEXT in refs and GM_3_1 in refs and GM_3_1_TEXT in refs
+    assert RISK_REPORT_TEXT in refs and GM_3_1_CITED in refs and GM_3_1_TEXT in refs
+    assert GM_3_1 not in refs
     assert "GEN:" not in shown(order)
 
 
@@ -89,7 +93,8 @@ def test_a_worded_rule_without_its_text_is_not_shown_by_its_code(site: Site) -> 
     site.pair.ctx.rules.clause = unreachable  # type: ignore[method-assign]
     form = site.client.get(f"/q/{token}/order?ref=SMALL:smoke&ref={GM_3_1}")
     refs = element(form.text, "clause-refs")
-    assert messages.CLAUSE_TEXT_UNAVAILABLE in refs and GM_3_1 in refs
+    # the national clause still cited, from the standards' names cached at start
+    assert messages.CLAUSE_TEXT_UNAVAILABLE in refs and GM_3_1_CITED in refs
     assert "SMALL:" not in shown(form.text)
 
 
@@ -350,3 +355,38 @@ def test_the_same_clause_twice_comes_back_numbered_as_typed(sqlite_web: Web) -> 
     form["desc_2"] = "三号"  # corrected: three findings, the same clause twice
     done = c.post(f"/staff/orders/{order_id}/visit", data=form)
     assert done.status_code == 303
+
+
+# -- review 70: the firm's pages cite a national clause as inspection documents do ---------
+
+CHEM_TITLE = "化工和危险化学品生产经营单位重大生产安全事故隐患判定标准（试行）"
+
+
+def _hazard(n: int, ref: str, severity: str = "major") -> dict[str, str]:
+    return {
+        "hazard_id": f"H-70-{n}",
+        "clause_ref": ref,
+        "severity": severity,
+        "found_on": "2026-05-20",
+        "due_on": "2026-06-19",
+        "status": "open",
+    }
+
+
+def test_the_firm_pages_cite_a_national_clause_not_its_id(site: Site) -> None:  # noqa: F811
+    """Review 70: the landing page's hazards, the order form they fill and the self-check
+    name a national clause as staff and inspection documents cite it, never by its id."""
+    hazards = [_hazard(1, "FIRE35181:6.2"), _hazard(2, "CHEM2017:11"), _hazard(3, GM_3_1)]
+    firm, token = site.firm(70, high_risk_domains=["dust_explosion"], hazards=hazards)
+    site.sign_in(firm, token)
+    landing = shown(site.client.get(f"/q/{token}").text)
+    for cited in ("GB 35181-2017 第6.2条", f"《{CHEM_TITLE}》第十一项", GM_3_1_CITED):
+        assert cited in landing
+    assert not re.search(r"(FIRE35181|CHEM2017|GM2023):", landing)
+    links = [link for link in _order_links(site.client.get(f"/q/{token}").text) if "FIRE" in link]
+    form = site.client.get(links[0])
+    assert "GB 35181-2017 第6.2条" in element(form.text, "clause-refs")
+    assert "FIRE35181:" not in shown(form.text)
+    questions = shown(site.client.get(f"/q/{token}/self-check").text)
+    assert "《工贸企业重大事故隐患判定标准》第十一条第（" in questions  # the dust questions
+    assert not re.search(r"(FIRE35181|CHEM2017|GM2023):", questions)

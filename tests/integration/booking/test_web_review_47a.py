@@ -229,7 +229,7 @@ def test_a_revocation_names_a_rule_named_by_a_word_by_its_title_not_its_code(
     """Review 53 N10: the firm read "白名单因事件撤销：发现重大隐患 SMALL:evacuation" had the
     hazard cited a rule the register names by a word; it reads the rule's title, as every
     firm page shows such a rule (shown_clause). A national standard's numbered clause is
-    named by its number, as the page's clause lists name it (shown_ref)."""
+    cited as the page's clause lists cite it (labels.cited; review 70)."""
     pair = site.pair
     shown = []
     for n, ref in ((49, "SMALL:evacuation"), (50, "GM2023:3(2)")):
@@ -249,7 +249,8 @@ def test_a_revocation_names_a_rule_named_by_a_word_by_its_title_not_its_code(
         shown += [s for s in found if "白名单因事件撤销" in s]
     assert shown == [
         f"{day} 白名单因事件撤销：发现重大隐患“疏散通道安全出口堵塞”",
-        f"{day} 白名单因事件撤销：发现重大隐患 GM2023:3(2)",
+        # review 70: a national clause cited as inspection documents cite it (labels.cited)
+        f"{day} 白名单因事件撤销：发现重大隐患 《工贸企业重大事故隐患判定标准》第三条第（二）项",
     ]
 
 

@@ -162,6 +162,8 @@ def shown_clause(ref: str, text: str) -> ShownClause:
 NUMBERED_BY_ITEM = frozenset({"CHEM2017"})
 _ARTICLE = re.compile(r"([0-9]{1,2})(?:\(([0-9]{1,2})\))?")
 _DIGITS = "零一二三四五六七八九"
+# a national clause's ref inside a sentence: GM2023:3(2), FIRE35181:6.2, CHEM2017:12
+_NATIONAL_REF = re.compile(r"\b[A-Z][A-Z0-9]{1,15}:[0-9]{1,2}(?:\.[0-9]{1,2})*(?:\([0-9]{1,2}\))?")
 
 
 def chinese_number(n: int) -> str:
@@ -230,6 +232,11 @@ def environment(
         standard_id = ref.partition(":")[0]
         return cited(ref, standards(standard_id) if standards else None)
 
+    def cite_in(sentence: str) -> str:
+        """A sentence from the rules service (a blocker's reason: 发现重大隐患 GM2023:3(2))
+        with each national clause's ref cited as `cited_ref` cites it (review 70)."""
+        return _NATIONAL_REF.sub(lambda m: cited_ref(m.group(0)), sentence)
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,  # every template is HTML: escape everything
@@ -254,5 +261,6 @@ def environment(
         shown_ref=shown_ref,
         shown_clause=shown_clause,
         cited_ref=cited_ref,
+        cite_in=cite_in,
     )
     return env
