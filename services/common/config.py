@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
 from services.common import logging as common_logging
 
 
@@ -54,11 +56,22 @@ def command_line(prog: str, description: str, env_prefix: str) -> argparse.Argum
     return parser
 
 
+class StoppedWhileStarting(BaseException):
+    """A stop signal arrived before a server was up (`server.StopSignal`): its start-up
+    is abandoned where it stood (a migration's transaction rolls back) and the command
+    exits 0, as after a drain. A BaseException, so no `except Exception` on the way
+    swallows it."""
+
+
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """Parse, set up logging, run the chosen command; Ctrl-C exits 130."""
+    """Parse, set up logging, run the chosen command; Ctrl-C exits 130, a server stopped
+    while it was starting 0."""
     args = parser.parse_args(argv)
     common_logging.configure(args.log_level, json=args.log_json)
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
         return 130
+    except StoppedWhileStarting as stopped:
+        structlog.get_logger("server").info("stopped while starting", signal=str(stopped))
+        return 0
