@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
 from services.common import logging as common_logging
 
 
@@ -114,15 +116,26 @@ def operator_problem(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
+class StoppedWhileStarting(BaseException):
+    """A stop signal arrived before a server was up (`server.StopSignal`): its start-up
+    is abandoned where it stood (a migration's transaction rolls back) and the command
+    exits 0, as after a drain. A BaseException, so no `except Exception` on the way
+    swallows it."""
+
+
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """Parse, set up logging, run the chosen command; Ctrl-C exits 130. An error of the
-    operator's setting (operator_problem) is one line on stderr, exit 1 or 2."""
+    """Parse, set up logging, run the chosen command; Ctrl-C exits 130, a server stopped
+    while it was starting 0. An error of the operator's setting (operator_problem) is one
+    line on stderr, exit 1 or 2."""
     args = parser.parse_args(argv)
     common_logging.configure(args.log_level, json=args.log_json)
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
         return 130
+    except StoppedWhileStarting as stopped:
+        structlog.get_logger("server").info("stopped while starting", signal=str(stopped))
+        return 0
     except Exception as exc:
         problem = operator_problem(exc)
         if problem is None:

@@ -159,9 +159,7 @@ def run_children(module: str, argv: Sequence[str], count: int, address: str) -> 
     os.close(handle)
     os.environ[LOG_LOCK] = log_lock  # the parent's own lines take it too
     env = {**os.environ, READY_DIR: str(ready), PARENT_PID: str(os.getpid())}
-    children = [
-        subprocess.Popen([sys.executable, "-m", module, *argv], env=env) for _ in range(count)
-    ]
+    children: list[subprocess.Popen[bytes]] = []
     stopping = threading.Event()
 
     def forward(signum: int, _frame: object) -> None:
@@ -170,8 +168,16 @@ def run_children(module: str, argv: Sequence[str], count: int, address: str) -> 
             if child.poll() is None:
                 child.send_signal(signum)
 
+    # installed before the first child starts: a signal while they start is passed on to
+    # those started, and no more are (the parent never dies leaving children and files)
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    for _ in range(count):
+        if stopping.is_set():
+            break
+        children.append(subprocess.Popen([sys.executable, "-m", module, *argv], env=env))
+    if stopping.is_set():  # again: one started as the signal came may have missed it
+        forward(signal.SIGTERM, None)
     started = _wait_ready(ready, children, stopping)
     failed_start = not started and not stopping.is_set()  # not a stop asked for
     if started:

@@ -28,7 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
-from services.common.config import OperatorError, env_flag
+from services.common.config import OperatorError, StoppedWhileStarting, env_flag
 from services.common.context import deadline_in, no_call_ended
 from services.common.db import SQLITE_SYNCHRONOUS, DatabaseReadOnly, DbTimeouts, ping
 from services.common.interceptors import (
@@ -459,18 +459,43 @@ def cannot_listen(what: str, address: str) -> str:
 STOP_POLL_SECONDS = 0.2
 
 
-def catch_stop_signals() -> threading.Event:
+class StopSignal(threading.Event):
+    """Set by SIGTERM/SIGINT. Until `serving()` is called a signal also raises
+    `StoppedWhileStarting` in the main thread, so a start-up that waits (a database that
+    does not answer, another replica's migration lock, a connect timeout) ends at once
+    instead of when the wait does; from `serving()` on it only sets the event, and the
+    server drains."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._serving = False
+        self.signal_name = ""
+
+    def serving(self) -> None:
+        """Start-up passed the point where abandoning it could leave anything behind
+        (threads, a bound port): a stop from now on drains."""
+        self._serving = True
+
+    def handle(self, signum: int, _frame: object) -> None:
+        # no log line here: the handler runs in the main thread between two bytecodes,
+        # perhaps inside a log write that holds the stderr lock (not reentrant): logging
+        # from it hung the process for good (review 69); the waiter logs instead
+        first = not self.is_set()
+        if first:
+            self.signal_name = signal.Signals(signum).name
+        self.set()
+        if first and not self._serving:  # once: a second would break the first's unwinding
+            raise StoppedWhileStarting(self.signal_name)
+
+
+def catch_stop_signals() -> StopSignal:
     """Install the SIGTERM/SIGINT handlers now and return the event they set. An entry
     point calls this before it starts anything, so a signal sent while it is still
-    starting stops it gracefully instead of killing it mid-start."""
-    stop = threading.Event()
-
-    def handle(signum: int, _frame: object) -> None:
-        _log.info("shutting down", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    starting stops it at once and quietly (exit 0, `StoppedWhileStarting`, caught by
+    `config.run_command`), and one sent once it serves (`StopSignal.serving`) drains."""
+    stop = StopSignal()
+    signal.signal(signal.SIGTERM, stop.handle)
+    signal.signal(signal.SIGINT, stop.handle)
     return stop
 
 
@@ -479,6 +504,7 @@ def wait_for_stop(stop: threading.Event) -> None:
     signal delivered to any thread is handled."""
     while not stop.wait(STOP_POLL_SECONDS):
         pass
+    _log.info("shutting down", signal=getattr(stop, "signal_name", "") or None)
 
 
 def serve_until_signalled(
@@ -493,7 +519,11 @@ def serve_until_signalled(
     already sent is still taken and finished, and once no call has been in progress for
     `settle_seconds` the server stops; calls still running then get what is left of
     `grace_seconds` before they are cancelled."""
-    wait_for_stop(stop if stop is not None else catch_stop_signals())
+    if stop is None:
+        stop = catch_stop_signals()
+    if isinstance(stop, StopSignal):
+        stop.serving()
+    wait_for_stop(stop)
     _log.info("draining", grace_seconds=grace_seconds)
     drain(running, grace_seconds, settle_seconds)
     if on_stop:

@@ -16,6 +16,7 @@ SCRIPT = textwrap.dedent(
     from services.common import server
 
     stop = server.catch_stop_signals()
+    SERVING
 
     def aim_at_this_thread():
         time.sleep(1.0)  # the main thread is in its wait by then
@@ -30,19 +31,73 @@ SCRIPT = textwrap.dedent(
 
 def test_a_sigterm_delivered_to_another_thread_stops_the_wait():
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", SCRIPT.replace("SERVING", "stop.serving()")],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "stopped"
 
 
-def test_a_sigterm_sent_while_starting_is_kept_for_the_wait():
-    """Installed before the server starts: a signal that arrives during start-up is not
-    the default action (death mid-start) but a stop the wait sees at once."""
+def test_a_sigterm_sent_once_serving_is_kept_for_the_wait():
+    """Once the server is being built (`serving()`), a signal that arrives before the
+    wait is not lost: the wait sees it at once and the server drains."""
     early = SCRIPT.replace(
         "threading.Thread(target=aim_at_this_thread).start()",
         "signal.raise_signal(signal.SIGTERM)",
-    )
+    ).replace("SERVING", "stop.serving()")
     done = subprocess.run([sys.executable, "-c", early], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "stopped"
+
+
+def test_a_sigterm_before_serving_abandons_the_start():
+    """Before `serving()` a signal raises StoppedWhileStarting in the main thread (what
+    `run_command` turns into exit 0), once: a second signal while the first unwinds does
+    not raise again (review 69)."""
+    early = SCRIPT.replace(
+        "threading.Thread(target=aim_at_this_thread).start()",
+        "try:\n    signal.raise_signal(signal.SIGTERM)\n"
+        "except server.StoppedWhileStarting:\n    signal.raise_signal(signal.SIGINT)\n"
+        "    print('abandoned')",
+    ).replace("SERVING", "pass")
+    done = subprocess.run([sys.executable, "-c", early], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = [line for line in done.stdout.splitlines() if "shutting down" not in line]
+    assert printed == ["abandoned", "stopped"]
+
+
+def test_a_signal_inside_a_log_write_does_not_hang():
+    """The handler ran while the main thread was inside a log line's write, holding the
+    stderr lock (not reentrant), and logged "shutting down" itself: it waited on its own
+    lock for good, deaf to every later signal (`serve --processes 2`, Ctrl-C while a child
+    logged; review 69). The handler logs nothing now; the waiter does."""
+    script = textwrap.dedent(
+        """
+        import io, signal, sys
+        import structlog
+        from services.common import logging as common_logging, server
+
+        class Stderr(io.StringIO):
+            def write(self, text):
+                if "first line" in text:
+                    signal.raise_signal(signal.SIGTERM)  # the handler runs in this write
+                return super().write(text)
+
+        sys.stderr = Stderr()
+        common_logging.configure("info", json=True)
+        stop = server.catch_stop_signals()
+        stop.serving()
+        structlog.get_logger("t").info("first line")
+        server.wait_for_stop(stop)
+        sys.__stdout__.write(sys.stderr.getvalue())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert '"first line"' in events[0]
+    assert '"shutting down"' in events[1] and "SIGTERM" in events[1]

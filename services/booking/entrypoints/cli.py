@@ -597,7 +597,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from services.booking.entrypoints.web.uploads import Uploads
 
     guard = security.from_args(args)  # before anything else: refuse to run open
-    signalled = common_server.catch_stop_signals()  # a SIGTERM while starting drains too
+    # a stop while migrating ends the start at once (exit 0); once the server is being
+    # built, it drains
+    signalled = common_server.catch_stop_signals()
     limits = common_server.limits_from(args)
     engine = make_engine(
         args.db,
@@ -609,6 +611,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ctx = _context(args)
     _check_token_regions(guard, ctx)
     warn_console_sms(ctx, dev=bool(getattr(args, "dev", False)))
+    signalled.serving()
     worker = OutboxWorker(lambda: SqlUnitOfWork(engine), ctx.rules)
     running = grpc_server.build(
         ctx,

@@ -311,12 +311,15 @@ def _database(url: str, args: argparse.Namespace | None = None) -> Engine:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     guard = security.from_args(args)  # before anything else: refuse to run open
+    # a stop while loading or migrating ends the start at once (exit 0); once the server
+    # is being built, it drains
+    signalled = common_server.catch_stop_signals()
     rulebook = load_rulebook(args.rulesets)
     count = args.processes or processes.cpu_count()
     if count > 1 and not args.shared_port:
         return serve_processes(args, count)
-    signalled = common_server.catch_stop_signals()  # a SIGTERM while starting drains too
     engine = _database(args.db, args)
+    signalled.serving()
     running = grpc_server.build(
         rulebook,
         engine=engine,

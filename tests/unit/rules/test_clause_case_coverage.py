@@ -177,3 +177,26 @@ def test_each_clause_has_an_out_of_scope_case_when_it_is_scoped(
         ):
             missing.append(clause.ref)
     assert not missing, missing
+
+
+def test_each_venue_type_of_a_scope_breaches_alone(rulebook: Rulebook) -> None:
+    """A scope's venue list is an 或者 too: each venue type has a breaching case whose firm
+    lists it and no other venue type of that scope, so dropping one from the ruleset
+    makes a case fail (removing FIRE35181 6.1's tank_area case went unnoticed; review 69)."""
+    missing = []
+    for clause in _clauses(rulebook, NATIONAL):
+        cases = _cases(clause, rulebook)
+        for scope in clause.scopes:
+            if len(scope.venues) < 2:
+                continue
+            for venue in sorted(scope.venues):
+                others = scope.venues - {venue}
+                if not any(
+                    case["breach"]
+                    and venue in firm.venues
+                    and not (others & firm.venues)
+                    and clause.applies_to(firm)
+                    for case, firm in cases
+                ):
+                    missing.append(f"{clause.ref} venue {venue}")
+    assert not missing, missing

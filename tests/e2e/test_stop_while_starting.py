@@ -1,0 +1,81 @@
+"""A stop signal while a server is still starting ends it at once and quietly (review 69).
+
+The handlers are installed before start-up (stop 34), but they only set an event the
+drain waits for: a start-up that waited — here on the migration lock another replica
+holds — went on waiting with the SIGTERM in hand (until the lock or the statement
+timeout, then a traceback), where before the handlers it died at once. Now a signal
+before the server is built abandons the start (the migration's transaction rolls back),
+exit 0, no traceback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from services.common.migrations import MIGRATION_LOCK
+from tests.support import ROOT
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def fresh_pg() -> Iterator[str]:
+    name = f"rules_stop_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_while_waiting_for_the_migration_lock_ends_the_start(
+    fresh_pg: str, tmp_path: Path, signum: signal.Signals
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [{"token": "t" * 32, "caller": "c", "scopes": []}]}))
+    holder = create_engine(fresh_pg)
+    watcher = create_engine(fresh_pg, isolation_level="AUTOCOMMIT")
+    with holder.connect() as held:
+        held.execute(text(f"SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "services.rules", "--log-json", "serve"),
+                *("--grpc", "127.0.0.1:0", "--db", fresh_pg, "--tokens", str(tokens)),
+                *("--db-timeout", "600"),  # the wait would outlast the test
+            ],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            while True:  # the server is in its migration, waiting on the lock
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                with watcher.connect() as conn:
+                    if conn.execute(text(waiting + " AND datname = current_database()")).scalar():
+                        break
+                time.sleep(0.1)
+            proc.send_signal(signum)
+            code = proc.wait(timeout=60)
+            stderr = proc.stderr.read() if proc.stderr else ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    holder.dispose()
+    watcher.dispose()
+    assert code == 0, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert "listening" not in stderr
