@@ -67,7 +67,8 @@ def _servers(
     rules += [f"127.0.0.1:{harness.free_port()}", "--db", f"sqlite:///{folder / 'rules.db'}"]
     rules += ["--rulesets", str(RULESETS), "--tokens", tokens]
     booking = ["bench.insert_server", "booking", "serve", "--db", url, "--rules", rules_address]
-    booking += [f"--rules-token={token}", "--qr-keys", str(folder / "qr-keys.json"), "--tokens"]
+    booking += [f"--rules-token={token}", "--qr-keys", str(folder / "qr-keys.json")]
+    booking += ["--new-qr-keys", "--tokens"]
     booking += [tokens, "--http", f"127.0.0.1:{harness.free_port()}"]
     # every order comes from this one host on a QR token alone, which the per-address limit
     # for callers without a bearer token (`--rate`, default 100/s) would otherwise cap

@@ -230,6 +230,7 @@ class FaultSoak(Soak):
                 f"http://127.0.0.1:{self.http_port}",
                 "--qr-keys",
                 str(self.dir / "qr-keys.json"),
+                "--new-qr-keys",
                 "--sweep-interval",
                 "20",
                 "--rate",

@@ -75,6 +75,7 @@ def test_two_processes_the_worker_delivers_and_sigterm_stops_both(tmp_path: Path
             f"http://127.0.0.1:{http_port}",
             "--qr-keys",
             str(tmp_path / "qr-keys.json"),
+            "--new-qr-keys",
         ],
         "booking service listening",
     )

@@ -123,7 +123,7 @@ def test_a_bad_key_file_is_refused_without_quoting_its_keys(tmp_path: Path) -> N
 
 
 def test_a_new_key_file_and_dev_tokens_are_owner_only(tmp_path: Path) -> None:
-    load_keyring(tmp_path / "new" / "keys.json")
+    load_keyring(tmp_path / "new" / "keys.json", create=True)
     assert (tmp_path / "new" / "keys.json").stat().st_mode & 0o077 == 0
     security.write_dev_tokens(tmp_path / "dev-tokens.json")
     assert (tmp_path / "dev-tokens.json").stat().st_mode & 0o077 == 0
@@ -142,3 +142,15 @@ def test_a_tls_private_key_others_may_read_is_refused(tmp_path: Path) -> None:
     assert "TLS private key" in str(info.value)
     key.chmod(0o600)
     assert security.from_args(args).tls is not None
+
+
+def test_a_missing_key_file_is_refused_unless_a_new_one_is_asked_for(tmp_path: Path) -> None:
+    """A secret volume not mounted, or a mistyped --qr-keys, must not bring up a new key:
+    every poster already printed would then be refused (review 65). A first start asks
+    for one (`--new-qr-keys`; --dev and demo do too)."""
+    path = tmp_path / "keys.json"
+    with pytest.raises(OperatorError) as info:
+        load_keyring(path)
+    assert "--new-qr-keys" in str(info.value) and not path.exists()
+    assert load_keyring(path, create=True).active
+    assert load_keyring(path).active  # there now: loaded as it is

@@ -87,7 +87,8 @@ def test_booking_refuses_to_start_on_a_bad_menu_with_a_message(
     menu = tmp_path / "menu.yaml"
     menu.write_text("items: [{code: a}]\n", encoding="utf-8")
     db = f"sqlite:///{tmp_path / 'booking.db'}"
-    code = booking_cli.main(["sweep", "--menu", str(menu), "--db", db])
+    keys = ["--qr-keys", str(tmp_path / "keys.json"), "--new-qr-keys"]
+    code = booking_cli.main(["sweep", "--menu", str(menu), "--db", db, *keys])
     assert code == 2
     assert "configuration error: menu.yaml: item 0: field name: required text" in (
         capsys.readouterr().err

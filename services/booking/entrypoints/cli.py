@@ -224,7 +224,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--qr-keys",
         "BOOKING_QR_KEYS",
         "var/qr-keys.json",
-        'QR signing keys: {"active": id, "keys": {id: hex secret}}; created if missing',
+        'QR signing keys: {"active": id, "keys": {id: hex secret}}; a missing file stops the '
+        "command unless --new-qr-keys (or --dev, or demo) asks for a new one",
+    )
+    parser.add_argument(
+        "--new-qr-keys",
+        action="store_true",
+        help="create the QR key file with a new random key when it is missing (a first "
+        "start); without it a missing file is refused, since a new key would turn every "
+        "poster already printed into a refused code",
     )
 
 
@@ -251,8 +259,18 @@ def _rules_guards(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_keyring(path: Path) -> Keyring:
-    """The QR signing keys; a missing file gets a fresh random key (kept for restarts)."""
+def load_keyring(path: Path, create: bool = False) -> Keyring:
+    """The QR signing keys. A missing file gets a fresh random key (kept for restarts)
+    only when `create` asks (--new-qr-keys, --dev, demo): otherwise it is an operator's
+    error, since a secret volume not mounted or a mistyped path would otherwise bring up
+    a new key, and every poster already on a wall would be refused (review 65)."""
+    if not path.exists() and not create:
+        raise OperatorError(
+            f"configuration error: QR key file {path} does not exist; a new key would "
+            "refuse every QR code already printed. Restore the file, or pass "
+            "--new-qr-keys on a first start to create one",
+            2,
+        )
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         key_id = "k" + today_shanghai().strftime("%y%m")
@@ -289,9 +307,15 @@ def _rules_token(args: argparse.Namespace) -> str:
     return security.write_dev_tokens(security.DEV_TOKENS).get("booking-service", "")
 
 
+def _may_create_keys(args: argparse.Namespace) -> bool:
+    """A missing QR key file may be created: asked for, on a development machine, or for
+    the demo (`make run`)."""
+    return bool(args.new_qr_keys or getattr(args, "dev", False) or args.run is cmd_demo)
+
+
 def _context(args: argparse.Namespace) -> BookingContext:
     return BookingContext(
-        keyring=load_keyring(Path(args.qr_keys)),
+        keyring=load_keyring(Path(args.qr_keys), create=_may_create_keys(args)),
         menu=load_menu(args.menu),
         rules=RulesClient(
             args.rules,

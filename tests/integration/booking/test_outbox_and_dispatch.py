@@ -335,6 +335,7 @@ def test_the_sweep_command_reports_overdue_and_delivers(sqlite_pair: Pair, tmp_p
         f"127.0.0.1:{pair.rules_port}",
         "--qr-keys",
         str(tmp_path / "keys.json"),
+        "--new-qr-keys",
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -210,7 +210,12 @@ def test_the_outbox_command_and_sweep_list_a_firm_refused_for_now(
     assert f"1 event(s) held behind {events[0]}" in line
     assert "refused for now" in line and "RESOURCE_EXHAUSTED" in line and "1 attempt(s)" in line
     swept = run(
-        "sweep", "--rules", f"127.0.0.1:{pair.rules_port}", "--qr-keys", str(tmp_path / "k.json")
+        "sweep",
+        "--rules",
+        f"127.0.0.1:{pair.rules_port}",
+        "--qr-keys",
+        str(tmp_path / "k.json"),
+        "--new-qr-keys",
     )
     assert swept.returncode == 0, swept.stderr
     assert "1 firm(s) held" in swept.stdout

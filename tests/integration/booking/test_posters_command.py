@@ -136,7 +136,7 @@ def test_staff_set_and_clear_the_sign_in_mobile_from_the_command_line(
     common = [
         "--db", pair.booking_engine.url.render_as_string(hide_password=False),
         "--rules", f"127.0.0.1:{pair.rules_port}",
-        "--qr-keys", str(tmp_path / "keys.json"),
+        "--qr-keys", str(tmp_path / "keys.json"), "--new-qr-keys",
     ]  # fmt: skip
     assert main(["sign-in-phone", "--enterprise", firm, "--phone", "13912345678", *common]) == 0
     assert "139****5678" in capsys.readouterr().out  # masked on the terminal too

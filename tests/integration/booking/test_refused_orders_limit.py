@@ -42,7 +42,7 @@ def served(pair: Pair, tmp_path: Path) -> BookingContext:
             "serve",
             "--menu", str(RULESETS / "menu.yaml"),
             "--regions", str(RULESETS / "regions.yaml"),
-            "--qr-keys", str(tmp_path / "keys.json"),
+            "--qr-keys", str(tmp_path / "keys.json"), "--new-qr-keys",
         ]
     )  # fmt: skip
     ctx = _context(args)

@@ -29,7 +29,7 @@ def files(tmp_path: Path) -> list[str]:
     return [
         "--menu", str(RULESETS / "menu.yaml"),
         "--regions", str(RULESETS / "regions.yaml"),
-        "--qr-keys", str(tmp_path / "keys.json"),
+        "--qr-keys", str(tmp_path / "keys.json"), "--new-qr-keys",
     ]  # fmt: skip
 
 
