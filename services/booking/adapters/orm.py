@@ -165,6 +165,8 @@ visits = Table(
     columns.day("visited_on"),
     Column("minutes_on_site", Integer, nullable=False),
     columns.instant("created_at"),
+    # RecordVisitRequest.idempotency_key (b0017): NULL for visits recorded before it
+    Column("idempotency_key", String(64), nullable=True),
 )
 
 tickets = Table(

@@ -75,6 +75,7 @@ from services.booking.domain.records import (
     OutboxMessage,
     Photo,
     SignInCode,
+    Visit,
 )
 from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import Ticket
@@ -633,6 +634,10 @@ class BookingRegister(StaffRegister):
         query = select(Order).where(orders.c.expert_id == expert_id)
         return self.session.scalars(query.order_by(orders.c.id.desc()).limit(limit)).all()
 
+    def visit_of(self, order_id: str) -> Visit | None:
+        """The order's recorded visit (an order has at most one), or None."""
+        return self._by_key(Visit, "order_id", order_id, False)
+
     def visit_days(self, order_ids: Iterable[str]) -> dict[str, date]:
         """order id → the day of its recorded visit, for those of `order_ids` visited."""
         wanted = list(set(order_ids))
@@ -679,6 +684,7 @@ class BookingRegister(StaffRegister):
         enterprise_id: str = "",
         status: str = "",
         order_id: str = "",
+        visit_id: str = "",
         overdue_on: date | None = None,
         due_by: date | None = None,
         after: str = "",
@@ -689,7 +695,8 @@ class BookingRegister(StaffRegister):
         for_update: bool = False,
     ) -> Sequence[Ticket]:
         """`regions`: only tickets of orders placed by firms of these 镇街 (empty: any);
-        `expert_id`: only tickets that expert found; `due_by`: due on or before that day;
+        `expert_id`: only tickets that expert found; `visit_id`: only the tickets of that
+        visit (by id: in the order of its findings); `due_by`: due on or before that day;
         `by_deadline`: earliest deadline first (so the overdue ones lead), else by id;
         `for_update`: the tickets' rows locked (PostgreSQL `FOR UPDATE`: a row a
         concurrent transaction changes is waited for, then read as it committed it, and
@@ -699,6 +706,7 @@ class BookingRegister(StaffRegister):
             tickets,
             enterprise_id=enterprise_id,
             order_id=order_id,
+            visit_id=visit_id,
             status=status,
             expert_id=expert_id,
         )

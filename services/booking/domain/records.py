@@ -78,6 +78,9 @@ class Visit:
     visited_on: date
     minutes_on_site: int
     created_at: datetime
+    # the client's key for the visit form ("" = none): the same key again answers this
+    # visit (service_layer/visits.py)
+    idempotency_key: str = ""
 
 
 @dataclass

@@ -295,6 +295,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             expert_id=authz.expert_filter(current_principal()),
             on_site_mobile=request.on_site_mobile,
             contact_confirmed=request.contact_confirmed,
+            idempotency_key=request.idempotency_key,
         )
         self._wake()
         return pb.Visit(

@@ -97,8 +97,15 @@ def admit(ctx: BookingContext, token: str, idempotency_key: str) -> str:
     """The check that needs no database, made before an order joins a group: the
     idempotency key (stripped, returned). The QR token's order limit is charged later,
     in the transaction, and only for an order about to be written (`_charge`)."""
+    return checked_key(idempotency_key, required=True)
+
+
+def checked_key(idempotency_key: str, *, required: bool) -> str:
+    """A client's idempotency key, trimmed: at most KEY_MAX characters, none a control
+    character (INVALID_ARGUMENT naming `idempotency_key`); "" when none is given and
+    none is `required` (RecordVisit's is optional)."""
     key = trim(idempotency_key or "")
-    if not key or len(key) > KEY_MAX:
+    if (required and not key) or len(key) > KEY_MAX:
         raise ValidationError(
             [FieldViolation("idempotency_key", messages.BAD_IDEMPOTENCY_KEY.format(n=KEY_MAX))]
         )

@@ -4,6 +4,12 @@ One transaction holds the visit, its tickets and photos, the order's move and on
 HAZARD_FOUND event a finding (in the outbox, for the rules service). The photos come as
 uploads (domain/photos.py `Upload`), checked by their size and first bytes, each read
 whole only to be written, then let go.
+
+A visit sent with an idempotency key (the client's, once per visit form) and sent again
+with it — a retry after a lost answer (a connection reset during the commit), a double
+submit — answers the visit it recorded and its tickets, nothing written again (a
+replay): before, the retry met an order no longer DISPATCHED (FAILED_PRECONDITION) and
+never learned the visit id (reviews 67 and 68).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from services.booking.domain.photos import photo_record
 from services.booking.domain.records import FirmCard, Visit
 from services.booking.domain.sign_in import mobile_after_visit
 from services.booking.domain.tickets import Ticket
+from services.booking.service_layer.orders import checked_key
 from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.sign_in import change_phone
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -53,6 +60,7 @@ def record_visit(
     mobile_required: bool = False,
     firm_clauses_only: bool = False,
     refused: Sequence[FieldViolation] = (),
+    idempotency_key: str = "",
 ) -> VisitResult:
     """The expert's visit: each finding becomes a ticket and a HAZARD_FOUND event; a visit
     without findings closes the order. `expert_id`: only that expert's order ('' = any).
@@ -72,19 +80,19 @@ def record_visit(
     as a test's pinned day does). A refusal names every bad field at once (the visit's
     own, each finding's: the expert's page shows them all beside their fields, review 59
     F5), with `refused`: the caller's own refusals of fields it could not even read (a
-    page's minutes that are no number), which record nothing either."""
+    page's minutes that are no number), which record nothing either. `idempotency_key`
+    (optional, checked first as CreateOrder's): when the order's visit was recorded with
+    it (by `expert_id`, when given), that visit and its tickets are the answer, nothing
+    checked or written again; a visit recorded with another key, or none, leaves the
+    order not DISPATCHED (FAILED_PRECONDITION) as without a key."""
+    key = checked_key(idempotency_key, required=False)
+    if key and (done := _replay(uow, order_id, key, expert_id)) is not None:
+        return done
     today = ctx.today()
     mobile = clean_phone(on_site_mobile)
     unconfirmed = mobile_required and not (mobile or contact_confirmed)
     bad = [*refused, *_visit_problems(visited_on, today, mobile, minutes)]
-    day = today
-    if visited_on and not any(v.field == "visited_on" for v in bad):
-        day = parse_day(visited_on, "visited_on")
-        if _before_order(uow, order_id, day, today):
-            # said first, the findings then judged by today: their deadlines counted from
-            # a day the visit cannot have (review 67 F1) would only confuse
-            bad.append(FieldViolation("visited_on", messages.VISIT_BEFORE_ORDER))
-            day = today
+    day = _visit_day(uow, order_id, visited_on, today, bad)
     try:
         checked = _checked(
             uow, ctx, order_id, findings, (day, today), firm_clauses_only, unconfirmed
@@ -97,6 +105,8 @@ def record_visit(
         order = uow.register.order(order_id, for_update=True)
         if order is None:
             raise NotFound(messages.no_such("order", order_id))
+        if key and (done := _recorded(uow, order.id, key, expert_id)) is not None:
+            return done  # recorded while this call's findings were checked
         if expert_id and order.expert_id != expert_id:
             raise PermissionDenied(messages.ONLY_DISPATCHED_EXPERT)
         if day < min(in_shanghai(order.created_at).date(), today):
@@ -112,9 +122,15 @@ def record_visit(
             at=now(),
             reason=messages.VISIT_FINDINGS.format(n=len(checked)),
         )
-        visit = Visit(new_id("V"), order.id, order.expert_id or "", day, minutes, now())
+        visit = Visit(new_id("V"), order.id, order.expert_id or "", day, minutes, now(), key)
         uow.register.add(visit)
-        tickets = [_ticket(uow, visit, order.enterprise_id, f, due, actor) for f, due in checked]
+        # ids sorted: the visit's tickets listed by id come in the order of its findings
+        # (a replay's answer lists them so: `_recorded`)
+        ids = sorted(new_id("T") for _ in checked)
+        tickets = [
+            _ticket(uow, visit, order.enterprise_id, f, due, actor, ticket_id)
+            for (f, due), ticket_id in zip(checked, ids, strict=True)
+        ]
         if not tickets:
             order.move(OrderAction.CLOSE, actor=actor, at=now(), reason=messages.NO_FINDINGS)
         if card is not None:  # audited (masked); a new mobile ends the firm's sessions
@@ -124,6 +140,41 @@ def record_visit(
             change_phone(uow, card, after)
         uow.commit()
         return VisitResult(visit, tickets)
+
+
+def _replay(uow: UnitOfWork, order_id: str, key: str, expert_id: str) -> VisitResult | None:
+    """The visit recorded with `key`, read before the findings are checked (a retry needs
+    neither the rules service nor findings still valid today); the visit's transaction
+    looks again under the order's lock."""
+    with uow:
+        return _recorded(uow, order_id, key, expert_id)
+
+
+def _recorded(uow: UnitOfWork, order_id: str, key: str, expert_id: str) -> VisitResult | None:
+    """The order's visit and its tickets when it was recorded with `key` (by `expert_id`,
+    when given), else None."""
+    visit = uow.register.visit_of(order_id)
+    if visit is None or visit.idempotency_key != key:
+        return None
+    if expert_id and visit.expert_id != expert_id:
+        return None
+    return VisitResult(visit, list(uow.register.tickets(visit_id=visit.id)))
+
+
+def _visit_day(
+    uow: UnitOfWork, order_id: str, visited_on: str, today: date, bad: list[FieldViolation]
+) -> date:
+    """The day the findings are judged by: the visit's, today when it is not given or
+    `bad` (its refusal added to `bad` when it lies before the order was placed)."""
+    if not visited_on or any(v.field == "visited_on" for v in bad):
+        return today
+    day = parse_day(visited_on, "visited_on")
+    if not _before_order(uow, order_id, day, today):
+        return day
+    # said first, the findings then judged by today: their deadlines counted from a day
+    # the visit cannot have (review 67 F1) would only confuse
+    bad.append(FieldViolation("visited_on", messages.VISIT_BEFORE_ORDER))
+    return today
 
 
 def _visit_problems(
@@ -231,9 +282,15 @@ def _check_firm_clauses(
 
 
 def _ticket(
-    uow: UnitOfWork, visit: Visit, enterprise_id: str, f: FindingInput, due: date, actor: str
+    uow: UnitOfWork,
+    visit: Visit,
+    enterprise_id: str,
+    f: FindingInput,
+    due: date,
+    actor: str,
+    ticket_id: str,
 ) -> Ticket:
-    ticket = found_ticket(new_id("T"), visit, enterprise_id, f, due, actor=actor, at=now())
+    ticket = found_ticket(ticket_id, visit, enterprise_id, f, due, actor=actor, at=now())
     uow.register.add(ticket)
     if f.photos:
         # photos reference the ticket, and no relationship tells the unit of work so

@@ -357,7 +357,10 @@ class FakeRegister:
         ]
         return sorted(found, key=lambda t: (t.due_on, t.id))[:limit]
 
-    # tickets and photos
+    # visits, tickets and photos
+    def visit_of(self, order_id: str) -> Visit | None:
+        return next((v for v in self.visits.values() if v.order_id == order_id), None)
+
     def ticket(self, ticket_id: str, *, for_update: bool = False) -> Ticket | None:
         return self.tickets_by_id.get(ticket_id)
 
@@ -367,6 +370,7 @@ class FakeRegister:
         enterprise_id: str = "",
         status: str = "",
         order_id: str = "",
+        visit_id: str = "",
         overdue_on: date | None = None,
         due_by: date | None = None,
         after: str = "",
@@ -384,6 +388,7 @@ class FakeRegister:
             and (not regions or self.orders_by_id[t.order_id].region in regions)
             and (not status or t.status == status)
             and (not order_id or t.order_id == order_id)
+            and (not visit_id or t.visit_id == visit_id)
             and (overdue_on is None or (t.status != "verified" and t.due_on < overdue_on))
             and (due_by is None or t.due_on <= due_by)
             and (not after or t.id > after)

@@ -5,10 +5,15 @@ dispatched expert records it (service_layer/authz.py `expert_filter`).
 The clause picker needs no JavaScript: a GET search box (`q`) filters the clauses that
 apply to the firm, ticked clauses are carried as `pick` parameters, and each picked
 clause becomes a finding block with its severity and deadline preset.
+
+The visit form carries a key made when it is drawn (`idempotency_key`, kept when it comes
+back with errors): sent twice (a double submit, a resubmit after a lost answer), it lands
+on the visits page as the first did, the visit and its photos stored once.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -36,7 +41,7 @@ from services.booking.entrypoints.web.uploads import (
     VisitForm,
     receive_visit_form,
 )
-from services.booking.service_layer import authz, staff_views, visits
+from services.booking.service_layer import authz, orders, staff_views, visits
 from services.booking.service_layer.staff_sessions import Visitor
 from services.common.errors import FieldViolation, PreconditionFailed, ValidationError
 from services.common.values import trim
@@ -119,6 +124,7 @@ class ExpertPages(StaffBase):
             picks,
         )
         values: dict[str, Any] = {"errors": {}, "general": "", "entered": {}, "minutes": "60"}
+        values["visit_key"] = _form_key(extra.get("entered", {}))
         hint = messages.VISIT_MOBILE_FROM_ORDER
         if form.on_record:
             hint = messages.VISIT_MOBILE_ON_RECORD
@@ -277,9 +283,13 @@ class ExpertPages(StaffBase):
                     mobile_required=True,
                     firm_clauses_only=True,
                     refused=refused,
+                    idempotency_key=entered.get("idempotency_key", ""),
                 ),
             )
         except ValidationError as exc:
+            if [v.field for v in exc.violations] == ["idempotency_key"]:  # refused unread
+                entered.pop("idempotency_key", None)  # the form drawn again gets a new one
+                return {"_form": messages.FORM_EXPIRED}
             found: dict[str, str] = {}
             for v in exc.violations:  # the first reason a field has is shown
                 found.setdefault(_form_field(v.field), chinese(v.field, v.description))
@@ -289,6 +299,13 @@ class ExpertPages(StaffBase):
         except PreconditionFailed:
             return {"_form": messages.VISIT_NOT_OPEN}
         return {}
+
+
+def _form_key(entered: dict[str, str]) -> str:
+    """The visit form's idempotency key: the one it was sent with, when it comes back
+    with errors (sent again, it records the visit once), else a new one."""
+    key = entered.get("idempotency_key", "")
+    return key if 0 < len(key) <= orders.KEY_MAX else uuid.uuid4().hex
 
 
 FINDING_FIELDS = frozenset({"ref", "severity", "desc", "due", "photo"})  # a block's: desc_3
