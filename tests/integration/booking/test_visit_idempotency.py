@@ -132,3 +132,27 @@ def test_the_visit_form_sent_twice_lands_on_the_done_page_both_times(web: Web) -
     other = e.post(f"/staff/orders/{order_id}/visit", data=form)
     assert other.status_code == 400 and "不能再记录检查" in other.text
     assert _count(pair, visits, order_id=order_id) == 1
+
+
+def test_a_refused_form_key_is_replaced_and_the_typing_kept(web: Web) -> None:
+    pair = web.pair
+    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
+    order_id, _ = dispatched(pair, 44, "稠城街道")
+    web.user("chen", "expert", expert_id="E1")
+    e, tok = web.signed_in("chen")
+    form = {
+        "csrf": tok,
+        "idempotency_key": "k" * 65,  # no page draws one: a tampered form
+        "minutes_on_site": "30",
+        "on_site_mobile": "13600001111",
+        "ref_0": "GEN:ledger",
+        "severity_0": "general",
+        "desc_0": "台账缺失",
+    }
+    refused = e.post(f"/staff/orders/{order_id}/visit", data=form)
+    assert refused.status_code == 400
+    assert messages.FORM_EXPIRED in refused.text and "台账缺失" in refused.text
+    form["idempotency_key"] = _hidden_key(refused.text)
+    assert form["idempotency_key"] != "k" * 65
+    assert e.post(f"/staff/orders/{order_id}/visit", data=form).status_code == 303
+    assert _count(pair, visits, order_id=order_id) == 1
