@@ -4,6 +4,7 @@ events as delivered, and the two agree event for event."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -142,3 +143,27 @@ def test_every_demo_account_has_its_work_to_do(tmp_path: Path) -> None:
         stored = conn.execute(text("SELECT created_at FROM visits LIMIT 1")).scalar_one()
     assert in_shanghai(datetime.fromisoformat(stored)).hour == 17  # at(slot_day, 17)
     engine.dispose()
+
+
+def test_the_replay_leaves_the_write_lock_free_between_events(tmp_path: Path) -> None:
+    """`make run` replays the history while the server serves: on SQLite every call takes
+    the write lock, so the replay must give it up and wait after each event (a replay
+    committing back to back starved the server's calls into "database is locked")."""
+    city = demo_city.city(TODAY, firm_count=30, booking_count=6)
+    path = tmp_path / "rules.db"
+    engine = make_engine(f"sqlite:///{path}")
+    rules_migrate.upgrade(engine)
+    ctx = replace(rules_grpc.context_from(load_rulebook(RULESETS)), today=lambda: TODAY)
+    rules_demo.seed_city(lambda: RulesUnitOfWork(engine), ctx, city)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    taken: list[bool] = []
+
+    def pause() -> None:  # another connection takes the write lock at once, or fails
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        taken.append(True)
+
+    applied = rules_demo.replay_history(lambda: RulesUnitOfWork(engine), ctx, city, pause=pause)
+    assert applied > 0
+    assert len(taken) == applied
+    assert rules_demo.REPLAY_PAUSE > 0  # the default pause waits

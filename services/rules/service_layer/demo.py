@@ -13,7 +13,10 @@ the caller and the content booking's outbox records for them (`booking-<ticket>-
 …, from `BOOKING_CALLER`); booking's seeder records them as delivered then, so nothing is
 sent twice (and a resend would be answered as the duplicate it is). ~1,600 events take
 about a minute (one transaction each): `make run` replays them in the background while
-the server already serves.
+the server already serves. The replay pauses briefly after each event (`REPLAY_PAUSE`):
+on SQLite every transaction takes the write lock and SQLite's busy wait is not fair, so
+a replay committing back to back starved the server's own calls (booking's first
+checklists answered UNAVAILABLE after a 5 s wait for "database is locked").
 
 Both are idempotent: a firm already in the register is left as it is, and a history
 whose last event is on record is not replayed again.
@@ -21,6 +24,7 @@ whose last event is on record is not replayed again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import date
@@ -32,6 +36,7 @@ from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
 BOOKING_CALLER = "booking-service"  # booking's caller in the dev tokens file (--dev)
+REPLAY_PAUSE = 0.01  # seconds after each replayed event: the server's calls get their turn
 Event = dict[str, Any]
 
 
@@ -55,8 +60,10 @@ def replay_history(
     ctx: RulesContext,
     city: City,
     source: str = BOOKING_CALLER,
+    pause: Callable[[], None] = lambda: time.sleep(REPLAY_PAUSE),
 ) -> int:
-    """Apply the city's booking events on their days, oldest first; how many were new."""
+    """Apply the city's booking events on their days, oldest first; how many were new.
+    `pause` runs after each event's commit, outside any transaction."""
     events = sorted(history(city), key=lambda e: (e[0], e[1]["event_id"]))
     if not events:
         return 0
@@ -68,6 +75,7 @@ def replay_history(
         on_day = replace(ctx, today=_fixed(day))
         view = register_handlers.report_event(new_uow(), on_day, event, source)
         applied += 0 if view.duplicate else 1
+        pause()
     return applied
 
 
