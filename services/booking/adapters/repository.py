@@ -729,6 +729,12 @@ class BookingRegister(StaffRegister):
     def photo(self, photo_id: str) -> Photo | None:
         return self.session.get(Photo, photo_id)
 
+    def photo_ids_after(self, after: str, limit: int) -> list[str]:
+        """Up to `limit` photo ids past `after` ("" for the first), in id order: the
+        `scrub-photos` command's batches (keyset paging, no photo's bytes read)."""
+        query = select(photos.c.id).where(photos.c.id > after).order_by(photos.c.id).limit(limit)
+        return list(self.session.scalars(query).all())
+
     def add_photo(self, photo: Photo) -> None:
         """Write `photo` now, on this transaction's connection, without the session
         keeping it (nor its bytes) until the commit: a visit writes its photos one at a
