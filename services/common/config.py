@@ -46,9 +46,18 @@ def number_arg(low: float, high: float | None = None, *, kind: type = int) -> An
     return parse
 
 
+def is_https(url: str) -> bool:
+    """Whether `url` is an https:// one, its scheme in any case (`HTTPS://` too): the
+    scheme of a URL is case-insensitive (RFC 3986 3.1), and a public URL written in
+    capitals must still give Secure cookies."""
+    return url[:8].lower() == "https://"
+
+
 def public_url_arg(text: str) -> str:
     """For argparse: the base URL the QR codes and posters point to, http(s)://host[:port]
-    [/path], without a trailing slash; anything else would be printed on every poster."""
+    [/path], without a trailing slash; anything else would be printed on every poster.
+    Its scheme comes back in lower case (`HTTPS://` is `https://`): whatever compares it
+    later (the Secure flag of the cookies) sees one spelling."""
     from urllib.parse import urlsplit
 
     value = text.rstrip("/")
@@ -68,7 +77,7 @@ def public_url_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text[:60]!r}: must be http(s)://HOST[:PORT][/PATH], the address phones open"
         )
-    return value
+    return parts.scheme + value[len(parts.scheme) :]  # urlsplit's scheme is lower case
 
 
 def command_line(prog: str, description: str, env_prefix: str) -> argparse.ArgumentParser:

@@ -7,7 +7,9 @@ themselves (whoever reads them forges any firm's code), so that file may not be
 readable by others either; a tokens file is read by others harmlessly when it holds
 only `token_sha256` digests, so a readable one that holds tokens in clear is logged as
 a warning (`readable_by_others`), not refused. A server's TLS private key
-(`--tls-key`) is held to the QR keys' rule: whoever reads it can pose as the server.
+(`--tls-key`) is held to the QR keys' rule: whoever reads it can pose as the server; so
+is a client's TLS key (booking's `--rules-tls-key`, `security.client_credentials`):
+whoever reads it can pose as booking to the rules service.
 """
 
 from __future__ import annotations

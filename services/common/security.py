@@ -137,8 +137,17 @@ def client_credentials(
         return None
     if bool(cert) != bool(key):
         raise SystemExit("the client certificate and key go together")
-    return grpc.ssl_channel_credentials(
-        Path(ca).read_bytes(),
-        Path(key).read_bytes() if key else None,
-        Path(cert).read_bytes() if cert else None,
-    )
+    try:
+        if key:  # whoever reads it can pose as this client (booking, to rules)
+            check_private(Path(key), "TLS client key", readable=False)
+        return grpc.ssl_channel_credentials(
+            Path(ca).read_bytes(),
+            Path(key).read_bytes() if key else None,
+            Path(cert).read_bytes() if cert else None,
+        )
+    except SecretFileError as exc:
+        raise OperatorError(f"refusing to start: {exc}", 2) from None
+    except OSError as exc:  # a missing or unreadable file: one line, never its text
+        raise OperatorError(
+            f"configuration error: cannot read {exc.filename}: {exc.strerror}", 2
+        ) from None

@@ -191,6 +191,41 @@ def test_wrong_codes_are_refused_in_chinese(live: Live, phone: Any, shots: Any) 
     )
 
 
+def test_past_the_days_wrong_codes_a_wrong_code_voids_its_code_and_a_new_one_signs_in(
+    live: Live, phone: Any, shots: Any
+) -> None:
+    """Review 64's leftovers: after 10 wrong codes in a day for the number, a wrong code
+    voids its code; the page says so beside the code field and the firm asks again."""
+    _firm, token = _woodworks(live)
+
+    def ask() -> str:
+        phone.goto(f"{live.base}/q/{token}/sign-in")
+        phone.get_by_label("登录手机号").fill(MOBILE)
+        phone.get_by_role("button", name="获取验证码").click()
+        return live.pair.sms.last_code(MOBILE)
+
+    def enter(code: str) -> None:
+        phone.get_by_label("6位验证码").fill(code)
+        phone.get_by_role("button", name="登录").click()
+
+    for _ in range(2):  # two codes, five wrong tries each: the day's ten
+        wrong = f"{(int(ask()) + 1) % 10**6:06d}"
+        for _ in range(5):
+            enter(wrong)
+    assert "此验证码已作废，请重新获取验证码" in phone.locator("#sign-in-error").inner_text()
+    right = ask()
+    enter(f"{(int(right) + 1) % 10**6:06d}")  # one wrong try past the cap
+    assert "此验证码已作废" in phone.locator("#sign-in-error").inner_text()
+    shots(phone, "wrong-code-void")
+    enter(right)
+    assert "firm_session" not in {c["name"] for c in phone.context.cookies()}
+    phone.get_by_role("link", name="重新获取验证码").click()
+    phone.get_by_label("登录手机号").fill(MOBILE)
+    phone.get_by_role("button", name="获取验证码").click()
+    enter(live.pair.sms.last_code(MOBILE))
+    assert "firm_session" in {c["name"] for c in phone.context.cookies()}
+
+
 def test_the_longest_citation_wraps_on_a_phone_and_reads_as_text(
     live: Live, phone: Any, shots: Any
 ) -> None:

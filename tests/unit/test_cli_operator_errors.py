@@ -195,3 +195,25 @@ def test_a_taken_port_under_processes_is_an_operator_error() -> None:
             processes.reserve_port("127.0.0.1:notaport")
     finally:
         taken.close()
+
+
+def test_a_rules_tls_key_others_may_read_stops_booking_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--rules-tls-key (booking's client key for mutual TLS with rules) is checked as the
+    QR keys and the server's TLS key are (security leftovers of review 64)."""
+    from tests.integration.security.certs import make_pki
+
+    pki = make_pki(tmp_path)
+    pki["client_key"].chmod(0o644)
+    keys = tmp_path / "keys.json"
+    keys.write_text('{"active": "k1", "keys": {"k1": "' + "ab" * 32 + '"}}', encoding="utf-8")
+    keys.chmod(0o600)
+    code = booking_cli.main(
+        ["sweep", "--db", f"sqlite:///{tmp_path / 'b.db'}", "--qr-keys", str(keys),
+         "--rules-tls-ca", str(pki["ca"]), "--rules-tls-cert", str(pki["client"]),
+         "--rules-tls-key", str(pki["client_key"])]
+    )  # fmt: skip
+    assert code == 2
+    line = _one_line(capsys)
+    assert "TLS client key" in line and "chmod o-rwx" in line

@@ -154,3 +154,27 @@ def test_a_missing_key_file_is_refused_unless_a_new_one_is_asked_for(tmp_path: P
     assert "--new-qr-keys" in str(info.value) and not path.exists()
     assert load_keyring(path, create=True).active
     assert load_keyring(path).active  # there now: loaded as it is
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660])
+def test_a_tls_client_key_others_may_read_is_refused(tmp_path: Path, mode: int) -> None:
+    """Booking's key for mutual TLS with rules (--rules-tls-key) is held to the server
+    key's rule: whoever reads it can pose as booking to the rules service."""
+    from tests.integration.security.certs import make_pki
+
+    pki = make_pki(tmp_path)
+    pki["client_key"].chmod(mode)
+    with pytest.raises(OperatorError) as info:
+        security.client_credentials(str(pki["ca"]), str(pki["client"]), str(pki["client_key"]))
+    assert "TLS client key" in str(info.value) and info.value.status == 2
+    pki["client_key"].chmod(0o600)
+    assert security.client_credentials(str(pki["ca"]), str(pki["client"]), str(pki["client_key"]))
+
+
+def test_a_missing_tls_client_key_is_one_line(tmp_path: Path) -> None:
+    from tests.integration.security.certs import make_pki
+
+    pki = make_pki(tmp_path)
+    with pytest.raises(OperatorError) as info:
+        security.client_credentials(str(pki["ca"]), str(pki["client"]), str(tmp_path / "no.key"))
+    assert str(tmp_path / "no.key") in str(info.value)

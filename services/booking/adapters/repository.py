@@ -151,6 +151,18 @@ class BookingRegister(StaffRegister):
             query = query.where(firm_sign_in_codes.c.client == client)
         return int(self.session.scalar(query) or 0)
 
+    def wrong_codes_since(
+        self, enterprise_id: str, phone_digests: Sequence[str], since: datetime
+    ) -> int:
+        """Wrong codes typed since `since` for the firm and this phone (its digest under
+        each key): the tries of its codes asked for since then."""
+        query = select(func.coalesce(func.sum(firm_sign_in_codes.c.tries), 0)).where(
+            firm_sign_in_codes.c.enterprise_id == enterprise_id,
+            firm_sign_in_codes.c.phone_digest.in_(list(phone_digests)),
+            firm_sign_in_codes.c.created_at >= since,
+        )
+        return int(self.session.scalar(query) or 0)
+
     def latest_code(self, enterprise_id: str, phone_digests: Sequence[str]) -> SignInCode | None:
         """The firm's newest code for this phone, given its digest under each key
         (locked: tries are counted); a request's row that never was a code (expiring
@@ -728,6 +740,12 @@ class BookingRegister(StaffRegister):
 
     def photo(self, photo_id: str) -> Photo | None:
         return self.session.get(Photo, photo_id)
+
+    def photo_ids_after(self, after: str, limit: int) -> list[str]:
+        """Up to `limit` photo ids past `after` ("" for the first), in id order: the
+        `scrub-photos` command's batches (keyset paging, no photo's bytes read)."""
+        query = select(photos.c.id).where(photos.c.id > after).order_by(photos.c.id).limit(limit)
+        return list(self.session.scalars(query).all())
 
     def add_photo(self, photo: Photo) -> None:
         """Write `photo` now, on this transaction's connection, without the session

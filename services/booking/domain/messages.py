@@ -271,6 +271,8 @@ SIGN_IN_BAD_PHONE = MOBILE_RULE
 SIGN_IN_BAD_CODE_FORMAT = "请填写6位数字验证码"
 SIGN_IN_WRONG_CODE = "验证码错误或已过期，请重新输入或重新获取"
 SIGN_IN_TOO_MANY_TRIES = "验证码输错次数过多，请重新获取验证码"
+# past the day's cap of wrong codes for a number (domain/sign_in.py): each code one try
+SIGN_IN_WRONG_CODE_VOID = "验证码错误。该号码今日输错次数过多，此验证码已作废，请重新获取验证码"
 # a right code sent to a number that is no longer the one a code would go to (the
 # register's contact corrected since, or the firm given another sign-in mobile): void
 SIGN_IN_NUMBER_NO_LONGER_ON_RECORD = (

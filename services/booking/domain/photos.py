@@ -140,14 +140,30 @@ def check_pixels(content: bytes, field: str) -> None:
 
 def scrubbed(content: bytes) -> bytes:
     """The photo without its metadata and without what follows its end (module doc)."""
+    return rescrubbed(content)[1]
+
+
+# What `rescrubbed` made of a photo already stored (the `scrub-photos` command)
+SCRUBBED = "scrubbed"  # it had metadata or an appendix: rewritten without them
+CLEAN = "clean"  # the scrub changes nothing: left as it is
+UNREADABLE = "unreadable"  # not a JPEG or PNG whose structure can be followed: kept as is
+
+
+def rescrubbed(content: bytes) -> tuple[str, bytes]:
+    """(SCRUBBED | CLEAN | UNREADABLE, the bytes to keep) for a photo: `scrubbed`'s
+    rewrite, and whether it changed anything. The scrub is idempotent (a scrubbed photo
+    is CLEAN), so a photo stored before it (review 64) can be put through it once, and
+    again, at no harm. An UNREADABLE photo is kept as it came, as on upload."""
     try:
         if content.startswith(b"\x89PNG\r\n\x1a\n"):
-            return _png_scrubbed(content)
-        if content.startswith(b"\xff\xd8"):
-            return _jpeg_scrubbed(content)
+            kept = _png_scrubbed(content)
+        elif content.startswith(b"\xff\xd8"):
+            kept = _jpeg_scrubbed(content)
+        else:
+            return UNREADABLE, content
     except _Unfollowed:
-        pass
-    return content
+        return UNREADABLE, content
+    return (CLEAN, content) if kept == content else (SCRUBBED, kept)
 
 
 def _png_scrubbed(content: bytes) -> bytes:

@@ -1,7 +1,8 @@
 """The firm's own sign-in (docs/booking.md "The firm's own page"): one-time codes and
 session credentials, as pure functions. Only digests are ever stored.
 
-A code is 6 digits, valid CODE_TTL, MAX_TRIES tries. A session credential is
+A code is 6 digits, valid CODE_TTL, MAX_TRIES tries (one, once its number had
+WRONG_CODES_PER_NUMBER_PER_DAY wrong codes in a day). A session credential is
 `<session id>.<secret>.<signature>`: 256 random bits whose SHA-256 is stored, signed with
 the QR keyring (HMAC-SHA256, any key verifies), valid SESSION_TTL.
 """
@@ -26,8 +27,22 @@ SESSION_TTL = timedelta(days=30)
 # lock the owner out, or (refusing unknown numbers only) tell which number is on record.
 CODES_PER_NUMBER_PER_HOUR = 5
 CODES_PER_CLIENT_PER_HOUR = 10  # per address, whatever the firm and number
+# Wrong codes typed for one firm and one number in a day (24 hours) before each code
+# takes only one: past it, a wrong code voids the code it was typed for, and the number
+# needs a new SMS code (itself CODES_PER_NUMBER_PER_HOUR). Without it, 5 codes an hour of
+# 5 tries each let a stranger who knows the number try 600 guesses a day; past it, 5 an
+# hour. Not a lock: the owner's new code, typed right, still signs in (a lock would let
+# strangers keep the firm out), and a stranger could already spend a code's 5 tries.
+WRONG_CODES_PER_NUMBER_PER_DAY = 10
+DAY = timedelta(days=1)
 CODE = re.compile(r"[0-9]{6}")
 _CREDENTIAL = re.compile(r"([0-9a-f]{32})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43})")
+
+
+def wrong_code_voids(wrong_today: int) -> bool:
+    """Whether a wrong code, the `wrong_today`th for its firm and number in a day (it
+    counted), voids the code it was typed for (WRONG_CODES_PER_NUMBER_PER_DAY)."""
+    return wrong_today >= WRONG_CODES_PER_NUMBER_PER_DAY
 
 
 def mobile_after_visit(current: str, on_site: str, order_contact: str, confirmed: bool) -> str:

@@ -213,7 +213,10 @@ def _send(ctx: BookingContext, phone: str, text: str) -> None:
 
 def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: str) -> SignedIn:
     """Exchange a code for a 30-day session of the token's firm. A wrong, expired, used
-    or another firm's code is PermissionDenied; past MAX_TRIES, RateLimited.
+    or another firm's code is PermissionDenied; past MAX_TRIES, RateLimited. Once the
+    firm's number had WRONG_CODES_PER_NUMBER_PER_DAY wrong codes in a day, a wrong code
+    also voids its code (PermissionDenied SIGN_IN_WRONG_CODE_VOID: a new SMS code is
+    needed), so a stranger guessing gets one try per code, 5 an hour, not 25.
 
     A code sent to the register's contact mobile signs in only while its number is still
     entitled when the code comes back (review 56 D2, D3): it is the firm's sign-in
@@ -240,7 +243,10 @@ def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: 
             raise RateLimited(messages.SIGN_IN_TOO_MANY_TRIES, 60)
         purpose = _code_matches(ctx, row.code_digest, card.enterprise_id, code)
         if not purpose:
+            wrong = uow.register.wrong_codes_since(card.enterprise_id, digests, at - rules.DAY)
             row.tries += 1  # only a wrong code uses a try (review 60 F2)
+            if rules.wrong_code_voids(wrong + 1):
+                _void_after_wrong_codes(uow, row, card.enterprise_id, wrong + 1, at)
         if purpose != rules.CONTACT_CODE_PURPOSE or card.sign_in_phone:
             # no register needed: a sign-in mobile's code, a wrong code, or a contact
             # code whose firm has a sign-in mobile by now (entitled only if it is this one)
@@ -257,6 +263,25 @@ def sign_in(uow: UnitOfWork, ctx: BookingContext, token: str, phone: str, code: 
         return _signed_in(
             uow, ctx, card.enterprise_id, row, purpose, phone, at, on_record=on_record
         )
+
+
+def _void_after_wrong_codes(
+    uow: UnitOfWork, row: SignInCode, enterprise_id: str, wrong: int, at: datetime
+) -> None:
+    """Inside the sign-in's transaction: a wrong code past the day's cap of its firm and
+    number (`wrong` of them, this one counted) voids the code it was typed for, and says
+    so (PermissionDenied SIGN_IN_WRONG_CODE_VOID): the number needs a new SMS code. Logged
+    for staff (someone may be guessing that firm's codes), never with the number. The same
+    for a number not on record (its requests' rows count alike), so nothing tells."""
+    row.used_at = at
+    uow.commit()
+    _log.warning(
+        "sign-in: a firm's number had too many wrong codes today; each code now takes one try",
+        enterprise_id=enterprise_id,
+        wrong_codes_today=wrong,
+        cap=rules.WRONG_CODES_PER_NUMBER_PER_DAY,
+    )
+    raise PermissionDenied(messages.SIGN_IN_WRONG_CODE_VOID)
 
 
 def _live_code(

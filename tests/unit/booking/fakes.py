@@ -143,6 +143,17 @@ class FakeRegister:
             and (not client or c.client == client)
         )
 
+    def wrong_codes_since(
+        self, enterprise_id: str, phone_digests: Sequence[str], since: datetime
+    ) -> int:
+        return sum(
+            c.tries
+            for c in self.codes.values()
+            if c.enterprise_id == enterprise_id
+            and c.phone_digest in phone_digests
+            and c.created_at >= since
+        )
+
     def latest_code(self, enterprise_id: str, phone_digests: Sequence[str]) -> SignInCode | None:
         found = [
             c

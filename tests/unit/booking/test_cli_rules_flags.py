@@ -100,3 +100,16 @@ def test_a_public_url_with_a_path_or_a_trailing_slash_is_taken() -> None:
             _parser().parse_args(["posters", *WHAT["posters"], "--public-url", given]).public_url
             == kept
         )
+
+
+@pytest.mark.parametrize("command", ["serve", "posters"])
+def test_a_public_url_in_capitals_comes_back_with_its_scheme_in_lower_case(command: str) -> None:
+    """Review 64 leftovers: `HTTPS://…` was taken as it was written, and the firm's cookie
+    (Secure only for a `https://` prefix) went out without Secure."""
+    for given, kept in [
+        ("HTTPS://aq.example.gov.cn/", "https://aq.example.gov.cn"),
+        ("Https://aq.example.gov.cn/Booking", "https://aq.example.gov.cn/Booking"),
+        ("HTTP://10.0.0.5:8080", "http://10.0.0.5:8080"),
+    ]:
+        args = _parser().parse_args([command, *WHAT[command], "--public-url", given])
+        assert args.public_url == kept

@@ -95,3 +95,16 @@ def test_a_photo_within_the_limit_is_kept() -> None:
 def test_bytes_that_only_start_like_an_image_are_kept_as_they_came() -> None:
     odd = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
     assert photo_record("P1", "T1", odd, "proof", AT).content == odd
+
+
+def test_the_scrub_of_a_stored_photo_says_what_it_did_and_is_idempotent() -> None:
+    """`rescrubbed`, for photos stored before the scrub (the scrub-photos command): a
+    scrubbed photo is clean (left as it is), one that cannot be followed is kept."""
+    from services.booking.domain.photos import CLEAN, SCRUBBED, UNREADABLE, rescrubbed
+
+    for sent in (_jpeg_with_gps(), _png(4, 3, _png_chunk(b"tEXt", b"a\x00b")) + b"end"):
+        outcome, kept = rescrubbed(sent)
+        assert outcome == SCRUBBED and kept != sent
+        assert rescrubbed(kept) == (CLEAN, kept)
+    for broken in (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, b"\xff\xd8\xff\xe0\x00", b"GIF89a"):
+        assert rescrubbed(broken) == (UNREADABLE, broken)

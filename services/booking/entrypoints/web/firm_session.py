@@ -19,6 +19,7 @@ from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.sign_in import SESSION_TTL
 from services.booking.service_layer import sign_in
 from services.booking.service_layer.ports import BookingContext
+from services.common.config import is_https
 
 COOKIE = "firm_session"
 MAX_COOKIE = 200
@@ -69,7 +70,7 @@ def set_cookie(response: Response, ctx: BookingContext, text: str) -> None:
         path="/",
         httponly=True,
         samesite="lax",
-        secure=ctx.public_url.startswith("https://"),
+        secure=is_https(ctx.public_url),
     )
 
 
@@ -79,7 +80,7 @@ def clear_cookie(response: Response, ctx: BookingContext) -> None:
         path="/",
         httponly=True,
         samesite="lax",
-        secure=ctx.public_url.startswith("https://"),
+        secure=is_https(ctx.public_url),
     )
 
 

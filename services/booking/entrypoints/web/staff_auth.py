@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from services.booking.domain import messages
 from services.booking.entrypoints.web.errors import error_page
+from services.common.config import is_https
 from services.common.errors import NotFound, PermissionDenied
 from services.common.values import control_problem
 
@@ -27,7 +28,7 @@ Handler = Callable[[Any, Request], Awaitable[Response]]
 
 
 def is_tls(request: Request, public_url: str) -> bool:
-    return request.url.scheme == "https" or public_url.lower().startswith("https://")
+    return request.url.scheme == "https" or is_https(public_url)
 
 
 def set_session(response: Response, secret: str, secure: bool) -> None:
