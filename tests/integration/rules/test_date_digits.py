@@ -51,3 +51,19 @@ def test_whitelist_sizes_refuse_a_month_of_other_digits_quoting_what_was_sent(
     assert "YYYY-MM" in found["from_month"], found
     assert not any(words in found["from_month"] for words in PYTHON_WORDS), found
     assert f"{month}-01" not in found["from_month"], found
+
+
+@pytest.mark.parametrize("day", ["1900-01-01", "9999-12-31"])
+def test_a_record_dated_outside_1949_to_2199_is_refused_naming_the_range(
+    rules_stub: rules_pb2_grpc.RulesServiceStub, day: str
+) -> None:
+    """Review 72: an accident of 1900 was refused as "not a calendar date", which sends an
+    integrator looking for a typo; the refusal names the range README documents."""
+    message = profile_from_json(profile(3))
+    message.accidents.add(occurred_on=day, level=pb.ACCIDENT_LEVEL_GENERAL)
+    with pytest.raises(grpc.RpcError) as info:
+        rules_stub.Evaluate(pb.EvaluateRequest(profile=message), timeout=10)
+    found = violations(info.value)
+    assert set(found) == {"profile.accidents[0].occurred_on"}, found
+    assert "1949" in found["profile.accidents[0].occurred_on"], found
+    assert "2199" in found["profile.accidents[0].occurred_on"], found
