@@ -5,6 +5,7 @@ has a comment, and nothing points outside the repository."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -94,10 +95,10 @@ def test_no_trailing_comment_runs_on_to_the_next_line() -> None:
     found = []
     for proto in sorted((ROOT / "proto").rglob("*.proto")):
         lines = proto.read_text(encoding="utf-8").splitlines()
-        for number, (line, after) in enumerate(zip(lines, lines[1:], strict=False), start=2):
+        for number, (line, after) in enumerate(itertools.pairwise(lines), start=2):
             code, _, _ = line.partition("//")
             column = line.find("//")
-            if code.strip() and column >= 0 and after.find("//") == column:
-                if not after[:column].strip():
-                    found.append(f"{proto.relative_to(ROOT)}:{number}: {after.strip()}")
+            continued = after.find("//") == column and not after[:column].strip()
+            if code.strip() and column >= 0 and continued:
+                found.append(f"{proto.relative_to(ROOT)}:{number}: {after.strip()}")
     assert found == [], "move these comments above their field:\n" + "\n".join(found)

@@ -42,9 +42,7 @@ def test_whitelist_sizes_refuse_a_month_of_other_digits_quoting_what_was_sent(
 ) -> None:
     upsert(register_stub, profile(1))
     with pytest.raises(grpc.RpcError) as info:
-        register_stub.ListWhitelistSizes(
-            pb.ListWhitelistSizesRequest(from_month=month), timeout=10
-        )
+        register_stub.ListWhitelistSizes(pb.ListWhitelistSizesRequest(from_month=month), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     found = violations(info.value)
     assert set(found) == {"from_month"}, found

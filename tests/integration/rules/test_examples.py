@@ -113,7 +113,11 @@ def test_stubs_generated_as_the_readme_says_call_the_server(server, tmp_path: Pa
     env = {**os.environ, "PYTHONPATH": str(out)}  # the stubs alone, not this repository
     called = subprocess.run(
         [sys.executable, "-c", CALL_WITH_OWN_STUBS, f"127.0.0.1:{port}", TOKEN],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert called.returncode == 0, called.stderr
     assert called.stdout.split() == ["STATUS_ROUTINE", "3"]
