@@ -37,7 +37,8 @@ FIRST_DAY, LAST_DAY = date(FIRST_YEAR, 1, 1), date(LAST_YEAR, 12, 31)
 
 # free text a person writes in a text area: line breaks allowed there, nowhere else
 MULTILINE_FIELDS = frozenset({"note", "description", "reason", "grounds", "basis", "text"})
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# ASCII digits only: \d also matches full-width and other scripts' digits (review 72)
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # the bidi controls, BOM, and U+FFFD: the mark of text damaged on its way (a form sent in
 # another encoding: review 47a N3), never what a person meant to type
 _FORMATTING = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffd"
@@ -116,7 +117,10 @@ def _iso_date(text: str) -> date:
     a refused text raises each time: exceptions are never remembered)."""
     if not _ISO_DATE.fullmatch(text):
         raise ValueError("must be a date written YYYY-MM-DD")
-    day = date.fromisoformat(text)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:  # 2026-02-30: Python's words ("day is out of range") are not ours
+        raise ValueError("no such day in the calendar (YYYY-MM-DD)") from None
     if problem := date_problem(day):
         raise ValueError(problem)
     return day

@@ -5,6 +5,7 @@ has a comment, and nothing points outside the repository."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -85,3 +86,19 @@ def test_nothing_points_outside_the_repository() -> None:
             f"{rel}:{n}" for n, line in enumerate(text.splitlines(), 1) if OUTSIDE.search(line)
         ]
     assert found == [], f"references to ../shared/spec (not in the repository): {found}"
+
+
+def test_no_trailing_comment_runs_on_to_the_next_line() -> None:
+    """Review 72: protoc gives a comment line under a field's trailing comment to the NEXT
+    field (as its leading comment), so docs/api.md showed Decision.error's second half
+    as the meaning of decision_id. A field's comment of several lines goes above it."""
+    found = []
+    for proto in sorted((ROOT / "proto").rglob("*.proto")):
+        lines = proto.read_text(encoding="utf-8").splitlines()
+        for number, (line, after) in enumerate(itertools.pairwise(lines), start=2):
+            code, _, _ = line.partition("//")
+            column = line.find("//")
+            continued = after.find("//") == column and not after[:column].strip()
+            if code.strip() and column >= 0 and continued:
+                found.append(f"{proto.relative_to(ROOT)}:{number}: {after.strip()}")
+    assert found == [], "move these comments above their field:\n" + "\n".join(found)

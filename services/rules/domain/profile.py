@@ -24,6 +24,7 @@ from services.common.values import (
     invisible,
     parse_iso_date,
     preview,
+    written_day,
 )
 from services.common.vocabulary import (
     MOBILE,
@@ -328,8 +329,11 @@ class FieldChecker:
             return None
         try:
             return parse_iso_date(value)
-        except ValueError:
-            self.bad(path, f"{preview(value)} is not a calendar date YYYY-MM-DD")
+        except ValueError as exc:
+            if written_day(value):  # a real day outside 1949-2199 says so (review 72)
+                self.bad(path, f"{preview(value)}: {exc}")
+            else:
+                self.bad(path, f"{preview(value)} is not a calendar date YYYY-MM-DD")
             return None
 
     def items(self, data: Mapping[str, Any], key: str) -> list[Any]:

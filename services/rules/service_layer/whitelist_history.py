@@ -7,18 +7,22 @@ from datetime import date
 
 from services.common.errors import FieldViolation, ValidationError
 from services.common.regions import region_filter
-from services.common.values import FIRST_DAY, parse_day, preview
+from services.common.values import FIRST_DAY, parse_iso_date, preview, written_day
 from services.rules.domain.whitelist_sizes import MAX_MONTHS, MonthSize, months, sizes
 from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.unit_of_work import UnitOfWork
 
-_MONTH = re.compile(r"^\d{4}-\d{2}$")
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")  # ASCII digits only (review 72)
 
 
 def _month(text: str, field: str) -> date:
     if not _MONTH.fullmatch(text):
         raise ValidationError([FieldViolation(field, f"{preview(text)}: must be YYYY-MM")])
-    return parse_day(text + "-01", field)
+    try:
+        return parse_iso_date(text + "-01")
+    except ValueError as exc:  # quote what was sent, not the day made of it (review 72)
+        why = str(exc) if written_day(text + "-01") else "must be YYYY-MM, a month 01 to 12"
+        raise ValidationError([FieldViolation(field, f"{preview(text)}: {why}")]) from exc
 
 
 def span(today: date, from_month: str, to_month: str) -> list[tuple[int, int]]:

@@ -120,6 +120,27 @@ def test_stats_with_dates_out_of_range_are_invalid_not_internal(pair: Pair, day:
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
 
 
+@pytest.mark.parametrize("day", ["２０２６-01-01", "2026-02-30"])
+def test_stats_refuse_other_digits_or_no_such_day_in_the_projects_words(
+    pair: Pair, day: str
+) -> None:
+    """Review 72: full-width digits (a Chinese input method) and 2026-02-30 were refused
+    with Python's parser text ("Invalid isoformat string", "day is out of range")."""
+    for request, field in (
+        (bpb.GetStatsRequest(**{"from": day}), "from"),
+        (bpb.GetStatsRequest(to=day), "to"),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            pair.booking.GetStats(request, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        _, violations = refusal(info.value)
+        described = {v.field: v.description for v in violations}
+        assert set(described) == {field}, described
+        assert "YYYY-MM-DD" in described[field], described
+        assert "isoformat" not in described[field], described
+        assert "out of range for month" not in described[field], described
+
+
 def test_stats_at_the_edges_of_the_documented_range_answer(pair: Pair) -> None:
     stats = pair.booking.GetStats(
         bpb.GetStatsRequest(**{"from": "1949-01-01", "to": "2199-12-31"}), timeout=10
