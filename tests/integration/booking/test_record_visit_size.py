@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.booking.adapters.orm import photos, tickets
 from services.booking.domain import messages
@@ -18,7 +18,7 @@ from services.booking.domain.findings import MAX_FINDINGS, MAX_TEXT, MAX_VISIT_P
 from services.booking.domain.photos import MAX_PHOTO_BYTES
 from services.booking.entrypoints.grpc_server import MAX_RECORD_VISIT_BYTES
 from services.common._generated.booking.v1 import booking_pb2 as bpb
-from tests.booking_env import Pair, ledger_visit
+from tests.booking_env import Pair, count_rows, ledger_visit
 from tests.e2e.test_staff_pages import dispatched
 from tests.integration.booking.test_web_review_47a import jpeg
 from tests.integration.conftest import violations
@@ -36,11 +36,7 @@ def _visit(order_id: str, sizes: list[int]) -> bpb.RecordVisitRequest:
 
 
 def _count(pair: Pair, table: object, **where: str) -> int:
-    query = select(func.count()).select_from(table)  # type: ignore[arg-type]
-    for name, value in where.items():
-        query = query.where(table.c[name] == value)  # type: ignore[attr-defined]
-    with pair.booking_engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+    return count_rows(pair.booking_engine, table, **where)
 
 
 def test_the_largest_visit_is_recorded_over_grpc(sqlite_pair: Pair) -> None:
