@@ -979,24 +979,15 @@ class FaultSoak(Soak):
                 )
         return out
 
-    def run(self) -> dict[str, Any]:
-        self.databases()
-        try:
-            self.start()
-            try:
-                return self._load()
-            finally:
-                for proc in (self.booking, self.rules):
-                    with contextlib.suppress(Exception):
-                        proc.signal(signal.SIGCONT)
-                        proc.terminate()  # type: ignore[attr-defined]
-                for proxy in self.proxies.values():
-                    proxy.close()
-                self.http.close()
-                self.rchan.close()
-                self.bchan.close()
-        finally:
-            self.drop()
+    def stop_services(self) -> None:
+        """Both services stopped whatever state the faults left them in (SIGSTOPped, dead),
+        then the proxies closed."""
+        for proc in (self.booking, self.rules):
+            with contextlib.suppress(Exception):
+                proc.signal(signal.SIGCONT)
+                proc.terminate()  # type: ignore[attr-defined]
+        for proxy in self.proxies.values():
+            proxy.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -501,14 +501,18 @@ class Soak:
             try:
                 return self._load()
             finally:
-                codes = (self.booking.stop(), self.rules.stop())
+                self.stop_services()
                 self.http.close()
                 self.rchan.close()
                 self.bchan.close()
-                if codes != (0, 0):
-                    print(f"{self.kind}: exit codes {codes}", file=sys.stderr)
         finally:
             self.drop()
+
+    def stop_services(self) -> None:
+        """SIGTERM both services, saying so when one did not exit 0."""
+        codes = (self.booking.stop(), self.rules.stop())
+        if codes != (0, 0):
+            print(f"{self.kind}: exit codes {codes}", file=sys.stderr)
 
     def _load(self) -> dict[str, Any]:
         self.seed()
