@@ -44,7 +44,8 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import create_engine, text
 
-from bench.soak import FIRMS, PNG, ROLES, Soak, _free_port, parse_duration
+from bench.harness import free_port, launch, wait_logged
+from bench.soak import FIRMS, Soak, ledger_visit, parse_duration
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common._generated.rules.v1 import rules_pb2 as rpb
@@ -75,22 +76,10 @@ class Proc:
     def start(self) -> None:
         self.incarnation += 1
         self.log = self.dir / f"{self.name}.{self.incarnation}.log"
-        self.handle = self.log.open("w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", *self.args], cwd=ROOT, env=env, stderr=self.handle
-        )
+        self.proc, self.handle = launch(self.args, self.log)
         self.started_at = time.monotonic()
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.log}: exited {self.proc.returncode}")
-            for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
-                if line.startswith("{") and json.loads(line).get("event") == self.ready_event:
-                    self.ps = psutil.Process(self.proc.pid)
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.log}: not ready")
+        wait_logged(self.proc, self.log, self.ready_event, timeout=180)
+        self.ps = psutil.Process(self.proc.pid)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -170,9 +159,7 @@ class FaultSoak(Soak):
             subprocess.run(["umount", "-l", str(self.mount)], check=False)
 
     def start(self) -> None:
-        tokens = self.dir / "tokens.json"
-        entries = [{"token": self.keys[r], "caller": r, "scopes": s} for r, s in ROLES.items()]
-        tokens.write_text(json.dumps({"tokens": entries}))
+        tokens = self.tokens_file()
         self.nats_proxy = TcpProxy(("127.0.0.1", 4222))
         self.proxies: dict[str, TcpProxy] = {"nats": self.nats_proxy}
         urls = dict(self.urls)
@@ -180,24 +167,15 @@ class FaultSoak(Soak):
             for name in ("rules", "booking"):
                 self.proxies[name] = TcpProxy(("127.0.0.1", 5432))
                 urls[name] = through(self.urls[name], self.proxies[name])
-        self.rules_port, self.grpc_port = _free_port(), _free_port()
-        self.http_port = _free_port()
+        self.rules_port, self.grpc_port = free_port(), free_port()
+        self.http_port = free_port()
         self.stream_name = f"SOAK68_{self.tag}"
         self.subject_prefix = f"soak68.{self.tag}"
+        rules_at = f"127.0.0.1:{self.rules_port}"
         self.rules = Proc(  # type: ignore[assignment]
             "rules",
             [
-                "services.rules",
-                "--log-json",
-                "serve",
-                "--grpc",
-                f"127.0.0.1:{self.rules_port}",
-                "--db",
-                urls["rules"],
-                "--tokens",
-                str(tokens),
-                "--rate",
-                "0",
+                *self.rules_args(rules_at, urls["rules"], tokens),
                 "--nats",
                 f"nats://{self.nats_proxy.url_host}",
                 "--nats-stream",
@@ -210,32 +188,9 @@ class FaultSoak(Soak):
         )
         self.booking = Proc(  # type: ignore[assignment]
             "booking",
-            [
-                "services.booking",
-                "--log-json",
-                "serve",
-                "--grpc",
-                f"127.0.0.1:{self.grpc_port}",
-                "--http",
-                f"127.0.0.1:{self.http_port}",
-                "--db",
-                urls["booking"],
-                "--rules",
-                f"127.0.0.1:{self.rules_port}",
-                "--rules-token",
-                self.keys["booking-service"],
-                "--tokens",
-                str(tokens),
-                "--public-url",
-                f"http://127.0.0.1:{self.http_port}",
-                "--qr-keys",
-                str(self.dir / "qr-keys.json"),
-                "--new-qr-keys",
-                "--sweep-interval",
-                "20",
-                "--rate",
-                "0",
-            ],
+            self.booking_args(
+                f"127.0.0.1:{self.grpc_port}", self.http_port, urls["booking"], rules_at, tokens
+            ),
             self.dir,
             "booking service listening",
         )
@@ -448,20 +403,7 @@ class FaultSoak(Soak):
                 self.ack("cancel", order_id)
             return
         if order_id and pick < 0.6:
-            photos = (
-                [bpb.Photo(content=PNG, content_type="image/png")] if rnd.random() < 0.5 else []
-            )
-            visit = bpb.RecordVisitRequest(
-                order_id=order_id,
-                findings=[
-                    bpb.FindingInput(
-                        clause_ref="GEN:ledger",
-                        severity=bpb.SEVERITY_GENERAL,
-                        description="未建立隐患排查治理台账",
-                        photos=photos,
-                    )
-                ],
-            )
+            visit = ledger_visit(order_id, photo=rnd.random() < 0.5)
             done = self.call(
                 "RecordVisit",
                 lambda: self.bstub.RecordVisit(visit, metadata=admin, timeout=DEADLINE),
@@ -518,16 +460,7 @@ class FaultSoak(Soak):
             self.world.put(self.world.open_tickets, ticket)
             self.world.sessions.pop(firm, None)
             return
-        posted = self.call(
-            "web: proof upload",
-            lambda: self.http.post(
-                f"/q/{token}/tickets/{ticket_id}",
-                data={"note": "已整改"},
-                files={"photo": ("fix.png", PNG, "image/png")},
-                headers={"Cookie": f"firm_session={cookie}"},
-                follow_redirects=False,
-            ),
-        )
+        posted = self.call("web: proof upload", lambda: self.post_proof(token, ticket_id, cookie))
         if posted is not None and posted.headers.get("location", "").endswith(
             f"/tickets/{ticket_id}"
         ):
@@ -1046,24 +979,15 @@ class FaultSoak(Soak):
                 )
         return out
 
-    def run(self) -> dict[str, Any]:
-        self.databases()
-        try:
-            self.start()
-            try:
-                return self._load()
-            finally:
-                for proc in (self.booking, self.rules):
-                    with contextlib.suppress(Exception):
-                        proc.signal(signal.SIGCONT)
-                        proc.terminate()  # type: ignore[attr-defined]
-                for proxy in self.proxies.values():
-                    proxy.close()
-                self.http.close()
-                self.rchan.close()
-                self.bchan.close()
-        finally:
-            self.drop()
+    def stop_services(self) -> None:
+        """Both services stopped whatever state the faults left them in (SIGSTOPped, dead),
+        then the proxies closed."""
+        for proc in (self.booking, self.rules):
+            with contextlib.suppress(Exception):
+                proc.signal(signal.SIGCONT)
+                proc.terminate()  # type: ignore[attr-defined]
+        for proxy in self.proxies.values():
+            proxy.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,32 @@ ROOT = Path(__file__).resolve().parent.parent
 # ---------------------------------------------------------------- servers as processes
 
 
+def launch(args: Sequence[str], log: Path) -> tuple[subprocess.Popen[bytes], Any]:
+    """`python -m ARGS` from the checkout, unbuffered, its stderr (the JSON log) to `log`:
+    (the process, the open log file, to close once it has ended)."""
+    handle = log.open("w")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stderr=handle)
+    return proc, handle
+
+
+def wait_logged(
+    proc: subprocess.Popen[bytes], log: Path, event: str, timeout: float
+) -> dict[str, Any]:
+    """The first JSON line of `log` whose event is `event` (a service's "… listening",
+    with its ports), waiting up to `timeout` s; RuntimeError once the process has ended
+    or the time is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{log}: exited {proc.returncode}")
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("{") and json.loads(line).get("event") == event:
+                return dict(json.loads(line))
+        time.sleep(0.2)
+    raise RuntimeError(f"{log}: no {event!r}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

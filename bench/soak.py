@@ -21,7 +21,6 @@ import random
 import re
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import httpx
 import psutil
 from sqlalchemy import create_engine, text
 
+from bench.harness import free_port, launch, wait_logged
 from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common._generated.rules.v1 import rules_pb2 as rpb
@@ -72,10 +72,17 @@ def parse_duration(text_: str) -> float:
     return float(found.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[found.group(2)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def ledger_visit(order_id: str, *, photo: bool) -> bpb.RecordVisitRequest:
+    """A visit with one general finding (no ledger of hidden hazards), with a small PNG
+    when `photo`."""
+    shots = [bpb.Photo(content=PNG, content_type="image/png")] if photo else []
+    finding = bpb.FindingInput(
+        clause_ref="GEN:ledger",
+        severity=bpb.SEVERITY_GENERAL,
+        description="未建立隐患排查治理台账",
+        photos=shots,
+    )
+    return bpb.RecordVisitRequest(order_id=order_id, findings=[finding])
 
 
 class Service:
@@ -83,24 +90,12 @@ class Service:
 
     def __init__(self, args: list[str], log: Path, ready: str) -> None:
         self.log = log
-        self.handle = log.open("w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=ROOT, env=env, stderr=self.handle
-        )
-        self.ready = self._wait(ready)
+        self.proc, self.handle = launch(args, log)
+        try:
+            self.ready = wait_logged(self.proc, log, ready, timeout=120)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
         self.ps = psutil.Process(self.proc.pid)
-
-    def _wait(self, event: str) -> dict[str, Any]:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{self.log}: exited {self.proc.returncode}")
-            for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
-                if line.startswith("{") and json.loads(line).get("event") == event:
-                    return dict(json.loads(line))
-            time.sleep(0.2)
-        raise SystemExit(f"{self.log}: no {event!r}")
 
     def sample(self) -> tuple[float, int]:
         """(RSS in MB, open file descriptors)."""
@@ -192,55 +187,74 @@ class Soak:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
-    def start(self) -> None:
+    def tokens_file(self) -> Path:
+        """The services' tokens file, one token a role of ROLES (self.keys)."""
         tokens = self.dir / "tokens.json"
         entries = [{"token": self.keys[r], "caller": r, "scopes": s} for r, s in ROLES.items()]
         tokens.write_text(json.dumps({"tokens": entries}))
+        return tokens
+
+    def rules_args(self, grpc_at: str, db: str, tokens: Path) -> list[str]:
+        """`python -m` arguments of the rules service under the soak (no rate limit)."""
+        return [
+            "services.rules",
+            "--log-json",
+            "serve",
+            "--grpc",
+            grpc_at,
+            "--db",
+            db,
+            "--tokens",
+            str(tokens),
+            "--rate",
+            "0",
+        ]
+
+    def booking_args(
+        self, grpc_at: str, http_port: int, db: str, rules_at: str, tokens: Path
+    ) -> list[str]:
+        """`python -m` arguments of the booking service under the soak: its own QR key,
+        the sweep every 20 s, no rate limit."""
+        return [
+            "services.booking",
+            "--log-json",
+            "serve",
+            "--grpc",
+            grpc_at,
+            "--http",
+            f"127.0.0.1:{http_port}",
+            "--db",
+            db,
+            "--rules",
+            rules_at,
+            "--rules-token",
+            self.keys["booking-service"],
+            "--tokens",
+            str(tokens),
+            "--public-url",
+            f"http://127.0.0.1:{http_port}",
+            "--qr-keys",
+            str(self.dir / "qr-keys.json"),
+            "--new-qr-keys",
+            "--sweep-interval",
+            "20",
+            "--rate",
+            "0",
+        ]
+
+    def start(self) -> None:
+        tokens = self.tokens_file()
         self.rules = Service(
-            [
-                "services.rules",
-                "--log-json",
-                "serve",
-                "--grpc",
-                "127.0.0.1:0",
-                "--db",
-                self.urls["rules"],
-                "--tokens",
-                str(tokens),
-                "--rate",
-                "0",
-            ],
+            self.rules_args("127.0.0.1:0", self.urls["rules"], tokens),
             self.dir / "rules.log",
             "rules service listening",
         )
-        self.http_port = _free_port()
+        self.http_port = free_port()
+        rules_at = f"127.0.0.1:{self.rules.ready['port']}"
         self.booking = Service(
-            [
-                "services.booking",
-                "--log-json",
-                "serve",
-                "--grpc",
-                "127.0.0.1:0",
-                "--http",
-                f"127.0.0.1:{self.http_port}",
-                "--db",
-                self.urls["booking"],
-                "--rules",
-                f"127.0.0.1:{self.rules.ready['port']}",
-                "--rules-token",
-                self.keys["booking-service"],
-                "--tokens",
-                str(tokens),
-                "--public-url",
-                f"http://127.0.0.1:{self.http_port}",
-                "--qr-keys",
-                str(self.dir / "qr-keys.json"),
-                "--new-qr-keys",
-                "--sweep-interval",
-                "20",
-                "--rate",
-                "0",
-            ],
+            self.booking_args(
+                "127.0.0.1:0", self.http_port, self.urls["booking"], rules_at, tokens
+            ),
             self.dir / "booking.log",
             "booking service listening",
         )
@@ -342,20 +356,7 @@ class Soak:
         admin = self.auth("admin")
         order_id = self.world.take(self.world.dispatched)
         if order_id and rnd.random() < 0.7:
-            photos = (
-                [bpb.Photo(content=PNG, content_type="image/png")] if rnd.random() < 0.5 else []
-            )
-            visit = bpb.RecordVisitRequest(
-                order_id=order_id,
-                findings=[
-                    bpb.FindingInput(
-                        clause_ref="GEN:ledger",
-                        severity=bpb.SEVERITY_GENERAL,
-                        description="未建立隐患排查治理台账",
-                        photos=photos,
-                    )
-                ],
-            )
+            visit = ledger_visit(order_id, photo=rnd.random() < 0.5)
             done = self.stats.timed(
                 "RecordVisit", lambda: self.bstub.RecordVisit(visit, metadata=admin, timeout=30)
             )
@@ -431,6 +432,16 @@ class Soak:
             self.world.sessions[firm] = cookie
         return cookie
 
+    def post_proof(self, token: str, ticket_id: str, cookie: str) -> httpx.Response:
+        """The signed-in firm's proof of a fix (a note and a photo) through the phone page."""
+        return self.http.post(
+            f"/q/{token}/tickets/{ticket_id}",
+            data={"note": "已整改"},
+            files={"photo": ("fix.png", PNG, "image/png")},
+            headers={"Cookie": f"firm_session={cookie}"},
+            follow_redirects=False,
+        )
+
     def phone_step(self, rnd: random.Random) -> None:
         """The phone page at the pace its per-address limits allow (one post a second);
         proof of a fix is uploaded by the signed-in firm, as on a real phone."""
@@ -440,14 +451,7 @@ class Soak:
             token = self.world.tokens[firm]
             cookie = self.sign_in(firm)
             posted = self.stats.timed(
-                "web: proof upload",
-                lambda: self.http.post(
-                    f"/q/{token}/tickets/{ticket_id}",
-                    data={"note": "已整改"},
-                    files={"photo": ("fix.png", PNG, "image/png")},
-                    headers={"Cookie": f"firm_session={cookie}"},
-                    follow_redirects=False,
-                ),
+                "web: proof upload", lambda: self.post_proof(token, ticket_id, cookie)
             )
             if posted is not None and not posted.headers.get("location", "").endswith(
                 f"/tickets/{ticket_id}"
@@ -497,14 +501,18 @@ class Soak:
             try:
                 return self._load()
             finally:
-                codes = (self.booking.stop(), self.rules.stop())
+                self.stop_services()
                 self.http.close()
                 self.rchan.close()
                 self.bchan.close()
-                if codes != (0, 0):
-                    print(f"{self.kind}: exit codes {codes}", file=sys.stderr)
         finally:
             self.drop()
+
+    def stop_services(self) -> None:
+        """SIGTERM both services, saying so when one did not exit 0."""
+        codes = (self.booking.stop(), self.rules.stop())
+        if codes != (0, 0):
+            print(f"{self.kind}: exit codes {codes}", file=sys.stderr)
 
     def _load(self) -> dict[str, Any]:
         self.seed()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, func, select, text
 
 from services.booking.adapters import migrate as booking_migrate
 from services.booking.adapters.menu import load_menu
@@ -57,6 +57,30 @@ def ledger_visit(
             for text in descriptions
         ],
     )
+
+
+def count_rows(engine: Engine, table: object, **where: str) -> int:
+    """How many rows of `table` have each column of `where` equal to its value."""
+    query = select(func.count()).select_from(table)  # type: ignore[arg-type]
+    for name, value in where.items():
+        query = query.where(table.c[name] == value)  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def ledger_visit_form(csrf: str, description: str = "台账缺失", **fields: str) -> dict[str, str]:
+    """The staff visit form (POST /staff/orders/<id>/visit) as `ledger_visit` over gRPC:
+    one general finding `GEN:ledger` described `description`, 60 minutes on site, the
+    CSRF token `csrf`; `fields` add or replace fields (idempotency_key, on_site_mobile,
+    contact_confirmed, minutes_on_site …)."""
+    return {
+        "csrf": csrf,
+        "minutes_on_site": "60",
+        "ref_0": "GEN:ledger",
+        "severity_0": "general",
+        "desc_0": description,
+        **fields,
+    }
 
 
 @dataclass

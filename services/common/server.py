@@ -39,7 +39,9 @@ from services.common.interceptors import (
 )
 from services.common.malformed import MalformedRequestInterceptor
 
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 5 MB photo plus its envelope
+# what a server receives at most in a message unless it says otherwise (new_server's
+# max_message): rules' whole API; booking takes its largest visit (grpc_server.py)
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_ANSWER_BYTES = 4 * MAX_MESSAGE_BYTES  # what a server sends at most (a batch's decisions)
 DEFAULT_MAX_CONCURRENT = 128
 RETRY_AFTER_BUSY = 1  # seconds, in the retry-after trailer of a refusal for load
@@ -339,14 +341,17 @@ def new_server(
     items_checked: Iterable[str] = (),
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     long_lived: Iterable[str] = (),
+    max_message: int = MAX_MESSAGE_BYTES,
 ) -> tuple[grpc.Server, CallPools]:
     """A grpc.Server with message limits, keepalive, the admission and per-RPC logging
     interceptors, and its thread pools; `db_free` names the methods that need no
     database (full paths, /pkg.Service/Method), `items_checked` the unary methods that
     check each item's text themselves (malformed.py), `long_lived` the streams that end
-    when the server drains (new ones are then refused: `AdmissionInterceptor`)."""
+    when the server drains (new ones are then refused: `AdmissionInterceptor`);
+    `max_message` the largest message it receives (gRPC refuses a larger one,
+    RESOURCE_EXHAUSTED, before any field is read)."""
     options = [
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", max_message),
         ("grpc.max_send_message_length", MAX_ANSWER_BYTES),
         ("grpc.so_reuseport", 1 if limits.shared_port else 0),
         ("grpc.keepalive_time_ms", 60_000),

@@ -827,6 +827,16 @@ class BookingRegister(StaffRegister):
         )
         return self.session.scalars(query).all()
 
+    def claimed_messages(self) -> Sequence[OutboxMessage]:
+        """The open messages claimed by a delivery (`claimed_until` set: in flight, or
+        its claim run out), in the order written."""
+        query = (
+            select(OutboxMessage)
+            .where(_open_message(), outbox.c.claimed_until.is_not(None))
+            .order_by(outbox.c.id)
+        )
+        return self.session.scalars(query).all()
+
     def open_counts(self, firms: Iterable[str]) -> dict[str, int]:
         """How many open messages (parked or not) each of `firms` has."""
         wanted = sorted(set(firms))

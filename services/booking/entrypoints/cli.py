@@ -37,6 +37,8 @@ from services.booking.service_layer import (
 )
 from services.booking.service_layer.outbox import (
     HELD_AFTER_SECONDS,
+    LEASE_SECONDS,
+    BeingSent,
     HeldFirm,
     OutboxStatus,
     OutboxWorker,
@@ -467,6 +469,14 @@ def _print_outbox(status: OutboxStatus) -> None:
     )
     for event_id, error in status.parked:
         print(f"  {event_id}: {error}")
+    if status.sending:
+        print(
+            f"{len(status.sending)} event(s) being sent: claimed by a delivery, rules' "
+            "answer not recorded yet (a claim lasts "
+            f"{LEASE_SECONDS:g} s; times in Asia/Shanghai)"
+        )
+        for sent in status.sending:
+            print(f"  {_being_sent(sent)}")
     if status.held:
         print(
             f"{len(status.held)} firm(s) held: a firm's later events wait behind its "
@@ -479,18 +489,33 @@ def _print_outbox(status: OutboxStatus) -> None:
             print(f"  {firm.enterprise_id}: {firm.behind} event(s) held behind {_holding(firm)}")
 
 
+def _at(instant: datetime) -> str:
+    return in_shanghai(instant).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _being_sent(sent: BeingSent) -> str:
+    """An event being sent, by whom and since when, for `booking outbox`."""
+    line = (
+        f"{sent.event_id}: {sent.kind} of {sent.enterprise_id}, claimed since "
+        f"{_at(sent.since)} by {sent.claimed_by or '(not recorded)'}, "
+        f"{sent.attempts} attempt(s); "
+    )
+    if sent.lapsed:
+        return line + (
+            f"claim ran out {_at(sent.until)} (its process died or stalled): sent again at "
+            "the next pass of a running worker"
+        )
+    return line + f"claim ends {_at(sent.until)}"
+
+
 def _holding(firm: HeldFirm) -> str:
     """The event holding a firm, what it came to and since when, for `booking outbox`."""
-
-    def at(instant: datetime) -> str:
-        return in_shanghai(instant).strftime("%Y-%m-%d %H:%M:%S")
-
     if firm.parked:
-        state = f"parked, failing since {at(firm.since)}"
+        state = f"parked, failing since {_at(firm.since)}"
     else:
-        state = f"refused for now since {at(firm.since)}, {firm.attempts} attempt(s)"
+        state = f"refused for now since {_at(firm.since)}, {firm.attempts} attempt(s)"
         if firm.next_attempt_at is not None:
-            state += f", next {at(firm.next_attempt_at)}"
+            state += f", next {_at(firm.next_attempt_at)}"
     return f"{firm.event_id} ({firm.kind}; {state}): {firm.error}"
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from services.booking.adapters.orm import start_mappers
 from services.booking.adapters.unit_of_work import SqlUnitOfWork
 from services.booking.domain import lookups, messages, order_history
-from services.booking.domain.findings import FindingInput
+from services.booking.domain.findings import MAX_VISIT_PHOTO_BYTES, FindingInput
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import Order
 from services.booking.domain.photos import Upload
@@ -54,6 +54,12 @@ from services.common.instants import rfc3339
 from services.common.security import Security
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BookingService"].full_name
+# The booking server's message limit: the largest visit RecordVisit takes, photos of
+# MAX_VISIT_PHOTO_BYTES together (100 MB: 20 of 5 MB, as the expert's page takes) and
+# 4 MB for the rest (50 findings of 1000 characters are about 160 KB as sent). A larger
+# message is refused by gRPC itself, RESOURCE_EXHAUSTED, before any field is read; photos
+# past the 100 MB within it are refused naming the photo (domain/findings.py).
+MAX_RECORD_VISIT_BYTES = MAX_VISIT_PHOTO_BYTES + 4 * 1024 * 1024
 
 
 class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
@@ -481,7 +487,10 @@ def build(
     security = security or Security()
     start_mappers()  # once, before serving: concurrent first calls must not map it again
     server, pools = common_server.new_server(
-        limits=limits, db_free=DB_FREE, interceptors=security.interceptors(BOOKING_METHODS)
+        limits=limits,
+        db_free=DB_FREE,
+        interceptors=security.interceptors(BOOKING_METHODS),
+        max_message=MAX_RECORD_VISIT_BYTES,
     )
     booking_pb2_grpc.add_BookingServiceServicer_to_server(
         BookingServicer(ctx, engine, on_outbox, order_groups), server

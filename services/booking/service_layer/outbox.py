@@ -156,10 +156,29 @@ class HeldFirm:
 
 
 @dataclass(frozen=True)
+class BeingSent:
+    """An open message claimed by a delivery whose answer from rules is not recorded yet:
+    in flight, or left by a delivery whose process died or stalled (`lapsed`: its claim
+    has run out; the next pass claims it again and sends it)."""
+
+    event_id: str
+    enterprise_id: str
+    kind: str
+    claimed_by: str  # host:pid of the delivering process, then a token of the delivery
+    # when the claim was taken (UTC): its end less LEASE_SECONDS, the claim's length (the
+    # table keeps the end only)
+    since: datetime
+    until: datetime  # when the claim ends (UTC)
+    lapsed: bool
+    attempts: int  # deliveries tried, this one included
+
+
+@dataclass(frozen=True)
 class OutboxStatus:
     waiting: int  # open messages not parked (those held behind a parked one included)
     parked: tuple[tuple[str, str], ...]  # (event id, refusal), in the order written
     held: tuple[HeldFirm, ...]  # in the order their holding messages were written
+    sending: tuple[BeingSent, ...] = ()  # claimed, rules' answer not recorded; in order
 
 
 @dataclass(frozen=True)
@@ -459,12 +478,35 @@ def held_firms(uow: UnitOfWork) -> list[HeldFirm]:
         ]
 
 
+def being_sent(uow: UnitOfWork) -> list[BeingSent]:
+    """The open messages a delivery has claimed and not yet recorded rules' answer for
+    (at most one a firm: its head), in the order written; a claim that has run out (its
+    process died or stalled) is among them, `lapsed`, until a delivery takes it again."""
+    at = now()
+    with uow:
+        return [
+            BeingSent(
+                m.event_id,
+                m.enterprise_id,
+                m.kind,
+                m.claimed_by,
+                as_utc(m.claimed_until) - timedelta(seconds=LEASE_SECONDS),
+                as_utc(m.claimed_until),
+                as_utc(m.claimed_until) <= at,
+                m.attempts,
+            )
+            for m in uow.register.claimed_messages()
+            if m.claimed_until is not None
+        ]
+
+
 def outbox_status(uow: UnitOfWork) -> OutboxStatus:
-    """What waits for delivery, what was refused and why, and which firms it holds."""
+    """What waits for delivery, what is being sent (by whom, since when), what was
+    refused and why, and which firms it holds."""
     with uow:
         waiting = uow.register.undelivered_count()
         parked = tuple((m.event_id, m.last_error) for m in uow.register.failed_messages())
-    return OutboxStatus(waiting, parked, tuple(held_firms(uow)))
+    return OutboxStatus(waiting, parked, tuple(held_firms(uow)), tuple(being_sent(uow)))
 
 
 def resend_since(uow: UnitOfWork, day: date) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from services.booking.domain import messages
 from services.common.values import FIRST_YEAR, LAST_YEAR
-from tests.booking_env import Pair, ledger_visit
+from tests.booking_env import Pair, ledger_visit, ledger_visit_form
 from tests.e2e.test_staff_pages import dispatched, proof_waiting
 from tests.integration.booking.test_staff_fixes import REGION_TOKEN, SUP_TOKEN, Web, _web
 
@@ -207,8 +207,7 @@ def test_the_visit_form_tells_a_non_date_from_an_early_one(site: Web) -> None:
     order_id, _ = dispatched(pair, 34, "稠城街道")
     site.user("zhuanjia", "expert", expert_id="E1")
     e, tok = site.signed_in("zhuanjia")
-    base = {"csrf": tok, "minutes_on_site": "60", "contact_confirmed": "1"}
-    base |= {"ref_0": "GEN:ledger", "severity_0": "general", "desc_0": "缺失"}
+    base = ledger_visit_form(tok, "缺失", contact_confirmed="1")
     for due, said in (
         ("2026/12/20", messages.BAD_DATE),
         ("2026-12-20T10:00", messages.BAD_DATE),

@@ -34,7 +34,7 @@ from services.booking.service_layer.staff_sessions import Outcome
 from services.common.auth import TokenStore
 from services.common.context import Principal
 from services.common.http_server import start_http
-from tests.booking_env import Pair
+from tests.booking_env import Pair, ledger_visit_form
 from tests.e2e.test_staff_pages import PASSWORD, Staff, dispatched, proof_waiting, ticket
 from tests.integration.booking.test_staff_accounts import add
 
@@ -95,10 +95,15 @@ def sqlite_web(sqlite_pair: Pair) -> Iterator[Web]:
     yield from _web(sqlite_pair)
 
 
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
+def hidden_value(html: str, name: str) -> str:
+    """The value of the page's hidden field `name` (the form's CSRF token, its key)."""
+    found = re.search(rf'name="{name}" value="([^"]+)"', html)
     assert found, html[:300]
     return found.group(1)
+
+
+def csrf_of(html: str) -> str:
+    return hidden_value(html, "csrf")
 
 
 def login(c: httpx.Client, username: str, password: str = PASSWORD) -> httpx.Response:
@@ -143,13 +148,7 @@ def test_control_characters_are_refused_next_to_the_field(web: Web) -> None:
     assert c.get("/staff/tickets/T%00x").status_code == 404
 
     e, etok = web.signed_in("zhuanjia")
-    visit = {
-        "csrf": etok,
-        "minutes_on_site": "60",
-        "ref_0": "GEN:ledger",
-        "severity_0": "general",
-        "desc_0": "台账\x00缺失",
-    }
+    visit = ledger_visit_form(etok, "台账\x00缺失")
     answer = e.post(f"/staff/orders/{order_id}/visit", data=visit)
     assert answer.status_code == 400
     assert messages.CONTROL_CHARACTERS in answer.text
@@ -357,8 +356,8 @@ def test_a_finding_must_cite_a_clause_of_the_firm(sqlite_web: Web) -> None:
     sqlite_web.user("zhuanjia", "expert", expert_id="E1")
     c, tok = sqlite_web.signed_in("zhuanjia")
     assert pair.ctx.rules.clause_exists("CHEM2017:1")  # it exists, but not for this firm
-    finding = {"csrf": tok, "minutes_on_site": "60", "severity_0": "general", "desc_0": "缺失"}
-    finding["contact_confirmed"] = "1"  # the order's contact is the firm's (review 54 D2)
+    # the order's contact is the firm's (review 54 D2)
+    finding = ledger_visit_form(tok, "缺失", contact_confirmed="1")
     for ref in ("CHEM2017:1", "XX:1"):  # a chemicals clause; no clause at all
         answer = c.post(f"/staff/orders/{order_id}/visit", data={**finding, "ref_0": ref})
         assert answer.status_code == 400, ref

@@ -7,9 +7,6 @@ SQLite)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-
 import grpc
 import pytest
 from sqlalchemy import func, select
@@ -17,18 +14,15 @@ from sqlalchemy import func, select
 from services.booking.adapters.orm import outbox, photos, tickets, visits
 from services.booking.domain import messages
 from services.common._generated.booking.v1 import booking_pb2 as bpb
-from tests.booking_env import Pair, ledger_visit
+from tests.booking_env import Pair, count_rows, ledger_visit, ledger_visit_form
 from tests.e2e.test_staff_pages import PNG, dispatched
-from tests.integration.booking.test_staff_fixes import Web, _web
+from tests.integration.booking.test_staff_fixes import Web, hidden_value, sqlite_web  # noqa: F401
+from tests.integration.booking.test_web_review_47a import expert_at_order
 from tests.integration.conftest import violations
 
 
 def _count(pair: Pair, table: object, **where: str) -> int:
-    query = select(func.count()).select_from(table)  # type: ignore[arg-type]
-    for name, value in where.items():
-        query = query.where(table.c[name] == value)  # type: ignore[attr-defined]
-    with pair.booking_engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+    return count_rows(pair.booking_engine, table, **where)
 
 
 def _visit(order_id: str, key: str) -> bpb.RecordVisitRequest:
@@ -85,35 +79,21 @@ def test_a_bad_key_is_refused_naming_it(pair: Pair, key: str) -> None:
 # -- the staff visit form -----------------------------------------------------------------
 
 
-@pytest.fixture
-def web(sqlite_pair: Pair) -> Iterator[Web]:
-    yield from _web(sqlite_pair)
-
-
 def _hidden_key(page: str) -> str:
-    found = re.search(r'name="idempotency_key" value="([^"]+)"', page)
-    assert found, page[:300]
-    return found.group(1)
+    return hidden_value(page, "idempotency_key")
 
 
-def test_the_visit_form_sent_twice_lands_on_the_done_page_both_times(web: Web) -> None:
-    pair = web.pair
-    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
-    order_id, _ = dispatched(pair, 43, "稠城街道")
-    web.user("chen", "expert", expert_id="E1")
-    e, tok = web.signed_in("chen")
+def test_the_visit_form_sent_twice_lands_on_the_done_page_both_times(sqlite_web: Web) -> None:  # noqa: F811
+    pair, order_id, e, tok = expert_at_order(sqlite_web, 43)
     drawn = e.get(f"/staff/orders/{order_id}/visit?pick=GEN:ledger")
     assert drawn.status_code == 200
     key = _hidden_key(drawn.text)
-    form = {
-        "csrf": tok,
-        "idempotency_key": key,
-        "minutes_on_site": "一小时",  # refused first: the form comes back with its key
-        "on_site_mobile": "13600001111",
-        "ref_0": "GEN:ledger",
-        "severity_0": "general",
-        "desc_0": "台账缺失",
-    }
+    form = ledger_visit_form(
+        tok,
+        idempotency_key=key,
+        minutes_on_site="一小时",  # refused first: the form comes back with its key
+        on_site_mobile="13600001111",
+    )
     refused = e.post(f"/staff/orders/{order_id}/visit", data=form)
     assert refused.status_code == 400
     assert _hidden_key(refused.text) == key
@@ -126,7 +106,7 @@ def test_the_visit_form_sent_twice_lands_on_the_done_page_both_times(web: Web) -
     assert messages.VISIT_NOT_OPEN not in again.text
     assert _count(pair, visits, order_id=order_id) == 1
     assert _count(pair, tickets, order_id=order_id) == 1
-    assert web.count(photos) == 1
+    assert sqlite_web.count(photos) == 1
     # another form's key: refused as before (the page says the order is visited)
     form["idempotency_key"] = "another-form"
     other = e.post(f"/staff/orders/{order_id}/visit", data=form)
@@ -134,21 +114,13 @@ def test_the_visit_form_sent_twice_lands_on_the_done_page_both_times(web: Web) -
     assert _count(pair, visits, order_id=order_id) == 1
 
 
-def test_a_refused_form_key_is_replaced_and_the_typing_kept(web: Web) -> None:
-    pair = web.pair
-    pair.expert("E1", ["dust_explosion"], ["稠城街道"])
-    order_id, _ = dispatched(pair, 44, "稠城街道")
-    web.user("chen", "expert", expert_id="E1")
-    e, tok = web.signed_in("chen")
-    form = {
-        "csrf": tok,
-        "idempotency_key": "k" * 65,  # no page draws one: a tampered form
-        "minutes_on_site": "30",
-        "on_site_mobile": "13600001111",
-        "ref_0": "GEN:ledger",
-        "severity_0": "general",
-        "desc_0": "台账缺失",
-    }
+def test_a_refused_form_key_is_replaced_and_the_typing_kept(sqlite_web: Web) -> None:  # noqa: F811
+    pair, order_id, e, tok = expert_at_order(sqlite_web, 44)
+    form = ledger_visit_form(
+        tok,
+        idempotency_key="k" * 65,  # no page draws one: a tampered form
+        on_site_mobile="13600001111",
+    )
     refused = e.post(f"/staff/orders/{order_id}/visit", data=form)
     assert refused.status_code == 400
     assert messages.FORM_EXPIRED in refused.text and "台账缺失" in refused.text
