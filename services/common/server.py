@@ -532,6 +532,11 @@ def cannot_listen(what: str, address: str) -> str:
 # untimed wait would never see it (a server that ignored SIGTERM for good, once in three CI
 # runs in stop 33).
 STOP_POLL_SECONDS = 0.2
+# A stop signal this soon after the first is the same stop delivered twice, not a second
+# one: Ctrl-C reaches every process of the terminal's process group, and systemd signals
+# every process of the unit's cgroup, so a child of `serve --processes N` gets the signal
+# both from there and from its parent, which passes it on.
+SAME_STOP_SECONDS = 1.0
 
 
 class StopSignal(threading.Event):
@@ -539,14 +544,16 @@ class StopSignal(threading.Event):
     `StoppedWhileStarting` in the main thread, so a start-up that waits (a database that
     does not answer, another replica's migration lock, a connect timeout) ends at once
     instead of when the wait does; from `serving()` on it only sets the event, and the
-    server drains. A second signal once serving sets `again` too: the drain is cut short
-    (the calls still in progress are cancelled at once; what they committed stays)."""
+    server drains. A second signal once serving (SAME_STOP_SECONDS or more after the
+    first) sets `again` too: the drain is cut short (the calls still in progress are
+    cancelled at once; what they committed stays)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._serving = False
         self.signal_name = ""
         self.again = threading.Event()
+        self._first_at = 0.0
 
     def serving(self) -> None:
         """Start-up passed the point where abandoning it could leave anything behind
@@ -560,7 +567,8 @@ class StopSignal(threading.Event):
         first = not self.is_set()
         if first:
             self.signal_name = signal.Signals(signum).name
-        elif self._serving:
+            self._first_at = time.monotonic()
+        elif self._serving and time.monotonic() - self._first_at >= SAME_STOP_SECONDS:
             self.again.set()
         self.set()
         if first and not self._serving:  # once: a second would break the first's unwinding
