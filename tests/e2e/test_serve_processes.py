@@ -88,7 +88,10 @@ def _serve_set_with(tmpdir: Path, tmp_path: Path) -> subprocess.CompletedProcess
         *("--tokens", str(tmp_path / "tokens.json")),
     ]
     proc = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmpdir)}, stderr=subprocess.PIPE,
+        command,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        stderr=subprocess.PIPE,
         text=True,
     )
     try:

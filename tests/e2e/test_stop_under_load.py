@@ -86,7 +86,9 @@ class _Load:
                 complaint=pb.ComplaintDetail(text="投诉"),
             )
             try:
-                self._stub.ReportEvent(pb.ReportEventRequest(event=event), metadata=AUTH, timeout=60)
+                self._stub.ReportEvent(
+                    pb.ReportEventRequest(event=event), metadata=AUTH, timeout=60
+                )
                 self.acknowledged.append(event.event_id)
             except grpc.RpcError as exc:
                 self.failed.append(exc.code().name)

@@ -123,7 +123,9 @@ def test_a_second_signal_once_serving_asks_to_cut_the_drain_short():
         print(stop.is_set(), stop.again.is_set(), stop.signal_name)
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["True False", "True False", "True True SIGTERM"]
 
@@ -151,6 +153,8 @@ def test_a_call_still_stuck_after_the_drain_does_not_hold_the_exit():
         pool.shutdown(wait=False, cancel_futures=True)
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["42 True"]
