@@ -16,6 +16,7 @@ import queue
 import signal
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
@@ -75,6 +76,9 @@ class CallPool(futures.ThreadPoolExecutor):
         self._work: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)
         self._workers: list[threading.Thread] = []
+        # its workers hold no reference to it: a pool dropped unshut (a test's server)
+        # ends its idle workers, as ThreadPoolExecutor's do
+        self._gone = weakref.ref(self, lambda _ref, work=self._work: work.put(None))
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
         future: futures.Future[Any] = futures.Future()
@@ -92,17 +96,13 @@ class CallPool(futures.ThreadPoolExecutor):
         if self._idle.acquire(timeout=0) or len(self._workers) >= self._max_workers:
             return
         worker = threading.Thread(
-            target=self._serve, name=f"{self._name}_{len(self._workers)}", daemon=True
+            target=_serve,
+            args=(self._work, self._idle),
+            name=f"{self._name}_{len(self._workers)}",
+            daemon=True,
         )
         worker.start()
         self._workers.append(worker)
-
-    def _serve(self) -> None:
-        while (work := self._work.get()) is not None:
-            work.run()
-            del work  # no reference kept to the call's request while idle
-            self._idle.release()
-        self._work.put(None)  # the next worker ends too
 
     def _release(self, _future: object) -> None:
         with self._count_lock:
@@ -138,6 +138,15 @@ class CallPool(futures.ThreadPoolExecutor):
     def threads(self) -> list[threading.Thread]:
         """Its worker threads (for tests)."""
         return list(self._workers)
+
+
+def _serve(work_queue: queue.SimpleQueue[_Work | None], idle: threading.Semaphore) -> None:
+    """A CallPool worker: runs the calls queued until shutdown (a None)."""
+    while (work := work_queue.get()) is not None:
+        work.run()
+        del work  # no reference kept to the call's request while idle
+        idle.release()
+    work_queue.put(None)  # the next worker ends too
 
 
 @dataclass

@@ -51,3 +51,18 @@ def test_shutdown_cancels_the_queued_calls_and_refuses_new_ones() -> None:
     for worker in pool.threads():
         worker.join(timeout=10)
         assert not worker.is_alive()
+
+
+def test_a_pool_dropped_without_shutdown_ends_its_idle_workers() -> None:
+    """Its workers hold no reference to it (as ThreadPoolExecutor's): a pool nobody
+    holds any more (a test's server, never drained) does not leave threads behind."""
+    import gc
+
+    pool = CallPool(2, "dropped")
+    assert pool.submit(lambda: 1).result(timeout=10) == 1
+    workers = pool.threads()
+    del pool
+    gc.collect()
+    for worker in workers:
+        worker.join(timeout=10)
+        assert not worker.is_alive()
