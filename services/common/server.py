@@ -12,6 +12,7 @@ NOT_SERVING, the calls already sent finish, then the server stops.
 from __future__ import annotations
 
 import argparse
+import functools
 import queue
 import signal
 import threading
@@ -78,7 +79,7 @@ class CallPool(futures.ThreadPoolExecutor):
         self._workers: list[threading.Thread] = []
         # its workers hold no reference to it: a pool dropped unshut (a test's server)
         # ends its idle workers, as ThreadPoolExecutor's do
-        self._gone = weakref.ref(self, lambda _ref, work=self._work: work.put(None))
+        self._gone = weakref.ref(self, functools.partial(_end_workers, self._work))
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
         future: futures.Future[Any] = futures.Future()
@@ -138,6 +139,10 @@ class CallPool(futures.ThreadPoolExecutor):
     def threads(self) -> list[threading.Thread]:
         """Its worker threads (for tests)."""
         return list(self._workers)
+
+
+def _end_workers(work_queue: queue.SimpleQueue[_Work | None], _ref: object) -> None:
+    work_queue.put(None)
 
 
 def _serve(work_queue: queue.SimpleQueue[_Work | None], idle: threading.Semaphore) -> None:
