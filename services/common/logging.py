@@ -16,6 +16,7 @@ import os
 import re
 import select
 import sys
+import threading
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -85,30 +86,55 @@ def _between_processes(message: str) -> Iterator[None]:
     with theirs. Short lines, and a process not in such a set, take no lock; a lock
     that cannot be taken does not keep the line from being written."""
     path = os.environ.get(LOG_LOCK) if len(message) > _ATOMIC_CHARS else None
-    handle = _lock_file(path) if path else None
-    if handle is None:
+    if not path:
         yield
         return
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-    except OSError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with _LOCK_FILES_LOCK:  # a descriptor replaced is closed: never one in use
+        handle = _lock_file(path)
+        if handle is None:
+            yield
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-@functools.cache
+_LOCK_FILES_LOCK = threading.Lock()
+_lock_files: dict[str, int] = {}  # path: this process's descriptor of it
+
+
 def _lock_file(path: str) -> int | None:
     """This process's own descriptor of the lock file (flock locks belong to an open
-    file description: one inherited from the parent would be shared, not exclusive)."""
+    file description: one inherited from the parent would be shared, not exclusive),
+    kept while it is still the file at `path`. A lock file removed (a /tmp cleaner) or
+    replaced while the process serves is created again and opened anew: a descriptor
+    of the removed file locked nothing the set's other processes lock, and a file
+    missing once was not missing for good. None when it cannot be opened now (a later
+    line tries again). Called under _LOCK_FILES_LOCK."""
+    kept = _lock_files.get(path)
+    if kept is not None:
+        try:
+            here, held = os.stat(path), os.fstat(kept)
+            if (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino):
+                return kept
+        except OSError:
+            pass
+        del _lock_files[path]
+        with contextlib.suppress(OSError):
+            os.close(kept)
     try:
-        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
         return None
+    _lock_files[path] = handle
+    return handle
 
 
 def _stderr_logger(*_args: Any) -> _SparingLogger:

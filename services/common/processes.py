@@ -154,9 +154,7 @@ def watch_parent() -> threading.Thread | None:
 
 def run_children(module: str, argv: Sequence[str], count: int, address: str) -> int:
     """Start `count` children (`python -m module *argv`) and supervise them until a signal."""
-    ready = Path(tempfile.mkdtemp(prefix="serve-ready-"))
-    handle, log_lock = tempfile.mkstemp(prefix="serve-log-lock-")
-    os.close(handle)
+    ready, log_lock = _set_files()
     os.environ[LOG_LOCK] = log_lock  # the parent's own lines take it too
     env = {**os.environ, READY_DIR: str(ready), PARENT_PID: str(os.getpid())}
     children: list[subprocess.Popen[bytes]] = []
@@ -211,6 +209,38 @@ def run_children(module: str, argv: Sequence[str], count: int, address: str) -> 
     if failed_start:
         return 1
     return max(codes, key=abs) if any(codes) else 0
+
+
+def _set_files() -> tuple[Path, str]:
+    """The set's files, made in TMPDIR (else the system's temporary directory): the
+    folder its children mark themselves ready in, and the log lock file. A TMPDIR that
+    is missing, not a folder or not writable is an OperatorError naming it (one line,
+    exit 1), not a traceback; nor is another directory used in its place."""
+    from services.common.config import OperatorError
+
+    named = os.environ.get("TMPDIR")
+    try:
+        folder = named or tempfile.gettempdir()
+    except OSError as exc:  # no usable temporary directory at all
+        raise OperatorError(
+            f"serve --processes: no usable temporary directory ({exc}); set TMPDIR to a "
+            "writable directory"
+        ) from exc
+    ready: Path | None = None
+    try:
+        ready = Path(tempfile.mkdtemp(prefix="serve-ready-", dir=folder))
+        handle, log_lock = tempfile.mkstemp(prefix="serve-log-lock-", dir=folder)
+    except OSError as exc:
+        if ready is not None:
+            shutil.rmtree(ready, ignore_errors=True)
+        what = "TMPDIR" if named else "the temporary directory"
+        raise OperatorError(
+            f"serve --processes: cannot create its files in {what} {folder[:200]!r}: "
+            f"{exc.strerror or exc}; create it and let this user write to it, or set TMPDIR "
+            "to a directory that is"
+        ) from exc
+    os.close(handle)
+    return ready, log_lock
 
 
 def _wait_ready(

@@ -4,17 +4,22 @@ server; calls are answered, and SIGTERM to the parent drains and stops them all.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import grpc
 import psutil
+import pytest
 
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.entrypoints.convert import profile_from_json
 from tests.e2e.procs import serve_rules
-from tests.support import profile
+from tests.support import ROOT, profile
 
 TOKEN = "procs-evaluator-0123456789"
 
@@ -71,3 +76,59 @@ def test_children_of_a_parent_killed_outright_drain_and_stop(tmp_path: Path) -> 
     gone_lines = _lines(parent)
     said = [e for e in gone_lines if e.get("event", "").startswith("the supervising parent")]
     assert {line["pid"] for line in said} == {c.pid for c in children}
+
+
+def _serve_set_with(tmpdir: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "tokens.json").write_text(
+        json.dumps({"tokens": [{"token": TOKEN, "caller": "e", "scopes": ["rules.evaluate"]}]})
+    )
+    command = [
+        *(sys.executable, "-m", "services.rules", "--log-json", "serve", "--processes", "2"),
+        *("--grpc", "127.0.0.1:0", "--db", f"sqlite:///{tmp_path / 'rules.db'}"),
+        *("--tokens", str(tmp_path / "tokens.json")),
+    ]
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, stderr = proc.communicate(timeout=60)  # before the fix: a set serving for good
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, proc.returncode, "", stderr)
+
+
+def _refused(done: subprocess.CompletedProcess[str], tmpdir: Path) -> None:
+    """One line naming the directory and what to do; exit 1; no traceback, no set."""
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert "listening" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert str(tmpdir) in last and "TMPDIR" in last and "writ" in last
+
+
+def test_a_missing_tmpdir_is_one_operator_line(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    _refused(_serve_set_with(missing, tmp_path), missing)
+
+
+def test_a_read_only_tmpdir_is_one_operator_line(tmp_path: Path) -> None:
+    if os.geteuid() != 0:  # root writes anywhere a mode forbids: a read-only mount
+        pytest.skip("mounting a read-only tmpfs needs root")
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(read_only)],
+        capture_output=True,
+    )
+    if mounted.returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        _refused(_serve_set_with(read_only, tmp_path), read_only)
+    finally:
+        subprocess.run(["umount", str(read_only)], check=True)

@@ -75,3 +75,42 @@ def test_without_the_lock_such_lines_can_interleave():
         if broken:
             break
     assert broken > 0
+
+
+LONG_WRITER = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    import structlog
+    from services.common import logging as project_logging
+
+    project_logging.configure(json=True)
+    log = structlog.get_logger("test")
+    lock = Path(os.environ["LOCK_PATH"])
+    log.error("long line", n=1, detail="长" * 20000)
+    print("first", lock.exists())
+    lock.unlink()  # a /tmp cleaner, while the process serves
+    log.error("long line", n=2, detail="长" * 20000)
+    print("again", lock.exists())
+    """
+)
+
+
+def test_a_lock_file_removed_while_serving_is_created_again(tmp_path: Path):
+    """The lock file was opened once and its descriptor (or its absence) kept for the
+    process's life: once removed, each process locked a file of its own (or none) and
+    the set's long lines could interleave again. It is now created again and opened
+    anew, at the path the other processes open too."""
+    lock = tmp_path / "log.lock"
+    lock.touch()  # as `serve --processes N`'s parent does
+    env = {**os.environ, LOG_LOCK: str(lock), "LOCK_PATH": str(lock)}
+    done = subprocess.run(
+        [sys.executable, "-c", LONG_WRITER],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["first True", "again True"]
+    assert sum('"long line"' in line for line in done.stderr.splitlines()) == 2

@@ -101,3 +101,60 @@ def test_a_signal_inside_a_log_write_does_not_hang():
     events = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert '"first line"' in events[0]
     assert '"shutting down"' in events[1] and "SIGTERM" in events[1]
+
+
+def test_a_second_signal_once_serving_asks_to_cut_the_drain_short():
+    """The first SIGTERM/SIGINT once serving drains; a second one sets `again`, which the
+    drain watches (a first one alone does not), unless it came with the first (Ctrl-C
+    reaches a `serve --processes N` child from the terminal and from its parent)."""
+    script = textwrap.dedent(
+        """
+        import signal, time
+        from services.common import server
+
+        stop = server.catch_stop_signals()
+        stop.serving()
+        signal.raise_signal(signal.SIGTERM)
+        print(stop.is_set(), stop.again.is_set())
+        signal.raise_signal(signal.SIGINT)  # at once: the same stop delivered twice
+        print(stop.is_set(), stop.again.is_set())
+        time.sleep(server.SAME_STOP_SECONDS + 0.2)
+        signal.raise_signal(signal.SIGINT)
+        print(stop.is_set(), stop.again.is_set(), stop.signal_name)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["True False", "True False", "True True SIGTERM"]
+
+
+def test_a_call_still_stuck_after_the_drain_does_not_hold_the_exit():
+    """A call pool's worker still blocked when the process ends (a call the drain
+    cancelled, waiting on a database lock or its group's leader) is not joined by the
+    interpreter: ThreadPoolExecutor's workers were, and SIGTERM under load exited as late
+    as the stuck call's deadline after the drain (the soak of review 68)."""
+    script = textwrap.dedent(
+        """
+        import threading
+        from services.common import server
+
+        pool = server.CallPool(2, "rpc-db")
+        started, stuck = threading.Event(), threading.Event()
+
+        def stuck_call():
+            started.set()
+            stuck.wait()  # never set: it waits for good
+
+        answered = pool.submit(lambda: 42)
+        pool.submit(stuck_call)
+        print(answered.result(timeout=10), started.wait(timeout=10))
+        pool.shutdown(wait=False, cancel_futures=True)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["42 True"]
