@@ -112,11 +112,11 @@ def test_the_owner_signs_in_sees_the_decision_and_books_from_a_hazard(
     _firm, token = _woodworks(live)
     _sign_in(phone, live, token, shots)
     blockers = phone.locator("#blockers .blocker").all_inner_texts()
-    assert "2026-03-02 受到行政处罚，2028-03-03起不再影响白名单" in blockers
+    assert "2026年3月2日 受到行政处罚，2028年3月3日起不再影响白名单" in blockers
     hazard = phone.locator("#hazards .finding").filter(has_text="未建立隐患排查治理台账")
     assert hazard.count() == 1  # by the clause's official text
     assert "GEN:" not in phone.locator("#hazards").inner_text()  # a rule named by a word
-    assert "整改期限：2026-06-19" in hazard.inner_text()
+    assert "整改期限：2026年6月19日" in hazard.inner_text()
     shots(phone, "owner-landing")
     hazard.get_by_role("link", name="预约专家帮我整改").click()
     assert phone.get_by_label("安全生产标准化辅导").is_checked()

@@ -205,6 +205,8 @@ photos = Table(
     Column("content", LargeBinary, nullable=False),
     columns.instant("created_at"),
     Column("purpose", String(16), nullable=False, server_default="proof"),
+    # the proof form's idempotency key (b0018): NULL for finding photos, older proofs
+    Column("idempotency_key", String(64), nullable=True),
 )
 
 # a message not yet done with: neither delivered nor discarded (a parked one is still open:

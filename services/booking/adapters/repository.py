@@ -682,6 +682,15 @@ class BookingRegister(StaffRegister):
         )
         return list(self.session.scalars(query).all())
 
+    def proof_sent_with(self, ticket_id: str, key: str) -> bool:
+        """Whether a proof of the ticket was stored from a form with this idempotency key."""
+        query = select(photos.c.id).where(
+            photos.c.ticket_id == ticket_id,
+            photos.c.purpose == "proof",
+            photos.c.idempotency_key == key,
+        )
+        return self.session.scalars(query.limit(1)).first() is not None
+
     def submitted_order_ids(self) -> list[str]:
         query = select(orders.c.id).where(orders.c.status == "submitted").order_by(orders.c.id)
         return list(self.session.scalars(query).all())

@@ -105,8 +105,15 @@ BAD_RECORD_ID = "{ref}不是有效的{what}编号：编号为1至{n}个英文字
 UNKNOWN_DOMAIN = "未知的高危领域代码{ref}：应为九大高危领域的代码之一（如gas、dust_explosion）"
 
 
-def a_day(day: date) -> str:
-    """A day as every page writes it: 2026年6月7日."""
+def a_day(day: date | str) -> str:
+    """A day as every page and message people read writes it: 2026年6月7日 (docs/booking.md
+    "Dates"). A `YYYY-MM-DD` string (a date another service sent: a deadline, a blocker's
+    day) is written the same way; any other text as it is, "" as ""."""
+    if isinstance(day, str):
+        try:
+            return a_day(date.fromisoformat(day))
+        except ValueError:
+            return day
     return f"{day.year}年{day.month}月{day.day}日"
 
 
@@ -300,6 +307,11 @@ STATUS_PRIORITY = "重点监管"
 # the landing's tickets when none is open but the decision lists hazards (found by an
 # inspection and reported to rules, not by a visit of ours: they have no ticket here);
 # "暂无待整改隐患" under a list of hazards told the owner there was nothing to fix (review 63)
+# a finding judged by an edition a newer one replaced, whose text rules has not loaded
+# yet (rules.v1 Finding.superseded/successor: GB 35181-2017, replaced by GB 35181-2025 on
+# 2025-11-01): said beside the finding, the names from rules' data
+NEWER_EDITION = "新版标准"  # rules named no successor
+EDITION_SUPERSEDED = "{edition}已被{successor}替代；新版条文尚未收录，本条暂按{edition}判定。"
 HAZARDS_WITHOUT_TICKETS = (
     "上方判定发现的隐患还没有整改单：预约专家上门指导后，专家开具的整改单会列在这里，"
     "整改后可在此上传整改照片。"

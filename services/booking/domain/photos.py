@@ -275,7 +275,7 @@ def _orientation_only(value: int) -> bytes:
 
 
 def photo_record(
-    photo_id: str, ticket_id: str, content: bytes, purpose: str, at: datetime
+    photo_id: str, ticket_id: str, content: bytes, purpose: str, at: datetime, key: str = ""
 ) -> Photo:
     """A checked upload as the record kept with its ticket (`purpose`: proof | finding),
     without its metadata (`scrubbed`)."""
@@ -283,4 +283,4 @@ def photo_record(
     check_pixels(content, "photo")
     content = scrubbed(content)
     digest = hashlib.sha256(content).hexdigest()
-    return Photo(photo_id, ticket_id, kind, len(content), digest, content, at, purpose)
+    return Photo(photo_id, ticket_id, kind, len(content), digest, content, at, purpose, key)

@@ -93,6 +93,8 @@ class Photo:
     content: bytes
     created_at: datetime
     purpose: str = "proof"  # proof | finding
+    # a proof's: the key of the form it was sent with ("" none; None: stored before b0018)
+    idempotency_key: str | None = ""
 
 
 @dataclass

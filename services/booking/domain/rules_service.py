@@ -153,6 +153,9 @@ class FindingInfo:
     services: tuple[str, ...]
     hazard_id: str = ""
     due_on: str = ""  # an open hazard's deadline, YYYY-MM-DD
+    edition: str = ""  # the edition judged by (GB 35181-2017)
+    superseded: bool = False  # that edition was replaced (by `successor`) on or before today
+    successor: str = ""  # GB 35181-2025《重大火灾隐患判定规则》, when superseded
 
 
 @dataclass(frozen=True)

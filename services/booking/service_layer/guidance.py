@@ -46,9 +46,11 @@ def blocker_sentence(b: BlockerInfo, hazards: Mapping[str, str] | None = None) -
         reason = _TICKET_ID.sub(lambda m: (hazards or {}).get(m[0], m[0]), reason)
         reason = _WORD_REF.sub("", reason)
     dated = b.arose_on or "{arose}" not in (template or "")
+    # rules' days (YYYY-MM-DD) as every page writes a day (messages.a_day: 2026年3月2日)
+    arose, ends = messages.a_day(b.arose_on), messages.a_day(b.ends_on)
     if template and dated and ("{ends}" not in template or b.ends_on):
-        return template.format(arose=b.arose_on, ends=b.ends_on, reason=reason)
-    return f"{b.arose_on} {reason}" if b.arose_on else reason
+        return template.format(arose=arose, ends=ends, reason=reason)
+    return f"{arose} {reason}" if b.arose_on else reason
 
 
 def hazard_names(
@@ -84,6 +86,12 @@ def finding_view(f: FindingInfo, token: str, ctx: BookingContext) -> dict[str, A
         "finding": f,
         "items": [ctx.menu[s].name for s in f.services if s in ctx.menu],
         "order_url": order_link(token, f.services, [f.ref], ctx.menu),
+        # the edition judged by was replaced: said in plain Chinese, by which (rules' data)
+        "superseded": messages.EDITION_SUPERSEDED.format(
+            edition=f.edition, successor=f.successor or messages.NEWER_EDITION
+        )
+        if f.superseded and f.edition
+        else "",
     }
 
 
@@ -102,7 +110,7 @@ def firm_status(
     named = hazard_names(uow, enterprise_id, status.blockers) if uow is not None else {}
     if status.status == "whitelist":
         headline = messages.STATUS_WHITELIST.format(
-            until=status.whitelist_until or status.valid_until
+            until=messages.a_day(status.whitelist_until or status.valid_until)
         )
     elif status.status == "priority":
         headline = messages.STATUS_PRIORITY

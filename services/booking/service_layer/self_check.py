@@ -25,6 +25,15 @@ class QuestionGroup:
     standard_title: str
     questions: list[tuple[Question, ClauseInfo]] = field(default_factory=list)
 
+    def by_clause(self) -> list[tuple[ClauseInfo, list[Question]]]:
+        """The questions under their clause, each clause once, in the order asked: the
+        page cites a clause once above its questions (review 62: the full citation under
+        each question of a clause repeated it)."""
+        clauses: dict[str, tuple[ClauseInfo, list[Question]]] = {}
+        for q, clause in self.questions:
+            clauses.setdefault(clause.ref, (clause, []))[1].append(q)
+        return list(clauses.values())
+
 
 def questions(ctx: BookingContext, enterprise_id: str) -> list[QuestionGroup]:
     """The questions of the clauses that apply to the firm, each once, by standard."""

@@ -31,6 +31,7 @@ from services.booking.domain.tickets import (
     recheck_note_problem,
     too_far,
 )
+from services.booking.service_layer.orders import checked_key
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.qr_codes import owner_of, session_owner, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -57,13 +58,18 @@ def submit_rectification(
     note: str,
     photo: bytes,
     actor: str = "firm",
+    idempotency_key: str = "",
 ) -> Ticket:
     """The firm's proof of fix: a JPEG/PNG photo (≤ 5 MB) and a note. The first proof of
     a round (the ticket OPEN) is sent today, the day its lateness is judged by; another
     while it waits for the recheck ("a better photo") replaces the photo and note but not
     that day (domain/tickets.py `closes_late`). An OPEN ticket past its deadline that the
     sweep has not reported yet is reported now (RECTIFICATION_OVERDUE, as the sweep would
-    have): once the proof is in, the sweep passes it by."""
+    have): once the proof is in, the sweep passes it by. `idempotency_key` (optional,
+    checked first as CreateOrder's): the key of the form the proof was sent with; a proof
+    of this ticket stored with it already (a double tap, a resubmit: review 62) is the
+    answer, the ticket as it is, nothing stored again nor counted against the cap."""
+    key = checked_key(idempotency_key, required=False)
     if len(note) > MAX_TEXT:
         raise ValidationError([FieldViolation("note", TOO_LONG)])
     if control_problem(note, multiline=True):
@@ -74,6 +80,8 @@ def submit_rectification(
         owner = owner_of(uow, ctx, access)
         found = uow.register.ticket(ticket_id, for_update=True)
         ticket = visible(owner, found, "ticket", ticket_id)
+        if key and uow.register.proof_sent_with(ticket.id, key):
+            return ticket  # sent already, under this ticket's lock: stored once
         report_overdue(uow, ticket, today)
         first = ticket.status == TicketStatus.OPEN  # this round's first proof
         sent = ticket.proofs_this_round()
@@ -85,7 +93,7 @@ def submit_rectification(
         )
         check_room(sent)  # after the move: a verified ticket says so first
         ticket.proof_note = trim(note, multiline=True)
-        proof = photo_record(new_id("P"), ticket.id, photo, "proof", now())
+        proof = photo_record(new_id("P"), ticket.id, photo, "proof", now(), key)
         uow.register.add(proof)
         ticket.proof_photo_id = proof.id
         if first:

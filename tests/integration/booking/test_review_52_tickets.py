@@ -80,7 +80,9 @@ def test_a_failed_recheck_s_new_deadline_reaches_the_rules_register(pair: Pair) 
     shown = pair.ctx.rules.status(firm)
     assert shown is not None
     [finding] = [f for f in shown.findings if f.hazard_id == ticket_id]
-    assert finding.due_on == new_due and f"整改期限 {new_due}" in finding.guidance
+    # rules' guidance ended with the deadline in force, which booking takes and drops from
+    # the guidance (said once, beside it: review 62)
+    assert finding.due_on == new_due and "整改期限" not in finding.guidance
     assert "2026-06-16" not in finding.guidance
     history = pair.rules_status(firm).history
     assert any(h.event_kind == rpb.EVENT_KIND_HAZARD_DUE_CHANGED for h in history)

@@ -218,7 +218,7 @@ def test_an_overdue_hazard_after_the_white_list_ended_shows_no_revocation(
     page = site.client.get(f"/q/{token}").text
     found = re.findall(r'<li class="blocker">([^<]*)</li>', page)
     assert not [s for s in found if "白名单因事件撤销" in s], found
-    found_on = (due - timedelta(days=1)).isoformat()  # the visit's day
+    found_on = messages.a_day(due - timedelta(days=1))  # the visit's day, as pages write it
     assert messages.BLOCKER_SENTENCES["open_hazard"].format(arose=found_on) in found
     assert ticket_id not in page.replace(f"/tickets/{ticket_id}", "")  # only in its link
 
@@ -236,6 +236,7 @@ def test_a_revocation_names_a_rule_named_by_a_word_by_its_title_not_its_code(
         firm, token = site.firm(n)
         site.sign_in(firm, token)
         day = pair.clock.today.isoformat()
+        shown_day = messages.a_day(pair.clock.today)  # as every page writes a day
         event = rpb.EnterpriseEvent(
             event_id=f"major-{n}",
             enterprise_id=firm,
@@ -248,9 +249,10 @@ def test_a_revocation_names_a_rule_named_by_a_word_by_its_title_not_its_code(
         found = re.findall(r'<li class="blocker">([^<]*)</li>', page)
         shown += [s for s in found if "白名单因事件撤销" in s]
     assert shown == [
-        f"{day} 白名单因事件撤销：发现重大隐患“疏散通道安全出口堵塞”",
+        f"{shown_day} 白名单因事件撤销：发现重大隐患“疏散通道安全出口堵塞”",
         # review 70: a national clause cited as inspection documents cite it (labels.cited)
-        f"{day} 白名单因事件撤销：发现重大隐患 《工贸企业重大事故隐患判定标准》第三条第（二）项",
+        f"{shown_day} 白名单因事件撤销：发现重大隐患"
+        " 《工贸企业重大事故隐患判定标准》第三条第（二）项",
     ]
 
 

@@ -416,6 +416,12 @@ class FakeRegister:
     def add_photo(self, photo: Photo) -> None:
         self.add(photo)
 
+    def proof_sent_with(self, ticket_id: str, key: str) -> bool:
+        return any(
+            p.ticket_id == ticket_id and p.purpose == "proof" and p.idempotency_key == key
+            for p in self.photos.values()
+        )
+
     # the outbox
     def _open(self) -> list[OutboxMessage]:
         return [m for m in self.outbox if m.delivered_at is None and m.discarded_at is None]

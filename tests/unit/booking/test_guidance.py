@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 
+from services.booking.adapters import rules_client
 from services.booking.adapters.poster import (
     A4_H,
     A4_W,
@@ -18,6 +20,7 @@ from services.booking.adapters.poster import (
     render_poster,
     render_poster_pdf,
 )
+from services.booking.domain import messages
 from services.booking.domain.rules_service import (
     BlockerInfo,
     ClauseInfo,
@@ -26,7 +29,9 @@ from services.booking.domain.rules_service import (
     Question,
     RulesUnavailable,
 )
+from services.booking.entrypoints.web import labels
 from services.booking.service_layer import guidance, orders, qr_codes, self_check
+from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common.errors import ValidationError
 from tests.unit.booking.fakes import FIRM, MENU, FakeUnitOfWork, context
 from tests.unit.booking.test_order_states import make_ticket
@@ -40,7 +45,8 @@ DUST = FindingInfo(
 def test_blockers_become_sentences_from_their_own_dates() -> None:
     penalty = BlockerInfo("recent_penalty", "24个月内受到过行政处罚", "2026-03-02", "2028-03-03")
     assert (
-        guidance.blocker_sentence(penalty) == "2026-03-02 受到行政处罚，2028-03-03起不再影响白名单"
+        guidance.blocker_sentence(penalty)
+        == "2026年3月2日 受到行政处罚，2028年3月3日起不再影响白名单"
     )
     credit = BlockerInfo("credit_rating", "信用等级为C，须为A或B")
     assert guidance.blocker_sentence(credit) == "信用等级为C，须为A或B"
@@ -67,15 +73,15 @@ def test_a_revocation_says_its_prefix_once_and_names_the_firms_hazard() -> None:
     ctx.rules.statuses[FIRM] = FirmStatus("routine", "yellow", "2027-06-01", "", blockers, (), ())
     panel = guidance.firm_status(ctx, FIRM, "TOKEN", uow)
     assert panel["blockers"] == [
-        "2026-01-23 白名单因事件撤销：隐患“未建立隐患排查治理台账， 且未按月检查消防设施和灭火器的"
-        "有效…”逾期未整改",
+        "2026年1月23日 白名单因事件撤销：隐患“未建立隐患排查治理台账， 且未按月检查消防设施和灭火器"
+        "的有效…”逾期未整改",
         # another firm's ticket is not named (nor looked into): its id stays as rules wrote it
-        "2026-01-24 白名单因事件撤销：隐患Tabcdef0123456789逾期未整改",
-        "2026-01-25 白名单因事件撤销：行政处罚5000元",
+        "2026年1月24日 白名单因事件撤销：隐患Tabcdef0123456789逾期未整改",
+        "2026年1月25日 白名单因事件撤销：行政处罚5000元",
     ]
     # without the register (or before the lookup), the prefix is still shown once
     plain = guidance.firm_status(ctx, FIRM, "TOKEN")
-    assert plain["blockers"][0] == "2026-01-23 白名单因事件撤销：隐患Td8a0ef0791f1444逾期未整改"
+    assert plain["blockers"][0] == "2026年1月23日 白名单因事件撤销：隐患Td8a0ef0791f1444逾期未整改"
 
 
 def test_the_status_panel_links_each_hazard_to_a_prefilled_order() -> None:
@@ -212,6 +218,73 @@ def test_an_older_revocation_citing_a_rule_by_its_code_leaves_the_code_out() -> 
     old = BlockerInfo(
         "revoked_by_event", "白名单因事件撤销：发现重大隐患 SMALL:evacuation", "2026-01-23"
     )
-    assert guidance.blocker_sentence(old) == "2026-01-23 白名单因事件撤销：发现重大隐患"
+    assert guidance.blocker_sentence(old) == "2026年1月23日 白名单因事件撤销：发现重大隐患"
     gm = BlockerInfo("revoked_by_event", "白名单因事件撤销：发现重大隐患 GM2023:3(2)", "2026-01-23")
-    assert guidance.blocker_sentence(gm) == "2026-01-23 白名单因事件撤销：发现重大隐患 GM2023:3(2)"
+    assert (
+        guidance.blocker_sentence(gm) == "2026年1月23日 白名单因事件撤销：发现重大隐患 GM2023:3(2)"
+    )
+
+
+# -- review 62: the firm's phone page ---------------------------------------------------------
+
+
+def test_a_clauses_questions_come_under_it_once() -> None:
+    """The self-check cites a clause once, its questions under it (the page repeated the
+    full citation under each question of a clause)."""
+    ctx = context()
+    one = Question("dust.zone_in_non_frame_multistorey", "多层非框架建筑内有粉尘区？", "yes_no")
+    two = Question("dust.crowd_room_in_dust_building", "粉尘区所在建筑内有人员聚集场所？", "yes_no")
+    other = Question("dust.dry_collector_unprotected", "干式除尘器…？", "yes_no")
+    ctx.rules.applicable_clauses = [
+        ClauseInfo("GM2023:11(1)", "GM2023", "工贸", "11(1)", "粉尘区位置", "major", "…", "…",
+                   (), (one, two)),
+        ClauseInfo("GM2023:11(3)", "GM2023", "工贸", "11(3)", "除尘器无泄爆", "major", "…", "…",
+                   (), (other, one)),  # a question asked already is not asked again
+    ]  # fmt: skip
+    groups = self_check.questions(ctx, FIRM)
+    shown = [(c.ref, [q.key for q in qs]) for c, qs in groups[0].by_clause()]
+    assert shown == [("GM2023:11(1)", [one.key, two.key]), ("GM2023:11(3)", [other.key])]
+
+
+def test_rules_deadline_in_a_hazards_guidance_is_said_once() -> None:
+    """Rules ends an open hazard's guidance with its deadline, which the page shows beside
+    it (整改期限：…): booking keeps the guidance without it, and the deadline."""
+    said = rpb.Finding(
+        standard_id="GEN", clause="ledger", clause_ref="GEN:ledger", hazard_id="H-1",
+        text="未建立隐患排查治理台账", guidance="建立隐患排查治理台账。（整改期限 2026-06-19）",
+    )  # fmt: skip
+    shown = rules_client._finding(said, "2026-06-19")
+    assert (shown.guidance, shown.due_on) == ("建立隐患排查治理台账。", "2026-06-19")
+    assert rules_client._finding(said, "").due_on == "2026-06-19"  # the profile gave none
+    # a clause's own guidance (no hazard), or another day than the hazard's: kept as sent
+    clause = rpb.Finding(standard_id="GEN", clause="ledger", guidance=said.guidance)
+    assert rules_client._finding(clause, "").guidance == said.guidance
+    assert rules_client._finding(said, "2026-07-01").guidance == said.guidance
+
+
+def test_a_finding_of_a_replaced_edition_says_by_which() -> None:
+    ctx = context()
+    fire = FindingInfo(
+        "FIRE35181:6.5", "FIRE35181", "6.5", "major", "安全出口数量不足", "…", (),
+        edition="GB 35181-2017", superseded=True, successor="GB 35181-2025《重大火灾隐患判定规则》",
+    )  # fmt: skip
+    said = guidance.finding_view(fire, "TOKEN", ctx)["superseded"]
+    assert said == (
+        "GB 35181-2017已被GB 35181-2025《重大火灾隐患判定规则》替代；"
+        "新版条文尚未收录，本条暂按GB 35181-2017判定。"
+    )
+    assert guidance.finding_view(replace(fire, superseded=False), "TOKEN", ctx)["superseded"] == ""
+    assert guidance.finding_view(DUST, "TOKEN", ctx)["superseded"] == ""
+
+
+def test_a_day_is_written_one_way_on_every_page() -> None:
+    """One format for people (docs/booking.md "Dates"): a date, rules' YYYY-MM-DD, an
+    instant's day alike."""
+    assert labels.day(date(2026, 6, 19)) == labels.day("2026-06-19") == "2026年6月19日"
+    assert labels.day("") == "" and labels.day(None) == ""
+    assert labels.day("不是日期") == "不是日期"
+    at = datetime(2026, 6, 19, 1, 5, tzinfo=UTC)  # 09:05 in Beijing
+    assert labels.time(at) == "2026年6月19日 09:05"
+    assert guidance.blocker_sentence(
+        BlockerInfo("open_hazard", "有隐患未经复查验收", "2026-05-20")
+    ) == messages.BLOCKER_SENTENCES["open_hazard"].format(arose="2026年5月20日")

@@ -3,6 +3,7 @@ QR codes, orders and dispatch, visits, rechecks, the sweep, the outbox."""
 
 from __future__ import annotations
 
+import functools
 from datetime import date, timedelta
 from typing import Any
 
@@ -386,6 +387,32 @@ def test_proof_then_recheck_verifies_and_closes_the_order(
     assert uow.register.orders_by_id[order.id].status == "closed"
     with pytest.raises(PreconditionFailed):
         tickets.submit_rectification(uow, ctx, ticket.id, FirmAccess(token), note="", photo=PNG)
+
+
+def test_the_same_proof_form_twice_stores_one_proof(
+    uow: FakeUnitOfWork, ctx: Any, token: str
+) -> None:
+    """Review 62: without JavaScript a double tap sent the proof form twice, and two proofs
+    were stored (each counted against the round's cap). The form's key: stored once."""
+    order = dispatched(uow, ctx, token)
+    ticket = visits.record_visit(
+        uow, ctx, order.id, [finding()], visited_on="", minutes=60, actor="E1"
+    ).tickets[0]
+    send = functools.partial(
+        tickets.submit_rectification, uow, ctx, ticket.id, FirmAccess(token), photo=PNG
+    )
+    first = send(note="已整改", idempotency_key="form-1")
+    again = send(note="已整改", idempotency_key="form-1")
+    assert again.proof_photo_id == first.proof_photo_id
+    assert [p.idempotency_key for p in uow.register.photos.values()] == ["form-1"]
+    assert again.proofs_this_round() == 1
+    # another form (drawn again: a better photo) is a proof of its own; no key, as before
+    send(note="更清楚的照片", idempotency_key="form-2")
+    send(note="", idempotency_key="")
+    assert len(uow.register.photos) == 3
+    with pytest.raises(ValidationError) as refused:  # a key no form draws: named
+        send(note="", idempotency_key="k" * 65)
+    assert [v.field for v in refused.value.violations] == ["idempotency_key"]
 
 
 def test_a_failed_recheck_needs_a_new_deadline(uow: FakeUnitOfWork, ctx: Any, token: str) -> None:

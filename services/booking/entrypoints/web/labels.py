@@ -90,24 +90,19 @@ SERIES_LABELS = {
 }
 
 
-def day(value: date | None) -> str:
+def day(value: date | str | None) -> str:
+    """A day as every firm and staff page writes it (messages.a_day: 2026年6月7日), from a
+    date or a `YYYY-MM-DD` string; anything else as it is; none as ""."""
     return messages.a_day(value) if value else ""
 
 
-def iso_day(text: str) -> str:
-    """A `YYYY-MM-DD` string as 2026年6月7日; anything else as it is."""
-    try:
-        return day(date.fromisoformat(text))
-    except (TypeError, ValueError):
-        return text
-
-
 def time(value: datetime | None) -> str:
-    """A stored instant in Beijing time (SQLite hands back naive UTC)."""
+    """A stored instant in Beijing time (SQLite hands back naive UTC): its day as `day`
+    writes it, then the hour (2026年6月7日 09:05)."""
     if value is None:
         return ""
     local = in_shanghai(value)
-    return f"{local.year}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
+    return f"{day(local.date())} {local.hour:02d}:{local.minute:02d}"
 
 
 def weekday(value: date) -> str:
@@ -251,7 +246,6 @@ def environment(
         actor=lambda a: ACTOR_LABELS.get(a, OTHER_ACTOR),
         domain=lambda d: DOMAIN_LABELS.get(d, d),
         day=day,
-        iso_day=iso_day,
         time=time,
         slot_label=slot_label,
         weekday=weekday,

@@ -120,6 +120,13 @@ def _proof_errors(form: VisitForm) -> dict[str, list[str]]:
     return errors
 
 
+def _proof_key(sent: str) -> str:
+    """The proof form's idempotency key: the one it was sent with, when it comes back with
+    errors (sent again, one proof is stored), else a new one (review 62: without
+    JavaScript a double tap stored two proofs)."""
+    return sent if 0 < len(sent) <= orders.KEY_MAX else uuid.uuid4().hex
+
+
 class Pages:
     def __init__(
         self,
@@ -348,7 +355,13 @@ class Pages:
             return sign_in_redirect(token, request)
         data = await run_in_threadpool(self._ticket, access, ticket_id)
         return self.render(
-            "ticket.html", token=token, note="", errors={}, general_errors=[], **data
+            "ticket.html",
+            token=token,
+            note="",
+            proof_key=_proof_key(""),
+            errors={},
+            general_errors=[],
+            **data,
         )
 
     @record_ids
@@ -357,7 +370,7 @@ class Pages:
         access = await self._own_firm(request)
         if not access.session_firm:
             return sign_in_redirect(token, request)
-        note, errors, status = await self._proof_received(request, access, ticket_id)
+        note, key, errors, status = await self._proof_received(request, access, ticket_id)
         wait = post_limit_wait(request.scope)
         if not errors:
             self._wake()
@@ -369,6 +382,7 @@ class Pages:
             status,
             token=token,
             note=note,
+            proof_key=_proof_key(key),  # sent again, the proof is stored once
             errors=errors,
             general_errors=general,
             **data,
@@ -381,50 +395,64 @@ class Pages:
 
     async def _proof_received(
         self, request: Request, access: FirmAccess, ticket_id: str
-    ) -> tuple[str, dict[str, list[str]], int]:
+    ) -> tuple[str, str, dict[str, list[str]], int]:
         """The proof form received as the expert's visit form is (web/uploads.py: the
         photo spooled to disk as it arrives, within the process's spool room) and
         submitted while its file exists, with one of the process's writer slots (as a
         visit's photos: `Uploads.writing`; none free within its wait, 503, the note
-        kept; review 66). Its note, and its errors by field with their status (none:
-        submitted)."""
+        kept; review 66). Its note, the form's idempotency key ("" when it was refused:
+        the form drawn again gets a new one), and its errors by field with their status
+        (none: submitted)."""
         form = VisitForm()
         try:
             async with receive_visit_form(request, self.uploads, form):
-                note = dict(form.fields).get("note", "")
+                sent = dict(form.fields)
+                note, key = sent.get("note", ""), sent.get("idempotency_key", "")
                 if wait := post_limit_wait(request.scope):  # over a post limit: the note kept
                     too_fast = messages.PROOF_POSTS_TOO_FAST.format(seconds=wait)
-                    return note, {"_form": [too_fast]}, 429
+                    return note, key, {"_form": [too_fast]}, 429
                 refused = _proof_errors(form)
                 if refused:
-                    return note, refused, 400
+                    return note, key, refused, 400
                 if "photo" in form.empty:  # a file was chosen, but it is empty
-                    return note, {"photo": [messages.PHOTO_EMPTY]}, 400
+                    return note, key, {"photo": [messages.PHOTO_EMPTY]}, 400
                 upload = form.photos.get("photo")
                 if upload is not None and upload.size > MAX_PHOTO_BYTES:
-                    return note, {"photo": [messages.PHOTO_TOO_LARGE]}, 400
+                    return note, key, {"photo": [messages.PHOTO_TOO_LARGE]}, 400
                 async with self.uploads.writing() as free:
                     if not free:
-                        return note, {"_form": [messages.PROOF_WRITERS_BUSY]}, 503
+                        return note, key, {"_form": [messages.PROOF_WRITERS_BUSY]}, 503
                     photo = await run_in_threadpool(upload.read) if upload is not None else b""
-                    errors, status = await self._submit_proof(access, ticket_id, note, photo)
-                    return note, errors, status
-        except BodyTooLarge as exc:  # the note comes before the photo: keep it
+                    errors, status = await self._submit_proof(access, ticket_id, note, photo, key)
+                    if "idempotency_key" in errors:  # refused unread: a new one
+                        errors = {"_form": [messages.FORM_EXPIRED]}
+                        key = ""
+                    return note, key, errors, status
+        except BodyTooLarge as exc:  # the note (and the key) come before the photo: kept
             typed_before = fields_in_head(
-                request.headers.get("content-type", ""), exc.head, {"note"}
+                request.headers.get("content-type", ""), exc.head, {"note", "idempotency_key"}
             )
-            return typed_before.get("note", ""), {"photo": [messages.PHOTO_TOO_LARGE]}, 413
+            note, key = typed_before.get("note", ""), typed_before.get("idempotency_key", "")
+            return note, key, {"photo": [messages.PHOTO_TOO_LARGE]}, 413
         except FormRefused:  # malformed multipart, too many parts
-            return dict(form.fields).get("note", ""), {"photo": [messages.UPLOAD_FAILED]}, 400
+            sent = dict(form.fields)
+            note, key = sent.get("note", ""), sent.get("idempotency_key", "")
+            return note, key, {"photo": [messages.UPLOAD_FAILED]}, 400
 
     async def _submit_proof(
-        self, access: FirmAccess, ticket_id: str, note: str, photo: bytes
+        self, access: FirmAccess, ticket_id: str, note: str, photo: bytes, key: str
     ) -> tuple[dict[str, list[str]], int]:
-        """SubmitRectification's use case: its refusals as errors by field, with status."""
+        """SubmitRectification's use case: its refusals as errors by field, with status.
+        `key`: the form's idempotency key (the same form sent twice stores one proof)."""
         errors: dict[str, list[str]] = {}
         try:
             await self.use_case(
-                tickets.submit_rectification, ticket_id, access, note=note, photo=photo
+                tickets.submit_rectification,
+                ticket_id,
+                access,
+                note=note,
+                photo=photo,
+                idempotency_key=key,
             )
         except ValidationError as exc:
             for v in exc.violations:
