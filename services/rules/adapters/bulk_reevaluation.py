@@ -23,9 +23,10 @@ whose row reads the same is the snapshot's object, its profile not parsed again:
 The many-row statements skip Core's per-row parameter building (`_executemany`): every
 value still goes through its column's bind processor, so the stored values are Core's
 and the ORM's (the same JSON text, the same instants); SQLite gets the driver's
-executemany, PostgreSQL one COPY per table for inserts (an executemany, which psycopg
-pipelines, below COPY_FROM rows) and one UPDATE … FROM json_to_recordset() for updates,
-its audit ids taken from the table's sequence beforehand.
+executemany, PostgreSQL one COPY per table for inserts, in COPY's binary format (an
+executemany, which psycopg pipelines, below COPY_FROM rows) and one UPDATE … FROM
+json_to_recordset() for updates, its audit ids taken from the table's sequence
+beforehand.
 
 A ReportEvent group reads what it needs in one pipeline on PostgreSQL (`group_reads`:
 its firms locked, then read with their entries, histories, quiet events and recorded
