@@ -4,7 +4,8 @@ evaluate rate measured in the same minutes.
 
 For a change to the re-evaluation's speed measured on a shared machine, where the rate
 drifts from minute to minute: the register is generated and loaded once into a template
-database (`bench.register.load_register`, then ANALYZE), and each run gets a fresh copy
+database migrated by the old checkout (`bench.register.load_register`, then VACUUM
+ANALYZE; the new command migrates its copy further at start), and each run gets a fresh copy
 of it (CREATE DATABASE … TEMPLATE), then the real command of one checkout in its own
 process (`python -m services.rules reevaluate --all`, its defaults: one process per
 core), timed from start to exit. Runs alternate old, new, old, new … so both meet the
@@ -19,8 +20,8 @@ rates' ratio drifts with the load, the CPU a firm much less).
     python -m bench.register_paired --old /tmp/base --firms 100000 --pairs 3
 
 `--old`: a directory holding the old checkout (e.g. `git archive <commit> | tar -x -C
-DIR`, with services/common/_generated copied in); the new one is this checkout. Both
-run on this interpreter (the same venv)."""
+DIR`, with services/common/_generated copied in); the new one is this checkout, or
+`--new DIR`. Both run on this interpreter (the same venv)."""
 
 from __future__ import annotations
 
@@ -159,6 +160,7 @@ def one(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", type=Path, required=True, help="the old checkout's directory")
+    parser.add_argument("--new", type=Path, default=ROOT, help="the new one's (default: this)")
     parser.add_argument("--firms", type=int, default=100_000)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--sample", type=int, default=5_000, help="firms for evaluate's rate")
@@ -168,11 +170,22 @@ def main(argv: list[str] | None = None) -> int:
     _admin(f'CREATE DATABASE "{template}"')
     runs: list[Timed] = []
     try:
-        load_register(_url(template), args.firms, args.seed)
+        # the old checkout's schema: the new command migrates its copy itself at start
+        # (as it would a production register), the old one finds nothing to do
+        migrated = subprocess.run(
+            [sys.executable, "-m", "services.rules", "migrate", "--db", _url(template)],
+            cwd=args.old,
+            env={**os.environ, "PYTHONPATH": str(args.old)},
+            capture_output=True,
+            text=True,
+        )
+        if migrated.returncode != 0:
+            raise RuntimeError(f"migrating the template: {migrated.stderr[-2000:]}")
+        load_register(_url(template), args.firms, args.seed, migrated=True)
         analyzed(_url(template), vacuum=True)
         for n in range(args.pairs):
             evaluate = evaluate_cost(min(args.sample, args.firms), args.seed)
-            order = [("old", args.old), ("new", ROOT)]
+            order = [("old", args.old), ("new", args.new)]
             for label, folder in order if n % 2 == 0 else order[::-1]:
                 t = one(label, folder, template, args.firms, evaluate)
                 runs.append(t)
