@@ -23,10 +23,10 @@ whose row reads the same is the snapshot's object, its profile not parsed again:
 The many-row statements skip Core's per-row parameter building (`_executemany`): every
 value still goes through its column's bind processor, so the stored values are Core's
 and the ORM's (the same JSON text, the same instants); SQLite gets the driver's
-executemany, PostgreSQL one COPY per table for inserts, in COPY's binary format (an
-executemany, which psycopg pipelines, below COPY_FROM rows) and one UPDATE … FROM
-json_to_recordset() for updates, its audit ids taken from the table's sequence
-beforehand.
+executemany, PostgreSQL one COPY per table for inserts, in COPY's binary format for a
+table with days or instants (an executemany, which psycopg pipelines, below COPY_FROM
+rows) and one UPDATE … FROM json_to_recordset() for updates, its audit ids taken from
+the table's sequence beforehand.
 
 A ReportEvent group reads what it needs in one pipeline on PostgreSQL (`group_reads`:
 its firms locked, then read with their entries, histories, quiet events and recorded
@@ -1212,13 +1212,10 @@ def _copy(
 ) -> None:
     """PostgreSQL: insert by COPY … FROM STDIN on the transaction's own connection (one
     statement for the whole batch; an executemany is a statement per row, each parsed,
-    planned and run by the server), in COPY's binary format where every column's type
-    has a binary dumper (`_copy_types`): psycopg then writes each row in about a third of
-    the time its text format takes (2.8 → 1.0 µs a decision's row, measured), and the
-    server reads each value by its type's binary input instead of parsing text (in all
-    about 1 µs of CPU less a row; docs/benchmarks.md, "Stop 35"). The values stored are
-    the same: the bound values are those the text format wrote (a JSON column's text
-    goes as text, which the json type's binary input takes as it is, validated)."""
+    planned and run by the server), in COPY's binary format where `_copy_types` says it
+    pays. The values stored are the same either way: the bound values are those the text
+    format writes (a JSON column's text goes as text, which the json type's binary input
+    takes as it is, validated)."""
     quote = connection.dialect.identifier_preparer.quote
     cursor = driver_of(connection).cursor()
     types = _copy_types(connection, cursor, table, columns)
@@ -1243,26 +1240,41 @@ def _copy_types(
 ) -> list[int] | None:
     """The oids a binary COPY of `columns` of `table` writes (a JSON column's as text:
     its bound value is the JSON text `json_text` made), found once per table and columns;
-    None when a column's type is not one psycopg knows, or has no binary dumper for it
-    (the text format is used then)."""
+    None for the text format: when no column is a day or an instant, or a column's type
+    is not one psycopg knows or has no binary dumper for.
+
+    Measured on one batch of 1,000 firms replayed 30 times (docs/benchmarks.md, "Stop
+    35"), the binary format cost psycopg about 40–60 % less a row in every table, but
+    PostgreSQL more where a row is strings only: it receives each string on its own
+    (the text format converts a whole line at once), so the audit log's rows, eight
+    short strings and two JSON texts, cost it about 1.8 µs more a firm for 0.8 saved in
+    Python. A day or an instant, whose text PostgreSQL parses, is what tips it: the
+    decisions' rows (an instant, a day, the decision's JSON) −1.8 µs in Python for +0.2
+    in PostgreSQL, the feed's changes −1.5 for +0.5."""
     key = (table.name, columns)
     if key in _COPY_TYPES:
         return _COPY_TYPES[key]
     dialect = connection.dialect
     registry, adapters = cursor.adapters.types, cursor.adapters
-    found: list[int] | None = []
-    for name in columns:
-        column_type = table.c[name].type
-        sql_name = "text" if type(column_type) is JSON else column_type.compile(dialect=dialect)
-        try:  # "VARCHAR(32)" → varchar, "TIMESTAMP WITH TIME ZONE" → timestamptz, …
-            oid = registry.get_oid(sql_name.split("(")[0].strip().lower())
-            adapters.get_dumper_by_oid(oid, Format.BINARY)
+    names = [  # "VARCHAR(32)" → varchar, "TIMESTAMP WITH TIME ZONE" → timestamptz, …
+        "text"
+        if type(t := table.c[c].type) is JSON
+        else t.compile(dialect=dialect).split("(")[0].strip().lower()
+        for c in columns
+    ]
+    found: list[int] | None = None
+    if any(name in _TIMES for name in names):
+        try:
+            found = [registry.get_oid(name) for name in names]
+            for oid in found:
+                adapters.get_dumper_by_oid(oid, Format.BINARY)
         except (KeyError, ProgrammingError):
             found = None
-            break
-        found.append(oid)
     _COPY_TYPES[key] = found
     return found
+
+
+_TIMES = {"date", "timestamp", "timestamp with time zone", "timestamp without time zone"}
 
 
 def _from_json(
