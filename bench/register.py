@@ -83,10 +83,12 @@ def analyzed(url: str, *, vacuum: bool = False) -> None:
         engine.dispose()
 
 
-def load_register(url: str, count: int, seed: int) -> None:
-    """Migrate, then insert `count` generated firms in big batches (set-up only)."""
+def load_register(url: str, count: int, seed: int, *, migrated: bool = False) -> None:
+    """Migrate (unless `migrated`: done already), then insert `count` generated firms in
+    big batches (set-up only)."""
     engine = make_engine(url)
-    migrate.upgrade(engine)
+    if not migrated:
+        migrate.upgrade(engine)
     types = load_rulebook(RULESETS).fact_types
     stamp = datetime.now(UTC)
     batch: list[dict[str, object]] = []

@@ -174,7 +174,14 @@ changes = Table(
     Column("detail", JSON, nullable=False),
     columns.instant("recorded_at"),
     columns.instant("published_at", nullable=True),
-    Index("ix_changes_region_position", "region", "position"),
+    # the indexes on `position` hold positioned rows only on PostgreSQL (0019): a writer
+    # does not index its rows' NULL positions; SQLite's unique constraint is the table's
+    Index(
+        "ix_changes_region_position",
+        "region",
+        "position",
+        postgresql_where=text("position IS NOT NULL"),
+    ),
     Index(
         "ix_changes_unpositioned",
         "id",
@@ -184,7 +191,7 @@ changes = Table(
     Index(
         "ix_changes_unpublished",
         "position",
-        postgresql_where=text("published_at IS NULL"),
+        postgresql_where=text("position IS NOT NULL AND published_at IS NULL"),
         sqlite_where=text("published_at IS NULL"),
     ),
 )
