@@ -87,9 +87,6 @@ QR_REVOKED = "二维码已失效，请使用最新张贴的二维码"
 RECORD_NAMES = {"order": "预约单", "ticket": "整改单", "photo": "照片", "event": "待发事件"}
 NO_SUCH_RECORD = "没有找到该{what}（{ref}）"
 OTHER_FIRMS_RECORD = "该{what}属于其他企业"
-OUT_OF_REACH = (
-    "该{what}不在您的查看范围内：专家只能查看派给自己的上门服务，检查人员只能查看本辖区企业的记录"
-)
 FIRM_NOT_REGISTERED = "企业{ref}不在规则服务的企业库中，请先在企业库登记"
 NEEDS_CREDENTIAL = "此操作需要企业的二维码或工作人员的访问令牌"
 ONLY_DISPATCHED_EXPERT = "只有被派单的专家（或booking.admin）可以登记这次上门服务"
@@ -235,6 +232,8 @@ PAGE_DASHBOARD_FORBIDDEN = (
     "无权查看",
     "统计看板供监管人员、检查员和管理员使用；专家请在“我的上门任务”中查看自己的工作。",
 )
+# an expert's token on GetStats (authz.require_stats_reader): the dashboard's rule
+STATS_FORBIDDEN = "统计数据供监管人员、检查员和管理员查看；专家只能查看派给自己的上门服务"
 
 # ---------------------------------------------------------------- the dashboard
 # the headline, in the city reports' words (domain/headline.py rounds the last figure)
