@@ -315,6 +315,10 @@ BOOK_FOR_THIS = "预约专家帮我整改"
 REFS_PRIVATE = "预约会附上对应的条款，仅您和上门专家可见，不计入监管统计。"
 # a rule the register names by a word (GEN:ledger) whose text the rules service cannot give now
 CLAUSE_TEXT_UNAVAILABLE = "相关安全管理要求（条款内容暂时无法显示，请稍后刷新）"
+# a clause the rules service's catalogue no longer has (a ruleset change removed it after
+# a finding cited it: the finding stands, rules records it all the same)
+CLAUSE_GONE = "该条款已不在现行规则集中，以整改通知书为准"
+CLAUSE_GONE_GUIDANCE = "按整改通知书要求限期整改，整改后申请复查。"
 SELF_CHECK_NOTE = "自查结果只显示给您本人：不保存、不上报，不作为处罚依据（容错式指导）。"
 SELF_CHECK_NONE = "按您的回答，未发现隐患。"
 SELF_CHECK_NONE_UNANSWERED = "您没有回答任何问题；按本企业已登记的情况，未发现隐患。"

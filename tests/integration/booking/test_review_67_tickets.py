@@ -163,6 +163,10 @@ def test_a_general_ticket_whose_clause_a_ruleset_change_removed_holds_no_event_b
     ]
     [finding] = [f for f in status.decision.findings if f.hazard_id == ticket_id]
     assert finding.text == rules_labels.hazard_clause_gone("GEN:training")
+    pair.ctx.rules.warm_clauses()  # type: ignore[attr-defined]  # booking's catalogue anew
+    listed = pair.booking.ListTickets(bpb.ListTicketsRequest(page_size=10), timeout=10)
+    [shown] = [t for t in listed.tickets if t.ticket_id == ticket_id]
+    assert shown.guidance == messages.CLAUSE_GONE_GUIDANCE  # not "" as for an outage
     prove(pair, firm, token, ticket_id)
     pair.booking.RecheckTicket(
         bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True), timeout=10
