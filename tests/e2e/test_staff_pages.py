@@ -167,9 +167,9 @@ def test_inspector_passes_one_ticket_and_fails_another(
         f"q-{second}",
         f"q-{first}",
     ]
-    assert "已逾期" in queue.first.inner_text()
+    assert "已过整改期限" in queue.first.inner_text()  # its recheck behind, not overdue
     shot(phone, tmp_path, "inspector-queue")
-    phone.get_by_label("仅看已逾期").check()
+    phone.get_by_label("仅看已过整改期限").check()
     phone.get_by_role("button", name="筛选").click()
     assert phone.locator("#queue a.card").count() == 1
     assert phone.locator(f"#q-{second}").count() == 1
@@ -340,7 +340,9 @@ def test_csrf_roles_and_regions_are_enforced(staff: Staff, phone: Any, tmp_path:
     # another expert's visit: neither its page nor a post with a valid token
     assert phone.locator(f"#v-{theirs}").count() == 0
     response = phone.goto(f"{staff.base}/staff/orders/{theirs}/visit")
-    assert response.status == 403 and phone.get_by_text("无权查看").is_visible()
+    # answered as an unknown order (tickets-fixes): the expert learns nothing of it
+    assert response.status == 404
+    assert phone.get_by_text(messages.PAGE_STAFF_NOT_FOUND[1]).is_visible()
     shot(phone, tmp_path, "expert-other-visit")
     phone.goto(f"{staff.base}/staff/orders/{mine}/visit")
     csrf = phone.locator("input[name=csrf]").first.input_value()

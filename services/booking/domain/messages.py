@@ -87,9 +87,6 @@ QR_REVOKED = "二维码已失效，请使用最新张贴的二维码"
 RECORD_NAMES = {"order": "预约单", "ticket": "整改单", "photo": "照片", "event": "待发事件"}
 NO_SUCH_RECORD = "没有找到该{what}（{ref}）"
 OTHER_FIRMS_RECORD = "该{what}属于其他企业"
-OUT_OF_REACH = (
-    "该{what}不在您的查看范围内：专家只能查看派给自己的上门服务，检查人员只能查看本辖区企业的记录"
-)
 FIRM_NOT_REGISTERED = "企业{ref}不在规则服务的企业库中，请先在企业库登记"
 NEEDS_CREDENTIAL = "此操作需要企业的二维码或工作人员的访问令牌"
 ONLY_DISPATCHED_EXPERT = "只有被派单的专家（或booking.admin）可以登记这次上门服务"
@@ -242,6 +239,8 @@ PAGE_DASHBOARD_FORBIDDEN = (
     "无权查看",
     "统计看板供监管人员、检查员和管理员使用；专家请在“我的上门任务”中查看自己的工作。",
 )
+# an expert's token on GetStats (authz.require_stats_reader): the dashboard's rule
+STATS_FORBIDDEN = "统计数据供监管人员、检查员和管理员查看；专家只能查看派给自己的上门服务"
 
 # ---------------------------------------------------------------- the dashboard
 # the headline, in the city reports' words (domain/headline.py rounds the last figure)
@@ -330,6 +329,10 @@ BOOK_FOR_THIS = "预约专家帮我整改"
 REFS_PRIVATE = "预约会附上对应的条款，仅您和上门专家可见，不计入监管统计。"
 # a rule the register names by a word (GEN:ledger) whose text the rules service cannot give now
 CLAUSE_TEXT_UNAVAILABLE = "相关安全管理要求（条款内容暂时无法显示，请稍后刷新）"
+# a clause the rules service's catalogue no longer has (a ruleset change removed it after
+# a finding cited it: the finding stands, rules records it all the same)
+CLAUSE_GONE = "该条款已不在现行规则集中，以整改通知书为准"
+CLAUSE_GONE_GUIDANCE = "按整改通知书要求限期整改，整改后申请复查。"
 SELF_CHECK_NOTE = "自查结果只显示给您本人：不保存、不上报，不作为处罚依据（容错式指导）。"
 SELF_CHECK_NONE = "按您的回答，未发现隐患。"
 SELF_CHECK_NONE_UNANSWERED = "您没有回答任何问题；按本企业已登记的情况，未发现隐患。"

@@ -362,6 +362,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
 
     @unary
     def GetStats(self, request: pb.GetStatsRequest) -> pb.Stats:
+        authz.require_stats_reader(current_principal())
         return convert.stats_to_proto(
             stats.get_stats(
                 self._uow(),

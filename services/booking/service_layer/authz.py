@@ -12,7 +12,7 @@ from services.booking.domain.orders import Order
 from services.booking.domain.staff import EVERY, Reach
 from services.booking.domain.tickets import Ticket
 from services.common.context import ANONYMOUS, Principal
-from services.common.errors import PermissionDenied, Unauthenticated
+from services.common.errors import NotFound, PermissionDenied, Unauthenticated
 from services.common.regions import RegionRegistry, region_filter
 
 FIRM = "firm"  # a call admitted on its QR token alone
@@ -109,11 +109,13 @@ def reach(p: Principal, regions: RegionRegistry | None) -> Reach:
     return EVERY
 
 
-def require_reach(scope: Reach, expert_id: str | None, region: str, what: str) -> None:
-    """PermissionDenied when a record (dispatched to `expert_id`, of a firm in `region`)
-    is out of the caller's reach."""
+def require_reach(scope: Reach, expert_id: str | None, region: str, what: str, ref: str) -> None:
+    """NotFound when a record (`ref`, dispatched to `expert_id`, of a firm in `region`) is
+    out of the caller's reach, answered as for an id that names nothing (the same code and
+    message): an expert or a region's inspector learns nothing of the records of others,
+    not even that one exists (tickets-fixes)."""
     if not scope.admits(expert_id, region):
-        raise PermissionDenied(messages.OUT_OF_REACH.format(what=messages.RECORD_NAMES[what]))
+        raise NotFound(messages.no_such(what, ref))
 
 
 DASHBOARD_SCOPES = ("booking.read", "booking.inspector", "booking.admin")
@@ -130,6 +132,14 @@ def may_open_dashboard(p: Principal) -> bool:
     if p.has("booking.expert") and p.expert_id:
         return False
     return p.has(*DASHBOARD_SCOPES)
+
+
+def require_stats_reader(p: Principal) -> None:
+    """GetStats (the county's figures, or a region's) is read by whom may open /dashboard
+    (`may_open_dashboard`: supervisors, inspectors, admins); an expert, whose reach is
+    their own visits, is refused (PermissionDenied), as on the dashboard (tickets-fixes)."""
+    if not may_open_dashboard(p):
+        raise PermissionDenied(messages.STATS_FORBIDDEN)
 
 
 def dashboard_region(p: Principal | None, regions: RegionRegistry | None, asked: str) -> str:

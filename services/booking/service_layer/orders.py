@@ -513,12 +513,13 @@ def get_order(
     uow: UnitOfWork, ctx: BookingContext, order_id: str, access: FirmAccess, reach: Reach
 ) -> Order:
     """One order; for a firm (its QR token, its session), only that firm's; for staff,
-    only one within their `reach` (an expert's own visits, an inspector's region). Both
-    are required: a caller that forgot one must not read as an unlimited one."""
+    only one within their `reach` (an expert's own visits, an inspector's region), one
+    out of it answered as an unknown id (NotFound, the same message). Both are required:
+    a caller that forgot one must not read as an unlimited one."""
     with uow:
         owner = owner_of(uow, ctx, access)  # the firm first: a bad one learns nothing
         order = visible(owner, uow.register.order(order_id), "order", order_id)
-        require_reach(reach, order.expert_id, order.region, "order")
+        require_reach(reach, order.expert_id, order.region, "order", order_id)
         return order
 
 

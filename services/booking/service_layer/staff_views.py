@@ -350,14 +350,14 @@ def _shown_mobile(phone: str, p: Principal) -> str:
 
 
 def own_order(uow: UnitOfWork, p: Principal, order_id: str) -> Order:
-    """An order the person may record a visit for: the expert's own (admins: any)."""
+    """An order the person may record a visit for: the expert's own (admins: any).
+    Another expert's is answered as an unknown id (NotFound, the same message), as
+    GetOrder answers it: the expert learns nothing of it, not even that it exists."""
     expert = authz.expert_filter(p)
     with uow:
         order = uow.register.order(order_id)
-    if order is None:
+    if order is None or (expert and order.expert_id != expert):
         raise NotFound(messages.no_such("order", order_id))
-    if expert and order.expert_id != expert:
-        raise PermissionDenied(messages.ONLY_DISPATCHED_EXPERT)
     return order
 
 

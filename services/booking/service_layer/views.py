@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from services.booking.domain import order_history
+from services.booking.domain import messages, order_history
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import (
     ENDED_ORDERS,
@@ -51,10 +51,18 @@ class Guidance:
         self._lock = threading.Lock()
 
     def __call__(self, clause_ref: str) -> tuple[str, str]:
-        return self._find(clause_ref)[1] or ("", "")
+        """(text, guidance) of the clause; a clause the catalogue answered it does not
+        know (a ruleset change removed it after a finding cited it) is said to be gone
+        (messages.CLAUSE_GONE, with the ticket's own guidance); ("", "") while the
+        catalogue cannot be had."""
+        answered, found = self._find(clause_ref)
+        if found is None and answered:
+            return messages.CLAUSE_GONE, messages.CLAUSE_GONE_GUIDANCE
+        return found or ("", "")
 
     def texts(self, refs: Iterable[str]) -> dict[str, str]:
-        """Each clause ref's text ("" when unknown), as a ticket's page shows it."""
+        """Each clause ref's text (gone, or "" while unknown: `__call__`), as a ticket's
+        page shows it."""
         return {ref: self(ref)[0] for ref in dict.fromkeys(refs)}
 
     def known(self, refs: Iterable[str]) -> list[str]:

@@ -286,8 +286,8 @@ def _hazard_finding(
         standard_id=standard_id,
         clause=clause_id,
         severity=severity,
-        text=clause.text if clause else f"现场检查发现的隐患（{hazard.clause_ref}）",
-        guidance=(clause.guidance if clause else "按整改通知书要求限期整改，整改后申请复查。")
+        text=clause.text if clause else labels.hazard_clause_gone(hazard.clause_ref),
+        guidance=(clause.guidance if clause else labels.HAZARD_GUIDANCE_GONE)
         + f"（整改期限 {hazard.due_on.isoformat()}）",
         fact_keys=same.fact_keys if same else (),
         matched_facts=same.matched_facts if same else {},

@@ -144,6 +144,18 @@ def accident(level: AccidentLevel, deaths: int) -> str:
     return f"事故（{ACCIDENT_LEVEL[level]}，死亡{deaths}人）"
 
 
+# a finding of an open hazard whose clause no loaded ruleset has (a ruleset change removed
+# it after the expert recorded the finding, review 67 F2 and its GENERAL twin): the
+# clause cited by its ref, said to be gone, and the ticket's own guidance
+HAZARD_CLAUSE_GONE = "现场检查发现的隐患（{ref}，该条款已不在现行规则集中，以整改通知书为准）"
+HAZARD_GUIDANCE_GONE = "按整改通知书要求限期整改，整改后申请复查。"
+
+
+def hazard_clause_gone(ref: str) -> str:
+    """The text of a finding whose clause the loaded rulesets no longer have."""
+    return HAZARD_CLAUSE_GONE.format(ref=ref)
+
+
 def hazard_found(severity: str, ref: str, title: str) -> str:
     """A found hazard's event summary, naming the clause it breaches as booking's pages
     name clauses (shown_ref): a national standard's numbered clause by its ref, 发现重大

@@ -59,7 +59,6 @@ from services.rules.service_layer.handlers import (
     ApplicableClauses,
     RulesContext,
     canonical_region,
-    clause_problem,
     clauses_for,
     evaluate,
     hazard_violations,
@@ -1136,22 +1135,19 @@ def _event_record(
 def _event_outcome(
     ctx: RulesContext, firm: Firm | StoredFirm, event: events.Event
 ) -> tuple[EnterpriseProfile, events.Outcome]:
-    """The firm's stored profile and what `event` does to it, once every clause the event
-    cites is known (ValidationError names the field that cites one that is not). A MAJOR
-    hazard found on site is taken whatever the loaded rulesets say of its clause (review
-    67 F2): booking checked the clause when the expert recorded it, and a ruleset change
-    that removed the clause before the report arrived (rules down, the outbox behind)
-    refused it for good, so the register never saw the major hazard and kept the firm on
-    the white list; a major hazard cannot stay invisible to the authority (docs/booking.md).
-    Its finding then cites the clause by its ref (decision.py `_hazard_finding`)."""
+    """The firm's stored profile and what `event` does to it, once every clause a
+    PROFILE_UPDATED profile cites is known (ValidationError names the field that cites one
+    that is not). A hazard found on site, MAJOR (review 67 F2) or GENERAL, is taken
+    whatever the loaded rulesets say of its clause: booking checked the clause when the
+    expert recorded it, and a ruleset change that removed the clause before the report
+    arrived (rules down, the outbox behind) refused it for good, so the register never saw
+    the hazard (a major one left the firm on the white list) and booking parked the report,
+    holding every later report of the firm behind it. Its finding then cites the clause by
+    its ref, saying the rulesets no longer have it (decision.py `_hazard_finding`)."""
     stored = stored_profile(ctx, firm)
     title = ""  # the cited clause's, for the summary (labels.hazard_found)
     if event.hazard is not None:
-        ref = event.hazard.clause_ref
-        problem = clause_problem(ctx.catalogue, ref)
-        if problem and event.kind is not events.EventKind.MAJOR_HAZARD_FOUND:
-            raise ValidationError([FieldViolation("event.hazard.clause_ref", problem)])
-        cited = ctx.catalogue.clause(ref, event.occurred_on)
+        cited = ctx.catalogue.clause(event.hazard.clause_ref, event.occurred_on)
         title = cited.title if cited is not None else ""
     if event.profile is not None:
         _known_clauses(ctx, event.profile, "event.profile.", stored)

@@ -19,6 +19,7 @@ from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common.clock import today_shanghai
 from services.rules.adapters.ruleset_loader import load_rulebook
+from services.rules.domain import labels as rules_labels
 from services.rules.entrypoints import grpc_server as rules_grpc
 from tests.booking_env import Pair
 from tests.integration.booking.test_review_52_tickets import MAJOR_CLAUSE, deliver, prove
@@ -130,4 +131,48 @@ def test_a_major_ticket_whose_clause_a_ruleset_change_removed_takes_the_firm_off
         bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True), timeout=10
     )
     assert deliver(pair) == 1
+    assert pair.rules_status(firm).decision.status == rpb.STATUS_WHITELIST
+
+
+def test_a_general_ticket_whose_clause_a_ruleset_change_removed_holds_no_event_back(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """F2's GENERAL twin: a GENERAL finding recorded under a clause rules knew, then rules
+    restarted without it before the report was delivered: rules refused it for good, the
+    outbox parked it and held the firm's later reports (its verification) behind it. Now
+    it is recorded (the firm re-evaluated, off the list, the finding saying the clause is
+    gone from the rulesets), and its verification goes in its turn."""
+    firm = pair.register_firm(3)
+    assert pair.rules_status(firm).decision.status == rpb.STATUS_WHITELIST
+    token = pair.issue(firm).token
+    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
+    order = pair.booking.CreateOrder(pair.order_request(token, key="k3"), timeout=10)
+    found = bpb.FindingInput(
+        clause_ref="GEN:training", severity=bpb.SEVERITY_GENERAL, description="无培训记录"
+    )
+    visit = pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(order_id=order.order_id, findings=[found]), timeout=10
+    )
+    ticket_id = visit.tickets[0].ticket_id
+    _rules_restarted_without(pair, tmp_path, "training")
+    assert deliver(pair) == 1  # not parked
+    status = pair.rules_status(firm)
+    assert status.decision.status == rpb.STATUS_ROUTINE
+    assert [(h.hazard_id, h.severity) for h in status.profile.hazards] == [
+        (ticket_id, rpb.SEVERITY_GENERAL)
+    ]
+    [finding] = [f for f in status.decision.findings if f.hazard_id == ticket_id]
+    assert finding.text == rules_labels.hazard_clause_gone("GEN:training")
+    pair.ctx.rules.warm_clauses()  # type: ignore[attr-defined]  # booking's catalogue anew
+    listed = pair.booking.ListTickets(bpb.ListTicketsRequest(page_size=10), timeout=10)
+    [shown] = [t for t in listed.tickets if t.ticket_id == ticket_id]
+    assert shown.guidance == messages.CLAUSE_GONE_GUIDANCE  # not "" as for an outage
+    prove(pair, firm, token, ticket_id)
+    pair.booking.RecheckTicket(
+        bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True), timeout=10
+    )
+    assert deliver(pair) == 1
+    with pair.booking_engine.connect() as conn:
+        parked = select(func.count()).select_from(outbox).where(outbox.c.failed_at.is_not(None))
+        assert conn.execute(parked).scalar_one() == 0
     assert pair.rules_status(firm).decision.status == rpb.STATUS_WHITELIST

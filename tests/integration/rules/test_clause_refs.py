@@ -1,7 +1,8 @@
 """A hazard's clause_ref must name a clause the loaded rulesets know (issue 14.1), in every
 path that accepts one: Evaluate and EvaluateStream, ListApplicableClauses, UpsertEnterprise
-(with or without update_mask), and ReportEvent (a found hazard, a PROFILE_UPDATED
-profile). SQLite and PostgreSQL; GM2023:99 and NOPE:1 are unknown, GM2023:11(1) is known."""
+(with or without update_mask), and ReportEvent's PROFILE_UPDATED profile; a hazard found
+on site (ReportEvent's MAJOR/GENERAL_HAZARD_FOUND) is recorded whatever its clause. SQLite
+and PostgreSQL; GM2023:99 and NOPE:1 are unknown, GM2023:11(1) is known."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import Engine, update
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1.rules_pb2_grpc import RulesServiceStub
 from services.rules.adapters.orm import firms
+from services.rules.domain import labels
 from services.rules.entrypoints.convert import profile_from_json
 from tests.integration.conftest import upsert
 from tests.integration.rules.test_events import (
@@ -49,14 +51,24 @@ def refused(call: Any, *args: Any) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("ref", UNKNOWN)
-def test_a_found_general_hazard_citing_an_unknown_clause_is_refused_and_changes_nothing(
+def test_a_found_general_hazard_citing_a_clause_no_ruleset_knows_is_recorded(
     register_stub: RulesServiceStub, ref: str
 ) -> None:
-    before = whitelisted_firm(register_stub)
-    named = refused(report, register_stub, hazard_found(1, "h-1", "H1", clause_ref=ref))
-    assert "unknown clause" in named["event.hazard.clause_ref"]
-    after = status_of(register_stub, 1)
-    assert after.decision == before.decision and list(after.profile.hazards) == []
+    """A GENERAL hazard found on site under a clause a ruleset change has since removed
+    was refused for good (INVALID_ARGUMENT), so booking parked the report and held every
+    later report of the firm behind it. It is recorded as a MAJOR one is (review 67 F2):
+    the firm re-evaluated (YELLOW, off the white list: an open hazard), the finding citing
+    the ref and saying the rulesets no longer have the clause."""
+    whitelisted_firm(register_stub)
+    status = report(register_stub, hazard_found(1, "h-1", "H1", clause_ref=ref))
+    assert status.decision.risk_level == pb.RISK_LEVEL_YELLOW
+    assert status.decision.status == pb.STATUS_ROUTINE
+    assert not status.HasField("whitelist_entry")
+    [hazard] = status.profile.hazards
+    assert (hazard.clause_ref, hazard.severity) == (ref, pb.SEVERITY_GENERAL)
+    [finding] = [f for f in status.decision.findings if f.hazard_id == "H1"]
+    assert finding.text == labels.hazard_clause_gone(ref)
+    assert status_of(register_stub, 1).decision == status.decision
 
 
 @pytest.mark.parametrize("ref", UNKNOWN)
@@ -75,7 +87,7 @@ def test_a_found_major_hazard_citing_a_clause_no_ruleset_knows_is_recorded(
     [hazard] = status.profile.hazards
     assert hazard.clause_ref == ref
     [finding] = [f for f in status.decision.findings if f.hazard_id == "H1"]
-    assert ref in finding.text
+    assert finding.text == labels.hazard_clause_gone(ref)
 
 
 def test_a_found_hazard_citing_a_known_clause_is_applied(register_stub: RulesServiceStub) -> None:

@@ -26,6 +26,8 @@ TOKENS = {
     "local": {"scopes": ["booking.inspector", "booking.read"], "region": "稠城街道"},
     "city": {"scopes": ["booking.inspector", "booking.read"]},
     "sup": {"scopes": ["booking.read"]},
+    "insp": {"scopes": ["booking.inspector"], "region": "稠城街道"},  # the scope alone
+    "admin-e1": {"scopes": ["booking.admin", "booking.expert"], "expert_id": "E1"},
 }
 HERE, THERE = "稠城街道", "江东街道"
 
@@ -87,10 +89,25 @@ def test_experts_and_region_inspectors_read_only_what_is_theirs(
             if order_id in orders:
                 assert stub.GetOrder(ask, metadata=_bearer(name), timeout=10).order_id == order_id
                 continue
-            with pytest.raises(grpc.RpcError) as refused:
-                stub.GetOrder(ask, metadata=_bearer(name), timeout=10)
-            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
-            assert "不在您的查看范围内" in (refused.value.details() or "")
+            # answered as an id that names nothing (tickets-fixes): the caller learns
+            # nothing of another's order, not even that it exists
+            unknown = order_id[:-1] + ("X" if order_id[-1] != "X" else "Y")
+            answers = []
+            for asked in (order_id, unknown):
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.GetOrder(
+                        bpb.GetOrderRequest(order_id=asked), metadata=_bearer(name), timeout=10
+                    )
+                said = (refused.value.details() or "").replace(asked, "…")
+                answers.append((refused.value.code(), said))
+            assert (
+                answers[0]
+                == answers[1]
+                == (
+                    grpc.StatusCode.NOT_FOUND,
+                    messages.no_such("order", "…"),
+                )
+            ), name
 
 
 def test_stats_keep_a_region_inspector_to_its_area(
@@ -113,6 +130,29 @@ def test_stats_keep_a_region_inspector_to_its_area(
             stats("local", outside)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert refused.value.details() == messages.REGION_OUTSIDE_AREA
+
+
+def test_stats_are_read_by_whom_may_open_the_dashboard(
+    reach: tuple[Pair, booking_pb2_grpc.BookingServiceStub],
+) -> None:
+    """tickets-fixes: GetStats answered an expert's token (booking.read) the county's
+    figures, which the dashboard keeps from an expert. Now the dashboard's rule
+    (authz.may_open_dashboard): supervisors, inspectors (their area; an inspector's scope
+    alone will do, as on the dashboard) and admins; an expert PERMISSION_DENIED."""
+    pair, stub = reach
+    _visited(pair, 1, HERE, "E1")
+    _visited(pair, 2, THERE, "E2")
+    ask = bpb.GetStatsRequest(**{"from": "2026-01-01", "to": "2030-12-31"})
+    received = {
+        name: stub.GetStats(ask, metadata=_bearer(name), timeout=10).total.bookings_received
+        for name in ("sup", "city", "local", "insp", "admin-e1")
+    }
+    assert received == {"sup": 2, "city": 2, "local": 1, "insp": 1, "admin-e1": 2}
+    for name in ("e1", "e2"):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetStats(ask, metadata=_bearer(name), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
+        assert refused.value.details() == messages.STATS_FORBIDDEN, name
 
 
 def test_no_one_acts_outside_their_reach_over_grpc(

@@ -53,6 +53,7 @@ def test_a_worded_rule_without_its_text_reads_as_unavailable_never_as_its_code()
 def test_a_ref_the_rules_service_did_not_know_is_not_asked_about_again_at_once() -> None:
     """An order form's refs come from its URL, and each unknown one made the rules client
     fetch the whole catalogue again; the pages' Guidance remembers it for a while."""
+    from services.booking.domain import messages
     from services.booking.service_layer.views import Guidance
 
     asked: list[str] = []
@@ -64,10 +65,11 @@ def test_a_ref_the_rules_service_did_not_know_is_not_asked_about_again_at_once()
 
     pages = Guidance(Rules(), retry_after=60)  # type: ignore[arg-type]
     assert pages.texts(["GEN:nope", "GEN:ledger", "GEN:nope"]) == {
-        "GEN:nope": "",
+        "GEN:nope": messages.CLAUSE_GONE,  # not in the catalogue: gone (tickets-fixes)
         "GEN:ledger": "无台账",
     }
-    assert pages("GEN:nope") == ("", "") and pages("GEN:ledger") == ("无台账", "建台账")
+    gone = (messages.CLAUSE_GONE, messages.CLAUSE_GONE_GUIDANCE)
+    assert pages("GEN:nope") == gone and pages("GEN:ledger") == ("无台账", "建台账")
     assert asked == ["GEN:nope", "GEN:ledger", "GEN:ledger"]
     grpc = Guidance(Rules(), retry_after=0)  # type: ignore[arg-type]
     grpc("GEN:nope")

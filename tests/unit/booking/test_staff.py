@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.booking.domain import messages
 from services.booking.domain.staff import (
     EVERY,
     LOCKOUT,
@@ -30,7 +31,7 @@ from services.booking.entrypoints.access import BOOKING_METHODS, PREFIX
 from services.booking.service_layer import authz
 from services.common.auth import SCOPES
 from services.common.context import ANONYMOUS, Principal
-from services.common.errors import PermissionDenied
+from services.common.errors import NotFound, PermissionDenied
 from services.common.regions import load_regions
 from tests.support import RULESETS
 
@@ -161,8 +162,10 @@ def test_reach_keeps_an_expert_to_its_visits_and_an_inspector_to_its_region() ->
     assert Reach(regions=("稠城街道",)).admits(None, "稠城街道")
     assert not Reach(regions=("稠城街道",)).admits("E1", "江东街道")
     assert EVERY.admits(None, "")
-    with pytest.raises(PermissionDenied, match="不在您的查看范围内"):
-        authz.require_reach(Reach(expert_id="E1"), "E2", "稠城街道", "order")
+    # out of reach reads as an unknown id (tickets-fixes): the same code and message
+    with pytest.raises(NotFound) as refused:
+        authz.require_reach(Reach(expert_id="E1"), "E2", "稠城街道", "order", "B1")
+    assert refused.value.message == messages.no_such("order", "B1")
 
 
 def test_an_experts_visit_shows_the_clauses_of_the_order_when_it_carries_them() -> None:
