@@ -398,20 +398,18 @@ class RulesClient:
         return sum(len(v) for v in catalogue.values())
 
     def clause(self, clause_ref: str) -> tuple[str, str] | None:
-        """(text, guidance) of a clause the rules service knows, or None. Served from the
-        cached catalogue, refreshed on a miss (a new standard) when rules is reachable."""
+        """(text, guidance) of a clause the rules service knows, or None when its catalogue
+        answered that it does not know it. Served from the cached catalogue, refreshed on a
+        miss (a new standard, a removed clause). RulesUnavailable when the refresh cannot be
+        had: a ref the cache lacks may be a clause added since, or one removed; while rules
+        is down nobody can tell (a page said a valid new clause was "no longer in the
+        rulesets", a visit citing it was refused as unknown: now UNAVAILABLE, retried)."""
         standard_id, _, clause = clause_ref.partition(":")
         with self._lock:
             found = self._clauses.get(standard_id, {}).get(clause)
-            warm = bool(self._clauses)
         if found is not None:
             return found
-        try:
-            self.warm_clauses()
-        except RulesUnavailable:
-            if not warm:
-                raise  # never fetched: cannot tell
-            return None
+        self.warm_clauses()
         with self._lock:
             return self._clauses.get(standard_id, {}).get(clause)
 
