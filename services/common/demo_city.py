@@ -305,7 +305,7 @@ STAFF_WORK = (
         -40,
         "AM",
         (
-            # proof sent after the deadline: waiting, its recheck behind (仅看已过整改期限)
+            # proof sent after the deadline: waiting, overdue (the queue's 仅看已逾期)
             ("GEN:extinguishers", "灭火器过期或配置不足", 30, 35, None),
             # nothing sent: overdue (the supervisors' list; the firm may still send proof)
             ("GEN:ledger", "隐患排查治理台账未建立或未及时更新", 30, None, None),

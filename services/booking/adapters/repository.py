@@ -78,7 +78,7 @@ from services.booking.domain.records import (
     Visit,
 )
 from services.booking.domain.slots import parse_slot
-from services.booking.domain.tickets import OVERDUE_STATUS, Ticket
+from services.booking.domain.tickets import Ticket
 from services.common.audit import AuditTrail, chains_of, heads_query, rows_select
 from services.common.clock import now
 from services.common.db import as_dbapi_error, driver_of
@@ -736,9 +736,7 @@ class BookingRegister(StaffRegister):
                 orders.c.region.in_(list(regions))
             )
         if overdue_on is not None:
-            query = query.where(
-                tickets.c.status == OVERDUE_STATUS.value, tickets.c.due_on < overdue_on
-            )
+            query = query.where(tickets.c.status != "verified", tickets.c.due_on < overdue_on)
         if due_by is not None:
             query = query.where(tickets.c.due_on <= due_by)
         if after:
@@ -895,12 +893,12 @@ class BookingRegister(StaffRegister):
         return self.session.scalars(query).all()
 
     def overdue_by_region(self, today: date, regions: Sequence[str] = ()) -> dict[str, int]:
-        """Tickets overdue on `today` (domain `Ticket.is_overdue`), counted by the region of
+        """Tickets past their deadline and not verified on `today`, counted by the region of
         their order (`regions`: only those; empty: every region)."""
         query = (
             select(orders.c.region, func.count())
             .select_from(tickets.join(orders, tickets.c.order_id == orders.c.id))
-            .where(tickets.c.status == OVERDUE_STATUS.value, tickets.c.due_on < today)
+            .where(tickets.c.status != "verified", tickets.c.due_on < today)
             .group_by(orders.c.region)
         )
         if regions:
@@ -910,12 +908,12 @@ class BookingRegister(StaffRegister):
     def overdue_tickets(
         self, today: date, regions: Sequence[str] = (), limit: int = 500
     ) -> Sequence[Ticket]:
-        """Tickets overdue on `today` (domain `Ticket.is_overdue`), of orders in `regions`
+        """Tickets past their deadline and not verified on `today`, of orders in `regions`
         (empty: every region), longest overdue first."""
         query = (
             select(Ticket)
             .join(orders, tickets.c.order_id == orders.c.id)
-            .where(tickets.c.status == OVERDUE_STATUS.value, tickets.c.due_on < today)
+            .where(tickets.c.status != "verified", tickets.c.due_on < today)
         )
         if regions:
             query = query.where(orders.c.region.in_(list(regions)))

@@ -1,15 +1,10 @@
 """Rectification tickets (整改单), 发现→整改→复查, as one transition table.
 
-Overdue is not a state, and it is one thing everywhere (`Ticket.is_overdue`): a ticket
-still OPEN past its deadline, the firm's part (its proof of fix) missing. gRPC's
-`Ticket.overdue` and ListTickets' `overdue_only`, the firm's pages (`Ticket.firm_notice`),
-the supervisors' overdue list and counts, GetStats' `overdue_open` and the sweep that
-reports RECTIFICATION_OVERDUE (once per deadline, `Ticket.needs_overdue_report`) all read
-it; the queries read `OVERDUE_STATUS`. A proof waiting for its recheck past the deadline
-is not overdue: the firm did its part and waits for the authority (docs/booking.md
-"Supervision"); the inspector's queue shows it as a recheck behind its deadline
-(`Ticket.recheck_behind`). Whether the firm was late shows when the ticket closes
-(`closes_late`: a proof sent after the deadline, or an overdue once reported).
+Overdue is not a state: a ticket past its deadline and not VERIFIED is overdue whatever
+its state (the supervisors' list); the sweep reports one still OPEN once per deadline
+(`Ticket.needs_overdue_report`). The firm's own pages say it one way
+(`Ticket.firm_notice`): a proof waiting for its recheck is that, not overdue. A closure is
+late by `closes_late`.
 """
 
 from __future__ import annotations
@@ -34,11 +29,6 @@ class TicketStatus(StrEnum):
     OPEN = "open"
     SUBMITTED = "submitted"
     VERIFIED = "verified"
-
-
-# the only status a ticket is overdue in (`Ticket.is_overdue`), for the queries that list
-# and count overdue tickets (the supervisors' list, ListTickets' overdue_only)
-OVERDUE_STATUS = TicketStatus.OPEN
 
 
 class FirmNotice(StrEnum):
@@ -239,27 +229,18 @@ class Ticket(Tracked[TicketAction, TicketTransition]):
             raise RecheckRefused(said, PROOF_CHANGED, self)
 
     def is_overdue(self, today: date) -> bool:
-        """OPEN past its deadline (the deadline day itself is on time): the firm's proof
-        is missing. A proof in (SUBMITTED) waits for the authority, not overdue however
-        late the recheck; a VERIFIED ticket is closed."""
-        return self.status == OVERDUE_STATUS and today > self.due_on
-
-    def recheck_behind(self, today: date) -> bool:
-        """A proof waiting for its recheck past the ticket's deadline: the authority's
-        recheck is behind (the inspector's queue leads with these), not the firm."""
-        return self.status == TicketStatus.SUBMITTED and today > self.due_on
+        return self.status != TicketStatus.VERIFIED and today > self.due_on
 
     def needs_reminder(self, today: date) -> bool:
-        """OPEN and due within REMINDER_DAYS (the deadline day included): the firm's page
-        reminds it. A proof waiting needs none: the firm can only wait."""
-        return self.status == TicketStatus.OPEN and today <= self.due_on <= today + timedelta(
+        return self.status != TicketStatus.VERIFIED and today <= self.due_on <= today + timedelta(
             days=REMINDER_DAYS
         )
 
     def firm_notice(self, today: date) -> FirmNotice:
         """What the firm reads of the ticket today, one rule for all its pages: a proof
-        submitted waits for the inspector's recheck, neither overdue nor due soon (as
-        gRPC's `overdue`, the supervisors' list and the sweep say: `is_overdue`)."""
+        submitted waits for the inspector's recheck, neither overdue nor due soon to the
+        firm (it can do no more than wait), though still overdue to the supervisors
+        (`is_overdue`: the overdue list, the staff queue; the sweep reports it not)."""
         if self.status == TicketStatus.SUBMITTED:
             return FirmNotice.WAITING
         if self.is_overdue(today):
@@ -269,11 +250,14 @@ class Ticket(Tracked[TicketAction, TicketTransition]):
         return FirmNotice.NONE
 
     def needs_overdue_report(self, today: date) -> bool:
-        """Overdue (`is_overdue`) and not yet reported for this deadline
-        (RECTIFICATION_OVERDUE, once per deadline). A SUBMITTED ticket is not overdue: its
-        proof is in and waits for the authority's recheck, and the firm is not reported
-        for the authority's delay."""
-        return self.is_overdue(today) and self.overdue_reported_for != self.due_on
+        """OPEN past its deadline and not yet reported for it (RECTIFICATION_OVERDUE, once
+        per deadline). A SUBMITTED ticket is not: its proof is in and waits for the
+        authority's recheck, and the firm is not reported for the authority's delay."""
+        return (
+            self.status == TicketStatus.OPEN
+            and self.is_overdue(today)
+            and self.overdue_reported_for != self.due_on
+        )
 
     def verified_late(self) -> bool:
         """`closes_late` of this ticket, as its recheck passes now."""
