@@ -167,9 +167,9 @@ def test_inspector_passes_one_ticket_and_fails_another(
         f"q-{second}",
         f"q-{first}",
     ]
-    assert "已过整改期限" in queue.first.inner_text()  # its recheck behind, not overdue
+    assert "已逾期" in queue.first.inner_text()
     shot(phone, tmp_path, "inspector-queue")
-    phone.get_by_label("仅看已过整改期限").check()
+    phone.get_by_label("仅看已逾期").check()
     phone.get_by_role("button", name="筛选").click()
     assert phone.locator("#queue a.card").count() == 1
     assert phone.locator(f"#q-{second}").count() == 1
