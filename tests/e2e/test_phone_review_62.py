@@ -214,3 +214,34 @@ def test_the_same_proof_form_sent_twice_stores_one_proof(live: Live, plain: Page
     )
     plain.get_by_role("button", name="提交整改").click()
     assert plain.url == url and _proofs(live, ticket) == 2
+
+
+def test_the_ticket_and_the_fire_questions_say_the_edition_was_replaced(
+    live: Live, plain: Page
+) -> None:
+    """Not a finding only: a ticket citing GB 35181-2017 and the self-check's questions
+    of that standard say it too, in the same words (guidance.edition_replaced)."""
+    _firm_id, token = _firm(
+        live, 67, name="义乌市稠州日用品店", industry="commerce_trade", venues=["shop"]
+    )
+    pair = live.pair
+    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
+    placed = pair.booking.CreateOrder(pair.order_request(token, key="r62-67"), timeout=10)
+    found = bpb.FindingInput(
+        clause_ref="FIRE35181:6.2", severity=bpb.SEVERITY_MAJOR, description="仓库与宿舍同楼"
+    )
+    visit = pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(order_id=placed.order_id, findings=[found]), timeout=10
+    )
+    said = messages.EDITION_SUPERSEDED.format(edition=FIRE_2017, successor=FIRE_2025)
+    _sign_in(plain, live, token)
+    plain.goto(f"{live.base}/q/{token}/tickets/{visit.tickets[0].ticket_id}")
+    assert plain.locator("main .superseded").all_inner_texts() == [said]
+    assert fits_phone(plain)
+    # the self-check: once, under the fire standard's questions, not under the others'
+    plain.goto(f"{live.base}/q/{token}/self-check")
+    fire = plain.locator("form fieldset").filter(has_text=f"{FIRE_2017} 第6.2条")
+    assert fire.count() == 1
+    assert fire.locator(".superseded").all_inner_texts() == [said]
+    assert plain.locator("form .superseded").count() == 1
+    assert fits_phone(plain)

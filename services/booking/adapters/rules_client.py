@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import grpc
@@ -222,6 +223,8 @@ class RulesClient:
         self._clauses: dict[str, dict[str, tuple[str, str]]] = {}
         self._severities: dict[str, str] = {}  # clause ref → "major" | "general"
         self._standards: dict[str, tuple[str, str]] = {}  # id → (title, edition)
+        # id → (edition, superseded_on, successor): an edition rules says a successor replaced
+        self._replaced: dict[str, tuple[str, str, str]] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -387,14 +390,17 @@ class RulesClient:
         catalogue: dict[str, dict[str, tuple[str, str]]] = {}
         severities: dict[str, str] = {}
         standards: dict[str, tuple[str, str]] = {}
+        replaced: dict[str, tuple[str, str, str]] = {}
         for standard in listed.standards:
             full = self._call("GetStandard", pb.GetStandardRequest(standard_id=standard.id))
             catalogue[standard.id] = {c.clause: (c.text, c.guidance) for c in full.clauses}
             severities |= {f"{standard.id}:{c.clause}": _severity(c.severity) for c in full.clauses}
             standards[standard.id] = (full.title, full.edition)
+            if full.superseded_on:  # rules' editions data (rulesets' superseded_on, successor)
+                replaced[standard.id] = (full.edition, full.superseded_on, full.successor)
         with self._lock:
             self._clauses, self._severities = catalogue, severities
-            self._standards = standards
+            self._standards, self._replaced = standards, replaced
         return sum(len(v) for v in catalogue.values())
 
     def clause(self, clause_ref: str) -> tuple[str, str] | None:
@@ -421,6 +427,16 @@ class RulesClient:
         it), or None: never a call, so a page may ask it for every clause it shows."""
         with self._lock:
             return self._standards.get(standard_id)
+
+    def replaced_edition(self, standard_id: str, on: date) -> tuple[str, str] | None:
+        """(edition, successor) when the edition of the standard the cached catalogue
+        holds was replaced on or before `on` (rules' superseded_on), else None; as
+        `standard_name`, never a call."""
+        with self._lock:
+            found = self._replaced.get(standard_id)
+        if found is None or not found[0] or found[1] > on.isoformat():
+            return None
+        return found[0], found[2]
 
     def clause_severity(self, clause_ref: str) -> str | None:
         """The severity ("major" | "general") the standard gives a clause the rules service
@@ -542,8 +558,8 @@ class RulesClient:
                 severity=pb.SEVERITY_MAJOR if major_only else pb.SEVERITY_UNSPECIFIED,
             ),
         )
-        titles = {s.id: s.title for s in answer.standards}
-        return [_clause(c, titles.get(c.standard_id, c.standard_id)) for c in answer.clauses]
+        standards = {s.id: s for s in answer.standards}
+        return [_clause(c, standards.get(c.standard_id)) for c in answer.clauses]
 
     def self_check(self, enterprise_id: str, answers: Mapping[str, Any]) -> list[FindingInfo]:
         """Evaluate (stateless: nothing is stored) the firm's stored profile with the
@@ -622,11 +638,16 @@ _ANSWER_TYPES = {
 }
 
 
-def _clause(c: Any, standard_title: str) -> ClauseInfo:
+def _clause(c: Any, standard: Any) -> ClauseInfo:
+    """A rules.v1 Clause with the edition in force it comes from (`standard`, from the
+    same answer; None when rules listed none)."""
     return ClauseInfo(
         ref=c.clause_ref,
         **_clause_fields(c),
-        standard_title=standard_title,
+        standard_title=standard.title if standard is not None else c.standard_id,
+        edition=c.edition or (standard.edition if standard is not None else ""),
+        superseded=standard is not None and standard.superseded,
+        successor=standard.successor if standard is not None else "",
         title=c.title,
         questions=tuple(
             Question(q.key, q.question, _ANSWER_TYPES.get(q.answer_type, "text"), q.unit)

@@ -138,6 +138,9 @@ class ClauseInfo:
     guidance: str
     services: tuple[str, ...]
     questions: tuple[Question, ...] = ()
+    edition: str = ""  # the edition in force it comes from (GB 35181-2017)
+    superseded: bool = False  # that edition was replaced (by `successor`) on or before today
+    successor: str = ""  # GB 35181-2025《重大火灾隐患判定规则》, when superseded
 
 
 @dataclass(frozen=True)

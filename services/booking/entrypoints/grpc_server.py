@@ -325,6 +325,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             note=request.note,
             photo=request.photo.content,
             actor="firm" if firm_id else current_caller(),
+            idempotency_key=request.idempotency_key,
         )
         return self._tickets([ticket], for_firm=bool(firm_id))[0]
 

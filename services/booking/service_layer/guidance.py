@@ -81,17 +81,24 @@ def order_link(
     return f"/q/{token}/order" + (f"?{urlencode(query)}" if query else "")
 
 
+def edition_replaced(edition: str, superseded: bool, successor: str) -> str:
+    """What every page a firm reads says of a clause whose edition was replaced (a
+    finding, a ticket, the self-check's questions of that standard), in plain Chinese and
+    by which (rules' editions data: rulesets' superseded_on, successor); "" when it was
+    not, or rules named no edition."""
+    if not (superseded and edition):
+        return ""
+    return messages.EDITION_SUPERSEDED.format(
+        edition=edition, successor=successor or messages.NEWER_EDITION
+    )
+
+
 def finding_view(f: FindingInfo, token: str, ctx: BookingContext) -> dict[str, Any]:
     return {
         "finding": f,
         "items": [ctx.menu[s].name for s in f.services if s in ctx.menu],
         "order_url": order_link(token, f.services, [f.ref], ctx.menu),
-        # the edition judged by was replaced: said in plain Chinese, by which (rules' data)
-        "superseded": messages.EDITION_SUPERSEDED.format(
-            edition=f.edition, successor=f.successor or messages.NEWER_EDITION
-        )
-        if f.superseded and f.edition
-        else "",
+        "superseded": edition_replaced(f.edition, f.superseded, f.successor),
     }
 
 

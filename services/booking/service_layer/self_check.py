@@ -13,7 +13,7 @@ from typing import Any
 
 from services.booking.domain import messages
 from services.booking.domain.rules_service import ClauseInfo, FindingInfo, Question
-from services.booking.service_layer.guidance import finding_view
+from services.booking.service_layer.guidance import edition_replaced, finding_view
 from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.common.values import control_problem, trim
 
@@ -24,6 +24,7 @@ MAX_NUMBER = 1_000_000
 class QuestionGroup:
     standard_title: str
     questions: list[tuple[Question, ClauseInfo]] = field(default_factory=list)
+    superseded: str = ""  # the standard's edition was replaced: said once above its questions
 
     def by_clause(self) -> list[tuple[ClauseInfo, list[Question]]]:
         """The questions under their clause, each clause once, in the order asked: the
@@ -45,7 +46,15 @@ def questions(ctx: BookingContext, enterprise_id: str) -> list[QuestionGroup]:
             if q.key in seen or q.answer_type == "text":
                 continue
             seen.add(q.key)
-            group = groups.setdefault(clause.standard_id, QuestionGroup(clause.standard_title))
+            group = groups.setdefault(
+                clause.standard_id,
+                QuestionGroup(
+                    clause.standard_title,
+                    superseded=edition_replaced(
+                        clause.edition, clause.superseded, clause.successor
+                    ),
+                ),
+            )
             group.questions.append((q, clause))
     return list(groups.values())
 

@@ -26,6 +26,7 @@ from services.booking.domain.orders import (
 from services.booking.domain.records import FirmCard
 from services.booking.domain.rules_service import InspectionInfo, RulesRejected
 from services.booking.domain.tickets import FirmNotice, TicketStatus
+from services.booking.service_layer.guidance import edition_replaced
 from services.booking.service_layer.ports import BookingContext, RulesPort, ask_rules
 from services.booking.service_layer.qr_codes import firm_for_token, session_owner, visible
 from services.booking.service_layer.unit_of_work import UnitOfWork
@@ -207,6 +208,8 @@ def ticket_page(
         names = _names(uow, [ticket.expert_id])
     text, advice = guidance(ticket.clause_ref)  # outside the transaction: a remote call
     today = ctx.today()
+    # the catalogue `guidance` just read (never a call): its edition replaced, said so
+    replaced = ctx.rules.replaced_edition(ticket.clause_ref.partition(":")[0], today)
     return {
         "firm": card,
         "ticket": ticket,
@@ -215,6 +218,7 @@ def ticket_page(
         "expert_name": names.get(ticket.expert_id, ""),
         "clause_text": text,
         "guidance": advice,
+        "superseded": edition_replaced(replaced[0], True, replaced[1]) if replaced else "",
     }
 
 

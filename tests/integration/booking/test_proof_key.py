@@ -1,20 +1,25 @@
 """Review 62: the firm's proof form sent twice (a double tap without JavaScript, a
 resubmit) stores one proof, on SQLite and PostgreSQL alike, also when both arrive at
-once (the second waits for the ticket's lock, then finds the first's proof)."""
+once (the second waits for the ticket's lock, then finds the first's proof); over gRPC,
+SubmitRectification's idempotency_key is checked and stored the same way."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
+import pytest
 from sqlalchemy import func, select
 
 from services.booking.adapters.orm import photos
 from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.service_layer import tickets
+from services.common._generated.booking.v1 import booking_pb2 as bpb
 from tests.booking_env import Pair
 from tests.e2e.conftest import make_png
 from tests.integration.booking.test_review_52_tickets import visited
+from tests.integration.conftest import violations
 
 
 def _proofs(pair: Pair, ticket_id: str) -> list[str | None]:
@@ -57,3 +62,46 @@ def test_the_same_form_at_once_stores_one_proof(pair: Pair) -> None:
     with pair.booking_engine.connect() as db:
         count = db.scalar(select(func.count()).select_from(photos))
     assert count == 1
+
+
+# -- over gRPC: SubmitRectificationRequest.idempotency_key ---------------------------------
+
+
+def _submit(
+    pair: Pair, session: object, ticket_id: str, key: str, note: str = "已整改"
+) -> bpb.Ticket:
+    request = bpb.SubmitRectificationRequest(
+        ticket_id=ticket_id,
+        note=note,
+        photo=bpb.Photo(content=make_png(16, 12), content_type="image/png"),
+        idempotency_key=key,
+    )
+    return pair.booking.SubmitRectification(request, metadata=session, timeout=10)
+
+
+def test_a_grpc_retry_with_the_same_key_stores_one_proof(pair: Pair) -> None:
+    firm, token, ticket_id = visited(pair, 64)
+    session = pair.sign_in(firm, token)
+    first = _submit(pair, session, ticket_id, "proof-a")
+    again = _submit(pair, session, ticket_id, "proof-a")  # the first answer was lost
+    assert first.status == again.status == bpb.TICKET_STATUS_SUBMITTED
+    assert again.proof_number == first.proof_number == 1
+    assert list(again.history) == list(first.history)
+    assert _proofs(pair, ticket_id) == ["proof-a"]
+    # another key: a proof of its own (a better photo), as before
+    better = _submit(pair, session, ticket_id, "proof-b", "更清楚的照片")
+    assert better.proof_number == 2
+    assert _proofs(pair, ticket_id) == ["proof-a", "proof-b"]
+    # no key at all: every call a proof, as before
+    assert _submit(pair, session, ticket_id, "").proof_number == 3
+    assert _proofs(pair, ticket_id) == ["proof-a", "proof-b", ""]  # "": sent without a key
+
+
+@pytest.mark.parametrize("key", ["k" * 65, "proof\x07a"])
+def test_a_bad_grpc_proof_key_is_refused_naming_it(pair: Pair, key: str) -> None:
+    firm, token, ticket_id = visited(pair, 65)
+    with pytest.raises(grpc.RpcError) as refused:
+        _submit(pair, pair.sign_in(firm, token), ticket_id, key)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "idempotency_key" in violations(refused.value)
+    assert _proofs(pair, ticket_id) == []

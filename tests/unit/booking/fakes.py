@@ -561,6 +561,8 @@ class FakeRules:
     evaluated: list[Mapping[str, Any]] = field(default_factory=list)
     sizes: list[WhitelistSize] = field(default_factory=list)  # ListWhitelistSizes
     standards: dict[str, tuple[str, str]] = field(default_factory=dict)  # id → (title, edition)
+    # id → (edition, superseded_on YYYY-MM-DD, successor), as rules' editions data says
+    replaced: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def _call(self) -> None:
         if self.failure is not None:
@@ -584,6 +586,12 @@ class FakeRules:
 
     def standard_name(self, standard_id: str) -> tuple[str, str] | None:
         return self.standards.get(standard_id)
+
+    def replaced_edition(self, standard_id: str, on: date) -> tuple[str, str] | None:
+        found = self.replaced.get(standard_id)
+        if found is None or found[1] > on.isoformat():
+            return None
+        return found[0], found[2]
 
     def report(self, payload: Mapping[str, Any]) -> None:
         self._call()
