@@ -5,7 +5,6 @@ allow exactly as many visits as the cap."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
@@ -13,12 +12,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from sqlalchemy import create_engine, text
 
 from services.common._generated.rules.v1 import rules_pb2 as rpb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.rules.entrypoints.convert import profile_from_json
 from tests.e2e.procs import Proc, serve_rules
+from tests.faults import pg_database
 from tests.integration.conftest import PG_ADMIN_URL
 from tests.support import profile, uscc
 
@@ -33,14 +32,8 @@ def _serve(tmp_path: Path, url: str) -> Proc:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A database of this test's own on the machine's PostgreSQL, dropped afterwards."""
-    name = f"replicas_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with pg_database(PG_ADMIN_URL, "replicas") as url:
+        yield url
 
 
 def test_the_last_slot_raced_over_two_processes_goes_once(tmp_path: Path, pg_url: str) -> None:

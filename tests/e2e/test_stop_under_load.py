@@ -17,7 +17,6 @@ import queue
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.server import SAME_STOP_SECONDS
 from services.rules.entrypoints.convert import profile_from_json
 from tests.e2e.procs import Proc, serve_rules
+from tests.faults import pg_database
 from tests.support import profile, uscc
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -41,14 +41,8 @@ CALLERS = 6
 
 @pytest.fixture
 def fresh_pg() -> Iterator[str]:
-    name = f"rules_stopload_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with pg_database(PG_ADMIN_URL, "rules_stopload") as url:
+        yield url
 
 
 def _serve(db_url: str, tmp_path: Path) -> Proc:

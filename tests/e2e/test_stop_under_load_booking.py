@@ -11,7 +11,6 @@ import json
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common.server import SAME_STOP_SECONDS
 from tests.e2e.procs import Proc, free_port, serve_rules
 from tests.e2e.test_stop_under_load import GRACE, _log_events, _wait_for
+from tests.faults import pg_database
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN = "stop-booking-admin-0123456789"
@@ -33,14 +33,8 @@ CALLERS = 6
 
 @pytest.fixture
 def fresh_pg() -> Iterator[str]:
-    name = f"booking_stopload_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with pg_database(PG_ADMIN_URL, "booking_stopload") as url:
+        yield url
 
 
 def _tokens(tmp_path: Path) -> Path:

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from services.common.migrations import MIGRATION_LOCK
+from tests.faults import pg_database
 from tests.support import ROOT
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -29,14 +29,8 @@ PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 @pytest.fixture
 def fresh_pg() -> Iterator[str]:
-    name = f"rules_stop_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with pg_database(PG_ADMIN_URL, "rules_stop") as url:
+        yield url
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
