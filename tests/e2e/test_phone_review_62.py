@@ -30,8 +30,8 @@ from services.common._generated.booking.v1 import booking_pb2 as bpb
 from tests.booking_env import ledger_visit
 from tests.e2e.conftest import Live, make_png
 from tests.e2e.test_phone_page import fits_phone
+from tests.e2e.test_phone_review_63 import MOBILE, _sign_in
 
-MOBILE = "13912345678"
 ISO_DAY = re.compile(r"\d{4}-\d{1,2}-\d{1,2}")
 SHOWN_DAY = re.compile(r"\d{4}年\d{1,2}月\d{1,2}日")
 # rulesets/fire35181.yaml: the edition a finding is judged by, and the one that replaced it
@@ -89,15 +89,6 @@ def _woodworks(live: Live, n: int) -> tuple[str, str, str]:
     )
     visit = pair.booking.RecordVisit(ledger_visit(placed.order_id, "灭火器过期"), timeout=10)
     return firm, token, visit.tickets[0].ticket_id
-
-
-def _sign_in(page: Page, live: Live, token: str) -> None:
-    page.goto(f"{live.base}/q/{token}/sign-in")
-    page.get_by_label("登录手机号").fill(MOBILE)
-    page.get_by_role("button", name="获取验证码").click()
-    page.get_by_label("6位验证码").fill(live.pair.sms.last_code(MOBILE))
-    page.get_by_role("button", name="登录").click()
-    assert page.url == f"{live.base}/q/{token}"
 
 
 def _one_date_format(page: Page, at_least: int) -> None:

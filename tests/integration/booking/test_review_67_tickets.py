@@ -102,6 +102,25 @@ def _rules_restarted_without(pair: Pair, tmp_path: Path, clause_id: str) -> None
     pair.rules_server = server
 
 
+def _found_then_clause_removed(
+    pair: Pair, tmp_path: Path, n: int, severity: int
+) -> tuple[str, str, str]:
+    """A white-listed firm visited, a finding of `severity` recorded under GEN:training,
+    then rules restarted with rulesets without that clause before the report went: the
+    firm, its QR token and the ticket."""
+    firm = pair.register_firm(n)
+    assert pair.rules_status(firm).decision.status == rpb.STATUS_WHITELIST
+    token = pair.issue(firm).token
+    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
+    order = pair.booking.CreateOrder(pair.order_request(token, key=f"k{n}"), timeout=10)
+    found = bpb.FindingInput(clause_ref="GEN:training", severity=severity, description="无培训记录")
+    visit = pair.booking.RecordVisit(
+        bpb.RecordVisitRequest(order_id=order.order_id, findings=[found]), timeout=10
+    )
+    _rules_restarted_without(pair, tmp_path, "training")
+    return firm, token, visit.tickets[0].ticket_id
+
+
 def test_a_major_ticket_whose_clause_a_ruleset_change_removed_takes_the_firm_off_the_list(
     pair: Pair, tmp_path: Path
 ) -> None:
@@ -109,19 +128,7 @@ def test_a_major_ticket_whose_clause_a_ruleset_change_removed_takes_the_firm_off
     ruleset without it before the report was delivered: rules refused it for good, the
     outbox parked it, and the firm with an open MAJOR ticket stayed on the white list.
     Now the hazard is recorded (RED, off the list) and its verification brings it back."""
-    firm = pair.register_firm(2)
-    assert pair.rules_status(firm).decision.status == rpb.STATUS_WHITELIST
-    token = pair.issue(firm).token
-    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
-    order = pair.booking.CreateOrder(pair.order_request(token, key="k2"), timeout=10)
-    found = bpb.FindingInput(
-        clause_ref="GEN:training", severity=bpb.SEVERITY_MAJOR, description="无培训记录"
-    )
-    visit = pair.booking.RecordVisit(
-        bpb.RecordVisitRequest(order_id=order.order_id, findings=[found]), timeout=10
-    )
-    ticket_id = visit.tickets[0].ticket_id
-    _rules_restarted_without(pair, tmp_path, "training")
+    firm, token, ticket_id = _found_then_clause_removed(pair, tmp_path, 2, bpb.SEVERITY_MAJOR)
     assert deliver(pair) == 1  # not parked
     status = pair.rules_status(firm)
     assert status.decision.status == rpb.STATUS_PRIORITY
@@ -142,19 +149,7 @@ def test_a_general_ticket_whose_clause_a_ruleset_change_removed_holds_no_event_b
     outbox parked it and held the firm's later reports (its verification) behind it. Now
     it is recorded (the firm re-evaluated, off the list, the finding saying the clause is
     gone from the rulesets), and its verification goes in its turn."""
-    firm = pair.register_firm(3)
-    assert pair.rules_status(firm).decision.status == rpb.STATUS_WHITELIST
-    token = pair.issue(firm).token
-    pair.expert("E1", ["fire_crowded"], ["稠城街道"])
-    order = pair.booking.CreateOrder(pair.order_request(token, key="k3"), timeout=10)
-    found = bpb.FindingInput(
-        clause_ref="GEN:training", severity=bpb.SEVERITY_GENERAL, description="无培训记录"
-    )
-    visit = pair.booking.RecordVisit(
-        bpb.RecordVisitRequest(order_id=order.order_id, findings=[found]), timeout=10
-    )
-    ticket_id = visit.tickets[0].ticket_id
-    _rules_restarted_without(pair, tmp_path, "training")
+    firm, token, ticket_id = _found_then_clause_removed(pair, tmp_path, 3, bpb.SEVERITY_GENERAL)
     assert deliver(pair) == 1  # not parked
     status = pair.rules_status(firm)
     assert status.decision.status == rpb.STATUS_ROUTINE
