@@ -59,7 +59,16 @@ ORDER_TRANSITIONS: dict[tuple[OrderStatus, OrderAction], OrderStatus] = {
 }
 
 
-ORDER_MACHINE = StateMachine("an order", OrderStatus, ORDER_TRANSITIONS)
+ORDER_MACHINE = StateMachine(
+    "an order",
+    OrderStatus,
+    ORDER_TRANSITIONS,
+    lambda current, action: messages.MOVE_NOT_ALLOWED.format(
+        record=messages.ORDER_RECORD,
+        status=messages.ORDER_STATUS_NAMES[current.value],
+        action=messages.ORDER_ACTION_NAMES[action.value],
+    ),
+)
 # the statuses nothing leaves (closed, cancelled): the order has ended
 ENDED_ORDERS = frozenset(OrderStatus) - {start for start, _ in ORDER_TRANSITIONS}
 
