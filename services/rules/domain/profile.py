@@ -127,6 +127,7 @@ def short_names(enum: type[StrEnum], value: str) -> str:
     """The value as the domain, the CLI's files and the stored data write it."""
     return value
 
+
 CLAUSE_REF = re.compile(rf"^{vocabulary.CLAUSE_REF.pattern}$")  # the shared grammar
 MAX_NAME = vocabulary.FIRM_NAME_LENGTH
 MAX_REGION = vocabulary.REGION_LENGTH

@@ -22,8 +22,8 @@ from services.common.vocabulary import Domain, Severity, mask_mobile
 from services.rules.domain.changes import Change, ChangeKind
 from services.rules.domain.decision import Decision, Finding, RiskLevel
 from services.rules.domain.decision import Status as DecisionStatus
-from services.rules.domain.facts import FactDefinition, FactRegistry
 from services.rules.domain.events import EventKind
+from services.rules.domain.facts import FactDefinition, FactRegistry
 from services.rules.domain.gate import InspectionKind
 from services.rules.domain.profile import (
     MAX_LIST,
@@ -180,7 +180,7 @@ def proto_spelling(enum: type[StrEnum], value: str) -> str:
     if proto is None:
         return value
     name = proto[1] + value.upper()
-    return name if name in proto[0].keys() else value
+    return name if name in proto[0].DESCRIPTOR.values_by_name else value
 
 
 class _NotPlain(Exception):

@@ -44,8 +44,8 @@ from services.rules.domain.errors import (
     PreconditionFailed,
     ValidationError,
 )
-from services.rules.entrypoints import convert
 from services.rules.domain.profile import EnumSpelling, short_names
+from services.rules.entrypoints import convert
 from services.rules.entrypoints.access import RULES_METHODS
 from services.rules.service_layer import (
     feed,
