@@ -30,7 +30,7 @@ from .messages import (
     FOUND_ON_SITE,
     VISIT_BAD_DUE,
     VISIT_PHOTO_OVER_TOTAL,
-    VISIT_TOO_MANY_FINDINGS,
+    VISIT_TOO_MANY,
     a_day,
     quoted,
 )
@@ -74,9 +74,7 @@ def check_findings(
     after it too, so a visit recorded days after it took place (a `visited_on` in the
     past) never makes a ticket born overdue (review 67 F1)."""
     if len(findings) > MAX_FINDINGS:
-        raise ValidationError(
-            [FieldViolation("findings", VISIT_TOO_MANY_FINDINGS.format(n=MAX_FINDINGS))]
-        )
+        raise ValidationError([FieldViolation("findings", VISIT_TOO_MANY)])
     bad: list[FieldViolation] = []
     out = []
     for i, f in enumerate(findings):

@@ -513,5 +513,4 @@ TICKET_ACTION_NAMES = {
     "recheck_fail": "复查不通过",
 }
 # a visit's findings and photos past their limits (review 72: English before)
-VISIT_TOO_MANY_FINDINGS = "一次检查最多记录{n}条隐患"
-FINDING_TOO_MANY_PHOTOS = "每条隐患最多{n}张照片"
+FINDING_TOO_MANY_PHOTOS = "每项隐患最多{n}张照片"
