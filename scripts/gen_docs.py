@@ -135,15 +135,22 @@ README's "Integrating" section, and the compatibility policy of `v1` in CHANGELO
   (`*_at`) are RFC 3339 with their zone offset on the Asia/Shanghai clock
   (`2026-11-27T16:07:02.904612+08:00`); half-day **slots** are `YYYY-MM-DD AM|PM`.
 - **Required** fields must be set; a missing or bad one is `INVALID_ARGUMENT` with a
-  `google.rpc.BadRequest` detail naming each bad field by its path in the request
-  (`profile.hazards[1].clause_ref`). proto3 cannot tell an unset scalar from its zero
+  `google.rpc.BadRequest` detail naming each bad field by its path in the request, an
+  item of a list by its index as sent (`profile.hazards[1].clause_ref`,
+  `preferred_slots[1]`); an enum's values are listed by their proto names
+  (`INDUSTRY_METALLURGY`). proto3 cannot tell an unset scalar from its zero
   value: `0`, `false` and `""` mean "not given" unless the comment says otherwise. Enum
   value 0 (`*_UNSPECIFIED`) means "not given".
 - **Regions** are the towns and streets (镇街) of `rulesets/regions.yaml` (`ListRegions`),
   sent by Chinese name or code, stored and answered as the name.
 - **Errors**: the status codes and when they happen are listed per RPC; a rate limit is
   `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo` detail and a `retry-after` trailer
-  (whole seconds).
+  (whole seconds). Who reads which words (README "Errors and retries"): text meant for
+  people in an answer (reasons, guidance, summaries) is Chinese; error messages are for
+  the calling system's engineers and logs: rules' in English, booking's own refusals in
+  Chinese (its pages show the same words), the checks both share in English. Never
+  parse a message: the code, the BadRequest field path and ErrorInfo's `reason` are the
+  stable parts.
 
 ## HTTP/JSON
 

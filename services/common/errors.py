@@ -20,6 +20,13 @@ class FieldViolation:
     field: str
     description: str
 
+    @property
+    def list_field(self) -> str:
+        """The field a violation of one list item belongs to, for a form that shows its
+        errors beside whole fields: `preferred_slots[1]` → `preferred_slots` (both
+        services name a list's item by its index as sent: review 72)."""
+        return self.field.split("[", 1)[0] if self.field.endswith("]") else self.field
+
 
 class DomainError(Exception):
     """Base of every error a caller can cause; `code` selects the status code. An error a

@@ -10,7 +10,7 @@ who, when, from, to and why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -24,18 +24,29 @@ A = TypeVar("A", bound=StrEnum)
 
 class StateMachine(Generic[S, A]):
     """A transition table over the states of `states`; `noun` names the record in errors
-    ("an order")."""
+    ("an order"). `refusal`: the message of a move the table does not allow, (current,
+    action) → text, in the words of the domain's callers (booking's are Chinese, from its
+    messages module: README "Errors and retries"); none: the English default."""
 
-    def __init__(self, noun: str, states: type[S], table: Mapping[tuple[S, A], S]) -> None:
+    def __init__(
+        self,
+        noun: str,
+        states: type[S],
+        table: Mapping[tuple[S, A], S],
+        refusal: Callable[[S, A], str] | None = None,
+    ) -> None:
         self.noun = noun
         self.states = states
         self.table = table
+        self.refusal = refusal
 
     def next(self, current: S, action: A) -> S:
         """The row (current, action) of the table; anything else is not allowed."""
         try:
             return self.table[(current, action)]
         except KeyError:
+            if self.refusal is not None:
+                raise PreconditionFailed(self.refusal(current, action)) from None
             raise PreconditionFailed(
                 f"action {action.value} is not allowed for {self.noun} that is {current.value}"
             ) from None

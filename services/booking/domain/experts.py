@@ -60,22 +60,35 @@ def parse_expert(
     name = trim(str(data.get("name", "")))
     if invisible(name) or len(name) > NAME_MAX or control_problem(name):
         bad.append(FieldViolation("expert.name", messages.EXPERT_NAME.format(n=NAME_MAX)))
-    domains = [str(d) for d in dict.fromkeys(data.get("domains", []))]
-    if not domains or not set(domains) <= DOMAINS:
+    sent_domains = [str(d) for d in data.get("domains", [])]
+    domains = list(dict.fromkeys(sent_domains))
+    if not domains:
         bad.append(FieldViolation("expert.domains", messages.EXPERT_DOMAINS))
-    slots = [str(s) for s in dict.fromkeys(data.get("slots", []))]
-    _check_slots(slots, bad)
+    bad.extend(  # each unknown one by its index as sent, as rules names list items
+        FieldViolation(f"expert.domains[{n}]", messages.EXPERT_DOMAINS)
+        for n, d in enumerate(sent_domains)
+        if d not in DOMAINS and d not in sent_domains[:n]
+    )
+    sent_slots = [str(s) for s in data.get("slots", [])]
+    slots = list(dict.fromkeys(sent_slots))
+    _check_slots(sent_slots, len(slots), bad)
     per_day = data.get("max_visits_per_day") or DEFAULT_VISITS_PER_DAY
     if per_day not in VISITS_PER_DAY:
         bad.append(FieldViolation("expert.max_visits_per_day", messages.EXPERT_PER_DAY))
     regions = _regions(data, known, bad)
-    conflicts = [str(c) for c in dict.fromkeys(data.get("conflicts", []))]
-    if len(conflicts) > MAX_CONFLICTS or any(uscc_problem(c) for c in conflicts):
+    sent_conflicts = [str(c) for c in data.get("conflicts", [])]
+    conflicts = list(dict.fromkeys(sent_conflicts))
+    if len(conflicts) > MAX_CONFLICTS:
         bad.append(
+            FieldViolation("expert.conflicts", messages.EXPERT_CONFLICTS.format(n=MAX_CONFLICTS))
+        )
+    else:  # each bad code by its index as sent
+        bad.extend(
             FieldViolation(
-                "expert.conflicts",
-                messages.EXPERT_CONFLICTS.format(n=MAX_CONFLICTS),
+                f"expert.conflicts[{n}]", messages.EXPERT_CONFLICTS.format(n=MAX_CONFLICTS)
             )
+            for n, c in enumerate(sent_conflicts)
+            if uscc_problem(c) and c not in sent_conflicts[:n]
         )
     phone = _phone(str(data.get("phone", "")), stored_phone, bad)
     if bad:
@@ -103,16 +116,19 @@ def _phone(sent: str, stored: str, bad: list[FieldViolation]) -> str:
     return phone
 
 
-def _check_slots(slots: list[str], bad: list[FieldViolation]) -> None:
-    for s in slots:
+def _check_slots(sent: list[str], distinct: int, bad: list[FieldViolation]) -> None:
+    """The first slot that is not one, named by its index as sent (expert.slots[3])."""
+    for n, s in enumerate(sent):
         try:
             parse_slot(s)
         except ValueError:
             bad.append(
-                FieldViolation("expert.slots", messages.EXPERT_SLOT.format(slot=messages.quoted(s)))
+                FieldViolation(
+                    f"expert.slots[{n}]", messages.EXPERT_SLOT.format(slot=messages.quoted(s))
+                )
             )
             break
-    if len(slots) > MAX_SLOTS:
+    if distinct > MAX_SLOTS:
         bad.append(FieldViolation("expert.slots", messages.EXPERT_SLOTS_MAX.format(n=MAX_SLOTS)))
 
 
@@ -120,22 +136,32 @@ def _regions(
     data: Mapping[str, Any], known: Regions | None, bad: list[FieldViolation]
 ) -> list[str]:
     """The 镇街 an expert serves, each a listed one, stored as its Chinese name."""
-    regions = [str(r) for r in dict.fromkeys(data.get("regions", []))]
-    if len(regions) > MAX_REGIONS or any(not trim(r) or len(r) > REGION_MAX for r in regions):
+    sent = [str(r) for r in data.get("regions", [])]
+    regions = list(dict.fromkeys(sent))
+    # each one named by its index as sent (expert.regions[2]), repeats once
+    firsts = [(n, r) for n, r in enumerate(sent) if r not in sent[:n]]
+    if len(regions) > MAX_REGIONS:
         bad.append(
             FieldViolation(
-                "expert.regions",
-                messages.EXPERT_REGIONS.format(n=MAX_REGIONS, m=REGION_MAX),
+                "expert.regions", messages.EXPERT_REGIONS.format(n=MAX_REGIONS, m=REGION_MAX)
             )
+        )
+        return regions
+    if unwritten := [n for n, r in firsts if not trim(r) or len(r) > REGION_MAX]:
+        bad.extend(
+            FieldViolation(
+                f"expert.regions[{n}]", messages.EXPERT_REGIONS.format(n=MAX_REGIONS, m=REGION_MAX)
+            )
+            for n in unwritten
         )
         return regions
     if known is None:
         return regions
     canonical: list[str] = []
-    for i, r in enumerate(regions):
+    for n, r in firsts:
         name = known.canonical(r)
         if name is None:
-            bad.append(FieldViolation(f"expert.regions[{i}]", _unknown_region(known, r)))
+            bad.append(FieldViolation(f"expert.regions[{n}]", _unknown_region(known, r)))
         canonical.append(name or r)
     return list(dict.fromkeys(canonical))
 

@@ -26,8 +26,11 @@ from .messages import (
     FINDING_DESCRIPTION,
     FINDING_DUE_PASSED,
     FINDING_SEVERITY,
+    FINDING_TOO_MANY_PHOTOS,
     FOUND_ON_SITE,
+    VISIT_BAD_DUE,
     VISIT_PHOTO_OVER_TOTAL,
+    VISIT_TOO_MANY,
     a_day,
     quoted,
 )
@@ -71,7 +74,7 @@ def check_findings(
     after it too, so a visit recorded days after it took place (a `visited_on` in the
     past) never makes a ticket born overdue (review 67 F1)."""
     if len(findings) > MAX_FINDINGS:
-        raise ValidationError([FieldViolation("findings", f"at most {MAX_FINDINGS} per visit")])
+        raise ValidationError([FieldViolation("findings", VISIT_TOO_MANY)])
     bad: list[FieldViolation] = []
     out = []
     for i, f in enumerate(findings):
@@ -169,7 +172,7 @@ def _deadline(
                 bad.append(FieldViolation(field, BAD_DATE))
         else:
             if due <= visited_on:
-                bad.append(FieldViolation(field, "must be after the visit"))
+                bad.append(FieldViolation(field, VISIT_BAD_DUE))
             elif deadline_too_far(due, visited_on):
                 bad.append(FieldViolation(field, too_far(visited_on)))
             elif due <= today:
@@ -183,7 +186,7 @@ def _deadline(
 def _photo_problems(f: FindingInput, path: str) -> list[FieldViolation]:
     bad: list[FieldViolation] = []
     if len(f.photos) > MAX_PHOTOS:
-        bad.append(FieldViolation(f"{path}.photos", f"at most {MAX_PHOTOS}"))
+        bad.append(FieldViolation(f"{path}.photos", FINDING_TOO_MANY_PHOTOS.format(n=MAX_PHOTOS)))
     for j, upload in enumerate(f.photos):
         try:
             check_upload(upload, f"{path}.photos[{j}]")

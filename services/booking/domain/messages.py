@@ -487,3 +487,33 @@ REGION_OUTSIDE_AREA = "所选地区不在您的辖区内，只能查看本辖区
 REGION_UNKNOWN = "访问令牌的辖区不是本地的镇街或县（市、区）"
 QUEUE_FOR_INSPECTORS = "复查队列仅供检查人员使用"
 PAGES_FOR_EXPERTS = "该页面仅供专家使用"
+
+
+# A move an order's or a ticket's state machine does not allow (FAILED_PRECONDITION):
+# what it is now and what was asked, in the words the pages use (review 72: this reached
+# booking's callers as "action recheck_pass is not allowed for a ticket that is verified")
+MOVE_NOT_ALLOWED = "{record}当前为“{status}”，不能{action}"
+ORDER_RECORD = "该预约单"
+TICKET_RECORD = "该整改单"
+ORDER_STATUS_NAMES = {
+    "submitted": "已提交，待派单",
+    "dispatched": "已派单",
+    "visited": "专家已上门",
+    "closed": "已办结",
+    "cancelled": "已取消",
+}
+ORDER_ACTION_NAMES = {
+    "dispatch": "派单",
+    "record_visit": "登记上门检查",
+    "close": "办结",
+    "cancel": "取消",
+    "unassign": "退回待派单",
+}
+TICKET_STATUS_NAMES = {"open": "待整改", "submitted": "已提交", "verified": "复查通过"}
+TICKET_ACTION_NAMES = {
+    "submit_proof": "提交整改材料",
+    "recheck_pass": "复查通过",
+    "recheck_fail": "复查不通过",
+}
+# a visit's findings and photos past their limits (review 72: English before)
+FINDING_TOO_MANY_PHOTOS = "每项隐患最多{n}张照片"

@@ -59,7 +59,16 @@ ORDER_TRANSITIONS: dict[tuple[OrderStatus, OrderAction], OrderStatus] = {
 }
 
 
-ORDER_MACHINE = StateMachine("an order", OrderStatus, ORDER_TRANSITIONS)
+ORDER_MACHINE = StateMachine(
+    "an order",
+    OrderStatus,
+    ORDER_TRANSITIONS,
+    lambda current, action: messages.MOVE_NOT_ALLOWED.format(
+        record=messages.ORDER_RECORD,
+        status=messages.ORDER_STATUS_NAMES[current.value],
+        action=messages.ORDER_ACTION_NAMES[action.value],
+    ),
+)
 # the statuses nothing leaves (closed, cancelled): the order has ended
 ENDED_ORDERS = frozenset(OrderStatus) - {start for start, _ in ORDER_TRANSITIONS}
 
@@ -132,11 +141,14 @@ def validate_order(
         bad.append(FieldViolation("item_codes", messages.NO_ITEM))
     elif len(clean_items) > MAX_ITEMS:
         bad.append(FieldViolation("item_codes", messages.TOO_MANY_ITEMS.format(n=MAX_ITEMS)))
-    elif unknown := [i for i in clean_items if i not in menu]:
-        shown = "、".join(messages.quoted(i) for i in unknown[:3]) + (
-            "等" if len(unknown) > 3 else ""
+    else:  # each unknown one named by its place in the list as sent (item_codes[2])
+        bad.extend(
+            FieldViolation(
+                f"item_codes[{n}]", messages.UNKNOWN_ITEMS.format(items=messages.quoted(i))
+            )
+            for n, i in _indexed(items)
+            if i not in menu
         )
-        bad.append(FieldViolation("item_codes", messages.UNKNOWN_ITEMS.format(items=shown)))
     parsed = _slots(slots, today, bad)
     name = trim(name)
     if invisible(name):
@@ -161,6 +173,16 @@ def validate_order(
 def _texts(values: list[str]) -> list[str]:
     """A list field's values, trimmed, blank ones and repeats dropped, in order."""
     return list(dict.fromkeys(t for v in values if (t := trim(v))))
+
+
+def _indexed(values: list[str]) -> list[tuple[int, str]]:
+    """`_texts`, each with its index in the list as sent: a violation of one item names
+    it `field[index]`, as rules names `profile.hazards[1].clause_ref` (review 72)."""
+    seen: dict[str, int] = {}
+    for n, v in enumerate(values):
+        if (t := trim(v)) and t not in seen:
+            seen[t] = n
+    return [(n, t) for t, n in seen.items()]
 
 
 def clean_phone(phone: str) -> str:
@@ -222,20 +244,20 @@ def same_order(
 def _slots(slots: list[str], today: date, bad: list[FieldViolation]) -> list[Slot]:
     parsed: list[Slot] = []
     last = today + timedelta(days=BOOKING_WINDOW_DAYS)
-    for text in _texts(slots):
+    for n, text in _indexed(slots):
         try:
             slot = parse_slot(text)
         except ValueError:
             bad.append(
                 FieldViolation(
-                    "preferred_slots", messages.BAD_SLOT.format(slot=messages.quoted(text))
+                    f"preferred_slots[{n}]", messages.BAD_SLOT.format(slot=messages.quoted(text))
                 )
             )
             return []
         if not today < slot.day <= last:
             bad.append(
                 FieldViolation(
-                    "preferred_slots",
+                    f"preferred_slots[{n}]",
                     messages.SLOT_OUTSIDE_WINDOW.format(
                         days=BOOKING_WINDOW_DAYS, slot=messages.quoted(text)
                     ),
@@ -275,12 +297,13 @@ def validate_clause_refs(refs: list[str]) -> list[str]:
         raise ValidationError(
             [FieldViolation("clause_refs", messages.TOO_MANY_CLAUSE_REFS.format(n=MAX_CLAUSE_REFS))]
         )
-    for ref in clean:
+    for n, ref in _indexed(refs):
         if not CLAUSE_REF.fullmatch(ref) or control_problem(ref):
             raise ValidationError(
                 [
                     FieldViolation(
-                        "clause_refs", messages.BAD_CLAUSE_REF.format(ref=messages.quoted(ref))
+                        f"clause_refs[{n}]",
+                        messages.BAD_CLAUSE_REF.format(ref=messages.quoted(ref)),
                     )
                 ]
             )

@@ -55,7 +55,16 @@ TICKET_TRANSITIONS: dict[tuple[TicketStatus, TicketAction], TicketStatus] = {
 }
 
 
-TICKET_MACHINE = StateMachine("a ticket", TicketStatus, TICKET_TRANSITIONS)
+TICKET_MACHINE = StateMachine(
+    "a ticket",
+    TicketStatus,
+    TICKET_TRANSITIONS,
+    lambda current, action: messages.MOVE_NOT_ALLOWED.format(
+        record=messages.TICKET_RECORD,
+        status=messages.TICKET_STATUS_NAMES[current.value],
+        action=messages.TICKET_ACTION_NAMES[action.value],
+    ),
+)
 
 
 def next_ticket_status(current: TicketStatus, action: TicketAction) -> TicketStatus:

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from services.booking.domain import messages
 from services.booking.domain.rules_service import RulesError, WhitelistSize
 from services.booking.domain.tickets import Ticket, TicketStatus
 from services.booking.service_layer import stats
@@ -94,7 +95,9 @@ def dashboard(uow: UnitOfWork, ctx: BookingContext, region: str, start: str, end
     asked = stats.period(ctx, region, start, end)
     months = month_keys(asked.first, asked.last)
     if len(months) > MAX_MONTHS:
-        raise ValidationError([FieldViolation("from", f"at most {MAX_MONTHS} months")])
+        raise ValidationError(
+            [FieldViolation("from", messages.PERIOD_TOO_LONG.format(months=MAX_MONTHS))]
+        )
     today = ctx.today()
     with uow:
         orders, tickets = stats.read_records(uow, asked)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from services.booking.domain import messages
 from services.booking.domain.orders import Order, OrderStatus
 from services.booking.domain.tickets import Ticket, TicketStatus
 from services.booking.service_layer.ports import BookingContext
@@ -71,7 +72,7 @@ def period(ctx: BookingContext, region: str, start: str, end: str) -> Period:
     last = parse_day(end, "to") if end else ctx.today()
     first = parse_day(start, "from") if start else max(FIRST_DAY, last - timedelta(days=365))
     if first > last:
-        raise ValidationError([FieldViolation("from", "must not be after `to`")])
+        raise ValidationError([FieldViolation("from", messages.PERIOD_REVERSED)])
     return Period(first, last, region_filter(ctx.regions, region))
 
 

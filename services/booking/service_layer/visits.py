@@ -194,7 +194,7 @@ def _visit_problems(
     if mobile and not PHONE.fullmatch(mobile):
         bad.append(FieldViolation("on_site_mobile", messages.SIGN_IN_BAD_PHONE))
     if not 0 <= minutes <= MAX_MINUTES:
-        bad.append(FieldViolation("minutes_on_site", f"0..{MAX_MINUTES}"))
+        bad.append(FieldViolation("minutes_on_site", messages.VISIT_BAD_MINUTES))
     return bad
 
 

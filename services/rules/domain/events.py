@@ -32,6 +32,7 @@ from .profile import (
     Accident,
     AccidentLevel,
     EnterpriseProfile,
+    EnumSpelling,
     FieldChecker,
     Hazard,
     HazardStatus,
@@ -39,6 +40,7 @@ from .profile import (
     amount_problem,
     parse_profile,
     profile_to_data,
+    short_names,
 )
 
 T = TypeVar("T")
@@ -294,14 +296,21 @@ def not_yet(day: date, today: date) -> str | None:
     return None
 
 
-def parse_event(data: Mapping[str, Any], fact_types: Mapping[str, str], today: date) -> Event:
+def parse_event(
+    data: Mapping[str, Any],
+    fact_types: Mapping[str, str],
+    today: date,
+    *,
+    spelling: EnumSpelling = short_names,
+) -> Event:
     """Validate a JSON-shaped event (fields under `event.`); ValidationError names each field.
 
     An event is reported once it has happened: `occurred_on` after `today` (Asia/Shanghai)
     plus CLOCK_SKEW is refused. A decision ignores what happens after its as_of, so a
     future-dated accident would otherwise leave the firm's decision untouched while its
-    effects (a white-list entry revoked) took place today."""
-    check = FieldChecker("event.")
+    effects (a white-list entry revoked) took place today. `spelling`: how the caller
+    writes enum values, in the errors that list them (profile.EnumSpelling)."""
+    check = FieldChecker("event.", spelling=spelling)
     for unknown in sorted(set(data) - EVENT_FIELDS):
         check.bad(str(unknown), "unknown field")
     event_id = check.string(data, "event_id", "event_id", max_len=128, required=True)
@@ -364,7 +373,9 @@ def _detail(
         basis = check.string(detail, "basis", "penalty.basis", max_len=MAX_TEXT, required=False)
         return {"penalty": Penalty(occurred, float(amount), basis)}
     try:
-        profile = parse_profile(detail, fact_types, prefix="event.profile.")
+        profile = parse_profile(
+            detail, fact_types, prefix="event.profile.", spelling=check.spelling
+        )
     except ValidationError as exc:
         check.violations.extend(exc.violations)
         return {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -116,6 +116,17 @@ class HazardStatus(StrEnum):
 
 FactValue = bool | int | float | str
 E = TypeVar("E", bound=StrEnum)
+# How a caller writes an enum's value, for the errors that list them: the CLI's files and
+# the stored profiles write the short names (`metallurgy`, `A`), a gRPC or HTTP/JSON
+# caller the proto names (`INDUSTRY_METALLURGY`), which the entrypoint passes in
+# (rules/entrypoints/convert.py `proto_spelling`, through RulesContext.spelling).
+EnumSpelling = Callable[[type[StrEnum], str], str]
+
+
+def short_names(enum: type[StrEnum], value: str) -> str:
+    """The value as the domain, the CLI's files and the stored data write it."""
+    return value
+
 
 CLAUSE_REF = re.compile(rf"^{vocabulary.CLAUSE_REF.pattern}$")  # the shared grammar
 MAX_NAME = vocabulary.FIRM_NAME_LENGTH
@@ -246,11 +257,17 @@ class FieldChecker:
     """
 
     def __init__(
-        self, prefix: str, max_list: int | None = MAX_LIST, *, controls: bool = True
+        self,
+        prefix: str,
+        max_list: int | None = MAX_LIST,
+        *,
+        controls: bool = True,
+        spelling: EnumSpelling = short_names,
     ) -> None:
         self.prefix = prefix
         self.max_list = max_list
         self.controls = controls
+        self.spelling = spelling  # how the caller writes enum values (EnumSpelling)
         self.violations: list[FieldViolation] = []
 
     def bad(self, path: str, description: str) -> None:
@@ -307,16 +324,15 @@ class FieldChecker:
         return value
 
     def enum(self, enum: type[E], value: Any, path: str, *, required: bool) -> E | None:
+        choices = ", ".join(self.spelling(enum, e.value) for e in enum)
         if value is None or value == "":
             if required:
-                self.bad(path, f"is required; one of {', '.join(e.value for e in enum)}")
+                self.bad(path, f"is required; one of {choices}")
             return None
         try:
             return enum(value)
         except ValueError:
-            self.bad(
-                path, f"unknown value {preview(value)}; one of {', '.join(e.value for e in enum)}"
-            )
+            self.bad(path, f"unknown value {preview(value)}; one of {choices}")
             return None
 
     def day(self, value: Any, path: str, *, required: bool = True) -> date | None:
@@ -357,6 +373,7 @@ def parse_profile(
     max_list: int | None = MAX_LIST,
     stored: bool = False,
     controls: bool | None = None,
+    spelling: EnumSpelling = short_names,
 ) -> EnterpriseProfile:
     """Validate a JSON-shaped profile against docs/api.md and the fact registry; raise
     ValidationError naming each field.
@@ -367,8 +384,14 @@ def parse_profile(
     could not map is kept as it is (no clause reads it) instead of refusing the firm, so
     events still apply and `reevaluate` can name the firm for a person to re-enter.
     `controls`: refuse text holding control characters (default: unless `stored`).
+    `spelling`: how the caller writes enum values, in the errors that list them.
     """
-    check = FieldChecker(prefix, max_list, controls=not stored if controls is None else controls)
+    check = FieldChecker(
+        prefix,
+        max_list,
+        controls=not stored if controls is None else controls,
+        spelling=spelling,
+    )
     if not isinstance(data, Mapping):
         check.bad("", "must be an object")
         raise ValidationError(check.violations)

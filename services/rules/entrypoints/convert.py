@@ -22,13 +22,16 @@ from services.common.vocabulary import Domain, Severity, mask_mobile
 from services.rules.domain.changes import Change, ChangeKind
 from services.rules.domain.decision import Decision, Finding, RiskLevel
 from services.rules.domain.decision import Status as DecisionStatus
+from services.rules.domain.events import EventKind
 from services.rules.domain.facts import FactDefinition, FactRegistry
+from services.rules.domain.gate import InspectionKind
 from services.rules.domain.profile import (
     MAX_LIST,
     Accident,
     AccidentLevel,
     CreditRating,
     EnterpriseProfile,
+    HazardStatus,
     HazchemRole,
     Industry,
     Penalty,
@@ -152,6 +155,32 @@ _VENUES = _members(pb.Venue, "VENUE_", Venue)
 _HAZCHEM_ROLES = _members(pb.HazchemRole, "HAZCHEM_ROLE_", HazchemRole)
 _ACCIDENT_LEVELS = _members(pb.AccidentLevel, "ACCIDENT_LEVEL_", AccidentLevel)
 _PLAIN_FACTS = {"bool_value", "number_value", "string_value"}
+
+# the proto enum and name prefix of each domain enum a request carries, for the errors
+# that list its values (proto_spelling)
+_PROTO_ENUMS: dict[type[StrEnum], tuple[Any, str]] = {
+    Industry: (pb.Industry, "INDUSTRY_"),
+    CreditRating: (pb.CreditRating, "CREDIT_RATING_"),
+    Domain: (pb.HighRiskDomain, "HIGH_RISK_DOMAIN_"),
+    Venue: (pb.Venue, "VENUE_"),
+    HazchemRole: (pb.HazchemRole, "HAZCHEM_ROLE_"),
+    AccidentLevel: (pb.AccidentLevel, "ACCIDENT_LEVEL_"),
+    Severity: (pb.Severity, "SEVERITY_"),
+    HazardStatus: (pb.HazardStatus, "HAZARD_STATUS_"),
+    EventKind: (pb.EventKind, "EVENT_KIND_"),
+    InspectionKind: (pb.InspectionKind, "INSPECTION_KIND_"),
+}
+
+
+def proto_spelling(enum: type[StrEnum], value: str) -> str:
+    """A domain enum's value as a gRPC or HTTP/JSON caller writes it: "metallurgy" →
+    "INDUSTRY_METALLURGY" (profile.EnumSpelling; the short name when no proto name has
+    it, so an error never lists a value the caller could not send)."""
+    proto = _PROTO_ENUMS.get(enum)
+    if proto is None:
+        return value
+    name = proto[1] + value.upper()
+    return name if name in proto[0].DESCRIPTOR.values_by_name else value
 
 
 class _NotPlain(Exception):

@@ -44,6 +44,7 @@ from services.rules.domain.errors import (
     PreconditionFailed,
     ValidationError,
 )
+from services.rules.domain.profile import EnumSpelling, short_names
 from services.rules.entrypoints import convert
 from services.rules.entrypoints.access import RULES_METHODS
 from services.rules.service_layer import (
@@ -512,8 +513,12 @@ def _event_result(
 
 
 def context_from(
-    rulebook: Rulebook, today: Callable[[], date] = today_shanghai
+    rulebook: Rulebook,
+    today: Callable[[], date] = today_shanghai,
+    spelling: EnumSpelling = short_names,
 ) -> handlers.RulesContext:
+    """The context of the server (its callers write the proto enum names: `build` passes
+    convert.proto_spelling) or of a CLI command (its files write the short names)."""
     return handlers.RulesContext(
         catalogue=rulebook.catalogue,
         policy=rulebook.policy,
@@ -521,6 +526,7 @@ def context_from(
         engine=engine_for(rulebook.catalogue),
         today=today,
         regions=rulebook.regions,
+        spelling=spelling,
     )
 
 
@@ -607,7 +613,7 @@ def build(
         interceptors=[auth] if auth is not None else [],
     )
     servicer = RulesServicer(
-        context_from(rulebook, today),
+        context_from(rulebook, today, convert.proto_spelling),
         engine,
         event_groups=event_groups,
         pace=auth.charge if auth is not None else None,

@@ -19,10 +19,12 @@ from services.rules.domain.facts import FactRegistry
 from services.rules.domain.policy import Policy
 from services.rules.domain.profile import (
     EnterpriseProfile,
+    EnumSpelling,
     FactValue,
     Hazard,
     parse_profile,
     plain_profile,
+    short_names,
 )
 from services.rules.domain.standards import Catalogue, Clause, Standard
 
@@ -43,6 +45,9 @@ class RulesContext:
     engine: Matcher
     today: Callable[[], date] = today_shanghai
     regions: RegionRegistry | None = None  # None: any region (unit tests of the domain)
+    # how this context's callers write enum values in what they send, for the errors
+    # that list them: the servers' callers the proto names, the CLI's files the short ones
+    spelling: EnumSpelling = short_names
     # the applicable clauses per kind of firm, remembered (built from `catalogue`)
     applicability: Applicability = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
@@ -154,7 +159,7 @@ def parse_input_profile(
     stored in canonical form; every bad field named at once."""
     data, violations = canonical_region(ctx, data, prefix)
     try:
-        profile = parse_profile(data, ctx.fact_types, prefix=prefix)
+        profile = parse_profile(data, ctx.fact_types, prefix=prefix, spelling=ctx.spelling)
     except ValidationError as exc:
         raise ValidationError(exc.violations + violations) from None
     if violations:

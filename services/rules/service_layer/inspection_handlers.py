@@ -14,7 +14,7 @@ from services.common.errors import Conflict
 from services.common.vocabulary import uscc_problem
 from services.rules.domain import gate
 from services.rules.domain.errors import AlreadyExists, FieldViolation, NotFound, ValidationError
-from services.rules.domain.profile import FieldChecker
+from services.rules.domain.profile import EnumSpelling, FieldChecker, short_names
 from services.rules.domain.register import InspectionRecord
 from services.rules.service_layer.handlers import RulesContext
 from services.rules.service_layer.register_handlers import load_firm, stored_profile
@@ -61,8 +61,8 @@ def new_inspection_code() -> str:
     return "JC-" + secrets.token_urlsafe(24)
 
 
-def _request(data: Mapping[str, Any]) -> CheckRequest:
-    check = FieldChecker("")
+def _request(data: Mapping[str, Any], spelling: EnumSpelling = short_names) -> CheckRequest:
+    check = FieldChecker("", spelling=spelling)
     enterprise_id = check.string(data, "enterprise_id", "enterprise_id", max_len=18, required=True)
     if enterprise_id and (problem := uscc_problem(enterprise_id)):
         check.bad("enterprise_id", problem)
@@ -97,7 +97,7 @@ def check_inspection(
 
     With an idempotency key, a request answered before returns that verdict (even once
     planned_on has passed); the same key with another request is ALREADY_EXISTS."""
-    request = _request(data)
+    request = _request(data, ctx.spelling)
     try:
         return _check(uow, ctx, request, caller)
     except Conflict:  # the same key raced in on another connection (another firm)

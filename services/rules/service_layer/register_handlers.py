@@ -340,6 +340,7 @@ def update_masked(
             # the request's own text passed its transport's check; the stored text is read
             # as kept (a name stored with a tab must not refuse an update of `employees`)
             controls=False,
+            spelling=ctx.spelling,
         )
         sent = masks.apply_mask(firm.profile, data, paths, renamed)
         profile = parse_profile(sent, ctx.fact_types, prefix="profile.", stored=True)
@@ -703,7 +704,7 @@ def parse_reported(ctx: RulesContext, data: Mapping[str, Any]) -> tuple[events.E
         profile, violations = canonical_region(ctx, data["profile"], "event.profile.")
         data = {**data, "profile": profile}
     try:
-        event = events.parse_event(data, ctx.fact_types, ctx.today())
+        event = events.parse_event(data, ctx.fact_types, ctx.today(), spelling=ctx.spelling)
     except ValidationError as exc:
         raise ValidationError(exc.violations + violations) from None
     if violations:

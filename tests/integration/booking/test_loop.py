@@ -228,8 +228,8 @@ def test_upsert_expert_names_each_bad_field_and_truncates_nothing(pair: Pair) ->
     rpc_status.from_call(info.value).details[0].Unpack(details)  # type: ignore[union-attr]
     assert {v.field for v in details.field_violations} == {
         "expert.phone",
-        "expert.regions",
-        "expert.conflicts",
+        "expert.regions[0]",  # each bad item by its index as sent (review 72)
+        "expert.conflicts[0]",
     }
     listed = pair.booking.ListExperts(bpb.ListExpertsRequest(), timeout=10)
     assert "E-BAD" not in [e.expert_id for e in listed.experts]

@@ -227,6 +227,24 @@ def test_form_errors_are_shown_next_to_their_fields_and_input_is_kept(site: Site
     assert orders == []
 
 
+def test_an_error_of_one_slot_or_item_is_shown_beside_its_list(site: Site) -> None:
+    """Review 72: the service names a bad item by its index (`preferred_slots[1]`,
+    `item_codes[1]`); the page still shows the error beside the list, in Chinese."""
+    _, token = site.firm(4)
+    _, key = site.form(token)
+    response = site.order(
+        token,
+        key,
+        item_codes=["dust_explosion", "no_such_item"],
+        preferred_slots=[site.pair.slot(2), site.pair.slot(30)],
+    )
+    assert response.status_code == 400
+    assert "请选择今后14天内的时段" in block(response.text, "preferred_slots")
+    assert "未知的服务项目" in block(response.text, "item_codes")
+    assert "[1]" not in response.text
+    assert site.calls == []
+
+
 def test_control_characters_in_the_form_are_shown_as_errors_and_nothing_is_stored(
     site: Site,
 ) -> None:

@@ -24,8 +24,8 @@ def test_every_catalogue_clause_ref_passes_the_order_form_check(rulebook: Rulebo
 )
 def test_malformed_clause_refs_are_refused_by_field(ref: str) -> None:
     with pytest.raises(ValidationError) as info:
-        validate_clause_refs([ref])
-    assert info.value.violations[0].field == "clause_refs"
+        validate_clause_refs(["GEN:ledger", ref])
+    assert info.value.violations[0].field == "clause_refs[1]"  # by its index as sent
 
 
 def test_a_firm_reads_a_national_clause_by_its_number_and_a_worded_rule_by_its_text() -> None:

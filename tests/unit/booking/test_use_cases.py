@@ -257,9 +257,9 @@ def test_an_expert_must_be_valid_field_by_field(uow: FakeUnitOfWork, ctx: Any) -
     with pytest.raises(ValidationError) as info:
         add_expert(uow, ctx, domains=["mining"], phone="12345", conflicts=[FIRM[:17] + "X"])
     assert {v.field for v in info.value.violations} == {
-        "expert.domains",
+        "expert.domains[0]",  # each bad item by its index as sent (review 72)
         "expert.phone",
-        "expert.conflicts",
+        "expert.conflicts[0]",
     }
     assert not uow.register.experts_by_id
 

@@ -66,3 +66,16 @@ def test_unusual_shapes_go_to_parse_dict(change: dict[str, Any]) -> None:
     except (json_format.ParseError, ValueError) as exc:
         actual = type(exc)
     assert actual == expected
+
+
+def test_every_enum_a_request_carries_is_listed_in_its_proto_names() -> None:
+    """Review 72: an error listing an enum's values lists them as a gRPC caller writes
+    them; each member of each enum a request carries has its proto name (no short name is
+    left in the list because a table entry or a proto value is missing)."""
+    for enum, (proto, prefix) in convert._PROTO_ENUMS.items():
+        for member in enum:
+            spelled = convert.proto_spelling(enum, member.value)
+            assert spelled.startswith(prefix) and spelled in proto.DESCRIPTOR.values_by_name, (
+                enum,
+                member,
+            )

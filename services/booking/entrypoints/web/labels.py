@@ -23,18 +23,9 @@ from services.common.vocabulary import Domain, Severity
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
-ORDER_STATUS_LABELS = {
-    OrderStatus.SUBMITTED.value: "已提交，待派单",
-    OrderStatus.DISPATCHED.value: "已派单",
-    OrderStatus.VISITED.value: "专家已上门",
-    OrderStatus.CLOSED.value: "已办结",
-    OrderStatus.CANCELLED.value: "已取消",
-}
-TICKET_STATUS_LABELS = {
-    TicketStatus.OPEN.value: "待整改",
-    TicketStatus.SUBMITTED.value: "已提交",
-    TicketStatus.VERIFIED.value: "复查通过",
-}
+# the statuses' names, one place with the errors that name them (domain/messages.py)
+ORDER_STATUS_LABELS = {s.value: messages.ORDER_STATUS_NAMES[s.value] for s in OrderStatus}
+TICKET_STATUS_LABELS = {s.value: messages.TICKET_STATUS_NAMES[s.value] for s in TicketStatus}
 SEVERITY_LABELS = {s.value: s.label for s in Severity}
 # Other actors are service callers (experts, inspectors): their ids stay off the page,
 # as off the firm's gRPC view, where they read STAFF_ACTOR (domain/order_history.py).

@@ -295,7 +295,7 @@ class Pages:
                 text = v.description
                 if v.field == "idempotency_key":
                     key, text = "", messages.FORM_EXPIRED
-                errors.setdefault(v.field, []).append(text)
+                errors.setdefault(v.list_field, []).append(text)
             key = key if 0 < len(key) <= orders.KEY_MAX else str(uuid.uuid4())
             return await self._order_form(token, card, values, key, errors, 400)
         except RateLimited as exc:  # the order limit: the form kept, sent again later
