@@ -78,7 +78,6 @@ def test_a_larger_visit_is_refused_clearly_and_the_server_goes_on(sqlite_pair: P
     assert len(done.tickets) == MAX_FINDINGS
 
 
-
 def _message(number: int, size: int) -> bytes:
     """The bytes of a message of one length-delimited field `number` of `size` 'a's."""
     length, left = bytearray(), size
@@ -93,14 +92,16 @@ PAST_8_MB = 9 * 1024 * 1024
 
 
 def _call(port: int, method: str, request: bytes, stream: bool = False) -> grpc.RpcError:
-    with grpc.insecure_channel(
-        f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 2 * PAST_8_MB)]
-    ) as channel:
-        with pytest.raises(grpc.RpcError) as refused:
-            if stream:
-                next(iter(channel.unary_stream(method)(request, timeout=60)))
-            else:
-                channel.unary_unary(method)(request, timeout=60)
+    with (
+        grpc.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 2 * PAST_8_MB)]
+        ) as channel,
+        pytest.raises(grpc.RpcError) as refused,
+    ):
+        if stream:
+            next(iter(channel.unary_stream(method)(request, timeout=60)))
+        else:
+            channel.unary_unary(method)(request, timeout=60)
     return refused.value
 
 
