@@ -372,4 +372,17 @@ def _refusal(
         refuse(request, context)
         yield  # pragma: no cover - abort raises
 
-    return wrap_handler(handler, lambda _b: refuse, lambda _b: refuse_stream)
+    refused = wrap_handler(handler, lambda _b: refuse, lambda _b: refuse_stream)
+    # gRPC reads a unary request whole before its handler runs (up to booking's 104 MB
+    # for RecordVisit, from anyone); a request-streaming handler runs before any message
+    # is read, and this one reads none: a refused caller's message is never taken in
+    # (review 73). The same on the wire: a message stream of one is a unary request.
+    if refused.unary_unary:
+        return refused._replace(
+            request_streaming=True, unary_unary=None, stream_unary=refused.unary_unary
+        )
+    if refused.unary_stream:
+        return refused._replace(
+            request_streaming=True, unary_stream=None, stream_stream=refused.unary_stream
+        )
+    return refused

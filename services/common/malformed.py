@@ -36,6 +36,15 @@ class Malformed:
         self.error = error
 
 
+class Oversized:
+    """A request past its method's limit (`MalformedRequestInterceptor.max_request`),
+    never decoded: its bytes are let go at once."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+
+
 def text_violations(message: Message) -> list[FieldViolation]:
     """One violation per string field (at any depth, map keys included) that holds a
     control character; at most MAX_VIOLATIONS.
@@ -224,11 +233,15 @@ def _check(value: Any, path: str, multiline: bool, found: list[FieldViolation]) 
         found.append(FieldViolation(path.removesuffix(".string_value"), problem))
 
 
-def _safe(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+def _safe(
+    deserialize: Callable[[bytes], Any] | None, limit: int | None = None
+) -> Callable[[bytes], Any] | None:
     if deserialize is None:
         return None
 
     def run(data: bytes) -> Any:
+        if limit is not None and len(data) > limit:
+            return Oversized(len(data), limit)
         try:
             return deserialize(data)
         except Exception as exc:  # any decoding failure: the caller sent bad bytes
@@ -244,21 +257,44 @@ def _abort(context: grpc.ServicerContext, position: int = 0) -> None:
     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where} is not a valid message")
 
 
+def _refuse_oversized(request: Any, context: grpc.ServicerContext, large: Set[str]) -> None:
+    """RESOURCE_EXHAUSTED, as gRPC's own limit words it, for a request past its method's."""
+    if isinstance(request, Oversized):
+        context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"Received message larger than max for this method ({request.size} vs. "
+            f"{request.limit}); only {', '.join(sorted(large))} take(s) more",
+        )
+
+
 class MalformedRequestInterceptor(HandlerInterceptor):
     """`items_checked`: the unary methods (full paths) whose handler checks the text of
-    each item of its request itself (`refuse_control_characters`)."""
+    each item of its request itself (`refuse_control_characters`). `max_request`: the
+    largest request of every method but those of `large` (which take what the server's
+    message limit lets in), refused RESOURCE_EXHAUSTED before it is decoded (review 73:
+    booking's limit is 104 MB for RecordVisit, gRPC's limit being the server's)."""
 
-    def __init__(self, items_checked: Set[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        items_checked: Set[str] = frozenset(),
+        max_request: int | None = None,
+        large: Set[str] = frozenset(),
+    ) -> None:
         self.items_checked = frozenset(items_checked)
+        self.max_request = max_request
+        self.large = frozenset(large)
 
     def intercept(self, handler: Any, details: grpc.HandlerCallDetails) -> Any:
-        safe = _safe(handler.request_deserializer)
+        limit = None if details.method in self.large else self.max_request
+        large = self.large
+        safe = _safe(handler.request_deserializer, limit)
         if handler.unary_unary or handler.unary_stream:
             kind = "unary_unary" if handler.unary_unary else "unary_stream"
             behaviour = getattr(handler, kind)
             method, items_checked = details.method, self.items_checked
 
             def unary(request: Any, context: grpc.ServicerContext) -> Any:
+                _refuse_oversized(request, context, large)
                 if isinstance(request, Malformed):
                     _abort(context)
                 if isinstance(request, Message):
@@ -274,6 +310,7 @@ class MalformedRequestInterceptor(HandlerInterceptor):
 
         def checked(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
             for position, request in enumerate(requests, 1):
+                _refuse_oversized(request, context, large)
                 if isinstance(request, Malformed):
                     _abort(context, position)
                 yield request

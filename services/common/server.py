@@ -431,14 +431,17 @@ def new_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     long_lived: Iterable[str] = (),
     max_message: int = MAX_MESSAGE_BYTES,
+    large_messages: Iterable[str] = (),
 ) -> tuple[grpc.Server, CallPools]:
     """A grpc.Server with message limits, keepalive, the admission and per-RPC logging
     interceptors, and its thread pools; `db_free` names the methods that need no
     database (full paths, /pkg.Service/Method), `items_checked` the unary methods that
     check each item's text themselves (malformed.py), `long_lived` the streams that end
     when the server drains (new ones are then refused: `AdmissionInterceptor`);
-    `max_message` the largest message it receives (gRPC refuses a larger one,
-    RESOURCE_EXHAUSTED, before any field is read)."""
+    `max_message` the largest message `large_messages` (full paths) receive (gRPC
+    refuses a larger one, RESOURCE_EXHAUSTED, before any field is read); every other
+    method's is MAX_MESSAGE_BYTES, refused alike before it is decoded (gRPC sets its
+    limit a server, not a method: review 73)."""
     options = [
         ("grpc.max_receive_message_length", max_message),
         ("grpc.max_send_message_length", MAX_ANSWER_BYTES),
@@ -460,7 +463,9 @@ def new_server(
             admission,
             logging,
             *interceptors,
-            MalformedRequestInterceptor(frozenset(items_checked)),
+            MalformedRequestInterceptor(
+                frozenset(items_checked), MAX_MESSAGE_BYTES, frozenset(large_messages)
+            ),
         ],
         options=options,
         # a last resort only, should refusals themselves pile up (it sends no retry-after)

@@ -236,3 +236,35 @@ def test_the_ticket_and_the_fire_questions_say_the_edition_was_replaced(
     assert fire.locator(".superseded").all_inner_texts() == [said]
     assert plain.locator("form .superseded").count() == 1
     assert fits_phone(plain)
+
+
+def test_a_used_proof_form_with_another_photo_says_the_page_expired(
+    live: Live, plain: Page
+) -> None:
+    """Review 73: the form a proof was sent from, sent again with another photo (a page
+    kept: the back button, a tab left open), was answered as the first proof: the
+    ticket's page as it was, the new photo dropped without a word. Now the page says it
+    expired, with a new key and the note kept; the photo sent again then is stored."""
+    _firm_id, token, ticket = _woodworks(live, 67)
+    _sign_in(plain, live, token)
+    url = f"{live.base}/q/{token}/tickets/{ticket}"
+    plain.goto(url)
+    hidden = plain.locator('form[enctype="multipart/form-data"] input[type="hidden"]')
+    form: dict[str, Any] = {
+        str(h.get_attribute("name")): str(h.get_attribute("value")) for h in hidden.all()
+    }
+    form["note"] = "已更换灭火器"
+    form["photo"] = {"name": "fixed.png", "mimeType": "image/png", "buffer": make_png(32, 24)}
+    first = plain.request.post(url, multipart=form, headers={"Origin": live.base})
+    assert first.status == 200 and _proofs(live, ticket) == 1
+    form["photo"] = {"name": "better.png", "mimeType": "image/png", "buffer": make_png(40, 30)}
+    again = plain.request.post(url, multipart=form, headers={"Origin": live.base})
+    assert again.status == 400 and messages.FORM_EXPIRED in again.text()
+    assert _proofs(live, ticket) == 1
+    plain.set_content(again.text())  # the page it answered, as the phone shows it
+    fresh = plain.locator('form input[name="idempotency_key"]').get_attribute("value")
+    assert fresh and fresh != form["idempotency_key"]
+    assert plain.get_by_label("整改说明").input_value() == "已更换灭火器"
+    form["idempotency_key"] = fresh
+    stored = plain.request.post(url, multipart=form, headers={"Origin": live.base})
+    assert stored.status == 200 and _proofs(live, ticket) == 2

@@ -682,14 +682,16 @@ class BookingRegister(StaffRegister):
         )
         return list(self.session.scalars(query).all())
 
-    def proof_sent_with(self, ticket_id: str, key: str) -> bool:
-        """Whether a proof of the ticket was stored from a form with this idempotency key."""
-        query = select(photos.c.id).where(
+    def proof_sent_with(self, ticket_id: str, key: str) -> tuple[str, str] | None:
+        """The id and SHA-256 of the ticket's proof stored from a form with this
+        idempotency key, if any."""
+        query = select(photos.c.id, photos.c.sha256).where(
             photos.c.ticket_id == ticket_id,
             photos.c.purpose == "proof",
             photos.c.idempotency_key == key,
         )
-        return self.session.scalars(query.limit(1)).first() is not None
+        row = self.session.execute(query.limit(1)).first()
+        return None if row is None else (str(row.id), str(row.sha256))
 
     def submitted_order_ids(self) -> list[str]:
         query = select(orders.c.id).where(orders.c.status == "submitted").order_by(orders.c.id)

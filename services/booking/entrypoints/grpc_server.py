@@ -493,6 +493,7 @@ def build(
         db_free=DB_FREE,
         interceptors=security.interceptors(BOOKING_METHODS),
         max_message=MAX_RECORD_VISIT_BYTES,
+        large_messages=[f"/{SERVICE_NAME}/RecordVisit"],
     )
     booking_pb2_grpc.add_BookingServiceServicer_to_server(
         BookingServicer(ctx, engine, on_outbox, order_groups), server

@@ -6,6 +6,7 @@ in the same transaction, for delivery to the rules service (service_layer/outbox
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from typing import Protocol
 
@@ -18,7 +19,7 @@ from services.booking.domain.events import (
 from services.booking.domain.findings import MAX_TEXT
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import OrderAction, OrderStatus
-from services.booking.domain.photos import check_photo, check_room, photo_record
+from services.booking.domain.photos import check_photo, check_room, photo_record, scrubbed
 from services.booking.domain.records import Photo
 from services.booking.domain.staff import Reach
 from services.booking.domain.tickets import (
@@ -80,8 +81,12 @@ def submit_rectification(
         owner = owner_of(uow, ctx, access)
         found = uow.register.ticket(ticket_id, for_update=True)
         ticket = visible(owner, found, "ticket", ticket_id)
-        if key and uow.register.proof_sent_with(ticket.id, key):
-            return ticket  # sent already, under this ticket's lock: stored once
+        if key and (sent_with := uow.register.proof_sent_with(ticket.id, key)):
+            if _same_proof(ticket, sent_with, note, photo):
+                return ticket  # sent already, under this ticket's lock: stored once
+            # the form used already, now with another photo or note, or its proof no
+            # longer the ticket's (a page kept since: the back button, a failed recheck)
+            raise ValidationError([FieldViolation("idempotency_key", messages.FORM_EXPIRED)])
         report_overdue(uow, ticket, today)
         first = ticket.status == TicketStatus.OPEN  # this round's first proof
         sent = ticket.proofs_this_round()
@@ -100,6 +105,18 @@ def submit_rectification(
             ticket.proof_submitted_on = today
         uow.commit()
         return ticket
+
+
+def _same_proof(ticket: Ticket, sent_with: tuple[str, str], note: str, photo: bytes) -> bool:
+    """Whether the proof stored from a form (`sent_with`: its id and SHA-256) is this one
+    sent again: still the ticket's proof, with this photo (as stored: scrubbed) and note
+    (review 73: another photo from a used form was dropped unsaid)."""
+    proof_id, digest = sent_with
+    return (
+        ticket.proof_photo_id == proof_id
+        and ticket.proof_note == trim(note, multiline=True)
+        and hashlib.sha256(scrubbed(photo)).hexdigest() == digest
+    )
 
 
 def recheck_ticket(

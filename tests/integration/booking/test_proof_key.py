@@ -13,9 +13,11 @@ from sqlalchemy import func, select
 
 from services.booking.adapters.orm import photos
 from services.booking.adapters.unit_of_work import SqlUnitOfWork as UnitOfWork
+from services.booking.domain import messages
 from services.booking.domain.firm_access import FirmAccess
 from services.booking.service_layer import tickets
 from services.common._generated.booking.v1 import booking_pb2 as bpb
+from services.common.errors import ValidationError
 from tests.booking_env import Pair
 from tests.e2e.conftest import make_png
 from tests.integration.booking.test_review_52_tickets import visited
@@ -30,14 +32,16 @@ def _proofs(pair: Pair, ticket_id: str) -> list[str | None]:
         return list(db.scalars(query.order_by(photos.c.created_at, photos.c.id)))
 
 
-def _send(pair: Pair, firm: str, ticket_id: str, key: str, note: str = "已整改") -> str:
+def _send(
+    pair: Pair, firm: str, ticket_id: str, key: str, note: str = "已整改", width: int = 16
+) -> str:
     ticket = tickets.submit_rectification(
         UnitOfWork(pair.booking_engine),
         pair.ctx,
         ticket_id,
         FirmAccess(session_firm=firm),
         note=note,
-        photo=make_png(16, 12),
+        photo=make_png(width, 12),
         idempotency_key=key,
     )
     return str(ticket.proof_photo_id)
@@ -105,3 +109,21 @@ def test_a_bad_grpc_proof_key_is_refused_naming_it(pair: Pair, key: str) -> None
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "idempotency_key" in violations(refused.value)
     assert _proofs(pair, ticket_id) == []
+
+
+def test_a_used_form_with_another_photo_or_note_is_refused_not_dropped(pair: Pair) -> None:
+    """Review 73: the form a proof was sent from, sent again with another photo or note
+    (the phone's back button after 提交整改, to send a better photo; or after the
+    recheck failed, the new proof), was answered as the first proof, the ticket as it
+    was: the page said nothing and the new photo was silently dropped. It is refused
+    on `idempotency_key` (the page: 页面已过期, a new key, the note kept)."""
+    firm, _token, ticket_id = visited(pair, 64)
+    first = _send(pair, firm, ticket_id, "form-a")
+    for changed in ({"width": 20}, {"note": "换了一张照片"}):
+        with pytest.raises(ValidationError) as refused:
+            _send(pair, firm, ticket_id, "form-a", **changed)  # type: ignore[arg-type]
+        assert {v.field: v.description for v in refused.value.violations} == {
+            "idempotency_key": messages.FORM_EXPIRED
+        }
+    assert _proofs(pair, ticket_id) == ["form-a"]
+    assert _send(pair, firm, ticket_id, "form-a") == first  # the same form: one proof

@@ -76,3 +76,54 @@ def test_a_larger_visit_is_refused_clearly_and_the_server_goes_on(sqlite_pair: P
     # the server goes on: the visit the limits allow is recorded
     done = pair.booking.RecordVisit(_visit(order_id, [MAX_PHOTO_BYTES] * 2), timeout=300)
     assert len(done.tickets) == MAX_FINDINGS
+
+
+def _message(number: int, size: int) -> bytes:
+    """The bytes of a message of one length-delimited field `number` of `size` 'a's."""
+    length, left = bytearray(), size
+    while True:
+        length.append(left & 0x7F | (0x80 if left >> 7 else 0))
+        left >>= 7
+        if not left:
+            return bytes([number << 3 | 2]) + bytes(length) + b"a" * size
+
+
+PAST_8_MB = 9 * 1024 * 1024
+
+
+def _call(port: int, method: str, request: bytes, stream: bool = False) -> grpc.RpcError:
+    with (
+        grpc.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 2 * PAST_8_MB)]
+        ) as channel,
+        pytest.raises(grpc.RpcError) as refused,
+    ):
+        if stream:
+            next(iter(channel.unary_stream(method)(request, timeout=60)))
+        else:
+            channel.unary_unary(method)(request, timeout=60)
+    return refused.value
+
+
+def test_only_record_visit_takes_more_than_8_mb(sqlite_pair: Pair) -> None:
+    """Review 73: the 104 MB limit was every method's, so anyone, unauthenticated, could
+    make booking read 100 MB into each of its 82 reading threads (8 calls, 8 database
+    calls, 2 refusals, 64 health watchers, whose Watch kept its request while open):
+    16 such Watch streams took the server to 4.9 GB. Every other method is refused past
+    8 MB before its request is decoded, RESOURCE_EXHAUSTED as gRPC's own limit."""
+    port = sqlite_pair.booking_port
+    health = "/grpc.health.v1.Health/"
+    items = "/booking.v1.BookingService/ListServiceItems"
+    for method, request, stream in (
+        (health + "Check", _message(1, PAST_8_MB), False),  # the service's name
+        (health + "Watch", _message(1, PAST_8_MB), True),
+        (items, _message(15, PAST_8_MB), False),  # a field it does not know
+    ):
+        refused = _call(port, method, request, stream)
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, method
+        assert "RecordVisit" in str(refused.details())
+    # RecordVisit still reads it (and refuses what it holds, naming the field)
+    refused = _call(port, "/booking.v1.BookingService/RecordVisit", _message(1, PAST_8_MB))
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # 8 MB itself is still every method's
+    assert sqlite_pair.booking.ListServiceItems(bpb.ListServiceItemsRequest(), timeout=10)

@@ -416,11 +416,11 @@ class FakeRegister:
     def add_photo(self, photo: Photo) -> None:
         self.add(photo)
 
-    def proof_sent_with(self, ticket_id: str, key: str) -> bool:
-        return any(
-            p.ticket_id == ticket_id and p.purpose == "proof" and p.idempotency_key == key
-            for p in self.photos.values()
-        )
+    def proof_sent_with(self, ticket_id: str, key: str) -> tuple[str, str] | None:
+        for p in self.photos.values():
+            if p.ticket_id == ticket_id and p.purpose == "proof" and p.idempotency_key == key:
+                return p.id, p.sha256
+        return None
 
     # the outbox
     def _open(self) -> list[OutboxMessage]:
