@@ -70,7 +70,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from services.common.context import current_caller
-from services.common.db import read_snapshot
+from services.common.db import read_snapshot, sqlite_driver_run
 
 GENESIS = "0" * 64
 _PENDING = "audit_pending"
@@ -544,9 +544,11 @@ def _append_chains(
         if connection.dialect.name == "postgresql":
             connection.execute(_insert_and_move(log, chains, names, len(rows)), params)
             return
-        connection.execute(_insert_rows(log, names, len(rows)), params)
         moves = [{"_chain": key, "last_hash": h} for key, _, h in ends]
-        connection.execute(_move_heads_to_last(log, chains), moves)
+        # SQLite: by the driver, compiled once (SQLAlchemy's execution gathered and
+        # processed each of the rows' parameters: a tenth of a group's CPU an order)
+        sqlite_driver_run(connection, _insert_rows(log, names, len(rows)), params)
+        sqlite_driver_run(connection, _move_heads_to_last(log, chains), moves)
         return
     ids = _insert(connection, log, rows)
     moved = [

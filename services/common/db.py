@@ -794,3 +794,77 @@ def database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, psycopg.Error) and exc.sqlstate in _PG_TRANSIENT:
         return True
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+# ------------------------------------------------- statements sent by the driver itself
+# A short statement's execution through SQLAlchemy (its compiled-cache lookup, the
+# execution context, each parameter gathered and processed) can cost more than SQLite's
+# own work: a hot path built once sends such statements to the driver directly.
+
+_COMPILED: dict[tuple[Any, str], Any] = {}  # statements sent by the driver, compiled once
+_COMPILED_MAX = 512  # bounded: keyed by query objects, which a full query cache builds anew
+
+
+def compiled_once(statement: Any, dialect: Any) -> Any:
+    """`statement` (built once) compiled for `dialect`, once (`_COMPILED`)."""
+    key = (statement, dialect.name)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        if len(_COMPILED) >= _COMPILED_MAX:  # queries built anew (their cache evicted)
+            _COMPILED.clear()
+        compiled = _COMPILED[key] = statement.compile(dialect=dialect)
+    return compiled
+
+
+def driver_values(compiled: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` as the driver takes them for `compiled`: through the columns' bind
+    processors (JSON, dates and instants stored as SQLAlchemy stores them), as
+    SQLAlchemy's execution would. Reads the compiled statement's `_bind_processors`,
+    which SQLAlchemy keeps private: tests compare the rows each path writes with
+    SQLAlchemy's (booking's test_order_statements.py and test_dispatch_query.py, the
+    audit trail's test_audit_driver.py)."""
+    values: dict[str, Any] = compiled.construct_params(params)
+    for name, process in compiled._bind_processors.items():
+        if name in values and not isinstance(process, tuple):
+            values[name] = process(values[name])
+    return values
+
+
+def sqlite_driver_run(
+    connection: Connection, statement: Any, params: dict[str, Any] | list[dict[str, Any]]
+) -> list[Any]:
+    """SQLite: `statement` (built once: compiled once, `compiled_once`; no expanding
+    parameter) run by the driver on `connection`'s transaction, without SQLAlchemy's
+    execution; a list of parameter sets runs it once for each (executemany, no rows).
+    Its rows as the driver's tuples (no column these read may have a result processor).
+    The parameters go through the columns' bind processors (`driver_values`), the
+    transaction counts as written (`driver_of`), and a failure is raised as SQLAlchemy
+    would raise it (`as_dbapi_error`)."""
+    compiled = compiled_once(statement, connection.dialect)
+    driver = driver_of(connection)
+    try:
+        if isinstance(params, list):
+            rows = [_positional(compiled, p) for p in params]
+            driver.executemany(compiled.string, rows)
+            return []
+        return list(driver.execute(compiled.string, _positional(compiled, params)).fetchall())
+    except sqlite3.Error as exc:
+        raise as_dbapi_error(exc, compiled.string, connection) from exc
+
+
+def _positional(compiled: Any, params: dict[str, Any]) -> list[Any]:
+    """`params` in the order of `compiled`'s positional parameters, each through its
+    column's bind processor: `driver_values`' answer, taken straight from `params` when
+    they name every parameter as the SQL does (SQLAlchemy's parameter gathering, a few
+    microseconds a parameter, adds nothing then: a group's audit rows have hundreds)."""
+    names = compiled.positiontup or ()
+    if compiled.escaped_bind_names or not all(name in params for name in names):
+        values = driver_values(compiled, params)  # defaults, literal binds, escaped names
+        return [values[name] for name in names]
+    processors = compiled._bind_processors
+    out = []
+    for name in names:
+        value = params[name]
+        process = processors.get(name)
+        out.append(value if process is None or isinstance(process, tuple) else process(value))
+    return out
