@@ -854,17 +854,46 @@ def sqlite_driver_run(
 
 def _positional(compiled: Any, params: dict[str, Any]) -> list[Any]:
     """`params` in the order of `compiled`'s positional parameters, each through its
-    column's bind processor: `driver_values`' answer, taken straight from `params` when
-    they name every parameter as the SQL does (SQLAlchemy's parameter gathering, a few
-    microseconds a parameter, adds nothing then: a group's audit rows have hundreds)."""
+    column's bind processor: `driver_values`' answer, taken straight from `params` and
+    the values the statement binds itself (a LIMIT's: `_own_values`) when those name
+    every parameter as the SQL does (SQLAlchemy's parameter gathering, a few
+    microseconds a parameter, adds nothing then: a group's audit rows have hundreds,
+    dispatch's booking two dozen)."""
     names = compiled.positiontup or ()
-    if compiled.escaped_bind_names or not all(name in params for name in names):
-        values = driver_values(compiled, params)  # defaults, literal binds, escaped names
+    own = _own_values(compiled)
+    if own is None or not all(name in params or name in own for name in names):
+        values = driver_values(compiled, params)  # a callable value, an escaped name
         return [values[name] for name in names]
     processors = compiled._bind_processors
     out = []
     for name in names:
-        value = params[name]
+        value = params[name] if name in params else own[name]
         process = processors.get(name)
         out.append(value if process is None or isinstance(process, tuple) else process(value))
     return out
+
+
+_OWN_VALUES: dict[Any, dict[str, Any] | None] = {}
+
+
+def _own_values(compiled: Any) -> dict[str, Any] | None:
+    """The values `compiled`'s statement binds itself (bind parameters that need none
+    from the call, such as a LIMIT's), by name, as construct_params would take them;
+    None when one is computed (a callable) or a name is escaped in the SQL (then
+    `driver_values` gathers them). Kept for the statements `_COMPILED` keeps."""
+    if compiled in _OWN_VALUES:
+        return _OWN_VALUES[compiled]
+    own: dict[str, Any] | None = {}
+    if compiled.escaped_bind_names:
+        own = None
+    else:
+        for bind, name in compiled.bind_names.items():
+            if bind.callable is not None:
+                own = None
+                break
+            if not bind.required:
+                own[name] = bind.value  # type: ignore[index]
+    if len(_OWN_VALUES) >= _COMPILED_MAX:
+        _OWN_VALUES.clear()
+    _OWN_VALUES[compiled] = own
+    return own

@@ -19,7 +19,13 @@ from sqlalchemy import exc as sa_exc
 from services.booking.adapters import migrate
 from services.booking.adapters.orm import audit_log, order_transitions, orders
 from services.booking.adapters.repository import _columns, _insert_columns, _insert_into
-from services.common.audit import _insert_rows, _move_heads_to_last, chains_of
+from services.common.audit import (
+    _heads_query,
+    _insert_rows,
+    _move_heads_to_last,
+    _sqlite_heads,
+    chains_of,
+)
 from services.common.db import make_engine, sqlite_driver_run
 
 
@@ -83,6 +89,13 @@ def test_audit_rows_by_the_driver_are_stored_as_sqlalchemy_stores_them(booking: 
     assert as_driver == rows[3:]
     heads = _stored(booking, "audit_chains", "chain")
     assert [h[1:] for h in heads] == [(2, "b" * 64), (5, "b" * 64)]  # each its chain's last row
+    keys = ["firm:AAA", "firm:BBB", "firm:none"]  # the seal's read of its chains' heads
+    with booking.connect() as conn:
+        by_sqlalchemy = conn.execute(_heads_query(chains_of(audit_log), False), {"keys": keys})
+        named = {f"k{n}": key for n, key in enumerate(keys)}
+        by_driver = sqlite_driver_run(conn, _sqlite_heads(chains_of(audit_log), 3), named)
+        assert sorted(tuple(r) for r in by_sqlalchemy) == sorted(by_driver)
+        assert len(by_driver) == 2
 
 
 def test_order_rows_by_the_driver_are_stored_as_sqlalchemy_stores_them(booking: Engine) -> None:
