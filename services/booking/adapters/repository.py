@@ -138,8 +138,22 @@ class BookingRegister(StaffRegister):
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        rows = self._run(_firm_cards_query(), {"keys": wanted})
-        return {row.enterprise_id: FirmCard(**row._mapping) for row in rows}
+        if self._lock_rows:
+            rows = self._run(_firm_cards_query(), {"keys": wanted})
+            return {row.enterprise_id: FirmCard(**row._mapping) for row in rows}
+        # SQLite: by the driver, one parameter a firm (compiled once), the values turned
+        # as SQLAlchemy's result processing turns them (the instant)
+        connection = self.session.connection()
+        named = {f"k{n}": key for n, key in enumerate(wanted)}
+        rows = sqlite_driver_run(connection, _sqlite_firm_cards(len(wanted)), named)
+        names, turns = _results_of(firm_cards, connection.dialect)
+        cards = (
+            FirmCard(
+                **{n: v if t is None else t(v) for n, t, v in zip(names, turns, row, strict=True)}
+            )
+            for row in rows
+        )
+        return {card.enterprise_id: card for card in cards}
 
     # the firm's sign-in
     def codes_since(
@@ -596,14 +610,15 @@ class BookingRegister(StaffRegister):
         wanted = set(keys)
         if not wanted:
             return {}
-        params = {
-            "firms": sorted({e for e, _ in wanted}),
-            "keys": sorted({k for _, k in wanted}),
-        }
-        found = {
-            (r.enterprise_id, r.idempotency_key): r.id
-            for r in self._run(_orders_by_keys_query(), params)
-        }
+        firms, keys = sorted({e for e, _ in wanted}), sorted({k for _, k in wanted})
+        if self._lock_rows:
+            rows = self._run(_orders_by_keys_query(), {"firms": firms, "keys": keys})
+        else:  # SQLite: by the driver, one parameter a value (compiled once)
+            named = {f"f{n}": firm for n, firm in enumerate(firms)}
+            named.update({f"k{n}": key for n, key in enumerate(keys)})
+            query = _sqlite_orders_by_keys(len(firms), len(keys))
+            rows = sqlite_driver_run(self.session.connection(), query, named)
+        found = {(firm, key): order_id for firm, key, order_id in rows}
         return {pair: order_id for pair, order_id in found.items() if pair in wanted}
 
     def order(self, order_id: str, *, for_update: bool = False) -> Order | None:
@@ -1032,6 +1047,37 @@ def _orders_by_keys_query() -> Select[Any]:
     return select(o.enterprise_id, o.idempotency_key, o.id).where(
         o.enterprise_id.in_(bindparam("firms", expanding=True)),
         o.idempotency_key.in_(bindparam("keys", expanding=True)),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_firm_cards(count: int) -> Select[Any]:
+    """`_firm_cards_query` for `count` firms (:k0…), one parameter each, so that the
+    driver gets it compiled once (`sqlite_driver_run`)."""
+    wanted = [bindparam(f"k{n}", type_=firm_cards.c.enterprise_id.type) for n in range(count)]
+    return select(firm_cards).where(firm_cards.c.enterprise_id.in_(wanted))
+
+
+@functools.cache
+def _results_of(table: Table, dialect: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The names of `table`'s columns and, for each, how SQLAlchemy turns what the driver
+    reads into its value (its type's result processor for `dialect`; None: as read)."""
+    columns = tuple(table.c)
+    turns = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
+    return tuple(c.name for c in columns), turns
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_orders_by_keys(firms: int, keys: int) -> Select[Any]:
+    """`_orders_by_keys_query` for `firms` firms (:f0…) and `keys` keys (:k0…), one
+    parameter each, so that the driver gets it compiled once (`sqlite_driver_run`: a
+    list parameter is expanded into the SQL on every execution)."""
+    o = orders.c
+    return select(o.enterprise_id, o.idempotency_key, o.id).where(
+        o.enterprise_id.in_([bindparam(f"f{n}", type_=o.enterprise_id.type) for n in range(firms)]),
+        o.idempotency_key.in_(
+            [bindparam(f"k{n}", type_=o.idempotency_key.type) for n in range(keys)]
+        ),
     )
 
 

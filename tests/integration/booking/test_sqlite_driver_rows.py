@@ -18,7 +18,14 @@ from sqlalchemy import exc as sa_exc
 
 from services.booking.adapters import migrate
 from services.booking.adapters.orm import audit_log, order_transitions, orders
-from services.booking.adapters.repository import _columns, _insert_columns, _insert_into
+from services.booking.adapters.repository import (
+    _columns,
+    _firm_cards_query,
+    _insert_columns,
+    _insert_into,
+)
+from services.booking.adapters.unit_of_work import SqlUnitOfWork
+from services.booking.domain.records import FirmCard
 from services.common.audit import (
     _heads_query,
     _insert_rows,
@@ -27,6 +34,7 @@ from services.common.audit import (
     chains_of,
 )
 from services.common.db import make_engine, sqlite_driver_run
+from tests.support import uscc
 
 
 @pytest.fixture
@@ -177,3 +185,23 @@ def test_a_statement_with_values_of_its_own_and_a_failure_as_sqlalchemy_gives_th
                 ]
                 * 2,
             )
+
+
+def test_firm_cards_read_by_the_driver_are_the_cards_sqlalchemy_reads(booking: Engine) -> None:
+    """A group's cards (BookingRegister.firm_cards_of): the same records, the instant of
+    the code's issue read as SQLAlchemy reads it, an unknown firm left out."""
+    issued = datetime(2026, 11, 29, 6, 0, 0, 123456, tzinfo=UTC)
+    uow = SqlUnitOfWork(booking)
+    with uow:
+        uow.register.add(FirmCard(uscc(1), "企业1", "稠城街道", "k1", "s1", issued, "13812345678"))
+        uow.register.add(FirmCard(uscc(2), "企业2", "北苑街道"))
+        uow.commit()
+    with uow:
+        cards = uow.register.firm_cards_of([uscc(2), uscc(1), uscc(3), uscc(1)])
+    with booking.connect() as conn:
+        rows = conn.execute(_firm_cards_query(), {"keys": [uscc(1), uscc(2), uscc(3)]})
+        expected = {row.enterprise_id: FirmCard(**row._mapping) for row in rows}
+    assert cards == expected and set(cards) == {uscc(1), uscc(2)}
+    # as SQLAlchemy's Core reads an instant on SQLite: UTC, without its zone
+    assert cards[uscc(1)].qr_issued_at == issued.replace(tzinfo=None)
+    assert cards[uscc(2)].qr_issued_at is None
