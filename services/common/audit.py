@@ -536,8 +536,8 @@ def _append_chains(
     keys = sorted(by_chain)  # heads locked in key order: two writers cannot deadlock on them
     if heads is None and connection.dialect.name == "sqlite":  # by the driver: _sqlite_heads
         named = {f"k{n}": key for n, key in enumerate(keys)}
-        rows = sqlite_driver_run(connection, _sqlite_heads(chains, len(keys)), named)
-        heads = {chain: last_hash for chain, last_hash in rows}
+        stored = sqlite_driver_run(connection, _sqlite_heads(chains, len(keys)), named)
+        heads = {chain: last_hash for chain, last_hash in stored}
     elif heads is None:
         query = _heads_query(chains, lock)
         heads = {r.chain: r.last_hash for r in connection.execute(query, {"keys": keys})}

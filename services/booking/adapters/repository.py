@@ -139,8 +139,8 @@ class BookingRegister(StaffRegister):
         if not wanted:
             return {}
         if self._lock_rows:
-            rows = self._run(_firm_cards_query(), {"keys": wanted})
-            return {row.enterprise_id: FirmCard(**row._mapping) for row in rows}
+            found = self._run(_firm_cards_query(), {"keys": wanted})
+            return {row.enterprise_id: FirmCard(**row._mapping) for row in found}
         # SQLite: by the driver, one parameter a firm (compiled once), the values turned
         # as SQLAlchemy's result processing turns them (the instant)
         connection = self.session.connection()
@@ -610,13 +610,14 @@ class BookingRegister(StaffRegister):
         wanted = set(keys)
         if not wanted:
             return {}
-        firms, keys = sorted({e for e, _ in wanted}), sorted({k for _, k in wanted})
+        firms, used = sorted({e for e, _ in wanted}), sorted({k for _, k in wanted})
+        rows: list[Any]
         if self._lock_rows:
-            rows = self._run(_orders_by_keys_query(), {"firms": firms, "keys": keys})
+            rows = list(self._run(_orders_by_keys_query(), {"firms": firms, "keys": used}))
         else:  # SQLite: by the driver, one parameter a value (compiled once)
             named = {f"f{n}": firm for n, firm in enumerate(firms)}
-            named.update({f"k{n}": key for n, key in enumerate(keys)})
-            query = _sqlite_orders_by_keys(len(firms), len(keys))
+            named.update({f"k{n}": key for n, key in enumerate(used)})
+            query = _sqlite_orders_by_keys(len(firms), len(used))
             rows = sqlite_driver_run(self.session.connection(), query, named)
         found = {(firm, key): order_id for firm, key, order_id in rows}
         return {pair: order_id for pair, order_id in found.items() if pair in wanted}
