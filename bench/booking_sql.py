@@ -89,7 +89,7 @@ def run(url: str, args: argparse.Namespace) -> None:
             continue
         items = [NewOrder(tokens[k % len(tokens)], form(k), f"key-{k}") for k in ks]
         taken = take_orders(lambda: SqlUnitOfWork(engine), ctx, items)
-        order = answer(uow, ctx, taken[-1])  # type: ignore[arg-type]
+        order = answer(uow, ctx, items[-1], taken[-1])  # type: ignore[arg-type]
     if profiler is not None:
         profiler.disable()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu

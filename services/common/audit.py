@@ -70,7 +70,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from services.common.context import current_caller
-from services.common.db import read_snapshot
+from services.common.db import read_snapshot, sqlite_driver_run
 
 GENESIS = "0" * 64
 _PENDING = "audit_pending"
@@ -442,6 +442,15 @@ def _heads_query(chains: Table, lock: bool) -> Select[Any]:
     return query.with_for_update() if lock else query
 
 
+@lru_cache(maxsize=64)
+def _sqlite_heads(chains: Table, count: int) -> Select[Any]:
+    """SQLite: `_heads_query` (unlocked: one writer at a time) for `count` chains named
+    :k0…, one parameter each, so that it is compiled once for the driver (a list
+    parameter is expanded into the SQL on every execution)."""
+    wanted = [bindparam(f"k{n}", type_=chains.c.chain.type) for n in range(count)]
+    return select(chains.c.chain, chains.c.last_hash).where(chains.c.chain.in_(wanted))
+
+
 @cache
 def _move_heads(chains: Table) -> Update:
     return (
@@ -525,7 +534,11 @@ def _append_chains(
     heads: Mapping[str, str] | None = None,
 ) -> None:
     keys = sorted(by_chain)  # heads locked in key order: two writers cannot deadlock on them
-    if heads is None:
+    if heads is None and connection.dialect.name == "sqlite":  # by the driver: _sqlite_heads
+        named = {f"k{n}": key for n, key in enumerate(keys)}
+        stored = sqlite_driver_run(connection, _sqlite_heads(chains, len(keys)), named)
+        heads = {chain: last_hash for chain, last_hash in stored}
+    elif heads is None:
         query = _heads_query(chains, lock)
         heads = {r.chain: r.last_hash for r in connection.execute(query, {"keys": keys})}
     else:
@@ -544,9 +557,11 @@ def _append_chains(
         if connection.dialect.name == "postgresql":
             connection.execute(_insert_and_move(log, chains, names, len(rows)), params)
             return
-        connection.execute(_insert_rows(log, names, len(rows)), params)
         moves = [{"_chain": key, "last_hash": h} for key, _, h in ends]
-        connection.execute(_move_heads_to_last(log, chains), moves)
+        # SQLite: by the driver, compiled once (SQLAlchemy's execution gathered and
+        # processed each of the rows' parameters: a tenth of a group's CPU an order)
+        sqlite_driver_run(connection, _insert_rows(log, names, len(rows)), params)
+        sqlite_driver_run(connection, _move_heads_to_last(log, chains), moves)
         return
     ids = _insert(connection, log, rows)
     moved = [

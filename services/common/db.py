@@ -794,3 +794,106 @@ def database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, psycopg.Error) and exc.sqlstate in _PG_TRANSIENT:
         return True
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+# ------------------------------------------------- statements sent by the driver itself
+# A short statement's execution through SQLAlchemy (its compiled-cache lookup, the
+# execution context, each parameter gathered and processed) can cost more than SQLite's
+# own work: a hot path built once sends such statements to the driver directly.
+
+_COMPILED: dict[tuple[Any, str], Any] = {}  # statements sent by the driver, compiled once
+_COMPILED_MAX = 512  # bounded: keyed by query objects, which a full query cache builds anew
+
+
+def compiled_once(statement: Any, dialect: Any) -> Any:
+    """`statement` (built once) compiled for `dialect`, once (`_COMPILED`)."""
+    key = (statement, dialect.name)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        if len(_COMPILED) >= _COMPILED_MAX:  # queries built anew (their cache evicted)
+            _COMPILED.clear()
+        compiled = _COMPILED[key] = statement.compile(dialect=dialect)
+    return compiled
+
+
+def driver_values(compiled: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` as the driver takes them for `compiled`: through the columns' bind
+    processors (JSON, dates and instants stored as SQLAlchemy stores them), as
+    SQLAlchemy's execution would. Reads the compiled statement's `_bind_processors`,
+    which SQLAlchemy keeps private: tests compare the rows each path writes with
+    SQLAlchemy's (booking's test_order_statements.py and test_dispatch_query.py, the
+    audit trail's test_audit_driver.py)."""
+    values: dict[str, Any] = compiled.construct_params(params)
+    for name, process in compiled._bind_processors.items():
+        if name in values and not isinstance(process, tuple):
+            values[name] = process(values[name])
+    return values
+
+
+def sqlite_driver_run(
+    connection: Connection, statement: Any, params: dict[str, Any] | list[dict[str, Any]]
+) -> list[Any]:
+    """SQLite: `statement` (built once: compiled once, `compiled_once`; no expanding
+    parameter) run by the driver on `connection`'s transaction, without SQLAlchemy's
+    execution; a list of parameter sets runs it once for each (executemany, no rows).
+    Its rows as the driver's tuples (no column these read may have a result processor).
+    The parameters go through the columns' bind processors (`driver_values`), the
+    transaction counts as written (`driver_of`), and a failure is raised as SQLAlchemy
+    would raise it (`as_dbapi_error`)."""
+    compiled = compiled_once(statement, connection.dialect)
+    driver = driver_of(connection)
+    try:
+        if isinstance(params, list):
+            rows = [_positional(compiled, p) for p in params]
+            driver.executemany(compiled.string, rows)
+            return []
+        return list(driver.execute(compiled.string, _positional(compiled, params)).fetchall())
+    except sqlite3.Error as exc:
+        raise as_dbapi_error(exc, compiled.string, connection) from exc
+
+
+def _positional(compiled: Any, params: dict[str, Any]) -> list[Any]:
+    """`params` in the order of `compiled`'s positional parameters, each through its
+    column's bind processor: `driver_values`' answer, taken straight from `params` and
+    the values the statement binds itself (a LIMIT's: `_own_values`) when those name
+    every parameter as the SQL does (SQLAlchemy's parameter gathering, a few
+    microseconds a parameter, adds nothing then: a group's audit rows have hundreds,
+    dispatch's booking two dozen)."""
+    names = compiled.positiontup or ()
+    own = _own_values(compiled)
+    if own is None or not all(name in params or name in own for name in names):
+        values = driver_values(compiled, params)  # a callable value, an escaped name
+        return [values[name] for name in names]
+    processors = compiled._bind_processors
+    out = []
+    for name in names:
+        value = params[name] if name in params else own[name]
+        process = processors.get(name)
+        out.append(value if process is None or isinstance(process, tuple) else process(value))
+    return out
+
+
+_OWN_VALUES: dict[Any, dict[str, Any] | None] = {}
+
+
+def _own_values(compiled: Any) -> dict[str, Any] | None:
+    """The values `compiled`'s statement binds itself (bind parameters that need none
+    from the call, such as a LIMIT's), by name, as construct_params would take them;
+    None when one is computed (a callable) or a name is escaped in the SQL (then
+    `driver_values` gathers them). Kept for the statements `_COMPILED` keeps."""
+    if compiled in _OWN_VALUES:
+        return _OWN_VALUES[compiled]
+    own: dict[str, Any] | None = {}
+    if compiled.escaped_bind_names:
+        own = None
+    else:
+        for bind, name in compiled.bind_names.items():
+            if bind.callable is not None:
+                own = None
+                break
+            if not bind.required:
+                own[name] = bind.value  # type: ignore[index]
+    if len(_OWN_VALUES) >= _COMPILED_MAX:
+        _OWN_VALUES.clear()
+    _OWN_VALUES[compiled] = own
+    return own

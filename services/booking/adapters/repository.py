@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -81,7 +80,13 @@ from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import Ticket
 from services.common.audit import AuditTrail, chains_of, heads_query, rows_select
 from services.common.clock import now
-from services.common.db import as_dbapi_error, driver_of
+from services.common.db import (
+    as_dbapi_error,
+    compiled_once,
+    driver_of,
+    driver_values,
+    sqlite_driver_run,
+)
 
 T = TypeVar("T")
 
@@ -133,8 +138,22 @@ class BookingRegister(StaffRegister):
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        rows = self._run(_firm_cards_query(), {"keys": wanted})
-        return {row.enterprise_id: FirmCard(**row._mapping) for row in rows}
+        if self._lock_rows:
+            found = self._run(_firm_cards_query(), {"keys": wanted})
+            return {row.enterprise_id: FirmCard(**row._mapping) for row in found}
+        # SQLite: by the driver, one parameter a firm (compiled once), the values turned
+        # as SQLAlchemy's result processing turns them (the instant)
+        connection = self.session.connection()
+        named = {f"k{n}": key for n, key in enumerate(wanted)}
+        rows = sqlite_driver_run(connection, _sqlite_firm_cards(len(wanted)), named)
+        names, turns = _results_of(firm_cards, connection.dialect)
+        cards = (
+            FirmCard(
+                **{n: v if t is None else t(v) for n, t, v in zip(names, turns, row, strict=True)}
+            )
+            for row in rows
+        )
+        return {card.enterprise_id: card for card in cards}
 
     # the firm's sign-in
     def codes_since(
@@ -372,14 +391,7 @@ class BookingRegister(StaffRegister):
         parameters go through the columns' bind processors (dates and instants stored as
         SQLAlchemy stores them), the transaction counts as written, and a failure is
         raised as SQLAlchemy would raise it."""
-        connection = self.session.connection()
-        compiled = _compiled(statement, connection.dialect)
-        values = _driver_values(compiled, params)
-        arguments = [values[name] for name in compiled.positiontup or ()]
-        try:
-            return list(driver_of(connection).execute(compiled.string, arguments).fetchall())
-        except sqlite3.Error as exc:
-            raise as_dbapi_error(exc, compiled.string, connection) from exc
+        return sqlite_driver_run(self.session.connection(), statement, params)
 
     def _after_savepoint(self, query: Select[tuple[Any]], params: dict[str, Any]) -> Any:
         """PostgreSQL: _SAVEPOINT, then `query` (built once, its SQL compiled once: no
@@ -565,10 +577,10 @@ class BookingRegister(StaffRegister):
         self.record_orders()
         taken, self._taken, self._recorded = self._taken, [], 0
         if len(taken) > 1:  # a group: one multi-row insert each
-            self._run(_insert_into(orders), [_row(orders, order) for order, _ in taken])
+            self._insert_rows(orders, [_row(orders, order) for order, _ in taken])
             moves = [_row(order_transitions, m) for order, _ in taken for m in order.history]
             if moves:
-                self._run(_insert_into(order_transitions), moves)
+                self._insert_rows(order_transitions, moves)
             return
         for order, _values in taken:
             moves = [_row(order_transitions, move) for move in order.history]
@@ -581,6 +593,16 @@ class BookingRegister(StaffRegister):
                 self._run(_insert_into(orders), _row(orders, order))
                 if moves:
                     self._run(_insert_into(order_transitions), moves)
+
+    def _insert_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """`rows` inserted into `table` (one executemany); on SQLite by the driver, its
+        statement compiled once (`sqlite_driver_run`: SQLAlchemy's execution gathered
+        and processed every row's parameters, about a tenth of a millisecond a group's
+        statement, for no answer to read)."""
+        if self._lock_rows:  # PostgreSQL: SQLAlchemy's insertmanyvalues
+            self._run(_insert_into(table), rows)
+        else:
+            sqlite_driver_run(self.session.connection(), _insert_columns(table), rows)
 
     def _insert_with_heads(self, statement: Insert, params: dict[str, Any]) -> None:
         """PostgreSQL: an order's insert (`statement`), and the lock and read of the heads
@@ -600,14 +622,16 @@ class BookingRegister(StaffRegister):
         wanted = set(keys)
         if not wanted:
             return {}
-        params = {
-            "firms": sorted({e for e, _ in wanted}),
-            "keys": sorted({k for _, k in wanted}),
-        }
-        found = {
-            (r.enterprise_id, r.idempotency_key): r.id
-            for r in self._run(_orders_by_keys_query(), params)
-        }
+        firms, used = sorted({e for e, _ in wanted}), sorted({k for _, k in wanted})
+        rows: list[Any]
+        if self._lock_rows:
+            rows = list(self._run(_orders_by_keys_query(), {"firms": firms, "keys": used}))
+        else:  # SQLite: by the driver, one parameter a value (compiled once)
+            named = {f"f{n}": firm for n, firm in enumerate(firms)}
+            named.update({f"k{n}": key for n, key in enumerate(used)})
+            query = _sqlite_orders_by_keys(len(firms), len(used))
+            rows = sqlite_driver_run(self.session.connection(), query, named)
+        found = {(firm, key): order_id for firm, key, order_id in rows}
         return {pair: order_id for pair, order_id in found.items() if pair in wanted}
 
     def order(self, order_id: str, *, for_update: bool = False) -> Order | None:
@@ -1011,6 +1035,15 @@ def _insert_with_history(moves: int) -> Insert:
 
 
 @functools.cache
+@functools.cache
+def _insert_columns(table: Table) -> Insert:
+    """`_insert_into`'s insert with its columns named (`_columns`: all but a serial id),
+    so that it can be compiled once for the driver (`sqlite_driver_run`)."""
+    return insert(table).values(
+        {name: bindparam(name, type_=table.c[name].type) for name in _columns(table)}
+    )
+
+
 def _columns(table: Table) -> tuple[str, ...]:
     """The columns a record's row gives values for: all but a serial id."""
     return tuple(c.name for c in table.c if not (c.primary_key and c.autoincrement is True))
@@ -1054,6 +1087,37 @@ def _orders_by_keys_query() -> Select[Any]:
     return select(o.enterprise_id, o.idempotency_key, o.id).where(
         o.enterprise_id.in_(bindparam("firms", expanding=True)),
         o.idempotency_key.in_(bindparam("keys", expanding=True)),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_firm_cards(count: int) -> Select[Any]:
+    """`_firm_cards_query` for `count` firms (:k0…), one parameter each, so that the
+    driver gets it compiled once (`sqlite_driver_run`)."""
+    wanted = [bindparam(f"k{n}", type_=firm_cards.c.enterprise_id.type) for n in range(count)]
+    return select(firm_cards).where(firm_cards.c.enterprise_id.in_(wanted))
+
+
+@functools.cache
+def _results_of(table: Table, dialect: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The names of `table`'s columns and, for each, how SQLAlchemy turns what the driver
+    reads into its value (its type's result processor for `dialect`; None: as read)."""
+    columns = tuple(table.c)
+    turns = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
+    return tuple(c.name for c in columns), turns
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_orders_by_keys(firms: int, keys: int) -> Select[Any]:
+    """`_orders_by_keys_query` for `firms` firms (:f0…) and `keys` keys (:k0…), one
+    parameter each, so that the driver gets it compiled once (`sqlite_driver_run`: a
+    list parameter is expanded into the SQL on every execution)."""
+    o = orders.c
+    return select(o.enterprise_id, o.idempotency_key, o.id).where(
+        o.enterprise_id.in_([bindparam(f"f{n}", type_=o.enterprise_id.type) for n in range(firms)]),
+        o.idempotency_key.in_(
+            [bindparam(f"k{n}", type_=o.idempotency_key.type) for n in range(keys)]
+        ),
     )
 
 
@@ -1162,33 +1226,10 @@ def _offer_params(
     }
 
 
-_COMPILED: dict[tuple[Any, str], Any] = {}  # statements sent by the driver, compiled once
-_COMPILED_MAX = 512  # bounded: keyed by query objects, which a full query cache builds anew
-
-
-def _compiled(statement: Any, dialect: Any) -> Any:
-    """`statement` (built once) compiled for `dialect`, once (`_COMPILED`)."""
-    key = (statement, dialect.name)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        if len(_COMPILED) >= _COMPILED_MAX:  # queries built anew (their cache evicted)
-            _COMPILED.clear()
-        compiled = _COMPILED[key] = statement.compile(dialect=dialect)
-    return compiled
-
-
-def _driver_values(compiled: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """`params` as the driver takes them for `compiled` (`_pipelined`,
-    `_sqlite_driver_rows`): through the columns' bind processors (JSON, dates and
-    instants stored as SQLAlchemy stores them), as SQLAlchemy's execution would. Reads
-    the compiled statement's `_bind_processors`, which SQLAlchemy keeps private: tests
-    compare the rows each path writes with SQLAlchemy's (test_order_statements.py, an
-    order; test_dispatch_query.py, the usual case's booking)."""
-    values: dict[str, Any] = compiled.construct_params(params)
-    for name, process in compiled._bind_processors.items():
-        if name in values and not isinstance(process, tuple):
-            values[name] = process(values[name])
-    return values
+# statements sent by the driver: compiled once, their parameters as SQLAlchemy's
+# execution would process them (services/common/db.py)
+_compiled = compiled_once
+_driver_values = driver_values
 
 
 @functools.lru_cache(maxsize=256)
