@@ -17,6 +17,7 @@ from services.booking.domain.rules_service import PickableClause, search_clauses
 from services.booking.domain.slots import parse_slot
 from services.booking.domain.tickets import Ticket, TicketStatus, default_due
 from services.booking.service_layer import authz
+from services.booking.service_layer.guidance import edition_replaced
 from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.booking.service_layer.views import Guidance
@@ -100,6 +101,7 @@ class StaffTicket:
     finding_photos: list[str] = field(default_factory=list)
     clause_text: str = ""
     guidance: str = ""
+    superseded: str = ""  # the clause's edition was replaced: guidance.edition_replaced
 
 
 def _may_see(p: Principal, ctx: BookingContext, ticket: Ticket, order: Order | None) -> None:
@@ -129,6 +131,11 @@ def staff_ticket(
             uow.register.photos_of(ticket.id, "finding"),
         )
     found.clause_text, found.guidance = guidance(ticket.clause_ref)  # a remote call: outside
+    # the catalogue `guidance` just read (never a call): its edition replaced, said as the
+    # firm's ticket page says it (views.ticket_page)
+    replaced = ctx.rules.replaced_edition(ticket.clause_ref.partition(":")[0], ctx.today())
+    if replaced:
+        found.superseded = edition_replaced(replaced[0], True, replaced[1])
     return found
 
 
