@@ -287,8 +287,9 @@ def _hazard_finding(
         clause=clause_id,
         severity=severity,
         text=clause.text if clause else labels.hazard_clause_gone(hazard.clause_ref),
-        guidance=(clause.guidance if clause else labels.HAZARD_GUIDANCE_GONE)
-        + f"（整改期限 {hazard.due_on.isoformat()}）",
+        # the deadline is the hazard's own field (profile Hazard.due_on), which clients
+        # show as such: the guidance does not say it again (stop 35)
+        guidance=clause.guidance if clause else labels.HAZARD_GUIDANCE_GONE,
         fact_keys=same.fact_keys if same else (),
         matched_facts=same.matched_facts if same else {},
         services=clause.services if clause else (),
