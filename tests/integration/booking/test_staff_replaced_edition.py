@@ -38,7 +38,9 @@ def test_the_staff_ticket_page_says_a_replaced_edition_as_the_firms_page_does(
     web: Web,
 ) -> None:
     pair = web.pair
-    firm = pair.register_firm(67, name="义乌市稠州日用品店", industry="commerce_trade", venues=["shop"])
+    firm = pair.register_firm(
+        67, name="义乌市稠州日用品店", industry="commerce_trade", venues=["shop"]
+    )
     token = pair.issue(firm).token
     pair.expert("E1", ["fire_crowded"], ["稠城街道"])
     placed = pair.booking.CreateOrder(pair.order_request(token, key="staff-ed"), timeout=10)
