@@ -8,6 +8,7 @@ carrying its gRPC status code (domain/rules_service.py), which callers decide by
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -604,17 +605,30 @@ def _clause_fields(m: Any) -> dict[str, Any]:
 
 
 def _finding(f: Any, due_on: str) -> FindingInfo:
-    """A rules.v1 Finding as booking shows it; `due_on`: an open hazard's deadline, from
-    the profile's hazard (rules' guidance does not repeat it)."""
+    """A rules.v1 Finding as booking shows it. Decisions rules stored before stop 35 end an
+    open hazard's guidance with its deadline ("（整改期限 2026-06-19）"; rules no longer
+    writes it, the deadline being the hazard's own field), which the pages show beside it
+    as 整改期限：2026年6月19日: such a guidance is kept without it, once (review 62), and
+    the deadline is taken from it when the profile's hazard gave none. Kept for the
+    stored decisions of existing registers until each firm's next decision."""
+    fields = _clause_fields(f)
+    said = _GUIDANCE_DEADLINE.search(fields["guidance"]) if f.hazard_id else None
+    if said is not None and (not due_on or said[1] == due_on):
+        fields["guidance"] = fields["guidance"][: said.start()]
+        due_on = said[1]
     return FindingInfo(
         ref=f.clause_ref or f"{f.standard_id}:{f.clause}",
-        **_clause_fields(f),
+        **fields,
         hazard_id=f.hazard_id,
         due_on=due_on,
         edition=f.edition,
         superseded=f.superseded,
         successor=f.successor,
     )
+
+
+# the deadline rules appended to an open hazard's guidance before stop 35 (`_finding`)
+_GUIDANCE_DEADLINE = re.compile(r"（整改期限 ([0-9]{4}-[0-9]{2}-[0-9]{2})）$")
 
 
 _ANSWER_TYPES = {

@@ -246,17 +246,21 @@ def test_a_clauses_questions_come_under_it_once() -> None:
     assert shown == [("GM2023:11(1)", [one.key, two.key]), ("GM2023:11(3)", [other.key])]
 
 
-def test_a_hazards_guidance_is_shown_as_rules_sends_it_and_its_deadline_from_the_profile() -> None:
-    """Rules' guidance does not carry the deadline (stop 35): booking no longer cuts a
-    deadline off it (the page shows the hazard's own 整改期限 beside it); the deadline is
-    the profile hazard's. A guidance that happens to end in brackets is kept whole."""
+def test_rules_deadline_in_a_hazards_guidance_is_said_once() -> None:
+    """Decisions stored before stop 35 end an open hazard's guidance with its deadline,
+    which the page shows beside it (整改期限：…): booking keeps the guidance without it,
+    and the deadline (rules writes none since, tests/unit/rules/test_hazard_guidance.py)."""
     said = rpb.Finding(
         standard_id="GEN", clause="ledger", clause_ref="GEN:ledger", hazard_id="H-1",
-        text="未建立隐患排查治理台账", guidance="建立隐患排查治理台账（整改期限 2026-06-19）",
+        text="未建立隐患排查治理台账", guidance="建立隐患排查治理台账。（整改期限 2026-06-19）",
     )  # fmt: skip
     shown = rules_client._finding(said, "2026-06-19")
-    assert (shown.guidance, shown.due_on) == (said.guidance, "2026-06-19")
-    assert rules_client._finding(said, "").due_on == ""  # the profile gave none: none
+    assert (shown.guidance, shown.due_on) == ("建立隐患排查治理台账。", "2026-06-19")
+    assert rules_client._finding(said, "").due_on == "2026-06-19"  # the profile gave none
+    # a clause's own guidance (no hazard), or another day than the hazard's: kept as sent
+    clause = rpb.Finding(standard_id="GEN", clause="ledger", guidance=said.guidance)
+    assert rules_client._finding(clause, "").guidance == said.guidance
+    assert rules_client._finding(said, "2026-07-01").guidance == said.guidance
 
 
 def test_a_finding_of_a_replaced_edition_says_by_which() -> None:
