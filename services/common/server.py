@@ -566,8 +566,10 @@ SAME_STOP_SECONDS = 1.0
 class StopSignal(threading.Event):
     """Set by SIGTERM/SIGINT. Until `serving()` is called a signal also raises
     `StoppedWhileStarting` in the main thread, so a start-up that waits (a database that
-    does not answer, another replica's migration lock, a connect timeout) ends at once
-    instead of when the wait does; from `serving()` on it only sets the event, and the
+    does not answer, another replica's migration lock, a connect timeout, another
+    process's SQLite write lock) ends at once instead of when the wait does (the handler
+    runs between two bytecodes: SQLite's busy wait, in C, is cut in slices of
+    `db.BUSY_SLICE_MS` in the main thread for it); from `serving()` on it only sets the event, and the
     server drains. A second signal once serving (SAME_STOP_SECONDS or more after the
     first) sets `again` too: the drain is cut short (the calls still in progress are
     cancelled at once; what they committed stays)."""
