@@ -248,8 +248,7 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int, synchronous: str) -> None:
             connection.info[_GATE] = gate
             wait = max(0, wait - int((time.monotonic() - start) * 1000))
         try:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_immediate(connection, wait)
         except BaseException:
             _release_gate(connection)
             raise
@@ -258,6 +257,38 @@ def _sqlite_pragmas(engine: Engine, busy_ms: int, synchronous: str) -> None:
         event.listen(engine, name, _release_gate)
     event.listen(engine.pool, "checkin", lambda _dbapi, record: _open_gate(record.info))
     event.listen(engine.pool, "invalidate", lambda _dbapi, record, _exc: _open_gate(record.info))
+
+
+# SQLite's busy wait, in the main thread, in slices this long: sqlite3 waits in C, and a
+# signal handler (StopSignal: a stop while a server starts, Ctrl-C of a command) runs
+# only between two bytecodes, so one long busy wait delayed the stop by the whole wait
+BUSY_SLICE_MS = 100
+_SQLITE_BUSY = 5  # SQLite's primary result code (extended codes keep it in their low byte)
+
+
+def _begin_immediate(connection: Any, wait_ms: int) -> None:
+    """BEGIN IMMEDIATE, waiting at most `wait_ms` for another process's write lock. In the
+    main thread the wait is cut in BUSY_SLICE_MS slices, so a stop signal that arrives
+    meanwhile is handled within one slice; the last try (and any other thread's only
+    one, and any error other than busy) goes through SQLAlchemy, whose error the callers
+    map."""
+    if threading.current_thread() is threading.main_thread() and wait_ms > BUSY_SLICE_MS:
+        raw = connection.connection.dbapi_connection
+        until = time.monotonic() + wait_ms / 1000
+        while (left := int((until - time.monotonic()) * 1000)) > BUSY_SLICE_MS:
+            raw.execute(f"PRAGMA busy_timeout={BUSY_SLICE_MS}")
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                if getattr(error, "sqlite_errorcode", 0) & 0xFF != _SQLITE_BUSY:
+                    break  # not a wait: SQLAlchemy's try below raises it as callers expect
+                continue
+            left = max(0, int((until - time.monotonic()) * 1000))
+            raw.execute(f"PRAGMA busy_timeout={left}")  # the transaction's, as below
+            return
+        wait_ms = max(0, left)
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 _GATE = "sqlite_gate"

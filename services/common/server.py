@@ -12,9 +12,13 @@ NOT_SERVING, the calls already sent finish, then the server stops.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import functools
+import os
 import queue
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -23,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import structlog
@@ -106,6 +110,7 @@ class CallPool(futures.ThreadPoolExecutor):
         )
         worker.start()
         self._workers.append(worker)
+        _WORKERS.add(worker)
 
     def _release(self, _future: object) -> None:
         with self._count_lock:
@@ -141,6 +146,32 @@ class CallPool(futures.ThreadPoolExecutor):
     def threads(self) -> list[threading.Thread]:
         """Its worker threads (for tests)."""
         return list(self._workers)
+
+
+# every CallPool worker of the process, while its thread lives (`exit_process`)
+_WORKERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with `code` (a `python -m services.…` entry point's last step).
+
+    A call still stuck once the drain has ended runs on in a daemon thread (`CallPool`).
+    Should it wake while the interpreter finalises and write a log line, CPython can
+    abort ("Fatal Python error: could not acquire lock for <stderr> at interpreter
+    shutdown, possibly due to daemon threads": exit 134, not 0; review 73 item 4). So
+    when such a thread still lives, everything the process does at exit is done here
+    (the atexit functions: log handlers flushed…; the entry point has already drained,
+    disposed its engines and stopped its workers), the standard streams are flushed,
+    and the process ends with os._exit: finalisation never meets the thread. Without
+    one (every command but a server stopped with calls stuck) it exits as usual."""
+    if not any(worker.is_alive() for worker in list(_WORKERS)):
+        raise SystemExit(code)
+    atexit._run_exitfuncs()  # what exit would run (logging.shutdown…), run before os._exit
+    for stream in (sys.stdout, sys.stderr):
+        # a closed stream or a reader gone: nothing left to keep
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def _end_workers(work_queue: queue.SimpleQueue[_Work | None], _ref: object) -> None:
@@ -566,11 +597,13 @@ SAME_STOP_SECONDS = 1.0
 class StopSignal(threading.Event):
     """Set by SIGTERM/SIGINT. Until `serving()` is called a signal also raises
     `StoppedWhileStarting` in the main thread, so a start-up that waits (a database that
-    does not answer, another replica's migration lock, a connect timeout) ends at once
-    instead of when the wait does; from `serving()` on it only sets the event, and the
-    server drains. A second signal once serving (SAME_STOP_SECONDS or more after the
-    first) sets `again` too: the drain is cut short (the calls still in progress are
-    cancelled at once; what they committed stays)."""
+    does not answer, another replica's migration lock, a connect timeout, another
+    process's SQLite write lock) ends at once instead of when the wait does (the handler
+    runs between two bytecodes: SQLite's busy wait, in C, is cut in slices of
+    `db.BUSY_SLICE_MS` in the main thread for it); from `serving()` on it only sets the
+    event, and the server drains. A second signal once serving (SAME_STOP_SECONDS or
+    more after the first) sets `again` too: the drain is cut short (the calls still in
+    progress are cancelled at once; what they committed stays)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -4,13 +4,15 @@ polling the file lock: every way a transaction ends lets the next one in."""
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, func, insert, select, text
+from sqlalchemy.exc import OperationalError
 
-from services.common.db import SQLITE_BUSY_MS, make_engine
+from services.common.db import BUSY_SLICE_MS, SQLITE_BUSY_MS, DbTimeouts, make_engine
 
 ROWS = Table("rows", MetaData(), Column("id", Integer, primary_key=True))
 
@@ -75,3 +77,30 @@ def test_many_writers_at_once_all_commit(engine) -> None:  # type: ignore[no-unt
         thread.join()
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ROWS)).scalar() == 160
+
+
+def test_the_main_threads_sliced_busy_wait_still_waits_and_still_fails_as_before(
+    tmp_path: Path,
+) -> None:
+    """The main thread waits for another connection's write lock in short slices (a stop
+    signal is handled between them, review 73 item 1): a lock freed during the wait lets
+    the write in, and one held past the busy timeout still fails as SQLAlchemy's
+    OperationalError ("database is locked"), the error callers map."""
+    path = tmp_path / "held.db"
+    engine = make_engine(f"sqlite:///{path}", timeouts=DbTimeouts(statement=1.0))
+    ROWS.create(engine)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    freed = threading.Timer(3 * BUSY_SLICE_MS / 1000, holder.rollback)
+    freed.start()
+    with engine.begin() as conn:  # several slices, then the lock is free
+        conn.execute(insert(ROWS))
+    freed.join()
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(OperationalError, match="locked"), engine.begin() as conn:
+        conn.execute(insert(ROWS))
+    holder.rollback()
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ROWS)).scalar() == 1
+    holder.close()
+    engine.dispose()

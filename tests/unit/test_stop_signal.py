@@ -158,3 +158,62 @@ def test_a_call_still_stuck_after_the_drain_does_not_hold_the_exit():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["42 True"]
+
+
+def test_a_stuck_call_writing_at_exit_leaves_the_exit_code_and_the_exit_work_alone():
+    """Review 73 item 4: a stuck call that wakes and writes to stderr while the process
+    ends could meet the interpreter's finalisation (CPython aborts, exit 134, when a daemon
+    thread holds stderr's lock then). `exit_process` ends such a process with os._exit
+    after running what exit would run: the code is the command's, the atexit functions
+    ran, the lines written before are all there. (The abort itself was not reproduced
+    here: this guards the way out, not the race.)"""
+    script = textwrap.dedent(
+        """
+        import atexit, sys, threading
+        from services.common import server
+
+        atexit.register(lambda: print("atexit ran", flush=True))
+        pool = server.CallPool(2, "rpc-db")
+        woke = threading.Event()
+
+        def stuck_call():
+            woke.wait()
+            while True:  # the call woke after the drain and logs, and logs
+                sys.stderr.write("a late line\\n")
+
+        pool.submit(stuck_call)
+        pool.shutdown(wait=False)
+        woke.set()
+        print("drained")
+        server.exit_process(3)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["drained", "atexit ran"]
+    assert "Fatal Python error" not in done.stderr
+
+
+def test_without_a_stuck_call_the_process_exits_as_usual():
+    """No CallPool worker alive: `exit_process` is `SystemExit`, so the interpreter's
+    own exit runs (a `finally` of the caller still runs)."""
+    script = textwrap.dedent(
+        """
+        from services.common import server
+
+        pool = server.CallPool(2, "rpc-db")
+        print(pool.submit(lambda: 42).result(timeout=10))
+        pool.shutdown(wait=True)
+        try:
+            server.exit_process(4)
+        finally:
+            print("finally ran")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["42", "finally ran"]
