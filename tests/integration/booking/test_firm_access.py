@@ -253,6 +253,13 @@ def test_the_firms_refusals_over_grpc_are_in_chinese(secured) -> None:  # type: 
             messages.no_such("order", theirs.order_id),
         ),
         (
+            lambda: stub.CancelOrder(
+                bpb.CancelOrderRequest(order_id=theirs.order_id), metadata=session, timeout=10
+            ),
+            grpc.StatusCode.NOT_FOUND,  # as an unknown id (reach-notfound)
+            messages.no_such("order", theirs.order_id),
+        ),
+        (
             lambda: stub.GetOrder(
                 bpb.GetOrderRequest(order_id="B000000NOSUCH"), metadata=session, timeout=10
             ),

@@ -9,6 +9,8 @@ tests/integration/booking/test_firm_access.py."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from services.booking.domain import messages
@@ -54,6 +56,14 @@ def test_another_regions_or_experts_ticket_reads_as_an_unknown_one_on_the_staff_
             assert pages[0][0] == 404, (person, name)
             assert messages.PAGE_STAFF_NOT_FOUND[1] in pages[0][1], (person, name)
             assert "外辖区隐患" not in pages[0][1], (person, name)
+    web.user("chief", "inspector", region="江东街道")  # the finding photo's address
+    chief, _ = web.signed_in("chief")
+    photo = re.search(r"/staff/photos/([^\"?]+)", chief.get(f"/staff/tickets/{elsewhere}").text)
+    assert photo, "the ticket page shows no photo"
+    for person in ("wangfang", "zhuanjia"):
+        c, _ = web.signed_in(person)
+        pages = _pages(lambda asked, c=c: c.get(f"/staff/photos/{asked}"), photo.group(1))
+        assert pages[0] == pages[1] and pages[0][0] == 404, person
     ticket = pair.booking.ListTickets(bpb.ListTicketsRequest(), timeout=10).tickets[0]
     assert ticket.ticket_id == elsewhere and ticket.status == bpb.TICKET_STATUS_SUBMITTED
 
