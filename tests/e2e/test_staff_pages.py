@@ -4,8 +4,9 @@ An inspector signs in, passes one ticket and fails another from the recheck queu
 expert signs in and records a visit with a finding picked from the clause list and a
 photo; a POST without the CSRF token is refused; an expert cannot open another
 expert's visit, nor an inspector another region's ticket (the page, and a gRPC token
-with a region alike); five wrong passwords lock the account; a supervisor's session
-opens the dashboard, an expert's gets the staff pages' 403. A screenshot of every page
+with a region alike: each answered as an unknown id, 404 / NOT_FOUND); five wrong
+passwords lock the account; a supervisor's session opens the dashboard, an expert's gets
+the staff pages' 403. A screenshot of every page
 goes to the test's tmp_path.
 """
 
@@ -224,10 +225,10 @@ def test_inspector_passes_one_ticket_and_fails_another(
     assert callers[first].startswith("staff:wangfang") and "wangfang姓名" in callers[first]
     assert callers[second].startswith("staff:wangfang")
 
-    # another region's ticket: refused by its URL as well
+    # another region's ticket: refused by its URL as well, as an unknown one (reach-notfound)
     response = phone.goto(f"{staff.base}/staff/tickets/{elsewhere}")
-    assert response.status == 403
-    assert phone.get_by_text("无权查看").is_visible()
+    assert response.status == 404
+    assert phone.get_by_text(messages.PAGE_STAFF_NOT_FOUND[1]).is_visible()
     shot(phone, tmp_path, "inspector-other-region")
 
     # logout ends the session in the database
@@ -350,7 +351,7 @@ def test_csrf_roles_and_regions_are_enforced(staff: Staff, phone: Any, tmp_path:
         f"{staff.base}/staff/orders/{theirs}/visit",
         multipart={"csrf": csrf, "minutes_on_site": "30"},
     )
-    assert refused.status == 403
+    assert refused.status == 404  # as an unknown order (reach-notfound)
     assert (
         pair.booking.GetOrder(bpb.GetOrderRequest(order_id=theirs), timeout=10).status
         == bpb.ORDER_STATUS_DISPATCHED
@@ -399,7 +400,9 @@ def test_a_grpc_token_with_a_region_sees_only_that_region(staff: Staff, tmp_path
             stub.RecheckTicket(
                 bpb.RecheckTicketRequest(ticket_id=there, passed=True), metadata=local, timeout=10
             )
-        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # as an unknown ticket (reach-notfound)
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        assert refused.value.details() == messages.no_such("ticket", there)
         assert ticket(pair, there).status == bpb.TICKET_STATUS_SUBMITTED
         passed = stub.RecheckTicket(
             bpb.RecheckTicketRequest(ticket_id=here, passed=True), metadata=local, timeout=10

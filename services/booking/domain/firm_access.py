@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.errors import PermissionDenied
-
 
 @dataclass(frozen=True)
 class FirmAccess:
@@ -32,12 +30,6 @@ class FirmAccess:
         """The firm's own session is this firm's: what only the firm may read (its
         tickets, its orders' experts and contacts) is shown."""
         return bool(self.session_firm) and self.session_firm == enterprise_id
-
-
-class OtherFirmsRecord(PermissionDenied):
-    """A firm's credential reaching for another firm's record: PERMISSION_DENIED over
-    gRPC; the phone page answers that no such record was found (HTTP 404), as for an id
-    that names nothing, so the page tells no one that the record exists."""
 
 
 STAFF = FirmAccess()  # no firm credential: a caller its scopes admitted

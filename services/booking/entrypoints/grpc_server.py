@@ -341,7 +341,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             new_due_on=request.new_due_on,
             actor=current_caller(),
             allowed=lambda t: authz.may_recheck(principal, t),
-            regions=authz.inspector_regions(principal, self._ctx.regions),
+            reach=authz.reach(principal, self._ctx.regions),
             proof_seen=request.proof_number or None,  # 0: not given, not checked
         )
         self._wake()

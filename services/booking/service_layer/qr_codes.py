@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from services.booking.adapters.poster import render_poster
 from services.booking.domain import lookups, messages, qr
-from services.booking.domain.firm_access import FirmAccess, OtherFirmsRecord
+from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.records import FirmCard
 from services.booking.service_layer.guidance import checklist
 from services.booking.service_layer.ports import BookingContext, ask_rules
@@ -136,12 +136,6 @@ def current_token(ctx: BookingContext, card: FirmCard) -> str:
     return qr.sign(ctx.keyring, qr.QrToken(card.qr_key_id, card.enterprise_id, card.qr_serial))
 
 
-def check_owner(owner: FirmCard | None, enterprise_id: str, what: str) -> None:
-    """A firm's token reaches only that firm's records (OtherFirmsRecord)."""
-    if owner is not None and owner.enterprise_id != enterprise_id:
-        raise OtherFirmsRecord(messages.OTHER_FIRMS_RECORD.format(what=messages.RECORD_NAMES[what]))
-
-
 class OfAFirm(Protocol):
     enterprise_id: str
 
@@ -151,8 +145,9 @@ R = TypeVar("R", bound=OfAFirm)
 
 def visible(owner: FirmCard | None, record: R | None, what: str, ref: str) -> R:
     """`record` (looked up by `ref`) if it exists and `owner` may see it: a QR token's
-    firm sees only its own records; None (a staff caller) sees any."""
-    if record is None:
+    firm sees only its own records; None (a staff caller) sees any. Another firm's record
+    is answered as an id that names nothing (NotFound, the same message): a firm learns
+    nothing of other firms' records, not even that one exists (reach-notfound)."""
+    if record is None or (owner is not None and owner.enterprise_id != record.enterprise_id):
         raise NotFound(messages.no_such(what, ref))
-    check_owner(owner, record.enterprise_id, what)
     return record

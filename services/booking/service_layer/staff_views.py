@@ -104,12 +104,23 @@ class StaffTicket:
     superseded: str = ""  # the clause's edition was replaced: guidance.edition_replaced
 
 
-def _may_see(p: Principal, ctx: BookingContext, ticket: Ticket, order: Order | None) -> None:
+def _may_see(
+    p: Principal,
+    ctx: BookingContext,
+    ticket: Ticket,
+    order: Order | None,
+    what: str = "ticket",
+    ref: str = "",
+) -> None:
+    """A ticket out of the person's reach (authz.reach: another region's for an
+    inspector, another expert's finding for an expert) is answered as an unknown `what`
+    named `ref` (NotFound, the 404 page: reach-notfound); one in reach that the person
+    may not recheck (a supervisor) PermissionDenied."""
+    region = order.region if order is not None else ""
+    reach = authz.reach(p, ctx.regions)
+    authz.require_reach(reach, ticket.expert_id, region, what, ref or ticket.id)
     if not authz.may_recheck(p, ticket):
         raise PermissionDenied(messages.ONLY_RECHECKERS)
-    area = authz.inspector_regions(p, ctx.regions)
-    if area and (order is None or order.region not in area):
-        raise PermissionDenied(messages.OUTSIDE_REGION)
 
 
 def staff_ticket(
@@ -152,7 +163,7 @@ def named_ticket(
             return None
         try:
             _may_see(p, ctx, ticket, order)
-        except PermissionDenied:
+        except (PermissionDenied, NotFound):
             return None
         return ticket, order.enterprise_name if order else ticket.enterprise_id
 
@@ -206,7 +217,7 @@ def staff_photo(uow: UnitOfWork, ctx: BookingContext, p: Principal, photo_id: st
         ticket = uow.register.ticket(photo.ticket_id) if photo else None
         if photo is None or ticket is None:
             raise NotFound(messages.no_such("photo", photo_id))
-        _may_see(p, ctx, ticket, uow.register.order(ticket.order_id))
+        _may_see(p, ctx, ticket, uow.register.order(ticket.order_id), "photo", photo_id)
         return photo
 
 

@@ -21,7 +21,7 @@ from services.booking.domain.firm_access import FirmAccess
 from services.booking.domain.orders import OrderAction, OrderStatus
 from services.booking.domain.photos import check_photo, check_room, photo_record, scrubbed
 from services.booking.domain.records import Photo
-from services.booking.domain.staff import Reach
+from services.booking.domain.staff import EVERY, Reach
 from services.booking.domain.tickets import (
     Ticket,
     TicketAction,
@@ -32,6 +32,7 @@ from services.booking.domain.tickets import (
     recheck_note_problem,
     too_far,
 )
+from services.booking.service_layer.authz import require_reach
 from services.booking.service_layer.orders import checked_key
 from services.booking.service_layer.ports import BookingContext
 from services.booking.service_layer.qr_codes import owner_of, session_owner, visible
@@ -129,18 +130,19 @@ def recheck_ticket(
     new_due_on: str,
     actor: str,
     allowed: MayRecheck | None = None,
-    regions: tuple[str, ...] = (),
+    reach: Reach = EVERY,
     proof_seen: int | None = None,
 ) -> Ticket:
     """Inspector's (or finding expert's) recheck: pass → VERIFIED and HAZARD_VERIFIED (on
     time or late: domain/tickets.py `closes_late`), closing the order once all its tickets
     are; fail → back to OPEN with a new deadline and the reason kept (a note is required:
     `recheck_note_problem`), and HAZARD_DUE_CHANGED, so the rules register holds
-    the deadline in force. `allowed(ticket)` is the caller's role check; `regions`: only
-    tickets of firms in these 镇街 (an inspector's region; () = any). `proof_seen`: the
-    proof the conclusion is about (`Ticket.proof_number` when the person looked); another
-    proof sent since is RecheckRefused PROOF_CHANGED, as a ticket no longer waiting is
-    NOT_WAITING (`Ticket.check_recheck`, under the ticket's lock, so a proof being
+    the deadline in force. `allowed(ticket)` is the caller's role check; `reach`: the
+    tickets the caller may see (authz.reach: an inspector's region, an expert's own
+    findings), one out of it answered as an unknown id (NotFound, the same message).
+    `proof_seen`: the proof the conclusion is about (`Ticket.proof_number` when the person
+    looked); another proof sent since is RecheckRefused PROOF_CHANGED, as a ticket no
+    longer waiting is NOT_WAITING (`Ticket.check_recheck`, under the ticket's lock, so a proof being
     committed meanwhile is waited for); None: not checked. ValidationError names every
     bad field (`note`, `new_due_on`, `proof_number`) at once."""
     today = ctx.today()
@@ -154,10 +156,10 @@ def recheck_ticket(
         order = uow.register.order(found.order_id, for_update=True)
         ticket = uow.register.ticket(ticket_id, for_update=True)
         assert ticket is not None
+        # out of reach reads as unknown, before the role check (reach-notfound)
+        require_reach(reach, ticket.expert_id, order.region if order else "", "ticket", ticket_id)
         if allowed is not None and not allowed(ticket):
             raise PermissionDenied(messages.ONLY_RECHECKERS)
-        if regions and (order is None or order.region not in regions):
-            raise PermissionDenied(messages.OUTSIDE_REGION)
         ticket.check_recheck(passed, proof_seen)
         if passed:
             _verified(uow, ticket, today, actor, note)

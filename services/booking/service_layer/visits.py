@@ -21,17 +21,18 @@ from datetime import date
 from services.booking.domain import messages
 from services.booking.domain.events import hazard_found
 from services.booking.domain.findings import FindingInput, check_findings, found_ticket
-from services.booking.domain.orders import PHONE, OrderAction, clean_phone
+from services.booking.domain.orders import PHONE, Order, OrderAction, clean_phone
 from services.booking.domain.photos import photo_record
 from services.booking.domain.records import FirmCard, Visit
 from services.booking.domain.sign_in import mobile_after_visit
+from services.booking.domain.staff import Reach
 from services.booking.domain.tickets import Ticket
 from services.booking.service_layer.orders import checked_key
 from services.booking.service_layer.ports import BookingContext, ask_rules
 from services.booking.service_layer.sign_in import change_phone
 from services.booking.service_layer.unit_of_work import UnitOfWork
 from services.common.clock import new_id, now
-from services.common.errors import FieldViolation, NotFound, PermissionDenied, ValidationError
+from services.common.errors import FieldViolation, NotFound, ValidationError
 from services.common.instants import in_shanghai
 from services.common.values import parse_day
 from services.common.vocabulary import Severity
@@ -63,7 +64,8 @@ def record_visit(
     idempotency_key: str = "",
 ) -> VisitResult:
     """The expert's visit: each finding becomes a ticket and a HAZARD_FOUND event; a visit
-    without findings closes the order. `expert_id`: only that expert's order ('' = any).
+    without findings closes the order. `expert_id`: only that expert's order ('' = any);
+    another's is answered as an unknown id (NotFound, the same message).
     `on_site_mobile`: the firm's person the expert met; it becomes the firm's sign-in
     mobile (sign_in.py), in the same transaction; without one, a firm that has no
     sign-in mobile yet gets the visited order's contact mobile only when the expert
@@ -92,23 +94,20 @@ def record_visit(
     mobile = clean_phone(on_site_mobile)
     unconfirmed = mobile_required and not (mobile or contact_confirmed)
     bad = [*refused, *_visit_problems(visited_on, today, mobile, minutes)]
-    day = _visit_day(uow, order_id, visited_on, today, bad)
+    mine = _Mine(uow, order_id, expert_id)
+    day = _visit_day(mine, visited_on, today, bad)
     try:
-        checked = _checked(
-            uow, ctx, order_id, findings, (day, today), firm_clauses_only, unconfirmed
-        )
+        checked = _checked(mine, ctx, findings, (day, today), firm_clauses_only, unconfirmed)
     except ValidationError as exc:
         raise ValidationError([*bad, *exc.violations]) from exc
     if bad:
-        raise ValidationError([*bad, *(_mobile_needed(uow, order_id) if unconfirmed else [])])
+        raise ValidationError([*bad, *(_mobile_needed(mine) if unconfirmed else [])])
     with uow:
-        order = uow.register.order(order_id, for_update=True)
-        if order is None:
+        order = mine.order(for_update=True)
+        if order is None:  # none, or another expert's: the same answer (reach-notfound)
             raise NotFound(messages.no_such("order", order_id))
         if key and (done := _recorded(uow, order.id, key, expert_id)) is not None:
             return done  # recorded while this call's findings were checked
-        if expert_id and order.expert_id != expert_id:
-            raise PermissionDenied(messages.ONLY_DISPATCHED_EXPERT)
         if day < min(in_shanghai(order.created_at).date(), today):
             # review 47b F5: a visit of 2020 to an order of 2026 was taken, its tickets born
             # overdue and its hazards reported to rules as found years ago
@@ -142,6 +141,25 @@ def record_visit(
         return VisitResult(visit, tickets)
 
 
+@dataclass(frozen=True)
+class _Mine:
+    """The order a visit is recorded on, as the expert (`expert_id`; '' = any) may see it:
+    another expert's order reads as none at every step (the checks of the visit's fields
+    included), so its answer is an unknown id's, NOT_FOUND with the same message, and no
+    refusal tells what the order is (authz.reach's rule, GetOrder's: reach-notfound)."""
+
+    uow: UnitOfWork
+    order_id: str
+    expert_id: str
+
+    def order(self, for_update: bool = False) -> Order | None:
+        """The order when it exists and is in reach, else None (inside a `uow` block)."""
+        order = self.uow.register.order(self.order_id, for_update=for_update)
+        if order is None or not Reach(expert_id=self.expert_id).admits(order.expert_id, ""):
+            return None
+        return order
+
+
 def _replay(uow: UnitOfWork, order_id: str, key: str, expert_id: str) -> VisitResult | None:
     """The visit recorded with `key`, read before the findings are checked (a retry needs
     neither the rules service nor findings still valid today); the visit's transaction
@@ -161,15 +179,13 @@ def _recorded(uow: UnitOfWork, order_id: str, key: str, expert_id: str) -> Visit
     return VisitResult(visit, list(uow.register.tickets(visit_id=visit.id)))
 
 
-def _visit_day(
-    uow: UnitOfWork, order_id: str, visited_on: str, today: date, bad: list[FieldViolation]
-) -> date:
+def _visit_day(mine: _Mine, visited_on: str, today: date, bad: list[FieldViolation]) -> date:
     """The day the findings are judged by: the visit's, today when it is not given or
     `bad` (its refusal added to `bad` when it lies before the order was placed)."""
     if not visited_on or any(v.field == "visited_on" for v in bad):
         return today
     day = parse_day(visited_on, "visited_on")
-    if not _before_order(uow, order_id, day, today):
+    if not _before_order(mine, day, today):
         return day
     # said first, the findings then judged by today: their deadlines counted from a day
     # the visit cannot have (review 67 F1) would only confuse
@@ -199,9 +215,8 @@ def _visit_problems(
 
 
 def _checked(
-    uow: UnitOfWork,
+    mine: _Mine,
     ctx: BookingContext,
-    order_id: str,
     findings: Sequence[FindingInput],
     days: tuple[date, date],
     firm_clauses_only: bool,
@@ -212,7 +227,7 @@ def _checked(
     `unconfirmed` and the firm has none (the form shows every field's error at once)."""
     try:
         if firm_clauses_only:
-            return _check_firm_clauses(uow, ctx, order_id, findings, days)
+            return _check_firm_clauses(mine, ctx, findings, days)
         return check_findings(
             findings,
             days[0],
@@ -221,16 +236,16 @@ def _checked(
         )
     except ValidationError as exc:
         if unconfirmed:
-            raise ValidationError([*exc.violations, *_mobile_needed(uow, order_id)]) from exc
+            raise ValidationError([*exc.violations, *_mobile_needed(mine)]) from exc
         raise
 
 
-def _before_order(uow: UnitOfWork, order_id: str, day: date, today: date) -> bool:
+def _before_order(mine: _Mine, day: date, today: date) -> bool:
     """Whether `day` lies before the order was placed (that day in Asia/Shanghai; today,
     should the order's instant lie past the context's clock). The visit's transaction
     checks it again, under the order's lock."""
-    with uow:
-        order = uow.register.order(order_id)
+    with mine.uow:
+        order = mine.order()
     return order is not None and day < min(in_shanghai(order.created_at).date(), today)
 
 
@@ -238,29 +253,28 @@ def _lacks_mobile(card: FirmCard | None) -> bool:
     return card is not None and not card.sign_in_phone
 
 
-def _mobile_needed(uow: UnitOfWork, order_id: str) -> list[FieldViolation]:
+def _mobile_needed(mine: _Mine) -> list[FieldViolation]:
     """The on-site mobile's violation when the order's firm has no sign-in mobile (read
     to show it beside the findings' errors; the visit's transaction checks it again)."""
-    with uow:
-        order = uow.register.order(order_id)
-        card = uow.register.firm(order.enterprise_id) if order is not None else None
+    with mine.uow:
+        order = mine.order()
+        card = mine.uow.register.firm(order.enterprise_id) if order is not None else None
     if not _lacks_mobile(card):
         return []
     return [FieldViolation("on_site_mobile", messages.VISIT_MOBILE_NEEDED)]
 
 
 def _check_firm_clauses(
-    uow: UnitOfWork,
+    mine: _Mine,
     ctx: BookingContext,
-    order_id: str,
     findings: Sequence[FindingInput],
     days: tuple[date, date],
 ) -> list[tuple[FindingInput, date]]:
     """check_findings, each clause also one that applies to the order's firm."""
-    with uow:
-        order = uow.register.order(order_id)
+    with mine.uow:
+        order = mine.order()
     if order is None:
-        raise NotFound(messages.no_such("order", order_id))
+        raise NotFound(messages.no_such("order", mine.order_id))
     catalogue = ask_rules(lambda: ctx.rules.applicable_clauses(order.enterprise_id))
     applies = {c.clause_ref: c.severity for c in catalogue}
     foreign = [

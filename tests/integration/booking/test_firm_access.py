@@ -249,8 +249,15 @@ def test_the_firms_refusals_over_grpc_are_in_chinese(secured) -> None:  # type: 
             lambda: stub.GetOrder(
                 bpb.GetOrderRequest(order_id=theirs.order_id), metadata=session, timeout=10
             ),
-            grpc.StatusCode.PERMISSION_DENIED,
-            messages.OTHER_FIRMS_RECORD.format(what=messages.RECORD_NAMES["order"]),
+            grpc.StatusCode.NOT_FOUND,  # as an unknown id: told nothing (reach-notfound)
+            messages.no_such("order", theirs.order_id),
+        ),
+        (
+            lambda: stub.CancelOrder(
+                bpb.CancelOrderRequest(order_id=theirs.order_id), metadata=session, timeout=10
+            ),
+            grpc.StatusCode.NOT_FOUND,  # as an unknown id (reach-notfound)
+            messages.no_such("order", theirs.order_id),
         ),
         (
             lambda: stub.GetOrder(

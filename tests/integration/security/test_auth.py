@@ -305,8 +305,8 @@ def test_booking_roles(secured) -> None:  # type: ignore[no-untyped-def]
     visit = ledger_visit(order_id, "无台账")
     assert (
         _code(lambda: stub.RecordVisit(visit, metadata=auth("expert-E2"), timeout=10))
-        == grpc.StatusCode.PERMISSION_DENIED
-    )  # not the dispatched expert
+        == grpc.StatusCode.NOT_FOUND
+    )  # not the dispatched expert: as an unknown order (reach-notfound)
     ticket = stub.RecordVisit(visit, metadata=auth("expert-E1"), timeout=10).tickets[0]
     stub.SubmitRectification(
         bpb.SubmitRectificationRequest(
@@ -318,8 +318,8 @@ def test_booking_roles(secured) -> None:  # type: ignore[no-untyped-def]
     recheck = bpb.RecheckTicketRequest(ticket_id=ticket.ticket_id, passed=True)
     assert (
         _code(lambda: stub.RecheckTicket(recheck, metadata=auth("expert-E2"), timeout=10))
-        == grpc.StatusCode.PERMISSION_DENIED
-    )  # an expert who did not find it
+        == grpc.StatusCode.NOT_FOUND
+    )  # an expert who did not find it: as an unknown ticket (reach-notfound)
     assert (
         _code(lambda: stub.RecheckTicket(recheck, metadata=auth("reader"), timeout=10))
         == grpc.StatusCode.PERMISSION_DENIED
@@ -374,7 +374,7 @@ def test_a_qr_token_reaches_only_its_own_firm(secured) -> None:  # type: ignore[
                 bpb.GetOrderRequest(order_id=order_a, qr_token=token_b), timeout=10
             )
         )
-        == grpc.StatusCode.PERMISSION_DENIED
+        == grpc.StatusCode.NOT_FOUND  # as an unknown order (reach-notfound)
     )
     edited = token_a.replace(token_a.split(".")[1], firm_b)  # another firm's id, old signature
     expired_key = replace(pair.ctx, keyring=type(pair.ctx.keyring)({"k9": b"z" * 32}, "k9"))

@@ -6,7 +6,7 @@ dashboard does. A token with neither (a supervisor, the city's inspector) reads 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -155,32 +155,79 @@ def test_stats_are_read_by_whom_may_open_the_dashboard(
         assert refused.value.details() == messages.STATS_FORBIDDEN, name
 
 
+def _placed(pair: Pair, n: int, region: str, expert: str) -> str:
+    """A firm of `region` whose order is dispatched to `expert`, not visited: its id."""
+    firm = pair.register_firm(n, name=f"测试五金{n}号厂", region=region)
+    placed = pair.booking.CreateOrder(
+        pair.order_request(pair.issue(firm).token, item="dust_explosion", days=(n, n + 1)),
+        timeout=10,
+    )
+    assert placed.expert_id == expert, placed
+    return placed.order_id
+
+
+def _unknown(record_id: str) -> str:
+    """An id of the same form as `record_id` that names nothing."""
+    return record_id[:-1] + ("0" if record_id[-1] != "0" else "1")
+
+
+def _answers(call: Callable[[str], object], record_id: str) -> list[tuple[object, str]]:
+    """What `call` is answered for `record_id` and for an id that names nothing, each
+    with the id it was asked for written "…"."""
+    answers = []
+    for asked in (record_id, _unknown(record_id)):
+        with pytest.raises(grpc.RpcError) as refused:
+            call(asked)
+        answers.append((refused.value.code(), (refused.value.details() or "").replace(asked, "…")))
+    return answers
+
+
 def test_no_one_acts_outside_their_reach_over_grpc(
     reach: tuple[Pair, booking_pb2_grpc.BookingServiceStub],
 ) -> None:
     """Review 64: an expert rechecks only what they found and records only their own
     visits; a region-limited inspector rechecks only its area's tickets; each refusal
-    changes nothing (the ticket still open for whoever may)."""
+    changes nothing (the ticket still open for whoever may). reach-notfound: each is
+    answered as an id that names nothing (NOT_FOUND, the same message), where it was
+    PERMISSION_DENIED, which told that the ticket or order exists."""
     pair, stub = reach
     theirs = _visited(pair, 2, THERE, "E2")
+    waiting = _placed(pair, 3, THERE, "E2")  # dispatched to E2, not visited yet
     before = [
         t for t in pair.booking.ListTickets(bpb.ListTicketsRequest(), timeout=10).tickets
         if t.order_id == theirs
     ]  # fmt: skip
     ticket_id = before[0].ticket_id
     for name in ("e1", "local"):
-        with pytest.raises(grpc.RpcError) as refused:
-            stub.RecheckTicket(
-                bpb.RecheckTicketRequest(ticket_id=ticket_id, passed=True),
+
+        def recheck(asked: str, name: str = name) -> object:
+            return stub.RecheckTicket(
+                bpb.RecheckTicketRequest(ticket_id=asked, passed=True),
                 metadata=_bearer(name),
                 timeout=10,
             )
-        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
-    with pytest.raises(grpc.RpcError) as refused:
-        stub.RecordVisit(ledger_visit(theirs, "台账x"), metadata=_bearer("e1"), timeout=10)
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+        assert (
+            _answers(recheck, ticket_id)
+            == [(grpc.StatusCode.NOT_FOUND, messages.no_such("ticket", "…"))] * 2
+        ), name
+    for order_id in (theirs, waiting):
+
+        def visit(asked: str) -> object:
+            return stub.RecordVisit(
+                ledger_visit(asked, "台账x"), metadata=_bearer("e1"), timeout=10
+            )
+
+        assert (
+            _answers(visit, order_id)
+            == [(grpc.StatusCode.NOT_FOUND, messages.no_such("order", "…"))] * 2
+        ), order_id
     after = [
         t for t in pair.booking.ListTickets(bpb.ListTicketsRequest(), timeout=10).tickets
         if t.order_id == theirs
     ]  # fmt: skip
     assert [t.status for t in after] == [t.status for t in before]
+    # the order not visited is still E2's to record
+    assert pair.booking.GetOrder(bpb.GetOrderRequest(order_id=waiting), timeout=10).status == (
+        bpb.ORDER_STATUS_DISPATCHED
+    )

@@ -4,6 +4,7 @@ QR codes, orders and dispatch, visits, rechecks, the sweep, the outbox."""
 from __future__ import annotations
 
 import functools
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -354,7 +355,8 @@ def test_only_the_dispatched_expert_records_and_no_findings_close_the_order(
     uow: FakeUnitOfWork, ctx: Any, token: str
 ) -> None:
     order = dispatched(uow, ctx, token)
-    with pytest.raises(PermissionDenied):
+    # another expert's order reads as an unknown one (reach-notfound)
+    with pytest.raises(NotFound, match=re.escape(messages.no_such("order", order.id))):
         visits.record_visit(
             uow, ctx, order.id, [], visited_on="", minutes=5, actor="x", expert_id="E9"
         )

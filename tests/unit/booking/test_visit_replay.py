@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.booking.service_layer import visits
-from services.common.errors import PermissionDenied, PreconditionFailed
+from services.common.errors import NotFound, PreconditionFailed
 from tests.unit.booking.fakes import FakeUnitOfWork
 from tests.unit.booking.test_use_cases import add_expert, finding, place
 
@@ -41,7 +41,7 @@ def test_the_key_answers_only_its_own_expert(uow: FakeUnitOfWork, ctx: Any, toke
     add_expert(uow, ctx)
     order = place(uow, ctx, token)
     _record(uow, ctx, order.id, expert_id="E1")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound):  # another expert's order reads as unknown
         _record(uow, ctx, order.id, expert_id="E2")
     with pytest.raises(PreconditionFailed):
         visits.record_visit(

@@ -18,7 +18,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 
 from services.booking.domain import messages
-from services.booking.domain.firm_access import OtherFirmsRecord
 from services.booking.domain.rules_service import RulesUnavailable
 from services.booking.entrypoints.web.middleware import (
     BodyStalled,
@@ -143,8 +142,6 @@ def handlers(render: Render) -> dict[Any, Handler]:
 
     return {
         PermissionDenied: page(403, messages.PAGE_QR_INVALID, messages.PAGE_STAFF_FORBIDDEN),
-        # as if there were none
-        OtherFirmsRecord: page(404, messages.PAGE_NOT_FOUND, messages.PAGE_STAFF_NOT_FOUND),
         NotFound: page(404, messages.PAGE_NOT_FOUND, messages.PAGE_STAFF_NOT_FOUND),
         ValidationError: invalid,
         PreconditionFailed: same(409, messages.PAGE_CONFLICT),

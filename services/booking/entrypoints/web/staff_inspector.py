@@ -225,7 +225,7 @@ class InspectorPages(StaffBase):
                 new_due_on=new_due,
                 actor=principal.caller,
                 allowed=lambda t: authz.may_recheck(principal, t),
-                regions=authz.inspector_regions(principal, self.ctx.regions),
+                reach=authz.reach(principal, self.ctx.regions),
                 proof_seen=seen,
             ),
         )
