@@ -11,33 +11,49 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from services.common.processes import LOG_LOCK
 
 WRITER = textwrap.dedent(
     """
-    import sys
+    import sys, time
+    from pathlib import Path
     import structlog
     from services.common import logging as project_logging
 
     project_logging.configure(json=True)
     log = structlog.get_logger("test")
+    Path(sys.argv[2], f"ready-{sys.argv[1]}").touch()
+    go = Path(sys.argv[2], "go")
+    while not go.exists():  # every writer starts at once (each takes ~0.2 s to start)
+        time.sleep(0.002)
     for i in range(60):
         log.error("long line", writer=sys.argv[1], n=i, detail="长" * 20000)
     """
 )
 
 
-def _run_writers(env: dict[str, str]) -> list[str]:
+def _run_writers(env: dict[str, str], folder: Path) -> list[str]:
+    """Three real processes' long lines into one pipe, all released at once (a writer
+    that started late would otherwise find the others done: nothing to interleave with)."""
     read, write = os.pipe()
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(n)], stderr=write, stdout=subprocess.DEVNULL, env=env
+            [sys.executable, "-c", WRITER, str(n), str(folder)],
+            stderr=write,
+            stdout=subprocess.DEVNULL,
+            env=env,
         )
         for n in range(3)
     ]
     os.close(write)
+    deadline = time.monotonic() + 60
+    while not all((folder / f"ready-{n}").exists() for n in range(3)):
+        assert time.monotonic() < deadline, "the writers did not start"
+        time.sleep(0.01)
+    (folder / "go").touch()
     with os.fdopen(read, "rb") as pipe:
         out = pipe.read()
     for writer in writers:
@@ -59,18 +75,20 @@ def _whole(lines: list[str]) -> int:
 def test_long_lines_from_a_process_set_stay_whole(tmp_path: Path):
     lock = tmp_path / "log.lock"
     lock.touch()
-    lines = _run_writers({**os.environ, LOG_LOCK: str(lock)})
+    lines = _run_writers({**os.environ, LOG_LOCK: str(lock)}, tmp_path)
     assert _whole(lines) == 3 * 60
     assert len(lines) == 3 * 60
 
 
-def test_without_the_lock_such_lines_can_interleave():
+def test_without_the_lock_such_lines_can_interleave(tmp_path: Path):
     """The failure the lock prevents is real on this machine (else the test above
     proves nothing): without it, some lines come out broken."""
     env = {k: v for k, v in os.environ.items() if k != LOG_LOCK}
     broken = 0
-    for _attempt in range(3):
-        lines = _run_writers(env)
+    for attempt in range(3):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        lines = _run_writers(env, folder)
         broken = 3 * 60 - _whole(lines)
         if broken:
             break
