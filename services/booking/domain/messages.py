@@ -11,7 +11,9 @@ and services/common/vocabulary.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from enum import StrEnum
 
 from services.common.values import preview
 
@@ -513,5 +515,21 @@ TICKET_ACTION_NAMES = {
     "recheck_pass": "复查通过",
     "recheck_fail": "复查不通过",
 }
+
+
+def move_refusal(
+    record: str, status_names: dict[str, str], action_names: dict[str, str]
+) -> Callable[[StrEnum, StrEnum], str]:
+    """A state machine's refusal (`StateMachine(refusal=…)`): MOVE_NOT_ALLOWED for the
+    record, its status and the action asked, each in the pages' words."""
+
+    def refused(current: StrEnum, action: StrEnum) -> str:
+        return MOVE_NOT_ALLOWED.format(
+            record=record, status=status_names[current.value], action=action_names[action.value]
+        )
+
+    return refused
+
+
 # a visit's findings and photos past their limits (review 72: English before)
 FINDING_TOO_MANY_PHOTOS = "每项隐患最多{n}张照片"

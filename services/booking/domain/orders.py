@@ -63,10 +63,8 @@ ORDER_MACHINE = StateMachine(
     "an order",
     OrderStatus,
     ORDER_TRANSITIONS,
-    lambda current, action: messages.MOVE_NOT_ALLOWED.format(
-        record=messages.ORDER_RECORD,
-        status=messages.ORDER_STATUS_NAMES[current.value],
-        action=messages.ORDER_ACTION_NAMES[action.value],
+    messages.move_refusal(
+        messages.ORDER_RECORD, messages.ORDER_STATUS_NAMES, messages.ORDER_ACTION_NAMES
     ),
 )
 # the statuses nothing leaves (closed, cancelled): the order has ended

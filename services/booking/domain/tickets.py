@@ -59,10 +59,8 @@ TICKET_MACHINE = StateMachine(
     "a ticket",
     TicketStatus,
     TICKET_TRANSITIONS,
-    lambda current, action: messages.MOVE_NOT_ALLOWED.format(
-        record=messages.TICKET_RECORD,
-        status=messages.TICKET_STATUS_NAMES[current.value],
-        action=messages.TICKET_ACTION_NAMES[action.value],
+    messages.move_refusal(
+        messages.TICKET_RECORD, messages.TICKET_STATUS_NAMES, messages.TICKET_ACTION_NAMES
     ),
 )
 
