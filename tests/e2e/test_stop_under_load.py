@@ -22,14 +22,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from services.common._generated.rules.v1 import rules_pb2 as pb
 from services.common._generated.rules.v1 import rules_pb2_grpc
 from services.common.server import SAME_STOP_SECONDS
 from services.rules.entrypoints.convert import profile_from_json
 from tests.e2e.procs import Proc, serve_rules
-from tests.faults import pg_database
+from tests.faults import pg_database, wait_until
 from tests.support import profile, uscc
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -43,6 +43,20 @@ CALLERS = 6
 def fresh_pg() -> Iterator[str]:
     with pg_database(PG_ADMIN_URL, "rules_stopload") as url:
         yield url
+
+
+def wait_for_a_call_on_a_lock(watcher: Engine) -> None:
+    """Until one of the server's calls waits on a lock of the test's database."""
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND datname = current_database()"
+    )
+
+    def a_call_waits() -> bool:
+        with watcher.connect() as conn:
+            return bool(conn.execute(text(waiting)).scalar())
+
+    wait_until(a_call_waits)
 
 
 def _serve(db_url: str, tmp_path: Path) -> Proc:
@@ -115,18 +129,7 @@ def _stuck_server(fresh_pg: str, tmp_path: Path) -> Iterator[tuple[Proc, _Load]]
     held.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
     load = _Load(stub)
     try:
-        waiting = (
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND datname = current_database()"
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the server's calls wait on the lock
-            with watcher.connect() as conn:
-                if conn.execute(text(waiting)).scalar():
-                    break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("no call waits on the lock")
+        wait_for_a_call_on_a_lock(watcher)  # the server's calls wait on the lock
         yield rules, load
     finally:
         load.stop.set()

@@ -22,7 +22,7 @@ from services.common._generated.booking.v1 import booking_pb2 as bpb
 from services.common._generated.booking.v1 import booking_pb2_grpc
 from services.common.server import SAME_STOP_SECONDS
 from tests.e2e.procs import Proc, free_port, serve_rules
-from tests.e2e.test_stop_under_load import GRACE, _log_events, _wait_for
+from tests.e2e.test_stop_under_load import GRACE, _log_events, _wait_for, wait_for_a_call_on_a_lock
 from tests.faults import pg_database
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -106,18 +106,7 @@ def _stuck_booking(fresh_pg: str, tmp_path: Path) -> Iterator[Proc]:
     for thread in threads:
         thread.start()
     try:
-        waiting = (
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND datname = current_database()"
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with watcher.connect() as conn:
-                if conn.execute(text(waiting)).scalar():
-                    break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("no call waits on the lock")
+        wait_for_a_call_on_a_lock(watcher)
         yield booking
     finally:
         stop.set()
