@@ -170,6 +170,18 @@ def _proofs(live: Live, ticket: str) -> int:
         return len(uow.register.photos_of(ticket, "proof"))
 
 
+def _proof_form(plain: Page) -> dict[str, Any]:
+    """The ticket page's proof form as the owner fills it: what the page drew into it
+    (its key, CSRF), then a note and a photo."""
+    hidden = plain.locator('form[enctype="multipart/form-data"] input[type="hidden"]')
+    form: dict[str, Any] = {
+        str(h.get_attribute("name")): str(h.get_attribute("value")) for h in hidden.all()
+    }
+    form["note"] = "已更换灭火器"
+    form["photo"] = {"name": "fixed.png", "mimeType": "image/png", "buffer": make_png(32, 24)}
+    return form
+
+
 def test_the_same_proof_form_sent_twice_stores_one_proof(live: Live, plain: Page) -> None:
     """Without JavaScript nothing stops a double tap or a resubmit: the form's key does.
     (Chromium itself sends one POST on a double click; a slower second tap, or a resubmit
@@ -178,12 +190,7 @@ def test_the_same_proof_form_sent_twice_stores_one_proof(live: Live, plain: Page
     _sign_in(plain, live, token)
     url = f"{live.base}/q/{token}/tickets/{ticket}"
     plain.goto(url)
-    hidden = plain.locator('form[enctype="multipart/form-data"] input[type="hidden"]')
-    form: dict[str, Any] = {
-        str(h.get_attribute("name")): str(h.get_attribute("value")) for h in hidden.all()
-    }  # what the page drew into the form (its key), then what the owner chose
-    form["note"] = "已更换灭火器"
-    form["photo"] = {"name": "fixed.png", "mimeType": "image/png", "buffer": make_png(32, 24)}
+    form = _proof_form(plain)
     for _ in range(2):  # the same form, posted twice (the browser's cookies)
         answer = plain.request.post(url, multipart=form, headers={"Origin": live.base})
         assert answer.status == 200 and answer.url == url
@@ -249,12 +256,7 @@ def test_a_used_proof_form_with_another_photo_says_the_page_expired(
     _sign_in(plain, live, token)
     url = f"{live.base}/q/{token}/tickets/{ticket}"
     plain.goto(url)
-    hidden = plain.locator('form[enctype="multipart/form-data"] input[type="hidden"]')
-    form: dict[str, Any] = {
-        str(h.get_attribute("name")): str(h.get_attribute("value")) for h in hidden.all()
-    }
-    form["note"] = "已更换灭火器"
-    form["photo"] = {"name": "fixed.png", "mimeType": "image/png", "buffer": make_png(32, 24)}
+    form = _proof_form(plain)
     first = plain.request.post(url, multipart=form, headers={"Origin": live.base})
     assert first.status == 200 and _proofs(live, ticket) == 1
     form["photo"] = {"name": "better.png", "mimeType": "image/png", "buffer": make_png(40, 30)}
